@@ -1,0 +1,71 @@
+# Entry points: `make demo` and `make test` do all set-up on a fresh Debian machine.
+SHELL       := /bin/bash
+VENV        := .venv
+PY          := $(VENV)/bin/python
+BUILD       := build
+CC          ?= gcc
+APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils
+CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
+               -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
+LDLIBS_LIB  := -lunwind -ldl -lm -pthread
+SAMPLER_SRC := $(wildcard sampler/*.c)
+SAMPLER_HDR := $(wildcard sampler/*.h)
+FIXTURE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -pthread
+
+.PHONY: all setup deps venv build test demo bench lint clean
+
+all: build
+
+# --- set-up -----------------------------------------------------------------
+setup: deps venv
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# --- C build ----------------------------------------------------------------
+build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leaky
+
+$(BUILD)/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_LIB) -shared -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+
+bindings/libmemprof.so: $(BUILD)/libmemprof.so
+	cp $< $@
+
+$(BUILD)/examples/leaky: examples/leaky.c
+	@mkdir -p $(BUILD)/examples
+	$(CC) $(FIXTURE_CFLAGS) -o $@ $<
+
+# --- jobs -------------------------------------------------------------------
+test: setup build
+	$(VENV)/bin/pytest -q tests
+
+demo: setup build
+	$(VENV)/bin/mem_profiler run -c 1024 -o $(BUILD)/demo_ -- $(BUILD)/examples/leaky 200
+	@f=$$(ls -t $(BUILD)/demo_*.heap | head -1); \
+	echo; echo "== mem_parser -p $(BUILD)/examples/leaky -f $$f -t"; \
+	$(VENV)/bin/mem_parser -p $(BUILD)/examples/leaky -f $$f -t
+
+bench: setup build
+	$(PY) bench/run_bench.py
+
+lint: venv
+	$(VENV)/bin/ruff check bindings parser cmd tests bench
+
+clean:
+	rm -rf $(BUILD) bindings/libmemprof.so

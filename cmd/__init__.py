@@ -1,0 +1,1 @@
+"""Command-line programs: thin wrappers over mem_profiler and mem_profiler.parser."""

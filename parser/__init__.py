@@ -1,0 +1,1 @@
+"""The .heap pipeline: read -> symbolize -> aggregate -> render."""

@@ -1,0 +1,226 @@
+/* Capture windows and the sampler's life cycle: configuration from the
+ * environment at load, opening and closing windows (the memprof_* API),
+ * the dump at exit, and a fresh start in a forked child.
+ *
+ * Environment (read once at load):
+ *   MEMPROF_CAPTURE=1          open a window at load, dump it at exit
+ *   MEMPROF_RATE=1024          mean bytes between samples (1 = every allocation)
+ *   MEMPROF_DEPTH=64           frames per stack (at most 128)
+ *   MEMPROF_PREFIX=./custom_profiler_   output prefix: <prefix><pid>.<seq>.heap
+ *   MEMPROF_UNWIND=libunwind|fp
+ *   MEMPROF_FOLLOW_CHILDREN=1  keep LD_PRELOAD for programs this one execs
+ *   MEMPROF_MAX_STACKS, MEMPROF_MAX_LIVE   table capacities
+ *   MEMPROF_VERBOSE=1          say on stderr where each dump went */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memprof.h"
+#include "memprof_internal.h"
+
+struct memprof_config memprof_cfg = {
+    .rate = MEMPROF_DEFAULT_RATE,
+    .max_depth = MEMPROF_DEFAULT_DEPTH,
+    .max_stacks = 1u << 17,
+    .max_live = 1u << 20,
+    .prefix = MEMPROF_DEFAULT_PREFIX,
+};
+_Atomic uint32_t memprof_active_window;
+
+static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t last_window;
+static uint64_t window_start_ns;
+static unsigned dump_seq;
+static bool tables_ready;
+static bool verbose;
+
+static int set_prefix(const char *prefix)
+{
+    char cwd[MEMPROF_PATH_MAX];
+    if (prefix[0] == '/')
+        cwd[0] = '\0';
+    else if (getcwd(cwd, sizeof cwd - 1) != NULL)
+        strcat(cwd, "/");
+    else
+        return -1;
+    size_t need = strlen(cwd) + strlen(prefix) + 1;
+    if (need > sizeof memprof_cfg.prefix - 32)   /* room for "<pid>.<seq>.<heap>.heap" */
+        return -1;
+    strcpy(memprof_cfg.prefix, cwd);
+    strcat(memprof_cfg.prefix, prefix);
+    return 0;
+}
+
+static int prepare_tables(void)
+{
+    if (tables_ready) {
+        memprof_stack_table_clear_counts();
+        memprof_live_table_reset();
+        return 0;
+    }
+    if (memprof_stack_table_init(memprof_cfg.max_stacks) != 0 ||
+        memprof_live_table_init(memprof_cfg.max_live) != 0)
+        return -1;
+    tables_ready = true;
+    return 0;
+}
+
+EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
+{
+    if (rate == 0 || max_depth < 0 || max_depth > MEMPROF_MAX_DEPTH) {
+        errno = EINVAL;
+        return -1;
+    }
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) != 0) {
+        errno = EBUSY;
+    } else if (prefix != NULL && set_prefix(prefix) != 0) {
+        errno = ENAMETOOLONG;
+    } else if (prepare_tables() != 0) {
+        errno = ENOMEM;
+    } else {
+        memprof_cfg.rate = rate;
+        memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
+        atomic_store(&memprof_dropped_samples, 0);
+        window_start_ns = memprof_now_ns();
+        if (++last_window == 0)
+            last_window = 1;
+        atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
+}
+
+static int write_window(bool close, char *path_out, size_t path_len)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) == 0) {
+        errno = ESRCH;
+    } else {
+        if (close)
+            atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
+        struct memprof_window_info w = {
+            .rate = memprof_cfg.rate,
+            .max_depth = memprof_cfg.max_depth,
+            .start_ns = window_start_ns,
+            .end_ns = memprof_now_ns(),
+            .heap = "host",
+        };
+        char path[MEMPROF_PATH_MAX];
+        rc = memprof_write_heap(&w, memprof_cfg.prefix, ++dump_seq, path, sizeof path);
+        if (rc == 0 && verbose)
+            memprof_log("wrote %s", path);
+        else if (rc != 0)
+            memprof_log("could not write %s%d.%04u.heap: %s", memprof_cfg.prefix,
+                        (int)getpid(), dump_seq, strerror(errno));
+        if (rc == 0 && path_out != NULL && path_len > 0)
+            strncpy(path_out, path, path_len - 1)[path_len - 1] = '\0';
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
+}
+
+EXPORT int memprof_stop(char *path_out, size_t path_len)
+{
+    return write_window(true, path_out, path_len);
+}
+
+EXPORT int memprof_dump(char *path_out, size_t path_len)
+{
+    return write_window(false, path_out, path_len);
+}
+
+EXPORT int memprof_is_capturing(void)
+{
+    return atomic_load(&memprof_active_window) != 0;
+}
+
+/* A forked child is a process of its own: empty tables, its own pid in the
+ * file names, sequence numbers from 1, and the window (if any) open. */
+static void on_fork_child(void)
+{
+    pthread_mutex_init(&window_lock, NULL);
+    if (tables_ready) {
+        memprof_stack_table_reset();
+        memprof_live_table_reset();
+    }
+    atomic_store(&memprof_dropped_samples, 0);
+    window_start_ns = memprof_now_ns();
+    dump_seq = 0;
+}
+
+/* Programs this one execs are not profiled unless asked: take libmemprof.so
+ * out of LD_PRELOAD (fork without exec keeps the loaded sampler). */
+static void keep_children_unprofiled(void)
+{
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload != NULL) {
+        char kept[MEMPROF_PATH_MAX] = "";
+        size_t used = 0;
+        const char *p = preload;
+        while (*p) {
+            size_t len = strcspn(p, ": ");
+            bool ours = memmem(p, len, "libmemprof.so", 13) != NULL;
+            if (len > 0 && !ours && used + len + 2 < sizeof kept) {
+                if (used)
+                    kept[used++] = ':';
+                memcpy(kept + used, p, len);
+                used += len;
+                kept[used] = '\0';
+            }
+            p += len;
+            p += strspn(p, ": ");
+        }
+        if (used)
+            setenv("LD_PRELOAD", kept, 1);
+        else
+            unsetenv("LD_PRELOAD");
+    }
+    unsetenv("MEMPROF_CAPTURE");
+}
+
+__attribute__((constructor(102))) static void capture_init(void)
+{
+    memprof_enter();
+    memprof_cfg.rate = memprof_getenv_u64("MEMPROF_RATE", MEMPROF_DEFAULT_RATE);
+    memprof_cfg.max_depth = (int)memprof_getenv_u64("MEMPROF_DEPTH", MEMPROF_DEFAULT_DEPTH);
+    if (memprof_cfg.max_depth <= 0 || memprof_cfg.max_depth > MEMPROF_MAX_DEPTH)
+        memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;
+    memprof_cfg.max_stacks = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_STACKS", memprof_cfg.max_stacks);
+    if (memprof_cfg.max_stacks == 0 || memprof_cfg.max_stacks > (1u << 22))
+        memprof_cfg.max_stacks = 1u << 17;
+    memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
+    if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > (1u << 28))
+        memprof_cfg.max_live = 1u << 20;
+    const char *unwind = getenv("MEMPROF_UNWIND");
+    memprof_cfg.unwinder = unwind && strcmp(unwind, "fp") == 0 ? UNWIND_FRAME_POINTER : UNWIND_LIBUNWIND;
+    verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
+    const char *prefix = getenv("MEMPROF_PREFIX");
+    if (set_prefix(prefix && *prefix ? prefix : MEMPROF_DEFAULT_PREFIX) != 0)
+        memprof_log("MEMPROF_PREFIX is too long; using %s", MEMPROF_DEFAULT_PREFIX);
+
+    memprof_unwind_init();
+    pthread_atfork(NULL, NULL, on_fork_child);
+    bool capture = memprof_getenv_u64("MEMPROF_CAPTURE", 0) != 0;
+    if (memprof_getenv_u64("MEMPROF_FOLLOW_CHILDREN", 0) == 0)
+        keep_children_unprofiled();
+    memprof_leave();
+
+    if (capture && memprof_start(memprof_cfg.rate, memprof_cfg.max_depth, NULL) != 0)
+        memprof_log("could not start capturing: %s", strerror(errno));
+}
+
+__attribute__((destructor)) static void capture_fini(void)
+{
+    if (atomic_load(&memprof_active_window) != 0)
+        memprof_stop(NULL, 0);
+}

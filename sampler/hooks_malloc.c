@@ -1,0 +1,197 @@
+/* Interposition of the malloc family.  Each hook calls the real allocator
+ * and then tells the sampler (memprof_on_alloc / memprof_on_free); the fast
+ * path is one load of memprof_active_window and a branch.
+ *
+ * Until the real functions are resolved (and while dlsym itself allocates:
+ * a failed dlsym(RTLD_NEXT) calls malloc twice on glibc 2.36) requests are
+ * served from a small static bootstrap arena whose pointers free/realloc
+ * recognise and never hand to libc. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memprof_internal.h"
+
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
+static int (*real_posix_memalign)(void **, size_t, size_t);
+static void *(*real_aligned_alloc)(size_t, size_t);
+static void *(*real_memalign)(size_t, size_t);
+static void *(*real_valloc)(size_t);
+static void *(*real_pvalloc)(size_t);
+
+/* ---- bootstrap arena ----------------------------------------------------- */
+#define BOOT_ARENA_SIZE (256 * 1024)
+static _Alignas(64) unsigned char boot_arena[BOOT_ARENA_SIZE];
+static _Atomic size_t boot_used;
+
+static void *boot_alloc(size_t size, size_t align)
+{
+    if (align < 16)
+        align = 16;
+    size_t need = size + align + sizeof(size_t);
+    size_t start = atomic_fetch_add(&boot_used, need);
+    if (start + need > BOOT_ARENA_SIZE)
+        return NULL;
+    uintptr_t p = ((uintptr_t)boot_arena + start + sizeof(size_t) + align - 1) & ~(uintptr_t)(align - 1);
+    ((size_t *)p)[-1] = size;   /* for realloc out of the arena */
+    return (void *)p;           /* static memory: already zero */
+}
+
+static inline bool boot_owns(const void *p)
+{
+    return (const unsigned char *)p >= boot_arena &&
+           (const unsigned char *)p < boot_arena + BOOT_ARENA_SIZE;
+}
+
+/* ---- resolution of the real functions ------------------------------------ */
+static __thread int resolving TLS_IE;
+
+static void *next_symbol(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+static void resolve_real(void)
+{
+    resolving = 1;
+    real_calloc = next_symbol("calloc");
+    real_realloc = next_symbol("realloc");
+    real_free = next_symbol("free");
+    real_posix_memalign = next_symbol("posix_memalign");
+    real_aligned_alloc = next_symbol("aligned_alloc");
+    real_memalign = next_symbol("memalign");
+    real_valloc = next_symbol("valloc");
+    real_pvalloc = next_symbol("pvalloc");
+    void *m = next_symbol("malloc");
+    atomic_store_explicit((_Atomic(void *) *)&real_malloc, m, memory_order_release);
+    resolving = 0;
+}
+
+/* True when the hooks may call into libc; false means: use the arena. */
+static inline bool ready(void)
+{
+    if (LIKELY(real_malloc != NULL))
+        return true;
+    if (resolving)
+        return false;
+    resolve_real();
+    return real_malloc != NULL;
+}
+
+__attribute__((constructor(101))) static void hooks_init(void)
+{
+    ready();
+}
+
+/* ---- the hooks ------------------------------------------------------------ */
+EXPORT void *malloc(size_t size)
+{
+    if (UNLIKELY(!ready()))
+        return boot_alloc(size, 16);
+    void *p = real_malloc(size);
+    memprof_on_alloc(p, size);
+    return p;
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        total = SIZE_MAX;
+    if (UNLIKELY(!ready()))
+        return total == SIZE_MAX ? NULL : boot_alloc(total, 16);
+    void *p = real_calloc(n, size);
+    memprof_on_alloc(p, total);
+    return p;
+}
+
+EXPORT void free(void *p)
+{
+    if (UNLIKELY(p == NULL || boot_owns(p)))
+        return;
+    memprof_on_free(p);
+    real_free(p);
+}
+
+static void *realloc_from_arena(void *old, size_t size)
+{
+    void *p = malloc(size);
+    if (p != NULL) {
+        size_t old_size = ((size_t *)old)[-1];
+        memcpy(p, old, old_size < size ? old_size : size);
+    }
+    return p;
+}
+
+EXPORT void *realloc(void *old, size_t size)
+{
+    if (UNLIKELY(boot_owns(old)))
+        return realloc_from_arena(old, size);
+    if (UNLIKELY(!ready()))
+        return boot_alloc(size, 16);
+
+    /* The old block is a free: record it before libc may hand the address
+     * to another thread.  If realloc fails the old block stays live. */
+    uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
+    uint32_t stack = STACK_NONE;
+    uint64_t old_size = 0;
+    bool was_sampled = UNLIKELY(window != 0) && old != NULL && !memprof_thread.busy &&
+                       memprof_live_remove((uintptr_t)old, &stack, &old_size);
+    void *p = real_realloc(old, size);
+    if (UNLIKELY(was_sampled) && p == NULL && size != 0)
+        memprof_live_insert((uintptr_t)old, stack, old_size);
+    memprof_on_alloc(p, size);
+    return p;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (UNLIKELY(!ready())) {
+        *out = boot_alloc(size, align);
+        return *out ? 0 : ENOMEM;
+    }
+    int rc = real_posix_memalign(out, align, size);
+    if (rc == 0)
+        memprof_on_alloc(*out, size);
+    return rc;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    if (UNLIKELY(!ready()))
+        return boot_alloc(size, align);
+    void *p = real_aligned_alloc(align, size);
+    memprof_on_alloc(p, size);
+    return p;
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+    if (UNLIKELY(!ready()))
+        return boot_alloc(size, align);
+    void *p = real_memalign(align, size);
+    memprof_on_alloc(p, size);
+    return p;
+}
+
+EXPORT void *valloc(size_t size)
+{
+    if (UNLIKELY(!ready()))
+        return boot_alloc(size, 4096);
+    void *p = real_valloc(size);
+    memprof_on_alloc(p, size);
+    return p;
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    if (UNLIKELY(!ready()))
+        return boot_alloc(size, 4096);
+    void *p = real_pvalloc(size);
+    memprof_on_alloc(p, size);
+    return p;
+}

@@ -1,0 +1,35 @@
+/* mem_profiler public API: the only interface other code uses to drive the
+ * sampler (libmemprof.so) from inside a process it is loaded into. */
+#ifndef MEMPROF_H
+#define MEMPROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MEMPROF_VERSION "0.1.0"
+
+/* Start a capture window.  rate: mean bytes between samples (1 = every
+ * allocation); max_depth: frames kept per stack (0 = default 64); prefix:
+ * output path prefix (NULL = MEMPROF_PREFIX or "./custom_profiler_").
+ * Returns 0, or -1 if a window is already open or the arguments are bad. */
+int memprof_start(uint64_t rate, int max_depth, const char *prefix);
+
+/* Close the window and write its .heap file; its path is copied into
+ * path_out (if not NULL).  Returns 0, or -1 if no window was open or the
+ * dump could not be written (errno tells why). */
+int memprof_stop(char *path_out, size_t path_len);
+
+/* Write a .heap file of the open window without closing it. */
+int memprof_dump(char *path_out, size_t path_len);
+
+/* 1 while a window is open. */
+int memprof_is_capturing(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,127 @@
+/* Declarations shared between the sampler's modules; nothing here is exported. */
+#ifndef MEMPROF_INTERNAL_H
+#define MEMPROF_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HIDDEN __attribute__((visibility("hidden")))
+#define EXPORT __attribute__((visibility("default")))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+
+#define MEMPROF_MAX_DEPTH 128
+#define MEMPROF_DEFAULT_DEPTH 64
+#define MEMPROF_DEFAULT_RATE 1024
+#define MEMPROF_DEFAULT_PREFIX "./custom_profiler_"
+#define MEMPROF_PATH_MAX 4096
+#define STACK_NONE UINT32_MAX
+
+enum memprof_unwinder { UNWIND_LIBUNWIND = 0, UNWIND_FRAME_POINTER = 1 };
+
+/* ---- configuration (capture.c) ------------------------------------------ */
+struct memprof_config {
+    uint64_t rate;               /* mean bytes between samples; 1 = exact */
+    int max_depth;
+    enum memprof_unwinder unwinder;
+    uint32_t max_stacks;         /* stack table capacity */
+    uint32_t max_live;           /* live-sample table capacity */
+    char prefix[MEMPROF_PATH_MAX];
+};
+extern struct memprof_config memprof_cfg HIDDEN;
+
+/* Non-zero while a window is open: the id of that window.  The only global
+ * the malloc/free fast path reads. */
+extern _Atomic uint32_t memprof_active_window HIDDEN;
+
+/* ---- per-thread sampling state (sample.c) ------------------------------- */
+struct memprof_thread {
+    int64_t countdown;           /* bytes left until the next sample */
+    uint32_t window;             /* window the countdown was drawn for */
+    uint32_t busy;               /* inside the sampler: allocations pass through */
+    uint64_t rng;                /* xorshift64* state, 0 = not seeded */
+    uintptr_t stack_lo, stack_hi;/* this thread's stack, for the frame-pointer walk */
+};
+extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
+
+void memprof_sample_slow(void *ptr, size_t size, uint32_t window) HIDDEN;
+void memprof_free_slow(void *ptr) HIDDEN;
+
+/* Called by every allocation hook after the real allocator returned. */
+static inline void memprof_on_alloc(void *ptr, size_t size)
+{
+    uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
+    if (LIKELY(window == 0) || UNLIKELY(ptr == NULL))
+        return;
+    struct memprof_thread *t = &memprof_thread;
+    if (LIKELY(t->window == window) && (t->countdown -= (int64_t)size) > 0)
+        return;
+    memprof_sample_slow(ptr, size, window);
+}
+
+/* Called by every free hook before the real free. */
+static inline void memprof_on_free(void *ptr)
+{
+    if (LIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0))
+        return;
+    memprof_free_slow(ptr);
+}
+
+/* Allocations the sampler makes through libc (libunwind, dlsym, setenv)
+ * must not be sampled: bracket them with these. */
+static inline void memprof_enter(void) { memprof_thread.busy++; }
+static inline void memprof_leave(void) { memprof_thread.busy--; }
+
+/* ---- stack capture (unwind.c) -------------------------------------------- */
+void memprof_unwind_init(void) HIDDEN;
+/* Fills frames[] leaf first (the leaf is a call-site PC, the rest return
+ * addresses) without the sampler's own frames; returns the depth. */
+int memprof_unwind(uintptr_t *frames, int max_depth) HIDDEN;
+const char *memprof_unwinder_name(void) HIDDEN;
+
+/* ---- stack table (stack_table.c) ---------------------------------------- */
+int memprof_stack_table_init(uint32_t capacity) HIDDEN;
+void memprof_stack_table_reset(void) HIDDEN;
+void memprof_stack_table_clear_counts(void) HIDDEN;
+uint32_t memprof_stack_intern(const uintptr_t *frames, int depth) HIDDEN;
+void memprof_stack_account(uint32_t id, uint64_t size) HIDDEN;
+uint32_t memprof_stack_slots(void) HIDDEN;   /* ids are < this */
+/* Frames and window counters of one stack; false for a slot not in use. */
+bool memprof_stack_get(uint32_t id, const uintptr_t **frames, int *depth,
+                       uint64_t *accum_objs, uint64_t *accum_bytes) HIDDEN;
+
+/* ---- live-sample table (live_table.c) ----------------------------------- */
+int memprof_live_table_init(uint32_t capacity) HIDDEN;
+void memprof_live_table_reset(void) HIDDEN;
+bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size) HIDDEN;
+/* Removes ptr if it is a live sample; reports what it was. */
+bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
+/* Calls fn for every live sample (each stripe locked while it is visited). */
+void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), void *arg) HIDDEN;
+
+/* ---- counters (sample.c) ------------------------------------------------ */
+extern _Atomic uint64_t memprof_dropped_samples HIDDEN;
+
+/* ---- dump (heap_writer.c) ------------------------------------------------ */
+struct memprof_window_info {
+    uint64_t rate;
+    int max_depth;
+    uint64_t start_ns, end_ns;
+    const char *heap;            /* "host" */
+};
+/* Writes <prefix><pid>.<seq>.heap atomically; path_out receives its name. */
+int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,
+                       unsigned seq, char *path_out, size_t path_len) HIDDEN;
+
+/* ---- system helpers (sysutil.c) ----------------------------------------- */
+void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc */
+void memprof_unmap(void *p, size_t bytes) HIDDEN;
+void memprof_zero_pages(void *p, size_t bytes) HIDDEN;  /* back to zero pages */
+uint64_t memprof_now_ns(void) HIDDEN;             /* CLOCK_REALTIME */
+uint64_t memprof_getenv_u64(const char *name, uint64_t fallback) HIDDEN;
+void memprof_log(const char *fmt, ...) HIDDEN __attribute__((format(printf, 1, 2)));
+
+#endif

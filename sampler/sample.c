@@ -1,0 +1,88 @@
+/* The sampling decision.  Per thread, a countdown of bytes until the next
+ * sample is drawn from an exponential distribution with mean `rate`; each
+ * allocation subtracts its size and the one that crosses zero is sampled
+ * (jemalloc and tcmalloc do the same).  An allocation of s bytes is then
+ * sampled with probability 1 - exp(-s/rate), which is what the reader
+ * divides by.  rate = 1 samples every allocation. */
+#include <math.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "memprof_internal.h"
+
+__thread struct memprof_thread memprof_thread TLS_IE;
+_Atomic uint64_t memprof_dropped_samples;
+
+static uint64_t next_random(struct memprof_thread *t)
+{
+    if (UNLIKELY(t->rng == 0)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+                 (uintptr_t)t * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() << 40;
+        if (t->rng == 0)
+            t->rng = 0x2545f4914f6cdd1dull;
+    }
+    uint64_t x = t->rng;   /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Bytes until the next sample: floor(Exp(rate)) + 1, so that an allocation
+ * of s bytes crosses zero with probability exactly 1 - exp(-s/rate). */
+static int64_t draw_countdown(struct memprof_thread *t, uint64_t rate)
+{
+    if (rate <= 1)
+        return 0;
+    /* 53 random bits -> u in (0, 1] */
+    double u = ((double)(next_random(t) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double bytes = -log(u) * (double)rate;
+    if (bytes > 9.0e18)
+        bytes = 9.0e18;
+    return (int64_t)bytes + 1;
+}
+
+/* Reached when the countdown crossed zero, or when the thread's countdown
+ * belongs to an older window. */
+void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
+{
+    struct memprof_thread *t = &memprof_thread;
+    if (t->busy)
+        return;   /* the sampler's own allocation */
+    t->busy = 1;
+
+    uint64_t rate = memprof_cfg.rate;
+    if (t->window != window) {
+        t->window = window;
+        t->countdown = draw_countdown(t, rate) - (int64_t)size;
+        if (t->countdown > 0)
+            goto out;
+    }
+    t->countdown = draw_countdown(t, rate);
+
+    uintptr_t frames[MEMPROF_MAX_DEPTH];
+    int depth = memprof_unwind(frames, memprof_cfg.max_depth);
+    uint32_t stack = memprof_stack_intern(frames, depth);
+    if (stack == STACK_NONE) {
+        atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
+        goto out;
+    }
+    memprof_stack_account(stack, size);
+    if (!memprof_live_insert((uintptr_t)ptr, stack, size))
+        atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
+out:
+    t->busy = 0;
+}
+
+void memprof_free_slow(void *ptr)
+{
+    if (memprof_thread.busy)
+        return;
+    uint32_t stack;
+    uint64_t size;
+    memprof_live_remove((uintptr_t)ptr, &stack, &size);
+}
