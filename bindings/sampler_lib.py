@@ -21,4 +21,6 @@ def library_path() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise SamplerNotBuilt("libmemprof.so is not built: run `make build` in the mem_profiler checkout")
+    raise SamplerNotBuilt(
+        "libmemprof.so is not built: run `make build` in the mem_profiler checkout"
+    )

@@ -1,0 +1,112 @@
+"""Start a program with the sampler preloaded and collect the .heap files it writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mem_profiler.sampler_lib import library_path
+
+DEFAULT_PREFIX = "./custom_profiler_"
+
+
+class LaunchError(RuntimeError):
+    """The program could not be started as asked (one sentence for the user)."""
+
+
+@dataclass
+class CaptureSettings:
+    """What the sampler is told through its environment (see sampler/capture.c)."""
+
+    rate: int = 1024
+    depth: int = 64
+    prefix: str = DEFAULT_PREFIX
+    follow_children: bool = False
+    unwinder: str = "libunwind"
+    capture: bool = True
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        lib = str(library_path())
+        preload = env.get("LD_PRELOAD", "")
+        env["LD_PRELOAD"] = f"{lib}:{preload}" if preload else lib
+        env["MEMPROF_CAPTURE"] = "1" if self.capture else "0"
+        env["MEMPROF_RATE"] = str(self.rate)
+        env["MEMPROF_DEPTH"] = str(self.depth)
+        env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
+        env["MEMPROF_UNWIND"] = "fp" if self.unwinder == "fp" else "libunwind"
+        env["MEMPROF_FOLLOW_CHILDREN"] = "1" if self.follow_children else "0"
+        return env
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    pid: int
+    heap_files: list[Path] = field(default_factory=list)
+
+
+def absolute_prefix(prefix: str) -> str:
+    """The prefix made absolute, so a program that changes folder still writes here.
+
+    A prefix that ends in "/" names a folder: files are then called <pid>.<seq>.heap.
+    """
+    folder, base = os.path.split(os.path.expanduser(prefix))
+    return os.path.join(os.path.abspath(folder or "."), base)
+
+
+def check_output_folder(prefix: str) -> Path:
+    """The folder the prefix writes into; raises LaunchError if it cannot be written."""
+    folder = Path(os.path.dirname(absolute_prefix(prefix)))
+    if not folder.is_dir():
+        raise LaunchError(f"output folder {folder} does not exist: create it or change -o")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LaunchError(f"output folder {folder} is not writable: choose another -o")
+    return folder
+
+
+def heap_file_pattern(prefix: str) -> re.Pattern[str]:
+    """File names a capture with this prefix writes: <prefix><pid>.<seq>[.<heap>].heap"""
+    base = re.escape(os.path.basename(absolute_prefix(prefix)))
+    return re.compile(base + r"(\d+)\.(\d{4})(?:\.([a-z_]+))?\.heap$")
+
+
+def _heap_files(folder: Path, pattern: re.Pattern[str]) -> dict[Path, int]:
+    found = {}
+    for entry in os.scandir(folder):
+        if pattern.match(entry.name):
+            found[Path(entry.path)] = entry.stat().st_mtime_ns
+    return found
+
+
+def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
+    """Run argv with the sampler preloaded; wait for it; list the files it wrote."""
+    folder = check_output_folder(settings.prefix)
+    pattern = heap_file_pattern(settings.prefix)
+    before = _heap_files(folder, pattern)
+    try:
+        proc = subprocess.Popen(argv, env=settings.environment())
+    except OSError as err:
+        raise LaunchError(f"cannot run {argv[0]!r}: {err.strerror}") from None
+
+    # Ctrl-C reaches the program through the terminal; we wait for it to finish
+    # writing its profile. SIGTERM/SIGHUP sent to us alone are passed on.
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        status = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    after = _heap_files(folder, pattern)
+    written = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
+    exit_code = status if status >= 0 else 128 - status
+    return RunResult(exit_code=exit_code, pid=proc.pid, heap_files=written)
