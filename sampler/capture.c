@@ -55,8 +55,7 @@ static int set_prefix(const char *prefix)
 
 static int prepare_tables(void)
 {
-    if (tables_ready) {
-        memprof_stack_table_clear_counts();
+    if (tables_ready) {   /* stack counters start over by themselves in a new window */
         memprof_live_table_reset();
         return 0;
     }
@@ -108,6 +107,7 @@ static int write_window(bool close, char *path_out, size_t path_len)
         if (close)
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
         struct memprof_window_info w = {
+            .id = last_window,
             .rate = memprof_cfg.rate,
             .max_depth = memprof_cfg.max_depth,
             .start_ns = window_start_ns,
@@ -145,14 +145,20 @@ EXPORT int memprof_is_capturing(void)
 }
 
 /* A forked child is a process of its own: empty tables, its own pid in the
- * file names, sequence numbers from 1, and the window (if any) open. */
+ * file names, sequence numbers from 1, and the window (if any) open under a
+ * new id, so no counter of the parent's window is summed. */
 static void on_fork_child(void)
 {
     pthread_mutex_init(&window_lock, NULL);
     if (tables_ready) {
         memprof_stack_table_reset();
-        memprof_live_table_reset();
+        memprof_live_table_after_fork();
+        memprof_stack_counts_after_fork();
     }
+    if (++last_window == 0)
+        last_window = 1;
+    if (atomic_load(&memprof_active_window) != 0)
+        atomic_store(&memprof_active_window, last_window);
     atomic_store(&memprof_dropped_samples, 0);
     window_start_ns = memprof_now_ns();
     dump_seq = 0;

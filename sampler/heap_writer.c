@@ -170,40 +170,39 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* ---- the profile ---------------------------------------------------------- */
-struct cur_counts {
+struct live_counts {
     uint64_t *objs_bytes;   /* two words per stack id */
-    uint64_t total_objs, total_bytes;
+    uint32_t nstacks;
 };
 
 static void add_live(uint32_t stack, uint64_t size, void *arg)
 {
-    struct cur_counts *c = arg;
-    c->objs_bytes[2 * (size_t)stack] += 1;
-    c->objs_bytes[2 * (size_t)stack + 1] += size;
+    struct live_counts *c = arg;
+    if (stack < c->nstacks) {
+        c->objs_bytes[2 * (size_t)stack] += 1;
+        c->objs_bytes[2 * (size_t)stack + 1] += size;
+    }
 }
 
 static void put_profile(struct out *o, const struct memprof_window_info *w, const char *exe)
 {
-    uint32_t nstacks = memprof_stack_slots();
-    size_t cur_len = sizeof(uint64_t) * 2 * nstacks;
-    struct cur_counts cur = {.objs_bytes = memprof_map(cur_len)};
-    if (cur.objs_bytes == NULL) {
+    uint32_t nstacks = memprof_stack_ids();
+    size_t words = 2 * (size_t)nstacks + 2;
+    uint64_t *acc = memprof_map(sizeof(uint64_t) * words);
+    struct live_counts cur = {memprof_map(sizeof(uint64_t) * words), nstacks};
+    if (acc == NULL || cur.objs_bytes == NULL) {
         o->failed = true;
-        return;
+        goto out;
     }
+    memprof_stack_counts_sum(acc, nstacks, w->id);
     memprof_live_foreach(add_live, &cur);
 
     uint64_t acc_objs = 0, acc_bytes = 0, cur_objs = 0, cur_bytes = 0;
-    const uintptr_t *frames;
-    int depth;
-    uint64_t ao, ab;
-    for (uint32_t id = 0; id < nstacks; id++) {
-        if (!memprof_stack_get(id, &frames, &depth, &ao, &ab))
-            continue;
-        acc_objs += ao;
-        acc_bytes += ab;
-        cur_objs += cur.objs_bytes[2 * (size_t)id];
-        cur_bytes += cur.objs_bytes[2 * (size_t)id + 1];
+    for (size_t i = 0; i < nstacks; i++) {
+        acc_objs += acc[2 * i];
+        acc_bytes += acc[2 * i + 1];
+        cur_objs += cur.objs_bytes[2 * i];
+        cur_bytes += cur.objs_bytes[2 * i + 1];
     }
 
     puts_(o, "heap_v2/");
@@ -232,11 +231,13 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, cons
     put_counters(o, cur_objs, cur_bytes, acc_objs, acc_bytes);
 
     for (uint32_t id = 0; id < nstacks; id++) {
-        if (!memprof_stack_get(id, &frames, &depth, &ao, &ab))
-            continue;
         uint64_t co = cur.objs_bytes[2 * (size_t)id], cb = cur.objs_bytes[2 * (size_t)id + 1];
+        uint64_t ao = acc[2 * (size_t)id], ab = acc[2 * (size_t)id + 1];
         if (ao == 0 && co == 0)
             continue;   /* a stack of an earlier window */
+        const uintptr_t *frames;
+        int depth;
+        memprof_stack_frames(id, &frames, &depth);
         puts_(o, "@");
         for (int i = 0; i < depth; i++) {
             puts_(o, " ");
@@ -245,10 +246,12 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, cons
         puts_(o, "\n");
         put_counters(o, co, cb, ao, ab);
     }
-    memprof_unmap(cur.objs_bytes, cur_len);
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
     put_file(o, "/proc/self/maps");
+out:
+    memprof_unmap(acc, sizeof(uint64_t) * words);
+    memprof_unmap(cur.objs_bytes, sizeof(uint64_t) * words);
 }
 
 int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,

@@ -1,21 +1,28 @@
 /* Live samples: pointer -> (stack, requested size), for `inuse` figures and
  * for recognising the free of a sampled block.
  *
- * Most frees are of unsampled blocks, so a bitmap filter indexed by a hash of
- * the pointer answers them with one load; only a set bit leads into the table.
- * The table is split into stripes, each a small open-addressing array behind
- * its own spinlock (linear probing, backward-shift deletion: no tombstones),
- * so two threads rarely meet on a lock or a cache line.  Entries are 16 bytes:
- * the pointer, and the size and stack id packed into one word. */
+ * Most frees are of unsampled blocks, so a counting filter indexed by a hash
+ * of the pointer answers them with one byte load; only a non-zero counter
+ * leads into the table.  The table is split into stripes, each a small
+ * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
+ * backward-shift deletion: no tombstones) that grows by doubling, so the table
+ * stays as compact as the live set.  The stripe is picked by the pointer's
+ * 64 MiB region first (glibc gives each thread's arena its own 64 MiB heaps),
+ * then by its hash: a thread's blocks land in its own group of stripes, so
+ * locks and slots stay in that core's cache instead of bouncing between
+ * cores.  A stripe's filter counters change only under its lock.
+ * Entries are 16 bytes: the pointer, and size and stack id in one word. */
 #include <sched.h>
-#include <sys/mman.h>
+#include <string.h>
 
 #include "memprof_internal.h"
 
-#define STRIPES 256
-#define FILTER_BITS (1u << 22)           /* 512 KiB */
+#define STRIPES 256                      /* 16 region groups x 16 */
+#define FILTER_PER_STRIPE 1024
+#define MIN_SLOTS 64
 #define SIZE_BITS 40                     /* sizes up to 1 TiB */
 #define STACK_BITS (64 - SIZE_BITS)
+#define STACK_MASK ((1ull << STACK_BITS) - 1)
 
 struct live_slot {
     uintptr_t ptr;                       /* 0 = empty */
@@ -25,16 +32,14 @@ struct live_slot {
 struct stripe {
     _Atomic int lock;
     uint32_t count;
+    uint32_t mask;                       /* slots - 1; 0 = no array yet */
     struct live_slot *slots;
-    char pad[64 - sizeof(int) - sizeof(uint32_t) - sizeof(void *)];
-};
+} __attribute__((aligned(64)));
 
 static struct stripe stripes[STRIPES];
-static uint32_t stripe_mask;             /* slots per stripe - 1 */
-static uint32_t stripe_limit;            /* max entries per stripe (load <= 3/4) */
-static struct live_slot *slot_memory;
-static size_t slot_memory_bytes;
-static _Atomic uint64_t *filter;
+static _Atomic uint8_t filter[STRIPES][FILTER_PER_STRIPE];   /* saturating counters */
+static uint64_t max_slots;               /* all stripes together: 2 x capacity */
+static _Atomic uint64_t used_slots;
 
 static inline uint64_t mix(uintptr_t p)
 {
@@ -42,32 +47,18 @@ static inline uint64_t mix(uintptr_t p)
     return h ^ (h >> 31);
 }
 
-int memprof_live_table_init(uint32_t capacity)
+static inline unsigned stripe_index(uintptr_t p, uint64_t h)
 {
-    uint32_t per = 64;
-    while ((uint64_t)per * STRIPES * 3 / 4 < capacity)
-        per <<= 1;
-    slot_memory_bytes = sizeof(struct live_slot) * (size_t)per * STRIPES;
-    slot_memory = memprof_map(slot_memory_bytes);
-    filter = memprof_map(FILTER_BITS / 8);
-    if (slot_memory == NULL || filter == NULL)
-        return -1;
-    madvise(slot_memory, slot_memory_bytes, MADV_HUGEPAGE);   /* fewer TLB misses */
-    stripe_mask = per - 1;
-    stripe_limit = per * 3 / 4;
-    for (int i = 0; i < STRIPES; i++)
-        stripes[i].slots = slot_memory + (size_t)i * per;
-    return 0;
+    uint64_t region = (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
+    return (unsigned)((region >> 60) << 4 | h >> 60);
 }
 
-void memprof_live_table_reset(void)
+static inline uint32_t home_of(uint64_t h, uint32_t mask) { return (uint32_t)(h >> 8) & mask; }
+
+int memprof_live_table_init(uint32_t capacity)
 {
-    memprof_zero_pages(slot_memory, slot_memory_bytes);
-    memprof_zero_pages((void *)filter, FILTER_BITS / 8);
-    for (int i = 0; i < STRIPES; i++) {
-        atomic_store(&stripes[i].lock, 0);
-        stripes[i].count = 0;
-    }
+    max_slots = 2 * (uint64_t)capacity;
+    return 0;
 }
 
 static void lock(struct stripe *s)
@@ -86,73 +77,134 @@ static void unlock(struct stripe *s)
     atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
 
-static inline struct stripe *stripe_of(uint64_t h)
+static void drop_slots(struct stripe *s)
 {
-    return &stripes[h >> 56];
+    if (s->mask)
+        atomic_fetch_sub(&used_slots, (uint64_t)s->mask + 1);
+    memprof_unmap(s->slots, sizeof(struct live_slot) * ((size_t)s->mask + 1));
+    s->slots = NULL;
+    s->mask = 0;
+    s->count = 0;
 }
 
-static inline uint32_t home_of(uint64_t h)
+void memprof_live_table_reset(void)
 {
-    return (uint32_t)(h >> 24) & stripe_mask;
+    for (int k = 0; k < STRIPES; k++) {
+        lock(&stripes[k]);
+        drop_slots(&stripes[k]);
+        memset((void *)filter[k], 0, sizeof filter[k]);
+        unlock(&stripes[k]);
+    }
+}
+
+/* In a forked child a lock may be held by a thread that no longer exists. */
+void memprof_live_table_after_fork(void)
+{
+    for (int k = 0; k < STRIPES; k++)
+        atomic_store(&stripes[k].lock, 0);
+    memprof_live_table_reset();
+}
+
+static uint32_t find(const struct stripe *s, uintptr_t ptr, uint64_t h)
+{
+    uint32_t i = home_of(h, s->mask);
+    while (s->slots[i].ptr != 0 && s->slots[i].ptr != ptr)
+        i = (i + 1) & s->mask;
+    return i;
+}
+
+/* Doubles a stripe's array (called with the lock held); false when the
+ * table's capacity is used up or memory is short. */
+static bool grow(struct stripe *s)
+{
+    uint32_t nslots = s->mask ? 2 * (s->mask + 1) : MIN_SLOTS;
+    uint64_t added = nslots - (s->mask ? s->mask + 1 : 0);
+    if (atomic_fetch_add(&used_slots, added) + added > max_slots) {
+        atomic_fetch_sub(&used_slots, added);
+        return false;
+    }
+    struct live_slot *bigger = memprof_map(sizeof(struct live_slot) * nslots);
+    if (bigger == NULL) {
+        atomic_fetch_sub(&used_slots, added);
+        return false;
+    }
+    struct live_slot *old = s->slots;
+    uint32_t old_mask = s->mask;
+    s->slots = bigger;
+    s->mask = nslots - 1;
+    for (uint32_t i = 0; old_mask && i <= old_mask; i++)
+        if (old[i].ptr != 0)
+            s->slots[find(s, old[i].ptr, mix(old[i].ptr))] = old[i];
+    memprof_unmap(old, sizeof(struct live_slot) * ((size_t)old_mask + 1));
+    return true;
 }
 
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
 {
     uint64_t h = mix(ptr);
-    struct stripe *s = stripe_of(h);
+    unsigned k = stripe_index(ptr, h);
+    struct stripe *s = &stripes[k];
     if (size >= (1ull << SIZE_BITS))
         size = (1ull << SIZE_BITS) - 1;
     uint64_t packed = size << STACK_BITS | stack;
-    bool stored = true;
+    bool stored = false;
 
     lock(s);
-    uint32_t i = home_of(h);
-    while (s->slots[i].ptr != 0 && s->slots[i].ptr != ptr)
-        i = (i + 1) & stripe_mask;
-    if (s->slots[i].ptr == ptr) {
-        s->slots[i].packed = packed;     /* a stale entry (free not seen) */
-    } else if (s->count < stripe_limit) {
-        s->slots[i].ptr = ptr;
+    if (s->mask == 0 && !grow(s))
+        goto out;
+    uint32_t i = find(s, ptr, h);
+    if (s->slots[i].ptr == ptr) {         /* a stale entry whose free we missed */
         s->slots[i].packed = packed;
-        s->count++;
-    } else {
-        stored = false;
+        stored = true;
+        goto out;
     }
+    if (2 * (s->count + 1) > s->mask + 1) {
+        if (!grow(s))
+            goto out;
+        i = find(s, ptr, h);
+    }
+    s->slots[i] = (struct live_slot){ptr, packed};
+    s->count++;
+    _Atomic uint8_t *c = &filter[k][(h >> 46) & (FILTER_PER_STRIPE - 1)];
+    uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
+    if (n < 255)
+        atomic_store_explicit(c, n + 1, memory_order_relaxed);
+    stored = true;
+out:
     unlock(s);
-    if (stored)
-        atomic_fetch_or_explicit(&filter[(h & (FILTER_BITS - 1)) / 64],
-                                 1ull << (h & 63), memory_order_relaxed);
     return stored;
 }
 
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
     uint64_t h = mix(ptr);
-    uint64_t bits = atomic_load_explicit(&filter[(h & (FILTER_BITS - 1)) / 64], memory_order_relaxed);
-    if (LIKELY((bits & (1ull << (h & 63))) == 0))
+    unsigned k = stripe_index(ptr, h);
+    _Atomic uint8_t *c = &filter[k][(h >> 46) & (FILTER_PER_STRIPE - 1)];
+    if (LIKELY(atomic_load_explicit(c, memory_order_relaxed) == 0))
         return false;
 
-    struct stripe *s = stripe_of(h);
+    struct stripe *s = &stripes[k];
     bool found = false;
     lock(s);
-    uint32_t i = home_of(h);
-    while (s->slots[i].ptr != 0 && s->slots[i].ptr != ptr)
-        i = (i + 1) & stripe_mask;
-    if (s->slots[i].ptr == ptr) {
+    uint32_t i = s->mask ? find(s, ptr, h) : 0;
+    if (s->mask && s->slots[i].ptr == ptr) {
         found = true;
-        *stack = (uint32_t)(s->slots[i].packed & ((1ull << STACK_BITS) - 1));
+        *stack = (uint32_t)(s->slots[i].packed & STACK_MASK);
         *size = s->slots[i].packed >> STACK_BITS;
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
-        for (uint32_t j = (i + 1) & stripe_mask; s->slots[j].ptr != 0; j = (j + 1) & stripe_mask) {
-            uint32_t home = home_of(mix(s->slots[j].ptr));
-            if (((j - home) & stripe_mask) >= ((j - hole) & stripe_mask)) {
+        for (uint32_t j = (i + 1) & s->mask; s->slots[j].ptr != 0; j = (j + 1) & s->mask) {
+            uint32_t home = home_of(mix(s->slots[j].ptr), s->mask);
+            if (((j - home) & s->mask) >= ((j - hole) & s->mask)) {
                 s->slots[hole] = s->slots[j];
                 hole = j;
             }
         }
         s->slots[hole].ptr = 0;
         s->count--;
+        uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
+        if (n < 255)   /* a saturated counter stays set */
+            atomic_store_explicit(c, n - 1, memory_order_relaxed);
     }
     unlock(s);
     return found;
@@ -163,10 +215,9 @@ void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), 
     for (int k = 0; k < STRIPES; k++) {
         struct stripe *s = &stripes[k];
         lock(s);
-        for (uint32_t i = 0; i <= stripe_mask; i++)
+        for (uint32_t i = 0; s->mask && i <= s->mask; i++)
             if (s->slots[i].ptr != 0)
-                fn((uint32_t)(s->slots[i].packed & ((1ull << STACK_BITS) - 1)),
-                   s->slots[i].packed >> STACK_BITS, arg);
+                fn((uint32_t)(s->slots[i].packed & STACK_MASK), s->slots[i].packed >> STACK_BITS, arg);
         unlock(s);
     }
 }

@@ -44,6 +44,7 @@ struct memprof_thread {
     uint32_t busy;               /* inside the sampler: allocations pass through */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
     uintptr_t stack_lo, stack_hi;/* this thread's stack, for the frame-pointer walk */
+    struct count_block *counts;  /* this thread's stack counters (stack_counts.c) */
 };
 extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 
@@ -85,17 +86,22 @@ const char *memprof_unwinder_name(void) HIDDEN;
 /* ---- stack table (stack_table.c) ---------------------------------------- */
 int memprof_stack_table_init(uint32_t capacity) HIDDEN;
 void memprof_stack_table_reset(void) HIDDEN;
-void memprof_stack_table_clear_counts(void) HIDDEN;
+/* The dense id of a stack (interned on first sight), or STACK_NONE if full. */
 uint32_t memprof_stack_intern(const uintptr_t *frames, int depth) HIDDEN;
-void memprof_stack_account(uint32_t id, uint64_t size) HIDDEN;
-uint32_t memprof_stack_slots(void) HIDDEN;   /* ids are < this */
-/* Frames and window counters of one stack; false for a slot not in use. */
-bool memprof_stack_get(uint32_t id, const uintptr_t **frames, int *depth,
-                       uint64_t *accum_objs, uint64_t *accum_bytes) HIDDEN;
+uint32_t memprof_stack_ids(void) HIDDEN;   /* ids in use are < this */
+void memprof_stack_frames(uint32_t id, const uintptr_t **frames, int *depth) HIDDEN;
+
+/* ---- per-thread stack counters (stack_counts.c) -------------------------- */
+int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window) HIDDEN;
+/* Adds the window's (objs, bytes) per stack id into out[2 * id ...]. */
+void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window) HIDDEN;
+void memprof_stack_counts_after_fork(void) HIDDEN;
 
 /* ---- live-sample table (live_table.c) ----------------------------------- */
 int memprof_live_table_init(uint32_t capacity) HIDDEN;
 void memprof_live_table_reset(void) HIDDEN;
+void memprof_live_table_after_fork(void) HIDDEN;
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size) HIDDEN;
 /* Removes ptr if it is a live sample; reports what it was. */
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
@@ -107,6 +113,7 @@ extern _Atomic uint64_t memprof_dropped_samples HIDDEN;
 
 /* ---- dump (heap_writer.c) ------------------------------------------------ */
 struct memprof_window_info {
+    uint32_t id;
     uint64_t rate;
     int max_depth;
     uint64_t start_ns, end_ns;

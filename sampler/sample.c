@@ -71,8 +71,8 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
         atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
         goto out;
     }
-    memprof_stack_account(stack, size);
-    if (!memprof_live_insert((uintptr_t)ptr, stack, size))
+    if (!memprof_stack_count(stack, size, window) ||
+        !memprof_live_insert((uintptr_t)ptr, stack, size))
         atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
 out:
     t->busy = 0;

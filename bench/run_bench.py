@@ -1,0 +1,86 @@
+"""`make bench`: sampler overhead on the churn workload, as wall-time ratios against
+the same workload without the sampler, measured in one run; peers where installed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ROOT / "build" / "libmemprof.so"
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+
+
+def build_churn(out: Path) -> Path:
+    exe = out / "churn"
+    subprocess.run(["gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", str(exe),
+                    str(ROOT / "bench" / "churn.c")], check=True)
+    return exe
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def sampler_env(rate: int | None, unwind: str = "libunwind", out: Path | None = None) -> dict:
+    env = dict(os.environ, LD_PRELOAD=str(LIB))
+    if rate is not None:
+        env.update(MEMPROF_CAPTURE="1", MEMPROF_RATE=str(rate), MEMPROF_UNWIND=unwind,
+                   MEMPROF_PREFIX=f"{out}/bench_")
+    return env
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=5_000_000)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per row; the median is shown")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        exe = build_churn(out)
+        argv = [str(exe), str(args.threads), str(args.pairs)]
+        base_env = dict(os.environ)
+        rows: list[tuple[str, dict | None, list[str] | None]] = [
+            ("glibc, no sampler", base_env, None),
+            ("sampler loaded, idle", sampler_env(None), None),
+            ("sampler -c 524288", sampler_env(524288, out=out), None),
+            ("sampler -c 65536", sampler_env(65536, out=out), None),
+            ("sampler -c 1024", sampler_env(1024, out=out), None),
+            ("sampler -c 1024 --unwind fp", sampler_env(1024, "fp", out), None),
+        ]
+        if JEMALLOC.is_file():
+            je = dict(base_env, LD_PRELOAD=str(JEMALLOC))
+            rows += [
+                ("jemalloc, no profiling", je, None),
+                ("jemalloc prof lg_prof_sample:19",
+                 dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:19,prof_prefix:{out}/je"), None),
+                ("jemalloc prof lg_prof_sample:10",
+                 dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je"), None),
+            ]
+        if shutil.which("heaptrack"):
+            rows.append(("heaptrack (full tracing)", base_env,
+                         ["heaptrack", "-o", str(out / "ht"), *argv]))
+
+        print(f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
+              f"median of {args.repeat} runs\n")
+        print(f"{'configuration':36s} {'wall s':>8s} {'ratio':>7s}")
+        baseline = None
+        for name, env, custom in rows:
+            times = [timed(custom or argv, env, out) for _ in range(args.repeat)]
+            median = statistics.median(times)
+            baseline = baseline or median
+            print(f"{name:36s} {median:8.3f} {median / baseline:7.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+/* Per-stack allocation counters of the open window, kept per thread so the
+ * sampling path does no shared read-modify-write: each thread adds into its
+ * own block (indexed by dense stack id) with plain stores, and a dump sums
+ * the blocks.  Only the owner writes a block: when it first counts in a new
+ * window it zeroes the block itself, and a dump sums only blocks of the
+ * window being dumped.  A block outlives its thread: at thread exit it is
+ * marked free and the next new thread adopts it, keeping its counts, so the
+ * sum stays right. */
+#include <pthread.h>
+
+#include "memprof_internal.h"
+
+#define HEADER_BYTES 4096   /* the counts start on their own page, for madvise */
+
+struct count_block {
+    struct count_block *next;
+    _Atomic int in_use;
+    _Atomic uint32_t window;        /* the window these counts belong to */
+};
+
+static _Atomic(struct count_block *) blocks;
+static size_t counts_bytes;
+static pthread_key_t release_key;
+
+static inline _Atomic uint64_t *counts_of(struct count_block *b)
+{
+    return (_Atomic uint64_t *)((char *)b + HEADER_BYTES);
+}
+
+static void release_block(void *block)
+{
+    struct count_block *b = block;
+    if (memprof_thread.counts == b)
+        memprof_thread.counts = NULL;
+    atomic_store_explicit(&b->in_use, 0, memory_order_release);
+}
+
+int memprof_stack_counts_init(uint32_t max_stacks)
+{
+    counts_bytes = sizeof(uint64_t) * 2 * (size_t)max_stacks;
+    return pthread_key_create(&release_key, release_block) == 0 ? 0 : -1;
+}
+
+static struct count_block *adopt_block(void)
+{
+    for (struct count_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
+        int unused = 0;
+        if (atomic_load_explicit(&b->in_use, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&b->in_use, &unused, 1))
+            return b;
+    }
+    struct count_block *b = memprof_map(HEADER_BYTES + counts_bytes);
+    if (b == NULL)
+        return NULL;
+    b->in_use = 1;
+    b->next = atomic_load(&blocks);
+    while (!atomic_compare_exchange_weak(&blocks, &b->next, b))
+        ;
+    return b;
+}
+
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
+{
+    struct count_block *b = memprof_thread.counts;
+    if (UNLIKELY(b == NULL)) {
+        b = adopt_block();
+        if (b == NULL)
+            return false;
+        memprof_thread.counts = b;
+        pthread_setspecific(release_key, b);
+    }
+    if (UNLIKELY(atomic_load_explicit(&b->window, memory_order_relaxed) != window)) {
+        memprof_zero_pages(counts_of(b), counts_bytes);
+        atomic_store_explicit(&b->window, window, memory_order_release);
+    }
+    _Atomic uint64_t *c = counts_of(b) + 2 * (size_t)stack;
+    atomic_store_explicit(&c[0], atomic_load_explicit(&c[0], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c[1], atomic_load_explicit(&c[1], memory_order_relaxed) + size,
+                          memory_order_relaxed);
+    return true;
+}
+
+void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window)
+{
+    for (struct count_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
+        if (atomic_load_explicit(&b->window, memory_order_acquire) != window)
+            continue;
+        const _Atomic uint64_t *c = counts_of(b);
+        for (size_t i = 0; i < 2 * (size_t)nstacks; i++)
+            out[i] += atomic_load_explicit(&c[i], memory_order_relaxed);
+    }
+}
+
+/* In a forked child only the forking thread is left: the others' blocks are free. */
+void memprof_stack_counts_after_fork(void)
+{
+    for (struct count_block *b = atomic_load(&blocks); b != NULL; b = b->next)
+        if (b != memprof_thread.counts)
+            atomic_store(&b->in_use, 0);
+}
