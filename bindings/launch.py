@@ -39,7 +39,10 @@ class CaptureSettings:
         env["MEMPROF_DEPTH"] = str(self.depth)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
         env["MEMPROF_UNWIND"] = "fp" if self.unwinder == "fp" else "libunwind"
-        env["MEMPROF_FOLLOW_CHILDREN"] = "1" if self.follow_children else "0"
+        if self.follow_children:
+            env.pop("MEMPROF_PARENT_PID", None)
+        else:   # only our direct child (and its forks) capture; programs it runs stay idle
+            env["MEMPROF_PARENT_PID"] = str(os.getpid())
         return env
 
 

@@ -8,7 +8,10 @@
  *   MEMPROF_DEPTH=64           frames per stack (at most 128)
  *   MEMPROF_PREFIX=./custom_profiler_   output prefix: <prefix><pid>.<seq>.heap
  *   MEMPROF_UNWIND=libunwind|fp
- *   MEMPROF_FOLLOW_CHILDREN=1  keep LD_PRELOAD for programs this one execs
+ *   MEMPROF_PARENT_PID=N       capture only if our parent is N (set by
+ *                              `mem_profiler run` so that programs the target
+ *                              runs load the sampler idle; unset = every process
+ *                              that inherits the environment captures)
  *   MEMPROF_MAX_STACKS, MEMPROF_MAX_LIVE   table capacities
  *   MEMPROF_VERBOSE=1          say on stderr where each dump went */
 #include <errno.h>
@@ -164,36 +167,6 @@ static void on_fork_child(void)
     dump_seq = 0;
 }
 
-/* Programs this one execs are not profiled unless asked: take libmemprof.so
- * out of LD_PRELOAD (fork without exec keeps the loaded sampler). */
-static void keep_children_unprofiled(void)
-{
-    const char *preload = getenv("LD_PRELOAD");
-    if (preload != NULL) {
-        char kept[MEMPROF_PATH_MAX] = "";
-        size_t used = 0;
-        const char *p = preload;
-        while (*p) {
-            size_t len = strcspn(p, ": ");
-            bool ours = memmem(p, len, "libmemprof.so", 13) != NULL;
-            if (len > 0 && !ours && used + len + 2 < sizeof kept) {
-                if (used)
-                    kept[used++] = ':';
-                memcpy(kept + used, p, len);
-                used += len;
-                kept[used] = '\0';
-            }
-            p += len;
-            p += strspn(p, ": ");
-        }
-        if (used)
-            setenv("LD_PRELOAD", kept, 1);
-        else
-            unsetenv("LD_PRELOAD");
-    }
-    unsetenv("MEMPROF_CAPTURE");
-}
-
 __attribute__((constructor(102))) static void capture_init(void)
 {
     memprof_enter();
@@ -216,9 +189,9 @@ __attribute__((constructor(102))) static void capture_init(void)
 
     memprof_unwind_init();
     pthread_atfork(NULL, NULL, on_fork_child);
-    bool capture = memprof_getenv_u64("MEMPROF_CAPTURE", 0) != 0;
-    if (memprof_getenv_u64("MEMPROF_FOLLOW_CHILDREN", 0) == 0)
-        keep_children_unprofiled();
+    uint64_t parent = memprof_getenv_u64("MEMPROF_PARENT_PID", 0);
+    bool capture = memprof_getenv_u64("MEMPROF_CAPTURE", 0) != 0 &&
+                   (parent == 0 || parent == (uint64_t)getppid());
     memprof_leave();
 
     if (capture && memprof_start(memprof_cfg.rate, memprof_cfg.max_depth, NULL) != 0)

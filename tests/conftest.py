@@ -82,3 +82,23 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("MEMPROF_") or key == "LD_PRELOAD":
             monkeypatch.delenv(key)
+
+
+def flat_cum(heap: Path, binary: Path, index: str = "inuse_space"):
+    """The aggregated table of a .heap file through the real parser pipeline."""
+    from mem_profiler.parser.aggregate import aggregate
+    from mem_profiler.parser.heapfile import read_heap
+    from mem_profiler.parser.symbolize import symbolize
+
+    return aggregate(symbolize(read_heap(heap), binary), index)
+
+
+def report(heap: Path, binary: Path, index: str = "inuse_space") -> dict[str, tuple[float, float]]:
+    """{function: (flat, cum)}"""
+    table = flat_cum(heap, binary, index)
+    rows = zip(table.names, table.flat, table.cum, strict=True)
+    return {name: (float(f), float(c)) for name, f, c in rows}
+
+
+def total(heap: Path, binary: Path, index: str = "inuse_space") -> float:
+    return float(flat_cum(heap, binary, index).total)

@@ -1,0 +1,217 @@
+"""The sampler end to end: fixture programs with known allocation sites run under
+`mem_profiler run` (a real LD_PRELOAD), their .heap files read by the real parser."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+
+import pytest
+from conftest import LIBMEMPROF, assert_estimate, profile_run, relative_sd, report, total
+
+from mem_profiler.parser.heapfile import read_heap
+
+KiB, MiB = 1024, 1024 * 1024
+
+
+def one_heap(proc: subprocess.CompletedProcess, files: list) -> object:
+    assert proc.returncode == 0, proc.stderr
+    assert len(files) == 1, proc.stderr
+    return files[0]
+
+
+# --- estimates at -c 1024 ---------------------------------------------------------
+
+N_PAGES, N_SMALL, N_TRANSIENT = 16384, 65536, 256        # 64 MiB, 16 MiB, 256 MiB
+
+
+@pytest.fixture(scope="module")
+def sites_1024(build_fixture, tmp_path_factory):
+    exe = build_fixture("sites")
+    out = tmp_path_factory.mktemp("sites1024")
+    proc, files = profile_run([exe, N_PAGES, N_SMALL, N_TRANSIENT], out / "s_", 1024)
+    return exe, one_heap(proc, files)
+
+
+def test_inuse_per_site_within_sampling_tolerance(sites_1024):
+    exe, heap = sites_1024
+    rows = report(heap, exe, "inuse_space")
+    # Each site also keeps its calloc'd array of pointers (8 B per block, one allocation).
+    truth = {"site_pages": N_PAGES * 4096 + N_PAGES * 8, "site_small": N_SMALL * 256 + N_SMALL * 8}
+    sd = {"site_pages": relative_sd(N_PAGES, 4096, 1024),
+          "site_small": relative_sd(N_SMALL, 256, 1024)}
+    for site, bytes_ in truth.items():
+        assert_estimate(rows[site][1], bytes_, sd[site], 0.05)
+    assert rows.get("site_transient", (0, 0))[1] <= 0.001 * sum(truth.values())
+
+    combined_sd = math.sqrt(sum((sd[s] * truth[s]) ** 2 for s in truth)) / sum(truth.values())
+    assert_estimate(total(heap, exe), sum(truth.values()), combined_sd, 0.02)
+
+
+def test_alloc_space_of_freed_site(sites_1024):
+    exe, heap = sites_1024
+    rows = report(heap, exe, "alloc_space")
+    assert_estimate(rows["site_transient"][1], N_TRANSIENT * MiB,
+                    relative_sd(N_TRANSIENT, MiB, 1024), 0.05)
+
+
+def jeprof_text(exe, heap, index: str) -> tuple[float, list[str]]:
+    """jeprof's Total (MB) and its functions in its order."""
+    out = subprocess.run(["jeprof", "--text", f"--{index}", str(exe), str(heap)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.splitlines()
+    jeprof_total = float(next(line for line in lines if line.startswith("Total:")).split()[1])
+    return jeprof_total, [line.split()[5] for line in lines if len(line.split()) == 6
+                          and line.split()[1].endswith("%")]
+
+
+@pytest.mark.parametrize("index", ["inuse_space", "alloc_space"])
+def test_jeprof_reads_our_file_and_agrees(sites_1024, index):
+    exe, heap = sites_1024
+    jeprof_total, jeprof_names = jeprof_text(exe, heap, index)
+    rows = report(heap, exe, index)
+    ours = [name for name, _ in sorted(rows.items(), key=lambda kv: -kv[1][0])]
+    sites = {"site_pages", "site_small", "site_transient"}
+    # The same sites in the same order (libc's printf buffer is the only other thing).
+    assert [n for n in jeprof_names if n in sites] == [n for n in ours if n in sites]
+    if index == "alloc_space":
+        assert jeprof_names[:3] == ours[:3] == ["site_transient", "site_pages", "site_small"]
+    assert jeprof_total == pytest.approx(total(heap, exe, index) / MiB, rel=0.01)
+
+
+# --- exact mode ---------------------------------------------------------------------
+
+def test_exact_mode_counts_every_byte(build_fixture, tmp_path):
+    exe = build_fixture("sites")
+    n_pages, n_small, n_transient = 1000, 3000, 20
+    proc, files = profile_run([exe, n_pages, n_small, n_transient], tmp_path / "x_", 1)
+    heap = one_heap(proc, files)
+    space, objects = report(heap, exe, "inuse_space"), report(heap, exe, "inuse_objects")
+    assert space["site_pages"][1] == n_pages * 4096 + n_pages * 8
+    assert objects["site_pages"][1] == n_pages + 1
+    assert space["site_small"][1] == n_small * 256 + n_small * 8
+    assert objects["site_small"][1] == n_small + 1
+    assert "site_transient" not in space
+    alloc = report(heap, exe, "alloc_space")
+    assert alloc["site_transient"][1] == n_transient * MiB
+    assert report(heap, exe, "alloc_objects")["site_transient"][1] == n_transient
+
+
+# function: (bytes of each live block, live blocks per call, allocations per call)
+ENTRY_POINTS = {
+    "via_malloc": (1000, 1, 1),
+    "via_calloc": (1100, 1, 1),
+    "via_realloc": (300, 1, 2),
+    "via_posix_memalign": (1300, 1, 1),
+    "via_aligned_alloc": (1408, 1, 1),
+    "via_memalign": (1500, 1, 1),
+    "via_valloc": (1600, 1, 1),
+    "via_pvalloc": (1700, 1, 1),
+    "via_strdup": (31, 1, 1),
+    "via_reallocarray": (1800, 1, 1),
+}
+
+
+def test_every_hooked_entry_point_counted_once(build_fixture, tmp_path):
+    exe = build_fixture("entry_points")
+    n = 100
+    heap = one_heap(*profile_run([exe, n], tmp_path / "e_", 1))
+    inuse, inuse_objs = report(heap, exe), report(heap, exe, "inuse_objects")
+    alloc_space, alloc_objs = report(heap, exe, "alloc_space"), report(heap, exe, "alloc_objects")
+    for fn, (size, live, allocs) in ENTRY_POINTS.items():
+        assert inuse[fn][1] == n * size * live, fn
+        assert inuse_objs[fn][1] == n * live, fn
+        assert alloc_objs[fn][1] == n * allocs, fn
+    assert alloc_space["via_realloc"][1] == n * (100 + 300)
+    assert "via_free" not in inuse
+    assert alloc_space["via_free"][1] == sum(5000 + i for i in range(n))
+
+
+def test_cxx_new_and_delete_reach_the_sampler(build_fixture, tmp_path):
+    exe = build_fixture("cxx_new")
+    n = 500
+    heap = one_heap(*profile_run([exe, n], tmp_path / "c_", 1))
+    inuse = report(heap, exe)
+    # `new` and the vector's reserve both end in operator new -> malloc.
+    assert inuse["make_widgets"][1] == n * 48 + n * 8
+    assert inuse["make_buffers"][1] == n * 700 + n * 8
+    assert inuse["make_buffers"][0] == n * 700      # leaf after operator new[] is stripped
+    assert "churn_strings" not in inuse
+    assert report(heap, exe, "alloc_space")["churn_strings"][1] == n * 900
+    assert not any(name.startswith("operator new") for name in inuse)
+
+
+# --- threads ---------------------------------------------------------------------------
+
+def test_eight_threads_exact(build_fixture, tmp_path):
+    exe = build_fixture("threads")
+    threads, blocks, size = 8, 5000, 96
+    heap = one_heap(*profile_run([exe, threads, blocks, size], tmp_path / "t_", 1))
+    assert report(heap, exe)["thread_worker"][1] == threads * blocks * size
+    alloc = report(heap, exe, "alloc_space")
+    assert alloc["thread_scratch"][1] == threads * blocks * size
+    assert alloc["thread_worker"][1] == threads * blocks * size * 2   # its own + scratch's
+
+
+def test_eight_threads_sampled(build_fixture, tmp_path):
+    exe = build_fixture("threads")
+    threads, blocks, size = 8, 20000, 512
+    heap = one_heap(*profile_run([exe, threads, blocks, size], tmp_path / "t_", 1024))
+    n = threads * blocks
+    assert_estimate(report(heap, exe)["thread_worker"][1], n * size,
+                    relative_sd(n, size, 1024), 0.05)
+
+
+# --- process life cycle ------------------------------------------------------------------
+
+def test_fork_dlopen_and_exit_from_a_thread(build_fixture, tmp_path):
+    exe = build_fixture("lifecycle")
+    plugin = build_fixture("plugin", shared=True)
+    proc, files = profile_run([exe, plugin], tmp_path / "l_", 1, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(files) == 2, proc.stderr
+    by_pid = {int(f.name.split("_")[1].split(".")[0]): f for f in files}
+    child = report(by_pid[max(by_pid)], exe)
+    parent = report(by_pid[min(by_pid)], exe)
+    assert parent["parent_work"][1] == 100 * 2000
+    assert parent["plugin_alloc"][1] == 50 * 5000
+    assert parent["destructor_work"][1] == 4 * 8000
+    # exit() runs the destructors on the exiting thread's stack.
+    assert parent["exiting_thread"][1] == 10 * 7000 + 4 * 8000
+    assert "child_work" not in parent
+    assert child["child_work"][1] == 300 * 3000
+    assert child["destructor_work"][1] == 4 * 8000
+    assert "parent_work" not in child
+
+
+def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
+    exe = build_fixture("sites")
+    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "MEMPROF_RATE": "1",
+           "MEMPROF_PREFIX": str(tmp_path / "env_"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([exe, "10", "10", "1"], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    (heap,) = tmp_path.glob(f"env_{'[0-9]' * 1}*.heap")
+    assert report(heap, exe)["site_pages"][1] == 10 * 4096 + 80
+    assert heap.name.endswith(".0001.heap")
+
+
+def test_exit_status_passes_through_and_children_are_not_followed(build_fixture, tmp_path):
+    exe = build_fixture("sites")
+    script = f"{exe} 10 10 1 >/dev/null; exit 7"
+    proc, files = profile_run(["/bin/bash", "-c", script], tmp_path / "n_", 1)
+    assert proc.returncode == 7
+    assert len(files) == 1          # bash only: the program it ran loaded the sampler idle
+    proc, files = profile_run(["/bin/bash", "-c", script], tmp_path / "f_", 1, "--follow-children")
+    assert proc.returncode == 7
+    assert len(files) == 2
+    (followed,) = [f for f in files if read_heap(f).exe == str(exe)]
+    assert report(followed, exe)["site_pages"][1] == 10 * 4096 + 80
+
+
+def test_killed_target_leaves_no_heap_file(build_fixture, tmp_path):
+    proc, files = profile_run(["/bin/sh", "-c", "kill -KILL $$"], tmp_path / "k_", 1)
+    assert proc.returncode == 128 + signal.SIGKILL
+    assert files == []
+    assert list(tmp_path.iterdir()) == []
+    assert "wrote no profile" in proc.stderr
