@@ -215,3 +215,15 @@ def test_killed_target_leaves_no_heap_file(build_fixture, tmp_path):
     assert files == []
     assert list(tmp_path.iterdir()) == []
     assert "wrote no profile" in proc.stderr
+
+
+def test_hundreds_of_threads_and_cross_thread_frees(build_fixture, tmp_path):
+    exe = build_fixture("thread_storm")
+    waves = 8                                   # 400 threads, 50 at a time
+    proc, files = profile_run([exe, waves], tmp_path / "w_", 1, timeout=60)
+    heap = one_heap(proc, files)
+    inuse, alloc = report(heap, exe), report(heap, exe, "alloc_space")
+    threads = waves * 50
+    assert inuse["storm_keep"][1] == threads * (100 * 200 + 100 * 8)
+    assert "storm_handoff" not in inuse         # every hand-off freed, most by other threads
+    assert alloc["storm_handoff"][1] == threads * (50 * 300 + 50 * 8)

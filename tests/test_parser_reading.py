@@ -1,0 +1,205 @@
+"""The .heap reader, unsampling, aggregation and the text report, on hand-written input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.errors import HeapFileError
+from mem_profiler.parser.heapfile import Mapping, parse_heap, read_heap
+from mem_profiler.parser.report_text import format_text
+from mem_profiler.parser.sampling import sample_values, scale_factors, unsample
+from mem_profiler.parser.symbolize import SymbolizedProfile, _strip_leaf_run
+
+OURS = """\
+heap_v2/1024
+# mem_profiler 0.1.0
+# pid: 4242
+# cmdline: ./leaky 200
+# exe: /abs/path/to/leaky
+# heap: host
+# window_start_ns: 1763750000000000000
+# window_end_ns: 1763750001000000000
+# unwinder: libunwind
+# max_depth: 64
+# dropped_samples: 3
+# build_id: /abs/path/to/leaky 3f2a00
+# build_id: /usr/lib/x86_64-linux-gnu/libc.so.6 AB12
+  t*: 120: 491520 [130: 532480]
+@ 0x55d0c0a01234 0x55d0c0a01300 0x7f12a0029d90
+  t*: 100: 409600 [100: 409600]
+@ 0x55d0c0a01250 0x55d0c0a01300
+  t*: 20: 81920 [30: 122880]
+
+MAPPED_LIBRARIES:
+55d0c0a00000-55d0c0a01000 r--p 00000000 fe:01 123 /abs/path/to/leaky
+55d0c0a01000-55d0c0a02000 r-xp 00001000 fe:01 123 /abs/path/to/leaky
+7ffd1000-7ffd3000 r-xp 00000000 00:00 0                          [vdso]
+7ffe0000-7ffe1000 rw-p 00000000 00:00 0 
+"""
+
+# What jemalloc itself writes: per-thread lines, no '#' lines.
+JEMALLOC = """\
+heap_v2/524288
+  t*: 28106: 56637512 [0: 0]
+  t0: 28106: 56637512 [0: 0]
+@ 0x7f1 0x7f2
+  t*: 13: 6688 [0: 0]
+  t0: 13: 6688 [0: 0]
+@ 0x7f3
+  t*: 1: 2048 [0: 0]
+
+MAPPED_LIBRARIES:
+00400000-00401000 r-xp 00000000 08:01 1 /usr/bin/true
+"""
+
+
+def write(tmp_path, text: str, name: str = "x.heap") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_reads_every_field_of_our_format(tmp_path):
+    prof = read_heap(write(tmp_path, OURS))
+    assert (prof.rate, prof.version, prof.pid, prof.cmdline) == (1024, "0.1.0", 4242, "./leaky 200")
+    assert (prof.exe, prof.heap, prof.dropped_samples) == ("/abs/path/to/leaky", "host", 3)
+    assert prof.build_ids == {"/abs/path/to/leaky": "3f2a00",
+                              "/usr/lib/x86_64-linux-gnu/libc.so.6": "ab12"}
+    assert prof.meta == {"window_start_ns": "1763750000000000000",
+                         "window_end_ns": "1763750001000000000",
+                         "unwinder": "libunwind", "max_depth": "64"}
+    assert prof.stacks == [(0x55d0c0a01234, 0x55d0c0a01300, 0x7f12a0029d90),
+                           (0x55d0c0a01250, 0x55d0c0a01300)]
+    assert prof.cur_objs.tolist() == [100, 20] and prof.cur_bytes.tolist() == [409600, 81920]
+    assert prof.acc_objs.tolist() == [100, 30] and prof.acc_bytes.tolist() == [409600, 122880]
+    assert prof.cur_objs.dtype == np.int64
+    assert prof.mappings[1] == Mapping(0x55d0c0a01000, 0x55d0c0a02000, "r-xp", 0x1000,
+                                       "/abs/path/to/leaky")
+    assert prof.mappings[2].path == "[vdso]" and prof.mappings[3].path == ""
+    assert [m.executable for m in prof.mappings] == [False, True, True, False]
+
+
+def test_reads_a_jemalloc_dump():
+    prof = parse_heap(JEMALLOC)
+    assert prof.rate == 524288 and prof.exe is None and prof.version == ""
+    assert prof.stacks == [(0x7f1, 0x7f2), (0x7f3,)]
+    assert prof.cur_bytes.tolist() == [6688, 2048]
+
+
+@pytest.mark.parametrize("text, lineno, what", [
+    ("", 1, "the file is empty"),
+    ("heap profile: 1\n", 1, "expected a 'heap_v2/<rate>' header"),
+    (OURS.split("\nMAPPED_LIBRARIES:")[0], 19, "the file is truncated: no 'MAPPED_LIBRARIES:'"),
+    (OURS.replace("[30: 122880]", "[30 122880]"), 18,
+     "expected a counter line after the stack on line 17"),
+    (OURS.replace("  t*: 20: 81920 [30: 122880]\n", ""), 18,
+     "expected a counter line after the stack on line 17"),
+    ("heap_v2/1\n@ 0x1\n", 3, "expected a counter line after the stack on line 2"),
+    (OURS.replace("@ 0x55d0c0a01250", "@ 0x55d0c0a0125g"), 17, "bad address '0x55d0c0a0125g'"),
+    (OURS.replace("@ 0x55d0c0a01250 0x55d0c0a01300", "@"), 17, "expected '@' followed by hex"),
+    (OURS.replace("  t*: 120: 491520", "  t*: x120: 491520"), 14, "garbled counter line"),
+    (OURS.replace("# pid: 4242", "# pid: forty"), 3, "'pid' must be a number"),
+    (OURS + "not a maps line\n", 25, "expected a /proc/<pid>/maps line"),
+    (OURS.replace("\n\nMAPPED", "\nbogus\nMAPPED"), 19, "unexpected line 'bogus'"),
+])
+def test_bad_files_name_the_line(tmp_path, text, lineno, what):
+    path = write(tmp_path, text)
+    with pytest.raises(HeapFileError) as err:
+        read_heap(path)
+    assert str(err.value).startswith(f"{path}:{lineno}: {what}")
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(HeapFileError, match="does not exist"):
+        read_heap(tmp_path / "nope.heap")
+    with pytest.raises(HeapFileError, match="is a directory"):
+        read_heap(tmp_path)
+
+
+def test_unsampling_known_counts():
+    # 10 samples of 256 B at rate 1024: each stands for 1/(1-exp(-256/1024)) allocations.
+    est_objs, est_bytes = unsample(np.array([10]), np.array([2560]), 1024)
+    assert est_bytes[0] == pytest.approx(2560 / (1 - math.exp(-0.25)), abs=1e-9)
+    assert est_objs[0] == pytest.approx(10 / (1 - math.exp(-0.25)), abs=1e-9)
+    # rate 1 records every allocation; no objects means nothing to scale.
+    assert scale_factors(np.array([3, 0]), np.array([30, 0]), 1).tolist() == [1.0, 0.0]
+    assert scale_factors(np.array([0, 2]), np.array([0, 0]), 1024).tolist() == [0.0, 1.0]
+    # a 1 MiB allocation at 512 KiB is sampled with probability 1 - e^-2 = 0.865
+    assert 1 / scale_factors(np.array([1]), np.array([1 << 20]), 512 << 10)[0] == pytest.approx(
+        0.8647, abs=1e-4)
+
+
+def test_sample_indexes_pick_counters():
+    prof = parse_heap(OURS)
+    scale = 1 / (1 - math.exp(-4096 / 1024))
+    assert sample_values(prof, "inuse_space") == pytest.approx([409600 * scale, 81920 * scale])
+    assert sample_values(prof, "inuse_objects") == pytest.approx([100 * scale, 20 * scale])
+    assert sample_values(prof, "alloc_objects") == pytest.approx([100 * scale, 30 * scale])
+    assert sample_values(prof, "alloc_space") == pytest.approx([409600 * scale, 122880 * scale])
+    with pytest.raises(ValueError):
+        sample_values(prof, "inuse_bytes")
+
+
+def hand_symbolized(stacks: list[list[str]], objs: list[int], nbytes: list[int]):
+    """A SymbolizedProfile of named stacks at rate 1 (values exact)."""
+    lines = ["heap_v2/1"]
+    for stack, o, b in zip(stacks, objs, nbytes, strict=True):
+        lines += ["@ " + " ".join("0x1" for _ in stack), f"  t*: {o}: {b} [{o}: {b}]"]
+    prof = parse_heap("\n".join(lines + ["MAPPED_LIBRARIES:"]) + "\n")
+    names: dict[str, int] = {}
+    frames = np.array([names.setdefault(n, len(names)) for s in stacks for n in s], np.int64)
+    offsets = np.r_[0, np.cumsum([len(s) for s in stacks])].astype(np.int64)
+    return SymbolizedProfile(prof, list(names), frames, offsets)
+
+
+MiB = 1 << 20
+
+
+def test_flat_and_cum_count_recursion_once():
+    sym = hand_symbolized([["a", "b", "a", "main"], ["c", "a", "main"], ["b", "main"]],
+                          [1, 2, 3], [60 * MiB, 30 * MiB, 10 * MiB])
+    table = aggregate(sym)
+    assert table.total == 100 * MiB
+    got = {n: (f / MiB, c / MiB) for n, f, c in zip(table.names, table.flat, table.cum,
+                                                    strict=True)}
+    assert got == {"a": (60, 90), "c": (30, 30), "b": (10, 70), "main": (0, 100)}
+    assert table.names == ["a", "c", "b", "main"]
+    objs = aggregate(sym, "inuse_objects")
+    assert objs.total == 6 and objs.names[0] == "b" and objs.flat[0] == 3
+
+
+def test_ties_sort_by_cum_then_name():
+    sym = hand_symbolized([["z", "y"], ["x", "w"], ["v", "w"]], [1, 1, 1], [MiB, MiB, MiB])
+    assert aggregate(sym).names == ["v", "x", "z", "w", "y"]
+
+
+def test_text_report_is_jeprof_layout():
+    sym = hand_symbolized([["a", "b", "a", "main"], ["c", "a", "main"], ["b", "main"]],
+                          [1, 2, 3], [60 * MiB, 30 * MiB, 10 * MiB])
+    assert format_text(aggregate(sym)) == (
+        "Total: 100.0 MB\n"
+        "    60.0  60.0%  60.0%     90.0  90.0% a\n"
+        "    30.0  30.0%  90.0%     30.0  30.0% c\n"
+        "    10.0  10.0% 100.0%     70.0  70.0% b\n"
+        "     0.0   0.0% 100.0%    100.0 100.0% main\n")
+    assert format_text(aggregate(sym, "alloc_objects"), nodecount=2) == (
+        "Total: 6 objects\n"
+        "       3  50.0%  50.0%        4  66.7% b\n"
+        "       2  33.3%  83.3%        2  33.3% c\n")
+
+
+def test_empty_profile_reports_zero():
+    sym = hand_symbolized([], [], [])
+    assert format_text(aggregate(sym)) == "Total: 0.0 MB\n"
+
+
+def test_strip_keeps_the_last_frame():
+    alloc = np.array([True, True, False, True, True, True, False])
+    frames = np.arange(7)
+    kept, offsets = _strip_leaf_run(frames, alloc, np.array([0, 3, 5, 7]))
+    assert kept.tolist() == [2, 4, 6] and offsets.tolist() == [0, 1, 2, 3]
