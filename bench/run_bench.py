@@ -26,7 +26,8 @@ def build_churn(out: Path) -> Path:
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=5_000_000)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per row; the median is shown")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per row; the median is shown")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,14 +73,17 @@ def main() -> None:
                          ["heaptrack", "-o", str(out / "ht"), *argv]))
 
         print(f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
-              f"median of {args.repeat} runs\n")
+              f"median of {args.repeat} rounds, each round running every row once\n")
+        # Rounds interleave the rows so that a slow spell of the machine hits them all.
+        times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+        for _ in range(args.repeat):
+            for name, env, custom in rows:
+                times[name].append(timed(custom or argv, env, out))
         print(f"{'configuration':36s} {'wall s':>8s} {'ratio':>7s}")
-        baseline = None
-        for name, env, custom in rows:
-            times = [timed(custom or argv, env, out) for _ in range(args.repeat)]
-            median = statistics.median(times)
-            baseline = baseline or median
-            print(f"{name:36s} {median:8.3f} {median / baseline:7.2f}", flush=True)
+        baseline = statistics.median(times[rows[0][0]])
+        for name, _, _ in rows:
+            median = statistics.median(times[name])
+            print(f"{name:36s} {median:8.3f} {median / baseline:7.2f}")
 
 
 if __name__ == "__main__":
