@@ -26,7 +26,7 @@ class CaptureSettings:
     depth: int = 64
     prefix: str = DEFAULT_PREFIX
     follow_children: bool = False
-    unwinder: str = "libunwind"
+    unwinder: str = "hybrid"
     capture: bool = True
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -38,7 +38,7 @@ class CaptureSettings:
         env["MEMPROF_RATE"] = str(self.rate)
         env["MEMPROF_DEPTH"] = str(self.depth)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
-        env["MEMPROF_UNWIND"] = "fp" if self.unwinder == "fp" else "libunwind"
+        env["MEMPROF_UNWIND"] = self.unwinder
         if self.follow_children:
             env.pop("MEMPROF_PARENT_PID", None)
         else:   # only our direct child (and its forks) capture; programs it runs stay idle

@@ -29,9 +29,10 @@ def cli() -> None:
               help="Frames kept per stack.")
 @click.option("--follow-children", is_flag=True,
               help="Also profile programs that CMD executes.")
-@click.option("--unwind", type=click.Choice(["libunwind", "fp"]), default="libunwind",
-              show_default=True, help="Stack unwinder; fp (frame pointers) is faster but "
-              "loses callers of code built without frame pointers.")
+@click.option("--unwind", type=click.Choice(["hybrid", "libunwind", "fp"]), default="hybrid",
+              show_default=True, help="Stack unwinder: hybrid walks frame pointers and hands "
+              "over to libunwind where code has none; fp alone is fastest but loses callers "
+              "of code built without frame pointers.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(rate: int, prefix: str, depth: int, follow_children: bool, unwind: str,
         command: tuple[str, ...]) -> None:

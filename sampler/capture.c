@@ -7,7 +7,7 @@
  *   MEMPROF_RATE=1024          mean bytes between samples (1 = every allocation)
  *   MEMPROF_DEPTH=64           frames per stack (at most 128)
  *   MEMPROF_PREFIX=./custom_profiler_   output prefix: <prefix><pid>.<seq>.heap
- *   MEMPROF_UNWIND=libunwind|fp
+ *   MEMPROF_UNWIND=hybrid|libunwind|fp   (see unwind.c)
  *   MEMPROF_PARENT_PID=N       capture only if our parent is N (set by
  *                              `mem_profiler run` so that programs the target
  *                              runs load the sampler idle; unset = every process
@@ -181,7 +181,10 @@ __attribute__((constructor(102))) static void capture_init(void)
     if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > (1u << 28))
         memprof_cfg.max_live = 1u << 20;
     const char *unwind = getenv("MEMPROF_UNWIND");
-    memprof_cfg.unwinder = unwind && strcmp(unwind, "fp") == 0 ? UNWIND_FRAME_POINTER : UNWIND_LIBUNWIND;
+    memprof_cfg.unwinder = !unwind || !*unwind || strcmp(unwind, "hybrid") == 0 ? UNWIND_HYBRID
+                           : strcmp(unwind, "fp") == 0                           ? UNWIND_FRAME_POINTER
+                           : strcmp(unwind, "libunwind") == 0                    ? UNWIND_LIBUNWIND
+                                                                                 : UNWIND_HYBRID;
     verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
     const char *prefix = getenv("MEMPROF_PREFIX");
     if (set_prefix(prefix && *prefix ? prefix : MEMPROF_DEFAULT_PREFIX) != 0)

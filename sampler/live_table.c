@@ -2,23 +2,19 @@
  * for recognising the free of a sampled block.
  *
  * Most frees are of unsampled blocks, so a counting filter indexed by a hash
- * of the pointer answers them with one byte load; only a non-zero counter
- * leads into the table.  The table is split into stripes, each a small
+ * of the pointer answers them with one byte load (inline in the free hook, see
+ * memprof_internal.h); only a non-zero counter leads into the table.  The table is split into stripes, each a small
  * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
- * stays as compact as the live set.  The stripe is picked by the pointer's
- * 64 MiB region first (glibc gives each thread's arena its own 64 MiB heaps),
- * then by its hash: a thread's blocks land in its own group of stripes, so
- * locks and slots stay in that core's cache instead of bouncing between
- * cores.  A stripe's filter counters change only under its lock.
+ * stays as compact as the live set.  Stripes follow the pointer's region, so
+ * a thread's locks and slots stay in its core's cache instead of bouncing
+ * between cores.  A stripe's filter counters change only under its lock.
  * Entries are 16 bytes: the pointer, and size and stack id in one word. */
 #include <sched.h>
 #include <string.h>
 
 #include "memprof_internal.h"
 
-#define STRIPES 256                      /* 16 region groups x 16 */
-#define FILTER_PER_STRIPE 1024
 #define MIN_SLOTS 64
 #define SIZE_BITS 40                     /* sizes up to 1 TiB */
 #define STACK_BITS (64 - SIZE_BITS)
@@ -36,22 +32,10 @@ struct stripe {
     struct live_slot *slots;
 } __attribute__((aligned(64)));
 
-static struct stripe stripes[STRIPES];
-static _Atomic uint8_t filter[STRIPES][FILTER_PER_STRIPE];   /* saturating counters */
+static struct stripe stripes[LIVE_STRIPES];
+_Atomic uint8_t memprof_live_filter[LIVE_STRIPES][LIVE_FILTER_PER_STRIPE];   /* saturating */
 static uint64_t max_slots;               /* all stripes together: 2 x capacity */
 static _Atomic uint64_t used_slots;
-
-static inline uint64_t mix(uintptr_t p)
-{
-    uint64_t h = (uint64_t)p * 0x9e3779b97f4a7c15ull;
-    return h ^ (h >> 31);
-}
-
-static inline unsigned stripe_index(uintptr_t p, uint64_t h)
-{
-    uint64_t region = (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
-    return (unsigned)((region >> 60) << 4 | h >> 60);
-}
 
 static inline uint32_t home_of(uint64_t h, uint32_t mask) { return (uint32_t)(h >> 8) & mask; }
 
@@ -89,10 +73,10 @@ static void drop_slots(struct stripe *s)
 
 void memprof_live_table_reset(void)
 {
-    for (int k = 0; k < STRIPES; k++) {
+    for (int k = 0; k < LIVE_STRIPES; k++) {
         lock(&stripes[k]);
         drop_slots(&stripes[k]);
-        memset((void *)filter[k], 0, sizeof filter[k]);
+        memset((void *)memprof_live_filter[k], 0, sizeof memprof_live_filter[k]);
         unlock(&stripes[k]);
     }
 }
@@ -100,7 +84,7 @@ void memprof_live_table_reset(void)
 /* In a forked child a lock may be held by a thread that no longer exists. */
 void memprof_live_table_after_fork(void)
 {
-    for (int k = 0; k < STRIPES; k++)
+    for (int k = 0; k < LIVE_STRIPES; k++)
         atomic_store(&stripes[k].lock, 0);
     memprof_live_table_reset();
 }
@@ -134,16 +118,15 @@ static bool grow(struct stripe *s)
     s->mask = nslots - 1;
     for (uint32_t i = 0; old_mask && i <= old_mask; i++)
         if (old[i].ptr != 0)
-            s->slots[find(s, old[i].ptr, mix(old[i].ptr))] = old[i];
+            s->slots[find(s, old[i].ptr, memprof_ptr_hash(old[i].ptr))] = old[i];
     memprof_unmap(old, sizeof(struct live_slot) * ((size_t)old_mask + 1));
     return true;
 }
 
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
 {
-    uint64_t h = mix(ptr);
-    unsigned k = stripe_index(ptr, h);
-    struct stripe *s = &stripes[k];
+    uint64_t h = memprof_ptr_hash(ptr);
+    struct stripe *s = &stripes[memprof_live_stripe(ptr, h)];
     if (size >= (1ull << SIZE_BITS))
         size = (1ull << SIZE_BITS) - 1;
     uint64_t packed = size << STACK_BITS | stack;
@@ -165,7 +148,7 @@ bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
     }
     s->slots[i] = (struct live_slot){ptr, packed};
     s->count++;
-    _Atomic uint8_t *c = &filter[k][(h >> 46) & (FILTER_PER_STRIPE - 1)];
+    _Atomic uint8_t *c = memprof_live_counter(ptr, h);
     uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
     if (n < 255)
         atomic_store_explicit(c, n + 1, memory_order_relaxed);
@@ -177,13 +160,12 @@ out:
 
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
-    uint64_t h = mix(ptr);
-    unsigned k = stripe_index(ptr, h);
-    _Atomic uint8_t *c = &filter[k][(h >> 46) & (FILTER_PER_STRIPE - 1)];
+    uint64_t h = memprof_ptr_hash(ptr);
+    _Atomic uint8_t *c = memprof_live_counter(ptr, h);
     if (LIKELY(atomic_load_explicit(c, memory_order_relaxed) == 0))
         return false;
 
-    struct stripe *s = &stripes[k];
+    struct stripe *s = &stripes[memprof_live_stripe(ptr, h)];
     bool found = false;
     lock(s);
     uint32_t i = s->mask ? find(s, ptr, h) : 0;
@@ -194,7 +176,7 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
         for (uint32_t j = (i + 1) & s->mask; s->slots[j].ptr != 0; j = (j + 1) & s->mask) {
-            uint32_t home = home_of(mix(s->slots[j].ptr), s->mask);
+            uint32_t home = home_of(memprof_ptr_hash(s->slots[j].ptr), s->mask);
             if (((j - home) & s->mask) >= ((j - hole) & s->mask)) {
                 s->slots[hole] = s->slots[j];
                 hole = j;
@@ -212,7 +194,7 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 
 void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), void *arg)
 {
-    for (int k = 0; k < STRIPES; k++) {
+    for (int k = 0; k < LIVE_STRIPES; k++) {
         struct stripe *s = &stripes[k];
         lock(s);
         for (uint32_t i = 0; s->mask && i <= s->mask; i++)

@@ -20,7 +20,7 @@
 #define MEMPROF_PATH_MAX 4096
 #define STACK_NONE UINT32_MAX
 
-enum memprof_unwinder { UNWIND_LIBUNWIND = 0, UNWIND_FRAME_POINTER = 1 };
+enum memprof_unwinder { UNWIND_HYBRID = 0, UNWIND_LIBUNWIND = 1, UNWIND_FRAME_POINTER = 2 };
 
 /* ---- configuration (capture.c) ------------------------------------------ */
 struct memprof_config {
@@ -44,7 +44,7 @@ struct memprof_thread {
     uint32_t busy;               /* inside the sampler: allocations pass through */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
     uintptr_t stack_lo, stack_hi;/* this thread's stack, for the frame-pointer walk */
-    struct count_block *counts;  /* this thread's stack counters (stack_counts.c) */
+    struct thread_block *block;  /* this thread's counters and memo (thread_block.c) */
 };
 extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 
@@ -63,10 +63,40 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
     memprof_sample_slow(ptr, size, window);
 }
 
+/* ---- the live table's counting filter (live_table.c) ---------------------
+ * Consulted on every free while capturing, so its lookup is inline here: a
+ * zero counter means "not a live sample".  The stripe is picked by the
+ * pointer's 64 MiB region (glibc gives each thread's arena its own 64 MiB
+ * heaps), then by its hash, so a thread's blocks stay in its own stripes. */
+#define LIVE_STRIPES 256
+#define LIVE_FILTER_PER_STRIPE 1024
+extern _Atomic uint8_t memprof_live_filter[LIVE_STRIPES][LIVE_FILTER_PER_STRIPE] HIDDEN;
+
+static inline uint64_t memprof_ptr_hash(uintptr_t p)
+{
+    uint64_t h = (uint64_t)p * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 31);
+}
+
+static inline unsigned memprof_live_stripe(uintptr_t p, uint64_t h)
+{
+    uint64_t region = (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
+    return (unsigned)((region >> 60) << 4 | h >> 60);
+}
+
+static inline _Atomic uint8_t *memprof_live_counter(uintptr_t p, uint64_t h)
+{
+    return &memprof_live_filter[memprof_live_stripe(p, h)][(h >> 46) & (LIVE_FILTER_PER_STRIPE - 1)];
+}
+
 /* Called by every free hook before the real free. */
 static inline void memprof_on_free(void *ptr)
 {
     if (LIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0))
+        return;
+    uintptr_t p = (uintptr_t)ptr;
+    if (LIKELY(atomic_load_explicit(memprof_live_counter(p, memprof_ptr_hash(p)),
+                                    memory_order_relaxed) == 0))
         return;
     memprof_free_slow(ptr);
 }
@@ -91,7 +121,18 @@ uint32_t memprof_stack_intern(const uintptr_t *frames, int depth) HIDDEN;
 uint32_t memprof_stack_ids(void) HIDDEN;   /* ids in use are < this */
 void memprof_stack_frames(uint32_t id, const uintptr_t **frames, int *depth) HIDDEN;
 
-/* ---- per-thread stack counters (stack_counts.c) -------------------------- */
+/* ---- per-thread blocks: stack counters, unwinder memo (thread_block.c) ---- */
+#define UNWIND_MEMO_ENTRIES 4
+#define UNWIND_MEMO_DEPTH 8
+/* The outer frames libunwind found above a frame without a frame pointer,
+ * keyed by that frame's return address and stack pointer; ip[i] was read from
+ * the stack slot slot[i], which is how a later walk checks the memo still holds. */
+struct unwind_memo {
+    uintptr_t ret, sp;
+    uint32_t n;
+    uintptr_t ip[UNWIND_MEMO_DEPTH], slot[UNWIND_MEMO_DEPTH];
+};
+struct unwind_memo *memprof_unwind_memo(void) HIDDEN;   /* UNWIND_MEMO_ENTRIES of them */
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
 bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window) HIDDEN;
 /* Adds the window's (objs, bytes) per stack id into out[2 * id ...]. */

@@ -227,3 +227,17 @@ def test_hundreds_of_threads_and_cross_thread_frees(build_fixture, tmp_path):
     assert inuse["storm_keep"][1] == threads * (100 * 200 + 100 * 8)
     assert "storm_handoff" not in inuse         # every hand-off freed, most by other threads
     assert alloc["storm_handoff"][1] == threads * (50 * 300 + 50 * 8)
+
+
+@pytest.mark.parametrize("fixture,args", [("cxx_new", ["300"]), ("thread_storm", ["2"])])
+def test_hybrid_unwinder_gives_libunwinds_stacks(build_fixture, tmp_path, fixture, args):
+    """The default walk hands over to libunwind at code without frame pointers
+    (operator new in libstdc++, start_thread in libc): the same stacks, so the
+    same report to the byte, as libunwind alone."""
+    exe = build_fixture(fixture)
+    reports = {}
+    for unwinder in ("hybrid", "libunwind"):
+        proc, files = profile_run([exe, *args], tmp_path / f"{unwinder}_", 1, "--unwind", unwinder)
+        reports[unwinder] = report(one_heap(proc, files), exe, "alloc_space")
+    assert reports["hybrid"] == reports["libunwind"]
+    assert len(reports["hybrid"]) >= 5

@@ -1,37 +1,41 @@
-/* Per-stack allocation counters of the open window, kept per thread so the
- * sampling path does no shared read-modify-write: each thread adds into its
- * own block (indexed by dense stack id) with plain stores, and a dump sums
- * the blocks.  Only the owner writes a block: when it first counts in a new
- * window it zeroes the block itself, and a dump sums only blocks of the
- * window being dumped.  A block outlives its thread: at thread exit it is
- * marked free and the next new thread adopts it, keeping its counts, so the
- * sum stays right. */
+/* Per-thread memory of the sampler, mmap'd, that outlives its thread: at
+ * thread exit a block is marked free and the next new thread adopts it.
+ *
+ * It holds the per-stack allocation counters of the open window, kept per
+ * thread so the sampling path does no shared read-modify-write: each thread
+ * adds into its own block (indexed by dense stack id) with plain stores, and a
+ * dump sums the blocks.  Only the owner writes a block: when it first counts
+ * in a new window it zeroes the counters itself, and a dump sums only blocks
+ * of the window being dumped.  An adopted block keeps its counts, so the sum
+ * stays right.  The block's first page also holds the unwinder's memo. */
 #include <pthread.h>
 
 #include "memprof_internal.h"
 
 #define HEADER_BYTES 4096   /* the counts start on their own page, for madvise */
 
-struct count_block {
-    struct count_block *next;
+struct thread_block {
+    struct thread_block *next;
     _Atomic int in_use;
     _Atomic uint32_t window;        /* the window these counts belong to */
+    struct unwind_memo memo[UNWIND_MEMO_ENTRIES];
 };
+_Static_assert(sizeof(struct thread_block) <= HEADER_BYTES, "header fits its page");
 
-static _Atomic(struct count_block *) blocks;
+static _Atomic(struct thread_block *) blocks;
 static size_t counts_bytes;
 static pthread_key_t release_key;
 
-static inline _Atomic uint64_t *counts_of(struct count_block *b)
+static inline _Atomic uint64_t *counts_of(struct thread_block *b)
 {
     return (_Atomic uint64_t *)((char *)b + HEADER_BYTES);
 }
 
 static void release_block(void *block)
 {
-    struct count_block *b = block;
-    if (memprof_thread.counts == b)
-        memprof_thread.counts = NULL;
+    struct thread_block *b = block;
+    if (memprof_thread.block == b)
+        memprof_thread.block = NULL;
     atomic_store_explicit(&b->in_use, 0, memory_order_release);
 }
 
@@ -41,15 +45,15 @@ int memprof_stack_counts_init(uint32_t max_stacks)
     return pthread_key_create(&release_key, release_block) == 0 ? 0 : -1;
 }
 
-static struct count_block *adopt_block(void)
+static struct thread_block *adopt_block(void)
 {
-    for (struct count_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
+    for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
         int unused = 0;
         if (atomic_load_explicit(&b->in_use, memory_order_relaxed) == 0 &&
             atomic_compare_exchange_strong(&b->in_use, &unused, 1))
             return b;
     }
-    struct count_block *b = memprof_map(HEADER_BYTES + counts_bytes);
+    struct thread_block *b = memprof_map(HEADER_BYTES + counts_bytes);
     if (b == NULL)
         return NULL;
     b->in_use = 1;
@@ -59,16 +63,30 @@ static struct count_block *adopt_block(void)
     return b;
 }
 
-bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
+static struct thread_block *this_thread_block(void)
 {
-    struct count_block *b = memprof_thread.counts;
+    struct thread_block *b = memprof_thread.block;
     if (UNLIKELY(b == NULL)) {
         b = adopt_block();
         if (b == NULL)
-            return false;
-        memprof_thread.counts = b;
+            return NULL;
+        memprof_thread.block = b;
         pthread_setspecific(release_key, b);
     }
+    return b;
+}
+
+struct unwind_memo *memprof_unwind_memo(void)
+{
+    struct thread_block *b = this_thread_block();
+    return b ? b->memo : NULL;
+}
+
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
+{
+    struct thread_block *b = this_thread_block();
+    if (UNLIKELY(b == NULL))
+        return false;
     if (UNLIKELY(atomic_load_explicit(&b->window, memory_order_relaxed) != window)) {
         memprof_zero_pages(counts_of(b), counts_bytes);
         atomic_store_explicit(&b->window, window, memory_order_release);
@@ -83,7 +101,7 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
 
 void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window)
 {
-    for (struct count_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
+    for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
         if (atomic_load_explicit(&b->window, memory_order_acquire) != window)
             continue;
         const _Atomic uint64_t *c = counts_of(b);
@@ -95,7 +113,7 @@ void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window)
 /* In a forked child only the forking thread is left: the others' blocks are free. */
 void memprof_stack_counts_after_fork(void)
 {
-    for (struct count_block *b = atomic_load(&blocks); b != NULL; b = b->next)
-        if (b != memprof_thread.counts)
+    for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next)
+        if (b != memprof_thread.block)
             atomic_store(&b->in_use, 0);
 }
