@@ -139,8 +139,8 @@ EXPORT void *realloc(void *old, size_t size)
     uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
     uint32_t stack = STACK_NONE;
     uint64_t old_size = 0;
-    bool was_sampled = UNLIKELY(window != 0) && old != NULL && !memprof_thread.busy &&
-                       memprof_live_remove((uintptr_t)old, &stack, &old_size);
+    bool was_sampled = UNLIKELY(window != 0) && old != NULL &&
+                       memprof_take_sample(old, &stack, &old_size);
     void *p = real_realloc(old, size);
     if (UNLIKELY(was_sampled) && p == NULL && size != 0)
         memprof_live_insert((uintptr_t)old, stack, old_size);

@@ -50,6 +50,9 @@ extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 
 void memprof_sample_slow(void *ptr, size_t size, uint32_t window) HIDDEN;
 void memprof_free_slow(void *ptr) HIDDEN;
+/* Removes ptr from the live samples if it is one (for realloc, which may
+ * have to put it back); false if it was not sampled. */
+bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
 
 /* Called by every allocation hook after the real allocator returned. */
 static inline void memprof_on_alloc(void *ptr, size_t size)

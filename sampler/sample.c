@@ -78,11 +78,22 @@ out:
     t->busy = 0;
 }
 
+/* The busy flag also covers the table's lock: a signal handler that frees
+ * while this thread holds it passes through instead of spinning forever. */
+bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
+{
+    struct memprof_thread *t = &memprof_thread;
+    if (t->busy)
+        return false;
+    t->busy = 1;
+    bool found = memprof_live_remove((uintptr_t)ptr, stack, size);
+    t->busy = 0;
+    return found;
+}
+
 void memprof_free_slow(void *ptr)
 {
-    if (memprof_thread.busy)
-        return;
     uint32_t stack;
     uint64_t size;
-    memprof_live_remove((uintptr_t)ptr, &stack, &size);
+    memprof_take_sample(ptr, &stack, &size);
 }

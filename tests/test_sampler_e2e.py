@@ -241,3 +241,15 @@ def test_hybrid_unwinder_gives_libunwinds_stacks(build_fixture, tmp_path, fixtur
         reports[unwinder] = report(one_heap(proc, files), exe, "alloc_space")
     assert reports["hybrid"] == reports["libunwind"]
     assert len(reports["hybrid"]) >= 5
+
+
+def test_unwritable_output_costs_the_program_nothing(build_fixture, tmp_path, clean_env):
+    exe = build_fixture("sites")
+    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1",
+           "MEMPROF_PREFIX": str(tmp_path / "missing" / "p_")}
+    proc = subprocess.run([exe, "10", "10", "1"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip().isdigit()
+    assert proc.stderr.startswith("mem_profiler: could not write ")
+    assert len(proc.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
