@@ -38,7 +38,7 @@ MAPPED_LIBRARIES:
 55d0c0a00000-55d0c0a01000 r--p 00000000 fe:01 123 /abs/path/to/leaky
 55d0c0a01000-55d0c0a02000 r-xp 00001000 fe:01 123 /abs/path/to/leaky
 7ffd1000-7ffd3000 r-xp 00000000 00:00 0                          [vdso]
-7ffe0000-7ffe1000 rw-p 00000000 00:00 0 
+7ffe0000-7ffe1000 rw-p 00000000 00:00 0
 """
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
@@ -151,10 +151,11 @@ def hand_symbolized(stacks: list[list[str]], objs: list[int], nbytes: list[int])
     for stack, o, b in zip(stacks, objs, nbytes, strict=True):
         lines += ["@ " + " ".join("0x1" for _ in stack), f"  t*: {o}: {b} [{o}: {b}]"]
     prof = parse_heap("\n".join(lines + ["MAPPED_LIBRARIES:"]) + "\n")
-    names: dict[str, int] = {}
+    names: dict[str, int] = {}  # one location per function
     frames = np.array([names.setdefault(n, len(names)) for s in stacks for n in s], np.int64)
     offsets = np.r_[0, np.cumsum([len(s) for s in stacks])].astype(np.int64)
-    return SymbolizedProfile(prof, list(names), frames, offsets)
+    return SymbolizedProfile(prof, np.arange(len(names), dtype=np.uint64), list(names),
+                             np.arange(len(names)), [None] * len(names), frames, offsets)
 
 
 MiB = 1 << 20

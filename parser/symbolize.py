@@ -1,0 +1,249 @@
+"""Addresses of a HeapProfile -> function names, through MAPPED_LIBRARIES and ELF files."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mem_profiler.parser.elf_image import ElfImage, demangle
+from mem_profiler.parser.errors import BuildIdMismatch, ElfError
+from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.nputil import sorted_unique
+
+# Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do).
+ALLOCATOR_RE = re.compile(
+    r"(?:malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc"
+    r"|pvalloc|__libc_\w*alloc"
+    r"|operator new(?:\[\])?(?:\(.*\))?"
+    r"|(?:__gnu_cxx::new_allocator|std::__new_allocator|std::allocator|std::allocator_traits)"
+    r"<.*>::allocate(?:\(.*\))?(?: const)?)")
+_ARGS_RE = re.compile(r"\((?!anonymous namespace\))[^()]*\)(\s*const)?")
+_TEMPLATE_RE = re.compile(r"<[^<>]*>")
+# A return type left in front (`void ns::f`, `double* build`), but not in `operator new`.
+_RETURN_TYPE_RE = re.compile(r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)")
+
+
+@dataclass
+class SymbolizedProfile:
+    """A profile's frames as locations (one per distinct address), named.
+
+    Stacks are location ids, leaf first, with allocator frames stripped from the leaf end.
+    """
+
+    profile: HeapProfile
+    addrs: np.ndarray  # uint64 per location: the call-site address symbolized
+    functions: list[str]  # demangled names, `lib.so+0x1a2b` or `0x7f...` when unresolved
+    func_of: np.ndarray  # int64 per location: index into functions
+    where: list[tuple[str, int] | None]  # per location (file, line), if symbolized with lines
+    frames: np.ndarray  # int64 location ids of all stacks, concatenated
+    offsets: np.ndarray  # int64, stack i is frames[offsets[i]:offsets[i+1]]
+    warnings: list[str] = field(default_factory=list)
+
+    def node_names(self, lines: bool = False,
+                   full_names: bool = False) -> tuple[list[str], np.ndarray]:
+        """Node names and the node of each location: a node is a function (short C++
+        names unless full_names), or `function file:line` with lines."""
+        display = self.functions if full_names else [short_name(f) for f in self.functions]
+        ids: dict[str, int] = {}
+        if lines:
+            keys = (display[f] if loc is None else f"{display[f]} {loc[0]}:{loc[1]}"
+                    for f, loc in zip(self.func_of.tolist(), self.where, strict=True))
+            node_of = np.array([ids.setdefault(k, len(ids)) for k in keys], np.int64)
+        else:
+            func_node = np.array([ids.setdefault(d, len(ids)) for d in display], np.int64)
+            node_of = func_node[self.func_of] if len(display) else np.zeros(0, np.int64)
+        return list(ids), node_of
+
+    def stack(self, i: int, lines: bool = False, full_names: bool = False) -> list[str]:
+        """Node names of stack i, leaf first (names all nodes: for many stacks, call
+        node_names once instead)."""
+        names, node_of = self.node_names(lines, full_names)
+        return [names[n] for n in node_of[self.frames[self.offsets[i]:self.offsets[i + 1]]]]
+
+
+def short_name(name: str) -> str:
+    """Drop argument lists, template arguments and return types, as jeprof's
+    ShortFunctionName (and pprof's default demangling) show C++ names."""
+    for pattern in (_ARGS_RE, _TEMPLATE_RE):
+        removed = 1
+        while removed:
+            name, removed = pattern.subn("", name)
+    return _RETURN_TYPE_RE.sub("", name)
+
+
+def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bool = False,
+              allow_mismatch: bool = False) -> SymbolizedProfile:
+    """Name every frame of `profile`, using `binary` for the program that ran.
+
+    Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
+    is not the build that ran (a warning instead with allow_mismatch). `lines` also
+    reads DWARF line tables for `where`.
+    """
+    exe = ElfImage(os.fspath(binary))
+    warnings: list[str] = []
+    exe_paths = _exe_paths(profile, exe.basename)
+    _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
+
+    lengths = np.fromiter((len(s) for s in profile.stacks), np.int64, len(profile.stacks))
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    addrs = np.fromiter(itertools.chain.from_iterable(profile.stacks), np.uint64, int(offsets[-1]))
+    # Every frame but the leaf is a return address: step back into the call instruction.
+    caller = np.ones(len(addrs), bool)
+    caller[offsets[:-1][lengths > 0]] = False
+    addrs -= caller.astype(np.uint64)
+    uniq = sorted_unique(addrs)
+    frames = np.searchsorted(uniq, addrs)
+
+    resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
+    func_of, where = resolver.resolve(uniq)
+    func_alloc = np.array([ALLOCATOR_RE.fullmatch(f) is not None for f in resolver.functions],
+                          bool)
+    alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
+    frames, offsets = _strip_leaf_run(frames, alloc, offsets)
+    return SymbolizedProfile(profile, uniq, resolver.functions, func_of, where, frames, offsets,
+                             warnings)
+
+
+def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:
+    """Mapping paths that stand for the program given with -p."""
+    paths = {m.path for m in profile.mappings}
+    if profile.exe and profile.exe in paths:
+        return {profile.exe}
+    same_name = {p for p in paths if os.path.basename(p) == basename}
+    if same_name:
+        return same_name
+    first = next((m.path for m in profile.mappings if m.path), None)
+    return {first} if first else set()
+
+
+def _check_exe_build_id(profile: HeapProfile, exe: ElfImage, exe_paths: set[str],
+                        allow_mismatch: bool, warnings: list[str]) -> None:
+    for path in sorted(exe_paths):
+        recorded = profile.build_ids.get(path)
+        if recorded is None or recorded == exe.build_id:
+            continue
+        what = (f"{exe.path} has build-id {exe.build_id or 'none'} but the profile was recorded"
+                f" from {path} with build-id {recorded}")
+        if not allow_mismatch:
+            raise BuildIdMismatch(f"{what}; pass the binary that ran, or --allow-mismatch"
+                                  " to symbolize with this one anyway.")
+        warnings.append(f"{what}; symbols may be wrong.")
+
+
+class _Resolver:
+    """Turns unique addresses into function ids (into `functions`) and file:line."""
+
+    def __init__(self, profile: HeapProfile, exe: ElfImage, exe_paths: set[str],
+                 lines: bool, warnings: list[str]) -> None:
+        self.profile = profile
+        self.exe = exe
+        self.exe_paths = exe_paths
+        self.lines = lines
+        self.warnings = warnings
+        self.functions: list[str] = []
+        self._ids: dict[str, int] = {}
+
+    def _ids_of(self, names: list[str]) -> np.ndarray:
+        return np.array([self._ids.setdefault(n, len(self._ids)) for n in names], np.int64)
+
+    def resolve(self, addrs: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int] | None]]:
+        """Function id and (file, line) or None for each of the sorted unique addrs."""
+        func_of = np.full(len(addrs), -1, np.int64)
+        locs: list[tuple[str, int] | None] = [None] * len(addrs)
+        # Anonymous executable memory (JIT code) has no file: its frames stay addresses.
+        maps = sorted((m for m in self.profile.mappings if m.executable and m.path),
+                      key=lambda m: m.start)
+        starts = np.array([m.start for m in maps], np.uint64)
+        ends = np.array([m.end for m in maps], np.uint64)
+        # addr - start + offset, computed as addr + (offset - start) modulo 2**64
+        bases = np.array([(m.offset - m.start) % 2**64 for m in maps], np.uint64)
+        paths = sorted({m.path for m in maps})
+        path_ids = {path: i for i, path in enumerate(paths)}
+        path_of_map = np.array([path_ids[m.path] for m in maps], np.int64)
+
+        which = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
+        inside = which >= 0
+        inside[inside] = addrs[inside] < ends[which[inside]]
+        path_of = np.full(len(addrs), -1, np.int64)
+        path_of[inside] = path_of_map[which[inside]]
+        file_offsets = addrs + bases[np.maximum(which, 0)] if len(maps) else addrs
+        for p in np.unique(path_of[inside]).tolist():
+            sel = np.flatnonzero(path_of == p)
+            self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs)
+        outside = np.flatnonzero(func_of < 0)
+        func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
+        self.functions = list(self._ids)
+        return func_of, locs
+
+    def _resolve_object(self, path: str, sel: np.ndarray, offsets: np.ndarray,
+                        func_of: np.ndarray, locs: list[tuple[str, int] | None]) -> None:
+        """Resolve the addresses `sel` (at file `offsets`) that fall in one object."""
+        image = self._image(path)
+        label = os.path.basename(path)
+        if image is None:
+            func_of[sel] = self._ids_of([f"{label}+0x{o:x}" for o in offsets.tolist()])
+            return
+        vaddrs = image.offsets_to_vaddrs(offsets)
+        try:
+            symbols = image.symbols()
+            where = image.lines(vaddrs) if self.lines else None
+        except ElfError as e:
+            if image is self.exe:
+                raise
+            self.warnings.append(f"{e} Its frames stay unresolved.")
+            func_of[sel] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs.tolist()])
+            return
+        hit = symbols.lookup(vaddrs)
+        found = hit >= 0
+        sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
+        names = self._ids_of([demangle(symbols.names[s]) for s in sym_ids.tolist()])
+        func_of[sel[found]] = names[sym_of]
+        func_of[sel[~found]] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs[~found].tolist()])
+        for i, loc in zip(sel.tolist(), where or (), strict=False):
+            locs[i] = loc
+
+    def _image(self, path: str) -> ElfImage | None:
+        """The ELF file behind a mapping, or None (with a warning) if it cannot be read."""
+        if path in self.exe_paths:
+            return self.exe
+        if not path.startswith("/"):
+            return None  # [vdso], anonymous JIT code and the like
+        try:
+            image = ElfImage(path)
+        except ElfError as e:
+            self.warnings.append(f"{e} Its frames stay unresolved.")
+            return None
+        recorded = self.profile.build_ids.get(path)
+        if recorded is not None and recorded != image.build_id:
+            self.warnings.append(
+                f"{path} on this machine has build-id {image.build_id or 'none'}, the profile"
+                f" recorded {recorded}; its frames may be named wrongly.")
+        return image
+
+
+def _strip_leaf_run(frames: np.ndarray, alloc: np.ndarray,
+                    offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the run of allocator frames at the leaf end of each stack, keeping one frame."""
+    heads = offsets[:-1]
+    lengths = np.diff(offsets)
+    drop = np.zeros(len(lengths), np.int64)
+    active = np.flatnonzero(lengths > 1)
+    while len(active):  # one round per frame of the longest run: a few rounds
+        active = active[alloc[heads[active] + drop[active]]]
+        drop[active] += 1
+        active = active[drop[active] < lengths[active] - 1]
+    if not drop.any():
+        return frames, offsets
+    keep = np.ones(len(frames), bool)
+    stacks = np.flatnonzero(drop)
+    run_start = np.repeat(heads[stacks], drop[stacks])
+    first_of_run = np.repeat(np.cumsum(drop[stacks]) - drop[stacks], drop[stacks])
+    keep[run_start + np.arange(len(run_start)) - first_of_run] = False
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(lengths - drop, out=new_offsets[1:])
+    return frames[keep], new_offsets

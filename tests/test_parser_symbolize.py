@@ -1,0 +1,437 @@
+"""Symbolization and the mem_parser CLI against real compiled programs and the real libc.
+
+Each test composes a .heap file by hand: the programs are built here (PIE, gcc -g), their
+PT_LOAD segments are mapped at a load base as the kernel would, and frames point into
+functions whose addresses are read from the ELF files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from mem_profiler.cmd.mem_parser import main
+from mem_profiler.parser import elf_image
+from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.elf_image import ElfImage
+from mem_profiler.parser.errors import BuildIdMismatch, ElfError
+from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.symbolize import symbolize
+
+MEM_PARSER = Path(sys.executable).with_name("mem_parser")
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+LIBSTDCXX = os.path.realpath("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+LIBJEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+PIE_BASE, NOPIE_BASE, LIB_BASE, LIB2_BASE = 0x55D0C0A00000, 0, 0x7F12A0000000, 0x7F12B0000000
+MiB = 1 << 20
+
+PROG_C = r"""
+#include <stdlib.h>
+#include <string.h>
+#ifndef VARIANT
+#define VARIANT 1
+#endif
+void *keep[8];
+__attribute__((noinline)) void *leaf_alloc(size_t n) {
+    void *p = malloc(n);
+    memset(p, VARIANT, n);
+    return p;
+}
+__attribute__((noinline)) void *grow(size_t n) { return leaf_alloc(n); }
+__attribute__((noinline)) void *walk(int depth, size_t n) {
+    if (depth == 0)
+        return grow(n);
+    void *p = walk(depth - 1, n);
+    __asm__ volatile("");
+    return p;
+}
+static __attribute__((noinline)) void *hidden_helper(size_t n) { return grow(n + VARIANT); }
+int main(int argc, char **argv) {
+    keep[0] = walk(3, 4096);
+    keep[1] = hidden_helper(100);
+    keep[2] = strdup(argv[0]);
+    return keep[0] == 0;
+}
+"""
+
+WIDGET_CPP = r"""
+#include <vector>
+namespace ns {
+struct Widget {
+    std::vector<int> v;
+    static Widget *make(int n);
+};
+Widget *Widget::make(int n) {
+    Widget *w = new Widget;
+    for (int i = 0; i < n; i++)
+        w->v.push_back(i);
+    return w;
+}
+}  // namespace ns
+template <typename T> T *build(int n) { return new T[n]; }
+int main(int argc, char **) { ns::Widget::make(argc * 100); build<double>(argc); return 0; }
+"""
+
+
+@dataclass
+class Binary:
+    """A compiled ELF file with its function symbols (mangled name -> (start, size))."""
+
+    path: str
+    funcs: dict[str, tuple[int, int]]
+    build_id: str
+
+    def pc(self, name: str, base: int, delta: int = 4) -> int:
+        """A runtime address `delta` bytes into function `name` of an object loaded at base."""
+        start, size = self.funcs[name]
+        assert delta < size
+        return base + start + delta
+
+
+def load_binary(path: str) -> Binary:
+    funcs = {}
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        table = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
+        for sym in table.iter_symbols():
+            if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"]:
+                funcs.setdefault(sym.name, (sym["st_value"], sym["st_size"]))
+    return Binary(path, funcs, ElfImage(path).build_id)
+
+
+def compile_program(folder: Path, source: str, name: str, *flags: str,
+                    compiler: str = "gcc") -> Binary:
+    src = folder / (name + (".cpp" if compiler == "g++" else ".c"))
+    src.write_text(source)
+    out = folder / name
+    subprocess.run([compiler, "-g", "-O1", "-fno-inline", *flags, "-o", str(out), str(src)],
+                   check=True)
+    return load_binary(os.path.realpath(out))
+
+
+def maps_lines(path: str, base: int) -> list[str]:
+    """/proc/pid/maps lines for an ELF file loaded at base, from its PT_LOAD segments."""
+    lines = []
+    with open(path, "rb") as f:
+        for seg in ELFFile(f).iter_segments():
+            if seg["p_type"] != "PT_LOAD":
+                continue
+            start = base + (seg["p_vaddr"] & ~0xFFF)
+            end = base + ((seg["p_vaddr"] + seg["p_memsz"] + 0xFFF) & ~0xFFF)
+            perms = "".join(c if seg["p_flags"] & bit else "-"
+                            for c, bit in (("r", 4), ("w", 2), ("x", 1))) + "p"
+            offset = seg["p_offset"] & ~0xFFF
+            lines.append(f"{start:x}-{end:x} {perms} {offset:08x} fe:01 77 {path}")
+    return lines
+
+
+def heap_text(exe: str, stacks: list[tuple[list[int], int, int]], maps: list[str],
+              build_ids: dict[str, str], rate: int = 1) -> str:
+    """A .heap file as the sampler writes it; stacks are (frames, objects, bytes)."""
+    lines = [f"heap_v2/{rate}", "# mem_profiler 0.1.0", "# pid: 4242", f"# cmdline: {exe}",
+             f"# exe: {exe}", "# heap: host"]
+    lines += [f"# build_id: {path} {bid}" for path, bid in build_ids.items()]
+    objs, nbytes = sum(s[1] for s in stacks), sum(s[2] for s in stacks)
+    lines.append(f"  t*: {objs}: {nbytes} [{objs}: {nbytes}]")
+    for frames, o, b in stacks:
+        lines += ["@ " + " ".join(f"0x{a:x}" for a in frames), f"  t*: {o}: {b} [{o}: {b}]"]
+    return "\n".join(lines + ["", "MAPPED_LIBRARIES:", *maps]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("programs")
+    return {
+        "prog": compile_program(folder, PROG_C, "prog"),
+        "variant": compile_program(folder, PROG_C, "variant", "-DVARIANT=2"),
+        "nopie": compile_program(folder, PROG_C, "nopie", "-no-pie"),
+        "dwarf4": compile_program(folder, PROG_C, "dwarf4", "-gdwarf-4"),
+        "libc": load_binary(LIBC),
+    }
+
+
+@pytest.fixture(autouse=True)
+def symbol_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(cache))
+    return cache
+
+
+def prog_heap(built, tmp_path, prog: str = "prog", base: int = PIE_BASE, rate: int = 1,
+              build_ids: dict[str, str] | None = None) -> Path:
+    """The standard profile of prog.c: recursion, a static function, a libc frame."""
+    b, libc = built[prog], built["libc"]
+    stacks = [
+        ([b.pc("leaf_alloc", base), b.pc("grow", base), b.pc("walk", base, 20),
+          b.pc("walk", base, 30), b.pc("main", base)], 6, 6 * MiB),
+        ([b.pc("leaf_alloc", base), b.pc("grow", base), b.pc("hidden_helper", base),
+          b.pc("main", base)], 3, 3 * MiB),
+        ([libc.pc("strdup", LIB_BASE), b.pc("main", base, 8)], 1, MiB),
+    ]
+    ids = {b.path: b.build_id, LIBC: libc.build_id} if build_ids is None else build_ids
+    path = tmp_path / f"{prog}.heap"
+    path.write_text(heap_text(b.path, stacks, maps_lines(b.path, base) + maps_lines(
+        LIBC, LIB_BASE), ids, rate))
+    return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """mem_parser in this process: (exit status, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("prog, base", [("prog", PIE_BASE), ("nopie", NOPIE_BASE)])
+def test_names_frames_of_the_program_and_libc(built, tmp_path, prog, base):
+    sym = symbolize(read_heap(prog_heap(built, tmp_path, prog, base)), built[prog].path)
+    assert sym.stack(0) == ["leaf_alloc", "grow", "walk", "walk", "main"]
+    assert sym.stack(1) == ["leaf_alloc", "grow", "hidden_helper", "main"]
+    assert sym.stack(2) == ["strdup", "main"]
+    assert sym.warnings == []
+
+
+def test_text_report_end_to_end(built, tmp_path):
+    heap = prog_heap(built, tmp_path)
+    done = subprocess.run([MEM_PARSER, "-p", built["prog"].path, "-f", heap, "-t"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == (
+        "Total: 10.0 MB\n"
+        "     9.0  90.0%  90.0%      9.0  90.0% leaf_alloc\n"
+        "     1.0  10.0% 100.0%      1.0  10.0% strdup\n"
+        "     0.0   0.0% 100.0%     10.0 100.0% main\n"
+        "     0.0   0.0% 100.0%      9.0  90.0% grow\n"
+        "     0.0   0.0% 100.0%      6.0  60.0% walk\n"
+        "     0.0   0.0% 100.0%      3.0  30.0% hidden_helper\n")
+    assert done.stderr == ""
+
+
+def test_output_file_is_written_whole(built, tmp_path, capsys):
+    heap, out = prog_heap(built, tmp_path), tmp_path / "out" / "report.txt"
+    out.parent.mkdir()
+    code, stdout, _ = run_cli(capsys, "-p", built["prog"].path, "-f", str(heap), "-t",
+                              "--inuse_objects", "-o", str(out))
+    assert code == 0 and stdout == ""
+    assert out.read_text().startswith("Total: 10 objects\n       9  90.0%  90.0%        9")
+    assert os.listdir(out.parent) == ["report.txt"]
+
+
+def test_unsampled_totals(built, tmp_path):
+    heap = prog_heap(built, tmp_path, rate=1024)
+    table = aggregate(symbolize(read_heap(heap), built["prog"].path), "alloc_space")
+    scale = 1 / (1 - math.exp(-MiB / 1024))  # every stack allocates 1 MiB blocks
+    assert table.total == pytest.approx(10 * MiB * scale, rel=1e-12)
+
+
+@pytest.mark.parametrize("prog", ["prog", "dwarf4"])
+def test_lines_match_addr2line(built, tmp_path, prog):
+    b = built[prog]
+    sym = symbolize(read_heap(prog_heap(built, tmp_path, prog)), b.path, lines=True)
+    frames = sym.stack(0, lines=True)
+    for frame, func, vaddr in [(frames[0], "leaf_alloc", b.funcs["leaf_alloc"][0] + 4),
+                               (frames[2], "walk", b.funcs["walk"][0] + 20 - 1)]:
+        # the leaf is symbolized as written, a caller frame at its return address - 1
+        where = subprocess.run(["addr2line", "-e", b.path, hex(vaddr)], capture_output=True,
+                               text=True, check=True).stdout.split()[0]
+        assert re.fullmatch(rf"/.*/{prog}\.c:[1-9]\d*", where)
+        assert frame == f"{func} {where}"
+    assert aggregate(sym, lines=True).names[0] == frames[0]
+    assert sym.stack(2, lines=True)[0].startswith("strdup")  # libc: with or without debug file
+    assert sym.stack(0)[0] == "leaf_alloc"
+
+
+def test_cxx_names_are_demangled_and_operator_new_stripped(tmp_path):
+    w = compile_program(tmp_path, WIDGET_CPP, "widget", "-O0", compiler="g++")
+    std = load_binary(LIBSTDCXX)
+    chain = ["_ZNSt15__new_allocatorIiE8allocateEmPKv",
+             "_ZNSt16allocator_traitsISaIiEE8allocateERS0_m",
+             "_ZNSt12_Vector_baseIiSaIiEE11_M_allocateEm"]
+    chain = [n for n in chain if n in w.funcs]  # gcc 12 names; older ones differ
+    stacks = [
+        ([std.pc("_Znwm", LIB_BASE)] + [w.pc(n, PIE_BASE) for n in chain]
+         + [w.pc("_ZN2ns6Widget4makeEi", PIE_BASE), w.pc("main", PIE_BASE)], 1, 400),
+        ([std.pc("_Znam", LIB_BASE), w.pc("_Z5buildIdEPT_i", PIE_BASE),
+          w.pc("main", PIE_BASE)], 1, 8),
+    ]
+    heap = tmp_path / "w.heap"
+    heap.write_text(heap_text(w.path, stacks, maps_lines(w.path, PIE_BASE)
+                              + maps_lines(LIBSTDCXX, LIB_BASE), {w.path: w.build_id}))
+    sym = symbolize(read_heap(heap), w.path)
+    assert sym.stack(0)[0] == "std::_Vector_base::_M_allocate"
+    assert sym.stack(0)[-2:] == ["ns::Widget::make", "main"]
+    assert sym.stack(1) == ["build", "main"]
+    assert sym.stack(0, full_names=True)[-2] == "ns::Widget::make(int)"
+    assert sym.stack(1, full_names=True)[0] == "double* build<double>(int)"
+
+
+def test_unresolved_frames(built, tmp_path):
+    b = built["prog"]
+    with open(b.path, "rb") as f:
+        plt = ELFFile(f).get_section_by_name(".plt")["sh_addr"]  # code without symbols
+    gone = "/nonexistent/libgone.so.1"
+    maps = maps_lines(b.path, PIE_BASE) + [
+        f"{LIB2_BASE:x}-{LIB2_BASE + 0x3000:x} r-xp 00002000 fe:01 9 {gone}",
+        "7ffd10000000-7ffd10002000 r-xp 00000000 00:00 0 [vdso]",
+        "7f0000000000-7f0000100000 rwxp 00000000 00:00 0 "]
+    stack = [PIE_BASE + plt + 4, LIB2_BASE + 0x1235, 0x7FFD10000101, 0x7F0000000011, 0x1001]
+    heap = tmp_path / "u.heap"
+    heap.write_text(heap_text(b.path, [(stack, 1, 64)], maps, {b.path: b.build_id}))
+    sym = symbolize(read_heap(heap), b.path)
+    assert sym.stack(0) == [f"prog+0x{plt + 4:x}", "libgone.so.1+0x3234", "[vdso]+0x100",
+                            "0x7f0000000010", "0x1000"]
+    assert len(sym.warnings) == 1 and gone in sym.warnings[0]
+
+
+@pytest.mark.parametrize("how", ["debuglink", "build-id"])
+def test_separate_debug_file(built, tmp_path, monkeypatch, how):
+    root = tmp_path / "debug-root"
+    monkeypatch.setattr(elf_image, "DEBUG_ROOTS", (str(root),))
+    src, bid = built["prog"].path, built["prog"].build_id
+    debug = tmp_path / "prog.debug" if how == "debuglink" else (
+        root / ".build-id" / bid[:2] / f"{bid[2:]}.debug")
+    debug.parent.mkdir(parents=True, exist_ok=True)
+    stripped = tmp_path / "prog"
+    link = [f"--add-gnu-debuglink={debug}"] if how == "debuglink" else []
+    subprocess.run(["objcopy", "--only-keep-debug", src, debug], check=True)
+    subprocess.run(["objcopy", "--strip-all", *link, src, stripped], check=True)
+    assert ElfImage(str(stripped)).debug_path == str(debug)
+    heap = read_heap(prog_heap(built, tmp_path))
+    frame = symbolize(heap, stripped, lines=True).stack(1, lines=True)[2]
+    assert frame.startswith("hidden_helper ")  # a static function: only in .symtab
+    assert frame.split(" ")[1].rsplit(":", 1)[0].endswith("prog.c")
+
+
+def test_reads_and_names_a_real_jemalloc_dump(built, tmp_path):
+    prog = built["prog"]
+    conf = f"prof:true,prof_final:true,lg_prof_sample:0,prof_prefix:{tmp_path}/je"
+    subprocess.run([prog.path], env=dict(os.environ, LD_PRELOAD=LIBJEMALLOC, MALLOC_CONF=conf),
+                   check=True)
+    dump = read_heap(next(tmp_path.glob("je.*.heap")))
+    assert dump.rate == 1 and dump.exe is None
+    sym = symbolize(dump, prog.path)  # no exe line: the mapping named like -p is the program
+    stacks = [sym.stack(i) for i in range(len(dump.stacks))]
+    ours = [s[s.index("leaf_alloc"):] for s in stacks if "leaf_alloc" in s]
+    assert ["leaf_alloc", "grow", "walk", "walk", "walk", "walk", "main"] in [s[:7] for s in ours]
+
+
+def test_build_id_mismatch_is_refused(built, tmp_path, capsys):
+    heap = prog_heap(built, tmp_path)
+    variant, prog = built["variant"], built["prog"]
+    assert variant.build_id != prog.build_id
+    with pytest.raises(BuildIdMismatch):
+        symbolize(read_heap(heap), variant.path)
+    code, out, err = run_cli(capsys, "-p", variant.path, "-f", str(heap), "-t")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("mem_parser: ")
+    assert variant.build_id in err and prog.build_id in err and "--allow-mismatch" in err
+    code, out, err = run_cli(capsys, "-p", variant.path, "-f", str(heap), "-t",
+                             "--allow-mismatch")
+    assert code == 0 and out.startswith("Total: 10.0 MB\n")
+    assert err.startswith("mem_parser: warning: ") and variant.build_id in err
+
+
+def test_shared_object_of_another_build_warns(built, tmp_path, capsys):
+    prog = built["prog"]
+    heap = prog_heap(built, tmp_path, build_ids={prog.path: prog.build_id, LIBC: "deadbeef"})
+    code, out, err = run_cli(capsys, "-p", prog.path, "-f", str(heap), "-t")
+    assert code == 0 and "strdup" in out
+    assert err.startswith("mem_parser: warning: ") and "deadbeef" in err
+    assert built["libc"].build_id in err
+
+
+def test_symbols_are_cached_and_corrupt_entries_rebuilt(built, tmp_path, symbol_cache):
+    heap = read_heap(prog_heap(built, tmp_path))
+    first = symbolize(heap, built["prog"].path, lines=True)
+    entries = sorted(symbol_cache.iterdir())
+    ids = {e.name.split(".")[0] for e in entries}
+    assert {built["prog"].build_id, built["libc"].build_id} <= ids
+    for entry in entries:
+        entry.write_bytes(b"not a zip file")
+    again = symbolize(heap, built["prog"].path, lines=True)
+    assert [again.stack(i, lines=True) for i in range(3)] == [first.stack(i, lines=True)
+                                                              for i in range(3)]
+    assert all(e.read_bytes()[:2] == b"PK" for e in symbol_cache.iterdir())
+
+
+def test_bad_binaries_are_user_errors(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    elfish = tmp_path / "broken"
+    elfish.write_bytes(b"\x7fELF" + b"\0" * 20)
+    for path, what in [(tmp_path / "nope", "does not exist"), (tmp_path, "is a directory"),
+                       (text, "is not an ELF binary"), (elfish, "is not a valid ELF binary")]:
+        with pytest.raises(ElfError, match=what):
+            ElfImage(str(path))
+
+
+@pytest.mark.parametrize("args, content, expect", [
+    ("-p {prog} -f {bad} -t", "empty", "{bad}:1: the file is empty"),
+    ("-p {prog} -f {bad} -t", "truncated", "{bad}:17: the file is truncated"),
+    ("-p {prog} -f {bad} -t", "garbled", "{bad}:11: expected a counter line after the stack"
+                                         " on line 10"),
+    ("-p {dir}/nope -f {heap} -t", None, "{dir}/nope does not exist"),
+    ("-p {prog} -f {dir} -t", None, "{dir} is a directory"),
+    ("-p {dir} -f {heap} -t", None, "{dir} is a directory"),
+    ("-p {heap} -f {heap} -t", None, "{heap} is not an ELF binary"),
+    ("-p {prog} -f {heap} -s", None, "later release; use -t"),
+    ("-p {prog} -f {heap}", None, "exactly one output"),
+    ("-p {prog} -f {heap} -t -s", None, "exactly one output"),
+    ("-p {prog} -f {heap} -t --alloc_space --inuse_objects", None, "one sample index"),
+    ("-f {heap} -t", None, "Missing option '-p'"),
+])
+def test_cli_user_errors_are_one_line(built, tmp_path, capsys, args, content, expect):
+    heap = prog_heap(built, tmp_path)
+    good = heap.read_text()
+    bad = tmp_path / "bad.heap"
+    bad.write_text({"empty": "", "truncated": good.split("MAPPED_LIBRARIES:")[0],
+                    "garbled": good.replace("[6: 6291456]", "[6: 6291456")}.get(content, good))
+    names = {"prog": built["prog"].path, "bad": bad, "heap": heap, "dir": tmp_path}
+    code, out, err = run_cli(capsys, *args.format(**names).split())
+    assert (code, out) == (2, "")
+    assert err.startswith("mem_parser: ") and err.count("\n") == 1, err
+    assert expect.format(**names) in err and "Traceback" not in err
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    done = subprocess.run([MEM_PARSER, "-p", str(tmp_path), "-f", str(tmp_path), "-t"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("mem_parser: ") and done.stderr.count("\n") == 1
+
+
+def test_jeprof_ranks_the_same_functions(built, tmp_path):
+    b = built["prog"]
+    stacks = [  # distinct flat values so that the ranking has no ties
+        ([b.pc("leaf_alloc", PIE_BASE), b.pc("grow", PIE_BASE), b.pc("main", PIE_BASE)],
+         40, 40 * 65536),
+        ([b.pc("walk", PIE_BASE, 20), b.pc("walk", PIE_BASE, 30), b.pc("main", PIE_BASE)],
+         25, 25 * 4096),
+        ([b.pc("hidden_helper", PIE_BASE), b.pc("main", PIE_BASE)], 70, 70 * 300),
+    ]
+    heap = tmp_path / "j.heap"
+    heap.write_text(heap_text(b.path, stacks, maps_lines(b.path, PIE_BASE)
+                              + maps_lines(LIBC, LIB_BASE), {b.path: b.build_id}, rate=1024))
+    ours = subprocess.run([MEM_PARSER, "-p", b.path, "-f", heap, "-t"], capture_output=True,
+                          text=True, check=True).stdout.splitlines()
+    theirs = subprocess.run(["jeprof", "--text", b.path, heap], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+
+    def flat_ranking(lines: list[str]) -> list[str]:
+        return [line.split()[-1] for line in lines[1:] if float(line.split()[0]) > 0]
+
+    assert flat_ranking(ours) == flat_ranking(theirs) == ["leaf_alloc", "walk", "hidden_helper"]
+    assert ours[0] == theirs[0]  # Total: 2.6 MB
+    assert {tuple(line.split()) for line in ours[1:]} == {tuple(line.split())
+                                                          for line in theirs[1:]}
