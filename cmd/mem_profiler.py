@@ -1,4 +1,5 @@
-"""`mem_profiler`: run a program under the sampler (more verbs arrive with later issues)."""
+"""`mem_profiler`: capture a running process, run a program under the sampler, list
+capturable processes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import sys
 import click
 
 from mem_profiler import SamplerNotBuilt, library_path
+from mem_profiler.control_block import ControlError, Status
+from mem_profiler.controller import capture_window, list_targets, only_target
 from mem_profiler.launch import DEFAULT_PREFIX, CaptureSettings, LaunchError, run_profiled
+
+CAPTURE_OPTIONS = ("pid", "seconds", "rate", "prefix", "depth")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -15,9 +20,52 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
-    """Sampling heap profiler for Linux programs."""
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--pid", type=int,
+              help="Process to capture (default: your only capturable one).")
+@click.option("-s", "--seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Length of the capture window; Ctrl-C ends it early.  [default: 60]")
+@click.option("-c", "--rate", type=click.IntRange(min=1),
+              help="Mean bytes between samples; 1 records every allocation.  [default: 1024]")
+@click.option("-o", "--output", "prefix",
+              help=f"Path prefix of the .heap files.  [default: {DEFAULT_PREFIX}]")
+@click.option("-d", "--depth", type=click.IntRange(1, 128), help="Frames per stack. [default: 64]")
+@click.pass_context
+def cli(ctx: click.Context, **capture: object) -> None:
+    """Sampling heap profiler for Linux programs.
+
+    \b
+    mem_profiler -p PID -s 60 -c 1024 -o /tmp/svc_    capture 60 s of a running process
+    mem_profiler run [-c RATE] -- CMD ARGS...         run a program under the sampler
+    mem_profiler list                                 processes that can be captured
+    """
+    given = [name for name in CAPTURE_OPTIONS if capture[name] is not None]
+    if ctx.invoked_subcommand is not None:
+        if given:
+            fail(f"-p/-s/-c/-o/-d capture a running process; `{ctx.invoked_subcommand}` "
+                 "takes its own options after its name")
+        return
+    try:
+        pid = capture["pid"] if capture["pid"] is not None else only_target()
+        result = capture_window(pid, capture["seconds"] or 60.0, capture["rate"] or 1024,
+                                capture["depth"] or 64, capture["prefix"] or DEFAULT_PREFIX,
+                                progress=show_progress if sys.stderr.isatty() else None)
+    except (ControlError, LaunchError) as err:
+        if sys.stderr.isatty():
+            click.echo("", err=True)
+        fail(str(err), 1 if isinstance(err, ControlError) else 2)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    click.echo("succeeded in collecting memory data!  " + "  ".join(result.paths))
+
+
+def show_progress(elapsed: float, status: Status) -> None:
+    click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples   "
+               f"live ≈ {mib(status.live_bytes_estimate)}   ", nl=False, err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -27,6 +75,8 @@ def cli() -> None:
               help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap")
 @click.option("-d", "--depth", default=64, show_default=True, type=click.IntRange(1, 128),
               help="Frames kept per stack.")
+@click.option("--idle", is_flag=True,
+              help="Load the sampler without capturing; capture later with mem_profiler -p.")
 @click.option("--follow-children", is_flag=True,
               help="Also profile programs that CMD executes.")
 @click.option("--unwind", type=click.Choice(["hybrid", "libunwind", "fp"]), default="hybrid",
@@ -34,14 +84,14 @@ def cli() -> None:
               "over to libunwind where code has none; fp alone is fastest but loses callers "
               "of code built without frame pointers.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(rate: int, prefix: str, depth: int, follow_children: bool, unwind: str,
+def run(rate: int, prefix: str, depth: int, idle: bool, follow_children: bool, unwind: str,
         command: tuple[str, ...]) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
     Each profiled process writes <prefix><pid>.0001.heap when it exits; the
     exit status of COMMAND is passed through.
     """
-    settings = CaptureSettings(rate=rate, depth=depth, prefix=prefix,
+    settings = CaptureSettings(rate=rate, depth=depth, prefix=prefix, capture=not idle,
                                follow_children=follow_children, unwinder=unwind)
     try:
         result = run_profiled(list(command), settings)
@@ -51,10 +101,19 @@ def run(rate: int, prefix: str, depth: int, follow_children: bool, unwind: str,
         fail(str(err))
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
-    if not result.heap_files:
+    if not result.heap_files and not idle:
         click.echo(f"mem_profiler: {command[0]} wrote no profile (it ended without running "
                    "exit handlers, e.g. killed or _exit)", err=True)
     sys.exit(result.exit_code)
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """Processes that have the sampler loaded: pid, user, state, command line."""
+    targets = list_targets()
+    click.echo(f"{'PID':>8}  {'USER':<12} {'STATE':<10} COMMAND")
+    for t in targets:
+        click.echo(f"{t.pid:>8}  {t.user:<12} {t.state:<10} {t.cmdline}")
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 /* Capture windows and the sampler's life cycle: configuration from the
- * environment at load, opening and closing windows (the memprof_* API),
- * the dump at exit, and a fresh start in a forked child.
+ * environment at load, opening and closing windows (the memprof_* API and the
+ * control thread's requests), the dump at exit, and a fresh start in a forked
+ * child.
  *
  * Environment (read once at load):
  *   MEMPROF_CAPTURE=1          open a window at load, dump it at exit
@@ -13,8 +14,10 @@
  *                              runs load the sampler idle; unset = every process
  *                              that inherits the environment captures)
  *   MEMPROF_MAX_STACKS, MEMPROF_MAX_LIVE   table capacities
- *   MEMPROF_VERBOSE=1          say on stderr where each dump went */
+ *   MEMPROF_VERBOSE=1          say on stderr where each dump went
+ *   MEMPROF_CONTROL=0          no control block: not capturable from outside */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +38,12 @@ _Atomic uint32_t memprof_active_window;
 static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t last_window;
 static uint64_t window_start_ns;
+static _Atomic uint64_t window_deadline_ns;
 static unsigned dump_seq;
+static char last_dump[MEMPROF_PATH_MAX];
 static bool tables_ready;
 static bool verbose;
+static bool control;   /* a control block, so the process can be captured from outside */
 
 static int set_prefix(const char *prefix)
 {
@@ -69,7 +75,7 @@ static int prepare_tables(void)
     return 0;
 }
 
-EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
+int memprof_capture_start(uint64_t rate, int max_depth, const char *prefix, uint64_t deadline_ns)
 {
     if (rate == 0 || max_depth < 0 || max_depth > MEMPROF_MAX_DEPTH) {
         errno = EINVAL;
@@ -89,6 +95,7 @@ EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
         atomic_store(&memprof_dropped_samples, 0);
         window_start_ns = memprof_now_ns();
+        atomic_store(&window_deadline_ns, deadline_ns);
         if (++last_window == 0)
             last_window = 1;
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
@@ -107,8 +114,10 @@ static int write_window(bool close, char *path_out, size_t path_len)
     if (atomic_load(&memprof_active_window) == 0) {
         errno = ESRCH;
     } else {
-        if (close)
+        if (close) {
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
+            atomic_store(&window_deadline_ns, 0);
+        }
         struct memprof_window_info w = {
             .id = last_window,
             .rate = memprof_cfg.rate,
@@ -119,6 +128,8 @@ static int write_window(bool close, char *path_out, size_t path_len)
         };
         char path[MEMPROF_PATH_MAX];
         rc = memprof_write_heap(&w, memprof_cfg.prefix, ++dump_seq, path, sizeof path);
+        if (rc == 0)
+            strcpy(last_dump, path);
         if (rc == 0 && verbose)
             memprof_log("wrote %s", path);
         else if (rc != 0)
@@ -132,9 +143,59 @@ static int write_window(bool close, char *path_out, size_t path_len)
     return rc;
 }
 
-EXPORT int memprof_stop(char *path_out, size_t path_len)
+EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
+{
+    return memprof_capture_start(rate, max_depth, prefix, 0);
+}
+
+int memprof_capture_stop(char *path_out, size_t path_len)
 {
     return write_window(true, path_out, path_len);
+}
+
+EXPORT int memprof_stop(char *path_out, size_t path_len)
+{
+    return memprof_capture_stop(path_out, path_len);
+}
+
+uint64_t memprof_capture_deadline(void)
+{
+    return atomic_load(&window_deadline_ns);
+}
+
+struct live_sum {
+    double rate;
+    uint64_t samples;
+    double bytes;
+};
+
+static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
+{
+    (void)stack;
+    struct live_sum *sum = arg;
+    sum->samples++;
+    /* unsampled: a sample of s bytes stands for s / (1 - exp(-s/rate)) */
+    sum->bytes += sum->rate > 1 && size > 0 ? (double)size / -expm1(-(double)size / sum->rate)
+                                            : (double)size;
+}
+
+void memprof_capture_status(struct memprof_status *s)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    s->capturing = atomic_load(&memprof_active_window) != 0;
+    s->dumps = dump_seq;
+    s->window_start_ns = window_start_ns;
+    s->deadline_ns = atomic_load(&window_deadline_ns);
+    s->dropped_samples = atomic_load(&memprof_dropped_samples);
+    strcpy(s->last_dump, last_dump);
+    struct live_sum sum = {(double)memprof_cfg.rate, 0, 0};
+    if (s->capturing)
+        memprof_live_foreach(add_live_sample, &sum);
+    s->live_samples = sum.samples;
+    s->live_bytes_estimate = (uint64_t)sum.bytes;
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
 }
 
 EXPORT int memprof_dump(char *path_out, size_t path_len)
@@ -162,6 +223,9 @@ static void on_fork_child(void)
         last_window = 1;
     if (atomic_load(&memprof_active_window) != 0)
         atomic_store(&memprof_active_window, last_window);
+    last_dump[0] = '\0';
+    if (control)
+        memprof_control_after_fork();
     atomic_store(&memprof_dropped_samples, 0);
     window_start_ns = memprof_now_ns();
     dump_seq = 0;
@@ -192,6 +256,7 @@ __attribute__((constructor(102))) static void capture_init(void)
 
     memprof_unwind_init();
     pthread_atfork(NULL, NULL, on_fork_child);
+    control = memprof_getenv_u64("MEMPROF_CONTROL", 1) != 0;
     uint64_t parent = memprof_getenv_u64("MEMPROF_PARENT_PID", 0);
     bool capture = memprof_getenv_u64("MEMPROF_CAPTURE", 0) != 0 &&
                    (parent == 0 || parent == (uint64_t)getppid());
@@ -199,10 +264,13 @@ __attribute__((constructor(102))) static void capture_init(void)
 
     if (capture && memprof_start(memprof_cfg.rate, memprof_cfg.max_depth, NULL) != 0)
         memprof_log("could not start capturing: %s", strerror(errno));
+    if (control)
+        memprof_control_init();
 }
 
 __attribute__((destructor)) static void capture_fini(void)
 {
     if (atomic_load(&memprof_active_window) != 0)
         memprof_stop(NULL, 0);
+    memprof_control_fini();
 }

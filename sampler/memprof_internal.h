@@ -167,6 +167,25 @@ struct memprof_window_info {
 int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,
                        unsigned seq, char *path_out, size_t path_len) HIDDEN;
 
+/* ---- capture windows (capture.c) ------------------------------------------ */
+struct memprof_status {
+    bool capturing;
+    unsigned dumps;                  /* .heap files written by this process */
+    uint64_t window_start_ns, deadline_ns;
+    uint64_t live_samples, live_bytes_estimate, dropped_samples;
+    char last_dump[MEMPROF_PATH_MAX];
+};
+/* deadline_ns: CLOCK_REALTIME at which the control thread closes the window (0: none). */
+int memprof_capture_start(uint64_t rate, int max_depth, const char *prefix, uint64_t deadline_ns) HIDDEN;
+int memprof_capture_stop(char *path_out, size_t path_len) HIDDEN;
+uint64_t memprof_capture_deadline(void) HIDDEN;
+void memprof_capture_status(struct memprof_status *s) HIDDEN;
+
+/* ---- control block and thread (control.c) --------------------------------- */
+void memprof_control_init(void) HIDDEN;
+void memprof_control_after_fork(void) HIDDEN;
+void memprof_control_fini(void) HIDDEN;
+
 /* ---- system helpers (sysutil.c) ----------------------------------------- */
 void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc */
 void memprof_unmap(void *p, size_t bytes) HIDDEN;

@@ -1,0 +1,226 @@
+"""The control block of a process with the sampler loaded: /dev/shm/mem_profiler.<pid>.
+
+The layout mirrors sampler/memprof_control.h (a test compares them field by field);
+requests are written here and the target's control thread is woken on a futex.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import time
+from dataclasses import dataclass
+
+from cffi import FFI
+
+SEGMENT_DIR = "/dev/shm"
+SEGMENT_PREFIX = "mem_profiler."
+PATH_MAX = 4096
+
+CDEF = """
+struct memprof_control {
+    uint64_t magic;
+    uint32_t abi;
+    int32_t pid;
+    uint32_t uid;
+    uint32_t reserved0;
+    uint64_t start_time;
+    char exe[256];
+    uint32_t command_seq;
+    uint32_t command;
+    uint64_t rate;
+    int32_t max_depth;
+    int32_t reserved1;
+    uint64_t deadline_ns;
+    char prefix[4096];
+    uint32_t ack_seq;
+    int32_t result;
+    uint32_t state;
+    uint32_t dumps;
+    uint64_t window_start_ns;
+    uint64_t window_deadline_ns;
+    uint64_t live_samples;
+    uint64_t live_bytes_estimate;
+    uint64_t dropped_samples;
+    char last_dump[4096];
+    char message[256];
+};
+struct timespec { long tv_sec; long tv_nsec; };
+long syscall(long number, ...);
+"""
+MAGIC = 0x31464F52504D454D  # "MEMPROF1"
+ABI = 1
+CMD_START, CMD_STOP, CMD_STATUS = 1, 2, 3
+STATE_IDLE, STATE_CAPTURING = 0, 1
+
+_SYS_FUTEX = 202  # x86-64
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+
+ffi = FFI()
+ffi.cdef(CDEF)
+_libc = ffi.dlopen(None)
+
+
+class ControlError(RuntimeError):
+    """A capture request that cannot be carried out; the message is one sentence."""
+
+
+def segment_path(pid: int) -> str:
+    return os.path.join(SEGMENT_DIR, f"{SEGMENT_PREFIX}{pid}")
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+@dataclass
+class Status:
+    capturing: bool
+    dumps: int
+    window_start_ns: int
+    window_deadline_ns: int
+    live_samples: int
+    live_bytes_estimate: int
+    dropped_samples: int
+    last_dump: str
+
+
+class ControlBlock:
+    """An open control block of a live process that has the sampler loaded."""
+
+    def __init__(self, pid: int, fd: int, mapping: mmap.mmap) -> None:
+        self.pid = pid
+        self._fd = fd
+        self._map = mapping
+        self._c = ffi.from_buffer("struct memprof_control *", mapping)
+
+    @classmethod
+    def open(cls, pid: int) -> ControlBlock:
+        """Opens and checks pid's block; ControlError (one sentence) when it cannot be used."""
+        start = process_start_time(pid)
+        if start is None:
+            raise ControlError(f"there is no process {pid}")
+        owner = os.stat(f"/proc/{pid}").st_uid
+        if owner != os.getuid():
+            raise ControlError(f"process {pid} belongs to {user_name(owner)}; "
+                               "only its owner can capture it")
+        path = segment_path(pid)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ControlError(no_sampler_message(pid)) from None
+        except PermissionError:
+            raise ControlError(f"the control block of process {pid} is not ours ({path}); "
+                               "only the process's owner can capture it") from None
+        try:
+            block = cls(pid, fd, mmap.mmap(fd, ffi.sizeof("struct memprof_control")))
+        except (ValueError, OSError):
+            os.close(fd)
+            raise ControlError(f"{path} is not a mem_profiler control block") from None
+        if not block.belongs_to_live_process(start):
+            block.close()
+            os.unlink(path)
+            raise ControlError(f"removed a stale control block of an earlier process {pid}; "
+                               + no_sampler_message(pid))
+        return block
+
+    def belongs_to_live_process(self, start_time: int | None) -> bool:
+        c = self._c
+        if os.fstat(self._fd).st_uid != os.getuid():
+            return False
+        if c.magic != MAGIC or c.abi != ABI or c.pid != self.pid or c.start_time != start_time:
+            return False
+        try:
+            return os.readlink(f"/proc/{self.pid}/exe") == ffi.string(c.exe).decode()
+        except OSError:
+            return False
+
+    def lock(self) -> None:
+        """One controller at a time per process."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ControlError(f"process {self.pid} is being captured by another "
+                               "mem_profiler") from None
+
+    def request(self, command: int, timeout: float = 5.0, *, rate: int = 0, depth: int = 0,
+                deadline_ns: int = 0, prefix: str = "") -> Status:
+        """Sends one request and waits for the control thread's reply."""
+        c = self._c
+        if command == CMD_START:
+            encoded = prefix.encode()
+            if len(encoded) >= PATH_MAX - 32:
+                raise ControlError("the output prefix is too long")
+            c.rate, c.max_depth, c.deadline_ns = rate, depth, deadline_ns
+            c.prefix = encoded + b"\0"
+        c.command = command
+        seq = (c.command_seq + 1) & 0xFFFFFFFF
+        c.command_seq = seq
+        self._futex(ffi.addressof(c, "command_seq"), _FUTEX_WAKE, 1)
+        self._wait_ack(seq, timeout)
+        if c.result != 0:
+            reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
+            raise ControlError(f"process {self.pid} refused the request: {reason}")
+        return self.status()
+
+    def status(self) -> Status:
+        c = self._c
+        return Status(capturing=c.state == STATE_CAPTURING, dumps=c.dumps,
+                      window_start_ns=c.window_start_ns, window_deadline_ns=c.window_deadline_ns,
+                      live_samples=c.live_samples, live_bytes_estimate=c.live_bytes_estimate,
+                      dropped_samples=c.dropped_samples,
+                      last_dump=ffi.string(c.last_dump).decode(errors="replace"))
+
+    def _wait_ack(self, seq: int, timeout: float) -> None:
+        c = self._c
+        end = time.monotonic() + timeout
+        while c.ack_seq != seq:
+            if not os.path.exists(f"/proc/{self.pid}"):
+                raise ControlError(f"process {self.pid} ended before it answered")
+            left = end - time.monotonic()
+            if left <= 0:
+                raise ControlError(f"process {self.pid} did not answer within {timeout:g} s")
+            # Sleep on the reply word, waking now and then to see that the target lives.
+            ts = ffi.new("struct timespec *", (0, int(min(left, 0.2) * 1e9)))
+            self._futex(ffi.addressof(c, "ack_seq"), _FUTEX_WAIT, c.ack_seq, ts)
+
+    @staticmethod
+    def _futex(word: object, op: int, value: int, timeout: object = ffi.NULL) -> None:
+        rc = _libc.syscall(ffi.cast("long", _SYS_FUTEX), ffi.cast("uint32_t *", word),
+                           ffi.cast("int", op), ffi.cast("uint32_t", value),
+                           ffi.cast("struct timespec *", timeout), ffi.NULL, ffi.cast("int", 0))
+        if rc < 0 and ffi.errno not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+            raise OSError(ffi.errno, os.strerror(ffi.errno))
+
+    def close(self) -> None:
+        ffi.release(self._c)
+        self._map.close()
+        os.close(self._fd)
+
+    def __enter__(self) -> ControlBlock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def no_sampler_message(pid: int) -> str:
+    return (f"process {pid} does not have the sampler loaded: start it with "
+            "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`")
+
+
+def user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"

@@ -1,0 +1,131 @@
+"""Capture windows in running processes: find the capturable ones, open a window,
+follow it, close it and collect the files (the target side is sampler/control.c)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mem_profiler.control_block import (
+    CMD_START,
+    CMD_STATUS,
+    CMD_STOP,
+    SEGMENT_DIR,
+    SEGMENT_PREFIX,
+    ControlBlock,
+    ControlError,
+    Status,
+    process_start_time,
+    segment_path,
+    user_name,
+)
+from mem_profiler.launch import absolute_prefix, check_output_folder
+
+# The target closes the window itself this long after the requested end, should
+# the controller be gone by then.
+DEADLINE_GRACE_S = 2.0
+
+
+@dataclass
+class Target:
+    pid: int
+    user: str
+    state: str          # capturing, idle, stale, or ? (not ours to read)
+    cmdline: str
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def list_targets(clean: bool = True) -> list[Target]:
+    """Every process with a control block; stale blocks of ours are removed (clean)."""
+    targets = []
+    for entry in sorted(os.scandir(SEGMENT_DIR), key=lambda e: e.name):
+        suffix = entry.name[len(SEGMENT_PREFIX):]
+        if not entry.name.startswith(SEGMENT_PREFIX) or not suffix.isdigit():
+            continue
+        pid, owner = int(suffix), entry.stat().st_uid
+        state = "?"
+        if owner == os.getuid():
+            state = _state_of(pid)
+            if state == "stale" and clean:
+                os.unlink(entry.path)
+                continue
+        targets.append(Target(pid, user_name(owner), state, _cmdline(pid)))
+    return targets
+
+
+def _state_of(pid: int) -> str:
+    start = process_start_time(pid)
+    if start is None:
+        return "stale"
+    try:
+        with ControlBlock.open(pid) as block:
+            return "capturing" if block.status().capturing else "idle"
+    except ControlError:
+        return "stale" if not os.path.exists(segment_path(pid)) else "?"
+
+
+def only_target() -> int:
+    """The pid of this user's only capturable process; ControlError listing them otherwise."""
+    mine = [t for t in list_targets() if t.state in ("idle", "capturing")]
+    if len(mine) == 1:
+        return mine[0].pid
+    if not mine:
+        raise ControlError("no process of yours has the sampler loaded: start one with "
+                           "`mem_profiler run --idle -- CMD`")
+    listing = "; ".join(f"{t.pid} {t.cmdline}" for t in mine)
+    raise ControlError(f"several processes can be captured ({listing}): choose one with -p")
+
+
+@dataclass
+class CaptureResult:
+    paths: list[str]
+    status: Status
+
+
+def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
+                   progress: Callable[[float, Status], None] | None = None,
+                   tick: float = 0.5) -> CaptureResult:
+    """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
+    returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
+    check_output_folder(prefix)
+    with ControlBlock.open(pid) as block:
+        block.lock()
+        before = block.request(CMD_STATUS)
+        if before.capturing:
+            raise ControlError(f"process {pid} is already capturing (started in-process); "
+                               "stop that window first")
+        deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
+        block.request(CMD_START, rate=rate, depth=depth, deadline_ns=deadline_ns,
+                      prefix=absolute_prefix(prefix))
+        started = time.monotonic()
+        try:
+            while (elapsed := time.monotonic() - started) < seconds:
+                time.sleep(min(tick, seconds - elapsed))
+                status = block.request(CMD_STATUS)
+                if progress is not None:
+                    progress(time.monotonic() - started, status)
+                if not status.capturing:
+                    break          # its deadline passed, or it was stopped in-process
+        except KeyboardInterrupt:
+            pass
+        except ControlError:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise ControlError(f"process {pid} ended during the capture; nothing was "
+                                   "collected") from None
+            raise
+        try:
+            status = block.request(CMD_STOP)
+        except ControlError:
+            status = block.request(CMD_STATUS)
+            if status.dumps == before.dumps:
+                raise                              # why the dump failed, in the target's words
+        return CaptureResult(paths=[status.last_dump], status=status)

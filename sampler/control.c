@@ -1,0 +1,205 @@
+/* The control block and the control thread: how a controller in another
+ * process (mem_profiler -p PID) opens and closes capture windows here without
+ * ptrace or signals (layout and protocol in memprof_control.h).
+ *
+ * One thread per process sleeps on a futex on command_seq: no CPU while idle,
+ * no polling.  While a window with a deadline is open it sleeps only until the
+ * deadline, then closes the window and writes its dump itself, so a window
+ * whose controller died still ends and nothing captured is lost. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "memprof_control.h"
+#include "memprof_internal.h"
+
+static struct memprof_control *block;
+static char block_path[64];
+
+static long futex(uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
+{
+    return syscall(SYS_futex, word, op, value, timeout, NULL, 0);
+}
+
+static uint64_t process_start_time(void)
+{
+    char stat[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    stat[n] = '\0';
+    /* Field 22; the command name (field 2) may hold spaces, so count after its ')'. */
+    char *p = strrchr(stat, ')');
+    for (int field = 2; p != NULL && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static void copy_string(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Fills the reply fields from the capture's state. */
+static void publish_status(void)
+{
+    struct memprof_status s;
+    memprof_capture_status(&s);
+    block->state = s.capturing ? MEMPROF_STATE_CAPTURING : MEMPROF_STATE_IDLE;
+    block->dumps = s.dumps;
+    block->window_start_ns = s.window_start_ns;
+    block->window_deadline_ns = s.deadline_ns;
+    block->live_samples = s.live_samples;
+    block->live_bytes_estimate = s.live_bytes_estimate;
+    block->dropped_samples = s.dropped_samples;
+    copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
+}
+
+static int carry_out(uint32_t command)
+{
+    char prefix[MEMPROF_CONTROL_PATH_MAX];
+    switch (command) {
+    case MEMPROF_CMD_START:
+        copy_string(prefix, sizeof prefix, block->prefix);
+        return memprof_capture_start(block->rate, block->max_depth, prefix, block->deadline_ns);
+    case MEMPROF_CMD_STOP:
+        return memprof_capture_stop(NULL, 0);
+    case MEMPROF_CMD_STATUS:
+        return 0;
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}
+
+static void *control_thread(void *arg)
+{
+    (void)arg;
+    memprof_enter();   /* this thread's own allocations are never sampled */
+    uint32_t seen = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
+    for (;;) {
+        struct timespec timeout, *wait_for = NULL;
+        uint64_t deadline = memprof_capture_deadline();
+        if (deadline != 0) {
+            uint64_t now = memprof_now_ns();
+            uint64_t left = deadline > now ? deadline - now : 0;
+            timeout = (struct timespec){(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+            wait_for = &timeout;
+        }
+        if (deadline == 0 || deadline > memprof_now_ns())
+            futex(&block->command_seq, FUTEX_WAIT, seen, wait_for);
+
+        deadline = memprof_capture_deadline();
+        if (deadline != 0 && memprof_now_ns() >= deadline)
+            memprof_capture_stop(NULL, 0);   /* the window's time is up */
+
+        uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
+        if (seq != seen) {
+            seen = seq;
+            int rc = carry_out(block->command);
+            block->result = rc == 0 ? 0 : errno;
+            if (rc != 0)
+                snprintf(block->message, sizeof block->message, "%s", strerror(errno));
+            else
+                block->message[0] = '\0';
+        }
+        publish_status();
+        __atomic_store_n(&block->ack_seq, seen, __ATOMIC_RELEASE);
+        futex(&block->ack_seq, FUTEX_WAKE, INT32_MAX, NULL);
+    }
+    return NULL;
+}
+
+static int create_block(void)
+{
+    snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
+    int fd = -1;
+    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+        fd = open(block_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 && errno == EEXIST)
+            unlink(block_path);   /* left by an earlier process with our pid, or our exec */
+    }
+    if (fd < 0)
+        return -1;
+    void *p = MAP_FAILED;
+    if (fchmod(fd, 0600) == 0 && ftruncate(fd, sizeof *block) == 0)
+        p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        unlink(block_path);
+        return -1;
+    }
+    block = p;
+    block->abi = MEMPROF_CONTROL_ABI;
+    block->pid = (int32_t)getpid();
+    block->uid = (uint32_t)getuid();
+    block->start_time = process_start_time();
+    ssize_t n = readlink("/proc/self/exe", block->exe, sizeof block->exe - 1);
+    block->exe[n > 0 ? n : 0] = '\0';
+    publish_status();
+    __atomic_store_n(&block->magic, MEMPROF_CONTROL_MAGIC, __ATOMIC_RELEASE);   /* last: now valid */
+    return 0;
+}
+
+static void start_control_thread(void)
+{
+    if (create_block() != 0) {
+        memprof_log("no control block (%s): this process cannot be captured from outside",
+                    strerror(errno));
+        return;
+    }
+    /* The thread takes no signals meant for the program. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t thread;
+    if (pthread_create(&thread, &attr, control_thread, NULL) == 0)
+        pthread_setname_np(thread, "memprof-ctl");
+    else
+        memprof_control_fini();
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void memprof_control_init(void)
+{
+    memprof_enter();
+    start_control_thread();
+    memprof_leave();
+}
+
+/* A forked child has no control thread and shares its parent's block: it
+ * gets a block and a thread of its own. */
+void memprof_control_after_fork(void)
+{
+    if (block != NULL)
+        munmap(block, sizeof *block);
+    block = NULL;
+    memprof_control_init();
+}
+
+void memprof_control_fini(void)
+{
+    if (block != NULL && block->pid == (int32_t)getpid())
+        unlink(block_path);
+}

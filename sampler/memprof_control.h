@@ -1,0 +1,62 @@
+/* The control block shared between a target process and the controller
+ * (mem_profiler -p PID): /dev/shm/mem_profiler.<pid>, mode 0600.  This layout
+ * is an ABI: bindings/control_block.py declares the same struct for cffi, and
+ * a test compares the two field by field.  Bump MEMPROF_CONTROL_ABI on change.
+ *
+ * Protocol: the controller writes a request (command and parameters), then
+ * increments command_seq and wakes the futex on it.  The target's control
+ * thread, asleep on that futex, carries the request out, writes the reply,
+ * sets ack_seq = command_seq and wakes the futex on ack_seq. */
+#ifndef MEMPROF_CONTROL_H
+#define MEMPROF_CONTROL_H
+
+#include <stdint.h>
+
+#define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
+#define MEMPROF_CONTROL_ABI 1
+#define MEMPROF_CONTROL_PATH_MAX 4096
+
+enum memprof_command {
+    MEMPROF_CMD_NONE = 0,
+    MEMPROF_CMD_START = 1,    /* open a window: rate, max_depth, deadline_ns, prefix */
+    MEMPROF_CMD_STOP = 2,     /* close the window and write its .heap file */
+    MEMPROF_CMD_STATUS = 3,   /* refresh the status fields */
+};
+
+enum memprof_state {
+    MEMPROF_STATE_IDLE = 0,
+    MEMPROF_STATE_CAPTURING = 1,
+};
+
+struct memprof_control {
+    /* identity, written once by the target */
+    uint64_t magic;
+    uint32_t abi;
+    int32_t pid;
+    uint32_t uid;
+    uint32_t reserved0;
+    uint64_t start_time;            /* /proc/<pid>/stat field 22, to detect a reused pid */
+    char exe[256];                  /* /proc/<pid>/exe when the block was made */
+    /* request, written by the controller */
+    uint32_t command_seq;           /* futex word */
+    uint32_t command;               /* enum memprof_command */
+    uint64_t rate;
+    int32_t max_depth;
+    int32_t reserved1;
+    uint64_t deadline_ns;           /* CLOCK_REALTIME; the window closes itself then */
+    char prefix[MEMPROF_CONTROL_PATH_MAX];
+    /* reply and status, written by the target */
+    uint32_t ack_seq;               /* futex word */
+    int32_t result;                 /* 0, or the errno of the failed request */
+    uint32_t state;                 /* enum memprof_state */
+    uint32_t dumps;                 /* .heap files this process has written */
+    uint64_t window_start_ns;
+    uint64_t window_deadline_ns;
+    uint64_t live_samples;          /* in the open window, at the last status */
+    uint64_t live_bytes_estimate;   /* unsampled */
+    uint64_t dropped_samples;
+    char last_dump[MEMPROF_CONTROL_PATH_MAX];
+    char message[256];              /* the last error, in words */
+};
+
+#endif
