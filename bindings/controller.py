@@ -17,8 +17,6 @@ from mem_profiler.control_block import (
     ControlBlock,
     ControlError,
     Status,
-    process_start_time,
-    segment_path,
     user_name,
 )
 from mem_profiler.launch import absolute_prefix, check_output_folder
@@ -34,6 +32,7 @@ class Target:
     user: str
     state: str          # capturing, idle, stale, or ? (not ours to read)
     cmdline: str
+    last_dump: str = ""
 
 
 def _cmdline(pid: int) -> str:
@@ -52,25 +51,25 @@ def list_targets(clean: bool = True) -> list[Target]:
         if not entry.name.startswith(SEGMENT_PREFIX) or not suffix.isdigit():
             continue
         pid, owner = int(suffix), entry.stat().st_uid
-        state = "?"
+        state, last_dump = "?", ""
         if owner == os.getuid():
-            state = _state_of(pid)
-            if state == "stale" and clean:
+            state, last_dump = _state_of(pid)
+            if state == "stale" and clean and os.path.exists(entry.path):
                 os.unlink(entry.path)
+            if state == "stale":
                 continue
-        targets.append(Target(pid, user_name(owner), state, _cmdline(pid)))
+        targets.append(Target(pid, user_name(owner), state, _cmdline(pid), last_dump))
     return targets
 
 
-def _state_of(pid: int) -> str:
-    start = process_start_time(pid)
-    if start is None:
-        return "stale"
+def _state_of(pid: int) -> tuple[str, str]:
+    """(state, last dump) of one of our processes; the status is read, not asked for."""
     try:
         with ControlBlock.open(pid) as block:
-            return "capturing" if block.status().capturing else "idle"
+            status = block.status()
     except ControlError:
-        return "stale" if not os.path.exists(segment_path(pid)) else "?"
+        return "stale", ""
+    return ("capturing" if status.capturing else "idle"), status.last_dump
 
 
 def only_target() -> int:

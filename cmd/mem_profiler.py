@@ -109,11 +109,14 @@ def run(rate: int, prefix: str, depth: int, idle: bool, follow_children: bool, u
 
 @cli.command(name="list")
 def list_() -> None:
-    """Processes that have the sampler loaded: pid, user, state, command line."""
+    """Processes that have the sampler loaded: pid, user, state, command line, and the
+    last file each wrote (where a window went whose controller is gone)."""
     targets = list_targets()
     click.echo(f"{'PID':>8}  {'USER':<12} {'STATE':<10} COMMAND")
     for t in targets:
         click.echo(f"{t.pid:>8}  {t.user:<12} {t.state:<10} {t.cmdline}")
+        if t.last_dump:
+            click.echo(f"{'':>8}  last dump: {t.last_dump}")
 
 
 @cli.command()

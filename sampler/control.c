@@ -92,7 +92,8 @@ static void *control_thread(void *arg)
 {
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
-    uint32_t seen = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
+    /* From the last answered request: one sent before this thread ran is not lost. */
+    uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
     for (;;) {
         struct timespec timeout, *wait_for = NULL;
         uint64_t deadline = memprof_capture_deadline();
@@ -126,15 +127,16 @@ static void *control_thread(void *arg)
     return NULL;
 }
 
+/* The block is made under a temporary name and renamed into place once its
+ * identity is written, so a reader never finds a half-made block (and the
+ * rename replaces a block left by an earlier process with our pid). */
 static int create_block(void)
 {
+    char tmp[80];
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
-    int fd = -1;
-    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
-        fd = open(block_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 && errno == EEXIST)
-            unlink(block_path);   /* left by an earlier process with our pid, or our exec */
-    }
+    snprintf(tmp, sizeof tmp, "/dev/shm/.mem_profiler.%d.new", (int)getpid());
+    unlink(tmp);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
     void *p = MAP_FAILED;
@@ -142,10 +144,11 @@ static int create_block(void)
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
-        unlink(block_path);
+        unlink(tmp);
         return -1;
     }
     block = p;
+    block->magic = MEMPROF_CONTROL_MAGIC;
     block->abi = MEMPROF_CONTROL_ABI;
     block->pid = (int32_t)getpid();
     block->uid = (uint32_t)getuid();
@@ -153,7 +156,12 @@ static int create_block(void)
     ssize_t n = readlink("/proc/self/exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     publish_status();
-    __atomic_store_n(&block->magic, MEMPROF_CONTROL_MAGIC, __ATOMIC_RELEASE);   /* last: now valid */
+    if (rename(tmp, block_path) != 0) {
+        unlink(tmp);
+        munmap(block, sizeof *block);
+        block = NULL;
+        return -1;
+    }
     return 0;
 }
 

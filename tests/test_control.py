@@ -1,0 +1,294 @@
+"""Capture in running processes through the shared-memory control block (DESIGN.md §5):
+real preloaded targets, the real controller (API and command line), real signals."""
+
+from __future__ import annotations
+
+import math
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LIBMEMPROF, ROOT, VENV_BIN, assert_estimate, relative_sd, report
+
+from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
+from mem_profiler.controller import capture_window, list_targets
+
+MiB = 1024 * 1024
+MEM_PROFILER = str(VENV_BIN / "mem_profiler")
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Server:
+    """tests/fixtures/server.c with the sampler loaded and idle."""
+
+    def __init__(self, exe: Path, *args: str, user: str | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")}
+        argv = [str(exe), *args]
+        if user:   # runuser itself runs without the sampler: it keeps our pid
+            argv = ["runuser", "-u", user, "--", "env", f"LD_PRELOAD={LIBMEMPROF}", *argv]
+            env.pop("LD_PRELOAD", None)
+        else:
+            env["LD_PRELOAD"] = str(LIBMEMPROF)
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+        self.pids = []
+        for _ in range(2 if "fork" in args else 1):
+            self.pids.append(int(self.proc.stdout.readline().split()[1]))
+        for pid in self.pids:
+            wait_for(lambda pid=pid: os.path.exists(segment_path(pid)), what="a control block")
+        self.pid = self.pids[0]
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_exe(build_fixture):
+    # Copied where every user can read it: one test runs it as another user.
+    folder = Path(tempfile.mkdtemp(prefix="memprof-server-"))
+    folder.chmod(0o755)
+    exe = folder / "server"
+    shutil.copy2(build_fixture("server"), exe)
+    exe.chmod(0o755)
+    yield exe
+    shutil.rmtree(folder)
+
+
+@pytest.fixture
+def server(server_exe):
+    s = Server(server_exe)
+    yield s
+    s.stop()
+
+
+def check_server_window(heap: Path, exe: Path) -> None:
+    """Any window of the server ends with 16 MiB of each ring allocated in it and live."""
+    inuse = report(heap, exe)
+    assert_estimate(inuse["site_pages"][1], 16 * MiB, relative_sd(4096, 4096, 1024), 0.05)
+    assert_estimate(inuse["site_small"][1], 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
+    # A window may close between one transient block's malloc and its free.
+    assert inuse.get("site_transient", (0, 0))[1] <= 65536 / -math.expm1(-65536 / 1024)
+    alloc = report(heap, exe, "alloc_space")
+    # Per iteration: 65536 B transient, 4096 B pages; both sampled with p > 0.98.
+    assert alloc["site_transient"][1] / alloc["site_pages"][1] == pytest.approx(16, rel=0.02)
+
+
+def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
+    paths = []
+    for _ in range(20):
+        result = capture_window(server.pid, 0.25, 1024, 64, str(tmp_path / "svc_"))
+        paths += result.paths
+    expected = [f"svc_{server.pid}.{i:04d}.heap" for i in range(1, 21)]
+    assert [Path(p).name for p in paths] == expected
+    for path in paths:
+        check_server_window(Path(path), server_exe)
+
+
+def test_command_line_capture(server, server_exe, tmp_path):
+    proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.5", "-c", "1024",
+                           "-o", str(tmp_path / "cli_")], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    heap = tmp_path / f"cli_{server.pid}.0001.heap"
+    assert proc.stdout == f"succeeded in collecting memory data!  {heap}\n"
+    check_server_window(heap, server_exe)
+    listing = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True).stdout
+    assert f"{server.pid}  " in listing and str(heap) in listing
+
+
+def test_without_pid_the_only_capturable_process_is_taken(server, tmp_path):
+    proc = subprocess.run([MEM_PROFILER, "-s", "0.2", "-o", str(tmp_path / "one_")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / f"one_{server.pid}.0001.heap").is_file()
+
+
+def test_controller_killed_the_target_dumps_at_its_deadline(server, server_exe, tmp_path):
+    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "1",
+                                   "-o", str(tmp_path / "orphan_")], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    wait_for(lambda: list_targets()[0].state == "capturing" if list_targets() else False,
+             what="the window to open")
+    controller.send_signal(signal.SIGKILL)
+    controller.wait()
+    heap = tmp_path / f"orphan_{server.pid}.0001.heap"
+    wait_for(heap.is_file, timeout=10, what="the dump at the deadline")
+    check_server_window(heap, server_exe)
+    (target,) = [t for t in list_targets() if t.pid == server.pid]
+    assert (target.state, target.last_dump) == ("idle", str(heap))
+
+
+def test_target_killed_during_the_window(server, tmp_path):
+    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "30",
+                                   "-o", str(tmp_path / "gone_")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    server.stop()
+    out, err = controller.communicate(timeout=10)
+    assert controller.returncode == 1
+    assert err.strip() == (f"mem_profiler: process {server.pid} ended during the capture; "
+                           "nothing was collected")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path):
+    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "60",
+                                   "-o", str(tmp_path / "int_")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    started = time.monotonic()
+    controller.send_signal(signal.SIGINT)
+    out, err = controller.communicate(timeout=10)
+    assert controller.returncode == 0, err
+    assert time.monotonic() - started < 5
+    assert out.startswith("succeeded in collecting memory data!")
+    check_server_window(tmp_path / f"int_{server.pid}.0001.heap", server_exe)
+
+
+def test_forked_child_has_its_own_block(server_exe, tmp_path):
+    s = Server(server_exe, "fork")
+    try:
+        parent, child = s.pids
+        assert child != parent and os.path.exists(segment_path(child))
+        result = capture_window(child, 0.3, 1024, 64, str(tmp_path / "child_"))
+        assert result.paths == [str(tmp_path / f"child_{child}.0001.heap")]
+        check_server_window(Path(result.paths[0]), server_exe)
+        assert not list(tmp_path.glob(f"child_{parent}.*"))
+    finally:
+        s.stop()
+
+
+def other_user(name: str) -> str:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                       check=True)
+    return name
+
+
+def test_another_users_process_cannot_be_controlled(server_exe, tmp_path):
+    user = other_user("memprof_other")
+    s = Server(server_exe, user=user)
+    try:
+        block = Path(segment_path(s.pid))
+        info = block.stat()
+        assert info.st_uid == pwd.getpwnam(user).pw_uid
+        assert stat.S_IMODE(info.st_mode) == 0o600
+        # Nobody but its owner may read it (we are root, so ask a third user).
+        peek = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(block)],
+                              capture_output=True, text=True)
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr
+        proc = subprocess.run([MEM_PROFILER, "-p", str(s.pid), "-s", "0.2",
+                               "-o", str(tmp_path / "x_")], capture_output=True, text=True)
+        assert proc.returncode == 1
+        assert proc.stderr == (f"mem_profiler: process {s.pid} belongs to {user}; only its "
+                               "owner can capture it\n")
+    finally:
+        s.stop()
+
+
+def test_fifty_processes_listed_within_a_second(tmp_path):
+    env = dict(os.environ, LD_PRELOAD=str(LIBMEMPROF))
+    procs = [subprocess.Popen(["sleep", "60"], env=env) for _ in range(50)]
+    try:
+        for p in procs:
+            wait_for(lambda p=p: os.path.exists(segment_path(p.pid)), what="control blocks")
+        started = time.monotonic()
+        listing = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True,
+                                 check=True).stdout
+        elapsed = time.monotonic() - started
+        listed = {int(line.split()[0]) for line in listing.splitlines()[1:]
+                  if line.split()[0].isdigit()}
+        assert {p.pid for p in procs} <= listed
+        assert elapsed < 1.0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def refusal(*args: str) -> str:
+    proc = subprocess.run([MEM_PROFILER, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    return proc.stderr.removeprefix("mem_profiler: ").strip()
+
+
+def test_refusals_are_one_sentence(server, tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert refusal("-p", str(gone.pid), "-s", "1") == f"there is no process {gone.pid}"
+    plain = subprocess.Popen(["sleep", "30"])
+    try:
+        assert refusal("-p", str(plain.pid), "-s", "1") == (
+            f"process {plain.pid} does not have the sampler loaded: start it with "
+            "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`")
+        # A block left by an earlier process whose pid is now reused: removed, refused.
+        fake = Path(segment_path(plain.pid))
+        fake.write_bytes(b"\0" * ffi.sizeof("struct memprof_control"))
+        fake.chmod(0o600)
+        message = refusal("-p", str(plain.pid), "-s", "1")
+        assert message.startswith(f"removed a stale control block of an earlier process "
+                                   f"{plain.pid}; process {plain.pid} does not have")
+        assert not fake.exists()
+    finally:
+        plain.kill()
+        plain.wait()
+    assert refusal("-p", str(server.pid), "-s", "1", "-o", str(tmp_path / "no" / "x_")) == (
+        f"output folder {tmp_path / 'no'} does not exist: create it or change -o")
+    assert refusal("-c", "64", "list").startswith("-p/-s/-c/-o/-d capture a running process")
+
+
+def test_stale_blocks_of_dead_processes_are_cleaned(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    fake = Path(segment_path(dead.pid))
+    fake.write_bytes(b"\0" * 64)
+    subprocess.run([MEM_PROFILER, "list"], check=True, capture_output=True)
+    assert not fake.exists()
+
+
+def test_control_block_layout_matches_the_c_header(tmp_path):
+    fields = [line.split()[-1].rstrip(";").split("[")[0]
+              for line in CDEF.split("struct memprof_control {")[1].split("};")[0].splitlines()
+              if line.strip()]
+    program = tmp_path / "layout.c"
+    program.write_text(
+        '#include <stddef.h>\n#include <stdio.h>\n#include "memprof_control.h"\nint main(void){\n'
+        + "".join(f'printf("{f} %zu\\n", offsetof(struct memprof_control, {f}));\n'
+                  for f in fields)
+        + 'printf("sizeof %zu\\n", sizeof(struct memprof_control));}\n')
+    exe = tmp_path / "layout"
+    subprocess.run(["gcc", "-I", str(ROOT / "sampler"), "-o", str(exe), str(program)], check=True)
+    c_layout = dict(line.split() for line in subprocess.check_output([exe], text=True).splitlines())
+    py_layout = {f: str(ffi.offsetof("struct memprof_control", f)) for f in fields}
+    py_layout["sizeof"] = str(ffi.sizeof("struct memprof_control"))
+    assert c_layout == py_layout
+    assert len(fields) > 20
+
+
+def test_api_refuses_a_window_without_sampler():
+    with pytest.raises(ControlError, match="does not have the sampler loaded"):
+        capture_window(os.getpid(), 0.1, 1024, 64, str(Path(sys.prefix) / "x_"))
