@@ -128,7 +128,7 @@ def test_controller_killed_the_target_dumps_at_its_deadline(server, server_exe, 
     controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "1",
                                    "-o", str(tmp_path / "orphan_")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-    wait_for(lambda: list_targets()[0].state == "capturing" if list_targets() else False,
+    wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
              what="the window to open")
     controller.send_signal(signal.SIGKILL)
     controller.wait()
