@@ -39,6 +39,29 @@ def sampler_env(rate: int | None, unwind: str = "libunwind", out: Path | None = 
     return env
 
 
+def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
+    """Seconds from a START request to the answer of the STOP that closes the window
+    (the dump written), against an idle preloaded process."""
+    from mem_profiler.control_block import CMD_START, CMD_STOP, ControlBlock, segment_path
+
+    target = subprocess.Popen(["sleep", "60"], env=sampler_env(None))
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(segment_path(target.pid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        times = []
+        with ControlBlock.open(target.pid) as block:
+            for _ in range(rounds):
+                start = time.perf_counter()
+                block.request(CMD_START, rate=1024, depth=64, prefix=f"{out}/rt_")
+                block.request(CMD_STOP)
+                times.append(time.perf_counter() - start)
+        return times
+    finally:
+        target.kill()
+        target.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
@@ -84,6 +107,10 @@ def main() -> None:
         for name, _, _ in rows:
             median = statistics.median(times[name])
             print(f"{name:36s} {median:8.3f} {median / baseline:7.2f}")
+
+        trips = [t * 1e3 for t in control_round_trip(out)]
+        print(f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
+              f"max {max(trips):.1f} ms over {len(trips)} windows")
 
 
 if __name__ == "__main__":
