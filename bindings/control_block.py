@@ -31,6 +31,7 @@ struct memprof_control {
     uint32_t command_seq;
     uint32_t command;
     uint64_t rate;
+    uint64_t device_rate;
     int32_t max_depth;
     int32_t reserved1;
     uint64_t deadline_ns;
@@ -42,8 +43,8 @@ struct memprof_control {
     uint64_t window_start_ns;
     uint64_t window_deadline_ns;
     uint64_t live_samples;
-    uint64_t live_bytes_estimate;
     uint64_t dropped_samples;
+    uint64_t heap_live_bytes[8];
     char last_dump[4096];
     char message[256];
 };
@@ -51,7 +52,8 @@ struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 1
+ABI = 2
+HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")   # heap_live_bytes order
 CMD_START, CMD_STOP, CMD_STATUS = 1, 2, 3
 STATE_IDLE, STATE_CAPTURING = 0, 1
 
@@ -88,8 +90,8 @@ class Status:
     window_start_ns: int
     window_deadline_ns: int
     live_samples: int
-    live_bytes_estimate: int
     dropped_samples: int
+    heap_live_bytes: dict[str, int]   # unsampled estimates, by heap
     last_dump: str
 
 
@@ -151,15 +153,17 @@ class ControlBlock:
             raise ControlError(f"process {self.pid} is being captured by another "
                                "mem_profiler") from None
 
-    def request(self, command: int, timeout: float = 5.0, *, rate: int = 0, depth: int = 0,
-                deadline_ns: int = 0, prefix: str = "") -> Status:
+    def request(self, command: int, timeout: float = 5.0, *, rate: int = 0,
+                device_rate: int = 1, depth: int = 0, deadline_ns: int = 0,
+                prefix: str = "") -> Status:
         """Sends one request and waits for the control thread's reply."""
         c = self._c
         if command == CMD_START:
             encoded = prefix.encode()
             if len(encoded) >= PATH_MAX - 32:
                 raise ControlError("the output prefix is too long")
-            c.rate, c.max_depth, c.deadline_ns = rate, depth, deadline_ns
+            c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
+            c.deadline_ns = deadline_ns
             c.prefix = encoded + b"\0"
         c.command = command
         seq = (c.command_seq + 1) & 0xFFFFFFFF
@@ -175,8 +179,8 @@ class ControlBlock:
         c = self._c
         return Status(capturing=c.state == STATE_CAPTURING, dumps=c.dumps,
                       window_start_ns=c.window_start_ns, window_deadline_ns=c.window_deadline_ns,
-                      live_samples=c.live_samples, live_bytes_estimate=c.live_bytes_estimate,
-                      dropped_samples=c.dropped_samples,
+                      live_samples=c.live_samples, dropped_samples=c.dropped_samples,
+                      heap_live_bytes={h: c.heap_live_bytes[i] for i, h in enumerate(HEAPS)},
                       last_dump=ffi.string(c.last_dump).decode(errors="replace"))
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

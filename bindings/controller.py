@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from mem_profiler.control_block import (
     CMD_START,
@@ -92,7 +93,7 @@ class CaptureResult:
 
 def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                    progress: Callable[[float, Status], None] | None = None,
-                   tick: float = 0.5) -> CaptureResult:
+                   tick: float = 0.5, device_rate: int = 1) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
     check_output_folder(prefix)
@@ -103,8 +104,8 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
             raise ControlError(f"process {pid} is already capturing (started in-process); "
                                "stop that window first")
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
-        block.request(CMD_START, rate=rate, depth=depth, deadline_ns=deadline_ns,
-                      prefix=absolute_prefix(prefix))
+        block.request(CMD_START, rate=rate, device_rate=device_rate, depth=depth,
+                      deadline_ns=deadline_ns, prefix=absolute_prefix(prefix))
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < seconds:
@@ -127,4 +128,10 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
             status = block.request(CMD_STATUS)
             if status.dumps == before.dumps:
                 raise                              # why the dump failed, in the target's words
-        return CaptureResult(paths=[status.last_dump], status=status)
+        return CaptureResult(paths=dump_files(status.last_dump), status=status)
+
+
+def dump_files(host_file: str) -> list[str]:
+    """The host heap's file and the device heaps' files written with it."""
+    stem = host_file.removesuffix(".heap")
+    return [host_file] + sorted(str(p) for p in Path(stem).parent.glob(Path(stem).name + ".*.heap"))

@@ -23,6 +23,7 @@ class CaptureSettings:
     """What the sampler is told through its environment (see sampler/capture.c)."""
 
     rate: int = 1024
+    device_rate: int = 1
     depth: int = 64
     prefix: str = DEFAULT_PREFIX
     follow_children: bool = False
@@ -36,6 +37,7 @@ class CaptureSettings:
         env["LD_PRELOAD"] = f"{lib}:{preload}" if preload else lib
         env["MEMPROF_CAPTURE"] = "1" if self.capture else "0"
         env["MEMPROF_RATE"] = str(self.rate)
+        env["MEMPROF_DEVICE_RATE"] = str(self.device_rate)
         env["MEMPROF_DEPTH"] = str(self.depth)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
         env["MEMPROF_UNWIND"] = self.unwinder

@@ -12,7 +12,9 @@ from mem_profiler.control_block import ControlError, Status
 from mem_profiler.controller import capture_window, list_targets, only_target
 from mem_profiler.launch import DEFAULT_PREFIX, CaptureSettings, LaunchError, run_profiled
 
-CAPTURE_OPTIONS = ("pid", "seconds", "rate", "prefix", "depth")
+CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth")
+DEVICE_RATE_HELP = ("Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
+                    "1 records every device allocation.")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -31,6 +33,7 @@ def mib(n: float) -> str:
               help="Length of the capture window; Ctrl-C ends it early.  [default: 60]")
 @click.option("-c", "--rate", type=click.IntRange(min=1),
               help="Mean bytes between samples; 1 records every allocation.  [default: 1024]")
+@click.option("--device-rate", type=click.IntRange(min=1), help=DEVICE_RATE_HELP + "  [default: 1]")
 @click.option("-o", "--output", "prefix",
               help=f"Path prefix of the .heap files.  [default: {DEFAULT_PREFIX}]")
 @click.option("-d", "--depth", type=click.IntRange(1, 128), help="Frames per stack. [default: 64]")
@@ -53,7 +56,8 @@ def cli(ctx: click.Context, **capture: object) -> None:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
         result = capture_window(pid, capture["seconds"] or 60.0, capture["rate"] or 1024,
                                 capture["depth"] or 64, capture["prefix"] or DEFAULT_PREFIX,
-                                progress=show_progress if sys.stderr.isatty() else None)
+                                progress=show_progress if sys.stderr.isatty() else None,
+                                device_rate=capture["device_rate"] or 1)
     except (ControlError, LaunchError) as err:
         if sys.stderr.isatty():
             click.echo("", err=True)
@@ -64,15 +68,20 @@ def cli(ctx: click.Context, **capture: object) -> None:
 
 
 def show_progress(elapsed: float, status: Status) -> None:
-    click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples   "
-               f"live ≈ {mib(status.live_bytes_estimate)}   ", nl=False, err=True)
+    live = "  ".join(f"{heap} ≈ {mib(n)}" for heap, n in status.heap_live_bytes.items()
+                     if n or heap == "host")
+    click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples   live: {live}   ",
+               nl=False, err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-c", "--rate", default=1024, show_default=True, type=click.IntRange(min=1),
               help="Mean bytes between samples; 1 records every allocation.")
+@click.option("--device-rate", default=1, show_default=True, type=click.IntRange(min=1),
+              help=DEVICE_RATE_HELP)
 @click.option("-o", "--output", "prefix", default=DEFAULT_PREFIX, show_default=True,
-              help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap")
+              help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap "
+              "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)")
 @click.option("-d", "--depth", default=64, show_default=True, type=click.IntRange(1, 128),
               help="Frames kept per stack.")
 @click.option("--idle", is_flag=True,
@@ -84,14 +93,15 @@ def show_progress(elapsed: float, status: Status) -> None:
               "over to libunwind where code has none; fp alone is fastest but loses callers "
               "of code built without frame pointers.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(rate: int, prefix: str, depth: int, idle: bool, follow_children: bool, unwind: str,
-        command: tuple[str, ...]) -> None:
+def run(rate: int, device_rate: int, prefix: str, depth: int, idle: bool, follow_children: bool,
+        unwind: str, command: tuple[str, ...]) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
     Each profiled process writes <prefix><pid>.0001.heap when it exits; the
     exit status of COMMAND is passed through.
     """
-    settings = CaptureSettings(rate=rate, depth=depth, prefix=prefix, capture=not idle,
+    settings = CaptureSettings(rate=rate, device_rate=device_rate, depth=depth, prefix=prefix,
+                               capture=not idle,
                                follow_children=follow_children, unwinder=unwind)
     try:
         result = run_profiled(list(command), settings)

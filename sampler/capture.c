@@ -6,6 +6,7 @@
  * Environment (read once at load):
  *   MEMPROF_CAPTURE=1          open a window at load, dump it at exit
  *   MEMPROF_RATE=1024          mean bytes between samples (1 = every allocation)
+ *   MEMPROF_DEVICE_RATE=1      the same for the device and HAL heaps
  *   MEMPROF_DEPTH=64           frames per stack (at most 128)
  *   MEMPROF_PREFIX=./custom_profiler_   output prefix: <prefix><pid>.<seq>.heap
  *   MEMPROF_UNWIND=hybrid|libunwind|fp   (see unwind.c)
@@ -26,8 +27,14 @@
 #include "memprof.h"
 #include "memprof_internal.h"
 
+const char *const memprof_heap_names[HEAP_COUNT] = {
+    [HEAP_HOST] = "host", [HEAP_CUDA] = "cuda", [HEAP_CUDA_HOST] = "cuda_host",
+    [HEAP_ACL] = "acl", [HEAP_ACL_HOST] = "acl_host", [HEAP_HAL] = "hal",
+};
+
 struct memprof_config memprof_cfg = {
     .rate = MEMPROF_DEFAULT_RATE,
+    .device_rate = 1,
     .max_depth = MEMPROF_DEFAULT_DEPTH,
     .max_stacks = 1u << 17,
     .max_live = 1u << 20,
@@ -75,9 +82,10 @@ static int prepare_tables(void)
     return 0;
 }
 
-int memprof_capture_start(uint64_t rate, int max_depth, const char *prefix, uint64_t deadline_ns)
+int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
+                          uint64_t deadline_ns)
 {
-    if (rate == 0 || max_depth < 0 || max_depth > MEMPROF_MAX_DEPTH) {
+    if (rate == 0 || device_rate == 0 || max_depth < 0 || max_depth > MEMPROF_MAX_DEPTH) {
         errno = EINVAL;
         return -1;
     }
@@ -92,8 +100,10 @@ int memprof_capture_start(uint64_t rate, int max_depth, const char *prefix, uint
         errno = ENOMEM;
     } else {
         memprof_cfg.rate = rate;
+        memprof_cfg.device_rate = device_rate;
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
         atomic_store(&memprof_dropped_samples, 0);
+        memprof_failures_reset();
         window_start_ns = memprof_now_ns();
         atomic_store(&window_deadline_ns, deadline_ns);
         if (++last_window == 0)
@@ -121,13 +131,14 @@ static int write_window(bool close, char *path_out, size_t path_len)
         struct memprof_window_info w = {
             .id = last_window,
             .rate = memprof_cfg.rate,
+            .device_rate = memprof_cfg.device_rate,
             .max_depth = memprof_cfg.max_depth,
             .start_ns = window_start_ns,
             .end_ns = memprof_now_ns(),
-            .heap = "host",
         };
         char path[MEMPROF_PATH_MAX];
-        rc = memprof_write_heap(&w, memprof_cfg.prefix, ++dump_seq, path, sizeof path);
+        rc = memprof_write_dump(&w, memprof_cfg.prefix, ++dump_seq, memprof_device_heaps_used(),
+                                path, sizeof path);
         if (rc == 0)
             strcpy(last_dump, path);
         if (rc == 0 && verbose)
@@ -145,7 +156,7 @@ static int write_window(bool close, char *path_out, size_t path_len)
 
 EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
 {
-    return memprof_capture_start(rate, max_depth, prefix, 0);
+    return memprof_capture_start(rate, memprof_cfg.device_rate, max_depth, prefix, 0);
 }
 
 int memprof_capture_stop(char *path_out, size_t path_len)
@@ -164,19 +175,20 @@ uint64_t memprof_capture_deadline(void)
 }
 
 struct live_sum {
-    double rate;
     uint64_t samples;
-    double bytes;
+    double bytes[HEAP_COUNT];
 };
 
 static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
 {
-    (void)stack;
     struct live_sum *sum = arg;
+    struct memprof_stack_key k;
+    memprof_stack_get(stack, &k);
+    double rate = (double)(k.heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate);
     sum->samples++;
     /* unsampled: a sample of s bytes stands for s / (1 - exp(-s/rate)) */
-    sum->bytes += sum->rate > 1 && size > 0 ? (double)size / -expm1(-(double)size / sum->rate)
-                                            : (double)size;
+    sum->bytes[k.heap] += rate > 1 && size > 0 ? (double)size / -expm1(-(double)size / rate)
+                                               : (double)size;
 }
 
 void memprof_capture_status(struct memprof_status *s)
@@ -189,11 +201,12 @@ void memprof_capture_status(struct memprof_status *s)
     s->deadline_ns = atomic_load(&window_deadline_ns);
     s->dropped_samples = atomic_load(&memprof_dropped_samples);
     strcpy(s->last_dump, last_dump);
-    struct live_sum sum = {(double)memprof_cfg.rate, 0, 0};
+    struct live_sum sum = {0, {0}};
     if (s->capturing)
         memprof_live_foreach(add_live_sample, &sum);
     s->live_samples = sum.samples;
-    s->live_bytes_estimate = (uint64_t)sum.bytes;
+    for (int h = 0; h < HEAP_COUNT; h++)
+        s->heap_live_bytes[h] = (uint64_t)sum.bytes[h];
     pthread_mutex_unlock(&window_lock);
     memprof_leave();
 }
@@ -227,6 +240,7 @@ static void on_fork_child(void)
     if (control)
         memprof_control_after_fork();
     atomic_store(&memprof_dropped_samples, 0);
+    memprof_failures_after_fork();
     window_start_ns = memprof_now_ns();
     dump_seq = 0;
 }
@@ -235,6 +249,11 @@ __attribute__((constructor(102))) static void capture_init(void)
 {
     memprof_enter();
     memprof_cfg.rate = memprof_getenv_u64("MEMPROF_RATE", MEMPROF_DEFAULT_RATE);
+    memprof_cfg.device_rate = memprof_getenv_u64("MEMPROF_DEVICE_RATE", 1);
+    if (memprof_cfg.rate == 0)
+        memprof_cfg.rate = MEMPROF_DEFAULT_RATE;
+    if (memprof_cfg.device_rate == 0)
+        memprof_cfg.device_rate = 1;
     memprof_cfg.max_depth = (int)memprof_getenv_u64("MEMPROF_DEPTH", MEMPROF_DEFAULT_DEPTH);
     if (memprof_cfg.max_depth <= 0 || memprof_cfg.max_depth > MEMPROF_MAX_DEPTH)
         memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;

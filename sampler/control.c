@@ -23,6 +23,8 @@
 #include "memprof_control.h"
 #include "memprof_internal.h"
 
+_Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slot");
+
 static struct memprof_control *block;
 static char block_path[64];
 
@@ -66,8 +68,9 @@ static void publish_status(void)
     block->window_start_ns = s.window_start_ns;
     block->window_deadline_ns = s.deadline_ns;
     block->live_samples = s.live_samples;
-    block->live_bytes_estimate = s.live_bytes_estimate;
     block->dropped_samples = s.dropped_samples;
+    for (int h = 0; h < HEAP_COUNT; h++)
+        block->heap_live_bytes[h] = s.heap_live_bytes[h];
     copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
 }
 
@@ -77,7 +80,8 @@ static int carry_out(uint32_t command)
     switch (command) {
     case MEMPROF_CMD_START:
         copy_string(prefix, sizeof prefix, block->prefix);
-        return memprof_capture_start(block->rate, block->max_depth, prefix, block->deadline_ns);
+        return memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
+                                     block->deadline_ns);
     case MEMPROF_CMD_STOP:
         return memprof_capture_stop(NULL, 0);
     case MEMPROF_CMD_STATUS:

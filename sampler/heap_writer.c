@@ -170,43 +170,110 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* ---- the profile ---------------------------------------------------------- */
-struct live_counts {
-    uint64_t *objs_bytes;   /* two words per stack id */
+/* The window's counters per stack id, gathered once for all the heaps' files. */
+struct counts {
+    uint64_t *acc;          /* objs, bytes per stack id: allocated in the window */
+    uint64_t *cur;          /* objs, bytes per stack id: live now */
     uint32_t nstacks;
+    size_t bytes;
 };
 
 static void add_live(uint32_t stack, uint64_t size, void *arg)
 {
-    struct live_counts *c = arg;
+    struct counts *c = arg;
     if (stack < c->nstacks) {
-        c->objs_bytes[2 * (size_t)stack] += 1;
-        c->objs_bytes[2 * (size_t)stack + 1] += size;
+        c->cur[2 * (size_t)stack] += 1;
+        c->cur[2 * (size_t)stack + 1] += size;
     }
 }
 
-static void put_profile(struct out *o, const struct memprof_window_info *w, const char *exe)
+static bool gather_counts(struct counts *c, uint32_t window)
 {
-    uint32_t nstacks = memprof_stack_ids();
-    size_t words = 2 * (size_t)nstacks + 2;
-    uint64_t *acc = memprof_map(sizeof(uint64_t) * words);
-    struct live_counts cur = {memprof_map(sizeof(uint64_t) * words), nstacks};
-    if (acc == NULL || cur.objs_bytes == NULL) {
-        o->failed = true;
-        goto out;
-    }
-    memprof_stack_counts_sum(acc, nstacks, w->id);
-    memprof_live_foreach(add_live, &cur);
+    c->nstacks = memprof_stack_ids();
+    c->bytes = sizeof(uint64_t) * (2 * (size_t)c->nstacks + 2);
+    c->acc = memprof_map(c->bytes);
+    c->cur = memprof_map(c->bytes);
+    if (c->acc == NULL || c->cur == NULL)
+        return false;
+    memprof_stack_counts_sum(c->acc, c->nstacks, window);
+    memprof_live_foreach(add_live, c);
+    return true;
+}
 
+static void release_counts(struct counts *c)
+{
+    memprof_unmap(c->acc, c->bytes);
+    memprof_unmap(c->cur, c->bytes);
+}
+
+static void put_frames(struct out *o, const uintptr_t *frames, int depth)
+{
+    puts_(o, "@");
+    for (int i = 0; i < depth; i++) {
+        puts_(o, " ");
+        put_hex(o, frames[i]);
+    }
+    puts_(o, "\n");
+}
+
+/* The HAL's allocation flags: bits 0-9 device, 10-13 memory type, 56-63 module. */
+static void put_hal_labels(struct out *o, uint64_t flag)
+{
+    static const char *const types[] = {"SVM", "DEV", "HOST", "DVPP"};
+    unsigned type = (unsigned)(flag >> 10) & 0xf;
+    puts_(o, "# labels: device=");
+    put_u64(o, flag & 0x3ff);
+    puts_(o, " memtype=");
+    if (type < 4)
+        puts_(o, types[type]);
+    else
+        put_u64(o, type);
+    puts_(o, " module=");
+    put_u64(o, flag >> 56);
+    puts_(o, "\n");
+}
+
+static void put_failures(struct out *o, enum memprof_heap heap)
+{
+    struct memprof_failure failed[64];
+    uint32_t all = memprof_failures_of(heap, failed, 64);
+    if (all == 0)
+        return;
+    puts_(o, "# failed_allocs: ");
+    put_u64(o, all);
+    puts_(o, "\n");
+    for (uint32_t i = 0; i < all && i < 64; i++) {
+        puts_(o, "# failed_alloc: time_ns=");
+        put_u64(o, failed[i].time_ns);
+        puts_(o, " bytes=");
+        put_u64(o, failed[i].size);
+        puts_(o, " error=");
+        put_u64(o, (uint64_t)(int64_t)failed[i].error);
+        puts_(o, " ");
+        struct memprof_stack_key k = {NULL, 0, 0, 0};
+        if (failed[i].stack != STACK_NONE)
+            memprof_stack_get(failed[i].stack, &k);
+        put_frames(o, k.frames, k.depth);
+    }
+}
+
+static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
+                        const struct counts *c, const char *exe)
+{
     uint64_t acc_objs = 0, acc_bytes = 0, cur_objs = 0, cur_bytes = 0;
-    for (size_t i = 0; i < nstacks; i++) {
-        acc_objs += acc[2 * i];
-        acc_bytes += acc[2 * i + 1];
-        cur_objs += cur.objs_bytes[2 * i];
-        cur_bytes += cur.objs_bytes[2 * i + 1];
+    struct memprof_stack_key k;
+    for (uint32_t id = 0; id < c->nstacks; id++) {
+        memprof_stack_get(id, &k);
+        if (k.heap != (uint32_t)heap)
+            continue;
+        acc_objs += c->acc[2 * (size_t)id];
+        acc_bytes += c->acc[2 * (size_t)id + 1];
+        cur_objs += c->cur[2 * (size_t)id];
+        cur_bytes += c->cur[2 * (size_t)id + 1];
     }
 
     puts_(o, "heap_v2/");
-    put_u64(o, w->rate);
+    put_u64(o, heap == HEAP_HOST ? w->rate : w->device_rate);
     puts_(o, "\n# mem_profiler " MEMPROF_VERSION "\n# pid: ");
     put_u64(o, (uint64_t)getpid());
     puts_(o, "\n# cmdline: ");
@@ -214,7 +281,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, cons
     puts_(o, "\n# exe: ");
     puts_(o, exe);
     puts_(o, "\n# heap: ");
-    puts_(o, w->heap);
+    puts_(o, memprof_heap_names[heap]);
     puts_(o, "\n# window_start_ns: ");
     put_u64(o, w->start_ns);
     puts_(o, "\n# window_end_ns: ");
@@ -228,40 +295,37 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, cons
     puts_(o, "\n");
     struct build_id_ctx ctx = {o, exe};
     dl_iterate_phdr(put_build_id, &ctx);
+    put_failures(o, heap);
     put_counters(o, cur_objs, cur_bytes, acc_objs, acc_bytes);
 
-    for (uint32_t id = 0; id < nstacks; id++) {
-        uint64_t co = cur.objs_bytes[2 * (size_t)id], cb = cur.objs_bytes[2 * (size_t)id + 1];
-        uint64_t ao = acc[2 * (size_t)id], ab = acc[2 * (size_t)id + 1];
+    for (uint32_t id = 0; id < c->nstacks; id++) {
+        uint64_t co = c->cur[2 * (size_t)id], cb = c->cur[2 * (size_t)id + 1];
+        uint64_t ao = c->acc[2 * (size_t)id], ab = c->acc[2 * (size_t)id + 1];
         if (ao == 0 && co == 0)
-            continue;   /* a stack of an earlier window */
-        const uintptr_t *frames;
-        int depth;
-        memprof_stack_frames(id, &frames, &depth);
-        puts_(o, "@");
-        for (int i = 0; i < depth; i++) {
-            puts_(o, " ");
-            put_hex(o, frames[i]);
-        }
-        puts_(o, "\n");
+            continue;   /* a stack of an earlier window, or a failed allocation's */
+        memprof_stack_get(id, &k);
+        if (k.heap != (uint32_t)heap)
+            continue;
+        if (heap == HEAP_HAL)
+            put_hal_labels(o, k.label);
+        put_frames(o, k.frames, k.depth);
         put_counters(o, co, cb, ao, ab);
     }
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
     put_file(o, "/proc/self/maps");
-out:
-    memprof_unmap(acc, sizeof(uint64_t) * words);
-    memprof_unmap(cur.objs_bytes, sizeof(uint64_t) * words);
 }
 
-int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,
-                       unsigned seq, char *path_out, size_t path_len)
+/* One heap's file: <prefix><pid>.<seq>[.<heap>].heap, through a temporary name. */
+static int write_heap_file(const struct memprof_window_info *w, enum memprof_heap heap,
+                           const struct counts *c, const char *prefix, unsigned seq,
+                           char *path, size_t path_len)
 {
-    char path[MEMPROF_PATH_MAX], tmp[MEMPROF_PATH_MAX + 8], exe[MEMPROF_PATH_MAX];
-    bool host = strcmp(w->heap, "host") == 0;
-    int n = snprintf(path, sizeof path, "%s%d.%04u%s%s.heap", prefix, (int)getpid(), seq,
-                     host ? "" : ".", host ? "" : w->heap);
-    if (n < 0 || (size_t)n >= sizeof path) {
+    char tmp[MEMPROF_PATH_MAX + 8], exe[MEMPROF_PATH_MAX];
+    bool host = heap == HEAP_HOST;
+    int n = snprintf(path, path_len, "%s%d.%04u%s%s.heap", prefix, (int)getpid(), seq,
+                     host ? "" : ".", host ? "" : memprof_heap_names[heap]);
+    if (n < 0 || (size_t)n >= path_len) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -278,7 +342,7 @@ int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,
         unlink(tmp);
         return -1;
     }
-    put_profile(&o, w, exe);
+    put_profile(&o, w, heap, c, exe);
     flush(&o);
     memprof_unmap(o.buf, BUF_CAP);
     int saved = errno;
@@ -289,7 +353,23 @@ int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,
         errno = saved ? saved : EIO;
         return -1;
     }
-    if (path_out != NULL && path_len > 0)
-        snprintf(path_out, path_len, "%s", path);
     return 0;
+}
+
+int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,
+                       uint32_t heaps, char *path_out, size_t path_len)
+{
+    struct counts c;
+    int rc = -1;
+    if (gather_counts(&c, w->id)) {
+        char path[MEMPROF_PATH_MAX];
+        rc = write_heap_file(w, HEAP_HOST, &c, prefix, seq, path_out, path_len);
+        for (int heap = HEAP_HOST + 1; rc == 0 && heap < HEAP_COUNT; heap++)
+            if (heaps & (1u << heap))
+                rc = write_heap_file(w, (enum memprof_heap)heap, &c, prefix, seq, path, sizeof path);
+    } else {
+        errno = ENOMEM;
+    }
+    release_counts(&c);
+    return rc;
 }

@@ -13,7 +13,8 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 1
+#define MEMPROF_CONTROL_ABI 2
+#define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
 enum memprof_command {
@@ -41,6 +42,7 @@ struct memprof_control {
     uint32_t command_seq;           /* futex word */
     uint32_t command;               /* enum memprof_command */
     uint64_t rate;
+    uint64_t device_rate;
     int32_t max_depth;
     int32_t reserved1;
     uint64_t deadline_ns;           /* CLOCK_REALTIME; the window closes itself then */
@@ -53,8 +55,9 @@ struct memprof_control {
     uint64_t window_start_ns;
     uint64_t window_deadline_ns;
     uint64_t live_samples;          /* in the open window, at the last status */
-    uint64_t live_bytes_estimate;   /* unsampled */
     uint64_t dropped_samples;
+    uint64_t heap_live_bytes[MEMPROF_CONTROL_HEAPS];   /* unsampled; host, cuda, cuda_host,
+                                                          acl, acl_host, hal */
     char last_dump[MEMPROF_CONTROL_PATH_MAX];
     char message[256];              /* the last error, in words */
 };

@@ -22,9 +22,22 @@
 
 enum memprof_unwinder { UNWIND_HYBRID = 0, UNWIND_LIBUNWIND = 1, UNWIND_FRAME_POINTER = 2 };
 
+/* Each allocator family is a heap of its own, written as its own .heap file. */
+enum memprof_heap {
+    HEAP_HOST = 0,       /* the malloc family */
+    HEAP_CUDA,           /* cudaMalloc*, cuMemAlloc*, cuMemCreate (device and managed) */
+    HEAP_CUDA_HOST,      /* pinned host memory: cudaMallocHost, cudaHostAlloc */
+    HEAP_ACL,            /* aclrtMalloc */
+    HEAP_ACL_HOST,       /* aclrtMallocHost */
+    HEAP_HAL,            /* halMemAlloc */
+    HEAP_COUNT
+};
+extern const char *const memprof_heap_names[HEAP_COUNT] HIDDEN;
+
 /* ---- configuration (capture.c) ------------------------------------------ */
 struct memprof_config {
     uint64_t rate;               /* mean bytes between samples; 1 = exact */
+    uint64_t device_rate;        /* the same for the device and HAL heaps */
     int max_depth;
     enum memprof_unwinder unwinder;
     uint32_t max_stacks;         /* stack table capacity */
@@ -45,6 +58,9 @@ struct memprof_thread {
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
     uintptr_t stack_lo, stack_hi;/* this thread's stack, for the frame-pointer walk */
     struct thread_block *block;  /* this thread's counters and memo (thread_block.c) */
+    uint32_t device_window;      /* window the device countdowns were drawn for */
+    uint32_t device_depth;       /* inside a device API call (hooks_device.c) */
+    int64_t device_countdown[HEAP_COUNT];
 };
 extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 
@@ -53,6 +69,31 @@ void memprof_free_slow(void *ptr) HIDDEN;
 /* Removes ptr from the live samples if it is one (for realloc, which may
  * have to put it back); false if it was not sampled. */
 bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
+
+/* Device and HAL heaps (hooks_device.c calls these; key: pointer or handle). */
+#define MEMPROF_LABEL_FAILED (1ull << 63)   /* the stack of a failed allocation */
+void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label) HIDDEN;
+void memprof_device_free(enum memprof_heap heap, uintptr_t key) HIDDEN;
+void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error) HIDDEN;
+uint32_t memprof_device_heaps_used(void) HIDDEN;   /* bit mask of heaps whose hooks ran */
+/* Our wrapper for a driver entry point a getter or dlsym found, else `found`. */
+void *memprof_device_entry_point(const char *name, void *found) HIDDEN;
+
+/* ---- dlsym (hooks_dlsym.c) ------------------------------------------------- */
+extern void *(*memprof_real_dlsym)(void *, const char *) HIDDEN;
+void *memprof_resolve_dlsym(void) HIDDEN;
+
+/* ---- failed device allocations of the window (failures.c) ----------------- */
+struct memprof_failure {
+    uint64_t time_ns, size;
+    int32_t error;
+    uint32_t stack;
+};
+void memprof_failure_record(enum memprof_heap heap, uint64_t size, int error, uint32_t stack) HIDDEN;
+void memprof_failures_reset(void) HIDDEN;
+void memprof_failures_after_fork(void) HIDDEN;
+/* Copies up to max failures of heap into out; returns how many there were in all. */
+uint32_t memprof_failures_of(enum memprof_heap heap, struct memprof_failure *out, uint32_t max) HIDDEN;
 
 /* Called by every allocation hook after the real allocator returned. */
 static inline void memprof_on_alloc(void *ptr, size_t size)
@@ -117,12 +158,18 @@ int memprof_unwind(uintptr_t *frames, int max_depth) HIDDEN;
 const char *memprof_unwinder_name(void) HIDDEN;
 
 /* ---- stack table (stack_table.c) ---------------------------------------- */
+struct memprof_stack_key {
+    const uintptr_t *frames;
+    int depth;
+    uint32_t heap;       /* enum memprof_heap */
+    uint64_t label;      /* HAL allocation flags; 0 for other heaps */
+};
 int memprof_stack_table_init(uint32_t capacity) HIDDEN;
 void memprof_stack_table_reset(void) HIDDEN;
 /* The dense id of a stack (interned on first sight), or STACK_NONE if full. */
-uint32_t memprof_stack_intern(const uintptr_t *frames, int depth) HIDDEN;
+uint32_t memprof_stack_intern(const struct memprof_stack_key *k) HIDDEN;
 uint32_t memprof_stack_ids(void) HIDDEN;   /* ids in use are < this */
-void memprof_stack_frames(uint32_t id, const uintptr_t **frames, int *depth) HIDDEN;
+void memprof_stack_get(uint32_t id, struct memprof_stack_key *k) HIDDEN;
 
 /* ---- per-thread blocks: stack counters, unwinder memo (thread_block.c) ---- */
 #define UNWIND_MEMO_ENTRIES 4
@@ -158,25 +205,28 @@ extern _Atomic uint64_t memprof_dropped_samples HIDDEN;
 /* ---- dump (heap_writer.c) ------------------------------------------------ */
 struct memprof_window_info {
     uint32_t id;
-    uint64_t rate;
+    uint64_t rate, device_rate;
     int max_depth;
     uint64_t start_ns, end_ns;
-    const char *heap;            /* "host" */
 };
-/* Writes <prefix><pid>.<seq>.heap atomically; path_out receives its name. */
-int memprof_write_heap(const struct memprof_window_info *w, const char *prefix,
-                       unsigned seq, char *path_out, size_t path_len) HIDDEN;
+/* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
+ * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out
+ * receives the host file's name. */
+int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,
+                       uint32_t heaps, char *path_out, size_t path_len) HIDDEN;
 
 /* ---- capture windows (capture.c) ------------------------------------------ */
 struct memprof_status {
     bool capturing;
     unsigned dumps;                  /* .heap files written by this process */
     uint64_t window_start_ns, deadline_ns;
-    uint64_t live_samples, live_bytes_estimate, dropped_samples;
+    uint64_t live_samples, dropped_samples;
+    uint64_t heap_live_bytes[HEAP_COUNT];   /* unsampled estimates */
     char last_dump[MEMPROF_PATH_MAX];
 };
 /* deadline_ns: CLOCK_REALTIME at which the control thread closes the window (0: none). */
-int memprof_capture_start(uint64_t rate, int max_depth, const char *prefix, uint64_t deadline_ns) HIDDEN;
+int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
+                          uint64_t deadline_ns) HIDDEN;
 int memprof_capture_stop(char *path_out, size_t path_len) HIDDEN;
 uint64_t memprof_capture_deadline(void) HIDDEN;
 void memprof_capture_status(struct memprof_status *s) HIDDEN;

@@ -46,6 +46,19 @@ static int64_t draw_countdown(struct memprof_thread *t, uint64_t rate)
     return (int64_t)bytes + 1;
 }
 
+/* Unwinds, interns the stack and records one sampled allocation. */
+static void record_sample(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label,
+                          uint32_t window)
+{
+    uintptr_t frames[MEMPROF_MAX_DEPTH];
+    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
+                                  label};
+    uint32_t stack = memprof_stack_intern(&k);
+    if (stack == STACK_NONE || !memprof_stack_count(stack, size, window) ||
+        !memprof_live_insert(key, stack, size))
+        atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
+}
+
 /* Reached when the countdown crossed zero, or when the thread's countdown
  * belongs to an older window. */
 void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
@@ -64,17 +77,60 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
     }
     t->countdown = draw_countdown(t, rate);
 
-    uintptr_t frames[MEMPROF_MAX_DEPTH];
-    int depth = memprof_unwind(frames, memprof_cfg.max_depth);
-    uint32_t stack = memprof_stack_intern(frames, depth);
-    if (stack == STACK_NONE) {
-        atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
-        goto out;
-    }
-    if (!memprof_stack_count(stack, size, window) ||
-        !memprof_live_insert((uintptr_t)ptr, stack, size))
-        atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
+    record_sample(HEAP_HOST, (uintptr_t)ptr, size, 0, window);
 out:
+    t->busy = 0;
+}
+
+/* ---- device and HAL heaps --------------------------------------------------
+ * Few, large allocations: each heap has its own per-thread countdown with mean
+ * device_rate (1 by default: every allocation).  Keys are device pointers or,
+ * for cuMemCreate, handles: the heap goes into the key's top byte so they never
+ * meet a host pointer in the live table. */
+static inline uintptr_t live_key(enum memprof_heap heap, uintptr_t key)
+{
+    return heap == HEAP_HOST ? key : (uintptr_t)heap << 56 | (key & ((1ull << 56) - 1));
+}
+
+void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label)
+{
+    uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
+    struct memprof_thread *t = &memprof_thread;
+    if (window == 0 || t->busy)
+        return;
+    t->busy = 1;
+    uint64_t rate = memprof_cfg.device_rate;
+    if (t->device_window != window) {
+        t->device_window = window;
+        for (int h = 0; h < HEAP_COUNT; h++)
+            t->device_countdown[h] = draw_countdown(t, rate);
+    }
+    if ((t->device_countdown[heap] -= (int64_t)size) <= 0) {
+        t->device_countdown[heap] = draw_countdown(t, rate);
+        record_sample(heap, live_key(heap, key), size, label, window);
+    }
+    t->busy = 0;
+}
+
+void memprof_device_free(enum memprof_heap heap, uintptr_t key)
+{
+    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0)
+        return;
+    uint32_t stack;
+    uint64_t size;
+    memprof_take_sample((void *)live_key(heap, key), &stack, &size);
+}
+
+void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error)
+{
+    struct memprof_thread *t = &memprof_thread;
+    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
+        return;
+    t->busy = 1;
+    uintptr_t frames[MEMPROF_MAX_DEPTH];
+    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
+                                  MEMPROF_LABEL_FAILED};
+    memprof_failure_record(heap, size, error, memprof_stack_intern(&k));
     t->busy = 0;
 }
 

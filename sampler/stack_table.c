@@ -1,4 +1,6 @@
-/* Deduplicated stack table.  Open addressing over a preallocated (mmap)
+/* Deduplicated stack table.  A stack is its frames plus the heap it allocated
+ * from and a label (the HAL's allocation flags; 0 elsewhere), so each id
+ * belongs to one heap.  Open addressing over a preallocated (mmap)
  * array; lookups and inserts take no lock: a slot is claimed by a CAS on its
  * hash word, the claimant copies the frames into a shared frame pool, takes
  * the next dense id and then publishes the slot.  Ids are stable for the life
@@ -22,7 +24,9 @@ struct stack_slot {                 /* read-only once published */
 
 struct stack_record {                /* by id */
     uint64_t frames_at;              /* index into the frame pool */
+    uint64_t label;
     uint32_t depth;
+    uint32_t heap;
 };
 
 static struct stack_slot *slots;
@@ -60,9 +64,11 @@ void memprof_stack_table_reset(void)
     atomic_store(&frame_pool_used, 0);
 }
 
-static uint64_t hash_frames(const uintptr_t *frames, int depth)
+static uint64_t hash_stack(const struct memprof_stack_key *k)
 {
-    uint64_t h = 0x84222325cbf29ce4ull ^ (uint64_t)depth;
+    const uintptr_t *frames = k->frames;
+    int depth = k->depth;
+    uint64_t h = (0x84222325cbf29ce4ull ^ (uint64_t)depth ^ (uint64_t)k->heap << 40) + k->label;
     for (int i = 0; i < depth; i++) {
         h ^= frames[i];
         h *= 0x9e3779b97f4a7c15ull;
@@ -71,34 +77,36 @@ static uint64_t hash_frames(const uintptr_t *frames, int depth)
     return h ? h : 1;
 }
 
-static bool same_stack(const struct stack_slot *s, const uintptr_t *frames, int depth)
+static bool same_stack(const struct stack_slot *s, const struct memprof_stack_key *k)
 {
     const struct stack_record *r = &records[s->id];
-    return r->depth == (uint32_t)depth &&
-           memcmp(frame_pool + r->frames_at, frames, sizeof(uintptr_t) * (size_t)depth) == 0;
+    return r->depth == (uint32_t)k->depth && r->heap == k->heap && r->label == k->label &&
+           memcmp(frame_pool + r->frames_at, k->frames, sizeof(uintptr_t) * (size_t)k->depth) == 0;
 }
 
 /* The claimant of a slot fills it in; a dead slot keeps its hash so probes
  * for other stacks pass over it. */
-static uint32_t fill_slot(uint32_t i, const uintptr_t *frames, int depth)
+static uint32_t fill_slot(uint32_t i, const struct memprof_stack_key *k)
 {
     struct stack_slot *s = &slots[i];
+    int depth = k->depth;
     uint64_t at = atomic_fetch_add_explicit(&frame_pool_used, (uint64_t)depth, memory_order_relaxed);
     uint32_t id = atomic_fetch_add_explicit(&used_stacks, 1, memory_order_relaxed);
     if (id >= max_stacks || at + (uint64_t)depth > frame_pool_len) {
         atomic_store_explicit(&s->state, SLOT_DEAD, memory_order_release);
         return STACK_NONE;
     }
-    memcpy(frame_pool + at, frames, sizeof(uintptr_t) * (size_t)depth);
-    records[id] = (struct stack_record){.frames_at = at, .depth = (uint32_t)depth};
+    memcpy(frame_pool + at, k->frames, sizeof(uintptr_t) * (size_t)depth);
+    records[id] = (struct stack_record){.frames_at = at, .label = k->label,
+                                        .depth = (uint32_t)depth, .heap = k->heap};
     s->id = id;
     atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
     return id;
 }
 
-uint32_t memprof_stack_intern(const uintptr_t *frames, int depth)
+uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
 {
-    uint64_t h = hash_frames(frames, depth);
+    uint64_t h = hash_stack(k);
     uint32_t i = (uint32_t)h & slot_mask;
     for (int probe = 0; probe < MAX_PROBES; probe++, i = (i + 1) & slot_mask) {
         struct stack_slot *s = &slots[i];
@@ -106,7 +114,7 @@ uint32_t memprof_stack_intern(const uintptr_t *frames, int depth)
         if (seen == 0) {
             uint64_t expected = 0;
             if (atomic_compare_exchange_strong(&s->hash, &expected, h))
-                return fill_slot(i, frames, depth);
+                return fill_slot(i, k);
             seen = expected;
         }
         if (seen != h)
@@ -114,7 +122,7 @@ uint32_t memprof_stack_intern(const uintptr_t *frames, int depth)
         uint32_t state;
         while ((state = atomic_load_explicit(&s->state, memory_order_acquire)) < SLOT_READY)
             sched_yield();   /* another thread is copying this stack's frames */
-        if (state == SLOT_READY && same_stack(s, frames, depth))
+        if (state == SLOT_READY && same_stack(s, k))
             return s->id;
     }
     return STACK_NONE;
@@ -126,8 +134,8 @@ uint32_t memprof_stack_ids(void)
     return n < max_stacks ? n : max_stacks;
 }
 
-void memprof_stack_frames(uint32_t id, const uintptr_t **frames, int *depth)
+void memprof_stack_get(uint32_t id, struct memprof_stack_key *k)
 {
-    *frames = frame_pool + records[id].frames_at;
-    *depth = (int)records[id].depth;
+    const struct stack_record *r = &records[id];
+    *k = (struct memprof_stack_key){frame_pool + r->frames_at, (int)r->depth, r->heap, r->label};
 }
