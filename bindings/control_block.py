@@ -33,7 +33,7 @@ struct memprof_control {
     uint64_t rate;
     uint64_t device_rate;
     int32_t max_depth;
-    int32_t reserved1;
+    uint32_t flags;
     uint64_t deadline_ns;
     char prefix[4096];
     uint32_t ack_seq;
@@ -45,6 +45,7 @@ struct memprof_control {
     uint64_t live_samples;
     uint64_t dropped_samples;
     uint64_t heap_live_bytes[8];
+    uint64_t heap_peak_bytes[8];
     char last_dump[4096];
     char message[256];
 };
@@ -56,6 +57,7 @@ ABI = 2
 HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")   # heap_live_bytes order
 CMD_START, CMD_STOP, CMD_STATUS = 1, 2, 3
 STATE_IDLE, STATE_CAPTURING = 0, 1
+START_TRACK_LIVE = 1
 
 _SYS_FUTEX = 202  # x86-64
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
@@ -92,6 +94,7 @@ class Status:
     live_samples: int
     dropped_samples: int
     heap_live_bytes: dict[str, int]   # unsampled estimates, by heap
+    heap_peak_bytes: dict[str, int]   # when the window tracks live bytes
     last_dump: str
 
 
@@ -155,7 +158,7 @@ class ControlBlock:
 
     def request(self, command: int, timeout: float = 5.0, *, rate: int = 0,
                 device_rate: int = 1, depth: int = 0, deadline_ns: int = 0,
-                prefix: str = "") -> Status:
+                prefix: str = "", flags: int = 0) -> Status:
         """Sends one request and waits for the control thread's reply."""
         c = self._c
         if command == CMD_START:
@@ -163,7 +166,7 @@ class ControlBlock:
             if len(encoded) >= PATH_MAX - 32:
                 raise ControlError("the output prefix is too long")
             c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
-            c.deadline_ns = deadline_ns
+            c.deadline_ns, c.flags = deadline_ns, flags
             c.prefix = encoded + b"\0"
         c.command = command
         seq = (c.command_seq + 1) & 0xFFFFFFFF
@@ -181,6 +184,7 @@ class ControlBlock:
                       window_start_ns=c.window_start_ns, window_deadline_ns=c.window_deadline_ns,
                       live_samples=c.live_samples, dropped_samples=c.dropped_samples,
                       heap_live_bytes={h: c.heap_live_bytes[i] for i, h in enumerate(HEAPS)},
+                      heap_peak_bytes={h: c.heap_peak_bytes[i] for i, h in enumerate(HEAPS)},
                       last_dump=ffi.string(c.last_dump).decode(errors="replace"))
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

@@ -16,7 +16,9 @@
  *                              that inherits the environment captures)
  *   MEMPROF_MAX_STACKS, MEMPROF_MAX_LIVE   table capacities
  *   MEMPROF_VERBOSE=1          say on stderr where each dump went
- *   MEMPROF_CONTROL=0          no control block: not capturable from outside */
+ *   MEMPROF_CONTROL=0          no control block: not capturable from outside
+ *   MEMPROF_TRACK_LIVE=1       keep live bytes and their peak (live_bytes.c): shared
+ *                              counters, so off unless asked (the gate, log mode) */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -104,6 +106,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
         atomic_store(&memprof_dropped_samples, 0);
         memprof_failures_reset();
+        memprof_live_bytes_reset();
         window_start_ns = memprof_now_ns();
         atomic_store(&window_deadline_ns, deadline_ns);
         if (++last_window == 0)
@@ -205,8 +208,11 @@ void memprof_capture_status(struct memprof_status *s)
     if (s->capturing)
         memprof_live_foreach(add_live_sample, &sum);
     s->live_samples = sum.samples;
-    for (int h = 0; h < HEAP_COUNT; h++)
+    for (int h = 0; h < HEAP_COUNT; h++) {
         s->heap_live_bytes[h] = (uint64_t)sum.bytes[h];
+        int64_t peak = memprof_cfg.track_live ? memprof_live_bytes_of((enum memprof_heap)h).peak : 0;
+        s->heap_peak_bytes[h] = peak > 0 ? (uint64_t)peak : 0;
+    }
     pthread_mutex_unlock(&window_lock);
     memprof_leave();
 }
@@ -219,6 +225,26 @@ EXPORT int memprof_dump(char *path_out, size_t path_len)
 EXPORT int memprof_is_capturing(void)
 {
     return atomic_load(&memprof_active_window) != 0;
+}
+
+EXPORT void memprof_track_live(int on)
+{
+    memprof_cfg.track_live = on != 0;
+}
+
+EXPORT int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak)
+{
+    for (int h = 0; heap != NULL && h < HEAP_COUNT; h++) {
+        if (strcmp(heap, memprof_heap_names[h]) != 0)
+            continue;
+        if (!memprof_cfg.track_live)
+            return -1;
+        struct memprof_live_bytes lb = memprof_live_bytes_of((enum memprof_heap)h);
+        *live = lb.now > 0 ? (uint64_t)lb.now : 0;
+        *peak = lb.peak > 0 ? (uint64_t)lb.peak : 0;
+        return 0;
+    }
+    return -1;
 }
 
 /* A forked child is a process of its own: empty tables, its own pid in the
@@ -269,6 +295,7 @@ __attribute__((constructor(102))) static void capture_init(void)
                            : strcmp(unwind, "libunwind") == 0                    ? UNWIND_LIBUNWIND
                                                                                  : UNWIND_HYBRID;
     verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
+    memprof_cfg.track_live = memprof_getenv_u64("MEMPROF_TRACK_LIVE", 0) != 0;
     const char *prefix = getenv("MEMPROF_PREFIX");
     if (set_prefix(prefix && *prefix ? prefix : MEMPROF_DEFAULT_PREFIX) != 0)
         memprof_log("MEMPROF_PREFIX is too long; using %s", MEMPROF_DEFAULT_PREFIX);

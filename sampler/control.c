@@ -69,8 +69,10 @@ static void publish_status(void)
     block->window_deadline_ns = s.deadline_ns;
     block->live_samples = s.live_samples;
     block->dropped_samples = s.dropped_samples;
-    for (int h = 0; h < HEAP_COUNT; h++)
+    for (int h = 0; h < HEAP_COUNT; h++) {
         block->heap_live_bytes[h] = s.heap_live_bytes[h];
+        block->heap_peak_bytes[h] = s.heap_peak_bytes[h];
+    }
     copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
 }
 
@@ -80,6 +82,7 @@ static int carry_out(uint32_t command)
     switch (command) {
     case MEMPROF_CMD_START:
         copy_string(prefix, sizeof prefix, block->prefix);
+        memprof_cfg.track_live = (block->flags & MEMPROF_START_TRACK_LIVE) != 0;
         return memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
                                      block->deadline_ns);
     case MEMPROF_CMD_STOP:

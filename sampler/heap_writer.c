@@ -293,6 +293,16 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, "\n# dropped_samples: ");
     put_u64(o, atomic_load(&memprof_dropped_samples));
     puts_(o, "\n");
+    if (memprof_cfg.track_live) {
+        struct memprof_live_bytes lb = memprof_live_bytes_of(heap);
+        puts_(o, "# live_bytes: ");
+        put_u64(o, lb.now > 0 ? (uint64_t)lb.now : 0);
+        puts_(o, "\n# peak_live_bytes: ");
+        put_u64(o, lb.peak > 0 ? (uint64_t)lb.peak : 0);
+        puts_(o, "\n# peak_time_ns: ");
+        put_u64(o, lb.peak_time_ns);
+        puts_(o, "\n");
+    }
     struct build_id_ctx ctx = {o, exe};
     dl_iterate_phdr(put_build_id, &ctx);
     put_failures(o, heap);

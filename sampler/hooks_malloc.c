@@ -143,7 +143,7 @@ EXPORT void *realloc(void *old, size_t size)
                        memprof_take_sample(old, &stack, &old_size);
     void *p = real_realloc(old, size);
     if (UNLIKELY(was_sampled) && p == NULL && size != 0)
-        memprof_live_insert((uintptr_t)old, stack, old_size);
+        memprof_restore_sample(old, stack, old_size);
     memprof_on_alloc(p, size);
     return p;
 }

@@ -29,6 +29,16 @@ int memprof_dump(char *path_out, size_t path_len);
 /* 1 while a window is open. */
 int memprof_is_capturing(void);
 
+/* Keep (on = 1) the estimated live bytes of each heap and their peak in the
+ * windows opened from now on; exact at rate 1.  Costs a shared counter per
+ * sample, so it is off unless asked for. */
+void memprof_track_live(int on);
+
+/* Live bytes and their peak in the open window for a heap ("host", "cuda",
+ * "cuda_host", "acl", "acl_host", "hal"); 0, or -1 for an unknown heap or
+ * when live bytes are not tracked. */
+int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,8 @@ enum memprof_command {
     MEMPROF_CMD_STATUS = 3,   /* refresh the status fields */
 };
 
+#define MEMPROF_START_TRACK_LIVE 1u   /* keep live bytes and their peak per heap */
+
 enum memprof_state {
     MEMPROF_STATE_IDLE = 0,
     MEMPROF_STATE_CAPTURING = 1,
@@ -44,7 +46,7 @@ struct memprof_control {
     uint64_t rate;
     uint64_t device_rate;
     int32_t max_depth;
-    int32_t reserved1;
+    uint32_t flags;                 /* MEMPROF_START_* */
     uint64_t deadline_ns;           /* CLOCK_REALTIME; the window closes itself then */
     char prefix[MEMPROF_CONTROL_PATH_MAX];
     /* reply and status, written by the target */
@@ -58,6 +60,7 @@ struct memprof_control {
     uint64_t dropped_samples;
     uint64_t heap_live_bytes[MEMPROF_CONTROL_HEAPS];   /* unsampled; host, cuda, cuda_host,
                                                           acl, acl_host, hal */
+    uint64_t heap_peak_bytes[MEMPROF_CONTROL_HEAPS];   /* with MEMPROF_START_TRACK_LIVE */
     char last_dump[MEMPROF_CONTROL_PATH_MAX];
     char message[256];              /* the last error, in words */
 };

@@ -42,6 +42,7 @@ struct memprof_config {
     enum memprof_unwinder unwinder;
     uint32_t max_stacks;         /* stack table capacity */
     uint32_t max_live;           /* live-sample table capacity */
+    bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
     char prefix[MEMPROF_PATH_MAX];
 };
 extern struct memprof_config memprof_cfg HIDDEN;
@@ -69,6 +70,7 @@ void memprof_free_slow(void *ptr) HIDDEN;
 /* Removes ptr from the live samples if it is one (for realloc, which may
  * have to put it back); false if it was not sampled. */
 bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
+void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size) HIDDEN;
 
 /* Device and HAL heaps (hooks_device.c calls these; key: pointer or handle). */
 #define MEMPROF_LABEL_FAILED (1ull << 63)   /* the stack of a failed allocation */
@@ -82,6 +84,18 @@ void *memprof_device_entry_point(const char *name, void *found) HIDDEN;
 /* ---- dlsym (hooks_dlsym.c) ------------------------------------------------- */
 extern void *(*memprof_real_dlsym)(void *, const char *) HIDDEN;
 void *memprof_resolve_dlsym(void) HIDDEN;
+
+/* ---- estimated live bytes and their peak (live_bytes.c) ------------------- */
+struct memprof_live_bytes {
+    int64_t now, peak;
+    uint64_t peak_time_ns;
+};
+void memprof_live_bytes_reset(void) HIDDEN;
+void memprof_live_bytes_add(enum memprof_heap heap, uint64_t size) HIDDEN;
+void memprof_live_bytes_sub(enum memprof_heap heap, uint64_t size) HIDDEN;
+struct memprof_live_bytes memprof_live_bytes_of(enum memprof_heap heap) HIDDEN;
+/* The peak since the last call (the timeline's 100 ms interval). */
+int64_t memprof_live_bytes_interval_peak(enum memprof_heap heap) HIDDEN;
 
 /* ---- failed device allocations of the window (failures.c) ----------------- */
 struct memprof_failure {
@@ -222,6 +236,7 @@ struct memprof_status {
     uint64_t window_start_ns, deadline_ns;
     uint64_t live_samples, dropped_samples;
     uint64_t heap_live_bytes[HEAP_COUNT];   /* unsampled estimates */
+    uint64_t heap_peak_bytes[HEAP_COUNT];   /* when tracking live bytes */
     char last_dump[MEMPROF_PATH_MAX];
 };
 /* deadline_ns: CLOCK_REALTIME at which the control thread closes the window (0: none). */

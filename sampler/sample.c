@@ -57,6 +57,8 @@ static void record_sample(enum memprof_heap heap, uintptr_t key, uint64_t size, 
     if (stack == STACK_NONE || !memprof_stack_count(stack, size, window) ||
         !memprof_live_insert(key, stack, size))
         atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
+    else if (memprof_cfg.track_live)
+        memprof_live_bytes_add(heap, size);
 }
 
 /* Reached when the countdown crossed zero, or when the thread's countdown
@@ -143,8 +145,16 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
         return false;
     t->busy = 1;
     bool found = memprof_live_remove((uintptr_t)ptr, stack, size);
+    if (found && memprof_cfg.track_live)
+        memprof_live_bytes_sub((enum memprof_heap)((uintptr_t)ptr >> 56), *size);
     t->busy = 0;
     return found;
+}
+
+void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size)
+{
+    if (memprof_live_insert((uintptr_t)ptr, stack, size) && memprof_cfg.track_live)
+        memprof_live_bytes_add(HEAP_HOST, size);
 }
 
 void memprof_free_slow(void *ptr)
