@@ -29,6 +29,7 @@ class CaptureSettings:
     follow_children: bool = False
     unwinder: str = "hybrid"
     capture: bool = True
+    track_live: bool = False     # live bytes and their peak per heap (shared counters)
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -41,6 +42,8 @@ class CaptureSettings:
         env["MEMPROF_DEPTH"] = str(self.depth)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
         env["MEMPROF_UNWIND"] = self.unwinder
+        if self.track_live:
+            env["MEMPROF_TRACK_LIVE"] = "1"
         if self.follow_children:
             env.pop("MEMPROF_PARENT_PID", None)
         else:   # only our direct child (and its forks) capture; programs it runs stay idle
