@@ -35,6 +35,9 @@ struct memprof_control {
     int32_t max_depth;
     uint32_t flags;
     uint64_t deadline_ns;
+    uint64_t log_cap;
+    uint32_t log_files;
+    uint32_t reserved1;
     char prefix[4096];
     uint32_t ack_seq;
     int32_t result;
@@ -57,7 +60,7 @@ ABI = 2
 HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")   # heap_live_bytes order
 CMD_START, CMD_STOP, CMD_STATUS = 1, 2, 3
 STATE_IDLE, STATE_CAPTURING = 0, 1
-START_TRACK_LIVE = 1
+START_TRACK_LIVE, START_LOG = 1, 2
 
 _SYS_FUTEX = 202  # x86-64
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
@@ -158,7 +161,8 @@ class ControlBlock:
 
     def request(self, command: int, timeout: float = 5.0, *, rate: int = 0,
                 device_rate: int = 1, depth: int = 0, deadline_ns: int = 0,
-                prefix: str = "", flags: int = 0) -> Status:
+                prefix: str = "", flags: int = 0, log_cap: int = 0,
+                log_files: int = 0) -> Status:
         """Sends one request and waits for the control thread's reply."""
         c = self._c
         if command == CMD_START:
@@ -167,6 +171,7 @@ class ControlBlock:
                 raise ControlError("the output prefix is too long")
             c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
             c.deadline_ns, c.flags = deadline_ns, flags
+            c.log_cap, c.log_files = log_cap, log_files
             c.prefix = encoded + b"\0"
         c.command = command
         seq = (c.command_seq + 1) & 0xFFFFFFFF

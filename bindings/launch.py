@@ -30,6 +30,9 @@ class CaptureSettings:
     unwinder: str = "hybrid"
     capture: bool = True
     track_live: bool = False     # live bytes and their peak per heap (shared counters)
+    log: bool = False            # log mode: the event log and the timeline
+    log_cap: int = 100 << 20     # bytes per log file
+    log_files: int = 10          # log files kept
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -44,6 +47,9 @@ class CaptureSettings:
         env["MEMPROF_UNWIND"] = self.unwinder
         if self.track_live:
             env["MEMPROF_TRACK_LIVE"] = "1"
+        if self.log:
+            env.update(MEMPROF_MODE="log", MEMPROF_LOG_CAP=str(self.log_cap),
+                       MEMPROF_LOG_FILES=str(self.log_files))
         if self.follow_children:
             env.pop("MEMPROF_PARENT_PID", None)
         else:   # only our direct child (and its forks) capture; programs it runs stay idle

@@ -18,7 +18,9 @@
  *   MEMPROF_VERBOSE=1          say on stderr where each dump went
  *   MEMPROF_CONTROL=0          no control block: not capturable from outside
  *   MEMPROF_TRACK_LIVE=1       keep live bytes and their peak (live_bytes.c): shared
- *                              counters, so off unless asked (the gate, log mode) */
+ *                              counters, so off unless asked (the gate, log mode)
+ *   MEMPROF_MODE=log           also write the event log (event_log.c)
+ *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -40,6 +42,8 @@ struct memprof_config memprof_cfg = {
     .max_depth = MEMPROF_DEFAULT_DEPTH,
     .max_stacks = 1u << 17,
     .max_live = 1u << 20,
+    .log_cap = 100u << 20,
+    .log_files = 10,
     .prefix = MEMPROF_DEFAULT_PREFIX,
 };
 _Atomic uint32_t memprof_active_window;
@@ -107,11 +111,20 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         atomic_store(&memprof_dropped_samples, 0);
         memprof_failures_reset();
         memprof_live_bytes_reset();
+        if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
+            memprof_cfg.track_live = true;
+            if (memprof_log_open(memprof_cfg.prefix, dump_seq + 1, memprof_cfg.log_cap,
+                                 memprof_cfg.log_files) != 0)
+                memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
+                            strerror(errno));
+        }
         window_start_ns = memprof_now_ns();
         atomic_store(&window_deadline_ns, deadline_ns);
         if (++last_window == 0)
             last_window = 1;
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
+        if (memprof_cfg.log_mode)
+            memprof_control_wake();
         rc = 0;
     }
     pthread_mutex_unlock(&window_lock);
@@ -130,6 +143,8 @@ static int write_window(bool close, char *path_out, size_t path_len)
         if (close) {
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
             atomic_store(&window_deadline_ns, 0);
+            memprof_log_tick();   /* the window's last interval */
+            memprof_log_close();
         }
         struct memprof_window_info w = {
             .id = last_window,
@@ -267,6 +282,8 @@ static void on_fork_child(void)
         memprof_control_after_fork();
     atomic_store(&memprof_dropped_samples, 0);
     memprof_failures_after_fork();
+    memprof_log_after_fork();
+    memprof_thread.tid = 0;
     window_start_ns = memprof_now_ns();
     dump_seq = 0;
 }
@@ -296,6 +313,10 @@ __attribute__((constructor(102))) static void capture_init(void)
                                                                                  : UNWIND_HYBRID;
     verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
     memprof_cfg.track_live = memprof_getenv_u64("MEMPROF_TRACK_LIVE", 0) != 0;
+    const char *mode = getenv("MEMPROF_MODE");
+    memprof_cfg.log_mode = mode != NULL && strcmp(mode, "log") == 0;
+    memprof_cfg.log_cap = memprof_getenv_u64("MEMPROF_LOG_CAP", memprof_cfg.log_cap);
+    memprof_cfg.log_files = (uint32_t)memprof_getenv_u64("MEMPROF_LOG_FILES", memprof_cfg.log_files);
     const char *prefix = getenv("MEMPROF_PREFIX");
     if (set_prefix(prefix && *prefix ? prefix : MEMPROF_DEFAULT_PREFIX) != 0)
         memprof_log("MEMPROF_PREFIX is too long; using %s", MEMPROF_DEFAULT_PREFIX);

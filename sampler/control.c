@@ -5,7 +5,8 @@
  * One thread per process sleeps on a futex on command_seq: no CPU while idle,
  * no polling.  While a window with a deadline is open it sleeps only until the
  * deadline, then closes the window and writes its dump itself, so a window
- * whose controller died still ends and nothing captured is lost. */
+ * whose controller died still ends and nothing captured is lost.  In log mode
+ * it also wakes every interval to write the timeline records. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -83,6 +84,11 @@ static int carry_out(uint32_t command)
     case MEMPROF_CMD_START:
         copy_string(prefix, sizeof prefix, block->prefix);
         memprof_cfg.track_live = (block->flags & MEMPROF_START_TRACK_LIVE) != 0;
+        memprof_cfg.log_mode = (block->flags & MEMPROF_START_LOG) != 0;
+        if (block->log_cap != 0)
+            memprof_cfg.log_cap = block->log_cap;
+        if (block->log_files != 0)
+            memprof_cfg.log_files = block->log_files;
         return memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
                                      block->deadline_ns);
     case MEMPROF_CMD_STOP:
@@ -101,9 +107,22 @@ static void *control_thread(void *arg)
     memprof_enter();   /* this thread's own allocations are never sampled */
     /* From the last answered request: one sent before this thread ran is not lost. */
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
+    uint64_t next_tick = 0;
     for (;;) {
         struct timespec timeout, *wait_for = NULL;
         uint64_t deadline = memprof_capture_deadline();
+        if (memprof_log_active()) {
+            uint64_t now = memprof_now_ns();
+            if (next_tick == 0 || now >= next_tick) {
+                if (next_tick != 0)
+                    memprof_log_tick();
+                next_tick = now + MEMPROF_LOG_INTERVAL_MS * 1000000ull;
+            }
+            if (deadline == 0 || next_tick < deadline)
+                deadline = next_tick;
+        } else {
+            next_tick = 0;
+        }
         if (deadline != 0) {
             uint64_t now = memprof_now_ns();
             uint64_t left = deadline > now ? deadline - now : 0;
@@ -113,8 +132,8 @@ static void *control_thread(void *arg)
         if (deadline == 0 || deadline > memprof_now_ns())
             futex(&block->command_seq, FUTEX_WAIT, seen, wait_for);
 
-        deadline = memprof_capture_deadline();
-        if (deadline != 0 && memprof_now_ns() >= deadline)
+        uint64_t window_deadline = memprof_capture_deadline();
+        if (window_deadline != 0 && memprof_now_ns() >= window_deadline)
             memprof_capture_stop(NULL, 0);   /* the window's time is up */
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
@@ -211,6 +230,13 @@ void memprof_control_after_fork(void)
         munmap(block, sizeof *block);
     block = NULL;
     memprof_control_init();
+}
+
+/* A window opened in-process (log mode needs the timeline's ticks). */
+void memprof_control_wake(void)
+{
+    if (block != NULL)
+        futex(&block->command_seq, FUTEX_WAKE, 1, NULL);
 }
 
 void memprof_control_fini(void)

@@ -293,6 +293,11 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, "\n# dropped_samples: ");
     put_u64(o, atomic_load(&memprof_dropped_samples));
     puts_(o, "\n");
+    if (memprof_cfg.log_mode) {
+        puts_(o, "# log: ");
+        puts_(o, memprof_log_base());
+        puts_(o, "\n");
+    }
     if (memprof_cfg.track_live) {
         struct memprof_live_bytes lb = memprof_live_bytes_of(heap);
         puts_(o, "# live_bytes: ");

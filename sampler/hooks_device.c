@@ -2,11 +2,9 @@
  * the CUDA runtime and driver, Ascend ACL and HAL.  Each family is a heap of
  * its own (enum memprof_heap).
  *
- * - A hook never calls through NULL: the real function is found with
- *   dlsym(RTLD_NEXT); when its library was loaded RTLD_LOCAL that finds
- *   nothing, so the loaded library is looked up by name and asked directly
- *   (dlopen RTLD_NOLOAD + dlsym); the HAL's exported functions may fall back
- *   to their *Inner twins.  With nothing found the hook fails the call.
+ * - A hook never calls through NULL (real_function.c finds the real one, also
+ *   in a library loaded RTLD_LOCAL; the HAL's exported functions may fall back
+ *   to their *Inner twins).  With nothing found the hook fails the call.
  * - The runtime reaches the driver only through cuGetProcAddress(_v2), and
  *   frameworks through cudaGetDriverEntryPoint[ByVersion]: those hand back our
  *   wrappers for the driver's allocation functions (so does dlsym on the
@@ -16,8 +14,6 @@
  * - Physical memory of the virtual memory API is counted at cuMemCreate (by
  *   handle) and released at cuMemRelease; cuMemMap/cuMemUnmap map memory
  *   already counted and are forwarded only. */
-#include <dlfcn.h>
-#include <link.h>
 #include <string.h>
 
 #include "memprof_internal.h"
@@ -33,67 +29,6 @@ static _Atomic uint32_t heaps_used;
 uint32_t memprof_device_heaps_used(void)
 {
     return atomic_load_explicit(&heaps_used, memory_order_relaxed);
-}
-
-/* ---- finding the real functions ------------------------------------------ */
-struct real_fn {
-    const char *symbol;
-    const char *library;      /* basename prefix of the library defining it */
-    const char *fallback;     /* a twin with the same signature, or NULL */
-    _Atomic(void *) fn;
-};
-
-struct library_search {
-    const char *prefix;
-    char path[MEMPROF_PATH_MAX];
-};
-
-static int match_library(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    struct library_search *s = arg;
-    const char *base = strrchr(info->dlpi_name, '/');
-    base = base ? base + 1 : info->dlpi_name;
-    if (strncmp(base, s->prefix, strlen(s->prefix)) != 0)
-        return 0;
-    strncpy(s->path, info->dlpi_name, sizeof s->path - 1);
-    return 1;
-}
-
-static void *find_in_library(const char *library, const char *symbol)
-{
-    struct library_search s = {library, ""};
-    if (!dl_iterate_phdr(match_library, &s))
-        return NULL;
-    void *handle = dlopen(s.path, RTLD_NOLOAD | RTLD_LAZY);
-    if (handle == NULL)
-        return NULL;
-    void *fn = memprof_real_dlsym(handle, symbol);
-    dlclose(handle);
-    return fn;
-}
-
-static void *find_symbol(const char *library, const char *symbol)
-{
-    void *fn = memprof_real_dlsym(RTLD_NEXT, symbol);
-    return fn ? fn : find_in_library(library, symbol);
-}
-
-static void *real_function(struct real_fn *r)
-{
-    void *fn = atomic_load_explicit(&r->fn, memory_order_acquire);
-    if (LIKELY(fn != NULL))
-        return fn;
-    memprof_enter();
-    if (memprof_real_dlsym == NULL)
-        memprof_resolve_dlsym();
-    fn = find_symbol(r->library, r->symbol);
-    if (fn == NULL && r->fallback != NULL)
-        fn = find_symbol(r->library, r->fallback);
-    memprof_leave();
-    if (fn != NULL)
-        atomic_store_explicit(&r->fn, fn, memory_order_release);
-    return fn;
 }
 
 /* ---- recording -------------------------------------------------------------- */
@@ -163,11 +98,11 @@ static inline bool freeing(enum memprof_heap heap, uintptr_t key)
     X(halMemFree, LIBHAL, "halMemFreeInner")
 
 #define DECLARE_REAL(name, library, fallback) \
-    static struct real_fn real_##name = {#name, library, fallback, NULL};
+    static struct memprof_real_fn real_##name = {#name, library, fallback, NULL};
 DEVICE_FUNCTIONS(DECLARE_REAL)
 
 /* Declares fn, the real function of the hook `name` (same signature as ours). */
-#define REAL(name) __typeof__(&name) fn = (__typeof__(&name))real_function(&real_##name)
+#define REAL(name) __typeof__(&name) fn = (__typeof__(&name))memprof_real_function(&real_##name)
 
 /* ---- CUDA runtime --------------------------------------------------------------- */
 
@@ -521,7 +456,7 @@ EXPORT int halMemFree(void *ptr)
  * asked for: every hooked function, and the driver's base names. */
 static const struct entry_point {
     const char *name;
-    struct real_fn *real;
+    struct memprof_real_fn *real;
     void *wrapper;
 } entry_points[] = {
 #define ENTRY_POINT(name, library, fallback) {#name, &real_##name, (void *)name},

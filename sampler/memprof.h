@@ -39,6 +39,14 @@ void memprof_track_live(int on);
  * when live bytes are not tracked. */
 int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak);
 
+/* Marks in the event log of a window in log mode (no-ops otherwise): a point
+ * in time, a range (start returns its id), and a step of a training loop or a
+ * request loop (returns its number, from 1). */
+void memprof_mark(const char *text);
+uint64_t memprof_range_start(const char *text);
+void memprof_range_end(uint64_t id);
+uint64_t memprof_step(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,7 @@ enum memprof_command {
 };
 
 #define MEMPROF_START_TRACK_LIVE 1u   /* keep live bytes and their peak per heap */
+#define MEMPROF_START_LOG 2u          /* log mode: the event log, log_cap, log_files */
 
 enum memprof_state {
     MEMPROF_STATE_IDLE = 0,
@@ -48,6 +49,9 @@ struct memprof_control {
     int32_t max_depth;
     uint32_t flags;                 /* MEMPROF_START_* */
     uint64_t deadline_ns;           /* CLOCK_REALTIME; the window closes itself then */
+    uint64_t log_cap;               /* bytes per log file */
+    uint32_t log_files;             /* log files kept */
+    uint32_t reserved1;
     char prefix[MEMPROF_CONTROL_PATH_MAX];
     /* reply and status, written by the target */
     uint32_t ack_seq;               /* futex word */

@@ -43,6 +43,9 @@ struct memprof_config {
     uint32_t max_stacks;         /* stack table capacity */
     uint32_t max_live;           /* live-sample table capacity */
     bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
+    bool log_mode;               /* write the event log (event_log.c) */
+    uint64_t log_cap;            /* bytes per log file */
+    uint32_t log_files;          /* log files kept */
     char prefix[MEMPROF_PATH_MAX];
 };
 extern struct memprof_config memprof_cfg HIDDEN;
@@ -62,6 +65,9 @@ struct memprof_thread {
     uint32_t device_window;      /* window the device countdowns were drawn for */
     uint32_t device_depth;       /* inside a device API call (hooks_device.c) */
     int64_t device_countdown[HEAP_COUNT];
+    uint32_t tid;                /* cached gettid(), for the event log */
+    uint32_t nvtx_depth;         /* open nvtxRangePushA ranges (marks.c) */
+    uint64_t nvtx_ranges[16];
 };
 extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 
@@ -80,6 +86,29 @@ void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error) HID
 uint32_t memprof_device_heaps_used(void) HIDDEN;   /* bit mask of heaps whose hooks ran */
 /* Our wrapper for a driver entry point a getter or dlsym found, else `found`. */
 void *memprof_device_entry_point(const char *name, void *found) HIDDEN;
+
+/* ---- the event log of log mode (event_log.c; format in memprof_log.h) ------ */
+#define MEMPROF_LOG_INTERVAL_MS 100
+enum memprof_log_type;
+enum memprof_mark_kind;
+int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned files) HIDDEN;
+void memprof_log_close(void) HIDDEN;
+void memprof_log_after_fork(void) HIDDEN;
+bool memprof_log_active(void) HIDDEN;
+const char *memprof_log_base(void) HIDDEN;   /* <prefix><pid>.<seq> of the files */
+void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
+                       uint64_t size, uintptr_t address) HIDDEN;
+void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text) HIDDEN;
+void memprof_log_tick(void) HIDDEN;   /* timeline records, flush: every interval */
+
+/* ---- real functions of other libraries' hooks (real_function.c) ----------- */
+struct memprof_real_fn {
+    const char *symbol;
+    const char *library;      /* basename prefix of the library defining it */
+    const char *fallback;     /* a twin with the same signature, or NULL */
+    _Atomic(void *) fn;
+};
+void *memprof_real_function(struct memprof_real_fn *r) HIDDEN;
 
 /* ---- dlsym (hooks_dlsym.c) ------------------------------------------------- */
 extern void *(*memprof_real_dlsym)(void *, const char *) HIDDEN;
@@ -250,6 +279,7 @@ void memprof_capture_status(struct memprof_status *s) HIDDEN;
 void memprof_control_init(void) HIDDEN;
 void memprof_control_after_fork(void) HIDDEN;
 void memprof_control_fini(void) HIDDEN;
+void memprof_control_wake(void) HIDDEN;
 
 /* ---- system helpers (sysutil.c) ----------------------------------------- */
 void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc */

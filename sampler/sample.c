@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "memprof_internal.h"
+#include "memprof_log.h"
 
 __thread struct memprof_thread memprof_thread TLS_IE;
 _Atomic uint64_t memprof_dropped_samples;
@@ -57,8 +58,12 @@ static void record_sample(enum memprof_heap heap, uintptr_t key, uint64_t size, 
     if (stack == STACK_NONE || !memprof_stack_count(stack, size, window) ||
         !memprof_live_insert(key, stack, size))
         atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
-    else if (memprof_cfg.track_live)
-        memprof_live_bytes_add(heap, size);
+    else {
+        if (memprof_cfg.track_live)
+            memprof_live_bytes_add(heap, size);
+        if (memprof_log_active())
+            memprof_log_event(LOG_ALLOC, heap, stack, size, key & ((1ull << 56) - 1));
+    }
 }
 
 /* Reached when the countdown crossed zero, or when the thread's countdown
@@ -145,8 +150,11 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
         return false;
     t->busy = 1;
     bool found = memprof_live_remove((uintptr_t)ptr, stack, size);
+    enum memprof_heap heap = (enum memprof_heap)((uintptr_t)ptr >> 56);   /* see live_key */
     if (found && memprof_cfg.track_live)
-        memprof_live_bytes_sub((enum memprof_heap)((uintptr_t)ptr >> 56), *size);
+        memprof_live_bytes_sub(heap, *size);
+    if (found && memprof_log_active())
+        memprof_log_event(LOG_FREE, heap, *stack, *size, (uintptr_t)ptr & ((1ull << 56) - 1));
     t->busy = 0;
     return found;
 }

@@ -1,0 +1,246 @@
+/* The event log of --mode log (format in memprof_log.h): sampled allocations
+ * and frees, timeline records every interval, and the program's marks.  One
+ * buffer behind a mutex: in log mode only sampled events reach it, and the
+ * control thread flushes it at every timeline tick, so what a killed process
+ * leaves on disk is at most one interval behind.  Files rotate at a size cap
+ * and the oldest beyond the maximum count is deleted. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "memprof_internal.h"
+#include "memprof_log.h"
+
+#define BUF_BYTES (1u << 20)
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool active;
+static int fd = -1;
+static char base[MEMPROF_PATH_MAX];      /* <prefix><pid>.<seq> */
+static unsigned file_index, oldest_index, max_files;
+static uint64_t cap_bytes, file_bytes;
+static unsigned char *buf;
+static size_t buf_len;
+static uint64_t *emitted;                /* stack ids already in the current file */
+static size_t emitted_bytes;
+static struct memprof_log_header header;
+
+bool memprof_log_active(void)
+{
+    return atomic_load_explicit(&active, memory_order_relaxed);
+}
+
+static void flush_locked(void)
+{
+    size_t done = 0;
+    while (fd >= 0 && done < buf_len) {
+        ssize_t n = write(fd, buf + done, buf_len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;   /* a full disk loses events, never the program */
+        done += (size_t)n;
+    }
+    buf_len = 0;
+}
+
+static void file_name(char *path, size_t len, unsigned index)
+{
+    snprintf(path, len, "%s.%u.memlog", base, index);
+}
+
+static int open_file_locked(void)
+{
+    char path[MEMPROF_PATH_MAX + 32];
+    file_name(path, sizeof path, file_index);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    header.file_index = file_index;
+    memcpy(buf, &header, sizeof header);
+    buf_len = sizeof header;
+    file_bytes = sizeof header;
+    memset(emitted, 0, emitted_bytes);
+    while (file_index - oldest_index + 1 > max_files) {
+        file_name(path, sizeof path, oldest_index++);
+        unlink(path);
+    }
+    return 0;
+}
+
+static void rotate_if_needed_locked(size_t incoming)
+{
+    if (file_bytes + incoming <= cap_bytes || file_bytes == sizeof header)
+        return;
+    flush_locked();
+    close(fd);
+    file_index++;
+    if (open_file_locked() != 0)
+        atomic_store(&active, false);
+}
+
+static void append_locked(const void *record, size_t len)
+{
+    if (buf_len + len > BUF_BYTES)
+        flush_locked();
+    memcpy(buf + buf_len, record, len);
+    buf_len += len;
+    file_bytes += len;
+}
+
+int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned files)
+{
+    pthread_mutex_lock(&log_lock);
+    int rc = -1;
+    if (buf == NULL)
+        buf = memprof_map(BUF_BYTES);
+    emitted_bytes = ((size_t)memprof_cfg.max_stacks + 63) / 64 * 8;
+    if (emitted == NULL)
+        emitted = memprof_map(emitted_bytes);
+    if (buf != NULL && emitted != NULL) {
+        snprintf(base, sizeof base, "%s%d.%04u", prefix, (int)getpid(), seq);
+        cap_bytes = cap > 4096 ? cap : 4096;
+        max_files = files ? files : 1;
+        file_index = oldest_index = 1;
+        memcpy(header.magic, MEMPROF_LOG_MAGIC, sizeof header.magic);
+        header.version = MEMPROF_LOG_VERSION;
+        header.pid = (int32_t)getpid();
+        header.rate = memprof_cfg.rate;
+        header.device_rate = memprof_cfg.device_rate;
+        header.start_ns = memprof_now_ns();
+        header.interval_ms = MEMPROF_LOG_INTERVAL_MS;
+        rc = open_file_locked();
+    }
+    atomic_store(&active, rc == 0);
+    pthread_mutex_unlock(&log_lock);
+    return rc;
+}
+
+const char *memprof_log_base(void)
+{
+    return base;
+}
+
+void memprof_log_close(void)
+{
+    pthread_mutex_lock(&log_lock);
+    if (atomic_exchange(&active, false)) {
+        flush_locked();
+        close(fd);
+        fd = -1;
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* In a forked child the parent's log is not ours to continue. */
+void memprof_log_after_fork(void)
+{
+    pthread_mutex_init(&log_lock, NULL);
+    if (fd >= 0)
+        close(fd);
+    fd = -1;
+    buf_len = 0;
+    atomic_store(&active, false);
+}
+
+static uint32_t thread_id(void)
+{
+    if (memprof_thread.tid == 0)
+        memprof_thread.tid = (uint32_t)syscall(SYS_gettid);
+    return memprof_thread.tid;
+}
+
+static void emit_stack_locked(uint32_t stack)
+{
+    if (stack == STACK_NONE || emitted[stack / 64] & (1ull << (stack % 64)))
+        return;
+    struct memprof_stack_key k;
+    memprof_stack_get(stack, &k);
+    struct memprof_log_stack s = {
+        .r = {LOG_STACK, (uint8_t)k.heap, (uint16_t)(sizeof s + 8 * (size_t)k.depth)},
+        .stack = stack, .depth = (uint32_t)k.depth, .label = k.label,
+    };
+    rotate_if_needed_locked(s.r.size + sizeof(struct memprof_log_event));
+    append_locked(&s, sizeof s);
+    for (int i = 0; i < k.depth; i++) {
+        uint64_t frame = k.frames[i];
+        append_locked(&frame, sizeof frame);
+    }
+    emitted[stack / 64] |= 1ull << (stack % 64);
+}
+
+void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
+                       uint64_t size, uintptr_t address)
+{
+    struct memprof_log_event e = {
+        .r = {(uint8_t)type, (uint8_t)heap, sizeof e},
+        .tid = thread_id(), .time_ns = memprof_now_ns(), .size = size,
+        .address = address, .stack = stack,
+    };
+    pthread_mutex_lock(&log_lock);
+    if (atomic_load(&active)) {
+        rotate_if_needed_locked(sizeof e);
+        emit_stack_locked(stack);
+        append_locked(&e, sizeof e);
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text)
+{
+    size_t len = text ? strnlen(text, 1024) : 0;
+    struct memprof_log_mark m = {
+        .r = {LOG_MARK, 0, (uint16_t)(sizeof m + len)},
+        .tid = thread_id(), .kind = (uint8_t)kind, .time_ns = memprof_now_ns(), .id = id,
+    };
+    pthread_mutex_lock(&log_lock);
+    if (atomic_load(&active)) {
+        rotate_if_needed_locked(m.r.size);
+        append_locked(&m, sizeof m);
+        append_locked(text ? text : "", len);
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+static uint64_t resident_bytes(void)
+{
+    char statm[128];
+    int f = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return 0;
+    ssize_t n = read(f, statm, sizeof statm - 1);
+    close(f);
+    if (n <= 0)
+        return 0;
+    statm[n] = '\0';
+    unsigned long long size = 0, resident = 0;
+    sscanf(statm, "%llu %llu", &size, &resident);
+    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* One timeline record per heap in use, then everything to disk. */
+void memprof_log_tick(void)
+{
+    if (!memprof_log_active())
+        return;
+    uint64_t now = memprof_now_ns(), rss = resident_bytes();
+    uint32_t heaps = memprof_device_heaps_used() | 1u << HEAP_HOST;
+    pthread_mutex_lock(&log_lock);
+    for (int h = 0; atomic_load(&active) && h < HEAP_COUNT; h++) {
+        if (!(heaps & (1u << h)))
+            continue;
+        struct memprof_log_timeline t = {
+            .r = {LOG_TIMELINE, (uint8_t)h, sizeof t}, .time_ns = now,
+            .peak_bytes = memprof_live_bytes_interval_peak((enum memprof_heap)h),
+            .end_bytes = memprof_live_bytes_of((enum memprof_heap)h).now, .rss_bytes = rss,
+        };
+        rotate_if_needed_locked(sizeof t);
+        append_locked(&t, sizeof t);
+    }
+    flush_locked();
+    pthread_mutex_unlock(&log_lock);
+}
