@@ -15,6 +15,8 @@ from mem_profiler.control_block import (
     CMD_STOP,
     SEGMENT_DIR,
     SEGMENT_PREFIX,
+    START_LOG,
+    START_TRACK_LIVE,
     ControlBlock,
     ControlError,
     Status,
@@ -93,7 +95,7 @@ class CaptureResult:
 
 def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                    progress: Callable[[float, Status], None] | None = None,
-                   tick: float = 0.5, device_rate: int = 1) -> CaptureResult:
+                   tick: float = 0.5, device_rate: int = 1, log: bool = False) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
     check_output_folder(prefix)
@@ -105,7 +107,8 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                                "stop that window first")
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
         block.request(CMD_START, rate=rate, device_rate=device_rate, depth=depth,
-                      deadline_ns=deadline_ns, prefix=absolute_prefix(prefix))
+                      deadline_ns=deadline_ns, prefix=absolute_prefix(prefix),
+                      flags=START_LOG | START_TRACK_LIVE if log else 0)
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < seconds:
@@ -133,5 +136,5 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
 
 def dump_files(host_file: str) -> list[str]:
     """The host heap's file and the device heaps' files written with it."""
-    stem = host_file.removesuffix(".heap")
-    return [host_file] + sorted(str(p) for p in Path(stem).parent.glob(Path(stem).name + ".*.heap"))
+    stem = Path(host_file.removesuffix(".heap"))
+    return [host_file] + sorted(str(p) for p in stem.parent.glob(stem.name + ".*.heap"))

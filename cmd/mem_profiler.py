@@ -12,7 +12,9 @@ from mem_profiler.control_block import ControlError, Status
 from mem_profiler.controller import capture_window, list_targets, only_target
 from mem_profiler.launch import DEFAULT_PREFIX, CaptureSettings, LaunchError, run_profiled
 
-CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth")
+CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode")
+MODE_HELP = ("log: also write the event log of sampled allocations and frees, a timeline "
+             "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog).")
 DEVICE_RATE_HELP = ("Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
                     "1 records every device allocation.")
 
@@ -37,6 +39,7 @@ def mib(n: float) -> str:
 @click.option("-o", "--output", "prefix",
               help=f"Path prefix of the .heap files.  [default: {DEFAULT_PREFIX}]")
 @click.option("-d", "--depth", type=click.IntRange(1, 128), help="Frames per stack. [default: 64]")
+@click.option("--mode", type=click.Choice(["table", "log"]), help=MODE_HELP + "  [default: table]")
 @click.pass_context
 def cli(ctx: click.Context, **capture: object) -> None:
     """Sampling heap profiler for Linux programs.
@@ -57,7 +60,8 @@ def cli(ctx: click.Context, **capture: object) -> None:
         result = capture_window(pid, capture["seconds"] or 60.0, capture["rate"] or 1024,
                                 capture["depth"] or 64, capture["prefix"] or DEFAULT_PREFIX,
                                 progress=show_progress if sys.stderr.isatty() else None,
-                                device_rate=capture["device_rate"] or 1)
+                                device_rate=capture["device_rate"] or 1,
+                                log=capture["mode"] == "log")
     except (ControlError, LaunchError) as err:
         if sys.stderr.isatty():
             click.echo("", err=True)
@@ -84,6 +88,12 @@ def show_progress(elapsed: float, status: Status) -> None:
               "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)")
 @click.option("-d", "--depth", default=64, show_default=True, type=click.IntRange(1, 128),
               help="Frames kept per stack.")
+@click.option("--mode", type=click.Choice(["table", "log"]), default="table", show_default=True,
+              help=MODE_HELP)
+@click.option("--log-cap", default=100 << 20, show_default=True, type=click.IntRange(min=4096),
+              help="Bytes per log file; past it the log goes on in the next file.")
+@click.option("--log-files", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Log files kept; the oldest beyond this is deleted.")
 @click.option("--idle", is_flag=True,
               help="Load the sampler without capturing; capture later with mem_profiler -p.")
 @click.option("--follow-children", is_flag=True,
@@ -93,15 +103,17 @@ def show_progress(elapsed: float, status: Status) -> None:
               "over to libunwind where code has none; fp alone is fastest but loses callers "
               "of code built without frame pointers.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(rate: int, device_rate: int, prefix: str, depth: int, idle: bool, follow_children: bool,
-        unwind: str, command: tuple[str, ...]) -> None:
+def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap: int,
+        log_files: int, idle: bool, follow_children: bool, unwind: str,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
     Each profiled process writes <prefix><pid>.0001.heap when it exits; the
     exit status of COMMAND is passed through.
     """
     settings = CaptureSettings(rate=rate, device_rate=device_rate, depth=depth, prefix=prefix,
-                               capture=not idle,
+                               capture=not idle, log=mode == "log", log_cap=log_cap,
+                               log_files=log_files,
                                follow_children=follow_children, unwinder=unwind)
     try:
         result = run_profiled(list(command), settings)
