@@ -10,11 +10,22 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+
+
+@dataclass
+class Row:
+    name: str
+    env: dict[str, str]
+    argv: list[str] | None = None      # None: the churn workload itself
+    baseline: str | None = None        # ratio against this row instead of the first
+    times: list[float] = field(default_factory=list)
+    log_bytes: list[int] = field(default_factory=list)
 
 
 def build_churn(out: Path) -> Path:
@@ -24,19 +35,25 @@ def build_churn(out: Path) -> Path:
     return exe
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def sampler_env(rate: int | None, unwind: str = "libunwind", out: Path | None = None) -> dict:
+def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, str]:
+    """Preloaded; capturing from the start at `rate` unless rate is None (idle)."""
     env = dict(os.environ, LD_PRELOAD=str(LIB))
     if rate is not None:
-        env.update(MEMPROF_CAPTURE="1", MEMPROF_RATE=str(rate), MEMPROF_UNWIND=unwind,
-                   MEMPROF_PREFIX=f"{out}/bench_")
+        env.update(MEMPROF_CAPTURE="1", MEMPROF_RATE=str(rate), MEMPROF_PREFIX=f"{out}/bench_")
+    env.update(extra)
     return env
+
+
+def run_once(row: Row, argv: list[str], out: Path) -> None:
+    start = time.perf_counter()
+    subprocess.run(row.argv or argv, env=row.env, cwd=out, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    row.times.append(time.perf_counter() - start)
+    logs = list(out.glob("*.memlog"))
+    if logs:
+        row.log_bytes.append(sum(p.stat().st_size for p in logs))
+    for p in logs + list(out.glob("*.heap")):
+        p.unlink()
 
 
 def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
@@ -44,7 +61,7 @@ def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
     (the dump written), against an idle preloaded process."""
     from mem_profiler.control_block import CMD_START, CMD_STOP, ControlBlock, segment_path
 
-    target = subprocess.Popen(["sleep", "60"], env=sampler_env(None))
+    target = subprocess.Popen(["sleep", "60"], env=sampler_env(out))
     try:
         deadline = time.monotonic() + 10
         while not os.path.exists(segment_path(target.pid)) and time.monotonic() < deadline:
@@ -62,6 +79,53 @@ def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
         target.wait()
 
 
+def churn_rows(out: Path, argv: list[str]) -> list[Row]:
+    rows = [
+        Row("glibc, no sampler", dict(os.environ)),
+        Row("sampler loaded, idle", sampler_env(out)),
+        Row("sampler -c 524288", sampler_env(out, 524288)),
+        Row("sampler -c 65536", sampler_env(out, 65536)),
+        Row("sampler -c 1024", sampler_env(out, 1024)),
+        Row("sampler -c 1024 --unwind libunwind",
+            sampler_env(out, 1024, MEMPROF_UNWIND="libunwind")),
+        Row("sampler -c 1024 --unwind fp", sampler_env(out, 1024, MEMPROF_UNWIND="fp")),
+        Row("sampler -c 65536 --mode log", sampler_env(out, 65536, MEMPROF_MODE="log"),
+            baseline="sampler -c 65536"),
+        Row("sampler -c 1024 --mode log", sampler_env(out, 1024, MEMPROF_MODE="log"),
+            baseline="sampler -c 1024"),
+        Row("gate, exact mode (-c 1, peak)", sampler_env(out, 1, MEMPROF_TRACK_LIVE="1")),
+    ]
+    if JEMALLOC.is_file():
+        je = dict(os.environ, LD_PRELOAD=str(JEMALLOC))
+        rows += [
+            Row("jemalloc, no profiling", je),
+            Row("jemalloc prof lg_prof_sample:19",
+                dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:19,prof_prefix:{out}/je")),
+            Row("jemalloc prof lg_prof_sample:10",
+                dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je")),
+        ]
+    if shutil.which("heaptrack"):
+        rows.append(Row("heaptrack (full tracing)", dict(os.environ),
+                        ["heaptrack", "-o", str(out / "ht"), *argv]))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    by_name = {r.name: r for r in rows}
+    base = statistics.median(rows[0].times)
+    print(f"{'configuration':40s} {'wall s':>8s} {'ratio':>7s}  note")
+    for row in rows:
+        median = statistics.median(row.times)
+        note = ""
+        if row.baseline:
+            ref = statistics.median(by_name[row.baseline].times)
+            note = f"{median / ref:.2f}x {row.baseline}"
+        if row.log_bytes:
+            rate = statistics.median(row.log_bytes) / median / 2**20
+            note += f", log {rate:.0f} MiB/s"
+        print(f"{row.name:40s} {median:8.3f} {median / base:7.2f}  {note}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
@@ -71,42 +135,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        exe = build_churn(out)
-        argv = [str(exe), str(args.threads), str(args.pairs)]
-        base_env = dict(os.environ)
-        rows: list[tuple[str, dict | None, list[str] | None]] = [
-            ("glibc, no sampler", base_env, None),
-            ("sampler loaded, idle", sampler_env(None), None),
-            ("sampler -c 524288", sampler_env(524288, out=out), None),
-            ("sampler -c 65536", sampler_env(65536, out=out), None),
-            ("sampler -c 1024", sampler_env(1024, out=out), None),
-            ("sampler -c 1024 --unwind fp", sampler_env(1024, "fp", out), None),
-        ]
-        if JEMALLOC.is_file():
-            je = dict(base_env, LD_PRELOAD=str(JEMALLOC))
-            rows += [
-                ("jemalloc, no profiling", je, None),
-                ("jemalloc prof lg_prof_sample:19",
-                 dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:19,prof_prefix:{out}/je"), None),
-                ("jemalloc prof lg_prof_sample:10",
-                 dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je"), None),
-            ]
-        if shutil.which("heaptrack"):
-            rows.append(("heaptrack (full tracing)", base_env,
-                         ["heaptrack", "-o", str(out / "ht"), *argv]))
-
+        argv = [str(build_churn(out)), str(args.threads), str(args.pairs)]
+        rows = churn_rows(out, argv)
         print(f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
               f"median of {args.repeat} rounds, each round running every row once\n")
         # Rounds interleave the rows so that a slow spell of the machine hits them all.
-        times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
         for _ in range(args.repeat):
-            for name, env, custom in rows:
-                times[name].append(timed(custom or argv, env, out))
-        print(f"{'configuration':36s} {'wall s':>8s} {'ratio':>7s}")
-        baseline = statistics.median(times[rows[0][0]])
-        for name, _, _ in rows:
-            median = statistics.median(times[name])
-            print(f"{name:36s} {median:8.3f} {median / baseline:7.2f}")
+            for row in rows:
+                run_once(row, argv, out)
+        print_table(rows)
 
         trips = [t * 1e3 for t in control_round_trip(out)]
         print(f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
