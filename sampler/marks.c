@@ -72,11 +72,12 @@ static struct memprof_real_fn real_nvtxMarkA = {"nvtxMarkA", LIBNVTX, NULL, NULL
 static struct memprof_real_fn real_nvtxRangePushA = {"nvtxRangePushA", LIBNVTX, NULL, NULL};
 static struct memprof_real_fn real_nvtxRangePop = {"nvtxRangePop", LIBNVTX, NULL, NULL};
 
-EXPORT int nvtxMarkA(const char *message)
+EXPORT void nvtxMarkA(const char *message)
 {
-    int (*fn)(const char *) = memprof_real_function(&real_nvtxMarkA);
+    void (*fn)(const char *) = memprof_real_function(&real_nvtxMarkA);
     memprof_mark(message);
-    return fn != NULL ? fn(message) : 0;
+    if (fn != NULL)
+        fn(message);
 }
 
 /* NVTX ranges nest per thread: push opens one, pop closes the innermost. */

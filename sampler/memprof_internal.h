@@ -79,7 +79,8 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
 void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size) HIDDEN;
 
 /* Device and HAL heaps (hooks_device.c calls these; key: pointer or handle). */
-#define MEMPROF_LABEL_FAILED (1ull << 63)   /* the stack of a failed allocation */
+/* The stack of a failed allocation is kept apart from the heap's own stacks. */
+#define MEMPROF_FAILED_HEAP(heap) ((uint32_t)(heap) | 0x100u)
 void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label) HIDDEN;
 void memprof_device_free(enum memprof_heap heap, uintptr_t key) HIDDEN;
 void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error) HIDDEN;

@@ -135,8 +135,8 @@ void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error)
         return;
     t->busy = 1;
     uintptr_t frames[MEMPROF_MAX_DEPTH];
-    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
-                                  MEMPROF_LABEL_FAILED};
+    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth),
+                                  MEMPROF_FAILED_HEAP(heap), 0};
     memprof_failure_record(heap, size, error, memprof_stack_intern(&k));
     t->busy = 0;
 }

@@ -1,0 +1,66 @@
+"""Real GPU: a PyTorch CUDA workload under `mem_profiler run --device-rate 1`; the
+`cuda` heap's live total must match torch.cuda.memory_reserved() within 1% and
+its top stack must be inside the caching allocator.
+
+Skipped without nvidia-smi on PATH, and when the Python that runs the workload
+(TORCH_PYTHON, else this interpreter) has no torch with CUDA."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if shutil.which("nvidia-smi") is None:
+    pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
+
+from conftest import VENV_BIN  # noqa: E402
+
+from mem_profiler.parser.heapfile import read_heap  # noqa: E402
+from mem_profiler.parser.symbolize import symbolize  # noqa: E402
+
+WORKLOAD = Path(__file__).with_name("workload.py")
+PYTHON = os.environ.get("TORCH_PYTHON", sys.executable)
+ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")
+
+
+@pytest.fixture(scope="module")
+def torch_python() -> str:
+    probe = subprocess.run([PYTHON, "-c", "import torch; print(torch.cuda.is_available())"],
+                           capture_output=True, text=True, timeout=300)
+    if probe.returncode != 0:
+        pytest.skip(f"{PYTHON} cannot import torch (set TORCH_PYTHON): {probe.stderr[-300:]}")
+    if probe.stdout.strip() != "True":
+        pytest.skip(f"torch in {PYTHON} sees no CUDA device")
+    return PYTHON
+
+
+def test_cuda_heap_matches_memory_reserved(torch_python, tmp_path):
+    prefix = tmp_path / "t_"
+    cmd = [str(VENV_BIN / "mem_profiler"), "run", "-c", "1024", "--device-rate", "1",
+           "-o", str(prefix), "--", torch_python, str(WORKLOAD)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reserved = int(re.search(r"^memory_reserved=(\d+)$", proc.stdout, re.M).group(1))
+    assert reserved > 1 << 30, "the workload reserves over 1 GiB"
+
+    heaps = sorted(tmp_path.glob("t_*.0001.cuda.heap"))
+    assert len(heaps) == 1, (sorted(p.name for p in tmp_path.iterdir()), proc.stderr)
+    profile = read_heap(heaps[0])
+    assert profile.heap == "cuda"
+    exe = profile.exe or os.path.realpath(torch_python)
+    sym = symbolize(profile, exe)
+    inuse = sym.value("inuse_space")
+    total = float(inuse.sum())
+    assert abs(total - reserved) <= 0.01 * reserved, (
+        f"cuda heap live {total:.0f} B vs memory_reserved {reserved} B "
+        f"({(total - reserved) / reserved:+.2%})")
+
+    top = int(inuse.argmax())
+    stack = sym.stack(top, full_names=True)
+    assert any(ALLOCATOR.search(name) for name in stack), "top stack:\n  " + "\n  ".join(stack)

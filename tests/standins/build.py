@@ -1,0 +1,188 @@
+"""Builds the stand-in device libraries (DESIGN.md §6) and the device fixture
+programs into one folder, with gcc.  Idempotent: a target is rebuilt only when
+its sources, flags or the libraries it links have changed (a stamp per target).
+
+    from standins.build import build_standins, build_device_fixture, standin_env
+    libs = build_standins(out)                     # {"libcuda.so.1": Path, ...}
+    exe = build_device_fixture("device_cuda", out)  # builds the stand-ins too
+    subprocess.run([exe, "local"], env=standin_env(out), ...)
+
+or from a shell:  python tests/standins/build.py OUT_DIR [FIXTURE ...]
+
+Everything lands flat in out_dir.  Each library and fixture that needs another
+carries RUNPATH $ORIGIN, so the programs run without LD_LIBRARY_PATH;
+standin_env() also puts out_dir on LD_LIBRARY_PATH, the way the real driver is
+found through the loader's path rather than through its caller's RUNPATH.
+device_noruntime has no RUNPATH: run it WITHOUT standin_env() to get the
+"runtime missing" case.
+
+The libraries are built the way the real ones are: -O2 without frame pointers
+(DWARF CFI only), -g for symbols; frame_pointers=True builds them with frame
+pointers instead (into the same folder: the stamp notices the change).  The
+fixtures are built like tests/conftest.py builds its fixtures: -O1 -g, frame
+pointers, no inlining, no sibling calls.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INCLUDE = HERE / "include"
+FIXTURES = HERE.parent / "fixtures"
+CC = os.environ.get("CC", "gcc")
+
+LIB_CFLAGS = ["-std=gnu11", "-g", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
+              "-Wall", "-Wextra", "-pthread", f"-I{INCLUDE}", f"-I{HERE}"]
+FIXTURE_CFLAGS = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline",
+                  "-fno-optimize-sibling-calls", "-Wall", "-Wextra", "-pthread", f"-I{INCLUDE}"]
+ORIGIN = ["-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"]
+
+
+@dataclass(frozen=True)
+class Target:
+    output: str
+    sources: tuple[str, ...]                 # relative to tests/
+    flags: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()              # outputs of other targets, linked by name
+    libs: tuple[str, ...] = ()               # system libraries (-ldl ...)
+
+
+_HEADERS = ("standins/include/standin_cuda.h", "standins/include/standin_acl.h",
+            "standins/include/standin_markers.h", "standins/include/standin_framework.h",
+            "standins/standin_util.h")
+
+LIBRARIES: dict[str, Target] = {t.output: t for t in (
+    Target("libcuda.so.1", ("standins/libcuda.c",),
+           ("-Wl,-soname,libcuda.so.1", "-Wl,-Bsymbolic")),
+    Target("libcudart.so.12", ("standins/libcudart.c",),
+           ("-Wl,-soname,libcudart.so.12", *ORIGIN), libs=("-ldl",)),
+    Target("libframework.so", ("standins/framework.c",),
+           ("-Wl,-soname,libframework.so", *ORIGIN), links=("libcudart.so.12",)),
+    Target("libascend_hal.so", ("standins/libascend_hal.c",),
+           ("-Wl,-soname,libascend_hal.so",)),
+    Target("libascendcl.so", ("standins/libascendcl.c",),
+           ("-Wl,-soname,libascendcl.so", *ORIGIN), links=("libascend_hal.so",)),
+    Target("libmstx.so", ("standins/markers.c",), ("-DSTANDIN_MSTX", "-Wl,-soname,libmstx.so")),
+    Target("libnvToolsExt.so.1", ("standins/markers.c",),
+           ("-DSTANDIN_NVTX", "-Wl,-soname,libnvToolsExt.so.1")),
+    # Not a stand-in: a test-only LD_PRELOAD that shows the loading traps.
+    Target("libstandin_probe.so", ("standins/probe.c",), ("-Wl,-soname,libstandin_probe.so",),
+           libs=("-ldl",)),
+)}
+
+FIXTURE_TARGETS: dict[str, Target] = {t.output: t for t in (
+    Target("device_cuda", ("fixtures/device_cuda.c",), tuple(ORIGIN), libs=("-ldl",)),
+    Target("device_cuda_direct", ("fixtures/device_cuda.c", "standins/framework.c"),
+           ("-DDEVICE_DIRECT", *ORIGIN), links=("libcudart.so.12",), libs=("-ldl",)),
+    Target("device_acl", ("fixtures/device_acl.c",), tuple(ORIGIN), libs=("-ldl",)),
+    Target("device_acl_linked", ("fixtures/device_acl.c",), ("-DDEVICE_LINKED", *ORIGIN),
+           links=("libascendcl.so", "libascend_hal.so")),
+    Target("device_churn", ("fixtures/device_churn.c",), tuple(ORIGIN),
+           links=("libcudart.so.12",)),
+    Target("device_noruntime", ("fixtures/device_noruntime.c",), libs=("-ldl",)),
+    Target("device_markers", ("fixtures/device_markers.c",), tuple(ORIGIN),
+           links=("libmstx.so", "libnvToolsExt.so.1")),
+)}
+
+
+def _stamp(target: Target, base_flags: list[str], out_dir: Path) -> str:
+    h = hashlib.sha256()
+    h.update(CC.encode())
+    for part in (*base_flags, *target.flags, *target.libs):
+        h.update(part.encode() + b"\0")
+    for rel in (*target.sources, *_HEADERS):
+        h.update((HERE.parent / rel).read_bytes())
+    for dep in target.links:   # relink when a library it links changed
+        h.update((out_dir / ".stamps" / dep).read_bytes())
+    return h.hexdigest()
+
+
+def _build(target: Target, base_flags: list[str], out_dir: Path) -> Path:
+    out = out_dir / target.output
+    stamp_file = out_dir / ".stamps" / target.output
+    stamp = _stamp(target, base_flags, out_dir)
+    if out.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return out
+    tmp = out.with_name(f".{target.output}.tmp{os.getpid()}")
+    links = [f"-l:{name}" for name in target.links]
+    cmd = [CC, *base_flags, *target.flags, "-o", str(tmp),
+           *(str(HERE.parent / s) for s in target.sources),
+           f"-L{out_dir}", *links, *target.libs]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"building {target.output} failed:\n{' '.join(cmd)}\n{proc.stderr}")
+    os.replace(tmp, out)
+    stamp_file.write_text(stamp)
+    return out
+
+
+class _Lock:
+    """One builder per out_dir at a time (parallel test processes)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / ".stamps" / "lock"
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _lib_flags(frame_pointers: bool) -> list[str]:
+    return LIB_CFLAGS + (["-fno-omit-frame-pointer"] if frame_pointers
+                         else ["-fomit-frame-pointer"])
+
+
+def build_standins(out_dir: Path, frame_pointers: bool = False) -> dict[str, Path]:
+    """Builds every stand-in library into out_dir; returns {file name: path}."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _Lock(out_dir):
+        return {name: _build(t, _lib_flags(frame_pointers), out_dir)
+                for name, t in LIBRARIES.items()}
+
+
+def build_device_fixture(name: str, out_dir: Path, frame_pointers: bool = False) -> Path:
+    """Builds the stand-ins and the fixture `name` (a key of FIXTURE_TARGETS:
+    device_cuda, device_cuda_direct, device_acl, device_acl_linked, device_churn,
+    device_noruntime, device_markers) into out_dir; returns the program's path."""
+    if name not in FIXTURE_TARGETS:
+        raise KeyError(f"no device fixture {name!r}: one of {', '.join(FIXTURE_TARGETS)}")
+    out_dir = Path(out_dir).resolve()
+    build_standins(out_dir, frame_pointers)
+    with _Lock(out_dir):
+        return _build(FIXTURE_TARGETS[name], FIXTURE_CFLAGS, out_dir)
+
+
+def standin_env(out_dir: Path, base: dict[str, str] | None = None,
+                **extra: str) -> dict[str, str]:
+    """An environment for running the fixtures: out_dir first on LD_LIBRARY_PATH,
+    plus the given variables (STANDIN_DEVICE_MEMORY=..., STANDIN_TRACE=...)."""
+    env = dict(os.environ if base is None else base)
+    old = env.get("LD_LIBRARY_PATH")
+    env["LD_LIBRARY_PATH"] = str(Path(out_dir).resolve()) + (f":{old}" if old else "")
+    env.update(extra)
+    return env
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: build.py OUT_DIR [FIXTURE ...]  (fixtures: "
+                 + ", ".join(FIXTURE_TARGETS) + ")")
+    target_dir = Path(sys.argv[1])
+    for path in build_standins(target_dir).values():
+        print(path)
+    for fixture in sys.argv[2:]:
+        print(build_device_fixture(fixture, target_dir))

@@ -1,0 +1,143 @@
+/* Declarations of the CUDA driver and runtime API subset the stand-ins export
+ * (tests/standins/libcuda.c, libcudart.c): the real names, signatures and
+ * error numbers, so fixture programs read like programs written against
+ * <cuda.h> and <cuda_runtime_api.h>.  No GPU: the stand-ins back "device"
+ * memory with host mmap. */
+#ifndef STANDIN_CUDA_H
+#define STANDIN_CUDA_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- driver API (libcuda.so.1) ------------------------------------------ */
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+typedef void *CUstream;
+typedef unsigned long long CUmemGenericAllocationHandle;
+typedef unsigned long long cuuint64_t;
+
+enum {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_NOT_INITIALIZED = 3,
+    CUDA_ERROR_NOT_FOUND = 500,
+};
+
+/* CUdriverProcAddressQueryResult */
+enum {
+    CU_GET_PROC_ADDRESS_SUCCESS = 0,
+    CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND = 1,
+    CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT = 2,
+};
+#define CU_GET_PROC_ADDRESS_DEFAULT 0ull
+#define CU_MEM_ATTACH_GLOBAL 1u
+
+/* The layout of the real CUmemAllocationProp (CUDA 12), enough for callers. */
+enum { CU_MEM_ALLOCATION_TYPE_PINNED = 1 };
+enum { CU_MEM_LOCATION_TYPE_DEVICE = 1 };
+typedef struct CUmemLocation_st {
+    int type;
+    int id;
+} CUmemLocation;
+typedef struct CUmemAllocationProp_st {
+    int type;                     /* CU_MEM_ALLOCATION_TYPE_PINNED */
+    int requestedHandleTypes;
+    CUmemLocation location;       /* CU_MEM_LOCATION_TYPE_DEVICE, device id */
+    void *win32HandleMetaData;
+    struct {
+        unsigned char compressionType;
+        unsigned char gpuDirectRDMACapable;
+        unsigned short usage;
+        unsigned char reserved[4];
+    } allocFlags;
+} CUmemAllocationProp;
+
+/* The stand-in's allocation granularity for cuMemCreate / cuMemMap. */
+#define STANDIN_CU_GRANULARITY (2ull << 20)
+
+CUresult cuInit(unsigned int flags);
+CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
+                             cuuint64_t flags, int *symbolStatus);
+CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
+CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize);
+CUresult cuMemFree_v2(CUdeviceptr dptr);
+CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream);
+CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream);
+CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags);
+CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
+                     const CUmemAllocationProp *prop, unsigned long long flags);
+CUresult cuMemRelease(CUmemGenericAllocationHandle handle);
+CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
+                             CUdeviceptr addr, unsigned long long flags);
+CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size);
+CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+                  CUmemGenericAllocationHandle handle, unsigned long long flags);
+CUresult cuMemUnmap(CUdeviceptr ptr, size_t size);
+
+/* Pointer types as a caller of cuGetProcAddress declares them (PFN_*). */
+typedef CUresult (*PFN_cuGetProcAddress_v2)(const char *, void **, int, cuuint64_t, int *);
+typedef CUresult (*PFN_cuGetProcAddress)(const char *, void **, int, cuuint64_t);
+typedef CUresult (*PFN_cuInit)(unsigned int);
+typedef CUresult (*PFN_cuMemAlloc_v2)(CUdeviceptr *, size_t);
+typedef CUresult (*PFN_cuMemFree_v2)(CUdeviceptr);
+typedef CUresult (*PFN_cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream);
+typedef CUresult (*PFN_cuMemFreeAsync)(CUdeviceptr, CUstream);
+typedef CUresult (*PFN_cuMemAllocManaged)(CUdeviceptr *, size_t, unsigned int);
+typedef CUresult (*PFN_cuMemCreate)(CUmemGenericAllocationHandle *, size_t,
+                                    const CUmemAllocationProp *, unsigned long long);
+typedef CUresult (*PFN_cuMemRelease)(CUmemGenericAllocationHandle);
+typedef CUresult (*PFN_cuMemAddressReserve)(CUdeviceptr *, size_t, size_t, CUdeviceptr,
+                                            unsigned long long);
+typedef CUresult (*PFN_cuMemAddressFree)(CUdeviceptr, size_t);
+typedef CUresult (*PFN_cuMemMap)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle,
+                                 unsigned long long);
+typedef CUresult (*PFN_cuMemUnmap)(CUdeviceptr, size_t);
+
+/* ---- runtime API (libcudart.so.12) -------------------------------------- */
+typedef int cudaError_t;
+typedef void *cudaStream_t;
+
+enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorSymbolNotFound = 500,
+};
+/* cudaDriverEntryPointQueryResult */
+enum {
+    cudaDriverEntryPointSuccess = 0,
+    cudaDriverEntryPointSymbolNotFound = 1,
+    cudaDriverEntryPointVersionNotSufficent = 2,
+};
+#define cudaEnableDefault 0ull
+#define cudaHostAllocDefault 0u
+#define cudaMemAttachGlobal 1u
+#define STANDIN_CUDART_VERSION 12040   /* the runtime's CUDART_VERSION */
+
+cudaError_t cudaMalloc(void **devPtr, size_t size);
+cudaError_t cudaFree(void *devPtr);
+cudaError_t cudaMallocAsync(void **devPtr, size_t size, cudaStream_t stream);
+cudaError_t cudaFreeAsync(void *devPtr, cudaStream_t stream);
+cudaError_t cudaMallocManaged(void **devPtr, size_t size, unsigned int flags);
+cudaError_t cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t height);
+cudaError_t cudaMallocHost(void **ptr, size_t size);
+cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags);
+cudaError_t cudaFreeHost(void *ptr);
+cudaError_t cudaGetDriverEntryPoint(const char *symbol, void **funcPtr,
+                                    unsigned long long flags, int *driverStatus);
+cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **funcPtr,
+                                             unsigned int cudaVersion,
+                                             unsigned long long flags, int *driverStatus);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaDeviceSynchronize(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

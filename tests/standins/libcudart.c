@@ -1,0 +1,265 @@
+/* libcudart.so.12 stand-in: the CUDA runtime API subset of DESIGN.md §6.
+ *
+ * Loaded the way the real runtime loads the driver: nothing from libcuda at
+ * link time; on first use dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL), one
+ * dlsym for "cuGetProcAddress_v2", and every other driver function through
+ * that (base names, cudaVersion = STANDIN_CUDART_VERSION).  So cudaMalloc
+ * reaches the driver's cuMemAlloc_v2 through a pointer: a preloaded
+ * cuMemAlloc_v2 is never called from here.
+ *
+ * - cudaMalloc / cudaMallocPitch -> cuMemAlloc_v2, cudaFree -> cuMemFree_v2,
+ *   cudaMallocAsync / cudaFreeAsync -> cuMemAllocAsync / cuMemFreeAsync,
+ *   cudaMallocManaged -> cuMemAllocManaged.  cudaMalloc(0) gives NULL and
+ *   success without calling the driver; cudaFree(NULL) is a no-op (as the real
+ *   runtime).
+ * - cudaMallocPitch: pitch = width rounded up to 512, bytes = pitch * height.
+ * - cudaMallocHost / cudaHostAlloc / cudaFreeHost: pinned host memory is an
+ *   anonymous mmap made here (not through the driver, not the host heap).
+ * - cudaGetDriverEntryPoint[ByVersion]: forward to the driver's
+ *   cuGetProcAddress_v2 (the former with this runtime's version).
+ * - STANDIN_TRACE=<file>: "cudart ..." lines (the dlopen, the dlsym, each call). */
+#define _GNU_SOURCE
+#include "standin_util.h"
+
+#include <dlfcn.h>
+
+#include "standin_cuda.h"
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static cudaError_t init_error = cudaErrorInitializationError;
+static __thread cudaError_t last_error;
+static struct standin_table pinned = STANDIN_TABLE_INIT;   /* ptr -> size */
+
+static PFN_cuGetProcAddress_v2 p_getproc;
+static PFN_cuInit p_cuInit;
+static PFN_cuMemAlloc_v2 p_alloc;
+static PFN_cuMemFree_v2 p_free;
+static PFN_cuMemAllocAsync p_alloc_async;
+static PFN_cuMemFreeAsync p_free_async;
+static PFN_cuMemAllocManaged p_alloc_managed;
+
+static int fetch(const char *name, void **slot)
+{
+    int status = -1;
+    CUresult rc = p_getproc(name, slot, STANDIN_CUDART_VERSION, CU_GET_PROC_ADDRESS_DEFAULT,
+                            &status);
+    return rc == CUDA_SUCCESS && status == CU_GET_PROC_ADDRESS_SUCCESS && *slot != NULL;
+}
+
+static void init_driver(void)
+{
+    void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    standin_trace("cudart dlopen libcuda.so.1 %s", driver ? "ok" : "failed");
+    if (!driver) {
+        init_error = cudaErrorInsufficientDriver;
+        return;
+    }
+    p_getproc = (PFN_cuGetProcAddress_v2)dlsym(driver, "cuGetProcAddress_v2");
+    standin_trace("cudart dlsym cuGetProcAddress_v2 %s", p_getproc ? "ok" : "missing");
+    if (!p_getproc) {
+        init_error = cudaErrorInsufficientDriver;
+        return;
+    }
+    if (!fetch("cuInit", (void **)&p_cuInit) || !fetch("cuMemAlloc", (void **)&p_alloc)
+        || !fetch("cuMemFree", (void **)&p_free)
+        || !fetch("cuMemAllocAsync", (void **)&p_alloc_async)
+        || !fetch("cuMemFreeAsync", (void **)&p_free_async)
+        || !fetch("cuMemAllocManaged", (void **)&p_alloc_managed)) {
+        init_error = cudaErrorInsufficientDriver;
+        return;
+    }
+    init_error = p_cuInit(0) == CUDA_SUCCESS ? cudaSuccess : cudaErrorInitializationError;
+}
+
+static cudaError_t ready(void)
+{
+    pthread_once(&once, init_driver);
+    return init_error;
+}
+
+/* Driver results to runtime errors (the numbers agree for the ones used). */
+static cudaError_t to_runtime(CUresult rc)
+{
+    switch (rc) {
+    case CUDA_SUCCESS: return cudaSuccess;
+    case CUDA_ERROR_INVALID_VALUE: return cudaErrorInvalidValue;
+    case CUDA_ERROR_OUT_OF_MEMORY: return cudaErrorMemoryAllocation;
+    default: return cudaErrorInitializationError;
+    }
+}
+
+static cudaError_t result(cudaError_t err)
+{
+    if (err != cudaSuccess)
+        last_error = err;
+    return err;
+}
+
+EXPORT cudaError_t cudaMalloc(void **devPtr, size_t size)
+{
+    cudaError_t err = ready();
+    CUdeviceptr d = 0;
+    if (err == cudaSuccess && !devPtr)
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess && size > 0)
+        err = to_runtime(p_alloc(&d, size));
+    if (devPtr)
+        *devPtr = (void *)(uintptr_t)d;
+    standin_trace("cudart cudaMalloc %zu %d", size, err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaFree(void *devPtr)
+{
+    cudaError_t err = ready();
+    if (err == cudaSuccess && devPtr)
+        err = to_runtime(p_free((CUdeviceptr)(uintptr_t)devPtr));
+    standin_trace("cudart cudaFree %d", err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaMallocAsync(void **devPtr, size_t size, cudaStream_t stream)
+{
+    cudaError_t err = ready();
+    CUdeviceptr d = 0;
+    if (err == cudaSuccess && (!devPtr || size == 0))
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess)
+        err = to_runtime(p_alloc_async(&d, size, stream));
+    if (devPtr)
+        *devPtr = (void *)(uintptr_t)d;
+    standin_trace("cudart cudaMallocAsync %zu %d", size, err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaFreeAsync(void *devPtr, cudaStream_t stream)
+{
+    cudaError_t err = ready();
+    if (err == cudaSuccess)
+        err = to_runtime(p_free_async((CUdeviceptr)(uintptr_t)devPtr, stream));
+    standin_trace("cudart cudaFreeAsync %d", err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaMallocManaged(void **devPtr, size_t size, unsigned int flags)
+{
+    cudaError_t err = ready();
+    CUdeviceptr d = 0;
+    if (err == cudaSuccess && (!devPtr || size == 0))
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess)
+        err = to_runtime(p_alloc_managed(&d, size, flags));
+    if (devPtr)
+        *devPtr = (void *)(uintptr_t)d;
+    standin_trace("cudart cudaMallocManaged %zu %d", size, err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t height)
+{
+    cudaError_t err = ready();
+    CUdeviceptr d = 0;
+    size_t p = (width + 511) & ~(size_t)511;
+    if (err == cudaSuccess && (!devPtr || !pitch || width == 0 || height == 0))
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess)
+        err = to_runtime(p_alloc(&d, p * height));
+    if (devPtr)
+        *devPtr = (void *)(uintptr_t)d;
+    if (pitch)
+        *pitch = err == cudaSuccess ? p : 0;
+    standin_trace("cudart cudaMallocPitch %zu %d", p * height, err);
+    return result(err);
+}
+
+static cudaError_t host_alloc(const char *name, void **ptr, size_t size)
+{
+    cudaError_t err = ready();
+    void *p = NULL;
+    standin_latency();
+    if (err == cudaSuccess && !ptr)
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess && size > 0) {
+        p = standin_map(size);
+        if (!p || !standin_put(&pinned, (uintptr_t)p, size, 0)) {
+            if (p)
+                munmap(p, size);
+            p = NULL;
+            err = cudaErrorMemoryAllocation;
+        }
+    }
+    if (ptr)
+        *ptr = p;
+    standin_trace("cudart %s %zu %d", name, size, err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaMallocHost(void **ptr, size_t size)
+{
+    return host_alloc("cudaMallocHost", ptr, size);
+}
+
+EXPORT cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
+{
+    if (flags > 0xf)
+        return result(cudaErrorInvalidValue);
+    return host_alloc("cudaHostAlloc", pHost, size);
+}
+
+EXPORT cudaError_t cudaFreeHost(void *ptr)
+{
+    struct standin_block b;
+    cudaError_t err = ready();
+    standin_latency();
+    if (err == cudaSuccess && ptr) {
+        if (standin_find(&pinned, (uintptr_t)ptr, 1, &b))
+            munmap(ptr, b.size);
+        else
+            err = cudaErrorInvalidValue;
+    }
+    standin_trace("cudart cudaFreeHost %d", err);
+    return result(err);
+}
+
+static cudaError_t entry_point(const char *via, const char *symbol, void **funcPtr,
+                               unsigned int cudaVersion, unsigned long long flags,
+                               int *driverStatus)
+{
+    cudaError_t err = ready();
+    int status = cudaDriverEntryPointSymbolNotFound;
+    if (err == cudaSuccess && (!symbol || !funcPtr))
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess)
+        p_getproc(symbol, funcPtr, (int)cudaVersion, flags, &status);
+    if (driverStatus)
+        *driverStatus = status;
+    standin_trace("cudart %s %s %u %d", via, symbol ? symbol : "(null)", cudaVersion, status);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaGetDriverEntryPoint(const char *symbol, void **funcPtr,
+                                           unsigned long long flags, int *driverStatus)
+{
+    return entry_point("cudaGetDriverEntryPoint", symbol, funcPtr, STANDIN_CUDART_VERSION,
+                       flags, driverStatus);
+}
+
+EXPORT cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **funcPtr,
+                                                    unsigned int cudaVersion,
+                                                    unsigned long long flags, int *driverStatus)
+{
+    return entry_point("cudaGetDriverEntryPointByVersion", symbol, funcPtr, cudaVersion, flags,
+                       driverStatus);
+}
+
+EXPORT cudaError_t cudaGetLastError(void)
+{
+    cudaError_t err = last_error;
+    last_error = cudaSuccess;
+    return err;
+}
+
+EXPORT cudaError_t cudaDeviceSynchronize(void)
+{
+    return result(ready());
+}

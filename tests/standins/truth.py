@@ -1,0 +1,177 @@
+"""The known allocations of the device fixtures (tests/fixtures/device_*.c; their
+header comments hold the same tables).  Plain data; the tests import it:
+
+    from standins.truth import SITES, heap_totals, OOM
+    for rec in SITES["device_cuda"]: ...      # one record per (site, heap)
+    heap_totals("device_acl")["hal"]          # {"allocs": 5, "alloc_bytes": 9 MiB, ...}
+
+A record: site (the fixture's noinline function), heap (the sampler's heap
+name), api (what the hook must see), size (bytes of each allocation, or a list
+when they differ), allocs / alloc_bytes (everything allocated), live /
+live_bytes (still allocated at exit), and for the hal heap the decoded flag
+(device, memtype, module).  Every mode of a fixture has the same allocations;
+the "oom" modes have their own table (OOM).
+
+Each allocation is counted once, by the outermost API the program called:
+cudaMalloc's own cuMemAlloc_v2 call, and the ACL stand-in's own halMemAlloc
+calls, are not in SITES.  NESTED lists those inner calls (what the layer below
+sees, e.g. a hal-heap view that includes ACL's allocations), for tests that
+want them.
+"""
+
+from __future__ import annotations
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+# HAL memory types (flag bits 10-13).
+SVM, DEV, HOST, DVPP = 0, 1, 2, 3
+ACL_MODULE_ID = 3   # what the ACL stand-in puts in its own halMemAlloc flags
+
+
+def hal_flag(device: int, memtype: int, module: int) -> int:
+    """halMemAlloc's flag: bits 0-9 device id, 10-13 memory type, 56-63 module id."""
+    return (device & 0x3FF) | ((memtype & 0xF) << 10) | ((module & 0xFF) << 56)
+
+
+def _rec(site: str, heap: str, api: str, size: int | list[int], allocs: int, live: int,
+         live_bytes: int | None = None, **label: int) -> dict:
+    sizes = size if isinstance(size, list) else [size] * allocs
+    assert len(sizes) == allocs
+    rec = {"site": site, "heap": heap, "api": api, "size": size, "allocs": allocs,
+           "alloc_bytes": sum(sizes), "live": live,
+           "live_bytes": live_bytes if live_bytes is not None else sum(sizes[:live])}
+    if label:
+        rec["label"] = dict(label, flag=hal_flag(label["device"], label["memtype"],
+                                                 label["module"]))
+    return rec
+
+
+SITES: dict[str, list[dict]] = {
+    # device_cuda local | global, device_cuda_direct direct
+    "device_cuda": [
+        _rec("alloc_weights", "cuda", "cudaMalloc", 4 * MiB, 8, 8),
+        _rec("alloc_scratch", "cuda", "cudaMalloc", 2 * MiB, 4, 0),   # freed: free_scratch
+        _rec("alloc_async", "cuda", "cudaMallocAsync", 1 * MiB, 3, 2),   # 1 cudaFreeAsync
+        _rec("alloc_managed", "cuda", "cudaMallocManaged", 6 * MiB, 1, 1),
+        _rec("alloc_pitched", "cuda", "cudaMallocPitch", 2 * MiB, 1, 1),  # w 1000, h 2048
+        _rec("alloc_via_driver", "cuda", "cuMemAlloc_v2", 3 * MiB, 2, 1),   # 1 cuMemFree_v2
+        _rec("alloc_via_driver_async", "cuda", "cuMemAllocAsync", 5 * MiB, 1, 1),
+        _rec("alloc_expandable", "cuda", "cuMemCreate", 2 * MiB, 2, 2),
+        _rec("alloc_expandable_tmp", "cuda", "cuMemCreate", 2 * MiB, 1, 0),  # cuMemRelease
+        _rec("alloc_pinned", "cuda_host", "cudaMallocHost", 1 * MiB, 1, 1),
+        _rec("alloc_staging", "cuda_host", "cudaHostAlloc", 512 * KiB, 2, 1),  # 1 cudaFreeHost
+    ],
+    # device_acl local | global, device_acl_linked linked
+    "device_acl": [
+        _rec("acl_alloc_weights", "acl", "aclrtMalloc", 2 * MiB, 4, 4),
+        _rec("acl_alloc_scratch", "acl", "aclrtMalloc", 1 * MiB, 1, 0),   # aclrtFree
+        _rec("acl_alloc_host", "acl_host", "aclrtMallocHost", 2 * MiB, 1, 1),
+        _rec("hal_alloc_dev1", "hal", "halMemAlloc", 1 * MiB, 3, 3, device=1, memtype=DEV,
+             module=5),
+        # module 200 sets bit 63 of the flag on purpose
+        _rec("hal_alloc_dvpp", "hal", "halMemAlloc", 4 * MiB, 1, 1, device=2, memtype=DVPP,
+             module=200),
+        _rec("hal_alloc_svm", "hal", "halMemAlloc", 2 * MiB, 1, 0, device=3, memtype=SVM,
+             module=7),   # halMemFree
+    ],
+    # device_noruntime (host heap: no runtime, host work only)
+    "device_noruntime": [
+        _rec("host_work", "host", "malloc", 64 * KiB, 64, 64),
+    ],
+    # device_markers (host heap, inside marker ranges)
+    "device_markers": [
+        _rec("marked_nvtx", "host", "malloc", 64 * KiB, 16, 16),
+        _rec("marked_mstx", "host", "malloc", 32 * KiB, 32, 32),
+    ],
+}
+
+# Inner calls of the stand-ins themselves, below an allocation SITES already counts.
+# device_cuda: cudaMalloc / cudaMallocPitch -> cuMemAlloc_v2, cudaMallocAsync ->
+# cuMemAllocAsync, cudaMallocManaged -> cuMemAllocManaged (same bytes, same heap).
+NESTED: dict[str, list[dict]] = {
+    "device_cuda": [
+        _rec("alloc_weights", "cuda", "cuMemAlloc_v2", 4 * MiB, 8, 8),
+        _rec("alloc_scratch", "cuda", "cuMemAlloc_v2", 2 * MiB, 4, 0),
+        _rec("alloc_async", "cuda", "cuMemAllocAsync", 1 * MiB, 3, 2),
+        _rec("alloc_managed", "cuda", "cuMemAllocManaged", 6 * MiB, 1, 1),
+        _rec("alloc_pitched", "cuda", "cuMemAlloc_v2", 2 * MiB, 1, 1),
+    ],
+    # device_acl: every ACL allocation is a halMemAlloc of the ACL stand-in's own.
+    "device_acl": [
+        _rec("acl_alloc_weights", "hal", "halMemAlloc", 2 * MiB, 4, 4,
+             device=0, memtype=DEV, module=ACL_MODULE_ID),
+        _rec("acl_alloc_scratch", "hal", "halMemAlloc", 1 * MiB, 1, 0,
+             device=0, memtype=DEV, module=ACL_MODULE_ID),
+        _rec("acl_alloc_host", "hal", "halMemAlloc", 2 * MiB, 1, 1,
+             device=0, memtype=HOST, module=ACL_MODULE_ID),
+    ],
+}
+
+# The "oom" modes (STANDIN_DEVICE_MEMORY set below 1 GiB + the weights): the
+# weights site as above, then failed allocations (recorded, never live).
+OOM: dict[str, dict] = {
+    "device_cuda": {
+        "sites": [SITES["device_cuda"][0]],
+        "failures": [
+            {"site": "alloc_too_much", "heap": "cuda", "api": "cudaMalloc",
+             "requested": 1 * GiB, "error": 2},          # cudaErrorMemoryAllocation
+            {"site": "alloc_too_much_driver", "heap": "cuda", "api": "cuMemAlloc_v2",
+             "requested": 1 * GiB, "error": 2},          # CUDA_ERROR_OUT_OF_MEMORY
+        ],
+        # inside cudaMalloc(1 GiB): the runtime's cuMemAlloc_v2 fails with 2 too
+        "nested_failures": [
+            {"site": "alloc_too_much", "heap": "cuda", "api": "cuMemAlloc_v2",
+             "requested": 1 * GiB, "error": 2},
+        ],
+    },
+    "device_acl": {
+        "sites": [r for r in SITES["device_acl"] if r["site"] == "acl_alloc_weights"],
+        "failures": [
+            {"site": "acl_alloc_too_much", "heap": "acl", "api": "aclrtMalloc",
+             "requested": 1 * GiB, "error": 207001},     # ACL_ERROR_RT_MEMORY_ALLOCATION
+            {"site": "hal_alloc_too_much", "heap": "hal", "api": "halMemAlloc",
+             "requested": 1 * GiB, "error": 6,           # DRV_ERROR_OUT_OF_MEMORY
+             "label": {"device": 1, "memtype": DEV, "module": 5}},
+        ],
+        # inside aclrtMalloc(1 GiB): the ACL stand-in's own halMemAlloc fails too
+        "nested_failures": [
+            {"site": "acl_alloc_too_much", "heap": "hal", "api": "halMemAlloc",
+             "requested": 1 * GiB, "error": 6,
+             "label": {"device": 0, "memtype": DEV, "module": ACL_MODULE_ID}},
+        ],
+    },
+}
+OOM_DEVICE_MEMORY = 256 * MiB   # a STANDIN_DEVICE_MEMORY that makes the oom modes fail
+
+# Which fixture program runs which modes.
+MODES: dict[str, dict[str, list[str]]] = {
+    "device_cuda": {"device_cuda": ["local", "global", "oom"], "device_cuda_direct": ["direct"]},
+    "device_acl": {"device_acl": ["local", "global", "oom"], "device_acl_linked": ["linked"]},
+}
+
+# device_churn: PAIRS cudaMalloc/cudaFree pairs (default 100000) of 1-4 MiB from
+# churn(), plus one warm-up pair of 1 MiB from main(); nothing live at exit.
+CHURN = {"site": "churn", "heap": "cuda", "api": "cudaMalloc", "pairs": 100_000,
+         "min_size": 1 * MiB, "max_size": 4 * MiB, "live": 0,
+         "warmup": {"site": "main", "size": 1 * MiB}}
+
+
+def by_heap(fixture: str, sites: list[dict] | None = None) -> dict[str, dict[str, dict]]:
+    """{heap: {site: record}} for a fixture."""
+    out: dict[str, dict[str, dict]] = {}
+    for rec in SITES[fixture] if sites is None else sites:
+        out.setdefault(rec["heap"], {})[rec["site"]] = rec
+    return out
+
+
+def heap_totals(fixture: str, sites: list[dict] | None = None) -> dict[str, dict[str, int]]:
+    """{heap: {allocs, alloc_bytes, live, live_bytes}} summed over a fixture's sites."""
+    totals: dict[str, dict[str, int]] = {}
+    for rec in SITES[fixture] if sites is None else sites:
+        t = totals.setdefault(rec["heap"], dict.fromkeys(
+            ("allocs", "alloc_bytes", "live", "live_bytes"), 0))
+        for key in t:
+            t[key] += rec[key]
+    return totals

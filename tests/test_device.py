@@ -1,0 +1,113 @@
+"""Device and HAL heaps (DESIGN.md §6) through stand-in libraries loaded the way the
+real ones are: every path seen with the right bytes and stack, nothing counted twice,
+the program's results unchanged."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import VENV_BIN, report, total
+from standins import truth
+from standins.build import build_device_fixture, standin_env
+
+INDEXES = {"inuse_space": "live_bytes", "alloc_space": "alloc_bytes",
+           "inuse_objects": "live", "alloc_objects": "allocs"}
+
+
+@pytest.fixture(scope="module")
+def standin_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("standins")
+
+
+def checksum(stdout: str) -> str:
+    return re.search(r"^checksum=(\w+)$", stdout, re.M).group(1)
+
+
+def run_device(exe: Path, args: list[str], prefix: Path, env: dict[str, str],
+               *extra: str) -> tuple[subprocess.CompletedProcess, dict[str, Path]]:
+    """The program under `mem_profiler run -c 1024 --device-rate 1`: {heap: file}."""
+    cmd = [str(VENV_BIN / "mem_profiler"), "run", "-c", "1024", "--device-rate", "1",
+           "-o", str(prefix), *extra, "--", str(exe), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    files = [Path(line.split("wrote ", 1)[1]) for line in proc.stderr.splitlines()
+             if line.startswith("mem_profiler: wrote ")]
+    heaps = {}
+    for f in files:
+        m = re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f.name)
+        heaps[m.group(1) or "host"] = f
+    return proc, heaps
+
+
+def assert_sites(heaps: dict[str, Path], exe: Path, sites: list[dict]) -> None:
+    """Every site's four figures in its heap, exact at --device-rate 1; the heap's
+    totals are the sum of its sites: nothing is counted twice, nothing is missed."""
+    for heap, by_site in truth.by_heap("", sites).items():
+        for index, key in INDEXES.items():
+            rows = report(heaps[heap], exe, index)
+            for site, rec in by_site.items():
+                assert rows.get(site, (0, 0))[1] == rec[key], (heap, site, index)
+            assert total(heaps[heap], exe, index) == sum(r[key] for r in by_site.values()), \
+                (heap, index)
+
+
+@pytest.mark.parametrize("program,mode", [("device_cuda", "local"), ("device_cuda", "global"),
+                                          ("device_cuda_direct", "direct")])
+def test_every_cuda_path_counted_once(standin_dir, tmp_path, program, mode):
+    exe = build_device_fixture(program, standin_dir)
+    env = standin_env(standin_dir)
+    plain = subprocess.run([exe, mode], env=env, capture_output=True, text=True, check=True)
+    proc, heaps = run_device(exe, [mode], tmp_path / "c_", env)
+    assert proc.returncode == 0, proc.stderr
+    assert checksum(proc.stdout) == checksum(plain.stdout)     # results unchanged
+    assert {"host", "cuda", "cuda_host"} <= set(heaps)
+    assert_sites(heaps, exe, truth.SITES["device_cuda"])
+
+
+@pytest.mark.parametrize("program,mode", [("device_acl", "local"), ("device_acl", "global"),
+                                          ("device_acl_linked", "linked")])
+def test_acl_and_hal_paths_counted_once_with_labels(standin_dir, tmp_path, program, mode):
+    exe = build_device_fixture(program, standin_dir)
+    env = standin_env(standin_dir)
+    plain = subprocess.run([exe, mode], env=env, capture_output=True, text=True, check=True)
+    proc, heaps = run_device(exe, [mode], tmp_path / "a_", env)
+    assert proc.returncode == 0, proc.stderr
+    assert checksum(proc.stdout) == checksum(plain.stdout)
+    assert_sites(heaps, exe, truth.SITES["device_acl"])
+    # The HAL's flags become labels of its stacks: device id, memory type, module id.
+    labels = re.findall(r"^# labels: (.*)$", heaps["hal"].read_text(), re.M)
+    memtypes = "SVM DEV HOST DVPP".split()
+    expected = {f"device={r['label']['device']} memtype={memtypes[r['label']['memtype']]} "
+                f"module={r['label']['module']}"
+                for r in truth.SITES["device_acl"] if r["heap"] == "hal"}
+    assert set(labels) == expected
+
+
+@pytest.mark.parametrize("program", ["device_cuda", "device_acl"])
+def test_failed_device_allocations_are_recorded_once(standin_dir, tmp_path, program):
+    exe = build_device_fixture(program, standin_dir)
+    env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
+    proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
+    assert proc.returncode == 0, proc.stderr
+    assert_sites(heaps, exe, truth.OOM[program]["sites"])
+    for heap, failures in truth.by_heap("", truth.OOM[program]["failures"]).items():
+        text = heaps[heap].read_text()
+        recorded = re.findall(r"^# failed_alloc: time_ns=\d+ bytes=(\d+) error=(\d+) @ ", text,
+                              re.M)
+        assert sorted(recorded) == sorted((str(f["requested"]), str(f["error"]))
+                                          for f in failures.values())
+        assert f"# failed_allocs: {len(failures)}\n" in text
+
+
+def test_missing_runtime_leaves_the_process_unaffected(standin_dir, tmp_path):
+    exe = build_device_fixture("device_noruntime", standin_dir)
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    plain = subprocess.run([exe], env=env, capture_output=True, text=True, check=True)
+    proc, heaps = run_device(exe, [], tmp_path / "n_", env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == plain.stdout
+    assert set(heaps) == {"host"}
+    assert report(heaps["host"], exe)["host_work"][1] == 64 * 64 * 1024
