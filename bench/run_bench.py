@@ -8,6 +8,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -110,6 +111,19 @@ def churn_rows(out: Path, argv: list[str]) -> list[Row]:
     return rows
 
 
+def device_rows(out: Path) -> tuple[list[Row], list[str]]:
+    """100,000 cudaMalloc/cudaFree pairs through the stand-in runtime (tests/standins)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from standins.build import build_device_fixture, standin_env
+
+    exe = build_device_fixture("device_churn", out / "standins")
+    env = standin_env(out / "standins")
+    rows = [Row("stand-in runtime, no sampler", env),
+            Row("sampler --device-rate 1", dict(sampler_env(out, 1024, MEMPROF_DEVICE_RATE="1"),
+                                                LD_LIBRARY_PATH=env["LD_LIBRARY_PATH"]))]
+    return rows, [str(exe)]
+
+
 def print_table(rows: list[Row]) -> None:
     by_name = {r.name: r for r in rows}
     base = statistics.median(rows[0].times)
@@ -140,6 +154,14 @@ def main() -> None:
         print(f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
               f"median of {args.repeat} rounds, each round running every row once\n")
         # Rounds interleave the rows so that a slow spell of the machine hits them all.
+        for _ in range(args.repeat):
+            for row in rows:
+                run_once(row, argv, out)
+        print_table(rows)
+
+        rows, argv = device_rows(out)
+        print("\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
+              "runtime (no GPU)\n")
         for _ in range(args.repeat):
             for row in rows:
                 run_once(row, argv, out)
