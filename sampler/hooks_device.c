@@ -104,222 +104,124 @@ DEVICE_FUNCTIONS(DECLARE_REAL)
 /* Declares fn, the real function of the hook `name` (same signature as ours). */
 #define REAL(name) __typeof__(&name) fn = (__typeof__(&name))memprof_real_function(&real_##name)
 
-/* ---- CUDA runtime --------------------------------------------------------------- */
+/* ---- the hooks ------------------------------------------------------------------
+ * Four shapes, one line each below:
+ *   ALLOC_HOOK    forwards, then records the allocation (or its failure) of the
+ *                 pointer or handle *out of `bytes` bytes;
+ *   FREE_HOOK     records the free of `key`, then forwards;
+ *   FORWARD_HOOK  forwards only, inside the device call (no nested recording);
+ *   GETTER_HOOK   forwards, then swaps the function *pfn for our wrapper. */
+#define ALLOC_HOOK(heap, not_ready, name, params, args, out, bytes, label)       \
+    EXPORT int name params                                                        \
+    {                                                                             \
+        REAL(name);                                                               \
+        if (fn == NULL)                                                           \
+            return not_ready;                                                     \
+        bool outer = enter_api(heap);                                             \
+        int rc = fn args;                                                         \
+        leave_api();                                                              \
+        allocated(outer, heap, rc, rc == 0 ? (uintptr_t)*(out) : 0, bytes, label); \
+        return rc;                                                                \
+    }
 
-EXPORT int cudaMalloc(void **ptr, size_t size)
-{
-    REAL(cudaMalloc);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
+#define FREE_HOOK(heap, not_ready, name, params, args, key)                      \
+    EXPORT int name params                                                        \
+    {                                                                             \
+        REAL(name);                                                               \
+        if (fn == NULL)                                                           \
+            return not_ready;                                                     \
+        freeing(heap, (uintptr_t)(key));                                          \
+        int rc = fn args;                                                         \
+        leave_api();                                                              \
+        return rc;                                                                \
+    }
 
-EXPORT int cudaMallocAsync(void **ptr, size_t size, void *stream)
-{
-    REAL(cudaMallocAsync);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size, stream);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
+#define FORWARD_HOOK(heap, not_ready, name, params, args)                        \
+    EXPORT int name params                                                        \
+    {                                                                             \
+        REAL(name);                                                               \
+        if (fn == NULL)                                                           \
+            return not_ready;                                                     \
+        enter_api(heap);                                                          \
+        int rc = fn args;                                                         \
+        leave_api();                                                              \
+        return rc;                                                                \
+    }
 
-EXPORT int cudaMallocManaged(void **ptr, size_t size, unsigned flags)
-{
-    REAL(cudaMallocManaged);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size, flags);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
+#define GETTER_HOOK(name, params, args, symbol, pfn)                             \
+    EXPORT int name params                                                        \
+    {                                                                             \
+        REAL(name);                                                               \
+        if (fn == NULL)                                                           \
+            return CUDA_NOT_INITIALIZED;                                          \
+        int rc = fn args;                                                         \
+        if (rc == 0 && (pfn) != NULL && *(pfn) != NULL && (symbol) != NULL)       \
+            *(pfn) = memprof_device_entry_point(symbol, *(pfn));                  \
+        return rc;                                                                \
+    }
 
-EXPORT int cudaMallocPitch(void **ptr, size_t *pitch, size_t width, size_t height)
-{
-    REAL(cudaMallocPitch);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, pitch, width, height);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0,
-              rc == 0 ? (uint64_t)*pitch * height : (uint64_t)width * height, 0);
-    return rc;
-}
+/* CUDA runtime */
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaMalloc, (void **p, size_t n), (p, n), p, n, 0)
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaMallocAsync, (void **p, size_t n, void *stream),
+           (p, n, stream), p, n, 0)
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaMallocManaged, (void **p, size_t n, unsigned f),
+           (p, n, f), p, n, 0)
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaMallocPitch,
+           (void **p, size_t *pitch, size_t width, size_t height), (p, pitch, width, height), p,
+           rc == 0 ? (uint64_t)*pitch * height : (uint64_t)width * height, 0)
+ALLOC_HOOK(HEAP_CUDA_HOST, CUDA_NOT_INITIALIZED, cudaMallocHost, (void **p, size_t n), (p, n), p,
+           n, 0)
+ALLOC_HOOK(HEAP_CUDA_HOST, CUDA_NOT_INITIALIZED, cudaHostAlloc, (void **p, size_t n, unsigned f),
+           (p, n, f), p, n, 0)
+FREE_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaFree, (void *p), (p), p)
+FREE_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaFreeAsync, (void *p, void *stream), (p, stream), p)
+FREE_HOOK(HEAP_CUDA_HOST, CUDA_NOT_INITIALIZED, cudaFreeHost, (void *p), (p), p)
+/* The runtime's way for frameworks to reach the driver (PyTorch's expandable segments). */
+GETTER_HOOK(cudaGetDriverEntryPoint,
+            (const char *symbol, void **pfn, unsigned long long flags, void *status),
+            (symbol, pfn, flags, status), symbol, pfn)
+GETTER_HOOK(cudaGetDriverEntryPointByVersion,
+            (const char *symbol, void **pfn, unsigned version, unsigned long long flags,
+             void *status), (symbol, pfn, version, flags, status), symbol, pfn)
 
-EXPORT int cudaMallocHost(void **ptr, size_t size)
-{
-    REAL(cudaMallocHost);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA_HOST);
-    int rc = fn(ptr, size);
-    leave_api();
-    allocated(outer, HEAP_CUDA_HOST, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
+/* CUDA driver.  Each is both exported (for programs linked against libcuda) and
+ * handed out by the getters; its real function comes from whichever path saw it
+ * first. */
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemAlloc_v2, (devptr_t *p, size_t n), (p, n), p, n,
+           0)
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemAllocAsync, (devptr_t *p, size_t n, void *stream),
+           (p, n, stream), p, n, 0)
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemAllocManaged, (devptr_t *p, size_t n, unsigned f),
+           (p, n, f), p, n, 0)
+ALLOC_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemCreate,
+           (devptr_t *handle, size_t n, const void *prop, unsigned long long flags),
+           (handle, n, prop, flags), handle, n, 0)
+FREE_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemFree_v2, (devptr_t p), (p), p)
+FREE_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemFreeAsync, (devptr_t p, void *stream), (p, stream),
+          p)
+FREE_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemRelease, (devptr_t handle), (handle), handle)
+FORWARD_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemMap,
+             (devptr_t p, size_t n, size_t offset, devptr_t handle, unsigned long long flags),
+             (p, n, offset, handle, flags))
+FORWARD_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemUnmap, (devptr_t p, size_t n), (p, n))
+GETTER_HOOK(cuGetProcAddress_v2,
+            (const char *symbol, void **pfn, int version, unsigned long long flags, void *status),
+            (symbol, pfn, version, flags, status), symbol, pfn)
+GETTER_HOOK(cuGetProcAddress, (const char *symbol, void **pfn, int version,
+                               unsigned long long flags), (symbol, pfn, version, flags), symbol, pfn)
 
-EXPORT int cudaHostAlloc(void **ptr, size_t size, unsigned flags)
-{
-    REAL(cudaHostAlloc);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA_HOST);
-    int rc = fn(ptr, size, flags);
-    leave_api();
-    allocated(outer, HEAP_CUDA_HOST, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
+/* Ascend ACL */
+ALLOC_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMalloc, (void **p, size_t n, int policy),
+           (p, n, policy), p, n, 0)
+ALLOC_HOOK(HEAP_ACL_HOST, ACL_NOT_INITIALIZED, aclrtMallocHost, (void **p, size_t n), (p, n), p, n,
+           0)
+FREE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtFree, (void *p), (p), p)
+FREE_HOOK(HEAP_ACL_HOST, ACL_NOT_INITIALIZED, aclrtFreeHost, (void *p), (p), p)
 
-EXPORT int cudaFree(void *ptr)
-{
-    REAL(cudaFree);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    freeing(HEAP_CUDA, (uintptr_t)ptr);
-    int rc = fn(ptr);
-    leave_api();
-    return rc;
-}
-
-EXPORT int cudaFreeAsync(void *ptr, void *stream)
-{
-    REAL(cudaFreeAsync);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    freeing(HEAP_CUDA, (uintptr_t)ptr);
-    int rc = fn(ptr, stream);
-    leave_api();
-    return rc;
-}
-
-EXPORT int cudaFreeHost(void *ptr)
-{
-    REAL(cudaFreeHost);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    freeing(HEAP_CUDA_HOST, (uintptr_t)ptr);
-    int rc = fn(ptr);
-    leave_api();
-    return rc;
-}
-
-/* ---- CUDA driver ------------------------------------------------------------------
- * Each wrapper is both exported (for programs linked against libcuda) and handed
- * out by the entry-point getters; its real function comes from whichever of the
- * two paths saw it first. */
-
-EXPORT int cuMemAlloc_v2(devptr_t *ptr, size_t size)
-{
-    REAL(cuMemAlloc_v2);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
-
-EXPORT int cuMemAllocAsync(devptr_t *ptr, size_t size, void *stream)
-{
-    REAL(cuMemAllocAsync);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size, stream);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
-
-EXPORT int cuMemAllocManaged(devptr_t *ptr, size_t size, unsigned flags)
-{
-    REAL(cuMemAllocManaged);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size, flags);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
-
-EXPORT int cuMemCreate(devptr_t *handle, size_t size, const void *prop, unsigned long long flags)
-{
-    REAL(cuMemCreate);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_CUDA);
-    int rc = fn(handle, size, prop, flags);
-    leave_api();
-    allocated(outer, HEAP_CUDA, rc, rc == 0 ? (uintptr_t)*handle : 0, size, 0);
-    return rc;
-}
-
-EXPORT int cuMemFree_v2(devptr_t ptr)
-{
-    REAL(cuMemFree_v2);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    freeing(HEAP_CUDA, (uintptr_t)ptr);
-    int rc = fn(ptr);
-    leave_api();
-    return rc;
-}
-
-EXPORT int cuMemFreeAsync(devptr_t ptr, void *stream)
-{
-    REAL(cuMemFreeAsync);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    freeing(HEAP_CUDA, (uintptr_t)ptr);
-    int rc = fn(ptr, stream);
-    leave_api();
-    return rc;
-}
-
-EXPORT int cuMemRelease(devptr_t handle)
-{
-    REAL(cuMemRelease);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    freeing(HEAP_CUDA, (uintptr_t)handle);
-    int rc = fn(handle);
-    leave_api();
-    return rc;
-}
-
-EXPORT int cuMemMap(devptr_t ptr, size_t size, size_t offset, devptr_t handle,
-                    unsigned long long flags)
-{
-    REAL(cuMemMap);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size, offset, handle, flags);
-    leave_api();
-    return rc;
-}
-
-EXPORT int cuMemUnmap(devptr_t ptr, size_t size)
-{
-    REAL(cuMemUnmap);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    enter_api(HEAP_CUDA);
-    int rc = fn(ptr, size);
-    leave_api();
-    return rc;
-}
+/* Ascend HAL: the flag (device, memory type, module) labels the stack. */
+ALLOC_HOOK(HEAP_HAL, HAL_NOT_INITIALIZED, halMemAlloc,
+           (void **p, unsigned long long n, unsigned long long flag), (p, n, flag), p, n, flag)
+FREE_HOOK(HEAP_HAL, HAL_NOT_INITIALIZED, halMemFree, (void *p), (p), p)
 
 static void *wrapper_for(const char *name, void *found);
 
@@ -329,126 +231,6 @@ void *memprof_device_entry_point(const char *name, void *found)
         strncmp(name, "hal", 3) != 0)
         return found;   /* a quick no for everything that is not ours */
     return wrapper_for(name, found);
-}
-
-EXPORT int cuGetProcAddress_v2(const char *symbol, void **pfn, int version,
-                               unsigned long long flags, void *status)
-{
-    REAL(cuGetProcAddress_v2);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    int rc = fn(symbol, pfn, version, flags, status);
-    if (rc == 0 && pfn != NULL && *pfn != NULL && symbol != NULL)
-        *pfn = memprof_device_entry_point(symbol, *pfn);
-    return rc;
-}
-
-EXPORT int cuGetProcAddress(const char *symbol, void **pfn, int version, unsigned long long flags)
-{
-    REAL(cuGetProcAddress);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    int rc = fn(symbol, pfn, version, flags);
-    if (rc == 0 && pfn != NULL && *pfn != NULL && symbol != NULL)
-        *pfn = memprof_device_entry_point(symbol, *pfn);
-    return rc;
-}
-
-/* The runtime's way for frameworks to reach the driver (PyTorch's expandable
- * segments): the same substitution. */
-EXPORT int cudaGetDriverEntryPoint(const char *symbol, void **pfn, unsigned long long flags,
-                                   void *status)
-{
-    REAL(cudaGetDriverEntryPoint);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    int rc = fn(symbol, pfn, flags, status);
-    if (rc == 0 && pfn != NULL && *pfn != NULL && symbol != NULL)
-        *pfn = memprof_device_entry_point(symbol, *pfn);
-    return rc;
-}
-
-EXPORT int cudaGetDriverEntryPointByVersion(const char *symbol, void **pfn, unsigned version,
-                                            unsigned long long flags, void *status)
-{
-    REAL(cudaGetDriverEntryPointByVersion);
-    if (fn == NULL)
-        return CUDA_NOT_INITIALIZED;
-    int rc = fn(symbol, pfn, version, flags, status);
-    if (rc == 0 && pfn != NULL && *pfn != NULL && symbol != NULL)
-        *pfn = memprof_device_entry_point(symbol, *pfn);
-    return rc;
-}
-
-/* ---- Ascend ACL ---------------------------------------------------------------------- */
-EXPORT int aclrtMalloc(void **ptr, size_t size, int policy)
-{
-    REAL(aclrtMalloc);
-    if (fn == NULL)
-        return ACL_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_ACL);
-    int rc = fn(ptr, size, policy);
-    leave_api();
-    allocated(outer, HEAP_ACL, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
-
-EXPORT int aclrtMallocHost(void **ptr, size_t size)
-{
-    REAL(aclrtMallocHost);
-    if (fn == NULL)
-        return ACL_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_ACL_HOST);
-    int rc = fn(ptr, size);
-    leave_api();
-    allocated(outer, HEAP_ACL_HOST, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, 0);
-    return rc;
-}
-
-EXPORT int aclrtFree(void *ptr)
-{
-    REAL(aclrtFree);
-    if (fn == NULL)
-        return ACL_NOT_INITIALIZED;
-    freeing(HEAP_ACL, (uintptr_t)ptr);
-    int rc = fn(ptr);
-    leave_api();
-    return rc;
-}
-
-EXPORT int aclrtFreeHost(void *ptr)
-{
-    REAL(aclrtFreeHost);
-    if (fn == NULL)
-        return ACL_NOT_INITIALIZED;
-    freeing(HEAP_ACL_HOST, (uintptr_t)ptr);
-    int rc = fn(ptr);
-    leave_api();
-    return rc;
-}
-
-/* ---- Ascend HAL ---------------------------------------------------------------------- */
-EXPORT int halMemAlloc(void **ptr, unsigned long long size, unsigned long long flag)
-{
-    REAL(halMemAlloc);
-    if (fn == NULL)
-        return HAL_NOT_INITIALIZED;
-    bool outer = enter_api(HEAP_HAL);
-    int rc = fn(ptr, size, flag);
-    leave_api();
-    allocated(outer, HEAP_HAL, rc, rc == 0 ? (uintptr_t)*ptr : 0, size, flag);
-    return rc;
-}
-
-EXPORT int halMemFree(void *ptr)
-{
-    REAL(halMemFree);
-    if (fn == NULL)
-        return HAL_NOT_INITIALIZED;
-    freeing(HEAP_HAL, (uintptr_t)ptr);
-    int rc = fn(ptr);
-    leave_api();
-    return rc;
 }
 
 /* ---- handing out our wrappers -------------------------------------------------------
