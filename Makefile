@@ -4,7 +4,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
-APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils
+APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go
 CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
                -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
 LDLIBS_LIB  := -lunwind -ldl -lm -pthread
@@ -63,6 +63,7 @@ demo: setup build
 
 bench: setup build
 	$(PY) bench/run_bench.py
+	$(PY) bench/parser_speed.py
 
 lint: venv
 	$(VENV)/bin/ruff check bindings parser cmd tests bench

@@ -92,7 +92,8 @@ def generate(exe: Path, run: Path, out: Path, n_stacks: int, depth: int, seed: i
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -100,7 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stacks", type=int, default=100_000)
     ap.add_argument("--depth", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per mem_parser row (median)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per mem_parser row (median)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

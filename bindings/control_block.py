@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from cffi import FFI
 
+from mem_profiler.parser.heapfile import HEAPS
+
 SEGMENT_DIR = "/dev/shm"
 SEGMENT_PREFIX = "mem_profiler."
 PATH_MAX = 4096
@@ -57,7 +59,7 @@ long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
 ABI = 2
-HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")   # heap_live_bytes order
+# heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS = 1, 2, 3
 STATE_IDLE, STATE_CAPTURING = 0, 1
 START_TRACK_LIVE, START_LOG = 1, 2
@@ -79,13 +81,15 @@ def segment_path(pid: int) -> str:
 
 
 def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone."""
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone
+    (a zombie, ended but not yet reaped by its parent, counts as gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
 
 
 @dataclass
@@ -196,7 +200,7 @@ class ControlBlock:
         c = self._c
         end = time.monotonic() + timeout
         while c.ack_seq != seq:
-            if not os.path.exists(f"/proc/{self.pid}"):
+            if process_start_time(self.pid) is None:
                 raise ControlError(f"process {self.pid} ended before it answered")
             left = end - time.monotonic()
             if left <= 0:

@@ -20,6 +20,7 @@ from mem_profiler.control_block import (
     ControlBlock,
     ControlError,
     Status,
+    process_start_time,
     user_name,
 )
 from mem_profiler.launch import absolute_prefix, check_output_folder
@@ -121,7 +122,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
         except KeyboardInterrupt:
             pass
         except ControlError:
-            if not os.path.exists(f"/proc/{pid}"):
+            if process_start_time(pid) is None:
                 raise ControlError(f"process {pid} ended during the capture; nothing was "
                                    "collected") from None
             raise

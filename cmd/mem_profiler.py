@@ -3,14 +3,22 @@ capturable processes."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from mem_profiler import SamplerNotBuilt, library_path
+from mem_profiler.cmd.gate import gate
 from mem_profiler.control_block import ControlError, Status
 from mem_profiler.controller import capture_window, list_targets, only_target
-from mem_profiler.launch import DEFAULT_PREFIX, CaptureSettings, LaunchError, run_profiled
+from mem_profiler.launch import (
+    DEFAULT_PREFIX,
+    CaptureSettings,
+    LaunchError,
+    absolute_prefix,
+    run_profiled,
+)
 
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode")
 MODE_HELP = ("log: also write the event log of sampled allocations and frees, a timeline "
@@ -94,6 +102,11 @@ def show_progress(elapsed: float, status: Status) -> None:
               help="Bytes per log file; past it the log goes on in the next file.")
 @click.option("--log-files", default=10, show_default=True, type=click.IntRange(min=1),
               help="Log files kept; the oldest beyond this is deleted.")
+@click.option("--leak-check", is_flag=True,
+              help="Judge what is still allocated at exit: exit 1 when it is more than "
+              "--leak-threshold, with a report of the stacks (gate --max-live-at-exit).")
+@click.option("--leak-threshold", default="0", show_default=True, metavar="[HEAP:]SIZE",
+              help="Bytes allowed still allocated at exit (KiB, MiB, ... or KB, MB, ...).")
 @click.option("--idle", is_flag=True,
               help="Load the sampler without capturing; capture later with mem_profiler -p.")
 @click.option("--follow-children", is_flag=True,
@@ -104,13 +117,15 @@ def show_progress(elapsed: float, status: Status) -> None:
               "of code built without frame pointers.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap: int,
-        log_files: int, idle: bool, follow_children: bool, unwind: str,
-        command: tuple[str, ...]) -> None:
+        log_files: int, leak_check: bool, leak_threshold: str, idle: bool,
+        follow_children: bool, unwind: str, command: tuple[str, ...]) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
     Each profiled process writes <prefix><pid>.0001.heap when it exits; the
     exit status of COMMAND is passed through.
     """
+    if leak_check:
+        check_leaks_at_exit(list(command), leak_threshold, rate, device_rate, depth, prefix)
     settings = CaptureSettings(rate=rate, device_rate=device_rate, depth=depth, prefix=prefix,
                                capture=not idle, log=mode == "log", log_cap=log_cap,
                                log_files=log_files,
@@ -127,6 +142,27 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
         click.echo(f"mem_profiler: {command[0]} wrote no profile (it ended without running "
                    "exit handlers, e.g. killed or _exit)", err=True)
     sys.exit(result.exit_code)
+
+
+def check_leaks_at_exit(command: list[str], threshold: str, rate: int, device_rate: int,
+                        depth: int, prefix: str) -> None:
+    """run --leak-check: the gate with one budget, what is live at exit; the profile is
+    kept as <prefix>leak-check.heap."""
+    from mem_profiler.gate import GateJob, GateSettings, run_gate
+    from mem_profiler.gate_report import format_verdicts
+    from mem_profiler.parser.budgets import size_budget
+    from mem_profiler.parser.errors import UserError
+
+    folder, name = os.path.split(absolute_prefix(prefix))
+    try:
+        job = GateJob(f"{name}leak-check", command, [size_budget("max-live-at-exit", threshold)])
+        (verdict,) = run_gate([job], GateSettings(rate, device_rate, depth, save_dir=folder))
+    except (UserError, LaunchError, SamplerNotBuilt) as err:
+        fail(str(err))
+    click.echo(format_verdicts([verdict]), err=True, nl=False)
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
+    sys.exit(1 if verdict.exceeded or verdict.problem else 0)
 
 
 @cli.command(name="list")
@@ -148,6 +184,9 @@ def lib() -> None:
         click.echo(library_path())
     except SamplerNotBuilt as err:
         fail(str(err))
+
+
+cli.add_command(gate)
 
 
 def main() -> None:

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mem_profiler.parser.nputil import sorted_unique
-from mem_profiler.parser.sampling import sample_values
+from mem_profiler.parser.nputil import name_ranks, sorted_unique
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 
 @dataclass
 class FlatCum:
-    """Rows sorted by flat desc, cum desc, name; values are unsampled estimates."""
+    """Rows sorted by |flat| desc, |cum| desc, name; values are unsampled estimates
+    (differences, possibly negative, in a diff)."""
 
     index: str  # the sample index: inuse_space, inuse_objects, alloc_space, alloc_objects
     total: float
@@ -33,7 +33,7 @@ def aggregate(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool
 
     Nodes are functions, or `function file:line` with lines (see
     SymbolizedProfile.node_names)."""
-    values = sample_values(sym.profile, index)
+    values = sym.value(index)
     names, node_of = sym.node_names(lines, full_names)
     frames = node_of[sym.frames] if len(sym.frames) else sym.frames
     n = len(names)
@@ -41,13 +41,12 @@ def aggregate(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool
     nonempty = lengths > 0
     leaves = frames[sym.offsets[:-1][nonempty]]
     flat = np.bincount(leaves, weights=values[nonempty], minlength=n)
-    stack_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    pairs = sorted_unique(stack_of * n + frames)  # each (stack, node) once
-    cum = np.bincount(pairs % n, weights=values[pairs // n], minlength=n) if n else flat
+    pairs = np.repeat(np.arange(len(lengths), dtype=np.int64) * n, lengths)
+    pairs += frames
+    stack, node = np.divmod(sorted_unique(pairs, overwrite=True), max(n, 1))  # each once
+    cum = np.bincount(node, weights=values[stack], minlength=n)
 
-    by_name = np.empty(n, np.int64)
-    by_name[sorted(range(n), key=names.__getitem__)] = np.arange(n)
-    order = np.lexsort((by_name, -cum, -flat))
+    order = np.lexsort((name_ranks(names), -np.abs(cum), -np.abs(flat)))
     order = order[(cum[order] != 0) | (flat[order] != 0)]
     return FlatCum(index, float(values.sum()), [names[i] for i in order.tolist()],
                    flat[order], cum[order])

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
+from mem_profiler.parser.errors import UserError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -30,3 +32,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_file(path: str | os.PathLike[str], content: str | bytes) -> None:
+    """Write content atomically; a failure is a UserError naming the file."""
+    try:
+        with atomic_open(path, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}.") from None

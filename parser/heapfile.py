@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +13,9 @@ import numpy as np
 from mem_profiler.parser.errors import HeapFileError
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
+# The heaps a capture writes, one file each, in the sampler's order (enum memprof_heap).
+HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")
+
 _COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/(\d+)")
@@ -18,6 +23,11 @@ _MAPS_RE = re.compile(
     r"([0-9a-fA-F]+)-([0-9a-fA-F]+)\s+(\S{4})\s+([0-9a-fA-F]+)\s+\S+\s+\d+(?:\s+(.*))?"
 )
 _MAPPED_LIBRARIES = "MAPPED_LIBRARIES:"
+# The sample section exactly as our sampler writes it, for the bulk parser.
+_CANONICAL_COUNTERS_RE = re.compile(rb"(?:  t\*: \d{1,18}: \d{1,18} \[\d{1,18}: \d{1,18}\]\n)*")
+_LOWER_HEX = b"0123456789abcdef"
+_RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,28 @@ class HeapProfile:
     meta: dict[str, str] = field(default_factory=dict)
     build_ids: dict[str, str] = field(default_factory=dict)
     dropped_samples: int = 0
-    stacks: list[tuple[int, ...]] = field(default_factory=list)
+    # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]].
+    addrs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     cur_objs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cur_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     acc_objs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     acc_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mappings: list[Mapping] = field(default_factory=list)
+
+    @property
+    def window_ns(self) -> tuple[int | None, int | None]:
+        """Start and end of the capture window (CLOCK_REALTIME ns), None where unknown."""
+        found = (self.meta.get(f"window_{key}_ns", "") for key in ("start", "end"))
+        start, end = (int(value) if value.isdigit() else None for value in found)
+        return start, end
+
+    @property
+    def stacks(self) -> list[tuple[int, ...]]:
+        """Each stack's addresses, leaf first, as tuples."""
+        addrs = self.addrs.tolist()
+        bounds = self.offsets.tolist()
+        return [tuple(addrs[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
@@ -63,19 +89,131 @@ def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
     if os.path.isdir(name):
         raise HeapFileError(f"{name} is a directory, not a .heap file.")
     try:
-        with open(name, encoding="utf-8", errors="surrogateescape", newline=None) as f:
-            text = f.read()
+        with open(name, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise HeapFileError(f"{name} does not exist.") from None
     except OSError as e:
         raise HeapFileError(f"cannot read {name}: {e.strerror or e}.") from None
-    return parse_heap(text, name)
+    return parse_heap(data, name)
 
 
-def parse_heap(text: str, name: str = "<heap>") -> HeapProfile:
-    """Parse the text of a .heap file; `name` is used in error messages."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
+def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
+    """Parse the contents of a .heap file; `name` is used in error messages.
+
+    The sample section, when written exactly as our sampler writes it, is parsed in
+    bulk; anything else (jemalloc's per-thread lines, blank or '#' lines among the
+    stacks, an error) goes through the line-by-line reader, which names the offending
+    line."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    first = data.find(b"\n@")
+    maps_at = data.find(b"\n" + _MAPPED_LIBRARIES.encode())
+    samples = _bulk_samples(data, first + 1, maps_at) if 0 <= first < maps_at else None
+    if samples is None:
+        lines = _decode(data).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        numbered: Iterable[tuple[int, str]] = enumerate(lines, 1)
+    else:
+        head = _decode(data[:first]).split("\n")
+        maps_lineno = data.count(b"\n", 0, maps_at) + 2
+        numbered = [*enumerate(head, 1),
+                    *enumerate(_decode(data[maps_at + 1:]).split("\n"), maps_lineno)]
+    return _parse_lines(numbered, name, samples)
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _bulk_samples(data: bytes, start: int,
+                  end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(addresses, offsets, counters) of the sample section data[start:end], parsed in
+    chunks of about 1 MiB (small arrays are reused by the allocator: fresh pages for the
+    whole file would cost more than the parsing); None if it is not written as our
+    sampler writes it."""
+    parts = []
+    while start < end:
+        cut = data.find(b"\n@", start + _CHUNK, end)
+        cut = end if cut < 0 else cut
+        part = _bulk_chunk(data[start:cut].rstrip(b"\n"))
+        if part is None:
+            return None
+        parts.append(part)
+        start = cut + 1
+    addrs, lengths, tables = zip(*parts, strict=True)
+    offsets = np.zeros(sum(map(len, lengths)) + 1, np.int64)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    return np.concatenate(addrs), offsets, np.concatenate(tables)
+
+
+def _bulk_chunk(section: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(addresses, stack lengths, counters) of whole '@ 0x..' lines each followed by one
+    '  t*: ' line, exactly as our sampler writes them; None for anything else."""
+    lines = section.split(b"\n")
+    stacks, counters = lines[0::2], lines[1::2]
+    counter_text = b"\n".join(counters) + b"\n"
+    if len(stacks) != len(counters) or not _CANONICAL_COUNTERS_RE.fullmatch(counter_text):
+        return None
+    if not all(line[:2] == b"@ " for line in stacks):
+        return None
+    found = _same_width_addresses(stacks) or _addresses(stacks)
+    if found is None:
+        return None
+    table = np.fromstring(counter_text.translate(None, b"t*:[]"), np.int64, sep=" ")
+    return *found, table.reshape(-1, 4)
+
+
+def _same_width_addresses(stacks: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(addresses, stack lengths) when every address is written with the same even
+    number of hex digits (addresses of one process usually are): the lines are then a
+    matrix of ' 0x<digits>' cells. None if they are not."""
+    after_first = stacks[0].find(b" ", 2)  # the space after the first address, if any
+    width = (after_first if after_first > 0 else len(stacks[0])) - 1  # of ' 0x<digits>'
+    sizes = np.fromiter(map(len, stacks), np.int64, len(stacks)) - 1  # without the '@'
+    lengths, rest = np.divmod(sizes, max(width, 1))
+    if not 3 < width < 20 or (width - 3) % 2 or rest.any() or not lengths.all():
+        return None
+    cells = b"".join(stacks).translate(None, b"@")
+    if len(cells) != sizes.sum():  # an '@' inside a line
+        return None
+    matrix = np.frombuffer(cells, np.uint8).reshape(-1, width)
+    if (matrix[:, :3] != np.frombuffer(b" 0x", np.uint8)).any():
+        return None
+    try:
+        decoded = np.frombuffer(binascii.unhexlify(matrix[:, 3:].tobytes()), np.uint8)
+    except binascii.Error:
+        return None
+    padded = np.zeros((len(matrix), 8), np.uint8)
+    padded[:, 8 - (width - 3) // 2:] = decoded.reshape(len(matrix), -1)
+    return padded.view(">u8").ravel().astype(np.uint64), lengths
+
+
+def _addresses(stacks: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(addresses, stack lengths) of '@ 0x..' lines; None unless every address is
+    '0x' and 1 to 16 lower-case hex digits, one space apart."""
+    region = b"".join(stacks).replace(b" 0x", b" ")
+    if region.translate(None, _LOWER_HEX + b" @"):
+        return None
+    chars = np.frombuffer(region, np.uint8)
+    delims = np.flatnonzero((chars == ord(" ")) | (chars == ord("@")))
+    widths = np.diff(delims, append=len(chars)) - 1  # characters after each delimiter
+    at = chars[delims] == ord("@")
+    digits = widths[~at]
+    if at.sum() != len(stacks) or widths[at].any() or digits.min() < 1 or digits.max() > 16:
+        return None
+    # Right-align every address in 16 hex digits, then decode them all at once.
+    text = np.full((len(digits), 16), ord("0"), np.uint8)
+    text[_RIGHT_ALIGNED[digits]] = np.frombuffer(region.translate(None, b" @"), np.uint8)
+    addrs = np.frombuffer(binascii.unhexlify(text.tobytes()), ">u8").astype(np.uint64)
+    return addrs, np.diff(np.flatnonzero(at), append=len(delims)) - 1
+
+
+def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
+                 samples: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> HeapProfile:
+    """Read (line number, line) pairs; `samples`, if given, is the already parsed sample
+    section (then absent from the lines)."""
+    lines = list(numbered)
+    if lines and lines[-1][1] == "":
         lines.pop()
     if not lines:
         raise HeapFileError(f"{name}:1: the file is empty, expected a 'heap_v2/<rate>' header")
@@ -83,16 +221,19 @@ def parse_heap(text: str, name: str = "<heap>") -> HeapProfile:
     def fail(lineno: int, what: str) -> HeapFileError:
         return HeapFileError(f"{name}:{lineno}: {what}")
 
-    header = _HEADER_RE.fullmatch(lines[0].strip())
+    header = _HEADER_RE.fullmatch(lines[0][1].strip())
     if header is None:
-        raise fail(1, f"expected a 'heap_v2/<rate>' header, found {_show(lines[0])}")
+        raise fail(1, f"expected a 'heap_v2/<rate>' header, found {_show(lines[0][1])}")
     prof = HeapProfile(path=name, rate=int(header.group(1)))
+    end = lines[-1][0] + 1
 
     counters: list[tuple[int, int, int, int]] = []
     values: dict[str, int] = {}  # hex token -> address; stacks share most of their frames
+    addrs: list[int] = []
+    lengths: list[int] = []
     awaiting = 0  # line number of a stack still waiting for its t* line
     maps_at = 0
-    for lineno, line in enumerate(lines[1:], 2):
+    for i, (lineno, line) in enumerate(lines[1:], 1):
         if awaiting:
             m = _COUNTER_RE.match(line)
             if m is None or m[2] != "*":
@@ -107,15 +248,13 @@ def parse_heap(text: str, name: str = "<heap>") -> HeapProfile:
             if parts[0] != "@" or len(parts) == 1:
                 raise fail(lineno, f"expected '@' followed by hex addresses, found {_show(line)}")
             del parts[0]
-            try:
-                prof.stacks.append(tuple(map(values.__getitem__, parts)))
-            except KeyError:
-                for token in parts:
-                    if token not in values:
-                        if _HEX_RE.fullmatch(token) is None:
-                            raise fail(lineno, f"bad address {_show(token)} in the stack") from None
-                        values[token] = int(token, 16)
-                prof.stacks.append(tuple(map(values.__getitem__, parts)))
+            for token in parts:
+                if token not in values:
+                    if _HEX_RE.fullmatch(token) is None:
+                        raise fail(lineno, f"bad address {_show(token)} in the stack")
+                    values[token] = int(token, 16)
+            addrs.extend(map(values.__getitem__, parts))
+            lengths.append(len(parts))
             awaiting = lineno
         elif line[:1] == "#":
             try:
@@ -123,38 +262,41 @@ def parse_heap(text: str, name: str = "<heap>") -> HeapProfile:
             except ValueError as e:
                 raise fail(lineno, str(e)) from None
         elif line.startswith(_MAPPED_LIBRARIES):
-            maps_at = lineno
+            maps_at = i + 1
             break
         elif line.lstrip()[:1] == "t":
             m = _COUNTER_RE.match(line)
             if m is None:
                 raise fail(lineno, f"garbled counter line {_show(line)}")
-            if prof.stacks and m[2] == "*":
+            if lengths and m[2] == "*":
                 raise fail(lineno, "a second 't*' counter line for one stack")
         elif line.strip():
             raise fail(lineno, f"unexpected line {_show(line)}")
     if awaiting:
-        raise fail(len(lines) + 1, f"expected a counter line after the stack on line {awaiting},"
+        raise fail(end, f"expected a counter line after the stack on line {awaiting},"
                    " the file is truncated")
     if not maps_at:
-        raise fail(len(lines) + 1, f"the file is truncated: no '{_MAPPED_LIBRARIES}' section")
+        raise fail(end, f"the file is truncated: no '{_MAPPED_LIBRARIES}' section")
 
-    for i in range(maps_at, len(lines)):
-        line = lines[i].strip()
+    for lineno, raw in lines[maps_at:]:
+        line = raw.strip()
         if not line or line.startswith("build="):
             continue
         m = _MAPS_RE.fullmatch(line)
         if m is None:
-            raise fail(i + 1, f"expected a /proc/<pid>/maps line, found {_show(line)}")
+            raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
         prof.mappings.append(Mapping(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16),
                                      m[5] or ""))
 
-    table = np.array(counters, dtype=np.int64).reshape(-1, 4)
+    if samples is None:
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        samples = (np.array(addrs, np.uint64), offsets,
+                   np.array(counters, dtype=np.int64).reshape(-1, 4))
+    prof.addrs, prof.offsets, table = samples
     prof.cur_objs, prof.cur_bytes, prof.acc_objs, prof.acc_bytes = (
         np.ascontiguousarray(table[:, k]) for k in range(4))
     return prof
-
-
 def _header_line(prof: HeapProfile, line: str) -> None:
     """Store one `# ...` line in `prof`; ValueError says what is wrong with it."""
     body = line[1:].strip()

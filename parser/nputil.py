@@ -4,8 +4,60 @@ from __future__ import annotations
 
 import numpy as np
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """np.unique by sorting (numpy 2's hash-based unique is ~20x slower on 10^6 int64)."""
-    values = np.sort(values)
+
+def sorted_unique(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """np.unique by sorting (numpy 2's hash-based unique is ~20x slower on 10^6 int64).
+
+    overwrite: sort `values` in place rather than a copy (a large temporary of the caller:
+    every fresh array of 10^7 bytes costs its page faults)."""
+    if overwrite:
+        values.sort()
+    else:
+        values = np.sort(values)
     return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
+def name_ranks(names: list[str]) -> np.ndarray:
+    """Rank of each name in alphabetical order (the last sort key of every report)."""
+    ranks = np.empty(len(names), np.int64)
+    ranks[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    return ranks
+
+
+def index_of(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Position in `keys` (distinct uint64) of each of `values`, all of which are keys.
+
+    An open-addressing hash table probed for all values at once: searchsorted costs a
+    mispredicted branch per level, ~4x slower on 10^6 values among 10^4 keys."""
+    keys = np.asarray(keys, np.uint64)
+    values = np.asarray(values, np.uint64)
+    bits = max(int(8 * len(keys)).bit_length(), 1)
+    mask, shift = (1 << bits) - 1, np.uint64(64 - bits)
+    table = np.full(1 << bits, -1, np.int32 if len(keys) < 2**31 else np.int64)
+    pending, slots = np.arange(len(keys)), _hash(keys, shift)
+    while len(pending):  # insert; of the keys that land on one free slot, one wins it
+        free = table[slots[pending]] < 0
+        table[slots[pending[free]]] = pending[free]
+        pending = pending[table[slots[pending]] != pending]
+        slots[pending] = (slots[pending] + 1) & mask
+    out = table[_hash(values, shift)]  # most values are found at their first probe
+    todo = np.flatnonzero(keys[out] != values)
+    probe = _hash(values[todo], shift)
+    while len(todo):
+        probe = (probe + 1) & mask
+        found = table[probe]
+        if (found < 0).any():  # an empty slot ends a probe sequence
+            raise ValueError("index_of: a value is not among the keys")
+        hit = keys[found] == values[todo]
+        out[todo[hit]] = found[hit]
+        todo, probe = todo[~hit], probe[~hit]
+    return out
+
+
+def _hash(values: np.ndarray, shift: np.uint64) -> np.ndarray:
+    """Fibonacci hashing: the top bits of values * 2^64/phi, as int64 slot numbers."""
+    slots = values * _GOLDEN
+    slots >>= shift
+    return slots.view(np.int64)

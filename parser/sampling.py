@@ -31,12 +31,23 @@ def unsample(objs: np.ndarray, nbytes: np.ndarray, rate: int) -> tuple[np.ndarra
     return np.asarray(objs) * scale, np.asarray(nbytes) * scale
 
 
-def sample_values(prof: HeapProfile, index: str = "inuse_space") -> np.ndarray:
-    """The unsampled value of each stack for one sample index (see SAMPLE_INDEXES)."""
+def index_column(index: str) -> int:
+    """Position of a sample index in SAMPLE_INDEXES; ValueError for an unknown one."""
     if index not in SAMPLE_INDEXES:
         raise ValueError(f"unknown sample index {index!r}, expected one of {SAMPLE_INDEXES}")
+    return SAMPLE_INDEXES.index(index)
+
+
+def sample_values(prof: HeapProfile, index: str = "inuse_space") -> np.ndarray:
+    """The unsampled value of each stack for one sample index (see SAMPLE_INDEXES)."""
+    index_column(index)
     kind, unit = index.split("_")
     objs, nbytes = ((prof.cur_objs, prof.cur_bytes) if kind == "inuse"
                     else (prof.acc_objs, prof.acc_bytes))
     est_objs, est_bytes = unsample(objs, nbytes, prof.rate)
     return est_bytes if unit == "space" else est_objs
+
+
+def stack_values(prof: HeapProfile) -> np.ndarray:
+    """float64 (stacks, len(SAMPLE_INDEXES)): every sample index's value of each stack."""
+    return np.column_stack([sample_values(prof, index) for index in SAMPLE_INDEXES])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,8 +10,9 @@ import numpy as np
 
 from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.errors import BuildIdMismatch, ElfError
-from mem_profiler.parser.heapfile import HeapProfile
-from mem_profiler.parser.nputil import sorted_unique
+from mem_profiler.parser.heapfile import HeapProfile, Mapping
+from mem_profiler.parser.nputil import index_of, sorted_unique
+from mem_profiler.parser.sampling import index_column, stack_values
 
 # Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do).
 ALLOCATOR_RE = re.compile(
@@ -23,8 +23,10 @@ ALLOCATOR_RE = re.compile(
     r"<.*>::allocate(?:\(.*\))?(?: const)?)")
 _ARGS_RE = re.compile(r"\((?!anonymous namespace\))[^()]*\)(\s*const)?")
 _TEMPLATE_RE = re.compile(r"<[^<>]*>")
-# A return type left in front (`void ns::f`, `double* build`), but not in `operator new`.
-_RETURN_TYPE_RE = re.compile(r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)")
+# A return type left in front (`void ns::f`, `double* build`, `std::ostream& std::operator<<`),
+# but not the `new` of `operator new`.
+_RETURN_TYPE_RE = re.compile(r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)"
+                             r"|^.*?[\s*&]+(?=(?:[\w~.$]+::)*operator\b)")
 
 
 @dataclass
@@ -42,6 +44,17 @@ class SymbolizedProfile:
     frames: np.ndarray  # int64 location ids of all stacks, concatenated
     offsets: np.ndarray  # int64, stack i is frames[offsets[i]:offsets[i+1]]
     warnings: list[str] = field(default_factory=list)
+    # float64 (stacks, len(SAMPLE_INDEXES)): the unsampled value of each stack under each
+    # sample index; computed from the profile's counts unless given (a diff gives it).
+    values: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.values is None:
+            self.values = stack_values(self.profile)
+
+    def value(self, index: str) -> np.ndarray:
+        """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
+        return self.values[:, index_column(index)]
 
     def node_names(self, lines: bool = False,
                    full_names: bool = False) -> tuple[list[str], np.ndarray]:
@@ -72,7 +85,24 @@ def short_name(name: str) -> str:
         removed = 1
         while removed:
             name, removed = pattern.subn("", name)
-    return _RETURN_TYPE_RE.sub("", name)
+    return _RETURN_TYPE_RE.sub("", name).strip()
+
+
+def code_mappings(profile: HeapProfile) -> list[Mapping]:
+    """The executable mappings backed by a file, sorted by address. (Anonymous executable
+    memory, JIT code, has no file: its frames stay addresses.)"""
+    return sorted((m for m in profile.mappings if m.executable and m.path),
+                  key=lambda m: m.start)
+
+
+def mapping_index(maps: list[Mapping], addrs: np.ndarray) -> np.ndarray:
+    """Index into `maps` (sorted by start) of the mapping holding each address, else -1."""
+    starts = np.array([m.start for m in maps], np.uint64)
+    ends = np.array([m.end for m in maps], np.uint64)
+    which = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
+    inside = which >= 0
+    inside[inside] = addrs[inside] < ends[which[inside]]
+    return np.where(inside, which, -1)
 
 
 def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bool = False,
@@ -88,16 +118,13 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
     exe_paths = _exe_paths(profile, exe.basename)
     _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
-    lengths = np.fromiter((len(s) for s in profile.stacks), np.int64, len(profile.stacks))
-    offsets = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    addrs = np.fromiter(itertools.chain.from_iterable(profile.stacks), np.uint64, int(offsets[-1]))
+    offsets = profile.offsets
+    lengths = np.diff(offsets)
     # Every frame but the leaf is a return address: step back into the call instruction.
-    caller = np.ones(len(addrs), bool)
-    caller[offsets[:-1][lengths > 0]] = False
-    addrs -= caller.astype(np.uint64)
+    addrs = profile.addrs - np.uint64(1)
+    addrs[offsets[:-1][lengths > 0]] += np.uint64(1)
     uniq = sorted_unique(addrs)
-    frames = np.searchsorted(uniq, addrs)
+    frames = index_of(addrs, uniq)
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
     func_of, where = resolver.resolve(uniq)
@@ -155,20 +182,15 @@ class _Resolver:
         """Function id and (file, line) or None for each of the sorted unique addrs."""
         func_of = np.full(len(addrs), -1, np.int64)
         locs: list[tuple[str, int] | None] = [None] * len(addrs)
-        # Anonymous executable memory (JIT code) has no file: its frames stay addresses.
-        maps = sorted((m for m in self.profile.mappings if m.executable and m.path),
-                      key=lambda m: m.start)
-        starts = np.array([m.start for m in maps], np.uint64)
-        ends = np.array([m.end for m in maps], np.uint64)
+        maps = code_mappings(self.profile)
         # addr - start + offset, computed as addr + (offset - start) modulo 2**64
         bases = np.array([(m.offset - m.start) % 2**64 for m in maps], np.uint64)
         paths = sorted({m.path for m in maps})
         path_ids = {path: i for i, path in enumerate(paths)}
         path_of_map = np.array([path_ids[m.path] for m in maps], np.int64)
 
-        which = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
+        which = mapping_index(maps, addrs)
         inside = which >= 0
-        inside[inside] = addrs[inside] < ends[which[inside]]
         path_of = np.full(len(addrs), -1, np.int64)
         path_of[inside] = path_of_map[which[inside]]
         file_offsets = addrs + bases[np.maximum(which, 0)] if len(maps) else addrs

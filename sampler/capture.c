@@ -282,6 +282,7 @@ static void on_fork_child(void)
         memprof_control_after_fork();
     atomic_store(&memprof_dropped_samples, 0);
     memprof_failures_after_fork();
+    memprof_live_bytes_reset();
     memprof_log_after_fork();
     memprof_thread.tid = 0;
     window_start_ns = memprof_now_ns();

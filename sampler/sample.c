@@ -159,10 +159,15 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
     return found;
 }
 
+/* A failed realloc leaves its old block live: put back what taking it undid. */
 void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size)
 {
-    if (memprof_live_insert((uintptr_t)ptr, stack, size) && memprof_cfg.track_live)
+    if (!memprof_live_insert((uintptr_t)ptr, stack, size))
+        return;
+    if (memprof_cfg.track_live)
         memprof_live_bytes_add(HEAP_HOST, size);
+    if (memprof_log_active())
+        memprof_log_event(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr);
 }
 
 void memprof_free_slow(void *ptr)

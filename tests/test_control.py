@@ -143,7 +143,8 @@ def test_target_killed_during_the_window(server, tmp_path):
     controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "30",
                                    "-o", str(tmp_path / "gone_")], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
+             what="the window to open")
     server.stop()
     out, err = controller.communicate(timeout=10)
     assert controller.returncode == 1
@@ -156,7 +157,9 @@ def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path)
     controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "60",
                                    "-o", str(tmp_path / "int_")], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
+             what="the window to open")
+    time.sleep(0.5)
     started = time.monotonic()
     controller.send_signal(signal.SIGINT)
     out, err = controller.communicate(timeout=10)

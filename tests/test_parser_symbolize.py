@@ -385,7 +385,6 @@ def test_bad_binaries_are_user_errors(tmp_path):
     ("-p {prog} -f {dir} -t", None, "{dir} is a directory"),
     ("-p {dir} -f {heap} -t", None, "{dir} is a directory"),
     ("-p {heap} -f {heap} -t", None, "{heap} is not an ELF binary"),
-    ("-p {prog} -f {heap} -s", None, "later release; use -t"),
     ("-p {prog} -f {heap}", None, "exactly one output"),
     ("-p {prog} -f {heap} -t -s", None, "exactly one output"),
     ("-p {prog} -f {heap} -t --alloc_space --inuse_objects", None, "one sample index"),

@@ -8,7 +8,16 @@ import signal
 import subprocess
 
 import pytest
-from conftest import LIBMEMPROF, assert_estimate, profile_run, relative_sd, report, total
+from conftest import (
+    LIBMEMPROF,
+    ROOT,
+    VENV_BIN,
+    assert_estimate,
+    profile_run,
+    relative_sd,
+    report,
+    total,
+)
 
 from mem_profiler.parser.heapfile import read_heap
 
@@ -253,3 +262,15 @@ def test_unwritable_output_costs_the_program_nothing(build_fixture, tmp_path, cl
     assert proc.stderr.startswith("mem_profiler: could not write ")
     assert len(proc.stderr.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_leak_check_judges_what_is_live_at_exit(tmp_path):
+    exe = ROOT / "build" / "examples" / "leaky"
+    live = 20 * 64 * 1024 + 20 * 16 * 1024 + 4096      # load_config + cache_insert + stdout
+    for threshold, status in ((live, 0), (live - 1, 1)):
+        proc = subprocess.run([str(VENV_BIN / "mem_profiler"), "run", "-c", "1", "--leak-check",
+                               "--leak-threshold", str(threshold), "-o", str(tmp_path / "l_"),
+                               "--", str(exe), "20"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == status, proc.stderr
+    assert "load_config" in proc.stderr.split("stacks holding the most at exit:")[1]
+    assert (tmp_path / "l_leak-check.heap").is_file()

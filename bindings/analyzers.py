@@ -1,0 +1,135 @@
+"""Offline analyses of a capture made with --mode log, with the API msMemScope's users know:
+
+    from mem_profiler import analyzers
+    analyzers.list_analyzers()                # ['leaks', 'window_leaks', 'peak', 'timeline']
+    analyzers.get_analyzer_config("leaks")    # its parameters
+    analyzers.check_leaks("/tmp/x_4242.0001.heap", mstx_info="step start", start_index=0)
+    analyzers.analyze("leaks", input_path=..., mstx_info="step start", start_index=0)
+
+`input_path` is the capture's .heap file (or one of its .memlog files). As in msMemScope,
+the leak checks print their report; they also return it (a list of Leak, largest first)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mem_profiler.parser import log_analysis
+from mem_profiler.parser.atomic import atomic_open
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.log_analysis import Capture, Leak, LeakSet, Peak
+from mem_profiler.parser.report_leaks import format_leaks
+from mem_profiler.parser.timeline import format_timeline
+
+PathLike = str | os.PathLike[str]
+_INPUT = "the capture's .heap file (or one of its .memlog files)"
+_BINARY = "the program that ran, to name frames [default: the .heap's exe]"
+_HEAP = "host, cuda, cuda_host, acl, acl_host or hal [default: the .heap's heap]"
+
+
+def check_leaks(input_path: PathLike, mstx_info: str, start_index: int, *,
+                binary: PathLike | None = None, heap: str | None = None) -> list[Leak]:
+    """msMemScope's leak check: allocations made between occurrence `start_index` and the
+    next occurrence of the mark `mstx_info` (from 0) and not freed by it. Prints the report
+    and returns its rows."""
+    cap = _open(input_path, heap)
+    return _report(cap, log_analysis.mark_range_leaks(cap, mstx_info, start_index), binary)
+
+
+def window_leaks(input_path: PathLike, *, binary: PathLike | None = None,
+                 heap: str | None = None) -> list[Leak]:
+    """Sampled allocations still live at the end of the window, by stack. Prints the report
+    and returns its rows."""
+    cap = _open(input_path, heap)
+    return _report(cap, log_analysis.window_leaks(cap), binary)
+
+
+def peak(input_path: PathLike, *, heap: str | None = None) -> Peak:
+    """When the heap's estimated live bytes peaked, and how high."""
+    return log_analysis.peak(_open(input_path, heap))
+
+
+def timeline(input_path: PathLike, output: PathLike, *, program: str | None = None) -> str:
+    """Write the capture's memory over time as SVG to `output`; returns its path."""
+    with atomic_open(output) as f:
+        f.write(format_timeline(_open(input_path, None), program))
+    return os.fspath(output)
+
+
+@dataclass(frozen=True)
+class _Param:
+    required: bool
+    description: str
+
+
+_ANALYZERS: dict[str, tuple[Callable[..., Any], dict[str, _Param]]] = {
+    "leaks": (check_leaks, {
+        "input_path": _Param(True, _INPUT),
+        "mstx_info": _Param(True, "the text of the mark that delimits the ranges"),
+        "start_index": _Param(True, "the occurrence of the mark the range starts at, from 0"),
+        "binary": _Param(False, _BINARY), "heap": _Param(False, _HEAP)}),
+    "window_leaks": (window_leaks, {
+        "input_path": _Param(True, _INPUT), "binary": _Param(False, _BINARY),
+        "heap": _Param(False, _HEAP)}),
+    "peak": (peak, {"input_path": _Param(True, _INPUT), "heap": _Param(False, _HEAP)}),
+    "timeline": (timeline, {
+        "input_path": _Param(True, _INPUT), "output": _Param(True, "the SVG file to write"),
+        "program": _Param(False, "the program's name in the title [default: the .heap's"
+                          " exe]")}),
+}
+
+
+def list_analyzers() -> list[str]:
+    """The analyses analyze() runs."""
+    return list(_ANALYZERS)
+
+
+def get_analyzer_config(analyzer_type: str) -> dict[str, Any]:
+    """The parameters of an analysis: {name: {"required": bool, "description": str}}."""
+    return {name: {"required": p.required, "description": p.description}
+            for name, p in _parameters(analyzer_type).items()}
+
+
+def analyze(analyzer_type: str, **kwargs: Any) -> Any:
+    """Run an analysis with its parameters (see get_analyzer_config) and return its result."""
+    params = _parameters(analyzer_type)
+    unknown = sorted(set(kwargs) - set(params))
+    missing = [name for name, p in params.items() if p.required and name not in kwargs]
+    if unknown or missing:
+        what = "; ".join(part for part in (
+            f"unknown {', '.join(unknown)}" if unknown else "",
+            f"missing {', '.join(missing)}" if missing else "") if part)
+        raise UserError(f"analyzer {analyzer_type!r}: {what} (its parameters:"
+                        f" {', '.join(params)}).")
+    run = _ANALYZERS[analyzer_type][0]
+    return run(**kwargs)
+
+
+def _parameters(analyzer_type: str) -> dict[str, _Param]:
+    if analyzer_type not in _ANALYZERS:
+        raise UserError(f"no analyzer {analyzer_type!r}: one of {', '.join(_ANALYZERS)}.")
+    return _ANALYZERS[analyzer_type][1]
+
+
+def _open(input_path: PathLike, heap: str | None) -> Capture:
+    """The capture, its reader's warnings (rotation, a cut file) issued as warnings."""
+    cap = log_analysis.open_capture(input_path, heap)
+    for message in cap.warnings:
+        warnings.warn(message, stacklevel=3)
+    return cap
+
+
+def _report(cap: Capture, leaks: LeakSet, binary: PathLike | None) -> list[Leak]:
+    if binary is None:
+        if cap.profile is None or not cap.profile.exe:
+            raise UserError(f"no .heap file says which program wrote {cap.log.base}: pass"
+                            " binary=<the program that ran>.")
+        binary = cap.profile.exe
+    rows, symbolizer_warnings = log_analysis.rank_leaks(leaks, binary)
+    for message in symbolizer_warnings:
+        warnings.warn(message, stacklevel=3)
+    print(format_leaks(rows, leaks.scope, leaks.profile.heap), end="")
+    return rows

@@ -1,0 +1,120 @@
+"""The gate's verdicts for people (text) and CI systems (JSON, JUnit XML).
+
+JUnit follows the common schema (Ant's, as windyroad/JUnit-Schema writes it down):
+<testsuites> holds one <testsuite> per command, with one <testcase> per budget; a
+budget exceeded is a <failure>, one that could not be judged an <error>.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import xml.etree.ElementTree as ET
+
+from mem_profiler import __version__
+from mem_profiler.gate import CommandVerdict, gate_status
+from mem_profiler.parser.atomic import write_file
+from mem_profiler.parser.budget_check import format_result
+
+JSON_FORMAT = 1
+_VERDICTS = {0: "hold", 1: "exceeded", 2: "error"}
+
+
+def format_verdicts(verdicts: list[CommandVerdict]) -> str:
+    """The report on stderr: per command its results, stacks of those exceeded, notes."""
+    out = []
+    for v in verdicts:
+        out.append(f"mem_profiler gate: {v.name}: {' '.join(v.argv)}"
+                   + (f" (pid {v.pid})" if v.pid else "")
+                   + (", every allocation recorded" if v.rate <= 1
+                      else f", sampled at -c {v.rate}: values are estimates"))
+        out += [format_result(r) for r in v.results]
+        if v.other_processes:
+            out.append(f"     {_other_processes(v.other_processes)}")
+        if v.problem:
+            out.append(f"ERROR {v.problem}")
+    budgets = sum(len(v.results) for v in verdicts)
+    exceeded = sum(len(v.exceeded) for v in verdicts)
+    problems = sum(1 for v in verdicts if v.problem)
+    if exceeded:
+        summary = f"{exceeded} of {budgets} budgets exceeded"
+    elif problems:
+        summary = f"{budgets} budgets checked"
+    else:
+        summary = f"every budget holds ({budgets} checked)"
+    if problems:
+        summary += f"; {problems} of {len(verdicts)} commands could not be judged fully"
+    out.append(f"mem_profiler gate: {summary}")
+    return "\n".join(out) + "\n"
+
+
+def _other_processes(n: int) -> str:
+    return (f"{n} other process{'es' if n > 1 else ''} (forks of the command) "
+            f"wrote profiles; only the command's own process is judged")
+
+
+def verdicts_to_json(verdicts: list[CommandVerdict]) -> dict:
+    status = gate_status(verdicts)
+    return {"format": JSON_FORMAT, "mem_profiler": __version__, "exit_status": status,
+            "verdict": _VERDICTS[status], "commands": [v.to_dict() for v in verdicts]}
+
+
+def verdicts_from_json(doc: dict) -> list[CommandVerdict]:
+    """The verdicts of a document written by write_json."""
+    return [CommandVerdict.from_dict(c) for c in doc["commands"]]
+
+
+def write_json(path: str | os.PathLike[str], verdicts: list[CommandVerdict]) -> None:
+    write_file(path, (json.dumps(verdicts_to_json(verdicts), indent=2) + "\n").encode())
+
+
+def junit_tree(verdicts: list[CommandVerdict]) -> ET.ElementTree:
+    """<testsuites>, a <testsuite> per command, a <testcase> per budget (and one for the
+    command's exit status when it failed)."""
+    root = ET.Element("testsuites")
+    host = socket.gethostname() or "localhost"
+    for index, v in enumerate(verdicts):
+        suite = ET.SubElement(root, "testsuite", name=f"memory budgets: {v.name}",
+                              package="mem_profiler.gate", id=str(index), timestamp=v.started,
+                              hostname=host, time=f"{v.seconds:.3f}")
+        props = ET.SubElement(suite, "properties")
+        for key, value in (("command", " ".join(v.argv)), ("pid", v.pid),
+                           ("exit_code", v.exit_code), ("rate", v.rate),
+                           ("other_processes", v.other_processes)):
+            ET.SubElement(props, "property", name=key, value="" if value is None else str(value))
+        results = {r.budget.key: r for r in v.results}
+        cases = []
+        for budget in v.budgets:
+            case = ET.SubElement(suite, "testcase", classname=f"memory_budget.{v.name}",
+                                 name=budget.describe(), time="0")
+            result = results.get(budget.key)
+            if result is None:
+                _child(case, "error", "GateError", v.problem or "not judged", v.problem or "")
+            elif result.exceeded:
+                text = format_result(result)
+                _child(case, "failure", "MemoryBudgetExceeded", text.split("\n", 1)[0], text)
+            cases.append(case)
+        if v.problem and v.results:
+            case = ET.SubElement(suite, "testcase", classname=f"memory_budget.{v.name}",
+                                 name="exit status", time="0")
+            _child(case, "error", "CommandFailed", v.problem, v.problem)
+            cases.append(case)
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(c.find("failure") is not None for c in cases)))
+        suite.set("errors", str(sum(c.find("error") is not None for c in cases)))
+        suite.set("skipped", "0")
+        ET.SubElement(suite, "system-out").text = ""
+        ET.SubElement(suite, "system-err").text = format_verdicts([v])
+    return ET.ElementTree(root)
+
+
+def _child(case: ET.Element, tag: str, kind: str, message: str, text: str) -> None:
+    ET.SubElement(case, tag, type=kind, message=message).text = text
+
+
+def write_junit(path: str | os.PathLike[str], verdicts: list[CommandVerdict]) -> None:
+    tree = junit_tree(verdicts)
+    ET.indent(tree)
+    write_file(path, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n")
+

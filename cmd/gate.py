@@ -1,0 +1,91 @@
+"""`mem_profiler gate`: run a command under the sampler and fail when a memory budget is
+exceeded (exit 1), for CI; 2 when the command could not be run or judged."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mem_profiler import SamplerNotBuilt
+from mem_profiler.launch import LaunchError
+from mem_profiler.parser.budgets import SIZE_KINDS, load_budget_file, option_budgets
+from mem_profiler.parser.errors import UserError
+
+SIZE_HELP = {
+    "max-peak": "Most bytes live at once.",
+    "max-live-at-exit": "Bytes still allocated when the command exits.",
+    "max-leak-per-stack": "Bytes still allocated at exit from any one call stack.",
+    "max-total-alloc": "All bytes allocated, freed or not.",
+}
+
+
+def size_options(command):
+    for kind in reversed(SIZE_KINDS):
+        command = click.option(f"--{kind}", kind.replace("-", "_"), multiple=True,
+                               metavar="[HEAP:]SIZE", help=SIZE_HELP[kind])(command)
+    return command
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@size_options
+@click.option("--max-growth-vs", "baselines", multiple=True, metavar="BASELINE.heap",
+              help="A profile saved with --save-profiles: fail if the peak of its heap grew "
+              "by more than --tolerance.")
+@click.option("--tolerance", default="5%", show_default=True, metavar="PERCENT",
+              help="Growth allowed against a --max-growth-vs baseline, in percent.")
+@click.option("--budget", "budget_path", metavar="FILE.toml",
+              help="Budgets per heap and per named command (see README).")
+@click.option("--name", metavar="NAME", help="Run only [commands.NAME] of the budget file "
+              "(with a command after --: judge it by NAME's budgets).")
+@click.option("-c", "--rate", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Mean bytes between samples; 1 records every allocation (exact), more "
+              "gives estimates with their expected error.")
+@click.option("--device-rate", default=1, show_default=True, type=click.IntRange(min=1),
+              help="The same for the device and HAL heaps.")
+@click.option("-d", "--depth", default=64, show_default=True, type=click.IntRange(1, 128),
+              help="Frames kept per stack.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Stacks shown per exceeded budget.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
+@click.option("--junit", "junit_path", metavar="FILE", help="Write the results as JUnit XML.")
+@click.option("--save-profiles", metavar="DIR",
+              help="Keep each command's profiles as DIR/NAME.heap (and DIR/NAME.HEAP.heap).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
+         budget_path: str | None, name: str | None, rate: int, device_rate: int, depth: int,
+         top: int, json_path: str | None, junit_path: str | None, save_profiles: str | None,
+         **sizes: tuple[str, ...]) -> None:
+    """Run COMMAND under the sampler; exit 0 when every memory budget holds, 1 when one is
+    exceeded (the report on stderr names it and the stacks responsible), 2 when the
+    command cannot be run or judged.
+
+    A budget is [HEAP:]SIZE (repeatable): HEAP is host (the default), cuda, cuda_host, acl,
+    acl_host or hal; SIZE is bytes, or with a unit: KiB, MiB, GiB (binary), KB, MB, GB
+    (decimal). Exceeded means strictly greater.
+
+    \b
+    mem_profiler gate --max-peak 256MiB --max-leak-per-stack 1MiB -- ./unit_tests
+    mem_profiler gate --max-peak cuda:2GiB --max-growth-vs base/train.heap -- ./train
+    mem_profiler gate --budget budget.toml --junit memory.xml
+    """
+    # Imported here: they bring numpy and the symbolizer, which the other mem_profiler
+    # commands (a capture that must attach quickly) do not need.
+    from mem_profiler.gate import GateSettings, gate_status, plan_jobs, run_gate
+    from mem_profiler.gate_report import format_verdicts, write_json, write_junit
+
+    try:
+        by_kind = {kind: sizes[kind.replace("-", "_")] for kind in SIZE_KINDS}
+        budget_file = load_budget_file(budget_path) if budget_path else None
+        jobs = plan_jobs(list(command), budget_file, name,
+                         option_budgets(by_kind, baselines, tolerance))
+        verdicts = run_gate(jobs, GateSettings(rate, device_rate, depth, top, save_profiles))
+        click.echo(format_verdicts(verdicts), err=True, nl=False)
+        if json_path:
+            write_json(json_path, verdicts)
+        if junit_path:
+            write_junit(junit_path, verdicts)
+    except (UserError, LaunchError, SamplerNotBuilt) as err:
+        click.echo(f"mem_profiler gate: {err}", err=True)
+        sys.exit(2)
+    sys.exit(gate_status(verdicts))

@@ -1,0 +1,309 @@
+"""Budgets judged on .heap profiles: the measured value, its expected sampling error,
+and for an exceeded budget the stacks responsible, symbolized.
+
+Measures (per heap):
+  max-peak            the most bytes live at once in the window (`# peak_live_bytes`)
+  max-live-at-exit    bytes still live when the file was written
+  max-leak-per-stack  the most bytes still live from any one stack
+  max-total-alloc     every byte allocated in the window, freed or not
+  max-growth-vs       the peak, against the baseline file's peak plus the tolerance
+At rate 1 every allocation is recorded and the values are exact; at rate N they are
+unsampled estimates whose standard deviation is given (README "Sampling").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from mem_profiler.parser.budgets import (
+    GROWTH,
+    LEAK_PER_STACK,
+    LIVE_AT_EXIT,
+    PEAK,
+    TOTAL_ALLOC,
+    Budget,
+    BudgetError,
+    format_percent,
+    format_size,
+    is_exceeded,
+)
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.heapfile import HeapProfile, read_heap
+from mem_profiler.parser.sampling import scale_factors
+from mem_profiler.parser.symbolize import SymbolizedProfile, short_name, symbolize
+
+SHOWN_FRAMES = 6
+_ENTRY_FRAMES = {"_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
+                 "clone", "clone3"}
+_TITLES = {
+    PEAK: "stacks that allocated most (which of them were live at the peak is not recorded)",
+    LIVE_AT_EXIT: "stacks holding the most at exit",
+    LEAK_PER_STACK: "stacks holding the most at exit",
+    TOTAL_ALLOC: "stacks that allocated most",
+    GROWTH: "stacks whose allocations grew most against the baseline",
+}
+
+
+@dataclass
+class StackLine:
+    """One stack of a report: its bytes (for growth: now minus baseline), frames leaf
+    first, and for growth the bytes it had in the baseline."""
+
+    bytes: float
+    frames: list[str]
+    baseline_bytes: float | None = None
+
+
+@dataclass
+class BudgetResult:
+    budget: Budget
+    measured: float
+    limit: float
+    exceeded: bool
+    rate: int                           # the profile's sampling rate; 1 is exact
+    sd: float = 0.0                     # one standard deviation of `measured`
+    baseline_peak: float | None = None  # max-growth-vs
+    stacks: list[StackLine] = field(default_factory=list)  # only when exceeded
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return self.rate <= 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> BudgetResult:
+        fields = dict(data)
+        budget = Budget(**fields.pop("budget"))
+        stacks = [StackLine(**s) for s in fields.pop("stacks")]
+        return cls(budget=budget, stacks=stacks, **fields)
+
+
+def check_budgets(budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile],
+                  top: int = 5) -> list[BudgetResult]:
+    """Judge each budget on the profile of its heap (a heap without a profile was not
+    used: every measure is 0); for those exceeded, name the `top` stacks responsible."""
+    views: dict[str, _Stacks] = {}
+
+    def view(heap: str) -> _Stacks:
+        if heap not in views:
+            views[heap] = _Stacks(profiles[heap], [profiles[heap].exe])
+        return views[heap]
+
+    results = []
+    for budget in budgets:
+        profile = profiles.get(budget.heap)
+        result = _measure(budget, profile, view)
+        if profile is None:
+            result.notes.append(f"the {budget.heap} heap was not used")
+        else:
+            if profile.dropped_samples:
+                result.notes.append(f"{profile.dropped_samples:,} samples were dropped (the "
+                                    "sampler's tables were full): the measured value is too low")
+            if result.exceeded:
+                result.notes += view(budget.heap).notes
+                result.stacks = _responsible(budget, view(budget.heap), top, result.notes)
+        results.append(result)
+    return results
+
+
+def _measure(budget: Budget, profile: HeapProfile | None,
+             view: Callable[[str], _Stacks]) -> BudgetResult:
+    limit, baseline = float(budget.limit), None
+    if budget.kind == GROWTH:
+        baseline = _peak(read_heap(budget.baseline))[0]
+        limit = baseline * (1 + budget.tolerance)
+    if profile is None:
+        return BudgetResult(budget, 0.0, limit, is_exceeded(0.0, limit), 1, 0.0, baseline)
+    if budget.kind in (PEAK, GROWTH):
+        value, sd = _peak(profile)
+    elif budget.kind == LEAK_PER_STACK:
+        est, var = view(budget.heap).grouped(live=True)
+        worst = int(np.argmax(est)) if len(est) else None
+        value, sd = (0.0, 0.0) if worst is None else (float(est[worst]),
+                                                      math.sqrt(float(var[worst])))
+    else:
+        est, est_sd = stack_estimates(profile, live=budget.kind == LIVE_AT_EXIT)
+        value, sd = float(est.sum()), math.sqrt(float(np.square(est_sd).sum()))
+    return BudgetResult(budget, value, limit, is_exceeded(value, limit), profile.rate, sd,
+                        baseline)
+
+
+def _peak(profile: HeapProfile) -> tuple[float, float]:
+    """The peak of live bytes and its standard deviation. At rate R an estimate of B bytes
+    in blocks of s has variance sum s^2 (1-p)/p <= R B (s (1-p)/p <= R): the bound is
+    given, as which blocks were live at the peak is not known."""
+    text = profile.meta.get("peak_live_bytes")
+    if text is None or not text.isdigit():
+        raise BudgetError(f"{profile.path} records no peak (it was not made with live "
+                          "tracking): run the program with MEMPROF_TRACK_LIVE=1 or "
+                          "`mem_profiler gate`")
+    peak = float(text)
+    return peak, math.sqrt(peak * profile.rate) if profile.rate > 1 else 0.0
+
+
+def stack_estimates(profile: HeapProfile, live: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per stack, the unsampled bytes (live at the end, or allocated) and their standard
+    deviation: k samples of a stack whose blocks are sampled with probability p estimate
+    k/p blocks with relative sd sqrt((1-p)/k)."""
+    objs, nbytes = ((profile.cur_objs, profile.cur_bytes) if live
+                    else (profile.acc_objs, profile.acc_bytes))
+    scale = scale_factors(objs, nbytes, profile.rate)
+    est = nbytes * scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.sqrt(np.clip(1 - 1 / scale, 0, None) / objs)
+    return est, np.where(objs > 0, est * rel, 0.0)
+
+
+class _Stacks:
+    """A profile's stacks as a user sees them: symbolized (against the first of
+    `binaries` that is the build that ran, else as addresses, with a note) and grouped by
+    their functions, so that call sites of one line (an unrolled loop) or of one function
+    are one stack. Line numbers are read (DWARF, slow for a large library) only for the
+    stacks a report shows."""
+
+    def __init__(self, profile: HeapProfile, binaries: list[str | None]) -> None:
+        self.profile = profile
+        self.notes: list[str] = []
+        self.binary, self.sym = _symbolized(profile, binaries, self.notes)
+        names = _frame_names(self.sym, profile)
+        keys: dict[tuple[str, ...], int] = {}
+        self.group = np.array([keys.setdefault(tuple(names(i)), len(keys))
+                               for i in range(len(profile.cur_objs))], np.int64)
+        self.frames = [list(k) for k in keys]
+
+    def grouped(self, live: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes of each stack of self.frames (live at the end, or allocated) and their
+        variance."""
+        est, sd = stack_estimates(self.profile, live)
+        count = len(self.frames)
+        return np.bincount(self.group, est, count), np.bincount(self.group, np.square(sd), count)
+
+    def shown(self, groups: list[int], live: bool) -> list[list[str]]:
+        """Frames of these stacks with file:line, from each one's largest call site."""
+        est = stack_estimates(self.profile, live)[0]
+        first = [int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])])
+                 for g in groups]
+        sym = self.sym
+        if self.binary:
+            with contextlib.suppress(UserError):   # unreadable DWARF: no line numbers
+                sym = symbolize(self.profile, self.binary, lines=True)
+        names = _frame_names(sym, self.profile)
+        return [names(i) for i in first]
+
+
+def _responsible(budget: Budget, stacks: _Stacks, top: int,
+                 notes: list[str]) -> list[StackLine]:
+    if budget.kind == GROWTH:
+        base = read_heap(budget.baseline)
+        base_stacks = _Stacks(base, [base.exe, stacks.profile.exe])
+        notes += base_stacks.notes
+        if stacks.sym is not None and base_stacks.sym is not None:
+            return _grown(stacks, base_stacks, top)
+        notes.append("the stacks cannot be compared with the baseline's; "
+                     "the stacks that allocated most are shown")
+    live = budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK)
+    est = stacks.grouped(live)[0]
+    order = [g for g in np.argsort(-est, kind="stable")[:top].tolist() if est[g] > 0]
+    return [StackLine(float(est[g]), frames)
+            for g, frames in zip(order, stacks.shown(order, live), strict=True)]
+
+
+def _symbolized(profile: HeapProfile, binaries: list[str | None],
+                notes: list[str]) -> tuple[str | None, SymbolizedProfile | None]:
+    """(binary, symbolized profile) for the first of `binaries` that is the build that
+    ran; (None, None) and a note when none is."""
+    problem = f"{profile.path} names no executable"
+    for binary in dict.fromkeys(b for b in binaries if b):
+        try:
+            return binary, symbolize(profile, binary)
+        except UserError as e:
+            problem = str(e).rstrip(".")
+    notes.append(f"stacks are shown as addresses: {problem}")
+    return None, None
+
+
+def _frame_names(sym: SymbolizedProfile | None,
+                 profile: HeapProfile) -> Callable[[int], list[str]]:
+    """A function giving stack i's frame names, leaf first, without the C runtime's entry
+    frames: `grow_site (sites.c:31)` where lines were read, else `grow_site`."""
+    if sym is None:
+        addrs = profile.addrs.tolist()
+        bounds = profile.offsets.tolist()
+        return lambda i: [f"{a:#x}" for a in addrs[bounds[i]:bounds[i + 1]]]
+    display = [short_name(f) for f in sym.functions]
+    labels = []
+    for func, where in zip(sym.func_of.tolist(), sym.where, strict=True):
+        labels.append(display[func] + (f" ({os.path.basename(where[0])}:{where[1]})"
+                                       if where else ""))
+    entry = [display[f] in _ENTRY_FRAMES for f in sym.func_of.tolist()]
+    frames, offsets = sym.frames.tolist(), sym.offsets.tolist()
+
+    def names(i: int) -> list[str]:
+        stack = frames[offsets[i]:offsets[i + 1]]
+        while stack and entry[stack[-1]]:
+            stack.pop()
+        return [labels[f] for f in stack]
+    return names
+
+
+def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:
+    """Stacks matched by their function names (addresses and lines differ between runs
+    and builds), by growth of the bytes they allocated."""
+    def totals(s: _Stacks) -> dict[tuple[str, ...], float]:
+        return {tuple(f): v for f, v in zip(s.frames, s.grouped(live=False)[0].tolist(),
+                                            strict=True)}
+
+    now, before = totals(stacks), totals(base)
+    growth = sorted(((v - before.get(k, 0.0), k) for k, v in now.items()), reverse=True)
+    return [StackLine(d, list(k), before.get(k, 0.0)) for d, k in growth[:top] if d > 0]
+
+
+def format_result(result: BudgetResult) -> str:
+    """The result as report lines: verdict, measure, limit, exactness; for an exceeded
+    budget, the stacks responsible and any notes."""
+    budget = result.budget
+    what = budget.kind
+    if budget.kind == GROWTH:
+        what += f" {os.path.basename(budget.baseline or '')}: peak"
+    op = ">" if result.exceeded else "<="
+    line = (f"{'FAIL' if result.exceeded else 'ok  '} {budget.heap} {what} "
+            f"{_value(result.measured, result.exact)} {op} limit "
+            f"{format_size(result.limit, exact=result.exact)}")
+    if result.baseline_peak is not None:
+        line += (f" (baseline {format_size(result.baseline_peak, exact=result.exact)}"
+                 f" + {format_percent(budget.tolerance)})")
+    if result.exact:
+        line += ", exact"
+    else:
+        bound = ", an upper bound" if budget.kind in (PEAK, GROWTH) else ""
+        line += (f", estimated at -c {result.rate}: ±{format_size(result.sd, exact=False)}"
+                 f" (1 sd{bound})")
+    out = [line]
+    if result.stacks:
+        out.append(f"     {_TITLES[budget.kind]}:")
+        out += [f"     {_stack_line(s)}" for s in result.stacks]
+    out += [f"     note: {n}" for n in result.notes]
+    return "\n".join(out)
+
+
+def _value(value: float, exact: bool) -> str:
+    return format_size(value) if exact else f"~{format_size(value, exact=False)}"
+
+
+def _stack_line(stack: StackLine) -> str:
+    frames = stack.frames[:SHOWN_FRAMES] + (["..."] if len(stack.frames) > SHOWN_FRAMES else [])
+    text = f"{'+' if stack.baseline_bytes is not None else ''}{round(stack.bytes):,} B"
+    text = f"{text:>16}  {' < '.join(frames) or '(no frames)'}"
+    if stack.baseline_bytes is not None:
+        text += (f"  ({round(stack.baseline_bytes):,} B -> "
+                 f"{round(stack.baseline_bytes + stack.bytes):,} B)")
+    return text

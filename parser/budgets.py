@@ -1,0 +1,268 @@
+"""Memory budgets: sizes with explicit units, budgets per heap, and budget files (TOML).
+
+A budget is a limit on one measure of one heap's profile (see budget_check for how each
+is measured). Sizes: bare numbers are bytes; KiB/MiB/GiB/TiB are binary (2^10...),
+KB/MB/GB/TB decimal (10^3...); a limit is exceeded when the measured value is strictly
+greater.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.heapfile import HEAPS
+
+PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH = (
+    "max-peak", "max-live-at-exit", "max-leak-per-stack", "max-total-alloc", "max-growth-vs")
+SIZE_KINDS = (PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC)
+KINDS = (*SIZE_KINDS, GROWTH)
+TOLERANCE = "tolerance"
+DEFAULT_TOLERANCE = 0.05
+
+_UNITS = {"": 1, "b": 1,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
+_PERCENT_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%?\s*")
+_SIZE_HELP = "a number of bytes with an optional unit (KiB, MiB, GiB binary; KB, MB, GB decimal)"
+
+
+class BudgetError(UserError):
+    """A budget that cannot be understood: a bad size, heap, key or budget file."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A limit on one measure of one heap.
+
+    For max-growth-vs, `baseline` is a .heap file and the limit is its peak plus
+    `tolerance` (a fraction); `limit` is unused."""
+
+    kind: str
+    heap: str = "host"
+    limit: int = 0
+    baseline: str | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What a later budget of the same key replaces: (heap, kind)."""
+        return self.heap, self.kind
+
+    def describe(self) -> str:
+        """`host max-peak 64.0 MiB`, `cuda max-growth-vs base.cuda.heap +5%`."""
+        if self.kind == GROWTH:
+            return f"{self.heap} {self.kind} {self.baseline} +{format_percent(self.tolerance)}"
+        return f"{self.heap} {self.kind} {format_size(self.limit, exact=False)}"
+
+
+@dataclass
+class BudgetCommand:
+    """A named command of a budget file: what to run (None: given on the command line)
+    and its own budgets, which replace the file-wide ones of the same heap and kind."""
+
+    name: str
+    argv: list[str] | None
+    budgets: list[Budget]
+
+
+@dataclass
+class BudgetFile:
+    path: str
+    budgets: list[Budget]                 # for every command
+    commands: dict[str, BudgetCommand]
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes in a size such as `64 MiB`, `1.5GB`, `4096`; BudgetError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    m = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
+    unit = m and _UNITS.get(m[2].lower())
+    if m is None or unit is None or ("." in m[1] and unit == 1):
+        raise BudgetError(f"bad size {value!r}: expected {_SIZE_HELP}, e.g. 64MiB")
+    return round(float(m[1]) * unit)
+
+
+def parse_tolerance(value: str | int | float) -> float:
+    """A percentage (`5%`, `5`, `2.5%`) as a fraction."""
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    m = _PERCENT_RE.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise BudgetError(f"bad tolerance {value!r}: expected a percentage such as 5%")
+    return float(m[1]) / 100
+
+
+def format_size(n: float, exact: bool = True) -> str:
+    """`1,250,000 B (1.19 MiB)`; without `exact`, just the short form (`1.19 MiB`)."""
+    short = _short_size(n)
+    if not exact:
+        return short
+    whole = f"{round(n):,} B"
+    return whole if abs(n) < 1024 else f"{whole} ({short})"
+
+
+def format_percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def _short_size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{round(n)} B"
+
+
+def check_heap(heap: str) -> str:
+    if heap not in HEAPS:
+        raise BudgetError(f"unknown heap {heap!r}: expected one of {', '.join(HEAPS)}")
+    return heap
+
+
+def size_budget(kind: str, spec: str | int, heap: str = "host") -> Budget:
+    """A budget from `[HEAP:]SIZE` (a command-line value); `heap` when none is named."""
+    if isinstance(spec, str) and ":" in spec:
+        heap, _, spec = spec.partition(":")
+    return Budget(kind, check_heap(heap.strip()), parse_size(spec))
+
+
+def growth_budget(baseline: str, tolerance: float = DEFAULT_TOLERANCE,
+                  heap: str | None = None) -> Budget:
+    """A max-growth-vs budget: the heap is the baseline's own (`# heap:`); BudgetError if
+    it is not `heap`, or if the baseline has no peak to compare with."""
+    from mem_profiler.parser.heapfile import read_heap  # numpy: not for every pytest run
+
+    profile = read_heap(baseline)
+    if heap is not None and profile.heap != heap:
+        raise BudgetError(f"{baseline} is a profile of the {profile.heap} heap, not of {heap}")
+    if "peak_live_bytes" not in profile.meta:
+        raise BudgetError(f"{baseline} records no peak (it was not made with live tracking): "
+                          "make baselines with `mem_profiler gate --save-profiles DIR`")
+    return Budget(GROWTH, check_heap(profile.heap), baseline=baseline, tolerance=tolerance)
+
+
+def option_budgets(sizes: dict[str, Iterable[str]], baselines: Iterable[str],
+                   tolerance: str = "5%") -> list[Budget]:
+    """Budgets from command-line options: `sizes` maps a size kind (max-peak...) to its
+    `[HEAP:]SIZE` values; `baselines` are max-growth-vs files, judged with `tolerance`."""
+    budgets = [size_budget(kind, spec) for kind, specs in sizes.items() for spec in specs]
+    baselines = list(baselines)
+    if baselines:
+        fraction = parse_tolerance(tolerance)
+        budgets += [growth_budget(path, fraction) for path in baselines]
+    return merge(budgets)
+
+
+def merge(*layers: Iterable[Budget]) -> list[Budget]:
+    """The budgets of all layers; a later layer's budget replaces an earlier one of the
+    same heap and kind."""
+    merged: dict[tuple[str, str], Budget] = {}
+    for layer in layers:
+        for budget in layer:
+            merged[budget.key] = budget
+    return list(merged.values())
+
+
+def with_tolerance(budgets: Iterable[Budget], tolerance: float) -> list[Budget]:
+    return [replace(b, tolerance=tolerance) if b.kind == GROWTH else b for b in budgets]
+
+
+def load_budget_file(path: str | os.PathLike[str]) -> BudgetFile:
+    """Read a budget file: heap tables (`[host]`, `[cuda]`...) for every command, and
+    `[commands.NAME]` tables with an optional `run` and heap tables of their own.
+    Baseline paths are relative to the file's folder."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise BudgetError(f"budget file {name} does not exist") from None
+    except OSError as e:
+        raise BudgetError(f"cannot read budget file {name}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BudgetError(f"{name} is not valid TOML: {e}") from None
+    reader = _FileReader(name)
+    commands = doc.pop("commands", {})
+    budgets = reader.heap_tables(doc, "")
+    if not isinstance(commands, dict):
+        raise BudgetError(f"{name}: 'commands' must be a table of [commands.NAME] tables")
+    named = {}
+    for cmd, table in commands.items():
+        where = f"[commands.{cmd}]"
+        if not isinstance(table, dict):
+            raise BudgetError(f"{name}: {where} must be a table")
+        table = dict(table)
+        argv = reader.argv(table.pop("run", None), where)
+        named[cmd] = BudgetCommand(cmd, argv, reader.heap_tables(table, f"commands.{cmd}."))
+    return BudgetFile(name, budgets, named)
+
+
+class _FileReader:
+    """Checks the tables of one budget file, naming the file and table in each error."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.folder = os.path.dirname(os.path.abspath(path))
+
+    def fail(self, message: str) -> BudgetError:
+        return BudgetError(f"{self.path}: {message}")
+
+    def argv(self, run: object, where: str) -> list[str] | None:
+        if run is None:
+            return None
+        if isinstance(run, str):
+            argv = shlex.split(run)
+        elif isinstance(run, list) and all(isinstance(a, str) for a in run):
+            argv = list(run)
+        else:
+            raise self.fail(f"'run' in {where} must be a string or a list of strings")
+        if not argv:
+            raise self.fail(f"'run' in {where} is empty")
+        return argv
+
+    def heap_tables(self, tables: dict[str, object], prefix: str) -> list[Budget]:
+        budgets = []
+        for heap, table in tables.items():
+            where = f"[{prefix}{heap}]"
+            if heap not in HEAPS:
+                also = "" if prefix else " or [commands.NAME]"
+                raise self.fail(f"unknown table {where}: expected a heap ({', '.join(HEAPS)})"
+                                f"{also}")
+            if not isinstance(table, dict):
+                raise self.fail(f"{where} must be a table of budgets")
+            budgets += self.heap_table(heap, table, where)
+        return budgets
+
+    def heap_table(self, heap: str, table: dict[str, object], where: str) -> list[Budget]:
+        unknown = sorted(set(table) - {*KINDS, TOLERANCE})
+        if unknown:
+            raise self.fail(f"unknown key {unknown[0]!r} in {where}: expected "
+                            f"{', '.join(KINDS)} or {TOLERANCE}")
+        try:
+            budgets = [size_budget(kind, table[kind], heap) for kind in SIZE_KINDS
+                       if kind in table]
+            if GROWTH in table:
+                tolerance = (parse_tolerance(table[TOLERANCE]) if TOLERANCE in table
+                             else DEFAULT_TOLERANCE)
+                budgets.append(growth_budget(self.baseline(table[GROWTH], where), tolerance, heap))
+            elif TOLERANCE in table:
+                raise BudgetError(f"'{TOLERANCE}' without '{GROWTH}'")
+        except BudgetError as e:
+            raise self.fail(f"{where}: {e}") from None
+        return budgets
+
+    def baseline(self, value: object, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"'{GROWTH}' in {where} must be the path of a .heap file")
+        return os.path.join(self.folder, os.path.expanduser(value))
+
+
+def is_exceeded(measured: float, limit: float) -> bool:
+    """Exceeded means strictly greater (a NaN never passes)."""
+    return not measured <= limit

@@ -1,0 +1,298 @@
+"""Reader of the event log of --mode log (format: sampler/memprof_log.h, README "Log mode").
+
+A capture's log is `<base>.<k>.memlog`, k = 1, 2, ... as the files rotate; `base` is
+`<prefix><pid>.<seq>`, written in the capture's .heap as `# log: <base>`. Rotation deletes
+the oldest files, so the reader takes the newest run of consecutive files."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.heapfile import HEAPS, HeapProfile, read_heap
+
+MAGIC = b"MPLOG\0\r\n"
+VERSION = 1
+ALLOC, FREE, STACK, TIMELINE, MARK = 1, 2, 3, 4, 5
+MARK_KINDS = ("point", "range_start", "range_end", "step")
+STEP_TEXT = "step"  # the text given to memprof_step()'s marks, which carry none
+
+_HEADER = struct.Struct("<8sIiQQQII")  # memprof_log_header
+_STACK = struct.Struct("<BBHIIQ")  # memprof_log_stack, then depth frames
+_MARK = struct.Struct("<BBHIBQQ")  # memprof_log_mark, then the text
+_RECORD_HEAD = 4  # memprof_log_record: type, heap, size (of the whole record)
+EVENT_DTYPE = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"), ("tid", "<u4"),
+                        ("time_ns", "<i8"), ("size", "<u8"), ("address", "<u8"),
+                        ("stack", "<u4")])
+TIMELINE_DTYPE = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
+                           ("time_ns", "<i8"), ("peak", "<i8"), ("end", "<i8"),
+                           ("rss", "<u8")])
+_HEAD_ROW = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
+                      ("rest", f"V{EVENT_DTYPE.itemsize - _RECORD_HEAD}")])
+_FILE_RE = re.compile(r"\.(\d+)\.memlog$")
+_EVENT_LENGTH = struct.pack("<H", EVENT_DTYPE.itemsize)
+_SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
+
+
+class EventLogError(UserError):
+    """An event log that is missing, unreadable or not one."""
+
+
+class Stack(NamedTuple):
+    heap: int
+    label: int  # the HAL's allocation flags; 0 for other heaps
+    frames: np.ndarray  # uint64 return addresses, leaf first
+
+
+@dataclass
+class Mark:
+    """A mark, range start or end, or step; `time_ns` counts from the window's start.
+
+    Range ends carry the text of their start, steps the text STEP_TEXT."""
+
+    time_ns: int
+    kind: str  # one of MARK_KINDS
+    id: int  # the range's id, or the step's number
+    text: str
+    tid: int
+
+    @property
+    def label(self) -> str:
+        """How the mark is shown: its text, `step N`, or `end of TEXT`."""
+        if self.kind == "step":
+            return f"{STEP_TEXT} {self.id}"
+        return f"end of {self.text}" if self.kind == "range_end" else self.text
+
+
+@dataclass
+class EventLog:
+    """The records of a capture's log files, in the order they were written."""
+
+    base: str
+    pid: int
+    rate: int
+    device_rate: int
+    start_ns: int  # CLOCK_REALTIME of the window's start; the times below count from it
+    interval_ms: int
+    files: list[str]
+    first_file: int  # k of the oldest file read: > 1 when rotation deleted older ones
+    events: np.ndarray  # EVENT_DTYPE, in the order written
+    timeline: np.ndarray  # TIMELINE_DTYPE
+    stacks: dict[int, Stack]
+    marks: list[Mark]
+    end_ns: int  # the last time recorded, from the window's start
+    warnings: list[str] = field(default_factory=list)
+
+    def rate_of(self, heap: int) -> int:
+        """The sampling rate of a heap (host, or the device and HAL heaps)."""
+        return self.rate if heap == 0 else self.device_rate
+
+
+def heap_id(name: str) -> int:
+    """The log's number of a heap name (`host`, `cuda`, ...)."""
+    if name not in HEAPS:
+        raise EventLogError(f"unknown heap {name!r}: one of {', '.join(HEAPS)}.")
+    return HEAPS.index(name)
+
+
+def locate(path: str | os.PathLike[str]) -> tuple[str, HeapProfile | None]:
+    """The log base of a capture given its .heap file or one of its .memlog files, and the
+    capture's .heap if there is one (a process killed during the window writes none)."""
+    name = os.fspath(path)
+    match = _FILE_RE.search(name)
+    if match is None:
+        profile = read_heap(name)
+        recorded = profile.meta.get("log")
+        if not recorded:
+            raise EventLogError(f"{name} has no event log: capture with --mode log"
+                                " (mem_profiler run --mode log ..., or mem_profiler -p PID"
+                                " --mode log).")
+        # Files moved together (to another folder or machine) are found beside the .heap.
+        beside = os.path.join(os.path.dirname(name), os.path.basename(recorded))
+        base = recorded if _files_of(recorded) or not _files_of(beside) else beside
+        return base, profile
+    base = name[:match.start()]
+    heap_path = base + ".heap"
+    return base, read_heap(heap_path) if os.path.isfile(heap_path) else None
+
+
+def _files_of(base: str) -> dict[int, str]:
+    """{k: path} of the log files of `base` present on disk."""
+    found = {}
+    for path in glob.glob(glob.escape(base) + ".*.memlog"):
+        match = _FILE_RE.search(path)
+        if match is not None and path[:match.start()] == base:
+            found[int(match[1])] = path
+    return found
+
+
+def read_log(base: str) -> EventLog:
+    """Read the newest consecutive log files of `base`; raise EventLogError if there are
+    none or one is not a log of this format. Rotation's deleted files, a gap, and a file
+    cut short (a killed process) are warnings in the result."""
+    files = _files_of(base)
+    if not files:
+        raise EventLogError(f"no event log files {base}.<k>.memlog (deleted, or the capture"
+                            " was not made with --mode log?).")
+    newest = max(files)
+    first = newest
+    while first - 1 in files:
+        first -= 1
+    warnings = []
+    if first > 1:
+        gap = "" if len(files) == newest - first + 1 else (
+            f"; files {', '.join(str(k) for k in sorted(files) if k < first)} are left"
+            " over from before a gap and are not read")
+        warnings.append(f"log files 1-{first - 1} of {base} were deleted by rotation"
+                        f" (--log-files): the log starts in file {first}, and allocations"
+                        f" made before it are not seen{gap}.")
+    reader = _Reader(base, warnings)
+    for k in range(first, newest + 1):
+        reader.read_file(files[k], k, newest)
+    return reader.result(first)
+
+
+class _Reader:
+    """Accumulates the records of a run of log files."""
+
+    def __init__(self, base: str, warnings: list[str]) -> None:
+        self.base = base
+        self.warnings = warnings
+        self.header: tuple | None = None
+        self.files: list[str] = []
+        self.events: list[memoryview] = []  # runs of ALLOC/FREE records
+        self.timeline: list[np.ndarray] = []
+        self.stacks: dict[int, Stack] = {}
+        self.marks: list[tuple[int, int, int, int, bytes]] = []  # time, kind, id, tid, text
+
+    def read_file(self, path: str, index: int, newest: int) -> None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise EventLogError(f"cannot read {path}: {e.strerror or e}.") from None
+        if len(data) < _HEADER.size and index == newest and self.header is not None:
+            # rotation opened it, and the process ended before anything reached it
+            self.warnings.append(f"{path} holds no records (the process was killed?).")
+            return
+        self._check_header(path, data, index)
+        self.files.append(path)
+        end = self._records(path, data)
+        if end < len(data):
+            self.warnings.append(
+                f"{path} ends in the middle of a record (the process was killed while"
+                f" writing it?): read up to byte {end} of {len(data)}.")
+
+    def _check_header(self, path: str, data: bytes, index: int) -> None:
+        if len(data) < _HEADER.size:
+            raise EventLogError(f"{path} is too short for an event log header ({len(data)}"
+                                f" bytes): the process ended before writing its log?")
+        magic, version, pid, rate, device_rate, start_ns, file_index, interval_ms = (
+            _HEADER.unpack_from(data))
+        if magic != MAGIC:
+            raise EventLogError(f"{path} is not a mem_profiler event log (bad magic).")
+        if version != VERSION:
+            raise EventLogError(f"{path} is an event log of format version {version}; this"
+                                f" mem_parser reads version {VERSION}: use the mem_parser of"
+                                " the mem_profiler that wrote it.")
+        header = (pid, rate, device_rate, start_ns, interval_ms)
+        if file_index != index or self.header not in (None, header):
+            raise EventLogError(f"{path} does not belong with the other files of {self.base}"
+                                f" (file number {file_index}, pid {pid}): remove stray files.")
+        self.header = header
+
+    def _records(self, path: str, data: bytes) -> int:
+        """Read the records after the header; returns where the last whole one ends."""
+        n = len(data)
+        pos = _HEADER.size
+        event_size = EVENT_DTYPE.itemsize
+        view = memoryview(data)
+        while pos + _RECORD_HEAD <= n:
+            rtype, length = data[pos], data[pos + 2] | data[pos + 3] << 8
+            if length == event_size and rtype in (ALLOC, FREE):
+                count = _event_run(data, pos)
+                self.events.append(view[pos:pos + count * event_size])
+                pos += count * event_size
+                continue
+            if length < _RECORD_HEAD:
+                self.warnings.append(f"{path}: a record of {length} bytes at byte {pos}: the"
+                                     " file is damaged; read up to there.")
+                return n
+            if pos + length > n:
+                break
+            if rtype == STACK and length >= _STACK.size:
+                _, heap, _, stack, depth, label = _STACK.unpack_from(data, pos)
+                depth = min(depth, (length - _STACK.size) // 8)
+                frames = np.frombuffer(data, "<u8", depth, pos + _STACK.size).astype(np.uint64)
+                self.stacks[stack] = Stack(heap, label, frames)
+            elif rtype == TIMELINE and length == TIMELINE_DTYPE.itemsize:
+                self.timeline.append(np.frombuffer(data, TIMELINE_DTYPE, 1, pos))
+            elif rtype == MARK and length >= _MARK.size:
+                _, _, _, tid, kind, time_ns, ident = _MARK.unpack_from(data, pos)
+                self.marks.append((time_ns, kind, ident, tid, data[pos + _MARK.size:pos + length]))
+            # other types: a later format's records, skipped by their size
+            pos += length
+        return pos
+
+    def result(self, first: int) -> EventLog:
+        assert self.header is not None
+        pid, rate, device_rate, start_ns, interval_ms = self.header
+        events = np.frombuffer(bytearray().join(self.events), EVENT_DTYPE)
+        timeline = np.concatenate(self.timeline) if self.timeline else np.zeros(0, TIMELINE_DTYPE)
+        for records in (events, timeline):
+            records["time_ns"] -= start_ns
+        marks = _marks(self.marks, start_ns)
+        last = [int(a["time_ns"].max()) for a in (events, timeline) if len(a)]
+        end_ns = max(last + [m.time_ns for m in marks[-1:]] + [0])
+        return EventLog(self.base, pid, rate, device_rate, start_ns, interval_ms, self.files,
+                        first, events, timeline, self.stacks, marks, end_ns, self.warnings)
+
+
+def _event_run(data: bytes, pos: int) -> int:
+    """How many ALLOC/FREE records follow one another from `pos` (one is there). Short runs
+    (between the stack records of new stacks) are counted one by one; longer ones by
+    checking the headers in strides of the record size, in windows growing 4x at a time."""
+    size, n = EVENT_DTYPE.itemsize, len(data)
+    total = 0
+    while total < _SHORT_RUN:
+        if pos + size > n or data[pos] not in (ALLOC, FREE) or (
+                data[pos + 2:pos + 4] != _EVENT_LENGTH):
+            return total
+        total += 1
+        pos += size
+    window = _SHORT_RUN
+    while True:
+        rows = min(window, (n - pos) // size)
+        heads = np.frombuffer(data, _HEAD_ROW, rows, pos)
+        ok = (heads["length"] == size) & ((heads["type"] == ALLOC) | (heads["type"] == FREE))
+        if not ok.all():
+            return total + int(ok.argmin())
+        total += rows
+        pos += rows * size
+        if rows < window:
+            return total
+        window = min(window * 4, _MAX_RUN_ROWS)
+
+
+def _marks(raw: list[tuple[int, int, int, int, bytes]], start_ns: int) -> list[Mark]:
+    """Marks in time order; range ends take their start's text."""
+    starts: dict[int, str] = {}
+    marks = []
+    for time_ns, kind, ident, tid, text in sorted(raw, key=lambda m: m[0]):
+        name = MARK_KINDS[kind] if kind < len(MARK_KINDS) else "point"
+        decoded = text.decode("utf-8", "replace")
+        if name == "range_start":
+            starts[ident] = decoded
+        elif name == "range_end":
+            decoded = starts.get(ident, f"range {ident}")
+        elif name == "step":
+            decoded = STEP_TEXT
+        marks.append(Mark(time_ns - start_ns, name, ident, decoded, tid))
+    return marks

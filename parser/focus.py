@@ -1,0 +1,39 @@
+"""Keep the stacks through some nodes, drop those through others (pprof's -focus and
+-ignore)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from mem_profiler.parser.symbolize import SymbolizedProfile
+
+
+def select_stacks(sym: SymbolizedProfile, focus: re.Pattern[str] | None = None,
+                  ignore: re.Pattern[str] | None = None, *,
+                  lines: bool = False) -> SymbolizedProfile:
+    """The stacks with a node matching `focus` (if given) and none matching `ignore` (if
+    given); patterns are searched in node names (`function file:line` with lines)."""
+    if focus is None and ignore is None:
+        return sym
+    names, node_of = sym.node_names(lines)
+    lengths = np.diff(sym.offsets)
+    stack_of = np.repeat(np.arange(len(lengths)), lengths)
+    nodes = node_of[sym.frames] if len(sym.frames) else sym.frames
+
+    def through(pattern: re.Pattern[str]) -> np.ndarray:
+        """Per stack: does a frame match?"""
+        matching = np.array([pattern.search(name) is not None for name in names], bool)
+        return np.bincount(stack_of[matching[nodes]], minlength=len(lengths)) > 0
+
+    keep = np.ones(len(lengths), bool)
+    if focus is not None:
+        keep &= through(focus)
+    if ignore is not None:
+        keep &= ~through(ignore)
+    offsets = np.zeros(int(keep.sum()) + 1, np.int64)
+    np.cumsum(lengths[keep], out=offsets[1:])
+    return dataclasses.replace(sym, frames=sym.frames[np.repeat(keep, lengths)],
+                               offsets=offsets, values=sym.values[keep])

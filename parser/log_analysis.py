@@ -1,0 +1,297 @@
+"""Analyses of a capture's event log: what was live at a time, the peak, what was
+allocated between two marks, and leaks (of the window, and between occurrences of a mark
+with msMemScope's semantics). Profiles come out as HeapProfiles with the capture's
+mappings and build ids, so the usual pipeline (symbolize, aggregate, render) reports them."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.eventlog import (
+    ALLOC,
+    EventLog,
+    Mark,
+    heap_id,
+    locate,
+    read_log,
+)
+from mem_profiler.parser.heapfile import HEAPS, HeapProfile
+from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+
+NEVER = np.iinfo(np.int64).max  # the end of an allocation still live when the log ends
+MS = 1e6
+
+
+@dataclass
+class Allocations:
+    """The sampled allocations of a log in the order they were made, each with the time it
+    ended: its free, or a later allocation at the same address (whose free was lost)."""
+
+    heap: np.ndarray  # uint8
+    stack: np.ndarray  # uint32
+    size: np.ndarray  # uint64
+    start: np.ndarray  # int64 ns from the window's start
+    end: np.ndarray  # int64 ns, NEVER when live at the end of the log
+
+
+@dataclass
+class Capture:
+    """A capture's log, its .heap (None if the process wrote none) and the heap reported."""
+
+    log: EventLog
+    profile: HeapProfile | None
+    heap: int
+    allocs: Allocations
+
+    @property
+    def heap_name(self) -> str:
+        return HEAPS[self.heap]
+
+    @property
+    def warnings(self) -> list[str]:
+        missing = [] if self.profile is not None else [
+            f"no .heap file for {self.log.base} (the process did not exit normally?): without"
+            " its memory map, frames stay addresses."]
+        return self.log.warnings + missing
+
+
+@dataclass
+class Peak:
+    """The highest estimated live bytes of a heap, found by replaying its events."""
+
+    heap: str
+    time_ns: int
+    bytes: int
+    interval: tuple[int, int] | None  # the timeline's interval with the highest peak (ns)
+
+
+@dataclass
+class LeakSet:
+    """Sampled allocations not freed, as a profile (cur counts), with the first and last
+    allocation time of each of its stacks."""
+
+    profile: HeapProfile
+    first_ns: np.ndarray
+    last_ns: np.ndarray
+    scope: str  # what they leaked from: "the window (0.0-812.4 ms)", ...
+
+
+@dataclass
+class Leak:
+    """One stack's leaked allocations, estimated (unsampled)."""
+
+    heap: str
+    stack: list[str]  # function names, leaf first
+    bytes: float
+    objects: float
+    samples: int
+    first_ms: float
+    last_ms: float
+
+
+def open_capture(path: str | os.PathLike[str], heap: str | None = None) -> Capture:
+    """The capture of a .heap or .memlog file; `heap` defaults to the .heap's own."""
+    base, profile = locate(path)
+    log = read_log(base)
+    chosen = heap_id(heap or (profile.heap if profile is not None else HEAPS[0]))
+    return Capture(log, profile, chosen, pair_frees(log))
+
+
+def pair_frees(log: EventLog) -> Allocations:
+    """Each allocation with its end: events at one (heap, address) alternate between
+    allocation and free, in the order written."""
+    ev = log.events
+    key = ev["heap"].astype(np.uint64) << np.uint64(56) | ev["address"]
+    order = np.argsort(key, kind="stable")
+    key, kind, times = key[order], ev["type"][order], ev["time_ns"][order]
+    is_alloc = kind == ALLOC
+    end = np.full(len(ev), NEVER, np.int64)
+    ended = np.flatnonzero(is_alloc[:-1] & (key[:-1] == key[1:]))
+    end[ended] = times[ended + 1]
+    made = order[is_alloc]
+    seq = np.argsort(made)  # back to the order written
+    chosen = ev[made[seq]]
+    return Allocations(chosen["heap"], chosen["stack"], chosen["size"], chosen["time_ns"],
+                       end[is_alloc][seq])
+
+
+def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:
+    """What the sampler counts for each sampled allocation: its size unsampled,
+    s / (1 - exp(-s/rate)), rounded as sampler/live_bytes.c rounds it."""
+    sizes = np.asarray(sizes, np.float64)
+    if rate <= 1:
+        return sizes.astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = np.floor(sizes / -np.expm1(-sizes / rate) + 0.5)
+    return np.where(sizes == 0, 0, est).astype(np.int64)
+
+
+def replay(cap: Capture, heap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(times, estimated live bytes) of a heap as the sampler's counter went: the value
+    before the first event, then after each event in time order. Anchored to the timeline
+    when rotation deleted the log's start."""
+    heap = cap.heap if heap is None else heap
+    ev = cap.log.events[cap.log.events["heap"] == heap]
+    order = np.argsort(ev["time_ns"], kind="stable")
+    est = estimates(ev["size"], cap.log.rate_of(heap))
+    times = ev["time_ns"][order]
+    values = np.r_[0, np.cumsum(np.where(ev["type"] == ALLOC, est, -est)[order])]
+    times = np.r_[times[0] if cap.log.first_file > 1 and len(times) else 0, times]
+    tl = cap.log.timeline[cap.log.timeline["heap"] == heap]
+    if cap.log.first_file > 1 and len(tl):
+        values += tl["end"][0] - values[np.searchsorted(times, tl["time_ns"][0], "right") - 1]
+    return times, values
+
+
+def peak(cap: Capture, heap: int | None = None) -> Peak:
+    """The peak of a heap's estimated live bytes, and the timeline interval that holds it."""
+    heap = cap.heap if heap is None else heap
+    times, values = replay(cap, heap)
+    top = int(np.argmax(values))
+    tl = cap.log.timeline[cap.log.timeline["heap"] == heap]
+    interval = None
+    if len(tl):
+        k = int(np.argmax(tl["peak"]))
+        interval = (interval_starts(cap.log, tl)[k], int(tl["time_ns"][k]))
+    return Peak(HEAPS[heap], int(times[top]), int(values[top]), interval)
+
+
+def interval_starts(log: EventLog, records: np.ndarray) -> list[int]:
+    """Where the interval of each of one heap's timeline records began: at the record
+    before it, the first at the window's start (or an interval before it, when rotation
+    deleted the start)."""
+    times = records["time_ns"].tolist()
+    first = 0 if log.first_file == 1 else max(times[0] - log.interval_ms * 1_000_000, 0)
+    return [first, *times[:-1]]
+
+
+def live_at(cap: Capture, time_ns: int) -> HeapProfile:
+    """What was live at a time (cur counts) and allocated up to it (accum counts)."""
+    if not 0 <= time_ns <= cap.log.end_ns:
+        raise UserError(f"{time_ns / MS:.1f} ms is outside the log, which covers 0-"
+                        f"{cap.log.end_ns / MS:.1f} ms of the window.")
+    a = cap.allocs
+    made = a.start <= time_ns
+    return _profile(cap, made, made & (a.end > time_ns))
+
+
+def between(cap: Capture, first: str, second: str) -> tuple[HeapProfile, Mark, Mark]:
+    """Allocations made from the first mark `first` to the next mark `second` after it
+    (accum counts), and those of them still live at `second` (cur counts)."""
+    start = _find_mark(cap.log, first, after=None)
+    end = _find_mark(cap.log, second, after=start)
+    a = cap.allocs
+    made = (a.start >= start.time_ns) & (a.start < end.time_ns)
+    return _profile(cap, made, made & (a.end > end.time_ns)), start, end
+
+
+def window_leaks(cap: Capture) -> LeakSet:
+    """Sampled allocations of the window still live at its end (the end of the log)."""
+    return _leaks(cap, cap.allocs.end == NEVER,
+                  f"the window (0.0-{cap.log.end_ns / MS:.1f} ms)")
+
+
+def mark_range_leaks(cap: Capture, text: str, start_index: int) -> LeakSet:
+    """msMemScope's leak check: allocations made between occurrence `start_index` and the
+    next occurrence of the mark `text` (counting from 0), not freed by the latter."""
+    found = occurrences(cap.log, text)
+    if not found:
+        raise UserError(f"no mark {text!r} in the log; {_known_marks(cap.log)}")
+    if start_index + 1 >= len(found):
+        raise UserError(f"mark {text!r} occurs {len(found)} time(s): start index {start_index}"
+                        f" needs occurrences {start_index} and {start_index + 1} (from 0).")
+    t0, t1 = found[start_index].time_ns, found[start_index + 1].time_ns
+    a = cap.allocs
+    leaked = (a.start >= t0) & (a.start < t1) & (a.end > t1)
+    return _leaks(cap, leaked, f"{text!r} #{start_index}-#{start_index + 1}"
+                  f" ({t0 / MS:.1f}-{t1 / MS:.1f} ms)")
+
+
+def occurrences(log: EventLog, text: str) -> list[Mark]:
+    """The marks, range starts and steps with this text, in time order."""
+    return [m for m in log.marks if m.text == text and m.kind != "range_end"]
+
+
+def rank_leaks(leaks: LeakSet, binary: str | os.PathLike[str], *,
+               allow_mismatch: bool = False) -> tuple[list[Leak], list[str]]:
+    """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
+    and the symbolizer's warnings."""
+    sym = symbolize(leaks.profile, binary, allow_mismatch=allow_mismatch)
+    return leak_sites(leaks, sym), sym.warnings
+
+
+def leak_sites(leaks: LeakSet, sym: SymbolizedProfile) -> list[Leak]:
+    """The stacks of a symbolized LeakSet as Leak rows, largest estimated bytes first."""
+    names, node_of = sym.node_names()
+    nbytes, objects = sym.value("inuse_space"), sym.value("inuse_objects")
+    frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()
+    rows = [Leak(leaks.profile.heap, [names[f] for f in frames[bounds[i]:bounds[i + 1]]],
+                 float(nbytes[i]), float(objects[i]), int(leaks.profile.cur_objs[i]),
+                 float(leaks.first_ns[i]) / MS, float(leaks.last_ns[i]) / MS)
+            for i in range(len(nbytes))]
+    return sorted(rows, key=lambda leak: (-leak.bytes, leak.stack))
+
+
+def _find_mark(log: EventLog, text: str, after: Mark | None) -> Mark:
+    """The first mark with this text (not a range end unless `after` is given), or the
+    first one after `after`."""
+    for m in log.marks:
+        if after is None and m.text == text and m.kind != "range_end":
+            return m
+        if after is not None and m.text == text and m.time_ns >= after.time_ns and m is not after:
+            return m
+    where = "" if after is None else f" after {after.label!r} ({after.time_ns / MS:.1f} ms)"
+    raise UserError(f"no mark {text!r}{where} in the log; {_known_marks(log)}")
+
+
+def _known_marks(log: EventLog) -> str:
+    texts = list(dict.fromkeys(m.text for m in log.marks))
+    if not texts:
+        return ("it has none (marks come from memprof_mark(), mem_profiler.mark(), mstx and"
+                " NVTX).")
+    shown = ", ".join(repr(t) for t in texts[:10])
+    return f"its marks are {shown}{', ...' if len(texts) > 10 else ''}."
+
+
+def _leaks(cap: Capture, leaked: np.ndarray, scope: str) -> LeakSet:
+    profile = _profile(cap, leaked, leaked)
+    mine = leaked & (cap.allocs.heap == cap.heap)
+    stacks, starts = cap.allocs.stack[mine], cap.allocs.start[mine]
+    ids, inverse = np.unique(stacks, return_inverse=True)
+    first = np.full(len(ids), NEVER, np.int64)
+    last = np.full(len(ids), -NEVER, np.int64)
+    np.minimum.at(first, inverse, starts)
+    np.maximum.at(last, inverse, starts)
+    return LeakSet(profile, first, last, scope)
+
+
+def _profile(cap: Capture, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
+    """The capture's heap as a HeapProfile whose accum counts are the allocations in
+    `acc` and cur counts those in `cur` (a subset of acc), one entry per stack, by id."""
+    a = cap.allocs
+    mine = acc & (a.heap == cap.heap)
+    ids, inverse = np.unique(a.stack[mine], return_inverse=True)
+    sizes, live = a.size[mine].astype(np.float64), cur[mine]
+
+    def count(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(inverse, weights, len(ids)).astype(np.int64)
+
+    no_frames = np.zeros(0, np.uint64)
+    frames = [cap.log.stacks[i].frames if i in cap.log.stacks else no_frames
+              for i in ids.tolist()]
+    offsets = np.zeros(len(frames) + 1, np.int64)
+    np.cumsum([len(f) for f in frames], out=offsets[1:])
+    counters = {
+        "addrs": np.concatenate(frames) if frames else no_frames, "offsets": offsets,
+        "cur_objs": count(live.astype(np.float64)), "cur_bytes": count(sizes * live),
+        "acc_objs": count(np.ones(len(sizes))), "acc_bytes": count(sizes),
+        "rate": cap.log.rate_of(cap.heap), "heap": cap.heap_name,
+    }
+    if cap.profile is None:
+        return HeapProfile(path=cap.log.files[0], pid=cap.log.pid, **counters)
+    return dataclasses.replace(cap.profile, **counters)

@@ -1,0 +1,44 @@
+"""The flame graph as one self-contained HTML page (the page itself is in flame_page)."""
+
+from __future__ import annotations
+
+import html
+import json
+
+import numpy as np
+
+from mem_profiler.parser.flame import FlameTree
+from mem_profiler.parser.flame_page import PAGE
+
+# Frames lighter than this share of the whole are left out of the page, as flamegraph.pl
+# leaves out frames under 0.1 pixel: a profile of 10^5 scattered stacks would otherwise
+# make a page of millions of frames.
+MIN_SHARE = 1e-4
+
+
+def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
+                      diff: bool = False) -> str:
+    """The page, with the tree (frames of at least MIN_SHARE of the weight) as JSON.
+
+    `notes` are shown under the title; `diff` colours frames by growth (red) and
+    shrinkage (blue) instead of by name."""
+    roots = tree.parent < 0
+    keep = tree.weight >= max(float(tree.weight[roots].sum()) * MIN_SHARE, 1e-300)
+    new_id = np.cumsum(keep) - 1  # parents come first, so ancestors of kept nodes are kept
+    parent = tree.parent[keep]
+    used, name = np.unique(tree.name[keep], return_inverse=True)
+    data = {
+        "title": title, "index": tree.index, "notes": list(notes), "diff": diff,
+        "unit": "objects" if tree.index.endswith("_objects") else "bytes",
+        "total": round(tree.total, 2),
+        "names": [tree.names[i] for i in used.tolist()],
+        "name": name.tolist(),
+        "parent": np.where(parent < 0, -1, new_id[np.maximum(parent, 0)]).tolist(),
+        "value": np.round(tree.value[keep], 2).tolist(),
+        "weight": np.round(tree.weight[keep], 2).tolist(),
+    }
+    # Inside <script>, "</script>" in a name would end the block: escape every "<".
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+    head, rest = PAGE.split("__TITLE__")
+    middle, tail = rest.split("__DATA__")
+    return head + html.escape(title) + middle + payload + tail

@@ -1,0 +1,135 @@
+"""The profile as gzipped profile.proto, the format Go's `pprof` reads natively.
+
+Encoded by hand: the format is a handful of messages made of varints and
+length-delimited fields (field numbers from github.com/google/pprof proto/profile.proto),
+which does not justify a protobuf dependency and generated code."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+
+from mem_profiler.parser.heapfile import HeapProfile, Mapping
+from mem_profiler.parser.symbolize import (
+    SymbolizedProfile,
+    code_mappings,
+    mapping_index,
+    short_name,
+)
+
+# Go's heap profiles list their sample types in this order; inuse_space, the last, is
+# pprof's default.
+SAMPLE_TYPES = (("alloc_objects", "count"), ("alloc_space", "bytes"),
+                ("inuse_objects", "count"), ("inuse_space", "bytes"))
+_U64 = (1 << 64) - 1
+
+
+def format_pprof(sym: SymbolizedProfile, notes: list[str] = ()) -> bytes:
+    """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
+    rounded to integers, period space/bytes = the sampling rate, one location per
+    address (innermost first in each sample) with its function and file:line, and the
+    mappings holding them with their build-ids. `notes` become comments."""
+    prof = sym.profile
+    strings = _Strings()
+    maps = code_mappings(prof)
+    map_of = mapping_index(maps, sym.addrs)
+    used = sorted(set(map_of[map_of >= 0].tolist()), key=lambda m: (
+        os.path.realpath(maps[m].path) != os.path.realpath(prof.exe or ""), maps[m].start))
+    map_id = {m: i + 1 for i, m in enumerate(used)}
+    build_ids = _build_ids(prof)
+    out = [_message(1, _int(1, strings[t]) + _int(2, strings[u])) for t, u in SAMPLE_TYPES]
+    out += _samples(sym)
+    out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
+
+    display = [short_name(f) for f in sym.functions]
+    functions: dict[tuple[str, str, str], int] = {}
+    for loc, (func, where) in enumerate(zip(sym.func_of.tolist(), sym.where, strict=True)):
+        filename, line = where or ("", 0)
+        key = (display[func], sym.functions[func], filename)
+        fid = functions.setdefault(key, len(functions) + 1)
+        mapping = map_id.get(int(map_of[loc]), 0)
+        out.append(_message(4, _int(1, loc + 1) + _int(2, mapping) + _int(3, int(sym.addrs[loc]))
+                            + _message(4, _int(1, fid) + _int(2, line))))
+    out += [_message(5, _int(1, fid) + _int(2, strings[name]) + _int(3, strings[system])
+                     + _int(4, strings[filename])) for (name, system, filename), fid in
+            functions.items()]
+
+    start, end = (t or 0 for t in prof.window_ns)
+    comments = [f"mem_profiler {prof.version}".rstrip(), *(
+        f"{key}: {value}" for key, value in (("pid", prof.pid), ("cmdline", prof.cmdline),
+                                             ("heap", prof.heap)) if value is not None), *notes]
+    tail = (_int(9, start) + _int(10, max(end - start, 0))
+            + _message(11, _int(1, strings["space"]) + _int(2, strings["bytes"]))
+            + _int(12, prof.rate)
+            + _message(13, b"".join(_varint(strings[c]) for c in comments))
+            + _int(14, strings["inuse_space"]))
+    # the string table is complete only now; its place among the fields does not matter
+    out += [_message(6, s.encode("utf-8", "surrogateescape")) for s in strings.table]
+    return gzip.compress(b"".join(out) + tail, compresslevel=6)
+
+
+class _Strings:
+    """The string table: index of a string, added on first use; entry 0 is ''."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = [""]
+        self._ids = {"": 0}
+
+    def __getitem__(self, text: str) -> int:
+        if text not in self._ids:
+            self._ids[text] = len(self.table)
+            self.table.append(text)
+        return self._ids[text]
+
+
+def _samples(sym: SymbolizedProfile) -> list[bytes]:
+    """One Sample per stack with a frame and a non-zero value: location ids, values."""
+    columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
+    values = np.rint(np.column_stack(columns)).astype(np.int64).reshape(-1, len(SAMPLE_TYPES))
+    location = [_varint(i + 1) for i in range(len(sym.addrs))]
+    frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
+    out = []
+    for i in np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1)).tolist():
+        ids = b"".join(map(location.__getitem__, frames[bounds[i]:bounds[i + 1]]))
+        packed = b"".join(_varint(v) for v in values[i].tolist())
+        out.append(_message(2, _message(1, ids) + _message(2, packed)))
+    return out
+
+
+def _mapping(mid: int, m: Mapping, build_ids: dict[str, str], strings: _Strings) -> bytes:
+    build_id = build_ids.get(m.path) or build_ids.get(os.path.realpath(m.path), "")
+    return _message(3, _int(1, mid) + _int(2, m.start) + _int(3, m.end) + _int(4, m.offset)
+                    + _int(5, strings[m.path]) + _int(6, strings[build_id])
+                    + _int(7, 1) + _int(8, 1) + _int(9, 1))
+
+
+def _build_ids(prof: HeapProfile) -> dict[str, str]:
+    """Build-ids by recorded path and by real path (the maps may name /usr/lib/x/libc.so.6
+    where the sampler recorded /lib/x/libc.so.6)."""
+    out = dict(prof.build_ids)
+    for path, build_id in prof.build_ids.items():
+        out.setdefault(os.path.realpath(path), build_id)
+    return out
+
+
+def _varint(value: int) -> bytes:
+    """Base-128 varint; a negative int64 as its two's complement (10 bytes)."""
+    value &= _U64
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _int(field: int, value: int) -> bytes:
+    """A varint field; 0 is the default and is left out."""
+    return _varint(field << 3) + _varint(value) if value else b""
+
+
+def _message(field: int, payload: bytes) -> bytes:
+    """A length-delimited field: a message, a string or packed varints."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload

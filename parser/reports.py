@@ -1,0 +1,95 @@
+"""What mem_parser writes: a profile loaded with its base and filters, rendered in any of
+the report formats."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.diff import subtract
+from mem_profiler.parser.errors import BuildIdMismatch
+from mem_profiler.parser.flame import flame_tree, format_collapsed
+from mem_profiler.parser.focus import select_stacks
+from mem_profiler.parser.graph import call_graph
+from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.report_dot import format_dot, render_svg
+from mem_profiler.parser.report_flame import format_flame_html
+from mem_profiler.parser.report_json import format_json
+from mem_profiler.parser.report_pprof import format_pprof
+from mem_profiler.parser.report_text import format_text
+from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+
+# Formats written to -o or stdout, and formats written to a path of their own.
+STREAM_FORMATS = ("text", "svg", "collapsed", "json")
+FILE_FORMATS = ("flame", "pprof")
+GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
+
+
+@dataclass
+class Request:
+    """What to load and how to report it."""
+
+    binary: str
+    heap_file: str
+    base: str | None = None  # report heap_file - base
+    index: str = "inuse_space"
+    lines: bool = False  # nodes are source lines
+    file_lines: bool = False  # resolve file:line even if nodes are functions (pprof)
+    allow_mismatch: bool = False
+    focus: re.Pattern[str] | None = None
+    ignore: re.Pattern[str] | None = None
+    nodecount: int | None = None
+    nodefraction: float = 0.005
+    edgefraction: float = 0.001
+
+    @property
+    def title(self) -> str:
+        return os.path.basename(self.binary)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reports show besides the profile: base and filters."""
+        notes = [f"Base: {self.base} (values are the difference)"] if self.base else []
+        return notes + [f"{what}: {pattern.pattern}" for what, pattern in (
+            ("Focus", self.focus), ("Ignore", self.ignore)) if pattern is not None]
+
+
+def load(request: Request) -> SymbolizedProfile:
+    """Read and symbolize the heap file, subtract the base, apply focus and ignore."""
+    lines = request.lines or request.file_lines
+    sym = symbolize(read_heap(request.heap_file), request.binary, lines=lines,
+                    allow_mismatch=request.allow_mismatch)
+    if request.base is not None:
+        try:
+            old = symbolize(read_heap(request.base), request.binary, lines=lines,
+                            allow_mismatch=request.allow_mismatch)
+        except BuildIdMismatch as e:
+            raise BuildIdMismatch(f"--base {request.base}: {e}") from None
+        sym = subtract(sym, old)
+    return select_stacks(sym, request.focus, request.ignore, lines=request.lines)
+
+
+def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
+    """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS)."""
+    r = request
+    if fmt in ("text", "json"):
+        table = aggregate(sym, r.index, lines=r.lines)
+        text = format_text(table, r.nodecount) if fmt == "text" else format_json(
+            table, sym.profile, program=r.binary, base=r.base, nodecount=r.nodecount)
+        return text.encode("utf-8", "surrogateescape")
+    if fmt == "svg":
+        graph = call_graph(sym, r.index, lines=r.lines, nodefraction=r.nodefraction,
+                           edgefraction=r.edgefraction,
+                           nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount)
+        return render_svg(format_dot(graph, r.title, r.notes))
+    if fmt == "pprof":
+        return format_pprof(sym, r.notes)
+    if fmt == "collapsed":
+        return format_collapsed(sym, r.index, lines=r.lines).encode("utf-8", "surrogateescape")
+    if fmt == "flame":
+        tree = flame_tree(sym, r.index, lines=r.lines)
+        return format_flame_html(tree, r.title, r.notes, diff=r.base is not None).encode(
+            "utf-8", "surrogateescape")
+    raise ValueError(f"unknown report format {fmt!r}")

@@ -1,0 +1,216 @@
+"""The timeline of a capture as a self-contained SVG: each heap's estimated live bytes over
+time (replayed from the events) and the peak of each timeline interval, the process's RSS,
+the program's marks and ranges, and each heap's peak."""
+
+from __future__ import annotations
+
+import math
+import os
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from mem_profiler.parser.eventlog import EventLog
+from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.log_analysis import (
+    MS,
+    Capture,
+    Peak,
+    interval_starts,
+    peak,
+    replay,
+)
+from mem_profiler.parser.units import format_amount
+
+WIDTH, HEIGHT = 960, 500
+LEFT, RIGHT, TOP, BOTTOM = 84, 24, 96, 56  # margins around the plot
+COLORS = dict(zip(HEAPS, ("#1f77b4", "#2ca02c", "#17becf", "#d62728", "#ff7f0e",
+                               "#9467bd"), strict=True))
+RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
+MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
+_BYTE_UNITS = ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB"), (1, "B"))
+
+
+def format_timeline(cap: Capture, program: str | None = None) -> str:
+    """The SVG document of a capture's log; `program` names it in the title (by default
+    the program the .heap file names)."""
+    log = cap.log
+    if program is None:
+        program = os.path.basename(cap.profile.exe or "") if cap.profile else ""
+    title = f"{program or 'the program'} (pid {log.pid}): memory over time"
+    tl = log.timeline
+    heaps = sorted(set(tl["heap"].tolist()) | set(log.events["heap"].tolist()))
+    curves = {h: replay(cap, h) for h in heaps}
+    peaks = [peak(cap, h) for h in heaps]
+    t_end = max(log.end_ns, 1)
+    top_bytes = max([1, *tl["peak"].tolist(), *tl["rss"].tolist(), *(p.bytes for p in peaks)])
+    scale, unit = next((s, u) for s, u in _BYTE_UNITS if top_bytes >= s)
+    y_top, y_ticks = _ticks(top_bytes / scale)
+    t_scale, t_unit = (MS, "ms") if t_end < 10_000 * MS else (1e9, "s")
+    x_top, x_ticks = _ticks(t_end / t_scale)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(t_ns):  # a time, or an array of times, to the horizontal coordinate
+        return LEFT + plot_w * np.minimum(t_ns / t_scale / x_top, 1.0)
+
+    def y(nbytes: float) -> float:
+        return TOP + plot_h * (1.0 - max(nbytes, 0) / scale / y_top)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}"'
+           f' viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+           f"<title>{escape(title)}</title>",
+           f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+           f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{escape(title)}</text>']
+    out += [f'<text x="{LEFT}" y="{44 + 16 * i}" fill="#333">{escape(note)}</text>'
+            for i, note in enumerate(_notes(log))]
+    out += _axes(x, y, x_ticks, y_ticks, t_scale, scale, t_unit, unit, plot_w, plot_h)
+    out += _marks(log, x, plot_h)
+    for h in heaps:
+        color = COLORS[HEAPS[h]]
+        out += _intervals(tl[tl["heap"] == h], log, color, x, y)
+        out.append(_curve(*curves[h], t_end, color, x, y))
+    rss = tl[tl["heap"] == tl["heap"].min()] if len(tl) else tl  # each heap's has the RSS
+    if len(rss):
+        points = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, r in zip(
+            rss["time_ns"].tolist(), rss["rss"].tolist(), strict=True))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{RSS_COLOR}"'
+                   ' stroke-width="1.5" stroke-dasharray="5,3"><title>RSS</title></polyline>')
+    for p in peaks:
+        out += _peak(p, x, y)
+    out += _legend([HEAPS[h] for h in heaps], bool(len(rss)), bool(log.marks))
+    if not heaps:
+        out.append(f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
+                   ' fill="#999">nothing recorded yet</text>')
+    out.append("</svg>\n")
+    return "\n".join(out)
+
+
+def _notes(log: EventLog) -> list[str]:
+    rates = f"sampling rate {log.rate} B" + (
+        f" (device heaps {log.device_rate} B)" if log.device_rate != log.rate else "")
+    notes = [f"{rates}; a timeline record every {log.interval_ms} ms; {len(log.marks)} marks"]
+    if log.first_file > 1:
+        notes.append(f"log files 1-{log.first_file - 1} were deleted by rotation: the curves"
+                     " are anchored to the first timeline record left")
+    return notes
+
+
+def _ticks(top: float, count: int = 6) -> tuple[float, list[float]]:
+    """A round axis end >= top and the ticks up to it, in steps of 1, 2 or 5 x 10^k."""
+    raw = max(top, 1e-9) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    n = max(math.ceil(top / step - 1e-9), 1)
+    return n * step, [i * step for i in range(n + 1)]
+
+
+def _label(value: float) -> str:
+    return f"{value:.10g}"
+
+
+def _axes(x, y, x_ticks: list[float], y_ticks: list[float], t_scale: float, scale: float,
+          t_unit: str, unit: str, plot_w: float, plot_h: float) -> list[str]:
+    out = []
+    for v in y_ticks:
+        py = y(v * scale)
+        out.append(f'<line x1="{LEFT}" y1="{py:.1f}" x2="{LEFT + plot_w}" y2="{py:.1f}"'
+                   ' stroke="#e5e5e5"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end">{_label(v)}</text>')
+    for v in x_ticks:
+        px = x(v * t_scale)
+        out.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}"'
+                   ' stroke="#f0f0f0"/>')
+        out.append(f'<text x="{px:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">'
+                   f"{_label(v)}</text>")
+    bottom = TOP + plot_h
+    out.append(f'<path d="M{LEFT},{TOP} V{bottom} H{LEFT + plot_w}" fill="none" stroke="black"/>')
+    out.append(f'<text x="{LEFT + plot_w / 2}" y="{bottom + 40}" text-anchor="middle">'
+               f"time since the window's start ({t_unit})</text>")
+    out.append(f'<text x="18" y="{TOP + plot_h / 2}" text-anchor="middle"'
+               f' transform="rotate(-90 18 {TOP + plot_h / 2})">memory ({unit};'
+               " heaps: estimated live bytes)</text>")
+    return out
+
+
+def _intervals(records: np.ndarray, log: EventLog, color: str, x, y) -> list[str]:
+    """A heap's timeline records: each interval's peak as a shaded step."""
+    if not len(records):
+        return []
+    times, peaks = records["time_ns"].tolist(), records["peak"].tolist()
+    starts = interval_starts(log, records)
+    steps = " ".join(f"{x(t0):.1f},{y(p):.1f} {x(t1):.1f},{y(p):.1f}"
+                     for t0, t1, p in zip(starts, times, peaks, strict=True))
+    base = y(0)
+    band = f"{x(starts[0]):.1f},{base:.1f} {steps} {x(times[-1]):.1f},{base:.1f}"
+    return [f'<polygon points="{band}" fill="{color}" fill-opacity="0.18" stroke="{color}"'
+            ' stroke-opacity="0.5" stroke-width="0.8"><title>peak of each interval</title>'
+            "</polygon>"]
+
+
+def _curve(times: np.ndarray, values: np.ndarray, t_end: int, color: str, x, y) -> str:
+    """A heap's replayed live bytes (see replay) as a step line, four points per pixel
+    column with events: the value before them, their minimum, maximum and last value."""
+    columns = np.floor(x(times)).astype(np.int64)
+    first = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
+    last = np.r_[first[1:], len(values)] - 1
+    before = values[np.maximum(first - 1, 0)]
+    corners = np.column_stack([before, np.minimum.reduceat(values, first),
+                               np.maximum.reduceat(values, first), values[last]])
+    points = [f"{c},{y(v):.1f}" for c, row in zip(columns[first].tolist(), corners.tolist(),
+                                                  strict=True) for v in row]
+    points.append(f"{x(t_end):.1f},{y(float(values[-1])):.1f}")
+    joined = " ".join(points)
+    return (f'<polyline points="{joined}" fill="none" stroke="{color}"'
+            ' stroke-width="2"><title>estimated live bytes</title></polyline>')
+
+
+def _marks(log: EventLog, x, plot_h: float) -> list[str]:
+    """Ranges as bands, other marks as dashed lines, each labelled along its left edge."""
+    out = []
+    ends = {m.id: m for m in log.marks if m.kind == "range_end"}
+    shown = [m for m in log.marks if m.kind != "range_end"]
+    every = math.ceil(len(shown) / MAX_MARK_LABELS) if shown else 1
+    for i, m in enumerate(shown):
+        px = x(m.time_ns)
+        tip = f"{m.label} at {m.time_ns / MS:.1f} ms"
+        end = ends.get(m.id) if m.kind == "range_start" else None
+        if end is not None:
+            width = max(x(end.time_ns) - px, 1.0)
+            tip += f" to {end.time_ns / MS:.1f} ms"
+            out.append(f'<rect x="{px:.1f}" y="{TOP}" width="{width:.1f}" height="{plot_h}"'
+                       f' fill="{MARK_COLOR}" fill-opacity="0.10"><title>{escape(tip)}</title>'
+                       "</rect>")
+        else:
+            out.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}"'
+                       f' stroke="{MARK_COLOR}" stroke-dasharray="3,3"><title>{escape(tip)}'
+                       "</title></line>")
+        if i % every == 0:
+            out.append(f'<text x="{px + 3:.1f}" y="{TOP + 4}" font-size="10" fill="{MARK_COLOR}"'
+                       f' transform="rotate(90 {px + 3:.1f} {TOP + 4})">{escape(m.label)}</text>')
+    return out
+
+
+def _peak(p: Peak, x, y) -> list[str]:
+    px, py = x(p.time_ns), y(p.bytes)
+    text = f"peak {format_amount(p.bytes, 'bytes')} ({p.heap}) at {p.time_ns / MS:.1f} ms"
+    anchor, dx = ("end", -8) if px > LEFT + (WIDTH - LEFT - RIGHT) * 0.6 else ("start", 8)
+    return [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{COLORS[p.heap]}" stroke="black">'
+            f"<title>{escape(text)}</title></circle>",
+            f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor={quoteattr(anchor)}'
+            f' font-weight="bold">{escape(text)}</text>']
+
+
+def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:
+    items = [(COLORS[h], f"{h} heap", "") for h in heaps]
+    items += [(RSS_COLOR, "RSS (process)", ' stroke-dasharray="5,3"')] * rss
+    items += [(MARK_COLOR, "mark", ' stroke-dasharray="3,3"')] * marks
+    out, px = [], LEFT
+    legend_y = TOP - 14
+    for color, name, dash in items:
+        out.append(f'<line x1="{px}" y1="{legend_y - 4}" x2="{px + 22}" y2="{legend_y - 4}"'
+                   f' stroke="{color}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{px + 27}" y="{legend_y}">{escape(name)}</text>')
+        px += 40 + 7 * len(name)
+    out.append(f'<text x="{px}" y="{legend_y}" fill="#333">line: estimated live bytes;'
+               " shaded: peak of each interval; dot: the peak</text>")
+    return out

@@ -1,0 +1,121 @@
+"""The in-process Python API (mem_profiler.start/stop/dump/mark/step/capture), in Python
+processes started with the real sampler preloaded, and without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import LIBMEMPROF
+
+import mem_profiler
+from mem_profiler import api
+
+MiB = 2**20
+PRELUDE = """
+import ctypes, json, mem_profiler
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+"""
+
+
+def python(code: str, preload: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """`code` in a new Python, with the sampler preloaded (idle), run in /tmp (`-c` puts the
+    working folder first on sys.path, and the checkout's cmd/ would shadow the stdlib)."""
+    environ = {"PATH": "/usr/bin:/bin", **env}
+    if preload:
+        environ["LD_PRELOAD"] = str(LIBMEMPROF)
+    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+                          capture_output=True, text=True, env=environ, timeout=60, cwd="/tmp")
+
+
+def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block():
+    proc = python("""
+        with mem_profiler.capture() as cap:
+            kept = libc.malloc(8 << 20)
+            libc.free(libc.malloc(16 << 20))
+            inside = (cap.live_bytes, cap.peak_bytes)
+        print(json.dumps({"inside": inside, "peak": cap.peak_bytes, "live": cap.live_bytes,
+                          "files": {h: str(p) for h, p in cap.files.items()},
+                          "report": cap.report(nodecount=3), "capturing":
+                          mem_profiler.is_capturing()}))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    # The API makes no allocation of its own inside the window: the figures are the
+    # block's, to the byte (Python's own small objects come from its arenas, not malloc).
+    assert out["inside"] == [8 * MiB, 24 * MiB]
+    assert out["peak"] == 24 * MiB and out["live"] == 8 * MiB
+    assert list(out["files"]) == ["host"] and not out["capturing"]
+    assert out["report"].startswith("Total: 8.0 MB\n")
+    assert "8.0 100.0%" in out["report"]
+
+
+def test_start_dump_stop_write_numbered_files(tmp_path):
+    proc = python(f"""
+        mem_profiler.start(rate=1, output="{tmp_path}/w_")
+        first = mem_profiler.dump()
+        second = mem_profiler.stop()
+        try:
+            mem_profiler.stop()
+        except mem_profiler.CaptureError as e:
+            error = str(e)
+        print(json.dumps([str(first), str(second), error]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    first, second, error = json.loads(proc.stdout)
+    assert first.startswith(f"{tmp_path}/w_") and first.endswith(".0001.heap")
+    assert second.endswith(".0002.heap")
+    assert error == "no capture window is open in this process: start() one first"
+
+
+def test_marks_and_steps():
+    proc = python("""
+        mem_profiler.mark("warm-up done")
+        print(json.dumps([mem_profiler.step(), mem_profiler.step()]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [1, 2]
+
+
+def test_a_sampler_without_marks_says_so(monkeypatch):
+    class OldSampler:          # a libmemprof.so from before memprof_mark
+        memprof_is_capturing = staticmethod(lambda: 0)
+
+    monkeypatch.setattr(api, "_process", OldSampler())
+    with pytest.raises(NotImplementedError, match="has no memprof_mark: rebuild it"):
+        mem_profiler.mark("x")
+
+
+def test_capture_inside_an_open_window_is_refused(tmp_path):
+    proc = python("""
+        with mem_profiler.capture():
+            pass
+    """, MEMPROF_CAPTURE="1", MEMPROF_PREFIX=f"{tmp_path}/x_")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith(
+        "CaptureError: a capture window is already open in this process (`mem_profiler run` "
+        "without --idle opens one at start): stop() it first"), proc.stderr
+
+
+def test_every_call_without_the_sampler_says_how_to_start():
+    proc = python("""
+        calls = [lambda: mem_profiler.start(), mem_profiler.stop, mem_profiler.dump,
+                 lambda: mem_profiler.mark("x"), mem_profiler.step, mem_profiler.is_capturing,
+                 mem_profiler.heap_bytes, lambda: mem_profiler.capture().__enter__()]
+        errors = []
+        for call in calls:
+            try:
+                call()
+            except mem_profiler.SamplerNotLoaded as e:
+                errors.append(str(e))
+        print(json.dumps(errors))
+    """, preload=False)
+    assert proc.returncode == 0, proc.stderr
+    errors = json.loads(proc.stdout)
+    assert errors == [api.NOT_LOADED] * 8
+    assert "mem_profiler run --idle -- python" in api.NOT_LOADED

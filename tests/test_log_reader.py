@@ -1,0 +1,224 @@
+"""The event log reader (parser/eventlog.py): logs the sampler wrote (a run under `mem_profiler
+run --mode log`, a rotating run with a small cap, a process killed with SIGKILL), logs cut
+mid-record, synthetic logs with records of unknown types, and bad input on the command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import LIBMEMPROF, profile_run
+
+from mem_profiler.cmd.mem_parser import main
+from mem_profiler.parser.eventlog import (
+    ALLOC,
+    EVENT_DTYPE,
+    FREE,
+    MAGIC,
+    MARK,
+    STACK,
+    TIMELINE,
+    locate,
+    read_log,
+)
+from mem_profiler.parser.log_analysis import open_capture, replay
+
+MiB = 1 << 20
+MEM_PARSER = Path(sys.executable).with_name("mem_parser")
+
+
+# --- synthetic logs, written as sampler/memprof_log.h lays them out ---------------------
+
+def header(index: int = 1, magic: bytes = MAGIC, version: int = 1, start: int = 10**18) -> bytes:
+    return struct.pack("<8sIiQQQII", magic, version, 4242, 1, 1, start, index, 100)
+
+
+def event(kind: int, t: int, size: int, address: int, stack: int = 0) -> bytes:
+    return struct.pack("<BBHIqQQI", kind, 0, 36, 7, 10**18 + t, size, address, stack)
+
+
+def stack_record(stack: int, frames: list[int]) -> bytes:
+    return struct.pack(f"<BBHIIQ{len(frames)}Q", STACK, 0, 20 + 8 * len(frames), stack,
+                       len(frames), 0, *frames)
+
+
+def timeline_record(t: int, peak: int, end: int) -> bytes:
+    return struct.pack("<BBHqqqQ", TIMELINE, 0, 36, 10**18 + t, peak, end, 50 * MiB)
+
+
+def mark_record(t: int, text: bytes, kind: int = 0, ident: int = 0) -> bytes:
+    return struct.pack("<BBHIBqQ", MARK, 0, 25 + len(text), 7, kind, 10**18 + t, ident) + text
+
+
+def test_reads_every_record_and_skips_unknown_types(tmp_path):
+    unknown = struct.pack("<BBH8s", 99, 0, 12, b"future!!")
+    (tmp_path / "x_1.0001.1.memlog").write_bytes(
+        header() + stack_record(3, [0x401000, 0x402000]) + event(ALLOC, 1000, 64, 0x10, 3)
+        + unknown + mark_record(1500, b"half way") + event(FREE, 2000, 64, 0x10, 3)
+        + timeline_record(100_000_000, 64, 0))
+    log = read_log(str(tmp_path / "x_1.0001"))
+    assert log.warnings == []
+    assert log.events["type"].tolist() == [ALLOC, FREE]
+    assert log.events["time_ns"].tolist() == [1000, 2000]  # from the window's start
+    assert log.stacks[3].frames.tolist() == [0x401000, 0x402000]
+    assert [(m.text, m.time_ns, m.kind) for m in log.marks] == [("half way", 1500, "point")]
+    assert log.timeline["peak"].tolist() == [64] and log.end_ns == 100_000_000
+
+
+def test_reads_the_newest_consecutive_files(tmp_path):
+    base = tmp_path / "g_1.0001"
+    for k in (1, 3, 4):  # 2 is gone: 1 is a stray from before the gap
+        Path(f"{base}.{k}.memlog").write_bytes(
+            header(k) + stack_record(k, [0x401000]) + event(ALLOC, 1000 * k, 8, k, k))
+    Path(f"{base}.5.memlog").write_bytes(b"")  # rotation opened it; nothing reached it
+    log = read_log(str(base))
+    assert log.first_file == 3 and log.events["stack"].tolist() == [3, 4]
+    rotated, empty = log.warnings
+    assert "1-2 of" in rotated and "deleted by rotation" in rotated
+    assert "files 1 are left over" in rotated
+    assert "5.memlog holds no records" in empty
+
+
+def test_bad_magic_and_version_are_one_line_errors(tmp_path, capsys):
+    for name, content, expect in (
+            ("magic", header(magic=b"NOTALOG!"), "not a mem_profiler event log"),
+            ("version", header(version=9), "format version 9"),
+            ("short", b"MPLOG", "too short")):
+        path = tmp_path / f"{name}_1.0001.1.memlog"
+        path.write_bytes(content)
+        with pytest.raises(SystemExit) as exit_:
+            main(["-p", "/bin/true", "-f", str(path), "--timeline", str(tmp_path / "t.svg")])
+        out, err = capsys.readouterr()
+        assert (exit_.value.code, out) == (2, "")
+        assert err.startswith("mem_parser: ") and err.count("\n") == 1 and expect in err, err
+
+
+def test_heap_without_log_and_console_script(tmp_path, build_fixture):
+    heap = tmp_path / "plain.heap"
+    heap.write_text("heap_v2/1024\n# heap: host\n  t*: 0: 0 [0: 0]\n\nMAPPED_LIBRARIES:\n")
+    done = subprocess.run([MEM_PARSER, "-p", "/bin/true", "-f", str(heap), "--peak"],
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.count("\n") == 1 and "--mode log" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --- logs the sampler wrote -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def curve(build_fixture, tmp_path_factory):
+    """log_curve run to its end under --mode log: (program, .heap)."""
+    exe = build_fixture("log_curve")
+    proc, heaps = profile_run([exe], tmp_path_factory.mktemp("curve") / "c_", 1024,
+                              "--mode", "log")
+    assert proc.returncode == 0 and len(heaps) == 1, proc.stderr
+    return exe, heaps[0]
+
+
+def test_log_cut_mid_record_is_read_up_to_the_last_whole_one(curve, tmp_path):
+    base, _ = locate(curve[1])
+    (full_path,) = Path(base).parent.glob(Path(base).name + ".*.memlog")
+    full = read_log(base)
+    data = full_path.read_bytes()
+    for cut, timeline in ((len(data) - 10, len(full.timeline) - 1),  # the last record
+                          (len(data) // 2 + 5, None)):
+        copy = tmp_path / f"cut{cut}_1.0001.1.memlog"
+        copy.write_bytes(data[:cut])
+        log = read_log(str(copy)[:-len(".1.memlog")])
+        (warning,) = log.warnings
+        assert "ends in the middle of a record" in warning, warning
+        end = int(re.search(rf"read up to byte (\d+) of {cut}\.", warning)[1])
+        assert 0 < cut - end < 20 + 8 * 128  # less than the longest record is left out
+        assert 0 < len(log.events) <= len(full.events)
+        assert (log.events == full.events[:len(log.events)]).all()
+        assert timeline is None or len(log.timeline) == timeline
+
+
+def test_rotation_keeps_the_newest_files_and_reads_them(build_fixture, tmp_path):
+    exe = build_fixture("log_curve")
+    proc, (heap,) = profile_run([exe], tmp_path / "r_", 1024, "--mode", "log",
+                                "--log-cap", "65536", "--log-files", "3")
+    assert proc.returncode == 0, proc.stderr
+    base, _ = locate(heap)
+    kept = sorted(int(p.name.split(".")[-2]) for p in tmp_path.glob("r_*.memlog"))
+    newest = kept[-1]
+    assert newest > 5 and kept == [newest - 2, newest - 1, newest]  # the oldest went
+    assert all(p.stat().st_size <= 65536 + 4096 for p in tmp_path.glob("r_*.memlog"))
+
+    cap = open_capture(heap)
+    log = cap.log
+    assert log.first_file == newest - 2 and len(log.files) == 3
+    assert any("deleted by rotation" in w for w in log.warnings)
+    assert (log.events["time_ns"] > 0).all() and len(log.timeline) >= 2
+    # the program's pointers are in the files' own stack records (each file stands alone)
+    assert set(log.events["stack"].tolist()) <= set(log.stacks)
+    # the replay starts from the first timeline record kept, and ends where the sampler did
+    times, values = replay(cap)
+    assert values[-1] == log.timeline["end"][-1]
+
+
+def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env, capsys):
+    exe = build_fixture("log_curve")
+    env = dict(os.environ, LD_PRELOAD=str(LIBMEMPROF), MEMPROF_MODE="log", MEMPROF_CAPTURE="1",
+               MEMPROF_RATE="1024", MEMPROF_PREFIX=str(tmp_path / "k_"))
+    with subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, text=True) as target:
+        watchdog = threading.Timer(60, target.kill)  # never wait forever for its line
+        watchdog.start()
+        assert target.stdout.readline() == "spike held\n"
+        watchdog.cancel()
+        time.sleep(0.25)  # the spike is in the log after the next timeline tick
+        target.send_signal(signal.SIGKILL)
+    assert target.returncode == -signal.SIGKILL
+    (memlog,) = tmp_path.glob("k_*.memlog")
+    assert not list(tmp_path.glob("*.heap"))
+
+    cap = open_capture(memlog)
+    assert cap.profile is None and any("no .heap" in w for w in cap.warnings)
+    assert cap.log.timeline["peak"].max() >= 96 * MiB * 0.95
+
+    # moved to another folder, the files are still found from one another
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(memlog, moved / memlog.name)
+    svg = tmp_path / "killed.svg"
+    main(["-p", str(exe), "-f", str(moved / memlog.name), "--timeline", str(svg)])
+    out, err = capsys.readouterr()
+    assert out == "" and "warning: no .heap" in err
+    assert svg.read_text().startswith("<svg")
+
+
+# --- speed ------------------------------------------------------------------------------
+
+def test_reads_a_60_mb_log_in_seconds(tmp_path):
+    """1.6 M events with a new stack record every 16 events for the first 100,000."""
+    n = 1_650_000
+    events = np.zeros(n, EVENT_DTYPE)
+    events["type"] = np.where(np.arange(n) % 2, FREE, ALLOC)
+    events["length"] = 36
+    events["time_ns"] = 10**18 + np.arange(n) * 1000
+    events["size"] = 4096
+    events["address"] = 0x10000 + (np.arange(n) // 2) * 4096
+    events["stack"] = np.minimum(np.arange(n) // 16, 99_999)
+    parts = [header()]
+    for first in range(0, n, 16):
+        if first // 16 < 100_000:
+            parts.append(stack_record(first // 16, list(range(0x401000, 0x401000 + 8 * 10, 8))))
+        parts.append(events[first:first + 16].tobytes())
+    path = tmp_path / "big_1.0001.1.memlog"
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size > 60e6
+    began = time.perf_counter()
+    log = read_log(str(tmp_path / "big_1.0001"))
+    elapsed = time.perf_counter() - began
+    assert len(log.events) == n and len(log.stacks) == 100_000
+    assert elapsed < 5, f"{elapsed:.1f} s"

@@ -1,0 +1,64 @@
+"""The SVG call graph and the HTML flame graph in a real headless Chromium: both draw
+something, and the flame graph's click handler zooms and its search box highlights."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import assert_not_blank, chromium
+
+MEM_PARSER = Path(sys.executable).with_name("mem_parser")
+
+
+@pytest.fixture(scope="module")
+def pages(sites_exact, tmp_path_factory) -> dict[str, Path]:
+    exe, heap = sites_exact
+    out = tmp_path_factory.mktemp("pages")
+    subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, "-s", "-o", out / "graph.svg",
+                    "--flame", out / "flame.html"], check=True)
+    return {"svg": out / "graph.svg", "flame": out / "flame.html"}
+
+
+def frames(dom: str) -> dict[str, str]:
+    """{frame name: its style} of the flame graph's frames in a DOM dump."""
+    return {m["name"]: m["style"] for m in re.finditer(
+        r'<div class="frame[^"]*"[^>]*data-name="(?P<name>[^"]*)"[^>]*style="(?P<style>[^"]*)"',
+        dom)}
+
+
+@pytest.mark.parametrize("page", ["svg", "flame"])
+def test_page_draws_something(pages, tmp_path, page):
+    png = tmp_path / "shot.png"
+    chromium(f"--screenshot={png}", "--window-size=1200,800", pages[page].as_uri(),
+             profile_dir=tmp_path / "profile")
+    assert_not_blank(png)
+
+
+def test_flame_graph_is_self_contained(pages):
+    html = pages["flame"].read_text()
+    assert not re.search(r"""(src|href)\s*=|https?://|@import|url\(""", html)
+
+
+def test_click_on_a_frame_zooms_into_it(pages, tmp_path):
+    before = frames(chromium("--dump-dom", pages["flame"].as_uri(),
+                             profile_dir=tmp_path / "profile").stdout)
+    assert "site_small" in before and "width: 100%" not in before["site_pages"]
+    dom = chromium("--dump-dom", pages["flame"].as_uri() + "?selftest=click:site_pages",
+                   profile_dir=tmp_path / "profile").stdout
+    assert 'data-selftest="clicked"' in dom and 'data-zoom="site_pages"' in dom
+    after = frames(dom)
+    assert "left: 0%; width: 100%" in after["site_pages"]
+    assert "site_small" not in after  # a sibling: outside the zoomed frame
+    assert "width: 100%" in after["main"]  # an ancestor: kept above it, full width
+
+
+def test_search_highlights_matching_frames(pages, tmp_path):
+    dom = chromium("--dump-dom", pages["flame"].as_uri() + "?selftest=search:^site_",
+                   profile_dir=tmp_path / "profile").stdout
+    highlighted = set(re.findall(r'<div class="frame match"[^>]*data-name="([^"]*)"', dom))
+    assert highlighted == {"site_pages", "site_small"}
+    assert re.search(r'<span id="matched">Matched: [\d.]+ MB \(99\.\d+%\)</span>', dom)
