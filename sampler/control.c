@@ -37,14 +37,8 @@ static long futex(uint32_t *word, int op, uint32_t value, const struct timespec 
 static uint64_t process_start_time(void)
 {
     char stat[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (memprof_read_small_file("/proc/self/stat", stat, sizeof stat) == 0)
         return 0;
-    ssize_t n = read(fd, stat, sizeof stat - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    stat[n] = '\0';
     /* Field 22; the command name (field 2) may hold spaces, so count after its ')'. */
     char *p = strrchr(stat, ')');
     for (int field = 2; p != NULL && field < 22; field++)

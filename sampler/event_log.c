@@ -209,14 +209,7 @@ void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text
 static uint64_t resident_bytes(void)
 {
     char statm[128];
-    int f = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (f < 0)
-        return 0;
-    ssize_t n = read(f, statm, sizeof statm - 1);
-    close(f);
-    if (n <= 0)
-        return 0;
-    statm[n] = '\0';
+    memprof_read_small_file("/proc/self/statm", statm, sizeof statm);
     unsigned long long size = 0, resident = 0;
     sscanf(statm, "%llu %llu", &size, &resident);
     return resident * (uint64_t)sysconf(_SC_PAGESIZE);

@@ -102,12 +102,7 @@ static void put_file(struct out *o, const char *path)
 static void put_cmdline(struct out *o)
 {
     char args[4096];
-    ssize_t n = 0;
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        n = read(fd, args, sizeof args);
-        close(fd);
-    }
+    ssize_t n = (ssize_t)memprof_read_small_file("/proc/self/cmdline", args, sizeof args);
     while (n > 0 && (args[n - 1] == '\0' || args[n - 1] == '\n'))
         n--;
     for (ssize_t i = 0; i < n; i++)

@@ -288,6 +288,8 @@ void memprof_unmap(void *p, size_t bytes) HIDDEN;
 void memprof_zero_pages(void *p, size_t bytes) HIDDEN;  /* back to zero pages */
 uint64_t memprof_now_ns(void) HIDDEN;             /* CLOCK_REALTIME */
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback) HIDDEN;
+/* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
+size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;
 void memprof_log(const char *fmt, ...) HIDDEN __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -1,5 +1,6 @@
 /* System helpers for the sampler: memory straight from mmap (never through the
  * allocator we hook), clocks, environment numbers, messages on stderr. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,17 @@ uint64_t memprof_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+size_t memprof_read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    n = n > 0 ? n : 0;
+    buf[n] = '\0';
+    return (size_t)n;
 }
 
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback)
