@@ -157,7 +157,7 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
  * pointer's 64 MiB region (glibc gives each thread's arena its own 64 MiB
  * heaps), then by its hash, so a thread's blocks stay in its own stripes. */
 #define LIVE_STRIPES 256
-#define LIVE_FILTER_PER_STRIPE 1024
+#define LIVE_FILTER_PER_STRIPE 256
 extern _Atomic uint8_t memprof_live_filter[LIVE_STRIPES][LIVE_FILTER_PER_STRIPE] HIDDEN;
 
 static inline uint64_t memprof_ptr_hash(uintptr_t p)
