@@ -59,7 +59,10 @@ demo: setup build
 	$(VENV)/bin/mem_profiler run -c 1024 -o $(BUILD)/demo_ -- $(BUILD)/examples/leaky 200
 	@f=$$(ls -t $(BUILD)/demo_*.heap | head -1); \
 	echo; echo "== mem_parser -p $(BUILD)/examples/leaky -f $$f -t"; \
-	$(VENV)/bin/mem_parser -p $(BUILD)/examples/leaky -f $$f -t
+	$(VENV)/bin/mem_parser -p $(BUILD)/examples/leaky -f $$f -t && \
+	$(VENV)/bin/mem_parser -p $(BUILD)/examples/leaky -f $$f -s -o $(BUILD)/demo.svg \
+	    --flame $(BUILD)/demo_flame.html && \
+	echo && echo "call graph: $(BUILD)/demo.svg   flame graph: $(BUILD)/demo_flame.html"
 
 bench: setup build
 	$(PY) bench/run_bench.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -10,8 +11,17 @@ import click
 
 from mem_profiler.cmd.log_report import add_log_options
 from mem_profiler.parser.atomic import write_file
+from mem_profiler.parser.capture_files import select_files
 from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.reports import FILE_FORMATS, STREAM_FORMATS, Request, load, render
+from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.reports import (
+    FILE_FORMATS,
+    STREAM_FORMATS,
+    Request,
+    load,
+    render,
+    render_heaps_text,
+)
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
 
 PROG = "mem_parser"
@@ -41,7 +51,10 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     " and --pprof PATH write their own files, alone or beside it (e.g. -t --pprof"
     " p.pb.gz). --focus, --ignore and --base apply to every output."))
 @click.option("-p", "binary", required=True, metavar="BIN", help="The program that ran.")
-@click.option("-f", "heap_file", required=True, metavar="FILE", help="The .heap file to read.")
+@click.option("-f", "heap_files", required=True, multiple=True, metavar="FILE",
+              help="The .heap file to read, or a capture's prefix (/tmp/svc_4242.0001: its "
+              "host and device heaps). Several with -t: the heaps side by side.")
+@click.option("--heap", type=click.Choice(HEAPS), help="Of the files given, the one of this heap.")
 @click.option("-t", "text", is_flag=True, help="Flat/cum text table, as jeprof --text.")
 @click.option("-s", "svg", is_flag=True, help="SVG call graph, drawn by graphviz dot.")
 @click.option("--collapsed", is_flag=True,
@@ -101,6 +114,36 @@ def cli(binary: str, heap_file: str, output: str | None, flame: str | None, ppro
 
 
 add_log_options(cli)
+
+
+def _select_heap(command: click.Command) -> None:
+    """-f (repeatable, or a prefix) and --heap become the one file the reports read;
+    several heaps go side by side in the text table."""
+    report = command.callback
+    assert report is not None
+
+    @functools.wraps(report)
+    def callback(heap_files: tuple[str, ...], heap: str | None, **params) -> None:
+        chosen = select_files(list(heap_files), heap)
+        if len(chosen) == 1:
+            report(heap_file=chosen[0][1], **params)
+            return
+        others = [name for name in ("svg", "collapsed", "json_", "flame", "pprof", "base")
+                  if params[name]]
+        if not params["text"] or others:
+            raise UserError(f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
+                            " side only in -t; for the other reports choose one with --heap.")
+        index = next((i for i in SAMPLE_INDEXES if params[i]), "inuse_space")
+        requests = [(name, Request(binary=params["binary"], heap_file=path, index=index,
+                                   allow_mismatch=params["allow_mismatch"],
+                                   nodecount=params["nodecount"]))
+                    for name, path in chosen]
+        _write(params["output"], render_heaps_text(requests))
+
+    command.callback = callback
+
+
+_select_heap(cli)
 
 
 def _write(output: str | None, content: bytes) -> None:

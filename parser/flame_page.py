@@ -95,7 +95,7 @@ PAGE = r"""<!DOCTYPE html>
     }
     let h = 0;
     for (const c of name(i)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-    return `hsl(${10 + (h % 40)}, ${70 + (h >> 8) % 25}%, ${55 + (h >> 16) % 15}%)`;
+    return `hsl(${D.hue + (h % 40)}, ${70 + (h >> 8) % 25}%, ${55 + (h >> 16) % 15}%)`;
   }
 
   let zoomed = N, pattern = null;

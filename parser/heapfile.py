@@ -46,6 +46,19 @@ class Mapping:
 
 
 @dataclass
+class Failure:
+    """A failed allocation of a device heap: `# failed_alloc: time_ns= bytes= error= @ ...`"""
+
+    time_ns: int
+    bytes: int
+    error: int
+    stack: tuple[int, ...]   # addresses, leaf first
+
+
+_FAILURE_RE = re.compile(r"time_ns=(\d+) bytes=(\d+) error=(-?\d+) @((?: [0-9a-fx]+)*)")
+
+
+@dataclass
 class HeapProfile:
     """The contents of one .heap file, counts still raw (sampled)."""
 
@@ -67,6 +80,8 @@ class HeapProfile:
     acc_objs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     acc_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mappings: list[Mapping] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)   # stack index -> `# labels:` text
+    failures: list[Failure] = field(default_factory=list)   # failed device allocations
 
     @property
     def window_ns(self) -> tuple[int | None, int | None]:
@@ -261,6 +276,8 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
                 _header_line(prof, line)
             except ValueError as e:
                 raise fail(lineno, str(e)) from None
+            if line.startswith("# labels:"):   # of the stack on the next '@' line
+                prof.labels[len(lengths)] = prof.meta.pop("labels")
         elif line.startswith(_MAPPED_LIBRARIES):
             maps_at = i + 1
             break
@@ -313,6 +330,13 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         setattr(prof, key, int(value))
     elif key in ("cmdline", "exe", "heap"):
         setattr(prof, key, value)
+    elif key == "failed_alloc":
+        m = _FAILURE_RE.fullmatch(value)
+        if m is None:
+            raise ValueError(f"expected '# failed_alloc: time_ns=T bytes=N error=E @ ...', "
+                             f"found {_show(line)}")
+        stack = tuple(int(a, 16) for a in m[4].split())
+        prof.failures.append(Failure(int(m[1]), int(m[2]), int(m[3]), stack))
     elif key == "build_id":
         obj, _, hexid = value.rpartition(" ")
         if not obj or not re.fullmatch(r"[0-9a-fA-F]+", hexid):

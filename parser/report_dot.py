@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import math
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import subprocess
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.graph import CallGraph, Edge
 from mem_profiler.parser.units import (
+    HEAP_HUES,
     format_amount,
     format_labelled,
     format_percent,
@@ -17,11 +19,15 @@ from mem_profiler.parser.units import (
 )
 
 
-def format_dot(graph: CallGraph, title: str, notes: list[str] = ()) -> str:
+def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = "host") -> str:
     """dot text: a legend box (title, sample index, total, what was dropped, `notes`),
     then one box per node (name, flat, cum; font size by |flat|, colour by cum) and the
-    edges (labelled with their weight, width and colour by weight, dotted if residual)."""
+    edges (labelled with their weight, width and colour by weight, dotted if residual).
+    The host heap has pprof's reds; a device heap draws its growth in its own hue."""
     unit = _unit(graph)
+    hue = None if heap == "host" else HEAP_HUES.get(heap)
+    if heap != "host":
+        notes = [f"Heap: {heap}", *notes]
     out = [f'digraph "{_escape(title)}" {{', 'node [style=filled fillcolor="#f8f8f8"]']
     legend = "\\l".join(_escape(line) for line in _legend(graph, title, notes))
     out.append(f'subgraph cluster_L {{ "legend" [shape=box fontsize=16 label="{legend}\\l"'
@@ -35,8 +41,9 @@ def format_dot(graph: CallGraph, title: str, notes: list[str] = ()) -> str:
         score = cum / abs(graph.total) if graph.total else 0.0
         out.append(f'N{i + 1} [label="{label}" id="node{i + 1}" fontsize={size} shape=box'
                    f' tooltip="{_escape(name)} ({format_labelled(cum, unit)})"'
-                   f' color="{_color(score, False)}" fillcolor="{_color(score, True)}"]')
-    out += [_edge(graph, e, unit) for e in graph.edges]
+                   f' color="{_color(score, False, hue)}"'
+                   f' fillcolor="{_color(score, True, hue)}"]')
+    out += [_edge(graph, e, unit, hue) for e in graph.edges]
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -82,7 +89,7 @@ def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
     return lines
 
 
-def _edge(graph: CallGraph, edge: Edge, unit: str) -> str:
+def _edge(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> str:
     weight = format_labelled(edge.weight, unit)
     attrs = [f'label=" {weight}"']
     if graph.total:
@@ -91,7 +98,7 @@ def _edge(graph: CallGraph, edge: Edge, unit: str) -> str:
             attrs.append(f"weight={rank}")
         if (width := 1 + int(min(share * 5, 5))) > 1:
             attrs.append(f"penwidth={width}")
-        attrs.append(f'color="{_color(edge.weight / abs(graph.total), False)}"')
+        attrs.append(f'color="{_color(edge.weight / abs(graph.total), False, hue)}"')
     arrow = "..." if edge.residual else "->"
     tooltip = _escape(f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]}"
                       f" ({weight})")
@@ -106,13 +113,17 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _color(score: float, background: bool) -> str:
-    """pprof's dotColor: red for positive scores, green for negative, grey near 0."""
+def _color(score: float, background: bool, hue: float | None = None) -> str:
+    """pprof's dotColor: red for positive scores (or `hue`), green for negative, grey
+    near 0."""
     saturation, value = (0.1, 0.93) if background else (1.0, 0.7)
     score = max(-1.0, min(1.0, score))
     if abs(score) < 0.2:
         saturation *= abs(score) / 0.2
     score = math.copysign(abs(score) ** 0.3, score)  # shift scores away from grey
+    if score >= 0 and hue is not None:
+        r, g, b = colorsys.hsv_to_rgb(hue / 360, saturation * score, value)
+        return "#" + "".join(f"{int(c * 255):02x}" for c in (r, g, b))
     if score < 0:
         r, g = value * (1 + saturation * score), value
     else:

@@ -9,6 +9,7 @@ import numpy as np
 
 from mem_profiler.parser.flame import FlameTree
 from mem_profiler.parser.flame_page import PAGE
+from mem_profiler.parser.units import HEAP_HUES
 
 # Frames lighter than this share of the whole are left out of the page, as flamegraph.pl
 # leaves out frames under 0.1 pixel: a profile of 10^5 scattered stacks would otherwise
@@ -17,11 +18,11 @@ MIN_SHARE = 1e-4
 
 
 def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
-                      diff: bool = False) -> str:
+                      diff: bool = False, heap: str = "host") -> str:
     """The page, with the tree (frames of at least MIN_SHARE of the weight) as JSON.
 
-    `notes` are shown under the title; `diff` colours frames by growth (red) and
-    shrinkage (blue) instead of by name."""
+    `notes` are shown under the title; frames are coloured by name in the heap's hue, or
+    with `diff` by growth (red) and shrinkage (blue)."""
     roots = tree.parent < 0
     keep = tree.weight >= max(float(tree.weight[roots].sum()) * MIN_SHARE, 1e-300)
     new_id = np.cumsum(keep) - 1  # parents come first, so ancestors of kept nodes are kept
@@ -29,6 +30,7 @@ def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
     used, name = np.unique(tree.name[keep], return_inverse=True)
     data = {
         "title": title, "index": tree.index, "notes": list(notes), "diff": diff,
+        "heap": heap, "hue": HEAP_HUES.get(heap, HEAP_HUES["host"]),
         "unit": "objects" if tree.index.endswith("_objects") else "bytes",
         "total": round(tree.total, 2),
         "names": [tree.names[i] for i in used.tolist()],

@@ -22,3 +22,22 @@ def format_text(table: FlatCum, nodecount: int | None = None) -> str:
                    f" {format_value(cum, table.unit):>8} {format_percent(cum, table.total):>6}"
                    f" {name}\n")
     return "".join(out)
+
+
+def format_heaps_text(tables: list[tuple[str, FlatCum]], nodecount: int | None = None) -> str:
+    """Several heaps of one capture side by side: a `flat cum` pair of columns per heap,
+    rows sorted by the largest flat of any heap, then name."""
+    unit = tables[0][1].unit
+    totals = ", ".join(f"{heap} {format_value(t.total, unit)}" for heap, t in tables)
+    out = [f"Total {unit_name(unit)}: {totals}\n",
+           "".join(f" {heap + ' flat':>15} {heap + ' cum':>15}" for heap, _ in tables) + "\n"]
+    values: dict[str, list[float]] = {}
+    for k, (_, table) in enumerate(tables):
+        for name, flat, cum in zip(table.names, table.flat.tolist(), table.cum.tolist(),
+                                   strict=True):
+            values.setdefault(name, [0.0] * 2 * len(tables))[2 * k:2 * k + 2] = [flat, cum]
+    order = sorted(values, key=lambda n: (-max(abs(v) for v in values[n][::2]), n))
+    for name in order[:nodecount]:
+        out.append("".join(f" {format_value(v, unit):>15}" for v in values[name])
+                   + f" {name}\n")
+    return "".join(out)

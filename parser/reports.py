@@ -15,10 +15,11 @@ from mem_profiler.parser.focus import select_stacks
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.report_dot import format_dot, render_svg
+from mem_profiler.parser.report_failures import format_failures, symbolized_failures
 from mem_profiler.parser.report_flame import format_flame_html
 from mem_profiler.parser.report_json import format_json
 from mem_profiler.parser.report_pprof import format_pprof
-from mem_profiler.parser.report_text import format_text
+from mem_profiler.parser.report_text import format_heaps_text, format_text
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 
 # Formats written to -o or stdout, and formats written to a path of their own.
@@ -71,6 +72,12 @@ def load(request: Request) -> SymbolizedProfile:
     return select_stacks(sym, request.focus, request.ignore, lines=request.lines)
 
 
+def render_heaps_text(requests: list[tuple[str, Request]]) -> bytes:
+    """-t of several heaps of one capture, side by side."""
+    tables = [(heap, aggregate(load(r), r.index, lines=r.lines)) for heap, r in requests]
+    return format_heaps_text(tables, requests[0][1].nodecount).encode("utf-8", "surrogateescape")
+
+
 def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS)."""
     r = request
@@ -78,18 +85,22 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
         table = aggregate(sym, r.index, lines=r.lines)
         text = format_text(table, r.nodecount) if fmt == "text" else format_json(
             table, sym.profile, program=r.binary, base=r.base, nodecount=r.nodecount)
+        if fmt == "text" and sym.profile.failures:
+            text += format_failures(sym.profile, symbolized_failures(
+                sym.profile, r.binary, r.allow_mismatch))
         return text.encode("utf-8", "surrogateescape")
     if fmt == "svg":
         graph = call_graph(sym, r.index, lines=r.lines, nodefraction=r.nodefraction,
                            edgefraction=r.edgefraction,
                            nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount)
-        return render_svg(format_dot(graph, r.title, r.notes))
+        return render_svg(format_dot(graph, r.title, r.notes, heap=sym.profile.heap))
     if fmt == "pprof":
         return format_pprof(sym, r.notes)
     if fmt == "collapsed":
         return format_collapsed(sym, r.index, lines=r.lines).encode("utf-8", "surrogateescape")
     if fmt == "flame":
         tree = flame_tree(sym, r.index, lines=r.lines)
-        return format_flame_html(tree, r.title, r.notes, diff=r.base is not None).encode(
+        return format_flame_html(tree, r.title, r.notes, diff=r.base is not None,
+                                 heap=sym.profile.heap).encode(
             "utf-8", "surrogateescape")
     raise ValueError(f"unknown report format {fmt!r}")

@@ -111,3 +111,55 @@ def test_missing_runtime_leaves_the_process_unaffected(standin_dir, tmp_path):
     assert proc.stdout == plain.stdout
     assert set(heaps) == {"host"}
     assert report(heaps["host"], exe)["host_work"][1] == 64 * 64 * 1024
+
+
+def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir, tmp_path):
+    exe = build_device_fixture("device_cuda", standin_dir)
+    proc, heaps = run_device(exe, ["local"], tmp_path / "p_", standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    prefix = str(heaps["host"]).removesuffix(".heap")
+    mem_parser = str(VENV_BIN / "mem_parser")
+
+    def parse(*args: str) -> str:
+        done = subprocess.run([mem_parser, "-p", str(exe), *args], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    # A capture's prefix means all its heaps: side by side in -t.
+    side = parse("-f", prefix, "-t").splitlines()
+    assert side[0] == "Total MB: host 0.0, cuda 54.0, cuda_host 1.5"
+    assert side[1].split() == ["host", "flat", "host", "cum", "cuda", "flat", "cuda", "cum",
+                               "cuda_host", "flat", "cuda_host", "cum"]
+    assert side[2].split() == ["0.0", "0.0", "32.0", "32.0", "0.0", "0.0", "fw_alloc_segment"]
+    assert parse("-f", str(heaps["host"]), "-f", str(heaps["cuda"]), "-t").startswith(
+        "Total MB: host 0.0, cuda 54.0\n")
+    # --heap picks one; its graph and flame graph draw in the heap's own hue (blue).
+    assert parse("-f", prefix, "--heap", "cuda", "-t").startswith("Total: 54.0 MB\n")
+    svg = parse("-f", prefix, "--heap", "cuda", "-s")
+    assert "Heap: cuda" in svg and 'fill="#d' in svg.lower()
+    flame = tmp_path / "f.html"
+    parse("-f", prefix, "--heap", "cuda_host", "--flame", str(flame))
+    assert '"heap":"cuda_host","hue":265' in flame.read_text()
+    # Several heaps are for -t only; a heap the capture lacks is refused.
+    for args, message in ((["-f", prefix, "-s"], "side by side only in -t"),
+                          (["-f", prefix, "--heap", "hal", "-t"], "no hal heap among")):
+        done = subprocess.run([mem_parser, "-p", str(exe), *args], capture_output=True,
+                              text=True)
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
+    exe = build_device_fixture("device_cuda", standin_dir)
+    env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
+    proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
+    assert proc.returncode == 0, proc.stderr
+    text = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+                           str(heaps["cuda"]), "-t"], capture_output=True, text=True,
+                          check=True).stdout
+    section = text.split("\nFailed allocations in the cuda heap: 2\n")[1].splitlines()
+    assert len(section) == 2
+    assert all(line.split()[:4] == ["1024.0", "MB", "error", "2"] for line in section)
+    # The stacks name the sites (under the framework's frame for the runtime's failure).
+    assert any(" alloc_too_much < run_oom" in line for line in section)
+    assert any(" alloc_too_much_driver < run_oom" in line for line in section)

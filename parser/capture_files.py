@@ -1,0 +1,54 @@
+"""Which .heap files a mem_parser invocation means: files, or a capture's prefix
+(`/tmp/svc_4242.0001` stands for its host file and every device heap's file), narrowed
+to one heap by name."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.heapfile import HEAPS
+
+_HEAP_LINE = re.compile(rb"^# heap: (\w+)$", re.M)
+
+
+def heap_of(path: str) -> str:
+    """The heap a file holds, from its `# heap:` line (host when it has none)."""
+    try:
+        with open(path, "rb") as f:
+            m = _HEAP_LINE.search(f.read(8192))
+    except OSError:
+        return "host"   # read_heap reports the problem, with the file's name
+    return m.group(1).decode() if m else "host"
+
+
+def capture_files(spec: str) -> list[str]:
+    """A file as it is, or the files of the capture a prefix names."""
+    if os.path.exists(spec):
+        return [spec]
+    stem = Path(spec.removesuffix(".heap"))
+    found = sorted(str(p) for p in stem.parent.glob(stem.name + ".*.heap")
+                   if re.fullmatch(r"[a-z_]+", p.name[len(stem.name) + 1:-5]))
+    host = f"{stem}.heap"
+    files = ([host] if os.path.isfile(host) else []) + found
+    if not files:
+        raise UserError(f"{spec} does not exist (a .heap file, or a capture's prefix such as"
+                        " /tmp/svc_4242.0001).")
+    return files
+
+
+def select_files(specs: list[str], heap: str | None) -> list[tuple[str, str]]:
+    """(heap, file) for every file the specs name, one heap's only if `heap` is given."""
+    if heap is not None and heap not in HEAPS:
+        raise UserError(f"unknown heap {heap!r}: one of {', '.join(HEAPS)}.")
+    chosen = [(heap_of(f), f) for spec in specs for f in capture_files(spec)]
+    if heap is not None:
+        chosen = [(h, f) for h, f in chosen if h == heap]
+        if not chosen:
+            raise UserError(f"no {heap} heap among {', '.join(specs)}.")
+    heaps = [h for h, _ in chosen]
+    if len(set(heaps)) < len(heaps):
+        raise UserError("two files of the same heap: give one capture at a time, or --heap.")
+    return chosen
