@@ -159,7 +159,9 @@ def test_rotation_keeps_the_newest_files_and_reads_them(build_fixture, tmp_path)
     log = cap.log
     assert log.first_file == newest - 2 and len(log.files) == 3
     assert any("deleted by rotation" in w for w in log.warnings)
-    assert (log.events["time_ns"] > 0).all() and len(log.timeline) >= 2
+    # The three newest 64 KiB files may span less than one 100 ms interval on a busy
+    # machine: the record written when the window closed is always among them.
+    assert (log.events["time_ns"] > 0).all() and len(log.timeline) >= 1
     # the program's pointers are in the files' own stack records (each file stands alone)
     assert set(log.events["stack"].tolist()) <= set(log.stacks)
     # the replay starts from the first timeline record kept, and ends where the sampler did
