@@ -54,15 +54,22 @@ def assert_sites(heaps: dict[str, Path], exe: Path, sites: list[dict]) -> None:
                 (heap, index)
 
 
-@pytest.mark.parametrize("program,mode", [("device_cuda", "local"), ("device_cuda", "global"),
-                                          ("device_cuda_direct", "direct")])
-def test_every_cuda_path_counted_once(standin_dir, tmp_path, program, mode):
+def profile_unchanged(program: str, mode: str, standin_dir: Path,
+                      prefix: Path) -> tuple[Path, dict[str, Path]]:
+    """Runs a fixture without and with the sampler: the same results; its heap files."""
     exe = build_device_fixture(program, standin_dir)
     env = standin_env(standin_dir)
     plain = subprocess.run([exe, mode], env=env, capture_output=True, text=True, check=True)
-    proc, heaps = run_device(exe, [mode], tmp_path / "c_", env)
+    proc, heaps = run_device(exe, [mode], prefix, env)
     assert proc.returncode == 0, proc.stderr
-    assert checksum(proc.stdout) == checksum(plain.stdout)     # results unchanged
+    assert checksum(proc.stdout) == checksum(plain.stdout)
+    return exe, heaps
+
+
+@pytest.mark.parametrize("program,mode", [("device_cuda", "local"), ("device_cuda", "global"),
+                                          ("device_cuda_direct", "direct")])
+def test_every_cuda_path_counted_once(standin_dir, tmp_path, program, mode):
+    exe, heaps = profile_unchanged(program, mode, standin_dir, tmp_path / "c_")
     assert {"host", "cuda", "cuda_host"} <= set(heaps)
     assert_sites(heaps, exe, truth.SITES["device_cuda"])
 
@@ -70,12 +77,7 @@ def test_every_cuda_path_counted_once(standin_dir, tmp_path, program, mode):
 @pytest.mark.parametrize("program,mode", [("device_acl", "local"), ("device_acl", "global"),
                                           ("device_acl_linked", "linked")])
 def test_acl_and_hal_paths_counted_once_with_labels(standin_dir, tmp_path, program, mode):
-    exe = build_device_fixture(program, standin_dir)
-    env = standin_env(standin_dir)
-    plain = subprocess.run([exe, mode], env=env, capture_output=True, text=True, check=True)
-    proc, heaps = run_device(exe, [mode], tmp_path / "a_", env)
-    assert proc.returncode == 0, proc.stderr
-    assert checksum(proc.stdout) == checksum(plain.stdout)
+    exe, heaps = profile_unchanged(program, mode, standin_dir, tmp_path / "a_")
     assert_sites(heaps, exe, truth.SITES["device_acl"])
     # The HAL's flags become labels of its stacks: device id, memory type, module id.
     labels = re.findall(r"^# labels: (.*)$", heaps["hal"].read_text(), re.M)
