@@ -48,9 +48,10 @@ def _cmdline(pid: int) -> str:
 
 
 def list_targets(clean: bool = True) -> list[Target]:
-    """Every process with a control block; stale blocks of ours are removed (clean)."""
+    """Every live process with a control block, by pid; stale blocks of ours (their
+    process gone, or another process now has the pid) are removed when `clean`."""
     targets = []
-    for entry in sorted(os.scandir(SEGMENT_DIR), key=lambda e: e.name):
+    for entry in os.scandir(SEGMENT_DIR):
         suffix = entry.name[len(SEGMENT_PREFIX):]
         if not entry.name.startswith(SEGMENT_PREFIX) or not suffix.isdigit():
             continue
@@ -60,10 +61,11 @@ def list_targets(clean: bool = True) -> list[Target]:
             state, last_dump = _state_of(pid)
             if state == "stale" and clean and os.path.exists(entry.path):
                 os.unlink(entry.path)
-            if state == "stale":
-                continue
-        targets.append(Target(pid, user_name(owner), state, _cmdline(pid), last_dump))
-    return targets
+        elif process_start_time(pid) is None:
+            state = "stale"   # another user's, left by a process that is gone
+        if state != "stale":
+            targets.append(Target(pid, user_name(owner), state, _cmdline(pid), last_dump))
+    return sorted(targets, key=lambda t: t.pid)
 
 
 def _state_of(pid: int) -> tuple[str, str]:

@@ -61,6 +61,8 @@ class Server:
             except ProcessLookupError:
                 pass
         self.proc.wait(timeout=10)
+        for pid in self.pids:   # killed: no exit handler removed its block (we are root)
+            Path(segment_path(pid)).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
