@@ -47,10 +47,23 @@ static int64_t draw_countdown(struct memprof_thread *t, uint64_t rate)
     return (int64_t)bytes + 1;
 }
 
-/* Unwinds, interns the stack and records one sampled allocation. */
-static void record_sample(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label,
-                          uint32_t window)
+/* Live-table keys: host pointers as they are; device pointers and, for
+ * cuMemCreate, handles with their heap in the top byte, so they never meet a
+ * host pointer. */
+#define KEY_ADDRESS_MASK ((1ull << 56) - 1)
+
+static inline uintptr_t live_key(enum memprof_heap heap, uintptr_t address)
 {
+    return (uintptr_t)heap << 56 | (address & KEY_ADDRESS_MASK);
+}
+
+static inline enum memprof_heap key_heap(uintptr_t key) { return (enum memprof_heap)(key >> 56); }
+static inline uintptr_t key_address(uintptr_t key) { return key & KEY_ADDRESS_MASK; }
+
+/* Unwinds, interns the stack and records one sampled allocation. */
+static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
+{
+    enum memprof_heap heap = key_heap(key);
     uintptr_t frames[MEMPROF_MAX_DEPTH];
     struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
                                   label};
@@ -62,7 +75,7 @@ static void record_sample(enum memprof_heap heap, uintptr_t key, uint64_t size, 
         if (memprof_cfg.track_live)
             memprof_live_bytes_add(heap, size);
         if (memprof_log_active())
-            memprof_log_event(LOG_ALLOC, heap, stack, size, key & ((1ull << 56) - 1));
+            memprof_log_event(LOG_ALLOC, heap, stack, size, key_address(key));
     }
 }
 
@@ -84,20 +97,14 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
     }
     t->countdown = draw_countdown(t, rate);
 
-    record_sample(HEAP_HOST, (uintptr_t)ptr, size, 0, window);
+    record_sample((uintptr_t)ptr, size, 0, window);
 out:
     t->busy = 0;
 }
 
 /* ---- device and HAL heaps --------------------------------------------------
  * Few, large allocations: each heap has its own per-thread countdown with mean
- * device_rate (1 by default: every allocation).  Keys are device pointers or,
- * for cuMemCreate, handles: the heap goes into the key's top byte so they never
- * meet a host pointer in the live table. */
-static inline uintptr_t live_key(enum memprof_heap heap, uintptr_t key)
-{
-    return heap == HEAP_HOST ? key : (uintptr_t)heap << 56 | (key & ((1ull << 56) - 1));
-}
+ * device_rate (1 by default: every allocation). */
 
 void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label)
 {
@@ -114,7 +121,7 @@ void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, 
     }
     if ((t->device_countdown[heap] -= (int64_t)size) <= 0) {
         t->device_countdown[heap] = draw_countdown(t, rate);
-        record_sample(heap, live_key(heap, key), size, label, window);
+        record_sample(live_key(heap, key), size, label, window);
     }
     t->busy = 0;
 }
@@ -149,12 +156,12 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
     if (t->busy)
         return false;
     t->busy = 1;
-    bool found = memprof_live_remove((uintptr_t)ptr, stack, size);
-    enum memprof_heap heap = (enum memprof_heap)((uintptr_t)ptr >> 56);   /* see live_key */
+    uintptr_t key = (uintptr_t)ptr;
+    bool found = memprof_live_remove(key, stack, size);
     if (found && memprof_cfg.track_live)
-        memprof_live_bytes_sub(heap, *size);
+        memprof_live_bytes_sub(key_heap(key), *size);
     if (found && memprof_log_active())
-        memprof_log_event(LOG_FREE, heap, *stack, *size, (uintptr_t)ptr & ((1ull << 56) - 1));
+        memprof_log_event(LOG_FREE, key_heap(key), *stack, *size, key_address(key));
     t->busy = 0;
     return found;
 }
