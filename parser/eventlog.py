@@ -218,6 +218,8 @@ class _Reader:
             rtype, length = data[pos], data[pos + 2] | data[pos + 3] << 8
             if length == event_size and rtype in (ALLOC, FREE):
                 count = _event_run(data, pos)
+                if count == 0:  # its head is there, the rest was cut off
+                    break
                 self.events.append(view[pos:pos + count * event_size])
                 pos += count * event_size
                 continue

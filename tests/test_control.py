@@ -158,7 +158,9 @@ def test_target_killed_during_the_window(server, tmp_path):
 def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path):
     controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "60",
                                    "-o", str(tmp_path / "int_")], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+                                  stderr=subprocess.PIPE, text=True,
+                                  # as from a terminal, even where this runner ignores SIGINT
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
              what="the window to open")
     time.sleep(0.5)

@@ -125,13 +125,30 @@ def curve(build_fixture, tmp_path_factory):
     return exe, heaps[0]
 
 
+def record_offsets(data: bytes) -> dict[int, list[int]]:
+    """{record type: offsets of its records} of a log file, read by its length fields."""
+    offsets: dict[int, list[int]] = {}
+    pos = len(header())
+    while pos + 4 <= len(data):
+        offsets.setdefault(data[pos], []).append(pos)
+        pos += data[pos + 2] | data[pos + 3] << 8
+    return offsets
+
+
 def test_log_cut_mid_record_is_read_up_to_the_last_whole_one(curve, tmp_path):
     base, _ = locate(curve[1])
     (full_path,) = Path(base).parent.glob(Path(base).name + ".*.memlog")
     full = read_log(base)
     data = full_path.read_bytes()
-    for cut, timeline in ((len(data) - 10, len(full.timeline) - 1),  # the last record
-                          (len(data) // 2 + 5, None)):
+    offsets = record_offsets(data)
+    assert {ALLOC, FREE, STACK, TIMELINE} <= set(offsets)
+    # cut inside the head of a record, just after it, and in its middle, for each type
+    # (a record's head whole and its body cut once made the reader loop forever)
+    cuts = [(len(data) - 10, len(full.timeline) - 1)]   # the last record
+    for kind in (ALLOC, FREE, STACK, TIMELINE):
+        middle = offsets[kind][len(offsets[kind]) // 2]
+        cuts += [(middle + into, None) for into in (2, 4, 5, 12)]
+    for cut, timeline in cuts:
         copy = tmp_path / f"cut{cut}_1.0001.1.memlog"
         copy.write_bytes(data[:cut])
         log = read_log(str(copy)[:-len(".1.memlog")])
