@@ -45,6 +45,8 @@ struct memprof_control {
     int32_t result;
     uint32_t state;
     uint32_t dumps;
+    uint32_t injected;
+    uint32_t redirected_slots;
     uint64_t window_start_ns;
     uint64_t window_deadline_ns;
     uint64_t live_samples;
@@ -58,9 +60,9 @@ struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 2
+ABI = 3
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
-CMD_START, CMD_STOP, CMD_STATUS = 1, 2, 3
+CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH = 1, 2, 3, 4
 STATE_IDLE, STATE_CAPTURING = 0, 1
 START_TRACK_LIVE, START_LOG = 1, 2
 
@@ -103,6 +105,8 @@ class Status:
     heap_live_bytes: dict[str, int]   # unsampled estimates, by heap
     heap_peak_bytes: dict[str, int]   # when the window tracks live bytes
     last_dump: str
+    injected: bool          # loaded by mem_profiler --attach: hooks by GOT redirection
+    redirected_slots: int   # GOT slots holding a hook now
 
 
 class ControlBlock:
@@ -194,7 +198,8 @@ class ControlBlock:
                       live_samples=c.live_samples, dropped_samples=c.dropped_samples,
                       heap_live_bytes={h: c.heap_live_bytes[i] for i, h in enumerate(HEAPS)},
                       heap_peak_bytes={h: c.heap_peak_bytes[i] for i, h in enumerate(HEAPS)},
-                      last_dump=ffi.string(c.last_dump).decode(errors="replace"))
+                      last_dump=ffi.string(c.last_dump).decode(errors="replace"),
+                      injected=bool(c.injected), redirected_slots=c.redirected_slots)
 
     def _wait_ack(self, seq: int, timeout: float) -> None:
         c = self._c

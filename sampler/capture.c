@@ -123,6 +123,8 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         if (++last_window == 0)
             last_window = 1;
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
+        if (memprof_got_arm() != 0)
+            memprof_log("could not redirect the GOT: allocations are not seen");
         if (memprof_cfg.log_mode)
             memprof_control_wake();
         rc = 0;
@@ -141,6 +143,7 @@ static int write_window(bool close, char *path_out, size_t path_len)
         errno = ESRCH;
     } else {
         if (close) {
+            memprof_got_disarm();
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
             atomic_store(&window_deadline_ns, 0);
             memprof_log_tick();   /* the window's last interval */

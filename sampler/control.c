@@ -60,6 +60,8 @@ static void publish_status(void)
     memprof_capture_status(&s);
     block->state = s.capturing ? MEMPROF_STATE_CAPTURING : MEMPROF_STATE_IDLE;
     block->dumps = s.dumps;
+    block->injected = memprof_is_injected();
+    block->redirected_slots = memprof_got_redirected();
     block->window_start_ns = s.window_start_ns;
     block->window_deadline_ns = s.deadline_ns;
     block->live_samples = s.live_samples;
@@ -89,6 +91,8 @@ static int carry_out(uint32_t command)
         return memprof_capture_stop(NULL, 0);
     case MEMPROF_CMD_STATUS:
         return 0;
+    case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */
+        return atomic_load(&memprof_active_window) != 0 ? memprof_capture_stop(NULL, 0) : 0;
     default:
         errno = EINVAL;
         return -1;

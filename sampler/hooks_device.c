@@ -236,15 +236,17 @@ void *memprof_device_entry_point(const char *name, void *found)
 /* ---- handing out our wrappers -------------------------------------------------------
  * For the names the entry-point getters and dlsym on a library's handle are
  * asked for: every hooked function, and the driver's base names. */
+DEVICE_FUNCTIONS(MEMPROF_LOCAL_ALIAS)
+
 static const struct entry_point {
     const char *name;
     struct memprof_real_fn *real;
     void *wrapper;
 } entry_points[] = {
-#define ENTRY_POINT(name, library, fallback) {#name, &real_##name, (void *)name},
+#define ENTRY_POINT(name, library, fallback) {#name, &real_##name, (void *)hook_##name},
     DEVICE_FUNCTIONS(ENTRY_POINT)
-    {"cuMemAlloc", &real_cuMemAlloc_v2, (void *)cuMemAlloc_v2},
-    {"cuMemFree", &real_cuMemFree_v2, (void *)cuMemFree_v2},
+    {"cuMemAlloc", &real_cuMemAlloc_v2, (void *)hook_cuMemAlloc_v2},
+    {"cuMemFree", &real_cuMemFree_v2, (void *)hook_cuMemFree_v2},
 };
 
 static void *wrapper_for(const char *name, void *found)
@@ -263,4 +265,14 @@ static void *wrapper_for(const char *name, void *found)
         return e->wrapper;
     }
     return found;
+}
+
+void *memprof_device_hook_for(const char *name)
+{
+    if (strchr("cah", name[0]) == NULL || name[0] == '\0')
+        return NULL;
+    for (size_t i = 0; i < sizeof entry_points / sizeof entry_points[0]; i++)
+        if (strcmp(name, entry_points[i].name) == 0)
+            return entry_points[i].wrapper;
+    return NULL;
 }

@@ -34,7 +34,10 @@ __asm__(
     "    .text\n"
     "    .globl dlsym\n"
     "    .type dlsym, @function\n"
+    "    .globl memprof_dlsym_stub\n"              /* the same code, bound locally */
+    "    .hidden memprof_dlsym_stub\n"
     "dlsym:\n"
+    "memprof_dlsym_stub:\n"
     "    cmpq $-1, %rdi\n"                          /* RTLD_NEXT */
     "    je 1f\n"
     "    testq %rdi, %rdi\n"                        /* RTLD_DEFAULT */
@@ -55,6 +58,6 @@ __asm__(
     "    popq %rsi\n"
     "    popq %rdi\n"
     "    testq %rax, %rax\n"
-    "    jnz dlsym\n"
+    "    jnz memprof_dlsym_stub\n"
     "    ret\n"                                     /* no dlsym in libc: NULL */
     "    .size dlsym, .-dlsym\n");

@@ -50,9 +50,14 @@ static inline bool boot_owns(const void *p)
 /* ---- resolution of the real functions ------------------------------------ */
 static __thread int resolving TLS_IE;
 
+/* Preloaded, the allocator is the next definition after ours; injected (not
+ * in the global scope), it is whichever one the process uses: libc's, or a
+ * jemalloc the process was linked or preloaded with. */
+static void *lookup_handle = RTLD_NEXT;
+
 static void *next_symbol(const char *name)
 {
-    return dlsym(RTLD_NEXT, name);
+    return dlsym(lookup_handle, name);
 }
 
 static void resolve_real(void)
@@ -85,6 +90,10 @@ static inline bool ready(void)
 __attribute__((constructor(101))) static void hooks_init(void)
 {
     ready();
+    if (memprof_detect_injection()) {   /* no hook is reached before the GOT is redirected */
+        lookup_handle = RTLD_DEFAULT;
+        resolve_real();
+    }
 }
 
 /* ---- the hooks ------------------------------------------------------------ */
@@ -194,4 +203,16 @@ EXPORT void *pvalloc(size_t size)
     void *p = real_pvalloc(size);
     memprof_on_alloc(p, size);
     return p;
+}
+
+#define MALLOC_FAMILY(X) X(malloc) X(calloc) X(realloc) X(free) X(posix_memalign) \
+    X(aligned_alloc) X(memalign) X(valloc) X(pvalloc)
+MALLOC_FAMILY(MEMPROF_LOCAL_ALIAS)
+
+void *memprof_malloc_hook_for(const char *name)
+{
+#define MATCH(fn) if (strcmp(name, #fn) == 0) return (void *)hook_##fn;
+    MALLOC_FAMILY(MATCH)
+#undef MATCH
+    return NULL;
 }

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 2
+#define MEMPROF_CONTROL_ABI 3
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -22,6 +22,7 @@ enum memprof_command {
     MEMPROF_CMD_START = 1,    /* open a window: rate, max_depth, deadline_ns, prefix */
     MEMPROF_CMD_STOP = 2,     /* close the window and write its .heap file */
     MEMPROF_CMD_STATUS = 3,   /* refresh the status fields */
+    MEMPROF_CMD_DETACH = 4,   /* close the window if one is open; put every GOT slot back */
 };
 
 #define MEMPROF_START_TRACK_LIVE 1u   /* keep live bytes and their peak per heap */
@@ -58,6 +59,8 @@ struct memprof_control {
     int32_t result;                 /* 0, or the errno of the failed request */
     uint32_t state;                 /* enum memprof_state */
     uint32_t dumps;                 /* .heap files this process has written */
+    uint32_t injected;              /* 1: loaded by mem_profiler --attach, hooks by GOT */
+    uint32_t redirected_slots;      /* GOT slots holding a hook now */
     uint64_t window_start_ns;
     uint64_t window_deadline_ns;
     uint64_t live_samples;          /* in the open window, at the last status */

@@ -115,6 +115,20 @@ void *memprof_real_function(struct memprof_real_fn *r) HIDDEN;
 extern void *(*memprof_real_dlsym)(void *, const char *) HIDDEN;
 void *memprof_resolve_dlsym(void) HIDDEN;
 
+/* ---- hooks by GOT redirection in an injected sampler (got_hooks.c) -------- */
+bool memprof_detect_injection(void) HIDDEN;   /* once, from a constructor */
+bool memprof_is_injected(void) HIDDEN;
+int memprof_got_arm(void) HIDDEN;              /* when a window opens; no-op if preloaded */
+void memprof_got_disarm(void) HIDDEN;          /* when it closes: every slot back */
+uint32_t memprof_got_redirected(void) HIDDEN;  /* slots holding a hook now */
+/* Our own hook of a relocated name, or NULL (hooks_malloc.c, hooks_device.c).
+ * Taken by name, an exported hook resolves to the library's own function in an
+ * injected sampler; hook_<name>, a hidden alias, is always ours. */
+#define MEMPROF_LOCAL_ALIAS(name, ...) \
+    extern __typeof__(name) hook_##name __attribute__((alias(#name), copy(name))) HIDDEN;
+void *memprof_malloc_hook_for(const char *name) HIDDEN;
+void *memprof_device_hook_for(const char *name) HIDDEN;
+
 /* ---- estimated live bytes and their peak (live_bytes.c) ------------------- */
 struct memprof_live_bytes {
     int64_t now, peak;
