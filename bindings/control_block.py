@@ -235,7 +235,8 @@ class ControlBlock:
 
 
 def no_sampler_message(pid: int) -> str:
-    return (f"process {pid} does not have the sampler loaded: start it with "
+    return (f"process {pid} does not have the sampler loaded: load it now with "
+            f"`mem_profiler -p {pid} --attach`, or start the program with "
             "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`")
 
 

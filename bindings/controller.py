@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mem_profiler.control_block import (
+    CMD_DETACH,
     CMD_START,
     CMD_STATUS,
     CMD_STOP,
@@ -21,9 +22,12 @@ from mem_profiler.control_block import (
     ControlError,
     Status,
     process_start_time,
+    segment_path,
     user_name,
 )
+from mem_profiler.inject import inject
 from mem_profiler.launch import absolute_prefix, check_output_folder
+from mem_profiler.sampler_lib import library_path
 
 # The target closes the window itself this long after the requested end, should
 # the controller be gone by then.
@@ -75,12 +79,13 @@ def _state_of(pid: int) -> tuple[str, str]:
             status = block.status()
     except ControlError:
         return "stale", ""
-    return ("capturing" if status.capturing else "idle"), status.last_dump
+    state = "capturing" if status.capturing else "idle"
+    return (state + " (attached)" if status.injected else state), status.last_dump
 
 
 def only_target() -> int:
     """The pid of this user's only capturable process; ControlError listing them otherwise."""
-    mine = [t for t in list_targets() if t.state in ("idle", "capturing")]
+    mine = [t for t in list_targets() if t.state.startswith(("idle", "capturing"))]
     if len(mine) == 1:
         return mine[0].pid
     if not mine:
@@ -88,6 +93,35 @@ def only_target() -> int:
                            "`mem_profiler run --idle -- CMD`")
     listing = "; ".join(f"{t.pid} {t.cmdline}" for t in mine)
     raise ControlError(f"several processes can be captured ({listing}): choose one with -p")
+
+
+def has_sampler(pid: int) -> bool:
+    """Whether pid has a control block (one left by an earlier process with the same pid
+    is found out, and removed, when it is opened)."""
+    return os.path.exists(segment_path(pid))
+
+
+def attach(pid: int, timeout: float = 5.0) -> None:
+    """Loads the sampler into pid, started without it (mem_profiler/inject.py), and waits
+    for its control block. AttachError when it cannot be loaded."""
+    inject(pid, library_path())
+    end = time.monotonic() + timeout
+    while not os.path.exists(segment_path(pid)):
+        if process_start_time(pid) is None or time.monotonic() > end:
+            raise ControlError(f"process {pid} loaded the sampler but made no control block "
+                               f"in {timeout:g} s")
+        time.sleep(0.01)
+
+
+def detach(pid: int) -> tuple[Status, list[str]]:
+    """Closes pid's window if one is open (its files are returned) and has every GOT slot
+    the sampler redirected put back; the sampler stays loaded, idle."""
+    with ControlBlock.open(pid) as block:
+        block.lock()
+        before = block.request(CMD_STATUS)
+        status = block.request(CMD_DETACH)
+    closed = before.capturing and status.dumps > before.dumps
+    return status, dump_files(status.last_dump) if closed else []
 
 
 @dataclass

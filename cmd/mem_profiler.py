@@ -11,7 +11,15 @@ import click
 from mem_profiler import SamplerNotBuilt, library_path
 from mem_profiler.cmd.gate import gate
 from mem_profiler.control_block import ControlError, Status
-from mem_profiler.controller import capture_window, list_targets, only_target
+from mem_profiler.controller import (
+    attach,
+    capture_window,
+    detach,
+    has_sampler,
+    list_targets,
+    only_target,
+)
+from mem_profiler.inject import AttachError
 from mem_profiler.launch import (
     DEFAULT_PREFIX,
     CaptureSettings,
@@ -20,7 +28,7 @@ from mem_profiler.launch import (
     run_profiled,
 )
 
-CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode")
+CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
 MODE_HELP = ("log: also write the event log of sampled allocations and frees, a timeline "
              "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog).")
 DEVICE_RATE_HELP = ("Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
@@ -48,12 +56,17 @@ def mib(n: float) -> str:
               help=f"Path prefix of the .heap files.  [default: {DEFAULT_PREFIX}]")
 @click.option("-d", "--depth", type=click.IntRange(1, 128), help="Frames per stack. [default: 64]")
 @click.option("--mode", type=click.Choice(["table", "log"]), help=MODE_HELP + "  [default: table]")
+@click.option("--attach", is_flag=True, default=None,
+              help="Load the sampler into -p PID if it was started without it (ptrace; "
+              "asked on a terminal when not given).")
 @click.pass_context
 def cli(ctx: click.Context, **capture: object) -> None:
     """Sampling heap profiler for Linux programs.
 
     \b
     mem_profiler -p PID -s 60 -c 1024 -o /tmp/svc_    capture 60 s of a running process
+    mem_profiler -p PID --attach -s 60                the same, started without the sampler
+    mem_profiler detach -p PID                        put an attached process back as it was
     mem_profiler run [-c RATE] -- CMD ARGS...         run a program under the sampler
     mem_profiler list                                 processes that can be captured
     """
@@ -65,18 +78,31 @@ def cli(ctx: click.Context, **capture: object) -> None:
         return
     try:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
+        if not has_sampler(pid) and wants_attach(pid, capture["attach"]):
+            attach(pid)
+            click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
         result = capture_window(pid, capture["seconds"] or 60.0, capture["rate"] or 1024,
                                 capture["depth"] or 64, capture["prefix"] or DEFAULT_PREFIX,
                                 progress=show_progress if sys.stderr.isatty() else None,
                                 device_rate=capture["device_rate"] or 1,
                                 log=capture["mode"] == "log")
-    except (ControlError, LaunchError) as err:
+    except (ControlError, LaunchError, AttachError) as err:
         if sys.stderr.isatty():
             click.echo("", err=True)
-        fail(str(err), 1 if isinstance(err, ControlError) else 2)
+        fail(str(err), 2 if isinstance(err, LaunchError) else 1)
     if sys.stderr.isatty():
         click.echo("", err=True)
     click.echo("succeeded in collecting memory data!  " + "  ".join(result.paths))
+
+
+def wants_attach(pid: int, attach_flag: bool | None) -> bool:
+    """--attach, or yes at the question on a terminal; no (and the error that follows
+    says how to start with the sampler) otherwise."""
+    if attach_flag is not None or not sys.stdin.isatty():
+        return bool(attach_flag)
+    return click.confirm(f"process {pid} was started without the sampler: load it now "
+                         "(ptrace; allocations made before are not seen)?", default=False,
+                         err=True)
 
 
 def show_progress(elapsed: float, status: Status) -> None:
@@ -175,6 +201,22 @@ def list_() -> None:
         click.echo(f"{t.pid:>8}  {t.user:<12} {t.state:<10} {t.cmdline}")
         if t.last_dump:
             click.echo(f"{'':>8}  last dump: {t.last_dump}")
+
+
+@cli.command(name="detach")
+@click.option("-p", "--pid", type=int, required=True, help="An attached process.")
+def detach_(pid: int) -> None:
+    """Close PID's window if one is open and put back every GOT slot the sampler
+    redirected; the sampler stays loaded, idle, for the next capture."""
+    try:
+        status, files = detach(pid)
+    except ControlError as err:
+        fail(str(err), 1)
+    for path in files:
+        click.echo(f"mem_profiler: wrote {path}", err=True)
+    how = "attached" if status.injected else "preloaded (nothing was redirected)"
+    click.echo(f"detached from process {pid}: the sampler ({how}) is idle, "
+               f"{status.redirected_slots} GOT slots redirected")
 
 
 @cli.command()

@@ -250,7 +250,8 @@ def test_refusals_are_one_sentence(server, tmp_path):
     plain = subprocess.Popen(["sleep", "30"])
     try:
         assert refusal("-p", str(plain.pid), "-s", "1") == (
-            f"process {plain.pid} does not have the sampler loaded: start it with "
+            f"process {plain.pid} does not have the sampler loaded: load it now with "
+            f"`mem_profiler -p {plain.pid} --attach`, or start the program with "
             "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`")
         # A block left by an earlier process whose pid is now reused: removed, refused.
         fake = Path(segment_path(plain.pid))

@@ -1,0 +1,396 @@
+"""Loading libmemprof.so into a running process started without it
+(`mem_profiler -p PID --attach`), with ptrace and no debugger.
+
+All threads are stopped; one that is at a safe point (blocked in a system call, or
+running outside the C library and the loader, so it holds none of their locks) is
+made to call the C library's `dlopen(libmemprof.so, RTLD_NOW | RTLD_LOCAL)` on
+its own stack, with a return address of 0 so that the return ends in a fault we
+catch; its registers and stack are then put back as they were.  The other threads
+run on during the call: one of them may hold a lock dlopen needs.  The library's
+constructor registers the control block; the sampler redirects the GOT when a
+window opens (sampler/got_hooks.c)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from mem_profiler import ptrace
+from mem_profiler.control_block import process_start_time, segment_path, user_name
+
+RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
+_CAP_SYS_PTRACE = 19
+_MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}   # mmap mprotect munmap brk mremap madvise
+_FUTEX = 202
+_RESTARTING = {-4, -512, -513, -514, -516}   # -EINTR, -ERESTART*: blocked in a system call
+# Code whose locks dlopen may take: a thread stopped inside it is not a safe point.
+_LOCKING_CODE = re.compile(r"/(libc[.-]|ld-linux|ld64|libpthread|libdl)[^/]*$")
+_MACHINES = {3: "i386", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
+             62: "x86-64", 183: "AArch64", 243: "RISC-V"}
+
+
+class AttachError(Exception):
+    """The injection cannot be done or failed; the message is one sentence."""
+
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    path: str
+
+
+def read_maps(pid: int) -> list[Mapping]:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise AttachError(f"there is no process {pid}") from None
+    except PermissionError:
+        raise AttachError(f"cannot read the memory map of process {pid}: attaching needs "
+                          "its owner or root") from None
+    maps = []
+    for line in lines:
+        parts = line.split(None, 5)
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        maps.append(Mapping(start, end, parts[1], int(parts[2], 16),
+                            parts[5] if len(parts) > 5 else ""))
+    return maps
+
+
+# ---- refusals, each one sentence -----------------------------------------------------
+
+def check_attachable(pid: int) -> None:
+    """Raises AttachError when ptrace would be refused or the target cannot take the
+    sampler: another user's process, yama's ptrace_scope, another architecture, a
+    statically linked program."""
+    if process_start_time(pid) is None:
+        raise AttachError(f"there is no process {pid}")
+    if pid == os.getpid():
+        raise AttachError("mem_profiler cannot attach to itself")
+    privileged = _has_cap_sys_ptrace()
+    owner = os.stat(f"/proc/{pid}").st_uid
+    if owner != os.geteuid() and not privileged:
+        raise AttachError(f"process {pid} belongs to {user_name(owner)}: attaching to another "
+                          "user's process needs root (CAP_SYS_PTRACE)")
+    scope = _yama_scope()
+    if scope == 3:
+        raise AttachError("ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3"
+                          " until reboot): start the program under the sampler instead, with"
+                          " `mem_profiler run --idle -- CMD`")
+    if scope == 2 and not privileged:
+        raise AttachError("kernel.yama.ptrace_scope = 2 lets only root attach to a process: "
+                          "run mem_profiler as root (CAP_SYS_PTRACE)")
+    if scope == 1 and not privileged and not _is_descendant(pid):
+        raise AttachError("kernel.yama.ptrace_scope = 1 lets a program attach only to its own "
+                          "children: run mem_profiler as root, or set "
+                          "`sysctl kernel.yama.ptrace_scope=0`")
+    if platform.machine() != "x86_64":
+        raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
+    try:
+        with open(f"/proc/{pid}/exe", "rb") as f:
+            head = f.read(64)
+            f.seek(0)
+            has_interpreter = any(seg["p_type"] == "PT_INTERP"
+                                  for seg in ELFFile(f).iter_segments())
+    except (OSError, ELFError):
+        raise AttachError(f"cannot read the program of process {pid}") from None
+    elf_class, machine = head[4], int.from_bytes(head[18:20], "little")
+    if elf_class != 2 or machine != 62:
+        name = _MACHINES.get(machine, f"machine {machine}")
+        bits = "32-bit " if elf_class == 1 else ""
+        raise AttachError(f"process {pid} is a {bits}{name} program: the sampler is built for "
+                          "64-bit x86-64 programs only")
+    if not has_interpreter and not any(_LOCKING_CODE.search(m.path) for m in read_maps(pid)):
+        raise AttachError(f"process {pid} is statically linked: it has no dynamic loader to load "
+                          "the sampler with; link it dynamically to profile it")
+
+
+def _has_cap_sys_ptrace() -> bool:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
+    return False
+
+
+def _yama_scope() -> int | None:
+    try:
+        return int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_descendant(pid: int) -> bool:
+    me = os.getpid()
+    while pid > 1:
+        if pid == me:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            return False
+        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+    return False
+
+
+# ---- where dlopen is in the target ----------------------------------------------------
+
+@dataclass
+class LoaderFunctions:
+    dlopen: int
+    dlerror: int | None
+    mode_flags: int = 0   # __libc_dlopen_mode wants __RTLD_DLOPEN
+
+
+def find_loader_functions(pid: int, maps: list[Mapping]) -> LoaderFunctions:
+    """dlopen and dlerror in the target: the C library's (glibc 2.34 and later), else
+    libdl's, else the C library's internal __libc_dlopen_mode."""
+    libraries: dict[str, int] = {}
+    for m in maps:
+        name = os.path.basename(m.path)
+        if m.offset == 0 and m.path.startswith("/") and re.match(r"lib(c|dl)[.-]", name):
+            libraries.setdefault(m.path, m.start)
+    symbols = {path: _dynamic_symbols(pid, path, start) for path, start in libraries.items()}
+    for wanted, error, flags in (("dlopen", "dlerror", 0), ("__libc_dlopen_mode", None,
+                                                            RTLD_DLOPEN)):
+        for found in symbols.values():
+            if wanted in found:
+                return LoaderFunctions(found[wanted], found.get(error or ""), flags)
+    raise AttachError(f"process {pid} has no dlopen in its C library: is it a glibc program?")
+
+
+def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
+    """{name: address in the target} of the loader functions a library defines."""
+    try:
+        with open(f"/proc/{pid}/root{path}", "rb") as f:
+            elf = ELFFile(f)
+            first = next(seg for seg in elf.iter_segments()
+                         if seg["p_type"] == "PT_LOAD" and seg["p_offset"] == 0)
+            base = mapped_at - (first["p_vaddr"] & ~0xFFF)
+            dynsym = elf.get_section_by_name(".dynsym")
+            found = {}
+            for name in ("dlopen", "dlerror", "__libc_dlopen_mode"):
+                for sym in (dynsym.get_symbol_by_name(name) or []) if dynsym else []:
+                    if sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
+                        found[name] = base + sym["st_value"]
+            return found
+    except (OSError, ELFError, StopIteration):
+        return {}
+
+
+# ---- the threads ----------------------------------------------------------------------
+
+@dataclass
+class _Threads:
+    pid: int
+    pending: dict[int, int] = field(default_factory=dict)   # tid -> signal to deliver later
+
+    def stop_all(self) -> None:
+        """Seizes and stops every thread, again until no new one appeared meanwhile."""
+        while True:
+            try:
+                tids = {int(t) for t in os.listdir(f"/proc/{self.pid}/task")}
+            except FileNotFoundError:
+                raise AttachError(f"process {self.pid} ended during the injection") from None
+            new = tids - self.pending.keys()
+            if not new:
+                return
+            for tid in sorted(new):
+                try:
+                    ptrace.seize(tid)
+                    ptrace.interrupt(tid)
+                except OSError as err:
+                    if err.errno == errno.ESRCH:
+                        continue   # the thread ended
+                    raise AttachError(f"the kernel refused to let mem_profiler trace process "
+                                      f"{self.pid} ({err.strerror}): it may be traced already"
+                                      " (by a debugger?) or not dumpable") from None
+                stop = ptrace.wait(tid)
+                if not stop.exited:
+                    self.pending[tid] = stop.signal if stop.delivers_signal else 0
+
+    def resume_all(self) -> None:
+        for tid in list(self.pending):
+            try:
+                ptrace.cont(tid, self.pending[tid])
+                self.pending[tid] = 0
+            except OSError:
+                del self.pending[tid]
+
+    def interrupt_all(self) -> None:
+        for tid in list(self.pending):
+            try:
+                ptrace.interrupt(tid)
+            except OSError:
+                del self.pending[tid]
+                continue
+            stop = ptrace.wait(tid)
+            if stop.exited:
+                del self.pending[tid]
+            elif stop.delivers_signal:
+                self.pending[tid] = stop.signal
+
+    def release(self, tid: int) -> None:
+        ptrace.detach(tid, self.pending.pop(tid, 0))
+
+    def release_all(self) -> None:
+        for tid in list(self.pending):
+            self.release(tid)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+UNSAFE = 9
+
+
+def _safety(regs: ptrace.UserRegs, locking: list[Mapping]) -> int:
+    """0 for the best place to call dlopen from, higher for worse, UNSAFE where the thread
+    may hold a lock of the allocator or the loader."""
+    syscall, result = _signed(regs.orig_rax), _signed(regs.rax)
+    if syscall >= 0 and result in _RESTARTING:
+        if syscall in _MEMORY_SYSCALLS:
+            return UNSAFE    # inside malloc, perhaps, holding an arena lock
+        return 2 if syscall == _FUTEX else 0
+    if any(m.start <= regs.rip < m.end for m in locking):
+        return UNSAFE
+    return 1
+
+
+def _choose_thread(threads: _Threads, maps: list[Mapping], attempts: int = 200) -> int:
+    locking = [m for m in maps if "x" in m.perms and _LOCKING_CODE.search(m.path)]
+    for _ in range(attempts):
+        ranked = []
+        for tid in threads.pending:
+            try:
+                ranked.append((_safety(ptrace.get_regs(tid), locking), tid != threads.pid, tid))
+            except OSError:
+                continue
+        if not ranked:
+            raise AttachError(f"process {threads.pid} ended during the injection")
+        best = min(ranked)
+        if best[0] < UNSAFE:
+            return best[2]
+        threads.resume_all()   # every thread in the C library: let them run a moment
+        time.sleep(0.002)
+        threads.interrupt_all()
+        threads.stop_all()
+    raise AttachError(f"every thread of process {threads.pid} stayed inside the C library or "
+                      "the loader for a second: try again")
+
+
+# ---- the call ---------------------------------------------------------------------------
+
+class _RemoteCall:
+    """Calls functions in one stopped thread of the target, then puts it back."""
+
+    def __init__(self, pid: int, tid: int) -> None:
+        self.pid, self.tid = pid, tid
+        self.saved = ptrace.get_regs(tid)
+        # Below the red zone and then some: nothing live is there.
+        self.scratch_top = (self.saved.rsp - 1024) & ~0xF
+        self.scratch_bottom = self.scratch_top - 8192
+        self.scratch = ptrace.read_memory(pid, self.scratch_bottom, 8192)
+        self.deferred: list[int] = []   # the program's signals that came during our calls
+
+    def call(self, function: int, data: bytes = b"", rsi: int = 0, timeout: float = 60.0) -> int:
+        regs = self.saved.copy()
+        sp = self.scratch_top
+        if data:
+            sp = (sp - len(data) - 1) & ~0xF
+            ptrace.write_memory(self.pid, sp, data + b"\0")
+            regs.rdi = sp
+        sp = (sp - 64) & ~0xF
+        sp -= 8                                   # rsp = 8 mod 16 at a function's entry
+        ptrace.write_memory(self.pid, sp, bytes(8))   # return address 0
+        regs.rsp, regs.rip, regs.rsi = sp, function, rsi
+        regs.rax = 0
+        regs.orig_rax = (1 << 64) - 1             # no system call to restart on the way
+        regs.eflags &= ~(1 << 10)                 # the direction flag clear, as the ABI says
+        ptrace.set_regs(self.tid, regs)
+        ptrace.cont(self.tid)
+        return self._wait_return(timeout)
+
+    def _wait_return(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            stop = ptrace.wait(self.tid, block=False)
+            if stop is None:
+                if time.monotonic() > deadline:
+                    ptrace.interrupt(self.tid)
+                    ptrace.wait(self.tid)
+                    raise AttachError(f"dlopen did not return within {timeout:g} s in process "
+                                      f"{self.pid}: it was abandoned, and the process may hold "
+                                      "its loader lock from now on")
+                time.sleep(0.0005)
+                continue
+            if stop.exited:
+                raise AttachError(f"process {self.pid} ended during the injection")
+            if stop.signal == signal.SIGSEGV and stop.event == 0:
+                regs = ptrace.get_regs(self.tid)
+                if regs.rip == 0:
+                    return regs.rax
+                raise AttachError(f"process {self.pid} faulted inside dlopen (at {regs.rip:#x})"
+                                  ": the sampler was not loaded")
+            if stop.delivers_signal:   # delivered once the thread is back in its own code
+                self.deferred.append(stop.signal)
+            ptrace.cont(self.tid)
+
+    def restore(self) -> None:
+        ptrace.write_memory(self.pid, self.scratch_bottom, self.scratch)
+        ptrace.set_regs(self.tid, self.saved)
+
+    def resend_deferred(self) -> None:
+        for sig in self.deferred:
+            ptrace.resend(self.pid, self.tid, sig)
+
+
+def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
+    """Loads `library` into process `pid`; AttachError (one sentence) when it cannot."""
+    check_attachable(pid)
+    if not os.path.isfile(f"/proc/{pid}/root{library}"):
+        raise AttachError(f"process {pid} cannot see {library} (another mount namespace?)")
+    maps = read_maps(pid)
+    loader = find_loader_functions(pid, maps)
+    threads = _Threads(pid)
+    try:
+        threads.stop_all()
+        tid = _choose_thread(threads, maps)
+        for other in [t for t in threads.pending if t != tid]:
+            threads.release(other)
+        remote = _RemoteCall(pid, tid)
+        try:
+            handle = remote.call(loader.dlopen, os.fsencode(library),
+                                 RTLD_NOW | RTLD_LOCAL | loader.mode_flags, timeout)
+            reason = ""
+            if handle == 0 and loader.dlerror is not None:
+                message = remote.call(loader.dlerror, timeout=timeout)
+                reason = ptrace.read_string(pid, message) if message else ""
+        finally:
+            remote.restore()
+        threads.release_all()
+        remote.resend_deferred()
+    except (OSError, AttachError) as err:
+        if process_start_time(pid) is None:
+            Path(segment_path(pid)).unlink(missing_ok=True)   # its constructor ran, then it died
+            raise AttachError(f"process {pid} ended during the injection") from None
+        if isinstance(err, AttachError):
+            raise
+        raise AttachError(f"the injection into process {pid} failed: {err.strerror}") from None
+    finally:
+        threads.release_all()
+    if handle == 0:
+        raise AttachError(f"dlopen of the sampler failed in process {pid}: {reason or 'no reason'}")

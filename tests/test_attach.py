@@ -1,0 +1,347 @@
+"""Attaching to a process started without the sampler (issue 8): ptrace injection,
+GOT redirection while a window is open, every slot put back at detach."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import VENV_BIN, assert_estimate, relative_sd, report
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+
+from mem_profiler import inject as inject_module
+from mem_profiler.control_block import segment_path
+from mem_profiler.controller import attach, capture_window, detach, list_targets
+from mem_profiler.inject import AttachError, check_attachable
+
+MEM_PROFILER = str(VENV_BIN / "mem_profiler")
+MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
+                 "memalign", "valloc", "pvalloc"}
+SITES = {"site_small": (0, 256), "site_medium": (1, 4096), "site_large": (2, 16384)}
+R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
+
+
+class Target:
+    """attach_target, started without the sampler; its counters file holds the truth."""
+
+    def __init__(self, exe: Path, folder: Path) -> None:
+        self.counters_path = folder / f"counters.{time.monotonic_ns()}"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+        self.proc = subprocess.Popen([str(exe), str(self.counters_path)], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = int(self.proc.stdout.readline().split()[1])
+
+    def counters(self) -> tuple[int, ...]:
+        return struct.unpack("<4Q", self.counters_path.read_bytes()[:32])
+
+    def ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def quit(self) -> str:
+        answer = self.ask("quit")
+        self.proc.wait(timeout=10)
+        return answer
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        Path(segment_path(self.pid)).unlink(missing_ok=True)   # killed: no exit handler ran
+
+
+@pytest.fixture
+def target(build_fixture, tmp_path):
+    started = []
+
+    def start() -> Target:
+        started.append(Target(build_fixture("attach_target"), tmp_path))
+        return started[-1]
+
+    yield start
+    for t in started:
+        t.kill()
+
+
+# --- the GOT slots of the malloc family, read from outside -----------------------------
+
+def mappings(pid: int) -> list[tuple[int, int, int, str]]:
+    rows = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(None, 5)
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        rows.append((start, end, int(parts[2], 16), parts[5] if len(parts) > 5 else ""))
+    return rows
+
+
+def malloc_slots(pid: int) -> dict[str, int]:
+    """{"object:name@offset": the value of the slot} for the program and libc, read
+    through /proc/PID/mem; the slot addresses come from the files' relocations."""
+    objects = {path: start for start, _, offset, path in reversed(mappings(pid))
+               if offset == 0 and (path == os.readlink(f"/proc/{pid}/exe")
+                                   or re.search(r"/libc\.so", path))}
+    slots = {}
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        for path, start in objects.items():
+            with open(path, "rb") as f:
+                elf = ELFFile(f)
+                first = next(s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD")
+                base = start - (first["p_vaddr"] & ~0xFFF)
+                for section in elf.iter_sections():
+                    if not isinstance(section, RelocationSection):
+                        continue
+                    symbols = elf.get_section(section["sh_link"])
+                    for rel in section.iter_relocations():
+                        name = symbols.get_symbol(rel["r_info_sym"]).name
+                        if rel["r_info_type"] in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT) and (
+                                name in MALLOC_FAMILY):
+                            mem.seek(base + rel["r_offset"])
+                            value = struct.unpack("<Q", mem.read(8))[0]
+                            slots[f"{os.path.basename(path)}:{name}@{rel['r_offset']:#x}"] = value
+    return slots
+
+
+def sampler_ranges(pid: int) -> list[tuple[int, int]]:
+    return [(s, e) for s, e, _, path in mappings(pid) if path.endswith("/libmemprof.so")]
+
+
+def leak_signature(pid: int) -> tuple[int, int, int]:
+    """(threads, mappings, open files) of a process."""
+    return (len(os.listdir(f"/proc/{pid}/task")), len(mappings(pid)),
+            len(os.listdir(f"/proc/{pid}/fd")))
+
+
+# --- attach, a window, detach ---------------------------------------------------------
+
+def test_attach_capture_detach(target, build_fixture, tmp_path):
+    t = target()
+    exe = build_fixture("attach_target")
+    expected_check = t.ask("check")
+    assert t.ask("hold") == "hold"   # blocks from before the attach, freed inside the window
+    time.sleep(0.2)
+    before = malloc_slots(t.pid)
+    assert {k.split("@")[0] for k in before} >= {"attach_target:malloc", "attach_target:free",
+                                                 "libc.so.6:malloc", "libc.so.6:free"}
+
+    attach(t.pid)
+    assert sampler_ranges(t.pid) and malloc_slots(t.pid) == before   # idle: nothing changed
+    # The threads allocate only inside the window (from its first tick to a tick before
+    # its end), so the counters give its truth to the byte.
+    assert t.ask("pause") == "pause"
+    c0, c1, during = t.counters(), [], {}
+
+    def at_each_tick(elapsed, status):
+        if not during:
+            during.update(malloc_slots(t.pid))
+            during["redirected"] = status.redirected_slots
+            assert t.ask("release") == "release" and t.ask("resume") == "resume"
+        elif elapsed > 2.0 and not c1:
+            assert t.ask("pause") == "pause"
+            c1.extend(t.counters())
+
+    result = capture_window(t.pid, 3.0, 1024, 64, str(tmp_path / "att_"), progress=at_each_tick)
+    assert c1 and t.ask("resume") == "resume"
+
+    # during the window every malloc-family slot led into the sampler; after it, none
+    ours = sampler_ranges(t.pid)
+    assert during.pop("redirected") >= len(before)
+    assert during.keys() == before.keys()
+    assert all(any(s <= v < e for s, e in ours) for v in during.values()), during
+    assert malloc_slots(t.pid) == before
+    assert result.status.injected and result.status.redirected_slots == 0
+
+    # the estimates match the bytes the sites counted (cum: churn, below them, allocates)
+    (heap,) = result.paths
+    table = report(Path(heap), exe, "alloc_space")
+    for site, (index, size) in SITES.items():
+        counted = c1[index] - c0[index]
+        assert_estimate(table[site][1], counted, relative_sd(counted // size, size, 1024), 0.05)
+    # main allocated nothing in the window: it freed the blocks it held from before the
+    # attach, which must be neither counted nor harmful
+    assert "main" not in table
+
+    # the process goes on as before: same answers, no corrupted block
+    assert t.ask("check") == expected_check
+    assert c1[3] == 0 and t.quit() == "quit 0"
+
+
+def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
+    t = target()
+    signatures = []
+    for cycle in range(10):
+        prefix = str(tmp_path / f"c{cycle}_")
+        capture = subprocess.run([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.1",
+                                  "-c", "65536", "-o", prefix], capture_output=True, text=True,
+                                 timeout=60)
+        assert capture.returncode == 0, capture.stderr
+        assert ("loaded the sampler" in capture.stderr) == (cycle == 0)   # injected once
+        assert capture.stdout.startswith("succeeded in collecting memory data!")
+        released = subprocess.run([MEM_PROFILER, "detach", "-p", str(t.pid)],
+                                  capture_output=True, text=True, timeout=60)
+        assert released.returncode == 0, released.stderr
+        assert "0 GOT slots redirected" in released.stdout
+        signatures.append(leak_signature(t.pid))
+    assert len(set(signatures)) == 1, signatures   # threads, mappings, files
+    assert t.quit() == "quit 0"
+
+
+def test_library_dlopened_after_the_attach_is_seen(target, build_fixture, tmp_path):
+    t = target()
+    exe, plugin = build_fixture("attach_target"), build_fixture("plugin", shared=True)
+    controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1.5",
+                                   "-o", str(tmp_path / "dl_")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
+        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
+        time.sleep(0.02)
+    assert t.ask(f"dlopen {plugin}") == "dlopen 100"
+    out, err = controller.communicate(timeout=60)
+    assert controller.returncode == 0, err
+    heap = Path(out.split()[-1])
+    kept = report(heap, exe, "inuse_space")
+    plugin_alloc = next(v for k, v in kept.items() if k.startswith("plugin_alloc"))
+    assert_estimate(plugin_alloc[0], 100 * 5000, relative_sd(100, 5000, 1024), 0.05)
+    assert t.quit() == "quit 0"
+
+
+def test_target_killed_during_the_injection(target, tmp_path):
+    for _ in range(20):
+        t = target()
+        controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1",
+                                       "-o", str(tmp_path / "k_")], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+        status = Path(f"/proc/{t.pid}/status")
+        while controller.poll() is None and "TracerPid:\t0\n" in status.read_text():
+            pass
+        caught = controller.poll() is None
+        t.proc.kill()
+        t.proc.wait(timeout=10)
+        out, err = controller.communicate(timeout=60)
+        if caught and "during the injection" in err:
+            break
+    else:
+        pytest.fail("the target was never killed while the injection ran")
+    assert controller.returncode == 1 and out == ""
+    assert err.strip() == f"mem_profiler: process {t.pid} ended during the injection"
+    assert not os.path.exists(segment_path(t.pid))
+    assert not list(tmp_path.glob("k_*"))
+
+
+# --- refusals -------------------------------------------------------------------------
+
+def refusal(*args: str) -> tuple[int, str]:
+    proc = subprocess.run([MEM_PROFILER, *args], capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stderr.strip().removeprefix("mem_profiler: ")
+
+
+def test_statically_linked_target_is_refused(build_fixture, tmp_path):
+    exe = build_fixture("attach_target", "-static", output="attach_target_static")
+    t = Target(exe, tmp_path)
+    try:
+        code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
+        assert code == 1
+        assert message == (f"process {t.pid} is statically linked: it has no dynamic loader to "
+                           "load the sampler with; link it dynamically to profile it")
+        assert t.quit() == "quit 0"
+    finally:
+        t.kill()
+
+
+def i386_pause_program(path: Path) -> Path:
+    """A 32-bit x86 program of 100-odd bytes that waits in pause() forever."""
+    code = bytes([0xB8, 29, 0, 0, 0, 0xCD, 0x80, 0xEB, 0xF7])   # mov eax,29; int 0x80; jmp
+    entry = 0x08048000 + 52 + 32
+    header = struct.pack("<4sBBBB8xHHIIIIIHHHHHH", b"\x7fELF", 1, 1, 1, 0, 2, 3, 1, entry,
+                         52, 0, 0, 52, 32, 1, 0, 0, 0)
+    program = struct.pack("<IIIIIIII", 1, 0, 0x08048000, 0x08048000, 52 + 32 + len(code),
+                          52 + 32 + len(code), 5, 0x1000)
+    path.write_bytes(header + program + code)
+    path.chmod(0o755)
+    return path
+
+
+def test_program_of_another_architecture_is_refused(tmp_path):
+    try:
+        proc = subprocess.Popen([str(i386_pause_program(tmp_path / "i386_pause"))])
+    except OSError as err:
+        pytest.skip(f"this kernel runs no 32-bit x86 programs: {err}")
+    try:
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            pytest.skip("this kernel runs no 32-bit x86 programs")
+        code, message = refusal("-p", str(proc.pid), "--attach", "-s", "1")
+        assert code == 1
+        assert message == (f"process {proc.pid} is a 32-bit i386 program: the sampler is built "
+                           "for 64-bit x86-64 programs only")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_another_users_process_without_cap_sys_ptrace_is_refused():
+    # root without CAP_SYS_PTRACE (out of its bounding set) against a process of nobody's
+    nobody = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "sleep", "30"])
+    try:
+        time.sleep(0.1)
+        proc = subprocess.run(["setpriv", "--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace",
+                               MEM_PROFILER, "-p", str(nobody.pid), "--attach", "-s", "1"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == (
+            f"mem_profiler: process {nobody.pid} belongs to nobody: attaching to another "
+            "user's process needs root (CAP_SYS_PTRACE)")
+    finally:
+        nobody.kill()
+        nobody.wait()
+
+
+@pytest.mark.parametrize("scope, privileged, message", [
+    (3, True, "ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3 until "
+              "reboot): start the program under the sampler instead, with "
+              "`mem_profiler run --idle -- CMD`"),
+    (2, False, "kernel.yama.ptrace_scope = 2 lets only root attach to a process: run "
+               "mem_profiler as root (CAP_SYS_PTRACE)"),
+    (1, False, "kernel.yama.ptrace_scope = 1 lets a program attach only to its own children: "
+               "run mem_profiler as root, or set `sysctl kernel.yama.ptrace_scope=0`"),
+])
+def test_yama_ptrace_scope_refusals(monkeypatch, scope, privileged, message):
+    # This machine's kernel may have no yama: its setting is read through _yama_scope.
+    monkeypatch.setattr(inject_module, "_yama_scope", lambda: scope)
+    monkeypatch.setattr(inject_module, "_has_cap_sys_ptrace", lambda: privileged)
+    with pytest.raises(AttachError) as refused:
+        check_attachable(os.getppid())   # ours, alive, and not our descendant
+    assert str(refused.value) == message
+
+
+def test_no_process_and_ourselves_are_refused():
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with pytest.raises(AttachError, match=f"^there is no process {gone.pid}$"):
+        check_attachable(gone.pid)
+    with pytest.raises(AttachError, match="^mem_profiler cannot attach to itself$"):
+        check_attachable(os.getpid())
+
+
+def test_detach_of_a_process_without_the_sampler(target):
+    t = target()
+    code, message = refusal("detach", "-p", str(t.pid))
+    assert code == 1 and message.startswith(f"process {t.pid} does not have the sampler loaded")
+    assert t.quit() == "quit 0"
+
+
+def test_detach_with_no_window_open_writes_nothing(target):
+    t = target()
+    attach(t.pid)
+    status, files = detach(t.pid)
+    assert status.injected and status.redirected_slots == 0 and files == []
+    assert t.quit() == "quit 0"
