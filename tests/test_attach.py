@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import struct
 import subprocess
 import time
@@ -193,9 +194,21 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
     assert t.quit() == "quit 0"
 
 
-def test_library_dlopened_after_the_attach_is_seen(target, build_fixture, tmp_path):
-    t = target()
-    exe, plugin = build_fixture("attach_target"), build_fixture("plugin", shared=True)
+def test_library_dlopened_after_the_attach_is_seen(build_fixture, tmp_path):
+    # The program finds the library by its bare name in its own RUNPATH: dlopen through
+    # the redirected slot must still look there, as the program's call.
+    exe = build_fixture("attach_target", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/runpath",
+                        output="attach_target_runpath")
+    (exe.parent / "runpath").mkdir(exist_ok=True)
+    shutil.copy(build_fixture("plugin", shared=True), exe.parent / "runpath" / "libplugin.so")
+    t = Target(exe, tmp_path)
+    try:
+        dlopen_after_attach(t, exe, tmp_path)
+    finally:
+        t.kill()
+
+
+def dlopen_after_attach(t: Target, exe: Path, tmp_path: Path) -> None:
     controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1.5",
                                    "-o", str(tmp_path / "dl_")], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
@@ -203,7 +216,7 @@ def test_library_dlopened_after_the_attach_is_seen(target, build_fixture, tmp_pa
     while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
         assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
         time.sleep(0.02)
-    assert t.ask(f"dlopen {plugin}") == "dlopen 100"
+    assert t.ask("dlopen libplugin.so") == "dlopen 100"
     out, err = controller.communicate(timeout=60)
     assert controller.returncode == 0, err
     heap = Path(out.split()[-1])
