@@ -15,6 +15,9 @@ import pytest
 from conftest import VENV_BIN, assert_estimate, relative_sd, report
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from standins import truth
+from standins.build import build_device_fixture, standin_env
+from test_device import assert_sites
 
 from mem_profiler import inject as inject_module
 from mem_profiler.control_block import segment_path
@@ -358,3 +361,45 @@ def test_detach_with_no_window_open_writes_nothing(target):
     status, files = detach(t.pid)
     assert status.injected and status.redirected_slots == 0 and files == []
     assert t.quit() == "quit 0"
+
+
+# --- device heaps in an attached process ------------------------------------------------
+
+def test_device_heaps_of_an_attached_process(tmp_path):
+    """The CUDA stand-ins' every path, in a process that loaded the framework (and
+    through it the runtime) before the attach: exact at --device-rate 1."""
+    standins = tmp_path / "standins"
+    exe = build_device_fixture("device_cuda", standins)
+    env = {k: v for k, v in standin_env(standins).items()
+           if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+    plain = subprocess.run([exe, "local"], env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.Popen([str(exe), "local", "wait"], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == "mode=local\n"
+        assert proc.stdout.readline() == "loaded\n"
+        attach(proc.pid)
+        output = []
+
+        def run_the_sites(elapsed, status):
+            if not output:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                while not output or not output[-1].startswith("checksum="):
+                    output.append(proc.stdout.readline())
+
+        result = capture_window(proc.pid, 1.0, 1024, 64, str(tmp_path / "dev_"),
+                                progress=run_the_sites)
+        proc.stdin.write("exit\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        Path(segment_path(proc.pid)).unlink(missing_ok=True)
+    assert "".join(output) == plain.stdout.split("\n", 1)[1]   # all but its first line
+    heaps = {re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f)[1] or "host": Path(f)
+             for f in result.paths}
+    assert {"host", "cuda", "cuda_host"} <= set(heaps)
+    assert_sites(heaps, exe, truth.SITES["device_cuda"])
