@@ -1,11 +1,14 @@
 /* The churn workload of `make bench`: THREADS threads each make PAIRS
  * malloc/free pairs of sizes 16..4096 (uniform), keeping a ring of 1024 live
  * blocks per thread, through a few call levels like a real program.
- * usage: churn THREADS PAIRS */
+ * usage: churn THREADS PAIRS
+ * With CHURN_WAIT set it prints "ready", waits for a line on stdin (a sampler is
+ * attached meanwhile) and prints the seconds the work took on stderr. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define RING 1024
 
@@ -59,6 +62,15 @@ int main(int argc, char **argv)
     pthread_t tids[64];
     if (threads < 1 || threads > 64)
         return 2;
+    if (getenv("CHURN_WAIT")) {
+        char line[16];
+        printf("ready\n");
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            return 2;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long t = 0; t < threads; t++)
         pthread_create(&tids[t], NULL, worker, (void *)(t + 1));
     long total = 0;
@@ -67,6 +79,9 @@ int main(int argc, char **argv)
         pthread_join(tids[t], &r);
         total += (long)r;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("%ld\n", total);
+    if (getenv("CHURN_WAIT"))
+        fprintf(stderr, "%.6f\n", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;
 }

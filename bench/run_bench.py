@@ -25,6 +25,7 @@ class Row:
     env: dict[str, str]
     argv: list[str] | None = None      # None: the churn workload itself
     baseline: str | None = None        # ratio against this row instead of the first
+    attach_rate: int | None = None     # started without the sampler, attached at this rate
     times: list[float] = field(default_factory=list)
     log_bytes: list[int] = field(default_factory=list)
 
@@ -47,14 +48,44 @@ def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, s
 
 def run_once(row: Row, argv: list[str], out: Path) -> None:
     start = time.perf_counter()
-    subprocess.run(row.argv or argv, env=row.env, cwd=out, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    row.times.append(time.perf_counter() - start)
+    if row.attach_rate:
+        row.times.append(run_attached(row, argv, out))
+    else:
+        subprocess.run(row.argv or argv, env=row.env, cwd=out, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        row.times.append(time.perf_counter() - start)
     logs = list(out.glob("*.memlog"))
     if logs:
         row.log_bytes.append(sum(p.stat().st_size for p in logs))
     for p in logs + list(out.glob("*.heap")):
         p.unlink()
+
+
+ATTACH_TIMES: list[float] = []   # seconds from the injection's start to a control block
+
+
+def run_attached(row: Row, argv: list[str], out: Path) -> float:
+    """The workload's own time, with the sampler attached (ptrace injection, GOT hooks)
+    and a window open at row.attach_rate before it starts."""
+    from mem_profiler.control_block import CMD_START, ControlBlock
+    from mem_profiler.controller import attach
+
+    proc = subprocess.Popen(argv, env=dict(row.env, CHURN_WAIT="1"), cwd=out, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        start = time.perf_counter()
+        attach(proc.pid)
+        ATTACH_TIMES.append(time.perf_counter() - start)
+        with ControlBlock.open(proc.pid) as block:
+            block.request(CMD_START, rate=row.attach_rate, depth=64, prefix=f"{out}/att_")
+        _, err = proc.communicate("go\n", timeout=600)   # the window is dumped at exit
+        return float(err.split()[-1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
@@ -95,6 +126,10 @@ def churn_rows(out: Path, argv: list[str]) -> list[Row]:
         Row("sampler -c 1024 --mode log", sampler_env(out, 1024, MEMPROF_MODE="log"),
             baseline="sampler -c 1024"),
         Row("gate, exact mode (-c 1, peak)", sampler_env(out, 1, MEMPROF_TRACK_LIVE="1")),
+        Row("attached (-p --attach) -c 65536", dict(os.environ), attach_rate=65536,
+            baseline="sampler -c 65536"),
+        Row("attached (-p --attach) -c 1024", dict(os.environ), attach_rate=1024,
+            baseline="sampler -c 1024"),
     ]
     if JEMALLOC.is_file():
         je = dict(os.environ, LD_PRELOAD=str(JEMALLOC))
@@ -167,6 +202,10 @@ def main() -> None:
                 run_once(row, argv, out)
         print_table(rows)
 
+        attach_ms = [t * 1e3 for t in ATTACH_TIMES]
+        print(f"\nattach (ptrace injection until the control block is up): median "
+              f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
+              f"{len(attach_ms)} attaches")
         trips = [t * 1e3 for t in control_round_trip(out)]
         print(f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
               f"max {max(trips):.1f} ms over {len(trips)} windows")
