@@ -214,9 +214,9 @@ def detach_(pid: int) -> None:
         fail(str(err), 1)
     for path in files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
-    how = "attached" if status.injected else "preloaded (nothing was redirected)"
-    click.echo(f"detached from process {pid}: the sampler ({how}) is idle, "
-               f"{status.redirected_slots} GOT slots redirected")
+    preloaded = "" if status.injected else " (preloaded: it redirects none)"
+    click.echo(f"detached from process {pid}: {status.redirected_slots} GOT slots redirected, "
+               f"the sampler idle{preloaded}")
 
 
 @cli.command()
