@@ -271,6 +271,7 @@ EXPORT int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak)
 static void on_fork_child(void)
 {
     pthread_mutex_init(&window_lock, NULL);
+    memprof_got_after_fork();
     if (tables_ready) {
         memprof_stack_table_reset();
         memprof_live_table_after_fork();

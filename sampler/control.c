@@ -7,6 +7,7 @@
  * deadline, then closes the window and writes its dump itself, so a window
  * whose controller died still ends and nothing captured is lost.  In log mode
  * it also wakes every interval to write the timeline records. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -99,10 +100,35 @@ static int carry_out(uint32_t command)
     }
 }
 
+/* Blocks of this user's processes that ended without exit handlers (killed, or
+ * _exit in a forked child): a program forking many short children would
+ * otherwise fill /dev/shm with them.  A pid now used by another process is
+ * left to the controller, which tells the two apart by start time. */
+static void remove_stale_blocks(void)
+{
+    DIR *dir = opendir("/dev/shm");
+    if (dir == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        int pid;
+        char rest;
+        struct stat st;
+        if (sscanf(e->d_name, "mem_profiler.%d%c", &pid, &rest) != 1 || pid == getpid() ||
+            fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            st.st_uid != getuid())
+            continue;
+        if (kill(pid, 0) != 0 && errno == ESRCH)
+            unlinkat(dirfd(dir), e->d_name, 0);
+    }
+    closedir(dir);
+}
+
 static void *control_thread(void *arg)
 {
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
+    remove_stale_blocks();
     /* From the last answered request: one sent before this thread ran is not lost. */
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
     uint64_t next_tick = 0;
@@ -239,6 +265,8 @@ void memprof_control_wake(void)
 
 void memprof_control_fini(void)
 {
-    if (block != NULL && block->pid == (int32_t)getpid())
+    if (block != NULL && block->pid == (int32_t)getpid()) {
         unlink(block_path);
+        remove_stale_blocks();   /* those of children that _exit'ed after our last fork */
+    }
 }

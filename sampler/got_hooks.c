@@ -250,6 +250,13 @@ void memprof_got_disarm(void)
     pthread_mutex_unlock(&patch_lock);
 }
 
+/* A fork while another thread armed or disarmed leaves the child the lock held;
+ * the slots and their records are the child's as much as the parent's. */
+void memprof_got_after_fork(void)
+{
+    pthread_mutex_init(&patch_lock, NULL);
+}
+
 uint32_t memprof_got_redirected(void)
 {
     return __atomic_load_n(&redirected, __ATOMIC_RELAXED);

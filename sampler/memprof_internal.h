@@ -120,6 +120,7 @@ bool memprof_detect_injection(void) HIDDEN;   /* once, from a constructor */
 bool memprof_is_injected(void) HIDDEN;
 int memprof_got_arm(void) HIDDEN;              /* when a window opens; no-op if preloaded */
 void memprof_got_disarm(void) HIDDEN;          /* when it closes: every slot back */
+void memprof_got_after_fork(void) HIDDEN;
 uint32_t memprof_got_redirected(void) HIDDEN;  /* slots holding a hook now */
 /* Our own hook of a relocated name, or NULL (hooks_malloc.c, hooks_device.c).
  * Taken by name, an exported hook resolves to the library's own function in an

@@ -403,3 +403,28 @@ def test_device_heaps_of_an_attached_process(tmp_path):
              for f in result.paths}
     assert {"host", "cuda", "cuda_host"} <= set(heaps)
     assert_sites(heaps, exe, truth.SITES["device_cuda"])
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_without_attach_a_terminal_is_asked(target, tmp_path, answer):
+    t = target()
+    main, terminal = os.openpty()   # stdin of mem_profiler: a terminal
+    try:
+        proc = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "-s", "0.2", "-o",
+                                 str(tmp_path / "ask_")], stdin=terminal,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.write(main, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert f"process {t.pid} was started without the sampler: load it now" in err
+    if answer == "n":
+        assert proc.returncode == 1 and not sampler_ranges(t.pid)
+        assert err.rstrip().endswith(f"`mem_profiler -p {t.pid} --attach`, or start the program "
+                                     "with `mem_profiler run --idle -- CMD` or "
+                                     "`LD_PRELOAD=$(mem_profiler lib) CMD`")
+    else:
+        assert proc.returncode == 0 and sampler_ranges(t.pid), err
+        assert out.startswith("succeeded in collecting memory data!")
+    assert t.quit() == "quit 0"

@@ -173,6 +173,25 @@ def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path)
     check_server_window(tmp_path / f"int_{server.pid}.0001.heap", server_exe)
 
 
+def test_blocks_of_children_that_exit_without_handlers_are_removed(tmp_path):
+    """A program that forks short children which end with _exit (no exit handler removes
+    their blocks): each new block's process sweeps the blocks of its user's ended
+    processes, and the program's own exit the rest."""
+    code = ("import os\n"
+            "for _ in range(20):\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        os._exit(0)\n"
+            "    os.waitpid(pid, 0)\n"
+            "    print(pid, flush=True)\n")
+    proc = subprocess.run([MEM_PROFILER, "run", "--idle", "--", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    children = [int(line) for line in proc.stdout.split()]
+    assert len(children) == 20
+    assert not [pid for pid in children if os.path.exists(segment_path(pid))]
+
+
 def test_forked_child_has_its_own_block(server_exe, tmp_path):
     s = Server(server_exe, "fork")
     try:
