@@ -96,6 +96,10 @@ def check_attachable(pid: int) -> None:
         raise AttachError("kernel.yama.ptrace_scope = 1 lets a program attach only to its own "
                           "children: run mem_profiler as root, or set "
                           "`sysctl kernel.yama.ptrace_scope=0`")
+    tracer = _tracer_of(pid)
+    if tracer:
+        raise AttachError(f"process {pid} is being traced by process {tracer} (a debugger?): "
+                          "detach that first")
     if platform.machine() != "x86_64":
         raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
     try:
@@ -123,6 +127,15 @@ def _has_cap_sys_ptrace() -> bool:
             if line.startswith("CapEff:"):
                 return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
     return False
+
+
+def _tracer_of(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^TracerPid:\s*(\d+)", status, re.M)
+    return int(match[1]) if match else 0
 
 
 def _yama_scope() -> int | None:
@@ -358,6 +371,21 @@ class _RemoteCall:
             ptrace.resend(self.pid, self.tid, sig)
 
 
+def _ending(err: Exception) -> bool:
+    """The error of a ptrace call or wait on a process that is exiting."""
+    return (isinstance(err, OSError) and err.errno == errno.ESRCH) or "ended during" in str(err)
+
+
+def _gone(pid: int, wait: float) -> bool:
+    """Whether pid has ended (a zombie counts), waiting up to `wait` for an exiting one."""
+    end = time.monotonic() + wait
+    while process_start_time(pid) is not None:
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
     """Loads `library` into process `pid`; AttachError (one sentence) when it cannot."""
     check_attachable(pid)
@@ -384,7 +412,7 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
         threads.release_all()
         remote.resend_deferred()
     except (OSError, AttachError) as err:
-        if process_start_time(pid) is None:
+        if _gone(pid, wait=2.0 if _ending(err) else 0.0):
             Path(segment_path(pid)).unlink(missing_ok=True)   # its constructor ran, then it died
             raise AttachError(f"process {pid} ended during the injection") from None
         if isinstance(err, AttachError):

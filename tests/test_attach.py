@@ -20,6 +20,7 @@ from standins.build import build_device_fixture, standin_env
 from test_device import assert_sites
 
 from mem_profiler import inject as inject_module
+from mem_profiler import ptrace
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
 from mem_profiler.inject import AttachError, check_attachable
@@ -337,6 +338,22 @@ def test_yama_ptrace_scope_refusals(monkeypatch, scope, privileged, message):
     with pytest.raises(AttachError) as refused:
         check_attachable(os.getppid())   # ours, alive, and not our descendant
     assert str(refused.value) == message
+
+
+def test_a_process_traced_already_is_refused(target):
+    t = target()
+    ptrace.seize(t.pid)   # this test is the other tracer
+    try:
+        code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
+        assert code == 1
+        assert message == (f"process {t.pid} is being traced by process {os.getpid()} (a "
+                           "debugger?): detach that first")
+    finally:
+        ptrace.interrupt(t.pid)   # a tracee is let go from a stop
+        ptrace.wait(t.pid)
+        ptrace.detach(t.pid)
+    assert "TracerPid:\t0\n" in Path(f"/proc/{t.pid}/status").read_text()
+    assert t.quit() == "quit 0"
 
 
 def test_no_process_and_ourselves_are_refused():
