@@ -30,15 +30,18 @@ MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "align
                  "memalign", "valloc", "pvalloc"}
 SITES = {"site_small": (0, 256), "site_medium": (1, 4096), "site_large": (2, 16384)}
 R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")   # Debian libjemalloc2
 
 
 class Target:
     """attach_target, started without the sampler; its counters file holds the truth."""
 
-    def __init__(self, exe: Path, folder: Path) -> None:
+    def __init__(self, exe: Path, folder: Path, preload: str | None = None) -> None:
         self.counters_path = folder / f"counters.{time.monotonic_ns()}"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+        if preload:
+            env["LD_PRELOAD"] = preload
         self.proc = subprocess.Popen([str(exe), str(self.counters_path)], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.pid = int(self.proc.stdout.readline().split()[1])
@@ -67,8 +70,8 @@ class Target:
 def target(build_fixture, tmp_path):
     started = []
 
-    def start() -> Target:
-        started.append(Target(build_fixture("attach_target"), tmp_path))
+    def start(preload: str | None = None) -> Target:
+        started.append(Target(build_fixture("attach_target"), tmp_path, preload))
         return started[-1]
 
     yield start
@@ -126,8 +129,11 @@ def leak_signature(pid: int) -> tuple[int, int, int]:
 
 # --- attach, a window, detach ---------------------------------------------------------
 
-def test_attach_capture_detach(target, build_fixture, tmp_path):
-    t = target()
+@pytest.mark.parametrize("allocator", ["glibc", "jemalloc"])
+def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
+    # With jemalloc preloaded, the hooks must forward to jemalloc, which made the blocks
+    # that the program frees; glibc's free would crash it.
+    t = target(str(JEMALLOC) if allocator == "jemalloc" else None)
     exe = build_fixture("attach_target")
     expected_check = t.ask("check")
     assert t.ask("hold") == "hold"   # blocks from before the attach, freed inside the window
