@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -182,6 +184,34 @@ def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
     # the process goes on as before: same answers, no corrupted block
     assert t.ask("check") == expected_check
     assert c1[3] == 0 and t.quit() == "quit 0"
+
+
+def test_signals_during_the_injection_all_arrive(target):
+    """Real-time signals queue, so each one sent must be handled exactly once: those
+    that reach a thread while it is stopped or calling dlopen for us are delivered after."""
+    t = target()
+    attached = threading.Event()
+    sent = []
+
+    def send():   # from before the injection starts until after it ends
+        while not attached.is_set() or len(sent) < 100:
+            os.kill(t.pid, signal.SIGRTMIN + 1)
+            sent.append(1)
+            time.sleep(0.0002)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(0.01)
+        attach(t.pid)
+    finally:
+        attached.set()
+        sender.join()
+    deadline = time.monotonic() + 10
+    while (answer := t.ask("signals")) != f"signals {len(sent)}" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer == f"signals {len(sent)}"
+    assert t.quit() == "quit 0"
 
 
 def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
