@@ -103,18 +103,20 @@ def open_capture(path: str | os.PathLike[str], heap: str | None = None) -> Captu
 
 
 def pair_frees(log: EventLog) -> Allocations:
-    """Each allocation with its end: events at one (heap, address) alternate between
-    allocation and free, in the order written."""
+    """Each allocation with its end, in time order: events at one (heap, address)
+    alternate between allocation and free in time (the sampler stamps a free before
+    the address can be handed out again; threads' events are written in runs, so the
+    file's order is not time's)."""
     ev = log.events
     key = ev["heap"].astype(np.uint64) << np.uint64(56) | ev["address"]
-    order = np.argsort(key, kind="stable")
+    order = np.lexsort((ev["type"] == ALLOC, ev["time_ns"], key))   # a free first in a tie
     key, kind, times = key[order], ev["type"][order], ev["time_ns"][order]
     is_alloc = kind == ALLOC
     end = np.full(len(ev), NEVER, np.int64)
     ended = np.flatnonzero(is_alloc[:-1] & (key[:-1] == key[1:]))
     end[ended] = times[ended + 1]
     made = order[is_alloc]
-    seq = np.argsort(made)  # back to the order written
+    seq = np.argsort(ev["time_ns"][made], kind="stable")
     chosen = ev[made[seq]]
     return Allocations(chosen["heap"], chosen["stack"], chosen["size"], chosen["time_ns"],
                        end[is_alloc][seq])

@@ -1,12 +1,18 @@
 /* The event log of --mode log (format in memprof_log.h): sampled allocations
- * and frees, timeline records every interval, and the program's marks.  One
- * buffer behind a mutex: in log mode only sampled events reach it, and the
- * control thread flushes it at every timeline tick, so what a killed process
+ * and frees, timeline records every interval, and the program's marks.
+ *
+ * A thread's events go first into a chunk of its own, so the sampling path
+ * takes no lock another thread wants; a full chunk, the control thread's tick
+ * and the window's end move chunks into the file's buffer, behind a mutex,
+ * each event after the stack record the file still lacks.  Events are thus in
+ * time order within a thread's run of them, not across threads: readers order
+ * them by time.  The tick also writes the buffer out, so what a killed process
  * leaves on disk is at most one interval behind.  Files rotate at a size cap
  * and the oldest beyond the maximum count is deleted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -16,6 +22,13 @@
 #include "memprof_log.h"
 
 #define BUF_BYTES (1u << 20)
+#define CHUNK_EVENTS 256
+
+struct memprof_log_chunk {
+    _Atomic int busy;            /* its thread appending, or a drain */
+    uint32_t n;
+    struct memprof_log_event events[CHUNK_EVENTS];
+};
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool active;
@@ -92,8 +105,12 @@ static void append_locked(const void *record, size_t len)
     file_bytes += len;
 }
 
+static void empty_chunk(struct memprof_log_chunk *c);
+static void drain_chunk(struct memprof_log_chunk *c);
+
 int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned files)
 {
+    memprof_log_chunks_each(empty_chunk);   /* late events of an earlier window, or a parent's */
     pthread_mutex_lock(&log_lock);
     int rc = -1;
     if (buf == NULL)
@@ -127,6 +144,7 @@ const char *memprof_log_base(void)
 
 void memprof_log_close(void)
 {
+    memprof_log_chunks_each(drain_chunk);
     pthread_mutex_lock(&log_lock);
     if (atomic_exchange(&active, false)) {
         flush_locked();
@@ -173,6 +191,60 @@ static void emit_stack_locked(uint32_t stack)
     emitted[stack / 64] |= 1ull << (stack % 64);
 }
 
+static void chunk_lock(struct memprof_log_chunk *c)
+{
+    while (atomic_exchange_explicit(&c->busy, 1, memory_order_acquire))
+        sched_yield();   /* held by a drain of the tick: a few microseconds */
+}
+
+static void chunk_unlock(struct memprof_log_chunk *c)
+{
+    atomic_store_explicit(&c->busy, 0, memory_order_release);
+}
+
+static void append_event_locked(const struct memprof_log_event *e)
+{
+    if (!atomic_load(&active))
+        return;
+    rotate_if_needed_locked(sizeof *e);
+    emit_stack_locked(e->stack);
+    append_locked(e, sizeof *e);
+}
+
+/* Moves a chunk's events into the file's buffer (the chunk's lock held). */
+static void drain(struct memprof_log_chunk *c)
+{
+    pthread_mutex_lock(&log_lock);
+    for (uint32_t i = 0; i < c->n; i++)
+        append_event_locked(&c->events[i]);
+    c->n = 0;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void drain_chunk(struct memprof_log_chunk *c)
+{
+    chunk_lock(c);
+    drain(c);
+    chunk_unlock(c);
+}
+
+static void empty_chunk(struct memprof_log_chunk *c)
+{
+    chunk_lock(c);
+    c->n = 0;
+    chunk_unlock(c);
+}
+
+static struct memprof_log_chunk *this_thread_chunk(void)
+{
+    struct memprof_log_chunk **slot = memprof_log_chunk_slot();
+    if (slot == NULL)
+        return NULL;
+    if (UNLIKELY(*slot == NULL))
+        __atomic_store_n(slot, memprof_map(sizeof **slot), __ATOMIC_RELEASE);
+    return *slot;
+}
+
 void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
                        uint64_t size, uintptr_t address)
 {
@@ -181,13 +253,18 @@ void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint3
         .tid = thread_id(), .time_ns = memprof_now_ns(), .size = size,
         .address = address, .stack = stack,
     };
-    pthread_mutex_lock(&log_lock);
-    if (atomic_load(&active)) {
-        rotate_if_needed_locked(sizeof e);
-        emit_stack_locked(stack);
-        append_locked(&e, sizeof e);
+    struct memprof_log_chunk *c = this_thread_chunk();
+    if (c == NULL) {   /* no memory for a chunk: straight to the file's buffer */
+        pthread_mutex_lock(&log_lock);
+        append_event_locked(&e);
+        pthread_mutex_unlock(&log_lock);
+        return;
     }
-    pthread_mutex_unlock(&log_lock);
+    chunk_lock(c);
+    if (c->n == CHUNK_EVENTS)
+        drain(c);
+    c->events[c->n++] = e;
+    chunk_unlock(c);
 }
 
 void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text)
@@ -220,6 +297,7 @@ void memprof_log_tick(void)
 {
     if (!memprof_log_active())
         return;
+    memprof_log_chunks_each(drain_chunk);
     uint64_t now = memprof_now_ns(), rss = resident_bytes();
     uint32_t heaps = memprof_device_heaps_used() | 1u << HEAP_HOST;
     pthread_mutex_lock(&log_lock);

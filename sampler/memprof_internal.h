@@ -247,6 +247,10 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window) HIDDEN;
 /* Adds the window's (objs, bytes) per stack id into out[2 * id ...]. */
 void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window) HIDDEN;
 void memprof_stack_counts_after_fork(void) HIDDEN;
+/* Each thread's buffer of log events (event_log.c fills and drains them). */
+struct memprof_log_chunk;
+struct memprof_log_chunk **memprof_log_chunk_slot(void) HIDDEN;   /* NULL: no block */
+void memprof_log_chunks_each(void (*fn)(struct memprof_log_chunk *)) HIDDEN;
 
 /* ---- live-sample table (live_table.c) ----------------------------------- */
 int memprof_live_table_init(uint32_t capacity) HIDDEN;

@@ -169,12 +169,15 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
 /* A failed realloc leaves its old block live: put back what taking it undid. */
 void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size)
 {
-    if (!memprof_live_insert((uintptr_t)ptr, stack, size))
-        return;
-    if (memprof_cfg.track_live)
-        memprof_live_bytes_add(HEAP_HOST, size);
-    if (memprof_log_active())
-        memprof_log_event(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr);
+    struct memprof_thread *t = &memprof_thread;
+    t->busy = 1;   /* as in memprof_take_sample: the locks below are not reentrant */
+    if (memprof_live_insert((uintptr_t)ptr, stack, size)) {
+        if (memprof_cfg.track_live)
+            memprof_live_bytes_add(HEAP_HOST, size);
+        if (memprof_log_active())
+            memprof_log_event(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr);
+    }
+    t->busy = 0;
 }
 
 void memprof_free_slow(void *ptr)

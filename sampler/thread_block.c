@@ -7,7 +7,8 @@
  * dump sums the blocks.  Only the owner writes a block: when it first counts
  * in a new window it zeroes the counters itself, and a dump sums only blocks
  * of the window being dumped.  An adopted block keeps its counts, so the sum
- * stays right.  The block's first page also holds the unwinder's memo. */
+ * stays right.  The block's first page also holds the unwinder's memo and the
+ * thread's buffer of log events (which an adopting thread takes over). */
 #include <pthread.h>
 
 #include "memprof_internal.h"
@@ -18,6 +19,7 @@ struct thread_block {
     struct thread_block *next;
     _Atomic int in_use;
     _Atomic uint32_t window;        /* the window these counts belong to */
+    struct memprof_log_chunk *log_chunk;
     struct unwind_memo memo[UNWIND_MEMO_ENTRIES];
 };
 _Static_assert(sizeof(struct thread_block) <= HEADER_BYTES, "header fits its page");
@@ -80,6 +82,21 @@ struct unwind_memo *memprof_unwind_memo(void)
 {
     struct thread_block *b = this_thread_block();
     return b ? b->memo : NULL;
+}
+
+struct memprof_log_chunk **memprof_log_chunk_slot(void)
+{
+    struct thread_block *b = this_thread_block();
+    return b ? &b->log_chunk : NULL;
+}
+
+void memprof_log_chunks_each(void (*fn)(struct memprof_log_chunk *))
+{
+    for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
+        struct memprof_log_chunk *c = __atomic_load_n(&b->log_chunk, __ATOMIC_ACQUIRE);
+        if (c != NULL)
+            fn(c);
+    }
 }
 
 bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
