@@ -481,3 +481,26 @@ def test_without_attach_a_terminal_is_asked(target, tmp_path, answer):
         assert proc.returncode == 0 and sampler_ranges(t.pid), err
         assert out.startswith("succeeded in collecting memory data!")
     assert t.quit() == "quit 0"
+
+
+def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back(target,
+                                                                                tmp_path):
+    t = target()
+    time.sleep(0.1)
+    before = malloc_slots(t.pid)
+    controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.5",
+                                   "-o", str(tmp_path / "dead_")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
+        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
+        time.sleep(0.01)
+    assert malloc_slots(t.pid) != before
+    controller.kill()
+    controller.wait()
+    # the window's deadline (0.5 s and the grace) closes it in the target itself
+    while not list(tmp_path.glob(f"dead_{t.pid}.0001.heap")):
+        assert time.monotonic() < deadline, "the window was never closed"
+        time.sleep(0.05)
+    assert malloc_slots(t.pid) == before
+    assert t.quit() == "quit 0"
