@@ -90,7 +90,7 @@ struct object_view {
     uintptr_t base;
     const ElfW(Sym) *symtab;
     const char *strtab;
-    uintptr_t relro_start, relro_end;   /* read-only after relocation */
+    uintptr_t relro_start, relro_end;   /* the pages made read-only after relocation */
 };
 
 /* d_ptr values: relocated in place by glibc on most targets, not on all. */
@@ -101,15 +101,21 @@ static uintptr_t dyn_address(const struct object_view *o, ElfW(Addr) ptr)
 
 typedef void slot_visitor(const struct object_view *o, uintptr_t *slot, uintptr_t hook);
 
-static void store_slot(const struct object_view *o, uintptr_t *slot, uintptr_t value)
+static uintptr_t page_of(uintptr_t address)
+{
+    return address & ~(uintptr_t)(getpagesize() - 1);
+}
+
+static bool store_slot(const struct object_view *o, uintptr_t *slot, uintptr_t value)
 {
     bool relro = (uintptr_t)slot >= o->relro_start && (uintptr_t)slot < o->relro_end;
-    uintptr_t page = (uintptr_t)slot & ~(uintptr_t)(getpagesize() - 1);
-    if (relro && mprotect((void *)page, (size_t)getpagesize(), PROT_READ | PROT_WRITE) != 0)
-        return;
+    void *page = (void *)page_of((uintptr_t)slot);
+    if (relro && mprotect(page, (size_t)getpagesize(), PROT_READ | PROT_WRITE) != 0)
+        return false;
     __atomic_store_n(slot, value, __ATOMIC_RELEASE);
     if (relro)
-        mprotect((void *)page, (size_t)getpagesize(), PROT_READ);
+        mprotect(page, (size_t)getpagesize(), PROT_READ);
+    return true;
 }
 
 static void visit_relocations(const struct object_view *o, const ElfW(Rela) *rel, size_t bytes,
@@ -150,9 +156,10 @@ static int visit_object(struct dl_phdr_info *info, size_t size, void *arg)
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_DYNAMIC)
             dyn = (const ElfW(Dyn) *)(o.base + ph->p_vaddr);
-        else if (ph->p_type == PT_GNU_RELRO) {
-            o.relro_start = o.base + ph->p_vaddr;
-            o.relro_end = o.relro_start + ph->p_memsz;
+        else if (ph->p_type == PT_GNU_RELRO) {   /* ld.so protects whole pages only:
+                                                      the last partial one stays writable */
+            o.relro_start = page_of(o.base + ph->p_vaddr);
+            o.relro_end = page_of(o.base + ph->p_vaddr + ph->p_memsz);
         }
     }
     if (dyn == NULL)
@@ -182,11 +189,10 @@ static void redirect_slot(const struct object_view *o, uintptr_t *slot, uintptr_
     if (now == hook)
         return;
     struct slot_record *r = record_of(slot, true);
-    if (r == NULL)
-        return;   /* the record is full: this slot stays as it is */
+    if (r == NULL || !store_slot(o, slot, hook))
+        return;   /* the record is full, or the page cannot be written: as it is */
     r->slot = slot;
     r->original = now;
-    store_slot(o, slot, hook);
     __atomic_fetch_add(&redirected, 1, __ATOMIC_RELAXED);
 }
 
