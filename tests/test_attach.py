@@ -504,3 +504,22 @@ def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back
         time.sleep(0.05)
     assert malloc_slots(t.pid) == before
     assert t.quit() == "quit 0"
+
+
+def test_attach_when_every_thread_is_busy_allocating(build_fixture, tmp_path):
+    exe = build_fixture("attach_busy")
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline().split()[1])
+        for _ in range(3):
+            capture = subprocess.run([MEM_PROFILER, "-p", str(pid), "--attach", "-s", "0.3",
+                                      "-c", "65536", "-o", str(tmp_path / "busy_")],
+                                     capture_output=True, text=True, timeout=60)
+            assert capture.returncode == 0, capture.stderr
+            heap = Path(capture.stdout.split()[-1])
+            assert report(heap, exe, "alloc_space")["busy_site"][1] > 0
+            assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+        Path(segment_path(proc.pid)).unlink(missing_ok=True)
