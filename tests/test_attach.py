@@ -229,6 +229,7 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
                                   capture_output=True, text=True, timeout=60)
         assert released.returncode == 0, released.stderr
         assert "0 GOT slots redirected" in released.stdout
+        assert [x.state for x in list_targets() if x.pid == t.pid] == ["idle (attached)"]
         signatures.append(leak_signature(t.pid))
     assert len(set(signatures)) == 1, signatures   # threads, mappings, files
     assert t.quit() == "quit 0"
