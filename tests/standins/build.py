@@ -56,7 +56,7 @@ class Target:
 
 _HEADERS = ("standins/include/standin_cuda.h", "standins/include/standin_acl.h",
             "standins/include/standin_markers.h", "standins/include/standin_framework.h",
-            "standins/standin_util.h")
+            "standins/standin_util.h", "fixtures/device_fixture.h")
 
 LIBRARIES: dict[str, Target] = {t.output: t for t in (
     Target("libcuda.so.1", ("standins/libcuda.c",),
