@@ -223,19 +223,10 @@ ALLOC_HOOK(HEAP_HAL, HAL_NOT_INITIALIZED, halMemAlloc,
            (void **p, unsigned long long n, unsigned long long flag), (p, n, flag), p, n, flag)
 FREE_HOOK(HEAP_HAL, HAL_NOT_INITIALIZED, halMemFree, (void *p), (p), p)
 
-static void *wrapper_for(const char *name, void *found);
-
-void *memprof_device_entry_point(const char *name, void *found)
-{
-    if (strncmp(name, "cu", 2) != 0 && strncmp(name, "acl", 3) != 0 &&
-        strncmp(name, "hal", 3) != 0)
-        return found;   /* a quick no for everything that is not ours */
-    return wrapper_for(name, found);
-}
-
 /* ---- handing out our wrappers -------------------------------------------------------
  * For the names the entry-point getters and dlsym on a library's handle are
- * asked for: every hooked function, and the driver's base names. */
+ * asked for, and the GOT slots an injected sampler redirects (got_hooks.c):
+ * every hooked function, and the driver's base names. */
 DEVICE_FUNCTIONS(MEMPROF_LOCAL_ALIAS)
 
 static const struct entry_point {
@@ -249,30 +240,32 @@ static const struct entry_point {
     {"cuMemFree", &real_cuMemFree_v2, (void *)hook_cuMemFree_v2},
 };
 
-static void *wrapper_for(const char *name, void *found)
+static const struct entry_point *entry_point_named(const char *name)
 {
-    for (size_t i = 0; i < sizeof entry_points / sizeof entry_points[0]; i++) {
-        const struct entry_point *e = &entry_points[i];
-        if (strcmp(name, e->name) != 0)
-            continue;
-        if (found == e->wrapper)
-            return found;
-        void *expected = NULL;
-        /* Another variant under the same name (a per-thread-stream one, say)
-         * keeps its own function: ours would call the wrong one. */
-        if (!atomic_compare_exchange_strong(&e->real->fn, &expected, found) && expected != found)
-            return found;
-        return e->wrapper;
-    }
-    return found;
+    if (strncmp(name, "cu", 2) != 0 && strncmp(name, "acl", 3) != 0 &&
+        strncmp(name, "hal", 3) != 0)
+        return NULL;   /* a quick no for everything that is not ours */
+    for (size_t i = 0; i < sizeof entry_points / sizeof entry_points[0]; i++)
+        if (strcmp(name, entry_points[i].name) == 0)
+            return &entry_points[i];
+    return NULL;
+}
+
+void *memprof_device_entry_point(const char *name, void *found)
+{
+    const struct entry_point *e = entry_point_named(name);
+    if (e == NULL || found == e->wrapper)
+        return found;
+    void *expected = NULL;
+    /* Another variant under the same name (a per-thread-stream one, say)
+     * keeps its own function: ours would call the wrong one. */
+    if (!atomic_compare_exchange_strong(&e->real->fn, &expected, found) && expected != found)
+        return found;
+    return e->wrapper;
 }
 
 void *memprof_device_hook_for(const char *name)
 {
-    if (strchr("cah", name[0]) == NULL || name[0] == '\0')
-        return NULL;
-    for (size_t i = 0; i < sizeof entry_points / sizeof entry_points[0]; i++)
-        if (strcmp(name, entry_points[i].name) == 0)
-            return entry_points[i].wrapper;
-    return NULL;
+    const struct entry_point *e = entry_point_named(name);
+    return e ? e->wrapper : NULL;
 }
