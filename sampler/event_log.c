@@ -105,65 +105,6 @@ static void append_locked(const void *record, size_t len)
     file_bytes += len;
 }
 
-static void empty_chunk(struct memprof_log_chunk *c);
-static void drain_chunk(struct memprof_log_chunk *c);
-
-int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned files)
-{
-    memprof_log_chunks_each(empty_chunk);   /* late events of an earlier window, or a parent's */
-    pthread_mutex_lock(&log_lock);
-    int rc = -1;
-    if (buf == NULL)
-        buf = memprof_map(BUF_BYTES);
-    emitted_bytes = ((size_t)memprof_cfg.max_stacks + 63) / 64 * 8;
-    if (emitted == NULL)
-        emitted = memprof_map(emitted_bytes);
-    if (buf != NULL && emitted != NULL) {
-        snprintf(base, sizeof base, "%s%d.%04u", prefix, (int)getpid(), seq);
-        cap_bytes = cap > 4096 ? cap : 4096;
-        max_files = files ? files : 1;
-        file_index = oldest_index = 1;
-        memcpy(header.magic, MEMPROF_LOG_MAGIC, sizeof header.magic);
-        header.version = MEMPROF_LOG_VERSION;
-        header.pid = (int32_t)getpid();
-        header.rate = memprof_cfg.rate;
-        header.device_rate = memprof_cfg.device_rate;
-        header.start_ns = memprof_now_ns();
-        header.interval_ms = MEMPROF_LOG_INTERVAL_MS;
-        rc = open_file_locked();
-    }
-    atomic_store(&active, rc == 0);
-    pthread_mutex_unlock(&log_lock);
-    return rc;
-}
-
-const char *memprof_log_base(void)
-{
-    return base;
-}
-
-void memprof_log_close(void)
-{
-    memprof_log_chunks_each(drain_chunk);
-    pthread_mutex_lock(&log_lock);
-    if (atomic_exchange(&active, false)) {
-        flush_locked();
-        close(fd);
-        fd = -1;
-    }
-    pthread_mutex_unlock(&log_lock);
-}
-
-/* In a forked child the parent's log is not ours to continue. */
-void memprof_log_after_fork(void)
-{
-    pthread_mutex_init(&log_lock, NULL);
-    if (fd >= 0)
-        close(fd);
-    fd = -1;
-    buf_len = 0;
-    atomic_store(&active, false);
-}
 
 static uint32_t thread_id(void)
 {
@@ -243,6 +184,72 @@ static struct memprof_log_chunk *this_thread_chunk(void)
     if (UNLIKELY(*slot == NULL))
         __atomic_store_n(slot, memprof_map(sizeof **slot), __ATOMIC_RELEASE);
     return *slot;
+}
+
+int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned files)
+{
+    memprof_log_chunks_each(empty_chunk);   /* late events of an earlier window, or a parent's */
+    pthread_mutex_lock(&log_lock);
+    int rc = -1;
+    if (buf == NULL)
+        buf = memprof_map(BUF_BYTES);
+    emitted_bytes = ((size_t)memprof_cfg.max_stacks + 63) / 64 * 8;
+    if (emitted == NULL)
+        emitted = memprof_map(emitted_bytes);
+    if (buf != NULL && emitted != NULL) {
+        snprintf(base, sizeof base, "%s%d.%04u", prefix, (int)getpid(), seq);
+        cap_bytes = cap > 4096 ? cap : 4096;
+        max_files = files ? files : 1;
+        file_index = oldest_index = 1;
+        memcpy(header.magic, MEMPROF_LOG_MAGIC, sizeof header.magic);
+        header.version = MEMPROF_LOG_VERSION;
+        header.pid = (int32_t)getpid();
+        header.rate = memprof_cfg.rate;
+        header.device_rate = memprof_cfg.device_rate;
+        header.start_ns = memprof_now_ns();
+        header.interval_ms = MEMPROF_LOG_INTERVAL_MS;
+        rc = open_file_locked();
+    }
+    atomic_store(&active, rc == 0);
+    pthread_mutex_unlock(&log_lock);
+    return rc;
+}
+
+const char *memprof_log_base(void)
+{
+    return base;
+}
+
+void memprof_log_close(void)
+{
+    memprof_log_chunks_each(drain_chunk);
+    pthread_mutex_lock(&log_lock);
+    if (atomic_exchange(&active, false)) {
+        flush_locked();
+        close(fd);
+        fd = -1;
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* A chunk whose thread is not in a forked child: its lock may have been held at
+ * the fork, and its events are the parent's. */
+static void forget_chunk(struct memprof_log_chunk *c)
+{
+    c->n = 0;
+    atomic_store(&c->busy, 0);
+}
+
+/* In a forked child the parent's log is not ours to continue. */
+void memprof_log_after_fork(void)
+{
+    pthread_mutex_init(&log_lock, NULL);
+    if (fd >= 0)
+        close(fd);
+    fd = -1;
+    buf_len = 0;
+    atomic_store(&active, false);
+    memprof_log_chunks_each(forget_chunk);
 }
 
 void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
