@@ -42,6 +42,13 @@ class AttachError(Exception):
     """The injection cannot be done or failed; the message is one sentence."""
 
 
+class TargetEnded(AttachError):
+    """The target ended while it was being injected."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"process {pid} ended during the injection")
+
+
 @dataclass
 class Mapping:
     start: int
@@ -208,7 +215,7 @@ def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
 @dataclass
 class _Threads:
     pid: int
-    pending: dict[int, int] = field(default_factory=dict)   # tid -> signal to deliver later
+    stopped: dict[int, int] = field(default_factory=dict)   # tid -> signal to deliver later
 
     def stop_all(self) -> None:
         """Seizes and stops every thread, again until no new one appeared meanwhile."""
@@ -216,8 +223,8 @@ class _Threads:
             try:
                 tids = {int(t) for t in os.listdir(f"/proc/{self.pid}/task")}
             except FileNotFoundError:
-                raise AttachError(f"process {self.pid} ended during the injection") from None
-            new = tids - self.pending.keys()
+                raise TargetEnded(self.pid) from None
+            new = tids - self.stopped.keys()
             if not new:
                 return
             for tid in sorted(new):
@@ -232,34 +239,34 @@ class _Threads:
                                       " (by a debugger?) or not dumpable") from None
                 stop = ptrace.wait(tid)
                 if not stop.exited:
-                    self.pending[tid] = stop.signal if stop.delivers_signal else 0
+                    self.stopped[tid] = stop.signal if stop.delivers_signal else 0
 
     def resume_all(self) -> None:
-        for tid in list(self.pending):
+        for tid in list(self.stopped):
             try:
-                ptrace.cont(tid, self.pending[tid])
-                self.pending[tid] = 0
+                ptrace.cont(tid, self.stopped[tid])
+                self.stopped[tid] = 0
             except OSError:
-                del self.pending[tid]
+                del self.stopped[tid]
 
     def interrupt_all(self) -> None:
-        for tid in list(self.pending):
+        for tid in list(self.stopped):
             try:
                 ptrace.interrupt(tid)
             except OSError:
-                del self.pending[tid]
+                del self.stopped[tid]
                 continue
             stop = ptrace.wait(tid)
             if stop.exited:
-                del self.pending[tid]
+                del self.stopped[tid]
             elif stop.delivers_signal:
-                self.pending[tid] = stop.signal
+                self.stopped[tid] = stop.signal
 
     def release(self, tid: int) -> None:
-        ptrace.detach(tid, self.pending.pop(tid, 0))
+        ptrace.detach(tid, self.stopped.pop(tid, 0))
 
     def release_all(self) -> None:
-        for tid in list(self.pending):
+        for tid in list(self.stopped):
             self.release(tid)
 
 
@@ -287,13 +294,13 @@ def _choose_thread(threads: _Threads, maps: list[Mapping], attempts: int = 200) 
     locking = [m for m in maps if "x" in m.perms and _LOCKING_CODE.search(m.path)]
     for _ in range(attempts):
         ranked = []
-        for tid in threads.pending:
+        for tid in threads.stopped:
             try:
                 ranked.append((_safety(ptrace.get_regs(tid), locking), tid != threads.pid, tid))
             except OSError:
                 continue
         if not ranked:
-            raise AttachError(f"process {threads.pid} ended during the injection")
+            raise TargetEnded(threads.pid)
         best = min(ranked)
         if best[0] < UNSAFE:
             return best[2]
@@ -351,7 +358,7 @@ class _RemoteCall:
                 time.sleep(0.0005)
                 continue
             if stop.exited:
-                raise AttachError(f"process {self.pid} ended during the injection")
+                raise TargetEnded(self.pid)
             if stop.signal == signal.SIGSEGV and stop.event == 0:
                 regs = ptrace.get_regs(self.tid)
                 if regs.rip == 0:
@@ -369,11 +376,6 @@ class _RemoteCall:
     def resend_deferred(self) -> None:
         for sig in self.deferred:
             ptrace.resend(self.pid, self.tid, sig)
-
-
-def _ending(err: Exception) -> bool:
-    """The error of a ptrace call or wait on a process that is exiting."""
-    return (isinstance(err, OSError) and err.errno == errno.ESRCH) or "ended during" in str(err)
 
 
 def _gone(pid: int, wait: float) -> bool:
@@ -397,7 +399,7 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
     try:
         threads.stop_all()
         tid = _choose_thread(threads, maps)
-        for other in [t for t in threads.pending if t != tid]:
+        for other in [t for t in threads.stopped if t != tid]:
             threads.release(other)
         remote = _RemoteCall(pid, tid)
         try:
@@ -409,16 +411,17 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
                 reason = ptrace.read_string(pid, message) if message else ""
         finally:
             remote.restore()
-        threads.release_all()
-        remote.resend_deferred()
+        threads.release(tid)
     except (OSError, AttachError) as err:
-        if _gone(pid, wait=2.0 if _ending(err) else 0.0):
+        exiting = isinstance(err, TargetEnded) or getattr(err, "errno", None) == errno.ESRCH
+        if _gone(pid, wait=2.0 if exiting else 0.0):
             Path(segment_path(pid)).unlink(missing_ok=True)   # its constructor ran, then it died
-            raise AttachError(f"process {pid} ended during the injection") from None
+            raise TargetEnded(pid) from None
         if isinstance(err, AttachError):
             raise
         raise AttachError(f"the injection into process {pid} failed: {err.strerror}") from None
     finally:
-        threads.release_all()
+        threads.release_all()   # after an error: whatever is still stopped
+    remote.resend_deferred()
     if handle == 0:
         raise AttachError(f"dlopen of the sampler failed in process {pid}: {reason or 'no reason'}")

@@ -25,7 +25,7 @@ from mem_profiler import inject as inject_module
 from mem_profiler import ptrace
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
-from mem_profiler.inject import AttachError, check_attachable
+from mem_profiler.inject import AttachError, check_attachable, read_maps
 
 MEM_PROFILER = str(VENV_BIN / "mem_profiler")
 MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
@@ -83,21 +83,12 @@ def target(build_fixture, tmp_path):
 
 # --- the GOT slots of the malloc family, read from outside -----------------------------
 
-def mappings(pid: int) -> list[tuple[int, int, int, str]]:
-    rows = []
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        parts = line.split(None, 5)
-        start, end = (int(x, 16) for x in parts[0].split("-"))
-        rows.append((start, end, int(parts[2], 16), parts[5] if len(parts) > 5 else ""))
-    return rows
-
-
 def malloc_slots(pid: int) -> dict[str, int]:
     """{"object:name@offset": the value of the slot} for the program and libc, read
     through /proc/PID/mem; the slot addresses come from the files' relocations."""
-    objects = {path: start for start, _, offset, path in reversed(mappings(pid))
-               if offset == 0 and (path == os.readlink(f"/proc/{pid}/exe")
-                                   or re.search(r"/libc\.so", path))}
+    objects = {m.path: m.start for m in reversed(read_maps(pid))
+               if m.offset == 0 and (m.path == os.readlink(f"/proc/{pid}/exe")
+                                     or re.search(r"/libc\.so", m.path))}
     slots = {}
     with open(f"/proc/{pid}/mem", "rb") as mem:
         for path, start in objects.items():
@@ -120,12 +111,12 @@ def malloc_slots(pid: int) -> dict[str, int]:
 
 
 def sampler_ranges(pid: int) -> list[tuple[int, int]]:
-    return [(s, e) for s, e, _, path in mappings(pid) if path.endswith("/libmemprof.so")]
+    return [(m.start, m.end) for m in read_maps(pid) if m.path.endswith("/libmemprof.so")]
 
 
 def leak_signature(pid: int) -> tuple[int, int, int]:
     """(threads, mappings, open files) of a process."""
-    return (len(os.listdir(f"/proc/{pid}/task")), len(mappings(pid)),
+    return (len(os.listdir(f"/proc/{pid}/task")), len(read_maps(pid)),
             len(os.listdir(f"/proc/{pid}/fd")))
 
 
