@@ -4,7 +4,8 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
-APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go
+APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
+               sqlite3 ripgrep rustc libc6-dbg
 CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
                -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
 LDLIBS_LIB  := -lunwind -ldl -lm -pthread

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import cxxfilt
 import numpy as np
@@ -40,6 +42,10 @@ class SymbolTable:
     starts: np.ndarray  # uint64
     ends: np.ndarray  # uint64
     names: list[str]
+
+    @classmethod
+    def empty(cls) -> SymbolTable:
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64), [])
 
     def lookup(self, vaddrs: np.ndarray) -> np.ndarray:
         """Index into names of the function holding each vaddr, -1 where none does."""
@@ -162,26 +168,47 @@ def demangle(name: str) -> str:
         return name
 
 
-def find_debug_file(path: str, build_id: str | None, debuglink: str | None) -> str | None:
-    """Separate debug file: by build-id, then by .gnu_debuglink as gdb searches."""
+def find_debug_file(path: str, build_id: str | None,
+                    debuglink: tuple[str, int] | None) -> str | None:
+    """Separate debug file, searched as gdb does: by build-id under each debug root
+    (.build-id/xx/yyyy.debug), then by .gnu_debuglink beside the file, in its .debug/
+    folder and under each debug root + its folder. A candidate must carry the same
+    build-id, or without one, the CRC-32 that .gnu_debuglink records."""
     candidates = []
     if build_id and len(build_id) > 2:
         candidates += [os.path.join(root, ".build-id", build_id[:2], build_id[2:] + ".debug")
                        for root in DEBUG_ROOTS]
     if debuglink:
-        folder = os.path.dirname(os.path.abspath(path))
-        candidates += [os.path.join(folder, debuglink), os.path.join(folder, ".debug", debuglink)]
-        candidates += [os.path.join(root + folder, debuglink) for root in DEBUG_ROOTS]
-    for candidate in candidates:
+        name = debuglink[0]
+        # the folder as given and with symlinks resolved (/lib -> /usr/lib on Debian)
+        for folder in dict.fromkeys(os.path.dirname(p) for p in (os.path.abspath(path),
+                                                                 os.path.realpath(path))):
+            candidates += [os.path.join(folder, name), os.path.join(folder, ".debug", name)]
+            candidates += [os.path.join(root + folder, name) for root in DEBUG_ROOTS]
+    for candidate in dict.fromkeys(candidates):
         if os.path.realpath(candidate) == os.path.realpath(path) or not os.path.isfile(candidate):
             continue
         try:
             with _elf_errors(candidate), open(candidate, "rb") as f:
-                if build_id is None or _build_id(ELFFile(f)) in (None, build_id):
+                found = _build_id(ELFFile(f))
+                if build_id and found:
+                    same = found == build_id
+                else:
+                    same = debuglink is not None and _crc32(f) == debuglink[1]
+                if same:
                     return candidate
         except ElfError:
             continue
     return None
+
+
+def _crc32(f: BinaryIO) -> int:
+    """CRC-32 of a whole file, as .gnu_debuglink records it."""
+    f.seek(0)
+    crc = 0
+    while chunk := f.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 @contextlib.contextmanager
@@ -207,11 +234,18 @@ def _build_id(elf: ELFFile) -> str | None:
     return None
 
 
-def _debuglink(elf: ELFFile) -> str | None:
+def _debuglink(elf: ELFFile) -> tuple[str, int] | None:
+    """.gnu_debuglink: the debug file's name, and its CRC-32 after the name's padding."""
     section = elf.get_section_by_name(".gnu_debuglink")
     if section is None:
         return None
-    return section.data().split(b"\0", 1)[0].decode("utf-8", "surrogateescape") or None
+    data = section.data()
+    name = data.split(b"\0", 1)[0]
+    crc_at = (len(name) + 4) & ~3
+    if not name or len(data) < crc_at + 4:
+        return None
+    order = "little" if elf.little_endian else "big"
+    return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at:crc_at + 4], order)
 
 
 def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | None:
@@ -232,7 +266,7 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
         elf = ELFFile(f)
         section = elf.get_section_by_name(section_name)
         if section is None or section["sh_entsize"] == 0:
-            return SymbolTable(np.zeros(0, np.uint64), np.zeros(0, np.uint64), [])
+            return SymbolTable.empty()
         end = ">" if not elf.little_endian else "<"
         if elf.elfclass == 64:
             fields = [("name", "u4"), ("info", "u1"), ("other", "u1"), ("shndx", "u2"),
@@ -251,6 +285,8 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
     keep = (((kind == _STT_FUNC) | (kind == _STT_GNU_IFUNC)) & (syms["shndx"] != 0)
             & (syms["value"] != 0))
     syms = syms[keep]
+    if len(syms) == 0:  # a stripped executable exports no functions
+        return SymbolTable.empty()
     # .symtab of glibc names symbols with their version (`_IO_puts@@GLIBC_2.2.5`): drop it.
     names = [strtab[o:strtab.index(b"\0", o)].split(b"@", 1)[0].decode("utf-8", "surrogateescape")
              for o in syms["name"].tolist()]

@@ -220,6 +220,9 @@ class _Resolver:
             self.warnings.append(f"{e} Its frames stay unresolved.")
             func_of[sel] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs.tolist()])
             return
+        if not symbols.names:
+            self.warnings.append(f"{image.path} has no symbol table, frames stay addresses"
+                                 " (a separate debug file would name them: none is installed).")
         hit = symbols.lookup(vaddrs)
         found = hit >= 0
         sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
