@@ -163,14 +163,16 @@ def _profile_report(profile: HeapProfile, params: dict, default_index: str,
     request = _LogRequest(
         binary=params["binary"], heap_file=params["heap_file"],
         index=indexes[0] if indexes else default_index, lines=params["lines"],
-        file_lines=params["pprof"] is not None, allow_mismatch=params["allow_mismatch"],
+        full_names=params["full_names"], file_lines=params["pprof"] is not None,
+        allow_mismatch=params["allow_mismatch"],
         focus=params["focus"], ignore=params["ignore"], nodecount=params["nodecount"],
         nodefraction=params["nodefraction"], edgefraction=params["edgefraction"],
         context=context)
     sym = symbolize(profile, request.binary, lines=request.lines or request.file_lines,
                     allow_mismatch=request.allow_mismatch)
     _warn(sym.warnings)
-    sym = select_stacks(sym, request.focus, request.ignore, lines=request.lines)
+    sym = select_stacks(sym, request.focus, request.ignore, lines=request.lines,
+                        full_names=request.full_names)
     _say(context)
     for fmt, path in [(fmt, params["output"]) for fmt in streams] + files:
         _write(path, render(fmt, sym, request))
@@ -183,7 +185,8 @@ def _leak_report(leaks: LeakSet, params: dict) -> None:
         raise UserError("leak reports are text (-t, the default) or --json; --focus, --ignore"
                         " and the other formats apply to --at, --peak and --between.")
     rows, warnings = analysis.rank_leaks(leaks, params["binary"],
-                                         allow_mismatch=params["allow_mismatch"])
+                                         allow_mismatch=params["allow_mismatch"],
+                                         full_names=params["full_names"])
     _warn(warnings)
     fmt = format_leaks_json if params["json_"] else format_leaks
     _write(params["output"], fmt(rows, leaks.scope, leaks.profile.heap,

@@ -72,6 +72,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option("--base", metavar="OLD", help="Report FILE - OLD (another .heap of the same"
               " program): growth is positive, shrinkage negative.")
 @click.option("--lines", is_flag=True, help="One node per source line (function file:line).")
+@click.option("--full-names", is_flag=True, help="Names in full: C++ with arguments and template"
+              " arguments, Rust with generics and hashes (default: short names, as jeprof).")
 @click.option("--nodecount", type=click.IntRange(min=1), metavar="N",
               help="Show N rows (-t, --json) or nodes (-s, default 80).")
 @click.option("--nodefraction", type=click.FloatRange(0, 1), default=0.005, show_default=True,
@@ -85,7 +87,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option("--allow-mismatch", is_flag=True,
               help="Symbolize even if BIN is not the build that ran (a warning, not an error).")
 def cli(binary: str, heap_file: str, output: str | None, flame: str | None, pprof: str | None,
-        lines: bool, base: str | None, allow_mismatch: bool, nodecount: int | None,
+        lines: bool, full_names: bool, base: str | None, allow_mismatch: bool,
+        nodecount: int | None,
         nodefraction: float, edgefraction: float, focus: re.Pattern | None,
         ignore: re.Pattern | None, **flags: bool) -> None:
     """Report a .heap file: mem_parser -p BIN -f FILE -t|-s|--collapsed|--json [-o OUT]."""
@@ -103,7 +106,8 @@ def cli(binary: str, heap_file: str, output: str | None, flame: str | None, ppro
 
     request = Request(binary=binary, heap_file=heap_file, base=base,
                       index=chosen[0] if chosen else "inuse_space", lines=lines,
-                      file_lines=pprof is not None, allow_mismatch=allow_mismatch, focus=focus,
+                      full_names=full_names, file_lines=pprof is not None,
+                      allow_mismatch=allow_mismatch, focus=focus,
                       ignore=ignore, nodecount=nodecount, nodefraction=nodefraction,
                       edgefraction=edgefraction)
     sym = load(request)
@@ -136,6 +140,7 @@ def _select_heap(command: click.Command) -> None:
         index = next((i for i in SAMPLE_INDEXES if params[i]), "inuse_space")
         requests = [(name, Request(binary=params["binary"], heap_file=path, index=index,
                                    allow_mismatch=params["allow_mismatch"],
+                                   full_names=params["full_names"],
                                    nodecount=params["nodecount"]))
                     for name, path in chosen]
         _write(params["output"], render_heaps_text(requests))

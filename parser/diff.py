@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mem_profiler.parser.symbolize import SymbolizedProfile
+from mem_profiler.parser.symbolize import FunctionTable, SymbolizedProfile
 
 
 def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfile:
@@ -15,12 +15,12 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     and stacks of the same locations in both profiles become one stack holding the
     difference of their values. Locations keep NEW's address; those only in OLD get
     address 0 (they are nowhere in NEW's address space). Metadata are NEW's."""
-    functions: dict[str, int] = {}
+    functions = FunctionTable()
     locations: dict[tuple[int, tuple[str, int] | None], int] = {}
     addrs: list[int] = []
 
     def location_ids(sym: SymbolizedProfile, keep_addrs: bool) -> np.ndarray:
-        fids = [functions.setdefault(f, len(functions)) for f in sym.functions]
+        fids = functions.ids(sym.functions, sym.system_names)
         ids = []
         for f, where, addr in zip(sym.func_of.tolist(), sym.where, sym.addrs.tolist(),
                                   strict=True):
@@ -46,7 +46,7 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     np.cumsum(lengths, out=offsets[1:])
     keys = list(locations)
     return SymbolizedProfile(
-        new.profile, np.array(addrs, np.uint64), list(functions),
+        new.profile, np.array(addrs, np.uint64), functions.names,
         np.array([f for f, _ in keys], np.int64), [where for _, where in keys],
         np.fromiter((loc for s in stacks for loc in s), np.int64, int(offsets[-1])), offsets,
-        list(dict.fromkeys(new.warnings + old.warnings)), values)
+        list(dict.fromkeys(new.warnings + old.warnings)), values, functions.system_names)

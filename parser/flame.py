@@ -29,9 +29,9 @@ class FlameTree:
 
 
 def flame_tree(sym: SymbolizedProfile, index: str = "inuse_space", *,
-               lines: bool = False) -> FlameTree:
+               lines: bool = False, full_names: bool = False) -> FlameTree:
     """Merge the stacks from the root, one depth at a time (stacks worth 0 are left out)."""
-    names, node_of = sym.node_names(lines)
+    names, node_of = sym.node_names(lines, full_names)
     n = len(names)
     lengths = np.diff(sym.offsets)
     values = sym.value(index)
@@ -61,11 +61,11 @@ def flame_tree(sym: SymbolizedProfile, index: str = "inuse_space", *,
 
 
 def format_collapsed(sym: SymbolizedProfile, index: str = "inuse_space", *,
-                     lines: bool = False) -> str:
+                     lines: bool = False, full_names: bool = False) -> str:
     """One `root;...;leaf value` line per distinct stack of nodes, values rounded to
     integers (negative ones in a diff); lines that round to 0 are left out. (A `;` in a
     name would split it: it is written `:`.)"""
-    names, node_of = sym.node_names(lines)
+    names, node_of = sym.node_names(lines, full_names)
     labels = [name.replace(";", ":") for name in names]
     values = sym.value(index)
     frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()

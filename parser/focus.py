@@ -13,12 +13,13 @@ from mem_profiler.parser.symbolize import SymbolizedProfile
 
 def select_stacks(sym: SymbolizedProfile, focus: re.Pattern[str] | None = None,
                   ignore: re.Pattern[str] | None = None, *,
-                  lines: bool = False) -> SymbolizedProfile:
+                  lines: bool = False, full_names: bool = False) -> SymbolizedProfile:
     """The stacks with a node matching `focus` (if given) and none matching `ignore` (if
-    given); patterns are searched in node names (`function file:line` with lines)."""
+    given); patterns are searched in node names (`function file:line` with lines, C++
+    names with their arguments and templates with full_names)."""
     if focus is None and ignore is None:
         return sym
-    names, node_of = sym.node_names(lines)
+    names, node_of = sym.node_names(lines, full_names)
     lengths = np.diff(sym.offsets)
     stack_of = np.repeat(np.arange(len(lengths)), lengths)
     nodes = node_of[sym.frames] if len(sym.frames) else sym.frames

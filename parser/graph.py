@@ -61,12 +61,12 @@ class _Weights:
 
 
 def call_graph(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool = False,
-               nodefraction: float = 0.005, edgefraction: float = 0.001,
-               nodecount: int | None = 80) -> CallGraph:
+               full_names: bool = False, nodefraction: float = 0.005,
+               edgefraction: float = 0.001, nodecount: int | None = 80) -> CallGraph:
     """Build the graph, then drop nodes with |cum| < nodefraction*|total|, keep the
     `nodecount` heaviest by |cum|, drop edges with |weight| < edgefraction*|total| and
     dotted edges whose callee is reached another way (as pprof's RemoveRedundantEdges)."""
-    names, node_of = sym.node_names(lines)
+    names, node_of = sym.node_names(lines, full_names)
     lengths = np.diff(sym.offsets)
     leaf = np.zeros(len(sym.frames), bool)
     leaf[sym.offsets[:-1][lengths > 0]] = True

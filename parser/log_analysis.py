@@ -220,16 +220,18 @@ def occurrences(log: EventLog, text: str) -> list[Mark]:
 
 
 def rank_leaks(leaks: LeakSet, binary: str | os.PathLike[str], *,
-               allow_mismatch: bool = False) -> tuple[list[Leak], list[str]]:
+               allow_mismatch: bool = False,
+               full_names: bool = False) -> tuple[list[Leak], list[str]]:
     """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
     and the symbolizer's warnings."""
     sym = symbolize(leaks.profile, binary, allow_mismatch=allow_mismatch)
-    return leak_sites(leaks, sym), sym.warnings
+    return leak_sites(leaks, sym, full_names), sym.warnings
 
 
-def leak_sites(leaks: LeakSet, sym: SymbolizedProfile) -> list[Leak]:
+def leak_sites(leaks: LeakSet, sym: SymbolizedProfile,
+               full_names: bool = False) -> list[Leak]:
     """The stacks of a symbolized LeakSet as Leak rows, largest estimated bytes first."""
-    names, node_of = sym.node_names()
+    names, node_of = sym.node_names(full_names=full_names)
     nbytes, objects = sym.value("inuse_space"), sym.value("inuse_objects")
     frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()
     rows = [Leak(leaks.profile.heap, [names[f] for f in frames[bounds[i]:bounds[i + 1]]],

@@ -14,8 +14,8 @@ from mem_profiler.parser.units import format_amount
 FRAMES_SHOWN = 6
 
 
-def symbolized_failures(profile: HeapProfile, binary: str,
-                        allow_mismatch: bool = False) -> list[tuple[Failure, list[str]]]:
+def symbolized_failures(profile: HeapProfile, binary: str, allow_mismatch: bool = False,
+                        full_names: bool = False) -> list[tuple[Failure, list[str]]]:
     """Each failure with its stack's function names, innermost first."""
     if not profile.failures:
         return []
@@ -27,7 +27,7 @@ def symbolized_failures(profile: HeapProfile, binary: str,
         cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, labels={},
         failures=[])
     sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
-    return [(f, sym.stack(i)) for i, f in enumerate(profile.failures)]
+    return [(f, sym.stack(i, full_names=full_names)) for i, f in enumerate(profile.failures)]
 
 
 def format_failures(profile: HeapProfile, rows: list[tuple[Failure, list[str]]]) -> str:

@@ -26,11 +26,14 @@ SAMPLE_TYPES = (("alloc_objects", "count"), ("alloc_space", "bytes"),
 _U64 = (1 << 64) - 1
 
 
-def format_pprof(sym: SymbolizedProfile, notes: list[str] = ()) -> bytes:
+def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
+                 full_names: bool = False) -> bytes:
     """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
     rounded to integers, period space/bytes = the sampling rate, one location per
     address (innermost first in each sample) with its function and file:line, and the
-    mappings holding them with their build-ids. `notes` become comments."""
+    mappings holding them with their build-ids. `notes` become comments. A function's
+    name is its short name unless full_names, its system name the mangled one (pprof
+    shortens a name again when both are the same)."""
     prof = sym.profile
     strings = _Strings()
     maps = code_mappings(prof)
@@ -43,11 +46,11 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = ()) -> bytes:
     out += _samples(sym)
     out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
 
-    display = [short_name(f) for f in sym.functions]
+    display = sym.functions if full_names else [short_name(f) for f in sym.functions]
     functions: dict[tuple[str, str, str], int] = {}
     for loc, (func, where) in enumerate(zip(sym.func_of.tolist(), sym.where, strict=True)):
         filename, line = where or ("", 0)
-        key = (display[func], sym.functions[func], filename)
+        key = (display[func], sym.system_names[func], filename)
         fid = functions.setdefault(key, len(functions) + 1)
         mapping = map_id.get(int(map_of[loc]), 0)
         out.append(_message(4, _int(1, loc + 1) + _int(2, mapping) + _int(3, int(sym.addrs[loc]))

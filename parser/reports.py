@@ -38,6 +38,7 @@ class Request:
     index: str = "inuse_space"
     lines: bool = False  # nodes are source lines
     file_lines: bool = False  # resolve file:line even if nodes are functions (pprof)
+    full_names: bool = False  # C++ names with arguments and templates, Rust with hashes
     allow_mismatch: bool = False
     focus: re.Pattern[str] | None = None
     ignore: re.Pattern[str] | None = None
@@ -69,12 +70,14 @@ def load(request: Request) -> SymbolizedProfile:
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)
-    return select_stacks(sym, request.focus, request.ignore, lines=request.lines)
+    return select_stacks(sym, request.focus, request.ignore, lines=request.lines,
+                         full_names=request.full_names)
 
 
 def render_heaps_text(requests: list[tuple[str, Request]]) -> bytes:
     """-t of several heaps of one capture, side by side."""
-    tables = [(heap, aggregate(load(r), r.index, lines=r.lines)) for heap, r in requests]
+    tables = [(heap, aggregate(load(r), r.index, lines=r.lines, full_names=r.full_names))
+              for heap, r in requests]
     return format_heaps_text(tables, requests[0][1].nodecount).encode("utf-8", "surrogateescape")
 
 
@@ -82,24 +85,25 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS)."""
     r = request
     if fmt in ("text", "json"):
-        table = aggregate(sym, r.index, lines=r.lines)
+        table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
         text = format_text(table, r.nodecount) if fmt == "text" else format_json(
             table, sym.profile, program=r.binary, base=r.base, nodecount=r.nodecount)
         if fmt == "text" and sym.profile.failures:
             text += format_failures(sym.profile, symbolized_failures(
-                sym.profile, r.binary, r.allow_mismatch))
+                sym.profile, r.binary, r.allow_mismatch, r.full_names))
         return text.encode("utf-8", "surrogateescape")
     if fmt == "svg":
-        graph = call_graph(sym, r.index, lines=r.lines, nodefraction=r.nodefraction,
-                           edgefraction=r.edgefraction,
+        graph = call_graph(sym, r.index, lines=r.lines, full_names=r.full_names,
+                           nodefraction=r.nodefraction, edgefraction=r.edgefraction,
                            nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount)
         return render_svg(format_dot(graph, r.title, r.notes, heap=sym.profile.heap))
     if fmt == "pprof":
-        return format_pprof(sym, r.notes)
+        return format_pprof(sym, r.notes, r.full_names)
     if fmt == "collapsed":
-        return format_collapsed(sym, r.index, lines=r.lines).encode("utf-8", "surrogateescape")
+        return format_collapsed(sym, r.index, lines=r.lines, full_names=r.full_names).encode(
+            "utf-8", "surrogateescape")
     if fmt == "flame":
-        tree = flame_tree(sym, r.index, lines=r.lines)
+        tree = flame_tree(sym, r.index, lines=r.lines, full_names=r.full_names)
         return format_flame_html(tree, r.title, r.notes, diff=r.base is not None,
                                  heap=sym.profile.heap).encode(
             "utf-8", "surrogateescape")

@@ -47,10 +47,14 @@ class SymbolizedProfile:
     # float64 (stacks, len(SAMPLE_INDEXES)): the unsampled value of each stack under each
     # sample index; computed from the profile's counts unless given (a diff gives it).
     values: np.ndarray | None = None
+    # per function: the name its object gives it (mangled), where it differs from functions'
+    system_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.values is None:
             self.values = stack_values(self.profile)
+        if self.system_names is None:
+            self.system_names = list(self.functions)
 
     def value(self, index: str) -> np.ndarray:
         """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
@@ -76,6 +80,27 @@ class SymbolizedProfile:
         node_names once instead)."""
         names, node_of = self.node_names(lines, full_names)
         return [names[n] for n in node_of[self.frames[self.offsets[i]:self.offsets[i + 1]]]]
+
+
+class FunctionTable:
+    """Function names (demangled), each added once, with the name its object gives it."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.system_names: list[str] = []
+        self._ids: dict[str, int] = {}
+
+    def ids(self, names: list[str], system_names: list[str] | None = None) -> list[int]:
+        """The id of each name, added on first sight (system name: the name itself unless
+        given)."""
+        out = []
+        for name, system in zip(names, system_names or names, strict=True):
+            if name not in self._ids:
+                self._ids[name] = len(self.names)
+                self.names.append(name)
+                self.system_names.append(system)
+            out.append(self._ids[name])
+        return out
 
 
 def short_name(name: str) -> str:
@@ -128,12 +153,13 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
     func_of, where = resolver.resolve(uniq)
-    func_alloc = np.array([ALLOCATOR_RE.fullmatch(f) is not None for f in resolver.functions],
+    func_alloc = np.array([ALLOCATOR_RE.fullmatch(f) is not None for f in resolver.table.names],
                           bool)
     alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
     frames, offsets = _strip_leaf_run(frames, alloc, offsets)
-    return SymbolizedProfile(profile, uniq, resolver.functions, func_of, where, frames, offsets,
-                             warnings)
+    functions = resolver.table
+    return SymbolizedProfile(profile, uniq, functions.names, func_of, where, frames, offsets,
+                             warnings, system_names=functions.system_names)
 
 
 def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:
@@ -172,11 +198,10 @@ class _Resolver:
         self.exe_paths = exe_paths
         self.lines = lines
         self.warnings = warnings
-        self.functions: list[str] = []
-        self._ids: dict[str, int] = {}
+        self.table = FunctionTable()
 
-    def _ids_of(self, names: list[str]) -> np.ndarray:
-        return np.array([self._ids.setdefault(n, len(self._ids)) for n in names], np.int64)
+    def _ids_of(self, names: list[str], system_names: list[str] | None = None) -> np.ndarray:
+        return np.array(self.table.ids(names, system_names), np.int64)
 
     def resolve(self, addrs: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int] | None]]:
         """Function id and (file, line) or None for each of the sorted unique addrs."""
@@ -199,7 +224,6 @@ class _Resolver:
             self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
-        self.functions = list(self._ids)
         return func_of, locs
 
     def _resolve_object(self, path: str, sel: np.ndarray, offsets: np.ndarray,
@@ -226,7 +250,8 @@ class _Resolver:
         hit = symbols.lookup(vaddrs)
         found = hit >= 0
         sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
-        names = self._ids_of([demangle(symbols.names[s]) for s in sym_ids.tolist()])
+        mangled = [symbols.names[s] for s in sym_ids.tolist()]
+        names = self._ids_of([demangle(n) for n in mangled], mangled)
         func_of[sel[found]] = names[sym_of]
         func_of[sel[~found]] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs[~found].tolist()])
         for i, loc in zip(sel.tolist(), where or (), strict=False):

@@ -157,17 +157,21 @@ def test_json_table_and_metadata(sites_exact):
     assert total_line == f"Total: {doc['total'] / MiB:.1f} MB"
 
 
-def go_pprof_top(profile: Path, tmp_path: Path) -> tuple[float, list[tuple[str, float, float]]]:
-    """`go tool pprof -top` of a profile, every node shown: the sum of their flat values
-    (pprof's "total" is the sum of |values|, more than the net in a diff) and the
-    (name, flat, cum) rows, in bytes."""
+def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    """The real `go tool pprof`, kept off the network and out of the user's home."""
     home = tmp_path / "gohome"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, HOME=str(home), GOCACHE=str(home / "cache"), GOPATH=str(home / "go"),
                GOFLAGS="-mod=mod", GOPROXY="off", GOTOOLCHAIN="local", PPROF_TMPDIR=str(home))
-    done = subprocess.run(["go", "tool", "pprof", "-top", "-sample_index=inuse_space",
-                           "-nodefraction=0", str(profile)], capture_output=True, text=True,
-                          env=env, check=True, timeout=120)
+    return subprocess.run(["go", "tool", "pprof", *map(str, args)], capture_output=True,
+                          text=True, env=env, check=True, timeout=120)
+
+
+def go_pprof_top(profile: Path, tmp_path: Path) -> tuple[float, list[tuple[str, float, float]]]:
+    """`go tool pprof -top` of a profile, every node shown: the sum of their flat values
+    (pprof's "total" is the sum of |values|, more than the net in a diff) and the
+    (name, flat, cum) rows, in bytes."""
+    done = go_pprof(tmp_path, "-top", "-sample_index=inuse_space", "-nodefraction=0", profile)
     units = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
 
     def amount(text: str) -> float:
@@ -329,3 +333,29 @@ def test_bulk_reader_handles_every_address_width(stacks):
     heap = parse_heap(text + "\nMAPPED_LIBRARIES:\n")
     assert heap.stacks == [tuple(s) for s in stacks] and heap.addrs.dtype == np.uint64
     assert heap.acc_bytes.tolist() == [16, 16] and heap.cur_objs.tolist() == [0, 1]
+
+
+def test_full_names_reach_every_output(build_fixture, tmp_path):
+    exe = build_fixture("cxx_new")
+    proc, files = profile_run([exe, 300], tmp_path / "c_", 1)
+    assert proc.returncode == 0 and len(files) == 1, proc.stderr
+    svg, flame, pb = tmp_path / "g.svg", tmp_path / "f.html", tmp_path / "p.pb.gz"
+
+    def names_in(*args: str | Path) -> str:
+        """The text of one report: its names, whatever the format."""
+        done = parse("-p", exe, "-f", files[0], *args)
+        if svg in args:
+            return "".join(ET.parse(svg).getroot().itertext())
+        if flame in args:
+            return flame.read_text().replace("\\u003c", "<")  # escaped inside <script>
+        if pb in args:  # -raw: the names as written (pprof's -top shortens C++ names itself)
+            return go_pprof(tmp_path, "-raw", pb).stdout
+        return done.stdout
+
+    reserve = "std::vector<Widget*, std::allocator<Widget*> >::reserve(unsigned long)"
+    for args in (["-t"], ["--json"], ["--collapsed"], ["-s", "-o", svg], ["--flame", flame],
+                 ["--pprof", pb]):
+        full, short = names_in(*args, "--full-names"), names_in(*args)
+        assert "make_widgets(int)" in full and reserve in full, args
+        assert "make_widgets(int)" not in short and reserve not in short, args
+        assert "make_widgets" in short and "std::vector::reserve" in short, args
