@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import cxxfilt
 import numpy as np
+import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.elf.elffile import ELFFile
 
@@ -159,7 +160,16 @@ class ElfImage:
 
 @functools.lru_cache(maxsize=65536)
 def demangle(name: str) -> str:
-    """C++ names demangled, others unchanged."""
+    """Rust (legacy `_ZN...17h<hash>E` and v0 `_R...`) and C++ names demangled, others
+    unchanged. Rust names keep their hash and crate disambiguators (short_name drops them).
+
+    A C++ function's name always has parameter types after the `E` of its nested name,
+    which Rust's demangler refuses: it is tried first."""
+    if name.startswith(("_R", "_ZN")):
+        try:
+            return pyderust.demangle(name, include_hash=True)
+        except pyderust.DemangleError:
+            pass
     if not name.startswith("_Z"):
         return name
     try:

@@ -14,15 +14,22 @@ from mem_profiler.parser.heapfile import HeapProfile, Mapping
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.sampling import index_column, stack_values
 
-# Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do).
+# Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do),
+# with Rust's allocator shims (matched without Rust's hashes).
 ALLOCATOR_RE = re.compile(
     r"(?:malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc"
     r"|pvalloc|__libc_\w*alloc"
     r"|operator new(?:\[\])?(?:\(.*\))?"
     r"|(?:__gnu_cxx::new_allocator|std::__new_allocator|std::allocator|std::allocator_traits)"
-    r"<.*>::allocate(?:\(.*\))?(?: const)?)")
+    r"<.*>::allocate(?:\(.*\))?(?: const)?"
+    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))")
 _ARGS_RE = re.compile(r"\((?!anonymous namespace\))[^()]*\)(\s*const)?")
-_TEMPLATE_RE = re.compile(r"<[^<>]*>")
+# Template or generic arguments (with Rust's `::` before them), but not a Rust qualified
+# path: the one that starts a name (`<T as Trait>::f`, `<<T as A>::U as B>::f`) or a
+# trait's (`<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec`).
+_TEMPLATE_RE = re.compile(r"(?<!^)(?<!^<)(?<! as )(?:::)?<[^<>]*>")
+# Rust's legacy hash (`::h` and 16 hex digits at the end) and v0 crate disambiguators.
+_RUST_HASH_RE = re.compile(r"::h[0-9a-f]{16}$|(?<=\w)\[[0-9a-f]{1,16}\]")
 # A return type left in front (`void ns::f`, `double* build`, `std::ostream& std::operator<<`),
 # but not the `new` of `operator new`.
 _RETURN_TYPE_RE = re.compile(r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)"
@@ -105,7 +112,9 @@ class FunctionTable:
 
 def short_name(name: str) -> str:
     """Drop argument lists, template arguments and return types, as jeprof's
-    ShortFunctionName (and pprof's default demangling) show C++ names."""
+    ShortFunctionName (and pprof's default demangling) show C++ names; and Rust's hashes
+    and generic arguments."""
+    name = _RUST_HASH_RE.sub("", name)
     for pattern in (_ARGS_RE, _TEMPLATE_RE):
         removed = 1
         while removed:
@@ -153,8 +162,8 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
     func_of, where = resolver.resolve(uniq)
-    func_alloc = np.array([ALLOCATOR_RE.fullmatch(f) is not None for f in resolver.table.names],
-                          bool)
+    func_alloc = np.array([ALLOCATOR_RE.fullmatch(_RUST_HASH_RE.sub("", f)) is not None
+                           for f in resolver.table.names], bool)
     alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
     frames, offsets = _strip_leaf_run(frames, alloc, offsets)
     functions = resolver.table

@@ -7,9 +7,11 @@ functions whose addresses are read from the ELF files.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.elf_image import ElfImage
 from mem_profiler.parser.errors import BuildIdMismatch, ElfError
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.symbolize import short_name, symbolize
 
 MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -352,23 +354,36 @@ def test_stripped_executable_without_symbols_keeps_addresses(built, tmp_path, ca
     assert "strdup\n" in out  # libc is named as before
 
 
-def test_real_stripped_debian_program(tmp_path, capsys, clean_env, fixture_dir):
-    sqlite3 = "/usr/bin/sqlite3"
-    if not os.path.exists(sqlite3):
-        pytest.fail("the Debian package sqlite3 is not installed: run the tests with `make test`")
-    sql = "create table t(a); insert into t select randomblob(100) from generate_series(1,10000);"
-    proc, files = profile_run([sqlite3, ":memory:", sql], tmp_path / "s_", 1024)
+SQL = "create table t(a); insert into t select randomblob(100) from generate_series(1,10000);"
+
+
+@pytest.mark.parametrize("package, argv, unwind", [
+    ("sqlite3", ["/usr/bin/sqlite3", ":memory:", SQL], "libunwind"),
+    # Rust; the frame-pointer unwinder: libunwind may hang in rg (being fixed in the sampler)
+    ("ripgrep", ["/usr/bin/rg", "-c", "import", str(Path(__file__).parent)], "fp"),
+])
+def test_real_stripped_debian_program(tmp_path, capsys, clean_env, fixture_dir, package, argv,
+                                      unwind):
+    program = argv[0]
+    if not os.path.exists(program):
+        pytest.fail(f"the Debian package {package} is not installed: run the tests with"
+                    " `make test`")
+    proc, files = profile_run(argv, tmp_path / "s_", 1024, "--unwind", unwind, timeout=60)
     assert proc.returncode == 0 and len(files) == 1, proc.stderr
-    code, out, err = run_cli(capsys, "-p", sqlite3, "-f", str(files[0]), "-t", "--alloc_space")
+    code, out, err = run_cli(capsys, "-p", program, "-f", str(files[0]), "-t", "--alloc_space")
     assert code == 0
-    assert err == (f"mem_parser: warning: {sqlite3} has no symbol table, frames stay addresses"
+    assert err == (f"mem_parser: warning: {program} has no symbol table, frames stay addresses"
                    " (a separate debug file would name them: none is installed).\n")
     names = [line.split()[-1] for line in out.splitlines()[1:]]
-    with open(sqlite3, "rb") as f:
-        text = ELFFile(f).get_section_by_name(".text")
-    ours = [int(n.split("+")[1], 16) for n in names if n.startswith("sqlite3+0x")]
-    assert ours and all(text["sh_addr"] <= a < text["sh_addr"] + text["sh_size"] for a in ours)
-    assert "__libc_start_main" in names  # the other objects are named as before
+    with open(program, "rb") as f:
+        code_seg = next(s for s in ELFFile(f).iter_segments()
+                        if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1)
+    label = os.path.basename(program) + "+0x"
+    ours = [int(n[len(label):], 16) for n in names if n.startswith(label)]
+    assert ours and all(code_seg["p_vaddr"] <= a < code_seg["p_vaddr"] + code_seg["p_memsz"]
+                        for a in ours)
+    assert {"malloc", "realloc", "calloc"}.isdisjoint(names)
+    assert any(n.startswith(("__libc", "_IO_", "__GI")) for n in names), names  # libc's names
 
 
 def test_libc_is_named_from_its_debian_debug_file(built, tmp_path):
@@ -520,3 +535,59 @@ def test_jeprof_ranks_the_same_functions(built, tmp_path):
     assert ours[0] == theirs[0]  # Total: 2.6 MB
     assert {tuple(line.split()) for line in ours[1:]} == {tuple(line.split())
                                                           for line in theirs[1:]}
+
+
+RUST_SOURCE = Path(__file__).parent / "fixtures" / "rust_widgets.rs"
+RUST_PAGES = 100  # build_table's vectors: 1000 + i bytes for i < RUST_PAGES
+
+
+@pytest.mark.parametrize("mangling, symbol_re, names", [
+    ("v0", r"_RNv.*build_table", {
+        "widgets::build_table": RUST_PAGES * 1000 + sum(range(RUST_PAGES)) + RUST_PAGES * 24,
+        "<widgets::Widget>::grow": 2000 * 8, "widgets::copy_of": 5000 * 4,
+        "<widgets::Widget as core::fmt::Display>::fmt": 3000}),
+    ("legacy", r"_ZN7widgets11build_table17h[0-9a-f]{16}E", {
+        "widgets::build_table": RUST_PAGES * 1000 + sum(range(RUST_PAGES)) + RUST_PAGES * 24,
+        "widgets::Widget::grow": 2000 * 8, "widgets::copy_of": 5000 * 4,
+        "<widgets::Widget as core::fmt::Display>::fmt": 3000}),
+])
+def test_rust_program_names(tmp_path, clean_env, fixture_dir, mangling, symbol_re, names):
+    rustc = shutil.which("rustc")
+    if rustc is None:
+        pytest.skip("rustc is not on PATH (`make test` installs Debian's rustc)")
+    exe = tmp_path / "widgets"
+    flags = ["-C", "symbol-mangling-version=v0"] if mangling == "v0" else []
+    subprocess.run([rustc, "-g", "-C", "force-frame-pointers=yes", *flags, "--crate-name",
+                    "widgets", "-o", exe,
+                    RUST_SOURCE], check=True)
+    assert any(re.fullmatch(symbol_re, n) for n in load_binary(str(exe)).funcs)
+    # every allocation (-c 1); frame pointers: libunwind may hang in Rust programs
+    proc, files = profile_run([exe, RUST_PAGES], tmp_path / "r_", 1, "--unwind", "fp",
+                              timeout=60)
+    assert proc.returncode == 0 and len(files) == 1, proc.stderr
+    done = subprocess.run([MEM_PARSER, "-p", exe, "-f", files[0], "--json", "--alloc_space"],
+                          capture_output=True, text=True, check=True)
+    cum = {row["name"]: row["cum"] for row in json.loads(done.stdout)["rows"]}
+    assert {name: cum.get(name) for name in names} == names
+    assert not any(re.search(r"::h[0-9a-f]{16}$|\[[0-9a-f]+\]|__rust_alloc", n) for n in cum)
+    full = subprocess.run([MEM_PARSER, "-p", exe, "-f", files[0], "--collapsed", "--full-names",
+                           "--alloc_space"],
+                          capture_output=True, text=True, check=True).stdout
+    hashed = r"widgets\[[0-9a-f]{16}\]::copy_of::<u32>" if mangling == "v0" else \
+        r"widgets::copy_of::h[0-9a-f]{16}"
+    assert re.search(rf"(^|;){hashed};", full, re.M), full
+
+
+@pytest.mark.parametrize("full, short", [
+    ("std::rt::lang_start::h0123456789abcdef", "std::rt::lang_start"),
+    ("<alloc[fdfd2bd8633a6659]::raw_vec::RawVec<alloc[fdfd2bd8633a6659]::vec::Vec<u8>>>::grow_one",
+     "<alloc::raw_vec::RawVec>::grow_one"),
+    ("core[4c2faf61c2d5dfd7]::ptr::drop_in_place::<alloc[fdfd2bd8633a6659]::vec::Vec<u8>>",
+     "core::ptr::drop_in_place"),
+    ("<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec::<alloc[fdfd2bd8633a6659]::alloc::Global>",
+     "<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec"),
+    ("<<a::B as a::C>::D as a::E>::f::h0123456789abcdef", "<<a::B as a::C>::D as a::E>::f"),
+    ("widgets[e3453f6ecb86abf2]::build_table::{closure#0}", "widgets::build_table::{closure#0}"),
+])
+def test_rust_short_names(full, short):
+    assert short_name(full) == short
