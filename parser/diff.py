@@ -16,15 +16,15 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     difference of their values. Locations keep NEW's address; those only in OLD get
     address 0 (they are nowhere in NEW's address space). Metadata are NEW's."""
     functions = FunctionTable()
-    locations: dict[tuple[int, tuple[str, int] | None], int] = {}
+    locations: dict[tuple[int, tuple[str, int] | None, bool], int] = {}
     addrs: list[int] = []
 
     def location_ids(sym: SymbolizedProfile, keep_addrs: bool) -> np.ndarray:
         fids = functions.ids(sym.functions, sym.system_names)
         ids = []
-        for f, where, addr in zip(sym.func_of.tolist(), sym.where, sym.addrs.tolist(),
-                                  strict=True):
-            key = (fids[f], where)
+        for f, where, addr, inlined in zip(sym.func_of.tolist(), sym.where, sym.addrs.tolist(),
+                                           sym.inlined.tolist(), strict=True):
+            key = (fids[f], where, inlined)
             if key not in locations:
                 locations[key] = len(locations)
                 addrs.append(addr if keep_addrs else 0)
@@ -47,6 +47,7 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     keys = list(locations)
     return SymbolizedProfile(
         new.profile, np.array(addrs, np.uint64), functions.names,
-        np.array([f for f, _ in keys], np.int64), [where for _, where in keys],
+        np.array([f for f, _, _ in keys], np.int64), [where for _, where, _ in keys],
         np.fromiter((loc for s in stacks for loc in s), np.int64, int(offsets[-1])), offsets,
-        list(dict.fromkeys(new.warnings + old.warnings)), values, functions.system_names)
+        list(dict.fromkeys(new.warnings + old.warnings)), values, functions.system_names,
+        np.array([inlined for _, _, inlined in keys], bool))

@@ -61,6 +61,8 @@ class SymbolTable:
 class LineTable:
     """DWARF line rows sorted by address; line 0 marks an address with no line."""
 
+    KIND = "lines"  # its symcache kind
+
     addrs: np.ndarray  # uint64
     file_ids: np.ndarray  # int32 into files
     lines: np.ndarray  # int32
@@ -74,6 +76,173 @@ class LineTable:
             line = int(self.lines[i]) if i >= 0 else 0
             out.append((self.files[self.file_ids[i]], line) if line else None)
         return out
+
+    @classmethod
+    def empty(cls) -> LineTable:
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
+
+    @classmethod
+    def from_cu(cls, dwarf, cu) -> LineTable:
+        """The line rows of one compile unit."""
+        program = dwarf.line_program_for_CU(cu)
+        if program is None or not program.header["file_entry"]:
+            return cls.empty()
+        files, base = _cu_files(cu, program)
+        addrs, file_ids, lines = [], [], []
+        for entry in program.get_entries():
+            state = entry.state
+            if state is None:
+                continue
+            addrs.append(state.address)
+            file_ids.append(min(max(state.file - base, 0), len(files) - 1))
+            lines.append(0 if state.end_sequence else state.line)
+        return cls(np.array(addrs, np.uint64), np.array(file_ids, np.int32),
+                   np.array(lines, np.int32), files)
+
+    @classmethod
+    def merge(cls, tables: list[LineTable]) -> LineTable:
+        """One sorted table; end-of-sequence rows sort before rows at the same address."""
+        files, remapped = _merge_strings([(t.files, t.file_ids) for t in tables])
+        addrs = np.concatenate([t.addrs for t in tables]).astype(np.uint64)
+        lines = np.concatenate([t.lines for t in tables]).astype(np.int32)
+        order = np.lexsort((lines != 0, addrs))
+        return cls(addrs[order], remapped[order], lines[order], files)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"addrs": self.addrs, "file_ids": self.file_ids, "lines": self.lines,
+                "files": symcache.pack_strings(self.files), "nfiles": np.array(len(self.files))}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LineTable | None:
+        """The cached table, None if inconsistent."""
+        table = cls(arrays["addrs"].astype(np.uint64), arrays["file_ids"], arrays["lines"],
+                    symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])))
+        n = len(table.addrs)
+        if len(table.files) != int(arrays["nfiles"]) or len(table.lines) != n \
+                or len(table.file_ids) != n or (n and table.file_ids.max() >= len(table.files)):
+            return None
+        return table
+
+
+@dataclass
+class InlineTable:
+    """Inlined calls from DWARF (DW_TAG_inlined_subroutine): address segments, each with
+    the innermost inlined call covering it; each call with its function, its call site
+    and the inlined call it sits in (-1: it is inlined into the real function)."""
+
+    KIND = "inlines"  # its symcache kind
+
+    starts: np.ndarray  # uint64, sorted: segment i is [starts[i], starts[i + 1])
+    innermost: np.ndarray  # int32 per segment: a call, -1 where nothing is inlined
+    parent: np.ndarray  # int32 per call
+    name_ids: np.ndarray  # int32 per call into names (linkage names, else plain names)
+    file_ids: np.ndarray  # int32 per call into files: the call site's file...
+    lines: np.ndarray  # int32 per call: ...and line (0: unknown)
+    names: list[str]
+    files: list[str]
+
+    def chains(self, vaddrs: np.ndarray) -> list[list[tuple[str, tuple[str, int] | None]]]:
+        """For each vaddr, the inlined calls holding it, innermost first: (the inlined
+        function's name, the site where it is called from its caller); [] where none."""
+        out: list[list[tuple[str, tuple[str, int] | None]]] = [[] for _ in range(len(vaddrs))]
+        if len(self.starts) == 0:
+            return out
+        seg = np.searchsorted(self.starts, np.asarray(vaddrs, np.uint64), side="right") - 1
+        calls = np.where(seg >= 0, self.innermost[np.maximum(seg, 0)], -1)
+        parent, name_ids = self.parent.tolist(), self.name_ids.tolist()
+        file_ids, lines = self.file_ids.tolist(), self.lines.tolist()
+        for i in np.flatnonzero(calls >= 0).tolist():
+            call = int(calls[i])
+            while call >= 0:
+                site = (self.files[file_ids[call]], lines[call]) if lines[call] else None
+                out[i].append((self.names[name_ids[call]], site))
+                call = parent[call]
+        return out
+
+    @classmethod
+    def empty(cls) -> InlineTable:
+        ints = np.zeros(0, np.int32)
+        return cls(np.zeros(0, np.uint64), ints, ints, ints, ints, ints, [], [])
+
+    @classmethod
+    def from_cu(cls, dwarf, cu) -> InlineTable:
+        """The inlined calls of one compile unit, from its tree of DIEs."""
+        program = dwarf.line_program_for_CU(cu)
+        files, base = _cu_files(cu, program) if program is not None else ([], 1)
+        top = cu.get_top_DIE()
+        low = top.attributes.get("DW_AT_low_pc")
+        cu_base = low.value if low is not None else 0
+        parent, name_ids, file_ids, lines, ranges = [], [], [], [], []
+        names: dict[str, int] = {}
+        origin_names: dict[int, int] = {}
+        todo = [(top, -1, 0)]  # (DIE, the inlined call it is in, its depth of inlining)
+        while todo:
+            die, call, depth = todo.pop()
+            for child in die.iter_children():
+                if child.tag == "DW_TAG_inlined_subroutine":
+                    attrs = child.attributes
+                    origin = attrs.get("DW_AT_abstract_origin")
+                    key = -1 if origin is None else origin.value + (
+                        0 if origin.form == "DW_FORM_ref_addr" else cu.cu_offset)
+                    if key not in origin_names:
+                        name = _function_name(child)
+                        origin_names[key] = names.setdefault(name, len(names))
+                    name_ids.append(origin_names[key])
+                    file_id, line = _call_site(attrs, len(files), base)
+                    file_ids.append(file_id)
+                    lines.append(line)
+                    parent.append(call)
+                    ranges += [(lo, hi, len(parent) - 1, depth + 1)
+                               for lo, hi in _die_ranges(dwarf, cu, child, cu_base)]
+                    if child.has_children:
+                        todo.append((child, len(parent) - 1, depth + 1))
+                elif child.tag in _CODE_SCOPES and child.has_children:
+                    todo.append((child, call, depth))
+        starts, innermost = _segments(ranges)
+        return cls(starts, innermost, np.array(parent, np.int32), np.array(name_ids, np.int32),
+                   np.array(file_ids, np.int32), np.array(lines, np.int32), list(names),
+                   files or [""])
+
+    @classmethod
+    def merge(cls, tables: list[InlineTable]) -> InlineTable:
+        """One table of several compile units' (whose code does not overlap); a segment
+        where nothing is inlined sorts before a segment that starts at the same address."""
+        first = np.cumsum([0] + [len(t.parent) for t in tables])[:-1]
+        innermost = np.concatenate([np.where(t.innermost >= 0, t.innermost + f, -1)
+                                    for t, f in zip(tables, first, strict=True)])
+        parent = np.concatenate([np.where(t.parent >= 0, t.parent + f, -1)
+                                 for t, f in zip(tables, first, strict=True)])
+        starts = np.concatenate([t.starts for t in tables]).astype(np.uint64)
+        order = np.lexsort((innermost >= 0, starts))
+        names, name_ids = _merge_strings([(t.names, t.name_ids) for t in tables])
+        files, file_ids = _merge_strings([(t.files, t.file_ids) for t in tables])
+        return cls(starts[order], innermost[order].astype(np.int32), parent.astype(np.int32),
+                   name_ids, file_ids, np.concatenate([t.lines for t in tables]).astype(np.int32),
+                   names, files)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"starts": self.starts, "innermost": self.innermost, "parent": self.parent,
+                "name_ids": self.name_ids, "file_ids": self.file_ids, "lines": self.lines,
+                "names": symcache.pack_strings(self.names), "nnames": np.array(len(self.names)),
+                "files": symcache.pack_strings(self.files), "nfiles": np.array(len(self.files))}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> InlineTable | None:
+        """The cached table, None if inconsistent."""
+        table = cls(arrays["starts"].astype(np.uint64), arrays["innermost"], arrays["parent"],
+                    arrays["name_ids"], arrays["file_ids"], arrays["lines"],
+                    symcache.unpack_strings(arrays["names"], int(arrays["nnames"])),
+                    symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])))
+        calls = len(table.parent)
+        if len(table.innermost) != len(table.starts) or any(
+                len(a) != calls for a in (table.name_ids, table.file_ids, table.lines)) \
+                or len(table.names) != int(arrays["nnames"]) \
+                or len(table.files) != int(arrays["nfiles"]) or (calls and (
+                    table.innermost.max() >= calls or table.parent.max() >= calls
+                    or table.name_ids.max() >= len(table.names)
+                    or table.file_ids.max() >= len(table.files))):
+            return None
+        return table
 
 
 class ElfImage:
@@ -98,7 +267,7 @@ class ElfImage:
                                   for name in (".debug_line", ".debug_info"))
             self._debuglink = _debuglink(elf)
         self._symbols: SymbolTable | None = None
-        self._lines: _LineCache | None = None
+        self._dwarf: dict[type, _DwarfCache] = {}
 
     @property
     def basename(self) -> str:
@@ -152,10 +321,22 @@ class ElfImage:
         """(file, line) for each vaddr from DWARF line tables, None where unknown.
 
         Raises ElfError if the DWARF data cannot be read."""
-        if self._lines is None:
+        table = self._dwarf_table(LineTable, vaddrs)
+        return table.lookup(vaddrs) if table is not None else [None] * len(vaddrs)
+
+    def inlined(self, vaddrs: np.ndarray) -> list[list[tuple[str, tuple[str, int] | None]]]:
+        """For each vaddr, the calls inlined there, innermost first (see InlineTable.chains).
+
+        Raises ElfError if the DWARF data cannot be read."""
+        table = self._dwarf_table(InlineTable, vaddrs)
+        return table.chains(vaddrs) if table is not None else [[] for _ in range(len(vaddrs))]
+
+    def _dwarf_table(self, table_type: type, vaddrs: np.ndarray):
+        """The table of type LineTable or InlineTable covering vaddrs; None without DWARF."""
+        if table_type not in self._dwarf:
             source = self.path if self._has_lines else self.debug_path
-            self._lines = _LineCache(source, self.build_id)
-        return self._lines.lookup(vaddrs)
+            self._dwarf[table_type] = _DwarfCache(source, self.build_id, table_type)
+        return self._dwarf[table_type].covering(np.asarray(vaddrs, dtype=np.uint64))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -322,14 +503,15 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
     return SymbolTable(ustarts, ends.astype(np.uint64), [names[i] for i in first.tolist()])
 
 
-class _LineCache:
-    """Line rows of the compile units needed so far, decoded lazily and cached on disk."""
+class _DwarfCache:
+    """A LineTable or InlineTable of the compile units needed so far, decoded lazily
+    (the units covering the addresses asked for, by .debug_aranges) and cached on disk."""
 
-    def __init__(self, path: str | None, build_id: str | None) -> None:
+    def __init__(self, path: str | None, build_id: str | None, table_type: type) -> None:
         self.path = path
         self.build_id = build_id
-        self.table = LineTable(np.zeros(0, np.uint64), np.zeros(0, np.int32),
-                               np.zeros(0, np.int32), [])
+        self.table_type = table_type
+        self.table = table_type.empty()
         self.cus: set[int] = set()
         # .debug_aranges as (starts, ends, CU offsets); None until read. Empty: no aranges,
         # then every CU is decoded at once.
@@ -337,13 +519,13 @@ class _LineCache:
         if path is not None and build_id:
             self._load()
 
-    def lookup(self, vaddrs: np.ndarray) -> list[tuple[str, int] | None]:
-        if self.path is None or len(vaddrs) == 0:
-            return [None] * len(vaddrs)
-        vaddrs = np.asarray(vaddrs, dtype=np.uint64)
-        if self.ranges is None or self._missing(vaddrs):
+    def covering(self, vaddrs: np.ndarray):
+        """The table, with the compile units covering vaddrs decoded; None without DWARF."""
+        if self.path is None:
+            return None
+        if len(vaddrs) and (self.ranges is None or self._missing(vaddrs)):
             self._decode(vaddrs)
-        return self.table.lookup(vaddrs)
+        return self.table
 
     def _missing(self, vaddrs: np.ndarray) -> set[int]:
         """Offsets of the CUs covering vaddrs that are not decoded yet."""
@@ -356,22 +538,18 @@ class _LineCache:
         return set(cus[idx[ok]].tolist()) - self.cus
 
     def _load(self) -> None:
-        """Start from the cached rows, unless absent or inconsistent (then rebuilt)."""
-        arrays = symcache.load(self.build_id, "lines")
+        """Start from the cached table, unless absent or inconsistent (then rebuilt)."""
+        arrays = symcache.load(self.build_id, self.table_type.KIND)
         try:
-            table = LineTable(arrays["addrs"].astype(np.uint64), arrays["file_ids"],
-                              arrays["lines"], symcache.unpack_strings(
-                                  arrays["files"], int(arrays["nfiles"])))
+            table = self.table_type.from_arrays(arrays)
             cus = set(arrays["cus"].tolist())
-            ranges = (arrays["starts"].astype(np.uint64), arrays["ends"].astype(np.uint64),
-                      arrays["offs"].astype(np.int64))
+            ranges = (arrays["aranges_starts"].astype(np.uint64),
+                      arrays["aranges_ends"].astype(np.uint64),
+                      arrays["aranges_cus"].astype(np.int64))
         except (TypeError, KeyError, ValueError, AttributeError):
             return
-        n = len(table.addrs)
-        if len(table.files) != int(arrays["nfiles"]) or len(table.lines) != n \
-                or len(table.file_ids) != n or (n and table.file_ids.max() >= len(table.files)):
-            return
-        self.table, self.cus, self.ranges = table, cus, ranges
+        if table is not None:
+            self.table, self.cus, self.ranges = table, cus, ranges
 
     def _decode(self, vaddrs: np.ndarray) -> None:
         """Decode the compile units covering vaddrs that are not decoded yet."""
@@ -383,16 +561,14 @@ class _LineCache:
                 cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(vaddrs))]
             else:
                 cus = list(dwarf.iter_CUs())
-            tables = [self.table] + [_cu_lines(dwarf, cu) for cu in cus]
+            tables = [self.table] + [self.table_type.from_cu(dwarf, cu) for cu in cus]
         self.cus.update(cu.cu_offset for cu in cus)
-        self.table = _merge(tables)
+        self.table = self.table_type.merge(tables)
         if self.build_id:
-            symcache.save(self.build_id, "lines", {
-                "addrs": self.table.addrs, "file_ids": self.table.file_ids,
-                "lines": self.table.lines, "files": symcache.pack_strings(self.table.files),
-                "nfiles": np.array(len(self.table.files)),
-                "cus": np.array(sorted(self.cus), dtype=np.int64),
-                "starts": self.ranges[0], "ends": self.ranges[1], "offs": self.ranges[2]})
+            symcache.save(self.build_id, self.table_type.KIND, {
+                **self.table.to_arrays(), "cus": np.array(sorted(self.cus), dtype=np.int64),
+                "aranges_starts": self.ranges[0], "aranges_ends": self.ranges[1],
+                "aranges_cus": self.ranges[2]})
 
 
 def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -404,13 +580,10 @@ def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return table[:, 0].copy(), table[:, 0] + table[:, 1], table[:, 2].astype(np.int64)
 
 
-def _cu_lines(dwarf, cu) -> LineTable:
-    """The line rows of one compile unit, with file names made absolute."""
-    program = dwarf.line_program_for_CU(cu)
-    if program is None or not program.header["file_entry"]:
-        return LineTable(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
-    top = cu.get_top_DIE()
-    comp_dir = top.attributes.get("DW_AT_comp_dir")
+def _cu_files(cu, program) -> tuple[list[str], int]:
+    """The file names of a CU's line program, made absolute, and the index of the first
+    (DWARF 5 counts files from 0, earlier versions from 1)."""
+    comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
     comp_dir = comp_dir.value.decode("utf-8", "surrogateescape") if comp_dir else ""
     header = program.header
     dirs = [d.decode("utf-8", "surrogateescape") for d in header["include_directory"]]
@@ -418,32 +591,91 @@ def _cu_lines(dwarf, cu) -> LineTable:
     for entry in header["file_entry"]:
         name = entry.name.decode("utf-8", "surrogateescape")
         if header["version"] >= 5:
-            folder = dirs[entry.dir_index] if entry.dir_index < len(dirs) else ""
+            # directory 0 is the compilation directory itself, already joined
+            folder = dirs[entry.dir_index] if 0 < entry.dir_index < len(dirs) else ""
         else:
             folder = dirs[entry.dir_index - 1] if 0 < entry.dir_index <= len(dirs) else ""
         files.append(os.path.normpath(os.path.join(comp_dir, folder, name)))
-    base = 0 if header["version"] >= 5 else 1
-    addrs, file_ids, lines = [], [], []
-    for entry in program.get_entries():
-        state = entry.state
-        if state is None:
-            continue
-        addrs.append(state.address)
-        file_ids.append(min(max(state.file - base, 0), len(files) - 1))
-        lines.append(0 if state.end_sequence else state.line)
-    return LineTable(np.array(addrs, np.uint64), np.array(file_ids, np.int32),
-                     np.array(lines, np.int32), files)
+    return files, 0 if header["version"] >= 5 else 1
 
 
-def _merge(tables: list[LineTable]) -> LineTable:
-    """One sorted table from several; end-of-sequence rows sort before rows at the same address."""
+def _merge_strings(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """Several (strings, ids into them) as one list of distinct strings and the ids into it."""
     ids: dict[str, int] = {}
-    parts = []
-    for t in tables:
-        remap = np.array([ids.setdefault(name, len(ids)) for name in t.files], np.int32)
-        parts.append(remap[t.file_ids])
-    addrs = np.concatenate([t.addrs for t in tables]).astype(np.uint64)
-    file_ids = np.concatenate(parts).astype(np.int32)
-    lines = np.concatenate([t.lines for t in tables]).astype(np.int32)
-    order = np.lexsort((lines != 0, addrs))
-    return LineTable(addrs[order], file_ids[order], lines[order], list(ids))
+    remapped = []
+    for strings, part_ids in parts:
+        remap = np.array([ids.setdefault(text, len(ids)) for text in strings], np.int32)
+        remapped.append(remap[part_ids] if len(part_ids) else np.zeros(0, np.int32))
+    return list(ids), np.concatenate(remapped).astype(np.int32)
+
+
+# DIEs that can hold code with inlined calls: walked into, their other children skipped
+_CODE_SCOPES = frozenset({"DW_TAG_namespace", "DW_TAG_subprogram", "DW_TAG_lexical_block",
+                          "DW_TAG_module"})
+
+
+def _function_name(die) -> str:
+    """The (linkage, else plain) name of the function an inlined call or a subprogram
+    stands for, through DW_AT_abstract_origin and DW_AT_specification."""
+    plain = None
+    for _ in range(8):  # the chain is short; a cycle in broken DWARF is not followed far
+        attrs = die.attributes
+        for key in ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name"):
+            if key in attrs:
+                return attrs[key].value.decode("utf-8", "surrogateescape")
+        if plain is None and "DW_AT_name" in attrs:
+            plain = attrs["DW_AT_name"].value.decode("utf-8", "surrogateescape")
+        follow = next((k for k in ("DW_AT_abstract_origin", "DW_AT_specification")
+                       if k in attrs), None)
+        if follow is None:
+            break
+        die = die.get_DIE_from_attribute(follow)
+    return plain or "??"
+
+
+def _call_site(attrs, nfiles: int, base: int) -> tuple[int, int]:
+    """(file index, line) of an inlined call's DW_AT_call_file/line; (0, 0) if unknown."""
+    file_attr, line_attr = attrs.get("DW_AT_call_file"), attrs.get("DW_AT_call_line")
+    index = file_attr.value - base if file_attr is not None else -1
+    if 0 <= index < nfiles and line_attr is not None:
+        return index, line_attr.value
+    return 0, 0
+
+
+def _die_ranges(dwarf, cu, die, cu_base: int) -> list[tuple[int, int]]:
+    """The [low, high) address ranges of a DIE: DW_AT_low_pc/high_pc or DW_AT_ranges."""
+    attrs = die.attributes
+    if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
+        low, high = attrs["DW_AT_low_pc"].value, attrs["DW_AT_high_pc"]
+        # DWARF 4+: a constant high_pc is the length
+        end = high.value if high.form == "DW_FORM_addr" else low + high.value
+        return [(low, end)] if end > low else []
+    if "DW_AT_ranges" not in attrs:
+        return []
+    out, base = [], cu_base
+    lists = dwarf.range_lists()
+    if lists is None:
+        return []
+    for entry in lists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu):
+        if hasattr(entry, "base_address"):
+            base = entry.base_address
+        elif entry.end_offset > entry.begin_offset:
+            shift = 0 if entry.is_absolute else base
+            out.append((entry.begin_offset + shift, entry.end_offset + shift))
+    return out
+
+
+def _segments(ranges: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Nested (low, high, call, depth) ranges as sorted segment starts and the innermost
+    call covering each segment (-1: none): each range paints its segments, deeper
+    ranges after shallower ones."""
+    if not ranges:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int32)
+    table = np.array(ranges, dtype=np.uint64)
+    starts = np.unique(np.concatenate([table[:, 0], table[:, 1]]))
+    innermost = np.full(len(starts), -1, np.int32)
+    first = np.searchsorted(starts, table[:, 0])
+    last = np.searchsorted(starts, table[:, 1])
+    for i in np.argsort(table[:, 3], kind="stable").tolist():
+        innermost[first[i]:last[i]] = int(table[i, 2])
+    return starts, innermost

@@ -43,18 +43,23 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
     map_id = {m: i + 1 for i, m in enumerate(used)}
     build_ids = _build_ids(prof)
     out = [_message(1, _int(1, strings[t]) + _int(2, strings[u])) for t, u in SAMPLE_TYPES]
-    out += _samples(sym)
+    samples, locations = _samples(sym)
+    out += samples
     out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
 
     display = sym.functions if full_names else [short_name(f) for f in sym.functions]
     functions: dict[tuple[str, str, str], int] = {}
-    for loc, (func, where) in enumerate(zip(sym.func_of.tolist(), sym.where, strict=True)):
-        filename, line = where or ("", 0)
-        key = (display[func], sym.system_names[func], filename)
-        fid = functions.setdefault(key, len(functions) + 1)
-        mapping = map_id.get(int(map_of[loc]), 0)
-        out.append(_message(4, _int(1, loc + 1) + _int(2, mapping) + _int(3, int(sym.addrs[loc]))
-                            + _message(4, _int(1, fid) + _int(2, line))))
+    func_of = sym.func_of.tolist()
+    for pid, group in enumerate(locations, 1):
+        lines = b""
+        for loc in group:  # innermost first, as profile.proto's Location.line
+            filename, line = sym.where[loc] or ("", 0)
+            key = (display[func_of[loc]], sym.system_names[func_of[loc]], filename)
+            fid = functions.setdefault(key, len(functions) + 1)
+            lines += _message(4, _int(1, fid) + _int(2, line))
+        mapping = map_id.get(int(map_of[group[0]]), 0)
+        out.append(_message(4, _int(1, pid) + _int(2, mapping)
+                            + _int(3, int(sym.addrs[group[0]])) + lines))
     out += [_message(5, _int(1, fid) + _int(2, strings[name]) + _int(3, strings[system])
                      + _int(4, strings[filename])) for (name, system, filename), fid in
             functions.items()]
@@ -87,18 +92,30 @@ class _Strings:
         return self._ids[text]
 
 
-def _samples(sym: SymbolizedProfile) -> list[bytes]:
-    """One Sample per stack with a frame and a non-zero value: location ids, values."""
+def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]]:
+    """One Sample per stack with a frame and a non-zero value: location ids, values; and
+    pprof's locations, each the run of our locations at one address of a stack (inlined
+    calls, then the function they are in), by id - 1."""
     columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
     values = np.rint(np.column_stack(columns)).astype(np.int64).reshape(-1, len(SAMPLE_TYPES))
-    location = [_varint(i + 1) for i in range(len(sym.addrs))]
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
+    # a frame ends its pprof location unless it is an inlined call
+    ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []
+    locations: dict[tuple[int, ...], bytes] = {}
     out = []
     for i in np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1)).tolist():
-        ids = b"".join(map(location.__getitem__, frames[bounds[i]:bounds[i + 1]]))
+        ids, group = [], []
+        for at in range(bounds[i], bounds[i + 1]):
+            group.append(frames[at])
+            if ends[at] or at == bounds[i + 1] - 1:
+                key = tuple(group)
+                if key not in locations:
+                    locations[key] = _varint(len(locations) + 1)
+                ids.append(locations[key])
+                group = []
         packed = b"".join(_varint(v) for v in values[i].tolist())
-        out.append(_message(2, _message(1, ids) + _message(2, packed)))
-    return out
+        out.append(_message(2, _message(1, b"".join(ids)) + _message(2, packed)))
+    return out, list(locations)
 
 
 def _mapping(mid: int, m: Mapping, build_ids: dict[str, str], strings: _Strings) -> bytes:

@@ -14,6 +14,9 @@ from mem_profiler.parser.heapfile import HeapProfile, Mapping
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.sampling import index_column, stack_values
 
+Where = tuple[str, int] | None  # a source file and line, if known
+InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
+
 # Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do),
 # with Rust's allocator shims (matched without Rust's hashes).
 ALLOCATOR_RE = re.compile(
@@ -38,7 +41,9 @@ _RETURN_TYPE_RE = re.compile(r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)"
 
 @dataclass
 class SymbolizedProfile:
-    """A profile's frames as locations (one per distinct address), named.
+    """A profile's frames as locations, named: one per distinct address, or where calls
+    were inlined at an address, one per function there (the inlined ones first, then the
+    function the code is in, which called them).
 
     Stacks are location ids, leaf first, with allocator frames stripped from the leaf end.
     """
@@ -56,12 +61,17 @@ class SymbolizedProfile:
     values: np.ndarray | None = None
     # per function: the name its object gives it (mangled), where it differs from functions'
     system_names: list[str] | None = None
+    # bool per location: an inlined call, whose caller is the next location of the stack,
+    # at the same address
+    inlined: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.values is None:
             self.values = stack_values(self.profile)
         if self.system_names is None:
             self.system_names = list(self.functions)
+        if self.inlined is None:
+            self.inlined = np.zeros(len(self.addrs), bool)
 
     def value(self, index: str) -> np.ndarray:
         """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
@@ -145,7 +155,8 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
 
     Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
     is not the build that ran (a warning instead with allow_mismatch). `lines` also
-    reads DWARF line tables for `where`.
+    reads DWARF line tables for `where`. Calls inlined at an address (DWARF's
+    DW_TAG_inlined_subroutine) become frames of their own.
     """
     exe = ElfImage(os.fspath(binary))
     warnings: list[str] = []
@@ -161,14 +172,47 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
     frames = index_of(addrs, uniq)
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
-    func_of, where = resolver.resolve(uniq)
+    func_of, where, inlined = resolver.resolve(uniq)
+    locations = _with_inlined(uniq, func_of, where, inlined)
+    loc_addrs, func_of, where, is_inlined, first = locations
+    if first is not None:  # each address's frame becomes its run of locations
+        counts = np.diff(np.r_[first, len(loc_addrs)])
+        lengths = counts[frames]
+        starts = np.cumsum(lengths) - lengths
+        frames = np.repeat(first[frames], lengths) + (np.arange(int(lengths.sum()))
+                                                      - np.repeat(starts, lengths))
+        offsets = np.r_[0, np.cumsum(lengths)][offsets]
     func_alloc = np.array([ALLOCATOR_RE.fullmatch(_RUST_HASH_RE.sub("", f)) is not None
                            for f in resolver.table.names], bool)
     alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
     frames, offsets = _strip_leaf_run(frames, alloc, offsets)
     functions = resolver.table
-    return SymbolizedProfile(profile, uniq, functions.names, func_of, where, frames, offsets,
-                             warnings, system_names=functions.system_names)
+    return SymbolizedProfile(profile, loc_addrs, functions.names, func_of, where, frames,
+                             offsets, warnings, system_names=functions.system_names,
+                             inlined=is_inlined)
+
+
+def _with_inlined(addrs: np.ndarray, func_of: np.ndarray, where: list[tuple[str, int] | None],
+                  inlined: dict[int, InlinedFrames]):
+    """Locations of the unique addrs with the calls inlined at them: (address, function,
+    where and inlined of each location, and the first location of each address, or None
+    when nothing is inlined and locations are the addresses)."""
+    if not inlined:
+        return addrs, func_of, where, np.zeros(len(addrs), bool), None
+    counts = np.ones(len(addrs), np.int64)
+    counts[list(inlined)] += [len(chain) for chain in inlined.values()]
+    first = np.cumsum(counts) - counts
+    outer = first + counts - 1  # the function the code is in comes after its inlined calls
+    loc_func = np.empty(int(counts.sum()), np.int64)
+    loc_func[outer] = func_of
+    loc_where: list[tuple[str, int] | None] = [None] * len(loc_func)
+    for at, place in zip(outer.tolist(), where, strict=True):
+        loc_where[at] = place
+    is_inlined = np.zeros(len(loc_func), bool)
+    for i, chain in inlined.items():
+        for at, (fid, place) in enumerate(chain, int(first[i])):
+            loc_func[at], loc_where[at], is_inlined[at] = fid, place, True
+    return np.repeat(addrs, counts), loc_func, loc_where, is_inlined, first
 
 
 def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:
@@ -212,10 +256,14 @@ class _Resolver:
     def _ids_of(self, names: list[str], system_names: list[str] | None = None) -> np.ndarray:
         return np.array(self.table.ids(names, system_names), np.int64)
 
-    def resolve(self, addrs: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int] | None]]:
-        """Function id and (file, line) or None for each of the sorted unique addrs."""
+    def resolve(self, addrs: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int] | None],
+                                                  dict[int, InlinedFrames]]:
+        """For each of the sorted unique addrs: function id and (file, line) or None; and
+        for those where calls were inlined, each inlined function's id and (file, line),
+        innermost first (the function's own (file, line) is then that of its call)."""
         func_of = np.full(len(addrs), -1, np.int64)
         locs: list[tuple[str, int] | None] = [None] * len(addrs)
+        inlined: dict[int, InlinedFrames] = {}
         maps = code_mappings(self.profile)
         # addr - start + offset, computed as addr + (offset - start) modulo 2**64
         bases = np.array([(m.offset - m.start) % 2**64 for m in maps], np.uint64)
@@ -230,13 +278,14 @@ class _Resolver:
         file_offsets = addrs + bases[np.maximum(which, 0)] if len(maps) else addrs
         for p in np.unique(path_of[inside]).tolist():
             sel = np.flatnonzero(path_of == p)
-            self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs)
+            self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs, inlined)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
-        return func_of, locs
+        return func_of, locs, inlined
 
     def _resolve_object(self, path: str, sel: np.ndarray, offsets: np.ndarray,
-                        func_of: np.ndarray, locs: list[tuple[str, int] | None]) -> None:
+                        func_of: np.ndarray, locs: list[tuple[str, int] | None],
+                        inlined: dict[int, InlinedFrames]) -> None:
         """Resolve the addresses `sel` (at file `offsets`) that fall in one object."""
         image = self._image(path)
         label = os.path.basename(path)
@@ -246,7 +295,10 @@ class _Resolver:
         vaddrs = image.offsets_to_vaddrs(offsets)
         try:
             symbols = image.symbols()
-            where = image.lines(vaddrs) if self.lines else None
+            where = image.lines(vaddrs) if self.lines else [None] * len(vaddrs)
+            hit = symbols.lookup(vaddrs)
+            found = hit >= 0
+            chains = image.inlined(vaddrs[found])
         except ElfError as e:
             if image is self.exe:
                 raise
@@ -256,15 +308,30 @@ class _Resolver:
         if not symbols.names:
             self.warnings.append(f"{image.path} has no symbol table, frames stay addresses"
                                  " (a separate debug file would name them: none is installed).")
-        hit = symbols.lookup(vaddrs)
-        found = hit >= 0
         sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
         mangled = [symbols.names[s] for s in sym_ids.tolist()]
         names = self._ids_of([demangle(n) for n in mangled], mangled)
         func_of[sel[found]] = names[sym_of]
         func_of[sel[~found]] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs[~found].tolist()])
-        for i, loc in zip(sel.tolist(), where or (), strict=False):
+        for i, loc in zip(sel.tolist(), where, strict=True):
             locs[i] = loc
+        for i, chain in zip(sel[found].tolist(), chains, strict=True):
+            if chain:
+                inlined[i] = self._inlined_frames(chain, locs, i)
+
+    def _inlined_frames(self, chain: list[tuple[str, tuple[str, int] | None]],
+                        locs: list[tuple[str, int] | None], i: int) -> InlinedFrames:
+        """Frames of the calls inlined at address i, innermost first: the innermost has the
+        address's line, each caller the line of its call; so has, at last, the function
+        the code is in (locs[i] is changed to it)."""
+        names = [name for name, _ in chain]
+        fids = self._ids_of([demangle(n) for n in names], names)
+        places = [locs[i]] + [site for _, site in chain]
+        if self.lines:
+            locs[i] = places[-1]
+        else:
+            places = [None] * len(places)
+        return list(zip(fids.tolist(), places[:-1], strict=True))
 
     def _image(self, path: str) -> ElfImage | None:
         """The ELF file behind a mapping, or None (with a warning) if it cannot be read."""

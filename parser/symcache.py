@@ -10,7 +10,7 @@ import numpy as np
 
 from mem_profiler.parser.atomic import atomic_open
 
-_FORMAT = 2  # bump when the layout of cached arrays changes
+_FORMAT = 3  # bump when the layout of cached arrays changes
 
 
 def cache_dir() -> Path:

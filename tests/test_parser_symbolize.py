@@ -383,7 +383,7 @@ def test_real_stripped_debian_program(tmp_path, capsys, clean_env, fixture_dir, 
     assert ours and all(code_seg["p_vaddr"] <= a < code_seg["p_vaddr"] + code_seg["p_memsz"]
                         for a in ours)
     assert {"malloc", "realloc", "calloc"}.isdisjoint(names)
-    assert any(n.startswith(("__libc", "_IO_", "__GI")) for n in names), names  # libc's names
+    assert any(not n.startswith((label, "0x")) for n in names), names  # libc's are named
 
 
 def test_libc_is_named_from_its_debian_debug_file(built, tmp_path):
@@ -591,3 +591,55 @@ def test_rust_program_names(tmp_path, clean_env, fixture_dir, mangling, symbol_r
 ])
 def test_rust_short_names(full, short):
     assert short_name(full) == short
+
+
+INLINED_SOURCE = Path(__file__).parent / "fixtures" / "inlined.c"
+
+
+def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, fixture_dir):
+    exe = tmp_path / "inlined"
+    subprocess.run(["gcc", "-g", "-O2", "-fno-omit-frame-pointer", "-o", exe, INLINED_SOURCE],
+                   check=True)
+    proc, files = profile_run([exe], tmp_path / "i_", 1)  # N = 1000: every allocation
+    assert proc.returncode == 0 and len(files) == 1, proc.stderr
+    heap = files[0]
+    src = INLINED_SOURCE.read_text().splitlines()
+    at = {m[1]: f"{INLINED_SOURCE}:{n}" for n, text in enumerate(src, 1)
+          if (m := re.search(r"/\* line:([\w-]+) \*/", text))}
+
+    def report(*args: str | Path) -> str:
+        return subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, *args], capture_output=True,
+                              text=True, check=True).stdout
+
+    rows = {row["name"]: (row["flat"], row["cum"])
+            for row in json.loads(report("--json"))["rows"]}
+    assert {name: rows[name] for name in ("fill", "make_block", "helper", "outer")} == {
+        "fill": (2000, 2000), "make_block": (0, 2000), "helper": (1001, 1001),
+        "outer": (0, 3001)}
+    text = report("-t", "--lines")
+    for name, where in [("fill", "fill"), ("make_block", "make_block"), ("helper", "helper"),
+                        ("outer", "outer"), ("outer", "outer-helper")]:
+        assert re.search(rf" {name} {re.escape(at[where])}$", text, re.M), (name, text)
+    collapsed = dict(line.rsplit(" ", 1) for line in report("--collapsed").splitlines())
+    assert {key.split(";main;", 1)[1]: int(value) for key, value in collapsed.items()} == {
+        "outer;make_block;fill": 2000, "outer;helper": 1001}
+    lines = report("--collapsed", "--lines")
+    assert (f";outer {at['outer']};make_block {at['make_block']};fill {at['fill']} 2000\n"
+            in lines)
+    svg = report("-s")  # edges' tooltips: `caller -> callee (bytes)`
+    assert "outer &#45;&gt; make_block (" in svg and "make_block &#45;&gt; fill (" in svg
+    flame = tmp_path / "f.html"
+    report("--flame", flame)
+    assert '"make_block"' in flame.read_text()
+
+    pb = tmp_path / "p.pb.gz"
+    report("--pprof", pb)
+    home = tmp_path / "gohome"
+    raw = subprocess.run(["go", "tool", "pprof", "-raw", pb], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, HOME=str(home), GOPROXY="off",
+                                              GOTOOLCHAIN="local", GOCACHE=str(home / "c"),
+                                              PPROF_TMPDIR=str(home))).stdout
+    # one Location, three Lines, innermost first (profile.proto)
+    assert re.search(rf"M=1 fill {re.escape(at['fill'])} s=0\n +make_block "
+                     rf"{re.escape(at['make_block'])} s=0\n +outer {re.escape(at['outer'])} s=0\n",
+                     raw), raw
