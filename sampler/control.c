@@ -6,7 +6,13 @@
  * no polling.  While a window with a deadline is open it sleeps only until the
  * deadline, then closes the window and writes its dump itself, so a window
  * whose controller died still ends and nothing captured is lost.  In log mode
- * it also wakes every interval to write the timeline records. */
+ * it also wakes every interval to write the timeline records.
+ *
+ * The thread never keeps the process alive: glibc ends a process when its
+ * last thread ends, and this thread, which blocks every signal, would
+ * otherwise outlive a main thread that called pthread_exit and leave the
+ * process unkillable but by SIGKILL.  It leaves as soon as it is alone (see
+ * watch_main_thread). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +35,10 @@ _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slo
 
 static struct memprof_control *block;
 static char block_path[64];
+static _Atomic bool main_thread_gone;
+
+#define MAIN_WATCH_IDLE_NS 1000000000ull   /* main thread alive: look once a second */
+#define MAIN_WATCH_GONE_NS 10000000ull     /* gone: look for being alone every 10 ms */
 
 static long futex(uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
 {
@@ -124,6 +134,56 @@ static void remove_stale_blocks(void)
     closedir(dir);
 }
 
+/* ---- a main thread that ended with pthread_exit ----------------------------
+ * pthread_exit from main is seen at once where the hook below is reached
+ * (preloaded, or a redirected slot); otherwise (attached while it happened,
+ * or after a detach) the once-a-second look at /proc/self/stat finds it. */
+static struct memprof_real_fn real_pthread_exit = {"pthread_exit", "libc.so", NULL, NULL};
+
+EXPORT void pthread_exit(void *retval)
+{
+    if (syscall(SYS_gettid) == getpid()) {
+        atomic_store(&main_thread_gone, true);
+        memprof_control_wake();
+    }
+    void (*real)(void *) = (void (*)(void *))memprof_real_function(&real_pthread_exit);
+    real(retval);
+    __builtin_unreachable();
+}
+MEMPROF_LOCAL_ALIAS(pthread_exit)
+
+void *memprof_control_hook_for(const char *name)
+{
+    return strcmp(name, "pthread_exit") == 0 ? (void *)hook_pthread_exit : NULL;
+}
+
+/* Leaves when this thread is the last one: glibc's exit(0) then runs in it,
+ * with the program's exit handlers and our dump, as it would have run in the
+ * program's last thread (their allocations are not sampled: this thread stays
+ * busy).  Signals sent meanwhile are delivered first. */
+static void watch_main_thread(void)
+{
+    char stat[1024];
+    if (memprof_read_small_file("/proc/self/stat", stat, sizeof stat) == 0)
+        return;
+    /* Field 3 is the state ('Z': the main thread has ended), field 20 the
+     * threads, the ended main thread among them; the name (field 2) may hold
+     * spaces, so count after its ')'. */
+    char *p = strrchr(stat, ')');
+    if (p == NULL || p[1] != ' ')
+        return;
+    if (p[2] == 'Z')
+        atomic_store(&main_thread_gone, true);
+    for (int field = 3; p != NULL && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    if (p == NULL || !atomic_load(&main_thread_gone) || strtol(p + 1, NULL, 10) > 2)
+        return;
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    ((void (*)(void *))memprof_real_function(&real_pthread_exit))(NULL);
+}
+
 static void *control_thread(void *arg)
 {
     (void)arg;
@@ -131,8 +191,12 @@ static void *control_thread(void *arg)
     remove_stale_blocks();
     /* From the last answered request: one sent before this thread ran is not lost. */
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
-    uint64_t next_tick = 0;
+    uint64_t next_tick = 0, next_watch = 0;
     for (;;) {
+        if (memprof_now_ns() >= next_watch || atomic_load(&main_thread_gone)) {
+            watch_main_thread();
+            next_watch = memprof_now_ns() + MAIN_WATCH_IDLE_NS;
+        }
         struct timespec timeout, *wait_for = NULL;
         uint64_t deadline = memprof_capture_deadline();
         if (memprof_log_active()) {
@@ -147,20 +211,30 @@ static void *control_thread(void *arg)
         } else {
             next_tick = 0;
         }
+        uint64_t watch = atomic_load(&main_thread_gone) ? memprof_now_ns() + MAIN_WATCH_GONE_NS
+                                                        : next_watch;
+        bool only_watching = deadline == 0 || watch < deadline;
+        if (only_watching)
+            deadline = watch;
         if (deadline != 0) {
             uint64_t now = memprof_now_ns();
             uint64_t left = deadline > now ? deadline - now : 0;
             timeout = (struct timespec){(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
             wait_for = &timeout;
         }
+        bool timed_out = false;
         if (deadline == 0 || deadline > memprof_now_ns())
-            futex(&block->command_seq, FUTEX_WAIT, seen, wait_for);
+            timed_out = futex(&block->command_seq, FUTEX_WAIT, seen, wait_for) != 0 &&
+                        errno == ETIMEDOUT;
 
         uint64_t window_deadline = memprof_capture_deadline();
-        if (window_deadline != 0 && memprof_now_ns() >= window_deadline)
+        bool window_ended = window_deadline != 0 && memprof_now_ns() >= window_deadline;
+        if (window_ended)
             memprof_capture_stop(NULL, 0);   /* the window's time is up */
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
+        if (only_watching && timed_out && !window_ended && seq == seen)
+            continue;   /* the main thread's watch: nothing changed to publish */
         if (seq != seen) {
             seen = seq;
             int rc = carry_out(block->command);
@@ -203,7 +277,7 @@ static int create_block(void)
     block->pid = (int32_t)getpid();
     block->uid = (uint32_t)getuid();
     block->start_time = process_start_time();
-    ssize_t n = readlink("/proc/self/exe", block->exe, sizeof block->exe - 1);
+    ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     publish_status();
     if (rename(tmp, block_path) != 0) {

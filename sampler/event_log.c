@@ -293,7 +293,7 @@ void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text
 static uint64_t resident_bytes(void)
 {
     char statm[128];
-    memprof_read_small_file("/proc/self/statm", statm, sizeof statm);
+    memprof_read_small_file(PROC_THREAD_SELF "statm", statm, sizeof statm);
     unsigned long long size = 0, resident = 0;
     sscanf(statm, "%llu %llu", &size, &resident);
     return resident * (uint64_t)sysconf(_SC_PAGESIZE);

@@ -82,6 +82,8 @@ static void *hook_for(const char *name)
     if (strcmp(name, "dlsym") == 0)
         return memprof_dlsym_stub;
     void *hook = memprof_malloc_hook_for(name);
+    if (hook == NULL)
+        hook = memprof_control_hook_for(name);
     return hook ? hook : memprof_device_hook_for(name);
 }
 

@@ -102,7 +102,7 @@ static void put_file(struct out *o, const char *path)
 static void put_cmdline(struct out *o)
 {
     char args[4096];
-    ssize_t n = (ssize_t)memprof_read_small_file("/proc/self/cmdline", args, sizeof args);
+    ssize_t n = (ssize_t)memprof_read_small_file(PROC_THREAD_SELF "cmdline", args, sizeof args);
     while (n > 0 && (args[n - 1] == '\0' || args[n - 1] == '\n'))
         n--;
     for (ssize_t i = 0; i < n; i++)
@@ -323,7 +323,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     }
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
-    put_file(o, "/proc/self/maps");
+    put_file(o, PROC_THREAD_SELF "maps");
 }
 
 /* One heap's file: <prefix><pid>.<seq>[.<heap>].heap, through a temporary name. */
@@ -340,7 +340,7 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
         return -1;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    ssize_t elen = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t elen = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
     exe[elen > 0 ? elen : 0] = '\0';
 
     struct out o = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};

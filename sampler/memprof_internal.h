@@ -19,6 +19,10 @@
 #define MEMPROF_DEFAULT_PREFIX "./custom_profiler_"
 #define MEMPROF_PATH_MAX 4096
 #define STACK_NONE UINT32_MAX
+/* The calling thread's own /proc entries: /proc/self/{maps,exe,cmdline,statm}
+ * read as empty once the main thread has ended with pthread_exit, as they
+ * follow the thread group leader's memory. */
+#define PROC_THREAD_SELF "/proc/thread-self/"
 
 enum memprof_unwinder { UNWIND_HYBRID = 0, UNWIND_LIBUNWIND = 1, UNWIND_FRAME_POINTER = 2 };
 
@@ -60,7 +64,8 @@ struct memprof_thread {
     uint32_t window;             /* window the countdown was drawn for */
     uint32_t busy;               /* inside the sampler: allocations pass through */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
-    uintptr_t stack_lo, stack_hi;/* this thread's stack, for the frame-pointer walk */
+    uintptr_t stack_lo, stack_hi;/* this thread's stack mapping, for the frame-pointer walk */
+    bool no_maps;                /* /proc/self/maps could not be read: no walk */
     struct thread_block *block;  /* this thread's counters and memo (thread_block.c) */
     uint32_t device_window;      /* window the device countdowns were drawn for */
     uint32_t device_depth;       /* inside a device API call (hooks_device.c) */
@@ -300,6 +305,7 @@ void memprof_control_init(void) HIDDEN;
 void memprof_control_after_fork(void) HIDDEN;
 void memprof_control_fini(void) HIDDEN;
 void memprof_control_wake(void) HIDDEN;
+void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit */
 
 /* ---- system helpers (sysutil.c) ----------------------------------------- */
 void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc */

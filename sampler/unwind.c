@@ -18,10 +18,13 @@
  * off, so a stack starts at the code that called the allocator. */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "memprof_internal.h"
 
@@ -209,20 +212,62 @@ static inline bool in_self(uintptr_t pc)
     return pc >= self_lo && pc < self_hi;
 }
 
-static void thread_stack_bounds(struct memprof_thread *t)
+/* The bounds of the mapping holding addr, from /proc/self/maps read with
+ * plain system calls into a stack buffer.  pthread_getattr_np cannot serve
+ * here: it holds the thread's lock while its fopen calls malloc, so a sample
+ * taken inside it would wait on that lock forever (Rust's runtime and the JVM
+ * call it at every thread start). */
+static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 {
-    pthread_attr_t attr;
-    void *base;
-    size_t size;
-    t->stack_lo = 1;   /* marks "looked up", also on failure */
-    t->stack_hi = 0;
-    if (pthread_getattr_np(pthread_self(), &attr) != 0)
-        return;
-    if (pthread_attr_getstack(&attr, &base, &size) == 0) {
-        t->stack_lo = (uintptr_t)base;
-        t->stack_hi = (uintptr_t)base + size;
+    int fd = open(PROC_THREAD_SELF "maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    /* Each line starts "start-end ": a small state machine, so lines may
+     * straddle reads. */
+    enum { START, END, REST } field = START;
+    uintptr_t start = 0, end = 0;
+    bool found = false;
+    char buf[4096];
+    ssize_t n;
+    while (!found && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
+        for (ssize_t i = 0; i < n && !found; i++) {
+            char c = buf[i];
+            int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (field == START) {
+                if (digit >= 0)
+                    start = start << 4 | (uintptr_t)digit;
+                else
+                    field = c == '-' ? END : REST;
+            } else if (field == END) {
+                if (digit >= 0) {
+                    end = end << 4 | (uintptr_t)digit;
+                } else {
+                    field = REST;
+                    if (addr >= start && addr < end) {
+                        *lo = start;
+                        *hi = end;
+                        found = true;
+                    }
+                }
+            } else if (c == '\n') {
+                field = START;
+                start = end = 0;
+            }
+        }
     }
-    pthread_attr_destroy(&attr);
+    close(fd);
+    return found;
+}
+
+/* This thread's stack mapping, looked up at its first sample and again only
+ * when the walk starts outside it (a signal on an alternate stack, a
+ * coroutine's stack, the main thread's stack grown below what was seen). */
+static bool find_stack(struct memprof_thread *t, uintptr_t sp)
+{
+    if (t->no_maps)
+        return false;
+    t->no_maps = !mapping_of(sp, &t->stack_lo, &t->stack_hi);   /* no /proc: no walk */
+    return !t->no_maps;
 }
 
 /* ---- handing a frame over to libunwind ----------------------------------- */
@@ -290,13 +335,14 @@ static int hand_over(uintptr_t *out, int max, uintptr_t ret, uintptr_t sp, uintp
 static int frame_pointer_walk(uintptr_t *out, int max, bool hybrid)
 {
     struct memprof_thread *t = &memprof_thread;
-    if (t->stack_lo == 0)
-        thread_stack_bounds(t);
     const uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t sp = (uintptr_t)fp;
+    if (UNLIKELY(sp < t->stack_lo || sp >= t->stack_hi) && !find_stack(t, sp))
+        return 0;
     int n = 0;
     while (n < max) {
         uintptr_t p = (uintptr_t)fp;
-        if (p < t->stack_lo || p + 2 * sizeof(uintptr_t) > t->stack_hi || (p & 7) != 0)
+        if (p < sp || p + 2 * sizeof(uintptr_t) > t->stack_hi || (p & 7) != 0)
             break;
         uintptr_t ret = fp[1];
         uintptr_t next = fp[0];
@@ -330,6 +376,10 @@ int memprof_unwind(uintptr_t *frames, int max_depth)
         if (in_self(raw[i]))
             first = i + 1;
     int depth = n - first;
+    if (depth <= 0) {   /* no frame could be read: one unknown frame keeps the sample */
+        frames[0] = 0;
+        return 1;
+    }
     if (depth > max_depth)
         depth = max_depth;
     for (int i = 0; i < depth; i++)

@@ -1,0 +1,95 @@
+"""The process ends exactly as it would without the sampler, whatever its threads do
+(issue 11): pthread_getattr_np (which mallocs under the thread's lock), pthread_exit
+from main, _exit, exec, fatal signals; the control thread never keeps a process alive
+nor holds back a signal sent to it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LIBMEMPROF, profile_run, report
+from test_sampler_e2e import one_heap
+
+from mem_profiler.control_block import segment_path
+from mem_profiler.controller import attach
+
+UNWINDERS = ("hybrid", "libunwind", "fp")
+
+
+@pytest.mark.parametrize("unwinder", UNWINDERS)
+def test_pthread_getattr_np_in_every_thread(build_fixture, tmp_path, unwinder):
+    exe = build_fixture("endings")
+    proc, files = profile_run([exe, "getattr"], tmp_path / "g_", 1, "--unwind", unwinder,
+                              timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert report(one_heap(proc, files), exe)["getattr_work"][1] == 100 * 1000
+
+
+@pytest.mark.parametrize("mode", ["main_exit", "raw_exit", "exec", "segv"])
+def test_status_is_the_plain_programs(build_fixture, tmp_path, mode):
+    exe = build_fixture("endings")
+    plain = subprocess.run([exe, mode], capture_output=True, timeout=20)
+    started = time.monotonic()
+    proc, _ = profile_run([exe, mode], tmp_path / "s_", 1, timeout=20)
+    assert proc.returncode == (plain.returncode if plain.returncode >= 0
+                               else 128 - plain.returncode)
+    assert time.monotonic() - started < 5
+
+
+def test_last_worker_after_pthread_exit_from_main_ends_the_process(build_fixture, tmp_path):
+    """glibc's exit(0) runs when the last thread ends: the dump is written then."""
+    exe = build_fixture("endings")
+    started = time.monotonic()
+    proc, files = profile_run([exe, "worker_after", "300"], tmp_path / "w_", 1, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 5
+    assert report(one_heap(proc, files), exe)["worker_after_main"][1] == 50 * 3000
+
+
+def start_waiting(exe, main_ms: int, env=None) -> subprocess.Popen:
+    proc = subprocess.Popen([str(exe), "wait_stdin", str(main_ms)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_sigterm_after_pthread_exit_from_main(build_fixture, clean_env):
+    exe = build_fixture("endings")
+    proc = start_waiting(exe, 0, {"LD_PRELOAD": str(LIBMEMPROF), "PATH": "/usr/bin:/bin"})
+    try:
+        wait_for_main_to_end(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wait_for_main_to_end(pid: int) -> None:
+    end = time.monotonic() + 5
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < end, "main never called pthread_exit"
+        time.sleep(0.01)
+
+
+def test_attached_then_main_ended_the_process_still_ends(build_fixture, clean_env):
+    """Attached and idle, no hook sees main's pthread_exit: the control thread finds
+    it in /proc and leaves once the last worker has ended."""
+    exe = build_fixture("endings")
+    proc = start_waiting(exe, 1000)
+    try:
+        attach(proc.pid)
+        wait_for_main_to_end(proc.pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        started = time.monotonic()
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2   # the control thread looks once a second
+    finally:
+        proc.kill()
+        proc.wait()
+        Path(segment_path(proc.pid)).unlink(missing_ok=True)
