@@ -59,7 +59,7 @@ def test_a_leaking_test_fails_with_its_budget_message(inner):
         "memory budget exceeded:",
         "FAIL host max-leak-per-stack 3,145,728 B (3.00 MiB) > limit 1,048,576 B (1.00 MiB), exact",
         "     stacks holding the most at exit:",
-        "*3,145,728 B  * < ffi_call < _ctypes_callproc *",
+        "*3,145,728 B  * < ffi_call < *_ctypes_callproc*",  # inlined calls may come between
         "profile: *.heap",
         "*_ test_peaks_too_high _*",
         "memory budget exceeded:",
