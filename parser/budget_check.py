@@ -35,7 +35,7 @@ from mem_profiler.parser.budgets import (
 )
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.heapfile import HeapProfile, read_heap
-from mem_profiler.parser.sampling import scale_factors
+from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile, short_name, symbolize
 
 SHOWN_FRAMES = 6
@@ -157,7 +157,7 @@ def stack_estimates(profile: HeapProfile, live: bool) -> tuple[np.ndarray, np.nd
     objs, nbytes = ((profile.cur_objs, profile.cur_bytes) if live
                     else (profile.acc_objs, profile.acc_bytes))
     scale = scale_factors(objs, nbytes, profile.rate)
-    est = nbytes * scale
+    est = estimates(profile, live)[1]
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.sqrt(np.clip(1 - 1 / scale, 0, None) / objs)
     return est, np.where(objs > 0, est * rel, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -25,9 +26,15 @@ _MAPS_RE = re.compile(
 _MAPPED_LIBRARIES = "MAPPED_LIBRARIES:"
 # The sample section exactly as our sampler writes it, for the bulk parser.
 _CANONICAL_COUNTERS_RE = re.compile(rb"(?:  t\*: \d{1,18}: \d{1,18} \[\d{1,18}: \d{1,18}\]\n)*")
+_ESTIMATE = "# estimate:"
+_NUMBER = rb" \d{1,20}(?:\.\d{1,2})?"
+_CANONICAL_ESTIMATES_RE = re.compile(rb"(?:# estimate:" + _NUMBER * 4 + rb"\n)*")
+_DROPPED_RE = re.compile(r"stack_table=(\d+) live_table=(\d+) memory=(\d+) bytes=(\d+)")
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
+# addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
+_Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,20 @@ class Failure:
 _FAILURE_RE = re.compile(r"time_ns=(\d+) bytes=(\d+) error=(-?\d+) @((?: [0-9a-fx]+)*)")
 
 
+@dataclass(frozen=True)
+class Drops:
+    """Samples the sampler's tables had no room for: `# dropped: ...`."""
+
+    stack_table: int   # no stack id: missing from every figure
+    live_table: int    # counted as allocated, missing from the in-use figures
+    memory: int        # no per-thread counters: missing from every figure
+    bytes: int         # the allocations they stood for, unsampled
+
+    @property
+    def samples(self) -> int:
+        return self.stack_table + self.live_table + self.memory
+
+
 @dataclass
 class HeapProfile:
     """The contents of one .heap file, counts still raw (sampled)."""
@@ -72,6 +93,7 @@ class HeapProfile:
     meta: dict[str, str] = field(default_factory=dict)
     build_ids: dict[str, str] = field(default_factory=dict)
     dropped_samples: int = 0
+    drops: Drops | None = None   # by cause, where the file says
     # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]].
     addrs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
@@ -79,6 +101,9 @@ class HeapProfile:
     cur_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     acc_objs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     acc_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # float64 (stacks, 4): the sums of each stack's sample weights (`# estimate:` lines:
+    # in-use objects and bytes, allocated objects and bytes), None in files without them.
+    estimates: np.ndarray | None = None
     mappings: list[Mapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)   # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)   # failed device allocations
@@ -140,12 +165,11 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _bulk_samples(data: bytes, start: int,
-                  end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(addresses, offsets, counters) of the sample section data[start:end], parsed in
-    chunks of about 1 MiB (small arrays are reused by the allocator: fresh pages for the
-    whole file would cost more than the parsing); None if it is not written as our
-    sampler writes it."""
+def _bulk_samples(data: bytes, start: int, end: int) -> _Samples | None:
+    """(addresses, offsets, counters, estimates) of the sample section data[start:end],
+    parsed in chunks of about 1 MiB (small arrays are reused by the allocator: fresh pages
+    for the whole file would cost more than the parsing); None if it is not written as
+    our sampler writes it."""
     parts = []
     while start < end:
         cut = data.find(b"\n@", start + _CHUNK, end)
@@ -155,27 +179,39 @@ def _bulk_samples(data: bytes, start: int,
             return None
         parts.append(part)
         start = cut + 1
-    addrs, lengths, tables = zip(*parts, strict=True)
+    addrs, lengths, tables, estimates = zip(*parts, strict=True)
+    if any(e is None for e in estimates) and not all(e is None for e in estimates):
+        return None
     offsets = np.zeros(sum(map(len, lengths)) + 1, np.int64)
     np.cumsum(np.concatenate(lengths), out=offsets[1:])
-    return np.concatenate(addrs), offsets, np.concatenate(tables)
+    return (np.concatenate(addrs), offsets, np.concatenate(tables),
+            None if estimates[0] is None else np.concatenate(estimates))
 
 
-def _bulk_chunk(section: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(addresses, stack lengths, counters) of whole '@ 0x..' lines each followed by one
-    '  t*: ' line, exactly as our sampler writes them; None for anything else."""
+def _bulk_chunk(section: bytes) -> tuple[np.ndarray, ...] | None:
+    """(addresses, stack lengths, counters, estimates or None) of whole '@ 0x..' lines
+    each followed by one '  t*: ' line and, in files that have them, one '# estimate:'
+    line, exactly as our sampler writes them; None for anything else."""
     lines = section.split(b"\n")
-    stacks, counters = lines[0::2], lines[1::2]
+    step = 3 if len(lines) > 2 and lines[2].startswith(_ESTIMATE.encode()) else 2
+    stacks, counters = lines[0::step], lines[1::step]
     counter_text = b"\n".join(counters) + b"\n"
     if len(stacks) != len(counters) or not _CANONICAL_COUNTERS_RE.fullmatch(counter_text):
         return None
     if not all(line[:2] == b"@ " for line in stacks):
         return None
+    estimates = None
+    if step == 3:
+        estimate_text = b"\n".join(lines[2::3]) + b"\n"
+        if len(lines) % 3 or not _CANONICAL_ESTIMATES_RE.fullmatch(estimate_text):
+            return None
+        estimates = np.fromstring(estimate_text.replace(_ESTIMATE.encode(), b""), np.float64,
+                                  sep=" ").reshape(-1, 4)
     found = _same_width_addresses(stacks) or _addresses(stacks)
     if found is None:
         return None
     table = np.fromstring(counter_text.translate(None, b"t*:[]"), np.int64, sep=" ")
-    return *found, table.reshape(-1, 4)
+    return *found, table.reshape(-1, 4), estimates
 
 
 def _same_width_addresses(stacks: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -224,7 +260,7 @@ def _addresses(stacks: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
-                 samples: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> HeapProfile:
+                 samples: _Samples | None) -> HeapProfile:
     """Read (line number, line) pairs; `samples`, if given, is the already parsed sample
     section (then absent from the lines)."""
     lines = list(numbered)
@@ -243,6 +279,7 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
     end = lines[-1][0] + 1
 
     counters: list[tuple[int, int, int, int]] = []
+    estimates: list[tuple[float, ...]] = []
     values: dict[str, int] = {}  # hex token -> address; stacks share most of their frames
     addrs: list[int] = []
     lengths: list[int] = []
@@ -271,6 +308,11 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
             addrs.extend(map(values.__getitem__, parts))
             lengths.append(len(parts))
             awaiting = lineno
+        elif line.startswith(_ESTIMATE):
+            if len(estimates) != len(counters) - 1 or not lengths:
+                raise fail(lineno, "an '# estimate:' line that does not follow a stack's"
+                           " counter line")
+            estimates.append(_estimate(line, lineno, fail))
         elif line[:1] == "#":
             try:
                 _header_line(prof, line)
@@ -309,11 +351,26 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
         samples = (np.array(addrs, np.uint64), offsets,
-                   np.array(counters, dtype=np.int64).reshape(-1, 4))
-    prof.addrs, prof.offsets, table = samples
+                   np.array(counters, dtype=np.int64).reshape(-1, 4),
+                   np.array(estimates, np.float64).reshape(-1, 4)
+                   if len(estimates) == len(counters) and estimates else None)
+    prof.addrs, prof.offsets, table, prof.estimates = samples
     prof.cur_objs, prof.cur_bytes, prof.acc_objs, prof.acc_bytes = (
         np.ascontiguousarray(table[:, k]) for k in range(4))
     return prof
+def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
+    """The four sums of a `# estimate:` line."""
+    fields = line[len(_ESTIMATE):].split()
+    try:
+        values = tuple(float(v) for v in fields)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise fail(lineno, f"expected '{_ESTIMATE} <objs> <bytes> <objs> <bytes>', found "
+                   f"{_show(line)}")
+    return values
+
+
 def _header_line(prof: HeapProfile, line: str) -> None:
     """Store one `# ...` line in `prof`; ValueError says what is wrong with it."""
     body = line[1:].strip()
@@ -328,6 +385,12 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         if not value.isdigit():
             raise ValueError(f"'{key}' must be a number, found {_show(value)}")
         setattr(prof, key, int(value))
+    elif key == "dropped":
+        m = _DROPPED_RE.fullmatch(value)
+        if m is None:
+            raise ValueError("expected '# dropped: stack_table=N live_table=N memory=N "
+                             f"bytes=N', found {_show(line)}")
+        prof.drops = Drops(*(int(v) for v in m.groups()))
     elif key in ("cmdline", "exe", "heap"):
         setattr(prof, key, value)
     elif key == "failed_alloc":

@@ -21,6 +21,7 @@ from mem_profiler.parser.eventlog import (
     read_log,
 )
 from mem_profiler.parser.heapfile import HEAPS, HeapProfile
+from mem_profiler.parser.sampling import sample_weights
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 
 NEVER = np.iinfo(np.int64).max  # the end of an allocation still live when the log ends
@@ -285,6 +286,12 @@ def _profile(cap: Capture, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     def count(weights: np.ndarray) -> np.ndarray:
         return np.bincount(inverse, weights, len(ids)).astype(np.int64)
 
+    rate = cap.log.rate_of(cap.heap)
+    weights = sample_weights(sizes, rate)
+
+    def estimate(values: np.ndarray) -> np.ndarray:
+        return np.bincount(inverse, values * weights, len(ids))
+
     no_frames = np.zeros(0, np.uint64)
     frames = [cap.log.stacks[i].frames if i in cap.log.stacks else no_frames
               for i in ids.tolist()]
@@ -294,7 +301,9 @@ def _profile(cap: Capture, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
         "addrs": np.concatenate(frames) if frames else no_frames, "offsets": offsets,
         "cur_objs": count(live.astype(np.float64)), "cur_bytes": count(sizes * live),
         "acc_objs": count(np.ones(len(sizes))), "acc_bytes": count(sizes),
-        "rate": cap.log.rate_of(cap.heap), "heap": cap.heap_name,
+        "estimates": np.column_stack([estimate(live.astype(np.float64)), estimate(sizes * live),
+                                      estimate(np.ones(len(sizes))), estimate(sizes)]),
+        "rate": rate, "heap": cap.heap_name,
     }
     if cap.profile is None:
         return HeapProfile(path=cap.log.files[0], pid=cap.log.pid, **counters)

@@ -24,7 +24,8 @@ def symbolized_failures(profile: HeapProfile, binary: str, allow_mismatch: bool 
     as_samples = dataclasses.replace(
         profile, addrs=np.array([a for s in stacks for a in s], np.uint64),
         offsets=np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
-        cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, labels={},
+        cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, estimates=None,
+        labels={},
         failures=[])
     sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
     return [(f, sym.stack(i, full_names=full_names)) for i, f in enumerate(profile.failures)]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from mem_profiler.parser.aggregate import FlatCum
 from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.sampling import drop_note
 
 
 def format_json(table: FlatCum, prof: HeapProfile, *, program: str, base: str | None = None,
                 nodecount: int | None = None) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
-    command line, heap, rate, capture window in ns, dropped samples), the sample index,
+    command line, heap, rate, capture window in ns, dropped samples by cause and what
+    they stood for), the sample index,
     unit and total, and the rows in -t's order ({name, flat, cum}, at most nodecount)."""
     start, end = prof.window_ns
     rows = zip(table.names, table.flat.tolist(), table.cum.tolist(), strict=True)
@@ -19,6 +22,8 @@ def format_json(table: FlatCum, prof: HeapProfile, *, program: str, base: str | 
         "program": program, "heap_file": prof.path, "base": base, "pid": prof.pid,
         "exe": prof.exe, "cmdline": prof.cmdline, "heap": prof.heap, "rate": prof.rate,
         "window_ns": {"start": start, "end": end}, "dropped_samples": prof.dropped_samples,
+        "dropped": None if prof.drops is None else {
+            **dataclasses.asdict(prof.drops), "note": drop_note(prof)},
         "index": table.index, "unit": table.unit, "total": table.total,
         "rows": [{"name": name, "flat": flat, "cum": cum}
                  for name, flat, cum in list(rows)[:nodecount]],

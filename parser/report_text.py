@@ -6,11 +6,13 @@ from mem_profiler.parser.aggregate import FlatCum
 from mem_profiler.parser.units import format_percent, format_value, unit_name
 
 
-def format_text(table: FlatCum, nodecount: int | None = None) -> str:
-    """The report as jeprof PrintText lays it out; `nodecount` limits the rows.
+def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] = ()) -> str:
+    """The report as jeprof PrintText lays it out, `notes` under the Total line;
+    `nodecount` limits the rows.
 
     In a diff (--base) values can be negative: they print with their minus sign."""
-    out = [f"Total: {format_value(table.total, table.unit)} {unit_name(table.unit)}\n"]
+    out = [f"Total: {format_value(table.total, table.unit)} {unit_name(table.unit)}\n",
+           *(f"{note}\n" for note in notes)]
     running = 0.0
     rows = len(table.names) if nodecount is None else max(nodecount, 0)
     for name, flat, cum in zip(table.names[:rows], table.flat.tolist(), table.cum.tolist(),

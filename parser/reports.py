@@ -20,6 +20,7 @@ from mem_profiler.parser.report_flame import format_flame_html
 from mem_profiler.parser.report_json import format_json
 from mem_profiler.parser.report_pprof import format_pprof
 from mem_profiler.parser.report_text import format_heaps_text, format_text
+from mem_profiler.parser.sampling import drop_note
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 
 # Formats written to -o or stdout, and formats written to a path of their own.
@@ -82,29 +83,35 @@ def render_heaps_text(requests: list[tuple[str, Request]]) -> bytes:
 
 
 def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
-    """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS)."""
+    """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS); each says
+    when samples were dropped and what that does to its figures."""
     r = request
-    if fmt in ("text", "json"):
+    dropped = [note for note in [drop_note(sym.profile)] if note]
+    notes = r.notes + dropped
+    if fmt == "text":
         table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
-        text = format_text(table, r.nodecount) if fmt == "text" else format_json(
-            table, sym.profile, program=r.binary, base=r.base, nodecount=r.nodecount)
-        if fmt == "text" and sym.profile.failures:
+        text = format_text(table, r.nodecount, dropped)
+        if sym.profile.failures:
             text += format_failures(sym.profile, symbolized_failures(
                 sym.profile, r.binary, r.allow_mismatch, r.full_names))
         return text.encode("utf-8", "surrogateescape")
+    if fmt == "json":
+        table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
+        return format_json(table, sym.profile, program=r.binary, base=r.base,
+                           nodecount=r.nodecount).encode("utf-8", "surrogateescape")
     if fmt == "svg":
         graph = call_graph(sym, r.index, lines=r.lines, full_names=r.full_names,
                            nodefraction=r.nodefraction, edgefraction=r.edgefraction,
                            nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount)
-        return render_svg(format_dot(graph, r.title, r.notes, heap=sym.profile.heap))
+        return render_svg(format_dot(graph, r.title, notes, heap=sym.profile.heap))
     if fmt == "pprof":
-        return format_pprof(sym, r.notes, r.full_names)
+        return format_pprof(sym, notes, r.full_names)
     if fmt == "collapsed":
         return format_collapsed(sym, r.index, lines=r.lines, full_names=r.full_names).encode(
             "utf-8", "surrogateescape")
     if fmt == "flame":
         tree = flame_tree(sym, r.index, lines=r.lines, full_names=r.full_names)
-        return format_flame_html(tree, r.title, r.notes, diff=r.base is not None,
+        return format_flame_html(tree, r.title, notes, diff=r.base is not None,
                                  heap=sym.profile.heap).encode(
             "utf-8", "surrogateescape")
     raise ValueError(f"unknown report format {fmt!r}")

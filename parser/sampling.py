@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.units import format_amount
 
 SAMPLE_INDEXES = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects")
 
@@ -25,6 +26,16 @@ def scale_factors(objs: np.ndarray, nbytes: np.ndarray, rate: int) -> np.ndarray
     return np.where(objs == 0, 0.0, np.where(nbytes == 0, 1.0, scale))
 
 
+def sample_weights(sizes: np.ndarray, rate: int) -> np.ndarray:
+    """How many allocations one sample of each size stands for: 1 / (1 - exp(-s/rate)),
+    the inverse of its chance to be sampled; 1 at rate 1 and for zero-size blocks."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if rate <= 1:
+        return np.ones(len(sizes))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sizes > 0, 1.0 / -np.expm1(-sizes / rate), 1.0)
+
+
 def unsample(objs: np.ndarray, nbytes: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Estimated (objects, bytes) allocated, as float64 arrays."""
     scale = scale_factors(objs, nbytes, rate)
@@ -38,16 +49,45 @@ def index_column(index: str) -> int:
     return SAMPLE_INDEXES.index(index)
 
 
+def estimates(prof: HeapProfile, live: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Unsampled (objects, bytes) of each stack, in use (`live`) or allocated: the sums
+    of the samples' weights where the file records them (`# estimate:` lines, unbiased
+    whatever the mix of sizes in a stack), else the counts scaled by the stack's average
+    size, as jeprof does (files of jemalloc, of older samplers)."""
+    if prof.estimates is not None:
+        first = 0 if live else 2
+        return prof.estimates[:, first], prof.estimates[:, first + 1]
+    objs, nbytes = (prof.cur_objs, prof.cur_bytes) if live else (prof.acc_objs, prof.acc_bytes)
+    return unsample(objs, nbytes, prof.rate)
+
+
 def sample_values(prof: HeapProfile, index: str = "inuse_space") -> np.ndarray:
     """The unsampled value of each stack for one sample index (see SAMPLE_INDEXES)."""
     index_column(index)
     kind, unit = index.split("_")
-    objs, nbytes = ((prof.cur_objs, prof.cur_bytes) if kind == "inuse"
-                    else (prof.acc_objs, prof.acc_bytes))
-    est_objs, est_bytes = unsample(objs, nbytes, prof.rate)
+    est_objs, est_bytes = estimates(prof, live=kind == "inuse")
     return est_bytes if unit == "space" else est_objs
 
 
 def stack_values(prof: HeapProfile) -> np.ndarray:
     """float64 (stacks, len(SAMPLE_INDEXES)): every sample index's value of each stack."""
     return np.column_stack([sample_values(prof, index) for index in SAMPLE_INDEXES])
+
+
+def drop_note(prof: HeapProfile) -> str | None:
+    """What the samples the sampler had no room for do to the figures, in one sentence;
+    None when none were dropped."""
+    drops = prof.drops
+    if drops is None:
+        return (f"Dropped {prof.dropped_samples:,} samples (the sampler's tables were full):"
+                " the figures are low." if prof.dropped_samples else None)
+    if not drops.samples:
+        return None
+    causes = [f"{n:,} because {why}" for n, why in (
+        (drops.stack_table, "the stack table was full (raise MEMPROF_MAX_STACKS): missing "
+                            "from every figure"),
+        (drops.live_table, "the live table was full (raise MEMPROF_MAX_LIVE): counted as "
+                           "allocated, missing from the in-use figures"),
+        (drops.memory, "memory ran short: missing from every figure")) if n]
+    return (f"Dropped {drops.samples:,} samples standing for about "
+            f"{format_amount(drops.bytes, 'bytes')} allocated: {'; '.join(causes)}.")

@@ -22,7 +22,6 @@
  *   MEMPROF_MODE=log           also write the event log (event_log.c)
  *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,7 @@ struct memprof_config memprof_cfg = {
     .device_rate = 1,
     .max_depth = MEMPROF_DEFAULT_DEPTH,
     .max_stacks = 1u << 17,
-    .max_live = 1u << 20,
+    .max_live = 1u << 24,
     .log_cap = 100u << 20,
     .log_files = 10,
     .prefix = MEMPROF_DEFAULT_PREFIX,
@@ -108,7 +107,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         memprof_cfg.rate = rate;
         memprof_cfg.device_rate = device_rate;
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
-        atomic_store(&memprof_dropped_samples, 0);
+        memprof_drops_reset();
         memprof_failures_reset();
         memprof_live_bytes_reset();
         if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
@@ -205,11 +204,9 @@ static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
     struct live_sum *sum = arg;
     struct memprof_stack_key k;
     memprof_stack_get(stack, &k);
-    double rate = (double)(k.heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate);
+    uint64_t rate = k.heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate;
     sum->samples++;
-    /* unsampled: a sample of s bytes stands for s / (1 - exp(-s/rate)) */
-    sum->bytes[k.heap] += rate > 1 && size > 0 ? (double)size / -expm1(-(double)size / rate)
-                                               : (double)size;
+    sum->bytes[k.heap] += memprof_sample_weight(size, rate) * (double)size;
 }
 
 void memprof_capture_status(struct memprof_status *s)
@@ -220,7 +217,7 @@ void memprof_capture_status(struct memprof_status *s)
     s->dumps = dump_seq;
     s->window_start_ns = window_start_ns;
     s->deadline_ns = atomic_load(&window_deadline_ns);
-    s->dropped_samples = atomic_load(&memprof_dropped_samples);
+    s->dropped_samples = memprof_dropped_samples();
     strcpy(s->last_dump, last_dump);
     struct live_sum sum = {0, {0}};
     if (s->capturing)
@@ -284,7 +281,7 @@ static void on_fork_child(void)
     last_dump[0] = '\0';
     if (control)
         memprof_control_after_fork();
-    atomic_store(&memprof_dropped_samples, 0);
+    memprof_drops_reset();
     memprof_failures_after_fork();
     memprof_live_bytes_reset();
     memprof_log_after_fork();
@@ -310,7 +307,7 @@ __attribute__((constructor(102))) static void capture_init(void)
         memprof_cfg.max_stacks = 1u << 17;
     memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
     if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > (1u << 28))
-        memprof_cfg.max_live = 1u << 20;
+        memprof_cfg.max_live = 1u << 24;
     const char *unwind = getenv("MEMPROF_UNWIND");
     memprof_cfg.unwinder = !unwind || !*unwind || strcmp(unwind, "hybrid") == 0 ? UNWIND_HYBRID
                            : strcmp(unwind, "fp") == 0                           ? UNWIND_FRAME_POINTER

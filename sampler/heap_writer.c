@@ -165,32 +165,41 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* ---- the profile ---------------------------------------------------------- */
-/* The window's counters per stack id, gathered once for all the heaps' files. */
+/* The window's counts per stack id, gathered once for all the heaps' files. */
 struct counts {
-    uint64_t *acc;          /* objs, bytes per stack id: allocated in the window */
-    uint64_t *cur;          /* objs, bytes per stack id: live now */
+    struct memprof_stack_totals *acc;   /* allocated in the window */
+    struct memprof_stack_totals *cur;   /* live now */
     uint32_t nstacks;
     size_t bytes;
+    uint64_t rate, device_rate;
 };
 
 static void add_live(uint32_t stack, uint64_t size, void *arg)
 {
     struct counts *c = arg;
-    if (stack < c->nstacks) {
-        c->cur[2 * (size_t)stack] += 1;
-        c->cur[2 * (size_t)stack + 1] += size;
-    }
+    if (stack >= c->nstacks)
+        return;
+    struct memprof_stack_key k;
+    memprof_stack_get(stack, &k);
+    double weight = memprof_sample_weight(size, k.heap == HEAP_HOST ? c->rate : c->device_rate);
+    struct memprof_stack_totals *t = &c->cur[stack];
+    t->objs += 1;
+    t->bytes += size;
+    t->est_objs += weight;
+    t->est_bytes += weight * (double)size;
 }
 
-static bool gather_counts(struct counts *c, uint32_t window)
+static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
 {
     c->nstacks = memprof_stack_ids();
-    c->bytes = sizeof(uint64_t) * (2 * (size_t)c->nstacks + 2);
+    c->bytes = sizeof(struct memprof_stack_totals) * ((size_t)c->nstacks + 1);
+    c->rate = w->rate;
+    c->device_rate = w->device_rate;
     c->acc = memprof_map(c->bytes);
     c->cur = memprof_map(c->bytes);
     if (c->acc == NULL || c->cur == NULL)
         return false;
-    memprof_stack_counts_sum(c->acc, c->nstacks, window);
+    memprof_stack_counts_sum(c->acc, c->nstacks, w->id);
     memprof_live_foreach(add_live, c);
     return true;
 }
@@ -199,6 +208,32 @@ static void release_counts(struct counts *c)
 {
     memprof_unmap(c->acc, c->bytes);
     memprof_unmap(c->cur, c->bytes);
+}
+
+/* A non-negative estimate with two decimals, in integer arithmetic. */
+static void put_estimate(struct out *o, double v)
+{
+    uint64_t hundredths = v > 0 ? (uint64_t)(v * 100.0 + 0.5) : 0;
+    char frac[4] = {'.', (char)('0' + hundredths / 10 % 10), (char)('0' + hundredths % 10), 0};
+    put_u64(o, hundredths / 100);
+    puts_(o, frac);
+}
+
+/* After a stack's counters: the sums of its samples' weights (in use, then
+ * allocated), which jeprof skips and our parser prefers to scaling the counts
+ * by the stack's average size. */
+static void put_estimates(struct out *o, const struct memprof_stack_totals *cur,
+                          const struct memprof_stack_totals *acc)
+{
+    puts_(o, "# estimate: ");
+    put_estimate(o, cur->est_objs);
+    puts_(o, " ");
+    put_estimate(o, cur->est_bytes);
+    puts_(o, " ");
+    put_estimate(o, acc->est_objs);
+    puts_(o, " ");
+    put_estimate(o, acc->est_bytes);
+    puts_(o, "\n");
 }
 
 static void put_frames(struct out *o, const uintptr_t *frames, int depth)
@@ -261,10 +296,10 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         memprof_stack_get(id, &k);
         if (k.heap != (uint32_t)heap)
             continue;
-        acc_objs += c->acc[2 * (size_t)id];
-        acc_bytes += c->acc[2 * (size_t)id + 1];
-        cur_objs += c->cur[2 * (size_t)id];
-        cur_bytes += c->cur[2 * (size_t)id + 1];
+        acc_objs += c->acc[id].objs;
+        acc_bytes += c->acc[id].bytes;
+        cur_objs += c->cur[id].objs;
+        cur_bytes += c->cur[id].bytes;
     }
 
     puts_(o, "heap_v2/");
@@ -286,7 +321,15 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, "\n# max_depth: ");
     put_u64(o, (uint64_t)w->max_depth);
     puts_(o, "\n# dropped_samples: ");
-    put_u64(o, atomic_load(&memprof_dropped_samples));
+    put_u64(o, memprof_dropped_samples());
+    puts_(o, "\n# dropped: stack_table=");
+    put_u64(o, atomic_load(&memprof_drops.stack_table));
+    puts_(o, " live_table=");
+    put_u64(o, atomic_load(&memprof_drops.live_table));
+    puts_(o, " memory=");
+    put_u64(o, atomic_load(&memprof_drops.memory));
+    puts_(o, " bytes=");
+    put_u64(o, atomic_load(&memprof_drops.bytes));
     puts_(o, "\n");
     if (memprof_cfg.log_mode) {
         puts_(o, "# log: ");
@@ -309,9 +352,8 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     put_counters(o, cur_objs, cur_bytes, acc_objs, acc_bytes);
 
     for (uint32_t id = 0; id < c->nstacks; id++) {
-        uint64_t co = c->cur[2 * (size_t)id], cb = c->cur[2 * (size_t)id + 1];
-        uint64_t ao = c->acc[2 * (size_t)id], ab = c->acc[2 * (size_t)id + 1];
-        if (ao == 0 && co == 0)
+        const struct memprof_stack_totals *cur = &c->cur[id], *acc = &c->acc[id];
+        if (acc->objs == 0 && cur->objs == 0)
             continue;   /* a stack of an earlier window, or a failed allocation's */
         memprof_stack_get(id, &k);
         if (k.heap != (uint32_t)heap)
@@ -319,7 +361,8 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         if (heap == HEAP_HAL)
             put_hal_labels(o, k.label);
         put_frames(o, k.frames, k.depth);
-        put_counters(o, co, cb, ao, ab);
+        put_counters(o, cur->objs, cur->bytes, acc->objs, acc->bytes);
+        put_estimates(o, cur, acc);
     }
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
@@ -371,7 +414,7 @@ int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, 
 {
     struct counts c;
     int rc = -1;
-    if (gather_counts(&c, w->id)) {
+    if (gather_counts(&c, w)) {
         char path[MEMPROF_PATH_MAX];
         rc = write_heap_file(w, HEAP_HOST, &c, prefix, seq, path_out, path_len);
         for (int heap = HEAP_HOST + 1; rc == 0 && heap < HEAP_COUNT; heap++)

@@ -247,10 +247,17 @@ struct unwind_memo {
     uintptr_t ip[UNWIND_MEMO_DEPTH], slot[UNWIND_MEMO_DEPTH];
 };
 struct unwind_memo *memprof_unwind_memo(void) HIDDEN;   /* UNWIND_MEMO_ENTRIES of them */
+/* A stack's counts: samples and their bytes as jeprof reads them, and the sums
+ * of their weights (memprof_sample_weight), the unbiased estimates. */
+struct memprof_stack_totals {
+    uint64_t objs, bytes;
+    double est_objs, est_bytes;
+};
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
-bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window) HIDDEN;
-/* Adds the window's (objs, bytes) per stack id into out[2 * id ...]. */
-void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window) HIDDEN;
+bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t window) HIDDEN;
+/* Adds the window's counts per stack id into out[id]. */
+void memprof_stack_counts_sum(struct memprof_stack_totals *out, uint32_t nstacks,
+                              uint32_t window) HIDDEN;
 void memprof_stack_counts_after_fork(void) HIDDEN;
 /* Each thread's buffer of log events (event_log.c fills and drains them). */
 struct memprof_log_chunk;
@@ -267,8 +274,23 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
 /* Calls fn for every live sample (each stripe locked while it is visited). */
 void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), void *arg) HIDDEN;
 
-/* ---- counters (sample.c) ------------------------------------------------ */
-extern _Atomic uint64_t memprof_dropped_samples HIDDEN;
+/* ---- weights and drops (sample.c) ----------------------------------------- */
+/* How many allocations one sample of `size` bytes stands for: 1 / (1 - exp(-size/rate)),
+ * the inverse of its chance of being sampled (1 at rate 1).  Summed per stack it
+ * gives unbiased object and byte counts, whatever the mix of sizes. */
+double memprof_sample_weight(uint64_t size, uint64_t rate) HIDDEN;
+
+/* Samples the tables had no room for in the open window, by cause, and the
+ * allocations (unsampled) they stood for. */
+struct memprof_drops {
+    _Atomic uint64_t stack_table;   /* no stack id: missing from every figure */
+    _Atomic uint64_t live_table;    /* counted as allocated, missing from in-use */
+    _Atomic uint64_t memory;        /* no per-thread block: missing from every figure */
+    _Atomic uint64_t bytes;         /* unsampled bytes of all of them */
+};
+extern struct memprof_drops memprof_drops HIDDEN;
+void memprof_drops_reset(void) HIDDEN;
+uint64_t memprof_dropped_samples(void) HIDDEN;
 
 /* ---- dump (heap_writer.c) ------------------------------------------------ */
 struct memprof_window_info {

@@ -13,7 +13,33 @@
 #include "memprof_log.h"
 
 __thread struct memprof_thread memprof_thread TLS_IE;
-_Atomic uint64_t memprof_dropped_samples;
+struct memprof_drops memprof_drops;
+
+double memprof_sample_weight(uint64_t size, uint64_t rate)
+{
+    return rate > 1 && size > 0 ? 1.0 / -expm1(-(double)size / (double)rate) : 1.0;
+}
+
+void memprof_drops_reset(void)
+{
+    atomic_store(&memprof_drops.stack_table, 0);
+    atomic_store(&memprof_drops.live_table, 0);
+    atomic_store(&memprof_drops.memory, 0);
+    atomic_store(&memprof_drops.bytes, 0);
+}
+
+uint64_t memprof_dropped_samples(void)
+{
+    return atomic_load(&memprof_drops.stack_table) + atomic_load(&memprof_drops.live_table) +
+           atomic_load(&memprof_drops.memory);
+}
+
+static void drop(_Atomic uint64_t *cause, double weight, uint64_t size)
+{
+    atomic_fetch_add_explicit(cause, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&memprof_drops.bytes, (uint64_t)(weight * (double)size),
+                              memory_order_relaxed);
+}
 
 static uint64_t next_random(struct memprof_thread *t)
 {
@@ -67,10 +93,15 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
     uintptr_t frames[MEMPROF_MAX_DEPTH];
     struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
                                   label};
+    double weight = memprof_sample_weight(size, heap == HEAP_HOST ? memprof_cfg.rate
+                                                                   : memprof_cfg.device_rate);
     uint32_t stack = memprof_stack_intern(&k);
-    if (stack == STACK_NONE || !memprof_stack_count(stack, size, window) ||
-        !memprof_live_insert(key, stack, size))
-        atomic_fetch_add_explicit(&memprof_dropped_samples, 1, memory_order_relaxed);
+    if (stack == STACK_NONE)
+        drop(&memprof_drops.stack_table, weight, size);
+    else if (!memprof_stack_count(stack, size, weight, window))
+        drop(&memprof_drops.memory, weight, size);
+    else if (!memprof_live_insert(key, stack, size))
+        drop(&memprof_drops.live_table, weight, size);
     else {
         if (memprof_cfg.track_live)
             memprof_live_bytes_add(heap, size);

@@ -28,9 +28,15 @@ static _Atomic(struct thread_block *) blocks;
 static size_t counts_bytes;
 static pthread_key_t release_key;
 
-static inline _Atomic uint64_t *counts_of(struct thread_block *b)
+/* Written by the owner only, read by a dump: relaxed atomics, no read-modify-write. */
+struct stack_counts {
+    _Atomic uint64_t objs, bytes;
+    _Atomic double est_objs, est_bytes;
+};
+
+static inline struct stack_counts *counts_of(struct thread_block *b)
 {
-    return (_Atomic uint64_t *)((char *)b + HEADER_BYTES);
+    return (struct stack_counts *)((char *)b + HEADER_BYTES);
 }
 
 static void release_block(void *block)
@@ -43,7 +49,7 @@ static void release_block(void *block)
 
 int memprof_stack_counts_init(uint32_t max_stacks)
 {
-    counts_bytes = sizeof(uint64_t) * 2 * (size_t)max_stacks;
+    counts_bytes = sizeof(struct stack_counts) * (size_t)max_stacks;
     return pthread_key_create(&release_key, release_block) == 0 ? 0 : -1;
 }
 
@@ -99,7 +105,11 @@ void memprof_log_chunks_each(void (*fn)(struct memprof_log_chunk *))
     }
 }
 
-bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
+#define ADD_RELAXED(field, v) \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (v), \
+                          memory_order_relaxed)
+
+bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t window)
 {
     struct thread_block *b = this_thread_block();
     if (UNLIKELY(b == NULL))
@@ -108,22 +118,26 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, uint32_t window)
         memprof_zero_pages(counts_of(b), counts_bytes);
         atomic_store_explicit(&b->window, window, memory_order_release);
     }
-    _Atomic uint64_t *c = counts_of(b) + 2 * (size_t)stack;
-    atomic_store_explicit(&c[0], atomic_load_explicit(&c[0], memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&c[1], atomic_load_explicit(&c[1], memory_order_relaxed) + size,
-                          memory_order_relaxed);
+    struct stack_counts *c = counts_of(b) + stack;
+    ADD_RELAXED(c->objs, 1);
+    ADD_RELAXED(c->bytes, size);
+    ADD_RELAXED(c->est_objs, weight);
+    ADD_RELAXED(c->est_bytes, weight * (double)size);
     return true;
 }
 
-void memprof_stack_counts_sum(uint64_t *out, uint32_t nstacks, uint32_t window)
+void memprof_stack_counts_sum(struct memprof_stack_totals *out, uint32_t nstacks, uint32_t window)
 {
     for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
         if (atomic_load_explicit(&b->window, memory_order_acquire) != window)
             continue;
-        const _Atomic uint64_t *c = counts_of(b);
-        for (size_t i = 0; i < 2 * (size_t)nstacks; i++)
-            out[i] += atomic_load_explicit(&c[i], memory_order_relaxed);
+        const struct stack_counts *c = counts_of(b);
+        for (uint32_t i = 0; i < nstacks; i++) {
+            out[i].objs += atomic_load_explicit(&c[i].objs, memory_order_relaxed);
+            out[i].bytes += atomic_load_explicit(&c[i].bytes, memory_order_relaxed);
+            out[i].est_objs += atomic_load_explicit(&c[i].est_objs, memory_order_relaxed);
+            out[i].est_bytes += atomic_load_explicit(&c[i].est_bytes, memory_order_relaxed);
+        }
     }
 }
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.errors import HeapFileError
-from mem_profiler.parser.heapfile import Mapping, parse_heap, read_heap
+from mem_profiler.parser.heapfile import Drops, Mapping, parse_heap, read_heap
 from mem_profiler.parser.report_text import format_text
-from mem_profiler.parser.sampling import sample_values, scale_factors, unsample
+from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
 from mem_profiler.parser.symbolize import SymbolizedProfile, _strip_leaf_run
 
 OURS = """\
@@ -132,6 +133,52 @@ def test_unsampling_known_counts():
     # a 1 MiB allocation at 512 KiB is sampled with probability 1 - e^-2 = 0.865
     assert 1 / scale_factors(np.array([1]), np.array([1 << 20]), 512 << 10)[0] == pytest.approx(
         0.8647, abs=1e-4)
+
+
+WITH_ESTIMATES = OURS.replace(
+    "# dropped_samples: 3\n",
+    "# dropped_samples: 3\n# dropped: stack_table=1 live_table=2 memory=0 bytes=5000\n").replace(
+    "  t*: 100: 409600 [100: 409600]\n",
+    "  t*: 100: 409600 [100: 409600]\n# estimate: 100.50 409600.00 100.50 409600.00\n").replace(
+    "  t*: 20: 81920 [30: 122880]\n",
+    "  t*: 20: 81920 [30: 122880]\n# estimate: 45.25 90000.00 60.00 130000.75\n")
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_estimates_replace_scaling_by_the_average_size(bulk):
+    """The sums of the samples' weights, read in bulk or line by line (a blank line
+    among the stacks sends the whole section through the line reader)."""
+    second = "@ 0x55d0c0a01250"
+    text = WITH_ESTIMATES if bulk else WITH_ESTIMATES.replace(second, "\n" + second)
+    prof = parse_heap(text)
+    assert prof.drops == Drops(stack_table=1, live_table=2, memory=0, bytes=5000)
+    assert sample_values(prof, "inuse_objects").tolist() == [100.5, 45.25]
+    assert sample_values(prof, "inuse_space").tolist() == [409600.0, 90000.0]
+    assert sample_values(prof, "alloc_objects").tolist() == [100.5, 60.0]
+    assert sample_values(prof, "alloc_space").tolist() == [409600.0, 130000.75]
+    assert drop_note(prof) == (
+        "Dropped 3 samples standing for about 4.9 kB allocated: 1 because the stack table was"
+        " full (raise MEMPROF_MAX_STACKS): missing from every figure; 2 because the live table"
+        " was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing from the in-use "
+        "figures.")
+
+
+@pytest.mark.parametrize("line, what", [
+    ("# estimate: 1 2 3", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
+    ("# estimate: 1 2 3 nan", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
+    ("# estimate: 1 2 3 -4", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
+])
+def test_bad_estimate_lines_name_the_line(line, what):
+    text = WITH_ESTIMATES.replace("# estimate: 45.25 90000.00 60.00 130000.75", line)
+    with pytest.raises(HeapFileError, match=f"<heap>:21: {re.escape(what)}"):
+        parse_heap(text)
+
+
+def test_an_estimate_line_must_follow_a_counter_line():
+    text = WITH_ESTIMATES.replace("# dropped_samples: 3\n",
+                                  "# dropped_samples: 3\n# estimate: 1 2 3 4\n")
+    with pytest.raises(HeapFileError, match="does not follow a stack's counter line"):
+        parse_heap(text)
 
 
 def test_sample_indexes_pick_counters():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import subprocess
@@ -19,7 +20,8 @@ from conftest import (
     total,
 )
 
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.heapfile import Drops, read_heap
+from mem_profiler.parser.units import format_amount
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -87,6 +89,61 @@ def test_jeprof_reads_our_file_and_agrees(sites_1024, index):
     if index == "alloc_space":
         assert jeprof_names[:3] == ours[:3] == ["site_transient", "site_pages", "site_small"]
     assert jeprof_total == pytest.approx(total(heap, exe, index) / MiB, rel=0.01)
+
+
+def test_objects_of_a_stack_of_mixed_sizes_are_unbiased(build_fixture, tmp_path):
+    """One stack keeps 800,000 blocks of 32 B and 2,000 of 8 KiB: scaled by the stack's
+    average size (jeprof's way) its objects come out about 57,000; the sums of the
+    samples' weights give the 802,000 there are, and the bytes."""
+    exe = build_fixture("mixed_sizes")
+    small, large = 800_000, 2_000
+    proc, files = profile_run([exe, small, large], tmp_path / "m_", 1024)
+    heap = one_heap(proc, files)
+    objects = report(heap, exe, "inuse_objects")["mixed_site"][1]
+    space = report(heap, exe, "inuse_space")["mixed_site"][1]
+    sd_small, sd_large = relative_sd(small, 32, 1024), relative_sd(large, 8192, 1024)
+    assert_estimate(objects, small + large, math.hypot(small * sd_small, large * sd_large)
+                    / (small + large), 0.05)
+    truth = small * 32 + large * 8192
+    assert_estimate(space, truth, math.hypot(small * 32 * sd_small, large * 8192 * sd_large)
+                    / truth, 0.03)
+    assert read_heap(heap).drops == Drops(0, 0, 0, 0)
+
+
+def test_dropped_samples_are_reported_with_what_they_stood_for(build_fixture, tmp_path,
+                                                              clean_env, monkeypatch):
+    """A live table too small for the window: every report says how many samples were
+    dropped, why, and what they stood for; the allocated figures keep them."""
+    exe = build_fixture("mixed_sizes")
+    monkeypatch.setenv("MEMPROF_MAX_LIVE", "1000")
+    proc, files = profile_run([exe, 20_000, 0], tmp_path / "d_", 1)
+    heap = one_heap(proc, files)
+    drops = read_heap(heap).drops
+    assert drops.stack_table == drops.memory == 0 and drops.live_table > 10_000
+    # blocks of 32 B, and maybe libc's stdout buffer (the array of pointers came first)
+    missing = 20_000 - report(heap, exe, "inuse_objects")["mixed_site"][1]
+    assert drops.live_table - missing in (0, 1)
+    assert drops.bytes - 32 * missing in (0, 1024, 4096)
+    assert report(heap, exe, "alloc_objects")["mixed_site"][1] == 20_000
+    note = (f"Dropped {drops.live_table:,} samples standing for about "
+            f"{format_amount(drops.bytes, 'bytes')} allocated: {drops.live_table:,} because "
+            "the live table was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing "
+            "from the in-use figures.")
+    parser = [str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f", str(heap)]
+    text = subprocess.run([*parser, "-t"], capture_output=True, text=True, check=True).stdout
+    assert text.splitlines()[1] == note
+    document = json.loads(subprocess.run([*parser, "--json"], capture_output=True, text=True,
+                                         check=True).stdout)
+    assert document["dropped"]["live_table"] == drops.live_table
+    assert document["dropped"]["note"] == note
+    subprocess.run([*parser, "-s", "-o", str(tmp_path / "g.svg"), "--flame",
+                    str(tmp_path / "f.html"), "--pprof", str(tmp_path / "p.pb.gz")], check=True)
+    svg = (tmp_path / "g.svg").read_text()
+    assert f"Dropped {drops.live_table:,} samples" in svg
+    assert json.dumps(note)[1:-1] in (tmp_path / "f.html").read_text()
+    pprof = subprocess.run(["go", "tool", "pprof", "-raw", str(tmp_path / "p.pb.gz")],
+                           capture_output=True, text=True, check=True).stdout
+    assert note in pprof
 
 
 # --- exact mode ---------------------------------------------------------------------
