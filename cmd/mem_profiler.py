@@ -93,6 +93,10 @@ def cli(ctx: click.Context, **capture: object) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
     click.echo("succeeded in collecting memory data!  " + "  ".join(result.paths))
+    if result.status.dropped_samples:
+        click.echo(f"mem_profiler: {result.status.dropped_samples:,} samples were dropped (a "
+                   "table of the sampler was full): each report says what is missing",
+                   err=True)
 
 
 def wants_attach(pid: int, attach_flag: bool | None) -> bool:
@@ -108,8 +112,9 @@ def wants_attach(pid: int, attach_flag: bool | None) -> bool:
 def show_progress(elapsed: float, status: Status) -> None:
     live = "  ".join(f"{heap} ≈ {mib(n)}" for heap, n in status.heap_live_bytes.items()
                      if n or heap == "host")
-    click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples   live: {live}   ",
-               nl=False, err=True)
+    dropped = f"   {status.dropped_samples:,} dropped" if status.dropped_samples else ""
+    click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples{dropped}   "
+               f"live: {live}   ", nl=False, err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

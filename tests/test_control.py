@@ -20,6 +20,7 @@ from conftest import LIBMEMPROF, ROOT, VENV_BIN, assert_estimate, relative_sd, r
 
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
 from mem_profiler.controller import capture_window, list_targets
+from mem_profiler.parser.heapfile import read_heap
 
 MiB = 1024 * 1024
 MEM_PROFILER = str(VENV_BIN / "mem_profiler")
@@ -38,8 +39,10 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
 class Server:
     """tests/fixtures/server.c with the sampler loaded and idle."""
 
-    def __init__(self, exe: Path, *args: str, user: str | None = None) -> None:
+    def __init__(self, exe: Path, *args: str, user: str | None = None,
+                 sampler_env: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")}
+        env.update(sampler_env or {})
         argv = [str(exe), *args]
         if user:   # runuser itself runs without the sampler: it keeps our pid
             argv = ["runuser", "-u", user, "--", "env", f"LD_PRELOAD={LIBMEMPROF}", *argv]
@@ -117,6 +120,23 @@ def test_command_line_capture(server, server_exe, tmp_path):
     check_server_window(heap, server_exe)
     listing = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True).stdout
     assert f"{server.pid}  " in listing and str(heap) in listing
+
+
+def test_dropped_samples_are_said_by_the_controller(server_exe, tmp_path):
+    s = Server(server_exe, sampler_env={"MEMPROF_MAX_LIVE": "1000"})
+    try:
+        proc = subprocess.run([MEM_PROFILER, "-p", str(s.pid), "-s", "0.3", "-c", "1",
+                               "-o", str(tmp_path / "d_")], capture_output=True, text=True,
+                              timeout=30)
+    finally:
+        s.stop()
+    assert proc.returncode == 0, proc.stderr
+    heap = tmp_path / f"d_{s.pid}.0001.heap"
+    assert proc.stdout == f"succeeded in collecting memory data!  {heap}\n"
+    dropped = read_heap(heap).dropped_samples
+    assert dropped > 0
+    assert proc.stderr == (f"mem_profiler: {dropped:,} samples were dropped (a table of the "
+                           "sampler was full): each report says what is missing\n")
 
 
 def test_without_pid_the_only_capturable_process_is_taken(server, tmp_path):
