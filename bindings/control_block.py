@@ -6,10 +6,12 @@ requests are written here and the target's control thread is woken on a futex.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
 import os
+import stat
 import time
 from dataclasses import dataclass
 
@@ -55,12 +57,15 @@ struct memprof_control {
     uint64_t heap_peak_bytes[8];
     char last_dump[4096];
     char message[256];
+    uint32_t failed_dumps;
+    uint32_t reserved2;
+    char dump_failure[512];
 };
 struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 3
+ABI = 4
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH = 1, 2, 3, 4
 STATE_IDLE, STATE_CAPTURING = 0, 1
@@ -79,7 +84,70 @@ class ControlError(RuntimeError):
 
 
 def segment_path(pid: int) -> str:
+    """Where pid's block is made: mem_profiler.<pid>, or, when another user has taken
+    that name, mem_profiler.<pid>.<random> (see block_candidates)."""
     return os.path.join(SEGMENT_DIR, f"{SEGMENT_PREFIX}{pid}")
+
+
+def block_pid(name: str) -> int | None:
+    """The pid a /dev/shm entry's name claims a block for, None for other names."""
+    if not name.startswith(SEGMENT_PREFIX):
+        return None
+    digits = name[len(SEGMENT_PREFIX):].split(".", 1)[0]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
+def block_candidates(pid: int) -> list[str]:
+    """Paths that may hold pid's block, the usual name first; none of them is trusted
+    before `_open_trusted` has checked it: anyone can create files in /dev/shm."""
+    try:
+        names = [e.name for e in os.scandir(SEGMENT_DIR) if block_pid(e.name) == pid]
+    except OSError:
+        return []
+    return [os.path.join(SEGMENT_DIR, n) for n in sorted(names, key=len)]
+
+
+def process_owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def find_block(pid: int) -> str | None:
+    """The path of a block for pid that its owner made (it may be an earlier process's:
+    ControlBlock.open tells), or None."""
+    owner = process_owner(pid)
+    for path in block_candidates(pid):
+        fd = None if owner is None else _open_trusted(path, owner)
+        if fd is not None:
+            os.close(fd)
+            return path
+    return None
+
+
+def remove_blocks_of_ended(pid: int) -> None:
+    """Removes the blocks of ours that an ended process left (killed: no exit handler
+    ran)."""
+    for path in block_candidates(pid):
+        with contextlib.suppress(OSError):
+            if os.lstat(path).st_uid == os.getuid() and stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
+
+
+def _open_trusted(path: str, owner: int) -> int | None:
+    """A descriptor of `path` if it is a regular file of `owner`, mode 0600, of a block's
+    size: never following a link nor blocking on a FIFO; None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if (not stat.S_ISREG(st.st_mode) or st.st_uid != owner or st.st_mode & 0o077
+            or st.st_size != ffi.sizeof("struct memprof_control")):
+        os.close(fd)
+        return None
+    return fd
 
 
 def process_start_time(pid: int) -> int | None:
@@ -107,6 +175,8 @@ class Status:
     last_dump: str
     injected: bool          # loaded by mem_profiler --attach: hooks by GOT redirection
     redirected_slots: int   # GOT slots holding a hook now
+    failed_dumps: int       # dumps that could not be written
+    dump_failure: str       # why the last of them failed
 
 
 class ControlBlock:
@@ -120,39 +190,33 @@ class ControlBlock:
 
     @classmethod
     def open(cls, pid: int) -> ControlBlock:
-        """Opens and checks pid's block; ControlError (one sentence) when it cannot be used."""
+        """Opens and checks pid's block; ControlError (one sentence) when it cannot be used.
+        Blocks of ours left by an earlier process with the same pid are removed."""
         start = process_start_time(pid)
         if start is None:
             raise ControlError(f"there is no process {pid}")
-        owner = os.stat(f"/proc/{pid}").st_uid
+        owner = process_owner(pid)
         if owner != os.getuid():
             raise ControlError(f"process {pid} belongs to {user_name(owner)}; "
                                "only its owner can capture it")
-        path = segment_path(pid)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ControlError(no_sampler_message(pid)) from None
-        except PermissionError:
-            raise ControlError(f"the control block of process {pid} is not ours ({path}); "
-                               "only the process's owner can capture it") from None
-        try:
+        stale = False
+        for path in block_candidates(pid):
+            fd = _open_trusted(path, owner)
+            if fd is None:
+                continue
             block = cls(pid, fd, mmap.mmap(fd, ffi.sizeof("struct memprof_control")))
-        except (ValueError, OSError):
-            os.close(fd)
-            raise ControlError(f"{path} is not a mem_profiler control block") from None
-        if not block.belongs_to_live_process(start):
+            if block.belongs_to_live_process(start):
+                return block
             block.close()
-            os.unlink(path)
-            raise ControlError(f"removed a stale control block of an earlier process {pid}; "
-                               + no_sampler_message(pid))
-        return block
+            os.unlink(path)   # ours, of an earlier process that had this pid
+            stale = True
+        message = no_sampler_message(pid)
+        raise ControlError(f"removed a stale control block of an earlier process {pid}; "
+                           + message if stale else message)
 
     def belongs_to_live_process(self, start_time: int | None) -> bool:
         c = self._c
-        if os.fstat(self._fd).st_uid != os.getuid():
-            return False
-        if c.magic != MAGIC or c.abi != ABI or c.pid != self.pid or c.start_time != start_time:
+        if c.magic != MAGIC or c.pid != self.pid or c.abi != ABI or c.start_time != start_time:
             return False
         try:
             return os.readlink(f"/proc/{self.pid}/exe") == ffi.string(c.exe).decode()
@@ -199,7 +263,9 @@ class ControlBlock:
                       heap_live_bytes={h: c.heap_live_bytes[i] for i, h in enumerate(HEAPS)},
                       heap_peak_bytes={h: c.heap_peak_bytes[i] for i, h in enumerate(HEAPS)},
                       last_dump=ffi.string(c.last_dump).decode(errors="replace"),
-                      injected=bool(c.injected), redirected_slots=c.redirected_slots)
+                      injected=bool(c.injected), redirected_slots=c.redirected_slots,
+                      failed_dumps=c.failed_dumps,
+                      dump_failure=ffi.string(c.dump_failure).decode(errors="replace"))
 
     def _wait_ack(self, seq: int, timeout: float) -> None:
         c = self._c

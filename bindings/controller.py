@@ -3,6 +3,8 @@ follow it, close it and collect the files (the target side is sampler/control.c)
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import time
 from collections.abc import Callable
@@ -15,14 +17,15 @@ from mem_profiler.control_block import (
     CMD_STATUS,
     CMD_STOP,
     SEGMENT_DIR,
-    SEGMENT_PREFIX,
     START_LOG,
     START_TRACK_LIVE,
     ControlBlock,
     ControlError,
     Status,
+    block_pid,
+    find_block,
+    process_owner,
     process_start_time,
-    segment_path,
     user_name,
 )
 from mem_profiler.inject import inject
@@ -46,36 +49,47 @@ class Target:
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+            text = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """Text of another process (its command line, a path) as ps shows it: a character
+    that is not printable (a newline, an escape sequence) becomes '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def list_targets(clean: bool = True) -> list[Target]:
     """Every live process with a control block, by pid; stale blocks of ours (their
-    process gone, or another process now has the pid) are removed when `clean`."""
-    targets = []
+    process gone, or another process now has the pid) are removed when `clean`. Entries
+    that are not a regular file of the process's owner are not blocks: anyone can put
+    files in /dev/shm."""
+    targets = {}
     for entry in os.scandir(SEGMENT_DIR):
-        suffix = entry.name[len(SEGMENT_PREFIX):]
-        if not entry.name.startswith(SEGMENT_PREFIX) or not suffix.isdigit():
+        pid = block_pid(entry.name)
+        if pid is None or pid in targets or not entry.is_file(follow_symlinks=False):
             continue
-        pid, owner = int(suffix), entry.stat().st_uid
-        state, last_dump = "?", ""
-        if owner == os.getuid():
-            state, last_dump = _state_of(pid)
-            if state == "stale" and clean and os.path.exists(entry.path):
-                os.unlink(entry.path)
-        elif process_start_time(pid) is None:
-            state = "stale"   # another user's, left by a process that is gone
+        owner, file_owner = process_owner(pid), entry.stat(follow_symlinks=False).st_uid
+        if owner is None or process_start_time(pid) is None:
+            if clean and file_owner == os.getuid():   # ours, left by a process that is gone
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+            continue
+        if file_owner != owner:
+            continue
+        state, last_dump = _state_of(pid) if owner == os.getuid() else ("?", "")
         if state != "stale":
-            targets.append(Target(pid, user_name(owner), state, _cmdline(pid), last_dump))
-    return sorted(targets, key=lambda t: t.pid)
+            targets[pid] = Target(pid, user_name(owner), state, _cmdline(pid),
+                                  printable(last_dump))
+    return [targets[pid] for pid in sorted(targets)]
 
 
 def _state_of(pid: int) -> tuple[str, str]:
     """(state, last dump) of one of our processes; the status is read, not asked for."""
     try:
-        with ControlBlock.open(pid) as block:
+        with ControlBlock.open(pid) as block:   # removes a stale block of ours
             status = block.status()
     except ControlError:
         return "stale", ""
@@ -98,7 +112,7 @@ def only_target() -> int:
 def has_sampler(pid: int) -> bool:
     """Whether pid has a control block (one left by an earlier process with the same pid
     is found out, and removed, when it is opened)."""
-    return os.path.exists(segment_path(pid))
+    return find_block(pid) is not None
 
 
 def attach(pid: int, timeout: float = 5.0) -> None:
@@ -106,7 +120,7 @@ def attach(pid: int, timeout: float = 5.0) -> None:
     for its control block. AttachError when it cannot be loaded."""
     inject(pid, library_path())
     end = time.monotonic() + timeout
-    while not os.path.exists(segment_path(pid)):
+    while find_block(pid) is None:
         if process_start_time(pid) is None or time.monotonic() > end:
             raise ControlError(f"process {pid} loaded the sampler but made no control block "
                                f"in {timeout:g} s")
@@ -120,6 +134,7 @@ def detach(pid: int) -> tuple[Status, list[str]]:
         block.lock()
         before = block.request(CMD_STATUS)
         status = block.request(CMD_DETACH)
+    check_dump(pid, before, status)
     closed = before.capturing and status.dumps > before.dumps
     return status, dump_files(status.last_dump) if closed else []
 
@@ -159,16 +174,34 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
             pass
         except ControlError:
             if process_start_time(pid) is None:
-                raise ControlError(f"process {pid} ended during the capture; nothing was "
-                                   "collected") from None
+                raise ControlError(ended_during_window(pid, prefix)) from None
             raise
         try:
             status = block.request(CMD_STOP)
         except ControlError:
-            status = block.request(CMD_STATUS)
+            status = block.request(CMD_STATUS)   # closed at its deadline already?
+            check_dump(pid, before, status)
             if status.dumps == before.dumps:
-                raise                              # why the dump failed, in the target's words
+                raise
+        check_dump(pid, before, status)
         return CaptureResult(paths=dump_files(status.last_dump), status=status)
+
+
+def check_dump(pid: int, before: Status, after: Status) -> None:
+    """ControlError with the target's reason when a dump since `before` failed."""
+    if after.failed_dumps > before.failed_dumps:
+        raise ControlError(f"process {pid} {after.dump_failure or 'could not write its profile'}")
+
+
+def ended_during_window(pid: int, prefix: str) -> str:
+    """What a process that ended during a window left: a .heap file if its exit handlers
+    ran, the event log of a log-mode window even if it was killed."""
+    stem = absolute_prefix(prefix) + f"{pid}."
+    left = sorted(glob.glob(glob.escape(stem) + "[0-9][0-9][0-9][0-9]*.heap")
+                  + glob.glob(glob.escape(stem) + "[0-9][0-9][0-9][0-9].*.memlog"))
+    if not left:
+        return f"process {pid} ended during the capture; nothing was collected"
+    return f"process {pid} ended during the capture; it left {', '.join(left)}"
 
 
 def dump_files(host_file: str) -> list[str]:

@@ -25,7 +25,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from mem_profiler import ptrace
-from mem_profiler.control_block import process_start_time, segment_path, user_name
+from mem_profiler.control_block import process_start_time, remove_blocks_of_ended, user_name
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
 _CAP_SYS_PTRACE = 19
@@ -394,6 +394,10 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
     if not os.path.isfile(f"/proc/{pid}/root{library}"):
         raise AttachError(f"process {pid} cannot see {library} (another mount namespace?)")
     maps = read_maps(pid)
+    if any(os.path.basename(m.path) == library.name for m in maps):
+        raise AttachError(f"process {pid} has the sampler loaded already but made no control "
+                          "block (was it started with MEMPROF_CONTROL=0?): it cannot be "
+                          "captured from outside; start it again without MEMPROF_CONTROL=0")
     loader = find_loader_functions(pid, maps)
     threads = _Threads(pid)
     try:
@@ -415,7 +419,7 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
     except (OSError, AttachError) as err:
         exiting = isinstance(err, TargetEnded) or getattr(err, "errno", None) == errno.ESRCH
         if _gone(pid, wait=2.0 if exiting else 0.0):
-            Path(segment_path(pid)).unlink(missing_ok=True)   # its constructor ran, then it died
+            remove_blocks_of_ended(pid)   # its constructor ran, then it died
             raise TargetEnded(pid) from None
         if isinstance(err, AttachError):
             raise

@@ -62,6 +62,7 @@ class RunResult:
     exit_code: int
     pid: int
     heap_files: list[Path] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)   # dumps not written, and why
 
 
 def absolute_prefix(prefix: str) -> str:
@@ -102,10 +103,18 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
     folder = check_output_folder(settings.prefix)
     pattern = heap_file_pattern(settings.prefix)
     before = _heap_files(folder, pattern)
+    # The sampler says on this pipe which dumps it could not write, and why.
+    report_read, report_write = os.pipe()
+    os.set_blocking(report_read, False)
+    env = settings.environment()
+    env["MEMPROF_REPORT_FD"] = str(report_write)
     try:
-        proc = subprocess.Popen(argv, env=settings.environment())
+        proc = subprocess.Popen(argv, env=env, pass_fds=(report_write,))
     except OSError as err:
+        os.close(report_read)
         raise LaunchError(f"cannot run {argv[0]!r}: {err.strerror}") from None
+    finally:
+        os.close(report_write)
 
     # Ctrl-C reaches the program through the terminal; we wait for it to finish
     # writing its profile. SIGTERM/SIGHUP sent to us alone are passed on.
@@ -123,4 +132,20 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
     after = _heap_files(folder, pattern)
     written = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
     exit_code = status if status >= 0 else 128 - status
-    return RunResult(exit_code=exit_code, pid=proc.pid, heap_files=written)
+    return RunResult(exit_code=exit_code, pid=proc.pid, heap_files=written,
+                     failures=_reported_failures(report_read))
+
+
+def _reported_failures(fd: int) -> list[str]:
+    """The lines the sampler wrote to the report pipe ("<pid> <why>"), whatever is there
+    now: a child that outlives the program may still hold the pipe open."""
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    return [line.split(" ", 1)[1] for line in data.decode(errors="replace").splitlines()
+            if " " in line]

@@ -169,10 +169,13 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
         fail(str(err))
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
-    if not result.heap_files and not idle:
+    for failure in result.failures:
+        click.echo(f"mem_profiler: {failure}", err=True)
+    if not result.heap_files and not result.failures and not idle:
         click.echo(f"mem_profiler: {command[0]} wrote no profile (it ended without running "
                    "exit handlers, e.g. killed or _exit)", err=True)
-    sys.exit(result.exit_code)
+    # A profile that could not be written fails the run, even where the program did not.
+    sys.exit(result.exit_code or (1 if result.failures else 0))
 
 
 def check_leaks_at_exit(command: list[str], threshold: str, rate: int, device_rate: int,

@@ -20,11 +20,16 @@
  *   MEMPROF_TRACK_LIVE=1       keep live bytes and their peak (live_bytes.c): shared
  *                              counters, so off unless asked (the gate, log mode)
  *   MEMPROF_MODE=log           also write the event log (event_log.c)
- *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept */
+ *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept
+ *   MEMPROF_REPORT_FD=N        a pipe (`mem_profiler run`'s) told of each dump
+ *                              that could not be written, and why */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "memprof.h"
@@ -51,9 +56,13 @@ static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t last_window;
 static uint64_t window_start_ns;
 static _Atomic uint64_t window_deadline_ns;
-static unsigned dump_seq;
+static unsigned dump_seq;                  /* .heap files written: failures do not count */
 static char last_dump[MEMPROF_PATH_MAX];
+static unsigned failed_dumps;
+static char dump_failure[MEMPROF_PATH_MAX + 128];   /* why the last failed dump failed */
 static bool tables_ready;
+static int report_fd = -1;                 /* MEMPROF_REPORT_FD, while it is that pipe */
+static ino_t report_ino;
 static bool verbose;
 static bool control;   /* a control block, so the process can be captured from outside */
 
@@ -133,6 +142,38 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
     return rc;
 }
 
+/* The pipe of MEMPROF_REPORT_FD, if the descriptor is one: checked again before each
+ * report, so that a program that closed it and opened a file under its number
+ * never gets our line written into that file. */
+static void open_report_pipe(void)
+{
+    struct stat st;
+    int fd = (int)memprof_getenv_u64("MEMPROF_REPORT_FD", (uint64_t)-1);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        report_fd = fd;
+        report_ino = st.st_ino;
+    }
+}
+
+/* Tells the pipe, or else stderr. */
+static void report_failure(const char *message)
+{
+    struct stat st;
+    if (report_fd < 0 || fstat(report_fd, &st) != 0 || !S_ISFIFO(st.st_mode) ||
+        st.st_ino != report_ino) {
+        memprof_log("%s", message);
+        return;
+    }
+    char line[PIPE_BUF];   /* written at once: lines of several processes never mix */
+    int n = snprintf(line, sizeof line, "%d %s\n", (int)getpid(), message);
+    if (n >= (int)sizeof line) {
+        n = (int)sizeof line;
+        line[n - 1] = '\n';
+    }
+    ssize_t unused = write(report_fd, line, (size_t)n);
+    (void)unused;
+}
+
 static int write_window(bool close, char *path_out, size_t path_len)
 {
     memprof_enter();
@@ -157,15 +198,20 @@ static int write_window(bool close, char *path_out, size_t path_len)
             .end_ns = memprof_now_ns(),
         };
         char path[MEMPROF_PATH_MAX];
-        rc = memprof_write_dump(&w, memprof_cfg.prefix, ++dump_seq, memprof_device_heaps_used(),
+        rc = memprof_write_dump(&w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
                                 path, sizeof path);
-        if (rc == 0)
+        if (rc == 0) {
+            dump_seq++;
             strcpy(last_dump, path);
-        if (rc == 0 && verbose)
-            memprof_log("wrote %s", path);
-        else if (rc != 0)
-            memprof_log("could not write %s%d.%04u.heap: %s", memprof_cfg.prefix,
-                        (int)getpid(), dump_seq, strerror(errno));
+            if (verbose)
+                memprof_log("wrote %s", path);
+        } else {
+            failed_dumps++;
+            int n = snprintf(dump_failure, sizeof dump_failure, "could not write %s%d.%04u.heap: %s",
+                             memprof_cfg.prefix, (int)getpid(), dump_seq + 1, strerror(errno));
+            (void)n;   /* it fits: set_prefix keeps the prefix 32 bytes short of the path limit */
+            report_failure(dump_failure);
+        }
         if (rc == 0 && path_out != NULL && path_len > 0)
             strncpy(path_out, path, path_len - 1)[path_len - 1] = '\0';
     }
@@ -219,6 +265,8 @@ void memprof_capture_status(struct memprof_status *s)
     s->deadline_ns = atomic_load(&window_deadline_ns);
     s->dropped_samples = memprof_dropped_samples();
     strcpy(s->last_dump, last_dump);
+    s->failed_dumps = failed_dumps;
+    strcpy(s->dump_failure, dump_failure);
     struct live_sum sum = {0, {0}};
     if (s->capturing)
         memprof_live_foreach(add_live_sample, &sum);
@@ -288,6 +336,13 @@ static void on_fork_child(void)
     memprof_thread.tid = 0;
     window_start_ns = memprof_now_ns();
     dump_seq = 0;
+    failed_dumps = 0;
+    dump_failure[0] = '\0';
+    /* The child's window gets a log of its own, named after the child. */
+    if (atomic_load(&memprof_active_window) != 0 && memprof_cfg.log_mode &&
+        memprof_log_open(memprof_cfg.prefix, 1, memprof_cfg.log_cap, memprof_cfg.log_files) != 0)
+        memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
+                    strerror(errno));
 }
 
 __attribute__((constructor(102))) static void capture_init(void)
@@ -324,6 +379,7 @@ __attribute__((constructor(102))) static void capture_init(void)
         memprof_log("MEMPROF_PREFIX is too long; using %s", MEMPROF_DEFAULT_PREFIX);
 
     memprof_unwind_init();
+    open_report_pipe();
     pthread_atfork(NULL, NULL, on_fork_child);
     control = memprof_getenv_u64("MEMPROF_CONTROL", 1) != 0;
     uint64_t parent = memprof_getenv_u64("MEMPROF_PARENT_PID", 0);

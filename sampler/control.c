@@ -34,7 +34,7 @@
 _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slot");
 
 static struct memprof_control *block;
-static char block_path[64];
+static char block_path[64];   /* where it is: mem_profiler.<pid>[.<random>] */
 static _Atomic bool main_thread_gone;
 
 #define MAIN_WATCH_IDLE_NS 1000000000ull   /* main thread alive: look once a second */
@@ -82,6 +82,8 @@ static void publish_status(void)
         block->heap_peak_bytes[h] = s.heap_peak_bytes[h];
     }
     copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
+    block->failed_dumps = s.failed_dumps;
+    copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
 }
 
 static int carry_out(uint32_t command)
@@ -121,12 +123,13 @@ static void remove_stale_blocks(void)
         return;
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
-        int pid;
-        char rest;
+        int pid, end = 0;
         struct stat st;
-        if (sscanf(e->d_name, "mem_profiler.%d%c", &pid, &rest) != 1 || pid == getpid() ||
+        /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
+        if (sscanf(e->d_name, "mem_profiler.%d%n", &pid, &end) != 1 ||
+            (e->d_name[end] != '\0' && e->d_name[end] != '.') || pid == getpid() ||
             fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            st.st_uid != getuid())
+            !S_ISREG(st.st_mode) || st.st_uid != getuid())
             continue;
         if (kill(pid, 0) != 0 && errno == ESRCH)
             unlinkat(dirfd(dir), e->d_name, 0);
@@ -251,16 +254,17 @@ static void *control_thread(void *arg)
     return NULL;
 }
 
-/* The block is made under a temporary name and renamed into place once its
- * identity is written, so a reader never finds a half-made block (and the
- * rename replaces a block left by an earlier process with our pid). */
+/* The block is made under a new, unpredictable temporary name (O_EXCL,
+ * O_NOFOLLOW) and renamed into place once its identity is written, so a reader
+ * never finds a half-made block; the rename replaces a block left by an earlier
+ * process of ours with our pid.  Where another user has taken the name
+ * mem_profiler.<pid> (a file of theirs, a directory), the block goes to
+ * mem_profiler.<pid>.<random> instead: readers look at both and trust only a
+ * regular file of the process's owner, mode 0600, that names the process. */
 static int create_block(void)
 {
-    char tmp[80];
-    snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
-    snprintf(tmp, sizeof tmp, "/dev/shm/.mem_profiler.%d.new", (int)getpid());
-    unlink(tmp);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    char tmp[96];
+    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp);
     if (fd < 0)
         return -1;
     void *p = MAP_FAILED;
@@ -280,11 +284,21 @@ static int create_block(void)
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     publish_status();
-    if (rename(tmp, block_path) != 0) {
-        unlink(tmp);
-        munmap(block, sizeof *block);
-        block = NULL;
-        return -1;
+    snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
+    for (int attempt = 0; rename(tmp, block_path) != 0; attempt++) {
+        char name[9];
+        memprof_random_name(name);
+        if (attempt == 8 || (errno != EISDIR && errno != EPERM && errno != EACCES &&
+                             errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR)) {
+            int saved = errno;
+            unlink(tmp);
+            munmap(block, sizeof *block);
+            block = NULL;
+            errno = saved;
+            return -1;
+        }
+        snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d.%s", (int)getpid(),
+                 name);
     }
     return 0;
 }

@@ -41,23 +41,30 @@ static size_t buf_len;
 static uint64_t *emitted;                /* stack ids already in the current file */
 static size_t emitted_bytes;
 static struct memprof_log_header header;
+static int log_error;                    /* errno of the write that stopped the log */
 
 bool memprof_log_active(void)
 {
     return atomic_load_explicit(&active, memory_order_relaxed);
 }
 
+/* After a failed write (a full disk) the log stops where it is: the files
+ * written stay as they are, none is deleted for a new one that could not be
+ * written, and the .heap file says why the log ends early. */
+static void stop_locked(int error)
+{
+    log_error = error;
+    atomic_store(&active, false);
+    if (fd >= 0)
+        close(fd);
+    fd = -1;
+    buf_len = 0;
+}
+
 static void flush_locked(void)
 {
-    size_t done = 0;
-    while (fd >= 0 && done < buf_len) {
-        ssize_t n = write(fd, buf + done, buf_len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;   /* a full disk loses events, never the program */
-        done += (size_t)n;
-    }
+    if (fd >= 0 && buf_len > 0 && memprof_write_all(fd, buf, buf_len) != 0)
+        stop_locked(errno);
     buf_len = 0;
 }
 
@@ -66,16 +73,26 @@ static void file_name(char *path, size_t len, unsigned index)
     snprintf(path, len, "%s.%u.memlog", base, index);
 }
 
+/* A new file, made under a temporary name that nothing planted can redirect
+ * and renamed into place once its header is on disk; only then is the oldest
+ * file beyond the count deleted. */
 static int open_file_locked(void)
 {
-    char path[MEMPROF_PATH_MAX + 32];
+    char path[MEMPROF_PATH_MAX + 32], tmp[MEMPROF_PATH_MAX + 48];
     file_name(path, sizeof path, file_index);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
+    int f = memprof_create_temp(path, tmp, sizeof tmp);
+    if (f < 0)
         return -1;
     header.file_index = file_index;
-    memcpy(buf, &header, sizeof header);
-    buf_len = sizeof header;
+    if (memprof_write_all(f, &header, sizeof header) != 0 || rename(tmp, path) != 0) {
+        int saved = errno;
+        close(f);
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    fd = f;
+    buf_len = 0;
     file_bytes = sizeof header;
     memset(emitted, 0, emitted_bytes);
     while (file_index - oldest_index + 1 > max_files) {
@@ -90,10 +107,13 @@ static void rotate_if_needed_locked(size_t incoming)
     if (file_bytes + incoming <= cap_bytes || file_bytes == sizeof header)
         return;
     flush_locked();
+    if (fd < 0)
+        return;
     close(fd);
+    fd = -1;
     file_index++;
     if (open_file_locked() != 0)
-        atomic_store(&active, false);
+        stop_locked(errno);
 }
 
 static void append_locked(const void *record, size_t len)
@@ -208,7 +228,10 @@ int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned fi
         header.device_rate = memprof_cfg.device_rate;
         header.start_ns = memprof_now_ns();
         header.interval_ms = MEMPROF_LOG_INTERVAL_MS;
+        log_error = 0;
         rc = open_file_locked();
+        if (rc != 0)
+            log_error = errno;
     }
     atomic_store(&active, rc == 0);
     pthread_mutex_unlock(&log_lock);
@@ -217,7 +240,12 @@ int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned fi
 
 const char *memprof_log_base(void)
 {
-    return base;
+    return base[0] != '\0' && header.pid == (int32_t)getpid() ? base : NULL;
+}
+
+int memprof_log_error(void)
+{
+    return log_error;
 }
 
 void memprof_log_close(void)

@@ -1,7 +1,8 @@
 /* The .heap writer: jemalloc heap_v2 with `#` extension lines, so jeprof
  * reads our files unchanged (layout in DESIGN.md §2).  Written through raw
- * system calls into an mmap'd buffer, to a temporary name in the target
- * folder, then renamed into place: a reader never sees half a file. */
+ * system calls into an mmap'd buffer, to a new temporary name in the target
+ * folder (memprof_create_temp), then renamed into place: a reader never sees
+ * half a file, and nothing planted there can redirect the write. */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,19 +21,14 @@ struct out {
     char *buf;
     size_t len;
     bool failed;
+    int error;      /* errno of the failed write */
 };
 
 static void flush(struct out *o)
 {
-    size_t done = 0;
-    while (done < o->len && !o->failed) {
-        ssize_t n = write(o->fd, o->buf + done, o->len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            o->failed = true;
-        else
-            done += (size_t)n;
+    if (!o->failed && memprof_write_all(o->fd, o->buf, o->len) != 0) {
+        o->failed = true;
+        o->error = errno;
     }
     o->len = 0;
 }
@@ -52,6 +48,31 @@ static void put(struct out *o, const char *s, size_t n)
 }
 
 static void puts_(struct out *o, const char *s) { put(o, s, strlen(s)); }
+
+/* Text in a `#` line, so that a name with a newline cannot end the line and
+ * forge the next: backslash, newline, carriage return and tab as \\ \n \r \t,
+ * other control bytes as \xHH.  The reader (parser/heapfile.py) undoes it. */
+static void put_escaped(struct out *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[4] = {'\\', 0, 0, 0};
+        size_t len = 2;
+        if (c == '\\' || c == '\n' || c == '\r' || c == '\t')
+            esc[1] = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        else if (c < 0x20 || c == 0x7f) {
+            esc[1] = 'x';
+            esc[2] = hex[c >> 4];
+            esc[3] = hex[c & 15];
+            len = 4;
+        } else {
+            esc[0] = (char)c;
+            len = 1;
+        }
+        put(o, esc, len);
+    }
+}
 
 static void put_u64(struct out *o, uint64_t v)
 {
@@ -103,13 +124,13 @@ static void put_cmdline(struct out *o)
 {
     char args[4096];
     ssize_t n = (ssize_t)memprof_read_small_file(PROC_THREAD_SELF "cmdline", args, sizeof args);
-    while (n > 0 && (args[n - 1] == '\0' || args[n - 1] == '\n'))
+    while (n > 0 && args[n - 1] == '\0')
         n--;
     for (ssize_t i = 0; i < n; i++)
-        if (args[i] == '\0' || args[i] == '\n')
+        if (args[i] == '\0')
             args[i] = ' ';
     if (n > 0)
-        put(o, args, (size_t)n);
+        put_escaped(o, args, (size_t)n);
 }
 
 /* ---- build ids of the loaded ELF objects --------------------------------- */
@@ -157,7 +178,7 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
         text[2 * i + 1] = hex[id[i] & 15];
     }
     puts_(ctx->o, "# build_id: ");
-    puts_(ctx->o, path);
+    put_escaped(ctx->o, path, strlen(path));
     puts_(ctx->o, " ");
     put(ctx->o, text, 2 * n);
     puts_(ctx->o, "\n");
@@ -309,7 +330,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, "\n# cmdline: ");
     put_cmdline(o);
     puts_(o, "\n# exe: ");
-    puts_(o, exe);
+    put_escaped(o, exe, strlen(exe));
     puts_(o, "\n# heap: ");
     puts_(o, memprof_heap_names[heap]);
     puts_(o, "\n# window_start_ns: ");
@@ -331,9 +352,15 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, " bytes=");
     put_u64(o, atomic_load(&memprof_drops.bytes));
     puts_(o, "\n");
-    if (memprof_cfg.log_mode) {
+    const char *log = memprof_log_base();
+    if (log != NULL) {
         puts_(o, "# log: ");
-        puts_(o, memprof_log_base());
+        put_escaped(o, log, strlen(log));
+        puts_(o, "\n");
+    }
+    if (log != NULL && memprof_log_error() != 0) {
+        puts_(o, "# log_stopped: ");
+        puts_(o, strerror(memprof_log_error()));
         puts_(o, "\n");
     }
     if (memprof_cfg.track_live) {
@@ -369,12 +396,13 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     put_file(o, PROC_THREAD_SELF "maps");
 }
 
-/* One heap's file: <prefix><pid>.<seq>[.<heap>].heap, through a temporary name. */
+/* One heap's file: <prefix><pid>.<seq>[.<heap>].heap, written to a new
+ * temporary name beside it and renamed into place once complete. */
 static int write_heap_file(const struct memprof_window_info *w, enum memprof_heap heap,
                            const struct counts *c, const char *prefix, unsigned seq,
                            char *path, size_t path_len)
 {
-    char tmp[MEMPROF_PATH_MAX + 8], exe[MEMPROF_PATH_MAX];
+    char tmp[MEMPROF_PATH_MAX + 32], exe[MEMPROF_PATH_MAX];
     bool host = heap == HEAP_HOST;
     int n = snprintf(path, path_len, "%s%d.%04u%s%s.heap", prefix, (int)getpid(), seq,
                      host ? "" : ".", host ? "" : memprof_heap_names[heap]);
@@ -382,31 +410,29 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
         errno = ENAMETOOLONG;
         return -1;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     ssize_t elen = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
     exe[elen > 0 ? elen : 0] = '\0';
 
-    struct out o = {.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    struct out o = {.fd = memprof_create_temp(path, tmp, sizeof tmp)};
     if (o.fd < 0)
         return -1;
     o.buf = memprof_map(BUF_CAP);
     if (o.buf == NULL) {
         close(o.fd);
         unlink(tmp);
+        errno = ENOMEM;
         return -1;
     }
     put_profile(&o, w, heap, c, exe);
     flush(&o);
     memprof_unmap(o.buf, BUF_CAP);
-    int saved = errno;
-    if (close(o.fd) != 0)
-        o.failed = true;
-    if (o.failed || rename(tmp, path) != 0) {
+    if (o.failed) {
+        close(o.fd);
         unlink(tmp);
-        errno = saved ? saved : EIO;
+        errno = o.error;
         return -1;
     }
-    return 0;
+    return memprof_publish(o.fd, tmp, path);
 }
 
 int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,

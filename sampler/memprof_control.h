@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 3
+#define MEMPROF_CONTROL_ABI 4
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -70,6 +70,9 @@ struct memprof_control {
     uint64_t heap_peak_bytes[MEMPROF_CONTROL_HEAPS];   /* with MEMPROF_START_TRACK_LIVE */
     char last_dump[MEMPROF_CONTROL_PATH_MAX];
     char message[256];              /* the last error, in words */
+    uint32_t failed_dumps;          /* dumps that could not be written */
+    uint32_t reserved2;
+    char dump_failure[512];         /* why the last of them failed, in words */
 };
 
 #endif

@@ -59,12 +59,16 @@ extern struct memprof_config memprof_cfg HIDDEN;
 extern _Atomic uint32_t memprof_active_window HIDDEN;
 
 /* ---- per-thread sampling state (sample.c) ------------------------------- */
+struct memprof_stack_range {
+    uintptr_t lo, hi;
+};
+
 struct memprof_thread {
     int64_t countdown;           /* bytes left until the next sample */
     uint32_t window;             /* window the countdown was drawn for */
     uint32_t busy;               /* inside the sampler: allocations pass through */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
-    uintptr_t stack_lo, stack_hi;/* this thread's stack mapping, for the frame-pointer walk */
+    struct memprof_stack_range stacks[2];   /* the stack mappings the walks met last (unwind.c) */
     bool no_maps;                /* /proc/self/maps could not be read: no walk */
     struct thread_block *block;  /* this thread's counters and memo (thread_block.c) */
     uint32_t device_window;      /* window the device countdowns were drawn for */
@@ -101,7 +105,9 @@ int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned fi
 void memprof_log_close(void) HIDDEN;
 void memprof_log_after_fork(void) HIDDEN;
 bool memprof_log_active(void) HIDDEN;
-const char *memprof_log_base(void) HIDDEN;   /* <prefix><pid>.<seq> of the files */
+/* <prefix><pid>.<seq> of this process's log of the window, else NULL. */
+const char *memprof_log_base(void) HIDDEN;
+int memprof_log_error(void) HIDDEN;   /* errno of the write that stopped the log, or 0 */
 void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
                        uint64_t size, uintptr_t address) HIDDEN;
 void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text) HIDDEN;
@@ -314,6 +320,8 @@ struct memprof_status {
     uint64_t heap_live_bytes[HEAP_COUNT];   /* unsampled estimates */
     uint64_t heap_peak_bytes[HEAP_COUNT];   /* when tracking live bytes */
     char last_dump[MEMPROF_PATH_MAX];
+    unsigned failed_dumps;           /* dumps that could not be written */
+    char dump_failure[MEMPROF_PATH_MAX + 128];   /* why the last of them failed */
 };
 /* deadline_ns: CLOCK_REALTIME at which the control thread closes the window (0: none). */
 int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
@@ -335,6 +343,15 @@ void memprof_unmap(void *p, size_t bytes) HIDDEN;
 void memprof_zero_pages(void *p, size_t bytes) HIDDEN;  /* back to zero pages */
 uint64_t memprof_now_ns(void) HIDDEN;             /* CLOCK_REALTIME */
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback) HIDDEN;
+/* write() until done; -1 with errno (ENOSPC for a write of nothing) on failure. */
+int memprof_write_all(int fd, const void *data, size_t len) HIDDEN;
+void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredictable */
+/* Creates <final>.<random>.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
+ * nothing planted in the folder (a link, a file of another user) can redirect
+ * or truncate what we write; tmp receives its name.  A file descriptor, or -1. */
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len) HIDDEN;
+/* fsync, close and rename tmp into place; on failure tmp is removed, errno says why. */
+int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
 size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;
 void memprof_log(const char *fmt, ...) HIDDEN __attribute__((format(printf, 1, 2)));

@@ -1,10 +1,12 @@
 /* System helpers for the sampler: memory straight from mmap (never through the
  * allocator we hook), clocks, environment numbers, messages on stderr. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,73 @@ size_t memprof_read_small_file(const char *path, char *buf, size_t cap)
     n = n > 0 ? n : 0;
     buf[n] = '\0';
     return (size_t)n;
+}
+
+int memprof_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void memprof_random_name(char name[9])
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static _Atomic uint64_t calls;
+    uint64_t r;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (memprof_now_ns() ^ (uint64_t)getpid() << 32) * 0x9e3779b97f4a7c15ull +
+            atomic_fetch_add(&calls, 1);
+    for (int i = 0; i < 8; i++, r /= 62)
+        name[i] = letters[r % 62];
+    name[8] = '\0';
+}
+
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len)
+{
+    for (int attempt = 0; attempt < 16; attempt++) {
+        char name[9];
+        memprof_random_name(name);
+        int n = snprintf(tmp, tmp_len, "%s.%s.tmp", final, name);
+        if (n < 0 || (size_t)n >= tmp_len) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
+int memprof_publish(int fd, const char *tmp, const char *final)
+{
+    int rc = fsync(fd);
+    int saved = errno;
+    if (close(fd) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc == 0 && rename(tmp, final) != 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc != 0) {
+        unlink(tmp);
+        errno = saved;
+    }
+    return rc;
 }
 
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback)
