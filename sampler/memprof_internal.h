@@ -59,16 +59,12 @@ extern struct memprof_config memprof_cfg HIDDEN;
 extern _Atomic uint32_t memprof_active_window HIDDEN;
 
 /* ---- per-thread sampling state (sample.c) ------------------------------- */
-struct memprof_stack_range {
-    uintptr_t lo, hi;
-};
-
 struct memprof_thread {
     int64_t countdown;           /* bytes left until the next sample */
     uint32_t window;             /* window the countdown was drawn for */
     uint32_t busy;               /* inside the sampler: allocations pass through */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
-    struct memprof_stack_range stacks[2];   /* the stack mappings the walks met last (unwind.c) */
+    uintptr_t stack_lo, stack_hi;/* this thread's stack mapping, for the frame-pointer walk */
     bool no_maps;                /* /proc/self/maps could not be read: no walk */
     struct thread_block *block;  /* this thread's counters and memo (thread_block.c) */
     uint32_t device_window;      /* window the device countdowns were drawn for */
