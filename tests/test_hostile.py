@@ -1,0 +1,281 @@
+"""Hostile input and faults on the sampler's side (issue 12): files and control blocks
+that nothing planted can redirect or squat, what `list` prints from other processes,
+failed dumps reported as failures, a log on a full disk, a forked child's log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import test_control
+from conftest import LIBMEMPROF, VENV_BIN, report
+from test_control import Server, other_user, wait_for
+
+from mem_profiler.control_block import block_candidates, segment_path
+from mem_profiler.controller import list_targets
+from mem_profiler.parser.heapfile import read_heap
+
+MEM_PROFILER = str(VENV_BIN / "mem_profiler")
+server_exe, server = test_control.server_exe, test_control.server   # their fixtures
+SHM = Path("/dev/shm")
+
+
+def as_user(user: str, *argv: str) -> None:
+    subprocess.run(["runuser", "-u", user, "--", *argv], check=True)
+
+
+@pytest.fixture
+def planted():
+    """Paths a test plants in /dev/shm (as another user): removed afterwards."""
+    paths: list[Path] = []
+    yield paths
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+# --- files the sampler writes ----------------------------------------------------------
+
+def test_planted_links_never_redirect_a_dump_or_a_log(build_fixture, tmp_path, clean_env):
+    """Links at every name the sampler would write, planted once the pid is known:
+    the victim is untouched, and the files are ours, regular and complete."""
+    exe = build_fixture("endings")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "MEMPROF_RATE": "1",
+           "MEMPROF_MODE": "log", "MEMPROF_LOG_CAP": "4096", "MEMPROF_LOG_FILES": "100",
+           "MEMPROF_PREFIX": f"{out}/x_", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([str(exe), "wait_stdin", "0"], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    stem = f"x_{proc.pid}.0001"
+    names = [f"{stem}.heap", f"{stem}.heap.tmp"] + [f"{stem}.{k}.memlog" for k in range(2, 40)]
+    for name in names:
+        (out / name).symlink_to(victim)
+    proc.stdin.write("go\n")
+    proc.stdin.close()
+    assert proc.wait(timeout=20) == 0
+    assert victim.read_text() == "precious\n"
+    heap = out / f"{stem}.heap"
+    assert heap.is_file() and not heap.is_symlink()
+    assert report(heap, exe)["worker_after_main"][1] == 50 * 3000
+    logs = [out / f"{stem}.{k}.memlog" for k in range(1, 40)]
+    written = [p for p in logs if p.exists() and not p.is_symlink()]
+    assert len(written) >= 3 and all(p.stat().st_size >= 48 for p in written)
+    assert [p for p in out.glob("*.tmp") if not p.is_symlink()] == []   # none of ours left
+
+
+# --- control blocks -------------------------------------------------------------------
+
+def start_after_line(exe: Path) -> tuple[subprocess.Popen, int]:
+    """exe with the sampler, exec'd by a shell only once a line arrives on stdin: its
+    pid is known before the sampler runs."""
+    script = f'read line; exec env LD_PRELOAD={LIBMEMPROF} "$0"'
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")
+           and k != "LD_PRELOAD"}
+    proc = subprocess.Popen(["/bin/sh", "-c", script, str(exe)], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return proc, proc.pid
+
+
+def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp_path,
+                                                                 planted):
+    user = other_user("memprof_other")
+    proc, pid = start_after_line(server_exe)
+    try:
+        planted += [SHM / f"mem_profiler.{pid}", SHM / f".mem_profiler.{pid}.new"]
+        as_user(user, "mkdir", str(planted[0]))
+        as_user(user, "touch", str(planted[1]))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().split() == ["ready", str(pid)]
+        wait_for(lambda: len(block_candidates(pid)) == 2, what="a block under another name")
+        (block,) = [p for p in block_candidates(pid) if not Path(p).is_dir()]
+        assert stat.S_ISREG(os.lstat(block).st_mode) and os.lstat(block).st_uid == 0
+        capture = subprocess.run([MEM_PROFILER, "-p", str(pid), "-s", "0.3",
+                                  "-o", str(tmp_path / "c_")], capture_output=True, text=True,
+                                 timeout=30)
+        assert capture.returncode == 0, capture.stderr
+        assert (tmp_path / f"c_{pid}.0001.heap").is_file()
+        (target,) = [t for t in list_targets() if t.pid == pid]
+        assert (target.user, target.state) == ("root", "idle")
+    finally:
+        proc.kill()
+        proc.wait()
+        for path in block_candidates(pid):
+            if not Path(path).is_dir():
+                os.unlink(path)
+
+
+def test_list_survives_what_others_leave_in_dev_shm(server, planted):
+    user = other_user("memprof_other")
+    planted += [SHM / "mem_profiler.999999", SHM / "mem_profiler.999998",
+                SHM / "mem_profiler.1", SHM / f"mem_profiler.{server.pid}.spoof"]
+    as_user(user, "ln", "-s", "/nonexistent", str(planted[0]))
+    as_user(user, "ln", "-s", "/etc/passwd", str(planted[1]))
+    as_user(user, "mkdir", str(planted[2]))
+    as_user(user, "cp", "/dev/null", str(planted[3]))
+    proc = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stderr == ""
+    rows = proc.stdout.splitlines()[1:]
+    pids = [int(row.split()[0]) for row in rows if row.split()[0].isdigit()]
+    assert pids.count(server.pid) == 1 and not {1, 999998, 999999} & set(pids)
+    (row,) = [r for r in rows if r.split()[0] == str(server.pid)]
+    assert row.split()[1:3] == ["root", "idle"]
+
+
+def test_list_escapes_names_as_ps_does(server_exe, clean_env):
+    evil = "evil\n 1 root idle /sbin/init \x1b]0;PWNED\x07"
+    proc = subprocess.Popen(["/bin/bash", "-c", 'exec -a "$0" "$1"', evil, str(server_exe)],
+                            env={"LD_PRELOAD": str(LIBMEMPROF), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline().split()[1])
+        wait_for(lambda: block_candidates(pid), what="a control block")
+        out = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True,
+                             timeout=30).stdout
+        (row,) = [r for r in out.splitlines() if r.split()[0] == str(pid)]
+        assert row.endswith("evil? 1 root idle /sbin/init ?]0;PWNED?")
+        assert "\x1b" not in out and " 1  root" not in out.replace(row, "")
+    finally:
+        proc.kill()
+        proc.wait()
+        Path(segment_path(pid)).unlink(missing_ok=True)
+
+
+# --- failed dumps ---------------------------------------------------------------------
+
+@pytest.fixture
+def full_folder(tmp_path):
+    """A folder on a file system with no room left (a small tmpfs, filled)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs CAP_SYS_ADMIN")
+    try:
+        with contextlib.suppress(OSError), open(folder / "filler", "wb") as f:
+            f.write(b"\0" * (1 << 20))
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("where", ["full", "long name", "proc"])
+def test_a_failed_dump_is_a_failure_with_its_reason(server, full_folder, where):
+    prefix, reason = {
+        "full": (f"{full_folder}/x_", "No space left on device"),
+        "long name": (f"{full_folder.parent}/{'n' * 250}_", "File name too long"),
+        "proc": ("/proc/x_", None),
+    }[where]
+    proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", prefix],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith(f"mem_profiler: process {server.pid} could not write "
+                                  f"{prefix}{server.pid}.0001.heap: ")
+    assert proc.stderr.count("\n") == 1 and (reason is None or proc.stderr.endswith(
+        reason + "\n"))
+    (target,) = [t for t in list_targets() if t.pid == server.pid]
+    assert (target.state, target.last_dump) == ("idle", "")
+
+
+def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
+    exe = build_fixture("endings")
+    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--",
+                           str(exe), "getattr"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"mem_profiler: could not write {full_folder}/x_")
+    assert line.endswith(".0001.heap: No space left on device")
+
+
+def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
+    exe = build_fixture("mixed_sizes")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs CAP_SYS_ADMIN")
+    try:
+        proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "--log-cap",
+                               "65536", "-o", f"{folder}/l_", "--", str(exe), "20000", "0"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        logs = sorted(folder.glob("l_*.memlog"))
+        assert logs and all(p.stat().st_size >= 48 for p in logs), [
+            (p.name, p.stat().st_size) for p in logs]
+        assert [p.name.split(".")[-2] for p in logs] == [str(k) for k in range(1, len(logs) + 1)]
+        timeline = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+                                   str(logs[-1]), "--leaks"], capture_output=True, text=True,
+                                  timeout=60)
+        assert timeline.returncode == 0, timeline.stderr
+        assert "Traceback" not in timeline.stderr
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+# --- messages -------------------------------------------------------------------------
+
+def test_a_killed_log_mode_target_says_where_its_log_went(server_exe, tmp_path):
+    s = Server(server_exe)
+    controller = subprocess.Popen([MEM_PROFILER, "-p", str(s.pid), "-s", "30", "--mode", "log",
+                                   "-o", str(tmp_path / "k_")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: list(tmp_path.glob("k_*.memlog")), what="the log")
+        time.sleep(0.3)
+    finally:
+        s.stop()
+    out, err = controller.communicate(timeout=10)
+    assert controller.returncode == 1
+    logs = sorted(str(p) for p in tmp_path.glob(f"k_{s.pid}.0001.*.memlog"))
+    assert logs
+    assert err.strip() == (f"mem_profiler: process {s.pid} ended during the capture; it left "
+                           + ", ".join(logs))
+
+
+def test_attach_to_a_sampler_without_control_block_says_why(server_exe, clean_env):
+    proc = subprocess.Popen([str(server_exe)], stdout=subprocess.PIPE, text=True,
+                            env={"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CONTROL": "0",
+                                 "PATH": "/usr/bin:/bin"})
+    try:
+        pid = int(proc.stdout.readline().split()[1])
+        out = subprocess.run([MEM_PROFILER, "-p", str(pid), "--attach", "-s", "0.2"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1
+        assert out.stderr == (
+            f"mem_profiler: process {pid} has the sampler loaded already but made no control "
+            "block (was it started with MEMPROF_CONTROL=0?): it cannot be captured from "
+            "outside; start it again without MEMPROF_CONTROL=0\n")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
+    exe = build_fixture("lifecycle")
+    plugin = build_fixture("plugin", shared=True)
+    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "-o",
+                           str(tmp_path / "f_"), "--", str(exe), str(plugin)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    heaps = sorted(tmp_path.glob("f_*.heap"))
+    assert len(heaps) == 2
+    for heap in heaps:
+        pid = read_heap(heap).pid
+        base = str(tmp_path / f"f_{pid}.0001")
+        assert read_heap(heap).meta["log"] == base
+        assert Path(base + ".1.memlog").is_file()
+    child = max(heaps, key=lambda h: read_heap(h).pid)
+    leaks = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f", str(child),
+                            "--leaks"], capture_output=True, text=True, timeout=60)
+    assert leaks.returncode == 0 and "child_work" in leaks.stdout
+    assert "parent_work" not in leaks.stdout
