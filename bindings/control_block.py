@@ -67,7 +67,7 @@ long syscall(long number, ...);
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
 ABI = 4
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
-CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH = 1, 2, 3, 4
+CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP = 1, 2, 3, 4, 5
 STATE_IDLE, STATE_CAPTURING = 0, 1
 START_TRACK_LIVE, START_LOG = 1, 2
 

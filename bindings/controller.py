@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mem_profiler.control_block import (
     CMD_DETACH,
+    CMD_DUMP,
     CMD_START,
     CMD_STATUS,
     CMD_STOP,
@@ -137,6 +138,24 @@ def detach(pid: int) -> tuple[Status, list[str]]:
     check_dump(pid, before, status)
     closed = before.capturing and status.dumps > before.dumps
     return status, dump_files(status.last_dump) if closed else []
+
+
+def dump_window(pid: int) -> list[str]:
+    """Writes the files of pid's open window, whoever opened it, and leaves it open
+    (jemalloc's prof.dump); returns them."""
+    with ControlBlock.open(pid) as block:
+        block.lock()
+        before = block.request(CMD_STATUS)
+        if not before.capturing:
+            raise ControlError(f"process {pid} has no window open: open one with "
+                               f"`mem_profiler -p {pid} -s SECONDS`")
+        try:
+            status = block.request(CMD_DUMP)
+        except ControlError:
+            status = block.request(CMD_STATUS)
+            check_dump(pid, before, status)
+            raise
+    return dump_files(status.last_dump)
 
 
 @dataclass

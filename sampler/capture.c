@@ -280,9 +280,14 @@ void memprof_capture_status(struct memprof_status *s)
     memprof_leave();
 }
 
-EXPORT int memprof_dump(char *path_out, size_t path_len)
+int memprof_capture_dump(char *path_out, size_t path_len)
 {
     return write_window(false, path_out, path_len);
+}
+
+EXPORT int memprof_dump(char *path_out, size_t path_len)
+{
+    return memprof_capture_dump(path_out, path_len);
 }
 
 EXPORT int memprof_is_capturing(void)

@@ -104,6 +104,8 @@ static int carry_out(uint32_t command)
         return memprof_capture_stop(NULL, 0);
     case MEMPROF_CMD_STATUS:
         return 0;
+    case MEMPROF_CMD_DUMP:
+        return memprof_capture_dump(NULL, 0);
     case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */
         return atomic_load(&memprof_active_window) != 0 ? memprof_capture_stop(NULL, 0) : 0;
     default:

@@ -23,6 +23,7 @@ enum memprof_command {
     MEMPROF_CMD_STOP = 2,     /* close the window and write its .heap file */
     MEMPROF_CMD_STATUS = 3,   /* refresh the status fields */
     MEMPROF_CMD_DETACH = 4,   /* close the window if one is open; put every GOT slot back */
+    MEMPROF_CMD_DUMP = 5,     /* write the open window's files and keep it open (prof.dump) */
 };
 
 #define MEMPROF_START_TRACK_LIVE 1u   /* keep live bytes and their peak per heap */

@@ -323,6 +323,7 @@ struct memprof_status {
 int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
                           uint64_t deadline_ns) HIDDEN;
 int memprof_capture_stop(char *path_out, size_t path_len) HIDDEN;
+int memprof_capture_dump(char *path_out, size_t path_len) HIDDEN;   /* the window stays open */
 uint64_t memprof_capture_deadline(void) HIDDEN;
 void memprof_capture_status(struct memprof_status *s) HIDDEN;
 

@@ -139,6 +139,35 @@ def test_dropped_samples_are_said_by_the_controller(server_exe, tmp_path):
                            "sampler was full): each report says what is missing\n")
 
 
+def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path):
+    """A window opened in-process (MEMPROF_CAPTURE=1, as `run` does) is refused to -p;
+    dump writes its files while it goes on, each holding everything since it opened."""
+    prefix = tmp_path / "in_"
+    s = Server(server_exe, sampler_env={"MEMPROF_CAPTURE": "1", "MEMPROF_PREFIX": str(prefix)})
+    try:
+        dumps = []
+        for _ in range(2):
+            time.sleep(0.3)
+            proc = subprocess.run([MEM_PROFILER, "dump", "-p", str(s.pid)], capture_output=True,
+                                  text=True, timeout=30)
+            assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+            dumps.append(Path(proc.stdout.strip()))
+        assert dumps == [Path(f"{prefix}{s.pid}.{i:04d}.heap") for i in (1, 2)]
+        (target,) = [t for t in list_targets() if t.pid == s.pid]
+        assert target.state == "capturing"
+        first, second = (report(d, server_exe, "alloc_space") for d in dumps)
+        assert second["site_transient"][1] > first["site_transient"][1] * 1.2
+        check_server_window(dumps[1], server_exe)
+    finally:
+        s.stop()
+
+
+def test_dump_without_a_window_is_refused(server):
+    assert refusal("dump", "-p", str(server.pid)) == (
+        f"process {server.pid} has no window open: open one with "
+        f"`mem_profiler -p {server.pid} -s SECONDS`")
+
+
 def test_without_pid_the_only_capturable_process_is_taken(server, tmp_path):
     proc = subprocess.run([MEM_PROFILER, "-s", "0.2", "-o", str(tmp_path / "one_")],
                           capture_output=True, text=True, timeout=30)
