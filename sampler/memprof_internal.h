@@ -150,6 +150,7 @@ struct memprof_live_bytes memprof_live_bytes_of(enum memprof_heap heap) HIDDEN;
 int64_t memprof_live_bytes_interval_peak(enum memprof_heap heap) HIDDEN;
 
 /* ---- failed device allocations of the window (failures.c) ----------------- */
+#define MEMPROF_MAX_FAILURES 64   /* stored per heap; every failure is counted */
 struct memprof_failure {
     uint64_t time_ns, size;
     int32_t error;
