@@ -74,18 +74,33 @@ static void put_escaped(struct out *o, const char *s, size_t n)
     }
 }
 
+/* Numbers are formatted by hand, as printf's %llu and 0x%llx would: a profile of
+ * 100,000 stacks has millions of addresses, and snprintf per address made writing
+ * it (mem_profiler top's snapshot, each refresh) several times slower. */
 static void put_u64(struct out *o, uint64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
-    put(o, tmp, (size_t)n);
+    char tmp[20], *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(o, p, (size_t)(tmp + sizeof tmp - p));
 }
 
-static void put_hex(struct out *o, uint64_t v)
+/* " 0x<hex>" straight into the buffer. */
+static void put_spaced_hex(struct out *o, uint64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "0x%llx", (unsigned long long)v);
-    put(o, tmp, (size_t)n);
+    static const char hex[] = "0123456789abcdef";
+    size_t digits = v == 0 ? 1 : (size_t)(67 - __builtin_clzll(v)) / 4;
+    if (BUF_CAP - o->len < 3 + digits)
+        flush(o);
+    char *p = o->buf + o->len;
+    p[0] = ' ';
+    p[1] = '0';
+    p[2] = 'x';
+    for (char *d = p + 2 + digits; d > p + 2; v >>= 4)
+        *d-- = hex[v & 15];
+    o->len += 3 + digits;
 }
 
 static void put_counters(struct out *o, uint64_t cur_objs, uint64_t cur_bytes,
@@ -260,10 +275,8 @@ static void put_estimates(struct out *o, const struct memprof_stack_totals *cur,
 static void put_frames(struct out *o, const uintptr_t *frames, int depth)
 {
     puts_(o, "@");
-    for (int i = 0; i < depth; i++) {
-        puts_(o, " ");
-        put_hex(o, frames[i]);
-    }
+    for (int i = 0; i < depth; i++)
+        put_spaced_hex(o, frames[i]);
     puts_(o, "\n");
 }
 
@@ -286,14 +299,14 @@ static void put_hal_labels(struct out *o, uint64_t flag)
 
 static void put_failures(struct out *o, enum memprof_heap heap)
 {
-    struct memprof_failure failed[64];
-    uint32_t all = memprof_failures_of(heap, failed, 64);
+    struct memprof_failure failed[MEMPROF_MAX_FAILURES];
+    uint32_t all = memprof_failures_of(heap, failed, MEMPROF_MAX_FAILURES);
     if (all == 0)
         return;
     puts_(o, "# failed_allocs: ");
     put_u64(o, all);
     puts_(o, "\n");
-    for (uint32_t i = 0; i < all && i < 64; i++) {
+    for (uint32_t i = 0; i < all && i < MEMPROF_MAX_FAILURES; i++) {
         puts_(o, "# failed_alloc: time_ns=");
         put_u64(o, failed[i].time_ns);
         puts_(o, " bytes=");
