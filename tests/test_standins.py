@@ -85,6 +85,12 @@ def trace(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()]
 
 
+def lookups(text: str) -> list[tuple[str, str, int, int, str]]:
+    """The driver's trace of cuGetProcAddress[_v2]: (getter, symbol, version, flags, answer)."""
+    return [(m[0], m[1], int(m[2]), int(m[3]), m[4]) for m in re.findall(
+        r"^cuda (cuGetProcAddress\w*) (\S*) (\d+) (\d+) -> (\S+)$", text, re.M)]
+
+
 def expected_lines(fixture: str, sites: list[dict] | None = None) -> dict[str, dict]:
     """What the fixture prints per site: its truth record."""
     return {rec["site"]: {k: rec[k] for k in ("heap", "allocs", "alloc_bytes", "live",
@@ -114,8 +120,15 @@ def dynamic(path: Path) -> tuple[set[str], dict[str, list]]:
 
 
 EXPORTS = {
-    "libcuda.so.1": {"cuInit", "cuGetProcAddress_v2", "cuGetProcAddress", "cuMemAlloc_v2",
-                     "cuMemFree_v2", "cuMemAllocAsync", "cuMemFreeAsync", "cuMemAllocManaged",
+    "libcuda.so.1": {"cuInit", "cuDriverGetVersion", "cuGetExportTable", "cuGetProcAddress_v2",
+                     "cuGetProcAddress", "cuMemAlloc_v2", "cuMemAllocPitch_v2", "cuMemFree_v2",
+                     "cuMemAllocAsync", "cuMemAllocAsync_ptsz", "cuMemFreeAsync",
+                     "cuMemFreeAsync_ptsz", "cuMemAllocFromPoolAsync",
+                     "cuMemAllocFromPoolAsync_ptsz", "cuMemPoolCreate", "cuMemPoolDestroy",
+                     "cuMemAllocManaged", "cuMemAllocHost_v2", "cuMemHostAlloc", "cuMemFreeHost",
+                     "cuArrayCreate_v2", "cuArray3DCreate_v2", "cuArrayDestroy",
+                     "cuMipmappedArrayCreate", "cuMipmappedArrayDestroy", "cuGraphCreate",
+                     "cuGraphDestroy", "cuGraphAddMemAllocNode", "cuGraphAddMemFreeNode",
                      "cuMemCreate", "cuMemRelease", "cuMemAddressReserve", "cuMemAddressFree",
                      "cuMemMap", "cuMemUnmap"},
     "libcudart.so.12": {"cudaMalloc", "cudaFree", "cudaMallocAsync", "cudaFreeAsync",
@@ -244,12 +257,17 @@ def test_cuda_runtime_reaches_driver_only_through_cuGetProcAddress_v2(cuda_runs,
     assert cudart[0] == ["cudart", "dlopen", "libcuda.so.1", "ok"]
     assert cudart[1] == ["cudart", "dlsym", "cuGetProcAddress_v2", "ok"]
     assert sum(t[1] in ("dlopen", "dlsym") for t in cudart) == 2
-    lookups = [t for t in lines if t[0] == "cuda" and t[1].startswith("cuGetProcAddress")]
-    # The runtime asks with base names and its own version; cuMemAlloc gives the _v2.
-    runtime = {t[2]: t[5] for t in lookups if t[3] == str(12040)}
-    assert runtime["cuMemAlloc"] == "cuMemAlloc_v2" and runtime["cuMemFree"] == "cuMemFree_v2"
-    assert {"cuInit", "cuMemAllocAsync", "cuMemFreeAsync", "cuMemAllocManaged",
-            "cuMemCreate", "cuMemRelease"} <= set(runtime)
+    # The runtime's start, before its cuInit: NVIDIA's requests, by base name at the
+    # version of the variant it wants (cuMemAlloc at 3020 gives the _v2), all through
+    # the cuGetProcAddress_v2 it asked "cuGetProcAddress" for at 12000.
+    start = lines[:lines.index(["cuda", "cuInit", "0"])]
+    asked = lookups(trace_file.read_text())
+    assert asked[:len(truth.STANDIN_RUNTIME_REQUESTS)] == [
+        ("cuGetProcAddress_v2", *request) for request in truth.STANDIN_RUNTIME_REQUESTS]
+    assert [t for t in start if t[0] == "cuda" and not t[1].startswith("cuGetProcAddress")] \
+        == [["cuda", "cuDriverGetVersion", "13000", "0"]]
+    assert sum(t[1].startswith("cuGetProcAddress") for t in start) == len(
+        truth.STANDIN_RUNTIME_REQUESTS)
     # The framework's VMM entry points: two by cudaGetDriverEntryPoint, four by version.
     getters = {t[2]: t[1] for t in cudart if t[1].startswith("cudaGetDriverEntryPoint")}
     assert getters == {"cuMemCreate": "cudaGetDriverEntryPoint",
@@ -259,9 +277,8 @@ def test_cuda_runtime_reaches_driver_only_through_cuGetProcAddress_v2(cuda_runs,
                        "cuMemMap": "cudaGetDriverEntryPointByVersion",
                        "cuMemUnmap": "cudaGetDriverEntryPointByVersion"}
     # The fixture's own driver sites: cuGetProcAddress_v2 and the old cuGetProcAddress.
-    assert ["cuda", "cuGetProcAddress_v2", "cuMemAlloc", "12000", "->", "cuMemAlloc_v2"] in lookups
-    assert ["cuda", "cuGetProcAddress", "cuMemAllocAsync", "12000", "->",
-            "cuMemAllocAsync"] in lookups
+    assert ("cuGetProcAddress_v2", "cuMemAlloc", 12000, 0, "cuMemAlloc_v2") in asked
+    assert ("cuGetProcAddress", "cuMemAllocAsync", 12000, 0, "cuMemAllocAsync") in asked
 
 
 def ld_debug(out: Path, argv: list[str]) -> str:

@@ -3,15 +3,30 @@
  * references (the table cuGetProcAddress hands out) bind inside this library,
  * so a preloaded cuMemAlloc_v2 is never what a caller of cuGetProcAddress gets.
  *
- * - cuMemAlloc_v2 / cuMemAllocAsync / cuMemAllocManaged: anonymous mmap.
+ * - cuMemAlloc_v2 / cuMemAllocPitch_v2 / cuMemAllocAsync(_ptsz) /
+ *   cuMemAllocFromPoolAsync(_ptsz) / cuMemAllocManaged, the arrays
+ *   (cuArrayCreate_v2, cuArray3DCreate_v2, cuMipmappedArrayCreate: their
+ *   requested bytes) and graph memory nodes (allocated when the node is added):
+ *   anonymous mmap; pinned host memory (cuMemAllocHost_v2, cuMemHostAlloc) too.
+ *   Pools (cuMemPoolCreate) are a device's or the host's.
  * - cuMemCreate: a memfd ("physical memory"), handle = a counter; cuMemMap maps
  *   it MAP_SHARED|MAP_FIXED into a range cuMemAddressReserve reserved
  *   (PROT_NONE); cuMemUnmap puts the PROT_NONE reservation back.
- * - Budget: STANDIN_DEVICE_MEMORY=<bytes> caps the live bytes of cuMemAlloc*,
- *   cuMemAllocManaged and cuMemCreate; beyond it they fail with
- *   CUDA_ERROR_OUT_OF_MEMORY.  Reservations and mappings cost nothing.
+ * - Budget: STANDIN_DEVICE_MEMORY=<bytes> caps the live bytes of every
+ *   allocation but pinned host memory and host pools' blocks; beyond it they fail with CUDA_ERROR_OUT_OF_MEMORY.  Reservations and mappings
+ *   cost nothing.
  * - Allocation before cuInit fails with CUDA_ERROR_NOT_INITIALIZED.
- * - STANDIN_TRACE=<file>: a line per lookup and per allocation call ("cuda ...").
+ * - cuGetProcAddress(_v2) answer by base name, version and flags as the real
+ *   driver does: the newest variant not newer than the version asked for, the
+ *   _ptsz one for CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM.
+ * - cuDriverGetVersion: STANDIN_DRIVER_VERSION (default 13000, so that every
+ *   runtime from 11.x to 13.0 accepts the driver).
+ * - cuGetExportTable refuses every table (CUDA_ERROR_NOT_SUPPORTED): NVIDIA's
+ *   private runtime-driver interface, and the integrity check behind it, are
+ *   not reproduced, so NVIDIA's own runtime starts (loads the driver, fetches
+ *   its entry points, calls cuInit) and stops there, failing its calls with 801.
+ * - STANDIN_TRACE=<file>: a line per lookup ("cuda cuGetProcAddress_v2 SYMBOL
+ *   VERSION FLAGS -> VARIANT") and per call ("cuda NAME BYTES RC").
  * - STANDIN_REPORT=1: at exit, "standin libcuda: ..." totals on stderr. */
 #define _GNU_SOURCE
 #include "standin_util.h"
@@ -20,13 +35,21 @@
 
 #include "standin_cuda.h"
 
-enum { KIND_ALLOC = 1, KIND_ASYNC = 2, KIND_MANAGED = 3 };
+enum { KIND_ALLOC = 1, KIND_ASYNC, KIND_MANAGED, KIND_POOL, KIND_HOST, KIND_HOST_POOL, KIND_ARRAY,
+       KIND_MIPMAPPED, KIND_GRAPH };
+#define BIT(kind) (1u << (kind))
+/* What cuMemFree(Async) frees; pinned host memory is not device memory. */
+#define POINTER_KINDS (BIT(KIND_ALLOC) | BIT(KIND_ASYNC) | BIT(KIND_MANAGED) | BIT(KIND_POOL) \
+                       | BIT(KIND_HOST_POOL) | BIT(KIND_GRAPH))
+#define HOST_KINDS (BIT(KIND_HOST) | BIT(KIND_HOST_POOL))
 
 static _Atomic int initialized;
 static struct standin_table blocks = STANDIN_TABLE_INIT;     /* ptr -> size, kind */
 static struct standin_table handles = STANDIN_TABLE_INIT;    /* handle -> size, memfd */
 static struct standin_table reserves = STANDIN_TABLE_INIT;   /* va -> size */
 static struct standin_table mappings = STANDIN_TABLE_INIT;   /* va -> size, handle */
+static struct standin_table pools = STANDIN_TABLE_INIT;      /* pool -> 0, location type */
+static struct standin_table graphs = STANDIN_TABLE_INIT;     /* graph -> 0, 0 */
 static struct standin_budget budget;
 static _Atomic unsigned long long next_handle = 0x1000;
 static _Atomic unsigned long long n_alloc, n_free, n_failed, n_create, n_release, n_getproc;
@@ -40,42 +63,78 @@ EXPORT CUresult cuInit(unsigned int flags)
     return CUDA_SUCCESS;
 }
 
-static CUresult alloc_common(const char *name, CUdeviceptr *dptr, size_t size, int kind)
+EXPORT CUresult cuDriverGetVersion(int *driverVersion)
+{
+    const char *v = getenv("STANDIN_DRIVER_VERSION");
+    if (!driverVersion)
+        return CUDA_ERROR_INVALID_VALUE;
+    *driverVersion = v && *v ? atoi(v) : 13000;
+    standin_trace("cuda cuDriverGetVersion %d %d", *driverVersion, CUDA_SUCCESS);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTableId)
+{
+    const unsigned char *id = pExportTableId ? (const unsigned char *)pExportTableId->bytes : NULL;
+    if (ppExportTable)
+        *ppExportTable = NULL;
+    standin_trace("cuda cuGetExportTable %02x%02x%02x%02x %d", id ? id[0] : 0, id ? id[1] : 0,
+                  id ? id[2] : 0, id ? id[3] : 0, CUDA_ERROR_NOT_SUPPORTED);
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+/* size bytes of kind, charged to the device budget unless they are the host's. */
+static CUresult alloc_common(const char *name, void **out, size_t size, int kind)
 {
     CUresult rc = CUDA_SUCCESS;
     void *p = NULL;
+    int charged = !(BIT(kind) & HOST_KINDS);
     standin_latency();
     if (!atomic_load(&initialized))
         rc = CUDA_ERROR_NOT_INITIALIZED;
-    else if (!dptr || size == 0)
+    else if (!out || size == 0)
         rc = CUDA_ERROR_INVALID_VALUE;
-    else if (!standin_charge(&budget, size))
+    else if (charged && !standin_charge(&budget, size))
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     else if (!(p = standin_map(size)) || !standin_put(&blocks, (uintptr_t)p, size, (uint64_t)kind)) {
         if (p)
             munmap(p, size);
-        standin_uncharge(&budget, size);
+        if (charged)
+            standin_uncharge(&budget, size);
+        p = NULL;
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
-    if (dptr)
-        *dptr = rc == CUDA_SUCCESS ? (CUdeviceptr)(uintptr_t)p : 0;
+    if (out)
+        *out = p;
     atomic_fetch_add(rc == CUDA_SUCCESS ? &n_alloc : &n_failed, 1);
     standin_trace("cuda %s %zu %d", name, size, rc);
     return rc;
 }
 
-static CUresult free_common(const char *name, CUdeviceptr dptr)
+static CUresult alloc_device(const char *name, CUdeviceptr *dptr, size_t size, int kind)
+{
+    void *p = NULL;
+    CUresult rc = alloc_common(name, dptr ? &p : NULL, size, kind);
+    if (dptr)
+        *dptr = (CUdeviceptr)(uintptr_t)p;
+    return rc;
+}
+
+/* Frees a block of one of `kinds` (bits). */
+static CUresult free_common(const char *name, uintptr_t key, unsigned kinds)
 {
     struct standin_block b;
     standin_latency();
     CUresult rc = CUDA_SUCCESS;
     if (!atomic_load(&initialized))
         rc = CUDA_ERROR_NOT_INITIALIZED;
-    else if (!standin_find(&blocks, (uintptr_t)dptr, 1, &b))
-        rc = CUDA_ERROR_INVALID_VALUE;        /* unknown pointer, double free, 0 */
+    else if (!standin_find(&blocks, key, 0, &b) || !(BIT((int)b.aux) & kinds))
+        rc = CUDA_ERROR_INVALID_VALUE;        /* unknown pointer, double free, 0, another kind */
     else {
-        munmap((void *)(uintptr_t)dptr, b.size);
-        standin_uncharge(&budget, b.size);
+        standin_find(&blocks, key, 1, NULL);
+        munmap((void *)key, b.size);
+        if (!(BIT((int)b.aux) & HOST_KINDS))
+            standin_uncharge(&budget, b.size);
         atomic_fetch_add(&n_free, 1);
     }
     standin_trace("cuda %s %zu %d", name, rc == CUDA_SUCCESS ? b.size : 0, rc);
@@ -84,24 +143,54 @@ static CUresult free_common(const char *name, CUdeviceptr dptr)
 
 EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
-    return alloc_common("cuMemAlloc_v2", dptr, bytesize, KIND_ALLOC);
+    return alloc_device("cuMemAlloc_v2", dptr, bytesize, KIND_ALLOC);
 }
 
 EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
-    return free_common("cuMemFree_v2", dptr);
+    return free_common("cuMemFree_v2", (uintptr_t)dptr, POINTER_KINDS);
 }
 
+/* The pitch: the row rounded up to 512 bytes; rows of 4, 8 or 16-byte elements. */
+EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
+                                   size_t Height, unsigned int ElementSizeBytes)
+{
+    size_t pitch = (WidthInBytes + 511) & ~(size_t)511;
+    if (!pPitch || WidthInBytes == 0 || Height == 0
+        || (ElementSizeBytes != 4 && ElementSizeBytes != 8 && ElementSizeBytes != 16)) {
+        standin_trace("cuda cuMemAllocPitch_v2 %zu %d", WidthInBytes * Height,
+                      CUDA_ERROR_INVALID_VALUE);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUresult rc = alloc_device("cuMemAllocPitch_v2", dptr, pitch * Height, KIND_ALLOC);
+    *pPitch = rc == CUDA_SUCCESS ? pitch : 0;
+    return rc;
+}
+
+/* The stream does not matter here: the per-thread default stream's variants
+ * (_ptsz) do the same. */
 EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
     (void)hStream;
-    return alloc_common("cuMemAllocAsync", dptr, bytesize, KIND_ASYNC);
+    return alloc_device("cuMemAllocAsync", dptr, bytesize, KIND_ASYNC);
+}
+
+EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    (void)hStream;
+    return alloc_device("cuMemAllocAsync_ptsz", dptr, bytesize, KIND_ASYNC);
 }
 
 EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 {
     (void)hStream;
-    return free_common("cuMemFreeAsync", dptr);
+    return free_common("cuMemFreeAsync", (uintptr_t)dptr, POINTER_KINDS);
+}
+
+EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
+{
+    (void)hStream;
+    return free_common("cuMemFreeAsync_ptsz", (uintptr_t)dptr, POINTER_KINDS);
 }
 
 EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
@@ -110,7 +199,196 @@ EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned i
         standin_trace("cuda cuMemAllocManaged %zu %d", bytesize, CUDA_ERROR_INVALID_VALUE);
         return CUDA_ERROR_INVALID_VALUE;
     }
-    return alloc_common("cuMemAllocManaged", dptr, bytesize, KIND_MANAGED);
+    return alloc_device("cuMemAllocManaged", dptr, bytesize, KIND_MANAGED);
+}
+
+/* ---- pools: a device's or the host's ------------------------------------------- */
+EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *poolProps)
+{
+    CUresult rc = CUDA_SUCCESS;
+    unsigned long long h = 0;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if (!pool || !poolProps || poolProps->allocType != CU_MEM_ALLOCATION_TYPE_PINNED
+             || (poolProps->location.type != CU_MEM_LOCATION_TYPE_DEVICE
+                 && poolProps->location.type != CU_MEM_LOCATION_TYPE_HOST))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else if (!standin_put(&pools, (uintptr_t)(h = atomic_fetch_add(&next_handle, 1)), 0,
+                          (uint64_t)poolProps->location.type))
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    if (pool)
+        *pool = rc == CUDA_SUCCESS ? (CUmemoryPool)(uintptr_t)h : NULL;
+    standin_trace("cuda cuMemPoolCreate %d %d", poolProps ? poolProps->location.type : 0, rc);
+    return rc;
+}
+
+EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
+{
+    CUresult rc = standin_find(&pools, (uintptr_t)pool, 1, NULL) ? CUDA_SUCCESS
+                                                                 : CUDA_ERROR_INVALID_VALUE;
+    standin_trace("cuda cuMemPoolDestroy %d", rc);
+    return rc;
+}
+
+static CUresult alloc_from_pool(const char *name, CUdeviceptr *dptr, size_t bytesize,
+                                CUmemoryPool pool)
+{
+    struct standin_block b;
+    if (!standin_find(&pools, (uintptr_t)pool, 0, &b)) {
+        standin_trace("cuda %s %zu %d", name, bytesize, CUDA_ERROR_INVALID_VALUE);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    return alloc_device(name, dptr, bytesize,
+                        b.aux == CU_MEM_LOCATION_TYPE_HOST ? KIND_HOST_POOL : KIND_POOL);
+}
+
+EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                        CUstream hStream)
+{
+    (void)hStream;
+    return alloc_from_pool("cuMemAllocFromPoolAsync", dptr, bytesize, pool);
+}
+
+EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize,
+                                             CUmemoryPool pool, CUstream hStream)
+{
+    (void)hStream;
+    return alloc_from_pool("cuMemAllocFromPoolAsync_ptsz", dptr, bytesize, pool);
+}
+
+/* ---- pinned host memory ----------------------------------------------------------- */
+EXPORT CUresult cuMemAllocHost_v2(void **pp, size_t bytesize)
+{
+    return alloc_common("cuMemAllocHost_v2", pp, bytesize, KIND_HOST);
+}
+
+EXPORT CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
+{
+    if (Flags > 7u) {   /* PORTABLE | DEVICEMAP | WRITECOMBINED */
+        standin_trace("cuda cuMemHostAlloc %zu %d", bytesize, CUDA_ERROR_INVALID_VALUE);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    return alloc_common("cuMemHostAlloc", pp, bytesize, KIND_HOST);
+}
+
+EXPORT CUresult cuMemFreeHost(void *p)
+{
+    return free_common("cuMemFreeHost", (uintptr_t)p, BIT(KIND_HOST));
+}
+
+/* ---- arrays: their requested bytes -------------------------------------------------- */
+static size_t element_bytes(int format, unsigned channels)
+{
+    if (channels != 1 && channels != 2 && channels != 4)
+        return 0;
+    switch (format) {
+    case 0x01: case 0x08: return channels;                       /* 8-bit */
+    case 0x02: case 0x09: case CU_AD_FORMAT_HALF: return 2u * channels;
+    case 0x03: case 0x0a: case CU_AD_FORMAT_FLOAT: return 4u * channels;
+    default: return 0;
+    }
+}
+
+/* Elements of every mipmap level (a zero height or depth is 1) times their size. */
+static size_t array_size(const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned levels)
+{
+    size_t element = d ? element_bytes(d->Format, d->NumChannels) : 0, sum = 0;
+    for (unsigned l = 0; element && d->Width && l < levels && l < 64; l++) {
+        size_t w = d->Width >> l, h = d->Height >> l, z = d->Depth >> l;
+        sum += (w ? w : 1) * (h ? h : 1) * (z ? z : 1);
+    }
+    return sum * element;
+}
+
+static CUresult create_array(const char *name, void **handle, const CUDA_ARRAY3D_DESCRIPTOR *d,
+                             unsigned levels, int kind)
+{
+    size_t size = array_size(d, levels);
+    if (size == 0) {
+        standin_trace("cuda %s 0 %d", name, CUDA_ERROR_INVALID_VALUE);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    return alloc_common(name, handle, size, kind);
+}
+
+EXPORT CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *pAllocateArray)
+{
+    const CUDA_ARRAY_DESCRIPTOR *a = pAllocateArray;
+    CUDA_ARRAY3D_DESCRIPTOR d = { a ? a->Width : 0, a ? a->Height : 0, 0, a ? a->Format : 0,
+                                  a ? a->NumChannels : 0, 0 };
+    return create_array("cuArrayCreate_v2", (void **)pHandle, &d, 1, KIND_ARRAY);
+}
+
+EXPORT CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray)
+{
+    return create_array("cuArray3DCreate_v2", (void **)pHandle, pAllocateArray, 1, KIND_ARRAY);
+}
+
+EXPORT CUresult cuArrayDestroy(CUarray hArray)
+{
+    return free_common("cuArrayDestroy", (uintptr_t)hArray, BIT(KIND_ARRAY));
+}
+
+EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle,
+                                       const CUDA_ARRAY3D_DESCRIPTOR *pMipmappedArrayDesc,
+                                       unsigned int numMipmapLevels)
+{
+    return create_array("cuMipmappedArrayCreate", (void **)pHandle, pMipmappedArrayDesc,
+                        numMipmapLevels, KIND_MIPMAPPED);
+}
+
+EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
+{
+    return free_common("cuMipmappedArrayDestroy", (uintptr_t)hMipmappedArray,
+                       BIT(KIND_MIPMAPPED));
+}
+
+/* ---- graphs: only their memory nodes, allocated when added ---------------------------- */
+EXPORT CUresult cuGraphCreate(CUgraph *phGraph, unsigned int flags)
+{
+    unsigned long long h = atomic_fetch_add(&next_handle, 1);
+    if (!phGraph || flags != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!standin_put(&graphs, (uintptr_t)h, 0, 0))
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *phGraph = (CUgraph)(uintptr_t)h;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuGraphDestroy(CUgraph hGraph)
+{
+    return standin_find(&graphs, (uintptr_t)hGraph, 1, NULL) ? CUDA_SUCCESS
+                                                             : CUDA_ERROR_INVALID_VALUE;
+}
+
+EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                       const CUgraphNode *dependencies, size_t numDependencies,
+                                       CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
+{
+    (void)dependencies;
+    (void)numDependencies;
+    if (!phGraphNode || !nodeParams || !standin_find(&graphs, (uintptr_t)hGraph, 0, NULL)
+        || nodeParams->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
+        standin_trace("cuda cuGraphAddMemAllocNode %zu %d", nodeParams ? nodeParams->bytesize : 0,
+                      CUDA_ERROR_INVALID_VALUE);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUresult rc = alloc_device("cuGraphAddMemAllocNode", &nodeParams->dptr, nodeParams->bytesize,
+                               KIND_GRAPH);
+    *phGraphNode = (CUgraphNode)(uintptr_t)atomic_fetch_add(&next_handle, 1);
+    return rc;
+}
+
+EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                      const CUgraphNode *dependencies, size_t numDependencies,
+                                      CUdeviceptr dptr)
+{
+    (void)dependencies;
+    (void)numDependencies;
+    if (!phGraphNode || !standin_find(&graphs, (uintptr_t)hGraph, 0, NULL))
+        return CUDA_ERROR_INVALID_VALUE;
+    *phGraphNode = (CUgraphNode)(uintptr_t)atomic_fetch_add(&next_handle, 1);
+    return free_common("cuGraphAddMemFreeNode", (uintptr_t)dptr, BIT(KIND_GRAPH));
 }
 
 /* ---- virtual memory management --------------------------------------------- */
@@ -239,66 +517,91 @@ EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
 struct entry {
     const char *name;      /* the base name a caller asks for */
     int min_version;       /* the CUDA version that introduced it */
+    int per_thread;        /* the variant for CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM */
     void *fn;
     const char *fn_name;   /* what the caller gets, for the trace */
 };
 
-static const struct entry entries[] = {
-    { "cuInit", 2000, (void *)cuInit, "cuInit" },
-    { "cuGetProcAddress", 12000, (void *)cuGetProcAddress_v2, "cuGetProcAddress_v2" },
-    { "cuGetProcAddress", 11030, (void *)cuGetProcAddress, "cuGetProcAddress" },
-    { "cuMemAlloc", 3020, (void *)cuMemAlloc_v2, "cuMemAlloc_v2" },
-    { "cuMemFree", 3020, (void *)cuMemFree_v2, "cuMemFree_v2" },
-    { "cuMemAllocAsync", 11020, (void *)cuMemAllocAsync, "cuMemAllocAsync" },
-    { "cuMemFreeAsync", 11020, (void *)cuMemFreeAsync, "cuMemFreeAsync" },
-    { "cuMemAllocManaged", 6000, (void *)cuMemAllocManaged, "cuMemAllocManaged" },
-    { "cuMemCreate", 10020, (void *)cuMemCreate, "cuMemCreate" },
-    { "cuMemRelease", 10020, (void *)cuMemRelease, "cuMemRelease" },
-    { "cuMemAddressReserve", 10020, (void *)cuMemAddressReserve, "cuMemAddressReserve" },
-    { "cuMemAddressFree", 10020, (void *)cuMemAddressFree, "cuMemAddressFree" },
-    { "cuMemMap", 10020, (void *)cuMemMap, "cuMemMap" },
-    { "cuMemUnmap", 10020, (void *)cuMemUnmap, "cuMemUnmap" },
+#define ENTRY(name, version, fn) { name, version, 0, (void *)fn, #fn }
+#define PER_THREAD(name, version, fn) { name, version, 1, (void *)fn, #fn }
+static const struct entry entries[] = {   /* of each name, the newest first */
+    ENTRY("cuInit", 2000, cuInit),
+    ENTRY("cuDriverGetVersion", 2020, cuDriverGetVersion),
+    ENTRY("cuGetExportTable", 3000, cuGetExportTable),
+    ENTRY("cuGetProcAddress", 12000, cuGetProcAddress_v2),
+    ENTRY("cuGetProcAddress", 11030, cuGetProcAddress),
+    ENTRY("cuMemAlloc", 3020, cuMemAlloc_v2),
+    ENTRY("cuMemAllocPitch", 3020, cuMemAllocPitch_v2),
+    ENTRY("cuMemFree", 3020, cuMemFree_v2),
+    PER_THREAD("cuMemAllocAsync", 11020, cuMemAllocAsync_ptsz),
+    ENTRY("cuMemAllocAsync", 11020, cuMemAllocAsync),
+    PER_THREAD("cuMemFreeAsync", 11020, cuMemFreeAsync_ptsz),
+    ENTRY("cuMemFreeAsync", 11020, cuMemFreeAsync),
+    PER_THREAD("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync_ptsz),
+    ENTRY("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync),
+    ENTRY("cuMemPoolCreate", 11020, cuMemPoolCreate),
+    ENTRY("cuMemPoolDestroy", 11020, cuMemPoolDestroy),
+    ENTRY("cuMemAllocManaged", 6000, cuMemAllocManaged),
+    ENTRY("cuMemAllocHost", 3020, cuMemAllocHost_v2),
+    ENTRY("cuMemHostAlloc", 2020, cuMemHostAlloc),
+    ENTRY("cuMemFreeHost", 2000, cuMemFreeHost),
+    ENTRY("cuArrayCreate", 3020, cuArrayCreate_v2),
+    ENTRY("cuArray3DCreate", 3020, cuArray3DCreate_v2),
+    ENTRY("cuArrayDestroy", 2000, cuArrayDestroy),
+    ENTRY("cuMipmappedArrayCreate", 5000, cuMipmappedArrayCreate),
+    ENTRY("cuMipmappedArrayDestroy", 5000, cuMipmappedArrayDestroy),
+    ENTRY("cuGraphCreate", 10000, cuGraphCreate),
+    ENTRY("cuGraphDestroy", 10000, cuGraphDestroy),
+    ENTRY("cuGraphAddMemAllocNode", 11040, cuGraphAddMemAllocNode),
+    ENTRY("cuGraphAddMemFreeNode", 11040, cuGraphAddMemFreeNode),
+    ENTRY("cuMemCreate", 10020, cuMemCreate),
+    ENTRY("cuMemRelease", 10020, cuMemRelease),
+    ENTRY("cuMemAddressReserve", 10020, cuMemAddressReserve),
+    ENTRY("cuMemAddressFree", 10020, cuMemAddressFree),
+    ENTRY("cuMemMap", 10020, cuMemMap),
+    ENTRY("cuMemUnmap", 10020, cuMemUnmap),
 };
 
+/* The newest variant of `symbol` not newer than cudaVersion; for the per-thread
+ * default stream its _ptsz variant where it has one, else the same. */
 static CUresult get_proc(const char *via, const char *symbol, void **pfn, int cudaVersion,
-                         int *status)
+                         cuuint64_t flags, int *status)
 {
     int st = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
     const struct entry *hit = NULL;
+    int per_thread = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
     atomic_fetch_add(&n_getproc, 1);
     if (!symbol || !pfn) {
-        standin_trace("cuda %s (null) %d -> invalid", via, cudaVersion);
+        standin_trace("cuda %s (null) %d %llu -> invalid", via, cudaVersion, flags);
         return CUDA_ERROR_INVALID_VALUE;
     }
-    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
-        if (strcmp(entries[i].name, symbol) != 0)
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0] && !hit; i++) {
+        if (strcmp(entries[i].name, symbol) != 0 || (entries[i].per_thread && !per_thread))
             continue;
-        if (cudaVersion >= entries[i].min_version) {   /* the newest version that fits */
+        if (cudaVersion >= entries[i].min_version) {
             hit = &entries[i];
             st = CU_GET_PROC_ADDRESS_SUCCESS;
-            break;
-        }
-        st = CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT;
+        } else
+            st = CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT;
     }
     *pfn = hit ? hit->fn : NULL;
     if (status)
         *status = st;
-    standin_trace("cuda %s %s %d -> %s", via, symbol, cudaVersion, hit ? hit->fn_name : "-");
+    standin_trace("cuda %s %s %d %llu -> %s", via, symbol, cudaVersion, flags,
+                  hit ? hit->fn_name : "-");
     return hit ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
 }
 
 EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
                                     cuuint64_t flags, int *symbolStatus)
 {
-    (void)flags;
-    return get_proc("cuGetProcAddress_v2", symbol, pfn, cudaVersion, symbolStatus);
+    return get_proc("cuGetProcAddress_v2", symbol, pfn, cudaVersion, flags, symbolStatus);
 }
 
 EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion,
                                  cuuint64_t flags)
 {
-    (void)flags;
-    return get_proc("cuGetProcAddress", symbol, pfn, cudaVersion, NULL);
+    return get_proc("cuGetProcAddress", symbol, pfn, cudaVersion, flags, NULL);
 }
 
 __attribute__((destructor))

@@ -2,8 +2,9 @@
  *
  * Loaded the way the real runtime loads the driver: nothing from libcuda at
  * link time; on first use dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL), one
- * dlsym for "cuGetProcAddress_v2", and every other driver function through
- * that (base names, cudaVersion = STANDIN_CUDART_VERSION).  So cudaMalloc
+ * dlsym for "cuGetProcAddress_v2", through it "cuGetProcAddress" at version
+ * 12000, and every other driver function through what that gave, by base name
+ * at the version NVIDIA's runtime asks for (init_driver).  So cudaMalloc
  * reaches the driver's cuMemAlloc_v2 through a pointer: a preloaded
  * cuMemAlloc_v2 is never called from here.
  *
@@ -31,6 +32,7 @@ static __thread cudaError_t last_error;
 static struct standin_table pinned = STANDIN_TABLE_INIT;   /* ptr -> size */
 
 static PFN_cuGetProcAddress_v2 p_getproc;
+static PFN_cuDriverGetVersion p_version;
 static PFN_cuInit p_cuInit;
 static PFN_cuMemAlloc_v2 p_alloc;
 static PFN_cuMemFree_v2 p_free;
@@ -38,14 +40,33 @@ static PFN_cuMemAllocAsync p_alloc_async;
 static PFN_cuMemFreeAsync p_free_async;
 static PFN_cuMemAllocManaged p_alloc_managed;
 
-static int fetch(const char *name, void **slot)
+static int fetch_with(PFN_cuGetProcAddress_v2 getproc, const char *name, int version,
+                      cuuint64_t flags, void **slot)
 {
     int status = -1;
-    CUresult rc = p_getproc(name, slot, STANDIN_CUDART_VERSION, CU_GET_PROC_ADDRESS_DEFAULT,
-                            &status);
+    CUresult rc = getproc(name, slot, version, flags, &status);
     return rc == CUDA_SUCCESS && status == CU_GET_PROC_ADDRESS_SUCCESS && *slot != NULL;
 }
 
+/* The driver functions this runtime uses, asked for as NVIDIA's runtime asks
+ * (12.4 to 13.0, seen through the stand-in driver's trace): each by its base
+ * name at the version of the variant it was built for, in this order. */
+static const struct {
+    const char *name;
+    int version;
+    void **slot;
+} driver_fns[] = {
+    {"cuDriverGetVersion", 2020, (void **)&p_version},
+    {"cuMemAllocManaged", 6000, (void **)&p_alloc_managed},
+    {"cuMemAlloc", 3020, (void **)&p_alloc},
+    {"cuMemFree", 3020, (void **)&p_free},
+    {"cuMemAllocAsync", 11020, (void **)&p_alloc_async},
+    {"cuMemFreeAsync", 11020, (void **)&p_free_async},
+};
+
+/* As NVIDIA's runtime: dlsym finds cuGetProcAddress_v2 alone; through it a
+ * probe with an empty name, cuInit, and "cuGetProcAddress" at 11030 and at
+ * 12000; every other function through what the latter gave (the _v2). */
 static void init_driver(void)
 {
     void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -54,20 +75,25 @@ static void init_driver(void)
         init_error = cudaErrorInsufficientDriver;
         return;
     }
-    p_getproc = (PFN_cuGetProcAddress_v2)dlsym(driver, "cuGetProcAddress_v2");
-    standin_trace("cudart dlsym cuGetProcAddress_v2 %s", p_getproc ? "ok" : "missing");
-    if (!p_getproc) {
-        init_error = cudaErrorInsufficientDriver;
+    PFN_cuGetProcAddress_v2 first = (PFN_cuGetProcAddress_v2)dlsym(driver, "cuGetProcAddress_v2");
+    standin_trace("cudart dlsym cuGetProcAddress_v2 %s", first ? "ok" : "missing");
+    void *v1 = NULL, *probe = NULL;
+    init_error = cudaErrorInsufficientDriver;
+    if (!first)
         return;
-    }
-    if (!fetch("cuInit", (void **)&p_cuInit) || !fetch("cuMemAlloc", (void **)&p_alloc)
-        || !fetch("cuMemFree", (void **)&p_free)
-        || !fetch("cuMemAllocAsync", (void **)&p_alloc_async)
-        || !fetch("cuMemFreeAsync", (void **)&p_free_async)
-        || !fetch("cuMemAllocManaged", (void **)&p_alloc_managed)) {
-        init_error = cudaErrorInsufficientDriver;
+    fetch_with(first, "", 0, CU_GET_PROC_ADDRESS_DEFAULT, &probe);
+    if (!fetch_with(first, "cuInit", 2000, CU_GET_PROC_ADDRESS_DEFAULT, (void **)&p_cuInit)
+        || !fetch_with(first, "cuGetProcAddress", 11030, CU_GET_PROC_ADDRESS_DEFAULT, &v1)
+        || !fetch_with(first, "cuGetProcAddress", 12000, CU_GET_PROC_ADDRESS_DEFAULT,
+                       (void **)&p_getproc))
         return;
-    }
+    for (size_t i = 0; i < sizeof driver_fns / sizeof driver_fns[0]; i++)
+        if (!fetch_with(p_getproc, driver_fns[i].name, driver_fns[i].version,
+                        CU_GET_PROC_ADDRESS_DEFAULT, driver_fns[i].slot))
+            return;
+    int version = 0;
+    if (p_version(&version) != CUDA_SUCCESS || version < STANDIN_CUDART_VERSION)
+        return;
     init_error = p_cuInit(0) == CUDA_SUCCESS ? cudaSuccess : cudaErrorInitializationError;
 }
 
@@ -230,7 +256,7 @@ static cudaError_t entry_point(const char *via, const char *symbol, void **funcP
     if (err == cudaSuccess && (!symbol || !funcPtr))
         err = cudaErrorInvalidValue;
     else if (err == cudaSuccess)
-        p_getproc(symbol, funcPtr, (int)cudaVersion, flags, &status);
+        p_getproc(symbol, funcPtr, (int)cudaVersion, flags, &status);   /* the 12000 one */
     if (driverStatus)
         *driverStatus = status;
     standin_trace("cudart %s %s %u %d", via, symbol ? symbol : "(null)", cudaVersion, status);

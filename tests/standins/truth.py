@@ -76,6 +76,24 @@ SITES: dict[str, list[dict]] = {
         _rec("hal_alloc_svm", "hal", "halMemAlloc", 2 * MiB, 1, 0, device=3, memtype=SVM,
              module=7),   # halMemFree
     ],
+    # device_cuda_api RUNTIME: the driver API's every allocation entry point (the
+    # runtime's calls fail: see RUNTIME_SITES)
+    "device_cuda_api": [
+        _rec("drv_alloc", "cuda", "cuMemAlloc_v2", 3 * MiB, 2, 1),   # 1 cuMemFree_v2
+        _rec("drv_alloc_pitch", "cuda", "cuMemAllocPitch_v2", 1 * MiB, 1, 1),  # w 1000, h 1024
+        _rec("drv_alloc_managed", "cuda", "cuMemAllocManaged", 2 * MiB, 1, 1),
+        _rec("drv_alloc_async", "cuda", "cuMemAllocAsync", 1 * MiB, 2, 1),   # 1 cuMemFreeAsync
+        _rec("drv_alloc_async_ptsz", "cuda", "cuMemAllocAsync_ptsz", 3 * MiB, 2, 1),
+        _rec("drv_pool_device", "cuda", "cuMemAllocFromPoolAsync", 4 * MiB, 1, 1),
+        _rec("drv_pool_host", "cuda_host", "cuMemAllocFromPoolAsync_ptsz", 2 * MiB, 2, 1),
+        _rec("drv_alloc_host", "cuda_host", "cuMemAllocHost_v2", 1 * MiB, 1, 1),
+        _rec("drv_host_alloc", "cuda_host", "cuMemHostAlloc", 512 * KiB, 2, 1),  # cuMemFreeHost
+        _rec("drv_array", "cuda", "cuArrayCreate_v2", 128 * KiB, 1, 1),   # float 256 x 128
+        _rec("drv_array_3d", "cuda", "cuArray3DCreate_v2", 256 * KiB, 2, 1),  # cuArrayDestroy
+        _rec("drv_mipmapped", "cuda", "cuMipmappedArrayCreate", 43520, 1, 1),  # 4 levels, half
+        _rec("drv_create_host", "cuda_host", "cuMemCreate", 2 * MiB, 1, 1),
+        _rec("drv_graph", "cuda", "cuGraphAddMemAllocNode", 1 * MiB, 2, 1),  # a free node
+    ],
     # device_noruntime (host heap: no runtime, host work only)
     "device_noruntime": [
         _rec("host_work", "host", "malloc", 64 * KiB, 64, 64),
@@ -144,6 +162,69 @@ OOM: dict[str, dict] = {
     },
 }
 OOM_DEVICE_MEMORY = 256 * MiB   # a STANDIN_DEVICE_MEMORY that makes the oom modes fail
+
+# device_cuda_api with NVIDIA's runtime: each runtime allocation entry point once,
+# from its own site; the runtime fails them all (it stops at the stand-in driver's
+# refusal of its export tables), so each is a failed allocation of these bytes.
+RUNTIME_SITES = {   # site: (heap, api, requested bytes)
+    "rt_malloc": ("cuda", "cudaMalloc", 1 * MiB),
+    "rt_malloc_pitch": ("cuda", "cudaMallocPitch", 100_000),          # w 1000, h 100
+    "rt_malloc_3d": ("cuda", "cudaMalloc3D", 131_072),                # 512 x 64 x 4
+    "rt_malloc_array": ("cuda", "cudaMallocArray", 65_536),           # float 256 x 64
+    "rt_malloc_3d_array": ("cuda", "cudaMalloc3DArray", 131_072),     # 4 x 8 bits 64x32x16
+    "rt_malloc_mipmapped": ("cuda", "cudaMallocMipmappedArray", 172_032),  # 3 levels of 16 bits
+    "rt_malloc_managed": ("cuda", "cudaMallocManaged", 2 * MiB),
+    "rt_malloc_async": ("cuda", "cudaMallocAsync", 1 * MiB),
+    "rt_malloc_async_ptsz": ("cuda", "cudaMallocAsync_ptsz", 3 * MiB),
+    "rt_malloc_from_pool": ("cuda", "cudaMallocFromPoolAsync", 5 * MiB),
+    "rt_malloc_from_pool_ptsz": ("cuda", "cudaMallocFromPoolAsync_ptsz", 6 * MiB),
+    "rt_malloc_host": ("cuda_host", "cudaMallocHost", 512 * KiB),
+    "rt_host_alloc": ("cuda_host", "cudaHostAlloc", 256 * KiB),
+}
+
+# What NVIDIA's runtime (11.8, 12.1 to 12.9, 13.0) asks the driver for, of the
+# functions the sampler wraps: (base name, version, flags), the per-thread default
+# stream's flag 2 included; and the variant a driver gives for each.
+NVIDIA_RUNTIME_REQUESTS = {
+    ("cuGetProcAddress", 11030, 0): "cuGetProcAddress",
+    ("cuGetProcAddress", 12000, 0): "cuGetProcAddress_v2",      # not asked by 11.8
+    ("cuMemAllocManaged", 6000, 0): "cuMemAllocManaged",
+    ("cuMemAlloc", 3020, 0): "cuMemAlloc_v2",
+    ("cuMemAllocPitch", 3020, 0): "cuMemAllocPitch_v2",
+    ("cuMemFree", 3020, 0): "cuMemFree_v2",
+    ("cuMemFreeHost", 2000, 0): "cuMemFreeHost",
+    ("cuMemHostAlloc", 2020, 0): "cuMemHostAlloc",
+    ("cuMemAllocAsync", 11020, 0): "cuMemAllocAsync",
+    ("cuMemAllocAsync", 11020, 2): "cuMemAllocAsync_ptsz",
+    ("cuMemAllocFromPoolAsync", 11020, 0): "cuMemAllocFromPoolAsync",
+    ("cuMemAllocFromPoolAsync", 11020, 2): "cuMemAllocFromPoolAsync_ptsz",
+    ("cuMemFreeAsync", 11020, 0): "cuMemFreeAsync",
+    ("cuMemFreeAsync", 11020, 2): "cuMemFreeAsync_ptsz",
+    ("cuMemPoolCreate", 11020, 0): "cuMemPoolCreate",
+    ("cuMemPoolDestroy", 11020, 0): "cuMemPoolDestroy",
+    ("cuArrayCreate", 3020, 0): "cuArrayCreate_v2",
+    ("cuArray3DCreate", 3020, 0): "cuArray3DCreate_v2",
+    ("cuArrayDestroy", 2000, 0): "cuArrayDestroy",
+    ("cuMipmappedArrayCreate", 5000, 0): "cuMipmappedArrayCreate",
+    ("cuMipmappedArrayDestroy", 5000, 0): "cuMipmappedArrayDestroy",
+    ("cuGraphAddMemAllocNode", 11040, 0): "cuGraphAddMemAllocNode",
+    ("cuGraphAddMemFreeNode", 11040, 0): "cuGraphAddMemFreeNode",
+}
+
+# The stand-in runtime's start (tests/standins/libcudart.c), a part of NVIDIA's
+# (12.4 to 13.0) in the same order: (symbol, version, flags, the driver's answer).
+STANDIN_RUNTIME_REQUESTS = [
+    ("", 0, 0, "-"),                       # a probe with an empty name
+    ("cuInit", 2000, 0, "cuInit"),
+    ("cuGetProcAddress", 11030, 0, "cuGetProcAddress"),
+    ("cuGetProcAddress", 12000, 0, "cuGetProcAddress_v2"),   # the one used from here on
+    ("cuDriverGetVersion", 2020, 0, "cuDriverGetVersion"),
+    ("cuMemAllocManaged", 6000, 0, "cuMemAllocManaged"),
+    ("cuMemAlloc", 3020, 0, "cuMemAlloc_v2"),
+    ("cuMemFree", 3020, 0, "cuMemFree_v2"),
+    ("cuMemAllocAsync", 11020, 0, "cuMemAllocAsync"),
+    ("cuMemFreeAsync", 11020, 0, "cuMemFreeAsync"),
+]
 
 # Which fixture program runs which modes.
 MODES: dict[str, dict[str, list[str]]] = {

@@ -25,6 +25,7 @@ enum {
     CUDA_ERROR_OUT_OF_MEMORY = 2,
     CUDA_ERROR_NOT_INITIALIZED = 3,
     CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_NOT_SUPPORTED = 801,
 };
 
 /* CUdriverProcAddressQueryResult */
@@ -34,11 +35,13 @@ enum {
     CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT = 2,
 };
 #define CU_GET_PROC_ADDRESS_DEFAULT 0ull
+#define CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM 2ull   /* the _ptsz variants */
 #define CU_MEM_ATTACH_GLOBAL 1u
+#define CU_MEMHOSTALLOC_PORTABLE 1u   /* cuMemHostAlloc flags: PORTABLE | DEVICEMAP | WRITECOMBINED */
 
 /* The layout of the real CUmemAllocationProp (CUDA 12), enough for callers. */
 enum { CU_MEM_ALLOCATION_TYPE_PINNED = 1 };
-enum { CU_MEM_LOCATION_TYPE_DEVICE = 1 };
+enum { CU_MEM_LOCATION_TYPE_DEVICE = 1, CU_MEM_LOCATION_TYPE_HOST = 2 };
 typedef struct CUmemLocation_st {
     int type;
     int id;
@@ -56,10 +59,51 @@ typedef struct CUmemAllocationProp_st {
     } allocFlags;
 } CUmemAllocationProp;
 
+/* The real CUmemPoolProps (CUDA 12.2 on; 12.0 had reserved bytes where maxSize is). */
+typedef struct CUmemPoolProps_st {
+    int allocType;                /* CU_MEM_ALLOCATION_TYPE_PINNED */
+    int handleTypes;
+    CUmemLocation location;       /* a device's or, since 12.6, the host's */
+    void *win32SecurityAttributes;
+    size_t maxSize;
+    unsigned short usage;
+    unsigned char reserved[54];
+} CUmemPoolProps;
+
+/* Arrays: CUarray_format (the 8-, 16- and 32-bit kinds) and the descriptors. */
+enum { CU_AD_FORMAT_UNSIGNED_INT8 = 0x01, CU_AD_FORMAT_HALF = 0x10, CU_AD_FORMAT_FLOAT = 0x20 };
+typedef struct {
+    size_t Width, Height;
+    int Format;
+    unsigned int NumChannels;
+} CUDA_ARRAY_DESCRIPTOR;
+typedef struct {
+    size_t Width, Height, Depth;
+    int Format;
+    unsigned int NumChannels, Flags;
+} CUDA_ARRAY3D_DESCRIPTOR;
+typedef struct CUarray_st *CUarray;
+typedef struct CUmipmappedArray_st *CUmipmappedArray;
+typedef struct CUmemPoolHandle_st *CUmemoryPool;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphNode_st *CUgraphNode;
+typedef struct { char bytes[16]; } CUuuid;
+
+/* Graph memory nodes: the pool's properties, the size in, the address out. */
+typedef struct {
+    CUmemPoolProps poolProps;
+    const void *accessDescs;
+    size_t accessDescCount;
+    size_t bytesize;
+    CUdeviceptr dptr;
+} CUDA_MEM_ALLOC_NODE_PARAMS;
+
 /* The stand-in's allocation granularity for cuMemCreate / cuMemMap. */
 #define STANDIN_CU_GRANULARITY (2ull << 20)
 
 CUresult cuInit(unsigned int flags);
+CUresult cuDriverGetVersion(int *driverVersion);
+CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTableId);
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
                              cuuint64_t flags, int *symbolStatus);
 CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
@@ -68,6 +112,34 @@ CUresult cuMemFree_v2(CUdeviceptr dptr);
 CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream);
 CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream);
 CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags);
+CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                            unsigned int ElementSizeBytes);
+CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream);
+CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream);
+CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                 CUstream hStream);
+CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                      CUstream hStream);
+CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *poolProps);
+CUresult cuMemPoolDestroy(CUmemoryPool pool);
+CUresult cuMemAllocHost_v2(void **pp, size_t bytesize);
+CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags);
+CUresult cuMemFreeHost(void *p);
+CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *pAllocateArray);
+CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray);
+CUresult cuArrayDestroy(CUarray hArray);
+CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle,
+                                const CUDA_ARRAY3D_DESCRIPTOR *pMipmappedArrayDesc,
+                                unsigned int numMipmapLevels);
+CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray);
+CUresult cuGraphCreate(CUgraph *phGraph, unsigned int flags);
+CUresult cuGraphDestroy(CUgraph hGraph);
+CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph,
+                                const CUgraphNode *dependencies, size_t numDependencies,
+                                CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams);
+CUresult cuGraphAddMemFreeNode(CUgraphNode *phGraphNode, CUgraph hGraph,
+                               const CUgraphNode *dependencies, size_t numDependencies,
+                               CUdeviceptr dptr);
 CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
                      const CUmemAllocationProp *prop, unsigned long long flags);
 CUresult cuMemRelease(CUmemGenericAllocationHandle handle);
@@ -82,11 +154,31 @@ CUresult cuMemUnmap(CUdeviceptr ptr, size_t size);
 typedef CUresult (*PFN_cuGetProcAddress_v2)(const char *, void **, int, cuuint64_t, int *);
 typedef CUresult (*PFN_cuGetProcAddress)(const char *, void **, int, cuuint64_t);
 typedef CUresult (*PFN_cuInit)(unsigned int);
+typedef CUresult (*PFN_cuDriverGetVersion)(int *);
 typedef CUresult (*PFN_cuMemAlloc_v2)(CUdeviceptr *, size_t);
 typedef CUresult (*PFN_cuMemFree_v2)(CUdeviceptr);
 typedef CUresult (*PFN_cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream);
 typedef CUresult (*PFN_cuMemFreeAsync)(CUdeviceptr, CUstream);
 typedef CUresult (*PFN_cuMemAllocManaged)(CUdeviceptr *, size_t, unsigned int);
+typedef CUresult (*PFN_cuMemAllocPitch_v2)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int);
+typedef CUresult (*PFN_cuMemAllocFromPoolAsync)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
+typedef CUresult (*PFN_cuMemPoolCreate)(CUmemoryPool *, const CUmemPoolProps *);
+typedef CUresult (*PFN_cuMemPoolDestroy)(CUmemoryPool);
+typedef CUresult (*PFN_cuMemAllocHost_v2)(void **, size_t);
+typedef CUresult (*PFN_cuMemHostAlloc)(void **, size_t, unsigned int);
+typedef CUresult (*PFN_cuMemFreeHost)(void *);
+typedef CUresult (*PFN_cuArrayCreate_v2)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *);
+typedef CUresult (*PFN_cuArray3DCreate_v2)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *);
+typedef CUresult (*PFN_cuArrayDestroy)(CUarray);
+typedef CUresult (*PFN_cuMipmappedArrayCreate)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *,
+                                               unsigned int);
+typedef CUresult (*PFN_cuMipmappedArrayDestroy)(CUmipmappedArray);
+typedef CUresult (*PFN_cuGraphCreate)(CUgraph *, unsigned int);
+typedef CUresult (*PFN_cuGraphDestroy)(CUgraph);
+typedef CUresult (*PFN_cuGraphAddMemAllocNode)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+                                               CUDA_MEM_ALLOC_NODE_PARAMS *);
+typedef CUresult (*PFN_cuGraphAddMemFreeNode)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+                                              CUdeviceptr);
 typedef CUresult (*PFN_cuMemCreate)(CUmemGenericAllocationHandle *, size_t,
                                     const CUmemAllocationProp *, unsigned long long);
 typedef CUresult (*PFN_cuMemRelease)(CUmemGenericAllocationHandle);
