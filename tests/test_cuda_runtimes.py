@@ -1,0 +1,172 @@
+"""NVIDIA's own CUDA runtimes (11.8, 12.1, 12.4, 12.9 and 13.0, from PyPI) over the
+stand-in driver, with tests/fixtures/device_cuda_api.c.  The runtime starts as on a
+GPU machine (it dlopens the driver RTLD_LOCAL, looks up cuGetProcAddress[_v2] in
+it, fetches several hundred entry points through it, calls cuDriverGetVersion and
+cuInit) and stops where it asks for NVIDIA's private export tables, which the
+stand-in refuses: nothing here goes past the runtime's validation of its driver.
+What is checked is what that start decides:
+
+- the runtime's table of driver functions holds the sampler's wrapper for every
+  memory entry point it fetched (read from its writable data), and the driver's
+  own function for nothing but the five others;
+- every runtime allocation call is recorded, as the failed allocation it is, with
+  its bytes, the runtime's error and its site's stack, in the heap it belongs to;
+- every driver-API allocation entry point, with its exact bytes, in the same
+  process; the program's results are the same with and without the sampler."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import VENV_BIN
+from nvidia_runtime import RUNTIMES, runtime_library
+from standins import truth
+from standins.build import build_device_fixture, standin_env
+from test_device import assert_sites, checksum, run_device
+from test_standins import lookups
+
+from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.report_failures import symbolized_failures
+
+VERSIONS = list(RUNTIMES)
+# What the stand-in driver serves besides the memory entry points.
+OTHER_DRIVER_FUNCTIONS = {"cuInit", "cuDriverGetVersion", "cuGetExportTable", "cuGraphCreate",
+                          "cuGraphDestroy"}
+CUDA_ERROR_NOT_SUPPORTED = 801
+# How many entry points each runtime asks the driver for at start.
+REQUESTS = {"11.8": 384, "12.1": 383, "12.4": 409, "12.9": 419, "13.0": 440}
+
+
+@pytest.fixture(scope="module")
+def standin_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("standins")
+
+
+@pytest.fixture(scope="module")
+def exe(standin_dir) -> Path:
+    return build_device_fixture("device_cuda_api", standin_dir)
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def runtime(request) -> tuple[str, Path]:
+    return request.param, runtime_library(request.param)
+
+
+def table(stdout: str) -> dict[str, set[str]]:
+    """{object: CUDA functions its pointers in the runtime's data point at}"""
+    found: dict[str, set[str]] = {}
+    for obj, name in re.findall(r"^table (\S+) (cu\w+)$", stdout, re.M):
+        found.setdefault(obj, set()).add(name)
+    return found
+
+
+def runtime_failures(stdout: str) -> dict[str, tuple[str, int, int]]:
+    """{site: (heap, requested, error)} as the program saw its runtime calls fail"""
+    return {m[0]: (m[1], int(m[2]), int(m[3])) for m in
+            re.findall(r"^rt site=(\w+) heap=(\w+) requested=(\d+) error=(-?\d+)$", stdout, re.M)}
+
+
+@pytest.fixture(scope="module")
+def plain_runs(exe, standin_dir, runtime, tmp_path_factory):
+    """Without the sampler: the run, and the stand-in driver's trace of the runtime's
+    start (up to its last request, for an export table)."""
+    version, lib = runtime
+    trace = tmp_path_factory.mktemp("trace") / f"{version}.trace"
+    proc = subprocess.run([exe, str(lib)], env=standin_env(standin_dir, STANDIN_TRACE=str(trace)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = trace.read_text()
+    end = text.rindex("cuda cuGetExportTable ")
+    return proc, text[:text.index("\n", end) + 1]
+
+
+def test_nvidia_runtime_starts_up_to_the_export_tables(runtime, plain_runs):
+    """What NVIDIA's runtime asks of the driver, and where it stops."""
+    version, _ = runtime
+    proc, start = plain_runs
+    getter = "cuGetProcAddress" if version == "11.8" else "cuGetProcAddress_v2"
+    requests = lookups(start)
+    assert {r[0] for r in requests} == {getter}, "one getter, the one dlsym found"
+    asked = {r[1:4]: r[4] for r in requests}
+    expected = dict(truth.NVIDIA_RUNTIME_REQUESTS)
+    if version == "11.8":
+        del expected["cuGetProcAddress", 12000, 0]
+    assert {k: v for k, v in asked.items() if k in truth.NVIDIA_RUNTIME_REQUESTS} == expected
+    assert len(requests) == REQUESTS[version], "the runtime fetches its whole table at start"
+    calls = [t.split() for t in start.splitlines() if not t.startswith("cuda cuGetProcAddress")]
+    assert ["cuda", "cuInit", "0"] in calls
+    assert ["cuda", "cuDriverGetVersion", "13000", "0"] in calls
+    assert calls[-1][1] == "cuGetExportTable" and calls[-1][-1] == str(CUDA_ERROR_NOT_SUPPORTED)
+    assert re.search(r"^start error=801$", proc.stdout, re.M)
+    assert runtime_failures(proc.stdout) == {
+        site: (heap, requested, CUDA_ERROR_NOT_SUPPORTED)
+        for site, (heap, _, requested) in truth.RUNTIME_SITES.items()}
+
+
+def test_standin_runtime_asks_as_nvidia_runtime_does(runtime, plain_runs):
+    """The stand-in runtime's start (tests/standins/libcudart.c) is a part of the
+    real one's, in the same order, from 12.4 on (12.1 and 11.8 lack the first probe)."""
+    version, _ = runtime
+    if version in ("11.8", "12.1"):
+        pytest.skip("the stand-in runtime follows 12.4 and later")
+    nvidia = [r[1:] for r in lookups(plain_runs[1])]
+    position = 0
+    for request in truth.STANDIN_RUNTIME_REQUESTS:   # ValueError: not asked, or out of order
+        position = nvidia.index(request, position) + 1
+
+
+def test_runtime_table_holds_the_wrappers(exe, standin_dir, runtime, plain_runs, tmp_path):
+    version, lib = runtime
+    wanted = {v for k, v in truth.NVIDIA_RUNTIME_REQUESTS.items()
+              if version != "11.8" or k[1] != 12000}
+    # Without the sampler the table points into the driver, at these functions too.
+    assert table(plain_runs[0].stdout) == {"libcuda.so.1": wanted | OTHER_DRIVER_FUNCTIONS}
+    proc, _ = run_device(exe, [str(lib)], tmp_path / "t_", standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert table(proc.stdout) == {"libcuda.so.1": OTHER_DRIVER_FUNCTIONS, "libmemprof.so": wanted}
+
+
+def test_every_runtime_and_driver_allocation_is_recorded(exe, standin_dir, runtime, plain_runs,
+                                                        tmp_path):
+    _, lib = runtime
+    proc, heaps = run_device(exe, [str(lib)], tmp_path / "r_", standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert checksum(proc.stdout) == checksum(plain_runs[0].stdout)
+    assert runtime_failures(proc.stdout) == runtime_failures(plain_runs[0].stdout)
+    assert_runtime_failures(heaps, exe, runtime_failures(proc.stdout))
+    assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
+
+
+def assert_runtime_failures(heaps: dict[str, Path], exe: Path,
+                            seen: dict[str, tuple[str, int, int]]) -> None:
+    """Each runtime call the program saw fail is one failure of its heap, with its
+    bytes and error, and its site in the stack."""
+    for heap in ("cuda", "cuda_host"):
+        want = Counter((site, requested, error)
+                       for site, (h, requested, error) in seen.items() if h == heap)
+        profile = read_heap(heaps[heap])
+        got = Counter()
+        for failure, stack in symbolized_failures(profile, str(exe)):
+            sites = [name for name in stack if name in truth.RUNTIME_SITES]
+            got[sites[0] if sites else "?", failure.bytes, failure.error] += 1
+        assert got == want, heap
+        assert f"# failed_allocs: {sum(want.values())}\n" in heaps[heap].read_text()
+
+
+def test_nvidia_runtime_under_mem_parser(exe, standin_dir, tmp_path):
+    """The report a user reads names the runtime calls that failed."""
+    lib = runtime_library(VERSIONS[-1])
+    proc, heaps = run_device(exe, [str(lib)], tmp_path / "m_", standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    text = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+                           str(heaps["cuda_host"]), "-t"], capture_output=True, text=True,
+                          check=True).stdout
+    section = text.split("\nFailed allocations in the cuda_host heap: 2\n")[1].splitlines()
+    assert [line.split()[:4] for line in section] == [["0.5", "MB", "error", "801"],
+                                                      ["0.2", "MB", "error", "801"]]
+    assert " rt_malloc_host < runtime_sites < main" in section[0]
+    assert " rt_host_alloc < runtime_sites < main" in section[1]
