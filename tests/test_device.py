@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,31 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
     # The stacks name the sites (under the framework's frame for the runtime's failure).
     assert any(" alloc_too_much < run_oom" in line for line in section)
     assert any(" alloc_too_much_driver < run_oom" in line for line in section)
+
+
+FAILURE_STORM = r"""
+import ctypes, sys
+from ctypes import byref, c_size_t, c_uint, c_ulonglong, c_void_p
+cu = ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_LOCAL)   # dlsym on its handle: the wrappers
+assert cu.cuInit(0) == 0
+block, host = c_ulonglong(), c_void_p()
+for _ in range(70):
+    assert cu.cuMemAlloc_v2(byref(block), c_size_t(2 << 20)) == 2        # out of memory
+for _ in range(3):
+    assert cu.cuMemHostAlloc(byref(host), c_size_t(4096), c_uint(99)) == 1   # bad flags
+"""
+
+
+def test_failed_allocations_are_counted_per_heap_every_one(standin_dir, tmp_path):
+    """70 failures in the cuda heap: all counted, the first 64 kept; the 3 of the
+    cuda_host heap after them are counted and kept all the same."""
+    build_device_fixture("device_cuda", standin_dir)
+    env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(1 << 20))
+    proc, heaps = run_device(Path(sys.executable), ["-c", FAILURE_STORM], tmp_path / "s_", env)
+    assert proc.returncode == 0, proc.stderr
+    for heap, count, kept, line in (("cuda", 70, 64, "bytes=2097152 error=2"),
+                                    ("cuda_host", 3, 3, "bytes=4096 error=1")):
+        text = heaps[heap].read_text()
+        assert f"# failed_allocs: {count}\n" in text
+        assert re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) @ ", text,
+                          re.M) == [line] * kept
