@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 
 from mem_profiler.parser import symcache
 from mem_profiler.parser.errors import ElfError
+from mem_profiler.parser.input_files import open_regular
 
 # Where distributions put separate debug files (monkeypatched by tests).
 DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
@@ -249,11 +250,9 @@ class ElfImage:
     """An ELF file on disk, with its separate debug file if one is installed."""
 
     def __init__(self, path: str) -> None:
-        """Open `path`; raise ElfError if it is missing, a directory or not ELF."""
+        """Open `path`; raise ElfError if it is missing, not a regular file or not ELF."""
         self.path = path
-        if os.path.isdir(path):
-            raise ElfError(f"{path} is a directory, not a binary.")
-        with _elf_errors(path), open(path, "rb") as f:
+        with _elf_errors(path), _open(path) as f:
             if f.read(4) != b"\x7fELF":
                 raise ElfError(f"{path} is not an ELF binary.")
             f.seek(0)
@@ -380,7 +379,7 @@ def find_debug_file(path: str, build_id: str | None,
         if os.path.realpath(candidate) == os.path.realpath(path) or not os.path.isfile(candidate):
             continue
         try:
-            with _elf_errors(candidate), open(candidate, "rb") as f:
+            with _elf_errors(candidate), _open(candidate) as f:
                 found = _build_id(ELFFile(f))
                 if build_id and found:
                     same = found == build_id
@@ -400,6 +399,12 @@ def _crc32(f: BinaryIO) -> int:
     while chunk := f.read(1 << 20):
         crc = zlib.crc32(chunk, crc)
     return crc
+
+
+def _open(path: str) -> BinaryIO:
+    """An ELF file opened for reading: a FIFO or device named in a memory map is refused
+    (ElfError) rather than read."""
+    return open_regular(path, "an ELF binary", ElfError)
 
 
 @contextlib.contextmanager
@@ -453,7 +458,7 @@ def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | N
 
 def _read_symbols(path: str, section_name: str) -> SymbolTable:
     """FUNC and IFUNC symbols of one symbol table section, aliases merged."""
-    with open(path, "rb") as f:
+    with _open(path) as f:
         elf = ELFFile(f)
         section = elf.get_section_by_name(section_name)
         if section is None or section["sh_entsize"] == 0:
@@ -553,7 +558,7 @@ class _DwarfCache:
 
     def _decode(self, vaddrs: np.ndarray) -> None:
         """Decode the compile units covering vaddrs that are not decoded yet."""
-        with _elf_errors(self.path), open(self.path, "rb") as f:
+        with _elf_errors(self.path), _open(self.path) as f:
             dwarf = ELFFile(f).get_dwarf_info()
             if self.ranges is None:
                 self.ranges = _aranges(dwarf)

@@ -17,6 +17,7 @@ import numpy as np
 
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.heapfile import HEAPS, HeapProfile, read_heap
+from mem_profiler.parser.input_files import read_regular
 
 MAGIC = b"MPLOG\0\r\n"
 VERSION = 1
@@ -39,6 +40,9 @@ _HEAD_ROW = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
 _FILE_RE = re.compile(r"\.(\d+)\.memlog$")
 _EVENT_LENGTH = struct.pack("<H", EVENT_DTYPE.itemsize)
 _SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
+# CLOCK_REALTIME in ns, and sizes, fit in 63 bits (until the year 2262, and beyond any
+# address space): larger values, read from unsigned fields, are damage.
+_TIME_LIMIT = _SIZE_LIMIT = 2**63
 
 
 class EventLogError(UserError):
@@ -174,8 +178,7 @@ class _Reader:
 
     def read_file(self, path: str, index: int, newest: int) -> None:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_regular(path, "an event log file", EventLogError)
         except OSError as e:
             raise EventLogError(f"cannot read {path}: {e.strerror or e}.") from None
         if len(data) < _HEADER.size and index == newest and self.header is not None:
@@ -202,6 +205,9 @@ class _Reader:
             raise EventLogError(f"{path} is an event log of format version {version}; this"
                                 f" mem_parser reads version {VERSION}: use the mem_parser of"
                                 " the mem_profiler that wrote it.")
+        if start_ns >= _TIME_LIMIT:
+            raise EventLogError(f"{path} is damaged: its window starts at {start_ns} ns, beyond"
+                                " any real time.")
         header = (pid, rate, device_rate, start_ns, interval_ms)
         if file_index != index or self.header not in (None, header):
             raise EventLogError(f"{path} does not belong with the other files of {self.base}"
@@ -246,15 +252,33 @@ class _Reader:
     def result(self, first: int) -> EventLog:
         assert self.header is not None
         pid, rate, device_rate, start_ns, interval_ms = self.header
-        events = np.frombuffer(bytearray().join(self.events), EVENT_DTYPE)
-        timeline = np.concatenate(self.timeline) if self.timeline else np.zeros(0, TIMELINE_DTYPE)
+        events = self._in_range(
+            np.frombuffer(bytearray().join(self.events), EVENT_DTYPE), "allocation and free")
+        timeline = self._in_range(
+            np.concatenate(self.timeline) if self.timeline else np.zeros(0, TIMELINE_DTYPE),
+            "timeline")
         for records in (events, timeline):
             records["time_ns"] -= start_ns
-        marks = _marks(self.marks, start_ns)
+        marks = [m for m in self.marks if m[0] < _TIME_LIMIT]
+        self._left_out(len(self.marks) - len(marks), "mark", "time")
+        marks = _marks(marks, start_ns)
         last = [int(a["time_ns"].max()) for a in (events, timeline) if len(a)]
         end_ns = max(last + [m.time_ns for m in marks[-1:]] + [0])
         return EventLog(self.base, pid, rate, device_rate, start_ns, interval_ms, self.files,
                         first, events, timeline, self.stacks, marks, end_ns, self.warnings)
+
+    def _in_range(self, records: np.ndarray, what: str) -> np.ndarray:
+        """The records whose heap, time and size can be real; a warning for the others."""
+        ok = (records["heap"] < len(HEAPS)) & (records["time_ns"] >= 0)
+        if "size" in records.dtype.names:
+            ok &= records["size"] < _SIZE_LIMIT
+        self._left_out(np.count_nonzero(~ok), what, "heap number, time or size")
+        return records if ok.all() else records[ok]
+
+    def _left_out(self, count: int, what: str, fields: str) -> None:
+        if count:
+            self.warnings.append(f"{count} {what} records of {self.base} have a {fields} out"
+                                 " of range (the log is damaged): they are left out.")
 
 
 def _event_run(data: bytes, pos: int) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.parser.errors import HeapFileError
+from mem_profiler.parser.input_files import read_regular
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 # The heaps a capture writes, one file each, in the sampler's order (enum memprof_heap).
@@ -19,17 +20,29 @@ HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")
 
 _COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
-_HEADER_RE = re.compile(r"heap_v2/(\d+)")
+_HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
 _MAPS_RE = re.compile(
-    r"([0-9a-fA-F]+)-([0-9a-fA-F]+)\s+(\S{4})\s+([0-9a-fA-F]+)\s+\S+\s+\d+(?:\s+(.*))?"
+    r"([0-9a-fA-F]+)-([0-9a-fA-F]+)\s+(\S{4})\s+([0-9a-fA-F]+)\s+\S+\s+[0-9]+(?:\s+(.*))?"
 )
+U64_MAX = 2**64 - 1
+# `# key: N` lines and the largest N each may hold.
+_NUMBERS = {"pid": 2**31 - 1, "max_depth": 2**32 - 1, **dict.fromkeys((
+    "dropped_samples", "failed_allocs", "window_start_ns", "window_end_ns", "live_bytes",
+    "peak_live_bytes", "peak_time_ns"), U64_MAX)}
+# `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
+_ESCAPED = ("cmdline", "exe", "build_id", "log")
+_PATHS = ("exe", "build_id", "log")
+_NO_NUL = "a NUL byte, which no file name can hold"
+_ESCAPE_RE = re.compile(r"\\(?:([\\nrt])|x([0-7][0-9a-f])|(x.{0,2}|.?))", re.S)
+_UNESCAPED = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
 _MAPPED_LIBRARIES = "MAPPED_LIBRARIES:"
 # The sample section exactly as our sampler writes it, for the bulk parser.
 _CANONICAL_COUNTERS_RE = re.compile(rb"(?:  t\*: \d{1,18}: \d{1,18} \[\d{1,18}: \d{1,18}\]\n)*")
 _ESTIMATE = "# estimate:"
 _NUMBER = rb" \d{1,20}(?:\.\d{1,2})?"
 _CANONICAL_ESTIMATES_RE = re.compile(rb"(?:# estimate:" + _NUMBER * 4 + rb"\n)*")
-_DROPPED_RE = re.compile(r"stack_table=(\d+) live_table=(\d+) memory=(\d+) bytes=(\d+)")
+_DROPPED_RE = re.compile(r"stack_table=([0-9]{1,20}) live_table=([0-9]{1,20})"
+                         r" memory=([0-9]{1,20}) bytes=([0-9]{1,20})")
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
@@ -62,7 +75,8 @@ class Failure:
     stack: tuple[int, ...]   # addresses, leaf first
 
 
-_FAILURE_RE = re.compile(r"time_ns=(\d+) bytes=(\d+) error=(-?\d+) @((?: [0-9a-fx]+)*)")
+_FAILURE_RE = re.compile(r"time_ns=([0-9]{1,20}) bytes=([0-9]{1,20}) error=(-?[0-9]{1,20})"
+                         r" @((?: (?:0x)?[0-9a-f]{1,16})*)")
 
 
 @dataclass(frozen=True)
@@ -126,11 +140,8 @@ class HeapProfile:
 def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
     """Read and validate a .heap file; raise HeapFileError on any problem."""
     name = os.fspath(path)
-    if os.path.isdir(name):
-        raise HeapFileError(f"{name} is a directory, not a .heap file.")
     try:
-        with open(name, "rb") as f:
-            data = f.read()
+        data = read_regular(name, "a .heap file", HeapFileError)
     except FileNotFoundError:
         raise HeapFileError(f"{name} does not exist.") from None
     except OSError as e:
@@ -275,7 +286,10 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
     header = _HEADER_RE.fullmatch(lines[0][1].strip())
     if header is None:
         raise fail(1, f"expected a 'heap_v2/<rate>' header, found {_show(lines[0][1])}")
-    prof = HeapProfile(path=name, rate=int(header.group(1)))
+    rate = int(header.group(1))
+    if rate > U64_MAX:
+        raise fail(1, f"a sampling rate above 2^64-1 in {_show(lines[0][1])}")
+    prof = HeapProfile(path=name, rate=rate)
     end = lines[-1][0] + 1
 
     counters: list[tuple[int, int, int, int]] = []
@@ -344,8 +358,15 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         m = _MAPS_RE.fullmatch(line)
         if m is None:
             raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
-        prof.mappings.append(Mapping(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16),
-                                     m[5] or ""))
+        start, end, offset = (int(m[k], 16) for k in (1, 2, 4))
+        if max(start, end, offset) > U64_MAX or start > end:
+            raise fail(lineno, "a mapping whose addresses or offset are above 2^64-1 or"
+                       f" whose end is below its start: {_show(line)}")
+        if "\0" in line:
+            raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
+        # the kernel writes a newline in a path as \012
+        prof.mappings.append(Mapping(start, end, m[3], offset,
+                                     (m[5] or "").replace("\\012", "\n")))
 
     if samples is None:
         offsets = np.zeros(len(lengths) + 1, np.int64)
@@ -381,25 +402,41 @@ def _header_line(prof: HeapProfile, line: str) -> None:
     if not sep:
         return  # a free-form comment
     key, value = key.strip(), value.strip()
-    if key in ("pid", "dropped_samples"):
-        if not value.isdigit():
-            raise ValueError(f"'{key}' must be a number, found {_show(value)}")
-        setattr(prof, key, int(value))
+    if key in _ESCAPED:
+        value = _unescape(value, key)
+    if key in _PATHS and "\0" in value:
+        raise ValueError(f"the path in '# {key}:' holds {_NO_NUL}")
+    if key in _NUMBERS:
+        number = _number(value, _NUMBERS[key])
+        if number is None:
+            raise ValueError(f"'{key}' must be a number from 0 to {_NUMBERS[key]}, found"
+                             f" {_show(value)}")
+        if key in ("pid", "dropped_samples"):
+            setattr(prof, key, number)
+        else:
+            prof.meta[key] = value
     elif key == "dropped":
         m = _DROPPED_RE.fullmatch(value)
-        if m is None:
+        counts = [_number(v, U64_MAX) for v in m.groups()] if m else [None]
+        if None in counts:
             raise ValueError("expected '# dropped: stack_table=N live_table=N memory=N "
-                             f"bytes=N', found {_show(line)}")
-        prof.drops = Drops(*(int(v) for v in m.groups()))
-    elif key in ("cmdline", "exe", "heap"):
+                             f"bytes=N' (N below 2^64), found {_show(line)}")
+        prof.drops = Drops(*counts)
+    elif key == "heap":
+        if value not in HEAPS:
+            raise ValueError(f"unknown heap {_show(value)}: expected one of {', '.join(HEAPS)}")
+        prof.heap = value
+    elif key in ("cmdline", "exe"):
         setattr(prof, key, value)
     elif key == "failed_alloc":
         m = _FAILURE_RE.fullmatch(value)
-        if m is None:
-            raise ValueError(f"expected '# failed_alloc: time_ns=T bytes=N error=E @ ...', "
-                             f"found {_show(line)}")
+        numbers = (_number(m[1], U64_MAX), _number(m[2], U64_MAX),
+                   _number(m[3].lstrip("-"), U64_MAX)) if m else (None,)
+        if None in numbers:
+            raise ValueError(f"expected '# failed_alloc: time_ns=T bytes=N error=E @ ...' (T"
+                             f" and N below 2^64), found {_show(line)}")
         stack = tuple(int(a, 16) for a in m[4].split())
-        prof.failures.append(Failure(int(m[1]), int(m[2]), int(m[3]), stack))
+        prof.failures.append(Failure(numbers[0], numbers[1], int(m[3]), stack))
     elif key == "build_id":
         obj, _, hexid = value.rpartition(" ")
         if not obj or not re.fullmatch(r"[0-9a-fA-F]+", hexid):
@@ -407,6 +444,30 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         prof.build_ids[obj] = hexid.lower()
     else:
         prof.meta[key] = value
+
+
+def _number(text: str, limit: int) -> int | None:
+    """The decimal number `text` (ASCII digits only), None unless it is 0 to `limit`."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(limit)):
+        return None
+    number = int(text)
+    return number if number <= limit else None
+
+
+def _unescape(text: str, key: str) -> str:
+    """Undo the sampler's escape of control characters in the text of `# key:` lines:
+    \\\\, \\n, \\r, \\t, and \\xHH (two lower-case hex digits) for the other bytes
+    below 0x20 and 0x7f; ValueError for any other backslash."""
+    def one(m: re.Match) -> str:
+        if m[1]:
+            return _UNESCAPED[m[1]]
+        if m[2]:
+            return chr(int(m[2], 16))
+        shown = ascii(m[3])[1:-1] if m[3] else " at the end of the line"
+        raise ValueError(f"a malformed escape \\{shown} in '# {key}:' (the sampler writes"
+                         " only \\\\, \\n, \\r, \\t and \\xHH)")
+
+    return _ESCAPE_RE.sub(one, text) if "\\" in text else text
 
 
 def _show(text: str, limit: int = 60) -> str:

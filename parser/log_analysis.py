@@ -21,6 +21,7 @@ from mem_profiler.parser.eventlog import (
     read_log,
 )
 from mem_profiler.parser.heapfile import HEAPS, HeapProfile
+from mem_profiler.parser.nputil import clip_int64
 from mem_profiler.parser.sampling import sample_weights
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 
@@ -128,10 +129,10 @@ def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:
     s / (1 - exp(-s/rate)), rounded as sampler/live_bytes.c rounds it."""
     sizes = np.asarray(sizes, np.float64)
     if rate <= 1:
-        return sizes.astype(np.int64)
+        return clip_int64(sizes)
     with np.errstate(divide="ignore", invalid="ignore"):
         est = np.floor(sizes / -np.expm1(-sizes / rate) + 0.5)
-    return np.where(sizes == 0, 0, est).astype(np.int64)
+    return clip_int64(np.where(sizes == 0, 0, est))
 
 
 def replay(cap: Capture, heap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +285,7 @@ def _profile(cap: Capture, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     sizes, live = a.size[mine].astype(np.float64), cur[mine]
 
     def count(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(inverse, weights, len(ids)).astype(np.int64)
+        return clip_int64(np.bincount(inverse, weights, len(ids)))
 
     rate = cap.log.rate_of(cap.heap)
     weights = sample_weights(sizes, rate)

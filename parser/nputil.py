@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
+_INT64_FLOAT_MAX = float(2**63 - 1024)  # the largest float64 below 2^63
+
+
+def clip_int64(values: np.ndarray) -> np.ndarray:
+    """Whole float64 values as int64, those beyond its range clipped rather than wrapped
+    (only a damaged or hand-made file, with absurd rates or sizes, has them)."""
+    return np.clip(values, -_INT64_FLOAT_MAX, _INT64_FLOAT_MAX).astype(np.int64)
 
 
 def sorted_unique(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:

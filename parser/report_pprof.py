@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from mem_profiler.parser.heapfile import HeapProfile, Mapping
+from mem_profiler.parser.nputil import clip_int64
 from mem_profiler.parser.symbolize import (
     SymbolizedProfile,
     code_mappings,
@@ -97,7 +98,7 @@ def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]
     pprof's locations, each the run of our locations at one address of a stack (inlined
     calls, then the function they are in), by id - 1."""
     columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
-    values = np.rint(np.column_stack(columns)).astype(np.int64).reshape(-1, len(SAMPLE_TYPES))
+    values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
     # a frame ends its pprof location unless it is an inlined call
     ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []

@@ -1,0 +1,50 @@
+"""Opening the files a user names: regular files only, and read with a bound.
+
+Reading a FIFO waits for a writer forever, a device such as /dev/zero never ends, and a
+sparse file of many gigabytes would be read into memory whole: each is refused in one
+sentence before anything is read. Errors of the operating system (a missing file, no
+permission) are left to the caller, which names the file in its own words."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import BinaryIO
+
+from mem_profiler.parser.errors import UserError
+
+# .heap and .memlog files: the sampler's tables and --log-cap keep real ones far smaller.
+MAX_PROFILE_BYTES = 4 << 30
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)",
+          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
+
+
+def open_regular(path: str, what: str, error: type[UserError]) -> BinaryIO:
+    """`path` opened for reading in binary; `error` (one sentence) if it is not a regular
+    file. `what` says what the file should have been: "a .heap file"."""
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer. O_NOCTTY: a terminal
+    # named by mistake does not become this process's controlling terminal.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise error(f"{path} is a directory, not {what}.")
+        kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise error(f"{path} is {kind}, not {what}: only regular files are read.")
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: str, what: str, error: type[UserError],
+                 limit: int = MAX_PROFILE_BYTES) -> bytes:
+    """The contents of the regular file `path` (see open_regular) as long as it was when
+    opened (what a writer appends meanwhile is left out); `error` if that is more than
+    `limit` bytes."""
+    with open_regular(path, what, error) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise error(f"{path} is {size:,} bytes, more than {what} can sanely be"
+                        f" ({limit:,} at most): check that it is {what}.")
+        return f.read(size)
