@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.escape import dot_string
 from mem_profiler.parser.graph import CallGraph, Edge
 from mem_profiler.parser.units import (
     HEAP_HUES,
@@ -28,19 +29,19 @@ def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = 
     hue = None if heap == "host" else HEAP_HUES.get(heap)
     if heap != "host":
         notes = [f"Heap: {heap}", *notes]
-    out = [f'digraph "{_escape(title)}" {{', 'node [style=filled fillcolor="#f8f8f8"]']
-    legend = "\\l".join(_escape(line) for line in _legend(graph, title, notes))
+    out = [f'digraph "{dot_string(title)}" {{', 'node [style=filled fillcolor="#f8f8f8"]']
+    legend = "\\l".join(dot_string(line) for line in _legend(graph, title, notes))
     out.append(f'subgraph cluster_L {{ "legend" [shape=box fontsize=16 label="{legend}\\l"'
-               f' tooltip="{_escape(title)}"] }}')
+               f' tooltip="{dot_string(title)}"] }}')
     max_flat = float(max(abs(graph.flat).max(initial=0.0), 0.0))
     for i, name in enumerate(graph.names):
         flat, cum = float(graph.flat[i]), float(graph.cum[i])
-        label = "\\n".join([_escape(name), _share(flat, graph.total, unit),
+        label = "\\n".join([dot_string(name), _share(flat, graph.total, unit),
                             "of " + _share(cum, graph.total, unit)])
         size = 8 + (math.ceil(16 * math.sqrt(abs(flat) / max_flat)) if max_flat else 0)
         score = cum / abs(graph.total) if graph.total else 0.0
         out.append(f'N{i + 1} [label="{label}" id="node{i + 1}" fontsize={size} shape=box'
-                   f' tooltip="{_escape(name)} ({format_labelled(cum, unit)})"'
+                   f' tooltip="{dot_string(name)} ({format_labelled(cum, unit)})"'
                    f' color="{_color(score, False, hue)}"'
                    f' fillcolor="{_color(score, True, hue)}"]')
     out += [_edge(graph, e, unit, hue) for e in graph.edges]
@@ -100,17 +101,12 @@ def _edge(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> str:
             attrs.append(f"penwidth={width}")
         attrs.append(f'color="{_color(edge.weight / abs(graph.total), False, hue)}"')
     arrow = "..." if edge.residual else "->"
-    tooltip = _escape(f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]}"
+    tooltip = dot_string(f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]}"
                       f" ({weight})")
     attrs.append(f'tooltip="{tooltip}" labeltooltip="{tooltip}"')
     if edge.residual:
         attrs.append('style="dotted"')
     return f"N{edge.caller + 1} -> N{edge.callee + 1} [{' '.join(attrs)}]"
-
-
-def _escape(text: str) -> str:
-    """Text inside a dot double-quoted string."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _color(score: float, background: bool, hue: float | None = None) -> str:

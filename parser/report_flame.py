@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import html
-import json
 
 import numpy as np
 
+from mem_profiler.parser.escape import script_json, visible
 from mem_profiler.parser.flame import FlameTree
 from mem_profiler.parser.flame_page import PAGE
 from mem_profiler.parser.units import HEAP_HUES
@@ -39,8 +39,6 @@ def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
         "value": np.round(tree.value[keep], 2).tolist(),
         "weight": np.round(tree.weight[keep], 2).tolist(),
     }
-    # Inside <script>, "</script>" in a name would end the block: escape every "<".
-    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     head, rest = PAGE.split("__TITLE__")
     middle, tail = rest.split("__DATA__")
-    return head + html.escape(title) + middle + payload + tail
+    return head + html.escape(visible(title)) + middle + script_json(data) + tail

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 import os
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from mem_profiler.parser.escape import xml_text
 from mem_profiler.parser.eventlog import EventLog
 from mem_profiler.parser.heapfile import HEAPS
 from mem_profiler.parser.log_analysis import (
@@ -58,10 +59,10 @@ def format_timeline(cap: Capture, program: str | None = None) -> str:
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}"'
            f' viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
-           f"<title>{escape(title)}</title>",
+           f"<title>{xml_text(title)}</title>",
            f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-           f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{escape(title)}</text>']
-    out += [f'<text x="{LEFT}" y="{44 + 16 * i}" fill="#333">{escape(note)}</text>'
+           f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{xml_text(title)}</text>']
+    out += [f'<text x="{LEFT}" y="{44 + 16 * i}" fill="#333">{xml_text(note)}</text>'
             for i, note in enumerate(_notes(log))]
     out += _axes(x, y, x_ticks, y_ticks, t_scale, scale, t_unit, unit, plot_w, plot_h)
     out += _marks(log, x, plot_h)
@@ -178,15 +179,15 @@ def _marks(log: EventLog, x, plot_h: float) -> list[str]:
             width = max(x(end.time_ns) - px, 1.0)
             tip += f" to {end.time_ns / MS:.1f} ms"
             out.append(f'<rect x="{px:.1f}" y="{TOP}" width="{width:.1f}" height="{plot_h}"'
-                       f' fill="{MARK_COLOR}" fill-opacity="0.10"><title>{escape(tip)}</title>'
+                       f' fill="{MARK_COLOR}" fill-opacity="0.10"><title>{xml_text(tip)}</title>'
                        "</rect>")
         else:
             out.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}"'
-                       f' stroke="{MARK_COLOR}" stroke-dasharray="3,3"><title>{escape(tip)}'
+                       f' stroke="{MARK_COLOR}" stroke-dasharray="3,3"><title>{xml_text(tip)}'
                        "</title></line>")
         if i % every == 0:
             out.append(f'<text x="{px + 3:.1f}" y="{TOP + 4}" font-size="10" fill="{MARK_COLOR}"'
-                       f' transform="rotate(90 {px + 3:.1f} {TOP + 4})">{escape(m.label)}</text>')
+                       f' transform="rotate(90 {px + 3:.1f} {TOP + 4})">{xml_text(m.label)}</text>')
     return out
 
 
@@ -195,9 +196,9 @@ def _peak(p: Peak, x, y) -> list[str]:
     text = f"peak {format_amount(p.bytes, 'bytes')} ({p.heap}) at {p.time_ns / MS:.1f} ms"
     anchor, dx = ("end", -8) if px > LEFT + (WIDTH - LEFT - RIGHT) * 0.6 else ("start", 8)
     return [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{COLORS[p.heap]}" stroke="black">'
-            f"<title>{escape(text)}</title></circle>",
+            f"<title>{xml_text(text)}</title></circle>",
             f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor={quoteattr(anchor)}'
-            f' font-weight="bold">{escape(text)}</text>']
+            f' font-weight="bold">{xml_text(text)}</text>']
 
 
 def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:
@@ -209,7 +210,7 @@ def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:
     for color, name, dash in items:
         out.append(f'<line x1="{px}" y1="{legend_y - 4}" x2="{px + 22}" y2="{legend_y - 4}"'
                    f' stroke="{color}" stroke-width="2"{dash}/>')
-        out.append(f'<text x="{px + 27}" y="{legend_y}">{escape(name)}</text>')
+        out.append(f'<text x="{px + 27}" y="{legend_y}">{xml_text(name)}</text>')
         px += 40 + 7 * len(name)
     out.append(f'<text x="{px}" y="{legend_y}" fill="#333">line: estimated live bytes;'
                " shaded: peak of each interval; dot: the peak</text>")

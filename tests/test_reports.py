@@ -347,7 +347,8 @@ def test_full_names_reach_every_output(build_fixture, tmp_path):
         if svg in args:
             return "".join(ET.parse(svg).getroot().itertext())
         if flame in args:
-            return flame.read_text().replace("\\u003c", "<")  # escaped inside <script>
+            # escaped inside <script>
+            return flame.read_text().replace("\\u003c", "<").replace("\\u003e", ">")
         if pb in args:  # -raw: the names as written (pprof's -top shortens C++ names itself)
             return go_pprof(tmp_path, "-raw", pb).stdout
         return done.stdout

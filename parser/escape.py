@@ -1,0 +1,52 @@
+"""Names and messages in each output format: function names, mark texts, paths and command
+lines come from the profiled program and may hold any character.
+
+A terminal line, XML 1.0 (which forbids most control characters even as character
+references) and a graphviz label get them visibly as `\\n`, `\\x01`; JSON inside an HTML
+<script> gets its `<`, `>` and `&` as escapes, so that no name can end the script."""
+
+from __future__ import annotations
+
+import json
+import re
+from xml.sax.saxutils import escape
+
+# C0 and C1 controls, DEL, lone surrogates (bytes that were not UTF-8, decoded with
+# surrogateescape) and the two non-characters XML forbids.
+_INVISIBLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def visible(text: str) -> str:
+    """`text` with each invisible character written as an escape: \\n, \\r, \\t, \\xHH,
+    or \\uHHHH; a byte that was not UTF-8 (a surrogate escape) as \\xHH of that byte."""
+    return _INVISIBLE_RE.sub(_escape_char, text)
+
+
+def _escape_char(m: re.Match) -> str:
+    char = m[0]
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        code -= 0xDC00
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def xml_text(text: str) -> str:
+    """Text for an XML element's content."""
+    return escape(visible(text))
+
+
+def dot_string(text: str) -> str:
+    """Text inside a graphviz double-quoted string (whose `\\` starts escapes of its own)."""
+    return visible(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def script_json(data: object) -> str:
+    """`data` as JSON to place inside an HTML <script> element: `<`, `>` and `&` as \\u
+    escapes (`</script>` or `<!--` in a name would change how the page parses), and every
+    other non-ASCII character too, U+2028 and U+2029 among them (json's ensure_ascii)."""
+    text = json.dumps(data, separators=(",", ":"))
+    return re.sub("[<>&]", lambda m: _SCRIPT_UNSAFE[m[0]], text)
