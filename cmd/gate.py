@@ -8,6 +8,7 @@ import sys
 import click
 
 from mem_profiler import SamplerNotBuilt
+from mem_profiler.cmd.cli_input import DEPTH, RATE, fail
 from mem_profiler.launch import LaunchError
 from mem_profiler.parser.budgets import SIZE_KINDS, load_budget_file, option_budgets
 from mem_profiler.parser.errors import UserError
@@ -38,12 +39,12 @@ def size_options(command):
               help="Budgets per heap and per named command (see README).")
 @click.option("--name", metavar="NAME", help="Run only [commands.NAME] of the budget file "
               "(with a command after --: judge it by NAME's budgets).")
-@click.option("-c", "--rate", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("-c", "--rate", default=1, show_default=True, type=RATE,
               help="Mean bytes between samples; 1 records every allocation (exact), more "
               "gives estimates with their expected error.")
-@click.option("--device-rate", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--device-rate", default=1, show_default=True, type=RATE,
               help="The same for the device and HAL heaps.")
-@click.option("-d", "--depth", default=64, show_default=True, type=click.IntRange(1, 128),
+@click.option("-d", "--depth", default=64, show_default=True, type=DEPTH,
               help="Frames kept per stack.")
 @click.option("--top", default=5, show_default=True, type=click.IntRange(min=0),
               help="Stacks shown per exceeded budget.")
@@ -86,6 +87,5 @@ def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
         if junit_path:
             write_junit(junit_path, verdicts)
     except (UserError, LaunchError, SamplerNotBuilt) as err:
-        click.echo(f"mem_profiler gate: {err}", err=True)
-        sys.exit(2)
+        fail("mem_profiler gate", str(err))
     sys.exit(gate_status(verdicts))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 
 import click
 
+from mem_profiler.cmd.cli_input import MILLISECONDS, say
 from mem_profiler.parser import log_analysis as analysis
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.focus import select_stacks
@@ -32,7 +33,7 @@ _FILE_PATHS = ("flame", "pprof")
 _OPTIONS = (
     click.Option(["--timeline"], metavar="SVG", help="Log mode: write memory over time (each"
                  " heap, RSS, marks, the peak) as an SVG file."),
-    click.Option(["--at", "at_ms"], type=click.FloatRange(min=0), metavar="MS",
+    click.Option(["--at", "at_ms"], type=MILLISECONDS, metavar="MS",
                  help="Log mode: report what was live MS milliseconds after the window's start."),
     click.Option(["--peak"], is_flag=True,
                  help="Log mode: report what was live at the heap's peak."),
@@ -201,7 +202,7 @@ def _warn(warnings: list[str]) -> None:
 def _say(message: str) -> None:
     from mem_profiler.cmd.mem_parser import PROG  # mem_parser imports this module
 
-    click.echo(f"{PROG}: {message}", err=True)
+    say(PROG, message)
 
 
 def _write(path: str | None, content: bytes) -> None:

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from mem_profiler.cmd.cli_input import FRACTION, run_command, say
 from mem_profiler.cmd.log_report import add_log_options
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.capture_files import select_files
@@ -76,9 +77,9 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
               " arguments, Rust with generics and hashes (default: short names, as jeprof).")
 @click.option("--nodecount", type=click.IntRange(min=1), metavar="N",
               help="Show N rows (-t, --json) or nodes (-s, default 80).")
-@click.option("--nodefraction", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+@click.option("--nodefraction", type=FRACTION, default=0.005, show_default=True,
               metavar="F", help="-s: drop nodes whose cum is below F of the total.")
-@click.option("--edgefraction", type=click.FloatRange(0, 1), default=0.001, show_default=True,
+@click.option("--edgefraction", type=FRACTION, default=0.001, show_default=True,
               metavar="F", help="-s: drop edges whose weight is below F of the total.")
 @click.option("--focus", metavar="RE", callback=_regex,
               help="Keep only stacks through a function matching the regular expression RE.")
@@ -112,7 +113,7 @@ def cli(binary: str, heap_file: str, output: str | None, flame: str | None, ppro
                       edgefraction=edgefraction)
     sym = load(request)
     for warning in sym.warnings:
-        click.echo(f"{PROG}: warning: {warning}", err=True)
+        say(PROG, f"warning: {warning}")
     for fmt, path in [(fmt, output) for fmt in streams] + files:
         _write(path, render(fmt, sym, request))
 
@@ -164,25 +165,7 @@ def _write(output: str | None, content: bytes) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
-    try:
-        cli.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.UsageError as e:
-        _fail(f"{e.format_message().rstrip('.')} (see {PROG} --help).")
-    except click.ClickException as e:
-        _fail(e.format_message())
-    except UserError as e:
-        _fail(str(e))
-    except click.Abort:
-        sys.exit(1)
-    except BrokenPipeError:
-        # the reader of stdout went away (| head); exit quietly as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"{PROG}: {message}", err=True)
-    sys.exit(2)
+    run_command(cli, PROG, argv)
 
 
 if __name__ == "__main__":

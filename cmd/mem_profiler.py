@@ -9,6 +9,16 @@ import sys
 import click
 
 from mem_profiler import SamplerNotBuilt, library_path
+from mem_profiler.cmd import cli_input
+from mem_profiler.cmd.cli_input import (
+    DEPTH,
+    LOG_FILE_BYTES,
+    LOG_FILES,
+    PID,
+    RATE,
+    SECONDS,
+    run_command,
+)
 from mem_profiler.cmd.gate import gate
 from mem_profiler.control_block import ControlError, Status
 from mem_profiler.controller import (
@@ -29,6 +39,7 @@ from mem_profiler.launch import (
     run_profiled,
 )
 
+PROG = "mem_profiler"
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
 MODE_HELP = ("log: also write the event log of sampled allocations and frees, a timeline "
              "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog).")
@@ -37,8 +48,7 @@ DEVICE_RATE_HELP = ("Mean bytes between samples of the device and HAL heaps (CUD
 
 
 def fail(message: str, code: int = 2) -> None:
-    click.echo(f"mem_profiler: {message}", err=True)
-    sys.exit(code)
+    cli_input.fail(PROG, message, code)
 
 
 def mib(n: float) -> str:
@@ -46,16 +56,16 @@ def mib(n: float) -> str:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-p", "--pid", type=int,
+@click.option("-p", "--pid", type=PID,
               help="Process to capture (default: your only capturable one).")
-@click.option("-s", "--seconds", type=click.FloatRange(min=0, min_open=True),
+@click.option("-s", "--seconds", type=SECONDS,
               help="Length of the capture window; Ctrl-C ends it early.  [default: 60]")
-@click.option("-c", "--rate", type=click.IntRange(min=1),
+@click.option("-c", "--rate", type=RATE,
               help="Mean bytes between samples; 1 records every allocation.  [default: 1024]")
-@click.option("--device-rate", type=click.IntRange(min=1), help=DEVICE_RATE_HELP + "  [default: 1]")
+@click.option("--device-rate", type=RATE, help=DEVICE_RATE_HELP + "  [default: 1]")
 @click.option("-o", "--output", "prefix",
               help=f"Path prefix of the .heap files.  [default: {DEFAULT_PREFIX}]")
-@click.option("-d", "--depth", type=click.IntRange(1, 128), help="Frames per stack. [default: 64]")
+@click.option("-d", "--depth", type=DEPTH, help="Frames per stack. [default: 64]")
 @click.option("--mode", type=click.Choice(["table", "log"]), help=MODE_HELP + "  [default: table]")
 @click.option("--attach", is_flag=True, default=None,
               help="Load the sampler into -p PID if it was started without it (ptrace; "
@@ -120,20 +130,19 @@ def show_progress(elapsed: float, status: Status) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-c", "--rate", default=1024, show_default=True, type=click.IntRange(min=1),
+@click.option("-c", "--rate", default=1024, show_default=True, type=RATE,
               help="Mean bytes between samples; 1 records every allocation.")
-@click.option("--device-rate", default=1, show_default=True, type=click.IntRange(min=1),
-              help=DEVICE_RATE_HELP)
+@click.option("--device-rate", default=1, show_default=True, type=RATE, help=DEVICE_RATE_HELP)
 @click.option("-o", "--output", "prefix", default=DEFAULT_PREFIX, show_default=True,
               help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap "
               "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)")
-@click.option("-d", "--depth", default=64, show_default=True, type=click.IntRange(1, 128),
+@click.option("-d", "--depth", default=64, show_default=True, type=DEPTH,
               help="Frames kept per stack.")
 @click.option("--mode", type=click.Choice(["table", "log"]), default="table", show_default=True,
               help=MODE_HELP)
-@click.option("--log-cap", default=100 << 20, show_default=True, type=click.IntRange(min=4096),
+@click.option("--log-cap", default=100 << 20, show_default=True, type=LOG_FILE_BYTES,
               help="Bytes per log file; past it the log goes on in the next file.")
-@click.option("--log-files", default=10, show_default=True, type=click.IntRange(min=1),
+@click.option("--log-files", default=10, show_default=True, type=LOG_FILES,
               help="Log files kept; the oldest beyond this is deleted.")
 @click.option("--leak-check", is_flag=True,
               help="Judge what is still allocated at exit: exit 1 when it is more than "
@@ -214,7 +223,7 @@ def list_() -> None:
 
 
 @cli.command(name="detach")
-@click.option("-p", "--pid", type=int, required=True, help="An attached process.")
+@click.option("-p", "--pid", type=PID, required=True, help="An attached process.")
 def detach_(pid: int) -> None:
     """Close PID's window if one is open and put back every GOT slot the sampler
     redirected; the sampler stays loaded, idle, for the next capture."""
@@ -230,7 +239,7 @@ def detach_(pid: int) -> None:
 
 
 @cli.command(name="dump")
-@click.option("-p", "--pid", type=int, required=True, help="A process with a window open.")
+@click.option("-p", "--pid", type=PID, required=True, help="A process with a window open.")
 def dump_(pid: int) -> None:
     """Write the files of PID's open window, whoever opened it (mem_profiler run,
     MEMPROF_CAPTURE=1, -p), and keep it open: each dump holds everything since the
@@ -254,8 +263,9 @@ def lib() -> None:
 cli.add_command(gate)
 
 
-def main() -> None:
-    cli(prog_name="mem_profiler")
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad input becomes one line on stderr and exit status 2."""
+    run_command(cli, PROG, argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ greater.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.input_files import read_regular
 
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH = (
     "max-peak", "max-live-at-exit", "max-leak-per-stack", "max-total-alloc", "max-growth-vs")
@@ -31,6 +33,8 @@ _UNITS = {"": 1, "b": 1,
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 _PERCENT_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%?\s*")
 _SIZE_HELP = "a number of bytes with an optional unit (KiB, MiB, GiB binary; KB, MB, GB decimal)"
+MAX_SIZE = 2**63  # 8 EiB: beyond any memory, and the most the sampler's counters hold
+MAX_BUDGET_FILE_BYTES = 1 << 20
 
 
 class BudgetError(UserError):
@@ -81,20 +85,25 @@ class BudgetFile:
 
 def parse_size(value: str | int) -> int:
     """Bytes in a size such as `64 MiB`, `1.5GB`, `4096`; BudgetError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    m = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
-    unit = m and _UNITS.get(m[2].lower())
-    if m is None or unit is None or ("." in m[1] and unit == 1):
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value if value >= 0 else None
+    else:
+        m = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
+        unit = m and _UNITS.get(m[2].lower())
+        size = None if m is None or unit is None or ("." in m[1] and unit == 1) else (
+            float(m[1]) * unit)
+    if size is None:
         raise BudgetError(f"bad size {value!r}: expected {_SIZE_HELP}, e.g. 64MiB")
-    return round(float(m[1]) * unit)
+    if size > MAX_SIZE:
+        raise BudgetError(f"bad size {value!r}: more than 8 EiB (2^63 bytes)")
+    return round(size)
 
 
 def parse_tolerance(value: str | int | float) -> float:
     """A percentage (`5%`, `5`, `2.5%`) as a fraction."""
     text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     m = _PERCENT_RE.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
+    if m is None or not math.isfinite(float(m[1])):
         raise BudgetError(f"bad tolerance {value!r}: expected a percentage such as 5%")
     return float(m[1]) / 100
 
@@ -179,14 +188,19 @@ def load_budget_file(path: str | os.PathLike[str]) -> BudgetFile:
     Baseline paths are relative to the file's folder."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            doc = tomllib.load(f)
+        data = read_regular(name, "a budget file", BudgetError, MAX_BUDGET_FILE_BYTES)
+        doc = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise BudgetError(f"budget file {name} does not exist") from None
     except OSError as e:
         raise BudgetError(f"cannot read budget file {name}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise BudgetError(f"{name} is not UTF-8 text (byte {e.start} is"
+                          f" {data[e.start]:#04x}): save it as UTF-8, as TOML requires") from None
     except tomllib.TOMLDecodeError as e:
         raise BudgetError(f"{name} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise BudgetError(f"{name} nests arrays or tables too deeply") from None
     reader = _FileReader(name)
     commands = doc.pop("commands", {})
     budgets = reader.heap_tables(doc, "")
@@ -217,7 +231,11 @@ class _FileReader:
         if run is None:
             return None
         if isinstance(run, str):
-            argv = shlex.split(run)
+            try:
+                argv = shlex.split(run)
+            except ValueError as e:  # an unterminated quote, a final backslash
+                raise self.fail(f"'run' in {where} cannot be split as the shell does: "
+                                f"{str(e).lower()}") from None
         elif isinstance(run, list) and all(isinstance(a, str) for a in run):
             argv = list(run)
         else:

@@ -1,0 +1,69 @@
+"""What the command lines accept, and how they refuse the rest: the types of their numbers
+(finite, within what the sampler and the parser can hold) and the one line, exit status
+2, that answers bad input of any kind."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import click
+
+from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.escape import visible
+from mem_profiler.parser.input_files import MAX_PROFILE_BYTES
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan, which passes every comparison."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+PID = click.IntRange(1, 2**31 - 1)  # pid_t
+# The sampler's rates are uint64; beyond 2^63 bytes between samples nothing is sampled.
+RATE = click.IntRange(1, 2**63)
+DEPTH = click.IntRange(1, 128)  # the sampler's largest stack
+SECONDS = FiniteFloatRange(0, 30 * 86400, min_open=True)  # a window of up to 30 days
+LOG_FILE_BYTES = click.IntRange(4096, MAX_PROFILE_BYTES)  # what mem_parser reads of a file
+LOG_FILES = click.IntRange(1, 2**32 - 1)  # the sampler's unsigned count
+FRACTION = FiniteFloatRange(0, 1)
+# A time in ms whose ns fit in the event log's int64 times.
+MILLISECONDS = FiniteFloatRange(0, (2**63 - 1) // 1_000_000)
+
+
+def run_command(command: click.Command, prog: str, argv: list[str] | None) -> None:
+    """Run a click command: usage errors and UserErrors become one line on stderr and exit
+    status 2, as does running out of memory on an input too large for this machine."""
+    try:
+        command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.UsageError as e:
+        fail(prog, f"{e.format_message().rstrip('.')} (see {prog} --help).")
+    except click.ClickException as e:
+        fail(prog, e.format_message())
+    except UserError as e:
+        fail(prog, str(e))
+    except MemoryError:
+        fail(prog, "out of memory: the input is too large for this machine's memory.")
+    except click.Abort:
+        sys.exit(1)
+    except BrokenPipeError:
+        # the reader of stdout went away (| head); exit quietly as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def say(prog: str, message: str) -> None:
+    """`message` on one line of stderr, its control characters escaped."""
+    click.echo(f"{prog}: {visible(message)}", err=True)
+
+
+def fail(prog: str, message: str, code: int = 2) -> None:
+    """Say `message` and exit."""
+    say(prog, message)
+    sys.exit(code)
