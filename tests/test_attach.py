@@ -17,8 +17,16 @@ import pytest
 from conftest import VENV_BIN, assert_estimate, relative_sd, report
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from nvidia_runtime import RUNTIMES, runtime_library
 from standins import truth
 from standins.build import build_device_fixture, standin_env
+from test_cuda_runtimes import (
+    OTHER_DRIVER_FUNCTIONS,
+    assert_runtime_failures,
+    runtime_failures,
+    table,
+    wrapped,
+)
 from test_device import assert_sites
 
 from mem_profiler import inject as inject_module
@@ -410,19 +418,32 @@ def test_detach_with_no_window_open_writes_nothing(target):
 
 # --- device heaps in an attached process ------------------------------------------------
 
+def unprofiled_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+
+
 def test_device_heaps_of_an_attached_process(tmp_path):
     """The CUDA stand-ins' every path, in a process that loaded the framework (and
     through it the runtime) before the attach: exact at --device-rate 1."""
     standins = tmp_path / "standins"
     exe = build_device_fixture("device_cuda", standins)
-    env = {k: v for k, v in standin_env(standins).items()
-           if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+    env = unprofiled_env(standin_env(standins))
     plain = subprocess.run([exe, "local"], env=env, capture_output=True, text=True, check=True)
-    proc = subprocess.Popen([str(exe), "local", "wait"], env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    output, heaps = run_in_a_window(exe, ["local", "wait"], env, ["mode=local\n", "loaded\n"],
+                                    tmp_path / "dev_")
+    assert output == plain.stdout.split("\n", 1)[1]   # all but its first line
+    assert {"host", "cuda", "cuda_host"} <= set(heaps)
+    assert_sites(heaps, exe, truth.SITES["device_cuda"])
+
+
+def run_in_a_window(exe: Path, args: list[str], env: dict[str, str], ready: list[str],
+                    prefix: Path) -> tuple[str, dict[str, Path]]:
+    """Starts exe (its last argument "wait"), reads its `ready` lines, attaches, lets it
+    go on in a window and waits for it; its output after `ready` and the files."""
+    proc = subprocess.Popen([str(exe), *args], env=env, text=True, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
     try:
-        assert proc.stdout.readline() == "mode=local\n"
-        assert proc.stdout.readline() == "loaded\n"
+        assert [proc.stdout.readline() for _ in ready] == ready
         attach(proc.pid)
         output = []
 
@@ -433,8 +454,7 @@ def test_device_heaps_of_an_attached_process(tmp_path):
                 while not output or not output[-1].startswith("checksum="):
                     output.append(proc.stdout.readline())
 
-        result = capture_window(proc.pid, 1.0, 1024, 64, str(tmp_path / "dev_"),
-                                progress=run_the_sites)
+        result = capture_window(proc.pid, 1.0, 1024, 64, str(prefix), progress=run_the_sites)
         proc.stdin.write("exit\n")
         proc.stdin.flush()
         assert proc.wait(timeout=30) == 0
@@ -443,11 +463,29 @@ def test_device_heaps_of_an_attached_process(tmp_path):
             proc.kill()
             proc.wait()
         Path(segment_path(proc.pid)).unlink(missing_ok=True)
-    assert "".join(output) == plain.stdout.split("\n", 1)[1]   # all but its first line
     heaps = {re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f)[1] or "host": Path(f)
              for f in result.paths}
-    assert {"host", "cuda", "cuda_host"} <= set(heaps)
-    assert_sites(heaps, exe, truth.SITES["device_cuda"])
+    return "".join(output), heaps
+
+
+@pytest.mark.parametrize("version", list(RUNTIMES))
+def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
+    """NVIDIA's runtime started before the attach (tests/test_cuda_runtimes.py): its
+    table keeps the driver's own functions, fetched before (as the README says), but
+    every runtime call and every driver-API allocation of the window is seen."""
+    standins = tmp_path / "standins"
+    exe = build_device_fixture("device_cuda_api", standins)
+    lib = str(runtime_library(version))
+    env = unprofiled_env(standin_env(standins))
+    plain = subprocess.run([exe, lib], env=env, capture_output=True, text=True, check=True)
+    output, heaps = run_in_a_window(exe, [lib, "wait"], env, ["start error=801\n", "started\n"],
+                                    tmp_path / "rt_")
+    # (the runtime's GOT slots of malloc & co. hold hooks in the window: table lines of their own)
+    assert re.sub(r"^table .*\n", "", output, flags=re.M) == re.sub(
+        r"^table .*\n", "", plain.stdout.split("\n", 1)[1], flags=re.M)
+    assert table(output) == {"libcuda.so.1": wrapped(version) | OTHER_DRIVER_FUNCTIONS}
+    assert_runtime_failures(heaps, exe, runtime_failures(output))
+    assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
 
 
 @pytest.mark.parametrize("answer", ["n", "y"])
