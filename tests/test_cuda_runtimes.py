@@ -64,10 +64,10 @@ def table(stdout: str) -> dict[str, set[str]]:
     return found
 
 
-def runtime_failures(stdout: str) -> dict[str, tuple[str, int, int]]:
-    """{site: (heap, requested, error)} as the program saw its runtime calls fail"""
+def runtime_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
+    """{site: (heap, bytes, error)} of the program's runtime allocation calls"""
     return {m[0]: (m[1], int(m[2]), int(m[3])) for m in
-            re.findall(r"^rt site=(\w+) heap=(\w+) requested=(\d+) error=(-?\d+)$", stdout, re.M)}
+            re.findall(r"^rt site=(\w+) heap=(\w+) bytes=(\d+) error=(-?\d+)$", stdout, re.M)}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_nvidia_runtime_starts_up_to_the_export_tables(runtime, plain_runs):
     assert ["cuda", "cuDriverGetVersion", "13000", "0"] in calls
     assert calls[-1][1] == "cuGetExportTable" and calls[-1][-1] == str(CUDA_ERROR_NOT_SUPPORTED)
     assert re.search(r"^start error=801$", proc.stdout, re.M)
-    assert runtime_failures(proc.stdout) == {
+    assert runtime_calls(proc.stdout) == {
         site: (heap, requested, CUDA_ERROR_NOT_SUPPORTED)
         for site, (heap, _, requested) in truth.RUNTIME_SITES.items()}
 
@@ -139,8 +139,8 @@ def test_every_runtime_and_driver_allocation_is_recorded(exe, standin_dir, runti
     proc, heaps = run_device(exe, [str(lib)], tmp_path / "r_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
     assert checksum(proc.stdout) == checksum(plain_runs[0].stdout)
-    assert runtime_failures(proc.stdout) == runtime_failures(plain_runs[0].stdout)
-    assert_runtime_failures(heaps, exe, runtime_failures(proc.stdout))
+    assert runtime_calls(proc.stdout) == runtime_calls(plain_runs[0].stdout)
+    assert_runtime_failures(heaps, exe, runtime_calls(proc.stdout))
     assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
 
 

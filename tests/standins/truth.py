@@ -226,6 +226,16 @@ STANDIN_RUNTIME_REQUESTS = [
     ("cuMemFreeAsync", 11020, 0, "cuMemFreeAsync"),
 ]
 
+
+
+def runtime_records(bytes_of: dict[str, int]) -> list[dict]:
+    """RUNTIME_SITES as SITES records, for a runtime whose calls succeed (on a GPU):
+    each allocated once and kept, of the bytes the program saw (the pitched ones,
+    cudaMallocPitch and cudaMalloc3D, with the driver's pitch)."""
+    return [_rec(site, heap, api, bytes_of[site], 1, 1)
+            for site, (heap, api, _) in RUNTIME_SITES.items()]
+
+
 # Which fixture program runs which modes.
 MODES: dict[str, dict[str, list[str]]] = {
     "device_cuda": {"device_cuda": ["local", "global", "oom"], "device_cuda_direct": ["direct"]},
