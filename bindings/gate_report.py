@@ -16,6 +16,7 @@ from mem_profiler import __version__
 from mem_profiler.gate import CommandVerdict, gate_status
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.budget_check import format_result
+from mem_profiler.parser.escape import visible, xml_chars
 
 JSON_FORMAT = 1
 _VERDICTS = {0: "hold", 1: "exceeded", 2: "error"}
@@ -25,7 +26,7 @@ def format_verdicts(verdicts: list[CommandVerdict]) -> str:
     """The report on stderr: per command its results, stacks of those exceeded, notes."""
     out = []
     for v in verdicts:
-        out.append(f"mem_profiler gate: {v.name}: {' '.join(v.argv)}"
+        out.append(f"mem_profiler gate: {v.name}: {visible(' '.join(v.argv))}"
                    + (f" (pid {v.pid})" if v.pid else "")
                    + (", every allocation recorded" if v.rate <= 1
                       else f", sampled at -c {v.rate}: values are estimates"))
@@ -106,6 +107,10 @@ def junit_tree(verdicts: list[CommandVerdict]) -> ET.ElementTree:
         suite.set("skipped", "0")
         ET.SubElement(suite, "system-out").text = ""
         ET.SubElement(suite, "system-err").text = format_verdicts([v])
+    for element in root.iter():  # command lines and names may hold what XML cannot
+        element.text = element.text and xml_chars(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, xml_chars(value))
     return ET.ElementTree(root)
 
 

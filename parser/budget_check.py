@@ -34,6 +34,7 @@ from mem_profiler.parser.budgets import (
     is_exceeded,
 )
 from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.escape import visible
 from mem_profiler.parser.heapfile import HeapProfile, read_heap
 from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile, short_name, symbolize
@@ -302,7 +303,7 @@ def _value(value: float, exact: bool) -> str:
 def _stack_line(stack: StackLine) -> str:
     frames = stack.frames[:SHOWN_FRAMES] + (["..."] if len(stack.frames) > SHOWN_FRAMES else [])
     text = f"{'+' if stack.baseline_bytes is not None else ''}{round(stack.bytes):,} B"
-    text = f"{text:>16}  {' < '.join(frames) or '(no frames)'}"
+    text = f"{text:>16}  {' < '.join(map(visible, frames)) or '(no frames)'}"
     if stack.baseline_bytes is not None:
         text += (f"  ({round(stack.baseline_bytes):,} B -> "
                  f"{round(stack.baseline_bytes + stack.bytes):,} B)")

@@ -14,6 +14,8 @@ from xml.sax.saxutils import escape
 # C0 and C1 controls, DEL, lone surrogates (bytes that were not UTF-8, decoded with
 # surrogateescape) and the two non-characters XML forbids.
 _INVISIBLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# What XML 1.0 cannot hold at all (tabs and line breaks it can).
+_NOT_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
@@ -35,8 +37,14 @@ def _escape_char(m: re.Match) -> str:
 
 
 def xml_text(text: str) -> str:
-    """Text for an XML element's content."""
+    """Text for an XML element's content, on one line."""
     return escape(visible(text))
+
+
+def xml_chars(text: str) -> str:
+    """`text` with the characters XML 1.0 cannot hold written as escapes (see visible);
+    tabs and line breaks stay. For text that an XML writer escapes otherwise."""
+    return _NOT_XML_RE.sub(_escape_char, text)
 
 
 def dot_string(text: str) -> str:

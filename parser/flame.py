@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.parser.escape import visible
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 
@@ -64,9 +65,9 @@ def format_collapsed(sym: SymbolizedProfile, index: str = "inuse_space", *,
                      lines: bool = False, full_names: bool = False) -> str:
     """One `root;...;leaf value` line per distinct stack of nodes, values rounded to
     integers (negative ones in a diff); lines that round to 0 are left out. (A `;` in a
-    name would split it: it is written `:`.)"""
+    name would split it: it is written `:`; a line break as `\\n`, see visible.)"""
     names, node_of = sym.node_names(lines, full_names)
-    labels = [name.replace(";", ":") for name in names]
+    labels = [visible(name).replace(";", ":") for name in names]
     values = sym.value(index)
     frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()
     totals: dict[str, float] = {}

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 
+from mem_profiler.parser.escape import visible
 from mem_profiler.parser.heapfile import Failure, HeapProfile
 from mem_profiler.parser.symbolize import symbolize
 from mem_profiler.parser.units import format_amount
@@ -36,6 +37,7 @@ def format_failures(profile: HeapProfile, rows: list[tuple[Failure, list[str]]])
     out = [f"\nFailed allocations in the {profile.heap} heap: {recorded}"
            + (f" (the first {len(rows)} shown)" if recorded > len(rows) else "") + "\n"]
     for failure, frames in rows:
-        shown = " < ".join(frames[:FRAMES_SHOWN]) + (" < ..." if len(frames) > FRAMES_SHOWN else "")
+        shown = " < ".join(map(visible, frames[:FRAMES_SHOWN])) + (
+            " < ..." if len(frames) > FRAMES_SHOWN else "")
         out.append(f"{format_amount(failure.bytes, 'bytes'):>12}  error {failure.error}  {shown}\n")
     return "".join(out)

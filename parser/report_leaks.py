@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from mem_profiler.parser.escape import visible
 from mem_profiler.parser.log_analysis import Leak
 from mem_profiler.parser.units import format_amount
 
@@ -24,7 +25,7 @@ def format_leaks(leaks: list[Leak], scope: str, heap: str, nodecount: int | None
         out.append(f"\n#{rank} {format_amount(leak.bytes, 'bytes')} in {objects}"
                    f" ({leak.samples} sampled), allocated {leak.first_ms:.1f}-"
                    f"{leak.last_ms:.1f} ms\n")
-        out += [f"    {name}\n" for name in leak.stack]
+        out += [f"    {visible(name)}\n" for name in leak.stack]
     if nodecount is not None and len(leaks) > nodecount:
         out.append(f"\n... and {len(leaks) - nodecount} more stack(s)\n")
     return "".join(out)

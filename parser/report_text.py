@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mem_profiler.parser.aggregate import FlatCum
+from mem_profiler.parser.escape import visible
 from mem_profiler.parser.units import format_percent, format_value, unit_name
 
 
@@ -22,7 +23,7 @@ def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] =
         out.append(f"{format_value(flat, table.unit):>8} {format_percent(flat, table.total):>6}"
                    f" {format_percent(running, table.total):>6}"
                    f" {format_value(cum, table.unit):>8} {format_percent(cum, table.total):>6}"
-                   f" {name}\n")
+                   f" {visible(name)}\n")
     return "".join(out)
 
 
@@ -41,5 +42,5 @@ def format_heaps_text(tables: list[tuple[str, FlatCum]], nodecount: int | None =
     order = sorted(values, key=lambda n: (-max(abs(v) for v in values[n][::2]), n))
     for name in order[:nodecount]:
         out.append("".join(f" {format_value(v, unit):>15}" for v in values[name])
-                   + f" {name}\n")
+                   + f" {visible(name)}\n")
     return "".join(out)

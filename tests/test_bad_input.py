@@ -22,13 +22,15 @@ from test_log_reader import header, mark_record, stack_record, timeline_record
 from test_parser_reading import OURS, hand_symbolized
 
 from mem_profiler.cmd import mem_parser, mem_profiler
+from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.errors import HeapFileError
 from mem_profiler.parser.eventlog import ALLOC
-from mem_profiler.parser.flame import flame_tree
+from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import parse_heap, read_heap
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
+from mem_profiler.parser.report_text import format_text
 
 MEM_PARSER = str(Path(sys.executable).with_name("mem_parser"))
 AS_LIMIT = 1 << 30  # address space for runs that must not read a huge input into memory
@@ -258,6 +260,26 @@ def test_control_characters_in_names_keep_the_call_graph_well_formed():
     texts = ["".join(e.itertext()) for e in ET.fromstring(svg).iter(
         "{http://www.w3.org/2000/svg}text")]
     assert "bad\\x01name\\nnext \"q\" \\N" in texts and "prog\\x02" in texts, texts
+
+
+def test_control_characters_in_names_stay_on_their_line_in_text_reports():
+    sym = hand_symbolized([["bad\nname;x\x1b[2J", "main"]], [1], [100])
+    table = aggregate(sym, full_names=True)
+    assert format_text(table).splitlines()[1:] == [
+        "     0.0 100.0% 100.0%      0.0 100.0% bad\\nname;x\\x1b[2J",
+        "     0.0   0.0% 100.0%      0.0 100.0% main"]
+    assert format_collapsed(sym, full_names=True) == "main;bad\\nname:x\\x1b[2J 100\n"
+
+
+def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_path):
+    junit = tmp_path / "r.xml"
+    done = subprocess.run([str(Path(sys.executable).with_name("mem_profiler")), "gate",
+                           "--max-peak", "1GiB", "--junit", junit, "--", sys.executable, "-c",
+                           "pass", "a\x01b\x1bc"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = f"{sys.executable} -c pass a\\x01b\\x1bc"
+    assert ET.parse(junit).find(".//property[@name='command']").get("value") == shown
+    assert done.stderr.startswith(f"mem_profiler gate: python: {shown} (pid ")
 
 
 HOSTILE = "</script><script>document.body.dataset.pwned='yes'</script><!--"
