@@ -65,11 +65,11 @@ struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 4
+ABI = 5
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
-CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP = 1, 2, 3, 4, 5
+CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
-START_TRACK_LIVE, START_LOG = 1, 2
+START_TRACK_LIVE, START_LOG, START_VIEW = 1, 2, 4
 
 _SYS_FUTEX = 202  # x86-64
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
@@ -235,16 +235,20 @@ class ControlBlock:
                 device_rate: int = 1, depth: int = 0, deadline_ns: int = 0,
                 prefix: str = "", flags: int = 0, log_cap: int = 0,
                 log_files: int = 0) -> Status:
-        """Sends one request and waits for the control thread's reply."""
+        """Sends one request and waits for the control thread's reply: START takes every
+        parameter, SNAPSHOT its prefix, DEADLINE its deadline_ns."""
         c = self._c
-        if command == CMD_START:
+        if command in (CMD_START, CMD_SNAPSHOT):
             encoded = prefix.encode()
             if len(encoded) >= PATH_MAX - 32:
                 raise ControlError("the output prefix is too long")
-            c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
-            c.deadline_ns, c.flags = deadline_ns, flags
-            c.log_cap, c.log_files = log_cap, log_files
             c.prefix = encoded + b"\0"
+        if command in (CMD_START, CMD_DEADLINE):
+            c.deadline_ns = deadline_ns
+        if command == CMD_START:
+            c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
+            c.flags = flags
+            c.log_cap, c.log_files = log_cap, log_files
         c.command = command
         seq = (c.command_seq + 1) & 0xFFFFFFFF
         c.command_seq = seq

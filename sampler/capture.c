@@ -56,6 +56,7 @@ static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t last_window;
 static uint64_t window_start_ns;
 static _Atomic uint64_t window_deadline_ns;
+static bool window_is_view;                /* mem_profiler top's: its end writes no file */
 static unsigned dump_seq;                  /* .heap files written: failures do not count */
 static char last_dump[MEMPROF_PATH_MAX];
 static unsigned failed_dumps;
@@ -97,7 +98,7 @@ static int prepare_tables(void)
 }
 
 int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
-                          uint64_t deadline_ns)
+                          uint64_t deadline_ns, bool view)
 {
     if (rate == 0 || device_rate == 0 || max_depth < 0 || max_depth > MEMPROF_MAX_DEPTH) {
         errno = EINVAL;
@@ -128,6 +129,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         }
         window_start_ns = memprof_now_ns();
         atomic_store(&window_deadline_ns, deadline_ns);
+        window_is_view = view;
         if (++last_window == 0)
             last_window = 1;
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
@@ -174,6 +176,45 @@ static void report_failure(const char *message)
     (void)unused;
 }
 
+/* The open window until now, as its files describe it (window_lock held). */
+static struct memprof_window_info window_so_far(void)
+{
+    return (struct memprof_window_info){
+        .id = last_window,
+        .rate = memprof_cfg.rate,
+        .device_rate = memprof_cfg.device_rate,
+        .max_depth = memprof_cfg.max_depth,
+        .start_ns = window_start_ns,
+        .end_ns = memprof_now_ns(),
+    };
+}
+
+/* The open window's files, under the next sequence number (window_lock held). */
+static int dump_window(char *path_out, size_t path_len)
+{
+    struct memprof_window_info w = window_so_far();
+    char path[MEMPROF_PATH_MAX];
+    int rc = memprof_write_dump(&w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
+                                path, sizeof path);
+    if (rc == 0) {
+        dump_seq++;
+        strcpy(last_dump, path);
+        if (verbose)
+            memprof_log("wrote %s", path);
+    } else {
+        failed_dumps++;
+        int n = snprintf(dump_failure, sizeof dump_failure, "could not write %s%d.%04u.heap: %s",
+                         memprof_cfg.prefix, (int)getpid(), dump_seq + 1, strerror(errno));
+        (void)n;   /* it fits: set_prefix keeps the prefix 32 bytes short of the path limit */
+        report_failure(dump_failure);
+    }
+    if (rc == 0 && path_out != NULL && path_len > 0)
+        strncpy(path_out, path, path_len - 1)[path_len - 1] = '\0';
+    return rc;
+}
+
+/* Writes the open window's files; `close` ends the window first, and the end of a
+ * live view's window writes none (path_out is then ""). */
 static int write_window(bool close, char *path_out, size_t path_len)
 {
     memprof_enter();
@@ -189,31 +230,13 @@ static int write_window(bool close, char *path_out, size_t path_len)
             memprof_log_tick();   /* the window's last interval */
             memprof_log_close();
         }
-        struct memprof_window_info w = {
-            .id = last_window,
-            .rate = memprof_cfg.rate,
-            .device_rate = memprof_cfg.device_rate,
-            .max_depth = memprof_cfg.max_depth,
-            .start_ns = window_start_ns,
-            .end_ns = memprof_now_ns(),
-        };
-        char path[MEMPROF_PATH_MAX];
-        rc = memprof_write_dump(&w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
-                                path, sizeof path);
-        if (rc == 0) {
-            dump_seq++;
-            strcpy(last_dump, path);
-            if (verbose)
-                memprof_log("wrote %s", path);
+        if (!close || !window_is_view) {
+            rc = dump_window(path_out, path_len);
         } else {
-            failed_dumps++;
-            int n = snprintf(dump_failure, sizeof dump_failure, "could not write %s%d.%04u.heap: %s",
-                             memprof_cfg.prefix, (int)getpid(), dump_seq + 1, strerror(errno));
-            (void)n;   /* it fits: set_prefix keeps the prefix 32 bytes short of the path limit */
-            report_failure(dump_failure);
+            rc = 0;
+            if (path_out != NULL && path_len > 0)
+                path_out[0] = '\0';
         }
-        if (rc == 0 && path_out != NULL && path_len > 0)
-            strncpy(path_out, path, path_len - 1)[path_len - 1] = '\0';
     }
     pthread_mutex_unlock(&window_lock);
     memprof_leave();
@@ -222,7 +245,7 @@ static int write_window(bool close, char *path_out, size_t path_len)
 
 EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
 {
-    return memprof_capture_start(rate, memprof_cfg.device_rate, max_depth, prefix, 0);
+    return memprof_capture_start(rate, memprof_cfg.device_rate, max_depth, prefix, 0, false);
 }
 
 int memprof_capture_stop(char *path_out, size_t path_len)
@@ -238,6 +261,24 @@ EXPORT int memprof_stop(char *path_out, size_t path_len)
 uint64_t memprof_capture_deadline(void)
 {
     return atomic_load(&window_deadline_ns);
+}
+
+int memprof_capture_set_deadline(uint64_t deadline_ns)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) == 0)
+        errno = ESRCH;
+    else if (deadline_ns == 0 || atomic_load(&window_deadline_ns) == 0)
+        errno = EINVAL;   /* a window without a deadline (opened in-process) gets none */
+    else {
+        atomic_store(&window_deadline_ns, deadline_ns);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
 }
 
 struct live_sum {
@@ -283,6 +324,25 @@ void memprof_capture_status(struct memprof_status *s)
 int memprof_capture_dump(char *path_out, size_t path_len)
 {
     return write_window(false, path_out, path_len);
+}
+
+int memprof_capture_snapshot(const char *prefix)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) == 0) {
+        errno = ESRCH;
+    } else if (prefix[0] != '/') {
+        errno = EINVAL;
+    } else {
+        struct memprof_window_info w = window_so_far();
+        char path[MEMPROF_PATH_MAX];
+        rc = memprof_write_dump(&w, prefix, 0, memprof_device_heaps_used(), path, sizeof path);
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
 }
 
 EXPORT int memprof_dump(char *path_out, size_t path_len)

@@ -99,13 +99,18 @@ static int carry_out(uint32_t command)
         if (block->log_files != 0)
             memprof_cfg.log_files = block->log_files;
         return memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
-                                     block->deadline_ns);
+                                     block->deadline_ns, (block->flags & MEMPROF_START_VIEW) != 0);
     case MEMPROF_CMD_STOP:
         return memprof_capture_stop(NULL, 0);
     case MEMPROF_CMD_STATUS:
         return 0;
     case MEMPROF_CMD_DUMP:
         return memprof_capture_dump(NULL, 0);
+    case MEMPROF_CMD_SNAPSHOT:
+        copy_string(prefix, sizeof prefix, block->prefix);
+        return memprof_capture_snapshot(prefix);
+    case MEMPROF_CMD_DEADLINE:   /* the loop sleeps until the new deadline from now on */
+        return memprof_capture_set_deadline(block->deadline_ns);
     case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */
         return atomic_load(&memprof_active_window) != 0 ? memprof_capture_stop(NULL, 0) : 0;
     default:

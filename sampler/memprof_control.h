@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 4
+#define MEMPROF_CONTROL_ABI 5
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -24,10 +24,17 @@ enum memprof_command {
     MEMPROF_CMD_STATUS = 3,   /* refresh the status fields */
     MEMPROF_CMD_DETACH = 4,   /* close the window if one is open; put every GOT slot back */
     MEMPROF_CMD_DUMP = 5,     /* write the open window's files and keep it open (prof.dump) */
+    MEMPROF_CMD_SNAPSHOT = 6, /* the open window's figures so far (mem_profiler top), to
+                                 <prefix><pid>.0000[.<heap>].heap: it takes no sequence
+                                 number, and the window goes on as it was */
+    MEMPROF_CMD_DEADLINE = 7, /* move the open window's deadline to deadline_ns; a window
+                                 without one keeps none */
 };
 
 #define MEMPROF_START_TRACK_LIVE 1u   /* keep live bytes and their peak per heap */
 #define MEMPROF_START_LOG 2u          /* log mode: the event log, log_cap, log_files */
+#define MEMPROF_START_VIEW 4u         /* a live view's (mem_profiler top): its figures leave by
+                                         snapshots, and its end writes no file */
 
 enum memprof_state {
     MEMPROF_STATE_IDLE = 0,
