@@ -87,19 +87,38 @@ static void put_u64(struct out *o, uint64_t v)
     put(o, p, (size_t)(tmp + sizeof tmp - p));
 }
 
-/* " 0x<hex>" straight into the buffer. */
+/* Byte k of the result is nibble k of x. */
+static inline uint64_t nibbles(uint32_t x)
+{
+    uint64_t y = x;
+    y = (y | y << 16) & 0x0000ffff0000ffffull;
+    y = (y | y << 8) & 0x00ff00ff00ff00ffull;
+    return (y | y << 4) & 0x0f0f0f0f0f0f0f0full;
+}
+
+/* Eight nibbles (one per byte, as nibbles() gives them) as lower-case hex digits, the
+ * most significant first in memory: eight at once rather than a table look-up each. */
+static inline uint64_t hex_digits(uint64_t y)
+{
+    uint64_t letters = ((y + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return __builtin_bswap64(y + 0x3030303030303030ull + letters * ('a' - '0' - 10));
+}
+
+/* " 0x<hex>" straight into the buffer, as printf's " 0x%llx": the 16 digits in one
+ * 128-bit value, shifted past the leading zeros, stored whole (what follows overwrites
+ * the bytes beyond the last digit).  Digits stored apart and read back from an offset
+ * would stall each address on store forwarding. */
 static void put_spaced_hex(struct out *o, uint64_t v)
 {
-    static const char hex[] = "0123456789abcdef";
+    unsigned __int128 text = (unsigned __int128)hex_digits(nibbles((uint32_t)v)) << 64 |
+                             hex_digits(nibbles((uint32_t)(v >> 32)));
     size_t digits = v == 0 ? 1 : (size_t)(67 - __builtin_clzll(v)) / 4;
-    if (BUF_CAP - o->len < 3 + digits)
+    text >>= 8 * (16 - digits);
+    if (BUF_CAP - o->len < 3 + 16)
         flush(o);
     char *p = o->buf + o->len;
-    p[0] = ' ';
-    p[1] = '0';
-    p[2] = 'x';
-    for (char *d = p + 2 + digits; d > p + 2; v >>= 4)
-        *d-- = hex[v & 15];
+    memcpy(p, " 0x", 3);
+    memcpy(p + 3, &text, 16);
     o->len += 3 + digits;
 }
 
