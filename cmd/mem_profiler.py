@@ -154,9 +154,9 @@ def show_progress(elapsed: float, status: Status) -> None:
 @click.option("--follow-children", is_flag=True,
               help="Also profile programs that CMD executes.")
 @click.option("--unwind", type=click.Choice(["hybrid", "libunwind", "fp"]), default="hybrid",
-              show_default=True, help="Stack unwinder: hybrid walks frame pointers and hands "
-              "over to libunwind where code has none; fp alone is fastest but loses callers "
-              "of code built without frame pointers.")
+              show_default=True, help="Stack unwinder: hybrid follows each object's "
+              ".eh_frame rules, cached per code address; libunwind gives the same stacks, "
+              "slower; fp alone loses callers of code built without frame pointers.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap: int,
         log_files: int, leak_check: bool, leak_threshold: str, idle: bool,

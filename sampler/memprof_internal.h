@@ -59,14 +59,18 @@ extern struct memprof_config memprof_cfg HIDDEN;
 extern _Atomic uint32_t memprof_active_window HIDDEN;
 
 /* ---- per-thread sampling state (sample.c) ------------------------------- */
+struct memprof_stack_range {
+    uintptr_t lo, hi;
+};
+
 struct memprof_thread {
     int64_t countdown;           /* bytes left until the next sample */
     uint32_t window;             /* window the countdown was drawn for */
     uint32_t busy;               /* inside the sampler: allocations pass through */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
-    uintptr_t stack_lo, stack_hi;/* this thread's stack mapping, for the frame-pointer walk */
+    struct memprof_stack_range stacks[2];   /* the stack mappings the walks met last (unwind.c) */
     bool no_maps;                /* /proc/self/maps could not be read: no walk */
-    struct thread_block *block;  /* this thread's counters and memo (thread_block.c) */
+    struct thread_block *block;  /* this thread's counters (thread_block.c) */
     uint32_t device_window;      /* window the device countdowns were drawn for */
     uint32_t device_depth;       /* inside a device API call (hooks_device.c) */
     int64_t device_countdown[HEAP_COUNT];
@@ -238,18 +242,7 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k) HIDDEN;
 uint32_t memprof_stack_ids(void) HIDDEN;   /* ids in use are < this */
 void memprof_stack_get(uint32_t id, struct memprof_stack_key *k) HIDDEN;
 
-/* ---- per-thread blocks: stack counters, unwinder memo (thread_block.c) ---- */
-#define UNWIND_MEMO_ENTRIES 4
-#define UNWIND_MEMO_DEPTH 8
-/* The outer frames libunwind found above a frame without a frame pointer,
- * keyed by that frame's return address and stack pointer; ip[i] was read from
- * the stack slot slot[i], which is how a later walk checks the memo still holds. */
-struct unwind_memo {
-    uintptr_t ret, sp;
-    uint32_t n;
-    uintptr_t ip[UNWIND_MEMO_DEPTH], slot[UNWIND_MEMO_DEPTH];
-};
-struct unwind_memo *memprof_unwind_memo(void) HIDDEN;   /* UNWIND_MEMO_ENTRIES of them */
+/* ---- per-thread blocks: stack counters (thread_block.c) --------------------- */
 /* A stack's counts: samples and their bytes as jeprof reads them, and the sums
  * of their weights (memprof_sample_weight), the unbiased estimates. */
 struct memprof_stack_totals {

@@ -7,8 +7,8 @@
  * dump sums the blocks.  Only the owner writes a block: when it first counts
  * in a new window it zeroes the counters itself, and a dump sums only blocks
  * of the window being dumped.  An adopted block keeps its counts, so the sum
- * stays right.  The block's first page also holds the unwinder's memo and the
- * thread's buffer of log events (which an adopting thread takes over). */
+ * stays right.  The block's first page also holds the thread's buffer of log
+ * events (which an adopting thread takes over). */
 #include <pthread.h>
 
 #include "memprof_internal.h"
@@ -20,7 +20,6 @@ struct thread_block {
     _Atomic int in_use;
     _Atomic uint32_t window;        /* the window these counts belong to */
     struct memprof_log_chunk *log_chunk;
-    struct unwind_memo memo[UNWIND_MEMO_ENTRIES];
 };
 _Static_assert(sizeof(struct thread_block) <= HEADER_BYTES, "header fits its page");
 
@@ -82,12 +81,6 @@ static struct thread_block *this_thread_block(void)
         pthread_setspecific(release_key, b);
     }
     return b;
-}
-
-struct unwind_memo *memprof_unwind_memo(void)
-{
-    struct thread_block *b = this_thread_block();
-    return b ? b->memo : NULL;
 }
 
 struct memprof_log_chunk **memprof_log_chunk_slot(void)

@@ -1,222 +1,211 @@
 /* Stack capture for a sampled allocation.
  *
- * hybrid (default): walk the frame-pointer chain, bounded by the thread's
- *   stack, while return addresses fall in objects built with frame pointers;
- *   at the first frame of an object built without them (Debian's libc and
- *   libstdc++: strdup, operator new, qsort callbacks, start_thread) hand over
- *   to libunwind, which follows DWARF CFI from that frame.  The stacks are
- *   libunwind's, at close to the cost of the walk.  What libunwind found above
- *   such a frame is memoized per thread, keyed by the frame's return address
- *   and stack pointer and checked against the stack slots it was read from, so
- *   the outermost frames of every thread (__libc_start_main, start_thread)
- *   cost a few loads after the first time.
+ * hybrid (default): every frame is unwound by its DWARF call frame
+ *   information (.eh_frame, which objects built without frame pointers still
+ *   carry), as Perfetto's unwinder, bytehound and framehop do it: the rule of
+ *   a code address (CFA = rsp or rbp + N, where the return address and rbp
+ *   were saved; eh_frame.c) is worked out once and kept in a lock-free table,
+ *   so a later frame through the same address costs a hash lookup and two or
+ *   three loads.  A signal frame is recognised by glibc's sigreturn
+ *   trampoline and continued from its ucontext; the walk ends at an undefined
+ *   return address (_start, clone3) and at code with no unwind information
+ *   (JIT code).  A rule the table cannot hold (a CFA kept in rbx, as in the
+ *   loader's lazy-binding trampoline) hands the whole stack to libunwind.
  * libunwind: unw_backtrace for the whole stack.
- * fp: the walk alone; fastest, but it stops at the first frame without a
- *   frame pointer and loses what is above it.
+ * fp: frame pointers alone; fastest, but it stops at the first frame without
+ *   one and loses what is above it.
  *
- * Frames inside libmemprof.so (and libunwind, which runs below them) are cut
- * off, so a stack starts at the code that called the allocator. */
+ * Frames inside libmemprof.so are left out, so a stack starts at the code
+ * that called the allocator.  Every stack read is bounded by the stack
+ * mapping it falls in; every .eh_frame read by its object's segment.
+ *
+ * The walk takes no lock and allocates nothing.  A rule missing from the
+ * table is worked out inside dl_iterate_phdr, whose lock keeps the object
+ * mapped while its tables are read and which lists objects dlopen'ed since;
+ * no lock of ours is held then (ARCHITECTURE.md: what the sample path may
+ * call). */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <pthread.h>
+#include <stddef.h>
 #include <string.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "eh_frame.h"
 #include "memprof_internal.h"
 
 static uintptr_t self_lo, self_hi;   /* libmemprof.so's mapped range */
-
-/* ---- which code has frame pointers ---------------------------------------
- * The executable segments of the loaded objects, each marked with whether its
- * functions set up a frame pointer (judged from their prologues, found through
- * .eh_frame_hdr).  Rebuilt when an address falls outside every range and the
- * loader's count of added objects has changed (a dlopen); readers use a
- * sequence number and, when it moves under them, take the safe answer: no
- * frame pointer, so libunwind. */
-#define MAX_RANGES 512
-#define PROLOGUES_SAMPLED 256
-
-struct code_range {
-    uintptr_t lo, hi;
-    bool frame_pointers;
-};
-
-static struct code_range ranges[MAX_RANGES];
-static _Atomic uint32_t nranges;
-static _Atomic uint32_t ranges_seq;           /* odd while being rebuilt */
-static unsigned long long ranges_adds;        /* dlpi_adds they were built from */
-static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Reads a DW_EH_PE_{s,u}data4/8 value; 0 for other encodings. */
-static size_t eh_value_size(uint8_t encoding)
-{
-    switch (encoding & 0x0f) {
-    case 0x03: case 0x0b: return 4;
-    case 0x04: case 0x0c: return 8;
-    default: return 0;
-    }
-}
-
-static bool has_frame_pointer_prologue(const uint8_t *code)
-{
-    static const uint8_t endbr64[4] = {0xf3, 0x0f, 0x1e, 0xfa};
-    static const uint8_t push_mov[4] = {0x55, 0x48, 0x89, 0xe5};   /* push %rbp; mov %rsp,%rbp */
-    if (memcmp(code, endbr64, 4) == 0)
-        code += 4;
-    return memcmp(code, push_mov, 4) == 0;
-}
-
-/* Most functions of an object built with frame pointers start with
- * push %rbp; mov %rsp,%rbp: look at up to PROLOGUES_SAMPLED of them. */
-static bool object_has_frame_pointers(const struct dl_phdr_info *info)
-{
-    const uint8_t *hdr = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_GNU_EH_FRAME)
-            hdr = (const uint8_t *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    /* version 1, a 4-byte count, a table of (start, fde) as datarel sdata4 */
-    if (hdr == NULL || hdr[0] != 1 || hdr[2] != 0x03 || hdr[3] != 0x3b || !eh_value_size(hdr[1]))
-        return false;
-    uint32_t count;
-    memcpy(&count, hdr + 4 + eh_value_size(hdr[1]), sizeof count);
-    const uint8_t *table = hdr + 8 + eh_value_size(hdr[1]);
-    uint32_t step = count > PROLOGUES_SAMPLED ? count / PROLOGUES_SAMPLED : 1;
-    uint32_t seen = 0, with_fp = 0;
-    for (uint32_t i = 0; i < count; i += step, seen++) {
-        int32_t start;
-        memcpy(&start, table + 8 * (size_t)i, sizeof start);
-        with_fp += has_frame_pointer_prologue(hdr + start);
-    }
-    return seen > 0 && 2 * with_fp > seen;
-}
-
-struct range_build {
-    uint32_t n;
-    unsigned long long adds;
-};
-
-static int add_ranges(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    struct range_build *b = arg;
-    b->adds = info->dlpi_adds;
-    bool fp = object_has_frame_pointers(info);
-    for (int i = 0; i < info->dlpi_phnum && b->n < MAX_RANGES; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
-            ranges[b->n++] = (struct code_range){info->dlpi_addr + ph->p_vaddr,
-                                                 info->dlpi_addr + ph->p_vaddr + ph->p_memsz, fp};
-    }
-    return 0;
-}
-
-static int read_adds(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    *(unsigned long long *)arg = info->dlpi_adds;
-    return 1;
-}
-
-/* Called with the sampler's busy flag set (dl_iterate_phdr may allocate). */
-static void rebuild_ranges(bool only_if_loader_changed)
-{
-    pthread_mutex_lock(&ranges_lock);
-    unsigned long long adds = 0;
-    dl_iterate_phdr(read_adds, &adds);
-    if (!only_if_loader_changed || adds != ranges_adds) {
-        atomic_fetch_add_explicit(&ranges_seq, 1, memory_order_acq_rel);
-        struct range_build b = {0, 0};
-        dl_iterate_phdr(add_ranges, &b);
-        atomic_store_explicit(&nranges, b.n, memory_order_relaxed);
-        ranges_adds = b.adds;
-        atomic_fetch_add_explicit(&ranges_seq, 1, memory_order_acq_rel);
-    }
-    pthread_mutex_unlock(&ranges_lock);
-}
-
-enum code_kind { CODE_FP, CODE_NO_FP, CODE_UNKNOWN };
-
-static enum code_kind code_kind(uintptr_t pc)
-{
-    uint32_t seq = atomic_load_explicit(&ranges_seq, memory_order_acquire);
-    if (seq & 1)
-        return CODE_NO_FP;
-    enum code_kind kind = CODE_UNKNOWN;
-    uint32_t n = atomic_load_explicit(&nranges, memory_order_relaxed);
-    for (uint32_t i = 0; i < n; i++)
-        if (pc - ranges[i].lo < ranges[i].hi - ranges[i].lo) {
-            kind = ranges[i].frame_pointers ? CODE_FP : CODE_NO_FP;
-            break;
-        }
-    if (atomic_load_explicit(&ranges_seq, memory_order_acquire) != seq)
-        return CODE_NO_FP;
-    return kind;
-}
-
-static bool has_frame_pointer(uintptr_t pc)
-{
-    enum code_kind kind = code_kind(pc);
-    if (UNLIKELY(kind == CODE_UNKNOWN)) {   /* a new dlopen, or code of no object */
-        rebuild_ranges(true);
-        kind = code_kind(pc);
-    }
-    return kind == CODE_FP;
-}
-
-static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    uintptr_t probe = (uintptr_t)arg;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (start < lo)
-            lo = start;
-        if (start + ph->p_memsz > hi)
-            hi = start + ph->p_memsz;
-    }
-    if (probe >= lo && probe < hi) {
-        self_lo = lo;
-        self_hi = hi;
-        return 1;
-    }
-    return 0;
-}
-
-void memprof_unwind_init(void)
-{
-    memprof_enter();
-    dl_iterate_phdr(find_self, (void *)(uintptr_t)&memprof_unwind_init);
-    rebuild_ranges(false);
-    memprof_leave();
-}
-
-const char *memprof_unwinder_name(void)
-{
-    switch (memprof_cfg.unwinder) {
-    case UNWIND_FRAME_POINTER: return "frame-pointer";
-    case UNWIND_LIBUNWIND: return "libunwind";
-    default: return "hybrid";
-    }
-}
 
 static inline bool in_self(uintptr_t pc)
 {
     return pc >= self_lo && pc < self_hi;
 }
 
-/* The bounds of the mapping holding addr, from /proc/self/maps read with
- * plain system calls into a stack buffer.  pthread_getattr_np cannot serve
- * here: it holds the thread's lock while its fopen calls malloc, so a sample
- * taken inside it would wait on that lock forever (Rust's runtime and the JVM
- * call it at every thread start). */
+/* ---- the rule table --------------------------------------------------------
+ * Open addressing over a preallocated array of (key, rule) words.  A writer
+ * claims a slot by a CAS of its key to KEY_BUSY, stores the rule and then the
+ * key; a reader accepts a rule only if the key reads the same before and
+ * after it.  Keys hold the address, whether it is a return address (rules
+ * are looked up at pc - 1 for those) and the epoch, which moves when the
+ * loader unloads objects so that their rules are never used again.  A
+ * RULE_NONE holds the count of loaded objects it was found at and is stale
+ * once the loader has loaded more (code may have appeared there). */
+#define RULE_TABLE_BITS 16
+#define RULE_TABLE_MASK ((1u << RULE_TABLE_BITS) - 1)
+#define RULE_PROBES 8
+#define KEY_BUSY UINT64_MAX
+#define CODE_ADDRESS_END (1ull << 47)   /* user space */
+#define CODE_ADDRESS_MIN 0x4000         /* below: not a return address (as libunwind) */
+
+struct rule_slot {
+    _Atomic uint64_t key, rule;
+};
+
+static struct rule_slot *rule_table;
+static _Atomic uint32_t rule_epoch = 1;
+static _Atomic uint32_t loader_adds;             /* objects loaded, as last seen */
+static _Atomic unsigned long long loader_subs;   /* objects unloaded, as last seen */
+
+static inline uint64_t rule_key(uintptr_t pc, bool is_return, uint32_t epoch)
+{
+    return (uint64_t)pc << 17 | (uint64_t)is_return << 16 | (epoch & 0xffff);
+}
+
+static inline uint32_t home_slot(uint64_t key)
+{
+    return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> (64 - RULE_TABLE_BITS));
+}
+
+static inline bool rule_lookup(uint64_t key, struct unwind_rule *out)
+{
+    uint32_t i = home_slot(key);
+    for (int probe = 0; probe < RULE_PROBES; probe++, i = (i + 1) & RULE_TABLE_MASK) {
+        uint64_t k = atomic_load_explicit(&rule_table[i].key, memory_order_acquire);
+        if (k == 0)
+            return false;
+        if (k != key)
+            continue;
+        uint64_t rule = atomic_load_explicit(&rule_table[i].rule, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);   /* the rule is read before the key again */
+        if (atomic_load_explicit(&rule_table[i].key, memory_order_relaxed) != key)
+            return false;
+        memcpy(out, &rule, sizeof rule);
+        return true;
+    }
+    return false;
+}
+
+/* Into the key's own slot, an empty one or one of an old epoch; when the
+ * probes find none, the home slot's rule makes way. */
+static void rule_store(uint64_t key, struct unwind_rule rule)
+{
+    uint64_t value;
+    memcpy(&value, &rule, sizeof value);
+    uint32_t home = home_slot(key), i = home;
+    for (int probe = 0; probe <= RULE_PROBES; probe++, i = (i + 1) & RULE_TABLE_MASK) {
+        if (probe == RULE_PROBES)
+            i = home;
+        uint64_t k = atomic_load_explicit(&rule_table[i].key, memory_order_relaxed);
+        bool usable = k == key || k == 0 || (k != KEY_BUSY && (k & 0xffff) != (key & 0xffff));
+        if (!usable && probe < RULE_PROBES)
+            continue;
+        if (k == KEY_BUSY || !atomic_compare_exchange_strong(&rule_table[i].key, &k, KEY_BUSY))
+            return;   /* another thread is writing here: the rule is cached next time */
+        atomic_store_explicit(&rule_table[i].rule, value, memory_order_relaxed);
+        atomic_store_explicit(&rule_table[i].key, key, memory_order_release);
+        return;
+    }
+}
+
+/* ---- working a rule out ------------------------------------------------------ */
+struct rule_search {
+    uintptr_t pc;
+    bool is_return;
+    struct unwind_rule rule;
+    unsigned long long adds, subs;
+};
+
+/* glibc's __restore_rt: mov $__NR_rt_sigreturn, %rax; syscall */
+static const uint8_t sigreturn_code[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+
+static const ElfW(Phdr) *segment_of(const struct dl_phdr_info *info, uintptr_t addr)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && addr - (info->dlpi_addr + ph->p_vaddr) < ph->p_memsz)
+            return ph;
+    }
+    return NULL;
+}
+
+static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct rule_search *s = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        s->adds = info->dlpi_adds;
+        s->subs = info->dlpi_subs;
+    }
+    const ElfW(Phdr) *code = segment_of(info, s->pc - s->is_return);
+    if (code == NULL)
+        return 0;
+    uintptr_t code_end = info->dlpi_addr + code->p_vaddr + code->p_memsz;
+    if (code_end - s->pc >= sizeof sigreturn_code &&
+        memcmp((const void *)s->pc, sigreturn_code, sizeof sigreturn_code) == 0) {
+        s->rule.kind = RULE_SIGRETURN;
+        return 1;
+    }
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_GNU_EH_FRAME)
+            continue;
+        uintptr_t hdr = info->dlpi_addr + ph->p_vaddr;
+        const ElfW(Phdr) *tables = segment_of(info, hdr);
+        if (tables != NULL) {
+            uintptr_t lo = info->dlpi_addr + tables->p_vaddr;
+            s->rule = memprof_eh_frame_rule(hdr, lo, lo + tables->p_memsz, s->pc, s->is_return);
+        }
+    }
+    return 1;
+}
+
+/* The loader's counts: an unloaded object makes every cached rule suspect. */
+static void note_loader(unsigned long long adds, unsigned long long subs)
+{
+    if (atomic_exchange(&loader_subs, subs) != subs)
+        atomic_fetch_add(&rule_epoch, 1);
+    atomic_store(&loader_adds, (uint32_t)adds);
+}
+
+static struct unwind_rule rule_at(uintptr_t pc, bool is_return)
+{
+    struct unwind_rule rule = {0, RULE_NONE, 0, 0, 0};
+    if (pc >= CODE_ADDRESS_END)
+        return rule;
+    uint64_t key = rule_key(pc, is_return, atomic_load_explicit(&rule_epoch, memory_order_relaxed));
+    if (LIKELY(rule_table != NULL && rule_lookup(key, &rule)) &&
+        (rule.kind != RULE_NONE ||
+         (uint32_t)rule.cfa_offset == atomic_load_explicit(&loader_adds, memory_order_relaxed)))
+        return rule;
+
+    struct rule_search s = {pc, is_return, {0, RULE_NONE, 0, 0, 0}, 0, 0};
+    dl_iterate_phdr(find_rule, &s);
+    note_loader(s.adds, s.subs);
+    if (s.rule.kind == RULE_NONE)
+        s.rule.cfa_offset = (int32_t)(uint32_t)s.adds;
+    if (rule_table != NULL)
+        rule_store(rule_key(pc, is_return, atomic_load(&rule_epoch)), s.rule);
+    return s.rule;
+}
+
+/* ---- stack mappings ----------------------------------------------------------- */
+/* The bounds of the mapping holding addr, from /proc/thread-self/maps read
+ * with plain system calls into a stack buffer.  pthread_getattr_np cannot
+ * serve here: it holds the thread's lock while its fopen calls malloc, so a
+ * sample taken inside it would wait on that lock forever (Rust's runtime and
+ * the JVM call it at every thread start). */
 static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 {
     int fd = open(PROC_THREAD_SELF "maps", O_RDONLY | O_CLOEXEC);
@@ -259,132 +248,206 @@ static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
     return found;
 }
 
-/* This thread's stack mapping, looked up at its first sample and again only
- * when the walk starts outside it (a signal on an alternate stack, a
- * coroutine's stack, the main thread's stack grown below what was seen). */
-static bool find_stack(struct memprof_thread *t, uintptr_t sp)
+/* The stack mapping holding sp: one of the two this thread's walks met last
+ * (its own stack and a sigaltstack), else looked up once in the maps. */
+static bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
 {
+    struct memprof_thread *t = &memprof_thread;
+    for (int i = 0; i < 2; i++)
+        if (sp - t->stacks[i].lo < t->stacks[i].hi - t->stacks[i].lo) {
+            *out = t->stacks[i];
+            return true;
+        }
     if (t->no_maps)
         return false;
-    t->no_maps = !mapping_of(sp, &t->stack_lo, &t->stack_hi);   /* no /proc: no walk */
-    return !t->no_maps;
-}
-
-/* ---- handing a frame over to libunwind ----------------------------------- */
-/* The memo may come from a thread that has ended (blocks are adopted), so its
- * slots are read only if they lie in this thread's stack above sp. */
-static bool memo_holds(const struct unwind_memo *m, uintptr_t ret, uintptr_t sp)
-{
-    if (m->ret != ret || m->sp != sp || m->n == 0)
+    struct memprof_stack_range found;
+    t->no_maps = !mapping_of(sp, &found.lo, &found.hi);   /* no /proc: no walk */
+    if (t->no_maps)
         return false;
-    for (uint32_t i = 0; i < m->n; i++)
-        if (m->slot[i] < sp || m->slot[i] + sizeof(uintptr_t) > memprof_thread.stack_hi ||
-            *(const uintptr_t *)m->slot[i] != m->ip[i])
-            return false;
+    t->stacks[1] = t->stacks[0];
+    t->stacks[0] = found;
+    *out = found;
     return true;
 }
 
-/* The frames above the frame (ret, sp, rbp) of a function without a frame
- * pointer, from libunwind or the memo; returns how many went into out. */
-static int hand_over(uintptr_t *out, int max, uintptr_t ret, uintptr_t sp, uintptr_t rbp)
+static inline bool read_stack(const struct memprof_stack_range *s, uintptr_t at, uintptr_t *out)
 {
-    struct unwind_memo *memo = memprof_unwind_memo();
-    struct unwind_memo *slot = NULL;
-    for (int i = 0; memo != NULL && i < UNWIND_MEMO_ENTRIES; i++) {
-        if (memo_holds(&memo[i], ret, sp)) {
-            int n = (int)memo[i].n < max ? (int)memo[i].n : max;
-            memcpy(out, memo[i].ip, sizeof(uintptr_t) * (size_t)n);
+    if (at < s->lo || at > s->hi - sizeof(uintptr_t))
+        return false;
+    *out = *(const uintptr_t *)at;
+    return true;
+}
+
+/* ---- the walks ------------------------------------------------------------------ */
+/* A frame's registers; is_return: pc is a return address, not an
+ * interrupted instruction (the frame below a signal frame). */
+struct frame {
+    uintptr_t pc, sp, bp;
+    bool is_return;
+};
+
+/* The sampler's own frames keep frame pointers (the Makefile builds it so):
+ * follow them to the first frame outside libmemprof.so. */
+static bool first_foreign_frame(struct memprof_stack_range *stack, struct frame *f)
+{
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    if (!stack_of(fp, stack))
+        return false;
+    for (;;) {
+        uintptr_t ret, next;
+        if (!read_stack(stack, fp + sizeof(uintptr_t), &ret) || !read_stack(stack, fp, &next))
+            return false;
+        if (!in_self(ret)) {
+            *f = (struct frame){ret, fp + 2 * sizeof(uintptr_t), next, true};
+            return true;
+        }
+        if (next <= fp)
+            return false;
+        fp = next;
+    }
+}
+
+static bool step_by_rule(const struct unwind_rule *r, const struct memprof_stack_range *s,
+                         struct frame *f)
+{
+    uintptr_t cfa = (r->flags & RULE_CFA_RBP ? f->bp : f->sp) + (intptr_t)r->cfa_offset;
+    if ((r->flags & RULE_CFA_DEREF) && !read_stack(s, cfa, &cfa))
+        return false;
+    uintptr_t ra, bp = f->bp;
+    if (cfa <= f->sp || !read_stack(s, cfa + 8 * (intptr_t)r->ra_slot, &ra))
+        return false;   /* a caller's frame lies above its callee's */
+    intptr_t slot = 8 * (intptr_t)r->rbp_slot;
+    switch (r->flags & RULE_RBP_MASK) {
+    case RULE_RBP_CFA: if (!read_stack(s, cfa + slot, &bp)) return false; break;
+    case RULE_RBP_RSP: if (!read_stack(s, f->sp + slot, &bp)) return false; break;
+    case RULE_RBP_RBP: if (!read_stack(s, f->bp + slot, &bp)) return false; break;
+    }
+    *f = (struct frame){ra, cfa, bp, true};
+    return true;
+}
+
+/* At glibc's __restore_rt, rsp points at the ucontext the kernel saved: the
+ * interrupted registers, maybe on another stack (a sigaltstack). */
+static bool step_signal(struct memprof_stack_range *s, struct frame *f)
+{
+    uintptr_t gregs = f->sp + offsetof(ucontext_t, uc_mcontext.gregs);
+    uintptr_t pc, sp, bp;
+    if (!read_stack(s, gregs + 8 * REG_RIP, &pc) || !read_stack(s, gregs + 8 * REG_RSP, &sp) ||
+        !read_stack(s, gregs + 8 * REG_RBP, &bp))
+        return false;
+    if (sp - s->lo >= s->hi - s->lo && !stack_of(sp, s))
+        return false;
+    *f = (struct frame){pc, sp, bp, false};
+    return true;
+}
+
+/* The depth, or -1 when a frame needs libunwind. */
+static int rule_walk(uintptr_t *out, int max)
+{
+    struct memprof_stack_range stack;
+    struct frame f;
+    if (!first_foreign_frame(&stack, &f))
+        return 0;
+    int n = 0;
+    bool more = true;
+    while (more && n < max) {
+        out[n++] = f.pc;
+        struct unwind_rule rule = rule_at(f.pc, f.is_return);
+        switch (rule.kind) {
+        case RULE_CFA: more = step_by_rule(&rule, &stack, &f); break;
+        case RULE_SIGRETURN: more = step_signal(&stack, &f); break;
+        case RULE_LIBUNWIND: return -1;
+        default: more = false;   /* no unwind information, or the outermost frame */
+        }
+        more = more && f.pc >= CODE_ADDRESS_MIN;
+    }
+    return n;
+}
+
+static int frame_pointer_walk(uintptr_t *out, int max)
+{
+    struct memprof_stack_range stack;
+    struct frame f;
+    if (!first_foreign_frame(&stack, &f))
+        return 0;
+    int n = 0;
+    for (;;) {
+        out[n++] = f.pc;
+        uintptr_t fp = f.bp, ret, next;
+        if (n == max || fp < f.sp || !read_stack(&stack, fp + sizeof(uintptr_t), &ret) ||
+            !read_stack(&stack, fp, &next) || ret == 0)
             return n;
-        }
-        if (memo[i].ret == ret || slot == NULL)
-            slot = &memo[i];
+        f = (struct frame){ret, fp + 2 * sizeof(uintptr_t), next, true};
     }
-
-    unw_context_t context;
-    unw_cursor_t cursor;
-    unw_getcontext(&context);
-    context.uc_mcontext.gregs[REG_RIP] = (greg_t)ret;
-    context.uc_mcontext.gregs[REG_RSP] = (greg_t)sp;
-    context.uc_mcontext.gregs[REG_RBP] = (greg_t)rbp;
-    if (unw_init_local(&cursor, &context) != 0)
-        return 0;
-    int n = 0;
-    uintptr_t slots[UNWIND_MEMO_DEPTH];
-    while (n < max && unw_step(&cursor) > 0) {
-        unw_word_t ip, caller_sp;
-        unw_get_reg(&cursor, UNW_REG_IP, &ip);
-        unw_get_reg(&cursor, UNW_REG_SP, &caller_sp);
-        if (ip == 0)
-            break;
-        if (n < UNWIND_MEMO_DEPTH)
-            slots[n] = (uintptr_t)caller_sp - sizeof(uintptr_t);   /* where ip was read */
-        out[n++] = (uintptr_t)ip;
-    }
-    if (slot != NULL && n > 0 && n <= UNWIND_MEMO_DEPTH && n < max) {
-        /* A walk cut short by max is not the whole tail: not memoized. */
-        slot->ret = ret;
-        slot->sp = sp;
-        slot->n = (uint32_t)n;
-        memcpy(slot->ip, out, sizeof(uintptr_t) * (size_t)n);
-        memcpy(slot->slot, slots, sizeof(uintptr_t) * (size_t)n);
-    }
-    return n;
 }
 
-/* ---- the frame-pointer walk ------------------------------------------------ */
-static int frame_pointer_walk(uintptr_t *out, int max, bool hybrid)
+static int libunwind_walk(uintptr_t *out, int max)
 {
-    struct memprof_thread *t = &memprof_thread;
-    const uintptr_t *fp = __builtin_frame_address(0);
-    uintptr_t sp = (uintptr_t)fp;
-    if (UNLIKELY(sp < t->stack_lo || sp >= t->stack_hi) && !find_stack(t, sp))
-        return 0;
-    int n = 0;
-    while (n < max) {
-        uintptr_t p = (uintptr_t)fp;
-        if (p < sp || p + 2 * sizeof(uintptr_t) > t->stack_hi || (p & 7) != 0)
-            break;
-        uintptr_t ret = fp[1];
-        uintptr_t next = fp[0];
-        if (ret == 0)
-            break;
-        out[n++] = ret;
-        if (hybrid && !in_self(ret) && !has_frame_pointer(ret)) {
-            n += hand_over(out + n, max - n, ret, p + 2 * sizeof(uintptr_t), next);
-            break;
-        }
-        if (next <= p)
-            break;
-        fp = (const uintptr_t *)next;
-    }
-    return n;
-}
-
-int memprof_unwind(uintptr_t *frames, int max_depth)
-{
-    /* Room for the sampler's own frames, which are dropped below. */
+    /* Room for the sampler's own frames, which are dropped. */
     enum { SLACK = 8 };
     uintptr_t raw[MEMPROF_MAX_DEPTH + SLACK];
-    int want = max_depth + SLACK;
-    int n = memprof_cfg.unwinder == UNWIND_LIBUNWIND
-                ? unw_backtrace((void **)raw, want)
-                : frame_pointer_walk(raw, want, memprof_cfg.unwinder == UNWIND_HYBRID);
-
-    /* Skip everything up to the last frame inside libmemprof.so. */
+    int n = unw_backtrace((void **)raw, max + SLACK);
     int first = 0;
     for (int i = 0; i < n && i < SLACK; i++)
         if (in_self(raw[i]))
             first = i + 1;
-    int depth = n - first;
-    if (depth <= 0) {   /* no frame could be read: one unknown frame keeps the sample */
+    int depth = n - first < max ? n - first : max;
+    if (depth > 0)
+        memcpy(out, raw + first, sizeof(uintptr_t) * (size_t)depth);
+    return depth;
+}
+
+int memprof_unwind(uintptr_t *frames, int max_depth)
+{
+    int n = memprof_cfg.unwinder == UNWIND_HYBRID         ? rule_walk(frames, max_depth)
+            : memprof_cfg.unwinder == UNWIND_FRAME_POINTER ? frame_pointer_walk(frames, max_depth)
+                                                           : -1;
+    if (n < 0)
+        n = libunwind_walk(frames, max_depth);
+    if (n <= 0) {   /* no frame could be read: one unknown frame keeps the sample */
         frames[0] = 0;
         return 1;
     }
-    if (depth > max_depth)
-        depth = max_depth;
-    for (int i = 0; i < depth; i++)
-        frames[i] = raw[first + i];
-    if (depth > 0)
-        frames[0] -= 1;   /* leaf: a PC inside the call instruction */
-    return depth;
+    frames[0] -= 1;   /* leaf: a PC inside the call instruction */
+    return n;
+}
+
+/* ---- set-up ---------------------------------------------------------------------- */
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    uintptr_t probe = (uintptr_t)arg;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (start < lo)
+            lo = start;
+        if (start + ph->p_memsz > hi)
+            hi = start + ph->p_memsz;
+    }
+    note_loader(info->dlpi_adds, info->dlpi_subs);
+    if (probe >= lo && probe < hi) {
+        self_lo = lo;
+        self_hi = hi;
+        return 1;
+    }
+    return 0;
+}
+
+void memprof_unwind_init(void)
+{
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&memprof_unwind_init);
+    rule_table = memprof_map(sizeof(struct rule_slot) << RULE_TABLE_BITS);
+}
+
+const char *memprof_unwinder_name(void)
+{
+    switch (memprof_cfg.unwinder) {
+    case UNWIND_FRAME_POINTER: return "frame-pointer";
+    case UNWIND_LIBUNWIND: return "libunwind";
+    default: return "hybrid";
+    }
 }

@@ -295,20 +295,6 @@ def test_hundreds_of_threads_and_cross_thread_frees(build_fixture, tmp_path):
     assert alloc["storm_handoff"][1] == threads * (50 * 300 + 50 * 8)
 
 
-@pytest.mark.parametrize("fixture,args", [("cxx_new", ["300"]), ("thread_storm", ["2"])])
-def test_hybrid_unwinder_gives_libunwinds_stacks(build_fixture, tmp_path, fixture, args):
-    """The default walk hands over to libunwind at code without frame pointers
-    (operator new in libstdc++, start_thread in libc): the same stacks, so the
-    same report to the byte, as libunwind alone."""
-    exe = build_fixture(fixture)
-    reports = {}
-    for unwinder in ("hybrid", "libunwind"):
-        proc, files = profile_run([exe, *args], tmp_path / f"{unwinder}_", 1, "--unwind", unwinder)
-        reports[unwinder] = report(one_heap(proc, files), exe, "alloc_space")
-    assert reports["hybrid"] == reports["libunwind"]
-    assert len(reports["hybrid"]) >= 5
-
-
 def test_unwritable_output_costs_the_program_nothing(build_fixture, tmp_path, clean_env):
     exe = build_fixture("sites")
     env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1",

@@ -1,0 +1,46 @@
+/* The unwind rule of one code address, as eh_frame.c works it out from an
+ * object's .eh_frame and unwind.c caches and applies it.  Shared by those two
+ * files only. */
+#ifndef MEMPROF_EH_FRAME_H
+#define MEMPROF_EH_FRAME_H
+
+#include "memprof_internal.h"
+
+enum unwind_rule_kind {
+    RULE_NONE = 0,    /* no unwind information here (JIT code, a bad address): the walk stops */
+    RULE_CFA,         /* an ordinary frame, described by the fields below */
+    RULE_OUTERMOST,   /* the return address (or rbp) is undefined: _start, clone3 */
+    RULE_SIGRETURN,   /* glibc's __restore_rt: the interrupted registers are in the
+                         ucontext at rsp */
+    RULE_LIBUNWIND,   /* beyond what the fields can say: libunwind walks the stack */
+};
+
+/* rule.flags */
+#define RULE_CFA_RBP 0x01     /* CFA = rbp + cfa_offset (else rsp + cfa_offset) */
+#define RULE_CFA_DEREF 0x02   /* ... and the CFA is the word stored there (a realigned stack) */
+#define RULE_RBP_MASK 0x0c    /* where the caller's rbp is: */
+#define RULE_RBP_SAME 0x00    /*   still in rbp */
+#define RULE_RBP_CFA 0x04     /*   at CFA + 8 * rbp_slot */
+#define RULE_RBP_RSP 0x08     /*   at rsp + 8 * rbp_slot */
+#define RULE_RBP_RBP 0x0c     /*   at rbp + 8 * rbp_slot */
+
+/* How to go from a frame's rip, rsp and rbp to its caller's: the caller's rsp
+ * is the CFA, its rip is the return address at CFA + 8 * ra_slot.  Eight
+ * bytes, so that a cache entry is two words. */
+struct unwind_rule {
+    int32_t cfa_offset;   /* RULE_NONE: the loader's count of loaded objects it was found at */
+    uint8_t kind;         /* enum unwind_rule_kind */
+    uint8_t flags;
+    int8_t ra_slot;
+    int8_t rbp_slot;
+};
+_Static_assert(sizeof(struct unwind_rule) == 8, "a rule is one word");
+
+/* The rule at `pc` of the object whose .eh_frame_hdr is at `hdr`.  A return
+ * address (is_return) is looked up at pc - 1, inside its call instruction; an
+ * interrupted pc (below a signal frame) at pc itself.  Every byte read lies in
+ * [lo, hi), the mapped segment that holds .eh_frame_hdr and .eh_frame. */
+struct unwind_rule memprof_eh_frame_rule(uintptr_t hdr, uintptr_t lo, uintptr_t hi, uintptr_t pc,
+                                         bool is_return) HIDDEN;
+
+#endif
