@@ -5,7 +5,9 @@ PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
 APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
-               sqlite3 ripgrep rustc libc6-dbg
+               sqlite3 ripgrep rustc libc6-dbg tmux \
+               redis-server redis-tools openjdk-17-jdk-headless g++
+BENCH_PKGS  := heaptrack
 CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
                -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
 LDLIBS_LIB  := -lunwind -ldl -lm -pthread
@@ -13,15 +15,16 @@ SAMPLER_SRC := $(wildcard sampler/*.c)
 SAMPLER_HDR := $(wildcard sampler/*.h)
 FIXTURE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -pthread
 
-.PHONY: all setup deps venv build test demo bench lint clean
+.PHONY: all setup deps bench-deps venv build test demo bench lint clean
 
 all: build
 
 # --- set-up -----------------------------------------------------------------
 setup: deps venv
 
-deps:
-	@missing=""; for p in $(APT_PKGS); do \
+# $(call install_missing,PACKAGES): apt-get install those of PACKAGES not installed yet.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -29,6 +32,13 @@ deps:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(APT_PKGS))
+
+bench-deps:
+	$(call install_missing,$(BENCH_PKGS))
 
 venv: $(VENV)/.installed
 
@@ -65,7 +75,7 @@ demo: setup build
 	    --flame $(BUILD)/demo_flame.html && \
 	echo && echo "call graph: $(BUILD)/demo.svg   flame graph: $(BUILD)/demo_flame.html"
 
-bench: setup build
+bench: setup bench-deps build
 	$(PY) bench/run_bench.py
 	$(PY) bench/parser_speed.py
 
