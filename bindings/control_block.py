@@ -239,7 +239,7 @@ class ControlBlock:
         parameter, SNAPSHOT its prefix, DEADLINE its deadline_ns."""
         c = self._c
         if command in (CMD_START, CMD_SNAPSHOT):
-            encoded = prefix.encode()
+            encoded = os.fsencode(prefix)   # a path may be any bytes but NUL
             if len(encoded) >= PATH_MAX - 32:
                 raise ControlError("the output prefix is too long")
             c.prefix = encoded + b"\0"

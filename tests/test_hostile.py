@@ -187,6 +187,16 @@ def test_a_failed_dump_is_a_failure_with_its_reason(server, full_folder, where):
     assert (target.state, target.last_dump) == ("idle", "")
 
 
+def test_a_folder_name_that_is_not_utf8(server, tmp_path):
+    folder = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    os.mkdir(folder)
+    proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.2", "-o",
+                           f"{folder}/x_"], capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    heap = os.path.join(os.fsencode(folder), f"x_{server.pid}.0001.heap".encode())
+    assert os.path.isfile(heap)
+
+
 def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
     exe = build_fixture("endings")
     proc = subprocess.run([MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--",
