@@ -226,4 +226,5 @@ def ended_during_window(pid: int, prefix: str) -> str:
 def dump_files(host_file: str) -> list[str]:
     """The host heap's file and the device heaps' files written with it."""
     stem = Path(host_file.removesuffix(".heap"))
-    return [host_file] + sorted(str(p) for p in stem.parent.glob(stem.name + ".*.heap"))
+    return [host_file] + sorted(str(p) for p in stem.parent.glob(glob.escape(stem.name)
+                                                                 + ".*.heap"))

@@ -4,6 +4,7 @@ to one heap by name."""
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -30,7 +31,7 @@ def capture_files(spec: str) -> list[str]:
     if os.path.exists(spec):
         return [spec]
     stem = Path(spec.removesuffix(".heap"))
-    found = sorted(str(p) for p in stem.parent.glob(stem.name + ".*.heap")
+    found = sorted(str(p) for p in stem.parent.glob(glob.escape(stem.name) + ".*.heap")
                    if re.fullmatch(r"[a-z_]+", p.name[len(stem.name) + 1:-5]))
     host = f"{stem}.heap"
     files = ([host] if os.path.isfile(host) else []) + found

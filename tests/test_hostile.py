@@ -197,6 +197,23 @@ def test_a_folder_name_that_is_not_utf8(server, tmp_path):
     assert os.path.isfile(heap)
 
 
+def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_path):
+    """A prefix is a name, not a pattern: `a[1]_` does not stand for `a1_`."""
+    exe = build_fixture("mixed_sizes")
+    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/a[1]_", "--",
+                           str(exe), "10", "1"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    (heap,) = tmp_path.glob("a?1?_*.heap")
+    # What the prefix would match as a pattern: another capture's device heap.
+    decoy = tmp_path / heap.name.replace("a[1]_", "a1_").replace(".heap", ".cuda.heap")
+    decoy.write_text(heap.read_text().replace("# heap: host", "# heap: cuda"))
+    parse = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+                            str(heap).removesuffix(".heap"), "-t"], capture_output=True,
+                           text=True, timeout=30)
+    assert parse.returncode == 0, parse.stderr
+    assert parse.stdout.startswith("Total: ") and "mixed_site" in parse.stdout
+
+
 def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
     exe = build_fixture("endings")
     proc = subprocess.run([MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--",
