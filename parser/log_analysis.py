@@ -59,6 +59,11 @@ class Capture:
         missing = [] if self.profile is not None else [
             f"no .heap file for {self.log.base} (the process did not exit normally?): without"
             " its memory map, frames stay addresses."]
+        stopped = self.profile.meta.get("log_stopped") if self.profile is not None else None
+        if stopped:
+            end_ms = self.log.end_ns / 1e6
+            missing.append(f"the event log stopped early ({stopped}): events after "
+                           f"{end_ms:.1f} ms of the window are missing.")
         return self.log.warnings + missing
 
 

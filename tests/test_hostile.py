@@ -249,6 +249,25 @@ def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
         subprocess.run(["umount", str(folder)], check=True)
 
 
+def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
+    """The .heap file's `# log_stopped:` line (written when a log write failed) becomes a
+    warning with where the log ends."""
+    exe = build_fixture("mixed_sizes")
+    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "-o",
+                           f"{tmp_path}/s_", "--", str(exe), "2000", "0"], capture_output=True,
+                          text=True, timeout=60)
+    (heap,) = tmp_path.glob("s_*.heap")
+    text = heap.read_text()
+    heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
+    leaks = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f", str(heap),
+                            "--leaks"], capture_output=True, text=True, timeout=60)
+    assert leaks.returncode == 0, leaks.stderr
+    (warning,) = [line for line in leaks.stderr.splitlines() if "stopped early" in line]
+    assert warning.startswith("mem_parser: warning: the event log stopped early (No space left"
+                              " on device): events after ")
+    assert warning.endswith(" ms of the window are missing."), proc.stderr
+
+
 # --- messages -------------------------------------------------------------------------
 
 def test_a_killed_log_mode_target_says_where_its_log_went(server_exe, tmp_path):
