@@ -15,6 +15,8 @@ from conftest import VENV_BIN, report, total
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 
+from mem_profiler.parser.heapfile import read_heap
+
 INDEXES = {"inuse_space": "live_bytes", "alloc_space": "alloc_bytes",
            "inuse_objects": "live", "alloc_objects": "allocs"}
 
@@ -194,3 +196,76 @@ def test_failed_allocations_are_counted_per_heap_every_one(standin_dir, tmp_path
         assert f"# failed_allocs: {count}\n" in text
         assert re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) @ ", text,
                           re.M) == [line] * kept
+
+
+ENTRY_POINTS = r"""
+import ctypes
+from ctypes import CFUNCTYPE, POINTER, byref, c_char_p, c_int, c_size_t, c_uint, c_ulonglong
+from ctypes import c_void_p
+libc = ctypes.CDLL(None)
+
+
+class DlInfo(ctypes.Structure):
+    _fields_ = [("fname", c_char_p), ("fbase", c_void_p), ("sname", c_char_p),
+                ("saddr", c_void_p)]
+
+
+def name_of(address):
+    info = DlInfo()
+    assert libc.dladdr(c_void_p(address), byref(info)) and info.saddr == address
+    return info.fname.decode().rsplit("/", 1)[1] + ":" + info.sname.decode()
+
+
+def api(lib, name, *argtypes):
+    fn = getattr(lib, name)
+    fn.argtypes, fn.restype = argtypes, c_int
+    return fn
+
+
+VP, ULL, IP = POINTER(c_void_p), c_ulonglong, POINTER(c_int)
+ALLOC = CFUNCTYPE(c_int, POINTER(ULL), c_size_t, c_void_p)
+fn, status, block = c_void_p(), c_int(-1), ULL()
+rt = ctypes.CDLL("libcudart.so.12")
+for size, (getter, *args) in enumerate((("cudaGetDriverEntryPoint", 2),
+                                        ("cudaGetDriverEntryPoint_ptsz", 2),
+                                        ("cudaGetDriverEntryPointByVersion", 12000, 2),
+                                        ("cudaGetDriverEntryPointByVersion_ptsz", 12000, 2)), 1):
+    types = (c_uint, ULL) if len(args) == 2 else (ULL,)
+    assert api(rt, getter, c_char_p, VP, *types, IP)(b"cuMemAllocAsync", byref(fn), *args,
+                                                      byref(status)) == 0 == status.value
+    print(getter, name_of(fn.value))
+    assert ALLOC(fn.value)(byref(block), size << 20, None) == 0
+cu = ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_LOCAL)
+v2 = api(cu, "cuGetProcAddress_v2", c_char_p, VP, c_int, ULL, IP)
+for version in (11030, 12000):
+    assert v2(b"cuGetProcAddress", byref(fn), version, 0, byref(status)) == 0
+    print("cuGetProcAddress", version, name_of(fn.value))
+assert v2(b"cuGetProcAddress", byref(fn), 11030, 0, byref(status)) == 0
+v1 = CFUNCTYPE(c_int, c_char_p, VP, c_int, ULL)(fn.value)
+assert v1(b"cuMemAlloc", byref(fn), 3020, 0) == 0
+print("v1 cuMemAlloc 3020", name_of(fn.value))
+assert v2(b"cuMemAlloc", byref(fn), 2000, 0, byref(status)) == 500 and status.value == 2
+print("v2 cuMemAlloc 2000", fn.value)
+"""
+
+
+def test_getters_hand_out_the_variant_asked_for_wrapped(standin_dir, tmp_path):
+    """cudaGetDriverEntryPoint[ByVersion][_ptsz] with the per-thread default stream's
+    flag give the wrapper of cuMemAllocAsync_ptsz (whose allocations are seen);
+    cuGetProcAddress at 11030 and 12000 the wrappers of the four- and five-argument
+    getters; the 32-bit cuMemAlloc of version 2000 is nobody's: nothing is handed out."""
+    build_device_fixture("device_cuda", standin_dir)
+    proc, heaps = run_device(Path(sys.executable), ["-c", ENTRY_POINTS], tmp_path / "e_",
+                             standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "cudaGetDriverEntryPoint libmemprof.so:cuMemAllocAsync_ptsz",
+        "cudaGetDriverEntryPoint_ptsz libmemprof.so:cuMemAllocAsync_ptsz",
+        "cudaGetDriverEntryPointByVersion libmemprof.so:cuMemAllocAsync_ptsz",
+        "cudaGetDriverEntryPointByVersion_ptsz libmemprof.so:cuMemAllocAsync_ptsz",
+        "cuGetProcAddress 11030 libmemprof.so:cuGetProcAddress",
+        "cuGetProcAddress 12000 libmemprof.so:cuGetProcAddress_v2",
+        "v1 cuMemAlloc 3020 libmemprof.so:cuMemAlloc_v2",
+        "v2 cuMemAlloc 2000 None"]
+    profile = read_heap(heaps["cuda"])   # the four from one line of Python: one stack
+    assert (profile.acc_objs.tolist(), profile.acc_bytes.tolist()) == ([4], [10 << 20])

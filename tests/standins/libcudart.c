@@ -16,8 +16,8 @@
  * - cudaMallocPitch: pitch = width rounded up to 512, bytes = pitch * height.
  * - cudaMallocHost / cudaHostAlloc / cudaFreeHost: pinned host memory is an
  *   anonymous mmap made here (not through the driver, not the host heap).
- * - cudaGetDriverEntryPoint[ByVersion]: forward to the driver's
- *   cuGetProcAddress_v2 (the former with this runtime's version).
+ * - cudaGetDriverEntryPoint[ByVersion][_ptsz]: forward to the driver's
+ *   cuGetProcAddress_v2 (the former with this runtime's version), flags and all.
  * - STANDIN_TRACE=<file>: "cudart ..." lines (the dlopen, the dlsym, each call). */
 #define _GNU_SOURCE
 #include "standin_util.h"
@@ -276,6 +276,23 @@ EXPORT cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **f
 {
     return entry_point("cudaGetDriverEntryPointByVersion", symbol, funcPtr, cudaVersion, flags,
                        driverStatus);
+}
+
+/* What a program built for the per-thread default stream calls: the same getters. */
+EXPORT cudaError_t cudaGetDriverEntryPoint_ptsz(const char *symbol, void **funcPtr,
+                                                unsigned long long flags, int *driverStatus)
+{
+    return entry_point("cudaGetDriverEntryPoint_ptsz", symbol, funcPtr, STANDIN_CUDART_VERSION,
+                       flags, driverStatus);
+}
+
+EXPORT cudaError_t cudaGetDriverEntryPointByVersion_ptsz(const char *symbol, void **funcPtr,
+                                                         unsigned int cudaVersion,
+                                                         unsigned long long flags,
+                                                         int *driverStatus)
+{
+    return entry_point("cudaGetDriverEntryPointByVersion_ptsz", symbol, funcPtr, cudaVersion,
+                       flags, driverStatus);
 }
 
 EXPORT cudaError_t cudaGetLastError(void)
