@@ -79,18 +79,18 @@ static inline uint32_t home_slot(uint64_t key)
     return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> (64 - RULE_TABLE_BITS));
 }
 
-static inline bool rule_lookup(uint64_t key, struct unwind_rule *out)
+static inline bool rule_lookup(const struct rule_slot *table, uint64_t key, struct unwind_rule *out)
 {
     uint32_t i = home_slot(key);
     for (int probe = 0; probe < RULE_PROBES; probe++, i = (i + 1) & RULE_TABLE_MASK) {
-        uint64_t k = atomic_load_explicit(&rule_table[i].key, memory_order_acquire);
+        uint64_t k = atomic_load_explicit(&table[i].key, memory_order_acquire);
         if (k == 0)
             return false;
         if (k != key)
             continue;
-        uint64_t rule = atomic_load_explicit(&rule_table[i].rule, memory_order_relaxed);
+        uint64_t rule = atomic_load_explicit(&table[i].rule, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);   /* the rule is read before the key again */
-        if (atomic_load_explicit(&rule_table[i].key, memory_order_relaxed) != key)
+        if (atomic_load_explicit(&table[i].key, memory_order_relaxed) != key)
             return false;
         memcpy(out, &rule, sizeof rule);
         return true;
@@ -179,18 +179,12 @@ static void note_loader(unsigned long long adds, unsigned long long subs)
     atomic_store(&loader_adds, (uint32_t)adds);
 }
 
-static struct unwind_rule rule_at(uintptr_t pc, bool is_return)
+/* A rule missing from the table (or stale): worked out and kept. */
+static __attribute__((noinline)) struct unwind_rule work_rule_out(uintptr_t pc, bool is_return)
 {
-    struct unwind_rule rule = {0, RULE_NONE, 0, 0, 0};
-    if (pc >= CODE_ADDRESS_END)
-        return rule;
-    uint64_t key = rule_key(pc, is_return, atomic_load_explicit(&rule_epoch, memory_order_relaxed));
-    if (LIKELY(rule_table != NULL && rule_lookup(key, &rule)) &&
-        (rule.kind != RULE_NONE ||
-         (uint32_t)rule.cfa_offset == atomic_load_explicit(&loader_adds, memory_order_relaxed)))
-        return rule;
-
     struct rule_search s = {pc, is_return, {0, RULE_NONE, 0, 0, 0}, 0, 0};
+    if (pc >= CODE_ADDRESS_END)
+        return s.rule;
     dl_iterate_phdr(find_rule, &s);
     note_loader(s.adds, s.subs);
     if (s.rule.kind == RULE_NONE)
@@ -198,6 +192,20 @@ static struct unwind_rule rule_at(uintptr_t pc, bool is_return)
     if (rule_table != NULL)
         rule_store(rule_key(pc, is_return, atomic_load(&rule_epoch)), s.rule);
     return s.rule;
+}
+
+static inline struct unwind_rule rule_at(uintptr_t pc, bool is_return)
+{
+    const struct rule_slot *table = rule_table;
+    struct unwind_rule rule;
+    if (LIKELY(table != NULL && pc < CODE_ADDRESS_END) &&
+        rule_lookup(table, rule_key(pc, is_return, atomic_load_explicit(&rule_epoch,
+                                                                        memory_order_relaxed)),
+                    &rule) &&
+        (rule.kind != RULE_NONE ||
+         (uint32_t)rule.cfa_offset == atomic_load_explicit(&loader_adds, memory_order_relaxed)))
+        return rule;
+    return work_rule_out(pc, is_return);
 }
 
 /* ---- stack mappings ----------------------------------------------------------- */
@@ -272,7 +280,7 @@ static bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
 
 static inline bool read_stack(const struct memprof_stack_range *s, uintptr_t at, uintptr_t *out)
 {
-    if (at < s->lo || at > s->hi - sizeof(uintptr_t))
+    if (at - s->lo > s->hi - s->lo - sizeof(uintptr_t))   /* below lo wraps around: above too */
         return false;
     *out = *(const uintptr_t *)at;
     return true;
