@@ -263,37 +263,23 @@ static cudaError_t entry_point(const char *via, const char *symbol, void **funcP
     return result(err);
 }
 
-EXPORT cudaError_t cudaGetDriverEntryPoint(const char *symbol, void **funcPtr,
-                                           unsigned long long flags, int *driverStatus)
-{
-    return entry_point("cudaGetDriverEntryPoint", symbol, funcPtr, STANDIN_CUDART_VERSION,
-                       flags, driverStatus);
-}
-
-EXPORT cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **funcPtr,
-                                                    unsigned int cudaVersion,
-                                                    unsigned long long flags, int *driverStatus)
-{
-    return entry_point("cudaGetDriverEntryPointByVersion", symbol, funcPtr, cudaVersion, flags,
-                       driverStatus);
-}
-
-/* What a program built for the per-thread default stream calls: the same getters. */
-EXPORT cudaError_t cudaGetDriverEntryPoint_ptsz(const char *symbol, void **funcPtr,
-                                                unsigned long long flags, int *driverStatus)
-{
-    return entry_point("cudaGetDriverEntryPoint_ptsz", symbol, funcPtr, STANDIN_CUDART_VERSION,
-                       flags, driverStatus);
-}
-
-EXPORT cudaError_t cudaGetDriverEntryPointByVersion_ptsz(const char *symbol, void **funcPtr,
-                                                         unsigned int cudaVersion,
-                                                         unsigned long long flags,
-                                                         int *driverStatus)
-{
-    return entry_point("cudaGetDriverEntryPointByVersion_ptsz", symbol, funcPtr, cudaVersion,
-                       flags, driverStatus);
-}
+/* The getters, and their twins (_ptsz) for programs built for the per-thread
+ * default stream: the same here. */
+#define ENTRY_POINT_GETTERS(name, by_version)                                             \
+    EXPORT cudaError_t name(const char *symbol, void **funcPtr, unsigned long long flags,  \
+                            int *driverStatus)                                            \
+    {                                                                                     \
+        return entry_point(#name, symbol, funcPtr, STANDIN_CUDART_VERSION, flags,         \
+                           driverStatus);                                                 \
+    }                                                                                     \
+    EXPORT cudaError_t by_version(const char *symbol, void **funcPtr,                     \
+                                  unsigned int cudaVersion, unsigned long long flags,     \
+                                  int *driverStatus)                                      \
+    {                                                                                     \
+        return entry_point(#by_version, symbol, funcPtr, cudaVersion, flags, driverStatus); \
+    }
+ENTRY_POINT_GETTERS(cudaGetDriverEntryPoint, cudaGetDriverEntryPointByVersion)
+ENTRY_POINT_GETTERS(cudaGetDriverEntryPoint_ptsz, cudaGetDriverEntryPointByVersion_ptsz)
 
 EXPORT cudaError_t cudaGetLastError(void)
 {
