@@ -24,6 +24,7 @@ from mem_profiler.parser.reports import (
     render_heaps_text,
 )
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
+from mem_profiler.parser.symbolize import recorded_program
 
 PROG = "mem_parser"
 _ONE_OUTPUT = ("choose exactly one output for -o/stdout: -t (text table), -s (SVG call graph),"
@@ -51,7 +52,9 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     "Outputs: one of -t, -s, --collapsed, --json goes to -o OUT or stdout; --flame PATH"
     " and --pprof PATH write their own files, alone or beside it (e.g. -t --pprof"
     " p.pb.gz). --focus, --ignore and --base apply to every output."))
-@click.option("-p", "binary", required=True, metavar="BIN", help="The program that ran.")
+@click.option("-p", "binary", metavar="BIN", help="The program that ran, where it is not at the"
+              " path the file records (a copy elsewhere); by default that path, checked by"
+              " build-id.")
 @click.option("-f", "heap_files", required=True, multiple=True, metavar="FILE",
               help="The .heap file to read, or a capture's prefix (/tmp/svc_4242.0001: its "
               "host and device heaps). Several with -t: the heaps side by side.")
@@ -92,7 +95,7 @@ def cli(binary: str, heap_file: str, output: str | None, flame: str | None, ppro
         nodecount: int | None,
         nodefraction: float, edgefraction: float, focus: re.Pattern | None,
         ignore: re.Pattern | None, **flags: bool) -> None:
-    """Report a .heap file: mem_parser -p BIN -f FILE -t|-s|--collapsed|--json [-o OUT]."""
+    """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = [name for name in SAMPLE_INDEXES if flags[name]]
     if len(chosen) > 1:
         raise UserError(f"choose one sample index, not {' and '.join('--' + c for c in chosen)}.")
@@ -130,6 +133,10 @@ def _select_heap(command: click.Command) -> None:
     @functools.wraps(report)
     def callback(heap_files: tuple[str, ...], heap: str | None, **params) -> None:
         chosen = select_files(list(heap_files), heap)
+        if params["binary"] is None:
+            params["binary"], build_id = recorded_program(chosen[0][1])
+            say(PROG, f"reading {params['binary']}, the program that ran"
+                + (f" (build-id {build_id})" if build_id else ""))
         if len(chosen) == 1:
             report(heap_file=chosen[0][1], **params)
             return

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import binascii
+import contextlib
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mem_profiler.parser.errors import HeapFileError
-from mem_profiler.parser.input_files import read_regular
+from mem_profiler.parser.input_files import open_regular, read_regular
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 # The heaps a capture writes, one file each, in the sampler's order (enum memprof_heap).
@@ -46,6 +47,7 @@ _DROPPED_RE = re.compile(r"stack_table=([0-9]{1,20}) live_table=([0-9]{1,20})"
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
+_HEADER_BYTES = 1 << 20   # the `#` lines: a build-id line per loaded object, far fewer
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
@@ -140,13 +142,40 @@ class HeapProfile:
 def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
     """Read and validate a .heap file; raise HeapFileError on any problem."""
     name = os.fspath(path)
-    try:
+    with _file_errors(name):
         data = read_regular(name, "a .heap file", HeapFileError)
+    return parse_heap(data, name)
+
+
+@contextlib.contextmanager
+def _file_errors(name: str) -> Iterator[None]:
+    """The operating system's errors in reading `name` as one sentence (HeapFileError)."""
+    try:
+        yield
     except FileNotFoundError:
         raise HeapFileError(f"{name} does not exist.") from None
     except OSError as e:
         raise HeapFileError(f"cannot read {name}: {e.strerror or e}.") from None
-    return parse_heap(data, name)
+
+
+def read_heap_header(path: str) -> HeapProfile:
+    """Only the `#` lines before the first stack (who ran, with which build-ids): what a
+    command needs to know before it reads the whole file. HeapFileError on a problem."""
+    with _file_errors(path), open_regular(path, "a .heap file", HeapFileError) as f:
+        head = f.read(_HEADER_BYTES)
+    end = head.find(b"\n@")
+    lines = _decode(head[:end] if end >= 0 else head).split("\n")
+    if _HEADER_RE.fullmatch(lines[0].strip()) is None:
+        raise HeapFileError(f"{path}:1: expected a 'heap_v2/<rate>' header, found "
+                            f"{_show(lines[0])}")
+    prof = HeapProfile(path=path, rate=0)
+    for lineno, line in enumerate(lines[1:], 2):
+        if line[:1] == "#":
+            try:
+                _header_line(prof, line)
+            except ValueError as e:
+                raise HeapFileError(f"{path}:{lineno}: {e}") from None
+    return prof
 
 
 def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.parser.elf_image import ElfImage, demangle
-from mem_profiler.parser.errors import BuildIdMismatch, ElfError
-from mem_profiler.parser.heapfile import HeapProfile, Mapping
+from mem_profiler.parser.errors import BuildIdMismatch, ElfError, UserError
+from mem_profiler.parser.heapfile import HeapProfile, Mapping, read_heap_header
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.sampling import index_column, stack_values
 
@@ -151,6 +151,30 @@ def mapping_index(maps: list[Mapping], addrs: np.ndarray) -> np.ndarray:
     inside = which >= 0
     inside[inside] = addrs[inside] < ends[which[inside]]
     return np.where(inside, which, -1)
+
+
+def recorded_program(heap_file: str) -> tuple[str, str | None]:
+    """The program that ran, named by the file's `# exe:` line, and its build-id, checked
+    against the one recorded (as pprof uses a profile's mappings): UserError, one
+    sentence, when the file names none, it is gone or it is another build."""
+    if heap_file.endswith(".memlog"):
+        raise UserError(f"{heap_file} is an event log, which does not name its program: give"
+                        " it with -p BIN, or -f the capture's .heap file.")
+    profile = read_heap_header(heap_file)
+    exe = profile.exe
+    if not exe:
+        raise UserError(f"{heap_file} does not name the program that ran (no '# exe:' line):"
+                        " give it with -p BIN.")
+    if not os.path.isfile(exe):
+        raise UserError(f"{exe}, the program that ran, is no longer there: give a copy of it"
+                        " with -p BIN.")
+    recorded = profile.build_ids.get(exe)
+    found = ElfImage(exe).build_id
+    if recorded is not None and found != recorded:
+        raise UserError(f"{exe} is not the build that ran (build-id {found or 'none'}, the"
+                        f" profile's {recorded}): it was rebuilt; give the binary that ran"
+                        " with -p BIN.")
+    return exe, recorded
 
 
 def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bool = False,

@@ -489,14 +489,18 @@ def test_bad_binaries_are_user_errors(tmp_path):
     ("-p {prog} -f {heap}", None, "exactly one output"),
     ("-p {prog} -f {heap} -t -s", None, "exactly one output"),
     ("-p {prog} -f {heap} -t --alloc_space --inuse_objects", None, "one sample index"),
-    ("-f {heap} -t", None, "Missing option '-p'"),
+    # without -p, the program the file names must still be there
+    ("-f {bad} -t", "moved", "{dir}/gone, the program that ran, is no longer there: give a"
+                             " copy of it with -p BIN."),
 ])
 def test_cli_user_errors_are_one_line(built, tmp_path, capsys, args, content, expect):
     heap = prog_heap(built, tmp_path)
     good = heap.read_text()
     bad = tmp_path / "bad.heap"
     bad.write_text({"empty": "", "truncated": good.split("MAPPED_LIBRARIES:")[0],
-                    "garbled": good.replace("[6: 6291456]", "[6: 6291456")}.get(content, good))
+                    "garbled": good.replace("[6: 6291456]", "[6: 6291456"),
+                    "moved": good.replace(built["prog"].path, f"{tmp_path}/gone")
+                    }.get(content, good))
     names = {"prog": built["prog"].path, "bad": bad, "heap": heap, "dir": tmp_path}
     code, out, err = run_cli(capsys, *args.format(**names).split())
     assert (code, out) == (2, "")

@@ -360,3 +360,44 @@ def test_full_names_reach_every_output(build_fixture, tmp_path):
         assert "make_widgets(int)" in full and reserve in full, args
         assert "make_widgets(int)" not in short and reserve not in short, args
         assert "make_widgets" in short and "std::vector::reserve" in short, args
+
+
+# --- without -p: the program the file records ----------------------------------------
+
+def test_without_p_the_recorded_program_is_read(sites_exact, tmp_path):
+    exe, heap = sites_exact
+    with_p, without_p = parse("-p", exe, "-f", heap, "-t"), parse("-f", heap, "-t")
+    assert without_p.stdout == with_p.stdout and with_p.stderr == ""
+    build_id = read_heap(heap).build_ids[str(exe)]
+    assert without_p.stderr == (f"mem_parser: reading {exe}, the program that ran (build-id "
+                                f"{build_id})\n")
+    leaks = subprocess.run([MEM_PARSER, "-f", heap, "--json"], capture_output=True, text=True)
+    assert leaks.returncode == 0 and json.loads(leaks.stdout)["program"] == str(exe)
+
+
+def test_without_p_a_program_gone_or_rebuilt_is_refused(build_fixture, tmp_path):
+    exe = tmp_path / "sites"
+    exe.write_bytes(build_fixture("sites").read_bytes())
+    exe.chmod(0o755)
+    proc, (heap,) = profile_run([exe, "10", "10", "1"], tmp_path / "r_", 1)
+    rebuilt = build_fixture("sites", "-O2", output="sites_rebuilt")
+    recorded = read_heap(heap).build_ids[str(exe)]
+    exe.write_bytes(rebuilt.read_bytes())
+    refused = subprocess.run([MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == (
+        f"mem_parser: {exe} is not the build that ran (build-id {read_build_id(rebuilt)}, the"
+        f" profile's {recorded}): it was rebuilt; give the binary that ran with -p BIN.\n")
+    exe.unlink()
+    gone = subprocess.run([MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True)
+    assert gone.returncode == 2 and gone.stderr == (
+        f"mem_parser: {exe}, the program that ran, is no longer there: give a copy of it with"
+        " -p BIN.\n")
+    # -p stays for a copy elsewhere
+    assert "site_pages" in parse("-p", build_fixture("sites"), "-f", heap, "-t").stdout
+
+
+def read_build_id(path: Path) -> str:
+    from mem_profiler.parser.elf_image import ElfImage
+
+    return ElfImage(str(path)).build_id
