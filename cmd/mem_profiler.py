@@ -17,9 +17,11 @@ from mem_profiler.cmd.cli_input import (
     PID,
     RATE,
     SECONDS,
+    FiniteFloatRange,
     run_command,
 )
 from mem_profiler.cmd.gate import gate
+from mem_profiler.cmd.top import Settings, run_top
 from mem_profiler.control_block import ControlError, Status
 from mem_profiler.controller import (
     attach,
@@ -38,6 +40,8 @@ from mem_profiler.launch import (
     absolute_prefix,
     run_profiled,
 )
+from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.live_stacks import SORT_KEYS
 
 PROG = "mem_profiler"
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
@@ -79,6 +83,7 @@ def cli(ctx: click.Context, **capture: object) -> None:
     mem_profiler -p PID --attach -s 60                the same, started without the sampler
     mem_profiler detach -p PID                        put an attached process back as it was
     mem_profiler dump -p PID                          write an open window's files, keep it open
+    mem_profiler top -p PID                           live view: heaps, RSS, top stacks
     mem_profiler run [-c RATE] -- CMD ARGS...         run a program under the sampler
     mem_profiler list                                 processes that can be captured
     """
@@ -249,6 +254,45 @@ def dump_(pid: int) -> None:
     except ControlError as err:
         fail(str(err), 1)
     click.echo("\n".join(files))
+
+
+@cli.command()
+@click.option("-p", "--pid", type=PID,
+              help="Process to show (default: your only capturable one).")
+@click.option("-c", "--rate", default=1024, show_default=True, type=RATE,
+              help="Mean bytes between samples in the window top opens (a window that is "
+              "open already keeps its own).")
+@click.option("--interval", default=1.0, show_default=True, type=FiniteFloatRange(0.1, 3600),
+              help="Seconds between refreshes.")
+@click.option("-n", "count", type=click.IntRange(min=1), metavar="COUNT",
+              help="Print COUNT refreshes as text, then exit (as top -b does; also without "
+              "-n when not on a terminal).")
+@click.option("--heap", type=click.Choice(HEAPS), help="Show one heap.  [default: every heap]")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="inuse", show_default=True,
+              help="Order of the stacks: bytes in use, allocated per second, or growth of "
+              "in use per second (keys i, a, g on the screen).")
+@click.option("--attach", "attach_flag", is_flag=True, default=None,
+              help="Load the sampler into -p PID if it was started without it (ptrace; "
+              "asked on a terminal when not given).")
+def top(pid: int | None, rate: int, interval: float, count: int | None, heap: str | None,
+        sort: str, attach_flag: bool | None) -> None:
+    """Live view of a running process: its heaps' totals and RSS, and the stacks holding
+    the most memory, with their growth and allocation rate over the last interval.
+
+    In a process with the sampler idle, top opens a window that it closes when it ends
+    (q or Ctrl-C), leaving the process idle; killed, that window closes a few seconds
+    later by itself. A window open already (mem_profiler run) is only read, and stays
+    open.
+    """
+    try:
+        pid = pid if pid is not None else only_target()
+        if not has_sampler(pid) and wants_attach(pid, attach_flag):
+            attach(pid)
+            click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
+        run_top(Settings(pid, rate, interval, count, heap, sort),
+                batch=count is not None or not sys.stdout.isatty())
+    except (ControlError, AttachError) as err:
+        fail(str(err), 1)
 
 
 @cli.command()

@@ -1,0 +1,147 @@
+"""A live view of a running process (mem_profiler top): a capture window read by snapshots.
+
+In an idle process the view opens a window of its own, marked as a view's (its end,
+asked for or at its deadline, writes no file), and closes it when done. A window that is
+open already (`mem_profiler run`, MEMPROF_CAPTURE=1) is only read, and stays open. Each
+refresh asks the target for a snapshot: the window's figures so far as .heap files, in a
+folder of the view's that only this user can enter, read and removed at once. The
+view's own window has a deadline that each refresh moves forward, so that a view killed
+without closing it leaves it to close by itself soon after (sampler/control.c)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+
+from mem_profiler.control_block import (
+    CMD_DEADLINE,
+    CMD_SNAPSHOT,
+    CMD_START,
+    CMD_STATUS,
+    CMD_STOP,
+    START_VIEW,
+    ControlBlock,
+    ControlError,
+    process_start_time,
+)
+from mem_profiler.controller import dump_files
+from mem_profiler.parser.heapfile import HeapProfile, read_heap
+
+# How long the view's own window outlives the refresh that is due next, should the view
+# be gone (killed) or stalled (stopped, or slow to symbolize a profile's first stacks).
+VIEW_GRACE_S = 5.0
+# A tmpfs: a snapshot costs the target no disk writes (its fsync is free).
+SNAPSHOT_FOLDER = "/dev/shm"
+FOLDER_PREFIX = "memprof_top."  # memprof_top.<pid of the view>.<random>
+
+
+@dataclass
+class Snapshot:
+    profiles: list[HeapProfile]  # the host heap's first, then each device heap in use
+    time_ns: int  # when the target wrote it (CLOCK_REALTIME)
+    rss_bytes: int  # the process's resident set, read just after
+
+
+class LiveView:
+    """A live view of process pid; `with LiveView(...) as view:` opens it (the window,
+    if none is open) and closes it (the window, if the view opened it)."""
+
+    def __init__(self, pid: int, rate: int, depth: int, interval: float) -> None:
+        self.pid = pid
+        self.rate, self.depth = rate, depth  # of the window the view opens
+        self.interval = interval
+        self.owns_window = False
+        self.window_start_ns = 0
+        self._block: ControlBlock | None = None
+        self._folder: str | None = None
+
+    def __enter__(self) -> LiveView:
+        self._block = ControlBlock.open(self.pid)
+        try:
+            self._block.lock()
+            status = self._block.request(CMD_STATUS)
+            remove_folders_of_ended_views()
+            self._folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}.",
+                                            dir=SNAPSHOT_FOLDER)
+            if not status.capturing:
+                status = self._block.request(
+                    CMD_START, rate=self.rate, depth=self.depth, deadline_ns=self._deadline_ns(),
+                    prefix=self._prefix, flags=START_VIEW)
+                self.owns_window = True
+        except BaseException:
+            self.__exit__()
+            raise
+        self.window_start_ns = status.window_start_ns
+        return self
+
+    @property
+    def _prefix(self) -> str:
+        return os.path.join(self._folder, "snapshot_")
+
+    def _deadline_ns(self) -> int:
+        return time.time_ns() + int((self.interval + VIEW_GRACE_S) * 1e9)
+
+    def snapshot(self) -> Snapshot:
+        """The window's figures now; ControlError (one sentence) when the process ended
+        or the window closed."""
+        try:
+            if self.owns_window:
+                self._block.request(CMD_DEADLINE, deadline_ns=self._deadline_ns())
+            status = self._block.request(CMD_SNAPSHOT, prefix=self._prefix)
+        except ControlError as err:
+            raise ControlError(self._window_gone() or str(err)) from None
+        if status.window_start_ns != self.window_start_ns:
+            raise ControlError(f"the window of process {self.pid} was closed and another "
+                               "opened in the program")
+        rss = rss_bytes(self.pid)
+        profiles = []
+        for path in dump_files(f"{self._prefix}{self.pid}.0000.heap"):
+            try:
+                profiles.append(read_heap(path))
+            finally:
+                os.unlink(path)
+        return Snapshot(profiles, profiles[0].window_ns[1], rss)
+
+    def _window_gone(self) -> str | None:
+        """Why the window can no longer be read, or None if it can."""
+        if process_start_time(self.pid) is None:
+            return f"process {self.pid} ended"
+        if self._block.request(CMD_STATUS).capturing:
+            return None
+        if self.owns_window:
+            return (f"the window in process {self.pid} closed at its deadline: this view "
+                    f"was stalled for more than {VIEW_GRACE_S:g} s")
+        return f"the window of process {self.pid} was closed in the program"
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.owns_window and self._window_gone() is None:
+                self._block.request(CMD_STOP)
+        finally:
+            self._block.close()
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set of pid (/proc/<pid>/statm), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def remove_folders_of_ended_views() -> None:
+    """Removes the snapshot folders of this user's views that were killed (each holds at
+    most the one snapshot it was reading)."""
+    for entry in os.scandir(SNAPSHOT_FOLDER):
+        owner_pid = entry.name.removeprefix(FOLDER_PREFIX).split(".")[0]
+        if (entry.name.startswith(FOLDER_PREFIX) and owner_pid.isdigit()
+                and entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+                and process_start_time(int(owner_pid)) is None):
+            shutil.rmtree(entry.path, ignore_errors=True)

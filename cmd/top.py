@@ -1,0 +1,143 @@
+"""`mem_profiler top`: a live view of a running process, refreshed every interval: the
+heaps' totals, its RSS, and the stacks holding the most memory, growing or allocating the
+fastest. On a terminal it is a textual screen (cmd/top_screen.py); otherwise, or with
+-n, it prints each refresh as text, as `top -b` does."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import click
+
+from mem_profiler.controller import printable
+from mem_profiler.live_view import LiveView, Snapshot
+from mem_profiler.parser.live_stacks import LiveStacks, Refresh, StackRow, distinct_frames
+
+BATCH_ROWS = 20  # stacks printed per refresh
+SORT_TITLES = {"inuse": "in use", "alloc": "allocation rate", "growth": "growth"}
+COLUMNS = ("IN USE", "GROWTH/S", "ALLOC/S", "HEAP", "STACK")
+_UNITS = (("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10))
+# End top as q does, closing the window it opened: its terminal closed, or `kill PID`.
+ENDING_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+@dataclass
+class Settings:
+    pid: int
+    rate: int  # of the window top opens
+    interval: float  # seconds between refreshes
+    count: int | None  # refreshes before top ends (None: until q or Ctrl-C)
+    heap: str | None  # None: every heap
+    sort: str  # a key of SORT_TITLES
+
+
+@dataclass
+class View:
+    """What one refresh shows."""
+
+    refresh: Refresh
+    snapshot: Snapshot
+    number: int  # 1 for the first refresh
+
+
+def format_bytes(value: float, signed: bool = False) -> str:
+    """Bytes with four significant digits in the binary unit that shows them (`16.00 MiB`,
+    `512 B`); with a sign when `signed` (growth)."""
+    sign = "-" if value < 0 else "+" if signed and value > 0 else ""
+    size = abs(value)
+    for unit, scale in _UNITS:
+        if size >= scale:
+            number = size / scale
+            decimals = 3 if number < 10 else 2 if number < 100 else 1 if number < 1000 else 0
+            return f"{sign}{number:.{decimals}f} {unit}"
+    return f"{sign}{size:.0f} B"
+
+
+def refreshes(view: LiveView, stacks: LiveStacks, interval: float,
+              stop: threading.Event) -> Iterator[View]:
+    """A View every `interval` seconds (a refresh that took longer delays the next), each
+    against the snapshot before; the first snapshot, taken at once, is their baseline.
+    Ends when `stop` is set."""
+    first = view.snapshot()
+    stacks.update(first.profiles, first.time_ns)
+    due = time.monotonic() + interval
+    number = 0
+    while not stop.wait(max(due - time.monotonic(), 0)):
+        snapshot = view.snapshot()
+        refresh = stacks.update(snapshot.profiles, snapshot.time_ns)
+        due = max(due + interval, time.monotonic())
+        if refresh is not None:
+            number += 1
+            yield View(refresh, snapshot, number)
+
+
+def summary_lines(view: LiveView, shown: View, sort: str, heap: str | None) -> list[str]:
+    """The header of a refresh: the process and its window, RSS, the totals of `heap` (of
+    each heap if None)."""
+    prof = shown.snapshot.profiles[0]
+    seconds = (shown.refresh.time_ns - view.window_start_ns) / 1e9
+    owner = "top's window" if view.owns_window else "a window open already (read only)"
+    lines = [f"process {view.pid} {printable(prof.cmdline or prof.exe or '')}".rstrip(),
+             f"{owner}, -c {prof.rate}, open {seconds:.1f} s; refresh "
+             f"{shown.number} over {shown.refresh.interval_s:.2f} s; "
+             f"{'every heap' if heap is None else f'the {heap} heap'}, sorted by "
+             f"{SORT_TITLES[sort]}",
+             f"RSS {format_bytes(shown.snapshot.rss_bytes)}"]
+    for h in shown.refresh.heaps:
+        if heap in (None, h.heap):
+            lines.append(f"heap {h.heap}: {format_bytes(h.in_use)} in use, growing "
+                         f"{format_bytes(h.growth, signed=True)}/s, allocating "
+                         f"{format_bytes(h.alloc_rate)}/s")
+    if shown.refresh.dropped_samples:
+        lines.append(f"{shown.refresh.dropped_samples:,} samples dropped (a table of the "
+                     "sampler was full): the figures are low")
+    return lines
+
+
+def row_cells(rows: list[StackRow]) -> list[tuple[str, str, str, str, str]]:
+    """Each row's cells, in COLUMNS' order; stacks with enough callers to tell them
+    apart, `<` before each caller."""
+    return [(format_bytes(r.in_use), format_bytes(r.growth, signed=True) + "/s",
+             format_bytes(r.alloc_rate) + "/s", r.heap, " < ".join(frames))
+            for r, frames in zip(rows, distinct_frames(rows), strict=True)]
+
+
+def print_batch(view: LiveView, stacks: LiveStacks, settings: Settings) -> None:
+    """settings.count refreshes as text (all of them until Ctrl-C if None)."""
+    for shown in refreshes(view, stacks, settings.interval, threading.Event()):
+        rows = shown.refresh.top(settings.sort, BATCH_ROWS, settings.heap)
+        cells = [COLUMNS, *row_cells(rows)]
+        widths = [max(len(c[i]) for c in cells) for i in range(4)]
+        table = ["  ".join([*(c[i].rjust(widths[i]) for i in range(3)), c[3].ljust(widths[3]),
+                            c[4]]).rstrip() for c in cells]
+        header = summary_lines(view, shown, settings.sort, settings.heap)
+        click.echo("\n".join(header + table) + "\n")
+        if shown.number == settings.count:
+            return
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_top(settings: Settings, batch: bool) -> None:
+    """The view, closed (and the window top opened with it) however it ends."""
+    with LiveView(settings.pid, settings.rate, 64, settings.interval) as view:
+        stacks = LiveStacks(f"/proc/{settings.pid}/exe")
+        if batch:
+            try:
+                for ending in ENDING_SIGNALS:
+                    signal.signal(ending, _interrupt)
+                print_batch(view, stacks, settings)
+            except KeyboardInterrupt:
+                pass
+        else:
+            from mem_profiler.cmd.top_screen import run_screen
+
+            run_screen(view, stacks, settings)
+        for warning in stacks.warnings:
+            click.echo(f"mem_profiler top: {warning}", err=True)

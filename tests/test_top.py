@@ -1,0 +1,376 @@
+"""mem_profiler top: a live view of real preloaded (or attached) targets, in batch mode and
+on a real terminal (tmux), with the figures checked against the fixtures' known rates."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import assert_estimate, relative_sd
+from test_control import MEM_PROFILER, Server, check_server_window, wait_for
+
+from mem_profiler import controller
+from mem_profiler.control_block import (
+    CMD_DEADLINE,
+    CMD_STATUS,
+    ControlBlock,
+    ControlError,
+    segment_path,
+)
+from mem_profiler.live_view import FOLDER_PREFIX, SNAPSHOT_FOLDER, VIEW_GRACE_S
+
+MiB = 1024 * 1024
+GROW_RATE = 4096 * 1000  # grower.c: site_grow keeps 4096 B a millisecond
+CHURN_PER_GROW = 16  # site_churn allocates (and frees) 65536 B at each of those ticks
+# The grower's ticks are absolute times, but a tick due at a snapshot's instant may run a
+# little after it (the scheduler's wake-up latency): 10 ticks of slack at either end.
+SCHEDULING_SLACK_TICKS = 10
+_UNITS = {"B": 1, "KiB": 1024, "MiB": MiB, "GiB": 1024 * MiB}
+_AMOUNT = r"([+-]?[0-9.]+) (B|KiB|MiB|GiB)"
+_ROW_RE = re.compile(rf"^\s*{_AMOUNT}\s+{_AMOUNT}/s\s+{_AMOUNT}/s\s+(\w+)\s+(.+?)\s*$")
+_INTERVAL_RE = re.compile(r"refresh (\d+) over ([0-9.]+) s")
+
+
+@dataclass
+class Row:
+    in_use: float
+    growth: float
+    alloc_rate: float
+    heap: str
+    stack: str
+
+    @property
+    def site(self) -> str:
+        return self.stack.split()[0]
+
+
+@dataclass
+class Refresh:
+    number: int
+    interval_s: float
+    header: list[str]
+    rows: list[Row]
+
+
+def amount(number: str, unit: str) -> float:
+    return float(number) * _UNITS[unit]
+
+
+def parse_rows(lines: list[str]) -> list[Row]:
+    rows = []
+    for line in lines:
+        m = _ROW_RE.match(line)
+        if m:
+            rows.append(Row(amount(m[1], m[2]), amount(m[3], m[4]), amount(m[5], m[6]), m[7],
+                            m[8]))
+    return rows
+
+
+def parse_batch(text: str) -> list[Refresh]:
+    refreshes = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        table = next(i for i, line in enumerate(lines) if line.split()[:2] == ["IN", "USE"])
+        number, interval = _INTERVAL_RE.search(block).groups()
+        refreshes.append(Refresh(int(number), float(interval), lines[:table],
+                                 parse_rows(lines[table + 1:])))
+    return refreshes
+
+
+def top(pid: int, *args: str, timeout: float = 60) -> list[Refresh]:
+    proc = subprocess.run([MEM_PROFILER, "top", "-p", str(pid), *args], capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return parse_batch(proc.stdout)
+
+
+def state_of(pid: int) -> tuple[str, str]:
+    """(state, last dump) as `mem_profiler list` shows them."""
+    return controller._state_of(pid)
+
+
+def view_folders() -> set[str]:
+    return {e.name for e in os.scandir(SNAPSHOT_FOLDER) if e.name.startswith(FOLDER_PREFIX)}
+
+
+@pytest.fixture(scope="module")
+def grower_exe(build_fixture):
+    return build_fixture("grower")
+
+
+@pytest.fixture
+def grower(grower_exe):
+    s = Server(grower_exe)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def server(build_fixture):
+    s = Server(build_fixture("server"))
+    s.exe = build_fixture("server")
+    yield s
+    s.stop()
+
+
+def check_grower_rows(rows: list[Row], interval_s: float) -> None:
+    """site_grow's growth is its allocation rate, which is the schedule's within the
+    sampling error; site_churn allocates 16 times as much at the same ticks."""
+    grow = next(r for r in rows if r.site == "site_grow")
+    churn = next(r for r in rows if r.site == "site_churn")
+    ticks = interval_s * 1000
+    sd = relative_sd(round(ticks), 4096, 1024)
+    slack = SCHEDULING_SLACK_TICKS / ticks
+    assert abs(grow.growth - GROW_RATE) <= (5 * sd + slack) * GROW_RATE, (grow, interval_s)
+    # the same samples make both figures: never freed, each counts as grown and allocated
+    assert grow.growth == pytest.approx(grow.alloc_rate, rel=1e-3)
+    # both sites at every tick: the ratio does not depend on timing
+    assert_estimate(churn.alloc_rate / CHURN_PER_GROW, grow.alloc_rate, sd, 0.05)
+    assert churn.in_use <= 65536 / -math.expm1(-65536 / 1024)
+    assert abs(churn.growth) * interval_s <= 65536 * 1.01
+
+
+def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
+    folders = view_folders()
+    refreshes = top(grower.pid, "-n", "3", "--interval", "1", "--sort", "growth")
+    assert [r.number for r in refreshes] == [1, 2, 3]
+    for refresh in refreshes:
+        assert refresh.interval_s == pytest.approx(1.0, abs=0.3)
+        assert "top's window, -c 1024" in refresh.header[1]
+        assert "every heap, sorted by growth" in refresh.header[1]
+        assert [r.site for r in refresh.rows] == ["site_grow", "site_churn"]
+        assert refresh.rows[0].stack.startswith("site_grow grower.c:20 < main grower.c:")
+        assert {r.heap for r in refresh.rows} == {"host"}
+        check_grower_rows(refresh.rows, refresh.interval_s)
+        (heap_line,) = [line for line in refresh.header if line.startswith("heap host:")]
+        assert "in use, growing +" in heap_line
+    # the window top opened is closed, the process idle and capturable, and no file was
+    # written: a view's window leaves its figures by snapshots only
+    assert state_of(grower.pid) == ("idle", "")
+    assert view_folders() <= folders
+
+
+def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
+    by_alloc = top(server.pid, "-n", "3", "--interval", "0.5", "--sort", "alloc")
+    for refresh in by_alloc:
+        rows = refresh.rows
+        assert [r.site for r in rows] == ["site_transient", "site_pages", "site_small"]
+        transient, pages, small = rows
+        # per iteration: 65536 B transient, 4096 B pages (both sampled with p > 0.98),
+        # 4 x 256 B small
+        assert transient.alloc_rate / pages.alloc_rate == pytest.approx(16, rel=0.02)
+        assert pages.alloc_rate / small.alloc_rate == pytest.approx(4, rel=0.05)
+        # the rings turn over within the interval: 16 MiB each, live
+        assert_estimate(pages.in_use, 16 * MiB, relative_sd(4096, 4096, 1024), 0.05)
+        assert_estimate(small.in_use, 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
+        # and do not grow once full: the difference of two independent estimates of
+        # 16 MiB; in the first interval a ring may still be filling (top opened the window
+        # just before its baseline snapshot)
+        for ring, sd in ((pages, relative_sd(4096, 4096, 1024)),
+                         (small, relative_sd(65536, 256, 1024))):
+            bound = 5 * 2**0.5 * sd * 16 * MiB
+            highest = (1 + 5 * sd) * 16 * MiB if refresh.number == 1 else bound
+            assert -bound <= ring.growth * refresh.interval_s <= highest
+        assert transient.in_use <= 65536 / -math.expm1(-65536 / 1024)
+        rss = next(line for line in refresh.header if line.startswith("RSS "))
+        assert amount(*rss.split()[1:3]) >= 0.9 * 32 * MiB
+    by_in_use = top(server.pid, "-n", "1", "--interval", "0.5")
+    assert {r.site for r in by_in_use[0].rows[:2]} == {"site_pages", "site_small"}
+    assert "sorted by in use" in by_in_use[0].header[1]
+    only_cuda = top(server.pid, "-n", "1", "--interval", "0.5", "--heap", "cuda")
+    assert only_cuda[0].rows == [] and "the cuda heap" in only_cuda[0].header[1]
+    # idle again, and capturable as before
+    result = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o",
+                             str(tmp_path / "after_")], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    check_server_window(tmp_path / f"after_{server.pid}.0001.heap", server.exe)
+
+
+class Terminal:
+    """A tmux server of our own (its own socket) running one command in a pane."""
+
+    def __init__(self, folder: Path, command: str) -> None:
+        self.socket = str(folder / "tmux.sock")
+        self.status = folder / "status"
+        # The command starts once the pane has its size: a new session's pane may be
+        # resized after its command has read the size.
+        self.tmux("new-session", "-d", "-x", "160", "-y", "40", "sleep 600")
+        # COLUMNS and LINES (pytest's) would override the pane's size
+        self.tmux("respawn-pane", "-k", f"unset COLUMNS LINES; {command}; echo $? > {self.status}")
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-f", "/dev/null", "-S", self.socket, *args],
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", *keys)
+
+    def wait_screen(self, pattern: str, timeout: float = 30) -> str:
+        try:
+            return wait_for(lambda: re.search(pattern, self.screen(), re.M) and self.screen(),
+                            timeout, f"{pattern!r} on the screen")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
+
+    def exit_status(self, timeout: float = 15) -> int:
+        wait_for(self.status.is_file, timeout, "the command to end")
+        return int(self.status.read_text())
+
+    def close(self) -> None:
+        self.tmux("kill-server")
+
+
+@pytest.fixture
+def terminal(tmp_path):
+    opened = []
+
+    def open_terminal(command: str) -> Terminal:
+        opened.append(Terminal(tmp_path, command))
+        return opened[-1]
+
+    yield open_terminal
+    for t in opened:
+        t.close()
+
+
+def first_row(screen: str) -> Row:
+    return parse_rows(screen.split("IN USE", 1)[1].splitlines())[0]
+
+
+@pytest.mark.parametrize("quit_key", ["q", "C-c"])
+def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
+    folders = view_folders()
+    term = terminal(f"{MEM_PROFILER} top -p {grower.pid} --interval 0.5")
+    screen = term.wait_screen(r"refresh [2-9].*sorted by in use")
+    assert first_row(screen).site == "site_grow"
+    assert re.search(r"^ *RSS +\S", screen, re.M)  # the sparklines' labels
+    assert re.search(r"i sort by in use +a by allocation rate +g by growth", screen)
+    term.keys("a")
+    screen = term.wait_screen(r"sorted by allocation rate")
+    assert first_row(screen).site == "site_churn"
+    term.keys("g")
+    screen = term.wait_screen(r"refresh .*sorted by growth")
+    row = first_row(screen)
+    assert row.site == "site_grow" and row.stack.startswith("site_grow grower.c:20 < main")
+    term.keys(quit_key)
+    assert term.exit_status() == 0
+    assert state_of(grower.pid) == ("idle", "")
+    assert view_folders() <= folders
+    result = subprocess.run([MEM_PROFILER, "-p", str(grower.pid), "-s", "0.3", "-o",
+                             str(tmp_path / "after_")], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"after_{grower.pid}.0001.heap").is_file()
+
+
+def test_a_killed_tops_window_closes_at_its_deadline(grower):
+    view = subprocess.Popen([MEM_PROFILER, "top", "-p", str(grower.pid), "--interval", "0.5"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        while view.stdout.readline().strip():   # the first refresh
+            pass
+        assert state_of(grower.pid)[0] == "capturing"
+        view.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        view.wait()
+    finally:
+        view.kill()
+        view.wait()
+    time.sleep(1.0)
+    assert state_of(grower.pid)[0] == "capturing"  # open until its deadline
+    wait_for(lambda: state_of(grower.pid)[0] == "idle", 0.5 + VIEW_GRACE_S + 3,
+             "the window's deadline")
+    assert time.monotonic() - killed >= VIEW_GRACE_S - 0.5
+    assert state_of(grower.pid) == ("idle", "")  # a view's window writes no file
+    # the next view removes the folder the killed one left
+    before = view_folders()
+    assert any(name.startswith(f"{FOLDER_PREFIX}{view.pid}.") for name in before)
+    top(grower.pid, "-n", "1", "--interval", "0.3")
+    assert not any(name.startswith(f"{FOLDER_PREFIX}{view.pid}.") for name in view_folders())
+
+
+def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
+    runner = subprocess.Popen([MEM_PROFILER, "run", "-o", str(tmp_path / "run_"), "--",
+                               str(build_fixture("grower"))], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(runner.stdout.readline().split()[1])
+    except (IndexError, ValueError):
+        runner.kill()
+        runner.wait()
+        raise
+    try:
+        wait_for(lambda: os.path.exists(segment_path(pid)), what="its control block")
+        refreshes = top(pid, "-n", "2", "--interval", "1", "--sort", "growth")
+        for refresh in refreshes:
+            assert "a window open already (read only)" in refresh.header[1]
+            assert refresh.rows[0].site == "site_grow"
+            check_grower_rows(refresh.rows, refresh.interval_s)
+        assert state_of(pid) == ("capturing", "")
+        # a window opened in the program gets no deadline from a controller
+        with ControlBlock.open(pid) as block:
+            block.lock()
+            with pytest.raises(ControlError, match="refused the request: Invalid argument"):
+                block.request(CMD_DEADLINE, deadline_ns=time.time_ns() + 10**9)
+            assert block.request(CMD_STATUS).window_deadline_ns == 0
+        # snapshots took no sequence number: the window's first dump is still .0001
+        dump = subprocess.run([MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True,
+                              text=True, timeout=30)
+        assert dump.stdout.strip() == str(tmp_path / f"run_{pid}.0001.heap"), dump.stderr
+        assert state_of(pid)[0] == "capturing"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        Path(segment_path(pid)).unlink(missing_ok=True)  # killed: no exit handler ran
+
+
+def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
+    plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.PIPE, text=True,
+                             env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    try:
+        plain.stdout.readline()
+        proc = subprocess.run([MEM_PROFILER, "top", "-p", str(plain.pid), "--attach", "-n", "1",
+                               "--interval", "1", "--sort", "growth"], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == f"mem_profiler: loaded the sampler into process {plain.pid}\n"
+        (refresh,) = parse_batch(proc.stdout)
+        assert refresh.rows[0].site == "site_grow"
+        check_grower_rows(refresh.rows, refresh.interval_s)
+        assert state_of(plain.pid) == ("idle (attached)", "")
+    finally:
+        plain.kill()
+        plain.wait()
+        Path(segment_path(plain.pid)).unlink(missing_ok=True)  # killed: no exit handler ran
+
+
+def test_refusals_are_one_sentence(grower_exe):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.DEVNULL,
+                             env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    try:
+        for pid, message in (
+                (gone.pid, f"there is no process {gone.pid}"),
+                (plain.pid, f"process {plain.pid} does not have the sampler loaded: load it "
+                 f"now with `mem_profiler -p {plain.pid} --attach`, or start the program "
+                 "with `mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) "
+                 "CMD`")):
+            proc = subprocess.run([MEM_PROFILER, "top", "-p", str(pid), "-n", "1"],
+                                  capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL)
+            assert (proc.returncode, proc.stdout, proc.stderr) == (
+                1, "", f"mem_profiler: {message}\n")
+    finally:
+        plain.kill()
+        plain.wait()
