@@ -1,5 +1,6 @@
-"""`make bench`: sampler overhead on the churn workload, as wall-time ratios against
-the same workload without the sampler, measured in one run; peers where installed."""
+"""`make bench`: sampler overhead on the churn workload and on programs as Debian ships
+them (sqlite3, python3), as wall-time ratios against the same workload without the
+sampler, measured in one run; peers where installed."""
 
 from __future__ import annotations
 
@@ -111,49 +112,6 @@ def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
         target.wait()
 
 
-def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str, float]:
-    """What a refresh of `mem_profiler top` costs a target with `stacks` distinct stacks
-    (bench/many_stacks.c, all of them live, every allocation sampled), in medians of ms:
-    the target's CPU time per snapshot (its control thread's, which answers the request),
-    and top's own time to take, read and count a snapshot once every stack was named (the
-    first refresh names them all: `first`)."""
-    from mem_profiler.live_view import LiveView
-    from mem_profiler.parser.live_stacks import LiveStacks
-
-    exe = out / "many_stacks"
-    subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-o", str(exe),
-                    str(ROOT / "bench" / "many_stacks.c")], check=True)
-    target = subprocess.Popen([str(exe), str(stacks)], stdout=subprocess.PIPE, text=True,
-                              env=sampler_env(out, 1))
-    try:
-        assert target.stdout.readline() == "ready\n"
-        control = next(task.parent for task in Path(f"/proc/{target.pid}/task").glob("*/comm")
-                       if task.read_text().strip() == "memprof-ctl")
-
-        def control_cpu() -> float:   # utime + stime, in seconds
-            fields = (control / "stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-        with LiveView(target.pid, 1, 64, 1.0) as view:
-            names = LiveStacks(f"/proc/{target.pid}/exe")
-            start = time.perf_counter()
-            first = view.snapshot()
-            names.update(first.profiles, first.time_ns)
-            first_s = time.perf_counter() - start
-            cpu, own = [], []
-            for _ in range(rounds):
-                cpu_before, start = control_cpu(), time.perf_counter()
-                snapshot = view.snapshot()
-                cpu.append(control_cpu() - cpu_before)
-                names.update(snapshot.profiles, snapshot.time_ns)
-                own.append(time.perf_counter() - start)
-        return {"cpu": statistics.median(cpu) * 1e3, "own": statistics.median(own) * 1e3,
-                "first": first_s * 1e3}
-    finally:
-        target.kill()
-        target.wait()
-
-
 def churn_rows(out: Path, argv: list[str]) -> list[Row]:
     rows = [
         Row("glibc, no sampler", dict(os.environ)),
@@ -189,6 +147,45 @@ def churn_rows(out: Path, argv: list[str]) -> list[Row]:
     return rows
 
 
+SQLITE_SCRIPT = ("create table t(a integer, b text, c real); insert into t select value, "
+                 "hex(randomblob(16)), random() from generate_series(1,300000); "
+                 "create index i1 on t(b); create index i2 on t(c);")
+PYTHON_RECORDS = 50_000
+
+
+def shipped_programs() -> list[tuple[str, list[str], dict[str, str]]]:
+    """(title, argv, environment) of programs as Debian ships them: stripped, without
+    frame pointers, their allocations through glibc's malloc."""
+    objects = ROOT / "tests" / "fixtures" / "real_programs" / "objects.py"
+    return [
+        ("Debian's sqlite3: 300,000 rows inserted into a table in memory, two indexes",
+         ["sqlite3", ":memory:", SQLITE_SCRIPT], {}),
+        (f"Debian's python3 (PYTHONMALLOC=malloc): {PYTHON_RECORDS:,} records as dicts, "
+         "through json and back", ["/usr/bin/python3", str(objects), str(PYTHON_RECORDS)],
+         {"PYTHONMALLOC": "malloc"}),
+    ]
+
+
+def shipped_program_rows(out: Path, argv: list[str], env: dict[str, str]) -> list[Row]:
+    """The program alone, under the sampler (default unwinder), jemalloc's profiler (which
+    brings jemalloc as the allocator) and heaptrack."""
+    plain = dict(os.environ, **env)
+    rows = [
+        Row("no profiler", plain),
+        Row("sampler -c 524288", sampler_env(out, 524288, **env)),
+        Row("sampler -c 1024", sampler_env(out, 1024, **env)),
+        Row("sampler -c 1 (every allocation)", sampler_env(out, 1, **env)),
+    ]
+    if JEMALLOC.is_file():
+        rows.append(Row("jemalloc prof lg_prof_sample:10", dict(
+            plain, LD_PRELOAD=str(JEMALLOC),
+            MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je")))
+    if shutil.which("heaptrack"):
+        rows.append(Row("heaptrack (full tracing)", plain,
+                        ["heaptrack", "-o", str(out / "ht"), *argv]))
+    return rows
+
+
 def device_rows(out: Path) -> tuple[list[Row], list[str]]:
     """100,000 cudaMalloc/cudaFree pairs through the stand-in runtime (tests/standins)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -218,6 +215,14 @@ def print_table(rows: list[Row]) -> None:
         print(f"{row.name:40s} {median:8.3f} {median / base:7.2f}  {note}")
 
 
+def measure(rows: list[Row], argv: list[str], out: Path, repeat: int) -> None:
+    """Rounds interleave the rows so that a slow spell of the machine hits them all."""
+    for _ in range(repeat):
+        for row in rows:
+            run_once(row, argv, out)
+    print_table(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
@@ -231,19 +236,16 @@ def main() -> None:
         rows = churn_rows(out, argv)
         print(f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
               f"median of {args.repeat} rounds, each round running every row once\n")
-        # Rounds interleave the rows so that a slow spell of the machine hits them all.
-        for _ in range(args.repeat):
-            for row in rows:
-                run_once(row, argv, out)
-        print_table(rows)
+        measure(rows, argv, out, args.repeat)
+
+        for title, argv, env in shipped_programs():
+            print(f"\n{title}\n")
+            measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
 
         rows, argv = device_rows(out)
         print("\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
               "runtime (no GPU)\n")
-        for _ in range(args.repeat):
-            for row in rows:
-                run_once(row, argv, out)
-        print_table(rows)
+        measure(rows, argv, out, args.repeat)
 
         attach_ms = [t * 1e3 for t in ATTACH_TIMES]
         print(f"\nattach (ptrace injection until the control block is up): median "
@@ -252,10 +254,6 @@ def main() -> None:
         trips = [t * 1e3 for t in control_round_trip(out)]
         print(f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
               f"max {max(trips):.1f} ms over {len(trips)} windows")
-        top = top_refresh(out)
-        print(f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
-              f"target's CPU (median); top itself {top['own']:.0f} ms, "
-              f"{top['first'] / 1e3:.1f} s for the first (every stack named)")
 
 
 if __name__ == "__main__":
