@@ -112,6 +112,49 @@ def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
         target.wait()
 
 
+def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str, float]:
+    """What a refresh of `mem_profiler top` costs a target with `stacks` distinct stacks
+    (bench/many_stacks.c, all of them live, every allocation sampled), in medians of ms:
+    the target's CPU time per snapshot (its control thread's, which answers the request),
+    and top's own time to take, read and count a snapshot once every stack was named (the
+    first refresh names them all: `first`)."""
+    from mem_profiler.live_view import LiveView
+    from mem_profiler.parser.live_stacks import LiveStacks
+
+    exe = out / "many_stacks"
+    subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-o", str(exe),
+                    str(ROOT / "bench" / "many_stacks.c")], check=True)
+    target = subprocess.Popen([str(exe), str(stacks)], stdout=subprocess.PIPE, text=True,
+                              env=sampler_env(out, 1))
+    try:
+        assert target.stdout.readline() == "ready\n"
+        control = next(task.parent for task in Path(f"/proc/{target.pid}/task").glob("*/comm")
+                       if task.read_text().strip() == "memprof-ctl")
+
+        def control_cpu() -> float:   # utime + stime, in seconds
+            fields = (control / "stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        with LiveView(target.pid, 1, 64, 1.0) as view:
+            names = LiveStacks(f"/proc/{target.pid}/exe")
+            start = time.perf_counter()
+            first = view.snapshot()
+            names.update(first.profiles, first.time_ns)
+            first_s = time.perf_counter() - start
+            cpu, own = [], []
+            for _ in range(rounds):
+                cpu_before, start = control_cpu(), time.perf_counter()
+                snapshot = view.snapshot()
+                cpu.append(control_cpu() - cpu_before)
+                names.update(snapshot.profiles, snapshot.time_ns)
+                own.append(time.perf_counter() - start)
+        return {"cpu": statistics.median(cpu) * 1e3, "own": statistics.median(own) * 1e3,
+                "first": first_s * 1e3}
+    finally:
+        target.kill()
+        target.wait()
+
+
 def churn_rows(out: Path, argv: list[str]) -> list[Row]:
     rows = [
         Row("glibc, no sampler", dict(os.environ)),
@@ -254,6 +297,10 @@ def main() -> None:
         trips = [t * 1e3 for t in control_round_trip(out)]
         print(f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
               f"max {max(trips):.1f} ms over {len(trips)} windows")
+        top = top_refresh(out)
+        print(f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
+              f"target's CPU (median); top itself {top['own']:.0f} ms, "
+              f"{top['first'] / 1e3:.1f} s for the first (every stack named)")
 
 
 if __name__ == "__main__":
