@@ -10,6 +10,9 @@ APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils chro
 BENCH_PKGS  := heaptrack
 CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
                -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
+# Bound at load (-z now): no lazy binding on the sample path, which would enter the
+# loader and push a large register save onto what may be a small signal stack.
+LDFLAGS_LIB := -Wl,-z,now
 LDLIBS_LIB  := -lunwind -ldl -lm -pthread
 SAMPLER_SRC := $(wildcard sampler/*.c)
 SAMPLER_HDR := $(wildcard sampler/*.h)
@@ -53,7 +56,7 @@ build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leak
 
 $(BUILD)/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_LIB) -shared -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+	$(CC) $(CFLAGS_LIB) -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
 
 bindings/libmemprof.so: $(BUILD)/libmemprof.so
 	cp $< $@

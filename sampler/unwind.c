@@ -210,7 +210,8 @@ static inline struct unwind_rule rule_at(uintptr_t pc, bool is_return)
 
 /* ---- stack mappings ----------------------------------------------------------- */
 /* The bounds of the mapping holding addr, from /proc/thread-self/maps read
- * with plain system calls into a stack buffer.  pthread_getattr_np cannot
+ * with plain system calls into a small stack buffer (the walk may run on a
+ * signal handler's small sigaltstack).  pthread_getattr_np cannot
  * serve here: it holds the thread's lock while its fopen calls malloc, so a
  * sample taken inside it would wait on that lock forever (Rust's runtime and
  * the JVM call it at every thread start). */
@@ -224,7 +225,7 @@ static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
     enum { START, END, REST } field = START;
     uintptr_t start = 0, end = 0;
     bool found = false;
-    char buf[4096];
+    char buf[1024];
     ssize_t n;
     while (!found && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
         for (ssize_t i = 0; i < n && !found; i++) {
