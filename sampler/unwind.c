@@ -194,14 +194,14 @@ static __attribute__((noinline)) struct unwind_rule work_rule_out(uintptr_t pc, 
     return s.rule;
 }
 
-static inline struct unwind_rule rule_at(uintptr_t pc, bool is_return)
+/* The rule of a code address; the walk passes the table and the epoch it
+ * read once. */
+static inline struct unwind_rule rule_at(const struct rule_slot *table, uint32_t epoch,
+                                         uintptr_t pc, bool is_return)
 {
-    const struct rule_slot *table = rule_table;
     struct unwind_rule rule;
     if (LIKELY(table != NULL && pc < CODE_ADDRESS_END) &&
-        rule_lookup(table, rule_key(pc, is_return, atomic_load_explicit(&rule_epoch,
-                                                                        memory_order_relaxed)),
-                    &rule) &&
+        rule_lookup(table, rule_key(pc, is_return, epoch), &rule) &&
         (rule.kind != RULE_NONE ||
          (uint32_t)rule.cfa_offset == atomic_load_explicit(&loader_adds, memory_order_relaxed)))
         return rule;
@@ -344,8 +344,12 @@ static bool step_signal(struct memprof_stack_range *s, struct frame *f)
     if (!read_stack(s, gregs + 8 * REG_RIP, &pc) || !read_stack(s, gregs + 8 * REG_RSP, &sp) ||
         !read_stack(s, gregs + 8 * REG_RBP, &bp))
         return false;
-    if (sp - s->lo >= s->hi - s->lo && !stack_of(sp, s))
-        return false;
+    struct memprof_stack_range other;
+    if (sp - s->lo >= s->hi - s->lo) {
+        if (!stack_of(sp, &other))
+            return false;
+        *s = other;
+    }
     *f = (struct frame){pc, sp, bp, false};
     return true;
 }
@@ -353,22 +357,32 @@ static bool step_signal(struct memprof_stack_range *s, struct frame *f)
 /* The depth, or -1 when a frame needs libunwind. */
 static int rule_walk(uintptr_t *out, int max)
 {
-    struct memprof_stack_range stack;
-    struct frame f;
-    if (!first_foreign_frame(&stack, &f))
+    struct memprof_stack_range first_stack;
+    struct frame first;
+    if (!first_foreign_frame(&first_stack, &first))
         return 0;
+    /* Copies whose address never leaves this function: kept in registers. */
+    struct memprof_stack_range stack = first_stack;
+    struct frame f = first;
+    const struct rule_slot *table = rule_table;
+    uint32_t epoch = atomic_load_explicit(&rule_epoch, memory_order_relaxed);
     int n = 0;
-    bool more = true;
-    while (more && n < max) {
+    while (n < max) {
         out[n++] = f.pc;
-        struct unwind_rule rule = rule_at(f.pc, f.is_return);
-        switch (rule.kind) {
-        case RULE_CFA: more = step_by_rule(&rule, &stack, &f); break;
-        case RULE_SIGRETURN: more = step_signal(&stack, &f); break;
-        case RULE_LIBUNWIND: return -1;
-        default: more = false;   /* no unwind information, or the outermost frame */
+        struct unwind_rule rule = rule_at(table, epoch, f.pc, f.is_return);
+        if (LIKELY(rule.kind == RULE_CFA)) {
+            if (!step_by_rule(&rule, &stack, &f))
+                break;
+        } else if (rule.kind == RULE_SIGRETURN) {
+            if (!step_signal(&stack, &f))
+                break;
+        } else if (rule.kind == RULE_LIBUNWIND) {
+            return -1;
+        } else {
+            break;   /* no unwind information, or the outermost frame */
         }
-        more = more && f.pc >= CODE_ADDRESS_MIN;
+        if (f.pc < CODE_ADDRESS_MIN)
+            break;
     }
     return n;
 }
