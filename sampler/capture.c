@@ -452,10 +452,12 @@ __attribute__((constructor(102))) static void capture_init(void)
                    (parent == 0 || parent == (uint64_t)getppid());
     memprof_leave();
 
-    if (capture && memprof_start(memprof_cfg.rate, memprof_cfg.max_depth, NULL) != 0)
-        memprof_log("could not start capturing: %s", strerror(errno));
+    /* The control thread first: pthread_create allocates its thread's memory through
+     * the program's malloc, which must not fall inside the window. */
     if (control)
         memprof_control_init();
+    if (capture && memprof_start(memprof_cfg.rate, memprof_cfg.max_depth, NULL) != 0)
+        memprof_log("could not start capturing: %s", strerror(errno));
 }
 
 __attribute__((destructor)) static void capture_fini(void)

@@ -125,23 +125,30 @@ static int carry_out(uint32_t command)
  * left to the controller, which tells the two apart by start time. */
 static void remove_stale_blocks(void)
 {
-    DIR *dir = opendir("/dev/shm");
-    if (dir == NULL)
+    /* getdents64 into this thread's stack: opendir would allocate through the
+     * program's malloc, and a window may be open already. */
+    int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
         return;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        int pid, end = 0;
-        struct stat st;
-        /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
-        if (sscanf(e->d_name, "mem_profiler.%d%n", &pid, &end) != 1 ||
-            (e->d_name[end] != '\0' && e->d_name[end] != '.') || pid == getpid() ||
-            fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            !S_ISREG(st.st_mode) || st.st_uid != getuid())
-            continue;
-        if (kill(pid, 0) != 0 && errno == ESRCH)
-            unlinkat(dirfd(dir), e->d_name, 0);
+    char buf[4096] __attribute__((aligned(8)));
+    ssize_t n;
+    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
+        for (ssize_t at = 0; at < n;) {
+            const struct dirent64 *e = (const struct dirent64 *)(buf + at);
+            at += e->d_reclen;
+            int pid, end = 0;
+            struct stat st;
+            /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
+            if (sscanf(e->d_name, "mem_profiler.%d%n", &pid, &end) != 1 ||
+                (e->d_name[end] != '\0' && e->d_name[end] != '.') || pid == getpid() ||
+                fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISREG(st.st_mode) || st.st_uid != getuid())
+                continue;
+            if (kill(pid, 0) != 0 && errno == ESRCH)
+                unlinkat(dir, e->d_name, 0);
+        }
     }
-    closedir(dir);
+    close(dir);
 }
 
 /* ---- a main thread that ended with pthread_exit ----------------------------

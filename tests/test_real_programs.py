@@ -295,10 +295,6 @@ def test_profile_read_against_the_shipped_binary(runs, name):
     assert_read_against(binary, heap)
 
 
-@pytest.mark.xfail(strict=True, reason="the sampler allocates through the program's malloc "
-                   "inside the window: its control thread's opendir (32 KiB, "
-                   "remove_stale_blocks in control.c) and that thread's TLS (pthread_create "
-                   "in capture_init after the window opened)")
 def test_the_samplers_own_allocations_stay_out_of_the_window(counting_preload, tmp_path):
     """A program that allocates little: every allocation of the window is the program's,
     so at -c 1 the file holds exactly what the preload counted."""
