@@ -12,6 +12,7 @@ import fcntl
 import mmap
 import os
 import stat
+import struct
 import time
 from dataclasses import dataclass
 
@@ -76,11 +77,16 @@ _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
 
 ffi = FFI()
 ffi.cdef(CDEF)
+BLOCK_SIZE = ffi.sizeof("struct memprof_control")
 _libc = ffi.dlopen(None)
 
 
 class ControlError(RuntimeError):
     """A capture request that cannot be carried out; the message is one sentence."""
+
+
+class OtherVersion(ControlError):
+    """The process's sampler speaks another control block ABI."""
 
 
 def segment_path(pid: int) -> str:
@@ -135,16 +141,29 @@ def remove_blocks_of_ended(pid: int) -> None:
                 os.unlink(path)
 
 
+# The identity at the start of every version's block: magic, abi, pid, uid, reserved,
+# start_time (memprof_control.h).
+_IDENTITY = struct.Struct("<QIiIIQ")
+
+
+def _identity(fd: int) -> tuple[int, int, int, int | None]:
+    """(magic, pid, abi, start_time) of a block of any version; zeros if it is shorter."""
+    head = os.pread(fd, _IDENTITY.size, 0)
+    if len(head) < _IDENTITY.size:
+        return 0, 0, 0, 0
+    magic, abi, pid, _, _, start = _IDENTITY.unpack(head)
+    return magic, pid, abi, start
+
+
 def _open_trusted(path: str, owner: int) -> int | None:
-    """A descriptor of `path` if it is a regular file of `owner`, mode 0600, of a block's
-    size: never following a link nor blocking on a FIFO; None otherwise."""
+    """A descriptor of `path` if it is a regular file of `owner`, mode 0600: never
+    following a link nor blocking on a FIFO; None otherwise."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     st = os.fstat(fd)
-    if (not stat.S_ISREG(st.st_mode) or st.st_uid != owner or st.st_mode & 0o077
-            or st.st_size != ffi.sizeof("struct memprof_control")):
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != owner or st.st_mode & 0o077:
         os.close(fd)
         return None
     return fd
@@ -204,11 +223,22 @@ class ControlBlock:
             fd = _open_trusted(path, owner)
             if fd is None:
                 continue
-            block = cls(pid, fd, mmap.mmap(fd, ffi.sizeof("struct memprof_control")))
-            if block.belongs_to_live_process(start):
-                return block
-            block.close()
-            os.unlink(path)   # ours, of an earlier process that had this pid
+            identity = _identity(fd)
+            if identity[:2] == (MAGIC, pid) and identity[3] == start and identity[2] != ABI:
+                os.close(fd)   # the live process's, of another version: left alone
+                raise OtherVersion(f"process {pid} runs another version of the sampler "
+                                   f"(control block ABI {identity[2]}, this mem_profiler "
+                                   f"speaks {ABI}): capture it with that version's "
+                                   "mem_profiler")
+            if identity[2] == ABI and os.fstat(fd).st_size == BLOCK_SIZE:
+                block = cls(pid, fd, mmap.mmap(fd, BLOCK_SIZE))
+                if block.belongs_to_live_process(start):
+                    return block
+                block.close()
+            else:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):   # another cleaner got there first
+                os.unlink(path)   # ours, of an earlier process that had this pid
             stale = True
         message = no_sampler_message(pid)
         raise ControlError(f"removed a stale control block of an earlier process {pid}; "

@@ -22,6 +22,7 @@ from mem_profiler.control_block import (
     START_TRACK_LIVE,
     ControlBlock,
     ControlError,
+    OtherVersion,
     Status,
     block_pid,
     find_block,
@@ -92,6 +93,8 @@ def _state_of(pid: int) -> tuple[str, str]:
     try:
         with ControlBlock.open(pid) as block:   # removes a stale block of ours
             status = block.status()
+    except OtherVersion:
+        return "other ABI", ""
     except ControlError:
         return "stale", ""
     state = "capturing" if status.capturing else "idle"

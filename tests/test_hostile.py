@@ -151,6 +151,30 @@ def test_list_escapes_names_as_ps_does(server_exe, clean_env):
         Path(segment_path(pid)).unlink(missing_ok=True)
 
 
+def test_a_live_process_of_another_version_keeps_its_block(server):
+    """A block whose ABI this mem_profiler does not speak, of the live process it names:
+    refused in one sentence, listed, and never removed."""
+    (path,) = block_candidates(server.pid)
+    with open(path, "r+b") as f:
+        abi = f.read(12)[8:12]
+        f.seek(8)
+        f.write((999).to_bytes(4, "little"))
+    try:
+        proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.2"],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1 and proc.stderr == (
+            f"mem_profiler: process {server.pid} runs another version of the sampler (control"
+            f" block ABI 999, this mem_profiler speaks {int.from_bytes(abi, 'little')}):"
+            " capture it with that version's mem_profiler\n")
+        (target,) = [t for t in list_targets() if t.pid == server.pid]
+        assert target.state == "other ABI" and os.path.exists(path)
+    finally:
+        with open(path, "r+b") as f:
+            f.seek(8)
+            f.write(abi)
+    assert [t.state for t in list_targets() if t.pid == server.pid] == ["idle"]
+
+
 # --- failed dumps ---------------------------------------------------------------------
 
 @pytest.fixture
