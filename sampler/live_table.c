@@ -61,13 +61,20 @@ static void unlock(struct stripe *s)
     atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
 
+/* A stripe's array and mask change under its lock, and are stored atomically
+ * for memprof_live_prefetch, which reads them without it. */
+static void set_array(struct stripe *s, struct live_slot *slots, uint32_t mask)
+{
+    __atomic_store_n(&s->slots, slots, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->mask, mask, __ATOMIC_RELAXED);
+}
+
 static void drop_slots(struct stripe *s)
 {
     if (s->mask)
         atomic_fetch_sub(&used_slots, (uint64_t)s->mask + 1);
     memprof_unmap(s->slots, sizeof(struct live_slot) * ((size_t)s->mask + 1));
-    s->slots = NULL;
-    s->mask = 0;
+    set_array(s, NULL, 0);
     s->count = 0;
 }
 
@@ -114,13 +121,21 @@ static bool grow(struct stripe *s)
     }
     struct live_slot *old = s->slots;
     uint32_t old_mask = s->mask;
-    s->slots = bigger;
-    s->mask = nslots - 1;
+    set_array(s, bigger, nslots - 1);
     for (uint32_t i = 0; old_mask && i <= old_mask; i++)
         if (old[i].ptr != 0)
             s->slots[find(s, old[i].ptr, memprof_ptr_hash(old[i].ptr))] = old[i];
     memprof_unmap(old, sizeof(struct live_slot) * ((size_t)old_mask + 1));
     return true;
+}
+
+void memprof_live_prefetch(uintptr_t ptr)
+{
+    uint64_t h = memprof_ptr_hash(ptr);
+    struct stripe *s = &stripes[memprof_live_stripe(ptr, h)];
+    struct live_slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+    uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+    __builtin_prefetch(&slots[home_of(h, mask)], 1);   /* never faults, even on an old array */
 }
 
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)

@@ -89,6 +89,7 @@ static inline uintptr_t key_address(uintptr_t key) { return key & KEY_ADDRESS_MA
 /* Unwinds, interns the stack and records one sampled allocation. */
 static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
 {
+    memprof_live_prefetch(key);
     enum memprof_heap heap = key_heap(key);
     uintptr_t frames[MEMPROF_MAX_DEPTH];
     struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
