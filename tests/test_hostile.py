@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -177,20 +178,26 @@ def test_a_live_process_of_another_version_keeps_its_block(server):
 
 # --- failed dumps ---------------------------------------------------------------------
 
-@pytest.fixture
-def full_folder(tmp_path):
-    """A folder on a file system with no room left (a small tmpfs, filled)."""
-    folder = tmp_path / "full"
+@contextlib.contextmanager
+def small_file_system(folder: Path, size: str) -> Iterator[Path]:
+    """`folder` as the mount point of a tmpfs of `size`, for the time of the block."""
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                       capture_output=True).returncode != 0:
         pytest.skip("mounting a tmpfs needs CAP_SYS_ADMIN")
     try:
-        with contextlib.suppress(OSError), open(folder / "filler", "wb") as f:
-            f.write(b"\0" * (1 << 20))
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def full_folder(tmp_path):
+    """A folder on a file system with no room left (a small tmpfs, filled)."""
+    with small_file_system(tmp_path / "full", "64k") as folder:
+        with contextlib.suppress(OSError), open(folder / "filler", "wb") as f:
+            f.write(b"\0" * (1 << 20))
+        yield folder
 
 
 @pytest.mark.parametrize("where", ["full", "long name", "proc"])
@@ -250,12 +257,7 @@ def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
 
 def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
     exe = build_fixture("mixed_sizes")
-    folder = tmp_path / "small"
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs CAP_SYS_ADMIN")
-    try:
+    with small_file_system(tmp_path / "small", "256k") as folder:
         proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "--log-cap",
                                "65536", "-o", f"{folder}/l_", "--", str(exe), "20000", "0"],
                               capture_output=True, text=True, timeout=60)
@@ -269,8 +271,6 @@ def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
                                   timeout=60)
         assert timeline.returncode == 0, timeline.stderr
         assert "Traceback" not in timeline.stderr
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
