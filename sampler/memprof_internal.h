@@ -264,6 +264,9 @@ void memprof_log_chunks_each(void (*fn)(struct memprof_log_chunk *)) HIDDEN;
 int memprof_live_table_init(uint32_t capacity) HIDDEN;
 void memprof_live_table_reset(void) HIDDEN;
 void memprof_live_table_after_fork(void) HIDDEN;
+/* Starts bringing in the cache line where ptr's entry would go: a sample calls it
+ * before its walk, so that the insert after it does not wait on memory. */
+void memprof_live_prefetch(uintptr_t ptr) HIDDEN;
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size) HIDDEN;
 /* Removes ptr if it is a live sample; reports what it was. */
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
@@ -280,9 +283,6 @@ double memprof_sample_weight(uint64_t size, uint64_t rate) HIDDEN;
  * allocations (unsampled) they stood for. */
 struct memprof_drops {
     _Atomic uint64_t stack_table;   /* no stack id: missing from every figure */
-/* Starts bringing in the cache line where ptr's entry would go: a sample calls it
- * before its walk, so that the insert after it does not wait on memory. */
-void memprof_live_prefetch(uintptr_t ptr) HIDDEN;
     _Atomic uint64_t live_table;    /* counted as allocated, missing from in-use */
     _Atomic uint64_t memory;        /* no per-thread block: missing from every figure */
     _Atomic uint64_t bytes;         /* unsampled bytes of all of them */
