@@ -10,6 +10,7 @@ without closing it leaves it to close by itself soon after (sampler/control.c)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -137,11 +138,13 @@ def rss_bytes(pid: int) -> int:
 
 def remove_folders_of_ended_views() -> None:
     """Removes the snapshot folders of this user's views that were killed (each holds at
-    most the one snapshot it was reading)."""
+    most the one snapshot it was reading). Other views may be removing theirs meanwhile."""
     for entry in os.scandir(SNAPSHOT_FOLDER):
         owner_pid = entry.name.removeprefix(FOLDER_PREFIX).split(".")[0]
-        if (entry.name.startswith(FOLDER_PREFIX) and owner_pid.isdigit()
-                and entry.is_dir(follow_symlinks=False)
-                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
-                and process_start_time(int(owner_pid)) is None):
-            shutil.rmtree(entry.path, ignore_errors=True)
+        if (not entry.name.startswith(FOLDER_PREFIX) or not owner_pid.isdigit()
+                or process_start_time(int(owner_pid)) is not None):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and entry.stat(
+                    follow_symlinks=False).st_uid == os.getuid():
+                shutil.rmtree(entry.path, ignore_errors=True)

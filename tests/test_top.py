@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -32,10 +33,14 @@ CHURN_PER_GROW = 16  # site_churn allocates (and frees) 65536 B at each of those
 # The grower's ticks are absolute times, but a tick due at a snapshot's instant may run a
 # little after it (the scheduler's wake-up latency): 10 ticks of slack at either end.
 SCHEDULING_SLACK_TICKS = 10
+# What a block of 64 KiB stands for at -c 1024: a churning site's in use when a snapshot
+# falls between its malloc and its free.
+BLOCK_64K_WEIGHT = 65536 / -math.expm1(-65536 / 1024)
 _UNITS = {"B": 1, "KiB": 1024, "MiB": MiB, "GiB": 1024 * MiB}
 _AMOUNT = r"([+-]?[0-9.]+) (B|KiB|MiB|GiB)"
 _ROW_RE = re.compile(rf"^\s*{_AMOUNT}\s+{_AMOUNT}/s\s+{_AMOUNT}/s\s+(\w+)\s+(.+?)\s*$")
 _INTERVAL_RE = re.compile(r"refresh (\d+) over ([0-9.]+) s")
+WITHOUT_SAMPLER = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
 
 @dataclass
@@ -85,10 +90,13 @@ def parse_batch(text: str) -> list[Refresh]:
 
 
 def top(pid: int, *args: str, timeout: float = 60) -> list[Refresh]:
-    proc = subprocess.run([MEM_PROFILER, "top", "-p", str(pid), *args], capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    return parse_batch(proc.stdout)
+    """The refreshes of a top that ended well and left no snapshot folder."""
+    proc = subprocess.Popen([MEM_PROFILER, "top", "-p", str(pid), *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0 and err == "", err
+    assert folders_of(proc.pid) == []
+    return parse_batch(out)
 
 
 def state_of(pid: int) -> tuple[str, str]:
@@ -96,8 +104,10 @@ def state_of(pid: int) -> tuple[str, str]:
     return controller._state_of(pid)
 
 
-def view_folders() -> set[str]:
-    return {e.name for e in os.scandir(SNAPSHOT_FOLDER) if e.name.startswith(FOLDER_PREFIX)}
+def folders_of(view_pid: int) -> list[str]:
+    """The snapshot folders of the top whose pid this is."""
+    return [e.name for e in os.scandir(SNAPSHOT_FOLDER)
+            if e.name.startswith(f"{FOLDER_PREFIX}{view_pid}.")]
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +143,11 @@ def check_grower_rows(rows: list[Row], interval_s: float) -> None:
     assert grow.growth == pytest.approx(grow.alloc_rate, rel=1e-3)
     # both sites at every tick: the ratio does not depend on timing
     assert_estimate(churn.alloc_rate / CHURN_PER_GROW, grow.alloc_rate, sd, 0.05)
-    assert churn.in_use <= 65536 / -math.expm1(-65536 / 1024)
+    assert churn.in_use <= BLOCK_64K_WEIGHT
     assert abs(churn.growth) * interval_s <= 65536 * 1.01
 
 
 def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
-    folders = view_folders()
     refreshes = top(grower.pid, "-n", "3", "--interval", "1", "--sort", "growth")
     assert [r.number for r in refreshes] == [1, 2, 3]
     for refresh in refreshes:
@@ -154,7 +163,6 @@ def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
     # the window top opened is closed, the process idle and capturable, and no file was
     # written: a view's window leaves its figures by snapshots only
     assert state_of(grower.pid) == ("idle", "")
-    assert view_folders() <= folders
 
 
 def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
@@ -178,7 +186,7 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
             bound = 5 * 2**0.5 * sd * 16 * MiB
             highest = (1 + 5 * sd) * 16 * MiB if refresh.number == 1 else bound
             assert -bound <= ring.growth * refresh.interval_s <= highest
-        assert transient.in_use <= 65536 / -math.expm1(-65536 / 1024)
+        assert transient.in_use <= BLOCK_64K_WEIGHT
         rss = next(line for line in refresh.header if line.startswith("RSS "))
         assert amount(*rss.split()[1:3]) >= 0.9 * 32 * MiB
     by_in_use = top(server.pid, "-n", "1", "--interval", "0.5")
@@ -195,16 +203,20 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
 
 
 class Terminal:
-    """A tmux server of our own (its own socket) running one command in a pane."""
+    """A tmux server of our own (its own socket) running one program in a pane."""
 
-    def __init__(self, folder: Path, command: str) -> None:
+    def __init__(self, folder: Path, argv: list[str]) -> None:
         self.socket = str(folder / "tmux.sock")
         self.status = folder / "status"
-        # The command starts once the pane has its size: a new session's pane may be
-        # resized after its command has read the size.
+        # The program starts once the pane has its size (a new session's pane may be
+        # resized after its program has read it), without pytest's COLUMNS and LINES,
+        # which would override the size.
         self.tmux("new-session", "-d", "-x", "160", "-y", "40", "sleep 600")
-        # COLUMNS and LINES (pytest's) would override the pane's size
-        self.tmux("respawn-pane", "-k", f"unset COLUMNS LINES; {command}; echo $? > {self.status}")
+        self.tmux("respawn-pane", "-k",
+                  f"unset COLUMNS LINES; {shlex.join(argv)}; echo $? > {self.status}")
+        shell = int(self.tmux("display", "-p", "#{pane_pid}"))
+        children = Path(f"/proc/{shell}/task/{shell}/children")
+        self.pid = int(wait_for(lambda: children.read_text().split(), what="the program")[0])
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-f", "/dev/null", "-S", self.socket, *args],
@@ -224,7 +236,7 @@ class Terminal:
             raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
 
     def exit_status(self, timeout: float = 15) -> int:
-        wait_for(self.status.is_file, timeout, "the command to end")
+        wait_for(self.status.is_file, timeout, "the program to end")
         return int(self.status.read_text())
 
     def close(self) -> None:
@@ -235,8 +247,8 @@ class Terminal:
 def terminal(tmp_path):
     opened = []
 
-    def open_terminal(command: str) -> Terminal:
-        opened.append(Terminal(tmp_path, command))
+    def open_terminal(argv: list[str]) -> Terminal:
+        opened.append(Terminal(tmp_path, argv))
         return opened[-1]
 
     yield open_terminal
@@ -250,8 +262,7 @@ def first_row(screen: str) -> Row:
 
 @pytest.mark.parametrize("quit_key", ["q", "C-c"])
 def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
-    folders = view_folders()
-    term = terminal(f"{MEM_PROFILER} top -p {grower.pid} --interval 0.5")
+    term = terminal([MEM_PROFILER, "top", "-p", str(grower.pid), "--interval", "0.5"])
     screen = term.wait_screen(r"refresh [2-9].*sorted by in use")
     assert first_row(screen).site == "site_grow"
     assert re.search(r"^ *RSS +\S", screen, re.M)  # the sparklines' labels
@@ -266,7 +277,7 @@ def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
     term.keys(quit_key)
     assert term.exit_status() == 0
     assert state_of(grower.pid) == ("idle", "")
-    assert view_folders() <= folders
+    assert folders_of(term.pid) == []
     result = subprocess.run([MEM_PROFILER, "-p", str(grower.pid), "-s", "0.3", "-o",
                              str(tmp_path / "after_")], capture_output=True, text=True,
                             timeout=30)
@@ -294,10 +305,9 @@ def test_a_killed_tops_window_closes_at_its_deadline(grower):
     assert time.monotonic() - killed >= VIEW_GRACE_S - 0.5
     assert state_of(grower.pid) == ("idle", "")  # a view's window writes no file
     # the next view removes the folder the killed one left
-    before = view_folders()
-    assert any(name.startswith(f"{FOLDER_PREFIX}{view.pid}.") for name in before)
+    assert len(folders_of(view.pid)) == 1
     top(grower.pid, "-n", "1", "--interval", "0.3")
-    assert not any(name.startswith(f"{FOLDER_PREFIX}{view.pid}.") for name in view_folders())
+    assert folders_of(view.pid) == []
 
 
 def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
@@ -336,7 +346,7 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
 
 def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
     plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.PIPE, text=True,
-                             env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+                             env=WITHOUT_SAMPLER)
     try:
         plain.stdout.readline()
         proc = subprocess.run([MEM_PROFILER, "top", "-p", str(plain.pid), "--attach", "-n", "1",
@@ -357,8 +367,7 @@ def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
 def test_refusals_are_one_sentence(grower_exe):
     gone = subprocess.Popen(["true"])
     gone.wait()
-    plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.DEVNULL,
-                             env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.DEVNULL, env=WITHOUT_SAMPLER)
     try:
         for pid, message in (
                 (gone.pid, f"there is no process {gone.pid}"),
