@@ -118,7 +118,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         memprof_cfg.device_rate = device_rate;
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
         memprof_drops_reset();
-        memprof_failures_reset();
+        memprof_notes_reset();
         memprof_live_bytes_reset();
         if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
             memprof_cfg.track_live = true;
@@ -395,7 +395,7 @@ static void on_fork_child(void)
     if (control)
         memprof_control_after_fork();
     memprof_drops_reset();
-    memprof_failures_after_fork();
+    memprof_notes_after_fork();
     memprof_live_bytes_reset();
     memprof_log_after_fork();
     memprof_thread.tid = 0;

@@ -104,11 +104,11 @@ static inline uint64_t hex_digits(uint64_t y)
     return __builtin_bswap64(y + 0x3030303030303030ull + letters * ('a' - '0' - 10));
 }
 
-/* " 0x<hex>" straight into the buffer, as printf's " 0x%llx": the 16 digits in one
- * 128-bit value, shifted past the leading zeros, stored whole (what follows overwrites
- * the bytes beyond the last digit).  Digits stored apart and read back from an offset
- * would stall each address on store forwarding. */
-static void put_spaced_hex(struct out *o, uint64_t v)
+/* "<before>0x<hex>" straight into the buffer, as printf's "%c0x%llx": the 16 digits in
+ * one 128-bit value, shifted past the leading zeros, stored whole (what follows
+ * overwrites the bytes beyond the last digit).  Digits stored apart and read back from
+ * an offset would stall each address on store forwarding. */
+static void put_hex(struct out *o, char before, uint64_t v)
 {
     unsigned __int128 text = (unsigned __int128)hex_digits(nibbles((uint32_t)v)) << 64 |
                              hex_digits(nibbles((uint32_t)(v >> 32)));
@@ -117,7 +117,8 @@ static void put_spaced_hex(struct out *o, uint64_t v)
     if (BUF_CAP - o->len < 3 + 16)
         flush(o);
     char *p = o->buf + o->len;
-    memcpy(p, " 0x", 3);
+    p[0] = before;
+    memcpy(p + 1, "0x", 2);
     memcpy(p + 3, &text, 16);
     o->len += 3 + digits;
 }
@@ -295,7 +296,7 @@ static void put_frames(struct out *o, const uintptr_t *frames, int depth)
 {
     puts_(o, "@");
     for (int i = 0; i < depth; i++)
-        put_spaced_hex(o, frames[i]);
+        put_hex(o, ' ', frames[i]);
     puts_(o, "\n");
 }
 
@@ -316,27 +317,60 @@ static void put_hal_labels(struct out *o, uint64_t flag)
     puts_(o, "\n");
 }
 
-static void put_failures(struct out *o, enum memprof_heap heap)
+/* "<line>time_ns=T bytes=N": how a noted event's line begins. */
+static void put_note_start(struct out *o, const char *line, const struct memprof_note *note)
 {
-    struct memprof_failure failed[MEMPROF_MAX_FAILURES];
-    uint32_t all = memprof_failures_of(heap, failed, MEMPROF_MAX_FAILURES);
-    if (all == 0)
-        return;
-    puts_(o, "# failed_allocs: ");
-    put_u64(o, all);
-    puts_(o, "\n");
-    for (uint32_t i = 0; i < all && i < MEMPROF_MAX_FAILURES; i++) {
-        puts_(o, "# failed_alloc: time_ns=");
-        put_u64(o, failed[i].time_ns);
-        puts_(o, " bytes=");
-        put_u64(o, failed[i].size);
+    puts_(o, line);
+    puts_(o, "time_ns=");
+    put_u64(o, note->time_ns);
+    puts_(o, " bytes=");
+    put_u64(o, note->size);
+}
+
+/* " @ 0x... 0x...\n": how it ends, with its stack (none when the stack table was full). */
+static void put_note_stack(struct out *o, uint32_t stack)
+{
+    struct memprof_stack_key k = {NULL, 0, 0, 0};
+    if (stack != STACK_NONE)
+        memprof_stack_get(stack, &k);
+    puts_(o, " ");
+    put_frames(o, k.frames, k.depth);
+}
+
+/* The heap's noted events (notes.c): `# failed_allocs: N` (all of them) and a
+ * `# failed_alloc:` line for each kept; a `# foreign:` line for each range
+ * registered or opened now, and `# foreign_unrecorded: N` when some found no
+ * room.  jeprof skips `#` lines. */
+static void put_notes(struct out *o, enum memprof_heap heap)
+{
+    static const char *const kinds[] = {[FOREIGN_HOST_REGISTER] = "host_register",
+                                        [FOREIGN_IPC_OPEN] = "ipc_open"};
+    struct memprof_note notes[MEMPROF_MAX_NOTES];
+    uint32_t missed, n = memprof_notes_of(NOTES_FAILED, heap, notes, &missed);
+    if (n + (uint64_t)missed > 0) {
+        puts_(o, "# failed_allocs: ");
+        put_u64(o, n + (uint64_t)missed);
+        puts_(o, "\n");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        put_note_start(o, "# failed_alloc: ", &notes[i]);
         puts_(o, " error=");
-        put_u64(o, (uint64_t)(int64_t)failed[i].error);
-        puts_(o, " ");
-        struct memprof_stack_key k = {NULL, 0, 0, 0};
-        if (failed[i].stack != STACK_NONE)
-            memprof_stack_get(failed[i].stack, &k);
-        put_frames(o, k.frames, k.depth);
+        put_u64(o, (uint64_t)(int64_t)notes[i].error);
+        put_note_stack(o, notes[i].stack);
+    }
+    n = memprof_notes_of(NOTES_FOREIGN, heap, notes, &missed);
+    if (missed > 0) {
+        puts_(o, "# foreign_unrecorded: ");
+        put_u64(o, missed);
+        puts_(o, "\n");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        put_note_start(o, "# foreign: ", &notes[i]);
+        puts_(o, " kind=");
+        puts_(o, kinds[notes[i].kind]);
+        puts_(o, " address");
+        put_hex(o, '=', notes[i].address);
+        put_note_stack(o, notes[i].stack);
     }
 }
 
@@ -407,13 +441,13 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     }
     struct build_id_ctx ctx = {o, exe};
     dl_iterate_phdr(put_build_id, &ctx);
-    put_failures(o, heap);
+    put_notes(o, heap);
     put_counters(o, cur_objs, cur_bytes, acc_objs, acc_bytes);
 
     for (uint32_t id = 0; id < c->nstacks; id++) {
         const struct memprof_stack_totals *cur = &c->cur[id], *acc = &c->acc[id];
         if (acc->objs == 0 && cur->objs == 0)
-            continue;   /* a stack of an earlier window, or a failed allocation's */
+            continue;   /* a stack of an earlier window, or a noted event's */
         memprof_stack_get(id, &k);
         if (k.heap != (uint32_t)heap)
             continue;

@@ -23,7 +23,10 @@
  *   handle) and released at cuMemRelease; cuMemMap/cuMemUnmap map memory
  *   already counted and are forwarded only.  Arrays are counted by handle at
  *   their requested size; a graph's memory node when it is added, until a free
- *   node (or a free) for its address. */
+ *   node (or a free) for its address.
+ * - Memory the process did not allocate, host memory registered with CUDA
+ *   (cuda_host) and device memory opened through IPC (cuda), is never counted:
+ *   each range is noted with its stack while registered or open (notes.c). */
 #include <string.h>
 
 #include "memprof_internal.h"
@@ -34,6 +37,7 @@
 
 typedef unsigned long long devptr_t;   /* CUdeviceptr, CUmemGenericAllocationHandle */
 typedef void *handle_t;                /* CUarray, CUmipmappedArray, CUmemoryPool, CUgraph... */
+struct ipc_handle { char reserved[64]; };   /* cudaIpcMemHandle_t, CUipcMemHandle: by value */
 
 /* The parts of NVIDIA's structures the hooks read (cuda.h, driver_types.h). */
 struct cuda_extent { size_t width, height, depth; };
@@ -84,19 +88,17 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
     if (rc == 0)
         memprof_device_alloc(heap, key, size, label);
     else
-        memprof_device_failed(heap, size, rc);
+        memprof_device_note(NOTES_FAILED, heap, (struct memprof_note){.size = size, .error = rc});
 }
 
-/* A free is recorded before the real one: the address may be handed out again at once. */
-static inline bool freeing(enum memprof_heap heap, uintptr_t key)
+/* Recorded before the real free: the address may be handed out again at once. */
+static void freed(enum memprof_heap heap, uintptr_t key)
 {
-    bool outer = enter_api(heap);
-    if (outer && key != 0) {
-        memprof_device_free(heap, key);
-        if (heap == HEAP_CUDA)   /* a host pool's block, or host physical memory */
-            memprof_device_free(HEAP_CUDA_HOST, key);
-    }
-    return outer;
+    if (key == 0)
+        return;
+    memprof_device_free(heap, key);
+    if (heap == HEAP_CUDA)   /* a host pool's block, or host physical memory */
+        memprof_device_free(HEAP_CUDA_HOST, key);
 }
 
 /* ---- where memory lives ------------------------------------------------------ */
@@ -227,6 +229,10 @@ static enum memprof_heap node_heap(const struct cu_mem_alloc_node_params *params
     X(cudaFreeHost, CUDART, NULL)                                                 \
     X(cudaMemPoolCreate, CUDART, NULL)                                            \
     X(cudaMemPoolDestroy, CUDART, NULL)                                           \
+    X(cudaHostRegister, CUDART, NULL)                                             \
+    X(cudaHostUnregister, CUDART, NULL)                                           \
+    X(cudaIpcOpenMemHandle, CUDART, NULL)                                         \
+    X(cudaIpcCloseMemHandle, CUDART, NULL)                                        \
     X(cudaGetDriverEntryPoint, CUDART, NULL)                                      \
     X(cudaGetDriverEntryPoint_ptsz, CUDART, NULL)                                 \
     X(cudaGetDriverEntryPointByVersion, CUDART, NULL)                             \
@@ -257,6 +263,12 @@ static enum memprof_heap node_heap(const struct cu_mem_alloc_node_params *params
     X(cuMemUnmap, LIBCUDA, NULL)                                                  \
     X(cuMemPoolCreate, LIBCUDA, NULL)                                             \
     X(cuMemPoolDestroy, LIBCUDA, NULL)                                            \
+    X(cuMemHostRegister_v2, LIBCUDA, NULL)                                        \
+    X(cuMemHostRegister, LIBCUDA, NULL)                                           \
+    X(cuMemHostUnregister, LIBCUDA, NULL)                                         \
+    X(cuIpcOpenMemHandle_v2, LIBCUDA, NULL)                                       \
+    X(cuIpcOpenMemHandle, LIBCUDA, NULL)                                          \
+    X(cuIpcCloseMemHandle, LIBCUDA, NULL)                                         \
     X(cuGetProcAddress_v2, LIBCUDA, NULL)                                         \
     X(cuGetProcAddress, LIBCUDA, NULL)                                            \
     X(aclrtMalloc, LIBACL, NULL)                                                  \
@@ -273,15 +285,44 @@ DEVICE_FUNCTIONS(DECLARE_REAL)
 /* Declares fn, the real function of the hook `name` (same signature as ours). */
 #define REAL(name) __typeof__(&name) fn = (__typeof__(&name))memprof_real_function(&real_##name)
 
+/* ---- memory of others: registered, or opened through IPC ----------------------- */
+static void foreign(enum memprof_heap heap, enum memprof_foreign_kind kind, uintptr_t address,
+                    uint64_t size)
+{
+    memprof_device_note(NOTES_FOREIGN, heap,
+                        (struct memprof_note){.size = size, .address = address, .kind = kind});
+}
+
+/* An IPC open passes no size: the driver's cuMemGetAddressRange gives the
+ * opened allocation's (0 where the driver has none to give).  Asked only for a
+ * note: after the outermost open succeeded, with a window open. */
+static struct memprof_real_fn real_address_range = {"cuMemGetAddressRange_v2", LIBCUDA,
+                                                    NULL, NULL};
+
+static uint64_t opened_bytes(devptr_t p)
+{
+    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0)
+        return 0;
+    int (*range)(devptr_t *, size_t *, devptr_t) =
+        (int (*)(devptr_t *, size_t *, devptr_t))memprof_real_function(&real_address_range);
+    size_t size = 0;
+    return range != NULL && range(NULL, &size, p) == 0 ? size : 0;
+}
+
 /* ---- the hooks ------------------------------------------------------------------
- * Five shapes, one line each below:
+ * Seven shapes, one line each below:
+ *   AFTER_HOOK    forwards, then does `after` with its result rc and `outer`
+ *                 (true in the outermost device call of the thread);
+ *   BEFORE_HOOK   does `before` in the outermost device call, then forwards;
  *   ALLOC_HOOK    forwards, then records the allocation of `key` (read only on
  *                 success) of `bytes` bytes in `heap`, or its failure;
  *   FREE_HOOK     records the free of `key`, then forwards;
+ *   FOREIGN_HOOK  forwards, then notes the range at `address` of `bytes` bytes,
+ *                 registered or opened (`kind`), on success;
+ *   UNFOREIGN_HOOK  takes the note of `address` away, then forwards;
  *   FORWARD_HOOK  forwards only, inside the device call (no nested recording);
- *   AFTER_HOOK    forwards, then does `after` with its result rc;
  *   GETTER_HOOK   forwards, then swaps the function *pfn for our wrapper. */
-#define ALLOC_HOOK(heap, not_ready, name, params, args, key, bytes, label)       \
+#define AFTER_HOOK(heap, not_ready, name, params, args, after)                   \
     EXPORT int name params                                                        \
     {                                                                             \
         REAL(name);                                                               \
@@ -290,37 +331,42 @@ DEVICE_FUNCTIONS(DECLARE_REAL)
         bool outer = enter_api(heap);                                             \
         int rc = fn args;                                                         \
         leave_api();                                                              \
-        allocated(outer, heap, rc, rc == 0 ? (uintptr_t)(key) : 0, bytes, label); \
-        return rc;                                                                \
-    }
-
-#define FREE_HOOK(heap, not_ready, name, params, args, key)                      \
-    EXPORT int name params                                                        \
-    {                                                                             \
-        REAL(name);                                                               \
-        if (fn == NULL)                                                           \
-            return not_ready;                                                     \
-        freeing(heap, (uintptr_t)(key));                                          \
-        int rc = fn args;                                                         \
-        leave_api();                                                              \
-        return rc;                                                                \
-    }
-
-#define FORWARD_HOOK(heap, not_ready, name, params, args)                        \
-    AFTER_HOOK(heap, not_ready, name, params, args, (void)rc)
-
-#define AFTER_HOOK(heap, not_ready, name, params, args, after)                   \
-    EXPORT int name params                                                        \
-    {                                                                             \
-        REAL(name);                                                               \
-        if (fn == NULL)                                                           \
-            return not_ready;                                                     \
-        enter_api(heap);                                                          \
-        int rc = fn args;                                                         \
-        leave_api();                                                              \
+        (void)outer;                                                              \
         after;                                                                    \
         return rc;                                                                \
     }
+
+#define BEFORE_HOOK(heap, not_ready, name, params, args, before)                 \
+    EXPORT int name params                                                        \
+    {                                                                             \
+        REAL(name);                                                               \
+        if (fn == NULL)                                                           \
+            return not_ready;                                                     \
+        if (enter_api(heap))                                                      \
+            before;                                                               \
+        int rc = fn args;                                                         \
+        leave_api();                                                              \
+        return rc;                                                                \
+    }
+
+#define ALLOC_HOOK(heap, not_ready, name, params, args, key, bytes, label)       \
+    AFTER_HOOK(heap, not_ready, name, params, args,                               \
+               allocated(outer, heap, rc, rc == 0 ? (uintptr_t)(key) : 0, bytes, label))
+
+#define FREE_HOOK(heap, not_ready, name, params, args, key)                      \
+    BEFORE_HOOK(heap, not_ready, name, params, args, freed(heap, (uintptr_t)(key)))
+
+/* Registered host memory and IPC exist only with CUDA. */
+#define FOREIGN_HOOK(heap, name, params, args, kind, address, bytes)             \
+    AFTER_HOOK(heap, CUDA_NOT_INITIALIZED, name, params, args,                    \
+               if (outer && rc == 0) foreign(heap, kind, (uintptr_t)(address), bytes))
+
+#define UNFOREIGN_HOOK(heap, name, params, args, address)                        \
+    BEFORE_HOOK(heap, CUDA_NOT_INITIALIZED, name, params, args,                   \
+                memprof_device_unnote(NOTES_FOREIGN, heap, (uintptr_t)(address)))
+
+#define FORWARD_HOOK(heap, not_ready, name, params, args)                        \
+    AFTER_HOOK(heap, not_ready, name, params, args, (void)rc)
 
 #define GETTER_HOOK(name, params, args)                                          \
     AFTER_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, name, params, args,              \
@@ -370,6 +416,12 @@ AFTER_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaMemPoolCreate,
            pool_created(rc, pool, props))
 AFTER_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cudaMemPoolDestroy, (handle_t pool),
            (pool_destroyed(pool)), (void)rc)
+FOREIGN_HOOK(HEAP_CUDA_HOST, cudaHostRegister, (void *p, size_t n, unsigned f), (p, n, f),
+             FOREIGN_HOST_REGISTER, p, n)
+UNFOREIGN_HOOK(HEAP_CUDA_HOST, cudaHostUnregister, (void *p), (p), p)
+FOREIGN_HOOK(HEAP_CUDA, cudaIpcOpenMemHandle, (void **p, struct ipc_handle h, unsigned f),
+             (p, h, f), FOREIGN_IPC_OPEN, *p, opened_bytes((devptr_t)(uintptr_t)*p))
+UNFOREIGN_HOOK(HEAP_CUDA, cudaIpcCloseMemHandle, (void *p), (p), p)
 /* The runtime's way for frameworks to reach the driver (PyTorch's expandable
  * segments).  CUDA 11 declares cudaGetDriverEntryPoint without the status:
  * the argument passed on then is ignored. */
@@ -441,6 +493,20 @@ AFTER_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemPoolCreate,
            pool_created(rc, pool, props))
 AFTER_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, cuMemPoolDestroy, (handle_t pool),
            (pool_destroyed(pool)), (void)rc)
+/* cuMemHostRegister and cuIpcOpenMemHandle: the first versions (4.0, 4.1) and
+ * the _v2 of 6.5 and 11.0 have the same signature. */
+#define CU_HOST_REGISTER(name)                                                            \
+    FOREIGN_HOOK(HEAP_CUDA_HOST, name, (void *p, size_t n, unsigned f), (p, n, f),        \
+                 FOREIGN_HOST_REGISTER, p, n)
+#define CU_IPC_OPEN(name)                                                                 \
+    FOREIGN_HOOK(HEAP_CUDA, name, (devptr_t *p, struct ipc_handle h, unsigned f), (p, h, f), \
+                 FOREIGN_IPC_OPEN, *p, opened_bytes(*p))
+CU_HOST_REGISTER(cuMemHostRegister_v2)
+CU_HOST_REGISTER(cuMemHostRegister)
+UNFOREIGN_HOOK(HEAP_CUDA_HOST, cuMemHostUnregister, (void *p), (p), p)
+CU_IPC_OPEN(cuIpcOpenMemHandle_v2)
+CU_IPC_OPEN(cuIpcOpenMemHandle)
+UNFOREIGN_HOOK(HEAP_CUDA, cuIpcCloseMemHandle, (devptr_t p), (p), p)
 GETTER_HOOK(cuGetProcAddress_v2,
             (const char *symbol, void **pfn, int version, unsigned long long flags, int *status),
             (symbol, pfn, version, flags, status))

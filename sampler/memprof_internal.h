@@ -88,11 +88,8 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
 void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size) HIDDEN;
 
 /* Device and HAL heaps (hooks_device.c calls these; key: pointer or handle). */
-/* The stack of a failed allocation is kept apart from the heap's own stacks. */
-#define MEMPROF_FAILED_HEAP(heap) ((uint32_t)(heap) | 0x100u)
 void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label) HIDDEN;
 void memprof_device_free(enum memprof_heap heap, uintptr_t key) HIDDEN;
-void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error) HIDDEN;
 uint32_t memprof_device_heaps_used(void) HIDDEN;   /* bit mask of heaps whose hooks ran */
 /* Our wrapper for a driver entry point a getter or dlsym found, else `found`. */
 void *memprof_device_entry_point(const char *name, void *found) HIDDEN;
@@ -153,18 +150,37 @@ struct memprof_live_bytes memprof_live_bytes_of(enum memprof_heap heap) HIDDEN;
 /* The peak since the last call (the timeline's 100 ms interval). */
 int64_t memprof_live_bytes_interval_peak(enum memprof_heap heap) HIDDEN;
 
-/* ---- failed device allocations of the window (failures.c) ----------------- */
-#define MEMPROF_MAX_FAILURES 64   /* stored per heap; every failure is counted */
-struct memprof_failure {
-    uint64_t time_ns, size;
-    int32_t error;
+/* ---- noted events of the window, per heap (notes.c) ------------------------ */
+enum memprof_note_list {
+    NOTES_FAILED,     /* failed device allocations: size, error */
+    NOTES_FOREIGN,    /* memory registered or opened, not allocated: address, size, kind */
+    NOTE_LISTS
+};
+enum memprof_foreign_kind { FOREIGN_HOST_REGISTER, FOREIGN_IPC_OPEN };
+#define MEMPROF_MAX_NOTES 64   /* kept per heap and list */
+struct memprof_note {
+    uint64_t time_ns, size, address;
+    int32_t error;    /* NOTES_FAILED */
+    uint16_t kind;    /* NOTES_FOREIGN: enum memprof_foreign_kind */
     uint32_t stack;
 };
-void memprof_failure_record(enum memprof_heap heap, uint64_t size, int error, uint32_t stack) HIDDEN;
-void memprof_failures_reset(void) HIDDEN;
-void memprof_failures_after_fork(void) HIDDEN;
-/* Copies up to max failures of heap into out; returns how many there were in all. */
-uint32_t memprof_failures_of(enum memprof_heap heap, struct memprof_failure *out, uint32_t max) HIDDEN;
+void memprof_note_add(enum memprof_note_list list, enum memprof_heap heap,
+                      struct memprof_note note) HIDDEN;
+void memprof_note_remove(enum memprof_note_list list, enum memprof_heap heap,
+                         uint64_t address) HIDDEN;
+void memprof_notes_reset(void) HIDDEN;
+void memprof_notes_after_fork(void) HIDDEN;
+/* Copies the heap's kept notes of list into out; returns how many, with in *missed
+ * those that found the list full. */
+uint32_t memprof_notes_of(enum memprof_note_list list, enum memprof_heap heap,
+                          struct memprof_note out[MEMPROF_MAX_NOTES], uint32_t *missed) HIDDEN;
+/* A noted event of a device heap, its stack taken here and kept apart from the
+ * heap's own stacks (sample.c); the removal of the latest note of an address. */
+#define MEMPROF_NOTED_HEAP(heap) ((uint32_t)(heap) | 0x100u)
+void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
+                         struct memprof_note note) HIDDEN;
+void memprof_device_unnote(enum memprof_note_list list, enum memprof_heap heap,
+                           uint64_t address) HIDDEN;
 
 /* Called by every allocation hook after the real allocator returned. */
 static inline void memprof_on_alloc(void *ptr, size_t size)

@@ -167,7 +167,8 @@ void memprof_device_free(enum memprof_heap heap, uintptr_t key)
     memprof_take_sample((void *)live_key(heap, key), &stack, &size);
 }
 
-void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error)
+void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
+                         struct memprof_note note)
 {
     struct memprof_thread *t = &memprof_thread;
     if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
@@ -175,8 +176,20 @@ void memprof_device_failed(enum memprof_heap heap, uint64_t size, int error)
     t->busy = 1;
     uintptr_t frames[MEMPROF_MAX_DEPTH];
     struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth),
-                                  MEMPROF_FAILED_HEAP(heap), 0};
-    memprof_failure_record(heap, size, error, memprof_stack_intern(&k));
+                                  MEMPROF_NOTED_HEAP(heap), 0};
+    note.stack = memprof_stack_intern(&k);
+    memprof_note_add(list, heap, note);
+    t->busy = 0;
+}
+
+/* The busy flag keeps a signal handler on this thread out of the notes' lock. */
+void memprof_device_unnote(enum memprof_note_list list, enum memprof_heap heap, uint64_t address)
+{
+    struct memprof_thread *t = &memprof_thread;
+    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
+        return;
+    t->busy = 1;
+    memprof_note_remove(list, heap, address);
     t->busy = 0;
 }
 
