@@ -28,8 +28,8 @@ _MAPS_RE = re.compile(
 U64_MAX = 2**64 - 1
 # `# key: N` lines and the largest N each may hold.
 _NUMBERS = {"pid": 2**31 - 1, "max_depth": 2**32 - 1, **dict.fromkeys((
-    "dropped_samples", "failed_allocs", "window_start_ns", "window_end_ns", "live_bytes",
-    "peak_live_bytes", "peak_time_ns"), U64_MAX)}
+    "dropped_samples", "failed_allocs", "foreign_unrecorded", "window_start_ns", "window_end_ns",
+    "live_bytes", "peak_live_bytes", "peak_time_ns"), U64_MAX)}
 # `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
 _ESCAPED = ("cmdline", "exe", "build_id", "log")
 _PATHS = ("exe", "build_id", "log")
@@ -77,8 +77,29 @@ class Failure:
     stack: tuple[int, ...]   # addresses, leaf first
 
 
-_FAILURE_RE = re.compile(r"time_ns=([0-9]{1,20}) bytes=([0-9]{1,20}) error=(-?[0-9]{1,20})"
-                         r" @((?: (?:0x)?[0-9a-f]{1,16})*)")
+@dataclass
+class Foreign:
+    """A range the process used but did not allocate, registered or open when the file was
+    written, never counted in the heap's figures:
+    `# foreign: time_ns= bytes= kind= address= @ ...`"""
+
+    time_ns: int
+    bytes: int    # 0 for an IPC range whose size the driver did not give
+    kind: str     # one of FOREIGN_KINDS
+    address: int
+    stack: tuple[int, ...]   # addresses, leaf first
+
+
+# host memory registered with CUDA (cuda_host), device memory opened through IPC (cuda)
+FOREIGN_KINDS = ("host_register", "ipc_open")
+# The lines of noted events: their decimal fields, checked below 2^64, and their stack.
+_NOTE_NUMBERS = ("time_ns", "bytes", "error")
+_NOTE_STACK = r" @(?P<stack>(?: (?:0x)?[0-9a-f]{1,16})*)"
+_FAILURE_RE = re.compile(r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
+                         r" error=(?P<error>-?[0-9]{1,20})" + _NOTE_STACK)
+_FOREIGN_RE = re.compile(r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
+                         rf" kind=(?P<kind>{'|'.join(FOREIGN_KINDS)})"
+                         r" address=0x(?P<address>[0-9a-f]{1,16})" + _NOTE_STACK)
 
 
 @dataclass(frozen=True)
@@ -123,6 +144,7 @@ class HeapProfile:
     mappings: list[Mapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)   # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)   # failed device allocations
+    foreign: list[Foreign] = field(default_factory=list)    # registered or opened, not allocated
 
     @property
     def window_ns(self) -> tuple[int | None, int | None]:
@@ -458,14 +480,14 @@ def _header_line(prof: HeapProfile, line: str) -> None:
     elif key in ("cmdline", "exe"):
         setattr(prof, key, value)
     elif key == "failed_alloc":
-        m = _FAILURE_RE.fullmatch(value)
-        numbers = (_number(m[1], U64_MAX), _number(m[2], U64_MAX),
-                   _number(m[3].lstrip("-"), U64_MAX)) if m else (None,)
-        if None in numbers:
-            raise ValueError(f"expected '# failed_alloc: time_ns=T bytes=N error=E @ ...' (T"
-                             f" and N below 2^64), found {_show(line)}")
-        stack = tuple(int(a, 16) for a in m[4].split())
-        prof.failures.append(Failure(numbers[0], numbers[1], int(m[3]), stack))
+        m = _note(_FAILURE_RE, value, line, "failed_alloc: time_ns=T bytes=N error=E @ ...")
+        prof.failures.append(Failure(int(m["time_ns"]), int(m["bytes"]), int(m["error"]),
+                                     _stack(m["stack"])))
+    elif key == "foreign":
+        m = _note(_FOREIGN_RE, value, line, f"foreign: time_ns=T bytes=N kind="
+                  f"{'|'.join(FOREIGN_KINDS)} address=0xA @ ...")
+        prof.foreign.append(Foreign(int(m["time_ns"]), int(m["bytes"]), m["kind"],
+                                    int(m["address"], 16), _stack(m["stack"])))
     elif key == "build_id":
         obj, _, hexid = value.rpartition(" ")
         if not obj or not re.fullmatch(r"[0-9a-fA-F]+", hexid):
@@ -473,6 +495,21 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         prof.build_ids[obj] = hexid.lower()
     else:
         prof.meta[key] = value
+
+
+def _note(pattern: re.Pattern[str], value: str, line: str, form: str) -> re.Match[str]:
+    """The fields of a noted event's line (`# failed_alloc:`, `# foreign:`), its numbers
+    below 2^64; ValueError naming the `form` expected otherwise."""
+    m = pattern.fullmatch(value)
+    if m is None or any(_number(m[k].lstrip("-"), U64_MAX) is None
+                        for k in _NOTE_NUMBERS if k in pattern.groupindex):
+        raise ValueError(f"expected '# {form}' (T and N below 2^64), found {_show(line)}")
+    return m
+
+
+def _stack(text: str) -> tuple[int, ...]:
+    """The addresses of a noted event's stack, ' 0x...' each, leaf first."""
+    return tuple(int(a, 16) for a in text.split())
 
 
 def _number(text: str, limit: int) -> int | None:

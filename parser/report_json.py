@@ -6,16 +6,19 @@ import dataclasses
 import json
 
 from mem_profiler.parser.aggregate import FlatCum
-from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.heapfile import Foreign, HeapProfile
 from mem_profiler.parser.sampling import drop_note
 
 
 def format_json(table: FlatCum, prof: HeapProfile, *, program: str, base: str | None = None,
-                nodecount: int | None = None) -> str:
+                nodecount: int | None = None,
+                foreign: list[tuple[Foreign, list[str]]] = ()) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
     command line, heap, rate, capture window in ns, dropped samples by cause and what
     they stood for), the sample index,
-    unit and total, and the rows in -t's order ({name, flat, cum}, at most nodecount)."""
+    unit and total, the rows in -t's order ({name, flat, cum}, at most nodecount), and
+    the memory registered or opened that no figure counts (`foreign`: each range with
+    its stack's names, innermost first, and how many more the sampler could not record)."""
     start, end = prof.window_ns
     rows = zip(table.names, table.flat.tolist(), table.cum.tolist(), strict=True)
     document = {
@@ -27,5 +30,9 @@ def format_json(table: FlatCum, prof: HeapProfile, *, program: str, base: str | 
         "index": table.index, "unit": table.unit, "total": table.total,
         "rows": [{"name": name, "flat": flat, "cum": cum}
                  for name, flat, cum in list(rows)[:nodecount]],
+        "foreign": {
+            "unrecorded": int(prof.meta.get("foreign_unrecorded", 0)),
+            "ranges": [{"kind": f.kind, "address": f.address, "bytes": f.bytes,
+                        "time_ns": f.time_ns, "stack": frames} for f, frames in foreign]},
     }
     return json.dumps(document, indent=1) + "\n"

@@ -15,9 +15,9 @@ from mem_profiler.parser.focus import select_stacks
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.report_dot import format_dot, render_svg
-from mem_profiler.parser.report_failures import format_failures, symbolized_failures
 from mem_profiler.parser.report_flame import format_flame_html
 from mem_profiler.parser.report_json import format_json
+from mem_profiler.parser.report_notes import format_failures, format_foreign, symbolized
 from mem_profiler.parser.report_pprof import format_pprof
 from mem_profiler.parser.report_text import format_heaps_text, format_text
 from mem_profiler.parser.sampling import drop_note
@@ -88,17 +88,22 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     r = request
     dropped = [note for note in [drop_note(sym.profile)] if note]
     notes = r.notes + dropped
+    prof = sym.profile
     if fmt == "text":
         table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
         text = format_text(table, r.nodecount, dropped)
-        if sym.profile.failures:
-            text += format_failures(sym.profile, symbolized_failures(
-                sym.profile, r.binary, r.allow_mismatch, r.full_names))
+        if prof.failures:
+            text += format_failures(prof, symbolized(
+                prof, prof.failures, r.binary, r.allow_mismatch, r.full_names))
+        if prof.foreign or int(prof.meta.get("foreign_unrecorded", 0)):
+            text += format_foreign(prof, symbolized(
+                prof, prof.foreign, r.binary, r.allow_mismatch, r.full_names))
         return text.encode("utf-8", "surrogateescape")
     if fmt == "json":
         table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
-        return format_json(table, sym.profile, program=r.binary, base=r.base,
-                           nodecount=r.nodecount).encode("utf-8", "surrogateescape")
+        return format_json(table, prof, program=r.binary, base=r.base, nodecount=r.nodecount,
+                           foreign=symbolized(prof, prof.foreign, r.binary, r.allow_mismatch,
+                                              r.full_names)).encode("utf-8", "surrogateescape")
     if fmt == "svg":
         graph = call_graph(sym, r.index, lines=r.lines, full_names=r.full_names,
                            nodefraction=r.nodefraction, edgefraction=r.edgefraction,

@@ -153,6 +153,17 @@ def test_a_fifo_as_a_budget_file_is_refused(capsys, fifo):
                                          " cuda_host, acl, acl_host, hal"),
     (("# max_depth: 64", "# failed_alloc: time_ns=1 bytes=2 error=3 @ 0x12345678901234567"),
      10, "expected '# failed_alloc: time_ns=T bytes=N error=E @ ...' (T and N below 2^64)"),
+    (("# max_depth: 64", "# foreign: time_ns=1 bytes=18446744073709551616 kind=ipc_open"
+                         " address=0x7f00 @ 0x10"), 10,
+     "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"
+     " (T and N below 2^64), found '# foreign: time_ns=1 bytes=18446744073709551616"),
+    (("# max_depth: 64", "# foreign: time_ns=1 bytes=2 kind=mapped address=0x7f00 @ 0x10"), 10,
+     "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"),
+    (("# max_depth: 64", "# foreign: time_ns=1 bytes=2 kind=ipc_open address=0x12345678901234567"
+                         " @ 0x10"), 10,
+     "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"),
+    (("# max_depth: 64", "# foreign_unrecorded: 18446744073709551616"), 10,
+     "'foreign_unrecorded' must be a number from 0 to 18446744073709551615"),
     (("# max_depth: 64", "# dropped: stack_table=1 live_table=0 memory=0"
                          " bytes=99999999999999999999"), 10,
      "expected '# dropped: stack_table=N live_table=N memory=N bytes=N' (N below 2^64)"),

@@ -103,6 +103,7 @@ TOKENS = [b"9" * 400, b"18446744073709551616", b"18446744073709551615", b"922337
           b"</script>", b"\n", b"\r\n", b"@ 0x1", b"  t*: 1: 1 [1: 1]\n", b"# estimate: 1e300",
           b"\nMAPPED_LIBRARIES:\n", b"# heap: gpu\n", b"# heap: cuda\n", b"# log: /dev/zero\n",
           b"# pid: 99999999999\n", b"# failed_alloc: time_ns=1 bytes=2 error=-3 @ 0x10\n",
+          b"# foreign: time_ns=1 bytes=2 kind=ipc_open address=0x7f00 @ 0x10\n",
           b"# dropped: stack_table=1 live_table=2 memory=3 bytes=4\n", b"{pipe}",
           b"10000000000000000-10000000000001000 r-xp 00000000 fe:01 1 {pipe}\n",
           b"00001000-00002000 r-xp 00000000 fe:01 1 /dev/zero\n"]

@@ -1,0 +1,69 @@
+"""What a heap's report lists besides its figures, each with its stack: failed device
+allocations ("why did my program run out of device memory") and the memory the process
+used but did not allocate (host memory registered with CUDA, device memory opened
+through IPC), which no figure counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeVar
+
+import numpy as np
+
+from mem_profiler.parser.escape import visible
+from mem_profiler.parser.heapfile import Failure, Foreign, HeapProfile
+from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.units import format_amount
+
+FRAMES_SHOWN = 6
+Note = TypeVar("Note", Failure, Foreign)
+
+
+def symbolized(profile: HeapProfile, notes: list[Note], binary: str,
+               allow_mismatch: bool = False, full_names: bool = False
+               ) -> list[tuple[Note, list[str]]]:
+    """Each of the profile's `notes` (its failures or its foreign ranges) with its stack's
+    function names, innermost first."""
+    if not notes:
+        return []
+    stacks = [n.stack for n in notes]
+    zeros = np.zeros(len(stacks), np.int64)
+    as_samples = dataclasses.replace(
+        profile, addrs=np.array([a for s in stacks for a in s], np.uint64),
+        offsets=np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
+        cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, estimates=None,
+        labels={}, failures=[], foreign=[])
+    sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
+    return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
+
+
+def _shown(frames: list[str]) -> str:
+    """A stack on one line, its innermost frames first."""
+    return " < ".join(map(visible, frames[:FRAMES_SHOWN])) + (
+        " < ..." if len(frames) > FRAMES_SHOWN else "")
+
+
+def format_failures(profile: HeapProfile, rows: list[tuple[Failure, list[str]]]) -> str:
+    recorded = int(profile.meta.get("failed_allocs", len(rows)))
+    out = [f"\nFailed allocations in the {profile.heap} heap: {recorded}"
+           + (f" (the first {len(rows)} shown)" if recorded > len(rows) else "") + "\n"]
+    for failure, frames in rows:
+        out.append(f"{format_amount(failure.bytes, 'bytes'):>12}  error {failure.error}"
+                   f"  {_shown(frames)}\n")
+    return "".join(out)
+
+
+def format_foreign(profile: HeapProfile, rows: list[tuple[Foreign, list[str]]]) -> str:
+    """The ranges registered or open when the file was written; the size of an IPC range
+    the driver did not give shows as '?'."""
+    unrecorded = int(profile.meta.get("foreign_unrecorded", 0))
+    total = sum(f.bytes for f, _ in rows)
+    out = [f"\nMemory registered with CUDA or opened from another process (not counted in the"
+           f" {profile.heap} heap): {len(rows)} ranges, {format_amount(total, 'bytes')}"
+           + (f" ({unrecorded} more not recorded: the sampler's table was full)"
+              if unrecorded else "") + "\n"]
+    for foreign, frames in rows:
+        size = format_amount(foreign.bytes, "bytes") if foreign.bytes else "?"
+        out.append(f"{size:>12}  {foreign.kind:<13}  {foreign.address:#x}  {_shown(frames)}\n")
+    return "".join(out)
+
