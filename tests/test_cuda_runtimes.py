@@ -8,11 +8,14 @@ What is checked is what that start decides:
 
 - the runtime's table of driver functions holds the sampler's wrapper for every
   memory entry point it fetched (read from its writable data), and the driver's
-  own function for nothing but the five others;
+  own function for nothing but the seven others;
 - every runtime allocation call is recorded, as the failed allocation it is, with
   its bytes, the runtime's error and its site's stack, in the heap it belongs to;
 - every driver-API allocation entry point, with its exact bytes, in the same
-  process; the program's results are the same with and without the sampler."""
+  process; the program's results are the same with and without the sampler;
+- its host-memory registrations and IPC opens (tests/fixtures/device_foreign.c) go
+  through the sampler's wrappers and fail as without it, noted nowhere, while the
+  driver's own in the same process are listed, as over the stand-in runtime."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from conftest import VENV_BIN
 from nvidia_runtime import RUNTIMES, runtime_library
 from standins import truth
 from standins.build import build_device_fixture, standin_env
-from test_device import assert_sites, checksum, run_device
+from test_device import assert_foreign, assert_sites, called_as, checksum, foreign_calls, run_device
 from test_standins import lookups
 
 from mem_profiler.parser.heapfile import read_heap
@@ -35,7 +38,7 @@ from mem_profiler.parser.report_notes import symbolized
 VERSIONS = list(RUNTIMES)
 # What the stand-in driver serves besides the memory entry points.
 OTHER_DRIVER_FUNCTIONS = {"cuInit", "cuDriverGetVersion", "cuGetExportTable", "cuGraphCreate",
-                          "cuGraphDestroy"}
+                          "cuGraphDestroy", "cuIpcGetMemHandle", "cuMemGetAddressRange_v2"}
 CUDA_ERROR_NOT_SUPPORTED = 801
 # How many entry points each runtime asks the driver for at start.
 REQUESTS = {"11.8": 384, "12.1": 383, "12.4": 409, "12.9": 419, "13.0": 440}
@@ -173,3 +176,30 @@ def test_nvidia_runtime_under_mem_parser(exe, standin_dir, tmp_path):
                                                       ["0.2", "MB", "error", "801"]]
     assert " rt_malloc_host < runtime_sites < main" in section[0]
     assert " rt_host_alloc < runtime_sites < main" in section[1]
+
+
+def test_runtime_registrations_and_ipc_opens_pass_through_the_hooks(standin_dir, runtime,
+                                                                    tmp_path):
+    """cudaHostRegister, cudaHostUnregister, cudaIpcOpenMemHandle and
+    cudaIpcCloseMemHandle are the sampler's wrappers and fail as without it (the runtime
+    did not start); the driver's registrations and opens are noted, nothing else."""
+    _, lib = runtime
+    exe = build_device_fixture("device_foreign", standin_dir)
+    env = standin_env(standin_dir)
+    plain = subprocess.run([exe, str(lib)], env=env, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    proc, heaps = run_device(exe, [str(lib)], tmp_path / "f_", env)
+    assert proc.returncode == 0, proc.stderr
+    assert checksum(proc.stdout) == checksum(plain.stdout)
+    assert re.search(r"^start error=801$", proc.stdout, re.M)
+    calls = foreign_calls(proc.stdout)
+    assert {site: via for site, (via, _, _) in foreign_calls(plain.stdout).items()} == \
+        called_as(lib.name, "libcuda.so.1")
+    assert {site: via for site, (via, _, _) in calls.items()} == \
+        called_as("libmemprof.so", "libmemprof.so")
+    assert {site: error for site, (_, _, error) in calls.items()} == {
+        site: CUDA_ERROR_NOT_SUPPORTED if site.startswith("rt_") else 0
+        for site in truth.FOREIGN_SITES}
+    assert_foreign(heaps, exe, calls, [site for site, rec in truth.FOREIGN_SITES.items()
+                                       if rec[4] and site.startswith("drv_")])
+    assert_sites(heaps, exe, truth.SITES["device_foreign"])

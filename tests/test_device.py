@@ -4,10 +4,12 @@ the program's results unchanged."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from standins import truth
 from standins.build import build_device_fixture, standin_env
 
 from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.report_notes import symbolized
 
 INDEXES = {"inuse_space": "live_bytes", "alloc_space": "alloc_bytes",
            "inuse_objects": "live", "alloc_objects": "allocs"}
@@ -269,3 +272,144 @@ def test_getters_hand_out_the_variant_asked_for_wrapped(standin_dir, tmp_path):
         "v2 cuMemAlloc 2000 None"]
     profile = read_heap(heaps["cuda"])   # the four from one line of Python: one stack
     assert (profile.acc_objs.tolist(), profile.acc_bytes.tolist()) == ([4], [10 << 20])
+
+
+# --- memory registered with CUDA or opened through IPC: listed, never counted ----------
+
+def foreign_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
+    """{site: (the object:function called, address, error)} of device_foreign's
+    registrations and opens"""
+    return {m[0]: (m[1], int(m[2], 16), int(m[3])) for m in re.findall(
+        r"^foreign site=(\w+) via=(\S+) address=(0x[0-9a-f]+|0) bytes=\d+ error=(-?\d+)$",
+        stdout, re.M)}
+
+
+def assert_foreign(heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str, int, int]],
+                   kept: list[str]) -> None:
+    """The ranges of the sites `kept` are the foreign notes of their heaps, each once with
+    its kind, the address the program got, the bytes of the range and its site in the
+    stack; there is nothing else, and no failure."""
+    for heap in ("cuda", "cuda_host"):
+        profile = read_heap(heaps[heap])
+        got = Counter()
+        for note, stack in symbolized(profile, profile.foreign, str(exe)):
+            sites = [name for name in stack if name in truth.FOREIGN_SITES]
+            got[sites[0] if sites else "?", note.kind, note.address, note.bytes] += 1
+        want = Counter((site, kind, calls[site][1], size) for site in kept
+                       for h, kind, _, size, _ in [truth.FOREIGN_SITES[site]] if h == heap)
+        assert got == want, heap
+        assert (profile.failures, profile.meta.get("foreign_unrecorded")) == ([], None)
+
+
+def called_as(runtime_object: str, driver_object: str) -> dict[str, str]:
+    """{site: object:function} device_foreign calls, its runtime's functions in
+    runtime_object and the driver's in driver_object."""
+    return {site: f"{runtime_object if site.startswith('rt_') else driver_object}:{api}"
+            for site, (_, _, api, _, _) in truth.FOREIGN_SITES.items()}
+
+
+@pytest.fixture(scope="module")
+def foreign_run(standin_dir, tmp_path_factory):
+    """device_foreign over the stand-in runtime, without and with the sampler."""
+    exe = build_device_fixture("device_foreign", standin_dir)
+    runtime = str(standin_dir / "libcudart.so.12")
+    env = standin_env(standin_dir)
+    plain = subprocess.run([exe, runtime], env=env, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    proc, heaps = run_device(exe, [runtime], tmp_path_factory.mktemp("foreign") / "f_", env)
+    assert proc.returncode == 0, proc.stderr
+    return exe, plain, proc, heaps
+
+
+def test_registered_and_opened_memory_is_listed_never_counted(foreign_run):
+    """Host memory registered with CUDA and another process's device memory opened
+    through IPC, by the runtime and by both versions of the driver's functions: each
+    range registered or open at the end is in its heap's file with its address, bytes
+    and stack (an IPC range's bytes from the driver), one opened twice and closed once
+    as well; what was unregistered or closed is not; the heaps count only the program's
+    own allocations."""
+    exe, plain, proc, heaps = foreign_run
+    assert checksum(proc.stdout) == checksum(plain.stdout)
+    calls = foreign_calls(proc.stdout)
+    assert {site: via for site, (via, _, _) in foreign_calls(plain.stdout).items()} == \
+        called_as("libcudart.so.12", "libcuda.so.1")
+    assert {site: via for site, (via, _, _) in calls.items()} == \
+        called_as("libmemprof.so", "libmemprof.so")
+    assert {error for _, _, error in calls.values()} == {0}
+    assert calls["drv_ipc_reopen"][1] == calls["drv_ipc_open"][1], "one mapping, two opens"
+    assert_foreign(heaps, exe, calls, [site for site, rec in truth.FOREIGN_SITES.items()
+                                       if rec[4]])
+    assert_sites(heaps, exe, truth.SITES["device_foreign"])
+
+
+def test_text_and_json_reports_list_the_foreign_ranges(foreign_run):
+    exe, _, proc, heaps = foreign_run
+    calls = foreign_calls(proc.stdout)
+
+    def parse(heap: str, fmt: str) -> str:
+        return subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+                               str(heaps[heap]), fmt], capture_output=True, text=True,
+                              check=True).stdout
+
+    text = parse("cuda_host", "-t")
+    assert text.startswith("Total: 1.0 MB\n")   # drv_alloc_host alone
+    header = ("\nMemory registered with CUDA or opened from another process (not counted in"
+              " the cuda_host heap): 3 ranges, 0.8 MB\n")
+    section = text.split(header)[1].splitlines()
+    assert [line.split()[:4] for line in section] == [
+        ["0.2", "MB", "host_register", hex(calls["rt_register"][1])],
+        ["0.5", "MB", "host_register", hex(calls["drv_register"][1])],
+        ["64.0", "kB", "host_register", hex(calls["drv_register_v1"][1])]]
+    assert " rt_register_range < rt_register < runtime_sites < main" in section[0]
+    assert " drv_register_range < drv_register < driver_sites < main" in section[1]
+    assert " drv_register_range < drv_register_v1 < driver_sites < main" in section[2]
+
+    document = json.loads(parse("cuda", "--json"))
+    assert document["total"] == 1 << 20   # drv_alloc alone
+    ranges = document["foreign"]["ranges"]
+    assert document["foreign"]["unrecorded"] == 0
+    assert [(r["kind"], r["address"], r["bytes"], r["stack"][:2]) for r in ranges] == [
+        ("ipc_open", calls["rt_ipc_open"][1], 4 << 20, ["rt_open_handle", "rt_ipc_open"]),
+        ("ipc_open", calls["drv_ipc_open"][1], 2 << 20, ["drv_open_handle", "drv_ipc_open"]),
+        ("ipc_open", calls["drv_ipc_open_v1"][1], 3 << 20,
+         ["drv_open_handle", "drv_ipc_open_v1"])]
+
+
+FOREIGN_STORM = r"""
+import ctypes, mmap
+from ctypes import c_size_t, c_uint, c_void_p
+cu = ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_LOCAL)   # dlsym on its handle: the wrappers
+assert cu.cuInit(0) == 0
+register, unregister = cu.cuMemHostRegister_v2, cu.cuMemHostUnregister
+register.argtypes, unregister.argtypes = (c_void_p, c_size_t, c_uint), (c_void_p,)
+pages = mmap.mmap(-1, 80 * 4096)
+page = [ctypes.addressof(ctypes.c_char.from_buffer(pages)) + 4096 * i for i in range(80)]
+for p in page[:70]:
+    assert register(p, 4096, 0) == 0
+for p in page[:10] + page[64:66]:   # 10 of those noted, 2 of those the table had no room for
+    assert unregister(p) == 0
+for p in page[70:74]:
+    assert register(p, 4096, 0) == 0
+print(" ".join(str(p) for p in page[10:64] + page[70:74]))
+"""
+
+
+def test_foreign_ranges_beyond_the_table_are_counted(standin_dir, tmp_path):
+    """64 ranges of a heap are noted at a time; 6 registered while the table was full are
+    counted (their unregistering takes no other note away), and ranges registered once
+    unregistering made room are noted again."""
+    build_device_fixture("device_foreign", standin_dir)
+    proc, heaps = run_device(Path(sys.executable), ["-c", FOREIGN_STORM], tmp_path / "s_",
+                             standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    profile = read_heap(heaps["cuda_host"])
+    assert profile.meta["foreign_unrecorded"] == "6"
+    assert [(f.kind, f.address, f.bytes) for f in profile.foreign] == [
+        ("host_register", int(p), 4096) for p in proc.stdout.split()]
+    assert (profile.acc_objs.sum(), len(profile.failures)) == (0, 0)
+    text = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", sys.executable, "-f",
+                           str(heaps["cuda_host"]), "-t"], capture_output=True, text=True,
+                          check=True).stdout
+    assert ("\nMemory registered with CUDA or opened from another process (not counted in the"
+            " cuda_host heap): 58 ranges, 0.2 MB (6 more not recorded: the sampler's table"
+            " was full)\n") in text

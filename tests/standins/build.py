@@ -85,6 +85,7 @@ FIXTURE_TARGETS: dict[str, Target] = {t.output: t for t in (
     Target("device_acl_linked", ("fixtures/device_acl.c",), ("-DDEVICE_LINKED", *ORIGIN),
            links=("libascendcl.so", "libascend_hal.so")),
     Target("device_cuda_api", ("fixtures/device_cuda_api.c",), tuple(ORIGIN), libs=("-ldl",)),
+    Target("device_foreign", ("fixtures/device_foreign.c",), tuple(ORIGIN), libs=("-ldl",)),
     Target("device_churn", ("fixtures/device_churn.c",), tuple(ORIGIN),
            links=("libcudart.so.12",)),
     Target("device_noruntime", ("fixtures/device_noruntime.c",), libs=("-ldl",)),
@@ -157,8 +158,9 @@ def build_standins(out_dir: Path, frame_pointers: bool = False) -> dict[str, Pat
 
 def build_device_fixture(name: str, out_dir: Path, frame_pointers: bool = False) -> Path:
     """Builds the stand-ins and the fixture `name` (a key of FIXTURE_TARGETS:
-    device_cuda, device_cuda_direct, device_cuda_api, device_acl, device_acl_linked,
-    device_churn, device_noruntime, device_markers) into out_dir; returns the program's path."""
+    device_cuda, device_cuda_direct, device_cuda_api, device_foreign, device_acl,
+    device_acl_linked, device_churn, device_noruntime, device_markers) into out_dir; returns
+    the program's path."""
     if name not in FIXTURE_TARGETS:
         raise KeyError(f"no device fixture {name!r}: one of {', '.join(FIXTURE_TARGETS)}")
     out_dir = Path(out_dir).resolve()

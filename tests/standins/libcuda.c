@@ -16,6 +16,11 @@
  *   allocation but pinned host memory and host pools' blocks; beyond it they fail with CUDA_ERROR_OUT_OF_MEMORY.  Reservations and mappings
  *   cost nothing.
  * - Allocation before cuInit fails with CUDA_ERROR_NOT_INITIALIZED.
+ * - Memory of others: cuMemHostRegister(_v2) pins host memory the caller has,
+ *   cuMemHostUnregister lets it go; cuIpcGetMemHandle exports a cuMemAlloc
+ *   block, which cuIpcOpenMemHandle(_v2) maps in another process (counted
+ *   opens, as the driver's) until cuIpcCloseMemHandle; cuMemGetAddressRange_v2
+ *   answers for both allocations and opened handles.  None of it is charged.
  * - cuGetProcAddress(_v2) answer by base name, version and flags as the real
  *   driver does: the newest variant not newer than the version asked for, the
  *   _ptsz one for CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM.
@@ -32,6 +37,7 @@
 #include "standin_util.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "standin_cuda.h"
 
@@ -50,6 +56,8 @@ static struct standin_table reserves = STANDIN_TABLE_INIT;   /* va -> size */
 static struct standin_table mappings = STANDIN_TABLE_INIT;   /* va -> size, handle */
 static struct standin_table pools = STANDIN_TABLE_INIT;      /* pool -> 0, location type */
 static struct standin_table graphs = STANDIN_TABLE_INIT;     /* graph -> 0, 0 */
+static struct standin_table registered = STANDIN_TABLE_INIT; /* host ptr -> size */
+static struct standin_table exported = STANDIN_TABLE_INIT;   /* block -> size, memfd */
 static struct standin_budget budget;
 static _Atomic unsigned long long next_handle = 0x1000;
 static _Atomic unsigned long long n_alloc, n_free, n_failed, n_create, n_release, n_getproc;
@@ -131,8 +139,11 @@ static CUresult free_common(const char *name, uintptr_t key, unsigned kinds)
     else if (!standin_find(&blocks, key, 0, &b) || !(BIT((int)b.aux) & kinds))
         rc = CUDA_ERROR_INVALID_VALUE;        /* unknown pointer, double free, 0, another kind */
     else {
+        struct standin_block e;
         standin_find(&blocks, key, 1, NULL);
         munmap((void *)key, b.size);
+        if (standin_find(&exported, key, 1, &e))
+            close((int)e.aux);
         if (!(BIT((int)b.aux) & HOST_KINDS))
             standin_uncharge(&budget, b.size);
         atomic_fetch_add(&n_free, 1);
@@ -512,6 +523,234 @@ EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
     return rc;
 }
 
+/* ---- memory of others: registered host memory -------------------------------------
+ * The range must be mapped (else CUDA_ERROR_INVALID_VALUE here) and share no byte
+ * with a registered one; unregistering takes the address registered. */
+static CUresult host_register(const char *name, void *p, size_t bytesize, unsigned int Flags)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = (uintptr_t)p & ~(page - 1);
+    CUresult rc = CUDA_SUCCESS;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if (!p || bytesize == 0 || Flags > 0xfu   /* PORTABLE | DEVICEMAP | IOMEMORY | READ_ONLY */
+             || msync((void *)start, (uintptr_t)p + bytesize - start, MS_ASYNC) != 0)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else if (standin_overlaps(&registered, (uintptr_t)p, bytesize))
+        rc = CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    else if (!standin_put(&registered, (uintptr_t)p, bytesize, 0))
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    standin_trace("cuda %s %zu %d", name, bytesize, rc);
+    return rc;
+}
+
+EXPORT CUresult cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags)
+{
+    return host_register("cuMemHostRegister_v2", p, bytesize, Flags);
+}
+
+EXPORT CUresult cuMemHostRegister(void *p, size_t bytesize, unsigned int Flags)
+{
+    return host_register("cuMemHostRegister", p, bytesize, Flags);
+}
+
+EXPORT CUresult cuMemHostUnregister(void *p)
+{
+    struct standin_block b = {0, 0, 0};
+    CUresult rc = !atomic_load(&initialized) ? CUDA_ERROR_NOT_INITIALIZED
+                  : standin_find(&registered, (uintptr_t)p, 1, &b)
+                      ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    standin_trace("cuda cuMemHostUnregister %zu %d", b.size, rc);
+    return rc;
+}
+
+/* ---- memory of others: IPC ------------------------------------------------------------
+ * Exporting moves a cuMemAlloc block, its address and contents kept, into a memfd
+ * that the handle names by the exporter's pid and descriptor; another process maps
+ * it through /proc/<pid>/fd.  A handle opened again in a process gives the same
+ * address and one more count; each close drops one, the last unmaps. */
+struct ipc_handle {   /* what the 64 bytes of a CUipcMemHandle hold here */
+    char magic[8];
+    int pid, fd;
+    CUdeviceptr base;   /* the block in the exporter: which allocation */
+    size_t size;
+};
+_Static_assert(sizeof(struct ipc_handle) <= CU_IPC_HANDLE_SIZE, "CUipcMemHandle");
+static const char ipc_magic[8] = "standin";
+
+#define IPC_OPENS 64
+static struct ipc_open {
+    CUdeviceptr ptr;   /* 0: a free slot */
+    size_t size;
+    int pid;
+    CUdeviceptr base;
+    unsigned refs;
+} ipc_opens[IPC_OPENS];
+static pthread_mutex_t ipc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The block's contents into a new memfd, then the memfd mapped over the block. */
+static int export_block(CUdeviceptr dptr, size_t size)
+{
+    int fd = memfd_create("standin-ipc", MFD_CLOEXEC);
+    size_t done = 0;
+    while (fd >= 0 && done < size) {
+        ssize_t n = write(fd, (const char *)(uintptr_t)dptr + done, size - done);
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    if (fd >= 0 && (done < size
+                    || mmap((void *)(uintptr_t)dptr, size, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED
+                    || !standin_put(&exported, (uintptr_t)dptr, size, (uint64_t)fd))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *pHandle, CUdeviceptr dptr)
+{
+    struct standin_block b, e;
+    CUresult rc = CUDA_SUCCESS;
+    int fd = -1;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if (!pHandle || !standin_find(&blocks, (uintptr_t)dptr, 0, &b) || b.aux != KIND_ALLOC)
+        rc = CUDA_ERROR_INVALID_VALUE;   /* not the base of a cuMemAlloc block */
+    else if (standin_find(&exported, (uintptr_t)dptr, 0, &e))
+        fd = (int)e.aux;   /* exported already: the same handle */
+    else if ((fd = export_block(dptr, b.size)) < 0)
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    if (rc == CUDA_SUCCESS) {
+        struct ipc_handle h = {{0}, (int)getpid(), fd, dptr, b.size};
+        memcpy(h.magic, ipc_magic, sizeof h.magic);
+        memset(pHandle, 0, sizeof *pHandle);
+        memcpy(pHandle->reserved, &h, sizeof h);
+    }
+    standin_trace("cuda cuIpcGetMemHandle %zu %d", rc == CUDA_SUCCESS ? b.size : 0, rc);
+    return rc;
+}
+
+/* A new mapping of the exporter's memfd. */
+static CUresult map_exported(const struct ipc_handle *h, CUdeviceptr *ptr)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", h->pid, h->fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || (size_t)st.st_size < h->size) {
+        if (fd >= 0)
+            close(fd);
+        return CUDA_ERROR_INVALID_HANDLE;   /* the exporter, or its allocation, is gone */
+    }
+    void *p = mmap(NULL, h->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return CUDA_ERROR_MAP_FAILED;
+    *ptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
+}
+
+static CUresult ipc_open(const char *name, CUdeviceptr *pdptr, CUipcMemHandle handle,
+                         unsigned int Flags)
+{
+    struct ipc_handle h;
+    memcpy(&h, handle.reserved, sizeof h);
+    CUdeviceptr ptr = 0, mapped;
+    CUresult rc = CUDA_SUCCESS;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if (!pdptr || (Flags & ~CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else if (memcmp(h.magic, ipc_magic, sizeof h.magic) != 0)
+        rc = CUDA_ERROR_INVALID_HANDLE;
+    else {
+        pthread_mutex_lock(&ipc_lock);
+        struct ipc_open *o = NULL, *free_slot = NULL;
+        for (int i = 0; i < IPC_OPENS; i++) {
+            struct ipc_open *s = &ipc_opens[i];
+            if (s->ptr && s->pid == h.pid && s->base == h.base)
+                o = s;
+            else if (!s->ptr && !free_slot)
+                free_slot = s;
+        }
+        if (o)
+            o->refs++;
+        else if (!free_slot)
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        else if ((rc = map_exported(&h, &mapped)) == CUDA_SUCCESS) {
+            o = free_slot;
+            *o = (struct ipc_open){mapped, h.size, h.pid, h.base, 1};
+        }
+        ptr = o ? o->ptr : 0;
+        pthread_mutex_unlock(&ipc_lock);
+    }
+    if (pdptr)
+        *pdptr = ptr;
+    standin_trace("cuda %s %zu %d", name, rc == CUDA_SUCCESS ? h.size : 0, rc);
+    return rc;
+}
+
+EXPORT CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *pdptr, CUipcMemHandle handle,
+                                      unsigned int Flags)
+{
+    return ipc_open("cuIpcOpenMemHandle_v2", pdptr, handle, Flags);
+}
+
+EXPORT CUresult cuIpcOpenMemHandle(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int Flags)
+{
+    return ipc_open("cuIpcOpenMemHandle", pdptr, handle, Flags);
+}
+
+EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr dptr)
+{
+    CUresult rc = CUDA_ERROR_INVALID_VALUE;
+    size_t size = 0;
+    pthread_mutex_lock(&ipc_lock);
+    for (int i = 0; i < IPC_OPENS && rc != CUDA_SUCCESS; i++) {
+        struct ipc_open *o = &ipc_opens[i];
+        if (dptr == 0 || o->ptr != dptr)
+            continue;
+        rc = CUDA_SUCCESS;
+        size = o->size;
+        if (--o->refs == 0) {
+            munmap((void *)(uintptr_t)o->ptr, o->size);
+            o->ptr = 0;
+        }
+    }
+    pthread_mutex_unlock(&ipc_lock);
+    standin_trace("cuda cuIpcCloseMemHandle %zu %d", size, rc);
+    return rc;
+}
+
+/* The allocation holding dptr: a device block, or an opened handle's mapping. */
+EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr)
+{
+    struct standin_block b = {0, 0, 0};
+    CUresult rc = CUDA_ERROR_NOT_FOUND;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if (standin_find_range(&blocks, (uintptr_t)dptr, 1, &b) && (BIT((int)b.aux) & POINTER_KINDS))
+        rc = CUDA_SUCCESS;
+    else {
+        pthread_mutex_lock(&ipc_lock);
+        for (int i = 0; i < IPC_OPENS && rc != CUDA_SUCCESS; i++) {
+            const struct ipc_open *o = &ipc_opens[i];
+            if (o->ptr && dptr >= o->ptr && dptr < o->ptr + o->size) {
+                b = (struct standin_block){(uintptr_t)o->ptr, o->size, 0};
+                rc = CUDA_SUCCESS;
+            }
+        }
+        pthread_mutex_unlock(&ipc_lock);
+    }
+    if (rc == CUDA_SUCCESS && pbase)
+        *pbase = (CUdeviceptr)b.key;
+    if (rc == CUDA_SUCCESS && psize)
+        *psize = b.size;
+    standin_trace("cuda cuMemGetAddressRange_v2 %zu %d", rc == CUDA_SUCCESS ? b.size : 0, rc);
+    return rc;
+}
+
 /* ---- entry points ----------------------------------------------------------- */
 /* cuGetProcAddress_v2 and cuGetProcAddress are defined below; declared for the table. */
 struct entry {
@@ -560,6 +799,14 @@ static const struct entry entries[] = {   /* of each name, the newest first */
     ENTRY("cuMemAddressFree", 10020, cuMemAddressFree),
     ENTRY("cuMemMap", 10020, cuMemMap),
     ENTRY("cuMemUnmap", 10020, cuMemUnmap),
+    ENTRY("cuMemHostRegister", 6050, cuMemHostRegister_v2),
+    ENTRY("cuMemHostRegister", 4000, cuMemHostRegister),
+    ENTRY("cuMemHostUnregister", 4000, cuMemHostUnregister),
+    ENTRY("cuIpcGetMemHandle", 4010, cuIpcGetMemHandle),
+    ENTRY("cuIpcOpenMemHandle", 11000, cuIpcOpenMemHandle_v2),
+    ENTRY("cuIpcOpenMemHandle", 4010, cuIpcOpenMemHandle),
+    ENTRY("cuIpcCloseMemHandle", 4010, cuIpcCloseMemHandle),
+    ENTRY("cuMemGetAddressRange", 3020, cuMemGetAddressRange_v2),
 };
 
 /* The newest variant of `symbol` not newer than cudaVersion; for the per-thread

@@ -16,6 +16,9 @@
  * - cudaMallocPitch: pitch = width rounded up to 512, bytes = pitch * height.
  * - cudaMallocHost / cudaHostAlloc / cudaFreeHost: pinned host memory is an
  *   anonymous mmap made here (not through the driver, not the host heap).
+ * - cudaHostRegister / cudaHostUnregister -> cuMemHostRegister_v2 /
+ *   cuMemHostUnregister, cudaIpcOpenMemHandle / cudaIpcCloseMemHandle ->
+ *   cuIpcOpenMemHandle_v2 / cuIpcCloseMemHandle.
  * - cudaGetDriverEntryPoint[ByVersion][_ptsz]: forward to the driver's
  *   cuGetProcAddress_v2 (the former with this runtime's version), flags and all.
  * - STANDIN_TRACE=<file>: "cudart ..." lines (the dlopen, the dlsym, each call). */
@@ -39,6 +42,10 @@ static PFN_cuMemFree_v2 p_free;
 static PFN_cuMemAllocAsync p_alloc_async;
 static PFN_cuMemFreeAsync p_free_async;
 static PFN_cuMemAllocManaged p_alloc_managed;
+static PFN_cuMemHostRegister p_host_register;
+static PFN_cuMemHostUnregister p_host_unregister;
+static PFN_cuIpcOpenMemHandle p_ipc_open;
+static PFN_cuIpcCloseMemHandle p_ipc_close;
 
 static int fetch_with(PFN_cuGetProcAddress_v2 getproc, const char *name, int version,
                       cuuint64_t flags, void **slot)
@@ -60,8 +67,12 @@ static const struct {
     {"cuMemAllocManaged", 6000, (void **)&p_alloc_managed},
     {"cuMemAlloc", 3020, (void **)&p_alloc},
     {"cuMemFree", 3020, (void **)&p_free},
+    {"cuMemHostRegister", 6050, (void **)&p_host_register},
+    {"cuMemHostUnregister", 4000, (void **)&p_host_unregister},
     {"cuMemAllocAsync", 11020, (void **)&p_alloc_async},
     {"cuMemFreeAsync", 11020, (void **)&p_free_async},
+    {"cuIpcOpenMemHandle", 11000, (void **)&p_ipc_open},
+    {"cuIpcCloseMemHandle", 4010, (void **)&p_ipc_close},
 };
 
 /* As NVIDIA's runtime: dlsym finds cuGetProcAddress_v2 alone; through it a
@@ -110,6 +121,10 @@ static cudaError_t to_runtime(CUresult rc)
     case CUDA_SUCCESS: return cudaSuccess;
     case CUDA_ERROR_INVALID_VALUE: return cudaErrorInvalidValue;
     case CUDA_ERROR_OUT_OF_MEMORY: return cudaErrorMemoryAllocation;
+    case CUDA_ERROR_MAP_FAILED: return cudaErrorMapBufferObjectFailed;
+    case CUDA_ERROR_INVALID_HANDLE: return cudaErrorInvalidResourceHandle;
+    case CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED: return cudaErrorHostMemoryAlreadyRegistered;
+    case CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED: return cudaErrorHostMemoryNotRegistered;
     default: return cudaErrorInitializationError;
     }
 }
@@ -244,6 +259,51 @@ EXPORT cudaError_t cudaFreeHost(void *ptr)
             err = cudaErrorInvalidValue;
     }
     standin_trace("cudart cudaFreeHost %d", err);
+    return result(err);
+}
+
+/* ---- memory of others: registered host memory, IPC ---------------------------------- */
+EXPORT cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned int flags)
+{
+    cudaError_t err = ready();
+    if (err == cudaSuccess)
+        err = to_runtime(p_host_register(ptr, size, flags));
+    standin_trace("cudart cudaHostRegister %zu %d", size, err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaHostUnregister(void *ptr)
+{
+    cudaError_t err = ready();
+    if (err == cudaSuccess)
+        err = to_runtime(p_host_unregister(ptr));
+    standin_trace("cudart cudaHostUnregister %d", err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaIpcOpenMemHandle(void **devPtr, cudaIpcMemHandle_t handle,
+                                        unsigned int flags)
+{
+    cudaError_t err = ready();
+    CUdeviceptr d = 0;
+    CUipcMemHandle h;
+    memcpy(h.reserved, handle.reserved, sizeof h.reserved);
+    if (err == cudaSuccess && !devPtr)
+        err = cudaErrorInvalidValue;
+    else if (err == cudaSuccess)
+        err = to_runtime(p_ipc_open(&d, h, flags));
+    if (devPtr)
+        *devPtr = (void *)(uintptr_t)d;
+    standin_trace("cudart cudaIpcOpenMemHandle %d", err);
+    return result(err);
+}
+
+EXPORT cudaError_t cudaIpcCloseMemHandle(void *devPtr)
+{
+    cudaError_t err = ready();
+    if (err == cudaSuccess)
+        err = to_runtime(p_ipc_close((CUdeviceptr)(uintptr_t)devPtr));
+    standin_trace("cudart cudaIpcCloseMemHandle %d", err);
     return result(err);
 }
 

@@ -129,6 +129,20 @@ static int standin_find_range(struct standin_table *t, uintptr_t addr, size_t le
     return found;
 }
 
+/* Whether a block of the table shares a byte with [addr, addr+len). */
+__attribute__((unused))
+static int standin_overlaps(struct standin_table *t, uintptr_t addr, size_t len)
+{
+    int found = 0;
+    pthread_mutex_lock(&t->lock);
+    for (unsigned i = 0; i < t->high && !found; i++) {
+        struct standin_block *b = &t->slot[i];
+        found = b->key && addr < b->key + b->size && b->key < addr + len;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return found;
+}
+
 /* ---- the device-memory budget ------------------------------------------------ */
 struct standin_budget {
     _Atomic unsigned long long live, peak, cap;   /* cap 0: unlimited */

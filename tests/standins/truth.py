@@ -94,6 +94,12 @@ SITES: dict[str, list[dict]] = {
         _rec("drv_create_host", "cuda_host", "cuMemCreate", 2 * MiB, 1, 1),
         _rec("drv_graph", "cuda", "cuGraphAddMemAllocNode", 1 * MiB, 2, 1),  # a free node
     ],
+    # device_foreign RUNTIME: its own allocations beside the memory it registers or
+    # opens (FOREIGN_SITES), which no figure counts
+    "device_foreign": [
+        _rec("drv_alloc", "cuda", "cuMemAlloc_v2", 1 * MiB, 1, 1),
+        _rec("drv_alloc_host", "cuda_host", "cuMemAllocHost_v2", 1 * MiB, 1, 1),
+    ],
     # device_noruntime (host heap: no runtime, host work only)
     "device_noruntime": [
         _rec("host_work", "host", "malloc", 64 * KiB, 64, 64),
@@ -182,6 +188,23 @@ RUNTIME_SITES = {   # site: (heap, api, requested bytes)
     "rt_host_alloc": ("cuda_host", "cudaHostAlloc", 256 * KiB),
 }
 
+# device_foreign: memory registered with CUDA or opened through IPC, one site each:
+# site: (heap, kind, api, bytes, kept). The ranges still registered or open at the
+# end (kept) are their heap's notes; the others were unregistered or closed, and
+# drv_ipc_reopen's open of drv_ipc_open's handle was closed again, leaving that one.
+FOREIGN_SITES = {
+    "rt_register": ("cuda_host", "host_register", "cudaHostRegister", 256 * KiB, True),
+    "rt_register_tmp": ("cuda_host", "host_register", "cudaHostRegister", 128 * KiB, False),
+    "rt_ipc_open": ("cuda", "ipc_open", "cudaIpcOpenMemHandle", 4 * MiB, True),
+    "rt_ipc_open_tmp": ("cuda", "ipc_open", "cudaIpcOpenMemHandle", 1 * MiB, False),
+    "drv_register": ("cuda_host", "host_register", "cuMemHostRegister_v2", 512 * KiB, True),
+    "drv_register_v1": ("cuda_host", "host_register", "cuMemHostRegister", 64 * KiB, True),
+    "drv_register_tmp": ("cuda_host", "host_register", "cuMemHostRegister_v2", 32 * KiB, False),
+    "drv_ipc_open": ("cuda", "ipc_open", "cuIpcOpenMemHandle_v2", 2 * MiB, True),
+    "drv_ipc_reopen": ("cuda", "ipc_open", "cuIpcOpenMemHandle_v2", 2 * MiB, False),
+    "drv_ipc_open_v1": ("cuda", "ipc_open", "cuIpcOpenMemHandle", 3 * MiB, True),
+}
+
 # What NVIDIA's runtime (11.8, 12.1 to 12.9, 13.0) asks the driver for, of the
 # functions the sampler wraps: (base name, version, flags), the per-thread default
 # stream's flag 2 included; and the variant a driver gives for each.
@@ -209,6 +232,11 @@ NVIDIA_RUNTIME_REQUESTS = {
     ("cuMipmappedArrayDestroy", 5000, 0): "cuMipmappedArrayDestroy",
     ("cuGraphAddMemAllocNode", 11040, 0): "cuGraphAddMemAllocNode",
     ("cuGraphAddMemFreeNode", 11040, 0): "cuGraphAddMemFreeNode",
+    ("cuMemHostRegister", 6050, 0): "cuMemHostRegister_v2",
+    ("cuMemHostUnregister", 4000, 0): "cuMemHostUnregister",
+    ("cuIpcOpenMemHandle", 4010, 0): "cuIpcOpenMemHandle",
+    ("cuIpcOpenMemHandle", 11000, 0): "cuIpcOpenMemHandle_v2",
+    ("cuIpcCloseMemHandle", 4010, 0): "cuIpcCloseMemHandle",
 }
 
 # The stand-in runtime's start (tests/standins/libcudart.c), a part of NVIDIA's
@@ -222,8 +250,12 @@ STANDIN_RUNTIME_REQUESTS = [
     ("cuMemAllocManaged", 6000, 0, "cuMemAllocManaged"),
     ("cuMemAlloc", 3020, 0, "cuMemAlloc_v2"),
     ("cuMemFree", 3020, 0, "cuMemFree_v2"),
+    ("cuMemHostRegister", 6050, 0, "cuMemHostRegister_v2"),
+    ("cuMemHostUnregister", 4000, 0, "cuMemHostUnregister"),
     ("cuMemAllocAsync", 11020, 0, "cuMemAllocAsync"),
     ("cuMemFreeAsync", 11020, 0, "cuMemFreeAsync"),
+    ("cuIpcOpenMemHandle", 11000, 0, "cuIpcOpenMemHandle_v2"),
+    ("cuIpcCloseMemHandle", 4010, 0, "cuIpcCloseMemHandle"),
 ]
 
 

@@ -24,7 +24,11 @@ enum {
     CUDA_ERROR_INVALID_VALUE = 1,
     CUDA_ERROR_OUT_OF_MEMORY = 2,
     CUDA_ERROR_NOT_INITIALIZED = 3,
+    CUDA_ERROR_MAP_FAILED = 205,
+    CUDA_ERROR_INVALID_HANDLE = 400,
     CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED = 712,
+    CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED = 713,
     CUDA_ERROR_NOT_SUPPORTED = 801,
 };
 
@@ -38,6 +42,15 @@ enum {
 #define CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM 2ull   /* the _ptsz variants */
 #define CU_MEM_ATTACH_GLOBAL 1u
 #define CU_MEMHOSTALLOC_PORTABLE 1u   /* cuMemHostAlloc flags: PORTABLE | DEVICEMAP | WRITECOMBINED */
+#define CU_MEMHOSTREGISTER_PORTABLE 1u   /* cuMemHostRegister flags: PORTABLE | DEVICEMAP |
+                                            IOMEMORY | READ_ONLY */
+#define CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS 1u
+
+/* An allocation exported to other processes (cuIpcGetMemHandle), passed by value. */
+#define CU_IPC_HANDLE_SIZE 64
+typedef struct CUipcMemHandle_st {
+    char reserved[CU_IPC_HANDLE_SIZE];
+} CUipcMemHandle;
 
 /* The layout of the real CUmemAllocationProp (CUDA 12), enough for callers. */
 enum { CU_MEM_ALLOCATION_TYPE_PINNED = 1 };
@@ -149,6 +162,14 @@ CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size);
 CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
                   CUmemGenericAllocationHandle handle, unsigned long long flags);
 CUresult cuMemUnmap(CUdeviceptr ptr, size_t size);
+CUresult cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags);
+CUresult cuMemHostRegister(void *p, size_t bytesize, unsigned int Flags);
+CUresult cuMemHostUnregister(void *p);
+CUresult cuIpcGetMemHandle(CUipcMemHandle *pHandle, CUdeviceptr dptr);
+CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int Flags);
+CUresult cuIpcOpenMemHandle(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int Flags);
+CUresult cuIpcCloseMemHandle(CUdeviceptr dptr);
+CUresult cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr);
 
 /* Pointer types as a caller of cuGetProcAddress declares them (PFN_*). */
 typedef CUresult (*PFN_cuGetProcAddress_v2)(const char *, void **, int, cuuint64_t, int *);
@@ -188,10 +209,19 @@ typedef CUresult (*PFN_cuMemAddressFree)(CUdeviceptr, size_t);
 typedef CUresult (*PFN_cuMemMap)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle,
                                  unsigned long long);
 typedef CUresult (*PFN_cuMemUnmap)(CUdeviceptr, size_t);
+typedef CUresult (*PFN_cuMemHostRegister)(void *, size_t, unsigned int);   /* v1 and _v2 */
+typedef CUresult (*PFN_cuMemHostUnregister)(void *);
+typedef CUresult (*PFN_cuIpcGetMemHandle)(CUipcMemHandle *, CUdeviceptr);
+typedef CUresult (*PFN_cuIpcOpenMemHandle)(CUdeviceptr *, CUipcMemHandle, unsigned int);  /* both */
+typedef CUresult (*PFN_cuIpcCloseMemHandle)(CUdeviceptr);
+typedef CUresult (*PFN_cuMemGetAddressRange_v2)(CUdeviceptr *, size_t *, CUdeviceptr);
 
 /* ---- runtime API (libcudart.so.12) -------------------------------------- */
 typedef int cudaError_t;
 typedef void *cudaStream_t;
+typedef struct cudaIpcMemHandle_st {
+    char reserved[CU_IPC_HANDLE_SIZE];
+} cudaIpcMemHandle_t;
 
 enum {
     cudaSuccess = 0,
@@ -199,7 +229,11 @@ enum {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInitializationError = 3,
     cudaErrorInsufficientDriver = 35,
+    cudaErrorMapBufferObjectFailed = 205,
+    cudaErrorInvalidResourceHandle = 400,
     cudaErrorSymbolNotFound = 500,
+    cudaErrorHostMemoryAlreadyRegistered = 712,
+    cudaErrorHostMemoryNotRegistered = 713,
 };
 /* cudaDriverEntryPointQueryResult */
 enum {
@@ -210,6 +244,8 @@ enum {
 #define cudaEnableDefault 0ull
 #define cudaHostAllocDefault 0u
 #define cudaMemAttachGlobal 1u
+#define cudaHostRegisterDefault 0u
+#define cudaIpcMemLazyEnablePeerAccess 1u
 #define STANDIN_CUDART_VERSION 12040   /* the runtime's CUDART_VERSION */
 
 cudaError_t cudaMalloc(void **devPtr, size_t size);
@@ -221,6 +257,10 @@ cudaError_t cudaMallocPitch(void **devPtr, size_t *pitch, size_t width, size_t h
 cudaError_t cudaMallocHost(void **ptr, size_t size);
 cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags);
 cudaError_t cudaFreeHost(void *ptr);
+cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned int flags);
+cudaError_t cudaHostUnregister(void *ptr);
+cudaError_t cudaIpcOpenMemHandle(void **devPtr, cudaIpcMemHandle_t handle, unsigned int flags);
+cudaError_t cudaIpcCloseMemHandle(void *devPtr);
 cudaError_t cudaGetDriverEntryPoint(const char *symbol, void **funcPtr,
                                     unsigned long long flags, int *driverStatus);
 cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **funcPtr,
