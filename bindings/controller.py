@@ -73,7 +73,11 @@ def list_targets(clean: bool = True) -> list[Target]:
         pid = block_pid(entry.name)
         if pid is None or pid in targets or not entry.is_file(follow_symlinks=False):
             continue
-        owner, file_owner = process_owner(pid), entry.stat(follow_symlinks=False).st_uid
+        try:
+            file_owner = entry.stat(follow_symlinks=False).st_uid
+        except FileNotFoundError:   # removed since the listing (its process ended)
+            continue
+        owner = process_owner(pid)
         if owner is None or process_start_time(pid) is None:
             if clean and file_owner == os.getuid():   # ours, left by a process that is gone
                 with contextlib.suppress(OSError):

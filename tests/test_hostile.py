@@ -133,6 +133,29 @@ def test_list_survives_what_others_leave_in_dev_shm(server, planted):
     assert row.split()[1:3] == ["root", "idle"]
 
 
+def test_list_survives_a_block_removed_while_it_looks(server, monkeypatch, tmp_path):
+    """A block whose process ends between the listing of /dev/shm and the look at it."""
+    doomed = subprocess.Popen(["sleep", "30"])
+    fake = SHM / f"mem_profiler.{doomed.pid}"
+    fake.write_bytes(b"\0" * 64)
+    real_scandir = os.scandir
+
+    def scandir_then_remove(path):   # the listing of list_targets only
+        monkeypatch.setattr(os, "scandir", real_scandir)
+        with real_scandir(path) as entries:
+            listed = list(entries)
+        fake.unlink()
+        return iter(listed)
+
+    monkeypatch.setattr(os, "scandir", scandir_then_remove)
+    try:
+        pids = [t.pid for t in list_targets()]
+    finally:
+        doomed.kill()
+        doomed.wait()
+    assert server.pid in pids and doomed.pid not in pids
+
+
 def test_list_escapes_names_as_ps_does(server_exe, clean_env):
     evil = "evil\n 1 root idle /sbin/init \x1b]0;PWNED\x07"
     proc = subprocess.Popen(["/bin/bash", "-c", 'exec -a "$0" "$1"', evil, str(server_exe)],
