@@ -259,14 +259,13 @@ static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 
 /* The stack mapping holding sp: one of the two this thread's walks met last
  * (its own stack and a sigaltstack), else looked up once in the maps. */
-static bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
+static __attribute__((noinline)) bool find_stack(uintptr_t sp, struct memprof_stack_range *out)
 {
     struct memprof_thread *t = &memprof_thread;
-    for (int i = 0; i < 2; i++)
-        if (sp - t->stacks[i].lo < t->stacks[i].hi - t->stacks[i].lo) {
-            *out = t->stacks[i];
-            return true;
-        }
+    if (sp - t->stacks[1].lo < t->stacks[1].hi - t->stacks[1].lo) {
+        *out = t->stacks[1];
+        return true;
+    }
     if (t->no_maps)
         return false;
     struct memprof_stack_range found;
@@ -277,6 +276,16 @@ static bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
     t->stacks[0] = found;
     *out = found;
     return true;
+}
+
+static inline bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
+{
+    const struct memprof_stack_range *last = &memprof_thread.stacks[0];
+    if (LIKELY(sp - last->lo < last->hi - last->lo)) {
+        *out = *last;
+        return true;
+    }
+    return find_stack(sp, out);
 }
 
 static inline bool read_stack(const struct memprof_stack_range *s, uintptr_t at, uintptr_t *out)
@@ -296,8 +305,10 @@ struct frame {
 };
 
 /* The sampler's own frames keep frame pointers (the Makefile builds it so):
- * follow them to the first frame outside libmemprof.so. */
-static bool first_foreign_frame(struct memprof_stack_range *stack, struct frame *f)
+ * follow them to the first frame outside libmemprof.so.  Inlined, so that it
+ * starts from the frame of memprof_unwind. */
+static inline __attribute__((always_inline)) bool first_foreign_frame(
+    struct memprof_stack_range *stack, struct frame *f)
 {
     uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
     if (!stack_of(fp, stack))
