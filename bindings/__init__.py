@@ -5,21 +5,21 @@ in-process API (start, stop, dump, mark, step, capture); `mem_profiler.parser` r
 and reports `.heap` files, `mem_profiler.cmd` holds the command-line programs.
 """
 
-from mem_profiler.api import (
-    Capture,
-    CaptureError,
-    MarksUnavailable,
-    SamplerNotLoaded,
-    capture,
-    dump,
-    heap_bytes,
-    is_capturing,
-    mark,
-    start,
-    step,
-    stop,
-)
-from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
+import importlib
+
+# Names served from their modules on first use (PEP 562): importing the package, as
+# every command line does, loads neither cffi nor the sampler.
+_LAZY = {name: "mem_profiler.api" for name in (
+    "Capture", "CaptureError", "MarksUnavailable", "SamplerNotLoaded", "capture", "dump",
+    "heap_bytes", "is_capturing", "mark", "start", "step", "stop")}
+_LAZY.update(SamplerNotBuilt="mem_profiler.sampler_lib", library_path="mem_profiler.sampler_lib")
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mem_profiler' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
 
 __version__ = "0.1.0"
 __all__ = ["Capture", "CaptureError", "MarksUnavailable", "SamplerNotBuilt", "SamplerNotLoaded",

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from cffi import FFI
 
 from mem_profiler.launch import absolute_prefix
-from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.heaps import HEAPS
 
 _CDEF = """
 int memprof_start(uint64_t rate, int max_depth, const char *prefix);

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cffi import FFI
 
-from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.heaps import HEAPS
 
 SEGMENT_DIR = "/dev/shm"
 SEGMENT_PREFIX = "mem_profiler."
@@ -83,6 +83,12 @@ _libc = ffi.dlopen(None)
 
 class ControlError(RuntimeError):
     """A capture request that cannot be carried out; the message is one sentence."""
+
+
+class AttachError(Exception):
+    """Loading the sampler into a process (inject.py) cannot be done or failed; the
+    message is one sentence. Here, with the other errors of the doors into a process,
+    so that a command line can catch it without loading the injection's ELF reader."""
 
 
 class OtherVersion(ControlError):

@@ -30,7 +30,6 @@ from mem_profiler.control_block import (
     process_start_time,
     user_name,
 )
-from mem_profiler.inject import inject
 from mem_profiler.launch import absolute_prefix, check_output_folder
 from mem_profiler.sampler_lib import library_path
 
@@ -126,6 +125,8 @@ def has_sampler(pid: int) -> bool:
 def attach(pid: int, timeout: float = 5.0) -> None:
     """Loads the sampler into pid, started without it (mem_profiler/inject.py), and waits
     for its control block. AttachError when it cannot be loaded."""
+    from mem_profiler.inject import inject  # its ELF reader, for attaching alone
+
     inject(pid, library_path())
     end = time.monotonic() + timeout
     while find_block(pid) is None:

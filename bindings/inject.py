@@ -25,7 +25,12 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from mem_profiler import ptrace
-from mem_profiler.control_block import process_start_time, remove_blocks_of_ended, user_name
+from mem_profiler.control_block import (
+    AttachError,
+    process_start_time,
+    remove_blocks_of_ended,
+    user_name,
+)
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
 _CAP_SYS_PTRACE = 19
@@ -36,10 +41,6 @@ _RESTARTING = {-4, -512, -513, -514, -516}   # -EINTR, -ERESTART*: blocked in a 
 _LOCKING_CODE = re.compile(r"/(libc[.-]|ld-linux|ld64|libpthread|libdl)[^/]*$")
 _MACHINES = {3: "i386", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
              62: "x86-64", 183: "AArch64", 243: "RISC-V"}
-
-
-class AttachError(Exception):
-    """The injection cannot be done or failed; the message is one sentence."""
 
 
 class TargetEnded(AttachError):

@@ -14,7 +14,7 @@ from mem_profiler.cmd.log_report import add_log_options
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.capture_files import select_files
 from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.reports import (
     FILE_FORMATS,
     STREAM_FORMATS,

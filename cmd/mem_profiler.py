@@ -21,8 +21,7 @@ from mem_profiler.cmd.cli_input import (
     run_command,
 )
 from mem_profiler.cmd.gate import gate
-from mem_profiler.cmd.top import Settings, run_top
-from mem_profiler.control_block import ControlError, Status
+from mem_profiler.control_block import AttachError, ControlError, Status
 from mem_profiler.controller import (
     attach,
     capture_window,
@@ -32,7 +31,6 @@ from mem_profiler.controller import (
     list_targets,
     only_target,
 )
-from mem_profiler.inject import AttachError
 from mem_profiler.launch import (
     DEFAULT_PREFIX,
     CaptureSettings,
@@ -40,8 +38,8 @@ from mem_profiler.launch import (
     absolute_prefix,
     run_profiled,
 )
-from mem_profiler.parser.heapfile import HEAPS
-from mem_profiler.parser.live_stacks import SORT_KEYS
+from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.parser.live_order import SORT_KEYS
 
 PROG = "mem_profiler"
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
@@ -284,6 +282,8 @@ def top(pid: int | None, rate: int, interval: float, count: int | None, heap: st
     later by itself. A window open already (mem_profiler run) is only read, and stays
     open.
     """
+    from mem_profiler.cmd.top import Settings, run_top  # numpy and the parser: top's alone
+
     try:
         pid = pid if pid is not None else only_target()
         if not has_sampler(pid) and wants_attach(pid, attach_flag):

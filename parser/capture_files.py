@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from mem_profiler.parser.errors import HeapFileError, UserError
-from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import open_regular
 
 _HEAP_LINE = re.compile(rb"^# heap: (\w+)$", re.M)

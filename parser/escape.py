@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from xml.sax.saxutils import escape
 
 # C0 and C1 controls, DEL, lone surrogates (bytes that were not UTF-8, decoded with
 # surrogateescape) and the two non-characters XML forbids.
@@ -38,7 +37,8 @@ def _escape_char(m: re.Match) -> str:
 
 def xml_text(text: str) -> str:
     """Text for an XML element's content, on one line."""
-    return escape(visible(text))
+    # xml.sax.saxutils.escape would do, but importing it costs the command lines 40 ms
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def xml_chars(text: str) -> str:

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import numpy as np
 
 from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.heapfile import HEAPS, HeapProfile, read_heap
+from mem_profiler.parser.heapfile import HeapProfile, read_heap
+from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import read_regular
 
 MAGIC = b"MPLOG\0\r\n"

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.parser.errors import HeapFileError
+from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import open_regular, read_regular
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
-# The heaps a capture writes, one file each, in the sampler's order (enum memprof_heap).
-HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")
 
 _COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")

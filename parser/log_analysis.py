@@ -20,7 +20,8 @@ from mem_profiler.parser.eventlog import (
     locate,
     read_log,
 )
-from mem_profiler.parser.heapfile import HEAPS, HeapProfile
+from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.nputil import clip_int64
 from mem_profiler.parser.sampling import sample_weights
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize

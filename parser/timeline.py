@@ -12,7 +12,7 @@ import numpy as np
 
 from mem_profiler.parser.escape import xml_text
 from mem_profiler.parser.eventlog import EventLog
-from mem_profiler.parser.heapfile import HEAPS
+from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.log_analysis import (
     MS,
     Capture,

@@ -1,0 +1,26 @@
+"""The command lines that only launch or control a process stay light: numpy, the parser
+and the ELF reader are loaded by the commands that read profiles, not by `run`, `-p`,
+`list` or `dump` (each of those pays its imports on every call)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("numpy", "elftools", "mem_profiler.parser.heapfile", "textual")
+
+
+def test_mem_profiler_imports_nothing_heavy(tmp_path):
+    probe = ("import sys, mem_profiler.cmd.mem_profiler; "
+             f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_package_root_loads_the_api_on_first_use(tmp_path):
+    probe = ("import sys, mem_profiler; before = 'mem_profiler.api' in sys.modules; "
+             "mem_profiler.is_capturing; print(before, 'mem_profiler.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
