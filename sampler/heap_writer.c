@@ -255,8 +255,11 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
     c->cur = memprof_map(c->bytes);
     if (c->acc == NULL || c->cur == NULL)
         return false;
-    memprof_stack_counts_sum(c->acc, c->nstacks, w->id);
+    /* The live table before the counters: a sample counts before it goes live
+     * (record_sample), so one taken between the two reads is allocated and not yet
+     * in use, never the other way round: no stack is more in use than allocated. */
     memprof_live_foreach(add_live, c);
+    memprof_stack_counts_sum(c->acc, c->nstacks, w->id);
     return true;
 }
 

@@ -155,6 +155,9 @@ def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path
         assert dumps == [Path(f"{prefix}{s.pid}.{i:04d}.heap") for i in (1, 2)]
         (target,) = [t for t in list_targets() if t.pid == s.pid]
         assert target.state == "capturing"
+        for dump in dumps:   # written while the program allocates: never more in use
+            profile = read_heap(dump)
+            assert (profile.cur_objs <= profile.acc_objs).all()
         first, second = (report(d, server_exe, "alloc_space") for d in dumps)
         assert second["site_transient"][1] > first["site_transient"][1] * 1.2
         check_server_window(dumps[1], server_exe)

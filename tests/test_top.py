@@ -139,8 +139,11 @@ def check_grower_rows(rows: list[Row], interval_s: float) -> None:
     sd = relative_sd(round(ticks), 4096, 1024)
     slack = SCHEDULING_SLACK_TICKS / ticks
     assert abs(grow.growth - GROW_RATE) <= (5 * sd + slack) * GROW_RATE, (grow, interval_s)
-    # the same samples make both figures: never freed, each counts as grown and allocated
-    assert grow.growth == pytest.approx(grow.alloc_rate, rel=1e-3)
+    # the same samples make both figures: never freed, each counts as grown and allocated;
+    # a sample taken while a snapshot is written counts as allocated in it and as grown in
+    # the next, so the two may differ by the few samples of that moment
+    sample = 4096 / -math.expm1(-4096 / 1024) / interval_s
+    assert abs(grow.growth - grow.alloc_rate) <= 3 * sample, grow
     # both sites at every tick: the ratio does not depend on timing
     assert_estimate(churn.alloc_rate / CHURN_PER_GROW, grow.alloc_rate, sd, 0.05)
     assert churn.in_use <= BLOCK_64K_WEIGHT
