@@ -1,5 +1,5 @@
 /* The .heap writer: jemalloc heap_v2 with `#` extension lines, so jeprof
- * reads our files unchanged (layout in DESIGN.md §2).  Written through raw
+ * reads our files unchanged (ARCHITECTURE.md, "The .heap file").  Written through raw
  * system calls into an mmap'd buffer, to a new temporary name in the target
  * folder (memprof_create_temp), then renamed into place: a reader never sees
  * half a file, and nothing planted there can redirect the write. */

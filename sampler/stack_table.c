@@ -5,7 +5,7 @@
  * hash word, the claimant copies the frames into a shared frame pool, takes
  * the next dense id and then publishes the slot.  Ids are stable for the life
  * of the process (a forked child starts over) and index the per-thread
- * counters (stack_counts.c).  When the table or the frame pool is full, new
+ * counters (thread_block.c).  When the table or the frame pool is full, new
  * stacks are refused and the sample is dropped. */
 #include <sched.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 """Shared test helpers: fixture programs built with -g, runs under the real sampler,
-and tolerances derived from the sampling math (DESIGN.md §3)."""
+and tolerances derived from the sampling math (ARCHITECTURE.md, "Sampling and
+unsampling")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Capture in running processes through the shared-memory control block (DESIGN.md §5):
-real preloaded targets, the real controller (API and command line), real signals."""
+"""Capture in running processes through the shared-memory control block
+(ARCHITECTURE.md, "The control block"): real preloaded targets, the real controller
+(API and command line), real signals."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Device and HAL heaps (DESIGN.md §6) through stand-in libraries loaded the way the
-real ones are: every path seen with the right bytes and stack, nothing counted twice,
-the program's results unchanged."""
+"""Device and HAL heaps (ARCHITECTURE.md, "Device and HAL allocators") through stand-in
+libraries loaded the way the real ones are: every path seen with the right bytes and
+stack, nothing counted twice, the program's results unchanged."""
 
 from __future__ import annotations
 

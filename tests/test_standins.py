@@ -1,6 +1,7 @@
 """The stand-in device libraries and the device fixtures, WITHOUT the sampler:
 they build, give the known results, and load the way the real libraries do
-(DESIGN.md §6), so that the sampler's device tests rest on something true.
+(ARCHITECTURE.md, "Device and HAL allocators"), so that the sampler's device tests rest
+on something true.
 
 - the fixtures' own accounting equals tests/standins/truth.py in every mode, and
   the checksum is the same in every mode;

@@ -1,6 +1,6 @@
-"""Builds the stand-in device libraries (DESIGN.md §6) and the device fixture
-programs into one folder, with gcc.  Idempotent: a target is rebuilt only when
-its sources, flags or the libraries it links have changed (a stamp per target).
+"""Builds the stand-in device libraries (ARCHITECTURE.md, "Device and HAL allocators")
+and the device fixture programs into one folder, with gcc.  Idempotent: a target is
+rebuilt only when its sources, flags or the libraries it links have changed (a stamp per target).
 
     from standins.build import build_standins, build_device_fixture, standin_env
     libs = build_standins(out)                     # {"libcuda.so.1": Path, ...}

@@ -7,7 +7,7 @@
  * (a direct call bound at link time), so
  *   - a preloaded halMemAllocInner never sees calls made through halMemAlloc;
  *   - a halMemAlloc hook that forwards to halMemAllocInner (dlsym'd, the last
- *     fallback DESIGN.md §6 names) runs the real allocation exactly once.
+ *     fallback ARCHITECTURE.md names) runs the real allocation exactly once.
  * Both exported pairs work on the same table, so memory from either one may be
  * freed with either free.
  *

@@ -1,5 +1,5 @@
-/* libcuda.so.1 stand-in: the CUDA driver API subset of DESIGN.md §6, backed by
- * host memory.  Built -Wl,-Bsymbolic as the real driver behaves: its own
+/* libcuda.so.1 stand-in: the CUDA driver API subset of ARCHITECTURE.md ("Device
+ * and HAL allocators"), backed by host memory.  Built -Wl,-Bsymbolic as the real driver behaves: its own
  * references (the table cuGetProcAddress hands out) bind inside this library,
  * so a preloaded cuMemAlloc_v2 is never what a caller of cuGetProcAddress gets.
  *

@@ -1,4 +1,5 @@
-/* libcudart.so.12 stand-in: the CUDA runtime API subset of DESIGN.md §6.
+/* libcudart.so.12 stand-in: the CUDA runtime API subset of ARCHITECTURE.md
+ * ("Device and HAL allocators").
  *
  * Loaded the way the real runtime loads the driver: nothing from libcuda at
  * link time; on first use dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL), one
