@@ -126,6 +126,8 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
                                  memprof_cfg.log_files) != 0)
                 memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
                             strerror(errno));
+        } else {
+            memprof_log_forget();   /* an earlier window's log is not this window's */
         }
         window_start_ns = memprof_now_ns();
         atomic_store(&window_deadline_ns, deadline_ns);

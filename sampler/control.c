@@ -86,22 +86,79 @@ static void publish_status(void)
     copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
 }
 
+/* A controller's window brings its own mode (live tracking, the log); the
+ * process's own (its environment's, or set through the API) comes back when that
+ * window closes, or at once when the window could not be opened (one was open). */
+struct window_mode {
+    bool track_live, log_mode;
+    uint64_t log_cap;
+    uint32_t log_files;
+};
+static struct window_mode process_mode;
+static bool controller_mode;   /* process_mode holds what to restore */
+
+static struct window_mode current_mode(void)
+{
+    return (struct window_mode){memprof_cfg.track_live, memprof_cfg.log_mode,
+                                memprof_cfg.log_cap, memprof_cfg.log_files};
+}
+
+static void apply_mode(struct window_mode m)
+{
+    memprof_cfg.track_live = m.track_live;
+    memprof_cfg.log_mode = m.log_mode;
+    memprof_cfg.log_cap = m.log_cap;
+    memprof_cfg.log_files = m.log_files;
+}
+
+static void restore_process_mode(void)
+{
+    if (controller_mode)
+        apply_mode(process_mode);
+    controller_mode = false;
+}
+
+static int start_controller_window(const char *prefix)
+{
+    struct window_mode before = current_mode(), asked = before;
+    asked.track_live = (block->flags & MEMPROF_START_TRACK_LIVE) != 0;
+    asked.log_mode = (block->flags & MEMPROF_START_LOG) != 0;
+    if (block->log_cap != 0)
+        asked.log_cap = block->log_cap;
+    if (block->log_files != 0)
+        asked.log_files = block->log_files;
+    apply_mode(asked);
+    int rc = memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
+                                   block->deadline_ns, (block->flags & MEMPROF_START_VIEW) != 0);
+    int saved = errno;
+    if (rc != 0) {
+        apply_mode(before);   /* the window open already keeps its mode */
+    } else if (!controller_mode) {
+        process_mode = before;
+        controller_mode = true;
+    }
+    errno = saved;
+    return rc;
+}
+
+static int stop_controller_window(void)
+{
+    int rc = memprof_capture_stop(NULL, 0);
+    int saved = errno;
+    restore_process_mode();
+    errno = saved;
+    return rc;
+}
+
 static int carry_out(uint32_t command)
 {
     char prefix[MEMPROF_CONTROL_PATH_MAX];
     switch (command) {
     case MEMPROF_CMD_START:
         copy_string(prefix, sizeof prefix, block->prefix);
-        memprof_cfg.track_live = (block->flags & MEMPROF_START_TRACK_LIVE) != 0;
-        memprof_cfg.log_mode = (block->flags & MEMPROF_START_LOG) != 0;
-        if (block->log_cap != 0)
-            memprof_cfg.log_cap = block->log_cap;
-        if (block->log_files != 0)
-            memprof_cfg.log_files = block->log_files;
-        return memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
-                                     block->deadline_ns, (block->flags & MEMPROF_START_VIEW) != 0);
+        return start_controller_window(prefix);
     case MEMPROF_CMD_STOP:
-        return memprof_capture_stop(NULL, 0);
+        return stop_controller_window();
     case MEMPROF_CMD_STATUS:
         return 0;
     case MEMPROF_CMD_DUMP:
@@ -112,7 +169,7 @@ static int carry_out(uint32_t command)
     case MEMPROF_CMD_DEADLINE:   /* the loop sleeps until the new deadline from now on */
         return memprof_capture_set_deadline(block->deadline_ns);
     case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */
-        return atomic_load(&memprof_active_window) != 0 ? memprof_capture_stop(NULL, 0) : 0;
+        return atomic_load(&memprof_active_window) != 0 ? stop_controller_window() : 0;
     default:
         errno = EINVAL;
         return -1;
@@ -247,7 +304,7 @@ static void *control_thread(void *arg)
         uint64_t window_deadline = memprof_capture_deadline();
         bool window_ended = window_deadline != 0 && memprof_now_ns() >= window_deadline;
         if (window_ended)
-            memprof_capture_stop(NULL, 0);   /* the window's time is up */
+            stop_controller_window();   /* the window's time is up */
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
         if (only_watching && timed_out && !window_ended && seq == seen)

@@ -248,6 +248,14 @@ int memprof_log_error(void)
     return log_error;
 }
 
+void memprof_log_forget(void)
+{
+    pthread_mutex_lock(&log_lock);
+    base[0] = '\0';
+    log_error = 0;
+    pthread_mutex_unlock(&log_lock);
+}
+
 void memprof_log_close(void)
 {
     memprof_log_chunks_each(drain_chunk);

@@ -105,6 +105,7 @@ bool memprof_log_active(void) HIDDEN;
 /* <prefix><pid>.<seq> of this process's log of the window, else NULL. */
 const char *memprof_log_base(void) HIDDEN;
 int memprof_log_error(void) HIDDEN;   /* errno of the write that stopped the log, or 0 */
+void memprof_log_forget(void) HIDDEN;  /* a window without a log: no base any more */
 void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
                        uint64_t size, uintptr_t address) HIDDEN;
 void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text) HIDDEN;

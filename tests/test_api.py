@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import LIBMEMPROF
@@ -119,3 +120,38 @@ def test_every_call_without_the_sampler_says_how_to_start():
     errors = json.loads(proc.stdout)
     assert errors == [api.NOT_LOADED] * 8
     assert "mem_profiler run --idle -- python" in api.NOT_LOADED
+
+
+def test_a_controllers_log_window_leaves_the_processs_own_mode(tmp_path):
+    """After a `mem_profiler -p --mode log` window, the program's own window (the API's,
+    without a log) writes no event log: the controller's mode went with its window."""
+    script = f"""
+        import sys
+        print("ready", flush=True)
+        sys.stdin.readline()
+        mem_profiler.start(rate=1, output="{tmp_path}/own_")
+        libc.free(libc.malloc(1000))
+        print(mem_profiler.stop(), flush=True)
+    """
+    environ = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(LIBMEMPROF)}
+    proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=environ, cwd="/tmp")
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        mem_profiler_cli = str(Path(sys.executable).with_name("mem_profiler"))
+        controller = subprocess.run([mem_profiler_cli, "-p", str(proc.pid), "-s", "0.3",
+                                     "--mode", "log", "-o", f"{tmp_path}/ctl_"],
+                                    capture_output=True, text=True, timeout=30)
+        assert controller.returncode == 0, controller.stderr
+        assert list(tmp_path.glob("ctl_*.memlog"))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        own = Path(proc.stdout.readline().strip())
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert own.name == f"own_{proc.pid}.0002.heap"
+    assert not list(tmp_path.glob("own_*.memlog"))
+    assert "# log:" not in own.read_text()
