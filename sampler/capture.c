@@ -97,6 +97,14 @@ static int prepare_tables(void)
     return 0;
 }
 
+/* The open window's event log, named after the dump `seq` that will close it. */
+static void open_window_log(unsigned seq)
+{
+    if (memprof_log_open(memprof_cfg.prefix, seq, memprof_cfg.log_cap, memprof_cfg.log_files) != 0)
+        memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
+                    strerror(errno));
+}
+
 int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
                           uint64_t deadline_ns, bool view)
 {
@@ -122,10 +130,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         memprof_live_bytes_reset();
         if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
             memprof_cfg.track_live = true;
-            if (memprof_log_open(memprof_cfg.prefix, dump_seq + 1, memprof_cfg.log_cap,
-                                 memprof_cfg.log_files) != 0)
-                memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
-                            strerror(errno));
+            open_window_log(dump_seq + 1);
         } else {
             memprof_log_forget();   /* an earlier window's log is not this window's */
         }
@@ -406,10 +411,8 @@ static void on_fork_child(void)
     failed_dumps = 0;
     dump_failure[0] = '\0';
     /* The child's window gets a log of its own, named after the child. */
-    if (atomic_load(&memprof_active_window) != 0 && memprof_cfg.log_mode &&
-        memprof_log_open(memprof_cfg.prefix, 1, memprof_cfg.log_cap, memprof_cfg.log_files) != 0)
-        memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
-                    strerror(errno));
+    if (atomic_load(&memprof_active_window) != 0 && memprof_cfg.log_mode)
+        open_window_log(1);
 }
 
 __attribute__((constructor(102))) static void capture_init(void)

@@ -45,16 +45,22 @@ static long futex(uint32_t *word, int op, uint32_t value, const struct timespec 
     return syscall(SYS_futex, word, op, value, timeout, NULL, 0);
 }
 
+/* Field `field` (from 3) of a /proc stat line, NULL if it has none; the command
+ * name (field 2) may hold spaces and ')', so fields count after its last ')'. */
+static const char *stat_field(const char *stat, int field)
+{
+    const char *p = strrchr(stat, ')');
+    for (int at = 2; p != NULL && at < field; at++)
+        p = strchr(p + 1, ' ');
+    return p ? p + 1 : NULL;
+}
+
 static uint64_t process_start_time(void)
 {
     char stat[1024];
-    if (memprof_read_small_file("/proc/self/stat", stat, sizeof stat) == 0)
-        return 0;
-    /* Field 22; the command name (field 2) may hold spaces, so count after its ')'. */
-    char *p = strrchr(stat, ')');
-    for (int field = 2; p != NULL && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    return p ? strtoull(p + 1, NULL, 10) : 0;
+    memprof_read_small_file("/proc/self/stat", stat, sizeof stat);
+    const char *start = stat_field(stat, 22);
+    return start ? strtoull(start, NULL, 10) : 0;
 }
 
 static void copy_string(char *dst, size_t cap, const char *src)
@@ -237,20 +243,14 @@ void *memprof_control_hook_for(const char *name)
  * busy).  Signals sent meanwhile are delivered first. */
 static void watch_main_thread(void)
 {
-    char stat[1024];
-    if (memprof_read_small_file("/proc/self/stat", stat, sizeof stat) == 0)
-        return;
     /* Field 3 is the state ('Z': the main thread has ended), field 20 the
-     * threads, the ended main thread among them; the name (field 2) may hold
-     * spaces, so count after its ')'. */
-    char *p = strrchr(stat, ')');
-    if (p == NULL || p[1] != ' ')
-        return;
-    if (p[2] == 'Z')
+     * threads, the ended main thread among them. */
+    char stat[1024];
+    memprof_read_small_file("/proc/self/stat", stat, sizeof stat);
+    const char *state = stat_field(stat, 3), *threads = stat_field(stat, 20);
+    if (state != NULL && state[0] == 'Z')
         atomic_store(&main_thread_gone, true);
-    for (int field = 3; p != NULL && field < 20; field++)
-        p = strchr(p + 1, ' ');
-    if (p == NULL || !atomic_load(&main_thread_gone) || strtol(p + 1, NULL, 10) > 2)
+    if (threads == NULL || !atomic_load(&main_thread_gone) || strtol(threads, NULL, 10) > 2)
         return;
     sigset_t none;
     sigemptyset(&none);

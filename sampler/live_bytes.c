@@ -1,10 +1,8 @@
 /* Estimated live bytes per heap in the open window, and their peak: what the
  * budget gate checks (exact at rate 1) and what the timeline plots.  Each
- * sampled allocation adds its unsampled estimate s / (1 - exp(-s/rate)) and
+ * sampled allocation adds its unsampled estimate, its size times its weight, and
  * its free takes the same back.  These are shared counters, so they are kept
  * only when the window asks for them (memprof_cfg.track_live). */
-#include <math.h>
-
 #include "memprof_internal.h"
 
 struct heap_live {
@@ -19,9 +17,7 @@ static struct heap_live live[HEAP_COUNT];
 static int64_t estimate(enum memprof_heap heap, uint64_t size)
 {
     uint64_t rate = heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate;
-    if (rate <= 1 || size == 0)
-        return (int64_t)size;
-    return (int64_t)((double)size / -expm1(-(double)size / (double)rate) + 0.5);
+    return (int64_t)((double)size * memprof_sample_weight(size, rate) + 0.5);
 }
 
 static void raise_to(_Atomic int64_t *max, int64_t value)
