@@ -152,13 +152,13 @@ def remove_blocks_of_ended(pid: int) -> None:
 _IDENTITY = struct.Struct("<QIiIIQ")
 
 
-def _identity(fd: int) -> tuple[int, int, int, int | None]:
-    """(magic, pid, abi, start_time) of a block of any version; zeros if it is shorter."""
+def _identity(fd: int) -> tuple[int, int, int, int]:
+    """(magic, abi, pid, start_time) of a block of any version; zeros if it is shorter."""
     head = os.pread(fd, _IDENTITY.size, 0)
     if len(head) < _IDENTITY.size:
         return 0, 0, 0, 0
     magic, abi, pid, _, _, start = _IDENTITY.unpack(head)
-    return magic, pid, abi, start
+    return magic, abi, pid, start
 
 
 def _open_trusted(path: str, owner: int) -> int | None:
@@ -229,16 +229,16 @@ class ControlBlock:
             fd = _open_trusted(path, owner)
             if fd is None:
                 continue
-            identity = _identity(fd)
-            if identity[:2] == (MAGIC, pid) and identity[3] == start and identity[2] != ABI:
+            magic, abi, named_pid, named_start = _identity(fd)
+            names_live = (magic, named_pid, named_start) == (MAGIC, pid, start)
+            if names_live and abi != ABI:
                 os.close(fd)   # the live process's, of another version: left alone
                 raise OtherVersion(f"process {pid} runs another version of the sampler "
-                                   f"(control block ABI {identity[2]}, this mem_profiler "
-                                   f"speaks {ABI}): capture it with that version's "
-                                   "mem_profiler")
-            if identity[2] == ABI and os.fstat(fd).st_size == BLOCK_SIZE:
+                                   f"(control block ABI {abi}, this mem_profiler speaks "
+                                   f"{ABI}): capture it with that version's mem_profiler")
+            if names_live and os.fstat(fd).st_size == BLOCK_SIZE:
                 block = cls(pid, fd, mmap.mmap(fd, BLOCK_SIZE))
-                if block.belongs_to_live_process(start):
+                if block.made_by_its_exe():
                     return block
                 block.close()
             else:
@@ -250,12 +250,11 @@ class ControlBlock:
         raise ControlError(f"removed a stale control block of an earlier process {pid}; "
                            + message if stale else message)
 
-    def belongs_to_live_process(self, start_time: int | None) -> bool:
-        c = self._c
-        if c.magic != MAGIC or c.pid != self.pid or c.abi != ABI or c.start_time != start_time:
-            return False
+    def made_by_its_exe(self) -> bool:
+        """The block names the program the process runs (its identity was checked when
+        it was opened)."""
         try:
-            return os.readlink(f"/proc/{self.pid}/exe") == ffi.string(c.exe).decode()
+            return os.readlink(f"/proc/{self.pid}/exe") == os.fsdecode(ffi.string(self._c.exe))
         except OSError:
             return False
 

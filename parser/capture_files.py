@@ -10,20 +10,16 @@ import re
 from pathlib import Path
 
 from mem_profiler.parser.errors import HeapFileError, UserError
+from mem_profiler.parser.heapfile import read_heap_header
 from mem_profiler.parser.heaps import HEAPS
-from mem_profiler.parser.input_files import open_regular
-
-_HEAP_LINE = re.compile(rb"^# heap: (\w+)$", re.M)
 
 
 def heap_of(path: str) -> str:
     """The heap a file holds, from its `# heap:` line (host when it has none)."""
     try:
-        with open_regular(path, "a .heap file", HeapFileError) as f:
-            m = _HEAP_LINE.search(f.read(8192))
-    except (OSError, HeapFileError):
+        return read_heap_header(path).heap
+    except HeapFileError:
         return "host"   # read_heap reports the problem, with the file's name
-    return m.group(1).decode() if m else "host"
 
 
 def capture_files(spec: str) -> list[str]:

@@ -136,9 +136,7 @@ def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:
     sizes = np.asarray(sizes, np.float64)
     if rate <= 1:
         return clip_int64(sizes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        est = np.floor(sizes / -np.expm1(-sizes / rate) + 0.5)
-    return clip_int64(np.where(sizes == 0, 0, est))
+    return clip_int64(np.floor(sizes * sample_weights(sizes, rate) + 0.5))
 
 
 def replay(cap: Capture, heap: int | None = None) -> tuple[np.ndarray, np.ndarray]:

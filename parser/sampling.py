@@ -11,19 +11,13 @@ SAMPLE_INDEXES = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects"
 
 
 def scale_factors(objs: np.ndarray, nbytes: np.ndarray, rate: int) -> np.ndarray:
-    """Per entry `1 / (1 - exp(-(bytes/objs)/rate))`; 0 where objs is 0, 1 when rate <= 1.
-
-    An allocation of size X is sampled with probability 1 - exp(-X/rate), so each
-    sample stands for 1/p allocations of the average size of its stack. Entries with
-    objects but no bytes (zero-size allocations) keep scale 1.
-    """
+    """Per entry the weight of a sample of the stack's average size (sample_weights of
+    bytes/objs); 0 where objs is 0. Each sample then stands for 1/p allocations of the
+    average size of its stack (jeprof's AdjustSamples, pprof's scaleHeapSample)."""
     objs = np.asarray(objs, dtype=np.float64)
-    nbytes = np.asarray(nbytes, dtype=np.float64)
-    if rate <= 1:
-        return np.where(objs != 0, 1.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale = 1.0 / -np.expm1(-(nbytes / objs) / rate)
-    return np.where(objs == 0, 0.0, np.where(nbytes == 0, 1.0, scale))
+        average = np.where(objs == 0, 0.0, np.asarray(nbytes, dtype=np.float64) / objs)
+    return np.where(objs == 0, 0.0, sample_weights(average, rate))
 
 
 def sample_weights(sizes: np.ndarray, rate: int) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -249,6 +250,21 @@ def test_a_folder_name_that_is_not_utf8(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     heap = os.path.join(os.fsencode(folder), f"x_{server.pid}.0001.heap".encode())
     assert os.path.isfile(heap)
+
+
+def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
+    folder = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    os.mkdir(folder)
+    exe = os.fsdecode(os.path.join(folder, b"server"))
+    shutil.copy2(server_exe, exe)
+    s = Server(Path(exe))
+    try:
+        proc = subprocess.run([MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o",
+                               f"{tmp_path}/u_"], capture_output=True, text=True, timeout=30)
+    finally:
+        s.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert read_heap(tmp_path / f"u_{s.pid}.0001.heap").exe == exe
 
 
 def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_path):
