@@ -161,8 +161,9 @@ def dump_window(pid: int) -> list[str]:
             status = block.request(CMD_DUMP)
         except ControlError:
             status = block.request(CMD_STATUS)
-            check_dump(pid, before, status)
-            raise
+            if status.failed_dumps == before.failed_dumps:
+                raise
+    check_dump(pid, before, status)
     return dump_files(status.last_dump)
 
 
@@ -207,8 +208,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
             status = block.request(CMD_STOP)
         except ControlError:
             status = block.request(CMD_STATUS)   # closed at its deadline already?
-            check_dump(pid, before, status)
-            if status.dumps == before.dumps:
+            if (status.dumps, status.failed_dumps) == (before.dumps, before.failed_dumps):
                 raise
         check_dump(pid, before, status)
         return CaptureResult(paths=dump_files(status.last_dump), status=status)
