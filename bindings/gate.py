@@ -43,6 +43,7 @@ class GateSettings:
     depth: int = 64
     top: int = 5                        # stacks shown per exceeded budget
     save_dir: str | None = None         # keep each command's profiles: DIR/NAME[.HEAP].heap
+    follow_fork: bool = False           # the command's forks write files too (not judged)
 
 
 @dataclass
@@ -138,7 +139,8 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
     with tempfile.TemporaryDirectory(prefix="mem_profiler_gate_") as folder:
         prefix = folder + "/"
         capture = CaptureSettings(rate=settings.rate, device_rate=settings.device_rate,
-                                  depth=settings.depth, prefix=prefix, track_live=True)
+                                  depth=settings.depth, prefix=prefix, track_live=True,
+                                  follow_fork=settings.follow_fork)
         try:
             run = run_profiled(job.argv, capture)
         except LaunchError as e:

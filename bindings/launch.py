@@ -26,7 +26,8 @@ class CaptureSettings:
     device_rate: int = 1
     depth: int = 64
     prefix: str = DEFAULT_PREFIX
-    follow_children: bool = False
+    follow_children: bool = False   # every program the command runs, and their forks
+    follow_fork: bool = False       # children the command forks without exec
     unwinder: str = "hybrid"
     capture: bool = True
     track_live: bool = False     # live bytes and their peak per heap (shared counters)
@@ -50,6 +51,9 @@ class CaptureSettings:
         if self.log:
             env.update(MEMPROF_MODE="log", MEMPROF_LOG_CAP=str(self.log_cap),
                        MEMPROF_LOG_FILES=str(self.log_files))
+        # A process's forks carry on its window only when asked (ARCHITECTURE.md, *Which
+        # processes are profiled*): a shim's subshells are not the program it runs.
+        env["MEMPROF_FOLLOW_FORK"] = "1" if self.follow_fork or self.follow_children else "0"
         if self.follow_children:
             env.pop("MEMPROF_PARENT_PID", None)
         else:   # only our direct child (and its forks) capture; programs it runs stay idle
@@ -63,6 +67,11 @@ class RunResult:
     pid: int
     heap_files: list[Path] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)   # dumps not written, and why
+
+    def writer_pid(self, path: Path, prefix: str) -> int:
+        """The pid in a written file's name: the command's own, or a child's."""
+        m = heap_file_pattern(prefix).match(path.name)
+        return int(m[1]) if m else self.pid
 
 
 def absolute_prefix(prefix: str) -> str:

@@ -52,11 +52,13 @@ def size_options(command):
 @click.option("--junit", "junit_path", metavar="FILE", help="Write the results as JUnit XML.")
 @click.option("--save-profiles", metavar="DIR",
               help="Keep each command's profiles as DIR/NAME.heap (and DIR/NAME.HEAP.heap).")
+@click.option("--follow-fork", is_flag=True,
+              help="Also profile the children a command forks (counted, not judged).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
          budget_path: str | None, name: str | None, rate: int, device_rate: int, depth: int,
          top: int, json_path: str | None, junit_path: str | None, save_profiles: str | None,
-         **sizes: tuple[str, ...]) -> None:
+         follow_fork: bool, **sizes: tuple[str, ...]) -> None:
     """Run COMMAND under the sampler; exit 0 when every memory budget holds, 1 when one is
     exceeded (the report on stderr names it and the stacks responsible), 2 when the
     command cannot be run or judged.
@@ -80,7 +82,8 @@ def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
         budget_file = load_budget_file(budget_path) if budget_path else None
         jobs = plan_jobs(list(command), budget_file, name,
                          option_budgets(by_kind, baselines, tolerance))
-        verdicts = run_gate(jobs, GateSettings(rate, device_rate, depth, top, save_profiles))
+        verdicts = run_gate(jobs, GateSettings(rate, device_rate, depth, top, save_profiles,
+                                                 follow_fork))
         click.echo(format_verdicts(verdicts), err=True, nl=False)
         if json_path:
             write_json(json_path, verdicts)

@@ -154,8 +154,11 @@ def show_progress(elapsed: float, status: Status) -> None:
               help="Bytes allowed still allocated at exit (KiB, MiB, ... or KB, MB, ...).")
 @click.option("--idle", is_flag=True,
               help="Load the sampler without capturing; capture later with mem_profiler -p.")
+@click.option("--follow-fork", is_flag=True,
+              help="Also profile the children CMD forks without exec (each writes files "
+              "of its own, which name the parent).")
 @click.option("--follow-children", is_flag=True,
-              help="Also profile programs that CMD executes.")
+              help="Also profile the programs CMD executes, and every fork.")
 @click.option("--unwind", type=click.Choice(["hybrid", "libunwind", "fp"]), default="hybrid",
               show_default=True, help="Stack unwinder: hybrid follows each object's "
               ".eh_frame rules, cached per code address; libunwind gives the same stacks, "
@@ -163,18 +166,21 @@ def show_progress(elapsed: float, status: Status) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap: int,
         log_files: int, leak_check: bool, leak_threshold: str, idle: bool,
-        follow_children: bool, unwind: str, command: tuple[str, ...]) -> None:
+        follow_fork: bool, follow_children: bool, unwind: str,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
-    Each profiled process writes <prefix><pid>.0001.heap when it exits; the
-    exit status of COMMAND is passed through.
+    The process COMMAND ends up as (through exec, as a shim or wrapper script
+    does) writes <prefix><pid>.0001.heap when it exits; the exit status of
+    COMMAND is passed through.
     """
     if leak_check:
         check_leaks_at_exit(list(command), leak_threshold, rate, device_rate, depth, prefix)
     settings = CaptureSettings(rate=rate, device_rate=device_rate, depth=depth, prefix=prefix,
                                capture=not idle, log=mode == "log", log_cap=log_cap,
                                log_files=log_files,
-                               follow_children=follow_children, unwinder=unwind)
+                               follow_children=follow_children, follow_fork=follow_fork,
+                               unwinder=unwind)
     try:
         result = run_profiled(list(command), settings)
     except LaunchError as err:
@@ -183,6 +189,12 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
         fail(str(err))
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
+    children = sorted({result.writer_pid(path, prefix) for path in result.heap_files}
+                      - {result.pid})
+    if children:
+        click.echo(f"mem_profiler: process{'es' if len(children) > 1 else ''} "
+                   f"{', '.join(map(str, children))}, children of {command[0]} "
+                   f"(process {result.pid}), wrote files of their own", err=True)
     for failure in result.failures:
         click.echo(f"mem_profiler: {failure}", err=True)
     if not result.heap_files and not result.failures and not idle:

@@ -26,9 +26,10 @@ _MAPS_RE = re.compile(
 )
 U64_MAX = 2**64 - 1
 # `# key: N` lines and the largest N each may hold.
-_NUMBERS = {"pid": 2**31 - 1, "max_depth": 2**32 - 1, **dict.fromkeys((
-    "dropped_samples", "failed_allocs", "foreign_unrecorded", "window_start_ns", "window_end_ns",
-    "live_bytes", "peak_live_bytes", "peak_time_ns"), U64_MAX)}
+_NUMBERS = {"pid": 2**31 - 1, "forked_from": 2**31 - 1, "max_depth": 2**32 - 1,
+            **dict.fromkeys(("dropped_samples", "failed_allocs", "foreign_unrecorded",
+                             "window_start_ns", "window_end_ns", "live_bytes",
+                             "peak_live_bytes", "peak_time_ns"), U64_MAX)}
 # `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
 _ESCAPED = ("cmdline", "exe", "build_id", "log")
 _PATHS = ("exe", "build_id", "log")

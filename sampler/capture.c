@@ -14,6 +14,8 @@
  *                              `mem_profiler run` so that programs the target
  *                              runs load the sampler idle; unset = every process
  *                              that inherits the environment captures)
+ *   MEMPROF_FOLLOW_FORK=1      a child forked in a window carries it on and writes
+ *                              its own files (unset: the window ends unwritten there)
  *   MEMPROF_MAX_STACKS, MEMPROF_MAX_LIVE   table capacities
  *   MEMPROF_VERBOSE=1          say on stderr where each dump went
  *   MEMPROF_CONTROL=0          no control block: not capturable from outside
@@ -66,6 +68,7 @@ static int report_fd = -1;                 /* MEMPROF_REPORT_FD, while it is tha
 static ino_t report_ino;
 static bool verbose;
 static bool control;   /* a control block, so the process can be captured from outside */
+static pid_t forked_from;  /* the parent whose window this forked child carries on, or 0 */
 
 static int set_prefix(const char *prefix)
 {
@@ -193,6 +196,7 @@ static struct memprof_window_info window_so_far(void)
         .max_depth = memprof_cfg.max_depth,
         .start_ns = window_start_ns,
         .end_ns = memprof_now_ns(),
+        .forked_from = forked_from,
     };
 }
 
@@ -383,10 +387,16 @@ EXPORT int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak)
 }
 
 /* A forked child is a process of its own: empty tables, its own pid in the
- * file names, sequence numbers from 1, and the window (if any) open under a
- * new id, so no counter of the parent's window is summed. */
+ * file names, sequence numbers from 1.  It carries on its parent's window only
+ * where forks are followed (MEMPROF_FOLLOW_FORK=1, `run --follow-fork`), under a
+ * new id so no counter of the parent's window is summed, and its files name the
+ * parent; otherwise the window ends unwritten there: a shell's subshells and a
+ * server's workers are not the program asked for (ARCHITECTURE.md, *Which
+ * processes are profiled*).  The GOT stays as it is: its hooks pass through
+ * while no window is open. */
 static void on_fork_child(void)
 {
+    pid_t parent = getppid();
     pthread_mutex_init(&window_lock, NULL);
     memprof_got_after_fork();
     if (tables_ready) {
@@ -396,8 +406,11 @@ static void on_fork_child(void)
     }
     if (++last_window == 0)
         last_window = 1;
-    if (atomic_load(&memprof_active_window) != 0)
-        atomic_store(&memprof_active_window, last_window);
+    bool follow = atomic_load(&memprof_active_window) != 0 && memprof_cfg.follow_fork;
+    atomic_store(&memprof_active_window, follow ? last_window : 0);
+    if (!follow)
+        atomic_store(&window_deadline_ns, 0);
+    forked_from = follow ? parent : 0;
     last_dump[0] = '\0';
     if (control)
         memprof_control_after_fork();
@@ -411,7 +424,7 @@ static void on_fork_child(void)
     failed_dumps = 0;
     dump_failure[0] = '\0';
     /* The child's window gets a log of its own, named after the child. */
-    if (atomic_load(&memprof_active_window) != 0 && memprof_cfg.log_mode)
+    if (follow && memprof_cfg.log_mode)
         open_window_log(1);
 }
 
@@ -442,6 +455,7 @@ __attribute__((constructor(102))) static void capture_init(void)
     memprof_cfg.track_live = memprof_getenv_u64("MEMPROF_TRACK_LIVE", 0) != 0;
     const char *mode = getenv("MEMPROF_MODE");
     memprof_cfg.log_mode = mode != NULL && strcmp(mode, "log") == 0;
+    memprof_cfg.follow_fork = memprof_getenv_u64("MEMPROF_FOLLOW_FORK", 0) != 0;
     memprof_cfg.log_cap = memprof_getenv_u64("MEMPROF_LOG_CAP", memprof_cfg.log_cap);
     memprof_cfg.log_files = (uint32_t)memprof_getenv_u64("MEMPROF_LOG_FILES", memprof_cfg.log_files);
     const char *prefix = getenv("MEMPROF_PREFIX");

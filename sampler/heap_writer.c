@@ -396,6 +396,10 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     put_u64(o, heap == HEAP_HOST ? w->rate : w->device_rate);
     puts_(o, "\n# mem_profiler " MEMPROF_VERSION "\n# pid: ");
     put_u64(o, (uint64_t)getpid());
+    if (w->forked_from != 0) {
+        puts_(o, "\n# forked_from: ");
+        put_u64(o, (uint64_t)w->forked_from);
+    }
     puts_(o, "\n# cmdline: ");
     put_cmdline(o);
     puts_(o, "\n# exe: ");

@@ -48,6 +48,7 @@ struct memprof_config {
     uint32_t max_live;           /* live-sample table capacity */
     bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
     bool log_mode;               /* write the event log (event_log.c) */
+    bool follow_fork;            /* a forked child carries on the window (capture.c) */
     uint64_t log_cap;            /* bytes per log file */
     uint32_t log_files;          /* log files kept */
     char prefix[MEMPROF_PATH_MAX];
@@ -314,6 +315,7 @@ struct memprof_window_info {
     uint64_t rate, device_rate;
     int max_depth;
     uint64_t start_ns, end_ns;
+    int32_t forked_from;         /* a forked child's parent, whose window it carries on */
 };
 /* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
  * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out

@@ -42,7 +42,8 @@ def results_of(path: Path) -> dict[str, dict]:
 
 
 def test_budgets_at_the_truth_hold_to_the_byte(sites, tmp_path):
-    proc = gate(*budget_args(0), "--json", tmp_path / "r.json", "--", sites, "0", "fork")
+    proc = gate(*budget_args(0), "--json", tmp_path / "r.json", "--follow-fork", "--", sites, "0",
+                "fork")
     assert proc.returncode == 0, proc.stderr
     assert "budget_sites: done" in proc.stdout                 # the command's own output
     results = results_of(tmp_path / "r.json")

@@ -372,8 +372,8 @@ def test_attach_to_a_sampler_without_control_block_says_why(server_exe, clean_en
 def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
     exe = build_fixture("lifecycle")
     plugin = build_fixture("plugin", shared=True)
-    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "-o",
-                           str(tmp_path / "f_"), "--", str(exe), str(plugin)],
+    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "--follow-fork",
+                           "-o", str(tmp_path / "f_"), "--", str(exe), str(plugin)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     heaps = sorted(tmp_path.glob("f_*.heap"))

@@ -234,10 +234,14 @@ def test_eight_threads_sampled(build_fixture, tmp_path):
 def test_fork_dlopen_and_exit_from_a_thread(build_fixture, tmp_path):
     exe = build_fixture("lifecycle")
     plugin = build_fixture("plugin", shared=True)
-    proc, files = profile_run([exe, plugin], tmp_path / "l_", 1, timeout=60)
+    proc, files = profile_run([exe, plugin], tmp_path / "l_", 1, "--follow-fork", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert len(files) == 2, proc.stderr
     by_pid = {int(f.name.split("_")[1].split(".")[0]): f for f in files}
+    assert read_heap(by_pid[max(by_pid)]).meta["forked_from"] == str(min(by_pid))
+    assert "forked_from" not in read_heap(by_pid[min(by_pid)]).meta
+    assert (f"process {max(by_pid)}, children of {exe} (process {min(by_pid)}), wrote files "
+            "of their own") in proc.stderr
     child = report(by_pid[max(by_pid)], exe)
     parent = report(by_pid[min(by_pid)], exe)
     assert parent["parent_work"][1] == 100 * 2000
@@ -249,6 +253,33 @@ def test_fork_dlopen_and_exit_from_a_thread(build_fixture, tmp_path):
     assert child["child_work"][1] == 300 * 3000
     assert child["destructor_work"][1] == 4 * 8000
     assert "parent_work" not in child
+
+
+def test_a_forked_child_is_profiled_only_on_request(build_fixture, tmp_path):
+    exe = build_fixture("lifecycle")
+    plugin = build_fixture("plugin", shared=True)
+    proc, files = profile_run([exe, plugin], tmp_path / "l_", 1, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (parent,) = files                          # the child's window ended unwritten
+    assert "child_work" not in report(parent, exe)
+    assert report(parent, exe)["parent_work"][1] == 100 * 2000
+    assert "children of" not in proc.stderr
+
+
+def test_a_wrapper_script_is_followed_through_exec_not_into_its_subshells(build_fixture,
+                                                                          tmp_path):
+    exe = build_fixture("sites")
+    # As a pyenv shim does: subshells and programs run for their output, then exec.
+    shim = tmp_path / "shim"
+    shim.write_text("#!/bin/bash\nroot=$(dirname \"$0\"); n=$(echo 10 | cat)\n"
+                    "for i in 1 2 3; do ( true ) ; done\n"
+                    f"exec {exe} \"$n\" \"$@\"\n")
+    shim.chmod(0o755)
+    proc, files = profile_run([shim, "10", "1"], tmp_path / "s_", 1)
+    assert proc.returncode == 0, proc.stderr
+    (heap,) = files
+    assert read_heap(heap).exe == str(exe)
+    assert report(heap, exe)["site_pages"][1] == 10 * 4096 + 80
 
 
 def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
