@@ -7,6 +7,7 @@ import json
 import math
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -22,6 +23,8 @@ from conftest import (
 
 from mem_profiler.parser.heapfile import Drops, read_heap
 from mem_profiler.parser.units import format_amount
+
+PYENV_SHIM = Path.home() / ".pyenv/shims/python3"
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -280,6 +283,15 @@ def test_a_wrapper_script_is_followed_through_exec_not_into_its_subshells(build_
     (heap,) = files
     assert read_heap(heap).exe == str(exe)
     assert report(heap, exe)["site_pages"][1] == 10 * 4096 + 80
+
+
+@pytest.mark.skipif(not PYENV_SHIM.is_file(), reason="no pyenv shim on this machine")
+def test_the_pyenv_shim_profiles_the_interpreter_it_execs(tmp_path):
+    proc, files = profile_run([PYENV_SHIM, "-c", "kept = bytearray(3 << 20)"], tmp_path / "p_", 1)
+    assert proc.returncode == 0, proc.stderr
+    (heap,) = files                              # not one per subshell of the shim
+    assert Path(read_heap(heap).exe).name.startswith("python3.")
+    assert int(read_heap(heap).acc_bytes.max()) == (3 << 20) + 1   # the bytearray, at rate 1
 
 
 def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
