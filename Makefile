@@ -40,8 +40,14 @@ endef
 deps:
 	$(call install_missing,$(APT_PKGS))
 
-bench-deps:
+bench-deps: $(BUILD)/bench-venv/.installed
 	$(call install_missing,$(BENCH_PKGS))
+
+# Debian's python3 with memray, the Python peer in `make bench`.
+$(BUILD)/bench-venv/.installed:
+	/usr/bin/python3 -m venv $(BUILD)/bench-venv
+	$(BUILD)/bench-venv/bin/pip install -q memray==1.20.0
+	touch $@
 
 venv: $(VENV)/.installed
 

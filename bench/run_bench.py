@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+# Debian's python3 with memray installed beside it (`make bench-deps`).
+BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
 
 
 @dataclass
@@ -194,17 +196,17 @@ SQLITE_SCRIPT = ("create table t(a integer, b text, c real); insert into t selec
                  "hex(randomblob(16)), random() from generate_series(1,300000); "
                  "create index i1 on t(b); create index i2 on t(c);")
 PYTHON_RECORDS = 50_000
+OBJECTS_SCRIPT = ROOT / "tests" / "fixtures" / "real_programs" / "objects.py"
 
 
 def shipped_programs() -> list[tuple[str, list[str], dict[str, str]]]:
     """(title, argv, environment) of programs as Debian ships them: stripped, without
     frame pointers, their allocations through glibc's malloc."""
-    objects = ROOT / "tests" / "fixtures" / "real_programs" / "objects.py"
     return [
         ("Debian's sqlite3: 300,000 rows inserted into a table in memory, two indexes",
          ["sqlite3", ":memory:", SQLITE_SCRIPT], {}),
         (f"Debian's python3 (PYTHONMALLOC=malloc): {PYTHON_RECORDS:,} records as dicts, "
-         "through json and back", ["/usr/bin/python3", str(objects), str(PYTHON_RECORDS)],
+         "through json and back", ["/usr/bin/python3", str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)],
          {"PYTHONMALLOC": "malloc"}),
     ]
 
@@ -227,6 +229,24 @@ def shipped_program_rows(out: Path, argv: list[str], env: dict[str, str]) -> lis
         rows.append(Row("heaptrack (full tracing)", plain,
                         ["heaptrack", "-o", str(out / "ht"), *argv]))
     return rows
+
+
+def python_rows(out: Path, argv: list[str]) -> list[Row]:
+    """A Python program as it runs by default (pymalloc): the sampler beside memray, whose
+    full tracing (every allocation, pymalloc's included) is what `-c 1` records."""
+    plain = dict(os.environ)
+    plain.pop("PYTHONMALLOC", None)
+    memray = [str(BENCH_PYTHON), "-m", "memray", "run", "-q", "-f", "-o", str(out / "m.bin")]
+    return [
+        Row("no profiler", plain),
+        Row("sampler -c 1024", sampler_env(out, 1024)),
+        Row("sampler -c 1 (every allocation)", sampler_env(out, 1)),
+        Row("memray run", plain, [*memray, *argv[1:]]),
+        Row("memray run --trace-python-allocators", plain,
+            [*memray, "--trace-python-allocators", *argv[1:]]),
+        Row("memray run --native --trace-python-...", plain,
+            [*memray, "--native", "--trace-python-allocators", *argv[1:]]),
+    ]
 
 
 def device_rows(out: Path) -> tuple[list[Row], list[str]]:
@@ -284,6 +304,11 @@ def main() -> None:
         for title, argv, env in shipped_programs():
             print(f"\n{title}\n")
             measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
+
+        argv = [str(BENCH_PYTHON), str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)]
+        print(f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as dicts, "
+              "through json and back\n")
+        measure(python_rows(out, argv), argv, out, args.repeat)
 
         rows, argv = device_rows(out)
         print("\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
