@@ -10,7 +10,7 @@ import re
 from mem_profiler.parser.errors import BudgetError
 
 MB = 1048576.0
-BINARY_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+_BINARY_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 
 _SIZE_UNITS = {"": 1, "b": 1,
                "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -48,7 +48,7 @@ def format_size(n: float, exact: bool = True) -> str:
 
 
 def _short_size(n: float) -> str:
-    for unit, scale in BINARY_UNITS:
+    for unit, scale in _BINARY_UNITS:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{round(n)} B"
@@ -60,7 +60,7 @@ def format_bytes(value: float, signed: bool = False) -> str:
     (growth)."""
     sign = "-" if value < 0 else "+" if signed and value > 0 else ""
     size = abs(value)
-    for unit, scale in BINARY_UNITS:
+    for unit, scale in _BINARY_UNITS:
         if size >= scale:
             number = size / scale
             decimals = 3 if number < 10 else 2 if number < 100 else 1 if number < 1000 else 0
