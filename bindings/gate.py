@@ -1,4 +1,5 @@
-"""Run commands under the sampler and judge their memory budgets (`mem_profiler gate`).
+"""Run the gate's commands under the sampler (`mem_profiler gate`) and have their
+profiles judged (parser/budget_check).
 
 Each command runs with every allocation recorded by default (rate 1) and live bytes
 tracked, so its peak is exact; only the command's own process is judged (forks and
@@ -13,27 +14,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mem_profiler.launch import CaptureSettings, LaunchError, heap_file_pattern, run_profiled
 from mem_profiler.parser.atomic import atomic_open
-from mem_profiler.parser.budget_check import BudgetResult, check_budgets
-from mem_profiler.parser.budgets import Budget, BudgetError, BudgetFile, merge
-from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.budget_check import CommandVerdict, check_budgets
+from mem_profiler.parser.budgets import GateJob
+from mem_profiler.parser.errors import BudgetError, UserError
 from mem_profiler.parser.heapfile import read_heap
-
-# Exit statuses of the gate.
-HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2
-
-
-@dataclass
-class GateJob:
-    """A command and the budgets it is judged by."""
-
-    name: str
-    argv: list[str]
-    budgets: list[Budget]
 
 
 @dataclass
@@ -46,90 +35,12 @@ class GateSettings:
     follow_fork: bool = False           # the command's forks write files too (not judged)
 
 
-@dataclass
-class CommandVerdict:
-    """The judgement of one command: a result per budget, or the problem that kept the
-    command from being judged (then `results` may be empty)."""
-
-    name: str
-    argv: list[str]
-    budgets: list[Budget]
-    started: str                        # local time, ISO 8601 without a zone
-    seconds: float
-    rate: int
-    pid: int | None = None
-    exit_code: int | None = None
-    other_processes: int = 0
-    results: list[BudgetResult] = field(default_factory=list)
-    problem: str | None = None
-
-    @property
-    def exceeded(self) -> list[BudgetResult]:
-        return [r for r in self.results if r.exceeded]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> CommandVerdict:
-        fields = dict(data)
-        budgets = [Budget(**b) for b in fields.pop("budgets")]
-        results = [BudgetResult.from_dict(r) for r in fields.pop("results")]
-        return cls(budgets=budgets, results=results, **fields)
-
-
-def plan_jobs(command: list[str], budget_file: BudgetFile | None, name: str | None,
-              option_budgets: list[Budget]) -> list[GateJob]:
-    """The commands to run: `command` (judged by the file-wide budgets, or by NAME's with
-    `name`), else the budget file's named commands (only NAME with `name`). Budgets from
-    options replace the file's of the same heap and kind. BudgetError says what is missing."""
-    file_wide = budget_file.budgets if budget_file else []
-    if name is not None:
-        if budget_file is None:
-            raise BudgetError("--name picks a command of a budget file: give --budget FILE too")
-        if name not in budget_file.commands:
-            known = ", ".join(budget_file.commands) or "none"
-            raise BudgetError(f"{budget_file.path} has no [commands.{name}] (it has: {known})")
-        named = [budget_file.commands[name]]
-    elif budget_file is not None and not command:
-        named = [c for c in budget_file.commands.values() if c.argv]
-        if not named:
-            raise BudgetError(f"{budget_file.path} has no command with a 'run' key: "
-                              "give the command after --")
-    else:
-        named = []
-    if named:
-        jobs = [GateJob(c.name, command or c.argv or [],
-                        merge(file_wide, c.budgets, option_budgets)) for c in named]
-    elif command:
-        jobs = [GateJob(os.path.basename(command[0]), command, merge(file_wide, option_budgets))]
-    else:
-        raise BudgetError("no command to run: give it after --, e.g. "
-                          "mem_profiler gate --max-peak 256MiB -- ./tests")
-    for job in jobs:
-        if not job.argv:
-            raise BudgetError(f"[commands.{job.name}] has no 'run' key: give the command "
-                              "after --")
-        if not job.budgets:
-            raise BudgetError(f"no budget for {job.name}: give --max-peak, --max-leak-per-stack"
-                              "... or a budget file")
-    return jobs
-
-
 def run_gate(jobs: list[GateJob], settings: GateSettings) -> list[CommandVerdict]:
     """Run each job in turn under the sampler and judge it."""
     if settings.save_dir and not os.path.isdir(settings.save_dir):
         raise BudgetError(f"folder {settings.save_dir} does not exist: create it or change "
                           "--save-profiles")
     return [_run_job(job, settings) for job in jobs]
-
-
-def gate_status(verdicts: list[CommandVerdict]) -> int:
-    """SETUP_ERROR if a command could not be judged, else EXCEEDED if a budget was,
-    else HOLD."""
-    if any(v.problem for v in verdicts):
-        return SETUP_ERROR
-    return EXCEEDED if any(v.exceeded for v in verdicts) else HOLD
 
 
 def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:

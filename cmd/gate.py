@@ -1,16 +1,26 @@
 """`mem_profiler gate`: run a command under the sampler and fail when a memory budget is
-exceeded (exit 1), for CI; 2 when the command could not be run or judged."""
+exceeded (exit 1), for CI; 2 when the command could not be run or judged. Also `mem_profiler
+run --leak-check`, the gate with one budget."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from mem_profiler import SamplerNotBuilt
 from mem_profiler.cmd.cli_input import DEPTH, RATE, fail
-from mem_profiler.launch import LaunchError
-from mem_profiler.parser.budgets import SIZE_KINDS, load_budget_file, option_budgets
+from mem_profiler.launch import LaunchError, absolute_prefix
+from mem_profiler.parser.budgets import (
+    LIVE_AT_EXIT,
+    SIZE_KINDS,
+    GateJob,
+    load_budget_file,
+    option_budgets,
+    plan_jobs,
+    size_budget,
+)
 from mem_profiler.parser.errors import UserError
 
 SIZE_HELP = {
@@ -74,8 +84,9 @@ def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
     """
     # Imported here: they bring numpy and the symbolizer, which the other mem_profiler
     # commands (a capture that must attach quickly) do not need.
-    from mem_profiler.gate import GateSettings, gate_status, plan_jobs, run_gate
-    from mem_profiler.gate_report import format_verdicts, write_json, write_junit
+    from mem_profiler.gate import GateSettings, run_gate
+    from mem_profiler.parser.budget_check import gate_status
+    from mem_profiler.parser.report_gate import format_verdicts, write_json, write_junit
 
     try:
         by_kind = {kind: sizes[kind.replace("-", "_")] for kind in SIZE_KINDS}
@@ -92,3 +103,23 @@ def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
     except (UserError, LaunchError, SamplerNotBuilt) as err:
         fail("mem_profiler gate", str(err))
     sys.exit(gate_status(verdicts))
+
+
+def check_leaks_at_exit(command: list[str], threshold: str, rate: int, device_rate: int,
+                        depth: int, prefix: str) -> None:
+    """run --leak-check: the gate with one budget, what is live at exit; the profile is
+    kept as <prefix>leak-check.heap. Exits with the command's status, else 1 when the
+    budget is exceeded or could not be judged, else 0."""
+    from mem_profiler.gate import GateSettings, run_gate  # numpy, as in gate
+    from mem_profiler.parser.report_gate import format_verdicts
+
+    folder, name = os.path.split(absolute_prefix(prefix))
+    try:
+        job = GateJob(f"{name}leak-check", command, [size_budget(LIVE_AT_EXIT, threshold)])
+        (verdict,) = run_gate([job], GateSettings(rate, device_rate, depth, save_dir=folder))
+    except (UserError, LaunchError, SamplerNotBuilt) as err:
+        fail("mem_profiler", str(err))  # a refusal of `mem_profiler run`
+    click.echo(format_verdicts([verdict]), err=True, nl=False)
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
+    sys.exit(1 if verdict.exceeded or verdict.problem else 0)

@@ -3,7 +3,6 @@ capturable processes."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -20,7 +19,7 @@ from mem_profiler.cmd.cli_input import (
     FiniteFloatRange,
     run_command,
 )
-from mem_profiler.cmd.gate import gate
+from mem_profiler.cmd.gate import check_leaks_at_exit, gate
 from mem_profiler.control_block import AttachError, ControlError, Status
 from mem_profiler.controller import (
     attach,
@@ -35,11 +34,11 @@ from mem_profiler.launch import (
     DEFAULT_PREFIX,
     CaptureSettings,
     LaunchError,
-    absolute_prefix,
     run_profiled,
 )
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.live_order import SORT_KEYS
+from mem_profiler.parser.units import format_mib
 
 PROG = "mem_profiler"
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
@@ -51,10 +50,6 @@ DEVICE_RATE_HELP = ("Mean bytes between samples of the device and HAL heaps (CUD
 
 def fail(message: str, code: int = 2) -> None:
     cli_input.fail(PROG, message, code)
-
-
-def mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,7 +120,7 @@ def wants_attach(pid: int, attach_flag: bool | None) -> bool:
 
 
 def show_progress(elapsed: float, status: Status) -> None:
-    live = "  ".join(f"{heap} ≈ {mib(n)}" for heap, n in status.heap_live_bytes.items()
+    live = "  ".join(f"{heap} ≈ {format_mib(n)}" for heap, n in status.heap_live_bytes.items()
                      if n or heap == "host")
     dropped = f"   {status.dropped_samples:,} dropped" if status.dropped_samples else ""
     click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples{dropped}   "
@@ -202,27 +197,6 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
                    "exit handlers, e.g. killed or _exit)", err=True)
     # A profile that could not be written fails the run, even where the program did not.
     sys.exit(result.exit_code or (1 if result.failures else 0))
-
-
-def check_leaks_at_exit(command: list[str], threshold: str, rate: int, device_rate: int,
-                        depth: int, prefix: str) -> None:
-    """run --leak-check: the gate with one budget, what is live at exit; the profile is
-    kept as <prefix>leak-check.heap."""
-    from mem_profiler.gate import GateJob, GateSettings, run_gate
-    from mem_profiler.gate_report import format_verdicts
-    from mem_profiler.parser.budgets import size_budget
-    from mem_profiler.parser.errors import UserError
-
-    folder, name = os.path.split(absolute_prefix(prefix))
-    try:
-        job = GateJob(f"{name}leak-check", command, [size_budget("max-live-at-exit", threshold)])
-        (verdict,) = run_gate([job], GateSettings(rate, device_rate, depth, save_dir=folder))
-    except (UserError, LaunchError, SamplerNotBuilt) as err:
-        fail(str(err))
-    click.echo(format_verdicts([verdict]), err=True, nl=False)
-    if verdict.exit_code:
-        sys.exit(verdict.exit_code)
-    sys.exit(1 if verdict.exceeded or verdict.problem else 0)
 
 
 @cli.command(name="list")

@@ -16,11 +16,11 @@ import click
 from mem_profiler.controller import printable
 from mem_profiler.live_view import LiveView, Snapshot
 from mem_profiler.parser.live_stacks import LiveStacks, Refresh, StackRow, distinct_frames
+from mem_profiler.parser.units import format_bytes
 
 BATCH_ROWS = 20  # stacks printed per refresh
 SORT_TITLES = {"inuse": "in use", "alloc": "allocation rate", "growth": "growth"}
 COLUMNS = ("IN USE", "GROWTH/S", "ALLOC/S", "HEAP", "STACK")
-_UNITS = (("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10))
 # End top as q does, closing the window it opened: its terminal closed, or `kill PID`.
 ENDING_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
@@ -42,19 +42,6 @@ class View:
     refresh: Refresh
     snapshot: Snapshot
     number: int  # 1 for the first refresh
-
-
-def format_bytes(value: float, signed: bool = False) -> str:
-    """Bytes with four significant digits in the binary unit that shows them (`16.00 MiB`,
-    `512 B`); with a sign when `signed` (growth)."""
-    sign = "-" if value < 0 else "+" if signed and value > 0 else ""
-    size = abs(value)
-    for unit, scale in _UNITS:
-        if size >= scale:
-            number = size / scale
-            decimals = 3 if number < 10 else 2 if number < 100 else 1 if number < 1000 else 0
-            return f"{sign}{number:.{decimals}f} {unit}"
-    return f"{sign}{size:.0f} B"
 
 
 def refreshes(view: LiveView, stacks: LiveStacks, interval: float,

@@ -1,5 +1,6 @@
 """Budgets judged on .heap profiles: the measured value, its expected sampling error,
-and for an exceeded budget the stacks responsible, symbolized.
+and for an exceeded budget the stacks responsible, symbolized; a command's verdict and
+the gate's exit status. report_gate writes them for people and CI systems.
 
 Measures (per heap):
   max-peak            the most bytes live at once in the window (`# peak_live_bytes`)
@@ -17,7 +18,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,29 +27,18 @@ from mem_profiler.parser.budgets import (
     LEAK_PER_STACK,
     LIVE_AT_EXIT,
     PEAK,
-    TOTAL_ALLOC,
     Budget,
-    BudgetError,
-    format_percent,
-    format_size,
     is_exceeded,
 )
-from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.escape import visible
-from mem_profiler.parser.heapfile import HeapProfile, read_heap
+from mem_profiler.parser.errors import BudgetError, UserError
+from mem_profiler.parser.heapfile import HeapProfile
 from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile, short_name, symbolize
 
-SHOWN_FRAMES = 6
+# Exit statuses of the gate.
+HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2
 _ENTRY_FRAMES = {"_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
                  "clone", "clone3"}
-_TITLES = {
-    PEAK: "stacks that allocated most (which of them were live at the peak is not recorded)",
-    LIVE_AT_EXIT: "stacks holding the most at exit",
-    LEAK_PER_STACK: "stacks holding the most at exit",
-    TOTAL_ALLOC: "stacks that allocated most",
-    GROWTH: "stacks whose allocations grew most against the baseline",
-}
 
 
 @dataclass
@@ -77,15 +67,35 @@ class BudgetResult:
     def exact(self) -> bool:
         return self.rate <= 1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: Mapping) -> BudgetResult:
-        fields = dict(data)
-        budget = Budget(**fields.pop("budget"))
-        stacks = [StackLine(**s) for s in fields.pop("stacks")]
-        return cls(budget=budget, stacks=stacks, **fields)
+@dataclass
+class CommandVerdict:
+    """The judgement of one command: a result per budget, or the problem that kept the
+    command from being judged (then `results` may be empty)."""
+
+    name: str
+    argv: list[str]
+    budgets: list[Budget]
+    started: str                        # local time, ISO 8601 without a zone
+    seconds: float
+    rate: int
+    pid: int | None = None
+    exit_code: int | None = None
+    other_processes: int = 0
+    results: list[BudgetResult] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def exceeded(self) -> list[BudgetResult]:
+        return [r for r in self.results if r.exceeded]
+
+
+def gate_status(verdicts: list[CommandVerdict]) -> int:
+    """SETUP_ERROR if a command could not be judged, else EXCEEDED if a budget was,
+    else HOLD."""
+    if any(v.problem for v in verdicts):
+        return SETUP_ERROR
+    return EXCEEDED if any(v.exceeded for v in verdicts) else HOLD
 
 
 def check_budgets(budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile],
@@ -120,7 +130,7 @@ def _measure(budget: Budget, profile: HeapProfile | None,
              view: Callable[[str], _Stacks]) -> BudgetResult:
     limit, baseline = float(budget.limit), None
     if budget.kind == GROWTH:
-        baseline = _peak(read_heap(budget.baseline))[0]
+        baseline = _peak(budget.baseline_profile)[0]
         limit = baseline * (1 + budget.tolerance)
     if profile is None:
         return BudgetResult(budget, 0.0, limit, is_exceeded(0.0, limit), 1, 0.0, baseline)
@@ -204,7 +214,7 @@ class _Stacks:
 def _responsible(budget: Budget, stacks: _Stacks, top: int,
                  notes: list[str]) -> list[StackLine]:
     if budget.kind == GROWTH:
-        base = read_heap(budget.baseline)
+        base = budget.baseline_profile
         base_stacks = _Stacks(base, [base.exe, stacks.profile.exe])
         notes += base_stacks.notes
         if stacks.sym is not None and base_stacks.sym is not None:
@@ -267,44 +277,3 @@ def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:
     growth = sorted(((v - before.get(k, 0.0), k) for k, v in now.items()), reverse=True)
     return [StackLine(d, list(k), before.get(k, 0.0)) for d, k in growth[:top] if d > 0]
 
-
-def format_result(result: BudgetResult) -> str:
-    """The result as report lines: verdict, measure, limit, exactness; for an exceeded
-    budget, the stacks responsible and any notes."""
-    budget = result.budget
-    what = budget.kind
-    if budget.kind == GROWTH:
-        what += f" {os.path.basename(budget.baseline or '')}: peak"
-    op = ">" if result.exceeded else "<="
-    line = (f"{'FAIL' if result.exceeded else 'ok  '} {budget.heap} {what} "
-            f"{_value(result.measured, result.exact)} {op} limit "
-            f"{format_size(result.limit, exact=result.exact)}")
-    if result.baseline_peak is not None:
-        line += (f" (baseline {format_size(result.baseline_peak, exact=result.exact)}"
-                 f" + {format_percent(budget.tolerance)})")
-    if result.exact:
-        line += ", exact"
-    else:
-        bound = ", an upper bound" if budget.kind in (PEAK, GROWTH) else ""
-        line += (f", estimated at -c {result.rate}: ±{format_size(result.sd, exact=False)}"
-                 f" (1 sd{bound})")
-    out = [line]
-    if result.stacks:
-        out.append(f"     {_TITLES[budget.kind]}:")
-        out += [f"     {_stack_line(s)}" for s in result.stacks]
-    out += [f"     note: {n}" for n in result.notes]
-    return "\n".join(out)
-
-
-def _value(value: float, exact: bool) -> str:
-    return format_size(value) if exact else f"~{format_size(value, exact=False)}"
-
-
-def _stack_line(stack: StackLine) -> str:
-    frames = stack.frames[:SHOWN_FRAMES] + (["..."] if len(stack.frames) > SHOWN_FRAMES else [])
-    text = f"{'+' if stack.baseline_bytes is not None else ''}{round(stack.bytes):,} B"
-    text = f"{text:>16}  {' < '.join(map(visible, frames)) or '(no frames)'}"
-    if stack.baseline_bytes is not None:
-        text += (f"  ({round(stack.baseline_bytes):,} B -> "
-                 f"{round(stack.baseline_bytes + stack.bytes):,} B)")
-    return text

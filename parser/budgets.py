@@ -1,9 +1,9 @@
-"""Memory budgets: sizes with explicit units, budgets per heap, and budget files (TOML).
+"""Memory budgets: budgets per heap, from options and budget files (TOML), and the
+commands they judge.
 
 A budget is a limit on one measure of one heap's profile (see budget_check for how each
-is measured). Sizes: bare numbers are bytes; KiB/MiB/GiB/TiB are binary (2^10...),
-KB/MB/GB/TB decimal (10^3...); a limit is exceeded when the measured value is strictly
-greater.
+is measured), in a size with an explicit unit (units.parse_size); a limit is exceeded
+when the measured value is strictly greater.
 """
 
 from __future__ import annotations
@@ -14,11 +14,16 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.errors import BudgetError
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import read_regular
+from mem_profiler.parser.units import format_size, parse_size
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.heapfile import HeapProfile
 
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH = (
     "max-peak", "max-live-at-exit", "max-leak-per-stack", "max-total-alloc", "max-growth-vs")
@@ -27,18 +32,8 @@ KINDS = (*SIZE_KINDS, GROWTH)
 TOLERANCE = "tolerance"
 DEFAULT_TOLERANCE = 0.05
 
-_UNITS = {"": 1, "b": 1,
-          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 _PERCENT_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%?\s*")
-_SIZE_HELP = "a number of bytes with an optional unit (KiB, MiB, GiB binary; KB, MB, GB decimal)"
-MAX_SIZE = 2**63  # 8 EiB: beyond any memory, and the most the sampler's counters hold
 MAX_BUDGET_FILE_BYTES = 1 << 20
-
-
-class BudgetError(UserError):
-    """A budget that cannot be understood: a bad size, heap, key or budget file."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +41,16 @@ class Budget:
     """A limit on one measure of one heap.
 
     For max-growth-vs, `baseline` is a .heap file and the limit is its peak plus
-    `tolerance` (a fraction); `limit` is unused."""
+    `tolerance` (a fraction); `limit` is unused. growth_budget reads the baseline, once:
+    `baseline_profile` is what the judging measures; it is not part of the budget's value
+    (not compared, not in the gate's JSON)."""
 
     kind: str
     heap: str = "host"
     limit: int = 0
     baseline: str | None = None
     tolerance: float = DEFAULT_TOLERANCE
+    baseline_profile: HeapProfile | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -83,20 +81,13 @@ class BudgetFile:
     commands: dict[str, BudgetCommand]
 
 
-def parse_size(value: str | int) -> int:
-    """Bytes in a size such as `64 MiB`, `1.5GB`, `4096`; BudgetError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value if value >= 0 else None
-    else:
-        m = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
-        unit = m and _UNITS.get(m[2].lower())
-        size = None if m is None or unit is None or ("." in m[1] and unit == 1) else (
-            float(m[1]) * unit)
-    if size is None:
-        raise BudgetError(f"bad size {value!r}: expected {_SIZE_HELP}, e.g. 64MiB")
-    if size > MAX_SIZE:
-        raise BudgetError(f"bad size {value!r}: more than 8 EiB (2^63 bytes)")
-    return round(size)
+@dataclass
+class GateJob:
+    """A command and the budgets it is judged by."""
+
+    name: str
+    argv: list[str]
+    budgets: list[Budget]
 
 
 def parse_tolerance(value: str | int | float) -> float:
@@ -108,24 +99,8 @@ def parse_tolerance(value: str | int | float) -> float:
     return float(m[1]) / 100
 
 
-def format_size(n: float, exact: bool = True) -> str:
-    """`1,250,000 B (1.19 MiB)`; without `exact`, just the short form (`1.19 MiB`)."""
-    short = _short_size(n)
-    if not exact:
-        return short
-    whole = f"{round(n):,} B"
-    return whole if abs(n) < 1024 else f"{whole} ({short})"
-
-
 def format_percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
-
-
-def _short_size(n: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{round(n)} B"
 
 
 def check_heap(heap: str) -> str:
@@ -153,7 +128,8 @@ def growth_budget(baseline: str, tolerance: float = DEFAULT_TOLERANCE,
     if "peak_live_bytes" not in profile.meta:
         raise BudgetError(f"{baseline} records no peak (it was not made with live tracking): "
                           "make baselines with `mem_profiler gate --save-profiles DIR`")
-    return Budget(GROWTH, check_heap(profile.heap), baseline=baseline, tolerance=tolerance)
+    return Budget(GROWTH, check_heap(profile.heap), baseline=baseline, tolerance=tolerance,
+                  baseline_profile=profile)
 
 
 def option_budgets(sizes: dict[str, Iterable[str]], baselines: Iterable[str],
@@ -178,8 +154,42 @@ def merge(*layers: Iterable[Budget]) -> list[Budget]:
     return list(merged.values())
 
 
-def with_tolerance(budgets: Iterable[Budget], tolerance: float) -> list[Budget]:
-    return [replace(b, tolerance=tolerance) if b.kind == GROWTH else b for b in budgets]
+def plan_jobs(command: list[str], budget_file: BudgetFile | None, name: str | None,
+              option_budgets: list[Budget]) -> list[GateJob]:
+    """The commands to run: `command` (judged by the file-wide budgets, or by NAME's with
+    `name`), else the budget file's named commands (only NAME with `name`). Budgets from
+    options replace the file's of the same heap and kind. BudgetError says what is missing."""
+    file_wide = budget_file.budgets if budget_file else []
+    if name is not None:
+        if budget_file is None:
+            raise BudgetError("--name picks a command of a budget file: give --budget FILE too")
+        if name not in budget_file.commands:
+            known = ", ".join(budget_file.commands) or "none"
+            raise BudgetError(f"{budget_file.path} has no [commands.{name}] (it has: {known})")
+        named = [budget_file.commands[name]]
+    elif budget_file is not None and not command:
+        named = [c for c in budget_file.commands.values() if c.argv]
+        if not named:
+            raise BudgetError(f"{budget_file.path} has no command with a 'run' key: "
+                              "give the command after --")
+    else:
+        named = []
+    if named:
+        jobs = [GateJob(c.name, command or c.argv or [],
+                        merge(file_wide, c.budgets, option_budgets)) for c in named]
+    elif command:
+        jobs = [GateJob(os.path.basename(command[0]), command, merge(file_wide, option_budgets))]
+    else:
+        raise BudgetError("no command to run: give it after --, e.g. "
+                          "mem_profiler gate --max-peak 256MiB -- ./tests")
+    for job in jobs:
+        if not job.argv:
+            raise BudgetError(f"[commands.{job.name}] has no 'run' key: give the command "
+                              "after --")
+        if not job.budgets:
+            raise BudgetError(f"no budget for {job.name}: give --max-peak, --max-leak-per-stack"
+                              "... or a budget file")
+    return jobs
 
 
 def load_budget_file(path: str | os.PathLike[str]) -> BudgetFile:

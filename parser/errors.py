@@ -15,3 +15,7 @@ class ElfError(UserError):
 
 class BuildIdMismatch(UserError):
     """The binary given is not the one that ran."""
+
+
+class BudgetError(UserError):
+    """A budget that cannot be understood: a bad size, heap, key or budget file."""

@@ -21,7 +21,7 @@ from mem_profiler.parser.log_analysis import (
     peak,
     replay,
 )
-from mem_profiler.parser.units import format_amount
+from mem_profiler.parser.units import axis_unit, format_amount
 
 WIDTH, HEIGHT = 960, 500
 LEFT, RIGHT, TOP, BOTTOM = 84, 24, 96, 56  # margins around the plot
@@ -29,7 +29,6 @@ COLORS = dict(zip(HEAPS, ("#1f77b4", "#2ca02c", "#17becf", "#d62728", "#ff7f0e",
                                "#9467bd"), strict=True))
 RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
 MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
-_BYTE_UNITS = ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB"), (1, "B"))
 
 
 def format_timeline(cap: Capture, program: str | None = None) -> str:
@@ -45,7 +44,7 @@ def format_timeline(cap: Capture, program: str | None = None) -> str:
     peaks = [peak(cap, h) for h in heaps]
     t_end = max(log.end_ns, 1)
     top_bytes = max([1, *tl["peak"].tolist(), *tl["rss"].tolist(), *(p.bytes for p in peaks)])
-    scale, unit = next((s, u) for s, u in _BYTE_UNITS if top_bytes >= s)
+    scale, unit = axis_unit(top_bytes)
     y_top, y_ticks = _ticks(top_bytes / scale)
     t_scale, t_unit = (MS, "ms") if t_end < 10_000 * MS else (1e9, "s")
     x_top, x_ticks = _ticks(t_end / t_scale)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import VENV_BIN, assert_estimate, relative_sd
 
-from mem_profiler.gate_report import verdicts_from_json, verdicts_to_json
+from mem_profiler.parser.report_gate import verdicts_from_json, verdicts_to_json
 
 # budget_sites with no growth: every byte it allocates, in the order it does.
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC = 1_250_000, 1_050_000, 1_000_000, 1_350_000

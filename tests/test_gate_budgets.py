@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from mem_profiler.gate import plan_jobs
 from mem_profiler.parser.budgets import (
     GROWTH,
     LEAK_PER_STACK,
     PEAK,
     Budget,
-    BudgetError,
     is_exceeded,
     load_budget_file,
     option_budgets,
-    parse_size,
     parse_tolerance,
+    plan_jobs,
     size_budget,
 )
+from mem_profiler.parser.errors import BudgetError
+from mem_profiler.parser.units import parse_size
 
 
 @pytest.mark.parametrize("text, expected", [

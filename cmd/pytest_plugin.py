@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from mem_profiler import api
-from mem_profiler.parser.budgets import LEAK_PER_STACK, PEAK, Budget, BudgetError, size_budget
+from mem_profiler.parser.budgets import LEAK_PER_STACK, PEAK, Budget, size_budget
+from mem_profiler.parser.errors import BudgetError
 
 MARKER = "memory_budget"
 _KINDS = {"peak": PEAK, "leaks": LEAK_PER_STACK}
@@ -114,8 +115,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if plan is None:
         return (yield)
     # Imported here, not at the top: every pytest run in this environment loads the plugin.
-    from mem_profiler.parser.budget_check import check_budgets, format_result
+    from mem_profiler.parser.budget_check import check_budgets
     from mem_profiler.parser.heapfile import read_heap
+    from mem_profiler.parser.report_gate import format_result
 
     cap = None
     try:

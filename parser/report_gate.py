@@ -11,15 +11,84 @@ import json
 import os
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 
 from mem_profiler import __version__
-from mem_profiler.gate import CommandVerdict, gate_status
 from mem_profiler.parser.atomic import write_file
-from mem_profiler.parser.budget_check import format_result
+from mem_profiler.parser.budget_check import (
+    EXCEEDED,
+    HOLD,
+    SETUP_ERROR,
+    BudgetResult,
+    CommandVerdict,
+    StackLine,
+    gate_status,
+)
+from mem_profiler.parser.budgets import (
+    GROWTH,
+    LEAK_PER_STACK,
+    LIVE_AT_EXIT,
+    PEAK,
+    TOTAL_ALLOC,
+    Budget,
+    format_percent,
+)
 from mem_profiler.parser.escape import visible, xml_chars
+from mem_profiler.parser.units import format_size
 
 JSON_FORMAT = 1
-_VERDICTS = {0: "hold", 1: "exceeded", 2: "error"}
+_VERDICTS = {HOLD: "hold", EXCEEDED: "exceeded", SETUP_ERROR: "error"}
+SHOWN_FRAMES = 6
+_TITLES = {
+    PEAK: "stacks that allocated most (which of them were live at the peak is not recorded)",
+    LIVE_AT_EXIT: "stacks holding the most at exit",
+    LEAK_PER_STACK: "stacks holding the most at exit",
+    TOTAL_ALLOC: "stacks that allocated most",
+    GROWTH: "stacks whose allocations grew most against the baseline",
+}
+
+
+def format_result(result: BudgetResult) -> str:
+    """The result as report lines: verdict, measure, limit, exactness; for an exceeded
+    budget, the stacks responsible and any notes."""
+    budget = result.budget
+    what = budget.kind
+    if budget.kind == GROWTH:
+        what += f" {os.path.basename(budget.baseline or '')}: peak"
+    op = ">" if result.exceeded else "<="
+    line = (f"{'FAIL' if result.exceeded else 'ok  '} {budget.heap} {what} "
+            f"{_value(result.measured, result.exact)} {op} limit "
+            f"{format_size(result.limit, exact=result.exact)}")
+    if result.baseline_peak is not None:
+        line += (f" (baseline {format_size(result.baseline_peak, exact=result.exact)}"
+                 f" + {format_percent(budget.tolerance)})")
+    if result.exact:
+        line += ", exact"
+    else:
+        bound = ", an upper bound" if budget.kind in (PEAK, GROWTH) else ""
+        line += (f", estimated at -c {result.rate}: ±{format_size(result.sd, exact=False)}"
+                 f" (1 sd{bound})")
+    out = [line]
+    if result.stacks:
+        out.append(f"     {_TITLES[budget.kind]}:")
+        out += [f"     {_stack_line(s)}" for s in result.stacks]
+    out += [f"     note: {n}" for n in result.notes]
+    return "\n".join(out)
+
+
+def _value(value: float, exact: bool) -> str:
+    return format_size(value) if exact else f"~{format_size(value, exact=False)}"
+
+
+def _stack_line(stack: StackLine) -> str:
+    frames = stack.frames[:SHOWN_FRAMES] + (["..."] if len(stack.frames) > SHOWN_FRAMES else [])
+    text = f"{'+' if stack.baseline_bytes is not None else ''}{round(stack.bytes):,} B"
+    text = f"{text:>16}  {' < '.join(map(visible, frames)) or '(no frames)'}"
+    if stack.baseline_bytes is not None:
+        text += (f"  ({round(stack.baseline_bytes):,} B -> "
+                 f"{round(stack.baseline_bytes + stack.bytes):,} B)")
+    return text
 
 
 def format_verdicts(verdicts: list[CommandVerdict]) -> str:
@@ -58,12 +127,36 @@ def _other_processes(n: int) -> str:
 def verdicts_to_json(verdicts: list[CommandVerdict]) -> dict:
     status = gate_status(verdicts)
     return {"format": JSON_FORMAT, "mem_profiler": __version__, "exit_status": status,
-            "verdict": _VERDICTS[status], "commands": [v.to_dict() for v in verdicts]}
+            "verdict": _VERDICTS[status], "commands": [_saved(v) for v in verdicts]}
+
+
+def _saved(value: object) -> object:
+    """A verdict as JSON holds it: each dataclass an object of its fields, in their order,
+    less those that are no part of its value (a budget's baseline profile)."""
+    if is_dataclass(value):
+        return {f.name: _saved(getattr(value, f.name)) for f in fields(value) if f.compare}
+    if isinstance(value, list):
+        return [_saved(item) for item in value]
+    return value
 
 
 def verdicts_from_json(doc: dict) -> list[CommandVerdict]:
     """The verdicts of a document written by write_json."""
-    return [CommandVerdict.from_dict(c) for c in doc["commands"]]
+    return [_verdict(c) for c in doc["commands"]]
+
+
+def _verdict(saved: Mapping) -> CommandVerdict:
+    rest = dict(saved)
+    budgets = [Budget(**b) for b in rest.pop("budgets")]
+    results = [_result(r) for r in rest.pop("results")]
+    return CommandVerdict(budgets=budgets, results=results, **rest)
+
+
+def _result(saved: Mapping) -> BudgetResult:
+    rest = dict(saved)
+    budget = Budget(**rest.pop("budget"))
+    stacks = [StackLine(**s) for s in rest.pop("stacks")]
+    return BudgetResult(budget=budget, stacks=stacks, **rest)
 
 
 def write_json(path: str | os.PathLike[str], verdicts: list[CommandVerdict]) -> None:
