@@ -13,7 +13,7 @@ from mem_profiler.parser.units import (
     HEAP_HUES,
     format_amount,
     format_labelled,
-    format_percent,
+    format_share,
     format_value,
     unit_name,
 )
@@ -38,8 +38,8 @@ def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = 
     max_flat = float(max(abs(graph.flat).max(initial=0.0), 0.0))
     for i, name in enumerate(graph.names):
         flat, cum = float(graph.flat[i]), float(graph.cum[i])
-        label = "\\n".join([_text(name), _share(flat, graph.total, unit),
-                            "of " + _share(cum, graph.total, unit)])
+        label = "\\n".join([_text(name), _with_share(flat, graph.total, unit),
+                            "of " + _with_share(cum, graph.total, unit)])
         size = 8 + (math.ceil(16 * math.sqrt(abs(flat) / max_flat)) if max_flat else 0)
         score = cum / abs(graph.total) if graph.total else 0.0
         dot.node(f"N{i + 1}", nohtml(label), id=f"node{i + 1}", fontsize=str(size),
@@ -78,9 +78,9 @@ def _unit(graph: CallGraph) -> str:
     return "objects" if graph.index.endswith("_objects") else "bytes"
 
 
-def _share(value: float, total: float, unit: str) -> str:
+def _with_share(value: float, total: float, unit: str) -> str:
     """`12.5 MB (80.1%)`"""
-    return f"{format_labelled(value, unit)} ({format_percent(value, total)})"
+    return f"{format_labelled(value, unit)} ({format_share(value, total)})"
 
 def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
     unit = _unit(graph)
@@ -88,7 +88,7 @@ def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
     lines = [title, f"Type: {graph.index}", *notes,
              f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
              f"Showing nodes accounting for {format_labelled(shown, unit)},"
-             f" {format_percent(shown, graph.total)} of total"]
+             f" {format_share(shown, graph.total)} of total"]
     if graph.dropped_nodes:
         lines.append(f"Dropped {graph.dropped_nodes} node{'s' * (graph.dropped_nodes > 1)}"
                      f" (cum <= {format_amount(graph.node_cutoff, unit)})")

@@ -20,8 +20,8 @@ def format_labelled(value: float, unit: str) -> str:
     return f"{format_value(value, unit)} {unit_name(unit)}"
 
 
-def format_percent(value: float, total: float) -> str:
-    """`12.5%` of total; nan/inf as jeprof prints them when the total is 0."""
+def format_share(value: float, total: float) -> str:
+    """`12.5%`: value's share of total; nan/inf as jeprof prints them when the total is 0."""
     if total == 0:
         return "nan" if value == 0 else "+inf" if value > 0 else "-inf"
     return f"{value * 100.0 / total + 0.0:.1f}%"  # + 0.0: no "-0.0%" for a zero value
