@@ -9,8 +9,8 @@ import math
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.escape import visible
 from mem_profiler.parser.graph import CallGraph, Edge
+from mem_profiler.parser.heaps import HEAP_HUES
 from mem_profiler.parser.units import (
-    HEAP_HUES,
     format_amount,
     format_labelled,
     format_share,

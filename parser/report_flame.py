@@ -9,7 +9,7 @@ import numpy as np
 from mem_profiler.parser.escape import script_json, visible
 from mem_profiler.parser.flame import FlameTree
 from mem_profiler.parser.flame_page import PAGE
-from mem_profiler.parser.units import HEAP_HUES
+from mem_profiler.parser.heaps import HEAP_HUES
 
 # Frames lighter than this share of the whole are left out of the page, as flamegraph.pl
 # leaves out frames under 0.1 pixel: a profile of 10^5 scattered stacks would otherwise

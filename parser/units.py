@@ -36,7 +36,3 @@ def format_amount(value: float, unit: str) -> str:
         if abs(value) >= scale / 10:
             return f"{value / scale:.1f} {name}"
     return f"{int(value)} B"
-
-
-# Reports draw each heap in a hue of its own, so device frames never pass for host ones.
-HEAP_HUES = {"host": 10, "cuda": 205, "cuda_host": 265, "acl": 130, "acl_host": 165, "hal": 40}
