@@ -10,6 +10,7 @@ from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.escape import visible
 from mem_profiler.parser.graph import CallGraph, Edge
 from mem_profiler.parser.heaps import HEAP_HUES
+from mem_profiler.parser.sampling import index_unit
 from mem_profiler.parser.units import (
     format_amount,
     format_labelled,
@@ -27,7 +28,7 @@ def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = 
     # Imported here, not at the top: only a call graph needs it (20 ms of a command line).
     from graphviz import Digraph, nohtml
 
-    unit = _unit(graph)
+    unit = index_unit(graph.index)
     hue = None if heap == "host" else HEAP_HUES.get(heap)
     if heap != "host":
         notes = [f"Heap: {heap}", *notes]
@@ -74,16 +75,12 @@ def _text(text: str) -> str:
     return escape(visible(text))
 
 
-def _unit(graph: CallGraph) -> str:
-    return "objects" if graph.index.endswith("_objects") else "bytes"
-
-
 def _with_share(value: float, total: float, unit: str) -> str:
     """`12.5 MB (80.1%)`"""
     return f"{format_labelled(value, unit)} ({format_share(value, total)})"
 
 def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
-    unit = _unit(graph)
+    unit = index_unit(graph.index)
     shown = float(graph.flat.sum())
     lines = [title, f"Type: {graph.index}", *notes,
              f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
