@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import binascii
-import contextlib
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mem_profiler.parser.errors import HeapFileError
 from mem_profiler.parser.heaps import HEAPS
-from mem_profiler.parser.input_files import open_regular, read_regular
+from mem_profiler.parser.input_files import open_regular, read_errors, read_regular
 from mem_profiler.parser.memory_map import MemoryMapping
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
@@ -149,26 +148,15 @@ class HeapProfile:
 def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
     """Read and validate a .heap file; raise HeapFileError on any problem."""
     name = os.fspath(path)
-    with _file_errors(name):
+    with read_errors(name, HeapFileError):
         data = read_regular(name, "a .heap file", HeapFileError)
     return parse_heap(data, name)
-
-
-@contextlib.contextmanager
-def _file_errors(name: str) -> Iterator[None]:
-    """The operating system's errors in reading `name` as one sentence (HeapFileError)."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise HeapFileError(f"{name} does not exist.") from None
-    except OSError as e:
-        raise HeapFileError(f"cannot read {name}: {e.strerror or e}.") from None
 
 
 def read_heap_header(path: str) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
-    with _file_errors(path), open_regular(path, "a .heap file", HeapFileError) as f:
+    with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         head = f.read(_HEADER_BYTES)
     end = head.find(b"\n@")
     lines = _decode(head[:end] if end >= 0 else head).split("\n")
