@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mem_profiler.parser.nputil import name_ranks, sorted_unique
+from mem_profiler.parser.sampling import index_unit
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 
@@ -23,7 +24,15 @@ class FlatCum:
 
     @property
     def unit(self) -> str:
-        return "objects" if self.index.endswith("_objects") else "bytes"
+        return index_unit(self.index)
+
+
+def node_frames(sym: SymbolizedProfile, lines: bool = False,
+                full_names: bool = False) -> tuple[list[str], np.ndarray]:
+    """Node names (see SymbolizedProfile.node_names) and the node of each frame of the
+    stacks, int64, concatenated as sym.frames."""
+    names, node_of = sym.node_names(lines, full_names)
+    return names, node_of[sym.frames] if len(sym.frames) else sym.frames
 
 
 def aggregate(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool = False,
@@ -34,8 +43,7 @@ def aggregate(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool
     Nodes are functions, or `function file:line` with lines (see
     SymbolizedProfile.node_names)."""
     values = sym.value(index)
-    names, node_of = sym.node_names(lines, full_names)
-    frames = node_of[sym.frames] if len(sym.frames) else sym.frames
+    names, frames = node_frames(sym, lines, full_names)
     n = len(names)
     lengths = np.diff(sym.offsets)
     nonempty = lengths > 0

@@ -18,7 +18,7 @@ from elftools.elf.elffile import ELFFile
 
 from mem_profiler.parser import symcache
 from mem_profiler.parser.errors import ElfError
-from mem_profiler.parser.input_files import open_regular
+from mem_profiler.parser.input_files import open_regular, read_errors
 
 # Where distributions put separate debug files (monkeypatched by tests).
 DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
@@ -411,11 +411,8 @@ def _open(path: str) -> BinaryIO:
 def _elf_errors(path: str) -> Iterator[None]:
     """Turn the ways reading an ELF file can fail into ElfError."""
     try:
-        yield
-    except FileNotFoundError:
-        raise ElfError(f"{path} does not exist.") from None
-    except OSError as e:
-        raise ElfError(f"cannot read {path}: {e.strerror or e}.") from None
+        with read_errors(path, ElfError):
+            yield
     except (ELFError, DWARFError, ValueError, KeyError, IndexError) as e:
         raise ElfError(f"{path} is not a valid ELF binary ({e}).") from None
 

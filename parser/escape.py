@@ -2,8 +2,9 @@
 lines come from the profiled program and may hold any character.
 
 A terminal line, XML 1.0 (which forbids most control characters even as character
-references) and a graphviz label get them visibly as `\\n`, `\\x01`; JSON inside an HTML
-<script> gets its `<`, `>` and `&` as escapes, so that no name can end the script."""
+references) and a graphviz label (report_dot, where the `graphviz` package adds dot's own
+escapes) get them visibly as `\\n`, `\\x01`; JSON inside an HTML <script> gets its `<`,
+`>` and `&` as escapes, so that no name can end the script."""
 
 from __future__ import annotations
 
@@ -45,11 +46,6 @@ def xml_chars(text: str) -> str:
     """`text` with the characters XML 1.0 cannot hold written as escapes (see visible);
     tabs and line breaks stay. For text that an XML writer escapes otherwise."""
     return _NOT_XML_RE.sub(_escape_char, text)
-
-
-def dot_string(text: str) -> str:
-    """Text inside a graphviz double-quoted string (whose `\\` starts escapes of its own)."""
-    return visible(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def script_json(data: object) -> str:

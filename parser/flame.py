@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.parser.aggregate import node_frames
 from mem_profiler.parser.escape import visible
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
@@ -32,11 +33,10 @@ class FlameTree:
 def flame_tree(sym: SymbolizedProfile, index: str = "inuse_space", *,
                lines: bool = False, full_names: bool = False) -> FlameTree:
     """Merge the stacks from the root, one depth at a time (stacks worth 0 are left out)."""
-    names, node_of = sym.node_names(lines, full_names)
+    names, frames = node_frames(sym, lines, full_names)
     n = len(names)
     lengths = np.diff(sym.offsets)
     values = sym.value(index)
-    frames = node_of[sym.frames] if len(sym.frames) else sym.frames
     stacks = np.flatnonzero((lengths > 0) & (values != 0))
     ends = sym.offsets[1:][stacks] - 1  # the root frame of each stack
     depth_left = lengths[stacks]
@@ -66,10 +66,10 @@ def format_collapsed(sym: SymbolizedProfile, index: str = "inuse_space", *,
     """One `root;...;leaf value` line per distinct stack of nodes, values rounded to
     integers (negative ones in a diff); lines that round to 0 are left out. (A `;` in a
     name would split it: it is written `:`; a line break as `\\n`, see visible.)"""
-    names, node_of = sym.node_names(lines, full_names)
+    names, frames = node_frames(sym, lines, full_names)
     labels = [visible(name).replace(";", ":") for name in names]
     values = sym.value(index)
-    frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()
+    frames, bounds = frames.tolist(), sym.offsets.tolist()
     totals: dict[str, float] = {}
     for i in np.flatnonzero((np.diff(sym.offsets) > 0) & (values != 0)).tolist():
         key = ";".join([labels[f] for f in frames[bounds[i]:bounds[i + 1]]][::-1])

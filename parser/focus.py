@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from mem_profiler.parser.aggregate import node_frames
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 
@@ -19,10 +20,9 @@ def select_stacks(sym: SymbolizedProfile, focus: re.Pattern[str] | None = None,
     names with their arguments and templates with full_names)."""
     if focus is None and ignore is None:
         return sym
-    names, node_of = sym.node_names(lines, full_names)
+    names, nodes = node_frames(sym, lines, full_names)
     lengths = np.diff(sym.offsets)
     stack_of = np.repeat(np.arange(len(lengths)), lengths)
-    nodes = node_of[sym.frames] if len(sym.frames) else sym.frames
 
     def through(pattern: re.Pattern[str]) -> np.ndarray:
         """Per stack: does a frame match?"""

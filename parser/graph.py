@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.parser.aggregate import node_frames
 from mem_profiler.parser.nputil import name_ranks, sorted_unique
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
@@ -66,12 +67,12 @@ def call_graph(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: boo
     """Build the graph, then drop nodes with |cum| < nodefraction*|total|, keep the
     `nodecount` heaviest by |cum|, drop edges with |weight| < edgefraction*|total| and
     dotted edges whose callee is reached another way (as pprof's RemoveRedundantEdges)."""
-    names, node_of = sym.node_names(lines, full_names)
+    names, nodes = node_frames(sym, lines, full_names)
     lengths = np.diff(sym.offsets)
     leaf = np.zeros(len(sym.frames), bool)
     leaf[sym.offsets[:-1][lengths > 0]] = True
-    stacks = _Stacks(node_of[sym.frames] if len(sym.frames) else sym.frames,
-                     np.repeat(np.arange(len(lengths)), lengths), leaf, sym.value(index))
+    stacks = _Stacks(nodes, np.repeat(np.arange(len(lengths)), lengths), leaf,
+                     sym.value(index))
     n = len(names)
     total = float(stacks.values.sum())
     node_cutoff, edge_cutoff = abs(total) * nodefraction, abs(total) * edgefraction

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import binascii
-import contextlib
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mem_profiler.parser.errors import HeapFileError
 from mem_profiler.parser.heaps import HEAPS
-from mem_profiler.parser.input_files import open_regular, read_regular
+from mem_profiler.parser.input_files import open_regular, read_errors, read_regular
+from mem_profiler.parser.memory_map import MemoryMapping
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 
@@ -50,21 +50,6 @@ _CHUNK = 1 << 20
 _HEADER_BYTES = 1 << 20   # the `#` lines: a build-id line per loaded object, far fewer
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """One line of /proc/<pid>/maps."""
-
-    start: int
-    end: int
-    perms: str
-    offset: int
-    path: str  # "" for an anonymous mapping
-
-    @property
-    def executable(self) -> bool:
-        return "x" in self.perms
 
 
 @dataclass
@@ -141,7 +126,7 @@ class HeapProfile:
     # float64 (stacks, 4): the sums of each stack's sample weights (`# estimate:` lines:
     # in-use objects and bytes, allocated objects and bytes), None in files without them.
     estimates: np.ndarray | None = None
-    mappings: list[Mapping] = field(default_factory=list)
+    mappings: list[MemoryMapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)   # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)   # failed device allocations
     foreign: list[Foreign] = field(default_factory=list)    # registered or opened, not allocated
@@ -164,26 +149,15 @@ class HeapProfile:
 def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
     """Read and validate a .heap file; raise HeapFileError on any problem."""
     name = os.fspath(path)
-    with _file_errors(name):
+    with read_errors(name, HeapFileError):
         data = read_regular(name, "a .heap file", HeapFileError)
     return parse_heap(data, name)
-
-
-@contextlib.contextmanager
-def _file_errors(name: str) -> Iterator[None]:
-    """The operating system's errors in reading `name` as one sentence (HeapFileError)."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise HeapFileError(f"{name} does not exist.") from None
-    except OSError as e:
-        raise HeapFileError(f"cannot read {name}: {e.strerror or e}.") from None
 
 
 def read_heap_header(path: str) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
-    with _file_errors(path), open_regular(path, "a .heap file", HeapFileError) as f:
+    with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         head = f.read(_HEADER_BYTES)
     end = head.find(b"\n@")
     lines = _decode(head[:end] if end >= 0 else head).split("\n")
@@ -416,8 +390,8 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         if "\0" in line:
             raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
         # the kernel writes a newline in a path as \012
-        prof.mappings.append(Mapping(start, end, m[3], offset,
-                                     (m[5] or "").replace("\\012", "\n")))
+        prof.mappings.append(MemoryMapping(start, end, m[3], offset,
+                                           (m[5] or "").replace("\\012", "\n")))
 
     if samples is None:
         offsets = np.zeros(len(lengths) + 1, np.int64)

@@ -3,12 +3,14 @@
 Reading a FIFO waits for a writer forever, a device such as /dev/zero never ends, and a
 sparse file of many gigabytes would be read into memory whole: each is refused in one
 sentence before anything is read. Errors of the operating system (a missing file, no
-permission) are left to the caller, which names the file in its own words."""
+permission) are the caller's to word, or read_errors' usual sentence."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from mem_profiler.parser.errors import UserError
@@ -35,6 +37,17 @@ def open_regular(path: str, what: str, error: type[UserError]) -> BinaryIO:
         kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
         raise error(f"{path} is {kind}, not {what}: only regular files are read.")
     return os.fdopen(fd, "rb")
+
+
+@contextlib.contextmanager
+def read_errors(path: str, error: type[UserError]) -> Iterator[None]:
+    """The operating system's errors in reading `path` as one sentence (`error`)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"{path} does not exist.") from None
+    except OSError as e:
+        raise error(f"cannot read {path}: {e.strerror or e}.") from None
 
 
 def read_regular(path: str, what: str, error: type[UserError],

@@ -1,20 +1,20 @@
-"""The call graph as graphviz dot text in pprof's style, and as SVG through `dot`."""
+"""The call graph in pprof's style: dot built with the `graphviz` package, drawn as SVG by
+graphviz's `dot` program (the Debian package graphviz)."""
 
 from __future__ import annotations
 
 import colorsys
 import math
-import shutil
-import subprocess
 
 from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.escape import dot_string
+from mem_profiler.parser.escape import visible
 from mem_profiler.parser.graph import CallGraph, Edge
+from mem_profiler.parser.heaps import HEAP_HUES
+from mem_profiler.parser.sampling import index_unit
 from mem_profiler.parser.units import (
-    HEAP_HUES,
     format_amount,
     format_labelled,
-    format_percent,
+    format_share,
     format_value,
     unit_name,
 )
@@ -25,60 +25,67 @@ def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = 
     then one box per node (name, flat, cum; font size by |flat|, colour by cum) and the
     edges (labelled with their weight, width and colour by weight, dotted if residual).
     The host heap has pprof's reds; a device heap draws its growth in its own hue."""
-    unit = _unit(graph)
+    # Imported here, not at the top: only a call graph needs it (20 ms of a command line).
+    from graphviz import Digraph, nohtml
+
+    unit = index_unit(graph.index)
     hue = None if heap == "host" else HEAP_HUES.get(heap)
     if heap != "host":
         notes = [f"Heap: {heap}", *notes]
-    out = [f'digraph "{dot_string(title)}" {{', 'node [style=filled fillcolor="#f8f8f8"]']
-    legend = "\\l".join(dot_string(line) for line in _legend(graph, title, notes))
-    out.append(f'subgraph cluster_L {{ "legend" [shape=box fontsize=16 label="{legend}\\l"'
-               f' tooltip="{dot_string(title)}"] }}')
+    dot = Digraph(_text(title), node_attr={"style": "filled", "fillcolor": "#f8f8f8"})
+    legend = "".join(f"{_text(line)}\\l" for line in _legend(graph, title, notes))
+    with dot.subgraph(name="cluster_L") as box:
+        box.node("legend", nohtml(legend), shape="box", fontsize="16", tooltip=_text(title))
     max_flat = float(max(abs(graph.flat).max(initial=0.0), 0.0))
     for i, name in enumerate(graph.names):
         flat, cum = float(graph.flat[i]), float(graph.cum[i])
-        label = "\\n".join([dot_string(name), _share(flat, graph.total, unit),
-                            "of " + _share(cum, graph.total, unit)])
+        label = "\\n".join([_text(name), _with_share(flat, graph.total, unit),
+                            "of " + _with_share(cum, graph.total, unit)])
         size = 8 + (math.ceil(16 * math.sqrt(abs(flat) / max_flat)) if max_flat else 0)
         score = cum / abs(graph.total) if graph.total else 0.0
-        out.append(f'N{i + 1} [label="{label}" id="node{i + 1}" fontsize={size} shape=box'
-                   f' tooltip="{dot_string(name)} ({format_labelled(cum, unit)})"'
-                   f' color="{_color(score, False, hue)}"'
-                   f' fillcolor="{_color(score, True, hue)}"]')
-    out += [_edge(graph, e, unit, hue) for e in graph.edges]
-    out.append("}")
-    return "\n".join(out) + "\n"
+        dot.node(f"N{i + 1}", nohtml(label), id=f"node{i + 1}", fontsize=str(size),
+                 shape="box", tooltip=_text(f"{name} ({format_labelled(cum, unit)})"),
+                 color=_color(score, False, hue), fillcolor=_color(score, True, hue))
+    for edge in graph.edges:
+        dot.edge(f"N{edge.caller + 1}", f"N{edge.callee + 1}",
+                 **_edge_attrs(graph, edge, unit, hue))
+    return dot.source
 
 
 def render_svg(dot_text: str) -> bytes:
     """SVG drawn by graphviz's `dot`; UserError if it is missing or fails."""
-    dot = shutil.which("dot")
-    if dot is None:
+    import graphviz  # see format_dot
+
+    try:
+        return graphviz.pipe("dot", "svg", dot_text.encode("utf-8", "replace"), quiet=True)
+    except graphviz.ExecutableNotFound:
         raise UserError("the call graph (-s) needs graphviz's `dot`: install the Debian package"
-                        " graphviz (apt-get install graphviz).")
-    done = subprocess.run([dot, "-Tsvg"], input=dot_text.encode("utf-8", "replace"),
-                          capture_output=True)
-    if done.returncode != 0:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise UserError(f"dot failed to draw the call graph: {reason[-1] if reason else '?'}")
-    return done.stdout
+                        " graphviz (apt-get install graphviz).") from None
+    except graphviz.CalledProcessError as e:
+        reason = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise UserError(f"dot failed to draw the call graph: {reason[-1] if reason else '?'}"
+                        ) from None
 
 
-def _unit(graph: CallGraph) -> str:
-    return "objects" if graph.index.endswith("_objects") else "bytes"
+def _text(text: str) -> str:
+    """Text from the profile as dot shows it: invisible characters written visibly (see
+    escape.visible), `\\` and `<...>` meaning themselves."""
+    from graphviz import escape
+
+    return escape(visible(text))
 
 
-def _share(value: float, total: float, unit: str) -> str:
+def _with_share(value: float, total: float, unit: str) -> str:
     """`12.5 MB (80.1%)`"""
-    return f"{format_labelled(value, unit)} ({format_percent(value, total)})"
-
+    return f"{format_labelled(value, unit)} ({format_share(value, total)})"
 
 def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
-    unit = _unit(graph)
+    unit = index_unit(graph.index)
     shown = float(graph.flat.sum())
     lines = [title, f"Type: {graph.index}", *notes,
              f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
              f"Showing nodes accounting for {format_labelled(shown, unit)},"
-             f" {format_percent(shown, graph.total)} of total"]
+             f" {format_share(shown, graph.total)} of total"]
     if graph.dropped_nodes:
         lines.append(f"Dropped {graph.dropped_nodes} node{'s' * (graph.dropped_nodes > 1)}"
                      f" (cum <= {format_amount(graph.node_cutoff, unit)})")
@@ -90,23 +97,22 @@ def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
     return lines
 
 
-def _edge(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> str:
+def _edge_attrs(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> dict[str, str]:
     weight = format_labelled(edge.weight, unit)
-    attrs = [f'label=" {weight}"']
+    attrs = {"label": f" {weight}"}
     if graph.total:
         share = abs(edge.weight / graph.total)
         if (rank := 1 + int(min(share * 100, 100))) > 1:
-            attrs.append(f"weight={rank}")
+            attrs["weight"] = str(rank)
         if (width := 1 + int(min(share * 5, 5))) > 1:
-            attrs.append(f"penwidth={width}")
-        attrs.append(f'color="{_color(edge.weight / abs(graph.total), False, hue)}"')
+            attrs["penwidth"] = str(width)
+        attrs["color"] = _color(edge.weight / abs(graph.total), False, hue)
     arrow = "..." if edge.residual else "->"
-    tooltip = dot_string(f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]}"
-                      f" ({weight})")
-    attrs.append(f'tooltip="{tooltip}" labeltooltip="{tooltip}"')
+    attrs["tooltip"] = attrs["labeltooltip"] = _text(
+        f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]} ({weight})")
     if edge.residual:
-        attrs.append('style="dotted"')
-    return f"N{edge.caller + 1} -> N{edge.callee + 1} [{' '.join(attrs)}]"
+        attrs["style"] = "dotted"
+    return attrs
 
 
 def _color(score: float, background: bool, hue: float | None = None) -> str:

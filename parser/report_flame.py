@@ -9,7 +9,8 @@ import numpy as np
 from mem_profiler.parser.escape import script_json, visible
 from mem_profiler.parser.flame import FlameTree
 from mem_profiler.parser.flame_page import PAGE
-from mem_profiler.parser.units import HEAP_HUES
+from mem_profiler.parser.heaps import HEAP_HUES
+from mem_profiler.parser.sampling import index_unit
 
 # Frames lighter than this share of the whole are left out of the page, as flamegraph.pl
 # leaves out frames under 0.1 pixel: a profile of 10^5 scattered stacks would otherwise
@@ -31,7 +32,7 @@ def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
     data = {
         "title": title, "index": tree.index, "notes": list(notes), "diff": diff,
         "heap": heap, "hue": HEAP_HUES.get(heap, HEAP_HUES["host"]),
-        "unit": "objects" if tree.index.endswith("_objects") else "bytes",
+        "unit": index_unit(tree.index),
         "total": round(tree.total, 2),
         "names": [tree.names[i] for i in used.tolist()],
         "name": name.tolist(),

@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from mem_profiler.parser.heapfile import HeapProfile, Mapping
+from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.nputil import clip_int64
 from mem_profiler.parser.symbolize import (
     SymbolizedProfile,
@@ -119,7 +120,7 @@ def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]
     return out, list(locations)
 
 
-def _mapping(mid: int, m: Mapping, build_ids: dict[str, str], strings: _Strings) -> bytes:
+def _mapping(mid: int, m: MemoryMapping, build_ids: dict[str, str], strings: _Strings) -> bytes:
     build_id = build_ids.get(m.path) or build_ids.get(os.path.realpath(m.path), "")
     return _message(3, _int(1, mid) + _int(2, m.start) + _int(3, m.end) + _int(4, m.offset)
                     + _int(5, strings[m.path]) + _int(6, strings[build_id])

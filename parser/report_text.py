@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mem_profiler.parser.aggregate import FlatCum
 from mem_profiler.parser.escape import visible
-from mem_profiler.parser.units import format_percent, format_value, unit_name
+from mem_profiler.parser.units import format_share, format_value, unit_name
 
 
 def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] = ()) -> str:
@@ -20,9 +20,9 @@ def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] =
                                strict=False):
         running += flat
         # printf("%8s %6s %6s %8s %6s %s\n", ...) in jeprof's PrintText
-        out.append(f"{format_value(flat, table.unit):>8} {format_percent(flat, table.total):>6}"
-                   f" {format_percent(running, table.total):>6}"
-                   f" {format_value(cum, table.unit):>8} {format_percent(cum, table.total):>6}"
+        out.append(f"{format_value(flat, table.unit):>8} {format_share(flat, table.total):>6}"
+                   f" {format_share(running, table.total):>6}"
+                   f" {format_value(cum, table.unit):>8} {format_share(cum, table.total):>6}"
                    f" {visible(name)}\n")
     return "".join(out)
 

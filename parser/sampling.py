@@ -36,6 +36,11 @@ def unsample(objs: np.ndarray, nbytes: np.ndarray, rate: int) -> tuple[np.ndarra
     return np.asarray(objs) * scale, np.asarray(nbytes) * scale
 
 
+def index_unit(index: str) -> str:
+    """What a sample index counts: "objects" (inuse_objects, alloc_objects) or "bytes"."""
+    return "objects" if index.endswith("_objects") else "bytes"
+
+
 def index_column(index: str) -> int:
     """Position of a sample index in SAMPLE_INDEXES; ValueError for an unknown one."""
     if index not in SAMPLE_INDEXES:

@@ -10,7 +10,8 @@ import numpy as np
 
 from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.errors import BuildIdMismatch, ElfError, UserError
-from mem_profiler.parser.heapfile import HeapProfile, Mapping, read_heap_header
+from mem_profiler.parser.heapfile import HeapProfile, read_heap_header
+from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.sampling import index_column, stack_values
 
@@ -136,14 +137,14 @@ def _without_rust_hashes(name: str) -> str:
     return _RUST_HASH_RE.sub("", name) if "[" in name or "::h" in name else name
 
 
-def code_mappings(profile: HeapProfile) -> list[Mapping]:
+def code_mappings(profile: HeapProfile) -> list[MemoryMapping]:
     """The executable mappings backed by a file, sorted by address. (Anonymous executable
     memory, JIT code, has no file: its frames stay addresses.)"""
     return sorted((m for m in profile.mappings if m.executable and m.path),
                   key=lambda m: m.start)
 
 
-def mapping_index(maps: list[Mapping], addrs: np.ndarray) -> np.ndarray:
+def mapping_index(maps: list[MemoryMapping], addrs: np.ndarray) -> np.ndarray:
     """Index into `maps` (sorted by start) of the mapping holding each address, else -1."""
     starts = np.array([m.start for m in maps], np.uint64)
     ends = np.array([m.end for m in maps], np.uint64)

@@ -13,6 +13,7 @@ import numpy as np
 from mem_profiler.parser.escape import xml_text
 from mem_profiler.parser.eventlog import EventLog
 from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.parser.heaps import TIMELINE_COLORS as COLORS
 from mem_profiler.parser.log_analysis import (
     MS,
     Capture,
@@ -25,8 +26,6 @@ from mem_profiler.parser.units import axis_unit, format_amount
 
 WIDTH, HEIGHT = 960, 500
 LEFT, RIGHT, TOP, BOTTOM = 84, 24, 96, 56  # margins around the plot
-COLORS = dict(zip(HEAPS, ("#1f77b4", "#2ca02c", "#17becf", "#d62728", "#ff7f0e",
-                               "#9467bd"), strict=True))
 RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
 MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
 

@@ -99,8 +99,8 @@ def format_labelled(value: float, unit: str) -> str:
     return f"{format_value(value, unit)} {unit_name(unit)}"
 
 
-def format_percent(value: float, total: float) -> str:
-    """`12.5%` of total; nan/inf as jeprof prints them when the total is 0."""
+def format_share(value: float, total: float) -> str:
+    """`12.5%`: value's share of total; nan/inf as jeprof prints them when the total is 0."""
     if total == 0:
         return "nan" if value == 0 else "+inf" if value > 0 else "-inf"
     return f"{value * 100.0 / total + 0.0:.1f}%"  # + 0.0: no "-0.0%" for a zero value
@@ -115,7 +115,3 @@ def format_amount(value: float, unit: str) -> str:
         if abs(value) >= scale / 10:
             return f"{value / scale:.1f} {name}"
     return f"{int(value)} B"
-
-
-# Reports draw each heap in a hue of its own, so device frames never pass for host ones.
-HEAP_HUES = {"host": 10, "cuda": 205, "cuda_host": 265, "acl": 130, "acl_host": 165, "hal": 40}

@@ -10,7 +10,8 @@ import pytest
 
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.errors import HeapFileError
-from mem_profiler.parser.heapfile import Drops, Mapping, parse_heap, read_heap
+from mem_profiler.parser.heapfile import Drops, parse_heap, read_heap
+from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
 from mem_profiler.parser.symbolize import SymbolizedProfile, _strip_leaf_run
@@ -78,8 +79,8 @@ def test_reads_every_field_of_our_format(tmp_path):
     assert prof.cur_objs.tolist() == [100, 20] and prof.cur_bytes.tolist() == [409600, 81920]
     assert prof.acc_objs.tolist() == [100, 30] and prof.acc_bytes.tolist() == [409600, 122880]
     assert prof.cur_objs.dtype == np.int64
-    assert prof.mappings[1] == Mapping(0x55d0c0a01000, 0x55d0c0a02000, "r-xp", 0x1000,
-                                       "/abs/path/to/leaky")
+    assert prof.mappings[1] == MemoryMapping(0x55d0c0a01000, 0x55d0c0a02000, "r-xp", 0x1000,
+                                             "/abs/path/to/leaky")
     assert prof.mappings[2].path == "[vdso]" and prof.mappings[3].path == ""
     assert [m.executable for m in prof.mappings] == [False, True, True, False]
 
