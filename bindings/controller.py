@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mem_profiler import procfs
 from mem_profiler.control_block import (
     CMD_DETACH,
     CMD_DUMP,
@@ -26,8 +27,6 @@ from mem_profiler.control_block import (
     Status,
     block_pid,
     find_block,
-    process_owner,
-    process_start_time,
     user_name,
 )
 from mem_profiler.launch import absolute_prefix, check_output_folder
@@ -45,15 +44,6 @@ class Target:
     state: str          # capturing, idle, stale, or ? (not ours to read)
     cmdline: str
     last_dump: str = ""
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            text = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-    return printable(text)
 
 
 def printable(text: str) -> str:
@@ -76,8 +66,8 @@ def list_targets(clean: bool = True) -> list[Target]:
             file_owner = entry.stat(follow_symlinks=False).st_uid
         except FileNotFoundError:   # removed since the listing (its process ended)
             continue
-        owner = process_owner(pid)
-        if owner is None or process_start_time(pid) is None:
+        owner = procfs.owner_uid(pid)
+        if owner is None or procfs.start_time(pid) is None:
             if clean and file_owner == os.getuid():   # ours, left by a process that is gone
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
@@ -86,7 +76,7 @@ def list_targets(clean: bool = True) -> list[Target]:
             continue
         state, last_dump = _state_of(pid) if owner == os.getuid() else ("?", "")
         if state != "stale":
-            targets[pid] = Target(pid, user_name(owner), state, _cmdline(pid),
+            targets[pid] = Target(pid, user_name(owner), state, printable(procfs.cmdline(pid)),
                                   printable(last_dump))
     return [targets[pid] for pid in sorted(targets)]
 
@@ -123,14 +113,14 @@ def has_sampler(pid: int) -> bool:
 
 
 def attach(pid: int, timeout: float = 5.0) -> None:
-    """Loads the sampler into pid, started without it (mem_profiler/inject.py), and waits
+    """Loads the sampler into pid, started without it (attach/inject.py), and waits
     for its control block. AttachError when it cannot be loaded."""
-    from mem_profiler.inject import inject  # its ELF reader, for attaching alone
+    from mem_profiler.attach.inject import inject  # its ELF reader, for attaching alone
 
     inject(pid, library_path())
     end = time.monotonic() + timeout
     while find_block(pid) is None:
-        if process_start_time(pid) is None or time.monotonic() > end:
+        if procfs.start_time(pid) is None or time.monotonic() > end:
             raise ControlError(f"process {pid} loaded the sampler but made no control block "
                                f"in {timeout:g} s")
         time.sleep(0.01)
@@ -201,7 +191,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
         except KeyboardInterrupt:
             pass
         except ControlError:
-            if process_start_time(pid) is None:
+            if procfs.start_time(pid) is None:
                 raise ControlError(ended_during_window(pid, prefix)) from None
             raise
         try:
