@@ -13,8 +13,8 @@ import pytest
 from conftest import assert_estimate, profile_run, relative_sd, total
 from standins.build import INCLUDE, build_standins
 
-from mem_profiler import analyzers
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.parser import analyzers
 from mem_profiler.parser.log_analysis import NEVER, open_capture, peak, replay
 
 KiB, MiB = 1024, 1 << 20

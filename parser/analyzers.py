@@ -1,6 +1,6 @@
 """Offline analyses of a capture made with --mode log, with the API msMemScope's users know:
 
-    from mem_profiler import analyzers
+    from mem_profiler.parser import analyzers
     analyzers.list_analyzers()                # ['leaks', 'window_leaks', 'peak', 'timeline']
     analyzers.get_analyzer_config("leaks")    # its parameters
     analyzers.check_leaks("/tmp/x_4242.0001.heap", mstx_info="step start", start_index=0)
