@@ -4,12 +4,10 @@ follow it, close it and collect the files (the target side is sampler/control.c)
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from mem_profiler import procfs
 from mem_profiler.control_block import (
@@ -29,7 +27,9 @@ from mem_profiler.control_block import (
     find_block,
     user_name,
 )
-from mem_profiler.launch import absolute_prefix, check_output_folder
+from mem_profiler.defaults import DEFAULT_DEVICE_RATE
+from mem_profiler.launch import check_output_folder
+from mem_profiler.parser.file_names import absolute_prefix, files_of_process, window_files
 from mem_profiler.sampler_lib import library_path
 
 # The target closes the window itself this long after the requested end, should
@@ -135,7 +135,7 @@ def detach(pid: int) -> tuple[Status, list[str]]:
         status = block.request(CMD_DETACH)
     check_dump(pid, before, status)
     closed = before.capturing and status.dumps > before.dumps
-    return status, dump_files(status.last_dump) if closed else []
+    return status, last_dump_files(status) if closed else []
 
 
 def dump_window(pid: int) -> list[str]:
@@ -154,7 +154,7 @@ def dump_window(pid: int) -> list[str]:
             if status.failed_dumps == before.failed_dumps:
                 raise
     check_dump(pid, before, status)
-    return dump_files(status.last_dump)
+    return last_dump_files(status)
 
 
 @dataclass
@@ -165,7 +165,8 @@ class CaptureResult:
 
 def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                    progress: Callable[[float, Status], None] | None = None,
-                   tick: float = 0.5, device_rate: int = 1, log: bool = False) -> CaptureResult:
+                   tick: float = 0.5, device_rate: int = DEFAULT_DEVICE_RATE,
+                   log: bool = False) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
     check_output_folder(prefix)
@@ -201,7 +202,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
             if (status.dumps, status.failed_dumps) == (before.dumps, before.failed_dumps):
                 raise
         check_dump(pid, before, status)
-        return CaptureResult(paths=dump_files(status.last_dump), status=status)
+        return CaptureResult(paths=last_dump_files(status), status=status)
 
 
 def check_dump(pid: int, before: Status, after: Status) -> None:
@@ -210,19 +211,16 @@ def check_dump(pid: int, before: Status, after: Status) -> None:
         raise ControlError(f"process {pid} {after.dump_failure or 'could not write its profile'}")
 
 
+def last_dump_files(status: Status) -> list[str]:
+    """The files of the last dump: the host heap's, then each device heap's it wrote."""
+    return list(window_files(status.last_dump).values())
+
+
 def ended_during_window(pid: int, prefix: str) -> str:
     """What a process that ended during a window left: a .heap file if its exit handlers
     ran, the event log of a log-mode window even if it was killed."""
-    stem = absolute_prefix(prefix) + f"{pid}."
-    left = sorted(glob.glob(glob.escape(stem) + "[0-9][0-9][0-9][0-9]*.heap")
-                  + glob.glob(glob.escape(stem) + "[0-9][0-9][0-9][0-9].*.memlog"))
+    left = files_of_process(prefix, pid)
     if not left:
         return f"process {pid} ended during the capture; nothing was collected"
     return f"process {pid} ended during the capture; it left {', '.join(left)}"
 
-
-def dump_files(host_file: str) -> list[str]:
-    """The host heap's file and the device heaps' files written with it."""
-    stem = Path(host_file.removesuffix(".heap"))
-    return [host_file] + sorted(str(p) for p in stem.parent.glob(glob.escape(stem.name)
-                                                                 + ".*.heap"))

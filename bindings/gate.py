@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mem_profiler.launch import CaptureSettings, LaunchError, heap_file_pattern, run_profiled
+from mem_profiler.defaults import DEFAULT_DEPTH, DEFAULT_DEVICE_RATE
+from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.budget_check import BudgetResult, check_budgets
 from mem_profiler.parser.budgets import Budget, BudgetError, BudgetFile, merge
 from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.file_names import heap_file, heap_file_pattern
 from mem_profiler.parser.heapfile import read_heap
 
 # Exit statuses of the gate.
@@ -39,8 +41,8 @@ class GateJob:
 @dataclass
 class GateSettings:
     rate: int = 1
-    device_rate: int = 1
-    depth: int = 64
+    device_rate: int = DEFAULT_DEVICE_RATE
+    depth: int = DEFAULT_DEPTH
     top: int = 5                        # stacks shown per exceeded budget
     save_dir: str | None = None         # keep each command's profiles: DIR/NAME[.HEAP].heap
 
@@ -186,7 +188,7 @@ def save_profiles(files: Mapping[str, Path], folder: str, name: str) -> list[Pat
     stem = re.sub(r"[^\w.-]", "_", name)
     saved = []
     for heap, path in files.items():
-        target = Path(folder) / (f"{stem}.heap" if heap == "host" else f"{stem}.{heap}.heap")
+        target = Path(folder) / heap_file(stem, heap)
         try:
             with open(path, "rb") as src, atomic_open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)

@@ -28,7 +28,7 @@ from mem_profiler.control_block import (
     ControlBlock,
     ControlError,
 )
-from mem_profiler.controller import dump_files
+from mem_profiler.parser.file_names import window_files, window_stem
 from mem_profiler.parser.heapfile import HeapProfile, read_heap
 
 # How long the view's own window outlives the refresh that is due next, should the view
@@ -99,7 +99,8 @@ class LiveView:
                                "opened in the program")
         rss = procfs.rss_bytes(self.pid)
         profiles = []
-        for path in dump_files(f"{self._prefix}{self.pid}.0000.heap"):
+        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/capture.c).
+        for path in window_files(window_stem(self._prefix, self.pid, 0)).values():
             try:
                 profiles.append(read_heap(path))
             finally:
