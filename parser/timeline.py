@@ -15,8 +15,8 @@ from mem_profiler.parser.eventlog import EventLog
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.log_analysis import (
     MS,
-    Capture,
     Peak,
+    WindowLog,
     interval_starts,
     peak,
     replay,
@@ -32,7 +32,7 @@ MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
 _BYTE_UNITS = ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB"), (1, "B"))
 
 
-def format_timeline(cap: Capture, program: str | None = None) -> str:
+def format_timeline(cap: WindowLog, program: str | None = None) -> str:
     """The SVG document of a capture's log; `program` names it in the title (by default
     the program the .heap file names)."""
     log = cap.log
