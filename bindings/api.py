@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from cffi import FFI
 
-from mem_profiler.defaults import DEFAULT_DEPTH, DEFAULT_RATE, MAX_DEPTH
+from mem_profiler import defaults
 from mem_profiler.parser.file_names import absolute_prefix, window_files
 from mem_profiler.parser.heaps import HEAPS
 
@@ -92,7 +92,7 @@ def is_capturing() -> bool:
     return bool(_call("memprof_is_capturing")())
 
 
-def start(rate: int = DEFAULT_RATE, output: str | None = None, depth: int = DEFAULT_DEPTH,
+def start(rate: int = defaults.RATE, output: str | None = None, depth: int = defaults.DEPTH,
           track_live: bool = False) -> None:
     """Open a capture window: `rate` mean bytes between samples (1: every allocation),
     `output` the path prefix of its files (default: MEMPROF_PREFIX, else
@@ -125,7 +125,8 @@ def _start_problem(err: int, rate: int, depth: int) -> str:
         return ("a capture window is already open in this process (`mem_profiler run` "
                 "without --idle opens one at start): stop() it first")
     if err == errno.EINVAL:
-        return f"bad window settings: rate {rate} (at least 1), depth {depth} (1 to {MAX_DEPTH})"
+        return (f"bad window settings: rate {rate} (at least 1), depth {depth} "
+                f"(1 to {defaults.MAX_DEPTH})")
     if err == errno.ENAMETOOLONG:
         return "the output prefix is too long"
     return f"could not open a capture window: {os.strerror(err)}"
@@ -219,7 +220,7 @@ class Capture:
 
 @contextlib.contextmanager
 def capture(rate: int = 1, output: str | None = None,
-            depth: int = DEFAULT_DEPTH) -> Iterator[Capture]:
+            depth: int = defaults.DEPTH) -> Iterator[Capture]:
     """A window around the block, with live bytes tracked; by default every allocation
     is recorded (rate 1) and the files go to a new temporary folder (`output`: a path
     prefix instead)."""

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from cffi import FFI
 
-from mem_profiler import procfs
-from mem_profiler.defaults import DEFAULT_DEVICE_RATE
+from mem_profiler import defaults, procfs
 from mem_profiler.parser.heaps import HEAPS
 
 SEGMENT_DIR = "/dev/shm"
@@ -247,7 +246,7 @@ class ControlBlock:
                                "mem_profiler") from None
 
     def request(self, command: int, timeout: float = 5.0, *, rate: int = 0,
-                device_rate: int = DEFAULT_DEVICE_RATE, depth: int = 0, deadline_ns: int = 0,
+                device_rate: int = defaults.DEVICE_RATE, depth: int = 0, deadline_ns: int = 0,
                 prefix: str = "", flags: int = 0, log_cap: int = 0,
                 log_files: int = 0) -> Status:
         """Sends one request and waits for the control thread's reply: START takes every

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mem_profiler import procfs
+from mem_profiler import defaults, procfs
 from mem_profiler.control_block import (
     CMD_DETACH,
     CMD_DUMP,
@@ -27,7 +27,6 @@ from mem_profiler.control_block import (
     find_block,
     user_name,
 )
-from mem_profiler.defaults import DEFAULT_DEVICE_RATE
 from mem_profiler.launch import check_output_folder
 from mem_profiler.parser.file_names import absolute_prefix, files_of_process, window_files
 from mem_profiler.sampler_lib import library_path
@@ -165,7 +164,7 @@ class CaptureResult:
 
 def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                    progress: Callable[[float, Status], None] | None = None,
-                   tick: float = 0.5, device_rate: int = DEFAULT_DEVICE_RATE,
+                   tick: float = 0.5, device_rate: int = defaults.DEVICE_RATE,
                    log: bool = False) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""

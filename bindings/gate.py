@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mem_profiler.defaults import DEFAULT_DEPTH, DEFAULT_DEVICE_RATE
+from mem_profiler import defaults
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.budget_check import BudgetResult, check_budgets
@@ -41,8 +41,8 @@ class GateJob:
 @dataclass
 class GateSettings:
     rate: int = 1
-    device_rate: int = DEFAULT_DEVICE_RATE
-    depth: int = DEFAULT_DEPTH
+    device_rate: int = defaults.DEVICE_RATE
+    depth: int = defaults.DEPTH
     top: int = 5                        # stacks shown per exceeded budget
     save_dir: str | None = None         # keep each command's profiles: DIR/NAME[.HEAP].heap
 

@@ -9,14 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mem_profiler.defaults import (
-    DEFAULT_DEPTH,
-    DEFAULT_DEVICE_RATE,
-    DEFAULT_LOG_FILE_BYTES,
-    DEFAULT_LOG_FILES,
-    DEFAULT_PREFIX,
-    DEFAULT_RATE,
-)
+from mem_profiler import defaults
 from mem_profiler.parser.file_names import absolute_prefix, heap_file_pattern
 from mem_profiler.sampler_lib import library_path
 
@@ -29,17 +22,17 @@ class LaunchError(RuntimeError):
 class CaptureSettings:
     """What the sampler is told through its environment (see sampler/capture.c)."""
 
-    rate: int = DEFAULT_RATE
-    device_rate: int = DEFAULT_DEVICE_RATE
-    depth: int = DEFAULT_DEPTH
-    prefix: str = DEFAULT_PREFIX
+    rate: int = defaults.RATE
+    device_rate: int = defaults.DEVICE_RATE
+    depth: int = defaults.DEPTH
+    prefix: str = defaults.PREFIX
     follow_children: bool = False
     unwinder: str = "hybrid"
     capture: bool = True
     track_live: bool = False     # live bytes and their peak per heap (shared counters)
     log: bool = False            # log mode: the event log and the timeline
-    log_cap: int = DEFAULT_LOG_FILE_BYTES   # bytes per log file
-    log_files: int = DEFAULT_LOG_FILES      # log files kept
+    log_cap: int = defaults.LOG_FILE_BYTES   # bytes per log file
+    log_files: int = defaults.LOG_FILES      # log files kept
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)

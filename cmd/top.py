@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import click
 
-from mem_profiler import procfs
+from mem_profiler import defaults, procfs
 from mem_profiler.controller import printable
-from mem_profiler.defaults import DEFAULT_DEPTH
 from mem_profiler.live_view import LiveView, Snapshot
 from mem_profiler.parser.live_stacks import LiveStacks, Refresh, StackRow, distinct_frames
 
@@ -128,7 +127,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run_top(settings: Settings, batch: bool) -> None:
     """The view, closed (and the window top opened with it) however it ends."""
-    with LiveView(settings.pid, settings.rate, DEFAULT_DEPTH, settings.interval) as view:
+    with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
         stacks = LiveStacks(procfs.exe_file(settings.pid))
         if batch:
             try:
