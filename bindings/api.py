@@ -23,7 +23,8 @@ from typing import NamedTuple
 
 from cffi import FFI
 
-from mem_profiler.launch import absolute_prefix
+from mem_profiler import defaults
+from mem_profiler.parser.file_names import absolute_prefix, window_files
 from mem_profiler.parser.heaps import HEAPS
 
 _CDEF = """
@@ -91,12 +92,12 @@ def is_capturing() -> bool:
     return bool(_call("memprof_is_capturing")())
 
 
-def start(rate: int = 1024, output: str | None = None, depth: int = 64,
+def start(rate: int = defaults.RATE, output: str | None = None, depth: int = defaults.DEPTH,
           track_live: bool = False) -> None:
     """Open a capture window: `rate` mean bytes between samples (1: every allocation),
     `output` the path prefix of its files (default: MEMPROF_PREFIX, else
-    ./custom_profiler_), `depth` frames per stack; `track_live` also keeps live bytes
-    and their peak per heap (see heap_bytes)."""
+    mem_profiler.defaults.PREFIX), `depth` frames per stack; `track_live` also
+    keeps live bytes and their peak per heap (see heap_bytes)."""
     begin, track = _call("memprof_start"), _call("memprof_track_live")
     # Checked first: live tracking switched on inside an open window would count frees
     # of blocks it never counted.
@@ -124,7 +125,8 @@ def _start_problem(err: int, rate: int, depth: int) -> str:
         return ("a capture window is already open in this process (`mem_profiler run` "
                 "without --idle opens one at start): stop() it first")
     if err == errno.EINVAL:
-        return f"bad window settings: rate {rate} (at least 1), depth {depth} (1 to 128)"
+        return (f"bad window settings: rate {rate} (at least 1), depth {depth} "
+                f"(1 to {defaults.MAX_DEPTH})")
     if err == errno.ENAMETOOLONG:
         return "the output prefix is too long"
     return f"could not open a capture window: {os.strerror(err)}"
@@ -144,7 +146,7 @@ def _write(name: str) -> Path:
 
 def stop() -> Path:
     """Close the window and write its files; returns the host heap's file (device heaps
-    the window used are beside it, as window_files() lists)."""
+    the window used are beside it, as parser.file_names.window_files lists)."""
     return _write("memprof_stop")
 
 
@@ -176,14 +178,6 @@ def heap_bytes(heap: str = "host") -> HeapBytes:
             return HeapBytes(_counts[0], _counts[1])
     raise CaptureError("live bytes are not tracked: open the window with capture() "
                        "or start(track_live=True)")
-
-
-def window_files(host_file: Path) -> dict[str, Path]:
-    """A window's files by heap, from its host heap's file: <stem>.heap and
-    <stem>.<heap>.heap for each device heap the window used."""
-    stem = str(host_file)[:-len(".heap")]
-    files = {heap: Path(f"{stem}.{heap}.heap") for heap in HEAPS[1:]}
-    return {"host": host_file, **{h: p for h, p in files.items() if p.is_file()}}
 
 
 class Capture:
@@ -225,7 +219,8 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(rate: int = 1, output: str | None = None, depth: int = 64) -> Iterator[Capture]:
+def capture(rate: int = 1, output: str | None = None,
+            depth: int = defaults.DEPTH) -> Iterator[Capture]:
     """A window around the block, with live bytes tracked; by default every allocation
     is recorded (rate 1) and the files go to a new temporary folder (`output`: a path
     prefix instead)."""
@@ -243,7 +238,7 @@ def capture(rate: int = 1, output: str | None = None, depth: int = 64) -> Iterat
     finally:
         cap._final = {heap: heap_bytes(heap) for heap in HEAPS}
         try:
-            cap.files = window_files(stop())
+            cap.files = {heap: Path(path) for heap, path in window_files(stop()).items()}
         finally:
             if not tracking:
                 _call("memprof_track_live")(0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from cffi import FFI
 
+from mem_profiler import defaults, procfs
 from mem_profiler.parser.heaps import HEAPS
 
 SEGMENT_DIR = "/dev/shm"
@@ -86,7 +87,7 @@ class ControlError(RuntimeError):
 
 
 class AttachError(Exception):
-    """Loading the sampler into a process (inject.py) cannot be done or failed; the
+    """Loading the sampler into a process (attach/inject.py) cannot be done or failed; the
     message is one sentence. Here, with the other errors of the doors into a process,
     so that a command line can catch it without loading the injection's ELF reader."""
 
@@ -119,17 +120,10 @@ def block_candidates(pid: int) -> list[str]:
     return [os.path.join(SEGMENT_DIR, n) for n in sorted(names, key=len)]
 
 
-def process_owner(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
-
-
 def find_block(pid: int) -> str | None:
     """The path of a block for pid that its owner made (it may be an earlier process's:
     ControlBlock.open tells), or None."""
-    owner = process_owner(pid)
+    owner = procfs.owner_uid(pid)
     for path in block_candidates(pid):
         fd = None if owner is None else _open_trusted(path, owner)
         if fd is not None:
@@ -175,18 +169,6 @@ def _open_trusted(path: str, owner: int) -> int | None:
     return fd
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone
-    (a zombie, ended but not yet reaped by its parent, counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return None if fields[0] in (b"Z", b"X") else int(fields[19])
-
-
 @dataclass
 class Status:
     capturing: bool
@@ -217,10 +199,10 @@ class ControlBlock:
     def open(cls, pid: int) -> ControlBlock:
         """Opens and checks pid's block; ControlError (one sentence) when it cannot be used.
         Blocks of ours left by an earlier process with the same pid are removed."""
-        start = process_start_time(pid)
+        start = procfs.start_time(pid)
         if start is None:
             raise ControlError(f"there is no process {pid}")
-        owner = process_owner(pid)
+        owner = procfs.owner_uid(pid)
         if owner != os.getuid():
             raise ControlError(f"process {pid} belongs to {user_name(owner)}; "
                                "only its owner can capture it")
@@ -253,10 +235,7 @@ class ControlBlock:
     def made_by_its_exe(self) -> bool:
         """The block names the program the process runs (its identity was checked when
         it was opened)."""
-        try:
-            return os.readlink(f"/proc/{self.pid}/exe") == os.fsdecode(ffi.string(self._c.exe))
-        except OSError:
-            return False
+        return procfs.exe_path(self.pid) == os.fsdecode(ffi.string(self._c.exe))
 
     def lock(self) -> None:
         """One controller at a time per process."""
@@ -267,7 +246,7 @@ class ControlBlock:
                                "mem_profiler") from None
 
     def request(self, command: int, timeout: float = 5.0, *, rate: int = 0,
-                device_rate: int = 1, depth: int = 0, deadline_ns: int = 0,
+                device_rate: int = defaults.DEVICE_RATE, depth: int = 0, deadline_ns: int = 0,
                 prefix: str = "", flags: int = 0, log_cap: int = 0,
                 log_files: int = 0) -> Status:
         """Sends one request and waits for the control thread's reply: START takes every
@@ -310,7 +289,7 @@ class ControlBlock:
         c = self._c
         end = time.monotonic() + timeout
         while c.ack_seq != seq:
-            if process_start_time(self.pid) is None:
+            if procfs.start_time(self.pid) is None:
                 raise ControlError(f"process {self.pid} ended before it answered")
             left = end - time.monotonic()
             if left <= 0:

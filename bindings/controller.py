@@ -4,13 +4,12 @@ follow it, close it and collect the files (the target side is sampler/control.c)
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from mem_profiler import defaults, procfs
 from mem_profiler.control_block import (
     CMD_DETACH,
     CMD_DUMP,
@@ -26,11 +25,10 @@ from mem_profiler.control_block import (
     Status,
     block_pid,
     find_block,
-    process_owner,
-    process_start_time,
     user_name,
 )
-from mem_profiler.launch import absolute_prefix, check_output_folder
+from mem_profiler.launch import check_output_folder
+from mem_profiler.parser.file_names import absolute_prefix, files_of_process, window_files
 from mem_profiler.sampler_lib import library_path
 
 # The target closes the window itself this long after the requested end, should
@@ -45,15 +43,6 @@ class Target:
     state: str          # capturing, idle, stale, or ? (not ours to read)
     cmdline: str
     last_dump: str = ""
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            text = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-    return printable(text)
 
 
 def printable(text: str) -> str:
@@ -76,8 +65,8 @@ def list_targets(clean: bool = True) -> list[Target]:
             file_owner = entry.stat(follow_symlinks=False).st_uid
         except FileNotFoundError:   # removed since the listing (its process ended)
             continue
-        owner = process_owner(pid)
-        if owner is None or process_start_time(pid) is None:
+        owner = procfs.owner_uid(pid)
+        if owner is None or procfs.start_time(pid) is None:
             if clean and file_owner == os.getuid():   # ours, left by a process that is gone
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
@@ -86,7 +75,7 @@ def list_targets(clean: bool = True) -> list[Target]:
             continue
         state, last_dump = _state_of(pid) if owner == os.getuid() else ("?", "")
         if state != "stale":
-            targets[pid] = Target(pid, user_name(owner), state, _cmdline(pid),
+            targets[pid] = Target(pid, user_name(owner), state, printable(procfs.cmdline(pid)),
                                   printable(last_dump))
     return [targets[pid] for pid in sorted(targets)]
 
@@ -123,14 +112,14 @@ def has_sampler(pid: int) -> bool:
 
 
 def attach(pid: int, timeout: float = 5.0) -> None:
-    """Loads the sampler into pid, started without it (mem_profiler/inject.py), and waits
+    """Loads the sampler into pid, started without it (attach/inject.py), and waits
     for its control block. AttachError when it cannot be loaded."""
-    from mem_profiler.inject import inject  # its ELF reader, for attaching alone
+    from mem_profiler.attach.inject import inject  # its ELF reader, for attaching alone
 
     inject(pid, library_path())
     end = time.monotonic() + timeout
     while find_block(pid) is None:
-        if process_start_time(pid) is None or time.monotonic() > end:
+        if procfs.start_time(pid) is None or time.monotonic() > end:
             raise ControlError(f"process {pid} loaded the sampler but made no control block "
                                f"in {timeout:g} s")
         time.sleep(0.01)
@@ -145,7 +134,7 @@ def detach(pid: int) -> tuple[Status, list[str]]:
         status = block.request(CMD_DETACH)
     check_dump(pid, before, status)
     closed = before.capturing and status.dumps > before.dumps
-    return status, dump_files(status.last_dump) if closed else []
+    return status, last_dump_files(status) if closed else []
 
 
 def dump_window(pid: int) -> list[str]:
@@ -164,7 +153,7 @@ def dump_window(pid: int) -> list[str]:
             if status.failed_dumps == before.failed_dumps:
                 raise
     check_dump(pid, before, status)
-    return dump_files(status.last_dump)
+    return last_dump_files(status)
 
 
 @dataclass
@@ -175,7 +164,8 @@ class CaptureResult:
 
 def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                    progress: Callable[[float, Status], None] | None = None,
-                   tick: float = 0.5, device_rate: int = 1, log: bool = False) -> CaptureResult:
+                   tick: float = 0.5, device_rate: int = defaults.DEVICE_RATE,
+                   log: bool = False) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
     check_output_folder(prefix)
@@ -201,7 +191,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
         except KeyboardInterrupt:
             pass
         except ControlError:
-            if process_start_time(pid) is None:
+            if procfs.start_time(pid) is None:
                 raise ControlError(ended_during_window(pid, prefix)) from None
             raise
         try:
@@ -211,7 +201,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
             if (status.dumps, status.failed_dumps) == (before.dumps, before.failed_dumps):
                 raise
         check_dump(pid, before, status)
-        return CaptureResult(paths=dump_files(status.last_dump), status=status)
+        return CaptureResult(paths=last_dump_files(status), status=status)
 
 
 def check_dump(pid: int, before: Status, after: Status) -> None:
@@ -220,19 +210,16 @@ def check_dump(pid: int, before: Status, after: Status) -> None:
         raise ControlError(f"process {pid} {after.dump_failure or 'could not write its profile'}")
 
 
+def last_dump_files(status: Status) -> list[str]:
+    """The files of the last dump: the host heap's, then each device heap's it wrote."""
+    return list(window_files(status.last_dump).values())
+
+
 def ended_during_window(pid: int, prefix: str) -> str:
     """What a process that ended during a window left: a .heap file if its exit handlers
     ran, the event log of a log-mode window even if it was killed."""
-    stem = absolute_prefix(prefix) + f"{pid}."
-    left = sorted(glob.glob(glob.escape(stem) + "[0-9][0-9][0-9][0-9]*.heap")
-                  + glob.glob(glob.escape(stem) + "[0-9][0-9][0-9][0-9].*.memlog"))
+    left = files_of_process(prefix, pid)
     if not left:
         return f"process {pid} ended during the capture; nothing was collected"
     return f"process {pid} ended during the capture; it left {', '.join(left)}"
 
-
-def dump_files(host_file: str) -> list[str]:
-    """The host heap's file and the device heaps' files written with it."""
-    stem = Path(host_file.removesuffix(".heap"))
-    return [host_file] + sorted(str(p) for p in stem.parent.glob(glob.escape(stem.name)
-                                                                 + ".*.heap"))

@@ -17,19 +17,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mem_profiler.launch import CaptureSettings, LaunchError, heap_file_pattern, run_profiled
+from mem_profiler import defaults
+from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.budget_check import CommandVerdict, check_budgets
 from mem_profiler.parser.budgets import GateJob
 from mem_profiler.parser.errors import BudgetError, UserError
+from mem_profiler.parser.file_names import heap_file, heap_file_pattern
 from mem_profiler.parser.heapfile import read_heap
 
 
 @dataclass
 class GateSettings:
     rate: int = 1
-    device_rate: int = 1
-    depth: int = 64
+    device_rate: int = defaults.DEVICE_RATE
+    depth: int = defaults.DEPTH
     top: int = 5                        # stacks shown per exceeded budget
     save_dir: str | None = None         # keep each command's profiles: DIR/NAME[.HEAP].heap
     follow_fork: bool = False           # the command's forks write files too (not judged)
@@ -99,7 +101,7 @@ def save_profiles(files: Mapping[str, Path], folder: str, name: str) -> list[Pat
     stem = re.sub(r"[^\w.-]", "_", name)
     saved = []
     for heap, path in files.items():
-        target = Path(folder) / (f"{stem}.heap" if heap == "host" else f"{stem}.{heap}.heap")
+        target = Path(folder) / heap_file(stem, heap)
         try:
             with open(path, "rb") as src, atomic_open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)

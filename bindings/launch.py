@@ -9,9 +9,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mem_profiler import defaults
+from mem_profiler.parser.file_names import absolute_prefix, heap_file_pattern
 from mem_profiler.sampler_lib import library_path
-
-DEFAULT_PREFIX = "./custom_profiler_"
 
 
 class LaunchError(RuntimeError):
@@ -22,18 +22,18 @@ class LaunchError(RuntimeError):
 class CaptureSettings:
     """What the sampler is told through its environment (see sampler/capture.c)."""
 
-    rate: int = 1024
-    device_rate: int = 1
-    depth: int = 64
-    prefix: str = DEFAULT_PREFIX
+    rate: int = defaults.RATE
+    device_rate: int = defaults.DEVICE_RATE
+    depth: int = defaults.DEPTH
+    prefix: str = defaults.PREFIX
     follow_children: bool = False   # every program the command runs, and their forks
     follow_fork: bool = False       # children the command forks without exec
     unwinder: str = "hybrid"
     capture: bool = True
     track_live: bool = False     # live bytes and their peak per heap (shared counters)
     log: bool = False            # log mode: the event log and the timeline
-    log_cap: int = 100 << 20     # bytes per log file
-    log_files: int = 10          # log files kept
+    log_cap: int = defaults.LOG_FILE_BYTES   # bytes per log file
+    log_files: int = defaults.LOG_FILES      # log files kept
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -74,15 +74,6 @@ class RunResult:
         return int(m[1]) if m else self.pid
 
 
-def absolute_prefix(prefix: str) -> str:
-    """The prefix made absolute, so a program that changes folder still writes here.
-
-    A prefix that ends in "/" names a folder: files are then called <pid>.<seq>.heap.
-    """
-    folder, base = os.path.split(os.path.expanduser(prefix))
-    return os.path.join(os.path.abspath(folder or "."), base)
-
-
 def check_output_folder(prefix: str) -> Path:
     """The folder the prefix writes into; raises LaunchError if it cannot be written."""
     folder = Path(os.path.dirname(absolute_prefix(prefix)))
@@ -91,12 +82,6 @@ def check_output_folder(prefix: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LaunchError(f"output folder {folder} is not writable: choose another -o")
     return folder
-
-
-def heap_file_pattern(prefix: str) -> re.Pattern[str]:
-    """File names a capture with this prefix writes: <prefix><pid>.<seq>[.<heap>].heap"""
-    base = re.escape(os.path.basename(absolute_prefix(prefix)))
-    return re.compile(base + r"(\d+)\.(\d{4})(?:\.([a-z_]+))?\.heap$")
 
 
 def _heap_files(folder: Path, pattern: re.Pattern[str]) -> dict[Path, int]:

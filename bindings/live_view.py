@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from mem_profiler import procfs
 from mem_profiler.control_block import (
     CMD_DEADLINE,
     CMD_SNAPSHOT,
@@ -26,9 +27,8 @@ from mem_profiler.control_block import (
     START_VIEW,
     ControlBlock,
     ControlError,
-    process_start_time,
 )
-from mem_profiler.controller import dump_files
+from mem_profiler.parser.file_names import window_files, window_stem
 from mem_profiler.parser.heapfile import HeapProfile, read_heap
 
 # How long the view's own window outlives the refresh that is due next, should the view
@@ -97,9 +97,10 @@ class LiveView:
         if status.window_start_ns != self.window_start_ns:
             raise ControlError(f"the window of process {self.pid} was closed and another "
                                "opened in the program")
-        rss = rss_bytes(self.pid)
+        rss = procfs.rss_bytes(self.pid)
         profiles = []
-        for path in dump_files(f"{self._prefix}{self.pid}.0000.heap"):
+        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/capture.c).
+        for path in window_files(window_stem(self._prefix, self.pid, 0)).values():
             try:
                 profiles.append(read_heap(path))
             finally:
@@ -108,7 +109,7 @@ class LiveView:
 
     def _window_gone(self) -> str | None:
         """Why the window can no longer be read, or None if it can."""
-        if process_start_time(self.pid) is None:
+        if procfs.start_time(self.pid) is None:
             return f"process {self.pid} ended"
         if self._block.request(CMD_STATUS).capturing:
             return None
@@ -127,22 +128,13 @@ class LiveView:
                 shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def rss_bytes(pid: int) -> int:
-    """The resident set of pid (/proc/<pid>/statm), 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 def remove_folders_of_ended_views() -> None:
     """Removes the snapshot folders of this user's views that were killed (each holds at
     most the one snapshot it was reading). Other views may be removing theirs meanwhile."""
     for entry in os.scandir(SNAPSHOT_FOLDER):
         owner_pid = entry.name.removeprefix(FOLDER_PREFIX).split(".")[0]
         if (not entry.name.startswith(FOLDER_PREFIX) or not owner_pid.isdigit()
-                or process_start_time(int(owner_pid)) is not None):
+                or procfs.start_time(int(owner_pid)) is not None):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False) and entry.stat(

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from mem_profiler import defaults
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.escape import visible
 from mem_profiler.parser.input_files import MAX_PROFILE_BYTES
@@ -28,7 +29,7 @@ class FiniteFloatRange(click.FloatRange):
 PID = click.IntRange(1, 2**31 - 1)  # pid_t
 # The sampler's rates are uint64; beyond 2^63 bytes between samples nothing is sampled.
 RATE = click.IntRange(1, 2**63)
-DEPTH = click.IntRange(1, 128)  # the sampler's largest stack
+DEPTH = click.IntRange(1, defaults.MAX_DEPTH)
 SECONDS = FiniteFloatRange(0, 30 * 86400, min_open=True)  # a window of up to 30 days
 LOG_FILE_BYTES = click.IntRange(4096, MAX_PROFILE_BYTES)  # what mem_parser reads of a file
 LOG_FILES = click.IntRange(1, 2**32 - 1)  # the sampler's unsigned count

@@ -9,9 +9,9 @@ import sys
 
 import click
 
-from mem_profiler import SamplerNotBuilt
+from mem_profiler import SamplerNotBuilt, defaults
 from mem_profiler.cmd.cli_input import DEPTH, RATE, fail
-from mem_profiler.launch import LaunchError, absolute_prefix
+from mem_profiler.launch import LaunchError
 from mem_profiler.parser.budgets import (
     LIVE_AT_EXIT,
     SIZE_KINDS,
@@ -22,6 +22,7 @@ from mem_profiler.parser.budgets import (
     size_budget,
 )
 from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.file_names import absolute_prefix
 
 SIZE_HELP = {
     "max-peak": "Most bytes live at once.",
@@ -52,9 +53,9 @@ def size_options(command):
 @click.option("-c", "--rate", default=1, show_default=True, type=RATE,
               help="Mean bytes between samples; 1 records every allocation (exact), more "
               "gives estimates with their expected error.")
-@click.option("--device-rate", default=1, show_default=True, type=RATE,
+@click.option("--device-rate", default=defaults.DEVICE_RATE, show_default=True, type=RATE,
               help="The same for the device and HAL heaps.")
-@click.option("-d", "--depth", default=64, show_default=True, type=DEPTH,
+@click.option("-d", "--depth", default=defaults.DEPTH, show_default=True, type=DEPTH,
               help="Frames kept per stack.")
 @click.option("--top", default=5, show_default=True, type=click.IntRange(min=0),
               help="Stacks shown per exceeded budget.")

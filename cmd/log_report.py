@@ -116,7 +116,7 @@ def run_log_report(options: LogOptions, params: dict, heap_report: Callable[...,
         raise UserError("-o is for a report (-t, --at, ...); --timeline takes its own path.")
     if reports and params["base"] is not None:
         raise UserError("--base compares two .heap files; it does not apply to log reports.")
-    cap = analysis.open_capture(params["heap_file"])
+    cap = analysis.open_window_log(params["heap_file"])
     _warn(cap.warnings)
     if options.timeline is not None:
         _write(options.timeline,

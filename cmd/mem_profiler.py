@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from mem_profiler import SamplerNotBuilt, library_path
+from mem_profiler import SamplerNotBuilt, defaults, library_path
 from mem_profiler.cmd import cli_input
 from mem_profiler.cmd.cli_input import (
     DEPTH,
@@ -30,12 +30,7 @@ from mem_profiler.controller import (
     list_targets,
     only_target,
 )
-from mem_profiler.launch import (
-    DEFAULT_PREFIX,
-    CaptureSettings,
-    LaunchError,
-    run_profiled,
-)
+from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.live_order import SORT_KEYS
 from mem_profiler.parser.units import format_mib
@@ -58,11 +53,13 @@ def fail(message: str, code: int = 2) -> None:
 @click.option("-s", "--seconds", type=SECONDS,
               help="Length of the capture window; Ctrl-C ends it early.  [default: 60]")
 @click.option("-c", "--rate", type=RATE,
-              help="Mean bytes between samples; 1 records every allocation.  [default: 1024]")
-@click.option("--device-rate", type=RATE, help=DEVICE_RATE_HELP + "  [default: 1]")
+              help="Mean bytes between samples; 1 records every allocation.  "
+              f"[default: {defaults.RATE}]")
+@click.option("--device-rate", type=RATE,
+              help=f"{DEVICE_RATE_HELP}  [default: {defaults.DEVICE_RATE}]")
 @click.option("-o", "--output", "prefix",
-              help=f"Path prefix of the .heap files.  [default: {DEFAULT_PREFIX}]")
-@click.option("-d", "--depth", type=DEPTH, help="Frames per stack. [default: 64]")
+              help=f"Path prefix of the .heap files.  [default: {defaults.PREFIX}]")
+@click.option("-d", "--depth", type=DEPTH, help=f"Frames per stack. [default: {defaults.DEPTH}]")
 @click.option("--mode", type=click.Choice(["table", "log"]), help=MODE_HELP + "  [default: table]")
 @click.option("--attach", is_flag=True, default=None,
               help="Load the sampler into -p PID if it was started without it (ptrace; "
@@ -91,10 +88,12 @@ def cli(ctx: click.Context, **capture: object) -> None:
         if not has_sampler(pid) and wants_attach(pid, capture["attach"]):
             attach(pid)
             click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
-        result = capture_window(pid, capture["seconds"] or 60.0, capture["rate"] or 1024,
-                                capture["depth"] or 64, capture["prefix"] or DEFAULT_PREFIX,
+        result = capture_window(pid, capture["seconds"] or 60.0,
+                                capture["rate"] or defaults.RATE,
+                                capture["depth"] or defaults.DEPTH,
+                                capture["prefix"] or defaults.PREFIX,
                                 progress=show_progress if sys.stderr.isatty() else None,
-                                device_rate=capture["device_rate"] or 1,
+                                device_rate=capture["device_rate"] or defaults.DEVICE_RATE,
                                 log=capture["mode"] == "log")
     except (ControlError, LaunchError, AttachError) as err:
         if sys.stderr.isatty():
@@ -128,19 +127,20 @@ def show_progress(elapsed: float, status: Status) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-c", "--rate", default=1024, show_default=True, type=RATE,
+@click.option("-c", "--rate", default=defaults.RATE, show_default=True, type=RATE,
               help="Mean bytes between samples; 1 records every allocation.")
-@click.option("--device-rate", default=1, show_default=True, type=RATE, help=DEVICE_RATE_HELP)
-@click.option("-o", "--output", "prefix", default=DEFAULT_PREFIX, show_default=True,
+@click.option("--device-rate", default=defaults.DEVICE_RATE, show_default=True, type=RATE,
+              help=DEVICE_RATE_HELP)
+@click.option("-o", "--output", "prefix", default=defaults.PREFIX, show_default=True,
               help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap "
               "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)")
-@click.option("-d", "--depth", default=64, show_default=True, type=DEPTH,
+@click.option("-d", "--depth", default=defaults.DEPTH, show_default=True, type=DEPTH,
               help="Frames kept per stack.")
 @click.option("--mode", type=click.Choice(["table", "log"]), default="table", show_default=True,
               help=MODE_HELP)
-@click.option("--log-cap", default=100 << 20, show_default=True, type=LOG_FILE_BYTES,
+@click.option("--log-cap", default=defaults.LOG_FILE_BYTES, show_default=True, type=LOG_FILE_BYTES,
               help="Bytes per log file; past it the log goes on in the next file.")
-@click.option("--log-files", default=10, show_default=True, type=LOG_FILES,
+@click.option("--log-files", default=defaults.LOG_FILES, show_default=True, type=LOG_FILES,
               help="Log files kept; the oldest beyond this is deleted.")
 @click.option("--leak-check", is_flag=True,
               help="Judge what is still allocated at exit: exit 1 when it is more than "
@@ -243,7 +243,7 @@ def dump_(pid: int) -> None:
 @cli.command()
 @click.option("-p", "--pid", type=PID,
               help="Process to show (default: your only capturable one).")
-@click.option("-c", "--rate", default=1024, show_default=True, type=RATE,
+@click.option("-c", "--rate", default=defaults.RATE, show_default=True, type=RATE,
               help="Mean bytes between samples in the window top opens (a window that is "
               "open already keeps its own).")
 @click.option("--interval", default=1.0, show_default=True, type=FiniteFloatRange(0.1, 3600),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import click
 
+from mem_profiler import defaults, procfs
 from mem_profiler.controller import printable
 from mem_profiler.live_view import LiveView, Snapshot
 from mem_profiler.parser.live_stacks import LiveStacks, Refresh, StackRow, distinct_frames
@@ -113,8 +114,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run_top(settings: Settings, batch: bool) -> None:
     """The view, closed (and the window top opened with it) however it ends."""
-    with LiveView(settings.pid, settings.rate, 64, settings.interval) as view:
-        stacks = LiveStacks(f"/proc/{settings.pid}/exe")
+    with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
+        stacks = LiveStacks(procfs.exe_file(settings.pid))
         if batch:
             try:
                 for ending in ENDING_SIGNALS:

@@ -4,12 +4,10 @@ to one heap by name."""
 
 from __future__ import annotations
 
-import glob
 import os
-import re
-from pathlib import Path
 
 from mem_profiler.parser.errors import HeapFileError, UserError
+from mem_profiler.parser.file_names import window_files
 from mem_profiler.parser.heapfile import read_heap_header
 from mem_profiler.parser.heaps import HEAPS
 
@@ -26,11 +24,7 @@ def capture_files(spec: str) -> list[str]:
     """A file as it is, or the files of the capture a prefix names."""
     if os.path.exists(spec):
         return [spec]
-    stem = Path(spec.removesuffix(".heap"))
-    found = sorted(str(p) for p in stem.parent.glob(glob.escape(stem.name) + ".*.heap")
-                   if re.fullmatch(r"[a-z_]+", p.name[len(stem.name) + 1:-5]))
-    host = f"{stem}.heap"
-    files = ([host] if os.path.isfile(host) else []) + found
+    files = list(window_files(spec).values())
     if not files:
         raise UserError(f"{spec} does not exist (a .heap file, or a capture's prefix such as"
                         " /tmp/svc_4242.0001).")

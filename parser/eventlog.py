@@ -6,9 +6,7 @@ the oldest files, so the reader takes the newest run of consecutive files."""
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -16,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mem_profiler.parser.errors import UserError
+from mem_profiler.parser.file_names import heap_file, log_files, log_stem
 from mem_profiler.parser.heapfile import HeapProfile, read_heap
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import read_regular
@@ -38,7 +37,6 @@ TIMELINE_DTYPE = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
                            ("rss", "<u8")])
 _HEAD_ROW = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
                       ("rest", f"V{EVENT_DTYPE.itemsize - _RECORD_HEAD}")])
-_FILE_RE = re.compile(r"\.(\d+)\.memlog$")
 _EVENT_LENGTH = struct.pack("<H", EVENT_DTYPE.itemsize)
 _SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
 # CLOCK_REALTIME in ns, and sizes, fit in 63 bits (until the year 2262, and beyond any
@@ -111,8 +109,8 @@ def locate(path: str | os.PathLike[str]) -> tuple[str, HeapProfile | None]:
     """The log base of a capture given its .heap file or one of its .memlog files, and the
     capture's .heap if there is one (a process killed during the window writes none)."""
     name = os.fspath(path)
-    match = _FILE_RE.search(name)
-    if match is None:
+    base = log_stem(name)
+    if base is None:
         profile = read_heap(name)
         recorded = profile.meta.get("log")
         if not recorded:
@@ -121,28 +119,17 @@ def locate(path: str | os.PathLike[str]) -> tuple[str, HeapProfile | None]:
                                 " --mode log).")
         # Files moved together (to another folder or machine) are found beside the .heap.
         beside = os.path.join(os.path.dirname(name), os.path.basename(recorded))
-        base = recorded if _files_of(recorded) or not _files_of(beside) else beside
+        base = recorded if log_files(recorded) or not log_files(beside) else beside
         return base, profile
-    base = name[:match.start()]
-    heap_path = base + ".heap"
+    heap_path = heap_file(base, "host")
     return base, read_heap(heap_path) if os.path.isfile(heap_path) else None
-
-
-def _files_of(base: str) -> dict[int, str]:
-    """{k: path} of the log files of `base` present on disk."""
-    found = {}
-    for path in glob.glob(glob.escape(base) + ".*.memlog"):
-        match = _FILE_RE.search(path)
-        if match is not None and path[:match.start()] == base:
-            found[int(match[1])] = path
-    return found
 
 
 def read_log(base: str) -> EventLog:
     """Read the newest consecutive log files of `base`; raise EventLogError if there are
     none or one is not a log of this format. Rotation's deleted files, a gap, and a file
     cut short (a killed process) are warnings in the result."""
-    files = _files_of(base)
+    files = log_files(base)
     if not files:
         raise EventLogError(f"no event log files {base}.<k>.memlog (deleted, or the capture"
                             " was not made with --mode log?).")

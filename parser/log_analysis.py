@@ -43,8 +43,9 @@ class Allocations:
 
 
 @dataclass
-class Capture:
-    """A capture's log, its .heap (None if the process wrote none) and the heap reported."""
+class WindowLog:
+    """A log-mode window read back: its event log, its .heap (None if the process wrote
+    none), the heap reported and its allocations paired with their frees."""
 
     log: EventLog
     profile: HeapProfile | None
@@ -102,12 +103,12 @@ class Leak:
     last_ms: float
 
 
-def open_capture(path: str | os.PathLike[str], heap: str | None = None) -> Capture:
-    """The capture of a .heap or .memlog file; `heap` defaults to the .heap's own."""
+def open_window_log(path: str | os.PathLike[str], heap: str | None = None) -> WindowLog:
+    """The window log of a .heap or .memlog file; `heap` defaults to the .heap's own."""
     base, profile = locate(path)
     log = read_log(base)
     chosen = heap_id(heap or (profile.heap if profile is not None else HEAPS[0]))
-    return Capture(log, profile, chosen, pair_frees(log))
+    return WindowLog(log, profile, chosen, pair_frees(log))
 
 
 def pair_frees(log: EventLog) -> Allocations:
@@ -139,7 +140,7 @@ def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:
     return clip_int64(np.floor(sizes * sample_weights(sizes, rate) + 0.5))
 
 
-def replay(cap: Capture, heap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def replay(cap: WindowLog, heap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(times, estimated live bytes) of a heap as the sampler's counter went: the value
     before the first event, then after each event in time order. Anchored to the timeline
     when rotation deleted the log's start."""
@@ -156,7 +157,7 @@ def replay(cap: Capture, heap: int | None = None) -> tuple[np.ndarray, np.ndarra
     return times, values
 
 
-def peak(cap: Capture, heap: int | None = None) -> Peak:
+def peak(cap: WindowLog, heap: int | None = None) -> Peak:
     """The peak of a heap's estimated live bytes, and the timeline interval that holds it."""
     heap = cap.heap if heap is None else heap
     times, values = replay(cap, heap)
@@ -178,7 +179,7 @@ def interval_starts(log: EventLog, records: np.ndarray) -> list[int]:
     return [first, *times[:-1]]
 
 
-def live_at(cap: Capture, time_ns: int) -> HeapProfile:
+def live_at(cap: WindowLog, time_ns: int) -> HeapProfile:
     """What was live at a time (cur counts) and allocated up to it (accum counts)."""
     if not 0 <= time_ns <= cap.log.end_ns:
         raise UserError(f"{time_ns / MS:.1f} ms is outside the log, which covers 0-"
@@ -188,7 +189,7 @@ def live_at(cap: Capture, time_ns: int) -> HeapProfile:
     return _profile(cap, made, made & (a.end > time_ns))
 
 
-def between(cap: Capture, first: str, second: str) -> tuple[HeapProfile, Mark, Mark]:
+def between(cap: WindowLog, first: str, second: str) -> tuple[HeapProfile, Mark, Mark]:
     """Allocations made from the first mark `first` to the next mark `second` after it
     (accum counts), and those of them still live at `second` (cur counts)."""
     start = _find_mark(cap.log, first, after=None)
@@ -198,13 +199,13 @@ def between(cap: Capture, first: str, second: str) -> tuple[HeapProfile, Mark, M
     return _profile(cap, made, made & (a.end > end.time_ns)), start, end
 
 
-def window_leaks(cap: Capture) -> LeakSet:
+def window_leaks(cap: WindowLog) -> LeakSet:
     """Sampled allocations of the window still live at its end (the end of the log)."""
     return _leaks(cap, cap.allocs.end == NEVER,
                   f"the window (0.0-{cap.log.end_ns / MS:.1f} ms)")
 
 
-def mark_range_leaks(cap: Capture, text: str, start_index: int) -> LeakSet:
+def mark_range_leaks(cap: WindowLog, text: str, start_index: int) -> LeakSet:
     """msMemScope's leak check: allocations made between occurrence `start_index` and the
     next occurrence of the mark `text` (counting from 0), not freed by the latter."""
     found = occurrences(cap.log, text)
@@ -268,7 +269,7 @@ def _known_marks(log: EventLog) -> str:
     return f"its marks are {shown}{', ...' if len(texts) > 10 else ''}."
 
 
-def _leaks(cap: Capture, leaked: np.ndarray, scope: str) -> LeakSet:
+def _leaks(cap: WindowLog, leaked: np.ndarray, scope: str) -> LeakSet:
     profile = _profile(cap, leaked, leaked)
     mine = leaked & (cap.allocs.heap == cap.heap)
     stacks, starts = cap.allocs.stack[mine], cap.allocs.start[mine]
@@ -280,7 +281,7 @@ def _leaks(cap: Capture, leaked: np.ndarray, scope: str) -> LeakSet:
     return LeakSet(profile, first, last, scope)
 
 
-def _profile(cap: Capture, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
+def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     """The capture's heap as a HeapProfile whose accum counts are the allocations in
     `acc` and cur counts those in `cur` (a subset of acc), one entry per stack, by id."""
     a = cap.allocs

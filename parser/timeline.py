@@ -16,8 +16,8 @@ from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.heaps import TIMELINE_COLORS as COLORS
 from mem_profiler.parser.log_analysis import (
     MS,
-    Capture,
     Peak,
+    WindowLog,
     interval_starts,
     peak,
     replay,
@@ -30,7 +30,7 @@ RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
 MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
 
 
-def format_timeline(cap: Capture, program: str | None = None) -> str:
+def format_timeline(cap: WindowLog, program: str | None = None) -> str:
     """The SVG document of a capture's log; `program` names it in the title (by default
     the program the .heap file names)."""
     log = cap.log

@@ -13,6 +13,8 @@
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
+/* The defaults of a process started without mem_profiler; the command lines and the
+ * Python API take theirs from bindings/defaults.py, which a test keeps equal to these. */
 #define MEMPROF_MAX_DEPTH 128
 #define MEMPROF_DEFAULT_DEPTH 64
 #define MEMPROF_DEFAULT_RATE 1024

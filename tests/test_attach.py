@@ -29,11 +29,11 @@ from test_cuda_runtimes import (
 )
 from test_device import assert_sites
 
-from mem_profiler import inject as inject_module
-from mem_profiler import ptrace
+from mem_profiler import procfs
+from mem_profiler.attach import ptrace
+from mem_profiler.attach.inject import AttachError, check_attachable, read_maps
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
-from mem_profiler.inject import AttachError, check_attachable, read_maps
 
 MEM_PROFILER = str(VENV_BIN / "mem_profiler")
 MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
@@ -368,9 +368,9 @@ def test_another_users_process_without_cap_sys_ptrace_is_refused():
                "run mem_profiler as root, or set `sysctl kernel.yama.ptrace_scope=0`"),
 ])
 def test_yama_ptrace_scope_refusals(monkeypatch, scope, privileged, message):
-    # This machine's kernel may have no yama: its setting is read through _yama_scope.
-    monkeypatch.setattr(inject_module, "_yama_scope", lambda: scope)
-    monkeypatch.setattr(inject_module, "_has_cap_sys_ptrace", lambda: privileged)
+    # This machine's kernel may have no yama: its setting is read through procfs.
+    monkeypatch.setattr(procfs, "yama_ptrace_scope", lambda: scope)
+    monkeypatch.setattr(procfs, "has_cap_sys_ptrace", lambda: privileged)
     with pytest.raises(AttachError) as refused:
         check_attachable(os.getppid())   # ours, alive, and not our descendant
     assert str(refused.value) == message

@@ -73,15 +73,15 @@ def answer(main, argv: list[str], *prefixes: str) -> int:
     return code
 
 
-class Capture(dict):
+class SeedFiles(dict):
     """The seed files (whose bytes hypothesis would otherwise print in full)."""
 
     def __repr__(self) -> str:
-        return f"Capture(exe={self['exe']!r})"
+        return f"SeedFiles(exe={self['exe']!r})"
 
 
 @pytest.fixture(scope="module")
-def capture(build_fixture, tmp_path_factory) -> Capture:
+def seed(build_fixture, tmp_path_factory) -> SeedFiles:
     """log_curve run under --mode log: its program, .heap bytes, .memlog bytes, and a work
     folder with a FIFO in it."""
     exe = build_fixture("log_curve")
@@ -91,8 +91,8 @@ def capture(build_fixture, tmp_path_factory) -> Capture:
     (log,) = Path(str(heaps[0])[:-len(".heap")]).parent.glob(heaps[0].stem + ".*.memlog")
     work = tmp_path_factory.mktemp("fuzz")
     os.mkfifo(work / "pipe")
-    return Capture(exe=str(exe), heap=heaps[0].read_bytes(), log=log.read_bytes(),
-                   seed_base=str(heaps[0])[:-len(".heap")], work=work)
+    return SeedFiles(exe=str(exe), heap=heaps[0].read_bytes(), log=log.read_bytes(),
+                     seed_base=str(heaps[0])[:-len(".heap")], work=work)
 
 
 # Text that readers get wrong: numbers past every bound, escapes, broken encodings,
@@ -147,17 +147,17 @@ LOG_REPORTS = [["--peak"], ["--leaks"], ["--leaks", "--json"], ["--timeline", "{
                ["--mark-leaks", "spike", "--timeline", "{work}/t.svg"]]
 
 
-def fuzz_parser(capture, heap: bytes, log: bytes, report: list[str], from_log: bool) -> None:
+def fuzz_parser(seed, heap: bytes, log: bytes, report: list[str], from_log: bool) -> None:
     """Write the capture's files (the .heap naming its log beside it) and ask for a report."""
-    work: Path = capture["work"]
+    work: Path = seed["work"]
     for old in work.glob("*"):
         if old.name != "pipe":
             old.unlink()
     base = work / "x_1.0001"
-    Path(f"{base}.heap").write_bytes(heap.replace(capture["seed_base"].encode(), bytes(base)))
+    Path(f"{base}.heap").write_bytes(heap.replace(seed["seed_base"].encode(), bytes(base)))
     Path(f"{base}.1.memlog").write_bytes(log)
     given_file = f"{base}.1.memlog" if from_log else f"{base}.heap"
-    argv = ["-p", capture["exe"], "-f", given_file,
+    argv = ["-p", seed["exe"], "-f", given_file,
             *(a.format(work=work, heap=f"{base}.heap") for a in report)]
     code = answer(mem_parser.main, argv, "mem_parser: ")
     for svg in work.glob("*.svg"):
@@ -168,26 +168,26 @@ def fuzz_parser(capture, heap: bytes, log: bytes, report: list[str], from_log: b
 @fuzz_settings(1500)
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=4),
        report=st.sampled_from(HEAP_REPORTS + LOG_REPORTS))
-def test_fuzzed_heap_files(capture, mutations, report):
-    heap = mutate(capture["heap"], mutations, capture["work"] / "pipe")
-    fuzz_parser(capture, heap, capture["log"], report, from_log=False)
+def test_fuzzed_heap_files(seed, mutations, report):
+    heap = mutate(seed["heap"], mutations, seed["work"] / "pipe")
+    fuzz_parser(seed, heap, seed["log"], report, from_log=False)
 
 
 @fuzz_settings(1500)
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=4),
        report=st.sampled_from(LOG_REPORTS), from_log=st.booleans())
-def test_fuzzed_event_logs(capture, mutations, report, from_log):
-    log = mutate(capture["log"], mutations, capture["work"] / "pipe")
-    fuzz_parser(capture, capture["heap"], log, report, from_log)
+def test_fuzzed_event_logs(seed, mutations, report, from_log):
+    log = mutate(seed["log"], mutations, seed["work"] / "pipe")
+    fuzz_parser(seed, seed["heap"], log, report, from_log)
 
 
 @fuzz_settings(8)
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=4))
-def test_fuzzed_heap_files_through_the_console_script(capture, mutations):
+def test_fuzzed_heap_files_through_the_console_script(seed, mutations):
     """The real process, its memory limited: exit 0 or 2, one line of error at most."""
-    heap = capture["work"] / "console.heap"
-    heap.write_bytes(mutate(capture["heap"], mutations, capture["work"] / "pipe"))
-    done = limited_run(MEM_PARSER, "-p", capture["exe"], "-f", heap, "-t")
+    heap = seed["work"] / "console.heap"
+    heap.write_bytes(mutate(seed["heap"], mutations, seed["work"] / "pipe"))
+    done = limited_run(MEM_PARSER, "-p", seed["exe"], "-f", heap, "-t")
     assert done.returncode in (0, 2) and "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines()
               if not line.startswith("mem_parser: warning: ")]
@@ -225,11 +225,11 @@ SIZES = st.one_of(st.sampled_from(["64MiB", "1.5 GB", "cuda:1KiB", "gpu:1", "-1"
                                               st.binary(min_size=1, max_size=8)),
                                     st.integers(1, 32)), max_size=4),
        size=SIZES, tolerance=SIZES, name=st.sampled_from([None, "unit", "nope"]))
-def test_fuzzed_budget_files_and_options(capture, mutations, size, tolerance, name):
+def test_fuzzed_budget_files_and_options(seed, mutations, size, tolerance, name):
     """The gate reads and plans; the commands it would run are not run."""
-    work: Path = capture["work"]
+    work: Path = seed["work"]
     baseline = work / "x_1.0001.heap"
-    baseline.write_bytes(capture["heap"])
+    baseline.write_bytes(seed["heap"])
     budget = work / "budget.toml"
     budget.write_bytes(mutate(BUDGET_SEED.replace(b"{baseline}", bytes(baseline)), mutations,
                               work / "pipe"))

@@ -31,7 +31,7 @@ from mem_profiler.parser.eventlog import (
     locate,
     read_log,
 )
-from mem_profiler.parser.log_analysis import open_capture, replay
+from mem_profiler.parser.log_analysis import open_window_log, replay
 
 MiB = 1 << 20
 MEM_PARSER = Path(sys.executable).with_name("mem_parser")
@@ -172,7 +172,7 @@ def test_rotation_keeps_the_newest_files_and_reads_them(build_fixture, tmp_path)
     assert newest > 5 and kept == [newest - 2, newest - 1, newest]  # the oldest went
     assert all(p.stat().st_size <= 65536 + 4096 for p in tmp_path.glob("r_*.memlog"))
 
-    cap = open_capture(heap)
+    cap = open_window_log(heap)
     log = cap.log
     assert log.first_file == newest - 2 and len(log.files) == 3
     assert any("deleted by rotation" in w for w in log.warnings)
@@ -201,7 +201,7 @@ def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env
     (memlog,) = tmp_path.glob("k_*.memlog")
     assert not list(tmp_path.glob("*.heap"))
 
-    cap = open_capture(memlog)
+    cap = open_window_log(memlog)
     assert cap.profile is None and any("no .heap" in w for w in cap.warnings)
     assert cap.log.timeline["peak"].max() >= 96 * MiB * 0.95
 

@@ -13,9 +13,9 @@ import pytest
 from conftest import assert_estimate, profile_run, relative_sd, total
 from standins.build import INCLUDE, build_standins
 
-from mem_profiler import analyzers
 from mem_profiler.cmd.mem_parser import main
-from mem_profiler.parser.log_analysis import NEVER, open_capture, peak, replay
+from mem_profiler.parser import analyzers
+from mem_profiler.parser.log_analysis import NEVER, open_window_log, peak, replay
 
 KiB, MiB = 1024, 1 << 20
 RATE = 1024
@@ -57,7 +57,7 @@ def curve(build_fixture, tmp_path_factory):
     proc, heaps = profile_run([exe], tmp_path_factory.mktemp("curve") / "c_", RATE,
                               "--mode", "log")
     assert proc.returncode == 0 and len(heaps) == 1, proc.stderr
-    return exe, heaps[0], open_capture(heaps[0])
+    return exe, heaps[0], open_window_log(heaps[0])
 
 
 def mark_ms(cap, text: str) -> float:
@@ -227,7 +227,7 @@ def test_frees_pair_with_their_allocations_across_threads(build_fixture, tmp_pat
     exe = build_fixture("thread_storm")
     proc, (heap,) = profile_run([exe, 8], tmp_path / "s_", 1, "--mode", "log")
     assert proc.returncode == 0, proc.stderr
-    cap = open_capture(heap)
+    cap = open_window_log(heap)
     a = cap.allocs
     assert (a.end >= a.start).all()
     # what the sampler's live table held at the end: storm_keep's blocks and arrays, and

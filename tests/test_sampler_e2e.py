@@ -21,6 +21,8 @@ from conftest import (
     total,
 )
 
+from mem_profiler import defaults
+from mem_profiler.parser.file_names import heap_file_pattern
 from mem_profiler.parser.heapfile import Drops, read_heap
 from mem_profiler.parser.units import format_amount
 
@@ -303,6 +305,24 @@ def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
     (heap,) = tmp_path.glob(f"env_{'[0-9]' * 1}*.heap")
     assert report(heap, exe)["site_pages"][1] == 10 * 4096 + 80
     assert heap.name.endswith(".0001.heap")
+
+
+def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
+    """A program started with the sampler and no settings captures as mem_profiler's
+    defaults say (mem_profiler.defaults mirrors sampler/memprof_internal.h); a depth
+    beyond the largest falls back to the default."""
+    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "PATH": "/usr/bin:/bin"}
+    for depth, expected in ((None, defaults.DEPTH), (defaults.MAX_DEPTH, defaults.MAX_DEPTH),
+                            (defaults.MAX_DEPTH + 1, defaults.DEPTH)):
+        folder = tmp_path / f"depth_{depth}"
+        folder.mkdir()
+        depth_env = {} if depth is None else {"MEMPROF_DEPTH": str(depth)}
+        proc = subprocess.run(["true"], env=env | depth_env, cwd=folder, timeout=60)
+        assert proc.returncode == 0
+        (heap,) = folder.iterdir()
+        assert heap_file_pattern(defaults.PREFIX).match(heap.name), heap.name
+        profile = read_heap(heap)
+        assert (profile.rate, int(profile.meta["max_depth"])) == (defaults.RATE, expected)
 
 
 def test_exit_status_passes_through_and_children_are_not_followed(build_fixture, tmp_path):

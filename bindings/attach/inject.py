@@ -24,16 +24,12 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from mem_profiler import ptrace
-from mem_profiler.control_block import (
-    AttachError,
-    process_start_time,
-    remove_blocks_of_ended,
-    user_name,
-)
+from mem_profiler import procfs
+from mem_profiler.attach import ptrace
+from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
+from mem_profiler.procfs import MappedRegion
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
-_CAP_SYS_PTRACE = 19
 _MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}   # mmap mprotect munmap brk mremap madvise
 _FUTEX = 202
 _RESTARTING = {-4, -512, -513, -514, -516}   # -EINTR, -ERESTART*: blocked in a system call
@@ -50,31 +46,15 @@ class TargetEnded(AttachError):
         super().__init__(f"process {pid} ended during the injection")
 
 
-@dataclass
-class Mapping:
-    start: int
-    end: int
-    perms: str
-    offset: int
-    path: str
-
-
-def read_maps(pid: int) -> list[Mapping]:
+def read_maps(pid: int) -> list[MappedRegion]:
+    """The target's memory map; AttachError when it cannot be read."""
     try:
-        with open(f"/proc/{pid}/maps") as f:
-            lines = f.read().splitlines()
+        return procfs.memory_map(pid)
     except FileNotFoundError:
         raise AttachError(f"there is no process {pid}") from None
     except PermissionError:
         raise AttachError(f"cannot read the memory map of process {pid}: attaching needs "
                           "its owner or root") from None
-    maps = []
-    for line in lines:
-        parts = line.split(None, 5)
-        start, end = (int(x, 16) for x in parts[0].split("-"))
-        maps.append(Mapping(start, end, parts[1], int(parts[2], 16),
-                            parts[5] if len(parts) > 5 else ""))
-    return maps
 
 
 # ---- refusals, each one sentence -----------------------------------------------------
@@ -83,16 +63,16 @@ def check_attachable(pid: int) -> None:
     """Raises AttachError when ptrace would be refused or the target cannot take the
     sampler: another user's process, yama's ptrace_scope, another architecture, a
     statically linked program."""
-    if process_start_time(pid) is None:
+    owner = procfs.owner_uid(pid)
+    if owner is None or procfs.start_time(pid) is None:
         raise AttachError(f"there is no process {pid}")
     if pid == os.getpid():
         raise AttachError("mem_profiler cannot attach to itself")
-    privileged = _has_cap_sys_ptrace()
-    owner = os.stat(f"/proc/{pid}").st_uid
+    privileged = procfs.has_cap_sys_ptrace()
     if owner != os.geteuid() and not privileged:
         raise AttachError(f"process {pid} belongs to {user_name(owner)}: attaching to another "
                           "user's process needs root (CAP_SYS_PTRACE)")
-    scope = _yama_scope()
+    scope = procfs.yama_ptrace_scope()
     if scope == 3:
         raise AttachError("ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3"
                           " until reboot): start the program under the sampler instead, with"
@@ -104,14 +84,14 @@ def check_attachable(pid: int) -> None:
         raise AttachError("kernel.yama.ptrace_scope = 1 lets a program attach only to its own "
                           "children: run mem_profiler as root, or set "
                           "`sysctl kernel.yama.ptrace_scope=0`")
-    tracer = _tracer_of(pid)
+    tracer = procfs.tracer_pid(pid)
     if tracer:
         raise AttachError(f"process {pid} is being traced by process {tracer} (a debugger?): "
                           "detach that first")
     if platform.machine() != "x86_64":
         raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
     try:
-        with open(f"/proc/{pid}/exe", "rb") as f:
+        with open(procfs.exe_file(pid), "rb") as f:
             head = f.read(64)
             f.seek(0)
             has_interpreter = any(seg["p_type"] == "PT_INTERP"
@@ -129,40 +109,12 @@ def check_attachable(pid: int) -> None:
                           "the sampler with; link it dynamically to profile it")
 
 
-def _has_cap_sys_ptrace() -> bool:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
-    return False
-
-
-def _tracer_of(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^TracerPid:\s*(\d+)", status, re.M)
-    return int(match[1]) if match else 0
-
-
-def _yama_scope() -> int | None:
-    try:
-        return int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _is_descendant(pid: int) -> bool:
     me = os.getpid()
-    while pid > 1:
+    while pid is not None and pid > 1:
         if pid == me:
             return True
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_bytes()
-        except OSError:
-            return False
-        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        pid = procfs.parent_pid(pid)
     return False
 
 
@@ -175,7 +127,7 @@ class LoaderFunctions:
     mode_flags: int = 0   # __libc_dlopen_mode wants __RTLD_DLOPEN
 
 
-def find_loader_functions(pid: int, maps: list[Mapping]) -> LoaderFunctions:
+def find_loader_functions(pid: int, maps: list[MappedRegion]) -> LoaderFunctions:
     """dlopen and dlerror in the target: the C library's (glibc 2.34 and later), else
     libdl's, else the C library's internal __libc_dlopen_mode."""
     libraries: dict[str, int] = {}
@@ -195,7 +147,7 @@ def find_loader_functions(pid: int, maps: list[Mapping]) -> LoaderFunctions:
 def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
     """{name: address in the target} of the loader functions a library defines."""
     try:
-        with open(f"/proc/{pid}/root{path}", "rb") as f:
+        with open(procfs.path_in_root(pid, path), "rb") as f:
             elf = ELFFile(f)
             first = next(seg for seg in elf.iter_segments()
                          if seg["p_type"] == "PT_LOAD" and seg["p_offset"] == 0)
@@ -222,7 +174,7 @@ class _Threads:
         """Seizes and stops every thread, again until no new one appeared meanwhile."""
         while True:
             try:
-                tids = {int(t) for t in os.listdir(f"/proc/{self.pid}/task")}
+                tids = procfs.thread_ids(self.pid)
             except FileNotFoundError:
                 raise TargetEnded(self.pid) from None
             new = tids - self.stopped.keys()
@@ -278,7 +230,7 @@ def _signed(value: int) -> int:
 UNSAFE = 9
 
 
-def _safety(regs: ptrace.UserRegs, locking: list[Mapping]) -> int:
+def _safety(regs: ptrace.UserRegs, locking: list[MappedRegion]) -> int:
     """0 for the best place to call dlopen from, higher for worse, UNSAFE where the thread
     may hold a lock of the allocator or the loader."""
     syscall, result = _signed(regs.orig_rax), _signed(regs.rax)
@@ -291,7 +243,7 @@ def _safety(regs: ptrace.UserRegs, locking: list[Mapping]) -> int:
     return 1
 
 
-def _choose_thread(threads: _Threads, maps: list[Mapping], attempts: int = 200) -> int:
+def _choose_thread(threads: _Threads, maps: list[MappedRegion], attempts: int = 200) -> int:
     locking = [m for m in maps if "x" in m.perms and _LOCKING_CODE.search(m.path)]
     for _ in range(attempts):
         ranked = []
@@ -382,7 +334,7 @@ class _RemoteCall:
 def _gone(pid: int, wait: float) -> bool:
     """Whether pid has ended (a zombie counts), waiting up to `wait` for an exiting one."""
     end = time.monotonic() + wait
-    while process_start_time(pid) is not None:
+    while procfs.start_time(pid) is not None:
         if time.monotonic() >= end:
             return False
         time.sleep(0.01)
@@ -392,7 +344,7 @@ def _gone(pid: int, wait: float) -> bool:
 def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
     """Loads `library` into process `pid`; AttachError (one sentence) when it cannot."""
     check_attachable(pid)
-    if not os.path.isfile(f"/proc/{pid}/root{library}"):
+    if not os.path.isfile(procfs.path_in_root(pid, library)):
         raise AttachError(f"process {pid} cannot see {library} (another mount namespace?)")
     maps = read_maps(pid)
     if any(os.path.basename(m.path) == library.name for m in maps):

@@ -1,6 +1,6 @@
 """Offline analyses of a capture made with --mode log, with the API msMemScope's users know:
 
-    from mem_profiler import analyzers
+    from mem_profiler.parser import analyzers
     analyzers.list_analyzers()                # ['leaks', 'window_leaks', 'peak', 'timeline']
     analyzers.get_analyzer_config("leaks")    # its parameters
     analyzers.check_leaks("/tmp/x_4242.0001.heap", mstx_info="step start", start_index=0)
@@ -20,7 +20,7 @@ from typing import Any
 from mem_profiler.parser import log_analysis
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.log_analysis import Capture, Leak, LeakSet, Peak
+from mem_profiler.parser.log_analysis import Leak, LeakSet, Peak, WindowLog
 from mem_profiler.parser.report_leaks import format_leaks
 from mem_profiler.parser.timeline import format_timeline
 
@@ -114,15 +114,15 @@ def _parameters(analyzer_type: str) -> dict[str, _Param]:
     return _ANALYZERS[analyzer_type][1]
 
 
-def _open(input_path: PathLike, heap: str | None) -> Capture:
+def _open(input_path: PathLike, heap: str | None) -> WindowLog:
     """The capture, its reader's warnings (rotation, a cut file) issued as warnings."""
-    cap = log_analysis.open_capture(input_path, heap)
+    cap = log_analysis.open_window_log(input_path, heap)
     for message in cap.warnings:
         warnings.warn(message, stacklevel=3)
     return cap
 
 
-def _report(cap: Capture, leaks: LeakSet, binary: PathLike | None) -> list[Leak]:
+def _report(cap: WindowLog, leaks: LeakSet, binary: PathLike | None) -> list[Leak]:
     if binary is None:
         if cap.profile is None or not cap.profile.exe:
             raise UserError(f"no .heap file says which program wrote {cap.log.base}: pass"

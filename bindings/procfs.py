@@ -1,0 +1,147 @@
+"""What /proc says of a process: the one reader of /proc for the doors into the sampler
+(the control block, the controller, the live view, the attach checks). Each function
+names what it reads; one whose process is gone answers None (or an empty value) rather
+than raising, unless it says otherwise. The tracer's reads and writes of a target's
+memory (/proc/<pid>/mem) are ptrace's (attach/ptrace.py): only a tracer may make them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_CAP_SYS_PTRACE = 19
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3, the state, first),
+    or None if pid is gone. The name is skipped up to its last ')': it may hold any byte."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone
+    (a zombie, ended but not yet reaped by its parent, counts as gone)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def parent_pid(pid: int) -> int | None:
+    """Field 4 of /proc/<pid>/stat, or None if pid is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def owner_uid(pid: int) -> int | None:
+    """The user pid runs as (the owner of /proc/<pid>), or None if pid is gone."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def cmdline(pid: int) -> str:
+    """/proc/<pid>/cmdline with its arguments joined by spaces, as the process wrote it
+    (unprintable characters included); "" if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def exe_file(pid: int) -> str:
+    """A path that opens the program pid runs, even once its file was removed or replaced
+    (/proc/<pid>/exe)."""
+    return f"/proc/{pid}/exe"
+
+
+def exe_path(pid: int) -> str | None:
+    """The path of the program pid runs (where /proc/<pid>/exe points), or None."""
+    try:
+        return os.readlink(exe_file(pid))
+    except OSError:
+        return None
+
+
+def path_in_root(pid: int, path: str | os.PathLike[str]) -> str:
+    """A path that opens `path` as pid sees it (through /proc/<pid>/root: its mount
+    namespace and chroot)."""
+    return f"/proc/{pid}/root{os.fspath(path)}"
+
+
+def thread_ids(pid: int) -> set[int]:
+    """The threads of pid (/proc/<pid>/task); FileNotFoundError if pid is gone."""
+    return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set of pid (/proc/<pid>/statm), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tracer_pid(pid: int) -> int:
+    """The process tracing pid (TracerPid in /proc/<pid>/status), 0 for none or if pid
+    is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def has_cap_sys_ptrace() -> bool:
+    """Whether this process may trace any other (CAP_SYS_PTRACE among its effective
+    capabilities, CapEff in /proc/self/status)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
+    return False
+
+
+def yama_ptrace_scope() -> int | None:
+    """kernel.yama.ptrace_scope (/proc/sys/kernel/yama/ptrace_scope), None without yama."""
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class MappedRegion:
+    """One line of a live process's /proc/<pid>/maps."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    path: str   # "" for an anonymous mapping
+
+
+def memory_map(pid: int) -> list[MappedRegion]:
+    """/proc/<pid>/maps; FileNotFoundError if pid is gone, PermissionError if it is not
+    ours to read."""
+    with open(f"/proc/{pid}/maps") as f:
+        lines = f.read().splitlines()
+    regions = []
+    for line in lines:
+        parts = line.split(None, 5)
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        regions.append(MappedRegion(start, end, parts[1], int(parts[2], 16),
+                                    parts[5] if len(parts) > 5 else ""))
+    return regions
