@@ -7,7 +7,8 @@ memory (/proc/<pid>/mem) are ptrace's (attach/ptrace.py): only a tracer may make
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from mem_profiler.parser.memory_map import MemoryMapping, parse_maps_line
 
 _CAP_SYS_PTRACE = 19
 
@@ -122,26 +123,8 @@ def yama_ptrace_scope() -> int | None:
         return None
 
 
-@dataclass
-class MappedRegion:
-    """One line of a live process's /proc/<pid>/maps."""
-
-    start: int
-    end: int
-    perms: str
-    offset: int
-    path: str   # "" for an anonymous mapping
-
-
-def memory_map(pid: int) -> list[MappedRegion]:
+def memory_map(pid: int) -> list[MemoryMapping]:
     """/proc/<pid>/maps; FileNotFoundError if pid is gone, PermissionError if it is not
     ours to read."""
     with open(f"/proc/{pid}/maps") as f:
-        lines = f.read().splitlines()
-    regions = []
-    for line in lines:
-        parts = line.split(None, 5)
-        start, end = (int(x, 16) for x in parts[0].split("-"))
-        regions.append(MappedRegion(start, end, parts[1], int(parts[2], 16),
-                                    parts[5] if len(parts) > 5 else ""))
-    return regions
+        return [m for line in f.read().splitlines() if (m := parse_maps_line(line))]

@@ -14,16 +14,13 @@ import numpy as np
 from mem_profiler.parser.errors import HeapFileError
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import open_regular, read_errors, read_regular
-from mem_profiler.parser.memory_map import MemoryMapping
+from mem_profiler.parser.memory_map import MemoryMapping, parse_maps_line
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 
 _COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
-_MAPS_RE = re.compile(
-    r"([0-9a-fA-F]+)-([0-9a-fA-F]+)\s+(\S{4})\s+([0-9a-fA-F]+)\s+\S+\s+[0-9]+(?:\s+(.*))?"
-)
 U64_MAX = 2**64 - 1
 # `# key: N` lines and the largest N each may hold.
 _NUMBERS = {"pid": 2**31 - 1, "forked_from": 2**31 - 1, "max_depth": 2**32 - 1,
@@ -380,18 +377,15 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         line = raw.strip()
         if not line or line.startswith("build="):
             continue
-        m = _MAPS_RE.fullmatch(line)
-        if m is None:
+        mapping = parse_maps_line(line)
+        if mapping is None:
             raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
-        start, end, offset = (int(m[k], 16) for k in (1, 2, 4))
-        if max(start, end, offset) > U64_MAX or start > end:
+        if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
             raise fail(lineno, "a mapping whose addresses or offset are above 2^64-1 or"
                        f" whose end is below its start: {_show(line)}")
         if "\0" in line:
             raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
-        # the kernel writes a newline in a path as \012
-        prof.mappings.append(MemoryMapping(start, end, m[3], offset,
-                                           (m[5] or "").replace("\\012", "\n")))
+        prof.mappings.append(mapping)
 
     if samples is None:
         offsets = np.zeros(len(lengths) + 1, np.int64)

@@ -27,7 +27,7 @@ from elftools.elf.elffile import ELFFile
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
 from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
-from mem_profiler.procfs import MappedRegion
+from mem_profiler.parser.memory_map import MemoryMapping
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
 _MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}   # mmap mprotect munmap brk mremap madvise
@@ -46,7 +46,7 @@ class TargetEnded(AttachError):
         super().__init__(f"process {pid} ended during the injection")
 
 
-def read_maps(pid: int) -> list[MappedRegion]:
+def read_maps(pid: int) -> list[MemoryMapping]:
     """The target's memory map; AttachError when it cannot be read."""
     try:
         return procfs.memory_map(pid)
@@ -127,7 +127,7 @@ class LoaderFunctions:
     mode_flags: int = 0   # __libc_dlopen_mode wants __RTLD_DLOPEN
 
 
-def find_loader_functions(pid: int, maps: list[MappedRegion]) -> LoaderFunctions:
+def find_loader_functions(pid: int, maps: list[MemoryMapping]) -> LoaderFunctions:
     """dlopen and dlerror in the target: the C library's (glibc 2.34 and later), else
     libdl's, else the C library's internal __libc_dlopen_mode."""
     libraries: dict[str, int] = {}
@@ -230,7 +230,7 @@ def _signed(value: int) -> int:
 UNSAFE = 9
 
 
-def _safety(regs: ptrace.UserRegs, locking: list[MappedRegion]) -> int:
+def _safety(regs: ptrace.UserRegs, locking: list[MemoryMapping]) -> int:
     """0 for the best place to call dlopen from, higher for worse, UNSAFE where the thread
     may hold a lock of the allocator or the loader."""
     syscall, result = _signed(regs.orig_rax), _signed(regs.rax)
@@ -243,8 +243,8 @@ def _safety(regs: ptrace.UserRegs, locking: list[MappedRegion]) -> int:
     return 1
 
 
-def _choose_thread(threads: _Threads, maps: list[MappedRegion], attempts: int = 200) -> int:
-    locking = [m for m in maps if "x" in m.perms and _LOCKING_CODE.search(m.path)]
+def _choose_thread(threads: _Threads, maps: list[MemoryMapping], attempts: int = 200) -> int:
+    locking = [m for m in maps if m.executable and _LOCKING_CODE.search(m.path)]
     for _ in range(attempts):
         ranked = []
         for tid in threads.stopped:
