@@ -112,10 +112,12 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
     if len(chosen) > 1:
         pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags))
-    elif query == LogQuery():
-        pipeline.write_reports(_request(chosen[0][1], flags, query), _say)
+        return
+    request = _request(chosen[0][1], flags, query)
+    if query == LogQuery():
+        pipeline.write_reports(request, _say)
     else:
-        pipeline.write_log_reports(query, _request(chosen[0][1], flags, query), _say)
+        pipeline.write_log_reports(query, request, _say)
 
 
 def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
