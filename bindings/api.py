@@ -206,16 +206,12 @@ class Capture:
                nodecount: int | None = 20) -> str:
         """The window as mem_parser's text table (`index`: inuse_space, inuse_objects,
         alloc_space, alloc_objects), symbolized against this process's own binaries."""
-        from mem_profiler.parser.aggregate import aggregate
-        from mem_profiler.parser.heapfile import read_heap
-        from mem_profiler.parser.report_text import format_text
-        from mem_profiler.parser.symbolize import symbolize
+        from mem_profiler.parser.pipeline import Request, text_table  # numpy: the report's alone
 
         if heap not in self.files:
             raise CaptureError("the report is ready when the with block has ended"
                                if not self.files else f"the window did not use the {heap} heap")
-        profile = read_heap(self.files[heap])
-        return format_text(aggregate(symbolize(profile, profile.exe), index), nodecount)
+        return text_table(Request(heap_file=self.files[heap], index=index, nodecount=nodecount))
 
 
 @contextlib.contextmanager

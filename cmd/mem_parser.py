@@ -1,28 +1,22 @@
-"""mem_parser: symbolize a .heap file against the binary that ran and report it."""
+"""mem_parser: symbolize a .heap file against the binary that ran and report it, or report
+a capture's event log (the log options). This file only wires the flags into one request,
+every check of their combinations in _request, and calls the composer, parser/pipeline.py
+(ARCHITECTURE.md, *The pipeline*)."""
 
 from __future__ import annotations
 
-import functools
-import os
+import dataclasses
 import re
-import sys
+from dataclasses import fields
 
 import click
 
-from mem_profiler.cmd.cli_input import FRACTION, run_command, say
-from mem_profiler.cmd.log_report import add_log_options
-from mem_profiler.parser.atomic import write_file
+from mem_profiler.cmd.cli_input import FRACTION, MILLISECONDS, run_command, say
+from mem_profiler.parser import pipeline
 from mem_profiler.parser.capture_files import select_files
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.heaps import HEAPS
-from mem_profiler.parser.reports import (
-    FILE_FORMATS,
-    STREAM_FORMATS,
-    Request,
-    load,
-    render,
-    render_heaps_text,
-)
+from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
 from mem_profiler.parser.symbolize import recorded_program
 
@@ -30,6 +24,7 @@ PROG = "mem_parser"
 _ONE_OUTPUT = ("choose exactly one output for -o/stdout: -t (text table), -s (SVG call graph),"
                " --collapsed or --json; --flame PATH and --pprof PATH write files of their own"
                " and may be added to it or given alone.")
+_STREAM_FLAGS = ("text", "svg", "collapsed", "json_")  # their parameters, in STREAM_FORMATS order
 
 
 def _regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.Pattern | None:
@@ -90,84 +85,112 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
               help="Drop stacks through a function matching the regular expression RE.")
 @click.option("--allow-mismatch", is_flag=True,
               help="Symbolize even if BIN is not the build that ran (a warning, not an error).")
-def cli(binary: str, heap_file: str, output: str | None, flame: str | None, pprof: str | None,
-        lines: bool, full_names: bool, base: str | None, allow_mismatch: bool,
-        nodecount: int | None,
-        nodefraction: float, edgefraction: float, focus: re.Pattern | None,
-        ignore: re.Pattern | None, **flags: bool) -> None:
+@click.option("--timeline", metavar="SVG", help="Log mode: write memory over time (each"
+              " heap, RSS, marks, the peak) as an SVG file.")
+@click.option("--at", "at_ms", type=MILLISECONDS, metavar="MS",
+              help="Log mode: report what was live MS milliseconds after the window's start.")
+@click.option("--peak", is_flag=True, help="Log mode: report what was live at the heap's peak.")
+@click.option("--between", nargs=2, metavar="MARK_A MARK_B",
+              help="Log mode: report the allocations made from the first mark MARK_A to the"
+              " next mark MARK_B (alloc_space unless an index is given; --inuse_space: those"
+              " still live at MARK_B).")
+@click.option("--leaks", "window_leaks", is_flag=True,
+              help="Log mode: window leaks, the sampled allocations still live at the end"
+              " of the window, by stack, largest first (text, or --json).")
+@click.option("--mark-leaks", metavar="TEXT",
+              help="Log mode: allocations made between occurrence --start-index and the next"
+              " one of mark TEXT and not freed by it, by stack (msMemScope's check_leaks).")
+@click.option("--start-index", type=click.IntRange(min=0), metavar="I",
+              help="With --mark-leaks: the occurrence the range starts at, from 0 [default 0].")
+def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
-    chosen = [name for name in SAMPLE_INDEXES if flags[name]]
+    chosen = select_files(list(heap_files), heap)
+    if flags["binary"] is None:
+        flags["binary"], build_id = recorded_program(chosen[0][1])
+        _say(f"reading {flags['binary']}, the program that ran"
+             + (f" (build-id {build_id})" if build_id else ""))
+    query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
     if len(chosen) > 1:
-        raise UserError(f"choose one sample index, not {' and '.join('--' + c for c in chosen)}.")
-    streams = [fmt for fmt, flag in zip(STREAM_FORMATS, ("text", "svg", "collapsed", "json_"),
-                                        strict=True) if flags[flag]]
-    files = [(fmt, path) for fmt, path in zip(FILE_FORMATS, (flame, pprof), strict=True) if path]
-    if len(streams) > 1 or not streams and not files:
-        raise UserError(_ONE_OUTPUT)
-    if output is not None and not streams:
-        raise UserError(f"-o {output} is for -t, -s, --collapsed or --json; --flame and"
-                        " --pprof take their own path.")
-
-    request = Request(binary=binary, heap_file=heap_file, base=base,
-                      index=chosen[0] if chosen else "inuse_space", lines=lines,
-                      full_names=full_names, file_lines=pprof is not None,
-                      allow_mismatch=allow_mismatch, focus=focus,
-                      ignore=ignore, nodecount=nodecount, nodefraction=nodefraction,
-                      edgefraction=edgefraction)
-    sym = load(request)
-    for warning in sym.warnings:
-        say(PROG, f"warning: {warning}")
-    for fmt, path in [(fmt, output) for fmt in streams] + files:
-        _write(path, render(fmt, sym, request))
-
-
-add_log_options(cli)
-
-
-def _select_heap(command: click.Command) -> None:
-    """-f (repeatable, or a prefix) and --heap become the one file the reports read;
-    several heaps go side by side in the text table."""
-    report = command.callback
-    assert report is not None
-
-    @functools.wraps(report)
-    def callback(heap_files: tuple[str, ...], heap: str | None, **params) -> None:
-        chosen = select_files(list(heap_files), heap)
-        if params["binary"] is None:
-            params["binary"], build_id = recorded_program(chosen[0][1])
-            say(PROG, f"reading {params['binary']}, the program that ran"
-                + (f" (build-id {build_id})" if build_id else ""))
-        if len(chosen) == 1:
-            report(heap_file=chosen[0][1], **params)
-            return
-        others = [name for name in ("svg", "collapsed", "json_", "flame", "pprof", "base")
-                  if params[name]]
-        if not params["text"] or others:
-            raise UserError(f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
-                            " side only in -t; for the other reports choose one with --heap.")
-        index = next((i for i in SAMPLE_INDEXES if params[i]), "inuse_space")
-        requests = [(name, Request(binary=params["binary"], heap_file=path, index=index,
-                                   allow_mismatch=params["allow_mismatch"],
-                                   full_names=params["full_names"],
-                                   nodecount=params["nodecount"]))
-                    for name, path in chosen]
-        _write(params["output"], render_heaps_text(requests))
-
-    command.callback = callback
-
-
-_select_heap(cli)
-
-
-def _write(output: str | None, content: bytes) -> None:
-    """Write to stdout, or atomically to the file `output`."""
-    if output is None:
-        sys.stdout.buffer.write(content)
-        sys.stdout.flush()
+        pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags))
         return
-    if os.path.isdir(output):
-        raise UserError(f"{output} is a directory; give a file name.")
-    write_file(output, content)
+    request = _request(chosen[0][1], flags, query)
+    if query == LogQuery():
+        pipeline.write_reports(request, _say)
+    else:
+        pipeline.write_log_reports(query, request, _say)
+
+
+def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
+    """The one report request of an invocation, every check of its flags' combinations
+    made: a .heap report, a log report (query), or a .heap report beside a timeline."""
+    streams, files = _outputs(flags)
+    reports, output = query.reports, flags["output"]
+    if len(reports) > 1:
+        raise UserError(f"choose one log report, not {' and '.join(reports)}.")
+    if query.start_index is not None and query.mark_leaks is None:
+        raise UserError("--start-index goes with --mark-leaks TEXT.")
+    if query.timeline is not None and not reports and not streams and not files:
+        if output is not None:
+            raise UserError("-o is for a report (-t, --at, ...); --timeline takes its own"
+                            " path.")
+        return _build(heap_file, flags, "inuse_space", [])   # the timeline alone
+    if reports and flags["base"] is not None:
+        raise UserError("--base compares two .heap files; it does not apply to log reports.")
+    if query.leaks:
+        if flags["svg"] or flags["collapsed"] or files or flags["focus"] or flags["ignore"]:
+            raise UserError("leak reports are text (-t, the default) or --json; --focus,"
+                            " --ignore and the other formats apply to --at, --peak and"
+                            " --between.")
+        return _build(heap_file, flags, "inuse_space",
+                      [("json" if flags["json_"] else "text", output)])
+    indexes = [name for name in SAMPLE_INDEXES if flags[name]]
+    if len(indexes) > 1:
+        raise UserError(f"choose one sample index, not {' and '.join('--' + i for i in indexes)}.")
+    if reports:   # --at, --peak or --between: a profile of the log, reported as a .heap's
+        if len(streams) > 1:
+            raise UserError("choose one of -t, -s, --collapsed, --json for -o/stdout.")
+        streams = streams or ([] if files else ["text"])
+    else:
+        if len(streams) > 1 or not streams and not files:
+            raise UserError(_ONE_OUTPUT)
+        if output is not None and not streams:
+            raise UserError(f"-o {output} is for -t, -s, --collapsed or --json; --flame and"
+                            " --pprof take their own path.")
+    default = "alloc_space" if query.between is not None else "inuse_space"
+    return _build(heap_file, flags, indexes[0] if indexes else default,
+                  [(fmt, output) for fmt in streams] + files)
+
+
+def _side_by_side(chosen: list[tuple[str, str]], flags: dict) -> Request:
+    """-t of several heaps: each heap's functions, unfiltered (--lines, --focus and
+    --ignore do not apply to it)."""
+    streams, files = _outputs(flags)
+    if streams != ["text"] or files or flags["base"]:
+        raise UserError(f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
+                        " side only in -t; for the other reports choose one with --heap.")
+    index = next((i for i in SAMPLE_INDEXES if flags[i]), "inuse_space")
+    return dataclasses.replace(_build("", flags, index, [("text", flags["output"])]),
+                               lines=False, focus=None, ignore=None)
+
+
+def _outputs(flags: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """The formats asked for -o/stdout, and (format, path) of those written to a file."""
+    streams = [fmt for fmt, flag in zip(STREAM_FORMATS, _STREAM_FLAGS, strict=True)
+               if flags[flag]]
+    return streams, [(fmt, flags[fmt]) for fmt in FILE_FORMATS if flags[fmt]]
+
+
+def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
+    return Request(heap_file=heap_file, binary=flags["binary"], base=flags["base"],
+                   index=index, lines=flags["lines"], file_lines=flags["pprof"] is not None,
+                   full_names=flags["full_names"], allow_mismatch=flags["allow_mismatch"],
+                   focus=flags["focus"], ignore=flags["ignore"], nodecount=flags["nodecount"],
+                   nodefraction=flags["nodefraction"], edgefraction=flags["edgefraction"],
+                   outputs=outputs)
+
+
+def _say(message: str) -> None:
+    say(PROG, message)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mem_profiler.parser import log_analysis
+from mem_profiler.parser import log_analysis, pipeline
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.log_analysis import Leak, LeakSet, Peak, WindowLog
@@ -128,7 +128,7 @@ def _report(cap: WindowLog, leaks: LeakSet, binary: PathLike | None) -> list[Lea
             raise UserError(f"no .heap file says which program wrote {cap.log.base}: pass"
                             " binary=<the program that ran>.")
         binary = cap.profile.exe
-    rows, symbolizer_warnings = log_analysis.rank_leaks(leaks, binary)
+    rows, symbolizer_warnings = pipeline.rank_leaks(leaks, binary)
     for message in symbolizer_warnings:
         warnings.warn(message, stacklevel=3)
     print(format_leaks(rows, leaks.scope, leaks.profile.heap), end="")

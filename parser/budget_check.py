@@ -14,7 +14,6 @@ unsampled estimates whose standard deviation is given (README "Sampling").
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -32,8 +31,9 @@ from mem_profiler.parser.budgets import (
 )
 from mem_profiler.parser.errors import BudgetError, UserError
 from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.pipeline import Request, load
 from mem_profiler.parser.sampling import estimates, scale_factors
-from mem_profiler.parser.symbolize import SymbolizedProfile, short_name, symbolize
+from mem_profiler.parser.symbolize import SymbolizedProfile, short_name
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2
@@ -178,14 +178,14 @@ class _Stacks:
     """A profile's stacks as a user sees them: symbolized (against the first of
     `binaries` that is the build that ran, else as addresses, with a note) and grouped by
     their functions, so that call sites of one line (an unrolled loop) or of one function
-    are one stack. Line numbers are read (DWARF, slow for a large library) only for the
-    stacks a report shows."""
+    are one stack; the stacks a report shows name their lines. Symbolized once, through
+    the pipeline (parser/pipeline.py)."""
 
     def __init__(self, profile: HeapProfile, binaries: list[str | None]) -> None:
         self.profile = profile
         self.notes: list[str] = []
-        self.binary, self.sym = _symbolized(profile, binaries, self.notes)
-        names = _frame_names(self.sym, profile)
+        self.sym = _symbolized(profile, binaries, self.notes)
+        names = _frame_names(self.sym, profile, lines=False)
         keys: dict[tuple[str, ...], int] = {}
         self.group = np.array([keys.setdefault(tuple(names(i)), len(keys))
                                for i in range(len(profile.cur_objs))], np.int64)
@@ -203,11 +203,7 @@ class _Stacks:
         est = stack_estimates(self.profile, live)[0]
         first = [int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])])
                  for g in groups]
-        sym = self.sym
-        if self.binary:
-            with contextlib.suppress(UserError):   # unreadable DWARF: no line numbers
-                sym = symbolize(self.profile, self.binary, lines=True)
-        names = _frame_names(sym, self.profile)
+        names = _frame_names(self.sym, self.profile, lines=True)
         return [names(i) for i in first]
 
 
@@ -229,23 +225,24 @@ def _responsible(budget: Budget, stacks: _Stacks, top: int,
 
 
 def _symbolized(profile: HeapProfile, binaries: list[str | None],
-                notes: list[str]) -> tuple[str | None, SymbolizedProfile | None]:
-    """(binary, symbolized profile) for the first of `binaries` that is the build that
-    ran; (None, None) and a note when none is."""
+                notes: list[str]) -> SymbolizedProfile | None:
+    """The profile symbolized, with lines, against the first of `binaries` that is the
+    build that ran; None and a note when none is."""
     problem = f"{profile.path} names no executable"
     for binary in dict.fromkeys(b for b in binaries if b):
-        try:
-            return binary, symbolize(profile, binary)
-        except UserError as e:
-            problem = str(e).rstrip(".")
+        for file_lines in (True, False):   # unreadable DWARF: no line numbers
+            try:
+                return load(Request(binary=binary, file_lines=file_lines), profile)
+            except UserError as e:
+                problem = str(e).rstrip(".")
     notes.append(f"stacks are shown as addresses: {problem}")
-    return None, None
+    return None
 
 
-def _frame_names(sym: SymbolizedProfile | None,
-                 profile: HeapProfile) -> Callable[[int], list[str]]:
+def _frame_names(sym: SymbolizedProfile | None, profile: HeapProfile,
+                 lines: bool) -> Callable[[int], list[str]]:
     """A function giving stack i's frame names, leaf first, without the C runtime's entry
-    frames: `grow_site (sites.c:31)` where lines were read, else `grow_site`."""
+    frames: `grow_site (sites.c:31)` with lines where they were read, else `grow_site`."""
     if sym is None:
         addrs = profile.addrs.tolist()
         bounds = profile.offsets.tolist()
@@ -254,7 +251,7 @@ def _frame_names(sym: SymbolizedProfile | None,
     labels = []
     for func, where in zip(sym.func_of.tolist(), sym.where, strict=True):
         labels.append(display[func] + (f" ({os.path.basename(where[0])}:{where[1]})"
-                                       if where else ""))
+                                       if where and lines else ""))
     entry = [display[f] in _ENTRY_FRAMES for f in sym.func_of.tolist()]
     frames, offsets = sym.frames.tolist(), sym.offsets.tolist()
 

@@ -1,7 +1,8 @@
 """Analyses of a capture's event log: what was live at a time, the peak, what was
 allocated between two marks, and leaks (of the window, and between occurrences of a mark
 with msMemScope's semantics). Profiles come out as HeapProfiles with the capture's
-mappings and build ids, so the usual pipeline (symbolize, aggregate, render) reports them."""
+mappings and build ids, so the pipeline (parser/pipeline.py) reports them as it reports a .heap
+file."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from mem_profiler.parser.heapfile import HeapProfile
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.nputil import clip_int64
 from mem_profiler.parser.sampling import sample_weights
-from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.parser.symbolize import SymbolizedProfile
 
 NEVER = np.iinfo(np.int64).max  # the end of an allocation still live when the log ends
 MS = 1e6
@@ -224,15 +225,6 @@ def mark_range_leaks(cap: WindowLog, text: str, start_index: int) -> LeakSet:
 def occurrences(log: EventLog, text: str) -> list[Mark]:
     """The marks, range starts and steps with this text, in time order."""
     return [m for m in log.marks if m.text == text and m.kind != "range_end"]
-
-
-def rank_leaks(leaks: LeakSet, binary: str | os.PathLike[str], *,
-               allow_mismatch: bool = False,
-               full_names: bool = False) -> tuple[list[Leak], list[str]]:
-    """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
-    and the symbolizer's warnings."""
-    sym = symbolize(leaks.profile, binary, allow_mismatch=allow_mismatch)
-    return leak_sites(leaks, sym, full_names), sym.warnings
 
 
 def leak_sites(leaks: LeakSet, sym: SymbolizedProfile,

@@ -5,36 +5,11 @@ through IPC), which no figure counts."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TypeVar
-
-import numpy as np
-
 from mem_profiler.parser.escape import visible
 from mem_profiler.parser.heapfile import Failure, Foreign, HeapProfile
-from mem_profiler.parser.symbolize import symbolize
 from mem_profiler.parser.units import format_amount
 
 FRAMES_SHOWN = 6
-Note = TypeVar("Note", Failure, Foreign)
-
-
-def symbolized(profile: HeapProfile, notes: list[Note], binary: str,
-               allow_mismatch: bool = False, full_names: bool = False
-               ) -> list[tuple[Note, list[str]]]:
-    """Each of the profile's `notes` (its failures or its foreign ranges) with its stack's
-    function names, innermost first."""
-    if not notes:
-        return []
-    stacks = [n.stack for n in notes]
-    zeros = np.zeros(len(stacks), np.int64)
-    as_samples = dataclasses.replace(
-        profile, addrs=np.array([a for s in stacks for a in s], np.uint64),
-        offsets=np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
-        cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, estimates=None,
-        labels={}, failures=[], foreign=[])
-    sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
-    return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
 
 
 def _shown(frames: list[str]) -> str:

@@ -33,7 +33,7 @@ from test_device import assert_foreign, assert_sites, called_as, checksum, forei
 from test_standins import lookups
 
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.report_notes import symbolized
+from mem_profiler.parser.pipeline import symbolized_notes
 
 VERSIONS = list(RUNTIMES)
 # What the stand-in driver serves besides the memory entry points.
@@ -156,7 +156,7 @@ def assert_runtime_failures(heaps: dict[str, Path], exe: Path,
                        for site, (h, requested, error) in seen.items() if h == heap)
         profile = read_heap(heaps[heap])
         got = Counter()
-        for failure, stack in symbolized(profile, profile.failures, str(exe)):
+        for failure, stack in symbolized_notes(profile, profile.failures, str(exe)):
             sites = [name for name in stack if name in truth.RUNTIME_SITES]
             got[sites[0] if sites else "?", failure.bytes, failure.error] += 1
         assert got == want, heap

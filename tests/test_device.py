@@ -18,7 +18,7 @@ from standins import truth
 from standins.build import build_device_fixture, standin_env
 
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.report_notes import symbolized
+from mem_profiler.parser.pipeline import symbolized_notes
 
 INDEXES = {"inuse_space": "live_bytes", "alloc_space": "alloc_bytes",
            "inuse_objects": "live", "alloc_objects": "allocs"}
@@ -292,7 +292,7 @@ def assert_foreign(heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str
     for heap in ("cuda", "cuda_host"):
         profile = read_heap(heaps[heap])
         got = Counter()
-        for note, stack in symbolized(profile, profile.foreign, str(exe)):
+        for note, stack in symbolized_notes(profile, profile.foreign, str(exe)):
             sites = [name for name in stack if name in truth.FOREIGN_SITES]
             got[sites[0] if sites else "?", note.kind, note.address, note.bytes] += 1
         want = Counter((site, kind, calls[site][1], size) for site in kept

@@ -1,0 +1,284 @@
+"""The one composer of the reports (ARCHITECTURE.md, *The pipeline*): a Request says what
+to read and how to show it, and every report goes the same way, each stage once:
+
+    files (read_heap) or a profile built from a log
+      → symbolized profile (symbolize; the base subtracted, focus and ignore applied)
+      → aggregated view (aggregate, call_graph, flame_tree, leak_sites)
+      → rendered output (report_*)
+
+mem_parser, the API's Capture.report, the gate's stacks and the log's leak reports all
+call it; no other module symbolizes a profile for a report."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from mem_profiler.parser import log_analysis as analysis
+from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.atomic import write_file
+from mem_profiler.parser.diff import subtract
+from mem_profiler.parser.errors import BuildIdMismatch, UserError
+from mem_profiler.parser.flame import flame_tree, format_collapsed
+from mem_profiler.parser.focus import select_stacks
+from mem_profiler.parser.graph import call_graph
+from mem_profiler.parser.heapfile import Failure, Foreign, HeapProfile, read_heap
+from mem_profiler.parser.log_analysis import MS, Leak, LeakSet
+from mem_profiler.parser.report_dot import format_dot, render_svg
+from mem_profiler.parser.report_flame import format_flame_html
+from mem_profiler.parser.report_json import format_json
+from mem_profiler.parser.report_leaks import format_leaks, format_leaks_json
+from mem_profiler.parser.report_notes import format_failures, format_foreign
+from mem_profiler.parser.report_pprof import format_pprof
+from mem_profiler.parser.report_text import format_heaps_text, format_text
+from mem_profiler.parser.sampling import drop_note
+from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.parser.timeline import format_timeline
+from mem_profiler.parser.units import format_amount
+
+# Formats written to -o or stdout, and formats written to a path of their own.
+STREAM_FORMATS = ("text", "svg", "collapsed", "json")
+FILE_FORMATS = ("flame", "pprof")
+GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
+
+Note = TypeVar("Note", Failure, Foreign)
+Say = Callable[[str], None]  # one line to the user (mem_parser: on stderr)
+
+
+@dataclass
+class Request:
+    """What to read and how to report it."""
+
+    heap_file: str = ""  # the .heap file to read, unless the profile is given to load
+    binary: str | None = None  # the program that ran; None: the one the profile names
+    base: str | None = None  # report heap_file - base
+    index: str = "inuse_space"
+    lines: bool = False  # nodes are source lines
+    file_lines: bool = False  # resolve file:line even if nodes are functions (pprof)
+    full_names: bool = False  # C++ names with arguments and templates, Rust with hashes
+    allow_mismatch: bool = False
+    focus: re.Pattern[str] | None = None
+    ignore: re.Pattern[str] | None = None
+    nodecount: int | None = None
+    nodefraction: float = 0.005
+    edgefraction: float = 0.001
+    context: str = ""  # a profile built from a log: which moment of it the reports show
+    # (format, path) of each report to write; path None: stdout
+    outputs: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return os.path.basename(self.binary or "")
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reports show besides the profile: the moment, base and filters."""
+        notes = [self.context] if self.context else []
+        notes += [f"Base: {self.base} (values are the difference)"] if self.base else []
+        return notes + [f"{what}: {pattern.pattern}" for what, pattern in (
+            ("Focus", self.focus), ("Ignore", self.ignore)) if pattern is not None]
+
+
+@dataclass
+class LogQuery:
+    """Which reports of a capture's event log to write (mem_parser's log options)."""
+
+    timeline: str | None = None  # the path of its SVG
+    at_ms: float | None = None
+    peak: bool = False
+    between: tuple[str, str] | None = None
+    window_leaks: bool = False
+    mark_leaks: str | None = None
+    start_index: int | None = None
+
+    @property
+    def reports(self) -> list[str]:
+        """The log reports asked for, as options."""
+        return [flag for flag, given in (
+            ("--at", self.at_ms is not None), ("--peak", self.peak),
+            ("--between", self.between is not None), ("--leaks", self.window_leaks),
+            ("--mark-leaks", self.mark_leaks is not None)) if given]
+
+    @property
+    def leaks(self) -> bool:
+        return self.window_leaks or self.mark_leaks is not None
+
+
+def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProfile:
+    """Files → symbolized profile: request.heap_file (or `profile`, built from a log) read
+    and symbolized, the base subtracted, focus and ignore applied."""
+    profile = read_heap(request.heap_file) if profile is None else profile
+    binary = profile.exe if request.binary is None else request.binary
+    lines = request.lines or request.file_lines
+    sym = symbolize(profile, binary, lines=lines, allow_mismatch=request.allow_mismatch)
+    if request.base is not None:
+        try:
+            old = symbolize(read_heap(request.base), binary, lines=lines,
+                            allow_mismatch=request.allow_mismatch)
+        except BuildIdMismatch as e:
+            raise BuildIdMismatch(f"--base {request.base}: {e}") from None
+        sym = subtract(sym, old)
+    return select_stacks(sym, request.focus, request.ignore, lines=request.lines,
+                         full_names=request.full_names)
+
+
+def write_reports(request: Request, say: Say, profile: HeapProfile | None = None) -> None:
+    """mem_parser's report of a .heap file (or of `profile`, built from its log): the
+    symbolizer's warnings and the moment said, then each of request.outputs written."""
+    sym = load(request, profile)
+    for warning in sym.warnings:
+        say(f"warning: {warning}")
+    if request.context:
+        say(request.context)
+    for fmt, path in request.outputs:
+        write_output(path, render(fmt, sym, request))
+
+
+def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
+    """-t of several heaps of one capture, (heap, file) each, side by side."""
+    tables = [(heap, aggregate(load(dataclasses.replace(request, heap_file=path)),
+                               request.index, lines=request.lines,
+                               full_names=request.full_names))
+              for heap, path in heaps]
+    ((_, path),) = request.outputs
+    write_output(path, format_heaps_text(tables, request.nodecount).encode(
+        "utf-8", "surrogateescape"))
+
+
+def text_table(request: Request) -> str:
+    """The profile as the flat/cum table alone (the in-process API's report)."""
+    table = aggregate(load(request), request.index, lines=request.lines,
+                      full_names=request.full_names)
+    return format_text(table, request.nodecount)
+
+
+def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
+    """mem_parser's reports of a capture's event log: the timeline, and what `query` asks
+    for (a .heap report beside the timeline where no log report is)."""
+    window_log = analysis.open_window_log(request.heap_file)
+    for warning in window_log.warnings:
+        say(f"warning: {warning}")
+    if query.timeline is not None:
+        write_output(query.timeline, format_timeline(window_log, request.title).encode())
+    if not query.reports and request.outputs:
+        write_reports(request, say)
+    if query.leaks:
+        leaks = (analysis.window_leaks(window_log) if query.window_leaks else
+                 analysis.mark_range_leaks(window_log, query.mark_leaks, query.start_index or 0))
+        rows, warnings = rank_leaks(leaks, request.binary,
+                                    allow_mismatch=request.allow_mismatch,
+                                    full_names=request.full_names)
+        for warning in warnings:
+            say(f"warning: {warning}")
+        ((fmt, path),) = request.outputs
+        formatter = format_leaks_json if fmt == "json" else format_leaks
+        write_output(path, formatter(rows, leaks.scope, leaks.profile.heap,
+                                     request.nodecount).encode("utf-8", "surrogateescape"))
+    elif query.peak:
+        peak = analysis.peak(window_log)
+        interval = "" if peak.interval is None else (
+            f", in the timeline's interval {peak.interval[0] / MS:.1f}-"
+            f"{peak.interval[1] / MS:.1f} ms")
+        write_reports(dataclasses.replace(
+            request, context=f"Live at the {peak.heap} heap's peak:"
+            f" {format_amount(peak.bytes, 'bytes')} at {peak.time_ns / MS:.1f} ms{interval}"),
+            say, analysis.live_at(window_log, peak.time_ns))
+    elif query.at_ms is not None:
+        write_reports(dataclasses.replace(
+            request, context=f"Live at {query.at_ms:.1f} ms of the window"
+            f" ({window_log.heap_name} heap)"), say, analysis.live_at(window_log, round(query.at_ms * MS)))
+    elif query.between is not None:
+        profile, start, end = analysis.between(window_log, *query.between)
+        write_reports(dataclasses.replace(
+            request, context=f"Allocated from {start.label!r} ({start.time_ns / MS:.1f} ms)"
+            f" to {end.label!r} ({end.time_ns / MS:.1f} ms), {window_log.heap_name} heap"),
+            say, profile)
+
+
+def rank_leaks(leaks: LeakSet, binary: str | os.PathLike[str], *,
+               allow_mismatch: bool = False,
+               full_names: bool = False) -> tuple[list[Leak], list[str]]:
+    """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
+    and the symbolizer's warnings."""
+    sym = load(Request(binary=os.fspath(binary), allow_mismatch=allow_mismatch),
+               leaks.profile)
+    return analysis.leak_sites(leaks, sym, full_names), sym.warnings
+
+
+def symbolized_notes(profile: HeapProfile, notes: list[Note], binary: str,
+                     allow_mismatch: bool = False, full_names: bool = False
+                     ) -> list[tuple[Note, list[str]]]:
+    """Each of the profile's `notes` (its failures or its foreign ranges, or both) with its
+    stack's function names, innermost first."""
+    if not notes:
+        return []
+    stacks = [n.stack for n in notes]
+    zeros = np.zeros(len(stacks), np.int64)
+    as_samples = dataclasses.replace(
+        profile, addrs=np.array([a for s in stacks for a in s], np.uint64),
+        offsets=np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
+        cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, estimates=None,
+        labels={}, failures=[], foreign=[])
+    sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
+    return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
+
+
+def write_output(path: str | None, content: bytes) -> None:
+    """Write to stdout, or atomically to the file `path`."""
+    if path is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory; give a file name.")
+    write_file(path, content)
+
+
+def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
+    """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS); each says
+    when samples were dropped and what that does to its figures."""
+    r = request
+    dropped = [note for note in [drop_note(sym.profile)] if note]
+    notes = r.notes + dropped
+    prof = sym.profile
+    if fmt == "text":
+        table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
+        text = format_text(table, r.nodecount, dropped)
+        foreign = prof.foreign or int(prof.meta.get("foreign_unrecorded", 0))
+        # the failures' and foreign ranges' stacks, symbolized in one go
+        named = symbolized_notes(prof, prof.failures + (prof.foreign if foreign else []),
+                                 r.binary, r.allow_mismatch, r.full_names)
+        if prof.failures:
+            text += format_failures(prof, named[:len(prof.failures)])
+        if foreign:
+            text += format_foreign(prof, named[len(prof.failures):])
+        return text.encode("utf-8", "surrogateescape")
+    if fmt == "json":
+        table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
+        return format_json(table, prof, program=r.binary, base=r.base, nodecount=r.nodecount,
+                           foreign=symbolized_notes(prof, prof.foreign, r.binary,
+                                                    r.allow_mismatch, r.full_names)
+                           ).encode("utf-8", "surrogateescape")
+    if fmt == "svg":
+        graph = call_graph(sym, r.index, lines=r.lines, full_names=r.full_names,
+                           nodefraction=r.nodefraction, edgefraction=r.edgefraction,
+                           nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount)
+        return render_svg(format_dot(graph, r.title, notes, heap=sym.profile.heap))
+    if fmt == "pprof":
+        return format_pprof(sym, notes, r.full_names)
+    if fmt == "collapsed":
+        return format_collapsed(sym, r.index, lines=r.lines, full_names=r.full_names).encode(
+            "utf-8", "surrogateescape")
+    if fmt == "flame":
+        tree = flame_tree(sym, r.index, lines=r.lines, full_names=r.full_names)
+        return format_flame_html(tree, r.title, notes, diff=r.base is not None,
+                                 heap=sym.profile.heap).encode(
+            "utf-8", "surrogateescape")
+    raise ValueError(f"unknown report format {fmt!r}")
