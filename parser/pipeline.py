@@ -193,7 +193,8 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     elif query.at_ms is not None:
         write_reports(dataclasses.replace(
             request, context=f"Live at {query.at_ms:.1f} ms of the window"
-            f" ({window_log.heap_name} heap)"), say, analysis.live_at(window_log, round(query.at_ms * MS)))
+            f" ({window_log.heap_name} heap)"), say,
+            analysis.live_at(window_log, round(query.at_ms * MS)))
     elif query.between is not None:
         profile, start, end = analysis.between(window_log, *query.between)
         write_reports(dataclasses.replace(
