@@ -14,20 +14,22 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, assert_estimate, relative_sd, report
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
-from nvidia_runtime import RUNTIMES, runtime_library
 from standins import truth
 from standins.build import build_device_fixture, standin_env
-from test_cuda_runtimes import (
+from support.device import (
     OTHER_DRIVER_FUNCTIONS,
     assert_runtime_failures,
+    assert_sites,
     runtime_calls,
     table,
     wrapped,
 )
-from test_device import assert_sites
+from support.nvidia_runtime import RUNTIMES, runtime_library
+from support.paths import MEM_PROFILER
+from support.profiling import report
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler import inject as inject_module
 from mem_profiler import ptrace
@@ -35,7 +37,6 @@ from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
 from mem_profiler.inject import AttachError, check_attachable, read_maps
 
-MEM_PROFILER = str(VENV_BIN / "mem_profiler")
 MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
                  "memalign", "valloc", "pvalloc"}
 SITES = {"site_small": (0, 256), "site_medium": (1, 4096), "site_large": (2, 16384)}

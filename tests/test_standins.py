@@ -35,6 +35,7 @@ from standins.build import (
     build_standins,
     standin_env,
 )
+from support.device import checksum, lookups
 
 MiB = truth.MiB
 
@@ -73,10 +74,6 @@ def site_lines(stdout: str) -> dict[str, dict]:
     return sites
 
 
-def checksum(stdout: str) -> str:
-    return re.search(r"^checksum=([0-9a-f]{16})$", stdout, re.M).group(1)
-
-
 def driver_report(stderr: str) -> dict[str, int]:
     line = re.search(r"^standin libcuda: (.*)$", stderr, re.M).group(1)
     return {k: int(v) for k, v in (item.split("=") for item in line.split())}
@@ -84,12 +81,6 @@ def driver_report(stderr: str) -> dict[str, int]:
 
 def trace(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()]
-
-
-def lookups(text: str) -> list[tuple[str, str, int, int, str]]:
-    """The driver's trace of cuGetProcAddress[_v2]: (getter, symbol, version, flags, answer)."""
-    return [(m[0], m[1], int(m[2]), int(m[3]), m[4]) for m in re.findall(
-        r"^cuda (cuGetProcAddress\w*) (\S*) (\d+) (\d+) -> (\S+)$", text, re.M)]
 
 
 def expected_lines(fixture: str, sites: list[dict] | None = None) -> dict[str, dict]:
