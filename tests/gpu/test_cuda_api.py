@@ -1,4 +1,4 @@
-"""Real GPU: tests/test_cuda_runtimes.py's checks with NVIDIA's runtimes over the real
+"""Real GPU: tests/sampler/test_cuda_runtimes.py's checks with NVIDIA's runtimes over the real
 driver, where the allocations succeed: tests/fixtures/device_cuda_api.c in its "gpu"
 mode under `mem_profiler run --device-rate 1`, for each runtime the driver accepts.
 

@@ -471,7 +471,7 @@ def run_in_a_window(exe: Path, args: list[str], env: dict[str, str], ready: list
 
 @pytest.mark.parametrize("version", list(RUNTIMES))
 def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
-    """NVIDIA's runtime started before the attach (tests/test_cuda_runtimes.py): its
+    """NVIDIA's runtime started before the attach (tests/sampler/test_cuda_runtimes.py): its
     table keeps the driver's own functions, fetched before (as the README says), but
     every runtime call and every driver-API allocation of the window is seen."""
     standins = tmp_path / "standins"

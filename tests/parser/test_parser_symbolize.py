@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from support.paths import FIXTURES, MEM_PARSER
+from support.paths import FIXTURES, MEM_PARSER, ROOT
 from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
@@ -359,7 +359,7 @@ SQL = "create table t(a); insert into t select randomblob(100) from generate_ser
 @pytest.mark.parametrize("package, argv, unwind", [
     ("sqlite3", ["/usr/bin/sqlite3", ":memory:", SQL], "libunwind"),
     # Rust; the frame-pointer unwinder: libunwind may hang in rg (being fixed in the sampler)
-    ("ripgrep", ["/usr/bin/rg", "-c", "import", str(Path(__file__).parent)], "fp"),
+    ("ripgrep", ["/usr/bin/rg", "-c", "import", str(ROOT / "tests")], "fp"),
 ])
 def test_real_stripped_debian_program(tmp_path, capsys, clean_env, fixture_dir, package, argv,
                                       unwind):

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
+from support.device import checksum, lookups
+
 from standins import truth
 from standins.build import (
     FIXTURE_TARGETS,
@@ -35,7 +37,6 @@ from standins.build import (
     build_standins,
     standin_env,
 )
-from support.device import checksum, lookups
 
 MiB = truth.MiB
 
