@@ -1,4 +1,4 @@
-"""Real GPU: tests/test_cuda_runtimes.py's checks with NVIDIA's runtimes over the real
+"""Real GPU: tests/sampler/test_cuda_runtimes.py's checks with NVIDIA's runtimes over the real
 driver, where the allocations succeed: tests/fixtures/device_cuda_api.c in its "gpu"
 mode under `mem_profiler run --device-rate 1`, for each runtime the driver accepts.
 
@@ -22,11 +22,17 @@ import pytest
 if shutil.which("nvidia-smi") is None:
     pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
 
-from nvidia_runtime import RUNTIMES, runtime_library  # noqa: E402
 from standins import truth  # noqa: E402
 from standins.build import build_device_fixture  # noqa: E402
-from test_cuda_runtimes import runtime_calls, table, wrapped  # noqa: E402
-from test_device import assert_sites, checksum, run_device  # noqa: E402
+from support.device import (  # noqa: E402
+    assert_sites,
+    checksum,
+    run_device,
+    runtime_calls,
+    table,
+    wrapped,
+)
+from support.nvidia_runtime import RUNTIMES, runtime_library  # noqa: E402
 
 PITCHED = {"rt_malloc_pitch", "rt_malloc_3d"}
 

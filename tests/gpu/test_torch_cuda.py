@@ -19,7 +19,7 @@ import pytest
 if shutil.which("nvidia-smi") is None:
     pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
 
-from conftest import VENV_BIN  # noqa: E402
+from support.paths import MEM_PROFILER  # noqa: E402
 
 from mem_profiler.parser.heapfile import read_heap  # noqa: E402
 from mem_profiler.parser.symbolize import symbolize  # noqa: E402
@@ -42,7 +42,7 @@ def torch_python() -> str:
 
 def test_cuda_heap_matches_memory_reserved(torch_python, tmp_path):
     prefix = tmp_path / "t_"
-    cmd = [str(VENV_BIN / "mem_profiler"), "run", "-c", "1024", "--device-rate", "1",
+    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1",
            "-o", str(prefix), "--", torch_python, str(WORKLOAD)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

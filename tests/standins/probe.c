@@ -5,7 +5,7 @@
  * dlsym(RTLD_NEXT) or else dlopen(lib, RTLD_NOLOAD) + dlsym (never calling
  * through NULL).  At exit it prints on stderr:
  *   probe NAME calls=N resolved=next|noload|none
- * Expected (tests/test_standins.py): cudaMalloc is called in every mode but
+ * Expected (tests/standins/test_standins.py): cudaMalloc is called in every mode but
  * resolves only through RTLD_NOLOAD when the framework was loaded RTLD_LOCAL;
  * cuMemAlloc_v2 is never called (the runtime and the fixture use pointers from
  * cuGetProcAddress, and -Bsymbolic keeps the driver's own table its own);

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from standins.build import build_device_fixture, standin_env
-from test_gate import gate
+from support.profiling import gate
 
 MiB = 2**20
 # device_cuda local (its header table): the cuda heap peaks at 56 MiB, after

@@ -9,13 +9,14 @@ import math
 import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SITES_EXACT, assert_estimate, profile_run, relative_sd
+from support.paths import MEM_PARSER
+from support.profiling import SITES_EXACT, profile_run
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.parser.graph import call_graph
@@ -24,7 +25,6 @@ from mem_profiler.parser.report_dot import format_dot
 from mem_profiler.parser.report_pprof import format_pprof
 from mem_profiler.parser.symbolize import SymbolizedProfile, short_name
 
-MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 SVG = "{http://www.w3.org/2000/svg}"
 MiB = 1 << 20
 # --base: site_pages grows from OLD_PAGES to NEW_PAGES blocks of 4096 B (and its calloc'd

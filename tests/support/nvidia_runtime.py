@@ -5,7 +5,7 @@ library.  Each is fetched once with pip (`pip download`, no dependencies) and
 only its libcudart.so.N is kept, in build/nvidia-cuda-runtime/<version>/, so a
 later `make test` finds it there.
 
-    from nvidia_runtime import RUNTIMES, runtime_library
+    from support.nvidia_runtime import RUNTIMES, runtime_library
     lib = runtime_library("12.4")      # Path to that libcudart.so.12
 """
 
@@ -20,7 +20,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-CACHE = Path(__file__).resolve().parent.parent / "build" / "nvidia-cuda-runtime"
+from support.paths import ROOT
+
+CACHE = ROOT / "build" / "nvidia-cuda-runtime"
 
 # version: (PyPI package, pinned release)
 RUNTIMES = {

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import LIBMEMPROF
+from support.paths import LIBMEMPROF, MEM_PROFILER
 
 import mem_profiler
 from mem_profiler import api
@@ -139,8 +139,7 @@ def test_a_controllers_log_window_leaves_the_processs_own_mode(tmp_path):
                             env=environ, cwd="/tmp")
     try:
         assert proc.stdout.readline().strip() == "ready"
-        mem_profiler_cli = str(Path(sys.executable).with_name("mem_profiler"))
-        controller = subprocess.run([mem_profiler_cli, "-p", str(proc.pid), "-s", "0.3",
+        controller = subprocess.run([MEM_PROFILER, "-p", str(proc.pid), "-s", "0.3",
                                      "--mode", "log", "-o", f"{tmp_path}/ctl_"],
                                     capture_output=True, text=True, timeout=30)
         assert controller.returncode == 0, controller.stderr

@@ -10,8 +10,9 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import assert_estimate, profile_run, relative_sd, total
 from standins.build import INCLUDE, build_standins
+from support.profiling import profile_run, total
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.parser import analyzers

@@ -4,7 +4,7 @@ sampler preloaded, idle; its tests allocate through ctypes."""
 from __future__ import annotations
 
 import pytest
-from conftest import LIBMEMPROF
+from support.paths import LIBMEMPROF
 
 from mem_profiler.parser.symcache import cache_dir
 

@@ -3,7 +3,6 @@ on a real terminal (tmux), with the figures checked against the fixtures' known 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shlex
@@ -14,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import assert_estimate, relative_sd
-from test_control import MEM_PROFILER, Server, check_server_window, wait_for
+from support.paths import MEM_PROFILER
+from support.processes import wait_for
+from support.sampling_math import assert_estimate, relative_sd, sample_weight
+from support.targets import Server, check_server_window
 
 from mem_profiler import controller
 from mem_profiler.control_block import (
@@ -35,7 +36,7 @@ CHURN_PER_GROW = 16  # site_churn allocates (and frees) 65536 B at each of those
 SCHEDULING_SLACK_TICKS = 10
 # What a block of 64 KiB stands for at -c 1024: a churning site's in use when a snapshot
 # falls between its malloc and its free.
-BLOCK_64K_WEIGHT = 65536 / -math.expm1(-65536 / 1024)
+BLOCK_64K_WEIGHT = sample_weight(65536, 1024)
 _UNITS = {"B": 1, "KiB": 1024, "MiB": MiB, "GiB": 1024 * MiB}
 _AMOUNT = r"([+-]?[0-9.]+) (B|KiB|MiB|GiB)"
 _ROW_RE = re.compile(rf"^\s*{_AMOUNT}\s+{_AMOUNT}/s\s+{_AMOUNT}/s\s+(\w+)\s+(.+?)\s*$")
@@ -142,7 +143,7 @@ def check_grower_rows(rows: list[Row], interval_s: float) -> None:
     # the same samples make both figures: never freed, each counts as grown and allocated;
     # a sample taken while a snapshot is written counts as allocated in it and as grown in
     # the next, so the two may differ by the few samples of that moment
-    sample = 4096 / -math.expm1(-4096 / 1024) / interval_s
+    sample = sample_weight(4096, 1024) / interval_s
     assert abs(grow.growth - grow.alloc_rate) <= 3 * sample, grow
     # both sites at every tick: the ratio does not depend on timing
     assert_estimate(churn.alloc_rate / CHURN_PER_GROW, grow.alloc_rate, sd, 0.05)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, assert_estimate, relative_sd
+from support.profiling import gate
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.parser.report_gate import verdicts_from_json, verdicts_to_json
 
@@ -24,12 +24,6 @@ TRUTH = {"max-peak": PEAK, "max-live-at-exit": LIVE_AT_EXIT,
 @pytest.fixture(scope="module")
 def sites(build_fixture) -> Path:
     return build_fixture("budget_sites")
-
-
-def gate(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-         ) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "mem_profiler"), "gate", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
 def budget_args(delta: int) -> list[str]:

@@ -20,10 +20,11 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import profile_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bad_input import MEM_PARSER, limited_run
+from support.paths import MEM_PARSER
+from support.processes import limited_run
+from support.profiling import profile_run
 
 from mem_profiler.cmd import mem_parser, mem_profiler
 

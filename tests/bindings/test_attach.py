@@ -14,20 +14,22 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, assert_estimate, relative_sd, report
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
-from nvidia_runtime import RUNTIMES, runtime_library
 from standins import truth
 from standins.build import build_device_fixture, standin_env
-from test_cuda_runtimes import (
+from support.device import (
     OTHER_DRIVER_FUNCTIONS,
     assert_runtime_failures,
+    assert_sites,
     runtime_calls,
     table,
     wrapped,
 )
-from test_device import assert_sites
+from support.nvidia_runtime import RUNTIMES, runtime_library
+from support.paths import MEM_PROFILER
+from support.profiling import report
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
@@ -35,7 +37,6 @@ from mem_profiler.attach.inject import AttachError, check_attachable, read_maps
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
 
-MEM_PROFILER = str(VENV_BIN / "mem_profiler")
 MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
                  "memalign", "valloc", "pvalloc"}
 SITES = {"site_small": (0, 256), "site_medium": (1, 4096), "site_large": (2, 16384)}
@@ -470,7 +471,7 @@ def run_in_a_window(exe: Path, args: list[str], env: dict[str, str], ready: list
 
 @pytest.mark.parametrize("version", list(RUNTIMES))
 def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
-    """NVIDIA's runtime started before the attach (tests/test_cuda_runtimes.py): its
+    """NVIDIA's runtime started before the attach (tests/sampler/test_cuda_runtimes.py): its
     table keeps the driver's own functions, fetched before (as the README says), but
     every runtime call and every driver-API allocation of the window is seen."""
     standins = tmp_path / "standins"

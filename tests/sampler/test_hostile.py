@@ -15,16 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import test_control
-from conftest import LIBMEMPROF, VENV_BIN, report
-from test_control import Server, other_user, wait_for
+from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER
+from support.processes import other_user, wait_for
+from support.profiling import report
+from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
 from mem_profiler.controller import list_targets
 from mem_profiler.parser.heapfile import read_heap
 
-MEM_PROFILER = str(VENV_BIN / "mem_profiler")
-server_exe, server = test_control.server_exe, test_control.server   # their fixtures
 SHM = Path("/dev/shm")
 
 
@@ -277,7 +276,7 @@ def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_pa
     # What the prefix would match as a pattern: another capture's device heap.
     decoy = tmp_path / heap.name.replace("a[1]_", "a1_").replace(".heap", ".cuda.heap")
     decoy.write_text(heap.read_text().replace("# heap: host", "# heap: cuda"))
-    parse = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+    parse = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
                             str(heap).removesuffix(".heap"), "-t"], capture_output=True,
                            text=True, timeout=30)
     assert parse.returncode == 0, parse.stderr
@@ -305,7 +304,7 @@ def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
         assert logs and all(p.stat().st_size >= 48 for p in logs), [
             (p.name, p.stat().st_size) for p in logs]
         assert [p.name.split(".")[-2] for p in logs] == [str(k) for k in range(1, len(logs) + 1)]
-        timeline = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+        timeline = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
                                    str(logs[-1]), "--leaks"], capture_output=True, text=True,
                                   timeout=60)
         assert timeline.returncode == 0, timeline.stderr
@@ -322,7 +321,7 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
     (heap,) = tmp_path.glob("s_*.heap")
     text = heap.read_text()
     heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
-    leaks = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f", str(heap),
+    leaks = subprocess.run([MEM_PARSER, "-p", str(exe), "-f", str(heap),
                             "--leaks"], capture_output=True, text=True, timeout=60)
     assert leaks.returncode == 0, leaks.stderr
     (warning,) = [line for line in leaks.stderr.splitlines() if "stopped early" in line]
@@ -384,7 +383,7 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
         assert read_heap(heap).meta["log"] == base
         assert Path(base + ".1.memlog").is_file()
     child = max(heaps, key=lambda h: read_heap(h).pid)
-    leaks = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f", str(child),
+    leaks = subprocess.run([MEM_PARSER, "-p", str(exe), "-f", str(child),
                             "--leaks"], capture_output=True, text=True, timeout=60)
     assert leaks.returncode == 0 and "child_work" in leaks.stdout
     assert "parent_work" not in leaks.stdout

@@ -10,16 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (
-    LIBMEMPROF,
-    ROOT,
-    VENV_BIN,
-    assert_estimate,
-    profile_run,
-    relative_sd,
-    report,
-    total,
-)
+from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER, ROOT
+from support.profiling import one_heap, profile_run, report, total
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler import defaults
 from mem_profiler.parser.file_names import heap_file_pattern
@@ -29,12 +22,6 @@ from mem_profiler.parser.units import format_amount
 PYENV_SHIM = Path.home() / ".pyenv/shims/python3"
 
 KiB, MiB = 1024, 1024 * 1024
-
-
-def one_heap(proc: subprocess.CompletedProcess, files: list) -> object:
-    assert proc.returncode == 0, proc.stderr
-    assert len(files) == 1, proc.stderr
-    return files[0]
 
 
 # --- estimates at -c 1024 ---------------------------------------------------------
@@ -134,7 +121,7 @@ def test_dropped_samples_are_reported_with_what_they_stood_for(build_fixture, tm
             f"{format_amount(drops.bytes, 'bytes')} allocated: {drops.live_table:,} because "
             "the live table was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing "
             "from the in-use figures.")
-    parser = [str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f", str(heap)]
+    parser = [MEM_PARSER, "-p", str(exe), "-f", str(heap)]
     text = subprocess.run([*parser, "-t"], capture_output=True, text=True, check=True).stdout
     assert text.splitlines()[1] == note
     document = json.loads(subprocess.run([*parser, "--json"], capture_output=True, text=True,
@@ -374,7 +361,7 @@ def test_run_leak_check_judges_what_is_live_at_exit(tmp_path):
     exe = ROOT / "build" / "examples" / "leaky"
     live = 20 * 64 * 1024 + 20 * 16 * 1024 + 4096      # load_config + cache_insert + stdout
     for threshold, status in ((live, 0), (live - 1, 1)):
-        proc = subprocess.run([str(VENV_BIN / "mem_profiler"), "run", "-c", "1", "--leak-check",
+        proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--leak-check",
                                "--leak-threshold", str(threshold), "-o", str(tmp_path / "l_"),
                                "--", str(exe), "20"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == status, proc.stderr

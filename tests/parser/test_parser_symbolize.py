@@ -13,13 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import profile_run
 from elftools.elf.elffile import ELFFile
+from support.paths import FIXTURES, MEM_PARSER, ROOT
+from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.parser import elf_image
@@ -29,7 +29,6 @@ from mem_profiler.parser.errors import BuildIdMismatch, ElfError
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import short_name, symbolize
 
-MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LIBSTDCXX = os.path.realpath("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
 LIBJEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -360,7 +359,7 @@ SQL = "create table t(a); insert into t select randomblob(100) from generate_ser
 @pytest.mark.parametrize("package, argv, unwind", [
     ("sqlite3", ["/usr/bin/sqlite3", ":memory:", SQL], "libunwind"),
     # Rust; the frame-pointer unwinder: libunwind may hang in rg (being fixed in the sampler)
-    ("ripgrep", ["/usr/bin/rg", "-c", "import", str(Path(__file__).parent)], "fp"),
+    ("ripgrep", ["/usr/bin/rg", "-c", "import", str(ROOT / "tests")], "fp"),
 ])
 def test_real_stripped_debian_program(tmp_path, capsys, clean_env, fixture_dir, package, argv,
                                       unwind):
@@ -541,7 +540,7 @@ def test_jeprof_ranks_the_same_functions(built, tmp_path):
                                                           for line in theirs[1:]}
 
 
-RUST_SOURCE = Path(__file__).parent / "fixtures" / "rust_widgets.rs"
+RUST_SOURCE = FIXTURES / "rust_widgets.rs"
 RUST_PAGES = 100  # build_table's vectors: 1000 + i bytes for i < RUST_PAGES
 
 
@@ -597,7 +596,7 @@ def test_rust_short_names(full, short):
     assert short_name(full) == short
 
 
-INLINED_SOURCE = Path(__file__).parent / "fixtures" / "inlined.c"
+INLINED_SOURCE = FIXTURES / "inlined.c"
 
 
 def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, fixture_dir):

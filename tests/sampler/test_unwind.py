@@ -12,8 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import profile_run
-from test_sampler_e2e import one_heap
+from support.profiling import one_heap, profile_run
 
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import symbolize

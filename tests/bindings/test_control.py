@@ -4,100 +4,24 @@
 
 from __future__ import annotations
 
-import math
 import os
 import pwd
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import LIBMEMPROF, ROOT, VENV_BIN, assert_estimate, relative_sd, report
+from support.paths import LIBMEMPROF, MEM_PROFILER, ROOT
+from support.processes import other_user, wait_for
+from support.profiling import report
+from support.targets import Server, check_server_window
 
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
 from mem_profiler.controller import capture_window, list_targets
 from mem_profiler.parser.heapfile import read_heap
-
-MiB = 1024 * 1024
-MEM_PROFILER = str(VENV_BIN / "mem_profiler")
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Server:
-    """tests/fixtures/server.c with the sampler loaded and idle."""
-
-    def __init__(self, exe: Path, *args: str, user: str | None = None,
-                 sampler_env: dict[str, str] | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")}
-        env.update(sampler_env or {})
-        argv = [str(exe), *args]
-        if user:   # runuser itself runs without the sampler: it keeps our pid
-            argv = ["runuser", "-u", user, "--", "env", f"LD_PRELOAD={LIBMEMPROF}", *argv]
-            env.pop("LD_PRELOAD", None)
-        else:
-            env["LD_PRELOAD"] = str(LIBMEMPROF)
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
-        self.pids = []
-        for _ in range(2 if "fork" in args else 1):
-            self.pids.append(int(self.proc.stdout.readline().split()[1]))
-        for pid in self.pids:
-            wait_for(lambda pid=pid: os.path.exists(segment_path(pid)), what="a control block")
-        self.pid = self.pids[0]
-
-    def stop(self) -> None:
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(timeout=10)
-        for pid in self.pids:   # killed: no exit handler removed its block (we are root)
-            Path(segment_path(pid)).unlink(missing_ok=True)
-
-
-@pytest.fixture(scope="module")
-def server_exe(build_fixture):
-    # Copied where every user can read it: one test runs it as another user.
-    folder = Path(tempfile.mkdtemp(prefix="memprof-server-"))
-    folder.chmod(0o755)
-    exe = folder / "server"
-    shutil.copy2(build_fixture("server"), exe)
-    exe.chmod(0o755)
-    yield exe
-    shutil.rmtree(folder)
-
-
-@pytest.fixture
-def server(server_exe):
-    s = Server(server_exe)
-    yield s
-    s.stop()
-
-
-def check_server_window(heap: Path, exe: Path) -> None:
-    """Any window of the server ends with 16 MiB of each ring allocated in it and live."""
-    inuse = report(heap, exe)
-    assert_estimate(inuse["site_pages"][1], 16 * MiB, relative_sd(4096, 4096, 1024), 0.05)
-    assert_estimate(inuse["site_small"][1], 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
-    # A window may close between one transient block's malloc and its free.
-    assert inuse.get("site_transient", (0, 0))[1] <= 65536 / -math.expm1(-65536 / 1024)
-    alloc = report(heap, exe, "alloc_space")
-    # Per iteration: 65536 B transient, 4096 B pages; both sampled with p > 0.98.
-    assert alloc["site_transient"][1] / alloc["site_pages"][1] == pytest.approx(16, rel=0.02)
 
 
 def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
@@ -256,15 +180,6 @@ def test_forked_child_has_its_own_block(server_exe, tmp_path):
         assert not list(tmp_path.glob(f"child_{parent}.*"))
     finally:
         s.stop()
-
-
-def other_user(name: str) -> str:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=True)
-    return name
 
 
 def test_another_users_process_cannot_be_controlled(server_exe, tmp_path):

@@ -9,55 +9,23 @@ import os
 import re
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, report, total
 from standins import truth
 from standins.build import build_device_fixture, standin_env
+from support.device import (
+    assert_foreign,
+    assert_sites,
+    called_as,
+    checksum,
+    foreign_calls,
+    run_device,
+)
+from support.paths import MEM_PARSER
+from support.profiling import report
 
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.pipeline import symbolized_notes
-
-INDEXES = {"inuse_space": "live_bytes", "alloc_space": "alloc_bytes",
-           "inuse_objects": "live", "alloc_objects": "allocs"}
-
-
-@pytest.fixture(scope="module")
-def standin_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("standins")
-
-
-def checksum(stdout: str) -> str:
-    return re.search(r"^checksum=(\w+)$", stdout, re.M).group(1)
-
-
-def run_device(exe: Path, args: list[str], prefix: Path, env: dict[str, str],
-               *extra: str) -> tuple[subprocess.CompletedProcess, dict[str, Path]]:
-    """The program under `mem_profiler run -c 1024 --device-rate 1`: {heap: file}."""
-    cmd = [str(VENV_BIN / "mem_profiler"), "run", "-c", "1024", "--device-rate", "1",
-           "-o", str(prefix), *extra, "--", str(exe), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    files = [Path(line.split("wrote ", 1)[1]) for line in proc.stderr.splitlines()
-             if line.startswith("mem_profiler: wrote ")]
-    heaps = {}
-    for f in files:
-        m = re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f.name)
-        heaps[m.group(1) or "host"] = f
-    return proc, heaps
-
-
-def assert_sites(heaps: dict[str, Path], exe: Path, sites: list[dict]) -> None:
-    """Every site's four figures in its heap, exact at --device-rate 1; the heap's
-    totals are the sum of its sites: nothing is counted twice, nothing is missed."""
-    for heap, by_site in truth.by_heap("", sites).items():
-        for index, key in INDEXES.items():
-            rows = report(heaps[heap], exe, index)
-            for site, rec in by_site.items():
-                assert rows.get(site, (0, 0))[1] == rec[key], (heap, site, index)
-            assert total(heaps[heap], exe, index) == sum(r[key] for r in by_site.values()), \
-                (heap, index)
 
 
 def profile_unchanged(program: str, mode: str, standin_dir: Path,
@@ -126,10 +94,9 @@ def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir
     proc, heaps = run_device(exe, ["local"], tmp_path / "p_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
     prefix = str(heaps["host"]).removesuffix(".heap")
-    mem_parser = str(VENV_BIN / "mem_parser")
 
     def parse(*args: str) -> str:
-        done = subprocess.run([mem_parser, "-p", str(exe), *args], capture_output=True,
+        done = subprocess.run([MEM_PARSER, "-p", str(exe), *args], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -152,7 +119,7 @@ def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir
     # Several heaps are for -t only; a heap the capture lacks is refused.
     for args, message in ((["-f", prefix, "-s"], "side by side only in -t"),
                           (["-f", prefix, "--heap", "hal", "-t"], "no hal heap among")):
-        done = subprocess.run([mem_parser, "-p", str(exe), *args], capture_output=True,
+        done = subprocess.run([MEM_PARSER, "-p", str(exe), *args], capture_output=True,
                               text=True)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1
 
@@ -162,7 +129,7 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
     env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
     proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
     assert proc.returncode == 0, proc.stderr
-    text = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+    text = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
                            str(heaps["cuda"]), "-t"], capture_output=True, text=True,
                           check=True).stdout
     section = text.split("\nFailed allocations in the cuda heap: 2\n")[1].splitlines()
@@ -276,38 +243,6 @@ def test_getters_hand_out_the_variant_asked_for_wrapped(standin_dir, tmp_path):
 
 # --- memory registered with CUDA or opened through IPC: listed, never counted ----------
 
-def foreign_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
-    """{site: (the object:function called, address, error)} of device_foreign's
-    registrations and opens"""
-    return {m[0]: (m[1], int(m[2], 16), int(m[3])) for m in re.findall(
-        r"^foreign site=(\w+) via=(\S+) address=(0x[0-9a-f]+|0) bytes=\d+ error=(-?\d+)$",
-        stdout, re.M)}
-
-
-def assert_foreign(heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str, int, int]],
-                   kept: list[str]) -> None:
-    """The ranges of the sites `kept` are the foreign notes of their heaps, each once with
-    its kind, the address the program got, the bytes of the range and its site in the
-    stack; there is nothing else, and no failure."""
-    for heap in ("cuda", "cuda_host"):
-        profile = read_heap(heaps[heap])
-        got = Counter()
-        for note, stack in symbolized_notes(profile, profile.foreign, str(exe)):
-            sites = [name for name in stack if name in truth.FOREIGN_SITES]
-            got[sites[0] if sites else "?", note.kind, note.address, note.bytes] += 1
-        want = Counter((site, kind, calls[site][1], size) for site in kept
-                       for h, kind, _, size, _ in [truth.FOREIGN_SITES[site]] if h == heap)
-        assert got == want, heap
-        assert (profile.failures, profile.meta.get("foreign_unrecorded")) == ([], None)
-
-
-def called_as(runtime_object: str, driver_object: str) -> dict[str, str]:
-    """{site: object:function} device_foreign calls, its runtime's functions in
-    runtime_object and the driver's in driver_object."""
-    return {site: f"{runtime_object if site.startswith('rt_') else driver_object}:{api}"
-            for site, (_, _, api, _, _) in truth.FOREIGN_SITES.items()}
-
-
 @pytest.fixture(scope="module")
 def foreign_run(standin_dir, tmp_path_factory):
     """device_foreign over the stand-in runtime, without and with the sampler."""
@@ -347,7 +282,7 @@ def test_text_and_json_reports_list_the_foreign_ranges(foreign_run):
     calls = foreign_calls(proc.stdout)
 
     def parse(heap: str, fmt: str) -> str:
-        return subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+        return subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
                                str(heaps[heap]), fmt], capture_output=True, text=True,
                               check=True).stdout
 
@@ -407,7 +342,7 @@ def test_foreign_ranges_beyond_the_table_are_counted(standin_dir, tmp_path):
     assert [(f.kind, f.address, f.bytes) for f in profile.foreign] == [
         ("host_register", int(p), 4096) for p in proc.stdout.split()]
     assert (profile.acc_objs.sum(), len(profile.failures)) == (0, 0)
-    text = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", sys.executable, "-f",
+    text = subprocess.run([MEM_PARSER, "-p", sys.executable, "-f",
                            str(heaps["cuda_host"]), "-t"], capture_output=True, text=True,
                           check=True).stdout
     assert ("\nMemory registered with CUDA or opened from another process (not counted in the"

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
+from support.device import checksum, lookups
+
 from standins import truth
 from standins.build import (
     FIXTURE_TARGETS,
@@ -73,10 +75,6 @@ def site_lines(stdout: str) -> dict[str, dict]:
     return sites
 
 
-def checksum(stdout: str) -> str:
-    return re.search(r"^checksum=([0-9a-f]{16})$", stdout, re.M).group(1)
-
-
 def driver_report(stderr: str) -> dict[str, int]:
     line = re.search(r"^standin libcuda: (.*)$", stderr, re.M).group(1)
     return {k: int(v) for k, v in (item.split("=") for item in line.split())}
@@ -84,12 +82,6 @@ def driver_report(stderr: str) -> dict[str, int]:
 
 def trace(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()]
-
-
-def lookups(text: str) -> list[tuple[str, str, int, int, str]]:
-    """The driver's trace of cuGetProcAddress[_v2]: (getter, symbol, version, flags, answer)."""
-    return [(m[0], m[1], int(m[2]), int(m[3]), m[4]) for m in re.findall(
-        r"^cuda (cuGetProcAddress\w*) (\S*) (\d+) (\d+) -> (\S+)$", text, re.M)]
 
 
 def expected_lines(fixture: str, sites: list[dict] | None = None) -> dict[str, dict]:

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LIBMEMPROF, profile_run, report
-from test_sampler_e2e import one_heap
+from support.paths import LIBMEMPROF
+from support.profiling import one_heap, profile_run, report
 
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -17,9 +16,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import chromium
-from test_log_reader import header, mark_record, stack_record, timeline_record
-from test_parser_reading import OURS, hand_symbolized
+from support.chromium import chromium
+from support.paths import MEM_PARSER, MEM_PROFILER
+from support.processes import limited_run
+from support.synthetic_heaps import OURS, hand_symbolized
+from support.synthetic_logs import header, mark_record, stack_record, timeline_record
 
 from mem_profiler.cmd import mem_parser, mem_profiler
 from mem_profiler.parser.aggregate import aggregate
@@ -31,9 +32,6 @@ from mem_profiler.parser.heapfile import parse_heap, read_heap
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
 from mem_profiler.parser.report_text import format_text
-
-MEM_PARSER = str(Path(sys.executable).with_name("mem_parser"))
-AS_LIMIT = 1 << 30  # address space for runs that must not read a huge input into memory
 
 # Two code mappings: /bin/true (the program, -p) and `{other}`, each holding one stack.
 TWO_OBJECTS = """\
@@ -59,15 +57,6 @@ def run_main(capsys, main, *argv: str) -> tuple[int, str, str]:
         code = e.code or 0
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def limited_run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """A console script with its address space limited to AS_LIMIT, and a timeout."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
-
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=limit)
 
 
 @pytest.fixture
@@ -284,7 +273,7 @@ def test_control_characters_in_names_stay_on_their_line_in_text_reports():
 
 def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_path):
     junit = tmp_path / "r.xml"
-    done = subprocess.run([str(Path(sys.executable).with_name("mem_profiler")), "gate",
+    done = subprocess.run([MEM_PROFILER, "gate",
                            "--max-peak", "1GiB", "--junit", junit, "--", sys.executable, "-c",
                            "pass", "a\x01b\x1bc"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

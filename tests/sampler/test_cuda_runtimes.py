@@ -21,32 +21,32 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN
-from nvidia_runtime import RUNTIMES, runtime_library
 from standins import truth
 from standins.build import build_device_fixture, standin_env
-from test_device import assert_foreign, assert_sites, called_as, checksum, foreign_calls, run_device
-from test_standins import lookups
-
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.pipeline import symbolized_notes
+from support.device import (
+    OTHER_DRIVER_FUNCTIONS,
+    assert_foreign,
+    assert_runtime_failures,
+    assert_sites,
+    called_as,
+    checksum,
+    foreign_calls,
+    lookups,
+    run_device,
+    runtime_calls,
+    table,
+    wrapped,
+)
+from support.nvidia_runtime import RUNTIMES, runtime_library
+from support.paths import MEM_PARSER
 
 VERSIONS = list(RUNTIMES)
-# What the stand-in driver serves besides the memory entry points.
-OTHER_DRIVER_FUNCTIONS = {"cuInit", "cuDriverGetVersion", "cuGetExportTable", "cuGraphCreate",
-                          "cuGraphDestroy", "cuIpcGetMemHandle", "cuMemGetAddressRange_v2"}
 CUDA_ERROR_NOT_SUPPORTED = 801
 # How many entry points each runtime asks the driver for at start.
 REQUESTS = {"11.8": 384, "12.1": 383, "12.4": 409, "12.9": 419, "13.0": 440}
-
-
-@pytest.fixture(scope="module")
-def standin_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("standins")
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +57,6 @@ def exe(standin_dir) -> Path:
 @pytest.fixture(scope="module", params=VERSIONS)
 def runtime(request) -> tuple[str, Path]:
     return request.param, runtime_library(request.param)
-
-
-def table(stdout: str) -> dict[str, set[str]]:
-    """{object: CUDA functions its pointers in the runtime's data point at}"""
-    found: dict[str, set[str]] = {}
-    for obj, name in re.findall(r"^table (\S+) (cu\w+)$", stdout, re.M):
-        found.setdefault(obj, set()).add(name)
-    return found
-
-
-def runtime_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
-    """{site: (heap, bytes, error)} of the program's runtime allocation calls"""
-    return {m[0]: (m[1], int(m[2]), int(m[3])) for m in
-            re.findall(r"^rt site=(\w+) heap=(\w+) bytes=(\d+) error=(-?\d+)$", stdout, re.M)}
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +106,6 @@ def test_standin_runtime_asks_as_nvidia_runtime_does(runtime, plain_runs):
         position = nvidia.index(request, position) + 1
 
 
-def wrapped(version: str) -> set[str]:
-    """The driver functions the sampler wraps that this runtime fetches."""
-    return {variant for (name, number, _), variant in truth.NVIDIA_RUNTIME_REQUESTS.items()
-            if version != "11.8" or (name, number) != ("cuGetProcAddress", 12000)}
-
-
 def test_runtime_table_holds_the_wrappers(exe, standin_dir, runtime, plain_runs, tmp_path):
     version, lib = runtime
     wanted = wrapped(version)
@@ -147,28 +127,12 @@ def test_every_runtime_and_driver_allocation_is_recorded(exe, standin_dir, runti
     assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
 
 
-def assert_runtime_failures(heaps: dict[str, Path], exe: Path,
-                            seen: dict[str, tuple[str, int, int]]) -> None:
-    """Each runtime call the program saw fail is one failure of its heap, with its
-    bytes and error, and its site in the stack."""
-    for heap in ("cuda", "cuda_host"):
-        want = Counter((site, requested, error)
-                       for site, (h, requested, error) in seen.items() if h == heap)
-        profile = read_heap(heaps[heap])
-        got = Counter()
-        for failure, stack in symbolized_notes(profile, profile.failures, str(exe)):
-            sites = [name for name in stack if name in truth.RUNTIME_SITES]
-            got[sites[0] if sites else "?", failure.bytes, failure.error] += 1
-        assert got == want, heap
-        assert f"# failed_allocs: {sum(want.values())}\n" in heaps[heap].read_text()
-
-
 def test_nvidia_runtime_under_mem_parser(exe, standin_dir, tmp_path):
     """The report a user reads names the runtime calls that failed."""
     lib = runtime_library(VERSIONS[-1])
     proc, heaps = run_device(exe, [str(lib)], tmp_path / "m_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
-    text = subprocess.run([str(VENV_BIN / "mem_parser"), "-p", str(exe), "-f",
+    text = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
                            str(heaps["cuda_host"]), "-t"], capture_output=True, text=True,
                           check=True).stdout
     section = text.split("\nFailed allocations in the cuda_host heap: 2\n")[1].splitlines()

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, VENV_BIN, assert_estimate, relative_sd, total
 from elftools.elf.elffile import ELFFile
+from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
+from support.profiling import total
+from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.control_block import ControlBlock, ControlError
 from mem_profiler.parser.heapfile import Drops, read_heap
 
-MEM_PROFILER, MEM_PARSER = str(VENV_BIN / "mem_profiler"), str(VENV_BIN / "mem_parser")
 WORKLOADS = FIXTURES / "real_programs"
 UNWINDERS = ("hybrid", "libunwind", "fp")
 RUN_TIMEOUT = 120        # seconds: "ends in time" under any unwinder, at any rate
@@ -60,9 +61,10 @@ class Truth:
 
     def relative_sds(self, rate: int) -> tuple[float, float]:
         """Relative standard deviations of the sampler's object and byte estimates:
-        each size's allocations are sampled independently (conftest.relative_sd); sizes
-        from HISTOGRAM_SIZES up are sampled with certainty at the rates used here. Blocks
-        of 0 bytes are never sampled: they stay in the truth's objects, as a bias."""
+        each size's allocations are sampled independently (support.sampling_math's
+        relative_sd); sizes from HISTOGRAM_SIZES up are sampled with certainty at the rates
+        used here. Blocks of 0 bytes are never sampled: they stay in the truth's objects, as
+        a bias."""
         sizes = np.flatnonzero(self.sizes[1:HISTOGRAM_SIZES]) + 1
         var_objects = var_bytes = 0.0
         for size in sizes.tolist():

@@ -10,22 +10,21 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LIBMEMPROF, profile_run
+from support.paths import LIBMEMPROF, MEM_PARSER
+from support.profiling import profile_run
+from support.synthetic_logs import event, header, mark_record, stack_record, timeline_record
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.parser.eventlog import (
     ALLOC,
     EVENT_DTYPE,
     FREE,
-    MAGIC,
-    MARK,
     STACK,
     TIMELINE,
     locate,
@@ -34,31 +33,9 @@ from mem_profiler.parser.eventlog import (
 from mem_profiler.parser.log_analysis import open_window_log, replay
 
 MiB = 1 << 20
-MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 
 
 # --- synthetic logs, written as sampler/memprof_log.h lays them out ---------------------
-
-def header(index: int = 1, magic: bytes = MAGIC, version: int = 1, start: int = 10**18) -> bytes:
-    return struct.pack("<8sIiQQQII", magic, version, 4242, 1, 1, start, index, 100)
-
-
-def event(kind: int, t: int, size: int, address: int, stack: int = 0) -> bytes:
-    return struct.pack("<BBHIqQQI", kind, 0, 36, 7, 10**18 + t, size, address, stack)
-
-
-def stack_record(stack: int, frames: list[int]) -> bytes:
-    return struct.pack(f"<BBHIIQ{len(frames)}Q", STACK, 0, 20 + 8 * len(frames), stack,
-                       len(frames), 0, *frames)
-
-
-def timeline_record(t: int, peak: int, end: int) -> bytes:
-    return struct.pack("<BBHqqqQ", TIMELINE, 0, 36, 10**18 + t, peak, end, 50 * MiB)
-
-
-def mark_record(t: int, text: bytes, kind: int = 0, ident: int = 0) -> bytes:
-    return struct.pack("<BBHIBqQ", MARK, 0, 25 + len(text), 7, kind, 10**18 + t, ident) + text
-
 
 def test_reads_every_record_and_skips_unknown_types(tmp_path):
     unknown = struct.pack("<BBH8s", 99, 0, 12, b"future!!")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_not_blank, chromium
-
-MEM_PARSER = Path(sys.executable).with_name("mem_parser")
+from support.chromium import chromium
+from support.paths import MEM_PARSER
+from support.png import assert_not_blank
 
 
 @pytest.fixture(scope="module")
