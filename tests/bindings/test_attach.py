@@ -268,10 +268,13 @@ def dlopen_after_attach(t: Target, exe: Path, tmp_path: Path) -> None:
 
 
 def test_target_killed_during_the_injection(target, tmp_path):
-    for _ in range(20):
+    for attempt in range(20):
+        # A prefix per attempt: an attempt that missed the injection (the window opened
+        # and was written before the kill, on a loaded machine) leaves its own file.
+        prefix = f"k{attempt}_"
         t = target()
         controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1",
-                                       "-o", str(tmp_path / "k_")], stdout=subprocess.PIPE,
+                                       "-o", str(tmp_path / prefix)], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
         status = Path(f"/proc/{t.pid}/status")
         while controller.poll() is None and "TracerPid:\t0\n" in status.read_text():
@@ -287,7 +290,7 @@ def test_target_killed_during_the_injection(target, tmp_path):
     assert controller.returncode == 1 and out == ""
     assert err.strip() == f"mem_profiler: process {t.pid} ended during the injection"
     assert not os.path.exists(segment_path(t.pid))
-    assert not list(tmp_path.glob("k_*"))
+    assert not list(tmp_path.glob(f"{prefix}*"))
 
 
 # --- refusals -------------------------------------------------------------------------
