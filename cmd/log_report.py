@@ -165,12 +165,12 @@ def _profile_report(profile: HeapProfile, params: dict, default_index: str,
         binary=params["binary"], heap_file=params["heap_file"],
         index=indexes[0] if indexes else default_index, lines=params["lines"],
         full_names=params["full_names"], file_lines=params["pprof"] is not None,
-        allow_mismatch=params["allow_mismatch"],
+        allow_mismatch=params["allow_mismatch"], native=params["native"],
         focus=params["focus"], ignore=params["ignore"], nodecount=params["nodecount"],
         nodefraction=params["nodefraction"], edgefraction=params["edgefraction"],
         context=context)
     sym = symbolize(profile, request.binary, lines=request.lines or request.file_lines,
-                    allow_mismatch=request.allow_mismatch)
+                    allow_mismatch=request.allow_mismatch, native=request.native)
     _warn(sym.warnings)
     sym = select_stacks(sym, request.focus, request.ignore, lines=request.lines,
                         full_names=request.full_names)

@@ -78,6 +78,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option("--lines", is_flag=True, help="One node per source line (function file:line).")
 @click.option("--full-names", is_flag=True, help="Names in full: C++ with arguments and template"
               " arguments, Rust with generics and hashes (default: short names, as jeprof).")
+@click.option("--native", is_flag=True, help="Python programs: every native frame (default:"
+              " the interpreter's own frames among the Python frames are folded).")
 @click.option("--nodecount", type=click.IntRange(min=1), metavar="N",
               help="Show N rows (-t, --json) or nodes (-s, default 80).")
 @click.option("--nodefraction", type=FRACTION, default=0.005, show_default=True,
@@ -92,7 +94,7 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
               help="Symbolize even if BIN is not the build that ran (a warning, not an error).")
 def cli(binary: str, heap_file: str, output: str | None, flame: str | None, pprof: str | None,
         lines: bool, full_names: bool, base: str | None, allow_mismatch: bool,
-        nodecount: int | None,
+        native: bool, nodecount: int | None,
         nodefraction: float, edgefraction: float, focus: re.Pattern | None,
         ignore: re.Pattern | None, **flags: bool) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
@@ -111,7 +113,7 @@ def cli(binary: str, heap_file: str, output: str | None, flame: str | None, ppro
     request = Request(binary=binary, heap_file=heap_file, base=base,
                       index=chosen[0] if chosen else "inuse_space", lines=lines,
                       full_names=full_names, file_lines=pprof is not None,
-                      allow_mismatch=allow_mismatch, focus=focus,
+                      allow_mismatch=allow_mismatch, native=native, focus=focus,
                       ignore=ignore, nodecount=nodecount, nodefraction=nodefraction,
                       edgefraction=edgefraction)
     sym = load(request)
@@ -149,7 +151,7 @@ def _select_heap(command: click.Command) -> None:
         requests = [(name, Request(binary=params["binary"], heap_file=path, index=index,
                                    allow_mismatch=params["allow_mismatch"],
                                    full_names=params["full_names"],
-                                   nodecount=params["nodecount"]))
+                                   native=params["native"], nodecount=params["nodecount"]))
                     for name, path in chosen]
         _write(params["output"], render_heaps_text(requests))
 

@@ -41,6 +41,7 @@ class Request:
     file_lines: bool = False  # resolve file:line even if nodes are functions (pprof)
     full_names: bool = False  # C++ names with arguments and templates, Rust with hashes
     allow_mismatch: bool = False
+    native: bool = False  # Python programs: every native frame, none folded
     focus: re.Pattern[str] | None = None
     ignore: re.Pattern[str] | None = None
     nodecount: int | None = None
@@ -63,11 +64,11 @@ def load(request: Request) -> SymbolizedProfile:
     """Read and symbolize the heap file, subtract the base, apply focus and ignore."""
     lines = request.lines or request.file_lines
     sym = symbolize(read_heap(request.heap_file), request.binary, lines=lines,
-                    allow_mismatch=request.allow_mismatch)
+                    allow_mismatch=request.allow_mismatch, native=request.native)
     if request.base is not None:
         try:
             old = symbolize(read_heap(request.base), request.binary, lines=lines,
-                            allow_mismatch=request.allow_mismatch)
+                            allow_mismatch=request.allow_mismatch, native=request.native)
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)
