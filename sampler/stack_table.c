@@ -43,7 +43,9 @@ int memprof_stack_table_init(uint32_t capacity)
     uint32_t nslots = 1024;
     while (nslots < 2 * capacity)
         nslots <<= 1;
-    frame_pool_len = (uint64_t)capacity * 24;   /* average depth budget */
+    /* average depth budget: a Python program's stacks hold its Python frames besides
+     * native ones that often reach the depth limit (pages are touched as used) */
+    frame_pool_len = (uint64_t)capacity * MEMPROF_MAX_DEPTH;
     slots = memprof_map(sizeof(*slots) * nslots);
     records = memprof_map(sizeof(*records) * capacity);
     frame_pool = memprof_map(sizeof(uintptr_t) * frame_pool_len);
