@@ -73,6 +73,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option("--lines", is_flag=True, help="One node per source line (function file:line).")
 @click.option("--full-names", is_flag=True, help="Names in full: C++ with arguments and template"
               " arguments, Rust with generics and hashes (default: short names, as jeprof).")
+@click.option("--native", is_flag=True, help="Python programs: every native frame (default:"
+              " the interpreter's own frames among the Python frames are folded).")
 @click.option("--nodecount", type=click.IntRange(min=1), metavar="N",
               help="Show N rows (-t, --json) or nodes (-s, default 80).")
 @click.option("--nodefraction", type=FRACTION, default=0.005, show_default=True,
@@ -184,7 +186,8 @@ def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
     return Request(heap_file=heap_file, binary=flags["binary"], base=flags["base"],
                    index=index, lines=flags["lines"], file_lines=flags["pprof"] is not None,
                    full_names=flags["full_names"], allow_mismatch=flags["allow_mismatch"],
-                   focus=flags["focus"], ignore=flags["ignore"], nodecount=flags["nodecount"],
+                   native=flags["native"], focus=flags["focus"], ignore=flags["ignore"],
+                   nodecount=flags["nodecount"],
                    nodefraction=flags["nodefraction"], edgefraction=flags["edgefraction"],
                    outputs=outputs)
 

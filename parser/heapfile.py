@@ -15,6 +15,7 @@ from mem_profiler.parser.errors import HeapFileError
 from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.input_files import open_regular, read_errors, read_regular
 from mem_profiler.parser.memory_map import MemoryMapping, parse_maps_line
+from mem_profiler.parser.python_frames import PythonFrame, parse_frame_line
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 
@@ -127,6 +128,8 @@ class HeapProfile:
     labels: dict[int, str] = field(default_factory=dict)   # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)   # failed device allocations
     foreign: list[Foreign] = field(default_factory=list)    # registered or opened, not allocated
+    # the Python frames the stacks hold, by address (`# python_frame:` lines)
+    python_frames: dict[int, PythonFrame] = field(default_factory=dict)
 
     @property
     def window_ns(self) -> tuple[int | None, int | None]:
@@ -456,6 +459,9 @@ def _header_line(prof: HeapProfile, line: str) -> None:
                   f"{'|'.join(FOREIGN_KINDS)} address=0xA @ ...")
         prof.foreign.append(Foreign(int(m["time_ns"]), int(m["bytes"]), m["kind"],
                                     int(m["address"], 16), _stack(m["stack"])))
+    elif key == "python_frame":
+        address, frame = parse_frame_line(value, _unescape)
+        prof.python_frames[address] = frame
     elif key == "build_id":
         obj, _, hexid = value.rpartition(" ")
         if not obj or not re.fullmatch(r"[0-9a-fA-F]+", hexid):

@@ -64,6 +64,7 @@ class Request:
     file_lines: bool = False  # resolve file:line even if nodes are functions (pprof)
     full_names: bool = False  # C++ names with arguments and templates, Rust with hashes
     allow_mismatch: bool = False
+    native: bool = False  # Python programs: every native frame, none folded
     focus: re.Pattern[str] | None = None
     ignore: re.Pattern[str] | None = None
     nodecount: int | None = None
@@ -117,11 +118,12 @@ def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProf
     profile = read_heap(request.heap_file) if profile is None else profile
     binary = profile.exe if request.binary is None else request.binary
     lines = request.lines or request.file_lines
-    sym = symbolize(profile, binary, lines=lines, allow_mismatch=request.allow_mismatch)
+    sym = symbolize(profile, binary, lines=lines, allow_mismatch=request.allow_mismatch,
+                    native=request.native)
     if request.base is not None:
         try:
             old = symbolize(read_heap(request.base), binary, lines=lines,
-                            allow_mismatch=request.allow_mismatch)
+                            allow_mismatch=request.allow_mismatch, native=request.native)
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)

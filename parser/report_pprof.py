@@ -35,7 +35,8 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
     address (innermost first in each sample) with its function and file:line, and the
     mappings holding them with their build-ids. `notes` become comments. A function's
     name is its short name unless full_names, its system name the mangled one (pprof
-    shortens a name again when both are the same)."""
+    shortens a name again when both are the same). A Python frame's function is its
+    qualified name, file and first line; its line the one it was running."""
     prof = sym.profile
     strings = _Strings()
     maps = code_mappings(prof)
@@ -50,21 +51,26 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
     out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
 
     display = sym.functions if full_names else [short_name(f) for f in sym.functions]
-    functions: dict[tuple[str, str, str], int] = {}
+    functions: dict[tuple[str, str, str, int], int] = {}
     func_of = sym.func_of.tolist()
     for pid, group in enumerate(locations, 1):
         lines = b""
         for loc in group:  # innermost first, as profile.proto's Location.line
-            filename, line = sym.where[loc] or ("", 0)
-            key = (display[func_of[loc]], sym.system_names[func_of[loc]], filename)
+            python = sym.python_functions.get(func_of[loc])
+            if python is not None:  # its function's own name, file and first line
+                key = (python.name, python.name, python.file, python.first_line)
+                line = python.line
+            else:
+                filename, line = sym.where[loc] or ("", 0)
+                key = (display[func_of[loc]], sym.system_names[func_of[loc]], filename, 0)
             fid = functions.setdefault(key, len(functions) + 1)
             lines += _message(4, _int(1, fid) + _int(2, line))
         mapping = map_id.get(int(map_of[group[0]]), 0)
         out.append(_message(4, _int(1, pid) + _int(2, mapping)
                             + _int(3, int(sym.addrs[group[0]])) + lines))
     out += [_message(5, _int(1, fid) + _int(2, strings[name]) + _int(3, strings[system])
-                     + _int(4, strings[filename])) for (name, system, filename), fid in
-            functions.items()]
+                     + _int(4, strings[filename]) + _int(5, start_line))
+            for (name, system, filename, start_line), fid in functions.items()]
 
     start, end = (t or 0 for t in prof.window_ns)
     comments = [f"mem_profiler {prof.version}".rstrip(), *(

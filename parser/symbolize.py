@@ -13,6 +13,13 @@ from mem_profiler.parser.errors import BuildIdMismatch, ElfError, UserError
 from mem_profiler.parser.heapfile import HeapProfile, read_heap_header
 from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.nputil import index_of, sorted_unique
+from mem_profiler.parser.python_frames import (
+    LABEL_RE,
+    PythonFrame,
+    fold_interpreter_frames,
+    frame_labels,
+    is_python_frame,
+)
 from mem_profiler.parser.sampling import index_column, stack_values
 
 Where = tuple[str, int] | None  # a source file and line, if known
@@ -65,6 +72,8 @@ class SymbolizedProfile:
     # bool per location: an inlined call, whose caller is the next location of the stack,
     # at the same address
     inlined: np.ndarray | None = None
+    # per function id of a Python frame: what the frame was (pprof's Function and Line)
+    python_functions: dict[int, PythonFrame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -124,7 +133,9 @@ class FunctionTable:
 def short_name(name: str) -> str:
     """Drop argument lists, template arguments and return types, as jeprof's
     ShortFunctionName (and pprof's default demangling) show C++ names; and Rust's hashes
-    and generic arguments."""
+    and generic arguments. A Python frame's name stays whole."""
+    if LABEL_RE.fullmatch(name):
+        return name
     name = _without_rust_hashes(name)
     for pattern in (_ARGS_RE, _TEMPLATE_RE):
         removed = 1
@@ -179,13 +190,15 @@ def recorded_program(heap_file: str) -> tuple[str, str | None]:
 
 
 def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bool = False,
-              allow_mismatch: bool = False) -> SymbolizedProfile:
+              allow_mismatch: bool = False, native: bool = False) -> SymbolizedProfile:
     """Name every frame of `profile`, using `binary` for the program that ran.
 
     Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
     is not the build that ran (a warning instead with allow_mismatch). `lines` also
     reads DWARF line tables for `where`. Calls inlined at an address (DWARF's
-    DW_TAG_inlined_subroutine) become frames of their own.
+    DW_TAG_inlined_subroutine) become frames of their own. Python frames are named
+    `function (file.py:42)`; in a Python program the interpreter's own native frames
+    are folded unless `native` (python_frames.fold_interpreter_frames).
     """
     exe = ElfImage(os.fspath(binary))
     warnings: list[str] = []
@@ -197,6 +210,8 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
     # Every frame but the leaf is a return address: step back into the call instruction.
     addrs = profile.addrs - np.uint64(1)
     addrs[offsets[:-1][lengths > 0]] += np.uint64(1)
+    python = is_python_frame(profile.addrs)
+    addrs[python] = profile.addrs[python]  # a record's address, not a return address
     uniq = sorted_unique(addrs)
     frames = index_of(addrs, uniq)
 
@@ -220,9 +235,10 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
     alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
     frames, offsets = _strip_leaf_run(frames, alloc, offsets)
     functions = resolver.table
-    return SymbolizedProfile(profile, loc_addrs, functions.names, func_of, where, frames,
-                             offsets, warnings, system_names=functions.system_names,
-                             inlined=is_inlined)
+    sym = SymbolizedProfile(profile, loc_addrs, functions.names, func_of, where, frames,
+                            offsets, warnings, system_names=functions.system_names,
+                            inlined=is_inlined, python_functions=resolver.python_functions)
+    return sym if native else fold_interpreter_frames(sym)
 
 
 def _with_inlined(addrs: np.ndarray, func_of: np.ndarray, where: list[tuple[str, int] | None],
@@ -285,6 +301,7 @@ class _Resolver:
         self.lines = lines
         self.warnings = warnings
         self.table = FunctionTable()
+        self.python_functions: dict[int, PythonFrame] = {}
 
     def _ids_of(self, names: list[str], system_names: list[str] | None = None) -> np.ndarray:
         return np.array(self.table.ids(names, system_names), np.int64)
@@ -312,9 +329,21 @@ class _Resolver:
         for p in np.unique(path_of[inside]).tolist():
             sel = np.flatnonzero(path_of == p)
             self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs, inlined)
+        self._resolve_python(addrs, func_of)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
         return func_of, locs, inlined
+
+    def _resolve_python(self, addrs: np.ndarray, func_of: np.ndarray) -> None:
+        """Name the Python frames among the addresses by their `# python_frame:` lines."""
+        python = np.flatnonzero(is_python_frame(addrs))
+        if not len(python):
+            return
+        func_of[python] = self._ids_of(frame_labels(self.profile, addrs[python]))
+        frames = self.profile.python_frames
+        for fid, address in zip(func_of[python].tolist(), addrs[python].tolist(), strict=True):
+            if address in frames:
+                self.python_functions.setdefault(fid, frames[address])
 
     def _resolve_object(self, path: str, sel: np.ndarray, offsets: np.ndarray,
                         func_of: np.ndarray, locs: list[tuple[str, int] | None],

@@ -125,6 +125,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
     } else if (prepare_tables() != 0) {
         errno = ENOMEM;
     } else {
+        memprof_python_init();   /* an interpreter loaded since the last window */
         memprof_cfg.rate = rate;
         memprof_cfg.device_rate = device_rate;
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
@@ -399,6 +400,7 @@ static void on_fork_child(void)
     pid_t parent = getppid();
     pthread_mutex_init(&window_lock, NULL);
     memprof_got_after_fork();
+    memprof_python_after_fork();
     if (tables_ready) {
         memprof_stack_table_reset();
         memprof_live_table_after_fork();

@@ -220,6 +220,41 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
+/* ---- Python frames (ARCHITECTURE.md, "Python programs") ------------------- */
+/* `# python: <version> eval=0x<address of _PyEval_EvalFrameDefault>`, then a
+ * `# python_frame: 0x<address> <line> <first line> <name>\t<file>` line per frame
+ * record (name and file escaped, so the tab between them is the only one). */
+static void put_python_frames(struct out *o)
+{
+    const char *version = memprof_python_version();
+    if (version == NULL)
+        return;
+    puts_(o, "# python: ");
+    puts_(o, version);
+    put_hex(o, ' ', memprof_python_eval_lo);
+    puts_(o, "\n");
+    uint32_t n = memprof_python_records();
+    struct memprof_python_frame f;
+    for (uint32_t id = 0; id < n; id++) {
+        if (!memprof_python_record(id, &f))
+            continue;   /* being interned now: no stack written names it */
+        puts_(o, "# python_frame:");
+        put_hex(o, ' ', MEMPROF_PY_FRAME_BASE + id);
+        puts_(o, " ");
+        if (f.line < 0)
+            puts_(o, "-1");
+        else
+            put_u64(o, (uint64_t)f.line);
+        puts_(o, " ");
+        put_u64(o, f.first_line > 0 ? (uint64_t)f.first_line : 0);
+        puts_(o, " ");
+        put_escaped(o, f.name, f.name_len);
+        puts_(o, "\t");
+        put_escaped(o, f.file, f.file_len);
+        puts_(o, "\n");
+    }
+}
+
 /* ---- the profile ---------------------------------------------------------- */
 /* The window's counts per stack id, gathered once for all the heaps' files. */
 struct counts {
@@ -448,6 +483,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     }
     struct build_id_ctx ctx = {o, exe};
     dl_iterate_phdr(put_build_id, &ctx);
+    put_python_frames(o);
     put_notes(o, heap);
     put_counters(o, cur_objs, cur_bytes, acc_objs, acc_bytes);
 

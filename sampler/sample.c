@@ -86,14 +86,26 @@ static inline uintptr_t live_key(enum memprof_heap heap, uintptr_t address)
 static inline enum memprof_heap key_heap(uintptr_t key) { return (enum memprof_heap)(key >> 56); }
 static inline uintptr_t key_address(uintptr_t key) { return key & KEY_ADDRESS_MASK; }
 
+/* Room for a stack: the native frames and the Python frames merged among them. */
+#define STACK_ROOM (MEMPROF_MAX_DEPTH + MEMPROF_MAX_PY_FRAMES)
+
+/* The calling thread's stack into frames[STACK_ROOM]: native frames, and in a
+ * Python program its Python frames among them; returns the depth. */
+static int capture_stack(uintptr_t *frames)
+{
+    int depth = memprof_unwind(frames, memprof_cfg.max_depth);
+    if (UNLIKELY(memprof_python_eval_lo != 0))
+        depth = memprof_python_merge(frames, depth, STACK_ROOM);
+    return depth;
+}
+
 /* Unwinds, interns the stack and records one sampled allocation. */
 static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
 {
     memprof_live_prefetch(key);
     enum memprof_heap heap = key_heap(key);
-    uintptr_t frames[MEMPROF_MAX_DEPTH];
-    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), heap,
-                                  label};
+    uintptr_t frames[STACK_ROOM];
+    struct memprof_stack_key k = {frames, capture_stack(frames), heap, label};
     double weight = memprof_sample_weight(size, heap == HEAP_HOST ? memprof_cfg.rate
                                                                    : memprof_cfg.device_rate);
     uint32_t stack = memprof_stack_intern(&k);
@@ -174,9 +186,8 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
     if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
         return;
     t->busy = 1;
-    uintptr_t frames[MEMPROF_MAX_DEPTH];
-    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth),
-                                  MEMPROF_NOTED_HEAP(heap), 0};
+    uintptr_t frames[STACK_ROOM];
+    struct memprof_stack_key k = {frames, capture_stack(frames), MEMPROF_NOTED_HEAP(heap), 0};
     note.stack = memprof_stack_intern(&k);
     memprof_note_add(list, heap, note);
     t->busy = 0;

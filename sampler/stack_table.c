@@ -43,10 +43,11 @@ int memprof_stack_table_init(uint32_t capacity)
     uint32_t nslots = 1024;
     while (nslots < 2 * capacity)
         nslots <<= 1;
-    /* Room for every stack at the default depth: reserved, not committed (NORESERVE,
-     * touched as stacks arrive), so an interpreter's deep stacks (a Python program
-     * averages ~48 frames) fill the table before the pool. */
-    frame_pool_len = (uint64_t)capacity * MEMPROF_DEFAULT_DEPTH;
+    /* Room for every stack at the largest depth: reserved, not committed (NORESERVE,
+     * touched as stacks arrive), so an interpreter's deep stacks (a Python program's
+     * hold its Python frames besides native ones often at the depth limit) fill the
+     * table before the pool. */
+    frame_pool_len = (uint64_t)capacity * MEMPROF_MAX_DEPTH;
     slots = memprof_map(sizeof(*slots) * nslots);
     records = memprof_map(sizeof(*records) * capacity);
     frame_pool = memprof_map(sizeof(uintptr_t) * frame_pool_len);

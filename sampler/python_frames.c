@@ -1,0 +1,543 @@
+/* Python frames in sampled stacks (ARCHITECTURE.md, "Python programs").
+ *
+ * When the process runs CPython 3.9 to 3.13, a sample reads the allocating
+ * thread's own chain of Python frames from its thread state: no GIL, no call
+ * into Python beyond two lock-free reads (Py_IsInitialized and
+ * PyGILState_GetThisThreadState, a thread-specific value), no allocation.  The
+ * chain cannot change under the walk: only its own thread changes it, and that
+ * thread is the one sampling.  Each frame's function (qualified name from 3.11,
+ * the code's name before), file, first line and current line are copied at
+ * once, since a code object may be freed and its address reused, and interned
+ * in two bounded, preallocated tables claimed slot by slot with a CAS (strings,
+ * then frame records of two string ids and two lines): a record's id is the
+ * frame's address in the stack, MEMPROF_PY_FRAME_BASE + id, which no mapping
+ * can hold.
+ *
+ * The frames go into the native stack where the interpreter ran them: each
+ * native call of _PyEval_EvalFrameDefault runs one Python frame up to 3.10,
+ * and from 3.11 the frames above an entry marker (3.11: is_entry on the first
+ * frame the call ran; 3.12 and 3.13: a shim frame owned by the C stack), so a
+ * group of Python frames is put just leafward of its native evaluation frame.
+ * Groups the native walk did not reach (its depth limit) go at the root end.
+ *
+ * Layouts: 3.13's come from _Py_DebugOffsets at the start of _PyRuntime;
+ * those before, which have none, are the x86-64 release builds' (offsetof in
+ * each version's headers). */
+#include <dlfcn.h>
+#include <link.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "memprof_internal.h"
+
+/* Offsets into the interpreter's structures, and how its frames are chained. */
+struct py_layout {
+    unsigned minor;              /* 3.<minor> */
+    uint32_t tstate_frame;       /* 3.9/3.10 frame, 3.11/3.12 cframe, 3.13 current_frame */
+    int32_t cframe_current;      /* 3.11/3.12: _PyCFrame.current_frame; else -1 */
+    uint32_t frame_previous, frame_code, frame_instr;
+    int32_t frame_owner;         /* 3.12+: the owner byte; else -1 */
+    int32_t frame_is_entry;      /* 3.11: the is_entry byte; else -1 */
+    uint32_t code_name, code_filename, code_linetable, code_firstlineno, code_adaptive;
+    uint32_t ascii_size;         /* sizeof(PyASCIIObject): a compact ASCII string's text */
+    uint32_t compact_utf8_length, compact_utf8, compact_size;
+};
+
+#define FRAME_OWNED_BY_CSTACK 3
+#define OB_TYPE 8                /* PyObject.ob_type */
+#define VAR_SIZE 16              /* PyVarObject.ob_size */
+#define BYTES_DATA 32            /* PyBytesObject.ob_sval */
+#define UNICODE_LENGTH 16
+#define UNICODE_STATE 32
+#define STATE_KIND(s) (((s) >> 2) & 7)
+#define STATE_COMPACT 0x20
+#define STATE_ASCII 0x40
+#define NAME_MAX_BYTES 1024      /* longer names and paths are cut */
+
+static const struct py_layout layouts[] = {
+    {9, 24, -1, 24, 32, 104, -1, -1, 112, 104, 120, 40, 0, 48, 48, 56, 72},
+    {10, 24, -1, 24, 32, 96, -1, -1, 112, 104, 120, 40, 0, 48, 48, 56, 72},
+    {11, 56, 8, 48, 32, 56, -1, 68, 128, 112, 136, 72, 184, 48, 48, 56, 72},
+    {12, 56, 0, 8, 0, 56, 70, -1, 128, 112, 136, 68, 192, 40, 40, 48, 56},
+};
+
+/* 3.13's _Py_DebugOffsets: where its fields lie in that struct. */
+#define DEBUG_COOKIE "xdebugpy"
+enum {
+    DBG_VERSION = 8,
+    DBG_THREAD_CURRENT_FRAME = 184,
+    DBG_FRAME_PREVIOUS = 232, DBG_FRAME_EXECUTABLE = 240, DBG_FRAME_INSTR_PTR = 248,
+    DBG_FRAME_OWNER = 264,
+    DBG_CODE_FILENAME = 280, DBG_CODE_QUALNAME = 296, DBG_CODE_LINETABLE = 304,
+    DBG_CODE_FIRSTLINENO = 312, DBG_CODE_ADAPTIVE = 344,
+    DBG_UNICODE_ASCII_SIZE = 560,
+};
+
+static struct {
+    struct py_layout layout;
+    int (*is_initialized)(void);
+    void *(*this_thread_state)(void);
+    uintptr_t code_type, unicode_type, bytes_type;
+    char version[40];
+    uintptr_t eval_lo, eval_hi;   /* _PyEval_EvalFrameDefault's code */
+} py;
+
+uintptr_t memprof_python_eval_lo;
+
+/* ---- interning ------------------------------------------------------------ */
+enum { ENTRY_EMPTY = 0, ENTRY_READY = 1, ENTRY_DEAD = 2 };
+#define INTERN_PROBES 64
+
+struct intern_slot {
+    _Atomic uint64_t hash;
+    _Atomic uint32_t state;
+    uint32_t id;
+};
+
+struct intern_entry {
+    uint64_t at;                 /* into the pool */
+    uint32_t len;
+    _Atomic uint32_t ready;
+};
+
+struct intern_table {
+    struct intern_slot *slots;
+    uint32_t slot_mask, capacity;
+    struct intern_entry *entries;
+    _Atomic uint32_t used;
+    char *pool;
+    uint64_t pool_len;
+    _Atomic uint64_t pool_used;
+};
+
+static struct intern_table strings, records;
+
+/* A frame record: what a Python frame was when it was sampled. */
+struct py_record {
+    uint32_t name, file;         /* string ids */
+    int32_t line, first_line;
+};
+
+static bool intern_init(struct intern_table *t, uint32_t capacity, uint64_t pool_len)
+{
+    t->slot_mask = 2 * capacity - 1;
+    t->capacity = capacity;
+    t->pool_len = pool_len;
+    t->slots = memprof_map(sizeof(*t->slots) * 2 * capacity);
+    t->entries = memprof_map(sizeof(*t->entries) * capacity);
+    t->pool = memprof_map(pool_len);
+    return t->slots != NULL && t->entries != NULL && t->pool != NULL;
+}
+
+static void intern_reset(struct intern_table *t)
+{
+    memprof_zero_pages(t->slots, sizeof(*t->slots) * ((size_t)t->slot_mask + 1));
+    memprof_zero_pages(t->entries, sizeof(*t->entries) * t->capacity);
+    memprof_zero_pages(t->pool, t->pool_len);
+    atomic_store(&t->used, 0);
+    atomic_store(&t->pool_used, 0);
+}
+
+static uint64_t hash_bytes(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0x84222325cbf29ce4ull ^ len;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    for (; len > 0; p++, len--)
+        h = (h ^ *p) * 0x100000001b3ull;
+    h ^= h >> 32;
+    return h ? h : 1;
+}
+
+static uint32_t intern_fill(struct intern_table *t, struct intern_slot *s, const void *data,
+                            uint32_t len)
+{
+    uint64_t at = atomic_fetch_add_explicit(&t->pool_used, len, memory_order_relaxed);
+    uint32_t id = atomic_fetch_add_explicit(&t->used, 1, memory_order_relaxed);
+    if (id >= t->capacity || at + len > t->pool_len) {
+        atomic_store_explicit(&s->state, ENTRY_DEAD, memory_order_release);
+        return UINT32_MAX;
+    }
+    memcpy(t->pool + at, data, len);
+    t->entries[id].at = at;
+    t->entries[id].len = len;
+    atomic_store_explicit(&t->entries[id].ready, 1, memory_order_release);
+    s->id = id;
+    atomic_store_explicit(&s->state, ENTRY_READY, memory_order_release);
+    return id;
+}
+
+/* The id of a byte string, interned on first sight; UINT32_MAX when full. */
+static uint32_t intern(struct intern_table *t, const void *data, uint32_t len)
+{
+    uint64_t h = hash_bytes(data, len);
+    uint32_t i = (uint32_t)h & t->slot_mask;
+    for (int probe = 0; probe < INTERN_PROBES; probe++, i = (i + 1) & t->slot_mask) {
+        struct intern_slot *s = &t->slots[i];
+        uint64_t seen = atomic_load_explicit(&s->hash, memory_order_acquire);
+        if (seen == 0) {
+            uint64_t expected = 0;
+            if (atomic_compare_exchange_strong(&s->hash, &expected, h))
+                return intern_fill(t, s, data, len);
+            seen = expected;
+        }
+        if (seen != h)
+            continue;
+        uint32_t state;
+        while ((state = atomic_load_explicit(&s->state, memory_order_acquire)) == ENTRY_EMPTY)
+            sched_yield();   /* another thread is copying it */
+        const struct intern_entry *e = &t->entries[s->id];
+        if (state == ENTRY_READY && e->len == len && memcmp(t->pool + e->at, data, len) == 0)
+            return s->id;
+    }
+    return UINT32_MAX;
+}
+
+static bool intern_get(const struct intern_table *t, uint32_t id, const char **data, uint32_t *len)
+{
+    const struct intern_entry *e = &t->entries[id];
+    if (!atomic_load_explicit(&e->ready, memory_order_acquire))
+        return false;
+    *data = t->pool + e->at;
+    *len = e->len;
+    return true;
+}
+
+/* ---- reading the interpreter's objects -------------------------------------- */
+static inline uintptr_t load_ptr(uintptr_t at) { return *(const uintptr_t *)at; }
+static inline int32_t load_i32(uintptr_t at) { return *(const int32_t *)at; }
+
+/* An object of exactly this type (NULL and misaligned pointers are none). */
+static inline bool is_object_of(uintptr_t obj, uintptr_t type)
+{
+    return obj >= 4096 && (obj & 7) == 0 && load_ptr(obj + OB_TYPE) == type;
+}
+
+static size_t put_utf8(char *out, uint32_t c)
+{
+    if (c < 0x80) { out[0] = (char)c; return 1; }
+    if (c < 0x800) { out[0] = (char)(0xc0 | c >> 6); out[1] = (char)(0x80 | (c & 63)); return 2; }
+    if (c < 0x10000) {
+        out[0] = (char)(0xe0 | c >> 12);
+        out[1] = (char)(0x80 | (c >> 6 & 63));
+        out[2] = (char)(0x80 | (c & 63));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | c >> 18);
+    out[1] = (char)(0x80 | (c >> 12 & 63));
+    out[2] = (char)(0x80 | (c >> 6 & 63));
+    out[3] = (char)(0x80 | (c & 63));
+    return 4;
+}
+
+/* The string id of a str object's text (UTF-8): a compact ASCII string's bytes,
+ * else its cached UTF-8, else its characters encoded here; UINT32_MAX if it is
+ * not a compact str. */
+static uint32_t intern_str(uintptr_t obj)
+{
+    const struct py_layout *L = &py.layout;
+    if (!is_object_of(obj, py.unicode_type))
+        return UINT32_MAX;
+    uint32_t state = (uint32_t)load_i32(obj + UNICODE_STATE);
+    int64_t length = *(const int64_t *)(obj + UNICODE_LENGTH);
+    if (!(state & STATE_COMPACT) || length < 0)
+        return UINT32_MAX;
+    if (state & STATE_ASCII)
+        return intern(&strings, (const void *)(obj + L->ascii_size),
+                      (uint32_t)(length < NAME_MAX_BYTES ? length : NAME_MAX_BYTES));
+    uintptr_t utf8 = load_ptr(obj + L->compact_utf8);
+    int64_t utf8_length = *(const int64_t *)(obj + L->compact_utf8_length);
+    if (utf8 != 0 && utf8_length >= 0)
+        return intern(&strings, (const void *)utf8,
+                      (uint32_t)(utf8_length < NAME_MAX_BYTES ? utf8_length : NAME_MAX_BYTES));
+    char text[256];
+    size_t n = 0;
+    unsigned kind = STATE_KIND(state);
+    const unsigned char *data = (const unsigned char *)(obj + L->compact_size);
+    for (int64_t i = 0; i < length && n + 4 <= sizeof text; i++) {
+        uint32_t c = kind == 1 ? data[i] : kind == 2 ? ((const uint16_t *)data)[i]
+                                                     : ((const uint32_t *)data)[i];
+        n += put_utf8(text + n, c);
+    }
+    return intern(&strings, text, (uint32_t)n);
+}
+
+/* The line of the instruction at code unit `unit` (3.11's location table),
+ * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab. */
+static int32_t line_of(const unsigned char *p, int64_t len, int32_t line, int64_t unit)
+{
+    const unsigned char *end = p + len;
+    if (unit < 0)
+        return line;
+    if (py.layout.minor == 9) {   /* (byte increment, signed line increment) pairs */
+        int64_t addr = 0;
+        for (; p + 1 < end; p += 2) {
+            addr += p[0];
+            if (addr > 2 * unit)
+                break;
+            line += (signed char)p[1];
+        }
+        return line;
+    }
+    if (py.layout.minor == 10) {   /* (bytes covered, signed line delta or -128: none) */
+        int64_t start = 0;
+        for (; p + 1 < end; p += 2) {
+            int64_t stop = start + p[0];
+            if ((signed char)p[1] != -128)
+                line += (signed char)p[1];
+            if (2 * unit >= start && 2 * unit < stop)
+                return (signed char)p[1] == -128 ? -1 : line;
+            start = stop;
+        }
+        return -1;
+    }
+    /* 3.11+: entries start with a byte of bit 7 set: code in bits 3-6, code units - 1
+     * in bits 0-2; the line delta is a signed varint after codes 13 and 14, code - 10
+     * for 10-12, nothing else; code 15 has no line. */
+    int64_t start = 0;
+    while (p < end && (*p & 0x80)) {
+        unsigned code = (*p >> 3) & 15;
+        int64_t stop = start + (*p & 7) + 1;
+        const unsigned char *q = p + 1;
+        if (code == 13 || code == 14) {
+            uint32_t read = *q++, value = read & 63, shift = 0;
+            while ((read & 64) && q < end && shift < 24) {
+                read = *q++;
+                shift += 6;
+                value |= (read & 63) << shift;
+            }
+            line += value & 1 ? -(int32_t)(value >> 1) : (int32_t)(value >> 1);
+        } else if (code >= 10 && code <= 12) {
+            line += (int32_t)code - 10;
+        }
+        if (unit < stop)
+            return code == 15 ? -1 : line;
+        start = stop;
+        for (p = q; p < end && !(*p & 0x80); p++)
+            ;
+    }
+    return -1;
+}
+
+/* The record id of a frame running `code` at code unit `unit`; UINT32_MAX when it
+ * cannot be read or the tables are full. */
+static uint32_t frame_record(uintptr_t code, int64_t unit)
+{
+    const struct py_layout *L = &py.layout;
+    if (!is_object_of(code, py.code_type))
+        return UINT32_MAX;
+    struct py_record r = {intern_str(load_ptr(code + L->code_name)),
+                          intern_str(load_ptr(code + L->code_filename)), -1,
+                          load_i32(code + L->code_firstlineno)};
+    if (r.name == UINT32_MAX || r.file == UINT32_MAX || r.first_line <= 0)
+        return UINT32_MAX;   /* 0: the interpreter's own shims (3.13's __init__ cleanup) */
+    uintptr_t table = load_ptr(code + L->code_linetable);
+    if (is_object_of(table, py.bytes_type))
+        r.line = line_of((const unsigned char *)(table + BYTES_DATA),
+                         *(const int64_t *)(table + VAR_SIZE), r.first_line, unit);
+    return intern(&records, &r, sizeof r);
+}
+
+/* ---- the walk ----------------------------------------------------------------- */
+struct py_stack {
+    uint32_t ids[MEMPROF_MAX_PY_FRAMES];          /* innermost first */
+    uint8_t group_end[MEMPROF_MAX_PY_FRAMES + 1];  /* one group per native evaluation call */
+    int n, groups;
+};
+
+static void end_group(struct py_stack *s)
+{
+    if (s->groups < MEMPROF_MAX_PY_FRAMES + 1)
+        s->group_end[s->groups++] = (uint8_t)s->n;
+}
+
+static void add_frame(struct py_stack *s, uintptr_t code, int64_t unit)
+{
+    uint32_t id = frame_record(code, unit);
+    if (id != UINT32_MAX && s->n < MEMPROF_MAX_PY_FRAMES)
+        s->ids[s->n++] = id;
+}
+
+static void walk(uintptr_t tstate, struct py_stack *s)
+{
+    const struct py_layout *L = &py.layout;
+    uintptr_t f = load_ptr(tstate + L->tstate_frame);
+    if (L->cframe_current >= 0)
+        f = f == 0 ? 0 : load_ptr(f + (uint32_t)L->cframe_current);
+    /* bounded: a chain is finite, but a deep recursion need not be walked to its end */
+    for (int seen = 0; f != 0 && (f & 7) == 0 && seen < 4 * MEMPROF_MAX_PY_FRAMES &&
+                       s->n < MEMPROF_MAX_PY_FRAMES; seen++) {
+        uintptr_t code = load_ptr(f + L->frame_code);
+        if (L->minor <= 10) {   /* f_lasti: bytes up to 3.9, code units in 3.10 */
+            int32_t lasti = load_i32(f + L->frame_instr);
+            add_frame(s, code, L->minor == 9 && lasti >= 0 ? lasti / 2 : lasti);
+            end_group(s);
+        } else if (L->frame_owner >= 0 &&
+                   *(const uint8_t *)(f + (uint32_t)L->frame_owner) == FRAME_OWNED_BY_CSTACK) {
+            end_group(s);
+        } else {
+            uintptr_t instr = load_ptr(f + L->frame_instr);
+            add_frame(s, code, ((intptr_t)instr - (intptr_t)(code + L->code_adaptive)) / 2);
+            if (L->frame_is_entry >= 0 && *(const uint8_t *)(f + (uint32_t)L->frame_is_entry))
+                end_group(s);
+        }
+        f = load_ptr(f + L->frame_previous);
+    }
+    if (s->groups == 0 || s->group_end[s->groups - 1] != s->n)
+        end_group(s);
+}
+
+static inline bool is_eval_frame(uintptr_t pc)
+{
+    return pc > py.eval_lo && pc <= py.eval_hi;   /* a return address inside it */
+}
+
+int memprof_python_merge(uintptr_t *frames, int depth, int cap)
+{
+    if (!py.is_initialized() || depth >= cap)
+        return depth;
+    uintptr_t tstate = (uintptr_t)py.this_thread_state();
+    if (tstate == 0 || (tstate & 7) != 0)
+        return depth;
+    struct py_stack s;
+    s.n = s.groups = 0;
+    walk(tstate, &s);
+    if (s.n == 0)
+        return depth;
+    if (s.n > cap - depth)   /* the outermost frames make way */
+        s.n = cap - depth;
+    /* The native frame each group goes before (depth: after them all). */
+    int attach[MEMPROF_MAX_PY_FRAMES + 1], g = 0;
+    for (int i = 0; i < depth && g < s.groups; i++)
+        if (is_eval_frame(frames[i]))
+            attach[g++] = i;
+    for (; g < s.groups; g++)
+        attach[g] = depth;
+    /* Backwards, so that every frame moves up into room already free. */
+    int w = depth + s.n;
+    g = s.groups - 1;
+    for (int i = depth; i >= 0; i--) {
+        if (i < depth)
+            frames[--w] = frames[i];
+        for (; g >= 0 && attach[g] == i; g--) {
+            int lo = g > 0 ? s.group_end[g - 1] : 0, hi = s.group_end[g];
+            for (int k = (hi < s.n ? hi : s.n) - 1; k >= lo; k--)
+                frames[--w] = MEMPROF_PY_FRAME_BASE + s.ids[k];
+        }
+    }
+    return depth + s.n;
+}
+
+/* ---- set-up --------------------------------------------------------------------- */
+static bool layout_from_debug_offsets(uintptr_t runtime)
+{
+    if (runtime == 0 || memcmp((const void *)runtime, DEBUG_COOKIE, 8) != 0)
+        return false;
+    uint64_t version = *(const uint64_t *)(runtime + DBG_VERSION);
+    if ((version >> 16) != 0x030d)   /* the struct itself changes with the minor version */
+        return false;
+#define DBG(field) ((uint32_t)*(const uint64_t *)(runtime + (field)))
+    py.layout = (struct py_layout){
+        13, DBG(DBG_THREAD_CURRENT_FRAME), -1, DBG(DBG_FRAME_PREVIOUS),
+        DBG(DBG_FRAME_EXECUTABLE), DBG(DBG_FRAME_INSTR_PTR), (int32_t)DBG(DBG_FRAME_OWNER), -1,
+        DBG(DBG_CODE_QUALNAME), DBG(DBG_CODE_FILENAME), DBG(DBG_CODE_LINETABLE),
+        DBG(DBG_CODE_FIRSTLINENO), DBG(DBG_CODE_ADAPTIVE), DBG(DBG_UNICODE_ASCII_SIZE),
+        /* PyCompactUnicodeObject after PyASCIIObject: utf8_length, utf8 */
+        DBG(DBG_UNICODE_ASCII_SIZE), DBG(DBG_UNICODE_ASCII_SIZE) + 8,
+        DBG(DBG_UNICODE_ASCII_SIZE) + 16};
+#undef DBG
+    snprintf(py.version, sizeof py.version, "3.13.%u", (unsigned)(version >> 8 & 0xff));
+    return true;
+}
+
+/* "3.<minor>.<micro>" from Py_Version (3.11+) or Py_GetVersion's text. */
+static unsigned find_minor(void)
+{
+    const unsigned long *hex = dlsym(RTLD_DEFAULT, "Py_Version");
+    if (hex != NULL) {
+        snprintf(py.version, sizeof py.version, "%lu.%lu.%lu", *hex >> 24 & 0xff, *hex >> 16 & 0xff,
+                 *hex >> 8 & 0xff);
+        return *hex >> 24 == 3 ? (unsigned)(*hex >> 16 & 0xff) : 0;
+    }
+    const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
+    unsigned major = 0, minor = 0, micro = 0;
+    if (get_version == NULL || sscanf(get_version(), "%u.%u.%u", &major, &minor, &micro) < 2)
+        return 0;
+    snprintf(py.version, sizeof py.version, "%u.%u.%u", major, minor, micro);
+    return major == 3 ? minor : 0;
+}
+
+void memprof_python_init(void)
+{
+    if (memprof_python_eval_lo != 0)
+        return;
+    void *eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (eval == NULL || dladdr1(eval, &info, (void **)&sym, RTLD_DL_SYMENT) == 0 || sym == NULL)
+        return;
+    py.is_initialized = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
+    py.this_thread_state = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+    py.code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+    py.unicode_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
+    py.bytes_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
+    if (!py.is_initialized || !py.this_thread_state || !py.code_type || !py.unicode_type ||
+        !py.bytes_type)
+        return;
+    unsigned minor = find_minor();
+    bool known = false;
+    if (minor == 13)
+        known = layout_from_debug_offsets((uintptr_t)dlsym(RTLD_DEFAULT, "_PyRuntime"));
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
+        if (layouts[i].minor == minor) {
+            py.layout = layouts[i];
+            known = true;
+        }
+    if (!known)
+        return;   /* another version: native frames only */
+    if (strings.pool == NULL && (!intern_init(&strings, 1u << 14, 4u << 20) ||
+                                 !intern_init(&records, 1u << 16, sizeof(struct py_record) << 16)))
+        return;
+    py.eval_lo = (uintptr_t)eval;
+    py.eval_hi = py.eval_lo + sym->st_size;
+    __atomic_store_n(&memprof_python_eval_lo, py.eval_lo, __ATOMIC_RELEASE);
+}
+
+void memprof_python_after_fork(void)
+{
+    if (strings.pool == NULL)
+        return;
+    intern_reset(&strings);
+    intern_reset(&records);
+}
+
+const char *memprof_python_version(void)
+{
+    return memprof_python_eval_lo != 0 ? py.version : NULL;
+}
+
+uint32_t memprof_python_records(void)
+{
+    uint32_t n = atomic_load_explicit(&records.used, memory_order_acquire);
+    return n < records.capacity ? n : records.capacity;
+}
+
+bool memprof_python_record(uint32_t id, struct memprof_python_frame *out)
+{
+    const char *data;
+    uint32_t len;
+    struct py_record r;
+    if (!intern_get(&records, id, &data, &len) || len != sizeof r)
+        return false;
+    memcpy(&r, data, sizeof r);
+    out->line = r.line;
+    out->first_line = r.first_line;
+    return intern_get(&strings, r.name, &out->name, &out->name_len) &&
+           intern_get(&strings, r.file, &out->file, &out->file_len);
+}

@@ -1,0 +1,182 @@
+"""Python frames in sampled stacks (issue 14; ARCHITECTURE.md, "Python programs"): the
+fixture tests/fixtures/python_sites.py keeps known amounts in its own functions, counted
+by tracemalloc in the same interpreter, on every CPython 3.9-3.13 this machine has."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
+from support.sampling_math import assert_estimate, relative_sd
+
+from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.python_frames import is_python_frame
+from mem_profiler.parser.symbolize import SymbolizedProfile, code_mappings, symbolize
+
+SITES = FIXTURES / "python_sites.py"
+LIMITS = {1: 0.05, 1024: 0.10}  # the issue's bounds per function
+VENV_PYTHON = Path(sys.executable)  # the one with numpy
+
+
+def _interpreters() -> list:
+    """pyenv's 3.9 to 3.13 and Debian's python3.11, each skipped with its reason when
+    absent."""
+    found = []
+    for minor in range(9, 14):
+        paths = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/python3"))
+                       + glob.glob(f"/root/.pyenv/versions/3.{minor}.*/bin/python3"))
+        marks = [] if paths else [pytest.mark.skip(reason=f"no pyenv Python 3.{minor} here")]
+        found.append(pytest.param(paths[0] if paths else "", id=f"pyenv-3.{minor}", marks=marks))
+    debian = "/usr/bin/python3.11"
+    found.append(pytest.param(debian, id="debian-3.11", marks=[] if os.path.exists(debian) else [
+        pytest.mark.skip(reason=f"{debian} is not installed")]))
+    return found
+
+
+_runs: dict[tuple, tuple[dict, Path]] = {}
+
+
+def run_sites(tmp_path_factory, python: str, rate: int, *extra: str) -> tuple[dict, Path]:
+    """The fixture's report (truth, site lines) and its dump, once per interpreter,
+    rate and options."""
+    key = (python, rate, extra)
+    if key not in _runs:
+        out = tmp_path_factory.mktemp("python_sites")
+        env = {**os.environ, "PYTHONMALLOC": "malloc", "MEMPROF_MAX_STACKS": str(1 << 20)}
+        cmd = [str(MEM_PROFILER), "run", "-c", str(rate), "-o", str(out / "p_"),
+               "--", python, str(SITES), str(out / "report.json"), *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads((out / "report.json").read_text())
+        _runs[key] = report, Path(report["heap"])
+    return _runs[key]
+
+
+def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[str, float]:
+    """Per Python function (the last part of its qualified name): the value of the stacks
+    through it."""
+    values = sym.value(index)
+    names = {fid: frame.name.rpartition(".")[2] for fid, frame in sym.python_functions.items()}
+    totals: dict[str, float] = {}
+    for i, value in enumerate(values.tolist()):
+        stack = sym.func_of[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]].tolist()
+        for name in {names[f] for f in stack if f in names}:
+            totals[name] = totals.get(name, 0.0) + value
+    return totals
+
+
+def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
+    """Bytes of a site's blocks ({size: count}) and the relative standard deviation of
+    their estimate, each size's variance from the sampling math added up."""
+    truth = sum(int(size) * count for size, count in sizes.items())
+    variance = sum((relative_sd(count, int(size), rate) * count * int(size)) ** 2
+                   for size, count in sizes.items())
+    return truth, variance ** 0.5 / truth
+
+
+@pytest.mark.parametrize("rate", [1, 1024])
+@pytest.mark.parametrize("python", _interpreters())
+def test_each_function_keeps_what_tracemalloc_counts(tmp_path_factory, python, rate):
+    report, heap = run_sites(tmp_path_factory, python, rate)
+    profile = read_heap(heap)
+    assert profile.meta["python"].split()[0].startswith(
+        subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                       capture_output=True, text=True, check=True).stdout.strip())
+    ours = function_totals(symbolize(profile, profile.exe))
+    for name, sizes in report["sizes"].items():
+        truth, sd = truth_sd(sizes, rate)
+        assert name in ours, f"{name} is in no stack"
+        assert_estimate(ours[name], truth, sd, LIMITS[rate])
+
+
+def test_thread_stacks_hold_the_threads_python_frames(tmp_path_factory):
+    report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
+    profile = read_heap(heap)
+    sym = symbolize(profile, profile.exe)
+    names, node_of = sym.node_names()
+    line = report["lines"]["keep_in_thread"]
+    stacks = [[names[n] for n in node_of[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]]]
+              for i in range(len(sym.offsets) - 1)]
+    threaded = [s for s in stacks if f"keep_in_thread (python_sites.py:{line})" in s]
+    assert threaded
+    # the thread's own Python frames down to its start, none of the main thread's
+    assert all(any(n.startswith("Thread.run (threading.py:") for n in s) for s in threaded)
+    assert not any(n.startswith("main (python_sites.py:") for s in threaded for n in s)
+
+
+def test_text_report_names_python_functions_and_lines(tmp_path_factory):
+    report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
+    text = subprocess.run([str(MEM_PARSER), "-f", str(heap), "-t"],
+                          capture_output=True, text=True, check=True).stdout
+    for name, line in report["lines"].items():
+        assert f"{name} (python_sites.py:{line})" in text
+    with_lines = subprocess.run([str(MEM_PARSER), "-f", str(heap), "-t", "--lines"],
+                                capture_output=True, text=True, check=True).stdout
+    assert f"keep_dicts (python_sites.py:{report['lines']['keep_dicts']})" in with_lines
+    # the default view folds the interpreter's frames; --native shows them
+    native = subprocess.run([str(MEM_PARSER), "-f", str(heap), "--collapsed",
+                             "--native"], capture_output=True, text=True, check=True).stdout
+    folded = subprocess.run([str(MEM_PARSER), "-f", str(heap), "--collapsed"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "_PyEval_EvalFrameDefault" in native
+    python = [line for line in folded.splitlines() if "(python_sites.py:" in line]
+    assert python and not any("_PyEval_EvalFrameDefault" in line for line in python)
+    assert any(f"keep_dicts (python_sites.py:{report['lines']['keep_dicts']})" in line
+               for line in python)
+
+
+def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
+    pytest.importorskip("numpy")
+    report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024, "--numpy")
+    profile = read_heap(heap)
+    sym = symbolize(profile, profile.exe)
+    maps = code_mappings(profile)
+    numpy_paths = {m.path for m in maps if "/numpy/" in m.path}
+    line = report["lines"]["keep_arrays"]
+    names, node_of = sym.node_names()
+
+    def in_numpy(address: int) -> bool:
+        return any(m.start <= address < m.end for m in maps if m.path in numpy_paths)
+
+    both = 0
+    for i in range(len(sym.offsets) - 1):
+        frames = sym.frames[sym.offsets[i]:sym.offsets[i + 1]]
+        shown = [names[n] for n in node_of[frames]]
+        if f"keep_arrays (python_sites.py:{line})" in shown:
+            addrs = sym.addrs[frames]
+            both += any(in_numpy(int(a)) for a in addrs[~is_python_frame(addrs)])
+    assert both, "no stack holds numpy's native frames under keep_arrays"
+    # the array objects tracemalloc counts, and their data, which numpy allocates itself
+    # (with a few small blocks of its own beside: the issue's bound, not the 5 sd one)
+    truth = truth_sd(report["sizes"]["keep_arrays"], 1024)[0] + 100 * 5000 * 8
+    assert function_totals(sym)["keep_arrays"] == pytest.approx(truth, rel=LIMITS[1024])
+
+
+def test_pprof_gives_python_functions_their_file_and_lines(tmp_path_factory, tmp_path):
+    report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
+    out = tmp_path / "p.pb.gz"
+    subprocess.run([str(MEM_PARSER), "-f", str(heap), "--pprof", str(out)],
+                   capture_output=True, check=True)
+    data = gzip.decompress(out.read_bytes())
+    # the function's own name and file in the string table, not the label
+    assert b"keep_dicts" in data
+    assert report["file"].encode() in data
+    assert b"keep_dicts (python_sites.py:" not in data
+
+
+def test_jeprof_reads_a_python_profile(tmp_path_factory):
+    report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
+    profile = read_heap(heap)
+    out = subprocess.run(["jeprof", "--text", "--inuse_space", profile.exe, str(heap)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    jeprof_total = float(next(line for line in out.splitlines()
+                              if line.startswith("Total:")).split()[1])
+    ours = symbolize(profile, profile.exe).value("inuse_space").sum()
+    assert jeprof_total == pytest.approx(ours / 2**20, rel=0.01)
