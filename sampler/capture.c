@@ -23,6 +23,8 @@
  *                              counters, so off unless asked (the gate, log mode)
  *   MEMPROF_MODE=log           also write the event log (event_log.c)
  *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept
+ *   MEMPROF_PYTHON=1           in a CPython process, wrap its allocators while a
+ *                              window is open (hooks_python.c); 0 leaves them alone
  *   MEMPROF_REPORT_FD=N        a pipe (`mem_profiler run`'s) told of each dump
  *                              that could not be written, and why */
 #include <errno.h>
@@ -143,6 +145,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         window_is_view = view;
         if (++last_window == 0)
             last_window = 1;
+        memprof_python_find();
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
         if (memprof_got_arm() != 0)
             memprof_log("could not redirect the GOT: allocations are not seen");
@@ -151,6 +154,8 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         rc = 0;
     }
     pthread_mutex_unlock(&window_lock);
+    if (rc == 0)
+        memprof_python_sync();   /* Python's allocators wrapped */
     memprof_leave();
     return rc;
 }
@@ -251,6 +256,11 @@ static int write_window(bool close, char *path_out, size_t path_len)
         }
     }
     pthread_mutex_unlock(&window_lock);
+    if (close) {
+        int saved = errno;
+        memprof_python_sync();   /* Python's allocators unwrapped */
+        errno = saved;
+    }
     memprof_leave();
     return rc;
 }
@@ -454,6 +464,7 @@ __attribute__((constructor(102))) static void capture_init(void)
                            : strcmp(unwind, "libunwind") == 0                    ? UNWIND_LIBUNWIND
                                                                                  : UNWIND_HYBRID;
     verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
+    memprof_cfg.python = memprof_getenv_u64("MEMPROF_PYTHON", 1) != 0;
     memprof_cfg.track_live = memprof_getenv_u64("MEMPROF_TRACK_LIVE", 0) != 0;
     const char *mode = getenv("MEMPROF_MODE");
     memprof_cfg.log_mode = mode != NULL && strcmp(mode, "log") == 0;

@@ -8,6 +8,7 @@
  * recognise and never hand to libc. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,9 +56,58 @@ static __thread int resolving TLS_IE;
  * jemalloc the process was linked or preloaded with. */
 static void *lookup_handle = RTLD_NEXT;
 
+/* A program built without PIE that takes the address of an allocator function
+ * (Debian's python3.11 takes malloc's and free's) exports it as an undefined
+ * symbol valued at its PLT entry, so that the address is one everywhere, and
+ * dlsym(RTLD_DEFAULT) answers with that entry.  It jumps through the program's
+ * GOT slot, which an injected sampler redirects to the hook: the hook would
+ * call itself.  So an answer counts only as the start of a defined symbol of
+ * the object holding it; else the first library in load order defining the
+ * name is asked. */
+static bool is_definition_in(void *fn, const char *object)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    return dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL &&
+           sym->st_shndx != SHN_UNDEF && info.dli_saddr == fn &&
+           (object == NULL || strcmp(info.dli_fname, object) == 0);
+}
+
+struct loaded_libraries {
+    const char *names[64];
+    int count;
+};
+
+static int list_library(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct loaded_libraries *l = arg;
+    if (info->dlpi_name[0] != '\0' && l->count < 64)   /* "": the program itself */
+        l->names[l->count++] = info->dlpi_name;
+    return 0;
+}
+
+static void *first_definition(const char *name)
+{
+    struct loaded_libraries l = {.count = 0};
+    dl_iterate_phdr(list_library, &l);   /* opened outside its callback */
+    for (int i = 0; i < l.count; i++) {
+        void *handle = dlopen(l.names[i], RTLD_NOLOAD | RTLD_LAZY);
+        void *fn = handle ? dlsym(handle, name) : NULL;
+        bool defined_here = fn != NULL && is_definition_in(fn, l.names[i]);
+        if (handle != NULL)
+            dlclose(handle);
+        if (defined_here)
+            return fn;
+    }
+    return NULL;
+}
+
 static void *next_symbol(const char *name)
 {
-    return dlsym(lookup_handle, name);
+    void *fn = dlsym(lookup_handle, name);
+    bool plt_entry = fn != NULL && lookup_handle == RTLD_DEFAULT && !is_definition_in(fn, NULL);
+    return plt_entry ? first_definition(name) : fn;
 }
 
 static void resolve_real(void)
@@ -143,16 +193,9 @@ EXPORT void *realloc(void *old, size_t size)
     if (UNLIKELY(!ready()))
         return boot_alloc(size, 16);
 
-    /* The old block is a free: record it before libc may hand the address
-     * to another thread.  If realloc fails the old block stays live. */
-    uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
-    uint32_t stack = STACK_NONE;
-    uint64_t old_size = 0;
-    bool was_sampled = UNLIKELY(window != 0) && old != NULL &&
-                       memprof_take_sample(old, &stack, &old_size);
+    struct memprof_moved moved = memprof_on_realloc(old);
     void *p = real_realloc(old, size);
-    if (UNLIKELY(was_sampled) && p == NULL && size != 0)
-        memprof_restore_sample(old, stack, old_size);
+    memprof_on_realloc_done(moved, old, p == NULL && size != 0);   /* realloc(p, 0) frees p */
     memprof_on_alloc(p, size);
     return p;
 }

@@ -51,6 +51,7 @@ struct memprof_config {
     bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
     bool log_mode;               /* write the event log (event_log.c) */
     bool follow_fork;            /* a forked child carries on the window (capture.c) */
+    bool python;                 /* wrap CPython's allocators in a window (hooks_python.c) */
     uint64_t log_cap;            /* bytes per log file */
     uint32_t log_files;          /* log files kept */
     char prefix[MEMPROF_PATH_MAX];
@@ -70,6 +71,8 @@ struct memprof_thread {
     int64_t countdown;           /* bytes left until the next sample */
     uint32_t window;             /* window the countdown was drawn for */
     uint32_t busy;               /* inside the sampler: allocations pass through */
+    uint32_t python_depth;       /* inside a wrapped Python allocator (hooks_python.c),
+                                    which counts what reaches the malloc hooks under it */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
     struct memprof_stack_range stacks[2];   /* the stack mappings the walks met last (unwind.c) */
     bool no_maps;                /* /proc/self/maps could not be read: no walk */
@@ -142,6 +145,14 @@ uint32_t memprof_got_redirected(void) HIDDEN;  /* slots holding a hook now */
 void *memprof_malloc_hook_for(const char *name) HIDDEN;
 void *memprof_device_hook_for(const char *name) HIDDEN;
 
+/* ---- CPython's allocators, wrapped while a window is open (hooks_python.c) ---- */
+void memprof_python_find(void) HIDDEN;         /* a window is about to open */
+void memprof_python_sync(void) HIDDEN;         /* a window opened or closed */
+/* For the control thread: 0, or the time (memprof_now_ns) to call it again, while an
+ * interpreter found at a window's start is not initialized yet. */
+uint64_t memprof_python_poll(void) HIDDEN;
+void memprof_python_after_fork(void) HIDDEN;
+
 /* ---- estimated live bytes and their peak (live_bytes.c) ------------------- */
 struct memprof_live_bytes {
     int64_t now, peak;
@@ -193,6 +204,8 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
     if (LIKELY(window == 0) || UNLIKELY(ptr == NULL))
         return;
     struct memprof_thread *t = &memprof_thread;
+    if (UNLIKELY(t->python_depth != 0))
+        return;   /* one allocation, counted once: by the Python wrapper around this call */
     if (LIKELY(t->window == window) && (t->countdown -= (int64_t)size) > 0)
         return;
     memprof_sample_slow(ptr, size, window);
@@ -234,6 +247,30 @@ static inline void memprof_on_free(void *ptr)
                                     memory_order_relaxed) == 0))
         return;
     memprof_free_slow(ptr);
+}
+
+/* A realloc's old block is a free, recorded before the allocator may hand its
+ * address to another thread; when the realloc fails the block stays live and
+ * its sample is put back.  Then the new block is an allocation (memprof_on_alloc). */
+struct memprof_moved {
+    bool sampled;
+    uint32_t stack;
+    uint64_t size;
+};
+
+static inline struct memprof_moved memprof_on_realloc(void *old)
+{
+    struct memprof_moved m = {false, STACK_NONE, 0};
+    if (UNLIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) != 0) &&
+        old != NULL)
+        m.sampled = memprof_take_sample(old, &m.stack, &m.size);
+    return m;
+}
+
+static inline void memprof_on_realloc_done(struct memprof_moved m, void *old, bool failed)
+{
+    if (UNLIKELY(m.sampled) && failed)
+        memprof_restore_sample(old, m.stack, m.size);
 }
 
 /* Allocations the sampler makes through libc (libunwind, dlsym, setenv)

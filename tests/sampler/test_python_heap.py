@@ -1,0 +1,289 @@
+"""pymalloc seen (issue 14): while a window is open the sampler wraps CPython's MEM and
+OBJ allocators (sampler/hooks_python.c), in a preloaded run, in a window opened with -p
+and in an attached process, and unwraps them when it closes.
+
+The truth is tracemalloc's, in a separate run of the same interpreter and script
+(tests/fixtures/python_heap.py --truth): its traces are themselves allocations, which a
+profiled run would count, and a truth taken apart cannot come from the sampler. Every
+allocation of the script's `keep` is the same in both runs (PYTHONHASHSEED fixed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
+from support.sampling_math import assert_estimate, relative_sd
+from test_control import wait_for
+
+from mem_profiler.control_block import segment_path
+from mem_profiler.controller import list_targets
+from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.sampling import sample_values
+
+SCRIPT = FIXTURES / "python_heap.py"
+# Amounts kept: at 1 the issue's reproduction (20 MiB of strings, 24 of dicts, 48 of
+# bytearrays, tracemalloc's count); a quarter of it elsewhere, well inside the bounds.
+REPRODUCTION, QUARTER = "1", "0.25"
+# The issue's bounds: per function within 5% at -c 1 and 10% at -c 1024.
+LIMITS = {1: 0.05, 1024: 0.10}
+PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+
+
+def pyenv_python(minor: str) -> Path | None:
+    """pyenv's newest CPython 3.<minor>, if installed."""
+    found = sorted(PYENV.glob(f"3.{minor}.*/bin/python3.{minor}"),
+                   key=lambda p: [int(x) for x in p.parts[-3].split(".") if x.isdigit()])
+    return found[-1] if found else None
+
+
+def interpreter(name: str, path: Path | None):
+    return pytest.param(path, id=name, marks=pytest.mark.skipif(
+        path is None or not path.exists(), reason=f"no CPython {name} on this machine"))
+
+
+INTERPRETERS = [*(interpreter(f"3.{m}", pyenv_python(str(m))) for m in range(9, 14)),
+                interpreter("debian-3.11", Path("/usr/bin/python3.11"))]
+
+
+def program_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MEMPROF_", "PYTHON")) and k != "LD_PRELOAD"}
+    env["PYTHONHASHSEED"] = "0"   # pymalloc by default: PYTHONMALLOC unset
+    return env
+
+
+Truth = dict[str, dict[int, int]]   # {kind: {block size: blocks}} that `keep` keeps
+
+
+@pytest.fixture(scope="session")
+def truths(tmp_path_factory):
+    """The Truth of an interpreter at a scale, from one run each."""
+    found: dict[tuple[Path, str], Truth] = {}
+
+    def of(python: Path, scale: str) -> Truth:
+        if (python, scale) not in found:
+            out = tmp_path_factory.mktemp("truth") / "truth.json"
+            subprocess.run([str(python), str(SCRIPT), scale, "--truth", str(out)],
+                           env=program_env(), check=True, timeout=120)
+            found[python, scale] = {kind: {int(size): n for size, n in sizes.items()}
+                                    for kind, sizes in json.loads(out.read_text()).items()}
+        return found[python, scale]
+
+    return of
+
+
+def expected(truth: Truth, rate: int) -> tuple[float, float]:
+    """The bytes kept and the relative standard deviation of their estimate at `rate`:
+    each block size sampled independently (ARCHITECTURE.md, "Sampling and unsampling")."""
+    classes = [(size, n) for sizes in truth.values() for size, n in sizes.items()]
+    kept = sum(size * n for size, n in classes)
+    sd = math.sqrt(sum((size * n * relative_sd(n, size, rate)) ** 2 for size, n in classes))
+    return kept, sd / kept
+
+
+def assert_kept(estimate: float, truth: Truth, rate: int) -> None:
+    kept, rel_sd = expected(truth, rate)
+    assert_estimate(estimate, kept, rel_sd, LIMITS[rate])
+
+
+def assert_counted_once(heap: Path, truth: Truth, rate: int) -> None:
+    """The bytearrays' buffers, which pymalloc passes on to malloc, are counted once: by
+    the wrapper, not again by the malloc hook beneath it (the live samples, one per
+    address, would not tell; what was allocated does)."""
+    size, blocks = max(truth["keep_bytearrays"].items(), key=lambda item: item[0] * item[1])
+    prof = read_heap(heap)
+    of_size = prof.acc_bytes == size * prof.acc_objs   # stacks of blocks of that size only
+    allocated = float(sample_values(prof, "alloc_space")[of_size].sum())
+    assert_estimate(allocated, size * blocks, relative_sd(blocks, size, rate), LIMITS[rate])
+
+
+def inuse(heap: Path) -> float:
+    return float(sample_values(read_heap(heap), "inuse_space").sum())
+
+
+class Program:
+    """tests/fixtures/python_heap.py at a scale, driven line by line; `launcher`, a
+    command line it is run under."""
+
+    def __init__(self, python: Path, scale: str, env: dict[str, str],
+                 launcher: tuple[str, ...] = ()) -> None:
+        self.proc = subprocess.Popen([*launcher, str(python), str(SCRIPT), scale], env=env,
+                                     text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = int(self.proc.stdout.readline().split()[1])
+
+    def ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def allocators(self) -> list[str]:
+        """The files holding the MEM and OBJ domains' current malloc."""
+        return self.ask("allocators").split()
+
+    def wrapped(self) -> bool:
+        return all(Path(path).name == "libmemprof.so" for path in self.allocators())
+
+    def quit(self) -> int:
+        self.ask("quit")
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        Path(segment_path(self.pid)).unlink(missing_ok=True)   # killed: no exit handler ran
+
+
+def preloaded(python: Path, scale: str, **sampler_env: str) -> Program:
+    """The program with the sampler preloaded, idle, its control block made."""
+    env = program_env() | {"LD_PRELOAD": str(LIBMEMPROF), **sampler_env}
+    prog = Program(python, scale, env)
+    wait_for(lambda: os.path.exists(segment_path(prog.pid)), what="a control block")
+    return prog
+
+
+class Window:
+    """`mem_profiler -p PID -s 60 ...`, open once it returns, ended early with SIGINT
+    as from a terminal."""
+
+    def __init__(self, pid: int, rate: int, prefix: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(pid), "-s", "60", "-c", str(rate), "-o", str(prefix), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        wait_for(lambda: any(t.pid == pid and t.state.startswith("capturing")
+                             for t in list_targets()), timeout=30, what="the window to open")
+
+    def close(self) -> Path:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0 and out.startswith("succeeded"), err
+        (heap,) = out.split("!", 1)[1].split()   # "succeeded in collecting memory data!  PATH"
+        return Path(heap)
+
+
+def window_on(prog: Program, rate: int, prefix: Path, *extra: str,
+              own: list[str] | None = None) -> Path:
+    """A window of `mem_profiler -p` while `keep` runs; the allocators, wrapped only
+    while it is open, are the program's `own` (those current before it) again after it,
+    and the blocks kept in it are freed through them."""
+    unwrapped = own or prog.allocators()
+    window = Window(prog.pid, rate, prefix, *extra)
+    try:
+        wait_for(prog.wrapped, what="the allocators to be wrapped")
+        assert prog.ask("keep") == "kept"
+    finally:
+        heap = window.close()
+    wait_for(lambda: prog.allocators() == unwrapped, what="the allocators to be unwrapped")
+    assert prog.ask("churn") == "churned"
+    assert prog.ask("drop") == "dropped"
+    return heap
+
+
+def dump(pid: int) -> Path:
+    proc = subprocess.run([MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.split()[0])
+
+
+@pytest.mark.parametrize("rate", [1, 1024])
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_preloaded_run(python, rate, truths, tmp_path):
+    """`mem_profiler run`: the window opens at load, before the interpreter exists; the
+    control thread wraps the allocators once it is initialized. What `keep` adds between
+    two dumps of the window is what it keeps."""
+    launcher = (MEM_PROFILER, "run", "-c", str(rate), "-o", str(tmp_path / "run_"), "--")
+    prog = Program(python, QUARTER, program_env(), launcher)
+    try:
+        wait_for(prog.wrapped, what="the allocators to be wrapped")
+        before = dump(prog.pid)
+        assert prog.ask("keep") == "kept"
+        after = dump(prog.pid)
+        assert prog.quit() == 0
+    finally:
+        prog.kill()
+    assert_kept(inuse(after) - inuse(before), truths(python, QUARTER), rate)
+
+
+@pytest.mark.parametrize("rate", [1, 1024])
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_window_of_a_preloaded_interpreter(python, rate, truths, tmp_path):
+    """The issue's reproduction: 20 MiB of strings, 48 of bytearrays, 24 of dicts kept
+    in a window opened with -p, once seen as 50 MiB."""
+    prog = preloaded(python, REPRODUCTION)
+    try:
+        heap = window_on(prog, rate, tmp_path / "p_")
+        assert prog.quit() == 0
+    finally:
+        prog.kill()
+    assert_kept(inuse(heap), truths(python, REPRODUCTION), rate)
+    assert_counted_once(heap, truths(python, REPRODUCTION), rate)
+
+
+@pytest.mark.parametrize("rate", [1, 1024])
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_attached_interpreter(python, rate, truths, tmp_path):
+    """`mem_profiler -p PID --attach`: the sampler injected into an interpreter started
+    without it."""
+    prog = Program(python, QUARTER, program_env())
+    try:
+        heap = window_on(prog, rate, tmp_path / "a_", "--attach")
+        assert prog.quit() == 0
+    finally:
+        prog.kill()
+    assert_kept(inuse(heap), truths(python, QUARTER), rate)
+    assert_counted_once(heap, truths(python, QUARTER), rate)
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_tracemalloc_started_after_the_wrapper(python, truths, tmp_path):
+    """tracemalloc started while our wrapper is current wraps it and counts what it
+    counts alone; a window closing under it leaves its wrapper in place (ours stays
+    beneath, forwarding), and the next window that closes while ours is current again
+    unwraps."""
+    kept, _ = expected(truths(python, QUARTER), 1)
+    prog = preloaded(python, QUARTER)
+    try:
+        unwrapped = prog.allocators()
+        window = Window(prog.pid, 1024, tmp_path / "t_")
+        try:
+            wait_for(prog.wrapped, what="the allocators to be wrapped")
+            traced = int(prog.ask("trace keep"))
+            tracer = prog.allocators()
+        finally:
+            window.close()
+        assert abs(traced - kept) <= 0.01 * kept, (traced, kept)
+        assert not any(Path(path).name == "libmemprof.so" for path in tracer)
+        for _ in range(20):   # the pending call has long run: ours never restored over it
+            assert prog.allocators() == tracer
+        assert prog.ask("untrace") == "untraced"
+        assert prog.wrapped()   # tracemalloc put back what it wrapped: ours
+        assert prog.ask("churn") == "churned"
+        window_on(prog, 1024, tmp_path / "u_", own=unwrapped)
+        assert prog.quit() == 0
+    finally:
+        prog.kill()
+
+
+@pytest.mark.parametrize("python", INTERPRETERS[-1:])
+def test_python_allocators_left_alone_when_asked(python, tmp_path):
+    """MEMPROF_PYTHON=0: a window leaves the interpreter's allocators as they are."""
+    prog = preloaded(python, QUARTER, MEMPROF_PYTHON="0")
+    try:
+        own = prog.allocators()
+        window = Window(prog.pid, 1024, tmp_path / "n_")
+        try:
+            for _ in range(20):   # each answer runs Python code: a pending call would run
+                assert prog.allocators() == own
+        finally:
+            window.close()
+        assert prog.quit() == 0
+    finally:
+        prog.kill()
