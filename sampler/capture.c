@@ -145,7 +145,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         window_is_view = view;
         if (++last_window == 0)
             last_window = 1;
-        memprof_python_find();
+        memprof_pymem_find();
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
         if (memprof_got_arm() != 0)
             memprof_log("could not redirect the GOT: allocations are not seen");
@@ -155,7 +155,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
     }
     pthread_mutex_unlock(&window_lock);
     if (rc == 0)
-        memprof_python_sync();   /* Python's allocators wrapped */
+        memprof_pymem_sync();   /* Python's allocators wrapped */
     memprof_leave();
     return rc;
 }
@@ -258,7 +258,7 @@ static int write_window(bool close, char *path_out, size_t path_len)
     pthread_mutex_unlock(&window_lock);
     if (close) {
         int saved = errno;
-        memprof_python_sync();   /* Python's allocators unwrapped */
+        memprof_pymem_sync();   /* Python's allocators unwrapped */
         errno = saved;
     }
     memprof_leave();
@@ -411,6 +411,7 @@ static void on_fork_child(void)
     pthread_mutex_init(&window_lock, NULL);
     memprof_got_after_fork();
     memprof_python_after_fork();
+    memprof_pymem_after_fork();
     if (tables_ready) {
         memprof_stack_table_reset();
         memprof_live_table_after_fork();

@@ -287,7 +287,7 @@ static void *control_thread(void *arg)
         }
         uint64_t watch = atomic_load(&main_thread_gone) ? memprof_now_ns() + MAIN_WATCH_GONE_NS
                                                         : next_watch;
-        uint64_t python = memprof_python_poll();   /* an interpreter starting: a look soon */
+        uint64_t python = memprof_pymem_poll();   /* an interpreter starting: a look soon */
         if (python != 0 && python < watch)
             watch = python;
         bool only_watching = deadline == 0 || watch < deadline;

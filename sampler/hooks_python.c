@@ -143,7 +143,7 @@ static uint64_t waiting_since;   /* a window waits for the interpreter's start (
  * or its libpython), looked for at each window's start until found: a program
  * may load libpython late.  Before the window opens, as a failed dlsym
  * allocates its message. */
-void memprof_python_find(void)
+void memprof_pymem_find(void)
 {
     if (atomic_load(&python) != NULL || !memprof_cfg.python)
         return;
@@ -187,14 +187,14 @@ static void request_sync(void)
     }
 }
 
-void memprof_python_sync(void)
+void memprof_pymem_sync(void)
 {
     pthread_mutex_lock(&sync_lock);
     request_sync();
     pthread_mutex_unlock(&sync_lock);
 }
 
-uint64_t memprof_python_poll(void)
+uint64_t memprof_pymem_poll(void)
 {
     pthread_mutex_lock(&sync_lock);
     uint64_t next = 0;
@@ -209,7 +209,7 @@ uint64_t memprof_python_poll(void)
 }
 
 /* A fork while another thread held the lock leaves the child the lock held. */
-void memprof_python_after_fork(void)
+void memprof_pymem_after_fork(void)
 {
     pthread_mutex_init(&sync_lock, NULL);
 }

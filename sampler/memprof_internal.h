@@ -146,12 +146,12 @@ void *memprof_malloc_hook_for(const char *name) HIDDEN;
 void *memprof_device_hook_for(const char *name) HIDDEN;
 
 /* ---- CPython's allocators, wrapped while a window is open (hooks_python.c) ---- */
-void memprof_python_find(void) HIDDEN;         /* a window is about to open */
-void memprof_python_sync(void) HIDDEN;         /* a window opened or closed */
+void memprof_pymem_find(void) HIDDEN;         /* a window is about to open */
+void memprof_pymem_sync(void) HIDDEN;         /* a window opened or closed */
 /* For the control thread: 0, or the time (memprof_now_ns) to call it again, while an
  * interpreter found at a window's start is not initialized yet. */
-uint64_t memprof_python_poll(void) HIDDEN;
-void memprof_python_after_fork(void) HIDDEN;
+uint64_t memprof_pymem_poll(void) HIDDEN;
+void memprof_pymem_after_fork(void) HIDDEN;
 
 /* ---- estimated live bytes and their peak (live_bytes.c) ------------------- */
 struct memprof_live_bytes {
