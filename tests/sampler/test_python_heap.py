@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
+from support.processes import wait_for
 from support.sampling_math import assert_estimate, relative_sd
-from test_control import wait_for
 
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import list_targets
