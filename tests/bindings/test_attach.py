@@ -267,6 +267,60 @@ def dlopen_after_attach(t: Target, exe: Path, tmp_path: Path) -> None:
     assert t.quit() == "quit 0"
 
 
+GROWING_PYTHON = """import sys, time
+def grow(kept):
+    kept.append(bytearray(100000))
+kept = []
+print("ready", flush=True)
+while sys.stdin.readline().strip() == "grow":
+    grow(kept)
+    print(len(kept), flush=True)
+# what grow() keeps (PYTHONMALLOC=malloc: every object through malloc): the bytearrays,
+# each an object and its buffer, and the list's array of pointers
+print(sum(map(sys.getsizeof, kept)) + sys.getsizeof(kept) - sys.getsizeof([]), flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3.11").is_file(), reason="Debian's python3.11 "
+                    "is not installed")
+def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
+    # Debian's python3.11 is not PIE and takes malloc's address, so its undefined
+    # `malloc` has a value (its PLT stub) and dlsym(RTLD_DEFAULT) answers with it: a
+    # hook forwarding there came back to itself through the redirected GOT and crashed
+    # the interpreter.
+    script = tmp_path / "grow.py"
+    script.write_text(GROWING_PYTHON)
+    proc = subprocess.Popen(["/usr/bin/python3.11", str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONMALLOC": "malloc"})
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        controller = subprocess.Popen([MEM_PROFILER, "-p", str(proc.pid), "--attach", "-c",
+                                       "1", "-o", str(tmp_path / "py_")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not any(x.pid == proc.pid and x.state.startswith("capturing")
+                      for x in list_targets()):
+            assert time.monotonic() < deadline and controller.poll() is None, "no window"
+            time.sleep(0.02)
+        for n in range(1, 31):
+            proc.stdin.write("grow\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == f"{n}\n"
+        controller.send_signal(signal.SIGINT)
+        out, err = controller.communicate(timeout=60)
+        assert controller.returncode == 0, err
+        proc.stdin.close()
+        kept = int(proc.stdout.readline())
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    # every bytearray of the window, exactly (rate 1), under the script's own function
+    rows = report(Path(out.split()[-1]), Path("/usr/bin/python3.11"))
+    assert rows["grow (grow.py:3)"][1] == kept
+
+
 def test_target_killed_during_the_injection(target, tmp_path):
     for attempt in range(20):
         # A prefix per attempt: an attempt that missed the injection (the window opened
