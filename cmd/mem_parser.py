@@ -5,7 +5,6 @@ every check of their combinations in _request, and calls the composer, parser/pi
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import fields
 
@@ -113,7 +112,7 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
              + (f" (build-id {build_id})" if build_id else ""))
     query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
     if len(chosen) > 1:
-        pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags))
+        pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags, query))
         return
     request = _request(chosen[0][1], flags, query)
     if query == LogQuery():
@@ -163,16 +162,17 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
                   [(fmt, output) for fmt in streams] + files)
 
 
-def _side_by_side(chosen: list[tuple[str, str]], flags: dict) -> Request:
-    """-t of several heaps: each heap's functions, unfiltered (--lines, --focus and
-    --ignore do not apply to it)."""
+def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -> Request:
+    """-t of several heaps: each heap's functions, whole (one heap's report takes
+    --lines, --focus, --ignore, --base and the log's reports)."""
     streams, files = _outputs(flags)
-    if streams != ["text"] or files or flags["base"]:
+    one_heap = [f"--{name}" for name in ("lines", "focus", "ignore", "base") if flags[name]]
+    if streams != ["text"] or files or one_heap or query != LogQuery():
+        asked = " and ".join(one_heap) or "that report"
         raise UserError(f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
-                        " side only in -t; for the other reports choose one with --heap.")
+                        f" side only in a plain -t; for {asked} choose one with --heap.")
     index = next((i for i in SAMPLE_INDEXES if flags[i]), "inuse_space")
-    return dataclasses.replace(_build("", flags, index, [("text", flags["output"])]),
-                               lines=False, focus=None, ignore=None)
+    return _build("", flags, index, [("text", flags["output"])])
 
 
 def _outputs(flags: dict) -> tuple[list[str], list[tuple[str, str]]]:

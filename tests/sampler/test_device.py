@@ -117,7 +117,11 @@ def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir
     parse("-f", prefix, "--heap", "cuda_host", "--flame", str(flame))
     assert '"heap":"cuda_host","hue":265' in flame.read_text()
     # Several heaps are for -t only; a heap the capture lacks is refused.
-    for args, message in ((["-f", prefix, "-s"], "side by side only in -t"),
+    for args, message in ((["-f", prefix, "-s"], "side by side only in a plain -t; for"
+                           " that report choose one with --heap"),
+                          (["-f", prefix, "-t", "--focus", "fw_"], "for --focus choose one"),
+                          (["-f", prefix, "-t", "--lines"], "for --lines choose one"),
+                          (["-f", prefix, "-t", "--peak"], "for that report choose one"),
                           (["-f", prefix, "--heap", "hal", "-t"], "no hal heap among")):
         done = subprocess.run([MEM_PARSER, "-p", str(exe), *args], capture_output=True,
                               text=True)
