@@ -229,15 +229,28 @@ def occurrences(log: EventLog, text: str) -> list[Mark]:
 
 def leak_sites(leaks: LeakSet, sym: SymbolizedProfile,
                full_names: bool = False) -> list[Leak]:
-    """The stacks of a symbolized LeakSet as Leak rows, largest estimated bytes first."""
+    """The stacks of a symbolized LeakSet as Leak rows, largest estimated bytes first.
+    Stacks that read the same once symbolized are one row, as in the gate's reports: a
+    Python line's blocks come from several native paths beneath it (the object and its
+    buffer), which the folded view shows as one stack (ARCHITECTURE.md, "Python
+    programs")."""
     names, node_of = sym.node_names(full_names=full_names)
     nbytes, objects = sym.value("inuse_space"), sym.value("inuse_objects")
     frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()
-    rows = [Leak(leaks.profile.heap, [names[f] for f in frames[bounds[i]:bounds[i + 1]]],
-                 float(nbytes[i]), float(objects[i]), int(leaks.profile.cur_objs[i]),
-                 float(leaks.first_ns[i]) / MS, float(leaks.last_ns[i]) / MS)
-            for i in range(len(nbytes))]
-    return sorted(rows, key=lambda leak: (-leak.bytes, leak.stack))
+    rows: dict[tuple[str, ...], Leak] = {}
+    for i in range(len(nbytes)):
+        stack = tuple(names[f] for f in frames[bounds[i]:bounds[i + 1]])
+        leak = Leak(leaks.profile.heap, list(stack), float(nbytes[i]), float(objects[i]),
+                    int(leaks.profile.cur_objs[i]), float(leaks.first_ns[i]) / MS,
+                    float(leaks.last_ns[i]) / MS)
+        same = rows.setdefault(stack, leak)
+        if same is not leak:
+            same.bytes += leak.bytes
+            same.objects += leak.objects
+            same.samples += leak.samples
+            same.first_ms = min(same.first_ms, leak.first_ms)
+            same.last_ms = max(same.last_ms, leak.last_ms)
+    return sorted(rows.values(), key=lambda leak: (-leak.bytes, leak.stack))
 
 
 def _find_mark(log: EventLog, text: str, after: Mark | None) -> Mark:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
-from support.sampling_math import assert_estimate, relative_sd
+from support.sampling_math import assert_estimate, blocks_estimate_sd
 
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.python_frames import is_python_frame
@@ -73,12 +73,8 @@ def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[
 
 
 def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
-    """Bytes of a site's blocks ({size: count}) and the relative standard deviation of
-    their estimate, each size's variance from the sampling math added up."""
-    truth = sum(int(size) * count for size, count in sizes.items())
-    variance = sum((relative_sd(count, int(size), rate) * count * int(size)) ** 2
-                   for size, count in sizes.items())
-    return truth, variance ** 0.5 / truth
+    """blocks_estimate_sd of a site's blocks as the fixture's JSON gives them."""
+    return blocks_estimate_sd({int(size): count for size, count in sizes.items()}, rate)
 
 
 @pytest.mark.parametrize("rate", [1, 1024])

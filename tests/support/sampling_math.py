@@ -6,6 +6,7 @@ magic numbers."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 
 def sample_weight(size: int, rate: int) -> float:
@@ -31,3 +32,12 @@ def assert_estimate(estimate: float, truth: float, rel_sd: float, limit: float) 
     assert abs(error) <= limit, f"estimate {estimate:.0f} vs truth {truth:.0f} ({error:+.2%})"
     if rel_sd:
         assert abs(error) <= 5 * rel_sd, f"error {error:+.2%} exceeds 5 sd ({rel_sd:.2%} each)"
+
+
+def blocks_estimate_sd(sizes: Mapping[int, int], rate: int) -> tuple[int, float]:
+    """The bytes of blocks of several sizes ({size: count}) and the relative standard
+    deviation of their estimate at `rate`, each size sampled independently."""
+    truth = sum(size * count for size, count in sizes.items())
+    variance = sum((relative_sd(count, size, rate) * count * size) ** 2
+                   for size, count in sizes.items())
+    return truth, math.sqrt(variance) / truth
