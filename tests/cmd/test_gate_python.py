@@ -1,0 +1,61 @@
+"""`mem_profiler gate` on a Python program (issue 14): tests/fixtures/python_steps.py,
+in exact mode; the budgets it exceeds name its own functions, in the text report and in
+--json, with the bytes tracemalloc counts for them (a run of its own)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from support.profiling import gate
+from support.python_steps import STEPS_SCRIPT, steps_truth
+from support.sampling_math import assert_estimate
+
+LIMIT = 0.05   # the issue's bound per function at -c 1
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """(truth, the gate's stderr, its --json) of one run over every host budget."""
+    folder = tmp_path_factory.mktemp("gate_python")
+    truth = steps_truth(sys.executable, folder)
+    out = folder / "gate.json"
+    proc = gate("--max-peak", "1MiB", "--max-total-alloc", "1MiB", "--max-live-at-exit", "1GiB",
+                "--json", out, "--", sys.executable, STEPS_SCRIPT)
+    assert proc.returncode == 1, proc.stderr
+    (command,) = json.loads(out.read_text())["commands"]
+    return truth, proc.stderr, {r["budget"]["kind"]: r for r in command["results"]}
+
+
+def site_bytes(result: dict, frame: str) -> float:
+    return sum(stack["bytes"] for stack in result["stacks"] if frame in stack["frames"])
+
+
+def test_total_alloc_names_the_scripts_functions(judged):
+    truth, text, results = judged
+    total = results["max-total-alloc"]
+    assert total["exceeded"]
+    for site in ("spike", "step_leak"):
+        assert_estimate(site_bytes(total, truth.frame(site)),
+                        *truth.estimate_sd(site, 1, truth.steps), LIMIT)
+    shown = text.split("FAIL host max-total-alloc", 1)[1].splitlines()[2]
+    assert truth.frame("spike") in shown and "main (python_steps.py:" in shown, text
+
+
+def test_peak_holds_the_last_spike_and_every_steps_leak(judged):
+    truth, text, results = judged
+    peak = results["max-peak"]
+    assert peak["exceeded"]
+    live = truth.estimate_sd("spike", 1)[0] + truth.estimate_sd("step_leak", 1, truth.steps)[0]
+    assert peak["measured"] >= live
+    assert truth.frame("spike") in text.split("FAIL host max-peak", 1)[1].splitlines()[2]
+
+
+def test_live_at_exit_is_after_the_interpreters_finalization(judged):
+    """What the script still holds at its end (a module global) is freed when the
+    interpreter finalizes, before the exit dump: README, "Memory budgets in CI"."""
+    truth, _, results = judged
+    at_exit = results["max-live-at-exit"]
+    assert not at_exit["exceeded"]
+    assert at_exit["measured"] < truth.estimate_sd("step_leak", 1)[0]
