@@ -57,6 +57,12 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# PyTorch on the CPU for tests/sampler/test_python_torch.py, which is skipped where it
+# cannot be installed; a test dependency only, never mem_profiler's.
+$(VENV)/.torch: $(VENV)/.installed
+	$(PY) -m pip install -q torch==2.13.0 || echo "PyTorch not installed: its test will be skipped"
+	touch $@
+
 # --- C build ----------------------------------------------------------------
 build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leaky
 
@@ -72,7 +78,7 @@ $(BUILD)/examples/leaky: examples/leaky.c
 	$(CC) $(FIXTURE_CFLAGS) -o $@ $<
 
 # --- jobs -------------------------------------------------------------------
-test: setup build
+test: setup build $(VENV)/.torch
 	$(VENV)/bin/pytest -q tests
 
 demo: setup build

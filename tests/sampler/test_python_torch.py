@@ -1,0 +1,71 @@
+"""PyTorch on the CPU (issue 14): a small training loop (tests/fixtures/torch_train.py)
+under `mem_profiler run -c 1024`; its loop's top stacks name the script's own `forward`
+and `make_batch`, with the bytes of the tensors the script counts for them. Skipped
+where torch is not installed (`make test` installs it into the venv where it can)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from support.paths import FIXTURES, MEM_PARSER
+from support.profiling import one_heap, profile_run
+
+SCRIPT = FIXTURES / "torch_train.py"
+LIMIT = 0.10   # the issue's bound per function at -c 1024; the tensors' blocks, over
+# 256 KiB each, are always sampled, and the rest (tensor objects, autograd's records) is
+# what the script cannot count
+
+
+def loop_callees(collapsed: str) -> Counter:
+    """Bytes allocated beneath each function the script's `main` calls directly."""
+    callees: Counter = Counter()
+    for line in collapsed.splitlines():
+        stack, value = line.rsplit(" ", 1)
+        frames = stack.split(";")   # root first
+        mains = [i for i, f in enumerate(frames) if f.startswith("main (torch_train.py:")]
+        if mains and mains[-1] + 1 < len(frames):
+            callees[frames[mains[-1] + 1].split(" (")[0]] += int(value)
+    return callees
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
+    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
+        pytest.skip(f"torch is not installed in {sys.executable} (`make test` installs "
+                    "torch==2.13.0 where it can)")
+    folder = tmp_path_factory.mktemp("torch")
+    # Importing torch makes ~370,000 distinct stacks (Python frames with their lines),
+    # past the default table's 131,072, which would drop the loop's samples.
+    env = {**os.environ, "MEMPROF_MAX_STACKS": str(1 << 20)}
+    proc, files = profile_run([sys.executable, SCRIPT, folder / "truth.json"], folder / "t_",
+                              1024, env=env, timeout=300)
+    heap = one_heap(proc, files)
+    with open(heap, "rb") as f:   # the header, before the first of ~370,000 stacks
+        header = f.read(1 << 16).split(b"\n@", 1)[0].decode()
+    assert "# dropped_samples: 0\n" in header, header
+    collapsed = subprocess.run([MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed"],
+                               capture_output=True, text=True, check=True, timeout=300)
+    return json.loads((folder / "truth.json").read_text()), collapsed.stdout
+
+
+def test_the_loops_top_stacks_name_forward_and_make_batch(training):
+    truth, collapsed = training
+    callees = loop_callees(collapsed)
+    # forward through nn.Module's __call__; beside them, the optimizer's first use (it
+    # imports torch._dynamo) and the backward pass
+    top = [name for name, _ in callees.most_common(4)]
+    assert "make_batch" in top and "Module._wrapped_call_impl" in top, callees.most_common(6)
+    forward = sum(int(line.rsplit(" ", 1)[1]) for line in collapsed.splitlines()
+                  if "Model.forward (torch_train.py:" in line and "main (torch_train.py:" in line)
+    assert forward == pytest.approx(truth["activation_bytes"], rel=LIMIT)
+
+
+def test_make_batch_allocates_the_batches(training):
+    truth, collapsed = training
+    assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"],
+                                                                   rel=LIMIT)
