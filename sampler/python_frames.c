@@ -634,7 +634,7 @@ void memprof_python_init(void)
         }
     if (!known)
         return;   /* another version: native frames only */
-    if (strings.pool == NULL &&
+    if (frame_cache == NULL &&   /* mapped last: all or none of the tables are there */
         (!intern_init(&strings, 1u << 14, 4u << 20) ||
          !intern_init(&records, 1u << 16, sizeof(struct py_record) << 16) ||
          !intern_init(&line_tables, 1u << 14, 16u << 20) ||
