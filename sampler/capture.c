@@ -44,11 +44,18 @@ const char *const memprof_heap_names[HEAP_COUNT] = {
     [HEAP_ACL] = "acl", [HEAP_ACL_HOST] = "acl_host", [HEAP_HAL] = "hal",
 };
 
+/* Stacks the table can hold.  A Python program sampled at -c 1 makes stacks by the
+ * hundred thousand (its lines multiply them): the fixture that imports numpy makes
+ * 122,000.  The table is reserved, not committed, but its hash index is touched
+ * at random, a page per stack until all of it is resident: 16 MiB at this size,
+ * 4 MiB at 1 << 17, which is what a program with many stacks pays more. */
+#define DEFAULT_MAX_STACKS (1u << 19)
+
 struct memprof_config memprof_cfg = {
     .rate = MEMPROF_DEFAULT_RATE,
     .device_rate = 1,
     .max_depth = MEMPROF_DEFAULT_DEPTH,
-    .max_stacks = 1u << 17,
+    .max_stacks = DEFAULT_MAX_STACKS,
     .max_live = 1u << 24,
     .log_cap = 100u << 20,
     .log_files = 10,
@@ -455,7 +462,7 @@ __attribute__((constructor(102))) static void capture_init(void)
         memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;
     memprof_cfg.max_stacks = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_STACKS", memprof_cfg.max_stacks);
     if (memprof_cfg.max_stacks == 0 || memprof_cfg.max_stacks > (1u << 22))
-        memprof_cfg.max_stacks = 1u << 17;
+        memprof_cfg.max_stacks = DEFAULT_MAX_STACKS;
     memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
     if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > (1u << 28))
         memprof_cfg.max_live = 1u << 24;

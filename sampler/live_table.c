@@ -6,15 +6,18 @@
  * memprof_internal.h); only a non-zero counter leads into the table.  The table is split into stripes, each a small
  * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
- * stays as compact as the live set.  Stripes follow the pointer's region, so
- * a thread's locks and slots stay in its core's cache instead of bouncing
- * between cores.  A stripe's filter counters change only under its lock.
+ * stays as compact as the live set.  Stripes follow the pointer's 64 MiB region
+ * (glibc gives each thread's arena its own 64 MiB heaps), then its hash, so a
+ * thread's locks and slots stay in its core's cache instead of bouncing between
+ * cores.  A filter counter changes under the lock of the stripe whose entry it
+ * counts, and stripes share counters: it changes by compare-and-swap.
  * Entries are 16 bytes: the pointer, and size and stack id in one word. */
 #include <sched.h>
 #include <string.h>
 
 #include "memprof_internal.h"
 
+#define LIVE_STRIPES 256
 #define MIN_SLOTS 64
 #define SIZE_BITS 40                     /* sizes up to 1 TiB */
 #define STACK_BITS (64 - SIZE_BITS)
@@ -33,11 +36,29 @@ struct stripe {
 } __attribute__((aligned(64)));
 
 static struct stripe stripes[LIVE_STRIPES];
-_Atomic uint8_t memprof_live_filter[LIVE_STRIPES][LIVE_FILTER_PER_STRIPE];   /* saturating */
+/* Saturating counters.  Page-aligned in .bss, which the loader maps anonymous, so
+ * that a reset hands its pages back (zero again, and out of the resident set). */
+_Atomic uint8_t memprof_live_filter[1u << LIVE_FILTER_BITS] __attribute__((aligned(4096)));
 static uint64_t max_slots;               /* all stripes together: 2 x capacity */
 static _Atomic uint64_t used_slots;
 
 static inline uint32_t home_of(uint64_t h, uint32_t mask) { return (uint32_t)(h >> 8) & mask; }
+
+static inline struct stripe *stripe_of(uintptr_t p, uint64_t h)
+{
+    uint64_t region = (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
+    return &stripes[(region >> 60) << 4 | h >> 60];
+}
+
+/* A counter's change by one; a saturated counter stays set. */
+static void count_change(_Atomic uint8_t *c, int delta)
+{
+    uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
+    while (n < 255 && !atomic_compare_exchange_weak_explicit(c, &n, (uint8_t)(n + delta),
+                                                             memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
 
 int memprof_live_table_init(uint32_t capacity)
 {
@@ -78,14 +99,16 @@ static void drop_slots(struct stripe *s)
     s->count = 0;
 }
 
+/* Every lock held while the filter is cleared: it counts entries of all stripes. */
 void memprof_live_table_reset(void)
 {
-    for (int k = 0; k < LIVE_STRIPES; k++) {
+    for (int k = 0; k < LIVE_STRIPES; k++)
         lock(&stripes[k]);
+    for (int k = 0; k < LIVE_STRIPES; k++)
         drop_slots(&stripes[k]);
-        memset((void *)memprof_live_filter[k], 0, sizeof memprof_live_filter[k]);
+    memprof_zero_pages((void *)memprof_live_filter, sizeof memprof_live_filter);
+    for (int k = 0; k < LIVE_STRIPES; k++)
         unlock(&stripes[k]);
-    }
 }
 
 /* In a forked child a lock may be held by a thread that no longer exists. */
@@ -132,7 +155,7 @@ static bool grow(struct stripe *s)
 void memprof_live_prefetch(uintptr_t ptr)
 {
     uint64_t h = memprof_ptr_hash(ptr);
-    struct stripe *s = &stripes[memprof_live_stripe(ptr, h)];
+    struct stripe *s = stripe_of(ptr, h);
     struct live_slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
     uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
     __builtin_prefetch(&slots[home_of(h, mask)], 1);   /* never faults, even on an old array */
@@ -141,7 +164,7 @@ void memprof_live_prefetch(uintptr_t ptr)
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
 {
     uint64_t h = memprof_ptr_hash(ptr);
-    struct stripe *s = &stripes[memprof_live_stripe(ptr, h)];
+    struct stripe *s = stripe_of(ptr, h);
     if (size >= (1ull << SIZE_BITS))
         size = (1ull << SIZE_BITS) - 1;
     uint64_t packed = size << STACK_BITS | stack;
@@ -163,10 +186,7 @@ bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
     }
     s->slots[i] = (struct live_slot){ptr, packed};
     s->count++;
-    _Atomic uint8_t *c = memprof_live_counter(ptr, h);
-    uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
-    if (n < 255)
-        atomic_store_explicit(c, n + 1, memory_order_relaxed);
+    count_change(memprof_live_counter(ptr), 1);
     stored = true;
 out:
     unlock(s);
@@ -176,11 +196,11 @@ out:
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
     uint64_t h = memprof_ptr_hash(ptr);
-    _Atomic uint8_t *c = memprof_live_counter(ptr, h);
+    _Atomic uint8_t *c = memprof_live_counter(ptr);
     if (LIKELY(atomic_load_explicit(c, memory_order_relaxed) == 0))
         return false;
 
-    struct stripe *s = &stripes[memprof_live_stripe(ptr, h)];
+    struct stripe *s = stripe_of(ptr, h);
     bool found = false;
     lock(s);
     uint32_t i = s->mask ? find(s, ptr, h) : 0;
@@ -199,9 +219,7 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
         }
         s->slots[hole].ptr = 0;
         s->count--;
-        uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
-        if (n < 255)   /* a saturated counter stays set */
-            atomic_store_explicit(c, n - 1, memory_order_relaxed);
+        count_change(c, -1);
     }
     unlock(s);
     return found;

@@ -213,12 +213,14 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
 
 /* ---- the live table's counting filter (live_table.c) ---------------------
  * Consulted on every free while capturing, so its lookup is inline here: a
- * zero counter means "not a live sample".  The stripe is picked by the
- * pointer's 64 MiB region (glibc gives each thread's arena its own 64 MiB
- * heaps), then by its hash, so a thread's blocks stay in its own stripes. */
-#define LIVE_STRIPES 256
-#define LIVE_FILTER_PER_STRIPE 256
-extern _Atomic uint8_t memprof_live_filter[LIVE_STRIPES][LIVE_FILTER_PER_STRIPE] HIDDEN;
+ * zero counter means "not a live sample".  One filter for the whole table: a
+ * million counters, so that even the tens of thousands of live samples of a
+ * heap in one region (which the table's stripes, picked by region, would crowd
+ * into a few) leave most frees at one byte load.  Indexed by the pointer's
+ * 16-byte unit modulo 16 MiB, not by a hash: blocks allocated together, and
+ * freed together, share a cache line of counters. */
+#define LIVE_FILTER_BITS 20
+extern _Atomic uint8_t memprof_live_filter[1u << LIVE_FILTER_BITS] HIDDEN;
 
 static inline uint64_t memprof_ptr_hash(uintptr_t p)
 {
@@ -226,15 +228,9 @@ static inline uint64_t memprof_ptr_hash(uintptr_t p)
     return h ^ (h >> 31);
 }
 
-static inline unsigned memprof_live_stripe(uintptr_t p, uint64_t h)
+static inline _Atomic uint8_t *memprof_live_counter(uintptr_t p)
 {
-    uint64_t region = (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
-    return (unsigned)((region >> 60) << 4 | h >> 60);
-}
-
-static inline _Atomic uint8_t *memprof_live_counter(uintptr_t p, uint64_t h)
-{
-    return &memprof_live_filter[memprof_live_stripe(p, h)][(h >> 46) & (LIVE_FILTER_PER_STRIPE - 1)];
+    return &memprof_live_filter[(p >> 4) & ((1u << LIVE_FILTER_BITS) - 1)];
 }
 
 /* Called by every free hook before the real free. */
@@ -243,7 +239,7 @@ static inline void memprof_on_free(void *ptr)
     if (LIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0))
         return;
     uintptr_t p = (uintptr_t)ptr;
-    if (LIKELY(atomic_load_explicit(memprof_live_counter(p, memprof_ptr_hash(p)),
+    if (LIKELY(atomic_load_explicit(memprof_live_counter(p),
                                     memory_order_relaxed) == 0))
         return;
     memprof_free_slow(ptr);

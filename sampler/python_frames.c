@@ -111,7 +111,7 @@ struct intern_table {
     _Atomic uint64_t pool_used;
 };
 
-static struct intern_table strings, records;
+static struct intern_table strings, records, line_tables;
 
 /* A frame record: what a Python frame was when it was sampled. */
 struct py_record {
@@ -236,9 +236,27 @@ static size_t put_utf8(char *out, uint32_t c)
     return 4;
 }
 
-/* The string id of a str object's text (UTF-8): a compact ASCII string's bytes,
- * else its cached UTF-8, else its characters encoded here; UINT32_MAX if it is
- * not a compact str. */
+/* A compact str's text as UTF-8 without encoding it: a compact ASCII string's
+ * bytes, else its cached UTF-8 (cut at NAME_MAX_BYTES); false when it has neither. */
+static bool str_text(uintptr_t obj, uint32_t state, int64_t length, const void **data,
+                     uint32_t *len)
+{
+    const struct py_layout *L = &py.layout;
+    if (state & STATE_ASCII) {
+        *data = (const void *)(obj + L->ascii_size);
+    } else {
+        uintptr_t utf8 = load_ptr(obj + L->compact_utf8);
+        length = *(const int64_t *)(obj + L->compact_utf8_length);
+        if (utf8 == 0 || length < 0)
+            return false;
+        *data = (const void *)utf8;
+    }
+    *len = (uint32_t)(length < NAME_MAX_BYTES ? length : NAME_MAX_BYTES);
+    return true;
+}
+
+/* The string id of a str object's text (UTF-8): str_text's, else its characters
+ * encoded here; UINT32_MAX if it is not a compact str. */
 static uint32_t intern_str(uintptr_t obj)
 {
     const struct py_layout *L = &py.layout;
@@ -248,39 +266,54 @@ static uint32_t intern_str(uintptr_t obj)
     int64_t length = *(const int64_t *)(obj + UNICODE_LENGTH);
     if (!(state & STATE_COMPACT) || length < 0)
         return UINT32_MAX;
-    if (state & STATE_ASCII)
-        return intern(&strings, (const void *)(obj + L->ascii_size),
-                      (uint32_t)(length < NAME_MAX_BYTES ? length : NAME_MAX_BYTES));
-    uintptr_t utf8 = load_ptr(obj + L->compact_utf8);
-    int64_t utf8_length = *(const int64_t *)(obj + L->compact_utf8_length);
-    if (utf8 != 0 && utf8_length >= 0)
-        return intern(&strings, (const void *)utf8,
-                      (uint32_t)(utf8_length < NAME_MAX_BYTES ? utf8_length : NAME_MAX_BYTES));
+    const void *data;
+    uint32_t len;
+    if (str_text(obj, state, length, &data, &len))
+        return intern(&strings, data, len);
     char text[256];
     size_t n = 0;
     unsigned kind = STATE_KIND(state);
-    const unsigned char *data = (const unsigned char *)(obj + L->compact_size);
+    const unsigned char *chars = (const unsigned char *)(obj + L->compact_size);
     for (int64_t i = 0; i < length && n + 4 <= sizeof text; i++) {
-        uint32_t c = kind == 1 ? data[i] : kind == 2 ? ((const uint16_t *)data)[i]
-                                                     : ((const uint32_t *)data)[i];
+        uint32_t c = kind == 1 ? chars[i] : kind == 2 ? ((const uint16_t *)chars)[i]
+                                                      : ((const uint32_t *)chars)[i];
         n += put_utf8(text + n, c);
     }
     return intern(&strings, text, (uint32_t)n);
 }
 
-/* The line of the instruction at code unit `unit` (3.11's location table),
- * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab. */
-static int32_t line_of(const unsigned char *p, int64_t len, int32_t line, int64_t unit)
+/* Whether a str object (one a live code object holds) has the text of string `id`. */
+static bool str_is(uintptr_t obj, uint32_t id)
 {
-    const unsigned char *end = p + len;
-    if (unit < 0)
+    uint32_t state = (uint32_t)load_i32(obj + UNICODE_STATE);
+    const void *data;
+    uint32_t len;
+    const struct intern_entry *e = &strings.entries[id];
+    return (state & STATE_COMPACT) &&
+           str_text(obj, state, *(const int64_t *)(obj + UNICODE_LENGTH), &data, &len) &&
+           e->len == len && memcmp(strings.pool + e->at, data, len) == 0;
+}
+
+/* The line of the instruction at code unit `unit` (3.11's location table),
+ * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab.  *used: how many of
+ * the table's bytes it depends on (the rest cannot change it). */
+static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, int64_t unit,
+                       int64_t *used)
+{
+    const unsigned char *p = table, *end = table + len;
+    *used = len;
+    if (unit < 0) {
+        *used = 0;
         return line;
+    }
     if (py.layout.minor == 9) {   /* (byte increment, signed line increment) pairs */
         int64_t addr = 0;
         for (; p + 1 < end; p += 2) {
             addr += p[0];
-            if (addr > 2 * unit)
+            if (addr > 2 * unit) {
+                *used = p + 2 - table;
                 break;
+            }
             line += (signed char)p[1];
         }
         return line;
@@ -291,8 +324,10 @@ static int32_t line_of(const unsigned char *p, int64_t len, int32_t line, int64_
             int64_t stop = start + p[0];
             if ((signed char)p[1] != -128)
                 line += (signed char)p[1];
-            if (2 * unit >= start && 2 * unit < stop)
+            if (2 * unit >= start && 2 * unit < stop) {
+                *used = p + 2 - table;
                 return (signed char)p[1] == -128 ? -1 : line;
+            }
             start = stop;
         }
         return -1;
@@ -316,8 +351,10 @@ static int32_t line_of(const unsigned char *p, int64_t len, int32_t line, int64_
         } else if (code >= 10 && code <= 12) {
             line += (int32_t)code - 10;
         }
-        if (unit < stop)
+        if (unit < stop) {
+            *used = q - table;
             return code == 15 ? -1 : line;
+        }
         start = stop;
         for (p = q; p < end && !(*p & 0x80); p++)
             ;
@@ -325,23 +362,119 @@ static int32_t line_of(const unsigned char *p, int64_t len, int32_t line, int64_
     return -1;
 }
 
+/* What a code object holds that its frames' records are made of. */
+struct code_fields {
+    uintptr_t name, file, table;   /* table: the line table, a bytes object */
+    int32_t first_line;
+};
+
+static inline struct code_fields code_fields_of(uintptr_t code)
+{
+    const struct py_layout *L = &py.layout;
+    return (struct code_fields){load_ptr(code + L->code_name), load_ptr(code + L->code_filename),
+                                load_ptr(code + L->code_linetable),
+                                load_i32(code + L->code_firstlineno)};
+}
+
+/* ---- the frame cache -----------------------------------------------------------
+ * A frame's record by (code object, code unit), so that a frame seen before costs a
+ * probe and three comparisons instead of hashing its strings and decoding its line
+ * table.  A freed code object's address is reused, and so are its strings' and its
+ * line table's, so a hit is checked against what the code object holds now: its
+ * first line, and the texts of its name, its file and the part of its line table the
+ * line was read from, compared with copies interned when the entry was made (the
+ * line tables in a table of their own).  Direct-mapped; each entry under a sequence
+ * number: a writer makes it odd, fills the entry in and makes it even again, a
+ * reader takes what it read only if it saw the same even number before and after,
+ * and a writer that finds an entry being written leaves it be. */
+#define FRAME_CACHE_BITS 14
+
+struct frame_cache_entry {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t code, at;   /* the key: the code object; the code unit, first line << 32 */
+    _Atomic uint64_t record;
+    _Atomic uint64_t strings;    /* the name's string id, the file's << 32 */
+    _Atomic uint64_t table;      /* the line table's id, the bytes the line came from << 32 */
+} __attribute__((aligned(64)));
+
+static struct frame_cache_entry *frame_cache;
+
+static inline struct frame_cache_entry *cache_entry(uintptr_t code, uint64_t at)
+{
+    uint64_t h = (code ^ at * 0x9e3779b97f4a7c15ull) * 0xff51afd7ed558ccdull;
+    return &frame_cache[h >> (64 - FRAME_CACHE_BITS)];
+}
+
+/* Whether the first `used` bytes of a bytes object are those of line table `id`. */
+static bool table_starts_as(uintptr_t table, uint32_t id, uint32_t used)
+{
+    const struct intern_entry *e = &line_tables.entries[id];
+    return is_object_of(table, py.bytes_type) && *(const int64_t *)(table + VAR_SIZE) >= used &&
+           e->len >= used && memcmp(line_tables.pool + e->at, (const void *)(table + BYTES_DATA),
+                                    used) == 0;
+}
+
+/* The cached record of a frame, or UINT32_MAX. */
+static uint32_t cache_lookup(uintptr_t code, uint64_t at, const struct code_fields *c)
+{
+    struct frame_cache_entry *e = cache_entry(code, at);
+    uint64_t seq = atomic_load_explicit(&e->seq, memory_order_acquire);
+    if ((seq & 1) || atomic_load_explicit(&e->code, memory_order_relaxed) != code ||
+        atomic_load_explicit(&e->at, memory_order_relaxed) != at)
+        return UINT32_MAX;
+    uint64_t record = atomic_load_explicit(&e->record, memory_order_relaxed);
+    uint64_t strings = atomic_load_explicit(&e->strings, memory_order_relaxed);
+    uint64_t table = atomic_load_explicit(&e->table, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);   /* the fields are read before seq again */
+    if (atomic_load_explicit(&e->seq, memory_order_relaxed) != seq ||
+        !str_is(c->name, (uint32_t)strings) || !str_is(c->file, (uint32_t)(strings >> 32)) ||
+        !table_starts_as(c->table, (uint32_t)table, (uint32_t)(table >> 32)))
+        return UINT32_MAX;
+    return (uint32_t)record;
+}
+
+static void cache_store(uintptr_t code, uint64_t at, uint32_t record, const struct py_record *r,
+                        uint32_t table, uint32_t used)
+{
+    struct frame_cache_entry *e = cache_entry(code, at);
+    uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    if ((seq & 1) || !atomic_compare_exchange_strong(&e->seq, &seq, seq + 1))
+        return;   /* another thread is writing it */
+    atomic_thread_fence(memory_order_release);   /* seq is odd before any field changes */
+    atomic_store_explicit(&e->code, code, memory_order_relaxed);
+    atomic_store_explicit(&e->at, at, memory_order_relaxed);
+    atomic_store_explicit(&e->record, record, memory_order_relaxed);
+    atomic_store_explicit(&e->strings, r->name | (uint64_t)r->file << 32, memory_order_relaxed);
+    atomic_store_explicit(&e->table, table | (uint64_t)used << 32, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
+}
+
 /* The record id of a frame running `code` at code unit `unit`; UINT32_MAX when it
  * cannot be read or the tables are full. */
 static uint32_t frame_record(uintptr_t code, int64_t unit)
 {
-    const struct py_layout *L = &py.layout;
     if (!is_object_of(code, py.code_type))
         return UINT32_MAX;
-    struct py_record r = {intern_str(load_ptr(code + L->code_name)),
-                          intern_str(load_ptr(code + L->code_filename)), -1,
-                          load_i32(code + L->code_firstlineno)};
+    struct code_fields c = code_fields_of(code);
+    uint64_t at = (uint32_t)unit | (uint64_t)(uint32_t)c.first_line << 32;
+    bool cacheable = unit == (int32_t)unit;
+    uint32_t id = cacheable ? cache_lookup(code, at, &c) : UINT32_MAX;
+    if (id != UINT32_MAX)
+        return id;
+    struct py_record r = {intern_str(c.name), intern_str(c.file), -1, c.first_line};
     if (r.name == UINT32_MAX || r.file == UINT32_MAX || r.first_line <= 0)
         return UINT32_MAX;   /* 0: the interpreter's own shims (3.13's __init__ cleanup) */
-    uintptr_t table = load_ptr(code + L->code_linetable);
-    if (is_object_of(table, py.bytes_type))
-        r.line = line_of((const unsigned char *)(table + BYTES_DATA),
-                         *(const int64_t *)(table + VAR_SIZE), r.first_line, unit);
-    return intern(&records, &r, sizeof r);
+    if (!is_object_of(c.table, py.bytes_type))
+        return intern(&records, &r, sizeof r);
+    const unsigned char *table = (const unsigned char *)(c.table + BYTES_DATA);
+    int64_t len = *(const int64_t *)(c.table + VAR_SIZE), used;
+    r.line = line_of(table, len, r.first_line, unit, &used);
+    id = intern(&records, &r, sizeof r);
+    uint32_t table_id = cacheable && id != UINT32_MAX && len <= UINT32_MAX
+                            ? intern(&line_tables, table, (uint32_t)len) : UINT32_MAX;
+    if (table_id != UINT32_MAX)
+        cache_store(code, at, id, &r, table_id, (uint32_t)used);
+    return id;
 }
 
 /* ---- the walk ----------------------------------------------------------------- */
@@ -501,8 +634,11 @@ void memprof_python_init(void)
         }
     if (!known)
         return;   /* another version: native frames only */
-    if (strings.pool == NULL && (!intern_init(&strings, 1u << 14, 4u << 20) ||
-                                 !intern_init(&records, 1u << 16, sizeof(struct py_record) << 16)))
+    if (frame_cache == NULL &&   /* mapped last: all or none of the tables are there */
+        (!intern_init(&strings, 1u << 14, 4u << 20) ||
+         !intern_init(&records, 1u << 16, sizeof(struct py_record) << 16) ||
+         !intern_init(&line_tables, 1u << 14, 16u << 20) ||
+         (frame_cache = memprof_map(sizeof(*frame_cache) << FRAME_CACHE_BITS)) == NULL))
         return;
     py.eval_lo = (uintptr_t)eval;
     py.eval_hi = py.eval_lo + sym->st_size;
@@ -515,6 +651,8 @@ void memprof_python_after_fork(void)
         return;
     intern_reset(&strings);
     intern_reset(&records);
+    intern_reset(&line_tables);
+    memprof_zero_pages(frame_cache, sizeof(*frame_cache) << FRAME_CACHE_BITS);
 }
 
 const char *memprof_python_version(void)

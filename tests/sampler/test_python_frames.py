@@ -21,6 +21,7 @@ from mem_profiler.parser.python_frames import is_python_frame
 from mem_profiler.parser.symbolize import SymbolizedProfile, code_mappings, symbolize
 
 SITES = FIXTURES / "python_sites.py"
+CODE_REUSE = FIXTURES / "python_code_reuse.py"
 LIMITS = {1: 0.05, 1024: 0.10}  # the issue's bounds per function
 VENV_PYTHON = Path(sys.executable)  # the one with numpy
 
@@ -176,3 +177,32 @@ def test_jeprof_reads_a_python_profile(tmp_path_factory):
                               if line.startswith("Total:")).split()[1])
     ours = symbolize(profile, profile.exe).value("inuse_space").sum()
     assert jeprof_total == pytest.approx(ours / 2**20, rel=0.01)
+
+
+@pytest.mark.parametrize("python", _interpreters())
+def test_a_code_objects_reused_address_never_names_another_function(tmp_path, python):
+    """The frame cache (by code object and instruction) checks a hit against what the
+    code object holds now: each function made and dropped in a loop is named, with the
+    line of its allocation, in the stacks of exactly the blocks it kept."""
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    subprocess.run([str(MEM_PROFILER), "run", "-c", "1", "-o", str(tmp_path / "p_"), "--",
+                    python, str(CODE_REUSE), str(tmp_path / "report.json")],
+                   capture_output=True, text=True, timeout=300, env=env, check=True)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["reused"], "no code object took a freed one's address: nothing was tested"
+    profile = read_heap(report["heap"])
+    sym = symbolize(profile, profile.exe)
+    objects, space = sym.value("inuse_objects"), sym.value("inuse_space")
+    found: dict[str, list] = {}
+    for i in range(len(sym.offsets) - 1):
+        addrs = sym.addrs[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]].tolist()
+        innermost = next((profile.python_frames[a] for a in addrs
+                          if a in profile.python_frames), None)
+        # the kept blocks, of 2000 bytes and more; not the small ones exec makes and frees
+        if (innermost is None or innermost.file != "<reused>" or not objects[i]
+                or space[i] < 2000 * objects[i]):
+            continue
+        totals = found.setdefault(f"{innermost.name}:{innermost.line}", [0, 0])
+        totals[0] += round(objects[i])
+        totals[1] += round(space[i])
+    assert found == report["expected"]
