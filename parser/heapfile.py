@@ -45,7 +45,6 @@ _DROPPED_RE = re.compile(r"stack_table=([0-9]{1,20}) live_table=([0-9]{1,20})"
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
-_HEADER_BYTES = 1 << 20   # the `#` lines: a build-id line per loaded object, far fewer
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
@@ -157,9 +156,12 @@ def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
 def read_heap_header(path: str) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
+    # Read up to the first stack, however far: a Python program's frame lines alone can
+    # take megabytes (a line cut at a chunk's end would read as a broken one).
+    head = b""
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
-        head = f.read(_HEADER_BYTES)
-    end = head.find(b"\n@")
+        while (end := head.find(b"\n@")) < 0 and (chunk := f.read(_CHUNK)):
+            head += chunk
     lines = _decode(head[:end] if end >= 0 else head).split("\n")
     if _HEADER_RE.fullmatch(lines[0].strip()) is None:
         raise HeapFileError(f"{path}:1: expected a 'heap_v2/<rate>' header, found "

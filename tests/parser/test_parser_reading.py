@@ -11,7 +11,7 @@ from support.synthetic_heaps import OURS, hand_symbolized
 
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.errors import HeapFileError
-from mem_profiler.parser.heapfile import Drops, parse_heap, read_heap
+from mem_profiler.parser.heapfile import Drops, parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
@@ -57,6 +57,20 @@ def test_reads_every_field_of_our_format(tmp_path):
                                              "/abs/path/to/leaky")
     assert prof.mappings[2].path == "[vdso]" and prof.mappings[3].path == ""
     assert [m.executable for m in prof.mappings] == [False, True, True, False]
+
+
+def test_the_header_is_read_to_the_first_stack_however_long(tmp_path):
+    # A Python program's `# python_frame:` lines can take megabytes before the stacks;
+    # the header reader once stopped at 1 MiB, inside a line, and called it broken.
+    frames = "".join(f"# python_frame: 0x{0x5079000000000000 + i:x} {i} 1 f{i}\tapp.py\n"
+                     for i in range(60_000))
+    head, stacks = OURS.split("  t*: 120:", 1)
+    path = write(tmp_path, head + frames + "  t*: 120:" + stacks)
+    assert len(frames) > 3 << 20
+    header = read_heap_header(path)
+    assert header.exe == "/abs/path/to/leaky" and header.build_ids["/abs/path/to/leaky"] == "3f2a00"
+    assert header.python_frames == read_heap(path).python_frames
+    assert len(header.python_frames) == 60_000
 
 
 def test_reads_a_jemalloc_dump():
