@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 
@@ -153,16 +154,29 @@ def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
     return parse_heap(data, name)
 
 
+def _header_bytes(f: BinaryIO) -> bytes:
+    """The first line and the `#` lines that follow it, up to the first other line (a
+    counter or a stack): read chunk by chunk however far that is, since a Python
+    program's frame lines alone can take megabytes, and never further."""
+    head = b""
+    while chunk := f.read(_CHUNK):
+        line_at = head.rfind(b"\n") + 1   # the last line read, perhaps cut by the chunk
+        head += chunk
+        first_end = head.find(b"\n")
+        if first_end < 0:
+            return head   # no first line in a chunk: not a .heap file's header
+        while (end := head.find(b"\n", line_at)) >= 0:
+            if line_at > first_end and head[line_at:line_at + 1] != b"#":
+                return head[:line_at]
+            line_at = end + 1
+    return head
+
+
 def read_heap_header(path: str) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
-    # Read up to the first stack, however far: a Python program's frame lines alone can
-    # take megabytes (a line cut at a chunk's end would read as a broken one).
-    head = b""
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
-        while (end := head.find(b"\n@")) < 0 and (chunk := f.read(_CHUNK)):
-            head += chunk
-    lines = _decode(head[:end] if end >= 0 else head).split("\n")
+        lines = _decode(_header_bytes(f)).split("\n")
     if _HEADER_RE.fullmatch(lines[0].strip()) is None:
         raise HeapFileError(f"{path}:1: expected a 'heap_v2/<rate>' header, found "
                             f"{_show(lines[0])}")
