@@ -33,7 +33,7 @@ from mem_profiler.parser.errors import BudgetError, UserError
 from mem_profiler.parser.heapfile import HeapProfile
 from mem_profiler.parser.pipeline import Request, load
 from mem_profiler.parser.sampling import estimates, scale_factors
-from mem_profiler.parser.symbolize import SymbolizedProfile, short_name
+from mem_profiler.parser.symbolize import SymbolizedProfile
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2
@@ -247,7 +247,7 @@ def _frame_names(sym: SymbolizedProfile | None, profile: HeapProfile,
         addrs = profile.addrs.tolist()
         bounds = profile.offsets.tolist()
         return lambda i: [f"{a:#x}" for a in addrs[bounds[i]:bounds[i + 1]]]
-    display = [short_name(f) for f in sym.functions]
+    display = sym.display_names()
     labels = []
     for func, where in zip(sym.func_of.tolist(), sym.where, strict=True):
         labels.append(display[func] + (f" ({os.path.basename(where[0])}:{where[1]})"

@@ -13,7 +13,7 @@ import numpy as np
 from mem_profiler.parser.heapfile import HeapProfile
 from mem_profiler.parser.live_order import SORT_KEYS
 from mem_profiler.parser.sampling import sample_values
-from mem_profiler.parser.symbolize import SymbolizedProfile, short_name, symbolize
+from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 
 MIN_FRAMES = 2  # the allocating frame and its caller, more where stacks need them to differ
 
@@ -139,7 +139,7 @@ def _some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
 
 def _named_stacks(sym: SymbolizedProfile) -> list[tuple[str, ...]]:
     """Each stack's frames as `function file:line` (short names, the file's base name)."""
-    names = [short_name(f) for f in sym.functions]
+    names = sym.display_names()
     labels = [names[f] if where is None else f"{names[f]} {os.path.basename(where[0])}:{where[1]}"
               for f, where in zip(sym.func_of.tolist(), sym.where, strict=True)]
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()

@@ -18,7 +18,6 @@ from mem_profiler.parser.symbolize import (
     SymbolizedProfile,
     code_mappings,
     mapping_index,
-    short_name,
 )
 
 # Go's heap profiles list their sample types in this order; inuse_space, the last, is
@@ -50,7 +49,7 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
     out += samples
     out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
 
-    display = sym.functions if full_names else [short_name(f) for f in sym.functions]
+    display = sym.display_names(full_names)
     functions: dict[tuple[str, str, str, int], int] = {}
     func_of = sym.func_of.tolist()
     for pid, group in enumerate(locations, 1):

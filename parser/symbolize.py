@@ -87,11 +87,16 @@ class SymbolizedProfile:
         """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
         return self.values[:, index_column(index)]
 
+    def display_names(self, full_names: bool = False) -> list[str]:
+        """Each function's name as the reports show it: short (as jeprof) unless
+        full_names."""
+        return self.functions if full_names else [short_name(f) for f in self.functions]
+
     def node_names(self, lines: bool = False,
                    full_names: bool = False) -> tuple[list[str], np.ndarray]:
         """Node names and the node of each location: a node is a function (short C++
         names unless full_names), or `function file:line` with lines."""
-        display = self.functions if full_names else [short_name(f) for f in self.functions]
+        display = self.display_names(full_names)
         ids: dict[str, int] = {}
         if lines:
             keys = (display[f] if loc is None else f"{display[f]} {loc[0]}:{loc[1]}"
