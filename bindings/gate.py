@@ -23,7 +23,7 @@ from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.budget_check import CommandVerdict, check_budgets
 from mem_profiler.parser.budgets import GateJob
 from mem_profiler.parser.errors import BudgetError, UserError
-from mem_profiler.parser.file_names import heap_file, heap_file_pattern
+from mem_profiler.parser.file_names import heap_file
 from mem_profiler.parser.heapfile import read_heap
 
 
@@ -61,8 +61,9 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             return verdict
         verdict.seconds = time.monotonic() - clock
         verdict.pid, verdict.exit_code = run.pid, run.exit_code
-        own, others = _own_files(run.heap_files, run.pid, prefix)
-        verdict.other_processes = others
+        written = run.files_by_process()
+        own = written.pop(run.pid, {})
+        verdict.other_processes = len(written)
         if not own:
             verdict.problem = (f"{job.argv[0]} wrote no profile: it was killed or ended "
                                "without running exit handlers (_exit)")
@@ -77,22 +78,6 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
     if run.exit_code != 0 and verdict.problem is None:
         verdict.problem = f"{job.argv[0]} exited with status {run.exit_code}"
     return verdict
-
-
-def _own_files(files: list[Path], pid: int, prefix: str) -> tuple[dict[str, Path], int]:
-    """The command's own files by heap, and how many other processes wrote files."""
-    pattern = heap_file_pattern(prefix)
-    own: dict[str, Path] = {}
-    others = set()
-    for path in files:
-        m = pattern.match(path.name)
-        if m is None:
-            continue
-        if int(m[1]) == pid:
-            own[m[3] or "host"] = path
-        else:
-            others.add(int(m[1]))
-    return own, len(others)
 
 
 def save_profiles(files: Mapping[str, Path], folder: str, name: str) -> list[Path]:

@@ -67,11 +67,17 @@ class RunResult:
     pid: int
     heap_files: list[Path] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)   # dumps not written, and why
+    prefix: str = ""                                     # the capture's, naming the files
 
-    def writer_pid(self, path: Path, prefix: str) -> int:
-        """The pid in a written file's name: the command's own, or a child's."""
-        m = heap_file_pattern(prefix).match(path.name)
-        return int(m[1]) if m else self.pid
+    def files_by_process(self) -> dict[int, dict[str, Path]]:
+        """{pid: {heap: file}} of the files written: the command's own under self.pid,
+        the others its children's (--follow-fork, --follow-children)."""
+        pattern = heap_file_pattern(self.prefix)
+        found: dict[int, dict[str, Path]] = {}
+        for path in self.heap_files:
+            if m := pattern.match(path.name):
+                found.setdefault(int(m[1]), {})[m[3] or "host"] = path
+        return found
 
 
 def check_output_folder(prefix: str) -> Path:
@@ -127,7 +133,7 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
     written = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
     exit_code = status if status >= 0 else 128 - status
     return RunResult(exit_code=exit_code, pid=proc.pid, heap_files=written,
-                     failures=_reported_failures(report_read))
+                     failures=_reported_failures(report_read), prefix=settings.prefix)
 
 
 def _reported_failures(fd: int) -> list[str]:

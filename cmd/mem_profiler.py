@@ -184,8 +184,7 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
         fail(str(err))
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
-    children = sorted({result.writer_pid(path, prefix) for path in result.heap_files}
-                      - {result.pid})
+    children = sorted(set(result.files_by_process()) - {result.pid})
     if children:
         click.echo(f"mem_profiler: process{'es' if len(children) > 1 else ''} "
                    f"{', '.join(map(str, children))}, children of {command[0]} "
