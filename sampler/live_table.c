@@ -1,18 +1,17 @@
 /* Live samples: pointer -> (stack, requested size), for `inuse` figures and
  * for recognising the free of a sampled block.
  *
- * Most frees are of unsampled blocks, so a counting filter indexed by a hash
- * of the pointer answers them with one byte load (inline in the free hook, see
- * memprof_internal.h); only a non-zero counter leads into the table.  The table is split into stripes, each a small
+ * Most frees are of unsampled blocks, so a filter answers them with one load
+ * (inline in the free hook, see memprof_internal.h); only a cell that may
+ * hold the pointer leads into the table.  The table is split into stripes, each a small
  * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
  * stays as compact as the live set.  Stripes follow the pointer's 64 MiB region
  * (glibc gives each thread's arena its own 64 MiB heaps), then its hash, so a
  * thread's locks and slots stay in its core's cache instead of bouncing between
- * cores.  A filter counter changes under the lock of the stripe whose entry it
- * counts, and stripes share counters: it changes by compare-and-swap.
+ * cores.  A filter cell changes under the lock of the stripe whose entry it
+ * counts, and stripes share cells: it changes by compare-and-swap.
  * Entries are 16 bytes: the pointer, and size and stack id in one word. */
-#include <sched.h>
 #include <string.h>
 
 #include "memprof_internal.h"
@@ -36,9 +35,9 @@ struct stripe {
 } __attribute__((aligned(64)));
 
 static struct stripe stripes[LIVE_STRIPES];
-/* Saturating counters.  Page-aligned in .bss, which the loader maps anonymous, so
+/* Saturating counts.  Page-aligned in .bss, which the loader maps anonymous, so
  * that a reset hands its pages back (zero again, and out of the resident set). */
-_Atomic uint8_t memprof_live_filter[1u << LIVE_FILTER_BITS] __attribute__((aligned(4096)));
+_Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] __attribute__((aligned(4096)));
 static uint64_t max_slots;               /* all stripes together: 2 x capacity */
 static _Atomic uint64_t used_slots;
 
@@ -50,13 +49,16 @@ static inline struct stripe *stripe_of(uintptr_t p, uint64_t h)
     return &stripes[(region >> 60) << 4 | h >> 60];
 }
 
-/* A counter's change by one; a saturated counter stays set. */
-static void count_change(_Atomic uint8_t *c, int delta)
+/* A cell's change by one sample of p's; a saturated count stays set (and its
+ * tags mean nothing any more: the table is asked). */
+static void count_change(uintptr_t p, int delta)
 {
-    uint8_t n = atomic_load_explicit(c, memory_order_relaxed);
-    while (n < 255 && !atomic_compare_exchange_weak_explicit(c, &n, (uint8_t)(n + delta),
-                                                             memory_order_relaxed,
-                                                             memory_order_relaxed))
+    _Atomic uint16_t *c = memprof_live_cell(p);
+    uint16_t tag = (uint16_t)(memprof_live_tag(p) << 8);
+    uint16_t cell = atomic_load_explicit(c, memory_order_relaxed);
+    while ((cell & 0xff) < 255 &&
+           !atomic_compare_exchange_weak_explicit(c, &cell, (uint16_t)((cell + delta) ^ tag),
+                                                  memory_order_relaxed, memory_order_relaxed))
         ;
 }
 
@@ -66,21 +68,8 @@ int memprof_live_table_init(uint32_t capacity)
     return 0;
 }
 
-static void lock(struct stripe *s)
-{
-    for (int spins = 0;; spins++) {
-        if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
-            !atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
-            return;
-        if (spins > 64)
-            sched_yield();
-    }
-}
-
-static void unlock(struct stripe *s)
-{
-    atomic_store_explicit(&s->lock, 0, memory_order_release);
-}
+static void lock(struct stripe *s) { memprof_spin_lock(&s->lock); }
+static void unlock(struct stripe *s) { memprof_spin_unlock(&s->lock); }
 
 /* A stripe's array and mask change under its lock, and are stored atomically
  * for memprof_live_prefetch, which reads them without it. */
@@ -186,7 +175,7 @@ bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
     }
     s->slots[i] = (struct live_slot){ptr, packed};
     s->count++;
-    count_change(memprof_live_counter(ptr), 1);
+    count_change(ptr, 1);
     stored = true;
 out:
     unlock(s);
@@ -196,8 +185,7 @@ out:
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
     uint64_t h = memprof_ptr_hash(ptr);
-    _Atomic uint8_t *c = memprof_live_counter(ptr);
-    if (LIKELY(atomic_load_explicit(c, memory_order_relaxed) == 0))
+    if (LIKELY(!memprof_live_maybe(ptr)))
         return false;
 
     struct stripe *s = stripe_of(ptr, h);
@@ -219,7 +207,7 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
         }
         s->slots[hole].ptr = 0;
         s->count--;
-        count_change(c, -1);
+        count_change(ptr, -1);
     }
     unlock(s);
     return found;

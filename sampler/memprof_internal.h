@@ -2,6 +2,7 @@
 #ifndef MEMPROF_INTERNAL_H
 #define MEMPROF_INTERNAL_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,6 +68,18 @@ struct memprof_stack_range {
     uintptr_t lo, hi;
 };
 
+/* Per-thread memos of the sample path, in the thread's block (thread_block.c): small,
+ * dense, direct-mapped copies of entries of the shared tables this thread used last,
+ * so that a sample's lookups stay in this core's cache instead of missing into
+ * tables of megabytes that the program's own work evicts between samples.  Each
+ * entry is checked against its key (and a stack against its frames), never trusted. */
+#define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
+#define MEMPROF_STACK_MEMOS 256    /* stack ids by the stack's hash (stack_table.c) */
+struct memprof_memos {
+    struct { uint64_t key, rule; } rules[MEMPROF_RULE_MEMOS];
+    struct { uint64_t hash; uint32_t id; } stacks[MEMPROF_STACK_MEMOS];
+};
+
 struct memprof_thread {
     int64_t countdown;           /* bytes left until the next sample */
     uint32_t window;             /* window the countdown was drawn for */
@@ -77,6 +90,7 @@ struct memprof_thread {
     struct memprof_stack_range stacks[2];   /* the stack mappings the walks met last (unwind.c) */
     bool no_maps;                /* /proc/self/maps could not be read: no walk */
     struct thread_block *block;  /* this thread's counters (thread_block.c) */
+    struct memprof_memos *memos; /* and its memos, in the same block; NULL before it has one */
     uint32_t device_window;      /* window the device countdowns were drawn for */
     uint32_t device_depth;       /* inside a device API call (hooks_device.c) */
     int64_t device_countdown[HEAP_COUNT];
@@ -211,16 +225,18 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
     memprof_sample_slow(ptr, size, window);
 }
 
-/* ---- the live table's counting filter (live_table.c) ---------------------
- * Consulted on every free while capturing, so its lookup is inline here: a
- * zero counter means "not a live sample".  One filter for the whole table: a
- * million counters, so that even the tens of thousands of live samples of a
- * heap in one region (which the table's stripes, picked by region, would crowd
- * into a few) leave most frees at one byte load.  Indexed by the pointer's
- * 16-byte unit modulo 16 MiB, not by a hash: blocks allocated together, and
- * freed together, share a cache line of counters. */
-#define LIVE_FILTER_BITS 20
-extern _Atomic uint8_t memprof_live_filter[1u << LIVE_FILTER_BITS] HIDDEN;
+/* ---- the live table's filter (live_table.c) --------------------------------
+ * Consulted on every free while capturing, so its lookup is inline here.  Half a
+ * million 16-bit cells, each a count of the live samples it covers and the XOR of
+ * their 8-bit tags: a free whose cell counts none is not a live sample, nor is one
+ * whose cell counts one sample of another tag, so only about one free in a hundred
+ * that is not a sample goes on into the table, even with tens of thousands of live
+ * samples in one region (which the table's stripes, picked by region, would crowd
+ * into a few).  A cell covers 32 bytes of address modulo 16 MiB, not a hash of
+ * the pointer: blocks allocated together, and freed together, share a cache line
+ * of cells.  The tag tells apart the two 16-byte halves and the 16 MiB regions. */
+#define LIVE_FILTER_BITS 19
+extern _Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] HIDDEN;
 
 static inline uint64_t memprof_ptr_hash(uintptr_t p)
 {
@@ -228,9 +244,21 @@ static inline uint64_t memprof_ptr_hash(uintptr_t p)
     return h ^ (h >> 31);
 }
 
-static inline _Atomic uint8_t *memprof_live_counter(uintptr_t p)
+static inline _Atomic uint16_t *memprof_live_cell(uintptr_t p)
 {
-    return &memprof_live_filter[(p >> 4) & ((1u << LIVE_FILTER_BITS) - 1)];
+    return &memprof_live_filter[(p >> 5) & ((1u << LIVE_FILTER_BITS) - 1)];
+}
+
+static inline uint8_t memprof_live_tag(uintptr_t p)
+{
+    return (uint8_t)((p >> 4 & 1) | ((uint64_t)(p >> 24) * 0x9e3779b97f4a7c15ull) >> 57 << 1);
+}
+
+/* Whether p may be a live sample: a cell word is count | tags << 8. */
+static inline bool memprof_live_maybe(uintptr_t p)
+{
+    uint16_t cell = atomic_load_explicit(memprof_live_cell(p), memory_order_relaxed);
+    return cell != 0 && ((cell & 0xff) != 1 || cell >> 8 == memprof_live_tag(p));
 }
 
 /* Called by every free hook before the real free. */
@@ -238,9 +266,7 @@ static inline void memprof_on_free(void *ptr)
 {
     if (LIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0))
         return;
-    uintptr_t p = (uintptr_t)ptr;
-    if (LIKELY(atomic_load_explicit(memprof_live_counter(p),
-                                    memory_order_relaxed) == 0))
+    if (LIKELY(!memprof_live_maybe((uintptr_t)ptr)))
         return;
     memprof_free_slow(ptr);
 }
@@ -303,6 +329,50 @@ struct memprof_python_frame {
 };
 uint32_t memprof_python_records(void) HIDDEN;   /* ids in use are < this */
 bool memprof_python_record(uint32_t id, struct memprof_python_frame *out) HIDDEN;
+
+/* ---- a spin lock of the sampler's own ------------------------------------------
+ * Held only inside the sampler, for a few hundred instructions, by a thread whose
+ * busy flag keeps its signal handlers out: never one an allocating thread can
+ * already hold. */
+static inline void memprof_spin_lock(_Atomic int *lock)
+{
+    for (int spins = 0;; spins++) {
+        if (atomic_load_explicit(lock, memory_order_relaxed) == 0 &&
+            !atomic_exchange_explicit(lock, 1, memory_order_acquire))
+            return;
+        if (spins > 64)
+            sched_yield();
+    }
+}
+
+static inline void memprof_spin_unlock(_Atomic int *lock)
+{
+    atomic_store_explicit(lock, 0, memory_order_release);
+}
+
+/* ---- hash -> id index of the interning tables (hash_index.c) ------------------ */
+#define MEMPROF_INDEX_NONE UINT32_MAX
+struct memprof_index_array;
+struct memprof_index {
+    _Atomic(struct memprof_index_array *) array;
+    _Atomic int lock;
+    uint32_t count, max_slots;
+};
+/* What is looked up: the key, and whether entry `id` holds it. */
+struct memprof_index_key {
+    const void *key;
+    bool (*same)(uint32_t id, const void *key);
+};
+int memprof_index_init(struct memprof_index *x, uint32_t capacity) HIDDEN;
+void memprof_index_reset(struct memprof_index *x) HIDDEN;
+/* The id of the key's entry, or MEMPROF_INDEX_NONE; takes no lock. */
+uint32_t memprof_index_find(struct memprof_index *x, uint64_t hash,
+                            const struct memprof_index_key *k) HIDDEN;
+/* The same, the entry made by make (which returns its id, or NONE when full) if
+ * there is none yet. */
+uint32_t memprof_index_insert(struct memprof_index *x, uint64_t hash,
+                              const struct memprof_index_key *k,
+                              uint32_t (*make)(const void *key)) HIDDEN;
 
 /* ---- stack table (stack_table.c) ---------------------------------------- */
 struct memprof_stack_key {

@@ -25,7 +25,6 @@
  * each version's headers). */
 #include <dlfcn.h>
 #include <link.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -85,33 +84,24 @@ static struct {
 
 uintptr_t memprof_python_eval_lo;
 
-/* ---- interning ------------------------------------------------------------ */
-enum { ENTRY_EMPTY = 0, ENTRY_READY = 1, ENTRY_DEAD = 2 };
-#define INTERN_PROBES 64
-
-struct intern_slot {
-    _Atomic uint64_t hash;
-    _Atomic uint32_t state;
-    uint32_t id;
-};
-
+/* ---- interning ------------------------------------------------------------
+ * Bytes to dense ids: the bytes in a pool, their place by id, a hash index
+ * (hash_index.c) to find them again. */
 struct intern_entry {
     uint64_t at;                 /* into the pool */
     uint32_t len;
-    _Atomic uint32_t ready;
 };
 
 struct intern_table {
-    struct intern_slot *slots;
-    uint32_t slot_mask, capacity;
+    struct memprof_index index;
+    uint32_t capacity;
     struct intern_entry *entries;
     _Atomic uint32_t used;
     char *pool;
-    uint64_t pool_len;
-    _Atomic uint64_t pool_used;
+    uint64_t pool_len, pool_used;   /* used: under the index's lock */
 };
 
-static struct intern_table strings, records, line_tables;
+static struct intern_table strings, records;
 
 /* A frame record: what a Python frame was when it was sampled. */
 struct py_record {
@@ -121,22 +111,20 @@ struct py_record {
 
 static bool intern_init(struct intern_table *t, uint32_t capacity, uint64_t pool_len)
 {
-    t->slot_mask = 2 * capacity - 1;
     t->capacity = capacity;
     t->pool_len = pool_len;
-    t->slots = memprof_map(sizeof(*t->slots) * 2 * capacity);
     t->entries = memprof_map(sizeof(*t->entries) * capacity);
     t->pool = memprof_map(pool_len);
-    return t->slots != NULL && t->entries != NULL && t->pool != NULL;
+    return t->entries != NULL && t->pool != NULL && memprof_index_init(&t->index, capacity) == 0;
 }
 
 static void intern_reset(struct intern_table *t)
 {
-    memprof_zero_pages(t->slots, sizeof(*t->slots) * ((size_t)t->slot_mask + 1));
+    memprof_index_reset(&t->index);
     memprof_zero_pages(t->entries, sizeof(*t->entries) * t->capacity);
     memprof_zero_pages(t->pool, t->pool_len);
     atomic_store(&t->used, 0);
-    atomic_store(&t->pool_used, 0);
+    t->pool_used = 0;
 }
 
 static uint64_t hash_bytes(const void *data, size_t len)
@@ -151,25 +139,34 @@ static uint64_t hash_bytes(const void *data, size_t len)
     }
     for (; len > 0; p++, len--)
         h = (h ^ *p) * 0x100000001b3ull;
-    h ^= h >> 32;
-    return h ? h : 1;
+    return h ^ h >> 32;
 }
 
-static uint32_t intern_fill(struct intern_table *t, struct intern_slot *s, const void *data,
-                            uint32_t len)
+struct bytes_key {
+    struct intern_table *table;
+    const void *data;
+    uint32_t len;
+};
+
+static bool same_bytes(uint32_t id, const void *key)
 {
-    uint64_t at = atomic_fetch_add_explicit(&t->pool_used, len, memory_order_relaxed);
-    uint32_t id = atomic_fetch_add_explicit(&t->used, 1, memory_order_relaxed);
-    if (id >= t->capacity || at + len > t->pool_len) {
-        atomic_store_explicit(&s->state, ENTRY_DEAD, memory_order_release);
-        return UINT32_MAX;
-    }
-    memcpy(t->pool + at, data, len);
-    t->entries[id].at = at;
-    t->entries[id].len = len;
-    atomic_store_explicit(&t->entries[id].ready, 1, memory_order_release);
-    s->id = id;
-    atomic_store_explicit(&s->state, ENTRY_READY, memory_order_release);
+    const struct bytes_key *k = key;
+    const struct intern_entry *e = &k->table->entries[id];
+    return e->len == k->len && memcmp(k->table->pool + e->at, k->data, k->len) == 0;
+}
+
+/* Under the index's lock: the bytes copied into the pool, the entry made. */
+static uint32_t make_bytes(const void *key)
+{
+    const struct bytes_key *k = key;
+    struct intern_table *t = k->table;
+    uint32_t id = atomic_load_explicit(&t->used, memory_order_relaxed);
+    if (id >= t->capacity || t->pool_used + k->len > t->pool_len)
+        return MEMPROF_INDEX_NONE;
+    memcpy(t->pool + t->pool_used, k->data, k->len);
+    t->entries[id] = (struct intern_entry){t->pool_used, k->len};
+    t->pool_used += k->len;
+    atomic_store_explicit(&t->used, id + 1, memory_order_release);
     return id;
 }
 
@@ -177,35 +174,18 @@ static uint32_t intern_fill(struct intern_table *t, struct intern_slot *s, const
 static uint32_t intern(struct intern_table *t, const void *data, uint32_t len)
 {
     uint64_t h = hash_bytes(data, len);
-    uint32_t i = (uint32_t)h & t->slot_mask;
-    for (int probe = 0; probe < INTERN_PROBES; probe++, i = (i + 1) & t->slot_mask) {
-        struct intern_slot *s = &t->slots[i];
-        uint64_t seen = atomic_load_explicit(&s->hash, memory_order_acquire);
-        if (seen == 0) {
-            uint64_t expected = 0;
-            if (atomic_compare_exchange_strong(&s->hash, &expected, h))
-                return intern_fill(t, s, data, len);
-            seen = expected;
-        }
-        if (seen != h)
-            continue;
-        uint32_t state;
-        while ((state = atomic_load_explicit(&s->state, memory_order_acquire)) == ENTRY_EMPTY)
-            sched_yield();   /* another thread is copying it */
-        const struct intern_entry *e = &t->entries[s->id];
-        if (state == ENTRY_READY && e->len == len && memcmp(t->pool + e->at, data, len) == 0)
-            return s->id;
-    }
-    return UINT32_MAX;
+    struct bytes_key bytes = {t, data, len};
+    struct memprof_index_key key = {&bytes, same_bytes};
+    uint32_t id = memprof_index_find(&t->index, h, &key);
+    return id != MEMPROF_INDEX_NONE ? id : memprof_index_insert(&t->index, h, &key, make_bytes);
 }
 
-static bool intern_get(const struct intern_table *t, uint32_t id, const char **data, uint32_t *len)
+static bool intern_get(struct intern_table *t, uint32_t id, const char **data, uint32_t *len)
 {
-    const struct intern_entry *e = &t->entries[id];
-    if (!atomic_load_explicit(&e->ready, memory_order_acquire))
+    if (id >= atomic_load_explicit(&t->used, memory_order_acquire))
         return false;
-    *data = t->pool + e->at;
-    *len = e->len;
+    *data = t->pool + t->entries[id].at;
+    *len = t->entries[id].len;
     return true;
 }
 
@@ -282,38 +262,19 @@ static uint32_t intern_str(uintptr_t obj)
     return intern(&strings, text, (uint32_t)n);
 }
 
-/* Whether a str object (one a live code object holds) has the text of string `id`. */
-static bool str_is(uintptr_t obj, uint32_t id)
-{
-    uint32_t state = (uint32_t)load_i32(obj + UNICODE_STATE);
-    const void *data;
-    uint32_t len;
-    const struct intern_entry *e = &strings.entries[id];
-    return (state & STATE_COMPACT) &&
-           str_text(obj, state, *(const int64_t *)(obj + UNICODE_LENGTH), &data, &len) &&
-           e->len == len && memcmp(strings.pool + e->at, data, len) == 0;
-}
-
 /* The line of the instruction at code unit `unit` (3.11's location table),
- * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab.  *used: how many of
- * the table's bytes it depends on (the rest cannot change it). */
-static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, int64_t unit,
-                       int64_t *used)
+ * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab. */
+static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, int64_t unit)
 {
     const unsigned char *p = table, *end = table + len;
-    *used = len;
-    if (unit < 0) {
-        *used = 0;
+    if (unit < 0)
         return line;
-    }
     if (py.layout.minor == 9) {   /* (byte increment, signed line increment) pairs */
         int64_t addr = 0;
         for (; p + 1 < end; p += 2) {
             addr += p[0];
-            if (addr > 2 * unit) {
-                *used = p + 2 - table;
+            if (addr > 2 * unit)
                 break;
-            }
             line += (signed char)p[1];
         }
         return line;
@@ -324,10 +285,8 @@ static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, in
             int64_t stop = start + p[0];
             if ((signed char)p[1] != -128)
                 line += (signed char)p[1];
-            if (2 * unit >= start && 2 * unit < stop) {
-                *used = p + 2 - table;
+            if (2 * unit >= start && 2 * unit < stop)
                 return (signed char)p[1] == -128 ? -1 : line;
-            }
             start = stop;
         }
         return -1;
@@ -351,10 +310,8 @@ static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, in
         } else if (code >= 10 && code <= 12) {
             line += (int32_t)code - 10;
         }
-        if (unit < stop) {
-            *used = q - table;
+        if (unit < stop)
             return code == 15 ? -1 : line;
-        }
         start = stop;
         for (p = q; p < end && !(*p & 0x80); p++)
             ;
@@ -378,74 +335,86 @@ static inline struct code_fields code_fields_of(uintptr_t code)
 
 /* ---- the frame cache -----------------------------------------------------------
  * A frame's record by (code object, code unit), so that a frame seen before costs a
- * probe and three comparisons instead of hashing its strings and decoding its line
- * table.  A freed code object's address is reused, and so are its strings' and its
- * line table's, so a hit is checked against what the code object holds now: its
- * first line, and the texts of its name, its file and the part of its line table the
- * line was read from, compared with copies interned when the entry was made (the
- * line tables in a table of their own).  Direct-mapped; each entry under a sequence
- * number: a writer makes it odd, fills the entry in and makes it even again, a
- * reader takes what it read only if it saw the same even number before and after,
- * and a writer that finds an entry being written leaves it be. */
+ * probe instead of hashing its strings and decoding its line table.  A code object is
+ * immutable while it lives, but its address is reused once it is freed, so every
+ * code object's deallocation moves a generation counter of its address (the code
+ * type's tp_dealloc is wrapped: code_freed), and an entry holds only while that
+ * generation is the one it was made under.  A frame that is running keeps its code
+ * object alive, so no generation can move under the sample that reads it.
+ * Direct-mapped; each entry under a sequence number: a writer makes it odd, fills
+ * the entry in and makes it even again, a reader takes what it read only if it saw
+ * the same even number before and after, and a writer that finds an entry being
+ * written leaves it be. */
 #define FRAME_CACHE_BITS 14
+#define CODE_GENERATION_BITS 12
+#define TP_DEALLOC 48                /* PyTypeObject.tp_dealloc, 3.9 to 3.13 */
 
 struct frame_cache_entry {
     _Atomic uint64_t seq;
-    _Atomic uint64_t code, at;   /* the key: the code object; the code unit, first line << 32 */
-    _Atomic uint64_t record;
-    _Atomic uint64_t strings;    /* the name's string id, the file's << 32 */
-    _Atomic uint64_t table;      /* the line table's id, the bytes the line came from << 32 */
-} __attribute__((aligned(64)));
+    _Atomic uint64_t code, unit;      /* the key */
+    _Atomic uint64_t record;          /* the record's id, the generation << 32 */
+};
 
 static struct frame_cache_entry *frame_cache;
+static _Atomic uint32_t code_generations[1u << CODE_GENERATION_BITS];
+static void (*code_dealloc)(uintptr_t code);   /* the interpreter's own */
 
-static inline struct frame_cache_entry *cache_entry(uintptr_t code, uint64_t at)
+static inline _Atomic uint32_t *generation_of(uintptr_t code)
 {
-    uint64_t h = (code ^ at * 0x9e3779b97f4a7c15ull) * 0xff51afd7ed558ccdull;
+    return &code_generations[(code >> 4) * 0x9e3779b97f4a7c15ull >> (64 - CODE_GENERATION_BITS)];
+}
+
+/* Runs in the thread that frees the code object, before its memory is freed. */
+static void code_freed(uintptr_t code)
+{
+    atomic_fetch_add_explicit(generation_of(code), 1, memory_order_release);
+    code_dealloc(code);
+}
+
+/* Once per process: the hook stays for its life (forks inherit it), so generations
+ * are counted between windows too. */
+static void watch_code_frees(void)
+{
+    _Atomic(void (*)(uintptr_t)) *slot = (void *)(py.code_type + TP_DEALLOC);
+    void (*current)(uintptr_t) = atomic_load(slot);
+    if (current == code_freed)
+        return;
+    code_dealloc = current;
+    atomic_store(slot, code_freed);
+}
+
+static inline struct frame_cache_entry *cache_entry(uintptr_t code, uint64_t unit)
+{
+    uint64_t h = (code ^ unit * 0x9e3779b97f4a7c15ull) * 0xff51afd7ed558ccdull;
     return &frame_cache[h >> (64 - FRAME_CACHE_BITS)];
 }
 
-/* Whether the first `used` bytes of a bytes object are those of line table `id`. */
-static bool table_starts_as(uintptr_t table, uint32_t id, uint32_t used)
-{
-    const struct intern_entry *e = &line_tables.entries[id];
-    return is_object_of(table, py.bytes_type) && *(const int64_t *)(table + VAR_SIZE) >= used &&
-           e->len >= used && memcmp(line_tables.pool + e->at, (const void *)(table + BYTES_DATA),
-                                    used) == 0;
-}
-
 /* The cached record of a frame, or UINT32_MAX. */
-static uint32_t cache_lookup(uintptr_t code, uint64_t at, const struct code_fields *c)
+static uint32_t cache_lookup(uintptr_t code, uint64_t unit, uint32_t generation)
 {
-    struct frame_cache_entry *e = cache_entry(code, at);
+    struct frame_cache_entry *e = cache_entry(code, unit);
     uint64_t seq = atomic_load_explicit(&e->seq, memory_order_acquire);
     if ((seq & 1) || atomic_load_explicit(&e->code, memory_order_relaxed) != code ||
-        atomic_load_explicit(&e->at, memory_order_relaxed) != at)
+        atomic_load_explicit(&e->unit, memory_order_relaxed) != unit)
         return UINT32_MAX;
     uint64_t record = atomic_load_explicit(&e->record, memory_order_relaxed);
-    uint64_t strings = atomic_load_explicit(&e->strings, memory_order_relaxed);
-    uint64_t table = atomic_load_explicit(&e->table, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);   /* the fields are read before seq again */
     if (atomic_load_explicit(&e->seq, memory_order_relaxed) != seq ||
-        !str_is(c->name, (uint32_t)strings) || !str_is(c->file, (uint32_t)(strings >> 32)) ||
-        !table_starts_as(c->table, (uint32_t)table, (uint32_t)(table >> 32)))
+        (uint32_t)(record >> 32) != generation)
         return UINT32_MAX;
     return (uint32_t)record;
 }
 
-static void cache_store(uintptr_t code, uint64_t at, uint32_t record, const struct py_record *r,
-                        uint32_t table, uint32_t used)
+static void cache_store(uintptr_t code, uint64_t unit, uint32_t generation, uint32_t record)
 {
-    struct frame_cache_entry *e = cache_entry(code, at);
+    struct frame_cache_entry *e = cache_entry(code, unit);
     uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
     if ((seq & 1) || !atomic_compare_exchange_strong(&e->seq, &seq, seq + 1))
         return;   /* another thread is writing it */
     atomic_thread_fence(memory_order_release);   /* seq is odd before any field changes */
     atomic_store_explicit(&e->code, code, memory_order_relaxed);
-    atomic_store_explicit(&e->at, at, memory_order_relaxed);
-    atomic_store_explicit(&e->record, record, memory_order_relaxed);
-    atomic_store_explicit(&e->strings, r->name | (uint64_t)r->file << 32, memory_order_relaxed);
-    atomic_store_explicit(&e->table, table | (uint64_t)used << 32, memory_order_relaxed);
+    atomic_store_explicit(&e->unit, unit, memory_order_relaxed);
+    atomic_store_explicit(&e->record, record | (uint64_t)generation << 32, memory_order_relaxed);
     atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
 }
 
@@ -455,25 +424,20 @@ static uint32_t frame_record(uintptr_t code, int64_t unit)
 {
     if (!is_object_of(code, py.code_type))
         return UINT32_MAX;
-    struct code_fields c = code_fields_of(code);
-    uint64_t at = (uint32_t)unit | (uint64_t)(uint32_t)c.first_line << 32;
-    bool cacheable = unit == (int32_t)unit;
-    uint32_t id = cacheable ? cache_lookup(code, at, &c) : UINT32_MAX;
+    uint32_t generation = atomic_load_explicit(generation_of(code), memory_order_acquire);
+    uint32_t id = cache_lookup(code, (uint64_t)unit, generation);
     if (id != UINT32_MAX)
         return id;
+    struct code_fields c = code_fields_of(code);
     struct py_record r = {intern_str(c.name), intern_str(c.file), -1, c.first_line};
     if (r.name == UINT32_MAX || r.file == UINT32_MAX || r.first_line <= 0)
         return UINT32_MAX;   /* 0: the interpreter's own shims (3.13's __init__ cleanup) */
-    if (!is_object_of(c.table, py.bytes_type))
-        return intern(&records, &r, sizeof r);
-    const unsigned char *table = (const unsigned char *)(c.table + BYTES_DATA);
-    int64_t len = *(const int64_t *)(c.table + VAR_SIZE), used;
-    r.line = line_of(table, len, r.first_line, unit, &used);
+    if (is_object_of(c.table, py.bytes_type))
+        r.line = line_of((const unsigned char *)(c.table + BYTES_DATA),
+                         *(const int64_t *)(c.table + VAR_SIZE), r.first_line, unit);
     id = intern(&records, &r, sizeof r);
-    uint32_t table_id = cacheable && id != UINT32_MAX && len <= UINT32_MAX
-                            ? intern(&line_tables, table, (uint32_t)len) : UINT32_MAX;
-    if (table_id != UINT32_MAX)
-        cache_store(code, at, id, &r, table_id, (uint32_t)used);
+    if (id != UINT32_MAX)
+        cache_store(code, (uint64_t)unit, generation, id);
     return id;
 }
 
@@ -637,9 +601,9 @@ void memprof_python_init(void)
     if (frame_cache == NULL &&   /* mapped last: all or none of the tables are there */
         (!intern_init(&strings, 1u << 14, 4u << 20) ||
          !intern_init(&records, 1u << 16, sizeof(struct py_record) << 16) ||
-         !intern_init(&line_tables, 1u << 14, 16u << 20) ||
          (frame_cache = memprof_map(sizeof(*frame_cache) << FRAME_CACHE_BITS)) == NULL))
         return;
+    watch_code_frees();
     py.eval_lo = (uintptr_t)eval;
     py.eval_hi = py.eval_lo + sym->st_size;
     __atomic_store_n(&memprof_python_eval_lo, py.eval_lo, __ATOMIC_RELEASE);
@@ -651,7 +615,6 @@ void memprof_python_after_fork(void)
         return;
     intern_reset(&strings);
     intern_reset(&records);
-    intern_reset(&line_tables);
     memprof_zero_pages(frame_cache, sizeof(*frame_cache) << FRAME_CACHE_BITS);
 }
 
@@ -662,8 +625,7 @@ const char *memprof_python_version(void)
 
 uint32_t memprof_python_records(void)
 {
-    uint32_t n = atomic_load_explicit(&records.used, memory_order_acquire);
-    return n < records.capacity ? n : records.capacity;
+    return atomic_load_explicit(&records.used, memory_order_acquire);
 }
 
 bool memprof_python_record(uint32_t id, struct memprof_python_frame *out)

@@ -13,13 +13,15 @@
 
 #include "memprof_internal.h"
 
-#define HEADER_BYTES 4096   /* the counts start on their own page, for madvise */
+#define HEADER_BYTES 16384   /* the counts start on their own page, for madvise */
 
 struct thread_block {
     struct thread_block *next;
     _Atomic int in_use;
     _Atomic uint32_t window;        /* the window these counts belong to */
     struct memprof_log_chunk *log_chunk;
+    struct memprof_memos memos;     /* owner only; an adopting thread inherits them, as
+                                       each entry is checked before it is used */
 };
 _Static_assert(sizeof(struct thread_block) <= HEADER_BYTES, "header fits its page");
 
@@ -41,8 +43,10 @@ static inline struct stack_counts *counts_of(struct thread_block *b)
 static void release_block(void *block)
 {
     struct thread_block *b = block;
-    if (memprof_thread.block == b)
+    if (memprof_thread.block == b) {
         memprof_thread.block = NULL;
+        memprof_thread.memos = NULL;
+    }
     atomic_store_explicit(&b->in_use, 0, memory_order_release);
 }
 
@@ -78,6 +82,7 @@ static struct thread_block *this_thread_block(void)
         if (b == NULL)
             return NULL;
         memprof_thread.block = b;
+        memprof_thread.memos = &b->memos;
         pthread_setspecific(release_key, b);
     }
     return b;

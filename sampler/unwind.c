@@ -98,12 +98,18 @@ static inline bool rule_lookup(const struct rule_slot *table, uint64_t key, stru
     return false;
 }
 
+static inline uint64_t rule_word(struct unwind_rule rule)
+{
+    uint64_t word;
+    memcpy(&word, &rule, sizeof word);
+    return word;
+}
+
 /* Into the key's own slot, an empty one or one of an old epoch; when the
  * probes find none, the home slot's rule makes way. */
 static void rule_store(uint64_t key, struct unwind_rule rule)
 {
-    uint64_t value;
-    memcpy(&value, &rule, sizeof value);
+    uint64_t value = rule_word(rule);
     uint32_t home = home_slot(key), i = home;
     for (int probe = 0; probe <= RULE_PROBES; probe++, i = (i + 1) & RULE_TABLE_MASK) {
         if (probe == RULE_PROBES)
@@ -194,18 +200,34 @@ static __attribute__((noinline)) struct unwind_rule work_rule_out(uintptr_t pc, 
     return s.rule;
 }
 
-/* The rule of a code address; the walk passes the table and the epoch it
- * read once. */
+/* The rule of a code address: from the thread's memo, else the shared table, else
+ * worked out.  The walk passes the table, the epoch and the memos it read once.
+ * Only rules for code are memoised: a RULE_NONE is checked against the loader. */
 static inline struct unwind_rule rule_at(const struct rule_slot *table, uint32_t epoch,
-                                         uintptr_t pc, bool is_return)
+                                         struct memprof_memos *memos, uintptr_t pc,
+                                         bool is_return)
 {
+    uint64_t key = rule_key(pc, is_return, epoch);
     struct unwind_rule rule;
-    if (LIKELY(table != NULL && pc < CODE_ADDRESS_END) &&
-        rule_lookup(table, rule_key(pc, is_return, epoch), &rule) &&
+    __typeof__(memos->rules[0]) *memo = NULL;
+    if (LIKELY(memos != NULL)) {
+        memo = &memos->rules[(key * 0x9e3779b97f4a7c15ull) >> 55 & (MEMPROF_RULE_MEMOS - 1)];
+        if (LIKELY(memo->key == key)) {
+            memcpy(&rule, &memo->rule, sizeof rule);
+            return rule;
+        }
+    }
+    if (LIKELY(table != NULL && pc < CODE_ADDRESS_END) && rule_lookup(table, key, &rule) &&
         (rule.kind != RULE_NONE ||
          (uint32_t)rule.cfa_offset == atomic_load_explicit(&loader_adds, memory_order_relaxed)))
-        return rule;
-    return work_rule_out(pc, is_return);
+        ;
+    else
+        rule = work_rule_out(pc, is_return);
+    if (memo != NULL && rule.kind != RULE_NONE) {
+        memo->key = key;
+        memo->rule = rule_word(rule);
+    }
+    return rule;
 }
 
 /* ---- stack mappings ----------------------------------------------------------- */
@@ -377,10 +399,11 @@ static int rule_walk(uintptr_t *out, int max)
     struct frame f = first;
     const struct rule_slot *table = rule_table;
     uint32_t epoch = atomic_load_explicit(&rule_epoch, memory_order_relaxed);
+    struct memprof_memos *memos = memprof_thread.memos;
     int n = 0;
     while (n < max) {
         out[n++] = f.pc;
-        struct unwind_rule rule = rule_at(table, epoch, f.pc, f.is_return);
+        struct unwind_rule rule = rule_at(table, epoch, memos, f.pc, f.is_return);
         if (LIKELY(rule.kind == RULE_CFA)) {
             if (!step_by_rule(&rule, &stack, &f))
                 break;
