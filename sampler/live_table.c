@@ -17,7 +17,7 @@
 #include "memprof_internal.h"
 
 #define LIVE_STRIPES 256
-#define MIN_SLOTS 64
+#define MIN_SLOTS 256                    /* one page */
 #define SIZE_BITS 40                     /* sizes up to 1 TiB */
 #define STACK_BITS (64 - SIZE_BITS)
 #define STACK_MASK ((1ull << STACK_BITS) - 1)
@@ -41,7 +41,21 @@ _Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] __attribute__((alig
 static uint64_t max_slots;               /* all stripes together: 2 x capacity */
 static _Atomic uint64_t used_slots;
 
-static inline uint32_t home_of(uint64_t h, uint32_t mask) { return (uint32_t)(h >> 8) & mask; }
+/* An entry's place follows its pointer's 4 KiB page: the page's hash picks the
+ * stripe (after the region) and a group of four slots, one cache line, and the
+ * pointer's kilobyte in the page its home in the group.  Samples are about `rate`
+ * bytes apart, and a program allocates and frees neighbours together, so the
+ * samples of a page share a line instead of missing the cache one by one. */
+static inline uint64_t page_hash(uintptr_t p)
+{
+    uint64_t h = (uint64_t)(p >> 12) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 31);
+}
+
+static inline uint32_t home_of(uintptr_t p, uint64_t h, uint32_t mask)
+{
+    return ((uint32_t)(h >> 8) << 2 | (uint32_t)(p >> 10 & 3)) & mask;
+}
 
 static inline struct stripe *stripe_of(uintptr_t p, uint64_t h)
 {
@@ -79,11 +93,54 @@ static void set_array(struct stripe *s, struct live_slot *slots, uint32_t mask)
     __atomic_store_n(&s->mask, mask, __ATOMIC_RELAXED);
 }
 
+/* Arrays stripes grew out of, by size, for the next stripe that grows to that
+ * size: stripes grow at about the same pace, so a grown array mostly takes pages
+ * already in memory instead of faulting in fresh ones.  Linked through their first
+ * slot; together never more than the stripes' own arrays. */
+static struct live_slot *spares[32];
+static _Atomic int spares_lock;
+
+static size_t array_bytes(uint32_t nslots) { return sizeof(struct live_slot) * (size_t)nslots; }
+
+static struct live_slot *take_array(uint32_t nslots)
+{
+    struct live_slot **list = &spares[__builtin_ctz(nslots)];
+    memprof_spin_lock(&spares_lock);
+    struct live_slot *a = *list;
+    if (a != NULL)
+        *list = (struct live_slot *)a[0].ptr;
+    memprof_spin_unlock(&spares_lock);
+    if (a == NULL)
+        return memprof_map(array_bytes(nslots));
+    memset(a, 0, array_bytes(nslots));
+    return a;
+}
+
+static void give_array(struct live_slot *a, uint32_t nslots)
+{
+    struct live_slot **list = &spares[__builtin_ctz(nslots)];
+    memprof_spin_lock(&spares_lock);
+    a[0].ptr = (uintptr_t)*list;
+    *list = a;
+    memprof_spin_unlock(&spares_lock);
+}
+
+/* With every stripe's lock held: the spares given back to the system. */
+static void drop_spares(void)
+{
+    for (unsigned c = 0; c < sizeof spares / sizeof spares[0]; c++)
+        while (spares[c] != NULL) {
+            struct live_slot *a = spares[c];
+            spares[c] = (struct live_slot *)a[0].ptr;
+            memprof_unmap(a, array_bytes(1u << c));
+        }
+}
+
 static void drop_slots(struct stripe *s)
 {
     if (s->mask)
         atomic_fetch_sub(&used_slots, (uint64_t)s->mask + 1);
-    memprof_unmap(s->slots, sizeof(struct live_slot) * ((size_t)s->mask + 1));
+    memprof_unmap(s->slots, array_bytes(s->mask + 1));
     set_array(s, NULL, 0);
     s->count = 0;
 }
@@ -95,6 +152,7 @@ void memprof_live_table_reset(void)
         lock(&stripes[k]);
     for (int k = 0; k < LIVE_STRIPES; k++)
         drop_slots(&stripes[k]);
+    drop_spares();
     memprof_zero_pages((void *)memprof_live_filter, sizeof memprof_live_filter);
     for (int k = 0; k < LIVE_STRIPES; k++)
         unlock(&stripes[k]);
@@ -105,12 +163,13 @@ void memprof_live_table_after_fork(void)
 {
     for (int k = 0; k < LIVE_STRIPES; k++)
         atomic_store(&stripes[k].lock, 0);
+    atomic_store(&spares_lock, 0);
     memprof_live_table_reset();
 }
 
 static uint32_t find(const struct stripe *s, uintptr_t ptr, uint64_t h)
 {
-    uint32_t i = home_of(h, s->mask);
+    uint32_t i = home_of(ptr, h, s->mask);
     while (s->slots[i].ptr != 0 && s->slots[i].ptr != ptr)
         i = (i + 1) & s->mask;
     return i;
@@ -126,7 +185,7 @@ static bool grow(struct stripe *s)
         atomic_fetch_sub(&used_slots, added);
         return false;
     }
-    struct live_slot *bigger = memprof_map(sizeof(struct live_slot) * nslots);
+    struct live_slot *bigger = take_array(nslots);
     if (bigger == NULL) {
         atomic_fetch_sub(&used_slots, added);
         return false;
@@ -136,23 +195,24 @@ static bool grow(struct stripe *s)
     set_array(s, bigger, nslots - 1);
     for (uint32_t i = 0; old_mask && i <= old_mask; i++)
         if (old[i].ptr != 0)
-            s->slots[find(s, old[i].ptr, memprof_ptr_hash(old[i].ptr))] = old[i];
-    memprof_unmap(old, sizeof(struct live_slot) * ((size_t)old_mask + 1));
+            s->slots[find(s, old[i].ptr, page_hash(old[i].ptr))] = old[i];
+    if (old_mask)
+        give_array(old, old_mask + 1);
     return true;
 }
 
 void memprof_live_prefetch(uintptr_t ptr)
 {
-    uint64_t h = memprof_ptr_hash(ptr);
+    uint64_t h = page_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
     struct live_slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
     uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
-    __builtin_prefetch(&slots[home_of(h, mask)], 1);   /* never faults, even on an old array */
+    __builtin_prefetch(&slots[home_of(ptr, h, mask)], 1);   /* never faults, even on an old array */
 }
 
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
 {
-    uint64_t h = memprof_ptr_hash(ptr);
+    uint64_t h = page_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
     if (size >= (1ull << SIZE_BITS))
         size = (1ull << SIZE_BITS) - 1;
@@ -184,7 +244,7 @@ out:
 
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
-    uint64_t h = memprof_ptr_hash(ptr);
+    uint64_t h = page_hash(ptr);
     if (LIKELY(!memprof_live_maybe(ptr)))
         return false;
 
@@ -199,7 +259,7 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
         for (uint32_t j = (i + 1) & s->mask; s->slots[j].ptr != 0; j = (j + 1) & s->mask) {
-            uint32_t home = home_of(memprof_ptr_hash(s->slots[j].ptr), s->mask);
+            uint32_t home = home_of(s->slots[j].ptr, page_hash(s->slots[j].ptr), s->mask);
             if (((j - home) & s->mask) >= ((j - hole) & s->mask)) {
                 s->slots[hole] = s->slots[j];
                 hole = j;

@@ -75,8 +75,15 @@ struct memprof_stack_range {
  * entry is checked against its key (and a stack against its frames), never trusted. */
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
 #define MEMPROF_STACK_MEMOS 256    /* stack ids by the stack's hash (stack_table.c) */
+struct memprof_walk_step {
+    uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
+};
 struct memprof_memos {
     struct { uint64_t key, rule; } rules[MEMPROF_RULE_MEMOS];
+    /* The last two walks, frame by frame: most of a stack is its caller's, at the
+     * same stack addresses, so its rules are read in order from the last walk. */
+    struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH];
+    uint32_t walk_depth[2], last_walk;
     struct { uint64_t hash; uint32_t id; } stacks[MEMPROF_STACK_MEMOS];
 };
 
@@ -237,12 +244,6 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
  * of cells.  The tag tells apart the two 16-byte halves and the 16 MiB regions. */
 #define LIVE_FILTER_BITS 19
 extern _Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] HIDDEN;
-
-static inline uint64_t memprof_ptr_hash(uintptr_t p)
-{
-    uint64_t h = (uint64_t)p * 0x9e3779b97f4a7c15ull;
-    return h ^ (h >> 31);
-}
 
 static inline _Atomic uint16_t *memprof_live_cell(uintptr_t p)
 {

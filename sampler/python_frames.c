@@ -516,10 +516,11 @@ int memprof_python_merge(uintptr_t *frames, int depth, int cap)
             attach[g++] = i;
     for (; g < s.groups; g++)
         attach[g] = depth;
-    /* Backwards, so that every frame moves up into room already free. */
+    /* Backwards, so that every frame moves up into room already free; once the
+     * leafmost group is in, the frames below it are where they were. */
     int w = depth + s.n;
     g = s.groups - 1;
-    for (int i = depth; i >= 0; i--) {
+    for (int i = depth; i >= 0 && g >= 0; i--) {
         if (i < depth)
             frames[--w] = frames[i];
         for (; g >= 0 && attach[g] == i; g--) {

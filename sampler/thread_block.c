@@ -13,7 +13,6 @@
 
 #include "memprof_internal.h"
 
-#define HEADER_BYTES 16384   /* the counts start on their own page, for madvise */
 
 struct thread_block {
     struct thread_block *next;
@@ -23,7 +22,8 @@ struct thread_block {
     struct memprof_memos memos;     /* owner only; an adopting thread inherits them, as
                                        each entry is checked before it is used */
 };
-_Static_assert(sizeof(struct thread_block) <= HEADER_BYTES, "header fits its page");
+/* The counts start on their own page, for madvise. */
+#define HEADER_BYTES ((sizeof(struct thread_block) + 4095) & ~(size_t)4095)
 
 static _Atomic(struct thread_block *) blocks;
 static size_t counts_bytes;

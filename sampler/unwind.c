@@ -400,10 +400,29 @@ static int rule_walk(uintptr_t *out, int max)
     const struct rule_slot *table = rule_table;
     uint32_t epoch = atomic_load_explicit(&rule_epoch, memory_order_relaxed);
     struct memprof_memos *memos = memprof_thread.memos;
+    /* The last walk's frames are met in order of their stack address, as this
+     * walk's are: a frame at the same address running the same code has its rule. */
+    const struct memprof_walk_step *last = NULL;
+    struct memprof_walk_step *now = NULL;
+    uint32_t last_n = 0, j = 0;
+    if (memos != NULL) {
+        last = memos->walks[memos->last_walk];
+        last_n = memos->walk_depth[memos->last_walk];
+        now = memos->walks[memos->last_walk ^ 1];
+    }
     int n = 0;
     while (n < max) {
+        uint64_t key = rule_key(f.pc, f.is_return, epoch);
+        while (j < last_n && last[j].sp < f.sp)
+            j++;
+        struct unwind_rule rule;
+        if (j < last_n && last[j].sp == f.sp && last[j].key == key)
+            memcpy(&rule, &last[j].rule, sizeof rule);
+        else
+            rule = rule_at(table, epoch, memos, f.pc, f.is_return);
+        if (now != NULL)
+            now[n] = (struct memprof_walk_step){key, f.sp, rule_word(rule)};
         out[n++] = f.pc;
-        struct unwind_rule rule = rule_at(table, epoch, memos, f.pc, f.is_return);
         if (LIKELY(rule.kind == RULE_CFA)) {
             if (!step_by_rule(&rule, &stack, &f))
                 break;
@@ -417,6 +436,10 @@ static int rule_walk(uintptr_t *out, int max)
         }
         if (f.pc < CODE_ADDRESS_MIN)
             break;
+    }
+    if (memos != NULL) {
+        memos->last_walk ^= 1;
+        memos->walk_depth[memos->last_walk] = (uint32_t)n;
     }
     return n;
 }
