@@ -7,6 +7,7 @@
  * pending call, which the interpreter runs in its main thread with the GIL. */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "memprof_internal.h"
 
@@ -22,6 +23,7 @@ enum { PY_DOMAIN_MEM = 1, PY_DOMAIN_OBJ = 2 };
 
 struct python_api {
     int (*is_initialized)(void);
+    const char *(*allocator_name)(void);   /* NULL if the interpreter has none */
     int (*add_pending_call)(int (*fn)(void *), void *arg);
     void (*get_allocator)(int domain, struct py_allocator *out);
     void (*set_allocator)(int domain, struct py_allocator *in);
@@ -36,6 +38,7 @@ struct wrapped_domain {
     int domain;
     struct py_allocator under;
     bool in_chain;   /* our wrapper is installed: current, or under another wrapper */
+    bool pymalloc;   /* `under` is pymalloc itself (not malloc, nor a debug or custom hook) */
 };
 static struct wrapped_domain domains[] = {{.domain = PY_DOMAIN_MEM}, {.domain = PY_DOMAIN_OBJ}};
 
@@ -44,14 +47,28 @@ static struct wrapped_domain domains[] = {{.domain = PY_DOMAIN_MEM}, {.domain = 
 static inline void enter_python(void) { memprof_thread.python_depth++; }
 static inline void leave_python(void) { memprof_thread.python_depth--; }
 
-static void *wrap_malloc(void *ctx, size_t size)
+/* pymalloc serves requests of 1 to 512 bytes from its own pools; only larger ones
+ * (and 0, and any once its arenas cannot grow) go on to malloc. */
+#define PYMALLOC_SMALL 512
+
+static __attribute__((noinline)) void *counted_malloc(struct wrapped_domain *d, size_t size)
 {
-    struct wrapped_domain *d = ctx;
     enter_python();
     void *p = d->under.malloc(d->under.ctx, size);
     leave_python();
     memprof_on_alloc(p, size);
     return p;
+}
+
+/* Most requests are small and not sampled: they go straight on, by a tail call from
+ * a function without a frame of its own (no stack is walked from here, and nothing
+ * of such a request reaches the malloc hooks). */
+__attribute__((optimize("omit-frame-pointer"))) static void *wrap_malloc(void *ctx, size_t size)
+{
+    struct wrapped_domain *d = ctx;
+    if (LIKELY(d->pymalloc && size - 1 < PYMALLOC_SMALL) && memprof_alloc_unsampled(size))
+        return d->under.malloc(d->under.ctx, size);
+    return counted_malloc(d, size);
 }
 
 static void *wrap_calloc(void *ctx, size_t n, size_t size)
@@ -76,12 +93,19 @@ static void *wrap_realloc(void *ctx, void *old, size_t size)
     return p;
 }
 
-static void wrap_free(void *ctx, void *ptr)
+static __attribute__((noinline)) void counted_free(struct wrapped_domain *d, void *ptr)
+{
+    memprof_free_slow(ptr);
+    d->under.free(d->under.ctx, ptr);
+}
+
+/* As wrap_malloc: almost every free goes straight on. */
+__attribute__((optimize("omit-frame-pointer"))) static void wrap_free(void *ctx, void *ptr)
 {
     struct wrapped_domain *d = ctx;
-    if (ptr != NULL)
-        memprof_on_free(ptr);
-    d->under.free(d->under.ctx, ptr);
+    if (LIKELY(ptr == NULL || !memprof_free_may_be_sampled(ptr)))
+        return d->under.free(d->under.ctx, ptr);
+    counted_free(d, ptr);
 }
 
 static bool is_ours(const struct py_allocator *a, const struct wrapped_domain *d)
@@ -93,11 +117,12 @@ static bool is_ours(const struct py_allocator *a, const struct wrapped_domain *d
 static _Atomic(const struct python_api *) python;
 static _Atomic bool sync_queued;   /* a pending call of sync_allocators has not run yet */
 
-static void wrap(const struct python_api *py, struct wrapped_domain *d)
+static void wrap(const struct python_api *py, struct wrapped_domain *d, bool pymalloc)
 {
     if (d->in_chain)
         return;   /* still there: under a wrapper of the program's that kept us */
     py->get_allocator(d->domain, &d->under);
+    d->pymalloc = pymalloc;
     struct py_allocator ours = {d, wrap_malloc, wrap_calloc, wrap_realloc, wrap_free};
     py->set_allocator(d->domain, &ours);
     d->in_chain = true;
@@ -125,8 +150,11 @@ static int sync_allocators(void *arg)
     const struct python_api *py = atomic_load(&python);
     atomic_store(&sync_queued, false);
     bool capturing = atomic_load(&memprof_active_window) != 0;
+    /* Asked before either domain is wrapped: a wrapper makes the allocators custom. */
+    const char *name = py->allocator_name ? py->allocator_name() : NULL;
+    bool pymalloc = name != NULL && strcmp(name, "pymalloc") == 0;
     for (size_t i = 0; i < sizeof domains / sizeof *domains; i++)
-        capturing ? wrap(py, &domains[i]) : unwrap(py, &domains[i]);
+        capturing ? wrap(py, &domains[i], pymalloc) : unwrap(py, &domains[i]);
     return 0;
 }
 
@@ -157,6 +185,8 @@ void memprof_pymem_find(void)
                                                                         "PyMem_GetAllocator");
         api.set_allocator = (void (*)(int, struct py_allocator *))dlsym(RTLD_DEFAULT,
                                                                         "PyMem_SetAllocator");
+        api.allocator_name = (const char *(*)(void))dlsym(RTLD_DEFAULT,
+                                                          "_PyMem_GetCurrentAllocatorName");
     }
     memprof_leave();
     if (api.is_initialized != NULL && api.add_pending_call != NULL &&

@@ -208,6 +208,7 @@ void memprof_live_prefetch(uintptr_t ptr)
     struct live_slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
     uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
     __builtin_prefetch(&slots[home_of(ptr, h, mask)], 1);   /* never faults, even on an old array */
+    __builtin_prefetch(memprof_live_cell(ptr), 1);
 }
 
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)

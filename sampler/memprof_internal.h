@@ -64,8 +64,10 @@ extern struct memprof_config memprof_cfg HIDDEN;
 extern _Atomic uint32_t memprof_active_window HIDDEN;
 
 /* ---- per-thread sampling state (sample.c) ------------------------------- */
+/* A stack mapping: its start, and the offset of its last word (its size - 8), so
+ * that one subtraction and one comparison bound a read. */
 struct memprof_stack_range {
-    uintptr_t lo, hi;
+    uintptr_t lo, last;
 };
 
 /* Per-thread memos of the sample path, in the thread's block (thread_block.c): small,
@@ -75,15 +77,18 @@ struct memprof_stack_range {
  * entry is checked against its key (and a stack against its frames), never trusted. */
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
 #define MEMPROF_STACK_MEMOS 256    /* stack ids by the stack's hash (stack_table.c) */
+#define MEMPROF_WEIGHT_MEMOS 64    /* sample weights by size (sample.c): sizes recur */
 struct memprof_walk_step {
     uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
 };
 struct memprof_memos {
     struct { uint64_t key, rule; } rules[MEMPROF_RULE_MEMOS];
-    /* The last two walks, frame by frame: most of a stack is its caller's, at the
-     * same stack addresses, so its rules are read in order from the last walk. */
-    struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH];
-    uint32_t walk_depth[2], last_walk;
+    /* The last two walks, frame by frame, each ended by a step of sp UINTPTR_MAX:
+     * most of a stack is its caller's, at the same stack addresses, so its rules
+     * are read in order from the last walk. */
+    struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH + 1];
+    uint32_t last_walk;
+    struct { uint64_t size, rate; double weight; } weights[MEMPROF_WEIGHT_MEMOS];
     struct { uint64_t hash; uint32_t id; } stacks[MEMPROF_STACK_MEMOS];
 };
 
@@ -232,6 +237,23 @@ static inline void memprof_on_alloc(void *ptr, size_t size)
     memprof_sample_slow(ptr, size, window);
 }
 
+/* For a hook that passes a request on by a tail call: true when the allocation of
+ * `size` bytes about to be made is not sampled (no window, or the thread's countdown
+ * stays above zero, and is taken down here); false: make it, then call
+ * memprof_on_alloc, which decides as always. */
+static inline bool memprof_alloc_unsampled(size_t size)
+{
+    uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
+    if (LIKELY(window == 0))
+        return true;
+    struct memprof_thread *t = &memprof_thread;
+    if (LIKELY(t->window == window) && t->countdown > (int64_t)size) {
+        t->countdown -= (int64_t)size;
+        return true;
+    }
+    return false;
+}
+
 /* ---- the live table's filter (live_table.c) --------------------------------
  * Consulted on every free while capturing, so its lookup is inline here.  Half a
  * million 16-bit cells, each a count of the live samples it covers and the XOR of
@@ -262,14 +284,19 @@ static inline bool memprof_live_maybe(uintptr_t p)
     return cell != 0 && ((cell & 0xff) != 1 || cell >> 8 == memprof_live_tag(p));
 }
 
+/* Whether the free of ptr has to go to memprof_free_slow: a window is open and
+ * ptr may be a live sample. */
+static inline bool memprof_free_may_be_sampled(void *ptr)
+{
+    return UNLIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) != 0) &&
+           memprof_live_maybe((uintptr_t)ptr);
+}
+
 /* Called by every free hook before the real free. */
 static inline void memprof_on_free(void *ptr)
 {
-    if (LIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0))
-        return;
-    if (LIKELY(!memprof_live_maybe((uintptr_t)ptr)))
-        return;
-    memprof_free_slow(ptr);
+    if (UNLIKELY(memprof_free_may_be_sampled(ptr)))
+        memprof_free_slow(ptr);
 }
 
 /* A realloc's old block is a free, recorded before the allocator may hand its

@@ -516,18 +516,17 @@ int memprof_python_merge(uintptr_t *frames, int depth, int cap)
             attach[g++] = i;
     for (; g < s.groups; g++)
         attach[g] = depth;
-    /* Backwards, so that every frame moves up into room already free; once the
-     * leafmost group is in, the frames below it are where they were. */
-    int w = depth + s.n;
-    g = s.groups - 1;
-    for (int i = depth; i >= 0 && g >= 0; i--) {
-        if (i < depth)
-            frames[--w] = frames[i];
-        for (; g >= 0 && attach[g] == i; g--) {
-            int lo = g > 0 ? s.group_end[g - 1] : 0, hi = s.group_end[g];
-            for (int k = (hi < s.n ? hi : s.n) - 1; k >= lo; k--)
-                frames[--w] = MEMPROF_PY_FRAME_BASE + s.ids[k];
-        }
+    /* Rootmost group first, so that every frame moves up into room already free:
+     * the native frames from a group's evaluation frame up to the next group's go
+     * up past the Python frames of that group and of those leafward of it. */
+    int w = depth + s.n, end = depth;
+    for (g = s.groups - 1; g >= 0; g--) {
+        int at = attach[g], lo = g > 0 ? s.group_end[g - 1] : 0, hi = s.group_end[g];
+        w -= end - at;
+        memmove(frames + w, frames + at, sizeof *frames * (size_t)(end - at));
+        for (int k = (hi < s.n ? hi : s.n) - 1; k >= lo; k--)
+            frames[--w] = MEMPROF_PY_FRAME_BASE + s.ids[k];
+        end = at;
     }
     return depth + s.n;
 }

@@ -55,11 +55,8 @@ static uint64_t hash_stack(const struct memprof_stack_key *k)
     const uintptr_t *frames = k->frames;
     int depth = k->depth;
     uint64_t h = (0x84222325cbf29ce4ull ^ (uint64_t)depth ^ (uint64_t)k->heap << 40) + k->label;
-    for (int i = 0; i < depth; i++) {
-        h ^= frames[i];
-        h *= 0x9e3779b97f4a7c15ull;
-        h ^= h >> 29;
-    }
+    for (int i = 0; i < depth; i++)   /* the index and the memo read the high bits */
+        h = (h ^ frames[i]) * 0x9e3779b97f4a7c15ull;
     return h;
 }
 

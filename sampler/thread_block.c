@@ -68,6 +68,8 @@ static struct thread_block *adopt_block(void)
     if (b == NULL)
         return NULL;
     b->in_use = 1;
+    for (int w = 0; w < 2; w++)   /* no walk yet: each list of steps is just its end */
+        b->memos.walks[w][0].sp = UINTPTR_MAX;
     b->next = atomic_load(&blocks);
     while (!atomic_compare_exchange_weak(&blocks, &b->next, b))
         ;

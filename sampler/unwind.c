@@ -281,19 +281,25 @@ static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 
 /* The stack mapping holding sp: one of the two this thread's walks met last
  * (its own stack and a sigaltstack), else looked up once in the maps. */
+static inline bool in_stack(uintptr_t sp, const struct memprof_stack_range *s)
+{
+    return sp - s->lo <= s->last + (sizeof(uintptr_t) - 1);
+}
+
 static __attribute__((noinline)) bool find_stack(uintptr_t sp, struct memprof_stack_range *out)
 {
     struct memprof_thread *t = &memprof_thread;
-    if (sp - t->stacks[1].lo < t->stacks[1].hi - t->stacks[1].lo) {
+    if (in_stack(sp, &t->stacks[1])) {
         *out = t->stacks[1];
         return true;
     }
     if (t->no_maps)
         return false;
-    struct memprof_stack_range found;
-    t->no_maps = !mapping_of(sp, &found.lo, &found.hi);   /* no /proc: no walk */
+    uintptr_t lo, hi;
+    t->no_maps = !mapping_of(sp, &lo, &hi);   /* no /proc: no walk */
     if (t->no_maps)
         return false;
+    struct memprof_stack_range found = {lo, hi - lo - sizeof(uintptr_t)};
     t->stacks[1] = t->stacks[0];
     t->stacks[0] = found;
     *out = found;
@@ -302,9 +308,9 @@ static __attribute__((noinline)) bool find_stack(uintptr_t sp, struct memprof_st
 
 static inline bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
 {
-    const struct memprof_stack_range *last = &memprof_thread.stacks[0];
-    if (LIKELY(sp - last->lo < last->hi - last->lo)) {
-        *out = *last;
+    const struct memprof_stack_range *recent = &memprof_thread.stacks[0];
+    if (LIKELY(in_stack(sp, recent))) {
+        *out = *recent;
         return true;
     }
     return find_stack(sp, out);
@@ -312,7 +318,7 @@ static inline bool stack_of(uintptr_t sp, struct memprof_stack_range *out)
 
 static inline bool read_stack(const struct memprof_stack_range *s, uintptr_t at, uintptr_t *out)
 {
-    if (at - s->lo > s->hi - s->lo - sizeof(uintptr_t))   /* below lo wraps around: above too */
+    if (at - s->lo > s->last)   /* below lo wraps around: above too */
         return false;
     *out = *(const uintptr_t *)at;
     return true;
@@ -378,7 +384,7 @@ static bool step_signal(struct memprof_stack_range *s, struct frame *f)
         !read_stack(s, gregs + 8 * REG_RBP, &bp))
         return false;
     struct memprof_stack_range other;
-    if (sp - s->lo >= s->hi - s->lo) {
+    if (!in_stack(sp, s)) {
         if (!stack_of(sp, &other))
             return false;
         *s = other;
@@ -402,22 +408,21 @@ static int rule_walk(uintptr_t *out, int max)
     struct memprof_memos *memos = memprof_thread.memos;
     /* The last walk's frames are met in order of their stack address, as this
      * walk's are: a frame at the same address running the same code has its rule. */
-    const struct memprof_walk_step *last = NULL;
+    static const struct memprof_walk_step no_walk = {0, UINTPTR_MAX, 0};
+    const struct memprof_walk_step *last = &no_walk;
     struct memprof_walk_step *now = NULL;
-    uint32_t last_n = 0, j = 0;
     if (memos != NULL) {
         last = memos->walks[memos->last_walk];
-        last_n = memos->walk_depth[memos->last_walk];
         now = memos->walks[memos->last_walk ^ 1];
     }
     int n = 0;
     while (n < max) {
         uint64_t key = rule_key(f.pc, f.is_return, epoch);
-        while (j < last_n && last[j].sp < f.sp)
-            j++;
+        while (last->sp < f.sp)
+            last++;
         struct unwind_rule rule;
-        if (j < last_n && last[j].sp == f.sp && last[j].key == key)
-            memcpy(&rule, &last[j].rule, sizeof rule);
+        if (last->sp == f.sp && last->key == key)
+            memcpy(&rule, &(last++)->rule, sizeof rule);
         else
             rule = rule_at(table, epoch, memos, f.pc, f.is_return);
         if (now != NULL)
@@ -437,9 +442,9 @@ static int rule_walk(uintptr_t *out, int max)
         if (f.pc < CODE_ADDRESS_MIN)
             break;
     }
-    if (memos != NULL) {
+    if (now != NULL) {
+        now[n] = no_walk;
         memos->last_walk ^= 1;
-        memos->walk_depth[memos->last_walk] = (uint32_t)n;
     }
     return n;
 }
