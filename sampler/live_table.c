@@ -17,7 +17,7 @@
 #include "memprof_internal.h"
 
 #define LIVE_STRIPES 256
-#define MIN_SLOTS 256                    /* one page */
+#define MIN_SLOTS 64
 #define SIZE_BITS 40                     /* sizes up to 1 TiB */
 #define STACK_BITS (64 - SIZE_BITS)
 #define STACK_MASK ((1ull << STACK_BITS) - 1)
@@ -65,7 +65,7 @@ static inline struct stripe *stripe_of(uintptr_t p, uint64_t h)
 
 /* A cell's change by one sample of p's; a saturated count stays set (and its
  * tags mean nothing any more: the table is asked). */
-static void count_change(uintptr_t p, int delta)
+static inline void count_change(uintptr_t p, int delta)
 {
     _Atomic uint16_t *c = memprof_live_cell(p);
     uint16_t tag = (uint16_t)(memprof_live_tag(p) << 8);
@@ -246,9 +246,6 @@ out:
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
     uint64_t h = page_hash(ptr);
-    if (LIKELY(!memprof_live_maybe(ptr)))
-        return false;
-
     struct stripe *s = stripe_of(ptr, h);
     bool found = false;
     lock(s);

@@ -77,7 +77,6 @@ struct memprof_stack_range {
  * entry is checked against its key (and a stack against its frames), never trusted. */
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
 #define MEMPROF_STACK_MEMOS 256    /* stack ids by the stack's hash (stack_table.c) */
-#define MEMPROF_WEIGHT_MEMOS 64    /* sample weights by size (sample.c): sizes recur */
 struct memprof_walk_step {
     uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
 };
@@ -88,7 +87,6 @@ struct memprof_memos {
      * are read in order from the last walk. */
     struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH + 1];
     uint32_t last_walk;
-    struct { uint64_t size, rate; double weight; } weights[MEMPROF_WEIGHT_MEMOS];
     struct { uint64_t hash; uint32_t id; } stacks[MEMPROF_STACK_MEMOS];
 };
 
@@ -115,7 +113,8 @@ extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 void memprof_sample_slow(void *ptr, size_t size, uint32_t window) HIDDEN;
 void memprof_free_slow(void *ptr) HIDDEN;
 /* Removes ptr from the live samples if it is one (for realloc, which may
- * have to put it back); false if it was not sampled. */
+ * have to put it back); false if it was not sampled.  Callers ask the live
+ * filter first (memprof_live_maybe). */
 bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
 void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size) HIDDEN;
 
@@ -312,7 +311,7 @@ static inline struct memprof_moved memprof_on_realloc(void *old)
 {
     struct memprof_moved m = {false, STACK_NONE, 0};
     if (UNLIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) != 0) &&
-        old != NULL)
+        old != NULL && memprof_live_maybe((uintptr_t)old))
         m.sampled = memprof_take_sample(old, &m.stack, &m.size);
     return m;
 }

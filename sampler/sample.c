@@ -99,18 +99,6 @@ static int capture_stack(uintptr_t *frames)
     return depth;
 }
 
-/* memprof_sample_weight, from the thread's memo when the size came lately. */
-static double weight_of(uint64_t size, uint64_t rate)
-{
-    struct memprof_memos *memos = memprof_thread.memos;
-    if (UNLIKELY(memos == NULL))
-        return memprof_sample_weight(size, rate);
-    __typeof__(memos->weights[0]) *memo = &memos->weights[(size >> 3) & (MEMPROF_WEIGHT_MEMOS - 1)];
-    if (memo->size != size || memo->rate != rate)
-        *memo = (__typeof__(*memo)){size, rate, memprof_sample_weight(size, rate)};
-    return memo->weight;
-}
-
 /* Unwinds, interns the stack and records one sampled allocation. */
 static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
 {
@@ -118,7 +106,8 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
     enum memprof_heap heap = key_heap(key);
     uintptr_t frames[STACK_ROOM];
     struct memprof_stack_key k = {frames, capture_stack(frames), heap, label};
-    double weight = weight_of(size, heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate);
+    double weight = memprof_sample_weight(size, heap == HEAP_HOST ? memprof_cfg.rate
+                                                                   : memprof_cfg.device_rate);
     uint32_t stack = memprof_stack_intern(&k);
     if (stack == STACK_NONE)
         drop(&memprof_drops.stack_table, weight, size);
@@ -187,7 +176,8 @@ void memprof_device_free(enum memprof_heap heap, uintptr_t key)
         return;
     uint32_t stack;
     uint64_t size;
-    memprof_take_sample((void *)live_key(heap, key), &stack, &size);
+    if (memprof_live_maybe(live_key(heap, key)))
+        memprof_take_sample((void *)live_key(heap, key), &stack, &size);
 }
 
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
