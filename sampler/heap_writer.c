@@ -14,7 +14,7 @@
 #include "memprof.h"
 #include "memprof_internal.h"
 
-#define BUF_CAP (1u << 20)
+#define BUF_CAP (1u << 18)   /* flushed when full: 256 KiB of pages, whatever the file's size */
 
 struct out {
     int fd;

@@ -17,7 +17,7 @@
 #include "memprof_internal.h"
 
 #define LIVE_STRIPES 256
-#define MIN_SLOTS 64
+#define MIN_SLOTS 256                    /* one page */
 #define SIZE_BITS 40                     /* sizes up to 1 TiB */
 #define STACK_BITS (64 - SIZE_BITS)
 #define STACK_MASK ((1ull << STACK_BITS) - 1)
