@@ -47,6 +47,15 @@ static struct wrapped_domain domains[] = {{.domain = PY_DOMAIN_MEM}, {.domain = 
 static inline void enter_python(void) { memprof_thread.python_depth++; }
 static inline void leave_python(void) { memprof_thread.python_depth--; }
 
+/* The wrappers' fast paths are tail calls, which need no frame of their own (the
+ * rest of the sampler keeps frame pointers, so that a walk can leave it); a compiler
+ * without GCC's per-function options builds them with one. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FRAMELESS __attribute__((optimize("omit-frame-pointer")))
+#else
+#define FRAMELESS
+#endif
+
 /* pymalloc serves requests of 1 to 512 bytes from its own pools; only larger ones
  * (and 0, and any once its arenas cannot grow) go on to malloc. */
 #define PYMALLOC_SMALL 512
@@ -60,10 +69,9 @@ static __attribute__((noinline)) void *counted_malloc(struct wrapped_domain *d, 
     return p;
 }
 
-/* Most requests are small and not sampled: they go straight on, by a tail call from
- * a function without a frame of its own (no stack is walked from here, and nothing
- * of such a request reaches the malloc hooks). */
-__attribute__((optimize("omit-frame-pointer"))) static void *wrap_malloc(void *ctx, size_t size)
+/* Most requests are small and not sampled: they go straight on (nothing of such a
+ * request reaches the malloc hooks). */
+FRAMELESS static void *wrap_malloc(void *ctx, size_t size)
 {
     struct wrapped_domain *d = ctx;
     if (LIKELY(d->pymalloc && size - 1 < PYMALLOC_SMALL) && memprof_alloc_unsampled(size))
@@ -100,7 +108,7 @@ static __attribute__((noinline)) void counted_free(struct wrapped_domain *d, voi
 }
 
 /* As wrap_malloc: almost every free goes straight on. */
-__attribute__((optimize("omit-frame-pointer"))) static void wrap_free(void *ctx, void *ptr)
+FRAMELESS static void wrap_free(void *ctx, void *ptr)
 {
     struct wrapped_domain *d = ctx;
     if (LIKELY(ptr == NULL || !memprof_free_may_be_sampled(ptr)))
