@@ -46,9 +46,8 @@ const char *const memprof_heap_names[HEAP_COUNT] = {
 
 /* Stacks the table can hold.  A Python program sampled at -c 1 makes stacks by the
  * hundred thousand (its lines multiply them): the fixture that imports numpy makes
- * 122,000.  The table is reserved, not committed, but its hash index is touched
- * at random, a page per stack until all of it is resident: 16 MiB at this size,
- * 4 MiB at 1 << 17, which is what a program with many stacks pays more. */
+ * 122,000.  The table is reserved, not committed: its pages, and its hash index's
+ * (hash_index.c), are touched as stacks arrive. */
 #define DEFAULT_MAX_STACKS (1u << 19)
 
 struct memprof_config memprof_cfg = {

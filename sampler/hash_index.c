@@ -67,12 +67,6 @@ static uint32_t find(const struct memprof_index_array *a, uint64_t hash,
     }
 }
 
-uint32_t memprof_index_find(struct memprof_index *x, uint64_t hash,
-                            const struct memprof_index_key *k)
-{
-    return find(atomic_load_explicit(&x->array, memory_order_acquire), hash, k);
-}
-
 static void place(struct memprof_index_array *a, uint64_t slot)
 {
     uint32_t i = home(slot) & a->mask;
@@ -103,13 +97,16 @@ static bool grow(struct memprof_index *x)
     return true;
 }
 
-uint32_t memprof_index_insert(struct memprof_index *x, uint64_t hash,
+uint32_t memprof_index_intern(struct memprof_index *x, uint64_t hash,
                               const struct memprof_index_key *k,
                               uint32_t (*make)(const void *key))
 {
-    memprof_spin_lock(&x->lock);
+    uint32_t id = find(atomic_load_explicit(&x->array, memory_order_acquire), hash, k);
+    if (id != MEMPROF_INDEX_NONE)
+        return id;
+    memprof_spin_lock(&x->lock);   /* looked for again: made meanwhile, or moved by a growth */
     struct memprof_index_array *a = atomic_load_explicit(&x->array, memory_order_relaxed);
-    uint32_t id = find(a, hash, k);
+    id = find(a, hash, k);
     if (id != MEMPROF_INDEX_NONE)
         goto out;
     if (2 * (x->count + 1) > a->mask + 1 && !grow(x))

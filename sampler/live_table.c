@@ -7,7 +7,7 @@
  * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
  * stays as compact as the live set.  Stripes follow the pointer's 64 MiB region
- * (glibc gives each thread's arena its own 64 MiB heaps), then its hash, so a
+ * (glibc gives each thread's arena its own 64 MiB heaps), then its page, so a
  * thread's locks and slots stay in its core's cache instead of bouncing between
  * cores.  A filter cell changes under the lock of the stripe whose entry it
  * counts, and stripes share cells: it changes by compare-and-swap.

@@ -392,12 +392,10 @@ struct memprof_index_key {
 };
 int memprof_index_init(struct memprof_index *x, uint32_t capacity) HIDDEN;
 void memprof_index_reset(struct memprof_index *x) HIDDEN;
-/* The id of the key's entry, or MEMPROF_INDEX_NONE; takes no lock. */
-uint32_t memprof_index_find(struct memprof_index *x, uint64_t hash,
-                            const struct memprof_index_key *k) HIDDEN;
-/* The same, the entry made by make (which returns its id, or NONE when full) if
- * there is none yet. */
-uint32_t memprof_index_insert(struct memprof_index *x, uint64_t hash,
+/* The id of the key's entry, found without a lock; if there is none yet, the entry
+ * made by make (which returns its id, or MEMPROF_INDEX_NONE when its table is full)
+ * under the index's lock.  MEMPROF_INDEX_NONE when full. */
+uint32_t memprof_index_intern(struct memprof_index *x, uint64_t hash,
                               const struct memprof_index_key *k,
                               uint32_t (*make)(const void *key)) HIDDEN;
 

@@ -176,8 +176,7 @@ static uint32_t intern(struct intern_table *t, const void *data, uint32_t len)
     uint64_t h = hash_bytes(data, len);
     struct bytes_key bytes = {t, data, len};
     struct memprof_index_key key = {&bytes, same_bytes};
-    uint32_t id = memprof_index_find(&t->index, h, &key);
-    return id != MEMPROF_INDEX_NONE ? id : memprof_index_insert(&t->index, h, &key, make_bytes);
+    return memprof_index_intern(&t->index, h, &key, make_bytes);
 }
 
 static bool intern_get(struct intern_table *t, uint32_t id, const char **data, uint32_t *len)

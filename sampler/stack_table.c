@@ -94,9 +94,7 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
     if (memo != NULL && memo->hash == h && memo->id < max_stacks && same_stack(memo->id, k))
         return memo->id;
     struct memprof_index_key key = {k, same_stack};
-    uint32_t id = memprof_index_find(&index_of_stacks, h, &key);
-    if (id == MEMPROF_INDEX_NONE)
-        id = memprof_index_insert(&index_of_stacks, h, &key, make_stack);
+    uint32_t id = memprof_index_intern(&index_of_stacks, h, &key, make_stack);
     if (id == MEMPROF_INDEX_NONE)
         return STACK_NONE;
     if (memo != NULL) {

@@ -13,7 +13,6 @@
 
 #include "memprof_internal.h"
 
-
 struct thread_block {
     struct thread_block *next;
     _Atomic int in_use;

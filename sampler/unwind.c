@@ -200,9 +200,15 @@ static __attribute__((noinline)) struct unwind_rule work_rule_out(uintptr_t pc, 
     return s.rule;
 }
 
+/* Whether a thread may keep a rule to use again without asking the table: not a
+ * RULE_NONE, which has to be checked against the loader (code may appear there). */
+static inline bool memoisable(struct unwind_rule rule)
+{
+    return rule.kind != RULE_NONE;
+}
+
 /* The rule of a code address: from the thread's memo, else the shared table, else
- * worked out.  The walk passes the table, the epoch and the memos it read once.
- * Only rules for code are memoised: a RULE_NONE is checked against the loader. */
+ * worked out.  The walk passes the table, the epoch and the memos it read once. */
 static inline struct unwind_rule rule_at(const struct rule_slot *table, uint32_t epoch,
                                          struct memprof_memos *memos, uintptr_t pc,
                                          bool is_return)
@@ -223,7 +229,7 @@ static inline struct unwind_rule rule_at(const struct rule_slot *table, uint32_t
         ;
     else
         rule = work_rule_out(pc, is_return);
-    if (memo != NULL && rule.kind != RULE_NONE) {
+    if (memo != NULL && memoisable(rule)) {
         memo->key = key;
         memo->rule = rule_word(rule);
     }
@@ -425,8 +431,8 @@ static int rule_walk(uintptr_t *out, int max)
             memcpy(&rule, &(last++)->rule, sizeof rule);
         else
             rule = rule_at(table, epoch, memos, f.pc, f.is_return);
-        if (now != NULL)
-            now[n] = (struct memprof_walk_step){key, f.sp, rule_word(rule)};
+        if (now != NULL)   /* key 0 matches no frame */
+            now[n] = (struct memprof_walk_step){memoisable(rule) ? key : 0, f.sp, rule_word(rule)};
         out[n++] = f.pc;
         if (LIKELY(rule.kind == RULE_CFA)) {
             if (!step_by_rule(&rule, &stack, &f))
