@@ -31,6 +31,7 @@ from mem_profiler.parser.budgets import (
 )
 from mem_profiler.parser.errors import BudgetError, UserError
 from mem_profiler.parser.heapfile import HeapProfile
+from mem_profiler.parser.live_stacks import some_stacks
 from mem_profiler.parser.pipeline import Request, load
 from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile
@@ -178,13 +179,13 @@ class _Stacks:
     """A profile's stacks as a user sees them: symbolized (against the first of
     `binaries` that is the build that ran, else as addresses, with a note) and grouped by
     their functions, so that call sites of one line (an unrolled loop) or of one function
-    are one stack; the stacks a report shows name their lines. Symbolized once, through
-    the pipeline (parser/pipeline.py)."""
+    are one stack. Line numbers are read (DWARF, slow for a large library) only for the
+    stacks a report shows, through the pipeline (parser/pipeline.py)."""
 
     def __init__(self, profile: HeapProfile, binaries: list[str | None]) -> None:
         self.profile = profile
         self.notes: list[str] = []
-        self.sym = _symbolized(profile, binaries, self.notes)
+        self.binary, self.sym = _symbolized(profile, binaries, self.notes)
         names = _frame_names(self.sym, profile, lines=False)
         keys: dict[tuple[str, ...], int] = {}
         self.group = np.array([keys.setdefault(tuple(names(i)), len(keys))
@@ -203,7 +204,15 @@ class _Stacks:
         est = stack_estimates(self.profile, live)[0]
         first = [int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])])
                  for g in groups]
-        names = _frame_names(self.sym, self.profile, lines=True)
+        if self.binary:
+            shown = some_stacks(self.profile, np.array(first, np.int64))
+            try:   # lines only for the stacks shown
+                names = _frame_names(load(Request(binary=self.binary, file_lines=True), shown),
+                                     shown, lines=True)
+                return [names(i) for i in range(len(first))]
+            except UserError:   # unreadable DWARF: no line numbers
+                pass
+        names = _frame_names(self.sym, self.profile, lines=False)
         return [names(i) for i in first]
 
 
@@ -225,18 +234,17 @@ def _responsible(budget: Budget, stacks: _Stacks, top: int,
 
 
 def _symbolized(profile: HeapProfile, binaries: list[str | None],
-                notes: list[str]) -> SymbolizedProfile | None:
-    """The profile symbolized, with lines, against the first of `binaries` that is the
-    build that ran; None and a note when none is."""
+                notes: list[str]) -> tuple[str | None, SymbolizedProfile | None]:
+    """(binary, the profile symbolized without lines) for the first of `binaries` that is
+    the build that ran; (None, None) and a note when none is."""
     problem = f"{profile.path} names no executable"
     for binary in dict.fromkeys(b for b in binaries if b):
-        for file_lines in (True, False):   # unreadable DWARF: no line numbers
-            try:
-                return load(Request(binary=binary, file_lines=file_lines), profile)
-            except UserError as e:
-                problem = str(e).rstrip(".")
+        try:
+            return binary, load(Request(binary=binary), profile)
+        except UserError as e:
+            problem = str(e).rstrip(".")
     notes.append(f"stacks are shown as addresses: {problem}")
-    return None
+    return None, None
 
 
 def _frame_names(sym: SymbolizedProfile | None, profile: HeapProfile,

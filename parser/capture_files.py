@@ -20,11 +20,12 @@ def heap_of(path: str) -> str:
         return "host"   # read_heap reports the problem, with the file's name
 
 
-def capture_files(spec: str) -> list[str]:
-    """A file as it is, or the files of the capture a prefix names."""
+def capture_files(spec: str) -> dict[str, str | None]:
+    """A file as it is (its heap not yet known: None), or the files of the capture a prefix
+    names, with their heaps."""
     if os.path.exists(spec):
-        return [spec]
-    files = list(window_files(spec).values())
+        return {spec: None}
+    files = {path: heap for heap, path in window_files(spec).items()}
     if not files:
         raise UserError(f"{spec} does not exist (a .heap file, or a capture's prefix such as"
                         " /tmp/svc_4242.0001).")
@@ -35,7 +36,8 @@ def select_files(specs: list[str], heap: str | None) -> list[tuple[str, str]]:
     """(heap, file) for every file the specs name, one heap's only if `heap` is given."""
     if heap is not None and heap not in HEAPS:
         raise UserError(f"unknown heap {heap!r}: one of {', '.join(HEAPS)}.")
-    chosen = [(heap_of(f), f) for spec in specs for f in capture_files(spec)]
+    chosen = [(known or heap_of(f), f) for spec in specs
+              for f, known in capture_files(spec).items()]
     if heap is not None:
         chosen = [(h, f) for h, f in chosen if h == heap]
         if not chosen:

@@ -116,14 +116,14 @@ class LiveStacks:
                for a, b in zip(bounds, bounds[1:], strict=False)]
         new = [i for i, r in enumerate(raw) if r not in self._key_of]
         if new:
-            sym = symbolize(_some_stacks(prof, np.array(new, np.int64)), self.binary, lines=True)
+            sym = symbolize(some_stacks(prof, np.array(new, np.int64)), self.binary, lines=True)
             self.warnings += [w for w in sym.warnings if w not in self.warnings]
             for i, frames in zip(new, _named_stacks(sym), strict=True):
                 self._key_of[raw[i]] = self._keys.setdefault((prof.heap, frames), len(self._keys))
         return np.fromiter((self._key_of[r] for r in raw), np.int64, len(raw))
 
 
-def _some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
+def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
     """prof with only the stacks `which` (their addresses and counts)."""
     lengths = np.diff(prof.offsets)[which]
     offsets = np.zeros(len(which) + 1, np.int64)

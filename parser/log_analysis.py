@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.parser.aggregate import node_frames
 from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.eventlog import (
     ALLOC,
@@ -234,9 +235,9 @@ def leak_sites(leaks: LeakSet, sym: SymbolizedProfile,
     Python line's blocks come from several native paths beneath it (the object and its
     buffer), which the folded view shows as one stack (ARCHITECTURE.md, "Python
     programs")."""
-    names, node_of = sym.node_names(full_names=full_names)
+    names, nodes = node_frames(sym, full_names=full_names)
     nbytes, objects = sym.value("inuse_space"), sym.value("inuse_objects")
-    frames, bounds = node_of[sym.frames].tolist(), sym.offsets.tolist()
+    frames, bounds = nodes.tolist(), sym.offsets.tolist()
     rows: dict[tuple[str, ...], Leak] = {}
     for i in range(len(nbytes)):
         stack = tuple(names[f] for f in frames[bounds[i]:bounds[i + 1]])

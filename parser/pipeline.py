@@ -170,7 +170,7 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     if query.timeline is not None:
         write_output(query.timeline, format_timeline(window_log, request.title).encode())
     if not query.reports and request.outputs:
-        write_reports(request, say)
+        write_reports(request, say, window_log.profile)   # None: no .heap, read_heap says so
     if query.leaks:
         leaks = (analysis.window_leaks(window_log) if query.window_leaks else
                  analysis.mark_range_leaks(window_log, query.mark_leaks, query.start_index or 0))

@@ -55,7 +55,8 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
     for pid, group in enumerate(locations, 1):
         lines = b""
         for loc in group:  # innermost first, as profile.proto's Location.line
-            python = sym.python_functions.get(func_of[loc])
+            # a Python frame's address is its record's
+            python = prof.python_frames.get(int(sym.addrs[loc]))
             if python is not None:  # its function's own name, file and first line
                 key = (python.name, python.name, python.file, python.first_line)
                 line = python.line

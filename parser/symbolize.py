@@ -15,7 +15,6 @@ from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.python_frames import (
     LABEL_RE,
-    PythonFrame,
     fold_interpreter_frames,
     frame_labels,
     is_python_frame,
@@ -72,8 +71,6 @@ class SymbolizedProfile:
     # bool per location: an inlined call, whose caller is the next location of the stack,
     # at the same address
     inlined: np.ndarray | None = None
-    # per function id of a Python frame: what the frame was (pprof's Function and Line)
-    python_functions: dict[int, PythonFrame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -242,7 +239,7 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
     functions = resolver.table
     sym = SymbolizedProfile(profile, loc_addrs, functions.names, func_of, where, frames,
                             offsets, warnings, system_names=functions.system_names,
-                            inlined=is_inlined, python_functions=resolver.python_functions)
+                            inlined=is_inlined)
     return sym if native else fold_interpreter_frames(sym)
 
 
@@ -306,7 +303,6 @@ class _Resolver:
         self.lines = lines
         self.warnings = warnings
         self.table = FunctionTable()
-        self.python_functions: dict[int, PythonFrame] = {}
 
     def _ids_of(self, names: list[str], system_names: list[str] | None = None) -> np.ndarray:
         return np.array(self.table.ids(names, system_names), np.int64)
@@ -345,10 +341,6 @@ class _Resolver:
         if not len(python):
             return
         func_of[python] = self._ids_of(frame_labels(self.profile, addrs[python]))
-        frames = self.profile.python_frames
-        for fid, address in zip(func_of[python].tolist(), addrs[python].tolist(), strict=True):
-            if address in frames:
-                self.python_functions.setdefault(fid, frames[address])
 
     def _resolve_object(self, path: str, sel: np.ndarray, offsets: np.ndarray,
                         func_of: np.ndarray, locs: list[tuple[str, int] | None],
