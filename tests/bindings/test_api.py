@@ -49,7 +49,7 @@ def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block():
     out = json.loads(proc.stdout)
     # The API makes no allocation of its own inside the window: the figures are the
     # block's, to the byte (Python's own objects, counted otherwise, are left out with
-    # MEMPROF_PYTHON=0: tests/test_python_heap.py).
+    # MEMPROF_PYTHON=0: tests/sampler/test_python_heap.py).
     assert out["inside"] == [8 * MiB, 24 * MiB]
     assert out["peak"] == 24 * MiB and out["live"] == 8 * MiB
     assert list(out["files"]) == ["host"] and not out["capturing"]

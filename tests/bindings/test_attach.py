@@ -26,6 +26,7 @@ from support.device import (
     table,
     wrapped,
 )
+from support.interpreters import DEBIAN_PYTHON
 from support.nvidia_runtime import RUNTIMES, runtime_library
 from support.paths import MEM_PROFILER
 from support.profiling import report
@@ -281,7 +282,7 @@ print(sum(map(sys.getsizeof, kept)) + sys.getsizeof(kept) - sys.getsizeof([]), f
 """
 
 
-@pytest.mark.skipif(not Path("/usr/bin/python3.11").is_file(), reason="Debian's python3.11 "
+@pytest.mark.skipif(not DEBIAN_PYTHON.is_file(), reason="Debian's python3.11 "
                     "is not installed")
 def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
     # Debian's python3.11 is not PIE and takes malloc's address, so its undefined
@@ -290,7 +291,7 @@ def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
     # the interpreter.
     script = tmp_path / "grow.py"
     script.write_text(GROWING_PYTHON)
-    proc = subprocess.Popen(["/usr/bin/python3.11", str(script)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([DEBIAN_PYTHON, str(script)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONMALLOC": "malloc"})
     try:
@@ -317,7 +318,7 @@ def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
         proc.kill()
         proc.wait()
     # every bytearray of the window, exactly (rate 1), under the script's own function
-    rows = report(Path(out.split()[-1]), Path("/usr/bin/python3.11"))
+    rows = report(Path(out.split()[-1]), DEBIAN_PYTHON)
     assert rows["grow (grow.py:3)"][1] == kept
 
 

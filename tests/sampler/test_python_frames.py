@@ -4,16 +4,16 @@ by tracemalloc in the same interpreter, on every CPython 3.9-3.13 this machine h
 
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
+from support.interpreters import VENV_PYTHON, interpreters
+from support.paths import FIXTURES, MEM_PARSER
+from support.profiling import profile_run
 from support.sampling_math import assert_estimate, blocks_estimate_sd
 
 from mem_profiler.parser.heapfile import read_heap
@@ -23,37 +23,20 @@ from mem_profiler.parser.symbolize import SymbolizedProfile, code_mappings, symb
 SITES = FIXTURES / "python_sites.py"
 CODE_REUSE = FIXTURES / "python_code_reuse.py"
 LIMITS = {1: 0.05, 1024: 0.10}  # the issue's bounds per function
-VENV_PYTHON = Path(sys.executable)  # the one with numpy
-
-
-def _interpreters() -> list:
-    """pyenv's 3.9 to 3.13 and Debian's python3.11, each skipped with its reason when
-    absent."""
-    found = []
-    for minor in range(9, 14):
-        paths = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/python3"))
-                       + glob.glob(f"/root/.pyenv/versions/3.{minor}.*/bin/python3"))
-        marks = [] if paths else [pytest.mark.skip(reason=f"no pyenv Python 3.{minor} here")]
-        found.append(pytest.param(paths[0] if paths else "", id=f"pyenv-3.{minor}", marks=marks))
-    debian = "/usr/bin/python3.11"
-    found.append(pytest.param(debian, id="debian-3.11", marks=[] if os.path.exists(debian) else [
-        pytest.mark.skip(reason=f"{debian} is not installed")]))
-    return found
-
 
 _runs: dict[tuple, tuple[dict, Path]] = {}
 
 
-def run_sites(tmp_path_factory, python: str, rate: int, *extra: str) -> tuple[dict, Path]:
+def run_sites(tmp_path_factory, python: str | Path, rate: int, *extra: str,
+              ) -> tuple[dict, Path]:
     """The fixture's report (truth, site lines) and its dump, once per interpreter,
     rate and options."""
-    key = (python, rate, extra)
+    key = (str(python), rate, extra)
     if key not in _runs:
         out = tmp_path_factory.mktemp("python_sites")
         env = {**os.environ, "PYTHONMALLOC": "malloc", "MEMPROF_MAX_STACKS": str(1 << 20)}
-        cmd = [str(MEM_PROFILER), "run", "-c", str(rate), "-o", str(out / "p_"),
-               "--", python, str(SITES), str(out / "report.json"), *extra]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        proc, _ = profile_run([python, SITES, out / "report.json", *extra], out / "p_", rate,
+                              timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr
         report = json.loads((out / "report.json").read_text())
         _runs[key] = report, Path(report["heap"])
@@ -64,11 +47,11 @@ def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[
     """Per Python function (the last part of its qualified name): the value of the stacks
     through it."""
     values = sym.value(index)
-    names = {fid: frame.name.rpartition(".")[2] for fid, frame in sym.python_functions.items()}
+    records = sym.profile.python_frames   # a Python frame's address is its record's
     totals: dict[str, float] = {}
     for i, value in enumerate(values.tolist()):
-        stack = sym.func_of[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]].tolist()
-        for name in {names[f] for f in stack if f in names}:
+        addrs = sym.addrs[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]].tolist()
+        for name in {records[a].name.rpartition(".")[2] for a in addrs if a in records}:
             totals[name] = totals.get(name, 0.0) + value
     return totals
 
@@ -79,7 +62,7 @@ def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("rate", [1, 1024])
-@pytest.mark.parametrize("python", _interpreters())
+@pytest.mark.parametrize("python", interpreters())
 def test_each_function_keeps_what_tracemalloc_counts(tmp_path_factory, python, rate):
     report, heap = run_sites(tmp_path_factory, python, rate)
     profile = read_heap(heap)
@@ -179,15 +162,15 @@ def test_jeprof_reads_a_python_profile(tmp_path_factory):
     assert jeprof_total == pytest.approx(ours / 2**20, rel=0.01)
 
 
-@pytest.mark.parametrize("python", _interpreters())
+@pytest.mark.parametrize("python", interpreters())
 def test_a_code_objects_reused_address_never_names_another_function(tmp_path, python):
     """The frame cache (by code object and instruction) checks a hit against what the
     code object holds now: each function made and dropped in a loop is named, with the
     line of its allocation, in the stacks of exactly the blocks it kept."""
     env = {**os.environ, "PYTHONMALLOC": "malloc"}
-    subprocess.run([str(MEM_PROFILER), "run", "-c", "1", "-o", str(tmp_path / "p_"), "--",
-                    python, str(CODE_REUSE), str(tmp_path / "report.json")],
-                   capture_output=True, text=True, timeout=300, env=env, check=True)
+    proc, _ = profile_run([python, CODE_REUSE, tmp_path / "report.json"], tmp_path / "p_", 1,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["reused"], "no code object took a freed one's address: nothing was tested"
     profile = read_heap(report["heap"])

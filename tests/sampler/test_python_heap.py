@@ -10,16 +10,16 @@ allocation of the script's `keep` is the same in both runs (PYTHONHASHSEED fixed
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.interpreters import interpreters
 from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
-from support.sampling_math import assert_estimate, relative_sd
+from support.sampling_math import assert_estimate, blocks_estimate_sd, relative_sd
 
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import list_targets
@@ -32,23 +32,8 @@ SCRIPT = FIXTURES / "python_heap.py"
 REPRODUCTION, QUARTER = "1", "0.25"
 # The issue's bounds: per function within 5% at -c 1 and 10% at -c 1024.
 LIMITS = {1: 0.05, 1024: 0.10}
-PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-
-
-def pyenv_python(minor: str) -> Path | None:
-    """pyenv's newest CPython 3.<minor>, if installed."""
-    found = sorted(PYENV.glob(f"3.{minor}.*/bin/python3.{minor}"),
-                   key=lambda p: [int(x) for x in p.parts[-3].split(".") if x.isdigit()])
-    return found[-1] if found else None
-
-
-def interpreter(name: str, path: Path | None):
-    return pytest.param(path, id=name, marks=pytest.mark.skipif(
-        path is None or not path.exists(), reason=f"no CPython {name} on this machine"))
-
-
-INTERPRETERS = [*(interpreter(f"3.{m}", pyenv_python(str(m))) for m in range(9, 14)),
-                interpreter("debian-3.11", Path("/usr/bin/python3.11"))]
+# Ids as they have been: 3.9 to 3.13 (pyenv's), debian-3.11.
+INTERPRETERS = interpreters(prefix="")
 
 
 def program_env() -> dict[str, str]:
@@ -81,10 +66,11 @@ def truths(tmp_path_factory):
 def expected(truth: Truth, rate: int) -> tuple[float, float]:
     """The bytes kept and the relative standard deviation of their estimate at `rate`:
     each block size sampled independently (ARCHITECTURE.md, "Sampling and unsampling")."""
-    classes = [(size, n) for sizes in truth.values() for size, n in sizes.items()]
-    kept = sum(size * n for size, n in classes)
-    sd = math.sqrt(sum((size * n * relative_sd(n, size, rate)) ** 2 for size, n in classes))
-    return kept, sd / kept
+    blocks: dict[int, int] = {}   # every kind's blocks of a size, sampled alike
+    for sizes in truth.values():
+        for size, n in sizes.items():
+            blocks[size] = blocks.get(size, 0) + n
+    return blocks_estimate_sd(blocks, rate)
 
 
 def assert_kept(estimate: float, truth: Truth, rate: int) -> None:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.interpreters import PYENV_SHIM
 from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER, ROOT
 from support.profiling import one_heap, profile_run, report, total
 from support.sampling_math import assert_estimate, relative_sd
@@ -18,8 +19,6 @@ from mem_profiler import defaults
 from mem_profiler.parser.file_names import heap_file_pattern
 from mem_profiler.parser.heapfile import Drops, read_heap
 from mem_profiler.parser.units import format_amount
-
-PYENV_SHIM = Path.home() / ".pyenv/shims/python3"
 
 KiB, MiB = 1024, 1024 * 1024
 
