@@ -33,18 +33,25 @@ _INSN_RE = re.compile(r"^\s*([0-9a-f]+):")
 def real_run(folder: Path) -> tuple[Path, Path]:
     """The fixture, built with -g, and the .heap file of one run of it under the sampler."""
     exe = folder / "cxx_new"
-    subprocess.run(["g++", "-g", "-O1", "-fno-omit-frame-pointer", "-o", str(exe),
-                    str(FIXTURE)], check=True)
-    env = dict(os.environ, LD_PRELOAD=str(LIB), MEMPROF_CAPTURE="1", MEMPROF_RATE="1024",
-               MEMPROF_PREFIX=f"{folder}/run_")
+    subprocess.run(
+        ["g++", "-g", "-O1", "-fno-omit-frame-pointer", "-o", str(exe), str(FIXTURE)], check=True
+    )
+    env = dict(
+        os.environ,
+        LD_PRELOAD=str(LIB),
+        MEMPROF_CAPTURE="1",
+        MEMPROF_RATE="1024",
+        MEMPROF_PREFIX=f"{folder}/run_",
+    )
     subprocess.run([str(exe), "1000"], env=env, check=True, stdout=subprocess.DEVNULL)
     return exe, next(folder.glob("run_*.heap"))
 
 
 def return_addresses(path: str) -> np.ndarray:
     """Link-time addresses of the instructions that follow a `call` in `path`."""
-    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path], check=True,
-                             capture_output=True, text=True).stdout.splitlines()
+    listing = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", path], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     out, after_call = [], False
     for line in listing:
         m = _INSN_RE.match(line)
@@ -59,11 +66,15 @@ def return_addresses(path: str) -> np.ndarray:
 def runtime_addresses(path: str, vaddrs: np.ndarray, maps: list[list[str]]) -> np.ndarray:
     """vaddrs of `path` where the run mapped them (through its executable PT_LOAD)."""
     with open(path, "rb") as f:
-        seg = next(s for s in ELFFile(f).iter_segments()
-                   if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1)
+        seg = next(
+            s for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1
+        )
     real = os.path.realpath(path)
-    start, offset = next((int(m[0].split("-")[0], 16), int(m[2], 16)) for m in maps
-                         if len(m) > 5 and "x" in m[1] and os.path.realpath(m[5]) == real)
+    start, offset = next(
+        (int(m[0].split("-")[0], 16), int(m[2], 16))
+        for m in maps
+        if len(m) > 5 and "x" in m[1] and os.path.realpath(m[5]) == real
+    )
     return vaddrs - np.uint64(seg["p_vaddr"]) + np.uint64(seg["p_offset"] + start - offset)
 
 
@@ -74,17 +85,23 @@ def generate(exe: Path, run: Path, out: Path, n_stacks: int, depth: int, seed: i
     maps_text = text.split("MAPPED_LIBRARIES:\n", 1)[1]
     maps = [line.split() for line in maps_text.splitlines()]
     libstdcxx = next(m[5] for m in maps if len(m) > 5 and "libstdc++" in m[5])
-    pool = np.concatenate([runtime_addresses(str(exe), return_addresses(str(exe)), maps),
-                           runtime_addresses(libstdcxx, return_addresses(libstdcxx), maps)])
+    pool = np.concatenate(
+        [
+            runtime_addresses(str(exe), return_addresses(str(exe)), maps),
+            runtime_addresses(libstdcxx, return_addresses(libstdcxx), maps),
+        ]
+    )
     rng = np.random.default_rng(seed)
     frames = pool[rng.integers(0, len(pool), size=(n_stacks, depth))]
     objs = rng.integers(1, 100, size=n_stacks)
     nbytes = objs * rng.integers(16, 65536, size=n_stacks)
     live = rng.integers(0, objs + 1)
-    lines = header + [f"  t*: {live.sum()}: {(live * nbytes // objs).sum()}"
-                      f" [{objs.sum()}: {nbytes.sum()}]"]
-    for stack, o, b, lv in zip(frames.tolist(), objs.tolist(), nbytes.tolist(), live.tolist(),
-                               strict=True):
+    lines = header + [
+        f"  t*: {live.sum()}: {(live * nbytes // objs).sum()} [{objs.sum()}: {nbytes.sum()}]"
+    ]
+    for stack, o, b, lv in zip(
+        frames.tolist(), objs.tolist(), nbytes.tolist(), live.tolist(), strict=True
+    ):
         lines.append("@ " + " ".join(map(hex, stack)))
         lines.append(f"  t*: {lv}: {lv * b // o} [{o}: {b}]")
     out.write_text("\n".join(lines) + "\n\nMAPPED_LIBRARIES:\n" + maps_text)
@@ -92,8 +109,7 @@ def generate(exe: Path, run: Path, out: Path, n_stacks: int, depth: int, seed: i
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -115,14 +131,22 @@ def main() -> None:
             env = dict(os.environ, MEMPROF_CACHE_DIR=str(folder / f"cache{i}"))
             cold.append(timed(parse, env))
             warm.append(timed(parse, env))
-        rows = [("mem_parser -t, cold symbol cache", statistics.median(cold)),
-                ("mem_parser -t, warm symbol cache", statistics.median(warm))]
+        rows = [
+            ("mem_parser -t, cold symbol cache", statistics.median(cold)),
+            ("mem_parser -t, warm symbol cache", statistics.median(warm)),
+        ]
         if shutil.which("jeprof"):
-            rows.append(("jeprof --text", timed(["jeprof", "--text", str(exe), str(heap)],
-                                                dict(os.environ))))
+            rows.append(
+                (
+                    "jeprof --text",
+                    timed(["jeprof", "--text", str(exe), str(heap)], dict(os.environ)),
+                )
+            )
         size = heap.stat().st_size / 1e6
-        print(f"\nparser: {args.stacks:,} stacks of depth {args.depth} ({size:.0f} MB .heap);"
-              f" median of {args.repeat} runs (jeprof: one)\n")
+        print(
+            f"\nparser: {args.stacks:,} stacks of depth {args.depth} ({size:.0f} MB .heap);"
+            f" median of {args.repeat} runs (jeprof: one)\n"
+        )
         reference = rows[-1][1]
         print(f"{'command':36s} {'wall s':>8s} {'jeprof / this':>14s}")
         for name, seconds in rows:

@@ -26,17 +26,28 @@ BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
 class Row:
     name: str
     env: dict[str, str]
-    argv: list[str] | None = None      # None: the churn workload itself
-    baseline: str | None = None        # ratio against this row instead of the first
-    attach_rate: int | None = None     # started without the sampler, attached at this rate
+    argv: list[str] | None = None  # None: the churn workload itself
+    baseline: str | None = None  # ratio against this row instead of the first
+    attach_rate: int | None = None  # started without the sampler, attached at this rate
     times: list[float] = field(default_factory=list)
     log_bytes: list[int] = field(default_factory=list)
 
 
 def build_churn(out: Path) -> Path:
     exe = out / "churn"
-    subprocess.run(["gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", str(exe),
-                    str(ROOT / "bench" / "churn.c")], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-pthread",
+            "-o",
+            str(exe),
+            str(ROOT / "bench" / "churn.c"),
+        ],
+        check=True,
+    )
     return exe
 
 
@@ -54,8 +65,14 @@ def run_once(row: Row, argv: list[str], out: Path) -> None:
     if row.attach_rate:
         row.times.append(run_attached(row, argv, out))
     else:
-        subprocess.run(row.argv or argv, env=row.env, cwd=out, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            row.argv or argv,
+            env=row.env,
+            cwd=out,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         row.times.append(time.perf_counter() - start)
     logs = list(out.glob("*.memlog"))
     if logs:
@@ -64,7 +81,7 @@ def run_once(row: Row, argv: list[str], out: Path) -> None:
         p.unlink()
 
 
-ATTACH_TIMES: list[float] = []   # seconds from the injection's start to a control block
+ATTACH_TIMES: list[float] = []  # seconds from the injection's start to a control block
 
 
 def run_attached(row: Row, argv: list[str], out: Path) -> float:
@@ -73,9 +90,15 @@ def run_attached(row: Row, argv: list[str], out: Path) -> float:
     from mem_profiler.control_block import CMD_START, ControlBlock
     from mem_profiler.controller import attach
 
-    proc = subprocess.Popen(argv, env=dict(row.env, CHURN_WAIT="1"), cwd=out, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv,
+        env=dict(row.env, CHURN_WAIT="1"),
+        cwd=out,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         start = time.perf_counter()
@@ -83,7 +106,7 @@ def run_attached(row: Row, argv: list[str], out: Path) -> float:
         ATTACH_TIMES.append(time.perf_counter() - start)
         with ControlBlock.open(proc.pid) as block:
             block.request(CMD_START, rate=row.attach_rate, depth=64, prefix=f"{out}/att_")
-        _, err = proc.communicate("go\n", timeout=600)   # the window is dumped at exit
+        _, err = proc.communicate("go\n", timeout=600)  # the window is dumped at exit
         return float(err.split()[-1])
     finally:
         if proc.poll() is None:
@@ -124,16 +147,30 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
     from mem_profiler.parser.live_stacks import LiveStacks
 
     exe = out / "many_stacks"
-    subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-o", str(exe),
-                    str(ROOT / "bench" / "many_stacks.c")], check=True)
-    target = subprocess.Popen([str(exe), str(stacks)], stdout=subprocess.PIPE, text=True,
-                              env=sampler_env(out, 1))
+    subprocess.run(
+        [
+            "gcc",
+            "-O0",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-o",
+            str(exe),
+            str(ROOT / "bench" / "many_stacks.c"),
+        ],
+        check=True,
+    )
+    target = subprocess.Popen(
+        [str(exe), str(stacks)], stdout=subprocess.PIPE, text=True, env=sampler_env(out, 1)
+    )
     try:
         assert target.stdout.readline() == "ready\n"
-        control = next(task.parent for task in Path(f"/proc/{target.pid}/task").glob("*/comm")
-                       if task.read_text().strip() == "memprof-ctl")
+        control = next(
+            task.parent
+            for task in Path(f"/proc/{target.pid}/task").glob("*/comm")
+            if task.read_text().strip() == "memprof-ctl"
+        )
 
-        def control_cpu() -> float:   # utime + stime, in seconds
+        def control_cpu() -> float:  # utime + stime, in seconds
             fields = (control / "stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -150,8 +187,11 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
                 cpu.append(control_cpu() - cpu_before)
                 names.update(snapshot.profiles, snapshot.time_ns)
                 own.append(time.perf_counter() - start)
-        return {"cpu": statistics.median(cpu) * 1e3, "own": statistics.median(own) * 1e3,
-                "first": first_s * 1e3}
+        return {
+            "cpu": statistics.median(cpu) * 1e3,
+            "own": statistics.median(own) * 1e3,
+            "first": first_s * 1e3,
+        }
     finally:
         target.kill()
         target.wait()
@@ -164,37 +204,63 @@ def churn_rows(out: Path, argv: list[str]) -> list[Row]:
         Row("sampler -c 524288", sampler_env(out, 524288)),
         Row("sampler -c 65536", sampler_env(out, 65536)),
         Row("sampler -c 1024", sampler_env(out, 1024)),
-        Row("sampler -c 1024 --unwind libunwind",
-            sampler_env(out, 1024, MEMPROF_UNWIND="libunwind")),
+        Row(
+            "sampler -c 1024 --unwind libunwind", sampler_env(out, 1024, MEMPROF_UNWIND="libunwind")
+        ),
         Row("sampler -c 1024 --unwind fp", sampler_env(out, 1024, MEMPROF_UNWIND="fp")),
-        Row("sampler -c 65536 --mode log", sampler_env(out, 65536, MEMPROF_MODE="log"),
-            baseline="sampler -c 65536"),
-        Row("sampler -c 1024 --mode log", sampler_env(out, 1024, MEMPROF_MODE="log"),
-            baseline="sampler -c 1024"),
+        Row(
+            "sampler -c 65536 --mode log",
+            sampler_env(out, 65536, MEMPROF_MODE="log"),
+            baseline="sampler -c 65536",
+        ),
+        Row(
+            "sampler -c 1024 --mode log",
+            sampler_env(out, 1024, MEMPROF_MODE="log"),
+            baseline="sampler -c 1024",
+        ),
         Row("gate, exact mode (-c 1, peak)", sampler_env(out, 1, MEMPROF_TRACK_LIVE="1")),
-        Row("attached (-p --attach) -c 65536", dict(os.environ), attach_rate=65536,
-            baseline="sampler -c 65536"),
-        Row("attached (-p --attach) -c 1024", dict(os.environ), attach_rate=1024,
-            baseline="sampler -c 1024"),
+        Row(
+            "attached (-p --attach) -c 65536",
+            dict(os.environ),
+            attach_rate=65536,
+            baseline="sampler -c 65536",
+        ),
+        Row(
+            "attached (-p --attach) -c 1024",
+            dict(os.environ),
+            attach_rate=1024,
+            baseline="sampler -c 1024",
+        ),
     ]
     if JEMALLOC.is_file():
         je = dict(os.environ, LD_PRELOAD=str(JEMALLOC))
         rows += [
             Row("jemalloc, no profiling", je),
-            Row("jemalloc prof lg_prof_sample:19",
-                dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:19,prof_prefix:{out}/je")),
-            Row("jemalloc prof lg_prof_sample:10",
-                dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je")),
+            Row(
+                "jemalloc prof lg_prof_sample:19",
+                dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:19,prof_prefix:{out}/je"),
+            ),
+            Row(
+                "jemalloc prof lg_prof_sample:10",
+                dict(je, MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je"),
+            ),
         ]
     if shutil.which("heaptrack"):
-        rows.append(Row("heaptrack (full tracing)", dict(os.environ),
-                        ["heaptrack", "-o", str(out / "ht"), *argv]))
+        rows.append(
+            Row(
+                "heaptrack (full tracing)",
+                dict(os.environ),
+                ["heaptrack", "-o", str(out / "ht"), *argv],
+            )
+        )
     return rows
 
 
-SQLITE_SCRIPT = ("create table t(a integer, b text, c real); insert into t select value, "
-                 "hex(randomblob(16)), random() from generate_series(1,300000); "
-                 "create index i1 on t(b); create index i2 on t(c);")
+SQLITE_SCRIPT = (
+    "create table t(a integer, b text, c real); insert into t select value, "
+    "hex(randomblob(16)), random() from generate_series(1,300000); "
+    "create index i1 on t(b); create index i2 on t(c);"
+)
 PYTHON_RECORDS = 50_000
 OBJECTS_SCRIPT = ROOT / "tests" / "fixtures" / "real_programs" / "objects.py"
 
@@ -203,11 +269,17 @@ def shipped_programs() -> list[tuple[str, list[str], dict[str, str]]]:
     """(title, argv, environment) of programs as Debian ships them: stripped, without
     frame pointers, their allocations through glibc's malloc."""
     return [
-        ("Debian's sqlite3: 300,000 rows inserted into a table in memory, two indexes",
-         ["sqlite3", ":memory:", SQLITE_SCRIPT], {}),
-        (f"Debian's python3 (PYTHONMALLOC=malloc): {PYTHON_RECORDS:,} records as dicts, "
-         "through json and back", ["/usr/bin/python3", str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)],
-         {"PYTHONMALLOC": "malloc"}),
+        (
+            "Debian's sqlite3: 300,000 rows inserted into a table in memory, two indexes",
+            ["sqlite3", ":memory:", SQLITE_SCRIPT],
+            {},
+        ),
+        (
+            f"Debian's python3 (PYTHONMALLOC=malloc): {PYTHON_RECORDS:,} records as dicts, "
+            "through json and back",
+            ["/usr/bin/python3", str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)],
+            {"PYTHONMALLOC": "malloc"},
+        ),
     ]
 
 
@@ -222,12 +294,20 @@ def shipped_program_rows(out: Path, argv: list[str], env: dict[str, str]) -> lis
         Row("sampler -c 1 (every allocation)", sampler_env(out, 1, **env)),
     ]
     if JEMALLOC.is_file():
-        rows.append(Row("jemalloc prof lg_prof_sample:10", dict(
-            plain, LD_PRELOAD=str(JEMALLOC),
-            MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je")))
+        rows.append(
+            Row(
+                "jemalloc prof lg_prof_sample:10",
+                dict(
+                    plain,
+                    LD_PRELOAD=str(JEMALLOC),
+                    MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_prefix:{out}/je",
+                ),
+            )
+        )
     if shutil.which("heaptrack"):
-        rows.append(Row("heaptrack (full tracing)", plain,
-                        ["heaptrack", "-o", str(out / "ht"), *argv]))
+        rows.append(
+            Row("heaptrack (full tracing)", plain, ["heaptrack", "-o", str(out / "ht"), *argv])
+        )
     return rows
 
 
@@ -242,10 +322,16 @@ def python_rows(out: Path, argv: list[str]) -> list[Row]:
         Row("sampler -c 1024", sampler_env(out, 1024)),
         Row("sampler -c 1 (every allocation)", sampler_env(out, 1)),
         Row("memray run", plain, [*memray, *argv[1:]]),
-        Row("memray run --trace-python-allocators", plain,
-            [*memray, "--trace-python-allocators", *argv[1:]]),
-        Row("memray run --native --trace-python-...", plain,
-            [*memray, "--native", "--trace-python-allocators", *argv[1:]]),
+        Row(
+            "memray run --trace-python-allocators",
+            plain,
+            [*memray, "--trace-python-allocators", *argv[1:]],
+        ),
+        Row(
+            "memray run --native --trace-python-...",
+            plain,
+            [*memray, "--native", "--trace-python-allocators", *argv[1:]],
+        ),
     ]
 
 
@@ -256,9 +342,16 @@ def device_rows(out: Path) -> tuple[list[Row], list[str]]:
 
     exe = build_device_fixture("device_churn", out / "standins")
     env = standin_env(out / "standins")
-    rows = [Row("stand-in runtime, no sampler", env),
-            Row("sampler --device-rate 1", dict(sampler_env(out, 1024, MEMPROF_DEVICE_RATE="1"),
-                                                LD_LIBRARY_PATH=env["LD_LIBRARY_PATH"]))]
+    rows = [
+        Row("stand-in runtime, no sampler", env),
+        Row(
+            "sampler --device-rate 1",
+            dict(
+                sampler_env(out, 1024, MEMPROF_DEVICE_RATE="1"),
+                LD_LIBRARY_PATH=env["LD_LIBRARY_PATH"],
+            ),
+        ),
+    ]
     return rows, [str(exe)]
 
 
@@ -297,8 +390,10 @@ def main() -> None:
         out = Path(tmp)
         argv = [str(build_churn(out)), str(args.threads), str(args.pairs)]
         rows = churn_rows(out, argv)
-        print(f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
-              f"median of {args.repeat} rounds, each round running every row once\n")
+        print(
+            f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
+            f"median of {args.repeat} rounds, each round running every row once\n"
+        )
         measure(rows, argv, out, args.repeat)
 
         for title, argv, env in shipped_programs():
@@ -306,26 +401,36 @@ def main() -> None:
             measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
 
         argv = [str(BENCH_PYTHON), str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)]
-        print(f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as dicts, "
-              "through json and back\n")
+        print(
+            f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as dicts, "
+            "through json and back\n"
+        )
         measure(python_rows(out, argv), argv, out, args.repeat)
 
         rows, argv = device_rows(out)
-        print("\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
-              "runtime (no GPU)\n")
+        print(
+            "\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
+            "runtime (no GPU)\n"
+        )
         measure(rows, argv, out, args.repeat)
 
         attach_ms = [t * 1e3 for t in ATTACH_TIMES]
-        print(f"\nattach (ptrace injection until the control block is up): median "
-              f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
-              f"{len(attach_ms)} attaches")
+        print(
+            f"\nattach (ptrace injection until the control block is up): median "
+            f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
+            f"{len(attach_ms)} attaches"
+        )
         trips = [t * 1e3 for t in control_round_trip(out)]
-        print(f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
-              f"max {max(trips):.1f} ms over {len(trips)} windows")
+        print(
+            f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
+            f"max {max(trips):.1f} ms over {len(trips)} windows"
+        )
         top = top_refresh(out)
-        print(f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
-              f"target's CPU (median); top itself {top['own']:.0f} ms, "
-              f"{top['first'] / 1e3:.1f} s for the first (every stack named)")
+        print(
+            f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
+            f"target's CPU (median); top itself {top['own']:.0f} ms, "
+            f"{top['first'] / 1e3:.1f} s for the first (every stack named)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,23 @@ import importlib
 
 # Names served from their modules on first use (PEP 562): importing the package, as
 # every command line does, loads neither cffi nor the sampler.
-_LAZY = {name: "mem_profiler.api" for name in (
-    "Capture", "CaptureError", "MarksUnavailable", "SamplerNotLoaded", "capture", "dump",
-    "heap_bytes", "is_capturing", "mark", "start", "step", "stop")}
+_LAZY = {
+    name: "mem_profiler.api"
+    for name in (
+        "Capture",
+        "CaptureError",
+        "MarksUnavailable",
+        "SamplerNotLoaded",
+        "capture",
+        "dump",
+        "heap_bytes",
+        "is_capturing",
+        "mark",
+        "start",
+        "step",
+        "stop",
+    )
+}
 _LAZY.update(SamplerNotBuilt="mem_profiler.sampler_lib", library_path="mem_profiler.sampler_lib")
 
 
@@ -22,6 +36,20 @@ def __getattr__(name: str) -> object:
 
 
 __version__ = "0.1.0"
-__all__ = ["Capture", "CaptureError", "MarksUnavailable", "SamplerNotBuilt", "SamplerNotLoaded",
-           "__version__", "capture", "dump", "heap_bytes", "is_capturing", "library_path", "mark",
-           "start", "step", "stop"]
+__all__ = [
+    "Capture",
+    "CaptureError",
+    "MarksUnavailable",
+    "SamplerNotBuilt",
+    "SamplerNotLoaded",
+    "__version__",
+    "capture",
+    "dump",
+    "heap_bytes",
+    "is_capturing",
+    "library_path",
+    "mark",
+    "start",
+    "step",
+    "stop",
+]

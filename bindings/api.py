@@ -38,13 +38,15 @@ void memprof_mark(const char *text);
 uint64_t memprof_step(void);
 """
 _PATH_MAX = 4096
-NOT_LOADED = ("the mem_profiler sampler is not loaded in this process: start it with "
-              "`mem_profiler run --idle -- python ...` or "
-              "`LD_PRELOAD=$(mem_profiler lib) python ...`")
+NOT_LOADED = (
+    "the mem_profiler sampler is not loaded in this process: start it with "
+    "`mem_profiler run --idle -- python ...` or "
+    "`LD_PRELOAD=$(mem_profiler lib) python ...`"
+)
 
 _ffi = FFI()
 _ffi.cdef(_CDEF)
-_process = _ffi.dlopen(None)   # the global scope, where LD_PRELOAD put libmemprof.so
+_process = _ffi.dlopen(None)  # the global scope, where LD_PRELOAD put libmemprof.so
 # Made once, so that a window does not record the API's own buffers.
 _buffers = threading.Lock()
 _path = _ffi.new("char[]", _PATH_MAX)
@@ -73,8 +75,9 @@ def _call(name: str):
         return getattr(_process, name)
     except AttributeError:
         if name in ("memprof_mark", "memprof_step") and sampler_loaded():
-            raise MarksUnavailable(f"the loaded libmemprof.so has no {name}: rebuild it with "
-                                   "`make build`") from None
+            raise MarksUnavailable(
+                f"the loaded libmemprof.so has no {name}: rebuild it with `make build`"
+            ) from None
         raise SamplerNotLoaded(NOT_LOADED) from None
 
 
@@ -92,8 +95,12 @@ def is_capturing() -> bool:
     return bool(_call("memprof_is_capturing")())
 
 
-def start(rate: int = defaults.RATE, output: str | None = None, depth: int = defaults.DEPTH,
-          track_live: bool = False) -> None:
+def start(
+    rate: int = defaults.RATE,
+    output: str | None = None,
+    depth: int = defaults.DEPTH,
+    track_live: bool = False,
+) -> None:
     """Open a capture window: `rate` mean bytes between samples (1: every allocation),
     `output` the path prefix of its files (default: MEMPROF_PREFIX, else
     mem_profiler.defaults.PREFIX), `depth` frames per stack; `track_live` also
@@ -122,11 +129,15 @@ def start(rate: int = defaults.RATE, output: str | None = None, depth: int = def
 
 def _start_problem(err: int, rate: int, depth: int) -> str:
     if err == errno.EBUSY:
-        return ("a capture window is already open in this process (`mem_profiler run` "
-                "without --idle opens one at start): stop() it first")
+        return (
+            "a capture window is already open in this process (`mem_profiler run` "
+            "without --idle opens one at start): stop() it first"
+        )
     if err == errno.EINVAL:
-        return (f"bad window settings: rate {rate} (at least 1), depth {depth} "
-                f"(1 to {defaults.MAX_DEPTH})")
+        return (
+            f"bad window settings: rate {rate} (at least 1), depth {depth} "
+            f"(1 to {defaults.MAX_DEPTH})"
+        )
     if err == errno.ENAMETOOLONG:
         return "the output prefix is too long"
     return f"could not open a capture window: {os.strerror(err)}"
@@ -176,8 +187,9 @@ def heap_bytes(heap: str = "host") -> HeapBytes:
     with _buffers:
         if query(heap.encode(), _counts, _counts + 1) == 0:
             return HeapBytes(_counts[0], _counts[1])
-    raise CaptureError("live bytes are not tracked: open the window with capture() "
-                       "or start(track_live=True)")
+    raise CaptureError(
+        "live bytes are not tracked: open the window with capture() or start(track_live=True)"
+    )
 
 
 class Capture:
@@ -202,21 +214,26 @@ class Capture:
         """Host-heap bytes allocated inside the block and still live (at its end)."""
         return self.bytes_of().live
 
-    def report(self, index: str = "inuse_space", heap: str = "host",
-               nodecount: int | None = 20) -> str:
+    def report(
+        self, index: str = "inuse_space", heap: str = "host", nodecount: int | None = 20
+    ) -> str:
         """The window as mem_parser's text table (`index`: inuse_space, inuse_objects,
         alloc_space, alloc_objects), symbolized against this process's own binaries."""
         from mem_profiler.parser.pipeline import Request, text_table  # numpy: the report's alone
 
         if heap not in self.files:
-            raise CaptureError("the report is ready when the with block has ended"
-                               if not self.files else f"the window did not use the {heap} heap")
+            raise CaptureError(
+                "the report is ready when the with block has ended"
+                if not self.files
+                else f"the window did not use the {heap} heap"
+            )
         return text_table(Request(heap_file=self.files[heap], index=index, nodecount=nodecount))
 
 
 @contextlib.contextmanager
-def capture(rate: int = 1, output: str | None = None,
-            depth: int = defaults.DEPTH) -> Iterator[Capture]:
+def capture(
+    rate: int = 1, output: str | None = None, depth: int = defaults.DEPTH
+) -> Iterator[Capture]:
     """A window around the block, with live bytes tracked; by default every allocation
     is recorded (rate 1) and the files go to a new temporary folder (`output`: a path
     prefix instead)."""

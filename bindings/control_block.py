@@ -106,7 +106,7 @@ def block_pid(name: str) -> int | None:
     """The pid a /dev/shm entry's name claims a block for, None for other names."""
     if not name.startswith(SEGMENT_PREFIX):
         return None
-    digits = name[len(SEGMENT_PREFIX):].split(".", 1)[0]
+    digits = name[len(SEGMENT_PREFIX) :].split(".", 1)[0]
     return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
@@ -177,13 +177,13 @@ class Status:
     window_deadline_ns: int
     live_samples: int
     dropped_samples: int
-    heap_live_bytes: dict[str, int]   # unsampled estimates, by heap
-    heap_peak_bytes: dict[str, int]   # when the window tracks live bytes
+    heap_live_bytes: dict[str, int]  # unsampled estimates, by heap
+    heap_peak_bytes: dict[str, int]  # when the window tracks live bytes
     last_dump: str
-    injected: bool          # loaded by mem_profiler --attach: hooks by GOT redirection
-    redirected_slots: int   # GOT slots holding a hook now
-    failed_dumps: int       # dumps that could not be written
-    dump_failure: str       # why the last of them failed
+    injected: bool  # loaded by mem_profiler --attach: hooks by GOT redirection
+    redirected_slots: int  # GOT slots holding a hook now
+    failed_dumps: int  # dumps that could not be written
+    dump_failure: str  # why the last of them failed
 
 
 class ControlBlock:
@@ -204,8 +204,9 @@ class ControlBlock:
             raise ControlError(f"there is no process {pid}")
         owner = procfs.owner_uid(pid)
         if owner != os.getuid():
-            raise ControlError(f"process {pid} belongs to {user_name(owner)}; "
-                               "only its owner can capture it")
+            raise ControlError(
+                f"process {pid} belongs to {user_name(owner)}; only its owner can capture it"
+            )
         stale = False
         for path in block_candidates(pid):
             fd = _open_trusted(path, owner)
@@ -214,10 +215,12 @@ class ControlBlock:
             magic, abi, named_pid, named_start = _identity(fd)
             names_live = (magic, named_pid, named_start) == (MAGIC, pid, start)
             if names_live and abi != ABI:
-                os.close(fd)   # the live process's, of another version: left alone
-                raise OtherVersion(f"process {pid} runs another version of the sampler "
-                                   f"(control block ABI {abi}, this mem_profiler speaks "
-                                   f"{ABI}): capture it with that version's mem_profiler")
+                os.close(fd)  # the live process's, of another version: left alone
+                raise OtherVersion(
+                    f"process {pid} runs another version of the sampler "
+                    f"(control block ABI {abi}, this mem_profiler speaks "
+                    f"{ABI}): capture it with that version's mem_profiler"
+                )
             if names_live and os.fstat(fd).st_size == BLOCK_SIZE:
                 block = cls(pid, fd, mmap.mmap(fd, BLOCK_SIZE))
                 if block.made_by_its_exe():
@@ -225,12 +228,15 @@ class ControlBlock:
                 block.close()
             else:
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):   # another cleaner got there first
-                os.unlink(path)   # ours, of an earlier process that had this pid
+            with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
+                os.unlink(path)  # ours, of an earlier process that had this pid
             stale = True
         message = no_sampler_message(pid)
-        raise ControlError(f"removed a stale control block of an earlier process {pid}; "
-                           + message if stale else message)
+        raise ControlError(
+            f"removed a stale control block of an earlier process {pid}; " + message
+            if stale
+            else message
+        )
 
     def made_by_its_exe(self) -> bool:
         """The block names the program the process runs (its identity was checked when
@@ -242,18 +248,29 @@ class ControlBlock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ControlError(f"process {self.pid} is being captured by another "
-                               "mem_profiler") from None
+            raise ControlError(
+                f"process {self.pid} is being captured by another mem_profiler"
+            ) from None
 
-    def request(self, command: int, timeout: float = 5.0, *, rate: int = 0,
-                device_rate: int = defaults.DEVICE_RATE, depth: int = 0, deadline_ns: int = 0,
-                prefix: str = "", flags: int = 0, log_cap: int = 0,
-                log_files: int = 0) -> Status:
+    def request(
+        self,
+        command: int,
+        timeout: float = 5.0,
+        *,
+        rate: int = 0,
+        device_rate: int = defaults.DEVICE_RATE,
+        depth: int = 0,
+        deadline_ns: int = 0,
+        prefix: str = "",
+        flags: int = 0,
+        log_cap: int = 0,
+        log_files: int = 0,
+    ) -> Status:
         """Sends one request and waits for the control thread's reply: START takes every
         parameter, SNAPSHOT its prefix, DEADLINE its deadline_ns."""
         c = self._c
         if command in (CMD_START, CMD_SNAPSHOT):
-            encoded = os.fsencode(prefix)   # a path may be any bytes but NUL
+            encoded = os.fsencode(prefix)  # a path may be any bytes but NUL
             if len(encoded) >= PATH_MAX - 32:
                 raise ControlError("the output prefix is too long")
             c.prefix = encoded + b"\0"
@@ -275,15 +292,21 @@ class ControlBlock:
 
     def status(self) -> Status:
         c = self._c
-        return Status(capturing=c.state == STATE_CAPTURING, dumps=c.dumps,
-                      window_start_ns=c.window_start_ns, window_deadline_ns=c.window_deadline_ns,
-                      live_samples=c.live_samples, dropped_samples=c.dropped_samples,
-                      heap_live_bytes={h: c.heap_live_bytes[i] for i, h in enumerate(HEAPS)},
-                      heap_peak_bytes={h: c.heap_peak_bytes[i] for i, h in enumerate(HEAPS)},
-                      last_dump=ffi.string(c.last_dump).decode(errors="replace"),
-                      injected=bool(c.injected), redirected_slots=c.redirected_slots,
-                      failed_dumps=c.failed_dumps,
-                      dump_failure=ffi.string(c.dump_failure).decode(errors="replace"))
+        return Status(
+            capturing=c.state == STATE_CAPTURING,
+            dumps=c.dumps,
+            window_start_ns=c.window_start_ns,
+            window_deadline_ns=c.window_deadline_ns,
+            live_samples=c.live_samples,
+            dropped_samples=c.dropped_samples,
+            heap_live_bytes={h: c.heap_live_bytes[i] for i, h in enumerate(HEAPS)},
+            heap_peak_bytes={h: c.heap_peak_bytes[i] for i, h in enumerate(HEAPS)},
+            last_dump=ffi.string(c.last_dump).decode(errors="replace"),
+            injected=bool(c.injected),
+            redirected_slots=c.redirected_slots,
+            failed_dumps=c.failed_dumps,
+            dump_failure=ffi.string(c.dump_failure).decode(errors="replace"),
+        )
 
     def _wait_ack(self, seq: int, timeout: float) -> None:
         c = self._c
@@ -300,9 +323,15 @@ class ControlBlock:
 
     @staticmethod
     def _futex(word: object, op: int, value: int, timeout: object = ffi.NULL) -> None:
-        rc = _libc.syscall(ffi.cast("long", _SYS_FUTEX), ffi.cast("uint32_t *", word),
-                           ffi.cast("int", op), ffi.cast("uint32_t", value),
-                           ffi.cast("struct timespec *", timeout), ffi.NULL, ffi.cast("int", 0))
+        rc = _libc.syscall(
+            ffi.cast("long", _SYS_FUTEX),
+            ffi.cast("uint32_t *", word),
+            ffi.cast("int", op),
+            ffi.cast("uint32_t", value),
+            ffi.cast("struct timespec *", timeout),
+            ffi.NULL,
+            ffi.cast("int", 0),
+        )
         if rc < 0 and ffi.errno not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
             raise OSError(ffi.errno, os.strerror(ffi.errno))
 
@@ -319,9 +348,11 @@ class ControlBlock:
 
 
 def no_sampler_message(pid: int) -> str:
-    return (f"process {pid} does not have the sampler loaded: load it now with "
-            f"`mem_profiler -p {pid} --attach`, or start the program with "
-            "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`")
+    return (
+        f"process {pid} does not have the sampler loaded: load it now with "
+        f"`mem_profiler -p {pid} --attach`, or start the program with "
+        "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`"
+    )
 
 
 def user_name(uid: int) -> str:

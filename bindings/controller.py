@@ -40,7 +40,7 @@ DEADLINE_GRACE_S = 2.0
 class Target:
     pid: int
     user: str
-    state: str          # capturing, idle, stale, or ? (not ours to read)
+    state: str  # capturing, idle, stale, or ? (not ours to read)
     cmdline: str
     last_dump: str = ""
 
@@ -63,11 +63,11 @@ def list_targets(clean: bool = True) -> list[Target]:
             continue
         try:
             file_owner = entry.stat(follow_symlinks=False).st_uid
-        except FileNotFoundError:   # removed since the listing (its process ended)
+        except FileNotFoundError:  # removed since the listing (its process ended)
             continue
         owner = procfs.owner_uid(pid)
         if owner is None or procfs.start_time(pid) is None:
-            if clean and file_owner == os.getuid():   # ours, left by a process that is gone
+            if clean and file_owner == os.getuid():  # ours, left by a process that is gone
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
             continue
@@ -75,15 +75,16 @@ def list_targets(clean: bool = True) -> list[Target]:
             continue
         state, last_dump = _state_of(pid) if owner == os.getuid() else ("?", "")
         if state != "stale":
-            targets[pid] = Target(pid, user_name(owner), state, printable(procfs.cmdline(pid)),
-                                  printable(last_dump))
+            targets[pid] = Target(
+                pid, user_name(owner), state, printable(procfs.cmdline(pid)), printable(last_dump)
+            )
     return [targets[pid] for pid in sorted(targets)]
 
 
 def _state_of(pid: int) -> tuple[str, str]:
     """(state, last dump) of one of our processes; the status is read, not asked for."""
     try:
-        with ControlBlock.open(pid) as block:   # removes a stale block of ours
+        with ControlBlock.open(pid) as block:  # removes a stale block of ours
             status = block.status()
     except OtherVersion:
         return "other ABI", ""
@@ -99,8 +100,10 @@ def only_target() -> int:
     if len(mine) == 1:
         return mine[0].pid
     if not mine:
-        raise ControlError("no process of yours has the sampler loaded: start one with "
-                           "`mem_profiler run --idle -- CMD`")
+        raise ControlError(
+            "no process of yours has the sampler loaded: start one with "
+            "`mem_profiler run --idle -- CMD`"
+        )
     listing = "; ".join(f"{t.pid} {t.cmdline}" for t in mine)
     raise ControlError(f"several processes can be captured ({listing}): choose one with -p")
 
@@ -120,8 +123,9 @@ def attach(pid: int, timeout: float = 5.0) -> None:
     end = time.monotonic() + timeout
     while find_block(pid) is None:
         if procfs.start_time(pid) is None or time.monotonic() > end:
-            raise ControlError(f"process {pid} loaded the sampler but made no control block "
-                               f"in {timeout:g} s")
+            raise ControlError(
+                f"process {pid} loaded the sampler but made no control block in {timeout:g} s"
+            )
         time.sleep(0.01)
 
 
@@ -144,8 +148,10 @@ def dump_window(pid: int) -> list[str]:
         block.lock()
         before = block.request(CMD_STATUS)
         if not before.capturing:
-            raise ControlError(f"process {pid} has no window open: open one with "
-                               f"`mem_profiler -p {pid} -s SECONDS`")
+            raise ControlError(
+                f"process {pid} has no window open: open one with "
+                f"`mem_profiler -p {pid} -s SECONDS`"
+            )
         try:
             status = block.request(CMD_DUMP)
         except ControlError:
@@ -162,10 +168,17 @@ class CaptureResult:
     status: Status
 
 
-def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
-                   progress: Callable[[float, Status], None] | None = None,
-                   tick: float = 0.5, device_rate: int = defaults.DEVICE_RATE,
-                   log: bool = False) -> CaptureResult:
+def capture_window(
+    pid: int,
+    seconds: float,
+    rate: int,
+    depth: int,
+    prefix: str,
+    progress: Callable[[float, Status], None] | None = None,
+    tick: float = 0.5,
+    device_rate: int = defaults.DEVICE_RATE,
+    log: bool = False,
+) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
     check_output_folder(prefix)
@@ -173,12 +186,19 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
         block.lock()
         before = block.request(CMD_STATUS)
         if before.capturing:
-            raise ControlError(f"process {pid} is already capturing (started in-process); "
-                               "stop that window first")
+            raise ControlError(
+                f"process {pid} is already capturing (started in-process); stop that window first"
+            )
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
-        block.request(CMD_START, rate=rate, device_rate=device_rate, depth=depth,
-                      deadline_ns=deadline_ns, prefix=absolute_prefix(prefix),
-                      flags=START_LOG | START_TRACK_LIVE if log else 0)
+        block.request(
+            CMD_START,
+            rate=rate,
+            device_rate=device_rate,
+            depth=depth,
+            deadline_ns=deadline_ns,
+            prefix=absolute_prefix(prefix),
+            flags=START_LOG | START_TRACK_LIVE if log else 0,
+        )
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < seconds:
@@ -187,7 +207,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
                 if progress is not None:
                     progress(time.monotonic() - started, status)
                 if not status.capturing:
-                    break          # its deadline passed, or it was stopped in-process
+                    break  # its deadline passed, or it was stopped in-process
         except KeyboardInterrupt:
             pass
         except ControlError:
@@ -197,7 +217,7 @@ def capture_window(pid: int, seconds: float, rate: int, depth: int, prefix: str,
         try:
             status = block.request(CMD_STOP)
         except ControlError:
-            status = block.request(CMD_STATUS)   # closed at its deadline already?
+            status = block.request(CMD_STATUS)  # closed at its deadline already?
             if (status.dumps, status.failed_dumps) == (before.dumps, before.failed_dumps):
                 raise
         check_dump(pid, before, status)
@@ -222,4 +242,3 @@ def ended_during_window(pid: int, prefix: str) -> str:
     if not left:
         return f"process {pid} ended during the capture; nothing was collected"
     return f"process {pid} ended during the capture; it left {', '.join(left)}"
-

@@ -3,10 +3,10 @@ Python side (the command lines, the API, launching, the gate). The sampler's own
 for a program started without mem_profiler, are the same values in C
 (sampler/memprof_internal.h, sampler/capture.c); a test compares them."""
 
-RATE = 1024                  # mean bytes between samples of the host heap
-DEVICE_RATE = 1              # of the device and HAL heaps: every allocation
-DEPTH = 64                   # frames kept per stack
-MAX_DEPTH = 128              # the sampler's largest stack
+RATE = 1024  # mean bytes between samples of the host heap
+DEVICE_RATE = 1  # of the device and HAL heaps: every allocation
+DEPTH = 64  # frames kept per stack
+MAX_DEPTH = 128  # the sampler's largest stack
 PREFIX = "./custom_profiler_"
-LOG_FILE_BYTES = 100 << 20   # log mode: bytes per event log file
-LOG_FILES = 10               # log mode: event log files kept
+LOG_FILE_BYTES = 100 << 20  # log mode: bytes per event log file
+LOG_FILES = 10  # log mode: event log files kept

@@ -32,28 +32,35 @@ class GateSettings:
     rate: int = 1
     device_rate: int = defaults.DEVICE_RATE
     depth: int = defaults.DEPTH
-    top: int = 5                        # stacks shown per exceeded budget
-    save_dir: str | None = None         # keep each command's profiles: DIR/NAME[.HEAP].heap
-    follow_fork: bool = False           # the command's forks write files too (not judged)
+    top: int = 5  # stacks shown per exceeded budget
+    save_dir: str | None = None  # keep each command's profiles: DIR/NAME[.HEAP].heap
+    follow_fork: bool = False  # the command's forks write files too (not judged)
 
 
 def run_gate(jobs: list[GateJob], settings: GateSettings) -> list[CommandVerdict]:
     """Run each job in turn under the sampler and judge it."""
     if settings.save_dir and not os.path.isdir(settings.save_dir):
-        raise BudgetError(f"folder {settings.save_dir} does not exist: create it or change "
-                          "--save-profiles")
+        raise BudgetError(
+            f"folder {settings.save_dir} does not exist: create it or change --save-profiles"
+        )
     return [_run_job(job, settings) for job in jobs]
 
 
 def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
-    verdict = CommandVerdict(job.name, job.argv, job.budgets,
-                             time.strftime("%Y-%m-%dT%H:%M:%S"), 0.0, settings.rate)
+    verdict = CommandVerdict(
+        job.name, job.argv, job.budgets, time.strftime("%Y-%m-%dT%H:%M:%S"), 0.0, settings.rate
+    )
     clock = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mem_profiler_gate_") as folder:
         prefix = folder + "/"
-        capture = CaptureSettings(rate=settings.rate, device_rate=settings.device_rate,
-                                  depth=settings.depth, prefix=prefix, track_live=True,
-                                  follow_fork=settings.follow_fork)
+        capture = CaptureSettings(
+            rate=settings.rate,
+            device_rate=settings.device_rate,
+            depth=settings.depth,
+            prefix=prefix,
+            track_live=True,
+            follow_fork=settings.follow_fork,
+        )
         try:
             run = run_profiled(job.argv, capture)
         except LaunchError as e:
@@ -65,8 +72,10 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
         own = written.pop(run.pid, {})
         verdict.other_processes = len(written)
         if not own:
-            verdict.problem = (f"{job.argv[0]} wrote no profile: it was killed or ended "
-                               "without running exit handlers (_exit)")
+            verdict.problem = (
+                f"{job.argv[0]} wrote no profile: it was killed or ended "
+                "without running exit handlers (_exit)"
+            )
             return verdict
         try:
             profiles = {heap: read_heap(path) for heap, path in own.items()}

@@ -26,14 +26,14 @@ class CaptureSettings:
     device_rate: int = defaults.DEVICE_RATE
     depth: int = defaults.DEPTH
     prefix: str = defaults.PREFIX
-    follow_children: bool = False   # every program the command runs, and their forks
-    follow_fork: bool = False       # children the command forks without exec
+    follow_children: bool = False  # every program the command runs, and their forks
+    follow_fork: bool = False  # children the command forks without exec
     unwinder: str = "hybrid"
     capture: bool = True
-    track_live: bool = False     # live bytes and their peak per heap (shared counters)
-    log: bool = False            # log mode: the event log and the timeline
-    log_cap: int = defaults.LOG_FILE_BYTES   # bytes per log file
-    log_files: int = defaults.LOG_FILES      # log files kept
+    track_live: bool = False  # live bytes and their peak per heap (shared counters)
+    log: bool = False  # log mode: the event log and the timeline
+    log_cap: int = defaults.LOG_FILE_BYTES  # bytes per log file
+    log_files: int = defaults.LOG_FILES  # log files kept
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -49,14 +49,17 @@ class CaptureSettings:
         if self.track_live:
             env["MEMPROF_TRACK_LIVE"] = "1"
         if self.log:
-            env.update(MEMPROF_MODE="log", MEMPROF_LOG_CAP=str(self.log_cap),
-                       MEMPROF_LOG_FILES=str(self.log_files))
+            env.update(
+                MEMPROF_MODE="log",
+                MEMPROF_LOG_CAP=str(self.log_cap),
+                MEMPROF_LOG_FILES=str(self.log_files),
+            )
         # A process's forks carry on its window only when asked (ARCHITECTURE.md, *Which
         # processes are profiled*): a shim's subshells are not the program it runs.
         env["MEMPROF_FOLLOW_FORK"] = "1" if self.follow_fork or self.follow_children else "0"
         if self.follow_children:
             env.pop("MEMPROF_PARENT_PID", None)
-        else:   # only our direct child (and its forks) capture; programs it runs stay idle
+        else:  # only our direct child (and its forks) capture; programs it runs stay idle
             env["MEMPROF_PARENT_PID"] = str(os.getpid())
         return env
 
@@ -66,8 +69,8 @@ class RunResult:
     exit_code: int
     pid: int
     heap_files: list[Path] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)   # dumps not written, and why
-    prefix: str = ""                                     # the capture's, naming the files
+    failures: list[str] = field(default_factory=list)  # dumps not written, and why
+    prefix: str = ""  # the capture's, naming the files
 
     def files_by_process(self) -> dict[int, dict[str, Path]]:
         """{pid: {heap: file}} of the files written: the command's own under self.pid,
@@ -132,8 +135,13 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
     after = _heap_files(folder, pattern)
     written = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
     exit_code = status if status >= 0 else 128 - status
-    return RunResult(exit_code=exit_code, pid=proc.pid, heap_files=written,
-                     failures=_reported_failures(report_read), prefix=settings.prefix)
+    return RunResult(
+        exit_code=exit_code,
+        pid=proc.pid,
+        heap_files=written,
+        failures=_reported_failures(report_read),
+        prefix=settings.prefix,
+    )
 
 
 def _reported_failures(fd: int) -> list[str]:
@@ -147,5 +155,6 @@ def _reported_failures(fd: int) -> list[str]:
         pass
     finally:
         os.close(fd)
-    return [line.split(" ", 1)[1] for line in data.decode(errors="replace").splitlines()
-            if " " in line]
+    return [
+        line.split(" ", 1)[1] for line in data.decode(errors="replace").splitlines() if " " in line
+    ]

@@ -65,12 +65,18 @@ class LiveView:
             self._block.lock()
             status = self._block.request(CMD_STATUS)
             remove_folders_of_ended_views()
-            self._folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}.",
-                                            dir=SNAPSHOT_FOLDER)
+            self._folder = tempfile.mkdtemp(
+                prefix=f"{FOLDER_PREFIX}{os.getpid()}.", dir=SNAPSHOT_FOLDER
+            )
             if not status.capturing:
                 status = self._block.request(
-                    CMD_START, rate=self.rate, depth=self.depth, deadline_ns=self._deadline_ns(),
-                    prefix=self._prefix, flags=START_VIEW)
+                    CMD_START,
+                    rate=self.rate,
+                    depth=self.depth,
+                    deadline_ns=self._deadline_ns(),
+                    prefix=self._prefix,
+                    flags=START_VIEW,
+                )
                 self.owns_window = True
         except BaseException:
             self.__exit__()
@@ -95,8 +101,9 @@ class LiveView:
         except ControlError as err:
             raise ControlError(self._window_gone() or str(err)) from None
         if status.window_start_ns != self.window_start_ns:
-            raise ControlError(f"the window of process {self.pid} was closed and another "
-                               "opened in the program")
+            raise ControlError(
+                f"the window of process {self.pid} was closed and another opened in the program"
+            )
         rss = procfs.rss_bytes(self.pid)
         profiles = []
         # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/capture.c).
@@ -114,8 +121,10 @@ class LiveView:
         if self._block.request(CMD_STATUS).capturing:
             return None
         if self.owns_window:
-            return (f"the window in process {self.pid} closed at its deadline: this view "
-                    f"was stalled for more than {VIEW_GRACE_S:g} s")
+            return (
+                f"the window in process {self.pid} closed at its deadline: this view "
+                f"was stalled for more than {VIEW_GRACE_S:g} s"
+            )
         return f"the window of process {self.pid} was closed in the program"
 
     def __exit__(self, *exc: object) -> None:
@@ -133,10 +142,15 @@ def remove_folders_of_ended_views() -> None:
     most the one snapshot it was reading). Other views may be removing theirs meanwhile."""
     for entry in os.scandir(SNAPSHOT_FOLDER):
         owner_pid = entry.name.removeprefix(FOLDER_PREFIX).split(".")[0]
-        if (not entry.name.startswith(FOLDER_PREFIX) or not owner_pid.isdigit()
-                or procfs.start_time(int(owner_pid)) is not None):
+        if (
+            not entry.name.startswith(FOLDER_PREFIX)
+            or not owner_pid.isdigit()
+            or procfs.start_time(int(owner_pid)) is not None
+        ):
             continue
         with contextlib.suppress(OSError):
-            if entry.is_dir(follow_symlinks=False) and entry.stat(
-                    follow_symlinks=False).st_uid == os.getuid():
+            if (
+                entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            ):
                 shutil.rmtree(entry.path, ignore_errors=True)

@@ -21,7 +21,7 @@ def _stat_fields(pid: int) -> list[bytes] | None:
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rindex(b")") + 2:].split()
+    return stat[stat.rindex(b")") + 2 :].split()
 
 
 def start_time(pid: int) -> int | None:

@@ -34,42 +34,105 @@ SIZE_HELP = {
 
 def size_options(command):
     for kind in reversed(SIZE_KINDS):
-        command = click.option(f"--{kind}", kind.replace("-", "_"), multiple=True,
-                               metavar="[HEAP:]SIZE", help=SIZE_HELP[kind])(command)
+        command = click.option(
+            f"--{kind}",
+            kind.replace("-", "_"),
+            multiple=True,
+            metavar="[HEAP:]SIZE",
+            help=SIZE_HELP[kind],
+        )(command)
     return command
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
 @size_options
-@click.option("--max-growth-vs", "baselines", multiple=True, metavar="BASELINE.heap",
-              help="A profile saved with --save-profiles: fail if the peak of its heap grew "
-              "by more than --tolerance.")
-@click.option("--tolerance", default="5%", show_default=True, metavar="PERCENT",
-              help="Growth allowed against a --max-growth-vs baseline, in percent.")
-@click.option("--budget", "budget_path", metavar="FILE.toml",
-              help="Budgets per heap and per named command (see README).")
-@click.option("--name", metavar="NAME", help="Run only [commands.NAME] of the budget file "
-              "(with a command after --: judge it by NAME's budgets).")
-@click.option("-c", "--rate", default=1, show_default=True, type=RATE,
-              help="Mean bytes between samples; 1 records every allocation (exact), more "
-              "gives estimates with their expected error.")
-@click.option("--device-rate", default=defaults.DEVICE_RATE, show_default=True, type=RATE,
-              help="The same for the device and HAL heaps.")
-@click.option("-d", "--depth", default=defaults.DEPTH, show_default=True, type=DEPTH,
-              help="Frames kept per stack.")
-@click.option("--top", default=5, show_default=True, type=click.IntRange(min=0),
-              help="Stacks shown per exceeded budget.")
+@click.option(
+    "--max-growth-vs",
+    "baselines",
+    multiple=True,
+    metavar="BASELINE.heap",
+    help="A profile saved with --save-profiles: fail if the peak of its heap grew "
+    "by more than --tolerance.",
+)
+@click.option(
+    "--tolerance",
+    default="5%",
+    show_default=True,
+    metavar="PERCENT",
+    help="Growth allowed against a --max-growth-vs baseline, in percent.",
+)
+@click.option(
+    "--budget",
+    "budget_path",
+    metavar="FILE.toml",
+    help="Budgets per heap and per named command (see README).",
+)
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="Run only [commands.NAME] of the budget file "
+    "(with a command after --: judge it by NAME's budgets).",
+)
+@click.option(
+    "-c",
+    "--rate",
+    default=1,
+    show_default=True,
+    type=RATE,
+    help="Mean bytes between samples; 1 records every allocation (exact), more "
+    "gives estimates with their expected error.",
+)
+@click.option(
+    "--device-rate",
+    default=defaults.DEVICE_RATE,
+    show_default=True,
+    type=RATE,
+    help="The same for the device and HAL heaps.",
+)
+@click.option(
+    "-d",
+    "--depth",
+    default=defaults.DEPTH,
+    show_default=True,
+    type=DEPTH,
+    help="Frames kept per stack.",
+)
+@click.option(
+    "--top",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Stacks shown per exceeded budget.",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
 @click.option("--junit", "junit_path", metavar="FILE", help="Write the results as JUnit XML.")
-@click.option("--save-profiles", metavar="DIR",
-              help="Keep each command's profiles as DIR/NAME.heap (and DIR/NAME.HEAP.heap).")
-@click.option("--follow-fork", is_flag=True,
-              help="Also profile the children a command forks (counted, not judged).")
+@click.option(
+    "--save-profiles",
+    metavar="DIR",
+    help="Keep each command's profiles as DIR/NAME.heap (and DIR/NAME.HEAP.heap).",
+)
+@click.option(
+    "--follow-fork",
+    is_flag=True,
+    help="Also profile the children a command forks (counted, not judged).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
-         budget_path: str | None, name: str | None, rate: int, device_rate: int, depth: int,
-         top: int, json_path: str | None, junit_path: str | None, save_profiles: str | None,
-         follow_fork: bool, **sizes: tuple[str, ...]) -> None:
+def gate(
+    command: tuple[str, ...],
+    baselines: tuple[str, ...],
+    tolerance: str,
+    budget_path: str | None,
+    name: str | None,
+    rate: int,
+    device_rate: int,
+    depth: int,
+    top: int,
+    json_path: str | None,
+    junit_path: str | None,
+    save_profiles: str | None,
+    follow_fork: bool,
+    **sizes: tuple[str, ...],
+) -> None:
     """Run COMMAND under the sampler; exit 0 when every memory budget holds, 1 when one is
     exceeded (the report on stderr names it and the stacks responsible), 2 when the
     command cannot be run or judged.
@@ -92,10 +155,12 @@ def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
     try:
         by_kind = {kind: sizes[kind.replace("-", "_")] for kind in SIZE_KINDS}
         budget_file = load_budget_file(budget_path) if budget_path else None
-        jobs = plan_jobs(list(command), budget_file, name,
-                         option_budgets(by_kind, baselines, tolerance))
-        verdicts = run_gate(jobs, GateSettings(rate, device_rate, depth, top, save_profiles,
-                                                 follow_fork))
+        jobs = plan_jobs(
+            list(command), budget_file, name, option_budgets(by_kind, baselines, tolerance)
+        )
+        verdicts = run_gate(
+            jobs, GateSettings(rate, device_rate, depth, top, save_profiles, follow_fork)
+        )
         click.echo(format_verdicts(verdicts), err=True, nl=False)
         if json_path:
             write_json(json_path, verdicts)
@@ -106,8 +171,9 @@ def gate(command: tuple[str, ...], baselines: tuple[str, ...], tolerance: str,
     sys.exit(gate_status(verdicts))
 
 
-def check_leaks_at_exit(command: list[str], threshold: str, rate: int, device_rate: int,
-                        depth: int, prefix: str) -> None:
+def check_leaks_at_exit(
+    command: list[str], threshold: str, rate: int, device_rate: int, depth: int, prefix: str
+) -> None:
     """run --leak-check: the gate with one budget, what is live at exit; the profile is
     kept as <prefix>leak-check.heap. Exits with the command's status, else 1 when the
     budget is exceeded or could not be judged, else 0."""

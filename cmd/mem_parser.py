@@ -20,9 +20,11 @@ from mem_profiler.parser.sampling import SAMPLE_INDEXES
 from mem_profiler.parser.symbolize import recorded_program
 
 PROG = "mem_parser"
-_ONE_OUTPUT = ("choose exactly one output for -o/stdout: -t (text table), -s (SVG call graph),"
-               " --collapsed or --json; --flame PATH and --pprof PATH write files of their own"
-               " and may be added to it or given alone.")
+_ONE_OUTPUT = (
+    "choose exactly one output for -o/stdout: -t (text table), -s (SVG call graph),"
+    " --collapsed or --json; --flame PATH and --pprof PATH write files of their own"
+    " and may be added to it or given alone."
+)
 _STREAM_FLAGS = ("text", "svg", "collapsed", "json_")  # their parameters, in STREAM_FORMATS order
 
 
@@ -37,79 +39,167 @@ def _regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.
 
 def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and value.startswith("-"):
-        raise click.BadParameter(f"expected a file name, found {value!r} (write ./{value}"
-                                 " for a file named so)")
+        raise click.BadParameter(
+            f"expected a file name, found {value!r} (write ./{value} for a file named so)"
+        )
     return value
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=(
-    "Outputs: one of -t, -s, --collapsed, --json goes to -o OUT or stdout; --flame PATH"
-    " and --pprof PATH write their own files, alone or beside it (e.g. -t --pprof"
-    " p.pb.gz). --focus, --ignore and --base apply to every output."))
-@click.option("-p", "binary", metavar="BIN", help="The program that ran, where it is not at the"
-              " path the file records (a copy elsewhere); by default that path, checked by"
-              " build-id.")
-@click.option("-f", "heap_files", required=True, multiple=True, metavar="FILE",
-              help="The .heap file to read, or a capture's prefix (/tmp/svc_4242.0001: its "
-              "host and device heaps). Several with -t: the heaps side by side.")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Outputs: one of -t, -s, --collapsed, --json goes to -o OUT or stdout; --flame PATH"
+        " and --pprof PATH write their own files, alone or beside it (e.g. -t --pprof"
+        " p.pb.gz). --focus, --ignore and --base apply to every output."
+    ),
+)
+@click.option(
+    "-p",
+    "binary",
+    metavar="BIN",
+    help="The program that ran, where it is not at the"
+    " path the file records (a copy elsewhere); by default that path, checked by"
+    " build-id.",
+)
+@click.option(
+    "-f",
+    "heap_files",
+    required=True,
+    multiple=True,
+    metavar="FILE",
+    help="The .heap file to read, or a capture's prefix (/tmp/svc_4242.0001: its "
+    "host and device heaps). Several with -t: the heaps side by side.",
+)
 @click.option("--heap", type=click.Choice(HEAPS), help="Of the files given, the one of this heap.")
 @click.option("-t", "text", is_flag=True, help="Flat/cum text table, as jeprof --text.")
 @click.option("-s", "svg", is_flag=True, help="SVG call graph, drawn by graphviz dot.")
-@click.option("--collapsed", is_flag=True,
-              help="Collapsed stacks (`root;...;leaf value`) for flamegraph.pl or speedscope.")
+@click.option(
+    "--collapsed",
+    is_flag=True,
+    help="Collapsed stacks (`root;...;leaf value`) for flamegraph.pl or speedscope.",
+)
 @click.option("--json", "json_", is_flag=True, help="The flat/cum table and metadata as JSON.")
-@click.option("--flame", metavar="PATH", callback=_path,
-              help="Write an interactive HTML flame graph to PATH.")
-@click.option("--pprof", metavar="PATH", callback=_path,
-              help="Write gzipped profile.proto to PATH (go tool pprof, and pprof's UIs).")
+@click.option(
+    "--flame", metavar="PATH", callback=_path, help="Write an interactive HTML flame graph to PATH."
+)
+@click.option(
+    "--pprof",
+    metavar="PATH",
+    callback=_path,
+    help="Write gzipped profile.proto to PATH (go tool pprof, and pprof's UIs).",
+)
 @click.option("-o", "output", metavar="OUT", help="Write to OUT instead of stdout.")
 @click.option("--inuse_space", is_flag=True, help="Live bytes at the dump (default).")
 @click.option("--inuse_objects", is_flag=True, help="Live objects at the dump.")
 @click.option("--alloc_space", is_flag=True, help="Bytes allocated in the window.")
 @click.option("--alloc_objects", is_flag=True, help="Objects allocated in the window.")
-@click.option("--base", metavar="OLD", help="Report FILE - OLD (another .heap of the same"
-              " program): growth is positive, shrinkage negative.")
+@click.option(
+    "--base",
+    metavar="OLD",
+    help="Report FILE - OLD (another .heap of the same"
+    " program): growth is positive, shrinkage negative.",
+)
 @click.option("--lines", is_flag=True, help="One node per source line (function file:line).")
-@click.option("--full-names", is_flag=True, help="Names in full: C++ with arguments and template"
-              " arguments, Rust with generics and hashes (default: short names, as jeprof).")
-@click.option("--native", is_flag=True, help="Python programs: every native frame (default:"
-              " the interpreter's own frames among the Python frames are folded).")
-@click.option("--nodecount", type=click.IntRange(min=1), metavar="N",
-              help="Show N rows (-t, --json) or nodes (-s, default 80).")
-@click.option("--nodefraction", type=FRACTION, default=0.005, show_default=True,
-              metavar="F", help="-s: drop nodes whose cum is below F of the total.")
-@click.option("--edgefraction", type=FRACTION, default=0.001, show_default=True,
-              metavar="F", help="-s: drop edges whose weight is below F of the total.")
-@click.option("--focus", metavar="RE", callback=_regex,
-              help="Keep only stacks through a function matching the regular expression RE.")
-@click.option("--ignore", metavar="RE", callback=_regex,
-              help="Drop stacks through a function matching the regular expression RE.")
-@click.option("--allow-mismatch", is_flag=True,
-              help="Symbolize even if BIN is not the build that ran (a warning, not an error).")
-@click.option("--timeline", metavar="SVG", help="Log mode: write memory over time (each"
-              " heap, RSS, marks, the peak) as an SVG file.")
-@click.option("--at", "at_ms", type=MILLISECONDS, metavar="MS",
-              help="Log mode: report what was live MS milliseconds after the window's start.")
+@click.option(
+    "--full-names",
+    is_flag=True,
+    help="Names in full: C++ with arguments and template"
+    " arguments, Rust with generics and hashes (default: short names, as jeprof).",
+)
+@click.option(
+    "--native",
+    is_flag=True,
+    help="Python programs: every native frame (default:"
+    " the interpreter's own frames among the Python frames are folded).",
+)
+@click.option(
+    "--nodecount",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Show N rows (-t, --json) or nodes (-s, default 80).",
+)
+@click.option(
+    "--nodefraction",
+    type=FRACTION,
+    default=0.005,
+    show_default=True,
+    metavar="F",
+    help="-s: drop nodes whose cum is below F of the total.",
+)
+@click.option(
+    "--edgefraction",
+    type=FRACTION,
+    default=0.001,
+    show_default=True,
+    metavar="F",
+    help="-s: drop edges whose weight is below F of the total.",
+)
+@click.option(
+    "--focus",
+    metavar="RE",
+    callback=_regex,
+    help="Keep only stacks through a function matching the regular expression RE.",
+)
+@click.option(
+    "--ignore",
+    metavar="RE",
+    callback=_regex,
+    help="Drop stacks through a function matching the regular expression RE.",
+)
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    help="Symbolize even if BIN is not the build that ran (a warning, not an error).",
+)
+@click.option(
+    "--timeline",
+    metavar="SVG",
+    help="Log mode: write memory over time (each heap, RSS, marks, the peak) as an SVG file.",
+)
+@click.option(
+    "--at",
+    "at_ms",
+    type=MILLISECONDS,
+    metavar="MS",
+    help="Log mode: report what was live MS milliseconds after the window's start.",
+)
 @click.option("--peak", is_flag=True, help="Log mode: report what was live at the heap's peak.")
-@click.option("--between", nargs=2, metavar="MARK_A MARK_B",
-              help="Log mode: report the allocations made from the first mark MARK_A to the"
-              " next mark MARK_B (alloc_space unless an index is given; --inuse_space: those"
-              " still live at MARK_B).")
-@click.option("--leaks", "window_leaks", is_flag=True,
-              help="Log mode: window leaks, the sampled allocations still live at the end"
-              " of the window, by stack, largest first (text, or --json).")
-@click.option("--mark-leaks", metavar="TEXT",
-              help="Log mode: allocations made between occurrence --start-index and the next"
-              " one of mark TEXT and not freed by it, by stack (msMemScope's check_leaks).")
-@click.option("--start-index", type=click.IntRange(min=0), metavar="I",
-              help="With --mark-leaks: the occurrence the range starts at, from 0 [default 0].")
+@click.option(
+    "--between",
+    nargs=2,
+    metavar="MARK_A MARK_B",
+    help="Log mode: report the allocations made from the first mark MARK_A to the"
+    " next mark MARK_B (alloc_space unless an index is given; --inuse_space: those"
+    " still live at MARK_B).",
+)
+@click.option(
+    "--leaks",
+    "window_leaks",
+    is_flag=True,
+    help="Log mode: window leaks, the sampled allocations still live at the end"
+    " of the window, by stack, largest first (text, or --json).",
+)
+@click.option(
+    "--mark-leaks",
+    metavar="TEXT",
+    help="Log mode: allocations made between occurrence --start-index and the next"
+    " one of mark TEXT and not freed by it, by stack (msMemScope's check_leaks).",
+)
+@click.option(
+    "--start-index",
+    type=click.IntRange(min=0),
+    metavar="I",
+    help="With --mark-leaks: the occurrence the range starts at, from 0 [default 0].",
+)
 def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
     if flags["binary"] is None:
         flags["binary"], build_id = recorded_program(chosen[0][1])
-        _say(f"reading {flags['binary']}, the program that ran"
-             + (f" (build-id {build_id})" if build_id else ""))
+        _say(
+            f"reading {flags['binary']}, the program that ran"
+            + (f" (build-id {build_id})" if build_id else "")
+        )
     query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
     if len(chosen) > 1:
         pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags, query))
@@ -132,22 +222,24 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         raise UserError("--start-index goes with --mark-leaks TEXT.")
     if query.timeline is not None and not reports and not streams and not files:
         if output is not None:
-            raise UserError("-o is for a report (-t, --at, ...); --timeline takes its own"
-                            " path.")
-        return _build(heap_file, flags, "inuse_space", [])   # the timeline alone
+            raise UserError("-o is for a report (-t, --at, ...); --timeline takes its own path.")
+        return _build(heap_file, flags, "inuse_space", [])  # the timeline alone
     if reports and flags["base"] is not None:
         raise UserError("--base compares two .heap files; it does not apply to log reports.")
     if query.leaks:
         if flags["svg"] or flags["collapsed"] or files or flags["focus"] or flags["ignore"]:
-            raise UserError("leak reports are text (-t, the default) or --json; --focus,"
-                            " --ignore and the other formats apply to --at, --peak and"
-                            " --between.")
-        return _build(heap_file, flags, "inuse_space",
-                      [("json" if flags["json_"] else "text", output)])
+            raise UserError(
+                "leak reports are text (-t, the default) or --json; --focus,"
+                " --ignore and the other formats apply to --at, --peak and"
+                " --between."
+            )
+        return _build(
+            heap_file, flags, "inuse_space", [("json" if flags["json_"] else "text", output)]
+        )
     indexes = [name for name in SAMPLE_INDEXES if flags[name]]
     if len(indexes) > 1:
         raise UserError(f"choose one sample index, not {' and '.join('--' + i for i in indexes)}.")
-    if reports:   # --at, --peak or --between: a profile of the log, reported as a .heap's
+    if reports:  # --at, --peak or --between: a profile of the log, reported as a .heap's
         if len(streams) > 1:
             raise UserError("choose one of -t, -s, --collapsed, --json for -o/stdout.")
         streams = streams or ([] if files else ["text"])
@@ -155,11 +247,17 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         if len(streams) > 1 or not streams and not files:
             raise UserError(_ONE_OUTPUT)
         if output is not None and not streams:
-            raise UserError(f"-o {output} is for -t, -s, --collapsed or --json; --flame and"
-                            " --pprof take their own path.")
+            raise UserError(
+                f"-o {output} is for -t, -s, --collapsed or --json; --flame and"
+                " --pprof take their own path."
+            )
     default = "alloc_space" if query.between is not None else "inuse_space"
-    return _build(heap_file, flags, indexes[0] if indexes else default,
-                  [(fmt, output) for fmt in streams] + files)
+    return _build(
+        heap_file,
+        flags,
+        indexes[0] if indexes else default,
+        [(fmt, output) for fmt in streams] + files,
+    )
 
 
 def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -> Request:
@@ -169,27 +267,38 @@ def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -
     one_heap = [f"--{name}" for name in ("lines", "focus", "ignore", "base") if flags[name]]
     if streams != ["text"] or files or one_heap or query != LogQuery():
         asked = " and ".join(one_heap) or "that report"
-        raise UserError(f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
-                        f" side only in a plain -t; for {asked} choose one with --heap.")
+        raise UserError(
+            f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
+            f" side only in a plain -t; for {asked} choose one with --heap."
+        )
     index = next((i for i in SAMPLE_INDEXES if flags[i]), "inuse_space")
     return _build("", flags, index, [("text", flags["output"])])
 
 
 def _outputs(flags: dict) -> tuple[list[str], list[tuple[str, str]]]:
     """The formats asked for -o/stdout, and (format, path) of those written to a file."""
-    streams = [fmt for fmt, flag in zip(STREAM_FORMATS, _STREAM_FLAGS, strict=True)
-               if flags[flag]]
+    streams = [fmt for fmt, flag in zip(STREAM_FORMATS, _STREAM_FLAGS, strict=True) if flags[flag]]
     return streams, [(fmt, flags[fmt]) for fmt in FILE_FORMATS if flags[fmt]]
 
 
 def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
-    return Request(heap_file=heap_file, binary=flags["binary"], base=flags["base"],
-                   index=index, lines=flags["lines"], file_lines=flags["pprof"] is not None,
-                   full_names=flags["full_names"], allow_mismatch=flags["allow_mismatch"],
-                   native=flags["native"], focus=flags["focus"], ignore=flags["ignore"],
-                   nodecount=flags["nodecount"],
-                   nodefraction=flags["nodefraction"], edgefraction=flags["edgefraction"],
-                   outputs=outputs)
+    return Request(
+        heap_file=heap_file,
+        binary=flags["binary"],
+        base=flags["base"],
+        index=index,
+        lines=flags["lines"],
+        file_lines=flags["pprof"] is not None,
+        full_names=flags["full_names"],
+        allow_mismatch=flags["allow_mismatch"],
+        native=flags["native"],
+        focus=flags["focus"],
+        ignore=flags["ignore"],
+        nodecount=flags["nodecount"],
+        nodefraction=flags["nodefraction"],
+        edgefraction=flags["edgefraction"],
+        outputs=outputs,
+    )
 
 
 def _say(message: str) -> None:

@@ -37,10 +37,14 @@ from mem_profiler.parser.units import format_mib
 
 PROG = "mem_profiler"
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
-MODE_HELP = ("log: also write the event log of sampled allocations and frees, a timeline "
-             "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog).")
-DEVICE_RATE_HELP = ("Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
-                    "1 records every device allocation.")
+MODE_HELP = (
+    "log: also write the event log of sampled allocations and frees, a timeline "
+    "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog)."
+)
+DEVICE_RATE_HELP = (
+    "Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
+    "1 records every device allocation."
+)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -48,22 +52,39 @@ def fail(message: str, code: int = 2) -> None:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-p", "--pid", type=PID,
-              help="Process to capture (default: your only capturable one).")
-@click.option("-s", "--seconds", type=SECONDS,
-              help="Length of the capture window; Ctrl-C ends it early.  [default: 60]")
-@click.option("-c", "--rate", type=RATE,
-              help="Mean bytes between samples; 1 records every allocation.  "
-              f"[default: {defaults.RATE}]")
-@click.option("--device-rate", type=RATE,
-              help=f"{DEVICE_RATE_HELP}  [default: {defaults.DEVICE_RATE}]")
-@click.option("-o", "--output", "prefix",
-              help=f"Path prefix of the .heap files.  [default: {defaults.PREFIX}]")
+@click.option(
+    "-p", "--pid", type=PID, help="Process to capture (default: your only capturable one)."
+)
+@click.option(
+    "-s",
+    "--seconds",
+    type=SECONDS,
+    help="Length of the capture window; Ctrl-C ends it early.  [default: 60]",
+)
+@click.option(
+    "-c",
+    "--rate",
+    type=RATE,
+    help=f"Mean bytes between samples; 1 records every allocation.  [default: {defaults.RATE}]",
+)
+@click.option(
+    "--device-rate", type=RATE, help=f"{DEVICE_RATE_HELP}  [default: {defaults.DEVICE_RATE}]"
+)
+@click.option(
+    "-o",
+    "--output",
+    "prefix",
+    help=f"Path prefix of the .heap files.  [default: {defaults.PREFIX}]",
+)
 @click.option("-d", "--depth", type=DEPTH, help=f"Frames per stack. [default: {defaults.DEPTH}]")
 @click.option("--mode", type=click.Choice(["table", "log"]), help=MODE_HELP + "  [default: table]")
-@click.option("--attach", is_flag=True, default=None,
-              help="Load the sampler into -p PID if it was started without it (ptrace; "
-              "asked on a terminal when not given).")
+@click.option(
+    "--attach",
+    is_flag=True,
+    default=None,
+    help="Load the sampler into -p PID if it was started without it (ptrace; "
+    "asked on a terminal when not given).",
+)
 @click.pass_context
 def cli(ctx: click.Context, **capture: object) -> None:
     """Sampling heap profiler for Linux programs.
@@ -80,21 +101,26 @@ def cli(ctx: click.Context, **capture: object) -> None:
     given = [name for name in CAPTURE_OPTIONS if capture[name] is not None]
     if ctx.invoked_subcommand is not None:
         if given:
-            fail(f"-p/-s/-c/-o/-d capture a running process; `{ctx.invoked_subcommand}` "
-                 "takes its own options after its name")
+            fail(
+                f"-p/-s/-c/-o/-d capture a running process; `{ctx.invoked_subcommand}` "
+                "takes its own options after its name"
+            )
         return
     try:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
         if not has_sampler(pid) and wants_attach(pid, capture["attach"]):
             attach(pid)
             click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
-        result = capture_window(pid, capture["seconds"] or 60.0,
-                                capture["rate"] or defaults.RATE,
-                                capture["depth"] or defaults.DEPTH,
-                                capture["prefix"] or defaults.PREFIX,
-                                progress=show_progress if sys.stderr.isatty() else None,
-                                device_rate=capture["device_rate"] or defaults.DEVICE_RATE,
-                                log=capture["mode"] == "log")
+        result = capture_window(
+            pid,
+            capture["seconds"] or 60.0,
+            capture["rate"] or defaults.RATE,
+            capture["depth"] or defaults.DEPTH,
+            capture["prefix"] or defaults.PREFIX,
+            progress=show_progress if sys.stderr.isatty() else None,
+            device_rate=capture["device_rate"] or defaults.DEVICE_RATE,
+            log=capture["mode"] == "log",
+        )
     except (ControlError, LaunchError, AttachError) as err:
         if sys.stderr.isatty():
             click.echo("", err=True)
@@ -103,9 +129,11 @@ def cli(ctx: click.Context, **capture: object) -> None:
         click.echo("", err=True)
     click.echo("succeeded in collecting memory data!  " + "  ".join(result.paths))
     if result.status.dropped_samples:
-        click.echo(f"mem_profiler: {result.status.dropped_samples:,} samples were dropped (a "
-                   "table of the sampler was full): each report says what is missing",
-                   err=True)
+        click.echo(
+            f"mem_profiler: {result.status.dropped_samples:,} samples were dropped (a "
+            "table of the sampler was full): each report says what is missing",
+            err=True,
+        )
 
 
 def wants_attach(pid: int, attach_flag: bool | None) -> bool:
@@ -113,56 +141,137 @@ def wants_attach(pid: int, attach_flag: bool | None) -> bool:
     says how to start with the sampler) otherwise."""
     if attach_flag is not None or not sys.stdin.isatty():
         return bool(attach_flag)
-    return click.confirm(f"process {pid} was started without the sampler: load it now "
-                         "(ptrace; allocations made before are not seen)?", default=False,
-                         err=True)
+    return click.confirm(
+        f"process {pid} was started without the sampler: load it now "
+        "(ptrace; allocations made before are not seen)?",
+        default=False,
+        err=True,
+    )
 
 
 def show_progress(elapsed: float, status: Status) -> None:
-    live = "  ".join(f"{heap} ≈ {format_mib(n)}" for heap, n in status.heap_live_bytes.items()
-                     if n or heap == "host")
+    live = "  ".join(
+        f"{heap} ≈ {format_mib(n)}"
+        for heap, n in status.heap_live_bytes.items()
+        if n or heap == "host"
+    )
     dropped = f"   {status.dropped_samples:,} dropped" if status.dropped_samples else ""
-    click.echo(f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples{dropped}   "
-               f"live: {live}   ", nl=False, err=True)
+    click.echo(
+        f"\r  {elapsed:6.1f} s   {status.live_samples:,} live samples{dropped}   live: {live}   ",
+        nl=False,
+        err=True,
+    )
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-c", "--rate", default=defaults.RATE, show_default=True, type=RATE,
-              help="Mean bytes between samples; 1 records every allocation.")
-@click.option("--device-rate", default=defaults.DEVICE_RATE, show_default=True, type=RATE,
-              help=DEVICE_RATE_HELP)
-@click.option("-o", "--output", "prefix", default=defaults.PREFIX, show_default=True,
-              help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap "
-              "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)")
-@click.option("-d", "--depth", default=defaults.DEPTH, show_default=True, type=DEPTH,
-              help="Frames kept per stack.")
-@click.option("--mode", type=click.Choice(["table", "log"]), default="table", show_default=True,
-              help=MODE_HELP)
-@click.option("--log-cap", default=defaults.LOG_FILE_BYTES, show_default=True, type=LOG_FILE_BYTES,
-              help="Bytes per log file; past it the log goes on in the next file.")
-@click.option("--log-files", default=defaults.LOG_FILES, show_default=True, type=LOG_FILES,
-              help="Log files kept; the oldest beyond this is deleted.")
-@click.option("--leak-check", is_flag=True,
-              help="Judge what is still allocated at exit: exit 1 when it is more than "
-              "--leak-threshold, with a report of the stacks (gate --max-live-at-exit).")
-@click.option("--leak-threshold", default="0", show_default=True, metavar="[HEAP:]SIZE",
-              help="Bytes allowed still allocated at exit (KiB, MiB, ... or KB, MB, ...).")
-@click.option("--idle", is_flag=True,
-              help="Load the sampler without capturing; capture later with mem_profiler -p.")
-@click.option("--follow-fork", is_flag=True,
-              help="Also profile the children CMD forks without exec (each writes files "
-              "of its own, which name the parent).")
-@click.option("--follow-children", is_flag=True,
-              help="Also profile the programs CMD executes, and every fork.")
-@click.option("--unwind", type=click.Choice(["hybrid", "libunwind", "fp"]), default="hybrid",
-              show_default=True, help="Stack unwinder: hybrid follows each object's "
-              ".eh_frame rules, cached per code address; libunwind gives the same stacks, "
-              "slower; fp alone loses callers of code built without frame pointers.")
+@click.option(
+    "-c",
+    "--rate",
+    default=defaults.RATE,
+    show_default=True,
+    type=RATE,
+    help="Mean bytes between samples; 1 records every allocation.",
+)
+@click.option(
+    "--device-rate",
+    default=defaults.DEVICE_RATE,
+    show_default=True,
+    type=RATE,
+    help=DEVICE_RATE_HELP,
+)
+@click.option(
+    "-o",
+    "--output",
+    "prefix",
+    default=defaults.PREFIX,
+    show_default=True,
+    help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap "
+    "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)",
+)
+@click.option(
+    "-d",
+    "--depth",
+    default=defaults.DEPTH,
+    show_default=True,
+    type=DEPTH,
+    help="Frames kept per stack.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["table", "log"]),
+    default="table",
+    show_default=True,
+    help=MODE_HELP,
+)
+@click.option(
+    "--log-cap",
+    default=defaults.LOG_FILE_BYTES,
+    show_default=True,
+    type=LOG_FILE_BYTES,
+    help="Bytes per log file; past it the log goes on in the next file.",
+)
+@click.option(
+    "--log-files",
+    default=defaults.LOG_FILES,
+    show_default=True,
+    type=LOG_FILES,
+    help="Log files kept; the oldest beyond this is deleted.",
+)
+@click.option(
+    "--leak-check",
+    is_flag=True,
+    help="Judge what is still allocated at exit: exit 1 when it is more than "
+    "--leak-threshold, with a report of the stacks (gate --max-live-at-exit).",
+)
+@click.option(
+    "--leak-threshold",
+    default="0",
+    show_default=True,
+    metavar="[HEAP:]SIZE",
+    help="Bytes allowed still allocated at exit (KiB, MiB, ... or KB, MB, ...).",
+)
+@click.option(
+    "--idle",
+    is_flag=True,
+    help="Load the sampler without capturing; capture later with mem_profiler -p.",
+)
+@click.option(
+    "--follow-fork",
+    is_flag=True,
+    help="Also profile the children CMD forks without exec (each writes files "
+    "of its own, which name the parent).",
+)
+@click.option(
+    "--follow-children",
+    is_flag=True,
+    help="Also profile the programs CMD executes, and every fork.",
+)
+@click.option(
+    "--unwind",
+    type=click.Choice(["hybrid", "libunwind", "fp"]),
+    default="hybrid",
+    show_default=True,
+    help="Stack unwinder: hybrid follows each object's "
+    ".eh_frame rules, cached per code address; libunwind gives the same stacks, "
+    "slower; fp alone loses callers of code built without frame pointers.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap: int,
-        log_files: int, leak_check: bool, leak_threshold: str, idle: bool,
-        follow_fork: bool, follow_children: bool, unwind: str,
-        command: tuple[str, ...]) -> None:
+def run(
+    rate: int,
+    device_rate: int,
+    prefix: str,
+    depth: int,
+    mode: str,
+    log_cap: int,
+    log_files: int,
+    leak_check: bool,
+    leak_threshold: str,
+    idle: bool,
+    follow_fork: bool,
+    follow_children: bool,
+    unwind: str,
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
     The process COMMAND ends up as (through exec, as a shim or wrapper script
@@ -171,11 +280,19 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
     """
     if leak_check:
         check_leaks_at_exit(list(command), leak_threshold, rate, device_rate, depth, prefix)
-    settings = CaptureSettings(rate=rate, device_rate=device_rate, depth=depth, prefix=prefix,
-                               capture=not idle, log=mode == "log", log_cap=log_cap,
-                               log_files=log_files,
-                               follow_children=follow_children, follow_fork=follow_fork,
-                               unwinder=unwind)
+    settings = CaptureSettings(
+        rate=rate,
+        device_rate=device_rate,
+        depth=depth,
+        prefix=prefix,
+        capture=not idle,
+        log=mode == "log",
+        log_cap=log_cap,
+        log_files=log_files,
+        follow_children=follow_children,
+        follow_fork=follow_fork,
+        unwinder=unwind,
+    )
     try:
         result = run_profiled(list(command), settings)
     except LaunchError as err:
@@ -186,14 +303,20 @@ def run(rate: int, device_rate: int, prefix: str, depth: int, mode: str, log_cap
         click.echo(f"mem_profiler: wrote {path}", err=True)
     children = sorted(set(result.files_by_process()) - {result.pid})
     if children:
-        click.echo(f"mem_profiler: process{'es' if len(children) > 1 else ''} "
-                   f"{', '.join(map(str, children))}, children of {command[0]} "
-                   f"(process {result.pid}), wrote files of their own", err=True)
+        click.echo(
+            f"mem_profiler: process{'es' if len(children) > 1 else ''} "
+            f"{', '.join(map(str, children))}, children of {command[0]} "
+            f"(process {result.pid}), wrote files of their own",
+            err=True,
+        )
     for failure in result.failures:
         click.echo(f"mem_profiler: {failure}", err=True)
     if not result.heap_files and not result.failures and not idle:
-        click.echo(f"mem_profiler: {command[0]} wrote no profile (it ended without running "
-                   "exit handlers, e.g. killed or _exit)", err=True)
+        click.echo(
+            f"mem_profiler: {command[0]} wrote no profile (it ended without running "
+            "exit handlers, e.g. killed or _exit)",
+            err=True,
+        )
     # A profile that could not be written fails the run, even where the program did not.
     sys.exit(result.exit_code or (1 if result.failures else 0))
 
@@ -222,8 +345,10 @@ def detach_(pid: int) -> None:
     for path in files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
     preloaded = "" if status.injected else " (preloaded: it redirects none)"
-    click.echo(f"detached from process {pid}: {status.redirected_slots} GOT slots redirected, "
-               f"the sampler idle{preloaded}")
+    click.echo(
+        f"detached from process {pid}: {status.redirected_slots} GOT slots redirected, "
+        f"the sampler idle{preloaded}"
+    )
 
 
 @cli.command(name="dump")
@@ -240,25 +365,57 @@ def dump_(pid: int) -> None:
 
 
 @cli.command()
-@click.option("-p", "--pid", type=PID,
-              help="Process to show (default: your only capturable one).")
-@click.option("-c", "--rate", default=defaults.RATE, show_default=True, type=RATE,
-              help="Mean bytes between samples in the window top opens (a window that is "
-              "open already keeps its own).")
-@click.option("--interval", default=1.0, show_default=True, type=FiniteFloatRange(0.1, 3600),
-              help="Seconds between refreshes.")
-@click.option("-n", "count", type=click.IntRange(min=1), metavar="COUNT",
-              help="Print COUNT refreshes as text, then exit (as top -b does; also without "
-              "-n when not on a terminal).")
+@click.option("-p", "--pid", type=PID, help="Process to show (default: your only capturable one).")
+@click.option(
+    "-c",
+    "--rate",
+    default=defaults.RATE,
+    show_default=True,
+    type=RATE,
+    help="Mean bytes between samples in the window top opens (a window that is "
+    "open already keeps its own).",
+)
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=FiniteFloatRange(0.1, 3600),
+    help="Seconds between refreshes.",
+)
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(min=1),
+    metavar="COUNT",
+    help="Print COUNT refreshes as text, then exit (as top -b does; also without "
+    "-n when not on a terminal).",
+)
 @click.option("--heap", type=click.Choice(HEAPS), help="Show one heap.  [default: every heap]")
-@click.option("--sort", type=click.Choice(SORT_KEYS), default="inuse", show_default=True,
-              help="Order of the stacks: bytes in use, allocated per second, or growth of "
-              "in use per second (keys i, a, g on the screen).")
-@click.option("--attach", "attach_flag", is_flag=True, default=None,
-              help="Load the sampler into -p PID if it was started without it (ptrace; "
-              "asked on a terminal when not given).")
-def top(pid: int | None, rate: int, interval: float, count: int | None, heap: str | None,
-        sort: str, attach_flag: bool | None) -> None:
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_KEYS),
+    default="inuse",
+    show_default=True,
+    help="Order of the stacks: bytes in use, allocated per second, or growth of "
+    "in use per second (keys i, a, g on the screen).",
+)
+@click.option(
+    "--attach",
+    "attach_flag",
+    is_flag=True,
+    default=None,
+    help="Load the sampler into -p PID if it was started without it (ptrace; "
+    "asked on a terminal when not given).",
+)
+def top(
+    pid: int | None,
+    rate: int,
+    interval: float,
+    count: int | None,
+    heap: str | None,
+    sort: str,
+    attach_flag: bool | None,
+) -> None:
     """Live view of a running process: its heaps' totals and RSS, and the stacks holding
     the most memory, with their growth and allocation rate over the last interval.
 
@@ -274,8 +431,10 @@ def top(pid: int | None, rate: int, interval: float, count: int | None, heap: st
         if not has_sampler(pid) and wants_attach(pid, attach_flag):
             attach(pid)
             click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
-        run_top(Settings(pid, rate, interval, count, heap, sort),
-                batch=count is not None or not sys.stdout.isatty())
+        run_top(
+            Settings(pid, rate, interval, count, heap, sort),
+            batch=count is not None or not sys.stdout.isatty(),
+        )
     except (ControlError, AttachError) as err:
         fail(str(err), 1)
 

@@ -25,24 +25,30 @@ from mem_profiler.parser.errors import BudgetError
 
 MARKER = "memory_budget"
 _KINDS = {"peak": PEAK, "leaks": LEAK_PER_STACK}
-_RUN_IDLE = ("run pytest under the sampler, idle: `mem_profiler run --idle -- pytest ...` "
-             "(or LD_PRELOAD=$(mem_profiler lib) pytest ...)")
+_RUN_IDLE = (
+    "run pytest under the sampler, idle: `mem_profiler run --idle -- pytest ...` "
+    "(or LD_PRELOAD=$(mem_profiler lib) pytest ...)"
+)
 _FOLDER = pytest.StashKey[Path]()
 _PLAN = pytest.StashKey["_Plan"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("memory budgets").addoption(
-        "--memory-budget-default", metavar="peak=SIZE,leaks=SIZE",
+        "--memory-budget-default",
+        metavar="peak=SIZE,leaks=SIZE",
         help="Budgets for every test (a memory_budget marker overrides them key by key); "
-             "SIZE in bytes or with KiB/MiB/GiB, KB/MB/GB.")
+        "SIZE in bytes or with KiB/MiB/GiB, KB/MB/GB.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}(peak=None, leaks=None, heap='host', rate=1): fail the test if "
+        "markers",
+        f"{MARKER}(peak=None, leaks=None, heap='host', rate=1): fail the test if "
         "its peak of live bytes exceeds `peak`, or if one call stack still holds more than "
-        "`leaks` when it ends (mem_profiler).")
+        "`leaks` when it ends (mem_profiler).",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,11 +64,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not any(_PLAN in item.stash for item in items):
         return
     if not api.sampler_loaded():
-        raise pytest.UsageError(f"memory budgets need the mem_profiler sampler in the pytest "
-                                f"process: {_RUN_IDLE}")
+        raise pytest.UsageError(
+            f"memory budgets need the mem_profiler sampler in the pytest process: {_RUN_IDLE}"
+        )
     if api.is_capturing():
-        raise pytest.UsageError("a mem_profiler capture window is already open in the pytest "
-                                f"process, so tests cannot have windows of their own: {_RUN_IDLE}")
+        raise pytest.UsageError(
+            "a mem_profiler capture window is already open in the pytest "
+            f"process, so tests cannot have windows of their own: {_RUN_IDLE}"
+        )
     config.stash[_FOLDER] = Path(tempfile.mkdtemp(prefix="memory_budget_"))
 
 
@@ -86,12 +95,16 @@ def _plan(item: pytest.Item) -> _Plan | None:
     if marker is not None:
         unknown = set(marker.kwargs) - {*_KINDS, "heap", "rate"}
         if marker.args or unknown:
-            raise BudgetError(f"{item.nodeid}: {MARKER} takes the keyword arguments peak, "
-                              "leaks, heap and rate")
+            raise BudgetError(
+                f"{item.nodeid}: {MARKER} takes the keyword arguments peak, leaks, heap and rate"
+            )
         settings.update(marker.kwargs)
     heap = str(settings.get("heap", "host"))
-    budgets = [size_budget(kind, settings[key], heap)   # type: ignore[arg-type]
-               for key, kind in _KINDS.items() if settings.get(key) is not None]
+    budgets = [
+        size_budget(kind, settings[key], heap)  # type: ignore[arg-type]
+        for key, kind in _KINDS.items()
+        if settings.get(key) is not None
+    ]
     rate = settings.get("rate", 1)
     if not isinstance(rate, int) or rate < 1:
         raise BudgetError(f"{item.nodeid}: {MARKER} rate must be a whole number of bytes >= 1")
@@ -103,8 +116,9 @@ def _parse_default(text: str | None) -> dict[str, object]:
     for part in filter(None, (text or "").split(",")):
         key, sep, value = part.partition("=")
         if not sep or key.strip() not in _KINDS:
-            raise BudgetError(f"bad --memory-budget-default {text!r}: expected "
-                              "peak=SIZE,leaks=SIZE")
+            raise BudgetError(
+                f"bad --memory-budget-default {text!r}: expected peak=SIZE,leaks=SIZE"
+            )
         settings[key.strip()] = value.strip()
     return settings
 
@@ -131,8 +145,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if not exceeded:
         _remove(cap)
         return outcome
-    pytest.fail("memory budget exceeded:\n" + "\n".join(map(format_result, exceeded))
-                + f"\nprofile: {', '.join(map(str, cap.files.values()))}", pytrace=False)
+    pytest.fail(
+        "memory budget exceeded:\n"
+        + "\n".join(map(format_result, exceeded))
+        + f"\nprofile: {', '.join(map(str, cap.files.values()))}",
+        pytrace=False,
+    )
 
 
 def _remove(cap: api.Capture | None) -> None:

@@ -45,8 +45,9 @@ class View:
     number: int  # 1 for the first refresh
 
 
-def refreshes(view: LiveView, stacks: LiveStacks, interval: float,
-              stop: threading.Event) -> Iterator[View]:
+def refreshes(
+    view: LiveView, stacks: LiveStacks, interval: float, stop: threading.Event
+) -> Iterator[View]:
     """A View every `interval` seconds (a refresh that took longer delays the next), each
     against the snapshot before; the first snapshot, taken at once, is their baseline.
     Ends when `stop` is set."""
@@ -69,29 +70,42 @@ def summary_lines(view: LiveView, shown: View, sort: str, heap: str | None) -> l
     prof = shown.snapshot.profiles[0]
     seconds = (shown.refresh.time_ns - view.window_start_ns) / 1e9
     owner = "top's window" if view.owns_window else "a window open already (read only)"
-    lines = [f"process {view.pid} {printable(prof.cmdline or prof.exe or '')}".rstrip(),
-             f"{owner}, -c {prof.rate}, open {seconds:.1f} s; refresh "
-             f"{shown.number} over {shown.refresh.interval_s:.2f} s; "
-             f"{'every heap' if heap is None else f'the {heap} heap'}, sorted by "
-             f"{SORT_TITLES[sort]}",
-             f"RSS {format_bytes(shown.snapshot.rss_bytes)}"]
+    lines = [
+        f"process {view.pid} {printable(prof.cmdline or prof.exe or '')}".rstrip(),
+        f"{owner}, -c {prof.rate}, open {seconds:.1f} s; refresh "
+        f"{shown.number} over {shown.refresh.interval_s:.2f} s; "
+        f"{'every heap' if heap is None else f'the {heap} heap'}, sorted by "
+        f"{SORT_TITLES[sort]}",
+        f"RSS {format_bytes(shown.snapshot.rss_bytes)}",
+    ]
     for h in shown.refresh.heaps:
         if heap in (None, h.heap):
-            lines.append(f"heap {h.heap}: {format_bytes(h.in_use)} in use, growing "
-                         f"{format_bytes(h.growth, signed=True)}/s, allocating "
-                         f"{format_bytes(h.alloc_rate)}/s")
+            lines.append(
+                f"heap {h.heap}: {format_bytes(h.in_use)} in use, growing "
+                f"{format_bytes(h.growth, signed=True)}/s, allocating "
+                f"{format_bytes(h.alloc_rate)}/s"
+            )
     if shown.refresh.dropped_samples:
-        lines.append(f"{shown.refresh.dropped_samples:,} samples dropped (a table of the "
-                     "sampler was full): the figures are low")
+        lines.append(
+            f"{shown.refresh.dropped_samples:,} samples dropped (a table of the "
+            "sampler was full): the figures are low"
+        )
     return lines
 
 
 def row_cells(rows: list[StackRow]) -> list[tuple[str, str, str, str, str]]:
     """Each row's cells, in COLUMNS' order; stacks with enough callers to tell them
     apart, `<` before each caller."""
-    return [(format_bytes(r.in_use), format_bytes(r.growth, signed=True) + "/s",
-             format_bytes(r.alloc_rate) + "/s", r.heap, " < ".join(frames))
-            for r, frames in zip(rows, distinct_frames(rows), strict=True)]
+    return [
+        (
+            format_bytes(r.in_use),
+            format_bytes(r.growth, signed=True) + "/s",
+            format_bytes(r.alloc_rate) + "/s",
+            r.heap,
+            " < ".join(frames),
+        )
+        for r, frames in zip(rows, distinct_frames(rows), strict=True)
+    ]
 
 
 def print_batch(view: LiveView, stacks: LiveStacks, settings: Settings) -> None:
@@ -100,8 +114,12 @@ def print_batch(view: LiveView, stacks: LiveStacks, settings: Settings) -> None:
         rows = shown.refresh.top(settings.sort, BATCH_ROWS, settings.heap)
         cells = [COLUMNS, *row_cells(rows)]
         widths = [max(len(c[i]) for c in cells) for i in range(4)]
-        table = ["  ".join([*(c[i].rjust(widths[i]) for i in range(3)), c[3].ljust(widths[3]),
-                            c[4]]).rstrip() for c in cells]
+        table = [
+            "  ".join(
+                [*(c[i].rjust(widths[i]) for i in range(3)), c[3].ljust(widths[3]), c[4]]
+            ).rstrip()
+            for c in cells
+        ]
         header = summary_lines(view, shown, settings.sort, settings.heap)
         click.echo("\n".join(header + table) + "\n")
         if shown.number == settings.count:

@@ -73,8 +73,10 @@ class TopScreen(App):
         self._in_use: deque[float] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
-        yield Static(f"process {self.view.pid}: the first refresh comes in "
-                     f"{self.settings.interval:g} s", id="summary")
+        yield Static(
+            f"process {self.view.pid}: the first refresh comes in {self.settings.interval:g} s",
+            id="summary",
+        )
         with Horizontal(id="history"):
             yield Static("RSS", classes="label")
             yield Sparkline([], id="rss")
@@ -101,8 +103,9 @@ class TopScreen(App):
     def on_refreshed(self, message: Refreshed) -> None:
         self.shown = message.shown
         self._rss.append(message.shown.snapshot.rss_bytes)
-        self._in_use.append(sum(h.in_use for h in message.shown.refresh.heaps
-                                if self.heap in (None, h.heap)))
+        self._in_use.append(
+            sum(h.in_use for h in message.shown.refresh.heaps if self.heap in (None, h.heap))
+        )
         self._draw()
 
     def on_ended(self, message: Ended) -> None:
@@ -117,16 +120,18 @@ class TopScreen(App):
         if self.shown is None:
             return
         choices = [None, *(h.heap for h in self.shown.refresh.heaps)]
-        self.heap = choices[(choices.index(self.heap) + 1) % len(choices)
-                            if self.heap in choices else 0]
+        self.heap = choices[
+            (choices.index(self.heap) + 1) % len(choices) if self.heap in choices else 0
+        ]
         self._in_use.clear()
         self._draw()
 
     def _draw(self) -> None:
         if self.shown is None:
             return
-        self.query_one("#summary", Static).update(Text(
-            "\n".join(summary_lines(self.view, self.shown, self.sort, self.heap))))
+        self.query_one("#summary", Static).update(
+            Text("\n".join(summary_lines(self.view, self.shown, self.sort, self.heap)))
+        )
         self.query_one("#rss", Sparkline).data = list(self._rss)
         self.query_one("#in_use", Sparkline).data = list(self._in_use)
         table = self.query_one(DataTable)

@@ -27,16 +27,22 @@ class FlatCum:
         return index_unit(self.index)
 
 
-def node_frames(sym: SymbolizedProfile, lines: bool = False,
-                full_names: bool = False) -> tuple[list[str], np.ndarray]:
+def node_frames(
+    sym: SymbolizedProfile, lines: bool = False, full_names: bool = False
+) -> tuple[list[str], np.ndarray]:
     """Node names (see SymbolizedProfile.node_names) and the node of each frame of the
     stacks, int64, concatenated as sym.frames."""
     names, node_of = sym.node_names(lines, full_names)
     return names, node_of[sym.frames] if len(sym.frames) else sym.frames
 
 
-def aggregate(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool = False,
-              full_names: bool = False) -> FlatCum:
+def aggregate(
+    sym: SymbolizedProfile,
+    index: str = "inuse_space",
+    *,
+    lines: bool = False,
+    full_names: bool = False,
+) -> FlatCum:
     """flat = value of samples whose leaf is the node; cum = value of samples whose
     stack holds the node (once per sample under recursion); nodes worth 0 are left out.
 
@@ -56,5 +62,6 @@ def aggregate(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool
 
     order = np.lexsort((name_ranks(names), -np.abs(cum), -np.abs(flat)))
     order = order[(cum[order] != 0) | (flat[order] != 0)]
-    return FlatCum(index, float(values.sum()), [names[i] for i in order.tolist()],
-                   flat[order], cum[order])
+    return FlatCum(
+        index, float(values.sum()), [names[i] for i in order.tolist()], flat[order], cum[order]
+    )

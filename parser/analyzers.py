@@ -30,8 +30,14 @@ _BINARY = "the program that ran, to name frames [default: the .heap's exe]"
 _HEAP = "host, cuda, cuda_host, acl, acl_host or hal [default: the .heap's heap]"
 
 
-def check_leaks(input_path: PathLike, mstx_info: str, start_index: int, *,
-                binary: PathLike | None = None, heap: str | None = None) -> list[Leak]:
+def check_leaks(
+    input_path: PathLike,
+    mstx_info: str,
+    start_index: int,
+    *,
+    binary: PathLike | None = None,
+    heap: str | None = None,
+) -> list[Leak]:
     """msMemScope's leak check: allocations made between occurrence `start_index` and the
     next occurrence of the mark `mstx_info` (from 0) and not freed by it. Prints the report
     and returns its rows."""
@@ -39,8 +45,9 @@ def check_leaks(input_path: PathLike, mstx_info: str, start_index: int, *,
     return _report(cap, log_analysis.mark_range_leaks(cap, mstx_info, start_index), binary)
 
 
-def window_leaks(input_path: PathLike, *, binary: PathLike | None = None,
-                 heap: str | None = None) -> list[Leak]:
+def window_leaks(
+    input_path: PathLike, *, binary: PathLike | None = None, heap: str | None = None
+) -> list[Leak]:
     """Sampled allocations still live at the end of the window, by stack. Prints the report
     and returns its rows."""
     cap = _open(input_path, heap)
@@ -66,19 +73,33 @@ class _Param:
 
 
 _ANALYZERS: dict[str, tuple[Callable[..., Any], dict[str, _Param]]] = {
-    "leaks": (check_leaks, {
-        "input_path": _Param(True, _INPUT),
-        "mstx_info": _Param(True, "the text of the mark that delimits the ranges"),
-        "start_index": _Param(True, "the occurrence of the mark the range starts at, from 0"),
-        "binary": _Param(False, _BINARY), "heap": _Param(False, _HEAP)}),
-    "window_leaks": (window_leaks, {
-        "input_path": _Param(True, _INPUT), "binary": _Param(False, _BINARY),
-        "heap": _Param(False, _HEAP)}),
+    "leaks": (
+        check_leaks,
+        {
+            "input_path": _Param(True, _INPUT),
+            "mstx_info": _Param(True, "the text of the mark that delimits the ranges"),
+            "start_index": _Param(True, "the occurrence of the mark the range starts at, from 0"),
+            "binary": _Param(False, _BINARY),
+            "heap": _Param(False, _HEAP),
+        },
+    ),
+    "window_leaks": (
+        window_leaks,
+        {
+            "input_path": _Param(True, _INPUT),
+            "binary": _Param(False, _BINARY),
+            "heap": _Param(False, _HEAP),
+        },
+    ),
     "peak": (peak, {"input_path": _Param(True, _INPUT), "heap": _Param(False, _HEAP)}),
-    "timeline": (timeline, {
-        "input_path": _Param(True, _INPUT), "output": _Param(True, "the SVG file to write"),
-        "program": _Param(False, "the program's name in the title [default: the .heap's"
-                          " exe]")}),
+    "timeline": (
+        timeline,
+        {
+            "input_path": _Param(True, _INPUT),
+            "output": _Param(True, "the SVG file to write"),
+            "program": _Param(False, "the program's name in the title [default: the .heap's exe]"),
+        },
+    ),
 }
 
 
@@ -89,8 +110,10 @@ def list_analyzers() -> list[str]:
 
 def get_analyzer_config(analyzer_type: str) -> dict[str, Any]:
     """The parameters of an analysis: {name: {"required": bool, "description": str}}."""
-    return {name: {"required": p.required, "description": p.description}
-            for name, p in _parameters(analyzer_type).items()}
+    return {
+        name: {"required": p.required, "description": p.description}
+        for name, p in _parameters(analyzer_type).items()
+    }
 
 
 def analyze(analyzer_type: str, **kwargs: Any) -> Any:
@@ -99,11 +122,17 @@ def analyze(analyzer_type: str, **kwargs: Any) -> Any:
     unknown = sorted(set(kwargs) - set(params))
     missing = [name for name, p in params.items() if p.required and name not in kwargs]
     if unknown or missing:
-        what = "; ".join(part for part in (
-            f"unknown {', '.join(unknown)}" if unknown else "",
-            f"missing {', '.join(missing)}" if missing else "") if part)
-        raise UserError(f"analyzer {analyzer_type!r}: {what} (its parameters:"
-                        f" {', '.join(params)}).")
+        what = "; ".join(
+            part
+            for part in (
+                f"unknown {', '.join(unknown)}" if unknown else "",
+                f"missing {', '.join(missing)}" if missing else "",
+            )
+            if part
+        )
+        raise UserError(
+            f"analyzer {analyzer_type!r}: {what} (its parameters: {', '.join(params)})."
+        )
     run = _ANALYZERS[analyzer_type][0]
     return run(**kwargs)
 
@@ -125,8 +154,10 @@ def _open(input_path: PathLike, heap: str | None) -> WindowLog:
 def _report(cap: WindowLog, leaks: LeakSet, binary: PathLike | None) -> list[Leak]:
     if binary is None:
         if cap.profile is None or not cap.profile.exe:
-            raise UserError(f"no .heap file says which program wrote {cap.log.base}: pass"
-                            " binary=<the program that ran>.")
+            raise UserError(
+                f"no .heap file says which program wrote {cap.log.base}: pass"
+                " binary=<the program that ran>."
+            )
         binary = cap.profile.exe
     rows, symbolizer_warnings = pipeline.rank_leaks(leaks, binary)
     for message in symbolizer_warnings:

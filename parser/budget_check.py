@@ -38,8 +38,14 @@ from mem_profiler.parser.symbolize import SymbolizedProfile
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2
-_ENTRY_FRAMES = {"_start", "__libc_start_main", "__libc_start_call_main", "start_thread",
-                 "clone", "clone3"}
+_ENTRY_FRAMES = {
+    "_start",
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "start_thread",
+    "clone",
+    "clone3",
+}
 
 
 @dataclass
@@ -58,8 +64,8 @@ class BudgetResult:
     measured: float
     limit: float
     exceeded: bool
-    rate: int                           # the profile's sampling rate; 1 is exact
-    sd: float = 0.0                     # one standard deviation of `measured`
+    rate: int  # the profile's sampling rate; 1 is exact
+    sd: float = 0.0  # one standard deviation of `measured`
     baseline_peak: float | None = None  # max-growth-vs
     stacks: list[StackLine] = field(default_factory=list)  # only when exceeded
     notes: list[str] = field(default_factory=list)
@@ -77,7 +83,7 @@ class CommandVerdict:
     name: str
     argv: list[str]
     budgets: list[Budget]
-    started: str                        # local time, ISO 8601 without a zone
+    started: str  # local time, ISO 8601 without a zone
     seconds: float
     rate: int
     pid: int | None = None
@@ -99,8 +105,9 @@ def gate_status(verdicts: list[CommandVerdict]) -> int:
     return EXCEEDED if any(v.exceeded for v in verdicts) else HOLD
 
 
-def check_budgets(budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile],
-                  top: int = 5) -> list[BudgetResult]:
+def check_budgets(
+    budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile], top: int = 5
+) -> list[BudgetResult]:
     """Judge each budget on the profile of its heap (a heap without a profile was not
     used: every measure is 0); for those exceeded, name the `top` stacks responsible."""
     views: dict[str, _Stacks] = {}
@@ -118,8 +125,10 @@ def check_budgets(budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile]
             result.notes.append(f"the {budget.heap} heap was not used")
         else:
             if profile.dropped_samples:
-                result.notes.append(f"{profile.dropped_samples:,} samples were dropped (the "
-                                    "sampler's tables were full): the measured value is too low")
+                result.notes.append(
+                    f"{profile.dropped_samples:,} samples were dropped (the "
+                    "sampler's tables were full): the measured value is too low"
+                )
             if result.exceeded:
                 result.notes += view(budget.heap).notes
                 result.stacks = _responsible(budget, view(budget.heap), top, result.notes)
@@ -127,8 +136,9 @@ def check_budgets(budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile]
     return results
 
 
-def _measure(budget: Budget, profile: HeapProfile | None,
-             view: Callable[[str], _Stacks]) -> BudgetResult:
+def _measure(
+    budget: Budget, profile: HeapProfile | None, view: Callable[[str], _Stacks]
+) -> BudgetResult:
     limit, baseline = float(budget.limit), None
     if budget.kind == GROWTH:
         baseline = _peak(budget.baseline_profile)[0]
@@ -140,13 +150,13 @@ def _measure(budget: Budget, profile: HeapProfile | None,
     elif budget.kind == LEAK_PER_STACK:
         est, var = view(budget.heap).grouped(live=True)
         worst = int(np.argmax(est)) if len(est) else None
-        value, sd = (0.0, 0.0) if worst is None else (float(est[worst]),
-                                                      math.sqrt(float(var[worst])))
+        value, sd = (
+            (0.0, 0.0) if worst is None else (float(est[worst]), math.sqrt(float(var[worst])))
+        )
     else:
         est, est_sd = stack_estimates(profile, live=budget.kind == LIVE_AT_EXIT)
         value, sd = float(est.sum()), math.sqrt(float(np.square(est_sd).sum()))
-    return BudgetResult(budget, value, limit, is_exceeded(value, limit), profile.rate, sd,
-                        baseline)
+    return BudgetResult(budget, value, limit, is_exceeded(value, limit), profile.rate, sd, baseline)
 
 
 def _peak(profile: HeapProfile) -> tuple[float, float]:
@@ -155,9 +165,11 @@ def _peak(profile: HeapProfile) -> tuple[float, float]:
     given, as which blocks were live at the peak is not known."""
     text = profile.meta.get("peak_live_bytes")
     if text is None or not text.isdigit():
-        raise BudgetError(f"{profile.path} records no peak (it was not made with live "
-                          "tracking): run the program with MEMPROF_TRACK_LIVE=1 or "
-                          "`mem_profiler gate`")
+        raise BudgetError(
+            f"{profile.path} records no peak (it was not made with live "
+            "tracking): run the program with MEMPROF_TRACK_LIVE=1 or "
+            "`mem_profiler gate`"
+        )
     peak = float(text)
     return peak, math.sqrt(peak * profile.rate) if profile.rate > 1 else 0.0
 
@@ -166,8 +178,9 @@ def stack_estimates(profile: HeapProfile, live: bool) -> tuple[np.ndarray, np.nd
     """Per stack, the unsampled bytes (live at the end, or allocated) and their standard
     deviation: k samples of a stack whose blocks are sampled with probability p estimate
     k/p blocks with relative sd sqrt((1-p)/k)."""
-    objs, nbytes = ((profile.cur_objs, profile.cur_bytes) if live
-                    else (profile.acc_objs, profile.acc_bytes))
+    objs, nbytes = (
+        (profile.cur_objs, profile.cur_bytes) if live else (profile.acc_objs, profile.acc_bytes)
+    )
     scale = scale_factors(objs, nbytes, profile.rate)
     est = estimates(profile, live)[1]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -188,8 +201,10 @@ class _Stacks:
         self.binary, self.sym = _symbolized(profile, binaries, self.notes)
         names = _frame_names(self.sym, profile, lines=False)
         keys: dict[tuple[str, ...], int] = {}
-        self.group = np.array([keys.setdefault(tuple(names(i)), len(keys))
-                               for i in range(len(profile.cur_objs))], np.int64)
+        self.group = np.array(
+            [keys.setdefault(tuple(names(i)), len(keys)) for i in range(len(profile.cur_objs))],
+            np.int64,
+        )
         self.frames = [list(k) for k in keys]
 
     def grouped(self, live: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -202,39 +217,45 @@ class _Stacks:
     def shown(self, groups: list[int], live: bool) -> list[list[str]]:
         """Frames of these stacks with file:line, from each one's largest call site."""
         est = stack_estimates(self.profile, live)[0]
-        first = [int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])])
-                 for g in groups]
+        first = [
+            int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])]) for g in groups
+        ]
         if self.binary:
             shown = some_stacks(self.profile, np.array(first, np.int64))
-            try:   # lines only for the stacks shown
-                names = _frame_names(load(Request(binary=self.binary, file_lines=True), shown),
-                                     shown, lines=True)
+            try:  # lines only for the stacks shown
+                names = _frame_names(
+                    load(Request(binary=self.binary, file_lines=True), shown), shown, lines=True
+                )
                 return [names(i) for i in range(len(first))]
-            except UserError:   # unreadable DWARF: no line numbers
+            except UserError:  # unreadable DWARF: no line numbers
                 pass
         names = _frame_names(self.sym, self.profile, lines=False)
         return [names(i) for i in first]
 
 
-def _responsible(budget: Budget, stacks: _Stacks, top: int,
-                 notes: list[str]) -> list[StackLine]:
+def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) -> list[StackLine]:
     if budget.kind == GROWTH:
         base = budget.baseline_profile
         base_stacks = _Stacks(base, [base.exe, stacks.profile.exe])
         notes += base_stacks.notes
         if stacks.sym is not None and base_stacks.sym is not None:
             return _grown(stacks, base_stacks, top)
-        notes.append("the stacks cannot be compared with the baseline's; "
-                     "the stacks that allocated most are shown")
+        notes.append(
+            "the stacks cannot be compared with the baseline's; "
+            "the stacks that allocated most are shown"
+        )
     live = budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK)
     est = stacks.grouped(live)[0]
     order = [g for g in np.argsort(-est, kind="stable")[:top].tolist() if est[g] > 0]
-    return [StackLine(float(est[g]), frames)
-            for g, frames in zip(order, stacks.shown(order, live), strict=True)]
+    return [
+        StackLine(float(est[g]), frames)
+        for g, frames in zip(order, stacks.shown(order, live), strict=True)
+    ]
 
 
-def _symbolized(profile: HeapProfile, binaries: list[str | None],
-                notes: list[str]) -> tuple[str | None, SymbolizedProfile | None]:
+def _symbolized(
+    profile: HeapProfile, binaries: list[str | None], notes: list[str]
+) -> tuple[str | None, SymbolizedProfile | None]:
     """(binary, the profile symbolized without lines) for the first of `binaries` that is
     the build that ran; (None, None) and a note when none is."""
     problem = f"{profile.path} names no executable"
@@ -247,38 +268,43 @@ def _symbolized(profile: HeapProfile, binaries: list[str | None],
     return None, None
 
 
-def _frame_names(sym: SymbolizedProfile | None, profile: HeapProfile,
-                 lines: bool) -> Callable[[int], list[str]]:
+def _frame_names(
+    sym: SymbolizedProfile | None, profile: HeapProfile, lines: bool
+) -> Callable[[int], list[str]]:
     """A function giving stack i's frame names, leaf first, without the C runtime's entry
     frames: `grow_site (sites.c:31)` with lines where they were read, else `grow_site`."""
     if sym is None:
         addrs = profile.addrs.tolist()
         bounds = profile.offsets.tolist()
-        return lambda i: [f"{a:#x}" for a in addrs[bounds[i]:bounds[i + 1]]]
+        return lambda i: [f"{a:#x}" for a in addrs[bounds[i] : bounds[i + 1]]]
     display = sym.display_names()
     labels = []
     for func, where in zip(sym.func_of.tolist(), sym.where, strict=True):
-        labels.append(display[func] + (f" ({os.path.basename(where[0])}:{where[1]})"
-                                       if where and lines else ""))
+        labels.append(
+            display[func]
+            + (f" ({os.path.basename(where[0])}:{where[1]})" if where and lines else "")
+        )
     entry = [display[f] in _ENTRY_FRAMES for f in sym.func_of.tolist()]
     frames, offsets = sym.frames.tolist(), sym.offsets.tolist()
 
     def names(i: int) -> list[str]:
-        stack = frames[offsets[i]:offsets[i + 1]]
+        stack = frames[offsets[i] : offsets[i + 1]]
         while stack and entry[stack[-1]]:
             stack.pop()
         return [labels[f] for f in stack]
+
     return names
 
 
 def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:
     """Stacks matched by their function names (addresses and lines differ between runs
     and builds), by growth of the bytes they allocated."""
+
     def totals(s: _Stacks) -> dict[tuple[str, ...], float]:
-        return {tuple(f): v for f, v in zip(s.frames, s.grouped(live=False)[0].tolist(),
-                                            strict=True)}
+        return {
+            tuple(f): v for f, v in zip(s.frames, s.grouped(live=False)[0].tolist(), strict=True)
+        }
 
     now, before = totals(stacks), totals(base)
     growth = sorted(((v - before.get(k, 0.0), k) for k, v in now.items()), reverse=True)
     return [StackLine(d, list(k), before.get(k, 0.0)) for d, k in growth[:top] if d > 0]
-

@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from mem_profiler.parser.heapfile import HeapProfile
 
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH = (
-    "max-peak", "max-live-at-exit", "max-leak-per-stack", "max-total-alloc", "max-growth-vs")
+    "max-peak",
+    "max-live-at-exit",
+    "max-leak-per-stack",
+    "max-total-alloc",
+    "max-growth-vs",
+)
 SIZE_KINDS = (PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC)
 KINDS = (*SIZE_KINDS, GROWTH)
 TOLERANCE = "tolerance"
@@ -77,7 +82,7 @@ class BudgetCommand:
 @dataclass
 class BudgetFile:
     path: str
-    budgets: list[Budget]                 # for every command
+    budgets: list[Budget]  # for every command
     commands: dict[str, BudgetCommand]
 
 
@@ -116,8 +121,9 @@ def size_budget(kind: str, spec: str | int, heap: str = "host") -> Budget:
     return Budget(kind, check_heap(heap.strip()), parse_size(spec))
 
 
-def growth_budget(baseline: str, tolerance: float = DEFAULT_TOLERANCE,
-                  heap: str | None = None) -> Budget:
+def growth_budget(
+    baseline: str, tolerance: float = DEFAULT_TOLERANCE, heap: str | None = None
+) -> Budget:
     """A max-growth-vs budget: the heap is the baseline's own (`# heap:`); BudgetError if
     it is not `heap`, or if the baseline has no peak to compare with."""
     from mem_profiler.parser.heapfile import read_heap  # numpy: not for every pytest run
@@ -126,14 +132,22 @@ def growth_budget(baseline: str, tolerance: float = DEFAULT_TOLERANCE,
     if heap is not None and profile.heap != heap:
         raise BudgetError(f"{baseline} is a profile of the {profile.heap} heap, not of {heap}")
     if "peak_live_bytes" not in profile.meta:
-        raise BudgetError(f"{baseline} records no peak (it was not made with live tracking): "
-                          "make baselines with `mem_profiler gate --save-profiles DIR`")
-    return Budget(GROWTH, check_heap(profile.heap), baseline=baseline, tolerance=tolerance,
-                  baseline_profile=profile)
+        raise BudgetError(
+            f"{baseline} records no peak (it was not made with live tracking): "
+            "make baselines with `mem_profiler gate --save-profiles DIR`"
+        )
+    return Budget(
+        GROWTH,
+        check_heap(profile.heap),
+        baseline=baseline,
+        tolerance=tolerance,
+        baseline_profile=profile,
+    )
 
 
-def option_budgets(sizes: dict[str, Iterable[str]], baselines: Iterable[str],
-                   tolerance: str = "5%") -> list[Budget]:
+def option_budgets(
+    sizes: dict[str, Iterable[str]], baselines: Iterable[str], tolerance: str = "5%"
+) -> list[Budget]:
     """Budgets from command-line options: `sizes` maps a size kind (max-peak...) to its
     `[HEAP:]SIZE` values; `baselines` are max-growth-vs files, judged with `tolerance`."""
     budgets = [size_budget(kind, spec) for kind, specs in sizes.items() for spec in specs]
@@ -154,8 +168,12 @@ def merge(*layers: Iterable[Budget]) -> list[Budget]:
     return list(merged.values())
 
 
-def plan_jobs(command: list[str], budget_file: BudgetFile | None, name: str | None,
-              option_budgets: list[Budget]) -> list[GateJob]:
+def plan_jobs(
+    command: list[str],
+    budget_file: BudgetFile | None,
+    name: str | None,
+    option_budgets: list[Budget],
+) -> list[GateJob]:
     """The commands to run: `command` (judged by the file-wide budgets, or by NAME's with
     `name`), else the budget file's named commands (only NAME with `name`). Budgets from
     options replace the file's of the same heap and kind. BudgetError says what is missing."""
@@ -170,25 +188,31 @@ def plan_jobs(command: list[str], budget_file: BudgetFile | None, name: str | No
     elif budget_file is not None and not command:
         named = [c for c in budget_file.commands.values() if c.argv]
         if not named:
-            raise BudgetError(f"{budget_file.path} has no command with a 'run' key: "
-                              "give the command after --")
+            raise BudgetError(
+                f"{budget_file.path} has no command with a 'run' key: give the command after --"
+            )
     else:
         named = []
     if named:
-        jobs = [GateJob(c.name, command or c.argv or [],
-                        merge(file_wide, c.budgets, option_budgets)) for c in named]
+        jobs = [
+            GateJob(c.name, command or c.argv or [], merge(file_wide, c.budgets, option_budgets))
+            for c in named
+        ]
     elif command:
         jobs = [GateJob(os.path.basename(command[0]), command, merge(file_wide, option_budgets))]
     else:
-        raise BudgetError("no command to run: give it after --, e.g. "
-                          "mem_profiler gate --max-peak 256MiB -- ./tests")
+        raise BudgetError(
+            "no command to run: give it after --, e.g. "
+            "mem_profiler gate --max-peak 256MiB -- ./tests"
+        )
     for job in jobs:
         if not job.argv:
-            raise BudgetError(f"[commands.{job.name}] has no 'run' key: give the command "
-                              "after --")
+            raise BudgetError(f"[commands.{job.name}] has no 'run' key: give the command after --")
         if not job.budgets:
-            raise BudgetError(f"no budget for {job.name}: give --max-peak, --max-leak-per-stack"
-                              "... or a budget file")
+            raise BudgetError(
+                f"no budget for {job.name}: give --max-peak, --max-leak-per-stack"
+                "... or a budget file"
+            )
     return jobs
 
 
@@ -205,8 +229,10 @@ def load_budget_file(path: str | os.PathLike[str]) -> BudgetFile:
     except OSError as e:
         raise BudgetError(f"cannot read budget file {name}: {e.strerror}") from None
     except UnicodeDecodeError as e:
-        raise BudgetError(f"{name} is not UTF-8 text (byte {e.start} is"
-                          f" {data[e.start]:#04x}): save it as UTF-8, as TOML requires") from None
+        raise BudgetError(
+            f"{name} is not UTF-8 text (byte {e.start} is"
+            f" {data[e.start]:#04x}): save it as UTF-8, as TOML requires"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise BudgetError(f"{name} is not valid TOML: {e}") from None
     except RecursionError:
@@ -244,8 +270,9 @@ class _FileReader:
             try:
                 argv = shlex.split(run)
             except ValueError as e:  # an unterminated quote, a final backslash
-                raise self.fail(f"'run' in {where} cannot be split as the shell does: "
-                                f"{str(e).lower()}") from None
+                raise self.fail(
+                    f"'run' in {where} cannot be split as the shell does: {str(e).lower()}"
+                ) from None
         elif isinstance(run, list) and all(isinstance(a, str) for a in run):
             argv = list(run)
         else:
@@ -260,8 +287,9 @@ class _FileReader:
             where = f"[{prefix}{heap}]"
             if heap not in HEAPS:
                 also = "" if prefix else " or [commands.NAME]"
-                raise self.fail(f"unknown table {where}: expected a heap ({', '.join(HEAPS)})"
-                                f"{also}")
+                raise self.fail(
+                    f"unknown table {where}: expected a heap ({', '.join(HEAPS)}){also}"
+                )
             if not isinstance(table, dict):
                 raise self.fail(f"{where} must be a table of budgets")
             budgets += self.heap_table(heap, table, where)
@@ -270,14 +298,15 @@ class _FileReader:
     def heap_table(self, heap: str, table: dict[str, object], where: str) -> list[Budget]:
         unknown = sorted(set(table) - {*KINDS, TOLERANCE})
         if unknown:
-            raise self.fail(f"unknown key {unknown[0]!r} in {where}: expected "
-                            f"{', '.join(KINDS)} or {TOLERANCE}")
+            raise self.fail(
+                f"unknown key {unknown[0]!r} in {where}: expected {', '.join(KINDS)} or {TOLERANCE}"
+            )
         try:
-            budgets = [size_budget(kind, table[kind], heap) for kind in SIZE_KINDS
-                       if kind in table]
+            budgets = [size_budget(kind, table[kind], heap) for kind in SIZE_KINDS if kind in table]
             if GROWTH in table:
-                tolerance = (parse_tolerance(table[TOLERANCE]) if TOLERANCE in table
-                             else DEFAULT_TOLERANCE)
+                tolerance = (
+                    parse_tolerance(table[TOLERANCE]) if TOLERANCE in table else DEFAULT_TOLERANCE
+                )
                 budgets.append(growth_budget(self.baseline(table[GROWTH], where), tolerance, heap))
             elif TOLERANCE in table:
                 raise BudgetError(f"'{TOLERANCE}' without '{GROWTH}'")

@@ -17,7 +17,7 @@ def heap_of(path: str) -> str:
     try:
         return read_heap_header(path).heap
     except HeapFileError:
-        return "host"   # read_heap reports the problem, with the file's name
+        return "host"  # read_heap reports the problem, with the file's name
 
 
 def capture_files(spec: str) -> dict[str, str | None]:
@@ -27,8 +27,10 @@ def capture_files(spec: str) -> dict[str, str | None]:
         return {spec: None}
     files = {path: heap for heap, path in window_files(spec).items()}
     if not files:
-        raise UserError(f"{spec} does not exist (a .heap file, or a capture's prefix such as"
-                        " /tmp/svc_4242.0001).")
+        raise UserError(
+            f"{spec} does not exist (a .heap file, or a capture's prefix such as"
+            " /tmp/svc_4242.0001)."
+        )
     return files
 
 
@@ -36,8 +38,9 @@ def select_files(specs: list[str], heap: str | None) -> list[tuple[str, str]]:
     """(heap, file) for every file the specs name, one heap's only if `heap` is given."""
     if heap is not None and heap not in HEAPS:
         raise UserError(f"unknown heap {heap!r}: one of {', '.join(HEAPS)}.")
-    chosen = [(known or heap_of(f), f) for spec in specs
-              for f, known in capture_files(spec).items()]
+    chosen = [
+        (known or heap_of(f), f) for spec in specs for f, known in capture_files(spec).items()
+    ]
     if heap is not None:
         chosen = [(h, f) for h, f in chosen if h == heap]
         if not chosen:

@@ -22,8 +22,9 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     def location_ids(sym: SymbolizedProfile, keep_addrs: bool) -> np.ndarray:
         fids = functions.ids(sym.functions, sym.system_names)
         ids = []
-        for f, where, addr, inlined in zip(sym.func_of.tolist(), sym.where, sym.addrs.tolist(),
-                                           sym.inlined.tolist(), strict=True):
+        for f, where, addr, inlined in zip(
+            sym.func_of.tolist(), sym.where, sym.addrs.tolist(), sym.inlined.tolist(), strict=True
+        ):
             key = (fids[f], where, inlined)
             if key not in locations:
                 locations[key] = len(locations)
@@ -35,19 +36,37 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     rows, parts = [], []
     for sym, keep_addrs, sign in ((new, True, 1.0), (old, False, -1.0)):
         frames, bounds = location_ids(sym, keep_addrs)[sym.frames].tolist(), sym.offsets.tolist()
-        rows.append(np.array([stacks.setdefault(tuple(frames[a:b]), len(stacks))
-                              for a, b in zip(bounds, bounds[1:], strict=False)], np.int64))
+        rows.append(
+            np.array(
+                [
+                    stacks.setdefault(tuple(frames[a:b]), len(stacks))
+                    for a, b in zip(bounds, bounds[1:], strict=False)
+                ],
+                np.int64,
+            )
+        )
         parts.append(sign * sym.values)
     row = np.concatenate(rows)
-    values = np.column_stack([np.bincount(row, weights=column, minlength=len(stacks))
-                              for column in np.concatenate(parts).T])
+    values = np.column_stack(
+        [
+            np.bincount(row, weights=column, minlength=len(stacks))
+            for column in np.concatenate(parts).T
+        ]
+    )
     lengths = np.array([len(s) for s in stacks], np.int64)
     offsets = np.zeros(len(stacks) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     keys = list(locations)
     return SymbolizedProfile(
-        new.profile, np.array(addrs, np.uint64), functions.names,
-        np.array([f for f, _, _ in keys], np.int64), [where for _, where, _ in keys],
-        np.fromiter((loc for s in stacks for loc in s), np.int64, int(offsets[-1])), offsets,
-        list(dict.fromkeys(new.warnings + old.warnings)), values, functions.system_names,
-        np.array([inlined for _, _, inlined in keys], bool))
+        new.profile,
+        np.array(addrs, np.uint64),
+        functions.names,
+        np.array([f for f, _, _ in keys], np.int64),
+        [where for _, where, _ in keys],
+        np.fromiter((loc for s in stacks for loc in s), np.int64, int(offsets[-1])),
+        offsets,
+        list(dict.fromkeys(new.warnings + old.warnings)),
+        values,
+        functions.system_names,
+        np.array([inlined for _, _, inlined in keys], bool),
+    )

@@ -97,8 +97,12 @@ class LineTable:
             addrs.append(state.address)
             file_ids.append(min(max(state.file - base, 0), len(files) - 1))
             lines.append(0 if state.end_sequence else state.line)
-        return cls(np.array(addrs, np.uint64), np.array(file_ids, np.int32),
-                   np.array(lines, np.int32), files)
+        return cls(
+            np.array(addrs, np.uint64),
+            np.array(file_ids, np.int32),
+            np.array(lines, np.int32),
+            files,
+        )
 
     @classmethod
     def merge(cls, tables: list[LineTable]) -> LineTable:
@@ -110,17 +114,30 @@ class LineTable:
         return cls(addrs[order], remapped[order], lines[order], files)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"addrs": self.addrs, "file_ids": self.file_ids, "lines": self.lines,
-                "files": symcache.pack_strings(self.files), "nfiles": np.array(len(self.files))}
+        return {
+            "addrs": self.addrs,
+            "file_ids": self.file_ids,
+            "lines": self.lines,
+            "files": symcache.pack_strings(self.files),
+            "nfiles": np.array(len(self.files)),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LineTable | None:
         """The cached table, None if inconsistent."""
-        table = cls(arrays["addrs"].astype(np.uint64), arrays["file_ids"], arrays["lines"],
-                    symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])))
+        table = cls(
+            arrays["addrs"].astype(np.uint64),
+            arrays["file_ids"],
+            arrays["lines"],
+            symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])),
+        )
         n = len(table.addrs)
-        if len(table.files) != int(arrays["nfiles"]) or len(table.lines) != n \
-                or len(table.file_ids) != n or (n and table.file_ids.max() >= len(table.files)):
+        if (
+            len(table.files) != int(arrays["nfiles"])
+            or len(table.lines) != n
+            or len(table.file_ids) != n
+            or (n and table.file_ids.max() >= len(table.files))
+        ):
             return None
         return table
 
@@ -183,8 +200,12 @@ class InlineTable:
                 if child.tag == "DW_TAG_inlined_subroutine":
                     attrs = child.attributes
                     origin = attrs.get("DW_AT_abstract_origin")
-                    key = -1 if origin is None else origin.value + (
-                        0 if origin.form == "DW_FORM_ref_addr" else cu.cu_offset)
+                    key = (
+                        -1
+                        if origin is None
+                        else origin.value
+                        + (0 if origin.form == "DW_FORM_ref_addr" else cu.cu_offset)
+                    )
                     if key not in origin_names:
                         name = _function_name(child)
                         origin_names[key] = names.setdefault(name, len(names))
@@ -193,55 +214,98 @@ class InlineTable:
                     file_ids.append(file_id)
                     lines.append(line)
                     parent.append(call)
-                    ranges += [(lo, hi, len(parent) - 1, depth + 1)
-                               for lo, hi in _die_ranges(dwarf, cu, child, cu_base)]
+                    ranges += [
+                        (lo, hi, len(parent) - 1, depth + 1)
+                        for lo, hi in _die_ranges(dwarf, cu, child, cu_base)
+                    ]
                     if child.has_children:
                         todo.append((child, len(parent) - 1, depth + 1))
                 elif child.tag in _CODE_SCOPES and child.has_children:
                     todo.append((child, call, depth))
         starts, innermost = _segments(ranges)
-        return cls(starts, innermost, np.array(parent, np.int32), np.array(name_ids, np.int32),
-                   np.array(file_ids, np.int32), np.array(lines, np.int32), list(names),
-                   files or [""])
+        return cls(
+            starts,
+            innermost,
+            np.array(parent, np.int32),
+            np.array(name_ids, np.int32),
+            np.array(file_ids, np.int32),
+            np.array(lines, np.int32),
+            list(names),
+            files or [""],
+        )
 
     @classmethod
     def merge(cls, tables: list[InlineTable]) -> InlineTable:
         """One table of several compile units' (whose code does not overlap); a segment
         where nothing is inlined sorts before a segment that starts at the same address."""
         first = np.cumsum([0] + [len(t.parent) for t in tables])[:-1]
-        innermost = np.concatenate([np.where(t.innermost >= 0, t.innermost + f, -1)
-                                    for t, f in zip(tables, first, strict=True)])
-        parent = np.concatenate([np.where(t.parent >= 0, t.parent + f, -1)
-                                 for t, f in zip(tables, first, strict=True)])
+        innermost = np.concatenate(
+            [
+                np.where(t.innermost >= 0, t.innermost + f, -1)
+                for t, f in zip(tables, first, strict=True)
+            ]
+        )
+        parent = np.concatenate(
+            [np.where(t.parent >= 0, t.parent + f, -1) for t, f in zip(tables, first, strict=True)]
+        )
         starts = np.concatenate([t.starts for t in tables]).astype(np.uint64)
         order = np.lexsort((innermost >= 0, starts))
         names, name_ids = _merge_strings([(t.names, t.name_ids) for t in tables])
         files, file_ids = _merge_strings([(t.files, t.file_ids) for t in tables])
-        return cls(starts[order], innermost[order].astype(np.int32), parent.astype(np.int32),
-                   name_ids, file_ids, np.concatenate([t.lines for t in tables]).astype(np.int32),
-                   names, files)
+        return cls(
+            starts[order],
+            innermost[order].astype(np.int32),
+            parent.astype(np.int32),
+            name_ids,
+            file_ids,
+            np.concatenate([t.lines for t in tables]).astype(np.int32),
+            names,
+            files,
+        )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"starts": self.starts, "innermost": self.innermost, "parent": self.parent,
-                "name_ids": self.name_ids, "file_ids": self.file_ids, "lines": self.lines,
-                "names": symcache.pack_strings(self.names), "nnames": np.array(len(self.names)),
-                "files": symcache.pack_strings(self.files), "nfiles": np.array(len(self.files))}
+        return {
+            "starts": self.starts,
+            "innermost": self.innermost,
+            "parent": self.parent,
+            "name_ids": self.name_ids,
+            "file_ids": self.file_ids,
+            "lines": self.lines,
+            "names": symcache.pack_strings(self.names),
+            "nnames": np.array(len(self.names)),
+            "files": symcache.pack_strings(self.files),
+            "nfiles": np.array(len(self.files)),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> InlineTable | None:
         """The cached table, None if inconsistent."""
-        table = cls(arrays["starts"].astype(np.uint64), arrays["innermost"], arrays["parent"],
-                    arrays["name_ids"], arrays["file_ids"], arrays["lines"],
-                    symcache.unpack_strings(arrays["names"], int(arrays["nnames"])),
-                    symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])))
+        table = cls(
+            arrays["starts"].astype(np.uint64),
+            arrays["innermost"],
+            arrays["parent"],
+            arrays["name_ids"],
+            arrays["file_ids"],
+            arrays["lines"],
+            symcache.unpack_strings(arrays["names"], int(arrays["nnames"])),
+            symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])),
+        )
         calls = len(table.parent)
-        if len(table.innermost) != len(table.starts) or any(
-                len(a) != calls for a in (table.name_ids, table.file_ids, table.lines)) \
-                or len(table.names) != int(arrays["nnames"]) \
-                or len(table.files) != int(arrays["nfiles"]) or (calls and (
-                    table.innermost.max() >= calls or table.parent.max() >= calls
+        if (
+            len(table.innermost) != len(table.starts)
+            or any(len(a) != calls for a in (table.name_ids, table.file_ids, table.lines))
+            or len(table.names) != int(arrays["nnames"])
+            or len(table.files) != int(arrays["nfiles"])
+            or (
+                calls
+                and (
+                    table.innermost.max() >= calls
+                    or table.parent.max() >= calls
                     or table.name_ids.max() >= len(table.names)
-                    or table.file_ids.max() >= len(table.files))):
+                    or table.file_ids.max() >= len(table.files)
+                )
+            )
+        ):
             return None
         return table
 
@@ -259,11 +323,14 @@ class ElfImage:
             elf = ELFFile(f)
             self.segments = [
                 Segment(s["p_offset"], s["p_vaddr"], s["p_filesz"])
-                for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+                for s in elf.iter_segments()
+                if s["p_type"] == "PT_LOAD"
+            ]
             self.build_id = _build_id(elf)
             self._has_symtab = elf.get_section_by_name(".symtab") is not None
-            self._has_lines = all(elf.get_section_by_name(name) is not None
-                                  for name in (".debug_line", ".debug_info"))
+            self._has_lines = all(
+                elf.get_section_by_name(name) is not None for name in (".debug_line", ".debug_info")
+            )
             self._debuglink = _debuglink(elf)
         self._symbols: SymbolTable | None = None
         self._dwarf: dict[type, _DwarfCache] = {}
@@ -311,9 +378,15 @@ class ElfImage:
                 with _elf_errors(source):
                     self._symbols = _read_symbols(source, section)
                 if self.build_id:
-                    symcache.save(self.build_id, kind, {
-                        "starts": self._symbols.starts, "ends": self._symbols.ends,
-                        "names": symcache.pack_strings(self._symbols.names)})
+                    symcache.save(
+                        self.build_id,
+                        kind,
+                        {
+                            "starts": self._symbols.starts,
+                            "ends": self._symbols.ends,
+                            "names": symcache.pack_strings(self._symbols.names),
+                        },
+                    )
         return self._symbols
 
     def lines(self, vaddrs: np.ndarray) -> list[tuple[str, int] | None]:
@@ -358,21 +431,25 @@ def demangle(name: str) -> str:
         return name
 
 
-def find_debug_file(path: str, build_id: str | None,
-                    debuglink: tuple[str, int] | None) -> str | None:
+def find_debug_file(
+    path: str, build_id: str | None, debuglink: tuple[str, int] | None
+) -> str | None:
     """Separate debug file, searched as gdb does: by build-id under each debug root
     (.build-id/xx/yyyy.debug), then by .gnu_debuglink beside the file, in its .debug/
     folder and under each debug root + its folder. A candidate must carry the same
     build-id, or without one, the CRC-32 that .gnu_debuglink records."""
     candidates = []
     if build_id and len(build_id) > 2:
-        candidates += [os.path.join(root, ".build-id", build_id[:2], build_id[2:] + ".debug")
-                       for root in DEBUG_ROOTS]
+        candidates += [
+            os.path.join(root, ".build-id", build_id[:2], build_id[2:] + ".debug")
+            for root in DEBUG_ROOTS
+        ]
     if debuglink:
         name = debuglink[0]
         # the folder as given and with symlinks resolved (/lib -> /usr/lib on Debian)
-        for folder in dict.fromkeys(os.path.dirname(p) for p in (os.path.abspath(path),
-                                                                 os.path.realpath(path))):
+        for folder in dict.fromkeys(
+            os.path.dirname(p) for p in (os.path.abspath(path), os.path.realpath(path))
+        ):
             candidates += [os.path.join(folder, name), os.path.join(folder, ".debug", name)]
             candidates += [os.path.join(root + folder, name) for root in DEBUG_ROOTS]
     for candidate in dict.fromkeys(candidates):
@@ -438,7 +515,7 @@ def _debuglink(elf: ELFFile) -> tuple[str, int] | None:
     if not name or len(data) < crc_at + 4:
         return None
     order = "little" if elf.little_endian else "big"
-    return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at:crc_at + 4], order)
+    return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at : crc_at + 4], order)
 
 
 def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | None:
@@ -462,27 +539,45 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
             return SymbolTable.empty()
         end = ">" if not elf.little_endian else "<"
         if elf.elfclass == 64:
-            fields = [("name", "u4"), ("info", "u1"), ("other", "u1"), ("shndx", "u2"),
-                      ("value", "u8"), ("size", "u8")]
+            fields = [
+                ("name", "u4"),
+                ("info", "u1"),
+                ("other", "u1"),
+                ("shndx", "u2"),
+                ("value", "u8"),
+                ("size", "u8"),
+            ]
         else:
-            fields = [("name", "u4"), ("value", "u4"), ("size", "u4"), ("info", "u1"),
-                      ("other", "u1"), ("shndx", "u2")]
+            fields = [
+                ("name", "u4"),
+                ("value", "u4"),
+                ("size", "u4"),
+                ("info", "u1"),
+                ("other", "u1"),
+                ("shndx", "u2"),
+            ]
         dtype = np.dtype([(n, end + t) for n, t in fields])
         data = section.data()
         syms = np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize)
         strtab = elf.get_section(section["sh_link"]).data()
-        section_ends = np.array([s["sh_addr"] + s["sh_size"] for s in elf.iter_sections()],
-                                dtype=np.uint64)
+        section_ends = np.array(
+            [s["sh_addr"] + s["sh_size"] for s in elf.iter_sections()], dtype=np.uint64
+        )
 
     kind = syms["info"] & 0xF
-    keep = (((kind == _STT_FUNC) | (kind == _STT_GNU_IFUNC)) & (syms["shndx"] != 0)
-            & (syms["value"] != 0))
+    keep = (
+        ((kind == _STT_FUNC) | (kind == _STT_GNU_IFUNC))
+        & (syms["shndx"] != 0)
+        & (syms["value"] != 0)
+    )
     syms = syms[keep]
     if len(syms) == 0:  # a stripped executable exports no functions
         return SymbolTable.empty()
     # .symtab of glibc names symbols with their version (`_IO_puts@@GLIBC_2.2.5`): drop it.
-    names = [strtab[o:strtab.index(b"\0", o)].split(b"@", 1)[0].decode("utf-8", "surrogateescape")
-             for o in syms["name"].tolist()]
+    names = [
+        strtab[o : strtab.index(b"\0", o)].split(b"@", 1)[0].decode("utf-8", "surrogateescape")
+        for o in syms["name"].tolist()
+    ]
     starts = syms["value"].astype(np.uint64)
     sizes = syms["size"].astype(np.uint64)
     rank = np.array([_BIND_RANK.get(b, 3) for b in (syms["info"] >> 4).tolist()], np.int64)
@@ -499,8 +594,11 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
     # Zero-size symbols reach to the next symbol, within their section.
     next_start = np.r_[ustarts[1:], np.uint64(np.iinfo(np.uint64).max)]
     sec = shndx[first].astype(np.int64)
-    sec_end = np.where(sec < min(len(section_ends), _SHN_LORESERVE),
-                       section_ends[np.minimum(sec, len(section_ends) - 1)], ustarts + 1)
+    sec_end = np.where(
+        sec < min(len(section_ends), _SHN_LORESERVE),
+        section_ends[np.minimum(sec, len(section_ends) - 1)],
+        ustarts + 1,
+    )
     ends = np.where(sized_end > 0, sized_end, np.minimum(next_start, sec_end))
     return SymbolTable(ustarts, ends.astype(np.uint64), [names[i] for i in first.tolist()])
 
@@ -545,9 +643,11 @@ class _DwarfCache:
         try:
             table = self.table_type.from_arrays(arrays)
             cus = set(arrays["cus"].tolist())
-            ranges = (arrays["aranges_starts"].astype(np.uint64),
-                      arrays["aranges_ends"].astype(np.uint64),
-                      arrays["aranges_cus"].astype(np.int64))
+            ranges = (
+                arrays["aranges_starts"].astype(np.uint64),
+                arrays["aranges_ends"].astype(np.uint64),
+                arrays["aranges_cus"].astype(np.int64),
+            )
         except (TypeError, KeyError, ValueError, AttributeError):
             return
         if table is not None:
@@ -567,17 +667,27 @@ class _DwarfCache:
         self.cus.update(cu.cu_offset for cu in cus)
         self.table = self.table_type.merge(tables)
         if self.build_id:
-            symcache.save(self.build_id, self.table_type.KIND, {
-                **self.table.to_arrays(), "cus": np.array(sorted(self.cus), dtype=np.int64),
-                "aranges_starts": self.ranges[0], "aranges_ends": self.ranges[1],
-                "aranges_cus": self.ranges[2]})
+            symcache.save(
+                self.build_id,
+                self.table_type.KIND,
+                {
+                    **self.table.to_arrays(),
+                    "cus": np.array(sorted(self.cus), dtype=np.int64),
+                    "aranges_starts": self.ranges[0],
+                    "aranges_ends": self.ranges[1],
+                    "aranges_cus": self.ranges[2],
+                },
+            )
 
 
 def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """.debug_aranges as sorted (starts, ends, CU offsets) arrays; empty if absent."""
     aranges = dwarf.get_aranges()
-    entries = sorted((e.begin_addr, e.length, e.info_offset)
-                     for e in (aranges.entries if aranges is not None else []) if e.length)
+    entries = sorted(
+        (e.begin_addr, e.length, e.info_offset)
+        for e in (aranges.entries if aranges is not None else [])
+        if e.length
+    )
     table = np.array(entries, dtype=np.uint64).reshape(-1, 3)
     return table[:, 0].copy(), table[:, 0] + table[:, 1], table[:, 2].astype(np.int64)
 
@@ -612,8 +722,9 @@ def _merge_strings(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str]
 
 
 # DIEs that can hold code with inlined calls: walked into, their other children skipped
-_CODE_SCOPES = frozenset({"DW_TAG_namespace", "DW_TAG_subprogram", "DW_TAG_lexical_block",
-                          "DW_TAG_module"})
+_CODE_SCOPES = frozenset(
+    {"DW_TAG_namespace", "DW_TAG_subprogram", "DW_TAG_lexical_block", "DW_TAG_module"}
+)
 
 
 def _function_name(die) -> str:
@@ -627,8 +738,9 @@ def _function_name(die) -> str:
                 return attrs[key].value.decode("utf-8", "surrogateescape")
         if plain is None and "DW_AT_name" in attrs:
             plain = attrs["DW_AT_name"].value.decode("utf-8", "surrogateescape")
-        follow = next((k for k in ("DW_AT_abstract_origin", "DW_AT_specification")
-                       if k in attrs), None)
+        follow = next(
+            (k for k in ("DW_AT_abstract_origin", "DW_AT_specification") if k in attrs), None
+        )
         if follow is None:
             break
         die = die.get_DIE_from_attribute(follow)
@@ -679,5 +791,5 @@ def _segments(ranges: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.n
     first = np.searchsorted(starts, table[:, 0])
     last = np.searchsorted(starts, table[:, 1])
     for i in np.argsort(table[:, 3], kind="stable").tolist():
-        innermost[first[i]:last[i]] = int(table[i, 2])
+        innermost[first[i] : last[i]] = int(table[i, 2])
     return starts, innermost

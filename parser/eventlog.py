@@ -29,14 +29,37 @@ _HEADER = struct.Struct("<8sIiQQQII")  # memprof_log_header
 _STACK = struct.Struct("<BBHIIQ")  # memprof_log_stack, then depth frames
 _MARK = struct.Struct("<BBHIBQQ")  # memprof_log_mark, then the text
 _RECORD_HEAD = 4  # memprof_log_record: type, heap, size (of the whole record)
-EVENT_DTYPE = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"), ("tid", "<u4"),
-                        ("time_ns", "<i8"), ("size", "<u8"), ("address", "<u8"),
-                        ("stack", "<u4")])
-TIMELINE_DTYPE = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
-                           ("time_ns", "<i8"), ("peak", "<i8"), ("end", "<i8"),
-                           ("rss", "<u8")])
-_HEAD_ROW = np.dtype([("type", "u1"), ("heap", "u1"), ("length", "<u2"),
-                      ("rest", f"V{EVENT_DTYPE.itemsize - _RECORD_HEAD}")])
+EVENT_DTYPE = np.dtype(
+    [
+        ("type", "u1"),
+        ("heap", "u1"),
+        ("length", "<u2"),
+        ("tid", "<u4"),
+        ("time_ns", "<i8"),
+        ("size", "<u8"),
+        ("address", "<u8"),
+        ("stack", "<u4"),
+    ]
+)
+TIMELINE_DTYPE = np.dtype(
+    [
+        ("type", "u1"),
+        ("heap", "u1"),
+        ("length", "<u2"),
+        ("time_ns", "<i8"),
+        ("peak", "<i8"),
+        ("end", "<i8"),
+        ("rss", "<u8"),
+    ]
+)
+_HEAD_ROW = np.dtype(
+    [
+        ("type", "u1"),
+        ("heap", "u1"),
+        ("length", "<u2"),
+        ("rest", f"V{EVENT_DTYPE.itemsize - _RECORD_HEAD}"),
+    ]
+)
 _EVENT_LENGTH = struct.pack("<H", EVENT_DTYPE.itemsize)
 _SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
 # CLOCK_REALTIME in ns, and sizes, fit in 63 bits (until the year 2262, and beyond any
@@ -114,9 +137,11 @@ def locate(path: str | os.PathLike[str]) -> tuple[str, HeapProfile | None]:
         profile = read_heap(name)
         recorded = profile.meta.get("log")
         if not recorded:
-            raise EventLogError(f"{name} has no event log: capture with --mode log"
-                                " (mem_profiler run --mode log ..., or mem_profiler -p PID"
-                                " --mode log).")
+            raise EventLogError(
+                f"{name} has no event log: capture with --mode log"
+                " (mem_profiler run --mode log ..., or mem_profiler -p PID"
+                " --mode log)."
+            )
         # Files moved together (to another folder or machine) are found beside the .heap.
         beside = os.path.join(os.path.dirname(name), os.path.basename(recorded))
         base = recorded if log_files(recorded) or not log_files(beside) else beside
@@ -131,20 +156,29 @@ def read_log(base: str) -> EventLog:
     cut short (a killed process) are warnings in the result."""
     files = log_files(base)
     if not files:
-        raise EventLogError(f"no event log files {base}.<k>.memlog (deleted, or the capture"
-                            " was not made with --mode log?).")
+        raise EventLogError(
+            f"no event log files {base}.<k>.memlog (deleted, or the capture"
+            " was not made with --mode log?)."
+        )
     newest = max(files)
     first = newest
     while first - 1 in files:
         first -= 1
     warnings = []
     if first > 1:
-        gap = "" if len(files) == newest - first + 1 else (
-            f"; files {', '.join(str(k) for k in sorted(files) if k < first)} are left"
-            " over from before a gap and are not read")
-        warnings.append(f"log files 1-{first - 1} of {base} were deleted by rotation"
-                        f" (--log-files): the log starts in file {first}, and allocations"
-                        f" made before it are not seen{gap}.")
+        gap = (
+            ""
+            if len(files) == newest - first + 1
+            else (
+                f"; files {', '.join(str(k) for k in sorted(files) if k < first)} are left"
+                " over from before a gap and are not read"
+            )
+        )
+        warnings.append(
+            f"log files 1-{first - 1} of {base} were deleted by rotation"
+            f" (--log-files): the log starts in file {first}, and allocations"
+            f" made before it are not seen{gap}."
+        )
     reader = _Reader(base, warnings)
     for k in range(first, newest + 1):
         reader.read_file(files[k], k, newest)
@@ -179,27 +213,36 @@ class _Reader:
         if end < len(data):
             self.warnings.append(
                 f"{path} ends in the middle of a record (the process was killed while"
-                f" writing it?): read up to byte {end} of {len(data)}.")
+                f" writing it?): read up to byte {end} of {len(data)}."
+            )
 
     def _check_header(self, path: str, data: bytes, index: int) -> None:
         if len(data) < _HEADER.size:
-            raise EventLogError(f"{path} is too short for an event log header ({len(data)}"
-                                f" bytes): the process ended before writing its log?")
+            raise EventLogError(
+                f"{path} is too short for an event log header ({len(data)}"
+                f" bytes): the process ended before writing its log?"
+            )
         magic, version, pid, rate, device_rate, start_ns, file_index, interval_ms = (
-            _HEADER.unpack_from(data))
+            _HEADER.unpack_from(data)
+        )
         if magic != MAGIC:
             raise EventLogError(f"{path} is not a mem_profiler event log (bad magic).")
         if version != VERSION:
-            raise EventLogError(f"{path} is an event log of format version {version}; this"
-                                f" mem_parser reads version {VERSION}: use the mem_parser of"
-                                " the mem_profiler that wrote it.")
+            raise EventLogError(
+                f"{path} is an event log of format version {version}; this"
+                f" mem_parser reads version {VERSION}: use the mem_parser of"
+                " the mem_profiler that wrote it."
+            )
         if start_ns >= _TIME_LIMIT:
-            raise EventLogError(f"{path} is damaged: its window starts at {start_ns} ns, beyond"
-                                " any real time.")
+            raise EventLogError(
+                f"{path} is damaged: its window starts at {start_ns} ns, beyond any real time."
+            )
         header = (pid, rate, device_rate, start_ns, interval_ms)
         if file_index != index or self.header not in (None, header):
-            raise EventLogError(f"{path} does not belong with the other files of {self.base}"
-                                f" (file number {file_index}, pid {pid}): remove stray files.")
+            raise EventLogError(
+                f"{path} does not belong with the other files of {self.base}"
+                f" (file number {file_index}, pid {pid}): remove stray files."
+            )
         self.header = header
 
     def _records(self, path: str, data: bytes) -> int:
@@ -214,12 +257,14 @@ class _Reader:
                 count = _event_run(data, pos)
                 if count == 0:  # its head is there, the rest was cut off
                     break
-                self.events.append(view[pos:pos + count * event_size])
+                self.events.append(view[pos : pos + count * event_size])
                 pos += count * event_size
                 continue
             if length < _RECORD_HEAD:
-                self.warnings.append(f"{path}: a record of {length} bytes at byte {pos}: the"
-                                     " file is damaged; read up to there.")
+                self.warnings.append(
+                    f"{path}: a record of {length} bytes at byte {pos}: the"
+                    " file is damaged; read up to there."
+                )
                 return n
             if pos + length > n:
                 break
@@ -232,7 +277,9 @@ class _Reader:
                 self.timeline.append(np.frombuffer(data, TIMELINE_DTYPE, 1, pos))
             elif rtype == MARK and length >= _MARK.size:
                 _, _, _, tid, kind, time_ns, ident = _MARK.unpack_from(data, pos)
-                self.marks.append((time_ns, kind, ident, tid, data[pos + _MARK.size:pos + length]))
+                self.marks.append(
+                    (time_ns, kind, ident, tid, data[pos + _MARK.size : pos + length])
+                )
             # other types: a later format's records, skipped by their size
             pos += length
         return pos
@@ -241,10 +288,12 @@ class _Reader:
         assert self.header is not None
         pid, rate, device_rate, start_ns, interval_ms = self.header
         events = self._in_range(
-            np.frombuffer(bytearray().join(self.events), EVENT_DTYPE), "allocation and free")
+            np.frombuffer(bytearray().join(self.events), EVENT_DTYPE), "allocation and free"
+        )
         timeline = self._in_range(
             np.concatenate(self.timeline) if self.timeline else np.zeros(0, TIMELINE_DTYPE),
-            "timeline")
+            "timeline",
+        )
         for records in (events, timeline):
             records["time_ns"] -= start_ns
         marks = [m for m in self.marks if m[0] < _TIME_LIMIT]
@@ -252,8 +301,22 @@ class _Reader:
         marks = _marks(marks, start_ns)
         last = [int(a["time_ns"].max()) for a in (events, timeline) if len(a)]
         end_ns = max(last + [m.time_ns for m in marks[-1:]] + [0])
-        return EventLog(self.base, pid, rate, device_rate, start_ns, interval_ms, self.files,
-                        first, events, timeline, self.stacks, marks, end_ns, self.warnings)
+        return EventLog(
+            self.base,
+            pid,
+            rate,
+            device_rate,
+            start_ns,
+            interval_ms,
+            self.files,
+            first,
+            events,
+            timeline,
+            self.stacks,
+            marks,
+            end_ns,
+            self.warnings,
+        )
 
     def _in_range(self, records: np.ndarray, what: str) -> np.ndarray:
         """The records whose heap, time and size can be real; a warning for the others."""
@@ -265,8 +328,10 @@ class _Reader:
 
     def _left_out(self, count: int, what: str, fields: str) -> None:
         if count:
-            self.warnings.append(f"{count} {what} records of {self.base} have a {fields} out"
-                                 " of range (the log is damaged): they are left out.")
+            self.warnings.append(
+                f"{count} {what} records of {self.base} have a {fields} out"
+                " of range (the log is damaged): they are left out."
+            )
 
 
 def _event_run(data: bytes, pos: int) -> int:
@@ -276,8 +341,11 @@ def _event_run(data: bytes, pos: int) -> int:
     size, n = EVENT_DTYPE.itemsize, len(data)
     total = 0
     while total < _SHORT_RUN:
-        if pos + size > n or data[pos] not in (ALLOC, FREE) or (
-                data[pos + 2:pos + 4] != _EVENT_LENGTH):
+        if (
+            pos + size > n
+            or data[pos] not in (ALLOC, FREE)
+            or (data[pos + 2 : pos + 4] != _EVENT_LENGTH)
+        ):
             return total
         total += 1
         pos += size

@@ -69,15 +69,18 @@ def files_of_process(prefix: str, pid: int) -> list[str]:
         entries = list(os.scandir(folder))
     except OSError:
         return []
-    return sorted(e.path for e in entries
-                  if any((m := p.match(e.name)) and int(m[1]) == pid for p in patterns))
+    return sorted(
+        e.path
+        for e in entries
+        if any((m := p.match(e.name)) and int(m[1]) == pid for p in patterns)
+    )
 
 
 def log_stem(path: str) -> str | None:
     """The stem of the window whose event log the file `path` is, None if it is not a
     .memlog file."""
     match = _LOG_FILE.search(path)
-    return None if match is None else path[:match.start()]
+    return None if match is None else path[: match.start()]
 
 
 def log_files(stem: str) -> dict[int, str]:
@@ -85,6 +88,6 @@ def log_files(stem: str) -> dict[int, str]:
     found = {}
     for path in glob.glob(glob.escape(stem) + ".*.memlog"):
         match = _LOG_FILE.search(path)
-        if match is not None and path[:match.start()] == stem:
+        if match is not None and path[: match.start()] == stem:
             found[int(match[1])] = path
     return found

@@ -30,8 +30,13 @@ class FlameTree:
         return float(self.value[self.parent < 0].sum())
 
 
-def flame_tree(sym: SymbolizedProfile, index: str = "inuse_space", *,
-               lines: bool = False, full_names: bool = False) -> FlameTree:
+def flame_tree(
+    sym: SymbolizedProfile,
+    index: str = "inuse_space",
+    *,
+    lines: bool = False,
+    full_names: bool = False,
+) -> FlameTree:
     """Merge the stacks from the root, one depth at a time (stacks worth 0 are left out)."""
     names, frames = node_frames(sym, lines, full_names)
     n = len(names)
@@ -46,14 +51,23 @@ def flame_tree(sym: SymbolizedProfile, index: str = "inuse_space", *,
     while len(stacks):
         keys, tree_of = np.unique((current + 1) * n + frames[ends], return_inverse=True)
         v = values[stacks]
-        parts.append((keys % n, keys // n - 1,
-                      np.bincount(tree_of, weights=v, minlength=len(keys)),
-                      np.bincount(tree_of, weights=np.abs(v), minlength=len(keys))))
+        parts.append(
+            (
+                keys % n,
+                keys // n - 1,
+                np.bincount(tree_of, weights=v, minlength=len(keys)),
+                np.bincount(tree_of, weights=np.abs(v), minlength=len(keys)),
+            )
+        )
         current = count + tree_of
         count += len(keys)
         deeper = depth_left > 1
-        stacks, ends, depth_left, current = (stacks[deeper], ends[deeper] - 1,
-                                             depth_left[deeper] - 1, current[deeper])
+        stacks, ends, depth_left, current = (
+            stacks[deeper],
+            ends[deeper] - 1,
+            depth_left[deeper] - 1,
+            current[deeper],
+        )
     if not parts:
         ints, floats = np.zeros(0, np.int64), np.zeros(0)
         return FlameTree(index, names, ints, ints, floats, floats)
@@ -61,8 +75,13 @@ def flame_tree(sym: SymbolizedProfile, index: str = "inuse_space", *,
     return FlameTree(index, names, name, parent, value, weight)
 
 
-def format_collapsed(sym: SymbolizedProfile, index: str = "inuse_space", *,
-                     lines: bool = False, full_names: bool = False) -> str:
+def format_collapsed(
+    sym: SymbolizedProfile,
+    index: str = "inuse_space",
+    *,
+    lines: bool = False,
+    full_names: bool = False,
+) -> str:
     """One `root;...;leaf value` line per distinct stack of nodes, values rounded to
     integers (negative ones in a diff); lines that round to 0 are left out. (A `;` in a
     name would split it: it is written `:`; a line break as `\\n`, see visible.)"""
@@ -72,7 +91,8 @@ def format_collapsed(sym: SymbolizedProfile, index: str = "inuse_space", *,
     frames, bounds = frames.tolist(), sym.offsets.tolist()
     totals: dict[str, float] = {}
     for i in np.flatnonzero((np.diff(sym.offsets) > 0) & (values != 0)).tolist():
-        key = ";".join([labels[f] for f in frames[bounds[i]:bounds[i + 1]]][::-1])
+        key = ";".join([labels[f] for f in frames[bounds[i] : bounds[i + 1]]][::-1])
         totals[key] = totals.get(key, 0.0) + values[i]
-    return "".join(f"{key} {rounded}\n" for key, value in totals.items()
-                   if (rounded := round(value)))
+    return "".join(
+        f"{key} {rounded}\n" for key, value in totals.items() if (rounded := round(value))
+    )

@@ -12,9 +12,14 @@ from mem_profiler.parser.aggregate import node_frames
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 
-def select_stacks(sym: SymbolizedProfile, focus: re.Pattern[str] | None = None,
-                  ignore: re.Pattern[str] | None = None, *,
-                  lines: bool = False, full_names: bool = False) -> SymbolizedProfile:
+def select_stacks(
+    sym: SymbolizedProfile,
+    focus: re.Pattern[str] | None = None,
+    ignore: re.Pattern[str] | None = None,
+    *,
+    lines: bool = False,
+    full_names: bool = False,
+) -> SymbolizedProfile:
     """The stacks with a node matching `focus` (if given) and none matching `ignore` (if
     given); patterns are searched in node names (`function file:line` with lines, C++
     names with their arguments and templates with full_names)."""
@@ -36,5 +41,6 @@ def select_stacks(sym: SymbolizedProfile, focus: re.Pattern[str] | None = None,
         keep &= ~through(ignore)
     offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(lengths[keep], out=offsets[1:])
-    return dataclasses.replace(sym, frames=sym.frames[np.repeat(keep, lengths)],
-                               offsets=offsets, values=sym.values[keep])
+    return dataclasses.replace(
+        sym, frames=sym.frames[np.repeat(keep, lengths)], offsets=offsets, values=sym.values[keep]
+    )

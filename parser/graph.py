@@ -61,9 +61,16 @@ class _Weights:
     residual: np.ndarray
 
 
-def call_graph(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: bool = False,
-               full_names: bool = False, nodefraction: float = 0.005,
-               edgefraction: float = 0.001, nodecount: int | None = 80) -> CallGraph:
+def call_graph(
+    sym: SymbolizedProfile,
+    index: str = "inuse_space",
+    *,
+    lines: bool = False,
+    full_names: bool = False,
+    nodefraction: float = 0.005,
+    edgefraction: float = 0.001,
+    nodecount: int | None = 80,
+) -> CallGraph:
     """Build the graph, then drop nodes with |cum| < nodefraction*|total|, keep the
     `nodecount` heaviest by |cum|, drop edges with |weight| < edgefraction*|total| and
     dotted edges whose callee is reached another way (as pprof's RemoveRedundantEdges)."""
@@ -71,8 +78,7 @@ def call_graph(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: boo
     lengths = np.diff(sym.offsets)
     leaf = np.zeros(len(sym.frames), bool)
     leaf[sym.offsets[:-1][lengths > 0]] = True
-    stacks = _Stacks(nodes, np.repeat(np.arange(len(lengths)), lengths), leaf,
-                     sym.value(index))
+    stacks = _Stacks(nodes, np.repeat(np.arange(len(lengths)), lengths), leaf, sym.value(index))
     n = len(names)
     total = float(stacks.values.sum())
     node_cutoff, edge_cutoff = abs(total) * nodefraction, abs(total) * edgefraction
@@ -94,11 +100,25 @@ def call_graph(sym: SymbolizedProfile, index: str = "inuse_space", *, lines: boo
     position = np.full(n, -1, np.int64)
     position[shown] = np.arange(len(shown))
     heavy = np.abs(w.weights) >= edge_cutoff
-    edges = [Edge(int(position[a]), int(position[b]), float(x), bool(r)) for a, b, x, r in zip(
-        w.callers[heavy], w.callees[heavy], w.weights[heavy], w.residual[heavy], strict=True)]
-    return CallGraph(index, total, [names[i] for i in shown.tolist()], w.flat[shown],
-                     w.cum[shown], _without_redundant(edges, len(shown)), node_cutoff,
-                     edge_cutoff, dropped_nodes, int((~heavy).sum()), nodes_before_top)
+    edges = [
+        Edge(int(position[a]), int(position[b]), float(x), bool(r))
+        for a, b, x, r in zip(
+            w.callers[heavy], w.callees[heavy], w.weights[heavy], w.residual[heavy], strict=True
+        )
+    ]
+    return CallGraph(
+        index,
+        total,
+        [names[i] for i in shown.tolist()],
+        w.flat[shown],
+        w.cum[shown],
+        _without_redundant(edges, len(shown)),
+        node_cutoff,
+        edge_cutoff,
+        dropped_nodes,
+        int((~heavy).sum()),
+        nodes_before_top,
+    )
 
 
 def _weights(stacks: _Stacks, n: int, kept: np.ndarray) -> _Weights:
@@ -109,8 +129,9 @@ def _weights(stacks: _Stacks, n: int, kept: np.ndarray) -> _Weights:
     at = np.flatnonzero(keep)
     nodes, stack_of = stacks.nodes[at], stacks.stack_of[at]
     leaves = stacks.leaf & keep
-    flat = np.bincount(stacks.nodes[leaves], weights=stacks.values[stacks.stack_of[leaves]],
-                       minlength=n)
+    flat = np.bincount(
+        stacks.nodes[leaves], weights=stacks.values[stacks.stack_of[leaves]], minlength=n
+    )
     stack, node = np.divmod(sorted_unique(stack_of * n + nodes, overwrite=True), max(n, 1))
     cum = np.bincount(node, weights=stacks.values[stack], minlength=n)
 
@@ -119,8 +140,10 @@ def _weights(stacks: _Stacks, n: int, kept: np.ndarray) -> _Weights:
     callers, callees = nodes[1:][call], nodes[:-1][call]
     gaps = (at[1:] - at[:-1])[call] > 1
     edge_keys, edge_of = np.unique(callers * n + callees, return_inverse=True)
-    stack, edge = np.divmod(sorted_unique(stack_of[:-1][call] * len(edge_keys) + edge_of,
-                                          overwrite=True), max(len(edge_keys), 1))
+    stack, edge = np.divmod(
+        sorted_unique(stack_of[:-1][call] * len(edge_keys) + edge_of, overwrite=True),
+        max(len(edge_keys), 1),
+    )
     weights = np.bincount(edge, weights=stacks.values[stack], minlength=len(edge_keys))
     residual = np.bincount(edge_of, weights=gaps, minlength=len(edge_keys)) > 0
     callers, callees = np.divmod(edge_keys, max(n, 1))

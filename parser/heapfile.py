@@ -25,10 +25,24 @@ _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
 U64_MAX = 2**64 - 1
 # `# key: N` lines and the largest N each may hold.
-_NUMBERS = {"pid": 2**31 - 1, "forked_from": 2**31 - 1, "max_depth": 2**32 - 1,
-            **dict.fromkeys(("dropped_samples", "failed_allocs", "foreign_unrecorded",
-                             "window_start_ns", "window_end_ns", "live_bytes",
-                             "peak_live_bytes", "peak_time_ns"), U64_MAX)}
+_NUMBERS = {
+    "pid": 2**31 - 1,
+    "forked_from": 2**31 - 1,
+    "max_depth": 2**32 - 1,
+    **dict.fromkeys(
+        (
+            "dropped_samples",
+            "failed_allocs",
+            "foreign_unrecorded",
+            "window_start_ns",
+            "window_end_ns",
+            "live_bytes",
+            "peak_live_bytes",
+            "peak_time_ns",
+        ),
+        U64_MAX,
+    ),
+}
 # `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
 _ESCAPED = ("cmdline", "exe", "build_id", "log")
 _PATHS = ("exe", "build_id", "log")
@@ -41,8 +55,10 @@ _CANONICAL_COUNTERS_RE = re.compile(rb"(?:  t\*: \d{1,18}: \d{1,18} \[\d{1,18}: 
 _ESTIMATE = "# estimate:"
 _NUMBER = rb" \d{1,20}(?:\.\d{1,2})?"
 _CANONICAL_ESTIMATES_RE = re.compile(rb"(?:# estimate:" + _NUMBER * 4 + rb"\n)*")
-_DROPPED_RE = re.compile(r"stack_table=([0-9]{1,20}) live_table=([0-9]{1,20})"
-                         r" memory=([0-9]{1,20}) bytes=([0-9]{1,20})")
+_DROPPED_RE = re.compile(
+    r"stack_table=([0-9]{1,20}) live_table=([0-9]{1,20})"
+    r" memory=([0-9]{1,20}) bytes=([0-9]{1,20})"
+)
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
@@ -57,7 +73,7 @@ class Failure:
     time_ns: int
     bytes: int
     error: int
-    stack: tuple[int, ...]   # addresses, leaf first
+    stack: tuple[int, ...]  # addresses, leaf first
 
 
 @dataclass
@@ -67,10 +83,10 @@ class Foreign:
     `# foreign: time_ns= bytes= kind= address= @ ...`"""
 
     time_ns: int
-    bytes: int    # 0 for an IPC range whose size the driver did not give
-    kind: str     # one of FOREIGN_KINDS
+    bytes: int  # 0 for an IPC range whose size the driver did not give
+    kind: str  # one of FOREIGN_KINDS
     address: int
-    stack: tuple[int, ...]   # addresses, leaf first
+    stack: tuple[int, ...]  # addresses, leaf first
 
 
 # host memory registered with CUDA (cuda_host), device memory opened through IPC (cuda)
@@ -78,21 +94,25 @@ FOREIGN_KINDS = ("host_register", "ipc_open")
 # The lines of noted events: their decimal fields, checked below 2^64, and their stack.
 _NOTE_NUMBERS = ("time_ns", "bytes", "error")
 _NOTE_STACK = r" @(?P<stack>(?: (?:0x)?[0-9a-f]{1,16})*)"
-_FAILURE_RE = re.compile(r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
-                         r" error=(?P<error>-?[0-9]{1,20})" + _NOTE_STACK)
-_FOREIGN_RE = re.compile(r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
-                         rf" kind=(?P<kind>{'|'.join(FOREIGN_KINDS)})"
-                         r" address=0x(?P<address>[0-9a-f]{1,16})" + _NOTE_STACK)
+_FAILURE_RE = re.compile(
+    r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
+    r" error=(?P<error>-?[0-9]{1,20})" + _NOTE_STACK
+)
+_FOREIGN_RE = re.compile(
+    r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
+    rf" kind=(?P<kind>{'|'.join(FOREIGN_KINDS)})"
+    r" address=0x(?P<address>[0-9a-f]{1,16})" + _NOTE_STACK
+)
 
 
 @dataclass(frozen=True)
 class Drops:
     """Samples the sampler's tables had no room for: `# dropped: ...`."""
 
-    stack_table: int   # no stack id: missing from every figure
-    live_table: int    # counted as allocated, missing from the in-use figures
-    memory: int        # no per-thread counters: missing from every figure
-    bytes: int         # the allocations they stood for, unsampled
+    stack_table: int  # no stack id: missing from every figure
+    live_table: int  # counted as allocated, missing from the in-use figures
+    memory: int  # no per-thread counters: missing from every figure
+    bytes: int  # the allocations they stood for, unsampled
 
     @property
     def samples(self) -> int:
@@ -113,7 +133,7 @@ class HeapProfile:
     meta: dict[str, str] = field(default_factory=dict)
     build_ids: dict[str, str] = field(default_factory=dict)
     dropped_samples: int = 0
-    drops: Drops | None = None   # by cause, where the file says
+    drops: Drops | None = None  # by cause, where the file says
     # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]].
     addrs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
@@ -125,9 +145,9 @@ class HeapProfile:
     # in-use objects and bytes, allocated objects and bytes), None in files without them.
     estimates: np.ndarray | None = None
     mappings: list[MemoryMapping] = field(default_factory=list)
-    labels: dict[int, str] = field(default_factory=dict)   # stack index -> `# labels:` text
-    failures: list[Failure] = field(default_factory=list)   # failed device allocations
-    foreign: list[Foreign] = field(default_factory=list)    # registered or opened, not allocated
+    labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
+    failures: list[Failure] = field(default_factory=list)  # failed device allocations
+    foreign: list[Foreign] = field(default_factory=list)  # registered or opened, not allocated
     # the Python frames the stacks hold, by address (`# python_frame:` lines)
     python_frames: dict[int, PythonFrame] = field(default_factory=dict)
 
@@ -160,13 +180,13 @@ def _header_bytes(f: BinaryIO) -> bytes:
     program's frame lines alone can take megabytes, and never further."""
     head = b""
     while chunk := f.read(_CHUNK):
-        line_at = head.rfind(b"\n") + 1   # the last line read, perhaps cut by the chunk
+        line_at = head.rfind(b"\n") + 1  # the last line read, perhaps cut by the chunk
         head += chunk
         first_end = head.find(b"\n")
         if first_end < 0:
-            return head   # no first line in a chunk: not a .heap file's header
+            return head  # no first line in a chunk: not a .heap file's header
         while (end := head.find(b"\n", line_at)) >= 0:
-            if line_at > first_end and head[line_at:line_at + 1] != b"#":
+            if line_at > first_end and head[line_at : line_at + 1] != b"#":
                 return head[:line_at]
             line_at = end + 1
     return head
@@ -178,8 +198,9 @@ def read_heap_header(path: str) -> HeapProfile:
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         lines = _decode(_header_bytes(f)).split("\n")
     if _HEADER_RE.fullmatch(lines[0].strip()) is None:
-        raise HeapFileError(f"{path}:1: expected a 'heap_v2/<rate>' header, found "
-                            f"{_show(lines[0])}")
+        raise HeapFileError(
+            f"{path}:1: expected a 'heap_v2/<rate>' header, found {_show(lines[0])}"
+        )
     prof = HeapProfile(path=path, rate=0)
     for lineno, line in enumerate(lines[1:], 2):
         if line[:1] == "#":
@@ -208,8 +229,10 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
     else:
         head = _decode(data[:first]).split("\n")
         maps_lineno = data.count(b"\n", 0, maps_at) + 2
-        numbered = [*enumerate(head, 1),
-                    *enumerate(_decode(data[maps_at + 1:]).split("\n"), maps_lineno)]
+        numbered = [
+            *enumerate(head, 1),
+            *enumerate(_decode(data[maps_at + 1 :]).split("\n"), maps_lineno),
+        ]
     return _parse_lines(numbered, name, samples)
 
 
@@ -236,8 +259,12 @@ def _bulk_samples(data: bytes, start: int, end: int) -> _Samples | None:
         return None
     offsets = np.zeros(sum(map(len, lengths)) + 1, np.int64)
     np.cumsum(np.concatenate(lengths), out=offsets[1:])
-    return (np.concatenate(addrs), offsets, np.concatenate(tables),
-            None if estimates[0] is None else np.concatenate(estimates))
+    return (
+        np.concatenate(addrs),
+        offsets,
+        np.concatenate(tables),
+        None if estimates[0] is None else np.concatenate(estimates),
+    )
 
 
 def _bulk_chunk(section: bytes) -> tuple[np.ndarray, ...] | None:
@@ -257,8 +284,9 @@ def _bulk_chunk(section: bytes) -> tuple[np.ndarray, ...] | None:
         estimate_text = b"\n".join(lines[2::3]) + b"\n"
         if len(lines) % 3 or not _CANONICAL_ESTIMATES_RE.fullmatch(estimate_text):
             return None
-        estimates = np.fromstring(estimate_text.replace(_ESTIMATE.encode(), b""), np.float64,
-                                  sep=" ").reshape(-1, 4)
+        estimates = np.fromstring(
+            estimate_text.replace(_ESTIMATE.encode(), b""), np.float64, sep=" "
+        ).reshape(-1, 4)
     found = _same_width_addresses(stacks) or _addresses(stacks)
     if found is None:
         return None
@@ -287,7 +315,7 @@ def _same_width_addresses(stacks: list[bytes]) -> tuple[np.ndarray, np.ndarray] 
     except binascii.Error:
         return None
     padded = np.zeros((len(matrix), 8), np.uint8)
-    padded[:, 8 - (width - 3) // 2:] = decoded.reshape(len(matrix), -1)
+    padded[:, 8 - (width - 3) // 2 :] = decoded.reshape(len(matrix), -1)
     return padded.view(">u8").ravel().astype(np.uint64), lengths
 
 
@@ -311,8 +339,9 @@ def _addresses(stacks: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
     return addrs, np.diff(np.flatnonzero(at), append=len(delims)) - 1
 
 
-def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
-                 samples: _Samples | None) -> HeapProfile:
+def _parse_lines(
+    numbered: Iterable[tuple[int, str]], name: str, samples: _Samples | None
+) -> HeapProfile:
     """Read (line number, line) pairs; `samples`, if given, is the already parsed sample
     section (then absent from the lines)."""
     lines = list(numbered)
@@ -344,8 +373,11 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         if awaiting:
             m = _COUNTER_RE.match(line)
             if m is None or m[2] != "*":
-                raise fail(lineno, f"expected a counter line after the stack on line {awaiting}"
-                           f" ('t*: <objs>: <bytes> [<objs>: <bytes>]'), found {_show(line)}")
+                raise fail(
+                    lineno,
+                    f"expected a counter line after the stack on line {awaiting}"
+                    f" ('t*: <objs>: <bytes> [<objs>: <bytes>]'), found {_show(line)}",
+                )
             if max(len(m[3]), len(m[4]), len(m[5]), len(m[6])) > 18:
                 raise fail(lineno, "a counter too large for 64 bits")
             counters.append((int(m[3]), int(m[4]), int(m[5]), int(m[6])))
@@ -365,15 +397,16 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
             awaiting = lineno
         elif line.startswith(_ESTIMATE):
             if len(estimates) != len(counters) - 1 or not lengths:
-                raise fail(lineno, "an '# estimate:' line that does not follow a stack's"
-                           " counter line")
+                raise fail(
+                    lineno, "an '# estimate:' line that does not follow a stack's counter line"
+                )
             estimates.append(_estimate(line, lineno, fail))
         elif line[:1] == "#":
             try:
                 _header_line(prof, line)
             except ValueError as e:
                 raise fail(lineno, str(e)) from None
-            if line.startswith("# labels:"):   # of the stack on the next '@' line
+            if line.startswith("# labels:"):  # of the stack on the next '@' line
                 prof.labels[len(lengths)] = prof.meta.pop("labels")
         elif line.startswith(_MAPPED_LIBRARIES):
             maps_at = i + 1
@@ -387,8 +420,10 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         elif line.strip():
             raise fail(lineno, f"unexpected line {_show(line)}")
     if awaiting:
-        raise fail(end, f"expected a counter line after the stack on line {awaiting},"
-                   " the file is truncated")
+        raise fail(
+            end,
+            f"expected a counter line after the stack on line {awaiting}, the file is truncated",
+        )
     if not maps_at:
         raise fail(end, f"the file is truncated: no '{_MAPPED_LIBRARIES}' section")
 
@@ -400,8 +435,11 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
         if mapping is None:
             raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
         if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
-            raise fail(lineno, "a mapping whose addresses or offset are above 2^64-1 or"
-                       f" whose end is below its start: {_show(line)}")
+            raise fail(
+                lineno,
+                "a mapping whose addresses or offset are above 2^64-1 or"
+                f" whose end is below its start: {_show(line)}",
+            )
         if "\0" in line:
             raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
         prof.mappings.append(mapping)
@@ -409,24 +447,32 @@ def _parse_lines(numbered: Iterable[tuple[int, str]], name: str,
     if samples is None:
         offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        samples = (np.array(addrs, np.uint64), offsets,
-                   np.array(counters, dtype=np.int64).reshape(-1, 4),
-                   np.array(estimates, np.float64).reshape(-1, 4)
-                   if len(estimates) == len(counters) and estimates else None)
+        samples = (
+            np.array(addrs, np.uint64),
+            offsets,
+            np.array(counters, dtype=np.int64).reshape(-1, 4),
+            np.array(estimates, np.float64).reshape(-1, 4)
+            if len(estimates) == len(counters) and estimates
+            else None,
+        )
     prof.addrs, prof.offsets, table, prof.estimates = samples
     prof.cur_objs, prof.cur_bytes, prof.acc_objs, prof.acc_bytes = (
-        np.ascontiguousarray(table[:, k]) for k in range(4))
+        np.ascontiguousarray(table[:, k]) for k in range(4)
+    )
     return prof
+
+
 def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
     """The four sums of a `# estimate:` line."""
-    fields = line[len(_ESTIMATE):].split()
+    fields = line[len(_ESTIMATE) :].split()
     try:
         values = tuple(float(v) for v in fields)
     except ValueError:
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) and v >= 0 for v in values):
-        raise fail(lineno, f"expected '{_ESTIMATE} <objs> <bytes> <objs> <bytes>', found "
-                   f"{_show(line)}")
+        raise fail(
+            lineno, f"expected '{_ESTIMATE} <objs> <bytes> <objs> <bytes>', found {_show(line)}"
+        )
     return values
 
 
@@ -447,8 +493,9 @@ def _header_line(prof: HeapProfile, line: str) -> None:
     if key in _NUMBERS:
         number = _number(value, _NUMBERS[key])
         if number is None:
-            raise ValueError(f"'{key}' must be a number from 0 to {_NUMBERS[key]}, found"
-                             f" {_show(value)}")
+            raise ValueError(
+                f"'{key}' must be a number from 0 to {_NUMBERS[key]}, found {_show(value)}"
+            )
         if key in ("pid", "dropped_samples"):
             setattr(prof, key, number)
         else:
@@ -457,8 +504,10 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         m = _DROPPED_RE.fullmatch(value)
         counts = [_number(v, U64_MAX) for v in m.groups()] if m else [None]
         if None in counts:
-            raise ValueError("expected '# dropped: stack_table=N live_table=N memory=N "
-                             f"bytes=N' (N below 2^64), found {_show(line)}")
+            raise ValueError(
+                "expected '# dropped: stack_table=N live_table=N memory=N "
+                f"bytes=N' (N below 2^64), found {_show(line)}"
+            )
         prof.drops = Drops(*counts)
     elif key == "heap":
         if value not in HEAPS:
@@ -468,13 +517,25 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         setattr(prof, key, value)
     elif key == "failed_alloc":
         m = _note(_FAILURE_RE, value, line, "failed_alloc: time_ns=T bytes=N error=E @ ...")
-        prof.failures.append(Failure(int(m["time_ns"]), int(m["bytes"]), int(m["error"]),
-                                     _stack(m["stack"])))
+        prof.failures.append(
+            Failure(int(m["time_ns"]), int(m["bytes"]), int(m["error"]), _stack(m["stack"]))
+        )
     elif key == "foreign":
-        m = _note(_FOREIGN_RE, value, line, f"foreign: time_ns=T bytes=N kind="
-                  f"{'|'.join(FOREIGN_KINDS)} address=0xA @ ...")
-        prof.foreign.append(Foreign(int(m["time_ns"]), int(m["bytes"]), m["kind"],
-                                    int(m["address"], 16), _stack(m["stack"])))
+        m = _note(
+            _FOREIGN_RE,
+            value,
+            line,
+            f"foreign: time_ns=T bytes=N kind={'|'.join(FOREIGN_KINDS)} address=0xA @ ...",
+        )
+        prof.foreign.append(
+            Foreign(
+                int(m["time_ns"]),
+                int(m["bytes"]),
+                m["kind"],
+                int(m["address"], 16),
+                _stack(m["stack"]),
+            )
+        )
     elif key == "python_frame":
         address, frame = parse_frame_line(value, _unescape)
         prof.python_frames[address] = frame
@@ -491,8 +552,9 @@ def _note(pattern: re.Pattern[str], value: str, line: str, form: str) -> re.Matc
     """The fields of a noted event's line (`# failed_alloc:`, `# foreign:`), its numbers
     below 2^64; ValueError naming the `form` expected otherwise."""
     m = pattern.fullmatch(value)
-    if m is None or any(_number(m[k].lstrip("-"), U64_MAX) is None
-                        for k in _NOTE_NUMBERS if k in pattern.groupindex):
+    if m is None or any(
+        _number(m[k].lstrip("-"), U64_MAX) is None for k in _NOTE_NUMBERS if k in pattern.groupindex
+    ):
         raise ValueError(f"expected '# {form}' (T and N below 2^64), found {_show(line)}")
     return m
 
@@ -514,14 +576,17 @@ def _unescape(text: str, key: str) -> str:
     """Undo the sampler's escape of control characters in the text of `# key:` lines:
     \\\\, \\n, \\r, \\t, and \\xHH (two lower-case hex digits) for the other bytes
     below 0x20 and 0x7f; ValueError for any other backslash."""
+
     def one(m: re.Match) -> str:
         if m[1]:
             return _UNESCAPED[m[1]]
         if m[2]:
             return chr(int(m[2], 16))
         shown = ascii(m[3])[1:-1] if m[3] else " at the end of the line"
-        raise ValueError(f"a malformed escape \\{shown} in '# {key}:' (the sampler writes"
-                         " only \\\\, \\n, \\r, \\t and \\xHH)")
+        raise ValueError(
+            f"a malformed escape \\{shown} in '# {key}:' (the sampler writes"
+            " only \\\\, \\n, \\r, \\t and \\xHH)"
+        )
 
     return _ESCAPE_RE.sub(one, text) if "\\" in text else text
 

@@ -8,5 +8,11 @@ HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal")
 # memory. The call graph and the flame graph shade a heap's frames by weight in its hue
 # (degrees); the timeline draws each heap's curve in one flat colour.
 HEAP_HUES = {"host": 10, "cuda": 205, "cuda_host": 265, "acl": 130, "acl_host": 165, "hal": 40}
-TIMELINE_COLORS = {"host": "#1f77b4", "cuda": "#2ca02c", "cuda_host": "#17becf",
-                   "acl": "#d62728", "acl_host": "#ff7f0e", "hal": "#9467bd"}
+TIMELINE_COLORS = {
+    "host": "#1f77b4",
+    "cuda": "#2ca02c",
+    "cuda_host": "#17becf",
+    "acl": "#d62728",
+    "acl_host": "#ff7f0e",
+    "hal": "#9467bd",
+}

@@ -18,9 +18,12 @@ from mem_profiler.parser.errors import UserError
 # .heap and .memlog files: the sampler's tables and --log-cap keep real ones far smaller.
 MAX_PROFILE_BYTES = 4 << 30
 
-_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)",
-          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-          stat.S_IFSOCK: "a socket"}
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def open_regular(path: str, what: str, error: type[UserError]) -> BinaryIO:
@@ -50,14 +53,17 @@ def read_errors(path: str, error: type[UserError]) -> Iterator[None]:
         raise error(f"cannot read {path}: {e.strerror or e}.") from None
 
 
-def read_regular(path: str, what: str, error: type[UserError],
-                 limit: int = MAX_PROFILE_BYTES) -> bytes:
+def read_regular(
+    path: str, what: str, error: type[UserError], limit: int = MAX_PROFILE_BYTES
+) -> bytes:
     """The contents of the regular file `path` (see open_regular) as long as it was when
     opened (what a writer appends meanwhile is left out); `error` if that is more than
     `limit` bytes."""
     with open_regular(path, what, error) as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
-            raise error(f"{path} is {size:,} bytes, more than {what} can sanely be"
-                        f" ({limit:,} at most): check that it is {what}.")
+            raise error(
+                f"{path} is {size:,} bytes, more than {what} can sanely be"
+                f" ({limit:,} at most): check that it is {what}."
+            )
         return f.read(size)

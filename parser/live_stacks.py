@@ -62,8 +62,10 @@ class Refresh:
             shown &= np.array([h == heap for h, _ in self.stacks], bool)
         keys = np.flatnonzero(shown)
         keys = keys[np.lexsort((keys, -self.in_use[keys], -value[keys]))][:count]
-        return [StackRow(*self.stacks[k], self.in_use[k], self.growth[k], self.alloc_rate[k])
-                for k in keys.tolist()]
+        return [
+            StackRow(*self.stacks[k], self.in_use[k], self.growth[k], self.alloc_rate[k])
+            for k in keys.tolist()
+        ]
 
 
 class LiveStacks:
@@ -102,18 +104,26 @@ class LiveStacks:
         heaps = []
         for prof, key in zip(profiles, keys, strict=True):
             mine = np.unique(key)
-            heaps.append(HeapTotals(prof.heap, float(in_use[mine].sum()),
-                                    float(growth[mine].sum()), float(alloc_rate[mine].sum())))
+            heaps.append(
+                HeapTotals(
+                    prof.heap,
+                    float(in_use[mine].sum()),
+                    float(growth[mine].sum()),
+                    float(alloc_rate[mine].sum()),
+                )
+            )
         dropped = max((p.dropped_samples for p in profiles), default=0)
-        return Refresh(time_ns, interval_s, heaps, dropped, list(self._keys), in_use, growth,
-                       alloc_rate)
+        return Refresh(
+            time_ns, interval_s, heaps, dropped, list(self._keys), in_use, growth, alloc_rate
+        )
 
     def _stack_keys(self, prof: HeapProfile) -> np.ndarray:
         """The key of each stack of prof, naming the stacks not seen before."""
         bounds = prof.offsets.tolist()
         addresses = prof.addrs.tobytes()
-        raw = [(prof.heap, addresses[8 * a:8 * b])
-               for a, b in zip(bounds, bounds[1:], strict=False)]
+        raw = [
+            (prof.heap, addresses[8 * a : 8 * b]) for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
         new = [i for i, r in enumerate(raw) if r not in self._key_of]
         if new:
             sym = symbolize(some_stacks(prof, np.array(new, np.int64)), self.binary, lines=True)
@@ -131,20 +141,30 @@ def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
     # each stack's addresses: its start in prof, then consecutive
     take = np.arange(offsets[-1]) + np.repeat(prof.offsets[which] - offsets[:-1], lengths)
     return dataclasses.replace(
-        prof, addrs=prof.addrs[take], offsets=offsets, cur_objs=prof.cur_objs[which],
-        cur_bytes=prof.cur_bytes[which], acc_objs=prof.acc_objs[which],
-        acc_bytes=prof.acc_bytes[which], labels={}, failures=[],
-        estimates=None if prof.estimates is None else prof.estimates[which])
+        prof,
+        addrs=prof.addrs[take],
+        offsets=offsets,
+        cur_objs=prof.cur_objs[which],
+        cur_bytes=prof.cur_bytes[which],
+        acc_objs=prof.acc_objs[which],
+        acc_bytes=prof.acc_bytes[which],
+        labels={},
+        failures=[],
+        estimates=None if prof.estimates is None else prof.estimates[which],
+    )
 
 
 def _named_stacks(sym: SymbolizedProfile) -> list[tuple[str, ...]]:
     """Each stack's frames as `function file:line` (short names, the file's base name)."""
     names = sym.display_names()
-    labels = [names[f] if where is None else f"{names[f]} {os.path.basename(where[0])}:{where[1]}"
-              for f, where in zip(sym.func_of.tolist(), sym.where, strict=True)]
+    labels = [
+        names[f] if where is None else f"{names[f]} {os.path.basename(where[0])}:{where[1]}"
+        for f, where in zip(sym.func_of.tolist(), sym.where, strict=True)
+    ]
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
-    return [tuple(labels[loc] for loc in frames[a:b])
-            for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [
+        tuple(labels[loc] for loc in frames[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
 
 
 def distinct_frames(rows: list[StackRow]) -> list[tuple[str, ...]]:
@@ -155,9 +175,14 @@ def distinct_frames(rows: list[StackRow]) -> list[tuple[str, ...]]:
         need = MIN_FRAMES
         for other in rows:
             if other is not row and other.heap == row.heap:
-                common = next((i for i, (a, b) in enumerate(zip(row.frames, other.frames,
-                                                                strict=False)) if a != b),
-                              min(len(row.frames), len(other.frames)))
+                common = next(
+                    (
+                        i
+                        for i, (a, b) in enumerate(zip(row.frames, other.frames, strict=False))
+                        if a != b
+                    ),
+                    min(len(row.frames), len(other.frames)),
+                )
                 need = max(need, common + 1)
         out.append(row.frames[:need])
     return out

@@ -60,14 +60,21 @@ class WindowLog:
 
     @property
     def warnings(self) -> list[str]:
-        missing = [] if self.profile is not None else [
-            f"no .heap file for {self.log.base} (the process did not exit normally?): without"
-            " its memory map, frames stay addresses."]
+        missing = (
+            []
+            if self.profile is not None
+            else [
+                f"no .heap file for {self.log.base} (the process did not exit normally?): without"
+                " its memory map, frames stay addresses."
+            ]
+        )
         stopped = self.profile.meta.get("log_stopped") if self.profile is not None else None
         if stopped:
             end_ms = self.log.end_ns / 1e6
-            missing.append(f"the event log stopped early ({stopped}): events after "
-                           f"{end_ms:.1f} ms of the window are missing.")
+            missing.append(
+                f"the event log stopped early ({stopped}): events after "
+                f"{end_ms:.1f} ms of the window are missing."
+            )
         return self.log.warnings + missing
 
 
@@ -120,7 +127,7 @@ def pair_frees(log: EventLog) -> Allocations:
     file's order is not time's)."""
     ev = log.events
     key = ev["heap"].astype(np.uint64) << np.uint64(56) | ev["address"]
-    order = np.lexsort((ev["type"] == ALLOC, ev["time_ns"], key))   # a free first in a tie
+    order = np.lexsort((ev["type"] == ALLOC, ev["time_ns"], key))  # a free first in a tie
     key, kind, times = key[order], ev["type"][order], ev["time_ns"][order]
     is_alloc = kind == ALLOC
     end = np.full(len(ev), NEVER, np.int64)
@@ -129,8 +136,9 @@ def pair_frees(log: EventLog) -> Allocations:
     made = order[is_alloc]
     seq = np.argsort(ev["time_ns"][made], kind="stable")
     chosen = ev[made[seq]]
-    return Allocations(chosen["heap"], chosen["stack"], chosen["size"], chosen["time_ns"],
-                       end[is_alloc][seq])
+    return Allocations(
+        chosen["heap"], chosen["stack"], chosen["size"], chosen["time_ns"], end[is_alloc][seq]
+    )
 
 
 def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:
@@ -184,8 +192,10 @@ def interval_starts(log: EventLog, records: np.ndarray) -> list[int]:
 def live_at(cap: WindowLog, time_ns: int) -> HeapProfile:
     """What was live at a time (cur counts) and allocated up to it (accum counts)."""
     if not 0 <= time_ns <= cap.log.end_ns:
-        raise UserError(f"{time_ns / MS:.1f} ms is outside the log, which covers 0-"
-                        f"{cap.log.end_ns / MS:.1f} ms of the window.")
+        raise UserError(
+            f"{time_ns / MS:.1f} ms is outside the log, which covers 0-"
+            f"{cap.log.end_ns / MS:.1f} ms of the window."
+        )
     a = cap.allocs
     made = a.start <= time_ns
     return _profile(cap, made, made & (a.end > time_ns))
@@ -203,8 +213,7 @@ def between(cap: WindowLog, first: str, second: str) -> tuple[HeapProfile, Mark,
 
 def window_leaks(cap: WindowLog) -> LeakSet:
     """Sampled allocations of the window still live at its end (the end of the log)."""
-    return _leaks(cap, cap.allocs.end == NEVER,
-                  f"the window (0.0-{cap.log.end_ns / MS:.1f} ms)")
+    return _leaks(cap, cap.allocs.end == NEVER, f"the window (0.0-{cap.log.end_ns / MS:.1f} ms)")
 
 
 def mark_range_leaks(cap: WindowLog, text: str, start_index: int) -> LeakSet:
@@ -214,13 +223,16 @@ def mark_range_leaks(cap: WindowLog, text: str, start_index: int) -> LeakSet:
     if not found:
         raise UserError(f"no mark {text!r} in the log; {_known_marks(cap.log)}")
     if start_index + 1 >= len(found):
-        raise UserError(f"mark {text!r} occurs {len(found)} time(s): start index {start_index}"
-                        f" needs occurrences {start_index} and {start_index + 1} (from 0).")
+        raise UserError(
+            f"mark {text!r} occurs {len(found)} time(s): start index {start_index}"
+            f" needs occurrences {start_index} and {start_index + 1} (from 0)."
+        )
     t0, t1 = found[start_index].time_ns, found[start_index + 1].time_ns
     a = cap.allocs
     leaked = (a.start >= t0) & (a.start < t1) & (a.end > t1)
-    return _leaks(cap, leaked, f"{text!r} #{start_index}-#{start_index + 1}"
-                  f" ({t0 / MS:.1f}-{t1 / MS:.1f} ms)")
+    return _leaks(
+        cap, leaked, f"{text!r} #{start_index}-#{start_index + 1} ({t0 / MS:.1f}-{t1 / MS:.1f} ms)"
+    )
 
 
 def occurrences(log: EventLog, text: str) -> list[Mark]:
@@ -228,8 +240,7 @@ def occurrences(log: EventLog, text: str) -> list[Mark]:
     return [m for m in log.marks if m.text == text and m.kind != "range_end"]
 
 
-def leak_sites(leaks: LeakSet, sym: SymbolizedProfile,
-               full_names: bool = False) -> list[Leak]:
+def leak_sites(leaks: LeakSet, sym: SymbolizedProfile, full_names: bool = False) -> list[Leak]:
     """The stacks of a symbolized LeakSet as Leak rows, largest estimated bytes first.
     Stacks that read the same once symbolized are one row, as in the gate's reports: a
     Python line's blocks come from several native paths beneath it (the object and its
@@ -240,10 +251,16 @@ def leak_sites(leaks: LeakSet, sym: SymbolizedProfile,
     frames, bounds = nodes.tolist(), sym.offsets.tolist()
     rows: dict[tuple[str, ...], Leak] = {}
     for i in range(len(nbytes)):
-        stack = tuple(names[f] for f in frames[bounds[i]:bounds[i + 1]])
-        leak = Leak(leaks.profile.heap, list(stack), float(nbytes[i]), float(objects[i]),
-                    int(leaks.profile.cur_objs[i]), float(leaks.first_ns[i]) / MS,
-                    float(leaks.last_ns[i]) / MS)
+        stack = tuple(names[f] for f in frames[bounds[i] : bounds[i + 1]])
+        leak = Leak(
+            leaks.profile.heap,
+            list(stack),
+            float(nbytes[i]),
+            float(objects[i]),
+            int(leaks.profile.cur_objs[i]),
+            float(leaks.first_ns[i]) / MS,
+            float(leaks.last_ns[i]) / MS,
+        )
         same = rows.setdefault(stack, leak)
         if same is not leak:
             same.bytes += leak.bytes
@@ -269,8 +286,7 @@ def _find_mark(log: EventLog, text: str, after: Mark | None) -> Mark:
 def _known_marks(log: EventLog) -> str:
     texts = list(dict.fromkeys(m.text for m in log.marks))
     if not texts:
-        return ("it has none (marks come from memprof_mark(), mem_profiler.mark(), mstx and"
-                " NVTX).")
+        return "it has none (marks come from memprof_mark(), mem_profiler.mark(), mstx and NVTX)."
     shown = ", ".join(repr(t) for t in texts[:10])
     return f"its marks are {shown}{', ...' if len(texts) > 10 else ''}."
 
@@ -305,17 +321,26 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
         return np.bincount(inverse, values * weights, len(ids))
 
     no_frames = np.zeros(0, np.uint64)
-    frames = [cap.log.stacks[i].frames if i in cap.log.stacks else no_frames
-              for i in ids.tolist()]
+    frames = [cap.log.stacks[i].frames if i in cap.log.stacks else no_frames for i in ids.tolist()]
     offsets = np.zeros(len(frames) + 1, np.int64)
     np.cumsum([len(f) for f in frames], out=offsets[1:])
     counters = {
-        "addrs": np.concatenate(frames) if frames else no_frames, "offsets": offsets,
-        "cur_objs": count(live.astype(np.float64)), "cur_bytes": count(sizes * live),
-        "acc_objs": count(np.ones(len(sizes))), "acc_bytes": count(sizes),
-        "estimates": np.column_stack([estimate(live.astype(np.float64)), estimate(sizes * live),
-                                      estimate(np.ones(len(sizes))), estimate(sizes)]),
-        "rate": rate, "heap": cap.heap_name,
+        "addrs": np.concatenate(frames) if frames else no_frames,
+        "offsets": offsets,
+        "cur_objs": count(live.astype(np.float64)),
+        "cur_bytes": count(sizes * live),
+        "acc_objs": count(np.ones(len(sizes))),
+        "acc_bytes": count(sizes),
+        "estimates": np.column_stack(
+            [
+                estimate(live.astype(np.float64)),
+                estimate(sizes * live),
+                estimate(np.ones(len(sizes))),
+                estimate(sizes),
+            ]
+        ),
+        "rate": rate,
+        "heap": cap.heap_name,
     }
     if cap.profile is None:
         return HeapProfile(path=cap.log.files[0], pid=cap.log.pid, **counters)

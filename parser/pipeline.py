@@ -83,8 +83,11 @@ class Request:
         """What the reports show besides the profile: the moment, base and filters."""
         notes = [self.context] if self.context else []
         notes += [f"Base: {self.base} (values are the difference)"] if self.base else []
-        return notes + [f"{what}: {pattern.pattern}" for what, pattern in (
-            ("Focus", self.focus), ("Ignore", self.ignore)) if pattern is not None]
+        return notes + [
+            f"{what}: {pattern.pattern}"
+            for what, pattern in (("Focus", self.focus), ("Ignore", self.ignore))
+            if pattern is not None
+        ]
 
 
 @dataclass
@@ -102,10 +105,17 @@ class LogQuery:
     @property
     def reports(self) -> list[str]:
         """The log reports asked for, as options."""
-        return [flag for flag, given in (
-            ("--at", self.at_ms is not None), ("--peak", self.peak),
-            ("--between", self.between is not None), ("--leaks", self.window_leaks),
-            ("--mark-leaks", self.mark_leaks is not None)) if given]
+        return [
+            flag
+            for flag, given in (
+                ("--at", self.at_ms is not None),
+                ("--peak", self.peak),
+                ("--between", self.between is not None),
+                ("--leaks", self.window_leaks),
+                ("--mark-leaks", self.mark_leaks is not None),
+            )
+            if given
+        ]
 
     @property
     def leaks(self) -> bool:
@@ -118,17 +128,24 @@ def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProf
     profile = read_heap(request.heap_file) if profile is None else profile
     binary = profile.exe if request.binary is None else request.binary
     lines = request.lines or request.file_lines
-    sym = symbolize(profile, binary, lines=lines, allow_mismatch=request.allow_mismatch,
-                    native=request.native)
+    sym = symbolize(
+        profile, binary, lines=lines, allow_mismatch=request.allow_mismatch, native=request.native
+    )
     if request.base is not None:
         try:
-            old = symbolize(read_heap(request.base), binary, lines=lines,
-                            allow_mismatch=request.allow_mismatch, native=request.native)
+            old = symbolize(
+                read_heap(request.base),
+                binary,
+                lines=lines,
+                allow_mismatch=request.allow_mismatch,
+                native=request.native,
+            )
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)
-    return select_stacks(sym, request.focus, request.ignore, lines=request.lines,
-                         full_names=request.full_names)
+    return select_stacks(
+        sym, request.focus, request.ignore, lines=request.lines, full_names=request.full_names
+    )
 
 
 def write_reports(request: Request, say: Say, profile: HeapProfile | None = None) -> None:
@@ -145,19 +162,29 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
 
 def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
     """-t of several heaps of one capture, (heap, file) each, side by side."""
-    tables = [(heap, aggregate(load(dataclasses.replace(request, heap_file=path)),
-                               request.index, lines=request.lines,
-                               full_names=request.full_names))
-              for heap, path in heaps]
+    tables = [
+        (
+            heap,
+            aggregate(
+                load(dataclasses.replace(request, heap_file=path)),
+                request.index,
+                lines=request.lines,
+                full_names=request.full_names,
+            ),
+        )
+        for heap, path in heaps
+    ]
     ((_, path),) = request.outputs
-    write_output(path, format_heaps_text(tables, request.nodecount).encode(
-        "utf-8", "surrogateescape"))
+    write_output(
+        path, format_heaps_text(tables, request.nodecount).encode("utf-8", "surrogateescape")
+    )
 
 
 def text_table(request: Request) -> str:
     """The profile as the flat/cum table alone (the in-process API's report)."""
-    table = aggregate(load(request), request.index, lines=request.lines,
-                      full_names=request.full_names)
+    table = aggregate(
+        load(request), request.index, lines=request.lines, full_names=request.full_names
+    )
     return format_text(table, request.nodecount)
 
 
@@ -170,54 +197,90 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     if query.timeline is not None:
         write_output(query.timeline, format_timeline(window_log, request.title).encode())
     if not query.reports and request.outputs:
-        write_reports(request, say, window_log.profile)   # None: no .heap, read_heap says so
+        write_reports(request, say, window_log.profile)  # None: no .heap, read_heap says so
     if query.leaks:
-        leaks = (analysis.window_leaks(window_log) if query.window_leaks else
-                 analysis.mark_range_leaks(window_log, query.mark_leaks, query.start_index or 0))
-        rows, warnings = rank_leaks(leaks, request.binary,
-                                    allow_mismatch=request.allow_mismatch,
-                                    full_names=request.full_names)
+        leaks = (
+            analysis.window_leaks(window_log)
+            if query.window_leaks
+            else analysis.mark_range_leaks(window_log, query.mark_leaks, query.start_index or 0)
+        )
+        rows, warnings = rank_leaks(
+            leaks,
+            request.binary,
+            allow_mismatch=request.allow_mismatch,
+            full_names=request.full_names,
+        )
         for warning in warnings:
             say(f"warning: {warning}")
         ((fmt, path),) = request.outputs
         formatter = format_leaks_json if fmt == "json" else format_leaks
-        write_output(path, formatter(rows, leaks.scope, leaks.profile.heap,
-                                     request.nodecount).encode("utf-8", "surrogateescape"))
+        write_output(
+            path,
+            formatter(rows, leaks.scope, leaks.profile.heap, request.nodecount).encode(
+                "utf-8", "surrogateescape"
+            ),
+        )
     elif query.peak:
         peak = analysis.peak(window_log)
-        interval = "" if peak.interval is None else (
-            f", in the timeline's interval {peak.interval[0] / MS:.1f}-"
-            f"{peak.interval[1] / MS:.1f} ms")
-        write_reports(dataclasses.replace(
-            request, context=f"Live at the {peak.heap} heap's peak:"
-            f" {format_amount(peak.bytes, 'bytes')} at {peak.time_ns / MS:.1f} ms{interval}"),
-            say, analysis.live_at(window_log, peak.time_ns))
+        interval = (
+            ""
+            if peak.interval is None
+            else (
+                f", in the timeline's interval {peak.interval[0] / MS:.1f}-"
+                f"{peak.interval[1] / MS:.1f} ms"
+            )
+        )
+        write_reports(
+            dataclasses.replace(
+                request,
+                context=f"Live at the {peak.heap} heap's peak:"
+                f" {format_amount(peak.bytes, 'bytes')} at {peak.time_ns / MS:.1f} ms{interval}",
+            ),
+            say,
+            analysis.live_at(window_log, peak.time_ns),
+        )
     elif query.at_ms is not None:
-        write_reports(dataclasses.replace(
-            request, context=f"Live at {query.at_ms:.1f} ms of the window"
-            f" ({window_log.heap_name} heap)"), say,
-            analysis.live_at(window_log, round(query.at_ms * MS)))
+        write_reports(
+            dataclasses.replace(
+                request,
+                context=f"Live at {query.at_ms:.1f} ms of the window ({window_log.heap_name} heap)",
+            ),
+            say,
+            analysis.live_at(window_log, round(query.at_ms * MS)),
+        )
     elif query.between is not None:
         profile, start, end = analysis.between(window_log, *query.between)
-        write_reports(dataclasses.replace(
-            request, context=f"Allocated from {start.label!r} ({start.time_ns / MS:.1f} ms)"
-            f" to {end.label!r} ({end.time_ns / MS:.1f} ms), {window_log.heap_name} heap"),
-            say, profile)
+        write_reports(
+            dataclasses.replace(
+                request,
+                context=f"Allocated from {start.label!r} ({start.time_ns / MS:.1f} ms)"
+                f" to {end.label!r} ({end.time_ns / MS:.1f} ms), {window_log.heap_name} heap",
+            ),
+            say,
+            profile,
+        )
 
 
-def rank_leaks(leaks: LeakSet, binary: str | os.PathLike[str], *,
-               allow_mismatch: bool = False,
-               full_names: bool = False) -> tuple[list[Leak], list[str]]:
+def rank_leaks(
+    leaks: LeakSet,
+    binary: str | os.PathLike[str],
+    *,
+    allow_mismatch: bool = False,
+    full_names: bool = False,
+) -> tuple[list[Leak], list[str]]:
     """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
     and the symbolizer's warnings."""
-    sym = load(Request(binary=os.fspath(binary), allow_mismatch=allow_mismatch),
-               leaks.profile)
+    sym = load(Request(binary=os.fspath(binary), allow_mismatch=allow_mismatch), leaks.profile)
     return analysis.leak_sites(leaks, sym, full_names), sym.warnings
 
 
-def symbolized_notes(profile: HeapProfile, notes: list[Note], binary: str,
-                     allow_mismatch: bool = False, full_names: bool = False
-                     ) -> list[tuple[Note, list[str]]]:
+def symbolized_notes(
+    profile: HeapProfile,
+    notes: list[Note],
+    binary: str,
+    allow_mismatch: bool = False,
+    full_names: bool = False,
+) -> list[tuple[Note, list[str]]]:
     """Each of the profile's `notes` (its failures or its foreign ranges, or both) with its
     stack's function names, innermost first."""
     if not notes:
@@ -225,10 +288,18 @@ def symbolized_notes(profile: HeapProfile, notes: list[Note], binary: str,
     stacks = [n.stack for n in notes]
     zeros = np.zeros(len(stacks), np.int64)
     as_samples = dataclasses.replace(
-        profile, addrs=np.array([a for s in stacks for a in s], np.uint64),
+        profile,
+        addrs=np.array([a for s in stacks for a in s], np.uint64),
         offsets=np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
-        cur_objs=zeros, cur_bytes=zeros, acc_objs=zeros, acc_bytes=zeros, estimates=None,
-        labels={}, failures=[], foreign=[])
+        cur_objs=zeros,
+        cur_bytes=zeros,
+        acc_objs=zeros,
+        acc_bytes=zeros,
+        estimates=None,
+        labels={},
+        failures=[],
+        foreign=[],
+    )
     sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
     return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
 
@@ -256,32 +327,48 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
         text = format_text(table, r.nodecount, dropped)
         foreign = prof.foreign or int(prof.meta.get("foreign_unrecorded", 0))
         # the failures' and foreign ranges' stacks, symbolized in one go
-        named = symbolized_notes(prof, prof.failures + (prof.foreign if foreign else []),
-                                 r.binary, r.allow_mismatch, r.full_names)
+        named = symbolized_notes(
+            prof,
+            prof.failures + (prof.foreign if foreign else []),
+            r.binary,
+            r.allow_mismatch,
+            r.full_names,
+        )
         if prof.failures:
-            text += format_failures(prof, named[:len(prof.failures)])
+            text += format_failures(prof, named[: len(prof.failures)])
         if foreign:
-            text += format_foreign(prof, named[len(prof.failures):])
+            text += format_foreign(prof, named[len(prof.failures) :])
         return text.encode("utf-8", "surrogateescape")
     if fmt == "json":
         table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
-        return format_json(table, prof, program=r.binary, base=r.base, nodecount=r.nodecount,
-                           foreign=symbolized_notes(prof, prof.foreign, r.binary,
-                                                    r.allow_mismatch, r.full_names)
-                           ).encode("utf-8", "surrogateescape")
+        return format_json(
+            table,
+            prof,
+            program=r.binary,
+            base=r.base,
+            nodecount=r.nodecount,
+            foreign=symbolized_notes(prof, prof.foreign, r.binary, r.allow_mismatch, r.full_names),
+        ).encode("utf-8", "surrogateescape")
     if fmt == "svg":
-        graph = call_graph(sym, r.index, lines=r.lines, full_names=r.full_names,
-                           nodefraction=r.nodefraction, edgefraction=r.edgefraction,
-                           nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount)
+        graph = call_graph(
+            sym,
+            r.index,
+            lines=r.lines,
+            full_names=r.full_names,
+            nodefraction=r.nodefraction,
+            edgefraction=r.edgefraction,
+            nodecount=GRAPH_NODECOUNT if r.nodecount is None else r.nodecount,
+        )
         return render_svg(format_dot(graph, r.title, notes, heap=sym.profile.heap))
     if fmt == "pprof":
         return format_pprof(sym, notes, r.full_names)
     if fmt == "collapsed":
         return format_collapsed(sym, r.index, lines=r.lines, full_names=r.full_names).encode(
-            "utf-8", "surrogateescape")
+            "utf-8", "surrogateescape"
+        )
     if fmt == "flame":
         tree = flame_tree(sym, r.index, lines=r.lines, full_names=r.full_names)
-        return format_flame_html(tree, r.title, notes, diff=r.base is not None,
-                                 heap=sym.profile.heap).encode(
-            "utf-8", "surrogateescape")
+        return format_flame_html(
+            tree, r.title, notes, diff=r.base is not None, heap=sym.profile.heap
+        ).encode("utf-8", "surrogateescape")
     raise ValueError(f"unknown report format {fmt!r}")

@@ -22,8 +22,10 @@ FRAME_BASE = 0x5079000000000000
 FRAME_END = FRAME_BASE + 2**32
 # How a Python frame is shown: `keep_dicts (app.py:27)`.
 LABEL_RE = re.compile(r".+ \([^()\n]*:-?\d+\)")
-_FRAME_RE = re.compile(r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
-                       r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)")
+_FRAME_RE = re.compile(
+    r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
+    r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
+)
 _SHOWN_WITH_FOLDER = ("__init__.py", "__main__.py")
 
 
@@ -59,12 +61,17 @@ def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
     m = _FRAME_RE.fullmatch(value)
     address = int(m["address"], 16) if m else 0
     if m is None or not FRAME_BASE <= address < FRAME_END:
-        raise ValueError("expected '# python_frame: 0x<address> <line> <first line>"
-                         f" <name>\\t<file>' with an address from 0x{FRAME_BASE:x}, found"
-                         f" {value[:60]!r}")
-    return address, PythonFrame(unescape(m["name"], "python_frame"),
-                                unescape(m["file"], "python_frame"), int(m["line"]),
-                                int(m["first_line"]))
+        raise ValueError(
+            "expected '# python_frame: 0x<address> <line> <first line>"
+            f" <name>\\t<file>' with an address from 0x{FRAME_BASE:x}, found"
+            f" {value[:60]!r}"
+        )
+    return address, PythonFrame(
+        unescape(m["name"], "python_frame"),
+        unescape(m["file"], "python_frame"),
+        int(m["line"]),
+        int(m["first_line"]),
+    )
 
 
 def is_python_frame(addrs: np.ndarray) -> np.ndarray:
@@ -85,8 +92,7 @@ def interpreter_path(profile: HeapProfile) -> str | None:
     if not eval_address.startswith("0x"):
         return None
     address = int(eval_address, 16)
-    return next((m.path for m in profile.mappings
-                 if m.start <= address < m.end and m.path), None)
+    return next((m.path for m in profile.mappings if m.start <= address < m.end and m.path), None)
 
 
 def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:

@@ -39,16 +39,29 @@ def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = 
     max_flat = float(max(abs(graph.flat).max(initial=0.0), 0.0))
     for i, name in enumerate(graph.names):
         flat, cum = float(graph.flat[i]), float(graph.cum[i])
-        label = "\\n".join([_text(name), _with_share(flat, graph.total, unit),
-                            "of " + _with_share(cum, graph.total, unit)])
+        label = "\\n".join(
+            [
+                _text(name),
+                _with_share(flat, graph.total, unit),
+                "of " + _with_share(cum, graph.total, unit),
+            ]
+        )
         size = 8 + (math.ceil(16 * math.sqrt(abs(flat) / max_flat)) if max_flat else 0)
         score = cum / abs(graph.total) if graph.total else 0.0
-        dot.node(f"N{i + 1}", nohtml(label), id=f"node{i + 1}", fontsize=str(size),
-                 shape="box", tooltip=_text(f"{name} ({format_labelled(cum, unit)})"),
-                 color=_color(score, False, hue), fillcolor=_color(score, True, hue))
+        dot.node(
+            f"N{i + 1}",
+            nohtml(label),
+            id=f"node{i + 1}",
+            fontsize=str(size),
+            shape="box",
+            tooltip=_text(f"{name} ({format_labelled(cum, unit)})"),
+            color=_color(score, False, hue),
+            fillcolor=_color(score, True, hue),
+        )
     for edge in graph.edges:
-        dot.edge(f"N{edge.caller + 1}", f"N{edge.callee + 1}",
-                 **_edge_attrs(graph, edge, unit, hue))
+        dot.edge(
+            f"N{edge.caller + 1}", f"N{edge.callee + 1}", **_edge_attrs(graph, edge, unit, hue)
+        )
     return dot.source
 
 
@@ -59,12 +72,15 @@ def render_svg(dot_text: str) -> bytes:
     try:
         return graphviz.pipe("dot", "svg", dot_text.encode("utf-8", "replace"), quiet=True)
     except graphviz.ExecutableNotFound:
-        raise UserError("the call graph (-s) needs graphviz's `dot`: install the Debian package"
-                        " graphviz (apt-get install graphviz).") from None
+        raise UserError(
+            "the call graph (-s) needs graphviz's `dot`: install the Debian package"
+            " graphviz (apt-get install graphviz)."
+        ) from None
     except graphviz.CalledProcessError as e:
         reason = (e.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise UserError(f"dot failed to draw the call graph: {reason[-1] if reason else '?'}"
-                        ) from None
+        raise UserError(
+            f"dot failed to draw the call graph: {reason[-1] if reason else '?'}"
+        ) from None
 
 
 def _text(text: str) -> str:
@@ -79,19 +95,28 @@ def _with_share(value: float, total: float, unit: str) -> str:
     """`12.5 MB (80.1%)`"""
     return f"{format_labelled(value, unit)} ({format_share(value, total)})"
 
+
 def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
     unit = index_unit(graph.index)
     shown = float(graph.flat.sum())
-    lines = [title, f"Type: {graph.index}", *notes,
-             f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
-             f"Showing nodes accounting for {format_labelled(shown, unit)},"
-             f" {format_share(shown, graph.total)} of total"]
+    lines = [
+        title,
+        f"Type: {graph.index}",
+        *notes,
+        f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
+        f"Showing nodes accounting for {format_labelled(shown, unit)},"
+        f" {format_share(shown, graph.total)} of total",
+    ]
     if graph.dropped_nodes:
-        lines.append(f"Dropped {graph.dropped_nodes} node{'s' * (graph.dropped_nodes > 1)}"
-                     f" (cum <= {format_amount(graph.node_cutoff, unit)})")
+        lines.append(
+            f"Dropped {graph.dropped_nodes} node{'s' * (graph.dropped_nodes > 1)}"
+            f" (cum <= {format_amount(graph.node_cutoff, unit)})"
+        )
     if graph.dropped_edges:
-        lines.append(f"Dropped {graph.dropped_edges} edge{'s' * (graph.dropped_edges > 1)}"
-                     f" (freq <= {format_amount(graph.edge_cutoff, unit)})")
+        lines.append(
+            f"Dropped {graph.dropped_edges} edge{'s' * (graph.dropped_edges > 1)}"
+            f" (freq <= {format_amount(graph.edge_cutoff, unit)})"
+        )
     if len(graph.names) < graph.nodes_before_top:
         lines.append(f"Showing top {len(graph.names)} nodes out of {graph.nodes_before_top}")
     return lines
@@ -109,7 +134,8 @@ def _edge_attrs(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> d
         attrs["color"] = _color(edge.weight / abs(graph.total), False, hue)
     arrow = "..." if edge.residual else "->"
     attrs["tooltip"] = attrs["labeltooltip"] = _text(
-        f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]} ({weight})")
+        f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]} ({weight})"
+    )
     if edge.residual:
         attrs["style"] = "dotted"
     return attrs

@@ -18,8 +18,9 @@ from mem_profiler.parser.sampling import index_unit
 MIN_SHARE = 1e-4
 
 
-def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
-                      diff: bool = False, heap: str = "host") -> str:
+def format_flame_html(
+    tree: FlameTree, title: str, notes: list[str] = (), diff: bool = False, heap: str = "host"
+) -> str:
     """The page, with the tree (frames of at least MIN_SHARE of the weight) as JSON.
 
     `notes` are shown under the title; frames are coloured by name in the heap's hue, or
@@ -30,8 +31,12 @@ def format_flame_html(tree: FlameTree, title: str, notes: list[str] = (),
     parent = tree.parent[keep]
     used, name = np.unique(tree.name[keep], return_inverse=True)
     data = {
-        "title": title, "index": tree.index, "notes": list(notes), "diff": diff,
-        "heap": heap, "hue": HEAP_HUES.get(heap, HEAP_HUES["host"]),
+        "title": title,
+        "index": tree.index,
+        "notes": list(notes),
+        "diff": diff,
+        "heap": heap,
+        "hue": HEAP_HUES.get(heap, HEAP_HUES["host"]),
         "unit": index_unit(tree.index),
         "total": round(tree.total, 2),
         "names": [tree.names[i] for i in used.tolist()],

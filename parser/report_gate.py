@@ -57,18 +57,23 @@ def format_result(result: BudgetResult) -> str:
     if budget.kind == GROWTH:
         what += f" {os.path.basename(budget.baseline or '')}: peak"
     op = ">" if result.exceeded else "<="
-    line = (f"{'FAIL' if result.exceeded else 'ok  '} {budget.heap} {what} "
-            f"{_value(result.measured, result.exact)} {op} limit "
-            f"{format_size(result.limit, exact=result.exact)}")
+    line = (
+        f"{'FAIL' if result.exceeded else 'ok  '} {budget.heap} {what} "
+        f"{_value(result.measured, result.exact)} {op} limit "
+        f"{format_size(result.limit, exact=result.exact)}"
+    )
     if result.baseline_peak is not None:
-        line += (f" (baseline {format_size(result.baseline_peak, exact=result.exact)}"
-                 f" + {format_percent(budget.tolerance)})")
+        line += (
+            f" (baseline {format_size(result.baseline_peak, exact=result.exact)}"
+            f" + {format_percent(budget.tolerance)})"
+        )
     if result.exact:
         line += ", exact"
     else:
         bound = ", an upper bound" if budget.kind in (PEAK, GROWTH) else ""
-        line += (f", estimated at -c {result.rate}: ±{format_size(result.sd, exact=False)}"
-                 f" (1 sd{bound})")
+        line += (
+            f", estimated at -c {result.rate}: ±{format_size(result.sd, exact=False)} (1 sd{bound})"
+        )
     out = [line]
     if result.stacks:
         out.append(f"     {_TITLES[budget.kind]}:")
@@ -86,8 +91,10 @@ def _stack_line(stack: StackLine) -> str:
     text = f"{'+' if stack.baseline_bytes is not None else ''}{round(stack.bytes):,} B"
     text = f"{text:>16}  {' < '.join(map(visible, frames)) or '(no frames)'}"
     if stack.baseline_bytes is not None:
-        text += (f"  ({round(stack.baseline_bytes):,} B -> "
-                 f"{round(stack.baseline_bytes + stack.bytes):,} B)")
+        text += (
+            f"  ({round(stack.baseline_bytes):,} B -> "
+            f"{round(stack.baseline_bytes + stack.bytes):,} B)"
+        )
     return text
 
 
@@ -95,10 +102,15 @@ def format_verdicts(verdicts: list[CommandVerdict]) -> str:
     """The report on stderr: per command its results, stacks of those exceeded, notes."""
     out = []
     for v in verdicts:
-        out.append(f"mem_profiler gate: {v.name}: {visible(' '.join(v.argv))}"
-                   + (f" (pid {v.pid})" if v.pid else "")
-                   + (", every allocation recorded" if v.rate <= 1
-                      else f", sampled at -c {v.rate}: values are estimates"))
+        out.append(
+            f"mem_profiler gate: {v.name}: {visible(' '.join(v.argv))}"
+            + (f" (pid {v.pid})" if v.pid else "")
+            + (
+                ", every allocation recorded"
+                if v.rate <= 1
+                else f", sampled at -c {v.rate}: values are estimates"
+            )
+        )
         out += [format_result(r) for r in v.results]
         if v.other_processes:
             out.append(f"     {_other_processes(v.other_processes)}")
@@ -120,14 +132,21 @@ def format_verdicts(verdicts: list[CommandVerdict]) -> str:
 
 
 def _other_processes(n: int) -> str:
-    return (f"{n} other process{'es' if n > 1 else ''} (forks of the command) "
-            f"wrote profiles; only the command's own process is judged")
+    return (
+        f"{n} other process{'es' if n > 1 else ''} (forks of the command) "
+        f"wrote profiles; only the command's own process is judged"
+    )
 
 
 def verdicts_to_json(verdicts: list[CommandVerdict]) -> dict:
     status = gate_status(verdicts)
-    return {"format": JSON_FORMAT, "mem_profiler": __version__, "exit_status": status,
-            "verdict": _VERDICTS[status], "commands": [_saved(v) for v in verdicts]}
+    return {
+        "format": JSON_FORMAT,
+        "mem_profiler": __version__,
+        "exit_status": status,
+        "verdict": _VERDICTS[status],
+        "commands": [_saved(v) for v in verdicts],
+    }
 
 
 def _saved(value: object) -> object:
@@ -169,19 +188,35 @@ def junit_tree(verdicts: list[CommandVerdict]) -> ET.ElementTree:
     root = ET.Element("testsuites")
     host = socket.gethostname() or "localhost"
     for index, v in enumerate(verdicts):
-        suite = ET.SubElement(root, "testsuite", name=f"memory budgets: {v.name}",
-                              package="mem_profiler.gate", id=str(index), timestamp=v.started,
-                              hostname=host, time=f"{v.seconds:.3f}")
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"memory budgets: {v.name}",
+            package="mem_profiler.gate",
+            id=str(index),
+            timestamp=v.started,
+            hostname=host,
+            time=f"{v.seconds:.3f}",
+        )
         props = ET.SubElement(suite, "properties")
-        for key, value in (("command", " ".join(v.argv)), ("pid", v.pid),
-                           ("exit_code", v.exit_code), ("rate", v.rate),
-                           ("other_processes", v.other_processes)):
+        for key, value in (
+            ("command", " ".join(v.argv)),
+            ("pid", v.pid),
+            ("exit_code", v.exit_code),
+            ("rate", v.rate),
+            ("other_processes", v.other_processes),
+        ):
             ET.SubElement(props, "property", name=key, value="" if value is None else str(value))
         results = {r.budget.key: r for r in v.results}
         cases = []
         for budget in v.budgets:
-            case = ET.SubElement(suite, "testcase", classname=f"memory_budget.{v.name}",
-                                 name=budget.describe(), time="0")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"memory_budget.{v.name}",
+                name=budget.describe(),
+                time="0",
+            )
             result = results.get(budget.key)
             if result is None:
                 _child(case, "error", "GateError", v.problem or "not judged", v.problem or "")
@@ -190,8 +225,9 @@ def junit_tree(verdicts: list[CommandVerdict]) -> ET.ElementTree:
                 _child(case, "failure", "MemoryBudgetExceeded", text.split("\n", 1)[0], text)
             cases.append(case)
         if v.problem and v.results:
-            case = ET.SubElement(suite, "testcase", classname=f"memory_budget.{v.name}",
-                                 name="exit status", time="0")
+            case = ET.SubElement(
+                suite, "testcase", classname=f"memory_budget.{v.name}", name="exit status", time="0"
+            )
             _child(case, "error", "CommandFailed", v.problem, v.problem)
             cases.append(case)
         suite.set("tests", str(len(cases)))
@@ -215,4 +251,3 @@ def write_junit(path: str | os.PathLike[str], verdicts: list[CommandVerdict]) ->
     tree = junit_tree(verdicts)
     ET.indent(tree)
     write_file(path, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n")
-

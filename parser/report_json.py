@@ -10,9 +10,15 @@ from mem_profiler.parser.heapfile import Foreign, HeapProfile
 from mem_profiler.parser.sampling import drop_note
 
 
-def format_json(table: FlatCum, prof: HeapProfile, *, program: str, base: str | None = None,
-                nodecount: int | None = None,
-                foreign: list[tuple[Foreign, list[str]]] = ()) -> str:
+def format_json(
+    table: FlatCum,
+    prof: HeapProfile,
+    *,
+    program: str,
+    base: str | None = None,
+    nodecount: int | None = None,
+    foreign: list[tuple[Foreign, list[str]]] = (),
+) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
     command line, heap, rate, capture window in ns, dropped samples by cause and what
     they stood for), the sample index,
@@ -22,17 +28,37 @@ def format_json(table: FlatCum, prof: HeapProfile, *, program: str, base: str | 
     start, end = prof.window_ns
     rows = zip(table.names, table.flat.tolist(), table.cum.tolist(), strict=True)
     document = {
-        "program": program, "heap_file": prof.path, "base": base, "pid": prof.pid,
-        "exe": prof.exe, "cmdline": prof.cmdline, "heap": prof.heap, "rate": prof.rate,
-        "window_ns": {"start": start, "end": end}, "dropped_samples": prof.dropped_samples,
-        "dropped": None if prof.drops is None else {
-            **dataclasses.asdict(prof.drops), "note": drop_note(prof)},
-        "index": table.index, "unit": table.unit, "total": table.total,
-        "rows": [{"name": name, "flat": flat, "cum": cum}
-                 for name, flat, cum in list(rows)[:nodecount]],
+        "program": program,
+        "heap_file": prof.path,
+        "base": base,
+        "pid": prof.pid,
+        "exe": prof.exe,
+        "cmdline": prof.cmdline,
+        "heap": prof.heap,
+        "rate": prof.rate,
+        "window_ns": {"start": start, "end": end},
+        "dropped_samples": prof.dropped_samples,
+        "dropped": None
+        if prof.drops is None
+        else {**dataclasses.asdict(prof.drops), "note": drop_note(prof)},
+        "index": table.index,
+        "unit": table.unit,
+        "total": table.total,
+        "rows": [
+            {"name": name, "flat": flat, "cum": cum} for name, flat, cum in list(rows)[:nodecount]
+        ],
         "foreign": {
             "unrecorded": int(prof.meta.get("foreign_unrecorded", 0)),
-            "ranges": [{"kind": f.kind, "address": f.address, "bytes": f.bytes,
-                        "time_ns": f.time_ns, "stack": frames} for f, frames in foreign]},
+            "ranges": [
+                {
+                    "kind": f.kind,
+                    "address": f.address,
+                    "bytes": f.bytes,
+                    "time_ns": f.time_ns,
+                    "stack": frames,
+                }
+                for f, frames in foreign
+            ],
+        },
     }
     return json.dumps(document, indent=1) + "\n"

@@ -15,16 +15,22 @@ FRAMES_SHOWN = 6
 def _shown(frames: list[str]) -> str:
     """A stack on one line, its innermost frames first."""
     return " < ".join(map(visible, frames[:FRAMES_SHOWN])) + (
-        " < ..." if len(frames) > FRAMES_SHOWN else "")
+        " < ..." if len(frames) > FRAMES_SHOWN else ""
+    )
 
 
 def format_failures(profile: HeapProfile, rows: list[tuple[Failure, list[str]]]) -> str:
     recorded = int(profile.meta.get("failed_allocs", len(rows)))
-    out = [f"\nFailed allocations in the {profile.heap} heap: {recorded}"
-           + (f" (the first {len(rows)} shown)" if recorded > len(rows) else "") + "\n"]
+    out = [
+        f"\nFailed allocations in the {profile.heap} heap: {recorded}"
+        + (f" (the first {len(rows)} shown)" if recorded > len(rows) else "")
+        + "\n"
+    ]
     for failure, frames in rows:
-        out.append(f"{format_amount(failure.bytes, 'bytes'):>12}  error {failure.error}"
-                   f"  {_shown(frames)}\n")
+        out.append(
+            f"{format_amount(failure.bytes, 'bytes'):>12}  error {failure.error}"
+            f"  {_shown(frames)}\n"
+        )
     return "".join(out)
 
 
@@ -33,12 +39,13 @@ def format_foreign(profile: HeapProfile, rows: list[tuple[Foreign, list[str]]]) 
     the driver did not give shows as '?'."""
     unrecorded = int(profile.meta.get("foreign_unrecorded", 0))
     total = sum(f.bytes for f, _ in rows)
-    out = [f"\nMemory registered with CUDA or opened from another process (not counted in the"
-           f" {profile.heap} heap): {len(rows)} ranges, {format_amount(total, 'bytes')}"
-           + (f" ({unrecorded} more not recorded: the sampler's table was full)"
-              if unrecorded else "") + "\n"]
+    out = [
+        f"\nMemory registered with CUDA or opened from another process (not counted in the"
+        f" {profile.heap} heap): {len(rows)} ranges, {format_amount(total, 'bytes')}"
+        + (f" ({unrecorded} more not recorded: the sampler's table was full)" if unrecorded else "")
+        + "\n"
+    ]
     for foreign, frames in rows:
         size = format_amount(foreign.bytes, "bytes") if foreign.bytes else "?"
         out.append(f"{size:>12}  {foreign.kind:<13}  {foreign.address:#x}  {_shown(frames)}\n")
     return "".join(out)
-

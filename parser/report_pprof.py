@@ -22,13 +22,16 @@ from mem_profiler.parser.symbolize import (
 
 # Go's heap profiles list their sample types in this order; inuse_space, the last, is
 # pprof's default.
-SAMPLE_TYPES = (("alloc_objects", "count"), ("alloc_space", "bytes"),
-                ("inuse_objects", "count"), ("inuse_space", "bytes"))
+SAMPLE_TYPES = (
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+)
 _U64 = (1 << 64) - 1
 
 
-def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
-                 full_names: bool = False) -> bytes:
+def format_pprof(sym: SymbolizedProfile, notes: list[str] = (), full_names: bool = False) -> bytes:
     """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
     rounded to integers, period space/bytes = the sampling rate, one location per
     address (innermost first in each sample) with its function and file:line, and the
@@ -40,8 +43,13 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
     strings = _Strings()
     maps = code_mappings(prof)
     map_of = mapping_index(maps, sym.addrs)
-    used = sorted(set(map_of[map_of >= 0].tolist()), key=lambda m: (
-        os.path.realpath(maps[m].path) != os.path.realpath(prof.exe or ""), maps[m].start))
+    used = sorted(
+        set(map_of[map_of >= 0].tolist()),
+        key=lambda m: (
+            os.path.realpath(maps[m].path) != os.path.realpath(prof.exe or ""),
+            maps[m].start,
+        ),
+    )
     map_id = {m: i + 1 for i, m in enumerate(used)}
     build_ids = _build_ids(prof)
     out = [_message(1, _int(1, strings[t]) + _int(2, strings[u])) for t, u in SAMPLE_TYPES]
@@ -66,21 +74,39 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (),
             fid = functions.setdefault(key, len(functions) + 1)
             lines += _message(4, _int(1, fid) + _int(2, line))
         mapping = map_id.get(int(map_of[group[0]]), 0)
-        out.append(_message(4, _int(1, pid) + _int(2, mapping)
-                            + _int(3, int(sym.addrs[group[0]])) + lines))
-    out += [_message(5, _int(1, fid) + _int(2, strings[name]) + _int(3, strings[system])
-                     + _int(4, strings[filename]) + _int(5, start_line))
-            for (name, system, filename, start_line), fid in functions.items()]
+        out.append(
+            _message(4, _int(1, pid) + _int(2, mapping) + _int(3, int(sym.addrs[group[0]])) + lines)
+        )
+    out += [
+        _message(
+            5,
+            _int(1, fid)
+            + _int(2, strings[name])
+            + _int(3, strings[system])
+            + _int(4, strings[filename])
+            + _int(5, start_line),
+        )
+        for (name, system, filename, start_line), fid in functions.items()
+    ]
 
     start, end = (t or 0 for t in prof.window_ns)
-    comments = [f"mem_profiler {prof.version}".rstrip(), *(
-        f"{key}: {value}" for key, value in (("pid", prof.pid), ("cmdline", prof.cmdline),
-                                             ("heap", prof.heap)) if value is not None), *notes]
-    tail = (_int(9, start) + _int(10, max(end - start, 0))
-            + _message(11, _int(1, strings["space"]) + _int(2, strings["bytes"]))
-            + _int(12, prof.rate)
-            + _message(13, b"".join(_varint(strings[c]) for c in comments))
-            + _int(14, strings["inuse_space"]))
+    comments = [
+        f"mem_profiler {prof.version}".rstrip(),
+        *(
+            f"{key}: {value}"
+            for key, value in (("pid", prof.pid), ("cmdline", prof.cmdline), ("heap", prof.heap))
+            if value is not None
+        ),
+        *notes,
+    ]
+    tail = (
+        _int(9, start)
+        + _int(10, max(end - start, 0))
+        + _message(11, _int(1, strings["space"]) + _int(2, strings["bytes"]))
+        + _int(12, prof.rate)
+        + _message(13, b"".join(_varint(strings[c]) for c in comments))
+        + _int(14, strings["inuse_space"])
+    )
     # the string table is complete only now; its place among the fields does not matter
     out += [_message(6, s.encode("utf-8", "surrogateescape")) for s in strings.table]
     return gzip.compress(b"".join(out) + tail, compresslevel=6)
@@ -128,9 +154,18 @@ def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]
 
 def _mapping(mid: int, m: MemoryMapping, build_ids: dict[str, str], strings: _Strings) -> bytes:
     build_id = build_ids.get(m.path) or build_ids.get(os.path.realpath(m.path), "")
-    return _message(3, _int(1, mid) + _int(2, m.start) + _int(3, m.end) + _int(4, m.offset)
-                    + _int(5, strings[m.path]) + _int(6, strings[build_id])
-                    + _int(7, 1) + _int(8, 1) + _int(9, 1))
+    return _message(
+        3,
+        _int(1, mid)
+        + _int(2, m.start)
+        + _int(3, m.end)
+        + _int(4, m.offset)
+        + _int(5, strings[m.path])
+        + _int(6, strings[build_id])
+        + _int(7, 1)
+        + _int(8, 1)
+        + _int(9, 1),
+    )
 
 
 def _build_ids(prof: HeapProfile) -> dict[str, str]:

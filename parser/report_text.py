@@ -12,18 +12,23 @@ def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] =
     `nodecount` limits the rows.
 
     In a diff (--base) values can be negative: they print with their minus sign."""
-    out = [f"Total: {format_value(table.total, table.unit)} {unit_name(table.unit)}\n",
-           *(f"{note}\n" for note in notes)]
+    out = [
+        f"Total: {format_value(table.total, table.unit)} {unit_name(table.unit)}\n",
+        *(f"{note}\n" for note in notes),
+    ]
     running = 0.0
     rows = len(table.names) if nodecount is None else max(nodecount, 0)
-    for name, flat, cum in zip(table.names[:rows], table.flat.tolist(), table.cum.tolist(),
-                               strict=False):
+    for name, flat, cum in zip(
+        table.names[:rows], table.flat.tolist(), table.cum.tolist(), strict=False
+    ):
         running += flat
         # printf("%8s %6s %6s %8s %6s %s\n", ...) in jeprof's PrintText
-        out.append(f"{format_value(flat, table.unit):>8} {format_share(flat, table.total):>6}"
-                   f" {format_share(running, table.total):>6}"
-                   f" {format_value(cum, table.unit):>8} {format_share(cum, table.total):>6}"
-                   f" {visible(name)}\n")
+        out.append(
+            f"{format_value(flat, table.unit):>8} {format_share(flat, table.total):>6}"
+            f" {format_share(running, table.total):>6}"
+            f" {format_value(cum, table.unit):>8} {format_share(cum, table.total):>6}"
+            f" {visible(name)}\n"
+        )
     return "".join(out)
 
 
@@ -32,15 +37,19 @@ def format_heaps_text(tables: list[tuple[str, FlatCum]], nodecount: int | None =
     rows sorted by the largest flat of any heap, then name."""
     unit = tables[0][1].unit
     totals = ", ".join(f"{heap} {format_value(t.total, unit)}" for heap, t in tables)
-    out = [f"Total {unit_name(unit)}: {totals}\n",
-           "".join(f" {heap + ' flat':>15} {heap + ' cum':>15}" for heap, _ in tables) + "\n"]
+    out = [
+        f"Total {unit_name(unit)}: {totals}\n",
+        "".join(f" {heap + ' flat':>15} {heap + ' cum':>15}" for heap, _ in tables) + "\n",
+    ]
     values: dict[str, list[float]] = {}
     for k, (_, table) in enumerate(tables):
-        for name, flat, cum in zip(table.names, table.flat.tolist(), table.cum.tolist(),
-                                   strict=True):
-            values.setdefault(name, [0.0] * 2 * len(tables))[2 * k:2 * k + 2] = [flat, cum]
+        for name, flat, cum in zip(
+            table.names, table.flat.tolist(), table.cum.tolist(), strict=True
+        ):
+            values.setdefault(name, [0.0] * 2 * len(tables))[2 * k : 2 * k + 2] = [flat, cum]
     order = sorted(values, key=lambda n: (-max(abs(v) for v in values[n][::2]), n))
     for name in order[:nodecount]:
-        out.append("".join(f" {format_value(v, unit):>15}" for v in values[name])
-                   + f" {visible(name)}\n")
+        out.append(
+            "".join(f" {format_value(v, unit):>15}" for v in values[name]) + f" {visible(name)}\n"
+        )
     return "".join(out)

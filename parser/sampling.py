@@ -78,15 +78,31 @@ def drop_note(prof: HeapProfile) -> str | None:
     None when none were dropped."""
     drops = prof.drops
     if drops is None:
-        return (f"Dropped {prof.dropped_samples:,} samples (the sampler's tables were full):"
-                " the figures are low." if prof.dropped_samples else None)
+        return (
+            f"Dropped {prof.dropped_samples:,} samples (the sampler's tables were full):"
+            " the figures are low."
+            if prof.dropped_samples
+            else None
+        )
     if not drops.samples:
         return None
-    causes = [f"{n:,} because {why}" for n, why in (
-        (drops.stack_table, "the stack table was full (raise MEMPROF_MAX_STACKS): missing "
-                            "from every figure"),
-        (drops.live_table, "the live table was full (raise MEMPROF_MAX_LIVE): counted as "
-                           "allocated, missing from the in-use figures"),
-        (drops.memory, "memory ran short: missing from every figure")) if n]
-    return (f"Dropped {drops.samples:,} samples standing for about "
-            f"{format_amount(drops.bytes, 'bytes')} allocated: {'; '.join(causes)}.")
+    causes = [
+        f"{n:,} because {why}"
+        for n, why in (
+            (
+                drops.stack_table,
+                "the stack table was full (raise MEMPROF_MAX_STACKS): missing from every figure",
+            ),
+            (
+                drops.live_table,
+                "the live table was full (raise MEMPROF_MAX_LIVE): counted as "
+                "allocated, missing from the in-use figures",
+            ),
+            (drops.memory, "memory ran short: missing from every figure"),
+        )
+        if n
+    ]
+    return (
+        f"Dropped {drops.samples:,} samples standing for about "
+        f"{format_amount(drops.bytes, 'bytes')} allocated: {'; '.join(causes)}."
+    )

@@ -32,7 +32,8 @@ ALLOCATOR_RE = re.compile(
     r"|operator new(?:\[\])?(?:\(.*\))?"
     r"|(?:__gnu_cxx::new_allocator|std::__new_allocator|std::allocator|std::allocator_traits)"
     r"<.*>::allocate(?:\(.*\))?(?: const)?"
-    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))")
+    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))"
+)
 _ARGS_RE = re.compile(r"\((?!anonymous namespace\))[^()]*\)(\s*const)?")
 # Template or generic arguments (with Rust's `::` before them), but not a Rust qualified
 # path: the one that starts a name (`<T as Trait>::f`, `<<T as A>::U as B>::f`) or a
@@ -42,8 +43,10 @@ _TEMPLATE_RE = re.compile(r"(?<!^)(?<!^<)(?<! as )(?:::)?<[^<>]*>")
 _RUST_HASH_RE = re.compile(r"::h[0-9a-f]{16}$|(?<=\w)\[[0-9a-f]{1,16}\]")
 # A return type left in front (`void ns::f`, `double* build`, `std::ostream& std::operator<<`),
 # but not the `new` of `operator new`.
-_RETURN_TYPE_RE = re.compile(r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)"
-                             r"|^.*?[\s*&]+(?=(?:[\w~.$]+::)*operator\b)")
+_RETURN_TYPE_RE = re.compile(
+    r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)"
+    r"|^.*?[\s*&]+(?=(?:[\w~.$]+::)*operator\b)"
+)
 
 
 @dataclass
@@ -89,15 +92,18 @@ class SymbolizedProfile:
         full_names."""
         return self.functions if full_names else [short_name(f) for f in self.functions]
 
-    def node_names(self, lines: bool = False,
-                   full_names: bool = False) -> tuple[list[str], np.ndarray]:
+    def node_names(
+        self, lines: bool = False, full_names: bool = False
+    ) -> tuple[list[str], np.ndarray]:
         """Node names and the node of each location: a node is a function (short C++
         names unless full_names), or `function file:line` with lines."""
         display = self.display_names(full_names)
         ids: dict[str, int] = {}
         if lines:
-            keys = (display[f] if loc is None else f"{display[f]} {loc[0]}:{loc[1]}"
-                    for f, loc in zip(self.func_of.tolist(), self.where, strict=True))
+            keys = (
+                display[f] if loc is None else f"{display[f]} {loc[0]}:{loc[1]}"
+                for f, loc in zip(self.func_of.tolist(), self.where, strict=True)
+            )
             node_of = np.array([ids.setdefault(k, len(ids)) for k in keys], np.int64)
         else:
             func_node = np.array([ids.setdefault(d, len(ids)) for d in display], np.int64)
@@ -108,7 +114,7 @@ class SymbolizedProfile:
         """Node names of stack i, leaf first (names all nodes: for many stacks, call
         node_names once instead)."""
         names, node_of = self.node_names(lines, full_names)
-        return [names[n] for n in node_of[self.frames[self.offsets[i]:self.offsets[i + 1]]]]
+        return [names[n] for n in node_of[self.frames[self.offsets[i] : self.offsets[i + 1]]]]
 
 
 class FunctionTable:
@@ -153,8 +159,7 @@ def _without_rust_hashes(name: str) -> str:
 def code_mappings(profile: HeapProfile) -> list[MemoryMapping]:
     """The executable mappings backed by a file, sorted by address. (Anonymous executable
     memory, JIT code, has no file: its frames stay addresses.)"""
-    return sorted((m for m in profile.mappings if m.executable and m.path),
-                  key=lambda m: m.start)
+    return sorted((m for m in profile.mappings if m.executable and m.path), key=lambda m: m.start)
 
 
 def mapping_index(maps: list[MemoryMapping], addrs: np.ndarray) -> np.ndarray:
@@ -172,27 +177,40 @@ def recorded_program(heap_file: str) -> tuple[str, str | None]:
     against the one recorded (as pprof uses a profile's mappings): UserError, one
     sentence, when the file names none, it is gone or it is another build."""
     if heap_file.endswith(".memlog"):
-        raise UserError(f"{heap_file} is an event log, which does not name its program: give"
-                        " it with -p BIN, or -f the capture's .heap file.")
+        raise UserError(
+            f"{heap_file} is an event log, which does not name its program: give"
+            " it with -p BIN, or -f the capture's .heap file."
+        )
     profile = read_heap_header(heap_file)
     exe = profile.exe
     if not exe:
-        raise UserError(f"{heap_file} does not name the program that ran (no '# exe:' line):"
-                        " give it with -p BIN.")
+        raise UserError(
+            f"{heap_file} does not name the program that ran (no '# exe:' line):"
+            " give it with -p BIN."
+        )
     if not os.path.isfile(exe):
-        raise UserError(f"{exe}, the program that ran, is no longer there: give a copy of it"
-                        " with -p BIN.")
+        raise UserError(
+            f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN."
+        )
     recorded = profile.build_ids.get(exe)
     found = ElfImage(exe).build_id
     if recorded is not None and found != recorded:
-        raise UserError(f"{exe} is not the build that ran (build-id {found or 'none'}, the"
-                        f" profile's {recorded}): it was rebuilt; give the binary that ran"
-                        " with -p BIN.")
+        raise UserError(
+            f"{exe} is not the build that ran (build-id {found or 'none'}, the"
+            f" profile's {recorded}): it was rebuilt; give the binary that ran"
+            " with -p BIN."
+        )
     return exe, recorded
 
 
-def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bool = False,
-              allow_mismatch: bool = False, native: bool = False) -> SymbolizedProfile:
+def symbolize(
+    profile: HeapProfile,
+    binary: str | os.PathLike[str],
+    *,
+    lines: bool = False,
+    allow_mismatch: bool = False,
+    native: bool = False,
+) -> SymbolizedProfile:
     """Name every frame of `profile`, using `binary` for the program that ran.
 
     Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
@@ -232,19 +250,34 @@ def symbolize(profile: HeapProfile, binary: str | os.PathLike[str], *, lines: bo
         steps[0] = heads[0]
         frames = np.cumsum(steps)
         offsets = np.r_[0, ends][offsets]
-    func_alloc = np.array([ALLOCATOR_RE.fullmatch(_without_rust_hashes(f)) is not None
-                           for f in resolver.table.names], bool)
+    func_alloc = np.array(
+        [ALLOCATOR_RE.fullmatch(_without_rust_hashes(f)) is not None for f in resolver.table.names],
+        bool,
+    )
     alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
     frames, offsets = _strip_leaf_run(frames, alloc, offsets)
     functions = resolver.table
-    sym = SymbolizedProfile(profile, loc_addrs, functions.names, func_of, where, frames,
-                            offsets, warnings, system_names=functions.system_names,
-                            inlined=is_inlined)
+    sym = SymbolizedProfile(
+        profile,
+        loc_addrs,
+        functions.names,
+        func_of,
+        where,
+        frames,
+        offsets,
+        warnings,
+        system_names=functions.system_names,
+        inlined=is_inlined,
+    )
     return sym if native else fold_interpreter_frames(sym)
 
 
-def _with_inlined(addrs: np.ndarray, func_of: np.ndarray, where: list[tuple[str, int] | None],
-                  inlined: dict[int, InlinedFrames]):
+def _with_inlined(
+    addrs: np.ndarray,
+    func_of: np.ndarray,
+    where: list[tuple[str, int] | None],
+    inlined: dict[int, InlinedFrames],
+):
     """Locations of the unique addrs with the calls inlined at them: (address, function,
     where and inlined of each location, and the first location of each address, or None
     when nothing is inlined and locations are the addresses)."""
@@ -278,25 +311,40 @@ def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:
     return {first} if first else set()
 
 
-def _check_exe_build_id(profile: HeapProfile, exe: ElfImage, exe_paths: set[str],
-                        allow_mismatch: bool, warnings: list[str]) -> None:
+def _check_exe_build_id(
+    profile: HeapProfile,
+    exe: ElfImage,
+    exe_paths: set[str],
+    allow_mismatch: bool,
+    warnings: list[str],
+) -> None:
     for path in sorted(exe_paths):
         recorded = profile.build_ids.get(path)
         if recorded is None or recorded == exe.build_id:
             continue
-        what = (f"{exe.path} has build-id {exe.build_id or 'none'} but the profile was recorded"
-                f" from {path} with build-id {recorded}")
+        what = (
+            f"{exe.path} has build-id {exe.build_id or 'none'} but the profile was recorded"
+            f" from {path} with build-id {recorded}"
+        )
         if not allow_mismatch:
-            raise BuildIdMismatch(f"{what}; pass the binary that ran, or --allow-mismatch"
-                                  " to symbolize with this one anyway.")
+            raise BuildIdMismatch(
+                f"{what}; pass the binary that ran, or --allow-mismatch"
+                " to symbolize with this one anyway."
+            )
         warnings.append(f"{what}; symbols may be wrong.")
 
 
 class _Resolver:
     """Turns unique addresses into function ids (into `functions`) and file:line."""
 
-    def __init__(self, profile: HeapProfile, exe: ElfImage, exe_paths: set[str],
-                 lines: bool, warnings: list[str]) -> None:
+    def __init__(
+        self,
+        profile: HeapProfile,
+        exe: ElfImage,
+        exe_paths: set[str],
+        lines: bool,
+        warnings: list[str],
+    ) -> None:
         self.profile = profile
         self.exe = exe
         self.exe_paths = exe_paths
@@ -307,8 +355,9 @@ class _Resolver:
     def _ids_of(self, names: list[str], system_names: list[str] | None = None) -> np.ndarray:
         return np.array(self.table.ids(names, system_names), np.int64)
 
-    def resolve(self, addrs: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int] | None],
-                                                  dict[int, InlinedFrames]]:
+    def resolve(
+        self, addrs: np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[str, int] | None], dict[int, InlinedFrames]]:
         """For each of the sorted unique addrs: function id and (file, line) or None; and
         for those where calls were inlined, each inlined function's id and (file, line),
         innermost first (the function's own (file, line) is then that of its call)."""
@@ -342,9 +391,15 @@ class _Resolver:
             return
         func_of[python] = self._ids_of(frame_labels(self.profile, addrs[python]))
 
-    def _resolve_object(self, path: str, sel: np.ndarray, offsets: np.ndarray,
-                        func_of: np.ndarray, locs: list[tuple[str, int] | None],
-                        inlined: dict[int, InlinedFrames]) -> None:
+    def _resolve_object(
+        self,
+        path: str,
+        sel: np.ndarray,
+        offsets: np.ndarray,
+        func_of: np.ndarray,
+        locs: list[tuple[str, int] | None],
+        inlined: dict[int, InlinedFrames],
+    ) -> None:
         """Resolve the addresses `sel` (at file `offsets`) that fall in one object."""
         image = self._image(path)
         label = os.path.basename(path)
@@ -365,8 +420,10 @@ class _Resolver:
             func_of[sel] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs.tolist()])
             return
         if not symbols.names:
-            self.warnings.append(f"{image.path} has no symbol table, frames stay addresses"
-                                 " (a separate debug file would name them: none is installed).")
+            self.warnings.append(
+                f"{image.path} has no symbol table, frames stay addresses"
+                " (a separate debug file would name them: none is installed)."
+            )
         sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
         mangled = [symbols.names[s] for s in sym_ids.tolist()]
         names = self._ids_of([demangle(n) for n in mangled], mangled)
@@ -378,8 +435,12 @@ class _Resolver:
             if chain:
                 inlined[i] = self._inlined_frames(chain, locs, i)
 
-    def _inlined_frames(self, chain: list[tuple[str, tuple[str, int] | None]],
-                        locs: list[tuple[str, int] | None], i: int) -> InlinedFrames:
+    def _inlined_frames(
+        self,
+        chain: list[tuple[str, tuple[str, int] | None]],
+        locs: list[tuple[str, int] | None],
+        i: int,
+    ) -> InlinedFrames:
         """Frames of the calls inlined at address i, innermost first: the innermost has the
         address's line, each caller the line of its call; so has, at last, the function
         the code is in (locs[i] is changed to it)."""
@@ -407,12 +468,14 @@ class _Resolver:
         if recorded is not None and recorded != image.build_id:
             self.warnings.append(
                 f"{path} on this machine has build-id {image.build_id or 'none'}, the profile"
-                f" recorded {recorded}; its frames may be named wrongly.")
+                f" recorded {recorded}; its frames may be named wrongly."
+            )
         return image
 
 
-def _strip_leaf_run(frames: np.ndarray, alloc: np.ndarray,
-                    offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _strip_leaf_run(
+    frames: np.ndarray, alloc: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Drop the run of allocator frames at the leaf end of each stack, keeping one frame."""
     heads = offsets[:-1]
     lengths = np.diff(offsets)

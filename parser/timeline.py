@@ -55,13 +55,17 @@ def format_timeline(cap: WindowLog, program: str | None = None) -> str:
     def y(nbytes: float) -> float:
         return TOP + plot_h * (1.0 - max(nbytes, 0) / scale / y_top)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}"'
-           f' viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
-           f"<title>{xml_text(title)}</title>",
-           f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-           f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{xml_text(title)}</text>']
-    out += [f'<text x="{LEFT}" y="{44 + 16 * i}" fill="#333">{xml_text(note)}</text>'
-            for i, note in enumerate(_notes(log))]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}"'
+        f' viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+        f"<title>{xml_text(title)}</title>",
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{xml_text(title)}</text>',
+    ]
+    out += [
+        f'<text x="{LEFT}" y="{44 + 16 * i}" fill="#333">{xml_text(note)}</text>'
+        for i, note in enumerate(_notes(log))
+    ]
     out += _axes(x, y, x_ticks, y_ticks, t_scale, scale, t_unit, unit, plot_w, plot_h)
     out += _marks(log, x, plot_h)
     for h in heaps:
@@ -70,27 +74,36 @@ def format_timeline(cap: WindowLog, program: str | None = None) -> str:
         out.append(_curve(*curves[h], t_end, color, x, y))
     rss = tl[tl["heap"] == tl["heap"].min()] if len(tl) else tl  # each heap's has the RSS
     if len(rss):
-        points = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, r in zip(
-            rss["time_ns"].tolist(), rss["rss"].tolist(), strict=True))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{RSS_COLOR}"'
-                   ' stroke-width="1.5" stroke-dasharray="5,3"><title>RSS</title></polyline>')
+        points = " ".join(
+            f"{x(t):.1f},{y(r):.1f}"
+            for t, r in zip(rss["time_ns"].tolist(), rss["rss"].tolist(), strict=True)
+        )
+        out.append(
+            f'<polyline points="{points}" fill="none" stroke="{RSS_COLOR}"'
+            ' stroke-width="1.5" stroke-dasharray="5,3"><title>RSS</title></polyline>'
+        )
     for p in peaks:
         out += _peak(p, x, y)
     out += _legend([HEAPS[h] for h in heaps], bool(len(rss)), bool(log.marks))
     if not heaps:
-        out.append(f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
-                   ' fill="#999">nothing recorded yet</text>')
+        out.append(
+            f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
+            ' fill="#999">nothing recorded yet</text>'
+        )
     out.append("</svg>\n")
     return "\n".join(out)
 
 
 def _notes(log: EventLog) -> list[str]:
     rates = f"sampling rate {log.rate} B" + (
-        f" (device heaps {log.device_rate} B)" if log.device_rate != log.rate else "")
+        f" (device heaps {log.device_rate} B)" if log.device_rate != log.rate else ""
+    )
     notes = [f"{rates}; a timeline record every {log.interval_ms} ms; {len(log.marks)} marks"]
     if log.first_file > 1:
-        notes.append(f"log files 1-{log.first_file - 1} were deleted by rotation: the curves"
-                     " are anchored to the first timeline record left")
+        notes.append(
+            f"log files 1-{log.first_file - 1} were deleted by rotation: the curves"
+            " are anchored to the first timeline record left"
+        )
     return notes
 
 
@@ -107,27 +120,44 @@ def _label(value: float) -> str:
     return f"{value:.10g}"
 
 
-def _axes(x, y, x_ticks: list[float], y_ticks: list[float], t_scale: float, scale: float,
-          t_unit: str, unit: str, plot_w: float, plot_h: float) -> list[str]:
+def _axes(
+    x,
+    y,
+    x_ticks: list[float],
+    y_ticks: list[float],
+    t_scale: float,
+    scale: float,
+    t_unit: str,
+    unit: str,
+    plot_w: float,
+    plot_h: float,
+) -> list[str]:
     out = []
     for v in y_ticks:
         py = y(v * scale)
-        out.append(f'<line x1="{LEFT}" y1="{py:.1f}" x2="{LEFT + plot_w}" y2="{py:.1f}"'
-                   ' stroke="#e5e5e5"/>')
+        out.append(
+            f'<line x1="{LEFT}" y1="{py:.1f}" x2="{LEFT + plot_w}" y2="{py:.1f}" stroke="#e5e5e5"/>'
+        )
         out.append(f'<text x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end">{_label(v)}</text>')
     for v in x_ticks:
         px = x(v * t_scale)
-        out.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}"'
-                   ' stroke="#f0f0f0"/>')
-        out.append(f'<text x="{px:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">'
-                   f"{_label(v)}</text>")
+        out.append(
+            f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}" stroke="#f0f0f0"/>'
+        )
+        out.append(
+            f'<text x="{px:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{_label(v)}</text>'
+        )
     bottom = TOP + plot_h
     out.append(f'<path d="M{LEFT},{TOP} V{bottom} H{LEFT + plot_w}" fill="none" stroke="black"/>')
-    out.append(f'<text x="{LEFT + plot_w / 2}" y="{bottom + 40}" text-anchor="middle">'
-               f"time since the window's start ({t_unit})</text>")
-    out.append(f'<text x="18" y="{TOP + plot_h / 2}" text-anchor="middle"'
-               f' transform="rotate(-90 18 {TOP + plot_h / 2})">memory ({unit};'
-               " heaps: estimated live bytes)</text>")
+    out.append(
+        f'<text x="{LEFT + plot_w / 2}" y="{bottom + 40}" text-anchor="middle">'
+        f"time since the window's start ({t_unit})</text>"
+    )
+    out.append(
+        f'<text x="18" y="{TOP + plot_h / 2}" text-anchor="middle"'
+        f' transform="rotate(-90 18 {TOP + plot_h / 2})">memory ({unit};'
+        " heaps: estimated live bytes)</text>"
+    )
     return out
 
 
@@ -137,13 +167,17 @@ def _intervals(records: np.ndarray, log: EventLog, color: str, x, y) -> list[str
         return []
     times, peaks = records["time_ns"].tolist(), records["peak"].tolist()
     starts = interval_starts(log, records)
-    steps = " ".join(f"{x(t0):.1f},{y(p):.1f} {x(t1):.1f},{y(p):.1f}"
-                     for t0, t1, p in zip(starts, times, peaks, strict=True))
+    steps = " ".join(
+        f"{x(t0):.1f},{y(p):.1f} {x(t1):.1f},{y(p):.1f}"
+        for t0, t1, p in zip(starts, times, peaks, strict=True)
+    )
     base = y(0)
     band = f"{x(starts[0]):.1f},{base:.1f} {steps} {x(times[-1]):.1f},{base:.1f}"
-    return [f'<polygon points="{band}" fill="{color}" fill-opacity="0.18" stroke="{color}"'
-            ' stroke-opacity="0.5" stroke-width="0.8"><title>peak of each interval</title>'
-            "</polygon>"]
+    return [
+        f'<polygon points="{band}" fill="{color}" fill-opacity="0.18" stroke="{color}"'
+        ' stroke-opacity="0.5" stroke-width="0.8"><title>peak of each interval</title>'
+        "</polygon>"
+    ]
 
 
 def _curve(times: np.ndarray, values: np.ndarray, t_end: int, color: str, x, y) -> str:
@@ -153,14 +187,25 @@ def _curve(times: np.ndarray, values: np.ndarray, t_end: int, color: str, x, y) 
     first = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
     last = np.r_[first[1:], len(values)] - 1
     before = values[np.maximum(first - 1, 0)]
-    corners = np.column_stack([before, np.minimum.reduceat(values, first),
-                               np.maximum.reduceat(values, first), values[last]])
-    points = [f"{c},{y(v):.1f}" for c, row in zip(columns[first].tolist(), corners.tolist(),
-                                                  strict=True) for v in row]
+    corners = np.column_stack(
+        [
+            before,
+            np.minimum.reduceat(values, first),
+            np.maximum.reduceat(values, first),
+            values[last],
+        ]
+    )
+    points = [
+        f"{c},{y(v):.1f}"
+        for c, row in zip(columns[first].tolist(), corners.tolist(), strict=True)
+        for v in row
+    ]
     points.append(f"{x(t_end):.1f},{y(float(values[-1])):.1f}")
     joined = " ".join(points)
-    return (f'<polyline points="{joined}" fill="none" stroke="{color}"'
-            ' stroke-width="2"><title>estimated live bytes</title></polyline>')
+    return (
+        f'<polyline points="{joined}" fill="none" stroke="{color}"'
+        ' stroke-width="2"><title>estimated live bytes</title></polyline>'
+    )
 
 
 def _marks(log: EventLog, x, plot_h: float) -> list[str]:
@@ -176,16 +221,22 @@ def _marks(log: EventLog, x, plot_h: float) -> list[str]:
         if end is not None:
             width = max(x(end.time_ns) - px, 1.0)
             tip += f" to {end.time_ns / MS:.1f} ms"
-            out.append(f'<rect x="{px:.1f}" y="{TOP}" width="{width:.1f}" height="{plot_h}"'
-                       f' fill="{MARK_COLOR}" fill-opacity="0.10"><title>{xml_text(tip)}</title>'
-                       "</rect>")
+            out.append(
+                f'<rect x="{px:.1f}" y="{TOP}" width="{width:.1f}" height="{plot_h}"'
+                f' fill="{MARK_COLOR}" fill-opacity="0.10"><title>{xml_text(tip)}</title>'
+                "</rect>"
+            )
         else:
-            out.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}"'
-                       f' stroke="{MARK_COLOR}" stroke-dasharray="3,3"><title>{xml_text(tip)}'
-                       "</title></line>")
+            out.append(
+                f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + plot_h}"'
+                f' stroke="{MARK_COLOR}" stroke-dasharray="3,3"><title>{xml_text(tip)}'
+                "</title></line>"
+            )
         if i % every == 0:
-            out.append(f'<text x="{px + 3:.1f}" y="{TOP + 4}" font-size="10" fill="{MARK_COLOR}"'
-                       f' transform="rotate(90 {px + 3:.1f} {TOP + 4})">{xml_text(m.label)}</text>')
+            out.append(
+                f'<text x="{px + 3:.1f}" y="{TOP + 4}" font-size="10" fill="{MARK_COLOR}"'
+                f' transform="rotate(90 {px + 3:.1f} {TOP + 4})">{xml_text(m.label)}</text>'
+            )
     return out
 
 
@@ -193,10 +244,12 @@ def _peak(p: Peak, x, y) -> list[str]:
     px, py = x(p.time_ns), y(p.bytes)
     text = f"peak {format_amount(p.bytes, 'bytes')} ({p.heap}) at {p.time_ns / MS:.1f} ms"
     anchor, dx = ("end", -8) if px > LEFT + (WIDTH - LEFT - RIGHT) * 0.6 else ("start", 8)
-    return [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{COLORS[p.heap]}" stroke="black">'
-            f"<title>{xml_text(text)}</title></circle>",
-            f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor={quoteattr(anchor)}'
-            f' font-weight="bold">{xml_text(text)}</text>']
+    return [
+        f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{COLORS[p.heap]}" stroke="black">'
+        f"<title>{xml_text(text)}</title></circle>",
+        f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor={quoteattr(anchor)}'
+        f' font-weight="bold">{xml_text(text)}</text>',
+    ]
 
 
 def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:
@@ -206,10 +259,14 @@ def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:
     out, px = [], LEFT
     legend_y = TOP - 14
     for color, name, dash in items:
-        out.append(f'<line x1="{px}" y1="{legend_y - 4}" x2="{px + 22}" y2="{legend_y - 4}"'
-                   f' stroke="{color}" stroke-width="2"{dash}/>')
+        out.append(
+            f'<line x1="{px}" y1="{legend_y - 4}" x2="{px + 22}" y2="{legend_y - 4}"'
+            f' stroke="{color}" stroke-width="2"{dash}/>'
+        )
         out.append(f'<text x="{px + 27}" y="{legend_y}">{xml_text(name)}</text>')
         px += 40 + 7 * len(name)
-    out.append(f'<text x="{px}" y="{legend_y}" fill="#333">line: estimated live bytes;'
-               " shaded: peak of each interval; dot: the peak</text>")
+    out.append(
+        f'<text x="{px}" y="{legend_y}" fill="#333">line: estimated live bytes;'
+        " shaded: peak of each interval; dot: the peak</text>"
+    )
     return out

@@ -12,9 +12,18 @@ from mem_profiler.parser.errors import BudgetError
 MB = 1048576.0
 _BINARY_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 
-_SIZE_UNITS = {"": 1, "b": 1,
-               "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 _SIZE_HELP = "a number of bytes with an optional unit (KiB, MiB, GiB binary; KB, MB, GB decimal)"
 MAX_SIZE = 2**63  # 8 EiB: beyond any memory, and the most the sampler's counters hold
@@ -29,8 +38,11 @@ def parse_size(value: str | int) -> int:
     else:
         m = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
         unit = m and _SIZE_UNITS.get(m[2].lower())
-        size = None if m is None or unit is None or ("." in m[1] and unit == 1) else (
-            float(m[1]) * unit)
+        size = (
+            None
+            if m is None or unit is None or ("." in m[1] and unit == 1)
+            else (float(m[1]) * unit)
+        )
     if size is None:
         raise BudgetError(f"bad size {value!r}: expected {_SIZE_HELP}, e.g. 64MiB")
     if size > MAX_SIZE:

@@ -30,13 +30,22 @@ from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user
 from mem_profiler.parser.memory_map import MemoryMapping
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
-_MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}   # mmap mprotect munmap brk mremap madvise
+_MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}  # mmap mprotect munmap brk mremap madvise
 _FUTEX = 202
-_RESTARTING = {-4, -512, -513, -514, -516}   # -EINTR, -ERESTART*: blocked in a system call
+_RESTARTING = {-4, -512, -513, -514, -516}  # -EINTR, -ERESTART*: blocked in a system call
 # Code whose locks dlopen may take: a thread stopped inside it is not a safe point.
 _LOCKING_CODE = re.compile(r"/(libc[.-]|ld-linux|ld64|libpthread|libdl)[^/]*$")
-_MACHINES = {3: "i386", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "S/390", 40: "ARM",
-             62: "x86-64", 183: "AArch64", 243: "RISC-V"}
+_MACHINES = {
+    3: "i386",
+    8: "MIPS",
+    20: "PowerPC",
+    21: "PowerPC64",
+    22: "S/390",
+    40: "ARM",
+    62: "x86-64",
+    183: "AArch64",
+    243: "RISC-V",
+}
 
 
 class TargetEnded(AttachError):
@@ -53,11 +62,13 @@ def read_maps(pid: int) -> list[MemoryMapping]:
     except FileNotFoundError:
         raise AttachError(f"there is no process {pid}") from None
     except PermissionError:
-        raise AttachError(f"cannot read the memory map of process {pid}: attaching needs "
-                          "its owner or root") from None
+        raise AttachError(
+            f"cannot read the memory map of process {pid}: attaching needs its owner or root"
+        ) from None
 
 
 # ---- refusals, each one sentence -----------------------------------------------------
+
 
 def check_attachable(pid: int) -> None:
     """Raises AttachError when ptrace would be refused or the target cannot take the
@@ -70,43 +81,57 @@ def check_attachable(pid: int) -> None:
         raise AttachError("mem_profiler cannot attach to itself")
     privileged = procfs.has_cap_sys_ptrace()
     if owner != os.geteuid() and not privileged:
-        raise AttachError(f"process {pid} belongs to {user_name(owner)}: attaching to another "
-                          "user's process needs root (CAP_SYS_PTRACE)")
+        raise AttachError(
+            f"process {pid} belongs to {user_name(owner)}: attaching to another "
+            "user's process needs root (CAP_SYS_PTRACE)"
+        )
     scope = procfs.yama_ptrace_scope()
     if scope == 3:
-        raise AttachError("ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3"
-                          " until reboot): start the program under the sampler instead, with"
-                          " `mem_profiler run --idle -- CMD`")
+        raise AttachError(
+            "ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3"
+            " until reboot): start the program under the sampler instead, with"
+            " `mem_profiler run --idle -- CMD`"
+        )
     if scope == 2 and not privileged:
-        raise AttachError("kernel.yama.ptrace_scope = 2 lets only root attach to a process: "
-                          "run mem_profiler as root (CAP_SYS_PTRACE)")
+        raise AttachError(
+            "kernel.yama.ptrace_scope = 2 lets only root attach to a process: "
+            "run mem_profiler as root (CAP_SYS_PTRACE)"
+        )
     if scope == 1 and not privileged and not _is_descendant(pid):
-        raise AttachError("kernel.yama.ptrace_scope = 1 lets a program attach only to its own "
-                          "children: run mem_profiler as root, or set "
-                          "`sysctl kernel.yama.ptrace_scope=0`")
+        raise AttachError(
+            "kernel.yama.ptrace_scope = 1 lets a program attach only to its own "
+            "children: run mem_profiler as root, or set "
+            "`sysctl kernel.yama.ptrace_scope=0`"
+        )
     tracer = procfs.tracer_pid(pid)
     if tracer:
-        raise AttachError(f"process {pid} is being traced by process {tracer} (a debugger?): "
-                          "detach that first")
+        raise AttachError(
+            f"process {pid} is being traced by process {tracer} (a debugger?): detach that first"
+        )
     if platform.machine() != "x86_64":
         raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
     try:
         with open(procfs.exe_file(pid), "rb") as f:
             head = f.read(64)
             f.seek(0)
-            has_interpreter = any(seg["p_type"] == "PT_INTERP"
-                                  for seg in ELFFile(f).iter_segments())
+            has_interpreter = any(
+                seg["p_type"] == "PT_INTERP" for seg in ELFFile(f).iter_segments()
+            )
     except (OSError, ELFError):
         raise AttachError(f"cannot read the program of process {pid}") from None
     elf_class, machine = head[4], int.from_bytes(head[18:20], "little")
     if elf_class != 2 or machine != 62:
         name = _MACHINES.get(machine, f"machine {machine}")
         bits = "32-bit " if elf_class == 1 else ""
-        raise AttachError(f"process {pid} is a {bits}{name} program: the sampler is built for "
-                          "64-bit x86-64 programs only")
+        raise AttachError(
+            f"process {pid} is a {bits}{name} program: the sampler is built for "
+            "64-bit x86-64 programs only"
+        )
     if not has_interpreter and not any(_LOCKING_CODE.search(m.path) for m in read_maps(pid)):
-        raise AttachError(f"process {pid} is statically linked: it has no dynamic loader to load "
-                          "the sampler with; link it dynamically to profile it")
+        raise AttachError(
+            f"process {pid} is statically linked: it has no dynamic loader to load "
+            "the sampler with; link it dynamically to profile it"
+        )
 
 
 def _is_descendant(pid: int) -> bool:
@@ -120,11 +145,12 @@ def _is_descendant(pid: int) -> bool:
 
 # ---- where dlopen is in the target ----------------------------------------------------
 
+
 @dataclass
 class LoaderFunctions:
     dlopen: int
     dlerror: int | None
-    mode_flags: int = 0   # __libc_dlopen_mode wants __RTLD_DLOPEN
+    mode_flags: int = 0  # __libc_dlopen_mode wants __RTLD_DLOPEN
 
 
 def find_loader_functions(pid: int, maps: list[MemoryMapping]) -> LoaderFunctions:
@@ -136,8 +162,10 @@ def find_loader_functions(pid: int, maps: list[MemoryMapping]) -> LoaderFunction
         if m.offset == 0 and m.path.startswith("/") and re.match(r"lib(c|dl)[.-]", name):
             libraries.setdefault(m.path, m.start)
     symbols = {path: _dynamic_symbols(pid, path, start) for path, start in libraries.items()}
-    for wanted, error, flags in (("dlopen", "dlerror", 0), ("__libc_dlopen_mode", None,
-                                                            RTLD_DLOPEN)):
+    for wanted, error, flags in (
+        ("dlopen", "dlerror", 0),
+        ("__libc_dlopen_mode", None, RTLD_DLOPEN),
+    ):
         for found in symbols.values():
             if wanted in found:
                 return LoaderFunctions(found[wanted], found.get(error or ""), flags)
@@ -149,8 +177,11 @@ def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
     try:
         with open(procfs.path_in_root(pid, path), "rb") as f:
             elf = ELFFile(f)
-            first = next(seg for seg in elf.iter_segments()
-                         if seg["p_type"] == "PT_LOAD" and seg["p_offset"] == 0)
+            first = next(
+                seg
+                for seg in elf.iter_segments()
+                if seg["p_type"] == "PT_LOAD" and seg["p_offset"] == 0
+            )
             base = mapped_at - (first["p_vaddr"] & ~0xFFF)
             dynsym = elf.get_section_by_name(".dynsym")
             found = {}
@@ -165,10 +196,11 @@ def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
 
 # ---- the threads ----------------------------------------------------------------------
 
+
 @dataclass
 class _Threads:
     pid: int
-    stopped: dict[int, int] = field(default_factory=dict)   # tid -> signal to deliver later
+    stopped: dict[int, int] = field(default_factory=dict)  # tid -> signal to deliver later
 
     def stop_all(self) -> None:
         """Seizes and stops every thread, again until no new one appeared meanwhile."""
@@ -186,10 +218,12 @@ class _Threads:
                     ptrace.interrupt(tid)
                 except OSError as err:
                     if err.errno == errno.ESRCH:
-                        continue   # the thread ended
-                    raise AttachError(f"the kernel refused to let mem_profiler trace process "
-                                      f"{self.pid} ({err.strerror}): it may be traced already"
-                                      " (by a debugger?) or not dumpable") from None
+                        continue  # the thread ended
+                    raise AttachError(
+                        f"the kernel refused to let mem_profiler trace process "
+                        f"{self.pid} ({err.strerror}): it may be traced already"
+                        " (by a debugger?) or not dumpable"
+                    ) from None
                 stop = ptrace.wait(tid)
                 if not stop.exited:
                     self.stopped[tid] = stop.signal if stop.delivers_signal else 0
@@ -236,7 +270,7 @@ def _safety(regs: ptrace.UserRegs, locking: list[MemoryMapping]) -> int:
     syscall, result = _signed(regs.orig_rax), _signed(regs.rax)
     if syscall >= 0 and result in _RESTARTING:
         if syscall in _MEMORY_SYSCALLS:
-            return UNSAFE    # inside malloc, perhaps, holding an arena lock
+            return UNSAFE  # inside malloc, perhaps, holding an arena lock
         return 2 if syscall == _FUTEX else 0
     if any(m.start <= regs.rip < m.end for m in locking):
         return UNSAFE
@@ -257,15 +291,18 @@ def _choose_thread(threads: _Threads, maps: list[MemoryMapping], attempts: int =
         best = min(ranked)
         if best[0] < UNSAFE:
             return best[2]
-        threads.resume_all()   # every thread in the C library: let them run a moment
+        threads.resume_all()  # every thread in the C library: let them run a moment
         time.sleep(0.002)
         threads.interrupt_all()
         threads.stop_all()
-    raise AttachError(f"every thread of process {threads.pid} stayed inside the C library or "
-                      "the loader for a second: try again")
+    raise AttachError(
+        f"every thread of process {threads.pid} stayed inside the C library or "
+        "the loader for a second: try again"
+    )
 
 
 # ---- the call ---------------------------------------------------------------------------
+
 
 class _RemoteCall:
     """Calls functions in one stopped thread of the target, then puts it back."""
@@ -277,7 +314,7 @@ class _RemoteCall:
         self.scratch_top = (self.saved.rsp - 1024) & ~0xF
         self.scratch_bottom = self.scratch_top - 8192
         self.scratch = ptrace.read_memory(pid, self.scratch_bottom, 8192)
-        self.deferred: list[int] = []   # the program's signals that came during our calls
+        self.deferred: list[int] = []  # the program's signals that came during our calls
 
     def call(self, function: int, data: bytes = b"", rsi: int = 0, timeout: float = 60.0) -> int:
         regs = self.saved.copy()
@@ -287,12 +324,12 @@ class _RemoteCall:
             ptrace.write_memory(self.pid, sp, data + b"\0")
             regs.rdi = sp
         sp = (sp - 64) & ~0xF
-        sp -= 8                                   # rsp = 8 mod 16 at a function's entry
-        ptrace.write_memory(self.pid, sp, bytes(8))   # return address 0
+        sp -= 8  # rsp = 8 mod 16 at a function's entry
+        ptrace.write_memory(self.pid, sp, bytes(8))  # return address 0
         regs.rsp, regs.rip, regs.rsi = sp, function, rsi
         regs.rax = 0
-        regs.orig_rax = (1 << 64) - 1             # no system call to restart on the way
-        regs.eflags &= ~(1 << 10)                 # the direction flag clear, as the ABI says
+        regs.orig_rax = (1 << 64) - 1  # no system call to restart on the way
+        regs.eflags &= ~(1 << 10)  # the direction flag clear, as the ABI says
         ptrace.set_regs(self.tid, regs)
         ptrace.cont(self.tid)
         return self._wait_return(timeout)
@@ -305,9 +342,11 @@ class _RemoteCall:
                 if time.monotonic() > deadline:
                     ptrace.interrupt(self.tid)
                     ptrace.wait(self.tid)
-                    raise AttachError(f"dlopen did not return within {timeout:g} s in process "
-                                      f"{self.pid}: it was abandoned, and the process may hold "
-                                      "its loader lock from now on")
+                    raise AttachError(
+                        f"dlopen did not return within {timeout:g} s in process "
+                        f"{self.pid}: it was abandoned, and the process may hold "
+                        "its loader lock from now on"
+                    )
                 time.sleep(0.0005)
                 continue
             if stop.exited:
@@ -316,9 +355,11 @@ class _RemoteCall:
                 regs = ptrace.get_regs(self.tid)
                 if regs.rip == 0:
                     return regs.rax
-                raise AttachError(f"process {self.pid} faulted inside dlopen (at {regs.rip:#x})"
-                                  ": the sampler was not loaded")
-            if stop.delivers_signal:   # delivered once the thread is back in its own code
+                raise AttachError(
+                    f"process {self.pid} faulted inside dlopen (at {regs.rip:#x})"
+                    ": the sampler was not loaded"
+                )
+            if stop.delivers_signal:  # delivered once the thread is back in its own code
                 self.deferred.append(stop.signal)
             ptrace.cont(self.tid)
 
@@ -348,9 +389,11 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
         raise AttachError(f"process {pid} cannot see {library} (another mount namespace?)")
     maps = read_maps(pid)
     if any(os.path.basename(m.path) == library.name for m in maps):
-        raise AttachError(f"process {pid} has the sampler loaded already but made no control "
-                          "block (was it started with MEMPROF_CONTROL=0?): it cannot be "
-                          "captured from outside; start it again without MEMPROF_CONTROL=0")
+        raise AttachError(
+            f"process {pid} has the sampler loaded already but made no control "
+            "block (was it started with MEMPROF_CONTROL=0?): it cannot be "
+            "captured from outside; start it again without MEMPROF_CONTROL=0"
+        )
     loader = find_loader_functions(pid, maps)
     threads = _Threads(pid)
     try:
@@ -360,8 +403,12 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
             threads.release(other)
         remote = _RemoteCall(pid, tid)
         try:
-            handle = remote.call(loader.dlopen, os.fsencode(library),
-                                 RTLD_NOW | RTLD_LOCAL | loader.mode_flags, timeout)
+            handle = remote.call(
+                loader.dlopen,
+                os.fsencode(library),
+                RTLD_NOW | RTLD_LOCAL | loader.mode_flags,
+                timeout,
+            )
             reason = ""
             if handle == 0 and loader.dlerror is not None:
                 message = remote.call(loader.dlerror, timeout=timeout)
@@ -372,13 +419,13 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
     except (OSError, AttachError) as err:
         exiting = isinstance(err, TargetEnded) or getattr(err, "errno", None) == errno.ESRCH
         if _gone(pid, wait=2.0 if exiting else 0.0):
-            remove_blocks_of_ended(pid)   # its constructor ran, then it died
+            remove_blocks_of_ended(pid)  # its constructor ran, then it died
             raise TargetEnded(pid) from None
         if isinstance(err, AttachError):
             raise
         raise AttachError(f"the injection into process {pid} failed: {err.strerror}") from None
     finally:
-        threads.release_all()   # after an error: whatever is still stopped
+        threads.release_all()  # after an error: whatever is still stopped
     remote.resend_deferred()
     if handle == 0:
         raise AttachError(f"dlopen of the sampler failed in process {pid}: {reason or 'no reason'}")

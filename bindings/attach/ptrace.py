@@ -18,15 +18,21 @@ _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_
 PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS, PTRACE_DETACH = 7, 12, 13, 17
 PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
 PTRACE_EVENT_STOP = 128
-WALL = 0x40000000   # __WALL: wait for threads too
+WALL = 0x40000000  # __WALL: wait for threads too
 _SYS_TGKILL = 234
 
 
 class UserRegs(ctypes.Structure):
     """struct user_regs_struct of x86-64."""
-    _fields_ = [(name, ctypes.c_ulonglong) for name in (
-        "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs eflags rsp ss"
-        " fs_base gs_base ds es fs gs").split()]
+
+    _fields_ = [
+        (name, ctypes.c_ulonglong)
+        for name in (
+            "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs eflags"
+            " rsp ss"
+            " fs_base gs_base ds es fs gs"
+        ).split()
+    ]
 
     def copy(self) -> UserRegs:
         clone = UserRegs()
@@ -43,9 +49,10 @@ def _ptrace(request: int, tid: int, addr: int = 0, data: int | ctypes.c_void_p =
 @dataclass
 class Stop:
     """What waitpid said of a traced thread."""
-    exited: bool          # the thread (or the whole process) is gone
-    signal: int = 0       # the signal it stopped with (SIGTRAP for an interrupt)
-    event: int = 0        # PTRACE_EVENT_* of the stop
+
+    exited: bool  # the thread (or the whole process) is gone
+    signal: int = 0  # the signal it stopped with (SIGTRAP for an interrupt)
+    event: int = 0  # PTRACE_EVENT_* of the stop
 
     @property
     def delivers_signal(self) -> bool:

@@ -30,12 +30,19 @@ def python(code: str, preload: bool = True, **env: str) -> subprocess.CompletedP
     environ = {"PATH": "/usr/bin:/bin", **env}
     if preload:
         environ["LD_PRELOAD"] = str(LIBMEMPROF)
-    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-                          capture_output=True, text=True, env=environ, timeout=60, cwd="/tmp")
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        cwd="/tmp",
+    )
 
 
 def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block():
-    proc = python("""
+    proc = python(
+        """
         with mem_profiler.capture() as cap:
             kept = libc.malloc(8 << 20)
             libc.free(libc.malloc(16 << 20))
@@ -44,7 +51,9 @@ def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block():
                           "files": {h: str(p) for h, p in cap.files.items()},
                           "report": cap.report(nodecount=3), "capturing":
                           mem_profiler.is_capturing()}))
-    """, MEMPROF_PYTHON="0")
+    """,
+        MEMPROF_PYTHON="0",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # The API makes no allocation of its own inside the window: the figures are the
@@ -85,7 +94,7 @@ def test_marks_and_steps():
 
 
 def test_a_sampler_without_marks_says_so(monkeypatch):
-    class OldSampler:          # a libmemprof.so from before memprof_mark
+    class OldSampler:  # a libmemprof.so from before memprof_mark
         memprof_is_capturing = staticmethod(lambda: 0)
 
     monkeypatch.setattr(api, "_process", OldSampler())
@@ -94,18 +103,24 @@ def test_a_sampler_without_marks_says_so(monkeypatch):
 
 
 def test_capture_inside_an_open_window_is_refused(tmp_path):
-    proc = python("""
+    proc = python(
+        """
         with mem_profiler.capture():
             pass
-    """, MEMPROF_CAPTURE="1", MEMPROF_PREFIX=f"{tmp_path}/x_")
+    """,
+        MEMPROF_CAPTURE="1",
+        MEMPROF_PREFIX=f"{tmp_path}/x_",
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().endswith(
         "CaptureError: a capture window is already open in this process (`mem_profiler run` "
-        "without --idle opens one at start): stop() it first"), proc.stderr
+        "without --idle opens one at start): stop() it first"
+    ), proc.stderr
 
 
 def test_every_call_without_the_sampler_says_how_to_start():
-    proc = python("""
+    proc = python(
+        """
         calls = [lambda: mem_profiler.start(), mem_profiler.stop, mem_profiler.dump,
                  lambda: mem_profiler.mark("x"), mem_profiler.step, mem_profiler.is_capturing,
                  mem_profiler.heap_bytes, lambda: mem_profiler.capture().__enter__()]
@@ -116,7 +131,9 @@ def test_every_call_without_the_sampler_says_how_to_start():
             except mem_profiler.SamplerNotLoaded as e:
                 errors.append(str(e))
         print(json.dumps(errors))
-    """, preload=False)
+    """,
+        preload=False,
+    )
     assert proc.returncode == 0, proc.stderr
     errors = json.loads(proc.stdout)
     assert errors == [api.NOT_LOADED] * 8
@@ -135,14 +152,32 @@ def test_a_controllers_log_window_leaves_the_processs_own_mode(tmp_path):
         print(mem_profiler.stop(), flush=True)
     """
     environ = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(LIBMEMPROF)}
-    proc = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=environ, cwd="/tmp")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environ,
+        cwd="/tmp",
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        controller = subprocess.run([MEM_PROFILER, "-p", str(proc.pid), "-s", "0.3",
-                                     "--mode", "log", "-o", f"{tmp_path}/ctl_"],
-                                    capture_output=True, text=True, timeout=30)
+        controller = subprocess.run(
+            [
+                MEM_PROFILER,
+                "-p",
+                str(proc.pid),
+                "-s",
+                "0.3",
+                "--mode",
+                "log",
+                "-o",
+                f"{tmp_path}/ctl_",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert controller.returncode == 0, controller.stderr
         assert list(tmp_path.glob("ctl_*.memlog"))
         proc.stdin.write("go\n")

@@ -38,11 +38,20 @@ from mem_profiler.attach.inject import AttachError, check_attachable, read_maps
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
 
-MALLOC_FAMILY = {"malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",
-                 "memalign", "valloc", "pvalloc"}
+MALLOC_FAMILY = {
+    "malloc",
+    "calloc",
+    "realloc",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+}
 SITES = {"site_small": (0, 256), "site_medium": (1, 4096), "site_large": (2, 16384)}
 R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
-JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")   # Debian libjemalloc2
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")  # Debian libjemalloc2
 
 
 class Target:
@@ -50,12 +59,20 @@ class Target:
 
     def __init__(self, exe: Path, folder: Path, preload: str | None = None) -> None:
         self.counters_path = folder / f"counters.{time.monotonic_ns()}"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"
+        }
         if preload:
             env["LD_PRELOAD"] = preload
-        self.proc = subprocess.Popen([str(exe), str(self.counters_path)], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [str(exe), str(self.counters_path)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         self.pid = int(self.proc.stdout.readline().split()[1])
 
     def counters(self) -> tuple[int, ...]:
@@ -75,7 +92,7 @@ class Target:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        Path(segment_path(self.pid)).unlink(missing_ok=True)   # killed: no exit handler ran
+        Path(segment_path(self.pid)).unlink(missing_ok=True)  # killed: no exit handler ran
 
 
 @pytest.fixture
@@ -93,12 +110,16 @@ def target(build_fixture, tmp_path):
 
 # --- the GOT slots of the malloc family, read from outside -----------------------------
 
+
 def malloc_slots(pid: int) -> dict[str, int]:
     """{"object:name@offset": the value of the slot} for the program and libc, read
     through /proc/PID/mem; the slot addresses come from the files' relocations."""
-    objects = {m.path: m.start for m in reversed(read_maps(pid))
-               if m.offset == 0 and (m.path == os.readlink(f"/proc/{pid}/exe")
-                                     or re.search(r"/libc\.so", m.path))}
+    objects = {
+        m.path: m.start
+        for m in reversed(read_maps(pid))
+        if m.offset == 0
+        and (m.path == os.readlink(f"/proc/{pid}/exe") or re.search(r"/libc\.so", m.path))
+    }
     slots = {}
     with open(f"/proc/{pid}/mem", "rb") as mem:
         for path, start in objects.items():
@@ -113,7 +134,8 @@ def malloc_slots(pid: int) -> dict[str, int]:
                     for rel in section.iter_relocations():
                         name = symbols.get_symbol(rel["r_info_sym"]).name
                         if rel["r_info_type"] in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT) and (
-                                name in MALLOC_FAMILY):
+                            name in MALLOC_FAMILY
+                        ):
                             mem.seek(base + rel["r_offset"])
                             value = struct.unpack("<Q", mem.read(8))[0]
                             slots[f"{os.path.basename(path)}:{name}@{rel['r_offset']:#x}"] = value
@@ -126,11 +148,15 @@ def sampler_ranges(pid: int) -> list[tuple[int, int]]:
 
 def leak_signature(pid: int) -> tuple[int, int, int]:
     """(threads, mappings, open files) of a process."""
-    return (len(os.listdir(f"/proc/{pid}/task")), len(read_maps(pid)),
-            len(os.listdir(f"/proc/{pid}/fd")))
+    return (
+        len(os.listdir(f"/proc/{pid}/task")),
+        len(read_maps(pid)),
+        len(os.listdir(f"/proc/{pid}/fd")),
+    )
 
 
 # --- attach, a window, detach ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("allocator", ["glibc", "jemalloc"])
 def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
@@ -139,14 +165,18 @@ def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
     t = target(str(JEMALLOC) if allocator == "jemalloc" else None)
     exe = build_fixture("attach_target")
     expected_check = t.ask("check")
-    assert t.ask("hold") == "hold"   # blocks from before the attach, freed inside the window
+    assert t.ask("hold") == "hold"  # blocks from before the attach, freed inside the window
     time.sleep(0.2)
     before = malloc_slots(t.pid)
-    assert {k.split("@")[0] for k in before} >= {"attach_target:malloc", "attach_target:free",
-                                                 "libc.so.6:malloc", "libc.so.6:free"}
+    assert {k.split("@")[0] for k in before} >= {
+        "attach_target:malloc",
+        "attach_target:free",
+        "libc.so.6:malloc",
+        "libc.so.6:free",
+    }
 
     attach(t.pid)
-    assert sampler_ranges(t.pid) and malloc_slots(t.pid) == before   # idle: nothing changed
+    assert sampler_ranges(t.pid) and malloc_slots(t.pid) == before  # idle: nothing changed
     # The threads allocate only inside the window (from its first tick to a tick before
     # its end), so the counters give its truth to the byte.
     assert t.ask("pause") == "pause"
@@ -194,7 +224,7 @@ def test_signals_during_the_injection_all_arrive(target):
     attached = threading.Event()
     sent = []
 
-    def send():   # from before the injection starts until after it ends
+    def send():  # from before the injection starts until after it ends
         while not attached.is_set() or len(sent) < 100:
             os.kill(t.pid, signal.SIGRTMIN + 1)
             sent.append(1)
@@ -220,27 +250,34 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
     signatures = []
     for cycle in range(10):
         prefix = str(tmp_path / f"c{cycle}_")
-        capture = subprocess.run([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.1",
-                                  "-c", "65536", "-o", prefix], capture_output=True, text=True,
-                                 timeout=60)
+        capture = subprocess.run(
+            [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.1", "-c", "65536", "-o", prefix],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert capture.returncode == 0, capture.stderr
-        assert ("loaded the sampler" in capture.stderr) == (cycle == 0)   # injected once
+        assert ("loaded the sampler" in capture.stderr) == (cycle == 0)  # injected once
         assert capture.stdout.startswith("succeeded in collecting memory data!")
-        released = subprocess.run([MEM_PROFILER, "detach", "-p", str(t.pid)],
-                                  capture_output=True, text=True, timeout=60)
+        released = subprocess.run(
+            [MEM_PROFILER, "detach", "-p", str(t.pid)], capture_output=True, text=True, timeout=60
+        )
         assert released.returncode == 0, released.stderr
         assert "0 GOT slots redirected" in released.stdout
         assert [x.state for x in list_targets() if x.pid == t.pid] == ["idle (attached)"]
         signatures.append(leak_signature(t.pid))
-    assert len(set(signatures)) == 1, signatures   # threads, mappings, files
+    assert len(set(signatures)) == 1, signatures  # threads, mappings, files
     assert t.quit() == "quit 0"
 
 
 def test_library_dlopened_after_the_attach_is_seen(build_fixture, tmp_path):
     # The program finds the library by its bare name in its own RUNPATH: dlopen through
     # the redirected slot must still look there, as the program's call.
-    exe = build_fixture("attach_target", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/runpath",
-                        output="attach_target_runpath")
+    exe = build_fixture(
+        "attach_target",
+        "-Wl,--enable-new-dtags,-rpath,$ORIGIN/runpath",
+        output="attach_target_runpath",
+    )
     (exe.parent / "runpath").mkdir(exist_ok=True)
     shutil.copy(build_fixture("plugin", shared=True), exe.parent / "runpath" / "libplugin.so")
     t = Target(exe, tmp_path)
@@ -251,9 +288,12 @@ def test_library_dlopened_after_the_attach_is_seen(build_fixture, tmp_path):
 
 
 def dlopen_after_attach(t: Target, exe: Path, tmp_path: Path) -> None:
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1.5",
-                                   "-o", str(tmp_path / "dl_")], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1.5", "-o", str(tmp_path / "dl_")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
         assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
@@ -282,8 +322,7 @@ print(sum(map(sys.getsizeof, kept)) + sys.getsizeof(kept) - sys.getsizeof([]), f
 """
 
 
-@pytest.mark.skipif(not DEBIAN_PYTHON.is_file(), reason="Debian's python3.11 "
-                    "is not installed")
+@pytest.mark.skipif(not DEBIAN_PYTHON.is_file(), reason="Debian's python3.11 is not installed")
 def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
     # Debian's python3.11 is not PIE and takes malloc's address, so its undefined
     # `malloc` has a value (its PLT stub) and dlsym(RTLD_DEFAULT) answers with it: a
@@ -291,17 +330,25 @@ def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
     # the interpreter.
     script = tmp_path / "grow.py"
     script.write_text(GROWING_PYTHON)
-    proc = subprocess.Popen([DEBIAN_PYTHON, str(script)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONMALLOC": "malloc"})
+    proc = subprocess.Popen(
+        [DEBIAN_PYTHON, str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONMALLOC": "malloc"},
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
-        controller = subprocess.Popen([MEM_PROFILER, "-p", str(proc.pid), "--attach", "-c",
-                                       "1", "-o", str(tmp_path / "py_")],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        controller = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(proc.pid), "--attach", "-c", "1", "-o", str(tmp_path / "py_")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 30
-        while not any(x.pid == proc.pid and x.state.startswith("capturing")
-                      for x in list_targets()):
+        while not any(
+            x.pid == proc.pid and x.state.startswith("capturing") for x in list_targets()
+        ):
             assert time.monotonic() < deadline and controller.poll() is None, "no window"
             time.sleep(0.02)
         for n in range(1, 31):
@@ -328,9 +375,12 @@ def test_target_killed_during_the_injection(target, tmp_path):
         # and was written before the kill, on a loaded machine) leaves its own file.
         prefix = f"k{attempt}_"
         t = target()
-        controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1",
-                                       "-o", str(tmp_path / prefix)], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
+        controller = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1", "-o", str(tmp_path / prefix)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         status = Path(f"/proc/{t.pid}/status")
         while controller.poll() is None and "TracerPid:\t0\n" in status.read_text():
             pass
@@ -350,6 +400,7 @@ def test_target_killed_during_the_injection(target, tmp_path):
 
 # --- refusals -------------------------------------------------------------------------
 
+
 def refusal(*args: str) -> tuple[int, str]:
     proc = subprocess.run([MEM_PROFILER, *args], capture_output=True, text=True, timeout=60)
     return proc.returncode, proc.stderr.strip().removeprefix("mem_profiler: ")
@@ -361,8 +412,10 @@ def test_statically_linked_target_is_refused(build_fixture, tmp_path):
     try:
         code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
         assert code == 1
-        assert message == (f"process {t.pid} is statically linked: it has no dynamic loader to "
-                           "load the sampler with; link it dynamically to profile it")
+        assert message == (
+            f"process {t.pid} is statically linked: it has no dynamic loader to "
+            "load the sampler with; link it dynamically to profile it"
+        )
         assert t.quit() == "quit 0"
     finally:
         t.kill()
@@ -370,12 +423,40 @@ def test_statically_linked_target_is_refused(build_fixture, tmp_path):
 
 def i386_pause_program(path: Path) -> Path:
     """A 32-bit x86 program of 100-odd bytes that waits in pause() forever."""
-    code = bytes([0xB8, 29, 0, 0, 0, 0xCD, 0x80, 0xEB, 0xF7])   # mov eax,29; int 0x80; jmp
+    code = bytes([0xB8, 29, 0, 0, 0, 0xCD, 0x80, 0xEB, 0xF7])  # mov eax,29; int 0x80; jmp
     entry = 0x08048000 + 52 + 32
-    header = struct.pack("<4sBBBB8xHHIIIIIHHHHHH", b"\x7fELF", 1, 1, 1, 0, 2, 3, 1, entry,
-                         52, 0, 0, 52, 32, 1, 0, 0, 0)
-    program = struct.pack("<IIIIIIII", 1, 0, 0x08048000, 0x08048000, 52 + 32 + len(code),
-                          52 + 32 + len(code), 5, 0x1000)
+    header = struct.pack(
+        "<4sBBBB8xHHIIIIIHHHHHH",
+        b"\x7fELF",
+        1,
+        1,
+        1,
+        0,
+        2,
+        3,
+        1,
+        entry,
+        52,
+        0,
+        0,
+        52,
+        32,
+        1,
+        0,
+        0,
+        0,
+    )
+    program = struct.pack(
+        "<IIIIIIII",
+        1,
+        0,
+        0x08048000,
+        0x08048000,
+        52 + 32 + len(code),
+        52 + 32 + len(code),
+        5,
+        0x1000,
+    )
     path.write_bytes(header + program + code)
     path.chmod(0o755)
     return path
@@ -392,8 +473,10 @@ def test_program_of_another_architecture_is_refused(tmp_path):
             pytest.skip("this kernel runs no 32-bit x86 programs")
         code, message = refusal("-p", str(proc.pid), "--attach", "-s", "1")
         assert code == 1
-        assert message == (f"process {proc.pid} is a 32-bit i386 program: the sampler is built "
-                           "for 64-bit x86-64 programs only")
+        assert message == (
+            f"process {proc.pid} is a 32-bit i386 program: the sampler is built "
+            "for 64-bit x86-64 programs only"
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -401,50 +484,82 @@ def test_program_of_another_architecture_is_refused(tmp_path):
 
 def test_another_users_process_without_cap_sys_ptrace_is_refused():
     # root without CAP_SYS_PTRACE (out of its bounding set) against a process of nobody's
-    nobody = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "sleep", "30"])
+    nobody = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "30"]
+    )
     try:
         time.sleep(0.1)
-        proc = subprocess.run(["setpriv", "--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace",
-                               MEM_PROFILER, "-p", str(nobody.pid), "--attach", "-s", "1"],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--bounding-set=-sys_ptrace",
+                "--inh-caps=-sys_ptrace",
+                MEM_PROFILER,
+                "-p",
+                str(nobody.pid),
+                "--attach",
+                "-s",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 1
         assert proc.stderr.strip() == (
             f"mem_profiler: process {nobody.pid} belongs to nobody: attaching to another "
-            "user's process needs root (CAP_SYS_PTRACE)")
+            "user's process needs root (CAP_SYS_PTRACE)"
+        )
     finally:
         nobody.kill()
         nobody.wait()
 
 
-@pytest.mark.parametrize("scope, privileged, message", [
-    (3, True, "ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3 until "
-              "reboot): start the program under the sampler instead, with "
-              "`mem_profiler run --idle -- CMD`"),
-    (2, False, "kernel.yama.ptrace_scope = 2 lets only root attach to a process: run "
-               "mem_profiler as root (CAP_SYS_PTRACE)"),
-    (1, False, "kernel.yama.ptrace_scope = 1 lets a program attach only to its own children: "
-               "run mem_profiler as root, or set `sysctl kernel.yama.ptrace_scope=0`"),
-])
+@pytest.mark.parametrize(
+    "scope, privileged, message",
+    [
+        (
+            3,
+            True,
+            "ptrace is switched off on this machine (kernel.yama.ptrace_scope = 3 until "
+            "reboot): start the program under the sampler instead, with "
+            "`mem_profiler run --idle -- CMD`",
+        ),
+        (
+            2,
+            False,
+            "kernel.yama.ptrace_scope = 2 lets only root attach to a process: run "
+            "mem_profiler as root (CAP_SYS_PTRACE)",
+        ),
+        (
+            1,
+            False,
+            "kernel.yama.ptrace_scope = 1 lets a program attach only to its own children: "
+            "run mem_profiler as root, or set `sysctl kernel.yama.ptrace_scope=0`",
+        ),
+    ],
+)
 def test_yama_ptrace_scope_refusals(monkeypatch, scope, privileged, message):
     # This machine's kernel may have no yama: its setting is read through procfs.
     monkeypatch.setattr(procfs, "yama_ptrace_scope", lambda: scope)
     monkeypatch.setattr(procfs, "has_cap_sys_ptrace", lambda: privileged)
     with pytest.raises(AttachError) as refused:
-        check_attachable(os.getppid())   # ours, alive, and not our descendant
+        check_attachable(os.getppid())  # ours, alive, and not our descendant
     assert str(refused.value) == message
 
 
 def test_a_process_traced_already_is_refused(target):
     t = target()
-    ptrace.seize(t.pid)   # this test is the other tracer
+    ptrace.seize(t.pid)  # this test is the other tracer
     try:
         code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
         assert code == 1
-        assert message == (f"process {t.pid} is being traced by process {os.getpid()} (a "
-                           "debugger?): detach that first")
+        assert message == (
+            f"process {t.pid} is being traced by process {os.getpid()} (a "
+            "debugger?): detach that first"
+        )
     finally:
-        ptrace.interrupt(t.pid)   # a tracee is let go from a stop
+        ptrace.interrupt(t.pid)  # a tracee is let go from a stop
         ptrace.wait(t.pid)
         ptrace.detach(t.pid)
     assert "TracerPid:\t0\n" in Path(f"/proc/{t.pid}/status").read_text()
@@ -477,6 +592,7 @@ def test_detach_with_no_window_open_writes_nothing(target):
 
 # --- device heaps in an attached process ------------------------------------------------
 
+
 def unprofiled_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
 
@@ -488,19 +604,22 @@ def test_device_heaps_of_an_attached_process(tmp_path):
     exe = build_device_fixture("device_cuda", standins)
     env = unprofiled_env(standin_env(standins))
     plain = subprocess.run([exe, "local"], env=env, capture_output=True, text=True, check=True)
-    output, heaps = run_in_a_window(exe, ["local", "wait"], env, ["mode=local\n", "loaded\n"],
-                                    tmp_path / "dev_")
-    assert output == plain.stdout.split("\n", 1)[1]   # all but its first line
+    output, heaps = run_in_a_window(
+        exe, ["local", "wait"], env, ["mode=local\n", "loaded\n"], tmp_path / "dev_"
+    )
+    assert output == plain.stdout.split("\n", 1)[1]  # all but its first line
     assert {"host", "cuda", "cuda_host"} <= set(heaps)
     assert_sites(heaps, exe, truth.SITES["device_cuda"])
 
 
-def run_in_a_window(exe: Path, args: list[str], env: dict[str, str], ready: list[str],
-                    prefix: Path) -> tuple[str, dict[str, Path]]:
+def run_in_a_window(
+    exe: Path, args: list[str], env: dict[str, str], ready: list[str], prefix: Path
+) -> tuple[str, dict[str, Path]]:
     """Starts exe (its last argument "wait"), reads its `ready` lines, attaches, lets it
     go on in a window and waits for it; its output after `ready` and the files."""
-    proc = subprocess.Popen([str(exe), *args], env=env, text=True, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(exe), *args], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert [proc.stdout.readline() for _ in ready] == ready
         attach(proc.pid)
@@ -522,8 +641,9 @@ def run_in_a_window(exe: Path, args: list[str], env: dict[str, str], ready: list
             proc.kill()
             proc.wait()
         Path(segment_path(proc.pid)).unlink(missing_ok=True)
-    heaps = {re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f)[1] or "host": Path(f)
-             for f in result.paths}
+    heaps = {
+        re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f)[1] or "host": Path(f) for f in result.paths
+    }
     return "".join(output), heaps
 
 
@@ -537,11 +657,13 @@ def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
     lib = str(runtime_library(version))
     env = unprofiled_env(standin_env(standins))
     plain = subprocess.run([exe, lib], env=env, capture_output=True, text=True, check=True)
-    output, heaps = run_in_a_window(exe, [lib, "wait"], env, ["start error=801\n", "started\n"],
-                                    tmp_path / "rt_")
+    output, heaps = run_in_a_window(
+        exe, [lib, "wait"], env, ["start error=801\n", "started\n"], tmp_path / "rt_"
+    )
     # (the runtime's GOT slots of malloc & co. hold hooks in the window: table lines of their own)
     assert re.sub(r"^table .*\n", "", output, flags=re.M) == re.sub(
-        r"^table .*\n", "", plain.stdout.split("\n", 1)[1], flags=re.M)
+        r"^table .*\n", "", plain.stdout.split("\n", 1)[1], flags=re.M
+    )
     assert table(output) == {"libcuda.so.1": wrapped(version) | OTHER_DRIVER_FUNCTIONS}
     assert_runtime_failures(heaps, exe, runtime_calls(output))
     assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
@@ -550,11 +672,15 @@ def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
 @pytest.mark.parametrize("answer", ["n", "y"])
 def test_without_attach_a_terminal_is_asked(target, tmp_path, answer):
     t = target()
-    main, terminal = os.openpty()   # stdin of mem_profiler: a terminal
+    main, terminal = os.openpty()  # stdin of mem_profiler: a terminal
     try:
-        proc = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "-s", "0.2", "-o",
-                                 str(tmp_path / "ask_")], stdin=terminal,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(t.pid), "-s", "0.2", "-o", str(tmp_path / "ask_")],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         os.write(main, f"{answer}\n".encode())
         out, err = proc.communicate(timeout=60)
     finally:
@@ -563,23 +689,26 @@ def test_without_attach_a_terminal_is_asked(target, tmp_path, answer):
     assert f"process {t.pid} was started without the sampler: load it now" in err
     if answer == "n":
         assert proc.returncode == 1 and not sampler_ranges(t.pid)
-        assert err.rstrip().endswith(f"`mem_profiler -p {t.pid} --attach`, or start the program "
-                                     "with `mem_profiler run --idle -- CMD` or "
-                                     "`LD_PRELOAD=$(mem_profiler lib) CMD`")
+        assert err.rstrip().endswith(
+            f"`mem_profiler -p {t.pid} --attach`, or start the program "
+            "with `mem_profiler run --idle -- CMD` or "
+            "`LD_PRELOAD=$(mem_profiler lib) CMD`"
+        )
     else:
         assert proc.returncode == 0 and sampler_ranges(t.pid), err
         assert out.startswith("succeeded in collecting memory data!")
     assert t.quit() == "quit 0"
 
 
-def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back(target,
-                                                                                tmp_path):
+def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back(target, tmp_path):
     t = target()
     time.sleep(0.1)
     before = malloc_slots(t.pid)
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.5",
-                                   "-o", str(tmp_path / "dead_")], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.5", "-o", str(tmp_path / "dead_")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
         assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
@@ -601,9 +730,23 @@ def test_attach_when_every_thread_is_busy_allocating(build_fixture, tmp_path):
     try:
         pid = int(proc.stdout.readline().split()[1])
         for _ in range(3):
-            capture = subprocess.run([MEM_PROFILER, "-p", str(pid), "--attach", "-s", "0.3",
-                                      "-c", "65536", "-o", str(tmp_path / "busy_")],
-                                     capture_output=True, text=True, timeout=60)
+            capture = subprocess.run(
+                [
+                    MEM_PROFILER,
+                    "-p",
+                    str(pid),
+                    "--attach",
+                    "-s",
+                    "0.3",
+                    "-c",
+                    "65536",
+                    "-o",
+                    str(tmp_path / "busy_"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert capture.returncode == 0, capture.stderr
             heap = Path(capture.stdout.split()[-1])
             assert report(heap, exe, "alloc_space")["busy_site"][1] > 0

@@ -36,9 +36,22 @@ def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
 
 
 def test_command_line_capture(server, server_exe, tmp_path):
-    proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.5", "-c", "1024",
-                           "-o", str(tmp_path / "cli_")], capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run(
+        [
+            MEM_PROFILER,
+            "-p",
+            str(server.pid),
+            "-s",
+            "0.5",
+            "-c",
+            "1024",
+            "-o",
+            str(tmp_path / "cli_"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     heap = tmp_path / f"cli_{server.pid}.0001.heap"
     assert proc.stdout == f"succeeded in collecting memory data!  {heap}\n"
@@ -50,9 +63,12 @@ def test_command_line_capture(server, server_exe, tmp_path):
 def test_dropped_samples_are_said_by_the_controller(server_exe, tmp_path):
     s = Server(server_exe, sampler_env={"MEMPROF_MAX_LIVE": "1000"})
     try:
-        proc = subprocess.run([MEM_PROFILER, "-p", str(s.pid), "-s", "0.3", "-c", "1",
-                               "-o", str(tmp_path / "d_")], capture_output=True, text=True,
-                              timeout=30)
+        proc = subprocess.run(
+            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.3", "-c", "1", "-o", str(tmp_path / "d_")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         s.stop()
     assert proc.returncode == 0, proc.stderr
@@ -60,8 +76,10 @@ def test_dropped_samples_are_said_by_the_controller(server_exe, tmp_path):
     assert proc.stdout == f"succeeded in collecting memory data!  {heap}\n"
     dropped = read_heap(heap).dropped_samples
     assert dropped > 0
-    assert proc.stderr == (f"mem_profiler: {dropped:,} samples were dropped (a table of the "
-                           "sampler was full): each report says what is missing\n")
+    assert proc.stderr == (
+        f"mem_profiler: {dropped:,} samples were dropped (a table of the "
+        "sampler was full): each report says what is missing\n"
+    )
 
 
 def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path):
@@ -73,14 +91,15 @@ def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path
         dumps = []
         for _ in range(2):
             time.sleep(0.3)
-            proc = subprocess.run([MEM_PROFILER, "dump", "-p", str(s.pid)], capture_output=True,
-                                  text=True, timeout=30)
+            proc = subprocess.run(
+                [MEM_PROFILER, "dump", "-p", str(s.pid)], capture_output=True, text=True, timeout=30
+            )
             assert proc.returncode == 0 and proc.stderr == "", proc.stderr
             dumps.append(Path(proc.stdout.strip()))
         assert dumps == [Path(f"{prefix}{s.pid}.{i:04d}.heap") for i in (1, 2)]
         (target,) = [t for t in list_targets() if t.pid == s.pid]
         assert target.state == "capturing"
-        for dump in dumps:   # written while the program allocates: never more in use
+        for dump in dumps:  # written while the program allocates: never more in use
             profile = read_heap(dump)
             assert (profile.cur_objs <= profile.acc_objs).all()
         first, second = (report(d, server_exe, "alloc_space") for d in dumps)
@@ -93,22 +112,31 @@ def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path
 def test_dump_without_a_window_is_refused(server):
     assert refusal("dump", "-p", str(server.pid)) == (
         f"process {server.pid} has no window open: open one with "
-        f"`mem_profiler -p {server.pid} -s SECONDS`")
+        f"`mem_profiler -p {server.pid} -s SECONDS`"
+    )
 
 
 def test_without_pid_the_only_capturable_process_is_taken(server, tmp_path):
-    proc = subprocess.run([MEM_PROFILER, "-s", "0.2", "-o", str(tmp_path / "one_")],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [MEM_PROFILER, "-s", "0.2", "-o", str(tmp_path / "one_")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / f"one_{server.pid}.0001.heap").is_file()
 
 
 def test_controller_killed_the_target_dumps_at_its_deadline(server, server_exe, tmp_path):
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "1",
-                                   "-o", str(tmp_path / "orphan_")], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-    wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
-             what="the window to open")
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(server.pid), "-s", "1", "-o", str(tmp_path / "orphan_")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(
+        lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
+        what="the window to open",
+    )
     controller.send_signal(signal.SIGKILL)
     controller.wait()
     heap = tmp_path / f"orphan_{server.pid}.0001.heap"
@@ -119,27 +147,38 @@ def test_controller_killed_the_target_dumps_at_its_deadline(server, server_exe, 
 
 
 def test_target_killed_during_the_window(server, tmp_path):
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "30",
-                                   "-o", str(tmp_path / "gone_")], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
-             what="the window to open")
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(server.pid), "-s", "30", "-o", str(tmp_path / "gone_")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
+        what="the window to open",
+    )
     server.stop()
     out, err = controller.communicate(timeout=10)
     assert controller.returncode == 1
-    assert err.strip() == (f"mem_profiler: process {server.pid} ended during the capture; "
-                           "nothing was collected")
+    assert err.strip() == (
+        f"mem_profiler: process {server.pid} ended during the capture; nothing was collected"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path):
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.pid), "-s", "60",
-                                   "-o", str(tmp_path / "int_")], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True,
-                                  # as from a terminal, even where this runner ignores SIGINT
-                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wait_for(lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
-             what="the window to open")
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(server.pid), "-s", "60", "-o", str(tmp_path / "int_")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal, even where this runner ignores SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    wait_for(
+        lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
+        what="the window to open",
+    )
     time.sleep(0.5)
     started = time.monotonic()
     controller.send_signal(signal.SIGINT)
@@ -154,15 +193,21 @@ def test_blocks_of_children_that_exit_without_handlers_are_removed(tmp_path):
     """A program that forks short children which end with _exit (no exit handler removes
     their blocks): each new block's process sweeps the blocks of its user's ended
     processes, and the program's own exit the rest."""
-    code = ("import os\n"
-            "for _ in range(20):\n"
-            "    pid = os.fork()\n"
-            "    if pid == 0:\n"
-            "        os._exit(0)\n"
-            "    os.waitpid(pid, 0)\n"
-            "    print(pid, flush=True)\n")
-    proc = subprocess.run([MEM_PROFILER, "run", "--idle", "--", sys.executable, "-c", code],
-                          capture_output=True, text=True, timeout=60)
+    code = (
+        "import os\n"
+        "for _ in range(20):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+        "    print(pid, flush=True)\n"
+    )
+    proc = subprocess.run(
+        [MEM_PROFILER, "run", "--idle", "--", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     children = [int(line) for line in proc.stdout.split()]
     assert len(children) == 20
@@ -191,14 +236,19 @@ def test_another_users_process_cannot_be_controlled(server_exe, tmp_path):
         assert info.st_uid == pwd.getpwnam(user).pw_uid
         assert stat.S_IMODE(info.st_mode) == 0o600
         # Nobody but its owner may read it (we are root, so ask a third user).
-        peek = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(block)],
-                              capture_output=True, text=True)
+        peek = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "cat", str(block)], capture_output=True, text=True
+        )
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
-        proc = subprocess.run([MEM_PROFILER, "-p", str(s.pid), "-s", "0.2",
-                               "-o", str(tmp_path / "x_")], capture_output=True, text=True)
+        proc = subprocess.run(
+            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o", str(tmp_path / "x_")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 1
-        assert proc.stderr == (f"mem_profiler: process {s.pid} belongs to {user}; only its "
-                               "owner can capture it\n")
+        assert proc.stderr == (
+            f"mem_profiler: process {s.pid} belongs to {user}; only its owner can capture it\n"
+        )
     finally:
         s.stop()
 
@@ -210,11 +260,13 @@ def test_fifty_processes_listed_within_a_second(tmp_path):
         for p in procs:
             wait_for(lambda p=p: os.path.exists(segment_path(p.pid)), what="control blocks")
         started = time.monotonic()
-        listing = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True,
-                                 check=True).stdout
+        listing = subprocess.run(
+            [MEM_PROFILER, "list"], capture_output=True, text=True, check=True
+        ).stdout
         elapsed = time.monotonic() - started
-        listed = {int(line.split()[0]) for line in listing.splitlines()[1:]
-                  if line.split()[0].isdigit()}
+        listed = {
+            int(line.split()[0]) for line in listing.splitlines()[1:] if line.split()[0].isdigit()
+        }
         assert {p.pid for p in procs} <= listed
         assert elapsed < 1.0
     finally:
@@ -239,20 +291,24 @@ def test_refusals_are_one_sentence(server, tmp_path):
         assert refusal("-p", str(plain.pid), "-s", "1") == (
             f"process {plain.pid} does not have the sampler loaded: load it now with "
             f"`mem_profiler -p {plain.pid} --attach`, or start the program with "
-            "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`")
+            "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`"
+        )
         # A block left by an earlier process whose pid is now reused: removed, refused.
         fake = Path(segment_path(plain.pid))
         fake.write_bytes(b"\0" * ffi.sizeof("struct memprof_control"))
         fake.chmod(0o600)
         message = refusal("-p", str(plain.pid), "-s", "1")
-        assert message.startswith(f"removed a stale control block of an earlier process "
-                                   f"{plain.pid}; process {plain.pid} does not have")
+        assert message.startswith(
+            f"removed a stale control block of an earlier process "
+            f"{plain.pid}; process {plain.pid} does not have"
+        )
         assert not fake.exists()
     finally:
         plain.kill()
         plain.wait()
     assert refusal("-p", str(server.pid), "-s", "1", "-o", str(tmp_path / "no" / "x_")) == (
-        f"output folder {tmp_path / 'no'} does not exist: create it or change -o")
+        f"output folder {tmp_path / 'no'} does not exist: create it or change -o"
+    )
     assert refusal("-c", "64", "list").startswith("-p/-s/-c/-o/-d capture a running process")
 
 
@@ -266,15 +322,17 @@ def test_stale_blocks_of_dead_processes_are_cleaned(tmp_path):
 
 
 def test_control_block_layout_matches_the_c_header(tmp_path):
-    fields = [line.split()[-1].rstrip(";").split("[")[0]
-              for line in CDEF.split("struct memprof_control {")[1].split("};")[0].splitlines()
-              if line.strip()]
+    fields = [
+        line.split()[-1].rstrip(";").split("[")[0]
+        for line in CDEF.split("struct memprof_control {")[1].split("};")[0].splitlines()
+        if line.strip()
+    ]
     program = tmp_path / "layout.c"
     program.write_text(
         '#include <stddef.h>\n#include <stdio.h>\n#include "memprof_control.h"\nint main(void){\n'
-        + "".join(f'printf("{f} %zu\\n", offsetof(struct memprof_control, {f}));\n'
-                  for f in fields)
-        + 'printf("sizeof %zu\\n", sizeof(struct memprof_control));}\n')
+        + "".join(f'printf("{f} %zu\\n", offsetof(struct memprof_control, {f}));\n' for f in fields)
+        + 'printf("sizeof %zu\\n", sizeof(struct memprof_control));}\n'
+    )
     exe = tmp_path / "layout"
     subprocess.run(["gcc", "-I", str(ROOT / "sampler"), "-o", str(exe), str(program)], check=True)
     c_layout = dict(line.split() for line in subprocess.check_output([exe], text=True).splitlines())

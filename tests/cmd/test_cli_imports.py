@@ -11,16 +11,22 @@ HEAVY = ("numpy", "elftools", "mem_profiler.parser.heapfile", "textual")
 
 
 def test_mem_profiler_imports_nothing_heavy(tmp_path):
-    probe = ("import sys, mem_profiler.cmd.mem_profiler; "
-             f"print([m for m in {HEAVY!r} if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                         text=True, check=True).stdout
+    probe = (
+        "import sys, mem_profiler.cmd.mem_profiler; "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
 def test_the_package_root_loads_the_api_on_first_use(tmp_path):
-    probe = ("import sys, mem_profiler; before = 'mem_profiler.api' in sys.modules; "
-             "mem_profiler.is_capturing; print(before, 'mem_profiler.api' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                         text=True, check=True).stdout
+    probe = (
+        "import sys, mem_profiler; before = 'mem_profiler.api' in sys.modules; "
+        "mem_profiler.is_capturing; print(before, 'mem_profiler.api' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["False", "True"]

@@ -17,8 +17,12 @@ from mem_profiler.parser.report_gate import verdicts_from_json, verdicts_to_json
 
 # budget_sites with no growth: every byte it allocates, in the order it does.
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC = 1_250_000, 1_050_000, 1_000_000, 1_350_000
-TRUTH = {"max-peak": PEAK, "max-live-at-exit": LIVE_AT_EXIT,
-         "max-leak-per-stack": LEAK_PER_STACK, "max-total-alloc": TOTAL_ALLOC}
+TRUTH = {
+    "max-peak": PEAK,
+    "max-live-at-exit": LIVE_AT_EXIT,
+    "max-leak-per-stack": LEAK_PER_STACK,
+    "max-total-alloc": TOTAL_ALLOC,
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +40,19 @@ def results_of(path: Path) -> dict[str, dict]:
 
 
 def test_budgets_at_the_truth_hold_to_the_byte(sites, tmp_path):
-    proc = gate(*budget_args(0), "--json", tmp_path / "r.json", "--follow-fork", "--", sites, "0",
-                "fork")
+    proc = gate(
+        *budget_args(0), "--json", tmp_path / "r.json", "--follow-fork", "--", sites, "0", "fork"
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "budget_sites: done" in proc.stdout                 # the command's own output
+    assert "budget_sites: done" in proc.stdout  # the command's own output
     results = results_of(tmp_path / "r.json")
     assert {kind: r["measured"] for kind, r in results.items()} == TRUTH
     assert all(r["sd"] == 0 and not r["exceeded"] for r in results.values())
     # The forked child (5 MB of its own) wrote a profile; it is counted, not judged.
-    assert ("1 other process (forks of the command) wrote profiles; only the command's own "
-            "process is judged") in proc.stderr
+    assert (
+        "1 other process (forks of the command) wrote profiles; only the command's own "
+        "process is judged"
+    ) in proc.stderr
     assert "every budget holds (4 checked)" in proc.stderr
 
 
@@ -53,11 +60,16 @@ def test_a_byte_less_fails_each_budget_naming_the_stacks(sites, tmp_path):
     proc = gate(*budget_args(-1), "--json", tmp_path / "r.json", "--", sites)
     assert proc.returncode == 1, proc.stderr
     for kind, value in TRUTH.items():
-        assert re.search(rf"^FAIL host {kind} {value:,} B .* > limit {value - 1:,} B .*exact$",
-                         proc.stderr, re.M), proc.stderr
+        assert re.search(
+            rf"^FAIL host {kind} {value:,} B .* > limit {value - 1:,} B .*exact$", proc.stderr, re.M
+        ), proc.stderr
     blocks = dict(re.findall(r"^FAIL host (\S+) .*\n((?:     .*\n)+)", proc.stderr, re.M))
-    first = {kind: re.search(r"^ +([\d,]+) B  (\w+) \(budget_sites.c:\d+\) < main ",
-                             block, re.M).groups() for kind, block in blocks.items()}
+    first = {
+        kind: re.search(
+            r"^ +([\d,]+) B  (\w+) \(budget_sites.c:\d+\) < main ", block, re.M
+        ).groups()
+        for kind, block in blocks.items()
+    }
     assert first == {kind: ("1,000,000", "grow_site") for kind in TRUTH}
     # live at exit and leaks list the stacks still holding memory, and only those
     assert "keep_one" in blocks["max-live-at-exit"] and "scratch" not in blocks["max-live-at-exit"]
@@ -67,13 +79,28 @@ def test_a_byte_less_fails_each_budget_naming_the_stacks(sites, tmp_path):
 
 def test_sampled_mode_reports_estimates_with_their_error(sites, tmp_path):
     rate = 4096
-    proc = gate("-c", rate, "--max-total-alloc", "1MiB", "--max-leak-per-stack", "2MiB",
-                "--max-peak", "1MiB", "--json", tmp_path / "r.json", "--", sites)
+    proc = gate(
+        "-c",
+        rate,
+        "--max-total-alloc",
+        "1MiB",
+        "--max-leak-per-stack",
+        "2MiB",
+        "--max-peak",
+        "1MiB",
+        "--json",
+        tmp_path / "r.json",
+        "--",
+        sites,
+    )
     assert proc.returncode == 1, proc.stderr
     assert f"sampled at -c {rate}: values are estimates" in proc.stderr
-    assert re.search(rf"FAIL host max-total-alloc ~1\.\d\d MiB > limit 1\.00 MiB, "
-                     rf"estimated at -c {rate}: ±[\d.]+ KiB \(1 sd\)", proc.stderr), proc.stderr
-    assert "(1 sd, an upper bound)" in proc.stderr         # the peak's error is a bound
+    assert re.search(
+        rf"FAIL host max-total-alloc ~1\.\d\d MiB > limit 1\.00 MiB, "
+        rf"estimated at -c {rate}: ±[\d.]+ KiB \(1 sd\)",
+        proc.stderr,
+    ), proc.stderr
+    assert "(1 sd, an upper bound)" in proc.stderr  # the peak's error is a bound
     results = results_of(tmp_path / "r.json")
     total = results["max-total-alloc"]
     # Blocks of 100,000 B and more are sampled with p ~ 1; the 100 blocks of 1,000 B carry
@@ -95,11 +122,11 @@ def baseline(sites, tmp_path_factory) -> Path:
 def test_growth_of_one_site_fails_naming_it_first(sites, baseline):
     proc = gate("--max-growth-vs", baseline, "--", sites, "10")
     assert proc.returncode == 1, proc.stderr
-    assert ("FAIL host max-growth-vs budget_sites.heap: peak 1,350,000 B (1.29 MiB) > limit "
-            "1,312,500 B (1.25 MiB) (baseline 1,250,000 B (1.19 MiB) + 5%), exact"
-            in proc.stderr)
-    grown = re.findall(r"^ +\+([\d,]+) B  (.*?)  \(([\d,]+) B -> ([\d,]+) B\)$", proc.stderr,
-                       re.M)
+    assert (
+        "FAIL host max-growth-vs budget_sites.heap: peak 1,350,000 B (1.29 MiB) > limit "
+        "1,312,500 B (1.25 MiB) (baseline 1,250,000 B (1.19 MiB) + 5%), exact" in proc.stderr
+    )
+    grown = re.findall(r"^ +\+([\d,]+) B  (.*?)  \(([\d,]+) B -> ([\d,]+) B\)$", proc.stderr, re.M)
     assert grown[0] == ("100,000", "grow_site < main", "1,000,000", "1,100,000"), proc.stderr
 
 
@@ -111,7 +138,7 @@ def test_an_unchanged_rerun_passes_the_default_tolerance(sites, baseline):
 
 def test_tolerance_option(sites, baseline):
     proc = gate("--max-growth-vs", baseline, "--tolerance", "8%", "--", sites, "10")
-    assert proc.returncode == 0, proc.stderr                   # +8.0% is within 8%
+    assert proc.returncode == 0, proc.stderr  # +8.0% is within 8%
 
 
 BUDGET_FILE = """
@@ -134,15 +161,22 @@ max-growth-vs = "{baseline}"
 def test_budget_file_commands_junit_and_json(sites, baseline, tmp_path):
     budget = tmp_path / "budget.toml"
     budget.write_text(BUDGET_FILE.format(exe=sites, peak=PEAK, baseline=baseline))
-    proc = gate("--budget", budget, "--junit", tmp_path / "r.xml", "--json", tmp_path / "r.json",
-                cwd=tmp_path)
+    proc = gate(
+        "--budget",
+        budget,
+        "--junit",
+        tmp_path / "r.xml",
+        "--json",
+        tmp_path / "r.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "mem_profiler gate: small:" in proc.stderr and "mem_profiler gate: grown:" in proc.stderr
 
     suites = assert_junit_valid(tmp_path / "r.xml")
-    assert [(s.get("name"), s.get("tests"), s.get("failures"), s.get("errors"))
-            for s in suites] == [("memory budgets: small", "2", "0", "0"),
-                                 ("memory budgets: grown", "3", "2", "0")]
+    assert [
+        (s.get("name"), s.get("tests"), s.get("failures"), s.get("errors")) for s in suites
+    ] == [("memory budgets: small", "2", "0", "0"), ("memory budgets: grown", "3", "2", "0")]
     grown = {c.get("name"): c.find("failure") for c in suites[1].iter("testcase")}
     assert grown["host max-leak-per-stack 2.00 MiB"] is None
     assert "1,350,000 B" in grown["host max-peak 1.19 MiB"].get("message")
@@ -152,7 +186,7 @@ def test_budget_file_commands_junit_and_json(sites, baseline, tmp_path):
     assert doc["exit_status"] == 1 and doc["verdict"] == "exceeded"
     verdicts = verdicts_from_json(doc)
     assert [v.name for v in verdicts] == ["small", "grown"]
-    assert verdicts_to_json(verdicts) == doc                   # round trip, every field
+    assert verdicts_to_json(verdicts) == doc  # round trip, every field
 
 
 def assert_junit_valid(path: Path) -> list[ET.Element]:
@@ -162,8 +196,17 @@ def assert_junit_valid(path: Path) -> list[ET.Element]:
     root = ET.parse(path).getroot()
     assert root.tag == "testsuites" and not root.attrib
     suites = list(root)
-    suite_attrs = {"name", "timestamp", "hostname", "tests", "failures", "errors", "time",
-                   "package", "id"}
+    suite_attrs = {
+        "name",
+        "timestamp",
+        "hostname",
+        "tests",
+        "failures",
+        "errors",
+        "time",
+        "package",
+        "id",
+    }
     for index, suite in enumerate(suites):
         assert suite.tag == "testsuite"
         assert suite_attrs <= set(suite.attrib) <= suite_attrs | {"skipped"}
@@ -172,8 +215,12 @@ def assert_junit_valid(path: Path) -> list[ET.Element]:
         assert int(suite.get("id")) == index
         float(suite.get("time"))
         tags = [child.tag for child in suite]
-        assert tags == ["properties", *["testcase"] * (len(tags) - 3), "system-out",
-                        "system-err"], tags
+        assert tags == [
+            "properties",
+            *["testcase"] * (len(tags) - 3),
+            "system-out",
+            "system-err",
+        ], tags
         for prop in suite.find("properties"):
             assert prop.tag == "property" and set(prop.attrib) == {"name", "value"}
         cases = suite.findall("testcase")
@@ -192,36 +239,60 @@ def assert_junit_valid(path: Path) -> list[ET.Element]:
 
 def test_a_command_that_fails_or_writes_no_profile_is_a_setup_error(tmp_path):
     # Judged (its profile was written at exit), but a failed command is no measurement.
-    proc = gate("--max-peak", "1GiB", "--junit", tmp_path / "r.xml", "--",
-                sys.executable, "-c", "raise SystemExit(3)")
+    proc = gate(
+        "--max-peak",
+        "1GiB",
+        "--junit",
+        tmp_path / "r.xml",
+        "--",
+        sys.executable,
+        "-c",
+        "raise SystemExit(3)",
+    )
     assert proc.returncode == 2
-    assert re.search(r"^ok   host max-peak .*\nERROR \S*python\S* exited with status 3$",
-                     proc.stderr, re.M), proc.stderr
+    assert re.search(
+        r"^ok   host max-peak .*\nERROR \S*python\S* exited with status 3$", proc.stderr, re.M
+    ), proc.stderr
     [suite] = assert_junit_valid(tmp_path / "r.xml")
     assert [c.get("name") for c in suite][1:-2] == ["host max-peak 1.00 GiB", "exit status"]
     assert suite.get("errors") == "1" and suite.get("failures") == "0"
 
-    proc = gate("--max-peak", "1GiB", "--junit", tmp_path / "r.xml", "--",
-                "sh", "-c", "kill -9 $$")
+    proc = gate("--max-peak", "1GiB", "--junit", tmp_path / "r.xml", "--", "sh", "-c", "kill -9 $$")
     assert proc.returncode == 2
     assert "wrote no profile: it was killed or ended without running exit handlers" in proc.stderr
     [suite] = assert_junit_valid(tmp_path / "r.xml")
     assert suite.get("errors") == "1"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-peak", "64 M", "--", "true"], "bad size '64 M': expected a number of bytes"),
-    (["--max-peak", "gpu:1MiB", "--", "true"], "unknown heap 'gpu'"),
-    (["--", "true"], "no budget for true"),
-    (["--max-peak", "1MiB"], "no command to run"),
-    (["--max-peak", "1MiB", "--", "/nonexistent/prog"], "cannot run '/nonexistent/prog'"),
-    (["--budget", "missing.toml", "--", "true"], "budget file missing.toml does not exist"),
-    (["--max-growth-vs", "missing.heap", "--", "true"], "missing.heap does not exist"),
-    (["--max-peak", "1MiB", "--tolerance", "lots", "--max-growth-vs", "x.heap", "--", "true"],
-     "bad tolerance 'lots'"),
-    (["--max-peak", "1MiB", "--save-profiles", "nodir", "--", "true"],
-     "folder nodir does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-peak", "64 M", "--", "true"], "bad size '64 M': expected a number of bytes"),
+        (["--max-peak", "gpu:1MiB", "--", "true"], "unknown heap 'gpu'"),
+        (["--", "true"], "no budget for true"),
+        (["--max-peak", "1MiB"], "no command to run"),
+        (["--max-peak", "1MiB", "--", "/nonexistent/prog"], "cannot run '/nonexistent/prog'"),
+        (["--budget", "missing.toml", "--", "true"], "budget file missing.toml does not exist"),
+        (["--max-growth-vs", "missing.heap", "--", "true"], "missing.heap does not exist"),
+        (
+            [
+                "--max-peak",
+                "1MiB",
+                "--tolerance",
+                "lots",
+                "--max-growth-vs",
+                "x.heap",
+                "--",
+                "true",
+            ],
+            "bad tolerance 'lots'",
+        ),
+        (
+            ["--max-peak", "1MiB", "--save-profiles", "nodir", "--", "true"],
+            "folder nodir does not exist",
+        ),
+    ],
+)
 def test_usage_errors_are_one_sentence_and_exit_2(tmp_path, args, message):
     proc = gate(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr

@@ -25,18 +25,36 @@ def device_cuda(tmp_path_factory):
 @pytest.mark.parametrize("delta, status", [(0, 0), (-1, 1)])
 def test_cuda_budgets_to_the_byte(device_cuda, delta, status):
     exe, env = device_cuda
-    proc = gate("--max-peak", f"cuda:{CUDA_PEAK + delta}",
-                "--max-live-at-exit", f"cuda:{CUDA_LIVE_AT_EXIT + delta}",
-                "--max-leak-per-stack", f"cuda:{CUDA_LEAK_PER_STACK + delta}",
-                "--max-peak", "cuda_host:2MiB", "--", exe, "local", env=env)
+    proc = gate(
+        "--max-peak",
+        f"cuda:{CUDA_PEAK + delta}",
+        "--max-live-at-exit",
+        f"cuda:{CUDA_LIVE_AT_EXIT + delta}",
+        "--max-leak-per-stack",
+        f"cuda:{CUDA_LEAK_PER_STACK + delta}",
+        "--max-peak",
+        "cuda_host:2MiB",
+        "--",
+        exe,
+        "local",
+        env=env,
+    )
     assert proc.returncode == status, proc.stderr
     verdict = "FAIL" if delta else "ok  "
-    for kind, value in (("max-peak", CUDA_PEAK), ("max-live-at-exit", CUDA_LIVE_AT_EXIT),
-                        ("max-leak-per-stack", CUDA_LEAK_PER_STACK)):
-        assert re.search(rf"^{verdict} cuda {kind} {value:,} B .*, exact$", proc.stderr,
-                         re.M), proc.stderr
+    for kind, value in (
+        ("max-peak", CUDA_PEAK),
+        ("max-live-at-exit", CUDA_LIVE_AT_EXIT),
+        ("max-leak-per-stack", CUDA_LEAK_PER_STACK),
+    ):
+        assert re.search(rf"^{verdict} cuda {kind} {value:,} B .*, exact$", proc.stderr, re.M), (
+            proc.stderr
+        )
     assert re.search(r"^ok   cuda_host max-peak 2,097,152 B", proc.stderr, re.M)
     if delta:
         leak = proc.stderr.split("FAIL cuda max-leak-per-stack", 1)[1]
-        assert re.search(r"^ +33,554,432 B  fw_alloc_segment \(framework.c:\d+\) < "
-                         r"alloc_weights \(device_cuda.c:\d+\)", leak, re.M), proc.stderr
+        assert re.search(
+            r"^ +33,554,432 B  fw_alloc_segment \(framework.c:\d+\) < "
+            r"alloc_weights \(device_cuda.c:\d+\)",
+            leak,
+            re.M,
+        ), proc.stderr

@@ -9,7 +9,7 @@ from support.paths import LIBMEMPROF
 from mem_profiler.parser.symcache import cache_dir
 
 pytest_plugins = ["pytester"]
-SYMBOL_CACHE = cache_dir()      # the user's, before pytester gives tests a HOME of their own
+SYMBOL_CACHE = cache_dir()  # the user's, before pytester gives tests a HOME of their own
 
 SUITE = """
 import ctypes
@@ -45,8 +45,8 @@ def test_without_budget():
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     for key in ("MEMPROF_CAPTURE", "MEMPROF_PARENT_PID", "MEMPROF_PREFIX"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("LD_PRELOAD", str(LIBMEMPROF))     # for the inner pytest only
-    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(SYMBOL_CACHE))   # keep symbolization warm
+    monkeypatch.setenv("LD_PRELOAD", str(LIBMEMPROF))  # for the inner pytest only
+    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(SYMBOL_CACHE))  # keep symbolization warm
     pytester.makepyfile(test_inner=SUITE)
     return pytester
 
@@ -54,17 +54,20 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 def test_a_leaking_test_fails_with_its_budget_message(inner):
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines([
-        "*_ test_leaks_a_buffer _*",
-        "memory budget exceeded:",
-        "FAIL host max-leak-per-stack 3,145,728 B (3.00 MiB) > limit 1,048,576 B (1.00 MiB), exact",
-        "     stacks holding the most at exit:",
-        "*3,145,728 B  * < ffi_call < *_ctypes_callproc*",  # inlined calls may come between
-        "profile: *.heap",
-        "*_ test_peaks_too_high _*",
-        "memory budget exceeded:",
-        "FAIL host max-peak 25,16?,??? B (24.0? MiB) > limit 16,777,216 B (16.00 MiB), exact",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_leaks_a_buffer _*",
+            "memory budget exceeded:",
+            "FAIL host max-leak-per-stack 3,145,728 B (3.00 MiB)"
+            " > limit 1,048,576 B (1.00 MiB), exact",
+            "     stacks holding the most at exit:",
+            "*3,145,728 B  * < ffi_call < *_ctypes_callproc*",  # inlined calls may come between
+            "profile: *.heap",
+            "*_ test_peaks_too_high _*",
+            "memory budget exceeded:",
+            "FAIL host max-peak 25,16?,??? B (24.0? MiB) > limit 16,777,216 B (16.00 MiB), exact",
+        ]
+    )
     assert "test_frees_what_it_takes FAILED" not in result.stdout.str()
 
 
@@ -103,29 +106,41 @@ def test_a_python_tests_message_names_its_functions(inner):
     # exact mode: every block, the bytearray objects pymalloc serves (1.8%) included;
     # getsizeof and the allocator's requests differ by a header's few bytes at most
     assert measured == pytest.approx(truth, rel=0.001)
-    source = PYTHON_SUITE.strip().splitlines()   # as makepyfile writes it
-    build, call = (next(i for i, line in enumerate(source, 1) if line.strip().startswith(text))
-                   for text in ("return [bytearray", "index = build_index"))
-    assert (f"build_index (test_python.py:{build}) < test_keeps_an_index (test_python.py:{call})"
-            in first), first
+    source = PYTHON_SUITE.strip().splitlines()  # as makepyfile writes it
+    build, call = (
+        next(i for i, line in enumerate(source, 1) if line.strip().startswith(text))
+        for text in ("return [bytearray", "index = build_index")
+    )
+    assert (
+        f"build_index (test_python.py:{build}) < test_keeps_an_index (test_python.py:{call})"
+        in first
+    ), first
 
 
 def test_default_budget_applies_to_unmarked_tests(inner):
-    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "--memory-budget-default",
-                                        "leaks=4MiB", "-k", "without_budget or frees")
+    result = inner.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--memory-budget-default",
+        "leaks=4MiB",
+        "-k",
+        "without_budget or frees",
+    )
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["FAILED test_inner.py::test_without_budget - *",
-                                 "*1 passed*"])
+    result.stdout.fnmatch_lines(["FAILED test_inner.py::test_without_budget - *", "*1 passed*"])
 
 
 def test_without_the_sampler_the_plugin_says_how_to_run(inner, monkeypatch):
     monkeypatch.delenv("LD_PRELOAD")
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: memory budgets need the mem_profiler sampler in the pytest process: run pytest "
-        "under the sampler, idle: `mem_profiler run --idle -- pytest ...` "
-        "(or LD_PRELOAD=$(mem_profiler lib) pytest ...)"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: memory budgets need the mem_profiler sampler in the pytest process: run pytest "
+            "under the sampler, idle: `mem_profiler run --idle -- pytest ...` "
+            "(or LD_PRELOAD=$(mem_profiler lib) pytest ...)"
+        ]
+    )
 
 
 def test_an_open_outer_window_is_refused(inner, monkeypatch, tmp_path):
@@ -133,19 +148,25 @@ def test_an_open_outer_window_is_refused(inner, monkeypatch, tmp_path):
     monkeypatch.setenv("MEMPROF_PREFIX", f"{tmp_path}/outer_")
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: a mem_profiler capture window is already open in the "
-                                 "pytest process, so tests cannot have windows of their own: "
-                                 "run pytest under the sampler, idle: *"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: a mem_profiler capture window is already open in the "
+            "pytest process, so tests cannot have windows of their own: "
+            "run pytest under the sampler, idle: *"
+        ]
+    )
 
 
 def test_bad_budget_is_a_usage_error(inner):
-    inner.makepyfile(test_bad="""
+    inner.makepyfile(
+        test_bad="""
         import pytest
 
         @pytest.mark.memory_budget(peak="lots")
         def test_x():
             pass
-    """)
+    """
+    )
     result = inner.runpytest_subprocess("-p", "no:cacheprovider", "test_bad.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: memory budget: bad size 'lots': *"])

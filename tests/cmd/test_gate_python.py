@@ -12,7 +12,7 @@ from support.profiling import gate
 from support.python_steps import STEPS_SCRIPT, steps_truth
 from support.sampling_math import assert_estimate
 
-LIMIT = 0.05   # the bound per function at -c 1
+LIMIT = 0.05  # the bound per function at -c 1
 
 
 @pytest.fixture(scope="module", params=[interpreter("venv", VENV_PYTHON), debian()])
@@ -24,8 +24,19 @@ def judged(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gate_python")
     truth = steps_truth(python, folder)
     out = folder / "gate.json"
-    proc = gate("--max-peak", "1MiB", "--max-total-alloc", "1MiB", "--max-live-at-exit", "1GiB",
-                "--json", out, "--", python, STEPS_SCRIPT)
+    proc = gate(
+        "--max-peak",
+        "1MiB",
+        "--max-total-alloc",
+        "1MiB",
+        "--max-live-at-exit",
+        "1GiB",
+        "--json",
+        out,
+        "--",
+        python,
+        STEPS_SCRIPT,
+    )
     assert proc.returncode == 1, proc.stderr
     (command,) = json.loads(out.read_text())["commands"]
     return truth, proc.stderr, {r["budget"]["kind"]: r for r in command["results"]}
@@ -40,8 +51,9 @@ def test_total_alloc_names_the_scripts_functions(judged):
     total = results["max-total-alloc"]
     assert total["exceeded"]
     for site in ("spike", "step_leak"):
-        assert_estimate(site_bytes(total, truth.frame(site)),
-                        *truth.estimate_sd(site, 1, truth.steps), LIMIT)
+        assert_estimate(
+            site_bytes(total, truth.frame(site)), *truth.estimate_sd(site, 1, truth.steps), LIMIT
+        )
     shown = text.split("FAIL host max-total-alloc", 1)[1].splitlines()[2]
     assert truth.frame("spike") in shown and "main (python_steps.py:" in shown, text
 

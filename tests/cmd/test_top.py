@@ -74,8 +74,7 @@ def parse_rows(lines: list[str]) -> list[Row]:
     for line in lines:
         m = _ROW_RE.match(line)
         if m:
-            rows.append(Row(amount(m[1], m[2]), amount(m[3], m[4]), amount(m[5], m[6]), m[7],
-                            m[8]))
+            rows.append(Row(amount(m[1], m[2]), amount(m[3], m[4]), amount(m[5], m[6]), m[7], m[8]))
     return rows
 
 
@@ -85,15 +84,20 @@ def parse_batch(text: str) -> list[Refresh]:
         lines = block.splitlines()
         table = next(i for i, line in enumerate(lines) if line.split()[:2] == ["IN", "USE"])
         number, interval = _INTERVAL_RE.search(block).groups()
-        refreshes.append(Refresh(int(number), float(interval), lines[:table],
-                                 parse_rows(lines[table + 1:])))
+        refreshes.append(
+            Refresh(int(number), float(interval), lines[:table], parse_rows(lines[table + 1 :]))
+        )
     return refreshes
 
 
 def top(pid: int, *args: str, timeout: float = 60) -> list[Refresh]:
     """The refreshes of a top that ended well and left no snapshot folder."""
-    proc = subprocess.Popen([MEM_PROFILER, "top", "-p", str(pid), *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [MEM_PROFILER, "top", "-p", str(pid), *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0 and err == "", err
     assert folders_of(proc.pid) == []
@@ -107,8 +111,11 @@ def state_of(pid: int) -> tuple[str, str]:
 
 def folders_of(view_pid: int) -> list[str]:
     """The snapshot folders of the top whose pid this is."""
-    return [e.name for e in os.scandir(SNAPSHOT_FOLDER)
-            if e.name.startswith(f"{FOLDER_PREFIX}{view_pid}.")]
+    return [
+        e.name
+        for e in os.scandir(SNAPSHOT_FOLDER)
+        if e.name.startswith(f"{FOLDER_PREFIX}{view_pid}.")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +192,10 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
         # and do not grow once full: the difference of two independent estimates of
         # 16 MiB; in the first interval a ring may still be filling (top opened the window
         # just before its baseline snapshot)
-        for ring, sd in ((pages, relative_sd(4096, 4096, 1024)),
-                         (small, relative_sd(65536, 256, 1024))):
+        for ring, sd in (
+            (pages, relative_sd(4096, 4096, 1024)),
+            (small, relative_sd(65536, 256, 1024)),
+        ):
             bound = 5 * 2**0.5 * sd * 16 * MiB
             highest = (1 + 5 * sd) * 16 * MiB if refresh.number == 1 else bound
             assert -bound <= ring.growth * refresh.interval_s <= highest
@@ -199,9 +208,12 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
     only_cuda = top(server.pid, "-n", "1", "--interval", "0.5", "--heap", "cuda")
     assert only_cuda[0].rows == [] and "the cuda heap" in only_cuda[0].header[1]
     # idle again, and capturable as before
-    result = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o",
-                             str(tmp_path / "after_")], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", str(tmp_path / "after_")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     check_server_window(tmp_path / f"after_{server.pid}.0001.heap", server.exe)
 
@@ -216,15 +228,22 @@ class Terminal:
         # resized after its program has read it), without pytest's COLUMNS and LINES,
         # which would override the size.
         self.tmux("new-session", "-d", "-x", "160", "-y", "40", "sleep 600")
-        self.tmux("respawn-pane", "-k",
-                  f"unset COLUMNS LINES; {shlex.join(argv)}; echo $? > {self.status}")
+        self.tmux(
+            "respawn-pane",
+            "-k",
+            f"unset COLUMNS LINES; {shlex.join(argv)}; echo $? > {self.status}",
+        )
         shell = int(self.tmux("display", "-p", "#{pane_pid}"))
         children = Path(f"/proc/{shell}/task/{shell}/children")
         self.pid = int(wait_for(lambda: children.read_text().split(), what="the program")[0])
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-f", "/dev/null", "-S", self.socket, *args],
-                              capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(
+            ["tmux", "-f", "/dev/null", "-S", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p")
@@ -234,8 +253,11 @@ class Terminal:
 
     def wait_screen(self, pattern: str, timeout: float = 30) -> str:
         try:
-            return wait_for(lambda: re.search(pattern, self.screen(), re.M) and self.screen(),
-                            timeout, f"{pattern!r} on the screen")
+            return wait_for(
+                lambda: re.search(pattern, self.screen(), re.M) and self.screen(),
+                timeout,
+                f"{pattern!r} on the screen",
+            )
         except AssertionError as e:
             raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
 
@@ -282,18 +304,24 @@ def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
     assert term.exit_status() == 0
     assert state_of(grower.pid) == ("idle", "")
     assert folders_of(term.pid) == []
-    result = subprocess.run([MEM_PROFILER, "-p", str(grower.pid), "-s", "0.3", "-o",
-                             str(tmp_path / "after_")], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [MEM_PROFILER, "-p", str(grower.pid), "-s", "0.3", "-o", str(tmp_path / "after_")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / f"after_{grower.pid}.0001.heap").is_file()
 
 
 def test_a_killed_tops_window_closes_at_its_deadline(grower):
-    view = subprocess.Popen([MEM_PROFILER, "top", "-p", str(grower.pid), "--interval", "0.5"],
-                            stdout=subprocess.PIPE, text=True)
+    view = subprocess.Popen(
+        [MEM_PROFILER, "top", "-p", str(grower.pid), "--interval", "0.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        while view.stdout.readline().strip():   # the first refresh
+        while view.stdout.readline().strip():  # the first refresh
             pass
         assert state_of(grower.pid)[0] == "capturing"
         view.send_signal(signal.SIGKILL)
@@ -304,8 +332,9 @@ def test_a_killed_tops_window_closes_at_its_deadline(grower):
         view.wait()
     time.sleep(1.0)
     assert state_of(grower.pid)[0] == "capturing"  # open until its deadline
-    wait_for(lambda: state_of(grower.pid)[0] == "idle", 0.5 + VIEW_GRACE_S + 3,
-             "the window's deadline")
+    wait_for(
+        lambda: state_of(grower.pid)[0] == "idle", 0.5 + VIEW_GRACE_S + 3, "the window's deadline"
+    )
     assert time.monotonic() - killed >= VIEW_GRACE_S - 0.5
     assert state_of(grower.pid) == ("idle", "")  # a view's window writes no file
     # the next view removes the folder the killed one left
@@ -315,8 +344,11 @@ def test_a_killed_tops_window_closes_at_its_deadline(grower):
 
 
 def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
-    runner = subprocess.Popen([MEM_PROFILER, "run", "-o", str(tmp_path / "run_"), "--",
-                               str(build_fixture("grower"))], stdout=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [MEM_PROFILER, "run", "-o", str(tmp_path / "run_"), "--", str(build_fixture("grower"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         pid = int(runner.stdout.readline().split()[1])
     except (IndexError, ValueError):
@@ -338,8 +370,9 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
                 block.request(CMD_DEADLINE, deadline_ns=time.time_ns() + 10**9)
             assert block.request(CMD_STATUS).window_deadline_ns == 0
         # snapshots took no sequence number: the window's first dump is still .0001
-        dump = subprocess.run([MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True,
-                              text=True, timeout=30)
+        dump = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True, text=True, timeout=30
+        )
         assert dump.stdout.strip() == str(tmp_path / f"run_{pid}.0001.heap"), dump.stderr
         assert state_of(pid)[0] == "capturing"
     finally:
@@ -349,13 +382,29 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
 
 
 def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
-    plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.PIPE, text=True,
-                             env=WITHOUT_SAMPLER)
+    plain = subprocess.Popen(
+        [str(grower_exe)], stdout=subprocess.PIPE, text=True, env=WITHOUT_SAMPLER
+    )
     try:
         plain.stdout.readline()
-        proc = subprocess.run([MEM_PROFILER, "top", "-p", str(plain.pid), "--attach", "-n", "1",
-                               "--interval", "1", "--sort", "growth"], capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                MEM_PROFILER,
+                "top",
+                "-p",
+                str(plain.pid),
+                "--attach",
+                "-n",
+                "1",
+                "--interval",
+                "1",
+                "--sort",
+                "growth",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == f"mem_profiler: loaded the sampler into process {plain.pid}\n"
         (refresh,) = parse_batch(proc.stdout)
@@ -374,16 +423,27 @@ def test_refusals_are_one_sentence(grower_exe):
     plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.DEVNULL, env=WITHOUT_SAMPLER)
     try:
         for pid, message in (
-                (gone.pid, f"there is no process {gone.pid}"),
-                (plain.pid, f"process {plain.pid} does not have the sampler loaded: load it "
-                 f"now with `mem_profiler -p {plain.pid} --attach`, or start the program "
-                 "with `mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) "
-                 "CMD`")):
-            proc = subprocess.run([MEM_PROFILER, "top", "-p", str(pid), "-n", "1"],
-                                  capture_output=True, text=True, timeout=30,
-                                  stdin=subprocess.DEVNULL)
+            (gone.pid, f"there is no process {gone.pid}"),
+            (
+                plain.pid,
+                f"process {plain.pid} does not have the sampler loaded: load it "
+                f"now with `mem_profiler -p {plain.pid} --attach`, or start the program "
+                "with `mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) "
+                "CMD`",
+            ),
+        ):
+            proc = subprocess.run(
+                [MEM_PROFILER, "top", "-p", str(pid), "-n", "1"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+            )
             assert (proc.returncode, proc.stdout, proc.stderr) == (
-                1, "", f"mem_profiler: {message}\n")
+                1,
+                "",
+                f"mem_profiler: {message}\n",
+            )
     finally:
         plain.kill()
         plain.wait()

@@ -43,7 +43,7 @@ def test_nvidia_runtime_on_a_gpu(tmp_path, version):
     lib = str(runtime_library(version))
     plain = subprocess.run([exe, lib, "gpu"], capture_output=True, text=True, timeout=300)
     started = re.search(r"^start error=(\d+)$", plain.stdout, re.M)
-    if started and started[1] == "35":   # cudaErrorInsufficientDriver
+    if started and started[1] == "35":  # cudaErrorInsufficientDriver
         pytest.skip(f"the driver is older than CUDA {version}")
     assert plain.returncode == 0 and started and started[1] == "0", plain.stdout + plain.stderr
 
@@ -57,9 +57,14 @@ def test_nvidia_runtime_on_a_gpu(tmp_path, version):
 
     calls = runtime_calls(proc.stdout)
     assert {site: error for site, (_, _, error) in calls.items()} == dict.fromkeys(
-        truth.RUNTIME_SITES, 0)
+        truth.RUNTIME_SITES, 0
+    )
     for site, (heap, _, requested) in truth.RUNTIME_SITES.items():
         assert calls[site][0] == heap
         assert calls[site][1] >= requested if site in PITCHED else calls[site][1] == requested
-    assert_sites(heaps, exe, truth.SITES["device_cuda_api"] + truth.runtime_records(
-        {site: size for site, (_, size, _) in calls.items()}))
+    assert_sites(
+        heaps,
+        exe,
+        truth.SITES["device_cuda_api"]
+        + truth.runtime_records({site: size for site, (_, size, _) in calls.items()}),
+    )

@@ -31,8 +31,12 @@ ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")
 
 @pytest.fixture(scope="module")
 def torch_python() -> str:
-    probe = subprocess.run([PYTHON, "-c", "import torch; print(torch.cuda.is_available())"],
-                           capture_output=True, text=True, timeout=300)
+    probe = subprocess.run(
+        [PYTHON, "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if probe.returncode != 0:
         pytest.skip(f"{PYTHON} cannot import torch (set TORCH_PYTHON): {probe.stderr[-300:]}")
     if probe.stdout.strip() != "True":
@@ -42,8 +46,19 @@ def torch_python() -> str:
 
 def test_cuda_heap_matches_memory_reserved(torch_python, tmp_path):
     prefix = tmp_path / "t_"
-    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1",
-           "-o", str(prefix), "--", torch_python, str(WORKLOAD)]
+    cmd = [
+        MEM_PROFILER,
+        "run",
+        "-c",
+        "1024",
+        "--device-rate",
+        "1",
+        "-o",
+        str(prefix),
+        "--",
+        torch_python,
+        str(WORKLOAD),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reserved = int(re.search(r"^memory_reserved=(\d+)$", proc.stdout, re.M).group(1))
@@ -59,7 +74,8 @@ def test_cuda_heap_matches_memory_reserved(torch_python, tmp_path):
     total = float(inuse.sum())
     assert abs(total - reserved) <= 0.01 * reserved, (
         f"cuda heap live {total:.0f} B vs memory_reserved {reserved} B "
-        f"({(total - reserved) / reserved:+.2%})")
+        f"({(total - reserved) / reserved:+.2%})"
+    )
 
     top = int(inuse.argmax())
     stack = sym.stack(top, full_names=True)

@@ -12,13 +12,13 @@ MiB = 1 << 20
 
 def main() -> None:
     dev = torch.device("cuda")
-    a = torch.randn(8192, 8192, device=dev)                 # 256 MiB each
+    a = torch.randn(8192, 8192, device=dev)  # 256 MiB each
     b = torch.randn(8192, 8192, device=dev)
-    c = a @ b                                               # cuBLAS
+    c = a @ b  # cuBLAS
     kept = [torch.empty(n * MiB, dtype=torch.uint8, device=dev) for n in (3, 5, 17, 40, 100)]
-    small = [torch.ones(1000 + i, device=dev) for i in range(50)]   # small-block segments
+    small = [torch.ones(1000 + i, device=dev) for i in range(50)]  # small-block segments
     tmp = torch.empty(512 * MiB, dtype=torch.uint8, device=dev)
-    del tmp, a                                              # freed to the cache, not cudaFree
+    del tmp, a  # freed to the cache, not cudaFree
     d = c.sum() + sum(t.sum() for t in small)
     torch.cuda.synchronize()
     print(f"result={float(d):.3e}")

@@ -68,11 +68,14 @@ def fifo(tmp_path) -> Path:
 
 # --- files that are not regular, or too large -----------------------------------------
 
+
 def test_a_fifo_as_the_heap_file_is_refused_at_once(fifo):
     done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", fifo, "-t", timeout=30)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (f"mem_parser: {fifo} is a FIFO (named pipe), not a .heap file: only"
-                           " regular files are read.\n")
+    assert done.stderr == (
+        f"mem_parser: {fifo} is a FIFO (named pipe), not a .heap file: only"
+        " regular files are read.\n"
+    )
 
 
 def test_a_fifo_as_the_program_is_refused_at_once(fifo, tmp_path):
@@ -80,8 +83,10 @@ def test_a_fifo_as_the_program_is_refused_at_once(fifo, tmp_path):
     heap.write_text(OURS)
     done = limited_run(MEM_PARSER, "-p", fifo, "-f", heap, "-t", timeout=30)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (f"mem_parser: {fifo} is a FIFO (named pipe), not an ELF binary: only"
-                           " regular files are read.\n")
+    assert done.stderr == (
+        f"mem_parser: {fifo} is a FIFO (named pipe), not an ELF binary: only"
+        " regular files are read.\n"
+    )
 
 
 def test_a_fifo_in_the_memory_map_is_skipped_with_a_warning(fifo, tmp_path):
@@ -90,19 +95,24 @@ def test_a_fifo_in_the_memory_map_is_skipped_with_a_warning(fifo, tmp_path):
     done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", heap, "--collapsed", timeout=30)
     assert done.returncode == 0, done.stderr
     assert f"{fifo.name}+0x0 10" in done.stdout.splitlines()
-    assert (f"mem_parser: warning: {fifo} is a FIFO (named pipe), not an ELF binary: only"
-            " regular files are read. Its frames stay unresolved.") in done.stderr.splitlines()
+    assert (
+        f"mem_parser: warning: {fifo} is a FIFO (named pipe), not an ELF binary: only"
+        " regular files are read. Its frames stay unresolved."
+    ) in done.stderr.splitlines()
 
 
 def test_dev_zero_is_refused_without_reading_it():
     done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", "/dev/zero", "-t", timeout=30)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == ("mem_parser: /dev/zero is a character device, not a .heap file: only"
-                           " regular files are read.\n")
+    assert done.stderr == (
+        "mem_parser: /dev/zero is a character device, not a .heap file: only"
+        " regular files are read.\n"
+    )
 
 
-@pytest.mark.parametrize("name, what", [("huge.heap", "a .heap file"),
-                                        ("huge_1.0001.1.memlog", "an event log file")])
+@pytest.mark.parametrize(
+    "name, what", [("huge.heap", "a .heap file"), ("huge_1.0001.1.memlog", "an event log file")]
+)
 def test_a_sparse_10_gb_file_is_refused_in_bounded_memory(tmp_path, name, what):
     path = tmp_path / name
     with open(path, "wb") as f:
@@ -110,55 +120,112 @@ def test_a_sparse_10_gb_file_is_refused_in_bounded_memory(tmp_path, name, what):
     args = ["--timeline", tmp_path / "t.svg"] if name.endswith(".memlog") else ["-t"]
     done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", path, *args)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (f"mem_parser: {path} is 10,737,418,240 bytes, more than {what} can"
-                           f" sanely be (4,294,967,296 at most): check that it is {what}.\n")
+    assert done.stderr == (
+        f"mem_parser: {path} is 10,737,418,240 bytes, more than {what} can"
+        f" sanely be (4,294,967,296 at most): check that it is {what}.\n"
+    )
 
 
 def test_a_fifo_as_a_budget_file_is_refused(capsys, fifo):
     code, out, err = run_main(capsys, mem_profiler.main, "gate", "--budget", fifo, "--", "true")
     assert (code, out) == (2, "")
-    assert err == (f"mem_profiler gate: {fifo} is a FIFO (named pipe), not a budget file: only"
-                   " regular files are read.\n")
+    assert err == (
+        f"mem_profiler gate: {fifo} is a FIFO (named pipe), not a budget file: only"
+        " regular files are read.\n"
+    )
 
 
 # --- numbers out of range in .heap files ----------------------------------------------
 
-@pytest.mark.parametrize("change, lineno, what", [
-    (("7ffe0000-7ffe1000 rw-p", "7ffe0000-10000000000000000 rw-p"), 24,
-     "a mapping whose addresses or offset are above 2^64-1 or whose end is below its start:"
-     " '7ffe0000-10000000000000000 rw-p 00000000 00:00 0'"),
-    (("7ffe0000-7ffe1000 rw-p", "7ffe1000-7ffe0000 rw-p"), 24,
-     "a mapping whose addresses or offset are above 2^64-1 or whose end is below its start"),
-    (("heap_v2/1024", "heap_v2/" + "9" * 400), 1, "expected a 'heap_v2/<rate>' header, found"
-                                                   " 'heap_v2/99999999999999999999999999999999"),
-    (("heap_v2/1024", "heap_v2/18446744073709551616"), 1,
-     "a sampling rate above 2^64-1 in 'heap_v2/18446744073709551616'"),
-    (("# pid: 4242", "# pid: 4294967296"), 3,
-     "'pid' must be a number from 0 to 2147483647, found '4294967296'"),
-    (("# pid: 4242", "# pid: ²"), 3, "'pid' must be a number from 0 to 2147483647, found '²'"),
-    (("# window_end_ns: 1763750001000000000", "# window_end_ns: 18446744073709551616"), 8,
-     "'window_end_ns' must be a number from 0 to 18446744073709551615"),
-    (("# heap: host", "# heap: gpu"), 6, "unknown heap 'gpu': expected one of host, cuda,"
-                                         " cuda_host, acl, acl_host, hal"),
-    (("# max_depth: 64", "# failed_alloc: time_ns=1 bytes=2 error=3 @ 0x12345678901234567"),
-     10, "expected '# failed_alloc: time_ns=T bytes=N error=E @ ...' (T and N below 2^64)"),
-    (("# max_depth: 64", "# foreign: time_ns=1 bytes=18446744073709551616 kind=ipc_open"
-                         " address=0x7f00 @ 0x10"), 10,
-     "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"
-     " (T and N below 2^64), found '# foreign: time_ns=1 bytes=18446744073709551616"),
-    (("# max_depth: 64", "# foreign: time_ns=1 bytes=2 kind=mapped address=0x7f00 @ 0x10"), 10,
-     "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"),
-    (("# max_depth: 64", "# foreign: time_ns=1 bytes=2 kind=ipc_open address=0x12345678901234567"
-                         " @ 0x10"), 10,
-     "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"),
-    (("# max_depth: 64", "# foreign_unrecorded: 18446744073709551616"), 10,
-     "'foreign_unrecorded' must be a number from 0 to 18446744073709551615"),
-    (("# max_depth: 64", "# dropped: stack_table=1 live_table=0 memory=0"
-                         " bytes=99999999999999999999"), 10,
-     "expected '# dropped: stack_table=N live_table=N memory=N bytes=N' (N below 2^64)"),
-    (("# exe: /abs/path/to/leaky", "# exe: /abs/path/to/\\x00leaky"), 5,
-     "the path in '# exe:' holds a NUL byte, which no file name can hold"),
-])
+
+@pytest.mark.parametrize(
+    "change, lineno, what",
+    [
+        (
+            ("7ffe0000-7ffe1000 rw-p", "7ffe0000-10000000000000000 rw-p"),
+            24,
+            "a mapping whose addresses or offset are above 2^64-1 or whose end is below its start:"
+            " '7ffe0000-10000000000000000 rw-p 00000000 00:00 0'",
+        ),
+        (
+            ("7ffe0000-7ffe1000 rw-p", "7ffe1000-7ffe0000 rw-p"),
+            24,
+            "a mapping whose addresses or offset are above 2^64-1 or whose end is below its start",
+        ),
+        (
+            ("heap_v2/1024", "heap_v2/" + "9" * 400),
+            1,
+            "expected a 'heap_v2/<rate>' header, found 'heap_v2/99999999999999999999999999999999",
+        ),
+        (
+            ("heap_v2/1024", "heap_v2/18446744073709551616"),
+            1,
+            "a sampling rate above 2^64-1 in 'heap_v2/18446744073709551616'",
+        ),
+        (
+            ("# pid: 4242", "# pid: 4294967296"),
+            3,
+            "'pid' must be a number from 0 to 2147483647, found '4294967296'",
+        ),
+        (("# pid: 4242", "# pid: ²"), 3, "'pid' must be a number from 0 to 2147483647, found '²'"),
+        (
+            ("# window_end_ns: 1763750001000000000", "# window_end_ns: 18446744073709551616"),
+            8,
+            "'window_end_ns' must be a number from 0 to 18446744073709551615",
+        ),
+        (
+            ("# heap: host", "# heap: gpu"),
+            6,
+            "unknown heap 'gpu': expected one of host, cuda, cuda_host, acl, acl_host, hal",
+        ),
+        (
+            ("# max_depth: 64", "# failed_alloc: time_ns=1 bytes=2 error=3 @ 0x12345678901234567"),
+            10,
+            "expected '# failed_alloc: time_ns=T bytes=N error=E @ ...' (T and N below 2^64)",
+        ),
+        (
+            (
+                "# max_depth: 64",
+                "# foreign: time_ns=1 bytes=18446744073709551616 kind=ipc_open"
+                " address=0x7f00 @ 0x10",
+            ),
+            10,
+            "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'"
+            " (T and N below 2^64), found '# foreign: time_ns=1 bytes=18446744073709551616",
+        ),
+        (
+            ("# max_depth: 64", "# foreign: time_ns=1 bytes=2 kind=mapped address=0x7f00 @ 0x10"),
+            10,
+            "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'",
+        ),
+        (
+            (
+                "# max_depth: 64",
+                "# foreign: time_ns=1 bytes=2 kind=ipc_open address=0x12345678901234567 @ 0x10",
+            ),
+            10,
+            "expected '# foreign: time_ns=T bytes=N kind=host_register|ipc_open address=0xA @ ...'",
+        ),
+        (
+            ("# max_depth: 64", "# foreign_unrecorded: 18446744073709551616"),
+            10,
+            "'foreign_unrecorded' must be a number from 0 to 18446744073709551615",
+        ),
+        (
+            (
+                "# max_depth: 64",
+                "# dropped: stack_table=1 live_table=0 memory=0 bytes=99999999999999999999",
+            ),
+            10,
+            "expected '# dropped: stack_table=N live_table=N memory=N bytes=N' (N below 2^64)",
+        ),
+        (
+            ("# exe: /abs/path/to/leaky", "# exe: /abs/path/to/\\x00leaky"),
+            5,
+            "the path in '# exe:' holds a NUL byte, which no file name can hold",
+        ),
+    ],
+)
 def test_numbers_out_of_range_name_the_line(tmp_path, capsys, change, lineno, what):
     path = tmp_path / "x.heap"
     path.write_text(OURS.replace(*change))
@@ -173,25 +240,41 @@ def test_numbers_out_of_range_name_the_line(tmp_path, capsys, change, lineno, wh
 def test_values_beyond_int64_are_clipped_in_pprof(tmp_path, capsys):
     """Estimates far beyond any real profile still make a profile.proto, and no warning."""
     heap = tmp_path / "x.heap"
-    heap.write_text(OURS.replace("  t*: 20: 81920 [30: 122880]\n",
-                                 "  t*: 20: 81920 [30: 122880]\n# estimate: 1e300 1e300 1e300"
-                                 " 1e300\n").replace("  t*: 100: 409600 [100: 409600]\n",
-                                                     "  t*: 100: 409600 [100: 409600]\n"
-                                                     "# estimate: 1 2 3 4\n"))
+    heap.write_text(
+        OURS.replace(
+            "  t*: 20: 81920 [30: 122880]\n",
+            "  t*: 20: 81920 [30: 122880]\n# estimate: 1e300 1e300 1e300 1e300\n",
+        ).replace(
+            "  t*: 100: 409600 [100: 409600]\n",
+            "  t*: 100: 409600 [100: 409600]\n# estimate: 1 2 3 4\n",
+        )
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's warning of a cast that wraps
-        code, out, err = run_main(capsys, mem_parser.main, "-p", "/bin/true", "-f", heap,
-                                  "--allow-mismatch", "--pprof", tmp_path / "p.pb.gz")
+        code, out, err = run_main(
+            capsys,
+            mem_parser.main,
+            "-p",
+            "/bin/true",
+            "-f",
+            heap,
+            "--allow-mismatch",
+            "--pprof",
+            tmp_path / "p.pb.gz",
+        )
     assert (code, out) == (0, ""), err
     assert gzip.decompress((tmp_path / "p.pb.gz").read_bytes())
 
 
 # --- control characters in the '#' lines and the memory map -----------------------------
 
+
 def test_escaped_names_are_read_back_and_match_the_memory_map():
-    text = (OURS.replace("# cmdline: ./leaky 200", "# cmdline: ./leaky a\\tb\\\\c\\x1b[31m")
-            .replace("/abs/path/to/leaky", "/abs/new\\nline\\r/leaky", 2)
-            .replace("/abs/path/to/leaky", "/abs/new\\012line\r/leaky"))
+    text = (
+        OURS.replace("# cmdline: ./leaky 200", "# cmdline: ./leaky a\\tb\\\\c\\x1b[31m")
+        .replace("/abs/path/to/leaky", "/abs/new\\nline\\r/leaky", 2)
+        .replace("/abs/path/to/leaky", "/abs/new\\012line\r/leaky")
+    )
     prof = parse_heap(text)
     assert prof.cmdline == "./leaky a\tb\\c\x1b[31m"
     assert prof.exe == "/abs/new\nline\r/leaky"
@@ -199,17 +282,26 @@ def test_escaped_names_are_read_back_and_match_the_memory_map():
     assert prof.mappings[1].path == prof.exe
 
 
-@pytest.mark.parametrize("escaped, shown", [
-    ("a\\qb", "q"), ("a\\x1Fb", "x1F"), ("a\\x8fb", "x8f"), ("ab\\", " at the end of the line"),
-])
+@pytest.mark.parametrize(
+    "escaped, shown",
+    [
+        ("a\\qb", "q"),
+        ("a\\x1Fb", "x1F"),
+        ("a\\x8fb", "x8f"),
+        ("ab\\", " at the end of the line"),
+    ],
+)
 def test_a_malformed_escape_is_refused_naming_the_line(escaped, shown):
     with pytest.raises(HeapFileError) as err:
         parse_heap(OURS.replace("# cmdline: ./leaky 200", f"# cmdline: {escaped}"), "x.heap")
-    assert str(err.value) == (f"x.heap:4: a malformed escape \\{shown} in '# cmdline:' (the"
-                              " sampler writes only \\\\, \\n, \\r, \\t and \\xHH)")
+    assert str(err.value) == (
+        f"x.heap:4: a malformed escape \\{shown} in '# cmdline:' (the"
+        " sampler writes only \\\\, \\n, \\r, \\t and \\xHH)"
+    )
 
 
 # --- event logs -------------------------------------------------------------------------
+
 
 def event_of_heap(heap: int, t: int, size: int, address: int, stack: int) -> bytes:
     return struct.pack("<BBHIqQQI", ALLOC, heap, 36, 7, 10**18 + t, size, address, stack)
@@ -218,15 +310,23 @@ def event_of_heap(heap: int, t: int, size: int, address: int, stack: int) -> byt
 def test_records_of_an_unknown_heap_are_left_out_with_a_warning(tmp_path, capsys):
     base = tmp_path / "x_1.0001"
     log = Path(f"{base}.1.memlog")
-    log.write_bytes(header() + stack_record(1, [0x401000]) + event_of_heap(0, 1000, 64, 0x10, 1)
-                    + event_of_heap(6, 2000, 64, 0x20, 1) + event_of_heap(255, 3000, 8, 0x30, 1)
-                    + timeline_record(100_000_000, 64, 64))
-    code, out, err = run_main(capsys, mem_parser.main, "-p", "/bin/true", "-f", log, "--peak",
-                              "--collapsed")
+    log.write_bytes(
+        header()
+        + stack_record(1, [0x401000])
+        + event_of_heap(0, 1000, 64, 0x10, 1)
+        + event_of_heap(6, 2000, 64, 0x20, 1)
+        + event_of_heap(255, 3000, 8, 0x30, 1)
+        + timeline_record(100_000_000, 64, 64)
+    )
+    code, out, err = run_main(
+        capsys, mem_parser.main, "-p", "/bin/true", "-f", log, "--peak", "--collapsed"
+    )
     assert code == 0, err
     assert out == "0x401000 64\n"
-    assert (f"mem_parser: warning: 2 allocation and free records of {base} have a heap number,"
-            " time or size out of range (the log is damaged): they are left out.\n") in err
+    assert (
+        f"mem_parser: warning: 2 allocation and free records of {base} have a heap number,"
+        " time or size out of range (the log is damaged): they are left out.\n"
+    ) in err
 
 
 def test_a_window_start_beyond_2_63_is_one_sentence(tmp_path, capsys):
@@ -234,18 +334,25 @@ def test_a_window_start_beyond_2_63_is_one_sentence(tmp_path, capsys):
     log.write_bytes(header(start=2**63) + event_of_heap(0, 1000, 64, 0x10, 1))
     code, out, err = run_main(capsys, mem_parser.main, "-p", "/bin/true", "-f", log, "--peak")
     assert (code, out) == (2, "")
-    assert err == (f"mem_parser: {log} is damaged: its window starts at 9223372036854775808 ns,"
-                   " beyond any real time.\n")
+    assert err == (
+        f"mem_parser: {log} is damaged: its window starts at 9223372036854775808 ns,"
+        " beyond any real time.\n"
+    )
 
 
 def test_a_mark_with_control_characters_keeps_the_timeline_well_formed(tmp_path, capsys):
     log = tmp_path / "x_1.0001.1.memlog"
-    log.write_bytes(header() + stack_record(1, [0x401000]) + event_of_heap(0, 1000, 64, 0x10, 1)
-                    + mark_record(1500, b"a\x01b\x1b[2J <&> \xff")
-                    + timeline_record(100_000_000, 64, 64))
+    log.write_bytes(
+        header()
+        + stack_record(1, [0x401000])
+        + event_of_heap(0, 1000, 64, 0x10, 1)
+        + mark_record(1500, b"a\x01b\x1b[2J <&> \xff")
+        + timeline_record(100_000_000, 64, 64)
+    )
     svg = tmp_path / "t.svg"
-    code, _, err = run_main(capsys, mem_parser.main, "-p", "/bin/true\x7f", "-f", log,
-                            "--timeline", svg)
+    code, _, err = run_main(
+        capsys, mem_parser.main, "-p", "/bin/true\x7f", "-f", log, "--timeline", svg
+    )
     assert code == 0, err
     texts = ["".join(e.itertext()) for e in ET.parse(svg).iter("{http://www.w3.org/2000/svg}text")]
     assert "a\\x01b\\x1b[2J <&> \ufffd" in texts
@@ -254,12 +361,14 @@ def test_a_mark_with_control_characters_keeps_the_timeline_well_formed(tmp_path,
 
 # --- names in the call graph and the flame graph ----------------------------------------
 
+
 def test_control_characters_in_names_keep_the_call_graph_well_formed():
-    sym = hand_symbolized([["bad\x01name\nnext \"q\" \\N", "main"]], [1], [100])
+    sym = hand_symbolized([['bad\x01name\nnext "q" \\N', "main"]], [1], [100])
     svg = render_svg(format_dot(call_graph(sym, "inuse_space"), "prog\x02"))
-    texts = ["".join(e.itertext()) for e in ET.fromstring(svg).iter(
-        "{http://www.w3.org/2000/svg}text")]
-    assert "bad\\x01name\\nnext \"q\" \\N" in texts and "prog\\x02" in texts, texts
+    texts = [
+        "".join(e.itertext()) for e in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")
+    ]
+    assert 'bad\\x01name\\nnext "q" \\N' in texts and "prog\\x02" in texts, texts
 
 
 def test_control_characters_in_names_stay_on_their_line_in_text_reports():
@@ -267,15 +376,31 @@ def test_control_characters_in_names_stay_on_their_line_in_text_reports():
     table = aggregate(sym, full_names=True)
     assert format_text(table).splitlines()[1:] == [
         "     0.0 100.0% 100.0%      0.0 100.0% bad\\nname;x\\x1b[2J",
-        "     0.0   0.0% 100.0%      0.0 100.0% main"]
+        "     0.0   0.0% 100.0%      0.0 100.0% main",
+    ]
     assert format_collapsed(sym, full_names=True) == "main;bad\\nname:x\\x1b[2J 100\n"
 
 
 def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_path):
     junit = tmp_path / "r.xml"
-    done = subprocess.run([MEM_PROFILER, "gate",
-                           "--max-peak", "1GiB", "--junit", junit, "--", sys.executable, "-c",
-                           "pass", "a\x01b\x1bc"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            MEM_PROFILER,
+            "gate",
+            "--max-peak",
+            "1GiB",
+            "--junit",
+            junit,
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+            "a\x01b\x1bc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     shown = f"{sys.executable} -c pass a\\x01b\\x1bc"
     assert ET.parse(junit).find(".//property[@name='command']").get("value") == shown
@@ -286,15 +411,17 @@ HOSTILE = "</script><script>document.body.dataset.pwned='yes'</script><!--"
 
 
 def test_a_name_cannot_break_out_of_the_flame_graphs_script(tmp_path):
-    sym = hand_symbolized([[HOSTILE, "main"], ["a & b \u2028 c > d", "main"]], [1, 1],
-                          [100, 50])
+    sym = hand_symbolized([[HOSTILE, "main"], ["a & b \u2028 c > d", "main"]], [1, 1], [100, 50])
     page = tmp_path / "flame.html"
     page.write_text(format_flame_html(flame_tree(sym, full_names=True), "prog</title>"))
     assert "</script><script>document" not in page.read_text()
     dom = chromium("--dump-dom", page.as_uri(), profile_dir=tmp_path / "profile").stdout
     assert "pwned" not in dom.split('<div id="chart"')[0]  # no script ran, body untouched
-    names = ["</script><script>document.body.dataset.pwned='yes'</script><!--",
-             "a & b \u2028 c > d", "main"]
+    names = [
+        "</script><script>document.body.dataset.pwned='yes'</script><!--",
+        "a & b \u2028 c > d",
+        "main",
+    ]
     for name in names:
         shown = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         assert f'data-name="{shown}"' in dom, name
@@ -303,39 +430,67 @@ def test_a_name_cannot_break_out_of_the_flame_graphs_script(tmp_path):
 
 # --- numbers and encodings on the command lines -----------------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    (["-p", "4242", "-c", "18446744073709551616"], "Invalid value for '-c' / '--rate':"
-     " 18446744073709551616 is not in the range 1<=x<=9223372036854775808"),
-    (["-p", "4242", "-s", "nan"], "Invalid value for '-s' / '--seconds': 'nan' is not a finite"
-     " number"),
-    (["-p", "4242", "-s", "inf"], "Invalid value for '-s' / '--seconds': inf is not in the"
-     " range 0<x<=2592000"),
-    (["-p", "4242", "-s", "1e30"], "Invalid value for '-s' / '--seconds': 1e+30 is not in the"
-     " range 0<x<=2592000"),
-    (["-p", "-1"], "Invalid value for '-p' / '--pid': -1 is not in the range 1<=x<=2147483647"),
-    (["run", "--log-cap", "8GiB", "--", "true"], "Invalid value for '--log-cap': '8GiB' is not"
-     " a valid integer range"),
-    (["run", "--log-cap", str(5 << 30), "--", "true"], "Invalid value for '--log-cap':"
-     " 5368709120 is not in the range 4096<=x<=4294967296"),
-    (["gate", "-c", "1e3", "--", "true"], "Invalid value for '-c' / '--rate': '1e3' is not a"
-     " valid integer range"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["-p", "4242", "-c", "18446744073709551616"],
+            "Invalid value for '-c' / '--rate':"
+            " 18446744073709551616 is not in the range 1<=x<=9223372036854775808",
+        ),
+        (
+            ["-p", "4242", "-s", "nan"],
+            "Invalid value for '-s' / '--seconds': 'nan' is not a finite number",
+        ),
+        (
+            ["-p", "4242", "-s", "inf"],
+            "Invalid value for '-s' / '--seconds': inf is not in the range 0<x<=2592000",
+        ),
+        (
+            ["-p", "4242", "-s", "1e30"],
+            "Invalid value for '-s' / '--seconds': 1e+30 is not in the range 0<x<=2592000",
+        ),
+        (["-p", "-1"], "Invalid value for '-p' / '--pid': -1 is not in the range 1<=x<=2147483647"),
+        (
+            ["run", "--log-cap", "8GiB", "--", "true"],
+            "Invalid value for '--log-cap': '8GiB' is not a valid integer range",
+        ),
+        (
+            ["run", "--log-cap", str(5 << 30), "--", "true"],
+            "Invalid value for '--log-cap': 5368709120 is not in the range 4096<=x<=4294967296",
+        ),
+        (
+            ["gate", "-c", "1e3", "--", "true"],
+            "Invalid value for '-c' / '--rate': '1e3' is not a valid integer range",
+        ),
+    ],
+)
 def test_mem_profiler_refuses_numbers_out_of_range(capsys, argv, message):
     code, out, err = run_main(capsys, mem_profiler.main, *argv)
     assert (code, out) == (2, "")
     assert err == f"mem_profiler: {message} (see mem_profiler --help).\n"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--at", "nan"], "Invalid value for '--at': 'nan' is not a finite number"),
-    (["--at", "inf"], "Invalid value for '--at': inf is not in the range 0<=x<=9223372036854"),
-    (["--at", "1e308"], "Invalid value for '--at': 1e+308 is not in the range"
-     " 0<=x<=9223372036854"),
-    (["-s", "--nodefraction", "nan"], "Invalid value for '--nodefraction': 'nan' is not a"
-     " finite number"),
-    (["-s", "--edgefraction", "-inf"], "Invalid value for '--edgefraction': -inf is not in the"
-     " range 0<=x<=1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--at", "nan"], "Invalid value for '--at': 'nan' is not a finite number"),
+        (["--at", "inf"], "Invalid value for '--at': inf is not in the range 0<=x<=9223372036854"),
+        (
+            ["--at", "1e308"],
+            "Invalid value for '--at': 1e+308 is not in the range 0<=x<=9223372036854",
+        ),
+        (
+            ["-s", "--nodefraction", "nan"],
+            "Invalid value for '--nodefraction': 'nan' is not a finite number",
+        ),
+        (
+            ["-s", "--edgefraction", "-inf"],
+            "Invalid value for '--edgefraction': -inf is not in the range 0<=x<=1",
+        ),
+    ],
+)
 def test_mem_parser_refuses_numbers_out_of_range(capsys, argv, message):
     code, out, err = run_main(capsys, mem_parser.main, "-p", "prog", "-f", "x.heap", *argv)
     assert (code, out) == (2, "")
@@ -343,26 +498,46 @@ def test_mem_parser_refuses_numbers_out_of_range(capsys, argv, message):
 
 
 def test_a_path_that_is_not_utf8_is_shown_escaped(capsys):
-    code, out, err = run_main(capsys, mem_parser.main, "-p", "/bin/true", "-f",
-                              os.fsdecode(b"/nonexistent/\xff\n.heap"), "-t")
+    code, out, err = run_main(
+        capsys,
+        mem_parser.main,
+        "-p",
+        "/bin/true",
+        "-f",
+        os.fsdecode(b"/nonexistent/\xff\n.heap"),
+        "-t",
+    )
     assert (code, out) == (2, "")
-    assert err == ("mem_parser: /nonexistent/\\xff\\n.heap does not exist (a .heap file, or a"
-                   " capture's prefix such as /tmp/svc_4242.0001).\n")
+    assert err == (
+        "mem_parser: /nonexistent/\\xff\\n.heap does not exist (a .heap file, or a"
+        " capture's prefix such as /tmp/svc_4242.0001).\n"
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'[commands.x]\nrun = "echo \\"hi"\n', "{path}: 'run' in [commands.x] cannot be split as"
-     " the shell does: no closing quotation"),
-    (b"\xff\xfe[\x00h\x00o\x00s\x00t\x00]\x00", "{path} is not UTF-8 text (byte 0 is 0xff):"
-     " save it as UTF-8, as TOML requires"),
-    (b"[host]\nmax-peak = 99999999999999999999999999\n", "{path}: [host]: bad size"
-     " 99999999999999999999999999: more than 8 EiB (2^63 bytes)"),
-    (b"[host]\nmax-peak = '1e999 GiB'\n", "{path}: [host]: bad size '1e999 GiB': expected a"
-     " number of bytes"),
-    (b"[host]\nmax-peak = '" + b"9" * 400 + b" GiB'\n", "{path}: [host]: bad size '9999"),
-    (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "{path} nests arrays or tables too deeply"),
-    (b'["a\\nb"]\n', "{path}: unknown table [a\\nb]: expected a heap"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            b'[commands.x]\nrun = "echo \\"hi"\n',
+            "{path}: 'run' in [commands.x] cannot be split as the shell does: no closing quotation",
+        ),
+        (
+            b"\xff\xfe[\x00h\x00o\x00s\x00t\x00]\x00",
+            "{path} is not UTF-8 text (byte 0 is 0xff): save it as UTF-8, as TOML requires",
+        ),
+        (
+            b"[host]\nmax-peak = 99999999999999999999999999\n",
+            "{path}: [host]: bad size 99999999999999999999999999: more than 8 EiB (2^63 bytes)",
+        ),
+        (
+            b"[host]\nmax-peak = '1e999 GiB'\n",
+            "{path}: [host]: bad size '1e999 GiB': expected a number of bytes",
+        ),
+        (b"[host]\nmax-peak = '" + b"9" * 400 + b" GiB'\n", "{path}: [host]: bad size '9999"),
+        (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "{path} nests arrays or tables too deeply"),
+        (b'["a\\nb"]\n', "{path}: unknown table [a\\nb]: expected a heap"),
+    ],
+)
 def test_bad_budget_files_are_one_sentence(tmp_path, capsys, content, message):
     path = tmp_path / "budget.toml"
     path.write_bytes(content)

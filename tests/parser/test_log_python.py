@@ -16,7 +16,7 @@ from support.sampling_math import assert_estimate
 from mem_profiler.cmd.mem_parser import main
 
 RATE = 1024
-LIMIT = 0.10   # the issue's bound per function at -c 1024
+LIMIT = 0.10  # the issue's bound per function at -c 1024
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,9 @@ def steps(tmp_path_factory):
     mem_profiler to import."""
     folder = tmp_path_factory.mktemp("log_python")
     truth = steps_truth(sys.executable, folder)
-    proc, files = profile_run([sys.executable, STEPS_SCRIPT, "--marks"], folder / "l_", RATE,
-                              "--mode", "log")
+    proc, files = profile_run(
+        [sys.executable, STEPS_SCRIPT, "--marks"], folder / "l_", RATE, "--mode", "log"
+    )
     return truth, one_heap(proc, files)
 
 
@@ -43,8 +44,9 @@ def test_peak_names_the_scripts_functions(steps, capsys):
     assert truth.frame("spike") in text and truth.frame("step_leak") in text
     cum = {row["name"]: row["cum"] for row in parser_json(capsys, "-f", heap, "--peak")["rows"]}
     assert_estimate(cum[truth.frame("spike")], *truth.estimate_sd("spike", RATE), LIMIT)
-    assert_estimate(cum[truth.frame("step_leak")],
-                    *truth.estimate_sd("step_leak", RATE, truth.steps), LIMIT)
+    assert_estimate(
+        cum[truth.frame("step_leak")], *truth.estimate_sd("step_leak", RATE, truth.steps), LIMIT
+    )
 
 
 @pytest.mark.parametrize("step", [0, 1, 2])

@@ -37,12 +37,18 @@ MiB = 1 << 20
 
 # --- synthetic logs, written as sampler/memprof_log.h lays them out ---------------------
 
+
 def test_reads_every_record_and_skips_unknown_types(tmp_path):
     unknown = struct.pack("<BBH8s", 99, 0, 12, b"future!!")
     (tmp_path / "x_1.0001.1.memlog").write_bytes(
-        header() + stack_record(3, [0x401000, 0x402000]) + event(ALLOC, 1000, 64, 0x10, 3)
-        + unknown + mark_record(1500, b"half way") + event(FREE, 2000, 64, 0x10, 3)
-        + timeline_record(100_000_000, 64, 0))
+        header()
+        + stack_record(3, [0x401000, 0x402000])
+        + event(ALLOC, 1000, 64, 0x10, 3)
+        + unknown
+        + mark_record(1500, b"half way")
+        + event(FREE, 2000, 64, 0x10, 3)
+        + timeline_record(100_000_000, 64, 0)
+    )
     log = read_log(str(tmp_path / "x_1.0001"))
     assert log.warnings == []
     assert log.events["type"].tolist() == [ALLOC, FREE]
@@ -56,7 +62,8 @@ def test_reads_the_newest_consecutive_files(tmp_path):
     base = tmp_path / "g_1.0001"
     for k in (1, 3, 4):  # 2 is gone: 1 is a stray from before the gap
         Path(f"{base}.{k}.memlog").write_bytes(
-            header(k) + stack_record(k, [0x401000]) + event(ALLOC, 1000 * k, 8, k, k))
+            header(k) + stack_record(k, [0x401000]) + event(ALLOC, 1000 * k, 8, k, k)
+        )
     Path(f"{base}.5.memlog").write_bytes(b"")  # rotation opened it; nothing reached it
     log = read_log(str(base))
     assert log.first_file == 3 and log.events["stack"].tolist() == [3, 4]
@@ -68,9 +75,10 @@ def test_reads_the_newest_consecutive_files(tmp_path):
 
 def test_bad_magic_and_version_are_one_line_errors(tmp_path, capsys):
     for name, content, expect in (
-            ("magic", header(magic=b"NOTALOG!"), "not a mem_profiler event log"),
-            ("version", header(version=9), "format version 9"),
-            ("short", b"MPLOG", "too short")):
+        ("magic", header(magic=b"NOTALOG!"), "not a mem_profiler event log"),
+        ("version", header(version=9), "format version 9"),
+        ("short", b"MPLOG", "too short"),
+    ):
         path = tmp_path / f"{name}_1.0001.1.memlog"
         path.write_bytes(content)
         with pytest.raises(SystemExit) as exit_:
@@ -83,8 +91,9 @@ def test_bad_magic_and_version_are_one_line_errors(tmp_path, capsys):
 def test_heap_without_log_and_console_script(tmp_path, build_fixture):
     heap = tmp_path / "plain.heap"
     heap.write_text("heap_v2/1024\n# heap: host\n  t*: 0: 0 [0: 0]\n\nMAPPED_LIBRARIES:\n")
-    done = subprocess.run([MEM_PARSER, "-p", "/bin/true", "-f", str(heap), "--peak"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [MEM_PARSER, "-p", "/bin/true", "-f", str(heap), "--peak"], capture_output=True, text=True
+    )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.count("\n") == 1 and "--mode log" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
@@ -92,12 +101,12 @@ def test_heap_without_log_and_console_script(tmp_path, build_fixture):
 
 # --- logs the sampler wrote -------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def curve(build_fixture, tmp_path_factory):
     """log_curve run to its end under --mode log: (program, .heap)."""
     exe = build_fixture("log_curve")
-    proc, heaps = profile_run([exe], tmp_path_factory.mktemp("curve") / "c_", 1024,
-                              "--mode", "log")
+    proc, heaps = profile_run([exe], tmp_path_factory.mktemp("curve") / "c_", 1024, "--mode", "log")
     assert proc.returncode == 0 and len(heaps) == 1, proc.stderr
     return exe, heaps[0]
 
@@ -121,27 +130,28 @@ def test_log_cut_mid_record_is_read_up_to_the_last_whole_one(curve, tmp_path):
     assert {ALLOC, FREE, STACK, TIMELINE} <= set(offsets)
     # cut inside the head of a record, just after it, and in its middle, for each type
     # (a record's head whole and its body cut once made the reader loop forever)
-    cuts = [(len(data) - 10, len(full.timeline) - 1)]   # the last record
+    cuts = [(len(data) - 10, len(full.timeline) - 1)]  # the last record
     for kind in (ALLOC, FREE, STACK, TIMELINE):
         middle = offsets[kind][len(offsets[kind]) // 2]
         cuts += [(middle + into, None) for into in (2, 4, 5, 12)]
     for cut, timeline in cuts:
         copy = tmp_path / f"cut{cut}_1.0001.1.memlog"
         copy.write_bytes(data[:cut])
-        log = read_log(str(copy)[:-len(".1.memlog")])
+        log = read_log(str(copy)[: -len(".1.memlog")])
         (warning,) = log.warnings
         assert "ends in the middle of a record" in warning, warning
         end = int(re.search(rf"read up to byte (\d+) of {cut}\.", warning)[1])
         assert 0 < cut - end < 20 + 8 * 128  # less than the longest record is left out
         assert 0 < len(log.events) <= len(full.events)
-        assert (log.events == full.events[:len(log.events)]).all()
+        assert (log.events == full.events[: len(log.events)]).all()
         assert timeline is None or len(log.timeline) == timeline
 
 
 def test_rotation_keeps_the_newest_files_and_reads_them(build_fixture, tmp_path):
     exe = build_fixture("log_curve")
-    proc, (heap,) = profile_run([exe], tmp_path / "r_", 1024, "--mode", "log",
-                                "--log-cap", "65536", "--log-files", "3")
+    proc, (heap,) = profile_run(
+        [exe], tmp_path / "r_", 1024, "--mode", "log", "--log-cap", "65536", "--log-files", "3"
+    )
     assert proc.returncode == 0, proc.stderr
     base, _ = locate(heap)
     kept = sorted(int(p.name.split(".")[-2]) for p in tmp_path.glob("r_*.memlog"))
@@ -165,8 +175,14 @@ def test_rotation_keeps_the_newest_files_and_reads_them(build_fixture, tmp_path)
 
 def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env, capsys):
     exe = build_fixture("log_curve")
-    env = dict(os.environ, LD_PRELOAD=str(LIBMEMPROF), MEMPROF_MODE="log", MEMPROF_CAPTURE="1",
-               MEMPROF_RATE="1024", MEMPROF_PREFIX=str(tmp_path / "k_"))
+    env = dict(
+        os.environ,
+        LD_PRELOAD=str(LIBMEMPROF),
+        MEMPROF_MODE="log",
+        MEMPROF_CAPTURE="1",
+        MEMPROF_RATE="1024",
+        MEMPROF_PREFIX=str(tmp_path / "k_"),
+    )
     with subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, text=True) as target:
         watchdog = threading.Timer(60, target.kill)  # never wait forever for its line
         watchdog.start()
@@ -195,6 +211,7 @@ def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env
 
 # --- speed ------------------------------------------------------------------------------
 
+
 def test_reads_a_60_mb_log_in_seconds(tmp_path):
     """1.6 M events with a new stack record every 16 events for the first 100,000."""
     n = 1_650_000
@@ -209,7 +226,7 @@ def test_reads_a_60_mb_log_in_seconds(tmp_path):
     for first in range(0, n, 16):
         if first // 16 < 100_000:
             parts.append(stack_record(first // 16, list(range(0x401000, 0x401000 + 8 * 10, 8))))
-        parts.append(events[first:first + 16].tobytes())
+        parts.append(events[first : first + 16].tobytes())
     path = tmp_path / "big_1.0001.1.memlog"
     path.write_bytes(b"".join(parts))
     assert path.stat().st_size > 60e6

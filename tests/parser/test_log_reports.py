@@ -30,6 +30,8 @@ def assert_peak_shown(text: str) -> None:
     within 5 sd of the ramp's sampling, plus the rounding to 0.1 MB."""
     shown = float(re.search(r"peak:? ([\d.]+) MB", text)[1])
     assert abs(shown * MiB - (RAMP + SPIKE)) <= 5 * RAMP_SD * RAMP + 0.05 * MiB, text
+
+
 # log_steps.c: each step keeps 2048 x 4 KiB from step_leak
 STEP_LEAK = 2048 * 4 * KiB
 STEP_LEAK_SD = relative_sd(2048, 4 * KiB, RATE)
@@ -55,8 +57,7 @@ def top_function(text: str) -> str:
 def curve(build_fixture, tmp_path_factory):
     """log_curve run under --mode log: (program, .heap, capture)."""
     exe = build_fixture("log_curve")
-    proc, heaps = profile_run([exe], tmp_path_factory.mktemp("curve") / "c_", RATE,
-                              "--mode", "log")
+    proc, heaps = profile_run([exe], tmp_path_factory.mktemp("curve") / "c_", RATE, "--mode", "log")
     assert proc.returncode == 0 and len(heaps) == 1, proc.stderr
     return exe, heaps[0], open_window_log(heaps[0])
 
@@ -136,14 +137,22 @@ def steps(build_fixture, tmp_path_factory):
     """log_steps {mstx,nvtx} x {leak,clean} under --mode log: {(marker, variant): (exe, heap)}."""
     libs = tmp_path_factory.mktemp("standins")
     build_standins(libs)
-    exe = build_fixture("log_steps", f"-I{INCLUDE}", f"-L{libs}", "-Wl,--no-as-needed",
-                        "-l:libmstx.so", "-l:libnvToolsExt.so.1", f"-Wl,-rpath,{libs}")
+    exe = build_fixture(
+        "log_steps",
+        f"-I{INCLUDE}",
+        f"-L{libs}",
+        "-Wl,--no-as-needed",
+        "-l:libmstx.so",
+        "-l:libnvToolsExt.so.1",
+        f"-Wl,-rpath,{libs}",
+    )
     out = tmp_path_factory.mktemp("steps")
     runs = {}
     for marker in ("mstx", "nvtx"):
         for variant in ("leak", "clean"):
-            proc, heaps = profile_run([exe, marker, variant], out / f"{marker}_{variant}_", RATE,
-                                      "--mode", "log")
+            proc, heaps = profile_run(
+                [exe, marker, variant], out / f"{marker}_{variant}_", RATE, "--mode", "log"
+            )
             assert proc.returncode == 0 and len(heaps) == 1, proc.stderr
             runs[marker, variant] = exe, heaps[0]
     return runs
@@ -161,8 +170,7 @@ def test_mark_range_leaks_find_the_leaking_site(steps, marker, capsys):
         assert [leak.stack[0] for leak in leaks] == ["step_leak"], printed
         assert_estimate(leaks[0].bytes, STEP_LEAK, STEP_LEAK_SD, 0.05)
         assert printed.startswith(f"Leaks of '{MARKS[marker]}' #{index}-#{index + 1}")
-    out, _ = cli(capsys, "-p", exe, "-f", heap, "--mark-leaks", MARKS[marker],
-                 "--start-index", 2)
+    out, _ = cli(capsys, "-p", exe, "-f", heap, "--mark-leaks", MARKS[marker], "--start-index", 2)
     assert "\n    step_leak\n    main\n" in out
 
 
@@ -170,8 +178,12 @@ def test_mark_range_leaks_find_the_leaking_site(steps, marker, capsys):
 def test_mark_range_leaks_find_nothing_in_the_clean_variant(steps, marker, capsys):
     exe, heap = steps[marker, "clean"]
     for index in range(4):
-        assert analyzers.analyze("leaks", input_path=str(heap), mstx_info=MARKS[marker],
-                                 start_index=index) == []
+        assert (
+            analyzers.analyze(
+                "leaks", input_path=str(heap), mstx_info=MARKS[marker], start_index=index
+            )
+            == []
+        )
     assert capsys.readouterr().out.startswith("No leaks of")
 
 
@@ -190,27 +202,34 @@ def test_analyzer_api_and_errors(steps, capsys, tmp_path):
     assert analyzers.list_analyzers() == ["leaks", "window_leaks", "peak", "timeline"]
     config = analyzers.get_analyzer_config("leaks")
     assert [k for k, v in config.items() if v["required"]] == [
-        "input_path", "mstx_info", "start_index"]
+        "input_path",
+        "mstx_info",
+        "start_index",
+    ]
     found = analyzers.analyze("peak", input_path=str(heap))
     assert found.heap == "host" and found.bytes > 4 * STEP_LEAK
     assert analyzers.timeline(str(heap), tmp_path / "a.svg").endswith("a.svg")
     for call, message in (
-            (lambda: analyzers.get_analyzer_config("nope"), "no analyzer 'nope'"),
-            (lambda: analyzers.analyze("leaks", input_path=str(heap)), "missing mstx_info"),
-            (lambda: analyzers.check_leaks(str(heap), "step start", 4), "occurs 5 time(s)"),
-            (lambda: analyzers.check_leaks(str(heap), "no such", 0), "its marks are")):
+        (lambda: analyzers.get_analyzer_config("nope"), "no analyzer 'nope'"),
+        (lambda: analyzers.analyze("leaks", input_path=str(heap)), "missing mstx_info"),
+        (lambda: analyzers.check_leaks(str(heap), "step start", 4), "occurs 5 time(s)"),
+        (lambda: analyzers.check_leaks(str(heap), "no such", 0), "its marks are"),
+    ):
         with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)")):
             call()
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--at", "99999"], "outside the log"),
-    (["--between", "nope", "spike"], "no mark 'nope'"),
-    (["--peak", "--leaks"], "choose one log report"),
-    (["--start-index", "1"], "goes with --mark-leaks"),
-    (["--peak", "--base", "{heap}"], "does not apply to log reports"),
-    (["--timeline", "{heap}.svg", "-o", "{heap}.txt"], "takes its own path"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--at", "99999"], "outside the log"),
+        (["--between", "nope", "spike"], "no mark 'nope'"),
+        (["--peak", "--leaks"], "choose one log report"),
+        (["--start-index", "1"], "goes with --mark-leaks"),
+        (["--peak", "--base", "{heap}"], "does not apply to log reports"),
+        (["--timeline", "{heap}.svg", "-o", "{heap}.txt"], "takes its own path"),
+    ],
+)
 def test_bad_log_options_are_one_line_errors(curve, capsys, args, expect):
     exe, heap, _ = curve
     with pytest.raises(SystemExit) as exit_:
@@ -218,7 +237,6 @@ def test_bad_log_options_are_one_line_errors(curve, capsys, args, expect):
     out, err = capsys.readouterr()
     assert (exit_.value.code, out) == (2, "")
     assert err.startswith("mem_parser: ") and err.count("\n") == 1 and expect in err, err
-
 
 
 def test_frees_pair_with_their_allocations_across_threads(build_fixture, tmp_path):

@@ -43,18 +43,26 @@ def test_reads_every_field_of_our_format(tmp_path):
     prof = read_heap(write(tmp_path, OURS))
     assert (prof.rate, prof.version, prof.pid, prof.cmdline) == (1024, "0.1.0", 4242, "./leaky 200")
     assert (prof.exe, prof.heap, prof.dropped_samples) == ("/abs/path/to/leaky", "host", 3)
-    assert prof.build_ids == {"/abs/path/to/leaky": "3f2a00",
-                              "/usr/lib/x86_64-linux-gnu/libc.so.6": "ab12"}
-    assert prof.meta == {"window_start_ns": "1763750000000000000",
-                         "window_end_ns": "1763750001000000000",
-                         "unwinder": "libunwind", "max_depth": "64"}
-    assert prof.stacks == [(0x55d0c0a01234, 0x55d0c0a01300, 0x7f12a0029d90),
-                           (0x55d0c0a01250, 0x55d0c0a01300)]
+    assert prof.build_ids == {
+        "/abs/path/to/leaky": "3f2a00",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6": "ab12",
+    }
+    assert prof.meta == {
+        "window_start_ns": "1763750000000000000",
+        "window_end_ns": "1763750001000000000",
+        "unwinder": "libunwind",
+        "max_depth": "64",
+    }
+    assert prof.stacks == [
+        (0x55D0C0A01234, 0x55D0C0A01300, 0x7F12A0029D90),
+        (0x55D0C0A01250, 0x55D0C0A01300),
+    ]
     assert prof.cur_objs.tolist() == [100, 20] and prof.cur_bytes.tolist() == [409600, 81920]
     assert prof.acc_objs.tolist() == [100, 30] and prof.acc_bytes.tolist() == [409600, 122880]
     assert prof.cur_objs.dtype == np.int64
-    assert prof.mappings[1] == MemoryMapping(0x55d0c0a01000, 0x55d0c0a02000, "r-xp", 0x1000,
-                                             "/abs/path/to/leaky")
+    assert prof.mappings[1] == MemoryMapping(
+        0x55D0C0A01000, 0x55D0C0A02000, "r-xp", 0x1000, "/abs/path/to/leaky"
+    )
     assert prof.mappings[2].path == "[vdso]" and prof.mappings[3].path == ""
     assert [m.executable for m in prof.mappings] == [False, True, True, False]
 
@@ -62,8 +70,9 @@ def test_reads_every_field_of_our_format(tmp_path):
 def test_the_header_is_read_to_the_first_stack_however_long(tmp_path):
     # A Python program's `# python_frame:` lines can take megabytes before the stacks;
     # the header reader once stopped at 1 MiB, inside a line, and called it broken.
-    frames = "".join(f"# python_frame: 0x{0x5079000000000000 + i:x} {i} 1 f{i}\tapp.py\n"
-                     for i in range(60_000))
+    frames = "".join(
+        f"# python_frame: 0x{0x5079000000000000 + i:x} {i} 1 f{i}\tapp.py\n" for i in range(60_000)
+    )
     head, stacks = OURS.split("  t*: 120:", 1)
     path = write(tmp_path, head + frames + "  t*: 120:" + stacks)
     assert len(frames) > 3 << 20
@@ -76,26 +85,35 @@ def test_the_header_is_read_to_the_first_stack_however_long(tmp_path):
 def test_reads_a_jemalloc_dump():
     prof = parse_heap(JEMALLOC)
     assert prof.rate == 524288 and prof.exe is None and prof.version == ""
-    assert prof.stacks == [(0x7f1, 0x7f2), (0x7f3,)]
+    assert prof.stacks == [(0x7F1, 0x7F2), (0x7F3,)]
     assert prof.cur_bytes.tolist() == [6688, 2048]
 
 
-@pytest.mark.parametrize("text, lineno, what", [
-    ("", 1, "the file is empty"),
-    ("heap profile: 1\n", 1, "expected a 'heap_v2/<rate>' header"),
-    (OURS.split("\nMAPPED_LIBRARIES:")[0], 19, "the file is truncated: no 'MAPPED_LIBRARIES:'"),
-    (OURS.replace("[30: 122880]", "[30 122880]"), 18,
-     "expected a counter line after the stack on line 17"),
-    (OURS.replace("  t*: 20: 81920 [30: 122880]\n", ""), 18,
-     "expected a counter line after the stack on line 17"),
-    ("heap_v2/1\n@ 0x1\n", 3, "expected a counter line after the stack on line 2"),
-    (OURS.replace("@ 0x55d0c0a01250", "@ 0x55d0c0a0125g"), 17, "bad address '0x55d0c0a0125g'"),
-    (OURS.replace("@ 0x55d0c0a01250 0x55d0c0a01300", "@"), 17, "expected '@' followed by hex"),
-    (OURS.replace("  t*: 120: 491520", "  t*: x120: 491520"), 14, "garbled counter line"),
-    (OURS.replace("# pid: 4242", "# pid: forty"), 3, "'pid' must be a number"),
-    (OURS + "not a maps line\n", 25, "expected a /proc/<pid>/maps line"),
-    (OURS.replace("\n\nMAPPED", "\nbogus\nMAPPED"), 19, "unexpected line 'bogus'"),
-])
+@pytest.mark.parametrize(
+    "text, lineno, what",
+    [
+        ("", 1, "the file is empty"),
+        ("heap profile: 1\n", 1, "expected a 'heap_v2/<rate>' header"),
+        (OURS.split("\nMAPPED_LIBRARIES:")[0], 19, "the file is truncated: no 'MAPPED_LIBRARIES:'"),
+        (
+            OURS.replace("[30: 122880]", "[30 122880]"),
+            18,
+            "expected a counter line after the stack on line 17",
+        ),
+        (
+            OURS.replace("  t*: 20: 81920 [30: 122880]\n", ""),
+            18,
+            "expected a counter line after the stack on line 17",
+        ),
+        ("heap_v2/1\n@ 0x1\n", 3, "expected a counter line after the stack on line 2"),
+        (OURS.replace("@ 0x55d0c0a01250", "@ 0x55d0c0a0125g"), 17, "bad address '0x55d0c0a0125g'"),
+        (OURS.replace("@ 0x55d0c0a01250 0x55d0c0a01300", "@"), 17, "expected '@' followed by hex"),
+        (OURS.replace("  t*: 120: 491520", "  t*: x120: 491520"), 14, "garbled counter line"),
+        (OURS.replace("# pid: 4242", "# pid: forty"), 3, "'pid' must be a number"),
+        (OURS + "not a maps line\n", 25, "expected a /proc/<pid>/maps line"),
+        (OURS.replace("\n\nMAPPED", "\nbogus\nMAPPED"), 19, "unexpected line 'bogus'"),
+    ],
+)
 def test_bad_files_name_the_line(tmp_path, text, lineno, what):
     path = write(tmp_path, text)
     with pytest.raises(HeapFileError) as err:
@@ -121,16 +139,24 @@ def test_unsampling_known_counts():
     assert scale_factors(np.array([0, 2]), np.array([0, 0]), 1024).tolist() == [0.0, 1.0]
     # a 1 MiB allocation at 512 KiB is sampled with probability 1 - e^-2 = 0.865
     assert 1 / scale_factors(np.array([1]), np.array([1 << 20]), 512 << 10)[0] == pytest.approx(
-        0.8647, abs=1e-4)
+        0.8647, abs=1e-4
+    )
 
 
-WITH_ESTIMATES = OURS.replace(
-    "# dropped_samples: 3\n",
-    "# dropped_samples: 3\n# dropped: stack_table=1 live_table=2 memory=0 bytes=5000\n").replace(
-    "  t*: 100: 409600 [100: 409600]\n",
-    "  t*: 100: 409600 [100: 409600]\n# estimate: 100.50 409600.00 100.50 409600.00\n").replace(
-    "  t*: 20: 81920 [30: 122880]\n",
-    "  t*: 20: 81920 [30: 122880]\n# estimate: 45.25 90000.00 60.00 130000.75\n")
+WITH_ESTIMATES = (
+    OURS.replace(
+        "# dropped_samples: 3\n",
+        "# dropped_samples: 3\n# dropped: stack_table=1 live_table=2 memory=0 bytes=5000\n",
+    )
+    .replace(
+        "  t*: 100: 409600 [100: 409600]\n",
+        "  t*: 100: 409600 [100: 409600]\n# estimate: 100.50 409600.00 100.50 409600.00\n",
+    )
+    .replace(
+        "  t*: 20: 81920 [30: 122880]\n",
+        "  t*: 20: 81920 [30: 122880]\n# estimate: 45.25 90000.00 60.00 130000.75\n",
+    )
+)
 
 
 @pytest.mark.parametrize("bulk", [True, False])
@@ -149,14 +175,18 @@ def test_estimates_replace_scaling_by_the_average_size(bulk):
         "Dropped 3 samples standing for about 4.9 kB allocated: 1 because the stack table was"
         " full (raise MEMPROF_MAX_STACKS): missing from every figure; 2 because the live table"
         " was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing from the in-use "
-        "figures.")
+        "figures."
+    )
 
 
-@pytest.mark.parametrize("line, what", [
-    ("# estimate: 1 2 3", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
-    ("# estimate: 1 2 3 nan", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
-    ("# estimate: 1 2 3 -4", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
-])
+@pytest.mark.parametrize(
+    "line, what",
+    [
+        ("# estimate: 1 2 3", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
+        ("# estimate: 1 2 3 nan", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
+        ("# estimate: 1 2 3 -4", "expected '# estimate: <objs> <bytes> <objs> <bytes>'"),
+    ],
+)
 def test_bad_estimate_lines_name_the_line(line, what):
     text = WITH_ESTIMATES.replace("# estimate: 45.25 90000.00 60.00 130000.75", line)
     with pytest.raises(HeapFileError, match=f"<heap>:21: {re.escape(what)}"):
@@ -164,8 +194,9 @@ def test_bad_estimate_lines_name_the_line(line, what):
 
 
 def test_an_estimate_line_must_follow_a_counter_line():
-    text = WITH_ESTIMATES.replace("# dropped_samples: 3\n",
-                                  "# dropped_samples: 3\n# estimate: 1 2 3 4\n")
+    text = WITH_ESTIMATES.replace(
+        "# dropped_samples: 3\n", "# dropped_samples: 3\n# estimate: 1 2 3 4\n"
+    )
     with pytest.raises(HeapFileError, match="does not follow a stack's counter line"):
         parse_heap(text)
 
@@ -185,12 +216,16 @@ MiB = 1 << 20
 
 
 def test_flat_and_cum_count_recursion_once():
-    sym = hand_symbolized([["a", "b", "a", "main"], ["c", "a", "main"], ["b", "main"]],
-                          [1, 2, 3], [60 * MiB, 30 * MiB, 10 * MiB])
+    sym = hand_symbolized(
+        [["a", "b", "a", "main"], ["c", "a", "main"], ["b", "main"]],
+        [1, 2, 3],
+        [60 * MiB, 30 * MiB, 10 * MiB],
+    )
     table = aggregate(sym)
     assert table.total == 100 * MiB
-    got = {n: (f / MiB, c / MiB) for n, f, c in zip(table.names, table.flat, table.cum,
-                                                    strict=True)}
+    got = {
+        n: (f / MiB, c / MiB) for n, f, c in zip(table.names, table.flat, table.cum, strict=True)
+    }
     assert got == {"a": (60, 90), "c": (30, 30), "b": (10, 70), "main": (0, 100)}
     assert table.names == ["a", "c", "b", "main"]
     objs = aggregate(sym, "inuse_objects")
@@ -203,18 +238,23 @@ def test_ties_sort_by_cum_then_name():
 
 
 def test_text_report_is_jeprof_layout():
-    sym = hand_symbolized([["a", "b", "a", "main"], ["c", "a", "main"], ["b", "main"]],
-                          [1, 2, 3], [60 * MiB, 30 * MiB, 10 * MiB])
+    sym = hand_symbolized(
+        [["a", "b", "a", "main"], ["c", "a", "main"], ["b", "main"]],
+        [1, 2, 3],
+        [60 * MiB, 30 * MiB, 10 * MiB],
+    )
     assert format_text(aggregate(sym)) == (
         "Total: 100.0 MB\n"
         "    60.0  60.0%  60.0%     90.0  90.0% a\n"
         "    30.0  30.0%  90.0%     30.0  30.0% c\n"
         "    10.0  10.0% 100.0%     70.0  70.0% b\n"
-        "     0.0   0.0% 100.0%    100.0 100.0% main\n")
+        "     0.0   0.0% 100.0%    100.0 100.0% main\n"
+    )
     assert format_text(aggregate(sym, "alloc_objects"), nodecount=2) == (
         "Total: 6 objects\n"
         "       3  50.0%  50.0%        4  66.7% b\n"
-        "       2  33.3%  83.3%        2  33.3% c\n")
+        "       2  33.3%  83.3%        2  33.3% c\n"
+    )
 
 
 def test_empty_profile_reports_zero():

@@ -109,13 +109,15 @@ def load_binary(path: str) -> Binary:
     return Binary(path, funcs, ElfImage(path).build_id)
 
 
-def compile_program(folder: Path, source: str, name: str, *flags: str,
-                    compiler: str = "gcc") -> Binary:
+def compile_program(
+    folder: Path, source: str, name: str, *flags: str, compiler: str = "gcc"
+) -> Binary:
     src = folder / (name + (".cpp" if compiler == "g++" else ".c"))
     src.write_text(source)
     out = folder / name
-    subprocess.run([compiler, "-g", "-O1", "-fno-inline", *flags, "-o", str(out), str(src)],
-                   check=True)
+    subprocess.run(
+        [compiler, "-g", "-O1", "-fno-inline", *flags, "-o", str(out), str(src)], check=True
+    )
     return load_binary(os.path.realpath(out))
 
 
@@ -128,18 +130,33 @@ def maps_lines(path: str, base: int) -> list[str]:
                 continue
             start = base + (seg["p_vaddr"] & ~0xFFF)
             end = base + ((seg["p_vaddr"] + seg["p_memsz"] + 0xFFF) & ~0xFFF)
-            perms = "".join(c if seg["p_flags"] & bit else "-"
-                            for c, bit in (("r", 4), ("w", 2), ("x", 1))) + "p"
+            perms = (
+                "".join(
+                    c if seg["p_flags"] & bit else "-" for c, bit in (("r", 4), ("w", 2), ("x", 1))
+                )
+                + "p"
+            )
             offset = seg["p_offset"] & ~0xFFF
             lines.append(f"{start:x}-{end:x} {perms} {offset:08x} fe:01 77 {path}")
     return lines
 
 
-def heap_text(exe: str, stacks: list[tuple[list[int], int, int]], maps: list[str],
-              build_ids: dict[str, str], rate: int = 1) -> str:
+def heap_text(
+    exe: str,
+    stacks: list[tuple[list[int], int, int]],
+    maps: list[str],
+    build_ids: dict[str, str],
+    rate: int = 1,
+) -> str:
     """A .heap file as the sampler writes it; stacks are (frames, objects, bytes)."""
-    lines = [f"heap_v2/{rate}", "# mem_profiler 0.1.0", "# pid: 4242", f"# cmdline: {exe}",
-             f"# exe: {exe}", "# heap: host"]
+    lines = [
+        f"heap_v2/{rate}",
+        "# mem_profiler 0.1.0",
+        "# pid: 4242",
+        f"# cmdline: {exe}",
+        f"# exe: {exe}",
+        "# heap: host",
+    ]
     lines += [f"# build_id: {path} {bid}" for path, bid in build_ids.items()]
     objs, nbytes = sum(s[1] for s in stacks), sum(s[2] for s in stacks)
     lines.append(f"  t*: {objs}: {nbytes} [{objs}: {nbytes}]")
@@ -167,21 +184,45 @@ def symbol_cache(tmp_path, monkeypatch):
     return cache
 
 
-def prog_heap(built, tmp_path, prog: str = "prog", base: int = PIE_BASE, rate: int = 1,
-              build_ids: dict[str, str] | None = None) -> Path:
+def prog_heap(
+    built,
+    tmp_path,
+    prog: str = "prog",
+    base: int = PIE_BASE,
+    rate: int = 1,
+    build_ids: dict[str, str] | None = None,
+) -> Path:
     """The standard profile of prog.c: recursion, a static function, a libc frame."""
     b, libc = built[prog], built["libc"]
     stacks = [
-        ([b.pc("leaf_alloc", base), b.pc("grow", base), b.pc("walk", base, 20),
-          b.pc("walk", base, 30), b.pc("main", base)], 6, 6 * MiB),
-        ([b.pc("leaf_alloc", base), b.pc("grow", base), b.pc("hidden_helper", base),
-          b.pc("main", base)], 3, 3 * MiB),
+        (
+            [
+                b.pc("leaf_alloc", base),
+                b.pc("grow", base),
+                b.pc("walk", base, 20),
+                b.pc("walk", base, 30),
+                b.pc("main", base),
+            ],
+            6,
+            6 * MiB,
+        ),
+        (
+            [
+                b.pc("leaf_alloc", base),
+                b.pc("grow", base),
+                b.pc("hidden_helper", base),
+                b.pc("main", base),
+            ],
+            3,
+            3 * MiB,
+        ),
         ([libc.pc("strdup", LIB_BASE), b.pc("main", base, 8)], 1, MiB),
     ]
     ids = {b.path: b.build_id, LIBC: libc.build_id} if build_ids is None else build_ids
     path = tmp_path / f"{prog}.heap"
-    path.write_text(heap_text(b.path, stacks, maps_lines(b.path, base) + maps_lines(
-        LIBC, LIB_BASE), ids, rate))
+    path.write_text(
+        heap_text(b.path, stacks, maps_lines(b.path, base) + maps_lines(LIBC, LIB_BASE), ids, rate)
+    )
     return path
 
 
@@ -207,8 +248,12 @@ def test_names_frames_of_the_program_and_libc(built, tmp_path, prog, base):
 
 def test_text_report_end_to_end(built, tmp_path):
     heap = prog_heap(built, tmp_path)
-    done = subprocess.run([MEM_PARSER, "-p", built["prog"].path, "-f", heap, "-t"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [MEM_PARSER, "-p", built["prog"].path, "-f", heap, "-t"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout == (
         "Total: 10.0 MB\n"
         "     9.0  90.0%  90.0%      9.0  90.0% leaf_alloc\n"
@@ -216,15 +261,17 @@ def test_text_report_end_to_end(built, tmp_path):
         "     0.0   0.0% 100.0%     10.0 100.0% main\n"
         "     0.0   0.0% 100.0%      9.0  90.0% grow\n"
         "     0.0   0.0% 100.0%      6.0  60.0% walk\n"
-        "     0.0   0.0% 100.0%      3.0  30.0% hidden_helper\n")
+        "     0.0   0.0% 100.0%      3.0  30.0% hidden_helper\n"
+    )
     assert done.stderr == ""
 
 
 def test_output_file_is_written_whole(built, tmp_path, capsys):
     heap, out = prog_heap(built, tmp_path), tmp_path / "out" / "report.txt"
     out.parent.mkdir()
-    code, stdout, _ = run_cli(capsys, "-p", built["prog"].path, "-f", str(heap), "-t",
-                              "--inuse_objects", "-o", str(out))
+    code, stdout, _ = run_cli(
+        capsys, "-p", built["prog"].path, "-f", str(heap), "-t", "--inuse_objects", "-o", str(out)
+    )
     assert code == 0 and stdout == ""
     assert out.read_text().startswith("Total: 10 objects\n       9  90.0%  90.0%        9")
     assert os.listdir(out.parent) == ["report.txt"]
@@ -242,11 +289,14 @@ def test_lines_match_addr2line(built, tmp_path, prog):
     b = built[prog]
     sym = symbolize(read_heap(prog_heap(built, tmp_path, prog)), b.path, lines=True)
     frames = sym.stack(0, lines=True)
-    for frame, func, vaddr in [(frames[0], "leaf_alloc", b.funcs["leaf_alloc"][0] + 4),
-                               (frames[2], "walk", b.funcs["walk"][0] + 20 - 1)]:
+    for frame, func, vaddr in [
+        (frames[0], "leaf_alloc", b.funcs["leaf_alloc"][0] + 4),
+        (frames[2], "walk", b.funcs["walk"][0] + 20 - 1),
+    ]:
         # the leaf is symbolized as written, a caller frame at its return address - 1
-        where = subprocess.run(["addr2line", "-e", b.path, hex(vaddr)], capture_output=True,
-                               text=True, check=True).stdout.split()[0]
+        where = subprocess.run(
+            ["addr2line", "-e", b.path, hex(vaddr)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
         assert re.fullmatch(rf"/.*/{prog}\.c:[1-9]\d*", where)
         assert frame == f"{func} {where}"
     assert aggregate(sym, lines=True).names[0] == frames[0]
@@ -257,19 +307,35 @@ def test_lines_match_addr2line(built, tmp_path, prog):
 def test_cxx_names_are_demangled_and_operator_new_stripped(tmp_path):
     w = compile_program(tmp_path, WIDGET_CPP, "widget", "-O0", compiler="g++")
     std = load_binary(LIBSTDCXX)
-    chain = ["_ZNSt15__new_allocatorIiE8allocateEmPKv",
-             "_ZNSt16allocator_traitsISaIiEE8allocateERS0_m",
-             "_ZNSt12_Vector_baseIiSaIiEE11_M_allocateEm"]
+    chain = [
+        "_ZNSt15__new_allocatorIiE8allocateEmPKv",
+        "_ZNSt16allocator_traitsISaIiEE8allocateERS0_m",
+        "_ZNSt12_Vector_baseIiSaIiEE11_M_allocateEm",
+    ]
     chain = [n for n in chain if n in w.funcs]  # gcc 12 names; older ones differ
     stacks = [
-        ([std.pc("_Znwm", LIB_BASE)] + [w.pc(n, PIE_BASE) for n in chain]
-         + [w.pc("_ZN2ns6Widget4makeEi", PIE_BASE), w.pc("main", PIE_BASE)], 1, 400),
-        ([std.pc("_Znam", LIB_BASE), w.pc("_Z5buildIdEPT_i", PIE_BASE),
-          w.pc("main", PIE_BASE)], 1, 8),
+        (
+            [std.pc("_Znwm", LIB_BASE)]
+            + [w.pc(n, PIE_BASE) for n in chain]
+            + [w.pc("_ZN2ns6Widget4makeEi", PIE_BASE), w.pc("main", PIE_BASE)],
+            1,
+            400,
+        ),
+        (
+            [std.pc("_Znam", LIB_BASE), w.pc("_Z5buildIdEPT_i", PIE_BASE), w.pc("main", PIE_BASE)],
+            1,
+            8,
+        ),
     ]
     heap = tmp_path / "w.heap"
-    heap.write_text(heap_text(w.path, stacks, maps_lines(w.path, PIE_BASE)
-                              + maps_lines(LIBSTDCXX, LIB_BASE), {w.path: w.build_id}))
+    heap.write_text(
+        heap_text(
+            w.path,
+            stacks,
+            maps_lines(w.path, PIE_BASE) + maps_lines(LIBSTDCXX, LIB_BASE),
+            {w.path: w.build_id},
+        )
+    )
     sym = symbolize(read_heap(heap), w.path)
     assert sym.stack(0)[0] == "std::_Vector_base::_M_allocate"
     assert sym.stack(0)[-2:] == ["ns::Widget::make", "main"]
@@ -286,13 +352,19 @@ def test_unresolved_frames(built, tmp_path):
     maps = maps_lines(b.path, PIE_BASE) + [
         f"{LIB2_BASE:x}-{LIB2_BASE + 0x3000:x} r-xp 00002000 fe:01 9 {gone}",
         "7ffd10000000-7ffd10002000 r-xp 00000000 00:00 0 [vdso]",
-        "7f0000000000-7f0000100000 rwxp 00000000 00:00 0 "]
+        "7f0000000000-7f0000100000 rwxp 00000000 00:00 0 ",
+    ]
     stack = [PIE_BASE + plt + 4, LIB2_BASE + 0x1235, 0x7FFD10000101, 0x7F0000000011, 0x1001]
     heap = tmp_path / "u.heap"
     heap.write_text(heap_text(b.path, [(stack, 1, 64)], maps, {b.path: b.build_id}))
     sym = symbolize(read_heap(heap), b.path)
-    assert sym.stack(0) == [f"prog+0x{plt + 4:x}", "libgone.so.1+0x3234", "[vdso]+0x100",
-                            "0x7f0000000010", "0x1000"]
+    assert sym.stack(0) == [
+        f"prog+0x{plt + 4:x}",
+        "libgone.so.1+0x3234",
+        "[vdso]+0x100",
+        "0x7f0000000010",
+        "0x1000",
+    ]
     assert len(sym.warnings) == 1 and gone in sym.warnings[0]
 
 
@@ -313,10 +385,12 @@ def test_separate_debug_file(built, tmp_path, monkeypatch, how):
     src, bid = built["prog"].path, built["prog"].build_id
     stripped = tmp_path / "bin" / "prog"
     stripped.parent.mkdir()
-    debug = {"beside": tmp_path / "bin" / "prog.debug",
-             "dot-debug": tmp_path / "bin" / ".debug" / "prog.debug",
-             "root+folder": root / str(tmp_path / "bin").lstrip("/") / "prog.debug",
-             "build-id": root / ".build-id" / bid[:2] / f"{bid[2:]}.debug"}[how]
+    debug = {
+        "beside": tmp_path / "bin" / "prog.debug",
+        "dot-debug": tmp_path / "bin" / ".debug" / "prog.debug",
+        "root+folder": root / str(tmp_path / "bin").lstrip("/") / "prog.debug",
+        "build-id": root / ".build-id" / bid[:2] / f"{bid[2:]}.debug",
+    }[how]
     split_debug(src, debug, stripped, link=how != "build-id")
     assert ElfImage(str(stripped)).debug_path == str(debug)
     heap = read_heap(prog_heap(built, tmp_path))
@@ -343,11 +417,14 @@ def test_stripped_executable_without_symbols_keeps_addresses(built, tmp_path, ca
     b = built["prog"]
     stripped = tmp_path / "prog"
     subprocess.run(["strip", "--strip-all", "-o", stripped, b.path], check=True)
-    code, out, err = run_cli(capsys, "-p", str(stripped), "-f", str(prog_heap(built, tmp_path)),
-                             "-t")
+    code, out, err = run_cli(
+        capsys, "-p", str(stripped), "-f", str(prog_heap(built, tmp_path)), "-t"
+    )
     assert code == 0
-    assert err == (f"mem_parser: warning: {stripped} has no symbol table, frames stay addresses"
-                   " (a separate debug file would name them: none is installed).\n")
+    assert err == (
+        f"mem_parser: warning: {stripped} has no symbol table, frames stay addresses"
+        " (a separate debug file would name them: none is installed).\n"
+    )
     leaf = b.funcs["leaf_alloc"][0] + 4
     assert f"     9.0  90.0%  90.0%      9.0  90.0% prog+0x{leaf:x}\n" in out
     assert "strdup\n" in out  # libc is named as before
@@ -356,31 +433,40 @@ def test_stripped_executable_without_symbols_keeps_addresses(built, tmp_path, ca
 SQL = "create table t(a); insert into t select randomblob(100) from generate_series(1,10000);"
 
 
-@pytest.mark.parametrize("package, argv, unwind", [
-    ("sqlite3", ["/usr/bin/sqlite3", ":memory:", SQL], "libunwind"),
-    # Rust; the frame-pointer unwinder: libunwind may hang in rg (being fixed in the sampler)
-    ("ripgrep", ["/usr/bin/rg", "-c", "import", str(ROOT / "tests")], "fp"),
-])
-def test_real_stripped_debian_program(tmp_path, capsys, clean_env, fixture_dir, package, argv,
-                                      unwind):
+@pytest.mark.parametrize(
+    "package, argv, unwind",
+    [
+        ("sqlite3", ["/usr/bin/sqlite3", ":memory:", SQL], "libunwind"),
+        # Rust; the frame-pointer unwinder: libunwind may hang in rg (being fixed in the sampler)
+        ("ripgrep", ["/usr/bin/rg", "-c", "import", str(ROOT / "tests")], "fp"),
+    ],
+)
+def test_real_stripped_debian_program(
+    tmp_path, capsys, clean_env, fixture_dir, package, argv, unwind
+):
     program = argv[0]
     if not os.path.exists(program):
-        pytest.fail(f"the Debian package {package} is not installed: run the tests with"
-                    " `make test`")
+        pytest.fail(
+            f"the Debian package {package} is not installed: run the tests with `make test`"
+        )
     proc, files = profile_run(argv, tmp_path / "s_", 1024, "--unwind", unwind, timeout=60)
     assert proc.returncode == 0 and len(files) == 1, proc.stderr
     code, out, err = run_cli(capsys, "-p", program, "-f", str(files[0]), "-t", "--alloc_space")
     assert code == 0
-    assert err == (f"mem_parser: warning: {program} has no symbol table, frames stay addresses"
-                   " (a separate debug file would name them: none is installed).\n")
+    assert err == (
+        f"mem_parser: warning: {program} has no symbol table, frames stay addresses"
+        " (a separate debug file would name them: none is installed).\n"
+    )
     names = [line.split()[-1] for line in out.splitlines()[1:]]
     with open(program, "rb") as f:
-        code_seg = next(s for s in ELFFile(f).iter_segments()
-                        if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1)
+        code_seg = next(
+            s for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD" and s["p_flags"] & 1
+        )
     label = os.path.basename(program) + "+0x"
-    ours = [int(n[len(label):], 16) for n in names if n.startswith(label)]
-    assert ours and all(code_seg["p_vaddr"] <= a < code_seg["p_vaddr"] + code_seg["p_memsz"]
-                        for a in ours)
+    ours = [int(n[len(label) :], 16) for n in names if n.startswith(label)]
+    assert ours and all(
+        code_seg["p_vaddr"] <= a < code_seg["p_vaddr"] + code_seg["p_memsz"] for a in ours
+    )
     assert {"malloc", "realloc", "calloc"}.isdisjoint(names)
     assert any(not n.startswith((label, "0x")) for n in names), names  # libc's are named
 
@@ -389,22 +475,32 @@ def test_libc_is_named_from_its_debian_debug_file(built, tmp_path):
     libc = ElfImage(LIBC)
     if libc.debug_path is None:
         pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
-    assert libc.debug_path == (f"/usr/lib/debug/.build-id/{libc.build_id[:2]}/"
-                               f"{libc.build_id[2:]}.debug")
+    assert libc.debug_path == (
+        f"/usr/lib/debug/.build-id/{libc.build_id[:2]}/{libc.build_id[2:]}.debug"
+    )
     with open(libc.debug_path, "rb") as f:
-        local = next(s for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
-                     if s.name == "__libc_start_call_main")
+        local = next(
+            s
+            for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+            if s.name == "__libc_start_call_main"
+        )
     assert "__libc_start_call_main" not in built["libc"].funcs  # not in libc.so.6's .dynsym
     b = built["prog"]
     call = LIB_BASE + local["st_value"] + 0x10
     heap = tmp_path / "l.heap"
-    heap.write_text(heap_text(b.path, [([b.pc("leaf_alloc", PIE_BASE), call + 1], 1, 64)],
-                              maps_lines(b.path, PIE_BASE) + maps_lines(LIBC, LIB_BASE),
-                              {b.path: b.build_id}))
+    heap.write_text(
+        heap_text(
+            b.path,
+            [([b.pc("leaf_alloc", PIE_BASE), call + 1], 1, 64)],
+            maps_lines(b.path, PIE_BASE) + maps_lines(LIBC, LIB_BASE),
+            {b.path: b.build_id},
+        )
+    )
     sym = symbolize(read_heap(heap), b.path, lines=True)
     frame = sym.stack(0, lines=True)[-1]
-    where = subprocess.run(["addr2line", "-e", LIBC, hex(call - LIB_BASE)], capture_output=True,
-                           text=True, check=True).stdout.split()[0]
+    where = subprocess.run(
+        ["addr2line", "-e", LIBC, hex(call - LIB_BASE)], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     name, place = frame.split(" ")
     assert name == "__libc_start_call_main"
     # The function is defined in a header that libc-start.c includes (objdump's line table
@@ -416,13 +512,14 @@ def test_libc_is_named_from_its_debian_debug_file(built, tmp_path):
 def test_reads_and_names_a_real_jemalloc_dump(built, tmp_path):
     prog = built["prog"]
     conf = f"prof:true,prof_final:true,lg_prof_sample:0,prof_prefix:{tmp_path}/je"
-    subprocess.run([prog.path], env=dict(os.environ, LD_PRELOAD=LIBJEMALLOC, MALLOC_CONF=conf),
-                   check=True)
+    subprocess.run(
+        [prog.path], env=dict(os.environ, LD_PRELOAD=LIBJEMALLOC, MALLOC_CONF=conf), check=True
+    )
     dump = read_heap(next(tmp_path.glob("je.*.heap")))
     assert dump.rate == 1 and dump.exe is None
     sym = symbolize(dump, prog.path)  # no exe line: the mapping named like -p is the program
     stacks = [sym.stack(i) for i in range(len(dump.stacks))]
-    ours = [s[s.index("leaf_alloc"):] for s in stacks if "leaf_alloc" in s]
+    ours = [s[s.index("leaf_alloc") :] for s in stacks if "leaf_alloc" in s]
     assert ["leaf_alloc", "grow", "walk", "walk", "walk", "walk", "main"] in [s[:7] for s in ours]
 
 
@@ -436,8 +533,7 @@ def test_build_id_mismatch_is_refused(built, tmp_path, capsys):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("mem_parser: ")
     assert variant.build_id in err and prog.build_id in err and "--allow-mismatch" in err
-    code, out, err = run_cli(capsys, "-p", variant.path, "-f", str(heap), "-t",
-                             "--allow-mismatch")
+    code, out, err = run_cli(capsys, "-p", variant.path, "-f", str(heap), "-t", "--allow-mismatch")
     assert code == 0 and out.startswith("Total: 10.0 MB\n")
     assert err.startswith("mem_parser: warning: ") and variant.build_id in err
 
@@ -460,8 +556,9 @@ def test_symbols_are_cached_and_corrupt_entries_rebuilt(built, tmp_path, symbol_
     for entry in entries:
         entry.write_bytes(b"not a zip file")
     again = symbolize(heap, built["prog"].path, lines=True)
-    assert [again.stack(i, lines=True) for i in range(3)] == [first.stack(i, lines=True)
-                                                              for i in range(3)]
+    assert [again.stack(i, lines=True) for i in range(3)] == [
+        first.stack(i, lines=True) for i in range(3)
+    ]
     assert all(e.read_bytes()[:2] == b"PK" for e in symbol_cache.iterdir())
 
 
@@ -470,36 +567,53 @@ def test_bad_binaries_are_user_errors(tmp_path):
     text.write_text("hello")
     elfish = tmp_path / "broken"
     elfish.write_bytes(b"\x7fELF" + b"\0" * 20)
-    for path, what in [(tmp_path / "nope", "does not exist"), (tmp_path, "is a directory"),
-                       (text, "is not an ELF binary"), (elfish, "is not a valid ELF binary")]:
+    for path, what in [
+        (tmp_path / "nope", "does not exist"),
+        (tmp_path, "is a directory"),
+        (text, "is not an ELF binary"),
+        (elfish, "is not a valid ELF binary"),
+    ]:
         with pytest.raises(ElfError, match=what):
             ElfImage(str(path))
 
 
-@pytest.mark.parametrize("args, content, expect", [
-    ("-p {prog} -f {bad} -t", "empty", "{bad}:1: the file is empty"),
-    ("-p {prog} -f {bad} -t", "truncated", "{bad}:17: the file is truncated"),
-    ("-p {prog} -f {bad} -t", "garbled", "{bad}:11: expected a counter line after the stack"
-                                         " on line 10"),
-    ("-p {dir}/nope -f {heap} -t", None, "{dir}/nope does not exist"),
-    ("-p {prog} -f {dir} -t", None, "{dir} is a directory"),
-    ("-p {dir} -f {heap} -t", None, "{dir} is a directory"),
-    ("-p {heap} -f {heap} -t", None, "{heap} is not an ELF binary"),
-    ("-p {prog} -f {heap}", None, "exactly one output"),
-    ("-p {prog} -f {heap} -t -s", None, "exactly one output"),
-    ("-p {prog} -f {heap} -t --alloc_space --inuse_objects", None, "one sample index"),
-    # without -p, the program the file names must still be there
-    ("-f {bad} -t", "moved", "{dir}/gone, the program that ran, is no longer there: give a"
-                             " copy of it with -p BIN."),
-])
+@pytest.mark.parametrize(
+    "args, content, expect",
+    [
+        ("-p {prog} -f {bad} -t", "empty", "{bad}:1: the file is empty"),
+        ("-p {prog} -f {bad} -t", "truncated", "{bad}:17: the file is truncated"),
+        (
+            "-p {prog} -f {bad} -t",
+            "garbled",
+            "{bad}:11: expected a counter line after the stack on line 10",
+        ),
+        ("-p {dir}/nope -f {heap} -t", None, "{dir}/nope does not exist"),
+        ("-p {prog} -f {dir} -t", None, "{dir} is a directory"),
+        ("-p {dir} -f {heap} -t", None, "{dir} is a directory"),
+        ("-p {heap} -f {heap} -t", None, "{heap} is not an ELF binary"),
+        ("-p {prog} -f {heap}", None, "exactly one output"),
+        ("-p {prog} -f {heap} -t -s", None, "exactly one output"),
+        ("-p {prog} -f {heap} -t --alloc_space --inuse_objects", None, "one sample index"),
+        # without -p, the program the file names must still be there
+        (
+            "-f {bad} -t",
+            "moved",
+            "{dir}/gone, the program that ran, is no longer there: give a copy of it with -p BIN.",
+        ),
+    ],
+)
 def test_cli_user_errors_are_one_line(built, tmp_path, capsys, args, content, expect):
     heap = prog_heap(built, tmp_path)
     good = heap.read_text()
     bad = tmp_path / "bad.heap"
-    bad.write_text({"empty": "", "truncated": good.split("MAPPED_LIBRARIES:")[0],
-                    "garbled": good.replace("[6: 6291456]", "[6: 6291456"),
-                    "moved": good.replace(built["prog"].path, f"{tmp_path}/gone")
-                    }.get(content, good))
+    bad.write_text(
+        {
+            "empty": "",
+            "truncated": good.split("MAPPED_LIBRARIES:")[0],
+            "garbled": good.replace("[6: 6291456]", "[6: 6291456"),
+            "moved": good.replace(built["prog"].path, f"{tmp_path}/gone"),
+        }.get(content, good)
+    )
     names = {"prog": built["prog"].path, "bad": bad, "heap": heap, "dir": tmp_path}
     code, out, err = run_cli(capsys, *args.format(**names).split())
     assert (code, out) == (2, "")
@@ -508,8 +622,9 @@ def test_cli_user_errors_are_one_line(built, tmp_path, capsys, args, content, ex
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
-    done = subprocess.run([MEM_PARSER, "-p", str(tmp_path), "-f", str(tmp_path), "-t"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [MEM_PARSER, "-p", str(tmp_path), "-f", str(tmp_path), "-t"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("mem_parser: ") and done.stderr.count("\n") == 1
 
@@ -517,81 +632,150 @@ def test_console_script_error_has_no_traceback(tmp_path):
 def test_jeprof_ranks_the_same_functions(built, tmp_path):
     b = built["prog"]
     stacks = [  # distinct flat values so that the ranking has no ties
-        ([b.pc("leaf_alloc", PIE_BASE), b.pc("grow", PIE_BASE), b.pc("main", PIE_BASE)],
-         40, 40 * 65536),
-        ([b.pc("walk", PIE_BASE, 20), b.pc("walk", PIE_BASE, 30), b.pc("main", PIE_BASE)],
-         25, 25 * 4096),
+        (
+            [b.pc("leaf_alloc", PIE_BASE), b.pc("grow", PIE_BASE), b.pc("main", PIE_BASE)],
+            40,
+            40 * 65536,
+        ),
+        (
+            [b.pc("walk", PIE_BASE, 20), b.pc("walk", PIE_BASE, 30), b.pc("main", PIE_BASE)],
+            25,
+            25 * 4096,
+        ),
         ([b.pc("hidden_helper", PIE_BASE), b.pc("main", PIE_BASE)], 70, 70 * 300),
     ]
     heap = tmp_path / "j.heap"
-    heap.write_text(heap_text(b.path, stacks, maps_lines(b.path, PIE_BASE)
-                              + maps_lines(LIBC, LIB_BASE), {b.path: b.build_id}, rate=1024))
-    ours = subprocess.run([MEM_PARSER, "-p", b.path, "-f", heap, "-t"], capture_output=True,
-                          text=True, check=True).stdout.splitlines()
-    theirs = subprocess.run(["jeprof", "--text", b.path, heap], capture_output=True, text=True,
-                            check=True).stdout.splitlines()
+    heap.write_text(
+        heap_text(
+            b.path,
+            stacks,
+            maps_lines(b.path, PIE_BASE) + maps_lines(LIBC, LIB_BASE),
+            {b.path: b.build_id},
+            rate=1024,
+        )
+    )
+    ours = subprocess.run(
+        [MEM_PARSER, "-p", b.path, "-f", heap, "-t"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    theirs = subprocess.run(
+        ["jeprof", "--text", b.path, heap], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
 
     def flat_ranking(lines: list[str]) -> list[str]:
         return [line.split()[-1] for line in lines[1:] if float(line.split()[0]) > 0]
 
     assert flat_ranking(ours) == flat_ranking(theirs) == ["leaf_alloc", "walk", "hidden_helper"]
     assert ours[0] == theirs[0]  # Total: 2.6 MB
-    assert {tuple(line.split()) for line in ours[1:]} == {tuple(line.split())
-                                                          for line in theirs[1:]}
+    assert {tuple(line.split()) for line in ours[1:]} == {
+        tuple(line.split()) for line in theirs[1:]
+    }
 
 
 RUST_SOURCE = FIXTURES / "rust_widgets.rs"
 RUST_PAGES = 100  # build_table's vectors: 1000 + i bytes for i < RUST_PAGES
 
 
-@pytest.mark.parametrize("mangling, symbol_re, names", [
-    ("v0", r"_RNv.*build_table", {
-        "widgets::build_table": RUST_PAGES * 1000 + sum(range(RUST_PAGES)) + RUST_PAGES * 24,
-        "<widgets::Widget>::grow": 2000 * 8, "widgets::copy_of": 5000 * 4,
-        "<widgets::Widget as core::fmt::Display>::fmt": 3000}),
-    ("legacy", r"_ZN7widgets11build_table17h[0-9a-f]{16}E", {
-        "widgets::build_table": RUST_PAGES * 1000 + sum(range(RUST_PAGES)) + RUST_PAGES * 24,
-        "widgets::Widget::grow": 2000 * 8, "widgets::copy_of": 5000 * 4,
-        "<widgets::Widget as core::fmt::Display>::fmt": 3000}),
-])
+@pytest.mark.parametrize(
+    "mangling, symbol_re, names",
+    [
+        (
+            "v0",
+            r"_RNv.*build_table",
+            {
+                "widgets::build_table": RUST_PAGES * 1000
+                + sum(range(RUST_PAGES))
+                + RUST_PAGES * 24,
+                "<widgets::Widget>::grow": 2000 * 8,
+                "widgets::copy_of": 5000 * 4,
+                "<widgets::Widget as core::fmt::Display>::fmt": 3000,
+            },
+        ),
+        (
+            "legacy",
+            r"_ZN7widgets11build_table17h[0-9a-f]{16}E",
+            {
+                "widgets::build_table": RUST_PAGES * 1000
+                + sum(range(RUST_PAGES))
+                + RUST_PAGES * 24,
+                "widgets::Widget::grow": 2000 * 8,
+                "widgets::copy_of": 5000 * 4,
+                "<widgets::Widget as core::fmt::Display>::fmt": 3000,
+            },
+        ),
+    ],
+)
 def test_rust_program_names(tmp_path, clean_env, fixture_dir, mangling, symbol_re, names):
     rustc = shutil.which("rustc")
     if rustc is None:
         pytest.skip("rustc is not on PATH (`make test` installs Debian's rustc)")
     exe = tmp_path / "widgets"
     flags = ["-C", "symbol-mangling-version=v0"] if mangling == "v0" else []
-    subprocess.run([rustc, "-g", "-C", "force-frame-pointers=yes", *flags, "--crate-name",
-                    "widgets", "-o", exe,
-                    RUST_SOURCE], check=True)
+    subprocess.run(
+        [
+            rustc,
+            "-g",
+            "-C",
+            "force-frame-pointers=yes",
+            *flags,
+            "--crate-name",
+            "widgets",
+            "-o",
+            exe,
+            RUST_SOURCE,
+        ],
+        check=True,
+    )
     assert any(re.fullmatch(symbol_re, n) for n in load_binary(str(exe)).funcs)
     # every allocation (-c 1); frame pointers: libunwind may hang in Rust programs
-    proc, files = profile_run([exe, RUST_PAGES], tmp_path / "r_", 1, "--unwind", "fp",
-                              timeout=60)
+    proc, files = profile_run([exe, RUST_PAGES], tmp_path / "r_", 1, "--unwind", "fp", timeout=60)
     assert proc.returncode == 0 and len(files) == 1, proc.stderr
-    done = subprocess.run([MEM_PARSER, "-p", exe, "-f", files[0], "--json", "--alloc_space"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [MEM_PARSER, "-p", exe, "-f", files[0], "--json", "--alloc_space"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cum = {row["name"]: row["cum"] for row in json.loads(done.stdout)["rows"]}
     assert {name: cum.get(name) for name in names} == names
     assert not any(re.search(r"::h[0-9a-f]{16}$|\[[0-9a-f]+\]|__rust_alloc", n) for n in cum)
-    full = subprocess.run([MEM_PARSER, "-p", exe, "-f", files[0], "--collapsed", "--full-names",
-                           "--alloc_space"],
-                          capture_output=True, text=True, check=True).stdout
-    hashed = r"widgets\[[0-9a-f]{16}\]::copy_of::<u32>" if mangling == "v0" else \
-        r"widgets::copy_of::h[0-9a-f]{16}"
+    full = subprocess.run(
+        [MEM_PARSER, "-p", exe, "-f", files[0], "--collapsed", "--full-names", "--alloc_space"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    hashed = (
+        r"widgets\[[0-9a-f]{16}\]::copy_of::<u32>"
+        if mangling == "v0"
+        else r"widgets::copy_of::h[0-9a-f]{16}"
+    )
     assert re.search(rf"(^|;){hashed};", full, re.M), full
 
 
-@pytest.mark.parametrize("full, short", [
-    ("std::rt::lang_start::h0123456789abcdef", "std::rt::lang_start"),
-    ("<alloc[fdfd2bd8633a6659]::raw_vec::RawVec<alloc[fdfd2bd8633a6659]::vec::Vec<u8>>>::grow_one",
-     "<alloc::raw_vec::RawVec>::grow_one"),
-    ("core[4c2faf61c2d5dfd7]::ptr::drop_in_place::<alloc[fdfd2bd8633a6659]::vec::Vec<u8>>",
-     "core::ptr::drop_in_place"),
-    ("<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec::<alloc[fdfd2bd8633a6659]::alloc::Global>",
-     "<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec"),
-    ("<<a::B as a::C>::D as a::E>::f::h0123456789abcdef", "<<a::B as a::C>::D as a::E>::f"),
-    ("widgets[e3453f6ecb86abf2]::build_table::{closure#0}", "widgets::build_table::{closure#0}"),
-])
+@pytest.mark.parametrize(
+    "full, short",
+    [
+        ("std::rt::lang_start::h0123456789abcdef", "std::rt::lang_start"),
+        (
+            "<alloc[fdfd2bd8633a6659]::raw_vec::RawVec<alloc[fdfd2bd8633a6659]::vec::Vec<u8>>>::grow_one",
+            "<alloc::raw_vec::RawVec>::grow_one",
+        ),
+        (
+            "core[4c2faf61c2d5dfd7]::ptr::drop_in_place::<alloc[fdfd2bd8633a6659]::vec::Vec<u8>>",
+            "core::ptr::drop_in_place",
+        ),
+        (
+            "<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec"
+            "::<alloc[fdfd2bd8633a6659]::alloc::Global>",
+            "<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec",
+        ),
+        ("<<a::B as a::C>::D as a::E>::f::h0123456789abcdef", "<<a::B as a::C>::D as a::E>::f"),
+        (
+            "widgets[e3453f6ecb86abf2]::build_table::{closure#0}",
+            "widgets::build_table::{closure#0}",
+        ),
+    ],
+)
 def test_rust_short_names(full, short):
     assert short_name(full) == short
 
@@ -601,34 +785,47 @@ INLINED_SOURCE = FIXTURES / "inlined.c"
 
 def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, fixture_dir):
     exe = tmp_path / "inlined"
-    subprocess.run(["gcc", "-g", "-O2", "-fno-omit-frame-pointer", "-o", exe, INLINED_SOURCE],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-g", "-O2", "-fno-omit-frame-pointer", "-o", exe, INLINED_SOURCE], check=True
+    )
     proc, files = profile_run([exe], tmp_path / "i_", 1)  # N = 1000: every allocation
     assert proc.returncode == 0 and len(files) == 1, proc.stderr
     heap = files[0]
     src = INLINED_SOURCE.read_text().splitlines()
-    at = {m[1]: f"{INLINED_SOURCE}:{n}" for n, text in enumerate(src, 1)
-          if (m := re.search(r"/\* line:([\w-]+) \*/", text))}
+    at = {
+        m[1]: f"{INLINED_SOURCE}:{n}"
+        for n, text in enumerate(src, 1)
+        if (m := re.search(r"/\* line:([\w-]+) \*/", text))
+    }
 
     def report(*args: str | Path) -> str:
-        return subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, *args], capture_output=True,
-                              text=True, check=True).stdout
+        return subprocess.run(
+            [MEM_PARSER, "-p", exe, "-f", heap, *args], capture_output=True, text=True, check=True
+        ).stdout
 
-    rows = {row["name"]: (row["flat"], row["cum"])
-            for row in json.loads(report("--json"))["rows"]}
+    rows = {row["name"]: (row["flat"], row["cum"]) for row in json.loads(report("--json"))["rows"]}
     assert {name: rows[name] for name in ("fill", "make_block", "helper", "outer")} == {
-        "fill": (2000, 2000), "make_block": (0, 2000), "helper": (1001, 1001),
-        "outer": (0, 3001)}
+        "fill": (2000, 2000),
+        "make_block": (0, 2000),
+        "helper": (1001, 1001),
+        "outer": (0, 3001),
+    }
     text = report("-t", "--lines")
-    for name, where in [("fill", "fill"), ("make_block", "make_block"), ("helper", "helper"),
-                        ("outer", "outer"), ("outer", "outer-helper")]:
+    for name, where in [
+        ("fill", "fill"),
+        ("make_block", "make_block"),
+        ("helper", "helper"),
+        ("outer", "outer"),
+        ("outer", "outer-helper"),
+    ]:
         assert re.search(rf" {name} {re.escape(at[where])}$", text, re.M), (name, text)
     collapsed = dict(line.rsplit(" ", 1) for line in report("--collapsed").splitlines())
     assert {key.split(";main;", 1)[1]: int(value) for key, value in collapsed.items()} == {
-        "outer;make_block;fill": 2000, "outer;helper": 1001}
+        "outer;make_block;fill": 2000,
+        "outer;helper": 1001,
+    }
     lines = report("--collapsed", "--lines")
-    assert (f";outer {at['outer']};make_block {at['make_block']};fill {at['fill']} 2000\n"
-            in lines)
+    assert f";outer {at['outer']};make_block {at['make_block']};fill {at['fill']} 2000\n" in lines
     svg = report("-s")  # edges' tooltips: `caller -> callee (bytes)`
     assert "outer &#45;&gt; make_block (" in svg and "make_block &#45;&gt; fill (" in svg
     flame = tmp_path / "f.html"
@@ -638,11 +835,23 @@ def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, fixture_d
     pb = tmp_path / "p.pb.gz"
     report("--pprof", pb)
     home = tmp_path / "gohome"
-    raw = subprocess.run(["go", "tool", "pprof", "-raw", pb], capture_output=True, text=True,
-                         check=True, env=dict(os.environ, HOME=str(home), GOPROXY="off",
-                                              GOTOOLCHAIN="local", GOCACHE=str(home / "c"),
-                                              PPROF_TMPDIR=str(home))).stdout
+    raw = subprocess.run(
+        ["go", "tool", "pprof", "-raw", pb],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(
+            os.environ,
+            HOME=str(home),
+            GOPROXY="off",
+            GOTOOLCHAIN="local",
+            GOCACHE=str(home / "c"),
+            PPROF_TMPDIR=str(home),
+        ),
+    ).stdout
     # one Location, three Lines, innermost first (profile.proto)
-    assert re.search(rf"M=1 fill {re.escape(at['fill'])} s=0\n +make_block "
-                     rf"{re.escape(at['make_block'])} s=0\n +outer {re.escape(at['outer'])} s=0\n",
-                     raw), raw
+    assert re.search(
+        rf"M=1 fill {re.escape(at['fill'])} s=0\n +make_block "
+        rf"{re.escape(at['make_block'])} s=0\n +outer {re.escape(at['outer'])} s=0\n",
+        raw,
+    ), raw

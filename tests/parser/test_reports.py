@@ -35,8 +35,7 @@ _ROW_RE = re.compile(r"^\s*(-?[\d.]+)\s+(-?[\d.]+%|nan)\s+\S+\s+(-?[\d.]+)\s+(-?
 
 def parse(*args: str | Path) -> subprocess.CompletedProcess:
     """The installed mem_parser, as a user runs it."""
-    return subprocess.run([MEM_PARSER, *map(str, args)], capture_output=True, text=True,
-                          check=True)
+    return subprocess.run([MEM_PARSER, *map(str, args)], capture_output=True, text=True, check=True)
 
 
 def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
@@ -65,21 +64,28 @@ def test_svg_legend_and_top_node_agree_with_text(sites_exact, tmp_path):
     parse("-p", exe, "-f", heap, "-s", "-o", svg)
     root = ET.parse(svg).getroot()
     assert root.tag == f"{SVG}svg"
-    groups = {g.get("id"): ["".join(t.itertext()) for t in g.iter(f"{SVG}text")]
-              for g in root.iter(f"{SVG}g")}
+    groups = {
+        g.get("id"): ["".join(t.itertext()) for t in g.iter(f"{SVG}text")]
+        for g in root.iter(f"{SVG}g")
+    }
     legend = next(texts for texts in groups.values() if texts and texts[0] == exe.name)
     total = total_line.split()[1]  # "Total: 4.9 MB"
     assert f"Total MB: {total}" in legend and "Type: inuse_space" in legend
     flat, flat_pct, cum, cum_pct = rows["site_pages"]
     assert next(iter(rows)) == "site_pages"
-    node = next(texts for gid, texts in groups.items()
-                if gid.startswith("node") and texts[0] == "site_pages")
+    node = next(
+        texts
+        for gid, texts in groups.items()
+        if gid.startswith("node") and texts[0] == "site_pages"
+    )
     assert node[1:] == [f"{flat} MB ({flat_pct})", f"of {cum} MB ({cum_pct})"]
-    main_node = next(texts for gid, texts in groups.items()
-                     if gid.startswith("node") and texts[0] == "main")
+    main_node = next(
+        texts for gid, texts in groups.items() if gid.startswith("node") and texts[0] == "main"
+    )
     assert main_node[2] == f"of {rows['main'][2]} MB ({rows['main'][3]})"
-    edge_labels = [t.strip() for gid, texts in groups.items() if gid.startswith("edge")
-                   for t in texts]
+    edge_labels = [
+        t.strip() for gid, texts in groups.items() if gid.startswith("edge") for t in texts
+    ]
     assert f"{flat} MB" in edge_labels  # main -> site_pages
     # Without -o the SVG goes to stdout, as the seed tool's -s did.
     assert parse("-p", exe, "-f", heap, "-s").stdout == svg.read_text()
@@ -103,9 +109,16 @@ def hand_profile(stacks: list[tuple[list[str], float]]) -> SymbolizedProfile:
     values = np.zeros((len(stacks), 4))
     values[:, 0] = [v for _, v in stacks]
     prof = parse_heap("heap_v2/1\nMAPPED_LIBRARIES:\n")
-    return SymbolizedProfile(prof, np.arange(len(names), dtype=np.uint64), list(names),
-                             np.arange(len(names)), [None] * len(names), frames, offsets,
-                             values=values)
+    return SymbolizedProfile(
+        prof,
+        np.arange(len(names), dtype=np.uint64),
+        list(names),
+        np.arange(len(names)),
+        [None] * len(names),
+        frames,
+        offsets,
+        values=values,
+    )
 
 
 def test_graph_edges_through_dropped_nodes_are_dotted_or_redundant():
@@ -136,8 +149,9 @@ def test_collapsed_stacks_hold_exact_bytes(sites_exact):
     root = "_start;__libc_start_main;__libc_start_call_main;main"
     assert stacks[f"{root};site_pages"] == pages * (4096 + 8)
     assert stacks[f"{root};site_small"] == small * (256 + 8)
-    assert sum(stacks.values()) == json.loads(parse("-p", exe, "-f", heap, "--json").stdout)[
-        "total"]
+    assert (
+        sum(stacks.values()) == json.loads(parse("-p", exe, "-f", heap, "--json").stdout)["total"]
+    )
     alloc = parse("-p", exe, "-f", heap, "--collapsed", "--alloc_objects").stdout
     assert f"{root};site_transient {SITES_EXACT[2]}\n" in alloc
 
@@ -147,12 +161,18 @@ def test_json_table_and_metadata(sites_exact):
     doc = json.loads(parse("-p", exe, "-f", heap, "--json", "--nodecount", "2").stdout)
     prof = read_heap(heap)
     assert (doc["program"], doc["heap_file"], doc["rate"], doc["pid"]) == (
-        str(exe), str(heap), 1, prof.pid)
+        str(exe),
+        str(heap),
+        1,
+        prof.pid,
+    )
     assert doc["exe"] == prof.exe and doc["index"] == "inuse_space" and doc["unit"] == "bytes"
     assert doc["window_ns"]["start"] <= doc["window_ns"]["end"] and doc["base"] is None
     pages, small, _ = SITES_EXACT
-    assert doc["rows"] == [{"name": "site_pages", "flat": pages * 4104.0, "cum": pages * 4104.0},
-                           {"name": "site_small", "flat": small * 264.0, "cum": small * 264.0}]
+    assert doc["rows"] == [
+        {"name": "site_pages", "flat": pages * 4104.0, "cum": pages * 4104.0},
+        {"name": "site_small", "flat": small * 264.0, "cum": small * 264.0},
+    ]
     total_line, _ = text_rows(parse("-p", exe, "-f", heap, "-t").stdout)
     assert total_line == f"Total: {doc['total'] / MiB:.1f} MB"
 
@@ -161,10 +181,24 @@ def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
     """The real `go tool pprof`, kept off the network and out of the user's home."""
     home = tmp_path / "gohome"
     home.mkdir(exist_ok=True)
-    env = dict(os.environ, HOME=str(home), GOCACHE=str(home / "cache"), GOPATH=str(home / "go"),
-               GOFLAGS="-mod=mod", GOPROXY="off", GOTOOLCHAIN="local", PPROF_TMPDIR=str(home))
-    return subprocess.run(["go", "tool", "pprof", *map(str, args)], capture_output=True,
-                          text=True, env=env, check=True, timeout=120)
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        GOCACHE=str(home / "cache"),
+        GOPATH=str(home / "go"),
+        GOFLAGS="-mod=mod",
+        GOPROXY="off",
+        GOTOOLCHAIN="local",
+        PPROF_TMPDIR=str(home),
+    )
+    return subprocess.run(
+        ["go", "tool", "pprof", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
 
 
 def go_pprof_top(profile: Path, tmp_path: Path) -> tuple[float, list[tuple[str, float, float]]]:
@@ -179,8 +213,12 @@ def go_pprof_top(profile: Path, tmp_path: Path) -> tuple[float, list[tuple[str, 
         return float(m[1]) * units.get(m[2], 1)
 
     net = amount(re.search(r"accounting for (\S+),", done.stdout)[1])
-    return net, [(m[6], amount(m[1]), amount(m[4])) for m in re.finditer(
-        r"^ *(-?[\d.]+\w*) +(\S+)% +(\S+)% +(-?[\d.]+\w*) +(\S+)% +(.+)$", done.stdout, re.M)]
+    return net, [
+        (m[6], amount(m[1]), amount(m[4]))
+        for m in re.finditer(
+            r"^ *(-?[\d.]+\w*) +(\S+)% +(\S+)% +(-?[\d.]+\w*) +(\S+)% +(.+)$", done.stdout, re.M
+        )
+    ]
 
 
 def test_go_pprof_reads_our_profile_and_agrees_with_text(captures, tmp_path):
@@ -206,19 +244,30 @@ def test_pprof_keeps_functions_that_share_a_short_name(tmp_path):
     out.write_bytes(format_pprof(sym))
     net, rows = go_pprof_top(out, tmp_path)
     assert net == 4 * MiB
-    assert {name: (flat, cum) for name, flat, cum in rows} == {"f": (4 * MiB, 4 * MiB),
-                                                              "main": (0, 4 * MiB)}
+    assert {name: (flat, cum) for name, flat, cum in rows} == {
+        "f": (4 * MiB, 4 * MiB),
+        "main": (0, 4 * MiB),
+    }
 
 
-@pytest.mark.parametrize("full, short", [
-    ("std::basic_ostream<char, std::char_traits<char> >& std::operator<< <std::char_traits<char>"
-     " >(std::basic_ostream<char, std::char_traits<char> >&, char const*)", "std::operator<<"),
-    ("void* operator new(unsigned long)", "operator new"),
-    ("bool std::operator==<char>(std::string const&, char const*)", "std::operator=="),
-    ("ns::Foo::operator bool() const", "ns::Foo::operator bool"),
-    ("std::vector<int, std::allocator<int> >::operator[](unsigned long)",
-     "std::vector::operator[]"),
-])
+@pytest.mark.parametrize(
+    "full, short",
+    [
+        (
+            "std::basic_ostream<char, std::char_traits<char> >& std::operator<<"
+            " <std::char_traits<char> >(std::basic_ostream<char, std::char_traits<char> >&,"
+            " char const*)",
+            "std::operator<<",
+        ),
+        ("void* operator new(unsigned long)", "operator new"),
+        ("bool std::operator==<char>(std::string const&, char const*)", "std::operator=="),
+        ("ns::Foo::operator bool() const", "ns::Foo::operator bool"),
+        (
+            "std::vector<int, std::allocator<int> >::operator[](unsigned long)",
+            "std::vector::operator[]",
+        ),
+    ],
+)
 def test_cxx_operators_are_shown_without_return_type(full, short):
     assert short_name(full) == short
 
@@ -229,8 +278,13 @@ def test_base_reports_the_growth_and_nothing_else(captures):
     rows = {row["name"]: row for row in doc["rows"]}
     growth = (NEW_PAGES - OLD_PAGES) * (4096 + 8)
     # Each capture is an independent estimate: their variances add.
-    sd = math.hypot(relative_sd(NEW_PAGES, 4096, 1024) * NEW_PAGES * 4096,
-                    relative_sd(OLD_PAGES, 4096, 1024) * OLD_PAGES * 4096) / growth
+    sd = (
+        math.hypot(
+            relative_sd(NEW_PAGES, 4096, 1024) * NEW_PAGES * 4096,
+            relative_sd(OLD_PAGES, 4096, 1024) * OLD_PAGES * 4096,
+        )
+        / growth
+    )
     assert_estimate(rows["site_pages"]["flat"], growth, sd, 0.05)
     others = {name: row["flat"] for name, row in rows.items() if name != "site_pages"}
     assert max(map(abs, others.values())) <= 0.01 * growth, others
@@ -259,10 +313,16 @@ def test_base_in_every_format(captures, tmp_path):
 
 def test_focus_and_ignore_select_stacks(sites_exact):
     exe, heap = sites_exact
-    total_line, rows = text_rows(parse("-p", exe, "-f", heap, "-t", "--focus", "^site_",
-                                       "--ignore", "small").stdout)
-    assert set(rows) == {"site_pages", "main", "__libc_start_call_main", "__libc_start_main",
-                         "_start"}
+    total_line, rows = text_rows(
+        parse("-p", exe, "-f", heap, "-t", "--focus", "^site_", "--ignore", "small").stdout
+    )
+    assert set(rows) == {
+        "site_pages",
+        "main",
+        "__libc_start_call_main",
+        "__libc_start_main",
+        "_start",
+    }
     assert total_line == f"Total: {SITES_EXACT[0] * 4104 / MiB:.1f} MB"
 
 
@@ -275,18 +335,21 @@ def test_several_outputs_at_once(sites_exact, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["f.html", "p.pb.gz"]  # no temporary files left
 
 
-@pytest.mark.parametrize("args, expect", [
-    ("-t --base {dir}/missing.heap", "{dir}/missing.heap does not exist"),
-    ("-t --base {dir}", "{dir} is a directory"),
-    ("--pprof", "Option '--pprof' requires an argument"),
-    ("--pprof -t", "expected a file name, found '-t'"),
-    ("-t --focus (", "'(' is not a valid regular expression"),
-    ("-t --ignore [z-a]", "is not a valid regular expression"),
-    ("-t --json", "exactly one output"),
-    ("--flame {dir}/f.html -o {dir}/x", "--flame and --pprof take their own path"),
-    ("--flame {dir}/nowhere/f.html", "cannot write {dir}/nowhere/f.html"),
-    ("-t --nodefraction 2", "--nodefraction"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        ("-t --base {dir}/missing.heap", "{dir}/missing.heap does not exist"),
+        ("-t --base {dir}", "{dir} is a directory"),
+        ("--pprof", "Option '--pprof' requires an argument"),
+        ("--pprof -t", "expected a file name, found '-t'"),
+        ("-t --focus (", "'(' is not a valid regular expression"),
+        ("-t --ignore [z-a]", "is not a valid regular expression"),
+        ("-t --json", "exactly one output"),
+        ("--flame {dir}/f.html -o {dir}/x", "--flame and --pprof take their own path"),
+        ("--flame {dir}/nowhere/f.html", "cannot write {dir}/nowhere/f.html"),
+        ("-t --nodefraction 2", "--nodefraction"),
+    ],
+)
 def test_bad_input_is_one_line(sites_exact, tmp_path, capsys, args, expect):
     exe, heap = sites_exact
     argv = ["-p", str(exe), "-f", str(heap), *args.format(dir=tmp_path).split()]
@@ -322,14 +385,18 @@ def test_bulk_reader_reads_what_the_line_reader_reads(sites_exact):
     assert bulk.mappings == lines.mappings and bulk.build_ids == lines.build_ids
 
 
-@pytest.mark.parametrize("stacks", [
-    [[0x401A2B, 0x7F12A0029D90, 0x1, 0xFFFFFFFFFFFFFFFF], [0x2]],  # mixed widths
-    [[0x55D0C0A01234, 0x7F12A0029D90], [0x7FFD10000101]],  # one even width
-    [[0x401A2, 0x401B3], [0xFFFFF]],  # one odd width
-])
+@pytest.mark.parametrize(
+    "stacks",
+    [
+        [[0x401A2B, 0x7F12A0029D90, 0x1, 0xFFFFFFFFFFFFFFFF], [0x2]],  # mixed widths
+        [[0x55D0C0A01234, 0x7F12A0029D90], [0x7FFD10000101]],  # one even width
+        [[0x401A2, 0x401B3], [0xFFFFF]],  # one odd width
+    ],
+)
 def test_bulk_reader_handles_every_address_width(stacks):
-    text = "heap_v2/1\n" + "".join("@ " + " ".join(map(hex, s)) + f"\n  t*: {i}: 8 [2: 16]\n"
-                                   for i, s in enumerate(stacks))
+    text = "heap_v2/1\n" + "".join(
+        "@ " + " ".join(map(hex, s)) + f"\n  t*: {i}: 8 [2: 16]\n" for i, s in enumerate(stacks)
+    )
     heap = parse_heap(text + "\nMAPPED_LIBRARIES:\n")
     assert heap.stacks == [tuple(s) for s in stacks] and heap.addrs.dtype == np.uint64
     assert heap.acc_bytes.tolist() == [16, 16] and heap.cur_objs.tolist() == [0, 1]
@@ -354,8 +421,14 @@ def test_full_names_reach_every_output(build_fixture, tmp_path):
         return done.stdout
 
     reserve = "std::vector<Widget*, std::allocator<Widget*> >::reserve(unsigned long)"
-    for args in (["-t"], ["--json"], ["--collapsed"], ["-s", "-o", svg], ["--flame", flame],
-                 ["--pprof", pb]):
+    for args in (
+        ["-t"],
+        ["--json"],
+        ["--collapsed"],
+        ["-s", "-o", svg],
+        ["--flame", flame],
+        ["--pprof", pb],
+    ):
         full, short = names_in(*args, "--full-names"), names_in(*args)
         assert "make_widgets(int)" in full and reserve in full, args
         assert "make_widgets(int)" not in short and reserve not in short, args
@@ -364,13 +437,15 @@ def test_full_names_reach_every_output(build_fixture, tmp_path):
 
 # --- without -p: the program the file records ----------------------------------------
 
+
 def test_without_p_the_recorded_program_is_read(sites_exact, tmp_path):
     exe, heap = sites_exact
     with_p, without_p = parse("-p", exe, "-f", heap, "-t"), parse("-f", heap, "-t")
     assert without_p.stdout == with_p.stdout and with_p.stderr == ""
     build_id = read_heap(heap).build_ids[str(exe)]
-    assert without_p.stderr == (f"mem_parser: reading {exe}, the program that ran (build-id "
-                                f"{build_id})\n")
+    assert without_p.stderr == (
+        f"mem_parser: reading {exe}, the program that ran (build-id {build_id})\n"
+    )
     leaks = subprocess.run([MEM_PARSER, "-f", heap, "--json"], capture_output=True, text=True)
     assert leaks.returncode == 0 and json.loads(leaks.stdout)["program"] == str(exe)
 
@@ -387,12 +462,14 @@ def test_without_p_a_program_gone_or_rebuilt_is_refused(build_fixture, tmp_path)
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr == (
         f"mem_parser: {exe} is not the build that ran (build-id {read_build_id(rebuilt)}, the"
-        f" profile's {recorded}): it was rebuilt; give the binary that ran with -p BIN.\n")
+        f" profile's {recorded}): it was rebuilt; give the binary that ran with -p BIN.\n"
+    )
     exe.unlink()
     gone = subprocess.run([MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True)
     assert gone.returncode == 2 and gone.stderr == (
         f"mem_parser: {exe}, the program that ran, is no longer there: give a copy of it with"
-        " -p BIN.\n")
+        " -p BIN.\n"
+    )
     # -p stays for a copy elsewhere
     assert "site_pages" in parse("-p", build_fixture("sites"), "-f", heap, "-t").stdout
 

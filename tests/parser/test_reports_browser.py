@@ -17,23 +17,44 @@ from support.png import assert_not_blank
 def pages(sites_exact, tmp_path_factory) -> dict[str, Path]:
     exe, heap = sites_exact
     out = tmp_path_factory.mktemp("pages")
-    subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, "-s", "-o", out / "graph.svg",
-                    "--flame", out / "flame.html"], check=True)
+    subprocess.run(
+        [
+            MEM_PARSER,
+            "-p",
+            exe,
+            "-f",
+            heap,
+            "-s",
+            "-o",
+            out / "graph.svg",
+            "--flame",
+            out / "flame.html",
+        ],
+        check=True,
+    )
     return {"svg": out / "graph.svg", "flame": out / "flame.html"}
 
 
 def frames(dom: str) -> dict[str, str]:
     """{frame name: its style} of the flame graph's frames in a DOM dump."""
-    return {m["name"]: m["style"] for m in re.finditer(
-        r'<div class="frame[^"]*"[^>]*data-name="(?P<name>[^"]*)"[^>]*style="(?P<style>[^"]*)"',
-        dom)}
+    return {
+        m["name"]: m["style"]
+        for m in re.finditer(
+            r'<div class="frame[^"]*"[^>]*data-name="(?P<name>[^"]*)"[^>]*style="(?P<style>[^"]*)"',
+            dom,
+        )
+    }
 
 
 @pytest.mark.parametrize("page", ["svg", "flame"])
 def test_page_draws_something(pages, tmp_path, page):
     png = tmp_path / "shot.png"
-    chromium(f"--screenshot={png}", "--window-size=1200,800", pages[page].as_uri(),
-             profile_dir=tmp_path / "profile")
+    chromium(
+        f"--screenshot={png}",
+        "--window-size=1200,800",
+        pages[page].as_uri(),
+        profile_dir=tmp_path / "profile",
+    )
     assert_not_blank(png)
 
 
@@ -43,11 +64,15 @@ def test_flame_graph_is_self_contained(pages):
 
 
 def test_click_on_a_frame_zooms_into_it(pages, tmp_path):
-    before = frames(chromium("--dump-dom", pages["flame"].as_uri(),
-                             profile_dir=tmp_path / "profile").stdout)
+    before = frames(
+        chromium("--dump-dom", pages["flame"].as_uri(), profile_dir=tmp_path / "profile").stdout
+    )
     assert "site_small" in before and "width: 100%" not in before["site_pages"]
-    dom = chromium("--dump-dom", pages["flame"].as_uri() + "?selftest=click:site_pages",
-                   profile_dir=tmp_path / "profile").stdout
+    dom = chromium(
+        "--dump-dom",
+        pages["flame"].as_uri() + "?selftest=click:site_pages",
+        profile_dir=tmp_path / "profile",
+    ).stdout
     assert 'data-selftest="clicked"' in dom and 'data-zoom="site_pages"' in dom
     after = frames(dom)
     assert "left: 0%; width: 100%" in after["site_pages"]
@@ -56,8 +81,11 @@ def test_click_on_a_frame_zooms_into_it(pages, tmp_path):
 
 
 def test_search_highlights_matching_frames(pages, tmp_path):
-    dom = chromium("--dump-dom", pages["flame"].as_uri() + "?selftest=search:^site_",
-                   profile_dir=tmp_path / "profile").stdout
+    dom = chromium(
+        "--dump-dom",
+        pages["flame"].as_uri() + "?selftest=search:^site_",
+        profile_dir=tmp_path / "profile",
+    ).stdout
     highlighted = set(re.findall(r'<div class="frame match"[^>]*data-name="([^"]*)"', dom))
     assert highlighted == {"site_pages", "site_small"}
     assert re.search(r'<span id="matched">Matched: [\d.]+ MB \(99\.\d+%\)</span>', dom)

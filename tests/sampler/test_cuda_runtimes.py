@@ -65,12 +65,17 @@ def plain_runs(exe, standin_dir, runtime, tmp_path_factory):
     start (up to its last request, for an export table)."""
     version, lib = runtime
     trace = tmp_path_factory.mktemp("trace") / f"{version}.trace"
-    proc = subprocess.run([exe, str(lib)], env=standin_env(standin_dir, STANDIN_TRACE=str(trace)),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [exe, str(lib)],
+        env=standin_env(standin_dir, STANDIN_TRACE=str(trace)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     text = trace.read_text()
     end = text.rindex("cuda cuGetExportTable ")
-    return proc, text[:text.index("\n", end) + 1]
+    return proc, text[: text.index("\n", end) + 1]
 
 
 def test_nvidia_runtime_starts_up_to_the_export_tables(runtime, plain_runs):
@@ -91,7 +96,8 @@ def test_nvidia_runtime_starts_up_to_the_export_tables(runtime, plain_runs):
     assert re.search(r"^start error=801$", proc.stdout, re.M)
     assert runtime_calls(proc.stdout) == {
         site: (heap, requested, CUDA_ERROR_NOT_SUPPORTED)
-        for site, (heap, _, requested) in truth.RUNTIME_SITES.items()}
+        for site, (heap, _, requested) in truth.RUNTIME_SITES.items()
+    }
 
 
 def test_standin_runtime_asks_as_nvidia_runtime_does(runtime, plain_runs):
@@ -102,7 +108,7 @@ def test_standin_runtime_asks_as_nvidia_runtime_does(runtime, plain_runs):
         pytest.skip("the stand-in runtime follows 12.4 and later")
     nvidia = [r[1:] for r in lookups(plain_runs[1])]
     position = 0
-    for request in truth.STANDIN_RUNTIME_REQUESTS:   # ValueError: not asked, or out of order
+    for request in truth.STANDIN_RUNTIME_REQUESTS:  # ValueError: not asked, or out of order
         position = nvidia.index(request, position) + 1
 
 
@@ -116,8 +122,9 @@ def test_runtime_table_holds_the_wrappers(exe, standin_dir, runtime, plain_runs,
     assert table(proc.stdout) == {"libcuda.so.1": OTHER_DRIVER_FUNCTIONS, "libmemprof.so": wanted}
 
 
-def test_every_runtime_and_driver_allocation_is_recorded(exe, standin_dir, runtime, plain_runs,
-                                                        tmp_path):
+def test_every_runtime_and_driver_allocation_is_recorded(
+    exe, standin_dir, runtime, plain_runs, tmp_path
+):
     _, lib = runtime
     proc, heaps = run_device(exe, [str(lib)], tmp_path / "r_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
@@ -132,18 +139,22 @@ def test_nvidia_runtime_under_mem_parser(exe, standin_dir, tmp_path):
     lib = runtime_library(VERSIONS[-1])
     proc, heaps = run_device(exe, [str(lib)], tmp_path / "m_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
-    text = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
-                           str(heaps["cuda_host"]), "-t"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        [MEM_PARSER, "-p", str(exe), "-f", str(heaps["cuda_host"]), "-t"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     section = text.split("\nFailed allocations in the cuda_host heap: 2\n")[1].splitlines()
-    assert [line.split()[:4] for line in section] == [["0.5", "MB", "error", "801"],
-                                                      ["0.2", "MB", "error", "801"]]
+    assert [line.split()[:4] for line in section] == [
+        ["0.5", "MB", "error", "801"],
+        ["0.2", "MB", "error", "801"],
+    ]
     assert " rt_malloc_host < runtime_sites < main" in section[0]
     assert " rt_host_alloc < runtime_sites < main" in section[1]
 
 
-def test_runtime_registrations_and_ipc_opens_pass_through_the_hooks(standin_dir, runtime,
-                                                                    tmp_path):
+def test_runtime_registrations_and_ipc_opens_pass_through_the_hooks(standin_dir, runtime, tmp_path):
     """cudaHostRegister, cudaHostUnregister, cudaIpcOpenMemHandle and
     cudaIpcCloseMemHandle are the sampler's wrappers and fail as without it (the runtime
     did not start); the driver's registrations and opens are noted, nothing else."""
@@ -157,13 +168,20 @@ def test_runtime_registrations_and_ipc_opens_pass_through_the_hooks(standin_dir,
     assert checksum(proc.stdout) == checksum(plain.stdout)
     assert re.search(r"^start error=801$", proc.stdout, re.M)
     calls = foreign_calls(proc.stdout)
-    assert {site: via for site, (via, _, _) in foreign_calls(plain.stdout).items()} == \
-        called_as(lib.name, "libcuda.so.1")
-    assert {site: via for site, (via, _, _) in calls.items()} == \
-        called_as("libmemprof.so", "libmemprof.so")
+    assert {site: via for site, (via, _, _) in foreign_calls(plain.stdout).items()} == called_as(
+        lib.name, "libcuda.so.1"
+    )
+    assert {site: via for site, (via, _, _) in calls.items()} == called_as(
+        "libmemprof.so", "libmemprof.so"
+    )
     assert {site: error for site, (_, _, error) in calls.items()} == {
         site: CUDA_ERROR_NOT_SUPPORTED if site.startswith("rt_") else 0
-        for site in truth.FOREIGN_SITES}
-    assert_foreign(heaps, exe, calls, [site for site, rec in truth.FOREIGN_SITES.items()
-                                       if rec[4] and site.startswith("drv_")])
+        for site in truth.FOREIGN_SITES
+    }
+    assert_foreign(
+        heaps,
+        exe,
+        calls,
+        [site for site, rec in truth.FOREIGN_SITES.items() if rec[4] and site.startswith("drv_")],
+    )
     assert_sites(heaps, exe, truth.SITES["device_foreign"])

@@ -28,8 +28,9 @@ from support.profiling import report
 from mem_profiler.parser.heapfile import read_heap
 
 
-def profile_unchanged(program: str, mode: str, standin_dir: Path,
-                      prefix: Path) -> tuple[Path, dict[str, Path]]:
+def profile_unchanged(
+    program: str, mode: str, standin_dir: Path, prefix: Path
+) -> tuple[Path, dict[str, Path]]:
     """Runs a fixture without and with the sampler: the same results; its heap files."""
     exe = build_device_fixture(program, standin_dir)
     env = standin_env(standin_dir)
@@ -40,25 +41,32 @@ def profile_unchanged(program: str, mode: str, standin_dir: Path,
     return exe, heaps
 
 
-@pytest.mark.parametrize("program,mode", [("device_cuda", "local"), ("device_cuda", "global"),
-                                          ("device_cuda_direct", "direct")])
+@pytest.mark.parametrize(
+    "program,mode",
+    [("device_cuda", "local"), ("device_cuda", "global"), ("device_cuda_direct", "direct")],
+)
 def test_every_cuda_path_counted_once(standin_dir, tmp_path, program, mode):
     exe, heaps = profile_unchanged(program, mode, standin_dir, tmp_path / "c_")
     assert {"host", "cuda", "cuda_host"} <= set(heaps)
     assert_sites(heaps, exe, truth.SITES["device_cuda"])
 
 
-@pytest.mark.parametrize("program,mode", [("device_acl", "local"), ("device_acl", "global"),
-                                          ("device_acl_linked", "linked")])
+@pytest.mark.parametrize(
+    "program,mode",
+    [("device_acl", "local"), ("device_acl", "global"), ("device_acl_linked", "linked")],
+)
 def test_acl_and_hal_paths_counted_once_with_labels(standin_dir, tmp_path, program, mode):
     exe, heaps = profile_unchanged(program, mode, standin_dir, tmp_path / "a_")
     assert_sites(heaps, exe, truth.SITES["device_acl"])
     # The HAL's flags become labels of its stacks: device id, memory type, module id.
     labels = re.findall(r"^# labels: (.*)$", heaps["hal"].read_text(), re.M)
     memtypes = "SVM DEV HOST DVPP".split()
-    expected = {f"device={r['label']['device']} memtype={memtypes[r['label']['memtype']]} "
-                f"module={r['label']['module']}"
-                for r in truth.SITES["device_acl"] if r["heap"] == "hal"}
+    expected = {
+        f"device={r['label']['device']} memtype={memtypes[r['label']['memtype']]} "
+        f"module={r['label']['module']}"
+        for r in truth.SITES["device_acl"]
+        if r["heap"] == "hal"
+    }
     assert set(labels) == expected
 
 
@@ -71,10 +79,12 @@ def test_failed_device_allocations_are_recorded_once(standin_dir, tmp_path, prog
     assert_sites(heaps, exe, truth.OOM[program]["sites"])
     for heap, failures in truth.by_heap("", truth.OOM[program]["failures"]).items():
         text = heaps[heap].read_text()
-        recorded = re.findall(r"^# failed_alloc: time_ns=\d+ bytes=(\d+) error=(\d+) @ ", text,
-                              re.M)
-        assert sorted(recorded) == sorted((str(f["requested"]), str(f["error"]))
-                                          for f in failures.values())
+        recorded = re.findall(
+            r"^# failed_alloc: time_ns=\d+ bytes=(\d+) error=(\d+) @ ", text, re.M
+        )
+        assert sorted(recorded) == sorted(
+            (str(f["requested"]), str(f["error"])) for f in failures.values()
+        )
         assert f"# failed_allocs: {len(failures)}\n" in text
 
 
@@ -96,19 +106,33 @@ def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir
     prefix = str(heaps["host"]).removesuffix(".heap")
 
     def parse(*args: str) -> str:
-        done = subprocess.run([MEM_PARSER, "-p", str(exe), *args], capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [MEM_PARSER, "-p", str(exe), *args], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     # A capture's prefix means all its heaps: side by side in -t.
     side = parse("-f", prefix, "-t").splitlines()
     assert side[0] == "Total MB: host 0.0, cuda 54.0, cuda_host 1.5"
-    assert side[1].split() == ["host", "flat", "host", "cum", "cuda", "flat", "cuda", "cum",
-                               "cuda_host", "flat", "cuda_host", "cum"]
+    assert side[1].split() == [
+        "host",
+        "flat",
+        "host",
+        "cum",
+        "cuda",
+        "flat",
+        "cuda",
+        "cum",
+        "cuda_host",
+        "flat",
+        "cuda_host",
+        "cum",
+    ]
     assert side[2].split() == ["0.0", "0.0", "32.0", "32.0", "0.0", "0.0", "fw_alloc_segment"]
     assert parse("-f", str(heaps["host"]), "-f", str(heaps["cuda"]), "-t").startswith(
-        "Total MB: host 0.0, cuda 54.0\n")
+        "Total MB: host 0.0, cuda 54.0\n"
+    )
     # --heap picks one; its graph and flame graph draw in the heap's own hue (blue).
     assert parse("-f", prefix, "--heap", "cuda", "-t").startswith("Total: 54.0 MB\n")
     svg = parse("-f", prefix, "--heap", "cuda", "-s")
@@ -117,14 +141,17 @@ def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir
     parse("-f", prefix, "--heap", "cuda_host", "--flame", str(flame))
     assert '"heap":"cuda_host","hue":265' in flame.read_text()
     # Several heaps are for -t only; a heap the capture lacks is refused.
-    for args, message in ((["-f", prefix, "-s"], "side by side only in a plain -t; for"
-                           " that report choose one with --heap"),
-                          (["-f", prefix, "-t", "--focus", "fw_"], "for --focus choose one"),
-                          (["-f", prefix, "-t", "--lines"], "for --lines choose one"),
-                          (["-f", prefix, "-t", "--peak"], "for that report choose one"),
-                          (["-f", prefix, "--heap", "hal", "-t"], "no hal heap among")):
-        done = subprocess.run([MEM_PARSER, "-p", str(exe), *args], capture_output=True,
-                              text=True)
+    for args, message in (
+        (
+            ["-f", prefix, "-s"],
+            "side by side only in a plain -t; for that report choose one with --heap",
+        ),
+        (["-f", prefix, "-t", "--focus", "fw_"], "for --focus choose one"),
+        (["-f", prefix, "-t", "--lines"], "for --lines choose one"),
+        (["-f", prefix, "-t", "--peak"], "for that report choose one"),
+        (["-f", prefix, "--heap", "hal", "-t"], "no hal heap among"),
+    ):
+        done = subprocess.run([MEM_PARSER, "-p", str(exe), *args], capture_output=True, text=True)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1
 
 
@@ -133,9 +160,12 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
     env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
     proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
     assert proc.returncode == 0, proc.stderr
-    text = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
-                           str(heaps["cuda"]), "-t"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        [MEM_PARSER, "-p", str(exe), "-f", str(heaps["cuda"]), "-t"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     section = text.split("\nFailed allocations in the cuda heap: 2\n")[1].splitlines()
     assert len(section) == 2
     assert all(line.split()[:4] == ["1024.0", "MB", "error", "2"] for line in section)
@@ -164,12 +194,16 @@ def test_failed_allocations_are_counted_per_heap_every_one(standin_dir, tmp_path
     env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(1 << 20))
     proc, heaps = run_device(Path(sys.executable), ["-c", FAILURE_STORM], tmp_path / "s_", env)
     assert proc.returncode == 0, proc.stderr
-    for heap, count, kept, line in (("cuda", 70, 64, "bytes=2097152 error=2"),
-                                    ("cuda_host", 3, 3, "bytes=4096 error=1")):
+    for heap, count, kept, line in (
+        ("cuda", 70, 64, "bytes=2097152 error=2"),
+        ("cuda_host", 3, 3, "bytes=4096 error=1"),
+    ):
         text = heaps[heap].read_text()
         assert f"# failed_allocs: {count}\n" in text
-        assert re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) @ ", text,
-                          re.M) == [line] * kept
+        assert (
+            re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) @ ", text, re.M)
+            == [line] * kept
+        )
 
 
 ENTRY_POINTS = r"""
@@ -229,8 +263,9 @@ def test_getters_hand_out_the_variant_asked_for_wrapped(standin_dir, tmp_path):
     cuGetProcAddress at 11030 and 12000 the wrappers of the four- and five-argument
     getters; the 32-bit cuMemAlloc of version 2000 is nobody's: nothing is handed out."""
     build_device_fixture("device_cuda", standin_dir)
-    proc, heaps = run_device(Path(sys.executable), ["-c", ENTRY_POINTS], tmp_path / "e_",
-                             standin_env(standin_dir))
+    proc, heaps = run_device(
+        Path(sys.executable), ["-c", ENTRY_POINTS], tmp_path / "e_", standin_env(standin_dir)
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "cudaGetDriverEntryPoint libmemprof.so:cuMemAllocAsync_ptsz",
@@ -240,12 +275,14 @@ def test_getters_hand_out_the_variant_asked_for_wrapped(standin_dir, tmp_path):
         "cuGetProcAddress 11030 libmemprof.so:cuGetProcAddress",
         "cuGetProcAddress 12000 libmemprof.so:cuGetProcAddress_v2",
         "v1 cuMemAlloc 3020 libmemprof.so:cuMemAlloc_v2",
-        "v2 cuMemAlloc 2000 None"]
-    profile = read_heap(heaps["cuda"])   # the four from one line of Python: one stack
+        "v2 cuMemAlloc 2000 None",
+    ]
+    profile = read_heap(heaps["cuda"])  # the four from one line of Python: one stack
     assert (profile.acc_objs.tolist(), profile.acc_bytes.tolist()) == ([4], [10 << 20])
 
 
 # --- memory registered with CUDA or opened through IPC: listed, never counted ----------
+
 
 @pytest.fixture(scope="module")
 def foreign_run(standin_dir, tmp_path_factory):
@@ -270,14 +307,15 @@ def test_registered_and_opened_memory_is_listed_never_counted(foreign_run):
     exe, plain, proc, heaps = foreign_run
     assert checksum(proc.stdout) == checksum(plain.stdout)
     calls = foreign_calls(proc.stdout)
-    assert {site: via for site, (via, _, _) in foreign_calls(plain.stdout).items()} == \
-        called_as("libcudart.so.12", "libcuda.so.1")
-    assert {site: via for site, (via, _, _) in calls.items()} == \
-        called_as("libmemprof.so", "libmemprof.so")
+    assert {site: via for site, (via, _, _) in foreign_calls(plain.stdout).items()} == called_as(
+        "libcudart.so.12", "libcuda.so.1"
+    )
+    assert {site: via for site, (via, _, _) in calls.items()} == called_as(
+        "libmemprof.so", "libmemprof.so"
+    )
     assert {error for _, _, error in calls.values()} == {0}
     assert calls["drv_ipc_reopen"][1] == calls["drv_ipc_open"][1], "one mapping, two opens"
-    assert_foreign(heaps, exe, calls, [site for site, rec in truth.FOREIGN_SITES.items()
-                                       if rec[4]])
+    assert_foreign(heaps, exe, calls, [site for site, rec in truth.FOREIGN_SITES.items() if rec[4]])
     assert_sites(heaps, exe, truth.SITES["device_foreign"])
 
 
@@ -286,32 +324,38 @@ def test_text_and_json_reports_list_the_foreign_ranges(foreign_run):
     calls = foreign_calls(proc.stdout)
 
     def parse(heap: str, fmt: str) -> str:
-        return subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
-                               str(heaps[heap]), fmt], capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            [MEM_PARSER, "-p", str(exe), "-f", str(heaps[heap]), fmt],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     text = parse("cuda_host", "-t")
-    assert text.startswith("Total: 1.0 MB\n")   # drv_alloc_host alone
-    header = ("\nMemory registered with CUDA or opened from another process (not counted in"
-              " the cuda_host heap): 3 ranges, 0.8 MB\n")
+    assert text.startswith("Total: 1.0 MB\n")  # drv_alloc_host alone
+    header = (
+        "\nMemory registered with CUDA or opened from another process (not counted in"
+        " the cuda_host heap): 3 ranges, 0.8 MB\n"
+    )
     section = text.split(header)[1].splitlines()
     assert [line.split()[:4] for line in section] == [
         ["0.2", "MB", "host_register", hex(calls["rt_register"][1])],
         ["0.5", "MB", "host_register", hex(calls["drv_register"][1])],
-        ["64.0", "kB", "host_register", hex(calls["drv_register_v1"][1])]]
+        ["64.0", "kB", "host_register", hex(calls["drv_register_v1"][1])],
+    ]
     assert " rt_register_range < rt_register < runtime_sites < main" in section[0]
     assert " drv_register_range < drv_register < driver_sites < main" in section[1]
     assert " drv_register_range < drv_register_v1 < driver_sites < main" in section[2]
 
     document = json.loads(parse("cuda", "--json"))
-    assert document["total"] == 1 << 20   # drv_alloc alone
+    assert document["total"] == 1 << 20  # drv_alloc alone
     ranges = document["foreign"]["ranges"]
     assert document["foreign"]["unrecorded"] == 0
     assert [(r["kind"], r["address"], r["bytes"], r["stack"][:2]) for r in ranges] == [
         ("ipc_open", calls["rt_ipc_open"][1], 4 << 20, ["rt_open_handle", "rt_ipc_open"]),
         ("ipc_open", calls["drv_ipc_open"][1], 2 << 20, ["drv_open_handle", "drv_ipc_open"]),
-        ("ipc_open", calls["drv_ipc_open_v1"][1], 3 << 20,
-         ["drv_open_handle", "drv_ipc_open_v1"])]
+        ("ipc_open", calls["drv_ipc_open_v1"][1], 3 << 20, ["drv_open_handle", "drv_ipc_open_v1"]),
+    ]
 
 
 FOREIGN_STORM = r"""
@@ -338,17 +382,24 @@ def test_foreign_ranges_beyond_the_table_are_counted(standin_dir, tmp_path):
     counted (their unregistering takes no other note away), and ranges registered once
     unregistering made room are noted again."""
     build_device_fixture("device_foreign", standin_dir)
-    proc, heaps = run_device(Path(sys.executable), ["-c", FOREIGN_STORM], tmp_path / "s_",
-                             standin_env(standin_dir))
+    proc, heaps = run_device(
+        Path(sys.executable), ["-c", FOREIGN_STORM], tmp_path / "s_", standin_env(standin_dir)
+    )
     assert proc.returncode == 0, proc.stderr
     profile = read_heap(heaps["cuda_host"])
     assert profile.meta["foreign_unrecorded"] == "6"
     assert [(f.kind, f.address, f.bytes) for f in profile.foreign] == [
-        ("host_register", int(p), 4096) for p in proc.stdout.split()]
+        ("host_register", int(p), 4096) for p in proc.stdout.split()
+    ]
     assert (profile.acc_objs.sum(), len(profile.failures)) == (0, 0)
-    text = subprocess.run([MEM_PARSER, "-p", sys.executable, "-f",
-                           str(heaps["cuda_host"]), "-t"], capture_output=True, text=True,
-                          check=True).stdout
-    assert ("\nMemory registered with CUDA or opened from another process (not counted in the"
-            " cuda_host heap): 58 ranges, 0.2 MB (6 more not recorded: the sampler's table"
-            " was full)\n") in text
+    text = subprocess.run(
+        [MEM_PARSER, "-p", sys.executable, "-f", str(heaps["cuda_host"]), "-t"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        "\nMemory registered with CUDA or opened from another process (not counted in the"
+        " cuda_host heap): 58 ranges, 0.2 MB (6 more not recorded: the sampler's table"
+        " was full)\n"
+    ) in text

@@ -43,6 +43,7 @@ def planted():
 
 # --- files the sampler writes ----------------------------------------------------------
 
+
 def test_planted_links_never_redirect_a_dump_or_a_log(build_fixture, tmp_path, clean_env):
     """Links at every name the sampler would write, planted once the pid is known:
     the victim is untouched, and the files are ours, regular and complete."""
@@ -51,11 +52,23 @@ def test_planted_links_never_redirect_a_dump_or_a_log(build_fixture, tmp_path, c
     victim.write_text("precious\n")
     out = tmp_path / "out"
     out.mkdir()
-    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "MEMPROF_RATE": "1",
-           "MEMPROF_MODE": "log", "MEMPROF_LOG_CAP": "4096", "MEMPROF_LOG_FILES": "100",
-           "MEMPROF_PREFIX": f"{out}/x_", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen([str(exe), "wait_stdin", "0"], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    env = {
+        "LD_PRELOAD": str(LIBMEMPROF),
+        "MEMPROF_CAPTURE": "1",
+        "MEMPROF_RATE": "1",
+        "MEMPROF_MODE": "log",
+        "MEMPROF_LOG_CAP": "4096",
+        "MEMPROF_LOG_FILES": "100",
+        "MEMPROF_PREFIX": f"{out}/x_",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.Popen(
+        [str(exe), "wait_stdin", "0"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready"
     stem = f"x_{proc.pid}.0001"
     names = [f"{stem}.heap", f"{stem}.heap.tmp"] + [f"{stem}.{k}.memlog" for k in range(2, 40)]
@@ -71,24 +84,30 @@ def test_planted_links_never_redirect_a_dump_or_a_log(build_fixture, tmp_path, c
     logs = [out / f"{stem}.{k}.memlog" for k in range(1, 40)]
     written = [p for p in logs if p.exists() and not p.is_symlink()]
     assert len(written) >= 3 and all(p.stat().st_size >= 48 for p in written)
-    assert [p for p in out.glob("*.tmp") if not p.is_symlink()] == []   # none of ours left
+    assert [p for p in out.glob("*.tmp") if not p.is_symlink()] == []  # none of ours left
 
 
 # --- control blocks -------------------------------------------------------------------
+
 
 def start_after_line(exe: Path) -> tuple[subprocess.Popen, int]:
     """exe with the sampler, exec'd by a shell only once a line arrives on stdin: its
     pid is known before the sampler runs."""
     script = f'read line; exec env LD_PRELOAD={LIBMEMPROF} "$0"'
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")
-           and k != "LD_PRELOAD"}
-    proc = subprocess.Popen(["/bin/sh", "-c", script, str(exe)], env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"
+    }
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", script, str(exe)],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     return proc, proc.pid
 
 
-def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp_path,
-                                                                 planted):
+def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp_path, planted):
     user = other_user("memprof_other")
     proc, pid = start_after_line(server_exe)
     try:
@@ -101,9 +120,12 @@ def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp
         wait_for(lambda: len(block_candidates(pid)) == 2, what="a block under another name")
         (block,) = [p for p in block_candidates(pid) if not Path(p).is_dir()]
         assert stat.S_ISREG(os.lstat(block).st_mode) and os.lstat(block).st_uid == 0
-        capture = subprocess.run([MEM_PROFILER, "-p", str(pid), "-s", "0.3",
-                                  "-o", str(tmp_path / "c_")], capture_output=True, text=True,
-                                 timeout=30)
+        capture = subprocess.run(
+            [MEM_PROFILER, "-p", str(pid), "-s", "0.3", "-o", str(tmp_path / "c_")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert capture.returncode == 0, capture.stderr
         assert (tmp_path / f"c_{pid}.0001.heap").is_file()
         (target,) = [t for t in list_targets() if t.pid == pid]
@@ -118,8 +140,12 @@ def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp
 
 def test_list_survives_what_others_leave_in_dev_shm(server, planted):
     user = other_user("memprof_other")
-    planted += [SHM / "mem_profiler.999999", SHM / "mem_profiler.999998",
-                SHM / "mem_profiler.1", SHM / f"mem_profiler.{server.pid}.spoof"]
+    planted += [
+        SHM / "mem_profiler.999999",
+        SHM / "mem_profiler.999998",
+        SHM / "mem_profiler.1",
+        SHM / f"mem_profiler.{server.pid}.spoof",
+    ]
     as_user(user, "ln", "-s", "/nonexistent", str(planted[0]))
     as_user(user, "ln", "-s", "/etc/passwd", str(planted[1]))
     as_user(user, "mkdir", str(planted[2]))
@@ -140,7 +166,7 @@ def test_list_survives_a_block_removed_while_it_looks(server, monkeypatch, tmp_p
     fake.write_bytes(b"\0" * 64)
     real_scandir = os.scandir
 
-    def scandir_then_remove(path):   # the listing of list_targets only
+    def scandir_then_remove(path):  # the listing of list_targets only
         monkeypatch.setattr(os, "scandir", real_scandir)
         with real_scandir(path) as entries:
             listed = list(entries)
@@ -158,14 +184,18 @@ def test_list_survives_a_block_removed_while_it_looks(server, monkeypatch, tmp_p
 
 def test_list_escapes_names_as_ps_does(server_exe, clean_env):
     evil = "evil\n 1 root idle /sbin/init \x1b]0;PWNED\x07"
-    proc = subprocess.Popen(["/bin/bash", "-c", 'exec -a "$0" "$1"', evil, str(server_exe)],
-                            env={"LD_PRELOAD": str(LIBMEMPROF), "PATH": "/usr/bin:/bin"},
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["/bin/bash", "-c", 'exec -a "$0" "$1"', evil, str(server_exe)],
+        env={"LD_PRELOAD": str(LIBMEMPROF), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         pid = int(proc.stdout.readline().split()[1])
         wait_for(lambda: block_candidates(pid), what="a control block")
-        out = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True,
-                             timeout=30).stdout
+        out = subprocess.run(
+            [MEM_PROFILER, "list"], capture_output=True, text=True, timeout=30
+        ).stdout
         (row,) = [r for r in out.splitlines() if r.split()[0] == str(pid)]
         assert row.endswith("evil? 1 root idle /sbin/init ?]0;PWNED?")
         assert "\x1b" not in out and " 1  root" not in out.replace(row, "")
@@ -184,12 +214,17 @@ def test_a_live_process_of_another_version_keeps_its_block(server):
         f.seek(8)
         f.write((999).to_bytes(4, "little"))
     try:
-        proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.2"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [MEM_PROFILER, "-p", str(server.pid), "-s", "0.2"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert proc.returncode == 1 and proc.stderr == (
             f"mem_profiler: process {server.pid} runs another version of the sampler (control"
             f" block ABI 999, this mem_profiler speaks {int.from_bytes(abi, 'little')}):"
-            " capture it with that version's mem_profiler\n")
+            " capture it with that version's mem_profiler\n"
+        )
         (target,) = [t for t in list_targets() if t.pid == server.pid]
         assert target.state == "other ABI" and os.path.exists(path)
     finally:
@@ -201,12 +236,18 @@ def test_a_live_process_of_another_version_keeps_its_block(server):
 
 # --- failed dumps ---------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def small_file_system(folder: Path, size: str) -> Iterator[Path]:
     """`folder` as the mount point of a tmpfs of `size`, for the time of the block."""
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs CAP_SYS_ADMIN")
     try:
         yield folder
@@ -230,13 +271,17 @@ def test_a_failed_dump_is_a_failure_with_its_reason(server, full_folder, where):
         "long name": (f"{full_folder.parent}/{'n' * 250}_", "File name too long"),
         "proc": ("/proc/x_", None),
     }[where]
-    proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", prefix],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", prefix],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.startswith(f"mem_profiler: process {server.pid} could not write "
-                                  f"{prefix}{server.pid}.0001.heap: ")
-    assert proc.stderr.count("\n") == 1 and (reason is None or proc.stderr.endswith(
-        reason + "\n"))
+    assert proc.stderr.startswith(
+        f"mem_profiler: process {server.pid} could not write {prefix}{server.pid}.0001.heap: "
+    )
+    assert proc.stderr.count("\n") == 1 and (reason is None or proc.stderr.endswith(reason + "\n"))
     (target,) = [t for t in list_targets() if t.pid == server.pid]
     assert (target.state, target.last_dump) == ("idle", "")
 
@@ -244,8 +289,11 @@ def test_a_failed_dump_is_a_failure_with_its_reason(server, full_folder, where):
 def test_a_folder_name_that_is_not_utf8(server, tmp_path):
     folder = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
     os.mkdir(folder)
-    proc = subprocess.run([MEM_PROFILER, "-p", str(server.pid), "-s", "0.2", "-o",
-                           f"{folder}/x_"], capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [MEM_PROFILER, "-p", str(server.pid), "-s", "0.2", "-o", f"{folder}/x_"],
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     heap = os.path.join(os.fsencode(folder), f"x_{server.pid}.0001.heap".encode())
     assert os.path.isfile(heap)
@@ -258,8 +306,12 @@ def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
     shutil.copy2(server_exe, exe)
     s = Server(Path(exe))
     try:
-        proc = subprocess.run([MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o",
-                               f"{tmp_path}/u_"], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o", f"{tmp_path}/u_"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         s.stop()
     assert proc.returncode == 0, proc.stderr
@@ -269,24 +321,35 @@ def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
 def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_path):
     """A prefix is a name, not a pattern: `a[1]_` does not stand for `a1_`."""
     exe = build_fixture("mixed_sizes")
-    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/a[1]_", "--",
-                           str(exe), "10", "1"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/a[1]_", "--", str(exe), "10", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     (heap,) = tmp_path.glob("a?1?_*.heap")
     # What the prefix would match as a pattern: another capture's device heap.
     decoy = tmp_path / heap.name.replace("a[1]_", "a1_").replace(".heap", ".cuda.heap")
     decoy.write_text(heap.read_text().replace("# heap: host", "# heap: cuda"))
-    parse = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
-                            str(heap).removesuffix(".heap"), "-t"], capture_output=True,
-                           text=True, timeout=30)
+    parse = subprocess.run(
+        [MEM_PARSER, "-p", str(exe), "-f", str(heap).removesuffix(".heap"), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert parse.returncode == 0, parse.stderr
     assert parse.stdout.startswith("Total: ") and "mixed_site" in parse.stdout
 
 
 def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
     exe = build_fixture("endings")
-    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--",
-                           str(exe), "getattr"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--", str(exe), "getattr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 1
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"mem_profiler: could not write {full_folder}/x_")
@@ -296,17 +359,39 @@ def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
 def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
     exe = build_fixture("mixed_sizes")
     with small_file_system(tmp_path / "small", "256k") as folder:
-        proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "--log-cap",
-                               "65536", "-o", f"{folder}/l_", "--", str(exe), "20000", "0"],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                MEM_PROFILER,
+                "run",
+                "-c",
+                "1",
+                "--mode",
+                "log",
+                "--log-cap",
+                "65536",
+                "-o",
+                f"{folder}/l_",
+                "--",
+                str(exe),
+                "20000",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 1, proc.stderr
         logs = sorted(folder.glob("l_*.memlog"))
         assert logs and all(p.stat().st_size >= 48 for p in logs), [
-            (p.name, p.stat().st_size) for p in logs]
+            (p.name, p.stat().st_size) for p in logs
+        ]
         assert [p.name.split(".")[-2] for p in logs] == [str(k) for k in range(1, len(logs) + 1)]
-        timeline = subprocess.run([MEM_PARSER, "-p", str(exe), "-f",
-                                   str(logs[-1]), "--leaks"], capture_output=True, text=True,
-                                  timeout=60)
+        timeline = subprocess.run(
+            [MEM_PARSER, "-p", str(exe), "-f", str(logs[-1]), "--leaks"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert timeline.returncode == 0, timeline.stderr
         assert "Traceback" not in timeline.stderr
 
@@ -315,28 +400,53 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
     """The .heap file's `# log_stopped:` line (written when a log write failed) becomes a
     warning with where the log ends."""
     exe = build_fixture("mixed_sizes")
-    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "-o",
-                           f"{tmp_path}/s_", "--", str(exe), "2000", "0"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            MEM_PROFILER,
+            "run",
+            "-c",
+            "1",
+            "--mode",
+            "log",
+            "-o",
+            f"{tmp_path}/s_",
+            "--",
+            str(exe),
+            "2000",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     (heap,) = tmp_path.glob("s_*.heap")
     text = heap.read_text()
     heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
-    leaks = subprocess.run([MEM_PARSER, "-p", str(exe), "-f", str(heap),
-                            "--leaks"], capture_output=True, text=True, timeout=60)
+    leaks = subprocess.run(
+        [MEM_PARSER, "-p", str(exe), "-f", str(heap), "--leaks"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert leaks.returncode == 0, leaks.stderr
     (warning,) = [line for line in leaks.stderr.splitlines() if "stopped early" in line]
-    assert warning.startswith("mem_parser: warning: the event log stopped early (No space left"
-                              " on device): events after ")
+    assert warning.startswith(
+        "mem_parser: warning: the event log stopped early (No space left on device): events after "
+    )
     assert warning.endswith(" ms of the window are missing."), proc.stderr
 
 
 # --- messages -------------------------------------------------------------------------
 
+
 def test_a_killed_log_mode_target_says_where_its_log_went(server_exe, tmp_path):
     s = Server(server_exe)
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(s.pid), "-s", "30", "--mode", "log",
-                                   "-o", str(tmp_path / "k_")], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(s.pid), "-s", "30", "--mode", "log", "-o", str(tmp_path / "k_")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: list(tmp_path.glob("k_*.memlog")), what="the log")
         time.sleep(0.3)
@@ -346,23 +456,32 @@ def test_a_killed_log_mode_target_says_where_its_log_went(server_exe, tmp_path):
     assert controller.returncode == 1
     logs = sorted(str(p) for p in tmp_path.glob(f"k_{s.pid}.0001.*.memlog"))
     assert logs
-    assert err.strip() == (f"mem_profiler: process {s.pid} ended during the capture; it left "
-                           + ", ".join(logs))
+    assert err.strip() == (
+        f"mem_profiler: process {s.pid} ended during the capture; it left " + ", ".join(logs)
+    )
 
 
 def test_attach_to_a_sampler_without_control_block_says_why(server_exe, clean_env):
-    proc = subprocess.Popen([str(server_exe)], stdout=subprocess.PIPE, text=True,
-                            env={"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CONTROL": "0",
-                                 "PATH": "/usr/bin:/bin"})
+    proc = subprocess.Popen(
+        [str(server_exe)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CONTROL": "0", "PATH": "/usr/bin:/bin"},
+    )
     try:
         pid = int(proc.stdout.readline().split()[1])
-        out = subprocess.run([MEM_PROFILER, "-p", str(pid), "--attach", "-s", "0.2"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [MEM_PROFILER, "-p", str(pid), "--attach", "-s", "0.2"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode == 1
         assert out.stderr == (
             f"mem_profiler: process {pid} has the sampler loaded already but made no control "
             "block (was it started with MEMPROF_CONTROL=0?): it cannot be captured from "
-            "outside; start it again without MEMPROF_CONTROL=0\n")
+            "outside; start it again without MEMPROF_CONTROL=0\n"
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -371,9 +490,25 @@ def test_attach_to_a_sampler_without_control_block_says_why(server_exe, clean_en
 def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
     exe = build_fixture("lifecycle")
     plugin = build_fixture("plugin", shared=True)
-    proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--mode", "log", "--follow-fork",
-                           "-o", str(tmp_path / "f_"), "--", str(exe), str(plugin)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            MEM_PROFILER,
+            "run",
+            "-c",
+            "1",
+            "--mode",
+            "log",
+            "--follow-fork",
+            "-o",
+            str(tmp_path / "f_"),
+            "--",
+            str(exe),
+            str(plugin),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     heaps = sorted(tmp_path.glob("f_*.heap"))
     assert len(heaps) == 2
@@ -383,7 +518,11 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
         assert read_heap(heap).meta["log"] == base
         assert Path(base + ".1.memlog").is_file()
     child = max(heaps, key=lambda h: read_heap(h).pid)
-    leaks = subprocess.run([MEM_PARSER, "-p", str(exe), "-f", str(child),
-                            "--leaks"], capture_output=True, text=True, timeout=60)
+    leaks = subprocess.run(
+        [MEM_PARSER, "-p", str(exe), "-f", str(child), "--leaks"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert leaks.returncode == 0 and "child_work" in leaks.stdout
     assert "parent_work" not in leaks.stdout

@@ -23,8 +23,9 @@ UNWINDERS = ("hybrid", "libunwind", "fp")
 @pytest.mark.parametrize("unwinder", UNWINDERS)
 def test_pthread_getattr_np_in_every_thread(build_fixture, tmp_path, unwinder):
     exe = build_fixture("endings")
-    proc, files = profile_run([exe, "getattr"], tmp_path / "g_", 1, "--unwind", unwinder,
-                              timeout=20)
+    proc, files = profile_run(
+        [exe, "getattr"], tmp_path / "g_", 1, "--unwind", unwinder, timeout=20
+    )
     assert proc.returncode == 0, proc.stderr
     assert report(one_heap(proc, files), exe)["getattr_work"][1] == 100 * 1000
 
@@ -35,8 +36,9 @@ def test_status_is_the_plain_programs(build_fixture, tmp_path, mode):
     plain = subprocess.run([exe, mode], capture_output=True, timeout=20)
     started = time.monotonic()
     proc, _ = profile_run([exe, mode], tmp_path / "s_", 1, timeout=20)
-    assert proc.returncode == (plain.returncode if plain.returncode >= 0
-                               else 128 - plain.returncode)
+    assert proc.returncode == (
+        plain.returncode if plain.returncode >= 0 else 128 - plain.returncode
+    )
     assert time.monotonic() - started < 5
 
 
@@ -51,8 +53,13 @@ def test_last_worker_after_pthread_exit_from_main_ends_the_process(build_fixture
 
 
 def start_waiting(exe, main_ms: int, env=None) -> subprocess.Popen:
-    proc = subprocess.Popen([str(exe), "wait_stdin", str(main_ms)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(exe), "wait_stdin", str(main_ms)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -88,7 +95,7 @@ def test_attached_then_main_ended_the_process_still_ends(build_fixture, clean_en
         proc.stdin.flush()
         started = time.monotonic()
         assert proc.wait(timeout=5) == 0
-        assert time.monotonic() - started < 2   # the control thread looks once a second
+        assert time.monotonic() - started < 2  # the control thread looks once a second
     finally:
         proc.kill()
         proc.wait()

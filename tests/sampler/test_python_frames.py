@@ -27,16 +27,21 @@ LIMITS = {1: 0.05, 1024: 0.10}  # the issue's bounds per function
 _runs: dict[tuple, tuple[dict, Path]] = {}
 
 
-def run_sites(tmp_path_factory, python: str | Path, rate: int, *extra: str,
-              ) -> tuple[dict, Path]:
+def run_sites(
+    tmp_path_factory,
+    python: str | Path,
+    rate: int,
+    *extra: str,
+) -> tuple[dict, Path]:
     """The fixture's report (truth, site lines) and its dump, once per interpreter,
     rate and options."""
     key = (str(python), rate, extra)
     if key not in _runs:
         out = tmp_path_factory.mktemp("python_sites")
         env = {**os.environ, "PYTHONMALLOC": "malloc", "MEMPROF_MAX_STACKS": str(1 << 20)}
-        proc, _ = profile_run([python, SITES, out / "report.json", *extra], out / "p_", rate,
-                              timeout=300, env=env)
+        proc, _ = profile_run(
+            [python, SITES, out / "report.json", *extra], out / "p_", rate, timeout=300, env=env
+        )
         assert proc.returncode == 0, proc.stderr
         report = json.loads((out / "report.json").read_text())
         _runs[key] = report, Path(report["heap"])
@@ -47,10 +52,10 @@ def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[
     """Per Python function (the last part of its qualified name): the value of the stacks
     through it."""
     values = sym.value(index)
-    records = sym.profile.python_frames   # a Python frame's address is its record's
+    records = sym.profile.python_frames  # a Python frame's address is its record's
     totals: dict[str, float] = {}
     for i, value in enumerate(values.tolist()):
-        addrs = sym.addrs[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]].tolist()
+        addrs = sym.addrs[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]].tolist()
         for name in {records[a].name.rpartition(".")[2] for a in addrs if a in records}:
             totals[name] = totals.get(name, 0.0) + value
     return totals
@@ -66,9 +71,18 @@ def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
 def test_each_function_keeps_what_tracemalloc_counts(tmp_path_factory, python, rate):
     report, heap = run_sites(tmp_path_factory, python, rate)
     profile = read_heap(heap)
-    assert profile.meta["python"].split()[0].startswith(
-        subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                       capture_output=True, text=True, check=True).stdout.strip())
+    assert (
+        profile.meta["python"]
+        .split()[0]
+        .startswith(
+            subprocess.run(
+                [python, "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    )
     ours = function_totals(symbolize(profile, profile.exe))
     for name, sizes in report["sizes"].items():
         truth, sd = truth_sd(sizes, rate)
@@ -82,8 +96,10 @@ def test_thread_stacks_hold_the_threads_python_frames(tmp_path_factory):
     sym = symbolize(profile, profile.exe)
     names, node_of = sym.node_names()
     line = report["lines"]["keep_in_thread"]
-    stacks = [[names[n] for n in node_of[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]]]
-              for i in range(len(sym.offsets) - 1)]
+    stacks = [
+        [names[n] for n in node_of[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]]]
+        for i in range(len(sym.offsets) - 1)
+    ]
     threaded = [s for s in stacks if f"keep_in_thread (python_sites.py:{line})" in s]
     assert threaded
     # the thread's own Python frames down to its start, none of the main thread's
@@ -93,23 +109,37 @@ def test_thread_stacks_hold_the_threads_python_frames(tmp_path_factory):
 
 def test_text_report_names_python_functions_and_lines(tmp_path_factory):
     report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
-    text = subprocess.run([str(MEM_PARSER), "-f", str(heap), "-t"],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [str(MEM_PARSER), "-f", str(heap), "-t"], capture_output=True, text=True, check=True
+    ).stdout
     for name, line in report["lines"].items():
         assert f"{name} (python_sites.py:{line})" in text
-    with_lines = subprocess.run([str(MEM_PARSER), "-f", str(heap), "-t", "--lines"],
-                                capture_output=True, text=True, check=True).stdout
+    with_lines = subprocess.run(
+        [str(MEM_PARSER), "-f", str(heap), "-t", "--lines"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"keep_dicts (python_sites.py:{report['lines']['keep_dicts']})" in with_lines
     # the default view folds the interpreter's frames; --native shows them
-    native = subprocess.run([str(MEM_PARSER), "-f", str(heap), "--collapsed",
-                             "--native"], capture_output=True, text=True, check=True).stdout
-    folded = subprocess.run([str(MEM_PARSER), "-f", str(heap), "--collapsed"],
-                            capture_output=True, text=True, check=True).stdout
+    native = subprocess.run(
+        [str(MEM_PARSER), "-f", str(heap), "--collapsed", "--native"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    folded = subprocess.run(
+        [str(MEM_PARSER), "-f", str(heap), "--collapsed"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "_PyEval_EvalFrameDefault" in native
     python = [line for line in folded.splitlines() if "(python_sites.py:" in line]
     assert python and not any("_PyEval_EvalFrameDefault" in line for line in python)
-    assert any(f"keep_dicts (python_sites.py:{report['lines']['keep_dicts']})" in line
-               for line in python)
+    assert any(
+        f"keep_dicts (python_sites.py:{report['lines']['keep_dicts']})" in line for line in python
+    )
 
 
 def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
@@ -127,7 +157,7 @@ def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
 
     both = 0
     for i in range(len(sym.offsets) - 1):
-        frames = sym.frames[sym.offsets[i]:sym.offsets[i + 1]]
+        frames = sym.frames[sym.offsets[i] : sym.offsets[i + 1]]
         shown = [names[n] for n in node_of[frames]]
         if f"keep_arrays (python_sites.py:{line})" in shown:
             addrs = sym.addrs[frames]
@@ -142,8 +172,9 @@ def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
 def test_pprof_gives_python_functions_their_file_and_lines(tmp_path_factory, tmp_path):
     report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
     out = tmp_path / "p.pb.gz"
-    subprocess.run([str(MEM_PARSER), "-f", str(heap), "--pprof", str(out)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [str(MEM_PARSER), "-f", str(heap), "--pprof", str(out)], capture_output=True, check=True
+    )
     data = gzip.decompress(out.read_bytes())
     # the function's own name and file in the string table, not the label
     assert b"keep_dicts" in data
@@ -154,10 +185,16 @@ def test_pprof_gives_python_functions_their_file_and_lines(tmp_path_factory, tmp
 def test_jeprof_reads_a_python_profile(tmp_path_factory):
     report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
     profile = read_heap(heap)
-    out = subprocess.run(["jeprof", "--text", "--inuse_space", profile.exe, str(heap)],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
-    jeprof_total = float(next(line for line in out.splitlines()
-                              if line.startswith("Total:")).split()[1])
+    out = subprocess.run(
+        ["jeprof", "--text", "--inuse_space", profile.exe, str(heap)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    jeprof_total = float(
+        next(line for line in out.splitlines() if line.startswith("Total:")).split()[1]
+    )
     ours = symbolize(profile, profile.exe).value("inuse_space").sum()
     assert jeprof_total == pytest.approx(ours / 2**20, rel=0.01)
 
@@ -168,8 +205,9 @@ def test_a_code_objects_reused_address_never_names_another_function(tmp_path, py
     code object holds now: each function made and dropped in a loop is named, with the
     line of its allocation, in the stacks of exactly the blocks it kept."""
     env = {**os.environ, "PYTHONMALLOC": "malloc"}
-    proc, _ = profile_run([python, CODE_REUSE, tmp_path / "report.json"], tmp_path / "p_", 1,
-                          timeout=300, env=env)
+    proc, _ = profile_run(
+        [python, CODE_REUSE, tmp_path / "report.json"], tmp_path / "p_", 1, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["reused"], "no code object took a freed one's address: nothing was tested"
@@ -178,12 +216,17 @@ def test_a_code_objects_reused_address_never_names_another_function(tmp_path, py
     objects, space = sym.value("inuse_objects"), sym.value("inuse_space")
     found: dict[str, list] = {}
     for i in range(len(sym.offsets) - 1):
-        addrs = sym.addrs[sym.frames[sym.offsets[i]:sym.offsets[i + 1]]].tolist()
-        innermost = next((profile.python_frames[a] for a in addrs
-                          if a in profile.python_frames), None)
+        addrs = sym.addrs[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]].tolist()
+        innermost = next(
+            (profile.python_frames[a] for a in addrs if a in profile.python_frames), None
+        )
         # the kept blocks, of 2000 bytes and more; not the small ones exec makes and frees
-        if (innermost is None or innermost.file != "<reused>" or not objects[i]
-                or space[i] < 2000 * objects[i]):
+        if (
+            innermost is None
+            or innermost.file != "<reused>"
+            or not objects[i]
+            or space[i] < 2000 * objects[i]
+        ):
             continue
         totals = found.setdefault(f"{innermost.name}:{innermost.line}", [0, 0])
         totals[0] += round(objects[i])

@@ -37,13 +37,16 @@ INTERPRETERS = interpreters(prefix="")
 
 
 def program_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MEMPROF_", "PYTHON")) and k != "LD_PRELOAD"}
-    env["PYTHONHASHSEED"] = "0"   # pymalloc by default: PYTHONMALLOC unset
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MEMPROF_", "PYTHON")) and k != "LD_PRELOAD"
+    }
+    env["PYTHONHASHSEED"] = "0"  # pymalloc by default: PYTHONMALLOC unset
     return env
 
 
-Truth = dict[str, dict[int, int]]   # {kind: {block size: blocks}} that `keep` keeps
+Truth = dict[str, dict[int, int]]  # {kind: {block size: blocks}} that `keep` keeps
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +57,16 @@ def truths(tmp_path_factory):
     def of(python: Path, scale: str) -> Truth:
         if (python, scale) not in found:
             out = tmp_path_factory.mktemp("truth") / "truth.json"
-            subprocess.run([str(python), str(SCRIPT), scale, "--truth", str(out)],
-                           env=program_env(), check=True, timeout=120)
-            found[python, scale] = {kind: {int(size): n for size, n in sizes.items()}
-                                    for kind, sizes in json.loads(out.read_text()).items()}
+            subprocess.run(
+                [str(python), str(SCRIPT), scale, "--truth", str(out)],
+                env=program_env(),
+                check=True,
+                timeout=120,
+            )
+            found[python, scale] = {
+                kind: {int(size): n for size, n in sizes.items()}
+                for kind, sizes in json.loads(out.read_text()).items()
+            }
         return found[python, scale]
 
     return of
@@ -66,7 +75,7 @@ def truths(tmp_path_factory):
 def expected(truth: Truth, rate: int) -> tuple[float, float]:
     """The bytes kept and the relative standard deviation of their estimate at `rate`:
     each block size sampled independently (ARCHITECTURE.md, "Sampling and unsampling")."""
-    blocks: dict[int, int] = {}   # every kind's blocks of a size, sampled alike
+    blocks: dict[int, int] = {}  # every kind's blocks of a size, sampled alike
     for sizes in truth.values():
         for size, n in sizes.items():
             blocks[size] = blocks.get(size, 0) + n
@@ -84,7 +93,7 @@ def assert_counted_once(heap: Path, truth: Truth, rate: int) -> None:
     address, would not tell; what was allocated does)."""
     size, blocks = max(truth["keep_bytearrays"].items(), key=lambda item: item[0] * item[1])
     prof = read_heap(heap)
-    of_size = prof.acc_bytes == size * prof.acc_objs   # stacks of blocks of that size only
+    of_size = prof.acc_bytes == size * prof.acc_objs  # stacks of blocks of that size only
     allocated = float(sample_values(prof, "alloc_space")[of_size].sum())
     assert_estimate(allocated, size * blocks, relative_sd(blocks, size, rate), LIMITS[rate])
 
@@ -97,10 +106,16 @@ class Program:
     """tests/fixtures/python_heap.py at a scale, driven line by line; `launcher`, a
     command line it is run under."""
 
-    def __init__(self, python: Path, scale: str, env: dict[str, str],
-                 launcher: tuple[str, ...] = ()) -> None:
-        self.proc = subprocess.Popen([*launcher, str(python), str(SCRIPT), scale], env=env,
-                                     text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    def __init__(
+        self, python: Path, scale: str, env: dict[str, str], launcher: tuple[str, ...] = ()
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [*launcher, str(python), str(SCRIPT), scale],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         self.pid = int(self.proc.stdout.readline().split()[1])
 
     def ask(self, command: str) -> str:
@@ -123,7 +138,7 @@ class Program:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        Path(segment_path(self.pid)).unlink(missing_ok=True)   # killed: no exit handler ran
+        Path(segment_path(self.pid)).unlink(missing_ok=True)  # killed: no exit handler ran
 
 
 def preloaded(python: Path, scale: str, **sampler_env: str) -> Program:
@@ -141,21 +156,28 @@ class Window:
     def __init__(self, pid: int, rate: int, prefix: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [MEM_PROFILER, "-p", str(pid), "-s", "60", "-c", str(rate), "-o", str(prefix), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        wait_for(lambda: any(t.pid == pid and t.state.startswith("capturing")
-                             for t in list_targets()), timeout=30, what="the window to open")
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        wait_for(
+            lambda: any(t.pid == pid and t.state.startswith("capturing") for t in list_targets()),
+            timeout=30,
+            what="the window to open",
+        )
 
     def close(self) -> Path:
         self.proc.send_signal(signal.SIGINT)
         out, err = self.proc.communicate(timeout=60)
         assert self.proc.returncode == 0 and out.startswith("succeeded"), err
-        (heap,) = out.split("!", 1)[1].split()   # "succeeded in collecting memory data!  PATH"
+        (heap,) = out.split("!", 1)[1].split()  # "succeeded in collecting memory data!  PATH"
         return Path(heap)
 
 
-def window_on(prog: Program, rate: int, prefix: Path, *extra: str,
-              own: list[str] | None = None) -> Path:
+def window_on(
+    prog: Program, rate: int, prefix: Path, *extra: str, own: list[str] | None = None
+) -> Path:
     """A window of `mem_profiler -p` while `keep` runs; the allocators, wrapped only
     while it is open, are the program's `own` (those current before it) again after it,
     and the blocks kept in it are freed through them."""
@@ -173,8 +195,9 @@ def window_on(prog: Program, rate: int, prefix: Path, *extra: str,
 
 
 def dump(pid: int) -> Path:
-    proc = subprocess.run([MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return Path(proc.stdout.split()[0])
 
@@ -247,10 +270,10 @@ def test_tracemalloc_started_after_the_wrapper(python, truths, tmp_path):
             window.close()
         assert abs(traced - kept) <= 0.01 * kept, (traced, kept)
         assert not any(Path(path).name == "libmemprof.so" for path in tracer)
-        for _ in range(20):   # the pending call has long run: ours never restored over it
+        for _ in range(20):  # the pending call has long run: ours never restored over it
             assert prog.allocators() == tracer
         assert prog.ask("untrace") == "untraced"
-        assert prog.wrapped()   # tracemalloc put back what it wrapped: ours
+        assert prog.wrapped()  # tracemalloc put back what it wrapped: ours
         assert prog.ask("churn") == "churned"
         window_on(prog, 1024, tmp_path / "u_", own=unwrapped)
         assert prog.quit() == 0
@@ -266,7 +289,7 @@ def test_python_allocators_left_alone_when_asked(python, tmp_path):
         own = prog.allocators()
         window = Window(prog.pid, 1024, tmp_path / "n_")
         try:
-            for _ in range(20):   # each answer runs Python code: a pending call would run
+            for _ in range(20):  # each answer runs Python code: a pending call would run
                 assert prog.allocators() == own
         finally:
             window.close()

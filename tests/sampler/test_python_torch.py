@@ -17,7 +17,7 @@ from support.profiling import one_heap, profile_run
 from mem_profiler.parser.heapfile import read_heap_header
 
 SCRIPT = FIXTURES / "torch_train.py"
-LIMIT = 0.10   # the issue's bound per function at -c 1024; the tensors' blocks, over
+LIMIT = 0.10  # the issue's bound per function at -c 1024; the tensors' blocks, over
 # 256 KiB each, are always sampled, and the rest (tensor objects, autograd's records) is
 # what the script cannot count
 
@@ -27,7 +27,7 @@ def loop_callees(collapsed: str) -> Counter:
     callees: Counter = Counter()
     for line in collapsed.splitlines():
         stack, value = line.rsplit(" ", 1)
-        frames = stack.split(";")   # root first
+        frames = stack.split(";")  # root first
         mains = [i for i, f in enumerate(frames) if f.startswith("main (torch_train.py:")]
         if mains and mains[-1] + 1 < len(frames):
             callees[frames[mains[-1] + 1].split(" (")[0]] += int(value)
@@ -37,18 +37,26 @@ def loop_callees(collapsed: str) -> Counter:
 @pytest.fixture(scope="module")
 def training(tmp_path_factory):
     if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
-        pytest.skip(f"torch is not installed in {sys.executable} (`make test` installs "
-                    "torch==2.13.0 where it can)")
+        pytest.skip(
+            f"torch is not installed in {sys.executable} (`make test` installs "
+            "torch==2.13.0 where it can)"
+        )
     folder = tmp_path_factory.mktemp("torch")
     # Importing torch makes ~370,000 distinct stacks (Python frames with their lines):
     # the default table (524,288) holds them, as a user running it gets.
-    proc, files = profile_run([sys.executable, SCRIPT, folder / "truth.json"], folder / "t_",
-                              1024, timeout=300)
+    proc, files = profile_run(
+        [sys.executable, SCRIPT, folder / "truth.json"], folder / "t_", 1024, timeout=300
+    )
     heap = one_heap(proc, files)
-    header = read_heap_header(heap)   # the `#` lines, before the first of ~370,000 stacks
+    header = read_heap_header(heap)  # the `#` lines, before the first of ~370,000 stacks
     assert header.dropped_samples == 0, header.drops
-    collapsed = subprocess.run([MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed"],
-                               capture_output=True, text=True, check=True, timeout=300)
+    collapsed = subprocess.run(
+        [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return json.loads((folder / "truth.json").read_text()), collapsed.stdout
 
 
@@ -59,12 +67,14 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
     # imports torch._dynamo) and the backward pass
     top = [name for name, _ in callees.most_common(4)]
     assert "make_batch" in top and "Module._wrapped_call_impl" in top, callees.most_common(6)
-    forward = sum(int(line.rsplit(" ", 1)[1]) for line in collapsed.splitlines()
-                  if "Model.forward (torch_train.py:" in line and "main (torch_train.py:" in line)
+    forward = sum(
+        int(line.rsplit(" ", 1)[1])
+        for line in collapsed.splitlines()
+        if "Model.forward (torch_train.py:" in line and "main (torch_train.py:" in line
+    )
     assert forward == pytest.approx(truth["activation_bytes"], rel=LIMIT)
 
 
 def test_make_batch_allocates_the_batches(training):
     truth, collapsed = training
-    assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"],
-                                                                   rel=LIMIT)
+    assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"], rel=LIMIT)

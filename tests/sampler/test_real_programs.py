@@ -29,9 +29,9 @@ from mem_profiler.parser.heapfile import Drops, read_heap
 
 WORKLOADS = FIXTURES / "real_programs"
 UNWINDERS = ("hybrid", "libunwind", "fp")
-RUN_TIMEOUT = 120        # seconds: "ends in time" under any unwinder, at any rate
-EXACT = 0.001            # -c 1: the totals within 0.1% of the truth
-SAMPLED_RATE = 1024      # -c 1024: bytes within 3%, objects within 5% (and 5 sd)
+RUN_TIMEOUT = 120  # seconds: "ends in time" under any unwinder, at any rate
+EXACT = 0.001  # -c 1: the totals within 0.1% of the truth
+SAMPLED_RATE = 1024  # -c 1024: bytes within 3%, objects within 5% (and 5 sd)
 
 
 # --- the truth: fixtures/counting_preload.c ------------------------------------------
@@ -47,17 +47,25 @@ class Truth:
     objects: int
     bytes: int
     sizes: np.ndarray
-    in_window: bool = True     # counted only while the sampler's window was open
+    in_window: bool = True  # counted only while the sampler's window was open
 
     @classmethod
     def read(cls, path: Path) -> Truth:
         words = np.fromfile(path, dtype="<u8")
-        return cls(int(words[0]), int(words[1]), words[HEADER_WORDS:].astype(np.int64),
-                   int(words[2]) == MODE_WINDOW)
+        return cls(
+            int(words[0]),
+            int(words[1]),
+            words[HEADER_WORDS:].astype(np.int64),
+            int(words[2]) == MODE_WINDOW,
+        )
 
     def __sub__(self, before: Truth) -> Truth:
-        return Truth(self.objects - before.objects, self.bytes - before.bytes,
-                     self.sizes - before.sizes, self.in_window)
+        return Truth(
+            self.objects - before.objects,
+            self.bytes - before.bytes,
+            self.sizes - before.sizes,
+            self.in_window,
+        )
 
     def relative_sds(self, rate: int) -> tuple[float, float]:
         """Relative standard deviations of the sampler's object and byte estimates:
@@ -70,9 +78,9 @@ class Truth:
         for size in sizes.tolist():
             n = int(self.sizes[size])
             sd_of_n = relative_sd(n, size, rate) * n
-            var_objects += sd_of_n ** 2
+            var_objects += sd_of_n**2
             var_bytes += (sd_of_n * size) ** 2
-        return var_objects ** 0.5 / self.objects, var_bytes ** 0.5 / self.bytes
+        return var_objects**0.5 / self.objects, var_bytes**0.5 / self.bytes
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +91,36 @@ def counting_preload(build_fixture) -> Path:
 def plain_environment(**extra: str) -> dict[str, str]:
     """Ours without a preload or sampler settings from the caller (MEMPROF_LIB, which
     library `mem_profiler` loads, stays), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k == "MEMPROF_LIB" or not (
-        k.startswith(("MEMPROF_", "COUNTING_PRELOAD_")) or k == "LD_PRELOAD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k == "MEMPROF_LIB"
+        or not (k.startswith(("MEMPROF_", "COUNTING_PRELOAD_")) or k == "LD_PRELOAD")
+    }
     return env | extra
 
 
 def counted_environment(preload: Path, truth_prefix: Path, **extra: str) -> dict[str, str]:
     """The counting preload in LD_PRELOAD. `mem_profiler run` puts libmemprof.so before
     it, so that the sampler's hooks call into the preload (see counting_preload.c)."""
-    return plain_environment(LD_PRELOAD=str(preload), COUNTING_PRELOAD_PREFIX=str(truth_prefix),
-                             **extra)
+    return plain_environment(
+        LD_PRELOAD=str(preload), COUNTING_PRELOAD_PREFIX=str(truth_prefix), **extra
+    )
 
 
-def run_in_session(argv: list[str], env: dict[str, str],
-                   timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+def run_in_session(
+    argv: list[str], env: dict[str, str], timeout: float = RUN_TIMEOUT
+) -> subprocess.CompletedProcess:
     """argv in a session of its own; past `timeout` it is killed with every process it
     started, and the test fails."""
-    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+    with subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -112,12 +132,13 @@ def run_in_session(argv: list[str], env: dict[str, str],
 
 # --- the programs ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Program:
     """argv's {work} is a folder of prepared inputs, {out} one per run."""
 
     argv: tuple[str, ...]
-    measured: str | None = None       # executable whose totals are checked; None: argv[0]
+    measured: str | None = None  # executable whose totals are checked; None: argv[0]
     env: dict[str, str] = field(default_factory=dict)
     follow_children: bool = False
 
@@ -135,17 +156,25 @@ class Program:
 SQLITE_ROWS = 250_000
 RG_TREE_FILES, RG_PASSES = 5000, 14
 PROGRAMS = {
-    "sqlite3": Program((
-        "sqlite3", ":memory:",
-        "create table t(a integer, b text, c real); insert into t select value, "
-        f"hex(randomblob(16)), random() from generate_series(1, {SQLITE_ROWS}); "
-        "create index i1 on t(b); create index i2 on t(c);")),
+    "sqlite3": Program(
+        (
+            "sqlite3",
+            ":memory:",
+            "create table t(a integer, b text, c real); insert into t select value, "
+            f"hex(randomblob(16)), random() from generate_series(1, {SQLITE_ROWS}); "
+            "create index i1 on t(b); create index i2 on t(c);",
+        )
+    ),
     "rg": Program(("rg", "--threads", "2", "--count", "alpha", *["{work}/tree"] * RG_PASSES)),
     "java": Program(("java", "-cp", "{work}", "DirectBuffers", "4", "15000", "1000")),
-    "python3": Program(("/usr/bin/python3", str(WORKLOADS / "objects.py"), "20000"),
-                       env={"PYTHONMALLOC": "malloc"}),
-    "g++": Program(("g++", "-O2", "-o", "{out}/grouping", str(WORKLOADS / "grouping.cpp")),
-                   measured="cc1plus", follow_children=True),
+    "python3": Program(
+        ("/usr/bin/python3", str(WORKLOADS / "objects.py"), "20000"), env={"PYTHONMALLOC": "malloc"}
+    ),
+    "g++": Program(
+        ("g++", "-O2", "-o", "{out}/grouping", str(WORKLOADS / "grouping.cpp")),
+        measured="cc1plus",
+        follow_children=True,
+    ),
 }
 
 
@@ -153,9 +182,12 @@ PROGRAMS = {
 def work(tmp_path_factory) -> Path:
     """Inputs: DirectBuffers compiled by javac, a tree of files for rg."""
     folder = tmp_path_factory.mktemp("real_programs")
-    subprocess.run(["javac", "-d", str(folder), str(WORKLOADS / "DirectBuffers.java")],
-                   check=True, timeout=RUN_TIMEOUT)
-    for i in range(RG_TREE_FILES):   # long names: rg's allocations per file are larger
+    subprocess.run(
+        ["javac", "-d", str(folder), str(WORKLOADS / "DirectBuffers.java")],
+        check=True,
+        timeout=RUN_TIMEOUT,
+    )
+    for i in range(RG_TREE_FILES):  # long names: rg's allocations per file are larger
         sub = folder / "tree" / f"section_{i // 100:02d}_of_the_tree" / "a_folder_with_a_long_name"
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"file_number_{i % 100:03d}_with_some_text.txt").write_text(f"alpha {i}\nbeta\n")
@@ -165,19 +197,23 @@ def work(tmp_path_factory) -> Path:
 @dataclass
 class Run:
     result: subprocess.CompletedProcess
-    heaps: dict[int, Path]       # pid: its .heap
-    truths: dict[int, Truth]     # pid: what the preload counted in its window
+    heaps: dict[int, Path]  # pid: its .heap
+    truths: dict[int, Truth]  # pid: what the preload counted in its window
 
     def measured(self, name: str) -> tuple[Path, Truth]:
-        (pid,) = [p for p, heap in self.heaps.items()
-                  if os.path.basename(read_heap(heap).exe) == name]
+        (pid,) = [
+            p for p, heap in self.heaps.items() if os.path.basename(read_heap(heap).exe) == name
+        ]
         return self.heaps[pid], self.truths[pid]
 
 
 def pid_files(folder: Path, pattern: str) -> dict[int, Path]:
     """{pid: path} of the files in folder whose name matches pattern's (\\d+) group."""
-    return {int(m[1]): folder / m[0] for name in os.listdir(folder)
-            if (m := re.fullmatch(pattern, name))}
+    return {
+        int(m[1]): folder / m[0]
+        for name in os.listdir(folder)
+        if (m := re.fullmatch(pattern, name))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -199,13 +235,29 @@ def runs(counting_preload, work, tmp_path_factory):
             else:
                 follow = ["--follow-children"] if program.follow_children else []
                 result = run_in_session(
-                    [MEM_PROFILER, "run", "-c", str(rate), "-o", f"{out}/p_", "--unwind",
-                     unwinder, *follow, "--", *argv],
-                    counted_environment(counting_preload, out / "truth.", **program.env))
-                truths = {pid: Truth.read(path)
-                          for pid, path in pid_files(out, r"truth\.(\d+)").items()}
-                done[key] = Run(result, pid_files(out, r"p_(\d+)\.0001\.heap"),
-                                {pid: t for pid, t in truths.items() if t.in_window})
+                    [
+                        MEM_PROFILER,
+                        "run",
+                        "-c",
+                        str(rate),
+                        "-o",
+                        f"{out}/p_",
+                        "--unwind",
+                        unwinder,
+                        *follow,
+                        "--",
+                        *argv,
+                    ],
+                    counted_environment(counting_preload, out / "truth.", **program.env),
+                )
+                truths = {
+                    pid: Truth.read(path) for pid, path in pid_files(out, r"truth\.(\d+)").items()
+                }
+                done[key] = Run(
+                    result,
+                    pid_files(out, r"p_(\d+)\.0001\.heap"),
+                    {pid: t for pid, t in truths.items() if t.in_window},
+                )
         return done[key]
 
     return run
@@ -245,8 +297,11 @@ def assert_sampled(heap: Path, truth: Truth) -> None:
 
 # --- programs run under the sampler -----------------------------------------------------
 
-PROGRAM_UNWINDERS = [pytest.param(name, unwinder, id=f"{name}-{unwinder}")
-                     for name in PROGRAMS for unwinder in UNWINDERS]
+PROGRAM_UNWINDERS = [
+    pytest.param(name, unwinder, id=f"{name}-{unwinder}")
+    for name in PROGRAMS
+    for unwinder in UNWINDERS
+]
 
 
 @pytest.mark.parametrize("name, unwinder", PROGRAM_UNWINDERS)
@@ -269,16 +324,24 @@ def names_functions(path: str) -> bool:
     with open(path, "rb") as f:
         elf = ELFFile(f)
         tables = [elf.get_section_by_name(name) for name in (".symtab", ".dynsym")]
-        return any(s["st_info"]["type"] == "STT_FUNC" and s["st_value"]
-                   for table in tables if table is not None for s in table.iter_symbols())
+        return any(
+            s["st_info"]["type"] == "STT_FUNC" and s["st_value"]
+            for table in tables
+            if table is not None
+            for s in table.iter_symbols()
+        )
 
 
 def assert_read_against(binary: str, heap: Path) -> None:
     """mem_parser reads the profile against the shipped binary: no refusal; a program
     without function names is said to be so, and its frames stay addresses."""
     exe = read_heap(heap).exe
-    proc = subprocess.run([MEM_PARSER, "-p", binary, "-f", str(heap), "-t"],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    proc = subprocess.run(
+        [MEM_PARSER, "-p", binary, "-f", str(heap), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr
     warned = f"{binary} has no symbol table" in proc.stderr
     if names_functions(exe):
@@ -300,18 +363,19 @@ def test_profile_read_against_the_shipped_binary(runs, name):
 def test_the_samplers_own_allocations_stay_out_of_the_window(counting_preload, tmp_path):
     """A program that allocates little: every allocation of the window is the program's,
     so at -c 1 the file holds exactly what the preload counted."""
-    result = run_in_session([MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/p_", "--",
-                             "sleep", "0.3"],
-                            counted_environment(counting_preload, tmp_path / "truth."))
+    result = run_in_session(
+        [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/p_", "--", "sleep", "0.3"],
+        counted_environment(counting_preload, tmp_path / "truth."),
+    )
     assert result.returncode == 0, result.stderr
-    (pid, heap), = pid_files(tmp_path, r"p_(\d+)\.0001\.heap").items()
+    ((pid, heap),) = pid_files(tmp_path, r"p_(\d+)\.0001\.heap").items()
     truth = Truth.read(tmp_path / f"truth.{pid}")
     assert totals(heap) == (truth.objects, truth.bytes)
 
 
 # --- redis-server, attached under load ---------------------------------------------------
 
-REDIS_REQUESTS = 30_000     # per command of the benchmark
+REDIS_REQUESTS = 30_000  # per command of the benchmark
 REDIS_BENCHMARK = ("-c", "10", "-P", "16", "-q", "-t", "set,get,lpush,lpop,hset")
 
 
@@ -323,9 +387,25 @@ class Redis:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                "--loglevel",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while self.ping() != "+PONG":
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -342,9 +422,21 @@ class Redis:
             return ""
 
     def benchmark(self) -> None:
-        subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(self.port), "-n",
-                        str(REDIS_REQUESTS), *REDIS_BENCHMARK], check=True, timeout=RUN_TIMEOUT,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "redis-benchmark",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-n",
+                str(REDIS_REQUESTS),
+                *REDIS_BENCHMARK,
+            ],
+            check=True,
+            timeout=RUN_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+        )
 
     def stop(self) -> int:
         """SIGTERM (redis's own shutdown); its exit status."""
@@ -362,8 +454,10 @@ class Redis:
 def redis_server(counting_preload, tmp_path, unwinder):
     """redis-server with the counting preload, the sampler's unwinder chosen for when it
     is attached."""
-    server = Redis(tmp_path, counted_environment(counting_preload, tmp_path / "truth.",
-                                                 MEMPROF_UNWIND=unwinder))
+    server = Redis(
+        tmp_path,
+        counted_environment(counting_preload, tmp_path / "truth.", MEMPROF_UNWIND=unwinder),
+    )
     yield server
     server.stop()
 
@@ -375,14 +469,27 @@ def capturing(pid: int) -> bool:
     return False
 
 
-def attached_window(server: Redis, rate: int, prefix: Path,
-                    truth_file: Path) -> tuple[Path, Truth]:
+def attached_window(server: Redis, rate: int, prefix: Path, truth_file: Path) -> tuple[Path, Truth]:
     """`mem_profiler -p PID --attach` opens a window; the benchmark runs strictly inside
     it, between two readings of the counters; Ctrl-C closes it. The heap, and the
     benchmark's truth."""
-    controller = subprocess.Popen([MEM_PROFILER, "-p", str(server.proc.pid), "--attach", "-s",
-                                   str(RUN_TIMEOUT), "-c", str(rate), "-o", str(prefix)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    controller = subprocess.Popen(
+        [
+            MEM_PROFILER,
+            "-p",
+            str(server.proc.pid),
+            "--attach",
+            "-s",
+            str(RUN_TIMEOUT),
+            "-c",
+            str(rate),
+            "-o",
+            str(prefix),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not capturing(server.proc.pid):
@@ -424,8 +531,12 @@ def test_redis_attached_under_load(redis_server, redis_plain_status, tmp_path):
     assert read_heap(heap).drops == Drops(0, 0, 0, 0)
     assert_sampled(heap, truth)
 
-    released = subprocess.run([MEM_PROFILER, "detach", "-p", str(redis_server.proc.pid)],
-                              capture_output=True, text=True, timeout=60)
+    released = subprocess.run(
+        [MEM_PROFILER, "detach", "-p", str(redis_server.proc.pid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert released.returncode == 0, released.stderr
     assert redis_server.ping() == "+PONG"
     assert redis_server.stop() == redis_plain_status

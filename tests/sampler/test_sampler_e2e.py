@@ -25,7 +25,7 @@ KiB, MiB = 1024, 1024 * 1024
 
 # --- estimates at -c 1024 ---------------------------------------------------------
 
-N_PAGES, N_SMALL, N_TRANSIENT = 16384, 65536, 256        # 64 MiB, 16 MiB, 256 MiB
+N_PAGES, N_SMALL, N_TRANSIENT = 16384, 65536, 256  # 64 MiB, 16 MiB, 256 MiB
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,10 @@ def test_inuse_per_site_within_sampling_tolerance(sites_1024):
     rows = report(heap, exe, "inuse_space")
     # Each site also keeps its calloc'd array of pointers (8 B per block, one allocation).
     truth = {"site_pages": N_PAGES * 4096 + N_PAGES * 8, "site_small": N_SMALL * 256 + N_SMALL * 8}
-    sd = {"site_pages": relative_sd(N_PAGES, 4096, 1024),
-          "site_small": relative_sd(N_SMALL, 256, 1024)}
+    sd = {
+        "site_pages": relative_sd(N_PAGES, 4096, 1024),
+        "site_small": relative_sd(N_SMALL, 256, 1024),
+    }
     for site, bytes_ in truth.items():
         assert_estimate(rows[site][1], bytes_, sd[site], 0.05)
     assert rows.get("site_transient", (0, 0))[1] <= 0.001 * sum(truth.values())
@@ -54,18 +56,27 @@ def test_inuse_per_site_within_sampling_tolerance(sites_1024):
 def test_alloc_space_of_freed_site(sites_1024):
     exe, heap = sites_1024
     rows = report(heap, exe, "alloc_space")
-    assert_estimate(rows["site_transient"][1], N_TRANSIENT * MiB,
-                    relative_sd(N_TRANSIENT, MiB, 1024), 0.05)
+    assert_estimate(
+        rows["site_transient"][1], N_TRANSIENT * MiB, relative_sd(N_TRANSIENT, MiB, 1024), 0.05
+    )
 
 
 def jeprof_text(exe, heap, index: str) -> tuple[float, list[str]]:
     """jeprof's Total (MB) and its functions in its order."""
-    out = subprocess.run(["jeprof", "--text", f"--{index}", str(exe), str(heap)],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
+    out = subprocess.run(
+        ["jeprof", "--text", f"--{index}", str(exe), str(heap)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     lines = out.splitlines()
     jeprof_total = float(next(line for line in lines if line.startswith("Total:")).split()[1])
-    return jeprof_total, [line.split()[5] for line in lines if len(line.split()) == 6
-                          and line.split()[1].endswith("%")]
+    return jeprof_total, [
+        line.split()[5]
+        for line in lines
+        if len(line.split()) == 6 and line.split()[1].endswith("%")
+    ]
 
 
 @pytest.mark.parametrize("index", ["inuse_space", "alloc_space"])
@@ -93,16 +104,22 @@ def test_objects_of_a_stack_of_mixed_sizes_are_unbiased(build_fixture, tmp_path)
     objects = report(heap, exe, "inuse_objects")["mixed_site"][1]
     space = report(heap, exe, "inuse_space")["mixed_site"][1]
     sd_small, sd_large = relative_sd(small, 32, 1024), relative_sd(large, 8192, 1024)
-    assert_estimate(objects, small + large, math.hypot(small * sd_small, large * sd_large)
-                    / (small + large), 0.05)
+    assert_estimate(
+        objects,
+        small + large,
+        math.hypot(small * sd_small, large * sd_large) / (small + large),
+        0.05,
+    )
     truth = small * 32 + large * 8192
-    assert_estimate(space, truth, math.hypot(small * 32 * sd_small, large * 8192 * sd_large)
-                    / truth, 0.03)
+    assert_estimate(
+        space, truth, math.hypot(small * 32 * sd_small, large * 8192 * sd_large) / truth, 0.03
+    )
     assert read_heap(heap).drops == Drops(0, 0, 0, 0)
 
 
-def test_dropped_samples_are_reported_with_what_they_stood_for(build_fixture, tmp_path,
-                                                              clean_env, monkeypatch):
+def test_dropped_samples_are_reported_with_what_they_stood_for(
+    build_fixture, tmp_path, clean_env, monkeypatch
+):
     """A live table too small for the window: every report says how many samples were
     dropped, why, and what they stood for; the allocated figures keep them."""
     exe = build_fixture("mixed_sizes")
@@ -116,28 +133,47 @@ def test_dropped_samples_are_reported_with_what_they_stood_for(build_fixture, tm
     assert drops.live_table - missing in (0, 1)
     assert drops.bytes - 32 * missing in (0, 1024, 4096)
     assert report(heap, exe, "alloc_objects")["mixed_site"][1] == 20_000
-    note = (f"Dropped {drops.live_table:,} samples standing for about "
-            f"{format_amount(drops.bytes, 'bytes')} allocated: {drops.live_table:,} because "
-            "the live table was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing "
-            "from the in-use figures.")
+    note = (
+        f"Dropped {drops.live_table:,} samples standing for about "
+        f"{format_amount(drops.bytes, 'bytes')} allocated: {drops.live_table:,} because "
+        "the live table was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing "
+        "from the in-use figures."
+    )
     parser = [MEM_PARSER, "-p", str(exe), "-f", str(heap)]
     text = subprocess.run([*parser, "-t"], capture_output=True, text=True, check=True).stdout
     assert text.splitlines()[1] == note
-    document = json.loads(subprocess.run([*parser, "--json"], capture_output=True, text=True,
-                                         check=True).stdout)
+    document = json.loads(
+        subprocess.run([*parser, "--json"], capture_output=True, text=True, check=True).stdout
+    )
     assert document["dropped"]["live_table"] == drops.live_table
     assert document["dropped"]["note"] == note
-    subprocess.run([*parser, "-s", "-o", str(tmp_path / "g.svg"), "--flame",
-                    str(tmp_path / "f.html"), "--pprof", str(tmp_path / "p.pb.gz")], check=True)
+    subprocess.run(
+        [
+            *parser,
+            "-s",
+            "-o",
+            str(tmp_path / "g.svg"),
+            "--flame",
+            str(tmp_path / "f.html"),
+            "--pprof",
+            str(tmp_path / "p.pb.gz"),
+        ],
+        check=True,
+    )
     svg = (tmp_path / "g.svg").read_text()
     assert f"Dropped {drops.live_table:,} samples" in svg
     assert json.dumps(note)[1:-1] in (tmp_path / "f.html").read_text()
-    pprof = subprocess.run(["go", "tool", "pprof", "-raw", str(tmp_path / "p.pb.gz")],
-                           capture_output=True, text=True, check=True).stdout
+    pprof = subprocess.run(
+        ["go", "tool", "pprof", "-raw", str(tmp_path / "p.pb.gz")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert note in pprof
 
 
 # --- exact mode ---------------------------------------------------------------------
+
 
 def test_exact_mode_counts_every_byte(build_fixture, tmp_path):
     exe = build_fixture("sites")
@@ -193,13 +229,14 @@ def test_cxx_new_and_delete_reach_the_sampler(build_fixture, tmp_path):
     # `new` and the vector's reserve both end in operator new -> malloc.
     assert inuse["make_widgets"][1] == n * 48 + n * 8
     assert inuse["make_buffers"][1] == n * 700 + n * 8
-    assert inuse["make_buffers"][0] == n * 700      # leaf after operator new[] is stripped
+    assert inuse["make_buffers"][0] == n * 700  # leaf after operator new[] is stripped
     assert "churn_strings" not in inuse
     assert report(heap, exe, "alloc_space")["churn_strings"][1] == n * 900
     assert not any(name.startswith("operator new") for name in inuse)
 
 
 # --- threads ---------------------------------------------------------------------------
+
 
 def test_eight_threads_exact(build_fixture, tmp_path):
     exe = build_fixture("threads")
@@ -208,7 +245,7 @@ def test_eight_threads_exact(build_fixture, tmp_path):
     assert report(heap, exe)["thread_worker"][1] == threads * blocks * size
     alloc = report(heap, exe, "alloc_space")
     assert alloc["thread_scratch"][1] == threads * blocks * size
-    assert alloc["thread_worker"][1] == threads * blocks * size * 2   # its own + scratch's
+    assert alloc["thread_worker"][1] == threads * blocks * size * 2  # its own + scratch's
 
 
 def test_eight_threads_sampled(build_fixture, tmp_path):
@@ -216,11 +253,13 @@ def test_eight_threads_sampled(build_fixture, tmp_path):
     threads, blocks, size = 8, 20000, 512
     heap = one_heap(*profile_run([exe, threads, blocks, size], tmp_path / "t_", 1024))
     n = threads * blocks
-    assert_estimate(report(heap, exe)["thread_worker"][1], n * size,
-                    relative_sd(n, size, 1024), 0.05)
+    assert_estimate(
+        report(heap, exe)["thread_worker"][1], n * size, relative_sd(n, size, 1024), 0.05
+    )
 
 
 # --- process life cycle ------------------------------------------------------------------
+
 
 def test_fork_dlopen_and_exit_from_a_thread(build_fixture, tmp_path):
     exe = build_fixture("lifecycle")
@@ -231,8 +270,10 @@ def test_fork_dlopen_and_exit_from_a_thread(build_fixture, tmp_path):
     by_pid = {int(f.name.split("_")[1].split(".")[0]): f for f in files}
     assert read_heap(by_pid[max(by_pid)]).meta["forked_from"] == str(min(by_pid))
     assert "forked_from" not in read_heap(by_pid[min(by_pid)]).meta
-    assert (f"process {max(by_pid)}, children of {exe} (process {min(by_pid)}), wrote files "
-            "of their own") in proc.stderr
+    assert (
+        f"process {max(by_pid)}, children of {exe} (process {min(by_pid)}), wrote files "
+        "of their own"
+    ) in proc.stderr
     child = report(by_pid[max(by_pid)], exe)
     parent = report(by_pid[min(by_pid)], exe)
     assert parent["parent_work"][1] == 100 * 2000
@@ -251,20 +292,21 @@ def test_a_forked_child_is_profiled_only_on_request(build_fixture, tmp_path):
     plugin = build_fixture("plugin", shared=True)
     proc, files = profile_run([exe, plugin], tmp_path / "l_", 1, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    (parent,) = files                          # the child's window ended unwritten
+    (parent,) = files  # the child's window ended unwritten
     assert "child_work" not in report(parent, exe)
     assert report(parent, exe)["parent_work"][1] == 100 * 2000
     assert "children of" not in proc.stderr
 
 
-def test_a_wrapper_script_is_followed_through_exec_not_into_its_subshells(build_fixture,
-                                                                          tmp_path):
+def test_a_wrapper_script_is_followed_through_exec_not_into_its_subshells(build_fixture, tmp_path):
     exe = build_fixture("sites")
     # As a pyenv shim does: subshells and programs run for their output, then exec.
     shim = tmp_path / "shim"
-    shim.write_text("#!/bin/bash\nroot=$(dirname \"$0\"); n=$(echo 10 | cat)\n"
-                    "for i in 1 2 3; do ( true ) ; done\n"
-                    f"exec {exe} \"$n\" \"$@\"\n")
+    shim.write_text(
+        '#!/bin/bash\nroot=$(dirname "$0"); n=$(echo 10 | cat)\n'
+        "for i in 1 2 3; do ( true ) ; done\n"
+        f'exec {exe} "$n" "$@"\n'
+    )
     shim.chmod(0o755)
     proc, files = profile_run([shim, "10", "1"], tmp_path / "s_", 1)
     assert proc.returncode == 0, proc.stderr
@@ -277,15 +319,20 @@ def test_a_wrapper_script_is_followed_through_exec_not_into_its_subshells(build_
 def test_the_pyenv_shim_profiles_the_interpreter_it_execs(tmp_path):
     proc, files = profile_run([PYENV_SHIM, "-c", "kept = bytearray(3 << 20)"], tmp_path / "p_", 1)
     assert proc.returncode == 0, proc.stderr
-    (heap,) = files                              # not one per subshell of the shim
+    (heap,) = files  # not one per subshell of the shim
     assert Path(read_heap(heap).exe).name.startswith("python3.")
-    assert int(read_heap(heap).acc_bytes.max()) == (3 << 20) + 1   # the bytearray, at rate 1
+    assert int(read_heap(heap).acc_bytes.max()) == (3 << 20) + 1  # the bytearray, at rate 1
 
 
 def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
     exe = build_fixture("sites")
-    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "MEMPROF_RATE": "1",
-           "MEMPROF_PREFIX": str(tmp_path / "env_"), "PATH": "/usr/bin:/bin"}
+    env = {
+        "LD_PRELOAD": str(LIBMEMPROF),
+        "MEMPROF_CAPTURE": "1",
+        "MEMPROF_RATE": "1",
+        "MEMPROF_PREFIX": str(tmp_path / "env_"),
+        "PATH": "/usr/bin:/bin",
+    }
     proc = subprocess.run([exe, "10", "10", "1"], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0
     (heap,) = tmp_path.glob(f"env_{'[0-9]' * 1}*.heap")
@@ -298,8 +345,11 @@ def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
     defaults say (mem_profiler.defaults mirrors sampler/memprof_internal.h); a depth
     beyond the largest falls back to the default."""
     env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "PATH": "/usr/bin:/bin"}
-    for depth, expected in ((None, defaults.DEPTH), (defaults.MAX_DEPTH, defaults.MAX_DEPTH),
-                            (defaults.MAX_DEPTH + 1, defaults.DEPTH)):
+    for depth, expected in (
+        (None, defaults.DEPTH),
+        (defaults.MAX_DEPTH, defaults.MAX_DEPTH),
+        (defaults.MAX_DEPTH + 1, defaults.DEPTH),
+    ):
         folder = tmp_path / f"depth_{depth}"
         folder.mkdir()
         depth_env = {} if depth is None else {"MEMPROF_DEPTH": str(depth)}
@@ -316,7 +366,7 @@ def test_exit_status_passes_through_and_children_are_not_followed(build_fixture,
     script = f"{exe} 10 10 1 >/dev/null; exit 7"
     proc, files = profile_run(["/bin/bash", "-c", script], tmp_path / "n_", 1)
     assert proc.returncode == 7
-    assert len(files) == 1          # bash only: the program it ran loaded the sampler idle
+    assert len(files) == 1  # bash only: the program it ran loaded the sampler idle
     proc, files = profile_run(["/bin/bash", "-c", script], tmp_path / "f_", 1, "--follow-children")
     assert proc.returncode == 7
     assert len(files) == 2
@@ -334,22 +384,26 @@ def test_killed_target_leaves_no_heap_file(build_fixture, tmp_path):
 
 def test_hundreds_of_threads_and_cross_thread_frees(build_fixture, tmp_path):
     exe = build_fixture("thread_storm")
-    waves = 8                                   # 400 threads, 50 at a time
+    waves = 8  # 400 threads, 50 at a time
     proc, files = profile_run([exe, waves], tmp_path / "w_", 1, timeout=60)
     heap = one_heap(proc, files)
     inuse, alloc = report(heap, exe), report(heap, exe, "alloc_space")
     threads = waves * 50
     assert inuse["storm_keep"][1] == threads * (100 * 200 + 100 * 8)
-    assert "storm_handoff" not in inuse         # every hand-off freed, most by other threads
+    assert "storm_handoff" not in inuse  # every hand-off freed, most by other threads
     assert alloc["storm_handoff"][1] == threads * (50 * 300 + 50 * 8)
 
 
 def test_unwritable_output_costs_the_program_nothing(build_fixture, tmp_path, clean_env):
     exe = build_fixture("sites")
-    env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1",
-           "MEMPROF_PREFIX": str(tmp_path / "missing" / "p_")}
-    proc = subprocess.run([exe, "10", "10", "1"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {
+        "LD_PRELOAD": str(LIBMEMPROF),
+        "MEMPROF_CAPTURE": "1",
+        "MEMPROF_PREFIX": str(tmp_path / "missing" / "p_"),
+    }
+    proc = subprocess.run(
+        [exe, "10", "10", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and proc.stdout.strip().isdigit()
     assert proc.stderr.startswith("mem_profiler: could not write ")
     assert len(proc.stderr.splitlines()) == 1
@@ -358,11 +412,27 @@ def test_unwritable_output_costs_the_program_nothing(build_fixture, tmp_path, cl
 
 def test_run_leak_check_judges_what_is_live_at_exit(tmp_path):
     exe = ROOT / "build" / "examples" / "leaky"
-    live = 20 * 64 * 1024 + 20 * 16 * 1024 + 4096      # load_config + cache_insert + stdout
+    live = 20 * 64 * 1024 + 20 * 16 * 1024 + 4096  # load_config + cache_insert + stdout
     for threshold, status in ((live, 0), (live - 1, 1)):
-        proc = subprocess.run([MEM_PROFILER, "run", "-c", "1", "--leak-check",
-                               "--leak-threshold", str(threshold), "-o", str(tmp_path / "l_"),
-                               "--", str(exe), "20"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                MEM_PROFILER,
+                "run",
+                "-c",
+                "1",
+                "--leak-check",
+                "--leak-threshold",
+                str(threshold),
+                "-o",
+                str(tmp_path / "l_"),
+                "--",
+                str(exe),
+                "20",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == status, proc.stderr
     assert "load_config" in proc.stderr.split("stacks holding the most at exit:")[1]
     assert (tmp_path / "l_leak-check.heap").is_file()

@@ -18,9 +18,11 @@ from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import symbolize
 
 NO_FRAME_POINTERS = ("-fomit-frame-pointer",)
-SQL = ("create table t(a integer, b text, c real); insert into t select value, "
-       "hex(randomblob(16)), random() from generate_series(1,20000); "
-       "create index i1 on t(b); create index i2 on t(c);")
+SQL = (
+    "create table t(a integer, b text, c real); insert into t select value, "
+    "hex(randomblob(16)), random() from generate_series(1,20000); "
+    "create index i1 on t(b); create index i2 on t(c);"
+)
 PYTHON_WORK = """
 import json
 data = [{"id": i, "name": "item%d" % i, "tags": ["a", str(i)], "score": i * 0.5}
@@ -65,9 +67,10 @@ def named_stacks(heap: Path, exe: Path) -> list[tuple[int, list[str]]]:
     sym = symbolize(read_heap(heap), exe)
     names, node_of = sym.node_names()
     bounds = sym.offsets.tolist()
-    return [(objs, [names[n] for n in node_of[sym.frames[a:b]]])
-            for objs, a, b in zip(sym.profile.acc_objs.tolist(), bounds[:-1], bounds[1:],
-                                  strict=True)]
+    return [
+        (objs, [names[n] for n in node_of[sym.frames[a:b]]])
+        for objs, a, b in zip(sym.profile.acc_objs.tolist(), bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def in_order(names: list[str], wanted: list[str]) -> bool:
@@ -83,8 +86,9 @@ def debian_program(path: str) -> str:
 
 
 def test_sqlite3_stacks_are_libunwinds(tmp_path):
-    hybrid, libunwind = both_unwinders([debian_program("/usr/bin/sqlite3"), ":memory:", SQL],
-                                       tmp_path)
+    hybrid, libunwind = both_unwinders(
+        [debian_program("/usr/bin/sqlite3"), ":memory:", SQL], tmp_path
+    )
     assert set(hybrid) == set(libunwind)
     # randomblob and random() make a few allocations differ from run to run
     assert sum(hybrid.values()) == pytest.approx(sum(libunwind.values()), rel=0.001)
@@ -95,7 +99,7 @@ def test_sqlite3_stacks_are_libunwinds(tmp_path):
 def test_python3_stacks_are_libunwinds(tmp_path, monkeypatch):
     script = tmp_path / "work.py"
     script.write_text(PYTHON_WORK)
-    monkeypatch.setenv("PYTHONMALLOC", "malloc")   # every object from malloc, not pymalloc
+    monkeypatch.setenv("PYTHONMALLOC", "malloc")  # every object from malloc, not pymalloc
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     hybrid, libunwind = both_unwinders([debian_program("/usr/bin/python3"), script], tmp_path)
     assert set(hybrid) == set(libunwind)
@@ -103,11 +107,14 @@ def test_python3_stacks_are_libunwinds(tmp_path, monkeypatch):
     assert len(hybrid) > 2000
 
 
-@pytest.mark.parametrize("fixture,flags,args", [
-    ("cxx_stl", ("-O2", *NO_FRAME_POINTERS), ["300"]),   # strings, maps, exceptions, threads
-    ("cxx_new", (), ["300"]),                             # operator new in libstdc++
-    ("thread_storm", (), ["2"]),                          # start_thread, clone3
-])
+@pytest.mark.parametrize(
+    "fixture,flags,args",
+    [
+        ("cxx_stl", ("-O2", *NO_FRAME_POINTERS), ["300"]),  # strings, maps, exceptions, threads
+        ("cxx_new", (), ["300"]),  # operator new in libstdc++
+        ("thread_storm", (), ["2"]),  # start_thread, clone3
+    ],
+)
 def test_fixture_stacks_are_libunwinds(build_fixture, tmp_path, fixture, flags, args):
     exe = build_fixture(fixture, *flags)
     hybrid, libunwind = both_unwinders([exe, *args], tmp_path)
@@ -118,8 +125,11 @@ def test_fixture_stacks_are_libunwinds(build_fixture, tmp_path, fixture, flags, 
 def handler_stacks(exe: Path, tmp_path: Path, *argv) -> list[tuple[int, list[str]]]:
     """The named stacks of the allocations made by unwind_cases' signal handler."""
     proc, files = profile_run([exe, *argv], tmp_path / "named_", 1)
-    return [(n, names) for n, names in named_stacks(one_heap(proc, files), exe)
-            if names[0] == "handler_alloc"]
+    return [
+        (n, names)
+        for n, names in named_stacks(one_heap(proc, files), exe)
+        if names[0] == "handler_alloc"
+    ]
 
 
 @pytest.mark.parametrize("mode", ["signal", "altstack", "small_altstack"])
@@ -134,8 +144,10 @@ def test_signal_handler_stacks_are_libunwinds(build_fixture, tmp_path, mode):
         assert hybrid == libunwind
     handled = handler_stacks(exe, tmp_path, mode, 50)
     assert sum(n for n, _ in handled) == 50
-    assert all(in_order(names, ["on_signal", "raise", "signal_here", "main", "_start"])
-               for _, names in handled)
+    assert all(
+        in_order(names, ["on_signal", "raise", "signal_here", "main", "_start"])
+        for _, names in handled
+    )
 
 
 def test_interrupted_anywhere_unwinds_to_main(build_fixture, tmp_path):
@@ -146,23 +158,29 @@ def test_interrupted_anywhere_unwinds_to_main(build_fixture, tmp_path):
     signals = 2000
     handled = handler_stacks(exe, tmp_path, "timer", signals)
     assert sum(n for n, _ in handled) == signals
-    assert len(handled) > 5   # many interrupted places
-    assert all(in_order(names, ["on_signal", "spin", "timer_signals", "main", "_start"])
-               for _, names in handled)
+    assert len(handled) > 5  # many interrupted places
+    assert all(
+        in_order(names, ["on_signal", "spin", "timer_signals", "main", "_start"])
+        for _, names in handled
+    )
 
 
 START = ["main", "__libc_start_call_main", "__libc_start_main", "_start"]
 
 
-@pytest.mark.parametrize("mode,allocations,stack", [
-    # a library built without frame pointers, dlopen'ed after the first sample
-    ("dlopen", 3, ["plugin_alloc", "call_plugin", *START]),
-    # a frame whose CFA is the word at rbp - 8 and whose rbp was saved at rbp (GCC's
-    # stack realignment through a DRAP register), below a frame whose CFA is rbp + 16
-    ("realigned", 20, ["realigned_alloc", "realigned_call", "realigned_outer", *START]),
-])
-def test_stacks_through_unusual_code_are_libunwinds(build_fixture, tmp_path, mode, allocations,
-                                                    stack):
+@pytest.mark.parametrize(
+    "mode,allocations,stack",
+    [
+        # a library built without frame pointers, dlopen'ed after the first sample
+        ("dlopen", 3, ["plugin_alloc", "call_plugin", *START]),
+        # a frame whose CFA is the word at rbp - 8 and whose rbp was saved at rbp (GCC's
+        # stack realignment through a DRAP register), below a frame whose CFA is rbp + 16
+        ("realigned", 20, ["realigned_alloc", "realigned_call", "realigned_outer", *START]),
+    ],
+)
+def test_stacks_through_unusual_code_are_libunwinds(
+    build_fixture, tmp_path, mode, allocations, stack
+):
     exe = build_fixture("unwind_cases", *NO_FRAME_POINTERS)
     plugin = build_fixture("plugin", *NO_FRAME_POINTERS, shared=True, output="libplugin_nofp.so")
     argv = [exe, mode, plugin if mode == "dlopen" else allocations]
@@ -178,8 +196,11 @@ def test_code_without_unwind_information_ends_the_stack(build_fixture, tmp_path)
     exe = build_fixture("unwind_cases", *NO_FRAME_POINTERS)
     proc, files = profile_run([exe, "jit", 40], tmp_path / "j_", 1)
     prof = read_heap(one_heap(proc, files))
-    generated = [(stack, objs) for stack, objs in located_stacks(one_heap(proc, files)).items()
-                 if stack[0][0] == ""]
+    generated = [
+        (stack, objs)
+        for stack, objs in located_stacks(one_heap(proc, files)).items()
+        if stack[0][0] == ""
+    ]
     assert len(generated) == 1
     stack, objs = generated[0]
     assert objs == 40 and len(stack) == 1

@@ -38,60 +38,127 @@ INCLUDE = HERE / "include"
 FIXTURES = HERE.parent / "fixtures"
 CC = os.environ.get("CC", "gcc")
 
-LIB_CFLAGS = ["-std=gnu11", "-g", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
-              "-Wall", "-Wextra", "-pthread", f"-I{INCLUDE}", f"-I{HERE}"]
-FIXTURE_CFLAGS = ["-std=gnu11", "-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline",
-                  "-fno-optimize-sibling-calls", "-Wall", "-Wextra", "-pthread", f"-I{INCLUDE}"]
+LIB_CFLAGS = [
+    "-std=gnu11",
+    "-g",
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wextra",
+    "-pthread",
+    f"-I{INCLUDE}",
+    f"-I{HERE}",
+]
+FIXTURE_CFLAGS = [
+    "-std=gnu11",
+    "-g",
+    "-O1",
+    "-fno-omit-frame-pointer",
+    "-fno-inline",
+    "-fno-optimize-sibling-calls",
+    "-Wall",
+    "-Wextra",
+    "-pthread",
+    f"-I{INCLUDE}",
+]
 ORIGIN = ["-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"]
 
 
 @dataclass(frozen=True)
 class Target:
     output: str
-    sources: tuple[str, ...]                 # relative to tests/
+    sources: tuple[str, ...]  # relative to tests/
     flags: tuple[str, ...] = ()
-    links: tuple[str, ...] = ()              # outputs of other targets, linked by name
-    libs: tuple[str, ...] = ()               # system libraries (-ldl ...)
+    links: tuple[str, ...] = ()  # outputs of other targets, linked by name
+    libs: tuple[str, ...] = ()  # system libraries (-ldl ...)
 
 
-_HEADERS = ("standins/include/standin_cuda.h", "standins/include/standin_acl.h",
-            "standins/include/standin_markers.h", "standins/include/standin_framework.h",
-            "standins/standin_util.h", "fixtures/device_fixture.h")
+_HEADERS = (
+    "standins/include/standin_cuda.h",
+    "standins/include/standin_acl.h",
+    "standins/include/standin_markers.h",
+    "standins/include/standin_framework.h",
+    "standins/standin_util.h",
+    "fixtures/device_fixture.h",
+)
 
-LIBRARIES: dict[str, Target] = {t.output: t for t in (
-    Target("libcuda.so.1", ("standins/libcuda.c",),
-           ("-Wl,-soname,libcuda.so.1", "-Wl,-Bsymbolic")),
-    Target("libcudart.so.12", ("standins/libcudart.c",),
-           ("-Wl,-soname,libcudart.so.12", *ORIGIN), libs=("-ldl",)),
-    Target("libframework.so", ("standins/framework.c",),
-           ("-Wl,-soname,libframework.so", *ORIGIN), links=("libcudart.so.12",)),
-    Target("libascend_hal.so", ("standins/libascend_hal.c",),
-           ("-Wl,-soname,libascend_hal.so",)),
-    Target("libascendcl.so", ("standins/libascendcl.c",),
-           ("-Wl,-soname,libascendcl.so", *ORIGIN), links=("libascend_hal.so",)),
-    Target("libmstx.so", ("standins/markers.c",), ("-DSTANDIN_MSTX", "-Wl,-soname,libmstx.so")),
-    Target("libnvToolsExt.so.1", ("standins/markers.c",),
-           ("-DSTANDIN_NVTX", "-Wl,-soname,libnvToolsExt.so.1")),
-    # Not a stand-in: a test-only LD_PRELOAD that shows the loading traps.
-    Target("libstandin_probe.so", ("standins/probe.c",), ("-Wl,-soname,libstandin_probe.so",),
-           libs=("-ldl",)),
-)}
+LIBRARIES: dict[str, Target] = {
+    t.output: t
+    for t in (
+        Target(
+            "libcuda.so.1", ("standins/libcuda.c",), ("-Wl,-soname,libcuda.so.1", "-Wl,-Bsymbolic")
+        ),
+        Target(
+            "libcudart.so.12",
+            ("standins/libcudart.c",),
+            ("-Wl,-soname,libcudart.so.12", *ORIGIN),
+            libs=("-ldl",),
+        ),
+        Target(
+            "libframework.so",
+            ("standins/framework.c",),
+            ("-Wl,-soname,libframework.so", *ORIGIN),
+            links=("libcudart.so.12",),
+        ),
+        Target(
+            "libascend_hal.so", ("standins/libascend_hal.c",), ("-Wl,-soname,libascend_hal.so",)
+        ),
+        Target(
+            "libascendcl.so",
+            ("standins/libascendcl.c",),
+            ("-Wl,-soname,libascendcl.so", *ORIGIN),
+            links=("libascend_hal.so",),
+        ),
+        Target("libmstx.so", ("standins/markers.c",), ("-DSTANDIN_MSTX", "-Wl,-soname,libmstx.so")),
+        Target(
+            "libnvToolsExt.so.1",
+            ("standins/markers.c",),
+            ("-DSTANDIN_NVTX", "-Wl,-soname,libnvToolsExt.so.1"),
+        ),
+        # Not a stand-in: a test-only LD_PRELOAD that shows the loading traps.
+        Target(
+            "libstandin_probe.so",
+            ("standins/probe.c",),
+            ("-Wl,-soname,libstandin_probe.so",),
+            libs=("-ldl",),
+        ),
+    )
+}
 
-FIXTURE_TARGETS: dict[str, Target] = {t.output: t for t in (
-    Target("device_cuda", ("fixtures/device_cuda.c",), tuple(ORIGIN), libs=("-ldl",)),
-    Target("device_cuda_direct", ("fixtures/device_cuda.c", "standins/framework.c"),
-           ("-DDEVICE_DIRECT", *ORIGIN), links=("libcudart.so.12",), libs=("-ldl",)),
-    Target("device_acl", ("fixtures/device_acl.c",), tuple(ORIGIN), libs=("-ldl",)),
-    Target("device_acl_linked", ("fixtures/device_acl.c",), ("-DDEVICE_LINKED", *ORIGIN),
-           links=("libascendcl.so", "libascend_hal.so")),
-    Target("device_cuda_api", ("fixtures/device_cuda_api.c",), tuple(ORIGIN), libs=("-ldl",)),
-    Target("device_foreign", ("fixtures/device_foreign.c",), tuple(ORIGIN), libs=("-ldl",)),
-    Target("device_churn", ("fixtures/device_churn.c",), tuple(ORIGIN),
-           links=("libcudart.so.12",)),
-    Target("device_noruntime", ("fixtures/device_noruntime.c",), libs=("-ldl",)),
-    Target("device_markers", ("fixtures/device_markers.c",), tuple(ORIGIN),
-           links=("libmstx.so", "libnvToolsExt.so.1")),
-)}
+FIXTURE_TARGETS: dict[str, Target] = {
+    t.output: t
+    for t in (
+        Target("device_cuda", ("fixtures/device_cuda.c",), tuple(ORIGIN), libs=("-ldl",)),
+        Target(
+            "device_cuda_direct",
+            ("fixtures/device_cuda.c", "standins/framework.c"),
+            ("-DDEVICE_DIRECT", *ORIGIN),
+            links=("libcudart.so.12",),
+            libs=("-ldl",),
+        ),
+        Target("device_acl", ("fixtures/device_acl.c",), tuple(ORIGIN), libs=("-ldl",)),
+        Target(
+            "device_acl_linked",
+            ("fixtures/device_acl.c",),
+            ("-DDEVICE_LINKED", *ORIGIN),
+            links=("libascendcl.so", "libascend_hal.so"),
+        ),
+        Target("device_cuda_api", ("fixtures/device_cuda_api.c",), tuple(ORIGIN), libs=("-ldl",)),
+        Target("device_foreign", ("fixtures/device_foreign.c",), tuple(ORIGIN), libs=("-ldl",)),
+        Target(
+            "device_churn", ("fixtures/device_churn.c",), tuple(ORIGIN), links=("libcudart.so.12",)
+        ),
+        Target("device_noruntime", ("fixtures/device_noruntime.c",), libs=("-ldl",)),
+        Target(
+            "device_markers",
+            ("fixtures/device_markers.c",),
+            tuple(ORIGIN),
+            links=("libmstx.so", "libnvToolsExt.so.1"),
+        ),
+    )
+}
 
 
 def _stamp(target: Target, base_flags: list[str], out_dir: Path) -> str:
@@ -101,7 +168,7 @@ def _stamp(target: Target, base_flags: list[str], out_dir: Path) -> str:
         h.update(part.encode() + b"\0")
     for rel in (*target.sources, *_HEADERS):
         h.update((HERE.parent / rel).read_bytes())
-    for dep in target.links:   # relink when a library it links changed
+    for dep in target.links:  # relink when a library it links changed
         h.update((out_dir / ".stamps" / dep).read_bytes())
     return h.hexdigest()
 
@@ -114,9 +181,17 @@ def _build(target: Target, base_flags: list[str], out_dir: Path) -> Path:
         return out
     tmp = out.with_name(f".{target.output}.tmp{os.getpid()}")
     links = [f"-l:{name}" for name in target.links]
-    cmd = [CC, *base_flags, *target.flags, "-o", str(tmp),
-           *(str(HERE.parent / s) for s in target.sources),
-           f"-L{out_dir}", *links, *target.libs]
+    cmd = [
+        CC,
+        *base_flags,
+        *target.flags,
+        "-o",
+        str(tmp),
+        *(str(HERE.parent / s) for s in target.sources),
+        f"-L{out_dir}",
+        *links,
+        *target.libs,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -143,8 +218,9 @@ class _Lock:
 
 
 def _lib_flags(frame_pointers: bool) -> list[str]:
-    return LIB_CFLAGS + (["-fno-omit-frame-pointer"] if frame_pointers
-                         else ["-fomit-frame-pointer"])
+    return LIB_CFLAGS + (
+        ["-fno-omit-frame-pointer"] if frame_pointers else ["-fomit-frame-pointer"]
+    )
 
 
 def build_standins(out_dir: Path, frame_pointers: bool = False) -> dict[str, Path]:
@@ -152,8 +228,9 @@ def build_standins(out_dir: Path, frame_pointers: bool = False) -> dict[str, Pat
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with _Lock(out_dir):
-        return {name: _build(t, _lib_flags(frame_pointers), out_dir)
-                for name, t in LIBRARIES.items()}
+        return {
+            name: _build(t, _lib_flags(frame_pointers), out_dir) for name, t in LIBRARIES.items()
+        }
 
 
 def build_device_fixture(name: str, out_dir: Path, frame_pointers: bool = False) -> Path:
@@ -169,8 +246,7 @@ def build_device_fixture(name: str, out_dir: Path, frame_pointers: bool = False)
         return _build(FIXTURE_TARGETS[name], FIXTURE_CFLAGS, out_dir)
 
 
-def standin_env(out_dir: Path, base: dict[str, str] | None = None,
-                **extra: str) -> dict[str, str]:
+def standin_env(out_dir: Path, base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
     """An environment for running the fixtures: out_dir first on LD_LIBRARY_PATH,
     plus the given variables (STANDIN_DEVICE_MEMORY=..., STANDIN_TRACE=...)."""
     env = dict(os.environ if base is None else base)
@@ -182,8 +258,9 @@ def standin_env(out_dir: Path, base: dict[str, str] | None = None,
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: build.py OUT_DIR [FIXTURE ...]  (fixtures: "
-                 + ", ".join(FIXTURE_TARGETS) + ")")
+        sys.exit(
+            "usage: build.py OUT_DIR [FIXTURE ...]  (fixtures: " + ", ".join(FIXTURE_TARGETS) + ")"
+        )
     target_dir = Path(sys.argv[1])
     for path in build_standins(target_dir).values():
         print(path)

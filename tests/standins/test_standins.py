@@ -51,15 +51,26 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def base_env() -> dict[str, str]:
     """The caller's environment without anything that would change a run."""
-    return {k: v for k, v in os.environ.items()
-            if not (k.startswith(("MEMPROF_", "STANDIN_", "LD_")))}
+    return {
+        k: v for k, v in os.environ.items() if not (k.startswith(("MEMPROF_", "STANDIN_", "LD_")))
+    }
 
 
-def run(out: Path, argv: list[str], *, env: dict[str, str] | None = None,
-        check: bool = True, **extra: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(out / argv[0]), *argv[1:]], capture_output=True, text=True,
-                          timeout=60, env=standin_env(out, base_env(), **extra)
-                          if env is None else env)
+def run(
+    out: Path,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    **extra: str,
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(out / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=standin_env(out, base_env(), **extra) if env is None else env,
+    )
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -67,11 +78,19 @@ def run(out: Path, argv: list[str], *, env: dict[str, str] | None = None,
 
 def site_lines(stdout: str) -> dict[str, dict]:
     sites = {}
-    for m in re.finditer(r"^site (\S+) heap=(\S+) allocs=(\d+) alloc_bytes=(\d+) live=(\d+) "
-                         r"live_bytes=(\d+)$", stdout, re.M):
+    for m in re.finditer(
+        r"^site (\S+) heap=(\S+) allocs=(\d+) alloc_bytes=(\d+) live=(\d+) "
+        r"live_bytes=(\d+)$",
+        stdout,
+        re.M,
+    ):
         name, heap, *numbers = m.groups()
-        sites[name] = {"heap": heap, **dict(zip(("allocs", "alloc_bytes", "live", "live_bytes"),
-                                                map(int, numbers), strict=True))}
+        sites[name] = {
+            "heap": heap,
+            **dict(
+                zip(("allocs", "alloc_bytes", "live", "live_bytes"), map(int, numbers), strict=True)
+            ),
+        }
     return sites
 
 
@@ -86,9 +105,10 @@ def trace(path: Path) -> list[list[str]]:
 
 def expected_lines(fixture: str, sites: list[dict] | None = None) -> dict[str, dict]:
     """What the fixture prints per site: its truth record."""
-    return {rec["site"]: {k: rec[k] for k in ("heap", "allocs", "alloc_bytes", "live",
-                                              "live_bytes")}
-            for rec in (truth.SITES[fixture] if sites is None else sites)}
+    return {
+        rec["site"]: {k: rec[k] for k in ("heap", "allocs", "alloc_bytes", "live", "live_bytes")}
+        for rec in (truth.SITES[fixture] if sites is None else sites)
+    }
 
 
 CUDA_RUNS = [("device_cuda", "local"), ("device_cuda", "global"), ("device_cuda_direct", "direct")]
@@ -97,12 +117,16 @@ ACL_RUNS = [("device_acl", "local"), ("device_acl", "global"), ("device_acl_link
 
 # --- the libraries -----------------------------------------------------------------
 
+
 def dynamic(path: Path) -> tuple[set[str], dict[str, list]]:
     """(defined exported functions, {dynamic tag: [values]})"""
     with open(path, "rb") as f:
         elf = ELFFile(f)
-        funcs = {s.name for s in elf.get_section_by_name(".dynsym").iter_symbols()
-                 if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"}
+        funcs = {
+            s.name
+            for s in elf.get_section_by_name(".dynsym").iter_symbols()
+            if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"
+        }
         tags: dict[str, list] = {}
         for section in elf.iter_sections():
             if isinstance(section, DynamicSection):
@@ -113,30 +137,86 @@ def dynamic(path: Path) -> tuple[set[str], dict[str, list]]:
 
 
 EXPORTS = {
-    "libcuda.so.1": {"cuInit", "cuDriverGetVersion", "cuGetExportTable", "cuGetProcAddress_v2",
-                     "cuGetProcAddress", "cuMemAlloc_v2", "cuMemAllocPitch_v2", "cuMemFree_v2",
-                     "cuMemAllocAsync", "cuMemAllocAsync_ptsz", "cuMemFreeAsync",
-                     "cuMemFreeAsync_ptsz", "cuMemAllocFromPoolAsync",
-                     "cuMemAllocFromPoolAsync_ptsz", "cuMemPoolCreate", "cuMemPoolDestroy",
-                     "cuMemAllocManaged", "cuMemAllocHost_v2", "cuMemHostAlloc", "cuMemFreeHost",
-                     "cuArrayCreate_v2", "cuArray3DCreate_v2", "cuArrayDestroy",
-                     "cuMipmappedArrayCreate", "cuMipmappedArrayDestroy", "cuGraphCreate",
-                     "cuGraphDestroy", "cuGraphAddMemAllocNode", "cuGraphAddMemFreeNode",
-                     "cuMemCreate", "cuMemRelease", "cuMemAddressReserve", "cuMemAddressFree",
-                     "cuMemMap", "cuMemUnmap", "cuMemHostRegister_v2", "cuMemHostRegister",
-                     "cuMemHostUnregister", "cuIpcGetMemHandle", "cuIpcOpenMemHandle_v2",
-                     "cuIpcOpenMemHandle", "cuIpcCloseMemHandle", "cuMemGetAddressRange_v2"},
-    "libcudart.so.12": {"cudaMalloc", "cudaFree", "cudaMallocAsync", "cudaFreeAsync",
-                        "cudaMallocManaged", "cudaMallocPitch", "cudaMallocHost",
-                        "cudaHostAlloc", "cudaFreeHost", "cudaGetDriverEntryPoint",
-                        "cudaGetDriverEntryPointByVersion", "cudaGetDriverEntryPoint_ptsz",
-                        "cudaGetDriverEntryPointByVersion_ptsz", "cudaGetLastError",
-                        "cudaDeviceSynchronize", "cudaHostRegister", "cudaHostUnregister",
-                        "cudaIpcOpenMemHandle", "cudaIpcCloseMemHandle"},
-    "libframework.so": {"fw_alloc_segment", "fw_free_segment", "fw_alloc_async",
-                        "fw_free_async", "fw_alloc_managed", "fw_alloc_pitch",
-                        "fw_malloc_host", "fw_pinned", "fw_free_pinned", "fw_expandable",
-                        "fw_expandable_free", "fw_last_error"},
+    "libcuda.so.1": {
+        "cuInit",
+        "cuDriverGetVersion",
+        "cuGetExportTable",
+        "cuGetProcAddress_v2",
+        "cuGetProcAddress",
+        "cuMemAlloc_v2",
+        "cuMemAllocPitch_v2",
+        "cuMemFree_v2",
+        "cuMemAllocAsync",
+        "cuMemAllocAsync_ptsz",
+        "cuMemFreeAsync",
+        "cuMemFreeAsync_ptsz",
+        "cuMemAllocFromPoolAsync",
+        "cuMemAllocFromPoolAsync_ptsz",
+        "cuMemPoolCreate",
+        "cuMemPoolDestroy",
+        "cuMemAllocManaged",
+        "cuMemAllocHost_v2",
+        "cuMemHostAlloc",
+        "cuMemFreeHost",
+        "cuArrayCreate_v2",
+        "cuArray3DCreate_v2",
+        "cuArrayDestroy",
+        "cuMipmappedArrayCreate",
+        "cuMipmappedArrayDestroy",
+        "cuGraphCreate",
+        "cuGraphDestroy",
+        "cuGraphAddMemAllocNode",
+        "cuGraphAddMemFreeNode",
+        "cuMemCreate",
+        "cuMemRelease",
+        "cuMemAddressReserve",
+        "cuMemAddressFree",
+        "cuMemMap",
+        "cuMemUnmap",
+        "cuMemHostRegister_v2",
+        "cuMemHostRegister",
+        "cuMemHostUnregister",
+        "cuIpcGetMemHandle",
+        "cuIpcOpenMemHandle_v2",
+        "cuIpcOpenMemHandle",
+        "cuIpcCloseMemHandle",
+        "cuMemGetAddressRange_v2",
+    },
+    "libcudart.so.12": {
+        "cudaMalloc",
+        "cudaFree",
+        "cudaMallocAsync",
+        "cudaFreeAsync",
+        "cudaMallocManaged",
+        "cudaMallocPitch",
+        "cudaMallocHost",
+        "cudaHostAlloc",
+        "cudaFreeHost",
+        "cudaGetDriverEntryPoint",
+        "cudaGetDriverEntryPointByVersion",
+        "cudaGetDriverEntryPoint_ptsz",
+        "cudaGetDriverEntryPointByVersion_ptsz",
+        "cudaGetLastError",
+        "cudaDeviceSynchronize",
+        "cudaHostRegister",
+        "cudaHostUnregister",
+        "cudaIpcOpenMemHandle",
+        "cudaIpcCloseMemHandle",
+    },
+    "libframework.so": {
+        "fw_alloc_segment",
+        "fw_free_segment",
+        "fw_alloc_async",
+        "fw_free_async",
+        "fw_alloc_managed",
+        "fw_alloc_pitch",
+        "fw_malloc_host",
+        "fw_pinned",
+        "fw_free_pinned",
+        "fw_expandable",
+        "fw_expandable_free",
+        "fw_last_error",
+    },
     "libascend_hal.so": {"halMemAlloc", "halMemFree", "halMemAllocInner", "halMemFreeInner"},
     "libascendcl.so": {"aclrtMalloc", "aclrtFree", "aclrtMallocHost", "aclrtFreeHost"},
     "libmstx.so": {"mstxMarkA", "mstxRangeStartA", "mstxRangeEnd"},
@@ -189,13 +269,16 @@ def test_frame_pointer_build_gives_the_same_results(out, tmp_path):
 
 # --- CUDA: results ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def cuda_runs(out, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     runs = {}
     for exe, mode in CUDA_RUNS:
         trace_file = tmp_path_factory.mktemp("trace") / f"{mode}.trace"
-        runs[mode] = (run(out, [exe, mode], STANDIN_TRACE=str(trace_file), STANDIN_REPORT="1"),
-                      trace_file)
+        runs[mode] = (
+            run(out, [exe, mode], STANDIN_TRACE=str(trace_file), STANDIN_REPORT="1"),
+            trace_file,
+        )
     return runs
 
 
@@ -228,8 +311,11 @@ def test_cuda_driver_served_exactly_the_truth(cuda_runs, mode):
         return sum(r["allocs"] - r["live"] for r in sites if r["api"] in apis)
 
     calls = Counter((t[1], t[-1]) for t in trace(trace_file) if t[0] == "cuda")
-    assert calls["cuMemAlloc_v2", "0"] == allocs("cudaMalloc", "cudaMallocPitch",
-                                                 "cuMemAlloc_v2") == 15
+    assert (
+        calls["cuMemAlloc_v2", "0"]
+        == allocs("cudaMalloc", "cudaMallocPitch", "cuMemAlloc_v2")
+        == 15
+    )
     assert calls["cuMemAllocAsync", "0"] == allocs("cudaMallocAsync", "cuMemAllocAsync") == 4
     assert calls["cuMemAllocManaged", "0"] == allocs("cudaMallocManaged") == 1
     assert calls["cuMemCreate", "0"] == allocs("cuMemCreate") == 3
@@ -238,11 +324,20 @@ def test_cuda_driver_served_exactly_the_truth(cuda_runs, mode):
     assert calls["cuMemAddressReserve", "0"] == 2 and calls["cuMemAddressFree", "0"] == 1
     assert calls["cuMemFree_v2", "0"] == frees("cudaMalloc", "cuMemAlloc_v2") == 5
     assert calls["cuMemFreeAsync", "0"] == frees("cudaMallocAsync") == 1
-    assert report["allocs"] == allocs("cudaMalloc", "cudaMallocPitch", "cuMemAlloc_v2",
-                                      "cudaMallocAsync", "cuMemAllocAsync", "cudaMallocManaged")
+    assert report["allocs"] == allocs(
+        "cudaMalloc",
+        "cudaMallocPitch",
+        "cuMemAlloc_v2",
+        "cudaMallocAsync",
+        "cuMemAllocAsync",
+        "cudaMallocManaged",
+    )
     assert report["creates"] == 3 and report["releases"] == 1
-    failed = [t for t in trace(trace_file)
-              if t[0] == "cuda" and not t[1].startswith("cuGetProcAddress") and t[-1] != "0"]
+    failed = [
+        t
+        for t in trace(trace_file)
+        if t[0] == "cuda" and not t[1].startswith("cuGetProcAddress") and t[-1] != "0"
+    ]
     assert failed == [], "no driver call failed"
 
 
@@ -257,22 +352,27 @@ def test_cuda_runtime_reaches_driver_only_through_cuGetProcAddress_v2(cuda_runs,
     # The runtime's start, before its cuInit: NVIDIA's requests, by base name at the
     # version of the variant it wants (cuMemAlloc at 3020 gives the _v2), all through
     # the cuGetProcAddress_v2 it asked "cuGetProcAddress" for at 12000.
-    start = lines[:lines.index(["cuda", "cuInit", "0"])]
+    start = lines[: lines.index(["cuda", "cuInit", "0"])]
     asked = lookups(trace_file.read_text())
-    assert asked[:len(truth.STANDIN_RUNTIME_REQUESTS)] == [
-        ("cuGetProcAddress_v2", *request) for request in truth.STANDIN_RUNTIME_REQUESTS]
-    assert [t for t in start if t[0] == "cuda" and not t[1].startswith("cuGetProcAddress")] \
-        == [["cuda", "cuDriverGetVersion", "13000", "0"]]
+    assert asked[: len(truth.STANDIN_RUNTIME_REQUESTS)] == [
+        ("cuGetProcAddress_v2", *request) for request in truth.STANDIN_RUNTIME_REQUESTS
+    ]
+    assert [t for t in start if t[0] == "cuda" and not t[1].startswith("cuGetProcAddress")] == [
+        ["cuda", "cuDriverGetVersion", "13000", "0"]
+    ]
     assert sum(t[1].startswith("cuGetProcAddress") for t in start) == len(
-        truth.STANDIN_RUNTIME_REQUESTS)
+        truth.STANDIN_RUNTIME_REQUESTS
+    )
     # The framework's VMM entry points: two by cudaGetDriverEntryPoint, four by version.
     getters = {t[2]: t[1] for t in cudart if t[1].startswith("cudaGetDriverEntryPoint")}
-    assert getters == {"cuMemCreate": "cudaGetDriverEntryPoint",
-                       "cuMemRelease": "cudaGetDriverEntryPoint",
-                       "cuMemAddressReserve": "cudaGetDriverEntryPointByVersion",
-                       "cuMemAddressFree": "cudaGetDriverEntryPointByVersion",
-                       "cuMemMap": "cudaGetDriverEntryPointByVersion",
-                       "cuMemUnmap": "cudaGetDriverEntryPointByVersion"}
+    assert getters == {
+        "cuMemCreate": "cudaGetDriverEntryPoint",
+        "cuMemRelease": "cudaGetDriverEntryPoint",
+        "cuMemAddressReserve": "cudaGetDriverEntryPointByVersion",
+        "cuMemAddressFree": "cudaGetDriverEntryPointByVersion",
+        "cuMemMap": "cudaGetDriverEntryPointByVersion",
+        "cuMemUnmap": "cudaGetDriverEntryPointByVersion",
+    }
     # The fixture's own driver sites: cuGetProcAddress_v2 and the old cuGetProcAddress.
     assert ("cuGetProcAddress_v2", "cuMemAlloc", 12000, 0, "cuMemAlloc_v2") in asked
     assert ("cuGetProcAddress", "cuMemAllocAsync", 12000, 0, "cuMemAllocAsync") in asked
@@ -294,25 +394,32 @@ def test_cuda_loading_sequence_seen_by_the_loader(out, exe, mode):
     # and before the fixture's own dlopen of it (the runtime's part) only the _v2.
     bound = re.findall(rf"binding file \S+ \[0\] to {libcuda} \[0\]: normal symbol `(\w+)'", log)
     assert set(bound) <= {"cuGetProcAddress_v2", "cuGetProcAddress"}, bound
-    opened = [m.end() for m in re.finditer(rf"opening file={libcuda} \[0\]; direct_opencount=\d",
-                                           log)]
+    opened = [
+        m.end() for m in re.finditer(rf"opening file={libcuda} \[0\]; direct_opencount=\d", log)
+    ]
     assert len(opened) == 2, "opened by the runtime, then by the fixture's driver sites"
-    runtime_part = log[opened[0]:opened[1]]
+    runtime_part = log[opened[0] : opened[1]]
     assert re.findall(rf"to {libcuda} \[0\]: normal symbol `(\w+)'", runtime_part) == [
-        "cuGetProcAddress_v2"]
+        "cuGetProcAddress_v2"
+    ]
     assert not re.search(r"symbol `cuMem", log), "no cuMem* symbol is bound by the loader"
     # cudaMalloc is bound from the framework (or the program, linked directly).
     caller = str(out / exe) if mode == "direct" else str(out / "libframework.so")
-    assert re.search(rf"binding file {re.escape(caller)} \[0\] to {cudart} \[0\]: "
-                     r"normal symbol `cudaMalloc'", log)
+    assert re.search(
+        rf"binding file {re.escape(caller)} \[0\] to {cudart} \[0\]: "
+        r"normal symbol `cudaMalloc'",
+        log,
+    )
 
 
 PROBE_CUDA = {"local": "noload", "global": "next", "direct": "next"}
 
 
 def probe_lines(stderr: str) -> dict[str, tuple[int, str]]:
-    return {m[0]: (int(m[1]), m[2])
-            for m in re.findall(r"^probe (\w+) calls=(\d+) resolved=(\w+)$", stderr, re.M)}
+    return {
+        m[0]: (int(m[1]), m[2])
+        for m in re.findall(r"^probe (\w+) calls=(\d+) resolved=(\w+)$", stderr, re.M)
+    }
 
 
 @pytest.mark.parametrize("exe,mode", CUDA_RUNS)
@@ -327,23 +434,29 @@ def test_cuda_preload_traps(out, cuda_runs, exe, mode):
 
 def test_cuda_oom(out, tmp_path):
     trace_file = tmp_path / "oom.trace"
-    proc = run(out, ["device_cuda", "oom"], STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY),
-               STANDIN_REPORT="1", STANDIN_TRACE=str(trace_file))
+    proc = run(
+        out,
+        ["device_cuda", "oom"],
+        STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY),
+        STANDIN_REPORT="1",
+        STANDIN_TRACE=str(trace_file),
+    )
     oom = truth.OOM["device_cuda"]
     assert site_lines(proc.stdout) == expected_lines("device_cuda", oom["sites"])
     failures = re.findall(r"^oom site=(\S+) requested=(\d+) error=(\d+)$", proc.stdout, re.M)
-    assert failures == [(f["site"], str(f["requested"]), str(f["error"]))
-                        for f in oom["failures"]]
+    assert failures == [(f["site"], str(f["requested"]), str(f["error"])) for f in oom["failures"]]
     report = driver_report(proc.stderr)
     assert report["failed"] == 2 and report["live"] == 32 * MiB
-    assert [t for t in trace(trace_file) if t[:2] == ["cuda", "cuMemAlloc_v2"] and t[3] != "0"] \
-        == [["cuda", "cuMemAlloc_v2", str(truth.GiB), "2"]] * 2
+    assert [t for t in trace(trace_file) if t[:2] == ["cuda", "cuMemAlloc_v2"] and t[3] != "0"] == [
+        ["cuda", "cuMemAlloc_v2", str(truth.GiB), "2"]
+    ] * 2
     # Without a budget the mode refuses to run rather than allocate 1 GiB.
     refused = run(out, ["device_cuda", "oom"], check=False)
     assert refused.returncode == 3 and "STANDIN_DEVICE_MEMORY" in refused.stderr
 
 
 # --- ACL and HAL ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def acl_runs(out, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
@@ -370,8 +483,11 @@ def test_hal_saw_every_allocation_with_its_flag(acl_runs, mode):
     the truth's device, memory type and module id; halMemAlloc got there directly."""
     _, trace_file = acl_runs[mode]
     lines = trace(trace_file)
-    seen = Counter((int(t[2]), int(t[3]), int(t[4]), int(t[5]))
-                   for t in lines if t[:2] == ["hal", "halMemAllocInner"] and t[-1] == "0")
+    seen = Counter(
+        (int(t[2]), int(t[3]), int(t[4]), int(t[5]))
+        for t in lines
+        if t[:2] == ["hal", "halMemAllocInner"] and t[-1] == "0"
+    )
     want: Counter = Counter()
     everything = truth.SITES["device_acl"] + truth.NESTED["device_acl"]
     for rec in everything:
@@ -410,8 +526,7 @@ def test_acl_oom(out):
     oom = truth.OOM["device_acl"]
     assert site_lines(proc.stdout) == expected_lines("device_acl", oom["sites"])
     failures = re.findall(r"^oom site=(\S+) requested=(\d+) error=(\d+)$", proc.stdout, re.M)
-    assert failures == [(f["site"], str(f["requested"]), str(f["error"]))
-                        for f in oom["failures"]]
+    assert failures == [(f["site"], str(f["requested"]), str(f["error"])) for f in oom["failures"]]
     assert run(out, ["device_acl", "oom"], check=False).returncode == 3
 
 
@@ -473,8 +588,13 @@ print("ok")
 
 
 def test_api_edges(out):
-    proc = subprocess.run([sys.executable, "-c", EDGES, str(out)], capture_output=True, text=True,
-                          timeout=60, env=standin_env(out, base_env()))
+    proc = subprocess.run(
+        [sys.executable, "-c", EDGES, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=standin_env(out, base_env()),
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
@@ -486,6 +606,7 @@ def test_runtime_needs_no_library_path(out):
 
 
 # --- the runtime missing, the benchmark workload, the markers ------------------------
+
 
 def system_has_cudart() -> bool:
     ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
@@ -501,15 +622,16 @@ def test_runtime_missing(out):
         pytest.skip("this machine has a real libcudart.so.12 on the loader's path")
     missing = run(out, ["device_noruntime"], env=base_env())
     assert missing.stdout.startswith("runtime=missing\n")
-    present = run(out, ["device_noruntime"])           # standin_env: the stand-in is found
+    present = run(out, ["device_noruntime"])  # standin_env: the stand-in is found
     assert present.stdout.startswith("runtime=present\n")
     assert checksum(missing.stdout) == checksum(present.stdout)
 
 
 def test_churn(out):
     proc = run(out, ["device_churn", "20000"], STANDIN_REPORT="1")
-    m = re.fullmatch(r"pairs=20000 bytes=(\d+) seconds=([\d.]+) checksum=[0-9a-f]{16}\n",
-                     proc.stdout)
+    m = re.fullmatch(
+        r"pairs=20000 bytes=(\d+) seconds=([\d.]+) checksum=[0-9a-f]{16}\n", proc.stdout
+    )
     assert m, proc.stdout
     assert 20000 * truth.CHURN["min_size"] <= int(m[1]) <= 20000 * truth.CHURN["max_size"]
     report = driver_report(proc.stderr)

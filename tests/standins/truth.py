@@ -27,7 +27,7 @@ GiB = 1 << 30
 
 # HAL memory types (flag bits 10-13).
 SVM, DEV, HOST, DVPP = 0, 1, 2, 3
-ACL_MODULE_ID = 3   # what the ACL stand-in puts in its own halMemAlloc flags
+ACL_MODULE_ID = 3  # what the ACL stand-in puts in its own halMemAlloc flags
 
 
 def hal_flag(device: int, memtype: int, module: int) -> int:
@@ -35,16 +35,32 @@ def hal_flag(device: int, memtype: int, module: int) -> int:
     return (device & 0x3FF) | ((memtype & 0xF) << 10) | ((module & 0xFF) << 56)
 
 
-def _rec(site: str, heap: str, api: str, size: int | list[int], allocs: int, live: int,
-         live_bytes: int | None = None, **label: int) -> dict:
+def _rec(
+    site: str,
+    heap: str,
+    api: str,
+    size: int | list[int],
+    allocs: int,
+    live: int,
+    live_bytes: int | None = None,
+    **label: int,
+) -> dict:
     sizes = size if isinstance(size, list) else [size] * allocs
     assert len(sizes) == allocs
-    rec = {"site": site, "heap": heap, "api": api, "size": size, "allocs": allocs,
-           "alloc_bytes": sum(sizes), "live": live,
-           "live_bytes": live_bytes if live_bytes is not None else sum(sizes[:live])}
+    rec = {
+        "site": site,
+        "heap": heap,
+        "api": api,
+        "size": size,
+        "allocs": allocs,
+        "alloc_bytes": sum(sizes),
+        "live": live,
+        "live_bytes": live_bytes if live_bytes is not None else sum(sizes[:live]),
+    }
     if label:
-        rec["label"] = dict(label, flag=hal_flag(label["device"], label["memtype"],
-                                                 label["module"]))
+        rec["label"] = dict(
+            label, flag=hal_flag(label["device"], label["memtype"], label["module"])
+        )
     return rec
 
 
@@ -52,11 +68,11 @@ SITES: dict[str, list[dict]] = {
     # device_cuda local | global, device_cuda_direct direct
     "device_cuda": [
         _rec("alloc_weights", "cuda", "cudaMalloc", 4 * MiB, 8, 8),
-        _rec("alloc_scratch", "cuda", "cudaMalloc", 2 * MiB, 4, 0),   # freed: free_scratch
-        _rec("alloc_async", "cuda", "cudaMallocAsync", 1 * MiB, 3, 2),   # 1 cudaFreeAsync
+        _rec("alloc_scratch", "cuda", "cudaMalloc", 2 * MiB, 4, 0),  # freed: free_scratch
+        _rec("alloc_async", "cuda", "cudaMallocAsync", 1 * MiB, 3, 2),  # 1 cudaFreeAsync
         _rec("alloc_managed", "cuda", "cudaMallocManaged", 6 * MiB, 1, 1),
         _rec("alloc_pitched", "cuda", "cudaMallocPitch", 2 * MiB, 1, 1),  # w 1000, h 2048
-        _rec("alloc_via_driver", "cuda", "cuMemAlloc_v2", 3 * MiB, 2, 1),   # 1 cuMemFree_v2
+        _rec("alloc_via_driver", "cuda", "cuMemAlloc_v2", 3 * MiB, 2, 1),  # 1 cuMemFree_v2
         _rec("alloc_via_driver_async", "cuda", "cuMemAllocAsync", 5 * MiB, 1, 1),
         _rec("alloc_expandable", "cuda", "cuMemCreate", 2 * MiB, 2, 2),
         _rec("alloc_expandable_tmp", "cuda", "cuMemCreate", 2 * MiB, 1, 0),  # cuMemRelease
@@ -66,29 +82,40 @@ SITES: dict[str, list[dict]] = {
     # device_acl local | global, device_acl_linked linked
     "device_acl": [
         _rec("acl_alloc_weights", "acl", "aclrtMalloc", 2 * MiB, 4, 4),
-        _rec("acl_alloc_scratch", "acl", "aclrtMalloc", 1 * MiB, 1, 0),   # aclrtFree
+        _rec("acl_alloc_scratch", "acl", "aclrtMalloc", 1 * MiB, 1, 0),  # aclrtFree
         _rec("acl_alloc_host", "acl_host", "aclrtMallocHost", 2 * MiB, 1, 1),
-        _rec("hal_alloc_dev1", "hal", "halMemAlloc", 1 * MiB, 3, 3, device=1, memtype=DEV,
-             module=5),
+        _rec(
+            "hal_alloc_dev1", "hal", "halMemAlloc", 1 * MiB, 3, 3, device=1, memtype=DEV, module=5
+        ),
         # module 200 sets bit 63 of the flag on purpose
-        _rec("hal_alloc_dvpp", "hal", "halMemAlloc", 4 * MiB, 1, 1, device=2, memtype=DVPP,
-             module=200),
-        _rec("hal_alloc_svm", "hal", "halMemAlloc", 2 * MiB, 1, 0, device=3, memtype=SVM,
-             module=7),   # halMemFree
+        _rec(
+            "hal_alloc_dvpp",
+            "hal",
+            "halMemAlloc",
+            4 * MiB,
+            1,
+            1,
+            device=2,
+            memtype=DVPP,
+            module=200,
+        ),
+        _rec(
+            "hal_alloc_svm", "hal", "halMemAlloc", 2 * MiB, 1, 0, device=3, memtype=SVM, module=7
+        ),  # halMemFree
     ],
     # device_cuda_api RUNTIME: the driver API's every allocation entry point (the
     # runtime's calls fail: see RUNTIME_SITES)
     "device_cuda_api": [
-        _rec("drv_alloc", "cuda", "cuMemAlloc_v2", 3 * MiB, 2, 1),   # 1 cuMemFree_v2
+        _rec("drv_alloc", "cuda", "cuMemAlloc_v2", 3 * MiB, 2, 1),  # 1 cuMemFree_v2
         _rec("drv_alloc_pitch", "cuda", "cuMemAllocPitch_v2", 1 * MiB, 1, 1),  # w 1000, h 1024
         _rec("drv_alloc_managed", "cuda", "cuMemAllocManaged", 2 * MiB, 1, 1),
-        _rec("drv_alloc_async", "cuda", "cuMemAllocAsync", 1 * MiB, 2, 1),   # 1 cuMemFreeAsync
+        _rec("drv_alloc_async", "cuda", "cuMemAllocAsync", 1 * MiB, 2, 1),  # 1 cuMemFreeAsync
         _rec("drv_alloc_async_ptsz", "cuda", "cuMemAllocAsync_ptsz", 3 * MiB, 2, 1),
         _rec("drv_pool_device", "cuda", "cuMemAllocFromPoolAsync", 4 * MiB, 1, 1),
         _rec("drv_pool_host", "cuda_host", "cuMemAllocFromPoolAsync_ptsz", 2 * MiB, 2, 1),
         _rec("drv_alloc_host", "cuda_host", "cuMemAllocHost_v2", 1 * MiB, 1, 1),
         _rec("drv_host_alloc", "cuda_host", "cuMemHostAlloc", 512 * KiB, 2, 1),  # cuMemFreeHost
-        _rec("drv_array", "cuda", "cuArrayCreate_v2", 128 * KiB, 1, 1),   # float 256 x 128
+        _rec("drv_array", "cuda", "cuArrayCreate_v2", 128 * KiB, 1, 1),  # float 256 x 128
         _rec("drv_array_3d", "cuda", "cuArray3DCreate_v2", 256 * KiB, 2, 1),  # cuArrayDestroy
         _rec("drv_mipmapped", "cuda", "cuMipmappedArrayCreate", 43520, 1, 1),  # 4 levels, half
         _rec("drv_create_host", "cuda_host", "cuMemCreate", 2 * MiB, 1, 1),
@@ -124,12 +151,39 @@ NESTED: dict[str, list[dict]] = {
     ],
     # device_acl: every ACL allocation is a halMemAlloc of the ACL stand-in's own.
     "device_acl": [
-        _rec("acl_alloc_weights", "hal", "halMemAlloc", 2 * MiB, 4, 4,
-             device=0, memtype=DEV, module=ACL_MODULE_ID),
-        _rec("acl_alloc_scratch", "hal", "halMemAlloc", 1 * MiB, 1, 0,
-             device=0, memtype=DEV, module=ACL_MODULE_ID),
-        _rec("acl_alloc_host", "hal", "halMemAlloc", 2 * MiB, 1, 1,
-             device=0, memtype=HOST, module=ACL_MODULE_ID),
+        _rec(
+            "acl_alloc_weights",
+            "hal",
+            "halMemAlloc",
+            2 * MiB,
+            4,
+            4,
+            device=0,
+            memtype=DEV,
+            module=ACL_MODULE_ID,
+        ),
+        _rec(
+            "acl_alloc_scratch",
+            "hal",
+            "halMemAlloc",
+            1 * MiB,
+            1,
+            0,
+            device=0,
+            memtype=DEV,
+            module=ACL_MODULE_ID,
+        ),
+        _rec(
+            "acl_alloc_host",
+            "hal",
+            "halMemAlloc",
+            2 * MiB,
+            1,
+            1,
+            device=0,
+            memtype=HOST,
+            module=ACL_MODULE_ID,
+        ),
     ],
 }
 
@@ -139,45 +193,75 @@ OOM: dict[str, dict] = {
     "device_cuda": {
         "sites": [SITES["device_cuda"][0]],
         "failures": [
-            {"site": "alloc_too_much", "heap": "cuda", "api": "cudaMalloc",
-             "requested": 1 * GiB, "error": 2},          # cudaErrorMemoryAllocation
-            {"site": "alloc_too_much_driver", "heap": "cuda", "api": "cuMemAlloc_v2",
-             "requested": 1 * GiB, "error": 2},          # CUDA_ERROR_OUT_OF_MEMORY
+            {
+                "site": "alloc_too_much",
+                "heap": "cuda",
+                "api": "cudaMalloc",
+                "requested": 1 * GiB,
+                "error": 2,
+            },  # cudaErrorMemoryAllocation
+            {
+                "site": "alloc_too_much_driver",
+                "heap": "cuda",
+                "api": "cuMemAlloc_v2",
+                "requested": 1 * GiB,
+                "error": 2,
+            },  # CUDA_ERROR_OUT_OF_MEMORY
         ],
         # inside cudaMalloc(1 GiB): the runtime's cuMemAlloc_v2 fails with 2 too
         "nested_failures": [
-            {"site": "alloc_too_much", "heap": "cuda", "api": "cuMemAlloc_v2",
-             "requested": 1 * GiB, "error": 2},
+            {
+                "site": "alloc_too_much",
+                "heap": "cuda",
+                "api": "cuMemAlloc_v2",
+                "requested": 1 * GiB,
+                "error": 2,
+            },
         ],
     },
     "device_acl": {
         "sites": [r for r in SITES["device_acl"] if r["site"] == "acl_alloc_weights"],
         "failures": [
-            {"site": "acl_alloc_too_much", "heap": "acl", "api": "aclrtMalloc",
-             "requested": 1 * GiB, "error": 207001},     # ACL_ERROR_RT_MEMORY_ALLOCATION
-            {"site": "hal_alloc_too_much", "heap": "hal", "api": "halMemAlloc",
-             "requested": 1 * GiB, "error": 6,           # DRV_ERROR_OUT_OF_MEMORY
-             "label": {"device": 1, "memtype": DEV, "module": 5}},
+            {
+                "site": "acl_alloc_too_much",
+                "heap": "acl",
+                "api": "aclrtMalloc",
+                "requested": 1 * GiB,
+                "error": 207001,
+            },  # ACL_ERROR_RT_MEMORY_ALLOCATION
+            {
+                "site": "hal_alloc_too_much",
+                "heap": "hal",
+                "api": "halMemAlloc",
+                "requested": 1 * GiB,
+                "error": 6,  # DRV_ERROR_OUT_OF_MEMORY
+                "label": {"device": 1, "memtype": DEV, "module": 5},
+            },
         ],
         # inside aclrtMalloc(1 GiB): the ACL stand-in's own halMemAlloc fails too
         "nested_failures": [
-            {"site": "acl_alloc_too_much", "heap": "hal", "api": "halMemAlloc",
-             "requested": 1 * GiB, "error": 6,
-             "label": {"device": 0, "memtype": DEV, "module": ACL_MODULE_ID}},
+            {
+                "site": "acl_alloc_too_much",
+                "heap": "hal",
+                "api": "halMemAlloc",
+                "requested": 1 * GiB,
+                "error": 6,
+                "label": {"device": 0, "memtype": DEV, "module": ACL_MODULE_ID},
+            },
         ],
     },
 }
-OOM_DEVICE_MEMORY = 256 * MiB   # a STANDIN_DEVICE_MEMORY that makes the oom modes fail
+OOM_DEVICE_MEMORY = 256 * MiB  # a STANDIN_DEVICE_MEMORY that makes the oom modes fail
 
 # device_cuda_api with NVIDIA's runtime: each runtime allocation entry point once,
 # from its own site; the runtime fails them all (it stops at the stand-in driver's
 # refusal of its export tables), so each is a failed allocation of these bytes.
-RUNTIME_SITES = {   # site: (heap, api, requested bytes)
+RUNTIME_SITES = {  # site: (heap, api, requested bytes)
     "rt_malloc": ("cuda", "cudaMalloc", 1 * MiB),
-    "rt_malloc_pitch": ("cuda", "cudaMallocPitch", 100_000),          # w 1000, h 100
-    "rt_malloc_3d": ("cuda", "cudaMalloc3D", 131_072),                # 512 x 64 x 4
-    "rt_malloc_array": ("cuda", "cudaMallocArray", 65_536),           # float 256 x 64
-    "rt_malloc_3d_array": ("cuda", "cudaMalloc3DArray", 131_072),     # 4 x 8 bits 64x32x16
+    "rt_malloc_pitch": ("cuda", "cudaMallocPitch", 100_000),  # w 1000, h 100
+    "rt_malloc_3d": ("cuda", "cudaMalloc3D", 131_072),  # 512 x 64 x 4
+    "rt_malloc_array": ("cuda", "cudaMallocArray", 65_536),  # float 256 x 64
+    "rt_malloc_3d_array": ("cuda", "cudaMalloc3DArray", 131_072),  # 4 x 8 bits 64x32x16
     "rt_malloc_mipmapped": ("cuda", "cudaMallocMipmappedArray", 172_032),  # 3 levels of 16 bits
     "rt_malloc_managed": ("cuda", "cudaMallocManaged", 2 * MiB),
     "rt_malloc_async": ("cuda", "cudaMallocAsync", 1 * MiB),
@@ -210,7 +294,7 @@ FOREIGN_SITES = {
 # stream's flag 2 included; and the variant a driver gives for each.
 NVIDIA_RUNTIME_REQUESTS = {
     ("cuGetProcAddress", 11030, 0): "cuGetProcAddress",
-    ("cuGetProcAddress", 12000, 0): "cuGetProcAddress_v2",      # not asked by 11.8
+    ("cuGetProcAddress", 12000, 0): "cuGetProcAddress_v2",  # not asked by 11.8
     ("cuMemAllocManaged", 6000, 0): "cuMemAllocManaged",
     ("cuMemAlloc", 3020, 0): "cuMemAlloc_v2",
     ("cuMemAllocPitch", 3020, 0): "cuMemAllocPitch_v2",
@@ -242,10 +326,10 @@ NVIDIA_RUNTIME_REQUESTS = {
 # The stand-in runtime's start (tests/standins/libcudart.c), a part of NVIDIA's
 # (12.4 to 13.0) in the same order: (symbol, version, flags, the driver's answer).
 STANDIN_RUNTIME_REQUESTS = [
-    ("", 0, 0, "-"),                       # a probe with an empty name
+    ("", 0, 0, "-"),  # a probe with an empty name
     ("cuInit", 2000, 0, "cuInit"),
     ("cuGetProcAddress", 11030, 0, "cuGetProcAddress"),
-    ("cuGetProcAddress", 12000, 0, "cuGetProcAddress_v2"),   # the one used from here on
+    ("cuGetProcAddress", 12000, 0, "cuGetProcAddress_v2"),  # the one used from here on
     ("cuDriverGetVersion", 2020, 0, "cuDriverGetVersion"),
     ("cuMemAllocManaged", 6000, 0, "cuMemAllocManaged"),
     ("cuMemAlloc", 3020, 0, "cuMemAlloc_v2"),
@@ -259,13 +343,14 @@ STANDIN_RUNTIME_REQUESTS = [
 ]
 
 
-
 def runtime_records(bytes_of: dict[str, int]) -> list[dict]:
     """RUNTIME_SITES as SITES records, for a runtime whose calls succeed (on a GPU):
     each allocated once and kept, of the bytes the program saw (the pitched ones,
     cudaMallocPitch and cudaMalloc3D, with the driver's pitch)."""
-    return [_rec(site, heap, api, bytes_of[site], 1, 1)
-            for site, (heap, api, _) in RUNTIME_SITES.items()]
+    return [
+        _rec(site, heap, api, bytes_of[site], 1, 1)
+        for site, (heap, api, _) in RUNTIME_SITES.items()
+    ]
 
 
 # Which fixture program runs which modes.
@@ -276,9 +361,16 @@ MODES: dict[str, dict[str, list[str]]] = {
 
 # device_churn: PAIRS cudaMalloc/cudaFree pairs (default 100000) of 1-4 MiB from
 # churn(), plus one warm-up pair of 1 MiB from main(); nothing live at exit.
-CHURN = {"site": "churn", "heap": "cuda", "api": "cudaMalloc", "pairs": 100_000,
-         "min_size": 1 * MiB, "max_size": 4 * MiB, "live": 0,
-         "warmup": {"site": "main", "size": 1 * MiB}}
+CHURN = {
+    "site": "churn",
+    "heap": "cuda",
+    "api": "cudaMalloc",
+    "pairs": 100_000,
+    "min_size": 1 * MiB,
+    "max_size": 4 * MiB,
+    "live": 0,
+    "warmup": {"site": "main", "size": 1 * MiB},
+}
 
 
 def by_heap(fixture: str, sites: list[dict] | None = None) -> dict[str, dict[str, dict]]:
@@ -293,8 +385,9 @@ def heap_totals(fixture: str, sites: list[dict] | None = None) -> dict[str, dict
     """{heap: {allocs, alloc_bytes, live, live_bytes}} summed over a fixture's sites."""
     totals: dict[str, dict[str, int]] = {}
     for rec in SITES[fixture] if sites is None else sites:
-        t = totals.setdefault(rec["heap"], dict.fromkeys(
-            ("allocs", "alloc_bytes", "live", "live_bytes"), 0))
+        t = totals.setdefault(
+            rec["heap"], dict.fromkeys(("allocs", "alloc_bytes", "live", "live_bytes"), 0)
+        )
         for key in t:
             t[key] += rec[key]
     return totals

@@ -15,7 +15,21 @@ def chromium(*args: str, profile_dir: Path, timeout: float = 90) -> subprocess.C
     if exe is None:
         pytest.fail("chromium is not installed: run the tests with `make test`")
     return subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile_dir}", *args],
-        capture_output=True, text=True, timeout=timeout, check=True)
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile_dir}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )

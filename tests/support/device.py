@@ -16,11 +16,22 @@ from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.pipeline import symbolized_notes
 from support.profiling import profile_run, report, total
 
-INDEXES = {"inuse_space": "live_bytes", "alloc_space": "alloc_bytes",
-           "inuse_objects": "live", "alloc_objects": "allocs"}
+INDEXES = {
+    "inuse_space": "live_bytes",
+    "alloc_space": "alloc_bytes",
+    "inuse_objects": "live",
+    "alloc_objects": "allocs",
+}
 # What the stand-in driver serves besides the memory entry points.
-OTHER_DRIVER_FUNCTIONS = {"cuInit", "cuDriverGetVersion", "cuGetExportTable", "cuGraphCreate",
-                          "cuGraphDestroy", "cuIpcGetMemHandle", "cuMemGetAddressRange_v2"}
+OTHER_DRIVER_FUNCTIONS = {
+    "cuInit",
+    "cuDriverGetVersion",
+    "cuGetExportTable",
+    "cuGraphCreate",
+    "cuGraphDestroy",
+    "cuIpcGetMemHandle",
+    "cuMemGetAddressRange_v2",
+}
 
 
 def checksum(stdout: str) -> str:
@@ -28,8 +39,9 @@ def checksum(stdout: str) -> str:
     return re.search(r"^checksum=([0-9a-f]{16})$", stdout, re.M).group(1)
 
 
-def run_device(exe: Path, args: list[str], prefix: Path, env: dict[str, str],
-               *extra: str) -> tuple[subprocess.CompletedProcess, dict[str, Path]]:
+def run_device(
+    exe: Path, args: list[str], prefix: Path, env: dict[str, str], *extra: str
+) -> tuple[subprocess.CompletedProcess, dict[str, Path]]:
     """The program under `mem_profiler run -c 1024 --device-rate 1`: {heap: file}."""
     proc, files = profile_run([exe, *args], prefix, 1024, "--device-rate", "1", *extra, env=env)
     heaps = {}
@@ -47,22 +59,31 @@ def assert_sites(heaps: dict[str, Path], exe: Path, sites: list[dict]) -> None:
             rows = report(heaps[heap], exe, index)
             for site, rec in by_site.items():
                 assert rows.get(site, (0, 0))[1] == rec[key], (heap, site, index)
-            assert total(heaps[heap], exe, index) == sum(r[key] for r in by_site.values()), \
-                (heap, index)
+            assert total(heaps[heap], exe, index) == sum(r[key] for r in by_site.values()), (
+                heap,
+                index,
+            )
 
 
 # --- memory registered with CUDA or opened through IPC: listed, never counted ----------
 
+
 def foreign_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
     """{site: (the object:function called, address, error)} of device_foreign's
     registrations and opens"""
-    return {m[0]: (m[1], int(m[2], 16), int(m[3])) for m in re.findall(
-        r"^foreign site=(\w+) via=(\S+) address=(0x[0-9a-f]+|0) bytes=\d+ error=(-?\d+)$",
-        stdout, re.M)}
+    return {
+        m[0]: (m[1], int(m[2], 16), int(m[3]))
+        for m in re.findall(
+            r"^foreign site=(\w+) via=(\S+) address=(0x[0-9a-f]+|0) bytes=\d+ error=(-?\d+)$",
+            stdout,
+            re.M,
+        )
+    }
 
 
-def assert_foreign(heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str, int, int]],
-                   kept: list[str]) -> None:
+def assert_foreign(
+    heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str, int, int]], kept: list[str]
+) -> None:
     """The ranges of the sites `kept` are the foreign notes of their heaps, each once with
     its kind, the address the program got, the bytes of the range and its site in the
     stack; there is nothing else, and no failure."""
@@ -72,8 +93,12 @@ def assert_foreign(heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str
         for note, stack in symbolized_notes(profile, profile.foreign, str(exe)):
             sites = [name for name in stack if name in truth.FOREIGN_SITES]
             got[sites[0] if sites else "?", note.kind, note.address, note.bytes] += 1
-        want = Counter((site, kind, calls[site][1], size) for site in kept
-                       for h, kind, _, size, _ in [truth.FOREIGN_SITES[site]] if h == heap)
+        want = Counter(
+            (site, kind, calls[site][1], size)
+            for site in kept
+            for h, kind, _, size, _ in [truth.FOREIGN_SITES[site]]
+            if h == heap
+        )
         assert got == want, heap
         assert (profile.failures, profile.meta.get("foreign_unrecorded")) == ([], None)
 
@@ -81,16 +106,21 @@ def assert_foreign(heaps: dict[str, Path], exe: Path, calls: dict[str, tuple[str
 def called_as(runtime_object: str, driver_object: str) -> dict[str, str]:
     """{site: object:function} device_foreign calls, its runtime's functions in
     runtime_object and the driver's in driver_object."""
-    return {site: f"{runtime_object if site.startswith('rt_') else driver_object}:{api}"
-            for site, (_, _, api, _, _) in truth.FOREIGN_SITES.items()}
+    return {
+        site: f"{runtime_object if site.startswith('rt_') else driver_object}:{api}"
+        for site, (_, _, api, _, _) in truth.FOREIGN_SITES.items()
+    }
 
 
 # --- NVIDIA's runtimes over the stand-in driver (tests/fixtures/device_cuda_api.c) -------
 
+
 def lookups(text: str) -> list[tuple[str, str, int, int, str]]:
     """The driver's trace of cuGetProcAddress[_v2]: (getter, symbol, version, flags, answer)."""
-    return [(m[0], m[1], int(m[2]), int(m[3]), m[4]) for m in re.findall(
-        r"^cuda (cuGetProcAddress\w*) (\S*) (\d+) (\d+) -> (\S+)$", text, re.M)]
+    return [
+        (m[0], m[1], int(m[2]), int(m[3]), m[4])
+        for m in re.findall(r"^cuda (cuGetProcAddress\w*) (\S*) (\d+) (\d+) -> (\S+)$", text, re.M)
+    ]
 
 
 def table(stdout: str) -> dict[str, set[str]]:
@@ -103,23 +133,30 @@ def table(stdout: str) -> dict[str, set[str]]:
 
 def runtime_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
     """{site: (heap, bytes, error)} of the program's runtime allocation calls"""
-    return {m[0]: (m[1], int(m[2]), int(m[3])) for m in
-            re.findall(r"^rt site=(\w+) heap=(\w+) bytes=(\d+) error=(-?\d+)$", stdout, re.M)}
+    return {
+        m[0]: (m[1], int(m[2]), int(m[3]))
+        for m in re.findall(r"^rt site=(\w+) heap=(\w+) bytes=(\d+) error=(-?\d+)$", stdout, re.M)
+    }
 
 
 def wrapped(version: str) -> set[str]:
     """The driver functions the sampler wraps that this runtime fetches."""
-    return {variant for (name, number, _), variant in truth.NVIDIA_RUNTIME_REQUESTS.items()
-            if version != "11.8" or (name, number) != ("cuGetProcAddress", 12000)}
+    return {
+        variant
+        for (name, number, _), variant in truth.NVIDIA_RUNTIME_REQUESTS.items()
+        if version != "11.8" or (name, number) != ("cuGetProcAddress", 12000)
+    }
 
 
-def assert_runtime_failures(heaps: dict[str, Path], exe: Path,
-                            seen: dict[str, tuple[str, int, int]]) -> None:
+def assert_runtime_failures(
+    heaps: dict[str, Path], exe: Path, seen: dict[str, tuple[str, int, int]]
+) -> None:
     """Each runtime call the program saw fail is one failure of its heap, with its
     bytes and error, and its site in the stack."""
     for heap in ("cuda", "cuda_host"):
-        want = Counter((site, requested, error)
-                       for site, (h, requested, error) in seen.items() if h == heap)
+        want = Counter(
+            (site, requested, error) for site, (h, requested, error) in seen.items() if h == heap
+        )
         profile = read_heap(heaps[heap])
         got = Counter()
         for failure, stack in symbolized_notes(profile, profile.failures, str(exe)):

@@ -12,9 +12,9 @@ import pytest
 
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
 PYENV_VERSIONS = PYENV_ROOT / "versions"
-PYENV_SHIM = PYENV_ROOT / "shims/python3"   # a bash script that execs the one chosen
+PYENV_SHIM = PYENV_ROOT / "shims/python3"  # a bash script that execs the one chosen
 DEBIAN_PYTHON = Path("/usr/bin/python3.11")
-VENV_PYTHON = Path(sys.executable)   # the tests' own, the one with numpy
+VENV_PYTHON = Path(sys.executable)  # the tests' own, the one with numpy
 MINORS = range(9, 14)
 
 
@@ -32,8 +32,13 @@ def pyenv_python(minor: int) -> Path | None:
 
 def interpreter(name: str, path: Path | None):
     """A param of `path`, with the id `name`, skipped where it is not installed."""
-    return pytest.param(path, id=name, marks=pytest.mark.skipif(
-        path is None or not path.exists(), reason=f"no CPython {name} on this machine"))
+    return pytest.param(
+        path,
+        id=name,
+        marks=pytest.mark.skipif(
+            path is None or not path.exists(), reason=f"no CPython {name} on this machine"
+        ),
+    )
 
 
 def debian() -> object:
@@ -43,5 +48,4 @@ def debian() -> object:
 
 def interpreters(prefix: str = "pyenv-") -> list:
     """pyenv's 3.9 to 3.13, with ids `prefix`3.<minor>, then debian()."""
-    return [*(interpreter(f"{prefix}3.{minor}", pyenv_python(minor)) for minor in MINORS),
-            debian()]
+    return [*(interpreter(f"{prefix}3.{minor}", pyenv_python(minor)) for minor in MINORS), debian()]

@@ -53,9 +53,23 @@ def runtime_library(version: str) -> Path:
         if lib is not None:
             return lib
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                                   "--only-binary=:all:", "--dest", tmp, f"{package}=={release}"],
-                                  capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--dest",
+                    tmp,
+                    f"{package}=={release}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             wheels = list(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or len(wheels) != 1:
                 raise RuntimeError(f"pip download {package}=={release} failed:\n{proc.stderr}")

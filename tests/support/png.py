@@ -16,8 +16,8 @@ def png_pixels(path: Path) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG file"
     pos, idat = 8, b""
     while pos < len(data):
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + size]
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + size]
         if kind == b"IHDR":
             width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
             assert depth == 8 and color in (2, 6) and interlace == 0, "unexpected PNG layout"
@@ -59,4 +59,5 @@ def assert_not_blank(png: Path) -> None:
     other = np.any(pixels != background, axis=1).mean()
     assert other >= 0.01 and len(colors) >= 8, (
         f"{png} looks blank: {other:.2%} of its pixels differ from {background.tolist()},"
-        f" {len(colors)} colours")
+        f" {len(colors)} colours"
+    )

@@ -23,11 +23,13 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
 
 def limited_run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """A console script with its address space limited to AS_LIMIT, and a timeout."""
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=limit)
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, preexec_fn=limit
+    )
 
 
 def other_user(name: str) -> str:
@@ -35,6 +37,7 @@ def other_user(name: str) -> str:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=True)
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
+        )
     return name

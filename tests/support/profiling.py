@@ -15,15 +15,22 @@ from support.paths import MEM_PROFILER
 SITES_EXACT = (1000, 4000, 10)  # site_pages, site_small, site_transient blocks at -c 1
 
 
-def profile_run(argv: list[str | Path], prefix: Path, rate: int = 1024, *extra: str,
-                timeout: float = 120, env: dict[str, str] | None = None,
-                ) -> tuple[subprocess.CompletedProcess, list[Path]]:
+def profile_run(
+    argv: list[str | Path],
+    prefix: Path,
+    rate: int = 1024,
+    *extra: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess, list[Path]]:
     """Run argv under `mem_profiler run`; returns the process and the .heap files written."""
-    cmd = [MEM_PROFILER, "run", "-c", str(rate), "-o", str(prefix), *extra,
-           "--", *map(str, argv)]
+    cmd = [MEM_PROFILER, "run", "-c", str(rate), "-o", str(prefix), *extra, "--", *map(str, argv)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    written = [Path(line.split("wrote ", 1)[1]) for line in proc.stderr.splitlines()
-               if line.startswith("mem_profiler: wrote ")]
+    written = [
+        Path(line.split("wrote ", 1)[1])
+        for line in proc.stderr.splitlines()
+        if line.startswith("mem_profiler: wrote ")
+    ]
     return proc, written
 
 
@@ -34,11 +41,20 @@ def one_heap(proc: subprocess.CompletedProcess, files: list) -> object:
     return files[0]
 
 
-def gate(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-         ) -> subprocess.CompletedProcess:
+def gate(
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """`mem_profiler gate ARGS`."""
-    return subprocess.run([MEM_PROFILER, "gate", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+    return subprocess.run(
+        [MEM_PROFILER, "gate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def flat_cum(heap: Path, binary: Path, index: str = "inuse_space"):

@@ -17,15 +17,14 @@ STEPS_SCRIPT = FIXTURES / "python_steps.py"
 
 @dataclass
 class StepsTruth:
-    sizes: dict[str, dict[int, int]]   # per site: {block size: blocks} of one call
-    lines: dict[str, int]              # per site: the line that allocates
-    steps: int                         # each calls every site once
+    sizes: dict[str, dict[int, int]]  # per site: {block size: blocks} of one call
+    lines: dict[str, int]  # per site: the line that allocates
+    steps: int  # each calls every site once
 
     def estimate_sd(self, site: str, rate: int, calls: int = 1) -> tuple[int, float]:
         """The bytes of `calls` calls of a site and the relative standard deviation of
         their estimate at `rate`."""
-        return blocks_estimate_sd({size: n * calls for size, n in self.sizes[site].items()},
-                                  rate)
+        return blocks_estimate_sd({size: n * calls for size, n in self.sizes[site].items()}, rate)
 
     def frame(self, site: str) -> str:
         """The site's function as the reports name it."""
@@ -34,9 +33,10 @@ class StepsTruth:
 
 def steps_truth(python: str | Path, folder: Path) -> StepsTruth:
     out = folder / "truth.json"
-    subprocess.run([str(python), str(STEPS_SCRIPT), "--truth", str(out)], check=True,
-                   timeout=120)
+    subprocess.run([str(python), str(STEPS_SCRIPT), "--truth", str(out)], check=True, timeout=120)
     found = json.loads(out.read_text())
-    sizes = {site: {int(size): n for size, n in blocks.items()}
-             for site, blocks in found["sizes"].items()}
+    sizes = {
+        site: {int(size): n for size, n in blocks.items()}
+        for site, blocks in found["sizes"].items()
+    }
     return StepsTruth(sizes, found["lines"], found["steps"])

@@ -38,6 +38,7 @@ def blocks_estimate_sd(sizes: Mapping[int, int], rate: int) -> tuple[int, float]
     """The bytes of blocks of several sizes ({size: count}) and the relative standard
     deviation of their estimate at `rate`, each size sampled independently."""
     truth = sum(size * count for size, count in sizes.items())
-    variance = sum((relative_sd(count, size, rate) * count * size) ** 2
-                   for size, count in sizes.items())
+    variance = sum(
+        (relative_sd(count, size, rate) * count * size) ** 2 for size, count in sizes.items()
+    )
     return truth, math.sqrt(variance) / truth

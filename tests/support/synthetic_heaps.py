@@ -45,5 +45,12 @@ def hand_symbolized(stacks: list[list[str]], objs: list[int], nbytes: list[int])
     names: dict[str, int] = {}  # one location per function
     frames = np.array([names.setdefault(n, len(names)) for s in stacks for n in s], np.int64)
     offsets = np.r_[0, np.cumsum([len(s) for s in stacks])].astype(np.int64)
-    return SymbolizedProfile(prof, np.arange(len(names), dtype=np.uint64), list(names),
-                             np.arange(len(names)), [None] * len(names), frames, offsets)
+    return SymbolizedProfile(
+        prof,
+        np.arange(len(names), dtype=np.uint64),
+        list(names),
+        np.arange(len(names)),
+        [None] * len(names),
+        frames,
+        offsets,
+    )

@@ -18,8 +18,9 @@ def event(kind: int, t: int, size: int, address: int, stack: int = 0) -> bytes:
 
 
 def stack_record(stack: int, frames: list[int]) -> bytes:
-    return struct.pack(f"<BBHIIQ{len(frames)}Q", STACK, 0, 20 + 8 * len(frames), stack,
-                       len(frames), 0, *frames)
+    return struct.pack(
+        f"<BBHIIQ{len(frames)}Q", STACK, 0, 20 + 8 * len(frames), stack, len(frames), 0, *frames
+    )
 
 
 def timeline_record(t: int, peak: int, end: int) -> bytes:

@@ -23,12 +23,17 @@ class Server:
     """A program that prints "ready <pid>" (twice with "fork": parent and child), started with
     the sampler loaded and idle; stop() kills it and removes its control blocks."""
 
-    def __init__(self, exe: Path, *args: str, user: str | None = None,
-                 sampler_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        exe: Path,
+        *args: str,
+        user: str | None = None,
+        sampler_env: dict[str, str] | None = None,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")}
         env.update(sampler_env or {})
         argv = [str(exe), *args]
-        if user:   # runuser itself runs without the sampler: it keeps our pid
+        if user:  # runuser itself runs without the sampler: it keeps our pid
             argv = ["runuser", "-u", user, "--", "env", f"LD_PRELOAD={LIBMEMPROF}", *argv]
             env.pop("LD_PRELOAD", None)
         else:
@@ -48,7 +53,7 @@ class Server:
             except ProcessLookupError:
                 pass
         self.proc.wait(timeout=10)
-        for pid in self.pids:   # killed: no exit handler removed its block (we are root)
+        for pid in self.pids:  # killed: no exit handler removed its block (we are root)
             Path(segment_path(pid)).unlink(missing_ok=True)
 
 
