@@ -49,17 +49,27 @@ $(BUILD)/bench-venv/.installed:
 	$(BUILD)/bench-venv/bin/pip install -q memray==1.20.0
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(BUILD)/python-links
+
+# Strict editable install (pyproject.toml says why): the package is a tree of links to
+# the checkout's modules, made anew when a package folder changes (a module added or
+# removed changes its folder's time).
+STRICT      := --config-settings editable_mode=strict
+PY_FOLDERS  := bindings/ $(wildcard bindings/*/) parser/ cmd/
 
 $(VENV)/.installed: pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' $(STRICT)
 	touch $@
+
+$(BUILD)/python-links: $(VENV)/.installed $(PY_FOLDERS)
+	$(PY) -m pip install -q --no-deps -e . $(STRICT)
+	@mkdir -p $(BUILD) && touch $@
 
 # PyTorch on the CPU for tests/sampler/test_python_torch.py, which is skipped where it
 # cannot be installed; a test dependency only, never mem_profiler's.
-$(VENV)/.torch: $(VENV)/.installed
+$(VENV)/.torch: $(BUILD)/python-links
 	$(PY) -m pip install -q torch==2.13.0 || echo "PyTorch not installed: its test will be skipped"
 	touch $@
 

@@ -7,6 +7,8 @@ and reports `.heap` files, `mem_profiler.cmd` holds the command-line programs.
 
 import importlib
 
+from mem_profiler.core.version import VERSION as __version__
+
 # Names served from their modules on first use (PEP 562): importing the package, as
 # every command line does, loads neither cffi nor the sampler.
 _LAZY = {
@@ -35,7 +37,6 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(_LAZY[name]), name)
 
 
-__version__ = "0.1.0"
 __all__ = [
     "Capture",
     "CaptureError",

@@ -24,8 +24,8 @@ from typing import NamedTuple
 from cffi import FFI
 
 from mem_profiler import defaults
-from mem_profiler.parser.file_names import absolute_prefix, window_files
-from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.core.file_names import absolute_prefix, window_files
+from mem_profiler.core.heaps import HEAPS
 
 _CDEF = """
 int memprof_start(uint64_t rate, int max_depth, const char *prefix);

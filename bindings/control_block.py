@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from cffi import FFI
 
 from mem_profiler import defaults, procfs
-from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.core.heaps import HEAPS
 
 SEGMENT_DIR = "/dev/shm"
 SEGMENT_PREFIX = "mem_profiler."

@@ -27,8 +27,8 @@ from mem_profiler.control_block import (
     find_block,
     user_name,
 )
+from mem_profiler.core.file_names import absolute_prefix, files_of_process, window_files
 from mem_profiler.launch import check_output_folder
-from mem_profiler.parser.file_names import absolute_prefix, files_of_process, window_files
 from mem_profiler.sampler_lib import library_path
 
 # The target closes the window itself this long after the requested end, should

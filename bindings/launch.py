@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mem_profiler import defaults
-from mem_profiler.parser.file_names import absolute_prefix, heap_file_pattern
+from mem_profiler.core.file_names import absolute_prefix, heap_file_pattern
 from mem_profiler.sampler_lib import library_path
 
 

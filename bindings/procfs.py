@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from mem_profiler.parser.memory_map import MemoryMapping, parse_maps_line
+from mem_profiler.core.memory_map import MemoryMapping, parse_maps_line
 
 _CAP_SYS_PTRACE = 19
 

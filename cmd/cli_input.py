@@ -11,8 +11,8 @@ import sys
 import click
 
 from mem_profiler import defaults
-from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.escape import visible
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.escape import visible
 from mem_profiler.parser.input_files import MAX_PROFILE_BYTES
 
 

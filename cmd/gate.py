@@ -11,8 +11,9 @@ import click
 
 from mem_profiler import SamplerNotBuilt, defaults
 from mem_profiler.cmd.cli_input import DEPTH, RATE, fail
-from mem_profiler.launch import LaunchError
-from mem_profiler.parser.budgets import (
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.file_names import absolute_prefix
+from mem_profiler.gate.budgets import (
     LIVE_AT_EXIT,
     SIZE_KINDS,
     GateJob,
@@ -21,8 +22,7 @@ from mem_profiler.parser.budgets import (
     plan_jobs,
     size_budget,
 )
-from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.file_names import absolute_prefix
+from mem_profiler.launch import LaunchError
 
 SIZE_HELP = {
     "max-peak": "Most bytes live at once.",
@@ -148,9 +148,9 @@ def gate(
     """
     # Imported here: they bring numpy and the symbolizer, which the other mem_profiler
     # commands (a capture that must attach quickly) do not need.
-    from mem_profiler.gate import GateSettings, run_gate
-    from mem_profiler.parser.budget_check import gate_status
-    from mem_profiler.parser.report_gate import format_verdicts, write_json, write_junit
+    from mem_profiler.gate.check import gate_status
+    from mem_profiler.gate.report import format_verdicts, write_json, write_junit
+    from mem_profiler.gate.runner import GateSettings, run_gate
 
     try:
         by_kind = {kind: sizes[kind.replace("-", "_")] for kind in SIZE_KINDS}
@@ -177,8 +177,8 @@ def check_leaks_at_exit(
     """run --leak-check: the gate with one budget, what is live at exit; the profile is
     kept as <prefix>leak-check.heap. Exits with the command's status, else 1 when the
     budget is exceeded or could not be judged, else 0."""
-    from mem_profiler.gate import GateSettings, run_gate  # numpy, as in gate
-    from mem_profiler.parser.report_gate import format_verdicts
+    from mem_profiler.gate.report import format_verdicts
+    from mem_profiler.gate.runner import GateSettings, run_gate  # numpy, as in gate
 
     folder, name = os.path.split(absolute_prefix(prefix))
     try:

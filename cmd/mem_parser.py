@@ -11,10 +11,10 @@ from dataclasses import fields
 import click
 
 from mem_profiler.cmd.cli_input import FRACTION, MILLISECONDS, run_command, say
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
 from mem_profiler.parser.capture_files import select_files
-from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
 from mem_profiler.parser.symbolize import recorded_program

@@ -30,10 +30,10 @@ from mem_profiler.controller import (
     list_targets,
     only_target,
 )
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
-from mem_profiler.parser.heaps import HEAPS
-from mem_profiler.parser.live_order import SORT_KEYS
-from mem_profiler.parser.units import format_mib
+from mem_profiler.top.order import SORT_KEYS
 
 PROG = "mem_profiler"
 CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
@@ -424,7 +424,8 @@ def top(
     later by itself. A window open already (mem_profiler run) is only read, and stays
     open.
     """
-    from mem_profiler.cmd.top import Settings, run_top  # numpy and the parser: top's alone
+    from mem_profiler.top.refresh import Settings  # numpy and the parser: top's alone
+    from mem_profiler.top.session import run_top
 
     try:
         pid = pid if pid is not None else only_target()

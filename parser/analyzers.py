@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mem_profiler.core.errors import UserError
 from mem_profiler.parser import log_analysis, pipeline
 from mem_profiler.parser.atomic import atomic_open
-from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.log_analysis import Leak, LeakSet, Peak, WindowLog
 from mem_profiler.parser.report_leaks import format_leaks
 from mem_profiler.parser.timeline import format_timeline

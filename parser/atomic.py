@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
-from mem_profiler.parser.errors import UserError
+from mem_profiler.core.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 
-from mem_profiler.parser.errors import HeapFileError, UserError
-from mem_profiler.parser.file_names import window_files
+from mem_profiler.core.errors import HeapFileError, UserError
+from mem_profiler.core.file_names import window_files
+from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser.heapfile import read_heap_header
-from mem_profiler.parser.heaps import HEAPS
 
 
 def heap_of(path: str) -> str:

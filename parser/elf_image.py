@@ -16,8 +16,8 @@ import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.elf.elffile import ELFFile
 
+from mem_profiler.core.errors import ElfError
 from mem_profiler.parser import symcache
-from mem_profiler.parser.errors import ElfError
 from mem_profiler.parser.input_files import open_regular, read_errors
 
 # Where distributions put separate debug files (monkeypatched by tests).

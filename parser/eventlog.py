@@ -13,10 +13,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.file_names import heap_file, log_files, log_stem
-from mem_profiler.parser.heapfile import HeapProfile, read_heap
-from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.file_names import heap_file, log_files, log_stem
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.input_files import read_regular
 
 MAGIC = b"MPLOG\0\r\n"

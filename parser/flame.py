@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.core.escape import visible
 from mem_profiler.parser.aggregate import node_frames
-from mem_profiler.parser.escape import visible
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 

@@ -7,22 +7,34 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
 
-from mem_profiler.parser.errors import HeapFileError
-from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.core.errors import HeapFileError
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.memory_map import parse_maps_line
+from mem_profiler.core.profile import (
+    FOREIGN_KINDS,
+    FRAME_BASE,
+    FRAME_END,
+    Drops,
+    Failure,
+    Foreign,
+    HeapProfile,
+    PythonFrame,
+)
 from mem_profiler.parser.input_files import open_regular, read_errors, read_regular
-from mem_profiler.parser.memory_map import MemoryMapping, parse_maps_line
-from mem_profiler.parser.python_frames import PythonFrame, parse_frame_line
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 
 _COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
+_FRAME_RE = re.compile(
+    r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
+    r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
+)
 U64_MAX = 2**64 - 1
 # `# key: N` lines and the largest N each may hold.
 _NUMBERS = {
@@ -66,31 +78,6 @@ _CHUNK = 1 << 20
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
-@dataclass
-class Failure:
-    """A failed allocation of a device heap: `# failed_alloc: time_ns= bytes= error= @ ...`"""
-
-    time_ns: int
-    bytes: int
-    error: int
-    stack: tuple[int, ...]  # addresses, leaf first
-
-
-@dataclass
-class Foreign:
-    """A range the process used but did not allocate, registered or open when the file was
-    written, never counted in the heap's figures:
-    `# foreign: time_ns= bytes= kind= address= @ ...`"""
-
-    time_ns: int
-    bytes: int  # 0 for an IPC range whose size the driver did not give
-    kind: str  # one of FOREIGN_KINDS
-    address: int
-    stack: tuple[int, ...]  # addresses, leaf first
-
-
-# host memory registered with CUDA (cuda_host), device memory opened through IPC (cuda)
-FOREIGN_KINDS = ("host_register", "ipc_open")
 # The lines of noted events: their decimal fields, checked below 2^64, and their stack.
 _NOTE_NUMBERS = ("time_ns", "bytes", "error")
 _NOTE_STACK = r" @(?P<stack>(?: (?:0x)?[0-9a-f]{1,16})*)"
@@ -103,67 +90,6 @@ _FOREIGN_RE = re.compile(
     rf" kind=(?P<kind>{'|'.join(FOREIGN_KINDS)})"
     r" address=0x(?P<address>[0-9a-f]{1,16})" + _NOTE_STACK
 )
-
-
-@dataclass(frozen=True)
-class Drops:
-    """Samples the sampler's tables had no room for: `# dropped: ...`."""
-
-    stack_table: int  # no stack id: missing from every figure
-    live_table: int  # counted as allocated, missing from the in-use figures
-    memory: int  # no per-thread counters: missing from every figure
-    bytes: int  # the allocations they stood for, unsampled
-
-    @property
-    def samples(self) -> int:
-        return self.stack_table + self.live_table + self.memory
-
-
-@dataclass
-class HeapProfile:
-    """The contents of one .heap file, counts still raw (sampled)."""
-
-    path: str
-    rate: int
-    version: str = ""
-    pid: int | None = None
-    cmdline: str | None = None
-    exe: str | None = None
-    heap: str = "host"
-    meta: dict[str, str] = field(default_factory=dict)
-    build_ids: dict[str, str] = field(default_factory=dict)
-    dropped_samples: int = 0
-    drops: Drops | None = None  # by cause, where the file says
-    # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]].
-    addrs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
-    cur_objs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    cur_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    acc_objs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    acc_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # float64 (stacks, 4): the sums of each stack's sample weights (`# estimate:` lines:
-    # in-use objects and bytes, allocated objects and bytes), None in files without them.
-    estimates: np.ndarray | None = None
-    mappings: list[MemoryMapping] = field(default_factory=list)
-    labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
-    failures: list[Failure] = field(default_factory=list)  # failed device allocations
-    foreign: list[Foreign] = field(default_factory=list)  # registered or opened, not allocated
-    # the Python frames the stacks hold, by address (`# python_frame:` lines)
-    python_frames: dict[int, PythonFrame] = field(default_factory=dict)
-
-    @property
-    def window_ns(self) -> tuple[int | None, int | None]:
-        """Start and end of the capture window (CLOCK_REALTIME ns), None where unknown."""
-        found = (self.meta.get(f"window_{key}_ns", "") for key in ("start", "end"))
-        start, end = (int(value) if value.isdigit() else None for value in found)
-        return start, end
-
-    @property
-    def stacks(self) -> list[tuple[int, ...]]:
-        """Each stack's addresses, leaf first, as tuples."""
-        addrs = self.addrs.tolist()
-        bounds = self.offsets.tolist()
-        return [tuple(addrs[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def read_heap(path: str | os.PathLike[str]) -> HeapProfile:
@@ -546,6 +472,25 @@ def _header_line(prof: HeapProfile, line: str) -> None:
         prof.build_ids[obj] = hexid.lower()
     else:
         prof.meta[key] = value
+
+
+def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
+    """The address and frame of a `# python_frame:` line's value (name and file
+    escaped, a tab between them); ValueError says what is wrong."""
+    m = _FRAME_RE.fullmatch(value)
+    address = int(m["address"], 16) if m else 0
+    if m is None or not FRAME_BASE <= address < FRAME_END:
+        raise ValueError(
+            "expected '# python_frame: 0x<address> <line> <first line>"
+            f" <name>\\t<file>' with an address from 0x{FRAME_BASE:x}, found"
+            f" {value[:60]!r}"
+        )
+    return address, PythonFrame(
+        unescape(m["name"], "python_frame"),
+        unescape(m["file"], "python_frame"),
+        int(m["line"]),
+        int(m["first_line"]),
+    )
 
 
 def _note(pattern: re.Pattern[str], value: str, line: str, form: str) -> re.Match[str]:

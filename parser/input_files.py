@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from mem_profiler.parser.errors import UserError
+from mem_profiler.core.errors import UserError
 
 # .heap and .memlog files: the sampler's tables and --log-cap keep real ones far smaller.
 MAX_PROFILE_BYTES = 4 << 30

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.aggregate import node_frames
-from mem_profiler.parser.errors import UserError
 from mem_profiler.parser.eventlog import (
     ALLOC,
     EventLog,
@@ -22,8 +24,6 @@ from mem_profiler.parser.eventlog import (
     locate,
     read_log,
 )
-from mem_profiler.parser.heapfile import HeapProfile
-from mem_profiler.parser.heaps import HEAPS
 from mem_profiler.parser.nputil import clip_int64
 from mem_profiler.parser.sampling import sample_weights
 from mem_profiler.parser.symbolize import SymbolizedProfile

@@ -21,15 +21,17 @@ from typing import TypeVar
 
 import numpy as np
 
+from mem_profiler.core.errors import BuildIdMismatch, UserError
+from mem_profiler.core.profile import Failure, Foreign, HeapProfile
+from mem_profiler.core.units import format_amount
 from mem_profiler.parser import log_analysis as analysis
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.diff import subtract
-from mem_profiler.parser.errors import BuildIdMismatch, UserError
 from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.focus import select_stacks
 from mem_profiler.parser.graph import call_graph
-from mem_profiler.parser.heapfile import Failure, Foreign, HeapProfile, read_heap
+from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.log_analysis import MS, Leak, LeakSet
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
@@ -41,7 +43,6 @@ from mem_profiler.parser.report_text import format_heaps_text, format_text
 from mem_profiler.parser.sampling import drop_note
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 from mem_profiler.parser.timeline import format_timeline
-from mem_profiler.parser.units import format_amount
 
 # Formats written to -o or stdout, and formats written to a path of their own.
 STREAM_FORMATS = ("text", "svg", "collapsed", "json")

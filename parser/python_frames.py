@@ -5,73 +5,20 @@ that folds the interpreter's own native frames."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mem_profiler.core.profile import FRAME_BASE, FRAME_END
+from mem_profiler.parser.code_mappings import code_mappings, mapping_index
+
 if TYPE_CHECKING:
-    from mem_profiler.parser.heapfile import HeapProfile
+    from mem_profiler.core.profile import HeapProfile
     from mem_profiler.parser.symbolize import SymbolizedProfile
 
-# A Python frame's address is FRAME_BASE + its record's id: not a canonical x86-64
-# address, so no mapping holds it and jeprof shows it as a bare address.
-FRAME_BASE = 0x5079000000000000
-FRAME_END = FRAME_BASE + 2**32
 # How a Python frame is shown: `keep_dicts (app.py:27)`.
 LABEL_RE = re.compile(r".+ \([^()\n]*:-?\d+\)")
-_FRAME_RE = re.compile(
-    r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
-    r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
-)
-_SHOWN_WITH_FOLDER = ("__init__.py", "__main__.py")
-
-
-@dataclass(frozen=True)
-class PythonFrame:
-    """What a Python frame was when it was sampled: its function's qualified name
-    (the code's name before 3.11), file, first line and the line it was running
-    (-1 where the instruction has none)."""
-
-    name: str
-    file: str
-    line: int
-    first_line: int
-
-    @property
-    def label(self) -> str:
-        """`function (file.py:42)`: the file by its name, as py-spy shows it (with its
-        folder for a package's `__init__.py` or `__main__.py`)."""
-        return f"{self.name} ({short_file(self.file)}:{self.line})"
-
-
-def short_file(path: str) -> str:
-    """A Python file as the reports name it."""
-    base = os.path.basename(path)
-    if base in _SHOWN_WITH_FOLDER:
-        return os.path.join(os.path.basename(os.path.dirname(path)), base)
-    return base
-
-
-def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
-    """The address and frame of a `# python_frame:` line's value (name and file
-    escaped, a tab between them); ValueError says what is wrong."""
-    m = _FRAME_RE.fullmatch(value)
-    address = int(m["address"], 16) if m else 0
-    if m is None or not FRAME_BASE <= address < FRAME_END:
-        raise ValueError(
-            "expected '# python_frame: 0x<address> <line> <first line>"
-            f" <name>\\t<file>' with an address from 0x{FRAME_BASE:x}, found"
-            f" {value[:60]!r}"
-        )
-    return address, PythonFrame(
-        unescape(m["name"], "python_frame"),
-        unescape(m["file"], "python_frame"),
-        int(m["line"]),
-        int(m["first_line"]),
-    )
 
 
 def is_python_frame(addrs: np.ndarray) -> np.ndarray:
@@ -104,8 +51,6 @@ def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
     interpreter = interpreter_path(sym.profile)
     if interpreter is None or not len(sym.frames):
         return sym
-    from mem_profiler.parser.symbolize import code_mappings, mapping_index
-
     maps = code_mappings(sym.profile)
     in_interpreter = np.array([m.path == interpreter for m in maps] + [False])
     loc_interp = in_interpreter[mapping_index(maps, sym.addrs)]

@@ -6,18 +6,18 @@ from __future__ import annotations
 import colorsys
 import math
 
-from mem_profiler.parser.errors import UserError
-from mem_profiler.parser.escape import visible
-from mem_profiler.parser.graph import CallGraph, Edge
-from mem_profiler.parser.heaps import HEAP_HUES
-from mem_profiler.parser.sampling import index_unit
-from mem_profiler.parser.units import (
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.escape import visible
+from mem_profiler.core.heaps import HEAP_HUES
+from mem_profiler.core.units import (
     format_amount,
     format_labelled,
     format_share,
     format_value,
     unit_name,
 )
+from mem_profiler.parser.graph import CallGraph, Edge
+from mem_profiler.parser.sampling import index_unit
 
 
 def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = "host") -> str:

@@ -6,10 +6,10 @@ import html
 
 import numpy as np
 
-from mem_profiler.parser.escape import script_json, visible
+from mem_profiler.core.escape import script_json, visible
+from mem_profiler.core.heaps import HEAP_HUES
 from mem_profiler.parser.flame import FlameTree
 from mem_profiler.parser.flame_page import PAGE
-from mem_profiler.parser.heaps import HEAP_HUES
 from mem_profiler.parser.sampling import index_unit
 
 # Frames lighter than this share of the whole are left out of the page, as flamegraph.pl

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from mem_profiler.core.profile import Foreign, HeapProfile
 from mem_profiler.parser.aggregate import FlatCum
-from mem_profiler.parser.heapfile import Foreign, HeapProfile
 from mem_profiler.parser.sampling import drop_note
 
 

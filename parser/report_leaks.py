@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from mem_profiler.parser.escape import visible
+from mem_profiler.core.escape import visible
+from mem_profiler.core.units import format_amount
 from mem_profiler.parser.log_analysis import Leak
-from mem_profiler.parser.units import format_amount
 
 
 def format_leaks(leaks: list[Leak], scope: str, heap: str, nodecount: int | None = None) -> str:

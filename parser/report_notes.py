@@ -5,9 +5,9 @@ through IPC), which no figure counts."""
 
 from __future__ import annotations
 
-from mem_profiler.parser.escape import visible
-from mem_profiler.parser.heapfile import Failure, Foreign, HeapProfile
-from mem_profiler.parser.units import format_amount
+from mem_profiler.core.escape import visible
+from mem_profiler.core.profile import Failure, Foreign, HeapProfile
+from mem_profiler.core.units import format_amount
 
 FRAMES_SHOWN = 6
 

@@ -11,14 +11,11 @@ import os
 
 import numpy as np
 
-from mem_profiler.parser.heapfile import HeapProfile
-from mem_profiler.parser.memory_map import MemoryMapping
+from mem_profiler.core.memory_map import MemoryMapping
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.nputil import clip_int64
-from mem_profiler.parser.symbolize import (
-    SymbolizedProfile,
-    code_mappings,
-    mapping_index,
-)
+from mem_profiler.parser.symbolize import SymbolizedProfile
 
 # Go's heap profiles list their sample types in this order; inuse_space, the last, is
 # pprof's default.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from mem_profiler.core.escape import visible
+from mem_profiler.core.units import format_share, format_value, unit_name
 from mem_profiler.parser.aggregate import FlatCum
-from mem_profiler.parser.escape import visible
-from mem_profiler.parser.units import format_share, format_value, unit_name
 
 
 def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] = ()) -> str:

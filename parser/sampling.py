@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mem_profiler.parser.heapfile import HeapProfile
-from mem_profiler.parser.units import format_amount
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.units import format_amount
 
 SAMPLE_INDEXES = ("inuse_space", "inuse_objects", "alloc_space", "alloc_objects")
 

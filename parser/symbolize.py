@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.elf_image import ElfImage, demangle
-from mem_profiler.parser.errors import BuildIdMismatch, ElfError, UserError
-from mem_profiler.parser.heapfile import HeapProfile, read_heap_header
-from mem_profiler.parser.memory_map import MemoryMapping
+from mem_profiler.parser.heapfile import read_heap_header
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.python_frames import (
     LABEL_RE,
@@ -154,22 +155,6 @@ def short_name(name: str) -> str:
 
 def _without_rust_hashes(name: str) -> str:
     return _RUST_HASH_RE.sub("", name) if "[" in name or "::h" in name else name
-
-
-def code_mappings(profile: HeapProfile) -> list[MemoryMapping]:
-    """The executable mappings backed by a file, sorted by address. (Anonymous executable
-    memory, JIT code, has no file: its frames stay addresses.)"""
-    return sorted((m for m in profile.mappings if m.executable and m.path), key=lambda m: m.start)
-
-
-def mapping_index(maps: list[MemoryMapping], addrs: np.ndarray) -> np.ndarray:
-    """Index into `maps` (sorted by start) of the mapping holding each address, else -1."""
-    starts = np.array([m.start for m in maps], np.uint64)
-    ends = np.array([m.end for m in maps], np.uint64)
-    which = np.searchsorted(starts, addrs, side="right").astype(np.int64) - 1
-    inside = which >= 0
-    inside[inside] = addrs[inside] < ends[which[inside]]
-    return np.where(inside, which, -1)
 
 
 def recorded_program(heap_file: str) -> tuple[str, str | None]:

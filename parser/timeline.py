@@ -10,10 +10,11 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from mem_profiler.parser.escape import xml_text
+from mem_profiler.core.escape import xml_text
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.heaps import TIMELINE_COLORS as COLORS
+from mem_profiler.core.units import axis_unit, format_amount
 from mem_profiler.parser.eventlog import EventLog
-from mem_profiler.parser.heaps import HEAPS
-from mem_profiler.parser.heaps import TIMELINE_COLORS as COLORS
 from mem_profiler.parser.log_analysis import (
     MS,
     Peak,
@@ -22,7 +23,6 @@ from mem_profiler.parser.log_analysis import (
     peak,
     replay,
 )
-from mem_profiler.parser.units import axis_unit, format_amount
 
 WIDTH, HEIGHT = 960, 500
 LEFT, RIGHT, TOP, BOTTOM = 84, 24, 96, 56  # margins around the plot

@@ -27,7 +27,7 @@ from elftools.elf.elffile import ELFFile
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
 from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
-from mem_profiler.parser.memory_map import MemoryMapping
+from mem_profiler.core.memory_map import MemoryMapping
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
 _MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}  # mmap mprotect munmap brk mremap madvise

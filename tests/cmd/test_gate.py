@@ -13,7 +13,7 @@ import pytest
 from support.profiling import gate
 from support.sampling_math import assert_estimate, relative_sd
 
-from mem_profiler.parser.report_gate import verdicts_from_json, verdicts_to_json
+from mem_profiler.gate.report import verdicts_from_json, verdicts_to_json
 
 # budget_sites with no growth: every byte it allocates, in the order it does.
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC = 1_250_000, 1_050_000, 1_000_000, 1_350_000

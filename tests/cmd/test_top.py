@@ -26,7 +26,7 @@ from mem_profiler.control_block import (
     ControlError,
     segment_path,
 )
-from mem_profiler.live_view import FOLDER_PREFIX, SNAPSHOT_FOLDER, VIEW_GRACE_S
+from mem_profiler.top.live_view import FOLDER_PREFIX, SNAPSHOT_FOLDER, VIEW_GRACE_S
 
 MiB = 1024 * 1024
 GROW_RATE = 4096 * 1000  # grower.c: site_grow keeps 4096 B a millisecond

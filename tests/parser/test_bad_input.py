@@ -23,8 +23,8 @@ from support.synthetic_heaps import OURS, hand_symbolized
 from support.synthetic_logs import header, mark_record, stack_record, timeline_record
 
 from mem_profiler.cmd import mem_parser, mem_profiler
+from mem_profiler.core.errors import HeapFileError
 from mem_profiler.parser.aggregate import aggregate
-from mem_profiler.parser.errors import HeapFileError
 from mem_profiler.parser.eventlog import ALLOC
 from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.graph import call_graph

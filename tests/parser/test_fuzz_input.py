@@ -361,5 +361,5 @@ def test_fuzzed_budget_files_and_options(seed, mutations, size, tolerance, name)
         "--",
         "true",
     ]
-    with mock.patch("mem_profiler.gate.run_gate", return_value=[]):
+    with mock.patch("mem_profiler.gate.runner.run_gate", return_value=[]):
         answer(mem_profiler.main, argv, "mem_profiler: ", "mem_profiler gate: ")

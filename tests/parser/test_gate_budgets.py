@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mem_profiler.parser.budgets import (
+from mem_profiler.core.errors import BudgetError
+from mem_profiler.core.units import parse_size
+from mem_profiler.gate.budgets import (
     GROWTH,
     LEAK_PER_STACK,
     PEAK,
@@ -17,8 +19,6 @@ from mem_profiler.parser.budgets import (
     plan_jobs,
     size_budget,
 )
-from mem_profiler.parser.errors import BudgetError
-from mem_profiler.parser.units import parse_size
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from support.synthetic_heaps import OURS, hand_symbolized
 
+from mem_profiler.core.errors import HeapFileError
+from mem_profiler.core.memory_map import MemoryMapping
+from mem_profiler.core.profile import Drops
 from mem_profiler.parser.aggregate import aggregate
-from mem_profiler.parser.errors import HeapFileError
-from mem_profiler.parser.heapfile import Drops, parse_heap, read_heap, read_heap_header
-from mem_profiler.parser.memory_map import MemoryMapping
+from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
 from mem_profiler.parser.symbolize import _strip_leaf_run

@@ -22,10 +22,10 @@ from support.paths import FIXTURES, MEM_PARSER, ROOT
 from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.core.errors import BuildIdMismatch, ElfError
 from mem_profiler.parser import elf_image
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.elf_image import ElfImage
-from mem_profiler.parser.errors import BuildIdMismatch, ElfError
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import short_name, symbolize
 

@@ -16,9 +16,10 @@ from support.paths import FIXTURES, MEM_PARSER
 from support.profiling import profile_run
 from support.sampling_math import assert_estimate, blocks_estimate_sd
 
+from mem_profiler.parser.code_mappings import code_mappings
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.python_frames import is_python_frame
-from mem_profiler.parser.symbolize import SymbolizedProfile, code_mappings, symbolize
+from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 
 SITES = FIXTURES / "python_sites.py"
 CODE_REUSE = FIXTURES / "python_code_reuse.py"

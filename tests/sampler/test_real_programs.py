@@ -25,7 +25,8 @@ from support.profiling import total
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.control_block import ControlBlock, ControlError
-from mem_profiler.parser.heapfile import Drops, read_heap
+from mem_profiler.core.profile import Drops
+from mem_profiler.parser.heapfile import read_heap
 
 WORKLOADS = FIXTURES / "real_programs"
 UNWINDERS = ("hybrid", "libunwind", "fp")

@@ -16,9 +16,10 @@ from support.profiling import one_heap, profile_run, report, total
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler import defaults
-from mem_profiler.parser.file_names import heap_file_pattern
-from mem_profiler.parser.heapfile import Drops, read_heap
-from mem_profiler.parser.units import format_amount
+from mem_profiler.core.file_names import heap_file_pattern
+from mem_profiler.core.profile import Drops
+from mem_profiler.core.units import format_amount
+from mem_profiler.parser.heapfile import read_heap
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mem_profiler.parser.budgets import (
+from mem_profiler.core.errors import BudgetError, UserError
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.gate.budgets import (
     GROWTH,
     LEAK_PER_STACK,
     LIVE_AT_EXIT,
@@ -29,12 +31,10 @@ from mem_profiler.parser.budgets import (
     Budget,
     is_exceeded,
 )
-from mem_profiler.parser.errors import BudgetError, UserError
-from mem_profiler.parser.heapfile import HeapProfile
-from mem_profiler.parser.live_stacks import some_stacks
 from mem_profiler.parser.pipeline import Request, load
 from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile
+from mem_profiler.top.stacks import some_stacks
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2

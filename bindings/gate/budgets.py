@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mem_profiler.parser.errors import BudgetError
-from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.core.errors import BudgetError
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.units import format_size, parse_size
 from mem_profiler.parser.input_files import read_regular
-from mem_profiler.parser.units import format_size, parse_size
 
 if TYPE_CHECKING:
-    from mem_profiler.parser.heapfile import HeapProfile
+    from mem_profiler.core.profile import HeapProfile
 
 PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH = (
     "max-peak",

@@ -1,7 +1,6 @@
-"""`mem_profiler top`: a live view of a running process, refreshed every interval: the
-heaps' totals, its RSS, and the stacks holding the most memory, growing or allocating the
-fastest. On a terminal it is a textual screen (cmd/top_screen.py); otherwise, or with
--n, it prints each refresh as text, as `top -b` does."""
+"""What one refresh of `mem_profiler top` shows, and the stream of them: the header
+lines and the table's cells, shared by the screen (top/screen.py) and the text
+(top/text.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +10,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import click
-
-from mem_profiler import defaults, procfs
 from mem_profiler.controller import printable
-from mem_profiler.live_view import LiveView, Snapshot
-from mem_profiler.parser.live_stacks import LiveStacks, Refresh, StackRow, distinct_frames
-from mem_profiler.parser.units import format_bytes
+from mem_profiler.core.units import format_bytes
+from mem_profiler.top.live_view import LiveView, Snapshot
+from mem_profiler.top.stacks import LiveStacks, Refresh, StackRow, distinct_frames
 
-BATCH_ROWS = 20  # stacks printed per refresh
 SORT_TITLES = {"inuse": "in use", "alloc": "allocation rate", "growth": "growth"}
 COLUMNS = ("IN USE", "GROWTH/S", "ALLOC/S", "HEAP", "STACK")
 # End top as q does, closing the window it opened: its terminal closed, or `kill PID`.
@@ -106,44 +101,3 @@ def row_cells(rows: list[StackRow]) -> list[tuple[str, str, str, str, str]]:
         )
         for r, frames in zip(rows, distinct_frames(rows), strict=True)
     ]
-
-
-def print_batch(view: LiveView, stacks: LiveStacks, settings: Settings) -> None:
-    """settings.count refreshes as text (all of them until Ctrl-C if None)."""
-    for shown in refreshes(view, stacks, settings.interval, threading.Event()):
-        rows = shown.refresh.top(settings.sort, BATCH_ROWS, settings.heap)
-        cells = [COLUMNS, *row_cells(rows)]
-        widths = [max(len(c[i]) for c in cells) for i in range(4)]
-        table = [
-            "  ".join(
-                [*(c[i].rjust(widths[i]) for i in range(3)), c[3].ljust(widths[3]), c[4]]
-            ).rstrip()
-            for c in cells
-        ]
-        header = summary_lines(view, shown, settings.sort, settings.heap)
-        click.echo("\n".join(header + table) + "\n")
-        if shown.number == settings.count:
-            return
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def run_top(settings: Settings, batch: bool) -> None:
-    """The view, closed (and the window top opened with it) however it ends."""
-    with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
-        stacks = LiveStacks(procfs.exe_file(settings.pid))
-        if batch:
-            try:
-                for ending in ENDING_SIGNALS:
-                    signal.signal(ending, _interrupt)
-                print_batch(view, stacks, settings)
-            except KeyboardInterrupt:
-                pass
-        else:
-            from mem_profiler.cmd.top_screen import run_screen
-
-            run_screen(view, stacks, settings)
-        for warning in stacks.warnings:
-            click.echo(f"mem_profiler top: {warning}", err=True)

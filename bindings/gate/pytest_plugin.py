@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from mem_profiler import api
-from mem_profiler.parser.budgets import LEAK_PER_STACK, PEAK, Budget, size_budget
-from mem_profiler.parser.errors import BudgetError
+from mem_profiler.core.errors import BudgetError
+from mem_profiler.gate.budgets import LEAK_PER_STACK, PEAK, Budget, size_budget
 
 MARKER = "memory_budget"
 _KINDS = {"peak": PEAK, "leaks": LEAK_PER_STACK}
@@ -129,9 +129,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if plan is None:
         return (yield)
     # Imported here, not at the top: every pytest run in this environment loads the plugin.
-    from mem_profiler.parser.budget_check import check_budgets
+    from mem_profiler.gate.check import check_budgets
+    from mem_profiler.gate.report import format_result
     from mem_profiler.parser.heapfile import read_heap
-    from mem_profiler.parser.report_gate import format_result
 
     cap = None
     try:

@@ -16,7 +16,7 @@ import glob
 import os
 import re
 
-from mem_profiler.parser.heaps import HEAPS
+from mem_profiler.core.heaps import HEAPS
 
 _LOG_FILE = re.compile(r"\.(\d+)\.memlog$")
 

@@ -1,5 +1,5 @@
 """Run the gate's commands under the sampler (`mem_profiler gate`) and have their
-profiles judged (parser/budget_check).
+profiles judged (gate/check.py).
 
 Each command runs with every allocation recorded by default (rate 1) and live bytes
 tracked, so its peak is exact; only the command's own process is judged (forks and
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mem_profiler import defaults
+from mem_profiler.core.errors import BudgetError, UserError
+from mem_profiler.core.file_names import heap_file
+from mem_profiler.gate.budgets import GateJob
+from mem_profiler.gate.check import CommandVerdict, check_budgets
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.atomic import atomic_open
-from mem_profiler.parser.budget_check import CommandVerdict, check_budgets
-from mem_profiler.parser.budgets import GateJob
-from mem_profiler.parser.errors import BudgetError, UserError
-from mem_profiler.parser.file_names import heap_file
 from mem_profiler.parser.heapfile import read_heap
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from mem_profiler.parser.errors import BudgetError
+from mem_profiler.core.errors import BudgetError
 
 MB = 1048576.0
 _BINARY_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))

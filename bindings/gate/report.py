@@ -14,18 +14,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 
-from mem_profiler import __version__
-from mem_profiler.parser.atomic import write_file
-from mem_profiler.parser.budget_check import (
-    EXCEEDED,
-    HOLD,
-    SETUP_ERROR,
-    BudgetResult,
-    CommandVerdict,
-    StackLine,
-    gate_status,
-)
-from mem_profiler.parser.budgets import (
+from mem_profiler.core.version import VERSION
+from mem_profiler.core.escape import visible, xml_chars
+from mem_profiler.core.units import format_size
+from mem_profiler.gate.budgets import (
     GROWTH,
     LEAK_PER_STACK,
     LIVE_AT_EXIT,
@@ -34,8 +26,16 @@ from mem_profiler.parser.budgets import (
     Budget,
     format_percent,
 )
-from mem_profiler.parser.escape import visible, xml_chars
-from mem_profiler.parser.units import format_size
+from mem_profiler.gate.check import (
+    EXCEEDED,
+    HOLD,
+    SETUP_ERROR,
+    BudgetResult,
+    CommandVerdict,
+    StackLine,
+    gate_status,
+)
+from mem_profiler.parser.atomic import write_file
 
 JSON_FORMAT = 1
 _VERDICTS = {HOLD: "hold", EXCEEDED: "exceeded", SETUP_ERROR: "error"}
@@ -142,7 +142,7 @@ def verdicts_to_json(verdicts: list[CommandVerdict]) -> dict:
     status = gate_status(verdicts)
     return {
         "format": JSON_FORMAT,
-        "mem_profiler": __version__,
+        "mem_profiler": VERSION,
         "exit_status": status,
         "verdict": _VERDICTS[status],
         "commands": [_saved(v) for v in verdicts],

@@ -17,7 +17,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from mem_profiler.cmd.top import (
+from mem_profiler.top.live_view import LiveView
+from mem_profiler.top.refresh import (
     COLUMNS,
     ENDING_SIGNALS,
     Settings,
@@ -26,8 +27,7 @@ from mem_profiler.cmd.top import (
     row_cells,
     summary_lines,
 )
-from mem_profiler.live_view import LiveView
-from mem_profiler.parser.live_stacks import LiveStacks
+from mem_profiler.top.stacks import LiveStacks
 
 HISTORY = 120  # refreshes the sparklines show
 SCREEN_ROWS = 200  # stacks in the table (it scrolls)

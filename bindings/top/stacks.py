@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mem_profiler.parser.heapfile import HeapProfile
-from mem_profiler.parser.live_order import SORT_KEYS
+from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.sampling import sample_values
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.top.order import SORT_KEYS
 
 MIN_FRAMES = 2  # the allocating frame and its caller, more where stacks need them to differ
 

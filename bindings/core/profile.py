@@ -1,0 +1,141 @@
+"""The profile model every stage shares: one capture file's contents (HeapProfile) and
+what its lines name (Python frames, failed device allocations, foreign ranges, drops).
+Readers fill it (parser/heapfile.py); the arrays are numpy's, imported only when an
+empty profile is made, so that the model's users import nothing heavy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mem_profiler.core.memory_map import MemoryMapping
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# A Python frame's address is FRAME_BASE + its record's id: not a canonical x86-64
+# address, so no mapping holds it and jeprof shows it as a bare address.
+FRAME_BASE = 0x5079000000000000
+FRAME_END = FRAME_BASE + 2**32
+_SHOWN_WITH_FOLDER = ("__init__.py", "__main__.py")
+
+
+def _empty(dtype: str, length: int = 0) -> np.ndarray:
+    import numpy as np
+
+    return np.zeros(length, dtype)
+
+
+@dataclass(frozen=True)
+class PythonFrame:
+    """What a Python frame was when it was sampled: its function's qualified name
+    (the code's name before 3.11), file, first line and the line it was running
+    (-1 where the instruction has none)."""
+
+    name: str
+    file: str
+    line: int
+    first_line: int
+
+    @property
+    def label(self) -> str:
+        """`function (file.py:42)`: the file by its name, as py-spy shows it (with its
+        folder for a package's `__init__.py` or `__main__.py`)."""
+        return f"{self.name} ({short_file(self.file)}:{self.line})"
+
+
+def short_file(path: str) -> str:
+    """A Python file as the reports name it."""
+    base = os.path.basename(path)
+    if base in _SHOWN_WITH_FOLDER:
+        return os.path.join(os.path.basename(os.path.dirname(path)), base)
+    return base
+
+
+@dataclass
+class Failure:
+    """A failed allocation of a device heap: `# failed_alloc: time_ns= bytes= error= @ ...`"""
+
+    time_ns: int
+    bytes: int
+    error: int
+    stack: tuple[int, ...]  # addresses, leaf first
+
+
+@dataclass
+class Foreign:
+    """A range the process used but did not allocate, registered or open when the file was
+    written, never counted in the heap's figures:
+    `# foreign: time_ns= bytes= kind= address= @ ...`"""
+
+    time_ns: int
+    bytes: int  # 0 for an IPC range whose size the driver did not give
+    kind: str  # one of FOREIGN_KINDS
+    address: int
+    stack: tuple[int, ...]  # addresses, leaf first
+
+
+# host memory registered with CUDA (cuda_host), device memory opened through IPC (cuda)
+FOREIGN_KINDS = ("host_register", "ipc_open")
+
+
+@dataclass(frozen=True)
+class Drops:
+    """Samples the sampler's tables had no room for: `# dropped: ...`."""
+
+    stack_table: int  # no stack id: missing from every figure
+    live_table: int  # counted as allocated, missing from the in-use figures
+    memory: int  # no per-thread counters: missing from every figure
+    bytes: int  # the allocations they stood for, unsampled
+
+    @property
+    def samples(self) -> int:
+        return self.stack_table + self.live_table + self.memory
+
+
+@dataclass
+class HeapProfile:
+    """The contents of one .heap file, counts still raw (sampled)."""
+
+    path: str
+    rate: int
+    version: str = ""
+    pid: int | None = None
+    cmdline: str | None = None
+    exe: str | None = None
+    heap: str = "host"
+    meta: dict[str, str] = field(default_factory=dict)
+    build_ids: dict[str, str] = field(default_factory=dict)
+    dropped_samples: int = 0
+    drops: Drops | None = None  # by cause, where the file says
+    # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]].
+    addrs: np.ndarray = field(default_factory=lambda: _empty("uint64"))
+    offsets: np.ndarray = field(default_factory=lambda: _empty("int64", 1))
+    cur_objs: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    cur_bytes: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    acc_objs: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    acc_bytes: np.ndarray = field(default_factory=lambda: _empty("int64"))
+    # float64 (stacks, 4): the sums of each stack's sample weights (`# estimate:` lines:
+    # in-use objects and bytes, allocated objects and bytes), None in files without them.
+    estimates: np.ndarray | None = None
+    mappings: list[MemoryMapping] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
+    failures: list[Failure] = field(default_factory=list)  # failed device allocations
+    foreign: list[Foreign] = field(default_factory=list)  # registered or opened, not allocated
+    # the Python frames the stacks hold, by address (`# python_frame:` lines)
+    python_frames: dict[int, PythonFrame] = field(default_factory=dict)
+
+    @property
+    def window_ns(self) -> tuple[int | None, int | None]:
+        """Start and end of the capture window (CLOCK_REALTIME ns), None where unknown."""
+        found = (self.meta.get(f"window_{key}_ns", "") for key in ("start", "end"))
+        start, end = (int(value) if value.isdigit() else None for value in found)
+        return start, end
+
+    @property
+    def stacks(self) -> list[tuple[int, ...]]:
+        """Each stack's addresses, leaf first, as tuples."""
+        addrs = self.addrs.tolist()
+        bounds = self.offsets.tolist()
+        return [tuple(addrs[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]

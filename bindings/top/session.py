@@ -1,0 +1,39 @@
+"""`mem_profiler top`: a live view of a running process, refreshed every interval: the
+heaps' totals, its RSS, and the stacks holding the most memory, growing or allocating the
+fastest. On a terminal it is a textual screen (top/screen.py); otherwise, or with -n, it
+prints each refresh as text (top/text.py)."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from mem_profiler import defaults, procfs
+from mem_profiler.top.live_view import LiveView
+from mem_profiler.top.refresh import ENDING_SIGNALS, Settings
+from mem_profiler.top.stacks import LiveStacks
+from mem_profiler.top.text import print_batch
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_top(settings: Settings, batch: bool) -> None:
+    """The view, closed (and the window top opened with it) however it ends."""
+    with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
+        stacks = LiveStacks(procfs.exe_file(settings.pid))
+        if batch:
+            try:
+                for ending in ENDING_SIGNALS:
+                    signal.signal(ending, _interrupt)
+                print_batch(view, stacks, settings)
+            except KeyboardInterrupt:
+                pass
+        else:
+            from mem_profiler.top.screen import run_screen
+
+            run_screen(view, stacks, settings)
+        for warning in stacks.warnings:
+            click.echo(f"mem_profiler top: {warning}", err=True)
