@@ -14,9 +14,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 
-from mem_profiler.core.version import VERSION
 from mem_profiler.core.escape import visible, xml_chars
 from mem_profiler.core.units import format_size
+from mem_profiler.core.version import VERSION
 from mem_profiler.gate.budgets import (
     GROWTH,
     LEAK_PER_STACK,
