@@ -65,7 +65,7 @@ def size_options(command):
     "--budget",
     "budget_path",
     metavar="FILE.toml",
-    help="Budgets per heap and per named command (see README).",
+    help="Budgets per heap and per named command (see docs/gates.md).",
 )
 @click.option(
     "--name",

@@ -1,4 +1,4 @@
-"""Reader of the event log of --mode log (format: sampler/memprof_log.h, README "Log mode").
+"""Reader of the event log of --mode log (format: sampler/memprof_log.h, docs/file-formats.md).
 
 A capture's log is `<base>.<k>.memlog`, k = 1, 2, ... as the files rotate; `base` is
 `<prefix><pid>.<seq>`, written in the capture's .heap as `# log: <base>`. Rotation deletes

@@ -1,5 +1,5 @@
 /* The event log of --mode log: a versioned binary format, read by
- * parser/eventlog.py and documented in the README.  Files are named
+ * parser/eventlog.py and documented in docs/file-formats.md.  Files are named
  * <prefix><pid>.<seq>.<k>.memlog (k = 1, 2, ... as they rotate); each starts
  * with a header and holds the stacks its events use, so a file stands alone
  * once older ones are deleted.  Integers are little-endian.

@@ -9,7 +9,7 @@ Measures (per heap):
   max-total-alloc     every byte allocated in the window, freed or not
   max-growth-vs       the peak, against the baseline file's peak plus the tolerance
 At rate 1 every allocation is recorded and the values are exact; at rate N they are
-unsampled estimates whose standard deviation is given (README "Sampling").
+unsampled estimates whose standard deviation is given (docs/run-and-windows.md, "Sampling").
 """
 
 from __future__ import annotations

@@ -650,7 +650,7 @@ def run_in_a_window(
 @pytest.mark.parametrize("version", list(RUNTIMES))
 def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
     """NVIDIA's runtime started before the attach (tests/sampler/test_cuda_runtimes.py): its
-    table keeps the driver's own functions, fetched before (as the README says), but
+    table keeps the driver's own functions, fetched before (as docs/attach.md says), but
     every runtime call and every driver-API allocation of the window is seen."""
     standins = tmp_path / "standins"
     exe = build_device_fixture("device_cuda_api", standins)

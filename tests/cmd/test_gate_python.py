@@ -69,7 +69,7 @@ def test_peak_holds_the_last_spike_and_every_steps_leak(judged):
 
 def test_live_at_exit_is_after_the_interpreters_finalization(judged):
     """What the script still holds at its end (a module global) is freed when the
-    interpreter finalizes, before the exit dump: README, "Memory budgets in CI"."""
+    interpreter finalizes, before the exit dump: docs/gates.md, "Python programs"."""
     truth, _, results = judged
     at_exit = results["max-live-at-exit"]
     assert not at_exit["exceeded"]
