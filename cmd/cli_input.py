@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
@@ -36,6 +38,42 @@ LOG_FILES = click.IntRange(1, 2**32 - 1)  # the sampler's unsigned count
 FRACTION = FiniteFloatRange(0, 1)
 # A time in ms whose ns fit in the event log's int64 times.
 MILLISECONDS = FiniteFloatRange(0, (2**63 - 1) // 1_000_000)
+
+DEVICE_RATE_HELP = (
+    "Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
+    "1 records every device allocation."
+)
+Command = TypeVar("Command", bound=Callable)
+
+
+def capture_options(rate: int, rate_help: str) -> Callable[[Command], Command]:
+    """-c, --device-rate and -d with their defaults, as the commands that start a
+    program under the sampler (run, gate) take them; -c's default is the command's."""
+    options = (
+        click.option("-c", "--rate", default=rate, show_default=True, type=RATE, help=rate_help),
+        click.option(
+            "--device-rate",
+            default=defaults.DEVICE_RATE,
+            show_default=True,
+            type=RATE,
+            help=DEVICE_RATE_HELP,
+        ),
+        click.option(
+            "-d",
+            "--depth",
+            default=defaults.DEPTH,
+            show_default=True,
+            type=DEPTH,
+            help="Frames kept per stack.",
+        ),
+    )
+
+    def decorate(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def run_command(command: click.Command, prog: str, argv: list[str] | None) -> None:

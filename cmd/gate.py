@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from mem_profiler import SamplerNotBuilt, defaults
-from mem_profiler.cmd.cli_input import DEPTH, RATE, fail
+from mem_profiler import SamplerNotBuilt
+from mem_profiler.cmd.cli_input import capture_options, fail
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
 from mem_profiler.gate.budgets import (
@@ -73,29 +73,10 @@ def size_options(command):
     help="Run only [commands.NAME] of the budget file "
     "(with a command after --: judge it by NAME's budgets).",
 )
-@click.option(
-    "-c",
-    "--rate",
-    default=1,
-    show_default=True,
-    type=RATE,
-    help="Mean bytes between samples; 1 records every allocation (exact), more "
+@capture_options(
+    1,
+    "Mean bytes between samples; 1 records every allocation (exact), more "
     "gives estimates with their expected error.",
-)
-@click.option(
-    "--device-rate",
-    default=defaults.DEVICE_RATE,
-    show_default=True,
-    type=RATE,
-    help="The same for the device and HAL heaps.",
-)
-@click.option(
-    "-d",
-    "--depth",
-    default=defaults.DEPTH,
-    show_default=True,
-    type=DEPTH,
-    help="Frames kept per stack.",
 )
 @click.option(
     "--top",

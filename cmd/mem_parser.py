@@ -37,6 +37,26 @@ def _regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.
         raise click.BadParameter(f"{value!r} is not a valid regular expression ({e})") from None
 
 
+def _fraction_option(name: str, default: float, dropped: str):
+    return click.option(
+        name,
+        type=FRACTION,
+        default=default,
+        show_default=True,
+        metavar="F",
+        help=f"-s: drop {dropped} is below F of the total.",
+    )
+
+
+def _regex_option(name: str, verb: str):
+    return click.option(
+        name,
+        metavar="RE",
+        callback=_regex,
+        help=f"{verb} stacks through a function matching the regular expression RE.",
+    )
+
+
 def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and value.startswith("-"):
         raise click.BadParameter(
@@ -118,34 +138,10 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     metavar="N",
     help="Show N rows (-t, --json) or nodes (-s, default 80).",
 )
-@click.option(
-    "--nodefraction",
-    type=FRACTION,
-    default=0.005,
-    show_default=True,
-    metavar="F",
-    help="-s: drop nodes whose cum is below F of the total.",
-)
-@click.option(
-    "--edgefraction",
-    type=FRACTION,
-    default=0.001,
-    show_default=True,
-    metavar="F",
-    help="-s: drop edges whose weight is below F of the total.",
-)
-@click.option(
-    "--focus",
-    metavar="RE",
-    callback=_regex,
-    help="Keep only stacks through a function matching the regular expression RE.",
-)
-@click.option(
-    "--ignore",
-    metavar="RE",
-    callback=_regex,
-    help="Drop stacks through a function matching the regular expression RE.",
-)
+@_fraction_option("--nodefraction", 0.005, "nodes whose cum")
+@_fraction_option("--edgefraction", 0.001, "edges whose weight")
+@_regex_option("--focus", "Keep only")
+@_regex_option("--ignore", "Drop")
 @click.option(
     "--allow-mismatch",
     is_flag=True,

@@ -11,12 +11,14 @@ from mem_profiler import SamplerNotBuilt, defaults, library_path
 from mem_profiler.cmd import cli_input
 from mem_profiler.cmd.cli_input import (
     DEPTH,
+    DEVICE_RATE_HELP,
     LOG_FILE_BYTES,
     LOG_FILES,
     PID,
     RATE,
     SECONDS,
     FiniteFloatRange,
+    capture_options,
     run_command,
 )
 from mem_profiler.cmd.gate import check_leaks_at_exit, gate
@@ -40,10 +42,6 @@ CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "
 MODE_HELP = (
     "log: also write the event log of sampled allocations and frees, a timeline "
     "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog)."
-)
-DEVICE_RATE_HELP = (
-    "Mean bytes between samples of the device and HAL heaps (CUDA, ACL, HAL); "
-    "1 records every device allocation."
 )
 
 
@@ -164,21 +162,7 @@ def show_progress(elapsed: float, status: Status) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option(
-    "-c",
-    "--rate",
-    default=defaults.RATE,
-    show_default=True,
-    type=RATE,
-    help="Mean bytes between samples; 1 records every allocation.",
-)
-@click.option(
-    "--device-rate",
-    default=defaults.DEVICE_RATE,
-    show_default=True,
-    type=RATE,
-    help=DEVICE_RATE_HELP,
-)
+@capture_options(defaults.RATE, "Mean bytes between samples; 1 records every allocation.")
 @click.option(
     "-o",
     "--output",
@@ -187,14 +171,6 @@ def show_progress(elapsed: float, status: Status) -> None:
     show_default=True,
     help="Path prefix of the .heap files: <prefix><pid>.<seq>.heap "
     "(and <prefix><pid>.<seq>.<heap>.heap for each device heap the program used)",
-)
-@click.option(
-    "-d",
-    "--depth",
-    default=defaults.DEPTH,
-    show_default=True,
-    type=DEPTH,
-    help="Frames kept per stack.",
 )
 @click.option(
     "--mode",
