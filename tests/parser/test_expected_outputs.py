@@ -1,0 +1,263 @@
+"""mem_parser's reports compared whole, byte for byte, with the files in
+tests/data/expected/ (as heaptrack keeps tests/auto/*.expected): a change to what a
+report prints shows up as a diff of those files in review. MEMPROF_UPDATE_EXPECTED=1
+rewrites them from what mem_parser prints now (docs/development.md, *Building and
+testing*).
+
+The inputs are .heap files written here (support/synthetic_heaps.py) whose frames are
+functions of the fixtures built for the session, named by symbol: their addresses change
+with the compiler, their names do not. The programs ran on another machine, under
+THERE, which holds nothing here: its libraries' frames stay `libc.so.6+0x...` on every
+machine, and the programs are given with -p, copied into the folder the reports run
+in."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support.paths import ROOT
+from support.synthetic_heaps import Mapped, Site, heap_text
+
+from mem_profiler.cmd.mem_parser import cli
+
+EXPECTED = ROOT / "tests" / "data" / "expected"
+UPDATE = os.environ.get("MEMPROF_UPDATE_EXPECTED") == "1"
+THERE = "/nonexistent/golden"  # where the programs ran; no such folder here
+MiB = 1 << 20
+START_NS = 1763750000000000000  # the first window's start
+LIBC_START_CALL_MAIN, LIBC_START_MAIN = 0x2724A, 0x27305  # return addresses into libc
+
+
+@dataclass(frozen=True)
+class Case:
+    """One report: the file it is compared with and mem_parser's arguments (paths
+    relative to the folder the heaps are in)."""
+
+    expected: str
+    args: str
+
+
+# sites: sites.c's functions, one run of it (window 2) and an earlier window (1), with a
+# device heap beside window 2's host heap.
+SITES_CASES = [
+    Case("sites.t.txt", "-p sites -f sites_4242.0002.heap -t"),
+    Case("sites.collapsed.txt", "-p sites -f sites_4242.0002.heap --collapsed"),
+    Case("sites.json", "-p sites -f sites_4242.0002.heap --json"),
+    Case("sites.alloc_space.t.txt", "-p sites -f sites_4242.0002.heap -t --alloc_space"),
+    Case(
+        "sites.inuse_objects.collapsed.txt",
+        "-p sites -f sites_4242.0002.heap --collapsed --inuse_objects",
+    ),
+    Case("sites.alloc_objects.json", "-p sites -f sites_4242.0002.heap --json --alloc_objects"),
+    Case("sites.lines.t.txt", "-p sites -f sites_4242.0002.heap -t --lines"),
+    Case(
+        "sites.focus.collapsed.txt",
+        "-p sites -f sites_4242.0002.heap --collapsed --focus ^site_ --ignore small",
+    ),
+    Case("sites.nodecount.t.txt", "-p sites -f sites_4242.0002.heap -t --nodecount 3"),
+    Case("sites.base.t.txt", "-p sites -f sites_4242.0002.heap -t --base sites_4242.0001.heap"),
+    Case(
+        "sites.base.collapsed.txt",
+        "-p sites -f sites_4242.0002.heap --collapsed --base sites_4242.0001.heap",
+    ),
+    Case("sites.base.json", "-p sites -f sites_4242.0002.heap --json --base sites_4242.0001.heap"),
+    Case("capture.t.txt", "-p sites -f sites_4242.0002 -t"),
+    Case("capture.cuda.t.txt", "-p sites -f sites_4242.0002 --heap cuda -t"),
+]
+# widgets: cxx_new.cpp's functions, C++ names short and in full.
+WIDGETS_CASES = [
+    Case("widgets.t.txt", "-p cxx_new -f cxx_new_4343.0001.heap -t"),
+    Case("widgets.full_names.t.txt", "-p cxx_new -f cxx_new_4343.0001.heap -t --full-names"),
+    Case("widgets.collapsed.txt", "-p cxx_new -f cxx_new_4343.0001.heap --collapsed"),
+    Case(
+        "widgets.full_names.collapsed.txt",
+        "-p cxx_new -f cxx_new_4343.0001.heap --collapsed --full-names",
+    ),
+]
+CASES = SITES_CASES + WIDGETS_CASES
+
+
+@pytest.fixture(scope="module")
+def heaps(build_fixture, tmp_path_factory) -> Path:
+    """A folder holding the programs (sites, cxx_new) and the .heap files of their runs."""
+    folder = tmp_path_factory.mktemp("expected")
+    for name in ("sites", "cxx_new"):
+        shutil.copy(build_fixture(name), folder / name)
+    for name, text in sites_heaps(folder / "sites").items():
+        (folder / name).write_text(text)
+    (folder / "cxx_new_4343.0001.heap").write_text(widgets_heap(folder / "cxx_new"))
+    return folder
+
+
+def header(pid: int, cmdline: str, exe: Mapped, heap: str, window: int, *more: str) -> list[str]:
+    """The `#` lines of window `window` (1, 2, ...) of process pid, its exe's build-id
+    last."""
+    start = START_NS + (window - 1) * 10**10
+    return [
+        "# mem_profiler 0.1.0",
+        f"# pid: {pid}",
+        f"# cmdline: {cmdline}",
+        f"# exe: {exe.path}",
+        f"# heap: {heap}",
+        f"# window_start_ns: {start}",
+        f"# window_end_ns: {start + 2_500_000_000}",
+        "# unwinder: hybrid",
+        "# max_depth: 64",
+        *more,
+        exe.build_id(),
+    ]
+
+
+def startup(exe: Mapped, libc: Mapped) -> list[int]:
+    """main and what calls it, leaf first: libc's start-up, the program's _start."""
+    return [
+        exe.frame("main"),
+        libc.at(LIBC_START_CALL_MAIN),
+        libc.at(LIBC_START_MAIN),
+        exe.frame("_start"),
+    ]
+
+
+def sites_heaps(binary: Path) -> dict[str, str]:
+    """Two windows of `sites 12288 4096 8` (leaf first: the site, main, libc's start-up,
+    _start) with two stacks of other objects: a JIT's code, called from main, and libc
+    allocating for itself; the JIT's code shrinks between them and site_pages grows
+    (window 1: 4096 pages, window 2: 12288). Window 2 also has a cuda heap: a framework
+    library's allocations, and one that failed."""
+    exe = Mapped(f"{THERE}/bin/sites", 0x555555554000, binary)
+    libc = Mapped(f"{THERE}/lib/libc.so.6", 0x7FFFF7D80000, size=0x1A0000)
+    framework = Mapped(f"{THERE}/lib/libframework.so", 0x7FFFF7F40000, size=0x10000)
+    jit = Mapped("", 0x7FFFE0000000, size=0x10000)
+    mapped = [exe, framework, libc, jit]
+
+    main = startup(exe, libc)
+
+    def sites(pages: int, jit_mib: int) -> list[Site]:
+        return [
+            Site([exe.frame("site_pages"), *main], pages, pages * 4096, pages, pages * 4096),
+            Site([exe.frame("site_small"), *main], 4096, MiB, 4096, MiB),
+            Site([exe.frame("site_transient"), *main], 0, 0, 8, 8 * MiB),
+            Site([jit.at(0x1A40), *main], 256 * jit_mib, jit_mib * MiB, 1024, 4 * MiB),
+            Site([libc.at(0x8A2B0), *main], 2, MiB // 2, 3, MiB),
+        ]
+
+    cmdline = "./sites 12288 4096 8"
+    weights = [framework.at(0x41A7), *main]
+    return {
+        "sites_4242.0001.heap": heap_text(
+            524288,
+            header(4242, cmdline, exe, "host", 1, "# dropped_samples: 0"),
+            sites(4096, 3),
+            mapped,
+        ),
+        "sites_4242.0002.heap": heap_text(
+            524288,
+            header(
+                4242,
+                cmdline,
+                exe,
+                "host",
+                2,
+                "# dropped_samples: 3",
+                "# dropped: stack_table=0 live_table=3 memory=0 bytes=1572864",
+            ),
+            sites(12288, 2),
+            mapped,
+        ),
+        "sites_4242.0002.cuda.heap": heap_text(
+            1,
+            header(
+                4242,
+                cmdline,
+                exe,
+                "cuda",
+                2,
+                f"# failed_alloc: time_ns={START_NS + 10**10 + 1_200_000_000} bytes={1 << 30}"
+                " error=2 @ " + " ".join(f"0x{a:x}" for a in weights),
+            ),
+            [
+                Site(weights, 8, 32 * MiB, 12, 40 * MiB),
+                Site([framework.at(0x4310), *main], 2, 4 * MiB, 2, 4 * MiB),
+            ],
+            mapped,
+        ),
+    }
+
+
+def widgets_heap(binary: Path) -> str:
+    """A run of `cxx_new 20000`: make_widgets keeps 20000 Widgets of 48 B and its vector's
+    buffer, make_buffers 20000 arrays of 700 B and its vector's buffer, churn_strings
+    frees all it allocates. The two buffers come from two instances of
+    std::vector::reserve, one function in short names."""
+    exe = Mapped(f"{THERE}/bin/cxx_new", 0x555555554000, binary)
+    libc = Mapped(f"{THERE}/lib/libc.so.6", 0x7FFFF7D80000, size=0x1A0000)
+    main = startup(exe, libc)
+    widgets, buffers = exe.frame("_Z12make_widgetsi"), exe.frame("_Z12make_buffersi")
+    reserve_widgets = exe.frame("_ZNSt6vectorIP6WidgetSaIS1_EE7reserveEm")
+    reserve_buffers = exe.frame("_ZNSt6vectorIPcSaIS0_EE7reserveEm")
+    n = 20000
+    return heap_text(
+        524288,
+        header(4343, f"./cxx_new {n}", exe, "host", 1, "# dropped_samples: 0"),
+        [
+            Site([widgets, *main], n, n * 48, n, n * 48),
+            Site([reserve_widgets, widgets, *main], 1, n * 8, 1, n * 8),
+            Site([buffers, *main], n, n * 700, n, n * 700),
+            Site([reserve_buffers, buffers, *main], 1, n * 8, 1, n * 8),
+            Site([exe.frame("_Z13churn_stringsi"), *main], 0, 0, n, n * 900),
+        ],
+        [exe, libc],
+    )
+
+
+# The paths of this machine a report may print, and what the expected files have in
+# their place: --lines names the source files of the fixtures, compiled from the checkout.
+MACHINE_PATHS = {str(ROOT): "<checkout>"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.expected for c in CASES])
+def test_report_is_the_expected_one(case, heaps, monkeypatch):
+    monkeypatch.chdir(heaps)
+    done = CliRunner().invoke(cli, case.args.split(), catch_exceptions=False)
+    assert done.exit_code == 0, done.stderr
+    report = done.stdout_bytes
+    for path, shown in MACHINE_PATHS.items():
+        report = report.replace(path.encode(), shown.encode())
+    assert str(heaps).encode() not in report
+    compare(EXPECTED / case.expected, report, f"mem_parser {case.args}")
+
+
+def compare(expected: Path, report: bytes, command: str) -> None:
+    """Fail with a unified diff unless `report` is the content of `expected`; rewrite
+    the file instead with MEMPROF_UPDATE_EXPECTED=1."""
+    if UPDATE:
+        expected.parent.mkdir(parents=True, exist_ok=True)
+        expected.write_bytes(report)
+        return
+    old = expected.read_bytes() if expected.is_file() else b""
+    if report == old:
+        return
+    diff = difflib.unified_diff(
+        old.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+        report.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+        f"{expected.relative_to(ROOT)} (expected)",
+        f"{command} (printed)",
+    )
+    pytest.fail(
+        f"{command} printed something else than {expected.relative_to(ROOT)}"
+        " (MEMPROF_UPDATE_EXPECTED=1 rewrites the file if the change is meant):\n" + "".join(diff),
+        pytrace=False,
+    )
+
+
+def test_every_expected_file_is_a_case():
+    """No expected file is left behind when a case is renamed or removed (a case whose
+    file is missing fails on its own)."""
+    stale = {p.name for p in EXPECTED.iterdir()} - {c.expected for c in CASES}
+    assert not stale, f"no case compares with {sorted(stale)} in {EXPECTED.relative_to(ROOT)}"
