@@ -25,6 +25,7 @@ from support.paths import ROOT
 from support.synthetic_heaps import Mapped, Site, heap_text
 
 from mem_profiler.cmd.mem_parser import cli
+from mem_profiler.core.profile import FRAME_BASE
 
 EXPECTED = ROOT / "tests" / "data" / "expected"
 UPDATE = os.environ.get("MEMPROF_UPDATE_EXPECTED") == "1"
@@ -41,6 +42,7 @@ class Case:
 
     expected: str
     args: str
+    pending_labels: bool = False  # see PYTHON_CASES
 
 
 # sites: sites.c's functions, one run of it (window 2) and an earlier window (1), with a
@@ -80,7 +82,26 @@ WIDGETS_CASES = [
         "-p cxx_new -f cxx_new_4343.0001.heap --collapsed --full-names",
     ),
 ]
-CASES = SITES_CASES + WIDGETS_CASES
+# python: Python frames among the native ones, folded by default. Python frames are shown
+# by function unless --lines (`Store.add (store.py)`, `Store.add (store.py:12)`) once the
+# change to their labels lands: the files of the cases marked pending_labels were written
+# by hand in that form before it did, and fail until it lands (xfail, strict: a pass
+# fails too). Once it has: drop pending_labels, run with MEMPROF_UPDATE_EXPECTED=1, and
+# `git diff tests/data/expected` should show nothing.
+PYTHON_CASES = [
+    Case("python.t.txt", "-p sites -f python_4444.0001.heap -t", pending_labels=True),
+    Case(
+        "python.collapsed.txt", "-p sites -f python_4444.0001.heap --collapsed", pending_labels=True
+    ),
+    Case(
+        "python.native.collapsed.txt",
+        "-p sites -f python_4444.0001.heap --collapsed --native",
+        pending_labels=True,
+    ),
+    # by line: the same before the change and after
+    Case("python.lines.t.txt", "-p sites -f python_4444.0001.heap -t --lines"),
+]
+CASES = [*SITES_CASES, *WIDGETS_CASES, *PYTHON_CASES]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +113,7 @@ def heaps(build_fixture, tmp_path_factory) -> Path:
     for name, text in sites_heaps(folder / "sites").items():
         (folder / name).write_text(text)
     (folder / "cxx_new_4343.0001.heap").write_text(widgets_heap(folder / "cxx_new"))
+    (folder / "python_4444.0001.heap").write_text(python_heap(folder / "sites"))
     return folder
 
 
@@ -216,13 +238,92 @@ def widgets_heap(binary: Path) -> str:
     )
 
 
+def python_heap(binary: Path) -> str:
+    """A Python 3.11 program, the python executable played by sites (its functions
+    called from Python, as an extension's) with libpython from THERE, whose evaluation
+    loop the `# python:` line names. Leaf first, a group of Python frames just leafward
+    of the loop's frame that ran them:
+
+    - site_small called from Store.add (line 12) from <module> (app.py:3): 0.5 MiB;
+    - pymalloc's objects from Store.add (line 14) from <module> (app.py:3): 3 MiB, so
+      that Store.add is one row by function and two by line;
+    - pymalloc's from keep_dicts, from load_catalog of shop/__init__.py (shown with
+      its folder), from <module> (app.py:4): 8 MiB;
+    - the interpreter's start-up, no Python frame (nothing folded): 1 MiB."""
+    exe = Mapped(f"{THERE}/bin/python3.11", 0x555555554000, binary)
+    libc = Mapped(f"{THERE}/lib/libc.so.6", 0x7FFFF7D80000, size=0x1A0000)
+    libpython = Mapped(f"{THERE}/lib/libpython3.11.so.1.0", 0x7FFFF7400000, size=0x400000)
+    frames = {  # id: (line, first line, name, file)
+        1: (12, 10, "Store.add", "store.py"),
+        2: (14, 10, "Store.add", "store.py"),
+        3: (3, 1, "<module>", "app.py"),
+        4: (4, 1, "<module>", "app.py"),
+        5: (5, 3, "keep_dicts", "dicts.py"),
+        6: (8, 6, "load_catalog", "shop/__init__.py"),
+    }
+    python = {i: FRAME_BASE + i for i in frames}
+    run = [libpython.at(0x1B5A1E), libpython.at(0x26C7B0), *startup(exe, libc)]
+    pymalloc = [libpython.at(0x11D0A3), libpython.at(0x1212F5)]
+    return heap_text(
+        524288,
+        header(
+            4444,
+            "./python3.11 app.py",
+            exe,
+            "host",
+            1,
+            "# dropped_samples: 0",
+            f"# python: 3.11.2 0x{libpython.at(0x1B2340):x}",
+            *(
+                f"# python_frame: 0x{python[i]:x} {line} {first} {name}\t{THERE}/app/{file}"
+                for i, (line, first, name, file) in frames.items()
+            ),
+        ),
+        [
+            Site(
+                [exe.frame("site_small"), libpython.at(0x13F2C1), python[1], python[3], *run],
+                2048,
+                MiB // 2,
+                2048,
+                MiB // 2,
+            ),
+            Site([*pymalloc, python[2], python[3], *run], 12288, 3 * MiB, 12288, 3 * MiB),
+            Site([*pymalloc, python[5], python[6], python[4], *run], 8192, 8 * MiB, 9000, 9 * MiB),
+            Site(
+                [libpython.at(0x2A1F40), libpython.at(0x2A36D2), *startup(exe, libc)],
+                64,
+                MiB,
+                64,
+                MiB,
+            ),
+        ],
+        [exe, libpython, libc],
+    )
+
+
 # The paths of this machine a report may print, and what the expected files have in
 # their place: --lines names the source files of the fixtures, compiled from the checkout.
 MACHINE_PATHS = {str(ROOT): "<checkout>"}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.expected for c in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            case,
+            id=case.expected,
+            marks=pytest.mark.xfail(
+                case.pending_labels,
+                strict=True,
+                reason="written for Python frames labelled by function: not landed yet",
+            ),
+        )
+        for case in CASES
+    ],
+)
 def test_report_is_the_expected_one(case, heaps, monkeypatch):
+    if UPDATE and case.pending_labels:
+        pytest.xfail("not rewritten: written by hand for a change not landed yet")
     monkeypatch.chdir(heaps)
     done = CliRunner().invoke(cli, case.args.split(), catch_exceptions=False)
     assert done.exit_code == 0, done.stderr
