@@ -29,7 +29,7 @@ from support.device import (
 from support.interpreters import DEBIAN_PYTHON
 from support.nvidia_runtime import RUNTIMES, runtime_library
 from support.paths import MEM_PROFILER
-from support.profiling import report
+from support.profiling import capture_cli, report
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler import procfs
@@ -250,11 +250,8 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
     signatures = []
     for cycle in range(10):
         prefix = str(tmp_path / f"c{cycle}_")
-        capture = subprocess.run(
-            [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.1", "-c", "65536", "-o", prefix],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        capture = capture_cli(
+            t.pid, "--attach", "-s", "0.1", "-c", "65536", "-o", prefix, timeout=60
         )
         assert capture.returncode == 0, capture.stderr
         assert ("loaded the sampler" in capture.stderr) == (cycle == 0)  # injected once
@@ -730,22 +727,8 @@ def test_attach_when_every_thread_is_busy_allocating(build_fixture, tmp_path):
     try:
         pid = int(proc.stdout.readline().split()[1])
         for _ in range(3):
-            capture = subprocess.run(
-                [
-                    MEM_PROFILER,
-                    "-p",
-                    str(pid),
-                    "--attach",
-                    "-s",
-                    "0.3",
-                    "-c",
-                    "65536",
-                    "-o",
-                    str(tmp_path / "busy_"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
+            capture = capture_cli(
+                pid, "--attach", "-s", "0.3", "-c", "65536", "-o", tmp_path / "busy_", timeout=60
             )
             assert capture.returncode == 0, capture.stderr
             heap = Path(capture.stdout.split()[-1])

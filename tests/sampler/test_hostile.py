@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER
 from support.processes import other_user, wait_for
-from support.profiling import report
+from support.profiling import capture_cli, report
 from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
@@ -120,12 +120,7 @@ def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp
         wait_for(lambda: len(block_candidates(pid)) == 2, what="a block under another name")
         (block,) = [p for p in block_candidates(pid) if not Path(p).is_dir()]
         assert stat.S_ISREG(os.lstat(block).st_mode) and os.lstat(block).st_uid == 0
-        capture = subprocess.run(
-            [MEM_PROFILER, "-p", str(pid), "-s", "0.3", "-o", str(tmp_path / "c_")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        capture = capture_cli(pid, "-s", "0.3", "-o", tmp_path / "c_")
         assert capture.returncode == 0, capture.stderr
         assert (tmp_path / f"c_{pid}.0001.heap").is_file()
         (target,) = [t for t in list_targets() if t.pid == pid]
@@ -214,12 +209,7 @@ def test_a_live_process_of_another_version_keeps_its_block(server):
         f.seek(8)
         f.write((999).to_bytes(4, "little"))
     try:
-        proc = subprocess.run(
-            [MEM_PROFILER, "-p", str(server.pid), "-s", "0.2"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = capture_cli(server.pid, "-s", "0.2")
         assert proc.returncode == 1 and proc.stderr == (
             f"mem_profiler: process {server.pid} runs another version of the sampler (control"
             f" block ABI 999, this mem_profiler speaks {int.from_bytes(abi, 'little')}):"
@@ -271,12 +261,7 @@ def test_a_failed_dump_is_a_failure_with_its_reason(server, full_folder, where):
         "long name": (f"{full_folder.parent}/{'n' * 250}_", "File name too long"),
         "proc": ("/proc/x_", None),
     }[where]
-    proc = subprocess.run(
-        [MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", prefix],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = capture_cli(server.pid, "-s", "0.3", "-o", prefix)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith(
         f"mem_profiler: process {server.pid} could not write {prefix}{server.pid}.0001.heap: "
@@ -306,12 +291,7 @@ def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
     shutil.copy2(server_exe, exe)
     s = Server(Path(exe))
     try:
-        proc = subprocess.run(
-            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o", f"{tmp_path}/u_"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = capture_cli(s.pid, "-s", "0.2", "-o", f"{tmp_path}/u_")
     finally:
         s.stop()
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,7 @@
 """Programs run under the real sampler through the installed command line
-(`mem_profiler run`, `mem_profiler gate`), and the profiles they write read through
-the real parser pipeline."""
+(`mem_profiler run`, `mem_profiler gate`), windows of running processes taken through
+it (`mem_profiler -p`), and the profiles they write read through the real parser
+pipeline."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def one_heap(proc: subprocess.CompletedProcess, files: list) -> object:
     assert proc.returncode == 0, proc.stderr
     assert len(files) == 1, proc.stderr
     return files[0]
+
+
+def capture_cli(pid: int, *args: str | Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`mem_profiler -p PID ARGS`: a window of a running process, as a user takes it."""
+    return subprocess.run(
+        [MEM_PROFILER, "-p", str(pid), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def gate(
