@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import subprocess
 import sys
 import warnings
 import xml.etree.ElementTree as ET
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from support.chromium import chromium
-from support.paths import MEM_PARSER, MEM_PROFILER
+from support.paths import MEM_PARSER
 from support.processes import limited_run
+from support.profiling import gate
 from support.synthetic_heaps import OURS, hand_symbolized
 from support.synthetic_logs import header, mark_record, stack_record, timeline_record
 
@@ -383,23 +383,8 @@ def test_control_characters_in_names_stay_on_their_line_in_text_reports():
 
 def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_path):
     junit = tmp_path / "r.xml"
-    done = subprocess.run(
-        [
-            MEM_PROFILER,
-            "gate",
-            "--max-peak",
-            "1GiB",
-            "--junit",
-            junit,
-            "--",
-            sys.executable,
-            "-c",
-            "pass",
-            "a\x01b\x1bc",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = gate(
+        "--max-peak", "1GiB", "--junit", junit, "--", sys.executable, "-c", "pass", "a\x01b\x1bc"
     )
     assert done.returncode == 0, done.stderr
     shown = f"{sys.executable} -c pass a\\x01b\\x1bc"

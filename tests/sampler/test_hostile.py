@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER
 from support.processes import other_user, wait_for
-from support.profiling import capture_cli, report
+from support.profiling import capture_cli, profile_run, report
 from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
@@ -301,12 +301,7 @@ def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
 def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_path):
     """A prefix is a name, not a pattern: `a[1]_` does not stand for `a1_`."""
     exe = build_fixture("mixed_sizes")
-    proc = subprocess.run(
-        [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/a[1]_", "--", str(exe), "10", "1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc, _ = profile_run([exe, "10", "1"], tmp_path / "a[1]_", 1, timeout=30)
     assert proc.returncode == 0, proc.stderr
     (heap,) = tmp_path.glob("a?1?_*.heap")
     # What the prefix would match as a pattern: another capture's device heap.
@@ -324,12 +319,7 @@ def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_pa
 
 def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
     exe = build_fixture("endings")
-    proc = subprocess.run(
-        [MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--", str(exe), "getattr"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc, _ = profile_run([exe, "getattr"], full_folder / "x_", 1024, timeout=30)
     assert proc.returncode == 1
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"mem_profiler: could not write {full_folder}/x_")
@@ -339,26 +329,8 @@ def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
 def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
     exe = build_fixture("mixed_sizes")
     with small_file_system(tmp_path / "small", "256k") as folder:
-        proc = subprocess.run(
-            [
-                MEM_PROFILER,
-                "run",
-                "-c",
-                "1",
-                "--mode",
-                "log",
-                "--log-cap",
-                "65536",
-                "-o",
-                f"{folder}/l_",
-                "--",
-                str(exe),
-                "20000",
-                "0",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        proc, _ = profile_run(
+            [exe, "20000", "0"], folder / "l_", 1, "--mode", "log", "--log-cap", "65536", timeout=60
         )
         assert proc.returncode == 1, proc.stderr
         logs = sorted(folder.glob("l_*.memlog"))
@@ -380,25 +352,7 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
     """The .heap file's `# log_stopped:` line (written when a log write failed) becomes a
     warning with where the log ends."""
     exe = build_fixture("mixed_sizes")
-    proc = subprocess.run(
-        [
-            MEM_PROFILER,
-            "run",
-            "-c",
-            "1",
-            "--mode",
-            "log",
-            "-o",
-            f"{tmp_path}/s_",
-            "--",
-            str(exe),
-            "2000",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc, _ = profile_run([exe, "2000", "0"], tmp_path / "s_", 1, "--mode", "log", timeout=60)
     (heap,) = tmp_path.glob("s_*.heap")
     text = heap.read_text()
     heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
