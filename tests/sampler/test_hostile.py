@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER
+from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user, wait_for
-from support.profiling import capture_cli, profile_run, report
+from support.profiling import capture_cli, profile_run, report, run_parser
 from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
@@ -307,13 +307,7 @@ def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_pa
     # What the prefix would match as a pattern: another capture's device heap.
     decoy = tmp_path / heap.name.replace("a[1]_", "a1_").replace(".heap", ".cuda.heap")
     decoy.write_text(heap.read_text().replace("# heap: host", "# heap: cuda"))
-    parse = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(heap).removesuffix(".heap"), "-t"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert parse.returncode == 0, parse.stderr
+    parse = run_parser("-p", exe, "-f", str(heap).removesuffix(".heap"), "-t", timeout=30)
     assert parse.stdout.startswith("Total: ") and "mixed_site" in parse.stdout
 
 
@@ -338,13 +332,7 @@ def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
             (p.name, p.stat().st_size) for p in logs
         ]
         assert [p.name.split(".")[-2] for p in logs] == [str(k) for k in range(1, len(logs) + 1)]
-        timeline = subprocess.run(
-            [MEM_PARSER, "-p", str(exe), "-f", str(logs[-1]), "--leaks"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert timeline.returncode == 0, timeline.stderr
+        timeline = run_parser("-p", exe, "-f", logs[-1], "--leaks", timeout=60)
         assert "Traceback" not in timeline.stderr
 
 
@@ -356,13 +344,7 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
     (heap,) = tmp_path.glob("s_*.heap")
     text = heap.read_text()
     heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
-    leaks = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(heap), "--leaks"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert leaks.returncode == 0, leaks.stderr
+    leaks = run_parser("-p", exe, "-f", heap, "--leaks", timeout=60)
     (warning,) = [line for line in leaks.stderr.splitlines() if "stopped early" in line]
     assert warning.startswith(
         "mem_parser: warning: the event log stopped early (No space left on device): events after "
@@ -452,11 +434,6 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
         assert read_heap(heap).meta["log"] == base
         assert Path(base + ".1.memlog").is_file()
     child = max(heaps, key=lambda h: read_heap(h).pid)
-    leaks = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(child), "--leaks"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert leaks.returncode == 0 and "child_work" in leaks.stdout
+    leaks = run_parser("-p", exe, "-f", child, "--leaks", timeout=60)
+    assert "child_work" in leaks.stdout
     assert "parent_work" not in leaks.stdout

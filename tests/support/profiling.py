@@ -1,7 +1,7 @@
 """Programs run under the real sampler through the installed command line
 (`mem_profiler run`, `mem_profiler gate`), windows of running processes taken through
 it (`mem_profiler -p`), and the profiles they write read through the real parser
-pipeline."""
+pipeline, in this process or through the installed mem_parser."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import symbolize
-from support.paths import MEM_PROFILER
+from support.paths import MEM_PARSER, MEM_PROFILER
 
 SITES_EXACT = (1000, 4000, 10)  # site_pages, site_small, site_transient blocks at -c 1
 
@@ -66,6 +66,15 @@ def gate(
         cwd=cwd,
         env=env,
     )
+
+
+def run_parser(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`mem_parser ARGS`, as a user runs it; it must succeed."""
+    done = subprocess.run(
+        [MEM_PARSER, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def flat_cum(heap: Path, binary: Path, index: str = "inuse_space"):
