@@ -108,6 +108,22 @@ def target(build_fixture, tmp_path):
         t.kill()
 
 
+def attach_window(pid: int, *args: str | Path) -> subprocess.Popen:
+    """`mem_profiler -p PID --attach ARGS`, started; returned once the window it opens is
+    open in the target, which must be within 30 s, the controller still running."""
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(pid), "--attach", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(x.pid == pid and x.state.startswith("capturing") for x in list_targets()):
+        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
+        time.sleep(0.02)
+    return controller
+
+
 # --- the GOT slots of the malloc family, read from outside -----------------------------
 
 
@@ -285,16 +301,7 @@ def test_library_dlopened_after_the_attach_is_seen(build_fixture, tmp_path):
 
 
 def dlopen_after_attach(t: Target, exe: Path, tmp_path: Path) -> None:
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1.5", "-o", str(tmp_path / "dl_")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
-        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
-        time.sleep(0.02)
+    controller = attach_window(t.pid, "-s", "1.5", "-o", tmp_path / "dl_")
     assert t.ask("dlopen libplugin.so") == "dlopen 100"
     out, err = controller.communicate(timeout=60)
     assert controller.returncode == 0, err
@@ -336,18 +343,7 @@ def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
     )
     try:
         assert proc.stdout.readline() == "ready\n"
-        controller = subprocess.Popen(
-            [MEM_PROFILER, "-p", str(proc.pid), "--attach", "-c", "1", "-o", str(tmp_path / "py_")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while not any(
-            x.pid == proc.pid and x.state.startswith("capturing") for x in list_targets()
-        ):
-            assert time.monotonic() < deadline and controller.poll() is None, "no window"
-            time.sleep(0.02)
+        controller = attach_window(proc.pid, "-c", "1", "-o", tmp_path / "py_")
         for n in range(1, 31):
             proc.stdin.write("grow\n")
             proc.stdin.flush()
@@ -701,15 +697,8 @@ def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back
     t = target()
     time.sleep(0.1)
     before = malloc_slots(t.pid)
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.5", "-o", str(tmp_path / "dead_")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     deadline = time.monotonic() + 30
-    while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
-        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
-        time.sleep(0.01)
+    controller = attach_window(t.pid, "-s", "0.5", "-o", tmp_path / "dead_")
     assert malloc_slots(t.pid) != before
     controller.kill()
     controller.wait()
