@@ -399,13 +399,18 @@ def refusal(*args: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr.strip().removeprefix("mem_profiler: ")
 
 
+def attach_refusal(pid: int) -> str:
+    """The sentence `mem_profiler -p PID --attach -s 1` refuses with; it must exit 1."""
+    code, message = refusal("-p", str(pid), "--attach", "-s", "1")
+    assert code == 1, message
+    return message
+
+
 def test_statically_linked_target_is_refused(build_fixture, tmp_path):
     exe = build_fixture("attach_target", "-static", output="attach_target_static")
     t = Target(exe, tmp_path)
     try:
-        code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
-        assert code == 1
-        assert message == (
+        assert attach_refusal(t.pid) == (
             f"process {t.pid} is statically linked: it has no dynamic loader to "
             "load the sampler with; link it dynamically to profile it"
         )
@@ -464,9 +469,7 @@ def test_program_of_another_architecture_is_refused(tmp_path):
         time.sleep(0.2)
         if proc.poll() is not None:
             pytest.skip("this kernel runs no 32-bit x86 programs")
-        code, message = refusal("-p", str(proc.pid), "--attach", "-s", "1")
-        assert code == 1
-        assert message == (
+        assert attach_refusal(proc.pid) == (
             f"process {proc.pid} is a 32-bit i386 program: the sampler is built "
             "for 64-bit x86-64 programs only"
         )
@@ -545,9 +548,7 @@ def test_a_process_traced_already_is_refused(target):
     t = target()
     ptrace.seize(t.pid)  # this test is the other tracer
     try:
-        code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
-        assert code == 1
-        assert message == (
+        assert attach_refusal(t.pid) == (
             f"process {t.pid} is being traced by process {os.getpid()} (a "
             "debugger?): detach that first"
         )
