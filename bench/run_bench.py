@@ -33,19 +33,12 @@ class Row:
     log_bytes: list[int] = field(default_factory=list)
 
 
-def build_churn(out: Path) -> Path:
-    exe = out / "churn"
+def build_program(out: Path, name: str, optimization: str, *flags: str) -> Path:
+    """bench/NAME.c built into out/NAME with gcc, debug information and frame pointers."""
+    exe = out / name
+    source = ROOT / "bench" / f"{name}.c"
     subprocess.run(
-        [
-            "gcc",
-            "-O2",
-            "-g",
-            "-fno-omit-frame-pointer",
-            "-pthread",
-            "-o",
-            str(exe),
-            str(ROOT / "bench" / "churn.c"),
-        ],
+        ["gcc", optimization, "-g", "-fno-omit-frame-pointer", *flags, "-o", str(exe), str(source)],
         check=True,
     )
     return exe
@@ -146,19 +139,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
     from mem_profiler.top.live_view import LiveView
     from mem_profiler.top.stacks import LiveStacks
 
-    exe = out / "many_stacks"
-    subprocess.run(
-        [
-            "gcc",
-            "-O0",
-            "-g",
-            "-fno-omit-frame-pointer",
-            "-o",
-            str(exe),
-            str(ROOT / "bench" / "many_stacks.c"),
-        ],
-        check=True,
-    )
+    exe = build_program(out, "many_stacks", "-O0")
     target = subprocess.Popen(
         [str(exe), str(stacks)], stdout=subprocess.PIPE, text=True, env=sampler_env(out, 1)
     )
@@ -388,7 +369,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        argv = [str(build_churn(out)), str(args.threads), str(args.pairs)]
+        churn = build_program(out, "churn", "-O2", "-pthread")
+        argv = [str(churn), str(args.threads), str(args.pairs)]
         rows = churn_rows(out, argv)
         print(
             f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "

@@ -29,7 +29,7 @@ from support.device import (
 from support.interpreters import DEBIAN_PYTHON
 from support.nvidia_runtime import RUNTIMES, runtime_library
 from support.paths import MEM_PROFILER
-from support.profiling import report
+from support.profiling import capture_cli, report
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler import procfs
@@ -106,6 +106,22 @@ def target(build_fixture, tmp_path):
     yield start
     for t in started:
         t.kill()
+
+
+def attach_window(pid: int, *args: str | Path) -> subprocess.Popen:
+    """`mem_profiler -p PID --attach ARGS`, started; returned once the window it opens is
+    open in the target, which must be within 30 s, the controller still running."""
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(pid), "--attach", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(x.pid == pid and x.state.startswith("capturing") for x in list_targets()):
+        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
+        time.sleep(0.02)
+    return controller
 
 
 # --- the GOT slots of the malloc family, read from outside -----------------------------
@@ -250,11 +266,8 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
     signatures = []
     for cycle in range(10):
         prefix = str(tmp_path / f"c{cycle}_")
-        capture = subprocess.run(
-            [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.1", "-c", "65536", "-o", prefix],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        capture = capture_cli(
+            t.pid, "--attach", "-s", "0.1", "-c", "65536", "-o", prefix, timeout=60
         )
         assert capture.returncode == 0, capture.stderr
         assert ("loaded the sampler" in capture.stderr) == (cycle == 0)  # injected once
@@ -288,16 +301,7 @@ def test_library_dlopened_after_the_attach_is_seen(build_fixture, tmp_path):
 
 
 def dlopen_after_attach(t: Target, exe: Path, tmp_path: Path) -> None:
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "1.5", "-o", str(tmp_path / "dl_")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
-        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
-        time.sleep(0.02)
+    controller = attach_window(t.pid, "-s", "1.5", "-o", tmp_path / "dl_")
     assert t.ask("dlopen libplugin.so") == "dlopen 100"
     out, err = controller.communicate(timeout=60)
     assert controller.returncode == 0, err
@@ -339,18 +343,7 @@ def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
     )
     try:
         assert proc.stdout.readline() == "ready\n"
-        controller = subprocess.Popen(
-            [MEM_PROFILER, "-p", str(proc.pid), "--attach", "-c", "1", "-o", str(tmp_path / "py_")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while not any(
-            x.pid == proc.pid and x.state.startswith("capturing") for x in list_targets()
-        ):
-            assert time.monotonic() < deadline and controller.poll() is None, "no window"
-            time.sleep(0.02)
+        controller = attach_window(proc.pid, "-c", "1", "-o", tmp_path / "py_")
         for n in range(1, 31):
             proc.stdin.write("grow\n")
             proc.stdin.flush()
@@ -406,13 +399,18 @@ def refusal(*args: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr.strip().removeprefix("mem_profiler: ")
 
 
+def attach_refusal(pid: int) -> str:
+    """The sentence `mem_profiler -p PID --attach -s 1` refuses with; it must exit 1."""
+    code, message = refusal("-p", str(pid), "--attach", "-s", "1")
+    assert code == 1, message
+    return message
+
+
 def test_statically_linked_target_is_refused(build_fixture, tmp_path):
     exe = build_fixture("attach_target", "-static", output="attach_target_static")
     t = Target(exe, tmp_path)
     try:
-        code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
-        assert code == 1
-        assert message == (
+        assert attach_refusal(t.pid) == (
             f"process {t.pid} is statically linked: it has no dynamic loader to "
             "load the sampler with; link it dynamically to profile it"
         )
@@ -471,9 +469,7 @@ def test_program_of_another_architecture_is_refused(tmp_path):
         time.sleep(0.2)
         if proc.poll() is not None:
             pytest.skip("this kernel runs no 32-bit x86 programs")
-        code, message = refusal("-p", str(proc.pid), "--attach", "-s", "1")
-        assert code == 1
-        assert message == (
+        assert attach_refusal(proc.pid) == (
             f"process {proc.pid} is a 32-bit i386 program: the sampler is built "
             "for 64-bit x86-64 programs only"
         )
@@ -552,9 +548,7 @@ def test_a_process_traced_already_is_refused(target):
     t = target()
     ptrace.seize(t.pid)  # this test is the other tracer
     try:
-        code, message = refusal("-p", str(t.pid), "--attach", "-s", "1")
-        assert code == 1
-        assert message == (
+        assert attach_refusal(t.pid) == (
             f"process {t.pid} is being traced by process {os.getpid()} (a "
             "debugger?): detach that first"
         )
@@ -704,15 +698,8 @@ def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back
     t = target()
     time.sleep(0.1)
     before = malloc_slots(t.pid)
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(t.pid), "--attach", "-s", "0.5", "-o", str(tmp_path / "dead_")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     deadline = time.monotonic() + 30
-    while not any(x.pid == t.pid and x.state.startswith("capturing") for x in list_targets()):
-        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
-        time.sleep(0.01)
+    controller = attach_window(t.pid, "-s", "0.5", "-o", tmp_path / "dead_")
     assert malloc_slots(t.pid) != before
     controller.kill()
     controller.wait()
@@ -730,22 +717,8 @@ def test_attach_when_every_thread_is_busy_allocating(build_fixture, tmp_path):
     try:
         pid = int(proc.stdout.readline().split()[1])
         for _ in range(3):
-            capture = subprocess.run(
-                [
-                    MEM_PROFILER,
-                    "-p",
-                    str(pid),
-                    "--attach",
-                    "-s",
-                    "0.3",
-                    "-c",
-                    "65536",
-                    "-o",
-                    str(tmp_path / "busy_"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
+            capture = capture_cli(
+                pid, "--attach", "-s", "0.3", "-c", "65536", "-o", tmp_path / "busy_", timeout=60
             )
             assert capture.returncode == 0, capture.stderr
             heap = Path(capture.stdout.split()[-1])

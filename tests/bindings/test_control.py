@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER, ROOT
 from support.processes import other_user, wait_for
-from support.profiling import report
+from support.profiling import capture_cli, report
 from support.targets import Server, check_server_window
 
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
@@ -36,22 +36,7 @@ def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
 
 
 def test_command_line_capture(server, server_exe, tmp_path):
-    proc = subprocess.run(
-        [
-            MEM_PROFILER,
-            "-p",
-            str(server.pid),
-            "-s",
-            "0.5",
-            "-c",
-            "1024",
-            "-o",
-            str(tmp_path / "cli_"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = capture_cli(server.pid, "-s", "0.5", "-c", "1024", "-o", tmp_path / "cli_")
     assert proc.returncode == 0, proc.stderr
     heap = tmp_path / f"cli_{server.pid}.0001.heap"
     assert proc.stdout == f"succeeded in collecting memory data!  {heap}\n"
@@ -63,12 +48,7 @@ def test_command_line_capture(server, server_exe, tmp_path):
 def test_dropped_samples_are_said_by_the_controller(server_exe, tmp_path):
     s = Server(server_exe, sampler_env={"MEMPROF_MAX_LIVE": "1000"})
     try:
-        proc = subprocess.run(
-            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.3", "-c", "1", "-o", str(tmp_path / "d_")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = capture_cli(s.pid, "-s", "0.3", "-c", "1", "-o", tmp_path / "d_")
     finally:
         s.stop()
     assert proc.returncode == 0, proc.stderr
@@ -240,11 +220,7 @@ def test_another_users_process_cannot_be_controlled(server_exe, tmp_path):
             ["runuser", "-u", "nobody", "--", "cat", str(block)], capture_output=True, text=True
         )
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
-        proc = subprocess.run(
-            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o", str(tmp_path / "x_")],
-            capture_output=True,
-            text=True,
-        )
+        proc = capture_cli(s.pid, "-s", "0.2", "-o", tmp_path / "x_")
         assert proc.returncode == 1
         assert proc.stderr == (
             f"mem_profiler: process {s.pid} belongs to {user}; only its owner can capture it\n"

@@ -51,6 +51,14 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     return pytester
 
 
+def assert_usage_error(inner: pytest.Pytester, message: str, *args: str) -> None:
+    """The inner pytest (with ARGS) stops with a usage error, saying MESSAGE (a pattern)
+    on stderr."""
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
 def test_a_leaking_test_fails_with_its_budget_message(inner):
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, failed=2)
@@ -132,28 +140,22 @@ def test_default_budget_applies_to_unmarked_tests(inner):
 
 def test_without_the_sampler_the_plugin_says_how_to_run(inner, monkeypatch):
     monkeypatch.delenv("LD_PRELOAD")
-    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            "ERROR: memory budgets need the mem_profiler sampler in the pytest process: run pytest "
-            "under the sampler, idle: `mem_profiler run --idle -- pytest ...` "
-            "(or LD_PRELOAD=$(mem_profiler lib) pytest ...)"
-        ]
+    assert_usage_error(
+        inner,
+        "ERROR: memory budgets need the mem_profiler sampler in the pytest process: run pytest "
+        "under the sampler, idle: `mem_profiler run --idle -- pytest ...` "
+        "(or LD_PRELOAD=$(mem_profiler lib) pytest ...)",
     )
 
 
 def test_an_open_outer_window_is_refused(inner, monkeypatch, tmp_path):
     monkeypatch.setenv("MEMPROF_CAPTURE", "1")
     monkeypatch.setenv("MEMPROF_PREFIX", f"{tmp_path}/outer_")
-    result = inner.runpytest_subprocess("-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            "ERROR: a mem_profiler capture window is already open in the "
-            "pytest process, so tests cannot have windows of their own: "
-            "run pytest under the sampler, idle: *"
-        ]
+    assert_usage_error(
+        inner,
+        "ERROR: a mem_profiler capture window is already open in the "
+        "pytest process, so tests cannot have windows of their own: "
+        "run pytest under the sampler, idle: *",
     )
 
 
@@ -167,6 +169,4 @@ def test_bad_budget_is_a_usage_error(inner):
             pass
     """
     )
-    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "test_bad.py")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: memory budget: bad size 'lots': *"])
+    assert_usage_error(inner, "ERROR: memory budget: bad size 'lots': *", "test_bad.py")

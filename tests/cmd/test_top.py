@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from support.paths import MEM_PROFILER
 from support.processes import wait_for
+from support.profiling import capture_cli
 from support.sampling_math import assert_estimate, relative_sd, sample_weight
 from support.targets import Server, check_server_window
 
@@ -208,12 +209,7 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
     only_cuda = top(server.pid, "-n", "1", "--interval", "0.5", "--heap", "cuda")
     assert only_cuda[0].rows == [] and "the cuda heap" in only_cuda[0].header[1]
     # idle again, and capturable as before
-    result = subprocess.run(
-        [MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", str(tmp_path / "after_")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = capture_cli(server.pid, "-s", "0.3", "-o", tmp_path / "after_")
     assert result.returncode == 0, result.stderr
     check_server_window(tmp_path / f"after_{server.pid}.0001.heap", server.exe)
 
@@ -304,12 +300,7 @@ def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
     assert term.exit_status() == 0
     assert state_of(grower.pid) == ("idle", "")
     assert folders_of(term.pid) == []
-    result = subprocess.run(
-        [MEM_PROFILER, "-p", str(grower.pid), "-s", "0.3", "-o", str(tmp_path / "after_")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = capture_cli(grower.pid, "-s", "0.3", "-o", tmp_path / "after_")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / f"after_{grower.pid}.0001.heap").is_file()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import subprocess
 import sys
 import warnings
 import xml.etree.ElementTree as ET
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from support.chromium import chromium
-from support.paths import MEM_PARSER, MEM_PROFILER
+from support.paths import MEM_PARSER
 from support.processes import limited_run
+from support.profiling import gate
 from support.synthetic_heaps import OURS, hand_symbolized
 from support.synthetic_logs import header, mark_record, stack_record, timeline_record
 
@@ -69,23 +69,29 @@ def fifo(tmp_path) -> Path:
 # --- files that are not regular, or too large -----------------------------------------
 
 
-def test_a_fifo_as_the_heap_file_is_refused_at_once(fifo):
-    done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", fifo, "-t", timeout=30)
+def assert_text_report_refused(program: str | Path, heap: str | Path, sentence: str) -> None:
+    """`mem_parser -p PROGRAM -f HEAP -t`, its memory limited, exits 2 within 30 s with
+    nothing on stdout and `mem_parser: SENTENCE` alone on stderr."""
+    done = limited_run(MEM_PARSER, "-p", program, "-f", heap, "-t", timeout=30)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
-        f"mem_parser: {fifo} is a FIFO (named pipe), not a .heap file: only"
-        " regular files are read.\n"
+    assert done.stderr == f"mem_parser: {sentence}\n"
+
+
+def test_a_fifo_as_the_heap_file_is_refused_at_once(fifo):
+    assert_text_report_refused(
+        "/bin/true",
+        fifo,
+        f"{fifo} is a FIFO (named pipe), not a .heap file: only regular files are read.",
     )
 
 
 def test_a_fifo_as_the_program_is_refused_at_once(fifo, tmp_path):
     heap = tmp_path / "x.heap"
     heap.write_text(OURS)
-    done = limited_run(MEM_PARSER, "-p", fifo, "-f", heap, "-t", timeout=30)
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
-        f"mem_parser: {fifo} is a FIFO (named pipe), not an ELF binary: only"
-        " regular files are read.\n"
+    assert_text_report_refused(
+        fifo,
+        heap,
+        f"{fifo} is a FIFO (named pipe), not an ELF binary: only regular files are read.",
     )
 
 
@@ -102,11 +108,10 @@ def test_a_fifo_in_the_memory_map_is_skipped_with_a_warning(fifo, tmp_path):
 
 
 def test_dev_zero_is_refused_without_reading_it():
-    done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", "/dev/zero", "-t", timeout=30)
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
-        "mem_parser: /dev/zero is a character device, not a .heap file: only"
-        " regular files are read.\n"
+    assert_text_report_refused(
+        "/bin/true",
+        "/dev/zero",
+        "/dev/zero is a character device, not a .heap file: only regular files are read.",
     )
 
 
@@ -383,23 +388,8 @@ def test_control_characters_in_names_stay_on_their_line_in_text_reports():
 
 def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_path):
     junit = tmp_path / "r.xml"
-    done = subprocess.run(
-        [
-            MEM_PROFILER,
-            "gate",
-            "--max-peak",
-            "1GiB",
-            "--junit",
-            junit,
-            "--",
-            sys.executable,
-            "-c",
-            "pass",
-            "a\x01b\x1bc",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = gate(
+        "--max-peak", "1GiB", "--junit", junit, "--", sys.executable, "-c", "pass", "a\x01b\x1bc"
     )
     assert done.returncode == 0, done.stderr
     shown = f"{sys.executable} -c pass a\\x01b\\x1bc"

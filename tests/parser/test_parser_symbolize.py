@@ -165,6 +165,23 @@ def heap_text(
     return "\n".join(lines + ["", "MAPPED_LIBRARIES:", *maps]) + "\n"
 
 
+def write_heap(
+    path: Path,
+    b: Binary,
+    stacks: list[tuple[list[int], int, int]],
+    library: str = LIBC,
+    base: int = PIE_BASE,
+    rate: int = 1,
+    build_ids: dict[str, str] | None = None,
+) -> Path:
+    """heap_text of b loaded at base and `library` at LIB_BASE, written to path; the
+    build ids are b's alone unless given."""
+    maps = maps_lines(b.path, base) + maps_lines(library, LIB_BASE)
+    ids = {b.path: b.build_id} if build_ids is None else build_ids
+    path.write_text(heap_text(b.path, stacks, maps, ids, rate))
+    return path
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("programs")
@@ -219,11 +236,7 @@ def prog_heap(
         ([libc.pc("strdup", LIB_BASE), b.pc("main", base, 8)], 1, MiB),
     ]
     ids = {b.path: b.build_id, LIBC: libc.build_id} if build_ids is None else build_ids
-    path = tmp_path / f"{prog}.heap"
-    path.write_text(
-        heap_text(b.path, stacks, maps_lines(b.path, base) + maps_lines(LIBC, LIB_BASE), ids, rate)
-    )
-    return path
+    return write_heap(tmp_path / f"{prog}.heap", b, stacks, base=base, rate=rate, build_ids=ids)
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -327,15 +340,7 @@ def test_cxx_names_are_demangled_and_operator_new_stripped(tmp_path):
             8,
         ),
     ]
-    heap = tmp_path / "w.heap"
-    heap.write_text(
-        heap_text(
-            w.path,
-            stacks,
-            maps_lines(w.path, PIE_BASE) + maps_lines(LIBSTDCXX, LIB_BASE),
-            {w.path: w.build_id},
-        )
-    )
+    heap = write_heap(tmp_path / "w.heap", w, stacks, LIBSTDCXX)
     sym = symbolize(read_heap(heap), w.path)
     assert sym.stack(0)[0] == "std::_Vector_base::_M_allocate"
     assert sym.stack(0)[-2:] == ["ns::Widget::make", "main"]
@@ -487,15 +492,7 @@ def test_libc_is_named_from_its_debian_debug_file(built, tmp_path):
     assert "__libc_start_call_main" not in built["libc"].funcs  # not in libc.so.6's .dynsym
     b = built["prog"]
     call = LIB_BASE + local["st_value"] + 0x10
-    heap = tmp_path / "l.heap"
-    heap.write_text(
-        heap_text(
-            b.path,
-            [([b.pc("leaf_alloc", PIE_BASE), call + 1], 1, 64)],
-            maps_lines(b.path, PIE_BASE) + maps_lines(LIBC, LIB_BASE),
-            {b.path: b.build_id},
-        )
-    )
+    heap = write_heap(tmp_path / "l.heap", b, [([b.pc("leaf_alloc", PIE_BASE), call + 1], 1, 64)])
     sym = symbolize(read_heap(heap), b.path, lines=True)
     frame = sym.stack(0, lines=True)[-1]
     where = subprocess.run(
@@ -644,16 +641,7 @@ def test_jeprof_ranks_the_same_functions(built, tmp_path):
         ),
         ([b.pc("hidden_helper", PIE_BASE), b.pc("main", PIE_BASE)], 70, 70 * 300),
     ]
-    heap = tmp_path / "j.heap"
-    heap.write_text(
-        heap_text(
-            b.path,
-            stacks,
-            maps_lines(b.path, PIE_BASE) + maps_lines(LIBC, LIB_BASE),
-            {b.path: b.build_id},
-            rate=1024,
-        )
-    )
+    heap = write_heap(tmp_path / "j.heap", b, stacks, rate=1024)
     ours = subprocess.run(
         [MEM_PARSER, "-p", b.path, "-f", heap, "-t"], capture_output=True, text=True, check=True
     ).stdout.splitlines()

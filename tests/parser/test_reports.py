@@ -17,6 +17,7 @@ import pytest
 from support.paths import MEM_PARSER
 from support.profiling import SITES_EXACT, profile_run
 from support.sampling_math import assert_estimate, relative_sd
+from support.synthetic_heaps import named_stacks
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.parser.graph import call_graph
@@ -103,22 +104,10 @@ def test_svg_drops_small_nodes_and_keeps_the_top_ones(sites_exact, tmp_path):
 
 def hand_profile(stacks: list[tuple[list[str], float]]) -> SymbolizedProfile:
     """Named stacks (leaf first) with their inuse_space values."""
-    names: dict[str, int] = {}
-    frames = np.array([names.setdefault(n, len(names)) for s, _ in stacks for n in s], np.int64)
-    offsets = np.r_[0, np.cumsum([len(s) for s, _ in stacks])].astype(np.int64)
     values = np.zeros((len(stacks), 4))
     values[:, 0] = [v for _, v in stacks]
     prof = parse_heap("heap_v2/1\nMAPPED_LIBRARIES:\n")
-    return SymbolizedProfile(
-        prof,
-        np.arange(len(names), dtype=np.uint64),
-        list(names),
-        np.arange(len(names)),
-        [None] * len(names),
-        frames,
-        offsets,
-        values=values,
-    )
+    return named_stacks(prof, [s for s, _ in stacks], values)
 
 
 def test_graph_edges_through_dropped_nodes_are_dotted_or_redundant():

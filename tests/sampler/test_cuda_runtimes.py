@@ -33,6 +33,7 @@ from support.device import (
     assert_sites,
     called_as,
     checksum,
+    failures_listed,
     foreign_calls,
     lookups,
     run_device,
@@ -41,7 +42,6 @@ from support.device import (
     wrapped,
 )
 from support.nvidia_runtime import RUNTIMES, runtime_library
-from support.paths import MEM_PARSER
 
 VERSIONS = list(RUNTIMES)
 CUDA_ERROR_NOT_SUPPORTED = 801
@@ -139,13 +139,7 @@ def test_nvidia_runtime_under_mem_parser(exe, standin_dir, tmp_path):
     lib = runtime_library(VERSIONS[-1])
     proc, heaps = run_device(exe, [str(lib)], tmp_path / "m_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
-    text = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(heaps["cuda_host"]), "-t"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    section = text.split("\nFailed allocations in the cuda_host heap: 2\n")[1].splitlines()
+    section = failures_listed(exe, heaps, "cuda_host", 2)
     assert [line.split()[:4] for line in section] == [
         ["0.5", "MB", "error", "801"],
         ["0.2", "MB", "error", "801"],

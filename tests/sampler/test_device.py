@@ -19,11 +19,12 @@ from support.device import (
     assert_sites,
     called_as,
     checksum,
+    failures_listed,
     foreign_calls,
     run_device,
 )
 from support.paths import MEM_PARSER
-from support.profiling import report
+from support.profiling import report, run_parser
 
 from mem_profiler.parser.heapfile import read_heap
 
@@ -106,11 +107,7 @@ def test_parser_picks_heaps_shows_them_side_by_side_and_colours_them(standin_dir
     prefix = str(heaps["host"]).removesuffix(".heap")
 
     def parse(*args: str) -> str:
-        done = subprocess.run(
-            [MEM_PARSER, "-p", str(exe), *args], capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return run_parser("-p", exe, *args, timeout=60).stdout
 
     # A capture's prefix means all its heaps: side by side in -t.
     side = parse("-f", prefix, "-t").splitlines()
@@ -160,13 +157,7 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
     env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
     proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
     assert proc.returncode == 0, proc.stderr
-    text = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(heaps["cuda"]), "-t"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    section = text.split("\nFailed allocations in the cuda heap: 2\n")[1].splitlines()
+    section = failures_listed(exe, heaps, "cuda", 2)
     assert len(section) == 2
     assert all(line.split()[:4] == ["1024.0", "MB", "error", "2"] for line in section)
     # The stacks name the sites (under the framework's frame for the runtime's failure).
@@ -324,12 +315,7 @@ def test_text_and_json_reports_list_the_foreign_ranges(foreign_run):
     calls = foreign_calls(proc.stdout)
 
     def parse(heap: str, fmt: str) -> str:
-        return subprocess.run(
-            [MEM_PARSER, "-p", str(exe), "-f", str(heaps[heap]), fmt],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        return run_parser("-p", exe, "-f", heaps[heap], fmt).stdout
 
     text = parse("cuda_host", "-t")
     assert text.startswith("Total: 1.0 MB\n")  # drv_alloc_host alone

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER
+from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user, wait_for
-from support.profiling import report
+from support.profiling import capture_cli, profile_run, report, run_parser
 from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
@@ -120,12 +120,7 @@ def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp
         wait_for(lambda: len(block_candidates(pid)) == 2, what="a block under another name")
         (block,) = [p for p in block_candidates(pid) if not Path(p).is_dir()]
         assert stat.S_ISREG(os.lstat(block).st_mode) and os.lstat(block).st_uid == 0
-        capture = subprocess.run(
-            [MEM_PROFILER, "-p", str(pid), "-s", "0.3", "-o", str(tmp_path / "c_")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        capture = capture_cli(pid, "-s", "0.3", "-o", tmp_path / "c_")
         assert capture.returncode == 0, capture.stderr
         assert (tmp_path / f"c_{pid}.0001.heap").is_file()
         (target,) = [t for t in list_targets() if t.pid == pid]
@@ -214,12 +209,7 @@ def test_a_live_process_of_another_version_keeps_its_block(server):
         f.seek(8)
         f.write((999).to_bytes(4, "little"))
     try:
-        proc = subprocess.run(
-            [MEM_PROFILER, "-p", str(server.pid), "-s", "0.2"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = capture_cli(server.pid, "-s", "0.2")
         assert proc.returncode == 1 and proc.stderr == (
             f"mem_profiler: process {server.pid} runs another version of the sampler (control"
             f" block ABI 999, this mem_profiler speaks {int.from_bytes(abi, 'little')}):"
@@ -271,12 +261,7 @@ def test_a_failed_dump_is_a_failure_with_its_reason(server, full_folder, where):
         "long name": (f"{full_folder.parent}/{'n' * 250}_", "File name too long"),
         "proc": ("/proc/x_", None),
     }[where]
-    proc = subprocess.run(
-        [MEM_PROFILER, "-p", str(server.pid), "-s", "0.3", "-o", prefix],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = capture_cli(server.pid, "-s", "0.3", "-o", prefix)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith(
         f"mem_profiler: process {server.pid} could not write {prefix}{server.pid}.0001.heap: "
@@ -306,12 +291,7 @@ def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
     shutil.copy2(server_exe, exe)
     s = Server(Path(exe))
     try:
-        proc = subprocess.run(
-            [MEM_PROFILER, "-p", str(s.pid), "-s", "0.2", "-o", f"{tmp_path}/u_"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = capture_cli(s.pid, "-s", "0.2", "-o", f"{tmp_path}/u_")
     finally:
         s.stop()
     assert proc.returncode == 0, proc.stderr
@@ -321,35 +301,19 @@ def test_a_program_whose_path_is_not_utf8_is_captured(server_exe, tmp_path):
 def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_path):
     """A prefix is a name, not a pattern: `a[1]_` does not stand for `a1_`."""
     exe = build_fixture("mixed_sizes")
-    proc = subprocess.run(
-        [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/a[1]_", "--", str(exe), "10", "1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc, _ = profile_run([exe, "10", "1"], tmp_path / "a[1]_", 1, timeout=30)
     assert proc.returncode == 0, proc.stderr
     (heap,) = tmp_path.glob("a?1?_*.heap")
     # What the prefix would match as a pattern: another capture's device heap.
     decoy = tmp_path / heap.name.replace("a[1]_", "a1_").replace(".heap", ".cuda.heap")
     decoy.write_text(heap.read_text().replace("# heap: host", "# heap: cuda"))
-    parse = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(heap).removesuffix(".heap"), "-t"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert parse.returncode == 0, parse.stderr
+    parse = run_parser("-p", exe, "-f", str(heap).removesuffix(".heap"), "-t", timeout=30)
     assert parse.stdout.startswith("Total: ") and "mixed_site" in parse.stdout
 
 
 def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
     exe = build_fixture("endings")
-    proc = subprocess.run(
-        [MEM_PROFILER, "run", "-c", "1024", "-o", f"{full_folder}/x_", "--", str(exe), "getattr"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc, _ = profile_run([exe, "getattr"], full_folder / "x_", 1024, timeout=30)
     assert proc.returncode == 1
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"mem_profiler: could not write {full_folder}/x_")
@@ -359,26 +323,8 @@ def test_run_into_a_full_disk_says_why_and_fails(build_fixture, full_folder):
 def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
     exe = build_fixture("mixed_sizes")
     with small_file_system(tmp_path / "small", "256k") as folder:
-        proc = subprocess.run(
-            [
-                MEM_PROFILER,
-                "run",
-                "-c",
-                "1",
-                "--mode",
-                "log",
-                "--log-cap",
-                "65536",
-                "-o",
-                f"{folder}/l_",
-                "--",
-                str(exe),
-                "20000",
-                "0",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        proc, _ = profile_run(
+            [exe, "20000", "0"], folder / "l_", 1, "--mode", "log", "--log-cap", "65536", timeout=60
         )
         assert proc.returncode == 1, proc.stderr
         logs = sorted(folder.glob("l_*.memlog"))
@@ -386,13 +332,7 @@ def test_a_log_on_a_disk_that_fills_stays_readable(build_fixture, tmp_path):
             (p.name, p.stat().st_size) for p in logs
         ]
         assert [p.name.split(".")[-2] for p in logs] == [str(k) for k in range(1, len(logs) + 1)]
-        timeline = subprocess.run(
-            [MEM_PARSER, "-p", str(exe), "-f", str(logs[-1]), "--leaks"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert timeline.returncode == 0, timeline.stderr
+        timeline = run_parser("-p", exe, "-f", logs[-1], "--leaks", timeout=60)
         assert "Traceback" not in timeline.stderr
 
 
@@ -400,35 +340,11 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
     """The .heap file's `# log_stopped:` line (written when a log write failed) becomes a
     warning with where the log ends."""
     exe = build_fixture("mixed_sizes")
-    proc = subprocess.run(
-        [
-            MEM_PROFILER,
-            "run",
-            "-c",
-            "1",
-            "--mode",
-            "log",
-            "-o",
-            f"{tmp_path}/s_",
-            "--",
-            str(exe),
-            "2000",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc, _ = profile_run([exe, "2000", "0"], tmp_path / "s_", 1, "--mode", "log", timeout=60)
     (heap,) = tmp_path.glob("s_*.heap")
     text = heap.read_text()
     heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
-    leaks = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(heap), "--leaks"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert leaks.returncode == 0, leaks.stderr
+    leaks = run_parser("-p", exe, "-f", heap, "--leaks", timeout=60)
     (warning,) = [line for line in leaks.stderr.splitlines() if "stopped early" in line]
     assert warning.startswith(
         "mem_parser: warning: the event log stopped early (No space left on device): events after "
@@ -518,11 +434,6 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
         assert read_heap(heap).meta["log"] == base
         assert Path(base + ".1.memlog").is_file()
     child = max(heaps, key=lambda h: read_heap(h).pid)
-    leaks = subprocess.run(
-        [MEM_PARSER, "-p", str(exe), "-f", str(child), "--leaks"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert leaks.returncode == 0 and "child_work" in leaks.stdout
+    leaks = run_parser("-p", exe, "-f", child, "--leaks", timeout=60)
+    assert "child_work" in leaks.stdout
     assert "parent_work" not in leaks.stdout

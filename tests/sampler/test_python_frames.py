@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support.interpreters import VENV_PYTHON, interpreters
 from support.paths import FIXTURES, MEM_PARSER
-from support.profiling import profile_run
+from support.profiling import profile_run, run_parser
 from support.sampling_math import assert_estimate, blocks_estimate_sd
 
 from mem_profiler.parser.code_mappings import code_mappings
@@ -110,31 +110,14 @@ def test_thread_stacks_hold_the_threads_python_frames(tmp_path_factory):
 
 def test_text_report_names_python_functions_and_lines(tmp_path_factory):
     report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
-    text = subprocess.run(
-        [str(MEM_PARSER), "-f", str(heap), "-t"], capture_output=True, text=True, check=True
-    ).stdout
+    text = run_parser("-f", heap, "-t").stdout
     for name, line in report["lines"].items():
         assert f"{name} (python_sites.py:{line})" in text
-    with_lines = subprocess.run(
-        [str(MEM_PARSER), "-f", str(heap), "-t", "--lines"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    with_lines = run_parser("-f", heap, "-t", "--lines").stdout
     assert f"keep_dicts (python_sites.py:{report['lines']['keep_dicts']})" in with_lines
     # the default view folds the interpreter's frames; --native shows them
-    native = subprocess.run(
-        [str(MEM_PARSER), "-f", str(heap), "--collapsed", "--native"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    folded = subprocess.run(
-        [str(MEM_PARSER), "-f", str(heap), "--collapsed"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    native = run_parser("-f", heap, "--collapsed", "--native").stdout
+    folded = run_parser("-f", heap, "--collapsed").stdout
     assert "_PyEval_EvalFrameDefault" in native
     python = [line for line in folded.splitlines() if "(python_sites.py:" in line]
     assert python and not any("_PyEval_EvalFrameDefault" in line for line in python)

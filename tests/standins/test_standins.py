@@ -115,6 +115,18 @@ CUDA_RUNS = [("device_cuda", "local"), ("device_cuda", "global"), ("device_cuda_
 ACL_RUNS = [("device_acl", "local"), ("device_acl", "global"), ("device_acl_linked", "linked")]
 
 
+def traced_runs(
+    out: Path, tmp_path_factory: pytest.TempPathFactory, runs: list[tuple[str, str]], **extra: str
+) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """Each (program, mode) of runs run once, the stand-ins tracing into a file of its
+    own: {mode: (the run, its trace file)}."""
+    found = {}
+    for exe, mode in runs:
+        trace_file = tmp_path_factory.mktemp("trace") / f"{exe}-{mode}.trace"
+        found[mode] = (run(out, [exe, mode], STANDIN_TRACE=str(trace_file), **extra), trace_file)
+    return found
+
+
 # --- the libraries -----------------------------------------------------------------
 
 
@@ -272,14 +284,7 @@ def test_frame_pointer_build_gives_the_same_results(out, tmp_path):
 
 @pytest.fixture(scope="module")
 def cuda_runs(out, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    runs = {}
-    for exe, mode in CUDA_RUNS:
-        trace_file = tmp_path_factory.mktemp("trace") / f"{mode}.trace"
-        runs[mode] = (
-            run(out, [exe, mode], STANDIN_TRACE=str(trace_file), STANDIN_REPORT="1"),
-            trace_file,
-        )
-    return runs
+    return traced_runs(out, tmp_path_factory, CUDA_RUNS, STANDIN_REPORT="1")
 
 
 @pytest.mark.parametrize("mode", [m for _, m in CUDA_RUNS])
@@ -460,11 +465,7 @@ def test_cuda_oom(out, tmp_path):
 
 @pytest.fixture(scope="module")
 def acl_runs(out, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    runs = {}
-    for exe, mode in ACL_RUNS:
-        trace_file = tmp_path_factory.mktemp("trace") / f"acl-{mode}.trace"
-        runs[mode] = (run(out, [exe, mode], STANDIN_TRACE=str(trace_file)), trace_file)
-    return runs
+    return traced_runs(out, tmp_path_factory, ACL_RUNS)
 
 
 @pytest.mark.parametrize("mode", [m for _, m in ACL_RUNS])

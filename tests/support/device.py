@@ -14,7 +14,7 @@ from standins import truth
 
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.pipeline import symbolized_notes
-from support.profiling import profile_run, report, total
+from support.profiling import profile_run, report, run_parser, total
 
 INDEXES = {
     "inuse_space": "live_bytes",
@@ -49,6 +49,15 @@ def run_device(
         m = re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f.name)
         heaps[m.group(1) or "host"] = f
     return proc, heaps
+
+
+def failures_listed(exe: Path, heaps: dict[str, Path], heap: str, count: int) -> list[str]:
+    """The lines of mem_parser's text report of one heap under its header `Failed
+    allocations in the HEAP heap: COUNT`, which must be there."""
+    text = run_parser("-p", exe, "-f", heaps[heap], "-t").stdout
+    header = f"\nFailed allocations in the {heap} heap: {count}\n"
+    assert header in text, text
+    return text.split(header)[1].splitlines()
 
 
 def assert_sites(heaps: dict[str, Path], exe: Path, sites: list[dict]) -> None:

@@ -1,6 +1,7 @@
 """Programs run under the real sampler through the installed command line
-(`mem_profiler run`, `mem_profiler gate`), and the profiles they write read through
-the real parser pipeline."""
+(`mem_profiler run`, `mem_profiler gate`), windows of running processes taken through
+it (`mem_profiler -p`), and the profiles they write read through the real parser
+pipeline, in this process or through the installed mem_parser."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import symbolize
-from support.paths import MEM_PROFILER
+from support.paths import MEM_PARSER, MEM_PROFILER
 
 SITES_EXACT = (1000, 4000, 10)  # site_pages, site_small, site_transient blocks at -c 1
 
@@ -41,6 +42,16 @@ def one_heap(proc: subprocess.CompletedProcess, files: list) -> object:
     return files[0]
 
 
+def capture_cli(pid: int, *args: str | Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`mem_profiler -p PID ARGS`: a window of a running process, as a user takes it."""
+    return subprocess.run(
+        [MEM_PROFILER, "-p", str(pid), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def gate(
     *args: str | Path,
     cwd: Path | None = None,
@@ -55,6 +66,15 @@ def gate(
         cwd=cwd,
         env=env,
     )
+
+
+def run_parser(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`mem_parser ARGS`, as a user runs it; it must succeed."""
+    done = subprocess.run(
+        [MEM_PARSER, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def flat_cum(heap: Path, binary: Path, index: str = "inuse_space"):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
+from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.heapfile import parse_heap
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
@@ -43,12 +44,11 @@ MAPPED_LIBRARIES:
 """
 
 
-def hand_symbolized(stacks: list[list[str]], objs: list[int], nbytes: list[int]):
-    """A SymbolizedProfile of named stacks at rate 1 (values exact)."""
-    lines = ["heap_v2/1"]
-    for stack, o, b in zip(stacks, objs, nbytes, strict=True):
-        lines += ["@ " + " ".join("0x1" for _ in stack), f"  t*: {o}: {b} [{o}: {b}]"]
-    prof = parse_heap("\n".join(lines + ["MAPPED_LIBRARIES:"]) + "\n")
+def named_stacks(
+    prof: HeapProfile, stacks: list[list[str]], values: np.ndarray | None = None
+) -> SymbolizedProfile:
+    """prof's stacks symbolized by hand: stack i is the names stacks[i] (leaf first), one
+    location per function; values as SymbolizedProfile takes them (None: prof's own)."""
     names: dict[str, int] = {}  # one location per function
     frames = np.array([names.setdefault(n, len(names)) for s in stacks for n in s], np.int64)
     offsets = np.r_[0, np.cumsum([len(s) for s in stacks])].astype(np.int64)
@@ -60,7 +60,16 @@ def hand_symbolized(stacks: list[list[str]], objs: list[int], nbytes: list[int])
         [None] * len(names),
         frames,
         offsets,
+        values=values,
     )
+
+
+def hand_symbolized(stacks: list[list[str]], objs: list[int], nbytes: list[int]):
+    """A SymbolizedProfile of named stacks at rate 1 (values exact)."""
+    lines = ["heap_v2/1"]
+    for stack, o, b in zip(stacks, objs, nbytes, strict=True):
+        lines += ["@ " + " ".join("0x1" for _ in stack), f"  t*: {o}: {b} [{o}: {b}]"]
+    return named_stacks(parse_heap("\n".join(lines + ["MAPPED_LIBRARIES:"]) + "\n"), stacks)
 
 
 # --- .heap files of named functions, for reports compared whole -------------------------
