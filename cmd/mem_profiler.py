@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from mem_profiler import SamplerNotBuilt, defaults, library_path
+from mem_profiler import defaults
 from mem_profiler.cmd import cli_input
 from mem_profiler.cmd.cli_input import (
     DEPTH,
@@ -33,6 +33,7 @@ from mem_profiler.controller import (
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
+from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.top.order import SORT_KEYS
 
 PROG = "mem_profiler"
