@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -64,7 +65,7 @@ def say(prog: str, message: str) -> None:
     click.echo(f"{prog}: {visible(message)}", err=True)
 
 
-def fail(prog: str, message: str, code: int = 2) -> None:
+def fail(prog: str, message: str, code: int = 2) -> NoReturn:
     """Say `message` and exit."""
     say(prog, message)
     sys.exit(code)

@@ -4,7 +4,7 @@ capturable processes."""
 from __future__ import annotations
 
 import sys
-from typing import TypedDict, Unpack
+from typing import NoReturn, TypedDict, Unpack
 
 import click
 
@@ -62,7 +62,7 @@ class CaptureOptions(TypedDict):
     attach: bool | None
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     cli_input.fail(PROG, message, code)
 
 
