@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +29,9 @@ SAMPLE_TYPES = (
 _U64 = (1 << 64) - 1
 
 
-def format_pprof(sym: SymbolizedProfile, notes: list[str] = (), full_names: bool = False) -> bytes:
+def format_pprof(
+    sym: SymbolizedProfile, notes: Sequence[str] = (), full_names: bool = False
+) -> bytes:
     """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
     rounded to integers, period space/bytes = the sampling rate, one location per
     address (innermost first in each sample) with its function and file:line, and the
