@@ -40,6 +40,7 @@ def format_pprof(
     shortens a name again when both are the same). A Python frame's function is its
     qualified name, file and first line; its line the one it was running."""
     prof = sym.profile
+    assert sym.system_names is not None  # SymbolizedProfile.__post_init__ fills it in
     strings = _Strings()
     maps = code_mappings(prof)
     map_of = mapping_index(maps, sym.addrs)
@@ -134,6 +135,7 @@ def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]
     values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
     # a frame ends its pprof location unless it is an inlined call
+    assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
     ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []
     locations: dict[tuple[int, ...], bytes] = {}
     out = []
