@@ -8,13 +8,14 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Generic, Literal, TypeVar
 
 import cxxfilt
 import numpy as np
 import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.parser import symcache
@@ -310,6 +311,9 @@ class InlineTable:
         return table
 
 
+_Table = TypeVar("_Table", LineTable, InlineTable)  # the tables read from DWARF
+
+
 class ElfImage:
     """An ELF file on disk, with its separate debug file if one is installed."""
 
@@ -403,7 +407,7 @@ class ElfImage:
         table = self._dwarf_table(InlineTable, vaddrs)
         return table.chains(vaddrs) if table is not None else [[] for _ in range(len(vaddrs))]
 
-    def _dwarf_table(self, table_type: type, vaddrs: np.ndarray):
+    def _dwarf_table(self, table_type: type[_Table], vaddrs: np.ndarray) -> _Table | None:
         """The table of type LineTable or InlineTable covering vaddrs; None without DWARF."""
         if table_type not in self._dwarf:
             source = self.path if self._has_lines else self.debug_path
@@ -496,7 +500,7 @@ def _elf_errors(path: str) -> Iterator[None]:
 
 def _build_id(elf: ELFFile) -> str | None:
     for section in elf.iter_sections():
-        if section["sh_type"] != "SHT_NOTE":
+        if not isinstance(section, NoteSection):  # pyelftools' class of SHT_NOTE
             continue
         for note in section.iter_notes():
             if note["n_type"] == "NT_GNU_BUILD_ID":
@@ -514,12 +518,14 @@ def _debuglink(elf: ELFFile) -> tuple[str, int] | None:
     crc_at = (len(name) + 4) & ~3
     if not name or len(data) < crc_at + 4:
         return None
-    order = "little" if elf.little_endian else "big"
+    order: Literal["little", "big"] = "little" if elf.little_endian else "big"
     return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at : crc_at + 4], order)
 
 
 def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | None:
     """The cached table, or None if absent or inconsistent (then it is rebuilt)."""
+    if arrays is None:
+        return None
     try:
         starts, ends = arrays["starts"].astype(np.uint64), arrays["ends"].astype(np.uint64)
         names = symcache.unpack_strings(arrays["names"], len(starts))
@@ -603,33 +609,36 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
     return SymbolTable(ustarts, ends.astype(np.uint64), [names[i] for i in first.tolist()])
 
 
-class _DwarfCache:
+class _DwarfCache(Generic[_Table]):
     """A LineTable or InlineTable of the compile units needed so far, decoded lazily
     (the units covering the addresses asked for, by .debug_aranges) and cached on disk."""
 
-    def __init__(self, path: str | None, build_id: str | None, table_type: type) -> None:
+    def __init__(self, path: str | None, build_id: str | None, table_type: type[_Table]) -> None:
         self.path = path
         self.build_id = build_id
-        self.table_type = table_type
-        self.table = table_type.empty()
+        self.table_type: type[_Table] = table_type
+        self.table: _Table = table_type.empty()
         self.cus: set[int] = set()
         # .debug_aranges as (starts, ends, CU offsets); None until read. Empty: no aranges,
         # then every CU is decoded at once.
         self.ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if path is not None and build_id:
-            self._load()
+            self._load(build_id)
 
-    def covering(self, vaddrs: np.ndarray):
+    def covering(self, vaddrs: np.ndarray) -> _Table | None:
         """The table, with the compile units covering vaddrs decoded; None without DWARF."""
         if self.path is None:
             return None
-        if len(vaddrs) and (self.ranges is None or self._missing(vaddrs)):
-            self._decode(vaddrs)
+        if len(vaddrs) and (self.ranges is None or self._missing(self.ranges, vaddrs)):
+            self._decode(self.path, vaddrs)
         return self.table
 
-    def _missing(self, vaddrs: np.ndarray) -> set[int]:
-        """Offsets of the CUs covering vaddrs that are not decoded yet."""
-        starts, ends, cus = self.ranges
+    def _missing(
+        self, ranges: tuple[np.ndarray, np.ndarray, np.ndarray], vaddrs: np.ndarray
+    ) -> set[int]:
+        """Offsets of the CUs covering vaddrs (by `ranges`, the aranges) that are not
+        decoded yet."""
+        starts, ends, cus = ranges
         if len(starts) == 0:
             return set()  # no aranges: everything was decoded
         idx = np.searchsorted(starts, vaddrs, side="right") - 1
@@ -637,9 +646,11 @@ class _DwarfCache:
         ok[ok] = vaddrs[ok] < ends[idx[ok]]
         return set(cus[idx[ok]].tolist()) - self.cus
 
-    def _load(self) -> None:
+    def _load(self, build_id: str) -> None:
         """Start from the cached table, unless absent or inconsistent (then rebuilt)."""
-        arrays = symcache.load(self.build_id, self.table_type.KIND)
+        arrays = symcache.load(build_id, self.table_type.KIND)
+        if arrays is None:
+            return
         try:
             table = self.table_type.from_arrays(arrays)
             cus = set(arrays["cus"].tolist())
@@ -653,14 +664,14 @@ class _DwarfCache:
         if table is not None:
             self.table, self.cus, self.ranges = table, cus, ranges
 
-    def _decode(self, vaddrs: np.ndarray) -> None:
-        """Decode the compile units covering vaddrs that are not decoded yet."""
-        with _elf_errors(self.path), _open(self.path) as f:
+    def _decode(self, path: str, vaddrs: np.ndarray) -> None:
+        """Decode the compile units of `path` covering vaddrs that are not decoded yet."""
+        with _elf_errors(path), _open(path) as f:
             dwarf = ELFFile(f).get_dwarf_info()
             if self.ranges is None:
                 self.ranges = _aranges(dwarf)
             if len(self.ranges[0]):
-                cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(vaddrs))]
+                cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(self.ranges, vaddrs))]
             else:
                 cus = list(dwarf.iter_CUs())
             tables = [self.table] + [self.table_type.from_cu(dwarf, cu) for cu in cus]
