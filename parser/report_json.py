@@ -15,7 +15,7 @@ def format_json(
     table: FlatCum,
     prof: HeapProfile,
     *,
-    program: str,
+    program: str | None,
     base: str | None = None,
     nodecount: int | None = None,
     foreign: Sequence[tuple[Foreign, list[str]]] = (),
