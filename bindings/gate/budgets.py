@@ -58,6 +58,13 @@ class Budget:
     baseline_profile: HeapProfile | None = field(default=None, compare=False, repr=False)
 
     @property
+    def growth_baseline(self) -> HeapProfile:
+        """The baseline's profile, of a max-growth-vs budget made by growth_budget."""
+        if self.baseline_profile is None:
+            raise ValueError(f"{self.describe()}: the baseline has not been read")
+        return self.baseline_profile
+
+    @property
     def key(self) -> tuple[str, str]:
         """What a later budget of the same key replaces: (heap, kind)."""
         return self.heap, self.kind
