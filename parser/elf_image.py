@@ -14,6 +14,11 @@ import cxxfilt
 import numpy as np
 import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.compileunit import CompileUnit
+from elftools.dwarf.die import DIE, AttributeValue
+from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.dwarf.lineprogram import LineProgram
+from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
@@ -84,7 +89,7 @@ class LineTable:
         return cls(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
 
     @classmethod
-    def from_cu(cls, dwarf, cu) -> LineTable:
+    def from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit) -> LineTable:
         """The line rows of one compile unit."""
         program = dwarf.line_program_for_CU(cu)
         if program is None or not program.header["file_entry"]:
@@ -184,7 +189,7 @@ class InlineTable:
         return cls(np.zeros(0, np.uint64), ints, ints, ints, ints, ints, [], [])
 
     @classmethod
-    def from_cu(cls, dwarf, cu) -> InlineTable:
+    def from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit) -> InlineTable:
         """The inlined calls of one compile unit, from its tree of DIEs."""
         program = dwarf.line_program_for_CU(cu)
         files, base = _cu_files(cu, program) if program is not None else ([], 1)
@@ -691,7 +696,7 @@ class _DwarfCache(Generic[_Table]):
             )
 
 
-def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _aranges(dwarf: DWARFInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """.debug_aranges as sorted (starts, ends, CU offsets) arrays; empty if absent."""
     aranges = dwarf.get_aranges()
     entries = sorted(
@@ -703,7 +708,7 @@ def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return table[:, 0].copy(), table[:, 0] + table[:, 1], table[:, 2].astype(np.int64)
 
 
-def _cu_files(cu, program) -> tuple[list[str], int]:
+def _cu_files(cu: CompileUnit, program: LineProgram) -> tuple[list[str], int]:
     """The file names of a CU's line program, made absolute, and the index of the first
     (DWARF 5 counts files from 0, earlier versions from 1)."""
     comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
@@ -738,7 +743,7 @@ _CODE_SCOPES = frozenset(
 )
 
 
-def _function_name(die) -> str:
+def _function_name(die: DIE) -> str:
     """The (linkage, else plain) name of the function an inlined call or a subprogram
     stands for, through DW_AT_abstract_origin and DW_AT_specification."""
     plain = None
@@ -758,7 +763,7 @@ def _function_name(die) -> str:
     return plain or "??"
 
 
-def _call_site(attrs, nfiles: int, base: int) -> tuple[int, int]:
+def _call_site(attrs: dict[str, AttributeValue], nfiles: int, base: int) -> tuple[int, int]:
     """(file index, line) of an inlined call's DW_AT_call_file/line; (0, 0) if unknown."""
     file_attr, line_attr = attrs.get("DW_AT_call_file"), attrs.get("DW_AT_call_line")
     index = file_attr.value - base if file_attr is not None else -1
@@ -767,7 +772,7 @@ def _call_site(attrs, nfiles: int, base: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _die_ranges(dwarf, cu, die, cu_base: int) -> list[tuple[int, int]]:
+def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE, cu_base: int) -> list[tuple[int, int]]:
     """The [low, high) address ranges of a DIE: DW_AT_low_pc/high_pc or DW_AT_ranges."""
     attrs = die.attributes
     if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
@@ -782,7 +787,7 @@ def _die_ranges(dwarf, cu, die, cu_base: int) -> list[tuple[int, int]]:
     if lists is None:
         return []
     for entry in lists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu):
-        if hasattr(entry, "base_address"):
+        if isinstance(entry, BaseAddressEntry):
             base = entry.base_address
         elif entry.end_offset > entry.begin_offset:
             shift = 0 if entry.is_absolute else base
