@@ -104,8 +104,17 @@ bench: setup bench-deps build
 	$(PY) bench/run_bench.py
 	$(PY) bench/parser_speed.py
 
+# ruff on the Python tree (tests/fixtures excluded, pyproject.toml says why), then mypy on
+# the package (pyproject.toml's [tool.mypy]), which it reads by import name through the
+# editable install's links: its file names are put back as the checkout's, as
+# pyproject.toml's package-dir maps them (mem_profiler/parser/ is parser/, ...).
+PY_TREE     := bindings parser cmd tests bench
+LINKS_RE    := ^build/__editable__[^/]*/mem_profiler/
+
 lint: venv
-	$(VENV)/bin/ruff check bindings parser cmd tests bench
+	$(VENV)/bin/ruff format --check $(PY_TREE)
+	$(VENV)/bin/ruff check $(PY_TREE)
+	set -o pipefail; $(VENV)/bin/mypy | sed -E 's,$(LINKS_RE)(parser|cmd)/,\1/,; s,$(LINKS_RE),bindings/,'
 
 clean:
 	rm -rf $(BUILD) bindings/libmemprof.so

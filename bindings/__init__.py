@@ -6,6 +6,7 @@ and reports `.heap` files, `mem_profiler.cmd` holds the command-line programs.
 """
 
 import importlib
+from typing import Any
 
 from mem_profiler.core.version import VERSION as __version__
 
@@ -31,7 +32,9 @@ _LAZY = {
 _LAZY.update(SamplerNotBuilt="mem_profiler.sampler_lib", library_path="mem_profiler.sampler_lib")
 
 
-def __getattr__(name: str) -> object:
+# Any, not object: to a type checker, a module's __getattr__ gives the type of every name
+# it serves, and the names are used (called, caught, subclassed) as what they are.
+def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'mem_profiler' has no attribute {name!r}")
     return getattr(importlib.import_module(_LAZY[name]), name)

@@ -227,7 +227,8 @@ class Capture:
                 if not self.files
                 else f"the window did not use the {heap} heap"
             )
-        return text_table(Request(heap_file=self.files[heap], index=index, nodecount=nodecount))
+        request = Request(heap_file=os.fspath(self.files[heap]), index=index, nodecount=nodecount)
+        return text_table(request)
 
 
 @contextlib.contextmanager

@@ -203,6 +203,8 @@ class ControlBlock:
         if start is None:
             raise ControlError(f"there is no process {pid}")
         owner = procfs.owner_uid(pid)
+        if owner is None:  # it ended since
+            raise ControlError(f"there is no process {pid}")
         if owner != os.getuid():
             raise ControlError(
                 f"process {pid} belongs to {user_name(owner)}; only its owner can capture it"

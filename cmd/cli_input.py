@@ -8,7 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 
@@ -102,7 +102,7 @@ def say(prog: str, message: str) -> None:
     click.echo(f"{prog}: {visible(message)}", err=True)
 
 
-def fail(prog: str, message: str, code: int = 2) -> None:
+def fail(prog: str, message: str, code: int = 2) -> NoReturn:
     """Say `message` and exit."""
     say(prog, message)
     sys.exit(code)

@@ -9,7 +9,6 @@ import sys
 
 import click
 
-from mem_profiler import SamplerNotBuilt
 from mem_profiler.cmd.cli_input import capture_options, fail
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
@@ -23,6 +22,7 @@ from mem_profiler.gate.budgets import (
     size_budget,
 )
 from mem_profiler.launch import LaunchError
+from mem_profiler.sampler_lib import SamplerNotBuilt
 
 SIZE_HELP = {
     "max-peak": "Most bytes live at once.",

@@ -4,10 +4,11 @@ capturable processes."""
 from __future__ import annotations
 
 import sys
+from typing import NoReturn, TypedDict, Unpack
 
 import click
 
-from mem_profiler import SamplerNotBuilt, defaults, library_path
+from mem_profiler import defaults
 from mem_profiler.cmd import cli_input
 from mem_profiler.cmd.cli_input import (
     DEPTH,
@@ -35,17 +36,31 @@ from mem_profiler.controller import (
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
+from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.top.order import SORT_KEYS
 
 PROG = "mem_profiler"
-CAPTURE_OPTIONS = ("pid", "seconds", "rate", "device_rate", "prefix", "depth", "mode", "attach")
 MODE_HELP = (
     "log: also write the event log of sampled allocations and frees, a timeline "
     "every 100 ms and the program's marks (<prefix><pid>.<seq>.<k>.memlog)."
 )
 
 
-def fail(message: str, code: int = 2) -> None:
+class CaptureOptions(TypedDict):
+    """The options of `mem_profiler` itself, which capture a running process; None where
+    not given."""
+
+    pid: int | None
+    seconds: float | None
+    rate: int | None
+    device_rate: int | None
+    prefix: str | None
+    depth: int | None
+    mode: str | None
+    attach: bool | None
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
     cli_input.fail(PROG, message, code)
 
 
@@ -84,7 +99,7 @@ def fail(message: str, code: int = 2) -> None:
     "asked on a terminal when not given).",
 )
 @click.pass_context
-def cli(ctx: click.Context, **capture: object) -> None:
+def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     """Sampling heap profiler for Linux programs.
 
     \b
@@ -96,7 +111,7 @@ def cli(ctx: click.Context, **capture: object) -> None:
     mem_profiler run [-c RATE] -- CMD ARGS...         run a program under the sampler
     mem_profiler list                                 processes that can be captured
     """
-    given = [name for name in CAPTURE_OPTIONS if capture[name] is not None]
+    given = [name for name, value in capture.items() if value is not None]
     if ctx.invoked_subcommand is not None:
         if given:
             fail(

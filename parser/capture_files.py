@@ -25,7 +25,7 @@ def capture_files(spec: str) -> dict[str, str | None]:
     names, with their heaps."""
     if os.path.exists(spec):
         return {spec: None}
-    files = {path: heap for heap, path in window_files(spec).items()}
+    files: dict[str, str | None] = {path: heap for heap, path in window_files(spec).items()}
     if not files:
         raise UserError(
             f"{spec} does not exist (a .heap file, or a capture's prefix such as"

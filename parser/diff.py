@@ -20,6 +20,7 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     addrs: list[int] = []
 
     def location_ids(sym: SymbolizedProfile, keep_addrs: bool) -> np.ndarray:
+        assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
         fids = functions.ids(sym.functions, sym.system_names)
         ids = []
         for f, where, addr, inlined in zip(
@@ -45,6 +46,7 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
                 np.int64,
             )
         )
+        assert sym.values is not None  # SymbolizedProfile.__post_init__ fills it in
         parts.append(sign * sym.values)
     row = np.concatenate(rows)
     values = np.column_stack(

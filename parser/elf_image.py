@@ -8,13 +8,19 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Generic, Literal, TypeVar
 
 import cxxfilt
 import numpy as np
 import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.compileunit import CompileUnit
+from elftools.dwarf.die import DIE, AttributeValue
+from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.dwarf.lineprogram import LineProgram
+from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.parser import symcache
@@ -83,7 +89,7 @@ class LineTable:
         return cls(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
 
     @classmethod
-    def from_cu(cls, dwarf, cu) -> LineTable:
+    def from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit) -> LineTable:
         """The line rows of one compile unit."""
         program = dwarf.line_program_for_CU(cu)
         if program is None or not program.header["file_entry"]:
@@ -183,7 +189,7 @@ class InlineTable:
         return cls(np.zeros(0, np.uint64), ints, ints, ints, ints, ints, [], [])
 
     @classmethod
-    def from_cu(cls, dwarf, cu) -> InlineTable:
+    def from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit) -> InlineTable:
         """The inlined calls of one compile unit, from its tree of DIEs."""
         program = dwarf.line_program_for_CU(cu)
         files, base = _cu_files(cu, program) if program is not None else ([], 1)
@@ -310,6 +316,9 @@ class InlineTable:
         return table
 
 
+_Table = TypeVar("_Table", LineTable, InlineTable)  # the tables read from DWARF
+
+
 class ElfImage:
     """An ELF file on disk, with its separate debug file if one is installed."""
 
@@ -403,7 +412,7 @@ class ElfImage:
         table = self._dwarf_table(InlineTable, vaddrs)
         return table.chains(vaddrs) if table is not None else [[] for _ in range(len(vaddrs))]
 
-    def _dwarf_table(self, table_type: type, vaddrs: np.ndarray):
+    def _dwarf_table(self, table_type: type[_Table], vaddrs: np.ndarray) -> _Table | None:
         """The table of type LineTable or InlineTable covering vaddrs; None without DWARF."""
         if table_type not in self._dwarf:
             source = self.path if self._has_lines else self.debug_path
@@ -496,7 +505,7 @@ def _elf_errors(path: str) -> Iterator[None]:
 
 def _build_id(elf: ELFFile) -> str | None:
     for section in elf.iter_sections():
-        if section["sh_type"] != "SHT_NOTE":
+        if not isinstance(section, NoteSection):  # pyelftools' class of SHT_NOTE
             continue
         for note in section.iter_notes():
             if note["n_type"] == "NT_GNU_BUILD_ID":
@@ -514,12 +523,14 @@ def _debuglink(elf: ELFFile) -> tuple[str, int] | None:
     crc_at = (len(name) + 4) & ~3
     if not name or len(data) < crc_at + 4:
         return None
-    order = "little" if elf.little_endian else "big"
+    order: Literal["little", "big"] = "little" if elf.little_endian else "big"
     return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at : crc_at + 4], order)
 
 
 def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | None:
     """The cached table, or None if absent or inconsistent (then it is rebuilt)."""
+    if arrays is None:
+        return None
     try:
         starts, ends = arrays["starts"].astype(np.uint64), arrays["ends"].astype(np.uint64)
         names = symcache.unpack_strings(arrays["names"], len(starts))
@@ -603,33 +614,36 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
     return SymbolTable(ustarts, ends.astype(np.uint64), [names[i] for i in first.tolist()])
 
 
-class _DwarfCache:
+class _DwarfCache(Generic[_Table]):
     """A LineTable or InlineTable of the compile units needed so far, decoded lazily
     (the units covering the addresses asked for, by .debug_aranges) and cached on disk."""
 
-    def __init__(self, path: str | None, build_id: str | None, table_type: type) -> None:
+    def __init__(self, path: str | None, build_id: str | None, table_type: type[_Table]) -> None:
         self.path = path
         self.build_id = build_id
-        self.table_type = table_type
-        self.table = table_type.empty()
+        self.table_type: type[_Table] = table_type
+        self.table: _Table = table_type.empty()
         self.cus: set[int] = set()
         # .debug_aranges as (starts, ends, CU offsets); None until read. Empty: no aranges,
         # then every CU is decoded at once.
         self.ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if path is not None and build_id:
-            self._load()
+            self._load(build_id)
 
-    def covering(self, vaddrs: np.ndarray):
+    def covering(self, vaddrs: np.ndarray) -> _Table | None:
         """The table, with the compile units covering vaddrs decoded; None without DWARF."""
         if self.path is None:
             return None
-        if len(vaddrs) and (self.ranges is None or self._missing(vaddrs)):
-            self._decode(vaddrs)
+        if len(vaddrs) and (self.ranges is None or self._missing(self.ranges, vaddrs)):
+            self._decode(self.path, vaddrs)
         return self.table
 
-    def _missing(self, vaddrs: np.ndarray) -> set[int]:
-        """Offsets of the CUs covering vaddrs that are not decoded yet."""
-        starts, ends, cus = self.ranges
+    def _missing(
+        self, ranges: tuple[np.ndarray, np.ndarray, np.ndarray], vaddrs: np.ndarray
+    ) -> set[int]:
+        """Offsets of the CUs covering vaddrs (by `ranges`, the aranges) that are not
+        decoded yet."""
+        starts, ends, cus = ranges
         if len(starts) == 0:
             return set()  # no aranges: everything was decoded
         idx = np.searchsorted(starts, vaddrs, side="right") - 1
@@ -637,9 +651,11 @@ class _DwarfCache:
         ok[ok] = vaddrs[ok] < ends[idx[ok]]
         return set(cus[idx[ok]].tolist()) - self.cus
 
-    def _load(self) -> None:
+    def _load(self, build_id: str) -> None:
         """Start from the cached table, unless absent or inconsistent (then rebuilt)."""
-        arrays = symcache.load(self.build_id, self.table_type.KIND)
+        arrays = symcache.load(build_id, self.table_type.KIND)
+        if arrays is None:
+            return
         try:
             table = self.table_type.from_arrays(arrays)
             cus = set(arrays["cus"].tolist())
@@ -653,14 +669,14 @@ class _DwarfCache:
         if table is not None:
             self.table, self.cus, self.ranges = table, cus, ranges
 
-    def _decode(self, vaddrs: np.ndarray) -> None:
-        """Decode the compile units covering vaddrs that are not decoded yet."""
-        with _elf_errors(self.path), _open(self.path) as f:
+    def _decode(self, path: str, vaddrs: np.ndarray) -> None:
+        """Decode the compile units of `path` covering vaddrs that are not decoded yet."""
+        with _elf_errors(path), _open(path) as f:
             dwarf = ELFFile(f).get_dwarf_info()
             if self.ranges is None:
                 self.ranges = _aranges(dwarf)
             if len(self.ranges[0]):
-                cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(vaddrs))]
+                cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(self.ranges, vaddrs))]
             else:
                 cus = list(dwarf.iter_CUs())
             tables = [self.table] + [self.table_type.from_cu(dwarf, cu) for cu in cus]
@@ -680,7 +696,7 @@ class _DwarfCache:
             )
 
 
-def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _aranges(dwarf: DWARFInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """.debug_aranges as sorted (starts, ends, CU offsets) arrays; empty if absent."""
     aranges = dwarf.get_aranges()
     entries = sorted(
@@ -692,7 +708,7 @@ def _aranges(dwarf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return table[:, 0].copy(), table[:, 0] + table[:, 1], table[:, 2].astype(np.int64)
 
 
-def _cu_files(cu, program) -> tuple[list[str], int]:
+def _cu_files(cu: CompileUnit, program: LineProgram) -> tuple[list[str], int]:
     """The file names of a CU's line program, made absolute, and the index of the first
     (DWARF 5 counts files from 0, earlier versions from 1)."""
     comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
@@ -727,7 +743,7 @@ _CODE_SCOPES = frozenset(
 )
 
 
-def _function_name(die) -> str:
+def _function_name(die: DIE) -> str:
     """The (linkage, else plain) name of the function an inlined call or a subprogram
     stands for, through DW_AT_abstract_origin and DW_AT_specification."""
     plain = None
@@ -747,7 +763,7 @@ def _function_name(die) -> str:
     return plain or "??"
 
 
-def _call_site(attrs, nfiles: int, base: int) -> tuple[int, int]:
+def _call_site(attrs: dict[str, AttributeValue], nfiles: int, base: int) -> tuple[int, int]:
     """(file index, line) of an inlined call's DW_AT_call_file/line; (0, 0) if unknown."""
     file_attr, line_attr = attrs.get("DW_AT_call_file"), attrs.get("DW_AT_call_line")
     index = file_attr.value - base if file_attr is not None else -1
@@ -756,7 +772,7 @@ def _call_site(attrs, nfiles: int, base: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _die_ranges(dwarf, cu, die, cu_base: int) -> list[tuple[int, int]]:
+def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE, cu_base: int) -> list[tuple[int, int]]:
     """The [low, high) address ranges of a DIE: DW_AT_low_pc/high_pc or DW_AT_ranges."""
     attrs = die.attributes
     if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
@@ -771,7 +787,7 @@ def _die_ranges(dwarf, cu, die, cu_base: int) -> list[tuple[int, int]]:
     if lists is None:
         return []
     for entry in lists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu):
-        if hasattr(entry, "base_address"):
+        if isinstance(entry, BaseAddressEntry):
             base = entry.base_address
         elif entry.end_offset > entry.begin_offset:
             shift = 0 if entry.is_absolute else base

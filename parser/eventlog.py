@@ -297,9 +297,9 @@ class _Reader:
         )
         for records in (events, timeline):
             records["time_ns"] -= start_ns
-        marks = [m for m in self.marks if m[0] < _TIME_LIMIT]
-        self._left_out(len(self.marks) - len(marks), "mark", "time")
-        marks = _marks(marks, start_ns)
+        in_range = [m for m in self.marks if m[0] < _TIME_LIMIT]
+        self._left_out(len(self.marks) - len(in_range), "mark", "time")
+        marks = _marks(in_range, start_ns)
         last = [int(a["time_ns"].max()) for a in (events, timeline) if len(a)]
         end_ns = max(last + [m.time_ns for m in marks[-1:]] + [0])
         return EventLog(
@@ -322,9 +322,9 @@ class _Reader:
     def _in_range(self, records: np.ndarray, what: str) -> np.ndarray:
         """The records whose heap, time and size can be real; a warning for the others."""
         ok = (records["heap"] < len(HEAPS)) & (records["time_ns"] >= 0)
-        if "size" in records.dtype.names:
+        if "size" in (records.dtype.names or ()):
             ok &= records["size"] < _SIZE_LIMIT
-        self._left_out(np.count_nonzero(~ok), what, "heap number, time or size")
+        self._left_out(int(np.count_nonzero(~ok)), what, "heap number, time or size")
         return records if ok.all() else records[ok]
 
     def _left_out(self, count: int, what: str, fields: str) -> None:

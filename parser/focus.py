@@ -41,6 +41,7 @@ def select_stacks(
         keep &= ~through(ignore)
     offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(lengths[keep], out=offsets[1:])
+    assert sym.values is not None  # SymbolizedProfile.__post_init__ fills it in
     return dataclasses.replace(
         sym, frames=sym.frames[np.repeat(keep, lengths)], offsets=offsets, values=sym.values[keep]
     )

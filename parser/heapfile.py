@@ -193,7 +193,9 @@ def _bulk_samples(data: bytes, start: int, end: int) -> _Samples | None:
     )
 
 
-def _bulk_chunk(section: bytes) -> tuple[np.ndarray, ...] | None:
+def _bulk_chunk(
+    section: bytes,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
     """(addresses, stack lengths, counters, estimates or None) of whole '@ 0x..' lines
     each followed by one '  t*: ' line and, in files that have them, one '# estimate:'
     line, exactly as our sampler writes them; None for anything else."""

@@ -324,14 +324,21 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     frames = [cap.log.stacks[i].frames if i in cap.log.stacks else no_frames for i in ids.tolist()]
     offsets = np.zeros(len(frames) + 1, np.int64)
     np.cumsum([len(f) for f in frames], out=offsets[1:])
-    counters = {
-        "addrs": np.concatenate(frames) if frames else no_frames,
-        "offsets": offsets,
-        "cur_objs": count(live.astype(np.float64)),
-        "cur_bytes": count(sizes * live),
-        "acc_objs": count(np.ones(len(sizes))),
-        "acc_bytes": count(sizes),
-        "estimates": np.column_stack(
+    # the .heap file's profile with these counts, or one of the log alone
+    base = (
+        HeapProfile(path=cap.log.files[0], rate=rate, pid=cap.log.pid)
+        if cap.profile is None
+        else cap.profile
+    )
+    return dataclasses.replace(
+        base,
+        addrs=np.concatenate(frames) if frames else no_frames,
+        offsets=offsets,
+        cur_objs=count(live.astype(np.float64)),
+        cur_bytes=count(sizes * live),
+        acc_objs=count(np.ones(len(sizes))),
+        acc_bytes=count(sizes),
+        estimates=np.column_stack(
             [
                 estimate(live.astype(np.float64)),
                 estimate(sizes * live),
@@ -339,9 +346,6 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
                 estimate(sizes),
             ]
         ),
-        "rate": rate,
-        "heap": cap.heap_name,
-    }
-    if cap.profile is None:
-        return HeapProfile(path=cap.log.files[0], pid=cap.log.pid, **counters)
-    return dataclasses.replace(cap.profile, **counters)
+        rate=rate,
+        heap=cap.heap_name,
+    )

@@ -49,7 +49,7 @@ STREAM_FORMATS = ("text", "svg", "collapsed", "json")
 FILE_FORMATS = ("flame", "pprof")
 GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
 
-Note = TypeVar("Note", Failure, Foreign)
+Note = TypeVar("Note", bound=Failure | Foreign)
 Say = Callable[[str], None]  # one line to the user (mem_parser: on stderr)
 
 
@@ -127,7 +127,7 @@ def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProf
     """Files → symbolized profile: request.heap_file (or `profile`, built from a log) read
     and symbolized, the base subtracted, focus and ignore applied."""
     profile = read_heap(request.heap_file) if profile is None else profile
-    binary = profile.exe if request.binary is None else request.binary
+    binary = _program(request, profile)
     lines = request.lines or request.file_lines
     sym = symbolize(
         profile, binary, lines=lines, allow_mismatch=request.allow_mismatch, native=request.native
@@ -147,6 +147,16 @@ def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProf
     return select_stacks(
         sym, request.focus, request.ignore, lines=request.lines, full_names=request.full_names
     )
+
+
+def _program(request: Request, profile: HeapProfile) -> str:
+    """The program the profile is symbolized against: the one asked for, else the one the
+    profile names; UserError if neither is known."""
+    if request.binary is not None:
+        return request.binary
+    if profile.exe is None:
+        raise UserError(f"{profile.path} does not name the program that ran (no '# exe:' line).")
+    return profile.exe
 
 
 def write_reports(request: Request, say: Say, profile: HeapProfile | None = None) -> None:
@@ -202,12 +212,12 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     if query.leaks:
         leaks = (
             analysis.window_leaks(window_log)
-            if query.window_leaks
+            if query.window_leaks or query.mark_leaks is None
             else analysis.mark_range_leaks(window_log, query.mark_leaks, query.start_index or 0)
         )
         rows, warnings = rank_leaks(
             leaks,
-            request.binary,
+            _program(request, leaks.profile),
             allow_mismatch=request.allow_mismatch,
             full_names=request.full_names,
         )
@@ -331,14 +341,16 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
         named = symbolized_notes(
             prof,
             prof.failures + (prof.foreign if foreign else []),
-            r.binary,
+            _program(r, prof),
             r.allow_mismatch,
             r.full_names,
         )
+        stacks = [stack for _, stack in named]
+        failed, ranges = stacks[: len(prof.failures)], stacks[len(prof.failures) :]
         if prof.failures:
-            text += format_failures(prof, named[: len(prof.failures)])
+            text += format_failures(prof, list(zip(prof.failures, failed, strict=True)))
         if foreign:
-            text += format_foreign(prof, named[len(prof.failures) :])
+            text += format_foreign(prof, list(zip(prof.foreign, ranges, strict=True)))
         return text.encode("utf-8", "surrogateescape")
     if fmt == "json":
         table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
@@ -348,7 +360,9 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
             program=r.binary,
             base=r.base,
             nodecount=r.nodecount,
-            foreign=symbolized_notes(prof, prof.foreign, r.binary, r.allow_mismatch, r.full_names),
+            foreign=symbolized_notes(
+                prof, prof.foreign, _program(r, prof), r.allow_mismatch, r.full_names
+            ),
         ).encode("utf-8", "surrogateescape")
     if fmt == "svg":
         graph = call_graph(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Sequence
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.escape import visible
@@ -20,7 +21,7 @@ from mem_profiler.parser.graph import CallGraph, Edge
 from mem_profiler.parser.sampling import index_unit
 
 
-def format_dot(graph: CallGraph, title: str, notes: list[str] = (), heap: str = "host") -> str:
+def format_dot(graph: CallGraph, title: str, notes: Sequence[str] = (), heap: str = "host") -> str:
     """dot text: a legend box (title, sample index, total, what was dropped, `notes`),
     then one box per node (name, flat, cum; font size by |flat|, colour by cum) and the
     edges (labelled with their weight, width and colour by weight, dotted if residual).
@@ -96,7 +97,7 @@ def _with_share(value: float, total: float, unit: str) -> str:
     return f"{format_labelled(value, unit)} ({format_share(value, total)})"
 
 
-def _legend(graph: CallGraph, title: str, notes: list[str]) -> list[str]:
+def _legend(graph: CallGraph, title: str, notes: Sequence[str]) -> list[str]:
     unit = index_unit(graph.index)
     shown = float(graph.flat.sum())
     lines = [

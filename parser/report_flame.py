@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,7 +20,7 @@ MIN_SHARE = 1e-4
 
 
 def format_flame_html(
-    tree: FlameTree, title: str, notes: list[str] = (), diff: bool = False, heap: str = "host"
+    tree: FlameTree, title: str, notes: Sequence[str] = (), diff: bool = False, heap: str = "host"
 ) -> str:
     """The page, with the tree (frames of at least MIN_SHARE of the weight) as JSON.
 

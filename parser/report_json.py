@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 from mem_profiler.core.profile import Foreign, HeapProfile
 from mem_profiler.parser.aggregate import FlatCum
@@ -14,10 +15,10 @@ def format_json(
     table: FlatCum,
     prof: HeapProfile,
     *,
-    program: str,
+    program: str | None,
     base: str | None = None,
     nodecount: int | None = None,
-    foreign: list[tuple[Foreign, list[str]]] = (),
+    foreign: Sequence[tuple[Foreign, list[str]]] = (),
 ) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
     command line, heap, rate, capture window in ns, dropped samples by cause and what

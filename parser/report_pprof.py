@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +29,9 @@ SAMPLE_TYPES = (
 _U64 = (1 << 64) - 1
 
 
-def format_pprof(sym: SymbolizedProfile, notes: list[str] = (), full_names: bool = False) -> bytes:
+def format_pprof(
+    sym: SymbolizedProfile, notes: Sequence[str] = (), full_names: bool = False
+) -> bytes:
     """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
     rounded to integers, period space/bytes = the sampling rate, one location per
     address (innermost first in each sample) with its function and file:line, and the
@@ -37,6 +40,7 @@ def format_pprof(sym: SymbolizedProfile, notes: list[str] = (), full_names: bool
     shortens a name again when both are the same). A Python frame's function is its
     qualified name, file and first line; its line the one it was running."""
     prof = sym.profile
+    assert sym.system_names is not None  # SymbolizedProfile.__post_init__ fills it in
     strings = _Strings()
     maps = code_mappings(prof)
     map_of = mapping_index(maps, sym.addrs)
@@ -131,6 +135,7 @@ def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]
     values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
     # a frame ends its pprof location unless it is an inlined call
+    assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
     ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []
     locations: dict[tuple[int, ...], bytes] = {}
     out = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mem_profiler.core.escape import visible
 from mem_profiler.core.units import format_share, format_value, unit_name
 from mem_profiler.parser.aggregate import FlatCum
 
 
-def format_text(table: FlatCum, nodecount: int | None = None, notes: list[str] = ()) -> str:
+def format_text(table: FlatCum, nodecount: int | None = None, notes: Sequence[str] = ()) -> str:
     """The report as jeprof PrintText lays it out, `notes` under the Total line;
     `nodecount` limits the rows.
 

@@ -86,6 +86,7 @@ class SymbolizedProfile:
 
     def value(self, index: str) -> np.ndarray:
         """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
+        assert self.values is not None  # __post_init__ computes it when not given
         return self.values[:, index_column(index)]
 
     def display_names(self, full_names: bool = False) -> list[str]:

@@ -40,7 +40,10 @@ def save(build_id: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(target, "wb") as f:
-            np.savez(f, **arrays)
+            # mypy lets **arrays fill savez's allow_pickle (a bool) too: no name is that.
+            # Passing allow_pickle would save an array of that name with numpy 1.x,
+            # whose savez has no such parameter.
+            np.savez(f, **arrays)  # type: ignore[arg-type]
     except OSError:
         pass
 

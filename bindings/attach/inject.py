@@ -23,6 +23,7 @@ from pathlib import Path
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
@@ -136,10 +137,11 @@ def check_attachable(pid: int) -> None:
 
 def _is_descendant(pid: int) -> bool:
     me = os.getpid()
-    while pid is not None and pid > 1:
-        if pid == me:
+    ancestor: int | None = pid
+    while ancestor is not None and ancestor > 1:
+        if ancestor == me:
             return True
-        pid = procfs.parent_pid(pid)
+        ancestor = procfs.parent_pid(ancestor)
     return False
 
 
@@ -184,9 +186,11 @@ def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
             )
             base = mapped_at - (first["p_vaddr"] & ~0xFFF)
             dynsym = elf.get_section_by_name(".dynsym")
+            if not isinstance(dynsym, SymbolTableSection):  # none (or not a symbol table)
+                return {}
             found = {}
             for name in ("dlopen", "dlerror", "__libc_dlopen_mode"):
-                for sym in (dynsym.get_symbol_by_name(name) or []) if dynsym else []:
+                for sym in dynsym.get_symbol_by_name(name) or []:
                     if sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
                         found[name] = base + sym["st_value"]
             return found

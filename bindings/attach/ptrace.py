@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 from dataclasses import dataclass
+from typing import Literal, overload
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ptrace.restype = ctypes.c_long
@@ -58,6 +59,12 @@ class Stop:
     def delivers_signal(self) -> bool:
         """A signal on its way to the thread (not our interrupt, not a group stop)."""
         return not self.exited and self.event == 0 and self.signal != 0
+
+
+@overload
+def wait(tid: int, block: Literal[True] = True) -> Stop: ...
+@overload
+def wait(tid: int, block: bool) -> Stop | None: ...
 
 
 def wait(tid: int, block: bool = True) -> Stop | None:

@@ -29,10 +29,12 @@ _SIZE_HELP = "a number of bytes with an optional unit (KiB, MiB, GiB binary; KB,
 MAX_SIZE = 2**63  # 8 EiB: beyond any memory, and the most the sampler's counters hold
 
 
-def parse_size(value: str | int) -> int:
+def parse_size(value: object) -> int:
     """Bytes in a size such as `64 MiB`, `1.5GB`, `4096`: bare numbers are bytes,
     KiB/MiB/GiB/TiB binary (2^10...), KB/MB/GB/TB decimal (10^3...). BudgetError
-    otherwise: sizes are what budgets are written in."""
+    otherwise (any other value, as a budget file may hold): sizes are what budgets are
+    written in."""
+    size: float | None
     if isinstance(value, int) and not isinstance(value, bool):
         size = value if value >= 0 else None
     else:

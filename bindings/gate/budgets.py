@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,13 @@ class Budget:
     baseline_profile: HeapProfile | None = field(default=None, compare=False, repr=False)
 
     @property
+    def growth_baseline(self) -> HeapProfile:
+        """The baseline's profile, of a max-growth-vs budget made by growth_budget."""
+        if self.baseline_profile is None:
+            raise ValueError(f"{self.describe()}: the baseline has not been read")
+        return self.baseline_profile
+
+    @property
     def key(self) -> tuple[str, str]:
         """What a later budget of the same key replaces: (heap, kind)."""
         return self.heap, self.kind
@@ -95,8 +102,8 @@ class GateJob:
     budgets: list[Budget]
 
 
-def parse_tolerance(value: str | int | float) -> float:
-    """A percentage (`5%`, `5`, `2.5%`) as a fraction."""
+def parse_tolerance(value: object) -> float:
+    """A percentage (`5%`, `5`, `2.5%`) as a fraction; BudgetError for any other value."""
     text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     m = _PERCENT_RE.fullmatch(text) if isinstance(text, str) else None
     if m is None or not math.isfinite(float(m[1])):
@@ -114,7 +121,7 @@ def check_heap(heap: str) -> str:
     return heap
 
 
-def size_budget(kind: str, spec: str | int, heap: str = "host") -> Budget:
+def size_budget(kind: str, spec: object, heap: str = "host") -> Budget:
     """A budget from `[HEAP:]SIZE` (a command-line value); `heap` when none is named."""
     if isinstance(spec, str) and ":" in spec:
         heap, _, spec = spec.partition(":")
@@ -146,7 +153,7 @@ def growth_budget(
 
 
 def option_budgets(
-    sizes: dict[str, Iterable[str]], baselines: Iterable[str], tolerance: str = "5%"
+    sizes: Mapping[str, Iterable[str]], baselines: Iterable[str], tolerance: str = "5%"
 ) -> list[Budget]:
     """Budgets from command-line options: `sizes` maps a size kind (max-peak...) to its
     `[HEAP:]SIZE` values; `baselines` are max-growth-vs files, judged with `tolerance`."""

@@ -141,7 +141,7 @@ def _measure(
 ) -> BudgetResult:
     limit, baseline = float(budget.limit), None
     if budget.kind == GROWTH:
-        baseline = _peak(budget.baseline_profile)[0]
+        baseline = _peak(budget.growth_baseline)[0]
         limit = baseline * (1 + budget.tolerance)
     if profile is None:
         return BudgetResult(budget, 0.0, limit, is_exceeded(0.0, limit), 1, 0.0, baseline)
@@ -235,7 +235,7 @@ class _Stacks:
 
 def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) -> list[StackLine]:
     if budget.kind == GROWTH:
-        base = budget.baseline_profile
+        base = budget.growth_baseline
         base_stacks = _Stacks(base, [base.exe, stacks.profile.exe])
         notes += base_stacks.notes
         if stacks.sym is not None and base_stacks.sym is not None:

@@ -101,7 +101,7 @@ def _plan(item: pytest.Item) -> _Plan | None:
         settings.update(marker.kwargs)
     heap = str(settings.get("heap", "host"))
     budgets = [
-        size_budget(kind, settings[key], heap)  # type: ignore[arg-type]
+        size_budget(kind, settings[key], heap)
         for key, kind in _KINDS.items()
         if settings.get(key) is not None
     ]

@@ -182,7 +182,7 @@ def write_json(path: str | os.PathLike[str], verdicts: list[CommandVerdict]) -> 
     write_file(path, (json.dumps(verdicts_to_json(verdicts), indent=2) + "\n").encode())
 
 
-def junit_tree(verdicts: list[CommandVerdict]) -> ET.ElementTree:
+def junit_tree(verdicts: list[CommandVerdict]) -> ET.ElementTree[ET.Element]:
     """<testsuites>, a <testsuite> per command, a <testcase> per budget (and one for the
     command's exit status when it failed)."""
     root = ET.Element("testsuites")

@@ -86,7 +86,16 @@ class LiveView:
         return self
 
     @property
+    def _control(self) -> ControlBlock:
+        """The process's control block, open from __enter__ on."""
+        if self._block is None:
+            raise RuntimeError("LiveView used outside its with block")
+        return self._block
+
+    @property
     def _prefix(self) -> str:
+        if self._folder is None:
+            raise RuntimeError("LiveView used outside its with block")
         return os.path.join(self._folder, "snapshot_")
 
     def _deadline_ns(self) -> int:
@@ -97,8 +106,8 @@ class LiveView:
         or the window closed."""
         try:
             if self.owns_window:
-                self._block.request(CMD_DEADLINE, deadline_ns=self._deadline_ns())
-            status = self._block.request(CMD_SNAPSHOT, prefix=self._prefix)
+                self._control.request(CMD_DEADLINE, deadline_ns=self._deadline_ns())
+            status = self._control.request(CMD_SNAPSHOT, prefix=self._prefix)
         except ControlError as err:
             raise ControlError(self._window_gone() or str(err)) from None
         if status.window_start_ns != self.window_start_ns:
@@ -113,13 +122,16 @@ class LiveView:
                 profiles.append(read_heap(path))
             finally:
                 os.unlink(path)
-        return Snapshot(profiles, profiles[0].window_ns[1], rss)
+        time_ns = profiles[0].window_ns[1]
+        if time_ns is None:  # the sampler writes it in every snapshot
+            raise ControlError(f"a snapshot of process {self.pid} says not when it was taken")
+        return Snapshot(profiles, time_ns, rss)
 
     def _window_gone(self) -> str | None:
         """Why the window can no longer be read, or None if it can."""
         if procfs.start_time(self.pid) is None:
             return f"process {self.pid} ended"
-        if self._block.request(CMD_STATUS).capturing:
+        if self._control.request(CMD_STATUS).capturing:
             return None
         if self.owns_window:
             return (
@@ -131,9 +143,9 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         try:
             if self.owns_window and self._window_gone() is None:
-                self._block.request(CMD_STOP)
+                self._control.request(CMD_STOP)
         finally:
-            self._block.close()
+            self._control.close()
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
 
