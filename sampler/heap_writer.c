@@ -14,6 +14,11 @@
 #include "memprof.h"
 #include "memprof_internal.h"
 
+const char *const memprof_heap_names[HEAP_COUNT] = {
+    [HEAP_HOST] = "host", [HEAP_CUDA] = "cuda", [HEAP_CUDA_HOST] = "cuda_host",
+    [HEAP_ACL] = "acl", [HEAP_ACL_HOST] = "acl_host", [HEAP_HAL] = "hal",
+};
+
 #define BUF_CAP (1u << 18)   /* flushed when full: 256 KiB of pages, whatever the file's size */
 
 struct out {

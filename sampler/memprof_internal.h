@@ -41,7 +41,7 @@ enum memprof_heap {
 };
 extern const char *const memprof_heap_names[HEAP_COUNT] HIDDEN;
 
-/* ---- configuration (capture.c) ------------------------------------------ */
+/* ---- configuration (options.c) ------------------------------------------- */
 struct memprof_config {
     uint64_t rate;               /* mean bytes between samples; 1 = exact */
     uint64_t device_rate;        /* the same for the device and HAL heaps */
@@ -51,15 +51,23 @@ struct memprof_config {
     uint32_t max_live;           /* live-sample table capacity */
     bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
     bool log_mode;               /* write the event log (event_log.c) */
-    bool follow_fork;            /* a forked child carries on the window (capture.c) */
+    bool follow_fork;            /* a forked child carries on the window (window.c) */
     bool python;                 /* wrap CPython's allocators in a window (hooks_python.c) */
     uint64_t log_cap;            /* bytes per log file */
     uint32_t log_files;          /* log files kept */
+    bool verbose;                /* say on stderr where each dump went */
+    bool control;                /* a control block: capturable from outside (control.c) */
+    bool capture_at_load;        /* open a window at load */
+    int report_fd;               /* MEMPROF_REPORT_FD (failure_pipe.c), or -1 */
     char prefix[MEMPROF_PATH_MAX];
 };
 extern struct memprof_config memprof_cfg HIDDEN;
+/* Reads the environment into memprof_cfg (once, at load). */
+void memprof_options_from_environment(void) HIDDEN;
+/* The output prefix, made absolute; -1 when it is too long or the folder unknown. */
+int memprof_set_prefix(const char *prefix) HIDDEN;
 
-/* Non-zero while a window is open: the id of that window.  The only global
+/* Non-zero while a window is open (window.c): the id of that window.  The only global
  * the malloc/free fast path reads. */
 extern _Atomic uint32_t memprof_active_window HIDDEN;
 
@@ -476,7 +484,7 @@ struct memprof_window_info {
 int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,
                        uint32_t heaps, char *path_out, size_t path_len) HIDDEN;
 
-/* ---- capture windows (capture.c) ------------------------------------------ */
+/* ---- capture windows (window.c) ------------------------------------------- */
 struct memprof_status {
     bool capturing;
     unsigned dumps;                  /* .heap files written by this process */
@@ -501,6 +509,12 @@ uint64_t memprof_capture_deadline(void) HIDDEN;
 /* Moves the open window's deadline (EINVAL for a window without one, or to none). */
 int memprof_capture_set_deadline(uint64_t deadline_ns) HIDDEN;
 void memprof_capture_status(struct memprof_status *s) HIDDEN;
+/* In a forked child (process.c): the window carried on or ended, the files counted afresh. */
+void memprof_window_after_fork(void) HIDDEN;
+
+/* ---- dumps that could not be written (failure_pipe.c) ---------------------- */
+void memprof_failure_pipe_open(int fd) HIDDEN;   /* MEMPROF_REPORT_FD, if it is a pipe */
+void memprof_report_failure(const char *message) HIDDEN;   /* to the pipe, else stderr */
 
 /* ---- control block and thread (control.c) --------------------------------- */
 void memprof_control_init(void) HIDDEN;
