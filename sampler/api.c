@@ -2,8 +2,12 @@
  * marks.c's): what a program, or mem_profiler's in-process API through cffi, calls. */
 #include <string.h>
 
+#include "common.h"
+#include "heap_writer.h"
+#include "live_bytes.h"
 #include "memprof.h"
-#include "memprof_internal.h"
+#include "options.h"
+#include "window.h"
 
 EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
 {

@@ -18,8 +18,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "event_log.h"
+#include "hooks_device.h"
+#include "live_bytes.h"
 #include "memprof_log.h"
+#include "options.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "thread_state.h"
 
 #define BUF_BYTES (1u << 20)
 #define CHUNK_EVENTS 256

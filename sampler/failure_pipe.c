@@ -5,7 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "failure_pipe.h"
+#include "sysutil.h"
 
 static int report_fd = -1;   /* while it is that pipe */
 static ino_t report_ino;

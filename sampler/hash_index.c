@@ -14,7 +14,9 @@
  * lock in the current array). */
 #include <sys/mman.h>
 
-#include "memprof_internal.h"
+#include "hash_index.h"
+#include "spin_lock.h"
+#include "sysutil.h"
 
 #define FIRST_SLOTS 1024
 

@@ -11,8 +11,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "event_log.h"
+#include "heap_writer.h"
+#include "live_bytes.h"
+#include "live_table.h"
 #include "memprof.h"
-#include "memprof_internal.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "unwind.h"
 
 const char *const memprof_heap_names[HEAP_COUNT] = {
     [HEAP_HOST] = "host", [HEAP_CUDA] = "cuda", [HEAP_CUDA_HOST] = "cuda_host",

@@ -3,7 +3,10 @@
  * sampled allocation adds its unsampled estimate, its size times its weight, and
  * its free takes the same back.  These are shared counters, so they are kept
  * only when the window asks for them (memprof_cfg.track_live). */
-#include "memprof_internal.h"
+#include "live_bytes.h"
+#include "options.h"
+#include "sample.h"
+#include "sysutil.h"
 
 struct heap_live {
     _Atomic int64_t now;

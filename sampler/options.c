@@ -29,7 +29,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "defaults.h"
+#include "options.h"
+#include "sysutil.h"
 
 /* Stacks the table can hold.  A Python program sampled at -c 1 makes stacks by the
  * hundred thousand (its lines multiply them): the fixture that imports numpy makes

@@ -5,8 +5,21 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "control.h"
+#include "event_log.h"
+#include "failure_pipe.h"
+#include "got_hooks.h"
+#include "hooks_python.h"
+#include "live_bytes.h"
 #include "memprof.h"
-#include "memprof_internal.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "sysutil.h"
+#include "thread_state.h"
+#include "unwind.h"
+#include "window.h"
 
 /* A forked child is a process of its own.  Each module first drops what it cannot keep
  * of the parent's (locks a thread of the parent may have held, counters, the log),

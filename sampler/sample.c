@@ -9,8 +9,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "defaults.h"
+#include "event_log.h"
+#include "live_bytes.h"
+#include "live_table.h"
 #include "memprof_log.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "stack_table.h"
+#include "thread_block.h"
+#include "thread_state.h"
+#include "unwind.h"
+#include "window.h"
 
 __thread struct memprof_thread memprof_thread TLS_IE;
 struct memprof_drops memprof_drops;
@@ -180,6 +192,9 @@ void memprof_device_free(enum memprof_heap heap, uintptr_t key)
         memprof_take_sample((void *)live_key(heap, key), &stack, &size);
 }
 
+/* A noted event's stack, kept apart from the heap's own stacks. */
+#define NOTED_HEAP(heap) ((uint32_t)(heap) | 0x100u)
+
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
                          struct memprof_note note)
 {
@@ -188,7 +203,7 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
         return;
     t->busy = 1;
     uintptr_t frames[STACK_ROOM];
-    struct memprof_stack_key k = {frames, capture_stack(frames), MEMPROF_NOTED_HEAP(heap), 0};
+    struct memprof_stack_key k = {frames, capture_stack(frames), NOTED_HEAP(heap), 0};
     note.stack = memprof_stack_intern(&k);
     memprof_note_add(list, heap, note);
     t->busy = 0;

@@ -7,7 +7,25 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "control.h"
+#include "defaults.h"
+#include "event_log.h"
+#include "failure_pipe.h"
+#include "got_hooks.h"
+#include "heap_writer.h"
+#include "hooks_device.h"
+#include "hooks_python.h"
+#include "live_bytes.h"
+#include "live_table.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "thread_state.h"
+#include "window.h"
 
 _Atomic uint32_t memprof_active_window;
 

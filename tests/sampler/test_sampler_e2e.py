@@ -342,7 +342,7 @@ def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
 
 def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
     """A program started with the sampler and no settings captures as mem_profiler's
-    defaults say (mem_profiler.defaults mirrors sampler/memprof_internal.h); a depth
+    defaults say (mem_profiler.defaults mirrors sampler/defaults.h); a depth
     beyond the largest falls back to the default."""
     env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "PATH": "/usr/bin:/bin"}
     for depth, expected in (
