@@ -11,7 +11,7 @@
 
 EXPORT int memprof_start(uint64_t rate, int max_depth, const char *prefix)
 {
-    return memprof_capture_start(rate, memprof_cfg.device_rate, max_depth, prefix, 0, false);
+    return memprof_capture_start(rate, memprof_cfg.rates.device, max_depth, prefix, 0, false);
 }
 
 EXPORT int memprof_stop(char *path_out, size_t path_len)

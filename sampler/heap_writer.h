@@ -3,13 +3,14 @@
 #define MEMPROF_HEAP_WRITER_H
 
 #include "common.h"
+#include "estimate.h"
 
 /* The heaps' names, as their files and the API give them. */
 extern const char *const memprof_heap_names[HEAP_COUNT] HIDDEN;
 
 struct memprof_window_info {
     uint32_t id;
-    uint64_t rate, device_rate;
+    struct memprof_rates rates;
     int max_depth;
     uint64_t start_ns, end_ns;
     int32_t forked_from;         /* a forked child's parent, whose window it carries on */

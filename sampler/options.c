@@ -40,8 +40,7 @@
 #define DEFAULT_MAX_STACKS (1u << 19)
 
 struct memprof_config memprof_cfg = {
-    .rate = MEMPROF_DEFAULT_RATE,
-    .device_rate = 1,
+    .rates = {MEMPROF_DEFAULT_RATE, 1},
     .max_depth = MEMPROF_DEFAULT_DEPTH,
     .max_stacks = DEFAULT_MAX_STACKS,
     .max_live = 1u << 24,
@@ -70,12 +69,12 @@ int memprof_set_prefix(const char *prefix)
 
 void memprof_options_from_environment(void)
 {
-    memprof_cfg.rate = memprof_getenv_u64("MEMPROF_RATE", MEMPROF_DEFAULT_RATE);
-    memprof_cfg.device_rate = memprof_getenv_u64("MEMPROF_DEVICE_RATE", 1);
-    if (memprof_cfg.rate == 0)
-        memprof_cfg.rate = MEMPROF_DEFAULT_RATE;
-    if (memprof_cfg.device_rate == 0)
-        memprof_cfg.device_rate = 1;
+    memprof_cfg.rates.host = memprof_getenv_u64("MEMPROF_RATE", MEMPROF_DEFAULT_RATE);
+    memprof_cfg.rates.device = memprof_getenv_u64("MEMPROF_DEVICE_RATE", 1);
+    if (memprof_cfg.rates.host == 0)
+        memprof_cfg.rates.host = MEMPROF_DEFAULT_RATE;
+    if (memprof_cfg.rates.device == 0)
+        memprof_cfg.rates.device = 1;
     memprof_cfg.max_depth = (int)memprof_getenv_u64("MEMPROF_DEPTH", MEMPROF_DEFAULT_DEPTH);
     if (memprof_cfg.max_depth <= 0 || memprof_cfg.max_depth > MEMPROF_MAX_DEPTH)
         memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;

@@ -4,12 +4,12 @@
 #define MEMPROF_OPTIONS_H
 
 #include "common.h"
+#include "estimate.h"
 
 enum memprof_unwinder { UNWIND_HYBRID = 0, UNWIND_LIBUNWIND = 1, UNWIND_FRAME_POINTER = 2 };
 
 struct memprof_config {
-    uint64_t rate;               /* mean bytes between samples; 1 = exact */
-    uint64_t device_rate;        /* the same for the device and HAL heaps */
+    struct memprof_rates rates;
     int max_depth;
     enum memprof_unwinder unwinder;
     uint32_t max_stacks;         /* stack table capacity */

@@ -53,7 +53,8 @@ __attribute__((constructor(102))) static void process_init(void)
      * the program's malloc, which must not fall inside the window. */
     if (memprof_cfg.control)
         memprof_control_init();
-    if (memprof_cfg.capture_at_load && memprof_start(memprof_cfg.rate, memprof_cfg.max_depth, NULL) != 0)
+    if (memprof_cfg.capture_at_load &&
+        memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0)
         memprof_log("could not start capturing: %s", strerror(errno));
 }
 

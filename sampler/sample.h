@@ -1,6 +1,6 @@
 /* The sample path's entry (sample.c): the allocation and free hooks' inline checks,
- * the slow path they call, the device and HAL heaps' samples and notes, a sample's
- * weight and the samples dropped. */
+ * the slow path they call, the device and HAL heaps' samples and notes, and the
+ * samples dropped. */
 #ifndef MEMPROF_SAMPLE_H
 #define MEMPROF_SAMPLE_H
 
@@ -28,11 +28,6 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
                          struct memprof_note note) HIDDEN;
 void memprof_device_unnote(enum memprof_note_list list, enum memprof_heap heap,
                            uint64_t address) HIDDEN;
-
-/* How many allocations one sample of `size` bytes stands for: 1 / (1 - exp(-size/rate)),
- * the inverse of its chance of being sampled (1 at rate 1).  Summed per stack it
- * gives unbiased object and byte counts, whatever the mix of sizes. */
-double memprof_sample_weight(uint64_t size, uint64_t rate) HIDDEN;
 
 /* Samples the tables had no room for in the open window, by cause, and the
  * allocations (unsampled) they stood for. */

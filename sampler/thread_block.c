@@ -11,6 +11,7 @@
  * events (which an adopting thread takes over). */
 #include <pthread.h>
 
+#include "estimate.h"
 #include "sysutil.h"
 #include "thread_block.h"
 #include "thread_state.h"

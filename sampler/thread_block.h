@@ -4,13 +4,8 @@
 #define MEMPROF_THREAD_BLOCK_H
 
 #include "common.h"
+#include "estimate.h"
 
-/* A stack's counts: samples and their bytes as jeprof reads them, and the sums
- * of their weights (memprof_sample_weight), the unbiased estimates. */
-struct memprof_stack_totals {
-    uint64_t objs, bytes;
-    double est_objs, est_bytes;
-};
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
 bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t window) HIDDEN;
 /* Adds the window's counts per stack id into out[id]. */

@@ -9,6 +9,7 @@
 
 #include "control.h"
 #include "defaults.h"
+#include "estimate.h"
 #include "event_log.h"
 #include "failure_pipe.h"
 #include "got_hooks.h"
@@ -80,8 +81,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         errno = ENOMEM;
     } else {
         memprof_python_init();   /* an interpreter loaded since the last window */
-        memprof_cfg.rate = rate;
-        memprof_cfg.device_rate = device_rate;
+        memprof_cfg.rates = (struct memprof_rates){rate, device_rate};
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
         memprof_drops_reset();
         memprof_notes_reset();
@@ -117,8 +117,7 @@ static struct memprof_window_info window_so_far(void)
 {
     return (struct memprof_window_info){
         .id = last_window,
-        .rate = memprof_cfg.rate,
-        .device_rate = memprof_cfg.device_rate,
+        .rates = memprof_cfg.rates,
         .max_depth = memprof_cfg.max_depth,
         .start_ns = window_start_ns,
         .end_ns = memprof_now_ns(),
@@ -237,21 +236,6 @@ int memprof_capture_set_deadline(uint64_t deadline_ns)
     return rc;
 }
 
-struct live_sum {
-    uint64_t samples;
-    double bytes[HEAP_COUNT];
-};
-
-static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
-{
-    struct live_sum *sum = arg;
-    struct memprof_stack_key k;
-    memprof_stack_get(stack, &k);
-    uint64_t rate = k.heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate;
-    sum->samples++;
-    sum->bytes[k.heap] += memprof_sample_weight(size, rate) * (double)size;
-}
-
 void memprof_capture_status(struct memprof_status *s)
 {
     memprof_enter();
@@ -264,12 +248,13 @@ void memprof_capture_status(struct memprof_status *s)
     strcpy(s->last_dump, last_dump);
     s->failed_dumps = failed_dumps;
     strcpy(s->dump_failure, dump_failure);
-    struct live_sum sum = {0, {0}};
+    struct memprof_live_totals live = {.by_stack = NULL};
     if (s->capturing)
-        memprof_live_foreach(add_live_sample, &sum);
-    s->live_samples = sum.samples;
+        memprof_live_totals(memprof_cfg.rates, &live);
+    s->live_samples = 0;
     for (int h = 0; h < HEAP_COUNT; h++) {
-        s->heap_live_bytes[h] = (uint64_t)sum.bytes[h];
+        s->live_samples += live.by_heap[h].objs;
+        s->heap_live_bytes[h] = (uint64_t)live.by_heap[h].est_bytes;
         int64_t peak = memprof_cfg.track_live ? memprof_live_bytes_of((enum memprof_heap)h).peak : 0;
         s->heap_peak_bytes[h] = peak > 0 ? (uint64_t)peak : 0;
     }
