@@ -33,19 +33,17 @@
 #include "options.h"
 #include "sysutil.h"
 
-/* Stacks the table can hold.  A Python program sampled at -c 1 makes stacks by the
- * hundred thousand (its lines multiply them): the fixture that imports numpy makes
- * 122,000.  The table is reserved, not committed: its pages, and its hash index's
- * (hash_index.c), are touched as stacks arrive. */
-#define DEFAULT_MAX_STACKS (1u << 19)
+/* The largest table capacities MEMPROF_MAX_STACKS and MEMPROF_MAX_LIVE may ask for. */
+#define MAX_STACKS_LIMIT (1u << 22)
+#define MAX_LIVE_LIMIT (1u << 28)
 
 struct memprof_config memprof_cfg = {
-    .rates = {MEMPROF_DEFAULT_RATE, 1},
+    .rates = {MEMPROF_DEFAULT_RATE, MEMPROF_DEFAULT_DEVICE_RATE},
     .max_depth = MEMPROF_DEFAULT_DEPTH,
-    .max_stacks = DEFAULT_MAX_STACKS,
-    .max_live = 1u << 24,
-    .log_cap = 100u << 20,
-    .log_files = 10,
+    .max_stacks = MEMPROF_DEFAULT_MAX_STACKS,
+    .max_live = MEMPROF_DEFAULT_MAX_LIVE,
+    .log_cap = MEMPROF_DEFAULT_LOG_FILE_BYTES,
+    .log_files = MEMPROF_DEFAULT_LOG_FILES,
     .report_fd = -1,
     .prefix = MEMPROF_DEFAULT_PREFIX,
 };
@@ -70,20 +68,20 @@ int memprof_set_prefix(const char *prefix)
 void memprof_options_from_environment(void)
 {
     memprof_cfg.rates.host = memprof_getenv_u64("MEMPROF_RATE", MEMPROF_DEFAULT_RATE);
-    memprof_cfg.rates.device = memprof_getenv_u64("MEMPROF_DEVICE_RATE", 1);
+    memprof_cfg.rates.device = memprof_getenv_u64("MEMPROF_DEVICE_RATE", MEMPROF_DEFAULT_DEVICE_RATE);
     if (memprof_cfg.rates.host == 0)
         memprof_cfg.rates.host = MEMPROF_DEFAULT_RATE;
     if (memprof_cfg.rates.device == 0)
-        memprof_cfg.rates.device = 1;
+        memprof_cfg.rates.device = MEMPROF_DEFAULT_DEVICE_RATE;
     memprof_cfg.max_depth = (int)memprof_getenv_u64("MEMPROF_DEPTH", MEMPROF_DEFAULT_DEPTH);
     if (memprof_cfg.max_depth <= 0 || memprof_cfg.max_depth > MEMPROF_MAX_DEPTH)
         memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;
     memprof_cfg.max_stacks = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_STACKS", memprof_cfg.max_stacks);
-    if (memprof_cfg.max_stacks == 0 || memprof_cfg.max_stacks > (1u << 22))
-        memprof_cfg.max_stacks = DEFAULT_MAX_STACKS;
+    if (memprof_cfg.max_stacks == 0 || memprof_cfg.max_stacks > MAX_STACKS_LIMIT)
+        memprof_cfg.max_stacks = MEMPROF_DEFAULT_MAX_STACKS;
     memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
-    if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > (1u << 28))
-        memprof_cfg.max_live = 1u << 24;
+    if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > MAX_LIVE_LIMIT)
+        memprof_cfg.max_live = MEMPROF_DEFAULT_MAX_LIVE;
     const char *unwind = getenv("MEMPROF_UNWIND");
     memprof_cfg.unwinder = !unwind || !*unwind || strcmp(unwind, "hybrid") == 0 ? UNWIND_HYBRID
                            : strcmp(unwind, "fp") == 0                           ? UNWIND_FRAME_POINTER
