@@ -17,8 +17,14 @@ LDLIBS_LIB  := -lunwind -ldl -lm -pthread
 SAMPLER_SRC := $(wildcard sampler/*.c)
 SAMPLER_HDR := $(wildcard sampler/*.h)
 FIXTURE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -pthread
+# The C unit tests: each built with the one module it tests (and sysutil.c) under
+# AddressSanitizer and UBSan, which stop the test at the first fault.
+UNIT_DIR    := tests/sampler/unit
+UNIT_TESTS  := $(patsubst $(UNIT_DIR)/%.c,$(BUILD)/unit/%,$(wildcard $(UNIT_DIR)/test_*.c))
+UNIT_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -D_GNU_SOURCE \
+               -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -Isampler
 
-.PHONY: all setup deps bench-deps venv build test demo bench lint clean
+.PHONY: all setup deps bench-deps venv build c-unit test demo bench lint clean
 
 all: build
 
@@ -87,7 +93,15 @@ $(BUILD)/examples/leaky: examples/leaky.c
 	@mkdir -p $(BUILD)/examples
 	$(CC) $(FIXTURE_CFLAGS) -o $@ $<
 
+$(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c sampler/%.c sampler/sysutil.c $(SAMPLER_HDR) $(UNIT_DIR)/unit.h
+	@mkdir -p $(@D)
+	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^)
+
 # --- jobs -------------------------------------------------------------------
+# The C unit tests alone; `make test` runs them too (tests/sampler/test_c_units.py).
+c-unit: $(UNIT_TESTS)
+	@for t in $^; do echo "== $$t"; $$t || exit 1; done
+
 test: setup build $(VENV)/.torch
 	$(VENV)/bin/pytest -q tests
 

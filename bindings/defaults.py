@@ -1,7 +1,7 @@
 """What a capture takes when it is not told otherwise: the one home of these values on the
 Python side (the command lines, the API, launching, the gate). The sampler's own defaults,
 for a program started without mem_profiler, are the same values in C
-(sampler/memprof_internal.h, sampler/capture.c); a test compares them."""
+(sampler/defaults.h); a test compares them."""
 
 RATE = 1024  # mean bytes between samples of the host heap
 DEVICE_RATE = 1  # of the device and HAL heaps: every allocation
@@ -10,3 +10,5 @@ MAX_DEPTH = 128  # the sampler's largest stack
 PREFIX = "./custom_profiler_"
 LOG_FILE_BYTES = 100 << 20  # log mode: bytes per event log file
 LOG_FILES = 10  # log mode: event log files kept
+MAX_STACKS = 1 << 19  # the stack table's capacity (MEMPROF_MAX_STACKS; no command line sets it)
+MAX_LIVE = 1 << 24  # the live table's, in samples (MEMPROF_MAX_LIVE; nor this)

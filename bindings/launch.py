@@ -20,7 +20,7 @@ class LaunchError(RuntimeError):
 
 @dataclass
 class CaptureSettings:
-    """What the sampler is told through its environment (see sampler/capture.c)."""
+    """What the sampler is told through its environment (see sampler/options.c)."""
 
     rate: int = defaults.RATE
     device_rate: int = defaults.DEVICE_RATE

@@ -28,8 +28,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
+#include "event_log.h"
+#include "got_hooks.h"
+#include "hooks_python.h"
 #include "memprof_control.h"
-#include "memprof_internal.h"
+#include "options.h"
+#include "real_function.h"
+#include "sysutil.h"
+#include "thread_state.h"
+#include "window.h"
 
 _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slot");
 

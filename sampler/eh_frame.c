@@ -289,6 +289,13 @@ static void take_block(struct reader *r, uintptr_t *start, uintptr_t *end)
     *end = r->p;
 }
 
+/* A factored offset times the data alignment, wrapping as the machine does: a corrupt
+ * one gives some offset, never signed overflow. */
+static int64_t factored(uint64_t n, int64_t align)
+{
+    return (int64_t)(n * (uint64_t)align);
+}
+
 /* Runs instructions [insns, end) into row; false on malformed data. */
 static bool run_program(struct program *pg, struct row *row, uintptr_t insns, uintptr_t end,
                         uintptr_t lo)
@@ -305,7 +312,7 @@ static bool run_program(struct program *pg, struct row *row, uintptr_t insns, ui
                 return true;
             continue;
         case 0x80:   /* DW_CFA_offset */
-            set_rule(row, pg, op & 0x3f, (struct reg_rule){HOW_OFFSET, (int64_t)uleb(&r) * daf, 0, 0});
+            set_rule(row, pg, op & 0x3f, (struct reg_rule){HOW_OFFSET, factored(uleb(&r), daf), 0, 0});
             continue;
         case 0xc0:   /* DW_CFA_restore */
             restore_rule(row, pg, op & 0x3f);
@@ -329,15 +336,16 @@ static bool run_program(struct program *pg, struct row *row, uintptr_t insns, ui
             break;
         case 0x05:   /* DW_CFA_offset_extended */
             reg = uleb(&r);
-            set_rule(row, pg, reg, (struct reg_rule){HOW_OFFSET, (int64_t)uleb(&r) * daf, 0, 0});
+            set_rule(row, pg, reg, (struct reg_rule){HOW_OFFSET, factored(uleb(&r), daf), 0, 0});
             break;
         case 0x11:   /* DW_CFA_offset_extended_sf */
             reg = uleb(&r);
-            set_rule(row, pg, reg, (struct reg_rule){HOW_OFFSET, sleb(&r) * daf, 0, 0});
+            set_rule(row, pg, reg,
+                     (struct reg_rule){HOW_OFFSET, factored((uint64_t)sleb(&r), daf), 0, 0});
             break;
         case 0x2f:   /* DW_CFA_GNU_negative_offset_extended */
             reg = uleb(&r);
-            set_rule(row, pg, reg, (struct reg_rule){HOW_OFFSET, -(int64_t)uleb(&r) * daf, 0, 0});
+            set_rule(row, pg, reg, (struct reg_rule){HOW_OFFSET, factored(-uleb(&r), daf), 0, 0});
             break;
         case 0x06:   /* DW_CFA_restore_extended */
             restore_rule(row, pg, uleb(&r));
@@ -387,7 +395,7 @@ static bool run_program(struct program *pg, struct row *row, uintptr_t insns, ui
             break;
         case 0x12:   /* DW_CFA_def_cfa_sf */
             row->cfa_reg = uleb(&r);
-            row->cfa_offset = sleb(&r) * daf;
+            row->cfa_offset = factored((uint64_t)sleb(&r), daf);
             row->cfa_expr = 0;
             break;
         case 0x0d:   /* DW_CFA_def_cfa_register */
@@ -398,7 +406,7 @@ static bool run_program(struct program *pg, struct row *row, uintptr_t insns, ui
             row->cfa_offset = (int64_t)uleb(&r);
             break;
         case 0x13:   /* DW_CFA_def_cfa_offset_sf */
-            row->cfa_offset = sleb(&r) * daf;
+            row->cfa_offset = factored((uint64_t)sleb(&r), daf);
             break;
         case 0x0f:   /* DW_CFA_def_cfa_expression */
             take_block(&r, &row->cfa_expr, &row->cfa_expr_end);
@@ -530,7 +538,7 @@ static bool evaluate(uintptr_t expr, uintptr_t end, uintptr_t lo, uintptr_t pc, 
             case 0x23:                                            /* plus_uconst */
                 if (n < 1 || st[n - 1].deref)
                     return false;
-                st[n - 1].offset += (int64_t)uleb(&r);
+                st[n - 1].offset = (int64_t)((uint64_t)st[n - 1].offset + uleb(&r));
                 push = false;
                 break;
             default:

@@ -4,7 +4,7 @@
 #ifndef MEMPROF_EH_FRAME_H
 #define MEMPROF_EH_FRAME_H
 
-#include "memprof_internal.h"
+#include "common.h"
 
 enum unwind_rule_kind {
     RULE_NONE = 0,    /* no unwind information here (JIT code, a bad address): the walk stops */

@@ -18,8 +18,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "event_log.h"
+#include "hooks_device.h"
+#include "live_bytes.h"
 #include "memprof_log.h"
+#include "options.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "thread_state.h"
 
 #define BUF_BYTES (1u << 20)
 #define CHUNK_EVENTS 256
@@ -224,8 +231,8 @@ int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned fi
         memcpy(header.magic, MEMPROF_LOG_MAGIC, sizeof header.magic);
         header.version = MEMPROF_LOG_VERSION;
         header.pid = (int32_t)getpid();
-        header.rate = memprof_cfg.rate;
-        header.device_rate = memprof_cfg.device_rate;
+        header.rate = memprof_cfg.rates.host;
+        header.device_rate = memprof_cfg.rates.device;
         header.start_ns = memprof_now_ns();
         header.interval_ms = MEMPROF_LOG_INTERVAL_MS;
         log_error = 0;

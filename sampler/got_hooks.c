@@ -23,7 +23,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "control.h"
+#include "got_hooks.h"
+#include "hooks_device.h"
+#include "hooks_dlsym.h"
+#include "hooks_malloc.h"
 
 /* ---- which library this is ----------------------------------------------------- */
 static bool injected;

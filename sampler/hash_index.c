@@ -14,7 +14,9 @@
  * lock in the current array). */
 #include <sys/mman.h>
 
-#include "memprof_internal.h"
+#include "hash_index.h"
+#include "spin_lock.h"
+#include "sysutil.h"
 
 #define FIRST_SLOTS 1024
 
@@ -44,11 +46,14 @@ int memprof_index_init(struct memprof_index *x, uint32_t capacity)
     return 0;
 }
 
-/* Single-threaded (a forked child): the current array emptied, the lock free. */
+/* Single-threaded (a forked child): the current array emptied, the lock free.  The
+ * pages are given back from the array's start, as madvise wants, and its mask put back. */
 void memprof_index_reset(struct memprof_index *x)
 {
     struct memprof_index_array *a = atomic_load(&x->array);
-    memprof_zero_pages((void *)a->slots, sizeof(uint64_t) * ((size_t)a->mask + 1));
+    uint32_t mask = a->mask;
+    memprof_zero_pages(a, array_bytes(mask + 1));
+    a->mask = mask;
     x->count = 0;
     atomic_store(&x->lock, 0);
 }

@@ -11,8 +11,24 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "estimate.h"
+#include "event_log.h"
+#include "heap_writer.h"
+#include "live_bytes.h"
 #include "memprof.h"
-#include "memprof_internal.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "unwind.h"
+
+const char *const memprof_heap_names[HEAP_COUNT] = {
+    [HEAP_HOST] = "host", [HEAP_CUDA] = "cuda", [HEAP_CUDA_HOST] = "cuda_host",
+    [HEAP_ACL] = "acl", [HEAP_ACL_HOST] = "acl_host", [HEAP_HAL] = "hal",
+};
 
 #define BUF_CAP (1u << 18)   /* flushed when full: 256 KiB of pages, whatever the file's size */
 
@@ -262,30 +278,12 @@ struct counts {
     struct memprof_stack_totals *cur;   /* live now */
     uint32_t nstacks;
     size_t bytes;
-    uint64_t rate, device_rate;
 };
-
-static void add_live(uint32_t stack, uint64_t size, void *arg)
-{
-    struct counts *c = arg;
-    if (stack >= c->nstacks)
-        return;
-    struct memprof_stack_key k;
-    memprof_stack_get(stack, &k);
-    double weight = memprof_sample_weight(size, k.heap == HEAP_HOST ? c->rate : c->device_rate);
-    struct memprof_stack_totals *t = &c->cur[stack];
-    t->objs += 1;
-    t->bytes += size;
-    t->est_objs += weight;
-    t->est_bytes += weight * (double)size;
-}
 
 static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
 {
     c->nstacks = memprof_stack_ids();
     c->bytes = sizeof(struct memprof_stack_totals) * ((size_t)c->nstacks + 1);
-    c->rate = w->rate;
-    c->device_rate = w->device_rate;
     c->acc = memprof_map(c->bytes);
     c->cur = memprof_map(c->bytes);
     if (c->acc == NULL || c->cur == NULL)
@@ -293,7 +291,8 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
     /* The live table before the counters: a sample counts before it goes live
      * (record_sample), so one taken between the two reads is allocated and not yet
      * in use, never the other way round: no stack is more in use than allocated. */
-    memprof_live_foreach(add_live, c);
+    struct memprof_live_totals live = {.by_stack = c->cur, .nstacks = c->nstacks};
+    memprof_live_totals(w->rates, &live);
     memprof_stack_counts_sum(c->acc, c->nstacks, w->id);
     return true;
 }
@@ -428,7 +427,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     }
 
     puts_(o, "heap_v2/");
-    put_u64(o, heap == HEAP_HOST ? w->rate : w->device_rate);
+    put_u64(o, memprof_heap_rate(w->rates, heap));
     puts_(o, "\n# mem_profiler " MEMPROF_VERSION "\n# pid: ");
     put_u64(o, (uint64_t)getpid());
     if (w->forked_from != 0) {

@@ -29,7 +29,13 @@
  *   each range is noted with its stack while registered or open (notes.c). */
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "got_hooks.h"
+#include "hooks_device.h"
+#include "notes.h"
+#include "real_function.h"
+#include "sample.h"
+#include "thread_state.h"
+#include "window.h"
 
 #define CUDA_NOT_INITIALIZED 3    /* cudaErrorInitializationError, CUDA_ERROR_NOT_INITIALIZED */
 #define ACL_NOT_INITIALIZED 100001

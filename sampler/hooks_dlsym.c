@@ -10,7 +10,8 @@
  * mean the same from any caller, pass through C. */
 #include <dlfcn.h>
 
-#include "memprof_internal.h"
+#include "hooks_device.h"
+#include "hooks_dlsym.h"
 
 void *(*memprof_real_dlsym)(void *, const char *);
 

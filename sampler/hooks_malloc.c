@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "got_hooks.h"
+#include "hooks_malloc.h"
+#include "sample.h"
 
 static void *(*real_malloc)(size_t);
 static void *(*real_calloc)(size_t, size_t);

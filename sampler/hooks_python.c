@@ -9,7 +9,13 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "control.h"
+#include "hooks_python.h"
+#include "options.h"
+#include "sample.h"
+#include "sysutil.h"
+#include "thread_state.h"
+#include "window.h"
 
 /* PyMemAllocatorEx and PyMemAllocatorDomain, the same from 3.5 to 3.13. */
 struct py_allocator {

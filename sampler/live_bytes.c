@@ -3,7 +3,10 @@
  * sampled allocation adds its unsampled estimate, its size times its weight, and
  * its free takes the same back.  These are shared counters, so they are kept
  * only when the window asks for them (memprof_cfg.track_live). */
-#include "memprof_internal.h"
+#include "estimate.h"
+#include "live_bytes.h"
+#include "options.h"
+#include "sysutil.h"
 
 struct heap_live {
     _Atomic int64_t now;
@@ -16,8 +19,7 @@ static struct heap_live live[HEAP_COUNT];
 
 static int64_t estimate(enum memprof_heap heap, uint64_t size)
 {
-    uint64_t rate = heap == HEAP_HOST ? memprof_cfg.rate : memprof_cfg.device_rate;
-    return (int64_t)((double)size * memprof_sample_weight(size, rate) + 0.5);
+    return (int64_t)((double)size * memprof_sample_weight(memprof_cfg.rates, heap, size) + 0.5);
 }
 
 static void raise_to(_Atomic int64_t *max, int64_t value)

@@ -2,7 +2,7 @@
  * for recognising the free of a sampled block.
  *
  * Most frees are of unsampled blocks, so a filter answers them with one load
- * (inline in the free hook, see memprof_internal.h); only a cell that may
+ * (inline in the free hook, see live_table.h); only a cell that may
  * hold the pointer leads into the table.  The table is split into stripes, each a small
  * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
@@ -14,7 +14,9 @@
  * Entries are 16 bytes: the pointer, and size and stack id in one word. */
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "live_table.h"
+#include "spin_lock.h"
+#include "sysutil.h"
 
 #define LIVE_STRIPES 256
 #define MIN_SLOTS 256                    /* one page */

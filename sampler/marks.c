@@ -4,9 +4,12 @@
  * not seen).  The hooks forward to the real library when one is loaded. */
 #include <stdint.h>
 
+#include "common.h"
+#include "event_log.h"
 #include "memprof.h"
-#include "memprof_internal.h"
 #include "memprof_log.h"
+#include "real_function.h"
+#include "thread_state.h"
 
 static _Atomic uint64_t next_range = 1;
 static _Atomic uint64_t steps;

@@ -17,7 +17,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "notes.h"
+#include "sysutil.h"
 
 struct note_list {
     struct memprof_note kept[MEMPROF_MAX_NOTES];   /* in the order they came */

@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "hash_index.h"
+#include "python_frames.h"
+#include "sysutil.h"
 
 /* Offsets into the interpreter's structures, and how its frames are chained. */
 struct py_layout {

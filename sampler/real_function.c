@@ -8,7 +8,9 @@
 #include <link.h>
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "hooks_dlsym.h"
+#include "real_function.h"
+#include "thread_state.h"
 
 struct library_search {
     const char *prefix;

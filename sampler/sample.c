@@ -9,16 +9,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "defaults.h"
+#include "estimate.h"
+#include "event_log.h"
+#include "live_bytes.h"
+#include "live_table.h"
 #include "memprof_log.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "stack_table.h"
+#include "thread_block.h"
+#include "thread_state.h"
+#include "unwind.h"
+#include "window.h"
 
 __thread struct memprof_thread memprof_thread TLS_IE;
 struct memprof_drops memprof_drops;
-
-double memprof_sample_weight(uint64_t size, uint64_t rate)
-{
-    return rate > 1 && size > 0 ? 1.0 / -expm1(-(double)size / (double)rate) : 1.0;
-}
 
 void memprof_drops_reset(void)
 {
@@ -106,8 +114,7 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
     enum memprof_heap heap = key_heap(key);
     uintptr_t frames[STACK_ROOM];
     struct memprof_stack_key k = {frames, capture_stack(frames), heap, label};
-    double weight = memprof_sample_weight(size, heap == HEAP_HOST ? memprof_cfg.rate
-                                                                   : memprof_cfg.device_rate);
+    double weight = memprof_sample_weight(memprof_cfg.rates, heap, size);
     uint32_t stack = memprof_stack_intern(&k);
     if (stack == STACK_NONE)
         drop(&memprof_drops.stack_table, weight, size);
@@ -132,7 +139,7 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
         return;   /* the sampler's own allocation */
     t->busy = 1;
 
-    uint64_t rate = memprof_cfg.rate;
+    uint64_t rate = memprof_cfg.rates.host;
     if (t->window != window) {
         t->window = window;
         t->countdown = draw_countdown(t, rate) - (int64_t)size;
@@ -157,7 +164,7 @@ void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, 
     if (window == 0 || t->busy)
         return;
     t->busy = 1;
-    uint64_t rate = memprof_cfg.device_rate;
+    uint64_t rate = memprof_cfg.rates.device;
     if (t->device_window != window) {
         t->device_window = window;
         for (int h = 0; h < HEAP_COUNT; h++)
@@ -180,6 +187,9 @@ void memprof_device_free(enum memprof_heap heap, uintptr_t key)
         memprof_take_sample((void *)live_key(heap, key), &stack, &size);
 }
 
+/* A noted event's stack, kept apart from the heap's own stacks. */
+#define NOTED_HEAP(heap) ((uint32_t)(heap) | 0x100u)
+
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
                          struct memprof_note note)
 {
@@ -188,7 +198,7 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
         return;
     t->busy = 1;
     uintptr_t frames[STACK_ROOM];
-    struct memprof_stack_key k = {frames, capture_stack(frames), MEMPROF_NOTED_HEAP(heap), 0};
+    struct memprof_stack_key k = {frames, capture_stack(frames), NOTED_HEAP(heap), 0};
     note.stack = memprof_stack_intern(&k);
     memprof_note_add(list, heap, note);
     t->busy = 0;

@@ -9,7 +9,12 @@
  * dropped. */
 #include <string.h>
 
-#include "memprof_internal.h"
+#include "defaults.h"
+#include "hash_index.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "thread_state.h"
 
 struct stack_record {                /* by id; written before its id is published */
     uint64_t frames_at;              /* index into the frame pool */

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "memprof_internal.h"
+#include "sysutil.h"
 
 void *memprof_map(size_t bytes)
 {

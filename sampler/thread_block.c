@@ -11,7 +11,10 @@
  * events (which an adopting thread takes over). */
 #include <pthread.h>
 
-#include "memprof_internal.h"
+#include "estimate.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "thread_state.h"
 
 struct thread_block {
     struct thread_block *next;

@@ -34,8 +34,12 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "defaults.h"
 #include "eh_frame.h"
-#include "memprof_internal.h"
+#include "options.h"
+#include "sysutil.h"
+#include "thread_state.h"
+#include "unwind.h"
 
 static uintptr_t self_lo, self_hi;   /* libmemprof.so's mapped range */
 

@@ -116,7 +116,7 @@ class LiveView:
             )
         rss = procfs.rss_bytes(self.pid)
         profiles = []
-        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/capture.c).
+        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/window.c).
         for path in window_files(window_stem(self._prefix, self.pid, 0)).values():
             try:
                 profiles.append(read_heap(path))

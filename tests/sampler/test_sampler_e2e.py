@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -343,7 +344,7 @@ def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
 
 def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
     """A program started with the sampler and no settings captures as mem_profiler's
-    defaults say (mem_profiler.defaults mirrors sampler/memprof_internal.h); a depth
+    defaults say (mem_profiler.defaults mirrors sampler/defaults.h); a depth
     beyond the largest falls back to the default."""
     env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "PATH": "/usr/bin:/bin"}
     for depth, expected in (
@@ -360,6 +361,31 @@ def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
         assert heap_file_pattern(defaults.PREFIX).match(heap.name), heap.name
         profile = read_heap(heap)
         assert (profile.rate, int(profile.meta["max_depth"])) == (defaults.RATE, expected)
+
+
+def test_each_default_of_the_sampler_is_the_python_one(tmp_path):
+    """Every #define of sampler/defaults.h, as the C compiler reads it, is the value of
+    mem_profiler.defaults under its name less MEMPROF_ and DEFAULT_, and every default
+    there is one of them."""
+    header = (ROOT / "sampler" / "defaults.h").read_text()
+    names = re.findall(r"^#define (MEMPROF_\w+) ", header, re.MULTILINE)
+    python_name = {name: re.sub(r"^MEMPROF_(DEFAULT_)?", "", name) for name in names}
+    assert set(python_name.values()) == {name for name in vars(defaults) if name.isupper()}
+    program = tmp_path / "defaults.c"
+    program.write_text(
+        '#include <stdio.h>\n#include "defaults.h"\n'
+        'static void text(const char *v) { printf("%s\\n", v); }\n'
+        'static void number(unsigned long long v) { printf("%llu\\n", v); }\n'
+        "int main(void) {\n"
+        + "".join(f"_Generic(({n}), char *: text, default: number)({n});\n" for n in names)
+        + "}\n"
+    )
+    exe = tmp_path / "defaults"
+    subprocess.run(["gcc", "-I", str(ROOT / "sampler"), "-o", str(exe), str(program)], check=True)
+    c_values = subprocess.check_output([exe], text=True).splitlines()
+    assert dict(zip(names, c_values, strict=True)) == {
+        name: str(getattr(defaults, python_name[name])) for name in names
+    }
 
 
 def test_exit_status_passes_through_and_children_are_not_followed(build_fixture, tmp_path):

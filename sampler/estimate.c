@@ -1,0 +1,34 @@
+/* The in-use estimates of the live samples, for the .heap files and the status. */
+#include "estimate.h"
+#include "live_table.h"
+#include "stack_table.h"
+
+struct live_sum {
+    struct memprof_rates rates;
+    struct memprof_live_totals *t;
+};
+
+static void add_totals(struct memprof_stack_totals *t, uint64_t size, double weight)
+{
+    t->objs += 1;
+    t->bytes += size;
+    t->est_objs += weight;
+    t->est_bytes += weight * (double)size;
+}
+
+static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
+{
+    const struct live_sum *sum = arg;
+    struct memprof_stack_key k;
+    memprof_stack_get(stack, &k);
+    double weight = memprof_sample_weight(sum->rates, k.heap, size);
+    add_totals(&sum->t->by_heap[k.heap], size, weight);
+    if (sum->t->by_stack != NULL && stack < sum->t->nstacks)
+        add_totals(&sum->t->by_stack[stack], size, weight);
+}
+
+void memprof_live_totals(struct memprof_rates rates, struct memprof_live_totals *t)
+{
+    struct live_sum sum = {rates, t};
+    memprof_live_foreach(add_live_sample, &sum);
+}

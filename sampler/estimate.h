@@ -1,0 +1,47 @@
+/* What the samples stand for (estimate.c): the rate each heap is sampled at, the
+ * weight of one sample, and the in-use estimates of the live samples. */
+#ifndef MEMPROF_ESTIMATE_H
+#define MEMPROF_ESTIMATE_H
+
+#include <math.h>
+
+#include "common.h"
+
+/* Mean bytes between samples (1: every allocation). */
+struct memprof_rates {
+    uint64_t host;      /* the host heap's */
+    uint64_t device;    /* every device and HAL heap's */
+};
+
+static inline uint64_t memprof_heap_rate(struct memprof_rates rates, uint32_t heap)
+{
+    return heap == HEAP_HOST ? rates.host : rates.device;
+}
+
+/* How many allocations one sample of `size` bytes of `heap` stands for:
+ * 1 / (1 - exp(-size/rate)), the inverse of its chance of being sampled (1 at rate 1).
+ * Summed per stack it gives unbiased object and byte counts, whatever the mix of sizes. */
+static inline double memprof_sample_weight(struct memprof_rates rates, uint32_t heap, uint64_t size)
+{
+    uint64_t rate = memprof_heap_rate(rates, heap);
+    return rate > 1 && size > 0 ? 1.0 / -expm1(-(double)size / (double)rate) : 1.0;
+}
+
+/* Counts of samples: how many and their bytes, as jeprof reads them, and the sums of
+ * their weights and of their weighted sizes, the unbiased estimates. */
+struct memprof_stack_totals {
+    uint64_t objs, bytes;
+    double est_objs, est_bytes;
+};
+
+/* The live samples' totals, per stack (by_stack[id] for the ids below nstacks, when
+ * by_stack is given) and per heap. */
+struct memprof_live_totals {
+    struct memprof_stack_totals *by_stack;
+    uint32_t nstacks;
+    struct memprof_stack_totals by_heap[HEAP_COUNT];
+};
+/* Adds each live sample, weighted at its heap's rate, into t. */
+void memprof_live_totals(struct memprof_rates rates, struct memprof_live_totals *t) HIDDEN;
+
+#endif

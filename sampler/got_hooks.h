@@ -1,0 +1,19 @@
+/* Hooks by GOT redirection in an injected sampler (got_hooks.c). */
+#ifndef MEMPROF_GOT_HOOKS_H
+#define MEMPROF_GOT_HOOKS_H
+
+#include "common.h"
+
+bool memprof_detect_injection(void) HIDDEN;   /* once, from a constructor */
+bool memprof_is_injected(void) HIDDEN;
+int memprof_got_arm(void) HIDDEN;              /* when a window opens; no-op if preloaded */
+void memprof_got_disarm(void) HIDDEN;          /* when it closes: every slot back */
+void memprof_got_after_fork(void) HIDDEN;
+uint32_t memprof_got_redirected(void) HIDDEN;  /* slots holding a hook now */
+/* A module's own hook of a relocated name (memprof_*_hook_for) is taken through this
+ * alias: taken by name, an exported hook resolves to the library's own function in an
+ * injected sampler; hook_<name>, a hidden alias, is always ours. */
+#define MEMPROF_LOCAL_ALIAS(name, ...) \
+    extern __typeof__(name) hook_##name __attribute__((alias(#name), copy(name))) HIDDEN;
+
+#endif

@@ -1,0 +1,28 @@
+/* The hash -> id index of the interning tables (hash_index.c). */
+#ifndef MEMPROF_HASH_INDEX_H
+#define MEMPROF_HASH_INDEX_H
+
+#include "common.h"
+
+#define MEMPROF_INDEX_NONE UINT32_MAX
+struct memprof_index_array;
+struct memprof_index {
+    _Atomic(struct memprof_index_array *) array;
+    _Atomic int lock;
+    uint32_t count, max_slots;
+};
+/* What is looked up: the key, and whether entry `id` holds it. */
+struct memprof_index_key {
+    const void *key;
+    bool (*same)(uint32_t id, const void *key);
+};
+int memprof_index_init(struct memprof_index *x, uint32_t capacity) HIDDEN;
+void memprof_index_reset(struct memprof_index *x) HIDDEN;
+/* The id of the key's entry, found without a lock; if there is none yet, the entry
+ * made by make (which returns its id, or MEMPROF_INDEX_NONE when its table is full)
+ * under the index's lock.  MEMPROF_INDEX_NONE when full. */
+uint32_t memprof_index_intern(struct memprof_index *x, uint64_t hash,
+                              const struct memprof_index_key *k,
+                              uint32_t (*make)(const void *key)) HIDDEN;
+
+#endif

@@ -1,0 +1,24 @@
+/* The .heap files (heap_writer.c). */
+#ifndef MEMPROF_HEAP_WRITER_H
+#define MEMPROF_HEAP_WRITER_H
+
+#include "common.h"
+#include "estimate.h"
+
+/* The heaps' names, as their files and the API give them. */
+extern const char *const memprof_heap_names[HEAP_COUNT] HIDDEN;
+
+struct memprof_window_info {
+    uint32_t id;
+    struct memprof_rates rates;
+    int max_depth;
+    uint64_t start_ns, end_ns;
+    int32_t forked_from;         /* a forked child's parent, whose window it carries on */
+};
+/* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
+ * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out
+ * receives the host file's name. */
+int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,
+                       uint32_t heaps, char *path_out, size_t path_len) HIDDEN;
+
+#endif

@@ -1,0 +1,66 @@
+/* The sampler's life in its process: set up at load (configuration, the control
+ * thread, a window when asked for), started afresh in a forked child, and at exit
+ * the open window's files written. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "control.h"
+#include "event_log.h"
+#include "failure_pipe.h"
+#include "got_hooks.h"
+#include "hooks_python.h"
+#include "live_bytes.h"
+#include "memprof.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "sysutil.h"
+#include "thread_state.h"
+#include "unwind.h"
+#include "window.h"
+
+/* A forked child is a process of its own.  Each module first drops what it cannot keep
+ * of the parent's (locks a thread of the parent may have held, counters, the log),
+ * then the window is carried on or ended (window.c), and last the child gets a control
+ * block and thread of its own, which find nothing of the parent's left. */
+static void on_fork_child(void)
+{
+    memprof_got_after_fork();
+    memprof_python_after_fork();
+    memprof_pymem_after_fork();
+    memprof_drops_reset();
+    memprof_notes_after_fork();
+    memprof_live_bytes_reset();
+    memprof_log_after_fork();
+    memprof_thread.tid = 0;
+    memprof_window_after_fork();
+    if (memprof_cfg.control)
+        memprof_control_after_fork();
+}
+
+__attribute__((constructor(102))) static void process_init(void)
+{
+    memprof_enter();
+    memprof_options_from_environment();
+    memprof_unwind_init();
+    memprof_failure_pipe_open(memprof_cfg.report_fd);
+    pthread_atfork(NULL, NULL, on_fork_child);
+    memprof_leave();
+
+    /* The control thread first: pthread_create allocates its thread's memory through
+     * the program's malloc, which must not fall inside the window. */
+    if (memprof_cfg.control)
+        memprof_control_init();
+    if (memprof_cfg.capture_at_load &&
+        memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0)
+        memprof_log("could not start capturing: %s", strerror(errno));
+}
+
+__attribute__((destructor)) static void process_fini(void)
+{
+    if (atomic_load(&memprof_active_window) != 0)
+        memprof_stop(NULL, 0);
+    memprof_control_fini();
+}

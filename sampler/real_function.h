@@ -1,0 +1,15 @@
+/* The real functions of other libraries' hooks (real_function.c). */
+#ifndef MEMPROF_REAL_FUNCTION_H
+#define MEMPROF_REAL_FUNCTION_H
+
+#include "common.h"
+
+struct memprof_real_fn {
+    const char *symbol;
+    const char *library;      /* basename prefix of the library defining it */
+    const char *fallback;     /* a twin with the same signature, or NULL */
+    _Atomic(void *) fn;
+};
+void *memprof_real_function(struct memprof_real_fn *r) HIDDEN;
+
+#endif

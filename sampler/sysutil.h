@@ -1,0 +1,25 @@
+/* System helpers (sysutil.c): memory straight from mmap, clocks, files, messages. */
+#ifndef MEMPROF_SYSUTIL_H
+#define MEMPROF_SYSUTIL_H
+
+#include "common.h"
+
+void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc */
+void memprof_unmap(void *p, size_t bytes) HIDDEN;
+void memprof_zero_pages(void *p, size_t bytes) HIDDEN;  /* back to zero pages */
+uint64_t memprof_now_ns(void) HIDDEN;             /* CLOCK_REALTIME */
+uint64_t memprof_getenv_u64(const char *name, uint64_t fallback) HIDDEN;
+/* write() until done; -1 with errno (ENOSPC for a write of nothing) on failure. */
+int memprof_write_all(int fd, const void *data, size_t len) HIDDEN;
+void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredictable */
+/* Creates <final>.<random>.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
+ * nothing planted in the folder (a link, a file of another user) can redirect
+ * or truncate what we write; tmp receives its name.  A file descriptor, or -1. */
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len) HIDDEN;
+/* fsync, close and rename tmp into place; on failure tmp is removed, errno says why. */
+int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
+/* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
+size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;
+void memprof_log(const char *fmt, ...) HIDDEN __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,297 @@
+/* Capture windows: opening and closing them (for the memprof_* API and the control
+ * thread's requests), writing their files, their deadline, the status the control
+ * block publishes, and what becomes of an open window in a forked child. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "defaults.h"
+#include "estimate.h"
+#include "event_log.h"
+#include "failure_pipe.h"
+#include "got_hooks.h"
+#include "heap_writer.h"
+#include "hooks_device.h"
+#include "hooks_python.h"
+#include "live_bytes.h"
+#include "live_table.h"
+#include "notes.h"
+#include "options.h"
+#include "python_frames.h"
+#include "sample.h"
+#include "stack_table.h"
+#include "sysutil.h"
+#include "thread_block.h"
+#include "thread_state.h"
+#include "window.h"
+
+_Atomic uint32_t memprof_active_window;
+
+static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t last_window;
+static uint64_t window_start_ns;
+static _Atomic uint64_t window_deadline_ns;
+static bool window_is_view;                /* mem_profiler top's: its end writes no file */
+static unsigned dump_seq;                  /* .heap files written: failures do not count */
+static char last_dump[MEMPROF_PATH_MAX];
+static unsigned failed_dumps;
+static char dump_failure[MEMPROF_PATH_MAX + 128];   /* why the last failed dump failed */
+static bool tables_ready;
+static pid_t forked_from;  /* the parent whose window this forked child carries on, or 0 */
+
+static int prepare_tables(void)
+{
+    if (tables_ready) {   /* stack counters start over by themselves in a new window */
+        memprof_live_table_reset();
+        return 0;
+    }
+    if (memprof_stack_table_init(memprof_cfg.max_stacks) != 0 ||
+        memprof_live_table_init(memprof_cfg.max_live) != 0)
+        return -1;
+    tables_ready = true;
+    return 0;
+}
+
+/* The open window's event log, named after the dump `seq` that will close it. */
+static void open_window_log(unsigned seq)
+{
+    if (memprof_log_open(memprof_cfg.prefix, seq, memprof_cfg.log_cap, memprof_cfg.log_files) != 0)
+        memprof_log("could not write the event log next to %s: %s", memprof_cfg.prefix,
+                    strerror(errno));
+}
+
+int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
+                          uint64_t deadline_ns, bool view)
+{
+    if (rate == 0 || device_rate == 0 || max_depth < 0 || max_depth > MEMPROF_MAX_DEPTH) {
+        errno = EINVAL;
+        return -1;
+    }
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) != 0) {
+        errno = EBUSY;
+    } else if (prefix != NULL && memprof_set_prefix(prefix) != 0) {
+        errno = ENAMETOOLONG;
+    } else if (prepare_tables() != 0) {
+        errno = ENOMEM;
+    } else {
+        memprof_python_init();   /* an interpreter loaded since the last window */
+        memprof_cfg.rates = (struct memprof_rates){rate, device_rate};
+        memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
+        memprof_drops_reset();
+        memprof_notes_reset();
+        memprof_live_bytes_reset();
+        if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
+            memprof_cfg.track_live = true;
+            open_window_log(dump_seq + 1);
+        } else {
+            memprof_log_forget();   /* an earlier window's log is not this window's */
+        }
+        window_start_ns = memprof_now_ns();
+        atomic_store(&window_deadline_ns, deadline_ns);
+        window_is_view = view;
+        if (++last_window == 0)
+            last_window = 1;
+        memprof_pymem_find();
+        atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
+        if (memprof_got_arm() != 0)
+            memprof_log("could not redirect the GOT: allocations are not seen");
+        if (memprof_cfg.log_mode)
+            memprof_control_wake();
+        rc = 0;
+    }
+    pthread_mutex_unlock(&window_lock);
+    if (rc == 0)
+        memprof_pymem_sync();   /* Python's allocators wrapped */
+    memprof_leave();
+    return rc;
+}
+
+/* The open window until now, as its files describe it (window_lock held). */
+static struct memprof_window_info window_so_far(void)
+{
+    return (struct memprof_window_info){
+        .id = last_window,
+        .rates = memprof_cfg.rates,
+        .max_depth = memprof_cfg.max_depth,
+        .start_ns = window_start_ns,
+        .end_ns = memprof_now_ns(),
+        .forked_from = forked_from,
+    };
+}
+
+/* The open window's files, under the next sequence number (window_lock held). */
+static int dump_window(char *path_out, size_t path_len)
+{
+    struct memprof_window_info w = window_so_far();
+    char path[MEMPROF_PATH_MAX];
+    int rc = memprof_write_dump(&w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
+                                path, sizeof path);
+    if (rc == 0) {
+        dump_seq++;
+        strcpy(last_dump, path);
+        if (memprof_cfg.verbose)
+            memprof_log("wrote %s", path);
+    } else {
+        failed_dumps++;
+        int n = snprintf(dump_failure, sizeof dump_failure, "could not write %s%d.%04u.heap: %s",
+                         memprof_cfg.prefix, (int)getpid(), dump_seq + 1, strerror(errno));
+        (void)n;   /* it fits: memprof_set_prefix keeps the prefix 32 bytes short of the path limit */
+        memprof_report_failure(dump_failure);
+    }
+    if (rc == 0 && path_out != NULL && path_len > 0)
+        strncpy(path_out, path, path_len - 1)[path_len - 1] = '\0';
+    return rc;
+}
+
+/* Writes the open window's files; `close` ends the window first, and the end of a
+ * live view's window writes none (path_out is then ""). */
+static int write_window(bool close, char *path_out, size_t path_len)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) == 0) {
+        errno = ESRCH;
+    } else {
+        if (close) {
+            memprof_got_disarm();
+            atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
+            atomic_store(&window_deadline_ns, 0);
+            memprof_log_tick();   /* the window's last interval */
+            memprof_log_close();
+        }
+        if (!close || !window_is_view) {
+            rc = dump_window(path_out, path_len);
+        } else {
+            rc = 0;
+            if (path_out != NULL && path_len > 0)
+                path_out[0] = '\0';
+        }
+    }
+    pthread_mutex_unlock(&window_lock);
+    if (close) {
+        int saved = errno;
+        memprof_pymem_sync();   /* Python's allocators unwrapped */
+        errno = saved;
+    }
+    memprof_leave();
+    return rc;
+}
+
+int memprof_capture_stop(char *path_out, size_t path_len)
+{
+    return write_window(true, path_out, path_len);
+}
+
+int memprof_capture_dump(char *path_out, size_t path_len)
+{
+    return write_window(false, path_out, path_len);
+}
+
+int memprof_capture_snapshot(const char *prefix)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) == 0) {
+        errno = ESRCH;
+    } else if (prefix[0] != '/') {
+        errno = EINVAL;
+    } else {
+        struct memprof_window_info w = window_so_far();
+        char path[MEMPROF_PATH_MAX];
+        rc = memprof_write_dump(&w, prefix, 0, memprof_device_heaps_used(), path, sizeof path);
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
+}
+
+uint64_t memprof_capture_deadline(void)
+{
+    return atomic_load(&window_deadline_ns);
+}
+
+int memprof_capture_set_deadline(uint64_t deadline_ns)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = -1;
+    if (atomic_load(&memprof_active_window) == 0)
+        errno = ESRCH;
+    else if (deadline_ns == 0 || atomic_load(&window_deadline_ns) == 0)
+        errno = EINVAL;   /* a window without a deadline (opened in-process) gets none */
+    else {
+        atomic_store(&window_deadline_ns, deadline_ns);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
+}
+
+void memprof_capture_status(struct memprof_status *s)
+{
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    s->capturing = atomic_load(&memprof_active_window) != 0;
+    s->dumps = dump_seq;
+    s->window_start_ns = window_start_ns;
+    s->deadline_ns = atomic_load(&window_deadline_ns);
+    s->dropped_samples = memprof_dropped_samples();
+    strcpy(s->last_dump, last_dump);
+    s->failed_dumps = failed_dumps;
+    strcpy(s->dump_failure, dump_failure);
+    struct memprof_live_totals live = {.by_stack = NULL};
+    if (s->capturing)
+        memprof_live_totals(memprof_cfg.rates, &live);
+    s->live_samples = 0;
+    for (int h = 0; h < HEAP_COUNT; h++) {
+        s->live_samples += live.by_heap[h].objs;
+        s->heap_live_bytes[h] = (uint64_t)live.by_heap[h].est_bytes;
+        int64_t peak = memprof_cfg.track_live ? memprof_live_bytes_of((enum memprof_heap)h).peak : 0;
+        s->heap_peak_bytes[h] = peak > 0 ? (uint64_t)peak : 0;
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+}
+
+/* A forked child is a process of its own: empty tables, its own pid in the
+ * file names, sequence numbers from 1.  It carries on its parent's window only
+ * where forks are followed (MEMPROF_FOLLOW_FORK=1, `run --follow-fork`), under a
+ * new id so no counter of the parent's window is summed, and its files name the
+ * parent; otherwise the window ends unwritten there: a shell's subshells and a
+ * server's workers are not the program asked for (ARCHITECTURE.md, *Which
+ * processes are profiled*).  The GOT stays as it is: its hooks pass through
+ * while no window is open. */
+void memprof_window_after_fork(void)
+{
+    pid_t parent = getppid();
+    pthread_mutex_init(&window_lock, NULL);
+    if (tables_ready) {
+        memprof_stack_table_reset();
+        memprof_live_table_after_fork();
+        memprof_stack_counts_after_fork();
+    }
+    if (++last_window == 0)
+        last_window = 1;
+    bool follow = atomic_load(&memprof_active_window) != 0 && memprof_cfg.follow_fork;
+    atomic_store(&memprof_active_window, follow ? last_window : 0);
+    if (!follow)
+        atomic_store(&window_deadline_ns, 0);
+    forked_from = follow ? parent : 0;
+    last_dump[0] = '\0';
+    window_start_ns = memprof_now_ns();
+    dump_seq = 0;
+    failed_dumps = 0;
+    dump_failure[0] = '\0';
+    /* The child's window gets a log of its own, named after the child. */
+    if (follow && memprof_cfg.log_mode)
+        open_window_log(1);
+}

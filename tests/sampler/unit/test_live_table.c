@@ -1,0 +1,241 @@
+/* The live table (sampler/live_table.c) alone: many samples in and out, checked
+ * against a plain list; stripes that double at half full; the filter, which never
+ * says "not a sample" of a live one; and threads that share stripes and cells.
+ * The table keeps addresses as numbers, never reading at them. */
+#include <string.h>
+
+#include "live_table.h"
+#include "unit.h"
+
+struct sample {
+    uintptr_t ptr;
+    uint32_t stack;
+    uint64_t size;
+    bool live;
+};
+
+#define MANY 100000
+static struct sample samples[MANY];
+
+/* 16-byte aligned addresses in 64 regions of 64 MiB, neighbours in a region as an
+ * allocator hands them out: a filter cell counts at most 64 of them. */
+static void make_samples(struct sample *s, uint32_t n, uint64_t seed)
+{
+    uint64_t rng = seed;
+    for (uint32_t i = 0; i < n; i++) {
+        uintptr_t region = 0x7f0000000000ull + ((uintptr_t)(i % 64) << 26);
+        s[i] = (struct sample){region + 4096 + (uintptr_t)(i / 64) * 48 + 16 * (next_random(&rng) % 2),
+                               (uint32_t)(next_random(&rng) % 100000),
+                               1 + next_random(&rng) % 100000, false};
+    }
+}
+
+static void fresh_table(uint32_t capacity)
+{
+    memprof_live_table_reset();
+    CHECK_EQ(memprof_live_table_init(capacity), 0);
+}
+
+struct tally {
+    uint64_t count, sizes, mix;
+};
+
+static void add_to_tally(uint32_t stack, uint64_t size, void *arg)
+{
+    struct tally *t = arg;
+    t->count++;
+    t->sizes += size;
+    t->mix += (uint64_t)stack * 0x9e3779b97f4a7c15ull ^ size;
+}
+
+/* What memprof_live_foreach visits is what the list says is live. */
+static void check_contents(const struct sample *s, uint32_t n)
+{
+    struct tally want = {0, 0, 0}, seen = {0, 0, 0};
+    for (uint32_t i = 0; i < n; i++)
+        if (s[i].live)
+            add_to_tally(s[i].stack, s[i].size, &want);
+    memprof_live_foreach(add_to_tally, &seen);
+    CHECK_EQ(seen.count, want.count);
+    CHECK_EQ(seen.sizes, want.sizes);
+    CHECK_EQ(seen.mix, want.mix);
+    for (uint32_t i = 0; i < n; i++)
+        if (s[i].live)
+            CHECK(memprof_live_maybe(s[i].ptr));
+}
+
+static bool filter_is_empty(void)
+{
+    for (uint32_t i = 0; i < 1u << LIVE_FILTER_BITS; i++)
+        if (atomic_load(&memprof_live_filter[i]) != 0)
+            return false;
+    return true;
+}
+
+static void test_many_samples_in_and_out(void)
+{
+    fresh_table(1u << 20);
+    make_samples(samples, MANY, 1);
+    for (uint32_t i = 0; i < MANY; i++) {
+        memprof_live_prefetch(samples[i].ptr);
+        CHECK(memprof_live_insert(samples[i].ptr, samples[i].stack, samples[i].size));
+        samples[i].live = true;
+    }
+    check_contents(samples, MANY);
+
+    uint64_t rng = 2;
+    for (int round = 0; round < 3; round++) {
+        for (uint32_t i = 0; i < MANY; i++) {
+            if (next_random(&rng) % 3 != 0)
+                continue;
+            struct sample *s = &samples[i];
+            uint32_t stack = UINT32_MAX;
+            uint64_t size = 0;
+            CHECK_EQ(memprof_live_remove(s->ptr, &stack, &size), s->live);
+            if (s->live) {
+                CHECK_EQ(stack, s->stack);
+                CHECK_EQ(size, s->size);
+            } else {
+                CHECK(memprof_live_insert(s->ptr, s->stack, s->size));
+            }
+            s->live = !s->live;
+        }
+        check_contents(samples, MANY);
+    }
+
+    uint32_t stack;
+    uint64_t size;
+    for (uint32_t i = 0; i < MANY; i++)   /* addresses never sampled */
+        CHECK(!memprof_live_remove(samples[i].ptr + 8, &stack, &size));
+    for (uint32_t i = 0; i < MANY; i++)
+        if (samples[i].live) {
+            CHECK(memprof_live_remove(samples[i].ptr, &stack, &size));
+            CHECK_EQ(stack, samples[i].stack);
+            samples[i].live = false;
+        }
+    check_contents(samples, MANY);
+    CHECK(filter_is_empty());
+}
+
+/* 512 samples 8 bytes apart in one page all go to one stripe, which starts at 256
+ * slots and doubles when an entry would fill more than half: it holds 128 in 256
+ * slots, 256 in 512, 512 in 1,024.  The table's capacity is half the slots of all
+ * stripes together, so a capacity of 511 stops that stripe at 512 slots. */
+static void test_a_stripe_doubles_at_half_full(void)
+{
+    for (uint32_t capacity = 511; capacity <= 512; capacity++) {
+        fresh_table(capacity);
+        uint32_t stored = 0;
+        for (uint32_t i = 0; i < 512; i++)
+            stored += memprof_live_insert(0x5500000000ull + 8 * i, i, 100 + i);
+        CHECK_EQ(stored, (capacity == 512 ? 512 : 256));
+        for (uint32_t i = 0; i < stored; i++) {
+            uint32_t stack;
+            uint64_t size;
+            CHECK(memprof_live_maybe(0x5500000000ull + 8 * i));
+            CHECK(memprof_live_remove(0x5500000000ull + 8 * i, &stack, &size));
+            CHECK_EQ(stack, i);
+            CHECK_EQ(size, 100 + i);
+        }
+        CHECK(filter_is_empty());
+    }
+}
+
+/* Samples at random addresses, some in one cell: the filter answers "maybe" for every
+ * live one, whatever else shares its cell. */
+static void test_the_filter_has_no_false_negative(void)
+{
+    fresh_table(1u << 20);
+    uint64_t rng = 3;
+    for (uint32_t i = 0; i < MANY; i++) {
+        uintptr_t p = (next_random(&rng) & 0x7ffffffffff0ull) | 0x10;
+        if (i % 4 == 1)
+            p = samples[i - 1].ptr ^ 0x10;   /* the other half of the same 32 bytes */
+        if (i % 4 == 2)
+            p = samples[i - 2].ptr + (1ull << 24);   /* the same cell 16 MiB on */
+        samples[i] = (struct sample){p, i, 1, false};
+        samples[i].live = memprof_live_insert(p, i, 1);
+        CHECK(samples[i].live || memprof_live_maybe(p));   /* a repeat of an address */
+    }
+    for (uint32_t i = 0; i < MANY; i++)
+        if (samples[i].live)
+            CHECK(memprof_live_maybe(samples[i].ptr));
+    for (uint32_t i = 0; i < MANY; i += 2) {
+        uint32_t stack;
+        uint64_t size;
+        samples[i].live = samples[i].live && !memprof_live_remove(samples[i].ptr, &stack, &size);
+    }
+    for (uint32_t i = 0; i < MANY; i++)
+        if (samples[i].live)
+            CHECK(memprof_live_maybe(samples[i].ptr));
+}
+
+/* A sample at an address already held (its free was missed) replaces the old one. */
+static void test_an_address_sampled_again_is_replaced(void)
+{
+    fresh_table(1024);
+    uintptr_t p = 0x123456780ull;
+    uint32_t stack;
+    uint64_t size;
+    CHECK(memprof_live_insert(p, 1, 10));
+    CHECK(memprof_live_insert(p, 2, 20));
+    CHECK(memprof_live_remove(p, &stack, &size));
+    CHECK_EQ(stack, 2);
+    CHECK_EQ(size, 20);
+    CHECK(!memprof_live_remove(p, &stack, &size));
+    CHECK(!memprof_live_maybe(p));
+    CHECK(memprof_live_insert(p, 3, 1ull << 41));   /* sizes are kept up to 1 TiB */
+    CHECK(memprof_live_remove(p, &stack, &size));
+    CHECK_EQ(size, (1ull << 40) - 1);
+    CHECK(filter_is_empty());
+}
+
+/* Threads insert and remove samples of their own, interleaved in the same pages, so
+ * that they share stripes and filter cells. */
+#define THREADS 4
+#define PER_THREAD 25000
+static struct sample shared[THREADS][PER_THREAD];
+
+static void churn(uint32_t t)
+{
+    struct sample *mine = shared[t];
+    for (uint32_t i = 0; i < PER_THREAD; i++) {
+        CHECK(memprof_live_insert(mine[i].ptr, mine[i].stack, mine[i].size));
+        mine[i].live = true;
+        if (i % 3 == 2) {   /* a sample freed soon after */
+            uint32_t stack;
+            uint64_t size;
+            CHECK(memprof_live_remove(mine[i - 1].ptr, &stack, &size));
+            CHECK_EQ(stack, mine[i - 1].stack);
+            mine[i - 1].live = false;
+        }
+    }
+}
+
+static void test_threads_share_stripes_and_cells(void)
+{
+    fresh_table(1u << 20);
+    for (uint32_t t = 0; t < THREADS; t++)
+        for (uint32_t i = 0; i < PER_THREAD; i++)
+            shared[t][i] = (struct sample){0x600000000000ull + 16 * ((uintptr_t)i * THREADS + t),
+                                           t * PER_THREAD + i, i + 1, false};
+    run_threads(THREADS, churn);
+    check_contents(&shared[0][0], THREADS * PER_THREAD);
+    for (uint32_t t = 0; t < THREADS; t++)
+        for (uint32_t i = 0; i < PER_THREAD; i++) {
+            uint32_t stack;
+            uint64_t size;
+            CHECK_EQ(memprof_live_remove(shared[t][i].ptr, &stack, &size), shared[t][i].live);
+        }
+    CHECK(filter_is_empty());
+}
+
+int main(void)
+{
+    RUN(test_many_samples_in_and_out);
+    RUN(test_a_stripe_doubles_at_half_full);
+    RUN(test_the_filter_has_no_false_negative);
+    RUN(test_an_address_sampled_again_is_replaced);
+    RUN(test_threads_share_stripes_and_cells);
+    return 0;
+}
