@@ -449,15 +449,15 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, "\n# max_depth: ");
     put_u64(o, (uint64_t)w->max_depth);
     puts_(o, "\n# dropped_samples: ");
-    put_u64(o, memprof_dropped_samples());
+    put_u64(o, memprof_dropped_samples(&w->drops));
     puts_(o, "\n# dropped: stack_table=");
-    put_u64(o, atomic_load(&memprof_drops.stack_table));
+    put_u64(o, w->drops.stack_table);
     puts_(o, " live_table=");
-    put_u64(o, atomic_load(&memprof_drops.live_table));
+    put_u64(o, w->drops.live_table);
     puts_(o, " memory=");
-    put_u64(o, atomic_load(&memprof_drops.memory));
+    put_u64(o, w->drops.memory);
     puts_(o, " bytes=");
-    put_u64(o, atomic_load(&memprof_drops.bytes));
+    put_u64(o, w->drops.bytes);
     puts_(o, "\n");
     const char *log = memprof_log_base();
     if (log != NULL) {

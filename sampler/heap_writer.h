@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "estimate.h"
+#include "sample.h"
 
 /* The heaps' names, as their files and the API give them. */
 extern const char *const memprof_heap_names[HEAP_COUNT] HIDDEN;
@@ -14,6 +15,7 @@ struct memprof_window_info {
     int max_depth;
     uint64_t start_ns, end_ns;
     int32_t forked_from;         /* a forked child's parent, whose window it carries on */
+    struct memprof_drop_counts drops;   /* as of end_ns: every file of a dump says the same */
 };
 /* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
  * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out

@@ -36,10 +36,11 @@ void memprof_drops_reset(void)
     atomic_store(&memprof_drops.bytes, 0);
 }
 
-uint64_t memprof_dropped_samples(void)
+struct memprof_drop_counts memprof_drops_now(void)
 {
-    return atomic_load(&memprof_drops.stack_table) + atomic_load(&memprof_drops.live_table) +
-           atomic_load(&memprof_drops.memory);
+    return (struct memprof_drop_counts){
+        atomic_load(&memprof_drops.stack_table), atomic_load(&memprof_drops.live_table),
+        atomic_load(&memprof_drops.memory), atomic_load(&memprof_drops.bytes)};
 }
 
 static void drop(_Atomic uint64_t *cause, double weight, uint64_t size)

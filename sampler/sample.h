@@ -38,8 +38,16 @@ struct memprof_drops {
     _Atomic uint64_t bytes;         /* unsampled bytes of all of them */
 };
 extern struct memprof_drops memprof_drops HIDDEN;
+/* The drops at one moment: a dump takes one for all its files and its status. */
+struct memprof_drop_counts {
+    uint64_t stack_table, live_table, memory, bytes;
+};
 void memprof_drops_reset(void) HIDDEN;
-uint64_t memprof_dropped_samples(void) HIDDEN;
+struct memprof_drop_counts memprof_drops_now(void) HIDDEN;
+static inline uint64_t memprof_dropped_samples(const struct memprof_drop_counts *d)
+{
+    return d->stack_table + d->live_table + d->memory;
+}
 
 /* Called by every allocation hook after the real allocator returned. */
 static inline void memprof_on_alloc(void *ptr, size_t size)

@@ -39,6 +39,7 @@ static unsigned dump_seq;                  /* .heap files written: failures do n
 static char last_dump[MEMPROF_PATH_MAX];
 static unsigned failed_dumps;
 static char dump_failure[MEMPROF_PATH_MAX + 128];   /* why the last failed dump failed */
+static uint64_t closed_dropped;   /* the samples dropped that the closed window's files say */
 static bool tables_ready;
 static pid_t forked_from;  /* the parent whose window this forked child carries on, or 0 */
 
@@ -122,15 +123,15 @@ static struct memprof_window_info window_so_far(void)
         .start_ns = window_start_ns,
         .end_ns = memprof_now_ns(),
         .forked_from = forked_from,
+        .drops = memprof_drops_now(),
     };
 }
 
-/* The open window's files, under the next sequence number (window_lock held). */
-static int dump_window(char *path_out, size_t path_len)
+/* The window's files, under the next sequence number (window_lock held). */
+static int dump_window(const struct memprof_window_info *w, char *path_out, size_t path_len)
 {
-    struct memprof_window_info w = window_so_far();
     char path[MEMPROF_PATH_MAX];
-    int rc = memprof_write_dump(&w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
+    int rc = memprof_write_dump(w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
                                 path, sizeof path);
     if (rc == 0) {
         dump_seq++;
@@ -166,8 +167,11 @@ static int write_window(bool close, char *path_out, size_t path_len)
             memprof_log_tick();   /* the window's last interval */
             memprof_log_close();
         }
+        struct memprof_window_info w = window_so_far();
+        if (close)
+            closed_dropped = memprof_dropped_samples(&w.drops);
         if (!close || !window_is_view) {
-            rc = dump_window(path_out, path_len);
+            rc = dump_window(&w, path_out, path_len);
         } else {
             rc = 0;
             if (path_out != NULL && path_len > 0)
@@ -244,7 +248,10 @@ void memprof_capture_status(struct memprof_status *s)
     s->dumps = dump_seq;
     s->window_start_ns = window_start_ns;
     s->deadline_ns = atomic_load(&window_deadline_ns);
-    s->dropped_samples = memprof_dropped_samples();
+    /* Samples a thread was taking as the window closed may be dropped after its files
+     * were written: once closed, the status says what the files say. */
+    struct memprof_drop_counts drops = memprof_drops_now();
+    s->dropped_samples = s->capturing ? memprof_dropped_samples(&drops) : closed_dropped;
     strcpy(s->last_dump, last_dump);
     s->failed_dumps = failed_dumps;
     strcpy(s->dump_failure, dump_failure);
