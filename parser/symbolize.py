@@ -10,6 +10,7 @@ import numpy as np
 
 from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.errors import BuildIdMismatch, ElfError, UserError
+from mem_profiler.parser.frame_label import Where, frame_label
 from mem_profiler.parser.heapfile import HeapProfile, read_heap_header
 from mem_profiler.parser.memory_map import MemoryMapping
 from mem_profiler.parser.nputil import index_of, sorted_unique
@@ -21,7 +22,6 @@ from mem_profiler.parser.python_frames import (
 )
 from mem_profiler.parser.sampling import index_column, stack_values
 
-Where = tuple[str, int] | None  # a source file and line, if known
 InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
 
 # Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do),
@@ -92,18 +92,24 @@ class SymbolizedProfile:
         full_names."""
         return self.functions if full_names else [short_name(f) for f in self.functions]
 
+    def location_labels(self, lines: bool = False, full_names: bool = False) -> list[str]:
+        """Each location's label (frame_label): its function's, or with lines its source
+        line's."""
+        display = self.display_names(full_names)
+        return [
+            frame_label(display[f], where, lines)
+            for f, where in zip(self.func_of.tolist(), self.where, strict=True)
+        ]
+
     def node_names(
         self, lines: bool = False, full_names: bool = False
     ) -> tuple[list[str], np.ndarray]:
         """Node names and the node of each location: a node is a function (short C++
-        names unless full_names), or `function file:line` with lines."""
+        names unless full_names), or with lines a source line (see frame_label)."""
         display = self.display_names(full_names)
         ids: dict[str, int] = {}
         if lines:
-            keys = (
-                display[f] if loc is None else f"{display[f]} {loc[0]}:{loc[1]}"
-                for f, loc in zip(self.func_of.tolist(), self.where, strict=True)
-            )
+            keys = self.location_labels(True, full_names)
             node_of = np.array([ids.setdefault(k, len(ids)) for k in keys], np.int64)
         else:
             func_node = np.array([ids.setdefault(d, len(ids)) for d in display], np.int64)
