@@ -20,7 +20,7 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
     addrs: list[int] = []
 
     def location_ids(sym: SymbolizedProfile, keep_addrs: bool) -> np.ndarray:
-        fids = functions.ids(sym.functions, sym.system_names)
+        fids = functions.ids(sym.functions, sym.system_names, sym.python_files)
         ids = []
         for f, where, addr, inlined in zip(
             sym.func_of.tolist(), sym.where, sym.addrs.tolist(), sym.inlined.tolist(), strict=True
@@ -69,4 +69,5 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
         values,
         functions.system_names,
         np.array([inlined for _, _, inlined in keys], bool),
+        functions.python_files,
     )

@@ -1,11 +1,10 @@
 """Python frames in a profile's stacks (ARCHITECTURE.md, "Python programs"): their
-addresses, the `# python_frame:` lines that name them, how they are shown, and the view
-that folds the interpreter's own native frames."""
+addresses, the `# python_frame:` lines that name them, and the view that folds the
+interpreter's own native frames (frame_label names them in the reports)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,13 +19,10 @@ if TYPE_CHECKING:
 # address, so no mapping holds it and jeprof shows it as a bare address.
 FRAME_BASE = 0x5079000000000000
 FRAME_END = FRAME_BASE + 2**32
-# How a Python frame is shown: `keep_dicts (app.py:27)`.
-LABEL_RE = re.compile(r".+ \([^()\n]*:-?\d+\)")
 _FRAME_RE = re.compile(
     r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
     r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
 )
-_SHOWN_WITH_FOLDER = ("__init__.py", "__main__.py")
 
 
 @dataclass(frozen=True)
@@ -39,20 +35,6 @@ class PythonFrame:
     file: str
     line: int
     first_line: int
-
-    @property
-    def label(self) -> str:
-        """`function (file.py:42)`: the file by its name, as py-spy shows it (with its
-        folder for a package's `__init__.py` or `__main__.py`)."""
-        return f"{self.name} ({short_file(self.file)}:{self.line})"
-
-
-def short_file(path: str) -> str:
-    """A Python file as the reports name it."""
-    base = os.path.basename(path)
-    if base in _SHOWN_WITH_FOLDER:
-        return os.path.join(os.path.basename(os.path.dirname(path)), base)
-    return base
 
 
 def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
@@ -77,12 +59,6 @@ def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
 def is_python_frame(addrs: np.ndarray) -> np.ndarray:
     """Which addresses are Python frames."""
     return (addrs >= np.uint64(FRAME_BASE)) & (addrs < np.uint64(FRAME_END))
-
-
-def frame_labels(profile: HeapProfile, addrs: np.ndarray) -> list[str]:
-    """The label of each Python frame address (a bare address where no line names it)."""
-    frames = profile.python_frames
-    return [frames[a].label if a in frames else f"0x{a:x}" for a in addrs.tolist()]
 
 
 def interpreter_path(profile: HeapProfile) -> str | None:
