@@ -119,7 +119,11 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     help="Report FILE - OLD (another .heap of the same"
     " program): growth is positive, shrinkage negative.",
 )
-@click.option("--lines", is_flag=True, help="One node per source line (function file:line).")
+@click.option(
+    "--lines",
+    is_flag=True,
+    help="One node per source line (function path:line; Python: function (file.py:42)).",
+)
 @click.option(
     "--full-names",
     is_flag=True,

@@ -21,7 +21,7 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
 
     def location_ids(sym: SymbolizedProfile, keep_addrs: bool) -> np.ndarray:
         assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
-        fids = functions.ids(sym.functions, sym.system_names)
+        fids = functions.ids(sym.functions, sym.system_names, sym.python_files)
         ids = []
         for f, where, addr, inlined in zip(
             sym.func_of.tolist(), sym.where, sym.addrs.tolist(), sym.inlined.tolist(), strict=True
@@ -71,4 +71,5 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
         values,
         functions.system_names,
         np.array([inlined for _, _, inlined in keys], bool),
+        functions.python_files,
     )

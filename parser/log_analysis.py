@@ -243,7 +243,7 @@ def occurrences(log: EventLog, text: str) -> list[Mark]:
 def leak_sites(leaks: LeakSet, sym: SymbolizedProfile, full_names: bool = False) -> list[Leak]:
     """The stacks of a symbolized LeakSet as Leak rows, largest estimated bytes first.
     Stacks that read the same once symbolized are one row, as in the gate's reports: a
-    Python line's blocks come from several native paths beneath it (the object and its
+    Python function's blocks come from several native paths beneath it (the object and its
     buffer), which the folded view shows as one stack (ARCHITECTURE.md, "Python
     programs")."""
     names, nodes = node_frames(sym, full_names=full_names)

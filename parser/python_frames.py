@@ -1,11 +1,10 @@
 """Python frames in a profile's stacks (ARCHITECTURE.md, "Python programs"): their
-addresses, the `# python_frame:` lines that name them, how they are shown, and the view
-that folds the interpreter's own native frames."""
+addresses, the `# python_frame:` lines that name them, and the view that folds the
+interpreter's own native frames (frame_label names them in the reports)."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,19 +16,10 @@ if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile
     from mem_profiler.parser.symbolize import SymbolizedProfile
 
-# How a Python frame is shown: `keep_dicts (app.py:27)`.
-LABEL_RE = re.compile(r".+ \([^()\n]*:-?\d+\)")
-
 
 def is_python_frame(addrs: np.ndarray) -> np.ndarray:
     """Which addresses are Python frames."""
     return (addrs >= np.uint64(FRAME_BASE)) & (addrs < np.uint64(FRAME_END))
-
-
-def frame_labels(profile: HeapProfile, addrs: np.ndarray) -> list[str]:
-    """The label of each Python frame address (a bare address where no line names it)."""
-    frames = profile.python_frames
-    return [frames[a].label if a in frames else f"0x{a:x}" for a in addrs.tolist()]
 
 
 def interpreter_path(profile: HeapProfile) -> str | None:

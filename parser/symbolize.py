@@ -9,20 +9,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
+from mem_profiler.core.frame_label import Where, frame_label
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.heapfile import read_heap_header
 from mem_profiler.parser.nputil import index_of, sorted_unique
-from mem_profiler.parser.python_frames import (
-    LABEL_RE,
-    fold_interpreter_frames,
-    frame_labels,
-    is_python_frame,
-)
+from mem_profiler.parser.python_frames import fold_interpreter_frames, is_python_frame
 from mem_profiler.parser.sampling import index_column, stack_values
 
-Where = tuple[str, int] | None  # a source file and line, if known
 InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
 
 # Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do),
@@ -61,9 +56,12 @@ class SymbolizedProfile:
 
     profile: HeapProfile
     addrs: np.ndarray  # uint64 per location: the call-site address symbolized
-    functions: list[str]  # demangled names, `lib.so+0x1a2b` or `0x7f...` when unresolved
+    # demangled names, `lib.so+0x1a2b` or `0x7f...` when unresolved; a Python function's
+    # qualified name (its code's name before 3.11)
+    functions: list[str]
     func_of: np.ndarray  # int64 per location: index into functions
-    where: list[tuple[str, int] | None]  # per location (file, line), if symbolized with lines
+    # per location (file, line), if symbolized with lines (a Python frame's always)
+    where: list[tuple[str, int] | None]
     frames: np.ndarray  # int64 location ids of all stacks, concatenated
     offsets: np.ndarray  # int64, stack i is frames[offsets[i]:offsets[i+1]]
     warnings: list[str] = field(default_factory=list)
@@ -75,6 +73,9 @@ class SymbolizedProfile:
     # bool per location: an inlined call, whose caller is the next location of the stack,
     # at the same address
     inlined: np.ndarray | None = None
+    # per function: a Python function's file, which with its name makes the function (the
+    # line does not); None for a native function
+    python_files: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -83,6 +84,8 @@ class SymbolizedProfile:
             self.system_names = list(self.functions)
         if self.inlined is None:
             self.inlined = np.zeros(len(self.addrs), bool)
+        if self.python_files is None:
+            self.python_files = [None] * len(self.functions)
 
     def value(self, index: str) -> np.ndarray:
         """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
@@ -91,26 +94,48 @@ class SymbolizedProfile:
 
     def display_names(self, full_names: bool = False) -> list[str]:
         """Each function's name as the reports show it: short (as jeprof) unless
-        full_names."""
-        return self.functions if full_names else [short_name(f) for f in self.functions]
+        full_names; a Python function's whole."""
+        if full_names:
+            return self.functions
+        return [
+            name if file is not None else short_name(name)
+            for name, file in zip(self.functions, self.python_files, strict=True)
+        ]
+
+    def location_labels(self, lines: bool = False, full_names: bool = False) -> list[str]:
+        """Each location's label (frame_label): its function's, or with lines its source
+        line's."""
+        if not lines:
+            labels = self._function_labels(full_names)
+            return [labels[f] for f in self.func_of.tolist()]
+        display = self.display_names(full_names)
+        return [
+            frame_label(display[f], where, True, self.python_files[f])
+            for f, where in zip(self.func_of.tolist(), self.where, strict=True)
+        ]
 
     def node_names(
         self, lines: bool = False, full_names: bool = False
     ) -> tuple[list[str], np.ndarray]:
         """Node names and the node of each location: a node is a function (short C++
-        names unless full_names), or `function file:line` with lines."""
-        display = self.display_names(full_names)
-        ids: dict[str, int] = {}
+        names unless full_names; a Python function by its name and file), or with lines
+        a source line (see frame_label)."""
         if lines:
-            keys = (
-                display[f] if loc is None else f"{display[f]} {loc[0]}:{loc[1]}"
-                for f, loc in zip(self.func_of.tolist(), self.where, strict=True)
-            )
-            node_of = np.array([ids.setdefault(k, len(ids)) for k in keys], np.int64)
+            labels = self.location_labels(True, full_names)
+            files = [self.python_files[f] for f in self.func_of.tolist()]
         else:
-            func_node = np.array([ids.setdefault(d, len(ids)) for d in display], np.int64)
-            node_of = func_node[self.func_of] if len(display) else np.zeros(0, np.int64)
-        return list(ids), node_of
+            labels, files = self._function_labels(full_names), self.python_files
+        ids: dict[tuple[str, str | None], int] = {}
+        node = np.array(
+            [ids.setdefault(key, len(ids)) for key in zip(labels, files, strict=True)], np.int64
+        )
+        return [label for label, _ in ids], node if lines else node[self.func_of]
+
+    def _function_labels(self, full_names: bool) -> list[str]:
+        return [
+            frame_label(name, None, False, file)
+            for name, file in zip(self.display_names(full_names), self.python_files, strict=True)
+        ]
 
     def stack(self, i: int, lines: bool = False, full_names: bool = False) -> list[str]:
         """Node names of stack i, leaf first (names all nodes: for many stacks, call
@@ -120,32 +145,40 @@ class SymbolizedProfile:
 
 
 class FunctionTable:
-    """Function names (demangled), each added once, with the name its object gives it."""
+    """Functions, each added once: its name (demangled), the name its object gives it and,
+    for a Python function, its file."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
         self.system_names: list[str] = []
-        self._ids: dict[str, int] = {}
+        self.python_files: list[str | None] = []
+        self._ids: dict[tuple[str, str | None], int] = {}
 
-    def ids(self, names: list[str], system_names: list[str] | None = None) -> list[int]:
-        """The id of each name, added on first sight (system name: the name itself unless
-        given)."""
+    def ids(
+        self,
+        names: list[str],
+        system_names: list[str] | None = None,
+        python_files: list[str | None] | None = None,
+    ) -> list[int]:
+        """The id of each function, added on first sight (system name: the name itself
+        unless given; native unless its Python file is given)."""
         out = []
-        for name, system in zip(names, system_names or names, strict=True):
-            if name not in self._ids:
-                self._ids[name] = len(self.names)
+        files = python_files or [None] * len(names)
+        for name, system, file in zip(names, system_names or names, files, strict=True):
+            key = (name, file)
+            if key not in self._ids:
+                self._ids[key] = len(self.names)
                 self.names.append(name)
                 self.system_names.append(system)
-            out.append(self._ids[name])
+                self.python_files.append(file)
+            out.append(self._ids[key])
         return out
 
 
 def short_name(name: str) -> str:
     """Drop argument lists, template arguments and return types, as jeprof's
     ShortFunctionName (and pprof's default demangling) show C++ names; and Rust's hashes
-    and generic arguments. A Python frame's name stays whole."""
-    if LABEL_RE.fullmatch(name):
-        return name
+    and generic arguments."""
     name = _without_rust_hashes(name)
     for pattern in (_ARGS_RE, _TEMPLATE_RE):
         removed = 1
@@ -202,9 +235,10 @@ def symbolize(
     Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
     is not the build that ran (a warning instead with allow_mismatch). `lines` also
     reads DWARF line tables for `where`. Calls inlined at an address (DWARF's
-    DW_TAG_inlined_subroutine) become frames of their own. Python frames are named
-    `function (file.py:42)`; in a Python program the interpreter's own native frames
-    are folded unless `native` (python_frames.fold_interpreter_frames).
+    DW_TAG_inlined_subroutine) become frames of their own. A Python frame's function is
+    its name and file, its `where` the line it was running. In a Python program the
+    interpreter's own native frames are folded unless `native`
+    (python_frames.fold_interpreter_frames).
     """
     exe = ElfImage(os.fspath(binary))
     warnings: list[str] = []
@@ -236,13 +270,16 @@ def symbolize(
         steps[0] = heads[0]
         frames = np.cumsum(steps)
         offsets = np.r_[0, ends][offsets]
+    functions = resolver.table
     func_alloc = np.array(
-        [ALLOCATOR_RE.fullmatch(_without_rust_hashes(f)) is not None for f in resolver.table.names],
+        [
+            file is None and ALLOCATOR_RE.fullmatch(_without_rust_hashes(name)) is not None
+            for name, file in zip(functions.names, functions.python_files, strict=True)
+        ],
         bool,
     )
     alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
     frames, offsets = _strip_leaf_run(frames, alloc, offsets)
-    functions = resolver.table
     sym = SymbolizedProfile(
         profile,
         loc_addrs,
@@ -254,6 +291,7 @@ def symbolize(
         warnings,
         system_names=functions.system_names,
         inlined=is_inlined,
+        python_files=functions.python_files,
     )
     return sym if native else fold_interpreter_frames(sym)
 
@@ -338,8 +376,13 @@ class _Resolver:
         self.warnings = warnings
         self.table = FunctionTable()
 
-    def _ids_of(self, names: list[str], system_names: list[str] | None = None) -> np.ndarray:
-        return np.array(self.table.ids(names, system_names), np.int64)
+    def _ids_of(
+        self,
+        names: list[str],
+        system_names: list[str] | None = None,
+        python_files: list[str | None] | None = None,
+    ) -> np.ndarray:
+        return np.array(self.table.ids(names, system_names, python_files), np.int64)
 
     def resolve(
         self, addrs: np.ndarray
@@ -365,17 +408,30 @@ class _Resolver:
         for p in np.unique(path_of[inside]).tolist():
             sel = np.flatnonzero(path_of == p)
             self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs, inlined)
-        self._resolve_python(addrs, func_of)
+        self._resolve_python(addrs, func_of, locs)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
         return func_of, locs, inlined
 
-    def _resolve_python(self, addrs: np.ndarray, func_of: np.ndarray) -> None:
-        """Name the Python frames among the addresses by their `# python_frame:` lines."""
+    def _resolve_python(
+        self, addrs: np.ndarray, func_of: np.ndarray, locs: list[tuple[str, int] | None]
+    ) -> None:
+        """Name the Python frames among the addresses by their `# python_frame:` lines (a
+        frame no line names stays an address)."""
+        records = self.profile.python_frames
         python = np.flatnonzero(is_python_frame(addrs))
-        if not len(python):
+        found = [
+            (i, records[a])
+            for i, a in zip(python.tolist(), addrs[python].tolist(), strict=True)
+            if a in records
+        ]
+        if not found:
             return
-        func_of[python] = self._ids_of(frame_labels(self.profile, addrs[python]))
+        at, frames = zip(*found, strict=True)
+        names = [f.name for f in frames]
+        func_of[list(at)] = self._ids_of(names, python_files=[f.file for f in frames])
+        for i, frame in found:
+            locs[i] = (frame.file, frame.line)
 
     def _resolve_object(
         self,

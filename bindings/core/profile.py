@@ -5,7 +5,6 @@ empty profile is made, so that the model's users import nothing heavy."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
 # address, so no mapping holds it and jeprof shows it as a bare address.
 FRAME_BASE = 0x5079000000000000
 FRAME_END = FRAME_BASE + 2**32
-_SHOWN_WITH_FOLDER = ("__init__.py", "__main__.py")
 
 
 def _empty(dtype: str, length: int = 0) -> np.ndarray:
@@ -37,20 +35,6 @@ class PythonFrame:
     file: str
     line: int
     first_line: int
-
-    @property
-    def label(self) -> str:
-        """`function (file.py:42)`: the file by its name, as py-spy shows it (with its
-        folder for a package's `__init__.py` or `__main__.py`)."""
-        return f"{self.name} ({short_file(self.file)}:{self.line})"
-
-
-def short_file(path: str) -> str:
-    """A Python file as the reports name it."""
-    base = os.path.basename(path)
-    if base in _SHOWN_WITH_FOLDER:
-        return os.path.join(os.path.basename(os.path.dirname(path)), base)
-    return base
 
 
 @dataclass

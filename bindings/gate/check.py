@@ -15,7 +15,6 @@ unsampled estimates whose standard deviation is given (docs/run-and-windows.md, 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -272,18 +271,14 @@ def _frame_names(
     sym: SymbolizedProfile | None, profile: HeapProfile, lines: bool
 ) -> Callable[[int], list[str]]:
     """A function giving stack i's frame names, leaf first, without the C runtime's entry
-    frames: `grow_site (sites.c:31)` with lines where they were read, else `grow_site`."""
+    frames, labelled as in the reports (frame_label): `grow_site /src/sites.c:31` with
+    lines where they were read, else `grow_site`."""
     if sym is None:
         addrs = profile.addrs.tolist()
         bounds = profile.offsets.tolist()
         return lambda i: [f"{a:#x}" for a in addrs[bounds[i] : bounds[i + 1]]]
     display = sym.display_names()
-    labels = []
-    for func, where in zip(sym.func_of.tolist(), sym.where, strict=True):
-        labels.append(
-            display[func]
-            + (f" ({os.path.basename(where[0])}:{where[1]})" if where and lines else "")
-        )
+    labels = sym.location_labels(lines)
     entry = [display[f] in _ENTRY_FRAMES for f in sym.func_of.tolist()]
     frames, offsets = sym.frames.tolist(), sym.offsets.tolist()
 

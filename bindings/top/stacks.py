@@ -5,7 +5,6 @@ fast it allocates, with each stack symbolized once however many snapshots show i
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ class StackRow:
     """One stack of one heap: its frames named, allocator frames left out."""
 
     heap: str
-    frames: tuple[str, ...]  # `function file:line`, the allocating frame first
+    frames: tuple[str, ...]  # `function path:line` (frame_label), the allocating frame first
     in_use: float  # bytes (estimated) allocated in the window and live now
     growth: float  # bytes/s: the change of in_use over the last interval
     alloc_rate: float  # bytes/s allocated over the last interval
@@ -155,12 +154,8 @@ def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
 
 
 def _named_stacks(sym: SymbolizedProfile) -> list[tuple[str, ...]]:
-    """Each stack's frames as `function file:line` (short names, the file's base name)."""
-    names = sym.display_names()
-    labels = [
-        names[f] if where is None else f"{names[f]} {os.path.basename(where[0])}:{where[1]}"
-        for f, where in zip(sym.func_of.tolist(), sym.where, strict=True)
-    ]
+    """Each stack's frames with their lines, labelled as in the reports (frame_label)."""
+    labels = sym.location_labels(lines=True)
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
     return [
         tuple(labels[loc] for loc in frames[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)

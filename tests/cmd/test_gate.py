@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from support.paths import FIXTURES
 from support.profiling import gate
 from support.sampling_math import assert_estimate, relative_sd
 
@@ -66,7 +67,9 @@ def test_a_byte_less_fails_each_budget_naming_the_stacks(sites, tmp_path):
     blocks = dict(re.findall(r"^FAIL host (\S+) .*\n((?:     .*\n)+)", proc.stderr, re.M))
     first = {
         kind: re.search(
-            r"^ +([\d,]+) B  (\w+) \(budget_sites.c:\d+\) < main ", block, re.M
+            rf"^ +([\d,]+) B  (\w+) {re.escape(str(FIXTURES / 'budget_sites.c'))}:\d+ < main ",
+            block,
+            re.M,
         ).groups()
         for kind, block in blocks.items()
     }

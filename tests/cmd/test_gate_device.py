@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from standins.build import build_device_fixture, standin_env
+from standins.build import FIXTURES, HERE, build_device_fixture, standin_env
 from support.profiling import gate
 
 MiB = 2**20
@@ -53,8 +53,8 @@ def test_cuda_budgets_to_the_byte(device_cuda, delta, status):
     if delta:
         leak = proc.stderr.split("FAIL cuda max-leak-per-stack", 1)[1]
         assert re.search(
-            r"^ +33,554,432 B  fw_alloc_segment \(framework.c:\d+\) < "
-            r"alloc_weights \(device_cuda.c:\d+\)",
+            rf"^ +33,554,432 B  fw_alloc_segment {re.escape(str(HERE / 'framework.c'))}:\d+ < "
+            rf"alloc_weights {re.escape(str(FIXTURES / 'device_cuda.c'))}:\d+",
             leak,
             re.M,
         ), proc.stderr

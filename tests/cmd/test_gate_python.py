@@ -52,10 +52,12 @@ def test_total_alloc_names_the_scripts_functions(judged):
     assert total["exceeded"]
     for site in ("spike", "step_leak"):
         assert_estimate(
-            site_bytes(total, truth.frame(site)), *truth.estimate_sd(site, 1, truth.steps), LIMIT
+            site_bytes(total, truth.frame(site, lines=True)),
+            *truth.estimate_sd(site, 1, truth.steps),
+            LIMIT,
         )
     shown = text.split("FAIL host max-total-alloc", 1)[1].splitlines()[2]
-    assert truth.frame("spike") in shown and "main (python_steps.py:" in shown, text
+    assert truth.frame("spike", lines=True) in shown and "main (python_steps.py:" in shown, text
 
 
 def test_peak_holds_the_last_spike_and_every_steps_leak(judged):
@@ -64,7 +66,9 @@ def test_peak_holds_the_last_spike_and_every_steps_leak(judged):
     assert peak["exceeded"]
     live = truth.estimate_sd("spike", 1)[0] + truth.estimate_sd("step_leak", 1, truth.steps)[0]
     assert peak["measured"] >= live
-    assert truth.frame("spike") in text.split("FAIL host max-peak", 1)[1].splitlines()[2]
+    assert (
+        truth.frame("spike", lines=True) in text.split("FAIL host max-peak", 1)[1].splitlines()[2]
+    )
 
 
 def test_live_at_exit_is_after_the_interpreters_finalization(judged):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.paths import MEM_PROFILER
+from support.paths import FIXTURES, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import capture_cli
 from support.sampling_math import assert_estimate, relative_sd, sample_weight
@@ -30,6 +30,7 @@ from mem_profiler.control_block import (
 from mem_profiler.top.live_view import FOLDER_PREFIX, SNAPSHOT_FOLDER, VIEW_GRACE_S
 
 MiB = 1024 * 1024
+GROWER = FIXTURES / "grower.c"
 GROW_RATE = 4096 * 1000  # grower.c: site_grow keeps 4096 B a millisecond
 CHURN_PER_GROW = 16  # site_churn allocates (and frees) 65536 B at each of those ticks
 # The grower's ticks are absolute times, but a tick due at a snapshot's instant may run a
@@ -167,7 +168,7 @@ def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
         assert "top's window, -c 1024" in refresh.header[1]
         assert "every heap, sorted by growth" in refresh.header[1]
         assert [r.site for r in refresh.rows] == ["site_grow", "site_churn"]
-        assert refresh.rows[0].stack.startswith("site_grow grower.c:20 < main grower.c:")
+        assert refresh.rows[0].stack.startswith(f"site_grow {GROWER}:20 < main {GROWER}:")
         assert {r.heap for r in refresh.rows} == {"host"}
         check_grower_rows(refresh.rows, refresh.interval_s)
         (heap_line,) = [line for line in refresh.header if line.startswith("heap host:")]
@@ -295,7 +296,7 @@ def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
     term.keys("g")
     screen = term.wait_screen(r"refresh .*sorted by growth")
     row = first_row(screen)
-    assert row.site == "site_grow" and row.stack.startswith("site_grow grower.c:20 < main")
+    assert row.site == "site_grow" and row.stack.startswith(f"site_grow {GROWER}:20 < main")
     term.keys(quit_key)
     assert term.exit_status() == 0
     assert state_of(grower.pid) == ("idle", "")

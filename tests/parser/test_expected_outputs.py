@@ -42,7 +42,6 @@ class Case:
 
     expected: str
     args: str
-    pending_labels: bool = False  # see PYTHON_CASES
 
 
 # sites: sites.c's functions, one run of it (window 2) and an earlier window (1), with a
@@ -82,23 +81,12 @@ WIDGETS_CASES = [
         "-p cxx_new -f cxx_new_4343.0001.heap --collapsed --full-names",
     ),
 ]
-# python: Python frames among the native ones, folded by default. Python frames are shown
-# by function unless --lines (`Store.add (store.py)`, `Store.add (store.py:12)`) once the
-# change to their labels lands: the files of the cases marked pending_labels were written
-# by hand in that form before it did, and fail until it lands (xfail, strict: a pass
-# fails too). Once it has: drop pending_labels, run with MEMPROF_UPDATE_EXPECTED=1, and
-# `git diff tests/data/expected` should show nothing.
+# python: Python frames among the native ones, folded by default, shown by function
+# unless --lines (`Store.add (store.py)`, `Store.add (store.py:12)`).
 PYTHON_CASES = [
-    Case("python.t.txt", "-p sites -f python_4444.0001.heap -t", pending_labels=True),
-    Case(
-        "python.collapsed.txt", "-p sites -f python_4444.0001.heap --collapsed", pending_labels=True
-    ),
-    Case(
-        "python.native.collapsed.txt",
-        "-p sites -f python_4444.0001.heap --collapsed --native",
-        pending_labels=True,
-    ),
-    # by line: the same before the change and after
+    Case("python.t.txt", "-p sites -f python_4444.0001.heap -t"),
+    Case("python.collapsed.txt", "-p sites -f python_4444.0001.heap --collapsed"),
+    Case("python.native.collapsed.txt", "-p sites -f python_4444.0001.heap --collapsed --native"),
     Case("python.lines.t.txt", "-p sites -f python_4444.0001.heap -t --lines"),
 ]
 CASES = [*SITES_CASES, *WIDGETS_CASES, *PYTHON_CASES]
@@ -306,24 +294,8 @@ def python_heap(binary: Path) -> str:
 MACHINE_PATHS = {str(ROOT): "<checkout>"}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            id=case.expected,
-            marks=pytest.mark.xfail(
-                case.pending_labels,
-                strict=True,
-                reason="written for Python frames labelled by function: not landed yet",
-            ),
-        )
-        for case in CASES
-    ],
-)
+@pytest.mark.parametrize("case", CASES, ids=[case.expected for case in CASES])
 def test_report_is_the_expected_one(case, heaps, monkeypatch):
-    if UPDATE and case.pending_labels:
-        pytest.xfail("not rewritten: written by hand for a change not landed yet")
     monkeypatch.chdir(heaps)
     done = CliRunner().invoke(cli, case.args.split(), catch_exceptions=False)
     assert done.exit_code == 0, done.stderr

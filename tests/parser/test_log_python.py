@@ -58,7 +58,7 @@ def test_mark_leaks_of_each_step_are_step_leaks(steps, capsys, step):
     main([str(a) for a in args])
     text = capsys.readouterr().out
     first = text.split("\n#1 ", 1)[1].split("\n#2 ", 1)[0]
-    assert truth.frame("step_leak") in first and "main (python_steps.py:" in first, text
+    assert truth.frame("step_leak") in first and "main (python_steps.py)" in first, text
     leaks = parser_json(capsys, *args)["leaks"]
     mine = [leak for leak in leaks if truth.frame("step_leak") in leak["stack"]]
     assert len(mine) == 1 and mine[0] is leaks[0], leaks

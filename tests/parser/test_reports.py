@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from support.paths import MEM_PARSER
 from support.profiling import SITES_EXACT, profile_run
+from support.reports import go_pprof, go_pprof_top, parse, text_rows
 from support.sampling_math import assert_estimate, relative_sd
 from support.synthetic_heaps import named_stacks
 
@@ -31,18 +32,6 @@ MiB = 1 << 20
 # --base: site_pages grows from OLD_PAGES to NEW_PAGES blocks of 4096 B (and its calloc'd
 # array of pointers by 8 B a block); site_small stays, site_transient frees everything.
 OLD_PAGES, NEW_PAGES, SMALL, TRANSIENT = 4096, 12288, 4096, 8
-_ROW_RE = re.compile(r"^\s*(-?[\d.]+)\s+(-?[\d.]+%|nan)\s+\S+\s+(-?[\d.]+)\s+(-?[\d.]+%|nan) (.+)$")
-
-
-def parse(*args: str | Path) -> subprocess.CompletedProcess:
-    """The installed mem_parser, as a user runs it."""
-    return subprocess.run([MEM_PARSER, *map(str, args)], capture_output=True, text=True, check=True)
-
-
-def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
-    """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed."""
-    lines = report.splitlines()
-    return lines[0], {m[5]: m.group(1, 2, 3, 4) for m in map(_ROW_RE.match, lines[1:])}
 
 
 @pytest.fixture(scope="module")
@@ -164,50 +153,6 @@ def test_json_table_and_metadata(sites_exact):
     ]
     total_line, _ = text_rows(parse("-p", exe, "-f", heap, "-t").stdout)
     assert total_line == f"Total: {doc['total'] / MiB:.1f} MB"
-
-
-def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    """The real `go tool pprof`, kept off the network and out of the user's home."""
-    home = tmp_path / "gohome"
-    home.mkdir(exist_ok=True)
-    env = dict(
-        os.environ,
-        HOME=str(home),
-        GOCACHE=str(home / "cache"),
-        GOPATH=str(home / "go"),
-        GOFLAGS="-mod=mod",
-        GOPROXY="off",
-        GOTOOLCHAIN="local",
-        PPROF_TMPDIR=str(home),
-    )
-    return subprocess.run(
-        ["go", "tool", "pprof", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-
-
-def go_pprof_top(profile: Path, tmp_path: Path) -> tuple[float, list[tuple[str, float, float]]]:
-    """`go tool pprof -top` of a profile, every node shown: the sum of their flat values
-    (pprof's "total" is the sum of |values|, more than the net in a diff) and the
-    (name, flat, cum) rows, in bytes."""
-    done = go_pprof(tmp_path, "-top", "-sample_index=inuse_space", "-nodefraction=0", profile)
-    units = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
-
-    def amount(text: str) -> float:
-        m = re.fullmatch(r"(-?[\d.]+)([a-zA-Z]*)", text)
-        return float(m[1]) * units.get(m[2], 1)
-
-    net = amount(re.search(r"accounting for (\S+),", done.stdout)[1])
-    return net, [
-        (m[6], amount(m[1]), amount(m[4]))
-        for m in re.finditer(
-            r"^ *(-?[\d.]+\w*) +(\S+)% +(\S+)% +(-?[\d.]+\w*) +(\S+)% +(.+)$", done.stdout, re.M
-        )
-    ]
 
 
 def test_go_pprof_reads_our_profile_and_agrees_with_text(captures, tmp_path):

@@ -1,6 +1,7 @@
 """pymalloc seen (issue 14): while a window is open the sampler wraps CPython's MEM and
 OBJ allocators (sampler/hooks_python.c), in a preloaded run, in a window opened with -p
-and in an attached process, and unwraps them when it closes.
+and in an attached process, and unwraps them when it closes. The reports of such a
+window show each Python function whole, however many of its lines allocate (issue 21).
 
 The truth is tracemalloc's, in a separate run of the same interpreter and script
 (tests/fixtures/python_heap.py --truth): its traces are themselves allocations, which a
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -19,6 +21,16 @@ import pytest
 from support.interpreters import interpreters
 from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
+from support.reports import (
+    PPROF_PRINTED_MB,
+    PRINTED_MB,
+    MiB,
+    flame_values,
+    go_pprof_top,
+    graph_cums,
+    parse,
+    text_rows,
+)
 from support.sampling_math import assert_estimate, blocks_estimate_sd, relative_sd
 
 from mem_profiler.control_block import segment_path
@@ -30,6 +42,9 @@ SCRIPT = FIXTURES / "python_heap.py"
 # Amounts kept: at 1 the issue's reproduction (20 MiB of strings, 24 of dicts, 48 of
 # bytearrays, tracemalloc's count); a quarter of it elsewhere, well inside the bounds.
 REPRODUCTION, QUARTER = "1", "0.25"
+# The script's --spread functions, each allocating on three lines, at a scale where
+# their blocks are enough for the issue's bounds at -c 1024
+SPREAD = ("1", "--spread")
 # The issue's bounds: per function within 5% at -c 1 and 10% at -c 1024.
 LIMITS = {1: 0.05, 1024: 0.10}
 # Ids as they have been: 3.9 to 3.13 (pyenv's), debian-3.11.
@@ -52,22 +67,22 @@ Truth = dict[str, dict[int, int]]  # {kind: {block size: blocks}} that `keep` ke
 @pytest.fixture(scope="session")
 def truths(tmp_path_factory):
     """The Truth of an interpreter at a scale, from one run each."""
-    found: dict[tuple[Path, str], Truth] = {}
+    found: dict[tuple[Path, str, tuple[str, ...]], Truth] = {}
 
-    def of(python: Path, scale: str) -> Truth:
-        if (python, scale) not in found:
+    def of(python: Path, scale: str, *options: str) -> Truth:
+        if (python, scale, options) not in found:
             out = tmp_path_factory.mktemp("truth") / "truth.json"
             subprocess.run(
-                [str(python), str(SCRIPT), scale, "--truth", str(out)],
+                [str(python), str(SCRIPT), scale, *options, "--truth", str(out)],
                 env=program_env(),
                 check=True,
                 timeout=120,
             )
-            found[python, scale] = {
+            found[python, scale, options] = {
                 kind: {int(size): n for size, n in sizes.items()}
                 for kind, sizes in json.loads(out.read_text()).items()
             }
-        return found[python, scale]
+        return found[python, scale, options]
 
     return of
 
@@ -103,14 +118,19 @@ def inuse(heap: Path) -> float:
 
 
 class Program:
-    """tests/fixtures/python_heap.py at a scale, driven line by line; `launcher`, a
-    command line it is run under."""
+    """tests/fixtures/python_heap.py at a scale (and its `options`), driven line by line;
+    `launcher`, a command line it is run under."""
 
     def __init__(
-        self, python: Path, scale: str, env: dict[str, str], launcher: tuple[str, ...] = ()
+        self,
+        python: Path,
+        scale: str,
+        env: dict[str, str],
+        launcher: tuple[str, ...] = (),
+        options: tuple[str, ...] = (),
     ) -> None:
         self.proc = subprocess.Popen(
-            [*launcher, str(python), str(SCRIPT), scale],
+            [*launcher, str(python), str(SCRIPT), scale, *options],
             env=env,
             text=True,
             stdin=subprocess.PIPE,
@@ -141,10 +161,10 @@ class Program:
         Path(segment_path(self.pid)).unlink(missing_ok=True)  # killed: no exit handler ran
 
 
-def preloaded(python: Path, scale: str, **sampler_env: str) -> Program:
+def preloaded(python: Path, scale: str, *options: str, **sampler_env: str) -> Program:
     """The program with the sampler preloaded, idle, its control block made."""
     env = program_env() | {"LD_PRELOAD": str(LIBMEMPROF), **sampler_env}
-    prog = Program(python, scale, env)
+    prog = Program(python, scale, env, options=options)
     wait_for(lambda: os.path.exists(segment_path(prog.pid)), what="a control block")
     return prog
 
@@ -296,3 +316,85 @@ def test_python_allocators_left_alone_when_asked(python, tmp_path):
         assert prog.quit() == 0
     finally:
         prog.kill()
+
+
+@pytest.fixture(scope="session")
+def spread_windows(tmp_path_factory):
+    """The .heap of a -p window over the --spread functions' `keep`, one per interpreter
+    and rate."""
+    found: dict[tuple[Path, int], Path] = {}
+
+    def of(python: Path, rate: int) -> Path:
+        if (python, rate) not in found:
+            prog = preloaded(python, *SPREAD)
+            try:
+                found[python, rate] = window_on(
+                    prog, rate, tmp_path_factory.mktemp("spread") / "p_"
+                )
+                assert prog.quit() == 0
+            finally:
+                prog.kill()
+        return found[python, rate]
+
+    return of
+
+
+def function_label(function: str) -> str:
+    """A Python function as the reports name it by default."""
+    return f"{function} ({SCRIPT.name})"
+
+
+def json_cums(heap: Path, *options: str) -> dict[str, float]:
+    """{name: cum} of `mem_parser --json`."""
+    return {
+        row["name"]: row["cum"]
+        for row in json.loads(parse("-f", heap, "--json", *options).stdout)["rows"]
+    }
+
+
+@pytest.mark.parametrize("rate", [1, 1024])
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_reports_show_each_function_whole(python, rate, truths, spread_windows, tmp_path):
+    """Each function, whose three lines allocate, is one node holding what tracemalloc
+    counts on all of them: in --json and the flame graph's data, and as -t and the call
+    graph print it."""
+    heap = spread_windows(python, rate)
+    flame, svg = tmp_path / "f.html", tmp_path / "g.svg"
+    _, text = text_rows(parse("-f", heap, "-t", "--flame", flame).stdout)
+    parse("-f", heap, "-s", "-o", svg)
+    shown = {
+        "--json": json_cums(heap),
+        "--flame": flame_values(flame.read_text()),
+    }
+    printed = {
+        "-t": {name: float(row[2]) * MiB for name, row in text.items()},
+        "-s": graph_cums(svg.read_text()),
+    }
+    for function, sizes in truths(python, *SPREAD).items():
+        name = function_label(function)
+        kept, rel_sd = blocks_estimate_sd(sizes, rate)
+        for values in shown.values():
+            assert_estimate(values[name], kept, rel_sd, LIMITS[rate])
+        for report, values in printed.items():
+            assert abs(values[name] - shown["--json"][name]) <= PRINTED_MB, (report, name)
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_lines_split_each_function_by_line(python, truths, spread_windows, tmp_path):
+    """With --lines a function is a row per line it ran, which add up to it; so in `go
+    tool pprof -top -lines` of our --pprof, whose -top shows it whole, as ours does."""
+    heap = spread_windows(python, 1)
+    whole, by_line = json_cums(heap), json_cums(heap, "--lines")
+    profile = tmp_path / "p.pb.gz"
+    parse("-f", heap, "--pprof", profile)
+    pprof = {name: cum for name, _, cum in go_pprof_top(profile, tmp_path)[1]}
+    pprof_lines = [name for name, _, _ in go_pprof_top(profile, tmp_path, "-lines")[1]]
+    for function in truths(python, *SPREAD):
+        lines = [
+            cum
+            for name, cum in by_line.items()
+            if re.fullmatch(rf"{function} \({SCRIPT.name}:\d+\)", name)
+        ]
+        assert len(lines) >= 3 and sum(lines) == pytest.approx(whole[function_label(function)])
+        assert abs(pprof[function] - whole[function_label(function)]) <= PPROF_PRINTED_MB
+        assert len([name for name in pprof_lines if name.startswith(f"{function} {SCRIPT}:")]) >= 3

@@ -26,9 +26,11 @@ class StepsTruth:
         their estimate at `rate`."""
         return blocks_estimate_sd({size: n * calls for size, n in self.sizes[site].items()}, rate)
 
-    def frame(self, site: str) -> str:
-        """The site's function as the reports name it."""
-        return f"{site} ({STEPS_SCRIPT.name}:{self.lines[site]})"
+    def frame(self, site: str, lines: bool = False) -> str:
+        """The site's function as the reports name it, or with lines its allocating
+        line."""
+        line = f":{self.lines[site]}" if lines else ""
+        return f"{site} ({STEPS_SCRIPT.name}{line})"
 
 
 def steps_truth(python: str | Path, folder: Path) -> StepsTruth:

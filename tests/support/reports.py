@@ -1,0 +1,105 @@
+"""The reports read back as a user gets them: the installed mem_parser and the real
+`go tool pprof` run, and the figures each format shows per node taken from its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from support.paths import MEM_PARSER
+
+MiB = 1 << 20
+# -t and the call graph print MB (MiB) to one decimal, `go tool pprof` to two: a figure
+# within half of that
+PRINTED_MB, PPROF_PRINTED_MB = 0.05 * MiB, 0.005 * MiB
+_ROW_RE = re.compile(r"^\s*(-?[\d.]+)\s+(-?[\d.]+%|nan)\s+\S+\s+(-?[\d.]+)\s+(-?[\d.]+%|nan) (.+)$")
+_SVG = "{http://www.w3.org/2000/svg}"
+_XLINK_TITLE = "{http://www.w3.org/1999/xlink}title"
+_NODE_TOOLTIP_RE = re.compile(r"(.+) \((-?[\d.]+) MB\)")
+_FLAME_DATA_RE = re.compile(r'<script type="application/json" id="data">(.*?)</script>', re.S)
+
+
+def parse(*args: str | Path) -> subprocess.CompletedProcess:
+    """The installed mem_parser, as a user runs it."""
+    return subprocess.run([MEM_PARSER, *map(str, args)], capture_output=True, text=True, check=True)
+
+
+def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
+    """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed."""
+    lines = report.splitlines()
+    return lines[0], {m[5]: m.group(1, 2, 3, 4) for m in map(_ROW_RE.match, lines[1:])}
+
+
+def graph_cums(svg: str) -> dict[str, float]:
+    """{name: cum in bytes} of a call graph's nodes (-s), from each node's tooltip,
+    `name (12.5 MB)`."""
+    root = ET.fromstring(svg)
+    found = {}
+    for node in root.iter(f"{_SVG}g"):
+        if node.get("class") == "node" and node.findtext(f"{_SVG}title") != "legend":
+            link = next(node.iter(f"{_SVG}a"))
+            m = _NODE_TOOLTIP_RE.fullmatch(link.get(_XLINK_TITLE))
+            found[m[1]] = float(m[2]) * MiB
+    return found
+
+
+def flame_values(page: str) -> dict[str, float]:
+    """{name: value} of a flame graph page's data: the values of its frames of each name
+    added up (a function's whole, where it does not call itself)."""
+    data = json.loads(_FLAME_DATA_RE.search(page)[1])
+    found: dict[str, float] = {}
+    for name, value in zip(data["name"], data["value"], strict=True):
+        found[data["names"][name]] = found.get(data["names"][name], 0.0) + value
+    return found
+
+
+def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    """The real `go tool pprof`, kept off the network and out of the user's home."""
+    home = tmp_path / "gohome"
+    home.mkdir(exist_ok=True)
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        GOCACHE=str(home / "cache"),
+        GOPATH=str(home / "go"),
+        GOFLAGS="-mod=mod",
+        GOPROXY="off",
+        GOTOOLCHAIN="local",
+        PPROF_TMPDIR=str(home),
+    )
+    return subprocess.run(
+        ["go", "tool", "pprof", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+
+
+def go_pprof_top(
+    profile: Path, tmp_path: Path, *options: str
+) -> tuple[float, list[tuple[str, float, float]]]:
+    """`go tool pprof -top` of a profile (with `options`: `-lines`), every node shown: the
+    sum of their flat values (pprof's "total" is the sum of |values|, more than the net
+    in a diff) and the (name, flat, cum) rows, in bytes."""
+    done = go_pprof(
+        tmp_path, "-top", "-sample_index=inuse_space", "-nodefraction=0", *options, profile
+    )
+    units = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+
+    def amount(text: str) -> float:
+        m = re.fullmatch(r"(-?[\d.]+)([a-zA-Z]*)", text)
+        return float(m[1]) * units.get(m[2], 1)
+
+    net = amount(re.search(r"accounting for (\S+),", done.stdout)[1])
+    return net, [
+        (m[6], amount(m[1]), amount(m[4]))
+        for m in re.finditer(
+            r"^ *(-?[\d.]+\w*) +(\S+)% +(\S+)% +(-?[\d.]+\w*) +(\S+)% +(.+)$", done.stdout, re.M
+        )
+    ]
