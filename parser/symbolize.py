@@ -74,8 +74,8 @@ class SymbolizedProfile:
     # at the same address
     inlined: np.ndarray | None = None
     # per function: a Python function's file, which with its name makes the function (the
-    # line does not); None for a native function
-    python_files: list[str | None] | None = None
+    # line does not); None for a native function. Empty: every function is native.
+    python_files: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -84,7 +84,7 @@ class SymbolizedProfile:
             self.system_names = list(self.functions)
         if self.inlined is None:
             self.inlined = np.zeros(len(self.addrs), bool)
-        if self.python_files is None:
+        if not self.python_files:
             self.python_files = [None] * len(self.functions)
 
     def value(self, index: str) -> np.ndarray:
