@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mem_profiler import defaults, procfs
@@ -180,15 +182,18 @@ def capture_window(
     log: bool = False,
 ) -> CaptureResult:
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
-    returns the files written. Ctrl-C (KeyboardInterrupt) ends the window early."""
+    returns the files written. Ctrl-C (SIGINT) ends the window early, whenever it comes
+    once the window is asked for."""
     check_output_folder(prefix)
-    with ControlBlock.open(pid) as block:
+    with ControlBlock.open(pid) as block, _interrupt_ends() as interrupted:
         block.lock()
         before = block.request(CMD_STATUS)
         if before.capturing:
             raise ControlError(
                 f"process {pid} is already capturing (started in-process); stop that window first"
             )
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # before any window was asked for
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
         block.request(
             CMD_START,
@@ -202,14 +207,13 @@ def capture_window(
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < seconds:
-                time.sleep(min(tick, seconds - elapsed))
+                if interrupted.wait(min(tick, seconds - elapsed)):
+                    break
                 status = block.request(CMD_STATUS)
                 if progress is not None:
                     progress(time.monotonic() - started, status)
                 if not status.capturing:
                     break  # its deadline passed, or it was stopped in-process
-        except KeyboardInterrupt:
-            pass
         except ControlError:
             if procfs.start_time(pid) is None:
                 raise ControlError(ended_during_window(pid, prefix)) from None
@@ -222,6 +226,23 @@ def capture_window(
                 raise
         check_dump(pid, before, status)
         return CaptureResult(paths=last_dump_files(status), status=status)
+
+
+@contextlib.contextmanager
+def _interrupt_ends(signum: int = signal.SIGINT) -> Iterator[threading.Event]:
+    """An event that SIGINT sets, instead of raising KeyboardInterrupt wherever the main
+    thread is: a window asked for is then always closed and its files written, however
+    early the interrupt comes. Off the main thread, where no handler can be set, the
+    event is never set."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signum, lambda *_: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signum, previous)
 
 
 def check_dump(pid: int, before: Status, after: Status) -> None:

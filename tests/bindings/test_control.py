@@ -169,6 +169,30 @@ def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path)
     check_server_window(tmp_path / f"int_{server.pid}.0001.heap", server_exe)
 
 
+def test_ctrl_c_the_moment_the_window_opens_still_collects(server, tmp_path):
+    """However early Ctrl-C comes once the window was asked for (here: as soon as the
+    target says it is capturing), the window is closed and its file written."""
+    for attempt in range(1, 6):
+        controller = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(server.pid), "-s", "60", "-o", str(tmp_path / f"i{attempt}_")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        wait_for(
+            lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
+            what="the window to open",
+        )
+        controller.send_signal(signal.SIGINT)
+        out, err = controller.communicate(timeout=30)
+        assert controller.returncode == 0, err
+        heap = tmp_path / f"i{attempt}_{server.pid}.{attempt:04d}.heap"
+        assert out == f"succeeded in collecting memory data!  {heap}\n"
+        start, end = read_heap(heap).window_ns
+        assert 0 < end - start < 60e9  # ended by the interrupt, not its 60 s
+
+
 def test_blocks_of_children_that_exit_without_handlers_are_removed(tmp_path):
     """A program that forks short children which end with _exit (no exit handler removes
     their blocks): each new block's process sweeps the blocks of its user's ended
