@@ -157,7 +157,7 @@ def _write(name: str) -> Path:
 
 def stop() -> Path:
     """Close the window and write its files; returns the host heap's file (device heaps
-    the window used are beside it, as parser.file_names.window_files lists)."""
+    the window used are beside it, as core.file_names.window_files lists)."""
     return _write("memprof_stop")
 
 

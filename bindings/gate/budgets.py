@@ -1,7 +1,7 @@
 """Memory budgets: budgets per heap, from options and budget files (TOML), and the
 commands they judge.
 
-A budget is a limit on one measure of one heap's profile (see budget_check for how each
+A budget is a limit on one measure of one heap's profile (see gate/check.py for how each
 is measured), in a size with an explicit unit (units.parse_size); a limit is exceeded
 when the measured value is strictly greater.
 """

@@ -1,6 +1,6 @@
 """Budgets judged on .heap profiles: the measured value, its expected sampling error,
 and for an exceeded budget the stacks responsible, symbolized; a command's verdict and
-the gate's exit status. report_gate writes them for people and CI systems.
+the gate's exit status. gate/report.py writes them for people and CI systems.
 
 Measures (per heap):
   max-peak            the most bytes live at once in the window (`# peak_live_bytes`)
