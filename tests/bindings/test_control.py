@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER, ROOT
 from support.processes import other_user, wait_for
-from support.profiling import capture_cli, report
+from support.profiling import capture_cli, report, window_to_interrupt
 from support.targets import Server, check_server_window
 
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
@@ -147,18 +147,7 @@ def test_target_killed_during_the_window(server, tmp_path):
 
 
 def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path):
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(server.pid), "-s", "60", "-o", str(tmp_path / "int_")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # as from a terminal, even where this runner ignores SIGINT
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    wait_for(
-        lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
-        what="the window to open",
-    )
+    controller = window_to_interrupt(server.pid, "-s", "60", "-o", tmp_path / "int_")
     time.sleep(0.5)
     started = time.monotonic()
     controller.send_signal(signal.SIGINT)
@@ -173,17 +162,7 @@ def test_ctrl_c_the_moment_the_window_opens_still_collects(server, tmp_path):
     """However early Ctrl-C comes once the window was asked for (here: as soon as the
     target says it is capturing), the window is closed and its file written."""
     for attempt in range(1, 6):
-        controller = subprocess.Popen(
-            [MEM_PROFILER, "-p", str(server.pid), "-s", "60", "-o", str(tmp_path / f"i{attempt}_")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        wait_for(
-            lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
-            what="the window to open",
-        )
+        controller = window_to_interrupt(server.pid, "-s", "60", "-o", tmp_path / f"i{attempt}_")
         controller.send_signal(signal.SIGINT)
         out, err = controller.communicate(timeout=30)
         assert controller.returncode == 0, err

@@ -21,6 +21,7 @@ import pytest
 from support.interpreters import interpreters
 from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
+from support.profiling import window_to_interrupt
 from support.reports import (
     PPROF_PRINTED_MB,
     PRINTED_MB,
@@ -34,7 +35,6 @@ from support.reports import (
 from support.sampling_math import assert_estimate, blocks_estimate_sd, relative_sd
 
 from mem_profiler.control_block import segment_path
-from mem_profiler.controller import list_targets
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.sampling import sample_values
 
@@ -174,18 +174,7 @@ class Window:
     as from a terminal."""
 
     def __init__(self, pid: int, rate: int, prefix: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [MEM_PROFILER, "-p", str(pid), "-s", "60", "-c", str(rate), "-o", str(prefix), *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        wait_for(
-            lambda: any(t.pid == pid and t.state.startswith("capturing") for t in list_targets()),
-            timeout=30,
-            what="the window to open",
-        )
+        self.proc = window_to_interrupt(pid, "-s", "60", "-c", str(rate), "-o", prefix, *extra)
 
     def close(self) -> Path:
         self.proc.send_signal(signal.SIGINT)

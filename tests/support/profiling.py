@@ -5,13 +5,16 @@ pipeline, in this process or through the installed mem_parser."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
+from mem_profiler.controller import list_targets
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.symbolize import symbolize
 from support.paths import MEM_PARSER, MEM_PROFILER
+from support.processes import wait_for
 
 SITES_EXACT = (1000, 4000, 10)  # site_pages, site_small, site_transient blocks at -c 1
 
@@ -50,6 +53,24 @@ def capture_cli(pid: int, *args: str | Path, timeout: float = 30) -> subprocess.
         text=True,
         timeout=timeout,
     )
+
+
+def window_to_interrupt(pid: int, *args: str | Path) -> subprocess.Popen:
+    """`mem_profiler -p PID ARGS` once the target says its window is open, for the test
+    to end with SIGINT as from a terminal (even where this runner ignores SIGINT)."""
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(pid), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    wait_for(
+        lambda: any(t.pid == pid and t.state.startswith("capturing") for t in list_targets()),
+        timeout=30,
+        what="the window to open",
+    )
+    return controller
 
 
 def gate(
