@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.paths import MEM_PARSER
-from support.profiling import SITES_EXACT, profile_run
-from support.reports import go_pprof, go_pprof_top, parse, text_rows
+from support.profiling import SITES_EXACT, profile_run, run_parser
+from support.reports import go_pprof, go_pprof_top, text_rows
 from support.sampling_math import assert_estimate, relative_sd
 from support.synthetic_heaps import named_stacks
 
@@ -49,9 +49,9 @@ def captures(build_fixture, tmp_path_factory) -> dict[str, Path]:
 
 def test_svg_legend_and_top_node_agree_with_text(sites_exact, tmp_path):
     exe, heap = sites_exact
-    total_line, rows = text_rows(parse("-p", exe, "-f", heap, "-t").stdout)
+    total_line, rows = text_rows(run_parser("-p", exe, "-f", heap, "-t").stdout)
     svg = tmp_path / "graph.svg"
-    parse("-p", exe, "-f", heap, "-s", "-o", svg)
+    run_parser("-p", exe, "-f", heap, "-s", "-o", svg)
     root = ET.parse(svg).getroot()
     assert root.tag == f"{SVG}svg"
     groups = {
@@ -78,13 +78,13 @@ def test_svg_legend_and_top_node_agree_with_text(sites_exact, tmp_path):
     ]
     assert f"{flat} MB" in edge_labels  # main -> site_pages
     # Without -o the SVG goes to stdout, as the seed tool's -s did.
-    assert parse("-p", exe, "-f", heap, "-s").stdout == svg.read_text()
+    assert run_parser("-p", exe, "-f", heap, "-s").stdout == svg.read_text()
 
 
 def test_svg_drops_small_nodes_and_keeps_the_top_ones(sites_exact, tmp_path):
     exe, heap = sites_exact
     svg = tmp_path / "graph.svg"
-    parse("-p", exe, "-f", heap, "-s", "-o", svg, "--nodecount", "3", "--nodefraction", "0.01")
+    run_parser("-p", exe, "-f", heap, "-s", "-o", svg, "--nodecount", "3", "--nodefraction", "0.01")
     text = "\n".join("".join(t.itertext()) for t in ET.parse(svg).getroot().iter(f"{SVG}text"))
     assert re.search(r"Dropped \d+ nodes \(cum <= [\d.]+ kB\)", text)  # the printf chain
     assert "Showing top 3 nodes out of 6" in text
@@ -121,22 +121,23 @@ def test_graph_edges_through_dropped_nodes_are_dotted_or_redundant():
 
 def test_collapsed_stacks_hold_exact_bytes(sites_exact):
     exe, heap = sites_exact
-    lines = parse("-p", exe, "-f", heap, "--collapsed").stdout.splitlines()
+    lines = run_parser("-p", exe, "-f", heap, "--collapsed").stdout.splitlines()
     stacks = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in lines}
     pages, small, _ = SITES_EXACT
     root = "_start;__libc_start_main;__libc_start_call_main;main"
     assert stacks[f"{root};site_pages"] == pages * (4096 + 8)
     assert stacks[f"{root};site_small"] == small * (256 + 8)
     assert (
-        sum(stacks.values()) == json.loads(parse("-p", exe, "-f", heap, "--json").stdout)["total"]
+        sum(stacks.values())
+        == json.loads(run_parser("-p", exe, "-f", heap, "--json").stdout)["total"]
     )
-    alloc = parse("-p", exe, "-f", heap, "--collapsed", "--alloc_objects").stdout
+    alloc = run_parser("-p", exe, "-f", heap, "--collapsed", "--alloc_objects").stdout
     assert f"{root};site_transient {SITES_EXACT[2]}\n" in alloc
 
 
 def test_json_table_and_metadata(sites_exact):
     exe, heap = sites_exact
-    doc = json.loads(parse("-p", exe, "-f", heap, "--json", "--nodecount", "2").stdout)
+    doc = json.loads(run_parser("-p", exe, "-f", heap, "--json", "--nodecount", "2").stdout)
     prof = read_heap(heap)
     assert (doc["program"], doc["heap_file"], doc["rate"], doc["pid"]) == (
         str(exe),
@@ -151,14 +152,14 @@ def test_json_table_and_metadata(sites_exact):
         {"name": "site_pages", "flat": pages * 4104.0, "cum": pages * 4104.0},
         {"name": "site_small", "flat": small * 264.0, "cum": small * 264.0},
     ]
-    total_line, _ = text_rows(parse("-p", exe, "-f", heap, "-t").stdout)
+    total_line, _ = text_rows(run_parser("-p", exe, "-f", heap, "-t").stdout)
     assert total_line == f"Total: {doc['total'] / MiB:.1f} MB"
 
 
 def test_go_pprof_reads_our_profile_and_agrees_with_text(captures, tmp_path):
     exe, heap = captures["exe"], captures["new"]
     out = tmp_path / "heap.pb.gz"
-    report = parse("-p", exe, "-f", heap, "-t", "--pprof", out).stdout
+    report = run_parser("-p", exe, "-f", heap, "-t", "--pprof", out).stdout
     total_line, rows = text_rows(report)
     total, theirs = go_pprof_top(out, tmp_path)
     tolerance = 0.05 * MiB + 0.01 * MiB  # ours print 0.1 MB, pprof's 0.01 MB or finer
@@ -208,7 +209,7 @@ def test_cxx_operators_are_shown_without_return_type(full, short):
 
 def test_base_reports_the_growth_and_nothing_else(captures):
     exe, old, new = captures["exe"], captures["old"], captures["new"]
-    doc = json.loads(parse("-p", exe, "-f", new, "--base", old, "--json").stdout)
+    doc = json.loads(run_parser("-p", exe, "-f", new, "--base", old, "--json").stdout)
     rows = {row["name"]: row for row in doc["rows"]}
     growth = (NEW_PAGES - OLD_PAGES) * (4096 + 8)
     # Each capture is an independent estimate: their variances add.
@@ -225,7 +226,7 @@ def test_base_reports_the_growth_and_nothing_else(captures):
     assert doc["base"] == str(old)
 
     # Shrinkage, the other way round: the text report prints it negative.
-    report = parse("-p", exe, "-f", old, "--base", new, "-t").stdout
+    report = run_parser("-p", exe, "-f", old, "--base", new, "-t").stdout
     total_line, text = text_rows(report)
     assert total_line.startswith("Total: -") and text["site_pages"][0].startswith("-")
     assert next(iter(text)) == "site_pages"
@@ -234,21 +235,23 @@ def test_base_reports_the_growth_and_nothing_else(captures):
 def test_base_in_every_format(captures, tmp_path):
     exe, old, new = captures["exe"], captures["old"], captures["new"]
     svg, flame, pb = tmp_path / "d.svg", tmp_path / "d.html", tmp_path / "d.pb.gz"
-    parse("-p", exe, "-f", new, "--base", old, "-s", "-o", svg, "--flame", flame, "--pprof", pb)
+    run_parser(
+        "-p", exe, "-f", new, "--base", old, "-s", "-o", svg, "--flame", flame, "--pprof", pb
+    )
     assert f"Base: {old}" in "".join(ET.parse(svg).getroot().itertext())
     assert '"diff":true' in flame.read_text()
     total, theirs = go_pprof_top(pb, tmp_path)
-    doc = json.loads(parse("-p", exe, "-f", new, "--base", old, "--json").stdout)
+    doc = json.loads(run_parser("-p", exe, "-f", new, "--base", old, "--json").stdout)
     assert abs(total - doc["total"]) <= 0.01 * MiB
     assert theirs[0][0] == "site_pages"
-    collapsed = parse("-p", exe, "-f", new, "--base", old, "--collapsed").stdout
+    collapsed = run_parser("-p", exe, "-f", new, "--base", old, "--collapsed").stdout
     assert collapsed.splitlines()[0].split(";")[-1].startswith("site_pages ")
 
 
 def test_focus_and_ignore_select_stacks(sites_exact):
     exe, heap = sites_exact
     total_line, rows = text_rows(
-        parse("-p", exe, "-f", heap, "-t", "--focus", "^site_", "--ignore", "small").stdout
+        run_parser("-p", exe, "-f", heap, "-t", "--focus", "^site_", "--ignore", "small").stdout
     )
     assert set(rows) == {
         "site_pages",
@@ -263,7 +266,7 @@ def test_focus_and_ignore_select_stacks(sites_exact):
 def test_several_outputs_at_once(sites_exact, tmp_path):
     exe, heap = sites_exact
     flame, pb = tmp_path / "f.html", tmp_path / "p.pb.gz"
-    text = parse("-p", exe, "-f", heap, "-t", "--flame", flame, "--pprof", pb).stdout
+    text = run_parser("-p", exe, "-f", heap, "-t", "--flame", flame, "--pprof", pb).stdout
     assert text.startswith("Total: ") and flame.read_text().startswith("<!DOCTYPE html>")
     assert pb.read_bytes()[:2] == b"\x1f\x8b"  # gzip
     assert sorted(os.listdir(tmp_path)) == ["f.html", "p.pb.gz"]  # no temporary files left
@@ -344,7 +347,7 @@ def test_full_names_reach_every_output(build_fixture, tmp_path):
 
     def names_in(*args: str | Path) -> str:
         """The text of one report: its names, whatever the format."""
-        done = parse("-p", exe, "-f", files[0], *args)
+        done = run_parser("-p", exe, "-f", files[0], *args)
         if svg in args:
             return "".join(ET.parse(svg).getroot().itertext())
         if flame in args:
@@ -374,7 +377,7 @@ def test_full_names_reach_every_output(build_fixture, tmp_path):
 
 def test_without_p_the_recorded_program_is_read(sites_exact, tmp_path):
     exe, heap = sites_exact
-    with_p, without_p = parse("-p", exe, "-f", heap, "-t"), parse("-f", heap, "-t")
+    with_p, without_p = run_parser("-p", exe, "-f", heap, "-t"), run_parser("-f", heap, "-t")
     assert without_p.stdout == with_p.stdout and with_p.stderr == ""
     build_id = read_heap(heap).build_ids[str(exe)]
     assert without_p.stderr == (
@@ -405,7 +408,7 @@ def test_without_p_a_program_gone_or_rebuilt_is_refused(build_fixture, tmp_path)
         " -p BIN.\n"
     )
     # -p stays for a copy elsewhere
-    assert "site_pages" in parse("-p", build_fixture("sites"), "-f", heap, "-t").stdout
+    assert "site_pages" in run_parser("-p", build_fixture("sites"), "-f", heap, "-t").stdout
 
 
 def read_build_id(path: Path) -> str:

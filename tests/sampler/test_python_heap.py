@@ -21,7 +21,7 @@ import pytest
 from support.interpreters import interpreters
 from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
-from support.profiling import window_to_interrupt
+from support.profiling import run_parser, window_to_interrupt
 from support.reports import (
     PPROF_PRINTED_MB,
     PRINTED_MB,
@@ -29,7 +29,6 @@ from support.reports import (
     flame_values,
     go_pprof_top,
     graph_cums,
-    parse,
     text_rows,
 )
 from support.sampling_math import assert_estimate, blocks_estimate_sd, relative_sd
@@ -337,7 +336,7 @@ def json_cums(heap: Path, *options: str) -> dict[str, float]:
     """{name: cum} of `mem_parser --json`."""
     return {
         row["name"]: row["cum"]
-        for row in json.loads(parse("-f", heap, "--json", *options).stdout)["rows"]
+        for row in json.loads(run_parser("-f", heap, "--json", *options).stdout)["rows"]
     }
 
 
@@ -349,8 +348,8 @@ def test_reports_show_each_function_whole(python, rate, truths, spread_windows, 
     graph print it."""
     heap = spread_windows(python, rate)
     flame, svg = tmp_path / "f.html", tmp_path / "g.svg"
-    _, text = text_rows(parse("-f", heap, "-t", "--flame", flame).stdout)
-    parse("-f", heap, "-s", "-o", svg)
+    _, text = text_rows(run_parser("-f", heap, "-t", "--flame", flame).stdout)
+    run_parser("-f", heap, "-s", "-o", svg)
     shown = {
         "--json": json_cums(heap),
         "--flame": flame_values(flame.read_text()),
@@ -375,7 +374,7 @@ def test_lines_split_each_function_by_line(python, truths, spread_windows, tmp_p
     heap = spread_windows(python, 1)
     whole, by_line = json_cums(heap), json_cums(heap, "--lines")
     profile = tmp_path / "p.pb.gz"
-    parse("-f", heap, "--pprof", profile)
+    run_parser("-f", heap, "--pprof", profile)
     pprof = {name: cum for name, _, cum in go_pprof_top(profile, tmp_path)[1]}
     pprof_lines = [name for name, _, _ in go_pprof_top(profile, tmp_path, "-lines")[1]]
     for function in truths(python, *SPREAD):

@@ -10,8 +10,6 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from support.paths import MEM_PARSER
-
 MiB = 1 << 20
 # -t and the call graph print MB (MiB) to one decimal, `go tool pprof` to two: a figure
 # within half of that
@@ -21,11 +19,6 @@ _SVG = "{http://www.w3.org/2000/svg}"
 _XLINK_TITLE = "{http://www.w3.org/1999/xlink}title"
 _NODE_TOOLTIP_RE = re.compile(r"(.+) \((-?[\d.]+) MB\)")
 _FLAME_DATA_RE = re.compile(r'<script type="application/json" id="data">(.*?)</script>', re.S)
-
-
-def parse(*args: str | Path) -> subprocess.CompletedProcess:
-    """The installed mem_parser, as a user runs it."""
-    return subprocess.run([MEM_PARSER, *map(str, args)], capture_output=True, text=True, check=True)
 
 
 def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
