@@ -1,5 +1,5 @@
 """Keep the stacks through some nodes, drop those through others (pprof's -focus and
--ignore)."""
+-ignore); a raw profile narrowed to some of its stacks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 
+from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.aggregate import node_frames
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
@@ -44,4 +45,25 @@ def select_stacks(
     assert sym.values is not None  # SymbolizedProfile.__post_init__ fills it in
     return dataclasses.replace(
         sym, frames=sym.frames[np.repeat(keep, lengths)], offsets=offsets, values=sym.values[keep]
+    )
+
+
+def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
+    """prof with only the stacks `which` (their addresses and counts)."""
+    lengths = np.diff(prof.offsets)[which]
+    offsets = np.zeros(len(which) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    # each stack's addresses: its start in prof, then consecutive
+    take = np.arange(offsets[-1]) + np.repeat(prof.offsets[which] - offsets[:-1], lengths)
+    return dataclasses.replace(
+        prof,
+        addrs=prof.addrs[take],
+        offsets=offsets,
+        cur_objs=prof.cur_objs[which],
+        cur_bytes=prof.cur_bytes[which],
+        acc_objs=prof.acc_objs[which],
+        acc_bytes=prof.acc_bytes[which],
+        labels={},
+        failures=[],
+        estimates=None if prof.estimates is None else prof.estimates[which],
     )

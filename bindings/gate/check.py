@@ -30,10 +30,10 @@ from mem_profiler.gate.budgets import (
     Budget,
     is_exceeded,
 )
+from mem_profiler.parser.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, load
 from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile
-from mem_profiler.top.stacks import some_stacks
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2

@@ -4,12 +4,12 @@ fast it allocates, with each stack symbolized once however many snapshots show i
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.focus import some_stacks
 from mem_profiler.parser.sampling import sample_values
 from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
 from mem_profiler.top.order import SORT_KEYS
@@ -130,27 +130,6 @@ class LiveStacks:
             for i, frames in zip(new, _named_stacks(sym), strict=True):
                 self._key_of[raw[i]] = self._keys.setdefault((prof.heap, frames), len(self._keys))
         return np.fromiter((self._key_of[r] for r in raw), np.int64, len(raw))
-
-
-def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
-    """prof with only the stacks `which` (their addresses and counts)."""
-    lengths = np.diff(prof.offsets)[which]
-    offsets = np.zeros(len(which) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    # each stack's addresses: its start in prof, then consecutive
-    take = np.arange(offsets[-1]) + np.repeat(prof.offsets[which] - offsets[:-1], lengths)
-    return dataclasses.replace(
-        prof,
-        addrs=prof.addrs[take],
-        offsets=offsets,
-        cur_objs=prof.cur_objs[which],
-        cur_bytes=prof.cur_bytes[which],
-        acc_objs=prof.acc_objs[which],
-        acc_bytes=prof.acc_bytes[which],
-        labels={},
-        failures=[],
-        estimates=None if prof.estimates is None else prof.estimates[which],
-    )
 
 
 def _named_stacks(sym: SymbolizedProfile) -> list[tuple[str, ...]]:
