@@ -4,7 +4,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
-APT_PKGS    := libunwind-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
+APT_PKGS    := libunwind-dev zlib1g-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
                sqlite3 ripgrep rustc libc6-dbg tmux \
                redis-server redis-tools openjdk-17-jdk-headless g++
 BENCH_PKGS  := heaptrack
@@ -13,7 +13,7 @@ CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer
 # Bound at load (-z now): no lazy binding on the sample path, which would enter the
 # loader and push a large register save onto what may be a small signal stack.
 LDFLAGS_LIB := -Wl,-z,now
-LDLIBS_LIB  := -lunwind -ldl -lm -pthread
+LDLIBS_LIB  := -lunwind -lz -ldl -lm -pthread
 SAMPLER_SRC := $(wildcard sampler/*.c)
 SAMPLER_HDR := $(wildcard sampler/*.h)
 FIXTURE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -pthread

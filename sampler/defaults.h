@@ -11,11 +11,12 @@
 #define MEMPROF_DEFAULT_PREFIX "./custom_profiler_"
 #define MEMPROF_DEFAULT_LOG_FILE_BYTES (100u << 20)   /* log mode: bytes per event log file */
 #define MEMPROF_DEFAULT_LOG_FILES 10            /* log mode: event log files kept */
-/* Stacks the table can hold.  A Python program sampled at -c 1 makes stacks by the
- * hundred thousand (its lines multiply them): the fixture that imports numpy makes
- * 122,000.  The table is reserved, not committed: its pages, and its hash index's
- * (hash_index.c), are touched as stacks arrive. */
-#define MEMPROF_DEFAULT_MAX_STACKS (1u << 19)
+/* The memory the stack table and the calling-context tree may take, in MiB: they
+ * hold up to MiB * 2^14 stacks and twice as many nodes (ARCHITECTURE.md,
+ * "Interning").  Reserved, not committed: their pages, and their hash indexes', are
+ * touched as stacks arrive; a PyTorch training script's 370,000 stacks take tens of
+ * MiB. */
+#define MEMPROF_DEFAULT_STACK_MEMORY 512
 #define MEMPROF_DEFAULT_MAX_LIVE (1u << 24)     /* live samples the live table can hold */
 
 #endif

@@ -19,10 +19,9 @@ static void add_totals(struct memprof_stack_totals *t, uint64_t size, double wei
 static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
 {
     const struct live_sum *sum = arg;
-    struct memprof_stack_key k;
-    memprof_stack_get(stack, &k);
-    double weight = memprof_sample_weight(sum->rates, k.heap, size);
-    add_totals(&sum->t->by_heap[k.heap], size, weight);
+    uint32_t heap = memprof_stack_heap(stack);
+    double weight = memprof_sample_weight(sum->rates, heap, size);
+    add_totals(&sum->t->by_heap[heap], size, weight);
     if (sum->t->by_stack != NULL && stack < sum->t->nstacks)
         add_totals(&sum->t->by_stack[stack], size, weight);
 }

@@ -23,6 +23,7 @@
 #include "live_bytes.h"
 #include "memprof_log.h"
 #include "options.h"
+#include "frame_tree.h"
 #include "stack_table.h"
 #include "sysutil.h"
 #include "thread_block.h"
@@ -45,7 +46,7 @@ static unsigned file_index, oldest_index, max_files;
 static uint64_t cap_bytes, file_bytes;
 static unsigned char *buf;
 static size_t buf_len;
-static uint64_t *emitted;                /* stack ids already in the current file */
+static uint64_t *emitted;                /* stack ids, then node ids, already in the file */
 static size_t emitted_bytes;
 static struct memprof_log_header header;
 static int log_error;                    /* errno of the write that stopped the log */
@@ -101,7 +102,7 @@ static int open_file_locked(void)
     fd = f;
     buf_len = 0;
     file_bytes = sizeof header;
-    memset(emitted, 0, emitted_bytes);
+    memprof_zero_pages(emitted, emitted_bytes);
     while (file_index - oldest_index + 1 > max_files) {
         file_name(path, sizeof path, oldest_index++);
         unlink(path);
@@ -140,23 +141,55 @@ static uint32_t thread_id(void)
     return memprof_thread.tid;
 }
 
+static bool take_bit(uint64_t i)   /* whether bit i was clear; set now */
+{
+    bool clear = !(emitted[i / 64] & (1ull << (i % 64)));
+    emitted[i / 64] |= 1ull << (i % 64);
+    return clear;
+}
+
+/* A node's id as the files name it: a chain's head is not written, its children
+ * hang from the root. */
+static uint32_t written_id(uint32_t node)
+{
+    return node != 0 && memprof_tree_node(node).parent != 0 ? node : 0;
+}
+
+/* The nodes of a chain the file lacks, from the root end. */
+static void emit_chain_locked(uint32_t leaf, uint8_t heap)
+{
+    uint32_t chain[MEMPROF_CHAIN_ROOM];
+    int n = 0;
+    for (uint32_t id = written_id(leaf); id != 0 && n < MEMPROF_CHAIN_ROOM;
+         id = written_id(memprof_tree_node(id).parent)) {
+        if (!take_bit((uint64_t)memprof_cfg.max_stacks + id))
+            break;
+        chain[n++] = id;
+    }
+    while (n > 0) {
+        uint32_t id = chain[--n];
+        struct memprof_node node = memprof_tree_node(id);
+        struct memprof_log_node r = {{LOG_NODE, heap, sizeof r}, id, written_id(node.parent),
+                                     memprof_tree_frame(node.frame)};
+        append_locked(&r, sizeof r);
+    }
+}
+
 static void emit_stack_locked(uint32_t stack)
 {
     if (stack == STACK_NONE || emitted[stack / 64] & (1ull << (stack % 64)))
         return;
-    struct memprof_stack_key k;
-    memprof_stack_get(stack, &k);
-    struct memprof_log_stack s = {
-        .r = {LOG_STACK, (uint8_t)k.heap, (uint16_t)(sizeof s + 8 * (size_t)k.depth)},
-        .stack = stack, .depth = (uint32_t)k.depth, .label = k.label,
-    };
-    rotate_if_needed_locked(s.r.size + sizeof(struct memprof_log_event));
+    /* room for the stack and its nodes in one file (a new file has none of them) */
+    rotate_if_needed_locked(2 * MEMPROF_CHAIN_ROOM * sizeof(struct memprof_log_node) +
+                            sizeof(struct memprof_log_tree_stack) + sizeof(struct memprof_log_event));
+    take_bit(stack);
+    struct memprof_stack k = memprof_stack_get(stack);
+    uint8_t heap = (uint8_t)k.heap;
+    emit_chain_locked(k.native, heap);
+    emit_chain_locked(k.python, heap);
+    struct memprof_log_tree_stack s = {{LOG_TREE_STACK, heap, sizeof s}, stack,
+                                       written_id(k.native), written_id(k.python), k.label};
     append_locked(&s, sizeof s);
-    for (int i = 0; i < k.depth; i++) {
-        uint64_t frame = k.frames[i];
-        append_locked(&frame, sizeof frame);
-    }
-    emitted[stack / 64] |= 1ull << (stack % 64);
 }
 
 static void chunk_lock(struct memprof_log_chunk *c)
@@ -220,7 +253,7 @@ int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned fi
     int rc = -1;
     if (buf == NULL)
         buf = memprof_map(BUF_BYTES);
-    emitted_bytes = ((size_t)memprof_cfg.max_stacks + 63) / 64 * 8;
+    emitted_bytes = ((size_t)memprof_cfg.max_stacks + memprof_cfg.max_nodes + 64) / 64 * 8;
     if (emitted == NULL)
         emitted = memprof_map(emitted_bytes);
     if (buf != NULL && emitted != NULL) {

@@ -1,18 +1,22 @@
-/* The .heap writer: jemalloc heap_v2 with `#` extension lines, so jeprof
- * reads our files unchanged (ARCHITECTURE.md, "The .heap file").  Written through raw
- * system calls into an mmap'd buffer, to a new temporary name in the target
- * folder (memprof_create_temp), then renamed into place: a reader never sees
- * half a file, and nothing planted there can redirect the write. */
+/* The .heap writer: the header's `#` lines, the calling-context tree and the
+ * counters per stack, zlib-compressed (ARCHITECTURE.md, "The .heap file";
+ * docs/file-formats.md).  Written through raw system calls from an mmap'd buffer,
+ * to a new temporary name in the target folder (memprof_create_temp), then renamed
+ * into place: a reader never sees half a file, and nothing planted there can
+ * redirect the write. */
 #include <elf.h>
+#include <math.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "estimate.h"
 #include "event_log.h"
+#include "frame_tree.h"
 #include "heap_writer.h"
 #include "live_bytes.h"
 #include "memprof.h"
@@ -38,15 +42,88 @@ struct out {
     size_t len;
     bool failed;
     int error;      /* errno of the failed write */
+    bool deflating; /* what is put goes through z into zbuf */
+    z_stream z;
+    unsigned char *zbuf;
 };
 
-static void flush(struct out *o)
+static void write_out(struct out *o, const void *data, size_t len)
 {
-    if (!o->failed && memprof_write_all(o->fd, o->buf, o->len) != 0) {
+    if (!o->failed && memprof_write_all(o->fd, data, len) != 0) {
         o->failed = true;
         o->error = errno;
     }
+}
+
+/* The buffer through zlib (Z_FINISH at the end), its output written as it fills. */
+static void deflate_out(struct out *o, int flush_mode)
+{
+    o->z.next_in = (unsigned char *)o->buf;
+    o->z.avail_in = (uInt)o->len;
+    int rc;
+    do {
+        o->z.next_out = o->zbuf;
+        o->z.avail_out = BUF_CAP;
+        rc = deflate(&o->z, flush_mode);
+        write_out(o, o->zbuf, BUF_CAP - o->z.avail_out);
+    } while (rc != Z_STREAM_ERROR && (o->z.avail_out == 0 || (flush_mode == Z_FINISH && rc == Z_OK)));
+    if (rc == Z_STREAM_ERROR && !o->failed) {
+        o->failed = true;
+        o->error = ENOMEM;
+    }
+}
+
+static void flush(struct out *o)
+{
+    if (o->deflating)
+        deflate_out(o, Z_NO_FLUSH);
+    else
+        write_out(o, o->buf, o->len);
     o->len = 0;
+}
+
+/* zlib's memory, from the sampler's own mappings: the writer may run where malloc
+ * is not safe to call (a fork handler, an exiting process's destructors). */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    size_t bytes = (size_t)items * size + 16;
+    size_t *p = memprof_map(bytes);
+    if (p == NULL)
+        return Z_NULL;
+    p[0] = bytes;
+    return p + 2;
+}
+
+static void z_free(voidpf opaque, voidpf address)
+{
+    (void)opaque;
+    size_t *p = (size_t *)address - 2;
+    memprof_unmap(p, p[0]);
+}
+
+/* From here on what is put is compressed: level 1, which keeps a dump of hundreds of
+ * thousands of stacks quick (mem_profiler top asks for one every refresh). */
+static bool start_deflate(struct out *o)
+{
+    flush(o);
+    o->zbuf = memprof_map(BUF_CAP);
+    o->z = (z_stream){.zalloc = z_alloc, .zfree = z_free};
+    if (o->zbuf == NULL || deflateInit(&o->z, 1) != Z_OK)
+        return false;
+    o->deflating = true;
+    return true;
+}
+
+static void end_deflate(struct out *o)
+{
+    if (!o->deflating)
+        return;
+    deflate_out(o, Z_FINISH);
+    o->len = 0;
+    deflateEnd(&o->z);
+    memprof_unmap(o->zbuf, BUF_CAP);
+    o->deflating = false;
 }
 
 static void put(struct out *o, const char *s, size_t n)
@@ -139,20 +216,6 @@ static void put_hex(struct out *o, char before, uint64_t v)
     o->len += 3 + digits;
 }
 
-static void put_counters(struct out *o, uint64_t cur_objs, uint64_t cur_bytes,
-                         uint64_t acc_objs, uint64_t acc_bytes)
-{
-    puts_(o, "  t*: ");
-    put_u64(o, cur_objs);
-    puts_(o, ": ");
-    put_u64(o, cur_bytes);
-    puts_(o, " [");
-    put_u64(o, acc_objs);
-    puts_(o, ": ");
-    put_u64(o, acc_bytes);
-    puts_(o, "]\n");
-}
-
 /* Copies a whole file (a /proc entry) into the output. */
 static void put_file(struct out *o, const char *path)
 {
@@ -237,7 +300,7 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* ---- Python frames (ARCHITECTURE.md, "Python programs") ------------------- */
-/* `# python: <version> eval=0x<address of _PyEval_EvalFrameDefault>`, then a
+/* `# python: <version> 0x<start> 0x<end of _PyEval_EvalFrameDefault>`, then a
  * `# python_frame: 0x<address> <line> <first line> <name>\t<file>` line per frame
  * record (name and file escaped, so the tab between them is the only one). */
 static void put_python_frames(struct out *o)
@@ -248,6 +311,7 @@ static void put_python_frames(struct out *o)
     puts_(o, "# python: ");
     puts_(o, version);
     put_hex(o, ' ', memprof_python_eval_lo);
+    put_hex(o, ' ', memprof_python_eval_hi());
     puts_(o, "\n");
     uint32_t n = memprof_python_records();
     struct memprof_python_frame f;
@@ -303,57 +367,6 @@ static void release_counts(struct counts *c)
     memprof_unmap(c->cur, c->bytes);
 }
 
-/* A non-negative estimate with two decimals, in integer arithmetic. */
-static void put_estimate(struct out *o, double v)
-{
-    uint64_t hundredths = v > 0 ? (uint64_t)(v * 100.0 + 0.5) : 0;
-    char frac[4] = {'.', (char)('0' + hundredths / 10 % 10), (char)('0' + hundredths % 10), 0};
-    put_u64(o, hundredths / 100);
-    puts_(o, frac);
-}
-
-/* After a stack's counters: the sums of its samples' weights (in use, then
- * allocated), which jeprof skips and our parser prefers to scaling the counts
- * by the stack's average size. */
-static void put_estimates(struct out *o, const struct memprof_stack_totals *cur,
-                          const struct memprof_stack_totals *acc)
-{
-    puts_(o, "# estimate: ");
-    put_estimate(o, cur->est_objs);
-    puts_(o, " ");
-    put_estimate(o, cur->est_bytes);
-    puts_(o, " ");
-    put_estimate(o, acc->est_objs);
-    puts_(o, " ");
-    put_estimate(o, acc->est_bytes);
-    puts_(o, "\n");
-}
-
-static void put_frames(struct out *o, const uintptr_t *frames, int depth)
-{
-    puts_(o, "@");
-    for (int i = 0; i < depth; i++)
-        put_hex(o, ' ', frames[i]);
-    puts_(o, "\n");
-}
-
-/* The HAL's allocation flags: bits 0-9 device, 10-13 memory type, 56-63 module. */
-static void put_hal_labels(struct out *o, uint64_t flag)
-{
-    static const char *const types[] = {"SVM", "DEV", "HOST", "DVPP"};
-    unsigned type = (unsigned)(flag >> 10) & 0xf;
-    puts_(o, "# labels: device=");
-    put_u64(o, flag & 0x3ff);
-    puts_(o, " memtype=");
-    if (type < 4)
-        puts_(o, types[type]);
-    else
-        put_u64(o, type);
-    puts_(o, " module=");
-    put_u64(o, flag >> 56);
-    puts_(o, "\n");
-}
-
 /* "<line>time_ns=T bytes=N": how a noted event's line begins. */
 static void put_note_start(struct out *o, const char *line, const struct memprof_note *note)
 {
@@ -364,14 +377,15 @@ static void put_note_start(struct out *o, const char *line, const struct memprof
     put_u64(o, note->size);
 }
 
-/* " @ 0x... 0x...\n": how it ends, with its stack (none when the stack table was full). */
+/* " stack=<id>\n": how it ends, with its stack (-1 when the stack table was full). */
 static void put_note_stack(struct out *o, uint32_t stack)
 {
-    struct memprof_stack_key k = {NULL, 0, 0, 0};
-    if (stack != STACK_NONE)
-        memprof_stack_get(stack, &k);
-    puts_(o, " ");
-    put_frames(o, k.frames, k.depth);
+    puts_(o, " stack=");
+    if (stack == STACK_NONE)
+        puts_(o, "-1");
+    else
+        put_u64(o, stack);
+    puts_(o, "\n");
 }
 
 /* The heap's noted events (notes.c): `# failed_allocs: N` (all of them) and a
@@ -411,23 +425,216 @@ static void put_notes(struct out *o, enum memprof_heap heap)
     }
 }
 
-static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
-                        const struct counts *c, const char *exe)
-{
-    uint64_t acc_objs = 0, acc_bytes = 0, cur_objs = 0, cur_bytes = 0;
-    struct memprof_stack_key k;
-    for (uint32_t id = 0; id < c->nstacks; id++) {
-        memprof_stack_get(id, &k);
-        if (k.heap != (uint32_t)heap)
-            continue;
-        acc_objs += c->acc[id].objs;
-        acc_bytes += c->acc[id].bytes;
-        cur_objs += c->cur[id].objs;
-        cur_bytes += c->cur[id].bytes;
-    }
+/* ---- the tree and the counters (docs/file-formats.md) ---------------------- */
+/* What one heap's file holds of the tables: its stacks (those with counts, and the
+ * noted events' its lines name) and the nodes and frames their chains reach, each
+ * given its row in the file (row + 1; 0: not in it).  Node ids only grow and a
+ * parent's is below its child's, so rows in id order keep parents first. */
+struct selection {
+    uint32_t nstacks, nnodes, nframes;
+    uint32_t *stack_row, *node_row, *frame_row;
+    uint32_t stacks, nodes, frames;
+};
 
-    puts_(o, "heap_v2/");
-    put_u64(o, memprof_heap_rate(w->rates, heap));
+static bool has_counts(const struct counts *c, uint32_t id)
+{
+    return c->acc[id].objs != 0 || c->cur[id].objs != 0;
+}
+
+/* The chain's nodes up to its head (not written: its children hang from the root). */
+static void select_chain(struct selection *sel, uint32_t leaf)
+{
+    for (uint32_t id = leaf; id != 0 && sel->node_row[id] == 0;) {
+        struct memprof_node node = memprof_tree_node(id);
+        if (node.parent == 0)
+            break;
+        sel->node_row[id] = 1;
+        id = node.parent;
+    }
+}
+
+static void select_stack(struct selection *sel, uint32_t id)
+{
+    if (id >= sel->nstacks || sel->stack_row[id] != 0)
+        return;
+    sel->stack_row[id] = 1;
+    struct memprof_stack k = memprof_stack_get(id);
+    select_chain(sel, k.native);
+    select_chain(sel, k.python);
+}
+
+static bool select_for_heap(struct selection *sel, const struct counts *c, enum memprof_heap heap)
+{
+    /* read in this order, each after what it names: a stack's nodes and a node's
+     * frame are made before the id that names them is published */
+    sel->nstacks = c->nstacks;
+    sel->nnodes = memprof_tree_nodes();
+    sel->nframes = memprof_tree_frames();
+    sel->stack_row = memprof_map(sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
+    sel->node_row = memprof_map(sizeof(uint32_t) * ((size_t)sel->nnodes + 1));
+    sel->frame_row = memprof_map(sizeof(uint32_t) * ((size_t)sel->nframes + 1));
+    if (sel->stack_row == NULL || sel->node_row == NULL || sel->frame_row == NULL)
+        return false;
+    for (uint32_t id = 0; id < sel->nstacks; id++)
+        if (has_counts(c, id) && memprof_stack_heap(id) == (uint32_t)heap)
+            select_stack(sel, id);
+    struct memprof_note notes[MEMPROF_MAX_NOTES];
+    uint32_t missed;
+    for (int list = 0; list < NOTE_LISTS; list++) {
+        uint32_t n = memprof_notes_of((enum memprof_note_list)list, heap, notes, &missed);
+        for (uint32_t i = 0; i < n; i++)
+            if (notes[i].stack != STACK_NONE)
+                select_stack(sel, notes[i].stack);
+    }
+    sel->stacks = sel->nodes = sel->frames = 0;
+    for (uint32_t id = 0; id < sel->nstacks; id++)
+        if (sel->stack_row[id] != 0)
+            sel->stack_row[id] = ++sel->stacks;
+    for (uint32_t id = 1; id < sel->nnodes; id++)
+        if (sel->node_row[id] != 0) {
+            sel->node_row[id] = ++sel->nodes;
+            sel->frame_row[memprof_tree_node(id).frame] = 1;
+        }
+    for (uint32_t f = 0; f < sel->nframes; f++)
+        if (sel->frame_row[f] != 0)
+            sel->frame_row[f] = ++sel->frames;
+    return true;
+}
+
+static void release_selection(struct selection *sel)
+{
+    memprof_unmap(sel->stack_row, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
+    memprof_unmap(sel->node_row, sizeof(uint32_t) * ((size_t)sel->nnodes + 1));
+    memprof_unmap(sel->frame_row, sizeof(uint32_t) * ((size_t)sel->nframes + 1));
+}
+
+static inline void put_byte(struct out *o, uint8_t byte)
+{
+    if (o->len == BUF_CAP)
+        flush(o);
+    o->buf[o->len++] = (char)byte;
+}
+
+/* What the tree's arrays are made of: for each id below `end`, whether it has a row
+ * in the file and then its value. */
+struct column {
+    const struct selection *sel;
+    const struct counts *c;
+    uint32_t end;
+    bool (*value)(const struct column *col, uint32_t id, uint64_t *v);
+    int field;   /* which of a stack's values */
+};
+
+/* An array of `width`-byte values, byte-shuffled: the lowest byte of every value,
+ * then the next, and so on, which zlib packs far better than the values whole. */
+static void put_column(struct out *o, struct column col, unsigned width)
+{
+    for (unsigned byte = 0; byte < width; byte++)
+        for (uint32_t id = 0; id < col.end; id++) {
+            uint64_t v;
+            if (col.value(&col, id, &v))
+                put_byte(o, (uint8_t)(v >> (8 * byte)));
+        }
+}
+
+static bool frame_value(const struct column *col, uint32_t f, uint64_t *v)
+{
+    *v = memprof_tree_frame(f);
+    return col->sel->frame_row[f] != 0;
+}
+
+/* node k's distance to its parent, k - parent: mostly 1, along a chain */
+static bool node_up(const struct column *col, uint32_t id, uint64_t *v)
+{
+    uint32_t row = col->sel->node_row[id];
+    *v = row - col->sel->node_row[memprof_tree_node(id).parent];
+    return id != 0 && row != 0;
+}
+
+static bool node_frame(const struct column *col, uint32_t id, uint64_t *v)
+{
+    *v = col->sel->frame_row[memprof_tree_node(id).frame] - 1;
+    return id != 0 && col->sel->node_row[id] != 0;
+}
+
+static bool stack_value(const struct column *col, uint32_t id, uint64_t *v)
+{
+    if (col->sel->stack_row[id] == 0)
+        return false;
+    const struct memprof_stack_totals *cur = &col->c->cur[id], *acc = &col->c->acc[id];
+    switch (col->field) {
+    case 0: *v = id; break;
+    case 1: *v = col->sel->node_row[memprof_stack_get(id).native]; break;
+    case 2: *v = col->sel->node_row[memprof_stack_get(id).python]; break;
+    case 3: *v = cur->objs; break;
+    case 4: *v = cur->bytes; break;
+    case 5: *v = acc->objs; break;
+    case 6: *v = acc->bytes; break;
+    default: *v = memprof_stack_get(id).label; break;
+    }
+    return true;
+}
+
+/* Whether the stack's estimates are what a reader computes from its counts, the
+ * weight of their mean size times each count (so the file need not hold them):
+ * so it is for a stack whose samples are of one size. */
+static bool estimate_implied(const struct memprof_stack_totals *t, uint64_t rate)
+{
+    if (t->objs == 0)
+        return t->est_objs == 0 && t->est_bytes == 0;
+    double mean = (double)t->bytes / (double)t->objs;
+    double scale = rate > 1 && mean > 0 ? 1.0 / -expm1(-mean / (double)rate) : 1.0;
+    double objs = (double)t->objs * scale, bytes = (double)t->bytes * scale;
+    return fabs(t->est_objs - objs) <= 1e-9 * objs && fabs(t->est_bytes - bytes) <= 1e-9 * bytes;
+}
+
+static bool estimates_implied(const struct counts *c, uint32_t id, uint64_t rate)
+{
+    return estimate_implied(&c->cur[id], rate) && estimate_implied(&c->acc[id], rate);
+}
+
+static void put_tree(struct out *o, const struct selection *sel, const struct counts *c,
+                     enum memprof_heap heap, uint64_t rate)
+{
+    uint32_t estimates = 0;
+    for (uint32_t id = 0; id < sel->nstacks; id++)
+        if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate))
+            estimates++;
+    puts_(o, "# tree: frames=");
+    put_u64(o, sel->frames);
+    puts_(o, " nodes=");
+    put_u64(o, sel->nodes);
+    puts_(o, " stacks=");
+    put_u64(o, sel->stacks);
+    puts_(o, " estimates=");
+    put_u64(o, estimates);
+    puts_(o, heap == HEAP_HAL ? " labels=1\n" : " labels=0\n");
+
+    put_column(o, (struct column){sel, c, sel->nframes, frame_value, 0}, 8);
+    put_column(o, (struct column){sel, c, sel->nnodes, node_up, 0}, 4);
+    put_column(o, (struct column){sel, c, sel->nnodes, node_frame, 0}, 4);
+    for (int field = 0; field < 7; field++)
+        put_column(o, (struct column){sel, c, sel->nstacks, stack_value, field}, field < 3 ? 4 : 8);
+    for (int byte = 0; byte < 4; byte++)
+        for (uint32_t id = 0; id < sel->nstacks; id++)
+            if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate))
+                put_byte(o, (uint8_t)((sel->stack_row[id] - 1) >> (8 * byte)));
+    for (uint32_t id = 0; id < sel->nstacks; id++)
+        if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate)) {
+            double est[4] = {c->cur[id].est_objs, c->cur[id].est_bytes, c->acc[id].est_objs,
+                             c->acc[id].est_bytes};
+            put(o, (const char *)est, sizeof est);
+        }
+    if (heap == HEAP_HAL)
+        put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8);
+}
+
+static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
+                        const struct counts *c, const struct selection *sel, const char *exe)
+{
+    uint64_t rate = memprof_heap_rate(w->rates, heap);
+    puts_(o, "heap_tree/");
+    put_u64(o, rate);
     puts_(o, "\n# mem_profiler " MEMPROF_VERSION "\n# pid: ");
     put_u64(o, (uint64_t)getpid());
     if (w->forked_from != 0) {
@@ -484,21 +691,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     dl_iterate_phdr(put_build_id, &ctx);
     put_python_frames(o);
     put_notes(o, heap);
-    put_counters(o, cur_objs, cur_bytes, acc_objs, acc_bytes);
-
-    for (uint32_t id = 0; id < c->nstacks; id++) {
-        const struct memprof_stack_totals *cur = &c->cur[id], *acc = &c->acc[id];
-        if (acc->objs == 0 && cur->objs == 0)
-            continue;   /* a stack of an earlier window, or a noted event's */
-        memprof_stack_get(id, &k);
-        if (k.heap != (uint32_t)heap)
-            continue;
-        if (heap == HEAP_HAL)
-            put_hal_labels(o, k.label);
-        put_frames(o, k.frames, k.depth);
-        put_counters(o, cur->objs, cur->bytes, acc->objs, acc->bytes);
-        put_estimates(o, cur, acc);
-    }
+    put_tree(o, sel, c, heap, rate);
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
     put_file(o, PROC_THREAD_SELF "maps");
@@ -531,8 +724,17 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
         errno = ENOMEM;
         return -1;
     }
-    put_profile(&o, w, heap, c, exe);
+    struct selection sel;
+    puts_(&o, "memprof_tree/1\n");
+    if (!select_for_heap(&sel, c, heap) || !start_deflate(&o)) {
+        o.failed = true;
+        o.error = ENOMEM;
+    } else {
+        put_profile(&o, w, heap, c, &sel, exe);
+    }
     flush(&o);
+    end_deflate(&o);
+    release_selection(&sel);
     memprof_unmap(o.buf, BUF_CAP);
     if (o.failed) {
         close(o.fd);

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define MEMPROF_LOG_MAGIC "MPLOG\0\r\n"   /* 8 bytes */
-#define MEMPROF_LOG_VERSION 1
+#define MEMPROF_LOG_VERSION 2
 
 struct memprof_log_header {
     char magic[8];
@@ -28,9 +28,11 @@ struct memprof_log_header {
 enum memprof_log_type {
     LOG_ALLOC = 1,      /* a sampled allocation */
     LOG_FREE = 2,       /* the free of a sampled allocation */
-    LOG_STACK = 3,      /* a stack: the frames of an id used by later records */
+    LOG_STACK = 3,      /* version 1: a stack's frames (no longer written) */
     LOG_TIMELINE = 4,   /* one heap's live bytes over the last interval */
     LOG_MARK = 5,       /* a mark, range or step from the program */
+    LOG_NODE = 6,       /* a node of the calling-context tree used by later records */
+    LOG_TREE_STACK = 7, /* a stack: its chains' leaf nodes, for an id used by later records */
 };
 
 enum memprof_mark_kind { MARK_POINT = 0, MARK_RANGE_START = 1, MARK_RANGE_END = 2, MARK_STEP = 3 };
@@ -48,10 +50,17 @@ struct memprof_log_event {          /* LOG_ALLOC, LOG_FREE */
     uint32_t stack;
 } __attribute__((packed));
 
-struct memprof_log_stack {          /* LOG_STACK, followed by depth frames (uint64) */
+struct memprof_log_node {           /* LOG_NODE */
+    struct memprof_log_record r;
+    uint32_t node;
+    uint32_t parent;                /* 0: the root; below node */
+    uint64_t frame;
+} __attribute__((packed));
+
+struct memprof_log_tree_stack {     /* LOG_TREE_STACK */
     struct memprof_log_record r;
     uint32_t stack;
-    uint32_t depth;
+    uint32_t native, python;        /* leaf nodes (0: none) */
     uint64_t label;
 } __attribute__((packed));
 

@@ -14,7 +14,8 @@
  *                              that inherits the environment captures)
  *   MEMPROF_FOLLOW_FORK=1      a child forked in a window carries it on and writes
  *                              its own files (unset: the window ends unwritten there)
- *   MEMPROF_MAX_STACKS, MEMPROF_MAX_LIVE   table capacities
+ *   MEMPROF_STACK_MEMORY=512   MiB the stack table and the calling-context tree may take
+ *   MEMPROF_MAX_LIVE           the live table's capacity
  *   MEMPROF_VERBOSE=1          say on stderr where each dump went
  *   MEMPROF_CONTROL=0          no control block: not capturable from outside
  *   MEMPROF_TRACK_LIVE=1       keep live bytes and their peak (live_bytes.c): shared
@@ -33,14 +34,15 @@
 #include "options.h"
 #include "sysutil.h"
 
-/* The largest table capacities MEMPROF_MAX_STACKS and MEMPROF_MAX_LIVE may ask for. */
-#define MAX_STACKS_LIMIT (1u << 22)
+/* The most MEMPROF_STACK_MEMORY (MiB) and MEMPROF_MAX_LIVE may ask for. */
+#define STACK_MEMORY_LIMIT (1u << 14)
 #define MAX_LIVE_LIMIT (1u << 28)
 
 struct memprof_config memprof_cfg = {
     .rates = {MEMPROF_DEFAULT_RATE, MEMPROF_DEFAULT_DEVICE_RATE},
     .max_depth = MEMPROF_DEFAULT_DEPTH,
-    .max_stacks = MEMPROF_DEFAULT_MAX_STACKS,
+    .max_stacks = MEMPROF_DEFAULT_STACK_MEMORY << 14,
+    .max_nodes = MEMPROF_DEFAULT_STACK_MEMORY << 15,
     .max_live = MEMPROF_DEFAULT_MAX_LIVE,
     .log_cap = MEMPROF_DEFAULT_LOG_FILE_BYTES,
     .log_files = MEMPROF_DEFAULT_LOG_FILES,
@@ -76,9 +78,14 @@ void memprof_options_from_environment(void)
     memprof_cfg.max_depth = (int)memprof_getenv_u64("MEMPROF_DEPTH", MEMPROF_DEFAULT_DEPTH);
     if (memprof_cfg.max_depth <= 0 || memprof_cfg.max_depth > MEMPROF_MAX_DEPTH)
         memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;
-    memprof_cfg.max_stacks = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_STACKS", memprof_cfg.max_stacks);
-    if (memprof_cfg.max_stacks == 0 || memprof_cfg.max_stacks > MAX_STACKS_LIMIT)
-        memprof_cfg.max_stacks = MEMPROF_DEFAULT_MAX_STACKS;
+    /* per MiB: 2^14 stacks (12 bytes each, and their index) and 2^15 nodes (8, and
+     * theirs): the per-thread counters are reserved for every stack but touched
+     * only for those a thread counts */
+    uint64_t mib = memprof_getenv_u64("MEMPROF_STACK_MEMORY", MEMPROF_DEFAULT_STACK_MEMORY);
+    if (mib == 0 || mib > STACK_MEMORY_LIMIT)
+        mib = MEMPROF_DEFAULT_STACK_MEMORY;
+    memprof_cfg.max_stacks = (uint32_t)(mib << 14);
+    memprof_cfg.max_nodes = (uint32_t)(mib << 15);
     memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
     if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > MAX_LIVE_LIMIT)
         memprof_cfg.max_live = MEMPROF_DEFAULT_MAX_LIVE;

@@ -13,6 +13,7 @@ struct memprof_config {
     int max_depth;
     enum memprof_unwinder unwinder;
     uint32_t max_stacks;         /* stack table capacity */
+    uint32_t max_nodes;          /* calling-context tree capacity */
     uint32_t max_live;           /* live-sample table capacity */
     bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
     bool log_mode;               /* write the event log (event_log.c) */

@@ -491,46 +491,29 @@ static void walk(uintptr_t tstate, struct py_stack *s)
         end_group(s);
 }
 
-static inline bool is_eval_frame(uintptr_t pc)
+int memprof_python_chain(uintptr_t *chain, int cap)
 {
-    return pc > py.eval_lo && pc <= py.eval_hi;   /* a return address inside it */
-}
-
-int memprof_python_merge(uintptr_t *frames, int depth, int cap)
-{
-    if (!py.is_initialized() || depth >= cap)
-        return depth;
+    if (!py.is_initialized())
+        return 0;
     uintptr_t tstate = (uintptr_t)py.this_thread_state();
     if (tstate == 0 || (tstate & 7) != 0)
-        return depth;
+        return 0;
     struct py_stack s;
     s.n = s.groups = 0;
     walk(tstate, &s);
     if (s.n == 0)
-        return depth;
-    if (s.n > cap - depth)   /* the outermost frames make way */
-        s.n = cap - depth;
-    /* The native frame each group goes before (depth: after them all). */
-    int attach[MEMPROF_MAX_PY_FRAMES + 1], g = 0;
-    for (int i = 0; i < depth && g < s.groups; i++)
-        if (is_eval_frame(frames[i]))
-            attach[g++] = i;
-    for (; g < s.groups; g++)
-        attach[g] = depth;
-    /* Rootmost group first, so that every frame moves up into room already free:
-     * the native frames from a group's evaluation frame up to the next group's go
-     * up past the Python frames of that group and of those leafward of it. */
-    int w = depth + s.n, end = depth;
-    for (g = s.groups - 1; g >= 0; g--) {
-        int at = attach[g], lo = g > 0 ? s.group_end[g - 1] : 0, hi = s.group_end[g];
-        w -= end - at;
-        memmove(frames + w, frames + at, sizeof *frames * (size_t)(end - at));
-        for (int k = (hi < s.n ? hi : s.n) - 1; k >= lo; k--)
-            frames[--w] = MEMPROF_PY_FRAME_BASE + s.ids[k];
-        end = at;
+        return 0;
+    int n = 0;
+    for (int g = 0, k = 0; g < s.groups && n < cap; g++) {
+        for (; k < s.group_end[g] && n < cap; k++)
+            chain[n++] = MEMPROF_PY_FRAME_BASE + s.ids[k];
+        if (n < cap)
+            chain[n++] = MEMPROF_PY_GROUP_END;
     }
-    return depth + s.n;
+    return n;
 }
+
+uintptr_t memprof_python_eval_hi(void) { return py.eval_hi; }
 
 /* ---- set-up --------------------------------------------------------------------- */
 static bool layout_from_debug_offsets(uintptr_t runtime)

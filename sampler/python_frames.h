@@ -13,10 +13,16 @@
 extern uintptr_t memprof_python_eval_lo HIDDEN;
 void memprof_python_init(void) HIDDEN;   /* when a window opens; looks once it is found */
 void memprof_python_after_fork(void) HIDDEN;
-/* Puts the calling thread's Python frames into the native stack frames[0..depth)
- * (leaf first), each group before its _PyEval_EvalFrameDefault; the new depth, at
- * most cap. */
-int memprof_python_merge(uintptr_t *frames, int depth, int cap) HIDDEN;
+/* Ends each group of Python frames in a stack's Python chain: the frames one native
+ * _PyEval_EvalFrameDefault call runs (a reader puts group g, 0 the innermost, just
+ * leafward of the g-th such native frame; ARCHITECTURE.md, "Python programs"). */
+#define MEMPROF_PY_GROUP_END (MEMPROF_PY_FRAME_BASE + 0xffffffffull)
+/* Room for a Python chain: its frames and the end of each group. */
+#define MEMPROF_PY_CHAIN_ROOM (2 * MEMPROF_MAX_PY_FRAMES + 1)
+/* The calling thread's Python frames into chain[0..cap), innermost first, each group
+ * ended by MEMPROF_PY_GROUP_END; how many (0: none, or no interpreter). */
+int memprof_python_chain(uintptr_t *chain, int cap) HIDDEN;
+uintptr_t memprof_python_eval_hi(void) HIDDEN;   /* _PyEval_EvalFrameDefault's end */
 const char *memprof_python_version(void) HIDDEN;   /* "3.11.7", or NULL */
 struct memprof_python_frame {
     const char *name, *file;     /* UTF-8, not NUL-terminated */

@@ -95,17 +95,18 @@ static inline uintptr_t live_key(enum memprof_heap heap, uintptr_t address)
 static inline enum memprof_heap key_heap(uintptr_t key) { return (enum memprof_heap)(key >> 56); }
 static inline uintptr_t key_address(uintptr_t key) { return key & KEY_ADDRESS_MASK; }
 
-/* Room for a stack: the native frames and the Python frames merged among them. */
-#define STACK_ROOM (MEMPROF_MAX_DEPTH + MEMPROF_MAX_PY_FRAMES)
-
-/* The calling thread's stack into frames[STACK_ROOM]: native frames, and in a
- * Python program its Python frames among them; returns the depth. */
-static int capture_stack(uintptr_t *frames)
+/* The calling thread's stack: its native frames and, in a Python program, its
+ * Python chain; interned into a stack id (STACK_NONE: the tables are full). */
+static uint32_t intern_stack(uint32_t heap, uint64_t label)
 {
-    int depth = memprof_unwind(frames, memprof_cfg.max_depth);
-    if (UNLIKELY(memprof_python_eval_lo != 0))
-        depth = memprof_python_merge(frames, depth, STACK_ROOM);
-    return depth;
+    /* sized to what is used: a handler's sigaltstack may leave only a few KiB */
+    bool in_python = UNLIKELY(memprof_python_eval_lo != 0);
+    uintptr_t frames[memprof_cfg.max_depth], python[in_python ? MEMPROF_PY_CHAIN_ROOM : 1];
+    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), python, 0,
+                                  heap, label};
+    if (in_python)
+        k.python_len = memprof_python_chain(python, MEMPROF_PY_CHAIN_ROOM);
+    return memprof_stack_intern(&k);
 }
 
 /* Unwinds, interns the stack and records one sampled allocation. */
@@ -113,10 +114,8 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
 {
     memprof_live_prefetch(key);
     enum memprof_heap heap = key_heap(key);
-    uintptr_t frames[STACK_ROOM];
-    struct memprof_stack_key k = {frames, capture_stack(frames), heap, label};
     double weight = memprof_sample_weight(memprof_cfg.rates, heap, size);
-    uint32_t stack = memprof_stack_intern(&k);
+    uint32_t stack = intern_stack(heap, label);
     if (stack == STACK_NONE)
         drop(&memprof_drops.stack_table, weight, size);
     else if (!memprof_stack_count(stack, size, weight, window))
@@ -188,9 +187,6 @@ void memprof_device_free(enum memprof_heap heap, uintptr_t key)
         memprof_take_sample((void *)live_key(heap, key), &stack, &size);
 }
 
-/* A noted event's stack, kept apart from the heap's own stacks. */
-#define NOTED_HEAP(heap) ((uint32_t)(heap) | 0x100u)
-
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
                          struct memprof_note note)
 {
@@ -198,9 +194,7 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
     if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
         return;
     t->busy = 1;
-    uintptr_t frames[STACK_ROOM];
-    struct memprof_stack_key k = {frames, capture_stack(frames), NOTED_HEAP(heap), 0};
-    note.stack = memprof_stack_intern(&k);
+    note.stack = intern_stack((uint32_t)heap | MEMPROF_NOTED_HEAP, 0);   /* apart from the heap's */
     memprof_note_add(list, heap, note);
     t->busy = 0;
 }

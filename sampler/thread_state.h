@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "defaults.h"
+#include "frame_tree.h"
 
 /* A stack mapping: its start, and the offset of its last word (its size - 8), so
  * that one subtraction and one comparison bound a read. */
@@ -18,7 +19,7 @@ struct memprof_stack_range {
  * tables of megabytes that the program's own work evicts between samples.  Each
  * entry is checked against its key (and a stack against its frames), never trusted. */
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
-#define MEMPROF_STACK_MEMOS 256    /* stack ids by the stack's hash (stack_table.c) */
+#define MEMPROF_STACK_MEMOS 256    /* stack ids by their chains' leaves (stack_table.c) */
 struct memprof_walk_step {
     uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
 };
@@ -29,7 +30,9 @@ struct memprof_memos {
      * are read in order from the last walk. */
     struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH + 1];
     uint32_t last_walk;
-    struct { uint64_t hash; uint32_t id; } stacks[MEMPROF_STACK_MEMOS];
+    /* The last native and Python chains (frame_tree.c), and stacks by their leaves. */
+    struct memprof_chain_memo native, python;
+    struct { uint32_t native, python, generation, id; } stacks[MEMPROF_STACK_MEMOS];
 };
 
 struct memprof_thread {

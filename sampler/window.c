@@ -49,7 +49,7 @@ static int prepare_tables(void)
         memprof_live_table_reset();
         return 0;
     }
-    if (memprof_stack_table_init(memprof_cfg.max_stacks) != 0 ||
+    if (memprof_stack_table_init(memprof_cfg.max_stacks, memprof_cfg.max_nodes) != 0 ||
         memprof_live_table_init(memprof_cfg.max_live) != 0)
         return -1;
     tables_ready = true;

@@ -1,0 +1,157 @@
+/* The calling-context tree.  A stack is a chain of nodes from the root: a node is
+ * (parent node, frame), made once, so a new stack costs only the frames it does
+ * not share from the root with the stacks seen before, and no stack is stored in
+ * full (ARCHITECTURE.md, "Interning").
+ *
+ * Two interning tables, each a record array by dense id and a hash index
+ * (hash_index.c: found without a lock, made under the index's): frames (an
+ * address, or a Python frame's pseudo-address) and nodes (parent id, frame id:
+ * 8 bytes).  Ids only grow, and a parent is always made before its children,
+ * so a parent's id is below its child's.  Ids are stable for the life of the
+ * process; a forked child starts over, and a generation tells the threads'
+ * chain memos so. */
+#include "frame_tree.h"
+#include "hash_index.h"
+#include "sysutil.h"
+
+static struct memprof_index frame_index, node_index;
+static uintptr_t *frames;
+static struct memprof_node *nodes;
+static uint32_t max_nodes;
+static _Atomic uint32_t used_frames, used_nodes;
+static _Atomic uint32_t generation = 1;
+
+int memprof_tree_init(uint32_t capacity)
+{
+    /* Reserved, not committed: pages are touched as entries arrive.  A node makes
+     * at most one new frame, so the frames never outnumber the nodes. */
+    frames = memprof_map(sizeof(*frames) * capacity);
+    nodes = memprof_map(sizeof(*nodes) * ((size_t)capacity + 1));
+    if (frames == NULL || nodes == NULL || memprof_index_init(&frame_index, capacity) != 0 ||
+        memprof_index_init(&node_index, capacity) != 0)
+        return -1;
+    max_nodes = capacity;
+    atomic_store(&used_nodes, 1);   /* id 0 is the root */
+    return 0;
+}
+
+void memprof_tree_reset(void)
+{
+    memprof_index_reset(&frame_index);
+    memprof_index_reset(&node_index);
+    memprof_zero_pages(frames, sizeof(*frames) * max_nodes);
+    memprof_zero_pages(nodes, sizeof(*nodes) * ((size_t)max_nodes + 1));
+    atomic_store(&used_frames, 0);
+    atomic_store(&used_nodes, 1);
+    atomic_fetch_add(&generation, 1);
+}
+
+static inline uint64_t mix(uint64_t x)
+{
+    x ^= x >> 31;
+    x *= 0x9e3779b97f4a7c15ull;
+    return x ^ x >> 29;   /* the index reads the high half */
+}
+
+/* ---- frames ---- */
+static bool same_frame(uint32_t id, const void *key)
+{
+    return frames[id] == *(const uintptr_t *)key;
+}
+
+static uint32_t make_frame(const void *key)
+{
+    uint32_t id = atomic_load_explicit(&used_frames, memory_order_relaxed);
+    if (id >= max_nodes)
+        return MEMPROF_INDEX_NONE;
+    frames[id] = *(const uintptr_t *)key;
+    atomic_store_explicit(&used_frames, id + 1, memory_order_release);
+    return id;
+}
+
+static uint32_t frame_id(uintptr_t frame)
+{
+    struct memprof_index_key key = {&frame, same_frame};
+    return memprof_index_intern(&frame_index, mix(frame * 0xff51afd7ed558ccdull), &key, make_frame);
+}
+
+/* ---- nodes ---- */
+static bool same_node(uint32_t id, const void *key)
+{
+    const struct memprof_node *k = key, *n = &nodes[id];
+    return n->parent == k->parent && n->frame == k->frame;
+}
+
+static uint32_t make_node(const void *key)
+{
+    uint32_t id = atomic_load_explicit(&used_nodes, memory_order_relaxed);
+    if (id > max_nodes)
+        return MEMPROF_INDEX_NONE;
+    nodes[id] = *(const struct memprof_node *)key;
+    atomic_store_explicit(&used_nodes, id + 1, memory_order_release);
+    return id;
+}
+
+static uint32_t node_intern(uint32_t parent, uintptr_t frame)
+{
+    struct memprof_node k = {parent, frame_id(frame)};
+    if (k.frame == MEMPROF_INDEX_NONE)
+        return NODE_NONE;
+    struct memprof_index_key key = {&k, same_node};
+    uint32_t id = memprof_index_intern(&node_index, mix((uint64_t)k.parent << 32 | k.frame), &key,
+                                       make_node);
+    return id == MEMPROF_INDEX_NONE ? NODE_NONE : id;
+}
+
+uint32_t memprof_chain_intern(struct memprof_chain_memo *memo, uintptr_t head,
+                              const uintptr_t *leaf_first, int n)
+{
+    uint32_t gen = atomic_load_explicit(&generation, memory_order_relaxed);
+    uint32_t len = (uint32_t)n + 1, j = 0, node = 0;
+    if (memo != NULL && len > MEMPROF_CHAIN_ROOM)
+        memo = NULL;
+    if (memo != NULL && memo->generation == gen && memo->len > 0 && memo->frames[0] == head) {
+        /* the part shared with the memo's chain, from the root */
+        uint32_t limit = len < memo->len ? len : memo->len;
+        for (j = 1; j < limit && memo->frames[j] == leaf_first[len - 1 - j]; j++)
+            ;
+        node = memo->nodes[j - 1];
+    } else if (memo != NULL) {
+        memo->generation = gen;
+    }
+    for (; j < len; j++) {
+        uintptr_t frame = j == 0 ? head : leaf_first[len - 1 - j];
+        node = node_intern(node, frame);
+        if (node == NODE_NONE) {
+            if (memo != NULL)
+                memo->len = j;
+            return NODE_NONE;
+        }
+        if (memo != NULL) {
+            memo->frames[j] = frame;
+            memo->nodes[j] = node;
+        }
+    }
+    if (memo != NULL)
+        memo->len = len;
+    return node;
+}
+
+uint32_t memprof_tree_generation(void)
+{
+    return atomic_load_explicit(&generation, memory_order_relaxed);
+}
+
+uint32_t memprof_tree_nodes(void)
+{
+    return atomic_load_explicit(&used_nodes, memory_order_acquire);
+}
+
+uint32_t memprof_tree_frames(void)
+{
+    return atomic_load_explicit(&used_frames, memory_order_acquire);
+}
+
+struct memprof_node memprof_tree_node(uint32_t id) { return nodes[id]; }
+
+uintptr_t memprof_tree_frame(uint32_t frame_id_) { return frames[frame_id_]; }

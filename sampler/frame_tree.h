@@ -1,0 +1,43 @@
+/* The calling-context tree (frame_tree.c): every distinct frame once, every
+ * (caller node, frame) once, each named by a dense id. */
+#ifndef MEMPROF_FRAME_TREE_H
+#define MEMPROF_FRAME_TREE_H
+
+#include "common.h"
+
+#define NODE_NONE UINT32_MAX
+/* A chain's first node, under the root (parent 0): what the chain is of, never a
+ * frame.  Native chains start at their heap's context (context_frame in
+ * stack_table.c), Python chains at MEMPROF_PYTHON_HEAD. */
+#define MEMPROF_HEAD_BASE 0x5078000000000000ull
+#define MEMPROF_HEAD_MASK 0xffff000000000000ull
+#define MEMPROF_PYTHON_HEAD (MEMPROF_HEAD_BASE | 0xffffull)
+
+/* A thread's last chain, root first, with the nodes it interned to (in the
+ * thread's memos): a new chain's frames shared with it from the root cost no lookup. */
+#define MEMPROF_CHAIN_ROOM 192
+struct memprof_chain_memo {
+    uint32_t generation;          /* of the tree its nodes belong to */
+    uint32_t len;
+    uintptr_t frames[MEMPROF_CHAIN_ROOM];
+    uint32_t nodes[MEMPROF_CHAIN_ROOM];
+};
+
+struct memprof_node {
+    uint32_t parent;              /* 0: the root */
+    uint32_t frame;               /* id of its frame */
+};
+
+int memprof_tree_init(uint32_t max_nodes) HIDDEN;
+void memprof_tree_reset(void) HIDDEN;   /* single-threaded: a forked child */
+/* The node of the chain head, then frames[n-1] ... frames[0] (frames leaf first),
+ * interned on first sight; NODE_NONE when the tree is full.  memo may be NULL. */
+uint32_t memprof_chain_intern(struct memprof_chain_memo *memo, uintptr_t head,
+                              const uintptr_t *frames, int n) HIDDEN;
+uint32_t memprof_tree_generation(void) HIDDEN;   /* moves when the tree is emptied */
+uint32_t memprof_tree_nodes(void) HIDDEN;    /* node ids in use are 1 .. this - 1 */
+uint32_t memprof_tree_frames(void) HIDDEN;   /* frame ids in use are < this */
+struct memprof_node memprof_tree_node(uint32_t id) HIDDEN;
+uintptr_t memprof_tree_frame(uint32_t frame_id) HIDDEN;
+
+#endif
