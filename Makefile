@@ -96,6 +96,7 @@ $(BUILD)/examples/leaky: examples/leaky.c
 $(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c sampler/%.c sampler/sysutil.c $(SAMPLER_HDR) $(UNIT_DIR)/unit.h
 	@mkdir -p $(@D)
 	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^)
+$(BUILD)/unit/test_frame_tree: sampler/hash_index.c   # the tree's indexes
 
 # --- jobs -------------------------------------------------------------------
 # The C unit tests alone; `make test` runs them too (tests/sampler/test_c_units.py).

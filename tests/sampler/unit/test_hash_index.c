@@ -1,5 +1,5 @@
 /* The hash index (sampler/hash_index.c) alone: entries found again, growth by
- * doubling at half full, its capacity, a reset, and concurrent interning. */
+ * doubling at three quarters full, its capacity, a reset, and concurrent interning. */
 #include <string.h>
 
 #include "hash_index.h"
@@ -92,14 +92,14 @@ static void test_a_shared_hash_is_not_a_match(void)
 }
 
 /* The array starts at 1,024 slots and doubles when an entry would fill more than
- * half of it (ARCHITECTURE.md, *Interning*): it is replaced exactly as the count
- * goes past 512, 1,024, 2,048, ..., and every entry is found in the new one. */
-static void test_growth_doubles_at_half_full(void)
+ * three quarters of it (ARCHITECTURE.md, *Interning*): it is replaced exactly as the
+ * count goes past 768, 1,536, 3,072, ..., and every entry is found in the new one. */
+static void test_growth_doubles_at_three_quarters_full(void)
 {
     struct memprof_index x;
     start(&x, MAX_KEYS, MAX_KEYS);
     struct memprof_index_array *array = atomic_load(&x.array);
-    uint32_t next_growth = 512, growths = 0;
+    uint32_t next_growth = 768, growths = 0;
     for (uint32_t i = 0; i < 20000; i++) {
         CHECK_EQ(intern(&x, i), i);
         struct memprof_index_array *now = atomic_load(&x.array);
@@ -112,23 +112,23 @@ static void test_growth_doubles_at_half_full(void)
         }
         array = now;
     }
-    CHECK_EQ(growths, 6);   /* past 512, 1,024, ..., 16,384 */
+    CHECK_EQ(growths, 5);   /* past 768, 1,536, ..., 12,288 */
     for (uint32_t i = 0; i < 20000; i++)
         CHECK_EQ(intern(&x, i), i);
     CHECK_EQ(atomic_load(&makes), 20000);
 }
 
-/* An index for 1,000 entries has at most 2,048 slots, so it holds 1,024 entries; a
+/* An index for 1,000 entries has at most 2,048 slots, so it holds 1,536 entries; a
  * full table refuses in its turn; either way what is in stays found. */
 static void test_a_full_index_or_table_refuses(void)
 {
     struct memprof_index x;
     start(&x, 1000, MAX_KEYS);
-    for (uint32_t i = 0; i < 1024; i++)
+    for (uint32_t i = 0; i < 1536; i++)
         CHECK_EQ(intern(&x, i), i);
-    CHECK_EQ(intern(&x, 1024), MEMPROF_INDEX_NONE);
+    CHECK_EQ(intern(&x, 1536), MEMPROF_INDEX_NONE);
     CHECK_EQ(intern(&x, 5000), MEMPROF_INDEX_NONE);
-    for (uint32_t i = 0; i < 1024; i++)
+    for (uint32_t i = 0; i < 1536; i++)
         CHECK_EQ(intern(&x, i), i);
 
     start(&x, MAX_KEYS, 100);
@@ -204,7 +204,7 @@ int main(void)
 {
     RUN(test_entries_are_found_again);
     RUN(test_a_shared_hash_is_not_a_match);
-    RUN(test_growth_doubles_at_half_full);
+    RUN(test_growth_doubles_at_three_quarters_full);
     RUN(test_a_full_index_or_table_refuses);
     RUN(test_a_reset_index_is_empty);
     RUN(test_concurrent_interning_gives_one_id_per_key);
