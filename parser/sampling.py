@@ -91,7 +91,7 @@ def drop_note(prof: HeapProfile) -> str | None:
         for n, why in (
             (
                 drops.stack_table,
-                "the stack table was full (raise MEMPROF_MAX_STACKS): missing from every figure",
+                "the stack table was full (raise MEMPROF_STACK_MEMORY): missing from every figure",
             ),
             (
                 drops.live_table,

@@ -174,7 +174,7 @@ def test_estimates_replace_scaling_by_the_average_size(bulk):
     assert sample_values(prof, "alloc_space").tolist() == [409600.0, 130000.75]
     assert drop_note(prof) == (
         "Dropped 3 samples standing for about 4.9 kB allocated: 1 because the stack table was"
-        " full (raise MEMPROF_MAX_STACKS): missing from every figure; 2 because the live table"
+        " full (raise MEMPROF_STACK_MEMORY): missing from every figure; 2 because the live table"
         " was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing from the in-use "
         "figures."
     )

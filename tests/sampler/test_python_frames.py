@@ -39,7 +39,7 @@ def run_sites(
     key = (str(python), rate, extra)
     if key not in _runs:
         out = tmp_path_factory.mktemp("python_sites")
-        env = {**os.environ, "PYTHONMALLOC": "malloc", "MEMPROF_MAX_STACKS": str(1 << 20)}
+        env = {**os.environ, "PYTHONMALLOC": "malloc"}
         proc, _ = profile_run(
             [python, SITES, out / "report.json", *extra], out / "p_", rate, timeout=300, env=env
         )
