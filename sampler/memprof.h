@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define MEMPROF_VERSION "0.1.0"
+#define MEMPROF_VERSION "0.2.0"
 
 /* Start a capture window.  rate: mean bytes between samples (1 = every
  * allocation); max_depth: frames kept per stack (0 = default 64); prefix:
