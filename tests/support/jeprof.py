@@ -1,15 +1,25 @@
-"""Profiles compared whole: what jemalloc's heap_v2 text (mem_parser --jeprof) must give
-back."""
+"""jemalloc's heap_v2 text for jeprof, as `mem_parser --jeprof` writes it from a capture
+(jeprof does not read the sampler's .heap files), and two profiles compared whole."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.heapfile import read_heap
+from support.profiling import run_parser
 
 _ARRAYS = ("addrs", "offsets", "cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
+
+
+def to_jeprof(heap: Path, out: Path) -> Path:
+    """`mem_parser -f heap --jeprof out`, checked to read back as the same profile."""
+    run_parser("-f", heap, "--jeprof", out)
+    assert_same_profile(read_heap(out), read_heap(heap))
+    return out
 
 
 def assert_same_profile(got: HeapProfile, expected: HeapProfile) -> None:
