@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.jeprof import assert_same_profile
+from support.jeprof import assert_same_profile, jeprof_text, to_jeprof
 from support.paths import MEM_PARSER
 from support.profiling import SITES_EXACT, profile_run, run_parser
 from support.reports import go_pprof, go_pprof_top, text_rows
@@ -173,6 +173,38 @@ def test_go_pprof_reads_our_profile_and_agrees_with_text(captures, tmp_path):
         assert abs(by_name[name][1] - float(cum) * MiB) <= tolerance, name
     ranked = [name for name, flat, _ in theirs if flat]
     assert ranked == [name for name in rows if name in ranked]
+
+
+def test_jeprof_and_go_pprof_agree_with_text_through_their_outputs(captures, tmp_path):
+    """One capture, three readers: mem_parser -t, jeprof on the heap_v2 text --jeprof
+    writes and go tool pprof on the profile.proto --pprof writes show the same total and
+    the same sites in the same order, with the same figures."""
+    exe, heap = captures["exe"], captures["new"]
+    text, pb = to_jeprof(heap, tmp_path / "new.heap_v2"), tmp_path / "new.pb.gz"
+    report = run_parser("-p", exe, "-f", heap, "-t", "--pprof", pb).stdout
+    assert run_parser("-p", exe, "-f", text, "-t").stdout == report
+    total_line, rows = text_rows(report)
+    ours = float(total_line.split()[1]) * MiB
+    jeprof_total, jeprof_rows = jeprof_text(exe, text)
+    pprof_total, pprof_rows = go_pprof_top(pb, tmp_path)
+    # jeprof scales each stack's samples by their average size, which for these stacks of
+    # one size each is the sum of their weights that -t shows: the same figures, printed
+    # to 0.1 MB (test_jeprof_reads_our_converted_file_and_agrees's tolerance); pprof's as
+    # in test_go_pprof_reads_our_profile_and_agrees_with_text
+    assert jeprof_total * MiB == pytest.approx(ours, rel=0.01)
+    tolerance = 0.05 * MiB + 0.01 * MiB
+    assert abs(pprof_total - ours) <= tolerance
+    sites = ["site_pages", "site_small"]
+    assert [n for n, flat, _ in jeprof_rows if n in sites and flat] == sites
+    assert [n for n, flat, _ in pprof_rows if n in sites and flat] == sites
+    assert [n for n in rows if n in sites] == sites
+    jeprof_by_name = {name: (flat, cum) for name, flat, cum in jeprof_rows}
+    pprof_by_name = {name: (flat, cum) for name, flat, cum in pprof_rows}
+    for name in sites:
+        flat, _, cum, _ = rows[name]
+        assert jeprof_by_name[name] == (float(flat), float(cum)), name
+        assert abs(pprof_by_name[name][0] - float(flat) * MiB) <= tolerance, name
+        assert abs(pprof_by_name[name][1] - float(cum) * MiB) <= tolerance, name
 
 
 def test_jeprof_keeps_the_stacks_focus_and_ignore_keep(sites_exact, tmp_path):
