@@ -22,8 +22,8 @@ from mem_profiler.parser.symbolize import recorded_program
 PROG = "mem_parser"
 _ONE_OUTPUT = (
     "choose exactly one output for -o/stdout: -t (text table), -s (SVG call graph),"
-    " --collapsed or --json; --flame PATH and --pprof PATH write files of their own"
-    " and may be added to it or given alone."
+    " --collapsed or --json; --flame PATH, --pprof PATH and --jeprof PATH write files of"
+    " their own and may be added to it or given alone."
 )
 _STREAM_FLAGS = ("text", "svg", "collapsed", "json_")  # their parameters, in STREAM_FORMATS order
 
@@ -68,9 +68,10 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=(
-        "Outputs: one of -t, -s, --collapsed, --json goes to -o OUT or stdout; --flame PATH"
-        " and --pprof PATH write their own files, alone or beside it (e.g. -t --pprof"
-        " p.pb.gz). --focus, --ignore and --base apply to every output."
+        "Outputs: one of -t, -s, --collapsed, --json goes to -o OUT or stdout; --flame PATH,"
+        " --pprof PATH and --jeprof PATH write their own files, alone or beside it (e.g. -t"
+        " --pprof p.pb.gz). --focus and --ignore apply to every output, --base to every"
+        " one but --jeprof."
     ),
 )
 @click.option(
@@ -107,6 +108,13 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     metavar="PATH",
     callback=_path,
     help="Write gzipped profile.proto to PATH (go tool pprof, and pprof's UIs).",
+)
+@click.option(
+    "--jeprof",
+    metavar="PATH",
+    callback=_path,
+    help="Write the samples as jemalloc's heap_v2 text to PATH, for jeprof (raw addresses:"
+    " jeprof symbolizes them).",
 )
 @click.option("-o", "output", metavar="OUT", help="Write to OUT instead of stdout.")
 @click.option("--inuse_space", is_flag=True, help="Live bytes at the dump (default).")
@@ -194,7 +202,7 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
-    if flags["binary"] is None:
+    if flags["binary"] is None and _names_frames(flags):
         flags["binary"], build_id = recorded_program(chosen[0][1])
         _say(
             f"reading {flags['binary']}, the program that ran"
@@ -226,6 +234,13 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         return _build(heap_file, flags, "inuse_space", [])  # the timeline alone
     if reports and flags["base"] is not None:
         raise UserError("--base compares two .heap files; it does not apply to log reports.")
+    if flags["jeprof"] is not None and flags["base"] is not None:
+        raise UserError(
+            "--jeprof writes one profile's samples, whose counts cannot be negative: write"
+            " both files with --jeprof and give jeprof the old one with --base (it matches"
+            " stacks by address: two captures of one process), or use --base with -t, -s,"
+            " --collapsed, --json, --flame or --pprof."
+        )
     if query.leaks:
         if flags["svg"] or flags["collapsed"] or files or flags["focus"] or flags["ignore"]:
             raise UserError(
@@ -248,8 +263,8 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
             raise UserError(_ONE_OUTPUT)
         if output is not None and not streams:
             raise UserError(
-                f"-o {output} is for -t, -s, --collapsed or --json; --flame and"
-                " --pprof take their own path."
+                f"-o {output} is for -t, -s, --collapsed or --json; --flame, --pprof"
+                " and --jeprof take their own path."
             )
     default = "alloc_space" if query.between is not None else "inuse_space"
     return _build(
@@ -258,6 +273,14 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         indexes[0] if indexes else default,
         [(fmt, output) for fmt in streams] + files,
     )
+
+
+def _names_frames(flags: dict) -> bool:
+    """Whether the invocation symbolizes, and so reads the program: all but --jeprof
+    alone, which writes the addresses as they are."""
+    streams, files = _outputs(flags)
+    jeprof_alone = not streams and [fmt for fmt, _ in files] == ["jeprof"]
+    return not jeprof_alone or any(flags[name] for name in ("focus", "ignore", "timeline"))
 
 
 def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -> Request:

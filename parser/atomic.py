@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 from mem_profiler.core.errors import UserError
@@ -34,10 +34,15 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
         raise
 
 
-def write_file(path: str | os.PathLike[str], content: str | bytes) -> None:
-    """Write content atomically; a failure is a UserError naming the file."""
+def write_file(path: str | os.PathLike[str], content: str | bytes | Iterable[bytes]) -> None:
+    """Write content atomically, text, bytes or pieces of bytes (a file too large to hold
+    whole); a failure is a UserError naming the file."""
     try:
-        with atomic_open(path, "wb" if isinstance(content, bytes) else "w") as f:
-            f.write(content)
+        with atomic_open(path, "w" if isinstance(content, str) else "wb") as f:
+            if isinstance(content, str | bytes):
+                f.write(content)
+            else:
+                for piece in content:
+                    f.write(piece)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}.") from None

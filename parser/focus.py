@@ -24,8 +24,22 @@ def select_stacks(
     """The stacks with a node matching `focus` (if given) and none matching `ignore` (if
     given); patterns are searched in node names (`function file:line` with lines, C++
     names with their arguments and templates with full_names)."""
+    keep = stacks_kept(sym, focus, ignore, lines=lines, full_names=full_names)
+    return sym if keep is None else keep_stacks(sym, keep)
+
+
+def stacks_kept(
+    sym: SymbolizedProfile,
+    focus: re.Pattern[str] | None = None,
+    ignore: re.Pattern[str] | None = None,
+    *,
+    lines: bool = False,
+    full_names: bool = False,
+) -> np.ndarray | None:
+    """Per stack of `sym`, whether select_stacks keeps it (bool); None when neither
+    pattern is given."""
     if focus is None and ignore is None:
-        return sym
+        return None
     names, nodes = node_frames(sym, lines, full_names)
     lengths = np.diff(sym.offsets)
     stack_of = np.repeat(np.arange(len(lengths)), lengths)
@@ -40,6 +54,12 @@ def select_stacks(
         keep &= through(focus)
     if ignore is not None:
         keep &= ~through(ignore)
+    return keep
+
+
+def keep_stacks(sym: SymbolizedProfile, keep: np.ndarray) -> SymbolizedProfile:
+    """sym with only the stacks `keep` says (bool per stack)."""
+    lengths = np.diff(sym.offsets)
     offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(lengths[keep], out=offsets[1:])
     assert sym.values is not None  # SymbolizedProfile.__post_init__ fills it in
@@ -49,7 +69,9 @@ def select_stacks(
 
 
 def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
-    """prof with only the stacks `which` (their addresses and counts)."""
+    """prof with only the stacks `which`, in that order (their addresses, counts,
+    estimates and labels); its failed allocations and foreign ranges, which are none of
+    its stacks, kept."""
     lengths = np.diff(prof.offsets)[which]
     offsets = np.zeros(len(which) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -63,7 +85,8 @@ def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
         cur_bytes=prof.cur_bytes[which],
         acc_objs=prof.acc_objs[which],
         acc_bytes=prof.acc_bytes[which],
-        labels={},
-        failures=[],
+        labels={
+            new: prof.labels[old] for new, old in enumerate(which.tolist()) if old in prof.labels
+        },
         estimates=None if prof.estimates is None else prof.estimates[which],
     )

@@ -6,6 +6,9 @@ to read and how to show it, and every report goes the same way, each stage once:
       → aggregated view (aggregate, call_graph, flame_tree, leak_sites)
       → rendered output (report_*)
 
+or, for jemalloc's heap_v2 text (report_jeprof), the raw profile itself, narrowed to the
+stacks --focus and --ignore keep: jeprof symbolizes it itself.
+
 mem_parser, the API's Capture.report, the gate's stacks and the log's leak reports all
 call it; no other module symbolizes a profile for a report."""
 
@@ -15,7 +18,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -29,12 +32,13 @@ from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.diff import subtract
 from mem_profiler.parser.flame import flame_tree, format_collapsed
-from mem_profiler.parser.focus import select_stacks
+from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.log_analysis import MS, Leak, LeakSet
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
+from mem_profiler.parser.report_jeprof import format_jeprof
 from mem_profiler.parser.report_json import format_json
 from mem_profiler.parser.report_leaks import format_leaks, format_leaks_json
 from mem_profiler.parser.report_notes import format_failures, format_foreign
@@ -46,7 +50,10 @@ from mem_profiler.parser.timeline import format_timeline
 
 # Formats written to -o or stdout, and formats written to a path of their own.
 STREAM_FORMATS = ("text", "svg", "collapsed", "json")
-FILE_FORMATS = ("flame", "pprof")
+FILE_FORMATS = ("flame", "pprof", "jeprof")
+# Formats of the raw profile, its addresses as they are: no symbolizing unless --focus or
+# --ignore choose its stacks, and no difference (--base) of two.
+RAW_FORMATS = ("jeprof",)
 GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
 
 Note = TypeVar("Note", bound=Failure | Foreign)
@@ -126,7 +133,20 @@ class LogQuery:
 def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProfile:
     """Files → symbolized profile: request.heap_file (or `profile`, built from a log) read
     and symbolized, the base subtracted, focus and ignore applied."""
-    profile = read_heap(request.heap_file) if profile is None else profile
+    sym = _symbolized(request, read_heap(request.heap_file) if profile is None else profile)
+    keep = _kept(sym, request)
+    return sym if keep is None else keep_stacks(sym, keep)
+
+
+def _kept(sym: SymbolizedProfile, request: Request) -> np.ndarray | None:
+    """Per stack of sym, whether --focus and --ignore keep it; None without them."""
+    return stacks_kept(
+        sym, request.focus, request.ignore, lines=request.lines, full_names=request.full_names
+    )
+
+
+def _symbolized(request: Request, profile: HeapProfile) -> SymbolizedProfile:
+    """profile symbolized, the base subtracted."""
     binary = _program(request, profile)
     lines = request.lines or request.file_lines
     sym = symbolize(
@@ -144,9 +164,7 @@ def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProf
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)
-    return select_stacks(
-        sym, request.focus, request.ignore, lines=request.lines, full_names=request.full_names
-    )
+    return sym
 
 
 def _program(request: Request, profile: HeapProfile) -> str:
@@ -161,14 +179,29 @@ def _program(request: Request, profile: HeapProfile) -> str:
 
 def write_reports(request: Request, say: Say, profile: HeapProfile | None = None) -> None:
     """mem_parser's report of a .heap file (or of `profile`, built from its log): the
-    symbolizer's warnings and the moment said, then each of request.outputs written."""
-    sym = load(request, profile)
-    for warning in sym.warnings:
-        say(f"warning: {warning}")
+    symbolizer's warnings and the moment said, then each of request.outputs written. The
+    profile is symbolized only for a report of names, or for --focus and --ignore to
+    choose the stacks of a raw one (RAW_FORMATS)."""
+    profile = read_heap(request.heap_file) if profile is None else profile
+    raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
+    if raw and request.base is not None:  # mem_parser refuses it (cmd/mem_parser.py)
+        raise ValueError(f"{raw[0]} is one profile's samples, not a difference")
+    sym, keep = None, None
+    if len(raw) < len(request.outputs) or request.focus or request.ignore:
+        whole = _symbolized(request, profile)
+        keep = _kept(whole, request)
+        sym = whole if keep is None else keep_stacks(whole, keep)
+        for warning in sym.warnings:
+            say(f"warning: {warning}")
     if request.context:
         say(request.context)
     for fmt, path in request.outputs:
-        write_output(path, render(fmt, sym, request))
+        if fmt == "jeprof":
+            kept = profile if keep is None else some_stacks(profile, np.flatnonzero(keep))
+            write_output(path, format_jeprof(kept))
+        else:
+            assert sym is not None  # symbolized above for every format but the raw ones
+            write_output(path, render(fmt, sym, request))
 
 
 def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
@@ -315,10 +348,12 @@ def symbolized_notes(
     return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
 
 
-def write_output(path: str | None, content: bytes) -> None:
-    """Write to stdout, or atomically to the file `path`."""
+def write_output(path: str | None, content: bytes | Iterable[bytes]) -> None:
+    """Write to stdout, or atomically to the file `path`: bytes, or pieces of them (a
+    report too large to hold whole)."""
     if path is None:
-        sys.stdout.buffer.write(content)
+        for piece in [content] if isinstance(content, bytes) else content:
+            sys.stdout.buffer.write(piece)
         sys.stdout.flush()
         return
     if os.path.isdir(path):
@@ -327,8 +362,8 @@ def write_output(path: str | None, content: bytes) -> None:
 
 
 def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
-    """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS); each says
-    when samples were dropped and what that does to its figures."""
+    """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
+    each says when samples were dropped and what that does to its figures."""
     r = request
     dropped = [note for note in [drop_note(sym.profile)] if note]
     notes = r.notes + dropped

@@ -99,6 +99,19 @@ def test_at_during_the_spike_and_at_the_peak_name_the_spike(curve, capsys):
     assert top_function(out) == "ramp_up" and table(out).get("spike", 0.0) == 0.0
 
 
+def test_a_moment_of_the_log_as_jeprof_text(curve, capsys, tmp_path):
+    """--peak (as --at, --between) with --jeprof: what was live then, as heap_v2 text
+    that reads back as the same report; the estimates, sums of weights of any value,
+    exactly."""
+    exe, heap, _ = curve
+    out = tmp_path / "peak.heap_v2"
+    _, err = cli(capsys, "-f", heap, "--peak", "--jeprof", out)
+    assert_peak_shown(err)
+    peak_text, _ = cli(capsys, "-p", exe, "-f", heap, "--peak")
+    assert cli(capsys, "-p", exe, "-f", out, "-t")[0] == peak_text
+    assert top_function(peak_text) == "spike"
+
+
 def test_between_marks(curve, capsys):
     exe, heap, _ = curve
     out, err = cli(capsys, "-p", exe, "-f", heap, "--between", "spike", "plateau")

@@ -4,6 +4,7 @@ collapsed stacks, JSON, pprof profile.proto (read back by the real `go tool ppro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.jeprof import assert_same_profile, jeprof_text, to_jeprof
 from support.paths import MEM_PARSER
 from support.profiling import SITES_EXACT, profile_run, run_parser
 from support.reports import go_pprof, go_pprof_top, text_rows
@@ -173,6 +175,77 @@ def test_go_pprof_reads_our_profile_and_agrees_with_text(captures, tmp_path):
     assert ranked == [name for name in rows if name in ranked]
 
 
+def test_jeprof_and_go_pprof_agree_with_text_through_their_outputs(captures, tmp_path):
+    """One capture, three readers: mem_parser -t, jeprof on the heap_v2 text --jeprof
+    writes and go tool pprof on the profile.proto --pprof writes show the same total and
+    the same sites in the same order, with the same figures."""
+    exe, heap = captures["exe"], captures["new"]
+    text, pb = to_jeprof(heap, tmp_path / "new.heap_v2"), tmp_path / "new.pb.gz"
+    report = run_parser("-p", exe, "-f", heap, "-t", "--pprof", pb).stdout
+    assert run_parser("-p", exe, "-f", text, "-t").stdout == report
+    total_line, rows = text_rows(report)
+    ours = float(total_line.split()[1]) * MiB
+    jeprof_total, jeprof_rows = jeprof_text(exe, text)
+    pprof_total, pprof_rows = go_pprof_top(pb, tmp_path)
+    # jeprof scales each stack's samples by their average size, which for these stacks of
+    # one size each is the sum of their weights that -t shows: the same figures, printed
+    # to 0.1 MB (test_jeprof_reads_our_converted_file_and_agrees's tolerance); pprof's as
+    # in test_go_pprof_reads_our_profile_and_agrees_with_text
+    assert jeprof_total * MiB == pytest.approx(ours, rel=0.01)
+    tolerance = 0.05 * MiB + 0.01 * MiB
+    assert abs(pprof_total - ours) <= tolerance
+    sites = ["site_pages", "site_small"]
+    assert [n for n, flat, _ in jeprof_rows if n in sites and flat] == sites
+    assert [n for n, flat, _ in pprof_rows if n in sites and flat] == sites
+    assert [n for n in rows if n in sites] == sites
+    jeprof_by_name = {name: (flat, cum) for name, flat, cum in jeprof_rows}
+    pprof_by_name = {name: (flat, cum) for name, flat, cum in pprof_rows}
+    for name in sites:
+        flat, _, cum, _ = rows[name]
+        assert jeprof_by_name[name] == (float(flat), float(cum)), name
+        assert abs(pprof_by_name[name][0] - float(flat) * MiB) <= tolerance, name
+        assert abs(pprof_by_name[name][1] - float(cum) * MiB) <= tolerance, name
+
+
+def test_jeprof_keeps_the_stacks_focus_and_ignore_keep(sites_exact, tmp_path):
+    """--focus and --ignore choose the stacks of the text as of every report; its
+    metadata stay whole."""
+    exe, heap = sites_exact
+    out, filters = tmp_path / "f.heap_v2", ("--focus", "^site_", "--ignore", "small")
+    run_parser("-p", exe, "-f", heap, "--jeprof", out, *filters)
+    selected = run_parser("-p", exe, "-f", heap, "-t", *filters).stdout
+    assert run_parser("-p", exe, "-f", out, "-t").stdout == selected
+    whole, kept = read_heap(heap), read_heap(out)
+    assert 0 < len(kept.offsets) < len(whole.offsets)
+    assert_same_profile(
+        kept,
+        dataclasses.replace(
+            whole,
+            addrs=kept.addrs,
+            offsets=kept.offsets,
+            cur_objs=kept.cur_objs,
+            cur_bytes=kept.cur_bytes,
+            acc_objs=kept.acc_objs,
+            acc_bytes=kept.acc_bytes,
+            estimates=kept.estimates,
+        ),
+    )
+
+
+def test_jeprof_alone_reads_no_program(build_fixture, tmp_path):
+    """The addresses are written as they are, for jeprof to symbolize: the program that
+    ran need not be there."""
+    exe = tmp_path / "sites"
+    exe.write_bytes(build_fixture("sites").read_bytes())
+    exe.chmod(0o755)
+    proc, files = profile_run([exe, "10", "10", "1"], tmp_path / "g_", 1)
+    assert proc.returncode == 0 and len(files) == 1, proc.stderr
+    exe.unlink()
+    done = run_parser("-f", files[0], "--jeprof", tmp_path / "g.heap_v2")
+    assert done.stdout == done.stderr == ""
+    assert_same_profile(read_heap(tmp_path / "g.heap_v2"), read_heap(files[0]))
+
+
 def test_pprof_keeps_functions_that_share_a_short_name(tmp_path):
     sym = hand_profile([(["f(int)", "main"], 3 * MiB), (["f(double)", "main"], MiB)])
     out = tmp_path / "f.pb.gz"
@@ -282,8 +355,12 @@ def test_several_outputs_at_once(sites_exact, tmp_path):
         ("-t --focus (", "'(' is not a valid regular expression"),
         ("-t --ignore [z-a]", "is not a valid regular expression"),
         ("-t --json", "exactly one output"),
-        ("--flame {dir}/f.html -o {dir}/x", "--flame and --pprof take their own path"),
+        ("--flame {dir}/f.html -o {dir}/x", "--flame, --pprof and --jeprof take their own path"),
         ("--flame {dir}/nowhere/f.html", "cannot write {dir}/nowhere/f.html"),
+        ("--jeprof", "Option '--jeprof' requires an argument"),
+        ("--jeprof {dir}/j -o {dir}/x", "--flame, --pprof and --jeprof take their own path"),
+        ("--jeprof {dir}/nowhere/j", "cannot write {dir}/nowhere/j"),
+        ("--jeprof {dir}/j --base {dir}/old.heap", "--jeprof writes one profile's samples"),
         ("-t --nodefraction 2", "--nodefraction"),
     ],
 )

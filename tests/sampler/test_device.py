@@ -23,6 +23,7 @@ from support.device import (
     foreign_calls,
     run_device,
 )
+from support.jeprof import to_jeprof
 from support.paths import MEM_PARSER
 from support.profiling import report, run_parser
 
@@ -389,3 +390,20 @@ def test_foreign_ranges_beyond_the_table_are_counted(standin_dir, tmp_path):
         " cuda_host heap): 58 ranges, 0.2 MB (6 more not recorded: the sampler's table"
         " was full)\n"
     ) in text
+
+
+def test_device_heaps_convert_to_jeprof_text_whole(standin_dir, tmp_path, foreign_run):
+    """mem_parser --jeprof of each device heap reads back as the same profile: the HAL's
+    labels, the failed allocations and the foreign ranges among its `#` lines."""
+    exe = build_device_fixture("device_acl", standin_dir)
+    proc, labelled = run_device(exe, ["local"], tmp_path / "l_", standin_env(standin_dir))
+    assert proc.returncode == 0, proc.stderr
+    oom_env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
+    proc, failed = run_device(exe, ["oom"], tmp_path / "o_", oom_env)
+    assert proc.returncode == 0, proc.stderr
+    files = [*labelled.values(), *failed.values(), *foreign_run[3].values()]
+    profiles = [
+        read_heap(to_jeprof(heap, tmp_path / f"{i}.heap_v2")) for i, heap in enumerate(files)
+    ]
+    assert any(p.labels for p in profiles) and any(p.failures for p in profiles)
+    assert any(p.foreign for p in profiles)

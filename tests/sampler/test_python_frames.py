@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.interpreters import VENV_PYTHON, interpreters
+from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER
 from support.profiling import profile_run, run_parser
 from support.sampling_math import assert_estimate, blocks_estimate_sd
@@ -167,19 +168,13 @@ def test_pprof_gives_python_functions_their_file_and_lines(tmp_path_factory, tmp
     assert b"keep_dicts (python_sites.py" not in data
 
 
-def test_jeprof_reads_a_python_profile(tmp_path_factory):
+def test_jeprof_reads_a_python_profile(tmp_path_factory, tmp_path):
     report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024)
-    profile = read_heap(heap)
-    out = subprocess.run(
-        ["jeprof", "--text", "--inuse_space", profile.exe, str(heap)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
-    jeprof_total = float(
-        next(line for line in out.splitlines() if line.startswith("Total:")).split()[1]
-    )
+    # jeprof reads heap_v2 only; the Python frames' lines come along, and jeprof skips them
+    text = to_jeprof(heap, tmp_path / "python.heap_v2")
+    profile = read_heap(text)
+    assert profile.python_frames
+    jeprof_total, _ = jeprof_text(profile.exe, text, "inuse_space")
     ours = symbolize(profile, profile.exe).value("inuse_space").sum()
     assert jeprof_total == pytest.approx(ours / 2**20, rel=0.01)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.interpreters import PYENV_SHIM
+from support.jeprof import jeprof_text, to_jeprof
 from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER, ROOT
 from support.profiling import one_heap, profile_run, report, total
 from support.sampling_math import assert_estimate, relative_sd
@@ -63,36 +64,20 @@ def test_alloc_space_of_freed_site(sites_1024):
     )
 
 
-def jeprof_text(exe, heap, index: str) -> tuple[float, list[str]]:
-    """jeprof's Total (MB) and its functions in its order."""
-    out = subprocess.run(
-        ["jeprof", "--text", f"--{index}", str(exe), str(heap)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
-    lines = out.splitlines()
-    jeprof_total = float(next(line for line in lines if line.startswith("Total:")).split()[1])
-    return jeprof_total, [
-        line.split()[5]
-        for line in lines
-        if len(line.split()) == 6 and line.split()[1].endswith("%")
-    ]
-
-
 @pytest.mark.parametrize("index", ["inuse_space", "alloc_space"])
-def test_jeprof_reads_our_file_and_agrees(sites_1024, index):
+def test_jeprof_reads_our_converted_file_and_agrees(sites_1024, index, tmp_path):
     exe, heap = sites_1024
-    jeprof_total, jeprof_names = jeprof_text(exe, heap, index)
-    rows = report(heap, exe, index)
+    text = to_jeprof(heap, tmp_path / "sites.heap_v2")  # jeprof reads heap_v2 only
+    jeprof_total, jeprof_rows = jeprof_text(exe, text, index)
+    jeprof_names = [name for name, _, _ in jeprof_rows]
+    rows = report(text, exe, index)
     ours = [name for name, _ in sorted(rows.items(), key=lambda kv: -kv[1][0])]
     sites = {"site_pages", "site_small", "site_transient"}
     # The same sites in the same order (libc's printf buffer is the only other thing).
     assert [n for n in jeprof_names if n in sites] == [n for n in ours if n in sites]
     if index == "alloc_space":
         assert jeprof_names[:3] == ours[:3] == ["site_transient", "site_pages", "site_small"]
-    assert jeprof_total == pytest.approx(total(heap, exe, index) / MiB, rel=0.01)
+    assert jeprof_total == pytest.approx(total(text, exe, index) / MiB, rel=0.01)
 
 
 def test_objects_of_a_stack_of_mixed_sizes_are_unbiased(build_fixture, tmp_path):

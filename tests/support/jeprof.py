@@ -1,0 +1,64 @@
+"""jemalloc's heap_v2 text for jeprof, as `mem_parser --jeprof` writes it from a capture
+(jeprof does not read the sampler's .heap files), the real jeprof run on it, and two
+profiles compared whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.heapfile import read_heap
+from support.profiling import run_parser
+
+_ARRAYS = ("addrs", "offsets", "cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
+
+
+def to_jeprof(heap: Path, out: Path) -> Path:
+    """`mem_parser -f heap --jeprof out`, checked to read back as the same profile."""
+    run_parser("-f", heap, "--jeprof", out)
+    assert_same_profile(read_heap(out), read_heap(heap))
+    return out
+
+
+def jeprof_text(
+    exe: str | Path, heap: Path, index: str = "inuse_space"
+) -> tuple[float, list[tuple[str, float, float]]]:
+    """`jeprof --text` of one sample index: its Total (MB) and its rows in its order,
+    (function, flat MB, cum MB)."""
+    out = subprocess.run(
+        ["jeprof", "--text", f"--{index}", str(exe), str(heap)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    jeprof_total = float(next(line for line in lines if line.startswith("Total:")).split()[1])
+    rows = [line.split() for line in lines]
+    return jeprof_total, [
+        (row[5], float(row[0]), float(row[3]))
+        for row in rows
+        if len(row) == 6 and row[1].endswith("%")
+    ]
+
+
+def assert_same_profile(got: HeapProfile, expected: HeapProfile) -> None:
+    """Every field of the two profiles the same, but the path they were read from."""
+    for name in _ARRAYS:
+        a, b = getattr(got, name), getattr(expected, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    if expected.estimates is None:
+        assert got.estimates is None
+    else:
+        assert got.estimates is not None and np.array_equal(got.estimates, expected.estimates)
+    others = [
+        f.name
+        for f in dataclasses.fields(HeapProfile)
+        if f.name not in (*_ARRAYS, "estimates", "path")
+    ]
+    for name in others:
+        assert getattr(got, name) == getattr(expected, name), name
