@@ -1,7 +1,7 @@
-"""The tree format of the .heap file (docs/file-formats.md): stacks written as a
-calling-context tree read back as the profile the same stacks give as heap_v2 text, Python
-frames merged where the sampler put them, estimates left out where the reader's fallback
-gives them, and damaged trees refused in one line."""
+"""The tree format of the .heap file and version 2 of the event log (docs/file-formats.md):
+stacks written as a calling-context tree read back as the profile the same stacks give
+as heap_v2 text, Python frames merged where the sampler put them, estimates left out where
+the reader's fallback gives them, and damaged trees refused in one line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from support.paths import MEM_PARSER
 from support.processes import limited_run
 from support.profiling import run_parser
 from support.synthetic_heaps import Mapped
+from support.synthetic_logs import event, header, node_record, tree_records, tree_stack_record
 from support.tree_files import (
     GROUP_END,
     TreeStack,
@@ -31,7 +32,9 @@ from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser import context_tree
 from mem_profiler.parser.capture_files import heap_of
+from mem_profiler.parser.eventlog import ALLOC, read_log
 from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
+from mem_profiler.parser.log_analysis import open_window_log
 
 RATE = 4096
 P = python_frame
@@ -553,3 +556,93 @@ def test_stacks_expanded_in_many_chunks_are_those_of_one(monkeypatch):
     assert_same_profile(chunked, whole)
     assert whole.stacks == [tuple(merged(s, EVAL)) for s in stacks]
     assert max(np.diff(whole.offsets)) > 997 * 2
+
+
+# --- event logs of version 2 --------------------------------------------------------------
+
+
+def test_a_version_2_log_reads_its_stacks_from_the_tree(tmp_path):
+    chains = {
+        5: ([0x401010, *MAIN], []),
+        6: ([0x401020, 0x401010, *MAIN], []),
+        9: ([A, E1, B, E2, C], [P(1), GROUP_END, P(2), P(3), GROUP_END]),
+    }
+    Path(f"{tmp_path / 'x_1.0001'}.1.memlog").write_bytes(
+        header(version=2)
+        + tree_records(chains)
+        + event(ALLOC, 1000, 64, 0x10, 5)
+        + event(ALLOC, 2000, 64, 0x20, 9)
+    )
+    known = read_log(str(tmp_path / "x_1.0001"), EVAL)
+    assert known.warnings == []
+    assert {k: s.frames.tolist() for k, s in known.stacks.items()} == {
+        5: [0x401010, *MAIN],
+        6: [0x401020, 0x401010, *MAIN],
+        9: [A, P(1), E1, B, P(2), P(3), E2, C],
+    }
+    assert known.stacks[9].frames.dtype == np.uint64
+    unknown = read_log(str(tmp_path / "x_1.0001"))
+    assert unknown.stacks[9].frames.tolist() == [A, E1, B, E2, C, P(1), P(2), P(3)]
+
+
+def test_a_version_2_log_takes_the_loop_from_its_heap_file(tmp_path):
+    """mem_parser --peak of a log whose .heap is a tree: Python frames in place."""
+    base = tmp_path / "x_1.0001"
+    heap = tmp_path / "x_1.0001.heap"
+    heap.write_bytes(tree_file(1, [*PYTHON_HEADER, f"# log: {base}"], [TreeStack(MAIN)]))
+    Path(f"{base}.1.memlog").write_bytes(
+        header(version=2)
+        + tree_records({4: ([A, E1, B], [P(1), GROUP_END])})
+        + event(ALLOC, 1000, 64, 0x10, 4)
+    )
+    cap = open_window_log(heap)
+    assert cap.log.stacks[4].frames.tolist() == [A, P(1), E1, B]
+    done = run_parser("-p", "/bin/true", "-f", heap, "--peak", "--collapsed", "--native")
+    assert done.stdout == "true+0x1aff;true+0x200f;func1 (app1.py);true+0x1a00 64\n"
+
+
+def test_a_version_2_log_with_nodes_missing_or_damaged_warns(tmp_path):
+    Path(f"{tmp_path / 'x_1.0001'}.1.memlog").write_bytes(
+        header(version=2)
+        + node_record(1, 0, MAIN[-1])
+        + node_record(2, 1, MAIN[-2])
+        + node_record(4, 3, 0x401010)  # its parent 3 is in no file
+        + node_record(7, 7, 0x401020)  # its own parent: damage
+        + tree_stack_record(1, 2)
+        + tree_stack_record(2, 4)
+        + tree_stack_record(3, 7)
+        + tree_stack_record(4, 12)
+        + event(ALLOC, 1000, 64, 0x10, 1)
+    )
+    log = read_log(str(tmp_path / "x_1.0001"))
+    assert {k: s.frames.tolist() for k, s in log.stacks.items()} == {
+        1: MAIN[-2:],
+        2: [0x401010],
+        3: [],
+        4: [],
+    }
+    assert log.warnings == [
+        f"1 tree node records of {tmp_path / 'x_1.0001'} have a node or parent out of range"
+        " (the log is damaged): they are left out.",
+        f"3 stacks of {tmp_path / 'x_1.0001'} name nodes of the calling-context tree that no"
+        " file read holds (the log is damaged): their frames stop there.",
+    ]
+
+
+def test_a_version_2_log_of_rotated_files_shares_nodes_across_them(tmp_path):
+    """Each file holds the nodes its records use: a node written again is the same."""
+    base = tmp_path / "r_1.0001"
+    nodes: dict[tuple[int, int], int] = {}  # the sampler's, one numbering for the window
+    for k in (1, 2, 3):
+        Path(f"{base}.{k}.memlog").write_bytes(
+            header(k, version=2)
+            + tree_records({k: ([0x401000 + k, *MAIN], [])}, nodes)
+            + event(ALLOC, 1000 * k, 8, k, k)
+        )
+    Path(f"{base}.1.memlog").unlink()  # rotated away, with the nodes it wrote first
+    log = read_log(str(base))
+    assert len(nodes) == 6 and log.first_file == 2
+    assert {k: s.frames.tolist() for k, s in log.stacks.items()} == {
+        2: [0x401002, *MAIN],
+        3: [0x401003, *MAIN],
+    }
