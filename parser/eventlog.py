@@ -17,18 +17,20 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import heap_file, log_files, log_stem
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.context_tree import Tree
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.input_files import read_regular
 
 MAGIC = b"MPLOG\0\r\n"
-VERSION = 1
-ALLOC, FREE, STACK, TIMELINE, MARK = 1, 2, 3, 4, 5
+VERSIONS = (1, 2)  # 1: stacks as lists of frames (STACK); 2: as a tree (NODE, TREE_STACK)
+ALLOC, FREE, STACK, TIMELINE, MARK, NODE, TREE_STACK = 1, 2, 3, 4, 5, 6, 7
 MARK_KINDS = ("point", "range_start", "range_end", "step")
 STEP_TEXT = "step"  # the text given to memprof_step()'s marks, which carry none
 
 _HEADER = struct.Struct("<8sIiQQQII")  # memprof_log_header
 _STACK = struct.Struct("<BBHIIQ")  # memprof_log_stack, then depth frames
 _MARK = struct.Struct("<BBHIBQQ")  # memprof_log_mark, then the text
+_TREE_STACK = struct.Struct("<BBHIIIQ")  # stack id, native and Python leaf nodes, label
 _RECORD_HEAD = 4  # memprof_log_record: type, heap, size (of the whole record)
 EVENT_DTYPE = np.dtype(
     [
@@ -53,15 +55,16 @@ TIMELINE_DTYPE = np.dtype(
         ("rss", "<u8"),
     ]
 )
-_HEAD_ROW = np.dtype(
+NODE_DTYPE = np.dtype(
     [
         ("type", "u1"),
         ("heap", "u1"),
         ("length", "<u2"),
-        ("rest", f"V{EVENT_DTYPE.itemsize - _RECORD_HEAD}"),
+        ("node", "<u4"),
+        ("parent", "<u4"),
+        ("frame", "<u8"),
     ]
 )
-_EVENT_LENGTH = struct.pack("<H", EVENT_DTYPE.itemsize)
 _SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
 # CLOCK_REALTIME in ns, and sizes, fit in 63 bits (until the year 2262, and beyond any
 # address space): larger values, read from unsigned fields, are damage.
@@ -151,10 +154,12 @@ def locate(path: str | os.PathLike[str]) -> tuple[str, HeapProfile | None]:
     return base, read_heap(heap_path) if os.path.isfile(heap_path) else None
 
 
-def read_log(base: str) -> EventLog:
+def read_log(base: str, evaluation: tuple[int, int | None] | None = None) -> EventLog:
     """Read the newest consecutive log files of `base`; raise EventLogError if there are
     none or one is not a log of this format. Rotation's deleted files, a gap, and a file
-    cut short (a killed process) are warnings in the result."""
+    cut short (a killed process) are warnings in the result. `evaluation`: where the
+    interpreter's evaluation loop is (context_tree.eval_range of the capture's .heap),
+    which places the Python frames of a version 2 log's stacks; None: unknown."""
     files = log_files(base)
     if not files:
         raise EventLogError(
@@ -183,7 +188,7 @@ def read_log(base: str) -> EventLog:
     reader = _Reader(base, warnings)
     for k in range(first, newest + 1):
         reader.read_file(files[k], k, newest)
-    return reader.result(first)
+    return reader.result(first, evaluation)
 
 
 class _Reader:
@@ -197,6 +202,8 @@ class _Reader:
         self.events: list[memoryview] = []  # runs of ALLOC/FREE records
         self.timeline: list[np.ndarray] = []
         self.stacks: dict[int, Stack] = {}
+        self.nodes: list[np.ndarray] = []  # runs of NODE records
+        self.tree_stacks: dict[int, tuple[int, int, int, int]] = {}  # heap, leaves, label
         self.marks: list[tuple[int, int, int, int, bytes]] = []  # time, kind, id, tid, text
 
     def read_file(self, path: str, index: int, newest: int) -> None:
@@ -228,11 +235,11 @@ class _Reader:
         )
         if magic != MAGIC:
             raise EventLogError(f"{path} is not a mem_profiler event log (bad magic).")
-        if version != VERSION:
+        if version not in VERSIONS:
             raise EventLogError(
                 f"{path} is an event log of format version {version}; this"
-                f" mem_parser reads version {VERSION}: use the mem_parser of"
-                " the mem_profiler that wrote it."
+                f" mem_parser reads versions {' and '.join(map(str, VERSIONS))}: use the"
+                " mem_parser of the mem_profiler that wrote it."
             )
         if start_ns >= _TIME_LIMIT:
             raise EventLogError(
@@ -255,11 +262,18 @@ class _Reader:
         while pos + _RECORD_HEAD <= n:
             rtype, length = data[pos], data[pos + 2] | data[pos + 3] << 8
             if length == event_size and rtype in (ALLOC, FREE):
-                count = _event_run(data, pos)
+                count = _run(data, pos, event_size, (ALLOC, FREE))
                 if count == 0:  # its head is there, the rest was cut off
                     break
                 self.events.append(view[pos : pos + count * event_size])
                 pos += count * event_size
+                continue
+            if length == NODE_DTYPE.itemsize and rtype == NODE:
+                count = _run(data, pos, length, (NODE,))
+                if count == 0:
+                    break
+                self.nodes.append(np.frombuffer(data, NODE_DTYPE, count, pos))
+                pos += count * length
                 continue
             if length < _RECORD_HEAD:
                 self.warnings.append(
@@ -274,6 +288,9 @@ class _Reader:
                 depth = min(depth, (length - _STACK.size) // 8)
                 frames = np.frombuffer(data, "<u8", depth, pos + _STACK.size).astype(np.uint64)
                 self.stacks[stack] = Stack(heap, label, frames)
+            elif rtype == TREE_STACK and length == _TREE_STACK.size:
+                _, heap, _, stack, native, python, label = _TREE_STACK.unpack_from(data, pos)
+                self.tree_stacks[stack] = (heap, native, python, label)
             elif rtype == TIMELINE and length == TIMELINE_DTYPE.itemsize:
                 self.timeline.append(np.frombuffer(data, TIMELINE_DTYPE, 1, pos))
             elif rtype == MARK and length >= _MARK.size:
@@ -285,8 +302,9 @@ class _Reader:
             pos += length
         return pos
 
-    def result(self, first: int) -> EventLog:
+    def result(self, first: int, evaluation: tuple[int, int | None] | None) -> EventLog:
         assert self.header is not None
+        self._tree_stacks(evaluation)
         pid, rate, device_rate, start_ns, interval_ms = self.header
         events = self._in_range(
             np.frombuffer(bytearray().join(self.events), EVENT_DTYPE), "allocation and free"
@@ -319,6 +337,39 @@ class _Reader:
             self.warnings,
         )
 
+    def _tree_stacks(self, evaluation: tuple[int, int | None] | None) -> None:
+        """The stacks of the TREE_STACK records, read up their nodes and merged with
+        their Python frames (context_tree; `evaluation`: the .heap's eval_range). Nodes
+        are named by the sampler's ids, found in the order of their ids."""
+        if not self.tree_stacks:
+            return
+        records = np.concatenate(self.nodes) if self.nodes else np.zeros(0, NODE_DTYPE)
+        ok = (records["node"] > 0) & (records["parent"] < records["node"])
+        self._left_out(int(np.count_nonzero(~ok)), "tree node", "node or parent")
+        ids, first = np.unique(records["node"][ok], return_index=True)
+        parents = records["parent"][ok][first]
+        place = _places(ids, parents)  # 0: the root, -1: a node no file holds
+        cut = place < 0
+        tree = Tree(np.r_[0, np.maximum(place, 0)], np.r_[0, records["frame"][ok][first]])
+        heaps, native, python, labels = (
+            np.array(column, np.int64) for column in zip(*self.tree_stacks.values(), strict=True)
+        )
+        leaves = [_places(ids, leaf) for leaf in (native, python)]
+        reach_cut = tree.path_sums(np.r_[False, cut]) > 0
+        missing = sum(((leaf < 0) | reach_cut[np.maximum(leaf, 0)]) for leaf in leaves)
+        if missing.any():
+            self.warnings.append(
+                f"{np.count_nonzero(missing)} stacks of {self.base} name nodes of the"
+                " calling-context tree that no file read holds (the log is damaged):"
+                " their frames stop there."
+            )
+        addrs, offsets = tree.stacks(np.maximum(leaves[0], 0), np.maximum(leaves[1], 0), evaluation)
+        frames = np.split(addrs, offsets[1:-1])
+        for stack, heap, label, chain in zip(
+            self.tree_stacks, heaps.tolist(), labels.tolist(), frames, strict=True
+        ):
+            self.stacks[stack] = Stack(heap, label, chain)
+
     def _in_range(self, records: np.ndarray, what: str) -> np.ndarray:
         """The records whose heap, time and size can be real; a warning for the others."""
         ok = (records["heap"] < len(HEAPS)) & (records["time_ns"] >= 0)
@@ -335,26 +386,36 @@ class _Reader:
             )
 
 
-def _event_run(data: bytes, pos: int) -> int:
-    """How many ALLOC/FREE records follow one another from `pos` (one is there). Short runs
-    (between the stack records of new stacks) are counted one by one; longer ones by
-    checking the headers in strides of the record size, in windows growing 4x at a time."""
-    size, n = EVENT_DTYPE.itemsize, len(data)
+def _places(ids: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Where each of `nodes` is in the tree of the sorted node `ids` (1 + its index; 0 for
+    the root, node 0), -1 for a node not among them."""
+    nodes = np.asarray(nodes, np.int64)
+    index = np.minimum(np.searchsorted(ids, nodes), max(len(ids) - 1, 0))
+    found = (ids[index] == nodes) if len(ids) else np.zeros(len(nodes), bool)
+    return np.where(nodes == 0, 0, np.where(found, index + 1, -1))
+
+
+def _run(data: bytes, pos: int, size: int, types: tuple[int, ...]) -> int:
+    """How many records of `size` bytes and one of `types` follow one another from `pos`
+    (one is there). Short runs (between the stack records of new stacks) are counted one
+    by one; longer ones by checking the headers in strides of the record size, in
+    windows growing 4x at a time."""
+    n = len(data)
+    length = struct.pack("<H", size)
     total = 0
     while total < _SHORT_RUN:
-        if (
-            pos + size > n
-            or data[pos] not in (ALLOC, FREE)
-            or (data[pos + 2 : pos + 4] != _EVENT_LENGTH)
-        ):
+        if pos + size > n or data[pos] not in types or data[pos + 2 : pos + 4] != length:
             return total
         total += 1
         pos += size
+    head = np.dtype(
+        [("type", "u1"), ("heap", "u1"), ("length", "<u2"), ("rest", f"V{size - _RECORD_HEAD}")]
+    )
     window = _SHORT_RUN
     while True:
         rows = min(window, (n - pos) // size)
-        heads = np.frombuffer(data, _HEAD_ROW, rows, pos)
-        ok = (heads["length"] == size) & ((heads["type"] == ALLOC) | (heads["type"] == FREE))
+        heads = np.frombuffer(data, head, rows, pos)
+        ok = (heads["length"] == size) & np.isin(heads["type"], types)
         if not ok.all():
             return total + int(ok.argmin())
         total += rows

@@ -6,8 +6,9 @@ import binascii
 import math
 import os
 import re
+import zlib
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
@@ -24,7 +25,14 @@ from mem_profiler.core.profile import (
     HeapProfile,
     PythonFrame,
 )
-from mem_profiler.parser.input_files import open_regular, read_errors, read_regular
+from mem_profiler.parser.context_tree import Tree, eval_range, hal_labels
+from mem_profiler.parser.input_files import (
+    MAX_PROFILE_BYTES,
+    open_regular,
+    read_errors,
+    read_regular,
+)
+from mem_profiler.parser.sampling import unsample
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
 
@@ -74,21 +82,43 @@ _DROPPED_RE = re.compile(
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
+# The tree format: its first line, then a zlib stream of the text and the arrays.
+_TREE_PREFIX = b"memprof_tree/1\n"
+_TREE_OTHER = b"memprof_tree/"  # of another version
+_TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
+_TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
+_TREE_LINE = b"\n# tree: "
+_TREE_RE = re.compile(
+    r"frames=([0-9]{1,10}) nodes=([0-9]{1,10}) stacks=([0-9]{1,10})"
+    r" estimates=([0-9]{1,10}) labels=([01])"
+)
+_COUNTERS = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+_Note = TypeVar("_Note", Failure, Foreign)
+_Noted = tuple["Failure | Foreign", int]  # a tree's noted event, and the id of its stack
+_PYTHON_RE = re.compile(r"\S{1,64} 0x[0-9a-f]{1,16}(?: 0x[0-9a-f]{1,16})?")
 
 
-# The lines of noted events: their decimal fields, checked below 2^64, and their stack.
+# The lines of noted events: their decimal fields, checked below 2^64, and their stack:
+# its addresses in a heap_v2 file, its id (a row of `stack_id`, -1: none) in a tree.
 _NOTE_NUMBERS = ("time_ns", "bytes", "error")
 _NOTE_STACK = r" @(?P<stack>(?: (?:0x)?[0-9a-f]{1,16})*)"
-_FAILURE_RE = re.compile(
+_NOTE_STACK_ID = r" stack=(?P<stack_id>-1|[0-9]{1,10})"
+_FAILURE = (
     r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
-    r" error=(?P<error>-?[0-9]{1,20})" + _NOTE_STACK
+    r" error=(?P<error>-?[0-9]{1,20})"
 )
-_FOREIGN_RE = re.compile(
+_FOREIGN = (
     r"time_ns=(?P<time_ns>[0-9]{1,20}) bytes=(?P<bytes>[0-9]{1,20})"
     rf" kind=(?P<kind>{'|'.join(FOREIGN_KINDS)})"
-    r" address=0x(?P<address>[0-9a-f]{1,16})" + _NOTE_STACK
+    r" address=0x(?P<address>[0-9a-f]{1,16})"
+)
+_FAILURE_RE, _FAILURE_ID_RE = (
+    re.compile(_FAILURE + tail) for tail in (_NOTE_STACK, _NOTE_STACK_ID)
+)
+_FOREIGN_RE, _FOREIGN_ID_RE = (
+    re.compile(_FOREIGN + tail) for tail in (_NOTE_STACK, _NOTE_STACK_ID)
 )
 
 
@@ -122,6 +152,12 @@ def read_heap_header(path: str) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
+        first = f.read(len(_TREE_PREFIX))
+        if first == _TREE_PREFIX:
+            return _tree_header(_tree_head_bytes(f, path), path, [])[0]
+        if first.startswith(_TREE_OTHER):
+            raise _other_tree(first + f.readline(64), path)
+        f.seek(0)
         lines = _decode(_header_bytes(f)).split("\n")
     if _HEADER_RE.fullmatch(lines[0].strip()) is None:
         raise HeapFileError(
@@ -146,6 +182,10 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
     line."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
+    if data.startswith(_TREE_PREFIX):
+        return _parse_tree(data, name)
+    if data.startswith(_TREE_OTHER):
+        raise _other_tree(data, name)
     first = data.find(b"\n@")
     maps_at = data.find(b"\n" + _MAPPED_LIBRARIES.encode())
     samples = _bulk_samples(data, first + 1, maps_at) if 0 <= first < maps_at else None
@@ -160,6 +200,235 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
             *enumerate(_decode(data[maps_at + 1 :]).split("\n"), maps_lineno),
         ]
     return _parse_lines(numbered, name, samples)
+
+
+def _parse_tree(data: bytes, name: str) -> HeapProfile:
+    """A calling-context tree (docs/file-formats.md, "The `.heap` file") as the profile a
+    heap_v2 file of the same stacks gives."""
+
+    def fail(what: str) -> HeapFileError:
+        return HeapFileError(f"{name}: {what}")
+
+    text = _inflate(data[len(_TREE_PREFIX) :], name)
+    noted: list[_Noted] = []
+    prof, (frames, nodes, stacks, estimates, labels), at = _tree_header(text, name, noted)
+    shapes = [
+        *_tree_arrays(frames, nodes, stacks),
+        ("est_row", "<u4", estimates),
+        ("est", "<f8", 4 * estimates),
+        ("label", "<u8", stacks * labels),
+    ]
+    size = sum(np.dtype(dtype).itemsize * length for _, dtype, length in shapes)
+    if len(text) < at + size:
+        raise fail(
+            f"the tree's arrays are cut short: its '# tree:' line says {size:,} bytes,"
+            f" {len(text) - at:,} follow it (the file is damaged)"
+        )
+    arrays = {}
+    for key, dtype, length in shapes:
+        arrays[key] = np.frombuffer(text, dtype, length, at)
+        at += arrays[key].nbytes
+    maps_end = text.find(b"\n", at + 1)
+    if text[at : maps_end if maps_end >= 0 else len(text)] != b"\n" + _MAPPED_LIBRARIES.encode():
+        raise fail(
+            f"expected '{_MAPPED_LIBRARIES}' right after the tree's arrays, found"
+            f" {_show(_decode(text[at + 1 : at + 61]))} (the file is damaged)"
+        )
+    maps_lineno = text.count(b"\n", 0, at) + 4  # the lines as if decompressed in place
+    maps = _decode(text[maps_end + 1 :]).split("\n") if maps_end >= 0 else []
+    _mappings(
+        prof, enumerate(maps, maps_lineno), lambda n, what: HeapFileError(f"{name}:{n}: {what}")
+    )
+    _tree_profile(prof, arrays, noted, fail)
+    return prof
+
+
+def _other_tree(data: bytes, name: str) -> HeapFileError:
+    """The error for a tree of a version this reader does not know."""
+    first = _decode(data.partition(b"\n")[0][:64])
+    return HeapFileError(
+        f"{name}:1: a .heap file of format {_show(first)}; this mem_parser reads"
+        " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
+    )
+
+
+def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, int]]:
+    """The name, type and length of a tree's arrays before its estimates."""
+    return [
+        ("frame", "<u8", frames),
+        ("parent", "<u4", nodes),
+        ("node_frame", "<u4", nodes),
+        ("stack_id", "<u4", stacks),
+        ("native", "<u4", stacks),
+        ("python", "<u4", stacks),
+        *((counter, "<u8", stacks) for counter in _COUNTERS),
+    ]
+
+
+def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[_Noted], fail):
+    """Fill `prof` with the stacks (those with counts), counters, estimates and labels of a
+    tree's arrays, and the stacks of its noted events; `fail` for damage."""
+    frame, parent, node_frame = arrays["frame"], arrays["parent"], arrays["node_frame"]
+    nodes = len(parent)
+    bad = np.flatnonzero(parent >= np.arange(1, nodes + 1))
+    if len(bad):
+        k = int(bad[0]) + 1
+        raise fail(
+            f"node {k} of the tree has the parent {parent[k - 1]}: a node's parent comes"
+            " before it (the file is damaged)"
+        )
+    bad = np.flatnonzero(node_frame >= len(frame))
+    if len(bad):
+        k = int(bad[0]) + 1
+        raise fail(
+            f"node {k} of the tree names frame {node_frame[k - 1]} of {len(frame)}"
+            " (the file is damaged)"
+        )
+    for key in ("native", "python"):
+        bad = np.flatnonzero(arrays[key] > nodes)
+        if len(bad):
+            raise fail(
+                f"stack {bad[0]} names the {key} leaf node {arrays[key][bad[0]]} of a tree of"
+                f" {nodes} nodes (the file is damaged)"
+            )
+    table = np.column_stack([arrays[counter] for counter in _COUNTERS])
+    too_large = np.flatnonzero((table >= np.uint64(2**63)).any(axis=1))
+    if len(too_large):
+        raise fail(f"stack {too_large[0]} has a counter too large for 64 bits")
+    est_row, est = arrays["est_row"], arrays["est"].reshape(-1, 4)
+    if (est_row >= len(table)).any():
+        raise fail(
+            f"an estimate names stack {est_row[est_row >= len(table)][0]} of {len(table)}"
+            " (the file is damaged)"
+        )
+    if not (np.isfinite(est) & (est >= 0)).all():
+        raise fail("an estimate that is not a finite number of at least 0 (the file is damaged)")
+
+    address = np.zeros(nodes + 1, np.uint64)
+    address[1:] = frame[node_frame]
+    tree = Tree(np.r_[0, parent], address)
+    evaluation = eval_range(prof)
+    kept = np.asarray(table.any(axis=1))  # the others are there for the noted events only
+    native, python = arrays["native"][kept], arrays["python"][kept]
+    prof.addrs, prof.offsets = tree.stacks(native, python, evaluation)
+    empty = np.flatnonzero(prof.offsets[1:] == prof.offsets[:-1])
+    if len(empty):  # no frame read: one unknown frame, as heap_v2 files have it
+        prof.addrs = np.insert(prof.addrs, prof.offsets[empty], np.uint64(0))
+        prof.offsets[1:] += np.cumsum(prof.offsets[1:] == prof.offsets[:-1])
+    table = table[kept].astype(np.int64)
+    prof.cur_objs, prof.cur_bytes, prof.acc_objs, prof.acc_bytes = (
+        np.ascontiguousarray(table[:, k]) for k in range(4)
+    )
+    prof.estimates = np.column_stack(
+        [
+            *unsample(prof.cur_objs, prof.cur_bytes, prof.rate),
+            *unsample(prof.acc_objs, prof.acc_bytes, prof.rate),
+        ]
+    )
+    row = np.cumsum(kept) - 1  # a kept stack's row in the profile
+    written = kept[est_row]
+    prof.estimates[row[est_row[written]]] = est[written]
+    if len(arrays["label"]):
+        prof.labels = dict(enumerate(hal_labels(arrays["label"][kept])))
+    if noted:
+        ids = arrays["stack_id"]
+        rows = [
+            np.flatnonzero(ids == stack_id)[:1] if 0 <= stack_id < 2**32 else np.zeros(0, int)
+            for _, stack_id in noted
+        ]
+        found = [len(r) > 0 for r in rows]
+        chosen = np.concatenate(rows).astype(np.int64)
+        addrs, offsets = tree.stacks(arrays["native"][chosen], arrays["python"][chosen], evaluation)
+        stacks = iter(np.split(addrs, offsets[1:-1]))
+        for (note, _), ok in zip(noted, found, strict=True):
+            note.stack = tuple(next(stacks).tolist()) if ok else ()
+
+
+def _inflate(data: bytes, name: str) -> bytes:
+    """The zlib stream after a tree's first line, decompressed; HeapFileError, one line,
+    if it is damaged, cut short or too large."""
+    inflate = zlib.decompressobj()
+    try:
+        text = inflate.decompress(data, MAX_PROFILE_BYTES)
+    except zlib.error as e:
+        raise HeapFileError(
+            f"{name}: the compressed tree is damaged ({e}): this is not a whole .heap file"
+        ) from None
+    if inflate.unconsumed_tail:
+        raise HeapFileError(
+            f"{name}: the compressed tree holds more than {MAX_PROFILE_BYTES:,} bytes,"
+            " more than a .heap file can sanely be"
+        )
+    if not inflate.eof:
+        raise HeapFileError(f"{name}: the compressed tree is cut short: the file is truncated")
+    if inflate.unused_data:
+        raise HeapFileError(
+            f"{name}: {len(inflate.unused_data):,} bytes follow the compressed tree:"
+            " this is not a whole .heap file"
+        )
+    return text
+
+
+def _tree_head_bytes(f: BinaryIO, name: str) -> bytes:
+    """The start of a tree's text, up to its `# tree:` line, decompressed only as far as
+    that (a Python program's frame lines alone can take megabytes)."""
+    inflate = zlib.decompressobj()
+    text = b""
+    try:
+        while len(text) < _TREE_HEAD_LIMIT and (chunk := f.read(_CHUNK >> 4)):
+            seen = max(len(text) - len(_TREE_LINE), 0)
+            text += inflate.decompress(chunk, _TREE_HEAD_LIMIT)
+            at = text.find(_TREE_LINE, seen)
+            if (at >= 0 and text.find(b"\n", at + 1) >= 0) or inflate.eof:
+                break
+    except zlib.error as e:
+        raise HeapFileError(
+            f"{name}: the compressed tree is damaged ({e}): this is not a whole .heap file"
+        ) from None
+    return text
+
+
+def _tree_header(
+    text: bytes, name: str, noted: list[_Noted]
+) -> tuple[HeapProfile, tuple[int, ...], int]:
+    """The profile of a tree's text lines up to its `# tree:` line (lines numbered as if
+    decompressed in place: the first is `memprof_tree/1`), the counts that line gives
+    (frames, nodes, stacks, estimates, labels) and where the arrays after it start.
+    `noted`: see _header_line."""
+    end = text.find(b"\n")
+    first = _decode(text[: end if end >= 0 else len(text)])
+    header = _TREE_HEADER_RE.fullmatch(first)
+    if header is None or int(header[1]) > U64_MAX:
+        raise HeapFileError(
+            f"{name}:2: expected a 'heap_tree/<rate>' line (rate below 2^64), found {_show(first)}"
+        )
+    prof = HeapProfile(path=name, rate=int(header[1]))
+    lineno, line = 2, first
+    while end >= 0:
+        start, lineno = end + 1, lineno + 1
+        end = text.find(b"\n", start)
+        line = _decode(text[start : end if end >= 0 else len(text)])
+        if line.startswith("# tree:"):
+            counts = _TREE_RE.fullmatch(line[len("# tree:") :].strip())
+            if counts is None:
+                raise HeapFileError(
+                    f"{name}:{lineno}: expected '# tree: frames=F nodes=N stacks=S"
+                    f" estimates=E labels=0|1' (F, N, S, E below 2^32), found {_show(line)}"
+                )
+            arrays_at = end + 1 if end >= 0 else len(text)
+            return prof, tuple(int(c) for c in counts.groups()), arrays_at
+        if not line.strip():
+            continue
+        if line[:1] != "#":
+            raise HeapFileError(f"{name}:{lineno}: unexpected line {_show(line)}")
+        try:
+            _header_line(prof, line, noted)
+        except ValueError as e:
+            raise HeapFileError(f"{name}:{lineno}: {e}") from None
+    lineno += 1 if line else 0  # the line after the last one
+    raise HeapFileError(
+        f"{name}:{lineno}: no '# tree:' line after the '#' lines: the file is truncated"
+    )
 
 
 def _decode(data: bytes) -> str:
@@ -355,22 +624,7 @@ def _parse_lines(
     if not maps_at:
         raise fail(end, f"the file is truncated: no '{_MAPPED_LIBRARIES}' section")
 
-    for lineno, raw in lines[maps_at:]:
-        line = raw.strip()
-        if not line or line.startswith("build="):
-            continue
-        mapping = parse_maps_line(line)
-        if mapping is None:
-            raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
-        if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
-            raise fail(
-                lineno,
-                "a mapping whose addresses or offset are above 2^64-1 or"
-                f" whose end is below its start: {_show(line)}",
-            )
-        if "\0" in line:
-            raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
-        prof.mappings.append(mapping)
+    _mappings(prof, lines[maps_at:], fail)
 
     if samples is None:
         offsets = np.zeros(len(lengths) + 1, np.int64)
@@ -390,6 +644,26 @@ def _parse_lines(
     return prof
 
 
+def _mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> None:
+    """Read the (line number, line) pairs after `MAPPED_LIBRARIES:` into prof.mappings."""
+    for lineno, raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("build="):
+            continue
+        mapping = parse_maps_line(line)
+        if mapping is None:
+            raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
+        if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
+            raise fail(
+                lineno,
+                "a mapping whose addresses or offset are above 2^64-1 or"
+                f" whose end is below its start: {_show(line)}",
+            )
+        if "\0" in line:
+            raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
+        prof.mappings.append(mapping)
+
+
 def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
     """The four sums of a `# estimate:` line."""
     fields = line[len(_ESTIMATE) :].split()
@@ -404,8 +678,10 @@ def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
     return values
 
 
-def _header_line(prof: HeapProfile, line: str) -> None:
-    """Store one `# ...` line in `prof`; ValueError says what is wrong with it."""
+def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None) -> None:
+    """Store one `# ...` line in `prof`; ValueError says what is wrong with it. `noted`
+    (a tree's lines): the noted events name their stacks by id, each listed there with
+    its id for the reader to fill in."""
     body = line[1:].strip()
     if body.startswith("mem_profiler "):
         prof.version = body.split(None, 1)[1]
@@ -444,26 +720,32 @@ def _header_line(prof: HeapProfile, line: str) -> None:
     elif key in ("cmdline", "exe"):
         setattr(prof, key, value)
     elif key == "failed_alloc":
-        m = _note(_FAILURE_RE, value, line, "failed_alloc: time_ns=T bytes=N error=E @ ...")
-        prof.failures.append(
-            Failure(int(m["time_ns"]), int(m["bytes"]), int(m["error"]), _stack(m["stack"]))
-        )
-    elif key == "foreign":
+        tail = "@ ..." if noted is None else "stack=<id>"
         m = _note(
-            _FOREIGN_RE,
+            _FAILURE_RE if noted is None else _FAILURE_ID_RE,
             value,
             line,
-            f"foreign: time_ns=T bytes=N kind={'|'.join(FOREIGN_KINDS)} address=0xA @ ...",
+            f"failed_alloc: time_ns=T bytes=N error=E {tail}",
         )
-        prof.foreign.append(
-            Foreign(
-                int(m["time_ns"]),
-                int(m["bytes"]),
-                m["kind"],
-                int(m["address"], 16),
-                _stack(m["stack"]),
+        failure = Failure(int(m["time_ns"]), int(m["bytes"]), int(m["error"]), ())
+        prof.failures.append(_noted_stack(failure, m, noted))
+    elif key == "foreign":
+        tail = "@ ..." if noted is None else "stack=<id>"
+        m = _note(
+            _FOREIGN_RE if noted is None else _FOREIGN_ID_RE,
+            value,
+            line,
+            f"foreign: time_ns=T bytes=N kind={'|'.join(FOREIGN_KINDS)} address=0xA {tail}",
+        )
+        foreign = Foreign(int(m["time_ns"]), int(m["bytes"]), m["kind"], int(m["address"], 16), ())
+        prof.foreign.append(_noted_stack(foreign, m, noted))
+    elif key == "python":
+        if _PYTHON_RE.fullmatch(value) is None:
+            raise ValueError(
+                "expected '# python: <version> 0x<start> [0x<end>]' (the addresses of"
+                f" _PyEval_EvalFrameDefault), found {_show(line)}"
             )
-        )
+        prof.meta[key] = value
     elif key == "python_frame":
         address, frame = parse_frame_line(value, _unescape)
         prof.python_frames[address] = frame
@@ -506,9 +788,14 @@ def _note(pattern: re.Pattern[str], value: str, line: str, form: str) -> re.Matc
     return m
 
 
-def _stack(text: str) -> tuple[int, ...]:
-    """The addresses of a noted event's stack, ' 0x...' each, leaf first."""
-    return tuple(int(a, 16) for a in text.split())
+def _noted_stack(note: _Note, m: re.Match[str], noted: list[_Noted] | None) -> _Note:
+    """`note` with the stack of its line: the addresses, ' 0x...' each, leaf first; or,
+    in a tree, listed in `noted` with the id of its stack."""
+    if noted is None:
+        note.stack = tuple(int(a, 16) for a in m["stack"].split())
+    else:
+        noted.append((note, int(m["stack_id"])))
+    return note
 
 
 def _number(text: str, limit: int) -> int | None:

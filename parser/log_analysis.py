@@ -16,6 +16,7 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.aggregate import node_frames
+from mem_profiler.parser.context_tree import eval_range
 from mem_profiler.parser.eventlog import (
     ALLOC,
     EventLog,
@@ -115,7 +116,7 @@ class Leak:
 def open_window_log(path: str | os.PathLike[str], heap: str | None = None) -> WindowLog:
     """The window log of a .heap or .memlog file; `heap` defaults to the .heap's own."""
     base, profile = locate(path)
-    log = read_log(base)
+    log = read_log(base, eval_range(profile))
     chosen = heap_id(heap or (profile.heap if profile is not None else HEAPS[0]))
     return WindowLog(log, profile, chosen, pair_frees(log))
 

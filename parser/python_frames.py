@@ -11,6 +11,7 @@ import numpy as np
 
 from mem_profiler.core.profile import FRAME_BASE, FRAME_END
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
+from mem_profiler.parser.context_tree import eval_range
 
 if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile
@@ -25,10 +26,10 @@ def is_python_frame(addrs: np.ndarray) -> np.ndarray:
 def interpreter_path(profile: HeapProfile) -> str | None:
     """The object holding the interpreter's evaluation loop (libpython, or the python
     program where it is linked in), from the `# python:` line."""
-    eval_address = profile.meta.get("python", "").partition(" ")[2]
-    if not eval_address.startswith("0x"):
+    evaluation = eval_range(profile)
+    if evaluation is None:
         return None
-    address = int(eval_address, 16)
+    address = evaluation[0]
     return next((m.path for m in profile.mappings if m.start <= address < m.end and m.path), None)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from mem_profiler.parser.eventlog import MAGIC, MARK, STACK, TIMELINE
+from mem_profiler.parser.eventlog import MAGIC, MARK, NODE, STACK, TIMELINE, TREE_STACK
 
 MiB = 1 << 20
 
@@ -21,6 +21,44 @@ def stack_record(stack: int, frames: list[int]) -> bytes:
     return struct.pack(
         f"<BBHIIQ{len(frames)}Q", STACK, 0, 20 + 8 * len(frames), stack, len(frames), 0, *frames
     )
+
+
+def node_record(node: int, parent: int, frame: int) -> bytes:
+    """A node of the calling-context tree (version 2)."""
+    return struct.pack("<BBHIIQ", NODE, 0, 20, node, parent, frame)
+
+
+def tree_stack_record(stack: int, native: int, python: int = 0, label: int = 0, heap: int = 0):
+    """A stack by its leaf nodes (version 2)."""
+    return struct.pack("<BBHIIIQ", TREE_STACK, heap, 24, stack, native, python, label)
+
+
+def tree_records(
+    chains: dict[int, tuple[list[int], list[int]]],
+    nodes: dict[tuple[int, int], int] | None = None,
+) -> bytes:
+    """NODE and TREE_STACK records of stacks by id: (native frames leaf first, Python
+    chain from the innermost frame up), sharing their nodes as the sampler does: each
+    node once in a file, before the stack that uses it. `nodes`: the window's numbering,
+    (parent, frame) -> node, shared by the calls for its files."""
+    nodes = {} if nodes is None else nodes
+    written: set[int] = set()
+    out = []
+
+    def leaf(chain: list[int]) -> int:
+        node = 0
+        for frame in reversed(chain):
+            parent = node
+            node = nodes.setdefault((parent, frame), len(nodes) + 1)
+            if node not in written:
+                written.add(node)
+                out.append(node_record(node, parent, frame))
+        return node
+
+    for stack, (native, python) in chains.items():
+        native_leaf, python_leaf = leaf(native), leaf(python)
+        out.append(tree_stack_record(stack, native_leaf, python_leaf))
+    return b"".join(out)
 
 
 def timeline_record(t: int, peak: int, end: int) -> bytes:

@@ -1,0 +1,183 @@
+"""Stacks of a calling-context tree, the `.heap` file's and the event log's (version 2)
+form of them (docs/file-formats.md, "The `.heap` file"): each stack is a native leaf node
+and a Python one, read up to the root and merged as the sampler merged them before
+(ARCHITECTURE.md, "Python programs"). All of it with numpy, never a step per frame: a
+profile can hold 400,000 stacks of 100 frames over a million nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from mem_profiler.core.profile import FRAME_BASE, HeapProfile
+
+# The node that ends a group of Python frames (the frames one evaluation call ran).
+GROUP_END = FRAME_BASE + 0xFFFFFFFF
+# Stacks are expanded this many frames at a time, which bounds the temporaries.
+_CHUNK_FRAMES = 1 << 22
+
+
+def eval_range(profile: HeapProfile | None) -> tuple[int, int | None] | None:
+    """The start and end of _PyEval_EvalFrameDefault's code, from the `# python:` line
+    (`<version> 0x<start> [0x<end>]`; files before the tree format name no end: None);
+    None for a profile of no Python program."""
+    fields = profile.meta.get("python", "").split() if profile is not None else []
+    try:
+        addresses = [int(f, 16) for f in fields[1:3] if f.startswith("0x")]
+    except ValueError:
+        return None
+    if len(addresses) != len(fields[1:3]) or not addresses:
+        return None
+    return addresses[0], addresses[1] if len(addresses) > 1 else None
+
+
+class Tree:
+    """Nodes 1..n under the root 0: `parent` (each less than its node) and `address`
+    (the frame of each node), both indexed by node, the root's entries unused. Nodes not
+    `present` count as absent: a chain ends below them (their parent must be 0)."""
+
+    def __init__(
+        self, parent: np.ndarray, address: np.ndarray, present: np.ndarray | None = None
+    ) -> None:
+        # int32 indices: a tree of 2^31 nodes is a file beyond what the reader takes.
+        self.parent = np.asarray(parent, np.int32)
+        self.address = np.asarray(address, np.uint64)
+        # jumps[k]: each node's ancestor 2^k levels up (0 beyond the root)
+        self.jumps = [self.parent]
+        while self.jumps[-1].any():
+            last = self.jumps[-1]
+            self.jumps.append(last[last])
+        weight = np.arange(len(self.parent)) > 0
+        if present is not None:
+            weight &= present
+        self.depth = self.path_sums(weight)  # frames from each node up to the root
+        self.ends = self.path_sums(weight & (self.address == np.uint64(GROUP_END)))
+
+    def path_sums(self, weights: np.ndarray) -> np.ndarray:
+        """For every node the sum of `weights` over it and its ancestors (pointer doubling:
+        a step per power of two of the depth)."""
+        sums = np.asarray(weights, np.int64).copy()
+        sums[0] = 0
+        for jump in self.jumps[:-1]:
+            sums += sums[jump]
+        return sums
+
+    def chains(self, leaves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The nodes of each leaf's chain up to the root (the first `lengths` of them, no
+        more than its depth), leaf first, one chain after another.
+
+        A matrix of a column per chain, as long as the longest: its first row the leaves,
+        then each next power of two of rows from the ones before (the 0s beyond the root
+        stay 0), and the matrix read by columns. _chunks keeps it small."""
+        width = int(lengths.max()) if len(lengths) else 0
+        matrix = np.empty((width, len(leaves)), np.int32)
+        matrix[:1] = leaves
+        step = 1
+        for jump in self.jumps:
+            if step >= width:
+                break
+            rows = min(step, width - step)
+            np.take(jump, matrix[:rows], out=matrix[step : step + rows])
+            step *= 2
+        return matrix.T[np.arange(width) < lengths[:, None]]
+
+    def stacks(
+        self,
+        native: np.ndarray,
+        python: np.ndarray | None = None,
+        evaluation: tuple[int, int | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(addresses, offsets) of the stacks whose leaf nodes are `native` and `python`
+        (0: none), leaf first: the native chain with the Python chain's groups merged in,
+        group g just leafward of the g-th native frame inside the evaluation loop
+        (`evaluation`: its start and end; a return address in (start, end]), the groups
+        beyond the last such frame (all of them, where the loop is not known) at the root
+        end."""
+        native = np.asarray(native, np.int64)
+        python = np.zeros_like(native) if python is None else np.asarray(python, np.int64)
+        native_lengths = self.depth[native]
+        python_lengths = self.depth[python] - self.ends[python]  # without the group ends
+        offsets = np.zeros(len(native) + 1, np.int64)
+        np.cumsum(native_lengths + python_lengths, out=offsets[1:])
+        addrs = np.empty(offsets[-1], np.uint64)
+        lo, hi = 0, 0  # no native frame in (0, 0]
+        if evaluation is not None and evaluation[1] is not None:
+            lo, hi = evaluation[0], evaluation[1]
+        for a, b in _chunks(np.maximum(native_lengths, self.depth[python])):
+            nodes = self.chains(native[a:b], native_lengths[a:b])
+            out = addrs[offsets[a] : offsets[b]]
+            if not python_lengths[a:b].any():
+                np.take(self.address, nodes, out=out)
+                continue
+            self._merge(out, self.address[nodes], native_lengths[a:b], python[a:b], lo, hi)
+        return addrs, offsets
+
+    def _merge(
+        self,
+        out: np.ndarray,
+        native_addrs: np.ndarray,
+        native_lengths: np.ndarray,
+        python: np.ndarray,
+        lo: int,
+        hi: int,
+    ) -> None:
+        """Write into `out` the stacks of native frames `native_addrs` (one run of
+        `native_lengths` per stack) merged with the Python chains of the leaves `python`.
+
+        A Python frame goes to its group's anchor (the native frame its group goes before,
+        or the stack's end) plus its rank among the stack's Python frames: those before it
+        in the chain are anchored no further out, those after it no nearer. The native
+        frames fill the places left, in order."""
+        chain_lengths = self.depth[python]
+        chain = self.chains(python, chain_lengths)
+        frames = self.address[chain] != np.uint64(GROUP_END)
+        stack = np.repeat(np.arange(len(python)), chain_lengths)[frames]
+        chain = chain[frames]
+        group = self.ends[python][stack] - self.ends[chain]
+        counts = np.bincount(stack, minlength=len(python))
+        rank = np.arange(len(chain)) - (np.cumsum(counts) - counts)[stack]
+
+        native_starts = np.cumsum(native_lengths) - native_lengths
+        in_eval = (native_addrs > np.uint64(lo)) & (native_addrs <= np.uint64(hi))
+        evals = np.flatnonzero(in_eval)
+        eval_stack = np.searchsorted(native_starts, evals, side="right") - 1
+        eval_counts = np.bincount(eval_stack, minlength=len(python))
+        eval_firsts = np.cumsum(eval_counts) - eval_counts
+        anchor = native_lengths[stack]
+        reached = group < eval_counts[stack]
+        at = stack[reached]
+        anchor[reached] = evals[eval_firsts[at] + group[reached]] - native_starts[at]
+
+        lengths = native_lengths + counts
+        place = (np.cumsum(lengths) - lengths)[stack] + anchor + rank
+        taken = np.zeros(len(out), bool)
+        taken[place] = True
+        out[place] = self.address[chain]
+        out[~taken] = native_addrs
+
+
+def _chunks(widths: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Runs [a, b) of the stacks whose chains, each as long as the longest of the run,
+    make about _CHUNK_FRAMES frames (one stack at least)."""
+    widths = np.maximum(widths, 1)
+    a = 0
+    while a < len(widths):
+        window = widths[a : a + _CHUNK_FRAMES]
+        cells = np.maximum.accumulate(window) * np.arange(1, len(window) + 1)
+        b = a + max(int(np.searchsorted(cells, _CHUNK_FRAMES, side="right")), 1)
+        yield a, b
+        a = b
+
+
+def hal_labels(flags: np.ndarray) -> list[str]:
+    """The `# labels:` text of each of the HAL's allocation flags: bits 0-9 the device,
+    10-13 the memory type, 56-63 the module (ARCHITECTURE.md, "Device and HAL
+    allocators")."""
+    distinct, index = np.unique(np.asarray(flags, np.uint64), return_inverse=True)
+    texts = []
+    for flag in distinct.tolist():
+        memtype = flag >> 10 & 0xF
+        shown = ("SVM", "DEV", "HOST", "DVPP")[memtype] if memtype < 4 else str(memtype)
+        texts.append(f"device={flag & 0x3FF} memtype={shown} module={flag >> 56}")
+    return [texts[i] for i in index.tolist()]

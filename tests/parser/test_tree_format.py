@@ -1,0 +1,648 @@
+"""The tree format of the .heap file and version 2 of the event log (docs/file-formats.md):
+stacks written as a calling-context tree read back as the profile the same stacks give
+as heap_v2 text, Python frames merged where the sampler put them, estimates left out where
+the reader's fallback gives them, and damaged trees refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.paths import MEM_PARSER
+from support.processes import limited_run
+from support.profiling import run_parser
+from support.synthetic_heaps import Mapped
+from support.synthetic_logs import event, header, node_record, tree_records, tree_stack_record
+from support.tree_files import (
+    GROUP_END,
+    TreeStack,
+    fallback_estimate,
+    hal_text,
+    heap_v2_text,
+    merged,
+    python_frame,
+    tree_file,
+    tree_payload,
+)
+
+from mem_profiler.core.errors import HeapFileError
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser import context_tree
+from mem_profiler.parser.capture_files import heap_of
+from mem_profiler.parser.eventlog import ALLOC, read_log
+from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
+from mem_profiler.parser.log_analysis import open_window_log
+
+RATE = 4096
+P = python_frame
+# A native program: main and its start-up, leaf first, in /bin/true's mapping.
+MAIN = [0x401230, 0x401890, 0x400F10]
+EVAL = (0x402000, 0x402400)  # _PyEval_EvalFrameDefault's code: (start, end]
+HEADER = [
+    "# mem_profiler 0.2.0",
+    "# pid: 4242",
+    "# cmdline: ./app",
+    "# exe: /bin/true",
+    "# heap: host",
+    "# window_start_ns: 1763750000000000000",
+    "# window_end_ns: 1763750001000000000",
+    "# max_depth: 128",
+]
+PYTHON_HEADER = [
+    *HEADER,
+    f"# python: 3.11.7 0x{EVAL[0]:x} 0x{EVAL[1]:x}",
+    *(
+        f"# python_frame: 0x{P(i):x} {10 * i} {10 * i - 2} func{i}\tapp{i % 2}.py"
+        for i in range(1, 7)
+    ),
+]
+
+
+def assert_same_profile(tree: HeapProfile, text: HeapProfile) -> None:
+    """Every field alike but the path; the estimates to float64's precision (the text
+    writes them in decimal)."""
+    for f in dataclasses.fields(HeapProfile):
+        ours, theirs = getattr(tree, f.name), getattr(text, f.name)
+        if f.name == "path":
+            continue
+        if f.name == "estimates":
+            np.testing.assert_allclose(ours, theirs, rtol=1e-15, atol=0)
+        elif isinstance(theirs, np.ndarray):
+            assert ours.dtype == theirs.dtype, f.name
+            np.testing.assert_array_equal(ours, theirs, err_msg=f.name)
+        else:
+            assert ours == theirs, f.name
+
+
+def write_both(tmp_path: Path, stacks: list[TreeStack], header=HEADER, **kw) -> tuple[Path, Path]:
+    """The stacks as a tree (t.heap) and as heap_v2 text (v2.heap)."""
+    evaluation = kw.pop("evaluation", EVAL)
+    tree, text = tmp_path / "t.heap", tmp_path / "v2.heap"
+    tree.write_bytes(tree_file(RATE, header, stacks, **kw))
+    text.write_text(heap_v2_text(RATE, header, stacks, evaluation, **kw))
+    return tree, text
+
+
+# Stacks that share their callers, of mixed sizes (estimates written) and of one size
+# (left to the reader), Python groups among them, and one without counts.
+MIXED = [
+    TreeStack([0x401100, *MAIN], (3, 300, 5, 500), estimate=(60.5, 6000.25, 90.0, 9000.0)),
+    TreeStack([0x401104, 0x401100, *MAIN], (1, 8192, 2, 16384)),
+    TreeStack([0x401108, 0x401100, *MAIN], (0, 0, 7, 70)),
+    TreeStack([0x401200, 0x402010, 0x401300, 0x402020, *MAIN], python=[[P(1), P(2)], [P(3)]]),
+    TreeStack([0x401200, 0x402010, 0x401300, 0x402020, *MAIN], (0, 0, 0, 0)),
+    TreeStack([0x401204, 0x402010, 0x401300, *MAIN], (2, 20, 2, 20), python=[[P(4)], [P(5)]]),
+]
+
+
+def test_a_tree_reads_as_the_heap_v2_text_of_its_stacks(tmp_path):
+    tree, text = write_both(tmp_path, MIXED, PYTHON_HEADER)
+    assert_same_profile(read_heap(tree), read_heap(text))
+    prof = read_heap(tree)
+    assert np.diff(prof.offsets).tolist() == [4, 5, 5, 10, 8]  # the stack without counts is out
+    assert prof.stacks[3] == (0x401200, P(1), P(2), 0x402010, 0x401300, P(3), 0x402020, *MAIN)
+    assert prof.stacks[4] == (0x401204, P(4), 0x402010, 0x401300, *MAIN, P(5))
+    assert prof.estimates[0].tolist() == [60.5, 6000.25, 90.0, 9000.0]
+
+
+def test_reports_of_a_tree_are_those_of_its_heap_v2_text(tmp_path):
+    tree, text = write_both(tmp_path, MIXED, PYTHON_HEADER)
+    for args in (["-t"], ["--collapsed"], ["--collapsed", "--native"], ["-t", "--alloc_objects"]):
+        ours, theirs = (run_parser("-p", "/bin/true", "-f", f, *args) for f in (tree, text))
+        assert ours.stdout == theirs.stdout, args
+        assert ours.stdout.count("\n") > 2
+
+
+def test_reports_name_the_functions_of_a_tree(tmp_path, build_fixture):
+    """With a program's symbols: sites' functions, called from Python frames."""
+    binary = build_fixture("sites")
+    exe = Mapped("/nonexistent/bin/sites", 0x555555554000, binary)
+    libpython = Mapped("/nonexistent/lib/libpython3.11.so.1.0", 0x7FFFF7400000, size=0x400000)
+    evaluation = (libpython.at(0x1B2340), libpython.at(0x1B8000))
+    run = [libpython.at(0x1B5A1E), exe.frame("main"), exe.frame("_start")]
+    stacks = [
+        TreeStack(
+            [exe.frame("site_small"), libpython.at(0x13F2C1), *run],
+            (2048, 2048 * 256, 2048, 2048 * 256),
+            python=[[P(1), P(3)]],
+        ),
+        TreeStack([exe.frame("site_pages"), *run], (12, 12 * 4096, 12, 12 * 4096), python=[[P(2)]]),
+        TreeStack([exe.frame("site_transient"), exe.frame("main")], (0, 0, 8, 8 << 20)),
+    ]
+    head = [
+        *HEADER[:3],
+        f"# exe: {exe.path}",
+        f"# python: 3.11.2 0x{evaluation[0]:x} 0x{evaluation[1]:x}",
+        f"# python_frame: 0x{P(1):x} 12 10 Store.add\t/app/store.py",
+        f"# python_frame: 0x{P(2):x} 4 1 <module>\t/app/app.py",
+        f"# python_frame: 0x{P(3):x} 3 1 <module>\t/app/app.py",
+        exe.build_id(),
+    ]
+    maps = [*exe.maps(), *libpython.maps()]
+    tree, text = write_both(tmp_path, stacks, head, evaluation=evaluation, maps=maps)
+    collapsed = {}
+    for args in (["-t"], ["--collapsed"], ["--collapsed", "--native"], ["-t", "--lines"]):
+        ours, theirs = (run_parser("-p", binary, "-f", f, *args) for f in (tree, text))
+        assert ours.stdout == theirs.stdout, args
+        collapsed[" ".join(args)] = ours.stdout
+    assert "<module> (app.py);Store.add (store.py);site_small" in collapsed["--collapsed"]
+
+
+def test_a_recursion_500_deep_and_its_shared_callers(tmp_path):
+    """500 frames of two functions calling each other: 500 nodes of 2 frames; a second
+    stack leaves the recursion one level up and shares all the rest."""
+    recursion = [0x401500 + 4 * (i % 2) for i in range(500)]
+    stacks = [
+        TreeStack([*recursion, *MAIN], (1, 100, 1, 100)),
+        TreeStack([0x401600, *recursion[1:], *MAIN], (2, 200, 2, 200)),
+    ]
+    payload = tree_payload(RATE, HEADER, stacks)
+    assert b"# tree: frames=6 nodes=504 stacks=2 estimates=0 labels=0\n" in payload
+    tree, text = write_both(tmp_path, stacks)
+    prof = read_heap(tree)
+    assert_same_profile(prof, read_heap(text))
+    assert prof.stacks == [(*recursion, *MAIN), (0x401600, *recursion[1:], *MAIN)]
+    assert (
+        run_parser("-p", "/bin/true", "-f", tree, "--collapsed").stdout
+        == run_parser("-p", "/bin/true", "-f", text, "--collapsed").stdout
+    )
+
+
+def test_stacks_share_their_prefixes(tmp_path):
+    stacks = [
+        TreeStack([0x401010, 0x401020, *MAIN]),
+        TreeStack([0x401030, 0x401020, *MAIN]),
+        TreeStack([0x401020, *MAIN]),  # an inner node as a leaf
+        TreeStack(MAIN[1:]),
+    ]
+    assert b"frames=6 nodes=6 stacks=4" in tree_payload(RATE, HEADER, stacks)
+    tree, text = write_both(tmp_path, stacks)
+    assert read_heap(tree).stacks == [tuple(s.native) for s in stacks]
+    assert_same_profile(read_heap(tree), read_heap(text))
+
+
+# --- Python frames ------------------------------------------------------------------
+
+A, B, C = 0x401A00, 0x401B00, 0x401C00  # native frames outside the evaluation loop
+E1, E2, E3 = 0x402010, 0x402100, 0x402400  # inside it; E3 its last byte (a return address)
+
+
+@pytest.mark.parametrize(
+    "native, groups, expected",
+    [
+        # one group per evaluation frame, just leafward of it
+        ([A, E1, B, E2, C], [[P(1), P(2)], [P(3)]], [A, P(1), P(2), E1, B, P(3), E2, C]),
+        # an empty group (3.12's shim) takes an evaluation frame and adds nothing
+        ([A, E1, B, E2, C], [[], [P(3)]], [A, E1, B, P(3), E2, C]),
+        ([A, E1, B, E2, C, E3], [[P(1)], [], [P(2)]], [A, P(1), E1, B, E2, C, P(2), E3]),
+        # groups beyond the last evaluation frame go at the root end, in order
+        ([A, E1, B], [[P(1)], [P(2)], [], [P(3), P(4)]], [A, P(1), E1, B, P(2), P(3), P(4)]),
+        ([A, B], [[P(1)], [P(2)]], [A, B, P(1), P(2)]),
+        # an evaluation frame at the leaf, and the group at it
+        ([E1, A], [[P(1)]], [P(1), E1, A]),
+        # more evaluation frames than groups: the outer ones get none
+        ([E1, A, E2, B, E3], [[P(1)]], [P(1), E1, A, E2, B, E3]),
+        # no native frame: all groups at the root end
+        ([], [[P(1)], [P(2)]], [P(1), P(2)]),
+        # (start, end]: the loop's first byte is not in it, as a return address
+        ([EVAL[0], A, E1], [[P(1)]], [EVAL[0], A, P(1), E1]),
+        # no Python frames
+        ([A, E1, B], [], [A, E1, B]),
+    ],
+)
+def test_python_groups_go_where_the_sampler_put_them(native, groups, expected):
+    stacks = [TreeStack(native, python=groups), TreeStack([C, *native], python=groups[:1])]
+    prof = parse_heap(tree_file(RATE, PYTHON_HEADER, stacks), "t.heap")
+    assert merged(stacks[0], EVAL) == expected  # the writer's merge, the reference
+    assert prof.stacks[0] == tuple(expected or [])
+    assert prof.stacks[1] == tuple(merged(stacks[1], EVAL))
+    assert GROUP_END not in prof.addrs
+
+
+def test_python_groups_go_at_the_root_end_where_the_loop_is_unknown():
+    """A `# python:` line as heap_v2 files had it, with no end: no frame is known to be
+    the evaluation loop's."""
+    header = [
+        f"# python: 3.11.7 0x{EVAL[0]:x}" if "python:" in line else line for line in PYTHON_HEADER
+    ]
+    stacks = [TreeStack([A, E1, B, E2], python=[[P(1)], [P(2)]])]
+    prof = parse_heap(tree_file(RATE, header, stacks), "t.heap")
+    assert prof.stacks == [(A, E1, B, E2, P(1), P(2))]
+    assert prof.meta["python"] == f"3.11.7 0x{EVAL[0]:x}"
+
+
+def test_python_groups_of_many_stacks_at_once():
+    """Many stacks in one go, each merged as the writer merges it alone."""
+    rng = np.random.default_rng(7)
+    natives = [A, B, C, E1, E2, E3]
+    stacks = []
+    for i in range(3000):
+        native = [natives[k] for k in rng.integers(0, 6, rng.integers(0, 12))]
+        groups = [
+            [P(int(f)) for f in rng.integers(1, 7, rng.integers(0, 4))]
+            for _ in range(rng.integers(0, 5))
+        ]
+        stacks.append(TreeStack(native, (1, i + 1, 1, i + 1), python=groups))
+    prof = parse_heap(tree_file(RATE, PYTHON_HEADER, stacks), "t.heap")
+    expected = [tuple(merged(s, EVAL)) or (0,) for s in stacks]
+    assert prof.stacks == expected
+    assert np.diff(prof.offsets).sum() == sum(map(len, expected))
+
+
+# --- estimates, labels and noted events ------------------------------------------------
+
+
+def test_the_fallback_is_the_estimate_of_stacks_of_one_size(tmp_path):
+    """The sampler leaves out the estimates of stacks whose samples are all of one size:
+    their sum of weights is what the reader computes, count / (1 - exp(-size/rate))."""
+    sizes = [1, 64, 4096, 65536, 1 << 20]
+    stacks = [
+        TreeStack([0x401000 + 16 * i, *MAIN], (n, n * s, 2 * n, 2 * n * s))
+        for i, (n, s) in enumerate(zip([1, 3, 10, 7, 2], sizes, strict=True))
+    ]
+    weights = [1 / -np.expm1(-s / RATE) for s in sizes]
+    written = [
+        dataclasses.replace(
+            st, estimate=(st.counts[0] * w, st.counts[1] * w, st.counts[2] * w, st.counts[3] * w)
+        )
+        for st, w in zip(stacks, weights, strict=True)
+    ]
+    left_out = parse_heap(tree_file(RATE, HEADER, stacks), "a.heap")
+    given = parse_heap(tree_file(RATE, HEADER, written), "b.heap")
+    np.testing.assert_allclose(left_out.estimates, given.estimates, rtol=1e-14)
+    assert given.estimates[0].tolist() == [
+        1 * weights[0],
+        1 * weights[0],
+        2 * weights[0],
+        2 * weights[0],
+    ]
+    # 1 MiB at a rate of 4 KiB: sampled for sure, each sample one allocation
+    assert left_out.estimates[4].tolist() == [2.0, 2 << 20, 4.0, 4 << 20]
+    np.testing.assert_allclose(
+        left_out.estimates, [fallback_estimate(s, RATE) for s in stacks], rtol=1e-14
+    )
+
+
+def test_the_hal_heap_labels_its_stacks(tmp_path):
+    flags = [1 | 1 << 10 | 5 << 56, 3 | 0 << 10 | 7 << 56, 0x3FF | 3 << 10 | 255 << 56, 2 | 9 << 10]
+    stacks = [TreeStack([0x401000 + 16 * i, *MAIN], label=f) for i, f in enumerate(flags)]
+    header = [line.replace("heap: host", "heap: hal") for line in HEADER]
+    tree, text = write_both(tmp_path, stacks, header, labels=True)
+    prof = read_heap(tree)
+    assert_same_profile(prof, read_heap(text))
+    assert prof.labels == {
+        0: "device=1 memtype=DEV module=5",
+        1: "device=3 memtype=SVM module=7",
+        2: "device=1023 memtype=DVPP module=255",
+        3: "device=2 memtype=9 module=0",
+    }
+    assert [hal_text(f) for f in flags] == list(prof.labels.values())
+
+
+def test_noted_events_name_their_stacks_by_id(tmp_path):
+    """A failed allocation's stack has no counts of its own; a foreign range's stack was
+    not recorded (-1); another names an id no row has."""
+    stacks = [
+        TreeStack([0x401010, *MAIN], (1, 64, 1, 64), stack_id=17),
+        TreeStack([0x401020, 0x402010, *MAIN], (0, 0, 0, 0), python=[[P(1)]], stack_id=3),
+    ]
+    notes = [
+        "# failed_allocs: 2",
+        "# failed_alloc: time_ns=5 bytes=1073741824 error=2 stack=3",
+        "# failed_alloc: time_ns=6 bytes=1024 error=2 stack=99",
+        "# foreign: time_ns=7 bytes=4096 kind=ipc_open address=0x7f0000 stack=-1",
+        "# foreign: time_ns=8 bytes=0 kind=host_register address=0x7f1000 stack=17",
+    ]
+    prof = parse_heap(tree_file(RATE, [*PYTHON_HEADER, *notes], stacks), "t.heap")
+    assert [(f.time_ns, f.bytes, f.error, f.stack) for f in prof.failures] == [
+        (5, 1 << 30, 2, (0x401020, P(1), 0x402010, *MAIN)),
+        (6, 1024, 2, ()),
+    ]
+    assert [(f.kind, f.address, f.stack) for f in prof.foreign] == [
+        ("ipc_open", 0x7F0000, ()),
+        ("host_register", 0x7F1000, (0x401010, *MAIN)),
+    ]
+    assert prof.stacks == [(0x401010, *MAIN)]
+    assert prof.meta["failed_allocs"] == "2"
+
+
+def test_the_header_alone_is_read_from_a_tree(tmp_path):
+    path = tmp_path / "x.0001.cuda.heap"
+    header = [line.replace("heap: host", "heap: cuda") for line in HEADER]
+    path.write_bytes(tree_file(RATE, [*header, "# build_id: /bin/true abcd"], MIXED))
+    prof = read_heap_header(str(path))
+    assert (prof.pid, prof.exe, prof.heap, prof.rate) == (4242, "/bin/true", "cuda", RATE)
+    assert prof.build_ids == {"/bin/true": "abcd"} and not len(prof.addrs)
+    assert heap_of(str(path)) == "cuda"
+
+
+# --- damaged trees ----------------------------------------------------------------------
+
+
+def nodes_said(payload: bytes, change) -> bytes:
+    """The payload with its `# tree:` line's counts changed by `change(dict)`."""
+    start = payload.index(b"# tree: ")
+    end = payload.index(b"\n", start)
+    counts = dict(f.split("=") for f in payload[start + 8 : end].decode().split())
+    change(counts)
+    line = "# tree: " + " ".join(f"{k}={v}" for k, v in counts.items())
+    return payload[:start] + line.encode() + payload[end:]
+
+
+def patched(payload: bytes, array: str, index: int, value: int) -> bytes:
+    """The payload with one u32 of an array (`parent`, `node_frame`, `native`, `est_row`)
+    set to `value`."""
+    start = payload.index(b"\n", payload.index(b"# tree: ")) + 1
+    counts = dict(
+        f.split("=") for f in payload[payload.index(b"# tree: ") + 8 : start - 1].decode().split()
+    )
+    frames, nodes, stacks = int(counts["frames"]), int(counts["nodes"]), int(counts["stacks"])
+    at = {
+        "parent": 8 * frames,
+        "node_frame": 8 * frames + 4 * nodes,
+        "native": 8 * frames + 8 * nodes + 4 * stacks,
+        "est_row": 8 * frames + 8 * nodes + 12 * stacks + 32 * stacks,
+    }[array]
+    at += start + 4 * index
+    return payload[:at] + value.to_bytes(4, "little") + payload[at + 4 :]
+
+
+PAYLOAD = tree_payload(RATE, HEADER, MIXED)
+COMPRESSED = zlib.compress(PAYLOAD)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            b"memprof_tree/1\n" + COMPRESSED[: len(COMPRESSED) // 2],
+            "{path}: the compressed tree is cut short: the file is truncated",
+        ),
+        (
+            b"memprof_tree/1\n" + COMPRESSED[:20] + bytes(40) + COMPRESSED[60:],
+            "{path}: the compressed tree is damaged (Error -3 while decompressing data:",
+        ),
+        (
+            b"memprof_tree/1\nnot zlib at all",
+            "{path}: the compressed tree is damaged (Error -3 while decompressing data:"
+            " incorrect header check): this is not a whole .heap file",
+        ),
+        (
+            b"memprof_tree/1\n" + COMPRESSED + b"more",
+            "{path}: 4 bytes follow the compressed tree: this is not a whole .heap file",
+        ),
+        (
+            b"memprof_tree/2\n" + COMPRESSED,
+            "{path}:1: a .heap file of format 'memprof_tree/2'; this mem_parser reads"
+            " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it",
+        ),
+        (
+            b"memprof_tree/1\n"
+            + zlib.compress(nodes_said(PAYLOAD, lambda c: c.update(nodes="100"))),
+            "{path}: the tree's arrays are cut short: its '# tree:' line says",
+        ),
+        (
+            b"memprof_tree/1\n"
+            + zlib.compress(nodes_said(PAYLOAD, lambda c: c.update(stacks="5"))),
+            "{path}: expected 'MAPPED_LIBRARIES:' right after the tree's arrays, found",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "parent", 4, 5)),
+            "{path}: node 5 of the tree has the parent 5: a node's parent comes before it"
+            " (the file is damaged)",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "parent", 2, 2**32 - 1)),
+            "{path}: node 3 of the tree has the parent 4294967295: a node's parent comes before"
+            " it (the file is damaged)",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "node_frame", 1, 17)),
+            "{path}: node 2 of the tree names frame 17 of 17 (the file is damaged)",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "native", 2, 1000)),
+            "{path}: stack 2 names the native leaf node 1000 of a tree of 21 nodes (the file"
+            " is damaged)",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "est_row", 0, 6)),
+            "{path}: an estimate names stack 6 of 6 (the file is damaged)",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(PAYLOAD.replace(b"# tree: ", b"# tree:x ")),
+            "{path}:11: expected '# tree: frames=F nodes=N stacks=S estimates=E labels=0|1'",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(PAYLOAD[: PAYLOAD.index(b"# tree:")]),
+            "{path}:11: no '# tree:' line after the '#' lines: the file is truncated",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(PAYLOAD.replace(b"heap_tree/", b"heap_v2/")),
+            "{path}:2: expected a 'heap_tree/<rate>' line (rate below 2^64), found 'heap_v2/4096'",
+        ),
+        (
+            b"memprof_tree/1\n"
+            + zlib.compress(PAYLOAD.replace(b"# max_depth: 128", b"# failed_alloc: bytes=1")),
+            "{path}:10: expected '# failed_alloc: time_ns=T bytes=N error=E stack=<id>'",
+        ),
+        (
+            b"memprof_tree/1\n" + zlib.compress(PAYLOAD.replace(b"r-xp 0000", b"r-xp zzzz")),
+            "{path}:",  # the line of the memory map, as if decompressed in place
+        ),
+    ],
+    ids=[
+        "truncated",
+        "garbled",
+        "not zlib",
+        "trailing data",
+        "another version",
+        "fewer nodes than said",
+        "fewer stacks than said",
+        "parent is the node",
+        "parent beyond",
+        "frame out of range",
+        "leaf out of range",
+        "estimate of no stack",
+        "tree line",
+        "no tree line",
+        "heap_v2 inside",
+        "note line",
+        "memory map",
+    ],
+)
+def test_a_damaged_tree_is_one_line_and_exit_2(tmp_path, content, message):
+    path = tmp_path / "x.heap"
+    path.write_bytes(content)
+    expected = message.format(path=path)
+    with pytest.raises(HeapFileError) as err:
+        read_heap(path)
+    assert str(err.value).startswith(expected), err.value
+    done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", path, "-t", timeout=30)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"mem_parser: {expected}"), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_damage_anywhere_is_a_profile_or_one_line():
+    """Bytes changed, inserted, removed or cut off in the payload of a tree with every
+    kind of array and line, and bits flipped in the compressed file: the reader gives a
+    profile or a HeapFileError of one line, nothing else."""
+    rng = np.random.default_rng(11)
+    notes = ["# failed_alloc: time_ns=5 bytes=1 error=2 stack=3"]
+    whole = tree_payload(RATE, [*PYTHON_HEADER, *notes], MIXED, labels=True)
+    outcomes = {"profile": 0, "error": 0}
+    for _ in range(2000):
+        payload = bytearray(whole)
+        at = int(rng.integers(0, len(payload)))
+        kind = int(rng.integers(0, 4))
+        if kind == 0:
+            payload[at] = int(rng.integers(0, 256))
+        elif kind == 1:
+            del payload[at:]
+        elif kind == 2:
+            payload[at:at] = rng.bytes(int(rng.integers(1, 9)))
+        else:
+            del payload[at : at + int(rng.integers(1, 9))]
+        data = bytearray(b"memprof_tree/1\n" + zlib.compress(bytes(payload)))
+        if rng.random() < 0.1:
+            data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            parse_heap(bytes(data), "x.heap")
+            outcomes["profile"] += 1
+        except HeapFileError as e:
+            assert "\n" not in str(e) and str(e).startswith("x.heap:"), str(e)
+            outcomes["error"] += 1
+    assert min(outcomes.values()) > 100, outcomes
+
+
+def test_the_tree_line_may_be_spaced():
+    payload = PAYLOAD.replace(b"# tree: frames", b"# tree:  frames")
+    assert parse_heap(b"memprof_tree/1\n" + zlib.compress(payload), "x.heap").stacks == (
+        parse_heap(b"memprof_tree/1\n" + COMPRESSED, "x.heap").stacks
+    )
+
+
+def test_the_line_of_a_bad_mapping_is_counted_as_if_decompressed(tmp_path):
+    payload = PAYLOAD.replace(b"r-xp 0000", b"r-xp zzzz")
+    with pytest.raises(HeapFileError) as err:
+        parse_heap(b"memprof_tree/1\n" + zlib.compress(payload), "x.heap")
+    lineno = (b"memprof_tree/1\n" + payload).split(b"\n").index(b"MAPPED_LIBRARIES:") + 2
+    assert str(err.value).startswith(f"x.heap:{lineno}: expected a /proc/<pid>/maps line")
+
+
+def test_stacks_expanded_in_many_chunks_are_those_of_one(monkeypatch):
+    """Stacks of many depths, with Python frames, read in runs of about 1,000 frames: runs
+    end inside one stack's frames, every other way, and one stack is wider than a run."""
+    rng = np.random.default_rng(3)
+    pool = [A, B, C, E1, E2, E3, *(0x401000 + 16 * i for i in range(50))]
+    roots = [[int(rng.choice(pool)) for _ in range(60)]]
+    for _ in range(3000):
+        base = roots[int(rng.integers(0, len(roots)))]
+        cut = int(rng.integers(0, len(base) + 1))
+        roots.append(base[:cut] + [int(f) for f in rng.choice(pool, rng.integers(1, 5))])
+    roots.insert(1500, [int(f) for f in rng.choice(pool, 2500)])  # wider than a run
+    stacks = [
+        TreeStack(r[::-1], python=[[P(int(f))] for f in rng.integers(1, 7, rng.integers(0, 4))])
+        for r in roots
+    ]
+    data = tree_file(RATE, PYTHON_HEADER, stacks)
+    whole = parse_heap(data, "t.heap")
+    monkeypatch.setattr(context_tree, "_CHUNK_FRAMES", 997)
+    chunked = parse_heap(data, "t.heap")
+    assert_same_profile(chunked, whole)
+    assert whole.stacks == [tuple(merged(s, EVAL)) for s in stacks]
+    assert max(np.diff(whole.offsets)) > 997 * 2
+
+
+# --- event logs of version 2 --------------------------------------------------------------
+
+
+def test_a_version_2_log_reads_its_stacks_from_the_tree(tmp_path):
+    chains = {
+        5: ([0x401010, *MAIN], []),
+        6: ([0x401020, 0x401010, *MAIN], []),
+        9: ([A, E1, B, E2, C], [P(1), GROUP_END, P(2), P(3), GROUP_END]),
+    }
+    Path(f"{tmp_path / 'x_1.0001'}.1.memlog").write_bytes(
+        header(version=2)
+        + tree_records(chains)
+        + event(ALLOC, 1000, 64, 0x10, 5)
+        + event(ALLOC, 2000, 64, 0x20, 9)
+    )
+    known = read_log(str(tmp_path / "x_1.0001"), EVAL)
+    assert known.warnings == []
+    assert {k: s.frames.tolist() for k, s in known.stacks.items()} == {
+        5: [0x401010, *MAIN],
+        6: [0x401020, 0x401010, *MAIN],
+        9: [A, P(1), E1, B, P(2), P(3), E2, C],
+    }
+    assert known.stacks[9].frames.dtype == np.uint64
+    unknown = read_log(str(tmp_path / "x_1.0001"))
+    assert unknown.stacks[9].frames.tolist() == [A, E1, B, E2, C, P(1), P(2), P(3)]
+
+
+def test_a_version_2_log_takes_the_loop_from_its_heap_file(tmp_path):
+    """mem_parser --peak of a log whose .heap is a tree: Python frames in place."""
+    base = tmp_path / "x_1.0001"
+    heap = tmp_path / "x_1.0001.heap"
+    heap.write_bytes(tree_file(1, [*PYTHON_HEADER, f"# log: {base}"], [TreeStack(MAIN)]))
+    Path(f"{base}.1.memlog").write_bytes(
+        header(version=2)
+        + tree_records({4: ([A, E1, B], [P(1), GROUP_END])})
+        + event(ALLOC, 1000, 64, 0x10, 4)
+    )
+    cap = open_window_log(heap)
+    assert cap.log.stacks[4].frames.tolist() == [A, P(1), E1, B]
+    done = run_parser("-p", "/bin/true", "-f", heap, "--peak", "--collapsed", "--native")
+    assert done.stdout == "true+0x1aff;true+0x200f;func1 (app1.py);true+0x1a00 64\n"
+
+
+def test_a_version_2_log_with_nodes_missing_or_damaged_warns(tmp_path):
+    Path(f"{tmp_path / 'x_1.0001'}.1.memlog").write_bytes(
+        header(version=2)
+        + node_record(1, 0, MAIN[-1])
+        + node_record(2, 1, MAIN[-2])
+        + node_record(4, 3, 0x401010)  # its parent 3 is in no file
+        + node_record(7, 7, 0x401020)  # its own parent: damage
+        + tree_stack_record(1, 2)
+        + tree_stack_record(2, 4)
+        + tree_stack_record(3, 7)
+        + tree_stack_record(4, 12)
+        + event(ALLOC, 1000, 64, 0x10, 1)
+    )
+    log = read_log(str(tmp_path / "x_1.0001"))
+    assert {k: s.frames.tolist() for k, s in log.stacks.items()} == {
+        1: MAIN[-2:],
+        2: [0x401010],
+        3: [],
+        4: [],
+    }
+    assert log.warnings == [
+        f"1 tree node records of {tmp_path / 'x_1.0001'} have a node or parent out of range"
+        " (the log is damaged): they are left out.",
+        f"3 stacks of {tmp_path / 'x_1.0001'} name nodes of the calling-context tree that no"
+        " file read holds (the log is damaged): their frames stop there.",
+    ]
+
+
+def test_a_version_2_log_of_rotated_files_shares_nodes_across_them(tmp_path):
+    """Each file holds the nodes its records use: a node written again is the same."""
+    base = tmp_path / "r_1.0001"
+    nodes: dict[tuple[int, int], int] = {}  # the sampler's, one numbering for the window
+    for k in (1, 2, 3):
+        Path(f"{base}.{k}.memlog").write_bytes(
+            header(k, version=2)
+            + tree_records({k: ([0x401000 + k, *MAIN], [])}, nodes)
+            + event(ALLOC, 1000 * k, 8, k, k)
+        )
+    Path(f"{base}.1.memlog").unlink()  # rotated away, with the nodes it wrote first
+    log = read_log(str(base))
+    assert len(nodes) == 6 and log.first_file == 2
+    assert {k: s.frames.tolist() for k, s in log.stacks.items()} == {
+        2: [0x401002, *MAIN],
+        3: [0x401003, *MAIN],
+    }
