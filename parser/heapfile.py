@@ -226,8 +226,12 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
         )
     arrays = {}
     for key, dtype, length in shapes:
-        arrays[key] = np.frombuffer(text, dtype, length, at)
+        arrays[key] = _unshuffle(text, dtype, length, at) if key != "est" else np.frombuffer(
+            text, dtype, length, at
+        )
         at += arrays[key].nbytes
+    # `up` is each node's distance to its caller: the parent array from it
+    arrays["parent"] = np.arange(1, len(arrays["up"]) + 1, dtype=np.int64) - arrays["up"]
     maps_end = text.find(b"\n", at + 1)
     if text[at : maps_end if maps_end >= 0 else len(text)] != b"\n" + _MAPPED_LIBRARIES.encode():
         raise fail(
@@ -243,6 +247,14 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     return prof
 
 
+def _unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
+    """`length` values of `dtype` stored byte-shuffled at `at`: the lowest byte of every
+    value, then the next, and so on."""
+    width = np.dtype(dtype).itemsize
+    planes = np.frombuffer(data, np.uint8, width * length, at).reshape(width, length)
+    return np.ascontiguousarray(planes.T).view(dtype).reshape(length)
+
+
 def _other_tree(data: bytes, name: str) -> HeapFileError:
     """The error for a tree of a version this reader does not know."""
     first = _decode(data.partition(b"\n")[0][:64])
@@ -256,7 +268,7 @@ def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, i
     """The name, type and length of a tree's arrays before its estimates."""
     return [
         ("frame", "<u8", frames),
-        ("parent", "<u4", nodes),
+        ("up", "<u4", nodes),
         ("node_frame", "<u4", nodes),
         ("stack_id", "<u4", stacks),
         ("native", "<u4", stacks),
@@ -270,7 +282,7 @@ def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[
     tree's arrays, and the stacks of its noted events; `fail` for damage."""
     frame, parent, node_frame = arrays["frame"], arrays["parent"], arrays["node_frame"]
     nodes = len(parent)
-    bad = np.flatnonzero(parent >= np.arange(1, nodes + 1))
+    bad = np.flatnonzero((parent >= np.arange(1, nodes + 1)) | (parent < 0))
     if len(bad):
         k = int(bad[0]) + 1
         raise fail(

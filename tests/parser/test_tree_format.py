@@ -353,21 +353,23 @@ def nodes_said(payload: bytes, change) -> bytes:
 
 
 def patched(payload: bytes, array: str, index: int, value: int) -> bytes:
-    """The payload with one u32 of an array (`parent`, `node_frame`, `native`, `est_row`)
-    set to `value`."""
+    """The payload with one u32 of an array (`up`, `node_frame`, `native`, `est_row`)
+    set to `value`: its four bytes, one in each of the array's byte planes."""
     start = payload.index(b"\n", payload.index(b"# tree: ")) + 1
     counts = dict(
         f.split("=") for f in payload[payload.index(b"# tree: ") + 8 : start - 1].decode().split()
     )
     frames, nodes, stacks = int(counts["frames"]), int(counts["nodes"]), int(counts["stacks"])
-    at = {
-        "parent": 8 * frames,
-        "node_frame": 8 * frames + 4 * nodes,
-        "native": 8 * frames + 8 * nodes + 4 * stacks,
-        "est_row": 8 * frames + 8 * nodes + 12 * stacks + 32 * stacks,
+    at, length = {
+        "up": (8 * frames, nodes),
+        "node_frame": (8 * frames + 4 * nodes, nodes),
+        "native": (8 * frames + 8 * nodes + 4 * stacks, stacks),
+        "est_row": (8 * frames + 8 * nodes + 12 * stacks + 32 * stacks, int(counts["estimates"])),
     }[array]
-    at += start + 4 * index
-    return payload[:at] + value.to_bytes(4, "little") + payload[at + 4 :]
+    out = bytearray(payload)
+    for byte, v in enumerate(value.to_bytes(4, "little")):
+        out[start + at + byte * length + index] = v
+    return bytes(out)
 
 
 PAYLOAD = tree_payload(RATE, HEADER, MIXED)
@@ -410,14 +412,14 @@ COMPRESSED = zlib.compress(PAYLOAD)
             "{path}: expected 'MAPPED_LIBRARIES:' right after the tree's arrays, found",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "parent", 4, 5)),
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "up", 4, 0)),
             "{path}: node 5 of the tree has the parent 5: a node's parent comes before it"
             " (the file is damaged)",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "parent", 2, 2**32 - 1)),
-            "{path}: node 3 of the tree has the parent 4294967295: a node's parent comes before"
-            " it (the file is damaged)",
+            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "up", 2, 2**32 - 1)),
+            "{path}: node 3 of the tree has the parent -4294967292: a node's parent comes"
+            " before it (the file is damaged)",
         ),
         (
             b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "node_frame", 1, 17)),
@@ -463,7 +465,7 @@ COMPRESSED = zlib.compress(PAYLOAD)
         "fewer nodes than said",
         "fewer stacks than said",
         "parent is the node",
-        "parent beyond",
+        "parent before the root",
         "frame out of range",
         "leaf out of range",
         "estimate of no stack",

@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mem_profiler.core.profile import FRAME_BASE
 
 GROUP_END = FRAME_BASE + 0xFFFFFFFF
@@ -60,6 +62,13 @@ def python_chain(stack: TreeStack) -> list[int]:
     return [frame for group in stack.python for frame in [*group, GROUP_END]]
 
 
+def shuffled(dtype: str, values: list[int]) -> bytes:
+    """The values as the tree's arrays hold them: little-endian, byte-shuffled (every
+    value's lowest byte, then every value's next byte, ...)."""
+    array = np.asarray(values, dtype)
+    return array.view(np.uint8).reshape(len(array), array.itemsize).T.tobytes()
+
+
 def tree_payload(
     rate: int,
     header: list[str],
@@ -90,20 +99,19 @@ def tree_payload(
     python = [leaf(python_chain(s)) for s in stacks]
     rows = [i for i, s in enumerate(stacks) if s.estimate is not None]
     frames = list(frame_index)
+    ups = [k + 1 - parent for k, parent in enumerate(parents)]
+    stack_ids = [i if s.stack_id is None else s.stack_id for i, s in enumerate(stacks)]
     arrays = [
-        struct.pack(f"<{len(frames)}Q", *frames),
-        struct.pack(f"<{len(parents)}I", *parents),
-        struct.pack(f"<{len(node_frames)}I", *node_frames),
-        struct.pack(
-            f"<{len(stacks)}I",
-            *(i if s.stack_id is None else s.stack_id for i, s in enumerate(stacks)),
-        ),
-        struct.pack(f"<{len(stacks)}I", *native),
-        struct.pack(f"<{len(stacks)}I", *python),
-        *(struct.pack(f"<{len(stacks)}Q", *(s.counts[k] for s in stacks)) for k in range(4)),
-        struct.pack(f"<{len(rows)}I", *rows),
+        shuffled("<u8", frames),
+        shuffled("<u4", ups),
+        shuffled("<u4", node_frames),
+        shuffled("<u4", stack_ids),
+        shuffled("<u4", native),
+        shuffled("<u4", python),
+        *(shuffled("<u8", [s.counts[k] for s in stacks]) for k in range(4)),
+        shuffled("<u4", rows),
         b"".join(struct.pack("<4d", *stacks[i].estimate) for i in rows),
-        struct.pack(f"<{len(stacks)}Q", *(s.label for s in stacks)) if labels else b"",
+        shuffled("<u8", [s.label for s in stacks]) if labels else b"",
     ]
     tree_line = (
         f"# tree: frames={len(frames)} nodes={len(parents)} stacks={len(stacks)}"
