@@ -1,6 +1,7 @@
 """`make bench`: sampler overhead on the churn workload and on programs as Debian ships
-them (sqlite3, python3), as wall-time ratios against the same workload without the
-sampler, measured in one run; peers where installed."""
+them (sqlite3, python3), as wall-time and peak-RSS ratios against the same workload without
+the sampler, measured in one run, with the size of the files each run wrote; peers where
+installed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from peak_rss import PeakRss
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
@@ -30,7 +33,10 @@ class Row:
     baseline: str | None = None  # ratio against this row instead of the first
     attach_rate: int | None = None  # started without the sampler, attached at this rate
     times: list[float] = field(default_factory=list)
-    log_bytes: list[int] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)  # peak RSS, KiB
+    capture_bytes: list[int] = field(default_factory=list)  # files written but event logs
+    log_bytes: list[int] = field(default_factory=list)  # event logs (.memlog)
+    files: list[Path] = field(default_factory=list)  # what the last round wrote
 
 
 def build_program(out: Path, name: str, optimization: str, *flags: str) -> Path:
@@ -53,38 +59,41 @@ def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, s
     return env
 
 
-def run_once(row: Row, argv: list[str], out: Path) -> None:
-    start = time.perf_counter()
+RUNNER: PeakRss  # set by main: every row's workload runs through it
+
+
+def run_once(row: Row, argv: list[str], out: Path, keep: bool = False) -> None:
+    """One run of the row: its time, peak RSS and the sizes of the files it wrote in
+    `out`, which are removed unless `keep` (then they are row.files)."""
+    before = set(out.iterdir())
     if row.attach_rate:
-        row.times.append(run_attached(row, argv, out))
+        seconds, peak = run_attached(row, argv, out)
     else:
-        subprocess.run(
-            row.argv or argv,
-            env=row.env,
-            cwd=out,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        row.times.append(time.perf_counter() - start)
-    logs = list(out.glob("*.memlog"))
-    if logs:
-        row.log_bytes.append(sum(p.stat().st_size for p in logs))
-    for p in logs + list(out.glob("*.heap")):
-        p.unlink()
+        seconds, peak = RUNNER.run(row.argv or argv, row.env, out)
+    row.times.append(seconds)
+    row.peaks.append(peak)
+    written = sorted(p for p in set(out.iterdir()) - before if p.is_file())
+    logs = [p for p in written if p.suffix == ".memlog"]
+    row.log_bytes.append(sum(p.stat().st_size for p in logs))
+    row.capture_bytes.append(sum(p.stat().st_size for p in written if p not in logs))
+    if keep:
+        row.files = written
+    else:
+        for p in written:
+            p.unlink()
 
 
 ATTACH_TIMES: list[float] = []  # seconds from the injection's start to a control block
 
 
-def run_attached(row: Row, argv: list[str], out: Path) -> float:
+def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
     """The workload's own time, with the sampler attached (ptrace injection, GOT hooks)
-    and a window open at row.attach_rate before it starts."""
+    and a window open at row.attach_rate before it starts; and its peak RSS."""
     from mem_profiler.control_block import CMD_START, ControlBlock
     from mem_profiler.controller import attach
 
     proc = subprocess.Popen(
-        argv,
+        RUNNER.argv(argv),
         env=dict(row.env, CHURN_WAIT="1"),
         cwd=out,
         text=True,
@@ -94,13 +103,17 @@ def run_attached(row: Row, argv: list[str], out: Path) -> float:
     )
     try:
         assert proc.stdout.readline() == "ready\n"
+        # the workload is the runner's child
+        (pid,) = map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
         start = time.perf_counter()
-        attach(proc.pid)
+        attach(pid)
         ATTACH_TIMES.append(time.perf_counter() - start)
-        with ControlBlock.open(proc.pid) as block:
+        with ControlBlock.open(pid) as block:
             block.request(CMD_START, rate=row.attach_rate, depth=64, prefix=f"{out}/att_")
         _, err = proc.communicate("go\n", timeout=600)  # the window is dumped at exit
-        return float(err.split()[-1])
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
+        return float(err.split()[-1]), RUNNER.peak_kib()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -336,20 +349,40 @@ def device_rows(out: Path) -> tuple[list[Row], list[str]]:
     return rows, [str(exe)]
 
 
+def size(n: float) -> str:
+    """n bytes for a table's cell: "-" for none."""
+    if not n:
+        return "-"
+    if n < 2**20:
+        return f"{n / 2**10:.0f} KiB"
+    return f"{n / 2**20:.1f} MiB" if n < 100 * 2**20 else f"{n / 2**20:.0f} MiB"
+
+
 def print_table(rows: list[Row]) -> None:
+    """Medians: wall time and peak RSS, each with its ratio against the first row's; the
+    files the run wrote (event logs apart), the event logs."""
     by_name = {r.name: r for r in rows}
     base = statistics.median(rows[0].times)
-    print(f"{'configuration':40s} {'wall s':>8s} {'ratio':>7s}  note")
+    base_rss = statistics.median(rows[0].peaks)
+    print(
+        f"{'configuration':40s} {'wall s':>8s} {'ratio':>6s} {'RSS MiB':>8s} {'ratio':>6s}"
+        f" {'files':>9s} {'log':>9s}  note"
+    )
     for row in rows:
         median = statistics.median(row.times)
-        note = ""
+        rss = statistics.median(row.peaks)
+        log = statistics.median(row.log_bytes)
+        notes = []
         if row.baseline:
             ref = statistics.median(by_name[row.baseline].times)
-            note = f"{median / ref:.2f}x {row.baseline}"
-        if row.log_bytes:
-            rate = statistics.median(row.log_bytes) / median / 2**20
-            note += f", log {rate:.0f} MiB/s"
-        print(f"{row.name:40s} {median:8.3f} {median / base:7.2f}  {note}")
+            notes.append(f"{median / ref:.2f}x {row.baseline}")
+        if log:
+            notes.append(f"log {log / median / 2**20:.0f} MiB/s")
+        print(
+            f"{row.name:40s} {median:8.3f} {median / base:6.2f} {rss / 1024:8.1f}"
+            f" {rss / base_rss:6.2f} {size(statistics.median(row.capture_bytes)):>9s}"
+            f" {size(log):>9s}  {', '.join(notes)}"
+        )
 
 
 def measure(rows: list[Row], argv: list[str], out: Path, repeat: int) -> None:
@@ -367,8 +400,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="runs per row; the median is shown")
     args = ap.parse_args()
 
+    global RUNNER
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        RUNNER = PeakRss(out)
         churn = build_program(out, "churn", "-O2", "-pthread")
         argv = [str(churn), str(args.threads), str(args.pairs)]
         rows = churn_rows(out, argv)
