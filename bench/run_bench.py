@@ -259,16 +259,18 @@ PYTHON_RECORDS = 50_000
 OBJECTS_SCRIPT = ROOT / "tests" / "fixtures" / "real_programs" / "objects.py"
 
 
-def shipped_programs() -> list[tuple[str, list[str], dict[str, str]]]:
-    """(title, argv, environment) of programs as Debian ships them: stripped, without
-    frame pointers, their allocations through glibc's malloc."""
+def shipped_programs() -> list[tuple[str, str, list[str], dict[str, str]]]:
+    """(group, title, argv, environment) of programs as Debian ships them: stripped,
+    without frame pointers, their allocations through glibc's malloc."""
     return [
         (
+            "sqlite3",
             "Debian's sqlite3: 300,000 rows inserted into a table in memory, two indexes",
             ["sqlite3", ":memory:", SQLITE_SCRIPT],
             {},
         ),
         (
+            "python-malloc",
             f"Debian's python3 (PYTHONMALLOC=malloc): {PYTHON_RECORDS:,} records as dicts, "
             "through json and back",
             ["/usr/bin/python3", str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)],
@@ -393,61 +395,90 @@ def measure(rows: list[Row], argv: list[str], out: Path, repeat: int) -> None:
     print_table(rows)
 
 
+GROUPS = ("churn", "sqlite3", "python-malloc", "python", "device", "other")
+
+
+def group_list(text: str) -> list[str]:
+    groups = text.split(",")
+    for g in groups:
+        if g not in GROUPS:
+            raise argparse.ArgumentTypeError(f"no group {g!r}: one of {', '.join(GROUPS)}")
+    return groups
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=5_000_000)
     ap.add_argument("--repeat", type=int, default=5, help="runs per row; the median is shown")
+    ap.add_argument(
+        "--only",
+        type=group_list,
+        default=list(GROUPS),
+        metavar="GROUP,...",
+        help=f"run these groups of rows only, of: {', '.join(GROUPS)} (attach, the control "
+        "round trip and top)",
+    )
     args = ap.parse_args()
 
     global RUNNER
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         RUNNER = PeakRss(out)
-        churn = build_program(out, "churn", "-O2", "-pthread")
-        argv = [str(churn), str(args.threads), str(args.pairs)]
-        rows = churn_rows(out, argv)
-        print(
-            f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
-            f"median of {args.repeat} rounds, each round running every row once\n"
-        )
-        measure(rows, argv, out, args.repeat)
+        if "churn" in args.only:
+            churn = build_program(out, "churn", "-O2", "-pthread")
+            argv = [str(churn), str(args.threads), str(args.pairs)]
+            print(
+                f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes "
+                f"16-4096; median of {args.repeat} rounds, each round running every row once\n"
+            )
+            measure(churn_rows(out, argv), argv, out, args.repeat)
 
-        for title, argv, env in shipped_programs():
-            print(f"\n{title}\n")
-            measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
+        for group, title, argv, env in shipped_programs():
+            if group in args.only:
+                print(f"\n{title}\n")
+                measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
 
-        argv = [str(BENCH_PYTHON), str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)]
-        print(
-            f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as dicts, "
-            "through json and back\n"
-        )
-        measure(python_rows(out, argv), argv, out, args.repeat)
+        if "python" in args.only:
+            argv = [str(BENCH_PYTHON), str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)]
+            print(
+                f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as "
+                "dicts, through json and back\n"
+            )
+            measure(python_rows(out, argv), argv, out, args.repeat)
 
-        rows, argv = device_rows(out)
-        print(
-            "\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
-            "runtime (no GPU)\n"
-        )
-        measure(rows, argv, out, args.repeat)
+        if "device" in args.only:
+            rows, argv = device_rows(out)
+            print(
+                "\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the "
+                "stand-in runtime (no GPU)\n"
+            )
+            measure(rows, argv, out, args.repeat)
 
+        if "other" in args.only:
+            other_measurements(out)
+
+
+def other_measurements(out: Path) -> None:
+    """Attaching (timed in the churn's attached rows), the controller's round trip, top."""
+    if ATTACH_TIMES:
         attach_ms = [t * 1e3 for t in ATTACH_TIMES]
         print(
             f"\nattach (ptrace injection until the control block is up): median "
             f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
             f"{len(attach_ms)} attaches"
         )
-        trips = [t * 1e3 for t in control_round_trip(out)]
-        print(
-            f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
-            f"max {max(trips):.1f} ms over {len(trips)} windows"
-        )
-        top = top_refresh(out)
-        print(
-            f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
-            f"target's CPU (median); top itself {top['own']:.0f} ms, "
-            f"{top['first'] / 1e3:.1f} s for the first (every stack named)"
-        )
+    trips = [t * 1e3 for t in control_round_trip(out)]
+    print(
+        f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
+        f"max {max(trips):.1f} ms over {len(trips)} windows"
+    )
+    top = top_refresh(out)
+    print(
+        f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
+        f"target's CPU (median); top itself {top['own']:.0f} ms, "
+        f"{top['first'] / 1e3:.1f} s for the first (every stack named)"
+    )
 
 
 if __name__ == "__main__":
