@@ -8,11 +8,16 @@
  * (vfork), so its peak would never be below the bench's.  This program is small, and so
  * is the child it forks.  The child is killed if this program dies.
  *
- * usage: peak_rss OUT CMD ARGS... */
+ * What the child is to preload comes in PEAK_RSS_PRELOAD, which becomes its LD_PRELOAD:
+ * this program itself runs without the sampler (or another allocator), which would
+ * write files of its own and take its share of the machine.
+ *
+ * usage: [PEAK_RSS_PRELOAD=LIBS] peak_rss OUT CMD ARGS... */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -32,6 +37,10 @@ int main(int argc, char **argv)
     }
     if (pid == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+        const char *preload = getenv("PEAK_RSS_PRELOAD");
+        if (preload != NULL && (setenv("LD_PRELOAD", preload, 1) != 0 ||
+                                unsetenv("PEAK_RSS_PRELOAD") != 0))
             _exit(127);
         execvp(argv[2], argv + 2);
         perror(argv[2]);

@@ -22,9 +22,14 @@ class PeakRss:
             check=True,
         )
 
-    def argv(self, argv: list[str]) -> list[str]:
-        """`argv` run through the runner (for a Popen of one's own; then `peak_kib`)."""
-        return [str(self.exe), str(self.result), *argv]
+    def command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment that run `argv` in `env` through the runner (for a
+        Popen of one's own; then `peak_kib`). LD_PRELOAD is the workload's, not the
+        runner's."""
+        env = dict(env)
+        if "LD_PRELOAD" in env:
+            env["PEAK_RSS_PRELOAD"] = env.pop("LD_PRELOAD")
+        return [str(self.exe), str(self.result), *argv], env
 
     def peak_kib(self) -> int:
         """The peak RSS of the last run, in KiB."""
@@ -36,9 +41,10 @@ class PeakRss:
     def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
         """Seconds of wall time and peak RSS in KiB of `argv`, its output discarded; a
         failure raises CalledProcessError."""
+        argv, env = self.command(argv, env)
         start = time.perf_counter()
         subprocess.run(
-            self.argv(argv),
+            argv,
             env=env,
             cwd=cwd,
             check=True,

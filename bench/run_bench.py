@@ -92,9 +92,10 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
     from mem_profiler.control_block import CMD_START, ControlBlock
     from mem_profiler.controller import attach
 
+    command, env = RUNNER.command(argv, dict(row.env, CHURN_WAIT="1"))
     proc = subprocess.Popen(
-        RUNNER.argv(argv),
-        env=dict(row.env, CHURN_WAIT="1"),
+        command,
+        env=env,
         cwd=out,
         text=True,
         stdin=subprocess.PIPE,
