@@ -23,6 +23,10 @@ LIB = ROOT / "build" / "libmemprof.so"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 # Debian's python3 with memray installed beside it (`make bench-deps`).
 BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
+# A CPython 3.11 with both PyTorch (CPU) and memray (`make bench-deps`).
+TORCH_PYTHON = ROOT / "build" / "bench-torch-venv" / "bin" / "python"
+TORCH_SCRIPT = ROOT / "bench" / "torch_train.py"
+MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Row:
     capture_bytes: list[int] = field(default_factory=list)  # files written but event logs
     log_bytes: list[int] = field(default_factory=list)  # event logs (.memlog)
     files: list[Path] = field(default_factory=list)  # what the last round wrote
+    dropped: int | None = None  # samples dropped, by the last round's .heap files
 
 
 def build_program(out: Path, name: str, optimization: str, *flags: str) -> Path:
@@ -62,7 +67,7 @@ def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, s
 RUNNER: PeakRss  # set by main: every row's workload runs through it
 
 
-def run_once(row: Row, argv: list[str], out: Path, keep: bool = False) -> None:
+def run_once(row: Row, argv: list[str], out: Path, keep: bool) -> None:
     """One run of the row: its time, peak RSS and the sizes of the files it wrote in
     `out`, which are removed unless `keep` (then they are row.files)."""
     before = set(out.iterdir())
@@ -332,6 +337,81 @@ def python_rows(out: Path, argv: list[str]) -> list[Row]:
     ]
 
 
+def torch_probe() -> tuple[bool, str]:
+    """Whether the PyTorch rows can run; the versions they run, or why not."""
+    if not TORCH_PYTHON.is_file():
+        return False, f"no {TORCH_PYTHON.relative_to(ROOT)} (make bench-deps makes it)"
+    probe = subprocess.run(
+        [
+            str(TORCH_PYTHON),
+            "-c",
+            "import platform, memray, torch; print(platform.python_implementation(), "
+            "platform.python_version(), 'with torch', torch.__version__, "
+            "'and memray', memray.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode:
+        return False, f"{TORCH_PYTHON.relative_to(ROOT)} cannot import torch and memray"
+    return True, probe.stdout.strip()
+
+
+def torch_rows(out: Path) -> list[Row]:
+    """A PyTorch program: the sampler, preloaded as in the other rows, beside memray,
+    which records the allocations that reach malloc with their Python stacks (`run`),
+    and their native frames as well (`--native`)."""
+    plain = dict(os.environ)
+    plain.pop("PYTHONMALLOC", None)
+    sampler = sampler_env(out, 1024)
+    sampler.pop("PYTHONMALLOC", None)
+    memray = [str(TORCH_PYTHON), "-m", "memray", "run", "-q", "-f"]
+    return [
+        Row("no profiler", plain),
+        Row("sampler -c 1024", sampler),
+        Row("memray run", plain, [*memray, "-o", str(out / "torch.memray"), str(TORCH_SCRIPT)]),
+        Row(
+            "memray run --native",
+            plain,
+            [*memray, "--native", "-o", str(out / "torch_native.memray"), str(TORCH_SCRIPT)],
+        ),
+    ]
+
+
+def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
+    """The readers of the PyTorch rows' last files: `mem_parser -t`, its symbol cache
+    empty, on the sampler's, and `memray summary` on memray's, interleaved."""
+    by_name = {r.name: r for r in rows}
+    (heap,) = (p for p in by_name["sampler -c 1024"].files if p.suffix == ".heap")
+    (plain,) = by_name["memray run"].files
+    (native,) = by_name["memray run --native"].files
+    cache = out / "symbols"
+    summary = [str(TORCH_PYTHON), "-m", "memray", "summary"]
+    readers = [
+        Row(
+            "mem_parser -t (empty symbol cache)",
+            dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
+            [str(MEM_PARSER), "-f", str(heap), "-t"],
+        ),
+        Row("memray summary, memray run's file", dict(os.environ), [*summary, str(plain)]),
+        Row("memray summary, --native's file", dict(os.environ), [*summary, str(native)]),
+    ]
+    for _ in range(rounds):
+        for reader in readers:
+            shutil.rmtree(cache, ignore_errors=True)
+            seconds, peak = RUNNER.run(reader.argv or [], reader.env, out)
+            reader.times.append(seconds)
+            reader.peaks.append(peak)
+    shutil.rmtree(cache, ignore_errors=True)
+    print(f"\nthe files' readers, median of {rounds} rounds\n")
+    print(f"{'command':40s} {'file':>9s} {'wall s':>8s} {'RSS MiB':>8s}")
+    for reader, path in zip(readers, (heap, plain, native), strict=True):
+        print(
+            f"{reader.name:40s} {size(path.stat().st_size):>9s}"
+            f" {statistics.median(reader.times):8.3f} {statistics.median(reader.peaks) / 1024:8.1f}"
+        )
+
+
 def device_rows(out: Path) -> tuple[list[Row], list[str]]:
     """100,000 cudaMalloc/cudaFree pairs through the stand-in runtime (tests/standins)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -361,15 +441,33 @@ def size(n: float) -> str:
     return f"{n / 2**20:.1f} MiB" if n < 100 * 2**20 else f"{n / 2**20:.0f} MiB"
 
 
-def print_table(rows: list[Row]) -> None:
+def dropped_samples(files: list[Path]) -> int | None:
+    """The samples dropped, in all, in the .heap files among `files` (None: there are
+    none), read by the parser's reader so that the bench follows the file format."""
+    heaps = [p for p in files if p.suffix == ".heap"]
+    if not heaps:
+        return None
+    try:
+        from mem_profiler.parser.heapfile import read_heap
+    except ImportError:  # not installed: the `#` lines of a text file
+        return sum(
+            int(line.split(b":", 1)[1])
+            for p in heaps
+            for line in p.read_bytes().splitlines()
+            if line.startswith(b"# dropped_samples:")
+        )
+    return sum(read_heap(p).dropped_samples for p in heaps)
+
+
+def print_table(rows: list[Row], dropped: bool = False) -> None:
     """Medians: wall time and peak RSS, each with its ratio against the first row's; the
-    files the run wrote (event logs apart), the event logs."""
+    files the run wrote (event logs apart), the event logs; the samples dropped."""
     by_name = {r.name: r for r in rows}
     base = statistics.median(rows[0].times)
     base_rss = statistics.median(rows[0].peaks)
     print(
         f"{'configuration':40s} {'wall s':>8s} {'ratio':>6s} {'RSS MiB':>8s} {'ratio':>6s}"
-        f" {'files':>9s} {'log':>9s}  note"
+        f" {'files':>9s} {'log':>9s}" + (f" {'dropped':>10s}" if dropped else "") + "  note"
     )
     for row in rows:
         median = statistics.median(row.times)
@@ -381,22 +479,44 @@ def print_table(rows: list[Row]) -> None:
             notes.append(f"{median / ref:.2f}x {row.baseline}")
         if log:
             notes.append(f"log {log / median / 2**20:.0f} MiB/s")
+        drops = "-" if row.dropped is None else f"{row.dropped:,}"
         print(
             f"{row.name:40s} {median:8.3f} {median / base:6.2f} {rss / 1024:8.1f}"
             f" {rss / base_rss:6.2f} {size(statistics.median(row.capture_bytes)):>9s}"
-            f" {size(log):>9s}  {', '.join(notes)}"
+            f" {size(log):>9s}" + (f" {drops:>10s}" if dropped else "") + f"  {', '.join(notes)}"
         )
 
 
-def measure(rows: list[Row], argv: list[str], out: Path, repeat: int) -> None:
-    """Rounds interleave the rows so that a slow spell of the machine hits them all."""
-    for _ in range(repeat):
+def measure(
+    rows: list[Row],
+    argv: list[str],
+    out: Path,
+    repeat: int,
+    dropped: bool = False,
+    keep: bool = False,
+) -> None:
+    """Rounds interleave the rows so that a slow spell of the machine hits them all. With
+    `dropped`, the table says how many samples the last round's .heap files dropped; with
+    `keep`, the last round's files are left for the caller (row.files) to remove."""
+    for i in range(repeat):
         for row in rows:
-            run_once(row, argv, out)
-    print_table(rows)
+            run_once(row, argv, out, keep=i == repeat - 1)
+    if dropped:
+        for row in rows:
+            row.dropped = dropped_samples(row.files)
+    print_table(rows, dropped)
+    if not keep:
+        remove_files(rows)
 
 
-GROUPS = ("churn", "sqlite3", "python-malloc", "python", "device", "other")
+def remove_files(rows: list[Row]) -> None:
+    for row in rows:
+        for p in row.files:
+            p.unlink()
+        row.files = []
+
+
+GROUPS = ("churn", "sqlite3", "python-malloc", "python", "torch", "device", "other")
 
 
 def group_list(text: str) -> list[str]:
@@ -448,6 +568,9 @@ def main() -> None:
             )
             measure(python_rows(out, argv), argv, out, args.repeat)
 
+        if "torch" in args.only:
+            torch_group(out, args.repeat)
+
         if "device" in args.only:
             rows, argv = device_rows(out)
             print(
@@ -458,6 +581,24 @@ def main() -> None:
 
         if "other" in args.only:
             other_measurements(out)
+
+
+def torch_group(out: Path, repeat: int) -> None:
+    ready, versions = torch_probe()
+    if not ready:
+        print(f"\nPyTorch rows skipped: {versions}")
+        return
+    argv = [str(TORCH_PYTHON), str(TORCH_SCRIPT)]
+    print(
+        f"\nPyTorch on the CPU ({versions}): bench/torch_train.py,\na 2-layer MLP trained "
+        f"for 30 SGD steps on one thread, torch's import included; median of {repeat} rounds\n"
+    )
+    rows = torch_rows(out)
+    measure(rows, argv, out, repeat, dropped=True, keep=True)
+    try:
+        torch_parsers(rows, out, min(repeat, 3))
+    finally:
+        remove_files(rows)
 
 
 def other_measurements(out: Path) -> None:
