@@ -44,9 +44,12 @@ class Row:
     dropped: int | None = None  # samples dropped, by the last round's .heap files
 
 
-def build_program(out: Path, name: str, optimization: str, *flags: str) -> Path:
-    """bench/NAME.c built into out/NAME with gcc, debug information and frame pointers."""
-    exe = out / name
+def build_program(
+    out: Path, name: str, optimization: str, *flags: str, exe_name: str | None = None
+) -> Path:
+    """bench/NAME.c built into out/NAME (or out/EXE_NAME) with gcc, debug information and
+    frame pointers."""
+    exe = out / (exe_name or name)
     source = ROOT / "bench" / f"{name}.c"
     subprocess.run(
         ["gcc", optimization, "-g", "-fno-omit-frame-pointer", *flags, "-o", str(exe), str(source)],
@@ -459,15 +462,19 @@ def dropped_samples(files: list[Path]) -> int | None:
     return sum(read_heap(p).dropped_samples for p in heaps)
 
 
-def print_table(rows: list[Row], dropped: bool = False) -> None:
-    """Medians: wall time and peak RSS, each with its ratio against the first row's; the
-    files the run wrote (event logs apart), the event logs; the samples dropped."""
+def print_table(rows: list[Row], dropped: bool = False, extra_rss: bool = False) -> None:
+    """Medians: wall time and peak RSS, each with its ratio against the first row's (and
+    with `extra_rss`, the difference); the files the run wrote (event logs apart), the
+    event logs; with `dropped`, the samples dropped."""
     by_name = {r.name: r for r in rows}
     base = statistics.median(rows[0].times)
     base_rss = statistics.median(rows[0].peaks)
     print(
         f"{'configuration':40s} {'wall s':>8s} {'ratio':>6s} {'RSS MiB':>8s} {'ratio':>6s}"
-        f" {'files':>9s} {'log':>9s}" + (f" {'dropped':>10s}" if dropped else "") + "  note"
+        + (f" {'+RSS MiB':>8s}" if extra_rss else "")
+        + f" {'files':>9s} {'log':>9s}"
+        + (f" {'dropped':>10s}" if dropped else "")
+        + "  note"
     )
     for row in rows:
         median = statistics.median(row.times)
@@ -482,8 +489,11 @@ def print_table(rows: list[Row], dropped: bool = False) -> None:
         drops = "-" if row.dropped is None else f"{row.dropped:,}"
         print(
             f"{row.name:40s} {median:8.3f} {median / base:6.2f} {rss / 1024:8.1f}"
-            f" {rss / base_rss:6.2f} {size(statistics.median(row.capture_bytes)):>9s}"
-            f" {size(log):>9s}" + (f" {drops:>10s}" if dropped else "") + f"  {', '.join(notes)}"
+            f" {rss / base_rss:6.2f}"
+            + (f" {(rss - base_rss) / 1024:8.1f}" if extra_rss else "")
+            + f" {size(statistics.median(row.capture_bytes)):>9s} {size(log):>9s}"
+            + (f" {drops:>10s}" if dropped else "")
+            + f"  {', '.join(notes)}"
         )
 
 
@@ -494,6 +504,7 @@ def measure(
     repeat: int,
     dropped: bool = False,
     keep: bool = False,
+    extra_rss: bool = False,
 ) -> None:
     """Rounds interleave the rows so that a slow spell of the machine hits them all. With
     `dropped`, the table says how many samples the last round's .heap files dropped; with
@@ -504,7 +515,7 @@ def measure(
     if dropped:
         for row in rows:
             row.dropped = dropped_samples(row.files)
-    print_table(rows, dropped)
+    print_table(rows, dropped, extra_rss)
     if not keep:
         remove_files(rows)
 
@@ -516,7 +527,7 @@ def remove_files(rows: list[Row]) -> None:
         row.files = []
 
 
-GROUPS = ("churn", "sqlite3", "python-malloc", "python", "torch", "device", "other")
+GROUPS = ("churn", "sqlite3", "python-malloc", "python", "torch", "stacks", "device", "other")
 
 
 def group_list(text: str) -> list[str]:
@@ -571,6 +582,9 @@ def main() -> None:
         if "torch" in args.only:
             torch_group(out, args.repeat)
 
+        if "stacks" in args.only:
+            many_stacks_group(out, args.repeat)
+
         if "device" in args.only:
             rows, argv = device_rows(out)
             print(
@@ -599,6 +613,32 @@ def torch_group(out: Path, repeat: int) -> None:
         torch_parsers(rows, out, min(repeat, 3))
     finally:
         remove_files(rows)
+
+
+# bench/many_stacks.c with 21 levels of two call sites under 34 fixed calls: up to 2^21
+# distinct stacks of 60 frames.
+MANY_STACKS = 2_000_000
+MANY_STACKS_FLAGS = ("-DLEVELS=21", "-DPREFIX=34")
+# Each stack's one block, freed at once. The sampler at its default rate (-c 1024) misses
+# a block of s bytes with probability exp(-s / 1024): e^-64 for 64 KiB, so every stack is
+# sampled, as at -c 1 but at the rate programs run with.
+MANY_STACKS_BLOCK = 65536
+
+
+def many_stacks_group(out: Path, repeat: int) -> None:
+    exe = build_program(out, "many_stacks", "-O0", *MANY_STACKS_FLAGS, exe_name="many_stacks_2m")
+    argv = [str(exe), str(MANY_STACKS), str(MANY_STACKS_BLOCK)]
+    print(
+        f"\n{MANY_STACKS:,} distinct stacks of 60 frames (bench/many_stacks.c, -O0), one "
+        f"block of {MANY_STACKS_BLOCK // 1024} KiB each, freed at once:\nevery block is sampled "
+        "at -c 1024; samples whose stack the table has no room for are dropped; "
+        f"median of {repeat} rounds\n"
+    )
+    rows = [
+        Row("no sampler", dict(os.environ)),
+        Row("sampler -c 1024 (default settings)", sampler_env(out, 1024)),
+    ]
+    measure(rows, argv, out, repeat, dropped=True, extra_rss=True)
 
 
 def other_measurements(out: Path) -> None:
