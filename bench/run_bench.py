@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -70,17 +71,28 @@ def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, s
 RUNNER: PeakRss  # set by main: every row's workload runs through it
 
 
+def file_states(folder: Path) -> dict[Path, tuple[int, int, int]]:
+    """The files in `folder`, each with what changes when it is written."""
+    states = {}
+    for p in folder.iterdir():
+        st = p.stat()
+        if stat.S_ISREG(st.st_mode):
+            states[p] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return states
+
+
 def run_once(row: Row, argv: list[str], out: Path, keep: bool) -> None:
     """One run of the row: its time, peak RSS and the sizes of the files it wrote in
-    `out`, which are removed unless `keep` (then they are row.files)."""
-    before = set(out.iterdir())
+    `out` (new, or written over), which are removed unless `keep` (then they are
+    row.files)."""
+    before = file_states(out)
     if row.attach_rate:
         seconds, peak = run_attached(row, argv, out)
     else:
         seconds, peak = RUNNER.run(row.argv or argv, row.env, out)
     row.times.append(seconds)
     row.peaks.append(peak)
-    written = sorted(p for p in set(out.iterdir()) - before if p.is_file())
+    written = sorted(p for p, state in file_states(out).items() if before.get(p) != state)
     logs = [p for p in written if p.suffix == ".memlog"]
     row.log_bytes.append(sum(p.stat().st_size for p in logs))
     row.capture_bytes.append(sum(p.stat().st_size for p in written if p not in logs))
@@ -321,21 +333,25 @@ def python_rows(out: Path, argv: list[str]) -> list[Row]:
     full tracing (every allocation, pymalloc's included) is what `-c 1` records."""
     plain = dict(os.environ)
     plain.pop("PYTHONMALLOC", None)
-    memray = [str(BENCH_PYTHON), "-m", "memray", "run", "-q", "-f", "-o", str(out / "m.bin")]
+
+    def memray(name: str, *options: str) -> list[str]:
+        output = str(out / f"{name}.memray")
+        return [str(BENCH_PYTHON), "-m", "memray", "run", "-q", "-f", "-o", output, *options]
+
     return [
         Row("no profiler", plain),
         Row("sampler -c 1024", sampler_env(out, 1024)),
         Row("sampler -c 1 (every allocation)", sampler_env(out, 1)),
-        Row("memray run", plain, [*memray, *argv[1:]]),
+        Row("memray run", plain, [*memray("python"), *argv[1:]]),
         Row(
             "memray run --trace-python-allocators",
             plain,
-            [*memray, "--trace-python-allocators", *argv[1:]],
+            [*memray("python_pymalloc", "--trace-python-allocators"), *argv[1:]],
         ),
         Row(
             "memray run --native --trace-python-...",
             plain,
-            [*memray, "--native", "--trace-python-allocators", *argv[1:]],
+            [*memray("python_native", "--native", "--trace-python-allocators"), *argv[1:]],
         ),
     ]
 
@@ -523,7 +539,7 @@ def measure(
 def remove_files(rows: list[Row]) -> None:
     for row in rows:
         for p in row.files:
-            p.unlink()
+            p.unlink(missing_ok=True)  # perhaps another row's too
         row.files = []
 
 
