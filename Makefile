@@ -46,13 +46,26 @@ endef
 deps:
 	$(call install_missing,$(APT_PKGS))
 
-bench-deps: $(BUILD)/bench-venv/.installed
+bench-deps: $(BUILD)/bench-venv/.installed $(BUILD)/bench-torch-venv/.installed
 	$(call install_missing,$(BENCH_PKGS))
 
 # Debian's python3 with memray, the Python peer in `make bench`.
 $(BUILD)/bench-venv/.installed:
 	/usr/bin/python3 -m venv $(BUILD)/bench-venv
 	$(BUILD)/bench-venv/bin/pip install -q memray==1.20.0
+	touch $@
+
+# One CPython 3.11 with both PyTorch (CPU) and memray, for the PyTorch rows of `make
+# bench`: pyenv's 3.11.7 where it is installed, Debian's python3 (3.11 on bookworm)
+# otherwise. Where torch cannot be installed the venv is left without it and the rows
+# are skipped, as the torch test is.
+BENCH_TORCH_BASE := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.11.7/bin/python) /usr/bin/python3)
+
+$(BUILD)/bench-torch-venv/.installed:
+	$(BENCH_TORCH_BASE) -m venv $(BUILD)/bench-torch-venv
+	$(BUILD)/bench-torch-venv/bin/pip install -q memray==1.20.0
+	$(BUILD)/bench-torch-venv/bin/pip install -q torch==2.13.0 \
+	    || echo "PyTorch not installed: the PyTorch rows of make bench will be skipped"
 	touch $@
 
 venv: $(BUILD)/python-links

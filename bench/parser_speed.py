@@ -1,5 +1,5 @@
 """`make bench`, parser part: `mem_parser -t` on a large generated .heap file, cold (empty
-symbol cache) and warm, against `jeprof --text` on the same file.
+symbol cache) and warm, against `jeprof --text` on the same file: wall time and peak RSS.
 
 The file holds 100,000 distinct stacks of depth 30 whose frames are real return
 addresses (the instruction after each `call`) of the C++ fixture built with -g and of
@@ -16,11 +16,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from elftools.elf.elffile import ELFFile
+from peak_rss import PeakRss
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
@@ -107,12 +107,6 @@ def generate(exe: Path, run: Path, out: Path, n_stacks: int, depth: int, seed: i
     out.write_text("\n".join(lines) + "\n\nMAPPED_LIBRARIES:\n" + maps_text)
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stacks", type=int, default=100_000)
@@ -122,6 +116,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        runner = PeakRss(folder)
         exe, run = real_run(folder)
         heap = folder / "large.heap"
         generate(exe, run, heap, args.stacks, args.depth, seed=1)
@@ -129,28 +124,26 @@ def main() -> None:
         cold, warm = [], []
         for i in range(args.repeat):
             env = dict(os.environ, MEMPROF_CACHE_DIR=str(folder / f"cache{i}"))
-            cold.append(timed(parse, env))
-            warm.append(timed(parse, env))
+            cold.append(runner.run(parse, env, folder))
+            warm.append(runner.run(parse, env, folder))
         rows = [
-            ("mem_parser -t, cold symbol cache", statistics.median(cold)),
-            ("mem_parser -t, warm symbol cache", statistics.median(warm)),
+            ("mem_parser -t, cold symbol cache", cold),
+            ("mem_parser -t, warm symbol cache", warm),
         ]
         if shutil.which("jeprof"):
-            rows.append(
-                (
-                    "jeprof --text",
-                    timed(["jeprof", "--text", str(exe), str(heap)], dict(os.environ)),
-                )
-            )
+            jeprof = ["jeprof", "--text", str(exe), str(heap)]
+            rows.append(("jeprof --text", [runner.run(jeprof, dict(os.environ), folder)]))
         size = heap.stat().st_size / 1e6
         print(
             f"\nparser: {args.stacks:,} stacks of depth {args.depth} ({size:.0f} MB .heap);"
             f" median of {args.repeat} runs (jeprof: one)\n"
         )
-        reference = rows[-1][1]
-        print(f"{'command':36s} {'wall s':>8s} {'jeprof / this':>14s}")
-        for name, seconds in rows:
-            print(f"{name:36s} {seconds:8.3f} {reference / seconds:14.1f}")
+        reference = statistics.median(t for t, _ in rows[-1][1])
+        print(f"{'command':36s} {'wall s':>8s} {'RSS MiB':>8s} {'jeprof / this':>14s}")
+        for name, runs in rows:
+            seconds = statistics.median(t for t, _ in runs)
+            rss = statistics.median(kib for _, kib in runs) / 1024
+            print(f"{name:36s} {seconds:8.3f} {rss:8.1f} {reference / seconds:14.1f}")
 
 
 if __name__ == "__main__":

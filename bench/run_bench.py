@@ -1,12 +1,14 @@
 """`make bench`: sampler overhead on the churn workload and on programs as Debian ships
-them (sqlite3, python3), as wall-time ratios against the same workload without the
-sampler, measured in one run; peers where installed."""
+them (sqlite3, python3), as wall-time and peak-RSS ratios against the same workload without
+the sampler, measured in one run, with the size of the files each run wrote; peers where
+installed."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -15,11 +17,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peak_rss import PeakRss
+
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 # Debian's python3 with memray installed beside it (`make bench-deps`).
 BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
+# A CPython 3.11 with both PyTorch (CPU) and memray (`make bench-deps`).
+TORCH_PYTHON = ROOT / "build" / "bench-torch-venv" / "bin" / "python"
+TORCH_SCRIPT = ROOT / "bench" / "torch_train.py"
+MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 
 
 @dataclass
@@ -30,12 +38,19 @@ class Row:
     baseline: str | None = None  # ratio against this row instead of the first
     attach_rate: int | None = None  # started without the sampler, attached at this rate
     times: list[float] = field(default_factory=list)
-    log_bytes: list[int] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)  # peak RSS, KiB
+    capture_bytes: list[int] = field(default_factory=list)  # files written but event logs
+    log_bytes: list[int] = field(default_factory=list)  # event logs (.memlog)
+    files: list[Path] = field(default_factory=list)  # what the last round wrote
+    dropped: int | None = None  # samples dropped, by the last round's .heap files
 
 
-def build_program(out: Path, name: str, optimization: str, *flags: str) -> Path:
-    """bench/NAME.c built into out/NAME with gcc, debug information and frame pointers."""
-    exe = out / name
+def build_program(
+    out: Path, name: str, optimization: str, *flags: str, exe_name: str | None = None
+) -> Path:
+    """bench/NAME.c built into out/NAME (or out/EXE_NAME) with gcc, debug information and
+    frame pointers."""
+    exe = out / (exe_name or name)
     source = ROOT / "bench" / f"{name}.c"
     subprocess.run(
         ["gcc", optimization, "-g", "-fno-omit-frame-pointer", *flags, "-o", str(exe), str(source)],
@@ -53,39 +68,54 @@ def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, s
     return env
 
 
-def run_once(row: Row, argv: list[str], out: Path) -> None:
-    start = time.perf_counter()
+RUNNER: PeakRss  # set by main: every row's workload runs through it
+
+
+def file_states(folder: Path) -> dict[Path, tuple[int, int, int]]:
+    """The files in `folder`, each with what changes when it is written."""
+    states = {}
+    for p in folder.iterdir():
+        st = p.stat()
+        if stat.S_ISREG(st.st_mode):
+            states[p] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return states
+
+
+def run_once(row: Row, argv: list[str], out: Path, keep: bool) -> None:
+    """One run of the row: its time, peak RSS and the sizes of the files it wrote in
+    `out` (new, or written over), which are removed unless `keep` (then they are
+    row.files)."""
+    before = file_states(out)
     if row.attach_rate:
-        row.times.append(run_attached(row, argv, out))
+        seconds, peak = run_attached(row, argv, out)
     else:
-        subprocess.run(
-            row.argv or argv,
-            env=row.env,
-            cwd=out,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        row.times.append(time.perf_counter() - start)
-    logs = list(out.glob("*.memlog"))
-    if logs:
-        row.log_bytes.append(sum(p.stat().st_size for p in logs))
-    for p in logs + list(out.glob("*.heap")):
-        p.unlink()
+        seconds, peak = RUNNER.run(row.argv or argv, row.env, out)
+    row.times.append(seconds)
+    row.peaks.append(peak)
+    written = sorted(p for p, state in file_states(out).items() if before.get(p) != state)
+    logs = [p for p in written if p.suffix == ".memlog"]
+    row.log_bytes.append(sum(p.stat().st_size for p in logs))
+    row.capture_bytes.append(sum(p.stat().st_size for p in written if p not in logs))
+    if keep:
+        row.files = written
+    else:
+        for p in written:
+            p.unlink()
 
 
 ATTACH_TIMES: list[float] = []  # seconds from the injection's start to a control block
 
 
-def run_attached(row: Row, argv: list[str], out: Path) -> float:
+def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
     """The workload's own time, with the sampler attached (ptrace injection, GOT hooks)
-    and a window open at row.attach_rate before it starts."""
+    and a window open at row.attach_rate before it starts; and its peak RSS."""
     from mem_profiler.control_block import CMD_START, ControlBlock
     from mem_profiler.controller import attach
 
+    command, env = RUNNER.command(argv, dict(row.env, CHURN_WAIT="1"))
     proc = subprocess.Popen(
-        argv,
-        env=dict(row.env, CHURN_WAIT="1"),
+        command,
+        env=env,
         cwd=out,
         text=True,
         stdin=subprocess.PIPE,
@@ -94,13 +124,17 @@ def run_attached(row: Row, argv: list[str], out: Path) -> float:
     )
     try:
         assert proc.stdout.readline() == "ready\n"
+        # the workload is the runner's child
+        (pid,) = map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
         start = time.perf_counter()
-        attach(proc.pid)
+        attach(pid)
         ATTACH_TIMES.append(time.perf_counter() - start)
-        with ControlBlock.open(proc.pid) as block:
+        with ControlBlock.open(pid) as block:
             block.request(CMD_START, rate=row.attach_rate, depth=64, prefix=f"{out}/att_")
         _, err = proc.communicate("go\n", timeout=600)  # the window is dumped at exit
-        return float(err.split()[-1])
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
+        return float(err.split()[-1]), RUNNER.peak_kib()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -246,16 +280,18 @@ PYTHON_RECORDS = 50_000
 OBJECTS_SCRIPT = ROOT / "tests" / "fixtures" / "real_programs" / "objects.py"
 
 
-def shipped_programs() -> list[tuple[str, list[str], dict[str, str]]]:
-    """(title, argv, environment) of programs as Debian ships them: stripped, without
-    frame pointers, their allocations through glibc's malloc."""
+def shipped_programs() -> list[tuple[str, str, list[str], dict[str, str]]]:
+    """(group, title, argv, environment) of programs as Debian ships them: stripped,
+    without frame pointers, their allocations through glibc's malloc."""
     return [
         (
+            "sqlite3",
             "Debian's sqlite3: 300,000 rows inserted into a table in memory, two indexes",
             ["sqlite3", ":memory:", SQLITE_SCRIPT],
             {},
         ),
         (
+            "python-malloc",
             f"Debian's python3 (PYTHONMALLOC=malloc): {PYTHON_RECORDS:,} records as dicts, "
             "through json and back",
             ["/usr/bin/python3", str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)],
@@ -297,23 +333,102 @@ def python_rows(out: Path, argv: list[str]) -> list[Row]:
     full tracing (every allocation, pymalloc's included) is what `-c 1` records."""
     plain = dict(os.environ)
     plain.pop("PYTHONMALLOC", None)
-    memray = [str(BENCH_PYTHON), "-m", "memray", "run", "-q", "-f", "-o", str(out / "m.bin")]
+
+    def memray(name: str, *options: str) -> list[str]:
+        output = str(out / f"{name}.memray")
+        return [str(BENCH_PYTHON), "-m", "memray", "run", "-q", "-f", "-o", output, *options]
+
     return [
         Row("no profiler", plain),
         Row("sampler -c 1024", sampler_env(out, 1024)),
         Row("sampler -c 1 (every allocation)", sampler_env(out, 1)),
-        Row("memray run", plain, [*memray, *argv[1:]]),
+        Row("memray run", plain, [*memray("python"), *argv[1:]]),
         Row(
             "memray run --trace-python-allocators",
             plain,
-            [*memray, "--trace-python-allocators", *argv[1:]],
+            [*memray("python_pymalloc", "--trace-python-allocators"), *argv[1:]],
         ),
         Row(
             "memray run --native --trace-python-...",
             plain,
-            [*memray, "--native", "--trace-python-allocators", *argv[1:]],
+            [*memray("python_native", "--native", "--trace-python-allocators"), *argv[1:]],
         ),
     ]
+
+
+def torch_probe() -> tuple[bool, str]:
+    """Whether the PyTorch rows can run; the versions they run, or why not."""
+    if not TORCH_PYTHON.is_file():
+        return False, f"no {TORCH_PYTHON.relative_to(ROOT)} (make bench-deps makes it)"
+    probe = subprocess.run(
+        [
+            str(TORCH_PYTHON),
+            "-c",
+            "import platform, memray, torch; print(platform.python_implementation(), "
+            "platform.python_version(), 'with torch', torch.__version__, "
+            "'and memray', memray.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode:
+        return False, f"{TORCH_PYTHON.relative_to(ROOT)} cannot import torch and memray"
+    return True, probe.stdout.strip()
+
+
+def torch_rows(out: Path) -> list[Row]:
+    """A PyTorch program: the sampler, preloaded as in the other rows, beside memray,
+    which records the allocations that reach malloc with their Python stacks (`run`),
+    and their native frames as well (`--native`)."""
+    plain = dict(os.environ)
+    plain.pop("PYTHONMALLOC", None)
+    sampler = sampler_env(out, 1024)
+    sampler.pop("PYTHONMALLOC", None)
+    memray = [str(TORCH_PYTHON), "-m", "memray", "run", "-q", "-f"]
+    return [
+        Row("no profiler", plain),
+        Row("sampler -c 1024", sampler),
+        Row("memray run", plain, [*memray, "-o", str(out / "torch.memray"), str(TORCH_SCRIPT)]),
+        Row(
+            "memray run --native",
+            plain,
+            [*memray, "--native", "-o", str(out / "torch_native.memray"), str(TORCH_SCRIPT)],
+        ),
+    ]
+
+
+def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
+    """The readers of the PyTorch rows' last files: `mem_parser -t`, its symbol cache
+    empty, on the sampler's, and `memray summary` on memray's, interleaved."""
+    by_name = {r.name: r for r in rows}
+    (heap,) = (p for p in by_name["sampler -c 1024"].files if p.suffix == ".heap")
+    (plain,) = by_name["memray run"].files
+    (native,) = by_name["memray run --native"].files
+    cache = out / "symbols"
+    summary = [str(TORCH_PYTHON), "-m", "memray", "summary"]
+    readers = [
+        Row(
+            "mem_parser -t (empty symbol cache)",
+            dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
+            [str(MEM_PARSER), "-f", str(heap), "-t"],
+        ),
+        Row("memray summary, memray run's file", dict(os.environ), [*summary, str(plain)]),
+        Row("memray summary, --native's file", dict(os.environ), [*summary, str(native)]),
+    ]
+    for _ in range(rounds):
+        for reader in readers:
+            shutil.rmtree(cache, ignore_errors=True)
+            seconds, peak = RUNNER.run(reader.argv or [], reader.env, out)
+            reader.times.append(seconds)
+            reader.peaks.append(peak)
+    shutil.rmtree(cache, ignore_errors=True)
+    print(f"\nthe files' readers, median of {rounds} rounds\n")
+    print(f"{'command':40s} {'file':>9s} {'wall s':>8s} {'RSS MiB':>8s}")
+    for reader, path in zip(readers, (heap, plain, native), strict=True):
+        print(
+            f"{reader.name:40s} {size(path.stat().st_size):>9s}"
+            f" {statistics.median(reader.times):8.3f} {statistics.median(reader.peaks) / 1024:8.1f}"
+        )
 
 
 def device_rows(out: Path) -> tuple[list[Row], list[str]]:
@@ -336,28 +451,107 @@ def device_rows(out: Path) -> tuple[list[Row], list[str]]:
     return rows, [str(exe)]
 
 
-def print_table(rows: list[Row]) -> None:
+def size(n: float) -> str:
+    """n bytes for a table's cell: "-" for none."""
+    if not n:
+        return "-"
+    if n < 2**20:
+        return f"{n / 2**10:.0f} KiB"
+    return f"{n / 2**20:.1f} MiB" if n < 100 * 2**20 else f"{n / 2**20:.0f} MiB"
+
+
+def dropped_samples(files: list[Path]) -> int | None:
+    """The samples dropped, in all, in the .heap files among `files` (None: there are
+    none), read by the parser's reader so that the bench follows the file format."""
+    heaps = [p for p in files if p.suffix == ".heap"]
+    if not heaps:
+        return None
+    try:
+        from mem_profiler.parser.heapfile import read_heap
+    except ImportError:  # not installed: the `#` lines of a text file
+        return sum(
+            int(line.split(b":", 1)[1])
+            for p in heaps
+            for line in p.read_bytes().splitlines()
+            if line.startswith(b"# dropped_samples:")
+        )
+    return sum(read_heap(p).dropped_samples for p in heaps)
+
+
+def print_table(rows: list[Row], dropped: bool = False, extra_rss: bool = False) -> None:
+    """Medians: wall time and peak RSS, each with its ratio against the first row's (and
+    with `extra_rss`, the difference); the files the run wrote (event logs apart), the
+    event logs; with `dropped`, the samples dropped."""
     by_name = {r.name: r for r in rows}
     base = statistics.median(rows[0].times)
-    print(f"{'configuration':40s} {'wall s':>8s} {'ratio':>7s}  note")
+    base_rss = statistics.median(rows[0].peaks)
+    print(
+        f"{'configuration':40s} {'wall s':>8s} {'ratio':>6s} {'RSS MiB':>8s} {'ratio':>6s}"
+        + (f" {'+RSS MiB':>8s}" if extra_rss else "")
+        + f" {'files':>9s} {'log':>9s}"
+        + (f" {'dropped':>10s}" if dropped else "")
+        + "  note"
+    )
     for row in rows:
         median = statistics.median(row.times)
-        note = ""
+        rss = statistics.median(row.peaks)
+        log = statistics.median(row.log_bytes)
+        notes = []
         if row.baseline:
             ref = statistics.median(by_name[row.baseline].times)
-            note = f"{median / ref:.2f}x {row.baseline}"
-        if row.log_bytes:
-            rate = statistics.median(row.log_bytes) / median / 2**20
-            note += f", log {rate:.0f} MiB/s"
-        print(f"{row.name:40s} {median:8.3f} {median / base:7.2f}  {note}")
+            notes.append(f"{median / ref:.2f}x {row.baseline}")
+        if log:
+            notes.append(f"log {log / median / 2**20:.0f} MiB/s")
+        drops = "-" if row.dropped is None else f"{row.dropped:,}"
+        print(
+            f"{row.name:40s} {median:8.3f} {median / base:6.2f} {rss / 1024:8.1f}"
+            f" {rss / base_rss:6.2f}"
+            + (f" {(rss - base_rss) / 1024:8.1f}" if extra_rss else "")
+            + f" {size(statistics.median(row.capture_bytes)):>9s} {size(log):>9s}"
+            + (f" {drops:>10s}" if dropped else "")
+            + f"  {', '.join(notes)}"
+        )
 
 
-def measure(rows: list[Row], argv: list[str], out: Path, repeat: int) -> None:
-    """Rounds interleave the rows so that a slow spell of the machine hits them all."""
-    for _ in range(repeat):
+def measure(
+    rows: list[Row],
+    argv: list[str],
+    out: Path,
+    repeat: int,
+    dropped: bool = False,
+    keep: bool = False,
+    extra_rss: bool = False,
+) -> None:
+    """Rounds interleave the rows so that a slow spell of the machine hits them all. With
+    `dropped`, the table says how many samples the last round's .heap files dropped; with
+    `keep`, the last round's files are left for the caller (row.files) to remove."""
+    for i in range(repeat):
         for row in rows:
-            run_once(row, argv, out)
-    print_table(rows)
+            run_once(row, argv, out, keep=i == repeat - 1)
+    if dropped:
+        for row in rows:
+            row.dropped = dropped_samples(row.files)
+    print_table(rows, dropped, extra_rss)
+    if not keep:
+        remove_files(rows)
+
+
+def remove_files(rows: list[Row]) -> None:
+    for row in rows:
+        for p in row.files:
+            p.unlink(missing_ok=True)  # perhaps another row's too
+        row.files = []
+
+
+GROUPS = ("churn", "sqlite3", "python-malloc", "python", "torch", "stacks", "device", "other")
+
+
+def group_list(text: str) -> list[str]:
+    groups = text.split(",")
+    for g in groups:
+        if g not in GROUPS:
+            raise argparse.ArgumentTypeError(f"no group {g!r}: one of {', '.join(GROUPS)}")
+    return groups
 
 
 def main() -> None:
@@ -365,54 +559,124 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=5_000_000)
     ap.add_argument("--repeat", type=int, default=5, help="runs per row; the median is shown")
+    ap.add_argument(
+        "--only",
+        type=group_list,
+        default=list(GROUPS),
+        metavar="GROUP,...",
+        help=f"run these groups of rows only, of: {', '.join(GROUPS)} (attach, the control "
+        "round trip and top)",
+    )
     args = ap.parse_args()
 
+    global RUNNER
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        churn = build_program(out, "churn", "-O2", "-pthread")
-        argv = [str(churn), str(args.threads), str(args.pairs)]
-        rows = churn_rows(out, argv)
-        print(
-            f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes 16-4096; "
-            f"median of {args.repeat} rounds, each round running every row once\n"
-        )
-        measure(rows, argv, out, args.repeat)
+        RUNNER = PeakRss(out)
+        if "churn" in args.only:
+            churn = build_program(out, "churn", "-O2", "-pthread")
+            argv = [str(churn), str(args.threads), str(args.pairs)]
+            print(
+                f"churn: {args.threads} threads x {args.pairs:,} malloc/free pairs, sizes "
+                f"16-4096; median of {args.repeat} rounds, each round running every row once\n"
+            )
+            measure(churn_rows(out, argv), argv, out, args.repeat)
 
-        for title, argv, env in shipped_programs():
-            print(f"\n{title}\n")
-            measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
+        for group, title, argv, env in shipped_programs():
+            if group in args.only:
+                print(f"\n{title}\n")
+                measure(shipped_program_rows(out, argv, env), argv, out, args.repeat)
 
-        argv = [str(BENCH_PYTHON), str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)]
-        print(
-            f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as dicts, "
-            "through json and back\n"
-        )
-        measure(python_rows(out, argv), argv, out, args.repeat)
+        if "python" in args.only:
+            argv = [str(BENCH_PYTHON), str(OBJECTS_SCRIPT), str(PYTHON_RECORDS)]
+            print(
+                f"\nDebian's python3, pymalloc (its default): {PYTHON_RECORDS:,} records as "
+                "dicts, through json and back\n"
+            )
+            measure(python_rows(out, argv), argv, out, args.repeat)
 
-        rows, argv = device_rows(out)
-        print(
-            "\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the stand-in "
-            "runtime (no GPU)\n"
-        )
-        measure(rows, argv, out, args.repeat)
+        if "torch" in args.only:
+            torch_group(out, args.repeat)
 
+        if "stacks" in args.only:
+            many_stacks_group(out, args.repeat)
+
+        if "device" in args.only:
+            rows, argv = device_rows(out)
+            print(
+                "\ndevice churn: 100,000 cudaMalloc/cudaFree pairs of 1-4 MiB through the "
+                "stand-in runtime (no GPU)\n"
+            )
+            measure(rows, argv, out, args.repeat)
+
+        if "other" in args.only:
+            other_measurements(out)
+
+
+def torch_group(out: Path, repeat: int) -> None:
+    ready, versions = torch_probe()
+    if not ready:
+        print(f"\nPyTorch rows skipped: {versions}")
+        return
+    argv = [str(TORCH_PYTHON), str(TORCH_SCRIPT)]
+    print(
+        f"\nPyTorch on the CPU ({versions}): bench/torch_train.py,\na 2-layer MLP trained "
+        f"for 30 SGD steps on one thread, torch's import included; median of {repeat} rounds\n"
+    )
+    rows = torch_rows(out)
+    measure(rows, argv, out, repeat, dropped=True, keep=True)
+    try:
+        torch_parsers(rows, out, min(repeat, 3))
+    finally:
+        remove_files(rows)
+
+
+# bench/many_stacks.c with 21 levels of two call sites under 34 fixed calls: up to 2^21
+# distinct stacks of 60 frames.
+MANY_STACKS = 2_000_000
+MANY_STACKS_FLAGS = ("-DLEVELS=21", "-DPREFIX=34")
+# Each stack's one block, freed at once. The sampler at its default rate (-c 1024) misses
+# a block of s bytes with probability exp(-s / 1024): e^-64 for 64 KiB, so every stack is
+# sampled, as at -c 1 but at the rate programs run with.
+MANY_STACKS_BLOCK = 65536
+
+
+def many_stacks_group(out: Path, repeat: int) -> None:
+    exe = build_program(out, "many_stacks", "-O0", *MANY_STACKS_FLAGS, exe_name="many_stacks_2m")
+    argv = [str(exe), str(MANY_STACKS), str(MANY_STACKS_BLOCK)]
+    print(
+        f"\n{MANY_STACKS:,} distinct stacks of 60 frames (bench/many_stacks.c, -O0), one "
+        f"block of {MANY_STACKS_BLOCK // 1024} KiB each, freed at once:\nevery block is sampled "
+        "at -c 1024; samples whose stack the table has no room for are dropped; "
+        f"median of {repeat} rounds\n"
+    )
+    rows = [
+        Row("no sampler", dict(os.environ)),
+        Row("sampler -c 1024 (default settings)", sampler_env(out, 1024)),
+    ]
+    measure(rows, argv, out, repeat, dropped=True, extra_rss=True)
+
+
+def other_measurements(out: Path) -> None:
+    """Attaching (timed in the churn's attached rows), the controller's round trip, top."""
+    if ATTACH_TIMES:
         attach_ms = [t * 1e3 for t in ATTACH_TIMES]
         print(
             f"\nattach (ptrace injection until the control block is up): median "
             f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
             f"{len(attach_ms)} attaches"
         )
-        trips = [t * 1e3 for t in control_round_trip(out)]
-        print(
-            f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
-            f"max {max(trips):.1f} ms over {len(trips)} windows"
-        )
-        top = top_refresh(out)
-        print(
-            f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
-            f"target's CPU (median); top itself {top['own']:.0f} ms, "
-            f"{top['first'] / 1e3:.1f} s for the first (every stack named)"
-        )
+    trips = [t * 1e3 for t in control_round_trip(out)]
+    print(
+        f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
+        f"max {max(trips):.1f} ms over {len(trips)} windows"
+    )
+    top = top_refresh(out)
+    print(
+        f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
+        f"target's CPU (median); top itself {top['own']:.0f} ms, "
+        f"{top['first'] / 1e3:.1f} s for the first (every stack named)"
+    )
 
 
 if __name__ == "__main__":
