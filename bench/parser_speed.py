@@ -31,7 +31,8 @@ _INSN_RE = re.compile(r"^\s*([0-9a-f]+):")
 
 
 def real_run(folder: Path) -> tuple[Path, Path]:
-    """The fixture, built with -g, and the .heap file of one run of it under the sampler."""
+    """The fixture, built with -g, and the .heap file of one run of it under the sampler,
+    as heap_v2 text."""
     exe = folder / "cxx_new"
     subprocess.run(
         ["g++", "-g", "-O1", "-fno-omit-frame-pointer", "-o", str(exe), str(FIXTURE)], check=True
@@ -44,7 +45,13 @@ def real_run(folder: Path) -> tuple[Path, Path]:
         MEMPROF_PREFIX=f"{folder}/run_",
     )
     subprocess.run([str(exe), "1000"], env=env, check=True, stdout=subprocess.DEVNULL)
-    return exe, next(folder.glob("run_*.heap"))
+    # as heap_v2 text, which the generated file is, so that jeprof reads it too
+    text = folder / "run.txt"
+    subprocess.run(
+        [str(MEM_PARSER), "-f", str(next(folder.glob("run_*.heap"))), "--jeprof", str(text)],
+        check=True,
+    )
+    return exe, text
 
 
 def return_addresses(path: str) -> np.ndarray:
