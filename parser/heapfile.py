@@ -226,8 +226,10 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
         )
     arrays = {}
     for key, dtype, length in shapes:
-        arrays[key] = _unshuffle(text, dtype, length, at) if key != "est" else np.frombuffer(
-            text, dtype, length, at
+        arrays[key] = (
+            _unshuffle(text, dtype, length, at)
+            if key != "est"
+            else np.frombuffer(text, dtype, length, at)
         )
         at += arrays[key].nbytes
     # `up` is each node's distance to its caller: the parent array from it
@@ -340,6 +342,8 @@ def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[
     row = np.cumsum(kept) - 1  # a kept stack's row in the profile
     written = kept[est_row]
     prof.estimates[row[est_row[written]]] = est[written]
+    if not kept.any():
+        prof.estimates = None  # no stack: as a heap_v2 file of none reads
     if len(arrays["label"]):
         prof.labels = dict(enumerate(hal_labels(arrays["label"][kept])))
     if noted:

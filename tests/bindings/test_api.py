@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support.heap_files import heap_text
 from support.paths import LIBMEMPROF, MEM_PROFILER
 
 import mem_profiler
@@ -189,4 +190,4 @@ def test_a_controllers_log_window_leaves_the_processs_own_mode(tmp_path):
         proc.wait()
     assert own.name == f"own_{proc.pid}.0002.heap"
     assert not list(tmp_path.glob("own_*.memlog"))
-    assert "# log:" not in own.read_text()
+    assert "# log:" not in heap_text(own)

@@ -25,8 +25,9 @@ from mem_profiler.parser.eventlog import (
     ALLOC,
     EVENT_DTYPE,
     FREE,
-    STACK,
+    NODE,
     TIMELINE,
+    TREE_STACK,
     locate,
     read_log,
 )
@@ -127,11 +128,11 @@ def test_log_cut_mid_record_is_read_up_to_the_last_whole_one(curve, tmp_path):
     full = read_log(base)
     data = full_path.read_bytes()
     offsets = record_offsets(data)
-    assert {ALLOC, FREE, STACK, TIMELINE} <= set(offsets)
+    assert {ALLOC, FREE, NODE, TREE_STACK, TIMELINE} <= set(offsets)
     # cut inside the head of a record, just after it, and in its middle, for each type
     # (a record's head whole and its body cut once made the reader loop forever)
     cuts = [(len(data) - 10, len(full.timeline) - 1)]  # the last record
-    for kind in (ALLOC, FREE, STACK, TIMELINE):
+    for kind in (ALLOC, FREE, NODE, TREE_STACK, TIMELINE):
         middle = offsets[kind][len(offsets[kind]) // 2]
         cuts += [(middle + into, None) for into in (2, 4, 5, 12)]
     for cut, timeline in cuts:

@@ -20,7 +20,7 @@ def test_collapsed_stacks_are_the_paths_the_program_took(build_fixture, tmp_path
     for line in truth.read_text().splitlines():
         size, path = line.split(" ", 1)
         expected[path.replace("recurse*500", ";".join(["recurse"] * (DEPTH - 1)))] = int(size)
-    collapsed = run_parser("--collapsed", "-p", exe, files[0]).stdout
+    collapsed = run_parser("--collapsed", "-p", exe, "-f", files[0]).stdout
     found = {}
     for line in collapsed.splitlines():
         path, value = line.rsplit(" ", 1)

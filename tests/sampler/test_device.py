@@ -23,6 +23,7 @@ from support.device import (
     foreign_calls,
     run_device,
 )
+from support.heap_files import heap_text
 from support.jeprof import to_jeprof
 from support.paths import MEM_PARSER
 from support.profiling import report, run_parser
@@ -61,7 +62,7 @@ def test_acl_and_hal_paths_counted_once_with_labels(standin_dir, tmp_path, progr
     exe, heaps = profile_unchanged(program, mode, standin_dir, tmp_path / "a_")
     assert_sites(heaps, exe, truth.SITES["device_acl"])
     # The HAL's flags become labels of its stacks: device id, memory type, module id.
-    labels = re.findall(r"^# labels: (.*)$", heaps["hal"].read_text(), re.M)
+    labels = read_heap(heaps["hal"]).labels.values()
     memtypes = "SVM DEV HOST DVPP".split()
     expected = {
         f"device={r['label']['device']} memtype={memtypes[r['label']['memtype']]} "
@@ -80,9 +81,9 @@ def test_failed_device_allocations_are_recorded_once(standin_dir, tmp_path, prog
     assert proc.returncode == 0, proc.stderr
     assert_sites(heaps, exe, truth.OOM[program]["sites"])
     for heap, failures in truth.by_heap("", truth.OOM[program]["failures"]).items():
-        text = heaps[heap].read_text()
+        text = heap_text(heaps[heap])
         recorded = re.findall(
-            r"^# failed_alloc: time_ns=\d+ bytes=(\d+) error=(\d+) @ ", text, re.M
+            r"^# failed_alloc: time_ns=\d+ bytes=(\d+) error=(\d+) stack=", text, re.M
         )
         assert sorted(recorded) == sorted(
             (str(f["requested"]), str(f["error"])) for f in failures.values()
@@ -190,10 +191,10 @@ def test_failed_allocations_are_counted_per_heap_every_one(standin_dir, tmp_path
         ("cuda", 70, 64, "bytes=2097152 error=2"),
         ("cuda_host", 3, 3, "bytes=4096 error=1"),
     ):
-        text = heaps[heap].read_text()
+        text = heap_text(heaps[heap])
         assert f"# failed_allocs: {count}\n" in text
         assert (
-            re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) @ ", text, re.M)
+            re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) stack=", text, re.M)
             == [line] * kept
         )
 

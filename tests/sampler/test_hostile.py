@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.heap_files import edit_heap_header
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user, wait_for
 from support.profiling import capture_cli, profile_run, report, run_parser
@@ -306,7 +307,7 @@ def test_a_prefix_with_glob_characters_names_its_own_files(build_fixture, tmp_pa
     (heap,) = tmp_path.glob("a?1?_*.heap")
     # What the prefix would match as a pattern: another capture's device heap.
     decoy = tmp_path / heap.name.replace("a[1]_", "a1_").replace(".heap", ".cuda.heap")
-    decoy.write_text(heap.read_text().replace("# heap: host", "# heap: cuda"))
+    edit_heap_header(heap, lambda text: text.replace("# heap: host", "# heap: cuda"), decoy)
     parse = run_parser("-p", exe, "-f", str(heap).removesuffix(".heap"), "-t", timeout=30)
     assert parse.stdout.startswith("Total: ") and "mixed_site" in parse.stdout
 
@@ -342,8 +343,10 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
     exe = build_fixture("mixed_sizes")
     proc, _ = profile_run([exe, "2000", "0"], tmp_path / "s_", 1, "--mode", "log", timeout=60)
     (heap,) = tmp_path.glob("s_*.heap")
-    text = heap.read_text()
-    heap.write_text(text.replace("# log: ", "# log_stopped: No space left on device\n# log: "))
+    edit_heap_header(
+        heap,
+        lambda text: text.replace("# log: ", "# log_stopped: No space left on device\n# log: "),
+    )
     leaks = run_parser("-p", exe, "-f", heap, "--leaks", timeout=60)
     (warning,) = [line for line in leaks.stderr.splitlines() if "stopped early" in line]
     assert warning.startswith(

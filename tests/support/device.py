@@ -14,6 +14,7 @@ from standins import truth
 
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.pipeline import symbolized_notes
+from support.heap_files import heap_text
 from support.profiling import profile_run, report, run_parser, total
 
 INDEXES = {
@@ -172,4 +173,4 @@ def assert_runtime_failures(
             sites = [name for name in stack if name in truth.RUNTIME_SITES]
             got[sites[0] if sites else "?", failure.bytes, failure.error] += 1
         assert got == want, heap
-        assert f"# failed_allocs: {sum(want.values())}\n" in heaps[heap].read_text()
+        assert f"# failed_allocs: {sum(want.values())}\n" in heap_text(heaps[heap])

@@ -1,0 +1,38 @@
+"""Capture files as tests read and tamper with them: a tree-format .heap file's text (its
+`#` lines and memory map, decompressed, without the binary arrays between them), and its
+header edited in place as a user or an attacker could (docs/file-formats.md)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+TREE_PREFIX = b"memprof_tree/1\n"
+TREE_LINE = b"\n# tree: "
+
+
+def _parts(path: Path) -> tuple[bytes, bytes]:
+    """The decompressed stream up to its `# tree:` line, and from there on."""
+    data = zlib.decompress(path.read_bytes()[len(TREE_PREFIX) :])
+    at = data.index(TREE_LINE) + 1
+    return data[:at], data[at:]
+
+
+def heap_text(path: Path) -> str:
+    """The file's text lines: heap_v2 as it is; a tree's header lines, its `# tree:` line
+    and its MAPPED_LIBRARIES part."""
+    if not path.read_bytes().startswith(TREE_PREFIX):
+        return path.read_text()
+    header, rest = _parts(path)
+    tree_line, _, _ = rest.partition(b"\n")
+    maps = rest[rest.rindex(b"\nMAPPED_LIBRARIES:\n") :]
+    return (header + tree_line + maps).decode()
+
+
+def edit_heap_header(path: Path, edit: Callable[[str], str], out: Path | None = None) -> None:
+    """Write the file (to `out`, else in place) with `edit` applied to its `#` lines
+    before the tree, compressed again as the sampler compresses it."""
+    header, rest = _parts(path)
+    data = edit(header.decode()).encode() + rest
+    (out or path).write_bytes(TREE_PREFIX + zlib.compress(data, 1))
