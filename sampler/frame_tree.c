@@ -13,6 +13,7 @@
 #include "frame_tree.h"
 #include "hash_index.h"
 #include "sysutil.h"
+#include "thread_state.h"
 
 static struct memprof_index frame_index, node_index;
 static uintptr_t *frames;
@@ -69,10 +70,21 @@ static uint32_t make_frame(const void *key)
     return id;
 }
 
-static uint32_t frame_id(uintptr_t frame)
+/* The thread's memo first: a program's frames are few beside its nodes, so most are
+ * found there without a miss into the shared index. */
+static uint32_t frame_id(uintptr_t frame, uint32_t gen)
 {
+    uint64_t h = mix(frame * 0xff51afd7ed558ccdull);
+    struct memprof_memos *memos = memprof_thread.memos;
+    __typeof__(memos->frames[0]) *memo =
+        memos ? &memos->frames[h & (MEMPROF_FRAME_MEMOS - 1)] : NULL;
+    if (memo != NULL && memo->frame == frame && memo->generation == gen)
+        return memo->id;
     struct memprof_index_key key = {&frame, same_frame};
-    return memprof_index_intern(&frame_index, mix(frame * 0xff51afd7ed558ccdull), &key, make_frame);
+    uint32_t id = memprof_index_intern(&frame_index, h, &key, make_frame);
+    if (memo != NULL && id != MEMPROF_INDEX_NONE)
+        *memo = (__typeof__(*memo)){frame, id, gen};
+    return id;
 }
 
 /* ---- nodes ---- */
@@ -92,9 +104,9 @@ static uint32_t make_node(const void *key)
     return id;
 }
 
-static uint32_t node_intern(uint32_t parent, uintptr_t frame)
+static uint32_t node_intern(uint32_t parent, uintptr_t frame, uint32_t gen)
 {
-    struct memprof_node k = {parent, frame_id(frame)};
+    struct memprof_node k = {parent, frame_id(frame, gen)};
     if (k.frame == MEMPROF_INDEX_NONE)
         return NODE_NONE;
     struct memprof_index_key key = {&k, same_node};
@@ -121,7 +133,7 @@ uint32_t memprof_chain_intern(struct memprof_chain_memo *memo, uintptr_t head,
     }
     for (; j < len; j++) {
         uintptr_t frame = j == 0 ? head : leaf_first[len - 1 - j];
-        node = node_intern(node, frame);
+        node = node_intern(node, frame, gen);
         if (node == NODE_NONE) {
             if (memo != NULL)
                 memo->len = j;

@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "frame_tree.h"
+#include "thread_state.h"
 #include "unit.h"
+
+__thread struct memprof_thread memprof_thread;   /* sample.c's, whose memos the tree reads */
 
 #define HEAD (MEMPROF_HEAD_BASE | 7)
 
@@ -102,6 +105,9 @@ static void test_a_full_tree_refuses_and_a_reset_empties_it(void)
     uint32_t leaf = memprof_chain_intern(&memo, HEAD, frames + 1100, 900);
     CHECK(leaf != NODE_NONE);   /* all there already: the root end of the longer chain */
     check_round_trip(leaf, frames + 1100, 900);
+    struct memprof_memos *memos = calloc(1, sizeof *memos);
+    memprof_thread.memos = memos;   /* its frame ids, like the chain memo, of the old tree */
+    CHECK(memprof_chain_intern(&memo, HEAD, frames + 1990, 10) != NODE_NONE);
     uint32_t generation = memprof_tree_generation();
     memprof_tree_reset();
     CHECK(memprof_tree_generation() != generation);
@@ -110,12 +116,16 @@ static void test_a_full_tree_refuses_and_a_reset_empties_it(void)
     /* the memo is of the old tree: not trusted */
     leaf = memprof_chain_intern(&memo, HEAD, frames + 1990, 10);
     CHECK_EQ(memprof_tree_nodes(), 1 + 11);
+    CHECK_EQ(memprof_tree_frames(), 11);
     check_round_trip(leaf, frames + 1990, 10);
+    memprof_thread.memos = NULL;
+    free(memos);
     memprof_tree_reset();
 }
 
-/* Threads intern the same 2,000 chains, each in its own order and with its own memo,
- * while the indexes grow under them: one leaf per chain, the same in every thread. */
+/* Threads intern the same 2,000 chains, each in its own order and with its own memo
+ * (half of them with memos of frame ids too), while the indexes grow under them: one
+ * leaf per chain, the same in every thread. */
 #define THREADS 4
 #define CHAINS 2000
 static uint32_t leaves[THREADS][CHAINS];
@@ -130,6 +140,9 @@ static int chain_of(uint32_t k, uintptr_t *frames)
 
 static void intern_all(uint32_t index)
 {
+    struct memprof_memos *memos = calloc(1, sizeof *memos);   /* frame ids by address */
+    if (index % 2 == 0)
+        memprof_thread.memos = memos;
     struct memprof_chain_memo memo = {0};
     uint64_t state = index + 1;
     for (uint32_t i = 0; i < CHAINS; i++) {
@@ -140,6 +153,8 @@ static void intern_all(uint32_t index)
         int n = chain_of(k, frames);
         leaves[index][k] = memprof_chain_intern(&memo, HEAD, frames, n);
     }
+    memprof_thread.memos = NULL;
+    free(memos);
 }
 
 static void test_threads_agree_on_every_node(void)
