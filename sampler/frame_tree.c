@@ -10,6 +10,8 @@
  * so a parent's id is below its child's.  Ids are stable for the life of the
  * process; a forked child starts over, and a generation tells the threads'
  * chain memos so. */
+#include <string.h>
+
 #include "frame_tree.h"
 #include "hash_index.h"
 #include "sysutil.h"
@@ -104,32 +106,77 @@ static uint32_t make_node(const void *key)
     return id;
 }
 
+/* The thread's memo of nodes first: the calls a program makes again are found in a
+ * few lines this core has seen lately, not by misses into the shared index and nodes. */
 static uint32_t node_intern(uint32_t parent, uintptr_t frame, uint32_t gen)
 {
+    struct memprof_memos *memos = memprof_thread.memos;
+    __typeof__(memos->nodes[0]) *memo = NULL;
+    if (memos != NULL) {
+        if (memos->nodes_generation != gen) {
+            memset(memos->nodes, 0, sizeof memos->nodes);
+            memos->nodes_generation = gen;
+        }
+        memo = &memos->nodes[mix((frame ^ (uint64_t)parent << 40) * 0xff51afd7ed558ccdull) &
+                             (MEMPROF_NODE_MEMOS - 1)];
+        if (memo->frame == frame && memo->parent == parent && memo->node != 0)
+            return memo->node;
+    }
     struct memprof_node k = {parent, frame_id(frame, gen)};
     if (k.frame == MEMPROF_INDEX_NONE)
         return NODE_NONE;
     struct memprof_index_key key = {&k, same_node};
     uint32_t id = memprof_index_intern(&node_index, mix((uint64_t)k.parent << 32 | k.frame), &key,
                                        make_node);
-    return id == MEMPROF_INDEX_NONE ? NODE_NONE : id;
+    if (id == MEMPROF_INDEX_NONE)
+        return NODE_NONE;
+    if (memo != NULL)
+        *memo = (__typeof__(*memo)){frame, parent, id};
+    return id;
 }
 
-uint32_t memprof_chain_intern(struct memprof_chain_memo *memo, uintptr_t head,
+/* How much of the chain, from the root, the memo holds (0: none), and its node there. */
+static uint32_t shared_part(const struct memprof_chain_memo *memo, uint32_t gen, uintptr_t head,
+                            const uintptr_t *leaf_first, uint32_t len)
+{
+    if (memo->generation != gen || memo->len == 0 || memo->frames[0] != head)
+        return 0;
+    uint32_t limit = len < memo->len ? len : memo->len, j = 1;
+    while (j < limit && memo->frames[j] == leaf_first[len - 1 - j])
+        j++;
+    return j;
+}
+
+uint32_t memprof_chain_intern(struct memprof_chain_memos *memos, uintptr_t head,
                               const uintptr_t *leaf_first, int n)
 {
     uint32_t gen = atomic_load_explicit(&generation, memory_order_relaxed);
     uint32_t len = (uint32_t)n + 1, j = 0, node = 0;
-    if (memo != NULL && len > MEMPROF_CHAIN_ROOM)
-        memo = NULL;
-    if (memo != NULL && memo->generation == gen && memo->len > 0 && memo->frames[0] == head) {
-        /* the part shared with the memo's chain, from the root */
-        uint32_t limit = len < memo->len ? len : memo->len;
-        for (j = 1; j < limit && memo->frames[j] == leaf_first[len - 1 - j]; j++)
-            ;
-        node = memo->nodes[j - 1];
-    } else if (memo != NULL) {
-        memo->generation = gen;
+    struct memprof_chain_memo *memo = NULL;
+    if (memos != NULL && len <= MEMPROF_CHAIN_ROOM) {
+        /* the memo that shares most with this chain, from the root */
+        const struct memprof_chain_memo *best = NULL;
+        for (int m = 0; m < MEMPROF_CHAIN_MEMOS; m++) {
+            const struct memprof_chain_memo *memo_m = &memos->chains[m];
+            uint32_t shared = shared_part(memo_m, gen, head, leaf_first, len);
+            if (shared == len && memo_m->len == len)
+                return memo_m->nodes[len - 1];   /* the very chain */
+            if (shared > j) {
+                j = shared;
+                best = memo_m;
+            }
+        }
+        if (best != NULL)
+            node = best->nodes[j - 1];
+        /* the chain replaces the oldest of the memos: they are the thread's last few */
+        memo = &memos->chains[memos->next++ % MEMPROF_CHAIN_MEMOS];
+        if (memo != best) {
+            if (j > 0) {
+                memcpy(memo->frames, best->frames, sizeof *memo->frames * j);
+                memcpy(memo->nodes, best->nodes, sizeof *memo->nodes * j);
+            }
+            memo->generation = gen;
+        }
     }
     for (; j < len; j++) {
         uintptr_t frame = j == 0 ? head : leaf_first[len - 1 - j];

@@ -13,14 +13,20 @@
 #define MEMPROF_HEAD_MASK 0xffff000000000000ull
 #define MEMPROF_PYTHON_HEAD (MEMPROF_HEAD_BASE | 0xffffull)
 
-/* A thread's last chain, root first, with the nodes it interned to (in the
- * thread's memos): a new chain's frames shared with it from the root cost no lookup. */
+/* A thread's last chains, root first, with the nodes they interned to (in the
+ * thread's memos): a new chain's frames shared from the root with one of them cost no
+ * lookup. */
 #define MEMPROF_CHAIN_ROOM 192
+#define MEMPROF_CHAIN_MEMOS 4
 struct memprof_chain_memo {
     uint32_t generation;          /* of the tree its nodes belong to */
     uint32_t len;
     uintptr_t frames[MEMPROF_CHAIN_ROOM];
     uint32_t nodes[MEMPROF_CHAIN_ROOM];
+};
+struct memprof_chain_memos {
+    struct memprof_chain_memo chains[MEMPROF_CHAIN_MEMOS];
+    uint32_t next;                /* the one the next chain replaces */
 };
 
 struct memprof_node {
@@ -31,8 +37,8 @@ struct memprof_node {
 int memprof_tree_init(uint32_t max_nodes) HIDDEN;
 void memprof_tree_reset(void) HIDDEN;   /* single-threaded: a forked child */
 /* The node of the chain head, then frames[n-1] ... frames[0] (frames leaf first),
- * interned on first sight; NODE_NONE when the tree is full.  memo may be NULL. */
-uint32_t memprof_chain_intern(struct memprof_chain_memo *memo, uintptr_t head,
+ * interned on first sight; NODE_NONE when the tree is full.  memos may be NULL. */
+uint32_t memprof_chain_intern(struct memprof_chain_memos *memos, uintptr_t head,
                               const uintptr_t *frames, int n) HIDDEN;
 uint32_t memprof_tree_generation(void) HIDDEN;   /* moves when the tree is emptied */
 uint32_t memprof_tree_nodes(void) HIDDEN;    /* node ids in use are 1 .. this - 1 */

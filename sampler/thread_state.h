@@ -21,6 +21,7 @@ struct memprof_stack_range {
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
 #define MEMPROF_STACK_MEMOS 256    /* stack ids by their chains' leaves (stack_table.c) */
 #define MEMPROF_FRAME_MEMOS 1024   /* frame ids by address (frame_tree.c) */
+#define MEMPROF_NODE_MEMOS 2048    /* nodes by (parent, frame) (frame_tree.c) */
 struct memprof_walk_step {
     uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
 };
@@ -32,8 +33,10 @@ struct memprof_memos {
     struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH + 1];
     uint32_t last_walk;
     /* The last native and Python chains (frame_tree.c), and stacks by their leaves. */
-    struct memprof_chain_memo native, python;
+    struct memprof_chain_memos native, python;
     struct { uintptr_t frame; uint32_t id, generation; } frames[MEMPROF_FRAME_MEMOS];
+    uint32_t nodes_generation;   /* of the tree the node memos are of */
+    struct { uintptr_t frame; uint32_t parent, node; } nodes[MEMPROF_NODE_MEMOS];
     struct { uint32_t native, python, generation, id; } stacks[MEMPROF_STACK_MEMOS];
 };
 

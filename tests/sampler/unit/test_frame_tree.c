@@ -65,7 +65,7 @@ static void test_deep_recursion_reads_back(void)
     for (int i = 0; i < 500; i++)
         frames[i] = 0x4000;
     frames[500] = 0x5000;
-    struct memprof_chain_memo memo = {0};
+    struct memprof_chain_memos memo = {0};
     uint32_t leaf = memprof_chain_intern(&memo, HEAD, frames, 501);
     CHECK(leaf != NODE_NONE);
     CHECK_EQ(memprof_tree_nodes(), 1 + 1 + 501);
@@ -75,11 +75,11 @@ static void test_deep_recursion_reads_back(void)
     memprof_tree_reset();
 }
 
-/* Random chains from a few frames, through a memo and without: the same leaves. */
+/* Random chains from a few frames, through the memos and without: the same leaves. */
 static void test_a_memo_gives_the_nodes_a_lookup_gives(void)
 {
     CHECK_EQ(memprof_tree_init(1u << 20), 0);
-    struct memprof_chain_memo memo = {0};
+    struct memprof_chain_memos memo = {0};
     uint64_t state = 7;
     for (int round = 0; round < 5000; round++) {
         uintptr_t frames[40];
@@ -99,7 +99,7 @@ static void test_a_full_tree_refuses_and_a_reset_empties_it(void)
     uintptr_t frames[2000];
     for (int i = 0; i < 2000; i++)
         frames[i] = 0x1000 + (uintptr_t)i;
-    struct memprof_chain_memo memo = {0};
+    struct memprof_chain_memos memo = {0};
     CHECK_EQ(memprof_chain_intern(&memo, HEAD, frames, 2000), NODE_NONE);   /* 1,000 nodes */
     CHECK_EQ(memprof_tree_nodes(), 1001);
     uint32_t leaf = memprof_chain_intern(&memo, HEAD, frames + 1100, 900);
@@ -143,7 +143,7 @@ static void intern_all(uint32_t index)
     struct memprof_memos *memos = calloc(1, sizeof *memos);   /* frame ids by address */
     if (index % 2 == 0)
         memprof_thread.memos = memos;
-    struct memprof_chain_memo memo = {0};
+    struct memprof_chain_memos memo = {0};
     uint64_t state = index + 1;
     for (uint32_t i = 0; i < CHAINS; i++) {
         uint32_t k = (uint32_t)(index & 1 ? CHAINS - 1 - i : (i * 7919 + index) % CHAINS);
