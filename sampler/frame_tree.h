@@ -10,7 +10,6 @@
  * frame.  Native chains start at their heap's context (context_frame in
  * stack_table.c), Python chains at MEMPROF_PYTHON_HEAD. */
 #define MEMPROF_HEAD_BASE 0x5078000000000000ull
-#define MEMPROF_HEAD_MASK 0xffff000000000000ull
 #define MEMPROF_PYTHON_HEAD (MEMPROF_HEAD_BASE | 0xffffull)
 
 /* A thread's last chains, root first, with the nodes they interned to (in the

@@ -99,11 +99,14 @@ static inline uintptr_t key_address(uintptr_t key) { return key & KEY_ADDRESS_MA
  * Python chain; interned into a stack id (STACK_NONE: the tables are full). */
 static uint32_t intern_stack(uint32_t heap, uint64_t label)
 {
-    /* sized to what is used: a handler's sigaltstack may leave only a few KiB */
+    /* sized to what is used: a handler's sigaltstack may leave only a few KiB.  The
+     * depth is read once: a window opening on another thread may change it. */
+    int depth = *(volatile int *)&memprof_cfg.max_depth;
+    if (depth <= 0 || depth > MEMPROF_MAX_DEPTH)
+        depth = MEMPROF_MAX_DEPTH;
     bool in_python = UNLIKELY(memprof_python_eval_lo != 0);
-    uintptr_t frames[memprof_cfg.max_depth], python[in_python ? MEMPROF_PY_CHAIN_ROOM : 1];
-    struct memprof_stack_key k = {frames, memprof_unwind(frames, memprof_cfg.max_depth), python, 0,
-                                  heap, label};
+    uintptr_t frames[depth], python[in_python ? MEMPROF_PY_CHAIN_ROOM : 1];
+    struct memprof_stack_key k = {frames, memprof_unwind(frames, depth), python, 0, heap, label};
     if (in_python)
         k.python_len = memprof_python_chain(python, MEMPROF_PY_CHAIN_ROOM);
     return memprof_stack_intern(&k);

@@ -49,7 +49,8 @@ static uintptr_t context_frame(uint32_t heap, uint64_t label)
     return MEMPROF_HEAD_BASE | (label >> 56) << 32 | (label & 0x3fff) << 12 | (heap & 0x1ff);
 }
 
-uint64_t memprof_context_label(uintptr_t head)
+/* The label a HAL context frame holds. */
+static uint64_t context_label(uintptr_t head)
 {
     return (head >> 32 & 0xff) << 56 | (head >> 12 & 0x3fff);
 }
@@ -117,7 +118,7 @@ struct memprof_stack memprof_stack_get(uint32_t id)
         struct memprof_node node = memprof_tree_node(n);
         for (; node.parent != 0; node = memprof_tree_node(n))
             n = node.parent;
-        s.label = memprof_context_label(memprof_tree_frame(node.frame));
+        s.label = context_label(memprof_tree_frame(node.frame));
     }
     return s;
 }

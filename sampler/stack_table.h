@@ -33,7 +33,5 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k) HIDDEN;
 uint32_t memprof_stack_ids(void) HIDDEN;   /* ids in use are < this */
 struct memprof_stack memprof_stack_get(uint32_t id) HIDDEN;
 uint32_t memprof_stack_heap(uint32_t id) HIDDEN;   /* as in its key */
-/* The label a HAL context frame holds (frame_tree.h: a native chain's head). */
-uint64_t memprof_context_label(uintptr_t head) HIDDEN;
 
 #endif
