@@ -24,6 +24,7 @@ from elftools.elf.sections import NoteSection
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.parser import symcache
+from mem_profiler.parser.elf_headers import ElfHeaders, read_headers
 from mem_profiler.parser.input_files import open_regular, read_errors
 
 # Where distributions put separate debug files (monkeypatched by tests).
@@ -328,19 +329,12 @@ class ElfImage:
         with _elf_errors(path), _open(path) as f:
             if f.read(4) != b"\x7fELF":
                 raise ElfError(f"{path} is not an ELF binary.")
-            f.seek(0)
-            elf = ELFFile(f)
-            self.segments = [
-                Segment(s["p_offset"], s["p_vaddr"], s["p_filesz"])
-                for s in elf.iter_segments()
-                if s["p_type"] == "PT_LOAD"
-            ]
-            self.build_id = _build_id(elf)
-            self._has_symtab = elf.get_section_by_name(".symtab") is not None
-            self._has_lines = all(
-                elf.get_section_by_name(name) is not None for name in (".debug_line", ".debug_info")
-            )
-            self._debuglink = _debuglink(elf)
+            headers = read_headers(f) or _pyelftools_headers(f)
+        self.segments = [Segment(*s) for s in headers.segments]
+        self.build_id = headers.build_id
+        self._has_symtab = ".symtab" in headers.sections
+        self._has_lines = {".debug_line", ".debug_info"} <= headers.sections
+        self._debuglink = _debuglink(headers.debuglink, headers.little_endian)
         self._symbols: SymbolTable | None = None
         self._dwarf: dict[type, _DwarfCache] = {}
 
@@ -503,6 +497,24 @@ def _elf_errors(path: str) -> Iterator[None]:
         raise ElfError(f"{path} is not a valid ELF binary ({e}).") from None
 
 
+def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
+    """What read_headers reads, from pyelftools (which raises on what it cannot take)."""
+    f.seek(0)
+    elf = ELFFile(f)
+    link = elf.get_section_by_name(".gnu_debuglink")
+    return ElfHeaders(
+        elf.little_endian,
+        [
+            (s["p_offset"], s["p_vaddr"], s["p_filesz"])
+            for s in elf.iter_segments()
+            if s["p_type"] == "PT_LOAD"
+        ],
+        {section.name for section in elf.iter_sections()},
+        _build_id(elf),
+        None if link is None else link.data(),
+    )
+
+
 def _build_id(elf: ELFFile) -> str | None:
     for section in elf.iter_sections():
         if not isinstance(section, NoteSection):  # pyelftools' class of SHT_NOTE
@@ -513,17 +525,16 @@ def _build_id(elf: ELFFile) -> str | None:
     return None
 
 
-def _debuglink(elf: ELFFile) -> tuple[str, int] | None:
-    """.gnu_debuglink: the debug file's name, and its CRC-32 after the name's padding."""
-    section = elf.get_section_by_name(".gnu_debuglink")
-    if section is None:
+def _debuglink(data: bytes | None, little_endian: bool) -> tuple[str, int] | None:
+    """.gnu_debuglink's contents: the debug file's name, and its CRC-32 after the name's
+    padding."""
+    if data is None:
         return None
-    data = section.data()
     name = data.split(b"\0", 1)[0]
     crc_at = (len(name) + 4) & ~3
     if not name or len(data) < crc_at + 4:
         return None
-    order: Literal["little", "big"] = "little" if elf.little_endian else "big"
+    order: Literal["little", "big"] = "little" if little_endian else "big"
     return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at : crc_at + 4], order)
 
 
