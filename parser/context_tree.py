@@ -87,20 +87,22 @@ class Tree:
         native: np.ndarray,
         python: np.ndarray | None = None,
         evaluation: tuple[int, int | None] | None = None,
+        values: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(addresses, offsets) of the stacks whose leaf nodes are `native` and `python`
         (0: none), leaf first: the native chain with the Python chain's groups merged in,
         group g just leafward of the g-th native frame inside the evaluation loop
         (`evaluation`: its start and end; a return address in (start, end]), the groups
         beyond the last such frame (all of them, where the loop is not known) at the root
-        end."""
+        end. `values`: what stands for each node in the stacks instead of its address."""
         native = np.asarray(native, np.int64)
         python = np.zeros_like(native) if python is None else np.asarray(python, np.int64)
         native_lengths = self.depth[native]
         python_lengths = self.depth[python] - self.ends[python]  # without the group ends
         offsets = np.zeros(len(native) + 1, np.int64)
         np.cumsum(native_lengths + python_lengths, out=offsets[1:])
-        addrs = np.empty(offsets[-1], np.uint64)
+        values = self.address if values is None else values
+        addrs = np.empty(offsets[-1], values.dtype)
         lo, hi = 0, 0  # no native frame in (0, 0]
         if evaluation is not None and evaluation[1] is not None:
             lo, hi = evaluation[0], evaluation[1]
@@ -108,22 +110,24 @@ class Tree:
             nodes = self.chains(native[a:b], native_lengths[a:b])
             out = addrs[offsets[a] : offsets[b]]
             if not python_lengths[a:b].any():
-                np.take(self.address, nodes, out=out)
+                np.take(values, nodes, out=out)
                 continue
-            self._merge(out, self.address[nodes], native_lengths[a:b], python[a:b], lo, hi)
+            self._merge(out, values, nodes, native_lengths[a:b], python[a:b], lo, hi)
         return addrs, offsets
 
     def _merge(
         self,
         out: np.ndarray,
-        native_addrs: np.ndarray,
+        values: np.ndarray,
+        native_nodes: np.ndarray,
         native_lengths: np.ndarray,
         python: np.ndarray,
         lo: int,
         hi: int,
     ) -> None:
-        """Write into `out` the stacks of native frames `native_addrs` (one run of
-        `native_lengths` per stack) merged with the Python chains of the leaves `python`.
+        """Write into `out` the `values` of the stacks of native frames `native_nodes`
+        (one run of `native_lengths` per stack) merged with the Python chains of the
+        leaves `python`.
 
         A Python frame goes to its group's anchor (the native frame its group goes before,
         or the stack's end) plus its rank among the stack's Python frames: those before it
@@ -139,6 +143,7 @@ class Tree:
         rank = np.arange(len(chain)) - (np.cumsum(counts) - counts)[stack]
 
         native_starts = np.cumsum(native_lengths) - native_lengths
+        native_addrs = self.address[native_nodes]
         in_eval = (native_addrs > np.uint64(lo)) & (native_addrs <= np.uint64(hi))
         evals = np.flatnonzero(in_eval)
         eval_stack = np.searchsorted(native_starts, evals, side="right") - 1
@@ -153,8 +158,37 @@ class Tree:
         place = (np.cumsum(lengths) - lengths)[stack] + anchor + rank
         taken = np.zeros(len(out), bool)
         taken[place] = True
-        out[place] = self.address[chain]
-        out[~taken] = native_addrs
+        out[place] = values[chain]
+        out[~taken] = values[native_nodes]
+
+
+class StackTree:
+    """A profile's stacks as leaves of a Tree: stack i ends at the native node `native[i]`
+    and the Python node `python[i]` (0: none); `evaluation` as Tree.stacks takes it."""
+
+    def __init__(
+        self,
+        tree: Tree,
+        native: np.ndarray,
+        python: np.ndarray,
+        evaluation: tuple[int, int | None] | None,
+    ) -> None:
+        self.tree = tree
+        self.native = np.asarray(native, np.int64)
+        self.python = np.asarray(python, np.int64)
+        self.evaluation = evaluation
+
+    def expand(self, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The stacks' frames, leaf first, and their offsets (Tree.stacks); a stack of no
+        frame gets the root's value (address 0: one unknown frame, as heap_v2 files have
+        it)."""
+        values = self.tree.address if values is None else values
+        frames, offsets = self.tree.stacks(self.native, self.python, self.evaluation, values)
+        empty = np.flatnonzero(offsets[1:] == offsets[:-1])
+        if len(empty):
+            frames = np.insert(frames, offsets[empty], values[0])
+            offsets[1:] += np.cumsum(offsets[1:] == offsets[:-1])
+        return frames, offsets
 
 
 def _chunks(widths: np.ndarray) -> Iterator[tuple[int, int]]:

@@ -25,7 +25,7 @@ from mem_profiler.core.profile import (
     HeapProfile,
     PythonFrame,
 )
-from mem_profiler.parser.context_tree import Tree, eval_range, hal_labels
+from mem_profiler.parser.context_tree import StackTree, Tree, eval_range, hal_labels
 from mem_profiler.parser.input_files import (
     MAX_PROFILE_BYTES,
     open_regular,
@@ -85,6 +85,7 @@ _CHUNK = 1 << 20
 # The tree format: its first line, then a zlib stream of the text and the arrays.
 _TREE_PREFIX = b"memprof_tree/1\n"
 _TREE_OTHER = b"memprof_tree/"  # of another version
+_FRAME_LINE = b"# python_frame:"
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
 _TREE_LINE = b"\n# tree: "
@@ -154,7 +155,7 @@ def read_heap_header(path: str) -> HeapProfile:
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         first = f.read(len(_TREE_PREFIX))
         if first == _TREE_PREFIX:
-            return _tree_header(_tree_head_bytes(f, path), path, [])[0]
+            return _tree_header(_tree_head_bytes(f, path), path, [], frames=False)[0]
         if first.startswith(_TREE_OTHER):
             raise _other_tree(first + f.readline(64), path)
         f.seek(0)
@@ -323,12 +324,7 @@ def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[
     tree = Tree(np.r_[0, parent], address)
     evaluation = eval_range(prof)
     kept = np.asarray(table.any(axis=1))  # the others are there for the noted events only
-    native, python = arrays["native"][kept], arrays["python"][kept]
-    prof.addrs, prof.offsets = tree.stacks(native, python, evaluation)
-    empty = np.flatnonzero(prof.offsets[1:] == prof.offsets[:-1])
-    if len(empty):  # no frame read: one unknown frame, as heap_v2 files have it
-        prof.addrs = np.insert(prof.addrs, prof.offsets[empty], np.uint64(0))
-        prof.offsets[1:] += np.cumsum(prof.offsets[1:] == prof.offsets[:-1])
+    prof.set_stack_tree(StackTree(tree, arrays["native"][kept], arrays["python"][kept], evaluation))
     table = table[kept].astype(np.int64)
     prof.cur_objs, prof.cur_bytes, prof.acc_objs, prof.acc_bytes = (
         np.ascontiguousarray(table[:, k]) for k in range(4)
@@ -405,12 +401,13 @@ def _tree_head_bytes(f: BinaryIO, name: str) -> bytes:
 
 
 def _tree_header(
-    text: bytes, name: str, noted: list[_Noted]
+    text: bytes, name: str, noted: list[_Noted], frames: bool = True
 ) -> tuple[HeapProfile, tuple[int, ...], int]:
     """The profile of a tree's text lines up to its `# tree:` line (lines numbered as if
     decompressed in place: the first is `memprof_tree/1`), the counts that line gives
     (frames, nodes, stacks, estimates, labels) and where the arrays after it start.
-    `noted`: see _header_line."""
+    `noted`: see _header_line. Without `frames`, the `# python_frame:` lines are
+    skipped (a reader of the header alone: a Python program has 10^5 of them)."""
     end = text.find(b"\n")
     first = _decode(text[: end if end >= 0 else len(text)])
     header = _TREE_HEADER_RE.fullmatch(first)
@@ -423,6 +420,8 @@ def _tree_header(
     while end >= 0:
         start, lineno = end + 1, lineno + 1
         end = text.find(b"\n", start)
+        if not frames and text.startswith(_FRAME_LINE, start):
+            continue
         line = _decode(text[start : end if end >= 0 else len(text)])
         if line.startswith("# tree:"):
             counts = _TREE_RE.fullmatch(line[len("# tree:") :].strip())

@@ -54,6 +54,9 @@ FILE_FORMATS = ("flame", "pprof", "jeprof")
 # Formats of the raw profile, its addresses as they are: no symbolizing unless --focus or
 # --ignore choose its stacks, and no difference (--base) of two.
 RAW_FORMATS = ("jeprof",)
+# Formats that show functions' names (or lines) alone, no address: stacks that name the
+# same may be merged before they are expanded.
+NAME_FORMATS = ("text", "svg", "collapsed", "json", "flame")
 GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
 
 Note = TypeVar("Note", bound=Failure | Foreign)
@@ -130,10 +133,14 @@ class LogQuery:
         return self.window_leaks or self.mark_leaks is not None
 
 
-def load(request: Request, profile: HeapProfile | None = None) -> SymbolizedProfile:
+def load(
+    request: Request, profile: HeapProfile | None = None, *, merge: bool = False
+) -> SymbolizedProfile:
     """Files → symbolized profile: request.heap_file (or `profile`, built from a log) read
-    and symbolized, the base subtracted, focus and ignore applied."""
-    sym = _symbolized(request, read_heap(request.heap_file) if profile is None else profile)
+    and symbolized, the base subtracted, focus and ignore applied. `merge`: stacks that
+    name the same functions may become one (symbolize), for reports of names alone."""
+    profile = read_heap(request.heap_file) if profile is None else profile
+    sym = _symbolized(request, profile, merge)
     keep = _kept(sym, request)
     return sym if keep is None else keep_stacks(sym, keep)
 
@@ -145,22 +152,19 @@ def _kept(sym: SymbolizedProfile, request: Request) -> np.ndarray | None:
     )
 
 
-def _symbolized(request: Request, profile: HeapProfile) -> SymbolizedProfile:
-    """profile symbolized, the base subtracted."""
+def _symbolized(request: Request, profile: HeapProfile, merge: bool) -> SymbolizedProfile:
+    """profile symbolized (merged where `merge`: see symbolize), the base subtracted."""
     binary = _program(request, profile)
-    lines = request.lines or request.file_lines
-    sym = symbolize(
-        profile, binary, lines=lines, allow_mismatch=request.allow_mismatch, native=request.native
-    )
+    options = {
+        "lines": request.lines or request.file_lines,
+        "allow_mismatch": request.allow_mismatch,
+        "native": request.native,
+        "merge": merge,
+    }
+    sym = symbolize(profile, binary, **options)
     if request.base is not None:
         try:
-            old = symbolize(
-                read_heap(request.base),
-                binary,
-                lines=lines,
-                allow_mismatch=request.allow_mismatch,
-                native=request.native,
-            )
+            old = symbolize(read_heap(request.base), binary, **options)
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)
@@ -188,7 +192,9 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
         raise ValueError(f"{raw[0]} is one profile's samples, not a difference")
     sym, keep = None, None
     if len(raw) < len(request.outputs) or request.focus or request.ignore:
-        whole = _symbolized(request, profile)
+        # the raw outputs take the stacks --focus keeps by their index in `profile`
+        merge = not raw and all(fmt in NAME_FORMATS for fmt, _ in request.outputs)
+        whole = _symbolized(request, profile, merge)
         keep = _kept(whole, request)
         sym = whole if keep is None else keep_stacks(whole, keep)
         for warning in sym.warnings:
@@ -210,7 +216,7 @@ def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
         (
             heap,
             aggregate(
-                load(dataclasses.replace(request, heap_file=path)),
+                load(dataclasses.replace(request, heap_file=path), merge=True),
                 request.index,
                 lines=request.lines,
                 full_names=request.full_names,
@@ -227,7 +233,7 @@ def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
 def text_table(request: Request) -> str:
     """The profile as the flat/cum table alone (the in-process API's report)."""
     table = aggregate(
-        load(request), request.index, lines=request.lines, full_names=request.full_names
+        load(request, merge=True), request.index, lines=request.lines, full_names=request.full_names
     )
     return format_text(table, request.nodecount)
 

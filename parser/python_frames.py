@@ -33,18 +33,26 @@ def interpreter_path(profile: HeapProfile) -> str | None:
     return next((m.path for m in profile.mappings if m.start <= address < m.end and m.path), None)
 
 
+def interpreter_code(profile: HeapProfile, addrs: np.ndarray) -> np.ndarray:
+    """Which of `addrs` are the interpreter's own code (in the object interpreter_path
+    names); none where the profile is of no Python program."""
+    interpreter = interpreter_path(profile)
+    maps = code_mappings(profile)
+    in_interpreter = np.array(
+        [interpreter is not None and m.path == interpreter for m in maps] + [False]
+    )
+    return in_interpreter[mapping_index(maps, addrs)]
+
+
 def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
     """The Python view, the default for a Python program: in each stack that holds
     Python frames, the interpreter's own native frames are folded wherever they lie,
     and so is everything rootward of the outermost Python frame (process and thread
     start-up). Other native frames (an extension's, the C library's below a Python
     frame) stay."""
-    interpreter = interpreter_path(sym.profile)
-    if interpreter is None or not len(sym.frames):
+    if interpreter_path(sym.profile) is None or not len(sym.frames):
         return sym
-    maps = code_mappings(sym.profile)
-    in_interpreter = np.array([m.path == interpreter for m in maps] + [False])
-    loc_interp = in_interpreter[mapping_index(maps, sym.addrs)]
+    loc_interp = interpreter_code(sym.profile, sym.addrs)
     loc_python = is_python_frame(sym.addrs)
     lengths = np.diff(sym.offsets)
     stack_of = np.repeat(np.arange(len(lengths)), lengths)

@@ -12,12 +12,21 @@ from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
 from mem_profiler.core.frame_label import Where, frame_label
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
+from mem_profiler.parser.context_tree import StackTree, eval_range
 from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.heapfile import read_heap_header
+from mem_profiler.parser.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.nputil import index_of, sorted_unique
-from mem_profiler.parser.python_frames import fold_interpreter_frames, is_python_frame
+from mem_profiler.parser.python_frames import (
+    fold_interpreter_frames,
+    interpreter_code,
+    is_python_frame,
+)
 from mem_profiler.parser.sampling import index_column, stack_values
 
+# The deepest tree merged by function (merged_stacks takes a step per level); the
+# sampler's stacks are at most 128 native frames and their Python frames.
+MERGE_DEPTH = 4096
 InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
 
 # Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do),
@@ -179,11 +188,15 @@ def short_name(name: str) -> str:
     """Drop argument lists, template arguments and return types, as jeprof's
     ShortFunctionName (and pprof's default demangling) show C++ names; and Rust's hashes
     and generic arguments."""
+    if not any(c in name for c in "(<[ ") and "::h" not in name:
+        return name  # a C name, or another with nothing to drop
     name = _without_rust_hashes(name)
     for pattern in (_ARGS_RE, _TEMPLATE_RE):
         removed = 1
         while removed:
             name, removed = pattern.subn("", name)
+    if not any(c in name for c in " *&"):
+        return name.strip()  # no return type left in front
     return _RETURN_TYPE_RE.sub("", name).strip()
 
 
@@ -229,6 +242,7 @@ def symbolize(
     lines: bool = False,
     allow_mismatch: bool = False,
     native: bool = False,
+    merge: bool = False,
 ) -> SymbolizedProfile:
     """Name every frame of `profile`, using `binary` for the program that ran.
 
@@ -239,25 +253,26 @@ def symbolize(
     its name and file, its `where` the line it was running. In a Python program the
     interpreter's own native frames are folded unless `native`
     (python_frames.fold_interpreter_frames).
+
+    `merge` (without `lines`): the stacks of a tree-format profile that name the same
+    functions become one (merged_stacks), and the symbolized profile's profile is the
+    merged one: for the reports of names, which then expand far fewer stacks.
     """
     exe = ElfImage(os.fspath(binary))
     warnings: list[str] = []
     exe_paths = _exe_paths(profile, exe.basename)
     _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
-    offsets = profile.offsets
-    lengths = np.diff(offsets)
-    # Every frame but the leaf is a return address: step back into the call instruction.
-    addrs = profile.addrs - np.uint64(1)
-    addrs[offsets[:-1][lengths > 0]] += np.uint64(1)
-    python = is_python_frame(profile.addrs)
-    addrs[python] = profile.addrs[python]  # a record's address, not a return address
-    uniq = sorted_unique(addrs)
-    frames = index_of(addrs, uniq)
-
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
-    func_of, where, inlined = resolver.resolve(uniq)
-    locations = _with_inlined(uniq, func_of, where, inlined)
+    stacks = profile.stack_tree if merge and not lines else None
+    # merging takes a step per level of the tree: the rare deeper one is expanded
+    if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
+        profile, locations, frames, offsets = _merged(profile, stacks, resolver, native)
+    else:
+        addrs = _call_sites(profile.addrs, profile.offsets)
+        uniq = sorted_unique(addrs)
+        locations = _with_inlined(uniq, *resolver.resolve(uniq))
+        frames, offsets = index_of(addrs, uniq), profile.offsets
     loc_addrs, func_of, where, is_inlined, first = locations
     if first is not None and len(frames):  # each address's frame becomes its locations
         counts = np.diff(np.r_[first, len(loc_addrs)])
@@ -294,6 +309,66 @@ def symbolize(
         python_files=functions.python_files,
     )
     return sym if native else fold_interpreter_frames(sym)
+
+
+def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The stacks' addresses as symbolized: every frame but the leaf is a return address,
+    stepped back into its call instruction; a Python frame is a record's address."""
+    sites = addrs - np.uint64(1)
+    sites[offsets[:-1][np.diff(offsets) > 0]] += np.uint64(1)
+    python = is_python_frame(addrs)
+    sites[python] = addrs[python]
+    return sites
+
+
+def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool):
+    """The profile of its tree's `stacks` merged by function (merged_stacks; the
+    interpreter's frames folded unless `native`), the locations of the tree's addresses
+    (as _with_inlined gives them), and the merged stacks as indices among those
+    addresses, with their offsets."""
+    raw = stacks.tree.address
+    python = is_python_frame(raw)
+    caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
+    leaves = np.unique(stacks.native)
+    uniq = sorted_unique(np.r_[caller, raw[leaves]])
+    locations = _with_inlined(uniq, *resolver.resolve(uniq))
+    interpreter = interpreter_code(profile, uniq)
+    function_key = _function_keys(locations) * 2 + interpreter
+    evaluation = eval_range(profile)
+    in_eval = np.zeros(len(raw), bool)
+    if evaluation is not None and evaluation[1] is not None:
+        in_eval = (raw > np.uint64(evaluation[0])) & (raw <= np.uint64(evaluation[1]))
+    caller_value = index_of(caller, uniq)
+    leaf_value = caller_value.copy()
+    leaf_value[leaves] = index_of(raw[leaves], uniq)
+    keys = NodeKeys(
+        function_key[caller_value] * 2 + in_eval,
+        caller_value,
+        function_key[leaf_value] * 2 + in_eval,
+        leaf_value,
+        # the evaluation loop's frames stay: they place the Python frames
+        interpreter[caller_value] & ~in_eval & ~python & (not native),
+    )
+    merged, merged_stacks, values = merge_stacks(profile, keys)
+    return (merged, locations, *merged_stacks.expand(values))
+
+
+def _function_keys(locations) -> np.ndarray:
+    """Per address (with their `locations` as _with_inlined gives them) a key
+    equal where their locations name the same functions."""
+    _, func_of, _, _, first = locations
+    if first is None:
+        return func_of
+    runs: dict[tuple[int, ...], int] = {}
+    bounds = np.r_[first, len(func_of)].tolist()
+    functions = func_of.tolist()
+    return np.array(
+        [
+            runs.setdefault(tuple(functions[a:b]), len(runs))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ],
+        np.int64,
+    )
 
 
 def _with_inlined(

@@ -6,7 +6,7 @@ empty profile is made, so that the model's users import nothing heavy."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mem_profiler.core.memory_map import MemoryMapping
 
@@ -78,6 +78,14 @@ class Drops:
         return self.stack_table + self.live_table + self.memory
 
 
+class StackSource(Protocol):
+    """Stacks kept in a compact form (parser/context_tree.StackTree)."""
+
+    def expand(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stacks' addresses, leaf first, and their offsets."""
+        ...
+
+
 @dataclass
 class HeapProfile:
     """The contents of one .heap file, counts still raw (sampled)."""
@@ -93,7 +101,8 @@ class HeapProfile:
     build_ids: dict[str, str] = field(default_factory=dict)
     dropped_samples: int = 0
     drops: Drops | None = None  # by cause, where the file says
-    # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]].
+    # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]]. Where a file
+    # holds them as a tree (stack_tree), they are expanded from it on first use.
     addrs: np.ndarray = field(default_factory=lambda: _empty("uint64"))
     offsets: np.ndarray = field(default_factory=lambda: _empty("int64", 1))
     cur_objs: np.ndarray = field(default_factory=lambda: _empty("int64"))
@@ -110,6 +119,15 @@ class HeapProfile:
     # the Python frames the stacks hold, by address (`# python_frame:` lines)
     python_frames: dict[int, PythonFrame] = field(default_factory=dict)
 
+    # parser/context_tree.StackTree, while addrs and offsets are not yet expanded from it
+    stack_tree: StackSource | None = field(default=None, init=False, repr=False, compare=False)
+
+    def set_stack_tree(self, tree: StackSource) -> None:
+        """Take the stacks from `tree`, expanded only when addrs or offsets are read."""
+        self.stack_tree = tree
+        self._addrs: np.ndarray | None = None
+        self._offsets: np.ndarray | None = None
+
     @property
     def window_ns(self) -> tuple[int | None, int | None]:
         """Start and end of the capture window (CLOCK_REALTIME ns), None where unknown."""
@@ -123,3 +141,27 @@ class HeapProfile:
         addrs = self.addrs.tolist()
         bounds = self.offsets.tolist()
         return [tuple(addrs[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _stack_array(name: str) -> property:
+    """HeapProfile.addrs or .offsets: expanded from the stack tree on first read; setting
+    either drops the tree, which no longer describes the stacks."""
+    private = "_" + name
+
+    def get(self: HeapProfile) -> np.ndarray:
+        if getattr(self, private, None) is None:
+            assert self.stack_tree is not None  # set_stack_tree left the arrays unset
+            addrs, offsets = self.stack_tree.expand()
+            self._addrs = addrs
+            self._offsets = offsets
+        return getattr(self, private)
+
+    def set(self: HeapProfile, value: np.ndarray) -> None:
+        setattr(self, private, value)
+        self.stack_tree = None
+
+    return property(get, set)
+
+
+HeapProfile.addrs = _stack_array("addrs")  # type: ignore[assignment]
+HeapProfile.offsets = _stack_array("offsets")  # type: ignore[assignment]

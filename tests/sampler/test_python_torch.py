@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from support.paths import FIXTURES, MEM_PARSER
@@ -57,11 +58,11 @@ def training(tmp_path_factory):
         check=True,
         timeout=300,
     )
-    return json.loads((folder / "truth.json").read_text()), collapsed.stdout
+    return json.loads((folder / "truth.json").read_text()), collapsed.stdout, heap
 
 
 def test_the_loops_top_stacks_name_forward_and_make_batch(training):
-    truth, collapsed = training
+    truth, collapsed, _ = training
     callees = loop_callees(collapsed)
     # forward through nn.Module's __call__; beside them, the optimizer's first use (it
     # imports torch._dynamo) and the backward pass
@@ -76,5 +77,45 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
 
 
 def test_make_batch_allocates_the_batches(training):
-    truth, collapsed = training
+    truth, collapsed, _ = training
     assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"], rel=LIMIT)
+
+
+def test_stacks_merged_by_function_report_as_every_stack_expanded(training, tmp_path):
+    """The reports of names merge the tree's stacks that name the same functions before
+    expanding them (parser/merged_stacks.py); the same profile converted to jemalloc's
+    text, which is read as a list of stacks, none merged, reports the same."""
+    _, collapsed, heap = training
+    exe = read_heap_header(heap).exe
+    converted = tmp_path / "all.heap"
+    subprocess.run([MEM_PARSER, "-f", heap, "--jeprof", converted], check=True, timeout=300)
+
+    def report(*args: str | Path) -> str:
+        return subprocess.run(
+            [MEM_PARSER, "-p", exe, *args], capture_output=True, text=True, check=True, timeout=300
+        ).stdout
+
+    expanded = stack_values(report("-f", converted, "--alloc_space", "--collapsed"))
+    merged_stacks = stack_values(collapsed)
+    assert len(expanded) > 10_000
+    for stack in merged_stacks.keys() | expanded.keys():  # sums in another order: rounding
+        assert abs(merged_stacks.get(stack, 0) - expanded.get(stack, 0)) <= 1, stack
+    merged, every = (
+        table_rows(report("-f", f, "-t", "--nodecount", "100000")) for f in (heap, converted)
+    )
+    assert len(every) > 1000
+    for name in merged.keys() | every.keys():  # 0.1 MB shown
+        assert merged.get(name, (0, 0)) == pytest.approx(every.get(name, (0, 0)), abs=0.11), name
+
+
+def stack_values(collapsed: str) -> dict[str, int]:
+    return {
+        stack: int(value)
+        for stack, value in (line.rsplit(" ", 1) for line in collapsed.splitlines())
+    }
+
+
+def table_rows(text: str) -> dict[str, tuple[float, float]]:
+    """-t's rows: the flat and cum MB of each function."""
+    rows = [line.split(None, 5) for line in text.splitlines()[1:]]
+    return {row[5]: (float(row[0]), float(row[3])) for row in rows if len(row) == 6}

@@ -1,0 +1,161 @@
+"""A tree-format profile's stacks merged by what a report shows of them (as pprof merges
+a profile's samples of the same locations): nodes of one caller that name the same
+functions become one node, and stacks that end at the same nodes one stack, their
+counts added. A Python program's 400,000 stacks, most of them apart only by a line or
+a return address, are some 60,000 of functions; the reports of names expand only those
+(symbolize.symbolize with merge)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.context_tree import StackTree, Tree
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeKeys:
+    """What each node of a StackTree stands for, as a caller (`caller_*`) and as the leaf
+    of a native chain (`leaf_*`, read at the stacks' native leaves): a key (int64, equal
+    where the reports show the same) and a value (what stands for the node in the merged
+    stacks). `folded`: the nodes a stack with Python frames goes without (the
+    interpreter's own, python_frames.fold_interpreter_frames), all per node."""
+
+    caller_key: np.ndarray
+    caller_value: np.ndarray
+    leaf_key: np.ndarray
+    leaf_value: np.ndarray
+    folded: np.ndarray
+
+
+def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, StackTree, np.ndarray]:
+    """The profile of the merged stacks, their tree (its node addresses: one of the
+    merged nodes' each; the profile's stack_tree) and the value of each of its nodes.
+
+    A node is an entry for the stacks without Python frames that pass it and again for
+    those with them (in which the folded nodes are none: their callees hang from their
+    callers); each native leaf is one more, as a leaf. Entries are merged a level of the
+    tree at a time: those of one caller and one key are one node."""
+    stacks = profile.stack_tree
+    assert isinstance(stacks, StackTree)
+    tree = stacks.tree
+    n = len(tree.parent)
+    up = tree.parent.astype(np.int64)
+    levels = _Levels(tree.depth)
+    with_python = tree.depth[stacks.python] > tree.ends[stacks.python]
+    plain_leaves, plain_at = np.unique(stacks.native[~with_python], return_inverse=True)
+    python_leaves, python_at = np.unique(stacks.native[with_python], return_inverse=True)
+    # entries: (copy, node) of callers, copy 0 without Python frames and 1 with; leaves
+    python_callers = np.r_[up[python_leaves], stacks.python[with_python]]
+    nodes = [
+        np.flatnonzero(levels.callers(up, up[plain_leaves])),
+        np.flatnonzero(levels.callers(up, python_callers)),
+    ]
+    copy = np.r_[np.zeros(len(nodes[0]), np.int64), np.ones(len(nodes[1]), np.int64)]
+    copy = np.r_[copy, np.zeros(len(plain_leaves), np.int64), np.ones(len(python_leaves), np.int64)]
+    node = np.concatenate([*nodes, plain_leaves, python_leaves])
+    callers = len(nodes[0]) + len(nodes[1])
+    leaf = np.arange(len(node)) >= callers
+    key = np.where(leaf, keys.leaf_key[node], keys.caller_key[node])
+    value = np.where(leaf, keys.leaf_value[node], keys.caller_value[node])
+    skip = (copy == 1) & keys.folded[node]
+    parent_slot = copy * n + up[node]  # the slot of an entry's caller in new_id
+    width = int(key.max()) + 1 if len(key) else 1
+
+    new_id = np.zeros(2 * n, np.int64)  # per (copy, node); the roots are node 0
+    entry_id = np.zeros(len(node), np.int64)
+    order, bounds = _Levels(tree.depth[node]).order_bounds()
+    parents, values, addresses = [np.zeros(1, np.int64)], [np.zeros(1, value.dtype)], []
+    addresses.append(tree.address[:1])
+    count = 1
+    for level in range(1, len(bounds) - 1):
+        at = order[bounds[level] : bounds[level + 1]]
+        ids = new_id[parent_slot[at]]
+        fresh = ~skip[at]
+        distinct, which = np.unique(ids[fresh] * width + key[at[fresh]], return_inverse=True)
+        ids[fresh] = count + which
+        first = np.empty(len(distinct), np.int64)
+        first[which] = at[fresh]  # any entry of each: they name the same
+        entry_id[at] = ids
+        callers_at = at[~leaf[at]]
+        new_id[copy[callers_at] * n + node[callers_at]] = entry_id[callers_at]
+        parents.append(distinct // width)
+        values.append(value[first])
+        addresses.append(tree.address[node[first]])
+        count += len(distinct)
+
+    native = np.zeros(len(stacks.native), np.int64)
+    native[~with_python] = entry_id[callers + plain_at]
+    native[with_python] = entry_id[callers + len(plain_leaves) + python_at]
+    native[stacks.native == 0] = 0
+    python = np.where(with_python, new_id[n + stacks.python], 0)
+    label_texts = sorted(set(profile.labels.values()))
+    label = np.zeros(len(native), np.int64)
+    for i, text in profile.labels.items():
+        label[i] = label_texts.index(text) + 1
+    rows, row_of = np.unique(np.column_stack([native, python, label]), axis=0, return_inverse=True)
+    # rows in the order of their first stack: reports list stacks as the file does
+    row_of = row_of.reshape(-1)
+    first = np.full(len(rows), len(row_of), np.int64)
+    np.minimum.at(first, row_of, np.arange(len(row_of)))
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    rows, row_of = rows[order], rank[row_of]
+    texts = [label_texts[k - 1] if k else "" for k in rows[:, 2].tolist()]
+    merged = _summed(profile, row_of, len(rows), texts)
+    tree = Tree(np.concatenate(parents), np.concatenate(addresses))
+    merged_stacks = StackTree(tree, rows[:, 0], rows[:, 1], stacks.evaluation)
+    merged.set_stack_tree(merged_stacks)
+    return merged, merged_stacks, np.concatenate(values)
+
+
+class _Levels:
+    """Indices grouped by their depth (a level of the tree each)."""
+
+    def __init__(self, depth: np.ndarray) -> None:
+        self.order = np.argsort(depth, kind="stable")
+        self.bounds = np.searchsorted(depth[self.order], np.arange(int(depth.max(initial=0)) + 2))
+
+    def order_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.order, self.bounds
+
+    def callers(self, up: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Per node of the tree (whose parents are `up`), whether it is one of `nodes` or
+        an ancestor of one (bool); the root is not."""
+        marked = np.zeros(len(up), bool)
+        marked[nodes] = True
+        for level in range(len(self.bounds) - 2, 0, -1):
+            at = self.order[self.bounds[level] : self.bounds[level + 1]]
+            marked[up[at[marked[at]]]] = True
+        marked[0] = False
+        return marked
+
+
+def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[str]) -> HeapProfile:
+    """profile with `rows` stacks, stack i's counts and estimates added to those of row
+    row_of[i]; `labels`, each row's label (HAL flags), or '' for none."""
+
+    def added(counts: np.ndarray) -> np.ndarray:
+        out = np.zeros(rows, np.int64)
+        np.add.at(out, row_of, counts)
+        return out
+
+    estimates = profile.estimates
+    if estimates is not None:
+        estimates = np.column_stack(
+            [np.bincount(row_of, weights=column, minlength=rows) for column in estimates.T]
+        )
+    return dataclasses.replace(
+        profile,
+        addrs=np.zeros(0, np.uint64),
+        offsets=np.zeros(1, np.int64),
+        cur_objs=added(profile.cur_objs),
+        cur_bytes=added(profile.cur_bytes),
+        acc_objs=added(profile.acc_objs),
+        acc_bytes=added(profile.acc_bytes),
+        estimates=estimates,
+        labels={row: text for row, text in enumerate(labels) if text},
+    )
