@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -18,9 +19,19 @@ os.umask(_UMASK)
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
     """Open a temporary file next to `path`; on success rename it onto `path`.
 
-    On an exception the temporary file is removed and `path` is left untouched.
+    On an exception the temporary file is removed and `path` is left untouched. A path
+    that is there and no regular file (/dev/null, a FIFO, a terminal) is written in
+    place: a rename would put a file where the device was.
     """
     path = os.fspath(path)
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        special = False  # not there yet (or unreadable: the rename says what is wrong)
+    if special:
+        with open(path, mode) as f:
+            yield f
+        return
     folder, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
