@@ -693,6 +693,18 @@ def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
     return values
 
 
+# noted events: their pattern with a stack of addresses (heap_v2) and with a stack id
+# (a tree), and the form of their fields
+_NOTES = {
+    "failed_alloc": (_FAILURE_RE, _FAILURE_ID_RE, "time_ns=T bytes=N error=E"),
+    "foreign": (
+        _FOREIGN_RE,
+        _FOREIGN_ID_RE,
+        f"time_ns=T bytes=N kind={'|'.join(FOREIGN_KINDS)} address=0xA",
+    ),
+}
+
+
 def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None) -> None:
     """Store one `# ...` line in `prof`; ValueError says what is wrong with it. `noted`
     (a tree's lines): the noted events name their stacks by id, each listed there with
@@ -734,26 +746,16 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
         prof.heap = value
     elif key in ("cmdline", "exe"):
         setattr(prof, key, value)
-    elif key == "failed_alloc":
+    elif key in _NOTES:
+        by_addresses, by_id, form = _NOTES[key]
         tail = "@ ..." if noted is None else "stack=<id>"
-        m = _note(
-            _FAILURE_RE if noted is None else _FAILURE_ID_RE,
-            value,
-            line,
-            f"failed_alloc: time_ns=T bytes=N error=E {tail}",
-        )
-        failure = Failure(int(m["time_ns"]), int(m["bytes"]), int(m["error"]), ())
-        prof.failures.append(_noted_stack(failure, m, noted))
-    elif key == "foreign":
-        tail = "@ ..." if noted is None else "stack=<id>"
-        m = _note(
-            _FOREIGN_RE if noted is None else _FOREIGN_ID_RE,
-            value,
-            line,
-            f"foreign: time_ns=T bytes=N kind={'|'.join(FOREIGN_KINDS)} address=0xA {tail}",
-        )
-        foreign = Foreign(int(m["time_ns"]), int(m["bytes"]), m["kind"], int(m["address"], 16), ())
-        prof.foreign.append(_noted_stack(foreign, m, noted))
+        m = _note(by_addresses if noted is None else by_id, value, line, f"{key}: {form} {tail}")
+        times = int(m["time_ns"]), int(m["bytes"])
+        if key == "failed_alloc":
+            prof.failures.append(_noted_stack(Failure(*times, int(m["error"]), ()), m, noted))
+        else:
+            foreign = Foreign(*times, m["kind"], int(m["address"], 16), ())
+            prof.foreign.append(_noted_stack(foreign, m, noted))
     elif key == "python":
         if _PYTHON_RE.fullmatch(value) is None:
             raise ValueError(
