@@ -349,12 +349,18 @@ static int create_block(void)
     int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp);
     if (fd < 0)
         return -1;
+    /* Its pages allocated before it is mapped: a store into a page a full /dev/shm
+     * cannot back would kill the process with SIGBUS. */
     void *p = MAP_FAILED;
-    if (fchmod(fd, 0600) == 0 && ftruncate(fd, sizeof *block) == 0)
+    int err = fchmod(fd, 0600) == 0 ? posix_fallocate(fd, 0, sizeof *block) : errno;
+    if (err == 0) {
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        err = errno;
+    }
     close(fd);
     if (p == MAP_FAILED) {
         unlink(tmp);
+        errno = err;
         return -1;
     }
     block = p;
@@ -385,11 +391,15 @@ static int create_block(void)
     return 0;
 }
 
+static bool said_no_block;   /* once per process and its forked children */
+
 static void start_control_thread(void)
 {
     if (create_block() != 0) {
-        memprof_log("no control block (%s): this process cannot be captured from outside",
-                    strerror(errno));
+        if (!said_no_block)
+            memprof_log("no control block (%s): this process cannot be captured from outside",
+                        strerror(errno));
+        said_no_block = true;
         return;
     }
     /* The thread takes no signals meant for the program. */

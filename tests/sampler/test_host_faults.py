@@ -1,0 +1,81 @@
+"""The host program runs as it would without the sampler when the machine is against
+it (issue 24): /dev/shm full, a small RLIMIT_FSIZE, a change of user, few descriptors.
+The sampler may then capture nothing, and says so in one sentence."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.paths import LIBMEMPROF
+
+NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and limits need root")
+
+
+def host_env(**extra: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", **extra}
+
+
+def preload_env(**extra: str) -> dict[str, str]:
+    return host_env(LD_PRELOAD=str(LIBMEMPROF), **extra)
+
+
+# --- /dev/shm full ------------------------------------------------------------------
+
+FULL_SHM = """
+set -e
+mount -t tmpfs -o size=64k,mode=1777 memprof_full /dev/shm
+head -c 1048576 /dev/zero > /dev/shm/fill 2>/dev/null || true
+set +e
+"$@"
+rc=$?
+ls -A /dev/shm > "$SHM_LISTING"
+umount /dev/shm
+exit $rc
+"""
+
+
+def run_with_full_shm(argv: list[str], env: dict[str, str], listing: Path):
+    """argv with /dev/shm a full 64 KiB tmpfs, mounted in a mount namespace of its own
+    (gone with it); `listing` gets what /dev/shm held after."""
+    return subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "env",
+            f"SHM_LISTING={listing}",
+            "/bin/sh",
+            "-c",
+            FULL_SHM,
+            "sh",
+            "env",
+            "-i",
+            *[f"{k}={v}" for k, v in env.items()],
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["idle", "capturing"])
+def test_full_dev_shm_neither_kills_the_host_nor_leaves_a_file(build_fixture, tmp_path, capture):
+    exe = build_fixture("host_exit")
+    listing = tmp_path / "shm"
+    plain = run_with_full_shm([str(exe)], host_env(), listing)
+    assert plain.returncode == 7 and plain.stderr == ""
+    assert listing.read_text().split() == ["fill"]
+    extra = {"MEMPROF_CAPTURE": "1", "MEMPROF_PREFIX": f"{tmp_path}/h_"} if capture else {}
+    proc = run_with_full_shm([str(exe)], preload_env(**extra), listing)
+    assert (proc.returncode, proc.stdout) == (plain.returncode, plain.stdout)
+    assert proc.stderr == NO_BLOCK.format("No space left on device")
+    assert listing.read_text().split() == ["fill"]  # no .mem_profiler.*.tmp left
+    assert len(list(tmp_path.glob("h_*.heap"))) == (1 if capture else 0)
