@@ -352,7 +352,10 @@ static int create_block(void)
     /* Its pages allocated before it is mapped: a store into a page a full /dev/shm
      * cannot back would kill the process with SIGBUS. */
     void *p = MAP_FAILED;
+    struct memprof_fsize_guard guard;
+    memprof_fsize_hold(&guard);
     int err = fchmod(fd, 0600) == 0 ? posix_fallocate(fd, 0, sizeof *block) : errno;
+    memprof_fsize_release(&guard);
     if (err == 0) {
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         err = errno;

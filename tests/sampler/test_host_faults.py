@@ -5,11 +5,12 @@ The sampler may then capture nothing, and says so in one sentence."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 from pathlib import Path
 
 import pytest
-from support.paths import LIBMEMPROF
+from support.paths import LIBMEMPROF, MEM_PROFILER
 
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
 
@@ -79,3 +80,60 @@ def test_full_dev_shm_neither_kills_the_host_nor_leaves_a_file(build_fixture, tm
     assert proc.stderr == NO_BLOCK.format("No space left on device")
     assert listing.read_text().split() == ["fill"]  # no .mem_profiler.*.tmp left
     assert len(list(tmp_path.glob("h_*.heap"))) == (1 if capture else 0)
+
+
+# --- a small RLIMIT_FSIZE -----------------------------------------------------------
+
+
+def run_with_file_limit(argv: list[str], env: dict[str, str], limit: int):
+    def set_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=set_limit,
+    )
+    out, err = proc.communicate(timeout=60)
+    return proc.pid, subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def test_a_file_limit_below_the_block_leaves_an_idle_host_as_it_was(build_fixture):
+    exe = build_fixture("host_exit")
+    _, plain = run_with_file_limit([str(exe)], host_env(), 1024)
+    _, proc = run_with_file_limit([str(exe)], preload_env(), 1024)
+    assert (proc.returncode, proc.stdout) == (plain.returncode, plain.stdout) == (7, plain.stdout)
+    assert proc.stderr == NO_BLOCK.format("File too large")
+
+
+def test_a_file_limit_below_the_dump_keeps_the_hosts_status_and_output(build_fixture, tmp_path):
+    """The block fits (9.5 kB) and the exit dump does not (25 kB): the dump fails in
+    one sentence, nothing is left under its name or a temporary one, and the program's
+    buffered stdout and exit status are its own."""
+    exe = build_fixture("host_exit")
+    argv = [str(exe), "200", "4000"]
+    _, plain = run_with_file_limit(argv, host_env(), 16384)
+    env = preload_env(MEMPROF_CAPTURE="1", MEMPROF_RATE="1", MEMPROF_PREFIX=f"{tmp_path}/h_")
+    pid, proc = run_with_file_limit(argv, env, 16384)
+    assert (proc.returncode, proc.stdout) == (plain.returncode, plain.stdout) == (7, plain.stdout)
+    assert (
+        proc.stderr
+        == f"mem_profiler: could not write {tmp_path}/h_{pid}.0001.heap: File too large\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    run = subprocess.run(
+        [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/r_", "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384)),
+    )
+    assert (run.returncode, run.stdout) == (7, plain.stdout)
+    (line,) = run.stderr.splitlines()
+    assert line.startswith(f"mem_profiler: could not write {tmp_path}/r_") and line.endswith(
+        ".0001.heap: File too large"
+    )
+    assert list(tmp_path.iterdir()) == []
