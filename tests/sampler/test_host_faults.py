@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER
 
+from mem_profiler.control_block import block_candidates
+
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and limits need root")
@@ -137,3 +139,50 @@ def test_a_file_limit_below_the_dump_keeps_the_hosts_status_and_output(build_fix
         ".0001.heap: File too large"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# --- a change of user ---------------------------------------------------------------
+
+
+def test_setpriv_under_the_sampler_exits_as_without_it():
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/echo", "hi"]
+    plain = subprocess.run(argv, env=host_env(), capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(argv, env=preload_env(), capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (plain.returncode, plain.stdout, "")
+    assert plain.returncode == 0
+    true = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/true"]
+    assert subprocess.run(true, env=preload_env(), timeout=30).returncode == 0
+
+
+def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fixture):
+    """setpriv's drop in a program that goes on: the control thread is made again by
+    the program's thread after each change, so it holds the capabilities that thread
+    raised again (an older one would hold none)."""
+    exe = build_fixture("drop_privileges")
+    proc = subprocess.Popen(
+        [str(exe)], env=preload_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
+        threads = {
+            Path(task, "comm").read_text().strip(): credentials(Path(task, "status"))
+            for task in Path(f"/proc/{proc.pid}/task").iterdir()
+        }
+        assert set(threads) == {"drop_privileges", "memprof-ctl"}
+        assert threads["memprof-ctl"] == threads["drop_privileges"]
+        assert threads["memprof-ctl"]["Uid"] == "65534\t65534\t65534\t65534"
+        assert int(threads["memprof-ctl"]["CapEff"], 16) != 0
+        proc.stdin.write("done\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        for path in block_candidates(proc.pid):
+            Path(path).unlink(missing_ok=True)
+
+
+def credentials(status: Path) -> dict[str, str]:
+    keys = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    lines = (line.split(":", 1) for line in status.read_text().splitlines())
+    return {k: v.strip() for k, v in lines if k in keys}
