@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER
+from support.profiling import report
 
 from mem_profiler.control_block import block_candidates
+from mem_profiler.parser.heapfile import read_heap
 
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
 
@@ -186,3 +188,35 @@ def credentials(status: Path) -> dict[str, str]:
     keys = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
     lines = (line.split(":", 1) for line in status.read_text().splitlines())
     return {k: v.strip() for k, v in lines if k in keys}
+
+
+# --- few descriptors ----------------------------------------------------------------
+
+
+def test_a_dump_at_the_descriptor_limit_holds_the_command_line_and_map(build_fixture, tmp_path):
+    """RLIMIT_NOFILE 4 leaves one descriptor beside stdin, stdout and stderr: the
+    command line and the memory map are read with it before the file is made."""
+    exe = build_fixture("host_exit")
+
+    def four_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4, 4))
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(exe), "20"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=four_files,
+        )
+
+    plain = run(host_env())
+    env = preload_env(MEMPROF_CAPTURE="1", MEMPROF_RATE="1", MEMPROF_PREFIX=f"{tmp_path}/h_")
+    proc = run(env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, plain.stdout, plain.stderr)
+    (heap,) = tmp_path.glob("h_*.heap")
+    profile = read_heap(heap)
+    assert profile.cmdline == f"{exe} 20"
+    assert any(m.path == str(exe) for m in profile.mappings)
+    assert report(heap, exe)["host_work"][1] == 400 * 1000
