@@ -148,7 +148,7 @@ int memprof_publish(int fd, const char *tmp, const char *final)
 
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback)
 {
-    const char *text = getenv(name);
+    const char *text = secure_getenv(name);
     if (text == NULL || *text == '\0')
         return fallback;
     char *end;

@@ -5,12 +5,16 @@ The sampler may then capture nothing, and says so in one sentence."""
 from __future__ import annotations
 
 import os
+import pwd
 import resource
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER
+from support.processes import other_user
 from support.profiling import report
 
 from mem_profiler.control_block import block_candidates
@@ -220,3 +224,68 @@ def test_a_dump_at_the_descriptor_limit_holds_the_command_line_and_map(build_fix
     assert profile.cmdline == f"{exe} 20"
     assert any(m.path == str(exe) for m in profile.mappings)
     assert report(heap, exe)["host_work"][1] == 400 * 1000
+
+
+# --- secure-execution mode ----------------------------------------------------------
+
+SYSTEM_PRELOAD = """
+set -e
+mount -t overlay memprof_etc -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
+echo "$2" > /etc/ld.so.preload
+shift 2
+set +e
+for program in "$@"; do
+    prefix="$(dirname "$program")/out/$(basename "$program")_"
+    runuser -u memprof_other -- env MEMPROF_CAPTURE=1 MEMPROF_PREFIX="$prefix" "$program"
+done
+umount /etc
+"""
+
+
+@pytest.mark.skipif(
+    "overlay" not in Path("/proc/filesystems").read_text(), reason="no overlay file system"
+)
+def test_a_setuid_program_takes_no_setting_from_its_callers_environment(build_fixture):
+    """A system-wide preload (/etc/ld.so.preload, over an overlay of /etc in a mount
+    namespace of the test's own): a user's MEMPROF_* make the user's own program
+    capture, and a setuid-root one ignore them, writing no root file where they point."""
+    other_user("memprof_other")
+    folder = Path(tempfile.mkdtemp(prefix="memprof-secure-"))
+    try:
+        folder.chmod(0o755)
+        for sub in ("upper", "work", "out"):
+            (folder / sub).mkdir()
+        (folder / "out").chmod(0o1777)
+        plain, setuid = folder / "plain", folder / "setuid"
+        for exe in (plain, setuid):
+            shutil.copy(build_fixture("sampler_probe"), exe)
+        plain.chmod(0o755)
+        setuid.chmod(0o4755)
+        proc = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                SYSTEM_PRELOAD,
+                "sh",
+                str(folder),
+                str(LIBMEMPROF),
+                str(plain),
+                str(setuid),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.stdout.splitlines() == [
+            "sampler loaded, capturing 1",
+            "sampler loaded, capturing 0",
+        ], proc.stderr
+        written = [(p.name.split("_")[0], p.stat().st_uid) for p in (folder / "out").iterdir()]
+        assert written == [("plain", pwd.getpwnam("memprof_other").pw_uid)]
+    finally:
+        shutil.rmtree(folder)
