@@ -360,7 +360,9 @@ static void *control_thread(void *arg)
 static int create_block(void)
 {
     char tmp[96];
-    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp);
+    /* 0600 from the start: another user who opened it before a chmod would read it,
+     * and an flock of theirs would refuse its owner's controllers. */
+    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp, 0600);
     if (fd < 0)
         return -1;
     /* Its pages allocated before it is mapped: a store into a page a full /dev/shm

@@ -743,7 +743,7 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
     ssize_t elen = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
     exe[elen > 0 ? elen : 0] = '\0';
 
-    struct out o = {.fd = memprof_create_temp(path, tmp, sizeof tmp)};
+    struct out o = {.fd = memprof_create_temp(path, tmp, sizeof tmp, 0644)};
     if (o.fd < 0)
         return -1;
     o.buf = memprof_map(BUF_CAP);

@@ -110,7 +110,7 @@ void memprof_random_name(char name[9])
     name[8] = '\0';
 }
 
-int memprof_create_temp(const char *final, char *tmp, size_t tmp_len)
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
         char name[9];
@@ -120,7 +120,7 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len)
             errno = ENAMETOOLONG;
             return -1;
         }
-        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }

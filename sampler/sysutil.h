@@ -3,6 +3,7 @@
 #define MEMPROF_SYSUTIL_H
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include "common.h"
 
@@ -28,8 +29,9 @@ int memprof_write_all(int fd, const void *data, size_t len) HIDDEN;
 void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredictable */
 /* Creates <final>.<random>.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
  * nothing planted in the folder (a link, a file of another user) can redirect
- * or truncate what we write; tmp receives its name.  A file descriptor, or -1. */
-int memprof_create_temp(const char *final, char *tmp, size_t tmp_len) HIDDEN;
+ * or truncate what we write, with `mode` (less the umask) from its first instant;
+ * tmp receives its name.  A file descriptor, or -1. */
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode) HIDDEN;
 /* fsync, close and rename tmp into place; on failure tmp is removed, errno says why. */
 int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */

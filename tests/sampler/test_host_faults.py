@@ -289,3 +289,23 @@ def test_a_setuid_program_takes_no_setting_from_its_callers_environment(build_fi
         assert written == [("plain", pwd.getpwnam("memprof_other").pw_uid)]
     finally:
         shutil.rmtree(folder)
+
+
+# --- the control block's mode -------------------------------------------------------
+
+
+def test_the_control_block_is_0600_from_the_instant_it_appears(build_fixture):
+    """Under umask 0 a file gets the mode open() asks for: the block's temporary file
+    must never be open to another user, not even before a chmod."""
+    shim = build_fixture("open_modes", shared=True)
+    exe = build_fixture("host_exit")
+    env = host_env(LD_PRELOAD=f"{shim} {LIBMEMPROF}", OPEN_MODES_PREFIX="/dev/shm/.mem_profiler")
+    proc = subprocess.run(
+        [str(exe), "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert (proc.returncode, proc.stderr) == (7, "made 600\n")
