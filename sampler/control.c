@@ -50,6 +50,7 @@ static _Atomic bool main_thread_gone;
  * (see "a change of credentials" below). */
 enum { THREAD_RUN, THREAD_QUIT_ASKED, THREAD_LEAVING };
 static pthread_t control_id;
+static pid_t control_pid;   /* the process it runs in: not a vfork child sharing our memory */
 static bool control_running;
 static _Atomic int control_quit;
 
@@ -423,6 +424,7 @@ static bool spawn_control_thread(void)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     atomic_store(&control_quit, THREAD_RUN);
+    control_pid = getpid();
     control_running = pthread_create(&control_id, &attr, control_thread, NULL) == 0;
     if (control_running)
         pthread_setname_np(control_id, "memprof-ctl");
@@ -444,9 +446,12 @@ static void start_control_thread(void)
         memprof_control_fini();
 }
 
+static void resolve_credential_calls(void);
+
 void memprof_control_init(void)
 {
     memprof_enter();
+    resolve_credential_calls();   /* not first in a vfork child, which shares the loader's locks */
     start_control_thread();
     memprof_leave();
 }
@@ -479,17 +484,23 @@ void memprof_control_after_fork(void)
 
 static bool pause_control_thread(void)
 {
+    if (getpid() != control_pid)
+        return false;   /* a vfork child: the thread and this state are its parent's */
     pthread_mutex_lock(&credentials_lock);
-    if (!control_running || pthread_equal(control_id, pthread_self()))
+    if (!control_running || pthread_equal(control_id, pthread_self())) {
+        pthread_mutex_unlock(&credentials_lock);
         return false;
+    }
     atomic_store(&control_quit, THREAD_QUIT_ASKED);
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     for (long long waited = 0;; waited += PAUSE_STEP_NS) {
         int asked = THREAD_QUIT_ASKED;
         if (waited >= PAUSE_GIVE_UP_NS &&
-            atomic_compare_exchange_strong(&control_quit, &asked, THREAD_RUN))
+            atomic_compare_exchange_strong(&control_quit, &asked, THREAD_RUN)) {
+            pthread_mutex_unlock(&credentials_lock);
             return false;   /* left running: the call goes on as without this pause */
+        }
         memprof_control_wake();
         until.tv_nsec += PAUSE_STEP_NS;
         if (until.tv_nsec >= 1000000000) {
@@ -505,11 +516,11 @@ static bool pause_control_thread(void)
 
 static void resume_control_thread(bool paused)
 {
-    if (paused) {
-        memprof_enter();
-        spawn_control_thread();
-        memprof_leave();
-    }
+    if (!paused)
+        return;
+    memprof_enter();
+    spawn_control_thread();
+    memprof_leave();
     pthread_mutex_unlock(&credentials_lock);
 }
 
@@ -566,4 +577,11 @@ static void *credential_hook_for(const char *name)
     CREDENTIAL_CALLS(CREDENTIAL_NAME)
 #undef CREDENTIAL_NAME
     return NULL;
+}
+
+static void resolve_credential_calls(void)
+{
+#define CREDENTIAL_RESOLVE(fn, params, args) memprof_real_function(&real_##fn);
+    CREDENTIAL_CALLS(CREDENTIAL_RESOLVE)
+#undef CREDENTIAL_RESOLVE
 }

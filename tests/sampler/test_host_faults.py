@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user
-from support.profiling import report
+from support.profiling import capture_cli, report
 
 from mem_profiler.control_block import block_candidates
 from mem_profiler.parser.heapfile import read_heap
@@ -166,7 +166,11 @@ def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fi
     raised again (an older one would hold none)."""
     exe = build_fixture("drop_privileges")
     proc = subprocess.Popen(
-        [str(exe)], env=preload_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [str(exe), "keepcaps"],
+        env=preload_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
@@ -186,6 +190,31 @@ def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fi
         proc.wait()
         for path in block_candidates(proc.pid):
             Path(path).unlink(missing_ok=True)
+
+
+def test_a_vfork_child_changing_user_leaves_its_parent_capturable(build_fixture, tmp_path):
+    """A vfork child shares its parent's memory, the control thread's state included:
+    its set*id call must neither end nor replace the parent's thread."""
+    exe = build_fixture("drop_privileges")
+    proc = subprocess.Popen(
+        [str(exe), "vfork"],
+        env=preload_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "child 0\n"
+        assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
+        capture = capture_cli(proc.pid, "-s", "0.2", "-o", tmp_path / "c_")
+        assert capture.returncode == 0, capture.stderr
+        assert (tmp_path / f"c_{proc.pid}.0001.heap").is_file()
+        proc.stdin.write("done\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def credentials(status: Path) -> dict[str, str]:
