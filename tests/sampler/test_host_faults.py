@@ -17,7 +17,7 @@ from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user
 from support.profiling import capture_cli, report
 
-from mem_profiler.control_block import block_candidates
+from mem_profiler.control_block import block_candidates, block_pid
 from mem_profiler.parser.heapfile import read_heap
 
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
@@ -280,6 +280,7 @@ def test_a_setuid_program_takes_no_setting_from_its_callers_environment(build_fi
     capture, and a setuid-root one ignore them, writing no root file where they point."""
     other_user("memprof_other")
     folder = Path(tempfile.mkdtemp(prefix="memprof-secure-"))
+    shm_before = set(os.listdir("/dev/shm"))
     try:
         folder.chmod(0o755)
         for sub in ("upper", "work", "out"):
@@ -318,6 +319,16 @@ def test_a_setuid_program_takes_no_setting_from_its_callers_environment(build_fi
         assert written == [("plain", pwd.getpwnam("memprof_other").pw_uid)]
     finally:
         shutil.rmtree(folder)
+        remove_ended_blocks(set(os.listdir("/dev/shm")) - shm_before)
+
+
+def remove_ended_blocks(names: set[str]) -> None:
+    """Blocks of the test's processes, all ended: an exec after a change of user leaves
+    one under another user's name, which no later process of ours removes."""
+    for name in names:
+        pid = block_pid(name)
+        if pid is not None and not Path(f"/proc/{pid}").exists():
+            Path("/dev/shm", name).unlink(missing_ok=True)
 
 
 # --- the control block's mode -------------------------------------------------------
