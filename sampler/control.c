@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -44,6 +45,14 @@ _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slo
 static struct memprof_control *block;
 static char block_path[64];   /* where it is: mem_profiler.<pid>[.<random>] */
 static _Atomic bool main_thread_gone;
+
+/* The control thread, joinable, so that a change of credentials can wait for its end
+ * (see "a change of credentials" below). */
+enum { THREAD_RUN, THREAD_QUIT_ASKED, THREAD_LEAVING };
+static pthread_t control_id;
+static pid_t control_pid;   /* the process it runs in: not a vfork child sharing our memory */
+static bool control_running;
+static _Atomic int control_quit;
 
 #define MAIN_WATCH_IDLE_NS 1000000000ull   /* main thread alive: look once a second */
 #define MAIN_WATCH_GONE_NS 10000000ull     /* gone: look for being alone every 10 ms */
@@ -240,9 +249,12 @@ EXPORT void pthread_exit(void *retval)
 }
 MEMPROF_LOCAL_ALIAS(pthread_exit)
 
+static void *credential_hook_for(const char *name);
+
 void *memprof_control_hook_for(const char *name)
 {
-    return strcmp(name, "pthread_exit") == 0 ? (void *)hook_pthread_exit : NULL;
+    return strcmp(name, "pthread_exit") == 0 ? (void *)hook_pthread_exit
+                                             : credential_hook_for(name);
 }
 
 /* Leaves when this thread is the last one: glibc's exit(0) then runs in it,
@@ -275,6 +287,9 @@ static void *control_thread(void *arg)
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
     uint64_t next_tick = 0, next_watch = 0;
     for (;;) {
+        int asked = THREAD_QUIT_ASKED;
+        if (atomic_compare_exchange_strong(&control_quit, &asked, THREAD_LEAVING))
+            return NULL;
         if (memprof_now_ns() >= next_watch || atomic_load(&main_thread_gone)) {
             watch_main_thread();
             next_watch = memprof_now_ns() + MAIN_WATCH_IDLE_NS;
@@ -346,15 +361,26 @@ static void *control_thread(void *arg)
 static int create_block(void)
 {
     char tmp[96];
-    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp);
+    /* 0600 from the start: another user who opened it before a chmod would read it,
+     * and an flock of theirs would refuse its owner's controllers. */
+    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp, 0600);
     if (fd < 0)
         return -1;
+    /* Its pages allocated before it is mapped: a store into a page a full /dev/shm
+     * cannot back would kill the process with SIGBUS. */
     void *p = MAP_FAILED;
-    if (fchmod(fd, 0600) == 0 && ftruncate(fd, sizeof *block) == 0)
+    struct memprof_fsize_guard guard;
+    memprof_fsize_hold(&guard);
+    int err = fchmod(fd, 0600) == 0 ? posix_fallocate(fd, 0, sizeof *block) : errno;
+    memprof_fsize_release(&guard);
+    if (err == 0) {
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        err = errno;
+    }
     close(fd);
     if (p == MAP_FAILED) {
         unlink(tmp);
+        errno = err;
         return -1;
     }
     block = p;
@@ -385,46 +411,148 @@ static int create_block(void)
     return 0;
 }
 
-static void start_control_thread(void)
+static bool said_no_block;   /* once per process and its forked children */
+
+/* The thread takes no signals meant for the program (glibc's own, SIGSETXID among
+ * them, stay open: sigfillset leaves them out). */
+static bool spawn_control_thread(void)
 {
-    if (create_block() != 0) {
-        memprof_log("no control block (%s): this process cannot be captured from outside",
-                    strerror(errno));
-        return;
-    }
-    /* The thread takes no signals meant for the program. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t thread;
-    if (pthread_create(&thread, &attr, control_thread, NULL) == 0)
-        pthread_setname_np(thread, "memprof-ctl");
-    else
-        memprof_control_fini();
+    atomic_store(&control_quit, THREAD_RUN);
+    control_pid = getpid();
+    control_running = pthread_create(&control_id, &attr, control_thread, NULL) == 0;
+    if (control_running)
+        pthread_setname_np(control_id, "memprof-ctl");
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return control_running;
 }
+
+static void start_control_thread(void)
+{
+    if (create_block() != 0) {
+        if (!said_no_block)
+            memprof_log("no control block (%s): this process cannot be captured from outside",
+                        strerror(errno));
+        said_no_block = true;
+        return;
+    }
+    if (!spawn_control_thread())
+        memprof_control_fini();
+}
+
+static void resolve_credential_calls(void);
 
 void memprof_control_init(void)
 {
     memprof_enter();
+    resolve_credential_calls();   /* not first in a vfork child, which shares the loader's locks */
     start_control_thread();
     memprof_leave();
 }
+
+static pthread_mutex_t credentials_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A forked child has no control thread and shares its parent's block: it
  * gets a block and a thread of its own. */
 void memprof_control_after_fork(void)
 {
+    pthread_mutex_init(&credentials_lock, NULL);
+    control_running = false;
     if (block != NULL)
         munmap(block, sizeof *block);
     block = NULL;
     memprof_control_init();
 }
+
+/* ---- a change of credentials ---------------------------------------------------
+ * glibc has every thread of the process make a set*id call (SIGSETXID) and aborts
+ * when one thread's result differs from the caller's.  Capabilities and
+ * PR_SET_KEEPCAPS are per thread: a program that drops its uid keeping its
+ * capabilities (setpriv) raises them again in its own thread only, and a control
+ * thread left without them fails the next call.  So the control thread is ended
+ * before each such call and made again after it by the calling thread, whose
+ * credentials it then has.  Its block stays as it is; a request sent meanwhile is
+ * carried out by the new thread. */
+#define PAUSE_STEP_NS 10000000ll       /* a wake-up lost to a thread not yet asleep */
+#define PAUSE_GIVE_UP_NS 5000000000ll  /* a thread stuck behind a lock the caller holds */
+
+static bool pause_control_thread(void)
+{
+    if (getpid() != control_pid)
+        return false;   /* a vfork child: the thread and this state are its parent's */
+    pthread_mutex_lock(&credentials_lock);
+    if (!control_running || pthread_equal(control_id, pthread_self())) {
+        pthread_mutex_unlock(&credentials_lock);
+        return false;
+    }
+    atomic_store(&control_quit, THREAD_QUIT_ASKED);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    for (long long waited = 0;; waited += PAUSE_STEP_NS) {
+        int asked = THREAD_QUIT_ASKED;
+        if (waited >= PAUSE_GIVE_UP_NS &&
+            atomic_compare_exchange_strong(&control_quit, &asked, THREAD_RUN)) {
+            pthread_mutex_unlock(&credentials_lock);
+            return false;   /* left running: the call goes on as without this pause */
+        }
+        memprof_control_wake();
+        until.tv_nsec += PAUSE_STEP_NS;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        if (pthread_clockjoin_np(control_id, NULL, CLOCK_MONOTONIC, &until) == 0)
+            break;
+    }
+    control_running = false;
+    return true;
+}
+
+static void resume_control_thread(bool paused)
+{
+    if (!paused)
+        return;
+    memprof_enter();
+    spawn_control_thread();
+    memprof_leave();
+    pthread_mutex_unlock(&credentials_lock);
+}
+
+#define CREDENTIAL_CALLS(X)                                                  \
+    X(setuid, (uid_t uid), (uid))                                            \
+    X(setgid, (gid_t gid), (gid))                                            \
+    X(seteuid, (uid_t uid), (uid))                                           \
+    X(setegid, (gid_t gid), (gid))                                           \
+    X(setreuid, (uid_t r, uid_t e), (r, e))                                  \
+    X(setregid, (gid_t r, gid_t e), (r, e))                                  \
+    X(setresuid, (uid_t r, uid_t e, uid_t s), (r, e, s))                     \
+    X(setresgid, (gid_t r, gid_t e, gid_t s), (r, e, s))                     \
+    X(setgroups, (size_t n, const gid_t *groups), (n, groups))
+
+#define CREDENTIAL_HOOK(name, params, args)                                      \
+    static struct memprof_real_fn real_##name = {#name, "libc.so", NULL, NULL};  \
+    EXPORT int name params                                                       \
+    {                                                                            \
+        int (*real) params = (int (*) params)memprof_real_function(&real_##name); \
+        if (real == NULL) {                                                      \
+            errno = ENOSYS;                                                      \
+            return -1;                                                           \
+        }                                                                        \
+        bool paused = pause_control_thread();                                    \
+        int rc = real args;                                                      \
+        int saved = errno;                                                       \
+        resume_control_thread(paused);                                           \
+        errno = saved;                                                           \
+        return rc;                                                               \
+    }                                                                            \
+    MEMPROF_LOCAL_ALIAS(name)
+CREDENTIAL_CALLS(CREDENTIAL_HOOK)
 
 /* A window opened in-process (log mode needs the timeline's ticks). */
 void memprof_control_wake(void)
@@ -439,4 +567,21 @@ void memprof_control_fini(void)
         unlink(block_path);
         remove_stale_blocks();   /* those of children that _exit'ed after our last fork */
     }
+}
+
+static void *credential_hook_for(const char *name)
+{
+#define CREDENTIAL_NAME(fn, params, args) \
+    if (strcmp(name, #fn) == 0)          \
+        return (void *)hook_##fn;
+    CREDENTIAL_CALLS(CREDENTIAL_NAME)
+#undef CREDENTIAL_NAME
+    return NULL;
+}
+
+static void resolve_credential_calls(void)
+{
+#define CREDENTIAL_RESOLVE(fn, params, args) memprof_real_function(&real_##fn);
+    CREDENTIAL_CALLS(CREDENTIAL_RESOLVE)
+#undef CREDENTIAL_RESOLVE
 }

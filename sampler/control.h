@@ -8,6 +8,6 @@ void memprof_control_init(void) HIDDEN;
 void memprof_control_after_fork(void) HIDDEN;
 void memprof_control_fini(void) HIDDEN;
 void memprof_control_wake(void) HIDDEN;
-void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit */
+void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit, set*id */
 
 #endif

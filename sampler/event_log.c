@@ -88,7 +88,7 @@ static int open_file_locked(void)
 {
     char path[MEMPROF_PATH_MAX + 32], tmp[MEMPROF_PATH_MAX + 48];
     file_name(path, sizeof path, file_index);
-    int f = memprof_create_temp(path, tmp, sizeof tmp);
+    int f = memprof_create_temp(path, tmp, sizeof tmp, 0644);
     if (f < 0)
         return -1;
     header.file_index = file_index;

@@ -11,6 +11,7 @@
 #include <link.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -216,35 +217,62 @@ static void put_hex(struct out *o, char before, uint64_t v)
     o->len += 3 + digits;
 }
 
-/* Copies a whole file (a /proc entry) into the output. */
-static void put_file(struct out *o, const char *path)
+/* The process's command line and memory map, read before a file is made: a process
+ * at its descriptor limit may have only one to spare, for them and then the file. */
+struct proc_text {
+    char cmdline[4096];   /* arguments joined by spaces (the first 4 KiB) */
+    size_t cmdline_len;
+    char *maps;
+    size_t maps_len, maps_cap;
+};
+
+static void read_cmdline(struct proc_text *t)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char tmp[4096];
-    ssize_t n;
-    while ((n = read(fd, tmp, sizeof tmp)) != 0) {
-        if (n > 0)
-            put(o, tmp, (size_t)n);
-        else if (errno != EINTR)
-            break;
-    }
-    close(fd);
+    size_t n = memprof_read_small_file(PROC_THREAD_SELF "cmdline", t->cmdline, sizeof t->cmdline);
+    while (n > 0 && t->cmdline[n - 1] == '\0')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (t->cmdline[i] == '\0')
+            t->cmdline[i] = ' ';
+    t->cmdline_len = n;
 }
 
-/* The command line, arguments joined by spaces (its first 4 KiB). */
-static void put_cmdline(struct out *o)
+/* The whole map, into a mapping of ours that doubles as it fills. */
+static bool read_maps(struct proc_text *t)
 {
-    char args[4096];
-    ssize_t n = (ssize_t)memprof_read_small_file(PROC_THREAD_SELF "cmdline", args, sizeof args);
-    while (n > 0 && args[n - 1] == '\0')
-        n--;
-    for (ssize_t i = 0; i < n; i++)
-        if (args[i] == '\0')
-            args[i] = ' ';
-    if (n > 0)
-        put_escaped(o, args, (size_t)n);
+    int fd = open(PROC_THREAD_SELF "maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    t->maps_cap = 1u << 16;
+    t->maps = memprof_map(t->maps_cap);
+    bool ok = t->maps != NULL;
+    while (ok) {
+        if (t->maps_len == t->maps_cap) {
+            void *grown = mremap(t->maps, t->maps_cap, 2 * t->maps_cap, MREMAP_MAYMOVE);
+            if (grown == MAP_FAILED) {
+                ok = false;
+                break;
+            }
+            t->maps = grown;
+            t->maps_cap *= 2;
+        }
+        ssize_t n = read(fd, t->maps + t->maps_len, t->maps_cap - t->maps_len);
+        if (n == 0)
+            break;
+        if (n > 0)
+            t->maps_len += (size_t)n;
+        else if (errno != EINTR)
+            ok = false;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return ok;
+}
+
+static void release_proc_text(struct proc_text *t)
+{
+    memprof_unmap(t->maps, t->maps_cap);
 }
 
 /* ---- build ids of the loaded ELF objects --------------------------------- */
@@ -630,7 +658,8 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
 }
 
 static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
-                        const struct counts *c, const struct selection *sel, const char *exe)
+                        const struct counts *c, const struct selection *sel, const char *exe,
+                        const struct proc_text *text)
 {
     uint64_t rate = memprof_heap_rate(w->rates, heap);
     puts_(o, "heap_tree/");
@@ -642,7 +671,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         put_u64(o, (uint64_t)w->forked_from);
     }
     puts_(o, "\n# cmdline: ");
-    put_cmdline(o);
+    put_escaped(o, text->cmdline, text->cmdline_len);
     puts_(o, "\n# exe: ");
     put_escaped(o, exe, strlen(exe));
     puts_(o, "\n# heap: ");
@@ -694,14 +723,14 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     put_tree(o, sel, c, heap, rate);
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
-    put_file(o, PROC_THREAD_SELF "maps");
+    put(o, text->maps, text->maps_len);
 }
 
 /* One heap's file: <prefix><pid>.<seq>[.<heap>].heap, written to a new
  * temporary name beside it and renamed into place once complete. */
 static int write_heap_file(const struct memprof_window_info *w, enum memprof_heap heap,
-                           const struct counts *c, const char *prefix, unsigned seq,
-                           char *path, size_t path_len)
+                           const struct counts *c, const struct proc_text *text,
+                           const char *prefix, unsigned seq, char *path, size_t path_len)
 {
     char tmp[MEMPROF_PATH_MAX + 32], exe[MEMPROF_PATH_MAX];
     bool host = heap == HEAP_HOST;
@@ -714,7 +743,7 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
     ssize_t elen = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
     exe[elen > 0 ? elen : 0] = '\0';
 
-    struct out o = {.fd = memprof_create_temp(path, tmp, sizeof tmp)};
+    struct out o = {.fd = memprof_create_temp(path, tmp, sizeof tmp, 0644)};
     if (o.fd < 0)
         return -1;
     o.buf = memprof_map(BUF_CAP);
@@ -730,7 +759,7 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
         o.failed = true;
         o.error = ENOMEM;
     } else {
-        put_profile(&o, w, heap, c, &sel, exe);
+        put_profile(&o, w, heap, c, &sel, exe, text);
     }
     flush(&o);
     end_deflate(&o);
@@ -749,16 +778,23 @@ int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, 
                        uint32_t heaps, char *path_out, size_t path_len)
 {
     struct counts c;
+    struct proc_text text = {.cmdline_len = 0};
     int rc = -1;
-    if (gather_counts(&c, w)) {
+    read_cmdline(&text);
+    if (!read_maps(&text)) {
+        /* errno says why: without the map no address could be named */
+    } else if (gather_counts(&c, w)) {
         char path[MEMPROF_PATH_MAX];
-        rc = write_heap_file(w, HEAP_HOST, &c, prefix, seq, path_out, path_len);
+        rc = write_heap_file(w, HEAP_HOST, &c, &text, prefix, seq, path_out, path_len);
         for (int heap = HEAP_HOST + 1; rc == 0 && heap < HEAP_COUNT; heap++)
             if (heaps & (1u << heap))
-                rc = write_heap_file(w, (enum memprof_heap)heap, &c, prefix, seq, path, sizeof path);
+                rc = write_heap_file(w, (enum memprof_heap)heap, &c, &text, prefix, seq, path,
+                                     sizeof path);
+        release_counts(&c);
     } else {
+        release_counts(&c);
         errno = ENOMEM;
     }
-    release_counts(&c);
+    release_proc_text(&text);
     return rc;
 }

@@ -25,7 +25,9 @@
  *   MEMPROF_PYTHON=1           in a CPython process, wrap its allocators while a
  *                              window is open (hooks_python.c); 0 leaves them alone
  *   MEMPROF_REPORT_FD=N        a pipe (`mem_profiler run`'s) told of each dump
- *                              that could not be written, and why (failure_pipe.c) */
+ *                              that could not be written, and why (failure_pipe.c)
+ * None of them in secure-execution mode (AT_SECURE: a setuid or setcap program, whose
+ * environment is its caller's): secure_getenv reads none there. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -89,7 +91,7 @@ void memprof_options_from_environment(void)
     memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
     if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > MAX_LIVE_LIMIT)
         memprof_cfg.max_live = MEMPROF_DEFAULT_MAX_LIVE;
-    const char *unwind = getenv("MEMPROF_UNWIND");
+    const char *unwind = secure_getenv("MEMPROF_UNWIND");
     memprof_cfg.unwinder = !unwind || !*unwind || strcmp(unwind, "hybrid") == 0 ? UNWIND_HYBRID
                            : strcmp(unwind, "fp") == 0                           ? UNWIND_FRAME_POINTER
                            : strcmp(unwind, "libunwind") == 0                    ? UNWIND_LIBUNWIND
@@ -97,12 +99,12 @@ void memprof_options_from_environment(void)
     memprof_cfg.verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
     memprof_cfg.python = memprof_getenv_u64("MEMPROF_PYTHON", 1) != 0;
     memprof_cfg.track_live = memprof_getenv_u64("MEMPROF_TRACK_LIVE", 0) != 0;
-    const char *mode = getenv("MEMPROF_MODE");
+    const char *mode = secure_getenv("MEMPROF_MODE");
     memprof_cfg.log_mode = mode != NULL && strcmp(mode, "log") == 0;
     memprof_cfg.follow_fork = memprof_getenv_u64("MEMPROF_FOLLOW_FORK", 0) != 0;
     memprof_cfg.log_cap = memprof_getenv_u64("MEMPROF_LOG_CAP", memprof_cfg.log_cap);
     memprof_cfg.log_files = (uint32_t)memprof_getenv_u64("MEMPROF_LOG_FILES", memprof_cfg.log_files);
-    const char *prefix = getenv("MEMPROF_PREFIX");
+    const char *prefix = secure_getenv("MEMPROF_PREFIX");
     if (memprof_set_prefix(prefix && *prefix ? prefix : MEMPROF_DEFAULT_PREFIX) != 0)
         memprof_log("MEMPROF_PREFIX is too long; using %s", MEMPROF_DEFAULT_PREFIX);
     memprof_cfg.report_fd = (int)memprof_getenv_u64("MEMPROF_REPORT_FD", (uint64_t)-1);

@@ -2,6 +2,8 @@
  * allocator we hook), clocks, environment numbers, messages on stderr. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,9 +51,35 @@ size_t memprof_read_small_file(const char *path, char *buf, size_t cap)
     return (size_t)n;
 }
 
+void memprof_fsize_hold(struct memprof_fsize_guard *g)
+{
+    sigset_t xfsz, pending;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &g->old);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGXFSZ);
+}
+
+void memprof_fsize_release(const struct memprof_fsize_guard *g)
+{
+    int saved = errno;
+    sigset_t xfsz, pending;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGXFSZ)) {
+        const struct timespec now = {0, 0};
+        sigtimedwait(&xfsz, NULL, &now);   /* ours: taken back before it is let through */
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    errno = saved;
+}
+
 int memprof_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
+    struct memprof_fsize_guard guard;
+    memprof_fsize_hold(&guard);
+    int rc = 0;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
@@ -59,12 +87,14 @@ int memprof_write_all(int fd, const void *data, size_t len)
         if (n <= 0) {
             if (n == 0)
                 errno = ENOSPC;
-            return -1;
+            rc = -1;
+            break;
         }
         p += n;
         len -= (size_t)n;
     }
-    return 0;
+    memprof_fsize_release(&guard);
+    return rc;
 }
 
 void memprof_random_name(char name[9])
@@ -80,7 +110,7 @@ void memprof_random_name(char name[9])
     name[8] = '\0';
 }
 
-int memprof_create_temp(const char *final, char *tmp, size_t tmp_len)
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
         char name[9];
@@ -90,7 +120,7 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len)
             errno = ENAMETOOLONG;
             return -1;
         }
-        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -118,7 +148,7 @@ int memprof_publish(int fd, const char *tmp, const char *final)
 
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback)
 {
-    const char *text = getenv(name);
+    const char *text = secure_getenv(name);
     if (text == NULL || *text == '\0')
         return fallback;
     char *end;

@@ -2,20 +2,36 @@
 #ifndef MEMPROF_SYSUTIL_H
 #define MEMPROF_SYSUTIL_H
 
+#include <signal.h>
+#include <sys/types.h>
+
 #include "common.h"
 
 void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc */
 void memprof_unmap(void *p, size_t bytes) HIDDEN;
 void memprof_zero_pages(void *p, size_t bytes) HIDDEN;  /* back to zero pages */
 uint64_t memprof_now_ns(void) HIDDEN;             /* CLOCK_REALTIME */
+/* A number from the environment, the fallback when unset or in secure-execution mode
+ * (AT_SECURE: a setuid program's environment is its caller's, not its own). */
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback) HIDDEN;
-/* write() until done; -1 with errno (ENOSPC for a write of nothing) on failure. */
+/* SIGXFSZ held back from the calling thread while it writes a file of the sampler's,
+ * so that passing RLIMIT_FSIZE fails with EFBIG instead of ending the process; the
+ * release takes back a SIGXFSZ the hold raised before restoring the mask. */
+struct memprof_fsize_guard {
+    sigset_t old;
+    bool was_pending;
+};
+void memprof_fsize_hold(struct memprof_fsize_guard *g) HIDDEN;
+void memprof_fsize_release(const struct memprof_fsize_guard *g) HIDDEN;
+/* write() until done, SIGXFSZ held; -1 with errno (ENOSPC for a write of nothing) on
+ * failure. */
 int memprof_write_all(int fd, const void *data, size_t len) HIDDEN;
 void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredictable */
 /* Creates <final>.<random>.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
  * nothing planted in the folder (a link, a file of another user) can redirect
- * or truncate what we write; tmp receives its name.  A file descriptor, or -1. */
-int memprof_create_temp(const char *final, char *tmp, size_t tmp_len) HIDDEN;
+ * or truncate what we write, with `mode` (less the umask) from its first instant;
+ * tmp receives its name.  A file descriptor, or -1. */
+int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode) HIDDEN;
 /* fsync, close and rename tmp into place; on failure tmp is removed, errno says why. */
 int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */

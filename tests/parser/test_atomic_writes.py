@@ -1,0 +1,78 @@
+"""Report files are written under a temporary name and renamed into place (parser/
+atomic.py), every writer of reports through it: the temporary file's mode is set
+through its descriptor, so one swapped for a link while it is written (the folder
+another user's, root writing into it) never has root change the link's target."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from support.paths import ROOT
+
+from mem_profiler.parser.atomic import atomic_open, write_file
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> None:
+    """renameat2(RENAME_EXCHANGE): the two names swap their files at once."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    args = (AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    if libc.renameat2(*args) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def test_a_temporary_file_swapped_for_a_link_never_redirects_the_chmod(tmp_path):
+    victim = tmp_path / "secret"
+    victim.write_text("root's\n")
+    victim.chmod(0o600)
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    bait = folder / "bait"
+    bait.symlink_to(victim)
+    report = folder / "report.txt"
+    with atomic_open(report) as f:
+        f.write("the report\n")
+        (tmp,) = folder.glob(".report.txt.*.tmp")
+        exchange(tmp, bait)  # the link now has the temporary name
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert victim.read_text() == "root's\n"
+    assert bait.read_text() == "the report\n"  # the file written, moved aside with its mode
+    assert stat.S_IMODE(bait.stat().st_mode) == 0o666 & ~current_umask()
+
+
+def test_a_report_gets_the_mode_open_would_give(tmp_path):
+    write_file(tmp_path / "r.txt", "text\n")
+    assert stat.S_IMODE((tmp_path / "r.txt").stat().st_mode) == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("mode", ["w", "wb"])
+def test_nothing_is_left_when_the_writer_fails(tmp_path, mode):
+    with pytest.raises(RuntimeError), atomic_open(tmp_path / "r", mode):
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_module_changes_a_mode_by_path():
+    """Every report goes through atomic_open; nothing else may chmod by name."""
+    sources = [p for folder in ("bindings", "parser", "cmd") for p in (ROOT / folder).rglob("*.py")]
+    by_path = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sources
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"(?<![f\w])chmod\(|\.chmod\(", line)
+    ]
+    assert by_path == []
