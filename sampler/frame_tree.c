@@ -89,45 +89,60 @@ static uint32_t frame_id(uintptr_t frame, uint32_t gen)
     return id;
 }
 
-/* ---- nodes ---- */
+/* ---- nodes ----
+ * A node is found by the hash of its whole path from the root, not of (parent id,
+ * frame): the hashes of a chain's levels need no lookup, so the index slots and
+ * node records of many levels are fetched at once before the levels are walked
+ * one by one, instead of one cache miss after the other.  The hash only finds; an
+ * entry is taken when its parent and frame are the ones asked for. */
+struct node_key {
+    uint32_t parent;
+    uintptr_t frame;
+};
+
+static inline uint64_t path_hash(uint64_t parent_path, uintptr_t frame)
+{
+    return mix((parent_path ^ frame) * 0xff51afd7ed558ccdull + 0x632be59bd9b4e019ull);
+}
+
 static bool same_node(uint32_t id, const void *key)
 {
-    const struct memprof_node *k = key, *n = &nodes[id];
-    return n->parent == k->parent && n->frame == k->frame;
+    const struct node_key *k = key;
+    const struct memprof_node *n = &nodes[id];
+    return n->parent == k->parent && frames[n->frame] == k->frame;
 }
 
 static uint32_t make_node(const void *key)
 {
+    const struct node_key *k = key;
     uint32_t id = atomic_load_explicit(&used_nodes, memory_order_relaxed);
     if (id > max_nodes)
         return MEMPROF_INDEX_NONE;
-    nodes[id] = *(const struct memprof_node *)key;
+    uint32_t frame = frame_id(k->frame, memprof_tree_generation());
+    if (frame == MEMPROF_INDEX_NONE)
+        return MEMPROF_INDEX_NONE;
+    nodes[id] = (struct memprof_node){k->parent, frame};
     atomic_store_explicit(&used_nodes, id + 1, memory_order_release);
     return id;
 }
 
-/* The thread's memo of nodes first: the calls a program makes again are found in a
- * few lines this core has seen lately, not by misses into the shared index and nodes. */
-static uint32_t node_intern(uint32_t parent, uintptr_t frame, uint32_t gen)
+static inline __typeof__(((struct memprof_memos *)0)->nodes[0]) *
+node_memo(struct memprof_memos *memos, uint64_t path)
 {
-    struct memprof_memos *memos = memprof_thread.memos;
-    __typeof__(memos->nodes[0]) *memo = NULL;
-    if (memos != NULL) {
-        if (memos->nodes_generation != gen) {
-            memset(memos->nodes, 0, sizeof memos->nodes);
-            memos->nodes_generation = gen;
-        }
-        memo = &memos->nodes[mix((frame ^ (uint64_t)parent << 40) * 0xff51afd7ed558ccdull) &
-                             (MEMPROF_NODE_MEMOS - 1)];
-        if (memo->frame == frame && memo->parent == parent && memo->node != 0)
-            return memo->node;
-    }
-    struct memprof_node k = {parent, frame_id(frame, gen)};
-    if (k.frame == MEMPROF_INDEX_NONE)
-        return NODE_NONE;
+    return &memos->nodes[path >> 32 & (MEMPROF_NODE_MEMOS - 1)];
+}
+
+/* The thread's memo of nodes first: the calls a program makes again are found in a
+ * few lines this core has seen lately, not in the shared index. */
+static uint32_t node_intern(struct memprof_memos *memos, uint32_t parent, uintptr_t frame,
+                            uint64_t path)
+{
+    __typeof__(memos->nodes[0]) *memo = memos ? node_memo(memos, path) : NULL;
+    if (memo != NULL && memo->frame == frame && memo->parent == parent && memo->node != 0)
+        return memo->node;
+    struct node_key k = {parent, frame};
     struct memprof_index_key key = {&k, same_node};
-    uint32_t id = memprof_index_intern(&node_index, mix((uint64_t)k.parent << 32 | k.frame), &key,
-                                       make_node);
+    uint32_t id = memprof_index_intern(&node_index, path, &key, make_node);
     if (id == MEMPROF_INDEX_NONE)
         return NODE_NONE;
     if (memo != NULL)
@@ -147,17 +162,25 @@ static uint32_t shared_part(const struct memprof_chain_memo *memo, uint32_t gen,
     return j;
 }
 
-uint32_t memprof_chain_intern(struct memprof_chain_memos *memos, uintptr_t head,
+/* Levels fetched ahead at a time: about the misses a core keeps in flight. */
+#define FETCH_AHEAD 16
+
+uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head,
                               const uintptr_t *leaf_first, int n)
 {
     uint32_t gen = atomic_load_explicit(&generation, memory_order_relaxed);
     uint32_t len = (uint32_t)n + 1, j = 0, node = 0;
+    struct memprof_memos *memos = memprof_thread.memos;
+    if (memos != NULL && memos->nodes_generation != gen) {
+        memset(memos->nodes, 0, sizeof memos->nodes);
+        memos->nodes_generation = gen;
+    }
     struct memprof_chain_memo *memo = NULL;
-    if (memos != NULL && len <= MEMPROF_CHAIN_ROOM) {
+    if (chains != NULL && len <= MEMPROF_CHAIN_ROOM) {
         /* the memo that shares most with this chain, from the root */
         const struct memprof_chain_memo *best = NULL;
         for (int m = 0; m < MEMPROF_CHAIN_MEMOS; m++) {
-            const struct memprof_chain_memo *memo_m = &memos->chains[m];
+            const struct memprof_chain_memo *memo_m = &chains->chains[m];
             uint32_t shared = shared_part(memo_m, gen, head, leaf_first, len);
             if (shared == len && memo_m->len == len)
                 return memo_m->nodes[len - 1];   /* the very chain */
@@ -169,7 +192,7 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *memos, uintptr_t head,
         if (best != NULL)
             node = best->nodes[j - 1];
         /* the chain replaces the oldest of the memos: they are the thread's last few */
-        memo = &memos->chains[memos->next++ % MEMPROF_CHAIN_MEMOS];
+        memo = &chains->chains[chains->next++ % MEMPROF_CHAIN_MEMOS];
         if (memo != best) {
             if (j > 0) {
                 memcpy(memo->frames, best->frames, sizeof *memo->frames * j);
@@ -178,17 +201,39 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *memos, uintptr_t head,
             memo->generation = gen;
         }
     }
-    for (; j < len; j++) {
-        uintptr_t frame = j == 0 ? head : leaf_first[len - 1 - j];
-        node = node_intern(node, frame, gen);
-        if (node == NODE_NONE) {
-            if (memo != NULL)
-                memo->len = j;
-            return NODE_NONE;
+    uint64_t path = 0;
+    for (uint32_t i = 0; i < j; i++)
+        path = path_hash(path, i == 0 ? head : leaf_first[len - 1 - i]);
+    while (j < len) {
+        uint32_t batch = len - j < FETCH_AHEAD ? len - j : FETCH_AHEAD;
+        uint64_t paths[FETCH_AHEAD];
+        for (uint32_t i = 0; i < batch; i++) {   /* the index slots of the levels not in the memo */
+            uintptr_t frame = j + i == 0 ? head : leaf_first[len - 1 - j - i];
+            paths[i] = path = path_hash(path, frame);
+            if (memos == NULL || node_memo(memos, path)->frame != frame)
+                memprof_index_prefetch(&node_index, path);
         }
-        if (memo != NULL) {
-            memo->frames[j] = frame;
-            memo->nodes[j] = node;
+        uint32_t ids[FETCH_AHEAD], found = 0;
+        for (; found < batch; found++) {   /* then the records those slots name */
+            ids[found] = memprof_index_candidate(&node_index, paths[found]);
+            if (ids[found] == MEMPROF_INDEX_NONE)
+                break;   /* a new node: the levels under it are new too */
+            __builtin_prefetch(&nodes[ids[found]]);
+        }
+        for (uint32_t i = 0; i < found; i++)   /* and their frames, which tell them apart */
+            __builtin_prefetch(&frames[nodes[ids[i]].frame]);
+        for (uint32_t i = 0; i < batch; i++, j++) {
+            uintptr_t frame = j == 0 ? head : leaf_first[len - 1 - j];
+            node = node_intern(memos, node, frame, paths[i]);
+            if (node == NODE_NONE) {
+                if (memo != NULL)
+                    memo->len = j;
+                return NODE_NONE;
+            }
+            if (memo != NULL) {
+                memo->frames[j] = frame;
+                memo->nodes[j] = node;
+            }
         }
     }
     if (memo != NULL)

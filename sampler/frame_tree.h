@@ -36,8 +36,8 @@ struct memprof_node {
 int memprof_tree_init(uint32_t max_nodes) HIDDEN;
 void memprof_tree_reset(void) HIDDEN;   /* single-threaded: a forked child */
 /* The node of the chain head, then frames[n-1] ... frames[0] (frames leaf first),
- * interned on first sight; NODE_NONE when the tree is full.  memos may be NULL. */
-uint32_t memprof_chain_intern(struct memprof_chain_memos *memos, uintptr_t head,
+ * interned on first sight; NODE_NONE when the tree is full.  chains may be NULL. */
+uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head,
                               const uintptr_t *frames, int n) HIDDEN;
 uint32_t memprof_tree_generation(void) HIDDEN;   /* moves when the tree is emptied */
 uint32_t memprof_tree_nodes(void) HIDDEN;    /* node ids in use are 1 .. this - 1 */

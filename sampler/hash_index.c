@@ -73,6 +73,25 @@ static uint32_t find(const struct memprof_index_array *a, uint64_t hash,
     }
 }
 
+void memprof_index_prefetch(const struct memprof_index *x, uint64_t hash)
+{
+    const struct memprof_index_array *a = atomic_load_explicit(&x->array, memory_order_acquire);
+    __builtin_prefetch(&a->slots[home(hash) & a->mask]);   /* never faults, even on an old array */
+}
+
+uint32_t memprof_index_candidate(const struct memprof_index *x, uint64_t hash)
+{
+    const struct memprof_index_array *a = atomic_load_explicit(&x->array, memory_order_acquire);
+    uint64_t tag = hash >> 32 << 32;
+    for (uint32_t i = home(hash) & a->mask;; i = (i + 1) & a->mask) {
+        uint64_t slot = atomic_load_explicit(&a->slots[i], memory_order_relaxed);
+        if (slot == 0)
+            return MEMPROF_INDEX_NONE;
+        if ((slot & ~0xffffffffull) == tag)
+            return (uint32_t)slot - 1;
+    }
+}
+
 static void place(struct memprof_index_array *a, uint64_t slot)
 {
     uint32_t i = home(slot) & a->mask;

@@ -25,4 +25,10 @@ uint32_t memprof_index_intern(struct memprof_index *x, uint64_t hash,
                               const struct memprof_index_key *k,
                               uint32_t (*make)(const void *key)) HIDDEN;
 
+/* For a lookup to come: the key's home slot is read into the cache, and the id of
+ * the first entry whose hash looks like it (unverified; MEMPROF_INDEX_NONE if none)
+ * told, so that its record can be fetched too.  Neither takes a lock. */
+void memprof_index_prefetch(const struct memprof_index *x, uint64_t hash) HIDDEN;
+uint32_t memprof_index_candidate(const struct memprof_index *x, uint64_t hash) HIDDEN;
+
 #endif

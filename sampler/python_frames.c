@@ -442,9 +442,12 @@ static uint32_t frame_record(uintptr_t code, int64_t unit)
     return id;
 }
 
-/* ---- the walk ----------------------------------------------------------------- */
+/* ---- the walk -----------------------------------------------------------------
+ * The frames are read first, then their records looked up: the cache entries and
+ * code objects of all of them are fetched at once instead of one miss after the other. */
 struct py_stack {
-    uint32_t ids[MEMPROF_MAX_PY_FRAMES];          /* innermost first */
+    uintptr_t codes[MEMPROF_MAX_PY_FRAMES];       /* innermost first */
+    int64_t units[MEMPROF_MAX_PY_FRAMES];
     uint8_t group_end[MEMPROF_MAX_PY_FRAMES + 1];  /* one group per native evaluation call */
     int n, groups;
 };
@@ -457,9 +460,10 @@ static void end_group(struct py_stack *s)
 
 static void add_frame(struct py_stack *s, uintptr_t code, int64_t unit)
 {
-    uint32_t id = frame_record(code, unit);
-    if (id != UINT32_MAX && s->n < MEMPROF_MAX_PY_FRAMES)
-        s->ids[s->n++] = id;
+    if (s->n < MEMPROF_MAX_PY_FRAMES) {
+        s->codes[s->n] = code;
+        s->units[s->n++] = unit;
+    }
 }
 
 static void walk(uintptr_t tstate, struct py_stack *s)
@@ -501,16 +505,23 @@ int memprof_python_chain(uintptr_t *chain, int cap)
     struct py_stack s;
     s.n = s.groups = 0;
     walk(tstate, &s);
-    if (s.n == 0)
-        return 0;
-    int n = 0;
+    for (int k = 0; k < s.n; k++) {   /* never faults: a prefetch of a bad address is dropped */
+        __builtin_prefetch((const void *)(s.codes[k] + OB_TYPE));
+        __builtin_prefetch(cache_entry(s.codes[k], (uint64_t)s.units[k]));
+    }
+    int n = 0, frames = 0;
     for (int g = 0, k = 0; g < s.groups && n < cap; g++) {
-        for (; k < s.group_end[g] && n < cap; k++)
-            chain[n++] = MEMPROF_PY_FRAME_BASE + s.ids[k];
+        for (; k < s.group_end[g] && n < cap; k++) {
+            uint32_t id = frame_record(s.codes[k], s.units[k]);
+            if (id != UINT32_MAX) {
+                chain[n++] = MEMPROF_PY_FRAME_BASE + id;
+                frames++;
+            }
+        }
         if (n < cap)
             chain[n++] = MEMPROF_PY_GROUP_END;
     }
-    return n;
+    return frames > 0 ? n : 0;
 }
 
 uintptr_t memprof_python_eval_hi(void) { return py.eval_hi; }

@@ -21,7 +21,7 @@ struct memprof_stack_range {
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
 #define MEMPROF_STACK_MEMOS 256    /* stack ids by their chains' leaves (stack_table.c) */
 #define MEMPROF_FRAME_MEMOS 512    /* frame ids by address (frame_tree.c) */
-#define MEMPROF_NODE_MEMOS 2048    /* nodes by (parent, frame) (frame_tree.c) */
+#define MEMPROF_NODE_MEMOS 2048    /* nodes by the hash of their path (frame_tree.c) */
 struct memprof_walk_step {
     uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
 };
