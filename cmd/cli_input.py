@@ -15,7 +15,7 @@ import click
 from mem_profiler import defaults
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.escape import visible
-from mem_profiler.parser.input_files import MAX_PROFILE_BYTES
+from mem_profiler.core.input_files import MAX_PROFILE_BYTES
 
 
 class FiniteFloatRange(click.FloatRange):

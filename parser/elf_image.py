@@ -23,9 +23,9 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
 from mem_profiler.core.errors import ElfError
+from mem_profiler.core.input_files import open_regular, read_errors
 from mem_profiler.parser import symcache
 from mem_profiler.parser.elf_headers import ElfHeaders, read_headers
-from mem_profiler.parser.input_files import open_regular, read_errors
 
 # Where distributions put separate debug files (monkeypatched by tests).
 DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)

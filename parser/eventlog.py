@@ -16,10 +16,10 @@ import numpy as np
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import heap_file, log_files, log_stem
 from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.input_files import read_regular
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.context_tree import Tree
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.input_files import read_regular
 
 MAGIC = b"MPLOG\0\r\n"
 VERSIONS = (1, 2)  # 1: stacks as lists of frames (STACK); 2: as a tree (NODE, TREE_STACK)

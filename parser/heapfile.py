@@ -14,6 +14,12 @@ import numpy as np
 
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.input_files import (
+    MAX_PROFILE_BYTES,
+    open_regular,
+    read_errors,
+    read_regular,
+)
 from mem_profiler.core.memory_map import parse_maps_line
 from mem_profiler.core.profile import (
     FOREIGN_KINDS,
@@ -26,12 +32,6 @@ from mem_profiler.core.profile import (
     PythonFrame,
 )
 from mem_profiler.parser.context_tree import StackTree, Tree, eval_range, hal_labels
-from mem_profiler.parser.input_files import (
-    MAX_PROFILE_BYTES,
-    open_regular,
-    read_errors,
-    read_regular,
-)
 from mem_profiler.parser.sampling import unsample
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads).

@@ -28,6 +28,7 @@ from elftools.elf.sections import SymbolTableSection
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
 from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
+from mem_profiler.core.input_files import open_regular
 from mem_profiler.core.memory_map import MemoryMapping
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
@@ -112,13 +113,13 @@ def check_attachable(pid: int) -> None:
     if platform.machine() != "x86_64":
         raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
     try:
-        with open(procfs.exe_file(pid), "rb") as f:
+        with open_regular(procfs.exe_file(pid), "a program", AttachError) as f:
             head = f.read(64)
             f.seek(0)
             has_interpreter = any(
                 seg["p_type"] == "PT_INTERP" for seg in ELFFile(f).iter_segments()
             )
-    except (OSError, ELFError):
+    except (OSError, ELFError, AttachError):
         raise AttachError(f"cannot read the program of process {pid}") from None
     elf_class, machine = head[4], int.from_bytes(head[18:20], "little")
     if elf_class != 2 or machine != 62:
@@ -177,7 +178,8 @@ def find_loader_functions(pid: int, maps: list[MemoryMapping]) -> LoaderFunction
 def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
     """{name: address in the target} of the loader functions a library defines."""
     try:
-        with open(procfs.path_in_root(pid, path), "rb") as f:
+        # a map may name a FIFO in the library's place: never wait on it
+        with open_regular(procfs.path_in_root(pid, path), "a library", AttachError) as f:
             elf = ELFFile(f)
             first = next(
                 seg
@@ -194,7 +196,7 @@ def _dynamic_symbols(pid: int, path: str, mapped_at: int) -> dict[str, int]:
                     if sym["st_value"] and sym["st_info"]["type"] == "STT_FUNC":
                         found[name] = base + sym["st_value"]
             return found
-    except (OSError, ELFError, StopIteration):
+    except (OSError, ELFError, StopIteration, AttachError):
         return {}
 
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from mem_profiler.core.errors import BudgetError
 from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.input_files import read_regular
 from mem_profiler.core.units import format_size, parse_size
-from mem_profiler.parser.input_files import read_regular
 
 if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile

@@ -57,7 +57,9 @@ JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")  # Debian libjemal
 class Target:
     """attach_target, started without the sampler; its counters file holds the truth."""
 
-    def __init__(self, exe: Path, folder: Path, preload: str | None = None) -> None:
+    def __init__(
+        self, exe: Path, folder: Path, preload: str | None = None, libraries: Path | None = None
+    ) -> None:
         self.counters_path = folder / f"counters.{time.monotonic_ns()}"
         env = {
             k: v
@@ -66,6 +68,8 @@ class Target:
         }
         if preload:
             env["LD_PRELOAD"] = preload
+        if libraries:
+            env["LD_LIBRARY_PATH"] = str(libraries)
         self.proc = subprocess.Popen(
             [str(exe), str(self.counters_path)],
             env=env,
@@ -413,6 +417,27 @@ def test_statically_linked_target_is_refused(build_fixture, tmp_path):
         assert attach_refusal(t.pid) == (
             f"process {t.pid} is statically linked: it has no dynamic loader to "
             "load the sampler with; link it dynamically to profile it"
+        )
+        assert t.quit() == "quit 0"
+    finally:
+        t.kill()
+
+
+def test_a_fifo_named_as_its_c_library_is_refused_without_waiting(build_fixture, tmp_path):
+    """The target's C library, a copy, deleted and its name in the map taken by a FIFO:
+    reading it must not wait for a writer that never comes."""
+    libraries = tmp_path / "libraries"
+    libraries.mkdir()
+    shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6"), libraries / "libc.so.6")
+    t = Target(build_fixture("attach_target"), tmp_path, libraries=libraries)
+    try:
+        (libraries / "libc.so.6").unlink()
+        os.mkfifo(libraries / "libc.so.6 (deleted)")
+        assert any(m.path == f"{libraries}/libc.so.6 (deleted)" for m in read_maps(t.pid)), (
+            "the target did not load the copy"
+        )
+        assert attach_refusal(t.pid) == (
+            f"process {t.pid} has no dlopen in its C library: is it a glibc program?"
         )
         assert t.quit() == "quit 0"
     finally:
