@@ -13,9 +13,11 @@ import os
 import re
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
 from support.paths import FIXTURES, MEM_PARSER, ROOT
@@ -416,6 +418,29 @@ def test_debuglink_without_build_id_is_checked_by_crc(tmp_path):
     assert ElfImage(str(stripped)).debug_path == str(debug)
     subprocess.run(["objcopy", "--only-keep-debug", other.path, debug], check=True)
     assert ElfImage(str(stripped)).debug_path is None  # another build's: its CRC differs
+
+
+def test_debuglink_to_a_sparse_giant_is_not_read_through(tmp_path, monkeypatch):
+    """A debug file grown (sparse) far past its last section is no debug file: its CRC
+    is never computed, which would read all of it."""
+    nobid = compile_program(tmp_path, PROG_C, "nobid", "-Wl,--build-id=none")
+    stripped, debug = tmp_path / "bin" / "nobid", tmp_path / "bin" / "nobid.debug"
+    stripped.parent.mkdir()
+    split_debug(nobid.path, debug, stripped)
+    crcs = []
+    real_crc32 = zlib.crc32
+
+    def counted_crc32(data: bytes, crc: int = 0) -> int:
+        crcs.append(len(data))
+        return real_crc32(data, crc)
+
+    monkeypatch.setattr(zlib, "crc32", counted_crc32)
+    assert ElfImage(str(stripped)).debug_path == str(debug)
+    assert sum(crcs) == debug.stat().st_size
+    crcs.clear()
+    os.truncate(debug, 64 << 30)
+    assert ElfImage(str(stripped)).debug_path is None
+    assert crcs == []
 
 
 def test_stripped_executable_without_symbols_keeps_addresses(built, tmp_path, capsys):
