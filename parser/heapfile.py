@@ -135,18 +135,20 @@ def _header_bytes(f: BinaryIO) -> bytes:
     """The first line and the `#` lines that follow it, up to the first other line (a
     counter or a stack): read chunk by chunk however far that is, since a Python
     program's frame lines alone can take megabytes, and never further."""
-    head = b""
+    head = bytearray()
+    line_at = first_end = 0  # the line being read; where the second line begins
     while chunk := f.read(_CHUNK):
-        line_at = head.rfind(b"\n") + 1  # the last line read, perhaps cut by the chunk
+        searched = len(head)  # each byte is searched once: a line may take gigabytes
         head += chunk
-        first_end = head.find(b"\n")
-        if first_end < 0:
-            return head  # no first line in a chunk: not a .heap file's header
-        while (end := head.find(b"\n", line_at)) >= 0:
-            if line_at > first_end and head[line_at : line_at + 1] != b"#":
-                return head[:line_at]
+        if not first_end:
+            first_end = head.find(b"\n") + 1
+            if not first_end:
+                return bytes(head)  # no first line in a chunk: not a .heap file's header
+        while (end := head.find(b"\n", max(line_at, searched))) >= 0:
+            if line_at >= first_end and head[line_at : line_at + 1] != b"#":
+                return bytes(head[:line_at])
             line_at = end + 1
-    return head
+    return bytes(head)
 
 
 def read_heap_header(path: str) -> HeapProfile:

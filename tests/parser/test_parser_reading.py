@@ -83,6 +83,16 @@ def test_the_header_is_read_to_the_first_stack_however_long(tmp_path):
     assert len(header.python_frames) == 60_000
 
 
+def test_a_header_line_of_megabytes_is_read_whole(tmp_path):
+    # one line over several of the reader's chunks, then the lines after it
+    args = " ".join(f"arg{i}" for i in range(800_000))
+    path = write(tmp_path, OURS.replace("# cmdline: ./leaky 200", f"# cmdline: ./leaky {args}"))
+    assert len(args) > 5 << 20
+    header = read_heap_header(path)
+    assert header.cmdline == f"./leaky {args}"
+    assert header.exe == "/abs/path/to/leaky" and header.build_ids["/abs/path/to/leaky"] == "3f2a00"
+
+
 def test_reads_a_jemalloc_dump():
     prof = parse_heap(JEMALLOC)
     assert prof.rate == 524288 and prof.exe is None and prof.version == ""
