@@ -378,14 +378,14 @@ class ElfImage:
                 source, section, kind = self.debug_path, ".symtab", "debug"
             else:
                 source, section, kind = self.path, ".dynsym", "dynsym"
-            cached = symcache.load(self.build_id, kind) if self.build_id else None
-            self._symbols = _symbols_from_cache(cached)
+            key = symcache.key(self.build_id, source)
+            self._symbols = _symbols_from_cache(symcache.load(key, kind) if key else None)
             if self._symbols is None:
                 with _elf_errors(source):
                     self._symbols = _read_symbols(source, section)
-                if self.build_id:
+                if key:
                     symcache.save(
-                        self.build_id,
+                        key,
                         kind,
                         {
                             "starts": self._symbols.starts,
@@ -413,7 +413,9 @@ class ElfImage:
         """The table of type LineTable or InlineTable covering vaddrs; None without DWARF."""
         if table_type not in self._dwarf:
             source = self.path if self._has_lines else self.debug_path
-            self._dwarf[table_type] = _DwarfCache(source, self.build_id, table_type)
+            self._dwarf[table_type] = _DwarfCache(
+                source, symcache.key(self.build_id, source), table_type
+            )
         return self._dwarf[table_type].covering(np.asarray(vaddrs, dtype=np.uint64))
 
 
@@ -639,17 +641,17 @@ class _DwarfCache(Generic[_Table]):
     """A LineTable or InlineTable of the compile units needed so far, decoded lazily
     (the units covering the addresses asked for, by .debug_aranges) and cached on disk."""
 
-    def __init__(self, path: str | None, build_id: str | None, table_type: type[_Table]) -> None:
+    def __init__(self, path: str | None, key: str | None, table_type: type[_Table]) -> None:
         self.path = path
-        self.build_id = build_id
+        self.key = key  # in the symbol cache
         self.table_type: type[_Table] = table_type
         self.table: _Table = table_type.empty()
         self.cus: set[int] = set()
         # .debug_aranges as (starts, ends, CU offsets); None until read. Empty: no aranges,
         # then every CU is decoded at once.
         self.ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        if path is not None and build_id:
-            self._load(build_id)
+        if path is not None and key:
+            self._load(key)
 
     def covering(self, vaddrs: np.ndarray) -> _Table | None:
         """The table, with the compile units covering vaddrs decoded; None without DWARF."""
@@ -672,9 +674,9 @@ class _DwarfCache(Generic[_Table]):
         ok[ok] = vaddrs[ok] < ends[idx[ok]]
         return set(cus[idx[ok]].tolist()) - self.cus
 
-    def _load(self, build_id: str) -> None:
+    def _load(self, key: str) -> None:
         """Start from the cached table, unless absent or inconsistent (then rebuilt)."""
-        arrays = symcache.load(build_id, self.table_type.KIND)
+        arrays = symcache.load(key, self.table_type.KIND)
         if arrays is None:
             return
         try:
@@ -703,9 +705,9 @@ class _DwarfCache(Generic[_Table]):
             tables = [self.table] + [self.table_type.from_cu(dwarf, cu) for cu in cus]
         self.cus.update(cu.cu_offset for cu in cus)
         self.table = self.table_type.merge(tables)
-        if self.build_id:
+        if self.key:
             symcache.save(
-                self.build_id,
+                self.key,
                 self.table_type.KIND,
                 {
                     **self.table.to_arrays(),

@@ -1,4 +1,5 @@
-"""On-disk cache of per-object symbol data (numpy arrays), keyed by build-id."""
+"""On-disk cache of per-object symbol data (numpy arrays), keyed by build-id and the
+owner of the file the data was read from."""
 
 from __future__ import annotations
 
@@ -21,22 +22,35 @@ def cache_dir() -> Path:
     return Path(base) / "mem_profiler" / "symbols"
 
 
-def _entry(build_id: str, kind: str) -> Path:
-    return cache_dir() / f"{build_id}.{kind}.v{_FORMAT}.npz"
-
-
-def load(build_id: str, kind: str) -> dict[str, np.ndarray] | None:
-    """The arrays saved for (build_id, kind), or None if absent or unreadable."""
+def key(build_id: str | None, source: str | None) -> str | None:
+    """The cache's name for the symbols read from `source`, an object of build-id
+    `build_id`; None (not cached) without either. A build-id is only what the file says
+    of itself: with the owner's uid beside it, a file that copies another user's (or
+    root's) build-id never gives that user's reports its names."""
+    if not build_id or source is None:
+        return None
     try:
-        with np.load(_entry(build_id, kind), allow_pickle=False) as npz:
+        return f"{build_id}.u{os.stat(source).st_uid}"
+    except OSError:
+        return None
+
+
+def _entry(key: str, kind: str) -> Path:
+    return cache_dir() / f"{key}.{kind}.v{_FORMAT}.npz"
+
+
+def load(key: str, kind: str) -> dict[str, np.ndarray] | None:
+    """The arrays saved for (key, kind), or None if absent or unreadable."""
+    try:
+        with np.load(_entry(key, kind), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
         return None  # absent or corrupt: the caller rebuilds it
 
 
-def save(build_id: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
+def save(key: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
     """Save arrays atomically; a cache that cannot be written is silently skipped."""
-    target = _entry(build_id, kind)
+    target = _entry(key, kind)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(target, "wb") as f:

@@ -420,6 +420,27 @@ def test_debuglink_without_build_id_is_checked_by_crc(tmp_path):
     assert ElfImage(str(stripped)).debug_path is None  # another build's: its CRC differs
 
 
+def test_a_copied_build_id_never_names_another_owners_object(tmp_path, monkeypatch):
+    """Another user's file that carries this program's build-id, read first, fills the
+    symbol cache: the program's own names and lines are still its own."""
+    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "cache"))
+    build_id = "-Wl,--build-id=0x" + "5a" * 20
+    mine = compile_program(tmp_path, PROG_C, "mine", build_id)
+    theirs = compile_program(tmp_path, PROG_C, "theirs", build_id, "-Dleaf_alloc=planted")
+    assert mine.build_id == theirs.build_id
+    os.chown(theirs.path, 65534, 65534)
+    for binary, name, other, source in (
+        (theirs, "planted", "leaf_alloc", "theirs.c"),
+        (mine, "leaf_alloc", "planted", "mine.c"),
+    ):
+        image = ElfImage(binary.path)
+        table = image.symbols()
+        assert name in table.names and other not in table.names
+        start = table.starts[table.names.index(name)]
+        (line,) = image.lines(np.array([start], dtype=np.uint64))
+        assert line is not None and os.path.basename(line[0]) == source
+
+
 def test_debuglink_to_a_sparse_giant_is_not_read_through(tmp_path, monkeypatch):
     """A debug file grown (sparse) far past its last section is no debug file: its CRC
     is never computed, which would read all of it."""
