@@ -45,7 +45,11 @@ from mem_profiler.parser.report_notes import format_failures, format_foreign
 from mem_profiler.parser.report_pprof import format_pprof
 from mem_profiler.parser.report_text import format_heaps_text, format_text
 from mem_profiler.parser.sampling import drop_note
-from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.parser.symbolize import (
+    SymbolizedProfile,
+    check_owner_reads_program,
+    symbolize,
+)
 from mem_profiler.parser.timeline import format_timeline
 
 # Formats written to -o or stdout, and formats written to a path of their own.
@@ -178,6 +182,7 @@ def _program(request: Request, profile: HeapProfile) -> str:
         return request.binary
     if profile.exe is None:
         raise UserError(f"{profile.path} does not name the program that ran (no '# exe:' line).")
+    check_owner_reads_program(profile.path, profile.exe)
     return profile.exe
 
 

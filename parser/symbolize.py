@@ -10,6 +10,7 @@ import numpy as np
 
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
 from mem_profiler.core.frame_label import Where, frame_label
+from mem_profiler.core.input_files import other_owner, readable_by
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.context_tree import StackTree, eval_range
@@ -204,6 +205,17 @@ def _without_rust_hashes(name: str) -> str:
     return _RUST_HASH_RE.sub("", name) if "[" in name or "::h" in name else name
 
 
+def check_owner_reads_program(profile_path: str, exe: str) -> None:
+    """UserError when the program a profile names is one its owner, another user than
+    the reader, may not read: -p is then the reader's own choice to make."""
+    owner = other_owner(profile_path)
+    if owner is not None and not readable_by(exe, owner):
+        raise UserError(
+            f"{exe} is not readable by the owner of {profile_path} (uid {owner}):"
+            " name the program with -p to read its symbols."
+        )
+
+
 def recorded_program(heap_file: str) -> tuple[str, str | None]:
     """The program that ran, named by the file's `# exe:` line, and its build-id, checked
     against the one recorded (as pprof uses a profile's mappings): UserError, one
@@ -220,6 +232,7 @@ def recorded_program(heap_file: str) -> tuple[str, str | None]:
             f"{heap_file} does not name the program that ran (no '# exe:' line):"
             " give it with -p BIN."
         )
+    check_owner_reads_program(heap_file, exe)
     if not os.path.isfile(exe):
         raise UserError(
             f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN."
@@ -450,6 +463,8 @@ class _Resolver:
         self.lines = lines
         self.warnings = warnings
         self.table = FunctionTable()
+        # whose profile this is, when not the reader's: only what they may read is read
+        self.on_behalf_of = other_owner(profile.path)
 
     def _ids_of(
         self,
@@ -576,6 +591,12 @@ class _Resolver:
             return self.exe
         if not path.startswith("/"):
             return None  # [vdso], anonymous JIT code and the like
+        if self.on_behalf_of is not None and not readable_by(path, self.on_behalf_of):
+            self.warnings.append(
+                f"{path} is not readable by the owner of {self.profile.path} (uid"
+                f" {self.on_behalf_of}): its frames stay unresolved."
+            )
+            return None
         try:
             image = ElfImage(path)
         except ElfError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import stat
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -67,3 +68,45 @@ def read_regular(
                 f" ({limit:,} at most): check that it is {what}."
             )
         return f.read(size)
+
+
+def other_owner(path: str | None) -> int | None:
+    """The uid that owns `path` when that is not this process's (root reading a user's
+    profile); None when it is, or cannot be told."""
+    try:
+        owner = os.stat(path).st_uid if path else None
+    except OSError:
+        return None
+    return owner if owner != os.geteuid() else None
+
+
+def readable_by(path: str, uid: int) -> bool:
+    """Whether the user `uid` may read `path`, by the permission bits of the file and of
+    each folder on the way to it (ACLs aside): a reader acting on that user's behalf
+    (root rendering a user's profile) must not show what the user could not read."""
+    if uid == 0:
+        return True
+    try:
+        user = pwd.getpwuid(uid)
+        groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    except KeyError:
+        groups = set()
+    path = os.path.abspath(path)
+    folders = [os.path.dirname(path)]
+    while folders[-1] != "/":
+        folders.append(os.path.dirname(folders[-1]))
+    try:
+        checks = [(path, stat.S_IRUSR)] + [(folder, stat.S_IXUSR) for folder in folders]
+        for name, user_bit in checks:
+            st = os.stat(name)
+            if st.st_uid == uid:
+                bit = user_bit
+            elif st.st_gid in groups:
+                bit = user_bit >> 3
+            else:
+                bit = user_bit >> 6
+            if not st.st_mode & bit:
+                return False
+    except OSError:
+        return False
+    return True

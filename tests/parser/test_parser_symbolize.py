@@ -441,6 +441,35 @@ def test_a_copied_build_id_never_names_another_owners_object(tmp_path, monkeypat
         assert line is not None and os.path.basename(line[0]) == source
 
 
+def test_a_users_profile_never_names_what_that_user_cannot_read(built, tmp_path, capsys):
+    """Root reading a profile another user wrote reads only the objects that user may
+    read: the program and a library in a folder of root's own (0700) are not read."""
+    secret = tmp_path / "secret"
+    secret.mkdir(mode=0o700)
+    library = secret / "libc.so.6"
+    shutil.copy(LIBC, library)
+    shutil.copy(built["prog"].path, secret / "prog")
+    b, libc = load_binary(str(secret / "prog")), built["libc"]
+    stacks = [([libc.pc("strdup", LIB_BASE), b.pc("main", PIE_BASE, 8)], 1, MiB)]
+    heap = write_heap(tmp_path / "user.heap", b, stacks, library=str(library))
+    code, out, err = run_cli(capsys, "-p", b.path, "-f", str(heap), "--collapsed")
+    assert (code, out, err) == (0, "main;strdup 1048576\n", "")
+    os.chown(heap, 65534, 65534)
+    code, out, err = run_cli(capsys, "-p", b.path, "-f", str(heap), "--collapsed")
+    assert code == 0 and re.fullmatch(r"main;libc\.so\.6\+0x[0-9a-f]+ 1048576\n", out), out
+    assert err == (
+        f"mem_parser: warning: {library} is not readable by the owner of {heap} (uid 65534):"
+        " its frames stay unresolved.\n"
+    )
+    # the program as the profile names it
+    code, out, err = run_cli(capsys, "-f", str(heap), "--collapsed")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"mem_parser: {b.path} is not readable by the owner of {heap} (uid 65534):"
+        " name the program with -p to read its symbols.\n"
+    )
+
+
 def test_debuglink_to_a_sparse_giant_is_not_read_through(tmp_path, monkeypatch):
     """A debug file grown (sparse) far past its last section is no debug file: its CRC
     is never computed, which would read all of it."""
