@@ -14,8 +14,6 @@ import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from mem_profiler.core.errors import UserError
-
 # .heap and .memlog files: the sampler's tables and --log-cap keep real ones far smaller.
 MAX_PROFILE_BYTES = 4 << 30
 
@@ -27,7 +25,7 @@ _KINDS = {
 }
 
 
-def open_regular(path: str, what: str, error: type[UserError]) -> BinaryIO:
+def open_regular(path: str, what: str, error: type[Exception]) -> BinaryIO:
     """`path` opened for reading in binary; `error` (one sentence) if it is not a regular
     file. `what` says what the file should have been: "a .heap file"."""
     # O_NONBLOCK: opening a FIFO would otherwise wait for a writer. O_NOCTTY: a terminal
@@ -44,7 +42,7 @@ def open_regular(path: str, what: str, error: type[UserError]) -> BinaryIO:
 
 
 @contextlib.contextmanager
-def read_errors(path: str, error: type[UserError]) -> Iterator[None]:
+def read_errors(path: str, error: type[Exception]) -> Iterator[None]:
     """The operating system's errors in reading `path` as one sentence (`error`)."""
     try:
         yield
@@ -55,7 +53,7 @@ def read_errors(path: str, error: type[UserError]) -> Iterator[None]:
 
 
 def read_regular(
-    path: str, what: str, error: type[UserError], limit: int = MAX_PROFILE_BYTES
+    path: str, what: str, error: type[Exception], limit: int = MAX_PROFILE_BYTES
 ) -> bytes:
     """The contents of the regular file `path` (see open_regular) as long as it was when
     opened (what a writer appends meanwhile is left out); `error` if that is more than
