@@ -507,6 +507,7 @@ int memprof_python_chain(uintptr_t *chain, int cap)
     walk(tstate, &s);
     for (int k = 0; k < s.n; k++) {   /* never faults: a prefetch of a bad address is dropped */
         __builtin_prefetch((const void *)(s.codes[k] + OB_TYPE));
+        __builtin_prefetch(generation_of(s.codes[k]));
         __builtin_prefetch(cache_entry(s.codes[k], (uint64_t)s.units[k]));
     }
     int n = 0, frames = 0;
