@@ -10,7 +10,6 @@ MAX_DEPTH = 128  # the sampler's largest stack
 PREFIX = "./custom_profiler_"
 LOG_FILE_BYTES = 100 << 20  # log mode: bytes per event log file
 LOG_FILES = 10  # log mode: event log files kept
-STACK_MEMORY = (
-    512  # MiB for the stacks and their tree (MEMPROF_STACK_MEMORY; no command line sets it)
-)
+STACK_MEMORY = 512  # MiB for the stacks and their tree (--stack-memory, MEMPROF_STACK_MEMORY)
+STACK_MEMORY_LIMIT = 1 << 14  # MiB: the most it may be
 MAX_LIVE = 1 << 24  # the live table's, in samples (MEMPROF_MAX_LIVE; nor this)

@@ -25,6 +25,7 @@ class CaptureSettings:
     rate: int = defaults.RATE
     device_rate: int = defaults.DEVICE_RATE
     depth: int = defaults.DEPTH
+    stack_memory: int = defaults.STACK_MEMORY  # MiB
     prefix: str = defaults.PREFIX
     follow_children: bool = False  # every program the command runs, and their forks
     follow_fork: bool = False  # children the command forks without exec
@@ -44,6 +45,7 @@ class CaptureSettings:
         env["MEMPROF_RATE"] = str(self.rate)
         env["MEMPROF_DEVICE_RATE"] = str(self.device_rate)
         env["MEMPROF_DEPTH"] = str(self.depth)
+        env["MEMPROF_STACK_MEMORY"] = str(self.stack_memory)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
         env["MEMPROF_UNWIND"] = self.unwinder
         if self.track_live:

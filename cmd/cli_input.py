@@ -47,8 +47,9 @@ Command = TypeVar("Command", bound=Callable)
 
 
 def capture_options(rate: int, rate_help: str) -> Callable[[Command], Command]:
-    """-c, --device-rate and -d with their defaults, as the commands that start a
-    program under the sampler (run, gate) take them; -c's default is the command's."""
+    """-c, --device-rate, -d and --stack-memory with their defaults, as the commands that
+    start a program under the sampler (run, gate) take them; -c's default is the
+    command's."""
     options = (
         click.option("-c", "--rate", default=rate, show_default=True, type=RATE, help=rate_help),
         click.option(
@@ -65,6 +66,15 @@ def capture_options(rate: int, rate_help: str) -> Callable[[Command], Command]:
             show_default=True,
             type=DEPTH,
             help="Frames kept per stack.",
+        ),
+        click.option(
+            "--stack-memory",
+            default=defaults.STACK_MEMORY,
+            show_default=True,
+            type=click.IntRange(1, defaults.STACK_MEMORY_LIMIT),
+            metavar="MIB",
+            help="Memory the sampler may take for the program's distinct stacks; past it, "
+            "samples are dropped and the profile says how many.",
         ),
     )
 

@@ -79,6 +79,12 @@ def size_options(command):
     "gives estimates with their expected error.",
 )
 @click.option(
+    "--allow-dropped",
+    is_flag=True,
+    help="Judge a profile that dropped samples (its tables were full), whose every "
+    "measure is then too low, instead of refusing it.",
+)
+@click.option(
     "--top",
     default=5,
     show_default=True,
@@ -107,6 +113,8 @@ def gate(
     rate: int,
     device_rate: int,
     depth: int,
+    stack_memory: int,
+    allow_dropped: bool,
     top: int,
     json_path: str | None,
     junit_path: str | None,
@@ -139,9 +147,10 @@ def gate(
         jobs = plan_jobs(
             list(command), budget_file, name, option_budgets(by_kind, baselines, tolerance)
         )
-        verdicts = run_gate(
-            jobs, GateSettings(rate, device_rate, depth, top, save_profiles, follow_fork)
+        settings = GateSettings(
+            rate, device_rate, depth, stack_memory, allow_dropped, top, save_profiles, follow_fork
         )
+        verdicts = run_gate(jobs, settings)
         click.echo(format_verdicts(verdicts), err=True, nl=False)
         if json_path:
             write_json(json_path, verdicts)
@@ -153,7 +162,13 @@ def gate(
 
 
 def check_leaks_at_exit(
-    command: list[str], threshold: str, rate: int, device_rate: int, depth: int, prefix: str
+    command: list[str],
+    threshold: str,
+    rate: int,
+    device_rate: int,
+    depth: int,
+    stack_memory: int,
+    prefix: str,
 ) -> None:
     """run --leak-check: the gate with one budget, what is live at exit; the profile is
     kept as <prefix>leak-check.heap. Exits with the command's status, else 1 when the
@@ -164,7 +179,8 @@ def check_leaks_at_exit(
     folder, name = os.path.split(absolute_prefix(prefix))
     try:
         job = GateJob(f"{name}leak-check", command, [size_budget(LIVE_AT_EXIT, threshold)])
-        (verdict,) = run_gate([job], GateSettings(rate, device_rate, depth, save_dir=folder))
+        settings = GateSettings(rate, device_rate, depth, stack_memory, save_dir=folder)
+        (verdict,) = run_gate([job], settings)
     except (UserError, LaunchError, SamplerNotBuilt) as err:
         fail("mem_profiler", str(err))  # a refusal of `mem_profiler run`
     click.echo(format_verdicts([verdict]), err=True, nl=False)

@@ -252,6 +252,7 @@ def run(
     device_rate: int,
     prefix: str,
     depth: int,
+    stack_memory: int,
     mode: str,
     log_cap: int,
     log_files: int,
@@ -270,11 +271,14 @@ def run(
     COMMAND is passed through.
     """
     if leak_check:
-        check_leaks_at_exit(list(command), leak_threshold, rate, device_rate, depth, prefix)
+        check_leaks_at_exit(
+            list(command), leak_threshold, rate, device_rate, depth, stack_memory, prefix
+        )
     settings = CaptureSettings(
         rate=rate,
         device_rate=device_rate,
         depth=depth,
+        stack_memory=stack_memory,
         prefix=prefix,
         capture=not idle,
         log=mode == "log",

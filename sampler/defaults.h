@@ -17,6 +17,7 @@
  * touched as stacks arrive; a PyTorch training script's 370,000 stacks take tens of
  * MiB. */
 #define MEMPROF_DEFAULT_STACK_MEMORY 512
+#define MEMPROF_STACK_MEMORY_LIMIT (1u << 14)   /* the most it may ask for */
 #define MEMPROF_DEFAULT_MAX_LIVE (1u << 24)     /* live samples the live table can hold */
 
 #endif

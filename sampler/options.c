@@ -36,8 +36,7 @@
 #include "options.h"
 #include "sysutil.h"
 
-/* The most MEMPROF_STACK_MEMORY (MiB) and MEMPROF_MAX_LIVE may ask for. */
-#define STACK_MEMORY_LIMIT (1u << 14)
+/* The most MEMPROF_MAX_LIVE may ask for (MEMPROF_STACK_MEMORY's is in defaults.h). */
 #define MAX_LIVE_LIMIT (1u << 28)
 
 struct memprof_config memprof_cfg = {
@@ -84,7 +83,7 @@ void memprof_options_from_environment(void)
      * theirs): the per-thread counters are reserved for every stack but touched
      * only for those a thread counts */
     uint64_t mib = memprof_getenv_u64("MEMPROF_STACK_MEMORY", MEMPROF_DEFAULT_STACK_MEMORY);
-    if (mib == 0 || mib > STACK_MEMORY_LIMIT)
+    if (mib == 0 || mib > MEMPROF_STACK_MEMORY_LIMIT)
         mib = MEMPROF_DEFAULT_STACK_MEMORY;
     memprof_cfg.max_stacks = (uint32_t)(mib << 14);
     memprof_cfg.max_nodes = (uint32_t)(mib << 15);

@@ -105,10 +105,19 @@ def gate_status(verdicts: list[CommandVerdict]) -> int:
 
 
 def check_budgets(
-    budgets: Iterable[Budget], profiles: Mapping[str, HeapProfile], top: int = 5
+    budgets: Iterable[Budget],
+    profiles: Mapping[str, HeapProfile],
+    top: int = 5,
+    allow_dropped: bool = False,
 ) -> list[BudgetResult]:
     """Judge each budget on the profile of its heap (a heap without a profile was not
-    used: every measure is 0); for those exceeded, name the `top` stacks responsible."""
+    used: every measure is 0); for those exceeded, name the `top` stacks responsible.
+    BudgetError for a profile that dropped samples, unless `allow_dropped`."""
+    budgets = list(budgets)
+    if not allow_dropped:
+        for heap in dict.fromkeys(b.heap for b in budgets):
+            if heap in profiles and profiles[heap].dropped_samples:
+                raise BudgetError(partial_profile(profiles[heap]))
     views: dict[str, _Stacks] = {}
 
     def view(heap: str) -> _Stacks:
@@ -133,6 +142,28 @@ def check_budgets(
                 result.stacks = _responsible(budget, view(budget.heap), top, result.notes)
         results.append(result)
     return results
+
+
+def partial_profile(profile: HeapProfile) -> str:
+    """Why a profile that dropped samples is no measurement, and what to do."""
+    drops = profile.drops
+    causes, fixes = [], []
+    if drops is None or drops.stack_table:
+        causes.append("its stacks outgrew the sampler's memory for them")
+        fixes.append("give them more (--stack-memory MIB, MEMPROF_STACK_MEMORY)")
+    if drops is not None and drops.live_table:
+        causes.append("the table of live blocks was full")
+        fixes.append("a larger one (MEMPROF_MAX_LIVE)")
+    if drops is not None and drops.memory:
+        causes.append("the machine's memory ran short")
+    if not causes:
+        causes.append("the sampler's tables were full")
+    return (
+        f"{profile.path} dropped {profile.dropped_samples:,} samples ({' and '.join(causes)}),"
+        " so every measure of it is too low: "
+        + "".join(f"{fix} or " for fix in fixes)
+        + "sample less often (--rate), or judge the partial profile with --allow-dropped"
+    )
 
 
 def _measure(

@@ -32,6 +32,8 @@ class GateSettings:
     rate: int = 1
     device_rate: int = defaults.DEVICE_RATE
     depth: int = defaults.DEPTH
+    stack_memory: int = defaults.STACK_MEMORY  # MiB
+    allow_dropped: bool = False  # judge a profile that dropped samples, as it is
     top: int = 5  # stacks shown per exceeded budget
     save_dir: str | None = None  # keep each command's profiles: DIR/NAME[.HEAP].heap
     follow_fork: bool = False  # the command's forks write files too (not judged)
@@ -57,6 +59,7 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             rate=settings.rate,
             device_rate=settings.device_rate,
             depth=settings.depth,
+            stack_memory=settings.stack_memory,
             prefix=prefix,
             track_live=True,
             follow_fork=settings.follow_fork,
@@ -79,7 +82,9 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             return verdict
         try:
             profiles = {heap: read_heap(path) for heap, path in own.items()}
-            verdict.results = check_budgets(job.budgets, profiles, settings.top)
+            verdict.results = check_budgets(
+                job.budgets, profiles, settings.top, settings.allow_dropped
+            )
             if settings.save_dir:
                 save_profiles(own, settings.save_dir, job.name)
         except UserError as e:

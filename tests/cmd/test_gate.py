@@ -267,6 +267,32 @@ def test_a_command_that_fails_or_writes_no_profile_is_a_setup_error(tmp_path):
     assert suite.get("errors") == "1"
 
 
+def test_a_profile_that_dropped_samples_is_no_measurement(build_fixture, tmp_path):
+    """40,000 stacks of their own overflow the stacks' memory at 1 MiB (16,384 stacks):
+    the gate refuses to judge, unless told to; with room for them, the total is exact."""
+    program, blocks = build_fixture("distinct_stacks"), 40_000
+    total = f"--max-total-alloc={blocks * 64}"
+    proc = gate(total, "--stack-memory", "1", "--", program, str(blocks), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(
+        r"^ERROR \S+ dropped [0-9,]+ samples \(its stacks outgrew the sampler's memory for"
+        r" them\), so every measure of it is too low: give them more \(--stack-memory MIB,"
+        r" MEMPROF_STACK_MEMORY\) or sample less often \(--rate\), or judge the partial"
+        r" profile with --allow-dropped$",
+        proc.stderr,
+        re.M,
+    ), proc.stderr
+    args = ("--json", tmp_path / "partial.json", "--stack-memory", "1", "--allow-dropped")
+    proc = gate(total, *args, "--", program, str(blocks), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    partial = results_of(tmp_path / "partial.json")["max-total-alloc"]
+    assert 0 < partial["measured"] < blocks * 64 and "samples were dropped" in str(partial)
+    args = ("--json", tmp_path / "whole.json", "--stack-memory", "16")
+    proc = gate(total, *args, "--", program, str(blocks), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert results_of(tmp_path / "whole.json")["max-total-alloc"]["measured"] == blocks * 64
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
