@@ -25,7 +25,7 @@ def format_leaks(leaks: list[Leak], scope: str, heap: str, nodecount: int | None
     for rank, leak in enumerate(leaks[:nodecount], 1):
         objects = f"{leak.objects:.0f} object" + ("" if round(leak.objects) == 1 else "s")
         out.append(
-            f"\n#{rank} {format_amount(leak.bytes, 'bytes')} in {objects}"
+            f"\n#{rank} {format_amount(leak.bytes, 'bytes', total)} in {objects}"
             f" ({leak.samples} sampled), allocated {leak.first_ms:.1f}-"
             f"{leak.last_ms:.1f} ms\n"
         )

@@ -120,12 +120,15 @@ def format_share(value: float, total: float) -> str:
     return f"{value * 100.0 / total + 0.0:.1f}%"  # + 0.0: no "-0.0%" for a zero value
 
 
-def format_amount(value: float, unit: str) -> str:
+def format_amount(value: float, unit: str, largest: float | None = None) -> str:
     """A value with its unit, bytes in the unit that shows them: `512 B`, `25.2 kB`,
-    `12.5 MB`, or `1234 objects`."""
+    `12.5 MB`, or `1234 objects`. With `largest`, in the unit that shows that: the one
+    unit of a list of amounts (`0.004 MB` beside `12.5 MB`)."""
     if unit == "objects":
         return f"{int(value)} objects"
+    reference = abs(value if largest is None else largest)
     for scale, name in ((MB, "MB"), (1024.0, "kB")):
-        if abs(value) >= scale / 10:
-            return f"{value / scale:.1f} {name}"
+        if reference >= scale / 10:
+            shown = value / scale
+            return f"{shown:.{1 if shown == 0 or abs(shown) >= 0.05 else 3}f} {name}"
     return f"{int(value)} B"

@@ -16,7 +16,8 @@ from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.parser import analyzers
-from mem_profiler.parser.log_analysis import NEVER, open_window_log, peak, replay
+from mem_profiler.parser.log_analysis import NEVER, Leak, open_window_log, peak, replay
+from mem_profiler.parser.report_leaks import format_leaks
 
 KiB, MiB = 1024, 1 << 20
 RATE = 1024
@@ -269,3 +270,14 @@ def test_frees_pair_with_their_allocations_across_threads(build_fixture, tmp_pat
     assert int(a.size[a.end == NEVER].sum()) == live_at_end
     times, values = replay(cap)
     assert values[-1] == live_at_end and (values >= 0).all()
+
+
+def test_a_leak_report_shows_its_amounts_in_one_unit():
+    leaks = [
+        Leak("host", ["big", "main"], 12.5 * 1024 * 1024, 100, 100, 1.0, 2.0),
+        Leak("host", ["small", "main"], 4096, 1, 1, 1.5, 1.5),
+        Leak("host", ["none", "main"], 0, 0, 0, 1.5, 1.5),
+    ]
+    text = format_leaks(leaks, "the window", "host")
+    amounts = re.findall(r"^(?:Leaks .*: |#\d )(\S+ \S+) in", text, re.M)
+    assert amounts == ["12.5 MB", "12.5 MB", "0.004 MB", "0.0 MB"]
