@@ -264,7 +264,10 @@ static uint32_t intern_str(uintptr_t obj)
 }
 
 /* The line of the instruction at code unit `unit` (3.11's location table),
- * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab. */
+ * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab.  An instruction the
+ * table gives no line (the compiler's own: exception cleanup, the implicit return)
+ * is on the last line before it, as a reader of the source would place it, and
+ * before any line on the function's first: a report never shows line -1. */
 static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, int64_t unit)
 {
     const unsigned char *p = table, *end = table + len;
@@ -287,10 +290,10 @@ static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, in
             if ((signed char)p[1] != -128)
                 line += (signed char)p[1];
             if (2 * unit >= start && 2 * unit < stop)
-                return (signed char)p[1] == -128 ? -1 : line;
+                return line;
             start = stop;
         }
-        return -1;
+        return line;
     }
     /* 3.11+: entries start with a byte of bit 7 set: code in bits 3-6, code units - 1
      * in bits 0-2; the line delta is a signed varint after codes 13 and 14, code - 10
@@ -312,12 +315,12 @@ static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, in
             line += (int32_t)code - 10;
         }
         if (unit < stop)
-            return code == 15 ? -1 : line;
+            return line;
         start = stop;
         for (p = q; p < end && !(*p & 0x80); p++)
             ;
     }
-    return -1;
+    return line;
 }
 
 /* What a code object holds that its frames' records are made of. */

@@ -212,3 +212,33 @@ def test_a_code_objects_reused_address_never_names_another_function(tmp_path, py
         totals[0] += round(objects[i])
         totals[1] += round(space[i])
     assert found == report["expected"]
+
+
+NO_LINES = """\
+def nolines():
+    kept = []
+    for _ in range(64):
+        kept.append(bytearray(1 << 20))
+    return kept
+
+
+code = nolines.__code__
+units, table = len(code.co_code) // 2, bytearray()
+while units:  # every instruction without a line: code 15 of 3.11's location table
+    table.append(0x80 | 15 << 3 | min(8, units) - 1)
+    units -= min(8, units)
+nolines.__code__ = code.replace(co_linetable=bytes(table))
+kept = nolines()
+"""
+
+
+@pytest.mark.parametrize(
+    "python", [p for p in interpreters() if p.id.endswith(("3.11", "3.12", "3.13"))]
+)
+def test_an_instruction_without_a_line_is_on_the_functions_first(python, tmp_path):
+    script = tmp_path / "nolines.py"
+    script.write_text(NO_LINES)
+    proc, (heap,) = profile_run([python, script], tmp_path / "p_", 1, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = run_parser("-f", heap, "-t", "--lines", "--alloc_space").stdout
+    assert "nolines (nolines.py:1)" in text and ":-1)" not in text, text
