@@ -278,6 +278,13 @@ static void watch_main_thread(void)
     ((void (*)(void *))memprof_real_function(&real_pthread_exit))(NULL);
 }
 
+/* Whether a window opened or closed in-process since the block last said. */
+static bool block_behind(void)
+{
+    bool capturing = atomic_load(&memprof_active_window) != 0;
+    return capturing != (block->state == MEMPROF_STATE_CAPTURING);
+}
+
 static void *control_thread(void *arg)
 {
     (void)arg;
@@ -323,7 +330,9 @@ static void *control_thread(void *arg)
             wait_for = &timeout;
         }
         bool timed_out = false;
-        if (deadline == 0 || deadline > memprof_now_ns())
+        /* not while the block is behind the window: its wake may have come before this
+         * wait began */
+        if ((deadline == 0 || deadline > memprof_now_ns()) && !block_behind())
             timed_out = futex(&block->command_seq, FUTEX_WAIT, seen, wait_for) != 0 &&
                         errno == ETIMEDOUT;
 
@@ -333,7 +342,7 @@ static void *control_thread(void *arg)
             stop_controller_window();   /* the window's time is up */
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
-        if (only_watching && timed_out && !window_ended && seq == seen)
+        if (only_watching && timed_out && !window_ended && seq == seen && !block_behind())
             continue;   /* the main thread's watch: nothing changed to publish */
         if (seq != seen) {
             seen = seq;

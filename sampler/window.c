@@ -102,8 +102,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
         if (memprof_got_arm() != 0)
             memprof_log("could not redirect the GOT: allocations are not seen");
-        if (memprof_cfg.log_mode)
-            memprof_control_wake();
+        memprof_control_wake();   /* the block says so at once (and log mode ticks) */
         rc = 0;
     }
     pthread_mutex_unlock(&window_lock);
@@ -182,6 +181,7 @@ static int write_window(bool close, char *path_out, size_t path_len)
     if (close) {
         int saved = errno;
         memprof_pymem_sync();   /* Python's allocators unwrapped */
+        memprof_control_wake();
         errno = saved;
     }
     memprof_leave();

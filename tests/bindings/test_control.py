@@ -89,6 +89,52 @@ def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path
         s.stop()
 
 
+# Its window opened at load (MEMPROF_CAPTURE=1); a line on stdin closes it through the
+# API: no controller ever asks this process anything.
+CLOSES_ITS_WINDOW = """
+import sys
+sys.stdin.readline()
+from mem_profiler import api
+api.stop()
+print("closed", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_windows_opened_in_process_are_listed_as_they_are(tmp_path):
+    """`list` reads the block without asking the process: a window the process opens or
+    closes itself (`run`'s at load, the API's) is there without a controller's call."""
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(LIBMEMPROF),
+        "MEMPROF_CAPTURE": "1",
+        "MEMPROF_PREFIX": str(tmp_path / "own_"),
+        # the interpreter's allocators left alone: wrapping them wakes the control thread
+        "MEMPROF_PYTHON": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLOSES_ITS_WINDOW],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def listed(state: str) -> bool:
+        return any(t.pid == proc.pid and t.state == state for t in list_targets())
+
+    try:
+        wait_for(lambda: listed("capturing"), what="the window opened at load to be listed")
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "closed\n"
+        wait_for(lambda: listed("idle"), what="the closed window to be listed")
+    finally:
+        proc.communicate("\n", timeout=30)
+    assert proc.returncode == 0
+    assert (tmp_path / f"own_{proc.pid}.0001.heap").is_file()
+
+
 def test_dump_without_a_window_is_refused(server):
     assert refusal("dump", "-p", str(server.pid)) == (
         f"process {server.pid} has no window open: open one with "
