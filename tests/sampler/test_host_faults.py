@@ -4,12 +4,14 @@ The sampler may then capture nothing, and says so in one sentence."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import resource
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -160,19 +162,31 @@ def test_setpriv_under_the_sampler_exits_as_without_it():
     assert subprocess.run(true, env=preload_env(), timeout=30).returncode == 0
 
 
-def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fixture):
-    """setpriv's drop in a program that goes on: the control thread is made again by
-    the program's thread after each change, so it holds the capabilities that thread
-    raised again (an older one would hold none)."""
-    exe = build_fixture("drop_privileges")
+@contextlib.contextmanager
+def dropping_privileges(build_fixture, mode: str) -> Iterator[subprocess.Popen]:
+    """The drop_privileges fixture in `mode`, preloaded; killed if still running after,
+    and the control blocks its pid may have left removed."""
     proc = subprocess.Popen(
-        [str(exe), "keepcaps"],
+        [str(build_fixture("drop_privileges")), mode],
         env=preload_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        for path in block_candidates(proc.pid):
+            Path(path).unlink(missing_ok=True)
+
+
+def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fixture):
+    """setpriv's drop in a program that goes on: the control thread is made again by
+    the program's thread after each change, so it holds the capabilities that thread
+    raised again (an older one would hold none)."""
+    with dropping_privileges(build_fixture, "keepcaps") as proc:
         assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
         threads = {
             Path(task, "comm").read_text().strip(): credentials(Path(task, "status"))
@@ -185,25 +199,12 @@ def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fi
         proc.stdin.write("done\n")
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        for path in block_candidates(proc.pid):
-            Path(path).unlink(missing_ok=True)
 
 
 def test_a_vfork_child_changing_user_leaves_its_parent_capturable(build_fixture, tmp_path):
     """A vfork child shares its parent's memory, the control thread's state included:
     its set*id call must neither end nor replace the parent's thread."""
-    exe = build_fixture("drop_privileges")
-    proc = subprocess.Popen(
-        [str(exe), "vfork"],
-        env=preload_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with dropping_privileges(build_fixture, "vfork") as proc:
         assert proc.stdout.readline() == "child 0\n"
         assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
         capture = capture_cli(proc.pid, "-s", "0.2", "-o", tmp_path / "c_")
@@ -212,9 +213,6 @@ def test_a_vfork_child_changing_user_leaves_its_parent_capturable(build_fixture,
         proc.stdin.write("done\n")
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def credentials(status: Path) -> dict[str, str]:
