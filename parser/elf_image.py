@@ -24,7 +24,7 @@ from elftools.elf.sections import NoteSection
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.core.input_files import open_regular, read_errors
-from mem_profiler.parser import llvm_symbolizer, symcache
+from mem_profiler.parser import symcache
 from mem_profiler.parser.elf_headers import ElfHeaders, read_headers
 
 # Where distributions put separate debug files (monkeypatched by tests).
@@ -340,7 +340,6 @@ class ElfImage:
         self._debuglink = _debuglink(headers.debuglink, headers.little_endian)
         self._symbols: SymbolTable | None = None
         self._dwarf: dict[type, _DwarfCache] = {}
-        self._symbolized: dict[int, llvm_symbolizer.Answer] | None = None  # read when asked
 
     @property
     def basename(self) -> str:
@@ -400,9 +399,6 @@ class ElfImage:
         """(file, line) for each vaddr from DWARF line tables, None where unknown.
 
         Raises ElfError if the DWARF data cannot be read."""
-        found = self._by_symbolizer(vaddrs)
-        if found is not None:
-            return [place for place, _ in found]
         table = self._dwarf_table(LineTable, vaddrs)
         return table.lookup(vaddrs) if table is not None else [None] * len(vaddrs)
 
@@ -410,35 +406,8 @@ class ElfImage:
         """For each vaddr, the calls inlined there, innermost first (see InlineTable.chains).
 
         Raises ElfError if the DWARF data cannot be read."""
-        found = self._by_symbolizer(vaddrs)
-        if found is not None:
-            return [chain for _, chain in found]
         table = self._dwarf_table(InlineTable, vaddrs)
         return table.chains(vaddrs) if table is not None else [[] for _ in range(len(vaddrs))]
-
-    def _by_symbolizer(self, vaddrs: np.ndarray) -> list[llvm_symbolizer.Answer] | None:
-        """What llvm-symbolizer says of vaddrs (each address asked once, its answer kept in
-        the symbol cache), or None to read the DWARF here: no llvm-symbolizer, no DWARF,
-        or it could not read it."""
-        source = self.path if self._has_lines else self.debug_path
-        if source is None or llvm_symbolizer.program() is None:
-            return None
-        key = symcache.key(self.build_id, source)
-        if self._symbolized is None:
-            cached = symcache.load(key, llvm_symbolizer.KIND) if key else None
-            self._symbolized = llvm_symbolizer.from_arrays(cached)
-        vaddrs = np.asarray(vaddrs, dtype=np.uint64)
-        new = np.setdiff1d(vaddrs, np.fromiter(self._symbolized, np.uint64))
-        if len(new):
-            found = llvm_symbolizer.resolve(source, new)
-            if found is None:
-                return None
-            self._symbolized.update(zip(new.tolist(), found, strict=True))
-            if key:
-                symcache.save(
-                    key, llvm_symbolizer.KIND, llvm_symbolizer.to_arrays(self._symbolized)
-                )
-        return [self._symbolized[a] for a in vaddrs.tolist()]
 
     def _dwarf_table(self, table_type: type[_Table], vaddrs: np.ndarray) -> _Table | None:
         """The table of type LineTable or InlineTable covering vaddrs; None without DWARF."""

@@ -25,7 +25,7 @@ from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.errors import BuildIdMismatch, ElfError
-from mem_profiler.parser import elf_image, llvm_symbolizer
+from mem_profiler.parser import elf_image
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.elf_image import ElfImage
 from mem_profiler.parser.heapfile import read_heap
@@ -919,31 +919,3 @@ def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, fixture_d
         rf"{re.escape(at['make_block'])} s=0\n +outer {re.escape(at['outer'])} s=0\n",
         raw,
     ), raw
-
-
-def test_llvm_symbolizer_and_the_dwarf_reader_agree(tmp_path, monkeypatch):
-    """Lines and inlined calls come from llvm-symbolizer where it is installed, else from
-    pyelftools: both say the same of every code address of the inlined fixture."""
-    if llvm_symbolizer.program() is None:
-        pytest.fail("llvm-symbolizer is not installed: run the tests with `make test`")
-    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "cache"))
-    exe = tmp_path / "inlined"
-    subprocess.run(
-        ["gcc", "-g", "-O2", "-fno-omit-frame-pointer", "-o", exe, INLINED_SOURCE], check=True
-    )
-    table = ElfImage(str(exe)).symbols()
-    vaddrs = np.unique(
-        np.concatenate(
-            [
-                np.arange(s, e, dtype=np.uint64)
-                for s, e in zip(table.starts, table.ends, strict=True)
-            ]
-        )
-    )
-    by_llvm = ElfImage(str(exe))
-    llvm = (by_llvm.lines(vaddrs), by_llvm.inlined(vaddrs))
-    assert by_llvm._dwarf == {}  # pyelftools never ran
-    monkeypatch.setattr(llvm_symbolizer, "program", lambda: None)
-    by_pyelftools = ElfImage(str(exe))
-    assert (by_pyelftools.lines(vaddrs), by_pyelftools.inlined(vaddrs)) == llvm
-    assert any(llvm[1]), "the fixture has inlined calls"
