@@ -20,6 +20,7 @@ from cffi import FFI
 
 from mem_profiler import defaults, procfs
 from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.program_kind import program_kind, unloadable_reason
 
 SEGMENT_DIR = "/dev/shm"
 SEGMENT_PREFIX = "mem_profiler."
@@ -350,6 +351,8 @@ class ControlBlock:
 
 
 def no_sampler_message(pid: int) -> str:
+    if unloadable := unloadable_reason(program_kind(procfs.exe_file(pid))):
+        return f"process {pid} {unloadable}"
     return (
         f"process {pid} does not have the sampler loaded: load it now with "
         f"`mem_profiler -p {pid} --attach`, or start the program with "

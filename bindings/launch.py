@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mem_profiler import defaults
 from mem_profiler.core.file_names import absolute_prefix, heap_file_pattern
+from mem_profiler.core.program_kind import GO_EXIT, ProgramKind, command_kind, unloadable_reason
 from mem_profiler.sampler_lib import library_path
 
 
@@ -83,6 +84,22 @@ class RunResult:
             if m := pattern.match(path.name):
                 found.setdefault(int(m[1]), {})[m[3] or "host"] = path
         return found
+
+    def missing_profile(self, command: str, idle: bool) -> str | None:
+        """Why `command` wrote no profile, where it should have and did not say why."""
+        if self.heap_files:
+            return None
+        kind = command_kind(command)
+        if unloadable := unloadable_reason(kind):
+            return f"no profile of {command}, which {unloadable}"
+        if self.failures or idle:
+            return None
+        if kind is ProgramKind.GO:
+            return f"{command} {GO_EXIT}"
+        return (
+            f"{command} wrote no profile (it ended without running exit handlers, "
+            "e.g. killed or _exit)"
+        )
 
 
 def check_output_folder(prefix: str) -> Path:

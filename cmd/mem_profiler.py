@@ -306,12 +306,8 @@ def run(
         )
     for failure in result.failures:
         click.echo(f"mem_profiler: {failure}", err=True)
-    if not result.heap_files and not result.failures and not idle:
-        click.echo(
-            f"mem_profiler: {command[0]} wrote no profile (it ended without running "
-            "exit handlers, e.g. killed or _exit)",
-            err=True,
-        )
+    if missing := result.missing_profile(command[0], idle):
+        click.echo(f"mem_profiler: {missing}", err=True)
     # A profile that could not be written fails the run, even where the program did not.
     sys.exit(result.exit_code or (1 if result.failures else 0))
 

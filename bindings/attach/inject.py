@@ -30,6 +30,7 @@ from mem_profiler.attach import ptrace
 from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
 from mem_profiler.core.input_files import open_regular
 from mem_profiler.core.memory_map import MemoryMapping
+from mem_profiler.core.program_kind import program_kind, unloadable_reason
 
 RTLD_NOW, RTLD_LOCAL, RTLD_DLOPEN = 2, 0, 0x80000000
 _MEMORY_SYSCALLS = {9, 10, 11, 12, 25, 28}  # mmap mprotect munmap brk mremap madvise
@@ -112,14 +113,13 @@ def check_attachable(pid: int) -> None:
         )
     if platform.machine() != "x86_64":
         raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
+    exe = procfs.exe_file(pid)
     try:
-        with open_regular(procfs.exe_file(pid), "a program", AttachError) as f:
+        with open_regular(exe, "a program", AttachError) as f:
             head = f.read(64)
-            f.seek(0)
-            has_interpreter = any(
-                seg["p_type"] == "PT_INTERP" for seg in ELFFile(f).iter_segments()
-            )
-    except (OSError, ELFError, AttachError):
+        if len(head) < 20:
+            raise AttachError("too short")
+    except (OSError, AttachError):
         raise AttachError(f"cannot read the program of process {pid}") from None
     elf_class, machine = head[4], int.from_bytes(head[18:20], "little")
     if elf_class != 2 or machine != 62:
@@ -129,11 +129,9 @@ def check_attachable(pid: int) -> None:
             f"process {pid} is a {bits}{name} program: the sampler is built for "
             "64-bit x86-64 programs only"
         )
-    if not has_interpreter and not any(_LOCKING_CODE.search(m.path) for m in read_maps(pid)):
-        raise AttachError(
-            f"process {pid} is statically linked: it has no dynamic loader to load "
-            "the sampler with; link it dynamically to profile it"
-        )
+    unloadable = unloadable_reason(program_kind(exe))
+    if unloadable and not any(_LOCKING_CODE.search(m.path) for m in read_maps(pid)):
+        raise AttachError(f"process {pid} {unloadable}")
 
 
 def _is_descendant(pid: int) -> bool:

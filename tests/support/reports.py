@@ -50,11 +50,12 @@ def flame_values(page: str) -> dict[str, float]:
     return found
 
 
-def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    """The real `go tool pprof`, kept off the network and out of the user's home."""
+def go_environment(tmp_path: Path) -> dict[str, str]:
+    """The environment of the real `go` command, kept off the network and out of the
+    user's home."""
     home = tmp_path / "gohome"
     home.mkdir(exist_ok=True)
-    env = dict(
+    return dict(
         os.environ,
         HOME=str(home),
         GOCACHE=str(home / "cache"),
@@ -64,6 +65,11 @@ def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
         GOTOOLCHAIN="local",
         PPROF_TMPDIR=str(home),
     )
+
+
+def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    """The real `go tool pprof`."""
+    env = go_environment(tmp_path)
     return subprocess.run(
         ["go", "tool", "pprof", *map(str, args)],
         capture_output=True,

@@ -1,0 +1,103 @@
+"""Go programs and statically linked ones, built by the real Go toolchain and gcc: what
+`run`, `-p` and `dump` say of them (tests/fixtures/go/)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.paths import FIXTURES, MEM_PROFILER
+from support.profiling import SITES_EXACT, capture_cli, profile_run
+from support.reports import go_environment
+
+GO_FIXTURES = FIXTURES / "go"
+BLOCKS = 300  # cgo_blocks.go: malloc(4096) each, from main.main through cgo
+
+NO_LOADER = "it has no dynamic loader to load the sampler with"
+
+
+@pytest.fixture(scope="module")
+def go_build(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("go")
+    env = go_environment(folder)
+
+    def build(name: str, cgo: bool) -> Path:
+        out = folder / name
+        subprocess.run(
+            ["go", "build", "-o", str(out), str(GO_FIXTURES / f"{name}.go")],
+            env=dict(env, CGO_ENABLED="1" if cgo else "0"),
+            check=True,
+            timeout=300,
+        )
+        return out
+
+    return build
+
+
+def started(argv: list[str | Path]) -> subprocess.Popen:
+    """A program that prints "ready" and waits for a line on stdin, once it is ready."""
+    proc = subprocess.Popen(
+        [str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("ready")
+    return proc
+
+
+def finish(proc: subprocess.Popen) -> int:
+    proc.communicate("\n", timeout=60)
+    return proc.returncode
+
+
+def test_static_programs_are_named_in_run(go_build, build_fixture, tmp_path):
+    go = go_build("static_wait", cgo=False)
+    proc = subprocess.run(
+        [MEM_PROFILER, "run", "-o", str(tmp_path / "x_"), "--", go],
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout) == (0, "ready\n")
+    assert proc.stderr == (
+        f"mem_profiler: no profile of {go}, which is a statically linked Go program: "
+        f"{NO_LOADER}, and Go's own heap never calls malloc; build it with cgo to see its "
+        "C allocations, and use Go's pprof for its Go heap\n"
+    )
+    c = build_fixture("sites", "-static", output="sites_static")
+    proc, files = profile_run([c, *SITES_EXACT], tmp_path / "c_")
+    assert (proc.returncode, files) == (0, [])
+    assert proc.stderr == (
+        f"mem_profiler: no profile of {c}, which is statically linked: {NO_LOADER}; "
+        "link it dynamically to profile it\n"
+    )
+
+
+def test_running_static_program_is_named_by_every_command(go_build):
+    target = started([go_build("static_wait", cgo=False)])
+    try:
+        sentence = (
+            f"mem_profiler: process {target.pid} is a statically linked Go program: {NO_LOADER}"
+        )
+        for args in (["-s", "1"], ["--attach", "-s", "1"]):
+            refused = capture_cli(target.pid, *args)
+            assert refused.returncode == 1 and refused.stderr.startswith(sentence), refused.stderr
+        refused = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", str(target.pid)], capture_output=True, text=True
+        )
+        assert refused.returncode == 1 and refused.stderr.startswith(sentence), refused.stderr
+    finally:
+        assert finish(target) == 0
+
+
+def test_cgo_program_says_why_it_wrote_no_profile(go_build, tmp_path):
+    exe = go_build("cgo_blocks", cgo=True)
+    proc, files = profile_run([exe, str(BLOCKS), "exit"], tmp_path / "x_")
+    assert (proc.returncode, proc.stdout, files) == (0, f"ready {BLOCKS}\n", [])
+    assert proc.stderr.startswith(
+        f"mem_profiler: {exe} is a Go program: it leaves through exit_group without "
+        "running exit handlers, so no profile is written at its end; take one while it "
+        "runs (`mem_profiler dump -p PID`"
+    ), proc.stderr
+
