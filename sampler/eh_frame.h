@@ -13,6 +13,8 @@ enum unwind_rule_kind {
     RULE_SIGRETURN,   /* glibc's __restore_rt: the interrupted registers are in the
                          ucontext at rsp */
     RULE_LIBUNWIND,   /* beyond what the fields can say: libunwind walks the stack */
+    RULE_FRAME_POINTER, /* Go code, which has no unwind information but always keeps
+                           frame pointers, maybe on another stack (a goroutine's) */
 };
 
 /* rule.flags */

@@ -9,8 +9,10 @@
  *   three loads.  A signal frame is recognised by glibc's sigreturn
  *   trampoline and continued from its ucontext; the walk ends at an undefined
  *   return address (_start, clone3) and at code with no unwind information
- *   (JIT code).  A rule the table cannot hold (a CFA kept in rbx, as in the
- *   loader's lazy-binding trampoline) hands the whole stack to libunwind.
+ *   (JIT code), except Go's, which has none but always keeps frame pointers:
+ *   those are followed, from runtime.asmcgocall onto the goroutine's stack.
+ *   A rule the table cannot hold (a CFA kept in rbx, as in the loader's
+ *   lazy-binding trampoline) hands the whole stack to libunwind.
  * libunwind: unw_backtrace for the whole stack.
  * fp: frame pointers alone; fastest, but it stops at the first frame without
  *   one and loses what is above it.
@@ -151,6 +153,27 @@ static const ElfW(Phdr) *segment_of(const struct dl_phdr_info *info, uintptr_t a
     return NULL;
 }
 
+/* Whether the object was linked by the Go toolchain: its build-id note. */
+static bool is_go_object(const struct dl_phdr_info *info)
+{
+    static const char owner[4] = "Go";
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE || segment_of(info, info->dlpi_addr + ph->p_vaddr) == NULL)
+            continue;
+        const uint8_t *note = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        for (ElfW(Word) at = 0; at + sizeof(ElfW(Nhdr)) <= ph->p_filesz;) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)(note + at);
+            at += sizeof *n;
+            if (n->n_namesz == sizeof owner && n->n_type == 4 /* Go build-id */ &&
+                at + sizeof owner <= ph->p_filesz && memcmp(note + at, owner, sizeof owner) == 0)
+                return true;
+            at += ((n->n_namesz + 3) & ~3u) + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    return false;
+}
+
 static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
 {
     struct rule_search *s = arg;
@@ -178,6 +201,8 @@ static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
             s->rule = memprof_eh_frame_rule(hdr, lo, lo + tables->p_memsz, s->pc, s->is_return);
         }
     }
+    if (s->rule.kind == RULE_NONE && is_go_object(info))
+        s->rule.kind = RULE_FRAME_POINTER;
     return 1;
 }
 
@@ -403,6 +428,25 @@ static bool step_signal(struct memprof_stack_range *s, struct frame *f)
     return true;
 }
 
+/* Go code: the caller's rbp and return address are at rbp.  Below the C code it
+ * called (runtime.asmcgocall) rbp is that of the goroutine's stack. */
+static bool step_frame_pointer(struct memprof_stack_range *s, struct frame *f)
+{
+    struct memprof_stack_range other;
+    if (!in_stack(f->bp, s)) {
+        if (!stack_of(f->bp, &other))
+            return false;
+        *s = other;
+    } else if (f->bp < f->sp) {
+        return false;   /* a caller's frame lies above its callee's */
+    }
+    uintptr_t ra, bp;
+    if (!read_stack(s, f->bp + sizeof(uintptr_t), &ra) || !read_stack(s, f->bp, &bp))
+        return false;
+    *f = (struct frame){ra, f->bp + 2 * sizeof(uintptr_t), bp, true};
+    return true;
+}
+
 /* The depth, or -1 when a frame needs libunwind. */
 static int rule_walk(uintptr_t *out, int max)
 {
@@ -443,6 +487,9 @@ static int rule_walk(uintptr_t *out, int max)
                 break;
         } else if (rule.kind == RULE_SIGRETURN) {
             if (!step_signal(&stack, &f))
+                break;
+        } else if (rule.kind == RULE_FRAME_POINTER) {
+            if (!step_frame_pointer(&stack, &f))
                 break;
         } else if (rule.kind == RULE_LIBUNWIND) {
             return -1;

@@ -1,5 +1,6 @@
 """Go programs and statically linked ones, built by the real Go toolchain and gcc: what
-`run`, `-p` and `dump` say of them (tests/fixtures/go/)."""
+`run`, `-p` and `dump` say of them, and cgo stacks unwound through runtime.asmcgocall
+into the Go frames that made the call (tests/fixtures/go/)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from support.paths import FIXTURES, MEM_PROFILER
-from support.profiling import SITES_EXACT, capture_cli, profile_run
+from support.profiling import SITES_EXACT, capture_cli, profile_run, run_parser
 from support.reports import go_environment
 
 GO_FIXTURES = FIXTURES / "go"
 BLOCKS = 300  # cgo_blocks.go: malloc(4096) each, from main.main through cgo
+BLOCK = 4096
 
 NO_LOADER = "it has no dynamic loader to load the sampler with"
 
@@ -101,3 +103,31 @@ def test_cgo_program_says_why_it_wrote_no_profile(go_build, tmp_path):
         "runs (`mem_profiler dump -p PID`"
     ), proc.stderr
 
+
+def test_cgo_stacks_go_on_into_the_go_frames(go_build, tmp_path):
+    """Every block counted (-c 1) under the Go frames that called C: main.main and the
+    cgo wrapper, above runtime.asmcgocall and the C function."""
+    exe = go_build("cgo_blocks", cgo=True)
+    run = started(
+        [MEM_PROFILER, "run", "-c", "1", "-o", tmp_path / "x_", "--", exe, BLOCKS, "wait"]
+    )
+    try:
+        pids = subprocess.run(
+            ["pgrep", "-P", str(run.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert len(pids) == 1
+        dumped = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", pids[0]], capture_output=True, text=True, timeout=30
+        )
+        assert dumped.returncode == 0, dumped.stderr
+    finally:
+        assert finish(run) == 0
+    (heap,) = dumped.stdout.split()
+    collapsed = run_parser("-f", heap, "-p", exe, "--collapsed")
+    assert collapsed.returncode == 0, collapsed.stderr
+    stacks = dict(line.rsplit(" ", 1) for line in collapsed.stdout.splitlines())
+    blocks = {stack: int(v) for stack, v in stacks.items() if stack.endswith(";grab_block")}
+    assert list(blocks.values()) == [BLOCKS * BLOCK], collapsed.stdout
+    (stack,) = blocks
+    assert ";main.main;main._Cfunc_grab_block.abi0;runtime.asmcgocall.abi0;" in stack, stack
+    assert stack.startswith("runtime.goexit.abi0;runtime.main;"), stack
