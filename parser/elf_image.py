@@ -367,6 +367,11 @@ class ElfImage:
         """The separate debug file for this object, if one is installed."""
         return find_debug_file(self.path, self.build_id, self._debuglink)
 
+    @property
+    def stripped(self) -> bool:
+        """No .symtab here nor in a debug file: only the functions it exports are named."""
+        return not self._has_symtab and self.debug_path is None
+
     def symbols(self) -> SymbolTable:
         """FUNC symbols from .symtab (here or in the debug file), else from .dynsym.
 

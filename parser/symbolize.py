@@ -551,10 +551,14 @@ class _Resolver:
             self.warnings.append(f"{e} Its frames stay unresolved.")
             func_of[sel] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs.tolist()])
             return
-        if not symbols.names:
+        unnamed = len(found) - int(found.sum())
+        # A stripped library still names what it exports, as Debian ships them all; the
+        # program's own functions are mostly static.
+        if unnamed and image.stripped and (image is self.exe or not symbols.names):
             self.warnings.append(
-                f"{image.path} has no symbol table, frames stay addresses"
-                " (a separate debug file would name them: none is installed)."
+                f"{image.path} has no symbol table and no separate debug file is installed:"
+                f" {unnamed} of its code addresses stay {label}+0x… (its debug symbols, or"
+                " an unstripped build given with -p, would name them)."
             )
         sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
         mangled = [symbols.names[s] for s in sym_ids.tolist()]
