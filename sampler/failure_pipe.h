@@ -1,4 +1,5 @@
-/* Dumps that could not be written, told to `mem_profiler run` (failure_pipe.c). */
+/* Captures that could not start and dumps that could not be written, told to
+ * `mem_profiler run` (failure_pipe.c). */
 #ifndef MEMPROF_FAILURE_PIPE_H
 #define MEMPROF_FAILURE_PIPE_H
 

@@ -3,6 +3,7 @@
  * the open window's files written. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "control.h"
@@ -54,8 +55,14 @@ __attribute__((constructor(102))) static void process_init(void)
     if (memprof_cfg.control)
         memprof_control_init();
     if (memprof_cfg.capture_at_load &&
-        memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0)
-        memprof_log("could not start capturing: %s", strerror(errno));
+        memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "could not start capturing: %s%s", strerror(errno),
+                 errno == ENOMEM ? " (the sampler's tables do not fit under the process's "
+                                   "memory limit: raise `ulimit -v`, or lower --stack-memory)"
+                                 : "");
+        memprof_report_failure(why);
+    }
 }
 
 __attribute__((destructor)) static void process_fini(void)

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER
@@ -147,6 +148,42 @@ def test_a_file_limit_below_the_dump_keeps_the_hosts_status_and_output(build_fix
         ".0001.heap: File too large"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# --- an address-space limit --------------------------------------------------------
+
+AS_LIMIT = 200 << 20  # room for mem_profiler and a small program; not for 512 MiB of tables
+
+
+def test_an_address_space_limit_below_the_tables_is_told_by_run(build_fixture, tmp_path):
+    """`run` under `ulimit -v`: the window cannot open, and run says why (not "killed or
+    _exit"), passing the program's own status through; with the tables' budget lowered
+    as it advises, the same limit lets the capture through."""
+    exe = build_fixture("host_exit")
+    argv = [str(exe), "200", "4000"]
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    def run(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/r_", *options, "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT)),
+        )
+
+    refused = run()
+    assert (refused.returncode, refused.stdout) == (plain.returncode, plain.stdout) == (7, ANY)
+    assert refused.stderr == (
+        "mem_profiler: could not start capturing: Cannot allocate memory (the sampler's "
+        "tables do not fit under the process's memory limit: raise `ulimit -v`, or lower "
+        "--stack-memory)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    captured = run("--stack-memory", "16")
+    assert (captured.returncode, captured.stdout) == (plain.returncode, plain.stdout)
+    (heap,) = tmp_path.iterdir()
+    assert captured.stderr == f"mem_profiler: wrote {heap}\n"
 
 
 # --- a change of user ---------------------------------------------------------------
