@@ -165,6 +165,18 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     help="Log mode: write memory over time (each heap, RSS, marks, the peak) as an SVG file.",
 )
 @click.option(
+    "--events-csv",
+    metavar="CSV",
+    help="Log mode: write every event (allocation, free, mark, step) as a row of a CSV"
+    " file, with its stacks as text.",
+)
+@click.option(
+    "--events-db",
+    metavar="DB",
+    help="Log mode: write every event as a row of an SQLite database (the schema is in"
+    " docs/log-mode.md).",
+)
+@click.option(
     "--at",
     "at_ms",
     type=MILLISECONDS,
@@ -228,10 +240,13 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         raise UserError(f"choose one log report, not {' and '.join(reports)}.")
     if query.start_index is not None and query.mark_leaks is None:
         raise UserError("--start-index goes with --mark-leaks TEXT.")
-    if query.timeline is not None and not reports and not streams and not files:
+    if query.own_files and not reports and not streams and not files:
         if output is not None:
-            raise UserError("-o is for a report (-t, --at, ...); --timeline takes its own path.")
-        return _build(heap_file, flags, "inuse_space", [])  # the timeline alone
+            takes = "takes its own path" if len(query.own_files) == 1 else "take their own paths"
+            raise UserError(
+                f"-o is for a report (-t, --at, ...); {' and '.join(query.own_files)} {takes}."
+            )
+        return _build(heap_file, flags, "inuse_space", [])  # their files alone
     if reports and flags["base"] is not None:
         raise UserError("--base compares two .heap files; it does not apply to log reports.")
     if flags["jeprof"] is not None and flags["base"] is not None:
@@ -280,7 +295,8 @@ def _names_frames(flags: dict) -> bool:
     alone, which writes the addresses as they are."""
     streams, files = _outputs(flags)
     jeprof_alone = not streams and [fmt for fmt, _ in files] == ["jeprof"]
-    return not jeprof_alone or any(flags[name] for name in ("focus", "ignore", "timeline"))
+    names = ("focus", "ignore", "timeline", "events_csv", "events_db")
+    return not jeprof_alone or any(flags[name] for name in names)
 
 
 def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -> Request:

@@ -1,7 +1,7 @@
 """Offline analyses of a capture made with --mode log, with the API msMemScope's users know:
 
     from mem_profiler.parser import analyzers
-    analyzers.list_analyzers()                # ['leaks', 'window_leaks', 'peak', 'timeline']
+    analyzers.list_analyzers()        # ['leaks', 'window_leaks', 'peak', 'timeline', 'export']
     analyzers.get_analyzer_config("leaks")    # its parameters
     analyzers.check_leaks("/tmp/x_4242.0001.heap", mstx_info="step start", start_index=0)
     analyzers.analyze("leaks", input_path=..., mstx_info="step start", start_index=0)
@@ -66,6 +66,28 @@ def timeline(input_path: PathLike, output: PathLike, *, program: str | None = No
     return os.fspath(output)
 
 
+def export_events(
+    input_path: PathLike,
+    output: PathLike,
+    *,
+    data_format: str = "csv",
+    binary: PathLike | None = None,
+) -> str:
+    """msMemScope's --data-format: every event of the capture as a row of a CSV file
+    (`csv`) or an SQLite database (`db`), written to `output`; returns its path."""
+    if data_format not in ("csv", "db"):
+        raise UserError(f"data_format {data_format!r}: one of csv, db.")
+    path = os.fspath(output)
+    pipeline.write_event_tables(
+        _open(input_path, None),
+        lambda message: warnings.warn(message.removeprefix("warning: "), stacklevel=3),
+        csv_path=path if data_format == "csv" else None,
+        db_path=path if data_format == "db" else None,
+        program=None if binary is None else os.fspath(binary),
+    )
+    return path
+
+
 @dataclass(frozen=True)
 class _Param:
     required: bool
@@ -98,6 +120,15 @@ _ANALYZERS: dict[str, tuple[Callable[..., Any], dict[str, _Param]]] = {
             "input_path": _Param(True, _INPUT),
             "output": _Param(True, "the SVG file to write"),
             "program": _Param(False, "the program's name in the title [default: the .heap's exe]"),
+        },
+    ),
+    "export": (
+        export_events,
+        {
+            "input_path": _Param(True, _INPUT),
+            "output": _Param(True, "the CSV or SQLite file to write"),
+            "data_format": _Param(False, "csv or db [default: csv]"),
+            "binary": _Param(False, _BINARY),
         },
     ),
 }

@@ -122,24 +122,41 @@ def open_window_log(path: str | os.PathLike[str], heap: str | None = None) -> Wi
 
 
 def pair_frees(log: EventLog) -> Allocations:
-    """Each allocation with its end, in time order: events at one (heap, address)
-    alternate between allocation and free in time (the sampler stamps a free before
-    the address can be handed out again; threads' events are written in runs, so the
-    file's order is not time's)."""
+    """Each allocation with its end (see _sorted_ends), in time order."""
     ev = log.events
-    key = ev["heap"].astype(np.uint64) << np.uint64(56) | ev["address"]
-    order = np.lexsort((ev["type"] == ALLOC, ev["time_ns"], key))  # a free first in a tie
-    key, kind, times = key[order], ev["type"][order], ev["time_ns"][order]
-    is_alloc = kind == ALLOC
-    end = np.full(len(ev), NEVER, np.int64)
-    ended = np.flatnonzero(is_alloc[:-1] & (key[:-1] == key[1:]))
-    end[ended] = times[ended + 1]
+    order, end = _sorted_ends(ev)
+    is_alloc = ev["type"][order] == ALLOC
     made = order[is_alloc]
     seq = np.argsort(ev["time_ns"][made], kind="stable")
     chosen = ev[made[seq]]
     return Allocations(
         chosen["heap"], chosen["stack"], chosen["size"], chosen["time_ns"], end[is_alloc][seq]
     )
+
+
+def event_ends(events: np.ndarray) -> np.ndarray:
+    """Per event, in the log's order: an allocation's end (see _sorted_ends), NEVER for
+    the others."""
+    order, end = _sorted_ends(events)
+    by_event = np.empty_like(end)
+    by_event[order] = end
+    return by_event
+
+
+def _sorted_ends(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The events ordered by (heap, address, time), and for each allocation among them
+    its end: its free, or a later allocation at the same address (whose free was lost);
+    NEVER when live at the end of the log. Events at one (heap, address) alternate
+    between allocation and free in time (the sampler stamps a free before the address
+    can be handed out again; threads' events are written in runs, so the file's order is
+    not time's)."""
+    key = ev["heap"].astype(np.uint64) << np.uint64(56) | ev["address"]
+    order = np.lexsort((ev["type"] == ALLOC, ev["time_ns"], key))  # a free first in a tie
+    key, kind, times = key[order], ev["type"][order], ev["time_ns"][order]
+    end = np.full(len(ev), NEVER, np.int64)
+    ended = np.flatnonzero((kind[:-1] == ALLOC) & (key[:-1] == key[1:]))
+    end[ended] = times[ended + 1]
+    return order, end
 
 
 def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from mem_profiler.core.errors import BuildIdMismatch, UserError
 from mem_profiler.core.profile import Failure, Foreign, HeapProfile
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser import log_analysis as analysis
+from mem_profiler.parser import log_export
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.diff import subtract
@@ -35,7 +36,7 @@ from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.log_analysis import MS, Leak, LeakSet
+from mem_profiler.parser.log_analysis import MS, Leak, LeakSet, WindowLog
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
 from mem_profiler.parser.report_jeprof import format_jeprof
@@ -110,6 +111,8 @@ class LogQuery:
     """Which reports of a capture's event log to write (mem_parser's log options)."""
 
     timeline: str | None = None  # the path of its SVG
+    events_csv: str | None = None  # the path of its events as CSV
+    events_db: str | None = None  # ... and as an SQLite database
     at_ms: float | None = None
     peak: bool = False
     between: tuple[str, str] | None = None
@@ -135,6 +138,16 @@ class LogQuery:
     @property
     def leaks(self) -> bool:
         return self.window_leaks or self.mark_leaks is not None
+
+    @property
+    def own_files(self) -> list[str]:
+        """The options given that write files of their own, beside any report."""
+        given = (
+            ("--timeline", self.timeline),
+            ("--events-csv", self.events_csv),
+            ("--events-db", self.events_db),
+        )
+        return [flag for flag, path in given if path is not None]
 
 
 def load(
@@ -251,6 +264,15 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
         say(f"warning: {warning}")
     if query.timeline is not None:
         write_output(query.timeline, format_timeline(window_log, request.title).encode())
+    if query.events_csv is not None or query.events_db is not None:
+        write_event_tables(
+            window_log,
+            say,
+            csv_path=query.events_csv,
+            db_path=query.events_db,
+            program=request.binary,
+            allow_mismatch=request.allow_mismatch,
+        )
     if not query.reports and request.outputs:
         write_reports(request, say, window_log.profile)  # None: no .heap, read_heap says so
     if query.leaks:
@@ -314,6 +336,33 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             say,
             profile,
         )
+
+
+def write_event_tables(
+    cap: WindowLog,
+    say: Say,
+    *,
+    csv_path: str | None = None,
+    db_path: str | None = None,
+    program: str | None = None,
+    allow_mismatch: bool = False,
+) -> None:
+    """The log's events as CSV and/or SQLite (log_export), stacks named against
+    `program` (default: the one the .heap names; raw addresses without either)."""
+    program = program or (cap.profile.exe if cap.profile is not None else None)
+    texts = log_export.stack_texts(cap, None)
+    if program is not None:
+        sym = load(
+            Request(binary=program, lines=True, allow_mismatch=allow_mismatch),
+            log_export.stacks_profile(cap),
+        )
+        for warning in sym.warnings:
+            say(f"warning: {warning}")
+        texts = log_export.stack_texts(cap, sym)
+    if csv_path is not None:
+        write_output(csv_path, log_export.csv_pieces(cap, texts))
+    if db_path is not None:
+        write_output(db_path, log_export.sqlite_bytes(cap, texts, program))
 
 
 def rank_leaks(
