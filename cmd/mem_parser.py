@@ -193,6 +193,20 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     " still live at MARK_B).",
 )
 @click.option(
+    "--compare-steps",
+    nargs=2,
+    type=int,
+    metavar="N M",
+    help="Log mode: what step N allocated and still held at its end, less what step M"
+    " did (inuse_space by default; --alloc_space: what each allocated), by stack.",
+)
+@click.option(
+    "--step-mark",
+    metavar="TEXT",
+    help="With --compare-steps: steps are the ranges between occurrences of mark TEXT,"
+    " numbered from 0, instead of the step records.",
+)
+@click.option(
     "--leaks",
     "window_leaks",
     is_flag=True,
@@ -240,6 +254,8 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         raise UserError(f"choose one log report, not {' and '.join(reports)}.")
     if query.start_index is not None and query.mark_leaks is None:
         raise UserError("--start-index goes with --mark-leaks TEXT.")
+    if query.step_mark is not None and query.compare_steps is None:
+        raise UserError("--step-mark goes with --compare-steps N M.")
     if query.own_files and not reports and not streams and not files:
         if output is not None:
             takes = "takes its own path" if len(query.own_files) == 1 else "take their own paths"
@@ -269,7 +285,12 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
     indexes = [name for name in SAMPLE_INDEXES if flags[name]]
     if len(indexes) > 1:
         raise UserError(f"choose one sample index, not {' and '.join('--' + i for i in indexes)}.")
-    if reports:  # --at, --peak or --between: a profile of the log, reported as a .heap's
+    if query.compare_steps is not None and flags["jeprof"] is not None:
+        raise UserError(
+            "--jeprof writes one profile's samples, whose counts cannot be negative; the"
+            " difference of two steps goes to -t, -s, --collapsed, --json, --flame or --pprof."
+        )
+    if reports:  # --at, --peak, --between, --compare-steps: a profile of the log
         if len(streams) > 1:
             raise UserError("choose one of -t, -s, --collapsed, --json for -o/stdout.")
         streams = streams or ([] if files else ["text"])

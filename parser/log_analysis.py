@@ -229,6 +229,49 @@ def between(cap: WindowLog, first: str, second: str) -> tuple[HeapProfile, Mark,
     return _profile(cap, made, made & (a.end > end.time_ns)), start, end
 
 
+@dataclass
+class Step:
+    """A step of the log: from its start mark to the next step's start (or the log's end)."""
+
+    label: str  # "step 3", or "'step start' #2" for the occurrences of a mark
+    start_ns: int
+    end_ns: int
+
+
+def step(log: EventLog, number: int, mark: str | None = None) -> Step:
+    """Step `number`: by its step record (memprof_step(), mem_profiler.step()), or where
+    `mark` is given, the range from occurrence `number` of that mark (from 0, as
+    --start-index) to the next."""
+    if mark is None:
+        starts = [m for m in log.marks if m.kind == "step"]
+        if not starts:
+            raise UserError(
+                "the log has no steps (memprof_step(), mem_profiler.step()): count them by a"
+                f" mark with --step-mark TEXT; {_known_marks(log)}"
+            )
+        found = [k for k, m in enumerate(starts) if m.id == number]
+        label, known = f"step {number}", f"{starts[0].id}-{starts[-1].id}"
+    else:
+        starts = occurrences(log, mark)
+        if not starts:
+            _find_mark(log, mark, after=None)  # says which marks there are
+        found = [number] if number < len(starts) else []
+        label, known = f"{mark!r} #{number}", f"#0-#{len(starts) - 1}"
+    if not found:
+        raise UserError(f"no {label} in the log: its steps are {known}.")
+    k = found[0]
+    end = starts[k + 1].time_ns if k + 1 < len(starts) else log.end_ns
+    return Step(label, starts[k].time_ns, end)
+
+
+def kept_by_step(cap: WindowLog, s: Step) -> HeapProfile:
+    """The allocations made during a step (accum counts), and those of them still live
+    at its end (cur counts): what the step kept."""
+    a = cap.allocs
+    made = (a.start >= s.start_ns) & (a.start < s.end_ns)
+    return _profile(cap, made, made & (a.end > s.end_ns))
+
+
 def window_leaks(cap: WindowLog) -> LeakSet:
     """Sampled allocations of the window still live at its end (the end of the log)."""
     return _leaks(cap, cap.allocs.end == NEVER, f"the window (0.0-{cap.log.end_ns / MS:.1f} ms)")

@@ -75,6 +75,7 @@ class Request:
     heap_file: str = ""  # the .heap file to read, unless the profile is given to load
     binary: str | None = None  # the program that ran; None: the one the profile names
     base: str | None = None  # report heap_file - base
+    base_profile: HeapProfile | None = None  # ... or - this profile, built from a log
     index: str = "inuse_space"
     lines: bool = False  # nodes are source lines
     file_lines: bool = False  # resolve file:line even if nodes are functions (pprof)
@@ -116,6 +117,8 @@ class LogQuery:
     at_ms: float | None = None
     peak: bool = False
     between: tuple[str, str] | None = None
+    compare_steps: tuple[int, int] | None = None  # (N, M): kept by step N - by step M
+    step_mark: str | None = None  # steps are the occurrences of this mark, not step records
     window_leaks: bool = False
     mark_leaks: str | None = None
     start_index: int | None = None
@@ -129,6 +132,7 @@ class LogQuery:
                 ("--at", self.at_ms is not None),
                 ("--peak", self.peak),
                 ("--between", self.between is not None),
+                ("--compare-steps", self.compare_steps is not None),
                 ("--leaks", self.window_leaks),
                 ("--mark-leaks", self.mark_leaks is not None),
             )
@@ -179,7 +183,9 @@ def _symbolized(request: Request, profile: HeapProfile, merge: bool) -> Symboliz
         "merge": merge,
     }
     sym = symbolize(profile, binary, **options)
-    if request.base is not None:
+    if request.base_profile is not None:
+        sym = subtract(sym, symbolize(request.base_profile, binary, **options))
+    elif request.base is not None:
         try:
             old = symbolize(read_heap(request.base), binary, **options)
         except BuildIdMismatch as e:
@@ -206,7 +212,7 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     choose the stacks of a raw one (RAW_FORMATS)."""
     profile = read_heap(request.heap_file) if profile is None else profile
     raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
-    if raw and request.base is not None:  # mem_parser refuses it (cmd/mem_parser.py)
+    if raw and (request.base or request.base_profile):  # mem_parser refuses it (cmd/)
         raise ValueError(f"{raw[0]} is one profile's samples, not a difference")
     sym, keep = None, None
     if len(raw) < len(request.outputs) or request.focus or request.ignore:
@@ -324,6 +330,20 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             ),
             say,
             analysis.live_at(window_log, round(query.at_ms * MS)),
+        )
+    elif query.compare_steps is not None:
+        new, old = (analysis.step(window_log.log, n, query.step_mark) for n in query.compare_steps)
+        write_reports(
+            dataclasses.replace(
+                request,
+                context=f"Kept by {new.label} ({new.start_ns / MS:.1f}-{new.end_ns / MS:.1f} ms)"
+                f" less kept by {old.label} ({old.start_ns / MS:.1f}-{old.end_ns / MS:.1f} ms),"
+                f" {window_log.heap_name} heap: what the one step allocated and still held at"
+                " its end, beyond the other",
+                base_profile=analysis.kept_by_step(window_log, old),
+            ),
+            say,
+            analysis.kept_by_step(window_log, new),
         )
     elif query.between is not None:
         profile, start, end = analysis.between(window_log, *query.between)

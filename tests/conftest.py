@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from standins.build import INCLUDE, build_standins
 from support.paths import FIXTURES, LIBMEMPROF
 from support.profiling import SITES_EXACT, profile_run
 from support.targets import Server
@@ -41,6 +42,22 @@ def build_fixture(fixture_dir: Path):
         return out
 
     return build
+
+
+@pytest.fixture(scope="session")
+def log_steps_exe(build_fixture, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/log_steps.c, linked against the mstx and NVTX stand-ins."""
+    libs = tmp_path_factory.mktemp("standins")
+    build_standins(libs)
+    return build_fixture(
+        "log_steps",
+        f"-I{INCLUDE}",
+        f"-L{libs}",
+        "-Wl,--no-as-needed",
+        "-l:libmstx.so",
+        "-l:libnvToolsExt.so.1",
+        f"-Wl,-rpath,{libs}",
+    )
 
 
 @pytest.fixture

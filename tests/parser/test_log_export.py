@@ -11,7 +11,6 @@ import shutil
 import subprocess
 
 import pytest
-from standins.build import INCLUDE, build_standins
 from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
@@ -24,19 +23,9 @@ TRANSIENT_BLOCKS, TRANSIENT_SIZE = 256, 64 << 10  # step_transient, per step, fr
 
 
 @pytest.fixture(scope="module")
-def capture(build_fixture, tmp_path_factory):
+def capture(log_steps_exe, tmp_path_factory):
     """(program, .heap) of log_steps with memprof_step() markers, every allocation logged."""
-    libs = tmp_path_factory.mktemp("standins")
-    build_standins(libs)
-    exe = build_fixture(
-        "log_steps",
-        f"-I{INCLUDE}",
-        f"-L{libs}",
-        "-Wl,--no-as-needed",
-        "-l:libmstx.so",
-        "-l:libnvToolsExt.so.1",
-        f"-Wl,-rpath,{libs}",
-    )
+    exe = log_steps_exe
     out = tmp_path_factory.mktemp("export") / "s_"
     proc, heaps = profile_run([exe, "step", "leak", str(STEPS)], out, 1, "--mode", "log")
     assert proc.returncode == 0 and len(heaps) == 1, proc.stderr

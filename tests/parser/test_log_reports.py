@@ -10,7 +10,6 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from standins.build import INCLUDE, build_standins
 from support.profiling import profile_run, total
 from support.sampling_math import assert_estimate, relative_sd
 
@@ -147,19 +146,9 @@ def test_window_leaks_of_a_clean_curve(curve, capsys):
 
 
 @pytest.fixture(scope="module")
-def steps(build_fixture, tmp_path_factory):
+def steps(log_steps_exe, tmp_path_factory):
     """log_steps {mstx,nvtx} x {leak,clean} under --mode log: {(marker, variant): (exe, heap)}."""
-    libs = tmp_path_factory.mktemp("standins")
-    build_standins(libs)
-    exe = build_fixture(
-        "log_steps",
-        f"-I{INCLUDE}",
-        f"-L{libs}",
-        "-Wl,--no-as-needed",
-        "-l:libmstx.so",
-        "-l:libnvToolsExt.so.1",
-        f"-Wl,-rpath,{libs}",
-    )
+    exe = log_steps_exe
     out = tmp_path_factory.mktemp("steps")
     runs = {}
     for marker in ("mstx", "nvtx"):
