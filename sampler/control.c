@@ -20,10 +20,13 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -360,19 +363,70 @@ static void *control_thread(void *arg)
     return NULL;
 }
 
+/* Who may use the block (its file's owner): the user the process runs as where that
+ * user may ptrace it (its real, effective and saved uids agree and it is dumpable: a
+ * worker that gave up root becomes so by prctl(PR_SET_DUMPABLE, 1)); root while any
+ * of its uids is root, since it can become root again; otherwise `current`, the
+ * block's owner so far (no process can give root's block away without root's
+ * rights).  A controller trusts a block of the process's user or of root only. */
+static uid_t block_owner(uid_t current)
+{
+    uid_t r, e, s;
+    if (getresuid(&r, &e, &s) != 0)
+        return current;
+    if (r == e && e == s && syscall(SYS_prctl, PR_GET_DUMPABLE) == 1)
+        return e;
+    return r == 0 || e == 0 || s == 0 ? 0 : current;
+}
+
+/* A temporary file for a block, mode 0600, made as `owner` (files are made as the
+ * thread's fsuid, which setfsuid may set to any of the process's uids for the while). */
+static int create_block_file(uid_t owner, char *tmp, size_t tmp_len)
+{
+    uid_t fsuid = (uid_t)setfsuid((uid_t)-1);
+    if (owner != fsuid)
+        setfsuid(owner);
+    /* 0600 from the start: another user who opened it before a chmod would read it,
+     * and an flock of theirs would refuse its owner's controllers. */
+    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, tmp_len, 0600);
+    int saved = errno;
+    if (owner != fsuid)
+        setfsuid(fsuid);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_uid != owner)) {
+        saved = EPERM;   /* root's block, in a process that may no longer make it */
+        close(fd);
+        unlink(tmp);
+        fd = -1;
+    }
+    errno = saved;
+    return fd;
+}
+
+/* A block its controllers no longer use: a controller that finds it skips it, and
+ * root's controller removes it where this process no longer may (root's, after a
+ * change of user). */
+static void retire_block(struct memprof_control *old, const char *path)
+{
+    old->magic = 0;
+    unlink(path);
+    munmap(old, sizeof *old);
+}
+
 /* The block is made under a new, unpredictable temporary name (O_EXCL,
  * O_NOFOLLOW) and renamed into place once its identity is written, so a reader
  * never finds a half-made block; the rename replaces a block left by an earlier
  * process of ours with our pid.  Where another user has taken the name
- * mem_profiler.<pid> (a file of theirs, a directory), the block goes to
- * mem_profiler.<pid>.<random> instead: readers look at both and trust only a
- * regular file of the process's owner, mode 0600, that names the process. */
-static int create_block(void)
+ * mem_profiler.<pid> (a file of theirs, a directory, the block this process made
+ * as root before it changed user), the block goes to mem_profiler.<pid>.<random>
+ * instead: readers look at both and trust only a regular file of the process's
+ * owner or root, mode 0600, that names the process.  `replaced` (the block of
+ * the process's former user) is retired just before the new one appears. */
+static int create_block(struct memprof_control *replaced, const char *replaced_path)
 {
     char tmp[96];
-    /* 0600 from the start: another user who opened it before a chmod would read it,
-     * and an flock of theirs would refuse its owner's controllers. */
-    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp, 0600);
+    uid_t owner = block_owner(replaced != NULL ? replaced->uid : geteuid());
+    int fd = create_block_file(owner, tmp, sizeof tmp);
     if (fd < 0)
         return -1;
     /* Its pages allocated before it is mapped: a store into a page a full /dev/shm
@@ -396,11 +450,13 @@ static int create_block(void)
     block->magic = MEMPROF_CONTROL_MAGIC;
     block->abi = MEMPROF_CONTROL_ABI;
     block->pid = (int32_t)getpid();
-    block->uid = (uint32_t)getuid();
+    block->uid = (uint32_t)owner;
     block->start_time = process_start_time();
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     publish_status();
+    if (replaced != NULL)
+        retire_block(replaced, replaced_path);
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
     for (int attempt = 0; rename(tmp, block_path) != 0; attempt++) {
         char name[9];
@@ -444,7 +500,7 @@ static bool spawn_control_thread(void)
 
 static void start_control_thread(void)
 {
-    if (create_block() != 0) {
+    if (create_block(NULL, NULL) != 0) {
         if (!said_no_block)
             memprof_log("no control block (%s): this process cannot be captured from outside",
                         strerror(errno));
@@ -486,8 +542,11 @@ void memprof_control_after_fork(void)
  * capabilities (setpriv) raises them again in its own thread only, and a control
  * thread left without them fails the next call.  So the control thread is ended
  * before each such call and made again after it by the calling thread, whose
- * credentials it then has.  Its block stays as it is; a request sent meanwhile is
- * carried out by the new thread. */
+ * credentials it then has.  A request sent meanwhile is carried out by the new
+ * thread.  When the call changed who may use the block (block_owner: a forked
+ * worker that gave up root for its user), the process gets a new block of the
+ * new owner first, and the former one is retired: a controller that had it open
+ * then has to open the process again. */
 #define PAUSE_STEP_NS 10000000ll       /* a wake-up lost to a thread not yet asleep */
 #define PAUSE_GIVE_UP_NS 5000000000ll  /* a thread stuck behind a lock the caller holds */
 
@@ -523,12 +582,36 @@ static bool pause_control_thread(void)
     return true;
 }
 
+/* A block for the user the process now runs as; the former one stays where no new
+ * one can be made. */
+static void follow_owner(void)
+{
+    if (block == NULL || block->uid == (uint32_t)block_owner(block->uid))
+        return;
+    struct memprof_control *former = block;
+    char former_path[sizeof block_path];
+    memcpy(former_path, block_path, sizeof block_path);
+    if (create_block(former, former_path) == 0)
+        return;
+    if (block == NULL) {   /* retired already: it had no place to go */
+        memprof_log("no control block (%s): this process cannot be captured from outside",
+                    strerror(errno));
+        return;
+    }
+    memprof_log("no control block for its new user (%s): only root can capture it",
+                strerror(errno));
+    block = former;
+    memcpy(block_path, former_path, sizeof block_path);
+}
+
 static void resume_control_thread(bool paused)
 {
     if (!paused)
         return;
     memprof_enter();
-    spawn_control_thread();
+    follow_owner();
+    if (block != NULL)
+        spawn_control_thread();
     memprof_leave();
     pthread_mutex_unlock(&credentials_lock);
 }
@@ -563,6 +646,30 @@ static void resume_control_thread(bool paused)
     MEMPROF_LOCAL_ALIAS(name)
 CREDENTIAL_CALLS(CREDENTIAL_HOOK)
 
+/* PR_SET_DUMPABLE changes who may ptrace the process, so who may use its block; the
+ * arguments are read as glibc's own prctl reads them. */
+static struct memprof_real_fn real_prctl = {"prctl", "libc.so", NULL, NULL};
+EXPORT int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
+                  a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    int (*real)(int, ...) = (int (*)(int, ...))memprof_real_function(&real_prctl);
+    if (real == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    bool paused = option == PR_SET_DUMPABLE && pause_control_thread();
+    int rc = real(option, a2, a3, a4, a5);
+    int saved = errno;
+    resume_control_thread(paused);
+    errno = saved;
+    return rc;
+}
+MEMPROF_LOCAL_ALIAS(prctl)
+
 /* A window opened in-process (log mode needs the timeline's ticks). */
 void memprof_control_wake(void)
 {
@@ -580,6 +687,8 @@ void memprof_control_fini(void)
 
 static void *credential_hook_for(const char *name)
 {
+    if (strcmp(name, "prctl") == 0)
+        return (void *)hook_prctl;
 #define CREDENTIAL_NAME(fn, params, args) \
     if (strcmp(name, #fn) == 0)          \
         return (void *)hook_##fn;
@@ -592,5 +701,6 @@ static void resolve_credential_calls(void)
 {
 #define CREDENTIAL_RESOLVE(fn, params, args) memprof_real_function(&real_##fn);
     CREDENTIAL_CALLS(CREDENTIAL_RESOLVE)
+    memprof_real_function(&real_prctl);
 #undef CREDENTIAL_RESOLVE
 }
