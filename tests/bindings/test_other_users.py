@@ -1,0 +1,246 @@
+"""Processes of other users and processes that change user (ARCHITECTURE.md, "The
+control block"): root captures, dumps, views and detaches any of them, preloaded or
+attached; a worker that gave up root for its user is captured by that user and by root;
+a third user is refused with the reason. Real preloaded targets, real users, the real
+command line (run as the other users by CliAsUser)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.paths import MEM_PROFILER
+from support.processes import other_user
+from support.profiling import CliAsUser, capture_cli, report, wait_for_window, window_to_interrupt
+from support.targets import Server, check_server_window
+
+from mem_profiler.control_block import block_candidates
+from mem_profiler.parser.heapfile import read_heap
+
+OWNER, THIRD = "memprof_other", "memprof_third"
+BATCH, BATCH_BYTES = 1000, 200  # tests/fixtures/worker_pool.c
+
+
+@pytest.fixture
+def shared(tmp_path) -> Iterator[Path]:
+    """A folder every user can write in (the targets write their profiles themselves)."""
+    folder = Path(tempfile.mkdtemp(prefix="memprof-users-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MEM_PROFILER, *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+
+
+def listed(pid: int) -> list[str]:
+    """The fields of pid's line in `mem_profiler list` (as root): pid, user, state..."""
+    listing = cli("list").stdout.splitlines()
+    return next((line.split() for line in listing if line.split()[:1] == [str(pid)]), [])
+
+
+def refused_as(user: str, pid: int, owner: str) -> None:
+    proc = CliAsUser(user, "-p", pid, "-s", "0.2", "-o", "/tmp/never_").result()
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"mem_profiler: process {pid} belongs to {owner}: capturing another user's "
+        "process needs root (CAP_SYS_PTRACE)\n",
+    )
+
+
+def test_root_captures_views_and_detaches_another_users_process(server_exe, shared):
+    owner = other_user(OWNER)
+    s = Server(server_exe, user=owner)
+    try:
+        assert listed(s.pid)[:3] == [str(s.pid), owner, "idle"]
+        capture = capture_cli(s.pid, "-s", "0.5", "-o", shared / "w_")
+        assert capture.returncode == 0, capture.stderr
+        heap = shared / f"w_{s.pid}.0001.heap"
+        assert capture.stdout == f"succeeded in collecting memory data!  {heap}\n"
+        assert heap.stat().st_uid == pwd.getpwnam(owner).pw_uid  # the target wrote it
+        check_server_window(heap, server_exe)
+        top = cli("top", "-p", s.pid, "-n", "1")
+        assert top.returncode == 0, top.stderr
+        assert "site_pages" in top.stdout
+        detach = cli("detach", "-p", s.pid)
+        assert detach.returncode == 0, detach.stderr
+        assert detach.stdout.startswith(f"detached from process {s.pid}:")
+        refused_as(other_user(THIRD), s.pid, owner)
+        # The target writes the window's files: a folder only root may enter is refused
+        # before the window opens, not after it.
+        private = Path(tempfile.mkdtemp())
+        try:
+            proc = capture_cli(s.pid, "-s", "0.2", "-o", private / "p_")
+        finally:
+            private.rmdir()
+        assert proc.returncode == 1
+        assert proc.stderr == (
+            f"mem_profiler: process {s.pid} writes its profile itself, as {owner}, who may "
+            f"not write in {private}: choose a folder it can write in with -o (e.g. -o "
+            "/tmp/NAME_)\n"
+        )
+    finally:
+        s.stop()
+
+
+def test_root_dumps_the_window_another_users_process_opened(server_exe, shared):
+    owner = other_user(OWNER)
+    s = Server(
+        server_exe,
+        user=owner,
+        sampler_env={"MEMPROF_CAPTURE": "1", "MEMPROF_PREFIX": str(shared / "d_")},
+    )
+    try:
+        assert listed(s.pid)[:3] == [str(s.pid), owner, "capturing"]
+        dump = cli("dump", "-p", s.pid)
+        assert dump.returncode == 0, dump.stderr
+        dumped = shared / f"d_{s.pid}.0001.heap"
+        assert dump.stdout == f"{dumped}\n"
+        assert dumped.stat().st_uid == pwd.getpwnam(owner).pw_uid
+        assert read_heap(dumped).pid == s.pid
+        refused = CliAsUser(other_user(THIRD), "dump", "-p", s.pid).result()
+        assert refused.returncode == 1
+        assert "capturing another user's process needs root" in refused.stderr
+    finally:
+        s.stop()
+
+
+def test_root_attaches_to_another_users_process(server_exe, shared):
+    owner = other_user(OWNER)
+    proc = subprocess.Popen(
+        ["runuser", "-u", owner, "--", str(server_exe)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pid = int(proc.stdout.readline().split()[1])
+        capture = capture_cli(pid, "--attach", "-s", "0.5", "-o", shared / "a_")
+        assert capture.returncode == 0, capture.stderr
+        assert capture.stderr == f"mem_profiler: loaded the sampler into process {pid}\n"
+        check_server_window(shared / f"a_{pid}.0001.heap", server_exe)
+        assert listed(pid)[:4] == [str(pid), owner, "idle", "(attached)"]
+        top = cli("top", "-p", pid, "-n", "1")
+        assert top.returncode == 0, top.stderr
+        refused_as(other_user(THIRD), pid, owner)
+        detach = cli("detach", "-p", pid)
+        assert detach.returncode == 0, detach.stderr
+        assert detach.stdout.startswith(f"detached from process {pid}:")
+    finally:
+        proc.kill()
+        proc.wait()
+        for path in block_candidates(proc.pid):
+            Path(path).unlink(missing_ok=True)
+
+
+class WorkerPool:
+    """tests/fixtures/worker_pool.c under `mem_profiler run --idle`, as root, with two
+    workers that become `user`."""
+
+    def __init__(self, exe: Path, user: str, *mode: str) -> None:
+        self.exe = exe
+        self.proc = subprocess.Popen(
+            [MEM_PROFILER, "run", "--idle", "--", str(exe), user, "2", *mode],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lines = [self.proc.stdout.readline().split() for _ in range(3)]
+        self.master = next(int(pid) for kind, pid in lines if kind == "master")
+        self.workers = sorted(int(pid) for kind, pid in lines if kind == "worker")
+        assert len(self.workers) == 2, lines
+
+    def batch(self, worker: int) -> None:
+        """Has the worker make its batch; returns once it did."""
+        os.kill(worker, signal.SIGUSR1)
+        assert self.proc.stdout.readline().split() == ["batch", str(worker)]
+
+    def stop(self) -> None:
+        os.kill(self.master, signal.SIGTERM)
+        assert self.proc.wait(timeout=30) == 0
+        for pid in (self.master, *self.workers):
+            for path in block_candidates(pid):  # a worker's retired block, root's
+                Path(path).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def worker_pool(build_fixture) -> Iterator[type[WorkerPool]]:
+    folder = Path(tempfile.mkdtemp(prefix="memprof-pool-"))
+    folder.chmod(0o755)
+    exe = folder / "worker_pool"
+    shutil.copy2(build_fixture("worker_pool"), exe)
+    pools: list[WorkerPool] = []
+
+    def start(user: str, *mode: str) -> WorkerPool:
+        pools.append(WorkerPool(exe, user, *mode))
+        return pools[-1]
+
+    yield start
+    for pool in pools:
+        pool.stop()
+    shutil.rmtree(folder)
+
+
+def check_batch(heap: Path, exe: Path) -> None:
+    """The window holds the worker's batch, every allocation of it (-c 1)."""
+    assert report(heap, exe, "inuse_objects")["worker_batch"][0] == BATCH
+    assert report(heap, exe)["worker_batch"][0] == BATCH * BATCH_BYTES
+
+
+def test_workers_that_became_a_user_are_captured_by_it_and_by_root(worker_pool, shared):
+    owner = other_user(OWNER)
+    pool = worker_pool(owner)
+    first, second = pool.workers
+    for worker in pool.workers:
+        assert listed(worker)[:3] == [str(worker), owner, "idle"]
+        # the one it made as root before was retired (and removed by root's list)
+        (block,) = block_candidates(worker)
+        assert os.stat(block).st_uid == pwd.getpwnam(owner).pw_uid
+    assert listed(pool.master)[:3] == [str(pool.master), "root", "idle"]
+
+    controller = window_to_interrupt(first, "-s", "60", "-c", "1", "-o", shared / "r_")
+    pool.batch(first)
+    controller.send_signal(signal.SIGINT)
+    _, err = controller.communicate(timeout=30)
+    assert controller.returncode == 0, err
+    check_batch(shared / f"r_{first}.0001.heap", pool.exe)
+
+    mine = CliAsUser(owner, "-p", second, "-s", "60", "-c", "1", "-o", shared / "u_")
+    wait_for_window(second)
+    pool.batch(second)
+    mine.interrupt()
+    done = mine.result()
+    assert done.returncode == 0, done.stderr
+    heap = shared / f"u_{second}.0001.heap"
+    assert done.stdout == f"succeeded in collecting memory data!  {heap}\n"
+    check_batch(heap, pool.exe)
+
+    refused_as(other_user(THIRD), second, owner)
+
+
+def test_a_worker_left_undumpable_is_roots_alone(worker_pool, shared):
+    """Without prctl(PR_SET_DUMPABLE, 1) after its change of user, its user may not
+    ptrace it: its block stays root's."""
+    owner = other_user(OWNER)
+    pool = worker_pool(owner, "nodump")
+    worker = pool.workers[0]
+    assert listed(worker)[:3] == [str(worker), owner, "idle"]
+    proc = CliAsUser(owner, "-p", worker, "-s", "0.2", "-o", shared / "n_").result()
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"mem_profiler: the control block of process {worker} is root's: {owner} may not "
+        "ptrace it (it can become root again, or it is not dumpable since it changed "
+        "user), so only root can capture it\n",
+    )
+    controller = window_to_interrupt(worker, "-s", "60", "-c", "1", "-o", shared / "r_")
+    pool.batch(worker)
+    controller.send_signal(signal.SIGINT)
+    _, err = controller.communicate(timeout=30)
+    assert controller.returncode == 0, err
+    check_batch(shared / f"r_{worker}.0001.heap", pool.exe)
