@@ -20,7 +20,6 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,11 +287,15 @@ static bool block_behind(void)
     return capturing != (block->state == MEMPROF_STATE_CAPTURING);
 }
 
+static bool follow_owner(void);
+
 static void *control_thread(void *arg)
 {
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
     remove_stale_blocks();
+    if (!follow_owner())
+        return NULL;
     /* From the last answered request: one sent before this thread ran is not lost. */
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
     uint64_t next_tick = 0, next_watch = 0;
@@ -302,6 +305,11 @@ static void *control_thread(void *arg)
             return NULL;
         if (memprof_now_ns() >= next_watch || atomic_load(&main_thread_gone)) {
             watch_main_thread();
+            struct memprof_control *was = block;
+            if (!follow_owner())
+                return NULL;
+            if (block != was)
+                seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
             next_watch = memprof_now_ns() + MAIN_WATCH_IDLE_NS;
         }
         struct timespec timeout, *wait_for = NULL;
@@ -476,6 +484,32 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     return 0;
 }
 
+/* A block for the user the process runs as now (block_owner), made by the control
+ * thread when it starts (after each set*id call: see "a change of credentials") and
+ * once a second (a prctl(PR_SET_DUMPABLE), or a change the hooks did not see: an
+ * attached process while no window is open).  The former block is retired; it
+ * stays where no new one can be made.  False when the thread has no block left. */
+static bool follow_owner(void)
+{
+    if (block->uid == (uint32_t)block_owner(block->uid))
+        return true;
+    struct memprof_control *former = block;
+    char former_path[sizeof block_path];
+    memcpy(former_path, block_path, sizeof block_path);
+    if (create_block(former, former_path) == 0)
+        return true;
+    if (block == NULL) {   /* retired already: it had no place to go */
+        memprof_log("no control block (%s): this process cannot be captured from outside",
+                    strerror(errno));
+        return false;
+    }
+    memprof_log("no control block for its new user (%s): only root can capture it",
+                strerror(errno));
+    block = former;
+    memcpy(block_path, former_path, sizeof block_path);
+    return true;
+}
+
 static bool said_no_block;   /* once per process and its forked children */
 
 /* The thread takes no signals meant for the program (glibc's own, SIGSETXID among
@@ -543,10 +577,9 @@ void memprof_control_after_fork(void)
  * thread left without them fails the next call.  So the control thread is ended
  * before each such call and made again after it by the calling thread, whose
  * credentials it then has.  A request sent meanwhile is carried out by the new
- * thread.  When the call changed who may use the block (block_owner: a forked
- * worker that gave up root for its user), the process gets a new block of the
- * new owner first, and the former one is retired: a controller that had it open
- * then has to open the process again. */
+ * thread, which first gives the process a new block where the call changed who
+ * may use it (follow_owner); a controller that had the former one open then has to
+ * open the process again. */
 #define PAUSE_STEP_NS 10000000ll       /* a wake-up lost to a thread not yet asleep */
 #define PAUSE_GIVE_UP_NS 5000000000ll  /* a thread stuck behind a lock the caller holds */
 
@@ -582,36 +615,12 @@ static bool pause_control_thread(void)
     return true;
 }
 
-/* A block for the user the process now runs as; the former one stays where no new
- * one can be made. */
-static void follow_owner(void)
-{
-    if (block == NULL || block->uid == (uint32_t)block_owner(block->uid))
-        return;
-    struct memprof_control *former = block;
-    char former_path[sizeof block_path];
-    memcpy(former_path, block_path, sizeof block_path);
-    if (create_block(former, former_path) == 0)
-        return;
-    if (block == NULL) {   /* retired already: it had no place to go */
-        memprof_log("no control block (%s): this process cannot be captured from outside",
-                    strerror(errno));
-        return;
-    }
-    memprof_log("no control block for its new user (%s): only root can capture it",
-                strerror(errno));
-    block = former;
-    memcpy(block_path, former_path, sizeof block_path);
-}
-
 static void resume_control_thread(bool paused)
 {
     if (!paused)
         return;
     memprof_enter();
-    follow_owner();
-    if (block != NULL)
-        spawn_control_thread();
+    spawn_control_thread();
     memprof_leave();
     pthread_mutex_unlock(&credentials_lock);
 }
@@ -646,30 +655,6 @@ static void resume_control_thread(bool paused)
     MEMPROF_LOCAL_ALIAS(name)
 CREDENTIAL_CALLS(CREDENTIAL_HOOK)
 
-/* PR_SET_DUMPABLE changes who may ptrace the process, so who may use its block; the
- * arguments are read as glibc's own prctl reads them. */
-static struct memprof_real_fn real_prctl = {"prctl", "libc.so", NULL, NULL};
-EXPORT int prctl(int option, ...)
-{
-    va_list ap;
-    va_start(ap, option);
-    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
-                  a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
-    va_end(ap);
-    int (*real)(int, ...) = (int (*)(int, ...))memprof_real_function(&real_prctl);
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    bool paused = option == PR_SET_DUMPABLE && pause_control_thread();
-    int rc = real(option, a2, a3, a4, a5);
-    int saved = errno;
-    resume_control_thread(paused);
-    errno = saved;
-    return rc;
-}
-MEMPROF_LOCAL_ALIAS(prctl)
-
 /* A window opened in-process (log mode needs the timeline's ticks). */
 void memprof_control_wake(void)
 {
@@ -687,8 +672,6 @@ void memprof_control_fini(void)
 
 static void *credential_hook_for(const char *name)
 {
-    if (strcmp(name, "prctl") == 0)
-        return (void *)hook_prctl;
 #define CREDENTIAL_NAME(fn, params, args) \
     if (strcmp(name, #fn) == 0)          \
         return (void *)hook_##fn;
@@ -701,6 +684,5 @@ static void resolve_credential_calls(void)
 {
 #define CREDENTIAL_RESOLVE(fn, params, args) memprof_real_function(&real_##fn);
     CREDENTIAL_CALLS(CREDENTIAL_RESOLVE)
-    memprof_real_function(&real_prctl);
 #undef CREDENTIAL_RESOLVE
 }
