@@ -12,12 +12,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.paths import MEM_PROFILER
-from support.processes import other_user
+from support.processes import other_user, wait_for
 from support.profiling import CliAsUser, capture_cli, report, wait_for_window, window_to_interrupt
 from support.targets import Server, check_server_window
 
@@ -141,20 +141,36 @@ def test_root_attaches_to_another_users_process(server_exe, shared):
 
 
 class WorkerPool:
-    """tests/fixtures/worker_pool.c under `mem_profiler run --idle`, as root, with two
-    workers that become `user`."""
+    """tests/fixtures/worker_pool.c started as root (under `mem_profiler run --idle`
+    where `preloaded`), with two workers that become `user`."""
 
-    def __init__(self, exe: Path, user: str, *mode: str) -> None:
-        self.exe = exe
+    def __init__(self, exe: Path, user: str, *mode: str, preloaded: bool = True) -> None:
+        self.exe, self.user = exe, user
+        launch = [MEM_PROFILER, "run", "--idle", "--"] if preloaded else []
         self.proc = subprocess.Popen(
-            [MEM_PROFILER, "run", "--idle", "--", str(exe), user, "2", *mode],
-            stdout=subprocess.PIPE,
-            text=True,
+            [*launch, str(exe), user, "2", *mode], stdout=subprocess.PIPE, text=True
         )
-        lines = [self.proc.stdout.readline().split() for _ in range(3)]
-        self.master = next(int(pid) for kind, pid in lines if kind == "master")
-        self.workers = sorted(int(pid) for kind, pid in lines if kind == "worker")
-        assert len(self.workers) == 2, lines
+        (kind, pid), self.workers = self.proc.stdout.readline().split(), []
+        assert kind == "master"
+        self.master = int(pid)
+        self.more_workers()
+
+    def more_workers(self) -> list[int]:
+        """The next two workers to start (the first two, then two after each SIGHUP)."""
+        lines = [self.proc.stdout.readline().split() for _ in range(2)]
+        assert [kind for kind, _ in lines] == ["worker", "worker"], lines
+        started = sorted(int(pid) for _, pid in lines)
+        self.workers += started
+        return started
+
+    def wait_for_users_block(self, worker: int) -> None:
+        """Until the worker has a block of its user's: made when it started, or within
+        a second of its prctl(PR_SET_DUMPABLE, 1) where no hook saw its change of user."""
+        uid = pwd.getpwnam(self.user).pw_uid
+        wait_for(
+            lambda: any(os.stat(p).st_uid == uid for p in block_candidates(worker)),
+            what=f"a block of {self.user}'s for process {worker}",
+        )
 
     def batch(self, worker: int) -> None:
         """Has the worker make its batch; returns once it did."""
@@ -170,15 +186,16 @@ class WorkerPool:
 
 
 @pytest.fixture
-def worker_pool(build_fixture) -> Iterator[type[WorkerPool]]:
+def worker_pool(build_fixture) -> Iterator[Callable[..., WorkerPool]]:
+    """Starts worker pools (WorkerPool's arguments but the program); stops them after."""
     folder = Path(tempfile.mkdtemp(prefix="memprof-pool-"))
     folder.chmod(0o755)
     exe = folder / "worker_pool"
     shutil.copy2(build_fixture("worker_pool"), exe)
     pools: list[WorkerPool] = []
 
-    def start(user: str, *mode: str) -> WorkerPool:
-        pools.append(WorkerPool(exe, user, *mode))
+    def start(user: str, *mode: str, preloaded: bool = True) -> WorkerPool:
+        pools.append(WorkerPool(exe, user, *mode, preloaded=preloaded))
         return pools[-1]
 
     yield start
@@ -193,35 +210,52 @@ def check_batch(heap: Path, exe: Path) -> None:
     assert report(heap, exe)["worker_batch"][0] == BATCH * BATCH_BYTES
 
 
-def test_workers_that_became_a_user_are_captured_by_it_and_by_root(worker_pool, shared):
-    owner = other_user(OWNER)
-    pool = worker_pool(owner)
-    first, second = pool.workers
-    for worker in pool.workers:
-        assert listed(worker)[:3] == [str(worker), owner, "idle"]
-        # the one it made as root before was retired (and removed by root's list)
+def captured_by_root_and_their_user(pool: WorkerPool, workers: list[int], out: Path) -> None:
+    """Root captures the first worker's batch, the workers' user the second's, at -c 1;
+    a third user is refused."""
+    first, second = workers
+    for worker in workers:
+        pool.wait_for_users_block(worker)
+        assert listed(worker)[:3] == [str(worker), pool.user, "idle"]
+        # the one it made as root is retired (and root's list removed it)
         (block,) = block_candidates(worker)
-        assert os.stat(block).st_uid == pwd.getpwnam(owner).pw_uid
-    assert listed(pool.master)[:3] == [str(pool.master), "root", "idle"]
+        assert os.stat(block).st_uid == pwd.getpwnam(pool.user).pw_uid
 
-    controller = window_to_interrupt(first, "-s", "60", "-c", "1", "-o", shared / "r_")
+    controller = window_to_interrupt(first, "-s", "60", "-c", "1", "-o", out / "r_")
     pool.batch(first)
     controller.send_signal(signal.SIGINT)
     _, err = controller.communicate(timeout=30)
     assert controller.returncode == 0, err
-    check_batch(shared / f"r_{first}.0001.heap", pool.exe)
+    check_batch(out / f"r_{first}.0001.heap", pool.exe)
 
-    mine = CliAsUser(owner, "-p", second, "-s", "60", "-c", "1", "-o", shared / "u_")
+    theirs = CliAsUser(pool.user, "-p", second, "-s", "60", "-c", "1", "-o", out / "u_")
     wait_for_window(second)
     pool.batch(second)
-    mine.interrupt()
-    done = mine.result()
+    theirs.interrupt()
+    done = theirs.result()
     assert done.returncode == 0, done.stderr
-    heap = shared / f"u_{second}.0001.heap"
+    heap = out / f"u_{second}.0001.heap"
     assert done.stdout == f"succeeded in collecting memory data!  {heap}\n"
     check_batch(heap, pool.exe)
 
-    refused_as(other_user(THIRD), second, owner)
+    refused_as(other_user(THIRD), second, pool.user)
+
+
+def test_workers_that_became_a_user_are_captured_by_it_and_by_root(worker_pool, shared):
+    pool = worker_pool(other_user(OWNER))
+    captured_by_root_and_their_user(pool, pool.workers, shared)
+    assert listed(pool.master)[:3] == [str(pool.master), "root", "idle"]
+
+
+def test_workers_forked_after_a_reload_of_an_attached_master(worker_pool, shared):
+    """The master attached while it runs, its workers forked after a SIGHUP: no hook
+    sees their change of user (an attached process is hooked only while a window is
+    open), the control thread does."""
+    pool = worker_pool(other_user(OWNER), preloaded=False)
+    attach = capture_cli(pool.master, "--attach", "-s", "0.2", "-o", shared / "m_")
+    assert attach.returncode == 0, attach.stderr
+    os.kill(pool.master, signal.SIGHUP)
+    captured_by_root_and_their_user(pool, pool.more_workers(), shared)
 
 
 def test_a_worker_left_undumpable_is_roots_alone(worker_pool, shared):
