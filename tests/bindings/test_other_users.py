@@ -210,6 +210,15 @@ def check_batch(heap: Path, exe: Path) -> None:
     assert report(heap, exe)["worker_batch"][0] == BATCH * BATCH_BYTES
 
 
+def root_captures_a_batch(pool: WorkerPool, worker: int, out: Path) -> None:
+    controller = window_to_interrupt(worker, "-s", "60", "-c", "1", "-o", out / "r_")
+    pool.batch(worker)
+    controller.send_signal(signal.SIGINT)
+    _, err = controller.communicate(timeout=30)
+    assert controller.returncode == 0, err
+    check_batch(out / f"r_{worker}.0001.heap", pool.exe)
+
+
 def captured_by_root_and_their_user(pool: WorkerPool, workers: list[int], out: Path) -> None:
     """Root captures the first worker's batch, the workers' user the second's, at -c 1;
     a third user is refused."""
@@ -221,12 +230,7 @@ def captured_by_root_and_their_user(pool: WorkerPool, workers: list[int], out: P
         (block,) = block_candidates(worker)
         assert os.stat(block).st_uid == pwd.getpwnam(pool.user).pw_uid
 
-    controller = window_to_interrupt(first, "-s", "60", "-c", "1", "-o", out / "r_")
-    pool.batch(first)
-    controller.send_signal(signal.SIGINT)
-    _, err = controller.communicate(timeout=30)
-    assert controller.returncode == 0, err
-    check_batch(out / f"r_{first}.0001.heap", pool.exe)
+    root_captures_a_batch(pool, first, out)
 
     theirs = CliAsUser(pool.user, "-p", second, "-s", "60", "-c", "1", "-o", out / "u_")
     wait_for_window(second)
@@ -272,9 +276,4 @@ def test_a_worker_left_undumpable_is_roots_alone(worker_pool, shared):
         "ptrace it (it can become root again, or it is not dumpable since it changed "
         "user), so only root can capture it\n",
     )
-    controller = window_to_interrupt(worker, "-s", "60", "-c", "1", "-o", shared / "r_")
-    pool.batch(worker)
-    controller.send_signal(signal.SIGINT)
-    _, err = controller.communicate(timeout=30)
-    assert controller.returncode == 0, err
-    check_batch(shared / f"r_{worker}.0001.heap", pool.exe)
+    root_captures_a_batch(pool, worker, shared)
