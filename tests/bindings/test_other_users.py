@@ -10,8 +10,10 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from support.processes import other_user, wait_for
 from support.profiling import CliAsUser, capture_cli, report, wait_for_window, window_to_interrupt
 from support.targets import Server, check_server_window
 
+from mem_profiler import procfs
 from mem_profiler.control_block import block_candidates
 from mem_profiler.parser.heapfile import read_heap
 
@@ -277,3 +280,132 @@ def test_a_worker_left_undumpable_is_roots_alone(worker_pool, shared):
         "user), so only root can capture it\n",
     )
     root_captures_a_batch(pool, worker, shared)
+
+
+# --- Debian's nginx -----------------------------------------------------------------
+
+NGINX = "/usr/sbin/nginx"
+NGINX_CONF = """
+user www-data;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hi"; }} }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx started as root with one worker that becomes www-data, on a free
+    port, under `mem_profiler run --idle` where `preloaded`."""
+
+    def __init__(self, folder: Path, preloaded: bool) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        conf = folder / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(folder=folder, port=self.port))
+        launch = [MEM_PROFILER, "run", "--idle", "--"] if preloaded else []
+        self.proc = subprocess.Popen([*launch, NGINX, "-c", str(conf), "-g", "daemon off;"])
+        pid_file = folder / "nginx.pid"
+        self.master = int(wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip()))
+        self.worker = self.next_worker(None)
+
+    def next_worker(self, old: int | None) -> int:
+        """The master's worker, once it is not `old` (after a reload)."""
+
+        def worker() -> int | None:
+            children = [
+                int(e.name)
+                for e in os.scandir("/proc")
+                if e.name.isdigit() and procfs.parent_pid(int(e.name)) == self.master
+            ]
+            new = [pid for pid in children if pid != old and procfs.owner_uid(pid) != 0]
+            return new[0] if len(children) == 1 and new else None
+
+        return wait_for(worker, what="nginx's worker")
+
+    def requests(self, count: int) -> None:
+        for _ in range(count):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=10) as r:
+                assert r.read() == b"hi"
+
+    def reload(self) -> int:
+        """SIGHUP: a new worker, forked now; the old one leaves."""
+        os.kill(self.master, signal.SIGHUP)
+        self.worker = self.next_worker(self.worker)
+        return self.worker
+
+    def stop(self) -> None:
+        os.kill(self.master, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def nginx(tmp_path) -> Iterator[Callable[[bool], Nginx]]:
+    if not os.path.exists(NGINX):
+        pytest.skip("nginx is not installed (make deps installs nginx-light)")
+    started: list[Nginx] = []
+
+    def start(preloaded: bool) -> Nginx:
+        started.append(Nginx(tmp_path, preloaded))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def check_requests(heap: Path, count: int) -> None:
+    """The window holds, at -c 1, the pools of the test's `count` connections, each
+    accepted once and carrying one request."""
+    made = report(heap, Path(NGINX), "alloc_objects")
+    assert made["ngx_event_accept"][1] == count
+    assert made["ngx_http_create_request"][1] == count
+
+
+def root_and_www_data_capture(server: Nginx, out: Path) -> None:
+    worker, uid = server.worker, pwd.getpwnam("www-data").pw_uid
+    wait_for(
+        lambda: any(os.stat(p).st_uid == uid for p in block_candidates(worker)),
+        what="a block of www-data's",
+    )
+    assert listed(worker)[:3] == [str(worker), "www-data", "idle"]
+    controller = window_to_interrupt(worker, "-s", "60", "-c", "1", "-o", out / "r_")
+    server.requests(40)
+    controller.send_signal(signal.SIGINT)
+    _, err = controller.communicate(timeout=30)
+    assert controller.returncode == 0, err
+    check_requests(out / f"r_{worker}.0001.heap", 40)
+
+    theirs = CliAsUser("www-data", "-p", worker, "-s", "60", "-c", "1", "-o", out / "w_")
+    wait_for_window(worker)
+    server.requests(60)
+    theirs.interrupt()
+    done = theirs.result()
+    assert done.returncode == 0, done.stderr
+    check_requests(out / f"w_{worker}.0002.heap", 60)
+
+    refused_as(other_user(THIRD), worker, "www-data")
+
+
+@pytest.mark.parametrize("preloaded", [True, False], ids=["run-idle", "attached"])
+def test_nginx_workers_captured_by_root_and_www_data(nginx, shared, preloaded):
+    """Debian's nginx: its worker, and the one a reload (SIGHUP) forks, each captured by
+    root and by www-data; started under `run --idle`, or attached to (its master)."""
+    server = nginx(preloaded)
+    if preloaded:
+        root_and_www_data_capture(server, shared)
+    else:
+        attach = capture_cli(server.master, "--attach", "-s", "0.2", "-o", shared / "m_")
+        assert attach.returncode == 0, attach.stderr
+    server.reload()
+    root_and_www_data_capture(server, shared)
