@@ -125,13 +125,14 @@ def block_candidates(pid: int) -> list[str]:
 
 
 def find_block(pid: int) -> str | None:
-    """The path of a block for pid that its owner (or root) made, that this user may open
-    (it may be an earlier process's: ControlBlock.open tells), or None."""
+    """The path of a block for pid that its user (or root) made, or None. It may be an
+    earlier process's, or one this user may not open: ControlBlock.open tells."""
     owner = procfs.owner_uid(pid)
     for path in block_candidates(pid):
         fd = None if owner is None else _open_trusted(path, owner)
         if isinstance(fd, int):
             os.close(fd)
+        if fd is not None:
             return path
     return None
 
@@ -182,11 +183,14 @@ def _open_trusted(path: str, owner: int) -> int | str | None:
     is such a file; None otherwise (no block: anyone can create files in /dev/shm)."""
     try:
         st = os.lstat(path)
+    except OSError:
+        return None
+    try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError:
         if not _is_block_file(st, owner):
             return None
-        if st.st_uid == 0 and owner != 0:
+        if st.st_uid == 0 and owner == os.geteuid():
             return (
                 f"the control block of process {process_of(path)} is root's: "
                 f"{user_name(owner)} may not ptrace it (it can become root again, or it is "

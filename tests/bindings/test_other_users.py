@@ -272,13 +272,14 @@ def test_a_worker_left_undumpable_is_roots_alone(worker_pool, shared):
     pool = worker_pool(owner, "nodump")
     worker = pool.workers[0]
     assert listed(worker)[:3] == [str(worker), owner, "idle"]
-    proc = CliAsUser(owner, "-p", worker, "-s", "0.2", "-o", shared / "n_").result()
-    assert (proc.returncode, proc.stderr) == (
-        1,
-        f"mem_profiler: the control block of process {worker} is root's: {owner} may not "
-        "ptrace it (it can become root again, or it is not dumpable since it changed "
-        "user), so only root can capture it\n",
-    )
+    for attach in ([], ["--attach"]):  # the sampler is loaded: nothing to attach
+        proc = CliAsUser(owner, "-p", worker, *attach, "-s", "0.2", "-o", shared / "n_").result()
+        assert (proc.returncode, proc.stderr) == (
+            1,
+            f"mem_profiler: the control block of process {worker} is root's: {owner} may "
+            "not ptrace it (it can become root again, or it is not dumpable since it "
+            "changed user), so only root can capture it\n",
+        )
     root_captures_a_batch(pool, worker, shared)
 
 
