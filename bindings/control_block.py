@@ -93,6 +93,10 @@ class AttachError(Exception):
     so that a command line can catch it without loading the injection's ELF reader."""
 
 
+class NotPermitted(ControlError):
+    """This user may not use the process's block."""
+
+
 class OtherVersion(ControlError):
     """The process's sampler speaks another control block ABI."""
 
@@ -122,24 +126,42 @@ def block_candidates(pid: int) -> list[str]:
 
 
 def find_block(pid: int) -> str | None:
-    """The path of a block for pid that its owner made (it may be an earlier process's:
-    ControlBlock.open tells), or None."""
+    """The path of a block for pid that its user (or root) made, or None. It may be an
+    earlier process's, or one this user may not open: ControlBlock.open tells."""
     owner = procfs.owner_uid(pid)
     for path in block_candidates(pid):
         fd = None if owner is None else _open_trusted(path, owner)
-        if fd is not None:
+        if isinstance(fd, int):
             os.close(fd)
+        if fd is not None:
             return path
     return None
 
 
+def may_remove(path: str) -> bool:
+    """Whether this user may remove the block at `path` (/dev/shm is sticky): its
+    owner's, or root's."""
+    return os.geteuid() == 0 or os.lstat(path).st_uid == os.geteuid()
+
+
 def remove_blocks_of_ended(pid: int) -> None:
-    """Removes the blocks of ours that an ended process left (killed: no exit handler
-    ran)."""
+    """Removes the blocks an ended process left (killed: no exit handler ran) that this
+    user may remove."""
     for path in block_candidates(pid):
         with contextlib.suppress(OSError):
-            if os.lstat(path).st_uid == os.getuid() and stat.S_ISREG(os.lstat(path).st_mode):
+            if may_remove(path) and stat.S_ISREG(os.lstat(path).st_mode):
                 os.unlink(path)
+
+
+def refusal(pid: int, owner: int) -> str | None:
+    """Why this user may not capture pid, run by `owner`, or None if it may: as with
+    ptrace, a process is its user's, and every process is open to CAP_SYS_PTRACE."""
+    if owner == os.geteuid() or procfs.has_cap_sys_ptrace():
+        return None
+    return (
+        f"process {pid} belongs to {user_name(owner)}: capturing another user's process "
+        "needs root (CAP_SYS_PTRACE)"
+    )
 
 
 # The identity at the start of every version's block: magic, abi, pid, uid, reserved,
@@ -156,18 +178,43 @@ def _identity(fd: int) -> tuple[int, int, int, int]:
     return magic, abi, pid, start
 
 
-def _open_trusted(path: str, owner: int) -> int | None:
-    """A descriptor of `path` if it is a regular file of `owner`, mode 0600: never
-    following a link nor blocking on a FIFO; None otherwise."""
+def _open_trusted(path: str, owner: int) -> int | str | None:
+    """A descriptor of `path` if it is a regular file of `owner` or root, mode 0600
+    (never following a link nor blocking on a FIFO); why this user cannot open it if it
+    is such a file; None otherwise (no block: anyone can create files in /dev/shm)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        st = os.lstat(path)
     except OSError:
         return None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != owner or st.st_mode & 0o077:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError:
+        if not _is_block_file(st, owner):
+            return None
+        if st.st_uid == 0 and owner == os.geteuid():
+            return (
+                f"the control block of process {process_of(path)} is root's: "
+                f"{user_name(owner)} may not ptrace it (it can become root again, or it is "
+                "not dumpable since it changed user), so only root can capture it"
+            )
+        return (
+            f"cannot open the control block of process {process_of(path)}, which belongs "
+            f"to {user_name(st.st_uid)}: capturing it needs root"
+        )
+    except OSError:
+        return None
+    if not _is_block_file(os.fstat(fd), owner):
         os.close(fd)
         return None
     return fd
+
+
+def _is_block_file(st: os.stat_result, owner: int) -> bool:
+    return stat.S_ISREG(st.st_mode) and st.st_uid in (owner, 0) and not st.st_mode & 0o077
+
+
+def process_of(path: str) -> int | None:
+    return block_pid(os.path.basename(path))
 
 
 @dataclass
@@ -206,14 +253,14 @@ class ControlBlock:
         owner = procfs.owner_uid(pid)
         if owner is None:  # it ended since
             raise ControlError(f"there is no process {pid}")
-        if owner != os.getuid():
-            raise ControlError(
-                f"process {pid} belongs to {user_name(owner)}; only its owner can capture it"
-            )
+        refused = refusal(pid, owner)
+        if refused:
+            raise NotPermitted(refused)
         stale = False
         for path in block_candidates(pid):
             fd = _open_trusted(path, owner)
-            if fd is None:
+            if not isinstance(fd, int):
+                refused = refused or fd
                 continue
             magic, abi, named_pid, named_start = _identity(fd)
             names_live = (magic, named_pid, named_start) == (MAGIC, pid, start)
@@ -232,8 +279,10 @@ class ControlBlock:
             else:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
-                os.unlink(path)  # ours, of an earlier process that had this pid
+                os.unlink(path)  # of an earlier process that had this pid, or retired
             stale = True
+        if refused:
+            raise NotPermitted(refused)
         message = no_sampler_message(pid)
         raise ControlError(
             f"removed a stale control block of an earlier process {pid}; " + message

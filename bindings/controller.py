@@ -23,10 +23,13 @@ from mem_profiler.control_block import (
     START_TRACK_LIVE,
     ControlBlock,
     ControlError,
+    NotPermitted,
     OtherVersion,
     Status,
     block_pid,
     find_block,
+    may_remove,
+    refusal,
     user_name,
 )
 from mem_profiler.core.file_names import absolute_prefix, files_of_process, window_files
@@ -56,8 +59,8 @@ def printable(text: str) -> str:
 def list_targets(clean: bool = True) -> list[Target]:
     """Every live process with a control block, by pid; stale blocks of ours (their
     process gone, or another process now has the pid) are removed when `clean`. Entries
-    that are not a regular file of the process's owner are not blocks: anyone can put
-    files in /dev/shm."""
+    that are not a regular file of the process's owner or root are not blocks: anyone
+    can put files in /dev/shm. The state of a process this user may not capture is ?."""
     targets = {}
     for entry in os.scandir(SEGMENT_DIR):
         pid = block_pid(entry.name)
@@ -69,13 +72,14 @@ def list_targets(clean: bool = True) -> list[Target]:
             continue
         owner = procfs.owner_uid(pid)
         if owner is None or procfs.start_time(pid) is None:
-            if clean and file_owner == os.getuid():  # ours, left by a process that is gone
+            if clean:  # left by a process that is gone
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    if may_remove(entry.path):
+                        os.unlink(entry.path)
             continue
-        if file_owner != owner:
+        if file_owner not in (owner, 0):
             continue
-        state, last_dump = _state_of(pid) if owner == os.getuid() else ("?", "")
+        state, last_dump = ("?", "") if refusal(pid, owner) else _state_of(pid)
         if state != "stale":
             targets[pid] = Target(
                 pid, user_name(owner), state, printable(procfs.cmdline(pid)), printable(last_dump)
@@ -84,12 +88,15 @@ def list_targets(clean: bool = True) -> list[Target]:
 
 
 def _state_of(pid: int) -> tuple[str, str]:
-    """(state, last dump) of one of our processes; the status is read, not asked for."""
+    """(state, last dump) of a process this user may capture; the status is read, not
+    asked for."""
     try:
         with ControlBlock.open(pid) as block:  # removes a stale block of ours
             status = block.status()
     except OtherVersion:
         return "other ABI", ""
+    except NotPermitted:
+        return "?", ""
     except ControlError:
         return "stale", ""
     state = "capturing" if status.capturing else "idle"
@@ -184,8 +191,9 @@ def capture_window(
     """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
     returns the files written. Ctrl-C (SIGINT) ends the window early, whenever it comes
     once the window is asked for."""
-    check_output_folder(prefix)
+    folder = check_output_folder(prefix)
     with ControlBlock.open(pid) as block, _interrupt_ends() as interrupted:
+        check_target_writes_in(pid, str(folder))
         block.lock()
         before = block.request(CMD_STATUS)
         if before.capturing:
@@ -226,6 +234,20 @@ def capture_window(
                 raise
         check_dump(pid, before, status)
         return CaptureResult(paths=last_dump_files(status), status=status)
+
+
+def check_target_writes_in(pid: int, folder: str) -> None:
+    """ControlError when pid, which writes its window's files itself, as its own user,
+    may not make files in `folder` (a process of another user's: check_output_folder
+    has checked this user's rights)."""
+    creds = procfs.file_credentials(pid)
+    if creds is not None and creds[0] != os.geteuid() and not procfs.may_write_in(pid, folder):
+        owner = procfs.owner_uid(pid)
+        user = "its user" if owner is None else user_name(owner)
+        raise ControlError(
+            f"process {pid} writes its profile itself, as {user}, who may not write in "
+            f"{folder}: choose a folder it can write in with -o (e.g. -o /tmp/NAME_)"
+        )
 
 
 @contextlib.contextmanager

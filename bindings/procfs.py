@@ -47,6 +47,49 @@ def owner_uid(pid: int) -> int | None:
         return None
 
 
+def file_credentials(pid: int) -> tuple[int, int, set[int]] | None:
+    """(fsuid, fsgid, supplementary groups): the user and groups pid makes and opens
+    files as (/proc/<pid>/status), or None if pid is gone."""
+    fields: dict[str, list[str]] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("Uid", "Gid", "Groups"):
+                    fields[key] = value.split()
+    except OSError:
+        return None
+    if "Uid" not in fields or "Gid" not in fields:
+        return None
+    return int(fields["Uid"][3]), int(fields["Gid"][3]), {int(g) for g in fields.get("Groups", [])}
+
+
+def may_write_in(pid: int, folder: str) -> bool:
+    """Whether pid may make files in `folder` by its mode bits (search on every folder
+    above it, write and search on it); root's processes may. ACLs are not read: a folder
+    they open to pid counts as closed."""
+    creds = file_credentials(pid)
+    if creds is None:
+        return False
+    uid, gid, groups = creds
+    if uid == 0:
+        return True
+    groups.add(gid)
+    path = os.path.abspath(folder)
+    wanted = 0o3  # write and search on the folder itself
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid in groups else 0
+        if (st.st_mode >> shift) & wanted != wanted:
+            return False
+        if path == "/":
+            return True
+        path, wanted = os.path.dirname(path), 0o1
+
+
 def cmdline(pid: int) -> str:
     """/proc/<pid>/cmdline with its arguments joined by spaces, as the process wrote it
     (unprintable characters included); "" if it cannot be read."""

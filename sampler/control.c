@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -285,11 +287,15 @@ static bool block_behind(void)
     return capturing != (block->state == MEMPROF_STATE_CAPTURING);
 }
 
+static bool follow_owner(void);
+
 static void *control_thread(void *arg)
 {
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
     remove_stale_blocks();
+    if (!follow_owner())
+        return NULL;
     /* From the last answered request: one sent before this thread ran is not lost. */
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
     uint64_t next_tick = 0, next_watch = 0;
@@ -299,6 +305,11 @@ static void *control_thread(void *arg)
             return NULL;
         if (memprof_now_ns() >= next_watch || atomic_load(&main_thread_gone)) {
             watch_main_thread();
+            struct memprof_control *was = block;
+            if (!follow_owner())
+                return NULL;
+            if (block != was)
+                seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
             next_watch = memprof_now_ns() + MAIN_WATCH_IDLE_NS;
         }
         struct timespec timeout, *wait_for = NULL;
@@ -360,19 +371,70 @@ static void *control_thread(void *arg)
     return NULL;
 }
 
+/* Who may use the block (its file's owner): the user the process runs as where that
+ * user may ptrace it (its real, effective and saved uids agree and it is dumpable: a
+ * worker that gave up root becomes so by prctl(PR_SET_DUMPABLE, 1)); root while any
+ * of its uids is root, since it can become root again; otherwise `current`, the
+ * block's owner so far (no process can give root's block away without root's
+ * rights).  A controller trusts a block of the process's user or of root only. */
+static uid_t block_owner(uid_t current)
+{
+    uid_t r, e, s;
+    if (getresuid(&r, &e, &s) != 0)
+        return current;
+    if (r == e && e == s && syscall(SYS_prctl, PR_GET_DUMPABLE) == 1)
+        return e;
+    return r == 0 || e == 0 || s == 0 ? 0 : current;
+}
+
+/* A temporary file for a block, mode 0600, made as `owner` (files are made as the
+ * thread's fsuid, which setfsuid may set to any of the process's uids for the while). */
+static int create_block_file(uid_t owner, char *tmp, size_t tmp_len)
+{
+    uid_t fsuid = (uid_t)setfsuid((uid_t)-1);
+    if (owner != fsuid)
+        setfsuid(owner);
+    /* 0600 from the start: another user who opened it before a chmod would read it,
+     * and an flock of theirs would refuse its owner's controllers. */
+    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, tmp_len, 0600);
+    int saved = errno;
+    if (owner != fsuid)
+        setfsuid(fsuid);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_uid != owner)) {
+        saved = EPERM;   /* root's block, in a process that may no longer make it */
+        close(fd);
+        unlink(tmp);
+        fd = -1;
+    }
+    errno = saved;
+    return fd;
+}
+
+/* A block its controllers no longer use: a controller that finds it skips it, and
+ * root's controller removes it where this process no longer may (root's, after a
+ * change of user). */
+static void retire_block(struct memprof_control *old, const char *path)
+{
+    old->magic = 0;
+    unlink(path);
+    munmap(old, sizeof *old);
+}
+
 /* The block is made under a new, unpredictable temporary name (O_EXCL,
  * O_NOFOLLOW) and renamed into place once its identity is written, so a reader
  * never finds a half-made block; the rename replaces a block left by an earlier
  * process of ours with our pid.  Where another user has taken the name
- * mem_profiler.<pid> (a file of theirs, a directory), the block goes to
- * mem_profiler.<pid>.<random> instead: readers look at both and trust only a
- * regular file of the process's owner, mode 0600, that names the process. */
-static int create_block(void)
+ * mem_profiler.<pid> (a file of theirs, a directory, the block this process made
+ * as root before it changed user), the block goes to mem_profiler.<pid>.<random>
+ * instead: readers look at both and trust only a regular file of the process's
+ * owner or root, mode 0600, that names the process.  `replaced` (the block of
+ * the process's former user) is retired just before the new one appears. */
+static int create_block(struct memprof_control *replaced, const char *replaced_path)
 {
     char tmp[96];
-    /* 0600 from the start: another user who opened it before a chmod would read it,
-     * and an flock of theirs would refuse its owner's controllers. */
-    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, sizeof tmp, 0600);
+    uid_t owner = block_owner(replaced != NULL ? replaced->uid : geteuid());
+    int fd = create_block_file(owner, tmp, sizeof tmp);
     if (fd < 0)
         return -1;
     /* Its pages allocated before it is mapped: a store into a page a full /dev/shm
@@ -396,11 +458,13 @@ static int create_block(void)
     block->magic = MEMPROF_CONTROL_MAGIC;
     block->abi = MEMPROF_CONTROL_ABI;
     block->pid = (int32_t)getpid();
-    block->uid = (uint32_t)getuid();
+    block->uid = (uint32_t)owner;
     block->start_time = process_start_time();
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     publish_status();
+    if (replaced != NULL)
+        retire_block(replaced, replaced_path);
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
     for (int attempt = 0; rename(tmp, block_path) != 0; attempt++) {
         char name[9];
@@ -418,6 +482,32 @@ static int create_block(void)
                  name);
     }
     return 0;
+}
+
+/* A block for the user the process runs as now (block_owner), made by the control
+ * thread when it starts (after each set*id call: see "a change of credentials") and
+ * once a second (a prctl(PR_SET_DUMPABLE), or a change the hooks did not see: an
+ * attached process while no window is open).  The former block is retired; it
+ * stays where no new one can be made.  False when the thread has no block left. */
+static bool follow_owner(void)
+{
+    if (block->uid == (uint32_t)block_owner(block->uid))
+        return true;
+    struct memprof_control *former = block;
+    char former_path[sizeof block_path];
+    memcpy(former_path, block_path, sizeof block_path);
+    if (create_block(former, former_path) == 0)
+        return true;
+    if (block == NULL) {   /* retired already: it had no place to go */
+        memprof_log("no control block (%s): this process cannot be captured from outside",
+                    strerror(errno));
+        return false;
+    }
+    memprof_log("no control block for its new user (%s): only root can capture it",
+                strerror(errno));
+    block = former;
+    memcpy(block_path, former_path, sizeof block_path);
+    return true;
 }
 
 static bool said_no_block;   /* once per process and its forked children */
@@ -444,7 +534,7 @@ static bool spawn_control_thread(void)
 
 static void start_control_thread(void)
 {
-    if (create_block() != 0) {
+    if (create_block(NULL, NULL) != 0) {
         if (!said_no_block)
             memprof_log("no control block (%s): this process cannot be captured from outside",
                         strerror(errno));
@@ -486,8 +576,10 @@ void memprof_control_after_fork(void)
  * capabilities (setpriv) raises them again in its own thread only, and a control
  * thread left without them fails the next call.  So the control thread is ended
  * before each such call and made again after it by the calling thread, whose
- * credentials it then has.  Its block stays as it is; a request sent meanwhile is
- * carried out by the new thread. */
+ * credentials it then has.  A request sent meanwhile is carried out by the new
+ * thread, which first gives the process a new block where the call changed who
+ * may use it (follow_owner); a controller that had the former one open then has to
+ * open the process again. */
 #define PAUSE_STEP_NS 10000000ll       /* a wake-up lost to a thread not yet asleep */
 #define PAUSE_GIVE_UP_NS 5000000000ll  /* a thread stuck behind a lock the caller holds */
 

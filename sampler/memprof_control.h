@@ -46,7 +46,7 @@ struct memprof_control {
     uint64_t magic;
     uint32_t abi;
     int32_t pid;
-    uint32_t uid;
+    uint32_t uid;                   /* the owner of its file: who may use it (control.c) */
     uint32_t reserved0;
     uint64_t start_time;            /* /proc/<pid>/stat field 22, to detect a reused pid */
     char exe[256];                  /* /proc/<pid>/exe when the block was made */

@@ -69,6 +69,7 @@ class LiveView:
             self._folder = tempfile.mkdtemp(
                 prefix=f"{FOLDER_PREFIX}{os.getpid()}.", dir=SNAPSHOT_FOLDER
             )
+            lend_to_target(self._folder, self.pid)
             if not status.capturing:
                 status = self._block.request(
                     CMD_START,
@@ -150,9 +151,24 @@ class LiveView:
                 shutil.rmtree(self._folder, ignore_errors=True)
 
 
+def lend_to_target(folder: str, pid: int) -> None:
+    """Gives the view's folder to the user pid writes its snapshots as, when that is
+    another user (root viewing a user's process): the target writes them itself."""
+    creds = procfs.file_credentials(pid)
+    if creds is not None and creds[0] != os.geteuid():
+        try:
+            os.chown(folder, creds[0], creds[1])
+        except OSError as err:
+            raise ControlError(
+                f"process {pid} writes its snapshots itself, as another user, and this "
+                f"user cannot give it a folder ({err.strerror}): run mem_profiler as root"
+            ) from None
+
+
 def remove_folders_of_ended_views() -> None:
-    """Removes the snapshot folders of this user's views that were killed (each holds at
-    most the one snapshot it was reading). Other views may be removing theirs meanwhile."""
+    """Removes the snapshot folders of views that were killed (each holds at most the one
+    snapshot it was reading): this user's, and, for root, those it lent to a target.
+    Other views may be removing theirs meanwhile."""
     for entry in os.scandir(SNAPSHOT_FOLDER):
         owner_pid = entry.name.removeprefix(FOLDER_PREFIX).split(".")[0]
         if (
@@ -162,8 +178,7 @@ def remove_folders_of_ended_views() -> None:
         ):
             continue
         with contextlib.suppress(OSError):
-            if (
-                entry.is_dir(follow_symlinks=False)
-                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            if entry.is_dir(follow_symlinks=False) and (
+                os.geteuid() == 0 or entry.stat(follow_symlinks=False).st_uid == os.geteuid()
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)

@@ -256,7 +256,7 @@ def test_forked_child_has_its_own_block(server_exe, tmp_path):
         s.stop()
 
 
-def test_another_users_process_cannot_be_controlled(server_exe, tmp_path):
+def test_another_users_block_is_closed_to_third_users(server_exe):
     user = other_user("memprof_other")
     s = Server(server_exe, user=user)
     try:
@@ -264,16 +264,11 @@ def test_another_users_process_cannot_be_controlled(server_exe, tmp_path):
         info = block.stat()
         assert info.st_uid == pwd.getpwnam(user).pw_uid
         assert stat.S_IMODE(info.st_mode) == 0o600
-        # Nobody but its owner may read it (we are root, so ask a third user).
+        # Nobody but its owner and root may read it.
         peek = subprocess.run(
             ["runuser", "-u", "nobody", "--", "cat", str(block)], capture_output=True, text=True
         )
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
-        proc = capture_cli(s.pid, "-s", "0.2", "-o", tmp_path / "x_")
-        assert proc.returncode == 1
-        assert proc.stderr == (
-            f"mem_profiler: process {s.pid} belongs to {user}; only its owner can capture it\n"
-        )
     finally:
         s.stop()
 

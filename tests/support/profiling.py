@@ -5,8 +5,14 @@ pipeline, in this process or through the installed mem_parser."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import selectors
 import signal
 import subprocess
+import sys
+import time
+import traceback
 from pathlib import Path
 
 from mem_profiler.controller import list_targets
@@ -65,12 +71,83 @@ def window_to_interrupt(pid: int, *args: str | Path) -> subprocess.Popen:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    wait_for_window(pid)
+    return controller
+
+
+def wait_for_window(pid: int) -> None:
+    """Until pid says a window is open (read as root)."""
     wait_for(
         lambda: any(t.pid == pid and t.state.startswith("capturing") for t in list_targets()),
         timeout=30,
         what="the window to open",
     )
-    return controller
+
+
+class CliAsUser:
+    """`mem_profiler ARGS` run as `user`: forked from this process, which has the command
+    line loaded already, since another user cannot reach this machine's interpreter
+    (under /root). interrupt() is Ctrl-C; result() waits for its end."""
+
+    def __init__(self, user: str, *args: str | Path) -> None:
+        import mem_profiler.top.session  # noqa: F401  top's modules, imported when it starts
+        from mem_profiler.cmd.mem_profiler import main
+
+        account = pwd.getpwnam(user)
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover (the child)
+            code = 99
+            try:
+                sys.stdout = open(out_write, "w")  # noqa: SIM115
+                sys.stderr = open(err_write, "w")  # noqa: SIM115
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.setgroups([])
+                os.setresgid(account.pw_gid, account.pw_gid, account.pw_gid)
+                os.setresuid(account.pw_uid, account.pw_uid, account.pw_uid)
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as end:
+                code = end.code if isinstance(end.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(out_write)
+        os.close(err_write)
+        self._pipes = {out_read: bytearray(), err_read: bytearray()}
+        self._out, self._err = out_read, err_read
+
+    def interrupt(self) -> None:
+        os.kill(self.pid, signal.SIGINT)
+
+    def result(self, timeout: float = 60) -> subprocess.CompletedProcess:
+        end = time.monotonic() + timeout
+        with selectors.DefaultSelector() as waiting:
+            for fd in self._pipes:
+                waiting.register(fd, selectors.EVENT_READ)
+            while waiting.get_map():
+                left = end - time.monotonic()
+                if left <= 0:
+                    os.kill(self.pid, signal.SIGKILL)
+                    raise AssertionError(f"mem_profiler as another user ran past {timeout} s")
+                for key, _ in waiting.select(left):
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        self._pipes[key.fd] += chunk
+                    else:
+                        waiting.unregister(key.fd)
+                        os.close(key.fd)
+        _, status = os.waitpid(self.pid, 0)
+        return subprocess.CompletedProcess(
+            [],
+            os.waitstatus_to_exitcode(status),
+            self._pipes[self._out].decode(),
+            self._pipes[self._err].decode(),
+        )
 
 
 def gate(
