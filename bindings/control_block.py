@@ -31,7 +31,7 @@ struct memprof_control {
     uint32_t abi;
     int32_t pid;
     uint32_t uid;
-    uint32_t reserved0;
+    uint32_t pid_ns;
     uint64_t start_time;
     char exe[256];
     uint32_t command_seq;
@@ -67,7 +67,7 @@ struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 5
+ABI = 6
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
@@ -132,38 +132,63 @@ def find_block(pid: int) -> str | None:
     return None
 
 
+def remove_if_ours(path: str) -> None:
+    """Removes `path`, a block name whose process is gone, if it is a regular file of
+    ours that is no block of another PID namespace's process (whose pid is a number
+    there, not here)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == os.getuid() and stat.S_ISREG(st.st_mode) and not _other_namespace(fd):
+                os.unlink(path)
+        finally:
+            os.close(fd)
+
+
 def remove_blocks_of_ended(pid: int) -> None:
     """Removes the blocks of ours that an ended process left (killed: no exit handler
     ran)."""
     for path in block_candidates(pid):
-        with contextlib.suppress(OSError):
-            if os.lstat(path).st_uid == os.getuid() and stat.S_ISREG(os.lstat(path).st_mode):
-                os.unlink(path)
+        remove_if_ours(path)
 
 
-# The identity at the start of every version's block: magic, abi, pid, uid, reserved,
-# start_time (memprof_control.h).
+# The identity at the start of every version's block: magic, abi, pid, uid, pid_ns
+# (reserved before ABI 6, 0), start_time (memprof_control.h).
 _IDENTITY = struct.Struct("<QIiIIQ")
 
 
-def _identity(fd: int) -> tuple[int, int, int, int]:
-    """(magic, abi, pid, start_time) of a block of any version; zeros if it is shorter."""
+def _identity(fd: int) -> tuple[int, int, int, int, int]:
+    """(magic, abi, pid, pid_ns, start_time) of a block of any version; zeros if it is
+    shorter."""
     head = os.pread(fd, _IDENTITY.size, 0)
     if len(head) < _IDENTITY.size:
-        return 0, 0, 0, 0
-    magic, abi, pid, _, _, start = _IDENTITY.unpack(head)
-    return magic, abi, pid, start
+        return 0, 0, 0, 0, 0
+    magic, abi, pid, _, pid_ns, start = _IDENTITY.unpack(head)
+    return magic, abi, pid, pid_ns, start
+
+
+def _other_namespace(fd: int) -> bool:
+    """Whether the block is one of a process in another PID namespace than ours."""
+    magic, _, _, pid_ns, _ = _identity(fd)
+    return magic == MAGIC and pid_ns not in (0, procfs.own_pid_namespace())
 
 
 def _open_trusted(path: str, owner: int) -> int | None:
-    """A descriptor of `path` if it is a regular file of `owner`, mode 0600: never
-    following a link nor blocking on a FIFO; None otherwise."""
+    """A descriptor of `path` if it is a regular file of `owner`, mode 0600, and no block
+    of another PID namespace's process: never following a link nor blocking on a FIFO;
+    None otherwise."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != owner or st.st_mode & 0o077:
+    if (
+        not stat.S_ISREG(st.st_mode)
+        or st.st_uid != owner
+        or st.st_mode & 0o077
+        or _other_namespace(fd)
+    ):
         os.close(fd)
         return None
     return fd
@@ -214,7 +239,7 @@ class ControlBlock:
             fd = _open_trusted(path, owner)
             if fd is None:
                 continue
-            magic, abi, named_pid, named_start = _identity(fd)
+            magic, abi, named_pid, _, named_start = _identity(fd)
             names_live = (magic, named_pid, named_start) == (MAGIC, pid, start)
             if names_live and abi != ABI:
                 os.close(fd)  # the live process's, of another version: left alone

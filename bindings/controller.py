@@ -27,6 +27,7 @@ from mem_profiler.control_block import (
     Status,
     block_pid,
     find_block,
+    remove_if_ours,
     user_name,
 )
 from mem_profiler.core.file_names import absolute_prefix, files_of_process, window_files
@@ -69,9 +70,8 @@ def list_targets(clean: bool = True) -> list[Target]:
             continue
         owner = procfs.owner_uid(pid)
         if owner is None or procfs.start_time(pid) is None:
-            if clean and file_owner == os.getuid():  # ours, left by a process that is gone
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+            if clean:  # ours, left by a process that is gone
+                remove_if_ours(entry.path)
             continue
         if file_owner != owner:
             continue

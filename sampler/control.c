@@ -20,6 +20,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,10 +200,35 @@ static int carry_out(uint32_t command)
     }
 }
 
+/* The inode of this process's PID namespace, which is its for good (setns and
+ * unshare move only its later children). */
+static uint32_t own_pid_namespace(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0;
+}
+
+/* Whether the entry `name` in `dir` is a block made in another PID namespace than
+ * ours: its pid is a number there, and says nothing of our process with that number
+ * (a process in a container sharing /dev/shm sees the host's pids as gone). */
+static bool block_of_other_namespace(int dir, const char *name)
+{
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct memprof_control head;
+    size_t len = offsetof(struct memprof_control, start_time);
+    bool other = pread(fd, &head, len, 0) == (ssize_t)len && head.magic == MEMPROF_CONTROL_MAGIC &&
+                 head.pid_ns != 0 && head.pid_ns != block->pid_ns;
+    close(fd);
+    return other;
+}
+
 /* Blocks of this user's processes that ended without exit handlers (killed, or
  * _exit in a forked child): a program forking many short children would
  * otherwise fill /dev/shm with them.  A pid now used by another process is
- * left to the controller, which tells the two apart by start time. */
+ * left to the controller, which tells the two apart by start time; a block of
+ * another PID namespace is left alone. */
 static void remove_stale_blocks(void)
 {
     /* getdents64 into this thread's stack: opendir would allocate through the
@@ -224,7 +250,7 @@ static void remove_stale_blocks(void)
                 fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
                 !S_ISREG(st.st_mode) || st.st_uid != getuid())
                 continue;
-            if (kill(pid, 0) != 0 && errno == ESRCH)
+            if (kill(pid, 0) != 0 && errno == ESRCH && !block_of_other_namespace(dir, e->d_name))
                 unlinkat(dir, e->d_name, 0);
         }
     }
@@ -360,11 +386,27 @@ static void *control_thread(void *arg)
     return NULL;
 }
 
+/* Renames the made block to `path`, where it may replace an earlier block of ours
+ * but never that of a process in another PID namespace with the same pid. */
+static bool place_block(const char *tmp, const char *path)
+{
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        return true;
+    if (errno != EEXIST)
+        return false;
+    if (block_of_other_namespace(AT_FDCWD, path)) {
+        errno = EEXIST;
+        return false;
+    }
+    return rename(tmp, path) == 0;
+}
+
 /* The block is made under a new, unpredictable temporary name (O_EXCL,
  * O_NOFOLLOW) and renamed into place once its identity is written, so a reader
  * never finds a half-made block; the rename replaces a block left by an earlier
- * process of ours with our pid.  Where another user has taken the name
- * mem_profiler.<pid> (a file of theirs, a directory), the block goes to
+ * process of ours with our pid (see place_block).  Where another user has taken the
+ * name mem_profiler.<pid> (a file of theirs, a directory), or a process of another
+ * PID namespace with our pid has made its block there, the block goes to
  * mem_profiler.<pid>.<random> instead: readers look at both and trust only a
  * regular file of the process's owner, mode 0600, that names the process. */
 static int create_block(void)
@@ -397,12 +439,13 @@ static int create_block(void)
     block->abi = MEMPROF_CONTROL_ABI;
     block->pid = (int32_t)getpid();
     block->uid = (uint32_t)getuid();
+    block->pid_ns = own_pid_namespace();
     block->start_time = process_start_time();
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     publish_status();
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
-    for (int attempt = 0; rename(tmp, block_path) != 0; attempt++) {
+    for (int attempt = 0; !place_block(tmp, block_path); attempt++) {
         char name[9];
         memprof_random_name(name);
         if (attempt == 8 || (errno != EISDIR && errno != EPERM && errno != EACCES &&

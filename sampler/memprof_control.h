@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 5
+#define MEMPROF_CONTROL_ABI 6
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -47,7 +47,8 @@ struct memprof_control {
     uint32_t abi;
     int32_t pid;
     uint32_t uid;
-    uint32_t reserved0;
+    uint32_t pid_ns;                /* inode of /proc/self/ns/pid: pid means a process only in
+                                       that PID namespace (0 in blocks before ABI 6) */
     uint64_t start_time;            /* /proc/<pid>/stat field 22, to detect a reused pid */
     char exe[256];                  /* /proc/<pid>/exe when the block was made */
     /* request, written by the controller */

@@ -347,3 +347,35 @@ def test_the_control_block_is_0600_from_the_instant_it_appears(build_fixture):
         preexec_fn=lambda: os.umask(0),
     )
     assert (proc.returncode, proc.stderr) == (7, "made 600\n")
+
+
+# --- a PID namespace sharing /dev/shm -------------------------------------------------
+
+IN_PID_NAMESPACE = """
+set -e
+LD_PRELOAD="$1" /bin/true
+echo $(($2 - 1)) > /proc/sys/kernel/ns_last_pid
+LD_PRELOAD="$1" /bin/true &
+echo "namesake $!"
+wait $!
+"$3" list > /dev/null
+"""
+
+
+def test_processes_in_a_pid_namespace_leave_the_hosts_blocks(server, tmp_path):
+    """Inside `unshare -fp` the host's pids are gone: neither a sampler ending there,
+    nor its namesake with the server's pid as its own, nor `list` may remove the
+    server's block (or take its name)."""
+    shm_before = set(os.listdir("/dev/shm"))
+    proc = subprocess.run(
+        ["unshare", "-fp", "--mount-proc", "/bin/sh", "-c", IN_PID_NAMESPACE, "sh"]
+        + [str(LIBMEMPROF), str(server.pid), MEM_PROFILER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"namesake {server.pid}\n", "")
+    assert set(os.listdir("/dev/shm")) == shm_before
+    capture = capture_cli(server.pid, "-s", "0.2", "-o", tmp_path / "c_")
+    assert capture.returncode == 0, capture.stderr
+    assert (tmp_path / f"c_{server.pid}.0001.heap").is_file()
