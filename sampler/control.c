@@ -174,9 +174,44 @@ static int stop_controller_window(void)
     return rc;
 }
 
-static int carry_out(uint32_t command)
+/* Whether this thread opens paths as the process's main thread does.  unshare and
+ * setns give a mount namespace to the calling thread alone, with a root and working
+ * folder of its own that its chroot then moves: this thread, made before, would write
+ * a window's files outside the process's jail.  Where /proc cannot tell, it is taken
+ * as the same. */
+static bool opens_paths_as_process(void)
+{
+    static const char *const views[][2] = {
+        {PROC_THREAD_SELF "ns/mnt", "/proc/self/ns/mnt"},
+        {PROC_THREAD_SELF "root/", "/proc/self/root/"},
+    };
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        struct stat here, there;
+        if (stat(views[i][0], &here) == 0 && stat(views[i][1], &there) == 0 &&
+            (here.st_dev != there.st_dev || here.st_ino != there.st_ino))
+            return false;
+    }
+    return true;
+}
+
+#define OTHER_ROOT                                                                      \
+    "it changed its root or mount namespace since the sampler started (chroot, unshare): " \
+    "its files would be written outside them"
+
+/* Carries out one request; on failure, errno and, where errno alone would not say it,
+ * *why in words.  A request that opens a window or writes a file is refused while the
+ * process sees other files than this thread; a window opened before writes its files
+ * where it was opened. */
+static int carry_out(uint32_t command, const char **why)
 {
     char prefix[MEMPROF_CONTROL_PATH_MAX];
+    if ((command == MEMPROF_CMD_START || command == MEMPROF_CMD_DUMP ||
+         command == MEMPROF_CMD_SNAPSHOT) &&
+        !opens_paths_as_process()) {
+        *why = OTHER_ROOT;
+        errno = EXDEV;
+        return -1;
+    }
     switch (command) {
     case MEMPROF_CMD_START:
         copy_string(prefix, sizeof prefix, block->prefix);
@@ -372,10 +407,11 @@ static void *control_thread(void *arg)
             continue;   /* the main thread's watch: nothing changed to publish */
         if (seq != seen) {
             seen = seq;
-            int rc = carry_out(block->command);
+            const char *why = NULL;
+            int rc = carry_out(block->command, &why);
             block->result = rc == 0 ? 0 : errno;
             if (rc != 0)
-                snprintf(block->message, sizeof block->message, "%s", strerror(errno));
+                snprintf(block->message, sizeof block->message, "%s", why ? why : strerror(errno));
             else
                 block->message[0] = '\0';
         }
