@@ -13,7 +13,6 @@
  * otherwise outlive a main thread that called pthread_exit and leave the
  * process unkillable but by SIGKILL.  It leaves as soon as it is alone (see
  * watch_main_thread). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -24,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -260,36 +260,29 @@ static bool block_of_other_namespace(int dir, const char *name)
 }
 
 /* Blocks of this user's processes that ended without exit handlers (killed, or
- * _exit in a forked child): a program forking many short children would
+ * _exit in a forked child), and the temporaries of blocks being made when their
+ * process was killed: a program forking many short children would
  * otherwise fill /dev/shm with them.  A pid now used by another process is
  * left to the controller, which tells the two apart by start time; a block of
  * another PID namespace is left alone. */
+static void remove_if_stale(int dir, const char *name)
+{
+    memprof_remove_dead_temp(dir, name);   /* .mem_profiler.<random>.tmp */
+    int pid, end = 0;
+    struct stat st;
+    /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
+    if (sscanf(name, "mem_profiler.%d%n", &pid, &end) != 1 ||
+        (name[end] != '\0' && name[end] != '.') || pid == getpid() ||
+        fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != getuid())
+        return;
+    if (kill(pid, 0) != 0 && errno == ESRCH && !block_of_other_namespace(dir, name))
+        unlinkat(dir, name, 0);
+}
+
 static void remove_stale_blocks(void)
 {
-    /* getdents64 into this thread's stack: opendir would allocate through the
-     * program's malloc, and a window may be open already. */
-    int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0)
-        return;
-    char buf[4096] __attribute__((aligned(8)));
-    ssize_t n;
-    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
-        for (ssize_t at = 0; at < n;) {
-            const struct dirent64 *e = (const struct dirent64 *)(buf + at);
-            at += e->d_reclen;
-            int pid, end = 0;
-            struct stat st;
-            /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
-            if (sscanf(e->d_name, "mem_profiler.%d%n", &pid, &end) != 1 ||
-                (e->d_name[end] != '\0' && e->d_name[end] != '.') || pid == getpid() ||
-                fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                !S_ISREG(st.st_mode) || st.st_uid != getuid())
-                continue;
-            if (kill(pid, 0) != 0 && errno == ESRCH && !block_of_other_namespace(dir, e->d_name))
-                unlinkat(dir, e->d_name, 0);
-        }
-    }
-    close(dir);
+    memprof_each_entry("/dev/shm", remove_if_stale);
 }
 
 /* ---- a main thread that ended with pthread_exit ----------------------------
@@ -464,9 +457,9 @@ static int create_block(void)
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         err = errno;
     }
-    close(fd);
     if (p == MAP_FAILED) {
         unlink(tmp);
+        close(fd);
         errno = err;
         return -1;
     }
@@ -488,6 +481,7 @@ static int create_block(void)
                              errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR)) {
             int saved = errno;
             unlink(tmp);
+            close(fd);
             munmap(block, sizeof *block);
             block = NULL;
             errno = saved;
@@ -496,6 +490,10 @@ static int create_block(void)
         snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d.%s", (int)getpid(),
                  name);
     }
+    /* Locked until now, so that it was never taken for a dead process's temporary;
+     * unlocked by hand, the mapping keeping the open file (and its lock) alive. */
+    flock(fd, LOCK_UN);
+    close(fd);
     return 0;
 }
 
