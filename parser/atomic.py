@@ -16,6 +16,8 @@ from mem_profiler.core.errors import UserError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _MKSTEMP_NAME = re.compile(r"[a-z0-9_]{8}")  # the random part of mkstemp's names
+# An older writer's .<name>.<random>.tmp had no lock: never taken for a dead one's.
+_LOCKED_TEMP = ".locked.tmp"
 
 
 @contextlib.contextmanager
@@ -53,10 +55,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
 
 
 def _locked_temporary(folder: str, name: str) -> tuple[int, str]:
-    """mkstemp's .<name>.<random>.tmp, locked (flock) until it is closed, so that the
+    """mkstemp's .<name>.<random>.locked.tmp, locked (flock) until it is closed, so that the
     next writer can tell it from a killed writer's."""
     while True:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_LOCKED_TEMP, dir=folder)
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
             return fd, tmp
@@ -73,9 +75,9 @@ def _remove_dead_temporaries(folder: str, name: str) -> None:
         return  # the temporary's creation says what is wrong
     try:
         for entry in os.listdir(dir_fd):
-            if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            if not (entry.startswith(prefix) and entry.endswith(_LOCKED_TEMP)):
                 continue
-            if _MKSTEMP_NAME.fullmatch(entry[len(prefix) : -len(".tmp")]):
+            if _MKSTEMP_NAME.fullmatch(entry[len(prefix) : -len(_LOCKED_TEMP)]):
                 with contextlib.suppress(OSError):
                     _remove_if_dead(dir_fd, entry)
     finally:

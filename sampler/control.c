@@ -267,7 +267,7 @@ static bool block_of_other_namespace(int dir, const char *name)
  * another PID namespace is left alone. */
 static void remove_if_stale(int dir, const char *name)
 {
-    memprof_remove_dead_temp(dir, name);   /* .mem_profiler.<random>.tmp */
+    memprof_remove_dead_temp(dir, name);   /* .mem_profiler.<random>.locked.tmp */
     int pid, end = 0;
     struct stat st;
     /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */

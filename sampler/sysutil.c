@@ -115,6 +115,8 @@ void memprof_random_name(char name[9])
     name[8] = '\0';
 }
 
+#define LOCKED_TEMP ".locked.tmp"
+
 /* The writer holds an flock on its temporary from its creation to its rename, so
  * that the next writer can tell one whose writer was killed (see
  * memprof_remove_dead_temp).  A temporary removed as dead before the lock was
@@ -124,7 +126,7 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mod
     for (int attempt = 0; attempt < 16; attempt++) {
         char name[9];
         memprof_random_name(name);
-        int n = snprintf(tmp, tmp_len, "%s.%s.tmp", final, name);
+        int n = snprintf(tmp, tmp_len, "%s.%s" LOCKED_TEMP, final, name);
         if (n < 0 || (size_t)n >= tmp_len) {
             errno = ENAMETOOLONG;
             return -1;
@@ -146,17 +148,20 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mod
 }
 
 /* The name of one of the sampler's temporaries (of a .heap, a .memlog, a control
- * block): <final>.<8 letters or digits>.tmp.  No other file is ever removed. */
+ * block): <final>.<8 letters or digits>.locked.tmp.  No other file is ever removed, nor
+ * an older sampler's <final>.<random>.tmp, which it wrote without a lock. */
 static bool sampler_temp_name(const char *name)
 {
     static const char *const finals[] = {".heap", ".memlog", "/.mem_profiler"};
+    const size_t tail = 1 + 8 + strlen(LOCKED_TEMP);   /* .<random>.locked.tmp */
     size_t len = strlen(name);
-    if (len < 14 || strcmp(name + len - 4, ".tmp") != 0 || name[len - 13] != '.')
+    if (len <= tail || strcmp(name + len - strlen(LOCKED_TEMP), LOCKED_TEMP) != 0 ||
+        name[len - tail] != '.')
         return false;
-    for (size_t i = len - 12; i < len - 4; i++)
+    size_t stem = len - tail;
+    for (size_t i = stem + 1; i < stem + 9; i++)
         if (!isalnum((unsigned char)name[i]))
             return false;
-    size_t stem = len - 13;
     for (size_t f = 0; f < sizeof finals / sizeof finals[0]; f++) {
         /* "/.mem_profiler" is a whole name: its '/' stands for the start */
         const char *end = finals[f][0] == '/' ? finals[f] + 1 : finals[f];

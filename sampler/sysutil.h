@@ -27,7 +27,7 @@ void memprof_fsize_release(const struct memprof_fsize_guard *g) HIDDEN;
  * failure. */
 int memprof_write_all(int fd, const void *data, size_t len) HIDDEN;
 void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredictable */
-/* Creates <final>.<random>.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
+/* Creates <final>.<random>.locked.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
  * nothing planted in the folder (a link, a file of another user) can redirect
  * or truncate what we write, with `mode` (less the umask) from its first instant,
  * and locks it (flock) until it is closed: renamed into place or removed first;

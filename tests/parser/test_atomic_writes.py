@@ -91,17 +91,20 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path):
         killed.kill()
         killed.wait()
     (dead,) = tmp_path.glob(".report.txt.*.tmp")
-    link, theirs = tmp_path / ".report.txt.link0000.tmp", tmp_path / ".report.txt.theirs00.tmp"
+    link = tmp_path / ".report.txt.link0000.locked.tmp"
+    theirs = tmp_path / ".report.txt.theirs00.locked.tmp"
+    older = tmp_path / ".report.txt.older000.tmp"  # an older writer's, which had no lock
     link.symlink_to(dead)
-    theirs.write_text("theirs\n")
+    for path in (theirs, older):
+        path.write_text("kept\n")
     os.chown(theirs, 65534, 65534)
     with atomic_open(report) as outer:
         outer.write("outer\n")
-        (live,) = set(tmp_path.glob(".report.txt.*.tmp")) - {dead, link, theirs}
+        (live,) = set(tmp_path.glob(".report.txt.*.tmp")) - {dead, link, theirs, older}
         write_file(report, "inner\n")
-        assert sorted(tmp_path.iterdir()) == sorted([live, link, theirs, report])
+        assert sorted(tmp_path.iterdir()) == sorted([live, link, theirs, older, report])
     assert report.read_text() == "outer\n"
-    assert sorted(tmp_path.iterdir()) == sorted([link, theirs, report])
+    assert sorted(tmp_path.iterdir()) == sorted([link, theirs, older, report])
 
 
 def test_no_module_changes_a_mode_by_path():

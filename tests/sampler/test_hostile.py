@@ -105,10 +105,11 @@ def test_a_killed_dumps_temporary_is_removed_by_the_next_dump(build_fixture, tmp
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     kept = {
-        "link": out / "l_1.0001.heap.abcdefgh.tmp",
-        "live": out / "w_1.0001.heap.abcdefgh.tmp",
-        "other program's": out / "notes.abcdefgh.tmp",
-        "another user's": out / "u_1.0001.heap.abcdefgh.tmp",
+        "link": out / "l_1.0001.heap.abcdefgh.locked.tmp",
+        "live": out / "w_1.0001.heap.abcdefgh.locked.tmp",
+        "other program's": out / "notes.abcdefgh.locked.tmp",
+        "an older sampler's, written unlocked": out / "o_1.0001.heap.abcdefgh.tmp",
+        "another user's": out / "u_1.0001.heap.abcdefgh.locked.tmp",
     }
     kept["link"].symlink_to(victim)
     for path in list(kept.values())[1:]:
@@ -120,7 +121,7 @@ def test_a_killed_dumps_temporary_is_removed_by_the_next_dump(build_fixture, tmp
         [str(exe), "1000"], env={**env, "LD_PRELOAD": f"{stall} {LIBMEMPROF}"}
     )
     try:
-        wait_for(lambda: list(out.glob(f"k_{stalled.pid}.0001.heap.*.tmp")), what="the dump")
+        wait_for(lambda: list(out.glob(f"k_{stalled.pid}.0001.heap.*.locked.tmp")), what="the dump")
     finally:
         stalled.kill()
         stalled.wait()
