@@ -14,6 +14,7 @@ import os
 import stat
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cffi import FFI
@@ -60,7 +61,7 @@ struct memprof_control {
     char last_dump[4096];
     char message[256];
     uint32_t failed_dumps;
-    uint32_t reserved2;
+    uint32_t window_by_controller;
     char dump_failure[512];
 };
 struct timespec { long tv_sec; long tv_nsec; };
@@ -74,6 +75,8 @@ STATE_IDLE, STATE_CAPTURING = 0, 1
 START_TRACK_LIVE, START_LOG, START_VIEW = 1, 2, 4
 
 _SYS_FUTEX = 202  # x86-64
+_FLOCK = struct.Struct("hh4xqqi4x")  # struct flock (x86-64): type, whence, start, len, pid
+_REQUEST_TURN_S = 60.0  # the longest wait for another controller's request to end
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
 
 ffi = FFI()
@@ -209,6 +212,7 @@ class Status:
     redirected_slots: int  # GOT slots holding a hook now
     failed_dumps: int  # dumps that could not be written
     dump_failure: str  # why the last of them failed
+    window_by_controller: bool  # the open window was opened by a controller (CMD_START)
 
 
 class ControlBlock:
@@ -271,13 +275,37 @@ class ControlBlock:
         return procfs.exe_path(self.pid) == os.fsdecode(ffi.string(self._c.exe))
 
     def lock(self) -> None:
-        """One controller at a time per process."""
+        """One controller's window at a time per process (`dump` takes none)."""
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ControlError(
                 f"process {self.pid} is being captured by another mem_profiler"
             ) from None
+
+    @contextlib.contextmanager
+    def _one_request_at_a_time(self) -> Iterator[None]:
+        """The requests of several controllers (a window's, a dump's) in turn: an open
+        file description lock on the block's first byte, apart from the window's flock;
+        each holds it at most for its own timeout."""
+        end = time.monotonic() + _REQUEST_TURN_S
+        while True:
+            try:
+                fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, 0, 0, 1, 0))
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() > end:
+                raise ControlError(
+                    f"process {self.pid} was answering another mem_profiler for "
+                    f"{_REQUEST_TURN_S:g} s: try again"
+                )
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, 0, 0, 1, 0))
 
     def request(
         self,
@@ -295,27 +323,28 @@ class ControlBlock:
     ) -> Status:
         """Sends one request and waits for the control thread's reply: START takes every
         parameter, SNAPSHOT its prefix, DEADLINE its deadline_ns."""
-        c = self._c
-        if command in (CMD_START, CMD_SNAPSHOT):
-            encoded = os.fsencode(prefix)  # a path may be any bytes but NUL
-            if len(encoded) >= PATH_MAX - 32:
-                raise ControlError("the output prefix is too long")
-            c.prefix = encoded + b"\0"
-        if command in (CMD_START, CMD_DEADLINE):
-            c.deadline_ns = deadline_ns
-        if command == CMD_START:
-            c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
-            c.flags = flags
-            c.log_cap, c.log_files = log_cap, log_files
-        c.command = command
-        seq = (c.command_seq + 1) & 0xFFFFFFFF
-        c.command_seq = seq
-        self._futex(ffi.addressof(c, "command_seq"), _FUTEX_WAKE, 1)
-        self._wait_ack(seq, timeout)
-        if c.result != 0:
-            reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
-            raise ControlError(f"process {self.pid} refused the request: {reason}")
-        return self.status()
+        with self._one_request_at_a_time():
+            c = self._c
+            if command in (CMD_START, CMD_SNAPSHOT):
+                encoded = os.fsencode(prefix)  # a path may be any bytes but NUL
+                if len(encoded) >= PATH_MAX - 32:
+                    raise ControlError("the output prefix is too long")
+                c.prefix = encoded + b"\0"
+            if command in (CMD_START, CMD_DEADLINE):
+                c.deadline_ns = deadline_ns
+            if command == CMD_START:
+                c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
+                c.flags = flags
+                c.log_cap, c.log_files = log_cap, log_files
+            c.command = command
+            seq = (c.command_seq + 1) & 0xFFFFFFFF
+            c.command_seq = seq
+            self._futex(ffi.addressof(c, "command_seq"), _FUTEX_WAKE, 1)
+            self._wait_ack(seq, timeout)
+            if c.result != 0:
+                reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
+                raise ControlError(f"process {self.pid} refused the request: {reason}")
+            return self.status()
 
     def status(self) -> Status:
         c = self._c
@@ -333,6 +362,7 @@ class ControlBlock:
             redirected_slots=c.redirected_slots,
             failed_dumps=c.failed_dumps,
             dump_failure=ffi.string(c.dump_failure).decode(errors="replace"),
+            window_by_controller=bool(c.window_by_controller),
         )
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

@@ -147,7 +147,8 @@ def dump_window(pid: int) -> list[str]:
     """Writes the files of pid's open window, whoever opened it, and leaves it open
     (jemalloc's prof.dump); returns them."""
     with ControlBlock.open(pid) as block:
-        block.lock()
+        # Not locked: another controller's window is dumped all the same, its requests
+        # and ours taking turns (ControlBlock.request).
         before = block.request(CMD_STATUS)
         if not before.capturing:
             raise ControlError(
@@ -189,9 +190,7 @@ def capture_window(
         block.lock()
         before = block.request(CMD_STATUS)
         if before.capturing:
-            raise ControlError(
-                f"process {pid} is already capturing (started in-process); stop that window first"
-            )
+            raise ControlError(already_capturing(pid, before))
         if interrupted.is_set():
             raise KeyboardInterrupt  # before any window was asked for
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
@@ -226,6 +225,24 @@ def capture_window(
                 raise
         check_dump(pid, before, status)
         return CaptureResult(paths=last_dump_files(status), status=status)
+
+
+def already_capturing(pid: int, status: Status) -> str:
+    """Why a window cannot be opened in pid, which has one open and no controller holding
+    it (no live one: the lock was free)."""
+    if not status.window_by_controller:
+        return f"process {pid} is already capturing (started in-process); stop that window first"
+    detach = f"`mem_profiler detach -p {pid}`"
+    left = (status.window_deadline_ns - time.time_ns()) / 1e9
+    closes = (
+        f"it closes itself and writes its files in {max(0.0, left):.0f} s, or at once with {detach}"
+        if status.window_deadline_ns
+        else f"{detach} closes it and writes its files"
+    )
+    return (
+        f"process {pid} is already capturing, in a window opened by a mem_profiler that "
+        f"has ended: {closes}"
+    )
 
 
 @contextlib.contextmanager

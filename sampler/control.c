@@ -88,6 +88,8 @@ static void copy_string(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+static uint32_t controller_window;   /* the window a controller opened last (its id) */
+
 /* Fills the reply fields from the capture's state. */
 static void publish_status(void)
 {
@@ -107,6 +109,8 @@ static void publish_status(void)
     }
     copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
     block->failed_dumps = s.failed_dumps;
+    block->window_by_controller =
+        s.capturing && atomic_load(&memprof_active_window) == controller_window;
     copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
 }
 
@@ -157,9 +161,12 @@ static int start_controller_window(const char *prefix)
     int saved = errno;
     if (rc != 0) {
         apply_mode(before);   /* the window open already keeps its mode */
-    } else if (!controller_mode) {
-        process_mode = before;
-        controller_mode = true;
+    } else {
+        controller_window = atomic_load(&memprof_active_window);
+        if (!controller_mode) {
+            process_mode = before;
+            controller_mode = true;
+        }
     }
     errno = saved;
     return rc;

@@ -6,7 +6,10 @@
  * Protocol: the controller writes a request (command and parameters), then
  * increments command_seq and wakes the futex on it.  The target's control
  * thread, asleep on that futex, carries the request out, writes the reply,
- * sets ack_seq = command_seq and wakes the futex on ack_seq. */
+ * sets ack_seq = command_seq and wakes the futex on ack_seq.  Controllers send their
+ * requests one at a time, each holding an open file description lock (F_OFD_SETLK) on
+ * the block's first byte; a window's controller also holds an flock on the block for
+ * the window's life. */
 #ifndef MEMPROF_CONTROL_H
 #define MEMPROF_CONTROL_H
 
@@ -80,7 +83,7 @@ struct memprof_control {
     char last_dump[MEMPROF_CONTROL_PATH_MAX];
     char message[256];              /* the last error, in words */
     uint32_t failed_dumps;          /* dumps that could not be written */
-    uint32_t reserved2;
+    uint32_t window_by_controller;  /* 1: the open window was opened by a controller */
     char dump_failure[512];         /* why the last of them failed, in words */
 };
 
