@@ -14,6 +14,7 @@ import os
 import stat
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cffi import FFI
@@ -32,7 +33,7 @@ struct memprof_control {
     uint32_t abi;
     int32_t pid;
     uint32_t uid;
-    uint32_t reserved0;
+    uint32_t pid_ns;
     uint64_t start_time;
     char exe[256];
     uint32_t command_seq;
@@ -61,20 +62,22 @@ struct memprof_control {
     char last_dump[4096];
     char message[256];
     uint32_t failed_dumps;
-    uint32_t reserved2;
+    uint32_t window_by_controller;
     char dump_failure[512];
 };
 struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 5
+ABI = 6
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
 START_TRACK_LIVE, START_LOG, START_VIEW = 1, 2, 4
 
 _SYS_FUTEX = 202  # x86-64
+_FLOCK = struct.Struct("hh4xqqi4x")  # struct flock (x86-64): type, whence, start, len, pid
+_REQUEST_TURN_S = 60.0  # the longest wait for another controller's request to end
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
 
 ffi = FFI()
@@ -138,19 +141,26 @@ def find_block(pid: int) -> str | None:
     return None
 
 
-def may_remove(path: str) -> bool:
-    """Whether this user may remove the block at `path` (/dev/shm is sticky): its
-    owner's, or root's."""
-    return os.geteuid() == 0 or os.lstat(path).st_uid == os.geteuid()
+def remove_stale(path: str) -> None:
+    """Removes `path`, a block name whose process is gone, if it is a regular file this
+    user may remove (/dev/shm is sticky: its own, or any as root) and no block of a
+    process in another PID namespace (whose pid is a number there, not here)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            removable = os.geteuid() == 0 or st.st_uid == os.geteuid()
+            if removable and stat.S_ISREG(st.st_mode) and not _other_namespace(fd):
+                os.unlink(path)
+        finally:
+            os.close(fd)
 
 
 def remove_blocks_of_ended(pid: int) -> None:
     """Removes the blocks an ended process left (killed: no exit handler ran) that this
     user may remove."""
     for path in block_candidates(pid):
-        with contextlib.suppress(OSError):
-            if may_remove(path) and stat.S_ISREG(os.lstat(path).st_mode):
-                os.unlink(path)
+        remove_stale(path)
 
 
 def refusal(pid: int, owner: int) -> str | None:
@@ -164,24 +174,32 @@ def refusal(pid: int, owner: int) -> str | None:
     )
 
 
-# The identity at the start of every version's block: magic, abi, pid, uid, reserved,
-# start_time (memprof_control.h).
+# The identity at the start of every version's block: magic, abi, pid, uid, pid_ns
+# (reserved before ABI 6, 0), start_time (memprof_control.h).
 _IDENTITY = struct.Struct("<QIiIIQ")
 
 
-def _identity(fd: int) -> tuple[int, int, int, int]:
-    """(magic, abi, pid, start_time) of a block of any version; zeros if it is shorter."""
+def _identity(fd: int) -> tuple[int, int, int, int, int]:
+    """(magic, abi, pid, pid_ns, start_time) of a block of any version; zeros if it is
+    shorter."""
     head = os.pread(fd, _IDENTITY.size, 0)
     if len(head) < _IDENTITY.size:
-        return 0, 0, 0, 0
-    magic, abi, pid, _, _, start = _IDENTITY.unpack(head)
-    return magic, abi, pid, start
+        return 0, 0, 0, 0, 0
+    magic, abi, pid, _, pid_ns, start = _IDENTITY.unpack(head)
+    return magic, abi, pid, pid_ns, start
+
+
+def _other_namespace(fd: int) -> bool:
+    """Whether the block is one of a process in another PID namespace than ours."""
+    magic, _, _, pid_ns, _ = _identity(fd)
+    return magic == MAGIC and pid_ns not in (0, procfs.own_pid_namespace())
 
 
 def _open_trusted(path: str, owner: int) -> int | str | None:
-    """A descriptor of `path` if it is a regular file of `owner` or root, mode 0600
-    (never following a link nor blocking on a FIFO); why this user cannot open it if it
-    is such a file; None otherwise (no block: anyone can create files in /dev/shm)."""
+    """A descriptor of `path` if it is a regular file of `owner` or root, mode 0600, and
+    no block of a process in another PID namespace (never following a link nor blocking
+    on a FIFO); why this user cannot open it if it is such a file; None otherwise (no
+    block: anyone can create files in /dev/shm)."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -203,7 +221,7 @@ def _open_trusted(path: str, owner: int) -> int | str | None:
         )
     except OSError:
         return None
-    if not _is_block_file(os.fstat(fd), owner):
+    if not _is_block_file(os.fstat(fd), owner) or _other_namespace(fd):
         os.close(fd)
         return None
     return fd
@@ -232,6 +250,7 @@ class Status:
     redirected_slots: int  # GOT slots holding a hook now
     failed_dumps: int  # dumps that could not be written
     dump_failure: str  # why the last of them failed
+    window_by_controller: bool  # the open window was opened by a controller (CMD_START)
 
 
 class ControlBlock:
@@ -262,7 +281,7 @@ class ControlBlock:
             if not isinstance(fd, int):
                 refused = refused or fd
                 continue
-            magic, abi, named_pid, named_start = _identity(fd)
+            magic, abi, named_pid, _, named_start = _identity(fd)
             names_live = (magic, named_pid, named_start) == (MAGIC, pid, start)
             if names_live and abi != ABI:
                 os.close(fd)  # the live process's, of another version: left alone
@@ -296,13 +315,37 @@ class ControlBlock:
         return procfs.exe_path(self.pid) == os.fsdecode(ffi.string(self._c.exe))
 
     def lock(self) -> None:
-        """One controller at a time per process."""
+        """One controller's window at a time per process (`dump` takes none)."""
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ControlError(
                 f"process {self.pid} is being captured by another mem_profiler"
             ) from None
+
+    @contextlib.contextmanager
+    def _one_request_at_a_time(self) -> Iterator[None]:
+        """The requests of several controllers (a window's, a dump's) in turn: an open
+        file description lock on the block's first byte, apart from the window's flock;
+        each holds it at most for its own timeout."""
+        end = time.monotonic() + _REQUEST_TURN_S
+        while True:
+            try:
+                fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, 0, 0, 1, 0))
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() > end:
+                raise ControlError(
+                    f"process {self.pid} was answering another mem_profiler for "
+                    f"{_REQUEST_TURN_S:g} s: try again"
+                )
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, 0, 0, 1, 0))
 
     def request(
         self,
@@ -320,27 +363,28 @@ class ControlBlock:
     ) -> Status:
         """Sends one request and waits for the control thread's reply: START takes every
         parameter, SNAPSHOT its prefix, DEADLINE its deadline_ns."""
-        c = self._c
-        if command in (CMD_START, CMD_SNAPSHOT):
-            encoded = os.fsencode(prefix)  # a path may be any bytes but NUL
-            if len(encoded) >= PATH_MAX - 32:
-                raise ControlError("the output prefix is too long")
-            c.prefix = encoded + b"\0"
-        if command in (CMD_START, CMD_DEADLINE):
-            c.deadline_ns = deadline_ns
-        if command == CMD_START:
-            c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
-            c.flags = flags
-            c.log_cap, c.log_files = log_cap, log_files
-        c.command = command
-        seq = (c.command_seq + 1) & 0xFFFFFFFF
-        c.command_seq = seq
-        self._futex(ffi.addressof(c, "command_seq"), _FUTEX_WAKE, 1)
-        self._wait_ack(seq, timeout)
-        if c.result != 0:
-            reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
-            raise ControlError(f"process {self.pid} refused the request: {reason}")
-        return self.status()
+        with self._one_request_at_a_time():
+            c = self._c
+            if command in (CMD_START, CMD_SNAPSHOT):
+                encoded = os.fsencode(prefix)  # a path may be any bytes but NUL
+                if len(encoded) >= PATH_MAX - 32:
+                    raise ControlError("the output prefix is too long")
+                c.prefix = encoded + b"\0"
+            if command in (CMD_START, CMD_DEADLINE):
+                c.deadline_ns = deadline_ns
+            if command == CMD_START:
+                c.rate, c.device_rate, c.max_depth = rate, device_rate, depth
+                c.flags = flags
+                c.log_cap, c.log_files = log_cap, log_files
+            c.command = command
+            seq = (c.command_seq + 1) & 0xFFFFFFFF
+            c.command_seq = seq
+            self._futex(ffi.addressof(c, "command_seq"), _FUTEX_WAKE, 1)
+            self._wait_ack(seq, timeout)
+            if c.result != 0:
+                reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
+                raise ControlError(f"process {self.pid} refused the request: {reason}")
+            return self.status()
 
     def status(self) -> Status:
         c = self._c
@@ -358,6 +402,7 @@ class ControlBlock:
             redirected_slots=c.redirected_slots,
             failed_dumps=c.failed_dumps,
             dump_failure=ffi.string(c.dump_failure).decode(errors="replace"),
+            window_by_controller=bool(c.window_by_controller),
         )
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

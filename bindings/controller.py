@@ -28,8 +28,8 @@ from mem_profiler.control_block import (
     Status,
     block_pid,
     find_block,
-    may_remove,
     refusal,
+    remove_stale,
     user_name,
 )
 from mem_profiler.core.file_names import absolute_prefix, files_of_process, window_files
@@ -73,9 +73,7 @@ def list_targets(clean: bool = True) -> list[Target]:
         owner = procfs.owner_uid(pid)
         if owner is None or procfs.start_time(pid) is None:
             if clean:  # left by a process that is gone
-                with contextlib.suppress(OSError):
-                    if may_remove(entry.path):
-                        os.unlink(entry.path)
+                remove_stale(entry.path)
             continue
         if file_owner not in (owner, 0):
             continue
@@ -154,7 +152,8 @@ def dump_window(pid: int) -> list[str]:
     """Writes the files of pid's open window, whoever opened it, and leaves it open
     (jemalloc's prof.dump); returns them."""
     with ControlBlock.open(pid) as block:
-        block.lock()
+        # Not locked: another controller's window is dumped all the same, its requests
+        # and ours taking turns (ControlBlock.request).
         before = block.request(CMD_STATUS)
         if not before.capturing:
             raise ControlError(
@@ -197,9 +196,7 @@ def capture_window(
         block.lock()
         before = block.request(CMD_STATUS)
         if before.capturing:
-            raise ControlError(
-                f"process {pid} is already capturing (started in-process); stop that window first"
-            )
+            raise ControlError(already_capturing(pid, before))
         if interrupted.is_set():
             raise KeyboardInterrupt  # before any window was asked for
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
@@ -248,6 +245,24 @@ def check_target_writes_in(pid: int, folder: str) -> None:
             f"process {pid} writes its profile itself, as {user}, who may not write in "
             f"{folder}: choose a folder it can write in with -o (e.g. -o /tmp/NAME_)"
         )
+
+
+def already_capturing(pid: int, status: Status) -> str:
+    """Why a window cannot be opened in pid, which has one open and no controller holding
+    it (no live one: the lock was free)."""
+    if not status.window_by_controller:
+        return f"process {pid} is already capturing (started in-process); stop that window first"
+    detach = f"`mem_profiler detach -p {pid}`"
+    left = (status.window_deadline_ns - time.time_ns()) / 1e9
+    closes = (
+        f"it closes itself and writes its files in {max(0.0, left):.0f} s, or at once with {detach}"
+        if status.window_deadline_ns
+        else f"{detach} closes it and writes its files"
+    )
+    return (
+        f"process {pid} is already capturing, in a window opened by a mem_profiler that "
+        f"has ended: {closes}"
+    )
 
 
 @contextlib.contextmanager

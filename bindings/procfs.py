@@ -33,6 +33,15 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def own_pid_namespace() -> int:
+    """The inode of this process's PID namespace (/proc/self/ns/pid): a pid is a number
+    in one namespace; 0 if it cannot be read."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def parent_pid(pid: int) -> int | None:
     """Field 4 of /proc/<pid>/stat, or None if pid is gone."""
     fields = _stat_fields(pid)

@@ -13,16 +13,17 @@
  * otherwise outlive a main thread that called pthread_exit and leave the
  * process unkillable but by SIGKILL.  It leaves as soon as it is alone (see
  * watch_main_thread). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -89,6 +90,8 @@ static void copy_string(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+static uint32_t controller_window;   /* the window a controller opened last (its id) */
+
 /* Fills the reply fields from the capture's state. */
 static void publish_status(void)
 {
@@ -108,6 +111,8 @@ static void publish_status(void)
     }
     copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
     block->failed_dumps = s.failed_dumps;
+    block->window_by_controller =
+        s.capturing && atomic_load(&memprof_active_window) == controller_window;
     copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
 }
 
@@ -158,9 +163,12 @@ static int start_controller_window(const char *prefix)
     int saved = errno;
     if (rc != 0) {
         apply_mode(before);   /* the window open already keeps its mode */
-    } else if (!controller_mode) {
-        process_mode = before;
-        controller_mode = true;
+    } else {
+        controller_window = atomic_load(&memprof_active_window);
+        if (!controller_mode) {
+            process_mode = before;
+            controller_mode = true;
+        }
     }
     errno = saved;
     return rc;
@@ -175,9 +183,44 @@ static int stop_controller_window(void)
     return rc;
 }
 
-static int carry_out(uint32_t command)
+/* Whether this thread opens paths as the process's main thread does.  unshare and
+ * setns give a mount namespace to the calling thread alone, with a root and working
+ * folder of its own that its chroot then moves: this thread, made before, would write
+ * a window's files outside the process's jail.  Where /proc cannot tell, it is taken
+ * as the same. */
+static bool opens_paths_as_process(void)
+{
+    static const char *const views[][2] = {
+        {PROC_THREAD_SELF "ns/mnt", "/proc/self/ns/mnt"},
+        {PROC_THREAD_SELF "root/", "/proc/self/root/"},
+    };
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        struct stat here, there;
+        if (stat(views[i][0], &here) == 0 && stat(views[i][1], &there) == 0 &&
+            (here.st_dev != there.st_dev || here.st_ino != there.st_ino))
+            return false;
+    }
+    return true;
+}
+
+#define OTHER_ROOT                                                                      \
+    "it changed its root or mount namespace since the sampler started (chroot, unshare): " \
+    "its files would be written outside them"
+
+/* Carries out one request; on failure, errno and, where errno alone would not say it,
+ * *why in words.  A request that opens a window or writes a file is refused while the
+ * process sees other files than this thread; a window opened before writes its files
+ * where it was opened. */
+static int carry_out(uint32_t command, const char **why)
 {
     char prefix[MEMPROF_CONTROL_PATH_MAX];
+    if ((command == MEMPROF_CMD_START || command == MEMPROF_CMD_DUMP ||
+         command == MEMPROF_CMD_SNAPSHOT) &&
+        !opens_paths_as_process()) {
+        *why = OTHER_ROOT;
+        errno = EXDEV;
+        return -1;
+    }
     switch (command) {
     case MEMPROF_CMD_START:
         copy_string(prefix, sizeof prefix, block->prefix);
@@ -201,36 +244,54 @@ static int carry_out(uint32_t command)
     }
 }
 
+/* The inode of this process's PID namespace, which is its for good (setns and
+ * unshare move only its later children). */
+static uint32_t own_pid_namespace(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0;
+}
+
+/* Whether the entry `name` in `dir` is a block made in another PID namespace than
+ * ours: its pid is a number there, and says nothing of our process with that number
+ * (a process in a container sharing /dev/shm sees the host's pids as gone). */
+static bool block_of_other_namespace(int dir, const char *name)
+{
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct memprof_control head;
+    size_t len = offsetof(struct memprof_control, start_time);
+    bool other = pread(fd, &head, len, 0) == (ssize_t)len && head.magic == MEMPROF_CONTROL_MAGIC &&
+                 head.pid_ns != 0 && head.pid_ns != block->pid_ns;
+    close(fd);
+    return other;
+}
+
 /* Blocks of this user's processes that ended without exit handlers (killed, or
- * _exit in a forked child): a program forking many short children would
+ * _exit in a forked child), and the temporaries of blocks being made when their
+ * process was killed: a program forking many short children would
  * otherwise fill /dev/shm with them.  A pid now used by another process is
- * left to the controller, which tells the two apart by start time. */
+ * left to the controller, which tells the two apart by start time; a block of
+ * another PID namespace is left alone. */
+static void remove_if_stale(int dir, const char *name)
+{
+    memprof_remove_dead_temp(dir, name);   /* .mem_profiler.<random>.locked.tmp */
+    int pid, end = 0;
+    struct stat st;
+    /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
+    if (sscanf(name, "mem_profiler.%d%n", &pid, &end) != 1 ||
+        (name[end] != '\0' && name[end] != '.') || pid == getpid() ||
+        fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != getuid())
+        return;
+    if (kill(pid, 0) != 0 && errno == ESRCH && !block_of_other_namespace(dir, name))
+        unlinkat(dir, name, 0);
+}
+
 static void remove_stale_blocks(void)
 {
-    /* getdents64 into this thread's stack: opendir would allocate through the
-     * program's malloc, and a window may be open already. */
-    int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0)
-        return;
-    char buf[4096] __attribute__((aligned(8)));
-    ssize_t n;
-    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
-        for (ssize_t at = 0; at < n;) {
-            const struct dirent64 *e = (const struct dirent64 *)(buf + at);
-            at += e->d_reclen;
-            int pid, end = 0;
-            struct stat st;
-            /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
-            if (sscanf(e->d_name, "mem_profiler.%d%n", &pid, &end) != 1 ||
-                (e->d_name[end] != '\0' && e->d_name[end] != '.') || pid == getpid() ||
-                fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                !S_ISREG(st.st_mode) || st.st_uid != getuid())
-                continue;
-            if (kill(pid, 0) != 0 && errno == ESRCH)
-                unlinkat(dir, e->d_name, 0);
-        }
-    }
-    close(dir);
+    memprof_each_entry("/dev/shm", remove_if_stale);
 }
 
 /* ---- a main thread that ended with pthread_exit ----------------------------
@@ -357,10 +418,11 @@ static void *control_thread(void *arg)
             continue;   /* the main thread's watch: nothing changed to publish */
         if (seq != seen) {
             seen = seq;
-            int rc = carry_out(block->command);
+            const char *why = NULL;
+            int rc = carry_out(block->command, &why);
             block->result = rc == 0 ? 0 : errno;
             if (rc != 0)
-                snprintf(block->message, sizeof block->message, "%s", strerror(errno));
+                snprintf(block->message, sizeof block->message, "%s", why ? why : strerror(errno));
             else
                 block->message[0] = '\0';
         }
@@ -421,15 +483,31 @@ static void retire_block(struct memprof_control *old, const char *path)
     munmap(old, sizeof *old);
 }
 
+/* Renames the made block to `path`, where it may replace an earlier block of ours
+ * but never that of a process in another PID namespace with the same pid. */
+static bool place_block(const char *tmp, const char *path)
+{
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        return true;
+    if (errno != EEXIST)
+        return false;
+    if (block_of_other_namespace(AT_FDCWD, path)) {
+        errno = EEXIST;
+        return false;
+    }
+    return rename(tmp, path) == 0;
+}
+
 /* The block is made under a new, unpredictable temporary name (O_EXCL,
  * O_NOFOLLOW) and renamed into place once its identity is written, so a reader
  * never finds a half-made block; the rename replaces a block left by an earlier
- * process of ours with our pid.  Where another user has taken the name
- * mem_profiler.<pid> (a file of theirs, a directory, the block this process made
- * as root before it changed user), the block goes to mem_profiler.<pid>.<random>
+ * process of ours with our pid (see place_block).  Where another user has taken the
+ * name mem_profiler.<pid> (a file of theirs, a directory, the block this process
+ * made as root before it changed user), or a process of another PID namespace with
+ * our pid has made its block there, the block goes to mem_profiler.<pid>.<random>
  * instead: readers look at both and trust only a regular file of the process's
- * owner or root, mode 0600, that names the process.  `replaced` (the block of
- * the process's former user) is retired just before the new one appears. */
+ * owner or root, mode 0600, that names the process.  `replaced` (the block of the
+ * process's former user) is retired just before the new one appears. */
 static int create_block(struct memprof_control *replaced, const char *replaced_path)
 {
     char tmp[96];
@@ -448,9 +526,9 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         err = errno;
     }
-    close(fd);
     if (p == MAP_FAILED) {
         unlink(tmp);
+        close(fd);
         errno = err;
         return -1;
     }
@@ -459,6 +537,7 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     block->abi = MEMPROF_CONTROL_ABI;
     block->pid = (int32_t)getpid();
     block->uid = (uint32_t)owner;
+    block->pid_ns = own_pid_namespace();
     block->start_time = process_start_time();
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
@@ -466,13 +545,14 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     if (replaced != NULL)
         retire_block(replaced, replaced_path);
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
-    for (int attempt = 0; rename(tmp, block_path) != 0; attempt++) {
+    for (int attempt = 0; !place_block(tmp, block_path); attempt++) {
         char name[9];
         memprof_random_name(name);
         if (attempt == 8 || (errno != EISDIR && errno != EPERM && errno != EACCES &&
                              errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR)) {
             int saved = errno;
             unlink(tmp);
+            close(fd);
             munmap(block, sizeof *block);
             block = NULL;
             errno = saved;
@@ -481,6 +561,10 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
         snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d.%s", (int)getpid(),
                  name);
     }
+    /* Locked until now, so that it was never taken for a dead process's temporary;
+     * unlocked by hand, the mapping keeping the open file (and its lock) alive. */
+    flock(fd, LOCK_UN);
+    close(fd);
     return 0;
 }
 

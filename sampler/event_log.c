@@ -249,6 +249,7 @@ static struct memprof_log_chunk *this_thread_chunk(void)
 int memprof_log_open(const char *prefix, unsigned seq, uint64_t cap, unsigned files)
 {
     memprof_log_chunks_each(empty_chunk);   /* late events of an earlier window, or a parent's */
+    memprof_remove_dead_temps_beside(prefix);
     pthread_mutex_lock(&log_lock);
     int rc = -1;
     if (buf == NULL)

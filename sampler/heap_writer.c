@@ -780,6 +780,7 @@ int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, 
     struct counts c;
     struct proc_text text = {.cmdline_len = 0};
     int rc = -1;
+    memprof_remove_dead_temps_beside(prefix);
     read_cmdline(&text);
     if (!read_maps(&text)) {
         /* errno says why: without the map no address could be named */

@@ -6,14 +6,17 @@
  * Protocol: the controller writes a request (command and parameters), then
  * increments command_seq and wakes the futex on it.  The target's control
  * thread, asleep on that futex, carries the request out, writes the reply,
- * sets ack_seq = command_seq and wakes the futex on ack_seq. */
+ * sets ack_seq = command_seq and wakes the futex on ack_seq.  Controllers send their
+ * requests one at a time, each holding an open file description lock (F_OFD_SETLK) on
+ * the block's first byte; a window's controller also holds an flock on the block for
+ * the window's life. */
 #ifndef MEMPROF_CONTROL_H
 #define MEMPROF_CONTROL_H
 
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 5
+#define MEMPROF_CONTROL_ABI 6
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -47,7 +50,8 @@ struct memprof_control {
     uint32_t abi;
     int32_t pid;
     uint32_t uid;                   /* the owner of its file: who may use it (control.c) */
-    uint32_t reserved0;
+    uint32_t pid_ns;                /* inode of /proc/self/ns/pid: pid means a process only in
+                                       that PID namespace (0 in blocks before ABI 6) */
     uint64_t start_time;            /* /proc/<pid>/stat field 22, to detect a reused pid */
     char exe[256];                  /* /proc/<pid>/exe when the block was made */
     /* request, written by the controller */
@@ -79,7 +83,7 @@ struct memprof_control {
     char last_dump[MEMPROF_CONTROL_PATH_MAX];
     char message[256];              /* the last error, in words */
     uint32_t failed_dumps;          /* dumps that could not be written */
-    uint32_t reserved2;
+    uint32_t window_by_controller;  /* 1: the open window was opened by a controller */
     char dump_failure[512];         /* why the last of them failed, in words */
 };
 

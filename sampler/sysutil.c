@@ -1,5 +1,7 @@
 /* System helpers for the sampler: memory straight from mmap (never through the
  * allocator we hook), clocks, environment numbers, messages on stderr. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -7,8 +9,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,39 +115,125 @@ void memprof_random_name(char name[9])
     name[8] = '\0';
 }
 
+#define LOCKED_TEMP ".locked.tmp"
+
+/* The writer holds an flock on its temporary from its creation to its rename, so
+ * that the next writer can tell one whose writer was killed (see
+ * memprof_remove_dead_temp).  A temporary removed as dead before the lock was
+ * taken has no link left, and another name is tried. */
 int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
         char name[9];
         memprof_random_name(name);
-        int n = snprintf(tmp, tmp_len, "%s.%s.tmp", final, name);
+        int n = snprintf(tmp, tmp_len, "%s.%s" LOCKED_TEMP, final, name);
         if (n < 0 || (size_t)n >= tmp_len) {
             errno = ENAMETOOLONG;
             return -1;
         }
         int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-        if (fd >= 0 || errno != EEXIST)
+        if (fd < 0 && errno == EEXIST)
+            continue;
+        if (fd < 0)
+            return -1;
+        struct stat st;
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+        if (fstat(fd, &st) == 0 && st.st_nlink > 0)
             return fd;
+        close(fd);
     }
+    errno = EEXIST;
     return -1;
 }
 
+/* The name of one of the sampler's temporaries (of a .heap, a .memlog, a control
+ * block): <final>.<8 letters or digits>.locked.tmp.  No other file is ever removed, nor
+ * an older sampler's <final>.<random>.tmp, which it wrote without a lock. */
+static bool sampler_temp_name(const char *name)
+{
+    static const char *const finals[] = {".heap", ".memlog", "/.mem_profiler"};
+    const size_t tail = 1 + 8 + strlen(LOCKED_TEMP);   /* .<random>.locked.tmp */
+    size_t len = strlen(name);
+    if (len <= tail || strcmp(name + len - strlen(LOCKED_TEMP), LOCKED_TEMP) != 0 ||
+        name[len - tail] != '.')
+        return false;
+    size_t stem = len - tail;
+    for (size_t i = stem + 1; i < stem + 9; i++)
+        if (!isalnum((unsigned char)name[i]))
+            return false;
+    for (size_t f = 0; f < sizeof finals / sizeof finals[0]; f++) {
+        /* "/.mem_profiler" is a whole name: its '/' stands for the start */
+        const char *end = finals[f][0] == '/' ? finals[f] + 1 : finals[f];
+        size_t n = strlen(end);
+        if (finals[f][0] == '/' ? stem == n && memcmp(name, end, n) == 0
+                                : stem > n && memcmp(name + stem - n, end, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+void memprof_remove_dead_temp(int dir, const char *name)
+{
+    struct stat named, held;
+    if (!sampler_temp_name(name) || fstatat(dir, name, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(named.st_mode) || named.st_uid != geteuid())
+        return;
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* Unlocked: its writer is gone (killed).  Removed only if the name still holds it. */
+    if (fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && held.st_uid == geteuid() &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        fstatat(dir, name, &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_dev == held.st_dev &&
+        named.st_ino == held.st_ino)
+        unlinkat(dir, name, 0);
+    close(fd);
+}
+
+void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *name))
+{
+    /* getdents64 into the stack: opendir would allocate through the program's malloc,
+     * and a window may be open */
+    int dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return;
+    char buf[4096] __attribute__((aligned(8)));
+    ssize_t got;
+    while ((got = getdents64(dir, buf, sizeof buf)) > 0) {
+        for (ssize_t at = 0; at < got;) {
+            const struct dirent64 *e = (const struct dirent64 *)(buf + at);
+            at += e->d_reclen;
+            visit(dir, e->d_name);
+        }
+    }
+    close(dir);
+}
+
+void memprof_remove_dead_temps_beside(const char *final)
+{
+    char folder[MEMPROF_PATH_MAX];
+    const char *slash = strrchr(final, '/');
+    size_t n = slash == NULL ? 0 : slash == final ? 1 : (size_t)(slash - final);
+    if (n >= sizeof folder)
+        return;
+    memcpy(folder, slash == NULL ? "." : final, slash == NULL ? 1 : n);
+    folder[slash == NULL ? 1 : n] = '\0';
+    memprof_each_entry(folder, memprof_remove_dead_temp);
+}
+
+/* Renamed before it is closed: its lock says to the next writer that it is not dead.
+ * After an fsync that succeeded, close has nothing left to report. */
 int memprof_publish(int fd, const char *tmp, const char *final)
 {
     int rc = fsync(fd);
+    if (rc == 0)
+        rc = rename(tmp, final);
     int saved = errno;
-    if (close(fd) != 0 && rc == 0) {
-        rc = -1;
-        saved = errno;
-    }
-    if (rc == 0 && rename(tmp, final) != 0) {
-        rc = -1;
-        saved = errno;
-    }
-    if (rc != 0) {
+    if (rc != 0)
         unlink(tmp);
-        errno = saved;
-    }
+    close(fd);
+    errno = saved;
     return rc;
 }
 

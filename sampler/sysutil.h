@@ -27,12 +27,21 @@ void memprof_fsize_release(const struct memprof_fsize_guard *g) HIDDEN;
  * failure. */
 int memprof_write_all(int fd, const void *data, size_t len) HIDDEN;
 void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredictable */
-/* Creates <final>.<random>.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
+/* Creates <final>.<random>.locked.tmp for reading and writing with O_CREAT|O_EXCL|O_NOFOLLOW, so that
  * nothing planted in the folder (a link, a file of another user) can redirect
- * or truncate what we write, with `mode` (less the umask) from its first instant;
+ * or truncate what we write, with `mode` (less the umask) from its first instant,
+ * and locks it (flock) until it is closed: renamed into place or removed first;
  * tmp receives its name.  A file descriptor, or -1. */
 int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode) HIDDEN;
-/* fsync, close and rename tmp into place; on failure tmp is removed, errno says why. */
+/* Removes `name` in `dir` if it is a temporary of the sampler's (a .heap's, a
+ * .memlog's, a control block's) that is ours and that no writer holds locked: its
+ * writer was killed.  Never a link, nor another user's file. */
+void memprof_remove_dead_temp(int dir, const char *name) HIDDEN;
+/* visit(its descriptor, name) for every entry of `folder`, without allocating. */
+void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *name)) HIDDEN;
+/* memprof_remove_dead_temp on every entry of the folder `final` is to go in. */
+void memprof_remove_dead_temps_beside(const char *final) HIDDEN;
+/* fsync, rename tmp into place and close; on failure tmp is removed, errno says why. */
 int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
 size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;

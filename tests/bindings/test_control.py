@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import signal
 import stat
 import subprocess
@@ -154,22 +155,65 @@ def test_without_pid_the_only_capturable_process_is_taken(server, tmp_path):
 
 
 def test_controller_killed_the_target_dumps_at_its_deadline(server, server_exe, tmp_path):
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(server.pid), "-s", "1", "-o", str(tmp_path / "orphan_")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(
-        lambda: any(t.pid == server.pid and t.state == "capturing" for t in list_targets()),
-        what="the window to open",
-    )
-    controller.send_signal(signal.SIGKILL)
-    controller.wait()
+    controller = window_to_interrupt(server.pid, "-s", "1", "-o", tmp_path / "orphan_")
+    controller.kill()
+    controller.communicate()
     heap = tmp_path / f"orphan_{server.pid}.0001.heap"
     wait_for(heap.is_file, timeout=10, what="the dump at the deadline")
     check_server_window(heap, server_exe)
     (target,) = [t for t in list_targets() if t.pid == server.pid]
     assert (target.state, target.last_dump) == ("idle", str(heap))
+
+
+def test_a_dead_controllers_window_is_refused_as_such(server, tmp_path):
+    """Another window is refused while a killed controller's stays open to its deadline,
+    saying so (not "started in-process") and how to close it now."""
+    controller = window_to_interrupt(server.pid, "-s", "30", "-o", tmp_path / "orphan_")
+    controller.kill()
+    controller.communicate()
+    said = refusal("-p", str(server.pid), "-s", "0.2", "-o", str(tmp_path / "next_"))
+    detach = f"`mem_profiler detach -p {server.pid}`"
+    told = re.fullmatch(
+        f"process {server.pid} is already capturing, in a window opened by a mem_profiler"
+        f" that has ended: it closes itself and writes its files in (\\d+) s, or at once"
+        f" with {re.escape(detach)}",
+        said,
+    )
+    assert told and 20 <= int(told[1]) <= 32, said  # a 30 s window, 2 s of grace
+    proc = subprocess.run(
+        [MEM_PROFILER, "detach", "-p", str(server.pid)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / f"orphan_{server.pid}.0001.heap").is_file()
+
+
+def test_dump_during_another_controllers_window(server, tmp_path):
+    """`dump` writes the open window's files whoever opened it, a live controller too,
+    whose window goes on and ends with the next file."""
+    prefix = tmp_path / "w_"
+    controller = window_to_interrupt(server.pid, "-s", "30", "-o", prefix)
+    try:
+        proc = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", str(server.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            0,
+            f"{prefix}{server.pid}.0001.heap\n",
+            "",
+        )
+        (target,) = [t for t in list_targets() if t.pid == server.pid]
+        assert target.state == "capturing"
+    finally:
+        controller.send_signal(signal.SIGINT)
+        out, err = controller.communicate(timeout=30)
+    assert controller.returncode == 0, err
+    assert out.split()[-1] == f"{prefix}{server.pid}.0002.heap"
+    for seq in (1, 2):
+        profile = read_heap(Path(f"{prefix}{server.pid}.{seq:04d}.heap"))
+        assert (profile.cur_objs <= profile.acc_objs).all()
 
 
 def test_target_killed_during_the_window(server, tmp_path):

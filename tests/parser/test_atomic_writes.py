@@ -9,6 +9,8 @@ import ctypes
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,45 @@ def test_nothing_is_left_when_the_writer_fails(tmp_path, mode):
     with pytest.raises(RuntimeError), atomic_open(tmp_path / "r", mode):
         raise RuntimeError
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_WRITER = """
+import sys, time
+from mem_profiler.parser.atomic import atomic_open
+with atomic_open(sys.argv[1]) as f:
+    f.write("half")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path):
+    """Never a live writer's (this process's, still open), a link or another user's."""
+    report = tmp_path / "report.txt"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(report)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert killed.stdout.readline() == "writing\n"
+    finally:
+        killed.kill()
+        killed.wait()
+    (dead,) = tmp_path.glob(".report.txt.*.tmp")
+    link = tmp_path / ".report.txt.link0000.locked.tmp"
+    theirs = tmp_path / ".report.txt.theirs00.locked.tmp"
+    older = tmp_path / ".report.txt.older000.tmp"  # an older writer's, which had no lock
+    link.symlink_to(dead)
+    for path in (theirs, older):
+        path.write_text("kept\n")
+    os.chown(theirs, 65534, 65534)
+    with atomic_open(report) as outer:
+        outer.write("outer\n")
+        (live,) = set(tmp_path.glob(".report.txt.*.tmp")) - {dead, link, theirs, older}
+        write_file(report, "inner\n")
+        assert sorted(tmp_path.iterdir()) == sorted([live, link, theirs, older, report])
+    assert report.read_text() == "outer\n"
+    assert sorted(tmp_path.iterdir()) == sorted([link, theirs, older, report])
 
 
 def test_no_module_changes_a_mode_by_path():

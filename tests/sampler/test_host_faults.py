@@ -384,3 +384,75 @@ def test_the_control_block_is_0600_from_the_instant_it_appears(build_fixture):
         preexec_fn=lambda: os.umask(0),
     )
     assert (proc.returncode, proc.stderr) == (7, "made 600\n")
+
+
+# --- a PID namespace sharing /dev/shm -------------------------------------------------
+
+IN_PID_NAMESPACE = """
+set -e
+LD_PRELOAD="$1" /bin/true
+echo $(($2 - 1)) > /proc/sys/kernel/ns_last_pid
+LD_PRELOAD="$1" /bin/true &
+echo "namesake $!"
+wait $!
+"$3" list > /dev/null
+"""
+
+
+def test_processes_in_a_pid_namespace_leave_the_hosts_blocks(server, tmp_path):
+    """Inside `unshare -fp` the host's pids are gone: neither a sampler ending there,
+    nor its namesake with the server's pid as its own, nor `list` may remove the
+    server's block (or take its name)."""
+    shm_before = set(os.listdir("/dev/shm"))
+    proc = subprocess.run(
+        ["unshare", "-fp", "--mount-proc", "/bin/sh", "-c", IN_PID_NAMESPACE, "sh"]
+        + [str(LIBMEMPROF), str(server.pid), MEM_PROFILER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"namesake {server.pid}\n", "")
+    assert set(os.listdir("/dev/shm")) == shm_before
+    capture = capture_cli(server.pid, "-s", "0.2", "-o", tmp_path / "c_")
+    assert capture.returncode == 0, capture.stderr
+    assert (tmp_path / f"c_{server.pid}.0001.heap").is_file()
+
+
+# --- a jail: chroot, a mount namespace of its own -------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["chroot", "mount"])
+def test_a_window_is_refused_where_the_process_sees_other_files(build_fixture, tmp_path, mode):
+    """unshare(CLONE_NEWNS) moves the calling thread alone into the new namespace and its
+    chroot moves that thread's root alone: the control thread, made before, would write
+    the window's file where the jailed process cannot see it (into the host's folder)."""
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    proc = subprocess.Popen(
+        [str(build_fixture("jail")), mode, str(jail)],
+        env=preload_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == f"ready {proc.pid}\n"
+        # where the jailed process asking for it would mean something else
+        prefix = (tmp_path if mode == "chroot" else jail) / "c_"
+        capture = capture_cli(proc.pid, "-s", "0.2", "-o", prefix)
+        assert (capture.returncode, capture.stdout, capture.stderr) == (
+            1,
+            "",
+            f"mem_profiler: process {proc.pid} refused the request: it changed its root or"
+            " mount namespace since the sampler started (chroot, unshare): its files would be"
+            " written outside them\n",
+        )
+        assert list(tmp_path.rglob("*")) == [jail]
+        proc.stdin.write("done\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        for path in block_candidates(proc.pid):  # a jail without /dev/shm cannot remove it
+            Path(path).unlink(missing_ok=True)

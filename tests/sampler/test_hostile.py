@@ -5,6 +5,7 @@ failed dumps reported as failures, a log on a full disk, a forked child's log.""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import pytest
 from support.heap_files import edit_heap_header
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user, wait_for
-from support.profiling import capture_cli, profile_run, report, run_parser
+from support.profiling import capture_cli, profile_run, report, run_parser, total
 from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
@@ -86,6 +87,51 @@ def test_planted_links_never_redirect_a_dump_or_a_log(build_fixture, tmp_path, c
     written = [p for p in logs if p.exists() and not p.is_symlink()]
     assert len(written) >= 3 and all(p.stat().st_size >= 48 for p in written)
     assert [p for p in out.glob("*.tmp") if not p.is_symlink()] == []  # none of ours left
+
+
+def test_a_killed_dumps_temporary_is_removed_by_the_next_dump(build_fixture, tmp_path):
+    """A dump killed while its file is complete under its temporary name (fsync stalls
+    in a shim) leaves it; the next dump in that folder removes it, and nothing that
+    could be a live writer's, a link or another program's file."""
+    exe, stall = build_fixture("distinct_stacks"), build_fixture("stall_fsync", shared=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MEMPROF_CAPTURE": "1",
+        "MEMPROF_RATE": "1",
+        "MEMPROF_PREFIX": f"{out}/k_",
+    }
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    kept = {
+        "link": out / "l_1.0001.heap.abcdefgh.locked.tmp",
+        "live": out / "w_1.0001.heap.abcdefgh.locked.tmp",
+        "other program's": out / "notes.abcdefgh.locked.tmp",
+        "an older sampler's, written unlocked": out / "o_1.0001.heap.abcdefgh.tmp",
+        "another user's": out / "u_1.0001.heap.abcdefgh.locked.tmp",
+    }
+    kept["link"].symlink_to(victim)
+    for path in list(kept.values())[1:]:
+        path.write_text("kept\n")
+    os.chown(kept["another user's"], 65534, 65534)
+    live = kept["live"].open()
+    fcntl.flock(live, fcntl.LOCK_EX)  # as its writer holds it
+    stalled = subprocess.Popen(
+        [str(exe), "1000"], env={**env, "LD_PRELOAD": f"{stall} {LIBMEMPROF}"}
+    )
+    try:
+        wait_for(lambda: list(out.glob(f"k_{stalled.pid}.0001.heap.*.locked.tmp")), what="the dump")
+    finally:
+        stalled.kill()
+        stalled.wait()
+    proc = subprocess.Popen([str(exe), "1000"], env={**env, "LD_PRELOAD": str(LIBMEMPROF)})
+    assert proc.wait(timeout=60) == 0
+    live.close()
+    heap = out / f"k_{proc.pid}.0001.heap"  # whole: every block of the run in it
+    assert total(heap, exe, "alloc_space") == total(heap, exe) == 1000 * 64
+    assert sorted(out.iterdir()) == sorted([heap, *kept.values()])
+    assert victim.read_text() == "precious\n"
 
 
 # --- control blocks -------------------------------------------------------------------
