@@ -191,6 +191,11 @@ void memprof_remove_dead_temp(int dir, const char *name)
     close(fd);
 }
 
+/* Past this many entries of a folder the rest is left to a later look (and to
+ * `mem_profiler list`): anyone can fill /dev/shm with names, and an output folder may
+ * hold many files, which would otherwise cost every process its start and exit. */
+#define ENTRIES_LOOKED_AT 8192
+
 void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *name))
 {
     /* getdents64 into the stack: opendir would allocate through the program's malloc,
@@ -200,8 +205,8 @@ void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *n
         return;
     char buf[4096] __attribute__((aligned(8)));
     ssize_t got;
-    while ((got = getdents64(dir, buf, sizeof buf)) > 0) {
-        for (ssize_t at = 0; at < got;) {
+    for (int seen = 0; seen < ENTRIES_LOOKED_AT && (got = getdents64(dir, buf, sizeof buf)) > 0;) {
+        for (ssize_t at = 0; at < got; seen++) {
             const struct dirent64 *e = (const struct dirent64 *)(buf + at);
             at += e->d_reclen;
             visit(dir, e->d_name);

@@ -37,7 +37,8 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mod
  * .memlog's, a control block's) that is ours and that no writer holds locked: its
  * writer was killed.  Never a link, nor another user's file. */
 void memprof_remove_dead_temp(int dir, const char *name) HIDDEN;
-/* visit(its descriptor, name) for every entry of `folder`, without allocating. */
+/* visit(its descriptor, name) for the entries of `folder` (the first few thousand:
+ * sysutil.c), without allocating. */
 void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *name)) HIDDEN;
 /* memprof_remove_dead_temp on every entry of the folder `final` is to go in. */
 void memprof_remove_dead_temps_beside(const char *final) HIDDEN;

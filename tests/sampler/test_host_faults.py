@@ -456,3 +456,39 @@ def test_a_window_is_refused_where_the_process_sees_other_files(build_fixture, t
         proc.wait()
         for path in block_candidates(proc.pid):  # a jail without /dev/shm cannot remove it
             Path(path).unlink(missing_ok=True)
+
+
+# --- names squatting in /dev/shm ------------------------------------------------------
+
+SQUATTERS = 50_000  # names another user put in /dev/shm
+
+
+def test_names_squatting_dev_shm_cost_a_process_a_bounded_look(tmp_path):
+    """The sampler looks through /dev/shm for what dead processes left, at start and at
+    exit: tens of thousands of names there cost each process a bounded number of
+    directory reads (strace counts them), not one pass over them all."""
+    squat = tempfile.mkdtemp(prefix="squat-", dir="/dev/shm")
+    shutil.rmtree(squat)
+    names = [f"/dev/shm/memprof-squat-{os.getpid()}-{i}" for i in range(SQUATTERS)]
+    try:
+        for name in names:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        trace = tmp_path / "trace"
+        proc = subprocess.run(
+            ["strace", "-f", "-c", "-e", "trace=getdents64", "-o", str(trace), "/bin/true"],
+            env=preload_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (proc.returncode, proc.stderr) == (0, "")
+        rows = [line.split() for line in trace.read_text().splitlines()]
+        (calls,) = [int(row[3]) for row in rows if row[-1] == "getdents64"]
+        entries = len(os.listdir("/dev/shm"))
+        # each read returns 85 of these names; two looks at 8192 entries at most each,
+        # where a look through all would take some 600 reads
+        assert entries >= SQUATTERS and calls <= 2 * (8192 // 80 + 2), calls
+    finally:
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
