@@ -2,10 +2,12 @@
  * and then tells the sampler (memprof_on_alloc / memprof_on_free); the fast
  * path is one load of memprof_active_window and a branch.
  *
- * Until the real functions are resolved (and while dlsym itself allocates:
- * a failed dlsym(RTLD_NEXT) calls malloc twice on glibc 2.36) requests are
- * served from a small static bootstrap arena whose pointers free/realloc
- * recognise and never hand to libc. */
+ * The first call into the hooks sets the sampler up (see first_call), so that a
+ * library initialized before ours is seen from its first allocation.  Until the
+ * real functions are resolved (and while dlsym itself allocates: a failed
+ * dlsym(RTLD_NEXT) calls malloc twice on glibc 2.36) requests are served from a
+ * small static bootstrap arena whose pointers free/realloc recognise and never
+ * hand to libc. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -14,6 +16,7 @@
 
 #include "got_hooks.h"
 #include "hooks_malloc.h"
+#include "process.h"
 #include "sample.h"
 
 static void *(*real_malloc)(size_t);
@@ -128,24 +131,29 @@ static void resolve_real(void)
     resolving = 0;
 }
 
+/* Called while the real functions are not resolved.  The first call made once the C
+ * library has set up the environment (by a library initialized before ours, in its
+ * constructor) sets the sampler up, window included, before its allocation is made;
+ * the constructor sets up a process whose hooks no one called before it.  A thread
+ * calling in while another sets up finds the real functions for itself, its
+ * allocations unsampled as before any window; allocations under dlsym go to the arena. */
+__attribute__((noinline, cold)) static bool first_call(void)
+{
+    if (resolving)
+        return false;
+    if (environ != NULL)
+        memprof_process_set_up();   /* at once where another thread has it in hand */
+    if (atomic_load_explicit((_Atomic(void *) *)&real_malloc, memory_order_acquire) == NULL)
+        resolve_real();
+    return real_malloc != NULL;
+}
+
 /* True when the hooks may call into libc; false means: use the arena. */
 static inline bool ready(void)
 {
     if (LIKELY(real_malloc != NULL))
         return true;
-    if (resolving)
-        return false;
-    resolve_real();
-    return real_malloc != NULL;
-}
-
-__attribute__((constructor(101))) static void hooks_init(void)
-{
-    ready();
-    if (memprof_detect_injection()) {   /* no hook is reached before the GOT is redirected */
-        lookup_handle = RTLD_DEFAULT;
-        resolve_real();
-    }
+    return first_call();
 }
 
 /* ---- the hooks ------------------------------------------------------------ */
@@ -260,4 +268,13 @@ void *memprof_malloc_hook_for(const char *name)
     MALLOC_FAMILY(MATCH)
 #undef MATCH
     return NULL;
+}
+
+void memprof_malloc_resolve(void)
+{
+    resolve_real();
+    if (memprof_detect_injection()) {   /* no hook is reached before the GOT is redirected */
+        lookup_handle = RTLD_DEFAULT;
+        resolve_real();
+    }
 }

@@ -6,5 +6,8 @@
 
 /* Our own hook of a relocated name, or NULL (for got_hooks.c). */
 void *memprof_malloc_hook_for(const char *name) HIDDEN;
+/* Finds the real functions and whether this sampler was injected (process.c, at its
+ * set-up). */
+void memprof_malloc_resolve(void) HIDDEN;
 
 #endif
