@@ -62,12 +62,13 @@ struct memprof_control {
     uint32_t failed_dumps;
     uint32_t reserved2;
     char dump_failure[512];
+    char own_malloc[4352];
 };
 struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 5
+ABI = 6
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
@@ -184,6 +185,7 @@ class Status:
     redirected_slots: int  # GOT slots holding a hook now
     failed_dumps: int  # dumps that could not be written
     dump_failure: str  # why the last of them failed
+    own_malloc: str  # the sentence saying the program's malloc is its own, unseen; or ""
 
 
 class ControlBlock:
@@ -308,6 +310,7 @@ class ControlBlock:
             redirected_slots=c.redirected_slots,
             failed_dumps=c.failed_dumps,
             dump_failure=ffi.string(c.dump_failure).decode(errors="replace"),
+            own_malloc=ffi.string(c.own_malloc).decode(errors="replace"),
         )
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

@@ -32,6 +32,7 @@
 #include "control.h"
 #include "event_log.h"
 #include "got_hooks.h"
+#include "hooks_malloc.h"
 #include "hooks_python.h"
 #include "memprof_control.h"
 #include "options.h"
@@ -400,6 +401,7 @@ static int create_block(void)
     block->start_time = process_start_time();
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
+    copy_string(block->own_malloc, sizeof block->own_malloc, memprof_own_malloc());
     publish_status();
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
     for (int attempt = 0; rename(tmp, block_path) != 0; attempt++) {

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "hooks_malloc.h"
 #include "process.h"
 #include "sample.h"
+#include "sysutil.h"
 
 static void *(*real_malloc)(size_t);
 static void *(*real_calloc)(size_t, size_t);
@@ -270,6 +272,41 @@ void *memprof_malloc_hook_for(const char *name)
     return NULL;
 }
 
+/* ---- what the hooks cannot see ------------------------------------------------ */
+/* The program's malloc, when it is not one whose callers reach the hooks: in the
+ * global scope before ours (defined by the program itself, as Chromium's
+ * PartitionAlloc or a statically linked jemalloc is, or preloaded before us), or,
+ * injected, in the program, whose own calls to it never pass through a GOT slot.
+ * Found once, with the real functions; the sentence saying so, or "". */
+static char own_malloc[MEMPROF_PATH_MAX + 256];
+
+static void find_own_malloc(void)
+{
+    void *fn = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info info;
+    struct link_map *object = NULL;
+    if (fn == NULL || fn == (void *)hook_malloc || !is_definition_in(fn, NULL) ||
+        !dladdr1(fn, &info, (void **)&object, RTLD_DL_LINKMAP) || object == NULL)
+        return;
+    char exe[MEMPROF_PATH_MAX] = "";
+    ssize_t n = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    bool in_program = object->l_name[0] == '\0';   /* the main program's link map */
+    if (memprof_is_injected() && !in_program)
+        return;   /* a library's: every caller's GOT slot is redirected */
+    const char *program = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+    snprintf(own_malloc, sizeof own_malloc,
+             "%s has a malloc of its own (in %s), which the sampler's hooks do not see: its "
+             "profiles miss what it allocates; profile a build of it that uses the C "
+             "library's malloc, or use that allocator's own heap profiler",
+             program, in_program ? exe : object->l_name);
+}
+
+const char *memprof_own_malloc(void)
+{
+    return own_malloc;
+}
+
 void memprof_malloc_resolve(void)
 {
     resolve_real();
@@ -277,4 +314,5 @@ void memprof_malloc_resolve(void)
         lookup_handle = RTLD_DEFAULT;
         resolve_real();
     }
+    find_own_malloc();
 }

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 5
+#define MEMPROF_CONTROL_ABI 6
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -81,6 +81,9 @@ struct memprof_control {
     uint32_t failed_dumps;          /* dumps that could not be written */
     uint32_t reserved2;
     char dump_failure[512];         /* why the last of them failed, in words */
+    /* written once by the target: that the program's malloc is its own, which the
+       hooks do not see (the host profile's "# warning:"), in words; or empty */
+    char own_malloc[MEMPROF_CONTROL_PATH_MAX + 256];
 };
 
 #endif

@@ -60,6 +60,8 @@ void memprof_process_set_up(void)
      * the program's malloc, which must not fall inside the window. */
     if (memprof_cfg.control)
         memprof_control_init();
+    if (memprof_cfg.capture_at_load && memprof_own_malloc()[0] != '\0')
+        memprof_log("%s", memprof_own_malloc());
     if (memprof_cfg.capture_at_load &&
         memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0)
         memprof_log("could not start capturing: %s", strerror(errno));
