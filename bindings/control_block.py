@@ -64,12 +64,13 @@ struct memprof_control {
     uint32_t failed_dumps;
     uint32_t window_by_controller;
     char dump_failure[512];
+    char own_malloc[4352];
 };
 struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 6
+ABI = 7
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
@@ -175,7 +176,7 @@ def refusal(pid: int, owner: int) -> str | None:
 
 
 # The identity at the start of every version's block: magic, abi, pid, uid, pid_ns
-# (reserved before ABI 6, 0), start_time (memprof_control.h).
+# (reserved before ABI 7, 0), start_time (memprof_control.h).
 _IDENTITY = struct.Struct("<QIiIIQ")
 
 
@@ -251,6 +252,7 @@ class Status:
     failed_dumps: int  # dumps that could not be written
     dump_failure: str  # why the last of them failed
     window_by_controller: bool  # the open window was opened by a controller (CMD_START)
+    own_malloc: str  # the sentence saying the program's malloc is its own, unseen; or ""
 
 
 class ControlBlock:
@@ -403,6 +405,7 @@ class ControlBlock:
             failed_dumps=c.failed_dumps,
             dump_failure=ffi.string(c.dump_failure).decode(errors="replace"),
             window_by_controller=bool(c.window_by_controller),
+            own_malloc=ffi.string(c.own_malloc).decode(errors="replace"),
         )
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

@@ -141,6 +141,8 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
     click.echo("succeeded in collecting memory data!  " + "  ".join(result.paths))
+    if result.status.own_malloc:
+        click.echo(f"mem_profiler: {result.status.own_malloc}", err=True)
     if result.status.dropped_samples:
         click.echo(
             f"mem_profiler: {result.status.dropped_samples:,} samples were dropped (a "

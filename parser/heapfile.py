@@ -64,7 +64,7 @@ _NUMBERS = {
     ),
 }
 # `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
-_ESCAPED = ("cmdline", "exe", "build_id", "log")
+_ESCAPED = ("cmdline", "exe", "build_id", "log", "warning")
 _PATHS = ("exe", "build_id", "log")
 _NO_NUL = "a NUL byte, which no file name can hold"
 _ESCAPE_RE = re.compile(r"\\(?:([\\nrt])|x([0-7][0-9a-f])|(x.{0,2}|.?))", re.S)
@@ -748,6 +748,8 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
         prof.heap = value
     elif key in ("cmdline", "exe"):
         setattr(prof, key, value)
+    elif key == "warning":
+        prof.warnings.append(value)
     elif key in _NOTES:
         by_addresses, by_id, form = _NOTES[key]
         tail = "@ ..." if noted is None else "stack=<id>"

@@ -207,10 +207,13 @@ def _program(request: Request, profile: HeapProfile) -> str:
 
 def write_reports(request: Request, say: Say, profile: HeapProfile | None = None) -> None:
     """mem_parser's report of a .heap file (or of `profile`, built from its log): the
-    symbolizer's warnings and the moment said, then each of request.outputs written. The
+    sampler's and the symbolizer's warnings and the moment said, then each of
+    request.outputs written. The
     profile is symbolized only for a report of names, or for --focus and --ignore to
     choose the stacks of a raw one (RAW_FORMATS)."""
     profile = read_heap(request.heap_file) if profile is None else profile
+    for warning in profile.warnings:
+        say(f"warning: {warning}")
     raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
     if raw and (request.base or request.base_profile):  # mem_parser refuses it (cmd/)
         raise ValueError(f"{raw[0]} is one profile's samples, not a difference")

@@ -22,7 +22,7 @@ def format_json(
 ) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
     command line, heap, rate, capture window in ns, dropped samples by cause and what
-    they stood for), the sample index,
+    they stood for, the sampler's warnings), the sample index,
     unit and total, the rows in -t's order ({name, flat, cum}, at most nodecount), and
     the memory registered or opened that no figure counts (`foreign`: each range with
     its stack's names, innermost first, and how many more the sampler could not record)."""
@@ -42,6 +42,7 @@ def format_json(
         "dropped": None
         if prof.drops is None
         else {**dataclasses.asdict(prof.drops), "note": drop_note(prof)},
+        "warnings": prof.warnings,
         "index": table.index,
         "unit": table.unit,
         "total": table.total,

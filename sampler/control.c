@@ -35,6 +35,7 @@
 #include "control.h"
 #include "event_log.h"
 #include "got_hooks.h"
+#include "hooks_malloc.h"
 #include "hooks_python.h"
 #include "memprof_control.h"
 #include "options.h"
@@ -541,6 +542,7 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     block->start_time = process_start_time();
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
+    copy_string(block->own_malloc, sizeof block->own_malloc, memprof_own_malloc());
     publish_status();
     if (replaced != NULL)
         retire_block(replaced, replaced_path);

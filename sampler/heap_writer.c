@@ -19,6 +19,7 @@
 #include "event_log.h"
 #include "frame_tree.h"
 #include "heap_writer.h"
+#include "hooks_malloc.h"
 #include "live_bytes.h"
 #include "memprof.h"
 #include "notes.h"
@@ -695,6 +696,12 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, " bytes=");
     put_u64(o, w->drops.bytes);
     puts_(o, "\n");
+    const char *own_malloc = memprof_own_malloc();
+    if (heap == HEAP_HOST && own_malloc[0] != '\0') {
+        puts_(o, "# warning: ");
+        put_escaped(o, own_malloc, strlen(own_malloc));
+        puts_(o, "\n");
+    }
     const char *log = memprof_log_base();
     if (log != NULL) {
         puts_(o, "# log: ");

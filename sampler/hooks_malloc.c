@@ -2,19 +2,24 @@
  * and then tells the sampler (memprof_on_alloc / memprof_on_free); the fast
  * path is one load of memprof_active_window and a branch.
  *
- * Until the real functions are resolved (and while dlsym itself allocates:
- * a failed dlsym(RTLD_NEXT) calls malloc twice on glibc 2.36) requests are
- * served from a small static bootstrap arena whose pointers free/realloc
- * recognise and never hand to libc. */
+ * The first call into the hooks sets the sampler up (see first_call), so that a
+ * library initialized before ours is seen from its first allocation.  Until the
+ * real functions are resolved (and while dlsym itself allocates: a failed
+ * dlsym(RTLD_NEXT) calls malloc twice on glibc 2.36) requests are served from a
+ * small static bootstrap arena whose pointers free/realloc recognise and never
+ * hand to libc. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "got_hooks.h"
 #include "hooks_malloc.h"
+#include "process.h"
 #include "sample.h"
+#include "sysutil.h"
 
 static void *(*real_malloc)(size_t);
 static void *(*real_calloc)(size_t, size_t);
@@ -128,24 +133,29 @@ static void resolve_real(void)
     resolving = 0;
 }
 
+/* Called while the real functions are not resolved.  The first call made once the C
+ * library has set up the environment (by a library initialized before ours, in its
+ * constructor) sets the sampler up, window included, before its allocation is made;
+ * the constructor sets up a process whose hooks no one called before it.  A thread
+ * calling in while another sets up finds the real functions for itself, its
+ * allocations unsampled as before any window; allocations under dlsym go to the arena. */
+__attribute__((noinline, cold)) static bool first_call(void)
+{
+    if (resolving)
+        return false;
+    if (environ != NULL)
+        memprof_process_set_up();   /* at once where another thread has it in hand */
+    if (atomic_load_explicit((_Atomic(void *) *)&real_malloc, memory_order_acquire) == NULL)
+        resolve_real();
+    return real_malloc != NULL;
+}
+
 /* True when the hooks may call into libc; false means: use the arena. */
 static inline bool ready(void)
 {
     if (LIKELY(real_malloc != NULL))
         return true;
-    if (resolving)
-        return false;
-    resolve_real();
-    return real_malloc != NULL;
-}
-
-__attribute__((constructor(101))) static void hooks_init(void)
-{
-    ready();
-    if (memprof_detect_injection()) {   /* no hook is reached before the GOT is redirected */
-        lookup_handle = RTLD_DEFAULT;
-        resolve_real();
-    }
+    return first_call();
 }
 
 /* ---- the hooks ------------------------------------------------------------ */
@@ -260,4 +270,49 @@ void *memprof_malloc_hook_for(const char *name)
     MALLOC_FAMILY(MATCH)
 #undef MATCH
     return NULL;
+}
+
+/* ---- what the hooks cannot see ------------------------------------------------ */
+/* The program's malloc, when it is not one whose callers reach the hooks: in the
+ * global scope before ours (defined by the program itself, as Chromium's
+ * PartitionAlloc or a statically linked jemalloc is, or preloaded before us), or,
+ * injected, in the program, whose own calls to it never pass through a GOT slot.
+ * Found once, with the real functions; the sentence saying so, or "". */
+static char own_malloc[MEMPROF_PATH_MAX + 256];
+
+static void find_own_malloc(void)
+{
+    void *fn = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info info;
+    struct link_map *object = NULL;
+    if (fn == NULL || fn == (void *)hook_malloc || !is_definition_in(fn, NULL) ||
+        !dladdr1(fn, &info, (void **)&object, RTLD_DL_LINKMAP) || object == NULL)
+        return;
+    char exe[MEMPROF_PATH_MAX] = "";
+    ssize_t n = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    bool in_program = object->l_name[0] == '\0';   /* the main program's link map */
+    if (memprof_is_injected() && !in_program)
+        return;   /* a library's: every caller's GOT slot is redirected */
+    const char *program = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+    snprintf(own_malloc, sizeof own_malloc,
+             "%s has a malloc of its own (in %s), which the sampler's hooks do not see: its "
+             "profiles miss what it allocates; profile a build of it that uses the C "
+             "library's malloc, or use that allocator's own heap profiler",
+             program, in_program ? exe : object->l_name);
+}
+
+const char *memprof_own_malloc(void)
+{
+    return own_malloc;
+}
+
+void memprof_malloc_resolve(void)
+{
+    resolve_real();
+    if (memprof_detect_injection()) {   /* no hook is reached before the GOT is redirected */
+        lookup_handle = RTLD_DEFAULT;
+        resolve_real();
+    }
+    find_own_malloc();
 }

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 6
+#define MEMPROF_CONTROL_ABI 7
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 
@@ -51,7 +51,7 @@ struct memprof_control {
     int32_t pid;
     uint32_t uid;                   /* the owner of its file: who may use it (control.c) */
     uint32_t pid_ns;                /* inode of /proc/self/ns/pid: pid means a process only in
-                                       that PID namespace (0 in blocks before ABI 6) */
+                                       that PID namespace (0 in blocks before ABI 7) */
     uint64_t start_time;            /* /proc/<pid>/stat field 22, to detect a reused pid */
     char exe[256];                  /* /proc/<pid>/exe when the block was made */
     /* request, written by the controller */
@@ -85,6 +85,9 @@ struct memprof_control {
     uint32_t failed_dumps;          /* dumps that could not be written */
     uint32_t window_by_controller;  /* 1: the open window was opened by a controller */
     char dump_failure[512];         /* why the last of them failed, in words */
+    /* written once by the target: that the program's malloc is its own, which the
+       hooks do not see (the host profile's "# warning:"), in words; or empty */
+    char own_malloc[MEMPROF_CONTROL_PATH_MAX + 256];
 };
 
 #endif

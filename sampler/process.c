@@ -1,6 +1,7 @@
 /* The sampler's life in its process: set up at load (configuration, the control
- * thread, a window when asked for), started afresh in a forked child, and at exit
- * the open window's files written. */
+ * thread, a window when asked for: at the first call into the malloc hooks, which may
+ * come from a library initialized before ours), started afresh in a forked child, and
+ * at exit the open window's files written. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,11 +11,13 @@
 #include "event_log.h"
 #include "failure_pipe.h"
 #include "got_hooks.h"
+#include "hooks_malloc.h"
 #include "hooks_python.h"
 #include "live_bytes.h"
 #include "memprof.h"
 #include "notes.h"
 #include "options.h"
+#include "process.h"
 #include "python_frames.h"
 #include "sample.h"
 #include "sysutil.h"
@@ -41,8 +44,12 @@ static void on_fork_child(void)
         memprof_control_after_fork();
 }
 
-__attribute__((constructor(102))) static void process_init(void)
+void memprof_process_set_up(void)
 {
+    static _Atomic bool claimed;
+    if (atomic_exchange(&claimed, true))
+        return;
+    memprof_malloc_resolve();
     memprof_enter();
     memprof_options_from_environment();
     memprof_unwind_init();
@@ -54,15 +61,23 @@ __attribute__((constructor(102))) static void process_init(void)
      * the program's malloc, which must not fall inside the window. */
     if (memprof_cfg.control)
         memprof_control_init();
+    if (memprof_cfg.capture_at_load && memprof_own_malloc()[0] != '\0')
+        memprof_log("%s", memprof_own_malloc());
     if (memprof_cfg.capture_at_load &&
         memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0) {
+        int err = errno;
         char why[256];
-        snprintf(why, sizeof why, "could not start capturing: %s%s", strerror(errno),
-                 errno == ENOMEM ? " (the sampler's tables do not fit under the process's "
+        snprintf(why, sizeof why, "could not start capturing: %s%s", strerror(err),
+                 err == ENOMEM ? " (the sampler's tables do not fit under the process's "
                                    "memory limit: raise `ulimit -v`, or lower --stack-memory)"
                                  : "");
         memprof_report_failure(why);
     }
+}
+
+__attribute__((constructor)) static void process_init(void)
+{
+    memprof_process_set_up();
 }
 
 __attribute__((destructor)) static void process_fini(void)

@@ -69,6 +69,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
+def counting_preload(build_fixture) -> Path:
+    """The tests' truth for allocations (tests/fixtures/counting_preload.c, support/counting.py)."""
+    return build_fixture("counting_preload", "-O2", shared=True)
+
+
+@pytest.fixture(scope="session")
 def sites_exact(build_fixture, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The sites fixture and the .heap of one run recording every allocation (-c 1)."""
     exe = build_fixture("sites")

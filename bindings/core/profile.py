@@ -101,6 +101,7 @@ class HeapProfile:
     build_ids: dict[str, str] = field(default_factory=dict)
     dropped_samples: int = 0
     drops: Drops | None = None  # by cause, where the file says
+    warnings: list[str] = field(default_factory=list)  # the sampler's, in words (`# warning:`)
     # The stacks, leaf first: stack i is addrs[offsets[i]:offsets[i + 1]]. Where a file
     # holds them as a tree (stack_tree), they are expanded from it on first use.
     addrs: np.ndarray = field(default_factory=lambda: _empty("uint64"))

@@ -112,12 +112,15 @@ def check_budgets(
 ) -> list[BudgetResult]:
     """Judge each budget on the profile of its heap (a heap without a profile was not
     used: every measure is 0); for those exceeded, name the `top` stacks responsible.
-    BudgetError for a profile that dropped samples, unless `allow_dropped`."""
+    BudgetError for a profile the sampler warns misses the program's allocations (its
+    own malloc), and for one that dropped samples, unless `allow_dropped`."""
     budgets = list(budgets)
-    if not allow_dropped:
-        for heap in dict.fromkeys(b.heap for b in budgets):
-            if heap in profiles and profiles[heap].dropped_samples:
-                raise BudgetError(partial_profile(profiles[heap]))
+    for heap in dict.fromkeys(b.heap for b in budgets):
+        profile = profiles.get(heap)
+        if profile is not None and profile.warnings:
+            raise BudgetError(f"{profile.warnings[0]}: its budgets cannot be judged")
+        if profile is not None and profile.dropped_samples and not allow_dropped:
+            raise BudgetError(partial_profile(profile))
     views: dict[str, _Stacks] = {}
 
     def view(heap: str) -> _Stacks:

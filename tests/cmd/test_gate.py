@@ -293,6 +293,19 @@ def test_a_profile_that_dropped_samples_is_no_measurement(build_fixture, tmp_pat
     assert results_of(tmp_path / "whole.json")["max-total-alloc"]["measured"] == blocks * 64
 
 
+def test_a_program_with_a_malloc_of_its_own_is_not_judged(build_fixture, tmp_path):
+    """Its profile reads 0 bytes whatever it allocates: no budget holds on it."""
+    program = build_fixture("own_malloc")
+    proc = gate("--max-total-alloc=1MiB", "--", program, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(
+        rf"^ERROR own_malloc has a malloc of its own \(in {re.escape(str(program))}\), which"
+        r" the sampler's hooks do not see: .*: its budgets cannot be judged$",
+        proc.stderr,
+        re.M,
+    ), proc.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

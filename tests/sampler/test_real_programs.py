@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -17,12 +16,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
+from support.counting import (
+    Truth,
+    counted_environment,
+    pid_files,
+    plain_environment,
+    totals,
+)
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
-from support.profiling import total
-from support.sampling_math import assert_estimate, relative_sd
+from support.sampling_math import assert_estimate
 
 from mem_profiler.control_block import ControlBlock, ControlError
 from mem_profiler.core.profile import Drops
@@ -33,80 +37,6 @@ UNWINDERS = ("hybrid", "libunwind", "fp")
 RUN_TIMEOUT = 120  # seconds: "ends in time" under any unwinder, at any rate
 EXACT = 0.001  # -c 1: the totals within 0.1% of the truth
 SAMPLED_RATE = 1024  # -c 1024: bytes within 3%, objects within 5% (and 5 sd)
-
-
-# --- the truth: fixtures/counting_preload.c ------------------------------------------
-
-HEADER_WORDS, HISTOGRAM_SIZES, MODE_WINDOW = 8, 65536, 1
-
-
-@dataclass(frozen=True)
-class Truth:
-    """What the counting preload saw in one process: allocations, bytes asked for, and
-    how many allocations of each size (the last bucket: HISTOGRAM_SIZES bytes or more)."""
-
-    objects: int
-    bytes: int
-    sizes: np.ndarray
-    in_window: bool = True  # counted only while the sampler's window was open
-
-    @classmethod
-    def read(cls, path: Path) -> Truth:
-        words = np.fromfile(path, dtype="<u8")
-        return cls(
-            int(words[0]),
-            int(words[1]),
-            words[HEADER_WORDS:].astype(np.int64),
-            int(words[2]) == MODE_WINDOW,
-        )
-
-    def __sub__(self, before: Truth) -> Truth:
-        return Truth(
-            self.objects - before.objects,
-            self.bytes - before.bytes,
-            self.sizes - before.sizes,
-            self.in_window,
-        )
-
-    def relative_sds(self, rate: int) -> tuple[float, float]:
-        """Relative standard deviations of the sampler's object and byte estimates:
-        each size's allocations are sampled independently (support.sampling_math's
-        relative_sd); sizes from HISTOGRAM_SIZES up are sampled with certainty at the rates
-        used here. Blocks of 0 bytes are never sampled: they stay in the truth's objects, as
-        a bias."""
-        sizes = np.flatnonzero(self.sizes[1:HISTOGRAM_SIZES]) + 1
-        var_objects = var_bytes = 0.0
-        for size in sizes.tolist():
-            n = int(self.sizes[size])
-            sd_of_n = relative_sd(n, size, rate) * n
-            var_objects += sd_of_n**2
-            var_bytes += (sd_of_n * size) ** 2
-        return var_objects**0.5 / self.objects, var_bytes**0.5 / self.bytes
-
-
-@pytest.fixture(scope="module")
-def counting_preload(build_fixture) -> Path:
-    return build_fixture("counting_preload", "-O2", shared=True)
-
-
-def plain_environment(**extra: str) -> dict[str, str]:
-    """Ours without a preload or sampler settings from the caller (MEMPROF_LIB, which
-    library `mem_profiler` loads, stays), plus `extra`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k == "MEMPROF_LIB"
-        or not (k.startswith(("MEMPROF_", "COUNTING_PRELOAD_")) or k == "LD_PRELOAD")
-    }
-    return env | extra
-
-
-def counted_environment(preload: Path, truth_prefix: Path, **extra: str) -> dict[str, str]:
-    """The counting preload in LD_PRELOAD. `mem_profiler run` puts libmemprof.so before
-    it, so that the sampler's hooks call into the preload (see counting_preload.c)."""
-    return plain_environment(
-        LD_PRELOAD=str(preload), COUNTING_PRELOAD_PREFIX=str(truth_prefix), **extra
-    )
 
 
 def run_in_session(
@@ -208,15 +138,6 @@ class Run:
         return self.heaps[pid], self.truths[pid]
 
 
-def pid_files(folder: Path, pattern: str) -> dict[int, Path]:
-    """{pid: path} of the files in folder whose name matches pattern's (\\d+) group."""
-    return {
-        int(m[1]): folder / m[0]
-        for name in os.listdir(folder)
-        if (m := re.fullmatch(pattern, name))
-    }
-
-
 @pytest.fixture(scope="module")
 def runs(counting_preload, work, tmp_path_factory):
     """run(program, unwinder, rate): the program under `mem_profiler run` with the
@@ -274,13 +195,6 @@ def checked_run(runs, name: str, unwinder: str, rate: int) -> Run:
     for heap in run.heaps.values():
         assert read_heap(heap).drops == Drops(0, 0, 0, 0), heap
     return run
-
-
-def totals(heap: Path) -> tuple[float, float]:
-    """(objects, bytes) allocated in the window, through the parser, against the
-    binary that ran."""
-    exe = Path(read_heap(heap).exe)
-    return total(heap, exe, "alloc_objects"), total(heap, exe, "alloc_space")
 
 
 def assert_exact(heap: Path, truth: Truth) -> None:
