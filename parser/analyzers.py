@@ -1,7 +1,7 @@
 """Offline analyses of a capture made with --mode log, with the API msMemScope's users know:
 
     from mem_profiler.parser import analyzers
-    analyzers.list_analyzers()        # ['leaks', 'window_leaks', 'peak', 'timeline', 'export']
+    analyzers.list_analyzers()  # ['leaks', 'window_leaks', 'peak', 'timeline', 'compare', 'export']
     analyzers.get_analyzer_config("leaks")    # its parameters
     analyzers.check_leaks("/tmp/x_4242.0001.heap", mstx_info="step start", start_index=0)
     analyzers.analyze("leaks", input_path=..., mstx_info="step start", start_index=0)
@@ -19,9 +19,11 @@ from typing import Any
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.parser import log_analysis, pipeline
+from mem_profiler.parser.aggregate import FlatCum, aggregate
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.log_analysis import Leak, LeakSet, Peak, WindowLog
 from mem_profiler.parser.report_leaks import format_leaks
+from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.timeline import format_timeline
 
 PathLike = str | os.PathLike[str]
@@ -64,6 +66,31 @@ def timeline(input_path: PathLike, output: PathLike, *, program: str | None = No
     with atomic_open(output) as f:
         f.write(format_timeline(_open(input_path, None), program))
     return os.fspath(output)
+
+
+def compare_steps(
+    input_path: PathLike,
+    step: int,
+    base_step: int,
+    *,
+    step_mark: str | None = None,
+    binary: PathLike | None = None,
+    heap: str | None = None,
+) -> FlatCum:
+    """msMemScope's step compare: what step `step` allocated and still held at its end,
+    less what `base_step` did, by function (steps as mem_parser's --compare-steps counts
+    them, by `step_mark`'s occurrences where given). Prints the table and returns it."""
+    cap = _open(input_path, heap)
+    new, old = (log_analysis.step(cap.log, n, step_mark) for n in (step, base_step))
+    request = pipeline.Request(
+        binary=_program(cap, binary), base_profile=log_analysis.kept_by_step(cap, old)
+    )
+    sym = pipeline.load(request, log_analysis.kept_by_step(cap, new))
+    for message in sym.warnings:
+        warnings.warn(message, stacklevel=2)
+    table = aggregate(sym, request.index)
+    print(format_text(table, None, []), end="")
+    return table
 
 
 def export_events(
@@ -120,6 +147,19 @@ _ANALYZERS: dict[str, tuple[Callable[..., Any], dict[str, _Param]]] = {
             "input_path": _Param(True, _INPUT),
             "output": _Param(True, "the SVG file to write"),
             "program": _Param(False, "the program's name in the title [default: the .heap's exe]"),
+        },
+    ),
+    "compare": (
+        compare_steps,
+        {
+            "input_path": _Param(True, _INPUT),
+            "step": _Param(True, "the step whose kept allocations are reported"),
+            "base_step": _Param(True, "the step they are compared with"),
+            "step_mark": _Param(
+                False, "count steps by this mark's occurrences, from 0 [default: step records]"
+            ),
+            "binary": _Param(False, _BINARY),
+            "heap": _Param(False, _HEAP),
         },
     ),
     "export": (
@@ -182,15 +222,20 @@ def _open(input_path: PathLike, heap: str | None) -> WindowLog:
     return cap
 
 
+def _program(cap: WindowLog, binary: PathLike | None) -> str:
+    """The program to name frames against: `binary`, else the one the .heap names."""
+    if binary is not None:
+        return os.fspath(binary)
+    if cap.profile is None or not cap.profile.exe:
+        raise UserError(
+            f"no .heap file says which program wrote {cap.log.base}: pass"
+            " binary=<the program that ran>."
+        )
+    return cap.profile.exe
+
+
 def _report(cap: WindowLog, leaks: LeakSet, binary: PathLike | None) -> list[Leak]:
-    if binary is None:
-        if cap.profile is None or not cap.profile.exe:
-            raise UserError(
-                f"no .heap file says which program wrote {cap.log.base}: pass"
-                " binary=<the program that ran>."
-            )
-        binary = cap.profile.exe
-    rows, symbolizer_warnings = pipeline.rank_leaks(leaks, binary)
+    rows, symbolizer_warnings = pipeline.rank_leaks(leaks, _program(cap, binary))
     for message in symbolizer_warnings:
         warnings.warn(message, stacklevel=3)
     print(format_leaks(rows, leaks.scope, leaks.profile.heap), end="")

@@ -202,7 +202,14 @@ def test_window_leaks_rank_by_estimated_bytes(steps, capsys):
 
 def test_analyzer_api_and_errors(steps, capsys, tmp_path):
     exe, heap = steps["mstx", "leak"]
-    assert analyzers.list_analyzers() == ["leaks", "window_leaks", "peak", "timeline", "export"]
+    assert analyzers.list_analyzers() == [
+        "leaks",
+        "window_leaks",
+        "peak",
+        "timeline",
+        "compare",
+        "export",
+    ]
     config = analyzers.get_analyzer_config("leaks")
     assert [k for k, v in config.items() if v["required"]] == [
         "input_path",

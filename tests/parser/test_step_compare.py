@@ -11,6 +11,8 @@ import pytest
 from support.paths import MEM_PARSER
 from support.profiling import profile_run, run_parser
 
+from mem_profiler.parser import analyzers
+
 LEAK = 2048 * 4096  # step_leak, in the third step only (leak3)
 
 
@@ -94,3 +96,14 @@ def test_a_log_without_step_records_says_how_to_count_steps(runs):
         "mem_parser: the log has no steps (memprof_step(), mem_profiler.step()): count them"
         " by a mark with --step-mark TEXT; its marks are 'step start'."
     ), proc.stderr
+
+
+def test_the_api_compares_steps_as_mem_parser_does(runs, capsys):
+    exe, heaps = runs
+    table = analyzers.analyze("compare", input_path=heaps["step"], step=3, base_step=2)
+    flat = {
+        name: value for name, value in zip(table.names, table.flat.tolist(), strict=True) if value
+    }
+    assert flat == {"step_leak": LEAK}
+    printed = capsys.readouterr().out
+    assert printed == run_parser("-p", exe, "-f", heaps["step"], "--compare-steps", "3", "2").stdout
