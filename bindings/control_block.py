@@ -311,6 +311,21 @@ class ControlBlock:
             else message
         )
 
+    def _gone_why(self) -> str:
+        """Why the process no longer answers on this block, which it left: it moved to a
+        block of its new user's, or it ran exec and the sampler went with its image."""
+        if self._c.magic == 0:
+            return (
+                f"process {self.pid} changed its user and moved its control block: "
+                "run the command again"
+            )
+        program = procfs.exe_path(self.pid) or "another program"
+        return (
+            f"process {self.pid} ran exec (it now runs {program}): the sampler and any "
+            "window went with the program it replaced; capture the new one with "
+            f"`mem_profiler -p {self.pid}`"
+        )
+
     def made_by_its_exe(self) -> bool:
         """The block names the program the process runs (its identity was checked when
         it was opened)."""
@@ -414,8 +429,12 @@ class ControlBlock:
         while c.ack_seq != seq:
             if procfs.start_time(self.pid) is None:
                 raise ControlError(f"process {self.pid} ended before it answered")
+            if os.fstat(self._fd).st_nlink == 0:  # replaced by a block of the new image's
+                raise ControlError(self._gone_why())
             left = end - time.monotonic()
             if left <= 0:
+                if not self.made_by_its_exe():  # an exec into a program without the sampler
+                    raise ControlError(self._gone_why())
                 raise ControlError(f"process {self.pid} did not answer within {timeout:g} s")
             # Sleep on the reply word, waking now and then to see that the target lives.
             ts = ffi.new("struct timespec *", (0, int(min(left, 0.2) * 1e9)))

@@ -236,6 +236,50 @@ def test_target_killed_during_the_window(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_target_that_execs_during_the_window_is_said_to(build_fixture, clean_env, tmp_path):
+    """An exec ends the program that had the window (and its sampler): the controller
+    says so at once, instead of waiting out its answer; the new image, preloaded too, is
+    captured as any process."""
+    target = subprocess.Popen(
+        [build_fixture("endings"), "exec_stdin"],
+        env=dict(os.environ, LD_PRELOAD=str(LIBMEMPROF)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert target.stdout is not None and target.stdin is not None
+        assert target.stdout.readline() == "ready\n"
+        controller = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(target.pid), "-s", "60", "-o", str(tmp_path / "x_")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(
+            lambda: any(t.pid == target.pid and t.state == "capturing" for t in list_targets()),
+            what="the window to open",
+        )
+        target.stdin.write("exec\n")
+        target.stdin.flush()
+        out, err = controller.communicate(timeout=30)
+        assert (controller.returncode, out) == (1, "")
+        assert err == (
+            f"mem_profiler: process {target.pid} ran exec (it now runs /usr/bin/dash): the"
+            " sampler and any window went with the program it replaced; capture the new one"
+            f" with `mem_profiler -p {target.pid}`\n"
+        )
+        again = capture_cli(target.pid, "-s", "0.2", "-o", tmp_path / "sh_")
+        assert again.returncode == 0, again.stderr
+        target.stdin.write("done\n")
+        target.stdin.flush()
+        assert target.wait(timeout=30) == 5
+    finally:
+        target.kill()
+        target.wait()
+    assert [p.name for p in tmp_path.iterdir()] == [f"sh_{target.pid}.0001.heap"]
+
+
 def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path):
     controller = window_to_interrupt(server.pid, "-s", "60", "-o", tmp_path / "int_")
     time.sleep(0.5)
