@@ -45,7 +45,7 @@ struct memprof_control {
     uint64_t deadline_ns;
     uint64_t log_cap;
     uint32_t log_files;
-    uint32_t reserved1;
+    uint32_t working;
     char prefix[4096];
     uint32_t ack_seq;
     int32_t result;
@@ -432,6 +432,8 @@ class ControlBlock:
             if os.fstat(self._fd).st_nlink == 0:  # replaced by a block of the new image's
                 raise ControlError(self._gone_why())
             left = end - time.monotonic()
+            if left <= 0 and c.working:  # a dump of many stacks or threads takes its time
+                end, left = time.monotonic() + timeout, timeout
             if left <= 0:
                 if not self.made_by_its_exe():  # an exec into a program without the sampler
                     raise ControlError(self._gone_why())

@@ -411,13 +411,16 @@ static void *control_thread(void *arg)
 
         uint64_t window_deadline = memprof_capture_deadline();
         bool window_ended = window_deadline != 0 && memprof_now_ns() >= window_deadline;
-        if (window_ended)
+        if (window_ended) {
+            __atomic_store_n(&block->working, 1, __ATOMIC_RELAXED);
             stop_controller_window();   /* the window's time is up */
+        }
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
         if (only_watching && timed_out && !window_ended && seq == seen && !block_behind())
             continue;   /* the main thread's watch: nothing changed to publish */
         if (seq != seen) {
+            __atomic_store_n(&block->working, 1, __ATOMIC_RELAXED);
             seen = seq;
             const char *why = NULL;
             int rc = carry_out(block->command, &why);
@@ -428,6 +431,7 @@ static void *control_thread(void *arg)
                 block->message[0] = '\0';
         }
         publish_status();
+        __atomic_store_n(&block->working, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&block->ack_seq, seen, __ATOMIC_RELEASE);
         futex(&block->ack_seq, FUTEX_WAKE, INT32_MAX, NULL);
     }

@@ -64,7 +64,8 @@ struct memprof_control {
     uint64_t deadline_ns;           /* CLOCK_REALTIME; the window closes itself then */
     uint64_t log_cap;               /* bytes per log file */
     uint32_t log_files;             /* log files kept */
-    uint32_t reserved1;
+    uint32_t working;               /* 1 while the control thread carries out a request or
+                                       closes a window: a controller waits on while it lives */
     char prefix[MEMPROF_CONTROL_PATH_MAX];
     /* reply and status, written by the target */
     uint32_t ack_seq;               /* futex word */
