@@ -28,15 +28,22 @@ def build_fixture(fixture_dir: Path):
     """Compile tests/fixtures/<name>.c[pp] once per session; returns the binary's path."""
     built: dict[tuple[str, tuple[str, ...]], Path] = {}
 
-    def build(name: str, *extra: str, shared: bool = False, output: str | None = None) -> Path:
-        key = (name, extra + (("shared",) if shared else ()))
+    def build(
+        name: str,
+        *extra: str,
+        shared: bool = False,
+        output: str | None = None,
+        libs: tuple[str, ...] = (),
+    ) -> Path:
+        """`extra`: flags before the source; `libs`: what it links after it."""
+        key = (name, extra + (("shared",) if shared else ()) + libs)
         if key in built:
             return built[key]
         source = next(FIXTURES.glob(f"{name}.c*"))
         compiler = "g++" if source.suffix == ".cpp" else "gcc"
         out = fixture_dir / (output or (f"lib{name}.so" if shared else name))
         flags = FIXTURE_CFLAGS + (["-shared", "-fPIC"] if shared else []) + list(extra)
-        subprocess.run([compiler, *flags, "-o", str(out), str(source), "-ldl"], check=True)
+        subprocess.run([compiler, *flags, "-o", str(out), str(source), *libs, "-ldl"], check=True)
         built[key] = out
         return out
 

@@ -13,10 +13,10 @@ from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import Drops
 from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.allocator_frames import cut_allocator_frames
 from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
-from mem_profiler.parser.symbolize import _strip_leaf_run
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
 JEMALLOC = """\
@@ -273,8 +273,10 @@ def test_empty_profile_reports_zero():
     assert format_text(aggregate(sym)) == "Total: 0.0 MB\n"
 
 
-def test_strip_keeps_the_last_frame():
-    alloc = np.array([True, True, False, True, True, True, False])
-    frames = np.arange(7)
-    kept, offsets = _strip_leaf_run(frames, alloc, np.array([0, 3, 5, 7]))
-    assert kept.tolist() == [2, 4, 6] and offsets.tolist() == [0, 1, 2, 3]
+def test_the_cut_goes_to_the_last_allocator_frame_and_keeps_one():
+    # stacks of 3, 2, 2 and 5 frames; the last one's allocator frames have another
+    # between them, cut with them (as jeprof cuts)
+    alloc = np.array([True, True, False, True, True, True, False, True, False, True, False, False])
+    frames = np.arange(12)
+    kept, offsets = cut_allocator_frames(frames, alloc, np.array([0, 3, 5, 7, 12]))
+    assert kept.tolist() == [2, 4, 6, 10, 11] and offsets.tolist() == [0, 1, 2, 3, 5]
