@@ -34,9 +34,12 @@ from mem_profiler.core.profile import (
 from mem_profiler.parser.context_tree import StackTree, Tree, eval_range, hal_labels
 from mem_profiler.parser.sampling import unsample
 
-# jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
-
-_COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
+# jeprof's counter regex; group 2 is the thread ("*" for the total over threads), group
+# 7 the thread's name, which a thread's line may end with (jemalloc's
+# `prof_sys_thread_name`, `thread.prof.name`).
+_COUNTER_RE = re.compile(
+    r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\](?: (.*\S))?\s*$"
+)
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
 _FRAME_RE = re.compile(
@@ -586,7 +589,7 @@ def _parse_lines(
     for i, (lineno, line) in enumerate(lines[1:], 1):
         if awaiting:
             m = _COUNTER_RE.match(line)
-            if m is None or m[2] != "*":
+            if m is None or m[2] != "*" or m[7] is not None:
                 raise fail(
                     lineno,
                     f"expected a counter line after the stack on line {awaiting}"
@@ -627,7 +630,7 @@ def _parse_lines(
             break
         elif line.lstrip()[:1] == "t":
             m = _COUNTER_RE.match(line)
-            if m is None:
+            if m is None or (m[2] == "*" and m[7] is not None):
                 raise fail(lineno, f"garbled counter line {_show(line)}")
             if lengths and m[2] == "*":
                 raise fail(lineno, "a second 't*' counter line for one stack")

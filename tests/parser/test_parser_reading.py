@@ -93,8 +93,14 @@ def test_a_header_line_of_megabytes_is_read_whole(tmp_path):
     assert header.exe == "/abs/path/to/leaky" and header.build_ids["/abs/path/to/leaky"] == "3f2a00"
 
 
-def test_reads_a_jemalloc_dump():
-    prof = parse_heap(JEMALLOC)
+@pytest.mark.parametrize("thread_name", ["", " worker", " pool worker 7"])
+def test_reads_a_jemalloc_dump(thread_name):
+    # a thread's line may end with its name (prof_sys_thread_name, thread.prof.name)
+    prof = parse_heap(
+        JEMALLOC.replace(
+            "  t0: 28106: 56637512 [0: 0]\n", f"  t0: 28106: 56637512 [0: 0]{thread_name}\n"
+        )
+    )
     assert prof.rate == 524288 and prof.exe is None and prof.version == ""
     assert prof.stacks == [(0x7F1, 0x7F2), (0x7F3,)]
     assert prof.cur_bytes.tolist() == [6688, 2048]
@@ -120,6 +126,12 @@ def test_reads_a_jemalloc_dump():
         (OURS.replace("@ 0x55d0c0a01250", "@ 0x55d0c0a0125g"), 17, "bad address '0x55d0c0a0125g'"),
         (OURS.replace("@ 0x55d0c0a01250 0x55d0c0a01300", "@"), 17, "expected '@' followed by hex"),
         (OURS.replace("  t*: 120: 491520", "  t*: x120: 491520"), 14, "garbled counter line"),
+        (JEMALLOC.replace("[0: 0]\n  t0", "[0: 0] main\n  t0", 1), 2, "garbled counter line"),
+        (
+            JEMALLOC.replace("  t*: 13: 6688 [0: 0]", "  t*: 13: 6688 [0: 0] x"),
+            5,
+            "expected a counter",
+        ),
         (OURS.replace("# pid: 4242", "# pid: forty"), 3, "'pid' must be a number"),
         (OURS + "not a maps line\n", 25, "expected a /proc/<pid>/maps line"),
         (OURS.replace("\n\nMAPPED", "\nbogus\nMAPPED"), 19, "unexpected line 'bogus'"),
