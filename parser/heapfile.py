@@ -1,4 +1,6 @@
-"""Strict reader of `.heap` files (jemalloc heap_v2 with `# key: value` lines)."""
+"""Strict reader of `.heap` files: our tree, jemalloc's heap_v2 (with our `# key: value`
+lines or without) and, through legacy_heap, the `heap profile:` files of gperftools,
+jemalloc 3 and Go."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from mem_profiler.parser.heap_text import (
     read_mappings,
     show,
 )
+from mem_profiler.parser.legacy_heap import is_legacy, legacy_header, parse_legacy
 from mem_profiler.parser.sampling import unsample
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads), group
@@ -49,6 +52,12 @@ _COUNTER_RE = re.compile(
 )
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
+_EXPECTED_HEADER = "expected a 'heap_v2/<rate>' header"
+# what else a first line may be, said after what it is
+_READS = (
+    " (mem_parser reads its own .heap files, jemalloc's heap_v2 and the 'heap profile:'"
+    " files of gperftools, jemalloc 3 and Go)"
+)
 _FRAME_RE = re.compile(
     r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
     r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
@@ -168,9 +177,11 @@ def read_heap_header(path: str) -> HeapProfile:
         if first.startswith(_TREE_OTHER):
             raise _other_tree(first + f.readline(64), path)
         f.seek(0)
+        if is_legacy(first):
+            return legacy_header(f.read(_CHUNK), path)
         lines = decode(_header_bytes(f)).split("\n")
     if _HEADER_RE.fullmatch(lines[0].strip()) is None:
-        raise HeapFileError(f"{path}:1: expected a 'heap_v2/<rate>' header, found {show(lines[0])}")
+        raise HeapFileError(f"{path}:1: {_EXPECTED_HEADER}, found {show(lines[0])}{_READS}")
     prof = HeapProfile(path=path, rate=0)
     for lineno, line in enumerate(lines[1:], 2):
         if line[:1] == "#":
@@ -194,6 +205,8 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
         return _parse_tree(data, name)
     if data.startswith(_TREE_OTHER):
         raise _other_tree(data, name)
+    if is_legacy(data):
+        return parse_legacy(data, name)
     first = data.find(b"\n@")
     maps_at = data.find(b"\n" + MAPPED_LIBRARIES.encode())
     samples = _bulk_samples(data, first + 1, maps_at) if 0 <= first < maps_at else None
@@ -563,14 +576,14 @@ def _parse_lines(
     if lines and lines[-1][1] == "":
         lines.pop()
     if not lines:
-        raise HeapFileError(f"{name}:1: the file is empty, expected a 'heap_v2/<rate>' header")
+        raise HeapFileError(f"{name}:1: the file is empty, {_EXPECTED_HEADER}")
 
     def fail(lineno: int, what: str) -> HeapFileError:
         return HeapFileError(f"{name}:{lineno}: {what}")
 
     header = _HEADER_RE.fullmatch(lines[0][1].strip())
     if header is None:
-        raise fail(1, f"expected a 'heap_v2/<rate>' header, found {show(lines[0][1])}")
+        raise fail(1, f"{_EXPECTED_HEADER}, found {show(lines[0][1])}{_READS}")
     rate = int(header.group(1))
     if rate > U64_MAX:
         raise fail(1, f"a sampling rate above 2^64-1 in {show(lines[0][1])}")

@@ -33,6 +33,17 @@ MAPPED_LIBRARIES:
 00400000-00401000 r-xp 00000000 08:01 1 /usr/bin/true
 """
 
+# A legacy heap profile (gperftools, jemalloc 3, Go), of the format given.
+LEGACY = """\
+heap profile:    3:   12288 [    5:    20480] @ {format}
+     2:     8192 [     3:    12288] @ 0x7f1 0x7f2
+# a comment
+     1:     4096 [     2:     8192] @ 0x7f3
+
+MAPPED_LIBRARIES:
+00400000-00401000 r-xp 00000000 08:01 1 /usr/bin/true
+"""
+
 
 def write(tmp_path, text: str, name: str = "x.heap") -> str:
     path = tmp_path / name
@@ -107,10 +118,77 @@ def test_reads_a_jemalloc_dump(thread_name):
 
 
 @pytest.mark.parametrize(
+    "header, rate, allocated",
+    [
+        ("heapprofile", 1, True),
+        ("heap_v2/512", 512, True),
+        ("heapz_v2/512", 512, True),
+        ("heap/1024", 512, True),  # Go writes twice the rate
+        ("growth", 1, False),
+        ("growthz", 1, False),
+    ],
+)
+def test_reads_the_legacy_heap_formats(tmp_path, header, rate, allocated):
+    path = write(tmp_path, LEGACY.format(format=header))
+    prof = read_heap(path)
+    assert prof.rate == rate and prof.stacks == [(0x7F1, 0x7F2), (0x7F3,)]
+    assert prof.cur_bytes.tolist() == [8192, 4096] and prof.cur_objs.tolist() == [2, 1]
+    assert prof.acc_bytes.tolist() == ([12288, 8192] if allocated else [8192, 4096])
+    assert prof.mappings[0].path == "/usr/bin/true"
+    assert read_heap_header(path).rate == rate
+
+
+def test_a_legacy_file_without_allocated_counts_shows_those_in_use_for_both():
+    # gperftools' heap sample writes the counts in use twice; pprof: no allocated counts
+    text = LEGACY.format(format="heap_v2/1").replace("[    5:    20480]", "[    3:    12288]")
+    prof = parse_heap(text.replace("[     3:    12288]", "[     0:        0]"))
+    assert prof.acc_bytes.tolist() == prof.cur_bytes.tolist() == [8192, 4096]
+
+
+@pytest.mark.parametrize(
+    "text, lineno, what",
+    [
+        ("heap profile: 1\n", 1, "expected 'heap profile: <objects>: <bytes> [<objects>:"),
+        ("%warn note\n%warn\n", 3, "expected 'heap profile: <objects>: <bytes> [<objects>:"),
+        (LEGACY.format(format="heap_v3/1"), 1, "a heap profile of format 'heap_v3', which"),
+        (LEGACY.format(format="heap_v2"), 1, "'@ heap_v2' without its sampling rate"),
+        (LEGACY.format(format="heap/" + "9" * 21), 1, "a sampling rate above 2^64-1"),
+        (
+            LEGACY.format(format="heapprofile").replace("] @ 0x7f3", "] 0x7f3"),
+            4,
+            "expected a stack's line '<objects>: <bytes> [<objects>: <bytes>] @ 0x<address>",
+        ),
+        (
+            LEGACY.format(format="heapprofile").replace("@ 0x7f3", "@ 0x7g3"),
+            4,
+            "expected a stack's line",
+        ),
+        (
+            LEGACY.format(format="growth").replace("1:     4096", "0:     4096"),
+            4,
+            "bytes without objects in '0:     4096",
+        ),
+        (
+            LEGACY.format(format="growth").replace("1:     4096", "1:     " + "9" * 19),
+            4,
+            "a counter too large for 64 bits",
+        ),
+        (LEGACY.format(format="growth") + "not a map\n", 8, "expected a /proc/<pid>/maps line"),
+    ],
+)
+def test_bad_legacy_files_name_the_line(tmp_path, text, lineno, what):
+    path = write(tmp_path, text)
+    with pytest.raises(HeapFileError) as err:
+        read_heap(path)
+    assert str(err.value).startswith(f"{path}:{lineno}: {what}"), err.value
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
     "text, lineno, what",
     [
         ("", 1, "the file is empty"),
-        ("heap profile: 1\n", 1, "expected a 'heap_v2/<rate>' header"),
+        ("heap_v3/1\n", 1, "expected a 'heap_v2/<rate>' header"),
         (OURS.split("\nMAPPED_LIBRARIES:")[0], 19, "the file is truncated: no 'MAPPED_LIBRARIES:'"),
         (
             OURS.replace("[30: 122880]", "[30 122880]"),

@@ -1,16 +1,19 @@
 """Heap profiles written by the peers' own profilers, read by mem_parser and checked
 against the peers' own readers on the same files and against the fixture's known bytes:
-Debian's jemalloc (its shared library and a static link) against jeprof."""
+Debian's jemalloc (its shared library and a static link) against jeprof, Debian's
+gperftools against google-pprof (pprof's Perl version) and `go tool pprof`."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from support.jeprof import jeprof_text, text_table
 from support.paths import MEM_PARSER
+from support.reports import go_pprof, pprof_amount
 
 LIBJEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 LIBJEMALLOC_PIC = "/usr/lib/x86_64-linux-gnu/libjemalloc_pic.a"  # Debian's libjemalloc-dev
@@ -18,6 +21,14 @@ MiB = 1 << 20
 SITES = (10_000, 40_000, 10)  # tests/fixtures/sites.c: site_pages, site_small, site_transient
 # what each site keeps: its blocks and the array of their pointers
 PAGES_MB, SMALL_MB = (n * (size + 8) / MiB for n, size in ((SITES[0], 4096), (SITES[1], 256)))
+
+
+# of gperftools' heap sample and growth stacks, the same counts in the formats of Google's
+# heapz and growthz, which no installable tool writes
+HAND_WRITTEN = {
+    "heapz": ("sample", "@ heap_v2/", "@ heapz_v2/"),
+    "growthz": ("growth", "@ growth", "@ growthz"),
+}
 
 
 def jemalloc_run(exe: Path, prefix: Path, conf: str = "", preload: bool = False) -> Path:
@@ -68,3 +79,40 @@ def test_jemalloc_profile_with_thread_names(build_fixture, tmp_path):
     total, rows = text_table([MEM_PARSER, "-p", exe, "-f", heap, "-t"])
     assert total == pytest.approx(jeprof_text(exe, heap)[0], rel=0.01)
     assert [name for name, _, _ in rows[:2]] == ["site_pages", "site_small"]
+
+
+@pytest.fixture(scope="module")
+def gperftools_profiles(build_fixture, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """The gperftools fixture and its profiles: its heap profiler's at exit (`heapprofile`),
+    its heap sample (`heap_v2`), its growth stacks (`growth`), and those two as heapz
+    and growthz."""
+    exe = build_fixture("gperftools_sites", libs=("-ltcmalloc",))
+    work = tmp_path_factory.mktemp("gperftools")
+    files = {"sample": work / "sample.heap", "growth": work / "growth.heap"}
+    env = dict(os.environ, HEAPPROFILE=str(work / "hp"), TCMALLOC_SAMPLE_PARAMETER="8192")
+    env.pop("LD_PRELOAD", None)
+    argv = [exe, *map(str, SITES[:2]), files["sample"], files["growth"]]
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    (files["heapprofile"],) = work.glob("hp.*.heap")
+    for kind, (source, old, new) in HAND_WRITTEN.items():
+        text = files[source].read_text()
+        assert old in text.partition("\n")[0]
+        files[kind] = work / f"{kind}.heap"
+        files[kind].write_text(text.replace(old, new, 1))
+    return exe, files
+
+
+@pytest.mark.parametrize("kind", ["heapprofile", "sample", "growth", "heapz", "growthz"])
+def test_gperftools_profiles_read_as_pprof_reads_them(gperftools_profiles, tmp_path, kind):
+    exe, files = gperftools_profiles
+    total, rows = text_table([MEM_PARSER, "-p", exe, "-f", files[kind], "-t"])
+    pprof = go_pprof(tmp_path, "-top", exe, files[kind]).stdout
+    go_total = pprof_amount(re.search(r" of (\S+) total", pprof)[1]) / MiB
+    assert total == pytest.approx(go_total, rel=0.01, abs=0.05)
+    if kind not in HAND_WRITTEN:  # google-pprof does not know heapz and growthz
+        assert total == text_table(["google-pprof", "--text", exe, files[kind]])[0]
+    assert [name for name, _, _ in rows[:2]] == ["site_pages", "site_small"], rows[:4]
+    if kind == "heapprofile":  # every allocation recorded
+        flat = {name: value for name, value, _ in rows}
+        assert flat["site_pages"] == round(PAGES_MB, 1)
+        assert flat["site_small"] == round(SMALL_MB, 1)
