@@ -11,6 +11,7 @@ import numpy as np
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
 from mem_profiler.core.frame_label import Where, frame_label
 from mem_profiler.core.input_files import other_owner, readable_by
+from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.allocator_frames import (
     ALLOCATOR_RE,
@@ -269,6 +270,8 @@ def symbolize(
     """
     exe = ElfImage(os.fspath(binary))
     warnings: list[str] = []
+    if not profile.mappings:
+        profile.mappings = _program_mappings(exe)
     exe_paths = _exe_paths(profile, exe.basename)
     _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
@@ -405,6 +408,16 @@ def _with_inlined(
         for at, (fid, place) in enumerate(chain, int(first[i])):
             loc_func[at], loc_where[at], is_inlined[at] = fid, place, True
     return np.repeat(addrs, counts), loc_func, loc_where, is_inlined, first
+
+
+def _program_mappings(exe: ElfImage) -> list[MemoryMapping]:
+    """The mappings of a profile that records none (Go's `heap/N`): the program's
+    segments at their link-time addresses, as pprof takes them; a position-independent
+    program's addresses then fall outside them and stay addresses."""
+    return [
+        MemoryMapping(seg.vaddr, seg.vaddr + seg.filesz, "r-xp", seg.offset, exe.path)
+        for seg in exe.segments
+    ]
 
 
 def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support.paths import FIXTURES, LIBMEMPROF
 from support.profiling import SITES_EXACT, profile_run
+from support.reports import go_environment
 from support.targets import Server
 
 FIXTURE_CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-pthread"]
@@ -46,6 +47,29 @@ def build_fixture(fixture_dir: Path):
         subprocess.run([compiler, *flags, "-o", str(out), str(source), *libs, "-ldl"], check=True)
         built[key] = out
         return out
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def go_build(tmp_path_factory):
+    """Build tests/fixtures/go/<name>.go once per session, with cgo or without; returns
+    the program's path."""
+    folder = tmp_path_factory.mktemp("go")
+    env = go_environment(folder)
+    built: dict[tuple[str, bool], Path] = {}
+
+    def build(name: str, cgo: bool) -> Path:
+        if (name, cgo) not in built:
+            out = folder / f"{name}{'_cgo' if cgo else ''}"
+            subprocess.run(
+                ["go", "build", "-o", str(out), str(FIXTURES / "go" / f"{name}.go")],
+                env=dict(env, CGO_ENABLED="1" if cgo else "0"),
+                check=True,
+                timeout=300,
+            )
+            built[name, cgo] = out
+        return built[name, cgo]
 
     return build
 

@@ -1,7 +1,8 @@
 """Heap profiles written by the peers' own profilers, read by mem_parser and checked
 against the peers' own readers on the same files and against the fixture's known bytes:
 Debian's jemalloc (its shared library and a static link) against jeprof, Debian's
-gperftools against google-pprof (pprof's Perl version) and `go tool pprof`."""
+gperftools against google-pprof (pprof's Perl version) and `go tool pprof`, a Go
+program's legacy heap profile against `go tool pprof`."""
 
 from __future__ import annotations
 
@@ -106,8 +107,7 @@ def gperftools_profiles(build_fixture, tmp_path_factory) -> tuple[Path, dict[str
 def test_gperftools_profiles_read_as_pprof_reads_them(gperftools_profiles, tmp_path, kind):
     exe, files = gperftools_profiles
     total, rows = text_table([MEM_PARSER, "-p", exe, "-f", files[kind], "-t"])
-    pprof = go_pprof(tmp_path, "-top", exe, files[kind]).stdout
-    go_total = pprof_amount(re.search(r" of (\S+) total", pprof)[1]) / MiB
+    go_total = go_pprof_total(tmp_path, exe, files[kind])
     assert total == pytest.approx(go_total, rel=0.01, abs=0.05)
     if kind not in HAND_WRITTEN:  # google-pprof does not know heapz and growthz
         assert total == text_table(["google-pprof", "--text", exe, files[kind]])[0]
@@ -116,3 +116,25 @@ def test_gperftools_profiles_read_as_pprof_reads_them(gperftools_profiles, tmp_p
         flat = {name: value for name, value, _ in rows}
         assert flat["site_pages"] == round(PAGES_MB, 1)
         assert flat["site_small"] == round(SMALL_MB, 1)
+
+
+def test_go_legacy_heap_profile_reads_as_go_pprof_reads_it(go_build, tmp_path):
+    exe = go_build("heap_sites", cgo=False)
+    heap = tmp_path / "go.heap"
+    subprocess.run([exe, *map(str, SITES[:2]), heap], check=True, timeout=120)
+    assert heap.read_text().partition("\n")[0].endswith("@ heap/2048")
+    assert "\n# runtime.MemStats\n" in heap.read_text()
+    total, rows = text_table([MEM_PARSER, "-p", exe, "-f", heap, "-t"])
+    assert total == pytest.approx(go_pprof_total(tmp_path, exe, heap), rel=0.01, abs=0.05)
+    assert [name for name, _, _ in rows[:2]] == ["main.sitePages", "main.siteSmall"], rows[:4]
+    # the program's mappings, which the file does not record, go into --pprof's profile
+    written = tmp_path / "go.pb.gz"
+    subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, "--pprof", written], check=True)
+    assert go_pprof_total(tmp_path, written) == pytest.approx(total, abs=0.05)
+    assert "main.sitePages" in go_pprof(tmp_path, "-top", written).stdout
+
+
+def go_pprof_total(tmp_path: Path, *args: str | Path) -> float:
+    """The total (MB) of `go tool pprof -top ARGS`."""
+    out = go_pprof(tmp_path, "-top", *args).stdout
+    return pprof_amount(re.search(r" of (\S+) total", out)[1]) / MiB
