@@ -101,6 +101,7 @@ _CHUNK = 1 << 20
 # The tree format: its first line, then a zlib stream of the text and the arrays.
 _TREE_PREFIX = b"memprof_tree/1\n"
 _TREE_OTHER = b"memprof_tree/"  # of another version
+_GZIP_MAGIC = b"\x1f\x8b"
 _FRAME_LINE = b"# python_frame:"
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
@@ -176,6 +177,7 @@ def read_heap_header(path: str) -> HeapProfile:
             return _tree_header(_tree_head_bytes(f, path), path, [], frames=False)[0]
         if first.startswith(_TREE_OTHER):
             raise _other_tree(first + f.readline(64), path)
+        _refuse_gzip(first, path)
         f.seek(0)
         if is_legacy(first):
             return legacy_header(f.read(_CHUNK), path)
@@ -205,6 +207,7 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
         return _parse_tree(data, name)
     if data.startswith(_TREE_OTHER):
         raise _other_tree(data, name)
+    _refuse_gzip(data, name)
     if is_legacy(data):
         return parse_legacy(data, name)
     first = data.find(b"\n@")
@@ -285,6 +288,17 @@ def _other_tree(data: bytes, name: str) -> HeapFileError:
         f"{name}:1: a .heap file of format {show(first)}; this mem_parser reads"
         " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
     )
+
+
+def _refuse_gzip(data: bytes, name: str) -> None:
+    """HeapFileError, in one sentence, for a gzip-compressed file: pprof's profile.proto
+    is one, and is not read (yet)."""
+    if data.startswith(_GZIP_MAGIC):
+        raise HeapFileError(
+            f"{name} is gzip-compressed, as pprof's profile.proto files are: mem_parser"
+            " does not read those; give it a .heap file or a heap profile's text"
+            " (jemalloc, gperftools, Go's debug=1)."
+        )
 
 
 def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 
@@ -143,6 +144,17 @@ def test_a_legacy_file_without_allocated_counts_shows_those_in_use_for_both():
     text = LEGACY.format(format="heap_v2/1").replace("[    5:    20480]", "[    3:    12288]")
     prof = parse_heap(text.replace("[     3:    12288]", "[     0:        0]"))
     assert prof.acc_bytes.tolist() == prof.cur_bytes.tolist() == [8192, 4096]
+
+
+def test_a_gzip_file_is_refused_as_pprof_proto(tmp_path):
+    # pprof's profile.proto is gzip-compressed protobuf: refused in one sentence
+    path = tmp_path / "x.pb.gz"
+    path.write_bytes(gzip.compress(b"\x0a\x04\x08\x01\x10\x02"))
+    for read in (read_heap, read_heap_header):
+        with pytest.raises(HeapFileError) as err:
+            read(str(path))
+        assert str(err.value).startswith(f"{path} is gzip-compressed, as pprof's profile.proto")
+        assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(
