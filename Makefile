@@ -5,6 +5,7 @@ PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
 APT_PKGS    := libunwind-dev zlib1g-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
+               libgoogle-perftools-dev google-perftools \
                sqlite3 ripgrep rustc libc6-dbg tmux \
                redis-server redis-tools openjdk-17-jdk-headless g++ nginx-light cmake
 BENCH_PKGS  := heaptrack

@@ -89,7 +89,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     multiple=True,
     metavar="FILE",
     help="The .heap file to read, or a capture's prefix (/tmp/svc_4242.0001: its "
-    "host and device heaps). Several with -t: the heaps side by side.",
+    "host and device heaps), or a heap profile of jemalloc, gperftools, heapz, growthz "
+    "or Go (legacy text). Several with -t: the heaps side by side.",
 )
 @click.option("--heap", type=click.Choice(HEAPS), help="Of the files given, the one of this heap.")
 @click.option("-t", "text", is_flag=True, help="Flat/cum text table, as jeprof --text.")

@@ -1,4 +1,6 @@
-"""Strict reader of `.heap` files (jemalloc heap_v2 with `# key: value` lines)."""
+"""Strict reader of `.heap` files: our tree, jemalloc's heap_v2 (with our `# key: value`
+lines or without) and, through legacy_heap, the `heap profile:` files of gperftools,
+jemalloc 3 and Go."""
 
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ from mem_profiler.core.input_files import (
     read_errors,
     read_regular,
 )
-from mem_profiler.core.memory_map import parse_maps_line
 from mem_profiler.core.profile import (
     FOREIGN_KINDS,
     FRAME_BASE,
@@ -32,18 +33,35 @@ from mem_profiler.core.profile import (
     PythonFrame,
 )
 from mem_profiler.parser.context_tree import StackTree, Tree, eval_range, hal_labels
+from mem_profiler.parser.heap_text import (
+    MAPPED_LIBRARIES,
+    NO_NUL,
+    U64_MAX,
+    decode,
+    read_mappings,
+    show,
+)
+from mem_profiler.parser.legacy_heap import is_legacy, legacy_header, parse_legacy
 from mem_profiler.parser.sampling import unsample
 
-# jeprof's counter regex; group 2 is the thread ("*" for the total over threads).
-
-_COUNTER_RE = re.compile(r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\]\s*$")
+# jeprof's counter regex; group 2 is the thread ("*" for the total over threads), group
+# 7 the thread's name, which a thread's line may end with (jemalloc's
+# `prof_sys_thread_name`, `thread.prof.name`).
+_COUNTER_RE = re.compile(
+    r"^\s*(t(\*|\d+)):\s+(\d+):\s+(\d+)\s+\[\s*(\d+):\s+(\d+)\](?: (.*\S))?\s*$"
+)
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 _HEADER_RE = re.compile(r"heap_v2/([0-9]{1,20})")
+_EXPECTED_HEADER = "expected a 'heap_v2/<rate>' header"
+# what else a first line may be, said after what it is
+_READS = (
+    " (mem_parser reads its own .heap files, jemalloc's heap_v2 and the 'heap profile:'"
+    " files of gperftools, jemalloc 3 and Go)"
+)
 _FRAME_RE = re.compile(
     r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
     r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
 )
-U64_MAX = 2**64 - 1
 # `# key: N` lines and the largest N each may hold.
 _NUMBERS = {
     "pid": 2**31 - 1,
@@ -66,10 +84,8 @@ _NUMBERS = {
 # `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
 _ESCAPED = ("cmdline", "exe", "build_id", "log", "warning")
 _PATHS = ("exe", "build_id", "log")
-_NO_NUL = "a NUL byte, which no file name can hold"
 _ESCAPE_RE = re.compile(r"\\(?:([\\nrt])|x([0-7][0-9a-f])|(x.{0,2}|.?))", re.S)
 _UNESCAPED = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
-_MAPPED_LIBRARIES = "MAPPED_LIBRARIES:"
 # The sample section exactly as our sampler writes it, for the bulk parser.
 _CANONICAL_COUNTERS_RE = re.compile(rb"(?:  t\*: \d{1,18}: \d{1,18} \[\d{1,18}: \d{1,18}\]\n)*")
 _ESTIMATE = "# estimate:"
@@ -85,6 +101,7 @@ _CHUNK = 1 << 20
 # The tree format: its first line, then a zlib stream of the text and the arrays.
 _TREE_PREFIX = b"memprof_tree/1\n"
 _TREE_OTHER = b"memprof_tree/"  # of another version
+_GZIP_MAGIC = b"\x1f\x8b"
 _FRAME_LINE = b"# python_frame:"
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
@@ -160,12 +177,13 @@ def read_heap_header(path: str) -> HeapProfile:
             return _tree_header(_tree_head_bytes(f, path), path, [], frames=False)[0]
         if first.startswith(_TREE_OTHER):
             raise _other_tree(first + f.readline(64), path)
+        _refuse_gzip(first, path)
         f.seek(0)
-        lines = _decode(_header_bytes(f)).split("\n")
+        if is_legacy(first):
+            return legacy_header(f.read(_CHUNK), path)
+        lines = decode(_header_bytes(f)).split("\n")
     if _HEADER_RE.fullmatch(lines[0].strip()) is None:
-        raise HeapFileError(
-            f"{path}:1: expected a 'heap_v2/<rate>' header, found {_show(lines[0])}"
-        )
+        raise HeapFileError(f"{path}:1: {_EXPECTED_HEADER}, found {show(lines[0])}{_READS}")
     prof = HeapProfile(path=path, rate=0)
     for lineno, line in enumerate(lines[1:], 2):
         if line[:1] == "#":
@@ -189,18 +207,21 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
         return _parse_tree(data, name)
     if data.startswith(_TREE_OTHER):
         raise _other_tree(data, name)
+    _refuse_gzip(data, name)
+    if is_legacy(data):
+        return parse_legacy(data, name)
     first = data.find(b"\n@")
-    maps_at = data.find(b"\n" + _MAPPED_LIBRARIES.encode())
+    maps_at = data.find(b"\n" + MAPPED_LIBRARIES.encode())
     samples = _bulk_samples(data, first + 1, maps_at) if 0 <= first < maps_at else None
     if samples is None:
-        lines = _decode(data).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines = decode(data).replace("\r\n", "\n").replace("\r", "\n").split("\n")
         numbered: Iterable[tuple[int, str]] = enumerate(lines, 1)
     else:
-        head = _decode(data[:first]).split("\n")
+        head = decode(data[:first]).split("\n")
         maps_lineno = data.count(b"\n", 0, maps_at) + 2
         numbered = [
             *enumerate(head, 1),
-            *enumerate(_decode(data[maps_at + 1 :]).split("\n"), maps_lineno),
+            *enumerate(decode(data[maps_at + 1 :]).split("\n"), maps_lineno),
         ]
     return _parse_lines(numbered, name, samples)
 
@@ -238,14 +259,14 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     # `up` is each node's distance to its caller: the parent array from it
     arrays["parent"] = np.arange(1, len(arrays["up"]) + 1, dtype=np.int64) - arrays["up"]
     maps_end = text.find(b"\n", at + 1)
-    if text[at : maps_end if maps_end >= 0 else len(text)] != b"\n" + _MAPPED_LIBRARIES.encode():
+    if text[at : maps_end if maps_end >= 0 else len(text)] != b"\n" + MAPPED_LIBRARIES.encode():
         raise fail(
-            f"expected '{_MAPPED_LIBRARIES}' right after the tree's arrays, found"
-            f" {_show(_decode(text[at + 1 : at + 61]))} (the file is damaged)"
+            f"expected '{MAPPED_LIBRARIES}' right after the tree's arrays, found"
+            f" {show(decode(text[at + 1 : at + 61]))} (the file is damaged)"
         )
     maps_lineno = text.count(b"\n", 0, at) + 4  # the lines as if decompressed in place
-    maps = _decode(text[maps_end + 1 :]).split("\n") if maps_end >= 0 else []
-    _mappings(
+    maps = decode(text[maps_end + 1 :]).split("\n") if maps_end >= 0 else []
+    read_mappings(
         prof, enumerate(maps, maps_lineno), lambda n, what: HeapFileError(f"{name}:{n}: {what}")
     )
     _tree_profile(prof, arrays, noted, fail)
@@ -262,11 +283,22 @@ def _unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
 
 def _other_tree(data: bytes, name: str) -> HeapFileError:
     """The error for a tree of a version this reader does not know."""
-    first = _decode(data.partition(b"\n")[0][:64])
+    first = decode(data.partition(b"\n")[0][:64])
     return HeapFileError(
-        f"{name}:1: a .heap file of format {_show(first)}; this mem_parser reads"
+        f"{name}:1: a .heap file of format {show(first)}; this mem_parser reads"
         " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
     )
+
+
+def _refuse_gzip(data: bytes, name: str) -> None:
+    """HeapFileError, in one sentence, for a gzip-compressed file: pprof's profile.proto
+    is one, and is not read (yet)."""
+    if data.startswith(_GZIP_MAGIC):
+        raise HeapFileError(
+            f"{name} is gzip-compressed, as pprof's profile.proto files are: mem_parser"
+            " does not read those; give it a .heap file or a heap profile's text"
+            " (jemalloc, gperftools, Go's debug=1)."
+        )
 
 
 def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, int]]:
@@ -411,11 +443,11 @@ def _tree_header(
     `noted`: see _header_line. Without `frames`, the `# python_frame:` lines are
     skipped (a reader of the header alone: a Python program has 10^5 of them)."""
     end = text.find(b"\n")
-    first = _decode(text[: end if end >= 0 else len(text)])
+    first = decode(text[: end if end >= 0 else len(text)])
     header = _TREE_HEADER_RE.fullmatch(first)
     if header is None or int(header[1]) > U64_MAX:
         raise HeapFileError(
-            f"{name}:2: expected a 'heap_tree/<rate>' line (rate below 2^64), found {_show(first)}"
+            f"{name}:2: expected a 'heap_tree/<rate>' line (rate below 2^64), found {show(first)}"
         )
     prof = HeapProfile(path=name, rate=int(header[1]))
     lineno, line = 2, first
@@ -424,20 +456,20 @@ def _tree_header(
         end = text.find(b"\n", start)
         if not frames and text.startswith(_FRAME_LINE, start):
             continue
-        line = _decode(text[start : end if end >= 0 else len(text)])
+        line = decode(text[start : end if end >= 0 else len(text)])
         if line.startswith("# tree:"):
             counts = _TREE_RE.fullmatch(line[len("# tree:") :].strip())
             if counts is None:
                 raise HeapFileError(
                     f"{name}:{lineno}: expected '# tree: frames=F nodes=N stacks=S"
-                    f" estimates=E labels=0|1' (F, N, S, E below 2^32), found {_show(line)}"
+                    f" estimates=E labels=0|1' (F, N, S, E below 2^32), found {show(line)}"
                 )
             arrays_at = end + 1 if end >= 0 else len(text)
             return prof, tuple(int(c) for c in counts.groups()), arrays_at
         if not line.strip():
             continue
         if line[:1] != "#":
-            raise HeapFileError(f"{name}:{lineno}: unexpected line {_show(line)}")
+            raise HeapFileError(f"{name}:{lineno}: unexpected line {show(line)}")
         try:
             _header_line(prof, line, noted)
         except ValueError as e:
@@ -446,10 +478,6 @@ def _tree_header(
     raise HeapFileError(
         f"{name}:{lineno}: no '# tree:' line after the '#' lines: the file is truncated"
     )
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
 
 
 def _bulk_samples(data: bytes, start: int, end: int) -> _Samples | None:
@@ -562,17 +590,17 @@ def _parse_lines(
     if lines and lines[-1][1] == "":
         lines.pop()
     if not lines:
-        raise HeapFileError(f"{name}:1: the file is empty, expected a 'heap_v2/<rate>' header")
+        raise HeapFileError(f"{name}:1: the file is empty, {_EXPECTED_HEADER}")
 
     def fail(lineno: int, what: str) -> HeapFileError:
         return HeapFileError(f"{name}:{lineno}: {what}")
 
     header = _HEADER_RE.fullmatch(lines[0][1].strip())
     if header is None:
-        raise fail(1, f"expected a 'heap_v2/<rate>' header, found {_show(lines[0][1])}")
+        raise fail(1, f"{_EXPECTED_HEADER}, found {show(lines[0][1])}{_READS}")
     rate = int(header.group(1))
     if rate > U64_MAX:
-        raise fail(1, f"a sampling rate above 2^64-1 in {_show(lines[0][1])}")
+        raise fail(1, f"a sampling rate above 2^64-1 in {show(lines[0][1])}")
     prof = HeapProfile(path=name, rate=rate)
     end = lines[-1][0] + 1
 
@@ -586,11 +614,11 @@ def _parse_lines(
     for i, (lineno, line) in enumerate(lines[1:], 1):
         if awaiting:
             m = _COUNTER_RE.match(line)
-            if m is None or m[2] != "*":
+            if m is None or m[2] != "*" or m[7] is not None:
                 raise fail(
                     lineno,
                     f"expected a counter line after the stack on line {awaiting}"
-                    f" ('t*: <objs>: <bytes> [<objs>: <bytes>]'), found {_show(line)}",
+                    f" ('t*: <objs>: <bytes> [<objs>: <bytes>]'), found {show(line)}",
                 )
             if max(len(m[3]), len(m[4]), len(m[5]), len(m[6])) > 18:
                 raise fail(lineno, "a counter too large for 64 bits")
@@ -599,12 +627,12 @@ def _parse_lines(
         elif line[:1] == "@":
             parts = line.split()
             if parts[0] != "@" or len(parts) == 1:
-                raise fail(lineno, f"expected '@' followed by hex addresses, found {_show(line)}")
+                raise fail(lineno, f"expected '@' followed by hex addresses, found {show(line)}")
             del parts[0]
             for token in parts:
                 if token not in values:
                     if _HEX_RE.fullmatch(token) is None:
-                        raise fail(lineno, f"bad address {_show(token)} in the stack")
+                        raise fail(lineno, f"bad address {show(token)} in the stack")
                     values[token] = int(token, 16)
             addrs.extend(map(values.__getitem__, parts))
             lengths.append(len(parts))
@@ -622,26 +650,26 @@ def _parse_lines(
                 raise fail(lineno, str(e)) from None
             if line.startswith("# labels:"):  # of the stack on the next '@' line
                 prof.labels[len(lengths)] = prof.meta.pop("labels")
-        elif line.startswith(_MAPPED_LIBRARIES):
+        elif line.startswith(MAPPED_LIBRARIES):
             maps_at = i + 1
             break
         elif line.lstrip()[:1] == "t":
             m = _COUNTER_RE.match(line)
-            if m is None:
-                raise fail(lineno, f"garbled counter line {_show(line)}")
+            if m is None or (m[2] == "*" and m[7] is not None):
+                raise fail(lineno, f"garbled counter line {show(line)}")
             if lengths and m[2] == "*":
                 raise fail(lineno, "a second 't*' counter line for one stack")
         elif line.strip():
-            raise fail(lineno, f"unexpected line {_show(line)}")
+            raise fail(lineno, f"unexpected line {show(line)}")
     if awaiting:
         raise fail(
             end,
             f"expected a counter line after the stack on line {awaiting}, the file is truncated",
         )
     if not maps_at:
-        raise fail(end, f"the file is truncated: no '{_MAPPED_LIBRARIES}' section")
+        raise fail(end, f"the file is truncated: no '{MAPPED_LIBRARIES}' section")
 
-    _mappings(prof, lines[maps_at:], fail)
+    read_mappings(prof, lines[maps_at:], fail)
 
     if samples is None:
         offsets = np.zeros(len(lengths) + 1, np.int64)
@@ -661,26 +689,6 @@ def _parse_lines(
     return prof
 
 
-def _mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> None:
-    """Read the (line number, line) pairs after `MAPPED_LIBRARIES:` into prof.mappings."""
-    for lineno, raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("build="):
-            continue
-        mapping = parse_maps_line(line)
-        if mapping is None:
-            raise fail(lineno, f"expected a /proc/<pid>/maps line, found {_show(line)}")
-        if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
-            raise fail(
-                lineno,
-                "a mapping whose addresses or offset are above 2^64-1 or"
-                f" whose end is below its start: {_show(line)}",
-            )
-        if "\0" in line:
-            raise fail(lineno, f"the path of a mapping holds {_NO_NUL}")
-        prof.mappings.append(mapping)
-
-
 def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
     """The four sums of a `# estimate:` line."""
     fields = line[len(_ESTIMATE) :].split()
@@ -690,7 +698,7 @@ def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) and v >= 0 for v in values):
         raise fail(
-            lineno, f"expected '{_ESTIMATE} <objs> <bytes> <objs> <bytes>', found {_show(line)}"
+            lineno, f"expected '{_ESTIMATE} <objs> <bytes> <objs> <bytes>', found {show(line)}"
         )
     return values
 
@@ -722,12 +730,12 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
     if key in _ESCAPED:
         value = _unescape(value, key)
     if key in _PATHS and "\0" in value:
-        raise ValueError(f"the path in '# {key}:' holds {_NO_NUL}")
+        raise ValueError(f"the path in '# {key}:' holds {NO_NUL}")
     if key in _NUMBERS:
         number = _number(value, _NUMBERS[key])
         if number is None:
             raise ValueError(
-                f"'{key}' must be a number from 0 to {_NUMBERS[key]}, found {_show(value)}"
+                f"'{key}' must be a number from 0 to {_NUMBERS[key]}, found {show(value)}"
             )
         if key in ("pid", "dropped_samples"):
             setattr(prof, key, number)
@@ -739,12 +747,12 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
         if None in counts:
             raise ValueError(
                 "expected '# dropped: stack_table=N live_table=N memory=N "
-                f"bytes=N' (N below 2^64), found {_show(line)}"
+                f"bytes=N' (N below 2^64), found {show(line)}"
             )
         prof.drops = Drops(*counts)
     elif key == "heap":
         if value not in HEAPS:
-            raise ValueError(f"unknown heap {_show(value)}: expected one of {', '.join(HEAPS)}")
+            raise ValueError(f"unknown heap {show(value)}: expected one of {', '.join(HEAPS)}")
         prof.heap = value
     elif key in ("cmdline", "exe"):
         setattr(prof, key, value)
@@ -764,7 +772,7 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
         if _PYTHON_RE.fullmatch(value) is None:
             raise ValueError(
                 "expected '# python: <version> 0x<start> [0x<end>]' (the addresses of"
-                f" _PyEval_EvalFrameDefault), found {_show(line)}"
+                f" _PyEval_EvalFrameDefault), found {show(line)}"
             )
         prof.meta[key] = value
     elif key == "python_frame":
@@ -773,7 +781,7 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
     elif key == "build_id":
         obj, _, hexid = value.rpartition(" ")
         if not obj or not re.fullmatch(r"[0-9a-fA-F]+", hexid):
-            raise ValueError(f"expected '# build_id: <path> <hex>', found {_show(line)}")
+            raise ValueError(f"expected '# build_id: <path> <hex>', found {show(line)}")
         prof.build_ids[obj] = hexid.lower()
     else:
         prof.meta[key] = value
@@ -805,7 +813,7 @@ def _note(pattern: re.Pattern[str], value: str, line: str, form: str) -> re.Matc
     if m is None or any(
         _number(m[k].lstrip("-"), U64_MAX) is None for k in _NOTE_NUMBERS if k in pattern.groupindex
     ):
-        raise ValueError(f"expected '# {form}' (T and N below 2^64), found {_show(line)}")
+        raise ValueError(f"expected '# {form}' (T and N below 2^64), found {show(line)}")
     return m
 
 
@@ -844,13 +852,3 @@ def _unescape(text: str, key: str) -> str:
         )
 
     return _ESCAPE_RE.sub(one, text) if "\\" in text else text
-
-
-def _show(text: str, limit: int = 60) -> str:
-    """Quote a piece of input for an error message, shortened."""
-    text = text.strip()
-    if not text:
-        return "an empty line"
-    if not text.isprintable():
-        return "binary data (is this a .heap file?)"
-    return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -11,7 +11,13 @@ import numpy as np
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
 from mem_profiler.core.frame_label import Where, frame_label
 from mem_profiler.core.input_files import other_owner, readable_by
+from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.allocator_frames import (
+    ALLOCATOR_RE,
+    allocator_frames,
+    cut_allocator_frames,
+)
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.context_tree import StackTree, eval_range
 from mem_profiler.parser.elf_image import ElfImage, demangle
@@ -30,16 +36,6 @@ from mem_profiler.parser.sampling import index_column, stack_values
 MERGE_DEPTH = 4096
 InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
 
-# Allocator entry points stripped from the leaf end of heap stacks (as jeprof/pprof do),
-# with Rust's allocator shims (matched without Rust's hashes).
-ALLOCATOR_RE = re.compile(
-    r"(?:malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc"
-    r"|pvalloc|__libc_\w*alloc"
-    r"|operator new(?:\[\])?(?:\(.*\))?"
-    r"|(?:__gnu_cxx::new_allocator|std::__new_allocator|std::allocator|std::allocator_traits)"
-    r"<.*>::allocate(?:\(.*\))?(?: const)?"
-    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))"
-)
 _ARGS_RE = re.compile(r"\((?!anonymous namespace\))[^()]*\)(\s*const)?")
 # Template or generic arguments (with Rust's `::` before them), but not a Rust qualified
 # path: the one that starts a name (`<T as Trait>::f`, `<<T as A>::U as B>::f`) or a
@@ -61,7 +57,8 @@ class SymbolizedProfile:
     were inlined at an address, one per function there (the inlined ones first, then the
     function the code is in, which called them).
 
-    Stacks are location ids, leaf first, with allocator frames stripped from the leaf end.
+    Stacks are location ids, leaf first, without the allocator's frames at their leaf end
+    (allocator_frames).
     """
 
     profile: HeapProfile
@@ -273,6 +270,8 @@ def symbolize(
     """
     exe = ElfImage(os.fspath(binary))
     warnings: list[str] = []
+    if not profile.mappings:
+        profile.mappings = _program_mappings(exe)
     exe_paths = _exe_paths(profile, exe.basename)
     _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
@@ -306,8 +305,8 @@ def symbolize(
         ],
         bool,
     )
-    alloc = func_alloc[func_of[frames]] if len(frames) else np.zeros(0, bool)
-    frames, offsets = _strip_leaf_run(frames, alloc, offsets)
+    alloc = allocator_frames(profile, loc_addrs, func_alloc[func_of])
+    frames, offsets = cut_allocator_frames(frames, alloc[frames], offsets)
     sym = SymbolizedProfile(
         profile,
         loc_addrs,
@@ -409,6 +408,16 @@ def _with_inlined(
         for at, (fid, place) in enumerate(chain, int(first[i])):
             loc_func[at], loc_where[at], is_inlined[at] = fid, place, True
     return np.repeat(addrs, counts), loc_func, loc_where, is_inlined, first
+
+
+def _program_mappings(exe: ElfImage) -> list[MemoryMapping]:
+    """The mappings of a profile that records none (Go's `heap/N`): the program's
+    segments at their link-time addresses, as pprof takes them; a position-independent
+    program's addresses then fall outside them and stay addresses."""
+    return [
+        MemoryMapping(seg.vaddr, seg.vaddr + seg.filesz, "r-xp", seg.offset, exe.path)
+        for seg in exe.segments
+    ]
 
 
 def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:
@@ -613,27 +622,3 @@ class _Resolver:
                 f" recorded {recorded}; its frames may be named wrongly."
             )
         return image
-
-
-def _strip_leaf_run(
-    frames: np.ndarray, alloc: np.ndarray, offsets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop the run of allocator frames at the leaf end of each stack, keeping one frame."""
-    heads = offsets[:-1]
-    lengths = np.diff(offsets)
-    drop = np.zeros(len(lengths), np.int64)
-    active = np.flatnonzero(lengths > 1)
-    while len(active):  # one round per frame of the longest run: a few rounds
-        active = active[alloc[heads[active] + drop[active]]]
-        drop[active] += 1
-        active = active[drop[active] < lengths[active] - 1]
-    if not drop.any():
-        return frames, offsets
-    keep = np.ones(len(frames), bool)
-    stacks = np.flatnonzero(drop)
-    run_start = np.repeat(heads[stacks], drop[stacks])
-    first_of_run = np.repeat(np.cumsum(drop[stacks]) - drop[stacks], drop[stacks])
-    keep[run_start + np.arange(len(run_start)) - first_of_run] = False
-    new_offsets = np.zeros_like(offsets)
-    np.cumsum(lengths - drop, out=new_offsets[1:])
-    return frames[keep], new_offsets

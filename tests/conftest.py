@@ -12,6 +12,7 @@ import pytest
 from standins.build import INCLUDE, build_standins
 from support.paths import FIXTURES, LIBMEMPROF
 from support.profiling import SITES_EXACT, profile_run
+from support.reports import go_environment
 from support.targets import Server
 
 FIXTURE_CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-pthread"]
@@ -29,15 +30,22 @@ def build_fixture(fixture_dir: Path):
     """Compile tests/fixtures/<name>.c[pp] once per session; returns the binary's path."""
     built: dict[tuple[str, tuple[str, ...]], Path] = {}
 
-    def build(name: str, *extra: str, shared: bool = False, output: str | None = None) -> Path:
-        key = (name, extra + (("shared",) if shared else ()))
+    def build(
+        name: str,
+        *extra: str,
+        shared: bool = False,
+        output: str | None = None,
+        libs: tuple[str, ...] = (),
+    ) -> Path:
+        """`extra`: flags before the source; `libs`: what it links after it."""
+        key = (name, extra + (("shared",) if shared else ()) + libs)
         if key in built:
             return built[key]
         source = next(FIXTURES.glob(f"{name}.c*"))
         compiler = "g++" if source.suffix == ".cpp" else "gcc"
         out = fixture_dir / (output or (f"lib{name}.so" if shared else name))
         flags = FIXTURE_CFLAGS + (["-shared", "-fPIC"] if shared else []) + list(extra)
-        subprocess.run([compiler, *flags, "-o", str(out), str(source), "-ldl"], check=True)
+        subprocess.run([compiler, *flags, "-o", str(out), str(source), *libs, "-ldl"], check=True)
         built[key] = out
         return out
 
@@ -58,6 +66,29 @@ def log_steps_exe(build_fixture, tmp_path_factory: pytest.TempPathFactory) -> Pa
         "-l:libnvToolsExt.so.1",
         f"-Wl,-rpath,{libs}",
     )
+
+
+@pytest.fixture(scope="session")
+def go_build(tmp_path_factory):
+    """Build tests/fixtures/go/<name>.go once per session, with cgo or without; returns
+    the program's path."""
+    folder = tmp_path_factory.mktemp("go")
+    env = go_environment(folder)
+    built: dict[tuple[str, bool], Path] = {}
+
+    def build(name: str, cgo: bool) -> Path:
+        if (name, cgo) not in built:
+            out = folder / f"{name}{'_cgo' if cgo else ''}"
+            subprocess.run(
+                ["go", "build", "-o", str(out), str(FIXTURES / "go" / f"{name}.go")],
+                env=dict(env, CGO_ENABLED="1" if cgo else "0"),
+                check=True,
+                timeout=300,
+            )
+            built[name, cgo] = out
+        return built[name, cgo]
+
+    return build
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.paths import MEM_PARSER
 from support.processes import limited_run
-from support.profiling import profile_run
+from support.profiling import profile_run, run_parser
 
 from mem_profiler.cmd import mem_parser, mem_profiler
 
@@ -133,6 +133,10 @@ TOKENS = [
     b"\r\n",
     b"@ 0x1",
     b"  t*: 1: 1 [1: 1]\n",
+    b"heap profile: ",
+    b"%warn ",
+    b"] @ heap/",
+    b"--- Memory map: ---\n",
     b"# estimate: 1e300",
     b"\nMAPPED_LIBRARIES:\n",
     b"# heap: gpu\n",
@@ -231,6 +235,48 @@ def fuzz_parser(seed, heap: bytes, log: bytes, report: list[str], from_log: bool
 )
 def test_fuzzed_heap_files(seed, mutations, report):
     heap = mutate(seed["heap"], mutations, seed["work"] / "pipe")
+    fuzz_parser(seed, heap, seed["log"], report, from_log=False)
+
+
+# The legacy heap profiles' first lines (parser/legacy_heap.py), one of each kind.
+LEGACY_HEADERS = ["heapprofile", "heap_v2/1024", "heapz_v2/1024", "heap/2048", "growthz"]
+_JEPROF_STACK_RE = re.compile(
+    rb"^@((?: 0x[0-9a-f]+)+)\n  t\*: (\d+): (\d+) \[(\d+): (\d+)\]$", re.M
+)
+
+
+@pytest.fixture(scope="module")
+def legacy_seed(seed) -> bytes:
+    """The seed's stacks and memory map as a legacy heap profile, its format left as
+    '{format}': jemalloc's heap_v2 text (`--jeprof`) with each stack's counts moved in
+    front of its addresses, as gperftools and Go write them."""
+    text = seed["work"] / "seed.heap_v2"
+    run_parser("-f", f"{seed['seed_base']}.heap", "--jeprof", text)
+    stacks, _, maps = text.read_bytes().partition(b"\nMAPPED_LIBRARIES:\n")
+    lines = [
+        b"%s: %s [%s: %s] @%s" % (*counts, addrs)
+        for addrs, *counts in _JEPROF_STACK_RE.findall(stacks)
+    ]
+    legacy = b"\n".join(
+        [b"heap profile: 1: 2 [3: 4] @ {format}", *lines, b"MAPPED_LIBRARIES:", maps]
+    )
+    text.write_bytes(legacy.replace(b"{format}", b"heap/2048"))
+    argv = ["-p", seed["exe"], "-f", str(text), "-t"]
+    assert lines and answer(mem_parser.main, argv, "mem_parser: ") == 0
+    text.unlink()
+    return legacy
+
+
+@fuzz_settings(400)
+@given(
+    mutations=st.lists(MUTATION, min_size=1, max_size=4),
+    header=st.sampled_from(LEGACY_HEADERS),
+    report=st.sampled_from(HEAP_REPORTS),
+)
+def test_fuzzed_legacy_heap_files(seed, legacy_seed, mutations, header, report):
+    heap = mutate(
+        legacy_seed.replace(b"{format}", header.encode()), mutations, seed["work"] / "pipe"
+    )
     fuzz_parser(seed, heap, seed["log"], report, from_log=False)
 
 

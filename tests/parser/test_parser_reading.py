@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 
@@ -13,10 +14,10 @@ from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import Drops
 from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.allocator_frames import cut_allocator_frames
 from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
-from mem_profiler.parser.symbolize import _strip_leaf_run
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
 JEMALLOC = """\
@@ -28,6 +29,17 @@ heap_v2/524288
   t0: 13: 6688 [0: 0]
 @ 0x7f3
   t*: 1: 2048 [0: 0]
+
+MAPPED_LIBRARIES:
+00400000-00401000 r-xp 00000000 08:01 1 /usr/bin/true
+"""
+
+# A legacy heap profile (gperftools, jemalloc 3, Go), of the format given.
+LEGACY = """\
+heap profile:    3:   12288 [    5:    20480] @ {format}
+     2:     8192 [     3:    12288] @ 0x7f1 0x7f2
+# a comment
+     1:     4096 [     2:     8192] @ 0x7f3
 
 MAPPED_LIBRARIES:
 00400000-00401000 r-xp 00000000 08:01 1 /usr/bin/true
@@ -93,18 +105,102 @@ def test_a_header_line_of_megabytes_is_read_whole(tmp_path):
     assert header.exe == "/abs/path/to/leaky" and header.build_ids["/abs/path/to/leaky"] == "3f2a00"
 
 
-def test_reads_a_jemalloc_dump():
-    prof = parse_heap(JEMALLOC)
+@pytest.mark.parametrize("thread_name", ["", " worker", " pool worker 7"])
+def test_reads_a_jemalloc_dump(thread_name):
+    # a thread's line may end with its name (prof_sys_thread_name, thread.prof.name)
+    prof = parse_heap(
+        JEMALLOC.replace(
+            "  t0: 28106: 56637512 [0: 0]\n", f"  t0: 28106: 56637512 [0: 0]{thread_name}\n"
+        )
+    )
     assert prof.rate == 524288 and prof.exe is None and prof.version == ""
     assert prof.stacks == [(0x7F1, 0x7F2), (0x7F3,)]
     assert prof.cur_bytes.tolist() == [6688, 2048]
 
 
 @pytest.mark.parametrize(
+    "header, rate, allocated",
+    [
+        ("heapprofile", 1, True),
+        ("heap_v2/512", 512, True),
+        ("heapz_v2/512", 512, True),
+        ("heap/1024", 512, True),  # Go writes twice the rate
+        ("growth", 1, False),
+        ("growthz", 1, False),
+    ],
+)
+def test_reads_the_legacy_heap_formats(tmp_path, header, rate, allocated):
+    path = write(tmp_path, LEGACY.format(format=header))
+    prof = read_heap(path)
+    assert prof.rate == rate and prof.stacks == [(0x7F1, 0x7F2), (0x7F3,)]
+    assert prof.cur_bytes.tolist() == [8192, 4096] and prof.cur_objs.tolist() == [2, 1]
+    assert prof.acc_bytes.tolist() == ([12288, 8192] if allocated else [8192, 4096])
+    assert prof.mappings[0].path == "/usr/bin/true"
+    assert read_heap_header(path).rate == rate
+
+
+def test_a_legacy_file_without_allocated_counts_shows_those_in_use_for_both():
+    # gperftools' heap sample writes the counts in use twice; pprof: no allocated counts
+    text = LEGACY.format(format="heap_v2/1").replace("[    5:    20480]", "[    3:    12288]")
+    prof = parse_heap(text.replace("[     3:    12288]", "[     0:        0]"))
+    assert prof.acc_bytes.tolist() == prof.cur_bytes.tolist() == [8192, 4096]
+
+
+def test_a_gzip_file_is_refused_as_pprof_proto(tmp_path):
+    # pprof's profile.proto is gzip-compressed protobuf: refused in one sentence
+    path = tmp_path / "x.pb.gz"
+    path.write_bytes(gzip.compress(b"\x0a\x04\x08\x01\x10\x02"))
+    for read in (read_heap, read_heap_header):
+        with pytest.raises(HeapFileError) as err:
+            read(str(path))
+        assert str(err.value).startswith(f"{path} is gzip-compressed, as pprof's profile.proto")
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, lineno, what",
+    [
+        ("heap profile: 1\n", 1, "expected 'heap profile: <objects>: <bytes> [<objects>:"),
+        ("%warn note\n%warn\n", 3, "expected 'heap profile: <objects>: <bytes> [<objects>:"),
+        (LEGACY.format(format="heap_v3/1"), 1, "a heap profile of format 'heap_v3', which"),
+        (LEGACY.format(format="heap_v2"), 1, "'@ heap_v2' without its sampling rate"),
+        (LEGACY.format(format="heap/" + "9" * 21), 1, "a sampling rate above 2^64-1"),
+        (
+            LEGACY.format(format="heapprofile").replace("] @ 0x7f3", "] 0x7f3"),
+            4,
+            "expected a stack's line '<objects>: <bytes> [<objects>: <bytes>] @ 0x<address>",
+        ),
+        (
+            LEGACY.format(format="heapprofile").replace("@ 0x7f3", "@ 0x7g3"),
+            4,
+            "expected a stack's line",
+        ),
+        (
+            LEGACY.format(format="growth").replace("1:     4096", "0:     4096"),
+            4,
+            "bytes without objects in '0:     4096",
+        ),
+        (
+            LEGACY.format(format="growth").replace("1:     4096", "1:     " + "9" * 19),
+            4,
+            "a counter too large for 64 bits",
+        ),
+        (LEGACY.format(format="growth") + "not a map\n", 8, "expected a /proc/<pid>/maps line"),
+    ],
+)
+def test_bad_legacy_files_name_the_line(tmp_path, text, lineno, what):
+    path = write(tmp_path, text)
+    with pytest.raises(HeapFileError) as err:
+        read_heap(path)
+    assert str(err.value).startswith(f"{path}:{lineno}: {what}"), err.value
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
     "text, lineno, what",
     [
         ("", 1, "the file is empty"),
-        ("heap profile: 1\n", 1, "expected a 'heap_v2/<rate>' header"),
+        ("heap_v3/1\n", 1, "expected a 'heap_v2/<rate>' header"),
         (OURS.split("\nMAPPED_LIBRARIES:")[0], 19, "the file is truncated: no 'MAPPED_LIBRARIES:'"),
         (
             OURS.replace("[30: 122880]", "[30 122880]"),
@@ -120,6 +216,12 @@ def test_reads_a_jemalloc_dump():
         (OURS.replace("@ 0x55d0c0a01250", "@ 0x55d0c0a0125g"), 17, "bad address '0x55d0c0a0125g'"),
         (OURS.replace("@ 0x55d0c0a01250 0x55d0c0a01300", "@"), 17, "expected '@' followed by hex"),
         (OURS.replace("  t*: 120: 491520", "  t*: x120: 491520"), 14, "garbled counter line"),
+        (JEMALLOC.replace("[0: 0]\n  t0", "[0: 0] main\n  t0", 1), 2, "garbled counter line"),
+        (
+            JEMALLOC.replace("  t*: 13: 6688 [0: 0]", "  t*: 13: 6688 [0: 0] x"),
+            5,
+            "expected a counter",
+        ),
         (OURS.replace("# pid: 4242", "# pid: forty"), 3, "'pid' must be a number"),
         (OURS + "not a maps line\n", 25, "expected a /proc/<pid>/maps line"),
         (OURS.replace("\n\nMAPPED", "\nbogus\nMAPPED"), 19, "unexpected line 'bogus'"),
@@ -273,8 +375,10 @@ def test_empty_profile_reports_zero():
     assert format_text(aggregate(sym)) == "Total: 0.0 MB\n"
 
 
-def test_strip_keeps_the_last_frame():
-    alloc = np.array([True, True, False, True, True, True, False])
-    frames = np.arange(7)
-    kept, offsets = _strip_leaf_run(frames, alloc, np.array([0, 3, 5, 7]))
-    assert kept.tolist() == [2, 4, 6] and offsets.tolist() == [0, 1, 2, 3]
+def test_the_cut_goes_to_the_last_allocator_frame_and_keeps_one():
+    # stacks of 3, 2, 2 and 5 frames; the last one's allocator frames have another
+    # between them, cut with them (as jeprof cuts)
+    alloc = np.array([True, True, False, True, True, True, False, True, False, True, False, False])
+    frames = np.arange(12)
+    kept, offsets = cut_allocator_frames(frames, alloc, np.array([0, 3, 5, 7, 12]))
+    assert kept.tolist() == [2, 4, 6, 10, 11] and offsets.tolist() == [0, 1, 2, 3, 5]

@@ -7,34 +7,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-from support.paths import FIXTURES, MEM_PROFILER
+from support.paths import MEM_PROFILER
 from support.profiling import SITES_EXACT, capture_cli, profile_run, run_parser
-from support.reports import go_environment
 
-GO_FIXTURES = FIXTURES / "go"
 BLOCKS = 300  # cgo_blocks.go: malloc(4096) each, from main.main through cgo
 BLOCK = 4096
 
 NO_LOADER = "it has no dynamic loader to load the sampler with"
-
-
-@pytest.fixture(scope="module")
-def go_build(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("go")
-    env = go_environment(folder)
-
-    def build(name: str, cgo: bool) -> Path:
-        out = folder / name
-        subprocess.run(
-            ["go", "build", "-o", str(out), str(GO_FIXTURES / f"{name}.go")],
-            env=dict(env, CGO_ENABLED="1" if cgo else "0"),
-            check=True,
-            timeout=300,
-        )
-        return out
-
-    return build
 
 
 def started(argv: list[str | Path]) -> subprocess.Popen:

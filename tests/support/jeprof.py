@@ -1,5 +1,6 @@
 """jemalloc's heap_v2 text for jeprof, as `mem_parser --jeprof` writes it from a capture
-(jeprof does not read the sampler's .heap files), the real jeprof run on it, and two
+(jeprof does not read the sampler's .heap files), the real jeprof run on it (and the
+tables of its layout, which google-pprof and `mem_parser -t` print too), and two
 profiles compared whole."""
 
 from __future__ import annotations
@@ -29,17 +30,19 @@ def jeprof_text(
 ) -> tuple[float, list[tuple[str, float, float]]]:
     """`jeprof --text` of one sample index: its Total (MB) and its rows in its order,
     (function, flat MB, cum MB)."""
+    return text_table(["jeprof", "--text", f"--{index}", str(exe), str(heap)])
+
+
+def text_table(argv: list[str | Path]) -> tuple[float, list[tuple[str, float, float]]]:
+    """The Total and the rows (function, flat, cum) of a table in jeprof's `--text`
+    layout, which google-pprof and `mem_parser -t` print too, from the command argv."""
     out = subprocess.run(
-        ["jeprof", "--text", f"--{index}", str(exe), str(heap)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+        [str(arg) for arg in argv], capture_output=True, text=True, timeout=300, check=True
     ).stdout
     lines = out.splitlines()
-    jeprof_total = float(next(line for line in lines if line.startswith("Total:")).split()[1])
+    total = float(next(line for line in lines if line.startswith("Total:")).split()[1])
     rows = [line.split() for line in lines]
-    return jeprof_total, [
+    return total, [
         (row[5], float(row[0]), float(row[3]))
         for row in rows
         if len(row) == 6 and row[1].endswith("%")

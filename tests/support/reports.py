@@ -15,6 +15,7 @@ MiB = 1 << 20
 # within half of that
 PRINTED_MB, PPROF_PRINTED_MB = 0.05 * MiB, 0.005 * MiB
 _ROW_RE = re.compile(r"^\s*(-?[\d.]+)\s+(-?[\d.]+%|nan)\s+\S+\s+(-?[\d.]+)\s+(-?[\d.]+%|nan) (.+)$")
+_PPROF_UNITS = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
 _SVG = "{http://www.w3.org/2000/svg}"
 _XLINK_TITLE = "{http://www.w3.org/1999/xlink}title"
 _NODE_TOOLTIP_RE = re.compile(r"(.+) \((-?[\d.]+) MB\)")
@@ -80,6 +81,12 @@ def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
     )
 
 
+def pprof_amount(text: str) -> float:
+    """An amount as `go tool pprof` prints it (`50394.62kB`, `70MB`), in bytes."""
+    m = re.fullmatch(r"(-?[\d.]+)([a-zA-Z]*)", text)
+    return float(m[1]) * _PPROF_UNITS.get(m[2], 1)
+
+
 def go_pprof_top(
     profile: Path, tmp_path: Path, *options: str
 ) -> tuple[float, list[tuple[str, float, float]]]:
@@ -89,15 +96,9 @@ def go_pprof_top(
     done = go_pprof(
         tmp_path, "-top", "-sample_index=inuse_space", "-nodefraction=0", *options, profile
     )
-    units = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
-
-    def amount(text: str) -> float:
-        m = re.fullmatch(r"(-?[\d.]+)([a-zA-Z]*)", text)
-        return float(m[1]) * units.get(m[2], 1)
-
-    net = amount(re.search(r"accounting for (\S+),", done.stdout)[1])
+    net = pprof_amount(re.search(r"accounting for (\S+),", done.stdout)[1])
     return net, [
-        (m[6], amount(m[1]), amount(m[4]))
+        (m[6], pprof_amount(m[1]), pprof_amount(m[4]))
         for m in re.finditer(
             r"^ *(-?[\d.]+\w*) +(\S+)% +(\S+)% +(-?[\d.]+\w*) +(\S+)% +(.+)$", done.stdout, re.M
         )

@@ -1,0 +1,140 @@
+"""Heap profiles written by the peers' own profilers, read by mem_parser and checked
+against the peers' own readers on the same files and against the fixture's known bytes:
+Debian's jemalloc (its shared library and a static link) against jeprof, Debian's
+gperftools against google-pprof (pprof's Perl version) and `go tool pprof`, a Go
+program's legacy heap profile against `go tool pprof`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.jeprof import jeprof_text, text_table
+from support.paths import MEM_PARSER
+from support.reports import go_pprof, pprof_amount
+
+LIBJEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+LIBJEMALLOC_PIC = "/usr/lib/x86_64-linux-gnu/libjemalloc_pic.a"  # Debian's libjemalloc-dev
+MiB = 1 << 20
+SITES = (10_000, 40_000, 10)  # tests/fixtures/sites.c: site_pages, site_small, site_transient
+# what each site keeps: its blocks and the array of their pointers
+PAGES_MB, SMALL_MB = (n * (size + 8) / MiB for n, size in ((SITES[0], 4096), (SITES[1], 256)))
+
+
+# of gperftools' heap sample and growth stacks, the same counts in the formats of Google's
+# heapz and growthz, which no installable tool writes
+HAND_WRITTEN = {
+    "heapz": ("sample", "@ heap_v2/", "@ heapz_v2/"),
+    "growthz": ("growth", "@ growth", "@ growthz"),
+}
+
+
+def jemalloc_run(exe: Path, prefix: Path, conf: str = "", preload: bool = False) -> Path:
+    """Run exe on SITES with jemalloc's profiling on (1 KiB mean sample interval); the
+    file it writes at exit."""
+    env = dict(os.environ, MALLOC_CONF=f"prof:true,lg_prof_sample:10,prof_final:true{conf}")
+    env["MALLOC_CONF"] += f",prof_prefix:{prefix}"
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = LIBJEMALLOC
+    subprocess.run([exe, *map(str, SITES)], env=env, check=True, capture_output=True)
+    (heap,) = prefix.parent.glob(f"{prefix.name}.*.heap")
+    return heap
+
+
+@pytest.fixture(scope="module", params=["shared", "static"])
+def jemalloc_profile(request, build_fixture, tmp_path_factory) -> tuple[str, Path, Path]:
+    """(how jemalloc was linked, the program, the file jemalloc wrote)."""
+    if request.param == "shared":
+        exe = build_fixture("sites")
+    else:
+        exe = build_fixture(
+            "sites", output="sites_jemalloc", libs=(LIBJEMALLOC_PIC, "-lstdc++", "-lm")
+        )
+    prefix = tmp_path_factory.mktemp("jemalloc") / "je"
+    return request.param, exe, jemalloc_run(exe, prefix, preload=request.param == "shared")
+
+
+def test_jemalloc_profile_names_the_allocating_functions(jemalloc_profile):
+    link, exe, heap = jemalloc_profile
+    total, rows = text_table([MEM_PARSER, "-p", exe, "-f", heap, "-t"])
+    jeprof_total, jeprof_rows = jeprof_text(exe, heap)
+    assert total == pytest.approx(jeprof_total, rel=0.01)
+    assert [name for name, _, _ in rows[:2]] == ["site_pages", "site_small"], rows[:4]
+    flat = {name: value for name, value, _ in rows}
+    assert flat["site_pages"] == pytest.approx(PAGES_MB, rel=0.02)
+    assert flat["site_small"] == pytest.approx(SMALL_MB, rel=0.05)
+    if link == "shared":  # jeprof leaves a static jemalloc's prof_backtrace_impl on top
+        theirs = {name: value for name, value, _ in jeprof_rows}
+        assert theirs["site_pages"] == pytest.approx(flat["site_pages"], abs=0.11)
+        assert theirs["site_small"] == pytest.approx(flat["site_small"], abs=0.11)
+
+
+def test_jemalloc_profile_with_thread_names(build_fixture, tmp_path):
+    exe = build_fixture("sites")
+    heap = jemalloc_run(exe, tmp_path / "je", ",prof_sys_thread_name:true", preload=True)
+    assert "] sites\n" in heap.read_text()  # the main thread's line ends with its name
+    total, rows = text_table([MEM_PARSER, "-p", exe, "-f", heap, "-t"])
+    assert total == pytest.approx(jeprof_text(exe, heap)[0], rel=0.01)
+    assert [name for name, _, _ in rows[:2]] == ["site_pages", "site_small"]
+
+
+@pytest.fixture(scope="module")
+def gperftools_profiles(build_fixture, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """The gperftools fixture and its profiles: its heap profiler's at exit (`heapprofile`),
+    its heap sample (`heap_v2`), its growth stacks (`growth`), and those two as heapz
+    and growthz."""
+    exe = build_fixture("gperftools_sites", libs=("-ltcmalloc",))
+    work = tmp_path_factory.mktemp("gperftools")
+    files = {"sample": work / "sample.heap", "growth": work / "growth.heap"}
+    env = dict(os.environ, HEAPPROFILE=str(work / "hp"), TCMALLOC_SAMPLE_PARAMETER="8192")
+    env.pop("LD_PRELOAD", None)
+    argv = [exe, *map(str, SITES[:2]), files["sample"], files["growth"]]
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    (files["heapprofile"],) = work.glob("hp.*.heap")
+    for kind, (source, old, new) in HAND_WRITTEN.items():
+        text = files[source].read_text()
+        assert old in text.partition("\n")[0]
+        files[kind] = work / f"{kind}.heap"
+        files[kind].write_text(text.replace(old, new, 1))
+    return exe, files
+
+
+@pytest.mark.parametrize("kind", ["heapprofile", "sample", "growth", "heapz", "growthz"])
+def test_gperftools_profiles_read_as_pprof_reads_them(gperftools_profiles, tmp_path, kind):
+    exe, files = gperftools_profiles
+    total, rows = text_table([MEM_PARSER, "-p", exe, "-f", files[kind], "-t"])
+    go_total = go_pprof_total(tmp_path, exe, files[kind])
+    assert total == pytest.approx(go_total, rel=0.01, abs=0.05)
+    if kind not in HAND_WRITTEN:  # google-pprof does not know heapz and growthz
+        assert total == text_table(["google-pprof", "--text", exe, files[kind]])[0]
+    assert [name for name, _, _ in rows[:2]] == ["site_pages", "site_small"], rows[:4]
+    if kind == "heapprofile":  # every allocation recorded
+        flat = {name: value for name, value, _ in rows}
+        assert flat["site_pages"] == round(PAGES_MB, 1)
+        assert flat["site_small"] == round(SMALL_MB, 1)
+
+
+def test_go_legacy_heap_profile_reads_as_go_pprof_reads_it(go_build, tmp_path):
+    exe = go_build("heap_sites", cgo=False)
+    heap = tmp_path / "go.heap"
+    subprocess.run([exe, *map(str, SITES[:2]), heap], check=True, timeout=120)
+    assert heap.read_text().partition("\n")[0].endswith("@ heap/2048")
+    assert "\n# runtime.MemStats\n" in heap.read_text()
+    total, rows = text_table([MEM_PARSER, "-p", exe, "-f", heap, "-t"])
+    assert total == pytest.approx(go_pprof_total(tmp_path, exe, heap), rel=0.01, abs=0.05)
+    assert [name for name, _, _ in rows[:2]] == ["main.sitePages", "main.siteSmall"], rows[:4]
+    # the program's mappings, which the file does not record, go into --pprof's profile
+    written = tmp_path / "go.pb.gz"
+    subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, "--pprof", written], check=True)
+    assert go_pprof_total(tmp_path, written) == pytest.approx(total, abs=0.05)
+    assert "main.sitePages" in go_pprof(tmp_path, "-top", written).stdout
+
+
+def go_pprof_total(tmp_path: Path, *args: str | Path) -> float:
+    """The total (MB) of `go tool pprof -top ARGS`."""
+    out = go_pprof(tmp_path, "-top", *args).stdout
+    return pprof_amount(re.search(r" of (\S+) total", out)[1]) / MiB
