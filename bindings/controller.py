@@ -221,7 +221,7 @@ def capture_window(
                     break  # its deadline passed, or it was stopped in-process
         except ControlError:
             if procfs.start_time(pid) is None:
-                raise ControlError(ended_during_window(pid, prefix)) from None
+                raise ControlError(ended_during_window(pid, prefix, before)) from None
             raise
         try:
             status = block.request(CMD_STOP)
@@ -293,10 +293,11 @@ def last_dump_files(status: Status) -> list[str]:
     return list(window_files(status.last_dump).values())
 
 
-def ended_during_window(pid: int, prefix: str) -> str:
+def ended_during_window(pid: int, prefix: str, before: Status) -> str:
     """What a process that ended during a window left: a .heap file if its exit handlers
-    ran, the event log of a log-mode window even if it was killed."""
-    left = files_of_process(prefix, pid)
+    ran, the event log of a log-mode window even if it was killed; not the files of its
+    earlier windows (`before`: its status when this one was asked for)."""
+    left = files_of_process(prefix, pid, after_seq=before.dumps)
     if not left:
         return f"process {pid} ended during the capture; nothing was collected"
     return f"process {pid} ended during the capture; it left {', '.join(left)}"

@@ -61,8 +61,9 @@ def _base(prefix: str) -> str:
     return re.escape(os.path.basename(absolute_prefix(prefix)))
 
 
-def files_of_process(prefix: str, pid: int) -> list[str]:
-    """Every .heap and .memlog file that process pid wrote with this prefix, by path."""
+def files_of_process(prefix: str, pid: int, after_seq: int = 0) -> list[str]:
+    """Every .heap and .memlog file that process pid wrote with this prefix under a
+    sequence number above `after_seq`, by path."""
     folder = os.path.dirname(absolute_prefix(prefix))
     patterns = (heap_file_pattern(prefix), log_file_pattern(prefix))
     try:
@@ -72,7 +73,9 @@ def files_of_process(prefix: str, pid: int) -> list[str]:
     return sorted(
         e.path
         for e in entries
-        if any((m := p.match(e.name)) and int(m[1]) == pid for p in patterns)
+        if any(
+            (m := p.match(e.name)) and int(m[1]) == pid and int(m[2]) > after_seq for p in patterns
+        )
     )
 
 

@@ -405,7 +405,10 @@ def test_a_log_that_stopped_early_is_said_so(build_fixture, tmp_path):
 
 
 def test_a_killed_log_mode_target_says_where_its_log_went(server_exe, tmp_path):
+    """Where this window's log went, not the files of the windows before it."""
     s = Server(server_exe)
+    earlier = capture_cli(s.pid, "-s", "0.2", "-o", tmp_path / "k_")
+    assert earlier.returncode == 0 and (tmp_path / f"k_{s.pid}.0001.heap").is_file()
     controller = subprocess.Popen(
         [MEM_PROFILER, "-p", str(s.pid), "-s", "30", "--mode", "log", "-o", str(tmp_path / "k_")],
         stdout=subprocess.PIPE,
@@ -419,7 +422,7 @@ def test_a_killed_log_mode_target_says_where_its_log_went(server_exe, tmp_path):
         s.stop()
     out, err = controller.communicate(timeout=10)
     assert controller.returncode == 1
-    logs = sorted(str(p) for p in tmp_path.glob(f"k_{s.pid}.0001.*.memlog"))
+    logs = sorted(str(p) for p in tmp_path.glob(f"k_{s.pid}.0002.*.memlog"))
     assert logs
     assert err.strip() == (
         f"mem_profiler: process {s.pid} ended during the capture; it left " + ", ".join(logs)
