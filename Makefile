@@ -25,7 +25,7 @@ UNIT_TESTS  := $(patsubst $(UNIT_DIR)/%.c,$(BUILD)/unit/%,$(wildcard $(UNIT_DIR)
 UNIT_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -D_GNU_SOURCE \
                -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -Isampler
 
-.PHONY: all setup deps bench-deps venv build c-unit test demo bench lint clean
+.PHONY: all setup deps bench-deps venv build c-unit test demo bench soak lint clean
 
 all: build
 
@@ -132,6 +132,11 @@ demo: setup build
 bench: setup bench-deps build
 	$(PY) bench/run_bench.py
 	$(PY) bench/parser_speed.py
+
+# Ten minutes of load with a dump every 2 s (bench/soak.py); tests/sampler/test_soak.py
+# runs ten seconds of it.
+soak: setup build
+	$(PY) bench/soak.py
 
 # ruff on the Python tree (tests/fixtures excluded, pyproject.toml says why), then mypy on
 # the package (pyproject.toml's [tool.mypy]), which it reads by import name through the

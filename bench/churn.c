@@ -3,7 +3,9 @@
  * blocks per thread, through a few call levels like a real program.
  * usage: churn THREADS PAIRS
  * With CHURN_WAIT set it prints "ready", waits for a line on stdin (a sampler is
- * attached meanwhile) and prints the seconds the work took on stderr. */
+ * attached meanwhile) and prints the seconds the work took on stderr.  With
+ * CHURN_SECONDS=S each thread works for S seconds whatever PAIRS says, and the bytes
+ * the threads allocated go to stderr as "allocated N" (make soak). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +15,16 @@
 #define RING 1024
 
 static long pairs;
+static struct timespec deadline;   /* CHURN_SECONDS: when the threads stop */
+static long allocated[64];         /* bytes, by thread */
+
+static int past_deadline(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline.tv_sec ||
+           (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec);
+}
 
 static inline uint64_t next_rand(uint64_t *s)
 {
@@ -22,34 +34,38 @@ static inline uint64_t next_rand(uint64_t *s)
     return *s;
 }
 
-__attribute__((noinline)) static char *make_record(uint64_t *rng)
+__attribute__((noinline)) static char *make_record(uint64_t *rng, long *bytes)
 {
     size_t size = 16 + next_rand(rng) % (4096 - 16 + 1);
+    *bytes += (long)size;
     char *p = malloc(size);
     p[0] = (char)size;
     return p;
 }
 
-__attribute__((noinline)) static char *handle_item(uint64_t *rng)
+__attribute__((noinline)) static char *handle_item(uint64_t *rng, long *bytes)
 {
-    return make_record(rng);
+    return make_record(rng, bytes);
 }
 
 static void *worker(void *arg)
 {
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ (uintptr_t)arg;
     char *ring[RING] = {0};
-    long sum = 0;
+    long sum = 0, bytes = 0;
     for (long i = 0; i < pairs; i++) {
         int slot = (int)(i % RING);
         if (ring[slot] != NULL) {
             sum += ring[slot][0];
             free(ring[slot]);
         }
-        ring[slot] = handle_item(&rng);
+        ring[slot] = handle_item(&rng, &bytes);
+        if (deadline.tv_sec != 0 && (i & 4095) == 0 && past_deadline())
+            break;
     }
     for (int i = 0; i < RING; i++)
         free(ring[i]);
+    allocated[(uintptr_t)arg - 1] = bytes;
     return (void *)sum;
 }
 
@@ -71,6 +87,12 @@ int main(int argc, char **argv)
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    const char *seconds = getenv("CHURN_SECONDS");
+    if (seconds != NULL) {
+        deadline = t0;
+        deadline.tv_sec += atol(seconds);
+        pairs = INT64_MAX;
+    }
     for (long t = 0; t < threads; t++)
         pthread_create(&tids[t], NULL, worker, (void *)(t + 1));
     long total = 0;
@@ -83,5 +105,11 @@ int main(int argc, char **argv)
     printf("%ld\n", total);
     if (getenv("CHURN_WAIT"))
         fprintf(stderr, "%.6f\n", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    if (seconds != NULL) {
+        long bytes = 0;
+        for (int t = 0; t < threads; t++)
+            bytes += allocated[t];
+        fprintf(stderr, "allocated %ld\n", bytes);
+    }
     return 0;
 }
