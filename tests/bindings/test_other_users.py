@@ -6,6 +6,7 @@ command line (run as the other users by CliAsUser)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -123,6 +124,7 @@ def test_root_attaches_to_another_users_process(server_exe, shared):
     proc = subprocess.Popen(
         ["runuser", "-u", owner, "--", str(server_exe)], stdout=subprocess.PIPE, text=True
     )
+    pid = None
     try:
         pid = int(proc.stdout.readline().split()[1])
         capture = capture_cli(pid, "--attach", "-s", "0.5", "-o", shared / "a_")
@@ -137,9 +139,12 @@ def test_root_attaches_to_another_users_process(server_exe, shared):
         assert detach.returncode == 0, detach.stderr
         assert detach.stdout.startswith(f"detached from process {pid}:")
     finally:
+        if pid is not None:  # runuser's child: killing runuser leaves it running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.kill()
         proc.wait()
-        for path in block_candidates(proc.pid):
+        for path in block_candidates(pid or proc.pid):
             Path(path).unlink(missing_ok=True)
 
 
