@@ -22,10 +22,10 @@ from elftools.dwarf.ranges import BaseAddressEntry
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
+from mem_profiler.core.elf_headers import ElfHeaders, read_headers
 from mem_profiler.core.errors import ElfError
 from mem_profiler.core.input_files import open_regular, read_errors
 from mem_profiler.parser import symcache
-from mem_profiler.parser.elf_headers import ElfHeaders, read_headers
 
 # Where distributions put separate debug files (monkeypatched by tests).
 DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
@@ -526,6 +526,7 @@ def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
             for s in elf.iter_segments()
             if s["p_type"] == "PT_LOAD"
         ],
+        any(s["p_type"] == "PT_INTERP" for s in elf.iter_segments()),
         {section.name for section in elf.iter_sections()},
         _build_id(elf),
         None if link is None else link.data(),

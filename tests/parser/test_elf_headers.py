@@ -1,4 +1,4 @@
-"""The ELF headers read with struct (parser/elf_headers.py) are pyelftools' reading of
+"""The ELF headers read with struct (bindings/core/elf_headers.py) are pyelftools' reading of
 them, on the machine's own objects of every class and byte order found, and a damaged
 or cut file reads as None (ElfImage then asks pyelftools, which says what is wrong)."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mem_profiler.core.elf_headers import read_headers
 from mem_profiler.core.errors import ElfError
-from mem_profiler.parser.elf_headers import read_headers
 from mem_profiler.parser.elf_image import ElfImage, _pyelftools_headers
 
 OBJECTS = sorted(
@@ -22,6 +22,7 @@ OBJECTS = sorted(
         # 32-bit and big-endian test programs that Debian's Go ships, where installed
         *glob.glob("/usr/share/go-*/src/runtime/pprof/testdata/test*"),
         "/usr/bin/sqlite3",
+        "/usr/sbin/ldconfig",  # statically linked: no PT_INTERP
         sys.executable,
     }
 )

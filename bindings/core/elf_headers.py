@@ -1,7 +1,8 @@
-"""What an ELF file's headers say (load segments, section names, build-id, debug link),
-read with struct: pyelftools parses every section's contents to name them, which is
-most of the time of a report over a program's 40 libraries. None for anything this
-reader does not take whole; ElfImage then asks pyelftools, which says what is wrong."""
+"""What an ELF file's headers say (load segments, a program interpreter, section names,
+build-id, debug link), read with struct: pyelftools parses every section's contents to
+name them, which is most of the time of a report over a program's 40 libraries. None for
+anything this reader does not take whole; ElfImage then asks pyelftools, which says what
+is wrong."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-_PT_LOAD, _SHT_NOTE, _NT_GNU_BUILD_ID = 1, 7, 3
+_PT_LOAD, _PT_INTERP, _SHT_NOTE, _NT_GNU_BUILD_ID = 1, 3, 7, 3
 _SHN_XINDEX = 0xFFFF
 _MAX_NOTES = 1 << 20  # bytes of SHT_NOTE sections read for the build-id
 _MAX_LINK = 4096  # bytes of .gnu_debuglink (a file name and a CRC)
@@ -17,11 +18,13 @@ _MAX_LINK = 4096  # bytes of .gnu_debuglink (a file name and a CRC)
 
 @dataclass(frozen=True)
 class ElfHeaders:
-    """PT_LOAD segments as (offset, vaddr, filesz), the sections' names, the build-id
-    (hex) and the contents of .gnu_debuglink, if any."""
+    """PT_LOAD segments as (offset, vaddr, filesz), whether it names a program
+    interpreter (a dynamic loader: PT_INTERP), the sections' names, the build-id (hex)
+    and the contents of .gnu_debuglink, if any."""
 
     little_endian: bool
     segments: list[tuple[int, int, int]]
+    interpreter: bool
     sections: set[str]
     build_id: str | None
     debuglink: bytes | None
@@ -68,12 +71,13 @@ def _read(f: BinaryIO) -> ElfHeaders | None:
     if (phnum and phentsize < program.size) or (shoff and shentsize < section.size):
         return None
 
-    segments = []
+    segments, interpreter = [], False
     table = _at(f, phoff, phnum * phentsize)
     for i in range(phnum):
         fields = program.unpack_from(table, i * phentsize)
         if fields[0] == _PT_LOAD:
             segments.append(tuple(fields[k] for k in layout.load))
+        interpreter |= fields[0] == _PT_INTERP
 
     headers = []
     if shoff:
@@ -94,7 +98,7 @@ def _read(f: BinaryIO) -> ElfHeaders | None:
             build_id = _build_id(_at(f, h[4], min(h[5], _MAX_NOTES)), order)
     link = names.get(".gnu_debuglink")
     debuglink = _at(f, link[4], min(link[5], _MAX_LINK)) if link else None
-    return ElfHeaders(order == "<", segments, set(names), build_id, debuglink)
+    return ElfHeaders(order == "<", segments, interpreter, set(names), build_id, debuglink)
 
 
 def _at(f: BinaryIO, offset: int, size: int) -> bytes:
