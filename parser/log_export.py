@@ -16,7 +16,13 @@ import numpy as np
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.eventlog import ALLOC, MARK_KINDS
-from mem_profiler.parser.log_analysis import NEVER, WindowLog, estimates, event_ends
+from mem_profiler.parser.log_analysis import (
+    NEVER,
+    WindowLog,
+    estimates,
+    event_ends,
+    stack_frames,
+)
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 EVENT_COLUMNS = (
@@ -83,14 +89,12 @@ def stacks_profile(cap: WindowLog) -> HeapProfile:
     """Every stack of the log (by ascending id), as a profile with no counts: for the
     symbolizer, with the capture's memory map where its .heap file is there."""
     ids = sorted(cap.log.stacks)
-    frames = [cap.log.stacks[i].frames for i in ids]
-    offsets = np.zeros(len(frames) + 1, np.int64)
-    np.cumsum([len(f) for f in frames], out=offsets[1:])
+    addrs, offsets = stack_frames(cap.log, ids)
     base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
     zeros = np.zeros(len(ids), np.int64)
     return dataclasses.replace(
         base,
-        addrs=np.concatenate(frames) if frames else np.zeros(0, np.uint64),
+        addrs=addrs,
         offsets=offsets,
         cur_objs=zeros,
         cur_bytes=zeros,

@@ -373,7 +373,7 @@ def write_event_tables(
     """The log's events as CSV and/or SQLite (log_export), stacks named against
     `program` (default: the one the .heap names; raw addresses without either)."""
     program = program or (cap.profile.exe if cap.profile is not None else None)
-    texts = log_export.stack_texts(cap, None)
+    sym = None
     if program is not None:
         sym = load(
             Request(binary=program, lines=True, allow_mismatch=allow_mismatch),
@@ -381,7 +381,7 @@ def write_event_tables(
         )
         for warning in sym.warnings:
             say(f"warning: {warning}")
-        texts = log_export.stack_texts(cap, sym)
+    texts = log_export.stack_texts(cap, sym)
     if csv_path is not None:
         write_output(csv_path, log_export.csv_pieces(cap, texts))
     if db_path is not None:
