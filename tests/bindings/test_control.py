@@ -250,16 +250,7 @@ def test_target_that_execs_during_the_window_is_said_to(build_fixture, clean_env
     try:
         assert target.stdout is not None and target.stdin is not None
         assert target.stdout.readline() == "ready\n"
-        controller = subprocess.Popen(
-            [MEM_PROFILER, "-p", str(target.pid), "-s", "60", "-o", str(tmp_path / "x_")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wait_for(
-            lambda: any(t.pid == target.pid and t.state == "capturing" for t in list_targets()),
-            what="the window to open",
-        )
+        controller = window_to_interrupt(target.pid, "-s", "60", "-o", tmp_path / "x_")
         target.stdin.write("exec\n")
         target.stdin.flush()
         out, err = controller.communicate(timeout=30)

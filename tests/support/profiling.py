@@ -62,8 +62,8 @@ def capture_cli(pid: int, *args: str | Path, timeout: float = 30) -> subprocess.
 
 
 def window_to_interrupt(pid: int, *args: str | Path) -> subprocess.Popen:
-    """`mem_profiler -p PID ARGS` once the target says its window is open, for the test
-    to end with SIGINT as from a terminal (even where this runner ignores SIGINT)."""
+    """`mem_profiler -p PID ARGS` once the target says its window is open; the test may
+    end it with SIGINT as from a terminal (even where this runner ignores SIGINT)."""
     controller = subprocess.Popen(
         [MEM_PROFILER, "-p", str(pid), *map(str, args)],
         stdout=subprocess.PIPE,
