@@ -311,6 +311,8 @@ static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
         }
     }
     close(fd);
+    if (!found)
+        errno = ESRCH;
     return found;
 }
 
@@ -331,9 +333,12 @@ static __attribute__((noinline)) bool find_stack(uintptr_t sp, struct memprof_st
     if (t->no_maps)
         return false;
     uintptr_t lo, hi;
-    t->no_maps = !mapping_of(sp, &lo, &hi);   /* no /proc: no walk */
-    if (t->no_maps)
+    if (!mapping_of(sp, &lo, &hi)) {
+        /* No /proc (or sp in no mapping): no walk from now on.  Out of descriptors
+         * (another thread of ours holds the last one for a moment): this walk only. */
+        t->no_maps = errno != EMFILE && errno != ENFILE && errno != ENOMEM;
         return false;
+    }
     struct memprof_stack_range found = {lo, hi - lo - sizeof(uintptr_t)};
     t->stacks[1] = t->stacks[0];
     t->stacks[0] = found;
