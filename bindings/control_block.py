@@ -63,6 +63,7 @@ struct memprof_control {
     char message[256];
     uint32_t failed_dumps;
     uint32_t window_by_controller;
+    uint32_t thread_less;
     char dump_failure[512];
     char own_malloc[4352];
 };
@@ -70,7 +71,7 @@ struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 7
+ABI = 8
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
@@ -84,6 +85,9 @@ _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
 ffi = FFI()
 ffi.cdef(CDEF)
 BLOCK_SIZE = ffi.sizeof("struct memprof_control")
+# The block's file: the struct, and the wake page of a process without its control thread
+WAKE_OFFSET, FILE_SIZE, WAKE = 65536, 2 * 65536, b"\xff\xff\xff\xff"
+assert BLOCK_SIZE <= WAKE_OFFSET
 _libc = ffi.dlopen(None)
 
 
@@ -292,7 +296,7 @@ class ControlBlock:
                     f"(control block ABI {abi}, this mem_profiler speaks "
                     f"{ABI}): capture it with that version's mem_profiler"
                 )
-            if names_live and os.fstat(fd).st_size == BLOCK_SIZE:
+            if names_live and os.fstat(fd).st_size in (BLOCK_SIZE, FILE_SIZE):
                 block = cls(pid, fd, mmap.mmap(fd, BLOCK_SIZE))
                 if block.made_by_its_exe():
                     return block
@@ -397,6 +401,8 @@ class ControlBlock:
             seq = (c.command_seq + 1) & 0xFFFFFFFF
             c.command_seq = seq
             self._futex(ffi.addressof(c, "command_seq"), _FUTEX_WAKE, 1)
+            if c.thread_less:  # its next allocation reads the wake word and makes the thread
+                os.pwrite(self._fd, WAKE, WAKE_OFFSET)
             self._wait_ack(seq, timeout)
             if c.result != 0:
                 reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
@@ -437,6 +443,12 @@ class ControlBlock:
             if left <= 0:
                 if not self.made_by_its_exe():  # an exec into a program without the sampler
                     raise ControlError(self._gone_why())
+                if c.thread_less:
+                    raise ControlError(
+                        f"process {self.pid} makes its control thread when asked, at its "
+                        f"next allocation, and has not allocated within {timeout:g} s: ask "
+                        "again once it works"
+                    )
                 raise ControlError(f"process {self.pid} did not answer within {timeout:g} s")
             # Sleep on the reply word, waking now and then to see that the target lives.
             ts = ffi.new("struct timespec *", (0, int(min(left, 0.2) * 1e9)))

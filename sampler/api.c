@@ -26,7 +26,7 @@ EXPORT int memprof_dump(char *path_out, size_t path_len)
 
 EXPORT int memprof_is_capturing(void)
 {
-    return atomic_load(&memprof_active_window) != 0;
+    return memprof_window_id() != 0;
 }
 
 EXPORT void memprof_track_live(int on)

@@ -45,9 +45,14 @@
 #include "window.h"
 
 _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slot");
+_Static_assert(sizeof(struct memprof_control) <= MEMPROF_CONTROL_WAKE_OFFSET &&
+                   MEMPROF_CONTROL_WAKE_OFFSET + MEMPROF_WINDOW_PAGE == MEMPROF_CONTROL_FILE_SIZE,
+               "the wake page follows the block in its file");
 
 static struct memprof_control *block;
 static char block_path[64];   /* where it is: mem_profiler.<pid>[.<random>] */
+_Atomic bool memprof_control_thread_less;
+static int block_fd = -1;     /* a thread-less process's block file, for its wake page */
 static _Atomic bool main_thread_gone;
 
 /* The control thread, joinable, so that a change of credentials can wait for its end
@@ -60,6 +65,7 @@ static _Atomic int control_quit;
 
 #define MAIN_WATCH_IDLE_NS 1000000000ull   /* main thread alive: look once a second */
 #define MAIN_WATCH_GONE_NS 10000000ull     /* gone: look for being alone every 10 ms */
+#define PYTHON_LOOK_NS 100000000ull        /* a thread-less window: Python's start looked for */
 
 static long futex(uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
 {
@@ -113,7 +119,7 @@ static void publish_status(void)
     copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
     block->failed_dumps = s.failed_dumps;
     block->window_by_controller =
-        s.capturing && atomic_load(&memprof_active_window) == controller_window;
+        s.capturing && memprof_window_id() == controller_window;
     copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
 }
 
@@ -165,7 +171,7 @@ static int start_controller_window(const char *prefix)
     if (rc != 0) {
         apply_mode(before);   /* the window open already keeps its mode */
     } else {
-        controller_window = atomic_load(&memprof_active_window);
+        controller_window = memprof_window_id();
         if (!controller_mode) {
             process_mode = before;
             controller_mode = true;
@@ -238,7 +244,7 @@ static int carry_out(uint32_t command, const char **why)
     case MEMPROF_CMD_DEADLINE:   /* the loop sleeps until the new deadline from now on */
         return memprof_capture_set_deadline(block->deadline_ns);
     case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */
-        return atomic_load(&memprof_active_window) != 0 ? stop_controller_window() : 0;
+        return memprof_window_id() != 0 ? stop_controller_window() : 0;
     default:
         errno = EINVAL;
         return -1;
@@ -345,11 +351,12 @@ static void watch_main_thread(void)
 /* Whether a window opened or closed in-process since the block last said. */
 static bool block_behind(void)
 {
-    bool capturing = atomic_load(&memprof_active_window) != 0;
+    bool capturing = memprof_window_id() != 0;
     return capturing != (block->state == MEMPROF_STATE_CAPTURING);
 }
 
 static bool follow_owner(void);
+static void keep_wake_page(int fd);
 
 static void *control_thread(void *arg)
 {
@@ -525,7 +532,10 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     void *p = MAP_FAILED;
     struct memprof_fsize_guard guard;
     memprof_fsize_hold(&guard);
+    bool thread_less = atomic_load(&memprof_control_thread_less);
     int err = fchmod(fd, 0600) == 0 ? posix_fallocate(fd, 0, sizeof *block) : errno;
+    if (err == 0 && thread_less)   /* the file is then MEMPROF_CONTROL_FILE_SIZE */
+        err = posix_fallocate(fd, MEMPROF_CONTROL_WAKE_OFFSET, MEMPROF_WINDOW_PAGE);
     memprof_fsize_release(&guard);
     if (err == 0) {
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -547,6 +557,7 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     copy_string(block->own_malloc, sizeof block->own_malloc, memprof_own_malloc());
+    block->thread_less = thread_less;
     publish_status();
     if (replaced != NULL)
         retire_block(replaced, replaced_path);
@@ -570,7 +581,10 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     /* Locked until now, so that it was never taken for a dead process's temporary;
      * unlocked by hand, the mapping keeping the open file (and its lock) alive. */
     flock(fd, LOCK_UN);
-    close(fd);
+    if (thread_less)
+        keep_wake_page(fd);
+    else
+        close(fd);
     return 0;
 }
 
@@ -622,6 +636,97 @@ static bool spawn_control_thread(void)
     return control_running;
 }
 
+/* ---- a thread on request --------------------------------------------------------
+ * A zygote checks that it has one thread before it forks its sandboxed children
+ * (Chromium's and its kin's, started with --type=zygote), and any process may ask for
+ * the same (MEMPROF_CONTROL=on-request).  Such a process gets its block but no thread
+ * until a controller asks.  While it has no window, the window word's page is its
+ * block file's wake page (window.h): a controller's request stores MEMPROF_CONTROL_WAKE
+ * there, the next allocation goes down the slow path and makes the thread, which
+ * answers.  While a window opened in-process is open (run's, the API's), the page is
+ * the process's own and each sample looks for a request not answered.  A process that
+ * does not allocate does not answer: the controller says so. */
+static pthread_mutex_t credentials_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t python_look_ns;   /* when a thread-less window looks for Python's start */
+
+/* The thread-less process's block file kept open: its wake page is shared while no
+ * window is open. */
+static void keep_wake_page(int fd)
+{
+    if (block_fd >= 0)
+        close(block_fd);
+    block_fd = fd;
+    if (memprof_window_id() == 0 && memprof_window_page_share(fd, MEMPROF_CONTROL_WAKE_OFFSET) != 0)
+        memprof_log("no wake page (%s): this process answers a controller only while it "
+                    "captures", strerror(errno));
+}
+
+/* Its thread, made once.  `from_sample`: by an allocating thread, which must not wait
+ * for a lock (a change of credentials under way looks again at its end). */
+static void make_thread_now(bool from_sample)
+{
+    if (from_sample ? pthread_mutex_trylock(&credentials_lock) != 0
+                    : pthread_mutex_lock(&credentials_lock) != 0)
+        return;
+    if (atomic_load(&memprof_control_thread_less)) {
+        memprof_window_page_own(true);
+        atomic_store(&memprof_control_thread_less, false);
+        block->thread_less = 0;
+        close(block_fd);
+        block_fd = -1;
+        if (!spawn_control_thread())
+            memprof_log("could not make the control thread (%s): this process cannot be "
+                        "captured from outside", strerror(errno));
+    }
+    pthread_mutex_unlock(&credentials_lock);
+}
+
+static bool asked(void)
+{
+    return atomic_load_explicit(&memprof_active_window, memory_order_relaxed) ==
+               MEMPROF_WINDOW_WAKE ||
+           __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE) !=
+               __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
+}
+
+void memprof_control_look(void)
+{
+    if (block == NULL)
+        return;
+    if (asked()) {
+        if (block->pid == (int32_t)getpid())
+            make_thread_now(true);
+        else   /* a child made by clone, without fork's handlers: the wake is its parent's */
+            memprof_window_page_own(false);
+        return;
+    }
+    uint64_t now = memprof_now_ns();
+    if (memprof_window_id() != 0 && now >= python_look_ns) {
+        uint64_t next = memprof_pymem_poll();
+        python_look_ns = next != 0 ? next : now + PYTHON_LOOK_NS;
+    }
+}
+
+/* window_lock held */
+void memprof_control_window_opens(void)
+{
+    if (!atomic_load(&memprof_control_thread_less))
+        return;
+    if (memprof_cfg.log_mode)
+        make_thread_now(false);
+    else
+        memprof_window_page_own(true);   /* a request waiting is seen by the samples */
+}
+
+/* window_lock held */
+void memprof_control_window_closed(void)
+{
+    if (atomic_load(&memprof_control_thread_less) && block_fd >= 0 &&
+        memprof_window_page_share(block_fd, MEMPROF_CONTROL_WAKE_OFFSET) != 0)
+        memprof_log("no wake page (%s): this process answers a controller only while it "
+                    "captures", strerror(errno));
+}
+
 static void start_control_thread(void)
 {
     if (create_block(NULL, NULL) != 0) {
@@ -629,9 +734,10 @@ static void start_control_thread(void)
             memprof_log("no control block (%s): this process cannot be captured from outside",
                         strerror(errno));
         said_no_block = true;
+        atomic_store(&memprof_control_thread_less, false);
         return;
     }
-    if (!spawn_control_thread())
+    if (!atomic_load(&memprof_control_thread_less) && !spawn_control_thread())
         memprof_control_fini();
 }
 
@@ -641,11 +747,11 @@ void memprof_control_init(void)
 {
     memprof_enter();
     resolve_credential_calls();   /* not first in a vfork child, which shares the loader's locks */
+    atomic_store(&memprof_control_thread_less,
+                 memprof_cfg.control_on_request || memprof_has_argument("--type=zygote"));
     start_control_thread();
     memprof_leave();
 }
-
-static pthread_mutex_t credentials_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A forked child has no control thread and shares its parent's block: it
  * gets a block and a thread of its own. */
@@ -656,6 +762,9 @@ void memprof_control_after_fork(void)
     if (block != NULL)
         munmap(block, sizeof *block);
     block = NULL;
+    if (block_fd >= 0)
+        close(block_fd);
+    block_fd = -1;
     memprof_control_init();
 }
 
@@ -705,10 +814,26 @@ static bool pause_control_thread(void)
     return true;
 }
 
+/* A thread-less process follows the change itself. */
+static void follow_owner_thread_less(void)
+{
+    if (!atomic_load(&memprof_control_thread_less) || block == NULL ||
+        block->pid != (int32_t)getpid())
+        return;
+    pthread_mutex_lock(&credentials_lock);
+    memprof_enter();
+    if (atomic_load(&memprof_control_thread_less))
+        follow_owner();
+    memprof_leave();
+    pthread_mutex_unlock(&credentials_lock);
+}
+
 static void resume_control_thread(bool paused)
 {
-    if (!paused)
+    if (!paused) {
+        follow_owner_thread_less();
         return;
+    }
     memprof_enter();
     spawn_control_thread();
     memprof_leave();

@@ -307,7 +307,7 @@ static struct memprof_real_fn real_address_range = {"cuMemGetAddressRange_v2", L
 
 static uint64_t opened_bytes(devptr_t p)
 {
-    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0)
+    if (memprof_window_id() == 0)
         return 0;
     int (*range)(devptr_t *, size_t *, devptr_t) =
         (int (*)(devptr_t *, size_t *, devptr_t))memprof_real_function(&real_address_range);

@@ -163,7 +163,7 @@ static int sync_allocators(void *arg)
     (void)arg;
     const struct python_api *py = atomic_load(&python);
     atomic_store(&sync_queued, false);
-    bool capturing = atomic_load(&memprof_active_window) != 0;
+    bool capturing = memprof_window_id() != 0;
     /* Asked before either domain is wrapped: a wrapper makes the allocators custom. */
     const char *name = py->allocator_name ? py->allocator_name() : NULL;
     bool pymalloc = name != NULL && strcmp(name, "pymalloc") == 0;
@@ -213,7 +213,7 @@ void memprof_pymem_find(void)
  * exists only between the interpreter's start and its finalization. */
 static void request_sync(void)
 {
-    bool capturing = atomic_load(&memprof_active_window) != 0;
+    bool capturing = memprof_window_id() != 0;
     const struct python_api *py = atomic_load(&python);
     bool wait = false;
     if (py != NULL && !py->is_initialized())
@@ -240,7 +240,9 @@ void memprof_pymem_sync(void)
 
 uint64_t memprof_pymem_poll(void)
 {
-    pthread_mutex_lock(&sync_lock);
+    /* Not waited for: a thread-less process polls from a sample (control.c). */
+    if (pthread_mutex_trylock(&sync_lock) != 0)
+        return memprof_now_ns() + POLL_FAST_NS;
     uint64_t next = 0;
     if (waiting_since != 0)
         request_sync();

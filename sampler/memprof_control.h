@@ -9,16 +9,24 @@
  * sets ack_seq = command_seq and wakes the futex on ack_seq.  Controllers send their
  * requests one at a time, each holding an open file description lock (F_OFD_SETLK) on
  * the block's first byte; a window's controller also holds an flock on the block for
- * the window's life. */
+ * the window's life.  A process without its control thread (thread_less) is woken
+ * through the block file's wake page as well. */
 #ifndef MEMPROF_CONTROL_H
 #define MEMPROF_CONTROL_H
 
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 7
+#define MEMPROF_CONTROL_ABI 8
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
+/* The block's file: the struct; for a process without its control thread (thread_less),
+ * also a wake page at MEMPROF_CONTROL_WAKE_OFFSET (the file is then
+ * MEMPROF_CONTROL_FILE_SIZE long): a controller stores MEMPROF_CONTROL_WAKE in its first
+ * word after its request, and the process makes its thread at its next allocation. */
+#define MEMPROF_CONTROL_WAKE_OFFSET 65536
+#define MEMPROF_CONTROL_FILE_SIZE (2 * 65536)
+#define MEMPROF_CONTROL_WAKE 0xffffffffu
 
 enum memprof_command {
     MEMPROF_CMD_NONE = 0,
@@ -85,6 +93,8 @@ struct memprof_control {
     char message[256];              /* the last error, in words */
     uint32_t failed_dumps;          /* dumps that could not be written */
     uint32_t window_by_controller;  /* 1: the open window was opened by a controller */
+    uint32_t thread_less;           /* 1: no control thread yet: wake it (see the file's
+                                       layout above); it answers at its next allocation */
     char dump_failure[512];         /* why the last of them failed, in words */
     /* written once by the target: that the program's malloc is its own, which the
        hooks do not see (the host profile's "# warning:"), in words; or empty */

@@ -18,6 +18,8 @@
  *   MEMPROF_MAX_LIVE           the live table's capacity
  *   MEMPROF_VERBOSE=1          say on stderr where each dump went
  *   MEMPROF_CONTROL=0          no control block: not capturable from outside
+ *   MEMPROF_CONTROL=on-request a control block, and its thread only once a controller
+ *                              asks (a zygote's is so by itself: control.c)
  *   MEMPROF_TRACK_LIVE=1       keep live bytes and their peak (live_bytes.c): shared
  *                              counters, so off unless asked (the gate, log mode)
  *   MEMPROF_MODE=log           also write the event log (event_log.c)
@@ -107,7 +109,9 @@ void memprof_options_from_environment(void)
     if (memprof_set_prefix(prefix && *prefix ? prefix : MEMPROF_DEFAULT_PREFIX) != 0)
         memprof_log("MEMPROF_PREFIX is too long; using %s", MEMPROF_DEFAULT_PREFIX);
     memprof_cfg.report_fd = (int)memprof_getenv_u64("MEMPROF_REPORT_FD", (uint64_t)-1);
-    memprof_cfg.control = memprof_getenv_u64("MEMPROF_CONTROL", 1) != 0;
+    const char *control = secure_getenv("MEMPROF_CONTROL");
+    memprof_cfg.control_on_request = control != NULL && strcmp(control, "on-request") == 0;
+    memprof_cfg.control = memprof_cfg.control_on_request || memprof_getenv_u64("MEMPROF_CONTROL", 1) != 0;
     uint64_t parent = memprof_getenv_u64("MEMPROF_PARENT_PID", 0);
     memprof_cfg.capture_at_load = memprof_getenv_u64("MEMPROF_CAPTURE", 0) != 0 &&
                                   (parent == 0 || parent == (uint64_t)getppid());

@@ -23,6 +23,7 @@ struct memprof_config {
     uint32_t log_files;          /* log files kept */
     bool verbose;                /* say on stderr where each dump went */
     bool control;                /* a control block: capturable from outside (control.c) */
+    bool control_on_request;     /* its thread made only when a controller asks */
     bool capture_at_load;        /* open a window at load */
     int report_fd;               /* MEMPROF_REPORT_FD (failure_pipe.c), or -1 */
     char prefix[MEMPROF_PATH_MAX];

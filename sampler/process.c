@@ -26,11 +26,12 @@
 #include "window.h"
 
 /* A forked child is a process of its own.  Each module first drops what it cannot keep
- * of the parent's (locks a thread of the parent may have held, counters, the log),
- * then the window is carried on or ended (window.c), and last the child gets a control
- * block and thread of its own, which find nothing of the parent's left. */
+ * of the parent's (its wake page, locks a thread of the parent may have held, counters,
+ * the log), then the window is carried on or ended (window.c), and last the child gets
+ * a control block and thread of its own, which find nothing of the parent's left. */
 static void on_fork_child(void)
 {
+    memprof_window_page_own(false);   /* the parent's wake page: its word is not ours */
     memprof_got_after_fork();
     memprof_python_after_fork();
     memprof_pymem_after_fork();
@@ -82,7 +83,7 @@ __attribute__((constructor)) static void process_init(void)
 
 __attribute__((destructor)) static void process_fini(void)
 {
-    if (atomic_load(&memprof_active_window) != 0)
+    if (memprof_window_id() != 0)
         memprof_stop(NULL, 0);
     memprof_control_fini();
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "defaults.h"
 #include "estimate.h"
 #include "event_log.h"
@@ -141,6 +142,10 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
     if (t->busy)
         return;   /* the sampler's own allocation */
     t->busy = 1;
+    if (UNLIKELY(atomic_load_explicit(&memprof_control_thread_less, memory_order_relaxed)))
+        memprof_control_look();   /* a request waiting, in a process without its thread */
+    if (UNLIKELY(window == MEMPROF_WINDOW_WAKE))
+        goto out;   /* no window: a controller's wake */
 
     uint64_t rate = memprof_cfg.rates.host;
     if (t->window != window) {
@@ -162,7 +167,7 @@ out:
 
 void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label)
 {
-    uint32_t window = atomic_load_explicit(&memprof_active_window, memory_order_relaxed);
+    uint32_t window = memprof_window_id();
     struct memprof_thread *t = &memprof_thread;
     if (window == 0 || t->busy)
         return;
@@ -182,7 +187,7 @@ void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, 
 
 void memprof_device_free(enum memprof_heap heap, uintptr_t key)
 {
-    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0)
+    if (memprof_window_id() == 0)
         return;
     uint32_t stack;
     uint64_t size;
@@ -194,7 +199,7 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
                          struct memprof_note note)
 {
     struct memprof_thread *t = &memprof_thread;
-    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
+    if (memprof_window_id() == 0 || t->busy)
         return;
     t->busy = 1;
     note.stack = intern_stack((uint32_t)heap | MEMPROF_NOTED_HEAP, 0);   /* apart from the heap's */
@@ -206,7 +211,7 @@ void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
 void memprof_device_unnote(enum memprof_note_list list, enum memprof_heap heap, uint64_t address)
 {
     struct memprof_thread *t = &memprof_thread;
-    if (atomic_load_explicit(&memprof_active_window, memory_order_relaxed) == 0 || t->busy)
+    if (memprof_window_id() == 0 || t->busy)
         return;
     t->busy = 1;
     memprof_note_remove(list, heap, address);

@@ -56,6 +56,29 @@ size_t memprof_read_small_file(const char *path, char *buf, size_t cap)
     return (size_t)n;
 }
 
+bool memprof_has_argument(const char *arg)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    size_t len = strlen(arg), matched = 0;   /* of the argument read so far; SIZE_MAX: none */
+    bool found = false;
+    char buf[512];
+    ssize_t n;
+    while (!found && (n = read(fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n && !found; i++) {
+            if (buf[i] == '\0') {
+                found = matched == len;
+                matched = 0;
+            } else if (matched != SIZE_MAX) {
+                matched = matched < len && buf[i] == arg[matched] ? matched + 1 : SIZE_MAX;
+            }
+        }
+    }
+    close(fd);
+    return found;
+}
+
 void memprof_fsize_hold(struct memprof_fsize_guard *g)
 {
     sigset_t xfsz, pending;

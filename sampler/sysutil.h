@@ -46,6 +46,7 @@ void memprof_remove_dead_temps_beside(const char *final) HIDDEN;
 int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
 size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;
+bool memprof_has_argument(const char *arg) HIDDEN;   /* one of the process's arguments is arg */
 void memprof_log(const char *fmt, ...) HIDDEN __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -28,7 +29,8 @@
 #include "thread_state.h"
 #include "window.h"
 
-_Atomic uint32_t memprof_active_window;
+union memprof_window_page memprof_window_page __attribute__((aligned(MEMPROF_WINDOW_PAGE)));
+static _Atomic bool window_page_shared;
 
 static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t last_window;
@@ -42,6 +44,45 @@ static char dump_failure[MEMPROF_PATH_MAX + 128];   /* why the last failed dump 
 static uint64_t closed_dropped;   /* the samples dropped that the closed window's files say */
 static bool tables_ready;
 static pid_t forked_from;  /* the parent whose window this forked child carries on, or 0 */
+
+static void next_window_id(void)
+{
+    if (++last_window == 0 || last_window == MEMPROF_WINDOW_WAKE)
+        last_window = 1;
+}
+
+/* The page's size where the window page can be one: a page of its own. */
+static size_t window_page_size(void)
+{
+    size_t size = (size_t)getpagesize();
+    return size <= MEMPROF_WINDOW_PAGE && (uintptr_t)&memprof_window_page % size == 0 ? size : 0;
+}
+
+int memprof_window_page_share(int fd, off_t offset)
+{
+    size_t size = window_page_size();
+    if (size == 0) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (mmap(&memprof_window_page, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+             offset) == MAP_FAILED)
+        return -1;
+    atomic_store(&window_page_shared, true);
+    return 0;
+}
+
+void memprof_window_page_own(bool clear_shared)
+{
+    if (!atomic_load(&window_page_shared))
+        return;
+    if (clear_shared)
+        atomic_store(&memprof_active_window, 0);
+    /* A zero page in its place: a thread reading meanwhile finds 0 in one or the other. */
+    mmap(&memprof_window_page, window_page_size(), PROT_READ | PROT_WRITE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    atomic_store(&window_page_shared, false);
+}
 
 static int prepare_tables(void)
 {
@@ -73,8 +114,9 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
     }
     memprof_enter();
     pthread_mutex_lock(&window_lock);
+    memprof_control_window_opens();
     int rc = -1;
-    if (atomic_load(&memprof_active_window) != 0) {
+    if (memprof_window_id() != 0) {
         errno = EBUSY;
     } else if (prefix != NULL && memprof_set_prefix(prefix) != 0) {
         errno = ENAMETOOLONG;
@@ -96,8 +138,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         window_start_ns = memprof_now_ns();
         atomic_store(&window_deadline_ns, deadline_ns);
         window_is_view = view;
-        if (++last_window == 0)
-            last_window = 1;
+        next_window_id();
         memprof_pymem_find();
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
         if (memprof_got_arm() != 0)
@@ -156,12 +197,13 @@ static int write_window(bool close, char *path_out, size_t path_len)
     memprof_enter();
     pthread_mutex_lock(&window_lock);
     int rc = -1;
-    if (atomic_load(&memprof_active_window) == 0) {
+    if (memprof_window_id() == 0) {
         errno = ESRCH;
     } else {
         if (close) {
             memprof_got_disarm();
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
+            memprof_control_window_closed();
             atomic_store(&window_deadline_ns, 0);
             memprof_log_tick();   /* the window's last interval */
             memprof_log_close();
@@ -203,7 +245,7 @@ int memprof_capture_snapshot(const char *prefix)
     memprof_enter();
     pthread_mutex_lock(&window_lock);
     int rc = -1;
-    if (atomic_load(&memprof_active_window) == 0) {
+    if (memprof_window_id() == 0) {
         errno = ESRCH;
     } else if (prefix[0] != '/') {
         errno = EINVAL;
@@ -227,7 +269,7 @@ int memprof_capture_set_deadline(uint64_t deadline_ns)
     memprof_enter();
     pthread_mutex_lock(&window_lock);
     int rc = -1;
-    if (atomic_load(&memprof_active_window) == 0)
+    if (memprof_window_id() == 0)
         errno = ESRCH;
     else if (deadline_ns == 0 || atomic_load(&window_deadline_ns) == 0)
         errno = EINVAL;   /* a window without a deadline (opened in-process) gets none */
@@ -244,7 +286,7 @@ void memprof_capture_status(struct memprof_status *s)
 {
     memprof_enter();
     pthread_mutex_lock(&window_lock);
-    s->capturing = atomic_load(&memprof_active_window) != 0;
+    s->capturing = memprof_window_id() != 0;
     s->dumps = dump_seq;
     s->window_start_ns = window_start_ns;
     s->deadline_ns = atomic_load(&window_deadline_ns);
@@ -286,9 +328,8 @@ void memprof_window_after_fork(void)
         memprof_live_table_after_fork();
         memprof_stack_counts_after_fork();
     }
-    if (++last_window == 0)
-        last_window = 1;
-    bool follow = atomic_load(&memprof_active_window) != 0 && memprof_cfg.follow_fork;
+    next_window_id();
+    bool follow = memprof_window_id() != 0 && memprof_cfg.follow_fork;
     atomic_store(&memprof_active_window, follow ? last_window : 0);
     if (!follow)
         atomic_store(&window_deadline_ns, 0);

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 
-def chromium(*args: str, profile_dir: Path, timeout: float = 90) -> subprocess.CompletedProcess:
-    """Headless Chromium (Debian `chromium`, installed by `make deps`), kept off the network."""
+def chromium(
+    *args: str, profile_dir: Path, timeout: float = 90, launcher: Sequence[str | Path] = ()
+) -> subprocess.CompletedProcess:
+    """Headless Chromium (Debian `chromium`, installed by `make deps`), kept off the network;
+    `launcher`: the command that starts it (mem_profiler run ... --)."""
     exe = next((p for p in ("chromium", "chromium-browser") if shutil.which(p)), None)
     if exe is None:
         pytest.fail("chromium is not installed: run the tests with `make test`")
     return subprocess.run(
         [
+            *launcher,
             exe,
             "--headless",
             "--no-sandbox",
