@@ -34,11 +34,13 @@
 
 struct memprof_log_chunk {
     _Atomic int busy;            /* its thread appending, or a drain */
+    bool held_by_tick;           /* busy for a tick's record (memprof_log_tick) */
     uint32_t n;
     struct memprof_log_event events[CHUNK_EVENTS];
 };
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t tick_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool active;
 static int fd = -1;
 static char base[MEMPROF_PATH_MAX];      /* <prefix><pid>.<seq> */
@@ -229,6 +231,22 @@ static void drain_chunk(struct memprof_log_chunk *c)
     chunk_unlock(c);
 }
 
+static void hold_chunk(struct memprof_log_chunk *c)
+{
+    chunk_lock(c);
+    drain(c);
+    c->held_by_tick = true;
+}
+
+/* Only the chunks the tick holds: a thread's chunk made since is its thread's. */
+static void release_chunk(struct memprof_log_chunk *c)
+{
+    if (c->held_by_tick) {
+        c->held_by_tick = false;
+        chunk_unlock(c);
+    }
+}
+
 static void empty_chunk(struct memprof_log_chunk *c)
 {
     chunk_lock(c);
@@ -314,6 +332,7 @@ void memprof_log_close(void)
 static void forget_chunk(struct memprof_log_chunk *c)
 {
     c->n = 0;
+    c->held_by_tick = false;
     atomic_store(&c->busy, 0);
 }
 
@@ -321,6 +340,7 @@ static void forget_chunk(struct memprof_log_chunk *c)
 void memprof_log_after_fork(void)
 {
     pthread_mutex_init(&log_lock, NULL);
+    pthread_mutex_init(&tick_lock, NULL);
     if (fd >= 0)
         close(fd);
     fd = -1;
@@ -329,17 +349,28 @@ void memprof_log_after_fork(void)
     memprof_log_chunks_each(forget_chunk);
 }
 
+/* The live bytes counted and the event stamped under one lock, the chunk's (or the
+ * file's), which a tick holds while it takes its record: both are on one side of it. */
+static void count_and_stamp(struct memprof_log_event *e)
+{
+    if (e->r.type == LOG_ALLOC)
+        memprof_live_bytes_add((enum memprof_heap)e->r.heap, e->size);
+    else
+        memprof_live_bytes_sub((enum memprof_heap)e->r.heap, e->size);
+    e->time_ns = memprof_now_ns();
+}
+
 void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
                        uint64_t size, uintptr_t address)
 {
     struct memprof_log_event e = {
         .r = {(uint8_t)type, (uint8_t)heap, sizeof e},
-        .tid = thread_id(), .time_ns = memprof_now_ns(), .size = size,
-        .address = address, .stack = stack,
+        .tid = thread_id(), .size = size, .address = address, .stack = stack,
     };
     struct memprof_log_chunk *c = this_thread_chunk();
     if (c == NULL) {   /* no memory for a chunk: straight to the file's buffer */
         pthread_mutex_lock(&log_lock);
+        count_and_stamp(&e);
         append_event_locked(&e);
         pthread_mutex_unlock(&log_lock);
         return;
@@ -347,6 +378,7 @@ void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint3
     chunk_lock(c);
     if (c->n == CHUNK_EVENTS)
         drain(c);
+    count_and_stamp(&e);
     c->events[c->n++] = e;
     chunk_unlock(c);
 }
@@ -381,10 +413,15 @@ void memprof_log_tick(void)
 {
     if (!memprof_log_active())
         return;
-    memprof_log_chunks_each(drain_chunk);
-    uint64_t now = memprof_now_ns(), rss = resident_bytes();
+    uint64_t rss = resident_bytes();
     uint32_t heaps = memprof_device_heaps_used() | 1u << HEAP_HOST;
+    /* Every thread's chunk held while the record is taken and written: an event is
+     * before the record, in time and in the files, exactly when the live bytes it
+     * gives count it.  One tick at a time, each releasing only what it holds. */
+    pthread_mutex_lock(&tick_lock);
+    memprof_log_chunks_each(hold_chunk);
     pthread_mutex_lock(&log_lock);
+    uint64_t now = memprof_now_ns();
     for (int h = 0; atomic_load(&active) && h < HEAP_COUNT; h++) {
         if (!(heaps & (1u << h)))
             continue;
@@ -396,6 +433,10 @@ void memprof_log_tick(void)
         rotate_if_needed_locked(sizeof t);
         append_locked(&t, sizeof t);
     }
+    pthread_mutex_unlock(&log_lock);
+    memprof_log_chunks_each(release_chunk);
+    pthread_mutex_unlock(&tick_lock);
+    pthread_mutex_lock(&log_lock);
     flush_locked();
     pthread_mutex_unlock(&log_lock);
 }

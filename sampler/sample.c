@@ -113,6 +113,19 @@ static uint32_t intern_stack(uint32_t heap, uint64_t label)
     return memprof_stack_intern(&k);
 }
 
+/* A sample made live (LOG_ALLOC) or ended (LOG_FREE), in the live bytes and the log:
+ * the log counts it itself, so that a timeline record finds the two agreeing. */
+static void count_live(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
+                       uint64_t size, uintptr_t address)
+{
+    if (memprof_log_active())
+        memprof_log_event(type, heap, stack, size, address);
+    else if (memprof_cfg.track_live && type == LOG_ALLOC)
+        memprof_live_bytes_add(heap, size);
+    else if (memprof_cfg.track_live)
+        memprof_live_bytes_sub(heap, size);
+}
+
 /* Unwinds, interns the stack and records one sampled allocation. */
 static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
 {
@@ -126,12 +139,8 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
         drop(&memprof_drops.memory, weight, size);
     else if (!memprof_live_insert(key, stack, size))
         drop(&memprof_drops.live_table, weight, size);
-    else {
-        if (memprof_cfg.track_live)
-            memprof_live_bytes_add(heap, size);
-        if (memprof_log_active())
-            memprof_log_event(LOG_ALLOC, heap, stack, size, key_address(key));
-    }
+    else
+        count_live(LOG_ALLOC, heap, stack, size, key_address(key));
 }
 
 /* Reached when the countdown crossed zero, or when the thread's countdown
@@ -228,10 +237,8 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
     t->busy = 1;
     uintptr_t key = (uintptr_t)ptr;
     bool found = memprof_live_remove(key, stack, size);
-    if (found && memprof_cfg.track_live)
-        memprof_live_bytes_sub(key_heap(key), *size);
-    if (found && memprof_log_active())
-        memprof_log_event(LOG_FREE, key_heap(key), *stack, *size, key_address(key));
+    if (found)
+        count_live(LOG_FREE, key_heap(key), *stack, *size, key_address(key));
     t->busy = 0;
     return found;
 }
@@ -241,12 +248,8 @@ void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size)
 {
     struct memprof_thread *t = &memprof_thread;
     t->busy = 1;   /* as in memprof_take_sample: the locks below are not reentrant */
-    if (memprof_live_insert((uintptr_t)ptr, stack, size)) {
-        if (memprof_cfg.track_live)
-            memprof_live_bytes_add(HEAP_HOST, size);
-        if (memprof_log_active())
-            memprof_log_event(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr);
-    }
+    if (memprof_live_insert((uintptr_t)ptr, stack, size))
+        count_live(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr);
     t->busy = 0;
 }
 
