@@ -7,7 +7,7 @@ CC          ?= gcc
 APT_PKGS    := libunwind-dev zlib1g-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
                libgoogle-perftools-dev google-perftools \
                sqlite3 ripgrep rustc libc6-dbg tmux \
-               redis-server redis-tools openjdk-17-jdk-headless g++ nginx-light cmake
+               redis-server redis-tools openjdk-17-jdk-headless g++ nginx-light cmake postgresql
 BENCH_PKGS  := heaptrack
 CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
                -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
