@@ -126,11 +126,21 @@ def block_pid(name: str) -> int | None:
 def block_candidates(pid: int) -> list[str]:
     """Paths that may hold pid's block, the usual name first; none of them is trusted
     before `_open_trusted` has checked it: anyone can create files in /dev/shm."""
+    return candidates_by_pid(pid).get(pid, [])
+
+
+def candidates_by_pid(only: int | None = None) -> dict[int, list[str]]:
+    """block_candidates of every pid named in /dev/shm (or of `only`), in one pass over
+    it: anyone may fill it with names."""
+    found: dict[int, list[str]] = {}
     try:
-        names = [e.name for e in os.scandir(SEGMENT_DIR) if block_pid(e.name) == pid]
+        for entry in os.scandir(SEGMENT_DIR):
+            pid = block_pid(entry.name)
+            if pid is not None and (only is None or pid == only):
+                found.setdefault(pid, []).append(entry.path)
     except OSError:
-        return []
-    return [os.path.join(SEGMENT_DIR, n) for n in sorted(names, key=len)]
+        return {}
+    return {pid: sorted(paths, key=len) for pid, paths in found.items()}
 
 
 def find_block(pid: int) -> str | None:
@@ -269,9 +279,10 @@ class ControlBlock:
         self._c = ffi.from_buffer("struct memprof_control *", mapping)
 
     @classmethod
-    def open(cls, pid: int) -> ControlBlock:
-        """Opens and checks pid's block; ControlError (one sentence) when it cannot be used.
-        Blocks of ours left by an earlier process with the same pid are removed."""
+    def open(cls, pid: int, candidates: list[str] | None = None) -> ControlBlock:
+        """Opens and checks pid's block (among `candidates`, else block_candidates);
+        ControlError (one sentence) when it cannot be used. Blocks of ours left by an
+        earlier process with the same pid are removed."""
         start = procfs.start_time(pid)
         if start is None:
             raise ControlError(f"there is no process {pid}")
@@ -282,7 +293,7 @@ class ControlBlock:
         if refused:
             raise NotPermitted(refused)
         stale = False
-        for path in block_candidates(pid):
+        for path in block_candidates(pid) if candidates is None else candidates:
             fd = _open_trusted(path, owner)
             if not isinstance(fd, int):
                 refused = refused or fd

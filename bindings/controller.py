@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,6 @@ from mem_profiler.control_block import (
     CMD_START,
     CMD_STATUS,
     CMD_STOP,
-    SEGMENT_DIR,
     START_LOG,
     START_TRACK_LIVE,
     ControlBlock,
@@ -26,7 +26,7 @@ from mem_profiler.control_block import (
     NotPermitted,
     OtherVersion,
     Status,
-    block_pid,
+    candidates_by_pid,
     find_block,
     refusal,
     remove_stale,
@@ -61,35 +61,45 @@ def list_targets(clean: bool = True) -> list[Target]:
     process gone, or another process now has the pid) are removed when `clean`. Entries
     that are not a regular file of the process's owner or root are not blocks: anyone
     can put files in /dev/shm. The state of a process this user may not capture is ?."""
-    targets = {}
-    for entry in os.scandir(SEGMENT_DIR):
-        pid = block_pid(entry.name)
-        if pid is None or pid in targets or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            file_owner = entry.stat(follow_symlinks=False).st_uid
-        except FileNotFoundError:  # removed since the listing (its process ended)
-            continue
+    targets = []
+    for pid, paths in sorted(candidates_by_pid().items()):
         owner = procfs.owner_uid(pid)
         if owner is None or procfs.start_time(pid) is None:
             if clean:  # left by a process that is gone
-                remove_stale(entry.path)
+                for path in paths:
+                    remove_stale(path)
             continue
-        if file_owner not in (owner, 0):
+        if not any(_is_block_of(path, owner) for path in paths):
             continue
-        state, last_dump = ("?", "") if refusal(pid, owner) else _state_of(pid)
+        state, last_dump = ("?", "") if refusal(pid, owner) else _state_of(pid, paths)
         if state != "stale":
-            targets[pid] = Target(
-                pid, user_name(owner), state, printable(procfs.cmdline(pid)), printable(last_dump)
+            targets.append(
+                Target(
+                    pid,
+                    user_name(owner),
+                    state,
+                    printable(procfs.cmdline(pid)),
+                    printable(last_dump),
+                )
             )
-    return [targets[pid] for pid in sorted(targets)]
+    return targets
 
 
-def _state_of(pid: int) -> tuple[str, str]:
-    """(state, last dump) of a process this user may capture; the status is read, not
-    asked for."""
+def _is_block_of(path: str, owner: int) -> bool:
+    """Whether `path` may be a block of a process of `owner`: a regular file of theirs
+    or root's (what it holds is checked when it is opened)."""
     try:
-        with ControlBlock.open(pid) as block:  # removes a stale block of ours
+        st = os.lstat(path)
+    except FileNotFoundError:  # removed since the listing (its process ended)
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid in (owner, 0)
+
+
+def _state_of(pid: int, paths: list[str] | None = None) -> tuple[str, str]:
+    """(state, last dump) of a process this user may capture, from its block among
+    `paths` (else block_candidates); the status is read, not asked for."""
+    try:
+        with ControlBlock.open(pid, paths) as block:  # removes a stale block of ours
             status = block.status()
     except OtherVersion:
         return "other ABI", ""

@@ -19,8 +19,10 @@ import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import other_user
 from support.profiling import capture_cli, report
+from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, block_pid
+from mem_profiler.controller import list_targets
 from mem_profiler.parser.heapfile import read_heap
 
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
@@ -489,6 +491,40 @@ def test_names_squatting_dev_shm_cost_a_process_a_bounded_look(tmp_path):
         # where a look through all would take some 600 reads
         assert entries >= SQUATTERS and calls <= 2 * (8192 // 80 + 2), calls
     finally:
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+
+def test_names_squatting_dev_shm_cost_list_one_pass(server_exe, monkeypatch):
+    """`list` reads /dev/shm once, however many processes it finds there, and a name
+    another user put beside a live process's block is never taken for it."""
+    squatter = pwd.getpwnam(other_user("memprof_squatter"))
+    servers = [Server(server_exe) for _ in range(2)]
+    dead = max(int(e.name) for e in os.scandir("/proc") if e.name.isdigit()) + 1000
+    names = [f"/dev/shm/mem_profiler.{s.pid}.squat{i}" for s in servers for i in range(500)]
+    names += [f"/dev/shm/mem_profiler.{dead + i}" for i in range(5000)]
+    scans = []
+    real_scandir = os.scandir
+
+    def counted(path="."):
+        scans.append(os.fspath(path))
+        return real_scandir(path)
+
+    try:
+        for name in names:
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.fchown(fd, squatter.pw_uid, squatter.pw_gid)
+            os.close(fd)
+        monkeypatch.setattr(os, "scandir", counted)
+        listed = {t.pid: t.state for t in list_targets(clean=False)}
+        monkeypatch.undo()
+        assert scans.count("/dev/shm") == 1, scans
+        assert all(listed.get(s.pid) == "idle" for s in servers), listed
+        assert not any(dead <= pid < dead + 5000 for pid in listed)
+    finally:
+        for s in servers:
+            s.stop()
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
