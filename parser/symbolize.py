@@ -21,7 +21,7 @@ from mem_profiler.parser.allocator_frames import (
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.context_tree import StackTree, eval_range
 from mem_profiler.parser.elf_image import ElfImage, demangle
-from mem_profiler.parser.heapfile import read_heap_header
+from mem_profiler.parser.heapfile import read_heap, read_heap_header
 from mem_profiler.parser.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.nputil import index_of, sorted_unique
 from mem_profiler.parser.python_frames import (
@@ -214,20 +214,23 @@ def check_owner_reads_program(profile_path: str, exe: str) -> None:
 
 
 def recorded_program(heap_file: str) -> tuple[str, str | None]:
-    """The program that ran, named by the file's `# exe:` line, and its build-id, checked
-    against the one recorded (as pprof uses a profile's mappings): UserError, one
-    sentence, when the file names none, it is gone or it is another build."""
+    """The program that ran, named by the file's `# exe:` line or else, as pprof and
+    jeprof take it, by the first object of its memory map (jemalloc's and gperftools'
+    files); and its build-id, checked against the one recorded: UserError, one sentence,
+    when the file names none, it is gone or it is another build."""
     if heap_file.endswith(".memlog"):
         raise UserError(
             f"{heap_file} is an event log, which does not name its program: give"
             " it with -p BIN, or -f the capture's .heap file."
         )
     profile = read_heap_header(heap_file)
-    exe = profile.exe
+    exe = profile.exe or next(
+        (m.path for m in read_heap(heap_file).mappings if m.path.startswith("/")), ""
+    )
     if not exe:
         raise UserError(
-            f"{heap_file} does not name the program that ran (no '# exe:' line):"
-            " give it with -p BIN."
+            f"{heap_file} does not name the program that ran (no '# exe:' line and no"
+            " memory map): give it with -p BIN."
         )
     check_owner_reads_program(heap_file, exe)
     if not os.path.isfile(exe):
@@ -439,6 +442,11 @@ def _check_exe_build_id(
     allow_mismatch: bool,
     warnings: list[str],
 ) -> None:
+    if exe_paths and not profile.build_ids:  # jemalloc's, gperftools' and Go's files
+        warnings.append(
+            f"the profile records no build-id: that {exe.path} is the build that ran"
+            " could not be checked."
+        )
     for path in sorted(exe_paths):
         recorded = profile.build_ids.get(path)
         if recorded is None or recorded == exe.build_id:

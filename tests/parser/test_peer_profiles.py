@@ -73,6 +73,27 @@ def test_jemalloc_profile_names_the_allocating_functions(jemalloc_profile):
         assert theirs["site_small"] == pytest.approx(flat["site_small"], abs=0.11)
 
 
+def test_a_jemalloc_profile_names_its_program_by_its_memory_map(jemalloc_profile):
+    """jemalloc writes no `# exe:` line and no build-id: without -p, mem_parser takes the
+    program from the file's memory map, as jeprof does, and says once (with -p too) that
+    it could not check the build."""
+    _, exe, heap = jemalloc_profile
+    found = subprocess.run([MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True)
+    given = subprocess.run(
+        [MEM_PARSER, "-p", exe, "-f", heap, "-t"], capture_output=True, text=True
+    )
+    assert (found.returncode, given.returncode) == (0, 0), found.stderr + given.stderr
+    program = os.path.realpath(exe)
+    assert found.stderr.startswith(f"mem_parser: reading {program}, the program that ran\n")
+    for proc, named in ((found, program), (given, exe)):
+        unchecked = (
+            f"mem_parser: warning: the profile records no build-id: that {named} is the"
+            " build that ran could not be checked.\n"
+        )
+        assert proc.stderr.count(unchecked) == 1, proc.stderr
+    assert found.stdout == given.stdout
+
+
 def test_jemalloc_profile_with_thread_names(build_fixture, tmp_path):
     exe = build_fixture("sites")
     heap = jemalloc_run(exe, tmp_path / "je", ",prof_sys_thread_name:true", preload=True)
