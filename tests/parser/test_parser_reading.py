@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -103,6 +105,31 @@ def test_a_header_line_of_megabytes_is_read_whole(tmp_path):
     header = read_heap_header(path)
     assert header.cmdline == f"./leaky {args}"
     assert header.exe == "/abs/path/to/leaky" and header.build_ids["/abs/path/to/leaky"] == "3f2a00"
+
+
+def test_a_large_file_of_the_text_format_takes_a_few_times_its_size_to_read(tmp_path):
+    """The sampler's text format of before the tree (one line of addresses a stack): its
+    reader holds the file and its arrays, a few times the file's size at most, never a
+    Python object per frame (issue 24: 18 times once)."""
+    frames = [0x7F0000000000 + (i * 0x9E3779B1) % (1 << 30) for i in range(5000)]
+    lines = ["heap_v2/1024", "# exe: /bin/true"]
+    for i in range(20_000):
+        stack = [0x7F0000000000 + 16 * i] + [frames[(7 * i + 13 * k) % 5000] for k in range(39)]
+        lines += [
+            "@ " + " ".join(f"0x{a:x}" for a in stack),
+            "  t*: 1: 100 [2: 200]",
+            "# estimate: 3.5 350.5 7.0 700.0",
+        ]
+    path = write(tmp_path, "\n".join([*lines, "", "MAPPED_LIBRARIES:", ""]))
+    size = os.path.getsize(path)
+    tracemalloc.start()
+    try:
+        prof = read_heap(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(prof.addrs) == 20_000 * 40 and size > 10 << 20
+    assert peak <= 3 * size, peak / size
 
 
 @pytest.mark.parametrize("thread_name", ["", " worker", " pool worker 7"])
