@@ -230,11 +230,13 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
     if flags["binary"] is None and _names_frames(flags):
-        flags["binary"], build_id = recorded_program(chosen[0][1])
-        _say(
-            f"reading {flags['binary']}, the program that ran"
-            + (f" (build-id {build_id})" if build_id else "")
-        )
+        program, build_id = recorded_program(chosen[0][1])
+        if program is not None:  # else a pprof profile, which names its frames
+            _say(
+                f"reading {program}, the program that ran"
+                + (f" (build-id {build_id})" if build_id else "")
+            )
+        flags["binary"] = program
     query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
     if len(chosen) > 1:
         pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags, query))

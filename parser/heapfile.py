@@ -42,6 +42,7 @@ from mem_profiler.parser.heap_text import (
     show,
 )
 from mem_profiler.parser.legacy_heap import is_legacy, legacy_header, parse_legacy
+from mem_profiler.parser.pprof_proto import GZIP_MAGIC, read_pprof
 from mem_profiler.parser.sampling import unsample
 
 # jeprof's counter regex; group 2 is the thread ("*" for the total over threads), group
@@ -101,7 +102,6 @@ _CHUNK = 1 << 20
 # The tree format: its first line, then a zlib stream of the text and the arrays.
 _TREE_PREFIX = b"memprof_tree/1\n"
 _TREE_OTHER = b"memprof_tree/"  # of another version
-_GZIP_MAGIC = b"\x1f\x8b"
 _FRAME_LINE = b"# python_frame:"
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
@@ -177,7 +177,8 @@ def read_heap_header(path: str) -> HeapProfile:
             return _tree_header(_tree_head_bytes(f, path), path, [], frames=False)[0]
         if first.startswith(_TREE_OTHER):
             raise _other_tree(first + f.readline(64), path)
-        _refuse_gzip(first, path)
+        if first.startswith(GZIP_MAGIC):  # pprof's: its header is the whole of it
+            return read_heap(path)
         f.seek(0)
         if is_legacy(first):
             return legacy_header(f.read(_CHUNK), path)
@@ -207,7 +208,8 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
         return _parse_tree(data, name)
     if data.startswith(_TREE_OTHER):
         raise _other_tree(data, name)
-    _refuse_gzip(data, name)
+    if data.startswith(GZIP_MAGIC):
+        return read_pprof(data, name)
     if is_legacy(data):
         return parse_legacy(data, name)
     first = data.find(b"\n@")
@@ -288,17 +290,6 @@ def _other_tree(data: bytes, name: str) -> HeapFileError:
         f"{name}:1: a .heap file of format {show(first)}; this mem_parser reads"
         " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
     )
-
-
-def _refuse_gzip(data: bytes, name: str) -> None:
-    """HeapFileError, in one sentence, for a gzip-compressed file: pprof's profile.proto
-    is one, and is not read (yet)."""
-    if data.startswith(_GZIP_MAGIC):
-        raise HeapFileError(
-            f"{name} is gzip-compressed, as pprof's profile.proto files are: mem_parser"
-            " does not read those; give it a .heap file or a heap profile's text"
-            " (jemalloc, gperftools, Go's debug=1)."
-        )
 
 
 def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, int]]:

@@ -37,6 +37,7 @@ from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.log_analysis import MS, Leak, LeakSet, WindowLog
+from mem_profiler.parser.pprof_proto import names_every_frame
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
 from mem_profiler.parser.report_jeprof import format_jeprof
@@ -194,11 +195,14 @@ def _symbolized(request: Request, profile: HeapProfile, merge: bool) -> Symboliz
     return sym
 
 
-def _program(request: Request, profile: HeapProfile) -> str:
+def _program(request: Request, profile: HeapProfile) -> str | None:
     """The program the profile is symbolized against: the one asked for, else the one the
-    profile names; UserError if neither is known."""
+    profile names, else none for a profile that names every frame itself (pprof's);
+    UserError if none is known."""
     if request.binary is not None:
         return request.binary
+    if names_every_frame(profile):
+        return None
     if profile.exe is None:
         raise UserError(f"{profile.path} does not name the program that ran (no '# exe:' line).")
     check_owner_reads_program(profile.path, profile.exe)
@@ -390,21 +394,22 @@ def write_event_tables(
 
 def rank_leaks(
     leaks: LeakSet,
-    binary: str | os.PathLike[str],
+    binary: str | os.PathLike[str] | None,
     *,
     allow_mismatch: bool = False,
     full_names: bool = False,
 ) -> tuple[list[Leak], list[str]]:
     """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
     and the symbolizer's warnings."""
-    sym = load(Request(binary=os.fspath(binary), allow_mismatch=allow_mismatch), leaks.profile)
+    program = os.fspath(binary) if binary is not None else None
+    sym = load(Request(binary=program, allow_mismatch=allow_mismatch), leaks.profile)
     return analysis.leak_sites(leaks, sym, full_names), sym.warnings
 
 
 def symbolized_notes(
     profile: HeapProfile,
     notes: list[Note],
-    binary: str,
+    binary: str | None,
     allow_mismatch: bool = False,
     full_names: bool = False,
 ) -> list[tuple[Note, list[str]]]:

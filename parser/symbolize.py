@@ -24,6 +24,7 @@ from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.heapfile import read_heap, read_heap_header
 from mem_profiler.parser.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.nputil import index_of, sorted_unique
+from mem_profiler.parser.pprof_proto import is_named_frame, names_every_frame
 from mem_profiler.parser.python_frames import (
     fold_interpreter_frames,
     interpreter_code,
@@ -186,8 +187,8 @@ def short_name(name: str) -> str:
     """Drop argument lists, template arguments and return types, as jeprof's
     ShortFunctionName (and pprof's default demangling) show C++ names; and Rust's hashes
     and generic arguments."""
-    if not any(c in name for c in "(<[ ") and "::h" not in name:
-        return name  # a C name, or another with nothing to drop
+    if not any(c in name for c in "(<[ ") and "::h" not in name or ".(" in name:
+        return name  # a C name, another with nothing to drop, or Go's main.(*T).method
     name = _without_rust_hashes(name)
     for pattern in (_ARGS_RE, _TEMPLATE_RE):
         removed = 1
@@ -213,17 +214,20 @@ def check_owner_reads_program(profile_path: str, exe: str) -> None:
         )
 
 
-def recorded_program(heap_file: str) -> tuple[str, str | None]:
+def recorded_program(heap_file: str) -> tuple[str | None, str | None]:
     """The program that ran, named by the file's `# exe:` line or else, as pprof and
     jeprof take it, by the first object of its memory map (jemalloc's and gperftools'
     files); and its build-id, checked against the one recorded: UserError, one sentence,
-    when the file names none, it is gone or it is another build."""
+    when the file names none, it is gone or it is another build. None for a profile
+    that names every frame itself (pprof's)."""
     if heap_file.endswith(".memlog"):
         raise UserError(
             f"{heap_file} is an event log, which does not name its program: give"
             " it with -p BIN, or -f the capture's .heap file."
         )
     profile = read_heap_header(heap_file)
+    if names_every_frame(profile):
+        return None, None
     exe = profile.exe or next(
         (m.path for m in read_heap(heap_file).mappings if m.path.startswith("/")), ""
     )
@@ -250,14 +254,15 @@ def recorded_program(heap_file: str) -> tuple[str, str | None]:
 
 def symbolize(
     profile: HeapProfile,
-    binary: str | os.PathLike[str],
+    binary: str | os.PathLike[str] | None,
     *,
     lines: bool = False,
     allow_mismatch: bool = False,
     native: bool = False,
     merge: bool = False,
 ) -> SymbolizedProfile:
-    """Name every frame of `profile`, using `binary` for the program that ran.
+    """Name every frame of `profile`, using `binary` for the program that ran (None for a
+    profile that names every frame itself: pprof_proto.names_every_frame).
 
     Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
     is not the build that ran (a warning instead with allow_mismatch). `lines` also
@@ -271,12 +276,14 @@ def symbolize(
     functions become one (merged_stacks), and the symbolized profile's profile is the
     merged one: for the reports of names, which then expand far fewer stacks.
     """
-    exe = ElfImage(os.fspath(binary))
+    exe = ElfImage(os.fspath(binary)) if binary is not None else None
     warnings: list[str] = []
-    if not profile.mappings:
-        profile.mappings = _program_mappings(exe)
-    exe_paths = _exe_paths(profile, exe.basename)
-    _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
+    exe_paths: set[str] = set()
+    if exe is not None:
+        if not profile.mappings:
+            profile.mappings = _program_mappings(exe)
+        exe_paths = _exe_paths(profile, exe.basename)
+        _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
     stacks = profile.stack_tree if merge and not lines else None
@@ -328,11 +335,12 @@ def symbolize(
 
 def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The stacks' addresses as symbolized: every frame but the leaf is a return address,
-    stepped back into its call instruction; a Python frame is a record's address."""
+    stepped back into its call instruction; a Python frame is a record's address, and so
+    is a frame the profile names itself."""
     sites = addrs - np.uint64(1)
     sites[offsets[:-1][np.diff(offsets) > 0]] += np.uint64(1)
-    python = is_python_frame(addrs)
-    sites[python] = addrs[python]
+    records = is_python_frame(addrs) | is_named_frame(addrs)
+    sites[records] = addrs[records]
     return sites
 
 
@@ -469,7 +477,7 @@ class _Resolver:
     def __init__(
         self,
         profile: HeapProfile,
-        exe: ElfImage,
+        exe: ElfImage | None,
         exe_paths: set[str],
         lines: bool,
         warnings: list[str],
@@ -515,30 +523,36 @@ class _Resolver:
         for p in np.unique(path_of[inside]).tolist():
             sel = np.flatnonzero(path_of == p)
             self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs, inlined)
-        self._resolve_python(addrs, func_of, locs)
+        self._resolve_records(addrs, func_of, locs)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
         return func_of, locs, inlined
 
-    def _resolve_python(
+    def _resolve_records(
         self, addrs: np.ndarray, func_of: np.ndarray, locs: list[tuple[str, int] | None]
     ) -> None:
-        """Name the Python frames among the addresses by their `# python_frame:` lines (a
-        frame no line names stays an address)."""
-        records = self.profile.python_frames
-        python = np.flatnonzero(is_python_frame(addrs))
-        found = [
-            (i, records[a])
-            for i, a in zip(python.tolist(), addrs[python].tolist(), strict=True)
-            if a in records
-        ]
-        if not found:
-            return
-        at, frames = zip(*found, strict=True)
-        names = [f.name for f in frames]
-        func_of[list(at)] = self._ids_of(names, python_files=[f.file for f in frames])
-        for i, frame in found:
-            locs[i] = (frame.file, frame.line)
+        """Name the frames the profile names itself: Python frames by their
+        `# python_frame:` lines, pprof's by its functions and lines (a frame no record
+        names stays an address)."""
+        for records, among, python in (
+            (self.profile.python_frames, is_python_frame(addrs), True),
+            (self.profile.named_frames, is_named_frame(addrs), False),
+        ):
+            at = np.flatnonzero(among)
+            found = [
+                (i, records[a])
+                for i, a in zip(at.tolist(), addrs[at].tolist(), strict=True)
+                if a in records
+            ]
+            if not found:
+                continue
+            frames = [frame for _, frame in found]
+            files: list[str | None] | None = [f.file for f in frames] if python else None
+            func_of[[i for i, _ in found]] = self._ids_of(
+                [f.name for f in frames], python_files=files
+            )
+            for i, frame in found:  # a pprof line may be unknown (0)
+                locs[i] = (frame.file, frame.line) if python or frame.line > 0 else None
 
     def _resolve_object(
         self,

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # address, so no mapping holds it and jeprof shows it as a bare address.
 FRAME_BASE = 0x5079000000000000
 FRAME_END = FRAME_BASE + 2**32
+# A frame the file names itself (pprof's functions and lines): NAMED_BASE + its id.
+NAMED_BASE = 0x4E41000000000000
+NAMED_END = NAMED_BASE + 2**32
 
 
 def _empty(dtype: str, length: int = 0) -> np.ndarray:
@@ -35,6 +38,16 @@ class PythonFrame:
     file: str
     line: int
     first_line: int
+
+
+@dataclass(frozen=True)
+class NamedFrame:
+    """A native frame a profile names itself, as pprof's files do: its function, the
+    function's source file and the line."""
+
+    name: str
+    file: str
+    line: int
 
 
 @dataclass
@@ -119,6 +132,8 @@ class HeapProfile:
     foreign: list[Foreign] = field(default_factory=list)  # registered or opened, not allocated
     # the Python frames the stacks hold, by address (`# python_frame:` lines)
     python_frames: dict[int, PythonFrame] = field(default_factory=dict)
+    # the frames the file names itself, by address (pprof's: parser/pprof_proto.py)
+    named_frames: dict[int, NamedFrame] = field(default_factory=dict)
 
     # parser/context_tree.StackTree, while addrs and offsets are not yet expanded from it
     stack_tree: StackSource | None = field(default=None, init=False, repr=False, compare=False)

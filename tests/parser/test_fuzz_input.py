@@ -11,6 +11,7 @@ about a minute in all."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import re
@@ -278,6 +279,30 @@ def test_fuzzed_legacy_heap_files(seed, legacy_seed, mutations, header, report):
         legacy_seed.replace(b"{format}", header.encode()), mutations, seed["work"] / "pipe"
     )
     fuzz_parser(seed, heap, seed["log"], report, from_log=False)
+
+
+@pytest.fixture(scope="module")
+def proto_seed(seed) -> bytes:
+    """The seed capture as --pprof writes it, inflated: a profile.proto naming its
+    functions, as Go's are."""
+    heap, pb = seed["work"] / "proto_seed.heap", seed["work"] / "proto_seed.pb.gz"
+    heap.write_bytes(seed["heap"])
+    assert answer(mem_parser.main, ["-p", seed["exe"], "-f", str(heap), "--pprof", str(pb)]) == 0
+    data = gzip.decompress(pb.read_bytes())
+    heap.unlink()
+    pb.unlink()
+    return data
+
+
+@fuzz_settings(400)
+@given(
+    mutations=st.lists(MUTATION, min_size=1, max_size=4),
+    report=st.sampled_from(HEAP_REPORTS),
+)
+def test_fuzzed_pprof_files(seed, proto_seed, mutations, report):
+    """pprof's profile.proto damaged inside its gzip stream."""
+    data = mutate(proto_seed, mutations, seed["work"] / "pipe")
+    fuzz_parser(seed, gzip.compress(data, mtime=0), seed["log"], report, from_log=False)
 
 
 @fuzz_settings(1500)

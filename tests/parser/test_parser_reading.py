@@ -173,14 +173,57 @@ def test_a_legacy_file_without_allocated_counts_shows_those_in_use_for_both():
     assert prof.acc_bytes.tolist() == prof.cur_bytes.tolist() == [8192, 4096]
 
 
-def test_a_gzip_file_is_refused_as_pprof_proto(tmp_path):
-    # pprof's profile.proto is gzip-compressed protobuf: refused in one sentence
+def proto(*fields: tuple[int, bytes]) -> bytes:
+    """A protobuf message of length-delimited fields (each shorter than 128 bytes)."""
+    return b"".join(bytes([number << 3 | 2, len(value)]) + value for number, value in fields)
+
+
+CPU_PROFILE = proto(
+    (1, b"\x08\x01\x10\x02"), (6, b""), (6, b"samples"), (6, b"count"), (1, b"\x08\x03\x10\x04")
+) + proto((6, b"cpu"), (6, b"nanoseconds"))
+
+
+DAMAGED = bytes(
+    b ^ 0xFF if i == 10 else b for i, b in enumerate(gzip.compress(CPU_PROFILE, mtime=0))
+)
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (
+            gzip.compress(b"\x0a\x04\x08\x01\x10\x02"),
+            "is gzip-compressed but no pprof profile.proto that reads whole: a string index (1)"
+            " past its table.",
+        ),
+        (
+            gzip.compress(b"\x0a\x7f\x08"),
+            "is gzip-compressed but no pprof profile.proto that reads whole: a field runs past"
+            " its message.",
+        ),
+        (
+            gzip.compress(CPU_PROFILE),
+            "is a pprof profile of samples (count), cpu (nanoseconds), not of a heap: mem_parser"
+            " reads heap profiles (Go's heap, alloc or allocs profiles).",
+        ),
+        (
+            gzip.compress(b"\x08" + b"\xff" * 9 + b"\x7f"),
+            "is gzip-compressed but no pprof profile.proto that reads whole: a number past 64"
+            " bits.",
+        ),
+        (gzip.compress(CPU_PROFILE)[:-12], ": its gzip stream ends early: the file is cut short."),
+        (DAMAGED, ": its gzip stream is damaged (Error -3 while decompressing data"),
+    ],
+)
+def test_a_pprof_file_that_is_no_heap_profile_is_refused(tmp_path, content, what):
+    """pprof's profile.proto, gzip-compressed: one that is damaged, cut short, or of
+    anything but a heap is refused in one sentence that says which."""
     path = tmp_path / "x.pb.gz"
-    path.write_bytes(gzip.compress(b"\x0a\x04\x08\x01\x10\x02"))
+    path.write_bytes(content)
     for read in (read_heap, read_heap_header):
         with pytest.raises(HeapFileError) as err:
             read(str(path))
-        assert str(err.value).startswith(f"{path} is gzip-compressed, as pprof's profile.proto")
+        assert str(err.value).startswith(f"{path}") and what in str(err.value), err.value
         assert "\n" not in str(err.value)
 
 

@@ -155,6 +155,27 @@ def test_go_legacy_heap_profile_reads_as_go_pprof_reads_it(go_build, tmp_path):
     assert "main.sitePages" in go_pprof(tmp_path, "-top", written).stdout
 
 
+@pytest.mark.parametrize("index", ["inuse_space", "alloc_space"])
+def test_go_proto_heap_profile_reads_as_go_pprof_reads_it(go_build, tmp_path, index):
+    """Go's own heap profile (pprof's profile.proto, gzip-compressed), read without the
+    program, which the file's function names make unneeded: the totals and the top rows
+    of `go tool pprof`, and `--pprof` of it read back by go tool pprof the same."""
+    exe = go_build("heap_sites", cgo=False)
+    pb = tmp_path / "go.pb.gz"
+    subprocess.run([exe, *map(str, SITES[:2]), pb], check=True, timeout=120)
+    assert pb.read_bytes()[:2] == b"\x1f\x8b"
+    total, rows = text_table([MEM_PARSER, "-f", pb, "-t", f"--{index}"])
+    theirs = go_pprof_total(tmp_path, f"-sample_index={index}", pb)
+    assert total == pytest.approx(theirs, rel=0.01, abs=0.05)
+    assert [name for name, _, _ in rows[:2]] == ["main.sitePages", "main.siteSmall"], rows[:4]
+    written = tmp_path / "again.pb.gz"
+    subprocess.run([MEM_PARSER, "-f", pb, "--pprof", written], check=True)
+    again = go_pprof_total(tmp_path, f"-sample_index={index}", written)
+    assert again == pytest.approx(total, abs=0.05)
+    base, _ = text_table([MEM_PARSER, "-f", pb, "--base", pb, "-t", f"--{index}"])
+    assert base == 0
+
+
 def go_pprof_total(tmp_path: Path, *args: str | Path) -> float:
     """The total (MB) of `go tool pprof -top ARGS`."""
     out = go_pprof(tmp_path, "-top", *args).stdout
