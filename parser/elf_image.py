@@ -15,22 +15,35 @@ import numpy as np
 import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.dwarf.compileunit import CompileUnit
-from elftools.dwarf.die import DIE, AttributeValue
 from elftools.dwarf.dwarfinfo import DWARFInfo
-from elftools.dwarf.lineprogram import LineProgram
-from elftools.dwarf.ranges import BaseAddressEntry
+from elftools.elf import enums
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from mem_profiler.core.elf_headers import ElfHeaders, read_headers
+from mem_profiler.core.elf_headers import ElfHeaders, Section, read_headers
 from mem_profiler.core.errors import ElfError
 from mem_profiler.core.input_files import open_regular, read_errors
 from mem_profiler.parser import symcache
+from mem_profiler.parser.dwarf_dies import DebugInfo
 
 # Where distributions put separate debug files (monkeypatched by tests).
 DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
 
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10
+_SHT_NOBITS = 8
+# pyelftools' names of section types back to their numbers
+_SHT = {
+    name: number
+    for table in (
+        enums.ENUM_SH_TYPE_BASE,
+        enums.ENUM_SH_TYPE_AMD64,
+        enums.ENUM_SH_TYPE_AARCH64,
+        enums.ENUM_SH_TYPE_ARM,
+        enums.ENUM_SH_TYPE_MIPS,
+        enums.ENUM_SH_TYPE_RISCV,
+    )
+    for name, number in table.items()
+}
 _SHN_LORESERVE = 0xFF00
 _BIND_RANK = {1: 0, 2: 1, 0: 2}  # STB_GLOBAL, STB_WEAK, STB_LOCAL
 # What an ELF file may hold past its last section (alignment), as .gnu_debuglink's
@@ -93,12 +106,17 @@ class LineTable:
         return cls(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
 
     @classmethod
-    def from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit) -> LineTable:
+    def from_cus(cls, dwarf: DWARFInfo, cus: list[CompileUnit]) -> list[LineTable]:
+        dies = DebugInfo(dwarf)
+        return [cls._from_cu(dwarf, cu, dies) for cu in cus]
+
+    @classmethod
+    def _from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit, dies: DebugInfo) -> LineTable:
         """The line rows of one compile unit."""
-        program = dwarf.line_program_for_CU(cu)
-        if program is None or not program.header["file_entry"]:
+        files, base = dies.unit_files(cu.cu_offset)
+        program = dwarf.line_program_for_CU(cu) if files else None
+        if program is None:
             return cls.empty()
-        files, base = _cu_files(cu, program)
         addrs, file_ids, lines = [], [], []
         for entry in program.get_entries():
             state = entry.state
@@ -193,50 +211,29 @@ class InlineTable:
         return cls(np.zeros(0, np.uint64), ints, ints, ints, ints, ints, [], [])
 
     @classmethod
-    def from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit) -> InlineTable:
-        """The inlined calls of one compile unit, from its tree of DIEs."""
-        program = dwarf.line_program_for_CU(cu)
-        files, base = _cu_files(cu, program) if program is not None else ([], 1)
-        top = cu.get_top_DIE()
-        low = top.attributes.get("DW_AT_low_pc")
-        cu_base = low.value if low is not None else 0
-        parent, name_ids, file_ids, lines, ranges = [], [], [], [], []
+    def from_cus(cls, dwarf: DWARFInfo, cus: list[CompileUnit]) -> list[InlineTable]:
+        """The inlined calls of each compile unit, from its tree of DIEs."""
+        dies = DebugInfo(dwarf)
+        return [cls._from_cu(cu.cu_offset, dies) for cu in cus]
+
+    @classmethod
+    def _from_cu(cls, offset: int, dies: DebugInfo) -> InlineTable:
+        files, base = dies.unit_files(offset)
+        calls, function_names = dies.inlined_calls(offset)
         names: dict[str, int] = {}
-        origin_names: dict[int, int] = {}
-        todo = [(top, -1, 0)]  # (DIE, the inlined call it is in, its depth of inlining)
-        while todo:
-            die, call, depth = todo.pop()
-            for child in die.iter_children():
-                if child.tag == "DW_TAG_inlined_subroutine":
-                    attrs = child.attributes
-                    origin = attrs.get("DW_AT_abstract_origin")
-                    key = (
-                        -1
-                        if origin is None
-                        else origin.value
-                        + (0 if origin.form == "DW_FORM_ref_addr" else cu.cu_offset)
-                    )
-                    if key not in origin_names:
-                        name = _function_name(child)
-                        origin_names[key] = names.setdefault(name, len(names))
-                    name_ids.append(origin_names[key])
-                    file_id, line = _call_site(attrs, len(files), base)
-                    file_ids.append(file_id)
-                    lines.append(line)
-                    parent.append(call)
-                    ranges += [
-                        (lo, hi, len(parent) - 1, depth + 1)
-                        for lo, hi in _die_ranges(dwarf, cu, child, cu_base)
-                    ]
-                    if child.has_children:
-                        todo.append((child, len(parent) - 1, depth + 1))
-                elif child.tag in _CODE_SCOPES and child.has_children:
-                    todo.append((child, call, depth))
+        name_ids, file_ids, lines, ranges = [], [], [], []
+        for i, call in enumerate(calls):
+            name_ids.append(names.setdefault(function_names[call.origin], len(names)))
+            index = call.call_file - base if call.call_file is not None else -1
+            known = 0 <= index < len(files) and call.call_line is not None
+            file_ids.append(index if known else 0)
+            lines.append(call.call_line if known else 0)
+            ranges += [(low, high, i, call.depth) for low, high in call.ranges]
         starts, innermost = _segments(ranges)
         return cls(
             starts,
             innermost,
-            np.array(parent, np.int32),
+            np.array([call.parent for call in calls], np.int32),
             np.array(name_ids, np.int32),
             np.array(file_ids, np.int32),
             np.array(lines, np.int32),
@@ -530,7 +527,32 @@ def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
         {section.name for section in elf.iter_sections()},
         _build_id(elf),
         None if link is None else link.data(),
+        elf.elfclass,
+        tuple(
+            Section(
+                s.name,
+                s.header.sh_type if isinstance(s.header.sh_type, int) else _SHT[s.header.sh_type],
+                s["sh_addr"],
+                s["sh_offset"],
+                s["sh_size"],
+                s["sh_link"],
+                s["sh_entsize"],
+            )
+            for s in elf.iter_sections()
+        ),
     )
+
+
+def _section_data(f: BinaryIO, section: Section) -> bytes:
+    """A section's bytes (none for SHT_NOBITS: a debug file's copies of the loaded
+    sections); ValueError where the file ends before its end."""
+    if section.type == _SHT_NOBITS:
+        return b""
+    f.seek(section.offset)
+    data = f.read(section.size)
+    if len(data) != section.size:
+        raise ValueError(f"section {section.name} is cut short")
+    return data
 
 
 def _build_id(elf: ELFFile) -> str | None:
@@ -573,12 +595,13 @@ def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | N
 def _read_symbols(path: str, section_name: str) -> SymbolTable:
     """FUNC and IFUNC symbols of one symbol table section, aliases merged."""
     with _open(path) as f:
-        elf = ELFFile(f)
-        section = elf.get_section_by_name(section_name)
-        if section is None or section["sh_entsize"] == 0:
+        headers = read_headers(f) or _pyelftools_headers(f)
+        table = headers.section_headers
+        section = next((s for s in table if s.name == section_name), None)
+        if section is None or section.entsize == 0 or section.link >= len(table):
             return SymbolTable.empty()
-        end = ">" if not elf.little_endian else "<"
-        if elf.elfclass == 64:
+        end = "<" if headers.little_endian else ">"
+        if headers.bits == 64:
             fields = [
                 ("name", "u4"),
                 ("info", "u1"),
@@ -597,12 +620,10 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
                 ("shndx", "u2"),
             ]
         dtype = np.dtype([(n, end + t) for n, t in fields])
-        data = section.data()
+        data = _section_data(f, section)
         syms = np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize)
-        strtab = elf.get_section(section["sh_link"]).data()
-        section_ends = np.array(
-            [s["sh_addr"] + s["sh_size"] for s in elf.iter_sections()], dtype=np.uint64
-        )
+        strtab = _section_data(f, table[section.link])
+        section_ends = np.array([s.addr + s.size for s in table], dtype=np.uint64)
 
     kind = syms["info"] & 0xF
     keep = (
@@ -701,14 +722,15 @@ class _DwarfCache(Generic[_Table]):
     def _decode(self, path: str, vaddrs: np.ndarray) -> None:
         """Decode the compile units of `path` covering vaddrs that are not decoded yet."""
         with _elf_errors(path), _open(path) as f:
-            dwarf = ELFFile(f).get_dwarf_info()
+            # relocations apply to object files (ET_REL) only, never to what a process maps
+            dwarf = ELFFile(f).get_dwarf_info(relocate_dwarf_sections=False)
             if self.ranges is None:
                 self.ranges = _aranges(dwarf)
             if len(self.ranges[0]):
                 cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(self.ranges, vaddrs))]
             else:
                 cus = list(dwarf.iter_CUs())
-            tables = [self.table] + [self.table_type.from_cu(dwarf, cu) for cu in cus]
+            tables = [self.table] + self.table_type.from_cus(dwarf, cus)
         self.cus.update(cu.cu_offset for cu in cus)
         self.table = self.table_type.merge(tables)
         if self.key:
@@ -737,25 +759,6 @@ def _aranges(dwarf: DWARFInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return table[:, 0].copy(), table[:, 0] + table[:, 1], table[:, 2].astype(np.int64)
 
 
-def _cu_files(cu: CompileUnit, program: LineProgram) -> tuple[list[str], int]:
-    """The file names of a CU's line program, made absolute, and the index of the first
-    (DWARF 5 counts files from 0, earlier versions from 1)."""
-    comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
-    comp_dir = comp_dir.value.decode("utf-8", "surrogateescape") if comp_dir else ""
-    header = program.header
-    dirs = [d.decode("utf-8", "surrogateescape") for d in header["include_directory"]]
-    files = []
-    for entry in header["file_entry"]:
-        name = entry.name.decode("utf-8", "surrogateescape")
-        if header["version"] >= 5:
-            # directory 0 is the compilation directory itself, already joined
-            folder = dirs[entry.dir_index] if 0 < entry.dir_index < len(dirs) else ""
-        else:
-            folder = dirs[entry.dir_index - 1] if 0 < entry.dir_index <= len(dirs) else ""
-        files.append(os.path.normpath(os.path.join(comp_dir, folder, name)))
-    return files, 0 if header["version"] >= 5 else 1
-
-
 def _merge_strings(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
     """Several (strings, ids into them) as one list of distinct strings and the ids into it."""
     ids: dict[str, int] = {}
@@ -764,64 +767,6 @@ def _merge_strings(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str]
         remap = np.array([ids.setdefault(text, len(ids)) for text in strings], np.int32)
         remapped.append(remap[part_ids] if len(part_ids) else np.zeros(0, np.int32))
     return list(ids), np.concatenate(remapped).astype(np.int32)
-
-
-# DIEs that can hold code with inlined calls: walked into, their other children skipped
-_CODE_SCOPES = frozenset(
-    {"DW_TAG_namespace", "DW_TAG_subprogram", "DW_TAG_lexical_block", "DW_TAG_module"}
-)
-
-
-def _function_name(die: DIE) -> str:
-    """The (linkage, else plain) name of the function an inlined call or a subprogram
-    stands for, through DW_AT_abstract_origin and DW_AT_specification."""
-    plain = None
-    for _ in range(8):  # the chain is short; a cycle in broken DWARF is not followed far
-        attrs = die.attributes
-        for key in ("DW_AT_linkage_name", "DW_AT_MIPS_linkage_name"):
-            if key in attrs:
-                return attrs[key].value.decode("utf-8", "surrogateescape")
-        if plain is None and "DW_AT_name" in attrs:
-            plain = attrs["DW_AT_name"].value.decode("utf-8", "surrogateescape")
-        follow = next(
-            (k for k in ("DW_AT_abstract_origin", "DW_AT_specification") if k in attrs), None
-        )
-        if follow is None:
-            break
-        die = die.get_DIE_from_attribute(follow)
-    return plain or "??"
-
-
-def _call_site(attrs: dict[str, AttributeValue], nfiles: int, base: int) -> tuple[int, int]:
-    """(file index, line) of an inlined call's DW_AT_call_file/line; (0, 0) if unknown."""
-    file_attr, line_attr = attrs.get("DW_AT_call_file"), attrs.get("DW_AT_call_line")
-    index = file_attr.value - base if file_attr is not None else -1
-    if 0 <= index < nfiles and line_attr is not None:
-        return index, line_attr.value
-    return 0, 0
-
-
-def _die_ranges(dwarf: DWARFInfo, cu: CompileUnit, die: DIE, cu_base: int) -> list[tuple[int, int]]:
-    """The [low, high) address ranges of a DIE: DW_AT_low_pc/high_pc or DW_AT_ranges."""
-    attrs = die.attributes
-    if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
-        low, high = attrs["DW_AT_low_pc"].value, attrs["DW_AT_high_pc"]
-        # DWARF 4+: a constant high_pc is the length
-        end = high.value if high.form == "DW_FORM_addr" else low + high.value
-        return [(low, end)] if end > low else []
-    if "DW_AT_ranges" not in attrs:
-        return []
-    out, base = [], cu_base
-    lists = dwarf.range_lists()
-    if lists is None:
-        return []
-    for entry in lists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu):
-        if isinstance(entry, BaseAddressEntry):
-            base = entry.base_address
-        elif entry.end_offset > entry.begin_offset:
-            shift = 0 if entry.is_absolute else base
-            out.append((entry.begin_offset + shift, entry.end_offset + shift))
-    return out
 
 
 def _segments(ranges: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 _PT_LOAD, _PT_INTERP, _SHT_NOTE, _NT_GNU_BUILD_ID = 1, 3, 7, 3
 _SHN_XINDEX = 0xFFFF
@@ -16,11 +16,24 @@ _MAX_NOTES = 1 << 20  # bytes of SHT_NOTE sections read for the build-id
 _MAX_LINK = 4096  # bytes of .gnu_debuglink (a file name and a CRC)
 
 
+class Section(NamedTuple):
+    """A section header's fields that the readers of its contents use."""
+
+    name: str
+    type: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+
+
 @dataclass(frozen=True)
 class ElfHeaders:
     """PT_LOAD segments as (offset, vaddr, filesz), whether it names a program
-    interpreter (a dynamic loader: PT_INTERP), the sections' names, the build-id (hex)
-    and the contents of .gnu_debuglink, if any."""
+    interpreter (a dynamic loader: PT_INTERP), the sections' names, the build-id (hex),
+    the contents of .gnu_debuglink, if any, its class (32 or 64 bits) and its section
+    headers in their order."""
 
     little_endian: bool
     segments: list[tuple[int, int, int]]
@@ -28,6 +41,8 @@ class ElfHeaders:
     sections: set[str]
     build_id: str | None
     debuglink: bytes | None
+    bits: int
+    section_headers: tuple[Section, ...]
 
 
 @dataclass(frozen=True)
@@ -87,18 +102,30 @@ def _read(f: BinaryIO) -> ElfHeaders | None:
         table = _at(f, shoff, shnum * shentsize)
         headers = [section.unpack_from(table, i * shentsize) for i in range(shnum)]
     names: dict[str, tuple[int, ...]] = {}
+    sections = []
     if headers:
         strings = _at(f, headers[shstrndx][4], headers[shstrndx][5])
         for h in headers:
             end = strings.index(b"\0", h[0])
-            names.setdefault(strings[h[0] : end].decode("utf-8", "surrogateescape"), h)
+            name = strings[h[0] : end].decode("utf-8", "surrogateescape")
+            names.setdefault(name, h)
+            sections.append(Section(name, h[1], h[3], h[4], h[5], h[6], h[9]))
     build_id = None
     for h in headers:
         if h[1] == _SHT_NOTE and build_id is None:
             build_id = _build_id(_at(f, h[4], min(h[5], _MAX_NOTES)), order)
     link = names.get(".gnu_debuglink")
     debuglink = _at(f, link[4], min(link[5], _MAX_LINK)) if link else None
-    return ElfHeaders(order == "<", segments, interpreter, set(names), build_id, debuglink)
+    return ElfHeaders(
+        order == "<",
+        segments,
+        interpreter,
+        set(names),
+        build_id,
+        debuglink,
+        32 if ident[4] == 1 else 64,
+        tuple(sections),
+    )
 
 
 def _at(f: BinaryIO, offset: int, size: int) -> bytes:

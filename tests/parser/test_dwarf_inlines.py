@@ -1,0 +1,130 @@
+"""The inlined calls read from .debug_info (parser/dwarf_dies.py) are binutils'
+addr2line's reading of the same DWARF: at addresses across every segment of the
+inline table, the same chain of inlined functions, innermost first, each with its call
+site. On a C++ program built with each DWARF flavour GCC writes, on libc's Debian
+debug file and on the pyenv interpreter's libpython."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from mem_profiler.core.errors import ElfError
+from mem_profiler.parser.elf_image import ElfImage, InlineTable
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+SAMPLES = 1500  # addresses asked of each file
+
+
+def inline_table(path: str) -> InlineTable:
+    with open(path, "rb") as f:
+        dwarf = ELFFile(f).get_dwarf_info()
+        return InlineTable.merge(
+            [InlineTable.empty(), *InlineTable.from_cus(dwarf, list(dwarf.iter_CUs()))]
+        )
+
+
+def addr2line_chains(path: str, addrs: list[int]) -> list[list[tuple[str, str]]]:
+    """addr2line -f -i's frames at each address: (function, its place), innermost first."""
+    out = subprocess.run(
+        ["addr2line", "-e", path, "-f", "-i", "-a", *map(hex, addrs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    chains: list[list[str]] = []
+    for line in out:
+        if line.startswith("0x"):
+            chains.append([])
+        else:
+            chains[-1].append(line)
+    return [list(zip(c[0::2], c[1::2], strict=True)) for c in chains]
+
+
+def site(place: str) -> str:
+    """file:line as its base name and line (addr2line does not normalise paths)."""
+    return os.path.basename(place.split(" (discriminator")[0])
+
+
+def assert_agrees_with_addr2line(path: str) -> None:
+    table = inline_table(path)
+    assert len(table.parent) > 0, f"{path} has no inlined calls"
+    middles = table.starts[:-1] + (table.starts[1:] - table.starts[:-1]) // 2
+    addrs = middles[:: max(1, len(middles) // SAMPLES)]
+    ours = table.chains(addrs)
+    theirs = addr2line_chains(path, addrs.tolist())
+    assert len(theirs) == len(addrs)
+    symbols = ElfImage(path).symbols()
+    holders = [symbols.names[i] if i >= 0 else "" for i in symbols.lookup(addrs).tolist()]
+    inlined = fallback = 0
+    for addr, chain, frames, holder in zip(addrs.tolist(), ours, theirs, holders, strict=True):
+        # addr2line's frames: the innermost function with where the address is in it,
+        # then each caller with the call site of the function inside it
+        expected = [(frames[i][0], site(frames[i + 1][1])) for i in range(len(frames) - 1)]
+        got = [(name, f"{os.path.basename(s[0])}:{s[1]}" if s else "??:0") for name, s in chain]
+        inlined += bool(chain)
+        if got and expected and got[1:] == expected[1:] and got[0][1] == expected[0][1]:
+            # binutils names some innermost inlined calls after the symbol holding
+            # the address; their call sites still agree
+            if got[0][0] != expected[0][0] and expected[0][0] == holder:
+                fallback += 1
+                continue
+        assert got == expected, (hex(addr), got, expected)
+    assert inlined > len(addrs) // 4
+    assert fallback <= len(addrs) // 20, fallback
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["-gdwarf-5"],
+        ["-gdwarf-4"],
+        ["-gdwarf-3", "-gstrict-dwarf"],
+        ["-gdwarf-5", "-gz"],  # compressed sections
+    ],
+    ids=lambda flags: " ".join(flags),
+)
+def test_a_cxx_program_in_each_dwarf_flavour(tmp_path, flags):
+    exe = tmp_path / "cxx_stl"
+    subprocess.run(
+        ["g++", "-O2", *flags, "-pthread", "-o", exe, FIXTURES / "cxx_stl.cpp"], check=True
+    )
+    assert_agrees_with_addr2line(str(exe))
+
+
+def test_libc_from_its_debian_debug_file():
+    debug = ElfImage(LIBC).debug_path
+    if debug is None:
+        pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
+    assert_agrees_with_addr2line(debug)
+
+
+def test_the_interpreters_libpython():
+    libdir, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    path = os.path.join(libdir or "", name or "")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not os.path.isfile(path):
+        pytest.skip(f"{sys.executable} is not built with a shared libpython")
+    assert_agrees_with_addr2line(path)
+
+
+def test_a_damaged_unit_is_an_elf_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "cache"))
+    exe = tmp_path / "inlined"
+    subprocess.run(["gcc", "-O2", "-g", "-o", exe, FIXTURES / "inlined.c"], check=True)
+    addrs = inline_table(str(exe)).starts
+    data = bytearray(exe.read_bytes())
+    with open(exe, "rb") as f:
+        info = ELFFile(f).get_section_by_name(".debug_info")
+        start, size = info["sh_offset"], info["sh_size"]
+    half = size // 2  # the unit's own DIE intact, its children garbled
+    data[start + half : start + size] = b"\xff" * (size - half)
+    exe.write_bytes(bytes(data))
+    with pytest.raises(ElfError, match="is not a valid ELF binary .*damaged DWARF unit"):
+        ElfImage(str(exe)).inlined(addrs)
