@@ -15,6 +15,7 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
 from mem_profiler.parser.capture_files import select_files
+from mem_profiler.parser.nputil import return_large_frees
 from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
 from mem_profiler.parser.symbolize import recorded_program
@@ -370,6 +371,7 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
+    return_large_frees()
     run_command(cli, PROG, argv)
 
 

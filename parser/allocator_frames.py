@@ -11,6 +11,7 @@ import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
+from mem_profiler.parser.nputil import stack_positions
 
 # Allocator functions by name, demangled (and without Rust's hashes): the malloc family,
 # C++'s operator new and delete, the standard allocators' allocate, jemalloc's (its
@@ -58,8 +59,7 @@ def cut_allocator_frames(
     frame), but never its last frame: a stack that is the allocator's alone keeps its
     outermost frame."""
     lengths = np.diff(offsets)
-    stack_of = np.repeat(np.arange(len(lengths)), lengths)
-    position = np.arange(len(frames)) - offsets[:-1][stack_of]
+    stack_of, position = stack_positions(offsets)
     cut_at = np.flatnonzero(alloc & (position < lengths[stack_of] - 1))
     if not len(cut_at):
         return frames, offsets

@@ -43,27 +43,35 @@ class Tree:
         # int32 indices: a tree of 2^31 nodes is a file beyond what the reader takes.
         self.parent = np.asarray(parent, np.int32)
         self.address = np.asarray(address, np.uint64)
-        # jumps[k]: each node's ancestor 2^k levels up (0 beyond the root)
-        self.jumps = [self.parent]
-        while self.jumps[-1].any():
-            last = self.jumps[-1]
-            self.jumps.append(last[last])
         weight = np.arange(len(self.parent)) > 0
         if present is not None:
             weight &= present
-        self.depth = self.path_sums(weight)  # frames from each node up to the root
-        self.ends = self.path_sums(weight & (self.address == np.uint64(GROUP_END)))
+        jumps = self.jumps()
+        self.depth = self.path_sums(weight, jumps)  # frames from each node up to the root
+        self.ends = self.path_sums(weight & (self.address == np.uint64(GROUP_END)), jumps)
 
-    def path_sums(self, weights: np.ndarray) -> np.ndarray:
+    def jumps(self) -> list[np.ndarray]:
+        """jumps[k]: each node's ancestor 2^k levels up (0 beyond the root), up to the
+        first that is all 0s. Made for each use rather than kept: a tree of 10^6 nodes
+        90 deep has 8 of them, 40 MB."""
+        jumps = [self.parent]
+        while jumps[-1].any():
+            last = jumps[-1]
+            jumps.append(last[last])
+        return jumps
+
+    def path_sums(self, weights: np.ndarray, jumps: list[np.ndarray] | None = None) -> np.ndarray:
         """For every node the sum of `weights` over it and its ancestors (pointer doubling:
-        a step per power of two of the depth)."""
+        a step per power of two of the depth; `jumps`, self.jumps() if already made)."""
         sums = np.asarray(weights, np.int64).copy()
         sums[0] = 0
-        for jump in self.jumps[:-1]:
+        for jump in (jumps or self.jumps())[:-1]:
             sums += sums[jump]
         return sums
 
-    def chains(self, leaves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def chains(
+        self, leaves: np.ndarray, lengths: np.ndarray, jumps: list[np.ndarray]
+    ) -> np.ndarray:
         """The nodes of each leaf's chain up to the root (the first `lengths` of them, no
         more than its depth), leaf first, one chain after another.
 
@@ -74,7 +82,7 @@ class Tree:
         matrix = np.empty((width, len(leaves)), np.int32)
         matrix[:1] = leaves
         step = 1
-        for jump in self.jumps:
+        for jump in jumps:
             if step >= width:
                 break
             rows = min(step, width - step)
@@ -106,13 +114,14 @@ class Tree:
         lo, hi = 0, 0  # no native frame in (0, 0]
         if evaluation is not None and evaluation[1] is not None:
             lo, hi = evaluation[0], evaluation[1]
+        jumps = self.jumps()
         for a, b in _chunks(np.maximum(native_lengths, self.depth[python])):
-            nodes = self.chains(native[a:b], native_lengths[a:b])
+            nodes = self.chains(native[a:b], native_lengths[a:b], jumps)
             out = addrs[offsets[a] : offsets[b]]
             if not python_lengths[a:b].any():
                 np.take(values, nodes, out=out)
                 continue
-            self._merge(out, values, nodes, native_lengths[a:b], python[a:b], lo, hi)
+            self._merge(out, values, nodes, native_lengths[a:b], python[a:b], lo, hi, jumps)
         return addrs, offsets
 
     def _merge(
@@ -124,6 +133,7 @@ class Tree:
         python: np.ndarray,
         lo: int,
         hi: int,
+        jumps: list[np.ndarray],
     ) -> None:
         """Write into `out` the `values` of the stacks of native frames `native_nodes`
         (one run of `native_lengths` per stack) merged with the Python chains of the
@@ -134,7 +144,7 @@ class Tree:
         in the chain are anchored no further out, those after it no nearer. The native
         frames fill the places left, in order."""
         chain_lengths = self.depth[python]
-        chain = self.chains(python, chain_lengths)
+        chain = self.chains(python, chain_lengths, jumps)
         frames = self.address[chain] != np.uint64(GROUP_END)
         stack = np.repeat(np.arange(len(python)), chain_lengths)[frames]
         chain = chain[frames]

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 _INT64_FLOAT_MAX = float(2**63 - 1024)  # the largest float64 below 2^63
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_large_frees() -> None:
+    """Have the C library map every block of 16 MiB or more on its own, so that numpy's
+    large temporaries go back to the system when freed: glibc's threshold otherwise
+    rises to the largest block freed, after which blocks of tens of MB come from the
+    heap, where what is freed fragments and stays resident. (A lower threshold costs
+    the page faults of mapping the many smaller arrays afresh each time.)"""
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def clip_int64(values: np.ndarray) -> np.ndarray:
     """Whole float64 values as int64, those beyond its range clipped rather than wrapped
     (only a damaged or hand-made file, with absurd rates or sizes, has them)."""
     return np.clip(values, -_INT64_FLOAT_MAX, _INT64_FLOAT_MAX).astype(np.int64)
+
+
+def stack_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of stacks laid end to end (stack i's frames from offsets[i] to
+    offsets[i + 1]), its stack and its position in it from the leaf (int32 both)."""
+    lengths = np.diff(offsets)
+    stack_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+    position = np.arange(int(offsets[-1]), dtype=np.int32)
+    position -= offsets[:-1][stack_of].astype(np.int32)
+    return stack_of, position
 
 
 def sorted_unique(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:

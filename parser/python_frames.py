@@ -12,6 +12,7 @@ import numpy as np
 from mem_profiler.core.profile import FRAME_BASE, FRAME_END
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.context_tree import eval_range
+from mem_profiler.parser.nputil import stack_positions
 
 if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile
@@ -55,8 +56,7 @@ def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
     loc_interp = interpreter_code(sym.profile, sym.addrs)
     loc_python = is_python_frame(sym.addrs)
     lengths = np.diff(sym.offsets)
-    stack_of = np.repeat(np.arange(len(lengths)), lengths)
-    position = np.arange(len(sym.frames)) - sym.offsets[:-1][stack_of]
+    stack_of, position = stack_positions(sym.offsets)
     python = loc_python[sym.frames]
     outermost = np.full(len(lengths), -1, np.int64)
     np.maximum.at(outermost, stack_of[python], position[python])

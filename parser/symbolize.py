@@ -296,17 +296,8 @@ def symbolize(
         locations = _with_inlined(uniq, *resolver.resolve(uniq))
         frames, offsets = index_of(addrs, uniq), profile.offsets
     loc_addrs, func_of, where, is_inlined, first = locations
-    if first is not None and len(frames):  # each address's frame becomes its locations
-        counts = np.diff(np.r_[first, len(loc_addrs)])
-        lengths, heads = counts[frames], first[frames]
-        ends = np.cumsum(lengths)
-        # consecutive location ids within a frame's run, a jump to the next run's first:
-        # one cumulative sum rather than two repeats of the 10^6 frames
-        steps = np.ones(int(ends[-1]), np.int64)
-        steps[ends[:-1]] = heads[1:] - (heads[:-1] + lengths[:-1] - 1)
-        steps[0] = heads[0]
-        frames = np.cumsum(steps)
-        offsets = np.r_[0, ends][offsets]
+    if first is not None and len(frames):
+        frames, offsets = _location_frames(first, len(loc_addrs), frames, offsets)
     functions = resolver.table
     func_alloc = np.array(
         [
@@ -331,6 +322,25 @@ def symbolize(
         python_files=functions.python_files,
     )
     return sym if native else fold_interpreter_frames(sym)
+
+
+def _location_frames(
+    first: np.ndarray, locations: int, frames: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stacks of address frames (`frames`, `offsets`) as stacks of locations, each
+    address's frame its run of locations (from first[address]: _with_inlined)."""
+    after = np.r_[first[1:], locations].astype(np.int32)  # where each address's run ends
+    first = first.astype(np.int32)
+    lengths = (after - first)[frames]
+    total = int(lengths.sum(dtype=np.int64))
+    ends = np.cumsum(lengths, dtype=np.int32 if total < 2**31 else np.int64)
+    del lengths
+    # consecutive location ids within a frame's run, a jump to the next run's first:
+    # one cumulative sum rather than two repeats of the 10^6 frames
+    steps = np.ones(total, np.int32)
+    steps[ends[:-1]] = first[frames[1:]] - after[frames[:-1]] + 1
+    steps[0] = first[frames[0]]
+    return np.cumsum(steps, out=steps), np.r_[0, ends][offsets]
 
 
 def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
