@@ -58,8 +58,11 @@ def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
     lengths = np.diff(sym.offsets)
     stack_of, position = stack_positions(sym.offsets)
     python = loc_python[sym.frames]
+    # a stack's frames are in order: its outermost Python frame is its last
+    at = np.flatnonzero(python)
+    last = at[np.r_[stack_of[at][1:] != stack_of[at][:-1], True]] if len(at) else at
     outermost = np.full(len(lengths), -1, np.int64)
-    np.maximum.at(outermost, stack_of[python], position[python])
+    outermost[stack_of[last]] = position[last]
     has_python = outermost[stack_of] >= 0
     fold = has_python & ((loc_interp[sym.frames] & ~python) | (position > outermost[stack_of]))
     if not fold.any():
