@@ -13,6 +13,7 @@ import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.context_tree import StackTree, Tree
+from mem_profiler.parser.nputil import index_of, sorted_unique
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +46,8 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
     up = tree.parent.astype(np.int64)
     levels = _Levels(tree.depth)
     with_python = tree.depth[stacks.python] > tree.ends[stacks.python]
-    plain_leaves, plain_at = np.unique(stacks.native[~with_python], return_inverse=True)
-    python_leaves, python_at = np.unique(stacks.native[with_python], return_inverse=True)
+    plain_leaves, plain_at = _distinct(stacks.native[~with_python])
+    python_leaves, python_at = _distinct(stacks.native[with_python])
     # entries: (copy, node) of callers, copy 0 without Python frames and 1 with; leaves
     python_callers = np.r_[up[python_leaves], stacks.python[with_python]]
     nodes = [
@@ -74,7 +75,7 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
         at = order[bounds[level] : bounds[level + 1]]
         ids = new_id[parent_slot[at]]
         fresh = ~skip[at]
-        distinct, which = np.unique(ids[fresh] * width + key[at[fresh]], return_inverse=True)
+        distinct, which = _distinct(ids[fresh] * width + key[at[fresh]])
         ids[fresh] = count + which
         first = np.empty(len(distinct), np.int64)
         first[which] = at[fresh]  # any entry of each: they name the same
@@ -95,7 +96,7 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
     label = np.zeros(len(native), np.int64)
     for i, text in profile.labels.items():
         label[i] = label_texts.index(text) + 1
-    rows, row_of = np.unique(np.column_stack([native, python, label]), axis=0, return_inverse=True)
+    rows, row_of = _distinct_rows(native, python, label)
     # rows in the order of their first stack: reports list stacks as the file does
     row_of = row_of.reshape(-1)
     first = np.full(len(rows), len(row_of), np.int64)
@@ -116,7 +117,9 @@ class _Levels:
     """Indices grouped by their depth (a level of the tree each)."""
 
     def __init__(self, depth: np.ndarray) -> None:
-        self.order = np.argsort(depth, kind="stable")
+        # numpy sorts 16-bit integers by radix: the depths of any tree a file holds
+        small = len(depth) == 0 or int(depth.max()) < 2**15
+        self.order = np.argsort(depth.astype(np.int16) if small else depth, kind="stable")
         self.bounds = np.searchsorted(depth[self.order], np.arange(int(depth.max(initial=0)) + 2))
 
     def order_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +135,33 @@ class _Levels:
             marked[up[at[marked[at]]]] = True
         marked[0] = False
         return marked
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True) of non-negative integers, by a sort of the
+    values and a hash lookup rather than a sort of their indices."""
+    distinct = sorted_unique(values)
+    return distinct, index_of(values, distinct)
+
+
+def _distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of the non-negative int64 `columns`, in sorted order, and the
+    row of each (np.unique(axis=0), which compares rows as bytes, by one int64 key
+    where the columns' ranges fit in one)."""
+    widths = [int(c.max(initial=0)) + 1 for c in columns]
+    if np.prod(widths, dtype=float) >= 2**62:
+        rows, row_of = np.unique(np.column_stack(columns), axis=0, return_inverse=True)
+        return rows, row_of.reshape(-1)
+    key = np.zeros(len(columns[0]), np.int64)
+    for column, width in zip(columns, widths, strict=True):
+        key = key * width + column
+    distinct, row_of = _distinct(key)
+    rows = np.empty((len(distinct), len(columns)), np.int64)
+    rest = distinct.copy()
+    for k in range(len(columns) - 1, -1, -1):
+        rows[:, k] = rest % widths[k]
+        rest //= widths[k]
+    return rows, row_of
 
 
 def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[str]) -> HeapProfile:
