@@ -93,6 +93,14 @@ $(VENV)/.torch: $(BUILD)/python-links
 	$(PY) -m pip install -q torch==2.13.0 || echo "PyTorch not installed: its test will be skipped"
 	touch $@
 
+# Grafana's Pyroscope SDK for Node.js, whose heap profiles (pprof) the parser's tests read.
+$(BUILD)/pyroscope-node/.installed:
+	@command -v npm >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; }
+	npm install -s --prefix $(BUILD)/pyroscope-node --no-audit --no-fund \
+	  @pyroscope/nodejs@0.6.4 && touch $@ || echo "Pyroscope's SDK not installed: its test will fail"
+
 # --- C build ----------------------------------------------------------------
 build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leaky
 
@@ -117,7 +125,7 @@ $(BUILD)/unit/test_frame_tree: sampler/hash_index.c   # the tree's indexes
 c-unit: $(UNIT_TESTS)
 	@for t in $^; do echo "== $$t"; $$t || exit 1; done
 
-test: setup build $(VENV)/.torch
+test: setup build $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
 	$(VENV)/bin/pytest -q tests
 
 demo: setup build

@@ -139,8 +139,9 @@ def growth_budget(
     if heap is not None and profile.heap != heap:
         raise BudgetError(f"{baseline} is a profile of the {profile.heap} heap, not of {heap}")
     if "peak_live_bytes" not in profile.meta:
+        why = "made without live tracking" if profile.version else "not a mem_profiler capture"
         raise BudgetError(
-            f"{baseline} records no peak (it was not made with live tracking): "
+            f"{baseline} records no peak (it is {why}): "
             "make baselines with `mem_profiler gate --save-profiles DIR`"
         )
     return Budget(

@@ -2,18 +2,22 @@
 against the peers' own readers on the same files and against the fixture's known bytes:
 Debian's jemalloc (its shared library and a static link) against jeprof, Debian's
 gperftools against google-pprof (pprof's Perl version) and `go tool pprof`, a Go
-program's legacy heap profile against `go tool pprof`."""
+program's legacy and proto heap profiles and Grafana Pyroscope's Node.js SDK's heap
+profile against `go tool pprof`."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
+import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 from support.jeprof import jeprof_text, text_table
-from support.paths import MEM_PARSER
+from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER, ROOT
 from support.reports import go_pprof, pprof_amount
 
 LIBJEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -174,6 +178,77 @@ def test_go_proto_heap_profile_reads_as_go_pprof_reads_it(go_build, tmp_path, in
     assert again == pytest.approx(total, abs=0.05)
     base, _ = text_table([MEM_PARSER, "-f", pb, "--base", pb, "-t", f"--{index}"])
     assert base == 0
+    # the gate's growth budget needs the peak that only a capture of ours records
+    gate = subprocess.run(
+        [MEM_PROFILER, "gate", "--max-growth-vs", pb, "--", "true"], capture_output=True, text=True
+    )
+    assert gate.returncode == 2 and "Traceback" not in gate.stderr, gate.stderr
+    assert f"{pb} records no peak (it is not a mem_profiler capture)" in gate.stderr
+
+
+PYROSCOPE_NODE = ROOT / "build" / "pyroscope-node" / "node_modules"
+
+
+def pyroscope_upload(script: Path, tmp_path: Path) -> bytes:
+    """The heap profile Pyroscope's Node.js SDK uploads when `script` stops it: the body
+    of its POST to /ingest?format=pprof on a server of our own."""
+    if shutil.which("node") is None or not (PYROSCOPE_NODE / "@pyroscope" / "nodejs").is_dir():
+        pytest.fail("node or Pyroscope's SDK is not installed: run the tests with `make test`")
+    uploads: list[tuple[str, bytes]] = []
+    ingested = threading.Event()
+
+    class Ingest(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            uploads.append((self.path, body))
+            ingested.set()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ingest)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        env = dict(os.environ, NODE_PATH=str(PYROSCOPE_NODE))
+        with subprocess.Popen(
+            ["node", script, url], env=env, cwd=tmp_path, stdin=subprocess.PIPE, text=True
+        ) as node:
+            while not uploads and node.poll() is None:  # its first round's upload
+                ingested.wait(0.05)
+            node.communicate("", timeout=120)  # end of input: it stops
+        assert node.returncode == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    profiles = [body for path, body in uploads if path.startswith("/ingest?format=pprof")]
+    assert profiles, uploads
+    return profiles[-1]
+
+
+def test_pyroscope_heap_profile_reads_as_go_pprof_reads_it(tmp_path):
+    """Grafana Pyroscope's Node.js SDK's heap profile (V8's sampling heap profiler, as
+    pprof): the totals and the top rows of `go tool pprof`, its function names (`file:
+    function:line`, as Node gives them) kept whole, and `--pprof` of it read back the
+    same."""
+    pb = tmp_path / "pyroscope.pb.gz"
+    pb.write_bytes(pyroscope_upload(FIXTURES / "pyroscope_heap.js", tmp_path))
+    assert pb.read_bytes()[:2] == b"\x1f\x8b"
+    total, rows = text_table([MEM_PARSER, "-f", pb, "-t"])
+    assert total == pytest.approx(go_pprof_total(tmp_path, pb), rel=0.01, abs=0.05)
+    top = go_pprof(tmp_path, "-top", pb).stdout
+    names = [name for name, _, _ in rows[:2]]
+    assert [n.split(":")[1:2] for n in names] == [["keepArrays"], ["keepObjects"]], rows[:4]
+    for name in names:  # as go pprof names them
+        assert f" {name}\n" in top, (name, top)
+    assert rows[0][1] > 14  # 2,000 arrays of 8 kB, sampled
+    written = tmp_path / "again.pb.gz"
+    subprocess.run([MEM_PARSER, "-f", pb, "--pprof", written], check=True)
+    assert go_pprof_total(tmp_path, written) == pytest.approx(total, abs=0.05)
 
 
 def go_pprof_total(tmp_path: Path, *args: str | Path) -> float:
