@@ -36,6 +36,15 @@ def node_frames(
     return names, node_of[sym.frames] if len(sym.frames) else sym.frames
 
 
+def _stack_runs(offsets: np.ndarray, frames: int = 1 << 19) -> list[tuple[int, int]]:
+    """Runs [a, b) of the stacks (their frames from offsets[a] to offsets[b]) of about
+    `frames` frames each, one stack at least: the temporaries of a run stay small."""
+    cuts = np.searchsorted(offsets, np.arange(frames, int(offsets[-1]), frames), side="right")
+    bounds = np.unique(np.r_[0, cuts - 1, len(offsets) - 1])
+    bounds = bounds[(bounds >= 0) & (bounds <= len(offsets) - 1)]
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
 def aggregate(
     sym: SymbolizedProfile,
     index: str = "inuse_space",
@@ -49,16 +58,19 @@ def aggregate(
     Nodes are functions, or `function file:line` with lines (see
     SymbolizedProfile.node_names)."""
     values = sym.value(index)
-    names, frames = node_frames(sym, lines, full_names)
+    names, node_of = sym.node_names(lines, full_names)
     n = len(names)
     lengths = np.diff(sym.offsets)
     nonempty = lengths > 0
-    leaves = frames[sym.offsets[:-1][nonempty]]
+    leaves = node_of[sym.frames[sym.offsets[:-1][nonempty]]]
     flat = np.bincount(leaves, weights=values[nonempty], minlength=n)
-    pairs = np.repeat(np.arange(len(lengths), dtype=np.int64) * n, lengths)
-    pairs += frames
-    stack, node = np.divmod(sorted_unique(pairs, overwrite=True), max(n, 1))  # each once
-    cum = np.bincount(node, weights=values[stack], minlength=n)
+    cum = np.zeros(n)
+    for a, b in _stack_runs(sym.offsets):
+        # (stack, node) pairs of the run, each once: a node counts once per stack
+        pairs = np.repeat(np.arange(b - a, dtype=np.int64) * n, lengths[a:b])
+        pairs += node_of[sym.frames[sym.offsets[a] : sym.offsets[b]]]
+        stack, node = np.divmod(sorted_unique(pairs, overwrite=True), max(n, 1))
+        cum += np.bincount(node, weights=values[a:b][stack], minlength=n)
 
     order = np.lexsort((name_ranks(names), -np.abs(cum), -np.abs(flat)))
     order = order[(cum[order] != 0) | (flat[order] != 0)]

@@ -476,22 +476,29 @@ def _bulk_samples(data: bytes, start: int, end: int) -> _Samples | None:
     parsed in chunks of about 1 MiB (small arrays are reused by the allocator: fresh pages
     for the whole file would cost more than the parsing); None if it is not written as
     our sampler writes it."""
-    parts = []
+    # the addresses go straight into their array, which is most of the memory: counted
+    # first, rather than concatenated from the chunks' at the end
+    addrs = np.empty(data.count(b" 0x", start, end), np.uint64)
+    filled, parts = 0, []
     while start < end:
         cut = data.find(b"\n@", start + _CHUNK, end)
         cut = end if cut < 0 else cut
         part = _bulk_chunk(data[start:cut].rstrip(b"\n"))
-        if part is None:
+        if part is None or filled + len(part[0]) > len(addrs):
             return None
-        parts.append(part)
+        addrs[filled : filled + len(part[0])] = part[0]
+        filled += len(part[0])
+        parts.append(part[1:])
         start = cut + 1
-    addrs, lengths, tables, estimates = zip(*parts, strict=True)
-    if any(e is None for e in estimates) and not all(e is None for e in estimates):
+    lengths, tables, estimates = zip(*parts, strict=True)
+    if filled != len(addrs) or (
+        any(e is None for e in estimates) and not all(e is None for e in estimates)
+    ):
         return None
     offsets = np.zeros(sum(map(len, lengths)) + 1, np.int64)
     np.cumsum(np.concatenate(lengths), out=offsets[1:])
     return (
-        np.concatenate(addrs),
+        addrs,
         offsets,
         np.concatenate(tables),
         None if estimates[0] is None else np.concatenate(estimates),

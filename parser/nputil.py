@@ -9,6 +9,7 @@ import numpy as np
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
 _INT64_FLOAT_MAX = float(2**63 - 1024)  # the largest float64 below 2^63
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_PROBES = 1 << 22  # values index_of looks up at once
 
 
 def return_large_frees() -> None:
@@ -74,17 +75,21 @@ def index_of(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
         table[slots[pending[free]]] = pending[free]
         pending = pending[table[slots[pending]] != pending]
         slots[pending] = (slots[pending] + 1) & mask
-    out = table[_hash(values, shift)]  # most values are found at their first probe
-    todo = np.flatnonzero(keys[out] != values)
-    probe = _hash(values[todo], shift)
-    while len(todo):
-        probe = (probe + 1) & mask
-        found = table[probe]
-        if (found < 0).any():  # an empty slot ends a probe sequence
-            raise ValueError("index_of: a value is not among the keys")
-        hit = keys[found] == values[todo]
-        out[todo[hit]] = found[hit]
-        todo, probe = todo[~hit], probe[~hit]
+    out = np.empty(len(values), table.dtype)
+    for a in range(0, len(values), _PROBES):  # a run at a time: small temporaries
+        part = values[a : a + _PROBES]
+        found = table[_hash(part, shift)]  # most values are found at their first probe
+        todo = np.flatnonzero(keys[found] != part)
+        probe = _hash(part[todo], shift)
+        while len(todo):
+            probe = (probe + 1) & mask
+            slot = table[probe]
+            if (slot < 0).any():  # an empty slot ends a probe sequence
+                raise ValueError("index_of: a value is not among the keys")
+            hit = keys[slot] == part[todo]
+            found[todo[hit]] = slot[hit]
+            todo, probe = todo[~hit], probe[~hit]
+        out[a : a + len(part)] = found
     return out
 
 

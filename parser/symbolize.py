@@ -295,10 +295,8 @@ def symbolize(
     if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
         profile, locations, frames, offsets = _merged(profile, stacks, resolver, native)
     else:
-        addrs = _call_sites(profile.addrs, profile.offsets)
-        uniq = sorted_unique(addrs)
-        locations = _with_inlined(uniq, *resolver.resolve(uniq))
-        frames, offsets = index_of(addrs, uniq), profile.offsets
+        locations, frames = _address_frames(profile, resolver)
+        offsets = profile.offsets
     loc_addrs, func_of, where, is_inlined, first = locations
     if first is not None and len(frames):
         frames, offsets = _location_frames(first, len(loc_addrs), frames, offsets)
@@ -326,6 +324,14 @@ def symbolize(
         python_files=functions.python_files,
     )
     return sym if native else fold_interpreter_frames(sym)
+
+
+def _address_frames(profile: HeapProfile, resolver: _Resolver):
+    """The locations of the profile's distinct addresses (as _with_inlined gives them),
+    and its frames as indices among those addresses."""
+    addrs = _call_sites(profile.addrs, profile.offsets)
+    uniq = sorted_unique(addrs)
+    return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(addrs, uniq)
 
 
 def _location_frames(

@@ -20,6 +20,7 @@ from mem_profiler.parser.allocator_frames import cut_allocator_frames
 from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
+from mem_profiler.parser.symbolize import symbolize
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
 JEMALLOC = """\
@@ -107,10 +108,9 @@ def test_a_header_line_of_megabytes_is_read_whole(tmp_path):
     assert header.exe == "/abs/path/to/leaky" and header.build_ids["/abs/path/to/leaky"] == "3f2a00"
 
 
-def test_a_large_file_of_the_text_format_takes_a_few_times_its_size_to_read(tmp_path):
-    """The sampler's text format of before the tree (one line of addresses a stack): its
-    reader holds the file and its arrays, a few times the file's size at most, never a
-    Python object per frame (issue 24: 18 times once)."""
+def large_text_file(tmp_path) -> str:
+    """A file of the sampler's text format of before the tree (one line of addresses a
+    stack): 20,000 stacks of 40 frames, over 10 MB."""
     frames = [0x7F0000000000 + (i * 0x9E3779B1) % (1 << 30) for i in range(5000)]
     lines = ["heap_v2/1024", "# exe: /bin/true"]
     for i in range(20_000):
@@ -121,15 +121,36 @@ def test_a_large_file_of_the_text_format_takes_a_few_times_its_size_to_read(tmp_
             "# estimate: 3.5 350.5 7.0 700.0",
         ]
     path = write(tmp_path, "\n".join([*lines, "", "MAPPED_LIBRARIES:", ""]))
-    size = os.path.getsize(path)
+    assert os.path.getsize(path) > 10 << 20
+    return path
+
+
+def traced_peak(work) -> tuple[object, int]:
+    """What work() returns, and the most memory Python and numpy held while it ran."""
     tracemalloc.start()
     try:
-        prof = read_heap(path)
-        peak = tracemalloc.get_traced_memory()[1]
+        out = work()
+        return out, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert len(prof.addrs) == 20_000 * 40 and size > 10 << 20
-    assert peak <= 3 * size, peak / size
+
+
+def test_a_large_file_of_the_text_format_takes_a_few_times_its_size_to_read(tmp_path):
+    """Its reader holds the file and its arrays, a few times the file's size at most,
+    never a Python object per frame (issue 24: 18 times once)."""
+    path = large_text_file(tmp_path)
+    prof, peak = traced_peak(lambda: read_heap(path))
+    assert len(prof.addrs) == 20_000 * 40
+    assert peak <= 3 * os.path.getsize(path), peak / os.path.getsize(path)
+
+
+def test_a_large_file_of_the_text_format_takes_a_few_times_its_size_to_report(tmp_path):
+    """-t of it, read, symbolized and aggregated, in a few times the file's size: every
+    temporary over the frames is a run of them or 32 bits a frame."""
+    path = large_text_file(tmp_path)
+    table, peak = traced_peak(lambda: format_text(aggregate(symbolize(read_heap(path), None))))
+    assert "Total: " in table
+    assert peak <= 3 * os.path.getsize(path), peak / os.path.getsize(path)
 
 
 @pytest.mark.parametrize("thread_name", ["", " worker", " pool worker 7"])
