@@ -15,6 +15,7 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
 from mem_profiler.parser.capture_files import select_files
+from mem_profiler.parser.categories import TORCH_RULES, read_rules
 from mem_profiler.parser.nputil import return_large_frees
 from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
@@ -139,6 +140,19 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     is_flag=True,
     help="Names in full: C++ with arguments and template"
     " arguments, Rust with generics and hashes (default: short names, as jeprof).",
+)
+@click.option(
+    "--categories",
+    is_flag=True,
+    help="-t and --json by what the memory is for, from each stack's Python frames:"
+    " weights, gradients, optimizer_state, activations, other (PyTorch's rules, or"
+    " --category-rules').",
+)
+@click.option(
+    "--category-rules",
+    metavar="FILE",
+    help="--categories by the rules in FILE, one a line: CATEGORY FILE_REGEX FUNCTION_REGEX"
+    " (docs/reports.md).",
 )
 @click.option(
     "--native",
@@ -286,6 +300,10 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         return _build(
             heap_file, flags, "inuse_space", [("json" if flags["json_"] else "text", output)]
         )
+    if (flags["categories"] or flags["category_rules"]) and (
+        files or flags["svg"] or flags["collapsed"] or flags["lines"]
+    ):
+        raise UserError("--categories is a table of categories: -t or --json, without --lines.")
     indexes = [name for name in SAMPLE_INDEXES if flags[name]]
     if len(indexes) > 1:
         raise UserError(f"choose one sample index, not {' and '.join('--' + i for i in indexes)}.")
@@ -328,7 +346,8 @@ def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -
     """-t of several heaps: each heap's functions, whole (one heap's report takes
     --lines, --focus, --ignore, --base and the log's reports)."""
     streams, files = _outputs(flags)
-    one_heap = [f"--{name}" for name in ("lines", "focus", "ignore", "base") if flags[name]]
+    names = ("lines", "focus", "ignore", "base", "categories", "category_rules")
+    one_heap = ["--" + name.replace("_", "-") for name in names if flags[name]]
     if streams != ["text"] or files or one_heap or query != LogQuery():
         asked = " and ".join(one_heap) or "that report"
         raise UserError(
@@ -361,6 +380,13 @@ def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
         nodecount=flags["nodecount"],
         nodefraction=flags["nodefraction"],
         edgefraction=flags["edgefraction"],
+        categories=(
+            read_rules(flags["category_rules"])
+            if flags["category_rules"]
+            else TORCH_RULES
+            if flags["categories"]
+            else None
+        ),
         outputs=outputs,
     )
 

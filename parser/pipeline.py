@@ -29,8 +29,9 @@ from mem_profiler.core.profile import Failure, Foreign, HeapProfile
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser import log_analysis as analysis
 from mem_profiler.parser import log_export
-from mem_profiler.parser.aggregate import aggregate
+from mem_profiler.parser.aggregate import FlatCum, aggregate
 from mem_profiler.parser.atomic import write_file
+from mem_profiler.parser.categories import Rule, categorize
 from mem_profiler.parser.diff import subtract
 from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
@@ -88,6 +89,8 @@ class Request:
     nodecount: int | None = None
     nodefraction: float = 0.005
     edgefraction: float = 0.001
+    # -t and --json by category (parser/categories.py), by these rules
+    categories: tuple[Rule, ...] | None = None
     context: str = ""  # a profile built from a log: which moment of it the reports show
     # (format, path) of each report to write; path None: stdout
     outputs: list[tuple[str, str | None]] = field(default_factory=list)
@@ -449,6 +452,13 @@ def write_output(path: str | None, content: bytes | Iterable[bytes]) -> None:
     write_file(path, content)
 
 
+def _table(sym: SymbolizedProfile, r: Request) -> FlatCum:
+    """-t's and --json's table: by function (or line), or by category."""
+    if r.categories is not None:
+        return categorize(sym, r.index, r.categories)
+    return aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
+
+
 def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
     each says when samples were dropped and what that does to its figures."""
@@ -457,8 +467,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     notes = r.notes + dropped
     prof = sym.profile
     if fmt == "text":
-        table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
-        text = format_text(table, r.nodecount, dropped)
+        text = format_text(_table(sym, r), r.nodecount, dropped)
         foreign = prof.foreign or int(prof.meta.get("foreign_unrecorded", 0))
         # the failures' and foreign ranges' stacks, symbolized in one go
         named = symbolized_notes(
@@ -476,9 +485,8 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
             text += format_foreign(prof, list(zip(prof.foreign, ranges, strict=True)))
         return text.encode("utf-8", "surrogateescape")
     if fmt == "json":
-        table = aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
         return format_json(
-            table,
+            _table(sym, r),
             prof,
             program=r.binary,
             base=r.base,

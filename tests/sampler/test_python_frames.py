@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,32 @@ def test_an_instruction_without_a_line_is_on_the_functions_first(python, tmp_pat
     assert proc.returncode == 0, proc.stderr
     text = run_parser("-f", heap, "-t", "--lines", "--alloc_space").stdout
     assert "nolines (nolines.py:1)" in text and ":-1)" not in text, text
+
+
+def test_categories_by_rules_of_ones_own(tmp_path_factory, tmp_path):
+    """mem_parser --category-rules: a stack's memory goes to the category of the first
+    rule its innermost matching Python frame meets; the rest is `other`. With a rule per
+    site, each category holds what its function's stacks hold; a bad rule is one
+    sentence and exit 2."""
+    _, heap = run_sites(tmp_path_factory, sys.executable, 1024)
+    rules = tmp_path / "rules.txt"
+    rules.write_text(
+        "# category  file  function\n"
+        "dicts   python_sites\\.py$  keep_dicts\n"
+        "strings python_sites\\.py$  keep_strings\n"
+    )
+    out = subprocess.run(
+        [MEM_PARSER, "-f", heap, "--category-rules", rules, "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rows = {row["name"]: row["flat"] for row in json.loads(out)["rows"]}
+    totals = function_totals(symbolize(read_heap(heap), read_heap(heap).exe))
+    assert rows["dicts"] == pytest.approx(totals["keep_dicts"])
+    assert rows["strings"] == pytest.approx(totals["keep_strings"])
+    assert sum(rows.values()) == pytest.approx(json.loads(out)["total"])
+    rules.write_text("dicts python_sites.py\n")
+    bad = subprocess.run(
+        [MEM_PARSER, "-f", heap, "--category-rules", rules, "-t"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert f"{rules}:1: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX'" in bad.stderr

@@ -119,3 +119,37 @@ def table_rows(text: str) -> dict[str, tuple[float, float]]:
     """-t's rows: the flat and cum MB of each function."""
     rows = [line.split(None, 5) for line in text.splitlines()[1:]]
     return {row[5]: (float(row[0]), float(row[3])) for row in rows if len(row) == 6}
+
+
+def test_decomposition_of_a_training_step(tmp_path):
+    """mem_parser --categories of an MLP trained with Adam (tests/fixtures/
+    torch_decompose.py), in the profile it writes after training: the parameters' bytes
+    are weights, their gradients' gradients and Adam's two tensors per parameter
+    optimizer state, each as PyTorch counts them within the sampling math (blocks of
+    1 KiB to 2 MiB at -c 1024)."""
+    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
+        pytest.skip(f"torch is not installed in {sys.executable}")
+    truth_file = tmp_path / "truth.json"
+    proc, files = profile_run(
+        [sys.executable, FIXTURES / "torch_decompose.py", truth_file], tmp_path / "d_", 1024,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    truth = json.loads(truth_file.read_text())
+    assert truth["grads_live"] and truth["profile"] in map(str, files), (truth, files)
+    heap = truth["profile"]
+    out = subprocess.run(
+        [MEM_PARSER, "-f", heap, "--categories", "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    rows = {row["name"]: row["flat"] for row in json.loads(out)["rows"]}
+    params = truth["param_bytes"]
+    # the tensors' blocks (4 KiB to 2 MiB) are sampled all but surely and estimated to
+    # the byte; beside them, each category holds its own small objects (the tensors'
+    # and the optimizer's records), sampled: some KiB
+    for category, tensors, records in [
+        ("weights", params, 64 << 10),
+        ("gradients", params, 64 << 10),
+        ("optimizer_state", 2 * params, 256 << 10),  # exp_avg and exp_avg_sq
+    ]:
+        assert tensors * 0.99 <= rows[category] <= tensors + records, (category, rows)

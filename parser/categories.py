@@ -1,0 +1,103 @@
+"""What a stack's memory is for, by where its Python frames are (msMemScope's
+decomposition): a table of rules, each a category, a regular expression a frame's file
+must match (searched) and one its function's name, without its class, must match
+(whole), tried from a stack's innermost Python frame outwards. The first frame some
+rule matches names the category; a stack no rule matches, or with no Python frame, is
+`other`.
+
+The defaults are PyTorch training's: what a module's import allocates is `other` (one
+imported on first use, inside a step), what the optimizers allocate their state, what
+autograd's backward pass allocates gradients, what a module's construction (or its
+move to a device) allocates weights, and what a `forward` allocates activations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mem_profiler.core.errors import UserError
+from mem_profiler.parser.aggregate import FlatCum
+from mem_profiler.parser.nputil import stack_positions
+from mem_profiler.parser.symbolize import SymbolizedProfile
+
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: str
+    file: re.Pattern[str]
+    function: re.Pattern[str]
+
+
+def rule(category: str, file: str, function: str) -> Rule:
+    return Rule(category, re.compile(file), re.compile(function))
+
+
+TORCH_RULES = (
+    rule(OTHER, r"", r"<module>"),  # a module's own code, run as it is imported
+    rule(OTHER, r"^<frozen importlib\.", r".*"),
+    rule("optimizer_state", r"/torch/optim/", r".*"),
+    rule("gradients", r"/torch/autograd/graph\.py$", r"_engine_run_backward"),
+    rule("gradients", r"/torch/autograd/__init__\.py$", r"backward|grad"),
+    rule("gradients", r"/torch/_tensor\.py$", r"backward"),
+    rule("weights", r"/torch/nn/parameter\.py$", r".*"),
+    rule("weights", r"/torch/nn/modules/", r"__init__|reset_parameters|_apply"),
+    rule("activations", r"", r"forward"),
+    rule("activations", r"/torch/nn/functional\.py$", r".*"),
+)
+
+
+def read_rules(path: str) -> tuple[Rule, ...]:
+    """Rules from a file, one a line: `CATEGORY FILE_REGEX FUNCTION_REGEX` (blank lines
+    and `#` comments skipped); UserError, naming the line, for a bad one."""
+    rules = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read(1 << 20).splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the category rules {path}: {e}") from None
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 3:
+            raise UserError(
+                f"{path}:{number}: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX', found {line!r}"
+            )
+        try:
+            rules.append(rule(*fields))
+        except re.error as e:
+            raise UserError(f"{path}:{number}: a bad regular expression: {e}") from None
+    return tuple(rules)
+
+
+def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> FlatCum:
+    """The profile's value under `index` by category, largest first (flat and cum are
+    the same: a stack is in one category)."""
+    names = sorted({r.category for r in rules} | {OTHER})
+    of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # index -1: none
+    for i, (name, file) in enumerate(zip(sym.functions, sym.python_files, strict=True)):
+        if file is not None:
+            short = name.rsplit(".", 1)[-1]  # Adam._init_group: _init_group
+            found = next(
+                (r for r in rules if r.file.search(file) and r.function.fullmatch(short)), None
+            )
+            of_function[i] = -1 if found is None else names.index(found.category)
+    category = np.full(len(sym.offsets) - 1, names.index(OTHER), np.int64)
+    if len(sym.frames):
+        per_frame = of_function[sym.func_of[sym.frames]]
+        stack_of, _ = stack_positions(sym.offsets)
+        ruled = np.flatnonzero(per_frame >= 0)  # frames leaf first: a stack's first is its
+        first = (
+            ruled[np.r_[True, stack_of[ruled][1:] != stack_of[ruled][:-1]]] if len(ruled) else ruled
+        )
+        category[stack_of[first]] = per_frame[first]
+    values = sym.value(index)
+    totals = np.bincount(category, weights=values, minlength=len(names))
+    order = [i for i in np.argsort(-np.abs(totals), kind="stable").tolist() if totals[i] != 0]
+    return FlatCum(
+        index, float(values.sum()), [names[i] for i in order], totals[order], totals[order]
+    )
