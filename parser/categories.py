@@ -74,9 +74,10 @@ def read_rules(path: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> FlatCum:
-    """The profile's value under `index` by category, largest first (flat and cum are
-    the same: a stack is in one category)."""
+def stack_categories(
+    sym: SymbolizedProfile, rules: tuple[Rule, ...]
+) -> tuple[list[str], np.ndarray]:
+    """The categories (sorted) and each stack's index among them."""
     names = sorted({r.category for r in rules} | {OTHER})
     of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # index -1: none
     for i, (name, file) in enumerate(zip(sym.functions, sym.python_files, strict=True)):
@@ -91,10 +92,16 @@ def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> F
         per_frame = of_function[sym.func_of[sym.frames]]
         stack_of, _ = stack_positions(sym.offsets)
         ruled = np.flatnonzero(per_frame >= 0)  # frames leaf first: a stack's first is its
-        first = (
-            ruled[np.r_[True, stack_of[ruled][1:] != stack_of[ruled][:-1]]] if len(ruled) else ruled
-        )
-        category[stack_of[first]] = per_frame[first]
+        if len(ruled):  # innermost
+            first = ruled[np.r_[True, stack_of[ruled][1:] != stack_of[ruled][:-1]]]
+            category[stack_of[first]] = per_frame[first]
+    return names, category
+
+
+def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> FlatCum:
+    """The profile's value under `index` by category, largest first (flat and cum are
+    the same: a stack is in one category)."""
+    names, category = stack_categories(sym, rules)
     values = sym.value(index)
     totals = np.bincount(category, weights=values, minlength=len(names))
     order = [i for i in np.argsort(-np.abs(totals), kind="stable").tolist() if totals[i] != 0]

@@ -185,6 +185,35 @@ def replay(cap: WindowLog, heap: int | None = None) -> tuple[np.ndarray, np.ndar
     return times, values
 
 
+def replay_groups(cap: WindowLog, group: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(times, estimated live bytes of each group at them: groups x times) of the
+    capture's heap, its allocations in `groups` groups (`group`: one per allocation of
+    cap.allocs, -1 for none), from the allocations and frees the log recorded."""
+    a = cap.allocs
+    mine = (a.heap == cap.heap) & (group >= 0)
+    est = estimates(a.size[mine], cap.log.rate_of(cap.heap)).astype(np.float64)
+    ended = a.end[mine] != NEVER
+    times = np.r_[a.start[mine], a.end[mine][ended]]
+    deltas = np.r_[est, -est[ended]]
+    of = np.r_[group[mine], group[mine][ended]]
+    order = np.argsort(times, kind="stable")
+    times, deltas, of = times[order], deltas[order], of[order]
+    values = np.zeros((groups, len(times) + 1))
+    for g in range(groups):
+        values[g, 1:] = np.cumsum(np.where(of == g, deltas, 0.0))
+    return np.r_[0, times], values
+
+
+def allocation_profile(cap: WindowLog) -> tuple[HeapProfile, np.ndarray]:
+    """Every allocation of the capture's heap as a profile (one entry per stack), and the
+    entry of each allocation of cap.allocs (-1 for another heap's)."""
+    every = np.ones(len(cap.allocs.stack), bool)
+    mine = cap.allocs.heap == cap.heap
+    row = np.full(len(mine), -1, np.int64)
+    row[mine] = np.unique(cap.allocs.stack[mine], return_inverse=True)[1].reshape(-1)
+    return _profile(cap, every, every), row
+
+
 def peak(cap: WindowLog, heap: int | None = None) -> Peak:
     """The peak of a heap's estimated live bytes, and the timeline interval that holds it."""
     heap = cap.heap if heap is None else heap

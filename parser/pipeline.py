@@ -31,7 +31,7 @@ from mem_profiler.parser import log_analysis as analysis
 from mem_profiler.parser import log_export
 from mem_profiler.parser.aggregate import FlatCum, aggregate
 from mem_profiler.parser.atomic import write_file
-from mem_profiler.parser.categories import Rule, categorize
+from mem_profiler.parser.categories import Rule, categorize, stack_categories
 from mem_profiler.parser.diff import subtract
 from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
@@ -272,6 +272,15 @@ def text_table(request: Request) -> str:
     return format_text(table, request.nodecount)
 
 
+def allocation_categories(cap: WindowLog, request: Request) -> tuple[list[str], np.ndarray]:
+    """The categories (request.categories' rules) and the one of each of the capture's
+    allocations (-1: another heap's), from their stacks symbolized."""
+    assert request.categories is not None
+    profile, row = analysis.allocation_profile(cap)
+    names, of_stack = stack_categories(load(request, profile), request.categories)
+    return names, np.where(row >= 0, of_stack[np.maximum(row, 0)], -1)
+
+
 def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     """mem_parser's reports of a capture's event log: the timeline, and what `query` asks
     for (a .heap report beside the timeline where no log report is)."""
@@ -279,7 +288,11 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     for warning in window_log.warnings:
         say(f"warning: {warning}")
     if query.timeline is not None:
-        write_output(query.timeline, format_timeline(window_log, request.title).encode())
+        categories = (
+            allocation_categories(window_log, request) if request.categories is not None else None
+        )
+        timeline = format_timeline(window_log, request.title, categories)
+        write_output(query.timeline, timeline.encode())
     if query.events_csv is not None or query.events_db is not None:
         write_event_tables(
             window_log,

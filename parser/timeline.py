@@ -22,17 +22,26 @@ from mem_profiler.parser.log_analysis import (
     interval_starts,
     peak,
     replay,
+    replay_groups,
 )
 
 WIDTH, HEIGHT = 960, 500
 LEFT, RIGHT, TOP, BOTTOM = 84, 24, 96, 56  # margins around the plot
 RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
+# the categories' areas (parser/categories.py), in the order of their names
+CATEGORY_COLORS = ("#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69", "#fccde5")
 MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
 
 
-def format_timeline(cap: WindowLog, program: str | None = None) -> str:
+def format_timeline(
+    cap: WindowLog,
+    program: str | None = None,
+    categories: tuple[list[str], np.ndarray] | None = None,
+) -> str:
     """The SVG document of a capture's log; `program` names it in the title (by default
-    the program the .heap file names)."""
+    the program the .heap file names). `categories`: names and each allocation's index
+    among them (cap.allocs; -1: another heap's), whose live bytes are drawn stacked under
+    the capture's heap's line."""
     log = cap.log
     if program is None:
         program = os.path.basename(cap.profile.exe or "") if cap.profile else ""
@@ -67,6 +76,10 @@ def format_timeline(cap: WindowLog, program: str | None = None) -> str:
         for i, note in enumerate(_notes(log))
     ]
     out += _axes(x, y, x_ticks, y_ticks, t_scale, scale, t_unit, unit, plot_w, plot_h)
+    if categories is not None:
+        names, group = categories
+        times, values = replay_groups(cap, group, len(names))
+        out += _stacked(times, values, names, t_end, x, y)
     out += _marks(log, x, plot_h)
     for h in heaps:
         color = COLORS[HEAPS[h]]
@@ -85,6 +98,8 @@ def format_timeline(cap: WindowLog, program: str | None = None) -> str:
     for p in peaks:
         out += _peak(p, x, y)
     out += _legend([HEAPS[h] for h in heaps], bool(len(rss)), bool(log.marks))
+    if categories is not None:
+        out += _category_legend(categories[0])
     if not heaps:
         out.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
@@ -250,6 +265,48 @@ def _peak(p: Peak, x, y) -> list[str]:
         f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor={quoteattr(anchor)}'
         f' font-weight="bold">{xml_text(text)}</text>',
     ]
+
+
+def _stacked(
+    times: np.ndarray, values: np.ndarray, names: list[str], t_end: int, x, y
+) -> list[str]:
+    """The categories' live bytes (replay_groups) as areas stacked in the order of their
+    names, in steps: a pixel column with events takes its last value."""
+    columns = np.floor(x(times)).astype(np.int64)
+    last = np.r_[np.flatnonzero(columns[1:] != columns[:-1]), len(times) - 1]
+    xs = np.r_[columns[last], x(t_end)].astype(np.float64)
+    tops = np.cumsum(np.maximum(values[:, last], 0), axis=0)
+    out = []
+    for g, name in enumerate(names):
+        upper = tops[g]
+        lower = tops[g - 1] if g else np.zeros(len(last))
+        # each value from its column to the next one's: two points a column
+        px = np.repeat(xs, 2)[1:-1]
+        top_points = zip(px.tolist(), np.repeat(upper, 2).tolist(), strict=True)
+        bottom_points = zip(px[::-1].tolist(), np.repeat(lower, 2)[::-1].tolist(), strict=True)
+        points = " ".join(f"{a:.1f},{y(v):.1f}" for a, v in [*top_points, *bottom_points])
+        color = CATEGORY_COLORS[g % len(CATEGORY_COLORS)]
+        out.append(
+            f'<polygon points="{points}" fill="{color}" stroke="none"'
+            f' opacity="0.8"><title>{xml_text(name)}</title></polygon>'
+        )
+    return out
+
+
+def _category_legend(names: list[str]) -> list[str]:
+    """The categories' colours, in a row at the top of the plot."""
+    width = sum(30 + 7 * len(name) for name in names)
+    out = [
+        f'<rect x="{LEFT + 4}" y="{TOP + 4}" width="{width}" height="18" fill="white"'
+        ' opacity="0.85"/>'
+    ]
+    px, legend_y = LEFT + 8, TOP + 17
+    for g, name in enumerate(names):
+        color = CATEGORY_COLORS[g % len(CATEGORY_COLORS)]
+        out.append(f'<rect x="{px}" y="{legend_y - 10}" width="14" height="10" fill="{color}"/>')
+        out.append(f'<text x="{px + 18}" y="{legend_y}">{xml_text(name)}</text>')
+        px += 30 + 7 * len(name)
+    return out
 
 
 def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:

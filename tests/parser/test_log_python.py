@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 from support.profiling import one_heap, profile_run
 from support.python_steps import STEPS_SCRIPT, steps_truth
 from support.sampling_math import assert_estimate
 
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.parser.categories import read_rules
+from mem_profiler.parser.log_analysis import open_window_log, replay_groups
+from mem_profiler.parser.pipeline import Request, allocation_categories
 
 RATE = 1024
 LIMIT = 0.10  # the issue's bound per function at -c 1024
@@ -65,3 +69,31 @@ def test_mark_leaks_of_each_step_are_step_leaks(steps, capsys, step):
     assert_estimate(mine[0]["bytes"], *truth.estimate_sd("step_leak", RATE), LIMIT)
     # the spike, freed within the step, is no leak
     assert not any(truth.frame("spike") in leak["stack"] for leak in leaks)
+
+
+def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
+    """--timeline with --category-rules draws each category's live bytes as an area;
+    the bytes replayed for each category are, at every mark, what --at that moment
+    reports for it (the live blocks' profile, read another way)."""
+    _, heap = steps
+    rules = tmp_path / "rules.txt"
+    rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
+    svg = tmp_path / "t.svg"
+    main(["-f", str(heap), "--timeline", str(svg), "--category-rules", str(rules)])
+    drawn = svg.read_text()
+    for name in ("leaks", "spikes", "other"):
+        assert f"<title>{name}</title></polygon>" in drawn
+    cap = open_window_log(heap)
+    request = Request(categories=read_rules(str(rules)))
+    names, group = allocation_categories(cap, request)
+    times, values = replay_groups(cap, group, len(names))
+    assert len(cap.log.marks) >= 3
+    for mark in cap.log.marks:
+        at = int(np.searchsorted(times, mark.time_ns, side="right")) - 1
+        reported = parser_json(
+            capsys, "-f", heap, "--at", mark.time_ns / 1e6, "--category-rules", rules
+        )
+        rows = {row["name"]: row["flat"] for row in reported["rows"]}
+        for g, name in enumerate(names):
+            # the replay adds each block's estimate rounded to a byte, --at adds them whole
+            assert values[g, at] == pytest.approx(rows.get(name, 0.0), rel=1e-3, abs=64), name
