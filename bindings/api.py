@@ -173,8 +173,10 @@ def mark(label: str) -> None:
 
 
 def step() -> int:
-    """Record the end of one step of a training or request loop in the event log of a
-    window in log mode; returns the step's number, from 1."""
+    """Record the start of a step of a training or request loop (and so the end of the
+    one before) in the event log of a window in log mode; returns the step's number,
+    from 1. Call it at the top of each iteration, and once after the last so that the
+    last step has an end: step N is then the N-th iteration."""
     return int(_call("memprof_step")())
 
 
