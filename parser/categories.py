@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mem_profiler.core.errors import UserError
+from mem_profiler.core.input_files import read_errors, read_regular
 from mem_profiler.parser.aggregate import FlatCum
 from mem_profiler.parser.nputil import stack_positions
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 OTHER = "other"
+_MAX_RULES_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,14 @@ def read_rules(path: str) -> tuple[Rule, ...]:
     """Rules from a file, one a line: `CATEGORY FILE_REGEX FUNCTION_REGEX` (blank lines
     and `#` comments skipped); UserError, naming the line, for a bad one."""
     rules = []
+    with read_errors(path, UserError):
+        data = read_regular(path, "a file of category rules", UserError, _MAX_RULES_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read(1 << 20).splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read the category rules {path}: {e}") from None
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {e.start}): save the rules as UTF-8"
+        ) from None
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
