@@ -55,6 +55,15 @@ def size_options(command):
     "by more than --tolerance.",
 )
 @click.option(
+    "--max-category",
+    "categories",
+    multiple=True,
+    metavar="[HEAP:]CATEGORY=SIZE",
+    help="Most bytes of one category live at once: weights, gradients, optimizer_state,"
+    " activations or other, by each stack's Python frames (docs/reports.md); the command"
+    " runs in log mode.",
+)
+@click.option(
     "--tolerance",
     default="5%",
     show_default=True,
@@ -107,6 +116,7 @@ def size_options(command):
 def gate(
     command: tuple[str, ...],
     baselines: tuple[str, ...],
+    categories: tuple[str, ...],
     tolerance: str,
     budget_path: str | None,
     name: str | None,
@@ -145,7 +155,10 @@ def gate(
         by_kind = {kind: sizes[kind.replace("-", "_")] for kind in SIZE_KINDS}
         budget_file = load_budget_file(budget_path) if budget_path else None
         jobs = plan_jobs(
-            list(command), budget_file, name, option_budgets(by_kind, baselines, tolerance)
+            list(command),
+            budget_file,
+            name,
+            option_budgets(by_kind, baselines, tolerance, categories),
         )
         settings = GateSettings(
             rate, device_rate, depth, stack_memory, allow_dropped, top, save_profiles, follow_fork

@@ -25,15 +25,16 @@ from mem_profiler.core.units import format_size, parse_size
 if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile
 
-PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH = (
+PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH, CATEGORY = (
     "max-peak",
     "max-live-at-exit",
     "max-leak-per-stack",
     "max-total-alloc",
     "max-growth-vs",
+    "max-category",
 )
 SIZE_KINDS = (PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC)
-KINDS = (*SIZE_KINDS, GROWTH)
+KINDS = (*SIZE_KINDS, GROWTH, CATEGORY)
 TOLERANCE = "tolerance"
 DEFAULT_TOLERANCE = 0.05
 
@@ -48,13 +49,15 @@ class Budget:
     For max-growth-vs, `baseline` is a .heap file and the limit is its peak plus
     `tolerance` (a fraction); `limit` is unused. growth_budget reads the baseline, once:
     `baseline_profile` is what the judging measures; it is not part of the budget's value
-    (not compared, not in the gate's JSON)."""
+    (not compared, not in the gate's JSON). For max-category, `category` is what the
+    memory is for (parser/categories.py), whose own peak `limit` bounds."""
 
     kind: str
     heap: str = "host"
     limit: int = 0
     baseline: str | None = None
     tolerance: float = DEFAULT_TOLERANCE
+    category: str | None = None
     baseline_profile: HeapProfile | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -66,14 +69,17 @@ class Budget:
 
     @property
     def key(self) -> tuple[str, str]:
-        """What a later budget of the same key replaces: (heap, kind)."""
-        return self.heap, self.kind
+        """What a later budget of the same key replaces: (heap, kind), the kind with its
+        category for max-category."""
+        return self.heap, self.kind if self.category is None else f"{self.kind} {self.category}"
 
     def describe(self) -> str:
-        """`host max-peak 64.0 MiB`, `cuda max-growth-vs base.cuda.heap +5%`."""
+        """`host max-peak 64.0 MiB`, `cuda max-growth-vs base.cuda.heap +5%`,
+        `host max-category optimizer_state 1.0 GiB`."""
         if self.kind == GROWTH:
             return f"{self.heap} {self.kind} {self.baseline} +{format_percent(self.tolerance)}"
-        return f"{self.heap} {self.kind} {format_size(self.limit, exact=False)}"
+        what = f"{self.kind} {self.category}" if self.kind == CATEGORY else self.kind
+        return f"{self.heap} {what} {format_size(self.limit, exact=False)}"
 
 
 @dataclass
@@ -128,6 +134,23 @@ def size_budget(kind: str, spec: object, heap: str = "host") -> Budget:
     return Budget(kind, check_heap(heap.strip()), parse_size(spec))
 
 
+def category_budget(category: str, spec: object, heap: str = "host") -> Budget:
+    """A max-category budget: the most bytes of one category live at once."""
+    if not re.fullmatch(r"\w+", category):
+        raise BudgetError(f"bad category {category!r}: a name of letters, digits and _")
+    return Budget(CATEGORY, check_heap(heap.strip()), parse_size(spec), category=category)
+
+
+def category_option(spec: str) -> Budget:
+    """A max-category budget from `--max-category [HEAP:]CATEGORY=SIZE`."""
+    where, sep, rest = spec.partition(":")
+    heap, rest = (where, rest) if sep else ("host", spec)
+    category, eq, size = rest.partition("=")
+    if not eq:
+        raise BudgetError(f"expected [HEAP:]CATEGORY=SIZE, found {spec!r}")
+    return category_budget(category.strip(), size, heap)
+
+
 def growth_budget(
     baseline: str, tolerance: float = DEFAULT_TOLERANCE, heap: str | None = None
 ) -> Budget:
@@ -154,11 +177,16 @@ def growth_budget(
 
 
 def option_budgets(
-    sizes: Mapping[str, Iterable[str]], baselines: Iterable[str], tolerance: str = "5%"
+    sizes: Mapping[str, Iterable[str]],
+    baselines: Iterable[str],
+    tolerance: str = "5%",
+    categories: Iterable[str] = (),
 ) -> list[Budget]:
     """Budgets from command-line options: `sizes` maps a size kind (max-peak...) to its
-    `[HEAP:]SIZE` values; `baselines` are max-growth-vs files, judged with `tolerance`."""
+    `[HEAP:]SIZE` values; `baselines` are max-growth-vs files, judged with `tolerance`;
+    `categories`, `[HEAP:]CATEGORY=SIZE` of max-category."""
     budgets = [size_budget(kind, spec) for kind, specs in sizes.items() for spec in specs]
+    budgets += [category_option(spec) for spec in categories]
     baselines = list(baselines)
     if baselines:
         fraction = parse_tolerance(tolerance)
@@ -311,6 +339,10 @@ class _FileReader:
             )
         try:
             budgets = [size_budget(kind, table[kind], heap) for kind in SIZE_KINDS if kind in table]
+            categories = table.get(CATEGORY, {})
+            if not isinstance(categories, dict):
+                raise BudgetError(f"'{CATEGORY}' must be a table of CATEGORY = SIZE")
+            budgets += [category_budget(c, size, heap) for c, size in categories.items()]
             if GROWTH in table:
                 tolerance = (
                     parse_tolerance(table[TOLERANCE]) if TOLERANCE in table else DEFAULT_TOLERANCE

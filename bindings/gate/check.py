@@ -8,6 +8,8 @@ Measures (per heap):
   max-leak-per-stack  the most bytes still live from any one stack
   max-total-alloc     every byte allocated in the window, freed or not
   max-growth-vs       the peak, against the baseline file's peak plus the tolerance
+  max-category        the most bytes of one category live at once (replayed from the
+                      event log; parser/categories.py's PyTorch rules)
 At rate 1 every allocation is recorded and the values are exact; at rate N they are
 unsampled estimates whose standard deviation is given (docs/run-and-windows.md, "Sampling").
 """
@@ -15,6 +17,7 @@ unsampled estimates whose standard deviation is given (docs/run-and-windows.md, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +26,7 @@ import numpy as np
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.gate.budgets import (
+    CATEGORY,
     GROWTH,
     LEAK_PER_STACK,
     LIVE_AT_EXIT,
@@ -30,8 +34,10 @@ from mem_profiler.gate.budgets import (
     Budget,
     is_exceeded,
 )
+from mem_profiler.parser.categories import TORCH_RULES, stack_categories
 from mem_profiler.parser.focus import some_stacks
-from mem_profiler.parser.pipeline import Request, load
+from mem_profiler.parser.log_analysis import live_at, open_window_log, replay_groups
+from mem_profiler.parser.pipeline import Request, allocation_categories, load
 from mem_profiler.parser.sampling import estimates, scale_factors
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
@@ -109,9 +115,11 @@ def check_budgets(
     profiles: Mapping[str, HeapProfile],
     top: int = 5,
     allow_dropped: bool = False,
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> list[BudgetResult]:
     """Judge each budget on the profile of its heap (a heap without a profile was not
     used: every measure is 0); for those exceeded, name the `top` stacks responsible.
+    A category's budget reads the event log beside the heap's file (`files`).
     BudgetError for a profile the sampler warns misses the program's allocations (its
     own malloc), and for one that dropped samples, unless `allow_dropped`."""
     budgets = list(budgets)
@@ -131,7 +139,13 @@ def check_budgets(
     results = []
     for budget in budgets:
         profile = profiles.get(budget.heap)
-        result = _measure(budget, profile, view)
+        if budget.kind == CATEGORY and profile is not None:
+            path = (files or {}).get(budget.heap)
+            if path is None:
+                raise BudgetError(f"{budget.describe()} needs the event log of a log-mode run")
+            result = _category_peak(budget, profile, path, top)
+        else:
+            result = _measure(budget, profile, view)
         if profile is None:
             result.notes.append(f"the {budget.heap} heap was not used")
         else:
@@ -140,11 +154,47 @@ def check_budgets(
                     f"{profile.dropped_samples:,} samples were dropped (the "
                     "sampler's tables were full): the measured value is too low"
                 )
-            if result.exceeded:
+            if result.exceeded and budget.kind != CATEGORY:
                 result.notes += view(budget.heap).notes
                 result.stacks = _responsible(budget, view(budget.heap), top, result.notes)
         results.append(result)
     return results
+
+
+def _category_peak(
+    budget: Budget, profile: HeapProfile, path: str | os.PathLike[str], top: int
+) -> BudgetResult:
+    """A category's most bytes live at once, replayed from the log's allocations and
+    frees; if over the limit, the category's stacks live at that moment."""
+    cap = open_window_log(path)
+    request = Request(binary=profile.exe, categories=TORCH_RULES)
+    names, group = allocation_categories(cap, request)
+    if budget.category not in names:
+        raise BudgetError(f"unknown category {budget.category!r}: one of {', '.join(names)}")
+    index = names.index(budget.category)
+    times, values = replay_groups(cap, group, len(names))
+    at = int(np.argmax(values[index]))
+    peak = float(values[index][at])
+    sd = math.sqrt(peak * profile.rate) if profile.rate > 1 else 0.0
+    result = BudgetResult(
+        budget, peak, float(budget.limit), is_exceeded(peak, budget.limit), profile.rate, sd
+    )
+    if result.exceeded:
+        then = live_at(cap, int(times[at]))
+        stacks = _Stacks(then, [profile.exe])
+        result.notes += stacks.notes
+        if stacks.sym is not None:
+            mine = stack_categories(stacks.sym, TORCH_RULES)[1] == index
+            est = np.where(mine, stack_estimates(then, live=True)[0], 0.0)
+            grouped = np.bincount(stacks.group, est, len(stacks.frames))
+            order = [
+                g for g in np.argsort(-grouped, kind="stable")[:top].tolist() if grouped[g] > 0
+            ]
+            shown = stacks.shown(order, live=True)
+            result.stacks = [
+                StackLine(float(grouped[g]), frames) for g, frames in zip(order, shown, strict=True)
+            ]
+    return result
 
 
 def partial_profile(profile: HeapProfile) -> str:

@@ -18,6 +18,7 @@ from mem_profiler.core.escape import visible, xml_chars
 from mem_profiler.core.units import format_size
 from mem_profiler.core.version import VERSION
 from mem_profiler.gate.budgets import (
+    CATEGORY,
     GROWTH,
     LEAK_PER_STACK,
     LIVE_AT_EXIT,
@@ -46,6 +47,7 @@ _TITLES = {
     LEAK_PER_STACK: "stacks holding the most at exit",
     TOTAL_ALLOC: "stacks that allocated most",
     GROWTH: "stacks whose allocations grew most against the baseline",
+    CATEGORY: "the category's stacks holding the most at its peak",
 }
 
 
@@ -54,6 +56,8 @@ def format_result(result: BudgetResult) -> str:
     budget, the stacks responsible and any notes."""
     budget = result.budget
     what = budget.kind
+    if budget.kind == CATEGORY:
+        what += f" {budget.category}"
     if budget.kind == GROWTH:
         what += f" {os.path.basename(budget.baseline or '')}: peak"
     op = ">" if result.exceeded else "<="

@@ -20,7 +20,7 @@ from pathlib import Path
 from mem_profiler import defaults
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file
-from mem_profiler.gate.budgets import GateJob
+from mem_profiler.gate.budgets import CATEGORY, GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.atomic import atomic_open
@@ -63,6 +63,8 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             prefix=prefix,
             track_live=True,
             follow_fork=settings.follow_fork,
+            # a category's peak is replayed from the event log
+            log=any(b.kind == CATEGORY for b in job.budgets),
         )
         try:
             run = run_profiled(job.argv, capture)
@@ -83,7 +85,7 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
         try:
             profiles = {heap: read_heap(path) for heap, path in own.items()}
             verdict.results = check_budgets(
-                job.budgets, profiles, settings.top, settings.allow_dropped
+                job.budgets, profiles, settings.top, settings.allow_dropped, own
             )
             if settings.save_dir:
                 save_profiles(own, settings.save_dir, job.name)

@@ -8,12 +8,15 @@ import pytest
 from mem_profiler.core.errors import BudgetError
 from mem_profiler.core.units import parse_size
 from mem_profiler.gate.budgets import (
+    CATEGORY,
     GROWTH,
     LEAK_PER_STACK,
     PEAK,
     Budget,
+    category_option,
     is_exceeded,
     load_budget_file,
+    merge,
     option_budgets,
     parse_tolerance,
     plan_jobs,
@@ -190,6 +193,8 @@ def test_planning_errors(budget_file, command, name, use_file, options, message)
         ("[commands.x.cuda]\nmax-growth-vs = 'base.heap'\n", r"base.heap is a profile of the host"),
         ("[host]\nmax-growth-vs = 'nopeak.heap'\n", "records no peak"),
         ("[host\n", "is not valid TOML"),
+        ("[host]\nmax-category = '1GiB'\n", r"'max-category' must be a table of CATEGORY = SIZE"),
+        ("[host.max-category]\n'a b' = '1GiB'\n", r"bad category 'a b'"),
     ],
 )
 def test_budget_file_errors_name_the_file_and_the_table(tmp_path, text, message):
@@ -205,3 +210,24 @@ def test_budget_file_errors_name_the_file_and_the_table(tmp_path, text, message)
 def test_missing_budget_file(tmp_path):
     with pytest.raises(BudgetError, match="budget file .* does not exist"):
         load_budget_file(tmp_path / "none.toml")
+
+
+def test_category_budgets_from_options_and_files(tmp_path):
+    """max-category: `[HEAP:]CATEGORY=SIZE` on the command line, a table of CATEGORY =
+    SIZE in a heap's table of a file; one per heap and category."""
+    assert category_option("optimizer_state=1GiB") == Budget(
+        CATEGORY, "host", 1 << 30, category="optimizer_state"
+    )
+    assert (
+        category_option("cuda:weights = 2 GiB").describe() == "cuda max-category weights 2.00 GiB"
+    )
+    with pytest.raises(BudgetError, match=r"expected \[HEAP:\]CATEGORY=SIZE, found 'weights'"):
+        category_option("weights")
+    path = tmp_path / "b.toml"
+    path.write_text("[host.max-category]\nweights = '64MiB'\ngradients = '64MiB'\n")
+    budgets = load_budget_file(path).budgets
+    assert sorted((b.category, b.limit) for b in budgets) == [
+        ("gradients", 64 << 20),
+        ("weights", 64 << 20),
+    ]
+    assert len(merge(budgets, [category_option("weights=1MiB")])) == 2

@@ -6,13 +6,14 @@ where torch is not installed (`make test` installs it into the venv where it can
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.paths import FIXTURES, MEM_PARSER
+from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import one_heap, profile_run
 
 from mem_profiler.parser.heapfile import read_heap_header
@@ -180,3 +181,33 @@ def test_step_compare_finds_the_step_that_leaked(tmp_path):
     leak = 256 * 1024 * 4
     assert stacks.pop(data) == pytest.approx(leak, rel=0.001)
     assert sum(abs(v) for v in stacks.values()) < 0.05 * leak, stacks
+
+
+def test_the_gate_judges_a_categorys_peak():
+    """mem_profiler gate --max-category on the training loop of torch_steps.py (log mode,
+    -c 1024): optimizer_state's peak is Adam's two tensors per parameter and, during a
+    step, its two temporaries the size of the largest parameter (its update's
+    `exp_avg_sq.sqrt() / bias_correction`); it exceeds 1 MiB, the state's stacks shown
+    first; a 64 MiB budget holds."""
+    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
+        pytest.skip(f"torch is not installed in {sys.executable}")
+
+    def gate(limit: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MEM_PROFILER, "gate", "--rate", "1024", "--max-category",
+             f"optimizer_state={limit}", "--", sys.executable, FIXTURES / "torch_steps.py"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    over = gate("1MiB")
+    assert over.returncode == 1, over.stderr
+    found = re.search(r"FAIL host max-category optimizer_state ~([\d.]+) MiB > limit", over.stderr)
+    assert found, over.stderr
+    largest = 512 * 1024 * 4  # the first layer's weight, float32
+    state = 2 * (512 * 1024 + 1024 + 1024 * 256 + 256) * 4
+    assert state <= float(found[1]) * (1 << 20) <= state + 2 * largest + (256 << 10)
+    first = re.search(r"at its peak:\n +([\d,]+) B ", over.stderr)
+    assert first and int(first[1].replace(",", "")) == pytest.approx(state, rel=0.01)
+    held = gate("64MiB")
+    assert held.returncode == 0, held.stderr
+    assert "ok   host max-category optimizer_state" in held.stderr
