@@ -40,12 +40,16 @@ InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls
 # An argument list: never C++'s `(anonymous namespace)`, nor a group that starts the name
 # or follows a single `:`, as in the names pprof profiles of other languages give
 # (Node's `file.js:(anonymous:L#1:C#1):1`, `:(external):0`).
-_ARGS_RE = re.compile(r"(?<!^)(?<!^:)(?<![^:]:)\((?!anonymous namespace\))[^()]*\)(\s*const)?")
+# (Each pattern first looks ahead for its bracket: the engine then skips the other
+# characters of a long name without trying every lookbehind at each.)
+_ARGS_RE = re.compile(
+    r"(?=\()(?<!^)(?<!^:)(?<![^:]:)\((?!anonymous namespace\))[^()]*\)(\s*const)?"
+)
 # Template or generic arguments (with Rust's `::` before them), but not a Rust qualified
 # path: the one that starts a name (`<T as Trait>::f`, `<<T as A>::U as B>::f`) or a
 # trait's (`<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec`), nor a group after a single
 # `:` (`file.py:<module>:1`).
-_TEMPLATE_RE = re.compile(r"(?<!^)(?<!^<)(?<! as )(?<!^:)(?<![^:]:)(?:::)?<[^<>]*>")
+_TEMPLATE_RE = re.compile(r"(?=(?:::)?<)(?<!^)(?<!^<)(?<! as )(?<!^:)(?<![^:]:)(?:::)?<[^<>]*>")
 # Rust's legacy hash (`::h` and 16 hex digits at the end) and v0 crate disambiguators.
 _RUST_HASH_RE = re.compile(r"::h[0-9a-f]{16}$|(?<=\w)\[[0-9a-f]{1,16}\]")
 # A return type left in front (`void ns::f`, `double* build`, `std::ostream& std::operator<<`),
