@@ -113,7 +113,7 @@ class DebugInfo:
         self.addr = data(dwarf.debug_addr_sec)
         self.str_offsets = data(dwarf.debug_str_offsets_sec)
         self.line = data(dwarf.debug_line_sec)
-        self._abbrev_tables: dict[tuple[int, int, int], dict[int, _Abbrev]] = {}
+        self._abbrev_tables: dict[tuple[int, int, int, int], dict[int, _Abbrev]] = {}
         self._units: dict[int, _Unit] = {}
         self._unit_starts: list[int] | None = None
 
@@ -145,8 +145,7 @@ class DebugInfo:
 
     def _line_files(self, unit: _Unit, pos: int) -> tuple[list[str], int]:
         data = self.line
-        length = _U32.unpack_from(data, pos)[0]
-        offset_size, pos = (8, pos + 12) if length == 0xFFFFFFFF else (4, pos + 4)
+        _, offset_size, pos = _initial_length(data, pos)
         version = _U16.unpack_from(data, pos)[0]
         pos += 2 + (2 if version >= 5 else 0) + offset_size  # address sizes, header_length
         pos += 4 if version >= 4 else 3  # instruction lengths, is_stmt, line base and range
@@ -157,9 +156,8 @@ class DebugInfo:
         forms.str_offsets_base = unit.str_offsets_base
         if version >= 5:
             dirs, pos = self._line_entries(forms, pos)
-            files, _ = self._line_entries(forms, pos)
-            folders = [d[0] for d in dirs]
-            entries = [(f[0], f[1]) for f in files]
+            entries, _ = self._line_entries(forms, pos)
+            folders = [path for path, _ in dirs]
             first = 0
         else:
             folders, entries = [], []
@@ -239,13 +237,12 @@ class DebugInfo:
                 pos = self._skip(ab, pos, unit)
                 if ab.children:
                     stack.append((True, call, depth))
-            elif ab.children and ab.sibling_at >= 0:
-                sibling = self._sibling(ab, pos, unit)
-                if pos < sibling <= end:
-                    pos = sibling
-                else:
-                    pos = self._skip(ab, pos, unit)
-                    stack.append((False, 0, 0))
+            elif (
+                ab.children
+                and ab.sibling_at >= 0
+                and pos < (to := self._sibling(ab, pos, unit)) <= end
+            ):
+                pos = to  # the whole subtree stepped over
             else:
                 pos = self._skip(ab, pos, unit)
                 if ab.children:
@@ -293,10 +290,7 @@ class DebugInfo:
         if offset in self._units:
             return self._units[offset]
         data = self.info
-        length = _U32.unpack_from(data, offset)[0]
-        offset_size, pos = (8, offset + 12) if length == 0xFFFFFFFF else (4, offset + 4)
-        if offset_size == 8:
-            length = _U64.unpack_from(data, offset + 4)[0]
+        length, offset_size, pos = _initial_length(data, offset)
         end = pos + length
         version = _U16.unpack_from(data, pos)[0]
         pos += 2
@@ -313,7 +307,7 @@ class DebugInfo:
             raise ValueError(f"unit version {version}, address size {addr_size}")
         unit = _Unit(
             offset, end, version, offset_size, addr_size,
-            self._abbrevs(abbrev_offset, offset_size, addr_size if version > 2 else -addr_size),
+            self._abbrevs(abbrev_offset, offset_size, addr_size, version),
             pos,
         )  # fmt: skip
         code, at = self._code(pos)
@@ -334,21 +328,20 @@ class DebugInfo:
             starts, pos, data = [], 0, self.info
             while pos + 4 <= len(data):
                 starts.append(pos)
-                length = _U32.unpack_from(data, pos)[0]
-                if length == 0xFFFFFFFF:
-                    pos += 12 + _U64.unpack_from(data, pos + 4)[0]
-                else:
-                    pos += 4 + length
+                length, _, pos = _initial_length(data, pos)
+                pos += length
             self._unit_starts = starts
         index = bisect_right(self._unit_starts, offset) - 1
         if index < 0:
             raise ValueError(f"no unit holds DIE {offset:#x}")
         return self._unit(self._unit_starts[index])
 
-    def _abbrevs(self, offset: int, offset_size: int, addr_size: int) -> dict[int, _Abbrev]:
-        """The abbreviation table at `offset`; a negative addr_size is DWARF 2's, whose
-        DW_FORM_ref_addr is address-sized."""
-        key = (offset, offset_size, addr_size)
+    def _abbrevs(
+        self, offset: int, offset_size: int, addr_size: int, version: int
+    ) -> dict[int, _Abbrev]:
+        """The abbreviation table at `offset`, its forms sized for a unit of these sizes
+        (DWARF 2's DW_FORM_ref_addr is address-sized, later versions' offset-sized)."""
+        key = (offset, offset_size, addr_size, min(version, 3))
         if key in self._abbrev_tables:
             return self._abbrev_tables[key]
         data, table = self.abbrev, {}
@@ -369,7 +362,7 @@ class DebugInfo:
                 if form == _IMPLICIT_CONST:
                     implicit, offset = _sleb(data, offset)
                 attrs.append((at, form, implicit))
-            table[code] = _compile(tag, children, attrs, offset_size, addr_size)
+            table[code] = _compile(tag, children, attrs, offset_size, addr_size, version)
         self._abbrev_tables[key] = table
         return table
 
@@ -430,14 +423,8 @@ class DebugInfo:
         data = self.info if data is None else data
         if form == _IMPLICIT_CONST:
             return implicit, pos
-        size = _FIXED.get(form)
-        if form == _REF_ADDR:  # DWARF 2's is address-sized
-            size = unit.offset_size if unit.version > 2 else unit.addr_size
-        elif size == "offset":
-            size = unit.offset_size
-        elif size == "address":
-            size = unit.addr_size
-        if isinstance(size, int):
+        size = _form_size(form, unit.offset_size, unit.addr_size, unit.version)
+        if size is not None:
             return int.from_bytes(data[pos : pos + size], "little"), pos + size
         if form == _SDATA:
             return _sleb(data, pos)
@@ -550,25 +537,33 @@ class DebugInfo:
                 out.append((low, high))
 
 
+def _form_size(form: int, offset_size: int, addr_size: int, version: int) -> int | None:
+    """The size of a fixed-size form's value in a unit of these sizes; None for a form of
+    variable size."""
+    if form == _REF_ADDR:  # DWARF 2's is address-sized
+        return offset_size if version > 2 else addr_size
+    size = _FIXED.get(form)
+    return offset_size if size == "offset" else addr_size if size == "address" else size  # type: ignore[return-value]
+
+
 def _compile(
-    tag: int, children: bool, attrs: list[tuple[int, int, int]], offset_size: int, addr_size: int
+    tag: int,
+    children: bool,
+    attrs: list[tuple[int, int, int]],
+    offset_size: int,
+    addr_size: int,
+    version: int,
 ) -> _Abbrev:
     """An abbreviation with its skip steps: runs of fixed-size forms summed, a variable
     form as its negated code."""
     ab = _Abbrev(tag, children, attrs)
     run = 0
     for at, form, _ in attrs:
-        size = _FIXED.get(form)
-        if form == _REF_ADDR:
-            size = offset_size if addr_size > 0 else -addr_size
-        elif size == "offset":
-            size = offset_size
-        elif size == "address":
-            size = abs(addr_size)
+        size = _form_size(form, offset_size, addr_size, version)
         if at == _AT_SIBLING and ab.sibling_at < 0 and not ab.steps:
             if form == _REF4 or (form == _REF_ADDR and size == offset_size):
                 ab.sibling_at, ab.sibling_in_unit = run, form == _REF4
-        if isinstance(size, int):
+        if size is not None:
             run += size
         else:
             if run:
@@ -578,6 +573,15 @@ def _compile(
     if run:
         ab.steps.append(run)
     return ab
+
+
+def _initial_length(data: bytes, pos: int) -> tuple[int, int, int]:
+    """A unit's or line program's length, its offset size (4, or 8 in 64-bit DWARF) and
+    where what the length counts begins."""
+    length = _U32.unpack_from(data, pos)[0]
+    if length == 0xFFFFFFFF:
+        return _U64.unpack_from(data, pos + 4)[0], 8, pos + 12
+    return length, 4, pos + 4
 
 
 def _text(raw: bytes) -> str:
