@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.parser.context_tree import stack_runs
 from mem_profiler.parser.nputil import name_ranks, sorted_unique
 from mem_profiler.parser.sampling import index_unit
 from mem_profiler.parser.symbolize import SymbolizedProfile
+
+_RUN_FRAMES = 1 << 19  # frames whose (stack, node) pairs are counted at once
 
 
 @dataclass
@@ -36,15 +39,6 @@ def node_frames(
     return names, node_of[sym.frames] if len(sym.frames) else sym.frames
 
 
-def _stack_runs(offsets: np.ndarray, frames: int = 1 << 19) -> list[tuple[int, int]]:
-    """Runs [a, b) of the stacks (their frames from offsets[a] to offsets[b]) of about
-    `frames` frames each, one stack at least: the temporaries of a run stay small."""
-    cuts = np.searchsorted(offsets, np.arange(frames, int(offsets[-1]), frames), side="right")
-    bounds = np.unique(np.r_[0, cuts - 1, len(offsets) - 1])
-    bounds = bounds[(bounds >= 0) & (bounds <= len(offsets) - 1)]
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-
-
 def aggregate(
     sym: SymbolizedProfile,
     index: str = "inuse_space",
@@ -65,7 +59,7 @@ def aggregate(
     leaves = node_of[sym.frames[sym.offsets[:-1][nonempty]]]
     flat = np.bincount(leaves, weights=values[nonempty], minlength=n)
     cum = np.zeros(n)
-    for a, b in _stack_runs(sym.offsets):
+    for a, b in stack_runs(lengths, _RUN_FRAMES):
         # (stack, node) pairs of the run, each once: a node counts once per stack
         pairs = np.repeat(np.arange(b - a, dtype=np.int64) * n, lengths[a:b])
         pairs += node_of[sym.frames[sym.offsets[a] : sym.offsets[b]]]

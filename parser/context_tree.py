@@ -77,7 +77,7 @@ class Tree:
 
         A matrix of a column per chain, as long as the longest: its first row the leaves,
         then each next power of two of rows from the ones before (the 0s beyond the root
-        stay 0), and the matrix read by columns. _chunks keeps it small."""
+        stay 0), and the matrix read by columns. stack_runs keeps it small."""
         width = int(lengths.max()) if len(lengths) else 0
         matrix = np.empty((width, len(leaves)), np.int32)
         matrix[:1] = leaves
@@ -115,7 +115,7 @@ class Tree:
         if evaluation is not None and evaluation[1] is not None:
             lo, hi = evaluation[0], evaluation[1]
         jumps = self.jumps()
-        for a, b in _chunks(np.maximum(native_lengths, self.depth[python])):
+        for a, b in stack_runs(np.maximum(native_lengths, self.depth[python])):
             nodes = self.chains(native[a:b], native_lengths[a:b], jumps)
             out = addrs[offsets[a] : offsets[b]]
             if not python_lengths[a:b].any():
@@ -201,15 +201,16 @@ class StackTree:
         return frames, offsets
 
 
-def _chunks(widths: np.ndarray) -> Iterator[tuple[int, int]]:
-    """Runs [a, b) of the stacks whose chains, each as long as the longest of the run,
-    make about _CHUNK_FRAMES frames (one stack at least)."""
+def stack_runs(widths: np.ndarray, frames: int = _CHUNK_FRAMES) -> Iterator[tuple[int, int]]:
+    """Runs [a, b) of the stacks (of `widths` frames each) that, each as long as the
+    longest of the run, make about `frames` frames (one stack at least): what bounds the
+    temporaries of work done a run at a time."""
     widths = np.maximum(widths, 1)
     a = 0
     while a < len(widths):
-        window = widths[a : a + _CHUNK_FRAMES]
+        window = widths[a : a + frames]
         cells = np.maximum.accumulate(window) * np.arange(1, len(window) + 1)
-        b = a + max(int(np.searchsorted(cells, _CHUNK_FRAMES, side="right")), 1)
+        b = a + max(int(np.searchsorted(cells, frames, side="right")), 1)
         yield a, b
         a = b
 
