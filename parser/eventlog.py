@@ -23,14 +23,17 @@ from mem_profiler.parser.heapfile import read_heap
 
 MAGIC = b"MPLOG\0\r\n"
 VERSIONS = (1, 2)  # 1: stacks as lists of frames (STACK); 2: as a tree (NODE, TREE_STACK)
-ALLOC, FREE, STACK, TIMELINE, MARK, NODE, TREE_STACK = 1, 2, 3, 4, 5, 6, 7
+ALLOC, FREE, STACK, TIMELINE, MARK, NODE, TREE_STACK, USE = 1, 2, 3, 4, 5, 6, 7, 8
 MARK_KINDS = ("point", "range_start", "range_end", "step")
+USE_OPS = ("launch", "copy", "set")  # memprof_use_op
+USE_PARAMS_UNKNOWN, USE_TRUNCATED = 1, 2  # memprof_use_flags
 STEP_TEXT = "step"  # the text given to memprof_step()'s marks, which carry none
 
 _HEADER = struct.Struct("<8sIiQQQII")  # memprof_log_header
 _STACK = struct.Struct("<BBHIIQ")  # memprof_log_stack, then depth frames
 _MARK = struct.Struct("<BBHIBQQ")  # memprof_log_mark, then the text
 _TREE_STACK = struct.Struct("<BBHIIIQ")  # stack id, native and Python leaf nodes, label
+_USE = struct.Struct("<BBHIBBHQ")  # memprof_log_use, then its values
 _RECORD_HEAD = 4  # memprof_log_record: type, heap, size (of the whole record)
 EVENT_DTYPE = np.dtype(
     [
@@ -63,6 +66,17 @@ NODE_DTYPE = np.dtype(
         ("node", "<u4"),
         ("parent", "<u4"),
         ("frame", "<u8"),
+    ]
+)
+USE_DTYPE = np.dtype(
+    [
+        ("time_ns", "<i8"),
+        ("heap", "u1"),
+        ("op", "u1"),  # an index of USE_OPS
+        ("flags", "u1"),
+        ("tid", "<u4"),
+        ("first", "<i8"),  # its values: use_values[first : first + count]
+        ("count", "<i4"),
     ]
 )
 _SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
@@ -119,6 +133,8 @@ class EventLog:
     marks: list[Mark]
     end_ns: int  # the last time recorded, from the window's start
     warnings: list[str] = field(default_factory=list)
+    uses: np.ndarray = field(default_factory=lambda: np.zeros(0, USE_DTYPE))  # in time order
+    use_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
     def rate_of(self, heap: int) -> int:
         """The sampling rate of a heap (host, or the device and HAL heaps)."""
@@ -205,6 +221,8 @@ class _Reader:
         self.nodes: list[np.ndarray] = []  # runs of NODE records
         self.tree_stacks: dict[int, tuple[int, int, int, int]] = {}  # heap, leaves, label
         self.marks: list[tuple[int, int, int, int, bytes]] = []  # time, kind, id, tid, text
+        self.uses: list[tuple[int, int, int, int, int, bytes]] = []  # time, heap, op, flags,
+        # tid, values
 
     def read_file(self, path: str, index: int, newest: int) -> None:
         try:
@@ -298,6 +316,11 @@ class _Reader:
                 self.marks.append(
                     (time_ns, kind, ident, tid, data[pos + _MARK.size : pos + length])
                 )
+            elif rtype == USE and length >= _USE.size:
+                _, heap, _, tid, op, flags, count, time_ns = _USE.unpack_from(data, pos)
+                count = min(count, (length - _USE.size) // 8)
+                values = data[pos + _USE.size : pos + _USE.size + 8 * count]
+                self.uses.append((time_ns, heap, op, flags, tid, values))
             # other types: a later format's records, skipped by their size
             pos += length
         return pos
@@ -318,7 +341,8 @@ class _Reader:
         in_range = [m for m in self.marks if m[0] < _TIME_LIMIT]
         self._left_out(len(self.marks) - len(in_range), "mark", "time")
         marks = _marks(in_range, start_ns)
-        last = [int(a["time_ns"].max()) for a in (events, timeline) if len(a)]
+        uses, use_values = self._uses(start_ns)
+        last = [int(a["time_ns"].max()) for a in (events, timeline, uses) if len(a)]
         end_ns = max(last + [m.time_ns for m in marks[-1:]] + [0])
         return EventLog(
             self.base,
@@ -335,7 +359,26 @@ class _Reader:
             marks,
             end_ns,
             self.warnings,
+            uses,
+            use_values,
         )
+
+    def _uses(self, start_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """The device operations in time order (USE_DTYPE), and their values."""
+        raw = sorted(
+            (u for u in self.uses if 0 <= u[0] < _TIME_LIMIT and u[1] < len(HEAPS)),
+            key=lambda u: u[0],
+        )
+        self._left_out(len(self.uses) - len(raw), "device operation", "heap number or time")
+        uses = np.zeros(len(raw), USE_DTYPE)
+        if raw:
+            times, heaps, ops, flags, tids, values = zip(*raw, strict=True)
+            counts = np.array([len(v) // 8 for v in values], np.int64)
+            uses["time_ns"] = np.array(times, np.int64) - start_ns
+            uses["heap"], uses["op"], uses["flags"], uses["tid"] = heaps, ops, flags, tids
+            uses["count"] = counts
+            uses["first"] = np.cumsum(counts) - counts
+        return uses, np.frombuffer(b"".join(u[5] for u in raw), "<u8").astype(np.uint64)
 
     def _tree_stacks(self, evaluation: tuple[int, int | None] | None) -> None:
         """The stacks of the TREE_STACK records, read up their nodes and merged with

@@ -1,5 +1,6 @@
 /* The event log of --mode log (format in memprof_log.h): sampled allocations
- * and frees, timeline records every interval, and the program's marks.
+ * and frees, timeline records every interval, the program's marks and the
+ * device operations its device hooks see.
  *
  * A thread's events go first into a chunk of its own, so the sampling path
  * takes no lock another thread wants; a full chunk, the control thread's tick
@@ -395,6 +396,27 @@ void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text
         rotate_if_needed_locked(m.r.size);
         append_locked(&m, sizeof m);
         append_locked(text ? text : "", len);
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* Like marks, straight to the file's buffer: a device call is never made from
+ * inside the allocator, so its thread cannot hold the lock already. */
+void memprof_log_use(enum memprof_heap heap, enum memprof_use_op op, unsigned flags,
+                     const uint64_t *values, unsigned n)
+{
+    if (n > MEMPROF_USE_VALUES)
+        n = MEMPROF_USE_VALUES;
+    struct memprof_log_use u = {
+        .r = {LOG_USE, (uint8_t)heap, (uint16_t)(sizeof u + 8 * n)},
+        .tid = thread_id(), .op = (uint8_t)op, .flags = (uint8_t)flags, .values = (uint16_t)n,
+        .time_ns = memprof_now_ns(),
+    };
+    pthread_mutex_lock(&log_lock);
+    if (atomic_load(&active)) {
+        rotate_if_needed_locked(u.r.size);
+        append_locked(&u, sizeof u);
+        append_locked(values, 8 * (size_t)n);
     }
     pthread_mutex_unlock(&log_lock);
 }

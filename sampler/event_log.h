@@ -17,6 +17,10 @@ void memprof_log_forget(void) HIDDEN;  /* a window without a log: no base any mo
 void memprof_log_event(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
                        uint64_t size, uintptr_t address) HIDDEN;
 void memprof_log_mark(enum memprof_mark_kind kind, uint64_t id, const char *text) HIDDEN;
+/* A device operation (log mode): at most MEMPROF_USE_VALUES values, written as given. */
+#define MEMPROF_USE_VALUES 64
+void memprof_log_use(enum memprof_heap heap, enum memprof_use_op op, unsigned flags,
+                     const uint64_t *values, unsigned n) HIDDEN;
 void memprof_log_tick(void) HIDDEN;   /* timeline records, flush: every interval */
 
 #endif

@@ -24,11 +24,16 @@
  *   already counted and are forwarded only.  Arrays are counted by handle at
  *   their requested size; a graph's memory node when it is added, until a free
  *   node (or a free) for its address.
+ * - In log mode, kernel launches, copies and sets are recorded with the values
+ *   they were passed that can point into a block (device_uses.c): when each
+ *   block was used.  In table mode these hooks only forward.
  * - Memory the process did not allocate, host memory registered with CUDA
  *   (cuda_host) and device memory opened through IPC (cuda), is never counted:
  *   each range is noted with its stack while registered or open (notes.c). */
 #include <string.h>
 
+#include "device_uses.h"
+#include "event_log.h"
 #include "got_hooks.h"
 #include "hooks_device.h"
 #include "notes.h"
@@ -49,6 +54,7 @@ struct ipc_handle { char reserved[64]; };   /* cudaIpcMemHandle_t, CUipcMemHandl
 struct cuda_extent { size_t width, height, depth; };
 struct cuda_pitched_ptr { void *ptr; size_t pitch, xsize, ysize; };
 struct cuda_channel_desc { int x, y, z, w, kind; };   /* bits per channel */
+struct dim3 { unsigned x, y, z; };
 struct cu_array_desc { size_t width, height; int format; unsigned channels; };
 struct cu_array3d_desc { size_t width, height, depth; int format; unsigned channels, flags; };
 /* CUmemAllocationProp and CUmemPoolProps (and cudaMemPoolProps) begin alike. */
@@ -277,10 +283,62 @@ static enum memprof_heap node_heap(const struct cu_mem_alloc_node_params *params
     X(cuIpcCloseMemHandle, LIBCUDA, NULL)                                         \
     X(cuGetProcAddress_v2, LIBCUDA, NULL)                                         \
     X(cuGetProcAddress, LIBCUDA, NULL)                                            \
+    X(cudaLaunchKernel, CUDART, NULL)                                             \
+    X(cudaLaunchKernel_ptsz, CUDART, NULL)                                        \
+    X(cudaLaunchKernelExC, CUDART, NULL)                                          \
+    X(cudaLaunchKernelExC_ptsz, CUDART, NULL)                                     \
+    X(cudaLaunchCooperativeKernel, CUDART, NULL)                                  \
+    X(cudaLaunchCooperativeKernel_ptsz, CUDART, NULL)                             \
+    X(cudaMemcpy, CUDART, NULL)                                                   \
+    X(cudaMemcpy_ptds, CUDART, NULL)                                              \
+    X(cudaMemcpyAsync, CUDART, NULL)                                              \
+    X(cudaMemcpyAsync_ptsz, CUDART, NULL)                                         \
+    X(cudaMemset, CUDART, NULL)                                                   \
+    X(cudaMemset_ptds, CUDART, NULL)                                              \
+    X(cudaMemsetAsync, CUDART, NULL)                                              \
+    X(cudaMemsetAsync_ptsz, CUDART, NULL)                                         \
+    X(cuLaunchKernel, LIBCUDA, NULL)                                              \
+    X(cuLaunchKernel_ptsz, LIBCUDA, NULL)                                         \
+    X(cuLaunchKernelEx, LIBCUDA, NULL)                                            \
+    X(cuLaunchKernelEx_ptsz, LIBCUDA, NULL)                                       \
+    X(cuLaunchCooperativeKernel, LIBCUDA, NULL)                                   \
+    X(cuLaunchCooperativeKernel_ptsz, LIBCUDA, NULL)                              \
+    X(cuMemcpy, LIBCUDA, NULL)                                                    \
+    X(cuMemcpy_ptds, LIBCUDA, NULL)                                               \
+    X(cuMemcpyAsync, LIBCUDA, NULL)                                               \
+    X(cuMemcpyAsync_ptsz, LIBCUDA, NULL)                                          \
+    X(cuMemcpyHtoD_v2, LIBCUDA, NULL)                                             \
+    X(cuMemcpyHtoD_v2_ptds, LIBCUDA, NULL)                                        \
+    X(cuMemcpyDtoH_v2, LIBCUDA, NULL)                                             \
+    X(cuMemcpyDtoH_v2_ptds, LIBCUDA, NULL)                                        \
+    X(cuMemcpyDtoD_v2, LIBCUDA, NULL)                                             \
+    X(cuMemcpyDtoD_v2_ptds, LIBCUDA, NULL)                                        \
+    X(cuMemcpyHtoDAsync_v2, LIBCUDA, NULL)                                        \
+    X(cuMemcpyHtoDAsync_v2_ptsz, LIBCUDA, NULL)                                   \
+    X(cuMemcpyDtoHAsync_v2, LIBCUDA, NULL)                                        \
+    X(cuMemcpyDtoHAsync_v2_ptsz, LIBCUDA, NULL)                                   \
+    X(cuMemcpyDtoDAsync_v2, LIBCUDA, NULL)                                        \
+    X(cuMemcpyDtoDAsync_v2_ptsz, LIBCUDA, NULL)                                   \
+    X(cuMemsetD8_v2, LIBCUDA, NULL)                                               \
+    X(cuMemsetD8_v2_ptds, LIBCUDA, NULL)                                          \
+    X(cuMemsetD16_v2, LIBCUDA, NULL)                                              \
+    X(cuMemsetD16_v2_ptds, LIBCUDA, NULL)                                         \
+    X(cuMemsetD32_v2, LIBCUDA, NULL)                                              \
+    X(cuMemsetD32_v2_ptds, LIBCUDA, NULL)                                         \
+    X(cuMemsetD8Async, LIBCUDA, NULL)                                             \
+    X(cuMemsetD8Async_ptsz, LIBCUDA, NULL)                                        \
+    X(cuMemsetD16Async, LIBCUDA, NULL)                                            \
+    X(cuMemsetD16Async_ptsz, LIBCUDA, NULL)                                       \
+    X(cuMemsetD32Async, LIBCUDA, NULL)                                            \
+    X(cuMemsetD32Async_ptsz, LIBCUDA, NULL)                                       \
     X(aclrtMalloc, LIBACL, NULL)                                                  \
     X(aclrtMallocHost, LIBACL, NULL)                                              \
     X(aclrtFree, LIBACL, NULL)                                                    \
     X(aclrtFreeHost, LIBACL, NULL)                                                \
+    X(aclrtMemcpy, LIBACL, NULL)                                                  \
+    X(aclrtMemcpyAsync, LIBACL, NULL)                                             \
+    X(aclrtMemset, LIBACL, NULL)                                                  \
+    X(aclrtMemsetAsync, LIBACL, NULL)                                             \
     X(halMemAlloc, LIBHAL, "halMemAllocInner")                                    \
     X(halMemFree, LIBHAL, "halMemFreeInner")
 
@@ -327,6 +385,8 @@ static uint64_t opened_bytes(devptr_t p)
  *                 registered or opened (`kind`), on success;
  *   UNFOREIGN_HOOK  takes the note of `address` away, then forwards;
  *   FORWARD_HOOK  forwards only, inside the device call (no nested recording);
+ *   USE_HOOK      forwards, then in log mode records the operation `use`
+ *                 after an outermost call that succeeded;
  *   GETTER_HOOK   forwards, then swaps the function *pfn for our wrapper. */
 #define AFTER_HOOK(heap, not_ready, name, params, args, after)                   \
     EXPORT int name params                                                        \
@@ -373,6 +433,10 @@ static uint64_t opened_bytes(devptr_t p)
 
 #define FORWARD_HOOK(heap, not_ready, name, params, args)                        \
     AFTER_HOOK(heap, not_ready, name, params, args, (void)rc)
+
+#define USE_HOOK(heap, not_ready, name, params, args, use)                       \
+    AFTER_HOOK(heap, not_ready, name, params, args,                               \
+               if (outer && rc == 0 && memprof_log_active()) use)
 
 #define GETTER_HOOK(name, params, args)                                          \
     AFTER_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, name, params, args,              \
@@ -520,6 +584,90 @@ GETTER_HOOK(cuGetProcAddress,
             (const char *symbol, void **pfn, int version, unsigned long long flags),
             (symbol, pfn, version, flags))
 
+/* Kernel launches, copies and sets: the operations that use device memory. */
+#define CUDA_USE(name, params, args, use) \
+    USE_HOOK(HEAP_CUDA, CUDA_NOT_INITIALIZED, name, params, args, use)
+#define RUNTIME_LAUNCH(name) \
+    CUDA_USE(name, (const void *f, struct dim3 grid, struct dim3 block, void **args, \
+                    size_t shared, void *stream), (f, grid, block, args, shared, stream), \
+             memprof_use_runtime_launch(f, args))
+#define RUNTIME_LAUNCH_EX(name) \
+    CUDA_USE(name, (const void *config, const void *f, void **args), (config, f, args), \
+             memprof_use_runtime_launch(f, args))
+#define CU_LAUNCH(name) \
+    CUDA_USE(name, (void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, \
+                    unsigned bz, unsigned shared, void *stream, void **args, void **extra), \
+             (f, gx, gy, gz, bx, by, bz, shared, stream, args, extra), \
+             memprof_use_cuda_launch(f, args, extra))
+#define CU_LAUNCH_EX(name) \
+    CUDA_USE(name, (const void *config, void *f, void **args, void **extra), \
+             (config, f, args, extra), memprof_use_cuda_launch(f, args, extra))
+#define CU_LAUNCH_COOPERATIVE(name) \
+    CUDA_USE(name, (void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, \
+                    unsigned bz, unsigned shared, void *stream, void **args), \
+             (f, gx, gy, gz, bx, by, bz, shared, stream, args), \
+             memprof_use_cuda_launch(f, args, NULL))
+#define COPY(heap, dst, src) memprof_use_memory(heap, USE_COPY, (uintptr_t)(dst), (uintptr_t)(src))
+#define SET(heap, dst) memprof_use_memory(heap, USE_SET, (uintptr_t)(dst), 0)
+#define RUNTIME_COPY(name) \
+    CUDA_USE(name, (void *dst, const void *src, size_t n, int kind), (dst, src, n, kind), \
+             COPY(HEAP_CUDA, dst, src))
+#define RUNTIME_COPY_ASYNC(name) \
+    CUDA_USE(name, (void *dst, const void *src, size_t n, int kind, void *stream), \
+             (dst, src, n, kind, stream), COPY(HEAP_CUDA, dst, src))
+#define RUNTIME_SET(name) \
+    CUDA_USE(name, (void *p, int value, size_t n), (p, value, n), SET(HEAP_CUDA, p))
+#define RUNTIME_SET_ASYNC(name) \
+    CUDA_USE(name, (void *p, int value, size_t n, void *stream), (p, value, n, stream), \
+             SET(HEAP_CUDA, p))
+#define CU_COPY(name, dst_t, src_t) \
+    CUDA_USE(name, (dst_t dst, src_t src, size_t n), (dst, src, n), COPY(HEAP_CUDA, dst, src))
+#define CU_COPY_ASYNC(name, dst_t, src_t) \
+    CUDA_USE(name, (dst_t dst, src_t src, size_t n, void *stream), (dst, src, n, stream), \
+             COPY(HEAP_CUDA, dst, src))
+#define CU_SET(name, value_t) \
+    CUDA_USE(name, (devptr_t p, value_t value, size_t n), (p, value, n), SET(HEAP_CUDA, p))
+#define CU_SET_ASYNC(name, value_t) \
+    CUDA_USE(name, (devptr_t p, value_t value, size_t n, void *stream), (p, value, n, stream), \
+             SET(HEAP_CUDA, p))
+RUNTIME_LAUNCH(cudaLaunchKernel)
+RUNTIME_LAUNCH(cudaLaunchKernel_ptsz)
+RUNTIME_LAUNCH_EX(cudaLaunchKernelExC)
+RUNTIME_LAUNCH_EX(cudaLaunchKernelExC_ptsz)
+RUNTIME_LAUNCH(cudaLaunchCooperativeKernel)
+RUNTIME_LAUNCH(cudaLaunchCooperativeKernel_ptsz)
+RUNTIME_COPY(cudaMemcpy)
+RUNTIME_COPY(cudaMemcpy_ptds)
+RUNTIME_COPY_ASYNC(cudaMemcpyAsync)
+RUNTIME_COPY_ASYNC(cudaMemcpyAsync_ptsz)
+RUNTIME_SET(cudaMemset)
+RUNTIME_SET(cudaMemset_ptds)
+RUNTIME_SET_ASYNC(cudaMemsetAsync)
+RUNTIME_SET_ASYNC(cudaMemsetAsync_ptsz)
+CU_LAUNCH(cuLaunchKernel)
+CU_LAUNCH(cuLaunchKernel_ptsz)
+CU_LAUNCH_EX(cuLaunchKernelEx)
+CU_LAUNCH_EX(cuLaunchKernelEx_ptsz)
+CU_LAUNCH_COOPERATIVE(cuLaunchCooperativeKernel)
+CU_LAUNCH_COOPERATIVE(cuLaunchCooperativeKernel_ptsz)
+/* Each with its per-thread default stream's form: suffix _ptds, _ptsz with a stream. */
+#define WITH_PER_THREAD(HOOK, name, suffix, ...) \
+    HOOK(name, __VA_ARGS__) HOOK(name##suffix, __VA_ARGS__)
+WITH_PER_THREAD(CU_COPY, cuMemcpy, _ptds, devptr_t, devptr_t)
+WITH_PER_THREAD(CU_COPY_ASYNC, cuMemcpyAsync, _ptsz, devptr_t, devptr_t)
+WITH_PER_THREAD(CU_COPY, cuMemcpyHtoD_v2, _ptds, devptr_t, const void *)
+WITH_PER_THREAD(CU_COPY, cuMemcpyDtoH_v2, _ptds, void *, devptr_t)
+WITH_PER_THREAD(CU_COPY, cuMemcpyDtoD_v2, _ptds, devptr_t, devptr_t)
+WITH_PER_THREAD(CU_COPY_ASYNC, cuMemcpyHtoDAsync_v2, _ptsz, devptr_t, const void *)
+WITH_PER_THREAD(CU_COPY_ASYNC, cuMemcpyDtoHAsync_v2, _ptsz, void *, devptr_t)
+WITH_PER_THREAD(CU_COPY_ASYNC, cuMemcpyDtoDAsync_v2, _ptsz, devptr_t, devptr_t)
+WITH_PER_THREAD(CU_SET, cuMemsetD8_v2, _ptds, unsigned char)
+WITH_PER_THREAD(CU_SET, cuMemsetD16_v2, _ptds, unsigned short)
+WITH_PER_THREAD(CU_SET, cuMemsetD32_v2, _ptds, unsigned)
+WITH_PER_THREAD(CU_SET_ASYNC, cuMemsetD8Async, _ptsz, unsigned char)
+WITH_PER_THREAD(CU_SET_ASYNC, cuMemsetD16Async, _ptsz, unsigned short)
+WITH_PER_THREAD(CU_SET_ASYNC, cuMemsetD32Async, _ptsz, unsigned)
+
 /* Ascend ACL */
 ALLOC_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMalloc, (void **p, size_t n, int policy),
            (p, n, policy), *p, n, 0)
@@ -527,6 +675,17 @@ ALLOC_HOOK(HEAP_ACL_HOST, ACL_NOT_INITIALIZED, aclrtMallocHost, (void **p, size_
            n, 0)
 FREE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtFree, (void *p), (p), p)
 FREE_HOOK(HEAP_ACL_HOST, ACL_NOT_INITIALIZED, aclrtFreeHost, (void *p), (p), p)
+USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMemcpy,
+         (void *dst, size_t room, const void *src, size_t n, int kind), (dst, room, src, n, kind),
+         COPY(HEAP_ACL, dst, src))
+USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMemcpyAsync,
+         (void *dst, size_t room, const void *src, size_t n, int kind, void *stream),
+         (dst, room, src, n, kind, stream), COPY(HEAP_ACL, dst, src))
+USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMemset,
+         (void *p, size_t room, int value, size_t n), (p, room, value, n), SET(HEAP_ACL, p))
+USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMemsetAsync,
+         (void *p, size_t room, int value, size_t n, void *stream), (p, room, value, n, stream),
+         SET(HEAP_ACL, p))
 
 /* Ascend HAL: the flag (device, memory type, module) labels the stack. */
 ALLOC_HOOK(HEAP_HAL, HAL_NOT_INITIALIZED, halMemAlloc,

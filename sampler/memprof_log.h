@@ -33,6 +33,13 @@ enum memprof_log_type {
     LOG_MARK = 5,       /* a mark, range or step from the program */
     LOG_NODE = 6,       /* a node of the calling-context tree used by later records */
     LOG_TREE_STACK = 7, /* a stack: its chains' leaf nodes, for an id used by later records */
+    LOG_USE = 8,        /* a device operation and the pointer-sized values it was passed */
+};
+
+enum memprof_use_op { USE_LAUNCH = 0, USE_COPY = 1, USE_SET = 2 };
+enum memprof_use_flags {
+    USE_PARAMS_UNKNOWN = 1,         /* a launch whose parameters could not be read */
+    USE_TRUNCATED = 2,              /* more values than a record holds: the rest left out */
 };
 
 enum memprof_mark_kind { MARK_POINT = 0, MARK_RANGE_START = 1, MARK_RANGE_END = 2, MARK_STEP = 3 };
@@ -78,6 +85,17 @@ struct memprof_log_mark {           /* LOG_MARK, followed by the text (no NUL) *
     uint8_t kind;                   /* enum memprof_mark_kind */
     uint64_t time_ns;
     uint64_t id;                    /* range id, or step number */
+} __attribute__((packed));
+
+/* LOG_USE, followed by `values` uint64: a launch's parameters' 8-byte words, a copy's
+ * destination and source, a set's destination; only those that can be addresses. */
+struct memprof_log_use {
+    struct memprof_log_record r;    /* heap: the API's (cuda for CUDA, acl for ACL) */
+    uint32_t tid;
+    uint8_t op;                     /* enum memprof_use_op */
+    uint8_t flags;                  /* enum memprof_use_flags */
+    uint16_t values;
+    uint64_t time_ns;
 } __attribute__((packed));
 
 #endif

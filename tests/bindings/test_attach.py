@@ -19,9 +19,9 @@ from elftools.elf.relocation import RelocationSection
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support.device import (
-    OTHER_DRIVER_FUNCTIONS,
     assert_runtime_failures,
     assert_sites,
+    other_functions,
     runtime_calls,
     table,
     wrapped,
@@ -683,7 +683,7 @@ def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
     assert re.sub(r"^table .*\n", "", output, flags=re.M) == re.sub(
         r"^table .*\n", "", plain.stdout.split("\n", 1)[1], flags=re.M
     )
-    assert table(output) == {"libcuda.so.1": wrapped(version) | OTHER_DRIVER_FUNCTIONS}
+    assert table(output) == {"libcuda.so.1": wrapped(version) | other_functions(version)}
     assert_runtime_failures(heaps, exe, runtime_calls(output))
     assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
 

@@ -27,7 +27,6 @@ import pytest
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support.device import (
-    OTHER_DRIVER_FUNCTIONS,
     assert_foreign,
     assert_runtime_failures,
     assert_sites,
@@ -36,6 +35,7 @@ from support.device import (
     failures_listed,
     foreign_calls,
     lookups,
+    other_functions,
     run_device,
     runtime_calls,
     table,
@@ -116,10 +116,10 @@ def test_runtime_table_holds_the_wrappers(exe, standin_dir, runtime, plain_runs,
     version, lib = runtime
     wanted = wrapped(version)
     # Without the sampler the table points into the driver, at these functions too.
-    assert table(plain_runs[0].stdout) == {"libcuda.so.1": wanted | OTHER_DRIVER_FUNCTIONS}
+    assert table(plain_runs[0].stdout) == {"libcuda.so.1": wanted | other_functions(version)}
     proc, _ = run_device(exe, [str(lib)], tmp_path / "t_", standin_env(standin_dir))
     assert proc.returncode == 0, proc.stderr
-    assert table(proc.stdout) == {"libcuda.so.1": OTHER_DRIVER_FUNCTIONS, "libmemprof.so": wanted}
+    assert table(proc.stdout) == {"libcuda.so.1": other_functions(version), "libmemprof.so": wanted}
 
 
 def test_every_runtime_and_driver_allocation_is_recorded(

@@ -88,7 +88,9 @@ LIBRARIES: dict[str, Target] = {
     t.output: t
     for t in (
         Target(
-            "libcuda.so.1", ("standins/libcuda.c",), ("-Wl,-soname,libcuda.so.1", "-Wl,-Bsymbolic")
+            "libcuda.so.1",
+            ("standins/libcuda.c", "standins/cuda_kernels.c"),
+            ("-Wl,-soname,libcuda.so.1", "-Wl,-Bsymbolic"),
         ),
         Target(
             "libcudart.so.12",
@@ -147,6 +149,7 @@ FIXTURE_TARGETS: dict[str, Target] = {
         ),
         Target("device_cuda_api", ("fixtures/device_cuda_api.c",), tuple(ORIGIN), libs=("-ldl",)),
         Target("device_foreign", ("fixtures/device_foreign.c",), tuple(ORIGIN), libs=("-ldl",)),
+        Target("device_uses", ("fixtures/device_uses.c",), tuple(ORIGIN), libs=("-ldl",)),
         Target(
             "device_churn", ("fixtures/device_churn.c",), tuple(ORIGIN), links=("libcudart.so.12",)
         ),
@@ -235,7 +238,7 @@ def build_standins(out_dir: Path, frame_pointers: bool = False) -> dict[str, Pat
 
 def build_device_fixture(name: str, out_dir: Path, frame_pointers: bool = False) -> Path:
     """Builds the stand-ins and the fixture `name` (a key of FIXTURE_TARGETS:
-    device_cuda, device_cuda_direct, device_cuda_api, device_foreign, device_acl,
+    device_cuda, device_cuda_direct, device_cuda_api, device_foreign, device_uses, device_acl,
     device_acl_linked, device_churn, device_noruntime, device_markers) into out_dir; returns
     the program's path."""
     if name not in FIXTURE_TARGETS:

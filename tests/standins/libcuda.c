@@ -30,6 +30,10 @@
  *   private runtime-driver interface, and the integrity check behind it, are
  *   not reproduced, so NVIDIA's own runtime starts (loads the driver, fetches
  *   its entry points, calls cuInit) and stops there, failing its calls with 801.
+ * - Copies and sets (cuMemcpy{HtoD,DtoH,DtoD}_v2, cuMemsetD32_v2, and their
+ *   per-thread default stream's _ptds forms) move bytes between host
+ *   memory and blocks, checked against the block's bounds; modules, functions
+ *   and kernel launches are cuda_kernels.c's.
  * - STANDIN_TRACE=<file>: a line per lookup ("cuda cuGetProcAddress_v2 SYMBOL
  *   VERSION FLAGS -> VARIANT") and per call ("cuda NAME BYTES RC").
  * - STANDIN_REPORT=1: at exit, "standin libcuda: ..." totals on stderr. */
@@ -751,6 +755,85 @@ EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdev
     return rc;
 }
 
+/* ---- copies and sets ------------------------------------------------------------ */
+/* Whether [p, p + n) lies in one device block (any allocation but arrays). */
+static int in_block(uintptr_t p, size_t n)
+{
+    struct standin_block b;
+    return standin_find_range(&blocks, p, n, &b) && !(BIT((int)b.aux) & HOST_KINDS);
+}
+
+static CUresult copy(const char *name, void *dst, const void *src, size_t n, int device_dst,
+                     int device_src)
+{
+    CUresult rc = CUDA_SUCCESS;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if ((device_dst && !in_block((uintptr_t)dst, n)) ||
+             (device_src && !in_block((uintptr_t)src, n)) || !dst || !src)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else
+        memmove(dst, src, n);
+    standin_trace("cuda %s %zu %d", name, n, rc);
+    return rc;
+}
+
+EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n)
+{
+    return copy("cuMemcpyHtoD_v2", (void *)(uintptr_t)dst, src, n, 1, 0);
+}
+
+EXPORT CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n)
+{
+    return copy("cuMemcpyDtoH_v2", dst, (const void *)(uintptr_t)src, n, 0, 1);
+}
+
+EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{
+    return copy("cuMemcpyDtoD_v2", (void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n, 1, 1);
+}
+
+static CUresult set_d32(const char *name, CUdeviceptr dst, unsigned int value, size_t n)
+{
+    CUresult rc = CUDA_SUCCESS;
+    if (!atomic_load(&initialized))
+        rc = CUDA_ERROR_NOT_INITIALIZED;
+    else if (n > SIZE_MAX / 4 || !in_block((uintptr_t)dst, 4 * n))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else
+        for (size_t i = 0; i < n; i++)
+            ((unsigned int *)(uintptr_t)dst)[i] = value;
+    standin_trace("cuda %s %zu %d", name, 4 * n, rc);
+    return rc;
+}
+
+EXPORT CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int value, size_t n)
+{
+    return set_d32("cuMemsetD32_v2", dst, value, n);
+}
+
+/* The per-thread default stream's forms: the same here, where nothing is a stream. */
+EXPORT CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void *src, size_t n)
+{
+    return copy("cuMemcpyHtoD_v2_ptds", (void *)(uintptr_t)dst, src, n, 1, 0);
+}
+
+EXPORT CUresult cuMemcpyDtoH_v2_ptds(void *dst, CUdeviceptr src, size_t n)
+{
+    return copy("cuMemcpyDtoH_v2_ptds", dst, (const void *)(uintptr_t)src, n, 0, 1);
+}
+
+EXPORT CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{
+    return copy("cuMemcpyDtoD_v2_ptds", (void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n,
+                1, 1);
+}
+
+EXPORT CUresult cuMemsetD32_v2_ptds(CUdeviceptr dst, unsigned int value, size_t n)
+{
+    return set_d32("cuMemsetD32_v2_ptds", dst, value, n);
+}
+
 /* ---- entry points ----------------------------------------------------------- */
 /* cuGetProcAddress_v2 and cuGetProcAddress are defined below; declared for the table. */
 struct entry {
@@ -807,6 +890,20 @@ static const struct entry entries[] = {   /* of each name, the newest first */
     ENTRY("cuIpcOpenMemHandle", 4010, cuIpcOpenMemHandle),
     ENTRY("cuIpcCloseMemHandle", 4010, cuIpcCloseMemHandle),
     ENTRY("cuMemGetAddressRange", 3020, cuMemGetAddressRange_v2),
+    PER_THREAD("cuMemcpyHtoD", 7000, cuMemcpyHtoD_v2_ptds),
+    ENTRY("cuMemcpyHtoD", 3020, cuMemcpyHtoD_v2),
+    PER_THREAD("cuMemcpyDtoH", 7000, cuMemcpyDtoH_v2_ptds),
+    ENTRY("cuMemcpyDtoH", 3020, cuMemcpyDtoH_v2),
+    PER_THREAD("cuMemcpyDtoD", 7000, cuMemcpyDtoD_v2_ptds),
+    ENTRY("cuMemcpyDtoD", 3020, cuMemcpyDtoD_v2),
+    PER_THREAD("cuMemsetD32", 7000, cuMemsetD32_v2_ptds),
+    ENTRY("cuMemsetD32", 3020, cuMemsetD32_v2),
+    ENTRY("cuModuleLoadData", 2000, cuModuleLoadData),
+    ENTRY("cuModuleUnload", 2000, cuModuleUnload),
+    ENTRY("cuModuleGetFunction", 2000, cuModuleGetFunction),
+    ENTRY("cuFuncGetParamInfo", 12040, cuFuncGetParamInfo),
+    PER_THREAD("cuLaunchKernel", 7000, cuLaunchKernel_ptsz),
+    ENTRY("cuLaunchKernel", 4000, cuLaunchKernel),
 };
 
 /* The newest variant of `symbol` not newer than cudaVersion; for the per-thread

@@ -321,6 +321,14 @@ NVIDIA_RUNTIME_REQUESTS = {
     ("cuIpcOpenMemHandle", 4010, 0): "cuIpcOpenMemHandle",
     ("cuIpcOpenMemHandle", 11000, 0): "cuIpcOpenMemHandle_v2",
     ("cuIpcCloseMemHandle", 4010, 0): "cuIpcCloseMemHandle",
+    ("cuLaunchKernel", 4000, 0): "cuLaunchKernel",
+    ("cuLaunchKernel", 7000, 2): "cuLaunchKernel_ptsz",
+    ("cuMemcpyHtoD", 3020, 0): "cuMemcpyHtoD_v2",
+    ("cuMemcpyHtoD", 7000, 2): "cuMemcpyHtoD_v2_ptds",
+    ("cuMemcpyDtoH", 3020, 0): "cuMemcpyDtoH_v2",
+    ("cuMemcpyDtoH", 7000, 2): "cuMemcpyDtoH_v2_ptds",
+    ("cuMemcpyDtoD", 3020, 0): "cuMemcpyDtoD_v2",
+    ("cuMemcpyDtoD", 7000, 2): "cuMemcpyDtoD_v2_ptds",
 }
 
 # The stand-in runtime's start (tests/standins/libcudart.c), a part of NVIDIA's

@@ -23,7 +23,8 @@ INDEXES = {
     "inuse_objects": "live",
     "alloc_objects": "allocs",
 }
-# What the stand-in driver serves besides the memory entry points.
+# What the stand-in driver serves besides the entry points the sampler wraps, to every
+# runtime; from 12.4 on the runtime also asks for cuFuncGetParamInfo (other_functions).
 OTHER_DRIVER_FUNCTIONS = {
     "cuInit",
     "cuDriverGetVersion",
@@ -32,7 +33,16 @@ OTHER_DRIVER_FUNCTIONS = {
     "cuGraphDestroy",
     "cuIpcGetMemHandle",
     "cuMemGetAddressRange_v2",
+    "cuModuleLoadData",
+    "cuModuleGetFunction",
+    "cuModuleUnload",
 }
+
+
+def other_functions(version: str) -> set[str]:
+    """OTHER_DRIVER_FUNCTIONS and those this runtime version asks for besides."""
+    newer = version not in ("11.8", "12.1")
+    return OTHER_DRIVER_FUNCTIONS | ({"cuFuncGetParamInfo"} if newer else set())
 
 
 def checksum(stdout: str) -> str:

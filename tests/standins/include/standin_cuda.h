@@ -24,6 +24,7 @@ enum {
     CUDA_ERROR_INVALID_VALUE = 1,
     CUDA_ERROR_OUT_OF_MEMORY = 2,
     CUDA_ERROR_NOT_INITIALIZED = 3,
+    CUDA_ERROR_INVALID_IMAGE = 200,
     CUDA_ERROR_MAP_FAILED = 205,
     CUDA_ERROR_INVALID_HANDLE = 400,
     CUDA_ERROR_NOT_FOUND = 500,
@@ -170,10 +171,42 @@ CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *pdptr, CUipcMemHandle handle, unsign
 CUresult cuIpcOpenMemHandle(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int Flags);
 CUresult cuIpcCloseMemHandle(CUdeviceptr dptr);
 CUresult cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr);
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n);
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n);
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n);
+CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int value, size_t n);
+CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void *src, size_t n);
+CUresult cuMemcpyDtoH_v2_ptds(void *dst, CUdeviceptr src, size_t n);
+CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n);
+CUresult cuMemsetD32_v2_ptds(CUdeviceptr dst, unsigned int value, size_t n);
+
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+#define CU_LAUNCH_PARAM_END ((void *)0)
+#define CU_LAUNCH_PARAM_BUFFER_POINTER ((void *)1)
+#define CU_LAUNCH_PARAM_BUFFER_SIZE ((void *)2)
+CUresult cuModuleLoadData(CUmodule *module, const void *image);
+CUresult cuModuleUnload(CUmodule module);
+CUresult cuModuleGetFunction(CUfunction *function, CUmodule module, const char *name);
+CUresult cuFuncGetParamInfo(CUfunction function, size_t index, size_t *offset, size_t *size);
+CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                        unsigned by, unsigned bz, unsigned shared, CUstream stream,
+                        void **params, void **extra);
+CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                             unsigned by, unsigned bz, unsigned shared, CUstream stream,
+                             void **params, void **extra);
 
 /* Pointer types as a caller of cuGetProcAddress declares them (PFN_*). */
 typedef CUresult (*PFN_cuGetProcAddress_v2)(const char *, void **, int, cuuint64_t, int *);
 typedef CUresult (*PFN_cuGetProcAddress)(const char *, void **, int, cuuint64_t);
+typedef CUresult (*PFN_cuMemcpyHtoD_v2)(CUdeviceptr, const void *, size_t);
+typedef CUresult (*PFN_cuMemcpyDtoH_v2)(void *, CUdeviceptr, size_t);
+typedef CUresult (*PFN_cuMemsetD32_v2)(CUdeviceptr, unsigned int, size_t);
+typedef CUresult (*PFN_cuModuleLoadData)(CUmodule *, const void *);
+typedef CUresult (*PFN_cuModuleUnload)(CUmodule);
+typedef CUresult (*PFN_cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+typedef CUresult (*PFN_cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                                       unsigned, unsigned, unsigned, CUstream, void **, void **);
 typedef CUresult (*PFN_cuInit)(unsigned int);
 typedef CUresult (*PFN_cuDriverGetVersion)(int *);
 typedef CUresult (*PFN_cuMemAlloc_v2)(CUdeviceptr *, size_t);
