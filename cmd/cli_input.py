@@ -13,9 +13,10 @@ from typing import NoReturn, TypeVar
 import click
 
 from mem_profiler import defaults
-from mem_profiler.core.errors import UserError
+from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.input_files import MAX_PROFILE_BYTES
+from mem_profiler.core.units import parse_size
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -28,6 +29,18 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+class Size(click.ParamType):
+    """A number of bytes, with an optional unit (units.parse_size)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_size(value)
+        except BudgetError as e:
+            self.fail(str(e), param, ctx)
+
+
 PID = click.IntRange(1, 2**31 - 1)  # pid_t
 # The sampler's rates are uint64; beyond 2^63 bytes between samples nothing is sampled.
 RATE = click.IntRange(1, 2**63)
@@ -36,6 +49,7 @@ SECONDS = FiniteFloatRange(0, 30 * 86400, min_open=True)  # a window of up to 30
 LOG_FILE_BYTES = click.IntRange(4096, MAX_PROFILE_BYTES)  # what mem_parser reads of a file
 LOG_FILES = click.IntRange(1, 2**32 - 1)  # the sampler's unsigned count
 FRACTION = FiniteFloatRange(0, 1)
+BYTES = Size()
 # A time in ms whose ns fit in the event log's int64 times.
 MILLISECONDS = FiniteFloatRange(0, (2**63 - 1) // 1_000_000)
 

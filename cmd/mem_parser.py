@@ -10,12 +10,13 @@ from dataclasses import fields
 
 import click
 
-from mem_profiler.cmd.cli_input import FRACTION, MILLISECONDS, run_command, say
+from mem_profiler.cmd.cli_input import BYTES, FRACTION, MILLISECONDS, run_command, say
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
 from mem_profiler.parser.capture_files import select_files
 from mem_profiler.parser.categories import TORCH_RULES, read_rules
+from mem_profiler.parser.device_uses import IDLE_THRESHOLD, KINDS
 from mem_profiler.parser.nputil import return_large_frees
 from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
 from mem_profiler.parser.sampling import SAMPLE_INDEXES
@@ -241,6 +242,33 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     metavar="I",
     help="With --mark-leaks: the occurrence the range starts at, from 0 [default 0].",
 )
+@click.option(
+    "--inefficient",
+    is_flag=True,
+    help="Log mode: device blocks allocated early, freed late or idle between uses,"
+    " from the kernel launches, copies and sets recorded (msMemScope's check_inefficient;"
+    " text, or --json).",
+)
+@click.option(
+    "--inefficient-type",
+    "inefficient_types",
+    multiple=True,
+    type=click.Choice(KINDS),
+    help="With --inefficient: report this kind only (repeat for more) [default: all].",
+)
+@click.option(
+    "--mem-size",
+    type=BYTES,
+    metavar="SIZE",
+    help="With --inefficient: leave out blocks smaller than SIZE (e.g. 1MiB) [default 0].",
+)
+@click.option(
+    "--idle-threshold",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=f"With --inefficient: idle means more than N launches between two uses"
+    f" [default {IDLE_THRESHOLD}].",
+)
 def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
@@ -274,6 +302,13 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         raise UserError("--start-index goes with --mark-leaks TEXT.")
     if query.step_mark is not None and query.compare_steps is None:
         raise UserError("--step-mark goes with --compare-steps N M.")
+    tuning = (
+        query.inefficient_types or query.mem_size is not None or query.idle_threshold is not None
+    )
+    if tuning and not query.inefficient:
+        raise UserError(
+            "--inefficient-type, --mem-size and --idle-threshold go with --inefficient."
+        )
     if query.own_files and not reports and not streams and not files:
         if output is not None:
             takes = "takes its own path" if len(query.own_files) == 1 else "take their own paths"
@@ -290,10 +325,10 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
             " stacks by address: two captures of one process), or use --base with -t, -s,"
             " --collapsed, --json, --flame or --pprof."
         )
-    if query.leaks:
+    if query.findings:
         if flags["svg"] or flags["collapsed"] or files or flags["focus"] or flags["ignore"]:
             raise UserError(
-                "leak reports are text (-t, the default) or --json; --focus,"
+                f"{reports[0]} reports are text (-t, the default) or --json; --focus,"
                 " --ignore and the other formats apply to --at, --peak and"
                 " --between."
             )

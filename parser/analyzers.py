@@ -1,7 +1,8 @@
 """Offline analyses of a capture made with --mode log, with the API msMemScope's users know:
 
     from mem_profiler.parser import analyzers
-    analyzers.list_analyzers()  # ['leaks', 'window_leaks', 'peak', 'timeline', 'compare', 'export']
+    analyzers.list_analyzers()  # ['leaks', 'window_leaks', 'peak', 'timeline', 'compare',
+    #                              'export', 'inefficient']
     analyzers.get_analyzer_config("leaks")    # its parameters
     analyzers.check_leaks("/tmp/x_4242.0001.heap", mstx_info="step start", start_index=0)
     analyzers.analyze("leaks", input_path=..., mstx_info="step start", start_index=0)
@@ -21,7 +22,9 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.parser import log_analysis, pipeline
 from mem_profiler.parser.aggregate import FlatCum, aggregate
 from mem_profiler.parser.atomic import atomic_open
+from mem_profiler.parser.device_uses import IDLE_THRESHOLD, Inefficiency, check_kinds, inefficient
 from mem_profiler.parser.log_analysis import Leak, LeakSet, Peak, WindowLog
+from mem_profiler.parser.report_inefficient import format_inefficient
 from mem_profiler.parser.report_leaks import format_leaks
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.timeline import format_timeline
@@ -115,6 +118,27 @@ def export_events(
     return path
 
 
+def check_inefficient(
+    input_path: PathLike,
+    mem_size: int = 0,
+    inefficient_type: list[str] | None = None,
+    idle_threshold: int = IDLE_THRESHOLD,
+    *,
+    binary: PathLike | None = None,
+) -> Inefficiency:
+    """msMemScope's check_inefficient: device blocks allocated early, freed late or idle
+    for more than `idle_threshold` launches between uses (`inefficient_type`: some of
+    early_allocation, late_deallocation, temporary_idleness; all by default), leaving out
+    blocks under `mem_size` bytes. Prints the report and returns it."""
+    cap = _open(input_path, None)
+    result = inefficient(cap, check_kinds(inefficient_type), mem_size, idle_threshold)
+    request = pipeline.Request(binary=None if binary is None else os.fspath(binary))
+    for message in pipeline.name_findings(result, cap, request):
+        warnings.warn(message, stacklevel=2)
+    print(format_inefficient(result), end="")
+    return result
+
+
 @dataclass(frozen=True)
 class _Param:
     required: bool
@@ -168,6 +192,22 @@ _ANALYZERS: dict[str, tuple[Callable[..., Any], dict[str, _Param]]] = {
             "input_path": _Param(True, _INPUT),
             "output": _Param(True, "the CSV or SQLite file to write"),
             "data_format": _Param(False, "csv or db [default: csv]"),
+            "binary": _Param(False, _BINARY),
+        },
+    ),
+    "inefficient": (
+        check_inefficient,
+        {
+            "input_path": _Param(True, _INPUT),
+            "mem_size": _Param(False, "leave out blocks smaller than this many bytes [default 0]"),
+            "inefficient_type": _Param(
+                False,
+                "a list of early_allocation, late_deallocation, temporary_idleness [default: all]",
+            ),
+            "idle_threshold": _Param(
+                False,
+                f"idle means more launches than this between two uses [default {IDLE_THRESHOLD}]",
+            ),
             "binary": _Param(False, _BINARY),
         },
     ),

@@ -40,6 +40,7 @@ class Allocations:
 
     heap: np.ndarray  # uint8
     stack: np.ndarray  # uint32
+    address: np.ndarray  # uint64
     size: np.ndarray  # uint64
     start: np.ndarray  # int64 ns from the window's start
     end: np.ndarray  # int64 ns, NEVER when live at the end of the log
@@ -130,7 +131,12 @@ def pair_frees(log: EventLog) -> Allocations:
     seq = np.argsort(ev["time_ns"][made], kind="stable")
     chosen = ev[made[seq]]
     return Allocations(
-        chosen["heap"], chosen["stack"], chosen["size"], chosen["time_ns"], end[is_alloc][seq]
+        chosen["heap"],
+        chosen["stack"],
+        chosen["address"],
+        chosen["size"],
+        chosen["time_ns"],
+        end[is_alloc][seq],
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.eventlog import ALLOC, MARK_KINDS
+from mem_profiler.parser.eventlog import ALLOC, MARK_KINDS, USE_OPS
 from mem_profiler.parser.log_analysis import (
     NEVER,
     WindowLog,
@@ -27,7 +27,7 @@ from mem_profiler.parser.symbolize import SymbolizedProfile
 
 EVENT_COLUMNS = (
     "id",  # the row's place in time order, from 1
-    "event",  # alloc, free, mark, range_start, range_end, step
+    "event",  # alloc, free, mark, range_start, range_end, step; launch, copy, set
     "heap",  # host, cuda, ...; empty for marks
     "time_ns",  # from the window's start
     "pid",
@@ -38,7 +38,7 @@ EVENT_COLUMNS = (
     "end_ns",  # an allocation's free (or reuse of its address); empty if live at the end
     "step",  # the number of the last step begun at the event's time; empty before one
     "stack",  # the stack's id
-    "text",  # a mark's or range's text; empty for the others
+    "text",  # a mark's or range's text; a device operation's values; empty for the others
 )
 STACK_COLUMNS = ("python_stack", "native_stack")  # root first, frames joined by ";"
 _SCHEMA = """
@@ -105,7 +105,8 @@ def stacks_profile(cap: WindowLog) -> HeapProfile:
 
 
 def event_rows(cap: WindowLog) -> Iterator[tuple]:
-    """The rows of EVENT_COLUMNS, in time order (a mark before the events at its time)."""
+    """The rows of EVENT_COLUMNS, in time order (at one time: marks, allocations and
+    frees, then device operations, whose text is the values they were passed in hex)."""
     log = cap.log
     ev = log.events
     ends = event_ends(ev)
@@ -115,11 +116,13 @@ def event_rows(cap: WindowLog) -> Iterator[tuple]:
         weights[mine] = estimates(ev["size"][mine], log.rate_of(heap))
     steps = [m for m in log.marks if m.kind == "step"]
     step_times = np.array([m.time_ns for m in steps], np.int64)
-    # marks, then events, merged by time: a mark first in a tie
-    times = np.concatenate([np.array([m.time_ns for m in log.marks], np.int64), ev["time_ns"]])
+    # marks, events, then device operations, merged by time: in that order in a tie
+    times = np.concatenate(
+        [np.array([m.time_ns for m in log.marks], np.int64), ev["time_ns"], log.uses["time_ns"]]
+    )
     order = np.argsort(times, kind="stable")
     step_at = (np.searchsorted(step_times, times, "right") - 1).tolist()
-    n_marks = len(log.marks)
+    n_marks, n_events = len(log.marks), len(ev)
     kinds, heaps, tids = ev["type"].tolist(), ev["heap"].tolist(), ev["tid"].tolist()
     sizes, addresses, stacks = ev["size"].tolist(), ev["address"].tolist(), ev["stack"].tolist()
     for row, k in enumerate(order.tolist(), 1):
@@ -129,6 +132,23 @@ def event_rows(cap: WindowLog) -> Iterator[tuple]:
             event = _MARK_EVENTS[MARK_KINDS.index(m.kind)]
             text = None if m.kind == "step" else m.text
             yield (row, event, None, m.time_ns, log.pid, m.tid, *[None] * 4, step, None, text)
+            continue
+        if k >= n_marks + n_events:
+            u = log.uses[k - n_marks - n_events]
+            first, count = int(u["first"]), int(u["count"])
+            values = " ".join(f"0x{v:x}" for v in log.use_values[first : first + count].tolist())
+            yield (
+                row,
+                USE_OPS[u["op"]] if u["op"] < len(USE_OPS) else "operation",
+                HEAPS[u["heap"]],
+                int(times[k]),
+                log.pid,
+                int(u["tid"]),
+                *[None] * 4,
+                step,
+                None,
+                values,
+            )
             continue
         e = k - n_marks
         alloc = kinds[e] == ALLOC

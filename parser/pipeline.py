@@ -29,9 +29,10 @@ from mem_profiler.core.profile import Failure, Foreign, HeapProfile
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser import log_analysis as analysis
 from mem_profiler.parser import log_export
-from mem_profiler.parser.aggregate import FlatCum, aggregate
+from mem_profiler.parser.aggregate import FlatCum, aggregate, node_frames
 from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.categories import Rule, categorize, stack_categories
+from mem_profiler.parser.device_uses import IDLE_THRESHOLD, Inefficiency, check_kinds, inefficient
 from mem_profiler.parser.diff import subtract
 from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
@@ -41,6 +42,7 @@ from mem_profiler.parser.log_analysis import MS, Leak, LeakSet, WindowLog
 from mem_profiler.parser.pprof_proto import names_every_frame
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
+from mem_profiler.parser.report_inefficient import format_inefficient, format_inefficient_json
 from mem_profiler.parser.report_jeprof import format_jeprof
 from mem_profiler.parser.report_json import format_json
 from mem_profiler.parser.report_leaks import format_leaks, format_leaks_json
@@ -126,6 +128,10 @@ class LogQuery:
     window_leaks: bool = False
     mark_leaks: str | None = None
     start_index: int | None = None
+    inefficient: bool = False
+    inefficient_types: tuple[str, ...] = ()  # device_uses.KINDS; all when empty
+    mem_size: int | None = None
+    idle_threshold: int | None = None
 
     @property
     def reports(self) -> list[str]:
@@ -139,6 +145,7 @@ class LogQuery:
                 ("--compare-steps", self.compare_steps is not None),
                 ("--leaks", self.window_leaks),
                 ("--mark-leaks", self.mark_leaks is not None),
+                ("--inefficient", self.inefficient),
             )
             if given
         ]
@@ -146,6 +153,11 @@ class LogQuery:
     @property
     def leaks(self) -> bool:
         return self.window_leaks or self.mark_leaks is not None
+
+    @property
+    def findings(self) -> bool:
+        """A report of its own rows (leaks, inefficient blocks), not of a profile."""
+        return self.leaks or self.inefficient
 
     @property
     def own_files(self) -> list[str]:
@@ -326,6 +338,18 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
                 "utf-8", "surrogateescape"
             ),
         )
+    elif query.inefficient:
+        result = inefficient(
+            window_log,
+            check_kinds(query.inefficient_types),
+            query.mem_size or 0,
+            IDLE_THRESHOLD if query.idle_threshold is None else query.idle_threshold,
+        )
+        for warning in name_findings(result, window_log, request):
+            say(f"warning: {warning}")
+        ((fmt, path),) = request.outputs
+        render = format_inefficient_json if fmt == "json" else format_inefficient
+        write_output(path, render(result, request.nodecount).encode("utf-8", "surrogateescape"))
     elif query.peak:
         peak = analysis.peak(window_log)
         interval = (
@@ -406,6 +430,27 @@ def write_event_tables(
         write_output(csv_path, log_export.csv_pieces(cap, texts))
     if db_path is not None:
         write_output(db_path, log_export.sqlite_bytes(cap, texts, program))
+
+
+def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> list[str]:
+    """Fill result.names with the function names of the findings' stacks, leaf first,
+    named against request.binary (default: the program the .heap names); the
+    symbolizer's warnings."""
+    program = request.binary or (cap.profile.exe if cap.profile is not None else None)
+    if not result.findings:
+        return []
+    sym = load(
+        Request(binary=program, allow_mismatch=request.allow_mismatch),
+        log_export.stacks_profile(cap),
+    )
+    names, nodes = node_frames(sym, full_names=request.full_names)
+    frames, bounds = nodes.tolist(), sym.offsets.tolist()
+    rows = {stack: k for k, stack in enumerate(sorted(cap.log.stacks))}
+    for f in result.findings:
+        k = rows.get(f.stack)
+        if k is not None:  # else a stack the log lost, which its reader warned of
+            result.names[f.stack] = [names[n] for n in frames[bounds[k] : bounds[k + 1]]]
+    return sym.warnings
 
 
 def rank_leaks(

@@ -209,6 +209,7 @@ def test_analyzer_api_and_errors(steps, capsys, tmp_path):
         "timeline",
         "compare",
         "export",
+        "inefficient",
     ]
     config = analyzers.get_analyzer_config("leaks")
     assert [k for k, v in config.items() if v["required"]] == [
@@ -238,6 +239,11 @@ def test_analyzer_api_and_errors(steps, capsys, tmp_path):
         (["--start-index", "1"], "goes with --mark-leaks"),
         (["--peak", "--base", "{heap}"], "does not apply to log reports"),
         (["--timeline", "{heap}.svg", "-o", "{heap}.txt"], "takes its own path"),
+        (["--idle-threshold", "5"], "go with --inefficient"),
+        (["--inefficient", "--mem-size", "lots"], "bad size 'lots'"),
+        (["--inefficient", "--inefficient-type", "soon"], "'soon' is not one of"),
+        (["--inefficient", "--collapsed"], "--inefficient reports are text"),
+        (["--inefficient", "--leaks"], "choose one log report"),
     ],
 )
 def test_bad_log_options_are_one_line_errors(curve, capsys, args, expect):
