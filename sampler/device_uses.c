@@ -8,7 +8,9 @@
  * 8-byte words, never beyond its declared size.  A launch through `extra`
  * passes one buffer with its size.  Where neither tells the sizes (an older
  * driver, a runtime without cudaGetFuncBySymbol) the launch is recorded with
- * USE_PARAMS_UNKNOWN: it counts as an operation, its uses cannot be told. */
+ * USE_PARAMS_UNKNOWN: it counts as an operation, its uses cannot be told.
+ * So does every ACL launch (aclrtLaunchKernel), whose arguments are in device
+ * memory. */
 #include <string.h>
 
 #include "device_uses.h"
@@ -110,6 +112,12 @@ void memprof_use_runtime_launch(const void *function, void *const *params)
     if (params != NULL)
         add_params(&out, driver_function, params);
     memprof_log_use(HEAP_CUDA, USE_LAUNCH, out.flags, out.v, out.n);
+}
+
+void memprof_use_acl_launch(uintptr_t args)
+{
+    uint64_t v = args;
+    memprof_log_use(HEAP_ACL, USE_LAUNCH, USE_PARAMS_UNKNOWN, &v, args >= LOWEST_ADDRESS);
 }
 
 void memprof_use_memory(enum memprof_heap heap, enum memprof_use_op op, uintptr_t destination,

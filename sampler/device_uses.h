@@ -10,6 +10,9 @@
 void memprof_use_cuda_launch(void *function, void *const *params, void *const *extra) HIDDEN;
 /* A runtime launch: the host stub `function` is turned into its CUfunction first. */
 void memprof_use_runtime_launch(const void *function, void *const *params) HIDDEN;
+/* An ACL launch: its arguments are in device memory, `args`, which the host
+ * cannot read: a use of that block, the rest unknown. */
+void memprof_use_acl_launch(uintptr_t args) HIDDEN;
 /* A copy (destination and source) or a set (destination only, source 0). */
 void memprof_use_memory(enum memprof_heap heap, enum memprof_use_op op, uintptr_t destination,
                         uintptr_t source) HIDDEN;

@@ -339,6 +339,7 @@ static enum memprof_heap node_heap(const struct cu_mem_alloc_node_params *params
     X(aclrtMemcpyAsync, LIBACL, NULL)                                             \
     X(aclrtMemset, LIBACL, NULL)                                                  \
     X(aclrtMemsetAsync, LIBACL, NULL)                                             \
+    X(aclrtLaunchKernel, LIBACL, NULL)                                            \
     X(halMemAlloc, LIBHAL, "halMemAllocInner")                                    \
     X(halMemFree, LIBHAL, "halMemFreeInner")
 
@@ -686,6 +687,9 @@ USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMemset,
 USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtMemsetAsync,
          (void *p, size_t room, int value, size_t n, void *stream), (p, room, value, n, stream),
          SET(HEAP_ACL, p))
+USE_HOOK(HEAP_ACL, ACL_NOT_INITIALIZED, aclrtLaunchKernel,
+         (void *f, unsigned blocks, const void *args, size_t size, void *stream),
+         (f, blocks, args, size, stream), memprof_use_acl_launch((uintptr_t)args))
 
 /* Ascend HAL: the flag (device, memory type, module) labels the stack. */
 ALLOC_HOOK(HEAP_HAL, HAL_NOT_INITIALIZED, halMemAlloc,

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 from standins.build import build_device_fixture, standin_env
 from support.device import checksum, run_device
-from support.profiling import run_parser
+from support.profiling import profile_run, run_parser
 
+from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import analyzers
+from mem_profiler.parser.eventlog import USE_OPS, USE_PARAMS_UNKNOWN
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.log_analysis import open_window_log
 
@@ -136,3 +139,69 @@ def test_table_mode_forwards_every_operation(standin_dir, tmp_path):
     assert checksum(proc.stdout) == checksum(plain.stdout)
     assert not list(tmp_path.glob("t_*.memlog"))
     assert read_heap(heaps["cuda"]).acc_objs.sum() == 25  # 21 scratch blocks, 4 others
+
+
+ACL_SCRIPT = r"""
+import ctypes
+from ctypes import byref, c_int, c_size_t, c_uint, c_void_p
+
+acl = ctypes.CDLL("libascendcl.so")
+for name, types in (("aclrtMalloc", (ctypes.POINTER(c_void_p), c_size_t, c_int)),
+                    ("aclrtFree", (c_void_p,)),
+                    ("aclrtMemcpy", (c_void_p, c_size_t, c_void_p, c_size_t, c_int)),
+                    ("aclrtMemset", (c_void_p, c_size_t, c_int, c_size_t)),
+                    ("aclrtLaunchKernel", (c_void_p, c_uint, c_void_p, c_size_t, c_void_p))):
+    getattr(acl, name).argtypes, getattr(acl, name).restype = types, c_int
+data, args = c_void_p(), c_void_p()
+assert acl.aclrtMalloc(byref(data), 1 << 20, 0) == 0 and acl.aclrtMalloc(byref(args), 64, 0) == 0
+host = ctypes.create_string_buffer(b"x" * 4096)
+assert acl.aclrtMemcpy(data, 1 << 20, host, 4096, 1) == 0
+for _ in range(3):
+    assert acl.aclrtLaunchKernel(c_void_p(1), 1, args, 64, None) == 0
+assert acl.aclrtMemset(data, 1 << 20, 0, 4096) == 0
+assert acl.aclrtMemcpy(host, 4096, data, 4096, 2) == 0
+assert acl.aclrtFree(data) == 0 and acl.aclrtFree(args) == 0
+print(data.value, args.value, ctypes.addressof(host))
+"""
+
+
+def test_acl_operations_are_recorded_and_its_launches_said_unreadable(standin_dir, tmp_path):
+    """ACL's copies and set are uses of the blocks they touch; its launches pass their
+    arguments in device memory, which the host cannot read: each is a use of that
+    block, and the report says the rest of their uses are unknown."""
+    build_device_fixture("device_acl", standin_dir)
+    proc, files = profile_run(
+        [sys.executable, "-c", ACL_SCRIPT],
+        tmp_path / "a_",
+        1,
+        "--device-rate",
+        "1",
+        "--mode",
+        "log",
+        env=standin_env(standin_dir),
+    )
+    assert proc.returncode == 0, proc.stderr
+    data, args, host = map(int, proc.stdout.split())
+    (heap,) = [f for f in files if f.name.endswith(".acl.heap")]
+    log = open_window_log(heap).log
+    ops = [
+        (
+            USE_OPS[u["op"]],
+            HEAPS[u["heap"]],
+            int(u["flags"]),
+            log.use_values[u["first"] : u["first"] + u["count"]].tolist(),
+        )
+        for u in log.uses
+    ]
+    assert ops == [
+        ("copy", "acl", 0, [data, host]),
+        *[("launch", "acl", USE_PARAMS_UNKNOWN, [args])] * 3,
+        ("set", "acl", 0, [data]),
+        ("copy", "acl", 0, [host, data]),
+    ]
+    report = findings(sys.executable, heap, "--idle-threshold", "2")
+    assert (report["launches"], report["unknown_launches"]) == (3, 3)
+    assert [(f["kind"], f["size"], f["launches"]) for f in report["findings"]] == [
+        ("temporary_idleness", 1 << 20, 3)
+    ]
+    assert any("3 of 3 launches" in note for note in report["notes"])

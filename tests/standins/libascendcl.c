@@ -5,7 +5,10 @@
  *   aclrtMalloc(p, size, policy)  -> halMemAlloc(p, size, HAL_FLAG(0, MEM_DEV_TYPE, 3))
  *   aclrtMallocHost(p, size)      -> halMemAlloc(p, size, HAL_FLAG(0, MEM_HOST_TYPE, 3))
  *   aclrtFree / aclrtFreeHost     -> halMemFree
- * (device 0, module id STANDIN_ACL_MODULE_ID = 3).  A HAL out-of-memory comes
+ * (device 0, module id STANDIN_ACL_MODULE_ID = 3).
+ *   aclrtMemcpy / aclrtMemset     within destMax, a device end inside one block
+ *   aclrtLaunchKernel             its arguments in a device block of argsSize
+ *                                 bytes (as the real one's), read by nobody  A HAL out-of-memory comes
  * back as ACL_ERROR_RT_MEMORY_ALLOCATION; size 0, a NULL out-pointer or an
  * unknown policy as ACL_ERROR_INVALID_PARAM; freeing an unknown pointer as
  * ACL_ERROR_RT_MEMORY_FREE.  Each function checks the pointer belongs to its
@@ -83,4 +86,42 @@ EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
 EXPORT aclError aclrtFreeHost(void *hostPtr)
 {
     return acl_free("aclrtFreeHost", hostPtr, 1);
+}
+
+/* Whether [p, p + n) is inside one block of ACL's. */
+static int in_block(const void *p, size_t n)
+{
+    return p && standin_find_range(&blocks, (uintptr_t)p, n, NULL);
+}
+
+EXPORT aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count, int kind)
+{
+    aclError rc = ACL_SUCCESS;
+    if (!dst || !src || count > destMax || (!in_block(dst, count) && !in_block(src, count)))
+        rc = ACL_ERROR_INVALID_PARAM;
+    else
+        memmove(dst, src, count);
+    standin_trace("acl aclrtMemcpy %zu %d %d", count, kind, rc);
+    return rc;
+}
+
+EXPORT aclError aclrtMemset(void *devPtr, size_t maxCount, int value, size_t count)
+{
+    aclError rc = ACL_SUCCESS;
+    if (count > maxCount || !in_block(devPtr, count))
+        rc = ACL_ERROR_INVALID_PARAM;
+    else
+        memset(devPtr, value, count);
+    standin_trace("acl aclrtMemset %zu %d", count, rc);
+    return rc;
+}
+
+EXPORT aclError aclrtLaunchKernel(void *funcHandle, unsigned blockDim, const void *argsData,
+                                  size_t argsSize, void *stream)
+{
+    (void)blockDim, (void)stream;
+    aclError rc = funcHandle && in_block(argsData, argsSize) ? ACL_SUCCESS
+                                                             : ACL_ERROR_INVALID_PARAM;
+    standin_trace("acl aclrtLaunchKernel %zu %d", argsSize, rc);
+    return rc;
 }

@@ -244,7 +244,15 @@ EXPORTS = {
         "fw_last_error",
     },
     "libascend_hal.so": {"halMemAlloc", "halMemFree", "halMemAllocInner", "halMemFreeInner"},
-    "libascendcl.so": {"aclrtMalloc", "aclrtFree", "aclrtMallocHost", "aclrtFreeHost"},
+    "libascendcl.so": {
+        "aclrtMalloc",
+        "aclrtFree",
+        "aclrtMallocHost",
+        "aclrtFreeHost",
+        "aclrtMemcpy",
+        "aclrtMemset",
+        "aclrtLaunchKernel",
+    },
     "libmstx.so": {"mstxMarkA", "mstxRangeStartA", "mstxRangeEnd"},
     "libnvToolsExt.so.1": {"nvtxMarkA", "nvtxRangePushA", "nvtxRangePop"},
 }

@@ -59,6 +59,10 @@ aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPolicy policy);
 aclError aclrtFree(void *devPtr);
 aclError aclrtMallocHost(void **hostPtr, size_t size);
 aclError aclrtFreeHost(void *hostPtr);
+aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count, int kind);
+aclError aclrtMemset(void *devPtr, size_t maxCount, int value, size_t count);
+aclError aclrtLaunchKernel(void *funcHandle, unsigned blockDim, const void *argsData,
+                           size_t argsSize, void *stream);
 
 #ifdef __cplusplus
 }
