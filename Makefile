@@ -15,8 +15,9 @@ CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer
 # loader and push a large register save onto what may be a small signal stack.
 LDFLAGS_LIB := -Wl,-z,now
 LDLIBS_LIB  := -lunwind -lz -ldl -lm -pthread
-SAMPLER_SRC := $(wildcard sampler/*.c)
-SAMPLER_HDR := $(wildcard sampler/*.h)
+ARCH        := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+SAMPLER_SRC := $(wildcard sampler/*.c) sampler/arch/$(ARCH).S
+SAMPLER_HDR := $(wildcard sampler/*.h sampler/arch/*.h)
 FIXTURE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -pthread
 # The C unit tests: each built with the one module it tests (and sysutil.c) under
 # AddressSanitizer and UBSan, which stop the test at the first fault.
@@ -25,7 +26,7 @@ UNIT_TESTS  := $(patsubst $(UNIT_DIR)/%.c,$(BUILD)/unit/%,$(wildcard $(UNIT_DIR)
 UNIT_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -D_GNU_SOURCE \
                -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -Isampler
 
-.PHONY: all setup deps bench-deps venv build c-unit test demo bench soak lint clean
+.PHONY: all setup deps bench-deps venv build arm64 c-unit test demo bench soak lint clean
 
 all: build
 
@@ -106,10 +107,37 @@ build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leak
 
 $(BUILD)/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_LIB) -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+	$(CC) $(CFLAGS_LIB) -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
 
 bindings/libmemprof.so: $(BUILD)/libmemprof.so
 	cp $< $@
+
+# --- aarch64 ----------------------------------------------------------------
+# The sampler cross-built for aarch64 (README, "Architectures"): Debian's cross
+# compiler, and zlib from Debian's arm64 packages unpacked into a sysroot that
+# qemu-aarch64-static -L also runs the arm64 tests from; without libunwind (its
+# walks are the hybrid unwinder's there).  Where the cross tools do not install,
+# nothing is built and the arm64 tests say so.
+ARM64_CC      := aarch64-linux-gnu-gcc
+ARM64_SYSROOT := $(BUILD)/arm64-sysroot
+ARM64_APT     := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+ARM64_PKGS    := libc6 zlib1g zlib1g-dev
+
+arm64:
+	-$(call install_missing,$(ARM64_APT))
+	@if command -v $(ARM64_CC) >/dev/null && command -v qemu-aarch64-static >/dev/null; then \
+	  $(MAKE) --no-print-directory $(BUILD)/aarch64/libmemprof.so || \
+	    echo "the aarch64 sampler did not build: the arm64 tests are skipped"; \
+	else echo "no aarch64 cross compiler or qemu-aarch64-static: the arm64 tests are skipped"; fi
+
+$(ARM64_SYSROOT)/.installed: tools/arm64_sysroot.sh
+	tools/arm64_sysroot.sh $(ARM64_SYSROOT) $(ARM64_PKGS) || echo "no arm64 sysroot"
+
+$(BUILD)/aarch64/libmemprof.so: $(wildcard sampler/*.c) sampler/arch/aarch64.S $(SAMPLER_HDR) \
+                                $(ARM64_SYSROOT)/.installed
+	@mkdir -p $(@D)
+	$(ARM64_CC) $(CFLAGS_LIB) -idirafter $(ARM64_SYSROOT)/usr/include -shared $(LDFLAGS_LIB) \
+	  -o $@ $(filter %.c %.S,$^) $(ARM64_SYSROOT)/lib/aarch64-linux-gnu/libz.so.1 -ldl -lm -pthread
 
 $(BUILD)/examples/leaky: examples/leaky.c
 	@mkdir -p $(BUILD)/examples
@@ -125,7 +153,7 @@ $(BUILD)/unit/test_frame_tree: sampler/hash_index.c   # the tree's indexes
 c-unit: $(UNIT_TESTS)
 	@for t in $^; do echo "== $$t"; $$t || exit 1; done
 
-test: setup build $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
+test: setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
 	$(VENV)/bin/pytest -q tests
 
 demo: setup build

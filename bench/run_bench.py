@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import stat
 import statistics
@@ -570,6 +571,7 @@ def main() -> None:
     args = ap.parse_args()
 
     global RUNNER
+    print(f"measured on {platform.machine()} ({os.cpu_count()} cores), {platform.platform()}\n")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         RUNNER = PeakRss(out)

@@ -19,7 +19,7 @@
 /* The calling thread's own /proc entries: /proc/self/{maps,exe,cmdline,statm}
  * read as empty once the main thread has ended with pthread_exit, as they
  * follow the thread group leader's memory. */
-#define PROC_THREAD_SELF "/proc/thread-self/"
+#define PROC_THREAD_SELF "/proc/thread-self/"   /* by memprof_proc_file (sysutil.h) */
 
 /* Each allocator family is a heap of its own, written as its own .heap file. */
 enum memprof_heap {

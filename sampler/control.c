@@ -554,7 +554,8 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     block->uid = (uint32_t)owner;
     block->pid_ns = own_pid_namespace();
     block->start_time = process_start_time();
-    ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
+    char proc[MEMPROF_PROC_PATH];
+    ssize_t n = readlink(memprof_proc_file("exe", proc), block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     copy_string(block->own_malloc, sizeof block->own_malloc, memprof_own_malloc());
     block->thread_less = thread_less;

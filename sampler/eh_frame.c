@@ -1,24 +1,26 @@
 /* Unwind rules from DWARF call frame information (.eh_frame), which every
- * x86-64 object carries for C++ exceptions whether or not it keeps frame
- * pointers.  For one code address: find its FDE in the object's
+ * x86-64 and aarch64 object carries for C++ exceptions whether or not it keeps
+ * frame pointers.  For one code address: find its FDE in the object's
  * .eh_frame_hdr binary-search table, run the CIE's and the FDE's CFA programs
  * up to the address, and reduce that row to a struct unwind_rule.  unwind.c
  * caches the rule per address, so this runs once per address, not per sample.
  *
  * Only the columns a stack walk needs are kept: the CFA, the return address
- * and rbp.  CFA expressions are evaluated symbolically, rip being known here:
- * a PLT entry's (rsp + 8 or 16, depending on rip) and a realigned stack's
- * (the CFA stored at rbp - 8) become rules; a CFA based on another register,
- * or a rule a struct unwind_rule cannot hold, gives RULE_LIBUNWIND.
+ * and the frame pointer (rbp, x29; arch.h names the registers).  CFA
+ * expressions are evaluated symbolically, the pc being known here: an x86
+ * PLT entry's (rsp + 8 or 16, depending on rip) and a realigned stack's (the
+ * CFA stored at rbp - 8) become rules; a CFA based on another register, or a
+ * rule a struct unwind_rule cannot hold, gives RULE_LIBUNWIND.  On aarch64 a
+ * return address still in x30 (a frame a signal interrupted) is RULE_RA_LR,
+ * and DW_CFA_AARCH64_negate_ra_state only says it is signed: unwind.c strips
+ * the signature of every return address it reads.
  *
  * Every byte read is bounds-checked against the segment that holds the
  * tables: corrupt data gives RULE_NONE or RULE_LIBUNWIND, never a fault. */
 #include <string.h>
 
+#include "arch.h"
 #include "eh_frame.h"
-
-/* DWARF register numbers of the x86-64 psABI */
-enum { DW_RBP = 6, DW_RSP = 7, DW_RIP = 16 };
 
 #define DW_EH_PE_omit 0xff
 #define DW_EH_PE_indirect 0x80
@@ -234,8 +236,8 @@ struct reg_rule {
     uintptr_t expr, expr_end;      /* HOW_EXPRESSION: saved at the address it computes */
 };
 
-/* The columns kept: the return address's and rbp's. */
-enum { COL_RA, COL_RBP, COLUMNS };
+/* The columns kept: the return address's and the frame pointer's. */
+enum { COL_RA, COL_FP, COLUMNS };
 
 struct row {
     uint64_t cfa_reg;
@@ -254,7 +256,7 @@ struct program {
 
 static int column(const struct program *pg, uint64_t reg)
 {
-    return reg == pg->cie->ra_column ? COL_RA : reg == DW_RBP ? COL_RBP : -1;
+    return reg == pg->cie->ra_column ? COL_RA : reg == DW_REG_FP ? COL_FP : -1;
 }
 
 static void set_rule(struct row *row, const struct program *pg, uint64_t reg, struct reg_rule rule)
@@ -343,6 +345,10 @@ static bool run_program(struct program *pg, struct row *row, uintptr_t insns, ui
             set_rule(row, pg, reg,
                      (struct reg_rule){HOW_OFFSET, factored((uint64_t)sleb(&r), daf), 0, 0});
             break;
+        case 0x2d:   /* DW_CFA_AARCH64_negate_ra_state (aarch64 only) */
+            if (!ARCH_NEGATE_RA_STATE)
+                return false;
+            break;
         case 0x2f:   /* DW_CFA_GNU_negative_offset_extended */
             reg = uleb(&r);
             set_rule(row, pg, reg, (struct reg_rule){HOW_OFFSET, factored(-uleb(&r), daf), 0, 0});
@@ -424,8 +430,8 @@ static bool run_program(struct program *pg, struct row *row, uintptr_t insns, ui
 /* ---- DWARF expressions, evaluated symbolically -----------------------------------
  * A value is a constant or base + offset, base a register of the frame (or
  * the CFA), optionally loaded from: enough for the expressions compilers
- * and linkers emit for the CFA and for where rbp was saved. */
-enum base { BASE_CONST = 0, BASE_RSP, BASE_RBP, BASE_CFA };
+ * and linkers emit for the CFA and for where the frame pointer was saved. */
+enum base { BASE_CONST = 0, BASE_SP, BASE_FP, BASE_CFA };
 
 struct sym {
     uint8_t base;
@@ -471,7 +477,13 @@ static bool binary_op(uint8_t op, struct sym *a, struct sym *b)
     return true;
 }
 
-/* Evaluates [expr, end) with rip = pc; a register rule's expression starts
+/* DW_REG_PC is -1 where no register holds the pc (aarch64). */
+static bool is_pc_register(unsigned reg)
+{
+    return DW_REG_PC >= 0 && reg == (unsigned)DW_REG_PC;
+}
+
+/* Evaluates [expr, end) with the pc known; a register rule's expression starts
  * with the CFA on the stack (push_cfa). */
 static bool evaluate(uintptr_t expr, uintptr_t end, uintptr_t lo, uintptr_t pc, bool push_cfa,
                      struct sym *out)
@@ -490,9 +502,9 @@ static bool evaluate(uintptr_t expr, uintptr_t end, uintptr_t lo, uintptr_t pc, 
         } else if (op >= 0x70 && op <= 0x8f) {   /* DW_OP_breg0..31 */
             int64_t off = sleb(&r);
             uint8_t reg = op - 0x70;
-            if (reg == DW_RSP || reg == DW_RBP)
-                v = (struct sym){reg == DW_RSP ? BASE_RSP : BASE_RBP, false, off};
-            else if (reg == DW_RIP)
+            if (reg == DW_REG_SP || reg == DW_REG_FP)
+                v = (struct sym){reg == DW_REG_SP ? BASE_SP : BASE_FP, false, off};
+            else if (is_pc_register(reg))
                 v.offset = (int64_t)(pc + (uint64_t)off);
             else
                 return false;
@@ -573,36 +585,39 @@ static struct unwind_rule rule_of_row(const struct row *row, uintptr_t pc, uintp
 {
     const struct unwind_rule complex = {0, RULE_LIBUNWIND, 0, 0, 0};
     struct unwind_rule rule = {0, RULE_CFA, 0, 0, 0};
-    if (row->col[COL_RA].how == HOW_UNDEFINED || row->col[COL_RBP].how == HOW_UNDEFINED)
+    if (row->col[COL_RA].how == HOW_UNDEFINED || row->col[COL_FP].how == HOW_UNDEFINED)
         return (struct unwind_rule){0, RULE_OUTERMOST, 0, 0, 0};
 
     struct sym cfa = {BASE_CONST, false, row->cfa_offset};
     if (row->cfa_expr != 0) {
         if (!evaluate(row->cfa_expr, row->cfa_expr_end, lo, pc, false, &cfa))
             return complex;
-    } else if (row->cfa_reg == DW_RSP || row->cfa_reg == DW_RBP) {
-        cfa.base = row->cfa_reg == DW_RSP ? BASE_RSP : BASE_RBP;
+    } else if (row->cfa_reg == DW_REG_SP || row->cfa_reg == DW_REG_FP) {
+        cfa.base = row->cfa_reg == DW_REG_SP ? BASE_SP : BASE_FP;
     }
-    if ((cfa.base != BASE_RSP && cfa.base != BASE_RBP) || cfa.offset < INT32_MIN ||
+    if ((cfa.base != BASE_SP && cfa.base != BASE_FP) || cfa.offset < INT32_MIN ||
         cfa.offset > INT32_MAX)
         return complex;
     rule.cfa_offset = (int32_t)cfa.offset;
-    rule.flags = (cfa.base == BASE_RBP ? RULE_CFA_RBP : 0) | (cfa.deref ? RULE_CFA_DEREF : 0);
+    rule.flags = (cfa.base == BASE_FP ? RULE_CFA_FP : 0) | (cfa.deref ? RULE_CFA_DEREF : 0);
 
-    if (row->col[COL_RA].how != HOW_OFFSET || !slot_of(row->col[COL_RA].offset, &rule.ra_slot))
+    if (ARCH_LINK_REGISTER && row->col[COL_RA].how == HOW_SAME)
+        rule.flags |= RULE_RA_LR;
+    else if (row->col[COL_RA].how != HOW_OFFSET ||
+             !slot_of(row->col[COL_RA].offset, &rule.ra_slot))
         return complex;
 
-    const struct reg_rule *rbp = &row->col[COL_RBP];
-    struct sym at = {BASE_CFA, false, rbp->offset};
-    if (rbp->how == HOW_SAME)
+    const struct reg_rule *fp = &row->col[COL_FP];
+    struct sym at = {BASE_CFA, false, fp->offset};
+    if (fp->how == HOW_SAME)
         return rule;
-    if (rbp->how == HOW_EXPRESSION && !evaluate(rbp->expr, rbp->expr_end, lo, pc, true, &at))
+    if (fp->how == HOW_EXPRESSION && !evaluate(fp->expr, fp->expr_end, lo, pc, true, &at))
         return complex;
-    if ((rbp->how != HOW_OFFSET && rbp->how != HOW_EXPRESSION) || at.deref ||
-        at.base == BASE_CONST || !slot_of(at.offset, &rule.rbp_slot))
+    if ((fp->how != HOW_OFFSET && fp->how != HOW_EXPRESSION) || at.deref ||
+        at.base == BASE_CONST || !slot_of(at.offset, &rule.fp_slot))
         return complex;
-    rule.flags |= at.base == BASE_CFA ? RULE_RBP_CFA : at.base == BASE_RSP ? RULE_RBP_RSP
-                                                                          : RULE_RBP_RBP;
+    rule.flags |= at.base == BASE_CFA ? RULE_FP_CFA : at.base == BASE_SP ? RULE_FP_SP
+                                                                          : RULE_FP_FP;
     return rule;
 }
 

@@ -9,32 +9,33 @@
 enum unwind_rule_kind {
     RULE_NONE = 0,    /* no unwind information here (JIT code, a bad address): the walk stops */
     RULE_CFA,         /* an ordinary frame, described by the fields below */
-    RULE_OUTERMOST,   /* the return address (or rbp) is undefined: _start, clone3 */
-    RULE_SIGRETURN,   /* glibc's __restore_rt: the interrupted registers are in the
-                         ucontext at rsp */
+    RULE_OUTERMOST,   /* the return address (or frame pointer) is undefined: _start, clone3 */
+    RULE_SIGRETURN,   /* a signal return trampoline (glibc's __restore_rt, the aarch64
+                         kernel's): the interrupted registers are in the ucontext */
     RULE_LIBUNWIND,   /* beyond what the fields can say: libunwind walks the stack */
     RULE_FRAME_POINTER, /* Go code, which has no unwind information but always keeps
                            frame pointers, maybe on another stack (a goroutine's) */
 };
 
-/* rule.flags */
-#define RULE_CFA_RBP 0x01     /* CFA = rbp + cfa_offset (else rsp + cfa_offset) */
+/* rule.flags; fp is the frame pointer (rbp, x29), sp the stack pointer */
+#define RULE_CFA_FP 0x01      /* CFA = fp + cfa_offset (else sp + cfa_offset) */
 #define RULE_CFA_DEREF 0x02   /* ... and the CFA is the word stored there (a realigned stack) */
-#define RULE_RBP_MASK 0x0c    /* where the caller's rbp is: */
-#define RULE_RBP_SAME 0x00    /*   still in rbp */
-#define RULE_RBP_CFA 0x04     /*   at CFA + 8 * rbp_slot */
-#define RULE_RBP_RSP 0x08     /*   at rsp + 8 * rbp_slot */
-#define RULE_RBP_RBP 0x0c     /*   at rbp + 8 * rbp_slot */
+#define RULE_FP_MASK 0x0c     /* where the caller's fp is: */
+#define RULE_FP_SAME 0x00     /*   still in fp */
+#define RULE_FP_CFA 0x04      /*   at CFA + 8 * fp_slot */
+#define RULE_FP_SP 0x08       /*   at sp + 8 * fp_slot */
+#define RULE_FP_FP 0x0c       /*   at fp + 8 * fp_slot */
+#define RULE_RA_LR 0x10       /* the return address is still in the link register (aarch64) */
 
-/* How to go from a frame's rip, rsp and rbp to its caller's: the caller's rsp
- * is the CFA, its rip is the return address at CFA + 8 * ra_slot.  Eight
- * bytes, so that a cache entry is two words. */
+/* How to go from a frame's pc, sp and fp to its caller's: the caller's sp is
+ * the CFA, its pc the return address at CFA + 8 * ra_slot.  Eight bytes, so
+ * that a cache entry is two words. */
 struct unwind_rule {
     int32_t cfa_offset;   /* RULE_NONE: the loader's count of loaded objects it was found at */
     uint8_t kind;         /* enum unwind_rule_kind */
     uint8_t flags;
     int8_t ra_slot;
-    int8_t rbp_slot;
+    int8_t fp_slot;
 };
 _Static_assert(sizeof(struct unwind_rule) == 8, "a rule is one word");
 

@@ -423,8 +423,8 @@ void memprof_log_use(enum memprof_heap heap, enum memprof_use_op op, unsigned fl
 
 static uint64_t resident_bytes(void)
 {
-    char statm[128];
-    memprof_read_small_file(PROC_THREAD_SELF "statm", statm, sizeof statm);
+    char statm[128], proc[MEMPROF_PROC_PATH];
+    memprof_read_small_file(memprof_proc_file("statm", proc), statm, sizeof statm);
     unsigned long long size = 0, resident = 0;
     sscanf(statm, "%llu %llu", &size, &resident);
     return resident * (uint64_t)sysconf(_SC_PAGESIZE);

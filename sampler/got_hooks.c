@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "control.h"
 #include "got_hooks.h"
 #include "hooks_device.h"
@@ -276,39 +277,14 @@ uint32_t memprof_got_redirected(void)
 
 /* ---- dlopen through a redirected slot ------------------------------------------------
  * glibc's dlopen takes the calling object (its RUNPATH, its namespace) from its
- * return address, so it must not see ours: memprof_call_via_ret calls it with
- * the address of a `ret` byte inside the caller's own code as its return
- * address, and that ret comes back to us.  (A process with a CET shadow stack
- * would refuse it; Debian does not enable one.) */
+ * return address, so it must not see ours: memprof_call_via_ret (arch/x86_64.S)
+ * calls it with the address of a `ret` byte inside the caller's own code as its
+ * return address, and that ret comes back to us.  (A process with a CET shadow
+ * stack would refuse it; Debian does not enable one.)  Where there is no such
+ * trampoline (arch.h) dlopen is called as it is: injection is x86-64 only. */
+#if ARCH_CALL_VIA_RET
 void *memprof_call_via_ret(void *(*fn)(const char *, int), const void *ret, const char *file,
                            int mode) HIDDEN;
-__asm__(
-    "    .text\n"
-    "    .globl memprof_call_via_ret\n"
-    "    .hidden memprof_call_via_ret\n"
-    "    .type memprof_call_via_ret, @function\n"
-    "memprof_call_via_ret:\n"
-    "    .cfi_startproc\n"
-    "    pushq %rbp\n"
-    "    .cfi_def_cfa_offset 16\n"
-    "    .cfi_offset %rbp, -16\n"
-    "    movq %rsp, %rbp\n"
-    "    .cfi_def_cfa_register %rbp\n"
-    "    andq $-16, %rsp\n"
-    "    subq $8, %rsp\n"             /* two pushes below: fn is entered with rsp = 8 mod 16 */
-    "    leaq 1f(%rip), %rax\n"
-    "    pushq %rax\n"                /* where the ret returns to */
-    "    pushq %rsi\n"                /* fn's return address: the ret */
-    "    movq %rdi, %rax\n"
-    "    movq %rdx, %rdi\n"
-    "    movl %ecx, %esi\n"
-    "    jmp *%rax\n"
-    "1:  movq %rbp, %rsp\n"
-    "    popq %rbp\n"
-    "    .cfi_def_cfa %rsp, 8\n"
-    "    ret\n"
-    "    .cfi_endproc\n"
-    "    .size memprof_call_via_ret, .-memprof_call_via_ret\n");
 
 struct code_search {
     uintptr_t address;
@@ -332,12 +308,23 @@ static int find_ret_near(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
+static void *dlopen_as(uintptr_t caller, const char *file, int mode)
+{
+    struct code_search s = {caller, NULL};
+    dl_iterate_phdr(find_ret_near, &s);
+    return s.ret != NULL ? memprof_call_via_ret(dlopen, s.ret, file, mode) : dlopen(file, mode);
+}
+#else
+static void *dlopen_as(uintptr_t caller, const char *file, int mode)
+{
+    (void)caller;
+    return dlopen(file, mode);
+}
+#endif
+
 static void *dlopen_hook(const char *file, int mode)
 {
-    struct code_search s = {(uintptr_t)__builtin_return_address(0), NULL};
-    dl_iterate_phdr(find_ret_near, &s);
-    void *handle = s.ret != NULL ? memprof_call_via_ret(dlopen, s.ret, file, mode)
-                                 : dlopen(file, mode);
+    void *handle = dlopen_as((uintptr_t)__builtin_return_address(0), file, mode);
     if (handle != NULL) {
         pthread_mutex_lock(&patch_lock);
         if (armed)

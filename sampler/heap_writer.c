@@ -229,7 +229,9 @@ struct proc_text {
 
 static void read_cmdline(struct proc_text *t)
 {
-    size_t n = memprof_read_small_file(PROC_THREAD_SELF "cmdline", t->cmdline, sizeof t->cmdline);
+    char proc[MEMPROF_PROC_PATH];
+    size_t n = memprof_read_small_file(memprof_proc_file("cmdline", proc), t->cmdline,
+                                       sizeof t->cmdline);
     while (n > 0 && t->cmdline[n - 1] == '\0')
         n--;
     for (size_t i = 0; i < n; i++)
@@ -241,7 +243,8 @@ static void read_cmdline(struct proc_text *t)
 /* The whole map, into a mapping of ours that doubles as it fills. */
 static bool read_maps(struct proc_text *t)
 {
-    int fd = open(PROC_THREAD_SELF "maps", O_RDONLY | O_CLOEXEC);
+    char proc[MEMPROF_PROC_PATH];
+    int fd = open(memprof_proc_file("maps", proc), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
     t->maps_cap = 1u << 16;
@@ -747,7 +750,8 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
         errno = ENAMETOOLONG;
         return -1;
     }
-    ssize_t elen = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
+    char proc[MEMPROF_PROC_PATH];
+    ssize_t elen = readlink(memprof_proc_file("exe", proc), exe, sizeof exe - 1);
     exe[elen > 0 ? elen : 0] = '\0';
 
     struct out o = {.fd = memprof_create_temp(path, tmp, sizeof tmp, 0644)};

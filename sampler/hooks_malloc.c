@@ -288,8 +288,8 @@ static void find_own_malloc(void)
     if (fn == NULL || fn == (void *)hook_malloc || !is_definition_in(fn, NULL) ||
         !dladdr1(fn, &info, (void **)&object, RTLD_DL_LINKMAP) || object == NULL)
         return;
-    char exe[MEMPROF_PATH_MAX] = "";
-    ssize_t n = readlink(PROC_THREAD_SELF "exe", exe, sizeof exe - 1);
+    char exe[MEMPROF_PATH_MAX] = "", proc[MEMPROF_PROC_PATH];
+    ssize_t n = readlink(memprof_proc_file("exe", proc), exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
     bool in_program = object->l_name[0] == '\0';   /* the main program's link map */
     if (memprof_is_injected() && !in_program)

@@ -56,6 +56,31 @@ size_t memprof_read_small_file(const char *path, char *buf, size_t cap)
     return (size_t)n;
 }
 
+/* 0: not looked at yet; else 1 (thread-self) or 2 (self).  Looked at once, by
+ * whichever thread first asks: the answers agree. */
+static _Atomic int proc_dir;
+
+static int find_proc_dir(void)
+{
+    char self[256], thread[256];
+    ssize_t a = readlink("/proc/self/exe", self, sizeof self);
+    ssize_t b = readlink(PROC_THREAD_SELF "exe", thread, sizeof thread);
+    int dir = a > 0 && b > 0 && (a != b || memcmp(self, thread, (size_t)a) != 0) ? 2 : 1;
+    atomic_store_explicit(&proc_dir, dir, memory_order_relaxed);
+    return dir;
+}
+
+const char *memprof_proc_file(const char *name, char out[MEMPROF_PROC_PATH])
+{
+    int dir = atomic_load_explicit(&proc_dir, memory_order_relaxed);
+    const char *prefix = (dir ? dir : find_proc_dir()) == 2 ? "/proc/self/" : PROC_THREAD_SELF;
+    size_t p = strlen(prefix), n = strnlen(name, MEMPROF_PROC_PATH - 1 - p);
+    memcpy(out, prefix, p);
+    memcpy(out + p, name, n);
+    out[p + n] = '\0';
+    return out;
+}
+
 bool memprof_has_argument(const char *arg)
 {
     int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);

@@ -44,6 +44,11 @@ void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *n
 void memprof_remove_dead_temps_beside(const char *final) HIDDEN;
 /* fsync, rename tmp into place and close; on failure tmp is removed, errno says why. */
 int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
+/* The calling thread's own /proc entry `name` (PROC_THREAD_SELF), or the process's
+ * where only those describe the program: qemu-user emulates /proc/self/{maps,exe,
+ * cmdline} for the program it runs, and leaves /proc/thread-self/ the emulator's. */
+#define MEMPROF_PROC_PATH 64
+const char *memprof_proc_file(const char *name, char out[MEMPROF_PROC_PATH]) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
 size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;
 bool memprof_has_argument(const char *arg) HIDDEN;   /* one of the process's arguments is arg */

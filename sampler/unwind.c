@@ -3,8 +3,8 @@
  * hybrid (default): every frame is unwound by its DWARF call frame
  *   information (.eh_frame, which objects built without frame pointers still
  *   carry), as Perfetto's unwinder, bytehound and framehop do it: the rule of
- *   a code address (CFA = rsp or rbp + N, where the return address and rbp
- *   were saved; eh_frame.c) is worked out once and kept in a lock-free table,
+ *   a code address (CFA = sp or the frame pointer + N, where the return
+ *   address and the frame pointer were saved; eh_frame.c) is worked out once and kept in a lock-free table,
  *   so a later frame through the same address costs a hash lookup and two or
  *   three loads.  A signal frame is recognised by glibc's sigreturn
  *   trampoline and continued from its ucontext; the walk ends at an undefined
@@ -12,13 +12,16 @@
  *   (JIT code), except Go's, which has none but always keeps frame pointers:
  *   those are followed, from runtime.asmcgocall onto the goroutine's stack.
  *   A rule the table cannot hold (a CFA kept in rbx, as in the loader's
- *   lazy-binding trampoline) hands the whole stack to libunwind.
- * libunwind: unw_backtrace for the whole stack.
+ *   lazy-binding trampoline) hands the whole stack to libunwind, where the
+ *   sampler is built with it (MEMPROF_LIBUNWIND), else ends the walk there.
+ * libunwind: unw_backtrace for the whole stack (the hybrid walk in a build
+ *   without libunwind).
  * fp: frame pointers alone; fastest, but it stops at the first frame without
  *   one and loses what is above it.
  *
  * Frames inside libmemprof.so are left out, so a stack starts at the code
- * that called the allocator.  Every stack read is bounded by the stack
+ * that called the allocator.  What differs between x86-64 and aarch64 (register
+ * numbers, signal frames, the link register) is arch.h's.  Every stack read is bounded by the stack
  * mapping it falls in; every .eh_frame read by its object's segment.
  *
  * The walk takes no lock and allocates nothing.  A rule missing from the
@@ -26,8 +29,13 @@
  * mapped while its tables are read and which lists objects dlopen'ed since;
  * no lock of ours is held then (ARCHITECTURE.md: what the sample path may
  * call). */
+#ifdef MEMPROF_LIBUNWIND
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#define MEMPROF_HAS_LIBUNWIND 1
+#else
+#define MEMPROF_HAS_LIBUNWIND 0
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -36,6 +44,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "defaults.h"
 #include "eh_frame.h"
 #include "options.h"
@@ -63,7 +72,7 @@ static inline bool in_self(uintptr_t pc)
 #define RULE_TABLE_MASK ((1u << RULE_TABLE_BITS) - 1)
 #define RULE_PROBES 8
 #define KEY_BUSY UINT64_MAX
-#define CODE_ADDRESS_END (1ull << 47)   /* user space */
+#define CODE_ADDRESS_END ARCH_CODE_ADDRESS_END
 #define CODE_ADDRESS_MIN 0x4000         /* below: not a return address (as libunwind) */
 
 struct rule_slot {
@@ -77,7 +86,8 @@ static _Atomic unsigned long long loader_subs;   /* objects unloaded, as last se
 
 static inline uint64_t rule_key(uintptr_t pc, bool is_return, uint32_t epoch)
 {
-    return (uint64_t)pc << 17 | (uint64_t)is_return << 16 | (epoch & 0xffff);
+    return (uint64_t)(pc >> ARCH_PC_ALIGN_BITS) << 17 | (uint64_t)is_return << 16 |
+           (epoch & 0xffff);
 }
 
 static inline uint32_t home_slot(uint64_t key)
@@ -140,8 +150,7 @@ struct rule_search {
     unsigned long long adds, subs;
 };
 
-/* glibc's __restore_rt: mov $__NR_rt_sigreturn, %rax; syscall */
-static const uint8_t sigreturn_code[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+static const uint8_t sigreturn_code[] = ARCH_SIGRETURN_CODE;
 
 static const ElfW(Phdr) *segment_of(const struct dl_phdr_info *info, uintptr_t addr)
 {
@@ -201,6 +210,9 @@ static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
             s->rule = memprof_eh_frame_rule(hdr, lo, lo + tables->p_memsz, s->pc, s->is_return);
         }
     }
+    uintptr_t code_lo = info->dlpi_addr + code->p_vaddr;
+    if (s->rule.kind == RULE_NONE && !s->is_return && arch_in_plt_stub(s->pc, code_lo, code_end))
+        s->rule = (struct unwind_rule){0, RULE_CFA, RULE_RA_LR, 0, 0};
     if (s->rule.kind == RULE_NONE && is_go_object(info))
         s->rule.kind = RULE_FRAME_POINTER;
     return 1;
@@ -214,6 +226,19 @@ static void note_loader(unsigned long long adds, unsigned long long subs)
     atomic_store(&loader_adds, (uint32_t)adds);
 }
 
+static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, bool *readable);
+
+/* A signal return trampoline in no object: qemu-user's page of it, where a
+ * kernel would have its vDSO (the loader lists that). */
+static bool sigreturn_outside_objects(uintptr_t pc)
+{
+    uintptr_t lo, hi;
+    bool readable = false;
+    return ARCH_SIGRETURN_OUTSIDE_OBJECTS && mapping_of(pc, &lo, &hi, &readable) && readable &&
+           hi - pc >= sizeof sigreturn_code &&
+           memcmp((const void *)pc, sigreturn_code, sizeof sigreturn_code) == 0;
+}
+
 /* A rule missing from the table (or stale): worked out and kept. */
 static __attribute__((noinline)) struct unwind_rule work_rule_out(uintptr_t pc, bool is_return)
 {
@@ -222,6 +247,8 @@ static __attribute__((noinline)) struct unwind_rule work_rule_out(uintptr_t pc, 
         return s.rule;
     dl_iterate_phdr(find_rule, &s);
     note_loader(s.adds, s.subs);
+    if (s.rule.kind == RULE_NONE && sigreturn_outside_objects(pc))
+        s.rule.kind = RULE_SIGRETURN;
     if (s.rule.kind == RULE_NONE)
         s.rule.cfa_offset = (int32_t)(uint32_t)s.adds;
     if (rule_table != NULL)
@@ -272,14 +299,15 @@ static inline struct unwind_rule rule_at(const struct rule_slot *table, uint32_t
  * serve here: it holds the thread's lock while its fopen calls malloc, so a
  * sample taken inside it would wait on that lock forever (Rust's runtime and
  * the JVM call it at every thread start). */
-static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
+static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, bool *readable)
 {
-    int fd = open(PROC_THREAD_SELF "maps", O_RDONLY | O_CLOEXEC);
+    char proc[MEMPROF_PROC_PATH];
+    int fd = open(memprof_proc_file("maps", proc), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
     /* Each line starts "start-end ": a small state machine, so lines may
      * straddle reads. */
-    enum { START, END, REST } field = START;
+    enum { START, END, PERMS, REST } field = START;
     uintptr_t start = 0, end = 0;
     bool found = false;
     char buf[1024];
@@ -294,15 +322,18 @@ static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
                 else
                     field = c == '-' ? END : REST;
             } else if (field == END) {
-                if (digit >= 0) {
+                if (digit >= 0)
                     end = end << 4 | (uintptr_t)digit;
-                } else {
-                    field = REST;
-                    if (addr >= start && addr < end) {
-                        *lo = start;
-                        *hi = end;
-                        found = true;
-                    }
+                else
+                    field = PERMS;
+            } else if (field == PERMS) {   /* its first letter: r or - */
+                field = REST;
+                if (addr >= start && addr < end) {
+                    *lo = start;
+                    *hi = end;
+                    if (readable != NULL)
+                        *readable = c == 'r';
+                    found = true;
                 }
             } else if (c == '\n') {
                 field = START;
@@ -333,7 +364,7 @@ static __attribute__((noinline)) bool find_stack(uintptr_t sp, struct memprof_st
     if (t->no_maps)
         return false;
     uintptr_t lo, hi;
-    if (!mapping_of(sp, &lo, &hi)) {
+    if (!mapping_of(sp, &lo, &hi, NULL)) {
         /* No /proc (or sp in no mapping): no walk from now on.  Out of descriptors
          * (another thread of ours holds the last one for a moment): this walk only. */
         t->no_maps = errno != EMFILE && errno != ENFILE && errno != ENOMEM;
@@ -365,13 +396,15 @@ static inline bool read_stack(const struct memprof_stack_range *s, uintptr_t at,
 }
 
 /* ---- the walks ------------------------------------------------------------------ */
-/* A frame's registers; is_return: pc is a return address, not an
- * interrupted instruction (the frame below a signal frame). */
+/* A frame's registers (bp: its frame pointer; lr: its link register where
+ * known, the interrupted frame below a signal frame, else 0); is_return: pc is
+ * a return address, not an interrupted instruction. */
 struct frame {
-    uintptr_t pc, sp, bp;
+    uintptr_t pc, sp, bp, lr;
     bool is_return;
 };
 
+#if ARCH_SELF_BY_FRAME_POINTER
 /* The sampler's own frames keep frame pointers (the Makefile builds it so):
  * follow them to the first frame outside libmemprof.so.  Inlined, so that it
  * starts from the frame of memprof_unwind. */
@@ -386,7 +419,7 @@ static inline __attribute__((always_inline)) bool first_foreign_frame(
         if (!read_stack(stack, fp + sizeof(uintptr_t), &ret) || !read_stack(stack, fp, &next))
             return false;
         if (!in_self(ret)) {
-            *f = (struct frame){ret, fp + 2 * sizeof(uintptr_t), next, true};
+            *f = (struct frame){ret, fp + 2 * sizeof(uintptr_t), next, 0, true};
             return true;
         }
         if (next <= fp)
@@ -394,34 +427,40 @@ static inline __attribute__((always_inline)) bool first_foreign_frame(
         fp = next;
     }
 }
+#endif
 
 static bool step_by_rule(const struct unwind_rule *r, const struct memprof_stack_range *s,
                          struct frame *f)
 {
-    uintptr_t cfa = (r->flags & RULE_CFA_RBP ? f->bp : f->sp) + (intptr_t)r->cfa_offset;
+    uintptr_t cfa = (r->flags & RULE_CFA_FP ? f->bp : f->sp) + (intptr_t)r->cfa_offset;
     if ((r->flags & RULE_CFA_DEREF) && !read_stack(s, cfa, &cfa))
         return false;
-    uintptr_t ra, bp = f->bp;
-    if (cfa <= f->sp || !read_stack(s, cfa + 8 * (intptr_t)r->ra_slot, &ra))
-        return false;   /* a caller's frame lies above its callee's */
-    intptr_t slot = 8 * (intptr_t)r->rbp_slot;
-    switch (r->flags & RULE_RBP_MASK) {
-    case RULE_RBP_CFA: if (!read_stack(s, cfa + slot, &bp)) return false; break;
-    case RULE_RBP_RSP: if (!read_stack(s, f->sp + slot, &bp)) return false; break;
-    case RULE_RBP_RBP: if (!read_stack(s, f->bp + slot, &bp)) return false; break;
+    uintptr_t ra = f->lr, bp = f->bp;
+    /* A caller's frame lies above its callee's; only a frame whose return address
+     * is still in the link register (which is then used up) may have none. */
+    bool in_lr = ARCH_LINK_REGISTER && (r->flags & RULE_RA_LR);
+    if (cfa < f->sp || (cfa == f->sp && !in_lr) || (in_lr && ra == 0) ||
+        (!in_lr && !read_stack(s, cfa + 8 * (intptr_t)r->ra_slot, &ra)))
+        return false;
+    intptr_t slot = 8 * (intptr_t)r->fp_slot;
+    switch (r->flags & RULE_FP_MASK) {
+    case RULE_FP_CFA: if (!read_stack(s, cfa + slot, &bp)) return false; break;
+    case RULE_FP_SP: if (!read_stack(s, f->sp + slot, &bp)) return false; break;
+    case RULE_FP_FP: if (!read_stack(s, f->bp + slot, &bp)) return false; break;
     }
-    *f = (struct frame){ra, cfa, bp, true};
+    *f = (struct frame){arch_return_address(ra), cfa, bp, 0, true};
     return true;
 }
 
-/* At glibc's __restore_rt, rsp points at the ucontext the kernel saved: the
- * interrupted registers, maybe on another stack (a sigaltstack). */
+/* At the signal return trampoline the stack pointer leads to the ucontext the
+ * kernel saved: the interrupted registers, maybe on another stack (a sigaltstack). */
 static bool step_signal(struct memprof_stack_range *s, struct frame *f)
 {
-    uintptr_t gregs = f->sp + offsetof(ucontext_t, uc_mcontext.gregs);
-    uintptr_t pc, sp, bp;
-    if (!read_stack(s, gregs + 8 * REG_RIP, &pc) || !read_stack(s, gregs + 8 * REG_RSP, &sp) ||
-        !read_stack(s, gregs + 8 * REG_RBP, &bp))
+    uintptr_t uc = f->sp + ARCH_SIGNAL_UCONTEXT;
+    uintptr_t pc, sp, bp, lr = 0;
+    if (!read_stack(s, uc + ARCH_MCONTEXT_PC, &pc) || !read_stack(s, uc + ARCH_MCONTEXT_SP, &sp) ||
+        !read_stack(s, uc + ARCH_MCONTEXT_FP, &bp) ||
+        (ARCH_LINK_REGISTER && !read_stack(s, uc + ARCH_MCONTEXT_LR, &lr)))
         return false;
     struct memprof_stack_range other;
     if (!in_stack(sp, s)) {
@@ -429,7 +468,7 @@ static bool step_signal(struct memprof_stack_range *s, struct frame *f)
             return false;
         *s = other;
     }
-    *f = (struct frame){pc, sp, bp, false};
+    *f = (struct frame){pc, sp, bp, arch_return_address(lr), false};
     return true;
 }
 
@@ -448,9 +487,34 @@ static bool step_frame_pointer(struct memprof_stack_range *s, struct frame *f)
     uintptr_t ra, bp;
     if (!read_stack(s, f->bp + sizeof(uintptr_t), &ra) || !read_stack(s, f->bp, &bp))
         return false;
-    *f = (struct frame){ra, f->bp + 2 * sizeof(uintptr_t), bp, true};
+    *f = (struct frame){arch_return_address(ra), f->bp + 2 * sizeof(uintptr_t), bp, 0, true};
     return true;
 }
+
+#if !ARCH_SELF_BY_FRAME_POINTER
+/* A frame record (fp, return address) does not say where its frame's stack
+ * pointer was, which the next rule may need: the sampler's own frames are
+ * stepped over by their rules, from the registers here.  Inlined, so that it
+ * starts from the frame of memprof_unwind. */
+static inline __attribute__((always_inline)) bool first_foreign_frame(
+    struct memprof_stack_range *stack, struct frame *f)
+{
+    uintptr_t pc, sp, fp;
+    arch_here(pc, sp, fp);
+    if (!stack_of(sp, stack))
+        return false;
+    struct frame here = {pc, sp, fp, 0, false};
+    uint32_t epoch = atomic_load_explicit(&rule_epoch, memory_order_relaxed);
+    for (int i = 0; i < 64 && in_self(here.pc); i++) {
+        struct unwind_rule rule = rule_at(rule_table, epoch, memprof_thread.memos, here.pc,
+                                          here.is_return);
+        if (rule.kind != RULE_CFA || !step_by_rule(&rule, stack, &here))
+            return false;
+    }
+    *f = here;
+    return !in_self(here.pc);
+}
+#endif
 
 /* The depth, or -1 when a frame needs libunwind. */
 static int rule_walk(uintptr_t *out, int max)
@@ -497,7 +561,9 @@ static int rule_walk(uintptr_t *out, int max)
             if (!step_frame_pointer(&stack, &f))
                 break;
         } else if (rule.kind == RULE_LIBUNWIND) {
-            return -1;
+            if (MEMPROF_HAS_LIBUNWIND)
+                return -1;
+            break;
         } else {
             break;   /* no unwind information, or the outermost frame */
         }
@@ -524,10 +590,11 @@ static int frame_pointer_walk(uintptr_t *out, int max)
         if (n == max || fp < f.sp || !read_stack(&stack, fp + sizeof(uintptr_t), &ret) ||
             !read_stack(&stack, fp, &next) || ret == 0)
             return n;
-        f = (struct frame){ret, fp + 2 * sizeof(uintptr_t), next, true};
+        f = (struct frame){arch_return_address(ret), fp + 2 * sizeof(uintptr_t), next, 0, true};
     }
 }
 
+#if MEMPROF_HAS_LIBUNWIND
 static int libunwind_walk(uintptr_t *out, int max)
 {
     /* Room for the sampler's own frames, which are dropped. */
@@ -543,6 +610,9 @@ static int libunwind_walk(uintptr_t *out, int max)
         memcpy(out, raw + first, sizeof(uintptr_t) * (size_t)depth);
     return depth;
 }
+#else
+#define libunwind_walk rule_walk   /* a build without libunwind: the hybrid walk */
+#endif
 
 int memprof_unwind(uintptr_t *frames, int max_depth)
 {
@@ -594,7 +664,7 @@ const char *memprof_unwinder_name(void)
 {
     switch (memprof_cfg.unwinder) {
     case UNWIND_FRAME_POINTER: return "frame-pointer";
-    case UNWIND_LIBUNWIND: return "libunwind";
+    case UNWIND_LIBUNWIND: return MEMPROF_HAS_LIBUNWIND ? "libunwind" : "hybrid";
     default: return "hybrid";
     }
 }

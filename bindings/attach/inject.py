@@ -112,7 +112,10 @@ def check_attachable(pid: int) -> None:
             f"process {pid} is being traced by process {tracer} (a debugger?): detach that first"
         )
     if platform.machine() != "x86_64":
-        raise AttachError(f"attaching is implemented for x86-64 only, not {platform.machine()}")
+        raise AttachError(
+            f"attaching is implemented for x86-64 only, not {platform.machine()}: start the"
+            " program with `mem_profiler run --idle -- CMD` and open windows with -p PID"
+        )
     exe = procfs.exe_file(pid)
     try:
         with open_regular(exe, "a program", AttachError) as f:

@@ -142,7 +142,7 @@ static bool same_rule(struct unwind_rule a, struct unwind_rule b)
         struct unwind_rule g_ = (got), w_ = (want);                                     \
         if (!same_rule(g_, w_)) {                                                       \
             fprintf(stderr, "got kind %d cfa %d flags %#x ra %d rbp %d\n", g_.kind,     \
-                    g_.cfa_offset, g_.flags, g_.ra_slot, g_.rbp_slot);                  \
+                    g_.cfa_offset, g_.flags, g_.ra_slot, g_.fp_slot);                  \
             check_failed(__FILE__, __LINE__, #got " is " #want, g_.kind, w_.kind);      \
         }                                                                               \
     } while (0)
@@ -209,10 +209,10 @@ static void test_rules_of_hand_made_tables(void)
 {
     build(&image, cies, 2, fdes, NFDES);
     CHECK_RULE(rule_at(&image, 0x1000, false), CFA(8, 0, -1, 0));
-    CHECK_RULE(rule_at(&image, 0x1001, false), CFA(16, RULE_RBP_CFA, -1, -2));
-    CHECK_RULE(rule_at(&image, 0x1004, false), CFA(16, RULE_CFA_RBP | RULE_RBP_CFA, -1, -2));
-    CHECK_RULE(rule_at(&image, 0x1004, true), CFA(16, RULE_RBP_CFA, -1, -2));   /* at 0x1003 */
-    CHECK_RULE(rule_at(&image, 0x102f, false), CFA(16, RULE_CFA_RBP | RULE_RBP_CFA, -1, -2));
+    CHECK_RULE(rule_at(&image, 0x1001, false), CFA(16, RULE_FP_CFA, -1, -2));
+    CHECK_RULE(rule_at(&image, 0x1004, false), CFA(16, RULE_CFA_FP | RULE_FP_CFA, -1, -2));
+    CHECK_RULE(rule_at(&image, 0x1004, true), CFA(16, RULE_FP_CFA, -1, -2));   /* at 0x1003 */
+    CHECK_RULE(rule_at(&image, 0x102f, false), CFA(16, RULE_CFA_FP | RULE_FP_CFA, -1, -2));
     CHECK_RULE(rule_at(&image, 0x1030, false), CFA(8, 0, -1, 0));
     CHECK_RULE(rule_at(&image, 0x103f, false), CFA(8, 0, -1, 0));
     CHECK_RULE(rule_at(&image, 0x1040, false), KIND(RULE_NONE));   /* past the range */
@@ -225,7 +225,7 @@ static void test_rules_of_hand_made_tables(void)
     CHECK_RULE(rule_at(&image, 0x501a, false), CFA(8, 0, -1, 0));    /* 10 */
     CHECK_RULE(rule_at(&image, 0x501b, false), CFA(16, 0, -1, 0));   /* 11 */
     CHECK_RULE(rule_at(&image, 0x6004, false),
-               CFA(-8, RULE_CFA_RBP | RULE_CFA_DEREF | RULE_RBP_RBP, -1, 0));
+               CFA(-8, RULE_CFA_FP | RULE_CFA_DEREF | RULE_FP_FP, -1, 0));
     CHECK_RULE(rule_at(&image, 0x7001, false), CFA(16, 0, -1, 0));
     CHECK_RULE(rule_at(&image, 0x7002, false), CFA(32, 0, -1, 0));
     CHECK_RULE(rule_at(&image, 0x7003, false), CFA(16, 0, -1, 0));
@@ -360,7 +360,7 @@ static struct unwind_rule own_rule(uintptr_t pc, bool is_return)
 static void test_rules_of_a_compiled_function(void)
 {
     CHECK_RULE(own_rule((uintptr_t)framed, false), CFA(8, 0, -1, 0));
-    CHECK_RULE(own_rule(framed(), true), CFA(16, RULE_CFA_RBP | RULE_RBP_CFA, -1, -2));
+    CHECK_RULE(own_rule(framed(), true), CFA(16, RULE_CFA_FP | RULE_FP_CFA, -1, -2));
 }
 
 int main(void)

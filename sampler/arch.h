@@ -1,0 +1,38 @@
+/* What differs between the architectures the sampler runs on, one header each
+ * (arch/x86_64.h, arch/aarch64.h) with the same names, and one assembly file
+ * each for the trampolines (arch/x86_64.S, arch/aarch64.S):
+ *
+ *   DW_REG_FP, DW_REG_SP, DW_REG_PC   DWARF register numbers (DW_REG_PC: -1 where
+ *                                     no expression reads the pc)
+ *   ARCH_CODE_ADDRESS_END             the end of user space
+ *   ARCH_PC_ALIGN_BITS                low bits every code address has clear
+ *   ARCH_SIGRETURN_CODE               the signal return trampoline's bytes
+ *   ARCH_SIGNAL_UCONTEXT              the ucontext's offset from the stack pointer
+ *                                     there; ARCH_MCONTEXT_PC/SP/FP/LR in it
+ *   ARCH_SIGRETURN_OUTSIDE_OBJECTS    1 where the trampoline may be in no object
+ *                                     the loader lists (qemu-user's page)
+ *   ARCH_LINK_REGISTER                1 where calls leave the return address in a
+ *                                     register (it is then in the frame's lr)
+ *   ARCH_NEGATE_RA_STATE              1 where DW_CFA 0x2d toggles pointer
+ *                                     authentication of the return address
+ *   arch_return_address(ra)           a saved return address without its signature
+ *   arch_in_plt_stub(pc, lo, hi)      whether an interrupted pc with no unwind
+ *                                     information is in a PLT stub that saves nothing
+ *   ARCH_SELF_BY_FRAME_POINTER        1: the sampler's own frames are left by their
+ *                                     frame records alone (the next frame's stack
+ *                                     pointer is the record's end)
+ *   arch_here()                       (where 0) the registers at the point of call
+ *   ARCH_GLIBC_BASE                   glibc's first symbol version there
+ *   ARCH_CALL_VIA_RET                 1 where memprof_call_via_ret exists */
+#ifndef MEMPROF_ARCH_H
+#define MEMPROF_ARCH_H
+
+#if defined(__x86_64__)
+#include "arch/x86_64.h"
+#elif defined(__aarch64__)
+#include "arch/aarch64.h"
+#else
+#error "the sampler is built for x86-64 and aarch64 only"
+#endif
+
+#endif
