@@ -7,6 +7,7 @@ at the depth limit."""
 from __future__ import annotations
 
 from support.profiling import profile_run, run_parser
+from support.unwound import collapsed_paths, paths_taken
 
 DEPTH = 128  # the largest: the recursion is cut to its innermost 128 frames
 
@@ -16,17 +17,7 @@ def test_collapsed_stacks_are_the_paths_the_program_took(build_fixture, tmp_path
     truth = tmp_path / "paths.txt"
     proc, files = profile_run([exe, truth], tmp_path / "p_", 1, "-d", str(DEPTH))
     assert proc.returncode == 0 and len(files) == 1, proc.stderr
-    expected = {}
-    for line in truth.read_text().splitlines():
-        size, path = line.split(" ", 1)
-        expected[path.replace("recurse*500", ";".join(["recurse"] * (DEPTH - 1)))] = int(size)
-    collapsed = run_parser("--collapsed", "-p", exe, "-f", files[0]).stdout
-    found = {}
-    for line in collapsed.splitlines():
-        path, value = line.rsplit(" ", 1)
-        # from the entry the program names (main, thread_main), or whole where cut
-        entry = next((i for i, f in enumerate(path.split(";")) if f in ("main", "thread_main")), 0)
-        key = ";".join(path.split(";")[entry:])
-        found[key] = found.get(key, 0) + int(value)
+    expected = paths_taken(truth, DEPTH)
+    found = collapsed_paths(run_parser("--collapsed", "-p", exe, "-f", files[0]).stdout)
     assert {path: found.get(path) for path in expected} == expected
     assert len(expected) == 1024 + 2

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from support.profiling import one_heap, profile_run
+from support.unwound import in_order, named_stacks
 
 from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.symbolize import symbolize
 
 NO_FRAME_POINTERS = ("-fomit-frame-pointer",)
 SQL = (
@@ -60,23 +60,6 @@ def both_unwinders(argv: list, tmp_path: Path):
         proc, files = profile_run(argv, tmp_path / f"{unwinder}_", 1, "--unwind", unwinder)
         runs.append(located_stacks(one_heap(proc, files)))
     return runs
-
-
-def named_stacks(heap: Path, exe: Path) -> list[tuple[int, list[str]]]:
-    """(allocations, function names leaf first) of every stack."""
-    sym = symbolize(read_heap(heap), exe)
-    names, node_of = sym.node_names()
-    bounds = sym.offsets.tolist()
-    return [
-        (objs, [names[n] for n in node_of[sym.frames[a:b]]])
-        for objs, a, b in zip(sym.profile.acc_objs.tolist(), bounds[:-1], bounds[1:], strict=True)
-    ]
-
-
-def in_order(names: list[str], wanted: list[str]) -> bool:
-    """wanted is a subsequence of names."""
-    rest = iter(names)
-    return all(w in rest for w in wanted)
 
 
 def debian_program(path: str) -> str:

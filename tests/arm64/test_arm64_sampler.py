@@ -1,0 +1,86 @@
+"""The sampler on aarch64 (issue 26), cross-built and run under qemu-user on Debian's
+arm64 libraries: whole stacks the program itself names, through frame records and
+through .eh_frame alone; signal handlers' stacks, on the thread's stack, a sigaltstack,
+an 8 KiB one and wherever SIGPROF lands (the return address still in x30, a PLT stub,
+qemu's signal trampoline); captures symbolized on this x86-64 machine."""
+
+from __future__ import annotations
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from support import arm64
+from support.paths import LIBMEMPROF
+from support.profiling import one_heap, run_parser
+from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
+
+pytestmark = arm64.skip_unless_arm64
+DEPTH = 128
+
+
+def exported(path) -> set[str]:
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        symbols = elf.get_section_by_name(".dynsym").iter_symbols()
+        return {
+            s.name
+            for s in symbols
+            if s["st_shndx"] != "SHN_UNDEF" and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")
+        }
+
+
+def test_the_aarch64_sampler_exports_what_the_x86_one_does():
+    with open(arm64.SAMPLER, "rb") as f:
+        assert ELFFile(f)["e_machine"] == "EM_AARCH64"
+    assert exported(arm64.SAMPLER) == exported(LIBMEMPROF)
+
+
+@pytest.mark.parametrize(
+    "flags, unwinder",
+    [(arm64.NO_FRAME_POINTERS, "hybrid"), (arm64.FRAME_POINTERS, "fp")],
+    ids=["eh_frame", "frame_records"],
+)
+def test_collapsed_stacks_are_the_paths_the_program_took(tmp_path, flags, unwinder):
+    """As tests/sampler/test_call_paths.py on x86-64: 1,024 branching paths, two threads
+    through the same frames, a recursion 500 deep cut at the depth limit."""
+    exe = arm64.build("call_paths", tmp_path, *flags)
+    truth = tmp_path / "paths.txt"
+    proc, files = arm64.run(
+        [exe, truth], tmp_path / "p_", 1, "-d", str(DEPTH), "--unwind", unwinder
+    )
+    heap = one_heap(proc, files)
+    expected = paths_taken(truth, DEPTH)
+    found = collapsed_paths(run_parser("--collapsed", "-p", exe, "-f", heap).stdout)
+    assert {path: found.get(path) for path in expected} == expected
+    assert len(expected) == 1024 + 2
+
+
+def handler_stacks(exe, tmp_path, *argv) -> list[tuple[int, list[str]]]:
+    proc, files = arm64.run([exe, *argv], tmp_path / "s_", 1)
+    return [
+        (n, names)
+        for n, names in named_stacks(one_heap(proc, files), exe)
+        if names[0] == "handler_alloc"
+    ]
+
+
+@pytest.mark.parametrize("mode", ["signal", "altstack", "small_altstack"])
+def test_a_signal_handlers_allocations_unwind_through_the_signal_frame(tmp_path, mode):
+    exe = arm64.build("unwind_cases", tmp_path, *arm64.NO_FRAME_POINTERS)
+    handled = handler_stacks(exe, tmp_path, mode, 50)
+    assert sum(n for n, _ in handled) == 50
+    assert all(
+        in_order(names, ["on_signal", "raise", "signal_here", "main"]) for _, names in handled
+    )
+
+
+def test_interrupted_anywhere_unwinds_to_main(tmp_path):
+    """SIGPROF lands on any instruction of spin, spin_step, rand_r and its PLT stub (no
+    unwind information there): in a leaf the return address is still in x30."""
+    exe = arm64.build("unwind_cases", tmp_path, *arm64.NO_FRAME_POINTERS)
+    signals = 2000
+    handled = handler_stacks(exe, tmp_path, "timer", signals)
+    assert sum(n for n, _ in handled) == signals
+    assert len(handled) > 5
+    assert all(
+        in_order(names, ["on_signal", "spin", "timer_signals", "main"]) for _, names in handled
+    )
