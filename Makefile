@@ -121,11 +121,12 @@ bindings/libmemprof.so: $(BUILD)/libmemprof.so
 ARM64_CC      := aarch64-linux-gnu-gcc
 ARM64_SYSROOT := $(BUILD)/arm64-sysroot
 ARM64_APT     := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-ARM64_PKGS    := libc6 zlib1g zlib1g-dev
+ARM64_PKGS    := libc6 zlib1g zlib1g-dev sqlite3
 
 arm64:
 	-$(call install_missing,$(ARM64_APT))
 	@if command -v $(ARM64_CC) >/dev/null && command -v qemu-aarch64-static >/dev/null; then \
+	  grep -qsx "$(ARM64_PKGS)" $(ARM64_SYSROOT)/.installed || rm -f $(ARM64_SYSROOT)/.installed; \
 	  $(MAKE) --no-print-directory $(BUILD)/aarch64/libmemprof.so || \
 	    echo "the aarch64 sampler did not build: the arm64 tests are skipped"; \
 	else echo "no aarch64 cross compiler or qemu-aarch64-static: the arm64 tests are skipped"; fi

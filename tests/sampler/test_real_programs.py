@@ -19,14 +19,16 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from support.counting import (
+    SAMPLED_RATE,
     Truth,
+    assert_exact,
+    assert_sampled,
     counted_environment,
     pid_files,
     plain_environment,
     totals,
 )
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
-from support.sampling_math import assert_estimate
 
 from mem_profiler.control_block import ControlBlock, ControlError
 from mem_profiler.core.profile import Drops
@@ -35,8 +37,6 @@ from mem_profiler.parser.heapfile import read_heap
 WORKLOADS = FIXTURES / "real_programs"
 UNWINDERS = ("hybrid", "libunwind", "fp")
 RUN_TIMEOUT = 120  # seconds: "ends in time" under any unwinder, at any rate
-EXACT = 0.001  # -c 1: the totals within 0.1% of the truth
-SAMPLED_RATE = 1024  # -c 1024: bytes within 3%, objects within 5% (and 5 sd)
 
 
 def run_in_session(
@@ -195,19 +195,6 @@ def checked_run(runs, name: str, unwinder: str, rate: int) -> Run:
     for heap in run.heaps.values():
         assert read_heap(heap).drops == Drops(0, 0, 0, 0), heap
     return run
-
-
-def assert_exact(heap: Path, truth: Truth) -> None:
-    objects, space = totals(heap)
-    assert objects == pytest.approx(truth.objects, rel=EXACT), (objects, truth.objects)
-    assert space == pytest.approx(truth.bytes, rel=EXACT), (space, truth.bytes)
-
-
-def assert_sampled(heap: Path, truth: Truth) -> None:
-    objects, space = totals(heap)
-    sd_objects, sd_bytes = truth.relative_sds(SAMPLED_RATE)
-    assert_estimate(space, truth.bytes, sd_bytes, 0.03)
-    assert_estimate(objects, truth.objects, sd_objects, 0.05)
 
 
 # --- programs run under the sampler -----------------------------------------------------

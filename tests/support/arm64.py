@@ -37,11 +37,11 @@ def missing() -> str | None:
     return None
 
 
-def build(name: str, out_dir: Path, *flags: str) -> Path:
+def build(name: str, out_dir: Path, *flags: str, shared: bool = False) -> Path:
     """tests/fixtures/<name>.c built for aarch64 with `flags`; no inlining, sibling calls or
     identical functions folded into one (left and right of call_paths.c), which would
     change the stacks the program says it took."""
-    out = out_dir / f"{name}-arm64{'-'.join(['', *flags]).replace(' ', '')}"
+    out = out_dir / f"{'lib' if shared else ''}{name}-arm64{'-'.join(['', *flags])}"
     if not out.exists():
         subprocess.run(
             [
@@ -51,6 +51,7 @@ def build(name: str, out_dir: Path, *flags: str) -> Path:
                 "-fno-inline",
                 "-fno-optimize-sibling-calls",
                 "-fno-ipa-icf",
+                *(["-shared", "-fPIC"] if shared else []),
                 "-pthread",
                 "-o",
                 str(out),
@@ -63,10 +64,11 @@ def build(name: str, out_dir: Path, *flags: str) -> Path:
 
 
 def run(
-    argv: list, prefix: Path, rate: int, *extra: str
+    argv: list, prefix: Path, rate: int, *extra: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess, list[Path]]:
-    """`mem_profiler run` of an arm64 program under qemu-user with the aarch64 sampler."""
-    env = dict(os.environ, MEMPROF_LIB=str(SAMPLER))
+    """`mem_profiler run` of an arm64 program under qemu-user with the aarch64 sampler,
+    in `env` (default: ours)."""
+    env = dict(os.environ if env is None else env, MEMPROF_LIB=str(SAMPLER))
     return profile_run([QEMU, "-L", SYSROOT, *argv], prefix, rate, *extra, env=env)
 
 

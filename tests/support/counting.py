@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mem_profiler.parser.heapfile import read_heap
 from support.profiling import total
-from support.sampling_math import relative_sd
+from support.sampling_math import assert_estimate, relative_sd
 
 HEADER_WORDS, HISTOGRAM_SIZES, MODE_WINDOW = 8, 65536, 1
+EXACT = 0.001  # -c 1: the totals within 0.1% of the truth
+SAMPLED_RATE = 1024  # -c 1024: bytes within 3%, objects within 5% (and 5 sd)
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,19 @@ def totals(heap: Path) -> tuple[float, float]:
     binary that ran."""
     exe = Path(read_heap(heap).exe)
     return total(heap, exe, "alloc_objects"), total(heap, exe, "alloc_space")
+
+
+def assert_exact(heap: Path, truth: Truth) -> None:
+    """-c 1: the profile's totals are the truth's, within EXACT."""
+    objects, space = totals(heap)
+    assert objects == pytest.approx(truth.objects, rel=EXACT), (objects, truth.objects)
+    assert space == pytest.approx(truth.bytes, rel=EXACT), (space, truth.bytes)
+
+
+def assert_sampled(heap: Path, truth: Truth) -> None:
+    """-c SAMPLED_RATE: bytes within 3%, objects within 5%, both within 5 standard
+    deviations of the sampling math."""
+    objects, space = totals(heap)
+    sd_objects, sd_bytes = truth.relative_sds(SAMPLED_RATE)
+    assert_estimate(space, truth.bytes, sd_bytes, 0.03)
+    assert_estimate(objects, truth.objects, sd_objects, 0.05)

@@ -1,0 +1,47 @@
+"""Debian's arm64 programs under the aarch64 sampler (issue 26), run by qemu-user: the
+totals of sqlite3's window against the counting preload built for arm64 (the x86
+tests' truth and tolerances: tests/sampler/test_real_programs.py), every allocation
+at -c 1 and sampled at -c 1024, through its stripped libraries' .eh_frame."""
+
+from __future__ import annotations
+
+import pytest
+from support import arm64
+from support.counting import (
+    SAMPLED_RATE,
+    Truth,
+    assert_exact,
+    assert_sampled,
+    counted_environment,
+    pid_files,
+)
+from support.profiling import one_heap
+
+from mem_profiler.core.profile import Drops
+from mem_profiler.parser.heapfile import read_heap
+
+pytestmark = arm64.skip_unless_arm64
+SQLITE_ROWS = 250_000  # as on x86-64: 5 sd of the -c 1024 estimates fit in their bounds
+SQL = (
+    "create table t(a integer, b text, c real); insert into t select value, "
+    f"hex(randomblob(16)), random() from generate_series(1, {SQLITE_ROWS}); "
+    "create index i1 on t(b); create index i2 on t(c);"
+)
+
+
+@pytest.fixture(scope="module")
+def counting_preload(tmp_path_factory):
+    return arm64.build("counting_preload", tmp_path_factory.mktemp("arm64"), "-O2", shared=True)
+
+
+@pytest.mark.parametrize("rate", [1, SAMPLED_RATE])
+def test_sqlite3_totals_against_the_counting_preload(counting_preload, tmp_path, rate):
+    sqlite3 = arm64.SYSROOT / "usr" / "bin" / "sqlite3"
+    env = counted_environment(counting_preload, tmp_path / "truth.")
+    proc, files = arm64.run([sqlite3, ":memory:", SQL], tmp_path / "p_", rate, env=env)
+    heap = one_heap(proc, files)
+    (truth_file,) = pid_files(tmp_path, r"truth\.(\d+)").values()
+    truth = Truth.read(truth_file)
+    assert truth.in_window and truth.objects > SQLITE_ROWS
+    assert read_heap(heap).drops == Drops(0, 0, 0, 0)
+    (assert_exact if rate == 1 else assert_sampled)(heap, truth)
