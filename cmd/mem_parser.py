@@ -172,6 +172,13 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @_regex_option("--focus", "Keep only")
 @_regex_option("--ignore", "Drop")
 @click.option(
+    "--sysroot",
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="Find the objects the profile names under DIR first: the root file system of the"
+    " machine it was taken on (an arm64 board's, copied), as gdb's sysroot.",
+)
+@click.option(
     "--allow-mismatch",
     is_flag=True,
     help="Symbolize even if BIN is not the build that ran (a warning, not an error).",
@@ -273,7 +280,7 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
     if flags["binary"] is None and _names_frames(flags):
-        program, build_id = recorded_program(chosen[0][1])
+        program, build_id = recorded_program(chosen[0][1], flags["sysroot"])
         if program is not None:  # else a pprof profile, which names its frames
             _say(
                 f"reading {program}, the program that ran"
@@ -410,6 +417,7 @@ def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
         full_names=flags["full_names"],
         allow_mismatch=flags["allow_mismatch"],
         native=flags["native"],
+        sysroot=flags["sysroot"],
         focus=flags["focus"],
         ignore=flags["ignore"],
         nodecount=flags["nodecount"],

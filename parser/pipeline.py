@@ -53,6 +53,7 @@ from mem_profiler.parser.sampling import drop_note
 from mem_profiler.parser.symbolize import (
     SymbolizedProfile,
     check_owner_reads_program,
+    in_sysroot,
     symbolize,
 )
 from mem_profiler.parser.timeline import format_timeline
@@ -86,6 +87,7 @@ class Request:
     full_names: bool = False  # C++ names with arguments and templates, Rust with hashes
     allow_mismatch: bool = False
     native: bool = False  # Python programs: every native frame, none folded
+    sysroot: str | None = None  # the program's machine's root file system (symbolize)
     focus: re.Pattern[str] | None = None
     ignore: re.Pattern[str] | None = None
     nodecount: int | None = None
@@ -192,18 +194,24 @@ def _kept(sym: SymbolizedProfile, request: Request) -> np.ndarray | None:
 def _symbolized(request: Request, profile: HeapProfile, merge: bool) -> SymbolizedProfile:
     """profile symbolized (merged where `merge`: see symbolize), the base subtracted."""
     binary = _program(request, profile)
-    options = {
-        "lines": request.lines or request.file_lines,
-        "allow_mismatch": request.allow_mismatch,
-        "native": request.native,
-        "merge": merge,
-    }
-    sym = symbolize(profile, binary, **options)
+
+    def named(p: HeapProfile) -> SymbolizedProfile:
+        return symbolize(
+            p,
+            binary,
+            lines=request.lines or request.file_lines,
+            allow_mismatch=request.allow_mismatch,
+            native=request.native,
+            merge=merge,
+            sysroot=request.sysroot,
+        )
+
+    sym = named(profile)
     if request.base_profile is not None:
-        sym = subtract(sym, symbolize(request.base_profile, binary, **options))
+        sym = subtract(sym, named(request.base_profile))
     elif request.base is not None:
         try:
-            old = symbolize(read_heap(request.base), binary, **options)
+            old = named(read_heap(request.base))
         except BuildIdMismatch as e:
             raise BuildIdMismatch(f"--base {request.base}: {e}") from None
         sym = subtract(sym, old)
@@ -220,8 +228,9 @@ def _program(request: Request, profile: HeapProfile) -> str | None:
         return None
     if profile.exe is None:
         raise UserError(f"{profile.path} does not name the program that ran (no '# exe:' line).")
-    check_owner_reads_program(profile.path, profile.exe)
-    return profile.exe
+    exe = in_sysroot(profile.exe, request.sysroot)
+    check_owner_reads_program(profile.path, exe)
+    return exe
 
 
 def write_reports(request: Request, say: Say, profile: HeapProfile | None = None) -> None:
@@ -313,6 +322,7 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             db_path=query.events_db,
             program=request.binary,
             allow_mismatch=request.allow_mismatch,
+            sysroot=request.sysroot,
         )
     if not query.reports and request.outputs:
         write_reports(request, say, window_log.profile)  # None: no .heap, read_heap says so
@@ -327,6 +337,7 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             _program(request, leaks.profile),
             allow_mismatch=request.allow_mismatch,
             full_names=request.full_names,
+            sysroot=request.sysroot,
         )
         for warning in warnings:
             say(f"warning: {warning}")
@@ -413,6 +424,7 @@ def write_event_tables(
     db_path: str | None = None,
     program: str | None = None,
     allow_mismatch: bool = False,
+    sysroot: str | None = None,
 ) -> None:
     """The log's events as CSV and/or SQLite (log_export), stacks named against
     `program` (default: the one the .heap names; raw addresses without either)."""
@@ -420,7 +432,7 @@ def write_event_tables(
     sym = None
     if program is not None:
         sym = load(
-            Request(binary=program, lines=True, allow_mismatch=allow_mismatch),
+            Request(binary=program, lines=True, allow_mismatch=allow_mismatch, sysroot=sysroot),
             log_export.stacks_profile(cap),
         )
         for warning in sym.warnings:
@@ -440,7 +452,7 @@ def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> lis
     if not result.findings:
         return []
     sym = load(
-        Request(binary=program, allow_mismatch=request.allow_mismatch),
+        Request(binary=program, allow_mismatch=request.allow_mismatch, sysroot=request.sysroot),
         log_export.stacks_profile(cap),
     )
     names, nodes = node_frames(sym, full_names=request.full_names)
@@ -459,11 +471,14 @@ def rank_leaks(
     *,
     allow_mismatch: bool = False,
     full_names: bool = False,
+    sysroot: str | None = None,
 ) -> tuple[list[Leak], list[str]]:
     """The leaks by stack, symbolized against `binary`, largest estimated bytes first;
     and the symbolizer's warnings."""
     program = os.fspath(binary) if binary is not None else None
-    sym = load(Request(binary=program, allow_mismatch=allow_mismatch), leaks.profile)
+    sym = load(
+        Request(binary=program, allow_mismatch=allow_mismatch, sysroot=sysroot), leaks.profile
+    )
     return analysis.leak_sites(leaks, sym, full_names), sym.warnings
 
 
@@ -473,6 +488,7 @@ def symbolized_notes(
     binary: str | None,
     allow_mismatch: bool = False,
     full_names: bool = False,
+    sysroot: str | None = None,
 ) -> list[tuple[Note, list[str]]]:
     """Each of the profile's `notes` (its failures or its foreign ranges, or both) with its
     stack's function names, innermost first."""
@@ -493,7 +509,7 @@ def symbolized_notes(
         failures=[],
         foreign=[],
     )
-    sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch)
+    sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch, sysroot=sysroot)
     return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
 
 
@@ -534,6 +550,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
             _program(r, prof),
             r.allow_mismatch,
             r.full_names,
+            r.sysroot,
         )
         stacks = [stack for _, stack in named]
         failed, ranges = stacks[: len(prof.failures)], stacks[len(prof.failures) :]
@@ -550,7 +567,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
             base=r.base,
             nodecount=r.nodecount,
             foreign=symbolized_notes(
-                prof, prof.foreign, _program(r, prof), r.allow_mismatch, r.full_names
+                prof, prof.foreign, _program(r, prof), r.allow_mismatch, r.full_names, r.sysroot
             ),
         ).encode("utf-8", "surrogateescape")
     if fmt == "svg":

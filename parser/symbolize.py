@@ -222,12 +222,22 @@ def check_owner_reads_program(profile_path: str, exe: str) -> None:
         )
 
 
-def recorded_program(heap_file: str) -> tuple[str | None, str | None]:
+def in_sysroot(path: str, sysroot: str | None) -> str:
+    """Where an object the profile names is on this machine: under `sysroot` (the
+    program's root file system, copied from the machine it ran on) where it is there,
+    else at its own path."""
+    if sysroot is None or not path.startswith("/"):
+        return path
+    inside = os.path.join(sysroot, path.lstrip("/"))
+    return inside if os.path.isfile(inside) else path
+
+
+def recorded_program(heap_file: str, sysroot: str | None = None) -> tuple[str | None, str | None]:
     """The program that ran, named by the file's `# exe:` line or else, as pprof and
     jeprof take it, by the first object of its memory map (jemalloc's and gperftools'
-    files); and its build-id, checked against the one recorded: UserError, one sentence,
-    when the file names none, it is gone or it is another build. None for a profile
-    that names every frame itself (pprof's)."""
+    files), found under `sysroot` where given; and its build-id, checked against the one
+    recorded: UserError, one sentence, when the file names none, it is gone or it is
+    another build. None for a profile that names every frame itself (pprof's)."""
     if heap_file.endswith(".memlog"):
         raise UserError(
             f"{heap_file} is an event log, which does not name its program: give"
@@ -244,12 +254,14 @@ def recorded_program(heap_file: str) -> tuple[str | None, str | None]:
             f"{heap_file} does not name the program that ran (no '# exe:' line and no"
             " memory map): give it with -p BIN."
         )
+    recorded = profile.build_ids.get(exe)
+    exe = in_sysroot(exe, sysroot)
     check_owner_reads_program(heap_file, exe)
     if not os.path.isfile(exe):
         raise UserError(
-            f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN."
+            f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN"
+            " (or its machine's root file system with --sysroot DIR)."
         )
-    recorded = profile.build_ids.get(exe)
     found = ElfImage(exe).build_id
     if recorded is not None and found != recorded:
         raise UserError(
@@ -268,9 +280,11 @@ def symbolize(
     allow_mismatch: bool = False,
     native: bool = False,
     merge: bool = False,
+    sysroot: str | None = None,
 ) -> SymbolizedProfile:
     """Name every frame of `profile`, using `binary` for the program that ran (None for a
-    profile that names every frame itself: pprof_proto.names_every_frame).
+    profile that names every frame itself: pprof_proto.names_every_frame), and the
+    objects of its memory map, found under `sysroot` where given (in_sysroot).
 
     Raises ElfError if `binary` is not a readable ELF file, and BuildIdMismatch if it
     is not the build that ran (a warning instead with allow_mismatch). `lines` also
@@ -293,7 +307,7 @@ def symbolize(
         exe_paths = _exe_paths(profile, exe.basename)
         _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
-    resolver = _Resolver(profile, exe, exe_paths, lines, warnings)
+    resolver = _Resolver(profile, exe, exe_paths, lines, warnings, sysroot)
     stacks = profile.stack_tree if merge and not lines else None
     # merging takes a step per level of the tree: the rare deeper one is expanded
     if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
@@ -505,8 +519,10 @@ class _Resolver:
         exe_paths: set[str],
         lines: bool,
         warnings: list[str],
+        sysroot: str | None = None,
     ) -> None:
         self.profile = profile
+        self.sysroot = sysroot
         self.exe = exe
         self.exe_paths = exe_paths
         self.lines = lines
@@ -650,6 +666,8 @@ class _Resolver:
             return self.exe
         if not path.startswith("/"):
             return None  # [vdso], anonymous JIT code and the like
+        recorded = self.profile.build_ids.get(path)
+        path = in_sysroot(path, self.sysroot)
         if self.on_behalf_of is not None and not readable_by(path, self.on_behalf_of):
             self.warnings.append(
                 f"{path} is not readable by the owner of {self.profile.path} (uid"
@@ -661,7 +679,6 @@ class _Resolver:
         except ElfError as e:
             self.warnings.append(f"{e} Its frames stay unresolved.")
             return None
-        recorded = self.profile.build_ids.get(path)
         if recorded is not None and recorded != image.build_id:
             self.warnings.append(
                 f"{path} on this machine has build-id {image.build_id or 'none'}, the profile"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from elftools.elf.elffile import ELFFile
 from support import arm64
+from support.heap_files import edit_heap_paths
 from support.paths import LIBMEMPROF
 from support.profiling import one_heap, run_parser
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
@@ -84,3 +85,24 @@ def test_interrupted_anywhere_unwinds_to_main(tmp_path):
     assert all(
         in_order(names, ["on_signal", "spin", "timer_signals", "main"]) for _, names in handled
     )
+
+
+def test_a_capture_from_an_arm64_machine_is_symbolized_with_its_sysroot(tmp_path):
+    """A capture whose objects are named as on the arm64 machine (/lib/aarch64-linux-gnu/
+    libc.so.6, which this x86-64 machine lacks): with --sysroot, its copy of that
+    machine's root file system, glibc's frames are named; without, they stay offsets."""
+    exe = arm64.build("call_paths", tmp_path, *arm64.NO_FRAME_POINTERS)
+    proc, files = arm64.run([exe, tmp_path / "paths.txt"], tmp_path / "p_", 1)
+    board = tmp_path / "board.heap"
+    edit_heap_paths(one_heap(proc, files), lambda text: text.replace(str(arm64.SYSROOT), ""), board)
+
+    def functions(*options) -> set[str]:
+        proc = run_parser("--collapsed", "-p", exe, "-f", board, *options)
+        assert proc.returncode == 0, proc.stderr
+        return {f for line in proc.stdout.splitlines() for f in line.rsplit(" ", 1)[0].split(";")}
+
+    named = functions("--sysroot", arm64.SYSROOT)
+    assert {"__libc_start_main", "main", "leaf", "pthread_create"} <= named
+    unnamed = functions()
+    assert "__libc_start_main" not in unnamed and "pthread_create" not in unnamed
+    assert {"main", "leaf"} <= unnamed and any(f.startswith("libc.so.6+0x") for f in unnamed)

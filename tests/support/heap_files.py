@@ -36,3 +36,13 @@ def edit_heap_header(path: Path, edit: Callable[[str], str], out: Path | None = 
     header, rest = _parts(path)
     data = edit(header.decode()).encode() + rest
     (out or path).write_bytes(TREE_PREFIX + zlib.compress(data, 1))
+
+
+def edit_heap_paths(path: Path, edit: Callable[[str], str], out: Path) -> None:
+    """Write the file to `out` with `edit` applied to its `#` lines before the tree and
+    to its memory map (MAPPED_LIBRARIES), as the file of another machine would name
+    its objects; the tree between them is kept as it is."""
+    header, rest = _parts(path)
+    at = rest.rindex(b"\nMAPPED_LIBRARIES:\n")
+    data = edit(header.decode()).encode() + rest[:at] + edit(rest[at:].decode()).encode()
+    out.write_bytes(TREE_PREFIX + zlib.compress(data, 1))
