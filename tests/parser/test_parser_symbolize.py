@@ -696,7 +696,8 @@ def test_bad_binaries_are_user_errors(tmp_path):
         (
             "-f {bad} -t",
             "moved",
-            "{dir}/gone, the program that ran, is no longer there: give a copy of it with -p BIN.",
+            "{dir}/gone, the program that ran, is no longer there: give a copy of it with -p BIN"
+            " (or its machine's root file system with --sysroot DIR).",
         ),
     ],
 )

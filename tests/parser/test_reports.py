@@ -482,7 +482,7 @@ def test_without_p_a_program_gone_or_rebuilt_is_refused(build_fixture, tmp_path)
     gone = subprocess.run([MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True)
     assert gone.returncode == 2 and gone.stderr == (
         f"mem_parser: {exe}, the program that ran, is no longer there: give a copy of it with"
-        " -p BIN.\n"
+        " -p BIN (or its machine's root file system with --sysroot DIR).\n"
     )
     # -p stays for a copy elsewhere
     assert "site_pages" in run_parser("-p", build_fixture("sites"), "-f", heap, "-t").stdout
