@@ -121,7 +121,7 @@ bindings/libmemprof.so: $(BUILD)/libmemprof.so
 ARM64_CC      := aarch64-linux-gnu-gcc
 ARM64_SYSROOT := $(BUILD)/arm64-sysroot
 ARM64_APT     := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-ARM64_PKGS    := libc6 zlib1g zlib1g-dev sqlite3
+ARM64_PKGS    := libc6 zlib1g zlib1g-dev sqlite3 python3.11-minimal libpython3.11-stdlib
 
 arm64:
 	-$(call install_missing,$(ARM64_APT))

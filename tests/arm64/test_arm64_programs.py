@@ -1,9 +1,16 @@
 """Debian's arm64 programs under the aarch64 sampler (issue 26), run by qemu-user: the
 totals of sqlite3's window against the counting preload built for arm64 (the x86
 tests' truth and tolerances: tests/sampler/test_real_programs.py), every allocation
-at -c 1 and sampled at -c 1024, through its stripped libraries' .eh_frame."""
+at -c 1 and sampled at -c 1024, through its stripped libraries' .eh_frame; and Debian's
+arm64 python3.11 running tests/fixtures/python_sites.py, each Python function's bytes
+against what tracemalloc counted in the same interpreter (test_python_frames.py's
+truth and bounds)."""
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import pytest
 from support import arm64
@@ -15,10 +22,14 @@ from support.counting import (
     counted_environment,
     pid_files,
 )
+from support.paths import FIXTURES
 from support.profiling import one_heap
+from support.python_sites import LIMITS, function_totals, truth_sd
+from support.sampling_math import assert_estimate
 
 from mem_profiler.core.profile import Drops
 from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.symbolize import symbolize
 
 pytestmark = arm64.skip_unless_arm64
 SQLITE_ROWS = 250_000  # as on x86-64: 5 sd of the -c 1024 estimates fit in their bounds
@@ -45,3 +56,22 @@ def test_sqlite3_totals_against_the_counting_preload(counting_preload, tmp_path,
     assert truth.in_window and truth.objects > SQLITE_ROWS
     assert read_heap(heap).drops == Drops(0, 0, 0, 0)
     (assert_exact if rate == 1 else assert_sampled)(heap, truth)
+
+
+@pytest.mark.parametrize("rate", [1, SAMPLED_RATE])
+def test_python_functions_keep_what_tracemalloc_counts(tmp_path, rate):
+    python = arm64.SYSROOT / "usr" / "bin" / "python3.11"
+    env = dict(os.environ, PYTHONMALLOC="malloc")
+    report_path = tmp_path / "report.json"
+    proc, _ = arm64.run(
+        [python, FIXTURES / "python_sites.py", report_path], tmp_path / "p_", rate, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    profile = read_heap(Path(report["heap"]))
+    assert profile.meta["python"].startswith("3.11.")
+    ours = function_totals(symbolize(profile, profile.exe))
+    for name, sizes in report["sizes"].items():
+        truth, sd = truth_sd(sizes, rate)
+        assert name in ours, f"{name} is in no stack"
+        assert_estimate(ours[name], truth, sd, LIMITS[rate])

@@ -16,16 +16,16 @@ from support.interpreters import VENV_PYTHON, interpreters
 from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER
 from support.profiling import profile_run, run_parser
-from support.sampling_math import assert_estimate, blocks_estimate_sd
+from support.python_sites import LIMITS, function_totals, truth_sd
+from support.sampling_math import assert_estimate
 
 from mem_profiler.parser.code_mappings import code_mappings
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.python_frames import is_python_frame
-from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.parser.symbolize import symbolize
 
 SITES = FIXTURES / "python_sites.py"
 CODE_REUSE = FIXTURES / "python_code_reuse.py"
-LIMITS = {1: 0.05, 1024: 0.10}  # the issue's bounds per function
 
 _runs: dict[tuple, tuple[dict, Path]] = {}
 
@@ -49,24 +49,6 @@ def run_sites(
         report = json.loads((out / "report.json").read_text())
         _runs[key] = report, Path(report["heap"])
     return _runs[key]
-
-
-def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[str, float]:
-    """Per Python function (the last part of its qualified name): the value of the stacks
-    through it."""
-    values = sym.value(index)
-    records = sym.profile.python_frames  # a Python frame's address is its record's
-    totals: dict[str, float] = {}
-    for i, value in enumerate(values.tolist()):
-        addrs = sym.addrs[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]].tolist()
-        for name in {records[a].name.rpartition(".")[2] for a in addrs if a in records}:
-            totals[name] = totals.get(name, 0.0) + value
-    return totals
-
-
-def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
-    """blocks_estimate_sd of a site's blocks as the fixture's JSON gives them."""
-    return blocks_estimate_sd({int(size): count for size, count in sizes.items()}, rate)
 
 
 @pytest.mark.parametrize("rate", [1, 1024])

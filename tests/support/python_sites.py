@@ -1,0 +1,28 @@
+"""What tests/fixtures/python_sites.py kept, as a profile shows it per Python function,
+and the sampling math's bounds for it (tests/sampler/test_python_frames.py, and the
+arm64 suite's run of it)."""
+
+from __future__ import annotations
+
+from mem_profiler.parser.symbolize import SymbolizedProfile
+from support.sampling_math import blocks_estimate_sd
+
+LIMITS = {1: 0.05, 1024: 0.10}  # the bounds per function, by rate
+
+
+def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[str, float]:
+    """Per Python function (the last part of its qualified name): the value of the stacks
+    through it."""
+    values = sym.value(index)
+    records = sym.profile.python_frames  # a Python frame's address is its record's
+    totals: dict[str, float] = {}
+    for i, value in enumerate(values.tolist()):
+        addrs = sym.addrs[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]].tolist()
+        for name in {records[a].name.rpartition(".")[2] for a in addrs if a in records}:
+            totals[name] = totals.get(name, 0.0) + value
+    return totals
+
+
+def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
+    """blocks_estimate_sd of a site's blocks as the fixture's JSON gives them."""
+    return blocks_estimate_sd({int(size): count for size, count in sizes.items()}, rate)
