@@ -82,10 +82,15 @@ static const char *stat_field(const char *stat, int field)
     return p ? p + 1 : NULL;
 }
 
+/* As a controller reads it from /proc/<pid>/stat: the main thread's own entry where
+ * it asks (qemu-user emulates /proc/self/stat, with another start time), else the
+ * process's. */
 static uint64_t process_start_time(void)
 {
     char stat[1024];
-    memprof_read_small_file("/proc/self/stat", stat, sizeof stat);
+    bool main_thread = syscall(SYS_gettid) == getpid();
+    memprof_read_small_file(main_thread ? PROC_THREAD_SELF "stat" : "/proc/self/stat", stat,
+                            sizeof stat);
     const char *start = stat_field(stat, 22);
     return start ? strtoull(start, NULL, 10) : 0;
 }
@@ -554,8 +559,9 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     block->uid = (uint32_t)owner;
     block->pid_ns = own_pid_namespace();
     block->start_time = process_start_time();
-    char proc[MEMPROF_PROC_PATH];
-    ssize_t n = readlink(memprof_proc_file("exe", proc), block->exe, sizeof block->exe - 1);
+    /* the process's identity as a controller sees it from outside (under qemu-user, the
+     * emulator's), not memprof_proc_file's view of the program */
+    ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
     copy_string(block->own_malloc, sizeof block->own_malloc, memprof_own_malloc());
     block->thread_less = thread_less;

@@ -6,13 +6,20 @@ qemu's signal trampoline); captures symbolized on this x86-64 machine."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+
 import pytest
 from elftools.elf.elffile import ELFFile
 from support import arm64
 from support.heap_files import edit_heap_paths
-from support.paths import LIBMEMPROF
-from support.profiling import one_heap, run_parser
+from support.paths import LIBMEMPROF, MEM_PROFILER
+from support.processes import wait_for
+from support.profiling import one_heap, run_parser, window_to_interrupt
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
+
+from mem_profiler.controller import list_targets
 
 pytestmark = arm64.skip_unless_arm64
 DEPTH = 128
@@ -106,3 +113,50 @@ def test_a_capture_from_an_arm64_machine_is_symbolized_with_its_sysroot(tmp_path
     unnamed = functions()
     assert "__libc_start_main" not in unnamed and "pthread_create" not in unnamed
     assert {"main", "leaf"} <= unnamed and any(f.startswith("libc.so.6+0x") for f in unnamed)
+
+
+def test_a_window_of_an_idle_started_program_through_its_control_block(tmp_path):
+    """`mem_profiler run --idle` starts the arm64 program with the sampler idle; `-p PID`
+    opens a window through the shared-memory control block, in which the program keeps
+    1000 blocks of 1000 B from main (its threads paused): the window's file holds them."""
+    exe = arm64.build("attach_target", tmp_path, *arm64.FRAME_POINTERS)
+    env = dict(os.environ, MEMPROF_LIB=str(arm64.SAMPLER))
+    with subprocess.Popen(
+        [
+            MEM_PROFILER,
+            "run",
+            "--idle",
+            "--",
+            arm64.QEMU,
+            "-L",
+            arm64.SYSROOT,
+            exe,
+            tmp_path / "counters",
+        ],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as target:
+
+        def ask(line: str) -> str:
+            target.stdin.write(line + "\n")
+            target.stdin.flush()
+            return target.stdout.readline().strip()
+
+        pid = int(target.stdout.readline().split()[1])
+        wait_for(
+            lambda: any(t.pid == pid and t.state == "idle" for t in list_targets()),
+            timeout=30,
+            what="the idle sampler's control block",
+        )
+        assert ask("pause") == "pause"
+        window = window_to_interrupt(pid, "-c", "1", "-o", tmp_path / "w_")
+        assert ask("hold") == "hold"
+        window.send_signal(signal.SIGINT)
+        _, said = window.communicate(timeout=60)
+        assert window.returncode == 0, said
+        (heap,) = tmp_path.glob(f"w_{pid}.*.heap")
+        assert ask("quit").startswith("quit")
+    held = [(n, names) for n, names in named_stacks(heap, exe) if names[0] == "main"]
+    assert sum(n for n, _ in held) == 1000
