@@ -2,7 +2,8 @@
 arm64 libraries: whole stacks the program itself names, through frame records and
 through .eh_frame alone; signal handlers' stacks, on the thread's stack, a sigaltstack,
 an 8 KiB one and wherever SIGPROF lands (the return address still in x30, a PLT stub,
-qemu's signal trampoline); captures symbolized on this x86-64 machine."""
+qemu's signal trampoline); captures symbolized on this x86-64 machine, also with the
+board's paths under --sysroot; a -p window of an idle-started program; log mode."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from support.heap_files import edit_heap_paths
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import one_heap, run_parser, window_to_interrupt
+from support.sampling_math import assert_estimate, relative_sd
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
 
 from mem_profiler.controller import list_targets
+from mem_profiler.parser.log_analysis import open_window_log, peak
 
 pytestmark = arm64.skip_unless_arm64
 DEPTH = 128
@@ -160,3 +163,17 @@ def test_a_window_of_an_idle_started_program_through_its_control_block(tmp_path)
         assert ask("quit").startswith("quit")
     held = [(n, names) for n, names in named_stacks(heap, exe) if names[0] == "main"]
     assert sum(n for n, _ in held) == 1000
+
+
+def test_log_mode_replays_the_peak_and_names_its_site(tmp_path):
+    """tests/fixtures/log_curve.c in log mode: the replayed peak is its 32 MiB ramp and
+    64 MiB spike together (the ramp sampled at -c 1024), and --peak names the spike."""
+    exe = arm64.build("log_curve", tmp_path, *arm64.FRAME_POINTERS)
+    proc, files = arm64.run([exe], tmp_path / "c_", 1024, "--mode", "log")
+    heap = one_heap(proc, files)
+    ramp, spike = 32 * 1024 * 1024, 64 * 1024 * 1024
+    found = peak(open_window_log(heap))
+    ramp_sd = relative_sd(8192, 4096, 1024) * ramp / (ramp + spike)
+    assert_estimate(found.bytes, ramp + spike, ramp_sd, 0.05)
+    report = run_parser("-p", exe, "-f", heap, "--peak", "-t").stdout
+    assert report.splitlines()[1].split()[-1] == "spike"
