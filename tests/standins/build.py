@@ -164,9 +164,9 @@ FIXTURE_TARGETS: dict[str, Target] = {
 }
 
 
-def _stamp(target: Target, base_flags: list[str], out_dir: Path) -> str:
+def _stamp(target: Target, base_flags: list[str], out_dir: Path, cc: str) -> str:
     h = hashlib.sha256()
-    h.update(CC.encode())
+    h.update(cc.encode())
     for part in (*base_flags, *target.flags, *target.libs):
         h.update(part.encode() + b"\0")
     for rel in (*target.sources, *_HEADERS):
@@ -176,16 +176,16 @@ def _stamp(target: Target, base_flags: list[str], out_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _build(target: Target, base_flags: list[str], out_dir: Path) -> Path:
+def _build(target: Target, base_flags: list[str], out_dir: Path, cc: str = CC) -> Path:
     out = out_dir / target.output
     stamp_file = out_dir / ".stamps" / target.output
-    stamp = _stamp(target, base_flags, out_dir)
+    stamp = _stamp(target, base_flags, out_dir, cc)
     if out.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
         return out
     tmp = out.with_name(f".{target.output}.tmp{os.getpid()}")
     links = [f"-l:{name}" for name in target.links]
     cmd = [
-        CC,
+        cc,
         *base_flags,
         *target.flags,
         "-o",
@@ -226,27 +226,31 @@ def _lib_flags(frame_pointers: bool) -> list[str]:
     )
 
 
-def build_standins(out_dir: Path, frame_pointers: bool = False) -> dict[str, Path]:
-    """Builds every stand-in library into out_dir; returns {file name: path}."""
+def build_standins(out_dir: Path, frame_pointers: bool = False, cc: str = CC) -> dict[str, Path]:
+    """Builds every stand-in library into out_dir with the compiler `cc` (another
+    architecture's: its own out_dir); returns {file name: path}."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with _Lock(out_dir):
         return {
-            name: _build(t, _lib_flags(frame_pointers), out_dir) for name, t in LIBRARIES.items()
+            name: _build(t, _lib_flags(frame_pointers), out_dir, cc)
+            for name, t in LIBRARIES.items()
         }
 
 
-def build_device_fixture(name: str, out_dir: Path, frame_pointers: bool = False) -> Path:
+def build_device_fixture(
+    name: str, out_dir: Path, frame_pointers: bool = False, cc: str = CC
+) -> Path:
     """Builds the stand-ins and the fixture `name` (a key of FIXTURE_TARGETS:
     device_cuda, device_cuda_direct, device_cuda_api, device_foreign, device_uses, device_acl,
-    device_acl_linked, device_churn, device_noruntime, device_markers) into out_dir; returns
-    the program's path."""
+    device_acl_linked, device_churn, device_noruntime, device_markers) into out_dir with
+    the compiler `cc`; returns the program's path."""
     if name not in FIXTURE_TARGETS:
         raise KeyError(f"no device fixture {name!r}: one of {', '.join(FIXTURE_TARGETS)}")
     out_dir = Path(out_dir).resolve()
-    build_standins(out_dir, frame_pointers)
+    build_standins(out_dir, frame_pointers, cc)
     with _Lock(out_dir):
-        return _build(FIXTURE_TARGETS[name], FIXTURE_CFLAGS, out_dir)
+        return _build(FIXTURE_TARGETS[name], FIXTURE_CFLAGS, out_dir, cc)
 
 
 def standin_env(out_dir: Path, base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:

@@ -55,11 +55,16 @@ def run_device(
 ) -> tuple[subprocess.CompletedProcess, dict[str, Path]]:
     """The program under `mem_profiler run -c 1024 --device-rate 1`: {heap: file}."""
     proc, files = profile_run([exe, *args], prefix, 1024, "--device-rate", "1", *extra, env=env)
+    return proc, by_heap(files)
+
+
+def by_heap(files: list[Path]) -> dict[str, Path]:
+    """{heap: file} of a window's files (<prefix><pid>.<seq>[.<heap>].heap)."""
     heaps = {}
     for f in files:
         m = re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f.name)
         heaps[m.group(1) or "host"] = f
-    return proc, heaps
+    return heaps
 
 
 def failures_listed(exe: Path, heaps: dict[str, Path], heap: str, count: int) -> list[str]:

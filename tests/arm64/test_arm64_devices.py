@@ -1,0 +1,70 @@
+"""The device heaps on aarch64 (issue 26): the stand-in driver, runtime and ACL built for
+arm64 and run under qemu-user with the aarch64 sampler, as tests/sampler/test_device.py
+and test_device_uses.py run them on x86-64: every CUDA allocation path counted once in
+its heap, exactly, and the inefficient blocks of device_uses found with the launch
+counts the fixture makes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from standins import truth
+from standins.build import build_device_fixture, standin_env
+from support import arm64
+from support.device import assert_sites, by_heap, checksum
+from support.profiling import run_parser
+
+pytestmark = arm64.skip_unless_arm64
+KiB, MiB = 1024, 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    return tmp_path_factory.mktemp("arm64_standins")
+
+
+def run(standins, tmp_path, name: str, *args: str, mode: str = "table"):
+    exe = build_device_fixture(name, standins, cc=arm64.CC)
+    extra = ("--device-rate", "1") + (("--mode", "log") if mode == "log" else ())
+    proc, files = arm64.run([exe, *args], tmp_path / "d_", 1024, *extra, env=standin_env(standins))
+    assert proc.returncode == 0, proc.stderr
+    return exe, proc, by_heap(files)
+
+
+def test_every_cuda_path_counted_once(standins, tmp_path):
+    exe, _, heaps = run(standins, tmp_path, "device_cuda", "local")
+    assert {"host", "cuda", "cuda_host"} <= set(heaps)
+    assert_sites(heaps, exe, truth.SITES["device_cuda"])
+
+
+def test_inefficient_blocks_with_the_fixtures_launch_counts(standins, tmp_path):
+    exe, proc, heaps = run(standins, tmp_path, "device_uses", mode="log")
+    plain = subprocess.run(
+        [arm64.QEMU, "-L", arm64.SYSROOT, exe],
+        env=standin_env(standins),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert checksum(proc.stdout) == checksum(plain.stdout)  # the kernels' writes alike
+    found = run_parser(
+        "-p", exe, "-f", heaps["cuda"], "--inefficient", "--json", "--idle-threshold", "30"
+    )
+    report = json.loads(found.stdout)
+    assert (report["launches"], report["copies_and_sets"], report["unknown_launches"]) == (
+        67,
+        23,
+        0,
+    )
+    assert sorted(
+        (f["kind"], f["stack"][f["stack"].index("allocate") + 1], f["size"], f["launches"])
+        for f in report["findings"]
+    ) == [
+        ("early_allocation", "early_late_buffer", 4 * MiB, 10),
+        ("early_allocation", "early_small", 4 * KiB, 10),
+        ("late_deallocation", "early_late_buffer", 4 * MiB, 10),
+        ("late_deallocation", "early_small", 4 * KiB, 10),
+        ("temporary_idleness", "idle_buffer", 2 * MiB, 40),
+    ]
