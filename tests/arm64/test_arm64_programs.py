@@ -4,7 +4,7 @@ tests' truth and tolerances: tests/sampler/test_real_programs.py), every allocat
 at -c 1 and sampled at -c 1024, through its stripped libraries' .eh_frame; and Debian's
 arm64 python3.11 running tests/fixtures/python_sites.py, each Python function's bytes
 against what tracemalloc counted in the same interpreter (test_python_frames.py's
-truth and bounds)."""
+truth and bounds), also with pymalloc wrapped (test_python_heap.py's)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,17 @@ from support.counting import (
     counted_environment,
     pid_files,
 )
-from support.paths import FIXTURES
+from support.paths import FIXTURES, MEM_PROFILER
 from support.profiling import one_heap
+from support.python_heap import (
+    QUARTER,
+    SCRIPT,
+    Program,
+    assert_kept,
+    kept_in_a_run,
+    program_env,
+    read_truth,
+)
 from support.python_sites import LIMITS, function_totals, truth_sd
 from support.sampling_math import assert_estimate
 
@@ -75,3 +84,17 @@ def test_python_functions_keep_what_tracemalloc_counts(tmp_path, rate):
         truth, sd = truth_sd(sizes, rate)
         assert name in ours, f"{name} is in no stack"
         assert_estimate(ours[name], truth, sd, LIMITS[rate])
+
+
+@pytest.mark.parametrize("rate", [1, SAMPLED_RATE])
+def test_pymalloc_is_wrapped_and_what_keep_keeps_is_seen(tmp_path, rate):
+    """Debian's arm64 python3.11 with pymalloc (its default): the window opens at load,
+    the control thread wraps the MEM and OBJ allocators once the interpreter exists, and
+    what tests/fixtures/python_heap.py's `keep` adds between two dumps is what it kept
+    in a run of its own (tracemalloc's count): test_python_heap.py's preloaded run."""
+    python = arm64.SYSROOT / "usr" / "bin" / "python3.11"
+    qemu = (arm64.QEMU, "-L", str(arm64.SYSROOT))
+    truth = read_truth([*qemu, python, SCRIPT, QUARTER], program_env(), tmp_path / "truth.json")
+    launcher = (MEM_PROFILER, "run", "-c", str(rate), "-o", str(tmp_path / "run_"), "--", *qemu)
+    env = program_env() | {"MEMPROF_LIB": str(arm64.SAMPLER)}
+    assert_kept(kept_in_a_run(Program(python, QUARTER, env, launcher)), truth, rate)

@@ -14,14 +14,27 @@ import json
 import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from support.interpreters import interpreters
-from support.paths import FIXTURES, LIBMEMPROF, MEM_PROFILER
+from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import run_parser, window_to_interrupt
+from support.python_heap import (
+    LIMITS,
+    QUARTER,
+    REPRODUCTION,
+    SCRIPT,
+    Program,
+    Truth,
+    assert_kept,
+    expected,
+    inuse,
+    kept_in_a_run,
+    program_env,
+    read_truth,
+)
 from support.reports import (
     PPROF_PRINTED_MB,
     PRINTED_MB,
@@ -37,30 +50,11 @@ from mem_profiler.control_block import segment_path
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.sampling import sample_values
 
-SCRIPT = FIXTURES / "python_heap.py"
-# Amounts kept: at 1 the issue's reproduction (20 MiB of strings, 24 of dicts, 48 of
-# bytearrays, tracemalloc's count); a quarter of it elsewhere, well inside the bounds.
-REPRODUCTION, QUARTER = "1", "0.25"
 # The script's --spread functions, each allocating on three lines, at a scale where
 # their blocks are enough for the issue's bounds at -c 1024
 SPREAD = ("1", "--spread")
-# The issue's bounds: per function within 5% at -c 1 and 10% at -c 1024.
-LIMITS = {1: 0.05, 1024: 0.10}
 # Ids as they have been: 3.9 to 3.13 (pyenv's), debian-3.11.
 INTERPRETERS = interpreters(prefix="")
-
-
-def program_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MEMPROF_", "PYTHON")) and k != "LD_PRELOAD"
-    }
-    env["PYTHONHASHSEED"] = "0"  # pymalloc by default: PYTHONMALLOC unset
-    return env
-
-
-Truth = dict[str, dict[int, int]]  # {kind: {block size: blocks}} that `keep` keeps
 
 
 @pytest.fixture(scope="session")
@@ -71,34 +65,12 @@ def truths(tmp_path_factory):
     def of(python: Path, scale: str, *options: str) -> Truth:
         if (python, scale, options) not in found:
             out = tmp_path_factory.mktemp("truth") / "truth.json"
-            subprocess.run(
-                [str(python), str(SCRIPT), scale, *options, "--truth", str(out)],
-                env=program_env(),
-                check=True,
-                timeout=120,
+            found[python, scale, options] = read_truth(
+                [python, SCRIPT, scale, *options], program_env(), out
             )
-            found[python, scale, options] = {
-                kind: {int(size): n for size, n in sizes.items()}
-                for kind, sizes in json.loads(out.read_text()).items()
-            }
         return found[python, scale, options]
 
     return of
-
-
-def expected(truth: Truth, rate: int) -> tuple[float, float]:
-    """The bytes kept and the relative standard deviation of their estimate at `rate`:
-    each block size sampled independently (ARCHITECTURE.md, "Sampling and unsampling")."""
-    blocks: dict[int, int] = {}  # every kind's blocks of a size, sampled alike
-    for sizes in truth.values():
-        for size, n in sizes.items():
-            blocks[size] = blocks.get(size, 0) + n
-    return blocks_estimate_sd(blocks, rate)
-
-
-def assert_kept(estimate: float, truth: Truth, rate: int) -> None:
-    kept, rel_sd = expected(truth, rate)
-    assert_estimate(estimate, kept, rel_sd, LIMITS[rate])
 
 
 def assert_counted_once(heap: Path, truth: Truth, rate: int) -> None:
@@ -110,54 +82,6 @@ def assert_counted_once(heap: Path, truth: Truth, rate: int) -> None:
     of_size = prof.acc_bytes == size * prof.acc_objs  # stacks of blocks of that size only
     allocated = float(sample_values(prof, "alloc_space")[of_size].sum())
     assert_estimate(allocated, size * blocks, relative_sd(blocks, size, rate), LIMITS[rate])
-
-
-def inuse(heap: Path) -> float:
-    return float(sample_values(read_heap(heap), "inuse_space").sum())
-
-
-class Program:
-    """tests/fixtures/python_heap.py at a scale (and its `options`), driven line by line;
-    `launcher`, a command line it is run under."""
-
-    def __init__(
-        self,
-        python: Path,
-        scale: str,
-        env: dict[str, str],
-        launcher: tuple[str, ...] = (),
-        options: tuple[str, ...] = (),
-    ) -> None:
-        self.proc = subprocess.Popen(
-            [*launcher, str(python), str(SCRIPT), scale, *options],
-            env=env,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        self.pid = int(self.proc.stdout.readline().split()[1])
-
-    def ask(self, command: str) -> str:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def allocators(self) -> list[str]:
-        """The files holding the MEM and OBJ domains' current malloc."""
-        return self.ask("allocators").split()
-
-    def wrapped(self) -> bool:
-        return all(Path(path).name == "libmemprof.so" for path in self.allocators())
-
-    def quit(self) -> int:
-        self.ask("quit")
-        return self.proc.wait(timeout=30)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        Path(segment_path(self.pid)).unlink(missing_ok=True)  # killed: no exit handler ran
 
 
 def preloaded(python: Path, scale: str, *options: str, **sampler_env: str) -> Program:
@@ -202,14 +126,6 @@ def window_on(
     return heap
 
 
-def dump(pid: int) -> Path:
-    proc = subprocess.run(
-        [MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.split()[0])
-
-
 @pytest.mark.parametrize("rate", [1, 1024])
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_preloaded_run(python, rate, truths, tmp_path):
@@ -218,15 +134,7 @@ def test_preloaded_run(python, rate, truths, tmp_path):
     two dumps of the window is what it keeps."""
     launcher = (MEM_PROFILER, "run", "-c", str(rate), "-o", str(tmp_path / "run_"), "--")
     prog = Program(python, QUARTER, program_env(), launcher)
-    try:
-        wait_for(prog.wrapped, what="the allocators to be wrapped")
-        before = dump(prog.pid)
-        assert prog.ask("keep") == "kept"
-        after = dump(prog.pid)
-        assert prog.quit() == 0
-    finally:
-        prog.kill()
-    assert_kept(inuse(after) - inuse(before), truths(python, QUARTER), rate)
+    assert_kept(kept_in_a_run(prog), truths(python, QUARTER), rate)
 
 
 @pytest.mark.parametrize("rate", [1, 1024])
