@@ -3,10 +3,12 @@ arm64 libraries: whole stacks the program itself names, through frame records an
 through .eh_frame alone; signal handlers' stacks, on the thread's stack, a sigaltstack,
 an 8 KiB one and wherever SIGPROF lands (the return address still in x30, a PLT stub,
 qemu's signal trampoline); captures symbolized on this x86-64 machine, also with the
-board's paths under --sysroot; a -p window of an idle-started program; log mode."""
+board's paths under --sysroot; a -p window of an idle-started program; log mode; the
+gate."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +19,7 @@ from support import arm64
 from support.heap_files import edit_heap_paths
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
-from support.profiling import one_heap, run_parser, window_to_interrupt
+from support.profiling import gate, one_heap, run_parser, window_to_interrupt
 from support.sampling_math import assert_estimate, relative_sd
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
 
@@ -177,3 +179,28 @@ def test_log_mode_replays_the_peak_and_names_its_site(tmp_path):
     assert_estimate(found.bytes, ramp + spike, ramp_sd, 0.05)
     report = run_parser("-p", exe, "-f", heap, "--peak", "-t").stdout
     assert report.splitlines()[1].split()[-1] == "spike"
+
+
+def test_the_gate_holds_budget_sites_to_the_byte(tmp_path):
+    """`mem_profiler gate` on the arm64 budget_sites (tests/cmd/test_gate.py's truth): every
+    budget at the truth holds, and a byte less fails each one."""
+    exe = arm64.build("budget_sites", tmp_path, *arm64.FRAME_POINTERS)
+    truth = {
+        "max-peak": 1_250_000,
+        "max-live-at-exit": 1_050_000,
+        "max-leak-per-stack": 1_000_000,
+        "max-total-alloc": 1_350_000,
+    }
+    env = dict(os.environ, MEMPROF_LIB=str(arm64.SAMPLER))
+    for delta, code in ((0, 0), (-1, 1)):
+        budgets = [
+            arg for kind, value in truth.items() for arg in (f"--{kind}", str(value + delta))
+        ]
+        report = tmp_path / f"r{delta}.json"
+        proc = gate(
+            *budgets, "--json", report, "--", arm64.QEMU, "-L", arm64.SYSROOT, exe, "0", env=env
+        )
+        assert proc.returncode == code, proc.stderr
+        [command] = json.loads(report.read_text())["commands"]
+        measured = {r["budget"]["kind"]: r["measured"] for r in command["results"]}
+        assert measured == truth
