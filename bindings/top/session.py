@@ -9,7 +9,7 @@ import signal
 
 import click
 
-from mem_profiler import defaults, procfs
+from mem_profiler import defaults
 from mem_profiler.top.live_view import LiveView
 from mem_profiler.top.refresh import ENDING_SIGNALS, Settings
 from mem_profiler.top.stacks import LiveStacks
@@ -23,7 +23,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def run_top(settings: Settings, batch: bool) -> None:
     """The view, closed (and the window top opened with it) however it ends."""
     with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
-        stacks = LiveStacks(procfs.exe_file(settings.pid))
+        stacks = LiveStacks(settings.pid)
         if batch:
             try:
                 for ending in ENDING_SIGNALS:

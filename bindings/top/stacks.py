@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler import procfs
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.focus import some_stacks
 from mem_profiler.parser.sampling import sample_values
@@ -72,8 +73,9 @@ class LiveStacks:
     functions and source lines), so two sets of addresses that name the same calls are one
     stack; a snapshot's addresses are symbolized only the first time they are seen."""
 
-    def __init__(self, binary: str) -> None:
-        self.binary = binary  # the program, for its symbols (e.g. /proc/<pid>/exe)
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.binary: str | None = None  # the program, for its symbols: _program
         self._key_of: dict[tuple[str, bytes], int] = {}  # (heap, addresses) -> stack key
         self._keys: dict[tuple[str, tuple[str, ...]], int] = {}  # (heap, frames) -> key
         self._in_use = np.zeros(0)  # by key, at the last snapshot
@@ -125,11 +127,20 @@ class LiveStacks:
         ]
         new = [i for i, r in enumerate(raw) if r not in self._key_of]
         if new:
+            self.binary = self.binary or self._program(prof)
             sym = symbolize(some_stacks(prof, np.array(new, np.int64)), self.binary, lines=True)
             self.warnings += [w for w in sym.warnings if w not in self.warnings]
             for i, frames in zip(new, _named_stacks(sym), strict=True):
                 self._key_of[raw[i]] = self._keys.setdefault((prof.heap, frames), len(self._keys))
         return np.fromiter((self._key_of[r] for r in raw), np.int64, len(raw))
+
+    def _program(self, prof: HeapProfile) -> str:
+        """/proc/<pid>/exe, which opens the program even once its file was replaced, where
+        it is the program the profile names; else that one (under qemu-user the process
+        runs the emulator, the profile names the program it runs)."""
+        if prof.exe and procfs.exe_path(self.pid) not in (prof.exe, f"{prof.exe} (deleted)"):
+            return prof.exe
+        return procfs.exe_file(self.pid)
 
 
 def _named_stacks(sym: SymbolizedProfile) -> list[tuple[str, ...]]:

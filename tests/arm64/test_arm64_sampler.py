@@ -4,7 +4,7 @@ through .eh_frame alone; signal handlers' stacks, on the thread's stack, a sigal
 an 8 KiB one and wherever SIGPROF lands (the return address still in x30, a PLT stub,
 qemu's signal trampoline); captures symbolized on this x86-64 machine, also with the
 board's paths under --sysroot; a -p window of an idle-started program; log mode; the
-gate."""
+gate; top."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import gate, one_heap, run_parser, window_to_interrupt
 from support.sampling_math import assert_estimate, relative_sd
+from support.top_view import check_grower_rows, top
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
 
+from mem_profiler import procfs
 from mem_profiler.controller import list_targets
 from mem_profiler.parser.log_analysis import open_window_log, peak
 
@@ -204,3 +206,35 @@ def test_the_gate_holds_budget_sites_to_the_byte(tmp_path):
         [command] = json.loads(report.read_text())["commands"]
         measured = {r["budget"]["kind"]: r["measured"] for r in command["results"]}
         assert measured == truth
+
+
+def test_top_shows_the_growing_site_at_its_rate(tmp_path):
+    """`mem_profiler top` of grower.c started with `run --idle` (tests/cmd/test_top.py's
+    check): site_grow tops the growth at its schedule's rate, within the sampling error."""
+    exe = arm64.build("grower", tmp_path, *arm64.FRAME_POINTERS)
+    env = dict(os.environ, MEMPROF_LIB=str(arm64.SAMPLER))
+    with subprocess.Popen(
+        [MEM_PROFILER, "run", "--idle", "--", arm64.QEMU, "-L", arm64.SYSROOT, exe],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as target:
+        try:
+            pid = wait_for(
+                lambda: next(
+                    (
+                        t.pid
+                        for t in list_targets()
+                        if t.state == "idle" and procfs.parent_pid(t.pid) == target.pid
+                    ),
+                    None,
+                ),
+                timeout=30,
+                what="the idle sampler's control block",
+            )
+            refreshes = top(pid, "-n", "2", "--interval", "1", "--sort", "growth")
+        finally:
+            os.killpg(target.pid, signal.SIGTERM)
+    for refresh in refreshes:
+        assert [r.site for r in refresh.rows][:2] == ["site_grow", "site_churn"]
+        check_grower_rows(refresh.rows, refresh.interval_s)
