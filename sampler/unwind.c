@@ -4,9 +4,9 @@
  *   information (.eh_frame, which objects built without frame pointers still
  *   carry), as Perfetto's unwinder, bytehound and framehop do it: the rule of
  *   a code address (CFA = sp or the frame pointer + N, where the return
- *   address and the frame pointer were saved; eh_frame.c) is worked out once and kept in a lock-free table,
- *   so a later frame through the same address costs a hash lookup and two or
- *   three loads.  A signal frame is recognised by glibc's sigreturn
+ *   address and the frame pointer were saved; eh_frame.c) is worked out once
+ *   and kept in a lock-free table, so a later frame through the same address
+ *   costs a hash lookup and two or three loads.  A signal frame is recognised by glibc's sigreturn
  *   trampoline and continued from its ucontext; the walk ends at an undefined
  *   return address (_start, clone3) and at code with no unwind information
  *   (JIT code), except Go's, which has none but always keeps frame pointers:
@@ -20,9 +20,10 @@
  *   one and loses what is above it.
  *
  * Frames inside libmemprof.so are left out, so a stack starts at the code
- * that called the allocator.  What differs between x86-64 and aarch64 (register
- * numbers, signal frames, the link register) is arch.h's.  Every stack read is bounded by the stack
- * mapping it falls in; every .eh_frame read by its object's segment.
+ * that called the allocator.  What differs between x86-64 and aarch64
+ * (register numbers, signal frames, the link register) is arch.h's.  Every
+ * stack read is bounded by the stack mapping it falls in; every .eh_frame
+ * read by its object's segment.
  *
  * The walk takes no lock and allocates nothing.  A rule missing from the
  * table is worked out inside dl_iterate_phdr, whose lock keeps the object
