@@ -51,12 +51,18 @@ def test_the_aarch64_sampler_exports_what_the_x86_one_does():
 
 @pytest.mark.parametrize(
     "flags, unwinder",
-    [(arm64.NO_FRAME_POINTERS, "hybrid"), (arm64.FRAME_POINTERS, "fp")],
-    ids=["eh_frame", "frame_records"],
+    [
+        (arm64.NO_FRAME_POINTERS, "hybrid"),
+        ((*arm64.NO_FRAME_POINTERS, "-mbranch-protection=pac-ret"), "hybrid"),
+        (arm64.FRAME_POINTERS, "fp"),
+    ],
+    ids=["eh_frame", "eh_frame_signed_returns", "frame_records"],
 )
 def test_collapsed_stacks_are_the_paths_the_program_took(tmp_path, flags, unwinder):
     """As tests/sampler/test_call_paths.py on x86-64: 1,024 branching paths, two threads
-    through the same frames, a recursion 500 deep cut at the depth limit."""
+    through the same frames, a recursion 500 deep cut at the depth limit. With pac-ret
+    every saved return address is signed (qemu's CPU implements pointer
+    authentication) and its CFI says so (DW_CFA_AARCH64_negate_ra_state)."""
     exe = arm64.build("call_paths", tmp_path, *flags)
     truth = tmp_path / "paths.txt"
     proc, files = arm64.run(
