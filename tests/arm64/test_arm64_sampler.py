@@ -21,7 +21,7 @@ from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import gate, one_heap, run_parser, window_to_interrupt
 from support.sampling_math import assert_estimate, relative_sd
-from support.top_view import check_grower_rows, top
+from support.top_view import GROWER, check_grower_rows, top
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
 
 from mem_profiler import procfs
@@ -243,4 +243,6 @@ def test_top_shows_the_growing_site_at_its_rate(tmp_path):
             os.killpg(target.pid, signal.SIGTERM)
     for refresh in refreshes:
         assert [r.site for r in refresh.rows][:2] == ["site_grow", "site_churn"]
+        # source lines from the arm64 program's DWARF
+        assert refresh.rows[0].stack.startswith(f"site_grow {GROWER}:20 < main {GROWER}:")
         check_grower_rows(refresh.rows, refresh.interval_s)
