@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import shutil
 
 from .elf_headers import read_headers
@@ -41,8 +42,16 @@ def program_kind(path: str) -> ProgramKind | None:
     return ProgramKind.STATIC_GO if go else ProgramKind.STATIC
 
 
+# qemu-user's emulators (qemu-aarch64-static, ...): static programs that run another,
+# whose own loader loads the sampler.
+_EMULATOR_RE = re.compile(r"qemu-[a-z0-9_]+(-static)?")
+
+
 def command_kind(command: str, path: str | None = None) -> ProgramKind | None:
-    """The kind of the program `command` names, looked up on PATH as exec does."""
+    """The kind of the program `command` names, looked up on PATH as exec does; None for
+    qemu-user's emulators, whose kind is that of the program they run."""
+    if _EMULATOR_RE.fullmatch(os.path.basename(command)):
+        return None
     found = command if os.sep in command else shutil.which(command, path=path)
     return program_kind(found) if found else None
 

@@ -129,9 +129,10 @@ def test_a_capture_from_an_arm64_machine_is_symbolized_with_its_sysroot(tmp_path
 
 
 def test_a_window_of_an_idle_started_program_through_its_control_block(tmp_path):
-    """`mem_profiler run --idle` starts the arm64 program with the sampler idle; `-p PID`
-    opens a window through the shared-memory control block, in which the program keeps
-    1000 blocks of 1000 B from main (its threads paused): the window's file holds them."""
+    """`mem_profiler run --idle` starts the arm64 program with the sampler idle (and does
+    not take qemu-user's static emulator for the program); `-p PID` opens a window
+    through the shared-memory control block, in which the program keeps 1000 blocks of
+    1000 B from main (its threads paused): the window's file holds them."""
     exe = arm64.build("attach_target", tmp_path, *arm64.FRAME_POINTERS)
     env = dict(os.environ, MEMPROF_LIB=str(arm64.SAMPLER))
     with subprocess.Popen(
@@ -150,6 +151,7 @@ def test_a_window_of_an_idle_started_program_through_its_control_block(tmp_path)
         text=True,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     ) as target:
 
         def ask(line: str) -> str:
@@ -171,6 +173,8 @@ def test_a_window_of_an_idle_started_program_through_its_control_block(tmp_path)
         assert window.returncode == 0, said
         (heap,) = tmp_path.glob(f"w_{pid}.*.heap")
         assert ask("quit").startswith("quit")
+        # the emulator is static; the program it runs is not, and loaded the sampler
+        assert target.wait(timeout=30) == 0 and "statically linked" not in target.stderr.read()
     held = [(n, names) for n, names in named_stacks(heap, exe) if names[0] == "main"]
     assert sum(n for n, _ in held) == 1000
 
