@@ -20,6 +20,7 @@
 static struct memprof_index frame_index, node_index;
 static uintptr_t *frames;
 static struct memprof_node *nodes;
+static uint32_t *node_paths;   /* the low half of each node's path hash (leaf_by_path) */
 static uint32_t max_nodes;
 static _Atomic uint32_t used_frames, used_nodes;
 static _Atomic uint32_t generation = 1;
@@ -30,7 +31,8 @@ int memprof_tree_init(uint32_t capacity)
      * at most one new frame, so the frames never outnumber the nodes. */
     frames = memprof_map(sizeof(*frames) * capacity);
     nodes = memprof_map(sizeof(*nodes) * ((size_t)capacity + 1));
-    if (frames == NULL || nodes == NULL || memprof_index_init(&frame_index, capacity) != 0 ||
+    node_paths = memprof_map(sizeof(*node_paths) * ((size_t)capacity + 1));
+    if (frames == NULL || nodes == NULL || node_paths == NULL || memprof_index_init(&frame_index, capacity) != 0 ||
         memprof_index_init(&node_index, capacity) != 0)
         return -1;
     max_nodes = capacity;
@@ -44,6 +46,7 @@ void memprof_tree_reset(void)
     memprof_index_reset(&node_index);
     memprof_zero_pages(frames, sizeof(*frames) * max_nodes);
     memprof_zero_pages(nodes, sizeof(*nodes) * ((size_t)max_nodes + 1));
+    memprof_zero_pages(node_paths, sizeof(*node_paths) * ((size_t)max_nodes + 1));
     atomic_store(&used_frames, 0);
     atomic_store(&used_nodes, 1);
     atomic_fetch_add(&generation, 1);
@@ -93,16 +96,22 @@ static uint32_t frame_id(uintptr_t frame, uint32_t gen)
  * A node is found by the hash of its whole path from the root, not of (parent id,
  * frame): the hashes of a chain's levels need no lookup, so the index slots and
  * node records of many levels are fetched at once before the levels are walked
- * one by one, instead of one cache miss after the other.  The hash only finds; an
- * entry is taken when its parent and frame are the ones asked for. */
+ * one by one, instead of one cache miss after the other.  A level is taken when its
+ * parent and frame are the ones asked for; only a whole chain's leaf is found by its
+ * hash alone (leaf_by_path). */
 struct node_key {
     uint32_t parent;
     uintptr_t frame;
+    uint64_t path;
 };
 
+/* One multiply per level, as the levels are hashed one after the other: the product's
+ * high half (well mixed) feeds the next level's low bits through the rotation, and is
+ * what the index reads. */
 static inline uint64_t path_hash(uint64_t parent_path, uintptr_t frame)
 {
-    return mix((parent_path ^ frame) * 0xff51afd7ed558ccdull + 0x632be59bd9b4e019ull);
+    uint64_t p = parent_path << 27 | parent_path >> 37;
+    return ((p ^ frame) + 0x632be59bd9b4e019ull) * 0xff51afd7ed558ccdull;
 }
 
 static bool same_node(uint32_t id, const void *key)
@@ -122,6 +131,7 @@ static uint32_t make_node(const void *key)
     if (frame == MEMPROF_INDEX_NONE)
         return MEMPROF_INDEX_NONE;
     nodes[id] = (struct memprof_node){k->parent, frame};
+    node_paths[id] = (uint32_t)k->path;
     atomic_store_explicit(&used_nodes, id + 1, memory_order_release);
     return id;
 }
@@ -140,7 +150,7 @@ static uint32_t node_intern(struct memprof_memos *memos, uint32_t parent, uintpt
     __typeof__(memos->nodes[0]) *memo = memos ? node_memo(memos, path) : NULL;
     if (memo != NULL && memo->frame == frame && memo->parent == parent && memo->node != 0)
         return memo->node;
-    struct node_key k = {parent, frame};
+    struct node_key k = {parent, frame, path};
     struct memprof_index_key key = {&k, same_node};
     uint32_t id = memprof_index_intern(&node_index, path, &key, make_node);
     if (id == MEMPROF_INDEX_NONE)
@@ -165,6 +175,20 @@ static uint32_t shared_part(const struct memprof_chain_memo *memo, uint32_t gen,
 /* Levels fetched ahead at a time: about the misses a core keeps in flight. */
 #define FETCH_AHEAD 16
 
+/* The chain's leaf, found by its whole path's hash (the index's high half, then the
+ * node's low half): no level above it is looked up.  MEMPROF_INDEX_NONE when the chain
+ * is new. */
+static bool same_path(uint32_t id, const void *key)
+{
+    return node_paths[id] == (uint32_t)*(const uint64_t *)key;
+}
+
+static uint32_t leaf_by_path(uint64_t path)
+{
+    struct memprof_index_key key = {&path, same_path};
+    return memprof_index_find(&node_index, path, &key);
+}
+
 uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head,
                               const uintptr_t *leaf_first, int n)
 {
@@ -175,20 +199,31 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head
         memset(memos->nodes, 0, sizeof memos->nodes);
         memos->nodes_generation = gen;
     }
-    struct memprof_chain_memo *memo = NULL;
-    if (chains != NULL && len <= MEMPROF_CHAIN_ROOM) {
-        /* the memo that shares most with this chain, from the root */
-        const struct memprof_chain_memo *best = NULL;
-        for (int m = 0; m < MEMPROF_CHAIN_MEMOS; m++) {
-            const struct memprof_chain_memo *memo_m = &chains->chains[m];
-            uint32_t shared = shared_part(memo_m, gen, head, leaf_first, len);
-            if (shared == len && memo_m->len == len)
-                return memo_m->nodes[len - 1];   /* the very chain */
-            if (shared > j) {
-                j = shared;
-                best = memo_m;
-            }
+    /* the memo that shares most with this chain, from the root */
+    const struct memprof_chain_memo *best = NULL;
+    bool memoed = chains != NULL && len <= MEMPROF_CHAIN_ROOM;
+    for (int m = 0; memoed && m < MEMPROF_CHAIN_MEMOS; m++) {
+        const struct memprof_chain_memo *memo_m = &chains->chains[m];
+        uint32_t shared = shared_part(memo_m, gen, head, leaf_first, len);
+        if (shared == len && memo_m->len == len)
+            return memo_m->nodes[len - 1];   /* the very chain */
+        if (shared > j) {
+            j = shared;
+            best = memo_m;
         }
+    }
+    uint64_t path = 0, shared_path = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        path = path_hash(path, i == 0 ? head : leaf_first[len - 1 - i]);
+        if (i + 1 == j)
+            shared_path = path;
+    }
+    uint32_t leaf = leaf_by_path(path);
+    if (leaf != MEMPROF_INDEX_NONE)
+        return leaf;   /* a chain seen before, if not lately */
+
+    struct memprof_chain_memo *memo = NULL;
+    if (memoed) {
         if (best != NULL)
             node = best->nodes[j - 1];
         /* the chain replaces the oldest of the memos: they are the thread's last few */
@@ -201,9 +236,7 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head
             memo->generation = gen;
         }
     }
-    uint64_t path = 0;
-    for (uint32_t i = 0; i < j; i++)
-        path = path_hash(path, i == 0 ? head : leaf_first[len - 1 - i]);
+    path = shared_path;
     while (j < len) {
         uint32_t batch = len - j < FETCH_AHEAD ? len - j : FETCH_AHEAD;
         uint64_t paths[FETCH_AHEAD];

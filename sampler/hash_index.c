@@ -73,6 +73,12 @@ static uint32_t find(const struct memprof_index_array *a, uint64_t hash,
     }
 }
 
+uint32_t memprof_index_find(const struct memprof_index *x, uint64_t hash,
+                            const struct memprof_index_key *k)
+{
+    return find(atomic_load_explicit(&x->array, memory_order_acquire), hash, k);
+}
+
 void memprof_index_prefetch(const struct memprof_index *x, uint64_t hash)
 {
     const struct memprof_index_array *a = atomic_load_explicit(&x->array, memory_order_acquire);
@@ -126,7 +132,7 @@ uint32_t memprof_index_intern(struct memprof_index *x, uint64_t hash,
                               const struct memprof_index_key *k,
                               uint32_t (*make)(const void *key))
 {
-    uint32_t id = find(atomic_load_explicit(&x->array, memory_order_acquire), hash, k);
+    uint32_t id = memprof_index_find(x, hash, k);
     if (id != MEMPROF_INDEX_NONE)
         return id;
     memprof_spin_lock(&x->lock);   /* looked for again: made meanwhile, or moved by a growth */

@@ -24,6 +24,9 @@ void memprof_index_reset(struct memprof_index *x) HIDDEN;
 uint32_t memprof_index_intern(struct memprof_index *x, uint64_t hash,
                               const struct memprof_index_key *k,
                               uint32_t (*make)(const void *key)) HIDDEN;
+/* The id of the key's entry, found without a lock; MEMPROF_INDEX_NONE if there is none. */
+uint32_t memprof_index_find(const struct memprof_index *x, uint64_t hash,
+                            const struct memprof_index_key *k) HIDDEN;
 
 /* For a lookup to come: the key's home slot is read into the cache, and the id of
  * the first entry whose hash looks like it (unverified; MEMPROF_INDEX_NONE if none)

@@ -1,6 +1,7 @@
 /* The calling-context tree (sampler/frame_tree.c) with its hash indexes: chains that
  * share their root end share nodes, a chain reads back as it went in (recursion 500
- * deep included), a thread's memo gives the same nodes as a lookup, a full tree
+ * deep included), a thread's memo gives the same nodes as a lookup, a chain seen
+ * before is found by its leaf, a full tree
  * refuses, a reset empties it, and threads interning the same chains agree. */
 #include <string.h>
 
@@ -93,6 +94,39 @@ static void test_a_memo_gives_the_nodes_a_lookup_gives(void)
     memprof_tree_reset();
 }
 
+/* A chain seen before is found by its leaf's whole-path hash, with no node made:
+ * 300,000 chains whose frames differ by a few bytes (as a program's return
+ * addresses do), found again out of order, each at its own leaf. */
+#define NEAR_CHAINS 300000
+static int near_chain(uint32_t k, uintptr_t *frames)
+{
+    int n = 0;
+    for (uint32_t rest = k; rest != 0 || n == 0; rest /= 16, n++)   /* leaf first */
+        frames[n] = 0x401000 + (uintptr_t)(rest % 16) * 8;
+    for (int i = 0; i < 20; i++)   /* a root end every chain shares */
+        frames[n++] = 0x402000 + (uintptr_t)i * 4;
+    return n;
+}
+
+static void test_a_chain_is_found_again_by_its_leaf(void)
+{
+    CHECK_EQ(memprof_tree_init(1u << 22), 0);
+    static uint32_t leaf[NEAR_CHAINS];
+    uintptr_t frames[64];
+    for (uint32_t k = 0; k < NEAR_CHAINS; k++)
+        leaf[k] = memprof_chain_intern(NULL, HEAD, frames, near_chain(k, frames));
+    uint32_t nodes = memprof_tree_nodes();
+    struct memprof_chain_memos memo = {0};
+    for (uint32_t i = 0; i < NEAR_CHAINS; i++) {
+        uint32_t k = (uint32_t)((uint64_t)i * 7919 % NEAR_CHAINS);
+        int n = near_chain(k, frames);
+        CHECK_EQ(memprof_chain_intern(&memo, HEAD, frames, n), leaf[k]);
+        check_round_trip(leaf[k], frames, n);
+    }
+    CHECK_EQ(memprof_tree_nodes(), nodes);
+    memprof_tree_reset();
+}
+
 static void test_a_full_tree_refuses_and_a_reset_empties_it(void)
 {
     CHECK_EQ(memprof_tree_init(1000), 0);
@@ -176,6 +210,7 @@ int main(void)
     RUN(test_chains_share_their_root_end);
     RUN(test_deep_recursion_reads_back);
     RUN(test_a_memo_gives_the_nodes_a_lookup_gives);
+    RUN(test_a_chain_is_found_again_by_its_leaf);
     RUN(test_a_full_tree_refuses_and_a_reset_empties_it);
     RUN(test_threads_agree_on_every_node);
     return 0;
