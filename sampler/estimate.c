@@ -22,8 +22,10 @@ static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
     uint32_t heap = memprof_stack_heap(stack);
     double weight = memprof_sample_weight(sum->rates, heap, size);
     add_totals(&sum->t->by_heap[heap], size, weight);
-    if (sum->t->by_stack != NULL && stack < sum->t->nstacks)
-        add_totals(&sum->t->by_stack[stack], size, weight);
+    struct memprof_stack_totals *of_stack =
+        sum->t->of_stack != NULL ? sum->t->of_stack(stack, sum->t->arg) : NULL;
+    if (of_stack != NULL)
+        add_totals(of_stack, size, weight);
 }
 
 void memprof_live_totals(struct memprof_rates rates, struct memprof_live_totals *t)

@@ -34,11 +34,11 @@ struct memprof_stack_totals {
     double est_objs, est_bytes;
 };
 
-/* The live samples' totals, per stack (by_stack[id] for the ids below nstacks, when
- * by_stack is given) and per heap. */
+/* The live samples' totals per heap and, when of_stack is given, per stack: into
+ * what of_stack(stack, arg) answers (NULL: that stack's are not kept). */
 struct memprof_live_totals {
-    struct memprof_stack_totals *by_stack;
-    uint32_t nstacks;
+    struct memprof_stack_totals *(*of_stack)(uint32_t stack, void *arg);
+    void *arg;
     struct memprof_stack_totals by_heap[HEAP_COUNT];
 };
 /* Adds each live sample, weighted at its heap's rate, into t. */

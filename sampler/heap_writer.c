@@ -368,26 +368,49 @@ static void put_python_frames(struct out *o)
 }
 
 /* ---- the profile ---------------------------------------------------------- */
-/* The window's counts per stack id, gathered once for all the heaps' files. */
+/* The window's counts per stack id, gathered once for all the heaps' files.  Those
+ * in use are kept only for the stacks that have live samples, which at a dump are
+ * few beside those that allocated: their array is reserved for every stack and
+ * filled from its start, and a stack finds its entry through live_at. */
 struct counts {
-    struct memprof_stack_totals *acc;   /* allocated in the window */
-    struct memprof_stack_totals *cur;   /* live now */
-    uint32_t nstacks;
+    struct memprof_stack_totals *acc;    /* allocated in the window, by stack id */
+    struct memprof_stack_totals *live;   /* live now, in the order first met */
+    uint32_t *live_at;                   /* by stack id: its index in live + 1, or 0 */
+    uint32_t nstacks, nlive;
     size_t bytes;
 };
+
+static const struct memprof_stack_totals no_totals;
+
+static const struct memprof_stack_totals *live_of(const struct counts *c, uint32_t id)
+{
+    return c->live_at[id] == 0 ? &no_totals : &c->live[c->live_at[id] - 1];
+}
+
+static struct memprof_stack_totals *live_entry(uint32_t stack, void *arg)
+{
+    struct counts *c = arg;
+    if (stack >= c->nstacks)
+        return NULL;   /* made after the count of stacks was read */
+    if (c->live_at[stack] == 0)
+        c->live_at[stack] = ++c->nlive;
+    return &c->live[c->live_at[stack] - 1];
+}
 
 static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
 {
     c->nstacks = memprof_stack_ids();
+    c->nlive = 0;
     c->bytes = sizeof(struct memprof_stack_totals) * ((size_t)c->nstacks + 1);
     c->acc = memprof_map(c->bytes);
-    c->cur = memprof_map(c->bytes);
-    if (c->acc == NULL || c->cur == NULL)
+    c->live = memprof_map(c->bytes);
+    c->live_at = memprof_map(sizeof(uint32_t) * ((size_t)c->nstacks + 1));
+    if (c->acc == NULL || c->live == NULL || c->live_at == NULL)
         return false;
     /* The live table before the counters: a sample counts before it goes live
      * (record_sample), so one taken between the two reads is allocated and not yet
      * in use, never the other way round: no stack is more in use than allocated. */
-    struct memprof_live_totals live = {.by_stack = c->cur, .nstacks = c->nstacks};
+    struct memprof_live_totals live = {.of_stack = live_entry, .arg = c};
     memprof_live_totals(w->rates, &live);
     memprof_stack_counts_sum(c->acc, c->nstacks, w->id);
     return true;
@@ -396,7 +419,8 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
 static void release_counts(struct counts *c)
 {
     memprof_unmap(c->acc, c->bytes);
-    memprof_unmap(c->cur, c->bytes);
+    memprof_unmap(c->live, c->bytes);
+    memprof_unmap(c->live_at, sizeof(uint32_t) * ((size_t)c->nstacks + 1));
 }
 
 /* "<line>time_ns=T bytes=N": how a noted event's line begins. */
@@ -470,7 +494,7 @@ struct selection {
 
 static bool has_counts(const struct counts *c, uint32_t id)
 {
-    return c->acc[id].objs != 0 || c->cur[id].objs != 0;
+    return c->acc[id].objs != 0 || live_of(c, id)->objs != 0;
 }
 
 /* The chain's nodes up to its head (not written: its children hang from the root). */
@@ -593,7 +617,7 @@ static bool stack_value(const struct column *col, uint32_t id, uint64_t *v)
 {
     if (col->sel->stack_row[id] == 0)
         return false;
-    const struct memprof_stack_totals *cur = &col->c->cur[id], *acc = &col->c->acc[id];
+    const struct memprof_stack_totals *cur = live_of(col->c, id), *acc = &col->c->acc[id];
     switch (col->field) {
     case 0: *v = id; break;
     case 1: *v = col->sel->node_row[memprof_stack_get(id).native]; break;
@@ -622,7 +646,7 @@ static bool estimate_implied(const struct memprof_stack_totals *t, uint64_t rate
 
 static bool estimates_implied(const struct counts *c, uint32_t id, uint64_t rate)
 {
-    return estimate_implied(&c->cur[id], rate) && estimate_implied(&c->acc[id], rate);
+    return estimate_implied(live_of(c, id), rate) && estimate_implied(&c->acc[id], rate);
 }
 
 static void put_tree(struct out *o, const struct selection *sel, const struct counts *c,
@@ -653,7 +677,8 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
                 put_byte(o, (uint8_t)((sel->stack_row[id] - 1) >> (8 * byte)));
     for (uint32_t id = 0; id < sel->nstacks; id++)
         if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate)) {
-            double est[4] = {c->cur[id].est_objs, c->cur[id].est_bytes, c->acc[id].est_objs,
+            const struct memprof_stack_totals *cur = live_of(c, id);
+            double est[4] = {cur->est_objs, cur->est_bytes, c->acc[id].est_objs,
                              c->acc[id].est_bytes};
             put(o, (const char *)est, sizeof est);
         }

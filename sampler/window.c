@@ -297,7 +297,7 @@ void memprof_capture_status(struct memprof_status *s)
     strcpy(s->last_dump, last_dump);
     s->failed_dumps = failed_dumps;
     strcpy(s->dump_failure, dump_failure);
-    struct memprof_live_totals live = {.by_stack = NULL};
+    struct memprof_live_totals live = {.of_stack = NULL};
     if (s->capturing)
         memprof_live_totals(memprof_cfg.rates, &live);
     s->live_samples = 0;
