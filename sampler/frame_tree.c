@@ -189,11 +189,25 @@ static uint32_t leaf_by_path(uint64_t path)
     return memprof_index_find(&node_index, path, &key);
 }
 
-uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head,
-                              const uintptr_t *leaf_first, int n)
+void memprof_chain_hash(struct memprof_chain *c, uintptr_t head, const uintptr_t *frames, int n)
+{
+    c->head = head;
+    c->frames = frames;
+    c->n = n;
+    uint32_t len = (uint32_t)n + 1;
+    uint64_t path = 0;
+    for (uint32_t i = 0; i < len; i++)
+        path = path_hash(path, i == 0 ? head : frames[len - 1 - i]);
+    c->leaf_path = path;
+    memprof_index_prefetch(&node_index, path);
+}
+
+uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, const struct memprof_chain *c)
 {
     uint32_t gen = atomic_load_explicit(&generation, memory_order_relaxed);
-    uint32_t len = (uint32_t)n + 1, j = 0, node = 0;
+    uintptr_t head = c->head;
+    const uintptr_t *leaf_first = c->frames;
+    uint32_t len = (uint32_t)c->n + 1, j = 0, node = 0;
     struct memprof_memos *memos = memprof_thread.memos;
     if (memos != NULL && memos->nodes_generation != gen) {
         memset(memos->nodes, 0, sizeof memos->nodes);
@@ -212,13 +226,7 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head
             best = memo_m;
         }
     }
-    uint64_t path = 0, shared_path = 0;
-    for (uint32_t i = 0; i < len; i++) {
-        path = path_hash(path, i == 0 ? head : leaf_first[len - 1 - i]);
-        if (i + 1 == j)
-            shared_path = path;
-    }
-    uint32_t leaf = leaf_by_path(path);
+    uint32_t leaf = leaf_by_path(c->leaf_path);
     if (leaf != MEMPROF_INDEX_NONE)
         return leaf;   /* a chain seen before, if not lately */
 
@@ -231,12 +239,13 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head
         if (memo != best) {
             if (j > 0) {
                 memcpy(memo->frames, best->frames, sizeof *memo->frames * j);
+                memcpy(memo->paths, best->paths, sizeof *memo->paths * j);
                 memcpy(memo->nodes, best->nodes, sizeof *memo->nodes * j);
             }
             memo->generation = gen;
         }
     }
-    path = shared_path;
+    uint64_t path = j > 0 ? best->paths[j - 1] : 0;
     while (j < len) {
         uint32_t batch = len - j < FETCH_AHEAD ? len - j : FETCH_AHEAD;
         uint64_t paths[FETCH_AHEAD];
@@ -265,6 +274,7 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head
             }
             if (memo != NULL) {
                 memo->frames[j] = frame;
+                memo->paths[j] = paths[i];
                 memo->nodes[j] = node;
             }
         }

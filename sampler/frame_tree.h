@@ -21,6 +21,7 @@ struct memprof_chain_memo {
     uint32_t generation;          /* of the tree its nodes belong to */
     uint32_t len;
     uintptr_t frames[MEMPROF_CHAIN_ROOM];
+    uint64_t paths[MEMPROF_CHAIN_ROOM];   /* the hash of the path down to each level */
     uint32_t nodes[MEMPROF_CHAIN_ROOM];
 };
 struct memprof_chain_memos {
@@ -35,10 +36,22 @@ struct memprof_node {
 
 int memprof_tree_init(uint32_t max_nodes) HIDDEN;
 void memprof_tree_reset(void) HIDDEN;   /* single-threaded: a forked child */
-/* The node of the chain head, then frames[n-1] ... frames[0] (frames leaf first),
- * interned on first sight; NODE_NONE when the tree is full.  chains may be NULL. */
-uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, uintptr_t head,
-                              const uintptr_t *frames, int n) HIDDEN;
+/* A chain: its head, then frames[n-1] ... frames[0] (frames leaf first), and the
+ * hash of its whole path. */
+struct memprof_chain {
+    uintptr_t head;
+    const uintptr_t *frames;
+    int n;
+    uint64_t leaf_path;
+};
+/* Hashes the chain and starts fetching where its leaf would be found, so that the
+ * caller can go on with other work (another chain) while that line comes in. */
+void memprof_chain_hash(struct memprof_chain *c, uintptr_t head, const uintptr_t *frames,
+                        int n) HIDDEN;
+/* The node of the chain's leaf, interned on first sight; NODE_NONE when the tree is
+ * full.  chains (the thread's memos of its last chains) may be NULL. */
+uint32_t memprof_chain_intern(struct memprof_chain_memos *chains,
+                              const struct memprof_chain *c) HIDDEN;
 uint32_t memprof_tree_generation(void) HIDDEN;   /* moves when the tree is emptied */
 uint32_t memprof_tree_nodes(void) HIDDEN;    /* node ids in use are 1 .. this - 1 */
 uint32_t memprof_tree_frames(void) HIDDEN;   /* frame ids in use are < this */

@@ -77,13 +77,15 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
 {
     struct memprof_memos *memos = memprof_thread.memos;
     struct stack_record r = {0, 0, k->heap};
-    r.native = memprof_chain_intern(memos ? &memos->native : NULL, context_frame(k->heap, k->label),
-                                    k->frames, k->depth);
+    struct memprof_chain native, python;   /* both hashed before either is looked up */
+    memprof_chain_hash(&native, context_frame(k->heap, k->label), k->frames, k->depth);
+    if (k->python_len > 0)
+        memprof_chain_hash(&python, MEMPROF_PYTHON_HEAD, k->python, k->python_len);
+    r.native = memprof_chain_intern(memos ? &memos->native : NULL, &native);
     if (r.native == NODE_NONE)
         return STACK_NONE;
     if (k->python_len > 0) {
-        r.python = memprof_chain_intern(memos ? &memos->python : NULL, MEMPROF_PYTHON_HEAD,
-                                        k->python, k->python_len);
+        r.python = memprof_chain_intern(memos ? &memos->python : NULL, &python);
         if (r.python == NODE_NONE)
             return STACK_NONE;
     }

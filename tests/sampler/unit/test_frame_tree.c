@@ -13,6 +13,14 @@ __thread struct memprof_thread memprof_thread;   /* sample.c's, whose memos the 
 
 #define HEAD (MEMPROF_HEAD_BASE | 7)
 
+static uint32_t intern(struct memprof_chain_memos *memo, uintptr_t head, const uintptr_t *frames,
+                       int n)
+{
+    struct memprof_chain chain;
+    memprof_chain_hash(&chain, head, frames, n);
+    return memprof_chain_intern(memo, &chain);
+}
+
 /* The frames from the leaf up to the chain's head, into out (leaf first); how many. */
 static int read_chain(uint32_t leaf, uintptr_t *out, int cap, uintptr_t *head)
 {
@@ -42,19 +50,19 @@ static void test_chains_share_their_root_end(void)
 {
     CHECK_EQ(memprof_tree_init(1000), 0);   /* each test makes a tree of its own */
     uintptr_t a[] = {0x13, 0x12, 0x11}, b[] = {0x14, 0x12, 0x11}, c[] = {0x12, 0x11};
-    uint32_t la = memprof_chain_intern(NULL, HEAD, a, 3);
-    uint32_t lb = memprof_chain_intern(NULL, HEAD, b, 3);
-    uint32_t lc = memprof_chain_intern(NULL, HEAD, c, 2);
+    uint32_t la = intern(NULL, HEAD, a, 3);
+    uint32_t lb = intern(NULL, HEAD, b, 3);
+    uint32_t lc = intern(NULL, HEAD, c, 2);
     CHECK_EQ(memprof_tree_nodes(), 1 + 5);   /* the root, the head, 0x11, 0x12, 0x13, 0x14 */
     CHECK_EQ(memprof_tree_frames(), 5);
     CHECK_EQ(memprof_tree_node(la).parent, lc);
     CHECK_EQ(memprof_tree_node(lb).parent, lc);
-    CHECK_EQ(memprof_chain_intern(NULL, HEAD, a, 3), la);
+    CHECK_EQ(intern(NULL, HEAD, a, 3), la);
     check_round_trip(la, a, 3);
     check_round_trip(lb, b, 3);
-    uint32_t other_head = memprof_chain_intern(NULL, HEAD + 1, c, 2);
+    uint32_t other_head = intern(NULL, HEAD + 1, c, 2);
     CHECK(other_head != lc);   /* another head, another chain */
-    CHECK_EQ(memprof_chain_intern(NULL, HEAD, NULL, 0), memprof_tree_node(memprof_tree_node(lc).parent).parent);
+    CHECK_EQ(intern(NULL, HEAD, NULL, 0), memprof_tree_node(memprof_tree_node(lc).parent).parent);
     memprof_tree_reset();
 }
 
@@ -67,12 +75,12 @@ static void test_deep_recursion_reads_back(void)
         frames[i] = 0x4000;
     frames[500] = 0x5000;
     struct memprof_chain_memos memo = {0};
-    uint32_t leaf = memprof_chain_intern(&memo, HEAD, frames, 501);
+    uint32_t leaf = intern(&memo, HEAD, frames, 501);
     CHECK(leaf != NODE_NONE);
     CHECK_EQ(memprof_tree_nodes(), 1 + 1 + 501);
     CHECK_EQ(memprof_tree_frames(), 3);
     check_round_trip(leaf, frames, 501);
-    CHECK_EQ(memprof_chain_intern(NULL, HEAD, frames, 501), leaf);
+    CHECK_EQ(intern(NULL, HEAD, frames, 501), leaf);
     memprof_tree_reset();
 }
 
@@ -87,8 +95,8 @@ static void test_a_memo_gives_the_nodes_a_lookup_gives(void)
         int n = (int)(next_random(&state) % 40);
         for (int i = 0; i < n; i++)   /* a root end that repeats, a leaf end that varies */
             frames[i] = i >= n - 20 ? 0x100 + (uintptr_t)(n - i) : 0x200 + next_random(&state) % 4;
-        uint32_t by_memo = memprof_chain_intern(&memo, HEAD, frames, n);
-        CHECK_EQ(memprof_chain_intern(NULL, HEAD, frames, n), by_memo);
+        uint32_t by_memo = intern(&memo, HEAD, frames, n);
+        CHECK_EQ(intern(NULL, HEAD, frames, n), by_memo);
         check_round_trip(by_memo, frames, n);
     }
     memprof_tree_reset();
@@ -114,13 +122,13 @@ static void test_a_chain_is_found_again_by_its_leaf(void)
     static uint32_t leaf[NEAR_CHAINS];
     uintptr_t frames[64];
     for (uint32_t k = 0; k < NEAR_CHAINS; k++)
-        leaf[k] = memprof_chain_intern(NULL, HEAD, frames, near_chain(k, frames));
+        leaf[k] = intern(NULL, HEAD, frames, near_chain(k, frames));
     uint32_t nodes = memprof_tree_nodes();
     struct memprof_chain_memos memo = {0};
     for (uint32_t i = 0; i < NEAR_CHAINS; i++) {
         uint32_t k = (uint32_t)((uint64_t)i * 7919 % NEAR_CHAINS);
         int n = near_chain(k, frames);
-        CHECK_EQ(memprof_chain_intern(&memo, HEAD, frames, n), leaf[k]);
+        CHECK_EQ(intern(&memo, HEAD, frames, n), leaf[k]);
         check_round_trip(leaf[k], frames, n);
     }
     CHECK_EQ(memprof_tree_nodes(), nodes);
@@ -134,21 +142,21 @@ static void test_a_full_tree_refuses_and_a_reset_empties_it(void)
     for (int i = 0; i < 2000; i++)
         frames[i] = 0x1000 + (uintptr_t)i;
     struct memprof_chain_memos memo = {0};
-    CHECK_EQ(memprof_chain_intern(&memo, HEAD, frames, 2000), NODE_NONE);   /* 1,000 nodes */
+    CHECK_EQ(intern(&memo, HEAD, frames, 2000), NODE_NONE);   /* 1,000 nodes */
     CHECK_EQ(memprof_tree_nodes(), 1001);
-    uint32_t leaf = memprof_chain_intern(&memo, HEAD, frames + 1100, 900);
+    uint32_t leaf = intern(&memo, HEAD, frames + 1100, 900);
     CHECK(leaf != NODE_NONE);   /* all there already: the root end of the longer chain */
     check_round_trip(leaf, frames + 1100, 900);
     struct memprof_memos *memos = calloc(1, sizeof *memos);
     memprof_thread.memos = memos;   /* its frame ids, like the chain memo, of the old tree */
-    CHECK(memprof_chain_intern(&memo, HEAD, frames + 1990, 10) != NODE_NONE);
+    CHECK(intern(&memo, HEAD, frames + 1990, 10) != NODE_NONE);
     uint32_t generation = memprof_tree_generation();
     memprof_tree_reset();
     CHECK(memprof_tree_generation() != generation);
     CHECK_EQ(memprof_tree_nodes(), 1);
     CHECK_EQ(memprof_tree_frames(), 0);
     /* the memo is of the old tree: not trusted */
-    leaf = memprof_chain_intern(&memo, HEAD, frames + 1990, 10);
+    leaf = intern(&memo, HEAD, frames + 1990, 10);
     CHECK_EQ(memprof_tree_nodes(), 1 + 11);
     CHECK_EQ(memprof_tree_frames(), 11);
     check_round_trip(leaf, frames + 1990, 10);
@@ -185,7 +193,7 @@ static void intern_all(uint32_t index)
             memset(&memo, 0, sizeof memo);
         uintptr_t frames[40];
         int n = chain_of(k, frames);
-        leaves[index][k] = memprof_chain_intern(&memo, HEAD, frames, n);
+        leaves[index][k] = intern(&memo, HEAD, frames, n);
     }
     memprof_thread.memos = NULL;
     free(memos);
