@@ -13,13 +13,13 @@ _PROBES = 1 << 22  # values index_of looks up at once
 
 
 def return_large_frees() -> None:
-    """Have the C library map every block of 16 MiB or more on its own, so that numpy's
+    """Have the C library map every block of 4 MiB or more on its own, so that numpy's
     large temporaries go back to the system when freed: glibc's threshold otherwise
     rises to the largest block freed, after which blocks of tens of MB come from the
     heap, where what is freed fragments and stays resident. (A lower threshold costs
     the page faults of mapping the many smaller arrays afresh each time.)"""
     try:
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 4 << 20)
     except (OSError, AttributeError):
         pass  # not glibc
 
