@@ -634,21 +634,16 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
     syms = syms[keep]
     if len(syms) == 0:  # a stripped executable exports no functions
         return SymbolTable.empty()
-    # .symtab of glibc names symbols with their version (`_IO_puts@@GLIBC_2.2.5`): drop it.
-    names = [
-        strtab[o : strtab.index(b"\0", o)].split(b"@", 1)[0].decode("utf-8", "surrogateescape")
-        for o in syms["name"].tolist()
-    ]
+    offsets = syms["name"].astype(np.int64)
+    lengths, underscores = _name_shapes(strtab, offsets)
     starts = syms["value"].astype(np.uint64)
     sizes = syms["size"].astype(np.uint64)
-    rank = np.array([_BIND_RANK.get(b, 3) for b in (syms["info"] >> 4).tolist()], np.int64)
-    underscores = np.array([len(n) - len(n.lstrip("_")) for n in names], np.int64)
-    lengths = np.array([len(n) for n in names], np.int64)
+    rank = np.array([_BIND_RANK.get(b, 3) for b in range(16)], np.int64)[syms["info"] >> 4]
     # At one address keep the preferred alias: fewest leading underscores (strdup, not
     # __strdup or __GI___strdup), then global before weak before local, then shortest.
     order = np.lexsort((lengths, rank, underscores, starts))
     starts, sizes, shndx = starts[order], sizes[order], syms["shndx"][order]
-    names = [names[i] for i in order.tolist()]
+    offsets, lengths = offsets[order], lengths[order]
     first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
     sized_end = np.maximum.reduceat(np.where(sizes > 0, starts + sizes, 0), first)
     ustarts = starts[first]
@@ -661,7 +656,38 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
         ustarts + 1,
     )
     ends = np.where(sized_end > 0, sized_end, np.minimum(next_start, sec_end))
-    return SymbolTable(ustarts, ends.astype(np.uint64), [names[i] for i in first.tolist()])
+    return SymbolTable(
+        ustarts, ends.astype(np.uint64), _names(strtab, offsets[first], lengths[first])
+    )
+
+
+def _name_shapes(strtab: bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The length of each name at `offsets` in a string table, without the version that
+    .symtab of glibc gives its symbols (`_IO_puts@@GLIBC_2.2.5`), and its leading
+    underscores."""
+    if len(offsets) and int(offsets.max()) >= len(strtab):
+        raise ValueError("a symbol's name is outside its string table")
+    table = np.frombuffer(strtab, np.uint8)
+    stops = np.r_[np.flatnonzero((table == 0) | (table == ord("@"))), len(strtab)]
+    lengths = stops[np.searchsorted(stops, offsets)] - offsets
+    underscores = np.zeros(len(offsets), np.int64)
+    more = np.ones(len(offsets), bool)
+    while True:
+        at = offsets + underscores
+        more &= (at < len(strtab)) & (table[np.minimum(at, len(strtab) - 1)] == ord("_"))
+        if not more.any():
+            return lengths, underscores
+        underscores += more
+
+
+def _names(strtab: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]:
+    """The names of these lengths at `offsets` in a string table, decoded at once where
+    the table is ASCII (as it nearly always is)."""
+    spans = zip(offsets.tolist(), (offsets + lengths).tolist(), strict=True)
+    if strtab.isascii():
+        text = strtab.decode("ascii")
+        return [text[start:end] for start, end in spans]
+    return [strtab[start:end].decode("utf-8", "surrogateescape") for start, end in spans]
 
 
 class _DwarfCache(Generic[_Table]):
