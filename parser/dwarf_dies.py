@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import struct
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from elftools.dwarf.dwarfinfo import DWARFInfo
 
-_TAG_INLINED = 0x1D
+_TAG_INLINED, _TAG_SUBPROGRAM = 0x1D, 0x2E
 # DIEs that can hold code with inlined calls: walked into, their other children skipped
 # (lexical block, subprogram, module, namespace)
 _CODE_SCOPES = frozenset({0x0B, 0x2E, 0x1E, 0x39})
@@ -117,18 +118,29 @@ class DebugInfo:
         self._units: dict[int, _Unit] = {}
         self._unit_starts: list[int] | None = None
 
-    def inlined_calls(self, unit_offset: int) -> tuple[list[InlinedCall], dict[int, str]]:
+    def inlined_calls(
+        self, unit_offset: int, wanted: list[int] | None = None
+    ) -> tuple[list[InlinedCall], dict[int, str], list[tuple[int, int]] | None]:
         """The inlined calls of the unit at unit_offset, parents before children, and the
-        name of each function they inline by its DIE offset.
+        name of each function they inline by its DIE offset; with `wanted` (sorted
+        addresses in the unit), only those of the functions that hold one of them, and
+        the address ranges read: these functions', and each wanted address in none
+        (None: the whole unit was read).
+
+        A function is stepped over with what it holds, so that a nested function's
+        inlined calls (GCC's C extension) are read only with its outer function's.
 
         Raises ValueError if the unit is damaged."""
         try:
             unit = self._unit(unit_offset)
-            calls = self._walk(unit)
+            spans: list[tuple[int, int]] | None = [] if wanted else None
+            calls = self._walk(unit, wanted or None, spans)
+            if spans is not None:
+                spans += [(a, a + 1) for a in _not_held(wanted or [], spans)]
             names = {c.origin: self._function_name(unit, c.origin) for c in calls}
         except (IndexError, KeyError, struct.error, ValueError, RecursionError) as e:
             raise ValueError(f"damaged DWARF unit at {unit_offset:#x}: {e}") from None
-        return calls, names
+        return calls, names, spans
 
     def unit_files(self, unit_offset: int) -> tuple[list[str], int]:
         """The file names of a unit's line program, made absolute, and the index of the
@@ -209,7 +221,11 @@ class DebugInfo:
             out.append((path, index))
         return out, pos
 
-    def _walk(self, unit: _Unit) -> list[InlinedCall]:
+    def _walk(
+        self, unit: _Unit, wanted: list[int] | None, spans: list[tuple[int, int]] | None
+    ) -> list[InlinedCall]:
+        """The unit's inlined calls; with `wanted`, only in the functions that hold one
+        of those addresses, whose ranges are added to `spans`."""
         data, abbrevs, end = self.info, unit.abbrevs, unit.end
         code, pos = self._code(unit.top)
         top = abbrevs[code]
@@ -233,20 +249,28 @@ class DebugInfo:
                 calls.append(self._inlined(unit, attrs, call, depth + 1))
                 if ab.children:
                     stack.append((True, len(calls) - 1, depth + 1))
+                continue
+            if collected and ab.tag == _TAG_SUBPROGRAM and wanted is not None:
+                attrs, after = self._attrs(ab, pos, unit)
+                ranges = self._ranges(unit, attrs)
+                collected = _any_held(wanted, ranges)
+                if collected and spans is not None:
+                    spans += ranges
             elif collected and ab.tag in _CODE_SCOPES:
-                pos = self._skip(ab, pos, unit)
-                if ab.children:
-                    stack.append((True, call, depth))
-            elif (
-                ab.children
+                after = self._skip(ab, pos, unit)
+            else:
+                collected, after = False, -1
+            if (
+                not collected
+                and ab.children
                 and ab.sibling_at >= 0
                 and pos < (to := self._sibling(ab, pos, unit)) <= end
             ):
                 pos = to  # the whole subtree stepped over
-            else:
-                pos = self._skip(ab, pos, unit)
-                if ab.children:
-                    stack.append((False, 0, 0))
+                continue
+            pos = after if after >= 0 else self._skip(ab, pos, unit)
+            if ab.children:
+                stack.append((True, call, depth) if collected else (False, 0, 0))
         return calls
 
     def _inlined(
@@ -573,6 +597,25 @@ def _compile(
     if run:
         ab.steps.append(run)
     return ab
+
+
+def _any_held(addrs: list[int], ranges: list[tuple[int, int]]) -> bool:
+    """Whether one of the sorted addrs is in one of the [low, high) ranges."""
+    for low, high in ranges:
+        i = bisect_left(addrs, low)
+        if i < len(addrs) and addrs[i] < high:
+            return True
+    return False
+
+
+def _not_held(addrs: list[int], ranges: list[tuple[int, int]]) -> list[int]:
+    """The sorted addrs in none of the [low, high) ranges."""
+    if not ranges:
+        return addrs
+    ranges = sorted(ranges)
+    lows = [low for low, _ in ranges]
+    reach = list(accumulate((high for _, high in ranges), max))
+    return [a for a in addrs if (i := bisect_right(lows, a) - 1) < 0 or a >= reach[i]]
 
 
 def _initial_length(data: bytes, pos: int) -> tuple[int, int, int]:

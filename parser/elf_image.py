@@ -26,6 +26,8 @@ from mem_profiler.core.input_files import open_regular, read_errors
 from mem_profiler.parser import symcache
 from mem_profiler.parser.dwarf_dies import DebugInfo
 
+Spans = list[tuple[int, int]]  # [low, high) address ranges
+
 # Where distributions put separate debug files (monkeypatched by tests).
 DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
 
@@ -106,9 +108,13 @@ class LineTable:
         return cls(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
 
     @classmethod
-    def from_cus(cls, dwarf: DWARFInfo, cus: list[CompileUnit]) -> list[LineTable]:
+    def from_cus(
+        cls, dwarf: DWARFInfo, cus: list[CompileUnit], wanted: list[list[int]] | None = None
+    ) -> list[tuple[LineTable, Spans | None]]:
+        """The line rows of each compile unit, each read whole (`wanted` is not looked at:
+        see InlineTable.from_cus)."""
         dies = DebugInfo(dwarf)
-        return [cls._from_cu(dwarf, cu, dies) for cu in cus]
+        return [(cls._from_cu(dwarf, cu, dies), None) for cu in cus]
 
     @classmethod
     def _from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit, dies: DebugInfo) -> LineTable:
@@ -211,15 +217,24 @@ class InlineTable:
         return cls(np.zeros(0, np.uint64), ints, ints, ints, ints, ints, [], [])
 
     @classmethod
-    def from_cus(cls, dwarf: DWARFInfo, cus: list[CompileUnit]) -> list[InlineTable]:
-        """The inlined calls of each compile unit, from its tree of DIEs."""
+    def from_cus(
+        cls, dwarf: DWARFInfo, cus: list[CompileUnit], wanted: list[list[int]] | None = None
+    ) -> list[tuple[InlineTable, Spans | None]]:
+        """The inlined calls of each compile unit, from its tree of DIEs: with `wanted`
+        (each unit's sorted addresses), only in the functions holding one of them, each
+        table then with the address ranges of the functions read (None: the whole unit)."""
         dies = DebugInfo(dwarf)
-        return [cls._from_cu(cu.cu_offset, dies) for cu in cus]
+        return [
+            cls._from_cu(cu.cu_offset, dies, wanted[i] if wanted is not None else None)
+            for i, cu in enumerate(cus)
+        ]
 
     @classmethod
-    def _from_cu(cls, offset: int, dies: DebugInfo) -> InlineTable:
+    def _from_cu(
+        cls, offset: int, dies: DebugInfo, wanted: list[int] | None
+    ) -> tuple[InlineTable, Spans | None]:
         files, base = dies.unit_files(offset)
-        calls, function_names = dies.inlined_calls(offset)
+        calls, function_names, spans = dies.inlined_calls(offset, wanted)
         names: dict[str, int] = {}
         name_ids, file_ids, lines, ranges = [], [], [], []
         for i, call in enumerate(calls):
@@ -230,7 +245,7 @@ class InlineTable:
             lines.append(call.call_line if known else 0)
             ranges += [(low, high, i, call.depth) for low, high in call.ranges]
         starts, innermost = _segments(ranges)
-        return cls(
+        table = cls(
             starts,
             innermost,
             np.array([call.parent for call in calls], np.int32),
@@ -240,6 +255,7 @@ class InlineTable:
             list(names),
             files or [""],
         )
+        return table, spans
 
     @classmethod
     def merge(cls, tables: list[InlineTable]) -> InlineTable:
@@ -690,16 +706,22 @@ def _names(strtab: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]
     return [strtab[start:end].decode("utf-8", "surrogateescape") for start, end in spans]
 
 
+_NO_ADDRS = np.zeros(0, np.uint64)
+
+
 class _DwarfCache(Generic[_Table]):
-    """A LineTable or InlineTable of the compile units needed so far, decoded lazily
-    (the units covering the addresses asked for, by .debug_aranges) and cached on disk."""
+    """A LineTable or InlineTable of the code needed so far, decoded lazily (of the
+    units covering the addresses asked for, by .debug_aranges, the whole unit or, for
+    inlined calls, the functions holding them) and cached on disk."""
 
     def __init__(self, path: str | None, key: str | None, table_type: type[_Table]) -> None:
         self.path = path
         self.key = key  # in the symbol cache
         self.table_type: type[_Table] = table_type
         self.table: _Table = table_type.empty()
-        self.cus: set[int] = set()
+        self.cus: set[int] = set()  # the units decoded whole
+        # the address ranges decoded of the others, as sorted disjoint (starts, ends)
+        self.spans: tuple[np.ndarray, np.ndarray] = (_NO_ADDRS, _NO_ADDRS)
         # .debug_aranges as (starts, ends, CU offsets); None until read. Empty: no aranges,
         # then every CU is decoded at once.
         self.ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -707,7 +729,7 @@ class _DwarfCache(Generic[_Table]):
             self._load(key)
 
     def covering(self, vaddrs: np.ndarray) -> _Table | None:
-        """The table, with the compile units covering vaddrs decoded; None without DWARF."""
+        """The table, with the code at vaddrs decoded; None without DWARF."""
         if self.path is None:
             return None
         if len(vaddrs) and (self.ranges is None or self._missing(self.ranges, vaddrs)):
@@ -716,16 +738,22 @@ class _DwarfCache(Generic[_Table]):
 
     def _missing(
         self, ranges: tuple[np.ndarray, np.ndarray, np.ndarray], vaddrs: np.ndarray
-    ) -> set[int]:
-        """Offsets of the CUs covering vaddrs (by `ranges`, the aranges) that are not
-        decoded yet."""
+    ) -> dict[int, list[int]]:
+        """The vaddrs not decoded yet, sorted, by the offset of the CU covering them (by
+        `ranges`, the aranges)."""
         starts, ends, cus = ranges
         if len(starts) == 0:
-            return set()  # no aranges: everything was decoded
+            return {}  # no aranges: everything was decoded
+        vaddrs = np.unique(vaddrs)
         idx = np.searchsorted(starts, vaddrs, side="right") - 1
         ok = idx >= 0
         ok[ok] = vaddrs[ok] < ends[idx[ok]]
-        return set(cus[idx[ok]].tolist()) - self.cus
+        ok[ok] = ~_within(self.spans, vaddrs[ok])
+        missing: dict[int, list[int]] = {}
+        for cu, vaddr in zip(cus[idx[ok]].tolist(), vaddrs[ok].tolist(), strict=True):
+            if cu not in self.cus:
+                missing.setdefault(cu, []).append(vaddr)
+        return missing
 
     def _load(self, key: str) -> None:
         """Start from the cached table, unless absent or inconsistent (then rebuilt)."""
@@ -735,6 +763,10 @@ class _DwarfCache(Generic[_Table]):
         try:
             table = self.table_type.from_arrays(arrays)
             cus = set(arrays["cus"].tolist())
+            spans = (
+                arrays["spans_starts"].astype(np.uint64),
+                arrays["spans_ends"].astype(np.uint64),
+            )
             ranges = (
                 arrays["aranges_starts"].astype(np.uint64),
                 arrays["aranges_ends"].astype(np.uint64),
@@ -742,23 +774,32 @@ class _DwarfCache(Generic[_Table]):
             )
         except (TypeError, KeyError, ValueError, AttributeError):
             return
-        if table is not None:
-            self.table, self.cus, self.ranges = table, cus, ranges
+        if table is not None and len(spans[0]) == len(spans[1]):
+            self.table, self.cus, self.spans, self.ranges = table, cus, spans, ranges
 
     def _decode(self, path: str, vaddrs: np.ndarray) -> None:
-        """Decode the compile units of `path` covering vaddrs that are not decoded yet."""
+        """Decode the code of `path` at the vaddrs not decoded yet."""
         with _elf_errors(path), _open(path) as f:
             # relocations apply to object files (ET_REL) only, never to what a process maps
             dwarf = ELFFile(f).get_dwarf_info(relocate_dwarf_sections=False)
             if self.ranges is None:
                 self.ranges = _aranges(dwarf)
             if len(self.ranges[0]):
-                cus = [dwarf.get_CU_at(off) for off in sorted(self._missing(self.ranges, vaddrs))]
+                missing = self._missing(self.ranges, vaddrs)
+                offsets = sorted(missing)
+                cus = [dwarf.get_CU_at(off) for off in offsets]
+                decoded = self.table_type.from_cus(dwarf, cus, [missing[o] for o in offsets])
             else:
                 cus = list(dwarf.iter_CUs())
-            tables = [self.table] + self.table_type.from_cus(dwarf, cus)
-        self.cus.update(cu.cu_offset for cu in cus)
-        self.table = self.table_type.merge(tables)
+                decoded = self.table_type.from_cus(dwarf, cus)
+        spans: Spans = []
+        for cu, (_, read) in zip(cus, decoded, strict=True):
+            if read is None:
+                self.cus.add(cu.cu_offset)
+            else:
+                spans += read
+        self.spans = _union(self.spans, spans)
+        self.table = self.table_type.merge([self.table] + [table for table, _ in decoded])
         if self.key:
             symcache.save(
                 self.key,
@@ -766,11 +807,36 @@ class _DwarfCache(Generic[_Table]):
                 {
                     **self.table.to_arrays(),
                     "cus": np.array(sorted(self.cus), dtype=np.int64),
+                    "spans_starts": self.spans[0],
+                    "spans_ends": self.spans[1],
                     "aranges_starts": self.ranges[0],
                     "aranges_ends": self.ranges[1],
                     "aranges_cus": self.ranges[2],
                 },
             )
+
+
+def _within(spans: tuple[np.ndarray, np.ndarray], vaddrs: np.ndarray) -> np.ndarray:
+    """Whether each vaddr is in one of the sorted disjoint [starts, ends) spans."""
+    starts, ends = spans
+    idx = np.searchsorted(starts, vaddrs, side="right") - 1
+    inside = idx >= 0
+    inside[inside] = vaddrs[inside] < ends[idx[inside]]
+    return inside
+
+
+def _union(spans: tuple[np.ndarray, np.ndarray], more: Spans) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted disjoint spans and more [low, high) ranges as one sorted disjoint set."""
+    if not more:
+        return spans
+    extra = np.array(more, np.uint64).reshape(-1, 2)
+    starts = np.concatenate([spans[0], extra[:, 0]])
+    ends = np.concatenate([spans[1], extra[:, 1]])
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    first = np.r_[True, starts[1:] > ends[:-1]]
+    last = np.r_[first[1:], True]
+    return starts[first], ends[last]
 
 
 def _aranges(dwarf: DWARFInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

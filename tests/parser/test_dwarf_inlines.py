@@ -16,6 +16,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from mem_profiler.core.errors import ElfError
+from mem_profiler.parser.dwarf_dies import DebugInfo
 from mem_profiler.parser.elf_image import ElfImage, InlineTable
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -27,7 +28,10 @@ def inline_table(path: str) -> InlineTable:
     with open(path, "rb") as f:
         dwarf = ELFFile(f).get_dwarf_info()
         return InlineTable.merge(
-            [InlineTable.empty(), *InlineTable.from_cus(dwarf, list(dwarf.iter_CUs()))]
+            [
+                InlineTable.empty(),
+                *(t for t, _ in InlineTable.from_cus(dwarf, list(dwarf.iter_CUs()))),
+            ]
         )
 
 
@@ -128,3 +132,35 @@ def test_a_damaged_unit_is_an_elf_error(tmp_path, monkeypatch):
     exe.write_bytes(bytes(data))
     with pytest.raises(ElfError, match="is not a valid ELF binary .*damaged DWARF unit"):
         ElfImage(str(exe)).inlined(addrs)
+
+
+def test_only_the_functions_asked_about_are_read_and_kept(tmp_path, monkeypatch):
+    """Asked in rounds, as symbolizing profile after profile does, and from the symbol
+    cache in a later process, the inlined calls at each address are those of the whole
+    file's table; each function is read once, and a later round asks only of what is new."""
+    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "cache"))
+    libc = ElfImage(LIBC).debug_path
+    if libc is None:
+        pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
+    whole = inline_table(libc)
+    middles = whole.starts[:-1] + (whole.starts[1:] - whole.starts[:-1]) // 2
+    addrs = middles[:: max(1, len(middles) // SAMPLES)]
+    first, second = addrs[0::2], addrs[1::2]
+    read: list[int] = []
+    walk = DebugInfo._walk
+
+    def counted(self, unit, wanted, spans):
+        read.append(len(wanted) if wanted is not None else -1)
+        return walk(self, unit, wanted, spans)
+
+    monkeypatch.setattr(DebugInfo, "_walk", counted)
+    image = ElfImage(LIBC)
+    assert image.inlined(first) == whole.chains(first)
+    asked_first = sum(read)
+    assert -1 not in read and 0 < asked_first <= len(first)
+    assert image.inlined(addrs) == whole.chains(addrs)  # only the second half is new
+    assert 0 < sum(read) - asked_first <= len(second)
+    read.clear()
+    again = ElfImage(LIBC)
+    assert again.inlined(addrs) == whole.chains(addrs)
+    assert read == []  # all from the cache
