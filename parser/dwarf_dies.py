@@ -79,6 +79,9 @@ class _Abbrev:
     steps: list[int] = field(default_factory=list)  # skip: sizes, or -form where variable
     sibling_at: int = -1  # where a DW_AT_sibling of fixed place sits after the code
     sibling_in_unit: bool = True  # DW_FORM_ref4, else DW_FORM_ref_addr
+    has_code: bool = False  # an address range: DW_AT_low_pc or DW_AT_ranges
+    # what _attrs reads: (attribute, form, implicit constant, size, -1 where variable)
+    reads: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -251,8 +254,8 @@ class DebugInfo:
                     stack.append((True, len(calls) - 1, depth + 1))
                 continue
             if collected and ab.tag == _TAG_SUBPROGRAM and wanted is not None:
-                attrs, after = self._attrs(ab, pos, unit)
-                ranges = self._ranges(unit, attrs)
+                # a declaration or an abstract instance has no code of its own
+                ranges, after = self._ranges_of(ab, pos, unit) if ab.has_code else ([], -1)
                 collected = _any_held(wanted, ranges)
                 if collected and spans is not None:
                     spans += ranges
@@ -433,9 +436,13 @@ class DebugInfo:
 
     def _attrs(self, ab: _Abbrev, pos: int, unit: _Unit) -> tuple[dict[int, tuple[int, int]], int]:
         """The DIE's attributes as {attribute: (form, raw value)}, and where it ends."""
-        attrs = {}
-        for at, form, implicit in ab.attrs:
-            value, pos = self._read(form, implicit, pos, unit)
+        attrs, data = {}, self.info
+        for at, form, implicit, size in ab.reads:
+            if size >= 0:
+                value = int.from_bytes(data[pos : pos + size], "little")
+                pos += size
+            else:
+                value, pos = self._read(form, implicit, pos, unit)
             attrs[at] = (form, value)
         return attrs, pos
 
@@ -487,6 +494,11 @@ class DebugInfo:
         else:
             return None
         return _text(source[at : source.index(0, at)])
+
+    def _ranges_of(self, ab: _Abbrev, pos: int, unit: _Unit) -> tuple[list[tuple[int, int]], int]:
+        """The address ranges of the DIE whose attributes start at `pos`, and where it ends."""
+        attrs, end = self._attrs(ab, pos, unit)
+        return self._ranges(unit, attrs), end
 
     def _ranges(self, unit: _Unit, attrs: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
         """The [low, high) address ranges of a DIE: DW_AT_low_pc/high_pc or DW_AT_ranges."""
@@ -580,10 +592,14 @@ def _compile(
 ) -> _Abbrev:
     """An abbreviation with its skip steps: runs of fixed-size forms summed, a variable
     form as its negated code."""
-    ab = _Abbrev(tag, children, attrs)
+    ab = _Abbrev(
+        tag, children, attrs, has_code=any(at in (_AT_LOW_PC, _AT_RANGES) for at, _, _ in attrs)
+    )
     run = 0
-    for at, form, _ in attrs:
+    for at, form, implicit in attrs:
         size = _form_size(form, offset_size, addr_size, version)
+        width = size if size is not None and form != _IMPLICIT_CONST else -1
+        ab.reads.append((at, form, implicit, width))
         if at == _AT_SIBLING and ab.sibling_at < 0 and not ab.steps:
             if form == _REF4 or (form == _REF_ADDR and size == offset_size):
                 ab.sibling_at, ab.sibling_in_unit = run, form == _REF4
