@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -262,7 +261,7 @@ def _peak(p: Peak, x, y) -> list[str]:
     return [
         f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{COLORS[p.heap]}" stroke="black">'
         f"<title>{xml_text(text)}</title></circle>",
-        f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor={quoteattr(anchor)}'
+        f'<text x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor="{anchor}"'
         f' font-weight="bold">{xml_text(text)}</text>',
     ]
 
