@@ -146,7 +146,7 @@ $(BUILD)/examples/leaky: examples/leaky.c
 
 $(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c sampler/%.c sampler/sysutil.c $(SAMPLER_HDR) $(UNIT_DIR)/unit.h
 	@mkdir -p $(@D)
-	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^)
+	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^) -lm
 $(BUILD)/unit/test_frame_tree: sampler/hash_index.c   # the tree's indexes
 
 # --- jobs -------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The sampler's C unit tests (tests/sampler/unit/): the hash index, the live table and
-the .eh_frame rule parser, each built by `make` with its one module under AddressSanitizer
-and UBSan, and run alone."""
+"""The sampler's C unit tests (tests/sampler/unit/): the hash index, the frame tree, the
+live table, the samples' weights and the .eh_frame rule parser, each built by `make` with
+its one module under AddressSanitizer and UBSan, and run alone."""
 
 from __future__ import annotations
 
