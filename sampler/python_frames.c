@@ -426,12 +426,14 @@ static void cache_store(uintptr_t code, uint64_t unit, uint32_t generation, uint
  * cannot be read or the tables are full. */
 static uint32_t frame_record(uintptr_t code, int64_t unit)
 {
-    if (!is_object_of(code, py.code_type))
-        return UINT32_MAX;
+    /* A hit needs no look at the code object: an entry is stored only for a code
+     * object, and its generation changes when that object is freed. */
     uint32_t generation = atomic_load_explicit(generation_of(code), memory_order_acquire);
     uint32_t id = cache_lookup(code, (uint64_t)unit, generation);
     if (id != UINT32_MAX)
         return id;
+    if (!is_object_of(code, py.code_type))
+        return UINT32_MAX;
     struct code_fields c = code_fields_of(code);
     struct py_record r = {intern_str(c.name), intern_str(c.file), -1, c.first_line};
     if (r.name == UINT32_MAX || r.file == UINT32_MAX || r.first_line <= 0)
@@ -509,7 +511,6 @@ int memprof_python_chain(uintptr_t *chain, int cap)
     s.n = s.groups = 0;
     walk(tstate, &s);
     for (int k = 0; k < s.n; k++) {   /* never faults: a prefetch of a bad address is dropped */
-        __builtin_prefetch((const void *)(s.codes[k] + OB_TYPE));
         __builtin_prefetch(generation_of(s.codes[k]));
         __builtin_prefetch(cache_entry(s.codes[k], (uint64_t)s.units[k]));
     }
