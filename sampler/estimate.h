@@ -18,21 +18,25 @@ static inline uint64_t memprof_heap_rate(struct memprof_rates rates, uint32_t he
     return heap == HEAP_HOST ? rates.host : rates.device;
 }
 
-/* How many allocations one sample of `size` bytes of `heap` stands for:
- * 1 / (1 - exp(-size/rate)), the inverse of its chance of being sampled (1 at rate 1).
- * Summed per stack it gives unbiased object and byte counts, whatever the mix of sizes.
+/* How many allocations one sample of `size` bytes stands for at a `rate` above 1:
+ * 1 / (1 - exp(-size/rate)), the inverse of its chance of being sampled.  Summed per
+ * stack it gives unbiased object and byte counts, whatever the mix of sizes.
  * 1 - exp(-x) is taken from exp, a table lookup in glibc and far cheaper than its
  * expm1, except below 2^-10, where exp's rounding would cancel and five terms of the
  * series are exact to double precision: within 1e-13 of expm1's either way. */
-static inline double memprof_sample_weight(struct memprof_rates rates, uint32_t heap, uint64_t size)
+static inline double memprof_weight(double size, uint64_t rate)
 {
-    uint64_t rate = memprof_heap_rate(rates, heap);
-    if (rate <= 1 || size == 0)
-        return 1.0;
-    double x = (double)size / (double)rate;
+    double x = size / (double)rate;
     if (x >= 0x1p-10)
         return 1.0 / (1.0 - exp(-x));
     return 1.0 / (x * (1.0 - x * (0.5 - x * (1.0 / 6 - x * (1.0 / 24 - x * (1.0 / 120))))));
+}
+
+/* The weight of one sample of `size` bytes of `heap` (1 at rate 1). */
+static inline double memprof_sample_weight(struct memprof_rates rates, uint32_t heap, uint64_t size)
+{
+    uint64_t rate = memprof_heap_rate(rates, heap);
+    return rate > 1 && size > 0 ? memprof_weight((double)size, rate) : 1.0;
 }
 
 /* Counts of samples: how many and their bytes, as jeprof reads them, and the sums of

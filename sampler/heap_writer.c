@@ -639,7 +639,7 @@ static bool estimate_implied(const struct memprof_stack_totals *t, uint64_t rate
     if (t->objs == 0)
         return t->est_objs == 0 && t->est_bytes == 0;
     double mean = (double)t->bytes / (double)t->objs;
-    double scale = rate > 1 && mean > 0 ? 1.0 / -expm1(-mean / (double)rate) : 1.0;
+    double scale = rate > 1 && mean > 0 ? memprof_weight(mean, rate) : 1.0;
     double objs = (double)t->objs * scale, bytes = (double)t->bytes * scale;
     return fabs(t->est_objs - objs) <= 1e-9 * objs && fabs(t->est_bytes - bytes) <= 1e-9 * bytes;
 }
@@ -652,10 +652,18 @@ static bool estimates_implied(const struct counts *c, uint32_t id, uint64_t rate
 static void put_tree(struct out *o, const struct selection *sel, const struct counts *c,
                      enum memprof_heap heap, uint64_t rate)
 {
+    /* the stacks whose estimates are written, found once: mapped for every stack,
+     * touched only for those */
+    uint32_t *estimated = memprof_map(sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
+    if (estimated == NULL) {
+        o->failed = true;
+        o->error = ENOMEM;
+        return;
+    }
     uint32_t estimates = 0;
     for (uint32_t id = 0; id < sel->nstacks; id++)
         if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate))
-            estimates++;
+            estimated[estimates++] = id;
     puts_(o, "# tree: frames=");
     put_u64(o, sel->frames);
     puts_(o, " nodes=");
@@ -672,16 +680,16 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     for (int field = 0; field < 7; field++)
         put_column(o, (struct column){sel, c, sel->nstacks, stack_value, field}, field < 3 ? 4 : 8);
     for (int byte = 0; byte < 4; byte++)
-        for (uint32_t id = 0; id < sel->nstacks; id++)
-            if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate))
-                put_byte(o, (uint8_t)((sel->stack_row[id] - 1) >> (8 * byte)));
-    for (uint32_t id = 0; id < sel->nstacks; id++)
-        if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate)) {
-            const struct memprof_stack_totals *cur = live_of(c, id);
-            double est[4] = {cur->est_objs, cur->est_bytes, c->acc[id].est_objs,
-                             c->acc[id].est_bytes};
-            put(o, (const char *)est, sizeof est);
-        }
+        for (uint32_t i = 0; i < estimates; i++)
+            put_byte(o, (uint8_t)((sel->stack_row[estimated[i]] - 1) >> (8 * byte)));
+    for (uint32_t i = 0; i < estimates; i++) {
+        uint32_t id = estimated[i];
+        const struct memprof_stack_totals *cur = live_of(c, id);
+        double est[4] = {cur->est_objs, cur->est_bytes, c->acc[id].est_objs,
+                         c->acc[id].est_bytes};
+        put(o, (const char *)est, sizeof est);
+    }
+    memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
     if (heap == HEAP_HAL)
         put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8);
 }
