@@ -6,9 +6,9 @@ import contextlib
 import functools
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Generic, Literal, TypeVar
+from typing import BinaryIO, Generic, Literal, TypeVar, overload
 
 import cxxfilt
 import numpy as np
@@ -62,17 +62,56 @@ class Segment:
     filesz: int
 
 
+class PackedNames(Sequence[str]):
+    """Names kept in one byte string, name i at [starts[i], ends[i]), each decoded when
+    it is asked for: a library's symbol table holds hundreds of thousands of names, and
+    a profile asks for a few thousand of them."""
+
+    def __init__(self, text: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+        self.text, self.starts, self.ends = text, starts, ends
+
+    @classmethod
+    def unpack(cls, blob: np.ndarray, count: int) -> PackedNames:
+        """The names of symcache.pack_strings(`count` names); ValueError if it holds
+        another number of them."""
+        text = blob.tobytes()
+        if count == 0 and not text:
+            return cls(text, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        cuts = np.flatnonzero(blob == 0)
+        if len(cuts) + 1 != count:
+            raise ValueError(f"{len(cuts) + 1} names where {count} were written")
+        return cls(text, np.r_[0, cuts + 1], np.r_[cuts, len(text)])
+
+    def packed(self) -> np.ndarray:
+        """As symcache.pack_strings packs them."""
+        spans = zip(self.starts.tolist(), self.ends.tolist(), strict=True)
+        return np.frombuffer(b"\0".join(self.text[start:end] for start, end in spans), np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.text[int(self.starts[i]) : int(self.ends[i])].decode("utf-8", "surrogateescape")
+
+
 @dataclass
 class SymbolTable:
     """Function ranges [starts, ends) sorted by start, with their (mangled) names."""
 
     starts: np.ndarray  # uint64
     ends: np.ndarray  # uint64
-    names: list[str]
+    names: PackedNames
 
     @classmethod
     def empty(cls) -> SymbolTable:
-        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64), [])
+        none = np.zeros(0, np.int64)
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64), PackedNames(b"", none, none))
 
     def lookup(self, vaddrs: np.ndarray) -> np.ndarray:
         """Index into names of the function holding each vaddr, -1 where none does."""
@@ -408,7 +447,7 @@ class ElfImage:
                         {
                             "starts": self._symbols.starts,
                             "ends": self._symbols.ends,
-                            "names": symcache.pack_strings(self._symbols.names),
+                            "names": self._symbols.names.packed(),
                         },
                     )
         return self._symbols
@@ -600,7 +639,7 @@ def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | N
         return None
     try:
         starts, ends = arrays["starts"].astype(np.uint64), arrays["ends"].astype(np.uint64)
-        names = symcache.unpack_strings(arrays["names"], len(starts))
+        names = PackedNames.unpack(arrays["names"], len(starts))
     except (TypeError, KeyError, ValueError, AttributeError):
         return None
     if len(names) != len(starts) or len(ends) != len(starts):
@@ -672,8 +711,11 @@ def _read_symbols(path: str, section_name: str) -> SymbolTable:
         ustarts + 1,
     )
     ends = np.where(sized_end > 0, sized_end, np.minimum(next_start, sec_end))
+    name_starts = offsets[first]
     return SymbolTable(
-        ustarts, ends.astype(np.uint64), _names(strtab, offsets[first], lengths[first])
+        ustarts,
+        ends.astype(np.uint64),
+        PackedNames(strtab, name_starts, name_starts + lengths[first]),
     )
 
 
@@ -694,16 +736,6 @@ def _name_shapes(strtab: bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.nda
         if not more.any():
             return lengths, underscores
         underscores += more
-
-
-def _names(strtab: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]:
-    """The names of these lengths at `offsets` in a string table, decoded at once where
-    the table is ASCII (as it nearly always is)."""
-    spans = zip(offsets.tolist(), (offsets + lengths).tolist(), strict=True)
-    if strtab.isascii():
-        text = strtab.decode("ascii")
-        return [text[start:end] for start, end in spans]
-    return [strtab[start:end].decode("utf-8", "surrogateescape") for start, end in spans]
 
 
 _NO_ADDRS = np.zeros(0, np.uint64)

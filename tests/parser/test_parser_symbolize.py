@@ -660,6 +660,22 @@ def test_symbols_are_cached_and_corrupt_entries_rebuilt(built, tmp_path, symbol_
     assert all(e.read_bytes()[:2] == b"PK" for e in symbol_cache.iterdir())
 
 
+def test_symbol_names_read_back_from_the_cache(built, symbol_cache):
+    """libc's table as its ELF file gives it and as the cache gives it back: the same
+    functions at the same addresses, under the same names (malloc, not __libc_malloc)."""
+    path = built["libc"].path
+    fresh = ElfImage(path).symbols()
+    assert any(symbol_cache.iterdir())
+    cached = ElfImage(path).symbols()
+    assert len(fresh.names) > 1000
+    assert list(cached.names) == list(fresh.names)
+    assert np.array_equal(cached.starts, fresh.starts)
+    assert np.array_equal(cached.ends, fresh.ends)
+    start = built["libc"].funcs["malloc"][0]
+    (index,) = cached.lookup(np.array([start], np.uint64))
+    assert cached.names[index] == "malloc"
+
+
 def test_bad_binaries_are_user_errors(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
