@@ -213,22 +213,28 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, const struct m
         memset(memos->nodes, 0, sizeof memos->nodes);
         memos->nodes_generation = gen;
     }
-    /* the memo that shares most with this chain, from the root */
-    const struct memprof_chain_memo *best = NULL;
+    /* a chain seen lately, then one seen before: known by its whole path's hash, as
+     * leaf_by_path knows it, without a look at its frames */
     bool memoed = chains != NULL && len <= MEMPROF_CHAIN_ROOM;
     for (int m = 0; memoed && m < MEMPROF_CHAIN_MEMOS; m++) {
         const struct memprof_chain_memo *memo_m = &chains->chains[m];
-        uint32_t shared = shared_part(memo_m, gen, head, leaf_first, len);
-        if (shared == len && memo_m->len == len)
-            return memo_m->nodes[len - 1];   /* the very chain */
-        if (shared > j) {
-            j = shared;
-            best = memo_m;
-        }
+        if (memo_m->generation == gen && memo_m->len == len &&
+            memo_m->paths[len - 1] == c->leaf_path)
+            return memo_m->nodes[len - 1];
     }
     uint32_t leaf = leaf_by_path(c->leaf_path);
     if (leaf != MEMPROF_INDEX_NONE)
-        return leaf;   /* a chain seen before, if not lately */
+        return leaf;
+
+    /* a new chain: the memo that shares most with it, from the root */
+    const struct memprof_chain_memo *best = NULL;
+    for (int m = 0; memoed && m < MEMPROF_CHAIN_MEMOS; m++) {
+        uint32_t shared = shared_part(&chains->chains[m], gen, head, leaf_first, len);
+        if (shared > j) {
+            j = shared;
+            best = &chains->chains[m];
+        }
+    }
 
     struct memprof_chain_memo *memo = NULL;
     if (memoed) {
