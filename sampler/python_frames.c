@@ -194,10 +194,14 @@ static bool intern_get(struct intern_table *t, uint32_t id, const char **data, u
 static inline uintptr_t load_ptr(uintptr_t at) { return *(const uintptr_t *)at; }
 static inline int32_t load_i32(uintptr_t at) { return *(const int32_t *)at; }
 
-/* An object of exactly this type (NULL and misaligned pointers are none). */
+/* Whether obj can be an object's address at all: not NULL, nor in the first page, nor
+ * misaligned. */
+static inline bool may_be_object(uintptr_t obj) { return obj >= 4096 && (obj & 7) == 0; }
+
+/* An object of exactly this type. */
 static inline bool is_object_of(uintptr_t obj, uintptr_t type)
 {
-    return obj >= 4096 && (obj & 7) == 0 && load_ptr(obj + OB_TYPE) == type;
+    return may_be_object(obj) && load_ptr(obj + OB_TYPE) == type;
 }
 
 static size_t put_utf8(char *out, uint32_t c)
@@ -427,7 +431,10 @@ static void cache_store(uintptr_t code, uint64_t unit, uint32_t generation, uint
 static uint32_t frame_record(uintptr_t code, int64_t unit)
 {
     /* A hit needs no look at the code object: an entry is stored only for a code
-     * object, and its generation changes when that object is freed. */
+     * object, and its generation changes when that object is freed.  An address that
+     * cannot be one is refused first, as an empty entry holds code 0. */
+    if (!may_be_object(code))
+        return UINT32_MAX;
     uint32_t generation = atomic_load_explicit(generation_of(code), memory_order_acquire);
     uint32_t id = cache_lookup(code, (uint64_t)unit, generation);
     if (id != UINT32_MAX)
