@@ -115,11 +115,7 @@ class SymbolTable:
 
     def lookup(self, vaddrs: np.ndarray) -> np.ndarray:
         """Index into names of the function holding each vaddr, -1 where none does."""
-        vaddrs = np.asarray(vaddrs, dtype=np.uint64)
-        idx = np.searchsorted(self.starts, vaddrs, side="right").astype(np.int64) - 1
-        hit = idx >= 0
-        hit[hit] = vaddrs[hit] < self.ends[idx[hit]]
-        return np.where(hit, idx, -1)
+        return _holding(self.starts, self.ends, np.asarray(vaddrs, dtype=np.uint64))
 
 
 @dataclass
@@ -777,10 +773,8 @@ class _DwarfCache(Generic[_Table]):
         if len(starts) == 0:
             return {}  # no aranges: everything was decoded
         vaddrs = np.unique(vaddrs)
-        idx = np.searchsorted(starts, vaddrs, side="right") - 1
-        ok = idx >= 0
-        ok[ok] = vaddrs[ok] < ends[idx[ok]]
-        ok[ok] = ~_within(self.spans, vaddrs[ok])
+        idx = _holding(starts, ends, vaddrs)
+        ok = (idx >= 0) & (_holding(*self.spans, vaddrs) < 0)
         missing: dict[int, list[int]] = {}
         for cu, vaddr in zip(cus[idx[ok]].tolist(), vaddrs[ok].tolist(), strict=True):
             if cu not in self.cus:
@@ -848,13 +842,13 @@ class _DwarfCache(Generic[_Table]):
             )
 
 
-def _within(spans: tuple[np.ndarray, np.ndarray], vaddrs: np.ndarray) -> np.ndarray:
-    """Whether each vaddr is in one of the sorted disjoint [starts, ends) spans."""
-    starts, ends = spans
-    idx = np.searchsorted(starts, vaddrs, side="right") - 1
-    inside = idx >= 0
-    inside[inside] = vaddrs[inside] < ends[idx[inside]]
-    return inside
+def _holding(starts: np.ndarray, ends: np.ndarray, vaddrs: np.ndarray) -> np.ndarray:
+    """For each vaddr, the index of the range [starts[i], ends[i]) that holds it (ranges
+    sorted by start, none overlapping the next's start), -1 where none does."""
+    idx = np.searchsorted(starts, vaddrs, side="right").astype(np.int64) - 1
+    hit = idx >= 0
+    hit[hit] = vaddrs[hit] < ends[idx[hit]]
+    return np.where(hit, idx, -1)
 
 
 def _union(spans: tuple[np.ndarray, np.ndarray], more: Spans) -> tuple[np.ndarray, np.ndarray]:
