@@ -75,7 +75,6 @@ class InlinedCall:
 class _Abbrev:
     tag: int
     children: bool
-    attrs: list[tuple[int, int, int]]  # (attribute, form, implicit constant)
     steps: list[int] = field(default_factory=list)  # skip: sizes, or -form where variable
     sibling_at: int = -1  # where a DW_AT_sibling of fixed place sits after the code
     sibling_in_unit: bool = True  # DW_FORM_ref4, else DW_FORM_ref_addr
@@ -592,9 +591,7 @@ def _compile(
 ) -> _Abbrev:
     """An abbreviation with its skip steps: runs of fixed-size forms summed, a variable
     form as its negated code."""
-    ab = _Abbrev(
-        tag, children, attrs, has_code=any(at in (_AT_LOW_PC, _AT_RANGES) for at, _, _ in attrs)
-    )
+    ab = _Abbrev(tag, children, has_code=any(at in (_AT_LOW_PC, _AT_RANGES) for at, _, _ in attrs))
     run = 0
     for at, form, implicit in attrs:
         size = _form_size(form, offset_size, addr_size, version)
