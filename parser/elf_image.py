@@ -72,20 +72,12 @@ class PackedNames(Sequence[str]):
 
     @classmethod
     def unpack(cls, blob: np.ndarray, count: int) -> PackedNames:
-        """The names of symcache.pack_strings(`count` names); ValueError if it holds
-        another number of them."""
-        text = blob.tobytes()
-        if count == 0 and not text:
-            return cls(text, np.zeros(0, np.int64), np.zeros(0, np.int64))
-        cuts = np.flatnonzero(blob == 0)
-        if len(cuts) + 1 != count:
-            raise ValueError(f"{len(cuts) + 1} names where {count} were written")
-        return cls(text, np.r_[0, cuts + 1], np.r_[cuts, len(text)])
+        """The names symcache.pack_strings packed (ValueError: not `count` of them)."""
+        return cls(*symcache.unpack_spans(blob, count))
 
     def packed(self) -> np.ndarray:
         """As symcache.pack_strings packs them."""
-        spans = zip(self.starts.tolist(), self.ends.tolist(), strict=True)
-        return np.frombuffer(b"\0".join(self.text[start:end] for start, end in spans), np.uint8)
+        return symcache.pack_spans(self.text, self.starts, self.ends)
 
     def __len__(self) -> int:
         return len(self.starts)

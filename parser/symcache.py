@@ -68,6 +68,24 @@ def pack_strings(strings: list[str]) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.uint8)
 
 
+def pack_spans(text: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The strings text[starts[i]:ends[i]] as pack_strings packs them, none decoded."""
+    spans = zip(starts.tolist(), ends.tolist(), strict=True)
+    return np.frombuffer(b"\0".join(text[start:end] for start, end in spans), np.uint8)
+
+
+def unpack_spans(blob: np.ndarray, count: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Where each of the `count` strings packed in `blob` lies, none decoded: (text,
+    starts, ends); ValueError if it holds another number of them."""
+    text = blob.tobytes()
+    if count == 0 and not text:
+        return text, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cuts = np.flatnonzero(blob == 0)
+    if len(cuts) + 1 != count:
+        raise ValueError(f"{len(cuts) + 1} strings where {count} were packed")
+    return text, np.r_[0, cuts + 1], np.r_[cuts, len(text)]
+
+
 def unpack_strings(blob: np.ndarray, count: int) -> list[str]:
     """Inverse of pack_strings."""
     if count == 0:
