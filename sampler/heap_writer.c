@@ -581,16 +581,36 @@ struct column {
     int field;   /* which of a stack's values */
 };
 
-/* An array of `width`-byte values, byte-shuffled: the lowest byte of every value,
- * then the next, and so on, which zlib packs far better than the values whole. */
-static void put_column(struct out *o, struct column col, unsigned width)
+/* An array of `rows` `width`-byte values, byte-shuffled: the lowest byte of every
+ * value, then the next, and so on, which zlib packs far better than the values whole.
+ * The values are read once, into a scratch copy of the column, not once per byte. */
+static void put_column(struct out *o, struct column col, unsigned width, uint32_t rows)
 {
+    size_t bytes = (size_t)rows * width;
+    uint8_t *scratch = bytes > 0 ? memprof_map(bytes) : NULL;
+    if (bytes > 0 && scratch == NULL) {
+        o->failed = true;
+        o->error = ENOMEM;
+        return;
+    }
+    size_t at = 0;
+    for (uint32_t id = 0; id < col.end && at < bytes; id++) {
+        uint64_t v;
+        if (col.value(&col, id, &v))
+            for (unsigned byte = 0; byte < width; byte++)
+                scratch[at++] = (uint8_t)(v >> (8 * byte));
+    }
     for (unsigned byte = 0; byte < width; byte++)
-        for (uint32_t id = 0; id < col.end; id++) {
-            uint64_t v;
-            if (col.value(&col, id, &v))
-                put_byte(o, (uint8_t)(v >> (8 * byte)));
+        for (size_t i = byte; i < at;) {   /* a buffer's worth of the plane at a time */
+            if (o->len == BUF_CAP)
+                flush(o);
+            size_t n = 0, room = BUF_CAP - o->len;
+            for (char *to = o->buf + o->len; n < room && i < at; n++, i += width)
+                to[n] = (char)scratch[i];
+            o->len += n;
         }
+    if (scratch != NULL)
+        memprof_unmap(scratch, bytes);
 }
 
 static bool frame_value(const struct column *col, uint32_t f, uint64_t *v)
@@ -674,11 +694,12 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     put_u64(o, estimates);
     puts_(o, heap == HEAP_HAL ? " labels=1\n" : " labels=0\n");
 
-    put_column(o, (struct column){sel, c, sel->nframes, frame_value, 0}, 8);
-    put_column(o, (struct column){sel, c, sel->nnodes, node_up, 0}, 4);
-    put_column(o, (struct column){sel, c, sel->nnodes, node_frame, 0}, 4);
+    put_column(o, (struct column){sel, c, sel->nframes, frame_value, 0}, 8, sel->frames);
+    put_column(o, (struct column){sel, c, sel->nnodes, node_up, 0}, 4, sel->nodes);
+    put_column(o, (struct column){sel, c, sel->nnodes, node_frame, 0}, 4, sel->nodes);
     for (int field = 0; field < 7; field++)
-        put_column(o, (struct column){sel, c, sel->nstacks, stack_value, field}, field < 3 ? 4 : 8);
+        put_column(o, (struct column){sel, c, sel->nstacks, stack_value, field}, field < 3 ? 4 : 8,
+                   sel->stacks);
     for (int byte = 0; byte < 4; byte++)
         for (uint32_t i = 0; i < estimates; i++)
             put_byte(o, (uint8_t)((sel->stack_row[estimated[i]] - 1) >> (8 * byte)));
@@ -691,7 +712,7 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     }
     memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
     if (heap == HEAP_HAL)
-        put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8);
+        put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8, sel->stacks);
 }
 
 static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
