@@ -373,7 +373,7 @@ static void put_python_frames(struct out *o)
  * few beside those that allocated: their array is reserved for every stack and
  * filled from its start, and a stack finds its entry through live_at. */
 struct counts {
-    struct memprof_stack_totals *acc;    /* allocated in the window, by stack id */
+    struct memprof_window_counts acc;    /* allocated in the window, by stack id */
     struct memprof_stack_totals *live;   /* live now, in the order first met */
     uint32_t *live_at;                   /* by stack id: its index in live + 1, or 0 */
     uint32_t nstacks, nlive;
@@ -385,6 +385,11 @@ static const struct memprof_stack_totals no_totals;
 static const struct memprof_stack_totals *live_of(const struct counts *c, uint32_t id)
 {
     return c->live_at[id] == 0 ? &no_totals : &c->live[c->live_at[id] - 1];
+}
+
+static struct memprof_stack_totals acc_of(const struct counts *c, uint32_t id)
+{
+    return memprof_window_counts_of(&c->acc, id);
 }
 
 static struct memprof_stack_totals *live_entry(uint32_t stack, void *arg)
@@ -401,24 +406,23 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
 {
     c->nstacks = memprof_stack_ids();
     c->nlive = 0;
+    c->acc = (struct memprof_window_counts){NULL, NULL, 0};
     c->bytes = sizeof(struct memprof_stack_totals) * ((size_t)c->nstacks + 1);
-    c->acc = memprof_map(c->bytes);
     c->live = memprof_map(c->bytes);
     c->live_at = memprof_map(sizeof(uint32_t) * ((size_t)c->nstacks + 1));
-    if (c->acc == NULL || c->live == NULL || c->live_at == NULL)
+    if (c->live == NULL || c->live_at == NULL)
         return false;
     /* The live table before the counters: a sample counts before it goes live
      * (record_sample), so one taken between the two reads is allocated and not yet
      * in use, never the other way round: no stack is more in use than allocated. */
     struct memprof_live_totals live = {.of_stack = live_entry, .arg = c};
     memprof_live_totals(w->rates, &live);
-    memprof_stack_counts_sum(c->acc, c->nstacks, w->id);
-    return true;
+    return memprof_window_counts_read(&c->acc, c->nstacks, w->id);
 }
 
 static void release_counts(struct counts *c)
 {
-    memprof_unmap(c->acc, c->bytes);
+    memprof_window_counts_release(&c->acc);
     memprof_unmap(c->live, c->bytes);
     memprof_unmap(c->live_at, sizeof(uint32_t) * ((size_t)c->nstacks + 1));
 }
@@ -494,7 +498,7 @@ struct selection {
 
 static bool has_counts(const struct counts *c, uint32_t id)
 {
-    return c->acc[id].objs != 0 || live_of(c, id)->objs != 0;
+    return acc_of(c, id).objs != 0 || live_of(c, id)->objs != 0;
 }
 
 /* The chain's nodes up to its head (not written: its children hang from the root). */
@@ -637,15 +641,15 @@ static bool stack_value(const struct column *col, uint32_t id, uint64_t *v)
 {
     if (col->sel->stack_row[id] == 0)
         return false;
-    const struct memprof_stack_totals *cur = live_of(col->c, id), *acc = &col->c->acc[id];
+    const struct memprof_stack_totals *cur = live_of(col->c, id);
     switch (col->field) {
     case 0: *v = id; break;
     case 1: *v = col->sel->node_row[memprof_stack_get(id).native]; break;
     case 2: *v = col->sel->node_row[memprof_stack_get(id).python]; break;
     case 3: *v = cur->objs; break;
     case 4: *v = cur->bytes; break;
-    case 5: *v = acc->objs; break;
-    case 6: *v = acc->bytes; break;
+    case 5: *v = acc_of(col->c, id).objs; break;
+    case 6: *v = acc_of(col->c, id).bytes; break;
     default: *v = memprof_stack_get(id).label; break;
     }
     return true;
@@ -666,7 +670,8 @@ static bool estimate_implied(const struct memprof_stack_totals *t, uint64_t rate
 
 static bool estimates_implied(const struct counts *c, uint32_t id, uint64_t rate)
 {
-    return estimate_implied(live_of(c, id), rate) && estimate_implied(&c->acc[id], rate);
+    struct memprof_stack_totals acc = acc_of(c, id);
+    return estimate_implied(live_of(c, id), rate) && estimate_implied(&acc, rate);
 }
 
 static void put_tree(struct out *o, const struct selection *sel, const struct counts *c,
@@ -706,8 +711,8 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     for (uint32_t i = 0; i < estimates; i++) {
         uint32_t id = estimated[i];
         const struct memprof_stack_totals *cur = live_of(c, id);
-        double est[4] = {cur->est_objs, cur->est_bytes, c->acc[id].est_objs,
-                         c->acc[id].est_bytes};
+        struct memprof_stack_totals acc = acc_of(c, id);
+        double est[4] = {cur->est_objs, cur->est_bytes, acc.est_objs, acc.est_bytes};
         put(o, (const char *)est, sizeof est);
     }
     memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));

@@ -128,7 +128,7 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t 
     return true;
 }
 
-void memprof_stack_counts_sum(struct memprof_stack_totals *out, uint32_t nstacks, uint32_t window)
+static void sum_counts(struct memprof_stack_totals *out, uint32_t nstacks, uint32_t window)
 {
     for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
         if (atomic_load_explicit(&b->window, memory_order_acquire) != window)
@@ -141,6 +141,52 @@ void memprof_stack_counts_sum(struct memprof_stack_totals *out, uint32_t nstacks
             out[i].est_bytes += atomic_load_explicit(&c[i].est_bytes, memory_order_relaxed);
         }
     }
+}
+
+/* A dump holds the window's lock, so no window opens while it reads: the blocks of the
+ * window keep its counts, which only grow, and a block that joins it meanwhile is left
+ * out, as it would be from a sum taken at the start. */
+bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks, uint32_t window)
+{
+    *wc = (struct memprof_window_counts){NULL, NULL, 0};
+    int holding = 0;
+    for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next)
+        if (atomic_load_explicit(&b->window, memory_order_acquire) == window) {
+            wc->only = b;
+            holding++;
+        }
+    if (holding <= 1)
+        return true;
+    wc->only = NULL;
+    wc->sum_bytes = sizeof(struct memprof_stack_totals) * ((size_t)nstacks + 1);
+    wc->sum = memprof_map(wc->sum_bytes);
+    if (wc->sum == NULL)
+        return false;
+    sum_counts(wc->sum, nstacks, window);
+    return true;
+}
+
+struct memprof_stack_totals memprof_window_counts_of(const struct memprof_window_counts *wc,
+                                                     uint32_t stack)
+{
+    if (wc->sum != NULL)
+        return wc->sum[stack];
+    if (wc->only == NULL)
+        return (struct memprof_stack_totals){0, 0, 0, 0};
+    const struct stack_counts *c = counts_of((struct thread_block *)wc->only) + stack;
+    return (struct memprof_stack_totals){
+        atomic_load_explicit(&c->objs, memory_order_relaxed),
+        atomic_load_explicit(&c->bytes, memory_order_relaxed),
+        atomic_load_explicit(&c->est_objs, memory_order_relaxed),
+        atomic_load_explicit(&c->est_bytes, memory_order_relaxed),
+    };
+}
+
+void memprof_window_counts_release(struct memprof_window_counts *wc)
+{
+    if (wc->sum != NULL)
+        memprof_unmap(wc->sum, wc->sum_bytes);
+    *wc = (struct memprof_window_counts){NULL, NULL, 0};
 }
 
 /* In a forked child only the forking thread is left: the others' blocks are free. */

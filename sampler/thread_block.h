@@ -1,5 +1,5 @@
 /* Per-thread blocks (thread_block.c): each thread's counters per stack, the window's
- * counts once summed, and its buffer of log events. */
+ * counts as a dump reads them, and its buffer of log events. */
 #ifndef MEMPROF_THREAD_BLOCK_H
 #define MEMPROF_THREAD_BLOCK_H
 
@@ -8,9 +8,21 @@
 
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
 bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t window) HIDDEN;
-/* Adds the window's counts per stack id into out[id]. */
-void memprof_stack_counts_sum(struct memprof_stack_totals *out, uint32_t nstacks,
-                              uint32_t window) HIDDEN;
+/* A window's counts per stack id as a dump reads them: in place, from the one block
+ * that holds the window's counts where only one does (as in a program that samples on
+ * one thread), so that a dump does not double the counters' memory; else summed once
+ * into a mapping of their own. */
+struct thread_block;
+struct memprof_window_counts {
+    const struct thread_block *only;      /* the one block, or NULL */
+    struct memprof_stack_totals *sum;     /* the blocks' sum by stack id, or NULL */
+    size_t sum_bytes;
+};
+bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks,
+                                uint32_t window) HIDDEN;   /* false: out of memory */
+struct memprof_stack_totals memprof_window_counts_of(const struct memprof_window_counts *wc,
+                                                     uint32_t stack) HIDDEN;
+void memprof_window_counts_release(struct memprof_window_counts *wc) HIDDEN;
 void memprof_stack_counts_after_fork(void) HIDDEN;
 /* Each thread's buffer of log events (event_log.c fills and drains them). */
 struct memprof_log_chunk;
