@@ -290,6 +290,12 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, const struct m
     return node;
 }
 
+void memprof_tree_release_lookups(void)
+{
+    memprof_index_release(&node_index);
+    memprof_index_release(&frame_index);
+}
+
 uint32_t memprof_tree_generation(void)
 {
     return atomic_load_explicit(&generation, memory_order_relaxed);

@@ -36,6 +36,10 @@ struct memprof_node {
 
 int memprof_tree_init(uint32_t max_nodes) HIDDEN;
 void memprof_tree_reset(void) HIDDEN;   /* single-threaded: a forked child */
+/* The indexes' memory given back, the nodes and frames kept: for the last dump of a
+ * process, which reads the tree without a lookup.  A chain interned after it gets
+ * nodes of its own again, as the indexes no longer know the old ones. */
+void memprof_tree_release_lookups(void) HIDDEN;
 /* A chain: its head, then frames[n-1] ... frames[0] (frames leaf first), and the
  * hash of its whole path. */
 struct memprof_chain {

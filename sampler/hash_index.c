@@ -14,6 +14,7 @@
  * that reader finds nothing and goes on to the insert, which looks again under the
  * lock in the current array). */
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "hash_index.h"
 #include "spin_lock.h"
@@ -57,6 +58,23 @@ void memprof_index_reset(struct memprof_index *x)
     a->mask = mask;
     x->count = 0;
     atomic_store(&x->lock, 0);
+}
+
+/* For a process at its end, whose tables are written without a lookup: the entries
+ * given back under the lock, the array's size kept (it reads as empty, and fills again
+ * from its start).  Its mask is never cleared: a reader may still be probing it. */
+void memprof_index_release(struct memprof_index *x)
+{
+    memprof_spin_lock(&x->lock);
+    struct memprof_index_array *a = atomic_load_explicit(&x->array, memory_order_relaxed);
+    size_t page = (size_t)getpagesize(), bytes = array_bytes(a->mask + 1);
+    size_t first = ((bytes < page ? bytes : page) - sizeof *a) / sizeof a->slots[0];
+    for (size_t i = 0; i < first; i++)   /* the slots on the mask's page, one by one */
+        atomic_store_explicit(&a->slots[i], 0, memory_order_relaxed);
+    if (bytes > page)
+        memprof_zero_pages((char *)a + page, bytes - page);
+    x->count = 0;
+    memprof_spin_unlock(&x->lock);
 }
 
 static uint32_t find(const struct memprof_index_array *a, uint64_t hash,

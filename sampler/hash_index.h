@@ -18,6 +18,8 @@ struct memprof_index_key {
 };
 int memprof_index_init(struct memprof_index *x, uint32_t capacity) HIDDEN;
 void memprof_index_reset(struct memprof_index *x) HIDDEN;
+/* Its entries given back, at any time (for a process at its end): it reads as empty. */
+void memprof_index_release(struct memprof_index *x) HIDDEN;
 /* The id of the key's entry, found without a lock; if there is none yet, the entry
  * made by make (which returns its id, or MEMPROF_INDEX_NONE when its table is full)
  * under the index's lock.  MEMPROF_INDEX_NONE when full. */

@@ -84,6 +84,6 @@ __attribute__((constructor)) static void process_init(void)
 __attribute__((destructor)) static void process_fini(void)
 {
     if (memprof_window_id() != 0)
-        memprof_stop(NULL, 0);
+        memprof_capture_stop_at_exit();
     memprof_control_fini();
 }

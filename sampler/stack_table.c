@@ -104,6 +104,12 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
     return id;
 }
 
+void memprof_stack_table_release_lookups(void)
+{
+    memprof_index_release(&index_of_stacks);
+    memprof_tree_release_lookups();
+}
+
 uint32_t memprof_stack_ids(void)
 {
     return atomic_load_explicit(&used_stacks, memory_order_acquire);

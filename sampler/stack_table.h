@@ -28,6 +28,8 @@ struct memprof_stack {
 };
 int memprof_stack_table_init(uint32_t max_stacks, uint32_t max_nodes) HIDDEN;
 void memprof_stack_table_reset(void) HIDDEN;
+/* The stacks' and the tree's indexes given back (memprof_tree_release_lookups). */
+void memprof_stack_table_release_lookups(void) HIDDEN;
 /* The dense id of a stack (interned on first sight), or STACK_NONE if full. */
 uint32_t memprof_stack_intern(const struct memprof_stack_key *k) HIDDEN;
 uint32_t memprof_stack_ids(void) HIDDEN;   /* ids in use are < this */

@@ -191,8 +191,11 @@ static int dump_window(const struct memprof_window_info *w, char *path_out, size
 }
 
 /* Writes the open window's files; `close` ends the window first, and the end of a
- * live view's window writes none (path_out is then ""). */
-static int write_window(bool close, char *path_out, size_t path_len)
+ * live view's window writes none (path_out is then ""). `at_exit`: the process ends
+ * after it, so the lookups of the stack table go before the files are written, which
+ * read the tables without them: the dump's own memory no longer adds to theirs at the
+ * process's peak. */
+static int write_window(bool close, bool at_exit, char *path_out, size_t path_len)
 {
     memprof_enter();
     pthread_mutex_lock(&window_lock);
@@ -211,6 +214,8 @@ static int write_window(bool close, char *path_out, size_t path_len)
         struct memprof_window_info w = window_so_far();
         if (close)
             closed_dropped = memprof_dropped_samples(&w.drops);
+        if (close && at_exit)
+            memprof_stack_table_release_lookups();
         if (!close || !window_is_view) {
             rc = dump_window(&w, path_out, path_len);
         } else {
@@ -232,12 +237,17 @@ static int write_window(bool close, char *path_out, size_t path_len)
 
 int memprof_capture_stop(char *path_out, size_t path_len)
 {
-    return write_window(true, path_out, path_len);
+    return write_window(true, false, path_out, path_len);
+}
+
+int memprof_capture_stop_at_exit(void)
+{
+    return write_window(true, true, NULL, 0);
 }
 
 int memprof_capture_dump(char *path_out, size_t path_len)
 {
-    return write_window(false, path_out, path_len);
+    return write_window(false, false, path_out, path_len);
 }
 
 int memprof_capture_snapshot(const char *prefix)

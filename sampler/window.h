@@ -54,6 +54,9 @@ struct memprof_status {
 int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, const char *prefix,
                           uint64_t deadline_ns, bool view) HIDDEN;
 int memprof_capture_stop(char *path_out, size_t path_len) HIDDEN;
+/* The same at the process's exit, which then ends: its tables' lookups given back
+ * before the files are written. */
+int memprof_capture_stop_at_exit(void) HIDDEN;
 int memprof_capture_dump(char *path_out, size_t path_len) HIDDEN;   /* the window stays open */
 /* The window's figures so far, to <prefix><pid>.0000[.<heap>].heap (prefix absolute); no
  * sequence number is taken and nothing of the window changes. */

@@ -1,5 +1,6 @@
 /* The hash index (sampler/hash_index.c) alone: entries found again, growth by
- * doubling at three quarters full, its capacity, a reset, and concurrent interning. */
+ * doubling at three quarters full, its capacity, a reset, concurrent interning, and a
+ * release while threads intern. */
 #include <string.h>
 
 #include "hash_index.h"
@@ -200,6 +201,54 @@ static void test_concurrent_interning_gives_one_id_per_key(void)
     hash_of = good_hash;
 }
 
+static void test_a_released_index_reads_empty_and_fills_again(void)
+{
+    struct memprof_index x;
+    start(&x, MAX_KEYS, MAX_KEYS);
+    for (uint32_t i = 0; i < 3000; i++)
+        CHECK_EQ(intern(&x, i), i);
+    struct memprof_index_array *array = atomic_load(&x.array);
+    memprof_index_release(&x);
+    CHECK_EQ(x.count, 0);
+    CHECK(atomic_load(&x.array) == array);   /* the same array, its size kept */
+    for (uint32_t i = 0; i < 3000; i++) {
+        uint64_t key = i;
+        struct memprof_index_key k = {&key, same_key};
+        CHECK_EQ(memprof_index_find(&x, hash_of(key), &k), MEMPROF_INDEX_NONE);
+    }
+    CHECK_EQ(intern(&x, 2999), 3000);   /* the table keeps its entries: made anew */
+    CHECK_EQ(intern(&x, 2999), 3000);
+}
+
+/* Threads intern while another releases the index again and again: nothing hangs, and
+ * every id a lookup gives holds its key. */
+#define RELEASE_KEYS 8000
+static uint32_t ids_after_release[THREADS][RELEASE_KEYS];
+
+static void intern_or_release(uint32_t t)
+{
+    for (int round = 0; round < 5; round++) {
+        if (t == 0) {
+            memprof_index_release(&shared);
+            continue;
+        }
+        for (uint32_t key = 0; key < RELEASE_KEYS; key++)
+            ids_after_release[t][key] = intern(&shared, key * 7ull);
+    }
+}
+
+static void test_interning_goes_on_while_the_index_is_released(void)
+{
+    start(&shared, MAX_KEYS, MAX_KEYS);
+    run_threads(THREADS, intern_or_release);
+    for (int t = 1; t < THREADS; t++)
+        for (uint32_t key = 0; key < RELEASE_KEYS; key++) {
+            uint32_t id = ids_after_release[t][key];
+            CHECK(id < atomic_load(&used_keys));
+            CHECK_EQ(keys[id], key * 7ull);
+        }
+}
+
 int main(void)
 {
     RUN(test_entries_are_found_again);
@@ -208,5 +257,7 @@ int main(void)
     RUN(test_a_full_index_or_table_refuses);
     RUN(test_a_reset_index_is_empty);
     RUN(test_concurrent_interning_gives_one_id_per_key);
+    RUN(test_a_released_index_reads_empty_and_fills_again);
+    RUN(test_interning_goes_on_while_the_index_is_released);
     return 0;
 }
