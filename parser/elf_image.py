@@ -71,12 +71,12 @@ class PackedNames(Sequence[str]):
         self.text, self.starts, self.ends = text, starts, ends
 
     @classmethod
-    def unpack(cls, blob: np.ndarray, count: int) -> PackedNames:
-        """The names symcache.pack_strings packed (ValueError: not `count` of them)."""
-        return cls(*symcache.unpack_spans(blob, count))
+    def unpack(cls, arrays: dict[str, np.ndarray], count: int) -> PackedNames:
+        """The names packed() saved (KeyError or ValueError: not `count` of them)."""
+        return cls(*symcache.unpack_spans(arrays, count))
 
-    def packed(self) -> np.ndarray:
-        """As symcache.pack_strings packs them."""
+    def packed(self) -> dict[str, np.ndarray]:
+        """The arrays symcache saves them as (symcache.pack_spans)."""
         return symcache.pack_spans(self.text, self.starts, self.ends)
 
     def __len__(self) -> int:
@@ -435,7 +435,7 @@ class ElfImage:
                         {
                             "starts": self._symbols.starts,
                             "ends": self._symbols.ends,
-                            "names": self._symbols.names.packed(),
+                            **self._symbols.names.packed(),
                         },
                     )
         return self._symbols
@@ -627,7 +627,7 @@ def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | N
         return None
     try:
         starts, ends = arrays["starts"].astype(np.uint64), arrays["ends"].astype(np.uint64)
-        names = PackedNames.unpack(arrays["names"], len(starts))
+        names = PackedNames.unpack(arrays, len(starts))
     except (TypeError, KeyError, ValueError, AttributeError):
         return None
     if len(names) != len(starts) or len(ends) != len(starts):

@@ -11,7 +11,7 @@ import numpy as np
 
 from mem_profiler.parser.atomic import atomic_open
 
-_FORMAT = 3  # bump when the layout of cached arrays changes
+_FORMAT = 4  # bump when the layout of cached arrays changes
 
 
 def cache_dir() -> Path:
@@ -68,22 +68,26 @@ def pack_strings(strings: list[str]) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.uint8)
 
 
-def pack_spans(text: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The strings text[starts[i]:ends[i]] as pack_strings packs them, none decoded."""
-    spans = zip(starts.tolist(), ends.tolist(), strict=True)
-    return np.frombuffer(b"\0".join(text[start:end] for start, end in spans), np.uint8)
+def pack_spans(text: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, np.ndarray]:
+    """The strings text[starts[i]:ends[i]] as arrays to save: the text whole and where
+    each lies, so that nothing is copied string by string (a symbol table's names are
+    most of the string table they lie in)."""
+    return {"text": np.frombuffer(text, np.uint8), "text_starts": starts, "text_ends": ends}
 
 
-def unpack_spans(blob: np.ndarray, count: int) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """Where each of the `count` strings packed in `blob` lies, none decoded: (text,
-    starts, ends); ValueError if it holds another number of them."""
-    text = blob.tobytes()
-    if count == 0 and not text:
-        return text, np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cuts = np.flatnonzero(blob == 0)
-    if len(cuts) + 1 != count:
-        raise ValueError(f"{len(cuts) + 1} strings where {count} were packed")
-    return text, np.r_[0, cuts + 1], np.r_[cuts, len(text)]
+def unpack_spans(arrays: dict[str, np.ndarray], count: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The (text, starts, ends) pack_spans saved, none decoded; KeyError or ValueError
+    if they are not there, or are not `count` strings inside their text."""
+    text = arrays["text"].tobytes()
+    starts = arrays["text_starts"].astype(np.int64)
+    ends = arrays["text_ends"].astype(np.int64)
+    if len(starts) != count or len(ends) != count:
+        raise ValueError(f"{len(starts)} strings where {count} were packed")
+    if count and (
+        int(starts.min()) < 0 or bool((ends < starts).any()) or int(ends.max()) > len(text)
+    ):
+        raise ValueError("a string outside the text it was packed with")
+    return text, starts, ends
 
 
 def unpack_strings(blob: np.ndarray, count: int) -> list[str]:

@@ -676,6 +676,23 @@ def test_symbol_names_read_back_from_the_cache(built, symbol_cache):
     assert cached.names[index] == "malloc"
 
 
+def test_cached_names_outside_their_text_are_read_again(built, symbol_cache):
+    """A cache entry whose names would lie past the string table it saved is not
+    trusted: the table is read from the ELF file again, with the same names."""
+    path = built["libc"].path
+    fresh = ElfImage(path).symbols()
+    (entry,) = [e for e in symbol_cache.iterdir() if "text_ends" in np.load(e).files]
+    with np.load(entry) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["text_ends"] = arrays["text_ends"] + len(arrays["text"])
+    with open(entry, "wb") as f:
+        np.savez(f, **arrays)
+    again = ElfImage(path).symbols()
+    assert list(again.names) == list(fresh.names)
+    with np.load(entry) as npz:  # and the entry rewritten
+        assert int(npz["text_ends"].max()) <= len(npz["text"])
+
+
 def test_bad_binaries_are_user_errors(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
