@@ -417,7 +417,7 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
      * in use, never the other way round: no stack is more in use than allocated. */
     struct memprof_live_totals live = {.of_stack = live_entry, .arg = c};
     memprof_live_totals(w->rates, &live);
-    return memprof_window_counts_read(&c->acc, c->nstacks, w->id);
+    return memprof_window_counts_read(&c->acc, c->nstacks, w->id, w->closed);
 }
 
 static void release_counts(struct counts *c)

@@ -16,6 +16,7 @@ struct memprof_window_info {
     uint64_t start_ns, end_ns;
     int32_t forked_from;         /* a forked child's parent, whose window it carries on */
     struct memprof_drop_counts drops;   /* as of end_ns: every file of a dump says the same */
+    bool closed;                 /* the window has closed: its counts no longer change */
 };
 /* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
  * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out

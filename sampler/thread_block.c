@@ -144,9 +144,10 @@ static void sum_counts(struct memprof_stack_totals *out, uint32_t nstacks, uint3
 }
 
 /* A dump holds the window's lock, so no window opens while it reads: the blocks of the
- * window keep its counts, which only grow, and a block that joins it meanwhile is left
- * out, as it would be from a sum taken at the start. */
-bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks, uint32_t window)
+ * window keep its counts.  Those of a closed window change no more (but for a sample
+ * that was under way as it closed), so its one block is read in place. */
+bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks, uint32_t window,
+                                bool closed)
 {
     *wc = (struct memprof_window_counts){NULL, NULL, 0};
     int holding = 0;
@@ -155,7 +156,7 @@ bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstac
             wc->only = b;
             holding++;
         }
-    if (holding <= 1)
+    if (holding == 0 || (holding == 1 && closed))
         return true;
     wc->only = NULL;
     wc->sum_bytes = sizeof(struct memprof_stack_totals) * ((size_t)nstacks + 1);

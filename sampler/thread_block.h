@@ -8,10 +8,11 @@
 
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
 bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t window) HIDDEN;
-/* A window's counts per stack id as a dump reads them: in place, from the one block
- * that holds the window's counts where only one does (as in a program that samples on
- * one thread), so that a dump does not double the counters' memory; else summed once
- * into a mapping of their own. */
+/* A window's counts per stack id as a dump reads them.  Once the window has closed
+ * (`closed`), from the one block that holds its counts in place where only one does (as
+ * in a program that samples on one thread), so that the last dump does not double the
+ * counters' memory; else summed once into a mapping of their own, at one moment, as a
+ * dump of an open window reads its live samples. */
 struct thread_block;
 struct memprof_window_counts {
     const struct thread_block *only;      /* the one block, or NULL */
@@ -19,7 +20,7 @@ struct memprof_window_counts {
     size_t sum_bytes;
 };
 bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks,
-                                uint32_t window) HIDDEN;   /* false: out of memory */
+                                uint32_t window, bool closed) HIDDEN;   /* false: no memory */
 struct memprof_stack_totals memprof_window_counts_of(const struct memprof_window_counts *wc,
                                                      uint32_t stack) HIDDEN;
 void memprof_window_counts_release(struct memprof_window_counts *wc) HIDDEN;

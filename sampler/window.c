@@ -212,6 +212,7 @@ static int write_window(bool close, bool at_exit, char *path_out, size_t path_le
             memprof_log_close();
         }
         struct memprof_window_info w = window_so_far();
+        w.closed = close;
         if (close)
             closed_dropped = memprof_dropped_samples(&w.drops);
         if (close && at_exit)
