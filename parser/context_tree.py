@@ -96,13 +96,17 @@ class Tree:
         python: np.ndarray | None = None,
         evaluation: tuple[int, int | None] | None = None,
         values: np.ndarray | None = None,
+        fold: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(addresses, offsets) of the stacks whose leaf nodes are `native` and `python`
         (0: none), leaf first: the native chain with the Python chain's groups merged in,
         group g just leafward of the g-th native frame inside the evaluation loop
         (`evaluation`: its start and end; a return address in (start, end]), the groups
         beyond the last such frame (all of them, where the loop is not known) at the root
-        end. `values`: what stands for each node in the stacks instead of its address."""
+        end. `values`: what stands for each node in the stacks instead of its address.
+        `fold`: a stack with Python frames goes without those evaluation-loop frames and
+        without the native frames rootward of its outermost Python frame (as
+        python_frames.fold_interpreter_frames folds them)."""
         native = np.asarray(native, np.int64)
         python = np.zeros_like(native) if python is None else np.asarray(python, np.int64)
         native_lengths = self.depth[native]
@@ -115,14 +119,24 @@ class Tree:
         if evaluation is not None and evaluation[1] is not None:
             lo, hi = evaluation[0], evaluation[1]
         jumps = self.jumps()
+        keep = np.ones(len(addrs), bool) if fold else None
         for a, b in stack_runs(np.maximum(native_lengths, self.depth[python])):
             nodes = self.chains(native[a:b], native_lengths[a:b], jumps)
             out = addrs[offsets[a] : offsets[b]]
             if not python_lengths[a:b].any():
                 np.take(values, nodes, out=out)
                 continue
-            self._merge(out, values, nodes, native_lengths[a:b], python[a:b], lo, hi, jumps)
-        return addrs, offsets
+            kept = keep[offsets[a] : offsets[b]] if keep is not None else None
+            self._merge(out, values, nodes, native_lengths[a:b], python[a:b], lo, hi, jumps, kept)
+        if keep is None or keep.all():
+            return addrs, offsets
+        dropped = np.flatnonzero(~keep)
+        lengths = np.diff(offsets)
+        lengths -= np.bincount(
+            np.searchsorted(offsets, dropped, side="right") - 1, minlength=len(lengths)
+        )
+        np.cumsum(lengths, out=offsets[1:])
+        return addrs[keep], offsets
 
     def _merge(
         self,
@@ -134,10 +148,12 @@ class Tree:
         lo: int,
         hi: int,
         jumps: list[np.ndarray],
+        keep: np.ndarray | None = None,
     ) -> None:
         """Write into `out` the `values` of the stacks of native frames `native_nodes`
         (one run of `native_lengths` per stack) merged with the Python chains of the
-        leaves `python`.
+        leaves `python`; with `keep` (bool, as `out`), clear it where a stack with Python
+        frames folds a native frame (Tree.stacks with fold).
 
         A Python frame goes to its group's anchor (the native frame its group goes before,
         or the stack's end) plus its rank among the stack's Python frames: those before it
@@ -169,7 +185,17 @@ class Tree:
         taken = np.zeros(len(out), bool)
         taken[place] = True
         out[place] = values[chain]
-        out[~taken] = values[native_nodes]
+        native_places = np.flatnonzero(~taken)
+        out[native_places] = values[native_nodes]
+        if keep is None:
+            return
+        # a stack's Python frames are placed in chain order: its outermost is its last
+        outermost = np.full(len(python), -1, np.int64)
+        has = counts > 0
+        outermost[has] = place[(np.cumsum(counts) - 1)[has]]
+        native_stack = np.repeat(np.arange(len(python)), native_lengths)
+        last = outermost[native_stack]
+        keep[native_places[(last >= 0) & (in_eval | (native_places > last))]] = False
 
 
 class StackTree:
@@ -188,12 +214,14 @@ class StackTree:
         self.python = np.asarray(python, np.int64)
         self.evaluation = evaluation
 
-    def expand(self, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The stacks' frames, leaf first, and their offsets (Tree.stacks); a stack of no
-        frame gets the root's value (address 0: one unknown frame, as heap_v2 files have
-        it)."""
+    def expand(
+        self, values: np.ndarray | None = None, fold: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The stacks' frames, leaf first, and their offsets (Tree.stacks, `fold` as it
+        takes it); a stack of no frame gets the root's value (address 0: one unknown
+        frame, as heap_v2 files have it)."""
         values = self.tree.address if values is None else values
-        frames, offsets = self.tree.stacks(self.native, self.python, self.evaluation, values)
+        frames, offsets = self.tree.stacks(self.native, self.python, self.evaluation, values, fold)
         empty = np.flatnonzero(offsets[1:] == offsets[:-1])
         if len(empty):
             frames = np.insert(frames, offsets[empty], values[0])

@@ -28,6 +28,7 @@ from mem_profiler.parser.pprof_proto import is_named_frame, names_every_frame
 from mem_profiler.parser.python_frames import (
     fold_interpreter_frames,
     interpreter_code,
+    interpreter_path,
     is_python_frame,
 )
 from mem_profiler.parser.sampling import index_column, stack_values
@@ -315,7 +316,9 @@ def symbolize(
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings, sysroot)
     stacks = profile.stack_tree if merge and not lines else None
     # merging takes a step per level of the tree: the rare deeper one is expanded
+    merged = False
     if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
+        merged = True
         profile, locations, frames, offsets = _merged(profile, stacks, resolver, native)
     else:
         locations, frames = _address_frames(profile, resolver)
@@ -346,7 +349,8 @@ def symbolize(
         inlined=is_inlined,
         python_files=functions.python_files,
     )
-    return sym if native else fold_interpreter_frames(sym)
+    # merged stacks are folded as they are expanded (_merged)
+    return sym if native or merged else fold_interpreter_frames(sym)
 
 
 def _address_frames(profile: HeapProfile, resolver: _Resolver):
@@ -416,7 +420,9 @@ def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native
         interpreter[caller_value] & ~in_eval & ~python & (not native),
     )
     merged, merged_stacks, values = merge_stacks(profile, keys)
-    return (merged, locations, *merged_stacks.expand(values))
+    # folded as they are expanded, as fold_interpreter_frames would fold them
+    fold = not native and interpreter_path(profile) is not None
+    return (merged, locations, *merged_stacks.expand(values, fold))
 
 
 def _function_keys(locations) -> np.ndarray:

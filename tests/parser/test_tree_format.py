@@ -234,22 +234,49 @@ def test_python_groups_go_at_the_root_end_where_the_loop_is_unknown():
     assert prof.meta["python"] == f"3.11.7 0x{EVAL[0]:x}"
 
 
-def test_python_groups_of_many_stacks_at_once():
-    """Many stacks in one go, each merged as the writer merges it alone."""
-    rng = np.random.default_rng(7)
+def random_python_stacks(seed: int, count: int) -> list[TreeStack]:
+    """`count` stacks of up to 11 native frames, in and out of the evaluation loop, and
+    up to 4 groups of up to 3 Python frames, each stack's counts its own."""
+    rng = np.random.default_rng(seed)
     natives = [A, B, C, E1, E2, E3]
     stacks = []
-    for i in range(3000):
+    for i in range(count):
         native = [natives[k] for k in rng.integers(0, 6, rng.integers(0, 12))]
         groups = [
             [P(int(f)) for f in rng.integers(1, 7, rng.integers(0, 4))]
             for _ in range(rng.integers(0, 5))
         ]
         stacks.append(TreeStack(native, (1, i + 1, 1, i + 1), python=groups))
+    return stacks
+
+
+def test_python_groups_of_many_stacks_at_once():
+    """Many stacks in one go, each merged as the writer merges it alone."""
+    stacks = random_python_stacks(7, 3000)
     prof = parse_heap(tree_file(RATE, PYTHON_HEADER, stacks), "t.heap")
     expected = [tuple(merged(s, EVAL)) or (0,) for s in stacks]
     assert prof.stacks == expected
     assert np.diff(prof.offsets).sum() == sum(map(len, expected))
+
+
+def test_stacks_folded_as_they_are_expanded():
+    """With fold, a stack with Python frames goes without the evaluation loop's frames and
+    without the native frames rootward of its outermost Python frame, as the Python view
+    folds them; a stack without Python frames keeps all of its own."""
+    stacks = random_python_stacks(11, 2000)
+    prof = parse_heap(tree_file(RATE, PYTHON_HEADER, stacks), "t.heap")
+
+    def folded(stack: TreeStack) -> tuple[int, ...]:
+        whole = merged(stack, EVAL)
+        python = [k for k, f in enumerate(whole) if f >= P(0)]
+        if not python:
+            return tuple(whole) or (0,)
+        return tuple(f for f in whole[: python[-1] + 1] if not EVAL[0] < f <= EVAL[1])
+
+    frames, offsets = prof.stack_tree.expand(fold=True)
+    got = [tuple(frames[a:b].tolist()) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    assert got == [folded(s) for s in stacks]
+    assert sum(map(len, got)) < np.diff(prof.offsets).sum()  # some were folded
 
 
 # --- estimates, labels and noted events ------------------------------------------------
