@@ -48,16 +48,12 @@ int memprof_index_init(struct memprof_index *x, uint32_t capacity)
     return 0;
 }
 
-/* Single-threaded (a forked child): the current array emptied, the lock free.  The
- * pages are given back from the array's start, as madvise wants, and its mask put back. */
+/* Single-threaded (a forked child): the lock, which a thread of the parent may have
+ * held, freed, then the entries given back as for a process at its end. */
 void memprof_index_reset(struct memprof_index *x)
 {
-    struct memprof_index_array *a = atomic_load(&x->array);
-    uint32_t mask = a->mask;
-    memprof_zero_pages(a, array_bytes(mask + 1));
-    a->mask = mask;
-    x->count = 0;
     atomic_store(&x->lock, 0);
+    memprof_index_release(x);
 }
 
 /* For a process at its end, whose tables are written without a lookup: the entries

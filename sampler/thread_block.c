@@ -37,9 +37,20 @@ struct stack_counts {
     _Atomic double est_objs, est_bytes;
 };
 
-static inline struct stack_counts *counts_of(struct thread_block *b)
+static inline struct stack_counts *counts_of(const struct thread_block *b)
 {
     return (struct stack_counts *)((char *)b + HEADER_BYTES);
+}
+
+/* One stack's counters of a block, as another thread than its owner reads them. */
+static struct memprof_stack_totals read_counts(const struct stack_counts *c)
+{
+    return (struct memprof_stack_totals){
+        atomic_load_explicit(&c->objs, memory_order_relaxed),
+        atomic_load_explicit(&c->bytes, memory_order_relaxed),
+        atomic_load_explicit(&c->est_objs, memory_order_relaxed),
+        atomic_load_explicit(&c->est_bytes, memory_order_relaxed),
+    };
 }
 
 static void release_block(void *block)
@@ -135,10 +146,11 @@ static void sum_counts(struct memprof_stack_totals *out, uint32_t nstacks, uint3
             continue;
         const struct stack_counts *c = counts_of(b);
         for (uint32_t i = 0; i < nstacks; i++) {
-            out[i].objs += atomic_load_explicit(&c[i].objs, memory_order_relaxed);
-            out[i].bytes += atomic_load_explicit(&c[i].bytes, memory_order_relaxed);
-            out[i].est_objs += atomic_load_explicit(&c[i].est_objs, memory_order_relaxed);
-            out[i].est_bytes += atomic_load_explicit(&c[i].est_bytes, memory_order_relaxed);
+            struct memprof_stack_totals t = read_counts(&c[i]);
+            out[i].objs += t.objs;
+            out[i].bytes += t.bytes;
+            out[i].est_objs += t.est_objs;
+            out[i].est_bytes += t.est_bytes;
         }
     }
 }
@@ -174,13 +186,7 @@ struct memprof_stack_totals memprof_window_counts_of(const struct memprof_window
         return wc->sum[stack];
     if (wc->only == NULL)
         return (struct memprof_stack_totals){0, 0, 0, 0};
-    const struct stack_counts *c = counts_of((struct thread_block *)wc->only) + stack;
-    return (struct memprof_stack_totals){
-        atomic_load_explicit(&c->objs, memory_order_relaxed),
-        atomic_load_explicit(&c->bytes, memory_order_relaxed),
-        atomic_load_explicit(&c->est_objs, memory_order_relaxed),
-        atomic_load_explicit(&c->est_bytes, memory_order_relaxed),
-    };
+    return read_counts(counts_of(wc->only) + stack);
 }
 
 void memprof_window_counts_release(struct memprof_window_counts *wc)
