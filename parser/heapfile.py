@@ -103,6 +103,10 @@ _CHUNK = 1 << 20
 _TREE_PREFIX = b"memprof_tree/1\n"
 _TREE_OTHER = b"memprof_tree/"  # of another version
 _FRAME_LINE = b"# python_frame:"
+# a `# python_frame:` line exactly as our sampler writes it, for the bulk reader
+_CANONICAL_FRAME_RE = re.compile(
+    rb"# python_frame: 0x([0-9a-f]{1,16}) (-1|\d{1,10}) (\d{1,10}) ([^\t\n\\]*)\t([^\t\n\\]*)\n"
+)
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
 _TREE_LINE = b"\n# tree: "
@@ -381,6 +385,25 @@ def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[
             note.stack = tuple(next(stacks).tolist()) if ok else ()
 
 
+def _python_frames(prof: HeapProfile, text: bytes, start: int) -> tuple[int, int]:
+    """Read the `# python_frame:` lines from `start` on into prof.python_frames, as
+    _header_line would, while they are as our sampler writes them (a Python program has
+    10^5 of them); where the first line not read starts, and how many were read. A line
+    of another form (an escape, spaces at its end, damage) is left to _header_line."""
+    frames, read = prof.python_frames, 0
+    texts: dict[bytes, str] = {}  # names and files, each decoded once
+    while (m := _CANONICAL_FRAME_RE.match(text, start)) is not None:
+        hex_address, line, first_line, raw_name, raw_file = m.groups()
+        address = int(hex_address, 16)
+        name = texts.get(raw_name) or texts.setdefault(raw_name, decode(raw_name))
+        file = texts.get(raw_file) or texts.setdefault(raw_file, decode(raw_file))
+        if not FRAME_BASE <= address < FRAME_END or file[-1:].isspace():
+            break
+        frames[address] = PythonFrame(name, file, int(line), int(first_line))
+        start, read = m.end(), read + 1
+    return start, read
+
+
 def _inflate(data: bytes, name: str) -> bytes:
     """The zlib stream after a tree's first line, decompressed; HeapFileError, one line,
     if it is damaged, cut short or too large."""
@@ -444,6 +467,9 @@ def _tree_header(
     lineno, line = 2, first
     while end >= 0:
         start, lineno = end + 1, lineno + 1
+        if frames and text.startswith(_FRAME_LINE, start):
+            start, read = _python_frames(prof, text, start)
+            lineno += read
         end = text.find(b"\n", start)
         if not frames and text.startswith(_FRAME_LINE, start):
             continue

@@ -29,11 +29,17 @@ from support.tree_files import (
 )
 
 from mem_profiler.core.errors import HeapFileError
-from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.profile import FRAME_END, HeapProfile
 from mem_profiler.parser import context_tree
 from mem_profiler.parser.capture_files import heap_of
 from mem_profiler.parser.eventlog import ALLOC, read_log
-from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
+from mem_profiler.parser.heapfile import (
+    _unescape,
+    parse_frame_line,
+    parse_heap,
+    read_heap,
+    read_heap_header,
+)
 from mem_profiler.parser.log_analysis import open_window_log
 
 RATE = 4096
@@ -364,6 +370,36 @@ def test_the_header_alone_is_read_from_a_tree(tmp_path):
     assert (prof.pid, prof.exe, prof.heap, prof.rate) == (4242, "/bin/true", "cuda", RATE)
     assert prof.build_ids == {"/bin/true": "abcd"} and not len(prof.addrs)
     assert heap_of(str(path)) == "cuda"
+
+
+def test_python_frame_lines_of_any_form_read_as_each_alone(tmp_path):
+    """Runs of `# python_frame:` lines as the sampler writes them, read in bulk, broken
+    by lines of other forms: each frame as parse_frame_line reads its line alone, and a
+    damaged line among them named by its own line number."""
+    frames = [
+        f"0x{P(1):x} 12 10 Store.add\t/app/store.py",
+        f"0x{P(2):x} -1 0 we\\tird\\\\name\t/srv/a\\nb.py",  # escapes
+        f"0x{P(3):x} 3 1 <module>\t/app/app.py",
+        f"0x{P(4):x} 3 1 trailing\t/app/app.py \r",  # spaces the line's strip drops
+        f"0x{P(5):x} 7 1 caf\u00e9\t/app/\u00fcber.py",
+        f"0x{P(3):x} 9 1 again\t/app/app.py",  # the same address again: the last counts
+        f"0x{P(6):x} 5 5  spaced\t/app/x.py\u00a0",
+    ]
+    lines = [f"# python_frame: {f}" for f in frames]
+    lines.insert(4, "#   python_frame:   " + f"0x{P(7):x} 1 1 loose\t/app/y.py")
+    path = tmp_path / "t.heap"
+    path.write_bytes(tree_file(RATE, [*HEADER, *lines], MIXED))
+    expected = {}
+    for line in lines:
+        address, frame = parse_frame_line(line.split(":", 1)[1].strip(), _unescape)
+        expected[address] = frame
+    assert read_heap(path).python_frames == expected
+    assert expected[P(2)].name == "we\tird\\name" and expected[P(4)].file == "/app/app.py"
+
+    damaged = [*lines[:3], f"# python_frame: 0x{FRAME_END:x} 1 1 beyond\t/app/z.py", *lines[3:]]
+    path.write_bytes(tree_file(RATE, [*HEADER, *damaged], MIXED))
+    with pytest.raises(HeapFileError, match=rf"^{path}:{len(HEADER) + 3 + 3}: expected"):
+        read_heap(path)
 
 
 # --- damaged trees ----------------------------------------------------------------------
