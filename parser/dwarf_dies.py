@@ -8,6 +8,7 @@ and steps over everything else by its forms' sizes or its DW_AT_sibling."""
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from bisect import bisect_left, bisect_right
@@ -388,7 +389,7 @@ class DebugInfo:
                 if form == _IMPLICIT_CONST:
                     implicit, offset = _sleb(data, offset)
                 attrs.append((at, form, implicit))
-            table[code] = _compile(tag, children, attrs, offset_size, addr_size, version)
+            table[code] = _compile(tag, children, tuple(attrs), offset_size, addr_size, key[3])
         self._abbrev_tables[key] = table
         return table
 
@@ -581,16 +582,18 @@ def _form_size(form: int, offset_size: int, addr_size: int, version: int) -> int
     return offset_size if size == "offset" else addr_size if size == "address" else size  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _compile(
     tag: int,
     children: bool,
-    attrs: list[tuple[int, int, int]],
+    attrs: tuple[tuple[int, int, int], ...],
     offset_size: int,
     addr_size: int,
     version: int,
 ) -> _Abbrev:
     """An abbreviation with its skip steps: runs of fixed-size forms summed, a variable
-    form as its negated code."""
+    form as its negated code. Each unit has a table of its own, but their abbreviations
+    are mostly the same few: each is made once (and never changed)."""
     ab = _Abbrev(tag, children, has_code=any(at in (_AT_LOW_PC, _AT_RANGES) for at, _, _ in attrs))
     run = 0
     for at, form, implicit in attrs:
