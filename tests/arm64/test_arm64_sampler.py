@@ -249,4 +249,9 @@ def test_top_shows_the_growing_site_at_its_rate(tmp_path):
         assert [r.site for r in refresh.rows][:2] == ["site_grow", "site_churn"]
         # source lines from the arm64 program's DWARF
         assert refresh.rows[0].stack.startswith(f"site_grow {GROWER}:20 < main {GROWER}:")
-        check_grower_rows(refresh.rows, refresh.interval_s)
+        # A sample taken between a snapshot's read of the live table and of the counters
+        # is allocated in it and grown in the next. Under qemu that read is slow beside
+        # the program's 1 ms ticks, and more so on a busy machine: how many samples fall
+        # in it is a matter of timing. The same writer's growth and allocation rate are
+        # held to each other natively (tests/cmd/test_top.py).
+        check_grower_rows(refresh.rows, refresh.interval_s, one_moment=False)

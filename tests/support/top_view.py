@@ -97,9 +97,11 @@ def folders_of(view_pid: int) -> list[str]:
     ]
 
 
-def check_grower_rows(rows: list[Row], interval_s: float) -> None:
+def check_grower_rows(rows: list[Row], interval_s: float, one_moment: bool = True) -> None:
     """site_grow's growth is its allocation rate, which is the schedule's within the
-    sampling error; site_churn allocates 16 times as much at the same ticks."""
+    sampling error; site_churn allocates 16 times as much at the same ticks. Without
+    `one_moment`, the growth and the allocation rate are not held to each other (see
+    below)."""
     grow = next(r for r in rows if r.site == "site_grow")
     churn = next(r for r in rows if r.site == "site_churn")
     ticks = interval_s * 1000
@@ -110,7 +112,8 @@ def check_grower_rows(rows: list[Row], interval_s: float) -> None:
     # a sample taken while a snapshot is written counts as allocated in it and as grown in
     # the next, so the two may differ by the few samples of that moment
     sample = sample_weight(4096, 1024) / interval_s
-    assert abs(grow.growth - grow.alloc_rate) <= 3 * sample, grow
+    if one_moment:
+        assert abs(grow.growth - grow.alloc_rate) <= 3 * sample, grow
     # both sites at every tick: the ratio does not depend on timing
     assert_estimate(churn.alloc_rate / CHURN_PER_GROW, grow.alloc_rate, sd, 0.05)
     assert churn.in_use <= BLOCK_64K_WEIGHT
