@@ -1,10 +1,12 @@
 """`make bench`, parser part: `mem_parser -t` on a large generated .heap file, cold (empty
 symbol cache) and warm, against `jeprof --text` on the same file: wall time and peak RSS.
+Then the event log reader on a 60 MB log.
 
 The file holds 100,000 distinct stacks of depth 30 whose frames are real return
 addresses (the instruction after each `call`) of the C++ fixture built with -g and of
 the libstdc++ it links, mapped where a real run of the fixture under the sampler found
-them (its header, build-ids and MAPPED_LIBRARIES are kept)."""
+them (its header, build-ids and MAPPED_LIBRARIES are kept). The log is the reader's
+tests' large one (tests/support/synthetic_logs.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
 FIXTURE = ROOT / "tests" / "fixtures" / "cxx_new.cpp"
 MEM_PARSER = Path(sys.executable).with_name("mem_parser")
+# a process that reads the log at argv[1] (its files' prefix) and nothing else
+READ_LOG = "import sys; from mem_profiler.parser.eventlog import read_log; read_log(sys.argv[1])"
 _CALL_RE = re.compile(r"^\s*([0-9a-f]+):\s+call")
 _INSN_RE = re.compile(r"^\s*([0-9a-f]+):")
 
@@ -151,6 +155,24 @@ def main() -> None:
             seconds = statistics.median(t for t, _ in runs)
             rss = statistics.median(kib for _, kib in runs) / 1024
             print(f"{name:36s} {seconds:8.3f} {rss:8.1f} {reference / seconds:14.1f}")
+        log_reader(runner, folder, args.repeat)
+
+
+def log_reader(runner: PeakRss, folder: Path, repeat: int) -> None:
+    """The event log reader on a log of 1.65 M events and 100,000 stack records, in a
+    process of its own (its start-up included)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.synthetic_logs import large_log
+
+    log = folder / "large_1.0001.1.memlog"
+    large_log(log)
+    argv = [sys.executable, "-c", READ_LOG, str(folder / "large_1.0001")]
+    runs = [runner.run(argv, dict(os.environ), folder) for _ in range(repeat)]
+    print(
+        f"\nevent log reader, {log.stat().st_size / 1e6:.0f} MB log (1.65 M events, 100,000"
+        f" stacks): {statistics.median(t for t, _ in runs):.2f} s,"
+        f" {statistics.median(kib for _, kib in runs) / 1024:.0f} MiB (median of {repeat})"
+    )
 
 
 if __name__ == "__main__":

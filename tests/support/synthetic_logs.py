@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
-from mem_profiler.parser.eventlog import MAGIC, MARK, NODE, STACK, TIMELINE, TREE_STACK
+import numpy as np
+
+from mem_profiler.parser.eventlog import (
+    ALLOC,
+    EVENT_DTYPE,
+    FREE,
+    MAGIC,
+    MARK,
+    NODE,
+    STACK,
+    TIMELINE,
+    TREE_STACK,
+)
 
 MiB = 1 << 20
 
@@ -67,3 +80,22 @@ def timeline_record(t: int, peak: int, end: int) -> bytes:
 
 def mark_record(t: int, text: bytes, kind: int = 0, ident: int = 0) -> bytes:
     return struct.pack("<BBHIBqQ", MARK, 0, 25 + len(text), 7, kind, 10**18 + t, ident) + text
+
+
+def large_log(path: Path, events: int = 1_650_000, stacks: int = 100_000) -> None:
+    """A log of `events` allocations and frees of 4 KiB (each block freed by the next
+    event), with a new stack record of 10 frames every 16 events for the first `stacks`:
+    some 60 MB at the defaults, for the reader's tests and `make bench`."""
+    table = np.zeros(events, EVENT_DTYPE)
+    table["type"] = np.where(np.arange(events) % 2, FREE, ALLOC)
+    table["length"] = 36
+    table["time_ns"] = 10**18 + np.arange(events) * 1000
+    table["size"] = 4096
+    table["address"] = 0x10000 + (np.arange(events) // 2) * 4096
+    table["stack"] = np.minimum(np.arange(events) // 16, stacks - 1)
+    parts = [header()]
+    for first in range(0, events, 16):
+        if first // 16 < stacks:
+            parts.append(stack_record(first // 16, list(range(0x401000, 0x401000 + 8 * 10, 8))))
+        parts.append(table[first : first + 16].tobytes())
+    path.write_bytes(b"".join(parts))
