@@ -29,6 +29,7 @@ BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
 TORCH_PYTHON = ROOT / "build" / "bench-torch-venv" / "bin" / "python"
 TORCH_SCRIPT = ROOT / "bench" / "torch_train.py"
 MEM_PARSER = Path(sys.executable).with_name("mem_parser")
+MEM_PROFILER = Path(sys.executable).with_name("mem_profiler")
 
 
 @dataclass
@@ -163,6 +164,30 @@ def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
     finally:
         target.kill()
         target.wait()
+
+
+def list_times(out: Path, processes: int = 50, rounds: int = 5) -> list[float]:
+    """Seconds `mem_profiler list` takes with `processes` idle preloaded processes to
+    list (each found: tests/bindings/test_control.py)."""
+    from mem_profiler.control_block import segment_path
+
+    targets = [subprocess.Popen(["sleep", "60"], env=sampler_env(out)) for _ in range(processes)]
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            os.path.exists(segment_path(t.pid)) for t in targets
+        ):
+            time.sleep(0.01)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run([str(MEM_PROFILER), "list"], check=True, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - start)
+        return times
+    finally:
+        for t in targets:
+            t.kill()
+            t.wait()
 
 
 def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str, float]:
@@ -672,6 +697,11 @@ def other_measurements(out: Path) -> None:
     print(
         f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
         f"max {max(trips):.1f} ms over {len(trips)} windows"
+    )
+    listing = [t * 1e3 for t in list_times(out)]
+    print(
+        f"\nmem_profiler list of 50 preloaded processes: median {statistics.median(listing):.0f}"
+        f" ms, max {max(listing):.0f} ms over {len(listing)} runs"
     )
     top = top_refresh(out)
     print(
