@@ -6,6 +6,7 @@ installed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,51 +145,50 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
             proc.wait()
 
 
-def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
-    """Seconds from a START request to the answer of the STOP that closes the window
-    (the dump written), against an idle preloaded process."""
-    from mem_profiler.control_block import CMD_START, CMD_STOP, ControlBlock, segment_path
-
-    target = subprocess.Popen(["sleep", "60"], env=sampler_env(out))
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(segment_path(target.pid)) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        times = []
-        with ControlBlock.open(target.pid) as block:
-            for _ in range(rounds):
-                start = time.perf_counter()
-                block.request(CMD_START, rate=1024, depth=64, prefix=f"{out}/rt_")
-                block.request(CMD_STOP)
-                times.append(time.perf_counter() - start)
-        return times
-    finally:
-        target.kill()
-        target.wait()
-
-
-def list_times(out: Path, processes: int = 50, rounds: int = 5) -> list[float]:
-    """Seconds `mem_profiler list` takes with `processes` idle preloaded processes to
-    list (each found: tests/bindings/test_control.py)."""
+@contextlib.contextmanager
+def idle_targets(out: Path, count: int) -> Iterator[list[subprocess.Popen]]:
+    """`count` idle preloaded processes, each with its control block up; killed after."""
     from mem_profiler.control_block import segment_path
 
-    targets = [subprocess.Popen(["sleep", "60"], env=sampler_env(out)) for _ in range(processes)]
+    targets = [subprocess.Popen(["sleep", "60"], env=sampler_env(out)) for _ in range(count)]
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not all(
             os.path.exists(segment_path(t.pid)) for t in targets
         ):
             time.sleep(0.01)
+        yield targets
+    finally:
+        for t in targets:
+            t.kill()
+            t.wait()
+
+
+def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
+    """Seconds from a START request to the answer of the STOP that closes the window
+    (the dump written), against an idle preloaded process."""
+    from mem_profiler.control_block import CMD_START, CMD_STOP, ControlBlock
+
+    with idle_targets(out, 1) as (target,), ControlBlock.open(target.pid) as block:
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            block.request(CMD_START, rate=1024, depth=64, prefix=f"{out}/rt_")
+            block.request(CMD_STOP)
+            times.append(time.perf_counter() - start)
+        return times
+
+
+def list_times(out: Path, processes: int = 50, rounds: int = 5) -> list[float]:
+    """Seconds `mem_profiler list` takes with `processes` idle preloaded processes to
+    list (each found: tests/bindings/test_control.py)."""
+    with idle_targets(out, processes):
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
             subprocess.run([str(MEM_PROFILER), "list"], check=True, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - start)
         return times
-    finally:
-        for t in targets:
-            t.kill()
-            t.wait()
 
 
 def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str, float]:
