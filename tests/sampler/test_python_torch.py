@@ -69,10 +69,14 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
     # imports torch._dynamo) and the backward pass
     top = [name for name, _ in callees.most_common(4)]
     assert "make_batch" in top and "Module._wrapped_call_impl" in top, callees.most_common(6)
+    # beneath the BLAS's gemm, its own workspace (MKL's packing buffers on a CPU with
+    # AVX-512): forward's memory, but no tensor's, so not in the script's count
     forward = sum(
         int(line.rsplit(" ", 1)[1])
         for line in collapsed.splitlines()
-        if "Model.forward (torch_train.py)" in line and "main (torch_train.py)" in line
+        if "Model.forward (torch_train.py)" in line
+        and "main (torch_train.py)" in line
+        and ";at::native::cpublas::gemm;" not in line
     )
     assert forward == pytest.approx(truth["activation_bytes"], rel=LIMIT)
 
