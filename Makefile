@@ -148,6 +148,7 @@ $(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c sampler/%.c sampler/sysutil.c $(SAMPL
 	@mkdir -p $(@D)
 	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^) -lm
 $(BUILD)/unit/test_frame_tree: sampler/hash_index.c   # the tree's indexes
+$(BUILD)/unit/test_eh_frame: sampler/object_file.c   # the tables read from a file
 
 # --- jobs -------------------------------------------------------------------
 # The C unit tests alone; `make test` runs them too (tests/sampler/test_c_units.py).

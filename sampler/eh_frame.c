@@ -16,11 +16,14 @@
  * the signature of every return address it reads.
  *
  * Every byte read is bounds-checked against the segment that holds the
- * tables: corrupt data gives RULE_NONE or RULE_LIBUNWIND, never a fault. */
+ * tables: corrupt data gives RULE_NONE or RULE_LIBUNWIND, never a fault.  The
+ * bytes come from the mapping, or from the object's file where object_file.c
+ * gives a view of it. */
 #include <string.h>
 
 #include "arch.h"
 #include "eh_frame.h"
+#include "object_file.h"
 
 #define DW_EH_PE_omit 0xff
 #define DW_EH_PE_indirect 0x80
@@ -32,6 +35,7 @@
 struct reader {
     uintptr_t p, lo, end;   /* reads stay in [lo, end) */
     bool bad;
+    struct memprof_eh_file *file;   /* NULL: read the mapping */
 };
 
 /* n (1, 2, 4 or 8) bytes, little-endian, zero-extended; 0 once out of bounds. */
@@ -42,7 +46,12 @@ static uint64_t read_u(struct reader *r, size_t n)
         r->bad = true;
         return 0;
     }
-    memcpy(&v, (const void *)r->p, n);
+    if (r->file == NULL)
+        memcpy(&v, (const void *)r->p, n);
+    else if (!memprof_eh_file_read(r->file, r->p, &v, n)) {
+        r->bad = true;
+        return 0;
+    }
     r->p += n;
     return v;
 }
@@ -113,39 +122,58 @@ static uint64_t encoded(struct reader *r, uint8_t enc, uintptr_t datarel)
 /* ---- finding the FDE -------------------------------------------------------- */
 enum lookup { FOUND, NO_FDE, UNREADABLE };
 
-/* The FDE whose range may hold addr: the last table entry starting at or below it. */
-static enum lookup find_fde(uintptr_t hdr, uintptr_t lo, uintptr_t hi, uintptr_t addr,
-                            uintptr_t *fde)
+bool memprof_eh_frame_table(const struct eh_tables *t, uintptr_t *table, uint64_t *count)
 {
-    struct reader r = {hdr, lo, hi, false};
+    struct reader r = {t->hdr, t->lo, t->hi, false, t->file};
     uint8_t version = u8(&r);
     uint8_t ptr_enc = u8(&r);
     uint8_t count_enc = u8(&r);
     uint8_t table_enc = u8(&r);
     if (r.bad || version != 1 || count_enc == DW_EH_PE_omit || table_enc != TABLE_DATAREL_SDATA4)
-        return UNREADABLE;
-    encoded(&r, ptr_enc, hdr);   /* .eh_frame's address: not needed with the table */
-    uint64_t count = encoded(&r, count_enc, hdr);
-    if (r.bad || count > (hi - r.p) / 8)
+        return false;
+    encoded(&r, ptr_enc, t->hdr);   /* .eh_frame's address: not needed with the table */
+    *count = encoded(&r, count_enc, t->hdr);
+    *table = r.p;
+    return !r.bad && *count <= (t->hi - r.p) / 8;
+}
+
+/* Entry i of the table: where its FDE's code starts and the FDE, relative to hdr. */
+static bool table_entry(const struct eh_tables *t, uintptr_t table, uint64_t i, int32_t entry[2])
+{
+    struct reader r = {table + 8 * i, t->lo, t->hi, false, t->file};
+    entry[0] = (int32_t)read_u(&r, 4);
+    entry[1] = (int32_t)read_u(&r, 4);
+    return !r.bad;
+}
+
+/* The FDE whose range may hold addr: the last table entry starting at or below it. */
+static enum lookup find_fde(const struct eh_tables *t, uintptr_t addr, uintptr_t *fde)
+{
+    uintptr_t table;
+    uint64_t count;
+    if (!memprof_eh_frame_table(t, &table, &count))
         return UNREADABLE;
     if (count == 0)
         return NO_FDE;
-    const uintptr_t table = r.p;
-    int64_t target = (int64_t)(addr - hdr);
+    int64_t target = (int64_t)(addr - t->hdr);
     int32_t entry[2];
     uint64_t below = 0, above = count;   /* the answer is in [below, above) */
+    if (t->file != NULL)
+        memprof_eh_file_narrow(t->file, table, target, &below, &above);
     while (above - below > 1) {
         uint64_t mid = below + (above - below) / 2;
-        memcpy(entry, (const void *)(table + 8 * mid), sizeof entry);
+        if (!table_entry(t, table, mid, entry))
+            return UNREADABLE;
         if (entry[0] <= target)
             below = mid;
         else
             above = mid;
     }
-    memcpy(entry, (const void *)(table + 8 * below), sizeof entry);
+    if (!table_entry(t, table, below, entry))
+        return UNREADABLE;
     if (entry[0] > target)
         return NO_FDE;
-    *fde = hdr + (intptr_t)entry[1];
+    *fde = t->hdr + (intptr_t)entry[1];
     return FOUND;
 }
 
@@ -177,9 +205,9 @@ static uint64_t entry_header(struct reader *r, uintptr_t *id_at)
     return read_u(r, 4);
 }
 
-static bool parse_cie(uintptr_t at, uintptr_t lo, uintptr_t hi, struct cie *c)
+static bool parse_cie(uintptr_t at, const struct eh_tables *t, struct cie *c)
 {
-    struct reader r = {at, lo, hi, false};
+    struct reader r = {at, t->lo, t->hi, false, t->file};
     uintptr_t id_at;
     if (entry_header(&r, &id_at) != 0 || r.bad)
         return false;
@@ -300,9 +328,9 @@ static int64_t factored(uint64_t n, int64_t align)
 
 /* Runs instructions [insns, end) into row; false on malformed data. */
 static bool run_program(struct program *pg, struct row *row, uintptr_t insns, uintptr_t end,
-                        uintptr_t lo)
+                        const struct eh_tables *t)
 {
-    struct reader r = {insns, lo, end, false};
+    struct reader r = {insns, t->lo, end, false, t->file};
     const int64_t daf = pg->cie->data_align;
     while (r.p < end && !r.bad) {
         uint8_t op = u8(&r);
@@ -485,14 +513,14 @@ static bool is_pc_register(unsigned reg)
 
 /* Evaluates [expr, end) with the pc known; a register rule's expression starts
  * with the CFA on the stack (push_cfa). */
-static bool evaluate(uintptr_t expr, uintptr_t end, uintptr_t lo, uintptr_t pc, bool push_cfa,
+static bool evaluate(uintptr_t expr, uintptr_t end, const struct eh_tables *t, uintptr_t pc, bool push_cfa,
                      struct sym *out)
 {
     struct sym st[MAX_EVAL_STACK];
     int n = 0;
     if (push_cfa)
         st[n++] = (struct sym){BASE_CFA, false, 0};
-    struct reader r = {expr, lo, end, false};
+    struct reader r = {expr, t->lo, end, false, t->file};
     while (r.p < end && !r.bad) {
         uint8_t op = u8(&r);
         struct sym v = {BASE_CONST, false, 0};
@@ -581,7 +609,8 @@ static bool slot_of(int64_t offset, int8_t *slot)
     return true;
 }
 
-static struct unwind_rule rule_of_row(const struct row *row, uintptr_t pc, uintptr_t lo)
+static struct unwind_rule rule_of_row(const struct row *row, uintptr_t pc,
+                                      const struct eh_tables *t)
 {
     const struct unwind_rule complex = {0, RULE_LIBUNWIND, 0, 0, 0};
     struct unwind_rule rule = {0, RULE_CFA, 0, 0, 0};
@@ -590,7 +619,7 @@ static struct unwind_rule rule_of_row(const struct row *row, uintptr_t pc, uintp
 
     struct sym cfa = {BASE_CONST, false, row->cfa_offset};
     if (row->cfa_expr != 0) {
-        if (!evaluate(row->cfa_expr, row->cfa_expr_end, lo, pc, false, &cfa))
+        if (!evaluate(row->cfa_expr, row->cfa_expr_end, t, pc, false, &cfa))
             return complex;
     } else if (row->cfa_reg == DW_REG_SP || row->cfa_reg == DW_REG_FP) {
         cfa.base = row->cfa_reg == DW_REG_SP ? BASE_SP : BASE_FP;
@@ -611,7 +640,7 @@ static struct unwind_rule rule_of_row(const struct row *row, uintptr_t pc, uintp
     struct sym at = {BASE_CFA, false, fp->offset};
     if (fp->how == HOW_SAME)
         return rule;
-    if (fp->how == HOW_EXPRESSION && !evaluate(fp->expr, fp->expr_end, lo, pc, true, &at))
+    if (fp->how == HOW_EXPRESSION && !evaluate(fp->expr, fp->expr_end, t, pc, true, &at))
         return complex;
     if ((fp->how != HOW_OFFSET && fp->how != HOW_EXPRESSION) || at.deref ||
         at.base == BASE_CONST || !slot_of(at.offset, &rule.fp_slot))
@@ -621,20 +650,19 @@ static struct unwind_rule rule_of_row(const struct row *row, uintptr_t pc, uintp
     return rule;
 }
 
-struct unwind_rule memprof_eh_frame_rule(uintptr_t hdr, uintptr_t lo, uintptr_t hi, uintptr_t pc,
-                                         bool is_return)
+struct unwind_rule memprof_eh_frame_rule(const struct eh_tables *t, uintptr_t pc, bool is_return)
 {
     const struct unwind_rule none = {0, RULE_NONE, 0, 0, 0}, complex = {0, RULE_LIBUNWIND, 0, 0, 0};
     uintptr_t addr = pc - is_return, fde;
-    enum lookup found = find_fde(hdr, lo, hi, addr, &fde);
+    enum lookup found = find_fde(t, addr, &fde);
     if (found != FOUND)
         return found == NO_FDE ? none : complex;
 
-    struct reader r = {fde, lo, hi, false};
+    struct reader r = {fde, t->lo, t->hi, false, t->file};
     uintptr_t id_at;
     uint64_t cie_pointer = entry_header(&r, &id_at);
     struct cie cie;
-    if (r.bad || cie_pointer == 0 || cie_pointer > id_at || !parse_cie(id_at - cie_pointer, lo, hi, &cie))
+    if (r.bad || cie_pointer == 0 || cie_pointer > id_at || !parse_cie(id_at - cie_pointer, t, &cie))
         return complex;
     if ((cie.fde_enc & DW_EH_PE_indirect) || cie.signal_frame)
         return complex;
@@ -651,14 +679,14 @@ struct unwind_rule memprof_eh_frame_rule(uintptr_t hdr, uintptr_t lo, uintptr_t 
 
     struct program pg = {.cie = &cie, .target = UINTPTR_MAX, .loc = 0};
     struct row row = {0}, initial;
-    if (!run_program(&pg, &row, cie.insns, cie.end, lo))
+    if (!run_program(&pg, &row, cie.insns, cie.end, t))
         return complex;
     initial = row;
     pg.initial = &initial;
     pg.nsaved = 0;
     pg.target = addr;
     pg.loc = start;
-    if (!run_program(&pg, &row, r.p, r.end, lo))
+    if (!run_program(&pg, &row, r.p, r.end, t))
         return complex;
-    return rule_of_row(&row, pc, lo);
+    return rule_of_row(&row, pc, t);
 }

@@ -39,11 +39,23 @@ struct unwind_rule {
 };
 _Static_assert(sizeof(struct unwind_rule) == 8, "a rule is one word");
 
-/* The rule at `pc` of the object whose .eh_frame_hdr is at `hdr`.  A return
- * address (is_return) is looked up at pc - 1, inside its call instruction; an
- * interrupted pc (below a signal frame) at pc itself.  Every byte read lies in
- * [lo, hi), the mapped segment that holds .eh_frame_hdr and .eh_frame. */
-struct unwind_rule memprof_eh_frame_rule(uintptr_t hdr, uintptr_t lo, uintptr_t hi, uintptr_t pc,
+/* An object's unwind tables: its .eh_frame_hdr at `hdr`, in [lo, hi), the mapped
+ * segment that holds it and .eh_frame, which every byte read lies in.  They are read
+ * in place, or from the object's file where `file` is set (object_file.h). */
+struct eh_tables {
+    uintptr_t hdr, lo, hi;
+    struct memprof_eh_file *file;
+};
+
+/* The rule at `pc` of the object whose tables `t` are.  A return address
+ * (is_return) is looked up at pc - 1, inside its call instruction; an interrupted pc
+ * (below a signal frame) at pc itself. */
+struct unwind_rule memprof_eh_frame_rule(const struct eh_tables *t, uintptr_t pc,
                                          bool is_return) HIDDEN;
+
+/* Where .eh_frame_hdr's binary-search table starts and its count of entries (8 bytes
+ * each: a code address and its FDE's, relative to hdr); false if it has none that
+ * this reader takes or runs past hi. */
+bool memprof_eh_frame_table(const struct eh_tables *t, uintptr_t *table, uint64_t *count) HIDDEN;
 
 #endif

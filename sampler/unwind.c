@@ -48,6 +48,7 @@
 #include "arch.h"
 #include "defaults.h"
 #include "eh_frame.h"
+#include "object_file.h"
 #include "options.h"
 #include "sysutil.h"
 #include "thread_state.h"
@@ -153,35 +154,12 @@ struct rule_search {
 
 static const uint8_t sigreturn_code[] = ARCH_SIGRETURN_CODE;
 
-static const ElfW(Phdr) *segment_of(const struct dl_phdr_info *info, uintptr_t addr)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD && addr - (info->dlpi_addr + ph->p_vaddr) < ph->p_memsz)
-            return ph;
-    }
-    return NULL;
-}
-
 /* Whether the object was linked by the Go toolchain: its build-id note. */
 static bool is_go_object(const struct dl_phdr_info *info)
 {
-    static const char owner[4] = "Go";
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE || segment_of(info, info->dlpi_addr + ph->p_vaddr) == NULL)
-            continue;
-        const uint8_t *note = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
-        for (ElfW(Word) at = 0; at + sizeof(ElfW(Nhdr)) <= ph->p_filesz;) {
-            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)(note + at);
-            at += sizeof *n;
-            if (n->n_namesz == sizeof owner && n->n_type == 4 /* Go build-id */ &&
-                at + sizeof owner <= ph->p_filesz && memcmp(note + at, owner, sizeof owner) == 0)
-                return true;
-            at += ((n->n_namesz + 3) & ~3u) + ((n->n_descsz + 3) & ~3u);
-        }
-    }
-    return false;
+    size_t len;
+    const ElfW(Phdr) *note;
+    return memprof_object_note(info, 4 /* Go build-id */, "Go\0", 4, &len, &note) != NULL;
 }
 
 static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
@@ -191,7 +169,7 @@ static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
         s->adds = info->dlpi_adds;
         s->subs = info->dlpi_subs;
     }
-    const ElfW(Phdr) *code = segment_of(info, s->pc - s->is_return);
+    const ElfW(Phdr) *code = memprof_object_segment(info, s->pc - s->is_return);
     if (code == NULL)
         return 0;
     uintptr_t code_end = info->dlpi_addr + code->p_vaddr + code->p_memsz;
@@ -205,10 +183,12 @@ static int find_rule(struct dl_phdr_info *info, size_t size, void *arg)
         if (ph->p_type != PT_GNU_EH_FRAME)
             continue;
         uintptr_t hdr = info->dlpi_addr + ph->p_vaddr;
-        const ElfW(Phdr) *tables = segment_of(info, hdr);
-        if (tables != NULL) {
-            uintptr_t lo = info->dlpi_addr + tables->p_vaddr;
-            s->rule = memprof_eh_frame_rule(hdr, lo, lo + tables->p_memsz, s->pc, s->is_return);
+        const ElfW(Phdr) *seg = memprof_object_segment(info, hdr);
+        if (seg != NULL) {
+            uintptr_t lo = info->dlpi_addr + seg->p_vaddr;
+            struct eh_tables tables = {hdr, lo, lo + seg->p_filesz,
+                                       memprof_eh_file_of(info, s->subs, seg, hdr)};
+            s->rule = memprof_eh_frame_rule(&tables, s->pc, s->is_return);
         }
     }
     uintptr_t code_lo = info->dlpi_addr + code->p_vaddr;

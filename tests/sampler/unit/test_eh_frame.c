@@ -3,11 +3,18 @@
  * rules of a function built with a frame pointer; and every truncation and many
  * corruptions of the hand-made tables are refused, never read beyond (each lookup
  * reads a copy of exactly the bytes it is given, so AddressSanitizer sees an
- * overrun). */
+ * overrun).  Each hand-made lookup is made twice, in place and through a view of a
+ * file holding the same bytes (sampler/object_file.c), which must agree; so must
+ * libc's rules read both ways, at addresses all over its code. */
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <link.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "eh_frame.h"
+#include "object_file.h"
 #include "unit.h"
 
 /* ---- hand-made tables ---------------------------------------------------------
@@ -111,28 +118,48 @@ static void build(struct image *im, const struct cie_spec *cies, int ncies,
     }
 }
 
+/* A file of n bytes at p, open for reading. */
+static int file_of(const void *p, size_t n)
+{
+    int fd = memfd_create("tables", MFD_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, p, n), n);
+    return fd;
+}
+
 /* The rule at code offset `code` of the first `len` bytes of the image, read from a
- * copy of exactly those bytes. */
+ * copy of exactly those bytes; in *from_file, the rule read from a file of them (the
+ * same where no view of the file can be made, as the sampler then reads in place). */
 static struct unwind_rule rule_in(const struct image *im, size_t len, uint32_t code,
-                                  bool is_return)
+                                  bool is_return, struct unwind_rule *from_file)
 {
     void *copy;   /* 16-aligned, as code is: the PLT's rule depends on rip & 15 */
     CHECK_EQ(posix_memalign(&copy, 16, len ? len : 1), 0);
     memcpy(copy, im->bytes, len);
     uintptr_t hdr = (uintptr_t)copy;
-    struct unwind_rule r = memprof_eh_frame_rule(hdr, hdr, hdr + len, hdr + code, is_return);
+    struct eh_tables t = {hdr, hdr, hdr + len, NULL};
+    struct unwind_rule r = memprof_eh_frame_rule(&t, hdr + code, is_return);
+    *from_file = r;
+    t.file = memprof_eh_file_open(file_of(copy, len), hdr, 0, &t);
+    if (t.file != NULL) {
+        *from_file = memprof_eh_frame_rule(&t, hdr + code, is_return);
+        memprof_eh_file_forget(t.file);
+    }
     free(copy);
     return r;
-}
-
-static struct unwind_rule rule_at(const struct image *im, uint32_t code, bool is_return)
-{
-    return rule_in(im, im->len, code, is_return);
 }
 
 static bool same_rule(struct unwind_rule a, struct unwind_rule b)
 {
     return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* The rule of well-formed tables: the same from the file. */
+static struct unwind_rule rule_at(const struct image *im, uint32_t code, bool is_return)
+{
+    struct unwind_rule from_file, r = rule_in(im, im->len, code, is_return, &from_file);
+    CHECK(same_rule(r, from_file));
+    return r;
 }
 
 #define CFA(offset, flags, ra, rbp) ((struct unwind_rule){offset, RULE_CFA, flags, ra, rbp})
@@ -291,9 +318,11 @@ static size_t cut;
 /* A rule from fewer bytes is the whole tables' rule, or a refusal. */
 static void check_cut(uint32_t code, bool is_return)
 {
-    struct unwind_rule whole = rule_at(&image, code, is_return);
-    struct unwind_rule part = rule_in(&image, cut, code, is_return);
-    CHECK(same_rule(part, whole) || part.kind == RULE_NONE || part.kind == RULE_LIBUNWIND);
+    struct unwind_rule whole = rule_at(&image, code, is_return), parts[2];
+    parts[0] = rule_in(&image, cut, code, is_return, &parts[1]);
+    for (int i = 0; i < 2; i++)
+        CHECK(same_rule(parts[i], whole) || parts[i].kind == RULE_NONE ||
+              parts[i].kind == RULE_LIBUNWIND);
 }
 
 static void test_truncated_tables_are_refused(void)
@@ -303,10 +332,11 @@ static void test_truncated_tables_are_refused(void)
         each_address(check_cut);
 }
 
+/* Either way; a table out of order may send the two searches to different entries. */
 static void check_any(uint32_t code, bool is_return)
 {
-    struct unwind_rule r = rule_at(&image, code, is_return);
-    CHECK(r.kind <= RULE_LIBUNWIND);
+    struct unwind_rule from_file, r = rule_in(&image, image.len, code, is_return, &from_file);
+    CHECK(r.kind <= RULE_LIBUNWIND && from_file.kind <= RULE_LIBUNWIND);
 }
 
 /* Bytes changed one at a time to values that mean something in these formats, then
@@ -353,14 +383,70 @@ static struct unwind_rule own_rule(uintptr_t pc, bool is_return)
     struct dl_find_object object;
     CHECK_EQ(_dl_find_object((void *)pc, &object), 0);
     CHECK(object.dlfo_eh_frame != NULL);
-    return memprof_eh_frame_rule((uintptr_t)object.dlfo_eh_frame, (uintptr_t)object.dlfo_map_start,
-                                 (uintptr_t)object.dlfo_map_end, pc, is_return);
+    struct eh_tables t = {(uintptr_t)object.dlfo_eh_frame, (uintptr_t)object.dlfo_map_start,
+                          (uintptr_t)object.dlfo_map_end, NULL};
+    return memprof_eh_frame_rule(&t, pc, is_return);
 }
 
 static void test_rules_of_a_compiled_function(void)
 {
     CHECK_RULE(own_rule((uintptr_t)framed, false), CFA(8, 0, -1, 0));
     CHECK_RULE(own_rule(framed(), true), CFA(16, RULE_CFA_FP | RULE_FP_CFA, -1, -2));
+}
+
+/* ---- libc's tables, in place and from its file ---------------------------------- */
+struct found_libc {
+    struct eh_tables tables;
+    const char *path;
+    uint64_t file_offset;
+    uintptr_t code_lo, code_hi;
+};
+
+static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct found_libc *l = arg;
+    if (strstr(info->dlpi_name, "/libc.so") == NULL)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t at = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            l->code_lo = at;
+            l->code_hi = at + ph->p_memsz;
+        }
+        if (ph->p_type == PT_GNU_EH_FRAME) {
+            const ElfW(Phdr) *seg = memprof_object_segment(info, at);
+            CHECK(seg != NULL);
+            uintptr_t lo = info->dlpi_addr + seg->p_vaddr;
+            l->tables = (struct eh_tables){at, lo, lo + seg->p_filesz, NULL};
+            l->file_offset = seg->p_offset;
+        }
+    }
+    l->path = info->dlpi_name;
+    return 1;
+}
+
+static void test_libcs_rules_from_its_file_are_its_rules_in_place(void)
+{
+    struct found_libc l = {0};
+    CHECK(dl_iterate_phdr(find_libc, &l) == 1 && l.tables.hdr != 0 && l.code_hi > l.code_lo);
+    int fd = open(l.path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    struct eh_tables from_file = l.tables;
+    from_file.file = memprof_eh_file_open(fd, l.tables.lo, l.file_offset, &l.tables);
+    CHECK(from_file.file != NULL);
+    uint64_t seed = 1, found = 0;
+    for (uintptr_t pc = l.code_lo; pc < l.code_hi; pc += 1 + next_random(&seed) % 193) {
+        for (int is_return = 0; is_return < 2; is_return++) {
+            struct unwind_rule a = memprof_eh_frame_rule(&l.tables, pc, is_return);
+            struct unwind_rule b = memprof_eh_frame_rule(&from_file, pc, is_return);
+            CHECK(memcmp(&a, &b, sizeof a) == 0);
+            found += a.kind == RULE_CFA;
+        }
+    }
+    CHECK(found > 10000);   /* most of libc's code is described */
+    memprof_eh_file_forget(from_file.file);
 }
 
 int main(void)
@@ -371,5 +457,6 @@ int main(void)
     RUN(test_truncated_tables_are_refused);
     RUN(test_corrupt_tables_are_read_within_bounds);
     RUN(test_rules_of_a_compiled_function);
+    RUN(test_libcs_rules_from_its_file_are_its_rules_in_place);
     return 0;
 }
