@@ -197,22 +197,25 @@ struct memprof_eh_file *memprof_eh_file_open(int fd, uintptr_t lo, uint64_t file
         close(fd);
         return NULL;
     }
-    *f = (struct memprof_eh_file){.state = VIEW_FILE, .fd = fd, .dev = st.st_dev,
+    /* VIEW_FILE only once whole: a forked child may find it half made */
+    *f = (struct memprof_eh_file){.state = VIEW_EMPTY, .fd = fd, .dev = st.st_dev,
                                   .ino = st.st_ino, .lo = lo, .file_offset = file_offset,
                                   .generation = ++generations};
     struct eh_tables through_file = {t->hdr, t->lo, t->hi, f};
-    if (!memprof_eh_frame_table(&through_file, &table, &count) || count == 0)
-        goto fail;
-    f->count = count;
-    f->index_len = (count + STEP - 1) / STEP;
-    f->index = memprof_map(sizeof(*f->index) * f->index_len);
-    if (f->index == NULL)
-        goto fail;
-    for (size_t i = 0; i < f->index_len; i++)
-        if (!memprof_eh_file_read(f, table + 8 * STEP * i, &f->index[i], sizeof *f->index))
-            goto fail;
-    return f;
-fail:
+    bool whole = memprof_eh_frame_table(&through_file, &table, &count) && count > 0;
+    if (whole) {
+        f->count = count;
+        f->index_len = (count + STEP - 1) / STEP;
+        f->index = memprof_map(sizeof(*f->index) * f->index_len);
+        whole = f->index != NULL;
+    }
+    for (size_t i = 0; whole && i < f->index_len; i++)
+        whole = memprof_eh_file_read(f, table + 8 * STEP * i, &f->index[i], sizeof *f->index);
+    if (whole) {
+        f->state = VIEW_FILE;
+        return f;
+    }
+    close(fd);
     memprof_eh_file_forget(f);
     return NULL;
 }
