@@ -800,7 +800,7 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
             )
         prof.meta[key] = value
     elif key == "python_frame":
-        address, frame = parse_frame_line(value, _unescape)
+        address, frame = parse_frame_line(value)
         prof.python_frames[address] = frame
     elif key == "build_id":
         obj, _, hexid = value.rpartition(" ")
@@ -811,7 +811,7 @@ def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None
         prof.meta[key] = value
 
 
-def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
+def parse_frame_line(value: str) -> tuple[int, PythonFrame]:
     """The address and frame of a `# python_frame:` line's value (name and file
     escaped, a tab between them); ValueError says what is wrong."""
     m = _FRAME_RE.fullmatch(value)
@@ -823,8 +823,8 @@ def parse_frame_line(value: str, unescape) -> tuple[int, PythonFrame]:
             f" {value[:60]!r}"
         )
     return address, PythonFrame(
-        unescape(m["name"], "python_frame"),
-        unescape(m["file"], "python_frame"),
+        _unescape(m["name"], "python_frame"),
+        _unescape(m["file"], "python_frame"),
         int(m["line"]),
         int(m["first_line"]),
     )

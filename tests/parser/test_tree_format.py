@@ -34,7 +34,6 @@ from mem_profiler.parser import context_tree
 from mem_profiler.parser.capture_files import heap_of
 from mem_profiler.parser.eventlog import ALLOC, read_log
 from mem_profiler.parser.heapfile import (
-    _unescape,
     parse_frame_line,
     parse_heap,
     read_heap,
@@ -391,7 +390,7 @@ def test_python_frame_lines_of_any_form_read_as_each_alone(tmp_path):
     path.write_bytes(tree_file(RATE, [*HEADER, *lines], MIXED))
     expected = {}
     for line in lines:
-        address, frame = parse_frame_line(line.split(":", 1)[1].strip(), _unescape)
+        address, frame = parse_frame_line(line.split(":", 1)[1].strip())
         expected[address] = frame
     assert read_heap(path).python_frames == expected
     assert expected[P(2)].name == "we\tird\\name" and expected[P(4)].file == "/app/app.py"
