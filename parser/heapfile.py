@@ -59,10 +59,15 @@ _READS = (
     " (mem_parser reads its own .heap files, jemalloc's heap_v2 and the 'heap profile:'"
     " files of gperftools, jemalloc 3 and Go)"
 )
-_FRAME_RE = re.compile(
-    r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10})"
-    r" (?P<first_line>\d{1,10}) (?P<name>[^\t]*)\t(?P<file>[^\t]*)"
-)
+
+
+def _frame_fields(text: str) -> str:
+    """The fields of a `# python_frame:` line, its name and file each matched by `text`."""
+    numbers = r"0x(?P<address>[0-9a-f]{1,16}) (?P<line>-1|\d{1,10}) (?P<first_line>\d{1,10})"
+    return numbers + f" (?P<name>{text})\t(?P<file>{text})"
+
+
+_FRAME_RE = re.compile(_frame_fields(r"[^\t]*"))
 # `# key: N` lines and the largest N each may hold.
 _NUMBERS = {
     "pid": 2**31 - 1,
@@ -103,9 +108,10 @@ _CHUNK = 1 << 20
 _TREE_PREFIX = b"memprof_tree/1\n"
 _TREE_OTHER = b"memprof_tree/"  # of another version
 _FRAME_LINE = b"# python_frame:"
-# a `# python_frame:` line exactly as our sampler writes it, for the bulk reader
+# a `# python_frame:` line exactly as our sampler writes it, for the bulk reader: nothing
+# escaped, nothing around the fields
 _CANONICAL_FRAME_RE = re.compile(
-    rb"# python_frame: 0x([0-9a-f]{1,16}) (-1|\d{1,10}) (\d{1,10}) ([^\t\n\\]*)\t([^\t\n\\]*)\n"
+    ("# python_frame: " + _frame_fields(r"[^\t\n\\]*") + "\n").encode()
 )
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
