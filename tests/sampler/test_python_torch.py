@@ -160,6 +160,27 @@ def test_decomposition_of_a_training_step(tmp_path):
         assert tensors * 0.99 <= rows[category] <= tensors + records, (category, rows)
 
 
+def test_libtorchs_unwind_tables_stay_out_of_the_programs_memory(tmp_path):
+    """The rules of a PyTorch program's stack walks come from libtorch_cpu's .eh_frame
+    and .eh_frame_hdr (20 MB), which the program itself never reads. Read in place, the
+    kernel's fault-around maps 64 KiB around each page touched, and more than half of
+    them stayed resident (all of them over a longer run); read from the file
+    (sampler/object_file.c), the sampler's first read of the header and libunwind's
+    fallback walks leave a few pages. The truth is the kernel's: /proc/self/pagemap, read
+    by the program (tests/fixtures/torch_unwind_tables.py)."""
+    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
+        pytest.skip(f"torch is not installed in {sys.executable}")
+    out = tmp_path / "tables.json"
+    proc, files = profile_run(
+        [sys.executable, FIXTURES / "torch_unwind_tables.py", out], tmp_path / "u_", 1024,
+        timeout=300,
+    )  # fmt: skip
+    one_heap(proc, files)
+    tables = json.loads(out.read_text())
+    assert tables["bytes"] > 10 << 20, tables
+    assert tables["resident"] < tables["bytes"] / 10, tables
+
+
 def test_step_compare_finds_the_step_that_leaked(tmp_path):
     """--compare-steps 3 2 of a training loop whose third step alone keeps a 1 MiB
     tensor (tests/fixtures/torch_steps.py): that stack, `leak`, is the difference, the
