@@ -10,8 +10,9 @@
  * cache: a view holds the file's descriptor and every 64th entry of .eh_frame_hdr's
  * table, so that a lookup reads one block of the table, then its FDE and CIE.
  *
- * A view is made for tables of at least VIEW_MIN_ENTRIES entries, of a file whose
- * build-id is the loaded object's, and its descriptor kept among the highest the
+ * A view is made for tables of at least VIEW_MIN_ENTRIES entries (smaller ones would
+ * keep little resident, and each rule read from a file costs a system call or two), of
+ * a file whose build-id is the loaded object's, and its descriptor kept among the highest the
  * process may open (at most MAX_VIEWS of them): a program that counts on getting the
  * lowest free descriptor is not disturbed.  Before each use the descriptor is checked
  * (fstat) to be still the file: a program that closed it, maybe opening another file
@@ -30,7 +31,7 @@
 
 #define NT_GNU_BUILD_ID 3
 #define BUILD_ID_MAX 64
-#define VIEW_MIN_ENTRIES 8192   /* a table of 64 KiB, what one fault maps */
+#define VIEW_MIN_ENTRIES 32768  /* a table of 256 KiB: megabytes of .eh_frame */
 #define MAX_VIEWS 8
 #define STEP 64                 /* entries per step of a view's index */
 #define BUFFER_BYTES (STEP * 8) /* one step of the table in one read */
