@@ -23,6 +23,7 @@
 #include "live_bytes.h"
 #include "memprof.h"
 #include "notes.h"
+#include "object_file.h"
 #include "options.h"
 #include "python_frames.h"
 #include "sample.h"
@@ -285,35 +286,14 @@ struct build_id_ctx {
     const char *exe;
 };
 
-static const unsigned char *find_build_id(struct dl_phdr_info *info, size_t *len)
-{
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE)
-            continue;
-        const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
-        const unsigned char *end = p + ph->p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
-            const unsigned char *name = p + sizeof(*nh);
-            const unsigned char *desc = name + ((nh->n_namesz + 3) & ~3u);
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-                *len = nh->n_descsz;
-                return desc;
-            }
-            p = desc + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
-    return NULL;
-}
-
 static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct build_id_ctx *ctx = arg;
     const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : ctx->exe;
     size_t len;
-    const unsigned char *id = find_build_id(info, &len);
+    const ElfW(Phdr) *note;
+    const unsigned char *id = memprof_object_build_id(info, &len, &note);
     if (id == NULL || path[0] != '/')
         return 0;   /* the vDSO and objects without a build id */
     static const char hex[] = "0123456789abcdef";

@@ -29,7 +29,6 @@
 #include "object_file.h"
 #include "sysutil.h"
 
-#define NT_GNU_BUILD_ID 3
 #define BUILD_ID_MAX 64
 #define VIEW_MIN_ENTRIES 32768  /* a table of 256 KiB: megabytes of .eh_frame */
 #define MAX_VIEWS 8
@@ -106,6 +105,12 @@ const uint8_t *memprof_object_note(const struct dl_phdr_info *info, uint32_t typ
         }
     }
     return NULL;
+}
+
+const uint8_t *memprof_object_build_id(const struct dl_phdr_info *info, size_t *len,
+                                       const ElfW(Phdr) **note)
+{
+    return memprof_object_note(info, NT_GNU_BUILD_ID, "GNU", 4, len, note);
 }
 
 /* ---- reading the file --------------------------------------------------------- */
@@ -274,7 +279,7 @@ static void make_view(const struct dl_phdr_info *info, unsigned long long subs,
         return;
     size_t len;
     const ElfW(Phdr) *note;
-    const uint8_t *id = memprof_object_note(info, NT_GNU_BUILD_ID, "GNU", 4, &len, &note);
+    const uint8_t *id = memprof_object_build_id(info, &len, &note);
     struct memprof_eh_file *f = NULL;
     if (id != NULL && len > 0 && len <= BUILD_ID_MAX) {
         char exe[MEMPROF_PROC_PATH];
@@ -304,7 +309,7 @@ static bool same_object(struct memprof_eh_file *f, const struct dl_phdr_info *in
         return true;
     size_t len;
     const ElfW(Phdr) *note;
-    const uint8_t *id = memprof_object_note(info, NT_GNU_BUILD_ID, "GNU", 4, &len, &note);
+    const uint8_t *id = memprof_object_build_id(info, &len, &note);
     if (f->state != VIEW_FILE || id == NULL || len != f->build_id_len ||
         memcmp(id, f->build_id, len) != 0)
         return false;

@@ -20,6 +20,10 @@ const uint8_t *memprof_object_note(const struct dl_phdr_info *info, uint32_t typ
                                    const char *owner, uint32_t namesz, size_t *len,
                                    const ElfW(Phdr) **note) HIDDEN;
 
+/* Its GNU build-id (memprof_object_note's), or NULL. */
+const uint8_t *memprof_object_build_id(const struct dl_phdr_info *info, size_t *len,
+                                       const ElfW(Phdr) **note) HIDDEN;
+
 /* The view, read from the object's file, of the tables at hdr in the segment `seg` of
  * the object `info` describes, whose loader's count of unloaded objects is `subs`:
  * made at the first call for tables large enough to be worth it, of a file that is
