@@ -513,8 +513,8 @@ static bool is_pc_register(unsigned reg)
 
 /* Evaluates [expr, end) with the pc known; a register rule's expression starts
  * with the CFA on the stack (push_cfa). */
-static bool evaluate(uintptr_t expr, uintptr_t end, const struct eh_tables *t, uintptr_t pc, bool push_cfa,
-                     struct sym *out)
+static bool evaluate(uintptr_t expr, uintptr_t end, const struct eh_tables *t, uintptr_t pc,
+                     bool push_cfa, struct sym *out)
 {
     struct sym st[MAX_EVAL_STACK];
     int n = 0;
@@ -662,7 +662,8 @@ struct unwind_rule memprof_eh_frame_rule(const struct eh_tables *t, uintptr_t pc
     uintptr_t id_at;
     uint64_t cie_pointer = entry_header(&r, &id_at);
     struct cie cie;
-    if (r.bad || cie_pointer == 0 || cie_pointer > id_at || !parse_cie(id_at - cie_pointer, t, &cie))
+    if (r.bad || cie_pointer == 0 || cie_pointer > id_at ||
+        !parse_cie(id_at - cie_pointer, t, &cie))
         return complex;
     if ((cie.fde_enc & DW_EH_PE_indirect) || cie.signal_frame)
         return complex;

@@ -12,12 +12,12 @@
  *
  * A view is made for tables of at least VIEW_MIN_ENTRIES entries (smaller ones would
  * keep little resident, and each rule read from a file costs a system call or two), of
- * a file whose build-id is the loaded object's, and its descriptor kept among the highest the
- * process may open (at most MAX_VIEWS of them): a program that counts on getting the
- * lowest free descriptor is not disturbed.  Before each use the descriptor is checked
- * (fstat) to be still the file: a program that closed it, maybe opening another file
- * under its number, leaves the tables read in place from then on, and the number is
- * never closed by us. */
+ * a file whose build-id is the loaded object's, and its descriptor kept among the
+ * highest the process may open (at most MAX_VIEWS of them): a program that counts on
+ * getting the lowest free descriptor is not disturbed.  Before each use the
+ * descriptor is checked (fstat) to be still the file: a program that closed it, maybe
+ * opening another file under its number, leaves the tables read in place from then on,
+ * and the number is never closed by us. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -51,7 +51,6 @@ struct memprof_eh_file {
     uint32_t generation;         /* its buffers' tag */
     uint64_t count;              /* the table's entries */
     int32_t *index;              /* entry STEP * i's code address, relative to hdr */
-    size_t index_len;
     uint8_t build_id[BUILD_ID_MAX];
     size_t build_id_len;
 };
@@ -155,6 +154,11 @@ bool memprof_eh_file_read(struct memprof_eh_file *f, uintptr_t addr, void *out, 
     return true;
 }
 
+static size_t index_len(const struct memprof_eh_file *f)
+{
+    return (f->count + STEP - 1) / STEP;
+}
+
 void memprof_eh_file_narrow(struct memprof_eh_file *f, uintptr_t table, int64_t target,
                             uint64_t *below, uint64_t *above)
 {
@@ -163,7 +167,7 @@ void memprof_eh_file_narrow(struct memprof_eh_file *f, uintptr_t table, int64_t 
         *above = 1;
         return;
     }
-    size_t lo = 0, hi = f->index_len;   /* the last step starting at or below target */
+    size_t lo = 0, hi = index_len(f);   /* the last step starting at or below target */
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
         if (f->index[mid] <= target)
@@ -211,11 +215,10 @@ struct memprof_eh_file *memprof_eh_file_open(int fd, uintptr_t lo, uint64_t file
     bool whole = memprof_eh_frame_table(&through_file, &table, &count) && count > 0;
     if (whole) {
         f->count = count;
-        f->index_len = (count + STEP - 1) / STEP;
-        f->index = memprof_map(sizeof(*f->index) * f->index_len);
+        f->index = memprof_map(sizeof(*f->index) * index_len(f));
         whole = f->index != NULL;
     }
-    for (size_t i = 0; whole && i < f->index_len; i++)
+    for (size_t i = 0; whole && i < index_len(f); i++)
         whole = memprof_eh_file_read(f, table + 8 * STEP * i, &f->index[i], sizeof *f->index);
     if (whole) {
         f->state = VIEW_FILE;
@@ -226,13 +229,19 @@ struct memprof_eh_file *memprof_eh_file_open(int fd, uintptr_t lo, uint64_t file
     return NULL;
 }
 
+/* The view's index given back, and its slot left `state`, for the same object. */
+static void drop(struct memprof_eh_file *f, enum view_state state)
+{
+    if (f->index != NULL)
+        memprof_unmap(f->index, sizeof(*f->index) * index_len(f));
+    *f = (struct memprof_eh_file){.state = state, .base = f->base, .subs = f->subs};
+}
+
 void memprof_eh_file_forget(struct memprof_eh_file *f)
 {
     if (f->state == VIEW_FILE && still_the_file(f))
         close(f->fd);
-    if (f->index != NULL)
-        memprof_unmap(f->index, sizeof(*f->index) * f->index_len);
-    *f = (struct memprof_eh_file){.state = VIEW_EMPTY};
+    drop(f, VIEW_EMPTY);
 }
 
 /* The object's file opened read-only at one of the highest descriptors, or -1. */
@@ -266,17 +275,18 @@ static bool same_build(int fd, const struct dl_phdr_info *info, const uint8_t *i
 }
 
 /* A view of the object's tables, or a slot that says to read them in place (a file
- * that cannot be opened, or is not the object's), so as not to try at each lookup.
- * Nothing is kept for tables too small to be worth a view. */
-static void make_view(const struct dl_phdr_info *info, unsigned long long subs,
-                      const ElfW(Phdr) *seg, uintptr_t hdr)
+ * that cannot be opened, or is not the object's), so as not to try at each lookup;
+ * NULL, and nothing kept, for tables too small to be worth a view. */
+static struct memprof_eh_file *make_view(const struct dl_phdr_info *info,
+                                         unsigned long long subs, const ElfW(Phdr) *seg,
+                                         uintptr_t hdr)
 {
     struct memprof_eh_file *slot = free_view();
     uintptr_t lo = info->dlpi_addr + seg->p_vaddr, table;
     struct eh_tables t = {hdr, lo, lo + seg->p_filesz, NULL};
     uint64_t count;
     if (slot == NULL || !memprof_eh_frame_table(&t, &table, &count) || count < VIEW_MIN_ENTRIES)
-        return;
+        return NULL;
     size_t len;
     const ElfW(Phdr) *note;
     const uint8_t *id = memprof_object_build_id(info, &len, &note);
@@ -298,6 +308,7 @@ static void make_view(const struct dl_phdr_info *info, unsigned long long subs,
     }
     f->base = info->dlpi_addr;
     f->subs = subs;
+    return f;
 }
 
 /* Whether the view's object is still the one loaded at its address: nothing was
@@ -329,15 +340,9 @@ struct memprof_eh_file *memprof_eh_file_of(const struct dl_phdr_info *info,
         memprof_eh_file_forget(f);
         f = NULL;
     }
-    if (f == NULL) {
-        make_view(info, subs, seg, hdr);
-        for (int i = 0; i < MAX_VIEWS && f == NULL; i++)
-            if (views[i].state != VIEW_EMPTY && views[i].base == info->dlpi_addr)
-                f = &views[i];
-    } else if (f->state == VIEW_FILE && !still_the_file(f)) {
-        /* its number is not ours now: read in place from here on */
-        memprof_unmap(f->index, sizeof(*f->index) * f->index_len);
-        *f = (struct memprof_eh_file){.state = VIEW_IN_PLACE, .base = f->base, .subs = f->subs};
-    }
+    if (f == NULL)
+        f = make_view(info, subs, seg, hdr);
+    else if (f->state == VIEW_FILE && !still_the_file(f))
+        drop(f, VIEW_IN_PLACE);   /* its number is not ours now: read in place from here on */
     return f != NULL && f->state == VIEW_FILE ? f : NULL;
 }
