@@ -18,7 +18,6 @@ from support.profiling import one_heap, profile_run
 
 from mem_profiler.parser.heapfile import read_heap_header
 
-SCRIPT = FIXTURES / "torch_train.py"
 LIMIT = 0.10  # the issue's bound per function at -c 1024; the tensors' blocks, over
 # 256 KiB each, are always sampled, and the rest (tensor objects, autograd's records) is
 # what the script cannot count
@@ -36,19 +35,30 @@ def loop_callees(collapsed: str) -> Counter:
     return callees
 
 
-@pytest.fixture(scope="module")
-def training(tmp_path_factory):
+def require_torch() -> None:
     if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
         pytest.skip(
             f"torch is not installed in {sys.executable} (`make test` installs "
             "torch==2.13.0 where it can)"
         )
+
+
+def run_torch_fixture(
+    script: str, folder: Path, *args: str | Path, options: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess, list[Path]]:
+    """tests/fixtures/`script` with `args` under `mem_profiler run -c 1024` and `options`,
+    its files in `folder`; skipped where torch is not installed."""
+    require_torch()
+    argv = [sys.executable, FIXTURES / script, *args]
+    return profile_run(argv, folder / "p_", 1024, *options, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
     folder = tmp_path_factory.mktemp("torch")
     # Importing torch makes ~370,000 distinct stacks (Python frames with their lines):
     # the default table (524,288) holds them, as a user running it gets.
-    proc, files = profile_run(
-        [sys.executable, SCRIPT, folder / "truth.json"], folder / "t_", 1024, timeout=300
-    )
+    proc, files = run_torch_fixture("torch_train.py", folder, folder / "truth.json")
     heap = one_heap(proc, files)
     header = read_heap_header(heap)  # the `#` lines, before the first of ~370,000 stacks
     assert header.dropped_samples == 0, header.drops
@@ -132,13 +142,8 @@ def test_decomposition_of_a_training_step(tmp_path):
     are weights, their gradients' gradients and Adam's two tensors per parameter
     optimizer state, each as PyTorch counts them within the sampling math (blocks of
     1 KiB to 2 MiB at -c 1024)."""
-    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
-        pytest.skip(f"torch is not installed in {sys.executable}")
     truth_file = tmp_path / "truth.json"
-    proc, files = profile_run(
-        [sys.executable, FIXTURES / "torch_decompose.py", truth_file], tmp_path / "d_", 1024,
-        timeout=300,
-    )  # fmt: skip
+    proc, files = run_torch_fixture("torch_decompose.py", tmp_path, truth_file)
     assert proc.returncode == 0, proc.stderr
     truth = json.loads(truth_file.read_text())
     assert truth["grads_live"] and truth["profile"] in map(str, files), (truth, files)
@@ -168,14 +173,8 @@ def test_libtorchs_unwind_tables_stay_out_of_the_programs_memory(tmp_path):
     (sampler/object_file.c), the sampler's first read of the header and libunwind's
     fallback walks leave a few pages. The truth is the kernel's: /proc/self/pagemap, read
     by the program (tests/fixtures/torch_unwind_tables.py)."""
-    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
-        pytest.skip(f"torch is not installed in {sys.executable}")
     out = tmp_path / "tables.json"
-    proc, files = profile_run(
-        [sys.executable, FIXTURES / "torch_unwind_tables.py", out], tmp_path / "u_", 1024,
-        timeout=300,
-    )  # fmt: skip
-    one_heap(proc, files)
+    one_heap(*run_torch_fixture("torch_unwind_tables.py", tmp_path, out))
     tables = json.loads(out.read_text())
     assert tables["bytes"] > 10 << 20, tables
     assert tables["resident"] < tables["bytes"] / 10, tables
@@ -187,12 +186,7 @@ def test_step_compare_finds_the_step_that_leaked(tmp_path):
     tensor's bytes to the byte (a 1 MiB block is sampled all but surely at -c 1024);
     what else the two steps kept (their gradients, the loss) cancels within what
     sampling leaves of a few small objects."""
-    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
-        pytest.skip(f"torch is not installed in {sys.executable}")
-    proc, files = profile_run(
-        [sys.executable, FIXTURES / "torch_steps.py"], tmp_path / "s_", 1024, "--mode", "log",
-        timeout=300,
-    )  # fmt: skip
+    proc, files = run_torch_fixture("torch_steps.py", tmp_path, options=("--mode", "log"))
     heap = one_heap(proc, files)
     out = subprocess.run(
         [MEM_PARSER, "-f", heap, "--compare-steps", "3", "2", "--collapsed"],
@@ -214,8 +208,7 @@ def test_the_gate_judges_a_categorys_peak():
     step, its two temporaries the size of the largest parameter (its update's
     `exp_avg_sq.sqrt() / bias_correction`); it exceeds 1 MiB, the state's stacks shown
     first; a 64 MiB budget holds."""
-    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode:
-        pytest.skip(f"torch is not installed in {sys.executable}")
+    require_torch()
 
     def gate(limit: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
