@@ -25,28 +25,30 @@ void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), 
  * samples in one region (which the table's stripes, picked by region, would crowd
  * into a few).  A cell covers 32 bytes of address modulo 16 MiB, not a hash of
  * the pointer: blocks allocated together, and freed together, share a cache line
- * of cells.  Each 16 MiB region starts at a line of cells of its own (from the
- * region's hash): glibc gives each thread's arena heaps aligned to 64 MiB, so
- * without it two threads' blocks at the same offsets in their heaps would update
- * the same lines from two cores.  The tag tells apart the two 16-byte halves and
- * the 16 MiB regions. */
+ * of cells.  glibc gives each thread's arena heaps aligned to 64 MiB, so two
+ * threads' blocks at the same offsets in their heaps would update the same lines
+ * from two cores: each 64 MiB heap's cells start at a line of their own, a
+ * Fibonacci hash of the heap's number, which sets the lines of neighbouring heaps
+ * far apart.  The tag tells apart the two 16-byte halves, the four 16 MiB quarters
+ * of a heap, and heaps. */
 #define LIVE_FILTER_BITS 19
 extern _Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] HIDDEN;
 
-static inline uint64_t memprof_live_region_hash(uintptr_t p)
+static inline uint64_t memprof_live_heap_hash(uintptr_t p)
 {
-    return (uint64_t)(p >> 24) * 0x9e3779b97f4a7c15ull;
+    return (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
 }
 
 static inline _Atomic uint16_t *memprof_live_cell(uintptr_t p)
 {
-    uint64_t line = memprof_live_region_hash(p) >> 32 << 5;
+    uint64_t line = memprof_live_heap_hash(p) >> (64 - LIVE_FILTER_BITS + 5) << 5;
     return &memprof_live_filter[((p >> 5) + line) & ((1u << LIVE_FILTER_BITS) - 1)];
 }
 
 static inline uint8_t memprof_live_tag(uintptr_t p)
 {
-    return (uint8_t)((p >> 4 & 1) | memprof_live_region_hash(p) >> 57 << 1);
+    return (uint8_t)((p >> 4 & 1) | (p >> 24 & 3) << 1 |
+                     (memprof_live_heap_hash(p) >> 32 & 0x1f) << 3);
 }
 
 /* Whether p may be a live sample: a cell word is count | tags << 8. */

@@ -230,6 +230,26 @@ static void test_threads_share_stripes_and_cells(void)
     CHECK(filter_is_empty());
 }
 
+/* glibc's thread arenas are heaps aligned to 64 MiB, often next to each other: the
+ * cells of the first 2 MiB of one heap share no line with those of a heap up to four
+ * heaps away, so threads sampling at the same offsets in their own heaps do not
+ * update one line from two cores. */
+static void test_neighbouring_heaps_keep_apart_lines(void)
+{
+    const uint32_t cells = 1u << LIVE_FILTER_BITS, span = (2u << 20) >> 5;
+    const uintptr_t heap_bytes = 64ull << 20;
+    uint64_t rng = 5;
+    for (int round = 0; round < 1000; round++) {
+        uintptr_t heap = (uintptr_t)0x7f0000000000ull + (next_random(&rng) % 0x10000) * heap_bytes;
+        for (uintptr_t k = 1; k <= 4; k++) {
+            uint32_t a = (uint32_t)(memprof_live_cell(heap) - memprof_live_filter);
+            uint32_t b = (uint32_t)(memprof_live_cell(heap + k * heap_bytes) - memprof_live_filter);
+            uint32_t apart = (b - a) & (cells - 1);
+            CHECK(apart >= span && cells - apart >= span);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_many_samples_in_and_out);
@@ -237,5 +257,6 @@ int main(void)
     RUN(test_the_filter_has_no_false_negative);
     RUN(test_an_address_sampled_again_is_replaced);
     RUN(test_threads_share_stripes_and_cells);
+    RUN(test_neighbouring_heaps_keep_apart_lines);
     return 0;
 }
