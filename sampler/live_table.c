@@ -61,8 +61,7 @@ static inline uint32_t home_of(uintptr_t p, uint64_t h, uint32_t mask)
 
 static inline struct stripe *stripe_of(uintptr_t p, uint64_t h)
 {
-    uint64_t region = (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
-    return &stripes[(region >> 60) << 4 | h >> 60];
+    return &stripes[(memprof_live_heap_hash(p) >> 60) << 4 | h >> 60];
 }
 
 /* A cell's change by one sample of p's; a saturated count stays set (and its
