@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mem_profiler.parser.context_tree import stack_runs
-from mem_profiler.parser.nputil import name_ranks, sorted_unique
+from mem_profiler.parser.nputil import name_ranks
 from mem_profiler.parser.sampling import index_unit
 from mem_profiler.parser.symbolize import SymbolizedProfile
-
-_RUN_FRAMES = 1 << 19  # frames whose (stack, node) pairs are counted at once
+from mem_profiler.parser.tree_sums import stacks_flat_cum
 
 
 @dataclass
@@ -53,18 +51,10 @@ def aggregate(
     SymbolizedProfile.node_names)."""
     values = sym.value(index)
     names, node_of = sym.node_names(lines, full_names)
-    n = len(names)
-    lengths = np.diff(sym.offsets)
-    nonempty = lengths > 0
-    leaves = node_of[sym.frames[sym.offsets[:-1][nonempty]]]
-    flat = np.bincount(leaves, weights=values[nonempty], minlength=n)
-    cum = np.zeros(n)
-    for a, b in stack_runs(lengths, _RUN_FRAMES):
-        # (stack, node) pairs of the run, each once: a node counts once per stack
-        pairs = np.repeat(np.arange(b - a, dtype=np.int64) * n, lengths[a:b])
-        pairs += node_of[sym.frames[sym.offsets[a] : sym.offsets[b]]]
-        stack, node = np.divmod(sorted_unique(pairs, overwrite=True), max(n, 1))
-        cum += np.bincount(node, weights=values[a:b][stack], minlength=n)
+    if sym.tree is not None and not lines:
+        flat, cum = sym.tree.flat_cum(node_of, values, len(names))
+    else:
+        flat, cum = stacks_flat_cum(sym.frames, sym.offsets, node_of, values, len(names))
 
     order = np.lexsort((name_ranks(names), -np.abs(cum), -np.abs(flat)))
     order = order[(cum[order] != 0) | (flat[order] != 0)]

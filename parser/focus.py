@@ -64,7 +64,11 @@ def keep_stacks(sym: SymbolizedProfile, keep: np.ndarray) -> SymbolizedProfile:
     np.cumsum(lengths[keep], out=offsets[1:])
     assert sym.values is not None  # SymbolizedProfile.__post_init__ fills it in
     return dataclasses.replace(
-        sym, frames=sym.frames[np.repeat(keep, lengths)], offsets=offsets, values=sym.values[keep]
+        sym,
+        frames=sym.frames[np.repeat(keep, lengths)],
+        offsets=offsets,
+        values=sym.values[keep],
+        tree=None,  # the tree holds every stack
     )
 
 

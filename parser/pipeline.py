@@ -67,6 +67,8 @@ RAW_FORMATS = ("jeprof",)
 # Formats that show functions' names (or lines) alone, no address: stacks that name the
 # same may be merged before they are expanded.
 NAME_FORMATS = ("text", "svg", "collapsed", "json", "flame")
+# Formats of a table by name alone, which sums merged stacks without expanding them.
+TABLE_FORMATS = ("text", "json")
 GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
 
 Note = TypeVar("Note", bound=Failure | Foreign)
@@ -191,8 +193,11 @@ def _kept(sym: SymbolizedProfile, request: Request) -> np.ndarray | None:
     )
 
 
-def _symbolized(request: Request, profile: HeapProfile, merge: bool) -> SymbolizedProfile:
-    """profile symbolized (merged where `merge`: see symbolize), the base subtracted."""
+def _symbolized(
+    request: Request, profile: HeapProfile, merge: bool, expand: bool = True
+) -> SymbolizedProfile:
+    """profile symbolized (merged where `merge`, and not expanded unless `expand`: see
+    symbolize), the base subtracted."""
     binary = _program(request, profile)
 
     def named(p: HeapProfile) -> SymbolizedProfile:
@@ -203,6 +208,7 @@ def _symbolized(request: Request, profile: HeapProfile, merge: bool) -> Symboliz
             allow_mismatch=request.allow_mismatch,
             native=request.native,
             merge=merge,
+            expand=expand or request.base is not None or request.base_profile is not None,
             sysroot=request.sysroot,
         )
 
@@ -249,7 +255,9 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     if len(raw) < len(request.outputs) or request.focus or request.ignore:
         # the raw outputs take the stacks --focus keeps by their index in `profile`
         merge = not raw and all(fmt in NAME_FORMATS for fmt, _ in request.outputs)
-        whole = _symbolized(request, profile, merge)
+        tables = all(fmt in TABLE_FORMATS for fmt, _ in request.outputs)
+        expand = not tables or request.focus or request.ignore or request.categories
+        whole = _symbolized(request, profile, merge, bool(expand))
         keep = _kept(whole, request)
         sym = whole if keep is None else keep_stacks(whole, keep)
         for warning in sym.warnings:

@@ -32,6 +32,7 @@ from mem_profiler.parser.python_frames import (
     is_python_frame,
 )
 from mem_profiler.parser.sampling import index_column, stack_values
+from mem_profiler.parser.tree_sums import TreeStacks, location_frames
 
 # The deepest tree merged by function (merged_stacks takes a step per level); the
 # sampler's stacks are at most 128 native frames and their Python frames.
@@ -97,6 +98,8 @@ class SymbolizedProfile:
     # per function: a Python function's file, which with its name makes the function (the
     # line does not); None for a native function. Empty: every function is native.
     python_files: list[str | None] = field(default_factory=list)
+    # a merged profile's stacks as a tree (symbolize with merge), which frames expands
+    tree: TreeStacks | None = None
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -286,6 +289,7 @@ def symbolize(
     allow_mismatch: bool = False,
     native: bool = False,
     merge: bool = False,
+    expand: bool = True,
     sysroot: str | None = None,
 ) -> SymbolizedProfile:
     """Name every frame of `profile`, using `binary` for the program that ran (None for a
@@ -302,7 +306,9 @@ def symbolize(
 
     `merge` (without `lines`): the stacks of a tree-format profile that name the same
     functions become one (merged_stacks), and the symbolized profile's profile is the
-    merged one: for the reports of names, which then expand far fewer stacks.
+    merged one: for the reports of names, which then expand far fewer stacks. Its
+    `tree` keeps them as a tree; without `expand` they stay only there (frames is empty),
+    for a report that only aggregates them.
     """
     exe = ElfImage(os.fspath(binary)) if binary is not None else None
     warnings: list[str] = []
@@ -319,13 +325,13 @@ def symbolize(
     merged = False
     if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
         merged = True
-        profile, locations, frames, offsets = _merged(profile, stacks, resolver, native)
+        profile, locations, merged_stacks, node_address, fold = _merged(
+            profile, stacks, resolver, native
+        )
     else:
         locations, frames = _address_frames(profile, resolver)
         offsets = profile.offsets
     loc_addrs, func_of, where, is_inlined, first = locations
-    if first is not None and len(frames):
-        frames, offsets = _location_frames(first, len(loc_addrs), frames, offsets)
     functions = resolver.table
     func_alloc = np.array(
         [
@@ -335,7 +341,20 @@ def symbolize(
         bool,
     )
     alloc = allocator_frames(profile, loc_addrs, func_alloc[func_of])
-    frames, offsets = cut_allocator_frames(frames, alloc[frames], offsets)
+    tree = None
+    if merged:
+        tree = TreeStacks(merged_stacks, node_address, first, alloc, fold)
+        if expand:
+            frames, offsets = tree.expand()
+        else:  # the stacks stay in the tree: only aggregate reads them
+            frames, offsets = (
+                np.zeros(0, np.int64),
+                np.zeros(len(merged_stacks.native) + 1, np.int64),
+            )
+    else:
+        if first is not None and len(frames):
+            frames, offsets = location_frames(first, len(loc_addrs), frames, offsets)
+        frames, offsets = cut_allocator_frames(frames, alloc[frames], offsets)
     sym = SymbolizedProfile(
         profile,
         loc_addrs,
@@ -348,9 +367,10 @@ def symbolize(
         system_names=functions.system_names,
         inlined=is_inlined,
         python_files=functions.python_files,
+        tree=tree,
     )
-    # merged stacks are folded as they are expanded (_merged)
-    return sym if native or merged else fold_interpreter_frames(sym)
+    # merged stacks are folded as they are expanded (TreeStacks)
+    return sym if native or tree is not None else fold_interpreter_frames(sym)
 
 
 def _address_frames(profile: HeapProfile, resolver: _Resolver):
@@ -359,25 +379,6 @@ def _address_frames(profile: HeapProfile, resolver: _Resolver):
     addrs = _call_sites(profile.addrs, profile.offsets)
     uniq = sorted_unique(addrs)
     return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(addrs, uniq)
-
-
-def _location_frames(
-    first: np.ndarray, locations: int, frames: np.ndarray, offsets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The stacks of address frames (`frames`, `offsets`) as stacks of locations, each
-    address's frame its run of locations (from first[address]: _with_inlined)."""
-    after = np.r_[first[1:], locations].astype(np.int32)  # where each address's run ends
-    first = first.astype(np.int32)
-    lengths = (after - first)[frames]
-    total = int(lengths.sum(dtype=np.int64))
-    ends = np.cumsum(lengths, dtype=np.int32 if total < 2**31 else np.int64)
-    del lengths
-    # consecutive location ids within a frame's run, a jump to the next run's first:
-    # one cumulative sum rather than two repeats of the 10^6 frames
-    steps = np.ones(total, np.int32)
-    steps[ends[:-1]] = first[frames[1:]] - after[frames[:-1]] + 1
-    steps[0] = first[frames[0]]
-    return np.cumsum(steps, out=steps), np.r_[0, ends][offsets]
 
 
 def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -392,10 +393,10 @@ def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool):
-    """The profile of its tree's `stacks` merged by function (merged_stacks; the
-    interpreter's frames folded unless `native`), the locations of the tree's addresses
-    (as _with_inlined gives them), and the merged stacks as indices among those
-    addresses, with their offsets."""
+    """The profile of its tree's `stacks` merged by function (merged_stacks), the
+    locations of the tree's addresses (as _with_inlined gives them), the merged stacks,
+    the address each of their nodes stands for (an index among those addresses), and
+    whether the interpreter's frames are to be folded (not when `native`)."""
     raw = stacks.tree.address
     python = is_python_frame(raw)
     caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
@@ -419,10 +420,9 @@ def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native
         # the evaluation loop's frames stay: they place the Python frames
         interpreter[caller_value] & ~in_eval & ~python & (not native),
     )
-    merged, merged_stacks, values = merge_stacks(profile, keys)
-    # folded as they are expanded, as fold_interpreter_frames would fold them
+    merged, merged_stacks, node_address = merge_stacks(profile, keys)
     fold = not native and interpreter_path(profile) is not None
-    return (merged, locations, *merged_stacks.expand(values, fold))
+    return merged, locations, merged_stacks, node_address, fold
 
 
 def _function_keys(locations) -> np.ndarray:

@@ -40,6 +40,8 @@ from mem_profiler.parser.heapfile import (
     read_heap_header,
 )
 from mem_profiler.parser.log_analysis import open_window_log
+from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.tree_sums import stacks_flat_cum
 
 RATE = 4096
 P = python_frame
@@ -121,6 +123,19 @@ def test_reports_of_a_tree_are_those_of_its_heap_v2_text(tmp_path):
         assert ours.stdout.count("\n") > 2
 
 
+def sites_header(exe: Mapped, evaluation: tuple[int, int]) -> list[str]:
+    """The header of a profile of the sites fixture run from Python frames."""
+    return [
+        *HEADER[:3],
+        f"# exe: {exe.path}",
+        f"# python: 3.11.2 0x{evaluation[0]:x} 0x{evaluation[1]:x}",
+        f"# python_frame: 0x{P(1):x} 12 10 Store.add\t/app/store.py",
+        f"# python_frame: 0x{P(2):x} 4 1 <module>\t/app/app.py",
+        f"# python_frame: 0x{P(3):x} 3 1 <module>\t/app/app.py",
+        exe.build_id(),
+    ]
+
+
 def test_reports_name_the_functions_of_a_tree(tmp_path, build_fixture):
     """With a program's symbols: sites' functions, called from Python frames."""
     binary = build_fixture("sites")
@@ -137,15 +152,7 @@ def test_reports_name_the_functions_of_a_tree(tmp_path, build_fixture):
         TreeStack([exe.frame("site_pages"), *run], (12, 12 * 4096, 12, 12 * 4096), python=[[P(2)]]),
         TreeStack([exe.frame("site_transient"), exe.frame("main")], (0, 0, 8, 8 << 20)),
     ]
-    head = [
-        *HEADER[:3],
-        f"# exe: {exe.path}",
-        f"# python: 3.11.2 0x{evaluation[0]:x} 0x{evaluation[1]:x}",
-        f"# python_frame: 0x{P(1):x} 12 10 Store.add\t/app/store.py",
-        f"# python_frame: 0x{P(2):x} 4 1 <module>\t/app/app.py",
-        f"# python_frame: 0x{P(3):x} 3 1 <module>\t/app/app.py",
-        exe.build_id(),
-    ]
+    head = sites_header(exe, evaluation)
     maps = [*exe.maps(), *libpython.maps()]
     tree, text = write_both(tmp_path, stacks, head, evaluation=evaluation, maps=maps)
     collapsed = {}
@@ -710,3 +717,43 @@ def test_a_version_2_log_of_rotated_files_shares_nodes_across_them(tmp_path):
         2: [0x401002, *MAIN],
         3: [0x401003, *MAIN],
     }
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_sums_over_the_tree_are_those_of_its_expanded_stacks(build_fixture, native):
+    """-t's flat and cumulative sums, made on the merged tree without expanding it, equal
+    those of the expanded stacks: stacks with and without Python groups, with fewer,
+    as many and more evaluation frames than groups, the interpreter's frames folded (or
+    kept with native), recursion, and allocator frames at the leaf, between evaluation
+    frames and alone."""
+    binary = build_fixture("sites")
+    exe = Mapped("/nonexistent/bin/sites", 0x555555554000, binary)
+    libpython = Mapped("/nonexistent/lib/libpython3.11.so.1.0", 0x7FFFF7400000, size=0x400000)
+    jemalloc = Mapped("/nonexistent/lib/libjemalloc.so.2", 0x7FFFF6000000, size=0x100000)
+    evaluation = (libpython.at(0x1B2340), libpython.at(0x1B8000))
+    evals = [libpython.at(0x1B5A1E), libpython.at(0x1B6000), libpython.at(0x1B7000)]
+    program = [exe.frame(f) for f in ("site_small", "site_pages", "site_transient", "main")]
+    natives = [*program, *evals, libpython.at(0x13F2C1), jemalloc.at(0x100), jemalloc.at(0x200)]
+    rng = np.random.default_rng(5)
+    stacks = []
+    for i in range(2000):
+        native = [natives[k] for k in rng.integers(0, len(natives), rng.integers(0, 12))]
+        groups = [
+            [P(int(f)) for f in rng.integers(1, 4, rng.integers(0, 4))]
+            for _ in range(rng.integers(0, 4))
+        ]
+        stacks.append(TreeStack(native, (1, i + 1, 2, 2 * i + 3), python=groups))
+    head = sites_header(exe, evaluation)
+    maps = [*exe.maps(), *libpython.maps(), *jemalloc.maps()]
+    prof = parse_heap(tree_file(RATE, head, stacks, maps=maps), "t.heap")
+    sym = symbolize(prof, binary, merge=True, native=native)
+    assert sym.tree is not None and sym.tree.fold is not native, sym.tree.fold
+    names, node_of = sym.node_names()
+    frames, offsets = sym.tree.expand()
+    for index in ("inuse_space", "alloc_objects"):
+        values = sym.value(index)
+        expected = stacks_flat_cum(frames, offsets, node_of, values, len(names))
+        got = sym.tree.flat_cum(node_of, values, len(names))
+        for ours, theirs in zip(got, expected, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-9)
+        assert expected[1].max() > expected[0].max() > 0
