@@ -32,6 +32,36 @@ def eval_range(profile: HeapProfile | None) -> tuple[int, int | None] | None:
     return addresses[0], addresses[1] if len(addresses) > 1 else None
 
 
+def in_evaluation(addresses: np.ndarray, evaluation: tuple[int, int | None] | None) -> np.ndarray:
+    """Per address, whether it is a return address inside the evaluation loop
+    (`evaluation`, its start and end: in (start, end]); none where the end is unknown."""
+    if evaluation is None or evaluation[1] is None:
+        return np.zeros(len(addresses), bool)
+    start, end = np.uint64(evaluation[0]), np.uint64(evaluation[1])
+    return (addresses > start) & (addresses <= end)
+
+
+class Levels:
+    """Indices grouped by their depth: `at[d]`, those of depth d (a level of a tree)."""
+
+    def __init__(self, depth: np.ndarray) -> None:
+        # numpy sorts 16-bit integers by radix: the depths of any tree a file holds
+        small = len(depth) == 0 or int(depth.max()) < 2**15
+        order = np.argsort(depth.astype(np.int16) if small else depth, kind="stable")
+        bounds = np.searchsorted(depth[order], np.arange(int(depth.max(initial=0)) + 2))
+        self.at = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def callers(self, up: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Per node of the tree (whose parents are `up`), whether it is one of `nodes` or
+        an ancestor of one (bool); the root is not."""
+        marked = np.zeros(len(up), bool)
+        marked[nodes] = True
+        for at in reversed(self.at[1:]):
+            marked[up[at[marked[at]]]] = True
+        marked[0] = False
+        return marked
+
+
 class Tree:
     """Nodes 1..n under the root 0: `parent` (each less than its node) and `address`
     (the frame of each node), both indexed by node, the root's entries unused. Nodes not
@@ -115,9 +145,6 @@ class Tree:
         np.cumsum(native_lengths + python_lengths, out=offsets[1:])
         values = self.address if values is None else values
         addrs = np.empty(offsets[-1], values.dtype)
-        lo, hi = 0, 0  # no native frame in (0, 0]
-        if evaluation is not None and evaluation[1] is not None:
-            lo, hi = evaluation[0], evaluation[1]
         jumps = self.jumps()
         keep = np.ones(len(addrs), bool) if fold else None
         for a, b in stack_runs(np.maximum(native_lengths, self.depth[python])):
@@ -127,7 +154,9 @@ class Tree:
                 np.take(values, nodes, out=out)
                 continue
             kept = keep[offsets[a] : offsets[b]] if keep is not None else None
-            self._merge(out, values, nodes, native_lengths[a:b], python[a:b], lo, hi, jumps, kept)
+            self._merge(
+                out, values, nodes, native_lengths[a:b], python[a:b], evaluation, jumps, kept
+            )
         if keep is None or keep.all():
             return addrs, offsets
         dropped = np.flatnonzero(~keep)
@@ -145,8 +174,7 @@ class Tree:
         native_nodes: np.ndarray,
         native_lengths: np.ndarray,
         python: np.ndarray,
-        lo: int,
-        hi: int,
+        evaluation: tuple[int, int | None] | None,
         jumps: list[np.ndarray],
         keep: np.ndarray | None = None,
     ) -> None:
@@ -170,7 +198,7 @@ class Tree:
 
         native_starts = np.cumsum(native_lengths) - native_lengths
         native_addrs = self.address[native_nodes]
-        in_eval = (native_addrs > np.uint64(lo)) & (native_addrs <= np.uint64(hi))
+        in_eval = in_evaluation(native_addrs, evaluation)
         evals = np.flatnonzero(in_eval)
         eval_stack = np.searchsorted(native_starts, evals, side="right") - 1
         eval_counts = np.bincount(eval_stack, minlength=len(python))

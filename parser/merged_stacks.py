@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.context_tree import StackTree, Tree
+from mem_profiler.parser.context_tree import Levels, StackTree, Tree
 from mem_profiler.parser.nputil import index_of, sorted_unique
 
 
@@ -44,7 +44,7 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
     tree = stacks.tree
     n = len(tree.parent)
     up = tree.parent.astype(np.int64)
-    levels = _Levels(tree.depth)
+    levels = Levels(tree.depth)
     with_python = tree.depth[stacks.python] > tree.ends[stacks.python]
     plain_leaves, plain_at = _distinct(stacks.native[~with_python])
     python_leaves, python_at = _distinct(stacks.native[with_python])
@@ -67,12 +67,10 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
 
     new_id = np.zeros(2 * n, np.int64)  # per (copy, node); the roots are node 0
     entry_id = np.zeros(len(node), np.int64)
-    order, bounds = _Levels(tree.depth[node]).order_bounds()
     parents, values, addresses = [np.zeros(1, np.int64)], [np.zeros(1, value.dtype)], []
     addresses.append(tree.address[:1])
     count = 1
-    for level in range(1, len(bounds) - 1):
-        at = order[bounds[level] : bounds[level + 1]]
+    for at in Levels(tree.depth[node]).at[1:]:
         ids = new_id[parent_slot[at]]
         fresh = ~skip[at]
         distinct, which = _distinct(ids[fresh] * width + key[at[fresh]])
@@ -111,30 +109,6 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
     merged_stacks = StackTree(tree, rows[:, 0], rows[:, 1], stacks.evaluation)
     merged.set_stack_tree(merged_stacks)
     return merged, merged_stacks, np.concatenate(values)
-
-
-class _Levels:
-    """Indices grouped by their depth (a level of the tree each)."""
-
-    def __init__(self, depth: np.ndarray) -> None:
-        # numpy sorts 16-bit integers by radix: the depths of any tree a file holds
-        small = len(depth) == 0 or int(depth.max()) < 2**15
-        self.order = np.argsort(depth.astype(np.int16) if small else depth, kind="stable")
-        self.bounds = np.searchsorted(depth[self.order], np.arange(int(depth.max(initial=0)) + 2))
-
-    def order_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.order, self.bounds
-
-    def callers(self, up: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        """Per node of the tree (whose parents are `up`), whether it is one of `nodes` or
-        an ancestor of one (bool); the root is not."""
-        marked = np.zeros(len(up), bool)
-        marked[nodes] = True
-        for level in range(len(self.bounds) - 2, 0, -1):
-            at = self.order[self.bounds[level] : self.bounds[level + 1]]
-            marked[up[at[marked[at]]]] = True
-        marked[0] = False
-        return marked
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from mem_profiler.parser.allocator_frames import (
     cut_allocator_frames,
 )
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
-from mem_profiler.parser.context_tree import StackTree, eval_range
+from mem_profiler.parser.context_tree import StackTree, eval_range, in_evaluation
 from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.heapfile import read_heap, read_heap_header
 from mem_profiler.parser.merged_stacks import NodeKeys, merge_stacks
@@ -406,9 +406,7 @@ def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native
     interpreter = interpreter_code(profile, uniq)
     function_key = _function_keys(locations) * 2 + interpreter
     evaluation = eval_range(profile)
-    in_eval = np.zeros(len(raw), bool)
-    if evaluation is not None and evaluation[1] is not None:
-        in_eval = (raw > np.uint64(evaluation[0])) & (raw <= np.uint64(evaluation[1]))
+    in_eval = in_evaluation(raw, evaluation)
     caller_value = index_of(caller, uniq)
     leaf_value = caller_value.copy()
     leaf_value[leaves] = index_of(raw[leaves], uniq)

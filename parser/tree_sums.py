@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mem_profiler.parser.allocator_frames import cut_allocator_frames
-from mem_profiler.parser.context_tree import GROUP_END, StackTree, stack_runs
+from mem_profiler.parser.context_tree import (
+    GROUP_END,
+    Levels,
+    StackTree,
+    in_evaluation,
+    stack_runs,
+)
 from mem_profiler.parser.nputil import sorted_unique
 from mem_profiler.parser.python_frames import is_python_frame
 
@@ -122,11 +128,7 @@ class _Sums:
         self.python = python
         self.native = ~python & ~self.ends_group
         self.native[0] = False
-        evaluation = ts.stacks.evaluation
-        self.eval = np.zeros(count, bool)
-        if evaluation is not None and evaluation[1] is not None:
-            lo, hi = np.uint64(evaluation[0]), np.uint64(evaluation[1])
-            self.eval = self.native & (address > lo) & (address <= hi)
+        self.eval = self.native & in_evaluation(address, ts.stacks.evaluation)
         # each node's run of locations, leaf first; none for the root and group ends
         if ts.first is None:
             self.start = ts.node_address.astype(np.int64)
@@ -136,7 +138,7 @@ class _Sums:
             self.start = ts.first[ts.node_address].astype(np.int64)
             self.run = after[ts.node_address] - self.start
         self.run[~(self.native | python)] = 0
-        self.levels = _levels(tree.depth)
+        self.levels = Levels(tree.depth).at
         self.jumps = tree.jumps()
         self.evals = self.path_sums(self.eval)
 
@@ -184,10 +186,10 @@ class _Sums:
         kind = np.where(with_python, np.where(evals < groups, 1, 2), 0)
         kind[with_python & (evals > groups)] = -1
 
-        kept = [self.native.copy(), self.native.copy(), self.native.copy()]
+        kept = [self.native] * 3  # by kind: the frames the fold keeps
         if ts.fold:
-            kept[1] &= ~self.eval
-            kept[2] &= ~self.eval & (self.evals[self.parent] > 0)
+            kept[1] = self.native & ~self.eval
+            kept[2] = kept[1] & (self.evals[self.parent] > 0)
         innermost = self.nearest(self.python)[python_leaf]
         python_first = self.start[innermost]
         # the evaluation frame the innermost Python frame goes just leafward of (0: it
@@ -293,10 +295,3 @@ class _Sums:
             before -= before[np.maximum.accumulate(np.where(group, np.arange(len(up)), 0))]
             tin[by_parent] = tin[up] + 1 + before
         return tin, tin + size - 1
-
-
-def _levels(depth: np.ndarray) -> list[np.ndarray]:
-    """The nodes of each depth, root first."""
-    order = np.argsort(depth, kind="stable")
-    bounds = np.searchsorted(depth[order], np.arange(int(depth.max(initial=0)) + 2))
-    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
