@@ -218,7 +218,8 @@ class _Sums:
 
         values = self.values
         simple = kind >= 0
-        flat = np.bincount(self.name_of[flat_loc[simple]], weights=values[simple], minlength=n)
+        flat = np.zeros(n)  # a bincount of no stack would be of integers
+        flat += np.bincount(self.name_of[flat_loc[simple]], weights=values[simple], minlength=n)
         cum = self._cum(loc_node, loc_at, loc, kept, cut, last_alloc, kind, with_python)
         rest = np.flatnonzero(~simple)
         if len(rest):
@@ -238,7 +239,8 @@ class _Sums:
         name = self.name_of[loc]
         pair = loc_node * n + name
         order = np.lexsort((-loc_at, pair))
-        keep = np.r_[True, pair[order][1:] != pair[order][:-1]]
+        keep = np.ones(len(order), bool)
+        keep[1:] = pair[order][1:] != pair[order][:-1]
         at = order[keep]
         node, name, place = loc_node[at], name[at], loc_at[at]
         # sorted by name, then by place in the tour
@@ -251,7 +253,8 @@ class _Sums:
             """Whether a node of `member` with the pair's name is a proper ancestor of
             the pair's node: the latest such node before it in the tour ends after it."""
             reach = np.where(member[node], name * span + tout[node], -1)
-            before = np.maximum.accumulate(np.r_[-1, reach[:-1]])
+            before = np.full(len(reach), -1, np.int64)
+            np.maximum.accumulate(reach[:-1], out=before[1:])
             return before >= key_in
 
         cum = np.zeros(n)

@@ -748,12 +748,39 @@ def test_sums_over_the_tree_are_those_of_its_expanded_stacks(build_fixture, nati
     prof = parse_heap(tree_file(RATE, head, stacks, maps=maps), "t.heap")
     sym = symbolize(prof, binary, merge=True, native=native)
     assert sym.tree is not None and sym.tree.fold is not native, sym.tree.fold
+    for flat, cum in assert_tree_sums_are_those_expanded(sym):
+        assert cum.max() > flat.max() > 0
+
+
+@pytest.mark.parametrize(
+    "stacks",
+    [
+        [],
+        [TreeStack([], (1, 10, 1, 10))],
+        [TreeStack([], (1, 10, 1, 10), python=[[P(1)]])],
+        [TreeStack([E1], (1, 10, 1, 10), python=[[], []])],
+    ],
+    ids=["no stack", "no frame", "Python frames alone", "empty groups alone"],
+)
+def test_sums_over_the_tree_of_stacks_of_few_frames(stacks):
+    prof = parse_heap(tree_file(RATE, PYTHON_HEADER, stacks), "t.heap")
+    sym = symbolize(prof, "/bin/true", merge=True, expand=False, allow_mismatch=True)
+    assert sym.tree is not None and not len(sym.frames)
+    assert_tree_sums_are_those_expanded(sym)
+
+
+def assert_tree_sums_are_those_expanded(sym):
+    """sym.tree's flat and cumulative sums by name equal those of its expanded stacks,
+    under two sample indexes; those sums."""
     names, node_of = sym.node_names()
     frames, offsets = sym.tree.expand()
+    out = []
     for index in ("inuse_space", "alloc_objects"):
         values = sym.value(index)
         expected = stacks_flat_cum(frames, offsets, node_of, values, len(names))
         got = sym.tree.flat_cum(node_of, values, len(names))
         for ours, theirs in zip(got, expected, strict=True):
             np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-9)
-        assert expected[1].max() > expected[0].max() > 0
+        assert got[0].sum() == pytest.approx(values.sum())  # each stack has one leaf
+        out.append(expected)
+    return out
