@@ -79,7 +79,7 @@ class Postgres:
             for e in os.scandir("/proc")
             if e.name.isdigit()
             and procfs.parent_pid(int(e.name)) == self.master
-            and "[local]" in Path(e.path, "cmdline").read_bytes().decode(errors="replace")
+            and "[local]" in procfs.cmdline(int(e.name))
         ]
 
     def stop(self) -> None:
