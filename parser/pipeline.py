@@ -208,7 +208,7 @@ def _symbolized(
             allow_mismatch=request.allow_mismatch,
             native=request.native,
             merge=merge,
-            expand=expand or request.base is not None or request.base_profile is not None,
+            expand=expand,
             sysroot=request.sysroot,
         )
 
@@ -255,9 +255,11 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     if len(raw) < len(request.outputs) or request.focus or request.ignore:
         # the raw outputs take the stacks --focus keeps by their index in `profile`
         merge = not raw and all(fmt in NAME_FORMATS for fmt, _ in request.outputs)
+        # the stacks of a table alone stay in their tree unless a step takes their frames
         tables = all(fmt in TABLE_FORMATS for fmt, _ in request.outputs)
-        expand = not tables or request.focus or request.ignore or request.categories
-        whole = _symbolized(request, profile, merge, bool(expand))
+        frames_taken = request.focus or request.ignore or request.categories or request.base
+        expand = not tables or bool(frames_taken) or request.base_profile is not None
+        whole = _symbolized(request, profile, merge, expand)
         keep = _kept(whole, request)
         sym = whole if keep is None else keep_stacks(whole, keep)
         for warning in sym.warnings:
