@@ -32,11 +32,16 @@ static inline double memprof_weight(double size, uint64_t rate)
     return 1.0 / (x * (1.0 - x * (0.5 - x * (1.0 / 6 - x * (1.0 / 24 - x * (1.0 / 120))))));
 }
 
-/* The weight of one sample of `size` bytes of `heap` (1 at rate 1). */
+/* The weight of one sample of `size` bytes at `rate` (1 at rate 1). */
+static inline double memprof_weight_at(uint64_t rate, uint64_t size)
+{
+    return rate > 1 && size > 0 ? memprof_weight((double)size, rate) : 1.0;
+}
+
+/* The weight of one sample of `size` bytes of `heap`. */
 static inline double memprof_sample_weight(struct memprof_rates rates, uint32_t heap, uint64_t size)
 {
-    uint64_t rate = memprof_heap_rate(rates, heap);
-    return rate > 1 && size > 0 ? memprof_weight((double)size, rate) : 1.0;
+    return memprof_weight_at(memprof_heap_rate(rates, heap), size);
 }
 
 /* Counts of samples: how many and their bytes, as jeprof reads them, and the sums of

@@ -386,7 +386,7 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
 {
     c->nstacks = memprof_stack_ids();
     c->nlive = 0;
-    c->acc = (struct memprof_window_counts){NULL, NULL, 0};
+    c->acc = (struct memprof_window_counts){NULL, NULL, 0, w->rates};
     c->bytes = sizeof(struct memprof_stack_totals) * ((size_t)c->nstacks + 1);
     c->live = memprof_map(c->bytes);
     c->live_at = memprof_map(sizeof(uint32_t) * ((size_t)c->nstacks + 1));
@@ -397,7 +397,7 @@ static bool gather_counts(struct counts *c, const struct memprof_window_info *w)
      * in use, never the other way round: no stack is more in use than allocated. */
     struct memprof_live_totals live = {.of_stack = live_entry, .arg = c};
     memprof_live_totals(w->rates, &live);
-    return memprof_window_counts_read(&c->acc, c->nstacks, w->id, w->closed);
+    return memprof_window_counts_read(&c->acc, c->nstacks, w->id, w->closed, w->rates);
 }
 
 static void release_counts(struct counts *c)

@@ -7,7 +7,9 @@
 #include "estimate.h"
 
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
-bool memprof_stack_count(uint32_t stack, uint64_t size, double weight, uint32_t window) HIDDEN;
+/* One sample of the stack in the window, its heap sampled at `rate`; false when the
+ * thread has no block (no memory). */
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, uint32_t window) HIDDEN;
 /* A window's counts per stack id as a dump reads them.  Once the window has closed
  * (`closed`), from the one block that holds its counts in place where only one does (as
  * in a program that samples on one thread), so that the last dump does not double the
@@ -18,9 +20,11 @@ struct memprof_window_counts {
     const struct thread_block *only;      /* the one block, or NULL */
     struct memprof_stack_totals *sum;     /* the blocks' sum by stack id, or NULL */
     size_t sum_bytes;
+    struct memprof_rates rates;           /* the window's: the estimates of one-size counts */
 };
 bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks,
-                                uint32_t window, bool closed) HIDDEN;   /* false: no memory */
+                                uint32_t window, bool closed,
+                                struct memprof_rates rates) HIDDEN;   /* false: no memory */
 struct memprof_stack_totals memprof_window_counts_of(const struct memprof_window_counts *wc,
                                                      uint32_t stack) HIDDEN;
 void memprof_window_counts_release(struct memprof_window_counts *wc) HIDDEN;
