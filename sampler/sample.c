@@ -44,12 +44,10 @@ struct memprof_drop_counts memprof_drops_now(void)
         atomic_load(&memprof_drops.memory), atomic_load(&memprof_drops.bytes)};
 }
 
-/* A sample of `size` bytes of a heap sampled at `rate` lost to `cause`. */
-static void drop(_Atomic uint64_t *cause, uint64_t rate, uint64_t size)
+static void drop(_Atomic uint64_t *cause, double weight, uint64_t size)
 {
     atomic_fetch_add_explicit(cause, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&memprof_drops.bytes,
-                              (uint64_t)(memprof_weight_at(rate, size) * (double)size),
+    atomic_fetch_add_explicit(&memprof_drops.bytes, (uint64_t)(weight * (double)size),
                               memory_order_relaxed);
 }
 
@@ -134,13 +132,14 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
     memprof_live_prefetch(key);
     enum memprof_heap heap = key_heap(key);
     uint64_t rate = memprof_heap_rate(memprof_cfg.rates, heap);
+    double weight = memprof_weight_at(rate, size);   /* its exp runs beside the walk */
     uint32_t stack = intern_stack(heap, label);
     if (stack == STACK_NONE)
-        drop(&memprof_drops.stack_table, rate, size);
-    else if (!memprof_stack_count(stack, size, rate, window))
-        drop(&memprof_drops.memory, rate, size);
+        drop(&memprof_drops.stack_table, weight, size);
+    else if (!memprof_stack_count(stack, size, rate, weight, window))
+        drop(&memprof_drops.memory, weight, size);
     else if (!memprof_live_insert(key, stack, size))
-        drop(&memprof_drops.live_table, rate, size);
+        drop(&memprof_drops.live_table, weight, size);
     else
         count_live(LOG_ALLOC, heap, stack, size, key_address(key));
 }

@@ -169,7 +169,8 @@ static void spill(struct thread_block *b, _Atomic uint64_t *word, uint64_t rate)
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (v), \
                           memory_order_relaxed)
 
-bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, uint32_t window)
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, double weight,
+                         uint32_t window)
 {
     struct thread_block *b = this_thread_block();
     if (UNLIKELY(b == NULL))
@@ -194,7 +195,6 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, uint32_t 
     if (objs != SPILLED)
         spill(b, word, rate);
     struct stack_counts *c = &spill_of(b)[(uint32_t)atomic_load_explicit(word, memory_order_relaxed)];
-    double weight = memprof_weight_at(rate, size);
     ADD_RELAXED(c->objs, 1);
     ADD_RELAXED(c->bytes, size);
     ADD_RELAXED(c->est_objs, weight);

@@ -7,9 +7,10 @@
 #include "estimate.h"
 
 int memprof_stack_counts_init(uint32_t max_stacks) HIDDEN;
-/* One sample of the stack in the window, its heap sampled at `rate`; false when the
- * thread has no block (no memory). */
-bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, uint32_t window) HIDDEN;
+/* One sample of the stack in the window, of `weight` (its heap is sampled at `rate`);
+ * false when the thread has no block (no memory). */
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, double weight,
+                         uint32_t window) HIDDEN;
 /* A window's counts per stack id as a dump reads them.  Once the window has closed
  * (`closed`), from the one block that holds its counts in place where only one does (as
  * in a program that samples on one thread), so that the last dump does not double the

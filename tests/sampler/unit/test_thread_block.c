@@ -18,6 +18,12 @@ uint32_t memprof_stack_heap(uint32_t id)   /* stack_table.c's: every stack of th
 #define RATE 64
 static const struct memprof_rates rates = {RATE, 1};
 
+/* A sample as record_sample counts it. */
+static bool count(uint32_t stack, uint64_t size, uint32_t window)
+{
+    return memprof_stack_count(stack, size, RATE, memprof_weight_at(RATE, size), window);
+}
+
 static void check_totals(struct memprof_stack_totals t, uint64_t objs, uint64_t bytes,
                          double est_objs, double est_bytes)
 {
@@ -36,18 +42,18 @@ static void check_one_size(struct memprof_stack_totals t, uint64_t n, uint64_t s
 
 static void test_an_open_windows_counts_are_read_at_one_moment(void)
 {
-    CHECK(memprof_stack_count(3, 100, RATE, 1));
+    CHECK(count(3, 100, 1));
     struct memprof_window_counts wc;
     CHECK(memprof_window_counts_read(&wc, 8, 1, false, rates));
     CHECK(wc.sum != NULL);
-    CHECK(memprof_stack_count(3, 100, RATE, 1));   /* after the read: not in it */
+    CHECK(count(3, 100, 1));   /* after the read: not in it */
     check_one_size(memprof_window_counts_of(&wc, 3), 1, 100);
     memprof_window_counts_release(&wc);
 }
 
 static void test_one_threads_counts_are_read_in_place_once_closed(void)
 {
-    CHECK(memprof_stack_count(5, 10, RATE, 1));   /* stack 3: the test before's two */
+    CHECK(count(5, 10, 1));   /* stack 3: the test before's two */
     struct memprof_window_counts wc;
     CHECK(memprof_window_counts_read(&wc, 8, 1, true, rates));
     CHECK(wc.only != NULL);
@@ -55,7 +61,7 @@ static void test_one_threads_counts_are_read_in_place_once_closed(void)
     check_one_size(memprof_window_counts_of(&wc, 3), 2, 100);
     check_one_size(memprof_window_counts_of(&wc, 5), 1, 10);
     check_totals(memprof_window_counts_of(&wc, 4), 0, 0, 0.0, 0.0);
-    CHECK(memprof_stack_count(3, 100, RATE, 1));   /* read where they are: no copy */
+    CHECK(count(3, 100, 1));   /* read where they are: no copy */
     check_one_size(memprof_window_counts_of(&wc, 3), 3, 100);
     memprof_window_counts_release(&wc);
 }
@@ -68,12 +74,12 @@ static void test_samples_of_several_sizes_keep_each_ones_weight(void)
     double objs = 0, bytes = 0;
     uint64_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        CHECK(memprof_stack_count(6, sizes[i], RATE, 1));
+        CHECK(count(6, sizes[i], 1));
         objs += memprof_weight_at(RATE, sizes[i]);
         bytes += memprof_weight_at(RATE, sizes[i]) * (double)sizes[i];
         total += sizes[i];
     }
-    CHECK(memprof_stack_count(7, big, RATE, 1));
+    CHECK(count(7, big, 1));
     struct memprof_window_counts wc;
     CHECK(memprof_window_counts_read(&wc, 8, 1, true, rates));
     check_totals(memprof_window_counts_of(&wc, 6), 5, total, objs, bytes);
@@ -85,13 +91,13 @@ static void test_samples_of_several_sizes_keep_each_ones_weight(void)
 static void count_in_window_2(uint32_t index)
 {
     for (uint32_t i = 0; i <= index; i++)
-        CHECK(memprof_stack_count(7, i == 0 ? 8 : 16, RATE, 2));
+        CHECK(count(7, i == 0 ? 8 : 16, 2));
 }
 
 static void test_several_threads_counts_are_summed(void)
 {
     run_threads(3, count_in_window_2);   /* 1 + 2 + 3 samples, each thread in a block */
-    CHECK(memprof_stack_count(7, 8, RATE, 2));   /* this thread's block starts window 2 */
+    CHECK(count(7, 8, 2));   /* this thread's block starts window 2 */
     struct memprof_window_counts wc;
     CHECK(memprof_window_counts_read(&wc, 8, 2, true, rates));
     CHECK(wc.sum != NULL);
