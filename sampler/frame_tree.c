@@ -20,10 +20,13 @@
 static struct memprof_index frame_index, node_index;
 static uintptr_t *frames;
 static struct memprof_node *nodes;
-static uint32_t *node_paths;   /* the low half of each node's path hash (leaf_by_path) */
+static uint64_t *node_paths;   /* each node's path hash (leaf_by_path, the index's growth) */
 static uint32_t max_nodes;
 static _Atomic uint32_t used_frames, used_nodes;
 static _Atomic uint32_t generation = 1;
+
+static uint64_t frame_hash(const struct memprof_index *x, uint32_t id);
+static uint64_t node_hash(const struct memprof_index *x, uint32_t id);
 
 int memprof_tree_init(uint32_t capacity)
 {
@@ -32,8 +35,9 @@ int memprof_tree_init(uint32_t capacity)
     frames = memprof_map(sizeof(*frames) * capacity);
     nodes = memprof_map(sizeof(*nodes) * ((size_t)capacity + 1));
     node_paths = memprof_map(sizeof(*node_paths) * ((size_t)capacity + 1));
-    if (frames == NULL || nodes == NULL || node_paths == NULL || memprof_index_init(&frame_index, capacity) != 0 ||
-        memprof_index_init(&node_index, capacity) != 0)
+    if (frames == NULL || nodes == NULL || node_paths == NULL ||
+        memprof_index_init(&frame_index, capacity, frame_hash) != 0 ||
+        memprof_index_init(&node_index, capacity, node_hash) != 0)
         return -1;
     max_nodes = capacity;
     atomic_store(&used_nodes, 1);   /* id 0 is the root */
@@ -60,6 +64,14 @@ static inline uint64_t mix(uint64_t x)
 }
 
 /* ---- frames ---- */
+static inline uint64_t hash_of_frame(uintptr_t frame) { return mix(frame * 0xff51afd7ed558ccdull); }
+
+static uint64_t frame_hash(const struct memprof_index *x, uint32_t id)
+{
+    (void)x;
+    return hash_of_frame(frames[id]);
+}
+
 static bool same_frame(uint32_t id, const void *key)
 {
     return frames[id] == *(const uintptr_t *)key;
@@ -79,7 +91,7 @@ static uint32_t make_frame(const void *key)
  * found there without a miss into the shared index. */
 static uint32_t frame_id(uintptr_t frame, uint32_t gen)
 {
-    uint64_t h = mix(frame * 0xff51afd7ed558ccdull);
+    uint64_t h = hash_of_frame(frame);
     struct memprof_memos *memos = memprof_thread.memos;
     __typeof__(memos->frames[0]) *memo =
         memos ? &memos->frames[h & (MEMPROF_FRAME_MEMOS - 1)] : NULL;
@@ -131,7 +143,7 @@ static uint32_t make_node(const void *key)
     if (frame == MEMPROF_INDEX_NONE)
         return MEMPROF_INDEX_NONE;
     nodes[id] = (struct memprof_node){k->parent, frame};
-    node_paths[id] = (uint32_t)k->path;
+    node_paths[id] = k->path;
     atomic_store_explicit(&used_nodes, id + 1, memory_order_release);
     return id;
 }
@@ -175,12 +187,17 @@ static uint32_t shared_part(const struct memprof_chain_memo *memo, uint32_t gen,
 /* Levels fetched ahead at a time: about the misses a core keeps in flight. */
 #define FETCH_AHEAD 16
 
-/* The chain's leaf, found by its whole path's hash (the index's high half, then the
- * node's low half): no level above it is looked up.  MEMPROF_INDEX_NONE when the chain
- * is new. */
+static uint64_t node_hash(const struct memprof_index *x, uint32_t id)
+{
+    (void)x;
+    return node_paths[id];
+}
+
+/* The chain's leaf, found by its whole path's hash alone: no level above it is looked
+ * up.  MEMPROF_INDEX_NONE when the chain is new. */
 static bool same_path(uint32_t id, const void *key)
 {
-    return node_paths[id] == (uint32_t)*(const uint64_t *)key;
+    return node_paths[id] == *(const uint64_t *)key;
 }
 
 static uint32_t leaf_by_path(uint64_t path)

@@ -9,14 +9,19 @@ struct memprof_index_array;
 struct memprof_index {
     _Atomic(struct memprof_index_array *) array;
     _Atomic int lock;
-    uint32_t count, max_slots;
+    uint32_t count, max_slots, id_mask;
+    uint64_t (*hash_of)(const struct memprof_index *x, uint32_t id);
 };
 /* What is looked up: the key, and whether entry `id` holds it. */
 struct memprof_index_key {
     const void *key;
     bool (*same)(uint32_t id, const void *key);
 };
-int memprof_index_init(struct memprof_index *x, uint32_t capacity) HIDDEN;
+/* For a table of `capacity` entries, whose ids run from 0 (or 1) up, each found by
+ * the hash hash_of(x, id) gives again from its entry (as the index grows, slots are
+ * placed anew by it). */
+int memprof_index_init(struct memprof_index *x, uint32_t capacity,
+                       uint64_t (*hash_of)(const struct memprof_index *x, uint32_t id)) HIDDEN;
 void memprof_index_reset(struct memprof_index *x) HIDDEN;
 /* Its entries given back, at any time (for a process at its end): it reads as empty. */
 void memprof_index_release(struct memprof_index *x) HIDDEN;

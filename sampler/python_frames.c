@@ -25,6 +25,7 @@
  * each version's headers). */
 #include <dlfcn.h>
 #include <link.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -111,13 +112,23 @@ struct py_record {
     int32_t line, first_line;
 };
 
+static uint64_t hash_bytes(const void *data, size_t len);
+
+static uint64_t entry_hash(const struct memprof_index *x, uint32_t id)
+{
+    const struct intern_table *t =
+        (const void *)((const char *)x - offsetof(struct intern_table, index));
+    return hash_bytes(t->pool + t->entries[id].at, t->entries[id].len);
+}
+
 static bool intern_init(struct intern_table *t, uint32_t capacity, uint64_t pool_len)
 {
     t->capacity = capacity;
     t->pool_len = pool_len;
     t->entries = memprof_map(sizeof(*t->entries) * capacity);
     t->pool = memprof_map(pool_len);
-    return t->entries != NULL && t->pool != NULL && memprof_index_init(&t->index, capacity) == 0;
+    return t->entries != NULL && t->pool != NULL &&
+           memprof_index_init(&t->index, capacity, entry_hash) == 0;
 }
 
 static void intern_reset(struct intern_table *t)

@@ -24,10 +24,21 @@ static struct stack_record *records;
 static uint32_t max_stacks;
 static _Atomic uint32_t used_stacks;
 
+static inline uint64_t hash_of_stack(uint32_t native, uint32_t python)
+{
+    return ((uint64_t)native << 32 | python) * 0x9e3779b97f4a7c15ull;
+}
+
+static uint64_t stack_hash(const struct memprof_index *x, uint32_t id)
+{
+    (void)x;
+    return hash_of_stack(records[id].native, records[id].python);
+}
+
 int memprof_stack_table_init(uint32_t capacity, uint32_t max_nodes)
 {
     records = memprof_map(sizeof(*records) * capacity);
-    if (records == NULL || memprof_index_init(&index_of_stacks, capacity) != 0 ||
+    if (records == NULL || memprof_index_init(&index_of_stacks, capacity, stack_hash) != 0 ||
         memprof_tree_init(max_nodes) != 0 || memprof_stack_counts_init(capacity) != 0)
         return -1;
     max_stacks = capacity;
@@ -89,7 +100,7 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
         if (r.python == NODE_NONE)
             return STACK_NONE;
     }
-    uint64_t h = ((uint64_t)r.native << 32 | r.python) * 0x9e3779b97f4a7c15ull;
+    uint64_t h = hash_of_stack(r.native, r.python);
     __typeof__(memos->stacks[0]) *memo =
         memos ? &memos->stacks[h >> 56 & (MEMPROF_STACK_MEMOS - 1)] : NULL;
     if (memo != NULL && memo->native == r.native && memo->python == r.python &&

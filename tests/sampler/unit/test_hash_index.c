@@ -44,6 +44,12 @@ static uint64_t crowded_hash(uint64_t key)
 
 static uint64_t (*hash_of)(uint64_t key) = good_hash;
 
+static uint64_t entry_hash(const struct memprof_index *x, uint32_t id)
+{
+    (void)x;
+    return hash_of(keys[id]);
+}
+
 static uint32_t intern(struct memprof_index *x, uint64_t key)
 {
     struct memprof_index_key k = {&key, same_key};
@@ -55,7 +61,7 @@ static uint32_t intern(struct memprof_index *x, uint64_t key)
 static void start(struct memprof_index *x, uint32_t index_capacity, uint32_t capacity)
 {
     memset(x, 0, sizeof *x);
-    CHECK_EQ(memprof_index_init(x, index_capacity), 0);
+    CHECK_EQ(memprof_index_init(x, index_capacity, entry_hash), 0);
     atomic_store(&used_keys, 0);
     atomic_store(&makes, 0);
     table_capacity = capacity;
