@@ -49,12 +49,12 @@ static inline uint32_t slot_id(const struct memprof_index_array *a, uint32_t slo
     return (slot & a->id_mask) - 1;
 }
 
-static struct memprof_index_array *new_array(const struct memprof_index *x, uint32_t nslots)
+static struct memprof_index_array *new_array(uint32_t nslots, uint32_t id_mask)
 {
     struct memprof_index_array *a = memprof_map(array_bytes(nslots));
     if (a != NULL) {
         a->mask = nslots - 1;
-        a->id_mask = x->id_mask;
+        a->id_mask = id_mask;
     }
     return a;
 }
@@ -68,10 +68,10 @@ int memprof_index_init(struct memprof_index *x, uint32_t capacity,
     x->hash_of = hash_of;
     /* a table's ids are dense: below its capacity (a tree's root, id 0, beside it) and
      * below the entries an index of max_slots can hold */
-    uint32_t most = capacity + 1 > x->max_slots - 1 ? capacity + 1 : x->max_slots - 1;
-    for (x->id_mask = 1; x->id_mask < most;)
-        x->id_mask = x->id_mask << 1 | 1;
-    struct memprof_index_array *a = new_array(x, FIRST_SLOTS);
+    uint32_t most = capacity + 1 > x->max_slots - 1 ? capacity + 1 : x->max_slots - 1, id_mask;
+    for (id_mask = 1; id_mask < most;)
+        id_mask = id_mask << 1 | 1;
+    struct memprof_index_array *a = new_array(FIRST_SLOTS, id_mask);
     if (a == NULL)
         return -1;
     atomic_store(&x->array, a);
@@ -158,7 +158,7 @@ static bool grow(struct memprof_index *x)
     uint32_t nslots = 2 * (old->mask + 1);
     if (nslots > x->max_slots)
         return false;
-    struct memprof_index_array *a = new_array(x, nslots);
+    struct memprof_index_array *a = new_array(nslots, old->id_mask);
     if (a == NULL)
         return false;
     for (uint32_t i = 0; i <= old->mask; i++) {

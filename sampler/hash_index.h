@@ -9,7 +9,7 @@ struct memprof_index_array;
 struct memprof_index {
     _Atomic(struct memprof_index_array *) array;
     _Atomic int lock;
-    uint32_t count, max_slots, id_mask;
+    uint32_t count, max_slots;
     uint64_t (*hash_of)(const struct memprof_index *x, uint32_t id);
 };
 /* What is looked up: the key, and whether entry `id` holds it. */

@@ -60,6 +60,13 @@ static inline struct stack_counts *spill_of(const struct thread_block *b)
     return (struct stack_counts *)((char *)b + HEADER_BYTES + words_bytes);
 }
 
+/* The counters of `objs` samples of `size` bytes, each of `weight`. */
+static struct memprof_stack_totals one_size(uint32_t objs, uint32_t size, double weight)
+{
+    return (struct memprof_stack_totals){objs, (uint64_t)objs * size, objs * weight,
+                                         objs * weight * size};
+}
+
 /* One stack's counters of a block, as another thread than its owner reads them; a
  * one-size word's estimates at `rates`, the window's. */
 static struct memprof_stack_totals read_counts(const struct thread_block *b, uint32_t stack,
@@ -69,11 +76,8 @@ static struct memprof_stack_totals read_counts(const struct thread_block *b, uin
     uint32_t objs = (uint32_t)(word >> 32), size = (uint32_t)word;
     if (objs == 0)
         return (struct memprof_stack_totals){0, 0, 0, 0};
-    if (objs != SPILLED) {
-        double weight = memprof_sample_weight(rates, memprof_stack_heap(stack), size);
-        return (struct memprof_stack_totals){objs, (uint64_t)objs * size, objs * weight,
-                                             objs * weight * size};
-    }
+    if (objs != SPILLED)
+        return one_size(objs, size, memprof_sample_weight(rates, memprof_stack_heap(stack), size));
     const struct stack_counts *c = &spill_of(b)[size];
     return (struct memprof_stack_totals){
         atomic_load_explicit(&c->objs, memory_order_relaxed),
@@ -150,19 +154,21 @@ void memprof_log_chunks_each(void (*fn)(struct memprof_log_chunk *))
     }
 }
 
-/* The stack's word moved to a record of the spill area, its samples weighted at
- * `rate`.  A stack spills once in a window, so the area, a record per stack, has room. */
-static void spill(struct thread_block *b, _Atomic uint64_t *word, uint64_t rate)
+/* The stack's word `w` moved to a record of the spill area, its samples weighted at
+ * `rate`; that record.  A stack spills once in a window, so the area, a record per
+ * stack, has room. */
+static struct stack_counts *spill(struct thread_block *b, _Atomic uint64_t *word, uint64_t w,
+                                  uint64_t rate)
 {
-    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
     uint32_t objs = (uint32_t)(w >> 32), size = (uint32_t)w;
-    double weight = memprof_weight_at(rate, size);
+    struct memprof_stack_totals t = one_size(objs, size, memprof_weight_at(rate, size));
     struct stack_counts *c = &spill_of(b)[b->spills];
-    atomic_store_explicit(&c->objs, objs, memory_order_relaxed);
-    atomic_store_explicit(&c->bytes, (uint64_t)objs * size, memory_order_relaxed);
-    atomic_store_explicit(&c->est_objs, objs * weight, memory_order_relaxed);
-    atomic_store_explicit(&c->est_bytes, objs * weight * size, memory_order_relaxed);
+    atomic_store_explicit(&c->objs, t.objs, memory_order_relaxed);
+    atomic_store_explicit(&c->bytes, t.bytes, memory_order_relaxed);
+    atomic_store_explicit(&c->est_objs, t.est_objs, memory_order_relaxed);
+    atomic_store_explicit(&c->est_bytes, t.est_bytes, memory_order_relaxed);
     atomic_store_explicit(word, (uint64_t)SPILLED << 32 | b->spills++, memory_order_release);
+    return c;
 }
 
 #define ADD_RELAXED(field, v) \
@@ -192,9 +198,7 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, double we
         atomic_store_explicit(word, w + (1ull << 32), memory_order_release);
         return true;
     }
-    if (objs != SPILLED)
-        spill(b, word, rate);
-    struct stack_counts *c = &spill_of(b)[(uint32_t)atomic_load_explicit(word, memory_order_relaxed)];
+    struct stack_counts *c = objs == SPILLED ? &spill_of(b)[(uint32_t)w] : spill(b, word, w, rate);
     ADD_RELAXED(c->objs, 1);
     ADD_RELAXED(c->bytes, size);
     ADD_RELAXED(c->est_objs, weight);
