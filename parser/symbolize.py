@@ -24,6 +24,7 @@ from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.heapfile import read_heap, read_heap_header
 from mem_profiler.parser.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.nputil import index_of, sorted_unique
+from mem_profiler.parser.object_lookup import ObjectLookup, look_up_all
 from mem_profiler.parser.pprof_proto import is_named_frame, names_every_frame
 from mem_profiler.parser.python_frames import (
     fold_interpreter_frames,
@@ -569,9 +570,23 @@ class _Resolver:
         path_of = np.full(len(addrs), -1, np.int64)
         path_of[inside] = path_of_map[which[inside]]
         file_offsets = addrs + bases[np.maximum(which, 0)] if len(maps) else addrs
+        objects = []  # (path, image or None, the addresses in it)
         for p in np.unique(path_of[inside]).tolist():
-            sel = np.flatnonzero(path_of == p)
-            self._resolve_object(paths[p], sel, file_offsets[sel], func_of, locs, inlined)
+            objects.append((paths[p], self._image(paths[p]), np.flatnonzero(path_of == p)))
+        found = iter(
+            look_up_all(
+                [(image, file_offsets[sel]) for _, image, sel in objects if image is not None],
+                self.lines,
+            )
+        )
+        for path, image, sel in objects:
+            if image is None:
+                label = os.path.basename(path)
+                func_of[sel] = self._ids_of(
+                    [f"{label}+0x{o:x}" for o in file_offsets[sel].tolist()]
+                )
+            else:
+                self._name_object(path, image, sel, next(found), func_of, locs, inlined)
         self._resolve_records(addrs, func_of, locs)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
@@ -603,51 +618,42 @@ class _Resolver:
             for i, frame in found:  # a pprof line may be unknown (0)
                 locs[i] = (frame.file, frame.line) if python or frame.line > 0 else None
 
-    def _resolve_object(
+    def _name_object(
         self,
         path: str,
+        image: ElfImage,
         sel: np.ndarray,
-        offsets: np.ndarray,
+        lookup: ObjectLookup,
         func_of: np.ndarray,
         locs: list[tuple[str, int] | None],
         inlined: dict[int, InlinedFrames],
     ) -> None:
-        """Resolve the addresses `sel` (at file `offsets`) that fall in one object."""
-        image = self._image(path)
+        """Name the addresses `sel`, those of the object mapped from `path`, from its
+        `lookup`."""
         label = os.path.basename(path)
-        if image is None:
-            func_of[sel] = self._ids_of([f"{label}+0x{o:x}" for o in offsets.tolist()])
-            return
-        vaddrs = image.offsets_to_vaddrs(offsets)
-        try:
-            symbols = image.symbols()
-            where = image.lines(vaddrs) if self.lines else [None] * len(vaddrs)
-            hit = symbols.lookup(vaddrs)
-            found = hit >= 0
-            chains = image.inlined(vaddrs[found])
-        except ElfError as e:
+        vaddrs = lookup.vaddrs
+        if lookup.error is not None:
             if image is self.exe:
-                raise
-            self.warnings.append(f"{e} Its frames stay unresolved.")
+                raise ElfError(lookup.error)
+            self.warnings.append(f"{lookup.error} Its frames stay unresolved.")
             func_of[sel] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs.tolist()])
             return
+        found = lookup.found
         unnamed = len(found) - int(found.sum())
         # A stripped library still names what it exports, as Debian ships them all; the
         # program's own functions are mostly static.
-        if unnamed and image.stripped and (image is self.exe or not symbols.names):
+        if unnamed and lookup.stripped and (image is self.exe or not lookup.has_symbols):
             self.warnings.append(
                 f"{image.path} has no symbol table and no separate debug file is installed:"
                 f" {unnamed} of its code addresses stay {label}+0x… (its debug symbols, or"
                 " an unstripped build given with -p, would name them)."
             )
-        sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
-        mangled = [symbols.names[s] for s in sym_ids.tolist()]
-        names = self._ids_of([demangle(n) for n in mangled], mangled)
-        func_of[sel[found]] = names[sym_of]
+        names = self._ids_of(lookup.names, lookup.mangled)
+        func_of[sel[found]] = names[lookup.sym_of]
         func_of[sel[~found]] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs[~found].tolist()])
-        for i, loc in zip(sel.tolist(), where, strict=True):
+        for i, loc in zip(sel.tolist(), lookup.where, strict=True):
             locs[i] = loc
-        for i, chain in zip(sel[found].tolist(), chains, strict=True):
+        for i, chain in zip(sel[found].tolist(), lookup.chains, strict=True):
             if chain:
                 inlined[i] = self._inlined_frames(chain, locs, i)
 

@@ -7,6 +7,7 @@ functions whose addresses are read from the ELF files.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import re
 import shutil
 import subprocess
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.errors import BuildIdMismatch, ElfError
-from mem_profiler.parser import elf_image
+from mem_profiler.parser import elf_image, object_lookup
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.elf_image import ElfImage
 from mem_profiler.parser.heapfile import read_heap
@@ -376,6 +378,103 @@ def test_unresolved_frames(built, tmp_path):
         "0x1000",
     ]
     assert len(sym.warnings) == 1 and gone in sym.warnings[0]
+
+
+def several_objects_heap(built, tmp_path) -> Path:
+    """A profile of frames in the program, in libc (named from its debug file), in a
+    library that is gone and in the vDSO."""
+    b, libc = built["prog"], built["libc"]
+    gone = "/nonexistent/libgone.so.1"
+    maps = maps_lines(b.path, PIE_BASE) + [
+        *maps_lines(LIBC, LIB_BASE),
+        f"{LIB2_BASE:x}-{LIB2_BASE + 0x3000:x} r-xp 00002000 fe:01 9 {gone}",
+        "7ffd10000000-7ffd10002000 r-xp 00000000 00:00 0 [vdso]",
+    ]
+    stacks = [
+        ([b.pc("leaf_alloc", PIE_BASE), b.pc("grow", PIE_BASE), b.pc("main", PIE_BASE)], 2, 64),
+        ([libc.pc("strdup", LIB_BASE), b.pc("main", PIE_BASE, 8)], 1, 32),
+        ([LIB2_BASE + 0x1235, 0x7FFD10000101, b.pc("walk", PIE_BASE, 20)], 1, 16),
+    ]
+    ids = {b.path: b.build_id, LIBC: libc.build_id}
+    heap = tmp_path / "several.heap"
+    heap.write_text(heap_text(b.path, stacks, maps, ids))
+    return heap
+
+
+def symbolized_fields(sym) -> tuple:
+    return (
+        [sym.stack(i, lines=True) for i in range(len(sym.offsets) - 1)],
+        list(sym.functions),
+        sym.warnings,
+    )
+
+
+def test_objects_looked_up_by_a_helper_process_are_named_as_here(built, tmp_path, monkeypatch):
+    heap = several_objects_heap(built, tmp_path)
+    alone = symbolize(read_heap(heap), built["prog"].path, lines=True)
+    monkeypatch.setattr(object_lookup, "HELPER_MIN_ADDRESSES", 0)
+    shared = symbolize(read_heap(heap), built["prog"].path, lines=True)
+    assert symbolized_fields(shared) == symbolized_fields(alone)
+    assert "leaf_alloc" in shared.stack(0) and shared.stack(1)[0] == "strdup"
+
+
+def lookup_fields(lookup: object_lookup.ObjectLookup) -> tuple:
+    return (
+        lookup.vaddrs.tolist(),
+        lookup.found.tolist(),
+        lookup.sym_of.tolist(),
+        lookup.mangled,
+        lookup.names,
+        lookup.where,
+        lookup.chains,
+        lookup.stripped,
+        lookup.has_symbols,
+        lookup.error,
+    )
+
+
+def test_the_helper_process_answers_every_object_as_this_process_would(built, symbol_cache):
+    """Every job through the helper alone: its answers, an object it cannot read
+    included, against the lookups made here."""
+    b, libc = built["prog"], built["libc"]
+    prog, libc_image = ElfImage(b.path), ElfImage(LIBC)
+    offsets = [
+        np.array([b.pc("leaf_alloc", 0) - 1, b.pc("walk", 0, 20) - 1, 0x10], np.uint64),
+        np.array([libc.pc("strdup", 0) - 1, libc.pc("malloc", 0)], np.uint64),
+    ]
+    jobs = [(prog, offsets[0]), (libc_image, offsets[1])]
+    helper = object_lookup._Helper.start()
+    assert helper is not None
+    lookups: list = [None] * 3
+    gone = copy.copy(prog)  # an image whose file went away after it was opened
+    gone.path = str(symbol_cache / "gone.so")
+    helper.feed([*jobs, (gone, offsets[0])], deque(range(3)), lookups, True)
+    helper.finish(wait=True)
+    assert helper.process.returncode == 0
+    here = [object_lookup.look_up(image, o, True) for image, o in jobs]
+    assert [lookup_fields(x) for x in lookups[:2]] == [lookup_fields(x) for x in here]
+    assert lookups[0].names[:2] == ["leaf_alloc", "walk"] and lookups[0].where[0] is not None
+    assert lookups[2].error is not None and "gone.so" in lookups[2].error
+
+
+def test_a_helper_that_fails_leaves_its_objects_to_this_process(built, tmp_path, monkeypatch):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("a helper is started only with a core to spare")
+    heap = several_objects_heap(built, tmp_path)
+    alone = symbolize(read_heap(heap), built["prog"].path, lines=True)
+    monkeypatch.setattr(object_lookup, "HELPER_MIN_ADDRESSES", 0)
+    started = []
+    start = object_lookup._Helper.start
+
+    def start_false():
+        monkeypatch.setattr(object_lookup.sys, "executable", shutil.which("false"))
+        started.append(start())
+        return started[-1]
+
+    monkeypatch.setattr(object_lookup._Helper, "start", start_false)
+    shared = symbolize(read_heap(heap), built["prog"].path, lines=True)
+    assert symbolized_fields(shared) == symbolized_fields(alone)
+    assert started and started[0].process.returncode is not None
 
 
 def split_debug(src: str, debug: Path, stripped: Path, link: bool = True) -> None:

@@ -1,0 +1,208 @@
+"""What ELF objects say of addresses in them: the function symbol holding each, its
+line and the calls inlined there. A profile with much to look up has part of it
+looked up by a helper process beside this one, on a machine with a core to spare,
+as pprof hands addresses to addr2line processes: objects are taken largest first
+from one queue by this process and by the helper, so either may take any of them."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+
+from mem_profiler.core.errors import ElfError
+from mem_profiler.parser import elf_image
+from mem_profiler.parser.elf_image import ElfImage, demangle
+
+Where = tuple[str, int] | None
+InlinedChain = list[tuple[str, Where]]
+
+# A profile with fewer addresses to look up than this is looked up here alone: a
+# helper's start costs about what that many take.
+HELPER_MIN_ADDRESSES = 2000
+_READY = "ready"
+_IN_FLIGHT = 2  # requests the helper holds, so that it never waits on this process
+
+
+@dataclass
+class ObjectLookup:
+    """The lookup of one object's addresses (its link-time `vaddrs`): which fall in a
+    function symbol (`found`), and for those the symbol (`sym_of`, an index into
+    `mangled` and into `names`, demangled) and the calls inlined there (`chains`);
+    each address's (file, line) when lines were asked for. `error`: why the object
+    could not be read (ElfError's sentence), and nothing else is set."""
+
+    vaddrs: np.ndarray
+    found: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    sym_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mangled: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    where: list[Where] = field(default_factory=list)
+    chains: list[InlinedChain] = field(default_factory=list)
+    stripped: bool = False  # no .symtab, here or in a debug file
+    has_symbols: bool = False  # its symbol table names any function
+    error: str | None = None
+
+
+def look_up(image: ElfImage, offsets: np.ndarray, lines: bool) -> ObjectLookup:
+    """The lookup of the file `offsets` in `image`."""
+    vaddrs = image.offsets_to_vaddrs(offsets)
+    try:
+        symbols = image.symbols()
+        where: list[Where] = image.lines(vaddrs) if lines else [None] * len(vaddrs)
+        hit = symbols.lookup(vaddrs)
+        found = hit >= 0
+        chains = image.inlined(vaddrs[found])
+    except ElfError as e:
+        return ObjectLookup(vaddrs, error=str(e))
+    sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
+    mangled = [symbols.names[s] for s in sym_ids.tolist()]
+    return ObjectLookup(
+        vaddrs,
+        found,
+        sym_of.reshape(-1),
+        mangled,
+        [demangle(name) for name in mangled],
+        where,
+        chains,
+        image.stripped,
+        len(symbols.names) > 0,
+    )
+
+
+def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[ObjectLookup]:
+    """The lookups of the (image, file offsets) `jobs`, in their order."""
+    helper = _Helper.start() if _worth_a_helper(jobs) else None
+    if helper is None:
+        return [look_up(image, offsets, lines) for image, offsets in jobs]
+    lookups: list[ObjectLookup | None] = [None] * len(jobs)
+    queue = deque(sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1])))
+    feeder = threading.Thread(target=helper.feed, args=(jobs, queue, lookups, lines))
+    feeder.start()
+    done = False
+    try:
+        while queue:
+            try:
+                i = queue.popleft()
+            except IndexError:  # the feeder took the last one
+                break
+            lookups[i] = look_up(*jobs[i], lines)
+        done = True
+    finally:
+        helper.finish(wait=done)
+        feeder.join()
+    # and what a helper that failed left
+    return [
+        lookup if lookup is not None else look_up(*jobs[i], lines)
+        for i, lookup in enumerate(lookups)
+    ]
+
+
+def _worth_a_helper(jobs: list[tuple[ElfImage, np.ndarray]]) -> bool:
+    return (
+        len(jobs) > 1
+        and sum(len(offsets) for _, offsets in jobs) >= HELPER_MIN_ADDRESSES
+        and len(os.sched_getaffinity(0)) > 1
+    )
+
+
+class _Helper:
+    """A Python process running this module (_serve): each request it reads, an image's
+    path with the file offsets to look up, answered with their ObjectLookup, in order."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self.requests: IO[bytes] = process.stdin
+        self.answers: IO[bytes] = process.stdout
+        self.sent = False  # whether it was given work: then this process waits for it
+
+    @classmethod
+    def start(cls) -> _Helper | None:
+        import mem_profiler
+
+        root = os.path.dirname(os.path.abspath(list(mem_profiler.__path__)[0]))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        try:
+            return cls(
+                subprocess.Popen(
+                    [sys.executable, "-c", f"from {__name__} import _serve; _serve()"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        except OSError:
+            return None  # looked up here alone
+
+    def feed(
+        self,
+        jobs: list[tuple[ElfImage, np.ndarray]],
+        queue: deque[int],
+        lookups: list[ObjectLookup | None],
+        lines: bool,
+    ) -> None:
+        """Hand the helper jobs from `queue` until it is empty, each answer into
+        `lookups` (a thread's work). A helper that fails leaves its jobs unanswered."""
+        in_flight: deque[int] = deque()
+        try:
+            if pickle.load(self.answers) != _READY:
+                return
+            while True:
+                while len(in_flight) < _IN_FLIGHT and queue:
+                    try:
+                        i = queue.popleft()
+                    except IndexError:
+                        break
+                    in_flight.append(i)
+                    self.sent = True
+                    image, offsets = jobs[i]
+                    pickle.dump((image.path, elf_image.DEBUG_ROOTS, offsets, lines), self.requests)
+                    self.requests.flush()
+                if not in_flight:
+                    return
+                lookups[in_flight.popleft()] = pickle.load(self.answers)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return  # what it held is looked up here
+
+    def finish(self, wait: bool) -> None:
+        """Its end: when `wait`, after it answered what it was given (a helper given
+        nothing is not waited for)."""
+        if not (wait and self.sent):
+            self.process.kill()
+        try:
+            self.requests.close()
+        except OSError:
+            pass  # it is gone already
+        self.process.wait()
+
+
+def _serve() -> None:
+    """The helper: requests from stdin, answers to what was stdout (stdout itself then
+    goes to stderr, so that nothing printed can come between two answers)."""
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    pickle.dump(_READY, answers)
+    answers.flush()
+    while True:
+        try:
+            path, debug_roots, offsets, lines = pickle.load(requests)
+        except EOFError:
+            return
+        elf_image.DEBUG_ROOTS = debug_roots
+        try:
+            lookup = look_up(ElfImage(path), offsets, lines)
+        except ElfError as e:
+            lookup = ObjectLookup(np.zeros(0, np.uint64), error=str(e))
+        pickle.dump(lookup, answers)
+        answers.flush()
