@@ -131,12 +131,12 @@ def main() -> None:
         exe, run = real_run(folder)
         heap = folder / "large.heap"
         generate(exe, run, heap, args.stacks, args.depth, seed=1)
-        parse = [str(MEM_PARSER), "-p", str(exe), "-f", str(heap), "-t"]
+        parse = ["-p", str(exe), "-f", str(heap), "-t"]
         cold, warm = [], []
         for i in range(args.repeat):
             env = dict(os.environ, MEMPROF_CACHE_DIR=str(folder / f"cache{i}"))
-            cold.append(runner.run(parse, env, folder))
-            warm.append(runner.run(parse, env, folder))
+            cold.append(runner.run_parser(parse, env, folder))
+            warm.append(runner.run_parser(parse, env, folder))
         rows = [
             ("mem_parser -t, cold symbol cache", cold),
             ("mem_parser -t, warm symbol cache", warm),

@@ -4,10 +4,12 @@ says why a child of the bench's own process cannot report its peak."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parent / "peak_rss.c"
+PARSER = Path(__file__).resolve().parent / "parser_peak.py"
 
 
 class PeakRss:
@@ -52,3 +54,13 @@ class PeakRss:
             stderr=subprocess.DEVNULL,
         )
         return time.perf_counter() - start, self.peak_kib()
+
+    def run_parser(self, args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
+        """run() of `mem_parser ARGS`, its peak RSS that of mem_parser and of the helper
+        it may start added up (parser_peak.py)."""
+        result = self.result.with_name("parser_peak.out")
+        seconds, _ = self.run([sys.executable, str(PARSER), str(result), *args], env, cwd)
+        try:
+            return seconds, int(result.read_text())
+        finally:
+            result.unlink()

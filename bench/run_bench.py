@@ -30,7 +30,6 @@ BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
 # A CPython 3.11 with both PyTorch (CPU) and memray (`make bench-deps`).
 TORCH_PYTHON = ROOT / "build" / "bench-torch-venv" / "bin" / "python"
 TORCH_SCRIPT = ROOT / "bench" / "torch_train.py"
-MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 MEM_PROFILER = Path(sys.executable).with_name("mem_profiler")
 
 
@@ -426,7 +425,8 @@ def torch_rows(out: Path) -> list[Row]:
 
 def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
     """The readers of the PyTorch rows' last files: `mem_parser -t`, its symbol cache
-    empty, on the sampler's, and `memray summary` on memray's, interleaved."""
+    empty, on the sampler's (its memory with its helper's: PeakRss.run_parser), and
+    `memray summary` on memray's, interleaved."""
     by_name = {r.name: r for r in rows}
     (heap,) = (p for p in by_name["sampler -c 1024"].files if p.suffix == ".heap")
     (plain,) = by_name["memray run"].files
@@ -437,7 +437,7 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
         Row(
             "mem_parser -t (empty symbol cache)",
             dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
-            [str(MEM_PARSER), "-f", str(heap), "-t"],
+            ["-f", str(heap), "-t"],
         ),
         Row("memray summary, memray run's file", dict(os.environ), [*summary, str(plain)]),
         Row("memray summary, --native's file", dict(os.environ), [*summary, str(native)]),
@@ -445,7 +445,8 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
     for _ in range(rounds):
         for reader in readers:
             shutil.rmtree(cache, ignore_errors=True)
-            seconds, peak = RUNNER.run(reader.argv or [], reader.env, out)
+            run = RUNNER.run_parser if reader is readers[0] else RUNNER.run
+            seconds, peak = run(reader.argv or [], reader.env, out)
             reader.times.append(seconds)
             reader.peaks.append(peak)
     shutil.rmtree(cache, ignore_errors=True)
