@@ -51,6 +51,7 @@ _BIND_RANK = {1: 0, 2: 1, 0: 2}  # STB_GLOBAL, STB_WEAK, STB_LOCAL
 # What an ELF file may hold past its last section (alignment), as .gnu_debuglink's
 # CRC is checked only for a file no longer than that.
 _ELF_SLACK = 1 << 16
+_SCAN_BYTES = 1 << 22  # a string table is searched for its names' ends this much at a time
 
 
 @dataclass(frozen=True)
@@ -714,7 +715,16 @@ def _name_shapes(strtab: bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.nda
     if len(offsets) and int(offsets.max()) >= len(strtab):
         raise ValueError("a symbol's name is outside its string table")
     table = np.frombuffer(strtab, np.uint8)
-    stops = np.r_[np.flatnonzero((table == 0) | (table == ord("@"))), len(strtab)]
+    versioned = b"@" in strtab  # a C++ library's table of many megabytes has no `@`
+    ends = []
+    # in slices: a mask of a whole table of 80 MB would be as many fresh pages
+    for first in range(0, len(strtab), _SCAN_BYTES):
+        part = table[first : first + _SCAN_BYTES]
+        stop = part == 0
+        if versioned:
+            stop |= part == ord("@")
+        ends.append(np.flatnonzero(stop) + first)
+    stops = np.concatenate([*ends, [len(strtab)]])
     lengths = stops[np.searchsorted(stops, offsets)] - offsets
     underscores = np.zeros(len(offsets), np.int64)
     more = np.ones(len(offsets), bool)
