@@ -13,6 +13,7 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -126,11 +127,10 @@ class _Helper:
 
     @classmethod
     def start(cls) -> _Helper | None:
-        import mem_profiler
-
-        root = os.path.dirname(os.path.abspath(list(mem_profiler.__path__)[0]))
+        # the folder this package is in, as this process found it (not through links)
+        root = Path(os.path.abspath(__file__)).parents[__name__.count(".")]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         try:
             return cls(
                 subprocess.Popen(
