@@ -5,8 +5,8 @@
  *
  * Two interning tables, each a record array by dense id and a hash index
  * (hash_index.c: found without a lock, made under the index's): frames (an
- * address, or a Python frame's pseudo-address) and nodes (parent id, frame id:
- * 8 bytes).  Ids only grow, and a parent is always made before its children,
+ * address, or a Python frame's pseudo-address) and nodes (parent id, frame id and
+ * the high half of the path's hash: 12 bytes).  Ids only grow, and a parent is always made before its children,
  * so a parent's id is below its child's.  Ids are stable for the life of the
  * process; a forked child starts over, and a generation tells the threads'
  * chain memos so. */
@@ -17,10 +17,17 @@
 #include "sysutil.h"
 #include "thread_state.h"
 
+/* A node as kept.  The index reads only the high half of a hash (its slot and tag),
+ * so that half is what a growth places the node by again; leaf_by_path tells a chain
+ * by it, its parent's and its frame. */
+struct node_record {
+    uint32_t parent, frame;
+    uint32_t path_high;
+};
+
 static struct memprof_index frame_index, node_index;
 static uintptr_t *frames;
-static struct memprof_node *nodes;
-static uint64_t *node_paths;   /* each node's path hash (leaf_by_path, the index's growth) */
+static struct node_record *nodes;
 static uint32_t max_nodes;
 static _Atomic uint32_t used_frames, used_nodes;
 static _Atomic uint32_t generation = 1;
@@ -34,8 +41,7 @@ int memprof_tree_init(uint32_t capacity)
      * at most one new frame, so the frames never outnumber the nodes. */
     frames = memprof_map(sizeof(*frames) * capacity);
     nodes = memprof_map(sizeof(*nodes) * ((size_t)capacity + 1));
-    node_paths = memprof_map(sizeof(*node_paths) * ((size_t)capacity + 1));
-    if (frames == NULL || nodes == NULL || node_paths == NULL ||
+    if (frames == NULL || nodes == NULL ||
         memprof_index_init(&frame_index, capacity, frame_hash) != 0 ||
         memprof_index_init(&node_index, capacity, node_hash) != 0)
         return -1;
@@ -50,7 +56,6 @@ void memprof_tree_reset(void)
     memprof_index_reset(&node_index);
     memprof_zero_pages(frames, sizeof(*frames) * max_nodes);
     memprof_zero_pages(nodes, sizeof(*nodes) * ((size_t)max_nodes + 1));
-    memprof_zero_pages(node_paths, sizeof(*node_paths) * ((size_t)max_nodes + 1));
     atomic_store(&used_frames, 0);
     atomic_store(&used_nodes, 1);
     atomic_fetch_add(&generation, 1);
@@ -126,10 +131,12 @@ static inline uint64_t path_hash(uint64_t parent_path, uintptr_t frame)
     return ((p ^ frame) + 0x632be59bd9b4e019ull) * 0xff51afd7ed558ccdull;
 }
 
+static inline uint32_t path_high(uint64_t path) { return (uint32_t)(path >> 32); }
+
 static bool same_node(uint32_t id, const void *key)
 {
     const struct node_key *k = key;
-    const struct memprof_node *n = &nodes[id];
+    const struct node_record *n = &nodes[id];
     return n->parent == k->parent && frames[n->frame] == k->frame;
 }
 
@@ -142,8 +149,7 @@ static uint32_t make_node(const void *key)
     uint32_t frame = frame_id(k->frame, memprof_tree_generation());
     if (frame == MEMPROF_INDEX_NONE)
         return MEMPROF_INDEX_NONE;
-    nodes[id] = (struct memprof_node){k->parent, frame};
-    node_paths[id] = k->path;
+    nodes[id] = (struct node_record){k->parent, frame, path_high(k->path)};
     atomic_store_explicit(&used_nodes, id + 1, memory_order_release);
     return id;
 }
@@ -190,20 +196,25 @@ static uint32_t shared_part(const struct memprof_chain_memo *memo, uint32_t gen,
 static uint64_t node_hash(const struct memprof_index *x, uint32_t id)
 {
     (void)x;
-    return node_paths[id];
+    return (uint64_t)nodes[id].path_high << 32;
 }
 
-/* The chain's leaf, found by its whole path's hash alone: no level above it is looked
- * up.  MEMPROF_INDEX_NONE when the chain is new. */
+/* The chain's leaf, found by the hashes of its whole path and of its parent's and by
+ * its frame, with no lookup of a level above it: 64 bits of hash, and a sibling (the
+ * same parent) told apart by its frame.  MEMPROF_INDEX_NONE when the chain is new. */
 static bool same_path(uint32_t id, const void *key)
 {
-    return node_paths[id] == *(const uint64_t *)key;
+    const struct memprof_chain *c = key;
+    const struct node_record *n = &nodes[id];
+    return n->path_high == path_high(c->leaf_path) &&
+           nodes[n->parent].path_high == path_high(c->parent_path) &&
+           frames[n->frame] == (c->n > 0 ? c->frames[0] : c->head);
 }
 
-static uint32_t leaf_by_path(uint64_t path)
+static uint32_t leaf_by_path(const struct memprof_chain *c)
 {
-    struct memprof_index_key key = {&path, same_path};
-    return memprof_index_find(&node_index, path, &key);
+    struct memprof_index_key key = {c, same_path};
+    return memprof_index_find(&node_index, c->leaf_path, &key);
 }
 
 void memprof_chain_hash(struct memprof_chain *c, uintptr_t head, const uintptr_t *frames, int n)
@@ -212,10 +223,13 @@ void memprof_chain_hash(struct memprof_chain *c, uintptr_t head, const uintptr_t
     c->frames = frames;
     c->n = n;
     uint32_t len = (uint32_t)n + 1;
-    uint64_t path = 0;
-    for (uint32_t i = 0; i < len; i++)
+    uint64_t path = 0, parent = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        parent = path;
         path = path_hash(path, i == 0 ? head : frames[len - 1 - i]);
+    }
     c->leaf_path = path;
+    c->parent_path = parent;
     memprof_index_prefetch(&node_index, path);
 }
 
@@ -239,7 +253,7 @@ uint32_t memprof_chain_intern(struct memprof_chain_memos *chains, const struct m
             memo_m->paths[len - 1] == c->leaf_path)
             return memo_m->nodes[len - 1];
     }
-    uint32_t leaf = leaf_by_path(c->leaf_path);
+    uint32_t leaf = leaf_by_path(c);
     if (leaf != MEMPROF_INDEX_NONE)
         return leaf;
 
@@ -328,6 +342,9 @@ uint32_t memprof_tree_frames(void)
     return atomic_load_explicit(&used_frames, memory_order_acquire);
 }
 
-struct memprof_node memprof_tree_node(uint32_t id) { return nodes[id]; }
+struct memprof_node memprof_tree_node(uint32_t id)
+{
+    return (struct memprof_node){nodes[id].parent, nodes[id].frame};
+}
 
 uintptr_t memprof_tree_frame(uint32_t frame_id_) { return frames[frame_id_]; }

@@ -41,12 +41,12 @@ void memprof_tree_reset(void) HIDDEN;   /* single-threaded: a forked child */
  * nodes of its own again, as the indexes no longer know the old ones. */
 void memprof_tree_release_lookups(void) HIDDEN;
 /* A chain: its head, then frames[n-1] ... frames[0] (frames leaf first), and the
- * hash of its whole path. */
+ * hashes of its whole path and of its leaf's parent's. */
 struct memprof_chain {
     uintptr_t head;
     const uintptr_t *frames;
     int n;
-    uint64_t leaf_path;
+    uint64_t leaf_path, parent_path;
 };
 /* Hashes the chain and starts fetching where its leaf would be found, so that the
  * caller can go on with other work (another chain) while that line comes in. */

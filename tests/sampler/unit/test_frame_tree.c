@@ -1,7 +1,7 @@
 /* The calling-context tree (sampler/frame_tree.c) with its hash indexes: chains that
  * share their root end share nodes, a chain reads back as it went in (recursion 500
  * deep included), a thread's memo gives the same nodes as a lookup, a chain seen
- * before is found by its leaf, a full tree
+ * before is found by its leaf and a sibling of the same hash's high half is not, a full tree
  * refuses, a reset empties it, and threads interning the same chains agree. */
 #include <string.h>
 
@@ -135,6 +135,42 @@ static void test_a_chain_is_found_again_by_its_leaf(void)
     memprof_tree_reset();
 }
 
+/* The frame whose path under a parent of path `parent` hashes to `path`: frame_tree.c's
+ * path_hash undone (its multiplier is odd, so it has an inverse modulo 2^64). */
+static uintptr_t frame_for_path(uint64_t parent, uint64_t path)
+{
+    const uint64_t k = 0xff51afd7ed558ccdull;
+    uint64_t inverse = k;
+    for (int i = 0; i < 5; i++)   /* Newton's steps, each doubling the bits that hold */
+        inverse *= 2 - k * inverse;
+    return (path * inverse - 0x632be59bd9b4e019ull) ^ (parent << 27 | parent >> 37);
+}
+
+/* A leaf is found by the high half of its path's hash, its parent's and its frame:
+ * a sibling whose path agrees with it in the high half (where the index places it)
+ * is a node of its own. */
+static void test_a_sibling_of_the_same_high_half_is_a_node_of_its_own(void)
+{
+    CHECK_EQ(memprof_tree_init(1000), 0);
+    uintptr_t a[] = {0x13, 0x12, 0x11}, b[3];
+    struct memprof_chain chain;
+    memprof_chain_hash(&chain, HEAD, a, 3);
+    uint64_t near = chain.leaf_path ^ 0x100;   /* the same high half */
+    memcpy(b, a, sizeof a);
+    b[0] = frame_for_path(chain.parent_path, near);
+    struct memprof_chain other;
+    memprof_chain_hash(&other, HEAD, b, 3);
+    CHECK_EQ(other.leaf_path, near);   /* the inverse is path_hash's */
+    uint32_t la = memprof_chain_intern(NULL, &chain);
+    uint32_t lb = memprof_chain_intern(NULL, &other);
+    CHECK(la != lb);
+    CHECK_EQ(memprof_tree_node(la).parent, memprof_tree_node(lb).parent);
+    check_round_trip(lb, b, 3);
+    CHECK_EQ(memprof_chain_intern(NULL, &chain), la);
+    CHECK_EQ(memprof_chain_intern(NULL, &other), lb);
+    memprof_tree_reset();
+}
+
 static void test_a_full_tree_refuses_and_a_reset_empties_it(void)
 {
     CHECK_EQ(memprof_tree_init(1000), 0);
@@ -219,6 +255,7 @@ int main(void)
     RUN(test_deep_recursion_reads_back);
     RUN(test_a_memo_gives_the_nodes_a_lookup_gives);
     RUN(test_a_chain_is_found_again_by_its_leaf);
+    RUN(test_a_sibling_of_the_same_high_half_is_a_node_of_its_own);
     RUN(test_a_full_tree_refuses_and_a_reset_empties_it);
     RUN(test_threads_agree_on_every_node);
     return 0;
