@@ -127,6 +127,8 @@ class _Helper:
 
     @classmethod
     def start(cls) -> _Helper | None:
+        if not sys.executable:  # an embedded interpreter: no Python to start
+            return None
         # the folder this package is in, as this process found it (not through links)
         root = Path(os.path.abspath(__file__)).parents[__name__.count(".")]
         env = dict(os.environ)
