@@ -103,7 +103,9 @@ def soak(exe: Path, out: Path, seconds: int, threads: int, interval: float, rate
         for old in kept:  # each dump holds everything since the window opened
             Path(old).unlink(missing_ok=True)
         kept = dumped.stdout.split()
-        if sample is not None:
+        # the workload's own run: in its last interval its threads may have ended, the
+        # process writing its exit profile with its main thread alone
+        if sample is not None and sample.at_s + interval <= seconds:
             samples.append(sample)
     _, err = run.communicate()
     allocated = next(
