@@ -34,13 +34,12 @@ _IN_FLIGHT = 2  # requests the helper holds, so that it never waits on this proc
 
 @dataclass
 class ObjectLookup:
-    """The lookup of one object's addresses (its link-time `vaddrs`): which fall in a
-    function symbol (`found`), and for those the symbol (`sym_of`, an index into
-    `mangled` and into `names`, demangled) and the calls inlined there (`chains`);
-    each address's (file, line) when lines were asked for. `error`: why the object
-    could not be read (ElfError's sentence), and nothing else is set."""
+    """The lookup of one object's addresses: which fall in a function symbol (`found`),
+    and for those the symbol (`sym_of`, an index into `mangled` and into `names`,
+    demangled) and the calls inlined there (`chains`); each address's (file, line) when
+    lines were asked for. `error`: why the object could not be read (ElfError's
+    sentence), and nothing else is set."""
 
-    vaddrs: np.ndarray
     found: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     sym_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mangled: list[str] = field(default_factory=list)
@@ -62,11 +61,10 @@ def look_up(image: ElfImage, offsets: np.ndarray, lines: bool) -> ObjectLookup:
         found = hit >= 0
         chains = image.inlined(vaddrs[found])
     except ElfError as e:
-        return ObjectLookup(vaddrs, error=str(e))
+        return ObjectLookup(error=str(e))
     sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
     mangled = [symbols.names[s] for s in sym_ids.tolist()]
     return ObjectLookup(
-        vaddrs,
         found,
         sym_of.reshape(-1),
         mangled,
@@ -205,6 +203,6 @@ def _serve() -> None:
         try:
             lookup = look_up(ElfImage(path), offsets, lines)
         except ElfError as e:
-            lookup = ObjectLookup(np.zeros(0, np.uint64), error=str(e))
+            lookup = ObjectLookup(error=str(e))
         pickle.dump(lookup, answers)
         answers.flush()

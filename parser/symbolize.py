@@ -581,12 +581,10 @@ class _Resolver:
         )
         for path, image, sel in objects:
             if image is None:
-                label = os.path.basename(path)
-                func_of[sel] = self._ids_of(
-                    [f"{label}+0x{o:x}" for o in file_offsets[sel].tolist()]
-                )
+                func_of[sel] = self._unresolved(path, file_offsets[sel])
             else:
-                self._name_object(path, image, sel, next(found), func_of, locs, inlined)
+                vaddrs = image.offsets_to_vaddrs(file_offsets[sel])
+                self._name_object(path, image, sel, vaddrs, next(found), func_of, locs, inlined)
         self._resolve_records(addrs, func_of, locs)
         outside = np.flatnonzero(func_of < 0)
         func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
@@ -618,25 +616,31 @@ class _Resolver:
             for i, frame in found:  # a pprof line may be unknown (0)
                 locs[i] = (frame.file, frame.line) if python or frame.line > 0 else None
 
+    def _unresolved(self, path: str, addresses: np.ndarray) -> np.ndarray:
+        """The ids of addresses of the object mapped from `path` that nothing names:
+        `lib.so+0x1a2b` each."""
+        label = os.path.basename(path)
+        return self._ids_of([f"{label}+0x{a:x}" for a in addresses.tolist()])
+
     def _name_object(
         self,
         path: str,
         image: ElfImage,
         sel: np.ndarray,
+        vaddrs: np.ndarray,
         lookup: ObjectLookup,
         func_of: np.ndarray,
         locs: list[tuple[str, int] | None],
         inlined: dict[int, InlinedFrames],
     ) -> None:
-        """Name the addresses `sel`, those of the object mapped from `path`, from its
-        `lookup`."""
+        """Name the addresses `sel`, those of the object mapped from `path` (at `vaddrs`
+        in it), from its `lookup`."""
         label = os.path.basename(path)
-        vaddrs = lookup.vaddrs
         if lookup.error is not None:
             if image is self.exe:
                 raise ElfError(lookup.error)
             self.warnings.append(f"{lookup.error} Its frames stay unresolved.")
-            func_of[sel] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs.tolist()])
+            func_of[sel] = self._unresolved(path, vaddrs)
             return
         found = lookup.found
         unnamed = len(found) - int(found.sum())
@@ -650,7 +654,7 @@ class _Resolver:
             )
         names = self._ids_of(lookup.names, lookup.mangled)
         func_of[sel[found]] = names[lookup.sym_of]
-        func_of[sel[~found]] = self._ids_of([f"{label}+0x{v:x}" for v in vaddrs[~found].tolist()])
+        func_of[sel[~found]] = self._unresolved(path, vaddrs[~found])
         for i, loc in zip(sel.tolist(), lookup.where, strict=True):
             locs[i] = loc
         for i, chain in zip(sel[found].tolist(), lookup.chains, strict=True):

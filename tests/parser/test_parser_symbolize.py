@@ -420,7 +420,6 @@ def test_objects_looked_up_by_a_helper_process_are_named_as_here(built, tmp_path
 
 def lookup_fields(lookup: object_lookup.ObjectLookup) -> tuple:
     return (
-        lookup.vaddrs.tolist(),
         lookup.found.tolist(),
         lookup.sym_of.tolist(),
         lookup.mangled,
