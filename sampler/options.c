@@ -81,7 +81,7 @@ void memprof_options_from_environment(void)
     memprof_cfg.max_depth = (int)memprof_getenv_u64("MEMPROF_DEPTH", MEMPROF_DEFAULT_DEPTH);
     if (memprof_cfg.max_depth <= 0 || memprof_cfg.max_depth > MEMPROF_MAX_DEPTH)
         memprof_cfg.max_depth = MEMPROF_DEFAULT_DEPTH;
-    /* per MiB: 2^14 stacks (12 bytes each, and their index) and 2^15 nodes (16, and
+    /* per MiB: 2^14 stacks (12 bytes each, and their index) and 2^15 nodes (12, and
      * theirs): the per-thread counters are reserved for every stack but touched
      * only for those a thread counts */
     uint64_t mib = memprof_getenv_u64("MEMPROF_STACK_MEMORY", MEMPROF_DEFAULT_STACK_MEMORY);
