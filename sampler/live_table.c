@@ -94,48 +94,7 @@ static void set_array(struct stripe *s, struct live_slot *slots, uint32_t mask)
     __atomic_store_n(&s->mask, mask, __ATOMIC_RELAXED);
 }
 
-/* Arrays stripes grew out of, by size, for the next stripe that grows to that
- * size: stripes grow at about the same pace, so a grown array mostly takes pages
- * already in memory instead of faulting in fresh ones.  Linked through their first
- * slot; together never more than the stripes' own arrays. */
-static struct live_slot *spares[32];
-static _Atomic int spares_lock;
-
 static size_t array_bytes(uint32_t nslots) { return sizeof(struct live_slot) * (size_t)nslots; }
-
-static struct live_slot *take_array(uint32_t nslots)
-{
-    struct live_slot **list = &spares[__builtin_ctz(nslots)];
-    memprof_spin_lock(&spares_lock);
-    struct live_slot *a = *list;
-    if (a != NULL)
-        *list = (struct live_slot *)a[0].ptr;
-    memprof_spin_unlock(&spares_lock);
-    if (a == NULL)
-        return memprof_map(array_bytes(nslots));
-    memset(a, 0, array_bytes(nslots));
-    return a;
-}
-
-static void give_array(struct live_slot *a, uint32_t nslots)
-{
-    struct live_slot **list = &spares[__builtin_ctz(nslots)];
-    memprof_spin_lock(&spares_lock);
-    a[0].ptr = (uintptr_t)*list;
-    *list = a;
-    memprof_spin_unlock(&spares_lock);
-}
-
-/* With every stripe's lock held: the spares given back to the system. */
-static void drop_spares(void)
-{
-    for (unsigned c = 0; c < sizeof spares / sizeof spares[0]; c++)
-        while (spares[c] != NULL) {
-            struct live_slot *a = spares[c];
-            spares[c] = (struct live_slot *)a[0].ptr;
-            memprof_unmap(a, array_bytes(1u << c));
-        }
-}
 
 static void drop_slots(struct stripe *s)
 {
@@ -153,7 +112,6 @@ void memprof_live_table_reset(void)
         lock(&stripes[k]);
     for (int k = 0; k < LIVE_STRIPES; k++)
         drop_slots(&stripes[k]);
-    drop_spares();
     memprof_zero_pages((void *)memprof_live_filter, sizeof memprof_live_filter);
     for (int k = 0; k < LIVE_STRIPES; k++)
         unlock(&stripes[k]);
@@ -164,7 +122,6 @@ void memprof_live_table_after_fork(void)
 {
     for (int k = 0; k < LIVE_STRIPES; k++)
         atomic_store(&stripes[k].lock, 0);
-    atomic_store(&spares_lock, 0);
     memprof_live_table_reset();
 }
 
@@ -186,7 +143,7 @@ static bool grow(struct stripe *s)
         atomic_fetch_sub(&used_slots, added);
         return false;
     }
-    struct live_slot *bigger = take_array(nslots);
+    struct live_slot *bigger = memprof_map(array_bytes(nslots));
     if (bigger == NULL) {
         atomic_fetch_sub(&used_slots, added);
         return false;
@@ -197,8 +154,8 @@ static bool grow(struct stripe *s)
     for (uint32_t i = 0; old_mask && i <= old_mask; i++)
         if (old[i].ptr != 0)
             s->slots[find(s, old[i].ptr, page_hash(old[i].ptr))] = old[i];
-    if (old_mask)
-        give_array(old, old_mask + 1);
+    if (old_mask)   /* memprof_live_prefetch may still touch it: a prefetch never faults */
+        memprof_unmap(old, array_bytes(old_mask + 1));
     return true;
 }
 
