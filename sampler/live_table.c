@@ -4,7 +4,7 @@
  * Most frees are of unsampled blocks, so a filter answers them with one load
  * (inline in the free hook, see live_table.h); only a cell that may
  * hold the pointer leads into the table.  The table is split into stripes, each a small
- * open-addressing array behind its own spinlock (linear probing, load <= 1/2,
+ * open-addressing array behind its own spinlock (linear probing, load <= 3/4,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
  * stays as compact as the live set.  Stripes follow the pointer's 64 MiB region
  * (glibc gives each thread's arena its own 64 MiB heaps), then its page, so a
@@ -187,7 +187,7 @@ bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
         stored = true;
         goto out;
     }
-    if (2 * (s->count + 1) > s->mask + 1) {
+    if (4 * (s->count + 1) > 3 * (s->mask + 1)) {
         if (!grow(s))
             goto out;
         i = find(s, ptr, h);
