@@ -29,7 +29,10 @@ InlinedChain = list[tuple[str, Where]]
 # helper's start costs about what that many take.
 HELPER_MIN_ADDRESSES = 2000
 _READY = "ready"
-_IN_FLIGHT = 2  # requests the helper holds, so that it never waits on this process
+# The helper is handed one request at a time, so that it is never given one this process
+# could have begun sooner, and waits for the next: at most this long, the interpreter's
+# switch interval while this process looks up beside the thread that hands them on.
+_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -84,6 +87,8 @@ def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[Ob
     lookups: list[ObjectLookup | None] = [None] * len(jobs)
     queue = deque(sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1])))
     feeder = threading.Thread(target=helper.feed, args=(jobs, queue, lookups, lines))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     feeder.start()
     done = False
     try:
@@ -95,6 +100,7 @@ def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[Ob
             lookups[i] = look_up(*jobs[i], lines)
         done = True
     finally:
+        sys.setswitchinterval(interval)
         helper.finish(wait=done)
         feeder.join()
     # and what a helper that failed left
@@ -151,26 +157,21 @@ class _Helper:
         lookups: list[ObjectLookup | None],
         lines: bool,
     ) -> None:
-        """Hand the helper jobs from `queue` until it is empty, each answer into
-        `lookups` (a thread's work). A helper that fails leaves its jobs unanswered."""
-        in_flight: deque[int] = deque()
+        """Hand the helper jobs from `queue`, one at a time, until it is empty, each answer
+        into `lookups` (a thread's work). A helper that fails leaves its job unanswered."""
         try:
             if pickle.load(self.answers) != _READY:
                 return
-            while True:
-                while len(in_flight) < _IN_FLIGHT and queue:
-                    try:
-                        i = queue.popleft()
-                    except IndexError:
-                        break
-                    in_flight.append(i)
-                    self.sent = True
-                    image, offsets = jobs[i]
-                    pickle.dump((image.path, elf_image.DEBUG_ROOTS, offsets, lines), self.requests)
-                    self.requests.flush()
-                if not in_flight:
-                    return
-                lookups[in_flight.popleft()] = pickle.load(self.answers)
+            while queue:
+                try:
+                    i = queue.popleft()
+                except IndexError:
+                    return  # this process took the last one
+                self.sent = True
+                image, offsets = jobs[i]
+                pickle.dump((image.path, elf_image.DEBUG_ROOTS, offsets, lines), self.requests)
+                self.requests.flush()
+                lookups[i] = pickle.load(self.answers)
         except (OSError, EOFError, pickle.UnpicklingError):
             return  # what it held is looked up here
 
