@@ -6,12 +6,14 @@ from one queue by this process and by the helper, so either may take any of them
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -28,6 +30,9 @@ InlinedChain = list[tuple[str, Where]]
 # A profile with fewer addresses to look up than this is looked up here alone: a
 # helper's start costs about what that many take.
 HELPER_MIN_ADDRESSES = 2000
+# A profile file this large has its helper started before it is read: the helper's own
+# start (its imports) then passes while this process reads.
+HELPER_EARLY_BYTES = 1 << 20
 _READY = "ready"
 # The helper is handed one request at a time, so that it is never given one this process
 # could have begun sooner, and waits for the next: at most this long, the interpreter's
@@ -79,9 +84,31 @@ def look_up(image: ElfImage, offsets: np.ndarray, lines: bool) -> ObjectLookup:
     )
 
 
+_early: _Helper | None = None  # started by started_early, for the next look_up_all
+
+
+@contextlib.contextmanager
+def started_early(profile_path: str) -> Iterator[None]:
+    """Within the block, the lookups (look_up_all) of the profile at `profile_path` have a
+    helper started now, as the file is read, if it is large enough to be worth one on a
+    machine with a core to spare; one they did not take is ended with the block."""
+    global _early
+    if _early is None and _large_enough(profile_path) and _cores() > 1:
+        _early = _Helper.start()
+    try:
+        yield
+    finally:
+        helper, _early = _early, None
+        if helper is not None:
+            helper.finish(wait=False)
+
+
 def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[ObjectLookup]:
     """The lookups of the (image, file offsets) `jobs`, in their order."""
-    helper = _Helper.start() if _worth_a_helper(jobs) else None
+    global _early
+    helper = None
+    if _worth_a_helper(jobs):
+        helper, _early = _early or _Helper.start(), None
     if helper is None:
         return [look_up(image, offsets, lines) for image, offsets in jobs]
     lookups: list[ObjectLookup | None] = [None] * len(jobs)
@@ -114,8 +141,19 @@ def _worth_a_helper(jobs: list[tuple[ElfImage, np.ndarray]]) -> bool:
     return (
         len(jobs) > 1
         and sum(len(offsets) for _, offsets in jobs) >= HELPER_MIN_ADDRESSES
-        and len(os.sched_getaffinity(0)) > 1
+        and _cores() > 1
     )
+
+
+def _large_enough(path: str) -> bool:
+    try:
+        return os.stat(path).st_size >= HELPER_EARLY_BYTES
+    except OSError:
+        return False  # the read says what is wrong
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 class _Helper:

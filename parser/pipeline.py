@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -39,6 +40,7 @@ from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
 from mem_profiler.parser.graph import call_graph
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.log_analysis import MS, Leak, LeakSet, WindowLog
+from mem_profiler.parser.object_lookup import started_early
 from mem_profiler.parser.pprof_proto import names_every_frame
 from mem_profiler.parser.report_dot import format_dot, render_svg
 from mem_profiler.parser.report_flame import format_flame_html
@@ -245,10 +247,16 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     request.outputs written. The
     profile is symbolized only for a report of names, or for --focus and --ignore to
     choose the stacks of a raw one (RAW_FORMATS)."""
+    raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
+    named = len(raw) < len(request.outputs) or bool(request.focus or request.ignore)
+    with started_early(request.heap_file) if named and profile is None else nullcontext():
+        _write_reports(request, say, profile, raw)
+
+
+def _write_reports(request: Request, say: Say, profile: HeapProfile | None, raw: list[str]) -> None:
     profile = read_heap(request.heap_file) if profile is None else profile
     for warning in profile.warnings:
         say(f"warning: {warning}")
-    raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
     if raw and (request.base or request.base_profile):  # mem_parser refuses it (cmd/)
         raise ValueError(f"{raw[0]} is one profile's samples, not a difference")
     sym, keep = None, None

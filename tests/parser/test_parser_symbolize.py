@@ -476,6 +476,48 @@ def test_a_helper_that_fails_leaves_its_objects_to_this_process(built, tmp_path,
     assert started and started[0].process.returncode is not None
 
 
+def test_a_helper_started_as_the_file_is_read_is_the_one_the_lookups_take(
+    built, tmp_path, monkeypatch
+):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("a helper is started only with a core to spare")
+    heap = several_objects_heap(built, tmp_path)
+    alone = symbolize(read_heap(heap), built["prog"].path, lines=True)
+    monkeypatch.setattr(object_lookup, "HELPER_MIN_ADDRESSES", 0)
+    monkeypatch.setattr(object_lookup, "HELPER_EARLY_BYTES", heap.stat().st_size)
+    started = []
+    start = object_lookup._Helper.start
+    monkeypatch.setattr(
+        object_lookup._Helper, "start", lambda: started.append(start()) or started[-1]
+    )
+    with object_lookup.started_early(str(heap)):
+        assert len(started) == 1  # before the file is read
+        shared = symbolize(read_heap(heap), built["prog"].path, lines=True)
+        assert object_lookup._early is None  # the lookups took it, and started no other
+    assert len(started) == 1 and started[0].process.returncode is not None
+    assert symbolized_fields(shared) == symbolized_fields(alone)
+
+
+def test_a_helper_started_early_that_nothing_takes_ends_with_the_block(tmp_path, monkeypatch):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("a helper is started only with a core to spare")
+    small, large = tmp_path / "small.heap", tmp_path / "large.heap"
+    small.write_bytes(b"x" * 10)
+    large.write_bytes(b"x" * 100)
+    monkeypatch.setattr(object_lookup, "HELPER_EARLY_BYTES", 100)
+    started = []
+    start = object_lookup._Helper.start
+    monkeypatch.setattr(
+        object_lookup._Helper, "start", lambda: started.append(start()) or started[-1]
+    )
+    with object_lookup.started_early(str(small)):
+        assert started == []  # too small to be worth one
+    with object_lookup.started_early(str(large)):
+        assert len(started) == 1
+    assert started[0].process.returncode is not None
+    assert object_lookup._early is None
+
+
 def split_debug(src: str, debug: Path, stripped: Path, link: bool = True) -> None:
     """What Debian's packaging does: the debug sections into `debug`, the program
     stripped of them and of .symtab, with a .gnu_debuglink naming `debug` if `link`."""
