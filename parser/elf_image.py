@@ -409,11 +409,6 @@ class ElfImage:
         return find_debug_file(self.path, self.build_id, self._debuglink)
 
     @property
-    def has_dwarf(self) -> bool:
-        """DWARF debug information, here or in a debug file: its lookups walk it."""
-        return self._has_lines or self.debug_path is not None
-
-    @property
     def stripped(self) -> bool:
         """No .symtab here nor in a debug file: only the functions it exports are named."""
         return not self._has_symtab and self.debug_path is None
@@ -488,16 +483,6 @@ def demangle(name: str) -> str:
         return cxxfilt.demangle(name)
     except cxxfilt.Error:
         return name
-
-
-def in_sysroot(path: str, sysroot: str | None) -> str:
-    """Where an object the profile names is on this machine: under `sysroot` (the
-    program's root file system, copied from the machine it ran on) where it is there,
-    else at its own path."""
-    if sysroot is None or not path.startswith("/"):
-        return path
-    inside = os.path.join(sysroot, path.lstrip("/"))
-    return inside if os.path.isfile(inside) else path
 
 
 def find_debug_file(

@@ -1,16 +1,14 @@
 """What ELF objects say of addresses in them: the function symbol holding each, its
 line and the calls inlined there. A profile with much to look up has part of it
 looked up by a helper process beside this one, on a machine with a core to spare,
-as pprof hands addresses to addr2line processes: either process may take any object
-not taken yet (_Queue). A helper started before the profile is read reads the symbol
-tables of the objects the profile names meanwhile, the largest files first."""
+as pprof hands addresses to addr2line processes: objects are taken largest first
+from one queue by this process and by the helper, so either may take any of them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import pickle
-import select
 import subprocess
 import sys
 import threading
@@ -22,10 +20,9 @@ from typing import IO
 
 import numpy as np
 
-from mem_profiler.core.errors import ElfError, UserError
+from mem_profiler.core.errors import ElfError
 from mem_profiler.parser import elf_image
-from mem_profiler.parser.elf_image import ElfImage, demangle, in_sysroot
-from mem_profiler.parser.heapfile import read_heap_header
+from mem_profiler.parser.elf_image import ElfImage, demangle
 
 Where = tuple[str, int] | None
 InlinedChain = list[tuple[str, Where]]
@@ -91,17 +88,13 @@ _early: _Helper | None = None  # started by started_early, for the next look_up_
 
 
 @contextlib.contextmanager
-def started_early(profile_path: str, sysroot: str | None = None) -> Iterator[None]:
+def started_early(profile_path: str) -> Iterator[None]:
     """Within the block, the lookups (look_up_all) of the profile at `profile_path` have a
     helper started now, as the file is read, if it is large enough to be worth one on a
-    machine with a core to spare; one they did not take is ended with the block. The
-    helper reads the symbol tables of the objects the profile names (found under
-    `sysroot` where given) until it is given work."""
+    machine with a core to spare; one they did not take is ended with the block."""
     global _early
     if _early is None and _large_enough(profile_path) and _cores() > 1:
         _early = _Helper.start()
-        if _early is not None:
-            _early.send(("preload", profile_path, sysroot, elf_image.DEBUG_ROOTS))
     try:
         yield
     finally:
@@ -119,14 +112,18 @@ def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[Ob
     if helper is None:
         return [look_up(image, offsets, lines) for image, offsets in jobs]
     lookups: list[ObjectLookup | None] = [None] * len(jobs)
-    queue = _Queue(jobs)
+    queue = deque(sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1])))
     feeder = threading.Thread(target=helper.feed, args=(jobs, queue, lookups, lines))
     interval = sys.getswitchinterval()
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
     feeder.start()
     done = False
     try:
-        while (i := queue.take(for_helper=False)) is not None:
+        while queue:
+            try:
+                i = queue.popleft()
+            except IndexError:  # the feeder took the last one
+                break
             lookups[i] = look_up(*jobs[i], lines)
         done = True
     finally:
@@ -159,44 +156,9 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-class _Queue:
-    """The jobs left, each taken once: by the helper in the order it reads objects ahead
-    (the largest files first), by this process those whose lookups walk DWARF (line
-    tables, inlined calls) first, then those of the most addresses."""
-
-    def __init__(self, jobs: list[tuple[ElfImage, np.ndarray]]) -> None:
-        self._lock = threading.Lock()
-        self._taken = [False] * len(jobs)
-        every = range(len(jobs))
-        self._helper_order = deque(sorted(every, key=lambda i: -_file_size(jobs[i][0].path)))
-        self._own_order = deque(
-            sorted(every, key=lambda i: (not jobs[i][0].has_dwarf, -len(jobs[i][1])))
-        )
-
-    def take(self, for_helper: bool) -> int | None:
-        """The next job to look up, None when none is left."""
-        order = self._helper_order if for_helper else self._own_order
-        with self._lock:
-            while order:
-                i = order.popleft()
-                if not self._taken[i]:
-                    self._taken[i] = True
-                    return i
-        return None
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
 class _Helper:
     """A Python process running this module (_serve): each request it reads, an image's
-    path with the file offsets to look up, answered with their ObjectLookup, in order.
-    Requests go as pickles each after its length, so that the helper knows without a
-    read whether one is waiting."""
+    path with the file offsets to look up, answered with their ObjectLookup, in order."""
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
@@ -229,7 +191,7 @@ class _Helper:
     def feed(
         self,
         jobs: list[tuple[ElfImage, np.ndarray]],
-        queue: _Queue,
+        queue: deque[int],
         lookups: list[ObjectLookup | None],
         lines: bool,
     ) -> None:
@@ -238,18 +200,18 @@ class _Helper:
         try:
             if pickle.load(self.answers) != _READY:
                 return
-            while (i := queue.take(for_helper=True)) is not None:
+            while queue:
+                try:
+                    i = queue.popleft()
+                except IndexError:
+                    return  # this process took the last one
                 self.sent = True
                 image, offsets = jobs[i]
-                self.send((image.path, elf_image.DEBUG_ROOTS, offsets, lines))
+                pickle.dump((image.path, elf_image.DEBUG_ROOTS, offsets, lines), self.requests)
+                self.requests.flush()
                 lookups[i] = pickle.load(self.answers)
         except (OSError, EOFError, pickle.UnpicklingError):
             return  # what it held is looked up here
-
-    def send(self, request: tuple) -> None:
-        data = pickle.dumps(request)
-        self.requests.write(len(data).to_bytes(8, "little") + data)
-        self.requests.flush()
 
     def finish(self, wait: bool) -> None:
         """Its end: when `wait`, after it answered what it was given (a helper given
@@ -268,54 +230,18 @@ def _serve() -> None:
     goes to stderr, so that nothing printed can come between two answers)."""
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    requests = sys.stdin.buffer
     pickle.dump(_READY, answers)
     answers.flush()
-    images: dict[str, ElfImage] = {}  # read ahead of their requests
-    while (request := _receive(0)) is not None:
-        if request[0] == "preload":
-            _, profile_path, sysroot, elf_image.DEBUG_ROOTS = request
-            _preload(images, profile_path, sysroot, 0)
-            continue
-        path, elf_image.DEBUG_ROOTS, offsets, lines = request
+    while True:
         try:
-            image = images.pop(path) if path in images else ElfImage(path)
-            lookup = look_up(image, offsets, lines)
+            path, debug_roots, offsets, lines = pickle.load(requests)
+        except EOFError:
+            return
+        elf_image.DEBUG_ROOTS = debug_roots
+        try:
+            lookup = look_up(ElfImage(path), offsets, lines)
         except ElfError as e:
             lookup = ObjectLookup(error=str(e))
         pickle.dump(lookup, answers)
         answers.flush()
-
-
-def _receive(fd: int) -> tuple | None:
-    """The next request on `fd`, None at its end."""
-    head = _read_exactly(fd, 8)
-    data = _read_exactly(fd, int.from_bytes(head, "little")) if len(head) == 8 else b""
-    return pickle.loads(data) if data else None
-
-
-def _read_exactly(fd: int, n: int) -> bytes:
-    """n bytes of fd, fewer only at its end."""
-    data = b""
-    while len(data) < n and (chunk := os.read(fd, n - len(data))):
-        data += chunk
-    return data
-
-
-def _preload(
-    images: dict[str, ElfImage], profile_path: str, sysroot: str | None, requests: int
-) -> None:
-    """The symbol tables of the objects a profile names, the largest files first, read
-    into `images` until a request is waiting on the descriptor `requests`. Nothing read
-    here is said: what the lookups need of it, they read again."""
-    try:
-        header = read_heap_header(profile_path)
-    except UserError:
-        return
-    paths = [in_sysroot(path, sysroot) for path in header.build_ids]
-    for path in sorted(paths, key=lambda p: -_file_size(p)):
-        if select.select([requests], [], [], 0)[0]:
-            return
-        with contextlib.suppress(ElfError):
-            image = ElfImage(path)
-            image.symbols()
-            images[path] = image

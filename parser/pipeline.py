@@ -35,7 +35,6 @@ from mem_profiler.parser.atomic import write_file
 from mem_profiler.parser.categories import Rule, categorize, stack_categories
 from mem_profiler.parser.device_uses import IDLE_THRESHOLD, Inefficiency, check_kinds, inefficient
 from mem_profiler.parser.diff import subtract
-from mem_profiler.parser.elf_image import in_sysroot
 from mem_profiler.parser.flame import flame_tree, format_collapsed
 from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
 from mem_profiler.parser.graph import call_graph
@@ -53,7 +52,12 @@ from mem_profiler.parser.report_notes import format_failures, format_foreign
 from mem_profiler.parser.report_pprof import format_pprof
 from mem_profiler.parser.report_text import format_heaps_text, format_text
 from mem_profiler.parser.sampling import drop_note
-from mem_profiler.parser.symbolize import SymbolizedProfile, check_owner_reads_program, symbolize
+from mem_profiler.parser.symbolize import (
+    SymbolizedProfile,
+    check_owner_reads_program,
+    in_sysroot,
+    symbolize,
+)
 from mem_profiler.parser.timeline import format_timeline
 
 # Formats written to -o or stdout, and formats written to a path of their own.
@@ -245,8 +249,7 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     choose the stacks of a raw one (RAW_FORMATS)."""
     raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
     named = len(raw) < len(request.outputs) or bool(request.focus or request.ignore)
-    early = named and profile is None
-    with started_early(request.heap_file, request.sysroot) if early else nullcontext():
+    with started_early(request.heap_file) if named and profile is None else nullcontext():
         _write_reports(request, say, profile, raw)
 
 

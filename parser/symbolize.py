@@ -20,7 +20,7 @@ from mem_profiler.parser.allocator_frames import (
 )
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.context_tree import StackTree, eval_range, in_evaluation
-from mem_profiler.parser.elf_image import ElfImage, demangle, in_sysroot
+from mem_profiler.parser.elf_image import ElfImage, demangle
 from mem_profiler.parser.heapfile import read_heap, read_heap_header
 from mem_profiler.parser.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.nputil import index_of, sorted_unique
@@ -230,6 +230,16 @@ def check_owner_reads_program(profile_path: str, exe: str) -> None:
             f"{exe} is not readable by the owner of {profile_path} (uid {owner}):"
             " name the program with -p to read its symbols."
         )
+
+
+def in_sysroot(path: str, sysroot: str | None) -> str:
+    """Where an object the profile names is on this machine: under `sysroot` (the
+    program's root file system, copied from the machine it ran on) where it is there,
+    else at its own path."""
+    if sysroot is None or not path.startswith("/"):
+        return path
+    inside = os.path.join(sysroot, path.lstrip("/"))
+    return inside if os.path.isfile(inside) else path
 
 
 def recorded_program(heap_file: str, sysroot: str | None = None) -> tuple[str | None, str | None]:

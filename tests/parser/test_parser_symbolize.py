@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -446,8 +447,7 @@ def test_the_helper_process_answers_every_object_as_this_process_would(built, sy
     lookups: list = [None] * 3
     gone = copy.copy(prog)  # an image whose file went away after it was opened
     gone.path = str(symbol_cache / "gone.so")
-    every = [*jobs, (gone, offsets[0])]
-    helper.feed(every, object_lookup._Queue(every), lookups, True)
+    helper.feed([*jobs, (gone, offsets[0])], deque(range(3)), lookups, True)
     helper.finish(wait=True)
     assert helper.process.returncode == 0
     here = [object_lookup.look_up(image, o, True) for image, o in jobs]
@@ -516,27 +516,6 @@ def test_a_helper_started_early_that_nothing_takes_ends_with_the_block(tmp_path,
         assert len(started) == 1
     assert started[0].process.returncode is not None
     assert object_lookup._early is None
-
-
-def test_a_helper_reads_the_profiles_symbol_tables_until_it_is_given_work(
-    built, tmp_path, symbol_cache
-):
-    heap = several_objects_heap(built, tmp_path)
-    named = {p for p in read_heap(heap).build_ids if os.path.isfile(p)}
-    assert {built["prog"].path, LIBC} <= named
-    read, write = os.pipe()
-    try:
-        images: dict = {}
-        object_lookup._preload(images, str(heap), None, read)
-        assert set(images) == named
-        assert all(image._symbols is not None for image in images.values())
-        os.write(write, b"x")  # a request waiting: nothing more is read ahead
-        images = {}
-        object_lookup._preload(images, str(heap), None, read)
-        assert images == {}
-    finally:
-        os.close(read)
-        os.close(write)
 
 
 def split_debug(src: str, debug: Path, stripped: Path, link: bool = True) -> None:
