@@ -409,6 +409,11 @@ class ElfImage:
         return find_debug_file(self.path, self.build_id, self._debuglink)
 
     @property
+    def has_dwarf(self) -> bool:
+        """DWARF debug information, here or in a debug file: its lookups walk it."""
+        return self._has_lines or self.debug_path is not None
+
+    @property
     def stripped(self) -> bool:
         """No .symtab here nor in a debug file: only the functions it exports are named."""
         return not self._has_symtab and self.debug_path is None

@@ -1,8 +1,8 @@
 """What ELF objects say of addresses in them: the function symbol holding each, its
 line and the calls inlined there. A profile with much to look up has part of it
 looked up by a helper process beside this one, on a machine with a core to spare,
-as pprof hands addresses to addr2line processes: objects are taken largest first
-from one queue by this process and by the helper, so either may take any of them."""
+as pprof hands addresses to addr2line processes: either process may take any object
+not taken yet (_Queue)."""
 
 from __future__ import annotations
 
@@ -112,18 +112,14 @@ def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[Ob
     if helper is None:
         return [look_up(image, offsets, lines) for image, offsets in jobs]
     lookups: list[ObjectLookup | None] = [None] * len(jobs)
-    queue = deque(sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1])))
+    queue = _Queue(jobs)
     feeder = threading.Thread(target=helper.feed, args=(jobs, queue, lookups, lines))
     interval = sys.getswitchinterval()
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
     feeder.start()
     done = False
     try:
-        while queue:
-            try:
-                i = queue.popleft()
-            except IndexError:  # the feeder took the last one
-                break
+        while (i := queue.take(for_helper=False)) is not None:
             lookups[i] = look_up(*jobs[i], lines)
         done = True
     finally:
@@ -154,6 +150,40 @@ def _large_enough(path: str) -> bool:
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+class _Queue:
+    """The jobs left, each taken once: by this process the objects of the largest files
+    first (a large symbol table is read where the peak of memory comes later anyway, in
+    the merge), by the helper those whose lookups walk DWARF (line tables, inlined
+    calls) first, then those of the most addresses."""
+
+    def __init__(self, jobs: list[tuple[ElfImage, np.ndarray]]) -> None:
+        self._lock = threading.Lock()
+        self._taken = [False] * len(jobs)
+        every = range(len(jobs))
+        self._own_order = deque(sorted(every, key=lambda i: -_file_size(jobs[i][0].path)))
+        self._helper_order = deque(
+            sorted(every, key=lambda i: (not jobs[i][0].has_dwarf, -len(jobs[i][1])))
+        )
+
+    def take(self, for_helper: bool) -> int | None:
+        """The next job to look up, None when none is left."""
+        order = self._helper_order if for_helper else self._own_order
+        with self._lock:
+            while order:
+                i = order.popleft()
+                if not self._taken[i]:
+                    self._taken[i] = True
+                    return i
+        return None
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 class _Helper:
@@ -191,7 +221,7 @@ class _Helper:
     def feed(
         self,
         jobs: list[tuple[ElfImage, np.ndarray]],
-        queue: deque[int],
+        queue: _Queue,
         lookups: list[ObjectLookup | None],
         lines: bool,
     ) -> None:
@@ -200,11 +230,7 @@ class _Helper:
         try:
             if pickle.load(self.answers) != _READY:
                 return
-            while queue:
-                try:
-                    i = queue.popleft()
-                except IndexError:
-                    return  # this process took the last one
+            while (i := queue.take(for_helper=True)) is not None:
                 self.sent = True
                 image, offsets = jobs[i]
                 pickle.dump((image.path, elf_image.DEBUG_ROOTS, offsets, lines), self.requests)

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import zlib
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -447,7 +446,8 @@ def test_the_helper_process_answers_every_object_as_this_process_would(built, sy
     lookups: list = [None] * 3
     gone = copy.copy(prog)  # an image whose file went away after it was opened
     gone.path = str(symbol_cache / "gone.so")
-    helper.feed([*jobs, (gone, offsets[0])], deque(range(3)), lookups, True)
+    every = [*jobs, (gone, offsets[0])]
+    helper.feed(every, object_lookup._Queue(every), lookups, True)
     helper.finish(wait=True)
     assert helper.process.returncode == 0
     here = [object_lookup.look_up(image, o, True) for image, o in jobs]
