@@ -93,7 +93,7 @@ def started_early(profile_path: str) -> Iterator[None]:
     helper started now, as the file is read, if it is large enough to be worth one on a
     machine with a core to spare; one they did not take is ended with the block."""
     global _early
-    if _early is None and _large_enough(profile_path) and _cores() > 1:
+    if _early is None and _file_size(profile_path) >= HELPER_EARLY_BYTES and _cores() > 1:
         _early = _Helper.start()
     try:
         yield
@@ -141,13 +141,6 @@ def _worth_a_helper(jobs: list[tuple[ElfImage, np.ndarray]]) -> bool:
     )
 
 
-def _large_enough(path: str) -> bool:
-    try:
-        return os.stat(path).st_size >= HELPER_EARLY_BYTES
-    except OSError:
-        return False  # the read says what is wrong
-
-
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -183,7 +176,7 @@ def _file_size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError:
-        return 0
+        return 0  # its read says what is wrong
 
 
 class _Helper:
