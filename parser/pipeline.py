@@ -250,17 +250,20 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     raw = [fmt for fmt, _ in request.outputs if fmt in RAW_FORMATS]
     named = len(raw) < len(request.outputs) or bool(request.focus or request.ignore)
     with started_early(request.heap_file) if named and profile is None else nullcontext():
-        _write_reports(request, say, profile, raw)
+        _write_reports(request, say, profile, raw, named)
 
 
-def _write_reports(request: Request, say: Say, profile: HeapProfile | None, raw: list[str]) -> None:
+def _write_reports(
+    request: Request, say: Say, profile: HeapProfile | None, raw: list[str], named: bool
+) -> None:
+    """write_reports' work: `raw`, its raw formats; `named`, whether it symbolizes."""
     profile = read_heap(request.heap_file) if profile is None else profile
     for warning in profile.warnings:
         say(f"warning: {warning}")
     if raw and (request.base or request.base_profile):  # mem_parser refuses it (cmd/)
         raise ValueError(f"{raw[0]} is one profile's samples, not a difference")
     sym, keep = None, None
-    if len(raw) < len(request.outputs) or request.focus or request.ignore:
+    if named:
         # the raw outputs take the stacks --focus keeps by their index in `profile`
         merge = not raw and all(fmt in NAME_FORMATS for fmt, _ in request.outputs)
         # the stacks of a table alone stay in their tree unless a step takes their frames
