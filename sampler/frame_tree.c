@@ -7,9 +7,9 @@
  * (hash_index.c: found without a lock, made under the index's): frames (an
  * address, or a Python frame's pseudo-address) and nodes (parent id, frame id and
  * the high half of the path's hash: 12 bytes).  Ids only grow, and a parent is
- * always made before its children, so a parent's id is below its child's.  Ids are stable for the life of the
- * process; a forked child starts over, and a generation tells the threads'
- * chain memos so. */
+ * always made before its children, so a parent's id is below its child's.  Ids are
+ * stable for the life of the process; a forked child starts over, and a generation
+ * tells the threads' chain memos so. */
 #include <string.h>
 
 #include "frame_tree.h"
