@@ -3,7 +3,8 @@ driver, where the allocations succeed: tests/fixtures/device_cuda_api.c in its "
 mode under `mem_profiler run --device-rate 1`, for each runtime the driver accepts.
 
 - the runtime's table of driver functions holds the sampler's wrapper for every
-  memory entry point it fetched, and no memory entry point of the driver itself;
+  memory entry point, copy, set and launch it fetched (a real driver has them all),
+  and none of those of the driver itself;
 - every runtime allocation is in its heap, once, from its site, with the bytes
   asked for (cudaMallocPitch and cudaMalloc3D: with the pitch the driver chose);
 - every driver-API allocation with its exact bytes; the results are the same with
@@ -52,8 +53,8 @@ def test_nvidia_runtime_on_a_gpu(tmp_path, version):
     assert checksum(proc.stdout) == checksum(plain.stdout)
 
     found = table(proc.stdout)
-    assert found["libmemprof.so"] == wrapped(version)
-    assert not found.get("libcuda.so.1", set()) & set(truth.NVIDIA_RUNTIME_REQUESTS.values())
+    assert found["libmemprof.so"] == wrapped(version, gpu=True)
+    assert not found.get("libcuda.so.1", set()) & wrapped(version, gpu=True)
 
     calls = runtime_calls(proc.stdout)
     assert {site: error for site, (_, _, error) in calls.items()} == dict.fromkeys(

@@ -88,6 +88,9 @@ def test_nvidia_runtime_starts_up_to_the_export_tables(runtime, plain_runs):
     asked = {r[1:4]: r[4] for r in requests}
     assert {v for k, v in asked.items() if k in truth.NVIDIA_RUNTIME_REQUESTS} == wrapped(version)
     assert all(asked[k] == v for k, v in truth.NVIDIA_RUNTIME_REQUESTS.items() if k in asked)
+    assert {asked.get(k) for k in truth.NVIDIA_RUNTIME_REQUESTS_OF_A_GPU} == {"-"}, (
+        "asked for, and not found in the stand-in"
+    )
     assert len(requests) == REQUESTS[version], "the runtime fetches its whole table at start"
     calls = [t.split() for t in start.splitlines() if not t.startswith("cuda cuGetProcAddress")]
     assert ["cuda", "cuInit", "0"] in calls

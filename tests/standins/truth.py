@@ -331,6 +331,30 @@ NVIDIA_RUNTIME_REQUESTS = {
     ("cuMemcpyDtoD", 7000, 2): "cuMemcpyDtoD_v2_ptds",
 }
 
+# What those runtimes also ask for, of the copies, sets and launches the sampler wraps
+# (a block's uses), that only a real driver has: the stand-in answers them "not
+# found", so the wrappers are seen in the runtime's table on a GPU (tests/gpu).
+NVIDIA_RUNTIME_REQUESTS_OF_A_GPU = {
+    ("cuMemcpy", 4000, 0): "cuMemcpy",
+    ("cuMemcpy", 7000, 2): "cuMemcpy_ptds",
+    ("cuMemcpyAsync", 4000, 0): "cuMemcpyAsync",
+    ("cuMemcpyAsync", 7000, 2): "cuMemcpyAsync_ptsz",
+    ("cuMemcpyHtoDAsync", 3020, 0): "cuMemcpyHtoDAsync_v2",
+    ("cuMemcpyHtoDAsync", 7000, 2): "cuMemcpyHtoDAsync_v2_ptsz",
+    ("cuMemcpyDtoHAsync", 3020, 0): "cuMemcpyDtoHAsync_v2",
+    ("cuMemcpyDtoHAsync", 7000, 2): "cuMemcpyDtoHAsync_v2_ptsz",
+    ("cuMemcpyDtoDAsync", 3020, 0): "cuMemcpyDtoDAsync_v2",
+    ("cuMemcpyDtoDAsync", 7000, 2): "cuMemcpyDtoDAsync_v2_ptsz",
+    ("cuMemsetD8", 3020, 0): "cuMemsetD8_v2",
+    ("cuMemsetD8", 7000, 2): "cuMemsetD8_v2_ptds",
+    ("cuMemsetD8Async", 3020, 0): "cuMemsetD8Async",
+    ("cuMemsetD8Async", 7000, 2): "cuMemsetD8Async_ptsz",
+    ("cuLaunchCooperativeKernel", 9000, 0): "cuLaunchCooperativeKernel",
+    ("cuLaunchCooperativeKernel", 9000, 2): "cuLaunchCooperativeKernel_ptsz",
+    ("cuLaunchKernelEx", 11060, 0): "cuLaunchKernelEx",
+    ("cuLaunchKernelEx", 11060, 2): "cuLaunchKernelEx_ptsz",
+}
+
 # The stand-in runtime's start (tests/standins/libcudart.c), a part of NVIDIA's
 # (12.4 to 13.0) in the same order: (symbol, version, flags, the driver's answer).
 STANDIN_RUNTIME_REQUESTS = [

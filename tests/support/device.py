@@ -164,11 +164,15 @@ def runtime_calls(stdout: str) -> dict[str, tuple[str, int, int]]:
     }
 
 
-def wrapped(version: str) -> set[str]:
-    """The driver functions the sampler wraps that this runtime fetches."""
+def wrapped(version: str, gpu: bool = False) -> set[str]:
+    """The driver functions the sampler wraps that this runtime fetches from the
+    stand-in driver, or (gpu) from a real one."""
+    requests = truth.NVIDIA_RUNTIME_REQUESTS | (
+        truth.NVIDIA_RUNTIME_REQUESTS_OF_A_GPU if gpu else {}
+    )
     return {
         variant
-        for (name, number, _), variant in truth.NVIDIA_RUNTIME_REQUESTS.items()
+        for (name, number, _), variant in requests.items()
         if version != "11.8" or (name, number) != ("cuGetProcAddress", 12000)
     }
 
