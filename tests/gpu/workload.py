@@ -3,7 +3,8 @@ several sizes (the caching allocator's large and small segments), a matmul
 (cuBLAS), frees that stay cached, and torch.cuda.memory_reserved() printed at
 the end.  Everything still referenced at exit stays reserved: the caching
 allocator never returns its segments to the driver at exit, so the `cuda`
-heap's live bytes at the exit dump are what memory_reserved() reports."""
+heap's live bytes at the exit dump that came through it are what
+memory_reserved() reports. cuBLAS allocates its handle's memory itself, besides."""
 
 import torch
 
