@@ -84,8 +84,13 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install -q -e '.[dev]' $(STRICT)
 	touch $@
 
+# The package's byte-code, as pip writes an installed package's: without it, where
+# PYTHONDONTWRITEBYTECODE is set, each command compiles every module it imports.
+COMPILE_PY   = $(PY) -m compileall -q $(BUILD)/__editable__*/mem_profiler
+
 $(BUILD)/python-links: $(VENV)/.installed $(PY_FOLDERS)
 	$(PY) -m pip install -q --no-deps -e . $(STRICT)
+	$(COMPILE_PY)
 	@mkdir -p $(BUILD) && touch $@
 
 # PyTorch on the CPU for tests/sampler/test_python_torch.py, which is skipped where it
@@ -168,6 +173,7 @@ demo: setup build
 	echo && echo "call graph: $(BUILD)/demo.svg   flame graph: $(BUILD)/demo_flame.html"
 
 bench: setup bench-deps build
+	$(COMPILE_PY)
 	$(PY) bench/run_bench.py
 	$(PY) bench/parser_speed.py
 
