@@ -59,12 +59,14 @@ _TEMPLATE_RE = re.compile(
 )
 # Rust's legacy hash (`::h` and 16 hex digits at the end) and v0 crate disambiguators.
 _RUST_HASH_RE = re.compile(r"::h[0-9a-f]{16}$|\[(?<=\w\[)[0-9a-f]{1,16}\]")
-# A return type left in front (`void ns::f`, `double* build`, `std::ostream& std::operator<<`),
-# but not the `new` of `operator new`.
-_RETURN_TYPE_RE = re.compile(
-    r"^(?!.*\boperator\b).*[\s*&]+(?=[\w:~.$]+$)"
-    r"|^.*?[\s*&]+(?=(?:[\w~.$]+::)*operator\b)"
-)
+# A return type left in front (`void ns::f`, `double* build`): what comes before the
+# name that ends the text, after a space, `*` or `&`. The name is found in the reversed
+# text, from its start: a search for it at the end would try each of its characters.
+_NAME_REVERSED_RE = re.compile(r"[\w:~.$]+")
+# ... and an operator's (`std::ostream& std::operator<<`), but not the `new` of
+# `operator new`.
+_OPERATOR_RE = re.compile(r"\boperator\b")
+_OPERATOR_RETURN_TYPE_RE = re.compile(r"^.*?[\s*&]+(?=(?:[\w~.$]+::)*operator\b)")
 
 
 @dataclass
@@ -214,11 +216,24 @@ def short_name(name: str) -> str:
                 break
     if not any(c in name for c in " *&"):
         return name.strip()  # no return type left in front
-    return _RETURN_TYPE_RE.sub("", name).strip()
+    return _without_return_type(name).strip()
+
+
+def _without_return_type(name: str) -> str:
+    if _OPERATOR_RE.search(name):
+        return _OPERATOR_RETURN_TYPE_RE.sub("", name)
+    found = _NAME_REVERSED_RE.match(name[::-1])
+    start = len(name) - found.end() if found else 0
+    if start > 0 and (name[start - 1].isspace() or name[start - 1] in "*&"):
+        return name[start:]
+    return name
 
 
 def _without_rust_hashes(name: str) -> str:
-    return _RUST_HASH_RE.sub("", name) if "[" in name or "::h" in name else name
+    # The legacy hash can only be the name's last 19 characters.
+    if "[" not in name and name[-19:-16] != "::h":
+        return name
+    return _RUST_HASH_RE.sub("", name)
 
 
 def check_owner_reads_program(profile_path: str, exe: str) -> None:
