@@ -76,9 +76,11 @@ class Tree:
         weight = np.arange(len(self.parent)) > 0
         if present is not None:
             weight &= present
-        jumps = self.jumps()
-        self.depth = self.path_sums(weight, jumps)  # frames from each node up to the root
-        self.ends = self.path_sums(weight & (self.address == np.uint64(GROUP_END)), jumps)
+        ends = weight & (self.address == np.uint64(GROUP_END))
+        # Both sums in one pass, the group ends in the high half: a tree has < 2^31 nodes.
+        both = self.path_sums(weight.astype(np.int64) | ends.astype(np.int64) << 32)
+        self.depth = both & 0xFFFFFFFF  # frames from each node up to the root
+        self.ends = both >> 32
 
     def jumps(self) -> list[np.ndarray]:
         """jumps[k]: each node's ancestor 2^k levels up (0 beyond the root), up to the
@@ -95,8 +97,9 @@ class Tree:
         a step per power of two of the depth; `jumps`, self.jumps() if already made)."""
         sums = np.asarray(weights, np.int64).copy()
         sums[0] = 0
+        above = np.empty_like(sums)
         for jump in (jumps or self.jumps())[:-1]:
-            sums += sums[jump]
+            sums += np.take(sums, jump, out=above)
         return sums
 
     def chains(
