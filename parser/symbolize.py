@@ -416,7 +416,7 @@ def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native
     raw = stacks.tree.address
     python = is_python_frame(raw)
     caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
-    leaves = np.unique(stacks.native)
+    leaves = sorted_unique(stacks.native)
     uniq = sorted_unique(np.r_[caller, raw[leaves]])
     locations = _with_inlined(uniq, *resolver.resolve(uniq))
     interpreter = interpreter_code(profile, uniq)
