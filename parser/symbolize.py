@@ -445,16 +445,18 @@ def _function_keys(locations) -> np.ndarray:
     _, func_of, _, _, first = locations
     if first is None:
         return func_of
+    # An address of one location is keyed by its function; one with inlined calls by its
+    # run of functions, numbered after every function.
+    keys = func_of[first].astype(np.int64)
+    ends = np.r_[first[1:], len(func_of)]
     runs: dict[tuple[int, ...], int] = {}
-    bounds = np.r_[first, len(func_of)].tolist()
-    functions = func_of.tolist()
-    return np.array(
-        [
-            runs.setdefault(tuple(functions[a:b]), len(runs))
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ],
-        np.int64,
-    )
+    functions, base = func_of.tolist(), int(func_of.max(initial=0)) + 1
+    inlined = np.flatnonzero(ends - first > 1)
+    for i, a, b in zip(
+        inlined.tolist(), first[inlined].tolist(), ends[inlined].tolist(), strict=True
+    ):
+        keys[i] = base + runs.setdefault(tuple(functions[a:b]), len(runs))
+    return keys
 
 
 def _with_inlined(
