@@ -442,8 +442,8 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
         Row("memray summary, memray run's file", dict(os.environ), [*summary, str(plain)]),
         Row("memray summary, --native's file", dict(os.environ), [*summary, str(native)]),
     ]
-    for _ in range(rounds):
-        for reader in readers:
+    for i in range(rounds):
+        for reader in round_order(readers, i):
             shutil.rmtree(cache, ignore_errors=True)
             run = RUNNER.run_parser if reader is readers[0] else RUNNER.run
             seconds, peak = run(reader.argv or [], reader.env, out)
@@ -550,11 +550,12 @@ def measure(
     keep: bool = False,
     extra_rss: bool = False,
 ) -> None:
-    """Rounds interleave the rows so that a slow spell of the machine hits them all. With
-    `dropped`, the table says how many samples the last round's .heap files dropped; with
-    `keep`, the last round's files are left for the caller (row.files) to remove."""
+    """Rounds interleave the rows (round_order) so that a slow spell of the machine hits
+    them all. With `dropped`, the table says how many samples the last round's .heap
+    files dropped; with `keep`, the last round's files are left for the caller
+    (row.files) to remove."""
     for i in range(repeat):
-        for row in rows:
+        for row in round_order(rows, i):
             run_once(row, argv, out, keep=i == repeat - 1)
     if dropped:
         for row in rows:
@@ -562,6 +563,12 @@ def measure(
     print_table(rows, dropped, extra_rss)
     if not keep:
         remove_files(rows)
+
+
+def round_order(rows: list[Row], i: int) -> list[Row]:
+    """The rows in round i's order: forward, then backward, then forward again, so that
+    no row always runs just after the same one (what ran just before can slow a run)."""
+    return rows if i % 2 == 0 else rows[::-1]
 
 
 def remove_files(rows: list[Row]) -> None:
