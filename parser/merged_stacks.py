@@ -58,9 +58,9 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
     copy = np.r_[copy, np.zeros(len(plain_leaves), np.int64), np.ones(len(python_leaves), np.int64)]
     node = np.concatenate([*nodes, plain_leaves, python_leaves])
     callers = len(nodes[0]) + len(nodes[1])
-    leaf = np.arange(len(node)) >= callers
-    key = np.where(leaf, keys.leaf_key[node], keys.caller_key[node])
-    value = np.where(leaf, keys.leaf_value[node], keys.caller_value[node])
+    # the callers' entries first, then the leaves'
+    key = np.r_[keys.caller_key[node[:callers]], keys.leaf_key[node[callers:]]]
+    value = np.r_[keys.caller_value[node[:callers]], keys.leaf_value[node[callers:]]]
     skip = (copy == 1) & keys.folded[node]
     parent_slot = copy * n + up[node]  # the slot of an entry's caller in new_id
     width = int(key.max()) + 1 if len(key) else 1
@@ -78,7 +78,7 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
         first = np.empty(len(distinct), np.int64)
         first[which] = at[fresh]  # any entry of each: they name the same
         entry_id[at] = ids
-        callers_at = at[~leaf[at]]
+        callers_at = at[at < callers]
         new_id[copy[callers_at] * n + node[callers_at]] = entry_id[callers_at]
         parents.append(distinct // width)
         values.append(value[first])
