@@ -256,7 +256,9 @@ def _serve() -> None:
         try:
             path, debug_roots, offsets, lines = pickle.load(requests)
         except EOFError:
-            return
+            # All is answered and every cache file written: the interpreter's teardown,
+            # freeing what the lookups left, would only keep mem_parser waiting.
+            os._exit(0)
         elf_image.DEBUG_ROOTS = debug_roots
         try:
             lookup = look_up(ElfImage(path), offsets, lines)
