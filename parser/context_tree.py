@@ -77,10 +77,8 @@ class Tree:
         if present is not None:
             weight &= present
         ends = weight & (self.address == np.uint64(GROUP_END))
-        # Both sums in one pass, the group ends in the high half: a tree has < 2^31 nodes.
-        both = self.path_sums(weight.astype(np.int64) | ends.astype(np.int64) << 32)
-        self.depth = both & 0xFFFFFFFF  # frames from each node up to the root
-        self.ends = both >> 32
+        # frames from each node up to the root, and group ends among them
+        self.depth, self.ends = self.path_counts([weight, ends], len(self.parent))
 
     def jumps(self) -> list[np.ndarray]:
         """jumps[k]: each node's ancestor 2^k levels up (0 beyond the root), up to the
@@ -101,6 +99,24 @@ class Tree:
         for jump in (jumps or self.jumps())[:-1]:
             sums += np.take(sums, jump, out=above)
         return sums
+
+    def path_counts(
+        self, masks: list[np.ndarray], most: int, jumps: list[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        """path_sums of each of the boolean `masks`, where no node has more than `most`
+        (the tree's depth, or its size) above it: as many at a time as fit side by side
+        in an int64, since each pass is a gather of the whole tree per power of two."""
+        width = max(int(most).bit_length(), 1)
+        field, per = (1 << width) - 1, max(63 // width, 1)
+        counts = []
+        for first in range(0, len(masks), per):
+            group = masks[first : first + per]
+            packed = np.zeros(len(self.parent), np.int64)
+            for i, mask in enumerate(group):
+                packed |= np.asarray(mask, np.int64) << (width * i)
+            sums = self.path_sums(packed, jumps)
+            counts += [sums >> (width * i) & field for i in range(len(group))]
+        return counts
 
     def chains(
         self, leaves: np.ndarray, lengths: np.ndarray, jumps: list[np.ndarray]

@@ -140,10 +140,11 @@ class _Sums:
         self.run[~(self.native | python)] = 0
         self.levels = Levels(tree.depth).at
         self.jumps = tree.jumps()
-        self.evals = self.path_sums(self.eval)
+        # per node, the evaluation and the Python frames from it up to the root
+        self.evals, self.frames_above = self.path_counts([self.eval, python])
 
-    def path_sums(self, weights: np.ndarray) -> np.ndarray:
-        return self.tree.path_sums(weights, self.jumps)
+    def path_counts(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+        return self.tree.path_counts(masks, int(self.tree.depth.max(initial=0)), self.jumps)
 
     def nearest(self, mask: np.ndarray) -> np.ndarray:
         """Per node, the nearest of it and its ancestors where `mask` holds (0: none)."""
@@ -179,8 +180,7 @@ class _Sums:
         # kinds of stack: 0 no Python frames, 1 fewer evaluation frames than groups,
         # 2 as many; -1 expanded
         with_python = tree.depth[python_leaf] > tree.ends[python_leaf]
-        frames_above = self.path_sums(self.python)
-        ends_before = self.path_sums(self.ends_group & (frames_above == 0))
+        (ends_before,) = self.path_counts([self.ends_group & (self.frames_above == 0)])
         groups = 1 + tree.ends[python_leaf] - ends_before[python_leaf]
         evals = self.evals[native_leaf]
         kind = np.where(with_python, np.where(evals < groups, 1, 2), 0)
@@ -199,8 +199,8 @@ class _Sums:
         )
         flat_loc = np.full(len(kind), -1, np.int64)
         cut = []
-        for k in range(3):
-            allocs = self.path_sums(has_alloc & kept[k])
+        every_allocs = self.path_counts([has_alloc & kept[k] for k in range(3)])
+        for k, allocs in enumerate(every_allocs):
             cut.append(allocs[self.parent] > 0)  # an allocator location rootward
             has_kept = kept[k] & ~cut[k] & (last_alloc < self.run - 1)
             leaf = self.nearest(has_kept)[native_leaf]
