@@ -48,7 +48,8 @@ class Levels:
         # numpy sorts 16-bit integers by radix: the depths of any tree a file holds
         small = len(depth) == 0 or int(depth.max()) < 2**15
         order = np.argsort(depth.astype(np.int16) if small else depth, kind="stable")
-        bounds = np.searchsorted(depth[order], np.arange(int(depth.max(initial=0)) + 2))
+        levels = np.bincount(depth, minlength=int(depth.max(initial=0)) + 1)
+        bounds = np.r_[0, np.cumsum(levels)]  # where each depth's run starts
         self.at = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def callers(self, up: np.ndarray, nodes: np.ndarray) -> np.ndarray:
