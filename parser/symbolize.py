@@ -191,14 +191,15 @@ class FunctionTable:
         unless given; native unless its Python file is given)."""
         out = []
         files = python_files or [None] * len(names)
+        known = self._ids
         for name, system, file in zip(names, system_names or names, files, strict=True):
-            key = (name, file)
-            if key not in self._ids:
-                self._ids[key] = len(self.names)
+            i = known.get((name, file))
+            if i is None:
+                i = known[name, file] = len(self.names)
                 self.names.append(name)
                 self.system_names.append(system)
                 self.python_files.append(file)
-            out.append(self._ids[key])
+            out.append(i)
         return out
 
 
