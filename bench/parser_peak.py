@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from mem_profiler.cmd.cli_input import leave
 from mem_profiler.cmd.mem_parser import main as mem_parser
 
 POLL_S = 0.02
@@ -53,7 +54,9 @@ def run() -> None:
     stop.set()
     watcher.join()
     out.write_text(str(vm_hwm("self") + sum(peaks.values())))
-    sys.exit(code)
+    if code:
+        sys.exit(code)
+    leave()  # as the command ends
 
 
 if __name__ == "__main__":

@@ -121,6 +121,18 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None) -> No
         sys.exit(1)
 
 
+def leave() -> NoReturn:
+    """End a command's process once its work is done, what it wrote flushed, without the
+    interpreter's teardown: freeing a large report's objects one by one only keeps its
+    caller waiting."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        os._exit(1)  # as run_command exits when the reader of stdout went away
+    os._exit(0)
+
+
 def say(prog: str, message: str) -> None:
     """`message` on one line of stderr, its control characters escaped."""
     click.echo(f"{prog}: {visible(message)}", err=True)

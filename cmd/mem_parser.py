@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import click
 
-from mem_profiler.cmd.cli_input import BYTES, FRACTION, MILLISECONDS, run_command, say
+from mem_profiler.cmd.cli_input import BYTES, FRACTION, MILLISECONDS, leave, run_command, say
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
@@ -439,9 +439,12 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become one line on stderr and exit status 2. Run as the
+    command (its arguments from sys.argv), a finished report ends the process."""
     return_large_frees()
     run_command(cli, PROG, argv)
+    if argv is None:
+        leave()
 
 
 if __name__ == "__main__":
