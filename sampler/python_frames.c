@@ -32,6 +32,7 @@
 #include "hash_index.h"
 #include "python_frames.h"
 #include "sysutil.h"
+#include "thread_state.h"
 
 /* Offsets into the interpreter's structures, and how its frames are chained. */
 struct py_layout {
@@ -105,6 +106,7 @@ struct intern_table {
 };
 
 static struct intern_table strings, records;
+static _Atomic uint32_t records_generation = 1;   /* moves when the records are emptied */
 
 /* A frame record: what a Python frame was when it was sampled. */
 struct py_record {
@@ -282,30 +284,37 @@ static uint32_t intern_str(uintptr_t obj)
  * or at byte `unit * 2`: 3.10's co_linetable; 3.9's co_lnotab.  An instruction the
  * table gives no line (the compiler's own: exception cleanup, the implicit return)
  * is on the last line before it, as a reader of the source would place it, and
- * before any line on the function's first: a report never shows line -1. */
-static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, int64_t unit)
+ * before any line on the function's first: a report never shows line -1.
+ * The decoding starts at *c, which it leaves at the entry that held the unit: a
+ * later unit of the same code goes on from there (a module's body runs top to
+ * bottom, and a long one's table is long). */
+static int32_t line_of(const unsigned char *table, int64_t len, int64_t unit,
+                       struct memprof_line_cursor *c)
 {
-    const unsigned char *p = table, *end = table + len;
+    const unsigned char *p = table + c->at, *end = table + len;
+    int32_t line = c->line;
     if (unit < 0)
         return line;
     if (py.layout.minor == 9) {   /* (byte increment, signed line increment) pairs */
-        int64_t addr = 0;
-        for (; p + 1 < end; p += 2) {
+        int64_t addr = c->start;
+        for (; p + 1 < end && addr + p[0] <= 2 * unit; p += 2) {
             addr += p[0];
-            if (addr > 2 * unit)
-                break;
             line += (signed char)p[1];
         }
+        *c = (struct memprof_line_cursor){p - table, addr, line};
         return line;
     }
     if (py.layout.minor == 10) {   /* (bytes covered, signed line delta or -128: none) */
-        int64_t start = 0;
+        int64_t start = c->start;
         for (; p + 1 < end; p += 2) {
             int64_t stop = start + p[0];
+            int32_t before = line;
             if ((signed char)p[1] != -128)
                 line += (signed char)p[1];
-            if (2 * unit >= start && 2 * unit < stop)
+            if (2 * unit >= start && 2 * unit < stop) {
+                *c = (struct memprof_line_cursor){p - table, start, before};
                 return line;
+            }
             start = stop;
         }
         return line;
@@ -313,10 +322,11 @@ static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, in
     /* 3.11+: entries start with a byte of bit 7 set: code in bits 3-6, code units - 1
      * in bits 0-2; the line delta is a signed varint after codes 13 and 14, code - 10
      * for 10-12, nothing else; code 15 has no line. */
-    int64_t start = 0;
+    int64_t start = c->start;
     while (p < end && (*p & 0x80)) {
         unsigned code = (*p >> 3) & 15;
         int64_t stop = start + (*p & 7) + 1;
+        int32_t before = line;
         const unsigned char *q = p + 1;
         if (code == 13 || code == 14) {
             uint32_t read = *q++, value = read & 63, shift = 0;
@@ -329,13 +339,36 @@ static int32_t line_of(const unsigned char *table, int64_t len, int32_t line, in
         } else if (code >= 10 && code <= 12) {
             line += (int32_t)code - 10;
         }
-        if (unit < stop)
+        if (unit < stop) {
+            *c = (struct memprof_line_cursor){p - table, start, before};
             return line;
+        }
         start = stop;
         for (p = q; p < end && !(*p & 0x80); p++)
             ;
     }
     return line;
+}
+
+/* A decoding to go on from: the thread's last one of this code object, if the unit
+ * is at or after where it stopped, else the table's start. */
+static struct memprof_line_cursor *line_cursor_for(uintptr_t code, uint32_t generation,
+                                                   int64_t unit, int32_t first_line,
+                                                   struct memprof_line_cursor *fresh)
+{
+    *fresh = (struct memprof_line_cursor){0, 0, first_line};
+    struct memprof_memos *memos = memprof_thread.memos;
+    if (memos == NULL)
+        return fresh;
+    __typeof__(memos->line_cursors[0]) *m =
+        &memos->line_cursors[(code >> 4) * 0x9e3779b97f4a7c15ull >> (64 - MEMPROF_LINE_MEMO_BITS)];
+    int64_t at_unit = py.layout.minor <= 10 ? 2 * unit : unit;   /* where `start` counts bytes */
+    if (m->code != code || m->generation != generation || m->cursor.start > at_unit) {
+        m->code = code;
+        m->generation = generation;
+        m->cursor = *fresh;
+    }
+    return &m->cursor;
 }
 
 /* What a code object holds that its frames' records are made of. */
@@ -437,16 +470,15 @@ static void cache_store(uintptr_t code, uint64_t unit, uint32_t generation, uint
     atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
 }
 
-/* The record id of a frame running `code` at code unit `unit`; UINT32_MAX when it
- * cannot be read or the tables are full. */
-static uint32_t frame_record(uintptr_t code, int64_t unit)
+/* The record id of a frame running `code` at code unit `unit`, whose generation is
+ * `generation`; UINT32_MAX when it cannot be read or the tables are full. */
+static uint32_t frame_record(uintptr_t code, int64_t unit, uint32_t generation)
 {
     /* A hit needs no look at the code object: an entry is stored only for a code
      * object, and its generation changes when that object is freed.  An address that
      * cannot be one is refused first, as an empty entry holds code 0. */
     if (!may_be_object(code))
         return UINT32_MAX;
-    uint32_t generation = atomic_load_explicit(generation_of(code), memory_order_acquire);
     uint32_t id = cache_lookup(code, (uint64_t)unit, generation);
     if (id != UINT32_MAX)
         return id;
@@ -456,9 +488,12 @@ static uint32_t frame_record(uintptr_t code, int64_t unit)
     struct py_record r = {intern_str(c.name), intern_str(c.file), -1, c.first_line};
     if (r.name == UINT32_MAX || r.file == UINT32_MAX || r.first_line <= 0)
         return UINT32_MAX;   /* 0: the interpreter's own shims (3.13's __init__ cleanup) */
-    if (is_object_of(c.table, py.bytes_type))
+    if (is_object_of(c.table, py.bytes_type)) {
+        struct memprof_line_cursor fresh;
         r.line = line_of((const unsigned char *)(c.table + BYTES_DATA),
-                         *(const int64_t *)(c.table + VAR_SIZE), r.first_line, unit);
+                         *(const int64_t *)(c.table + VAR_SIZE), unit,
+                         line_cursor_for(code, generation, unit, r.first_line, &fresh));
+    }
     id = intern(&records, &r, sizeof r);
     if (id != UINT32_MAX)
         cache_store(code, (uint64_t)unit, generation, id);
@@ -518,6 +553,45 @@ static void walk(uintptr_t tstate, struct py_stack *s)
         end_group(s);
 }
 
+/* The thread's last walk, root first, gives the records of the frames from the root
+ * that are as they were (most of them: a program's outer frames wait in their calls
+ * while it samples in the inner ones), with no look into the shared frame cache.  A
+ * record is a function of the code object and the code unit alone, so an entry holds
+ * while neither generation moved, whichever thread made it. */
+typedef __typeof__(((struct memprof_memos *)0)->python_walk) python_walk_memo;
+
+/* How many frames from the root the last walk had at the same depths. */
+static int shared_with(const python_walk_memo *last, const struct py_stack *s, uint32_t records_gen)
+{
+    int shared = 0;
+    if (last == NULL || last->generation != records_gen)
+        return 0;
+    int limit = s->n < (int)last->n ? s->n : (int)last->n;
+    while (shared < limit && last->codes[shared] == s->codes[s->n - 1 - shared] &&
+           last->units[shared] == s->units[s->n - 1 - shared])
+        shared++;
+    return shared;
+}
+
+/* Frame k's record: from the last walk where it is one of the shared frames, else
+ * from the frame cache; written into the memo at its depth from the root. */
+static uint32_t record_of(python_walk_memo *last, const struct py_stack *s, int k, int shared)
+{
+    uintptr_t code = s->codes[k];
+    int root_at = s->n - 1 - k;
+    uint32_t generation = atomic_load_explicit(generation_of(code), memory_order_acquire);
+    if (root_at < shared && last->code_generations[root_at] == generation)
+        return last->records[root_at];
+    uint32_t id = frame_record(code, s->units[k], generation);
+    if (last != NULL) {
+        last->codes[root_at] = code;
+        last->units[root_at] = s->units[k];
+        last->records[root_at] = id;
+        last->code_generations[root_at] = generation;
+    }
+    return id;
+}
+
 int memprof_python_chain(uintptr_t *chain, int cap)
 {
     if (!py.is_initialized())
@@ -528,14 +602,17 @@ int memprof_python_chain(uintptr_t *chain, int cap)
     struct py_stack s;
     s.n = s.groups = 0;
     walk(tstate, &s);
-    for (int k = 0; k < s.n; k++) {   /* never faults: a prefetch of a bad address is dropped */
+    python_walk_memo *last = memprof_thread.memos ? &memprof_thread.memos->python_walk : NULL;
+    uint32_t records_gen = atomic_load_explicit(&records_generation, memory_order_relaxed);
+    int shared = shared_with(last, &s, records_gen);
+    for (int k = 0; k < s.n - shared; k++) {   /* never faults: a prefetch of a bad address is dropped */
         __builtin_prefetch(generation_of(s.codes[k]));
         __builtin_prefetch(cache_entry(s.codes[k], (uint64_t)s.units[k]));
     }
-    int n = 0, frames = 0;
-    for (int g = 0, k = 0; g < s.groups && n < cap; g++) {
+    int n = 0, frames = 0, k = 0;
+    for (int g = 0; g < s.groups && n < cap; g++) {
         for (; k < s.group_end[g] && n < cap; k++) {
-            uint32_t id = frame_record(s.codes[k], s.units[k]);
+            uint32_t id = record_of(last, &s, k, shared);
             if (id != UINT32_MAX) {
                 chain[n++] = MEMPROF_PY_FRAME_BASE + id;
                 frames++;
@@ -543,6 +620,10 @@ int memprof_python_chain(uintptr_t *chain, int cap)
         }
         if (n < cap)
             chain[n++] = MEMPROF_PY_GROUP_END;
+    }
+    if (last != NULL) {   /* a walk cut short left the memo's outer frames unwritten */
+        last->n = k == s.n ? (uint32_t)s.n : 0;
+        last->generation = records_gen;
     }
     return frames > 0 ? n : 0;
 }
@@ -633,6 +714,7 @@ void memprof_python_after_fork(void)
         return;
     intern_reset(&strings);
     intern_reset(&records);
+    atomic_fetch_add(&records_generation, 1);
     memprof_zero_pages(frame_cache, sizeof(*frame_cache) << FRAME_CACHE_BITS);
 }
 

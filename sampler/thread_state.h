@@ -6,6 +6,7 @@
 #include "common.h"
 #include "defaults.h"
 #include "frame_tree.h"
+#include "python_frames.h"
 
 /* A stack mapping: its start, and the offset of its last word (its size - 8), so
  * that one subtraction and one comparison bound a read. */
@@ -22,8 +23,16 @@ struct memprof_stack_range {
 #define MEMPROF_STACK_MEMOS 256    /* stack ids by their chains' leaves (stack_table.c) */
 #define MEMPROF_FRAME_MEMOS 512    /* frame ids by address (frame_tree.c) */
 #define MEMPROF_NODE_MEMOS 2048    /* nodes by the hash of their path (frame_tree.c) */
+#define MEMPROF_LINE_MEMO_BITS 6   /* line-table decodings by code object (python_frames.c) */
 struct memprof_walk_step {
     uint64_t key, sp, rule;        /* a frame's rule key (unwind.c), its rsp, its rule */
+};
+/* Where a decoding of a Python line table stands (python_frames.c): at the entry `at`
+ * bytes into the table, which starts at code unit `start` (3.9 and 3.10: at byte
+ * `start`), on line `line`. */
+struct memprof_line_cursor {
+    int64_t at, start;
+    int32_t line;
 };
 struct memprof_memos {
     struct { uint64_t key, rule; } rules[MEMPROF_RULE_MEMOS];
@@ -38,6 +47,20 @@ struct memprof_memos {
     uint32_t nodes_generation;   /* of the tree the node memos are of */
     struct { uintptr_t frame; uint32_t parent, node; } nodes[MEMPROF_NODE_MEMOS];
     struct { uint32_t native, python, generation, id; } stacks[MEMPROF_STACK_MEMOS];
+    /* The last Python walk (python_frames.c), root first: each frame's code object and
+     * code unit, the record they gave and the generations it was made under. */
+    struct {
+        uint32_t generation, n;
+        uintptr_t codes[MEMPROF_MAX_PY_FRAMES];
+        int64_t units[MEMPROF_MAX_PY_FRAMES];
+        uint32_t records[MEMPROF_MAX_PY_FRAMES], code_generations[MEMPROF_MAX_PY_FRAMES];
+    } python_walk;
+    /* Where the decodings of line tables stopped, by code object (python_frames.c). */
+    struct {
+        uintptr_t code;
+        uint32_t generation;
+        struct memprof_line_cursor cursor;
+    } line_cursors[1u << MEMPROF_LINE_MEMO_BITS];
 };
 
 struct memprof_thread {

@@ -16,7 +16,7 @@ from support.interpreters import VENV_PYTHON, interpreters
 from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER
 from support.profiling import profile_run, run_parser
-from support.python_sites import LIMITS, function_totals, truth_sd
+from support.python_sites import LIMITS, function_totals, line_totals, truth_sd
 from support.sampling_math import assert_estimate
 
 from mem_profiler.parser.code_mappings import code_mappings
@@ -73,6 +73,24 @@ def test_each_function_keeps_what_tracemalloc_counts(tmp_path_factory, python, r
         truth, sd = truth_sd(sizes, rate)
         assert name in ours, f"{name} is in no stack"
         assert_estimate(ours[name], truth, sd, LIMITS[rate])
+
+
+@pytest.mark.parametrize("rate", [1, 1024])
+@pytest.mark.parametrize("python", interpreters())
+def test_each_line_of_a_function_keeps_what_tracemalloc_counts(tmp_path_factory, python, rate):
+    """keep_by_line allocates on three lines in turn, and again from the first: each
+    sample's line is decoded from where the last one of the same code stopped, or from
+    the table's start when the unit is before it."""
+    report, heap = run_sites(tmp_path_factory, python, rate)
+    ours = line_totals(symbolize(read_heap(heap), None), "keep_by_line")
+    truths = {int(line): sizes for line, sizes in report["by_line"].items()}
+    assert len(truths) == 3
+    for line, sizes in truths.items():
+        truth, sd = truth_sd(sizes, rate)
+        assert_estimate(ours.get(line, 0.0), truth, sd, LIMITS[rate])
+    # what the interpreter keeps from the loop's own line (3.9: a few bytes) is all else
+    others = sum(value for line, value in ours.items() if line not in truths)
+    assert others <= 1e-3 * sum(ours.values()), ours
 
 
 def test_thread_stacks_hold_the_threads_python_frames(tmp_path_factory):

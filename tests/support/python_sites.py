@@ -23,6 +23,24 @@ def function_totals(sym: SymbolizedProfile, index: str = "inuse_space") -> dict[
     return totals
 
 
+def line_totals(
+    sym: SymbolizedProfile, function: str, index: str = "inuse_space"
+) -> dict[int, float]:
+    """Per line of one Python function: the value of the stacks through that line."""
+    values = sym.value(index)
+    records = sym.profile.python_frames
+    totals: dict[int, float] = {}
+    for i, value in enumerate(values.tolist()):
+        addrs = sym.addrs[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]].tolist()
+        for line in {
+            records[a].line
+            for a in addrs
+            if a in records and records[a].name.rpartition(".")[2] == function
+        }:
+            totals[line] = totals.get(line, 0.0) + value
+    return totals
+
+
 def truth_sd(sizes: dict[str, int], rate: int) -> tuple[float, float]:
     """blocks_estimate_sd of a site's blocks as the fixture's JSON gives them."""
     return blocks_estimate_sd({int(size): count for size, count in sizes.items()}, rate)
