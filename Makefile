@@ -4,7 +4,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
-APT_PKGS    := libunwind-dev zlib1g-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
+APT_PKGS    := libunwind-dev libzstd-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
                libgoogle-perftools-dev google-perftools \
                sqlite3 ripgrep rustc libc6-dbg tmux \
                redis-server redis-tools openjdk-17-jdk-headless g++ nginx-light cmake postgresql
@@ -14,7 +14,7 @@ CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer
 # Bound at load (-z now): no lazy binding on the sample path, which would enter the
 # loader and push a large register save onto what may be a small signal stack.
 LDFLAGS_LIB := -Wl,-z,now
-LDLIBS_LIB  := -lunwind -lz -ldl -lm -pthread
+LDLIBS_LIB  := -lunwind -lzstd -ldl -lm -pthread
 ARCH        := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 SAMPLER_SRC := $(wildcard sampler/*.c) sampler/arch/$(ARCH).S
 SAMPLER_HDR := $(wildcard sampler/*.h sampler/arch/*.h)
@@ -119,14 +119,14 @@ bindings/libmemprof.so: $(BUILD)/libmemprof.so
 
 # --- aarch64 ----------------------------------------------------------------
 # The sampler cross-built for aarch64 (README, "Architectures"): Debian's cross
-# compiler, and zlib from Debian's arm64 packages unpacked into a sysroot that
+# compiler, and zstd from Debian's arm64 packages unpacked into a sysroot that
 # qemu-aarch64-static -L also runs the arm64 tests from; without libunwind (its
 # walks are the hybrid unwinder's there).  Where the cross tools do not install,
 # nothing is built and the arm64 tests say so.
 ARM64_CC      := aarch64-linux-gnu-gcc
 ARM64_SYSROOT := $(BUILD)/arm64-sysroot
 ARM64_APT     := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-ARM64_PKGS    := libc6 zlib1g zlib1g-dev sqlite3 python3.11-minimal libpython3.11-stdlib
+ARM64_PKGS    := libc6 libzstd1 libzstd-dev sqlite3 python3.11-minimal libpython3.11-stdlib
 
 arm64:
 	-$(call install_missing,$(ARM64_APT))
@@ -143,7 +143,7 @@ $(BUILD)/aarch64/libmemprof.so: $(wildcard sampler/*.c) sampler/arch/aarch64.S $
                                 $(ARM64_SYSROOT)/.installed
 	@mkdir -p $(@D)
 	$(ARM64_CC) $(CFLAGS_LIB) -idirafter $(ARM64_SYSROOT)/usr/include -shared $(LDFLAGS_LIB) \
-	  -o $@ $(filter %.c %.S,$^) $(ARM64_SYSROOT)/lib/aarch64-linux-gnu/libz.so.1 -ldl -lm -pthread
+	  -o $@ $(filter %.c %.S,$^) $(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu/libzstd.so.1 -ldl -lm -pthread
 
 $(BUILD)/examples/leaky: examples/leaky.c
 	@mkdir -p $(BUILD)/examples

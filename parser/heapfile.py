@@ -10,7 +10,7 @@ import os
 import re
 import zlib
 from collections.abc import Iterable
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -104,9 +104,14 @@ _DROPPED_RE = re.compile(
 _LOWER_HEX = b"0123456789abcdef"
 _RIGHT_ALIGNED = np.arange(16)[None, :] >= 16 - np.arange(17)[:, None]  # row k: last k True
 _CHUNK = 1 << 20
-# The tree format: its first line, then a zlib stream of the text and the arrays.
-_TREE_PREFIX = b"memprof_tree/1\n"
+# The tree format: its first line, then a compressed stream of the text and the arrays:
+# zstd (memprof_tree/2), or zlib in the files of earlier versions (memprof_tree/1).
+_TREE_ZSTD = b"memprof_tree/2\n"
+_TREE_ZLIB = b"memprof_tree/1\n"
+_TREE_PREFIX_LEN = len(_TREE_ZSTD)
 _TREE_OTHER = b"memprof_tree/"  # of another version
+# compressed bytes fed at a time, so that what they grow to is bounded (zstd: 512 MiB)
+_PIECE = 16384
 _FRAME_LINE = b"# python_frame:"
 # a `# python_frame:` line exactly as our sampler writes it, for the bulk reader: nothing
 # escaped, nothing around the fields
@@ -182,9 +187,9 @@ def read_heap_header(path: str) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
-        first = f.read(len(_TREE_PREFIX))
-        if first == _TREE_PREFIX:
-            return _tree_header(_tree_head_bytes(f, path), path, [], frames=False)[0]
+        first = f.read(_TREE_PREFIX_LEN)
+        if first in (_TREE_ZSTD, _TREE_ZLIB):
+            return _tree_header(_tree_head_bytes(f, first, path), path, [], frames=False)[0]
         if first.startswith(_TREE_OTHER):
             raise _other_tree(first + f.readline(64), path)
         if first.startswith(GZIP_MAGIC):  # pprof's: its header is the whole of it
@@ -214,7 +219,7 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
     line."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
-    if data.startswith(_TREE_PREFIX):
+    if data[:_TREE_PREFIX_LEN] in (_TREE_ZSTD, _TREE_ZLIB):
         return _parse_tree(data, name)
     if data.startswith(_TREE_OTHER):
         raise _other_tree(data, name)
@@ -245,7 +250,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     def fail(what: str) -> HeapFileError:
         return HeapFileError(f"{name}: {what}")
 
-    text = _inflate(data[len(_TREE_PREFIX) :], name)
+    text = _decompress(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
     prof, (frames, nodes, stacks, estimates, labels), at = _tree_header(text, name, noted)
     shapes = [
@@ -298,7 +303,7 @@ def _other_tree(data: bytes, name: str) -> HeapFileError:
     first = decode(data.partition(b"\n")[0][:64])
     return HeapFileError(
         f"{name}:1: a .heap file of format {show(first)}; this mem_parser reads"
-        " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
+        " memprof_tree/1 and /2 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
     )
 
 
@@ -410,47 +415,65 @@ def _python_frames(prof: HeapProfile, text: bytes, start: int) -> tuple[int, int
     return start, read
 
 
-def _inflate(data: bytes, name: str) -> bytes:
-    """The zlib stream after a tree's first line, decompressed; HeapFileError, one line,
-    if it is damaged, cut short or too large."""
-    inflate = zlib.decompressobj()
+def _stream(first_line: bytes) -> tuple[Any, type[Exception]]:
+    """A decompressor of the stream after a tree's first line, and what its library
+    raises on a damaged one."""
+    if first_line == _TREE_ZLIB:
+        return zlib.decompressobj(), zlib.error
+    import zstandard  # only for the files that need it
+
+    return zstandard.ZstdDecompressor().decompressobj(), zstandard.ZstdError
+
+
+def _damaged(name: str, e: Exception) -> HeapFileError:
+    return HeapFileError(
+        f"{name}: the compressed tree is damaged ({e}): this is not a whole .heap file"
+    )
+
+
+def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
+    """The stream after a tree's first line, decompressed; HeapFileError, one line, if
+    it is damaged, cut short or too large."""
+    stream, error = _stream(first_line)
+    out, size, fed = [], 0, 0
     try:
-        text = inflate.decompress(data, MAX_PROFILE_BYTES)
-    except zlib.error as e:
-        raise HeapFileError(
-            f"{name}: the compressed tree is damaged ({e}): this is not a whole .heap file"
-        ) from None
-    if inflate.unconsumed_tail:
-        raise HeapFileError(
-            f"{name}: the compressed tree holds more than {MAX_PROFILE_BYTES:,} bytes,"
-            " more than a .heap file can sanely be"
-        )
-    if not inflate.eof:
+        while fed < len(data):
+            out.append(stream.decompress(data[fed : fed + _PIECE]))
+            fed += _PIECE
+            size += len(out[-1])
+            if size > MAX_PROFILE_BYTES:
+                raise HeapFileError(
+                    f"{name}: the compressed tree holds more than {MAX_PROFILE_BYTES:,} bytes,"
+                    " more than a .heap file can sanely be"
+                )
+            if stream.eof:
+                break
+    except error as e:
+        raise _damaged(name, e) from None
+    if not stream.eof:
         raise HeapFileError(f"{name}: the compressed tree is cut short: the file is truncated")
-    if inflate.unused_data:
+    unused = len(stream.unused_data) + max(len(data) - fed, 0)
+    if unused:
         raise HeapFileError(
-            f"{name}: {len(inflate.unused_data):,} bytes follow the compressed tree:"
-            " this is not a whole .heap file"
+            f"{name}: {unused:,} bytes follow the compressed tree: this is not a whole .heap file"
         )
-    return text
+    return b"".join(out)
 
 
-def _tree_head_bytes(f: BinaryIO, name: str) -> bytes:
+def _tree_head_bytes(f: BinaryIO, first_line: bytes, name: str) -> bytes:
     """The start of a tree's text, up to its `# tree:` line, decompressed only as far as
     that (a Python program's frame lines alone can take megabytes)."""
-    inflate = zlib.decompressobj()
+    stream, error = _stream(first_line)
     text = b""
     try:
-        while len(text) < _TREE_HEAD_LIMIT and (chunk := f.read(_CHUNK >> 4)):
+        while len(text) < _TREE_HEAD_LIMIT and (chunk := f.read(_PIECE)):
             seen = max(len(text) - len(_TREE_LINE), 0)
-            text += inflate.decompress(chunk, _TREE_HEAD_LIMIT)
+            text += stream.decompress(chunk)
             at = text.find(_TREE_LINE, seen)
-            if (at >= 0 and text.find(b"\n", at + 1) >= 0) or inflate.eof:
+            if (at >= 0 and text.find(b"\n", at + 1) >= 0) or stream.eof:
                 break
-    except zlib.error as e:
-        raise HeapFileError(
-            f"{name}: the compressed tree is damaged ({e}): this is not a whole .heap file"
-        ) from None
+    except error as e:
+        raise _damaged(name, e) from None
     return text
 
 

@@ -1,5 +1,5 @@
 /* The .heap writer: the header's `#` lines, the calling-context tree and the
- * counters per stack, zlib-compressed (ARCHITECTURE.md, "The .heap file";
+ * counters per stack, zstd-compressed (ARCHITECTURE.md, "The .heap file";
  * docs/file-formats.md).  Written through raw system calls from an mmap'd buffer,
  * to a new temporary name in the target folder (memprof_create_temp), then renamed
  * into place: a reader never sees half a file, and nothing planted there can
@@ -13,7 +13,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <zlib.h>
+#define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_createCCtx_advanced: our own memory */
+#include <zstd.h>
 
 #include "estimate.h"
 #include "event_log.h"
@@ -45,8 +46,7 @@ struct out {
     size_t len;
     bool failed;
     int error;      /* errno of the failed write */
-    bool deflating; /* what is put goes through z into zbuf */
-    z_stream z;
+    ZSTD_CCtx *z;   /* non-NULL: what is put goes through it into zbuf */
     unsigned char *zbuf;
 };
 
@@ -58,19 +58,17 @@ static void write_out(struct out *o, const void *data, size_t len)
     }
 }
 
-/* The buffer through zlib (Z_FINISH at the end), its output written as it fills. */
-static void deflate_out(struct out *o, int flush_mode)
+/* The buffer through zstd (ZSTD_e_end at the end), its output written as it fills. */
+static void compress_out(struct out *o, ZSTD_EndDirective mode)
 {
-    o->z.next_in = (unsigned char *)o->buf;
-    o->z.avail_in = (uInt)o->len;
-    int rc;
+    ZSTD_inBuffer in = {o->buf, o->len, 0};
+    size_t left;
     do {
-        o->z.next_out = o->zbuf;
-        o->z.avail_out = BUF_CAP;
-        rc = deflate(&o->z, flush_mode);
-        write_out(o, o->zbuf, BUF_CAP - o->z.avail_out);
-    } while (rc != Z_STREAM_ERROR && (o->z.avail_out == 0 || (flush_mode == Z_FINISH && rc == Z_OK)));
-    if (rc == Z_STREAM_ERROR && !o->failed) {
+        ZSTD_outBuffer out = {o->zbuf, BUF_CAP, 0};
+        left = ZSTD_compressStream2(o->z, &out, &in, mode);
+        write_out(o, o->zbuf, out.pos);
+    } while (!ZSTD_isError(left) && (mode == ZSTD_e_end ? left != 0 : in.pos < in.size));
+    if (ZSTD_isError(left) && !o->failed) {
         o->failed = true;
         o->error = ENOMEM;
     }
@@ -78,55 +76,58 @@ static void deflate_out(struct out *o, int flush_mode)
 
 static void flush(struct out *o)
 {
-    if (o->deflating)
-        deflate_out(o, Z_NO_FLUSH);
+    if (o->z != NULL)
+        compress_out(o, ZSTD_e_continue);
     else
         write_out(o, o->buf, o->len);
     o->len = 0;
 }
 
-/* zlib's memory, from the sampler's own mappings: the writer may run where malloc
+/* zstd's memory, from the sampler's own mappings: the writer may run where malloc
  * is not safe to call (a fork handler, an exiting process's destructors). */
-static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+static void *z_alloc(void *opaque, size_t size)
 {
     (void)opaque;
-    size_t bytes = (size_t)items * size + 16;
+    size_t bytes = size + 16;
     size_t *p = memprof_map(bytes);
     if (p == NULL)
-        return Z_NULL;
+        return NULL;
     p[0] = bytes;
     return p + 2;
 }
 
-static void z_free(voidpf opaque, voidpf address)
+static void z_free(void *opaque, void *address)
 {
     (void)opaque;
+    if (address == NULL)
+        return;
     size_t *p = (size_t *)address - 2;
     memprof_unmap(p, p[0]);
 }
 
 /* From here on what is put is compressed: level 1, which keeps a dump of hundreds of
  * thousands of stacks quick (mem_profiler top asks for one every refresh). */
-static bool start_deflate(struct out *o)
+static bool start_compress(struct out *o)
 {
     flush(o);
     o->zbuf = memprof_map(BUF_CAP);
-    o->z = (z_stream){.zalloc = z_alloc, .zfree = z_free};
-    if (o->zbuf == NULL || deflateInit(&o->z, 1) != Z_OK)
-        return false;
-    o->deflating = true;
-    return true;
+    o->z = ZSTD_createCCtx_advanced((ZSTD_customMem){z_alloc, z_free, NULL});
+    return o->zbuf != NULL && o->z != NULL &&
+           !ZSTD_isError(ZSTD_CCtx_setParameter(o->z, ZSTD_c_compressionLevel, 1)) &&
+           !ZSTD_isError(ZSTD_CCtx_setParameter(o->z, ZSTD_c_checksumFlag, 1));
 }
 
-static void end_deflate(struct out *o)
+static void end_compress(struct out *o)
 {
-    if (!o->deflating)
-        return;
-    deflate_out(o, Z_FINISH);
-    o->len = 0;
-    deflateEnd(&o->z);
-    memprof_unmap(o->zbuf, BUF_CAP);
-    o->deflating = false;
+    if (o->z != NULL) {
+        compress_out(o, ZSTD_e_end);
+        o->len = 0;
+        ZSTD_freeCCtx(o->z);
+        o->z = NULL;
+    }
+    if (o->zbuf != NULL)
+        memprof_unmap(o->zbuf, BUF_CAP);
+    o->zbuf = NULL;
 }
 
 static void put(struct out *o, const char *s, size_t n)
@@ -566,7 +567,7 @@ struct column {
 };
 
 /* An array of `rows` `width`-byte values, byte-shuffled: the lowest byte of every
- * value, then the next, and so on, which zlib packs far better than the values whole.
+ * value, then the next, and so on, which zstd packs far better than the values whole.
  * The values are read once, into a scratch copy of the column, not once per byte. */
 static void put_column(struct out *o, struct column col, unsigned width, uint32_t rows)
 {
@@ -804,15 +805,15 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
         return -1;
     }
     struct selection sel;
-    puts_(&o, "memprof_tree/1\n");
-    if (!select_for_heap(&sel, c, heap) || !start_deflate(&o)) {
+    puts_(&o, "memprof_tree/2\n");
+    if (!select_for_heap(&sel, c, heap) || !start_compress(&o)) {
         o.failed = true;
         o.error = ENOMEM;
     } else {
         put_profile(&o, w, heap, c, &sel, exe, text);
     }
     flush(&o);
-    end_deflate(&o);
+    end_compress(&o);
     release_selection(&sel);
     memprof_unmap(o.buf, BUF_CAP);
     if (o.failed) {

@@ -1,7 +1,7 @@
 #!/bin/bash
 # arm64_sysroot.sh DIR PACKAGE...: Debian's arm64 packages, and the libraries they
 # need, unpacked into DIR (apt-get download + dpkg -x): a sysroot for building
-# against (zlib) and for qemu-aarch64-static -L DIR.  Nothing is installed over the
+# against (zstd) and for qemu-aarch64-static -L DIR.  Nothing is installed over the
 # host's own packages; the arm64 architecture is added to dpkg's list for apt.
 set -euo pipefail
 dir=$(realpath -m "$1")

@@ -6,7 +6,6 @@ the reader's fallback gives them, and damaged trees refused in one line."""
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ from support.synthetic_heaps import Mapped
 from support.synthetic_logs import event, header, node_record, tree_records, tree_stack_record
 from support.tree_files import (
     GROUP_END,
+    ZSTD_PREFIX,
     TreeStack,
+    compressed,
     fallback_estimate,
     hal_text,
     heap_v2_text,
@@ -442,18 +443,36 @@ def patched(payload: bytes, array: str, index: int, value: int) -> bytes:
 
 
 PAYLOAD = tree_payload(RATE, HEADER, MIXED)
-COMPRESSED = zlib.compress(PAYLOAD)
+WHOLE = compressed(PAYLOAD)  # as the sampler writes it
+OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
         (
-            b"memprof_tree/1\n" + COMPRESSED[: len(COMPRESSED) // 2],
+            WHOLE[: len(WHOLE) // 2],
             "{path}: the compressed tree is cut short: the file is truncated",
         ),
         (
-            b"memprof_tree/1\n" + COMPRESSED[:20] + bytes(40) + COMPRESSED[60:],
+            WHOLE[:40] + bytes(40) + WHOLE[80:],
+            "{path}: the compressed tree is damaged (zstd decompressor error:",
+        ),
+        (
+            b"memprof_tree/2\nnot zstd at all",
+            "{path}: the compressed tree is damaged (zstd decompressor error: Unknown frame"
+            " descriptor): this is not a whole .heap file",
+        ),
+        (
+            WHOLE + b"more",
+            "{path}: 4 bytes follow the compressed tree: this is not a whole .heap file",
+        ),
+        (
+            OLD[: len(OLD) // 2],
+            "{path}: the compressed tree is cut short: the file is truncated",
+        ),
+        (
+            OLD[:35] + bytes(40) + OLD[75:],
             "{path}: the compressed tree is damaged (Error -3 while decompressing data:",
         ),
         (
@@ -462,74 +481,76 @@ COMPRESSED = zlib.compress(PAYLOAD)
             " incorrect header check): this is not a whole .heap file",
         ),
         (
-            b"memprof_tree/1\n" + COMPRESSED + b"more",
+            OLD + b"more",
             "{path}: 4 bytes follow the compressed tree: this is not a whole .heap file",
         ),
         (
-            b"memprof_tree/2\n" + COMPRESSED,
-            "{path}:1: a .heap file of format 'memprof_tree/2'; this mem_parser reads"
-            " memprof_tree/1 and heap_v2: use the mem_parser of the mem_profiler that wrote it",
+            b"memprof_tree/3\n" + WHOLE[15:],
+            "{path}:1: a .heap file of format 'memprof_tree/3'; this mem_parser reads"
+            " memprof_tree/1 and /2 and heap_v2: use the mem_parser of the mem_profiler that"
+            " wrote it",
         ),
         (
-            b"memprof_tree/1\n"
-            + zlib.compress(nodes_said(PAYLOAD, lambda c: c.update(nodes="100"))),
+            compressed(nodes_said(PAYLOAD, lambda c: c.update(nodes="100"))),
             "{path}: the tree's arrays are cut short: its '# tree:' line says",
         ),
         (
-            b"memprof_tree/1\n"
-            + zlib.compress(nodes_said(PAYLOAD, lambda c: c.update(stacks="5"))),
+            compressed(nodes_said(PAYLOAD, lambda c: c.update(stacks="5"))),
             "{path}: expected 'MAPPED_LIBRARIES:' right after the tree's arrays, found",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "up", 4, 0)),
+            compressed(patched(PAYLOAD, "up", 4, 0)),
             "{path}: node 5 of the tree has the parent 5: a node's parent comes before it"
             " (the file is damaged)",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "up", 2, 2**32 - 1)),
+            compressed(patched(PAYLOAD, "up", 2, 2**32 - 1)),
             "{path}: node 3 of the tree has the parent -4294967292: a node's parent comes"
             " before it (the file is damaged)",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "node_frame", 1, 17)),
+            compressed(patched(PAYLOAD, "node_frame", 1, 17)),
             "{path}: node 2 of the tree names frame 17 of 17 (the file is damaged)",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "native", 2, 1000)),
+            compressed(patched(PAYLOAD, "native", 2, 1000)),
             "{path}: stack 2 names the native leaf node 1000 of a tree of 21 nodes (the file"
             " is damaged)",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(patched(PAYLOAD, "est_row", 0, 6)),
+            compressed(patched(PAYLOAD, "est_row", 0, 6)),
             "{path}: an estimate names stack 6 of 6 (the file is damaged)",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(PAYLOAD.replace(b"# tree: ", b"# tree:x ")),
+            compressed(PAYLOAD.replace(b"# tree: ", b"# tree:x ")),
             "{path}:11: expected '# tree: frames=F nodes=N stacks=S estimates=E labels=0|1'",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(PAYLOAD[: PAYLOAD.index(b"# tree:")]),
+            compressed(PAYLOAD[: PAYLOAD.index(b"# tree:")]),
             "{path}:11: no '# tree:' line after the '#' lines: the file is truncated",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(PAYLOAD.replace(b"heap_tree/", b"heap_v2/")),
+            compressed(PAYLOAD.replace(b"heap_tree/", b"heap_v2/")),
             "{path}:2: expected a 'heap_tree/<rate>' line (rate below 2^64), found 'heap_v2/4096'",
         ),
         (
-            b"memprof_tree/1\n"
-            + zlib.compress(PAYLOAD.replace(b"# max_depth: 128", b"# failed_alloc: bytes=1")),
+            compressed(PAYLOAD.replace(b"# max_depth: 128", b"# failed_alloc: bytes=1")),
             "{path}:10: expected '# failed_alloc: time_ns=T bytes=N error=E stack=<id>'",
         ),
         (
-            b"memprof_tree/1\n" + zlib.compress(PAYLOAD.replace(b"r-xp 0000", b"r-xp zzzz")),
+            compressed(PAYLOAD.replace(b"r-xp 0000", b"r-xp zzzz")),
             "{path}:",  # the line of the memory map, as if decompressed in place
         ),
     ],
     ids=[
         "truncated",
         "garbled",
-        "not zlib",
+        "not zstd",
         "trailing data",
+        "zlib: truncated",
+        "zlib: garbled",
+        "zlib: not zlib",
+        "zlib: trailing data",
         "another version",
         "fewer nodes than said",
         "fewer stacks than said",
@@ -578,7 +599,7 @@ def test_damage_anywhere_is_a_profile_or_one_line():
             payload[at:at] = rng.bytes(int(rng.integers(1, 9)))
         else:
             del payload[at : at + int(rng.integers(1, 9))]
-        data = bytearray(b"memprof_tree/1\n" + zlib.compress(bytes(payload)))
+        data = bytearray(compressed(bytes(payload)))
         if rng.random() < 0.1:
             data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
         try:
@@ -590,18 +611,29 @@ def test_damage_anywhere_is_a_profile_or_one_line():
     assert min(outcomes.values()) > 100, outcomes
 
 
+def test_an_earlier_versions_tree_reads_as_the_same_tree_of_today(tmp_path):
+    """Earlier versions wrote the stream with zlib (memprof_tree/1), the sampler now with
+    zstd (memprof_tree/2): the same tree reads to the same profile and report."""
+    old, new = parse_heap(OLD, "old.heap"), parse_heap(WHOLE, "new.heap")
+    assert old.stacks == new.stacks and old.rate == new.rate
+    assert {k: v for k, v in old.meta.items()} == {k: v for k, v in new.meta.items()}
+    reports = []
+    for name, data in (("old.heap", OLD), ("new.heap", WHOLE)):
+        (tmp_path / name).write_bytes(data)
+        reports.append(run_parser("-p", "/bin/true", "-f", tmp_path / name, "--collapsed").stdout)
+    assert reports[0] == reports[1] and reports[0]
+
+
 def test_the_tree_line_may_be_spaced():
     payload = PAYLOAD.replace(b"# tree: frames", b"# tree:  frames")
-    assert parse_heap(b"memprof_tree/1\n" + zlib.compress(payload), "x.heap").stacks == (
-        parse_heap(b"memprof_tree/1\n" + COMPRESSED, "x.heap").stacks
-    )
+    assert parse_heap(compressed(payload), "x.heap").stacks == (parse_heap(WHOLE, "x.heap").stacks)
 
 
 def test_the_line_of_a_bad_mapping_is_counted_as_if_decompressed(tmp_path):
     payload = PAYLOAD.replace(b"r-xp 0000", b"r-xp zzzz")
     with pytest.raises(HeapFileError) as err:
-        parse_heap(b"memprof_tree/1\n" + zlib.compress(payload), "x.heap")
-    lineno = (b"memprof_tree/1\n" + payload).split(b"\n").index(b"MAPPED_LIBRARIES:") + 2
+        parse_heap(compressed(payload), "x.heap")
+    lineno = (ZSTD_PREFIX + payload).split(b"\n").index(b"MAPPED_LIBRARIES:") + 2
     assert str(err.value).startswith(f"x.heap:{lineno}: expected a /proc/<pid>/maps line")
 
 

@@ -4,17 +4,17 @@ header edited in place as a user or an attacker could (docs/file-formats.md)."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-TREE_PREFIX = b"memprof_tree/1\n"
+from support.tree_files import ZLIB_PREFIX, ZSTD_PREFIX, compressed, decompressed
+
 TREE_LINE = b"\n# tree: "
 
 
 def _parts(path: Path) -> tuple[bytes, bytes]:
     """The decompressed stream up to its `# tree:` line, and from there on."""
-    data = zlib.decompress(path.read_bytes()[len(TREE_PREFIX) :])
+    data = decompressed(path.read_bytes())
     at = data.index(TREE_LINE) + 1
     return data[:at], data[at:]
 
@@ -22,7 +22,7 @@ def _parts(path: Path) -> tuple[bytes, bytes]:
 def heap_text(path: Path) -> str:
     """The file's text lines: heap_v2 as it is; a tree's header lines, its `# tree:` line
     and its MAPPED_LIBRARIES part."""
-    if not path.read_bytes().startswith(TREE_PREFIX):
+    if not path.read_bytes().startswith((ZSTD_PREFIX, ZLIB_PREFIX)):
         return path.read_text()
     header, rest = _parts(path)
     tree_line, _, _ = rest.partition(b"\n")
@@ -35,7 +35,7 @@ def edit_heap_header(path: Path, edit: Callable[[str], str], out: Path | None = 
     before the tree, compressed again as the sampler compresses it."""
     header, rest = _parts(path)
     data = edit(header.decode()).encode() + rest
-    (out or path).write_bytes(TREE_PREFIX + zlib.compress(data, 1))
+    (out or path).write_bytes(compressed(data))
 
 
 def edit_heap_paths(path: Path, edit: Callable[[str], str], out: Path) -> None:
@@ -45,4 +45,4 @@ def edit_heap_paths(path: Path, edit: Callable[[str], str], out: Path) -> None:
     header, rest = _parts(path)
     at = rest.rindex(b"\nMAPPED_LIBRARIES:\n")
     data = edit(header.decode()).encode() + rest[:at] + edit(rest[at:].decode()).encode()
-    out.write_bytes(TREE_PREFIX + zlib.compress(data, 1))
+    out.write_bytes(compressed(data))

@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import zstandard
 
 from mem_profiler.core.profile import FRAME_BASE
 
@@ -122,15 +123,36 @@ def tree_payload(
     return text + b"".join(arrays) + maps_text
 
 
+ZSTD_PREFIX = b"memprof_tree/2\n"  # the sampler's files
+ZLIB_PREFIX = b"memprof_tree/1\n"  # the earlier versions' files
+
+
+def compressed(payload: bytes, old: bool = False) -> bytes:
+    """A tree's stream as a whole file: zstd level 1 as the sampler writes it, or (old)
+    zlib as earlier versions wrote it."""
+    if old:
+        return ZLIB_PREFIX + zlib.compress(payload, 1)
+    return ZSTD_PREFIX + zstandard.ZstdCompressor(level=1, write_checksum=True).compress(payload)
+
+
+def decompressed(data: bytes) -> bytes:
+    """The stream of a whole tree-format file, of either kind."""
+    if data.startswith(ZLIB_PREFIX):
+        return zlib.decompress(data[len(ZLIB_PREFIX) :])
+    assert data.startswith(ZSTD_PREFIX), data[:32]
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data[len(ZSTD_PREFIX) :])
+
+
 def tree_file(
     rate: int,
     header: list[str],
     stacks: list[TreeStack],
     maps: list[str] | None = None,
     labels: bool = False,
+    old: bool = False,
 ) -> bytes:
-    """A whole tree-format .heap file (see tree_payload)."""
-    return b"memprof_tree/1\n" + zlib.compress(tree_payload(rate, header, stacks, maps, labels))
+    """A whole tree-format .heap file (see tree_payload and compressed)."""
+    return compressed(tree_payload(rate, header, stacks, maps, labels), old)
 
 
 def hal_text(flag: int) -> str:
