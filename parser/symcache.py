@@ -1,17 +1,24 @@
 """On-disk cache of per-object symbol data (numpy arrays), keyed by build-id and the
-owner of the file the data was read from."""
+owner of the file the data was read from.
+
+An entry is one file: a line naming the format, a JSON list of the arrays (name, dtype,
+shape), then each array's bytes in that order, every one at a multiple of 64 bytes. No
+zip: a symbol table's names are tens of megabytes, which npz's CRC-32 took a third as
+long again to check on every read as to read."""
 
 from __future__ import annotations
 
+import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mem_profiler.parser.atomic import atomic_open
 
-_FORMAT = 4  # bump when the layout of cached arrays changes
+_FORMAT = 5  # bump when the layout of cached arrays changes
+_MAGIC = b"mem_profiler symbols\n"
+_ALIGN = 64
 
 
 def cache_dir() -> Path:
@@ -36,16 +43,16 @@ def key(build_id: str | None, source: str | None) -> str | None:
 
 
 def _entry(key: str, kind: str) -> Path:
-    return cache_dir() / f"{key}.{kind}.v{_FORMAT}.npz"
+    return cache_dir() / f"{key}.{kind}.v{_FORMAT}.arrays"
+
+
+def _padding(at: int) -> int:
+    return -at % _ALIGN
 
 
 def load(key: str, kind: str) -> dict[str, np.ndarray] | None:
     """The arrays saved for (key, kind), or None if absent or unreadable."""
-    try:
-        with np.load(_entry(key, kind), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
-        return None  # absent or corrupt: the caller rebuilds it
+    return read_arrays(_entry(key, kind))
 
 
 def save(key: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
@@ -53,13 +60,43 @@ def save(key: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
     target = _entry(key, kind)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(target, "wb") as f:
-            # mypy lets **arrays fill savez's allow_pickle (a bool) too: no name is that.
-            # Passing allow_pickle would save an array of that name with numpy 1.x,
-            # whose savez has no such parameter.
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+        write_arrays(target, arrays)
     except OSError:
         pass
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of one entry (writable), or None if it is absent or damaged."""
+    try:
+        with open(path, "rb") as f:
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            if f.readinto(data) != len(data) or not data.startswith(_MAGIC):
+                return None
+        end = data.index(b"\n", len(_MAGIC))
+        at = end + 1 + _padding(end + 1)
+        arrays = {}
+        for name, dtype, shape in json.loads(data[len(_MAGIC) : end]):
+            kind = np.dtype(dtype)
+            count = int(np.prod(shape, dtype=np.int64))
+            if kind.hasobject or count < 0:
+                return None
+            arrays[str(name)] = np.frombuffer(data, kind, count, at).reshape(shape)
+            at += count * kind.itemsize
+            at += _padding(at)
+        return arrays
+    except (OSError, ValueError, TypeError):  # json's errors are ValueErrors
+        return None
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """One entry, written under a temporary name and renamed into place."""
+    listed = [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()]
+    head = _MAGIC + json.dumps(listed).encode() + b"\n"
+    with atomic_open(path, "wb") as f:
+        f.write(head + bytes(_padding(len(head))))
+        for a in arrays.values():
+            f.write(np.ascontiguousarray(a).data)
+            f.write(bytes(_padding(a.nbytes)))
 
 
 def pack_strings(strings: list[str]) -> np.ndarray:
