@@ -123,11 +123,12 @@ def test_a_file_limit_below_the_block_leaves_an_idle_host_as_it_was(build_fixtur
 
 
 def test_a_file_limit_below_the_dump_keeps_the_hosts_status_and_output(build_fixture, tmp_path):
-    """The block fits (9.5 kB) and the exit dump does not (25 kB): the dump fails in
-    one sentence, nothing is left under its name or a temporary one, and the program's
-    buffered stdout and exit status are its own."""
+    """The block fits (9.5 kB) and the exit dump does not (20 kB, most of it the memory
+    map of 12,000 mappings): the dump fails in one sentence, nothing is left under its
+    name or a temporary one, and the program's buffered stdout and exit status are its
+    own."""
     exe = build_fixture("host_exit")
-    argv = [str(exe), "200", "4000"]
+    argv = [str(exe), "200", "12000"]
     _, plain = run_with_file_limit(argv, host_env(), 16384)
     env = preload_env(MEMPROF_CAPTURE="1", MEMPROF_RATE="1", MEMPROF_PREFIX=f"{tmp_path}/h_")
     pid, proc = run_with_file_limit(argv, env, 16384)
