@@ -31,7 +31,7 @@ from support.tree_files import (
 
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.profile import FRAME_END, HeapProfile
-from mem_profiler.parser import context_tree
+from mem_profiler.parser import context_tree, heapfile
 from mem_profiler.parser.capture_files import heap_of
 from mem_profiler.parser.eventlog import ALLOC, read_log
 from mem_profiler.parser.heapfile import (
@@ -609,6 +609,20 @@ def test_damage_anywhere_is_a_profile_or_one_line():
             assert "\n" not in str(e) and str(e).startswith("x.heap:"), str(e)
             outcomes["error"] += 1
     assert min(outcomes.values()) > 100, outcomes
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["zstd", "zlib"])
+def test_a_tree_that_decompresses_past_the_limit_is_refused_early(monkeypatch, old):
+    """A stream whose text would pass the reader's limit is refused in one line."""
+    payload = PAYLOAD + b"x" * (8 << 20)  # 8 MiB more, in a few kB compressed
+    limit = len(PAYLOAD) + (1 << 20)
+    monkeypatch.setattr(heapfile, "MAX_PROFILE_BYTES", limit)
+    with pytest.raises(HeapFileError) as err:
+        parse_heap(compressed(payload, old), "x.heap")
+    assert str(err.value) == (
+        f"x.heap: the compressed tree holds more than {limit:,} bytes,"
+        " more than a .heap file can sanely be"
+    )
 
 
 def test_an_earlier_versions_tree_reads_as_the_same_tree_of_today(tmp_path):
