@@ -111,22 +111,29 @@ static bool start_compress(struct out *o)
 {
     flush(o);
     o->zbuf = memprof_map(BUF_CAP);
-    o->z = ZSTD_createCCtx_advanced((ZSTD_customMem){z_alloc, z_free, NULL});
-    return o->zbuf != NULL && o->z != NULL &&
-           !ZSTD_isError(ZSTD_CCtx_setParameter(o->z, ZSTD_c_compressionLevel, 1)) &&
-           !ZSTD_isError(ZSTD_CCtx_setParameter(o->z, ZSTD_c_checksumFlag, 1));
+    o->z = o->zbuf == NULL ? NULL
+                           : ZSTD_createCCtx_advanced((ZSTD_customMem){z_alloc, z_free, NULL});
+    if (o->z != NULL && !ZSTD_isError(ZSTD_CCtx_setParameter(o->z, ZSTD_c_compressionLevel, 1)) &&
+        !ZSTD_isError(ZSTD_CCtx_setParameter(o->z, ZSTD_c_checksumFlag, 1)))
+        return true;
+    /* none of it half made: a stream without its output buffer is never fed */
+    ZSTD_freeCCtx(o->z);   /* NULL: nothing */
+    o->z = NULL;
+    if (o->zbuf != NULL)
+        memprof_unmap(o->zbuf, BUF_CAP);
+    o->zbuf = NULL;
+    return false;
 }
 
 static void end_compress(struct out *o)
 {
-    if (o->z != NULL) {
-        compress_out(o, ZSTD_e_end);
-        o->len = 0;
-        ZSTD_freeCCtx(o->z);
-        o->z = NULL;
-    }
-    if (o->zbuf != NULL)
-        memprof_unmap(o->zbuf, BUF_CAP);
+    if (o->z == NULL)
+        return;
+    compress_out(o, ZSTD_e_end);
+    o->len = 0;
+    ZSTD_freeCCtx(o->z);
+    o->z = NULL;
+    memprof_unmap(o->zbuf, BUF_CAP);
     o->zbuf = NULL;
 }
 
