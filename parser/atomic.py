@@ -21,16 +21,20 @@ _LOCKED_TEMP = ".locked.tmp"
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", special_in_place: bool = True
+) -> Iterator[IO]:
     """Open a temporary file next to `path`; on success rename it onto `path`.
 
     On an exception the temporary file is removed and `path` is left untouched. A path
     that is there and no regular file (/dev/null, a FIFO, a terminal) is written in
-    place: a rename would put a file where the device was.
+    place, as a user who names one for an output wants: a rename would put a file where
+    the device was. Without `special_in_place` (a name of the program's own choosing,
+    where such a file can only be a mistake or a trap) it is replaced like any other.
     """
     path = os.fspath(path)
     try:
-        special = not stat.S_ISREG(os.stat(path).st_mode)
+        special = special_in_place and not stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         special = False  # not there yet (or unreadable: the rename says what is wrong)
     if special:

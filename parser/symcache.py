@@ -8,12 +8,15 @@ long again to check on every read as to read."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
+from mem_profiler.core.input_files import open_regular
 from mem_profiler.parser.atomic import atomic_open
 
 _FORMAT = 5  # bump when the layout of cached arrays changes
@@ -66,12 +69,15 @@ def save(key: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of one entry (writable), or None if it is absent or damaged."""
+    """The arrays of one entry (writable), or None if it is absent, damaged or no
+    regular file (a FIFO there is not waited on)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(str(path), "a symbol cache entry", OSError) as f:
             data = bytearray(os.fstat(f.fileno()).st_size)
-            if f.readinto(data) != len(data) or not data.startswith(_MAGIC):
+            if cast(io.BufferedReader, f).readinto(data) != len(data):
                 return None
+        if not data.startswith(_MAGIC):
+            return None
         end = data.index(b"\n", len(_MAGIC))
         at = end + 1 + _padding(end + 1)
         arrays = {}
@@ -92,7 +98,7 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """One entry, written under a temporary name and renamed into place."""
     listed = [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()]
     head = _MAGIC + json.dumps(listed).encode() + b"\n"
-    with atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb", special_in_place=False) as f:  # a FIFO there is replaced
         f.write(head + bytes(_padding(len(head))))
         for a in arrays.values():
             f.write(np.ascontiguousarray(a).data)

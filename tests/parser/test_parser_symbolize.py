@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -815,6 +816,27 @@ def test_symbol_names_read_back_from_the_cache(built, symbol_cache):
     start = built["libc"].funcs["malloc"][0]
     (index,) = cached.lookup(np.array([start], np.uint64))
     assert cached.names[index] == "malloc"
+
+
+def test_a_fifo_in_place_of_an_entry_is_not_waited_on(built, symbol_cache):
+    """A FIFO where an entry belongs (planted, or left by a mistake) reads as no entry:
+    the names are read from the ELF file, in a process that ends on its own, and the
+    entry written anew replaces it."""
+    path = built["libc"].path
+    ElfImage(path).symbols()
+    (entry,) = list(symbol_cache.iterdir())
+    entry.unlink()
+    os.mkfifo(entry)
+    script = (
+        "import sys; from mem_profiler.parser.elf_image import ElfImage; "
+        "print(ElfImage(sys.argv[1]).symbols().names[0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, path], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ElfImage(path).symbols().names[0]
+    assert entry.is_file() and symcache.read_arrays(entry) is not None
 
 
 def test_cached_names_outside_their_text_are_read_again(built, symbol_cache):
