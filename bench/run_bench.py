@@ -405,15 +405,19 @@ def torch_probe() -> tuple[bool, str]:
 def torch_rows(out: Path) -> list[Row]:
     """A PyTorch program: the sampler, preloaded as in the other rows, beside memray,
     which records the allocations that reach malloc with their Python stacks (`run`),
-    and their native frames as well (`--native`)."""
+    and their native frames as well (`--native`). The sampler at `--depth 1` keeps
+    only the allocating native frame under the Python frames: what the native walk
+    costs is the difference to the row above it."""
     plain = dict(os.environ)
     plain.pop("PYTHONMALLOC", None)
     sampler = sampler_env(out, 1024)
     sampler.pop("PYTHONMALLOC", None)
+    python_only = dict(sampler, MEMPROF_DEPTH="1")
     memray = [str(TORCH_PYTHON), "-m", "memray", "run", "-q", "-f"]
     return [
         Row("no profiler", plain),
         Row("sampler -c 1024", sampler),
+        Row("sampler -c 1024 --depth 1", python_only),
         Row("memray run", plain, [*memray, "-o", str(out / "torch.memray"), str(TORCH_SCRIPT)]),
         Row(
             "memray run --native",
