@@ -630,7 +630,7 @@ def test_an_earlier_versions_tree_reads_as_the_same_tree_of_today(tmp_path):
     zstd (memprof_tree/2): the same tree reads to the same profile and report."""
     old, new = parse_heap(OLD, "old.heap"), parse_heap(WHOLE, "new.heap")
     assert old.stacks == new.stacks and old.rate == new.rate
-    assert {k: v for k, v in old.meta.items()} == {k: v for k, v in new.meta.items()}
+    assert old.meta == new.meta
     reports = []
     for name, data in (("old.heap", OLD), ("new.heap", WHOLE)):
         (tmp_path / name).write_bytes(data)
@@ -640,7 +640,7 @@ def test_an_earlier_versions_tree_reads_as_the_same_tree_of_today(tmp_path):
 
 def test_the_tree_line_may_be_spaced():
     payload = PAYLOAD.replace(b"# tree: frames", b"# tree:  frames")
-    assert parse_heap(compressed(payload), "x.heap").stacks == (parse_heap(WHOLE, "x.heap").stacks)
+    assert parse_heap(compressed(payload), "x.heap").stacks == parse_heap(WHOLE, "x.heap").stacks
 
 
 def test_the_line_of_a_bad_mapping_is_counted_as_if_decompressed(tmp_path):
