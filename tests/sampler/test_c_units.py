@@ -18,7 +18,7 @@ UNITS = sorted(path.stem for path in (ROOT / "tests" / "sampler" / "unit").glob(
 def test_c_unit(unit):
     binary = f"build/unit/{unit}"
     subprocess.run(["make", "-s", binary], cwd=ROOT, check=True)
-    proc = subprocess.run([ROOT / binary], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([ROOT / binary], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     source = (ROOT / "tests" / "sampler" / "unit" / f"{unit}.c").read_text()
     ran = re.findall(r"^ok (\w+)$", proc.stdout, re.MULTILINE)
