@@ -4,7 +4,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 BUILD       := build
 CC          ?= gcc
-APT_PKGS    := libunwind-dev libzstd-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
+APT_PKGS    := libunwind-dev libzstd-dev systemtap-sdt-dev graphviz libjemalloc-dev libjemalloc2 binutils chromium golang-go \
                libgoogle-perftools-dev google-perftools \
                sqlite3 ripgrep rustc libc6-dbg tmux \
                redis-server redis-tools openjdk-17-jdk-headless g++ nginx-light cmake postgresql

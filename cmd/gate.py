@@ -137,7 +137,7 @@ def gate(
     command cannot be run or judged.
 
     A budget is [HEAP:]SIZE (repeatable): HEAP is host (the default), cuda, cuda_host, acl,
-    acl_host or hal; SIZE is bytes, or with a unit: KiB, MiB, GiB (binary), KB, MB, GB
+    acl_host, hal or cuda_segments; SIZE is bytes, or with a unit: KiB, MiB, GiB (binary), KB, MB, GB
     (decimal). Exceeded means strictly greater.
 
     \b

@@ -32,7 +32,7 @@ from mem_profiler.parser.timeline import format_timeline
 PathLike = str | os.PathLike[str]
 _INPUT = "the capture's .heap file (or one of its .memlog files)"
 _BINARY = "the program that ran, to name frames [default: the .heap's exe]"
-_HEAP = "host, cuda, cuda_host, acl, acl_host or hal [default: the .heap's heap]"
+_HEAP = "host, cuda, cuda_host, acl, acl_host, hal or cuda_segments [default: the .heap's heap]"
 
 
 def check_leaks(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mem_profiler.core.escape import visible
-from mem_profiler.core.units import format_share, format_value, unit_name
+from mem_profiler.core.units import format_labelled, format_share, format_value, unit_name
 from mem_profiler.parser.aggregate import FlatCum
 
 
@@ -41,6 +41,7 @@ def format_heaps_text(tables: list[tuple[str, FlatCum]], nodecount: int | None =
     totals = ", ".join(f"{heap} {format_value(t.total, unit)}" for heap, t in tables)
     out = [
         f"Total {unit_name(unit)}: {totals}\n",
+        *pool_figures(dict(tables)),
         "".join(f" {heap + ' flat':>15} {heap + ' cum':>15}" for heap, _ in tables) + "\n",
     ]
     values: dict[str, list[float]] = {}
@@ -55,3 +56,19 @@ def format_heaps_text(tables: list[tuple[str, FlatCum]], nodecount: int | None =
             "".join(f" {format_value(v, unit):>15}" for v in values[name]) + f" {visible(name)}\n"
         )
     return "".join(out)
+
+
+def pool_figures(tables: dict[str, FlatCum]) -> list[str]:
+    """The line that sets a framework pool's blocks (the cuda heap, while the pool's
+    probes were armed) against the segments it reserved (cuda_segments), as
+    torch.cuda.memory_allocated() and memory_reserved() do: what is reserved beyond the
+    blocks is cached or lost to fragmentation."""
+    blocks, segments = tables.get("cuda"), tables.get("cuda_segments")
+    if blocks is None or segments is None or blocks.unit == "objects":
+        return []
+    cached = segments.total - blocks.total
+    return [
+        f"cuda: {format_labelled(blocks.total, blocks.unit)} allocated in blocks, "
+        f"{format_labelled(segments.total, blocks.unit)} reserved in segments, "
+        f"{format_labelled(cached, blocks.unit)} cached or fragmented\n"
+    ]

@@ -29,6 +29,8 @@ enum memprof_heap {
     HEAP_ACL,            /* aclrtMalloc */
     HEAP_ACL_HOST,       /* aclrtMallocHost */
     HEAP_HAL,            /* halMemAlloc */
+    HEAP_CUDA_SEGMENTS,  /* CUDA's allocations while a framework's pool is tracked
+                            (framework_pools.c): its segments; cuda holds its blocks */
     HEAP_COUNT
 };
 

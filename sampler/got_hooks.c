@@ -25,6 +25,7 @@
 
 #include "arch.h"
 #include "control.h"
+#include "framework_pools.h"
 #include "got_hooks.h"
 #include "hooks_device.h"
 #include "hooks_dlsym.h"
@@ -89,6 +90,8 @@ static void *hook_for(const char *name)
     void *hook = memprof_malloc_hook_for(name);
     if (hook == NULL)
         hook = memprof_control_hook_for(name);
+    if (hook == NULL)
+        hook = memprof_pools_hook_for(name);
     return hook ? hook : memprof_device_hook_for(name);
 }
 

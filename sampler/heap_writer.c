@@ -36,6 +36,7 @@
 const char *const memprof_heap_names[HEAP_COUNT] = {
     [HEAP_HOST] = "host", [HEAP_CUDA] = "cuda", [HEAP_CUDA_HOST] = "cuda_host",
     [HEAP_ACL] = "acl", [HEAP_ACL_HOST] = "acl_host", [HEAP_HAL] = "hal",
+    [HEAP_CUDA_SEGMENTS] = "cuda_segments",
 };
 
 #define BUF_CAP (1u << 18)   /* flushed when full: 256 KiB of pages, whatever the file's size */

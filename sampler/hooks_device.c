@@ -34,6 +34,7 @@
 
 #include "device_uses.h"
 #include "event_log.h"
+#include "framework_pools.h"
 #include "got_hooks.h"
 #include "hooks_device.h"
 #include "notes.h"
@@ -96,6 +97,7 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
 {
     if (!outer)
         return;
+    heap = memprof_pools_heap_of(heap);
     use_heap(heap);
     if (rc == 0)
         memprof_device_alloc(heap, key, size, label);
@@ -107,6 +109,9 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
 static void freed(enum memprof_heap heap, uintptr_t key)
 {
     if (key == 0)
+        return;
+    /* A pool's segment, else a block allocated before the pool was tracked. */
+    if (heap == HEAP_CUDA && memprof_device_free(HEAP_CUDA_SEGMENTS, key))
         return;
     memprof_device_free(heap, key);
     if (heap == HEAP_CUDA)   /* a host pool's block, or host physical memory */

@@ -195,14 +195,14 @@ void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, 
     t->busy = 0;
 }
 
-void memprof_device_free(enum memprof_heap heap, uintptr_t key)
+bool memprof_device_free(enum memprof_heap heap, uintptr_t key)
 {
     if (memprof_window_id() == 0)
-        return;
+        return false;
     uint32_t stack;
     uint64_t size;
-    if (memprof_live_maybe(live_key(heap, key)))
-        memprof_take_sample((void *)live_key(heap, key), &stack, &size);
+    return memprof_live_maybe(live_key(heap, key)) &&
+           memprof_take_sample((void *)live_key(heap, key), &stack, &size);
 }
 
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,

@@ -21,7 +21,8 @@ void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size) HIDDEN;
 
 /* Device and HAL heaps (hooks_device.c calls these; key: pointer or handle). */
 void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label) HIDDEN;
-void memprof_device_free(enum memprof_heap heap, uintptr_t key) HIDDEN;
+/* false: key was no live sample of the heap */
+bool memprof_device_free(enum memprof_heap heap, uintptr_t key) HIDDEN;
 /* A noted event of a device heap, its stack taken here and kept apart from the
  * heap's own stacks; the removal of the latest note of an address. */
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,

@@ -76,6 +76,7 @@ struct memprof_thread {
     struct memprof_memos *memos; /* and its memos, in the same block; NULL before it has one */
     uint32_t device_window;      /* window the device countdowns were drawn for */
     uint32_t device_depth;       /* inside a device API call (hooks_device.c) */
+    bool in_trap;                /* in a probe's trap handler: the walk starts below it */
     int64_t device_countdown[HEAP_COUNT];
     uint32_t tid;                /* cached gettid(), for the event log */
     uint32_t nvtx_depth;         /* open nvtxRangePushA ranges (marks.c) */

@@ -538,6 +538,8 @@ static int rule_walk(uintptr_t *out, int max)
         } else if (rule.kind == RULE_SIGRETURN) {
             if (!step_signal(&stack, &f))
                 break;
+            if (memprof_thread.in_trap)
+                n = 0;   /* a probe's trap: the stack starts at the probe's site */
         } else if (rule.kind == RULE_FRAME_POINTER) {
             if (!step_frame_pointer(&stack, &f))
                 break;

@@ -13,6 +13,7 @@
 #include "estimate.h"
 #include "event_log.h"
 #include "failure_pipe.h"
+#include "framework_pools.h"
 #include "got_hooks.h"
 #include "heap_writer.h"
 #include "hooks_device.h"
@@ -143,6 +144,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
         if (memprof_got_arm() != 0)
             memprof_log("could not redirect the GOT: allocations are not seen");
+        memprof_pools_arm();
         memprof_control_wake();   /* the block says so at once (and log mode ticks) */
         rc = 0;
     }
@@ -205,6 +207,7 @@ static int write_window(bool close, bool at_exit, char *path_out, size_t path_le
     } else {
         if (close) {
             memprof_got_disarm();
+            memprof_pools_disarm();
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
             memprof_control_window_closed();
             atomic_store(&window_deadline_ns, 0);

@@ -24,6 +24,7 @@ from support.synthetic_logs import header, mark_record, stack_record, timeline_r
 
 from mem_profiler.cmd import mem_parser, mem_profiler
 from mem_profiler.core.errors import HeapFileError
+from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser.aggregate import aggregate
 from mem_profiler.parser.eventlog import ALLOC
 from mem_profiler.parser.flame import flame_tree, format_collapsed
@@ -319,7 +320,7 @@ def test_records_of_an_unknown_heap_are_left_out_with_a_warning(tmp_path, capsys
         header()
         + stack_record(1, [0x401000])
         + event_of_heap(0, 1000, 64, 0x10, 1)
-        + event_of_heap(6, 2000, 64, 0x20, 1)
+        + event_of_heap(len(HEAPS), 2000, 64, 0x20, 1)  # one past the last heap
         + event_of_heap(255, 3000, 8, 0x30, 1)
         + timeline_record(100_000_000, 64, 64)
     )

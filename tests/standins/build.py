@@ -105,6 +105,12 @@ LIBRARIES: dict[str, Target] = {
             links=("libcudart.so.12",),
         ),
         Target(
+            "libc10_cuda.so",
+            ("standins/c10_cuda.c",),
+            ("-Wl,-soname,libc10_cuda.so", *ORIGIN),
+            links=("libcudart.so.12",),
+        ),
+        Target(
             "libascend_hal.so", ("standins/libascend_hal.c",), ("-Wl,-soname,libascend_hal.so",)
         ),
         Target(
@@ -153,6 +159,7 @@ FIXTURE_TARGETS: dict[str, Target] = {
         Target(
             "device_churn", ("fixtures/device_churn.c",), tuple(ORIGIN), links=("libcudart.so.12",)
         ),
+        Target("device_pool", ("fixtures/device_pool.c",), tuple(ORIGIN), libs=("-ldl",)),
         Target("device_noruntime", ("fixtures/device_noruntime.c",), libs=("-ldl",)),
         Target(
             "device_markers",

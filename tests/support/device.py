@@ -45,6 +45,17 @@ def other_functions(version: str) -> set[str]:
     return OTHER_DRIVER_FUNCTIONS | ({"cuFuncGetParamInfo"} if newer else set())
 
 
+SITE_LINE = re.compile(
+    r"^site (\w+) heap=\w+ allocs=(\d+) alloc_bytes=(\d+) live=(\d+) live_bytes=(\d+)$", re.M
+)
+
+
+def site_lines(stdout: str) -> dict[str, dict[str, int]]:
+    """{site: {a value of INDEXES: its figure}} of the `site` lines a fixture printed."""
+    keys = ("allocs", "alloc_bytes", "live", "live_bytes")
+    return {m[0]: dict(zip(keys, map(int, m[1:]), strict=True)) for m in SITE_LINE.findall(stdout)}
+
+
 def checksum(stdout: str) -> str:
     """The checksum a device fixture prints over its results."""
     return re.search(r"^checksum=([0-9a-f]{16})$", stdout, re.M).group(1)

@@ -1,0 +1,159 @@
+"""A framework's caching allocator seen through PyTorch's USDT probes: the stand-in
+libc10_cuda.so (tests/standins/c10_cuda.c) fires pytorch:malloc and pytorch:free behind
+their semaphores, as torch's library does; tests/fixtures/device_pool.c takes blocks
+from it at four sites and prints their figures.  At `-c 1 --device-rate 1` the cuda heap
+holds the blocks, every figure of every site exact, and cuda_segments the segments the
+pool took from CUDA, exactly what it holds at the end; launched, and in a window opened
+with --attach on the fixture started without the sampler, after which it runs on with
+its code and semaphores as they were."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from standins.build import build_device_fixture, standin_env
+from support.device import INDEXES, by_heap, site_lines
+from support.paths import MEM_PROFILER
+from support.profiling import profile_run, report, run_parser, total
+
+from mem_profiler.controller import list_targets
+from mem_profiler.core.units import MB
+
+POOL = re.compile(r"^pool reserved=(\d+) allocated=(\d+) semaphores=(\d+) checksum=(\w+)$", re.M)
+
+
+def pool_of(stdout: str) -> tuple[int, int, int, str]:
+    reserved, allocated, semaphores, checksum = POOL.findall(stdout)[-1]
+    return int(reserved), int(allocated), int(semaphores), checksum
+
+
+def assert_blocks_exact(heaps: dict[str, Path], exe: Path, stdout: str) -> None:
+    """Each site's four figures in the cuda heap, the heap's totals their sums, and the
+    cuda_segments heap's live bytes the pool's reserved bytes."""
+    sites = site_lines(stdout)
+    assert set(sites) == {"pool_weights", "pool_grads", "pool_activations", "pool_scratch"}
+    for index, key in INDEXES.items():
+        rows = report(heaps["cuda"], exe, index)
+        for name, truth in sites.items():
+            assert rows.get(name, (0, 0))[1] == truth[key], (name, index)
+        assert total(heaps["cuda"], exe, index) == sum(t[key] for t in sites.values()), index
+    reserved, allocated, _, _ = pool_of(stdout)
+    assert allocated == sum(t["live_bytes"] for t in sites.values())
+    assert total(heaps["cuda_segments"], exe, "inuse_space") == reserved
+    # the segments that empty_cache gave back were taken out
+    assert total(heaps["cuda_segments"], exe, "alloc_space") > reserved
+
+
+@pytest.fixture(scope="module")
+def pool(standin_dir):
+    exe = build_device_fixture("device_pool", standin_dir)
+    plain = subprocess.run(
+        [exe, "run"], env=standin_env(standin_dir), capture_output=True, text=True, check=True
+    )
+    return exe, plain.stdout
+
+
+@pytest.mark.parametrize("mode", ["run", "blocked"])
+def test_pool_blocks_exact_under_run(pool, standin_dir, tmp_path, mode):
+    # blocked: the pool runs in a thread that blocked every signal, SIGTRAP left open
+    exe, plain = pool
+    proc, files = profile_run(
+        [exe, mode], tmp_path / "p_", 1, "--device-rate", "1", env=standin_env(standin_dir)
+    )
+    assert proc.returncode == 0, proc.stderr
+    heaps = by_heap(files)
+    assert_blocks_exact(heaps, exe, proc.stdout)
+    assert pool_of(plain)[2] == 0 and pool_of(proc.stdout)[2] > 0  # armed in the window only
+    assert pool_of(proc.stdout)[3] == pool_of(plain)[3]  # the same results
+
+    text = run_parser("-p", exe, "-f", str(heaps["host"])[: -len(".heap")], "-t").stdout
+    reserved, allocated, _, _ = pool_of(proc.stdout)
+    assert (
+        f"cuda: {allocated / MB:.1f} MB allocated in blocks, {reserved / MB:.1f} MB reserved "
+        f"in segments, {(reserved - allocated) / MB:.1f} MB cached or fragmented"
+    ) in text
+
+
+def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp_path):
+    # one set before the sites were armed, one after: each gets the traps the program
+    # raises, and the pool's blocks after the second are still tracked
+    exe, _ = pool
+    proc, files = profile_run(
+        [exe, "handler"], tmp_path / "h_", 1, "--device-rate", "1", env=standin_env(standin_dir)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "traps first=2 second=1" in proc.stdout
+    late = report(by_heap(files)["cuda"], exe, "inuse_space")["pool_late"]
+    assert late[1] == site_lines(proc.stdout)["pool_late"]["live_bytes"] == 12345
+
+
+class Served:
+    """device_pool serve, started without the sampler."""
+
+    def __init__(self, exe: Path, env: dict[str, str]) -> None:
+        env = {k: v for k, v in env.items() if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
+        self.proc = subprocess.Popen(
+            [str(exe), "serve"], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self.pid = int(self.proc.stdout.readline().split()[1])
+
+    def phase(self) -> str:
+        self.proc.stdin.write("phase\n")
+        self.proc.stdin.flush()
+        lines = []
+        while (line := self.proc.stdout.readline()) not in ("done\n", ""):
+            lines.append(line)
+        return "".join(lines)
+
+    def quit(self) -> int:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def test_pool_blocks_exact_in_an_attached_window(pool, standin_dir, tmp_path):
+    exe, _ = pool
+    env = standin_env(standin_dir)
+    plain = Served(exe, env)
+    attached = Served(exe, env)
+    try:
+        controller = subprocess.Popen(
+            [MEM_PROFILER, "-p", str(attached.pid), "--attach", "-c", "1", "--device-rate", "1"]
+            + ["-o", str(tmp_path / "a_")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(
+            x.pid == attached.pid and x.state.startswith("capturing") for x in list_targets()
+        ):
+            assert controller.poll() is None and time.monotonic() < deadline, "no window opened"
+            time.sleep(0.02)
+        inside = attached.phase()
+        controller.send_signal(2)  # Ctrl-C ends the window and detaches
+        out, err = controller.communicate(timeout=120)
+        assert controller.returncode == 0, err
+        files = [Path(p) for p in re.findall(r"(\S+\.heap)\b", out + err)]
+        assert_blocks_exact(by_heap(files), exe, inside)
+        assert pool_of(inside)[2] > 0
+
+        # detached: the sites and semaphores as they were, the same results as without it
+        first, after = plain.phase(), attached.phase()
+        assert pool_of(after)[2] == 0
+        assert pool_of(after)[3] == pool_of(plain.phase())[3]
+        assert pool_of(first)[3] == pool_of(inside)[3]
+        assert attached.quit() == 0 and plain.quit() == 0
+    finally:
+        attached.kill()
+        plain.kill()
