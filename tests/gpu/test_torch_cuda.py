@@ -1,8 +1,9 @@
-"""Real GPU: a PyTorch CUDA workload under `mem_profiler run --device-rate 1`; the
-`cuda` heap's live bytes allocated through the caching allocator must match
-torch.cuda.memory_reserved() within 1%, every other live byte must be cuBLAS's own
-(allocated as its handle is created, which PyTorch does not count), and the top
-stack must be inside the caching allocator.
+"""Real GPU: a PyTorch CUDA workload under `mem_profiler run --device-rate 1`; while the
+caching allocator's tensors are tracked (the cuda heap: tests/gpu/test_torch_tensors.py),
+what the process takes from CUDA is the `cuda_segments` heap, whose live bytes allocated
+through the caching allocator must match torch.cuda.memory_reserved() within 1%, every
+other live byte must be cuBLAS's own (allocated as its handle is created, which PyTorch
+does not count), and the top stack must be inside the caching allocator.
 
 Skipped without nvidia-smi on PATH, and when the Python that runs the workload
 (TORCH_PYTHON, else this interpreter) has no torch with CUDA."""
@@ -47,7 +48,7 @@ def torch_python() -> str:
     return PYTHON
 
 
-def test_cuda_heap_matches_memory_reserved(torch_python, tmp_path):
+def test_cuda_segments_match_memory_reserved(torch_python, tmp_path):
     prefix = tmp_path / "t_"
     cmd = [
         MEM_PROFILER,
@@ -67,10 +68,10 @@ def test_cuda_heap_matches_memory_reserved(torch_python, tmp_path):
     reserved = int(re.search(r"^memory_reserved=(\d+)$", proc.stdout, re.M).group(1))
     assert reserved > 1 << 30, "the workload reserves over 1 GiB"
 
-    heaps = sorted(tmp_path.glob("t_*.0001.cuda.heap"))
+    heaps = sorted(tmp_path.glob("t_*.0001.cuda_segments.heap"))
     assert len(heaps) == 1, (sorted(p.name for p in tmp_path.iterdir()), proc.stderr)
     profile = read_heap(heaps[0])
-    assert profile.heap == "cuda"
+    assert profile.heap == "cuda_segments"
     exe = profile.exe or os.path.realpath(torch_python)
     sym = symbolize(profile, exe)
     inuse = sym.value("inuse_space")

@@ -1,0 +1,172 @@
+"""Real GPU: PyTorch's tensors in the cuda heap through the caching allocator's USDT
+probes (sampler/framework_pools.c), tests/gpu/torch_tensors.py's known tensors at
+`--device-rate 1`: every figure of every site exact, the heap's live bytes exactly
+torch.cuda.memory_allocated(), and the caching allocator's segments in cuda_segments
+exactly memory_reserved(); under the native allocator, with expandable segments, at
+launch and in a window opened with --attach.  Under the cudaMallocAsync backend no probe
+fires: the tensors are its cudaMallocAsync calls, in the cuda heap as they are.
+
+Skipped without nvidia-smi on PATH, and when the Python that runs the workload
+(TORCH_PYTHON, else this interpreter) has no torch with CUDA."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+if shutil.which("nvidia-smi") is None:
+    pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
+
+from support.device import INDEXES, by_heap, site_lines  # noqa: E402
+from support.paths import MEM_PROFILER  # noqa: E402
+
+from mem_profiler.controller import list_targets  # noqa: E402
+from mem_profiler.parser.aggregate import aggregate  # noqa: E402
+from mem_profiler.parser.heapfile import read_heap  # noqa: E402
+from mem_profiler.parser.symbolize import symbolize  # noqa: E402
+
+WORKLOAD = Path(__file__).with_name("torch_tensors.py")
+PYTHON = os.environ.get("TORCH_PYTHON", sys.executable)
+ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")
+
+
+@pytest.fixture(scope="module")
+def torch_python() -> str:
+    probe = subprocess.run(
+        [PYTHON, "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if probe.returncode != 0 or probe.stdout.strip() != "True":
+        pytest.skip(f"no torch with CUDA in {PYTHON} (set TORCH_PYTHON)")
+    return PYTHON
+
+
+def figure(stdout: str, name: str) -> int:
+    return int(re.findall(rf"^{name}=(\d+)$", stdout, re.M)[-1])
+
+
+def rows(heap: Path, index: str) -> tuple[dict[str, float], float]:
+    """{function: cum} and the total of one index of a heap."""
+    profile = read_heap(heap)
+    table = aggregate(symbolize(profile, profile.exe), index)
+    return dict(zip(table.names, table.cum.tolist(), strict=True)), float(table.total)
+
+
+def assert_tensors_exact(heaps: dict[str, Path], stdout: str, pooled: bool) -> None:
+    sites = site_lines(stdout)
+    assert len(sites) == 4, stdout
+    for index, key in INDEXES.items():
+        cum, _ = rows(heaps["cuda"], index)
+        for name, truth in sites.items():
+            got = cum.get(f"{name} ({WORKLOAD.name})", 0)
+            assert got == truth[key], (name, index, got, truth[key])
+    _, live = rows(heaps["cuda"], "inuse_space")
+    assert live == figure(stdout, "memory_allocated"), stdout
+    if pooled:  # the segments the caching allocator holds are memory_reserved
+        profile = read_heap(heaps["cuda_segments"])
+        sym = symbolize(profile, profile.exe)
+        inuse = sym.value("inuse_space")
+        names, node_of = sym.node_names(full_names=True)
+        held = sum(
+            float(inuse[i])
+            for i in inuse.nonzero()[0].tolist()
+            if any(
+                ALLOCATOR.search(names[n])
+                for n in node_of[sym.frames[sym.offsets[i] : sym.offsets[i + 1]]]
+            )
+        )
+        assert held == figure(stdout, "memory_reserved"), stdout
+    else:
+        assert "cuda_segments" not in heaps
+
+
+class Served:
+    """torch_tensors.py serve, started as `argv` (under `mem_profiler run`, or alone)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        self.pid = int(self.proc.stdout.readline().split()[1])
+
+    def phase(self) -> str:
+        self.proc.stdin.write("phase\n")
+        self.proc.stdin.flush()
+        return "".join(iter(self.proc.stdout.readline, "done\n"))
+
+    def quit(self) -> int:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        return self.proc.wait(timeout=120)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def heap_files(output: str) -> dict[str, Path]:
+    return by_heap([Path(p) for p in re.findall(r"(\S+\.heap)\b", output)])
+
+
+@pytest.mark.parametrize(
+    "conf", ["", "expandable_segments:True", "backend:cudaMallocAsync"], ids=str
+)
+def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
+    # The window opens before torch is imported.  The tensors are read with a dump while
+    # they are live: the exit's profile comes after the interpreter freed them.
+    env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF=conf)
+    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1", "-o", str(tmp_path / "t_")]
+    target = Served([*cmd, "--", torch_python, str(WORKLOAD), "serve"], env)
+    try:
+        inside = target.phase()
+        dump = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", str(target.pid)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert dump.returncode == 0, dump.stderr
+        assert target.quit() == 0
+    finally:
+        target.kill()
+    assert_tensors_exact(heap_files(dump.stdout), inside, pooled="cudaMallocAsync" not in conf)
+
+
+def test_tensors_exact_in_an_attached_window(torch_python, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    target = Served([torch_python, str(WORKLOAD), "serve"], env)
+    try:
+        cmd = [MEM_PROFILER, "-p", str(target.pid), "--attach", "-c", "1024", "--device-rate"]
+        controller = subprocess.Popen(
+            [*cmd, "1", "-o", str(tmp_path / "a_")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while not any(
+            x.pid == target.pid and x.state.startswith("capturing") for x in list_targets()
+        ):
+            assert controller.poll() is None and time.monotonic() < deadline, "no window"
+            time.sleep(0.05)
+        inside = target.phase()
+        controller.send_signal(2)
+        out, err = controller.communicate(timeout=300)
+        assert controller.returncode == 0, err
+        # the window opened after the first tensors' segments: only its own are there
+        assert_tensors_exact({"cuda": heap_files(out + err)["cuda"]}, inside, pooled=False)
+        after = target.phase()  # detached: the allocator runs on as before
+        assert figure(after, "memory_allocated") == figure(inside, "memory_allocated")
+        assert target.quit() == 0
+    finally:
+        target.kill()

@@ -1,0 +1,81 @@
+"""Known tensors on a CUDA device, for tests/gpu/test_torch_tensors.py: each site a
+function that keeps, churns or frees tensors of sizes that are multiples of 512 bytes
+(the caching allocator's rounding), so that the bytes the program asked for are the
+bytes torch.cuda.memory_allocated() counts.  It prints its truth:
+
+    site NAME heap=cuda allocs=N alloc_bytes=B live=N live_bytes=B
+    memory_allocated=B memory_reserved=B
+
+    python torch_tensors.py run      one phase, then exit keeping its tensors
+    python torch_tensors.py serve    print "pid N", then answer "phase" (one phase, its
+                                     lines, "done") and "quit" on standard input"""
+
+import os
+import sys
+
+import torch
+
+MiB = 1 << 20
+kept = []
+
+
+def tensor(nbytes):
+    return torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+
+
+def site(name, allocs, alloc_bytes, live, live_bytes):
+    print(f"site {name} heap=cuda allocs={allocs} alloc_bytes={alloc_bytes}", end=" ")
+    print(f"live={live} live_bytes={live_bytes}")
+
+
+def weights():
+    kept.extend(tensor(3 * MiB + 512) for _ in range(8))
+    site("weights", 8, 8 * (3 * MiB + 512), 8, 8 * (3 * MiB + 512))
+
+
+def grads():
+    kept.extend(tensor(40960) for _ in range(16))
+    site("grads", 16, 16 * 40960, 16, 16 * 40960)
+
+
+def activations():
+    for _ in range(40):
+        t = tensor(MiB)
+        del t
+    site("activations", 40, 40 * MiB, 0, 0)
+
+
+def scratch():
+    blocks = [tensor(30 * MiB) for _ in range(4)]
+    del blocks
+    torch.cuda.empty_cache()  # their segments go back to CUDA
+    site("scratch", 4, 4 * 30 * MiB, 0, 0)
+
+
+def phase():
+    kept.clear()
+    weights()
+    grads()
+    activations()
+    scratch()
+    torch.cuda.synchronize()
+    print(f"memory_allocated={torch.cuda.memory_allocated()}")
+    print(f"memory_reserved={torch.cuda.memory_reserved()}", flush=True)
+
+
+def main():
+    torch.cuda.init()
+    torch.cuda.synchronize()
+    if sys.argv[1:] == ["serve"]:
+        print(f"pid {os.getpid()}", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "quit":
+                break
+            phase()
+            print("done", flush=True)
+    else:
+        phase()
+
+
+if __name__ == "__main__":
+    main()
