@@ -137,8 +137,8 @@ def gate(
     command cannot be run or judged.
 
     A budget is [HEAP:]SIZE (repeatable): HEAP is host (the default), cuda, cuda_host, acl,
-    acl_host, hal or cuda_segments; SIZE is bytes, or with a unit: KiB, MiB, GiB (binary), KB, MB, GB
-    (decimal). Exceeded means strictly greater.
+    acl_host, hal or cuda_segments; SIZE is bytes, or with a unit: KiB, MiB, GiB (binary),
+    KB, MB, GB (decimal). Exceeded means strictly greater.
 
     \b
     mem_profiler gate --max-peak 256MiB --max-leak-per-stack 1MiB -- ./unit_tests
