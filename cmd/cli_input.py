@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
@@ -105,6 +106,11 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None) -> No
     status 2, as does running out of memory on an input too large for this machine."""
     try:
         command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.NoSuchOption as e:
+        near = difflib.get_close_matches(e.option_name, e.possibilities or [], n=1, cutoff=0.5)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        path = e.ctx.command_path if e.ctx is not None else prog
+        fail(prog, f"unknown option {e.option_name}{hint}: see {path} --help.")
     except click.UsageError as e:
         fail(prog, f"{e.format_message().rstrip('.')} (see {prog} --help).")
     except click.ClickException as e:
@@ -119,6 +125,13 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None) -> No
         # the reader of stdout went away (| head); exit quietly as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def unknown_option(ctx: click.Context, name: str) -> NoReturn:
+    """Refuse `name` as an option of ctx's command that does not exist, as click refuses
+    one, for a command that takes what follows its options as they are (run's COMMAND)."""
+    options = [opt for param in ctx.command.params for opt in param.opts if opt.startswith("-")]
+    raise click.NoSuchOption(name, possibilities=options, ctx=ctx)
 
 
 def leave() -> NoReturn:

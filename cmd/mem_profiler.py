@@ -272,6 +272,8 @@ def run(
     does) writes <prefix><pid>.0001.heap when it exits; the exit status of
     COMMAND is passed through.
     """
+    if command[0].startswith("-"):  # what the options before `--` did not know
+        cli_input.unknown_option(click.get_current_context(), command[0])
     if leak_check:
         check_leaks_at_exit(
             list(command), leak_threshold, rate, device_rate, depth, stack_memory, prefix
