@@ -147,7 +147,7 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     is_flag=True,
     help="-t and --json by what the memory is for, from each stack's Python frames:"
     " weights, gradients, optimizer_state, activations, other (PyTorch's rules, or"
-    " --category-rules').",
+    " --category-rules).",
 )
 @click.option(
     "--category-rules",
