@@ -279,16 +279,19 @@ class ControlBlock:
         self._c = ffi.from_buffer("struct memprof_control *", mapping)
 
     @classmethod
-    def open(cls, pid: int, candidates: list[str] | None = None) -> ControlBlock:
+    def open(
+        cls, pid: int, candidates: list[str] | None = None, command: str = "mem_profiler"
+    ) -> ControlBlock:
         """Opens and checks pid's block (among `candidates`, else block_candidates);
-        ControlError (one sentence) when it cannot be used. Blocks of ours left by an
-        earlier process with the same pid are removed."""
+        ControlError (one sentence) when it cannot be used, which names `command` -p PID
+        --attach as the way to load the sampler. Blocks of ours left by an earlier
+        process with the same pid are removed."""
         start = procfs.start_time(pid)
         if start is None:
-            raise ControlError(f"there is no process {pid}")
+            raise ControlError(procfs.no_such_process(pid))
         owner = procfs.owner_uid(pid)
         if owner is None:  # it ended since
-            raise ControlError(f"there is no process {pid}")
+            raise ControlError(procfs.no_such_process(pid))
         refused = refusal(pid, owner)
         if refused:
             raise NotPermitted(refused)
@@ -319,7 +322,7 @@ class ControlBlock:
             stale = True
         if refused:
             raise NotPermitted(refused)
-        message = no_sampler_message(pid)
+        message = no_sampler_message(pid, command)
         raise ControlError(
             f"removed a stale control block of an earlier process {pid}; " + message
             if stale
@@ -491,12 +494,12 @@ class ControlBlock:
         self.close()
 
 
-def no_sampler_message(pid: int) -> str:
+def no_sampler_message(pid: int, command: str) -> str:
     if unloadable := unloadable_reason(program_kind(procfs.exe_file(pid))):
         return f"process {pid} {unloadable}"
     return (
         f"process {pid} does not have the sampler loaded: load it now with "
-        f"`mem_profiler -p {pid} --attach`, or start the program with "
+        f"`{command} -p {pid} --attach`, or start the program with "
         "`mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) CMD`"
     )
 

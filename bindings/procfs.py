@@ -13,6 +13,11 @@ from mem_profiler.core.memory_map import MemoryMapping, parse_maps_line
 _CAP_SYS_PTRACE = 19
 
 
+def no_such_process(pid: int) -> str:
+    """The one sentence for a pid that names no process."""
+    return f"there is no process {pid}: `mem_profiler list` shows those that can be captured"
+
+
 def _stat_fields(pid: int) -> list[bytes] | None:
     """The fields of /proc/<pid>/stat after the command name (field 3, the state, first),
     or None if pid is gone. The name is skipped up to its last ')': it may hold any byte."""

@@ -63,7 +63,7 @@ def read_maps(pid: int) -> list[MemoryMapping]:
     try:
         return procfs.memory_map(pid)
     except FileNotFoundError:
-        raise AttachError(f"there is no process {pid}") from None
+        raise AttachError(procfs.no_such_process(pid)) from None
     except PermissionError:
         raise AttachError(
             f"cannot read the memory map of process {pid}: attaching needs its owner or root"
@@ -79,7 +79,7 @@ def check_attachable(pid: int) -> None:
     statically linked program."""
     owner = procfs.owner_uid(pid)
     if owner is None or procfs.start_time(pid) is None:
-        raise AttachError(f"there is no process {pid}")
+        raise AttachError(procfs.no_such_process(pid))
     if pid == os.getpid():
         raise AttachError("mem_profiler cannot attach to itself")
     privileged = procfs.has_cap_sys_ptrace()

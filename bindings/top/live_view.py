@@ -61,7 +61,7 @@ class LiveView:
         self._folder: str | None = None
 
     def __enter__(self) -> LiveView:
-        self._block = ControlBlock.open(self.pid)
+        self._block = ControlBlock.open(self.pid, command="mem_profiler top")
         try:
             self._block.lock()
             status = self._block.request(CMD_STATUS)

@@ -23,6 +23,7 @@ from support.targets import Server, check_server_window
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
 from mem_profiler.controller import capture_window, list_targets
 from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.procfs import no_such_process
 
 
 def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
@@ -382,7 +383,7 @@ def refusal(*args: str) -> str:
 def test_refusals_are_one_sentence(server, tmp_path):
     gone = subprocess.Popen(["true"])
     gone.wait()
-    assert refusal("-p", str(gone.pid), "-s", "1") == f"there is no process {gone.pid}"
+    assert refusal("-p", str(gone.pid), "-s", "1") == no_such_process(gone.pid)
     plain = subprocess.Popen(["sleep", "30"])
     try:
         assert refusal("-p", str(plain.pid), "-s", "1") == (

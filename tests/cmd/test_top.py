@@ -37,6 +37,7 @@ from mem_profiler.control_block import (
     ControlError,
     segment_path,
 )
+from mem_profiler.procfs import no_such_process
 from mem_profiler.top.live_view import VIEW_GRACE_S
 
 MiB = 1024 * 1024
@@ -328,11 +329,11 @@ def test_refusals_are_one_sentence(grower_exe):
     plain = subprocess.Popen([str(grower_exe)], stdout=subprocess.DEVNULL, env=WITHOUT_SAMPLER)
     try:
         for pid, message in (
-            (gone.pid, f"there is no process {gone.pid}"),
+            (gone.pid, no_such_process(gone.pid)),
             (
                 plain.pid,
                 f"process {plain.pid} does not have the sampler loaded: load it "
-                f"now with `mem_profiler -p {plain.pid} --attach`, or start the program "
+                f"now with `mem_profiler top -p {plain.pid} --attach`, or start the program "
                 "with `mem_profiler run --idle -- CMD` or `LD_PRELOAD=$(mem_profiler lib) "
                 "CMD`",
             ),
