@@ -188,6 +188,7 @@ def read_heap_header(path: str) -> HeapProfile:
     command needs to know before it reads the whole file. HeapFileError on a problem."""
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         first = f.read(_TREE_PREFIX_LEN)
+        _refuse_a_cut_first_line(first, path)
         if first in (_TREE_ZSTD, _TREE_ZLIB):
             return _tree_header(_tree_head_bytes(f, first, path), path, [], frames=False)[0]
         if first.startswith(_TREE_OTHER):
@@ -219,6 +220,7 @@ def parse_heap(data: str | bytes, name: str = "<heap>") -> HeapProfile:
     line."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
+    _refuse_a_cut_first_line(data, name)
     if data[:_TREE_PREFIX_LEN] in (_TREE_ZSTD, _TREE_ZLIB):
         return _parse_tree(data, name)
     if data.startswith(_TREE_OTHER):
@@ -451,7 +453,7 @@ def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
     except error as e:
         raise _damaged(name, e) from None
     if not stream.eof:
-        raise HeapFileError(f"{name}: the compressed tree is cut short: the file is truncated")
+        raise _cut_short(name, len(first_line) + len(data))
     unused = len(stream.unused_data) + max(len(data) - fed, 0)
     if unused:
         raise HeapFileError(
@@ -460,13 +462,35 @@ def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
     return b"".join(out)
 
 
+def _refuse_a_cut_first_line(data: bytes, name: str) -> None:
+    """A file that is the start of a tree's first line and no more."""
+    if 0 < len(data) < _TREE_PREFIX_LEN and (
+        _TREE_ZSTD.startswith(data) or _TREE_ZLIB.startswith(data)
+    ):
+        raise HeapFileError(
+            f"{name}: the file is cut short at byte {len(data)}, inside its first line:"
+            " it is truncated"
+        )
+
+
+def _cut_short(name: str, size: int) -> HeapFileError:
+    return HeapFileError(
+        f"{name}: the file is cut short at byte {size:,}, inside its compressed tree:"
+        " it is truncated (written by a process that was killed, or copied in part)"
+    )
+
+
 def _tree_head_bytes(f: BinaryIO, first_line: bytes, name: str) -> bytes:
     """The start of a tree's text, up to its `# tree:` line, decompressed only as far as
     that (a Python program's frame lines alone can take megabytes)."""
     stream, error = _stream(first_line)
-    text = b""
+    text, read = b"", len(first_line)
     try:
-        while len(text) < _TREE_HEAD_LIMIT and (chunk := f.read(_PIECE)):
+        while len(text) < _TREE_HEAD_LIMIT:
+            chunk = f.read(_PIECE)
+            if not chunk:  # the file ended before the tree's head did
+                raise _cut_short(name, read)
+            read += len(chunk)
             seen = max(len(text) - len(_TREE_LINE), 0)
             text += stream.decompress(chunk)
             at = text.find(_TREE_LINE, seen)

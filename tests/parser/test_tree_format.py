@@ -6,6 +6,7 @@ the reader's fallback gives them, and damaged trees refused in one line."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -452,7 +453,8 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
     [
         (
             WHOLE[: len(WHOLE) // 2],
-            "{path}: the compressed tree is cut short: the file is truncated",
+            f"{{path}}: the file is cut short at byte {len(WHOLE) // 2:,}, inside its"
+            " compressed tree: it is truncated",
         ),
         (
             WHOLE[:40] + bytes(40) + WHOLE[80:],
@@ -469,7 +471,8 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
         ),
         (
             OLD[: len(OLD) // 2],
-            "{path}: the compressed tree is cut short: the file is truncated",
+            f"{{path}}: the file is cut short at byte {len(OLD) // 2:,}, inside its"
+            " compressed tree: it is truncated",
         ),
         (
             OLD[:35] + bytes(40) + OLD[75:],
@@ -577,6 +580,21 @@ def test_a_damaged_tree_is_one_line_and_exit_2(tmp_path, content, message):
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith(f"mem_parser: {expected}"), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("cut", range(20))
+def test_a_file_cut_anywhere_says_it_is_cut_short_and_where(tmp_path, cut):
+    """A tree cut at 20 points, the first inside its first line: mem_parser says where."""
+    at = 7 if cut == 0 else len(WHOLE) * cut // 20
+    path = tmp_path / "cut.heap"
+    path.write_bytes(WHOLE[:at])
+    where = "first line" if at < len(b"memprof_tree/2\n") else "compressed tree"
+    expected = f"{path}: the file is cut short at byte {at:,}, inside its {where}: it is truncated"
+    with pytest.raises(HeapFileError, match=f"^{re.escape(expected)}"):
+        read_heap(path)
+    done = limited_run(MEM_PARSER, "-p", "/bin/true", "-f", path, "-t", timeout=30)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"mem_parser: {expected}"), done.stderr
 
 
 def test_damage_anywhere_is_a_profile_or_one_line():
