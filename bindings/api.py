@@ -12,9 +12,11 @@ every call raises SamplerNotLoaded, whose message says how to start.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -238,8 +240,8 @@ def capture(
     rate: int = 1, output: str | None = None, depth: int = defaults.DEPTH
 ) -> Iterator[Capture]:
     """A window around the block, with live bytes tracked; by default every allocation
-    is recorded (rate 1) and the files go to a new temporary folder (`output`: a path
-    prefix instead)."""
+    is recorded (rate 1) and the files go to a new temporary folder, removed as the
+    process exits (`output`: a path prefix instead, whose files stay)."""
     tracking = _tracking_live()
     folder = tempfile.mkdtemp(prefix="mem_profiler_") if output is None else None
     try:
@@ -248,6 +250,8 @@ def capture(
         if folder:
             os.rmdir(folder)
         raise
+    if folder:
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     cap = Capture()
     try:
         yield cap

@@ -41,7 +41,7 @@ def python(code: str, preload: bool = True, **env: str) -> subprocess.CompletedP
     )
 
 
-def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block():
+def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block(tmp_path):
     proc = python(
         """
         with mem_profiler.capture() as cap:
@@ -54,9 +54,13 @@ def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block():
                           mem_profiler.is_capturing()}))
     """,
         MEMPROF_PYTHON="0",
+        TMPDIR=str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
+    # the files were in a temporary folder, which the process's exit removed
+    assert Path(out["files"]["host"]).parent.parent == tmp_path
+    assert list(tmp_path.iterdir()) == []
     # The API makes no allocation of its own inside the window: the figures are the
     # block's, to the byte (Python's own objects, counted otherwise, are left out with
     # MEMPROF_PYTHON=0: tests/sampler/test_python_heap.py).
