@@ -48,7 +48,7 @@ from mem_profiler.parser.report_inefficient import format_inefficient, format_in
 from mem_profiler.parser.report_jeprof import format_jeprof
 from mem_profiler.parser.report_json import format_json
 from mem_profiler.parser.report_leaks import format_leaks, format_leaks_json
-from mem_profiler.parser.report_notes import format_failures, format_foreign
+from mem_profiler.parser.report_notes import ending_note, format_failures, format_foreign
 from mem_profiler.parser.report_pprof import format_pprof
 from mem_profiler.parser.report_text import format_heaps_text, format_text
 from mem_profiler.parser.sampling import drop_note
@@ -558,7 +558,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
     each says when samples were dropped and what that does to its figures."""
     r = request
-    dropped = [note for note in [drop_note(sym.profile)] if note]
+    dropped = [note for note in [ending_note(sym.profile), drop_note(sym.profile)] if note]
     notes = r.notes + dropped
     prof = sym.profile
     if fmt == "text":

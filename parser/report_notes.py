@@ -1,7 +1,8 @@
-"""What a heap's report lists besides its figures, each with its stack: failed device
-allocations ("why did my program run out of device memory") and the memory the process
-used but did not allocate (host memory registered with CUDA, device memory opened
-through IPC), which no figure counts."""
+"""What a heap's report lists besides its figures: the moment a profile was taken where
+it is not what its figures suggest, and each with its stack, failed device allocations
+("why did my program run out of device memory") and the memory the process used but did
+not allocate (host memory registered with CUDA, device memory opened through IPC), which
+no figure counts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from mem_profiler.core.profile import Failure, Foreign, HeapProfile
 from mem_profiler.core.units import format_amount
 
 FRAMES_SHOWN = 6
+
+
+def ending_note(profile: HeapProfile) -> str | None:
+    """The one line that says a Python program's exit profile is its end, not what its
+    interpreter's finalization left."""
+    if profile.meta.get("ended_at") != "python_finalizing":
+        return None
+    return (
+        "Taken as the Python interpreter began to finalize, after the program's atexit"
+        " handlers: what the program kept at its end."
+    )
 
 
 def _shown(frames: list[str]) -> str:

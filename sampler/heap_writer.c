@@ -722,6 +722,8 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         puts_(o, "\n# forked_from: ");
         put_u64(o, (uint64_t)w->forked_from);
     }
+    if (w->python_exit)
+        puts_(o, "\n# ended_at: python_finalizing");
     puts_(o, "\n# cmdline: ");
     put_escaped(o, text->cmdline, text->cmdline_len);
     puts_(o, "\n# exe: ");

@@ -17,6 +17,7 @@ struct memprof_window_info {
     int32_t forked_from;         /* a forked child's parent, whose window it carries on */
     struct memprof_drop_counts drops;   /* as of end_ns: every file of a dump says the same */
     bool closed;                 /* the window has closed: its counts no longer change */
+    bool python_exit;            /* closed as the Python interpreter began to finalize */
 };
 /* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
  * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out

@@ -27,12 +27,29 @@ struct py_allocator {
 };
 enum { PY_DOMAIN_MEM = 1, PY_DOMAIN_OBJ = 2 };
 
+/* PyMethodDef, the same from 3.0 to 3.13; METH_NOARGS. */
+struct py_method {
+    const char *name;
+    void *(*function)(void *self, void *unused);
+    int flags;
+    const char *doc;
+};
+#define PY_METH_NOARGS 0x0004
+
 struct python_api {
     int (*is_initialized)(void);
     const char *(*allocator_name)(void);   /* NULL if the interpreter has none */
     int (*add_pending_call)(int (*fn)(void *), void *arg);
     void (*get_allocator)(int domain, struct py_allocator *out);
     void (*set_allocator)(int domain, struct py_allocator *in);
+    /* for the hook at the program's end (NULL: none is registered) */
+    void *(*import_module)(const char *name);
+    void *(*new_function)(struct py_method *method, void *self, void *module);
+    void *(*call_method)(void *object, const char *name, const char *format, ...);
+    void (*incref)(void *object), (*decref)(void *object);
+    void (*clear_error)(void);
+    void *none;
+    ssize_t (*collect)(void);   /* PyGC_Collect */
 };
 
 /* ---- the wrappers ----------------------------------------------------------------
@@ -154,6 +171,52 @@ static void unwrap(const struct python_api *py, struct wrapped_domain *d)
     d->in_chain = false;
 }
 
+/* ---- the program's end ------------------------------------------------------------
+ * The exit's files are written as the interpreter begins to finalize, while the
+ * program's modules and what they keep still exist, after a collection of the cycles
+ * nothing refers to any more (finalization collects them first too): by a function
+ * registered with atexit at the first window's wrap, before the program's own handlers
+ * run (most are registered as it imports its modules, after the interpreter's start),
+ * which run before it, last registered first. */
+static void *python_exiting(void *self, void *unused)
+{
+    (void)self, (void)unused;
+    const struct python_api *py = atomic_load(&python);
+    if (memprof_window_id() != 0) {
+        if (py->collect != NULL)
+            py->collect();   /* cycles nothing refers to: garbage, not what it kept */
+        memprof_capture_stop_at_python_exit();
+    }
+    py->incref(py->none);
+    return py->none;
+}
+
+static struct py_method exit_method = {
+    "mem_profiler_exit", python_exiting, PY_METH_NOARGS,
+    "Writes the files of mem_profiler's open window as the program ends."};
+
+/* With the GIL.  A failure leaves the exit's files to the process's end, as before. */
+static void register_exit(const struct python_api *py)
+{
+    static bool registered;
+    if (registered || py->import_module == NULL || py->new_function == NULL ||
+        py->call_method == NULL || py->incref == NULL || py->decref == NULL ||
+        py->clear_error == NULL || py->none == NULL)
+        return;
+    registered = true;
+    memprof_enter();
+    void *atexit = py->import_module("atexit");
+    void *function = atexit ? py->new_function(&exit_method, NULL, NULL) : NULL;
+    void *done = function ? py->call_method(atexit, "register", "O", function) : NULL;
+    if (done == NULL)
+        py->clear_error();
+    void *references[] = {done, function, atexit};
+    for (size_t i = 0; i < sizeof references / sizeof *references; i++)
+        if (references[i] != NULL)
+            py->decref(references[i]);
+    memprof_leave();
+}
+
 /* The pending call: in the main thread with the GIL, which every caller of
  * these domains holds, so no call is inside a wrapper while it changes.  It
  * reads the window's state after clearing sync_queued, so a window opened or
@@ -169,6 +232,8 @@ static int sync_allocators(void *arg)
     bool pymalloc = name != NULL && strcmp(name, "pymalloc") == 0;
     for (size_t i = 0; i < sizeof domains / sizeof *domains; i++)
         capturing ? wrap(py, &domains[i], pymalloc) : unwrap(py, &domains[i]);
+    if (capturing)
+        register_exit(py);
     return 0;
 }
 
@@ -201,6 +266,14 @@ void memprof_pymem_find(void)
                                                                         "PyMem_SetAllocator");
         api.allocator_name = (const char *(*)(void))dlsym(RTLD_DEFAULT,
                                                           "_PyMem_GetCurrentAllocatorName");
+        *(void **)&api.import_module = dlsym(RTLD_DEFAULT, "PyImport_ImportModule");
+        *(void **)&api.new_function = dlsym(RTLD_DEFAULT, "PyCFunction_NewEx");
+        *(void **)&api.call_method = dlsym(RTLD_DEFAULT, "PyObject_CallMethod");
+        *(void **)&api.incref = dlsym(RTLD_DEFAULT, "Py_IncRef");
+        *(void **)&api.decref = dlsym(RTLD_DEFAULT, "Py_DecRef");
+        *(void **)&api.clear_error = dlsym(RTLD_DEFAULT, "PyErr_Clear");
+        api.none = dlsym(RTLD_DEFAULT, "_Py_NoneStruct");
+        *(void **)&api.collect = dlsym(RTLD_DEFAULT, "PyGC_Collect");
     }
     memprof_leave();
     if (api.is_initialized != NULL && api.add_pending_call != NULL &&

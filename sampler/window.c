@@ -197,7 +197,8 @@ static int dump_window(const struct memprof_window_info *w, char *path_out, size
  * after it, so the lookups of the stack table go before the files are written, which
  * read the tables without them: the dump's own memory no longer adds to theirs at the
  * process's peak. */
-static int write_window(bool close, bool at_exit, char *path_out, size_t path_len)
+static int write_window(bool close, bool at_exit, bool python_exit, char *path_out,
+                        size_t path_len)
 {
     memprof_enter();
     pthread_mutex_lock(&window_lock);
@@ -216,6 +217,7 @@ static int write_window(bool close, bool at_exit, char *path_out, size_t path_le
         }
         struct memprof_window_info w = window_so_far();
         w.closed = close;
+        w.python_exit = python_exit;
         if (close)
             closed_dropped = memprof_dropped_samples(&w.drops);
         if (close && at_exit)
@@ -241,17 +243,22 @@ static int write_window(bool close, bool at_exit, char *path_out, size_t path_le
 
 int memprof_capture_stop(char *path_out, size_t path_len)
 {
-    return write_window(true, false, path_out, path_len);
+    return write_window(true, false, false, path_out, path_len);
 }
 
 int memprof_capture_stop_at_exit(void)
 {
-    return write_window(true, true, NULL, 0);
+    return write_window(true, true, false, NULL, 0);
+}
+
+int memprof_capture_stop_at_python_exit(void)
+{
+    return write_window(true, false, true, NULL, 0);
 }
 
 int memprof_capture_dump(char *path_out, size_t path_len)
 {
-    return write_window(false, false, path_out, path_len);
+    return write_window(false, false, false, path_out, path_len);
 }
 
 int memprof_capture_snapshot(const char *prefix)

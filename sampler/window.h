@@ -57,6 +57,9 @@ int memprof_capture_stop(char *path_out, size_t path_len) HIDDEN;
 /* The same at the process's exit, which then ends: its tables' lookups given back
  * before the files are written. */
 int memprof_capture_stop_at_exit(void) HIDDEN;
+/* The same as the Python interpreter begins to finalize, after the program's atexit
+ * handlers, while its modules and their objects still exist: the program's end. */
+int memprof_capture_stop_at_python_exit(void) HIDDEN;
 int memprof_capture_dump(char *path_out, size_t path_len) HIDDEN;   /* the window stays open */
 /* The window's figures so far, to <prefix><pid>.0000[.<heap>].heap (prefix absolute); no
  * sequence number is taken and nothing of the window changes. */
