@@ -21,6 +21,7 @@ from mem_profiler.gate.budgets import (
     plan_jobs,
     size_budget,
 )
+from mem_profiler.gate.suppressions import BUILTIN, Suppression, read_suppressions
 from mem_profiler.launch import LaunchError
 from mem_profiler.sampler_lib import SamplerNotBuilt
 
@@ -42,6 +43,13 @@ def size_options(command):
             help=SIZE_HELP[kind],
         )(command)
     return command
+
+
+SUPPRESSIONS_HELP = (
+    "Rules of what is not a leak, one a line, as LeakSanitizer's: leak:PATTERN (docs/gates.md);"
+    " what is live at exit leaves out their stacks besides the built-in ones (stdio's"
+    " buffers, the locale, the loader, Python's interpreter and modules)."
+)
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -112,6 +120,7 @@ def size_options(command):
     is_flag=True,
     help="Also profile the children a command forks (counted, not judged).",
 )
+@click.option("--suppressions", metavar="FILE", help=SUPPRESSIONS_HELP)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def gate(
     command: tuple[str, ...],
@@ -130,6 +139,7 @@ def gate(
     junit_path: str | None,
     save_profiles: str | None,
     follow_fork: bool,
+    suppressions: str | None,
     **sizes: tuple[str, ...],
 ) -> None:
     """Run COMMAND under the sampler; exit 0 when every memory budget holds, 1 when one is
@@ -161,7 +171,15 @@ def gate(
             option_budgets(by_kind, baselines, tolerance, categories),
         )
         settings = GateSettings(
-            rate, device_rate, depth, stack_memory, allow_dropped, top, save_profiles, follow_fork
+            rate,
+            device_rate,
+            depth,
+            stack_memory,
+            allow_dropped,
+            top,
+            save_profiles,
+            follow_fork,
+            leak_suppressions(suppressions),
         )
         verdicts = run_gate(jobs, settings)
         click.echo(format_verdicts(verdicts), err=True, nl=False)
@@ -174,9 +192,15 @@ def gate(
     sys.exit(gate_status(verdicts))
 
 
+def leak_suppressions(path: str | None) -> tuple[Suppression, ...]:
+    """The built-in rules, and those of the file at `path`."""
+    return BUILTIN + (read_suppressions(path) if path else ())
+
+
 def check_leaks_at_exit(
     command: list[str],
     threshold: str,
+    suppressions: str | None,
     rate: int,
     device_rate: int,
     depth: int,
@@ -192,7 +216,14 @@ def check_leaks_at_exit(
     folder, name = os.path.split(absolute_prefix(prefix))
     try:
         job = GateJob(f"{name}leak-check", command, [size_budget(LIVE_AT_EXIT, threshold)])
-        settings = GateSettings(rate, device_rate, depth, stack_memory, save_dir=folder)
+        settings = GateSettings(
+            rate,
+            device_rate,
+            depth,
+            stack_memory,
+            save_dir=folder,
+            suppressions=leak_suppressions(suppressions),
+        )
         (verdict,) = run_gate([job], settings)
     except (UserError, LaunchError, SamplerNotBuilt) as err:
         fail("mem_profiler", str(err))  # a refusal of `mem_profiler run`

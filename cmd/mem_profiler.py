@@ -22,7 +22,7 @@ from mem_profiler.cmd.cli_input import (
     capture_options,
     run_command,
 )
-from mem_profiler.cmd.gate import check_leaks_at_exit, gate
+from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
 from mem_profiler.control_block import AttachError, ControlError, Status
 from mem_profiler.controller import (
     attach,
@@ -223,6 +223,7 @@ def show_progress(elapsed: float, status: Status) -> None:
     metavar="[HEAP:]SIZE",
     help="Bytes allowed still allocated at exit (KiB, MiB, ... or KB, MB, ...).",
 )
+@click.option("--suppressions", metavar="FILE", help="With --leak-check: " + SUPPRESSIONS_HELP)
 @click.option(
     "--idle",
     is_flag=True,
@@ -260,6 +261,7 @@ def run(
     log_files: int,
     leak_check: bool,
     leak_threshold: str,
+    suppressions: str | None,
     idle: bool,
     follow_fork: bool,
     follow_children: bool,
@@ -274,9 +276,18 @@ def run(
     """
     if command[0].startswith("-"):  # what the options before `--` did not know
         cli_input.unknown_option(click.get_current_context(), command[0])
+    if suppressions and not leak_check:
+        fail("--suppressions says what --leak-check leaves out: give both")
     if leak_check:
         check_leaks_at_exit(
-            list(command), leak_threshold, rate, device_rate, depth, stack_memory, prefix
+            list(command),
+            leak_threshold,
+            suppressions,
+            rate,
+            device_rate,
+            depth,
+            stack_memory,
+            prefix,
         )
     settings = CaptureSettings(
         rate=rate,

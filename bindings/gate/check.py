@@ -6,6 +6,8 @@ Measures (per heap):
   max-peak            the most bytes live at once in the window (`# peak_live_bytes`)
   max-live-at-exit    bytes still live when the file was written
   max-leak-per-stack  the most bytes still live from any one stack
+                      (both without what libraries keep on purpose until exit:
+                      gate/suppressions.py)
   max-total-alloc     every byte allocated in the window, freed or not
   max-growth-vs       the peak, against the baseline file's peak plus the tolerance
   max-category        the most bytes of one category live at once (replayed from the
@@ -16,15 +18,17 @@ unsampled estimates whose standard deviation is given (docs/run-and-windows.md, 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mem_profiler.core.errors import BudgetError, UserError
-from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.profile import FRAME_BASE, FRAME_END, HeapProfile
+from mem_profiler.core.units import format_size
 from mem_profiler.gate.budgets import (
     CATEGORY,
     GROWTH,
@@ -34,6 +38,7 @@ from mem_profiler.gate.budgets import (
     Budget,
     is_exceeded,
 )
+from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
 from mem_profiler.parser.categories import TORCH_RULES, stack_categories
 from mem_profiler.parser.focus import some_stacks
 from mem_profiler.parser.log_analysis import live_at, open_window_log, replay_groups
@@ -116,10 +121,12 @@ def check_budgets(
     top: int = 5,
     allow_dropped: bool = False,
     files: Mapping[str, str | os.PathLike[str]] | None = None,
+    suppressions: Sequence[Suppression] = BUILTIN,
 ) -> list[BudgetResult]:
     """Judge each budget on the profile of its heap (a heap without a profile was not
     used: every measure is 0); for those exceeded, name the `top` stacks responsible.
-    A category's budget reads the event log beside the heap's file (`files`).
+    A category's budget reads the event log beside the heap's file (`files`). What is
+    live at exit leaves out the stacks `suppressions` match, and says so.
     BudgetError for a profile the sampler warns misses the program's allocations (its
     own malloc), and for one that dropped samples, unless `allow_dropped`."""
     budgets = list(budgets)
@@ -133,7 +140,7 @@ def check_budgets(
 
     def view(heap: str) -> _Stacks:
         if heap not in views:
-            views[heap] = _Stacks(profiles[heap], [profiles[heap].exe])
+            views[heap] = _Stacks(profiles[heap], [profiles[heap].exe], suppressions)
         return views[heap]
 
     results = []
@@ -146,6 +153,8 @@ def check_budgets(
             result = _category_peak(budget, profile, path, top)
         else:
             result = _measure(budget, profile, view)
+            if profile is not None and budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK):
+                result.notes += view(budget.heap).left_out_note()
         if profile is None:
             result.notes.append(f"the {budget.heap} heap was not used")
         else:
@@ -231,13 +240,16 @@ def _measure(
     if budget.kind in (PEAK, GROWTH):
         value, sd = _peak(profile)
     elif budget.kind == LEAK_PER_STACK:
-        est, var = view(budget.heap).grouped(live=True)
+        est, var = view(budget.heap).leaks()
         worst = int(np.argmax(est)) if len(est) else None
         value, sd = (
             (0.0, 0.0) if worst is None else (float(est[worst]), math.sqrt(float(var[worst])))
         )
+    elif budget.kind == LIVE_AT_EXIT:
+        est, var = view(budget.heap).leaks()
+        value, sd = float(est.sum()), math.sqrt(float(var.sum()))
     else:
-        est, est_sd = stack_estimates(profile, live=budget.kind == LIVE_AT_EXIT)
+        est, est_sd = stack_estimates(profile, live=False)
         value, sd = float(est.sum()), math.sqrt(float(np.square(est_sd).sum()))
     return BudgetResult(budget, value, limit, is_exceeded(value, limit), profile.rate, sd, baseline)
 
@@ -278,8 +290,14 @@ class _Stacks:
     are one stack. Line numbers are read (DWARF, slow for a large library) only for the
     stacks a report shows, through the pipeline (parser/pipeline.py)."""
 
-    def __init__(self, profile: HeapProfile, binaries: list[str | None]) -> None:
+    def __init__(
+        self,
+        profile: HeapProfile,
+        binaries: list[str | None],
+        suppressions: Sequence[Suppression] = (),
+    ) -> None:
         self.profile = profile
+        self.suppressions = suppressions
         self.notes: list[str] = []
         self.binary, self.sym = _symbolized(profile, binaries, self.notes)
         names = _frame_names(self.sym, profile, lines=False)
@@ -296,6 +314,38 @@ class _Stacks:
         est, sd = stack_estimates(self.profile, live)
         count = len(self.frames)
         return np.bincount(self.group, est, count), np.bincount(self.group, np.square(sd), count)
+
+    @functools.cached_property
+    def suppressed(self) -> list[Suppression | None]:
+        """The rule that leaves each stack of self.frames out of a leak check, if any."""
+        without_python = np.zeros(len(self.frames), bool)
+        if "python" in self.profile.meta and len(self.group):
+            addrs, offsets = self.profile.addrs, self.profile.offsets
+            python = ((addrs >= FRAME_BASE) & (addrs < FRAME_END)).astype(np.int64)
+            counts = np.add.reduceat(np.append(python, 0), offsets[:-1]) * (np.diff(offsets) > 0)
+            without_python[self.group[counts == 0]] = True
+        return [
+            suppressed_by(frames, self.suppressions, bool(without_python[g]))
+            for g, frames in enumerate(self.frames)
+        ]
+
+    def leaks(self) -> tuple[np.ndarray, np.ndarray]:
+        """grouped(live=True) with the suppressed stacks at 0."""
+        est, var = self.grouped(live=True)
+        kept = np.array([rule is None for rule in self.suppressed], bool)
+        return np.where(kept, est, 0.0), np.where(kept, var, 0.0)
+
+    def left_out_note(self) -> list[str]:
+        """What the suppressions left out of what is live at exit, by reason."""
+        est = self.grouped(live=True)[0]
+        by_reason: dict[str, float] = {}
+        for rule, value in zip(self.suppressed, est.tolist(), strict=True):
+            if rule is not None and value > 0:
+                by_reason[rule.reason] = by_reason.get(rule.reason, 0.0) + value
+        if not by_reason:
+            return []
+        parts = ", ".join(f"{why} {format_size(v, exact=False)}" for why, v in by_reason.items())
+        return [f"left out as kept until exit on purpose, not leaked: {parts}"]
 
     def shown(self, groups: list[int], live: bool) -> list[list[str]]:
         """Frames of these stacks with file:line, from each one's largest call site."""
@@ -328,7 +378,7 @@ def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) ->
             "the stacks that allocated most are shown"
         )
     live = budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK)
-    est = stacks.grouped(live)[0]
+    est = stacks.leaks()[0] if live else stacks.grouped(live)[0]
     order = [g for g in np.argsort(-est, kind="stable")[:top].tolist() if est[g] > 0]
     return [
         StackLine(float(est[g]), frames)

@@ -22,6 +22,7 @@ from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file
 from mem_profiler.gate.budgets import CATEGORY, GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
+from mem_profiler.gate.suppressions import BUILTIN, Suppression
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.atomic import atomic_open
 from mem_profiler.parser.heapfile import read_heap
@@ -37,6 +38,7 @@ class GateSettings:
     top: int = 5  # stacks shown per exceeded budget
     save_dir: str | None = None  # keep each command's profiles: DIR/NAME[.HEAP].heap
     follow_fork: bool = False  # the command's forks write files too (not judged)
+    suppressions: tuple[Suppression, ...] = BUILTIN  # left out of what is live at exit
 
 
 def run_gate(jobs: list[GateJob], settings: GateSettings) -> list[CommandVerdict]:
@@ -85,7 +87,12 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
         try:
             profiles = {heap: read_heap(path) for heap, path in own.items()}
             verdict.results = check_budgets(
-                job.budgets, profiles, settings.top, settings.allow_dropped, own
+                job.budgets,
+                profiles,
+                settings.top,
+                settings.allow_dropped,
+                own,
+                settings.suppressions,
             )
             if settings.save_dir:
                 save_profiles(own, settings.save_dir, job.name)

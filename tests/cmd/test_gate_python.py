@@ -71,10 +71,13 @@ def test_peak_holds_the_last_spike_and_every_steps_leak(judged):
     )
 
 
-def test_live_at_exit_is_after_the_interpreters_finalization(judged):
-    """What the script still holds at its end (a module global) is freed when the
-    interpreter finalizes, before the exit dump: docs/gates.md, "Python programs"."""
+def test_live_at_exit_is_what_the_script_kept(judged):
+    """What the script still holds at its end (every step's leak, in a module global) is
+    live at exit, taken as the interpreter begins to finalize, before it frees it; what
+    the interpreter and the modules it imported keep is left out, and said to be
+    (docs/gates.md, "Python programs")."""
     truth, _, results = judged
     at_exit = results["max-live-at-exit"]
-    assert not at_exit["exceeded"]
-    assert at_exit["measured"] < truth.estimate_sd("step_leak", 1)[0]
+    kept = truth.estimate_sd("step_leak", 1, truth.steps)[0]
+    assert kept <= at_exit["measured"] <= kept * (1 + LIMIT), (at_exit["measured"], kept)
+    assert any("Python's interpreter and modules" in note for note in at_exit["notes"])
