@@ -40,6 +40,7 @@
 #include "memprof_control.h"
 #include "options.h"
 #include "real_function.h"
+#include "signals.h"
 #include "sysutil.h"
 #include "thread_state.h"
 #include "window.h"
@@ -363,6 +364,49 @@ static bool block_behind(void)
 static bool follow_owner(void);
 static void keep_wake_page(int fd);
 
+/* ---- a program ended by a signal --------------------------------------------------
+ * SIGTERM, SIGINT, SIGHUP and SIGQUIT, while the program's action for them is the
+ * default, write the open window's files before the process ends by them.  The handler
+ * asks this process's control thread to write them (the interrupted thread may hold the
+ * window's lock or the allocator's; the control thread holds neither) and waits for it,
+ * ENDING_WAIT_S at most; then the signal takes its default action: the exit status the
+ * signal gives, a core where it makes one.  A handler of the program's stays in charge
+ * (signals.c). */
+#define ENDING_WAIT_S 10
+static const int ending_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+static _Atomic int ending_signal;   /* the first that asked, 0: none */
+static uint32_t ending_done;         /* futex word: the files are written (or could not be) */
+
+static void on_ending_signal(int sig, siginfo_t *info, void *context)
+{
+    int saved = errno, none = 0;
+    bool first = atomic_compare_exchange_strong(&ending_signal, &none, sig);
+    if (control_running && (memprof_window_id() != 0 || !first)) {
+        if (first)
+            memprof_control_wake();
+        struct timespec left = {ENDING_WAIT_S, 0};
+        uint64_t deadline = memprof_now_ns() + ENDING_WAIT_S * 1000000000ull;
+        while (!__atomic_load_n(&ending_done, __ATOMIC_ACQUIRE) && memprof_now_ns() < deadline) {
+            futex(&ending_done, FUTEX_WAIT, 0, &left);
+            uint64_t now = memprof_now_ns(), rest = deadline > now ? deadline - now : 0;
+            left = (struct timespec){(time_t)(rest / 1000000000u), (long)(rest % 1000000000u)};
+        }
+    }
+    errno = saved;
+    memprof_signal_pass_on(sig, info, context);
+}
+
+/* In the control thread: a signal asked for the window's files. */
+static void write_files_for_ending_signal(void)
+{
+    if (atomic_load(&ending_signal) == 0 || __atomic_load_n(&ending_done, __ATOMIC_ACQUIRE))
+        return;
+    if (memprof_window_id() != 0)
+        memprof_capture_stop_at_exit();
+    __atomic_store_n(&ending_done, 1, __ATOMIC_RELEASE);
+    futex(&ending_done, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
 static void *control_thread(void *arg)
 {
     (void)arg;
@@ -421,6 +465,7 @@ static void *control_thread(void *arg)
             timed_out = futex(&block->command_seq, FUTEX_WAIT, seen, wait_for) != 0 &&
                         errno == ETIMEDOUT;
 
+        write_files_for_ending_signal();
         uint64_t window_deadline = memprof_capture_deadline();
         bool window_ended = window_deadline != 0 && memprof_now_ns() >= window_deadline;
         if (window_ended) {
@@ -717,6 +762,8 @@ void memprof_control_look(void)
 /* window_lock held */
 void memprof_control_window_opens(void)
 {
+    for (size_t i = 0; control_running && i < sizeof ending_signals / sizeof *ending_signals; i++)
+        memprof_signal_take(ending_signals[i], on_ending_signal, false);
     if (!atomic_load(&memprof_control_thread_less))
         return;
     if (memprof_cfg.log_mode)

@@ -22,7 +22,7 @@
  *
  * The handler takes no lock; arming does (pools_lock, never held by a trap), and a
  * site once found stays in the table, so a trap taken as the window closes still
- * finds it.  Other traps (SIGTRAP from elsewhere) go to the handler installed before. */
+ * finds it.  Other traps go to the program's own action (signals.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -34,9 +34,8 @@
 #include <unistd.h>
 
 #include "framework_pools.h"
-#include "got_hooks.h"
-#include "real_function.h"
 #include "sample.h"
+#include "signals.h"
 #include "sysutil.h"
 #include "thread_state.h"
 #include "usdt.h"
@@ -65,21 +64,6 @@ static _Atomic bool tracking;       /* a malloc site is armed */
 static _Atomic unsigned long long seen_adds;   /* the loader's count of objects, last look */
 static uintptr_t looked_at[MAX_OBJECTS];       /* load biases of the objects read */
 static int looked_count;
-static struct sigaction before;     /* the program's SIGTRAP action, which ours passes on to */
-static _Atomic bool handler_installed;
-static struct memprof_real_fn real_sigaction = {"sigaction", "libc.so", NULL, NULL};
-
-static int real_action(int sig, const struct sigaction *act, struct sigaction *old)
-{
-    int (*real)(int, const struct sigaction *, struct sigaction *) =
-        (int (*)(int, const struct sigaction *, struct sigaction *))memprof_real_function(
-            &real_sigaction);
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return real(sig, act, old);
-}
 
 /* ---- the trap -------------------------------------------------------------------- */
 static const struct site *site_at(uintptr_t pc)
@@ -91,20 +75,6 @@ static const struct site *site_at(uintptr_t pc)
     return NULL;
 }
 
-static void pass_on(int sig, siginfo_t *info, void *context)
-{
-    if (before.sa_flags & SA_SIGINFO) {
-        if (before.sa_sigaction != NULL)
-            before.sa_sigaction(sig, info, context);
-    } else if (before.sa_handler == SIG_DFL) {
-        struct sigaction dfl = {.sa_handler = SIG_DFL};
-        real_action(SIGTRAP, &dfl, NULL);   /* the default action, as without us: a core dump */
-        raise(SIGTRAP);
-    } else if (before.sa_handler != SIG_IGN) {
-        before.sa_handler(sig);
-    }
-}
-
 static void on_trap(int sig, siginfo_t *info, void *context)
 {
     ucontext_t *uc = context;
@@ -112,7 +82,7 @@ static void on_trap(int sig, siginfo_t *info, void *context)
                                ? site_at((uintptr_t)uc->uc_mcontext.gregs[REG_RIP] - 1)
                                : NULL;
     if (s == NULL) {
-        pass_on(sig, info, context);
+        memprof_signal_pass_on(sig, info, context);
         return;
     }
     /* The trap stepped over the one-byte site: returning resumes after it. */
@@ -125,94 +95,6 @@ static void on_trap(int sig, siginfo_t *info, void *context)
         memprof_device_free(HEAP_CUDA, ptr);
     memprof_thread.in_trap = false;
     errno = saved;
-}
-
-/* ---- the signal masks ----------------------------------------------------------------
- * The kernel ends a process whose thread reaches an int3 with SIGTRAP blocked: while a
- * window is open or a pool's sites are known, the masks a thread sets leave SIGTRAP open
- * (a trap is raised by the instruction that needs it, not sent).  Threads that blocked it
- * before an attach (the CUDA driver's own, which never run the pool's code) keep their
- * masks. */
-static struct memprof_real_fn real_pthread_sigmask = {"pthread_sigmask", "libc.so", NULL, NULL};
-static struct memprof_real_fn real_sigprocmask = {"sigprocmask", "libc.so", NULL, NULL};
-
-static const sigset_t *trap_left_open(int how, const sigset_t *set, sigset_t *copy)
-{
-    if (set == NULL || how == SIG_UNBLOCK ||
-        (memprof_window_id() == 0 && atomic_load_explicit(&site_count, memory_order_relaxed) == 0))
-        return set;
-    *copy = *set;
-    sigdelset(copy, SIGTRAP);
-    return copy;
-}
-
-EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
-{
-    int (*real)(int, const sigset_t *, sigset_t *) =
-        (int (*)(int, const sigset_t *, sigset_t *))memprof_real_function(&real_pthread_sigmask);
-    sigset_t copy;
-    return real != NULL ? real(how, trap_left_open(how, set, &copy), old) : ENOSYS;
-}
-MEMPROF_LOCAL_ALIAS(pthread_sigmask)
-
-EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
-{
-    int (*real)(int, const sigset_t *, sigset_t *) =
-        (int (*)(int, const sigset_t *, sigset_t *))memprof_real_function(&real_sigprocmask);
-    sigset_t copy;
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return real(how, trap_left_open(how, set, &copy), old);
-}
-MEMPROF_LOCAL_ALIAS(sigprocmask)
-
-/* Once our handler is SIGTRAP's, it stays: the program's own action is the one it passes
- * other traps on to, set and read here as if it were installed. */
-EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
-{
-    if (sig != SIGTRAP || !atomic_load(&handler_installed))
-        return real_action(sig, act, old);
-    struct sigaction was = before;
-    if (act != NULL)
-        before = *act;
-    if (old != NULL)
-        *old = was;
-    return 0;
-}
-MEMPROF_LOCAL_ALIAS(sigaction)
-
-static struct memprof_real_fn real_signal = {"signal", "libc.so", NULL, NULL};
-
-EXPORT sighandler_t signal(int sig, sighandler_t handler)
-{
-    if (sig != SIGTRAP || !atomic_load(&handler_installed)) {
-        sighandler_t (*real)(int, sighandler_t) =
-            (sighandler_t(*)(int, sighandler_t))memprof_real_function(&real_signal);
-        return real != NULL ? real(sig, handler) : SIG_ERR;
-    }
-    struct sigaction act = {.sa_handler = handler, .sa_flags = SA_RESTART}, old;
-    sigemptyset(&act.sa_mask);
-    return hook_sigaction(sig, &act, &old) == 0 ? old.sa_handler : SIG_ERR;
-}
-MEMPROF_LOCAL_ALIAS(signal)
-
-void *memprof_pools_hook_for(const char *name)
-{
-    static const struct {
-        const char *name;
-        void *hook;
-    } hooks[] = {
-        {"pthread_sigmask", (void *)hook_pthread_sigmask},
-        {"sigprocmask", (void *)hook_sigprocmask},
-        {"sigaction", (void *)hook_sigaction},
-        {"signal", (void *)hook_signal},
-    };
-    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++)
-        if (strcmp(name, hooks[i].name) == 0)
-            return hooks[i].hook;
-    return NULL;
 }
 
 /* ---- arming (pools_lock held) ----------------------------------------------------- */
@@ -254,31 +136,6 @@ static void disarm(struct site *s)
         atomic_fetch_sub_explicit(s->semaphore, 1, memory_order_relaxed);
     write_code(s->pc, NOP_BYTE);
     s->armed = false;
-}
-
-/* Our handler is SIGTRAP's, else it becomes it, the action it replaces passed on to:
- * the program may have set its own since an earlier window, attached, through a call
- * no hook saw. */
-static bool handler_in_place(void)
-{
-    struct sigaction now;
-    return real_action(SIGTRAP, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
-           now.sa_sigaction == on_trap;
-}
-
-static bool install_handler(void)
-{
-    if (handler_in_place())
-        return true;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_trap;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    if (real_action(SIGTRAP, &sa, &before) != 0)
-        return false;
-    atomic_store(&handler_installed, true);
-    return true;
 }
 
 /* ---- finding the probes ------------------------------------------------------------ */
@@ -384,7 +241,7 @@ static void look_and_arm(void)
         return;
     dl_iterate_phdr(find_in_object, NULL);
     int n = atomic_load_explicit(&site_count, memory_order_relaxed);
-    if (n == 0 || !install_handler())
+    if (n == 0 || !memprof_signal_take(SIGTRAP, on_trap, true))
         return;
     struct object_list *live = memprof_map(sizeof *live);
     if (live == NULL)
@@ -398,6 +255,7 @@ static void look_and_arm(void)
 
 void memprof_pools_arm(void)
 {
+    memprof_signal_keep_trap_open();   /* before the pool's library loads, in any thread */
     pthread_mutex_lock(&pools_lock);
     look_and_arm();
     pthread_mutex_unlock(&pools_lock);
@@ -448,7 +306,6 @@ enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
 }
 
 #else   /* no probe is armed on other machines */
-void *memprof_pools_hook_for(const char *name) { (void)name; return NULL; }
 void memprof_pools_arm(void) {}
 void memprof_pools_disarm(void) {}
 enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap) { return heap; }

@@ -10,7 +10,5 @@ void memprof_pools_disarm(void) HIDDEN;   /* it closes: every site and semaphore
  * pool's blocks are tracked, device memory is the pool's segments.  Arms the probes
  * of objects loaded since the last look first (called outside the sampler's locks). */
 enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap) HIDDEN;
-/* Our own hook of a relocated name (the signal masks), or NULL (for got_hooks.c). */
-void *memprof_pools_hook_for(const char *name) HIDDEN;
 
 #endif

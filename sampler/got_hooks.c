@@ -25,11 +25,11 @@
 
 #include "arch.h"
 #include "control.h"
-#include "framework_pools.h"
 #include "got_hooks.h"
 #include "hooks_device.h"
 #include "hooks_dlsym.h"
 #include "hooks_malloc.h"
+#include "signals.h"
 
 /* ---- which library this is ----------------------------------------------------- */
 static bool injected;
@@ -91,7 +91,7 @@ static void *hook_for(const char *name)
     if (hook == NULL)
         hook = memprof_control_hook_for(name);
     if (hook == NULL)
-        hook = memprof_pools_hook_for(name);
+        hook = memprof_signals_hook_for(name);
     return hook ? hook : memprof_device_hook_for(name);
 }
 

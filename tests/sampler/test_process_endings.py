@@ -1,17 +1,20 @@
 """The process ends exactly as it would without the sampler, whatever its threads do
 (issue 11): pthread_getattr_np (which mallocs under the thread's lock), pthread_exit
 from main, _exit, exec, fatal signals; the control thread never keeps a process alive
-nor holds back a signal sent to it."""
+nor holds back a signal sent to it.  A program that SIGTERM, SIGINT, SIGHUP or SIGQUIT
+ends at its default action still leaves its profile, and its own handler stays in
+charge (issue 48)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support.paths import LIBMEMPROF
+from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.profiling import one_heap, profile_run, report
 
 from mem_profiler.control_block import segment_path
@@ -100,3 +103,62 @@ def test_attached_then_main_ended_the_process_still_ends(build_fixture, clean_en
         proc.kill()
         proc.wait()
         Path(segment_path(proc.pid)).unlink(missing_ok=True)
+
+
+def serving(exe: Path, mode: str, prefix: Path) -> subprocess.Popen:
+    """`endings MODE` under `mem_profiler run`, once it serves; the signals that end it
+    at their default actions, whatever the tests' runner was started with."""
+
+    def defaults() -> None:
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        [MEM_PROFILER, "run", "-o", str(prefix), "--", str(exe), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=defaults,
+    )
+    assert proc.stdout.readline() == "serving\n"
+    return proc
+
+
+def program_pid(run: subprocess.Popen) -> int:
+    """The program `mem_profiler run` started, its only child."""
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
+def test_a_program_ended_by_a_signal_leaves_its_profile(build_fixture, tmp_path, sig):
+    """Its window's files are written, then the signal takes its course: the status is
+    the signal's (run passes it on as 128 + N)."""
+    exe = build_fixture("endings")
+    run = serving(exe, "serve", tmp_path / "sig_")
+    try:
+        os.kill(program_pid(run), sig)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == 128 + sig, err
+    (heap,) = tmp_path.glob("sig_*.heap")
+    rows = report(heap, exe)
+    assert max(rows, key=lambda name: rows[name][0]) == "serve_request", rows  # what it kept
+    assert rows["serve_request"][1] >= 4096, err
+
+
+def test_a_programs_own_sigterm_handler_stays_in_charge(build_fixture, tmp_path):
+    exe = build_fixture("endings")
+    run = serving(exe, "serve_handler", tmp_path / "own_")
+    try:
+        os.kill(program_pid(run), signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        run.wait()
+    assert (run.returncode, out) == (3, "stopped by its handler\n"), err
+    (heap,) = tmp_path.glob("own_*.heap")  # written at its exit, as always
+    assert report(heap, exe)["serve_request"][1] >= 4096
