@@ -31,6 +31,7 @@ from support.nvidia_runtime import RUNTIMES, runtime_library
 from support.paths import MEM_PROFILER
 from support.profiling import capture_cli, report
 from support.sampling_math import assert_estimate, relative_sd
+from support.targets import attach_window
 
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
@@ -110,22 +111,6 @@ def target(build_fixture, tmp_path):
     yield start
     for t in started:
         t.kill()
-
-
-def attach_window(pid: int, *args: str | Path) -> subprocess.Popen:
-    """`mem_profiler -p PID --attach ARGS`, started; returned once the window it opens is
-    open in the target, which must be within 30 s, the controller still running."""
-    controller = subprocess.Popen(
-        [MEM_PROFILER, "-p", str(pid), "--attach", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not any(x.pid == pid and x.state.startswith("capturing") for x in list_targets()):
-        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
-        time.sleep(0.02)
-    return controller
 
 
 # --- the GOT slots of the malloc family, read from outside -----------------------------

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,24 +27,8 @@ from mem_profiler.parser.heapfile import read_heap  # noqa: E402
 from mem_profiler.parser.symbolize import symbolize  # noqa: E402
 
 WORKLOAD = Path(__file__).with_name("workload.py")
-PYTHON = os.environ.get("TORCH_PYTHON", sys.executable)
 ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")
 CUBLAS_HANDLE = re.compile(r"^cublasCreate")
-
-
-@pytest.fixture(scope="module")
-def torch_python() -> str:
-    probe = subprocess.run(
-        [PYTHON, "-c", "import torch; print(torch.cuda.is_available())"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"{PYTHON} cannot import torch (set TORCH_PYTHON): {probe.stderr[-300:]}")
-    if probe.stdout.strip() != "True":
-        pytest.skip(f"torch in {PYTHON} sees no CUDA device")
-    return PYTHON
 
 
 def test_cuda_segments_match_memory_reserved(torch_python, tmp_path):

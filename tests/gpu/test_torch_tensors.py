@@ -15,8 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,28 +24,14 @@ if shutil.which("nvidia-smi") is None:
 
 from support.device import INDEXES, by_heap, site_lines  # noqa: E402
 from support.paths import MEM_PROFILER  # noqa: E402
+from support.targets import attach_window  # noqa: E402
 
-from mem_profiler.controller import list_targets  # noqa: E402
 from mem_profiler.parser.aggregate import aggregate  # noqa: E402
 from mem_profiler.parser.heapfile import read_heap  # noqa: E402
 from mem_profiler.parser.symbolize import symbolize  # noqa: E402
 
 WORKLOAD = Path(__file__).with_name("torch_tensors.py")
-PYTHON = os.environ.get("TORCH_PYTHON", sys.executable)
 ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")
-
-
-@pytest.fixture(scope="module")
-def torch_python() -> str:
-    probe = subprocess.run(
-        [PYTHON, "-c", "import torch; print(torch.cuda.is_available())"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if probe.returncode != 0 or probe.stdout.strip() != "True":
-        pytest.skip(f"no torch with CUDA in {PYTHON} (set TORCH_PYTHON)")
-    return PYTHON
 
 
 def figure(stdout: str, name: str) -> int:
@@ -146,19 +130,9 @@ def test_tensors_exact_in_an_attached_window(torch_python, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     target = Served([torch_python, str(WORKLOAD), "serve"], env)
     try:
-        cmd = [MEM_PROFILER, "-p", str(target.pid), "--attach", "-c", "1024", "--device-rate"]
-        controller = subprocess.Popen(
-            [*cmd, "1", "-o", str(tmp_path / "a_")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        controller = attach_window(
+            target.pid, "-c", "1024", "--device-rate", "1", "-o", tmp_path / "a_", timeout=120
         )
-        deadline = time.monotonic() + 120
-        while not any(
-            x.pid == target.pid and x.state.startswith("capturing") for x in list_targets()
-        ):
-            assert controller.poll() is None and time.monotonic() < deadline, "no window"
-            time.sleep(0.05)
         inside = target.phase()
         controller.send_signal(2)
         out, err = controller.communicate(timeout=300)

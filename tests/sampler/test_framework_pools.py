@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from standins.build import build_device_fixture, standin_env
 from support.device import INDEXES, by_heap, site_lines
-from support.paths import MEM_PROFILER
 from support.profiling import profile_run, report, run_parser, total
+from support.targets import attach_window
 
-from mem_profiler.controller import list_targets
 from mem_profiler.core.units import MB
 
 POOL = re.compile(r"^pool reserved=(\d+) allocated=(\d+) semaphores=(\d+) checksum=(\w+)$", re.M)
@@ -126,20 +124,9 @@ def test_pool_blocks_exact_in_an_attached_window(pool, standin_dir, tmp_path):
     plain = Served(exe, env)
     attached = Served(exe, env)
     try:
-        controller = subprocess.Popen(
-            [MEM_PROFILER, "-p", str(attached.pid), "--attach", "-c", "1", "--device-rate", "1"]
-            + ["-o", str(tmp_path / "a_")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        controller = attach_window(
+            attached.pid, "-c", "1", "--device-rate", "1", "-o", tmp_path / "a_"
         )
-        deadline = time.monotonic() + 60
-        while not any(
-            x.pid == attached.pid and x.state.startswith("capturing") for x in list_targets()
-        ):
-            assert controller.poll() is None and time.monotonic() < deadline, "no window opened"
-            time.sleep(0.02)
         inside = attached.phase()
         controller.send_signal(2)  # Ctrl-C ends the window and detaches
         out, err = controller.communicate(timeout=120)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import pytest
 from support.interpreters import interpreters
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
+from support.processes import wait_for
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.controller import list_targets
@@ -89,7 +89,10 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
     try:
         assert target.stdout.readline() == "ready\n"
         pid = next(
-            x.pid for x in poll(lambda: [t for t in list_targets() if str(PROGRAM) in t.cmdline])
+            x.pid
+            for x in wait_for(
+                lambda: [t for t in list_targets() if str(PROGRAM) in t.cmdline], 60, "the program"
+            )
         )
         controller = subprocess.Popen(
             [
@@ -107,8 +110,10 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
-        poll(
-            lambda: [t for t in list_targets() if t.pid == pid and t.state.startswith("capturing")]
+        wait_for(
+            lambda: [t for t in list_targets() if t.pid == pid and t.state.startswith("capturing")],
+            60,
+            "the window",
         )
         target.stdin.write("go\n")
         target.stdin.close()
@@ -121,11 +126,3 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
             target.wait()
     (heap,) = tmp_path.glob("p_*.heap")
     assert_the_cache(str(heap), stdout)
-
-
-def poll(found, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (result := found()):
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.02)
-    return result

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from mem_profiler.control_block import segment_path
-from support.paths import LIBMEMPROF
+from mem_profiler.controller import list_targets
+from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import report
 from support.sampling_math import assert_estimate, relative_sd, sample_weight
@@ -67,3 +69,19 @@ def check_server_window(heap: Path, exe: Path) -> None:
     alloc = report(heap, exe, "alloc_space")
     # Per iteration: 65536 B transient, 4096 B pages; both sampled with p > 0.98.
     assert alloc["site_transient"][1] / alloc["site_pages"][1] == pytest.approx(16, rel=0.02)
+
+
+def attach_window(pid: int, *args: str | Path, timeout: float = 30) -> subprocess.Popen:
+    """`mem_profiler -p PID --attach ARGS`, started; returned once the window it opens is
+    open in the target, which must be within `timeout` s, the controller still running."""
+    controller = subprocess.Popen(
+        [MEM_PROFILER, "-p", str(pid), "--attach", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not any(x.pid == pid and x.state.startswith("capturing") for x in list_targets()):
+        assert time.monotonic() < deadline and controller.poll() is None, "no window opened"
+        time.sleep(0.02)
+    return controller
