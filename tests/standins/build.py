@@ -73,6 +73,7 @@ class Target:
     flags: tuple[str, ...] = ()
     links: tuple[str, ...] = ()  # outputs of other targets, linked by name
     libs: tuple[str, ...] = ()  # system libraries (-ldl ...)
+    native_only: bool = False  # built by the host's compiler only (sys/sdt.h is the host's)
 
 
 _HEADERS = (
@@ -104,11 +105,12 @@ LIBRARIES: dict[str, Target] = {
             ("-Wl,-soname,libframework.so", *ORIGIN),
             links=("libcudart.so.12",),
         ),
-        Target(
+        Target(  # the sampler arms USDT probes on x86-64 only
             "libc10_cuda.so",
             ("standins/c10_cuda.c",),
             ("-Wl,-soname,libc10_cuda.so", *ORIGIN),
             links=("libcudart.so.12",),
+            native_only=True,
         ),
         Target(
             "libascend_hal.so", ("standins/libascend_hal.c",), ("-Wl,-soname,libascend_hal.so",)
@@ -242,6 +244,7 @@ def build_standins(out_dir: Path, frame_pointers: bool = False, cc: str = CC) ->
         return {
             name: _build(t, _lib_flags(frame_pointers), out_dir, cc)
             for name, t in LIBRARIES.items()
+            if cc == CC or not t.native_only
         }
 
 
@@ -250,8 +253,8 @@ def build_device_fixture(
 ) -> Path:
     """Builds the stand-ins and the fixture `name` (a key of FIXTURE_TARGETS:
     device_cuda, device_cuda_direct, device_cuda_api, device_foreign, device_uses, device_acl,
-    device_acl_linked, device_churn, device_noruntime, device_markers) into out_dir with
-    the compiler `cc`; returns the program's path."""
+    device_acl_linked, device_churn, device_noruntime, device_markers, device_pool) into
+    out_dir with the compiler `cc`; returns the program's path."""
     if name not in FIXTURE_TARGETS:
         raise KeyError(f"no device fixture {name!r}: one of {', '.join(FIXTURE_TARGETS)}")
     out_dir = Path(out_dir).resolve()
