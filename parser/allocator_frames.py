@@ -32,6 +32,19 @@ ALLOCATOR_RE = re.compile(
     r"|mi_\w*(?:alloc|new|free)\w*|_mi_\w+"
     r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))"
 )
+# The profiler's own Python code (its in-process API, and cffi, which it calls through)
+# allocates as the allocator does: on behalf of the program's function that called it.
+_PROFILER_PYTHON_FILE_RE = re.compile(r"(?:^|/)(?:mem_profiler|cffi)/[^/]+(?:/[^/]+)?\.py")
+
+
+def is_allocator_function(name: str, python_file: str | None) -> bool:
+    """A function of the allocator's by its name (native), or of the profiler's own
+    Python code by its file."""
+    if python_file is not None:
+        return _PROFILER_PYTHON_FILE_RE.search(python_file) is not None
+    return ALLOCATOR_RE.fullmatch(name) is not None
+
+
 # Allocator objects by file name: every frame in one is the allocator's, named or not
 # (Debian strips its libjemalloc.so.2 of all but what it exports). libmemprof.so is the
 # sampler, whose own frames a stack should never hold.

@@ -14,9 +14,9 @@ from mem_profiler.core.input_files import other_owner, readable_by
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.allocator_frames import (
-    ALLOCATOR_RE,
     allocator_frames,
     cut_allocator_frames,
+    is_allocator_function,
 )
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.context_tree import StackTree, eval_range, in_evaluation
@@ -352,7 +352,7 @@ def symbolize(
     functions = resolver.table
     func_alloc = np.array(
         [
-            file is None and ALLOCATOR_RE.fullmatch(_without_rust_hashes(name)) is not None
+            is_allocator_function(_without_rust_hashes(name), file)
             for name, file in zip(functions.names, functions.python_files, strict=True)
         ],
         bool,

@@ -17,7 +17,8 @@ node alone for three kinds of stack, which makes the sums a pass over the tree:
 
 The cut is then a property of a node too: a location goes if an allocator location is
 at it or rootward of it among the kept ones. Stacks of none of these kinds (an
-allocator frame rootward of an evaluation frame, a stack all allocator) are expanded."""
+allocator frame rootward of an evaluation frame, a stack all allocator, a Python frame
+of the profiler's own code) are expanded."""
 
 from __future__ import annotations
 
@@ -185,6 +186,12 @@ class _Sums:
         evals = self.evals[native_leaf]
         kind = np.where(with_python, np.where(evals < groups, 1, 2), 0)
         kind[with_python & (evals > groups)] = -1
+        # a Python frame of the allocator's (the profiler's own code) cuts the stack
+        # across its groups: expanded
+        python_alloc = np.zeros(len(self.run), bool)
+        python_alloc[loc_node[ts.allocator[loc] & self.python[loc_node]]] = True
+        (python_allocs,) = self.path_counts([python_alloc])
+        kind[python_allocs[python_leaf] > 0] = -1
 
         kept = [self.native] * 3  # by kind: the frames the fold keeps
         if ts.fold:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.heap_files import heap_text
-from support.paths import LIBMEMPROF, MEM_PROFILER
+from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER
 
 import mem_profiler
 from mem_profiler import api
@@ -69,6 +69,32 @@ def test_capture_gives_the_exact_peak_and_live_bytes_of_the_block(tmp_path):
     assert list(out["files"]) == ["host"] and not out["capturing"]
     assert out["report"].startswith("Total: 8.0 MB\n")
     assert "8.0 100.0%" in out["report"]
+
+
+def test_the_profilers_own_frames_are_kept_out_of_reports(tmp_path):
+    """Python's allocations tracked: what the API and cffi allocate inside the window goes
+    to the program's function that called them, as the allocator's frames are cut."""
+    proc = python(
+        f"""
+        def work():
+            return [bytearray(1000) for _ in range(100)]
+        with mem_profiler.capture(output="{tmp_path}/cap_") as cap:
+            kept = work()
+        print(cap.files["host"])
+    """
+    )
+    assert proc.returncode == 0, proc.stderr
+    heap = proc.stdout.strip()
+    for report in ("-t", "--collapsed"):
+        done = subprocess.run(
+            [MEM_PARSER, "-f", heap, report], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "api.py" not in done.stdout and "/cffi/" not in done.stdout, done.stdout
+    table = subprocess.run(
+        [MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert table.splitlines()[1].endswith(" work.<locals>.<listcomp> (<string>)"), table
 
 
 def test_start_dump_stop_write_numbered_files(tmp_path):
