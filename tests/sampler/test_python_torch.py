@@ -130,9 +130,12 @@ def stack_values(collapsed: str) -> dict[str, int]:
     }
 
 
+ROW = re.compile(r"^\s*-?[0-9.]+\s+-?[0-9.]+%")  # not the notes under Total
+
+
 def table_rows(text: str) -> dict[str, tuple[float, float]]:
     """-t's rows: the flat and cum MB of each function."""
-    rows = [line.split(None, 5) for line in text.splitlines()[1:]]
+    rows = [line.split(None, 5) for line in text.splitlines()[1:] if ROW.match(line)]
     return {row[5]: (float(row[0]), float(row[3])) for row in rows if len(row) == 6}
 
 
