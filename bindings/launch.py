@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mem_profiler import defaults
-from mem_profiler.core.file_names import absolute_prefix, heap_file_pattern
+from mem_profiler.core.file_names import absolute_prefix, failure_prefix, heap_file_pattern
 from mem_profiler.core.program_kind import GO_EXIT, ProgramKind, command_kind, unloadable_reason
 from mem_profiler.sampler_lib import library_path
 
@@ -72,6 +72,7 @@ class RunResult:
     exit_code: int
     pid: int
     heap_files: list[Path] = field(default_factory=list)
+    failure_files: list[Path] = field(default_factory=list)  # live as a device alloc failed
     failures: list[str] = field(default_factory=list)  # dumps not written, and why
     prefix: str = ""  # the capture's, naming the files
 
@@ -124,7 +125,9 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
     """Run argv with the sampler preloaded; wait for it; list the files it wrote."""
     folder = check_output_folder(settings.prefix)
     pattern = heap_file_pattern(settings.prefix)
+    failure_pattern = heap_file_pattern(failure_prefix(settings.prefix))
     before = _heap_files(folder, pattern)
+    failures_before = _heap_files(folder, failure_pattern)
     # The sampler says on this pipe which dumps it could not write, and why.
     report_read, report_write = os.pipe()
     os.set_blocking(report_read, False)
@@ -153,11 +156,15 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
 
     after = _heap_files(folder, pattern)
     written = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
+    failures_after = _heap_files(folder, failure_pattern)
     exit_code = status if status >= 0 else 128 - status
     return RunResult(
         exit_code=exit_code,
         pid=proc.pid,
         heap_files=written,
+        failure_files=sorted(
+            p for p, mtime in failures_after.items() if failures_before.get(p) != mtime
+        ),
         failures=_reported_failures(report_read),
         prefix=settings.prefix,
     )

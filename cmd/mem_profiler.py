@@ -311,6 +311,10 @@ def run(
         fail(str(err))
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
+    for path in result.failure_files:
+        click.echo(
+            f"mem_profiler: a device allocation failed; what was live then: {path}", err=True
+        )
     children = sorted(set(result.files_by_process()) - {result.pid})
     if children:
         click.echo(

@@ -14,14 +14,27 @@ FRAMES_SHOWN = 6
 
 
 def ending_note(profile: HeapProfile) -> str | None:
-    """The one line that says a Python program's exit profile is its end, not what its
-    interpreter's finalization left."""
-    if profile.meta.get("ended_at") != "python_finalizing":
-        return None
-    return (
-        "Taken as the Python interpreter began to finalize, after the program's atexit"
-        " handlers: what the program kept at its end."
+    """The one line that says when a profile was taken where that is not a window's end:
+    a Python program's exit, as its end rather than what its interpreter's finalization
+    left, and what was live when a device allocation failed."""
+    if profile.meta.get("ended_at") == "python_finalizing":
+        return (
+            "Taken as the Python interpreter began to finalize, after the program's atexit"
+            " handlers: what the program kept at its end."
+        )
+    failure = dict(
+        field.split("=", 1)
+        for field in profile.meta.get("taken_at", "").split()[1:]
+        if "=" in field
     )
+    if profile.meta.get("taken_at", "").startswith("device_allocation_failure"):
+        bytes_asked = int(failure["bytes"]) if failure.get("bytes", "").isdigit() else 0
+        return (
+            f"Taken as an allocation of {format_amount(bytes_asked, 'bytes')} in the"
+            f" {failure.get('heap', '?')} heap failed (error {failure.get('error', '?')}):"
+            " what was live then."
+        )
+    return None
 
 
 def _shown(frames: list[str]) -> str:

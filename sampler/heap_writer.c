@@ -724,6 +724,14 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     }
     if (w->python_exit)
         puts_(o, "\n# ended_at: python_finalizing");
+    if (w->failure.heap >= 0) {
+        puts_(o, "\n# taken_at: device_allocation_failure heap=");
+        puts_(o, memprof_heap_names[w->failure.heap]);
+        puts_(o, " bytes=");
+        put_u64(o, w->failure.bytes);
+        puts_(o, " error=");
+        put_u64(o, (uint64_t)(unsigned)w->failure.error);
+    }
     puts_(o, "\n# cmdline: ");
     put_escaped(o, text->cmdline, text->cmdline_len);
     puts_(o, "\n# exe: ");

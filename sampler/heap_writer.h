@@ -18,6 +18,10 @@ struct memprof_window_info {
     struct memprof_drop_counts drops;   /* as of end_ns: every file of a dump says the same */
     bool closed;                 /* the window has closed: its counts no longer change */
     bool python_exit;            /* closed as the Python interpreter began to finalize */
+    struct {                     /* taken as a device allocation failed (heap -1: not) */
+        int heap, error;
+        uint64_t bytes;
+    } failure;
 };
 /* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
  * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out

@@ -99,10 +99,12 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
         return;
     heap = memprof_pools_heap_of(heap);
     use_heap(heap);
-    if (rc == 0)
+    if (rc == 0) {
         memprof_device_alloc(heap, key, size, label);
-    else
+    } else {
         memprof_device_note(NOTES_FAILED, heap, (struct memprof_note){.size = size, .error = rc});
+        memprof_capture_at_failure(heap, size, rc);   /* what was live on the device then */
+    }
 }
 
 /* Recorded before the real free: the address may be handed out again at once. */

@@ -166,6 +166,7 @@ static struct memprof_window_info window_so_far(void)
         .end_ns = memprof_now_ns(),
         .forked_from = forked_from,
         .drops = memprof_drops_now(),
+        .failure = {.heap = -1},
     };
 }
 
@@ -274,6 +275,33 @@ int memprof_capture_snapshot(const char *prefix)
         struct memprof_window_info w = window_so_far();
         char path[MEMPROF_PATH_MAX];
         rc = memprof_write_dump(&w, prefix, 0, memprof_device_heaps_used(), path, sizeof path);
+    }
+    pthread_mutex_unlock(&window_lock);
+    memprof_leave();
+    return rc;
+}
+
+int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error)
+{
+    static _Atomic uint32_t written_for;   /* the window whose files were written */
+    uint32_t window = memprof_window_id();
+    if (window == 0 || atomic_exchange(&written_for, window) == window)
+        return 0;
+    memprof_enter();
+    pthread_mutex_lock(&window_lock);
+    int rc = 0;
+    if (memprof_window_id() == window && !window_is_view) {
+        /* it fits: memprof_set_prefix keeps the prefix 32 bytes short of the path limit */
+        char prefix[MEMPROF_PATH_MAX + sizeof MEMPROF_FAILURE_TAG], path[MEMPROF_PATH_MAX];
+        snprintf(prefix, sizeof prefix, "%s" MEMPROF_FAILURE_TAG, memprof_cfg.prefix);
+        struct memprof_window_info w = window_so_far();
+        w.failure.heap = (int)heap;
+        w.failure.bytes = bytes;
+        w.failure.error = error;
+        rc = memprof_write_dump(&w, prefix, dump_seq + 1, memprof_device_heaps_used(), path,
+                                sizeof path);
+        if (rc == 0 && memprof_cfg.verbose)
+            memprof_log("wrote %s", path);
     }
     pthread_mutex_unlock(&window_lock);
     memprof_leave();

@@ -8,7 +8,9 @@ A window's files share a stem, `<prefix><pid>.<seq>` (seq: 4 digits):
     <stem>.<heap>.heap     each device heap the window used
     <stem>.<k>.memlog      the event log of a log-mode window, k = 1, 2, ... as it rotates
 
-A prefix that ends in "/" names a folder: the files are then `<pid>.<seq>...` in it."""
+A prefix that ends in "/" names a folder: the files are then `<pid>.<seq>...` in it. What
+was live when a device allocation failed is a window's files of its own, under the
+prefix followed by `oom_` (failure_prefix), with the seq of the window's dump."""
 
 from __future__ import annotations
 
@@ -19,6 +21,12 @@ import re
 from mem_profiler.core.heaps import HEAPS
 
 _LOG_FILE = re.compile(r"\.(\d+)\.memlog$")
+
+
+def failure_prefix(prefix: str) -> str:
+    """The prefix of the files written as a device allocation failed (MEMPROF_FAILURE_TAG
+    in sampler/window.h)."""
+    return prefix + "oom_"
 
 
 def absolute_prefix(prefix: str) -> str:

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support.device import INDEXES, by_heap, site_lines
 from support.profiling import profile_run, report, run_parser, total
@@ -36,8 +37,8 @@ def assert_blocks_exact(heaps: dict[str, Path], exe: Path, stdout: str) -> None:
     assert set(sites) == {"pool_weights", "pool_grads", "pool_activations", "pool_scratch"}
     for index, key in INDEXES.items():
         rows = report(heaps["cuda"], exe, index)
-        for name, truth in sites.items():
-            assert rows.get(name, (0, 0))[1] == truth[key], (name, index)
+        for name, figures in sites.items():
+            assert rows.get(name, (0, 0))[1] == figures[key], (name, index)
         assert total(heaps["cuda"], exe, index) == sum(t[key] for t in sites.values()), index
     reserved, allocated, _, _ = pool_of(stdout)
     assert allocated == sum(t["live_bytes"] for t in sites.values())
@@ -87,6 +88,30 @@ def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp
     assert "traps first=2 second=1" in proc.stdout
     late = report(by_heap(files)["cuda"], exe, "inuse_space")["pool_late"]
     assert late[1] == site_lines(proc.stdout)["pool_late"]["live_bytes"] == 12345
+
+
+def test_what_was_live_when_a_device_allocation_failed(pool, standin_dir, tmp_path):
+    """The pool cannot take a block of 1 GiB: the window's files as they were then are
+    written beside its own, without being asked for, the failure named in them; the
+    program goes on as it would (it frees the grads, and exits 0)."""
+    exe, _ = pool
+    env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
+    proc, files = profile_run([exe, "oom"], tmp_path / "o_", 1, "--device-rate", "1", env=env)
+    assert proc.returncode == 0 and "oom\n" in proc.stdout, proc.stderr
+    said = re.findall(r"a device allocation failed; what was live then: (\S+)$", proc.stderr, re.M)
+    at_failure = by_heap([Path(p) for p in said])
+    assert set(at_failure) == {"host", "cuda", "cuda_segments"}, proc.stderr
+    sites = site_lines(proc.stdout)
+    for name, figures in sites.items():  # weights and grads, live then
+        assert report(at_failure["cuda"], exe)[name][1] == figures["live_bytes"], name
+    assert "pool_grads" not in report(by_heap(files)["cuda"], exe)  # freed after it
+    text = run_parser("-p", exe, "-f", at_failure["cuda_segments"], "-t").stdout
+    assert text.splitlines()[1] == (
+        "Taken as an allocation of 1024.0 MB in the cuda_segments heap failed (error 2):"
+        " what was live then."
+    )
+    assert "Failed allocations in the cuda_segments heap: 1\n" in text
+    assert "1024.0 MB  error 2  carve < c10_malloc < main" in text
 
 
 class Served:
