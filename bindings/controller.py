@@ -32,7 +32,12 @@ from mem_profiler.control_block import (
     remove_stale,
     user_name,
 )
-from mem_profiler.core.file_names import absolute_prefix, files_of_process, window_files
+from mem_profiler.core.file_names import (
+    absolute_prefix,
+    files_of_process,
+    highest_seq,
+    window_files,
+)
 from mem_profiler.launch import check_output_folder
 from mem_profiler.sampler_lib import library_path
 
@@ -209,6 +214,7 @@ def capture_window(
             raise ControlError(already_capturing(pid, before))
         if interrupted.is_set():
             raise KeyboardInterrupt  # before any window was asked for
+        earlier = highest_seq(prefix, pid)  # this window's files are numbered after
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
         block.request(
             CMD_START,
@@ -231,7 +237,7 @@ def capture_window(
                     break  # its deadline passed, or it was stopped in-process
         except ControlError:
             if procfs.start_time(pid) is None:
-                raise ControlError(ended_during_window(pid, prefix, before)) from None
+                raise ControlError(ended_during_window(pid, prefix, earlier)) from None
             raise
         try:
             status = block.request(CMD_STOP)
@@ -303,11 +309,11 @@ def last_dump_files(status: Status) -> list[str]:
     return list(window_files(status.last_dump).values())
 
 
-def ended_during_window(pid: int, prefix: str, before: Status) -> str:
+def ended_during_window(pid: int, prefix: str, earlier: int) -> str:
     """What a process that ended during a window left: a .heap file if its exit handlers
     ran, the event log of a log-mode window even if it was killed; not the files of its
-    earlier windows (`before`: its status when this one was asked for)."""
-    left = files_of_process(prefix, pid, after_seq=before.dumps)
+    earlier windows (`earlier`: the highest sequence number of those)."""
+    left = files_of_process(prefix, pid, after_seq=earlier)
     if not left:
         return f"process {pid} ended during the capture; nothing was collected"
     return f"process {pid} ended during the capture; it left {', '.join(left)}"

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -39,12 +40,55 @@ static uint64_t window_start_ns;
 static _Atomic uint64_t window_deadline_ns;
 static bool window_is_view;                /* mem_profiler top's: its end writes no file */
 static unsigned dump_seq;                  /* .heap files written: failures do not count */
+/* The sequence number of the last window's files under the prefix in use: a prefix's
+ * files are numbered from 0001 after those of this process already there. */
+static unsigned name_seq;
+static char name_seq_prefix[MEMPROF_PATH_MAX];
 static char last_dump[MEMPROF_PATH_MAX];
 static unsigned failed_dumps;
 static char dump_failure[MEMPROF_PATH_MAX + 128];   /* why the last failed dump failed */
 static uint64_t closed_dropped;   /* the samples dropped that the closed window's files say */
 static bool tables_ready;
 static pid_t forked_from;  /* the parent whose window this forked child carries on, or 0 */
+
+/* The highest sequence number of the files named <prefix><pid>.<seq>... in the prefix's
+ * folder (memprof_each_entry's visits: window_lock held). */
+static const char *scanned_base;
+static size_t scanned_base_len;
+static unsigned scanned_highest;
+
+static void note_sequence(int dir, const char *name)
+{
+    (void)dir;
+    if (strncmp(name, scanned_base, scanned_base_len) != 0)
+        return;
+    char *end;
+    unsigned long pid = strtoul(name + scanned_base_len, &end, 10);
+    if (end == name + scanned_base_len || pid != (unsigned long)getpid() || *end != '.')
+        return;
+    const char *digits = end + 1;
+    unsigned long seq = strtoul(digits, &end, 10);
+    if (end - digits == 4 && (*end == '.' || *end == '\0') && seq > scanned_highest)
+        scanned_highest = (unsigned)seq;
+}
+
+/* Numbers the window's files for the prefix in use (window_lock held). */
+static void number_for_prefix(void)
+{
+    if (strcmp(name_seq_prefix, memprof_cfg.prefix) == 0)
+        return;
+    strcpy(name_seq_prefix, memprof_cfg.prefix);
+    char folder[MEMPROF_PATH_MAX];
+    strcpy(folder, memprof_cfg.prefix);
+    char *slash = strrchr(folder, '/');
+    scanned_base = slash ? memprof_cfg.prefix + (slash - folder) + 1 : memprof_cfg.prefix;
+    scanned_base_len = strlen(scanned_base);
+    if (slash != NULL)
+        slash[slash == folder ? 1 : 0] = '\0';
+    scanned_highest = 0;
+    memprof_each_entry(slash ? folder : ".", note_sequence);
+    name_seq = scanned_highest;
+}
 
 static void next_window_id(void)
 {
@@ -124,6 +168,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
     } else if (prepare_tables() != 0) {
         errno = ENOMEM;
     } else {
+        number_for_prefix();
         memprof_python_init();   /* an interpreter loaded since the last window */
         memprof_cfg.rates = (struct memprof_rates){rate, device_rate};
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
@@ -132,7 +177,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         memprof_live_bytes_reset();
         if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
             memprof_cfg.track_live = true;
-            open_window_log(dump_seq + 1);
+            open_window_log(name_seq + 1);
         } else {
             memprof_log_forget();   /* an earlier window's log is not this window's */
         }
@@ -174,17 +219,18 @@ static struct memprof_window_info window_so_far(void)
 static int dump_window(const struct memprof_window_info *w, char *path_out, size_t path_len)
 {
     char path[MEMPROF_PATH_MAX];
-    int rc = memprof_write_dump(w, memprof_cfg.prefix, dump_seq + 1, memprof_device_heaps_used(),
+    int rc = memprof_write_dump(w, memprof_cfg.prefix, name_seq + 1, memprof_device_heaps_used(),
                                 path, sizeof path);
     if (rc == 0) {
         dump_seq++;
+        name_seq++;
         strcpy(last_dump, path);
         if (memprof_cfg.verbose)
             memprof_log("wrote %s", path);
     } else {
         failed_dumps++;
         int n = snprintf(dump_failure, sizeof dump_failure, "could not write %s%d.%04u.heap: %s",
-                         memprof_cfg.prefix, (int)getpid(), dump_seq + 1, strerror(errno));
+                         memprof_cfg.prefix, (int)getpid(), name_seq + 1, strerror(errno));
         (void)n;   /* it fits: memprof_set_prefix keeps the prefix 32 bytes short of the path limit */
         memprof_report_failure(dump_failure);
     }
@@ -298,7 +344,7 @@ int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error
         w.failure.heap = (int)heap;
         w.failure.bytes = bytes;
         w.failure.error = error;
-        rc = memprof_write_dump(&w, prefix, dump_seq + 1, memprof_device_heaps_used(), path,
+        rc = memprof_write_dump(&w, prefix, name_seq + 1, memprof_device_heaps_used(), path,
                                 sizeof path);
         if (rc == 0 && memprof_cfg.verbose)
             memprof_log("wrote %s", path);
@@ -386,6 +432,8 @@ void memprof_window_after_fork(void)
     last_dump[0] = '\0';
     window_start_ns = memprof_now_ns();
     dump_seq = 0;
+    name_seq = 0;
+    name_seq_prefix[0] = '\0';
     failed_dumps = 0;
     dump_failure[0] = '\0';
     /* The child's window gets a log of its own, named after the child. */

@@ -2,7 +2,8 @@
 home of the rule the sampler names them by, for the command lines that launch or control a
 process as for the parser, so it imports nothing heavy.
 
-A window's files share a stem, `<prefix><pid>.<seq>` (seq: 4 digits):
+A window's files share a stem, `<prefix><pid>.<seq>` (seq: 4 digits, from 0001 for each
+prefix, after the files the process already has there):
 
     <stem>.heap            the host heap
     <stem>.<heap>.heap     each device heap the window used
@@ -67,6 +68,18 @@ def log_file_pattern(prefix: str) -> re.Pattern[str]:
 
 def _base(prefix: str) -> str:
     return re.escape(os.path.basename(absolute_prefix(prefix)))
+
+
+def highest_seq(prefix: str, pid: int) -> int:
+    """The highest sequence number of the files process pid wrote with this prefix (0:
+    none): the sampler numbers a window's files after it."""
+    seqs = [
+        int(m[2])
+        for path in files_of_process(prefix, pid)
+        for p in (heap_file_pattern(prefix), log_file_pattern(prefix))
+        if (m := p.match(os.path.basename(path)))
+    ]
+    return max(seqs, default=0)
 
 
 def files_of_process(prefix: str, pid: int, after_seq: int = 0) -> list[str]:

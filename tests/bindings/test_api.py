@@ -115,6 +115,27 @@ def test_start_dump_stop_write_numbered_files(tmp_path):
     assert error == "no capture window is open in this process: start() one first"
 
 
+def test_each_prefix_numbers_its_files_from_0001(tmp_path):
+    """A window under a prefix of its own starts at 0001; back under an earlier prefix,
+    after that prefix's files, never over them."""
+    (tmp_path / "sub").mkdir()
+    proc = python(f"""
+        written = []
+        for prefix in ("a_", "b_", "a_", "sub/a_"):
+            mem_profiler.start(rate=1, output="{tmp_path}/" + prefix)
+            written.append(str(mem_profiler.stop()))
+        print(json.dumps(written))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    names = [path.removeprefix(f"{tmp_path}/").split(".", 1) for path in json.loads(proc.stdout)]
+    assert [(stem.rstrip("0123456789"), rest) for stem, rest in names] == [
+        ("a_", "0001.heap"),
+        ("b_", "0001.heap"),
+        ("a_", "0002.heap"),
+        ("sub/a_", "0001.heap"),
+    ]
+
+
 def test_marks_and_steps():
     proc = python("""
         mem_profiler.mark("warm-up done")
@@ -218,6 +239,6 @@ def test_a_controllers_log_window_leaves_the_processs_own_mode(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert own.name == f"own_{proc.pid}.0002.heap"
+    assert own.name == f"own_{proc.pid}.0001.heap"  # its prefix's first file
     assert not list(tmp_path.glob("own_*.memlog"))
     assert "# log:" not in heap_text(own)
