@@ -292,7 +292,7 @@ def test_ctrl_c_the_moment_the_window_opens_still_collects(server, tmp_path):
         controller.send_signal(signal.SIGINT)
         out, err = controller.communicate(timeout=30)
         assert controller.returncode == 0, err
-        heap = tmp_path / f"i{attempt}_{server.pid}.{attempt:04d}.heap"
+        heap = tmp_path / f"i{attempt}_{server.pid}.0001.heap"  # each prefix from 0001
         assert out == f"succeeded in collecting memory data!  {heap}\n"
         start, end = read_heap(heap).window_ns
         assert 0 < end - start < 60e9  # ended by the interrupt, not its 60 s

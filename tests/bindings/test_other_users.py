@@ -398,7 +398,7 @@ def root_and_www_data_capture(server: Nginx, out: Path) -> None:
     theirs.interrupt()
     done = theirs.result()
     assert done.returncode == 0, done.stderr
-    check_requests(out / f"w_{worker}.0002.heap", 60)
+    check_requests(out / f"w_{worker}.0001.heap", 60)  # the w_ prefix's first window
 
     refused_as(other_user(THIRD), worker, "www-data")
 
