@@ -96,7 +96,11 @@ def soak(exe: Path, out: Path, seconds: int, threads: int, interval: float, rate
         )
         sample = _sample(target, time.monotonic() - started)
         if dumped.returncode != 0:
-            if run.poll() is None:  # not the target's end overtaking the request
+            # not the target's end overtaking the request: its exit closes the window
+            # before the process is gone, which then follows
+            try:
+                run.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 failed.append(dumped.stderr.strip())
             continue
         dumps += 1
