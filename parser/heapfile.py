@@ -123,7 +123,7 @@ _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
 _TREE_LINE = b"\n# tree: "
 _TREE_RE = re.compile(
     r"frames=([0-9]{1,10}) nodes=([0-9]{1,10}) stacks=([0-9]{1,10})"
-    r" estimates=([0-9]{1,10}) labels=([01])"
+    r" estimates=([0-9]{1,10}) labels=([01])(?: peaks=([0-9]{1,10}))?"
 )
 _COUNTERS = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
@@ -254,12 +254,16 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
 
     text = _decompress(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
-    prof, (frames, nodes, stacks, estimates, labels), at = _tree_header(text, name, noted)
+    prof, (frames, nodes, stacks, estimates, labels, peaks), at = _tree_header(text, name, noted)
     shapes = [
         *_tree_arrays(frames, nodes, stacks),
         ("est_row", "<u4", estimates),
         ("est", "<f8", 4 * estimates),
         ("label", "<u8", stacks * labels),
+        ("peak_row", "<u4", max(peaks, 0)),
+        ("peak_samples", "<u8", max(peaks, 0)),
+        ("peak_bytes", "<u8", max(peaks, 0)),
+        ("peak_est", "<f8", 2 * max(peaks, 0)),
     ]
     size = sum(np.dtype(dtype).itemsize * length for _, dtype, length in shapes)
     if len(text) < at + size:
@@ -271,7 +275,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     for key, dtype, length in shapes:
         arrays[key] = (
             _unshuffle(text, dtype, length, at)
-            if key != "est"
+            if key not in ("est", "peak_est")
             else np.frombuffer(text, dtype, length, at)
         )
         at += arrays[key].nbytes
@@ -289,7 +293,25 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
         prof, enumerate(maps, maps_lineno), lambda n, what: HeapFileError(f"{name}:{n}: {what}")
     )
     _tree_profile(prof, arrays, noted, fail)
+    if peaks >= 0:
+        _peak_stacks(prof, arrays, fail)
     return prof
+
+
+def _peak_stacks(prof: HeapProfile, arrays: dict[str, np.ndarray], fail) -> None:
+    """What each of the profile's stacks held at the heap's peak, from a tree's arrays."""
+    kept = np.asarray(np.column_stack([arrays[counter] for counter in _COUNTERS]).any(axis=1))
+    rows, est = arrays["peak_row"], arrays["peak_est"].reshape(-1, 2)
+    counters = np.column_stack([arrays["peak_samples"], arrays["peak_bytes"]])
+    if (rows >= len(kept)).any() or not kept[rows].all():
+        raise fail("a stack at the peak that the tree does not count (the file is damaged)")
+    if (counters >= np.uint64(2**63)).any() or not (np.isfinite(est) & (est >= 0)).all():
+        raise fail("a figure at the peak out of range (the file is damaged)")
+    row = np.cumsum(kept) - 1  # a kept stack's row in the profile
+    prof.peak_counters = np.zeros((int(kept.sum()), 2), np.int64)
+    prof.peak_estimates = np.zeros((int(kept.sum()), 2), np.float64)
+    prof.peak_counters[row[rows]] = counters.astype(np.int64)
+    prof.peak_estimates[row[rows]] = est
 
 
 def _unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
@@ -532,10 +554,12 @@ def _tree_header(
             if counts is None:
                 raise HeapFileError(
                     f"{name}:{lineno}: expected '# tree: frames=F nodes=N stacks=S"
-                    f" estimates=E labels=0|1' (F, N, S, E below 2^32), found {show(line)}"
+                    f" estimates=E labels=0|1 [peaks=P]' (F, N, S, E, P below 2^32), found"
+                    f" {show(line)}"
                 )
             arrays_at = end + 1 if end >= 0 else len(text)
-            return prof, tuple(int(c) for c in counts.groups()), arrays_at
+            # -1: a file of an earlier version, without the stacks at the peak
+            return prof, tuple(-1 if c is None else int(c) for c in counts.groups()), arrays_at
         if not line.strip():
             continue
         if line[:1] != "#":

@@ -147,11 +147,16 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
         np.add.at(out, row_of, counts)
         return out
 
-    estimates = profile.estimates
-    if estimates is not None:
-        estimates = np.column_stack(
-            [np.bincount(row_of, weights=column, minlength=rows) for column in estimates.T]
-        )
+    def summed(values: np.ndarray | None) -> np.ndarray | None:
+        if values is None:
+            return None
+        return np.column_stack(
+            [np.bincount(row_of, weights=column, minlength=rows) for column in values.T]
+        ).reshape(rows, values.shape[1])
+
+    peak_counters = profile.peak_counters
+    if peak_counters is not None:
+        peak_counters = np.column_stack([added(column) for column in peak_counters.T])
     return dataclasses.replace(
         profile,
         addrs=np.zeros(0, np.uint64),
@@ -160,6 +165,8 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
         cur_bytes=added(profile.cur_bytes),
         acc_objs=added(profile.acc_objs),
         acc_bytes=added(profile.acc_bytes),
-        estimates=estimates,
+        estimates=summed(profile.estimates),
+        peak_counters=peak_counters,
+        peak_estimates=summed(profile.peak_estimates),
         labels={row: text for row, text in enumerate(labels) if text},
     )

@@ -355,9 +355,9 @@ void memprof_log_after_fork(void)
 static void count_and_stamp(struct memprof_log_event *e)
 {
     if (e->r.type == LOG_ALLOC)
-        memprof_live_bytes_add((enum memprof_heap)e->r.heap, e->size);
+        memprof_live_bytes_add((enum memprof_heap)e->r.heap, e->stack, e->size);
     else
-        memprof_live_bytes_sub((enum memprof_heap)e->r.heap, e->size);
+        memprof_live_bytes_sub((enum memprof_heap)e->r.heap, e->stack, e->size);
     e->time_ns = memprof_now_ns();
 }
 

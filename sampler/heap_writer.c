@@ -574,18 +574,39 @@ struct column {
     int field;   /* which of a stack's values */
 };
 
-/* An array of `rows` `width`-byte values, byte-shuffled: the lowest byte of every
- * value, then the next, and so on, which zstd packs far better than the values whole.
- * The values are read once, into a scratch copy of the column, not once per byte. */
-static void put_column(struct out *o, struct column col, unsigned width, uint32_t rows)
+/* `bytes` bytes of `width`-byte values, byte-shuffled: the lowest byte of every value,
+ * then the next, and so on, which zstd packs far better than the values whole. */
+static void put_planes(struct out *o, const uint8_t *values, size_t bytes, unsigned width)
 {
-    size_t bytes = (size_t)rows * width;
-    uint8_t *scratch = bytes > 0 ? memprof_map(bytes) : NULL;
+    for (unsigned byte = 0; byte < width; byte++)
+        for (size_t i = byte; i < bytes;) {   /* a buffer's worth of the plane at a time */
+            if (o->len == BUF_CAP)
+                flush(o);
+            size_t n = 0, room = BUF_CAP - o->len;
+            for (char *to = o->buf + o->len; n < room && i < bytes; n++, i += width)
+                to[n] = (char)values[i];
+            o->len += n;
+        }
+}
+
+static void *scratch_or_fail(struct out *o, size_t bytes)
+{
+    void *scratch = bytes > 0 ? memprof_map(bytes) : NULL;
     if (bytes > 0 && scratch == NULL) {
         o->failed = true;
         o->error = ENOMEM;
-        return;
     }
+    return scratch;
+}
+
+/* An array of `rows` `width`-byte values, byte-shuffled.  The values are read once,
+ * into a scratch copy of the column, not once per byte. */
+static void put_column(struct out *o, struct column col, unsigned width, uint32_t rows)
+{
+    size_t bytes = (size_t)rows * width;
+    uint8_t *scratch = scratch_or_fail(o, bytes);
+    if (bytes > 0 && scratch == NULL)
+        return;
     size_t at = 0;
     for (uint32_t id = 0; id < col.end && at < bytes; id++) {
         uint64_t v;
@@ -593,15 +614,7 @@ static void put_column(struct out *o, struct column col, unsigned width, uint32_
             for (unsigned byte = 0; byte < width; byte++)
                 scratch[at++] = (uint8_t)(v >> (8 * byte));
     }
-    for (unsigned byte = 0; byte < width; byte++)
-        for (size_t i = byte; i < at;) {   /* a buffer's worth of the plane at a time */
-            if (o->len == BUF_CAP)
-                flush(o);
-            size_t n = 0, room = BUF_CAP - o->len;
-            for (char *to = o->buf + o->len; n < room && i < at; n++, i += width)
-                to[n] = (char)scratch[i];
-            o->len += n;
-        }
+    put_planes(o, scratch, at, width);
     if (scratch != NULL)
         memprof_unmap(scratch, bytes);
 }
@@ -663,6 +676,60 @@ static bool estimates_implied(const struct counts *c, uint32_t id, uint64_t rate
     return estimate_implied(live_of(c, id), rate) && estimate_implied(&acc, rate);
 }
 
+/* The stacks that held memory at the heap's peak, read once before they are written:
+ * their rows, and what each held. */
+struct peak_stacks {
+    uint32_t n;
+    uint32_t *row;
+    uint64_t *samples, *bytes;
+    double *est;   /* objects and bytes of each */
+    size_t cap;
+};
+
+static void release_peak(struct peak_stacks *p)
+{
+    memprof_unmap(p->row, sizeof(*p->row) * p->cap);
+    memprof_unmap(p->samples, sizeof(*p->samples) * p->cap);
+    memprof_unmap(p->bytes, sizeof(*p->bytes) * p->cap);
+    memprof_unmap(p->est, sizeof(*p->est) * 2 * p->cap);
+}
+
+static bool gather_peak(struct out *o, const struct selection *sel, enum memprof_heap heap,
+                        struct peak_stacks *p)
+{
+    *p = (struct peak_stacks){.cap = (size_t)sel->stacks + 1};
+    p->row = scratch_or_fail(o, sizeof(*p->row) * p->cap);
+    p->samples = scratch_or_fail(o, sizeof(*p->samples) * p->cap);
+    p->bytes = scratch_or_fail(o, sizeof(*p->bytes) * p->cap);
+    p->est = scratch_or_fail(o, sizeof(*p->est) * 2 * p->cap);
+    if (o->failed) {
+        release_peak(p);
+        return false;
+    }
+    for (uint32_t id = 0; id < sel->nstacks && p->n < sel->stacks; id++) {
+        if (sel->stack_row[id] == 0)
+            continue;
+        struct memprof_stack_live held = memprof_live_at_peak(heap, id);
+        if (held.samples == 0)
+            continue;
+        p->row[p->n] = sel->stack_row[id] - 1;
+        p->samples[p->n] = held.samples;
+        p->bytes[p->n] = held.bytes;
+        p->est[2 * p->n] = held.est_objs;
+        p->est[2 * p->n + 1] = held.est_bytes;
+        p->n++;
+    }
+    return true;
+}
+
+static void put_peak(struct out *o, const struct peak_stacks *p)
+{
+    put_planes(o, (const uint8_t *)p->row, sizeof(*p->row) * p->n, sizeof(*p->row));
+    put_planes(o, (const uint8_t *)p->samples, sizeof(*p->samples) * p->n, sizeof(*p->samples));
+    put_planes(o, (const uint8_t *)p->bytes, sizeof(*p->bytes) * p->n, sizeof(*p->bytes));
+    put(o, (const char *)p->est, sizeof(*p->est) * 2 * p->n);
+}
+
 static void put_tree(struct out *o, const struct selection *sel, const struct counts *c,
                      enum memprof_heap heap, uint64_t rate)
 {
@@ -678,6 +745,11 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     for (uint32_t id = 0; id < sel->nstacks; id++)
         if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate))
             estimated[estimates++] = id;
+    struct peak_stacks peak;
+    if (!gather_peak(o, sel, heap, &peak)) {
+        memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
+        return;
+    }
     puts_(o, "# tree: frames=");
     put_u64(o, sel->frames);
     puts_(o, " nodes=");
@@ -686,7 +758,10 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     put_u64(o, sel->stacks);
     puts_(o, " estimates=");
     put_u64(o, estimates);
-    puts_(o, heap == HEAP_HAL ? " labels=1\n" : " labels=0\n");
+    puts_(o, heap == HEAP_HAL ? " labels=1" : " labels=0");
+    puts_(o, " peaks=");
+    put_u64(o, peak.n);
+    puts_(o, "\n");
 
     put_column(o, (struct column){sel, c, sel->nframes, frame_value, 0}, 8, sel->frames);
     put_column(o, (struct column){sel, c, sel->nnodes, node_up, 0}, 4, sel->nodes);
@@ -707,6 +782,8 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
     if (heap == HEAP_HAL)
         put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8, sel->stacks);
+    put_peak(o, &peak);
+    release_peak(&peak);
 }
 
 static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
@@ -774,7 +851,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         puts_(o, strerror(memprof_log_error()));
         puts_(o, "\n");
     }
-    if (memprof_cfg.track_live) {
+    {
         struct memprof_live_bytes lb = memprof_live_bytes_of(heap);
         puts_(o, "# live_bytes: ");
         put_u64(o, lb.now > 0 ? (uint64_t)lb.now : 0);

@@ -120,10 +120,10 @@ static void count_live(enum memprof_log_type type, enum memprof_heap heap, uint3
 {
     if (memprof_log_active())
         memprof_log_event(type, heap, stack, size, address);
-    else if (memprof_cfg.track_live && type == LOG_ALLOC)
-        memprof_live_bytes_add(heap, size);
-    else if (memprof_cfg.track_live)
-        memprof_live_bytes_sub(heap, size);
+    else if (type == LOG_ALLOC)
+        memprof_live_bytes_add(heap, stack, size);
+    else
+        memprof_live_bytes_sub(heap, stack, size);
 }
 
 /* Unwinds, interns the stack and records one sampled allocation. */

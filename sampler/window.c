@@ -136,6 +136,7 @@ static int prepare_tables(void)
         return 0;
     }
     if (memprof_stack_table_init(memprof_cfg.max_stacks, memprof_cfg.max_nodes) != 0 ||
+        memprof_live_bytes_init(memprof_cfg.max_stacks) != 0 ||
         memprof_live_table_init(memprof_cfg.max_live) != 0)
         return -1;
     tables_ready = true;
@@ -176,7 +177,6 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         memprof_notes_reset();
         memprof_live_bytes_reset();
         if (memprof_cfg.log_mode) {   /* the log is named after the dump that will close it */
-            memprof_cfg.track_live = true;
             open_window_log(name_seq + 1);
         } else {
             memprof_log_forget();   /* an earlier window's log is not this window's */
@@ -399,7 +399,7 @@ void memprof_capture_status(struct memprof_status *s)
     for (int h = 0; h < HEAP_COUNT; h++) {
         s->live_samples += live.by_heap[h].objs;
         s->heap_live_bytes[h] = (uint64_t)live.by_heap[h].est_bytes;
-        int64_t peak = memprof_cfg.track_live ? memprof_live_bytes_of((enum memprof_heap)h).peak : 0;
+        int64_t peak = memprof_live_bytes_of((enum memprof_heap)h).peak;
         s->heap_peak_bytes[h] = peak > 0 ? (uint64_t)peak : 0;
     }
     pthread_mutex_unlock(&window_lock);

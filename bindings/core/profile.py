@@ -126,6 +126,11 @@ class HeapProfile:
     # float64 (stacks, 4): the sums of each stack's sample weights (`# estimate:` lines:
     # in-use objects and bytes, allocated objects and bytes), None in files without them.
     estimates: np.ndarray | None = None
+    # What each stack held at the heap's peak, in a tree that records it (`peaks=`),
+    # else None: int64 (stacks, 2) live samples and their bytes, float64 (stacks, 2)
+    # the objects and bytes they stand for.
+    peak_counters: np.ndarray | None = None
+    peak_estimates: np.ndarray | None = None
     mappings: list[MemoryMapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)  # failed device allocations
@@ -157,6 +162,24 @@ class HeapProfile:
         addrs = self.addrs.tolist()
         bounds = self.offsets.tolist()
         return [tuple(addrs[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def at_peak(profile: HeapProfile) -> HeapProfile | None:
+    """The profile with what each stack held at the heap's peak as its in-use figures
+    (its allocated ones as they are), or None where the file does not record them."""
+    import copy
+
+    import numpy as np
+
+    if profile.peak_counters is None or profile.peak_estimates is None:
+        return None
+    peak = copy.copy(profile)
+    peak.cur_objs = np.ascontiguousarray(profile.peak_counters[:, 0])
+    peak.cur_bytes = np.ascontiguousarray(profile.peak_counters[:, 1])
+    if profile.estimates is not None:
+        peak.estimates = profile.estimates.copy()
+        peak.estimates[:, :2] = profile.peak_estimates
+    return peak
 
 
 def _stack_array(name: str) -> property:
