@@ -259,7 +259,7 @@ def churn_rows(out: Path, argv: list[str]) -> list[Row]:
             sampler_env(out, 1024, MEMPROF_MODE="log"),
             baseline="sampler -c 1024",
         ),
-        Row("gate, exact mode (-c 1, peak)", sampler_env(out, 1, MEMPROF_TRACK_LIVE="1")),
+        Row("gate, exact mode (-c 1, peak)", sampler_env(out, 1)),
         Row(
             "attached (-p --attach) -c 65536",
             dict(os.environ),

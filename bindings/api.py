@@ -1,7 +1,7 @@
 """The in-process Python API: capture windows of this very process through the preloaded
 sampler's public C API (sampler/memprof.h), with cffi in ABI mode.
 
-    with mem_profiler.capture() as cap:      # every allocation, live bytes tracked
+    with mem_profiler.capture() as cap:      # every allocation recorded
         work()
     print(cap.peak_bytes, cap.live_bytes)
     print(cap.report())
@@ -34,7 +34,6 @@ int memprof_start(uint64_t rate, int max_depth, const char *prefix);
 int memprof_stop(char *path_out, size_t path_len);
 int memprof_dump(char *path_out, size_t path_len);
 int memprof_is_capturing(void);
-void memprof_track_live(int on);
 int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak);
 void memprof_mark(const char *text);
 uint64_t memprof_step(void);
@@ -101,15 +100,12 @@ def start(
     rate: int = defaults.RATE,
     output: str | None = None,
     depth: int = defaults.DEPTH,
-    track_live: bool = False,
 ) -> None:
     """Open a capture window: `rate` mean bytes between samples (1: every allocation),
     `output` the path prefix of its files (default: MEMPROF_PREFIX, else
-    mem_profiler.defaults.PREFIX), `depth` frames per stack; `track_live` also
-    keeps live bytes and their peak per heap (see heap_bytes)."""
-    begin, track = _call("memprof_start"), _call("memprof_track_live")
-    # Checked first: live tracking switched on inside an open window would count frees
-    # of blocks it never counted.
+    mem_profiler.defaults.PREFIX), `depth` frames per stack. Its live bytes and their
+    peak per heap are kept (see heap_bytes)."""
+    begin = _call("memprof_start")
     if is_capturing():
         raise CaptureError(_start_problem(errno.EBUSY, rate, depth))
     prefix = _ffi.NULL
@@ -119,13 +115,8 @@ def start(
         if not os.access(folder, os.W_OK | os.X_OK):
             raise CaptureError(f"cannot write profiles into {folder}: choose another output")
         prefix = path.encode()
-    switch_on = track_live and not _tracking_live()
-    if switch_on:
-        track(1)
     if begin(rate, depth, prefix) != 0:
         err = _ffi.errno
-        if switch_on:
-            track(0)
         raise CaptureError(_start_problem(err, rate, depth))
 
 
@@ -183,17 +174,14 @@ def step() -> int:
 
 
 def heap_bytes(heap: str = "host") -> HeapBytes:
-    """Live bytes of a heap and their peak in the open (or last) window; needs a window
-    opened with live tracking (capture(), or start(track_live=True))."""
+    """Live bytes of a heap and their peak in the open (or last) window."""
     query = _call("memprof_heap_bytes")
     if heap not in HEAPS:
         raise CaptureError(f"unknown heap {heap!r}: one of {', '.join(HEAPS)}")
     with _buffers:
         if query(heap.encode(), _counts, _counts + 1) == 0:
             return HeapBytes(_counts[0], _counts[1])
-    raise CaptureError(
-        "live bytes are not tracked: open the window with capture() or start(track_live=True)"
-    )
+    raise CaptureError(f"the sampler knows no heap {heap!r}: update the mem_profiler package")
 
 
 class Capture:
@@ -239,13 +227,12 @@ class Capture:
 def capture(
     rate: int = 1, output: str | None = None, depth: int = defaults.DEPTH
 ) -> Iterator[Capture]:
-    """A window around the block, with live bytes tracked; by default every allocation
-    is recorded (rate 1) and the files go to a new temporary folder, removed as the
-    process exits (`output`: a path prefix instead, whose files stay)."""
-    tracking = _tracking_live()
+    """A window around the block; by default every allocation is recorded (rate 1) and
+    the files go to a new temporary folder, removed as the process exits (`output`: a
+    path prefix instead, whose files stay)."""
     folder = tempfile.mkdtemp(prefix="mem_profiler_") if output is None else None
     try:
-        start(rate, output or f"{folder}/", depth, track_live=True)
+        start(rate, output or f"{folder}/", depth)
     except CaptureError:
         if folder:
             os.rmdir(folder)
@@ -257,16 +244,4 @@ def capture(
         yield cap
     finally:
         cap._final = {heap: heap_bytes(heap) for heap in HEAPS}
-        try:
-            cap.files = {heap: Path(path) for heap, path in window_files(stop()).items()}
-        finally:
-            if not tracking:
-                _call("memprof_track_live")(0)
-
-
-def _tracking_live() -> bool:
-    try:
-        heap_bytes()
-    except CaptureError:
-        return False
-    return True
+        cap.files = {heap: Path(path) for heap, path in window_files(stop()).items()}

@@ -75,7 +75,7 @@ ABI = 8
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
-START_TRACK_LIVE, START_LOG, START_VIEW = 1, 2, 4
+START_LOG, START_VIEW = 2, 4  # 1 was live tracking, which every window now has
 
 _SYS_FUTEX = 202  # x86-64
 _FLOCK = struct.Struct("hh4xqqi4x")  # struct flock (x86-64): type, whence, start, len, pid

@@ -20,7 +20,6 @@ from mem_profiler.control_block import (
     CMD_STATUS,
     CMD_STOP,
     START_LOG,
-    START_TRACK_LIVE,
     ControlBlock,
     ControlError,
     NotPermitted,
@@ -223,7 +222,7 @@ def capture_window(
             depth=depth,
             deadline_ns=deadline_ns,
             prefix=absolute_prefix(prefix),
-            flags=START_LOG | START_TRACK_LIVE if log else 0,
+            flags=START_LOG if log else 0,
         )
         started = time.monotonic()
         try:

@@ -32,7 +32,6 @@ class CaptureSettings:
     follow_fork: bool = False  # children the command forks without exec
     unwinder: str = "hybrid"
     capture: bool = True
-    track_live: bool = False  # live bytes and their peak per heap (shared counters)
     log: bool = False  # log mode: the event log and the timeline
     log_cap: int = defaults.LOG_FILE_BYTES  # bytes per log file
     log_files: int = defaults.LOG_FILES  # log files kept
@@ -49,8 +48,6 @@ class CaptureSettings:
         env["MEMPROF_STACK_MEMORY"] = str(self.stack_memory)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
         env["MEMPROF_UNWIND"] = self.unwinder
-        if self.track_live:
-            env["MEMPROF_TRACK_LIVE"] = "1"
         if self.log:
             env.update(
                 MEMPROF_MODE="log",

@@ -29,9 +29,11 @@ EXPORT int memprof_is_capturing(void)
     return memprof_window_id() != 0;
 }
 
+/* Live bytes are kept in every window now: this stays for programs built against
+ * the versions where they were kept only when asked for. */
 EXPORT void memprof_track_live(int on)
 {
-    memprof_cfg.track_live = on != 0;
+    (void)on;
 }
 
 EXPORT int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak)
@@ -39,8 +41,6 @@ EXPORT int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak)
     for (int h = 0; heap != NULL && h < HEAP_COUNT; h++) {
         if (strcmp(heap, memprof_heap_names[h]) != 0)
             continue;
-        if (!memprof_cfg.track_live)
-            return -1;
         struct memprof_live_bytes lb = memprof_live_bytes_of((enum memprof_heap)h);
         *live = lb.now > 0 ? (uint64_t)lb.now : 0;
         *peak = lb.peak > 0 ? (uint64_t)lb.peak : 0;

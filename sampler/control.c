@@ -129,11 +129,11 @@ static void publish_status(void)
     copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
 }
 
-/* A controller's window brings its own mode (live tracking, the log); the
+/* A controller's window brings its own mode (the log); the
  * process's own (its environment's, or set through the API) comes back when that
  * window closes, or at once when the window could not be opened (one was open). */
 struct window_mode {
-    bool track_live, log_mode;
+    bool log_mode;
     uint64_t log_cap;
     uint32_t log_files;
 };
@@ -142,13 +142,12 @@ static bool controller_mode;   /* process_mode holds what to restore */
 
 static struct window_mode current_mode(void)
 {
-    return (struct window_mode){memprof_cfg.track_live, memprof_cfg.log_mode,
+    return (struct window_mode){memprof_cfg.log_mode,
                                 memprof_cfg.log_cap, memprof_cfg.log_files};
 }
 
 static void apply_mode(struct window_mode m)
 {
-    memprof_cfg.track_live = m.track_live;
     memprof_cfg.log_mode = m.log_mode;
     memprof_cfg.log_cap = m.log_cap;
     memprof_cfg.log_files = m.log_files;
@@ -164,7 +163,6 @@ static void restore_process_mode(void)
 static int start_controller_window(const char *prefix)
 {
     struct window_mode before = current_mode(), asked = before;
-    asked.track_live = (block->flags & MEMPROF_START_TRACK_LIVE) != 0;
     asked.log_mode = (block->flags & MEMPROF_START_LOG) != 0;
     if (block->log_cap != 0)
         asked.log_cap = block->log_cap;

@@ -29,14 +29,13 @@ int memprof_dump(char *path_out, size_t path_len);
 /* 1 while a window is open. */
 int memprof_is_capturing(void);
 
-/* Keep (on = 1) the estimated live bytes of each heap and their peak in the
- * windows opened from now on; exact at rate 1.  Costs a shared counter per
- * sample, so it is off unless asked for. */
+/* Kept for programs built against earlier versions: every window now keeps its
+ * estimated live bytes per heap and their peak (exact at rate 1). */
 void memprof_track_live(int on);
 
-/* Live bytes and their peak in the open window for a heap ("host", "cuda",
- * "cuda_host", "acl", "acl_host", "hal"); 0, or -1 for an unknown heap or
- * when live bytes are not tracked. */
+/* Live bytes and their peak in the open (or last) window for a heap ("host",
+ * "cuda", "cuda_host", "acl", "acl_host", "hal", "cuda_segments"); 0, or -1 for
+ * an unknown heap. */
 int memprof_heap_bytes(const char *heap, uint64_t *live, uint64_t *peak);
 
 /* Marks in the event log of a window in log mode (no-ops otherwise): a point

@@ -42,7 +42,7 @@ enum memprof_command {
                                  without one keeps none */
 };
 
-#define MEMPROF_START_TRACK_LIVE 1u   /* keep live bytes and their peak per heap */
+/* 1u was live tracking, which every window now has: left unused */
 #define MEMPROF_START_LOG 2u          /* log mode: the event log, log_cap, log_files */
 #define MEMPROF_START_VIEW 4u         /* a live view's (mem_profiler top): its figures leave by
                                          snapshots, and its end writes no file */
@@ -88,7 +88,7 @@ struct memprof_control {
     uint64_t dropped_samples;
     uint64_t heap_live_bytes[MEMPROF_CONTROL_HEAPS];   /* unsampled; host, cuda, cuda_host,
                                                           acl, acl_host, hal */
-    uint64_t heap_peak_bytes[MEMPROF_CONTROL_HEAPS];   /* with MEMPROF_START_TRACK_LIVE */
+    uint64_t heap_peak_bytes[MEMPROF_CONTROL_HEAPS];
     char last_dump[MEMPROF_CONTROL_PATH_MAX];
     char message[256];              /* the last error, in words */
     uint32_t failed_dumps;          /* dumps that could not be written */

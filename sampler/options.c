@@ -20,8 +20,6 @@
  *   MEMPROF_CONTROL=0          no control block: not capturable from outside
  *   MEMPROF_CONTROL=on-request a control block, and its thread only once a controller
  *                              asks (a zygote's is so by itself: control.c)
- *   MEMPROF_TRACK_LIVE=1       keep live bytes and their peak (live_bytes.c): shared
- *                              counters, so off unless asked (the gate, log mode)
  *   MEMPROF_MODE=log           also write the event log (event_log.c)
  *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept
  *   MEMPROF_PYTHON=1           in a CPython process, wrap its allocators while a
@@ -99,7 +97,6 @@ void memprof_options_from_environment(void)
                                                                                  : UNWIND_HYBRID;
     memprof_cfg.verbose = memprof_getenv_u64("MEMPROF_VERBOSE", 0) != 0;
     memprof_cfg.python = memprof_getenv_u64("MEMPROF_PYTHON", 1) != 0;
-    memprof_cfg.track_live = memprof_getenv_u64("MEMPROF_TRACK_LIVE", 0) != 0;
     const char *mode = secure_getenv("MEMPROF_MODE");
     memprof_cfg.log_mode = mode != NULL && strcmp(mode, "log") == 0;
     memprof_cfg.follow_fork = memprof_getenv_u64("MEMPROF_FOLLOW_FORK", 0) != 0;

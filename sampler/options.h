@@ -15,7 +15,6 @@ struct memprof_config {
     uint32_t max_stacks;         /* stack table capacity */
     uint32_t max_nodes;          /* calling-context tree capacity */
     uint32_t max_live;           /* live-sample table capacity */
-    bool track_live;             /* keep live bytes and their peak (live_bytes.c) */
     bool log_mode;               /* write the event log (event_log.c) */
     bool follow_fork;            /* a forked child carries on the window (window.c) */
     bool python;                 /* wrap CPython's allocators in a window (hooks_python.c) */

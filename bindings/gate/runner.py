@@ -63,7 +63,6 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             depth=settings.depth,
             stack_memory=settings.stack_memory,
             prefix=prefix,
-            track_live=True,
             follow_fork=settings.follow_fork,
             # a category's peak is replayed from the event log
             log=any(b.kind == CATEGORY for b in job.budgets),
