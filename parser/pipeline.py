@@ -26,7 +26,9 @@ from typing import TypeVar
 import numpy as np
 
 from mem_profiler.core.errors import BuildIdMismatch, UserError
-from mem_profiler.core.profile import Failure, Foreign, HeapProfile
+from mem_profiler.core.escape import visible
+from mem_profiler.core.file_names import log_stem
+from mem_profiler.core.profile import Failure, Foreign, HeapProfile, at_peak
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser import log_analysis as analysis
 from mem_profiler.parser import log_export
@@ -72,6 +74,8 @@ NAME_FORMATS = ("text", "svg", "collapsed", "json", "flame")
 # Formats of a table by name alone, which sums merged stacks without expanding them.
 TABLE_FORMATS = ("text", "json")
 GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
+# The default table names the peak's holders where the peak is this much above the end.
+PEAK_SHOWN_ABOVE = 1.1
 
 Note = TypeVar("Note", bound=Failure | Foreign)
 Say = Callable[[str], None]  # one line to the user (mem_parser: on stderr)
@@ -314,6 +318,68 @@ def text_table(request: Request) -> str:
     return format_text(table, request.nodecount)
 
 
+def _write_table_peak(request: Request, say: Say, profile: HeapProfile) -> None:
+    """--peak of a capture without an event log: what each stack held at the heap's
+    peak, as the sampler kept it."""
+    peak = at_peak(profile)
+    if peak is None:
+        raise UserError(
+            f"{request.heap_file} records neither an event log nor the stacks at its peak"
+            " (a capture of an earlier mem_profiler): capture it again."
+        )
+    write_reports(
+        dataclasses.replace(
+            request,
+            context=f"Live at the {profile.heap} heap's peak:"
+            f" {format_amount(_peak_bytes(profile), 'bytes')}{_peak_moment(profile)}",
+        ),
+        say,
+        peak,
+    )
+
+
+def _peak_bytes(profile: HeapProfile) -> int:
+    text = profile.meta.get("peak_live_bytes", "")
+    return int(text) if text.isdigit() else 0
+
+
+def _peak_moment(profile: HeapProfile) -> str:
+    """`at 12.5 ms` into the window, where the file says."""
+    start, at = profile.window_ns[0], profile.meta.get("peak_time_ns", "")
+    if start is None or not at.isdigit() or int(at) < start:
+        return ""
+    return f" at {(int(at) - start) / MS:.1f} ms"
+
+
+def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
+    """The default table's line on the heap's peak: its bytes and the functions that
+    held most of them, where the capture records its stacks and the peak stands above
+    what is live at the end."""
+    if r.index != "inuse_space" or r.base or r.context or r.focus or r.ignore:
+        return None
+    peak = at_peak(sym.profile)
+    if r.categories is not None or peak is None:
+        return None
+    then = aggregate(
+        dataclasses.replace(sym, profile=peak, values=None),
+        r.index,
+        lines=r.lines,
+        full_names=r.full_names,
+    )
+    end = float(np.sum(sym.value(r.index)))
+    if then.total <= PEAK_SHOWN_ABOVE * end or then.total <= 0:
+        return None
+    held = ", ".join(
+        f"{visible(name)} {format_amount(value, 'bytes')}"
+        for name, value in zip(then.names[:3], then.flat[:3].tolist(), strict=False)
+        if value > 0
+    )
+    return (
+        f"Peak: {format_amount(then.total, 'bytes')}{_peak_moment(sym.profile)},"
+        f" most in {held} (mem_parser --peak: the whole table)"
+    )
+
+
 def allocation_categories(cap: WindowLog, request: Request) -> tuple[list[str], np.ndarray]:
     """The categories (request.categories' rules) and the one of each of the capture's
     allocations (-1: another heap's), from their stacks symbolized."""
@@ -326,6 +392,11 @@ def allocation_categories(cap: WindowLog, request: Request) -> tuple[list[str], 
 def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     """mem_parser's reports of a capture's event log: the timeline, and what `query` asks
     for (a .heap report beside the timeline where no log report is)."""
+    if query == LogQuery(peak=True) and log_stem(request.heap_file) is None:
+        profile = read_heap(request.heap_file)
+        if not profile.meta.get("log"):
+            _write_table_peak(request, say, profile)
+            return
     window_log = analysis.open_window_log(request.heap_file)
     for warning in window_log.warnings:
         say(f"warning: {warning}")
@@ -526,6 +597,8 @@ def symbolized_notes(
         acc_objs=zeros,
         acc_bytes=zeros,
         estimates=None,
+        peak_counters=None,
+        peak_estimates=None,
         labels={},
         failures=[],
         foreign=[],
@@ -562,7 +635,8 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     notes = r.notes + dropped
     prof = sym.profile
     if fmt == "text":
-        text = format_text(_table(sym, r), r.nodecount, dropped)
+        peak = peak_line(sym, r)
+        text = format_text(_table(sym, r), r.nodecount, dropped + ([peak] if peak else []))
         foreign = prof.foreign or int(prof.meta.get("foreign_unrecorded", 0))
         # the failures' and foreign ranges' stacks, symbolized in one go
         named = symbolized_notes(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.core.errors import BudgetError, UserError
-from mem_profiler.core.profile import FRAME_BASE, FRAME_END, HeapProfile
+from mem_profiler.core.profile import FRAME_BASE, FRAME_END, HeapProfile, at_peak
 from mem_profiler.core.units import format_size
 from mem_profiler.gate.budgets import (
     CATEGORY,
@@ -256,14 +256,13 @@ def _measure(
 
 def _peak(profile: HeapProfile) -> tuple[float, float]:
     """The peak of live bytes and its standard deviation. At rate R an estimate of B bytes
-    in blocks of s has variance sum s^2 (1-p)/p <= R B (s (1-p)/p <= R): the bound is
-    given, as which blocks were live at the peak is not known."""
+    in blocks of s has variance sum s^2 (1-p)/p <= R B (s (1-p)/p <= R): the bound, which
+    needs no sizes of the blocks live at the peak."""
     text = profile.meta.get("peak_live_bytes")
     if text is None or not text.isdigit():
         raise BudgetError(
-            f"{profile.path} records no peak (it was not made with live "
-            "tracking): run the program with MEMPROF_TRACK_LIVE=1 or "
-            "`mem_profiler gate`"
+            f"{profile.path} records no peak (a capture of an earlier mem_profiler, made"
+            " without live tracking): capture it again"
         )
     peak = float(text)
     return peak, math.sqrt(peak * profile.rate) if profile.rate > 1 else 0.0
@@ -377,7 +376,20 @@ def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) ->
             "the stacks cannot be compared with the baseline's; "
             "the stacks that allocated most are shown"
         )
-    live = budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK)
+    if budget.kind == PEAK:
+        peak = at_peak(stacks.profile)
+        if peak is not None:
+            return _largest(_Stacks(peak, [stacks.profile.exe]), top, live=True)
+        notes.append(
+            "which stacks were live at the peak is not recorded (a capture of an earlier"
+            " mem_profiler): the stacks that allocated most are shown"
+        )
+    return _largest(stacks, top, live=budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK))
+
+
+def _largest(stacks: _Stacks, top: int, live: bool) -> list[StackLine]:
+    """The `top` stacks holding most (live: less what the suppressions leave out) or
+    that allocated most."""
     est = stacks.leaks()[0] if live else stacks.grouped(live)[0]
     order = [g for g in np.argsort(-est, kind="stable")[:top].tolist() if est[g] > 0]
     return [

@@ -42,7 +42,7 @@ JSON_FORMAT = 1
 _VERDICTS = {HOLD: "hold", EXCEEDED: "exceeded", SETUP_ERROR: "error"}
 SHOWN_FRAMES = 6
 _TITLES = {
-    PEAK: "stacks that allocated most (which of them were live at the peak is not recorded)",
+    PEAK: "stacks live at the peak",
     LIVE_AT_EXIT: "stacks holding the most at exit",
     LEAK_PER_STACK: "stacks holding the most at exit",
     TOTAL_ALLOC: "stacks that allocated most",
