@@ -324,8 +324,9 @@ def _write_table_peak(request: Request, say: Say, profile: HeapProfile) -> None:
     peak = at_peak(profile)
     if peak is None:
         raise UserError(
-            f"{request.heap_file} records neither an event log nor the stacks at its peak"
-            " (a capture of an earlier mem_profiler): capture it again."
+            f"{request.heap_file} records neither an event log nor the stacks at its peak:"
+            " capture the program with this mem_profiler (--mode log adds the moments"
+            " around the peak)."
         )
     write_reports(
         dataclasses.replace(
