@@ -31,15 +31,15 @@ MB = 1 << 20
 
 
 def kept_by_keeper(heap: str) -> tuple[float, list[str]]:
-    """The first row of `mem_parser -f HEAP -t`, as a user reads it: its cum MB and the
-    report's lines."""
+    """The first row of `mem_parser -f HEAP -t`, as a user reads it (under the line on the
+    program's end and the one on its peak): its cum MB and the report's lines."""
     report = subprocess.run(
         [MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True, timeout=120
     )
     assert report.returncode == 0, report.stderr
     lines = report.stdout.splitlines()
     assert lines[1] == ENDED, report.stdout
-    first = lines[2].split()
+    first = next(line for line in lines[2:] if not line.startswith("Peak: ")).split()
     assert " ".join(first[5:]) == KEEPER, report.stdout
     return float(first[3]), lines
 

@@ -23,8 +23,9 @@ _FLAME_DATA_RE = re.compile(r'<script type="application/json" id="data">(.*?)</s
 
 
 def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
-    """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed."""
-    lines = report.splitlines()
+    """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed (the line on
+    the peak under Total left out)."""
+    lines = [line for line in report.splitlines() if not line.startswith("Peak: ")]
     return lines[0], {m[5]: m.group(1, 2, 3, 4) for m in map(_ROW_RE.match, lines[1:])}
 
 
