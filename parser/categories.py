@@ -1,14 +1,17 @@
-"""What a stack's memory is for, by where its Python frames are (msMemScope's
-decomposition): a table of rules, each a category, a regular expression a frame's file
-must match (searched) and one its function's name, without its class, must match
-(whole), tried from a stack's innermost Python frame outwards. The first frame some
-rule matches names the category; a stack no rule matches, or with no Python frame, is
-`other`.
+"""What a stack's memory is for, by where its frames are (msMemScope's decomposition): a
+table of rules, each a category, a regular expression a frame's file must match
+(searched) and one its function's name, without its class, must match (whole), tried
+from a stack's innermost frame outwards. A rule whose file is `<native>` is for native
+frames: its name is matched against the function's name without its arguments,
+templates and return type (`torch::autograd::Engine::thread_main`). The first frame
+some rule matches names the category; a stack no rule matches is `other`.
 
 The defaults are PyTorch training's: what a module's import allocates is `other` (one
 imported on first use, inside a step), what the optimizers allocate their state, what
 autograd's backward pass allocates gradients, what a module's construction (or its
-move to a device) allocates weights, and what a `forward` allocates activations."""
+move to a device) allocates weights, and what a `forward` allocates activations. The
+backward pass of tensors on a device runs on autograd's thread for that device, which
+has no Python frame: its engine's loop names it."""
 
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
 from mem_profiler.parser.aggregate import FlatCum
 from mem_profiler.parser.nputil import stack_positions
-from mem_profiler.parser.symbolize import SymbolizedProfile
+from mem_profiler.parser.symbolize import SymbolizedProfile, short_name
 
 OTHER = "other"
+NATIVE = "<native>"  # the file of a rule for native frames
 _MAX_RULES_BYTES = 1 << 20
 
 
@@ -45,6 +49,7 @@ TORCH_RULES = (
     rule("gradients", r"/torch/autograd/graph\.py$", r"_engine_run_backward"),
     rule("gradients", r"/torch/autograd/__init__\.py$", r"backward|grad"),
     rule("gradients", r"/torch/_tensor\.py$", r"backward"),
+    rule("gradients", NATIVE, r"torch::autograd::Engine::thread_main"),
     rule("weights", r"/torch/nn/parameter\.py$", r".*"),
     rule("weights", r"/torch/nn/modules/", r"__init__|reset_parameters|_apply"),
     rule("activations", r"", r"forward"),
@@ -84,14 +89,26 @@ def stack_categories(
 ) -> tuple[list[str], np.ndarray]:
     """The categories (sorted) and each stack's index among them."""
     names = sorted({r.category for r in rules} | {OTHER})
+    python = [r for r in rules if r.file.pattern != NATIVE]
+    native = [r for r in rules if r.file.pattern == NATIVE]
     of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # index -1: none
-    for i, (name, file) in enumerate(zip(sym.functions, sym.python_files, strict=True)):
+    files = sym.python_files or [None] * len(sym.functions)
+    for i, (name, file) in enumerate(zip(sym.functions, files, strict=True)):
         if file is not None:
             short = name.rsplit(".", 1)[-1]  # Adam._init_group: _init_group
             found = next(
-                (r for r in rules if r.file.search(file) and r.function.fullmatch(short)), None
+                (r for r in python if r.file.search(file) and r.function.fullmatch(short)), None
             )
-            of_function[i] = -1 if found is None else names.index(found.category)
+        else:  # the name searched first: short_name is slow beside it
+            found = next(
+                (
+                    r
+                    for r in native
+                    if r.function.search(name) and r.function.fullmatch(short_name(name))
+                ),
+                None,
+            )
+        of_function[i] = -1 if found is None else names.index(found.category)
     category = np.full(len(sym.offsets) - 1, names.index(OTHER), np.int64)
     if len(sym.frames):
         per_frame = of_function[sym.func_of[sym.frames]]
