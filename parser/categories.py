@@ -11,7 +11,8 @@ imported on first use, inside a step), what the optimizers allocate their state,
 autograd's backward pass allocates gradients, what a module's construction (or its
 move to a device) allocates weights, and what a `forward` allocates activations. The
 backward pass of tensors on a device runs on autograd's thread for that device, which
-has no Python frame: its engine's loop names it."""
+has no Python frame: its engine's loop names it. cuBLAS's workspaces, which PyTorch
+takes from the caching allocator as a thread first multiplies matrices, are other."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def rule(category: str, file: str, function: str) -> Rule:
 
 
 TORCH_RULES = (
+    # cuBLAS's workspace, one per handle and stream, taken from the caching allocator by
+    # the first matrix product of a thread: in a forward, or on autograd's device thread
+    rule(
+        OTHER,
+        NATIVE,
+        r"at::cuda::(\(anonymous namespace\)::)?\w*(Workspace|BlasHandle|BlasLtHandle)\w*",
+    ),
     rule(OTHER, r"", r"<module>"),  # a module's own code, run as it is imported
     rule(OTHER, r"^<frozen importlib\.", r".*"),
     rule("optimizer_state", r"/torch/optim/", r".*"),
