@@ -45,6 +45,60 @@ uint64_t memprof_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The bounds of the mapping holding addr, from /proc/thread-self/maps read
+ * with plain system calls into a small stack buffer (the walk may run on a
+ * signal handler's small sigaltstack).  pthread_getattr_np cannot
+ * serve here: it holds the thread's lock while its fopen calls malloc, so a
+ * sample taken inside it would wait on that lock forever (Rust's runtime and
+ * the JVM call it at every thread start). */
+bool memprof_mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, bool *readable)
+{
+    char proc[MEMPROF_PROC_PATH];
+    int fd = open(memprof_proc_file("maps", proc), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    /* Each line starts "start-end ": a small state machine, so lines may
+     * straddle reads. */
+    enum { START, END, PERMS, REST } field = START;
+    uintptr_t start = 0, end = 0;
+    bool found = false;
+    char buf[1024];
+    ssize_t n;
+    while (!found && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
+        for (ssize_t i = 0; i < n && !found; i++) {
+            char c = buf[i];
+            int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (field == START) {
+                if (digit >= 0)
+                    start = start << 4 | (uintptr_t)digit;
+                else
+                    field = c == '-' ? END : REST;
+            } else if (field == END) {
+                if (digit >= 0)
+                    end = end << 4 | (uintptr_t)digit;
+                else
+                    field = PERMS;
+            } else if (field == PERMS) {   /* its first letter: r or - */
+                field = REST;
+                if (addr >= start && addr < end) {
+                    *lo = start;
+                    *hi = end;
+                    if (readable != NULL)
+                        *readable = c == 'r';
+                    found = true;
+                }
+            } else if (c == '\n') {
+                field = START;
+                start = end = 0;
+            }
+        }
+    }
+    close(fd);
+    if (!found)
+        errno = ESRCH;
+    return found;
+}
+
 size_t memprof_read_small_file(const char *path, char *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

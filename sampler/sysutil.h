@@ -49,6 +49,11 @@ int memprof_publish(int fd, const char *tmp, const char *final) HIDDEN;
  * cmdline} for the program it runs, and leaves /proc/thread-self/ the emulator's. */
 #define MEMPROF_PROC_PATH 64
 const char *memprof_proc_file(const char *name, char out[MEMPROF_PROC_PATH]) HIDDEN;
+/* The bounds of the mapping holding addr and whether it is readable (readable may be
+ * NULL), read from /proc with plain system calls into a small stack buffer: for a
+ * signal handler's sigaltstack, and with no lock (pthread_getattr_np's fopen takes
+ * the thread's lock and calls malloc).  false, errno ESRCH: none holds it. */
+bool memprof_mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, bool *readable) HIDDEN;
 /* Reads up to cap - 1 bytes of a (/proc) file, NUL-terminated; returns the length. */
 size_t memprof_read_small_file(const char *path, char *buf, size_t cap) HIDDEN;
 bool memprof_has_argument(const char *arg) HIDDEN;   /* one of the process's arguments is arg */

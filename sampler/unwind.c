@@ -207,7 +207,6 @@ static void note_loader(unsigned long long adds, unsigned long long subs)
     atomic_store(&loader_adds, (uint32_t)adds);
 }
 
-static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, bool *readable);
 
 /* A signal return trampoline in no object: qemu-user's page of it, where a
  * kernel would have its vDSO (the loader lists that). */
@@ -215,8 +214,8 @@ static bool sigreturn_outside_objects(uintptr_t pc)
 {
     uintptr_t lo, hi;
     bool readable = false;
-    return ARCH_SIGRETURN_OUTSIDE_OBJECTS && mapping_of(pc, &lo, &hi, &readable) && readable &&
-           hi - pc >= sizeof sigreturn_code &&
+    return ARCH_SIGRETURN_OUTSIDE_OBJECTS && memprof_mapping_of(pc, &lo, &hi, &readable) &&
+           readable && hi - pc >= sizeof sigreturn_code &&
            memcmp((const void *)pc, sigreturn_code, sizeof sigreturn_code) == 0;
 }
 
@@ -274,59 +273,6 @@ static inline struct unwind_rule rule_at(const struct rule_slot *table, uint32_t
 }
 
 /* ---- stack mappings ----------------------------------------------------------- */
-/* The bounds of the mapping holding addr, from /proc/thread-self/maps read
- * with plain system calls into a small stack buffer (the walk may run on a
- * signal handler's small sigaltstack).  pthread_getattr_np cannot
- * serve here: it holds the thread's lock while its fopen calls malloc, so a
- * sample taken inside it would wait on that lock forever (Rust's runtime and
- * the JVM call it at every thread start). */
-static bool mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, bool *readable)
-{
-    char proc[MEMPROF_PROC_PATH];
-    int fd = open(memprof_proc_file("maps", proc), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    /* Each line starts "start-end ": a small state machine, so lines may
-     * straddle reads. */
-    enum { START, END, PERMS, REST } field = START;
-    uintptr_t start = 0, end = 0;
-    bool found = false;
-    char buf[1024];
-    ssize_t n;
-    while (!found && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
-        for (ssize_t i = 0; i < n && !found; i++) {
-            char c = buf[i];
-            int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (field == START) {
-                if (digit >= 0)
-                    start = start << 4 | (uintptr_t)digit;
-                else
-                    field = c == '-' ? END : REST;
-            } else if (field == END) {
-                if (digit >= 0)
-                    end = end << 4 | (uintptr_t)digit;
-                else
-                    field = PERMS;
-            } else if (field == PERMS) {   /* its first letter: r or - */
-                field = REST;
-                if (addr >= start && addr < end) {
-                    *lo = start;
-                    *hi = end;
-                    if (readable != NULL)
-                        *readable = c == 'r';
-                    found = true;
-                }
-            } else if (c == '\n') {
-                field = START;
-                start = end = 0;
-            }
-        }
-    }
-    close(fd);
-    if (!found)
-        errno = ESRCH;
-    return found;
-}
 
 /* The stack mapping holding sp: one of the two this thread's walks met last
  * (its own stack and a sigaltstack), else looked up once in the maps. */
@@ -345,7 +291,7 @@ static __attribute__((noinline)) bool find_stack(uintptr_t sp, struct memprof_st
     if (t->no_maps)
         return false;
     uintptr_t lo, hi;
-    if (!mapping_of(sp, &lo, &hi, NULL)) {
+    if (!memprof_mapping_of(sp, &lo, &hi, NULL)) {
         /* No /proc (or sp in no mapping): no walk from now on.  Out of descriptors
          * (another thread of ours holds the last one for a moment): this walk only. */
         t->no_maps = errno != EMFILE && errno != ENFILE && errno != ENOMEM;
