@@ -35,6 +35,7 @@ class CaptureSettings:
     log: bool = False  # log mode: the event log and the timeline
     log_cap: int = defaults.LOG_FILE_BYTES  # bytes per log file
     log_files: int = defaults.LOG_FILES  # log files kept
+    leak_scan: bool = False  # at the end, which live blocks nothing points to (exact at -c 1)
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -48,6 +49,8 @@ class CaptureSettings:
         env["MEMPROF_STACK_MEMORY"] = str(self.stack_memory)
         env["MEMPROF_PREFIX"] = absolute_prefix(self.prefix)
         env["MEMPROF_UNWIND"] = self.unwinder
+        if self.leak_scan:
+            env["MEMPROF_LEAK_SCAN"] = "1"
         if self.log:
             env.update(
                 MEMPROF_MODE="log",

@@ -223,6 +223,7 @@ def check_leaks_at_exit(
             stack_memory,
             save_dir=folder,
             suppressions=leak_suppressions(suppressions),
+            leak_scan=True,
         )
         (verdict,) = run_gate([job], settings)
     except (UserError, LaunchError, SamplerNotBuilt) as err:

@@ -7,6 +7,7 @@ import sys
 from typing import NoReturn, TypedDict, Unpack
 
 import click
+from click.core import ParameterSource
 
 from mem_profiler import defaults
 from mem_profiler.cmd import cli_input
@@ -213,8 +214,9 @@ def show_progress(elapsed: float, status: Status) -> None:
 @click.option(
     "--leak-check",
     is_flag=True,
-    help="Judge what is still allocated at exit: exit 1 when it is more than "
-    "--leak-threshold, with a report of the stacks (gate --max-live-at-exit).",
+    help="Judge what is still allocated at exit and nothing points to, as LeakSanitizer "
+    "does: exit 1 when it is more than --leak-threshold, with a report of the stacks. "
+    "Records every allocation unless -c is given.",
 )
 @click.option(
     "--leak-threshold",
@@ -279,6 +281,8 @@ def run(
     if suppressions and not leak_check:
         fail("--suppressions says what --leak-check leaves out: give both")
     if leak_check:
+        if click.get_current_context().get_parameter_source("rate") is ParameterSource.DEFAULT:
+            rate = 1  # what a pointer may pass through is known only of every block
         check_leaks_at_exit(
             list(command),
             leak_threshold,

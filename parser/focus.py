@@ -93,6 +93,6 @@ def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
             new: prof.labels[old] for new, old in enumerate(which.tolist()) if old in prof.labels
         },
         estimates=None if prof.estimates is None else prof.estimates[which],
-        peak_counters=None if prof.peak_counters is None else prof.peak_counters[which],
-        peak_estimates=None if prof.peak_estimates is None else prof.peak_estimates[which],
+        peak=None if prof.peak is None else prof.peak.taken(which),
+        unreachable=None if prof.unreachable is None else prof.unreachable.taken(which),
     )

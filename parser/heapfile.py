@@ -31,6 +31,7 @@ from mem_profiler.core.profile import (
     Foreign,
     HeapProfile,
     PythonFrame,
+    StackFigures,
 )
 from mem_profiler.parser.context_tree import StackTree, Tree, eval_range, hal_labels
 from mem_profiler.parser.heap_text import (
@@ -124,6 +125,7 @@ _TREE_LINE = b"\n# tree: "
 _TREE_RE = re.compile(
     r"frames=([0-9]{1,10}) nodes=([0-9]{1,10}) stacks=([0-9]{1,10})"
     r" estimates=([0-9]{1,10}) labels=([01])(?: peaks=([0-9]{1,10}))?"
+    r"(?: unreachable=([0-9]{1,10}))?"
 )
 _COUNTERS = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
@@ -254,16 +256,15 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
 
     text = _decompress(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
-    prof, (frames, nodes, stacks, estimates, labels, peaks), at = _tree_header(text, name, noted)
+    prof, counts, at = _tree_header(text, name, noted)
+    frames, nodes, stacks, estimates, labels, peaks, unreachable = counts
     shapes = [
         *_tree_arrays(frames, nodes, stacks),
         ("est_row", "<u4", estimates),
         ("est", "<f8", 4 * estimates),
         ("label", "<u8", stacks * labels),
-        ("peak_row", "<u4", max(peaks, 0)),
-        ("peak_samples", "<u8", max(peaks, 0)),
-        ("peak_bytes", "<u8", max(peaks, 0)),
-        ("peak_est", "<f8", 2 * max(peaks, 0)),
+        *_figure_arrays("peak", peaks),
+        *_figure_arrays("unreachable", unreachable),
     ]
     size = sum(np.dtype(dtype).itemsize * length for _, dtype, length in shapes)
     if len(text) < at + size:
@@ -275,7 +276,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     for key, dtype, length in shapes:
         arrays[key] = (
             _unshuffle(text, dtype, length, at)
-            if key not in ("est", "peak_est")
+            if key not in ("est", "peak_est", "unreachable_est")
             else np.frombuffer(text, dtype, length, at)
         )
         at += arrays[key].nbytes
@@ -294,24 +295,42 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     )
     _tree_profile(prof, arrays, noted, fail)
     if peaks >= 0:
-        _peak_stacks(prof, arrays, fail)
+        prof.peak = _stack_figures(arrays, "peak", fail)
+    if unreachable >= 0:
+        prof.unreachable = _stack_figures(arrays, "unreachable", fail)
     return prof
 
 
-def _peak_stacks(prof: HeapProfile, arrays: dict[str, np.ndarray], fail) -> None:
-    """What each of the profile's stacks held at the heap's peak, from a tree's arrays."""
+def _figure_arrays(name: str, count: int) -> list[tuple[str, str, int]]:
+    """The arrays of a tree's figures of some stacks (`peaks=`, `unreachable=`; -1:
+    none): their rows, samples, bytes and estimates."""
+    count = max(count, 0)
+    return [
+        (f"{name}_row", "<u4", count),
+        (f"{name}_samples", "<u8", count),
+        (f"{name}_bytes", "<u8", count),
+        (f"{name}_est", "<f8", 2 * count),
+    ]
+
+
+def _stack_figures(arrays: dict[str, np.ndarray], name: str, fail) -> StackFigures:
+    """What each of the profile's stacks held, from a tree's figures of some of them."""
     kept = np.asarray(np.column_stack([arrays[counter] for counter in _COUNTERS]).any(axis=1))
-    rows, est = arrays["peak_row"], arrays["peak_est"].reshape(-1, 2)
-    counters = np.column_stack([arrays["peak_samples"], arrays["peak_bytes"]])
+    rows, est = arrays[f"{name}_row"], arrays[f"{name}_est"].reshape(-1, 2)
+    counters = np.column_stack([arrays[f"{name}_samples"], arrays[f"{name}_bytes"]])
     if (rows >= len(kept)).any() or not kept[rows].all():
-        raise fail("a stack at the peak that the tree does not count (the file is damaged)")
+        raise fail(
+            f"a stack of the {name} figures that the tree does not count (the file is damaged)"
+        )
     if (counters >= np.uint64(2**63)).any() or not (np.isfinite(est) & (est >= 0)).all():
-        raise fail("a figure at the peak out of range (the file is damaged)")
+        raise fail(f"a {name} figure out of range (the file is damaged)")
     row = np.cumsum(kept) - 1  # a kept stack's row in the profile
-    prof.peak_counters = np.zeros((int(kept.sum()), 2), np.int64)
-    prof.peak_estimates = np.zeros((int(kept.sum()), 2), np.float64)
-    prof.peak_counters[row[rows]] = counters.astype(np.int64)
-    prof.peak_estimates[row[rows]] = est
+    figures = StackFigures(
+        np.zeros((int(kept.sum()), 2), np.int64), np.zeros((int(kept.sum()), 2), np.float64)
+    )
+    figures.counters[row[rows]] = counters.astype(np.int64)
+    figures.estimates[row[rows]] = est
+    return figures
 
 
 def _unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
@@ -554,7 +573,8 @@ def _tree_header(
             if counts is None:
                 raise HeapFileError(
                     f"{name}:{lineno}: expected '# tree: frames=F nodes=N stacks=S"
-                    f" estimates=E labels=0|1 [peaks=P]' (F, N, S, E, P below 2^32), found"
+                    f" estimates=E labels=0|1 [peaks=P] [unreachable=U]' (F, N, S, E, P, U below"
+                    f" 2^32), found"
                     f" {show(line)}"
                 )
             arrays_at = end + 1 if end >= 0 else len(text)

@@ -449,8 +449,8 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
                 estimate(sizes),
             ]
         ),
-        peak_counters=None,  # the log's own moments are asked for
-        peak_estimates=None,
+        peak=None,  # the log's own moments are asked for
+        unreachable=None,
         rate=rate,
         heap=cap.heap_name,
     )

@@ -101,8 +101,8 @@ def stacks_profile(cap: WindowLog) -> HeapProfile:
         acc_objs=zeros,
         acc_bytes=zeros,
         estimates=None,
-        peak_counters=None,
-        peak_estimates=None,
+        peak=None,
+        unreachable=None,
     )
 
 

@@ -154,9 +154,7 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
             [np.bincount(row_of, weights=column, minlength=rows) for column in values.T]
         ).reshape(rows, values.shape[1])
 
-    peak_counters = profile.peak_counters
-    if peak_counters is not None:
-        peak_counters = np.column_stack([added(column) for column in peak_counters.T])
+    peak, unreachable = profile.peak, profile.unreachable
     return dataclasses.replace(
         profile,
         addrs=np.zeros(0, np.uint64),
@@ -166,7 +164,7 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
         acc_objs=added(profile.acc_objs),
         acc_bytes=added(profile.acc_bytes),
         estimates=summed(profile.estimates),
-        peak_counters=peak_counters,
-        peak_estimates=summed(profile.peak_estimates),
+        peak=None if peak is None else peak.summed(row_of, rows),
+        unreachable=None if unreachable is None else unreachable.summed(row_of, rows),
         labels={row: text for row, text in enumerate(labels) if text},
     )

@@ -16,8 +16,9 @@ static void add_totals(struct memprof_stack_totals *t, uint64_t size, double wei
     t->est_bytes += weight * (double)size;
 }
 
-static void add_live_sample(uint32_t stack, uint64_t size, void *arg)
+static void add_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
+    (void)key;
     const struct live_sum *sum = arg;
     uint32_t heap = memprof_stack_heap(stack);
     double weight = memprof_sample_weight(sum->rates, heap, size);

@@ -676,9 +676,10 @@ static bool estimates_implied(const struct counts *c, uint32_t id, uint64_t rate
     return estimate_implied(live_of(c, id), rate) && estimate_implied(&acc, rate);
 }
 
-/* The stacks that held memory at the heap's peak, read once before they are written:
- * their rows, and what each held. */
-struct peak_stacks {
+/* Figures of some of the stacks, besides their counts, read once before they are
+ * written: the stacks that held memory at the heap's peak, or at the program's end
+ * those of its live samples that nothing points to.  Their rows, and what each held. */
+struct stack_figures {
     uint32_t n;
     uint32_t *row;
     uint64_t *samples, *bytes;
@@ -686,52 +687,71 @@ struct peak_stacks {
     size_t cap;
 };
 
-static void release_peak(struct peak_stacks *p)
+static void release_figures(struct stack_figures *f)
 {
-    memprof_unmap(p->row, sizeof(*p->row) * p->cap);
-    memprof_unmap(p->samples, sizeof(*p->samples) * p->cap);
-    memprof_unmap(p->bytes, sizeof(*p->bytes) * p->cap);
-    memprof_unmap(p->est, sizeof(*p->est) * 2 * p->cap);
+    memprof_unmap(f->row, sizeof(*f->row) * f->cap);
+    memprof_unmap(f->samples, sizeof(*f->samples) * f->cap);
+    memprof_unmap(f->bytes, sizeof(*f->bytes) * f->cap);
+    memprof_unmap(f->est, sizeof(*f->est) * 2 * f->cap);
 }
 
-static bool gather_peak(struct out *o, const struct selection *sel, enum memprof_heap heap,
-                        struct peak_stacks *p)
+static struct memprof_stack_live at_peak(enum memprof_heap heap, uint32_t id, const void *arg)
 {
-    *p = (struct peak_stacks){.cap = (size_t)sel->stacks + 1};
-    p->row = scratch_or_fail(o, sizeof(*p->row) * p->cap);
-    p->samples = scratch_or_fail(o, sizeof(*p->samples) * p->cap);
-    p->bytes = scratch_or_fail(o, sizeof(*p->bytes) * p->cap);
-    p->est = scratch_or_fail(o, sizeof(*p->est) * 2 * p->cap);
+    (void)arg;
+    return memprof_live_at_peak(heap, id);
+}
+
+/* At rate 1, where it is looked for: each sample stands for itself. */
+static struct memprof_stack_live unreachable(enum memprof_heap heap, uint32_t id, const void *arg)
+{
+    (void)heap;
+    const struct memprof_unreachable *u = arg;
+    if (id >= u->nstacks)
+        return (struct memprof_stack_live){0, 0, 0, 0};
+    return (struct memprof_stack_live){u->samples[id], u->bytes[id], (double)u->bytes[id],
+                                       (double)u->samples[id]};
+}
+
+static bool gather_figures(struct out *o, const struct selection *sel, enum memprof_heap heap,
+                           struct memprof_stack_live (*figure)(enum memprof_heap heap,
+                                                               uint32_t id, const void *arg),
+                           const void *arg, struct stack_figures *f)
+{
+    *f = (struct stack_figures){.cap = (size_t)sel->stacks + 1};
+    f->row = scratch_or_fail(o, sizeof(*f->row) * f->cap);
+    f->samples = scratch_or_fail(o, sizeof(*f->samples) * f->cap);
+    f->bytes = scratch_or_fail(o, sizeof(*f->bytes) * f->cap);
+    f->est = scratch_or_fail(o, sizeof(*f->est) * 2 * f->cap);
     if (o->failed) {
-        release_peak(p);
+        release_figures(f);
         return false;
     }
-    for (uint32_t id = 0; id < sel->nstacks && p->n < sel->stacks; id++) {
+    for (uint32_t id = 0; arg != NULL && id < sel->nstacks && f->n < sel->stacks; id++) {
         if (sel->stack_row[id] == 0)
             continue;
-        struct memprof_stack_live held = memprof_live_at_peak(heap, id);
+        struct memprof_stack_live held = figure(heap, id, arg);
         if (held.samples == 0)
             continue;
-        p->row[p->n] = sel->stack_row[id] - 1;
-        p->samples[p->n] = held.samples;
-        p->bytes[p->n] = held.bytes;
-        p->est[2 * p->n] = held.est_objs;
-        p->est[2 * p->n + 1] = held.est_bytes;
-        p->n++;
+        f->row[f->n] = sel->stack_row[id] - 1;
+        f->samples[f->n] = held.samples;
+        f->bytes[f->n] = held.bytes;
+        f->est[2 * f->n] = held.est_objs;
+        f->est[2 * f->n + 1] = held.est_bytes;
+        f->n++;
     }
     return true;
 }
 
-static void put_peak(struct out *o, const struct peak_stacks *p)
+static void put_figures(struct out *o, const struct stack_figures *f)
 {
-    put_planes(o, (const uint8_t *)p->row, sizeof(*p->row) * p->n, sizeof(*p->row));
-    put_planes(o, (const uint8_t *)p->samples, sizeof(*p->samples) * p->n, sizeof(*p->samples));
-    put_planes(o, (const uint8_t *)p->bytes, sizeof(*p->bytes) * p->n, sizeof(*p->bytes));
-    put(o, (const char *)p->est, sizeof(*p->est) * 2 * p->n);
+    put_planes(o, (const uint8_t *)f->row, sizeof(*f->row) * f->n, sizeof(*f->row));
+    put_planes(o, (const uint8_t *)f->samples, sizeof(*f->samples) * f->n, sizeof(*f->samples));
+    put_planes(o, (const uint8_t *)f->bytes, sizeof(*f->bytes) * f->n, sizeof(*f->bytes));
+    put(o, (const char *)f->est, sizeof(*f->est) * 2 * f->n);
 }
 
 static void put_tree(struct out *o, const struct selection *sel, const struct counts *c,
-                     enum memprof_heap heap, uint64_t rate)
+                     const struct memprof_window_info *w, enum memprof_heap heap, uint64_t rate)
 {
     /* the stacks whose estimates are written, found once: mapped for every stack,
      * touched only for those */
@@ -745,8 +765,14 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     for (uint32_t id = 0; id < sel->nstacks; id++)
         if (sel->stack_row[id] != 0 && !estimates_implied(c, id, rate))
             estimated[estimates++] = id;
-    struct peak_stacks peak;
-    if (!gather_peak(o, sel, heap, &peak)) {
+    struct stack_figures peak, leaks;
+    const struct memprof_unreachable *scanned = heap == HEAP_HOST ? w->unreachable : NULL;
+    if (!gather_figures(o, sel, heap, at_peak, "", &peak)) {
+        memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
+        return;
+    }
+    if (!gather_figures(o, sel, heap, unreachable, scanned, &leaks)) {
+        release_figures(&peak);
         memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
         return;
     }
@@ -761,6 +787,10 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     puts_(o, heap == HEAP_HAL ? " labels=1" : " labels=0");
     puts_(o, " peaks=");
     put_u64(o, peak.n);
+    if (scanned != NULL) {
+        puts_(o, " unreachable=");
+        put_u64(o, leaks.n);
+    }
     puts_(o, "\n");
 
     put_column(o, (struct column){sel, c, sel->nframes, frame_value, 0}, 8, sel->frames);
@@ -782,8 +812,10 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
     memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
     if (heap == HEAP_HAL)
         put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8, sel->stacks);
-    put_peak(o, &peak);
-    release_peak(&peak);
+    put_figures(o, &peak);
+    put_figures(o, &leaks);
+    release_figures(&peak);
+    release_figures(&leaks);
 }
 
 static void put_profile(struct out *o, const struct memprof_window_info *w, enum memprof_heap heap,
@@ -865,7 +897,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     dl_iterate_phdr(put_build_id, &ctx);
     put_python_frames(o);
     put_notes(o, heap);
-    put_tree(o, sel, c, heap, rate);
+    put_tree(o, sel, c, w, heap, rate);
 
     puts_(o, "\nMAPPED_LIBRARIES:\n");
     put(o, text->maps, text->maps_len);

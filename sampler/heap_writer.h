@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "estimate.h"
+#include "reachable.h"
 #include "sample.h"
 
 /* The heaps' names, as their files and the API give them. */
@@ -22,6 +23,9 @@ struct memprof_window_info {
         int heap, error;
         uint64_t bytes;
     } failure;
+    /* at the program's end, the host heap's live samples nothing points to; NULL: not
+     * looked for */
+    const struct memprof_unreachable *unreachable;
 };
 /* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
  * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out

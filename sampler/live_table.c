@@ -229,14 +229,16 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
     return found;
 }
 
-void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), void *arg)
+void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t size, void *arg),
+                          void *arg)
 {
     for (int k = 0; k < LIVE_STRIPES; k++) {
         struct stripe *s = &stripes[k];
         lock(s);
         for (uint32_t i = 0; s->mask && i <= s->mask; i++)
             if (s->slots[i].ptr != 0)
-                fn((uint32_t)(s->slots[i].packed & STACK_MASK), s->slots[i].packed >> STACK_BITS, arg);
+                fn(s->slots[i].ptr, (uint32_t)(s->slots[i].packed & STACK_MASK),
+                   s->slots[i].packed >> STACK_BITS, arg);
         unlock(s);
     }
 }

@@ -14,8 +14,10 @@ void memprof_live_prefetch(uintptr_t ptr) HIDDEN;
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size) HIDDEN;
 /* Removes ptr if it is a live sample; reports what it was. */
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
-/* Calls fn for every live sample (each stripe locked while it is visited). */
-void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), void *arg) HIDDEN;
+/* Calls fn for every live sample, its key (a host block's address) among them (each
+ * stripe locked while it is visited). */
+void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t size, void *arg),
+                          void *arg) HIDDEN;
 
 /* The filter.  Consulted on every free while capturing, so its lookup is inline here.
  * Half a million 16-bit cells, each a count of the live samples it covers and the XOR

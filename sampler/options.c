@@ -21,6 +21,8 @@
  *   MEMPROF_CONTROL=on-request a control block, and its thread only once a controller
  *                              asks (a zygote's is so by itself: control.c)
  *   MEMPROF_MODE=log           also write the event log (event_log.c)
+ *   MEMPROF_LEAK_SCAN=1        at the program's end, find the live samples nothing
+ *                              points to (reachable.c): `run --leak-check`
  *   MEMPROF_LOG_CAP=104857600  bytes per log file, MEMPROF_LOG_FILES=10 files kept
  *   MEMPROF_PYTHON=1           in a CPython process, wrap its allocators while a
  *                              window is open (hooks_python.c); 0 leaves them alone
@@ -100,6 +102,7 @@ void memprof_options_from_environment(void)
     const char *mode = secure_getenv("MEMPROF_MODE");
     memprof_cfg.log_mode = mode != NULL && strcmp(mode, "log") == 0;
     memprof_cfg.follow_fork = memprof_getenv_u64("MEMPROF_FOLLOW_FORK", 0) != 0;
+    memprof_cfg.leak_scan = memprof_getenv_u64("MEMPROF_LEAK_SCAN", 0) != 0;
     memprof_cfg.log_cap = memprof_getenv_u64("MEMPROF_LOG_CAP", memprof_cfg.log_cap);
     memprof_cfg.log_files = (uint32_t)memprof_getenv_u64("MEMPROF_LOG_FILES", memprof_cfg.log_files);
     const char *prefix = secure_getenv("MEMPROF_PREFIX");

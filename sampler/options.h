@@ -16,6 +16,7 @@ struct memprof_config {
     uint32_t max_nodes;          /* calling-context tree capacity */
     uint32_t max_live;           /* live-sample table capacity */
     bool log_mode;               /* write the event log (event_log.c) */
+    bool leak_scan;              /* at the end, which live samples are reachable (reachable.c) */
     bool follow_fork;            /* a forked child carries on the window (window.c) */
     bool python;                 /* wrap CPython's allocators in a window (hooks_python.c) */
     uint64_t log_cap;            /* bytes per log file */

@@ -24,6 +24,7 @@
 #include "notes.h"
 #include "options.h"
 #include "python_frames.h"
+#include "reachable.h"
 #include "sample.h"
 #include "stack_table.h"
 #include "sysutil.h"
@@ -267,6 +268,11 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
         w.python_exit = python_exit;
         if (close)
             closed_dropped = memprof_dropped_samples(&w.drops);
+        /* every block a pointer may pass through is known only at rate 1 */
+        struct memprof_unreachable unreachable;
+        bool scanned = close && (at_exit || python_exit) && memprof_cfg.leak_scan &&
+                       w.rates.host == 1 && memprof_unreachable_scan(&unreachable, memprof_stack_ids());
+        w.unreachable = scanned ? &unreachable : NULL;
         if (close && at_exit)
             memprof_stack_table_release_lookups();
         if (!close || !window_is_view) {
@@ -276,6 +282,8 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
             if (path_out != NULL && path_len > 0)
                 path_out[0] = '\0';
         }
+        if (scanned)
+            memprof_unreachable_release(&unreachable);
     }
     pthread_mutex_unlock(&window_lock);
     if (close) {

@@ -100,6 +100,30 @@ class StackSource(Protocol):
 
 
 @dataclass
+class StackFigures:
+    """Per stack of a profile, what the sampler counted of it at one moment besides its
+    counts: int64 (stacks, 2) its live samples and their bytes, float64 (stacks, 2) the
+    objects and bytes they stand for."""
+
+    counters: np.ndarray
+    estimates: np.ndarray
+
+    def taken(self, which: np.ndarray) -> StackFigures:
+        """Those of the stacks `which`, in that order."""
+        return StackFigures(self.counters[which], self.estimates[which])
+
+    def summed(self, row_of: np.ndarray, rows: int) -> StackFigures:
+        """Those of `rows` stacks, stack i's added to row row_of[i]'s."""
+        import numpy as np
+
+        counters = np.zeros((rows, 2), np.int64)
+        np.add.at(counters, row_of, self.counters)
+        estimates = np.zeros((rows, 2), np.float64)
+        np.add.at(estimates, row_of, self.estimates)
+        return StackFigures(counters, estimates)
+
+
+@dataclass
 class HeapProfile:
     """The contents of one .heap file, counts still raw (sampled)."""
 
@@ -126,11 +150,11 @@ class HeapProfile:
     # float64 (stacks, 4): the sums of each stack's sample weights (`# estimate:` lines:
     # in-use objects and bytes, allocated objects and bytes), None in files without them.
     estimates: np.ndarray | None = None
-    # What each stack held at the heap's peak, in a tree that records it (`peaks=`),
-    # else None: int64 (stacks, 2) live samples and their bytes, float64 (stacks, 2)
-    # the objects and bytes they stand for.
-    peak_counters: np.ndarray | None = None
-    peak_estimates: np.ndarray | None = None
+    # What each stack held at the heap's peak, in a tree that records it (`peaks=`)
+    peak: StackFigures | None = None
+    # What each held at the program's end that nothing pointed to, where that was looked
+    # for (`unreachable=`, `run --leak-check`)
+    unreachable: StackFigures | None = None
     mappings: list[MemoryMapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)  # failed device allocations
@@ -164,22 +188,28 @@ class HeapProfile:
         return [tuple(addrs[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-def at_peak(profile: HeapProfile) -> HeapProfile | None:
-    """The profile with what each stack held at the heap's peak as its in-use figures
-    (its allocated ones as they are), or None where the file does not record them."""
+def in_use(profile: HeapProfile, figures: StackFigures | None) -> HeapProfile | None:
+    """The profile with `figures` (its peak, or what nothing pointed to at its end) as
+    its in-use figures, its allocated ones as they are; None without them."""
     import copy
 
     import numpy as np
 
-    if profile.peak_counters is None or profile.peak_estimates is None:
+    if figures is None:
         return None
-    peak = copy.copy(profile)
-    peak.cur_objs = np.ascontiguousarray(profile.peak_counters[:, 0])
-    peak.cur_bytes = np.ascontiguousarray(profile.peak_counters[:, 1])
+    then = copy.copy(profile)
+    then.cur_objs = np.ascontiguousarray(figures.counters[:, 0])
+    then.cur_bytes = np.ascontiguousarray(figures.counters[:, 1])
     if profile.estimates is not None:
-        peak.estimates = profile.estimates.copy()
-        peak.estimates[:, :2] = profile.peak_estimates
-    return peak
+        then.estimates = profile.estimates.copy()
+        then.estimates[:, :2] = figures.estimates
+    return then
+
+
+def at_peak(profile: HeapProfile) -> HeapProfile | None:
+    """What each stack held at the heap's peak as the profile's in-use figures, or None
+    where the file does not record them."""
+    return in_use(profile, profile.peak)
 
 
 def _stack_array(name: str) -> property:

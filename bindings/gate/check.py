@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.core.errors import BudgetError, UserError
-from mem_profiler.core.profile import FRAME_BASE, FRAME_END, HeapProfile, at_peak
+from mem_profiler.core.profile import FRAME_BASE, FRAME_END, HeapProfile, at_peak, in_use
 from mem_profiler.core.units import format_size
 from mem_profiler.gate.budgets import (
     CATEGORY,
@@ -136,12 +136,18 @@ def check_budgets(
             raise BudgetError(f"{profile.warnings[0]}: its budgets cannot be judged")
         if profile is not None and profile.dropped_samples and not allow_dropped:
             raise BudgetError(partial_profile(profile))
-    views: dict[str, _Stacks] = {}
+    views: dict[tuple[str, bool], _Stacks] = {}
 
-    def view(heap: str) -> _Stacks:
-        if heap not in views:
-            views[heap] = _Stacks(profiles[heap], [profiles[heap].exe], suppressions)
-        return views[heap]
+    def view(budget: Budget) -> _Stacks:
+        """The stacks a budget is judged on: for what is live at exit, of it what nothing
+        pointed to where the capture looked (`run --leak-check`)."""
+        profile = profiles[budget.heap]
+        leaks = budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK) and profile.unreachable is not None
+        if (budget.heap, leaks) not in views:
+            shown = in_use(profile, profile.unreachable) if leaks else profile
+            assert shown is not None
+            views[budget.heap, leaks] = _Stacks(shown, [profile.exe], suppressions)
+        return views[budget.heap, leaks]
 
     results = []
     for budget in budgets:
@@ -154,7 +160,7 @@ def check_budgets(
         else:
             result = _measure(budget, profile, view)
             if profile is not None and budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK):
-                result.notes += view(budget.heap).left_out_note()
+                result.notes += view(budget).left_out_note() + _reachable_note(profile)
         if profile is None:
             result.notes.append(f"the {budget.heap} heap was not used")
         else:
@@ -164,8 +170,8 @@ def check_budgets(
                     "sampler's tables were full): the measured value is too low"
                 )
             if result.exceeded and budget.kind != CATEGORY:
-                result.notes += view(budget.heap).notes
-                result.stacks = _responsible(budget, view(budget.heap), top, result.notes)
+                result.notes += view(budget).notes
+                result.stacks = _responsible(budget, view(budget), top, result.notes)
         results.append(result)
     return results
 
@@ -228,8 +234,21 @@ def partial_profile(profile: HeapProfile) -> str:
     )
 
 
+def _reachable_note(profile: HeapProfile) -> list[str]:
+    """What was live at exit but reachable, where the capture looked: not a leak."""
+    if profile.unreachable is None:
+        return []
+    live = float(stack_estimates(profile, live=True)[0].sum())
+    reachable = live - float(profile.unreachable.estimates[:, 1].sum())
+    return [
+        f"{format_size(reachable, exact=profile.rate <= 1)} live at exit was still pointed to"
+        " from the program's data, its thread-local storage or its stack: not leaked (as"
+        " LeakSanitizer decides it)"
+    ]
+
+
 def _measure(
-    budget: Budget, profile: HeapProfile | None, view: Callable[[str], _Stacks]
+    budget: Budget, profile: HeapProfile | None, view: Callable[[Budget], _Stacks]
 ) -> BudgetResult:
     limit, baseline = float(budget.limit), None
     if budget.kind == GROWTH:
@@ -240,13 +259,13 @@ def _measure(
     if budget.kind in (PEAK, GROWTH):
         value, sd = _peak(profile)
     elif budget.kind == LEAK_PER_STACK:
-        est, var = view(budget.heap).leaks()
+        est, var = view(budget).leaks()
         worst = int(np.argmax(est)) if len(est) else None
         value, sd = (
             (0.0, 0.0) if worst is None else (float(est[worst]), math.sqrt(float(var[worst])))
         )
     elif budget.kind == LIVE_AT_EXIT:
-        est, var = view(budget.heap).leaks()
+        est, var = view(budget).leaks()
         value, sd = float(est.sum()), math.sqrt(float(var.sum()))
     else:
         est, est_sd = stack_estimates(profile, live=False)

@@ -39,6 +39,8 @@ class GateSettings:
     save_dir: str | None = None  # keep each command's profiles: DIR/NAME[.HEAP].heap
     follow_fork: bool = False  # the command's forks write files too (not judged)
     suppressions: tuple[Suppression, ...] = BUILTIN  # left out of what is live at exit
+    # what is live at exit counts only what nothing points to then (run --leak-check)
+    leak_scan: bool = False
 
 
 def run_gate(jobs: list[GateJob], settings: GateSettings) -> list[CommandVerdict]:
@@ -64,6 +66,7 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             stack_memory=settings.stack_memory,
             prefix=prefix,
             follow_fork=settings.follow_fork,
+            leak_scan=settings.leak_scan,
             # a category's peak is replayed from the event log
             log=any(b.kind == CATEGORY for b in job.budgets),
         )

@@ -527,7 +527,7 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
         (
             compressed(PAYLOAD.replace(b"# tree: ", b"# tree:x ")),
             "{path}:11: expected '# tree: frames=F nodes=N stacks=S estimates=E labels=0|1"
-            " [peaks=P]'",
+            " [peaks=P] [unreachable=U]'",
         ),
         (
             compressed(PAYLOAD[: PAYLOAD.index(b"# tree:")]),
