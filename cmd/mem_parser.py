@@ -11,7 +11,7 @@ from dataclasses import fields
 import click
 
 from mem_profiler.cmd.cli_input import BYTES, FRACTION, MILLISECONDS, leave, run_command, say
-from mem_profiler.core.errors import UserError
+from mem_profiler.core.errors import ProgramNotHere, UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
 from mem_profiler.parser.capture_files import select_files
@@ -280,8 +280,14 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
     if flags["binary"] is None and _names_frames(flags):
-        program, build_id = recorded_program(chosen[0][1], flags["sysroot"])
-        if program is not None:  # else a pprof profile, which names its frames
+        try:
+            program, build_id = recorded_program(chosen[0][1], flags["sysroot"])
+        except ProgramNotHere as e:
+            if not e.foreign:
+                raise
+            _say(f"warning: {e} Its frames are shown as addresses, as pprof shows them.")
+            program, build_id = None, None
+        if program is not None:  # else a pprof profile, which names its frames, or addresses
             _say(
                 f"reading {program}, the program that ran"
                 + (f" (build-id {build_id})" if build_id else "")

@@ -1,11 +1,13 @@
 """What the readers of heap profiles share: the text of a file decoded, a piece of it
-quoted for an error, the memory map section after `MAPPED_LIBRARIES:`."""
+quoted for an error, the memory map section after `MAPPED_LIBRARIES:` (or, in the
+legacy profiles of other tools, `--- Memory map: ---`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
-from mem_profiler.core.memory_map import parse_maps_line
+from mem_profiler.core.memory_map import MemoryMapping, parse_maps_line
 from mem_profiler.core.profile import HeapProfile
 
 U64_MAX = 2**64 - 1
@@ -36,6 +38,44 @@ def read_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> 
         if "\0" in line:
             raise fail(lineno, f"the path of a mapping holds {NO_NUL}")
         prof.mappings.append(mapping)
+
+
+# The short form of a mapping in heapz's and other tools' memory maps, as pprof's
+# legacy_profile.go reads it: `START-END[:] [PERMS] [FILE] [(@OFFSET)] [BUILD_ID]`.
+_BRIEF_MAP_RE = re.compile(
+    r"\s*(?:0x)?([0-9a-fA-F]{1,16})[\s-]?\s*(?:0x)?([0-9a-fA-F]{1,16}):?(?:\s+([-rwxp]+))?"
+    r"(?:\s+(\S+))?(?:\s+\(@([0-9a-fA-F]{1,16})\))?(?:\s+([0-9a-fA-F]+))?"
+)
+
+
+def read_legacy_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> None:
+    """The memory map of another tool's legacy profile, read as pprof reads it: lines of
+    /proc/<pid>/maps or the short form `START-END: FILE`, `NAME=VALUE` lines whose
+    `$NAME` later lines use (heapz's `source=`), anything else skipped; mappings that
+    are not executable left out."""
+    names: dict[str, str] = {}
+    for lineno, raw in lines:
+        line = raw.strip()
+        for name, value in names.items():
+            line = line.replace(name, value)
+        mapping = parse_maps_line(line)
+        brief = _BRIEF_MAP_RE.match(line) if mapping is None else None
+        if brief is not None:
+            start, end, offset = (int(brief[k] or "0", 16) for k in (1, 2, 5))
+            mapping = MemoryMapping(start, end, brief[3] or "r-xp", offset, brief[4] or "")
+            if brief[6] and mapping.path:
+                prof.build_ids.setdefault(mapping.path, brief[6].lower())
+        if mapping is None:
+            name, eq, value = line.partition("=")
+            if eq and name.strip() and not name.lstrip().startswith("#"):
+                names["$" + name.strip()] = value.strip()
+            continue
+        if mapping.start > mapping.end:
+            raise fail(lineno, f"a mapping whose end is below its start: {show(line)}")
+        if "\0" in line:
+            raise fail(lineno, f"the path of a mapping holds {NO_NUL}")
+        if mapping.executable:
+            prof.mappings.append(mapping)
 
 
 def show(text: str, limit: int = 60) -> str:

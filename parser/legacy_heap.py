@@ -5,7 +5,7 @@ and Go's (`pprof.Lookup("heap").WriteTo(w, 1)`).
     heap profile: <objects>: <bytes> [<objects>: <bytes>] @ <format>[/<N>]
     <objects>: <bytes> [<objects>: <bytes>] @ 0x<address> ...     (one line per stack)
     MAPPED_LIBRARIES:                                              (or --- Memory map: ---)
-    <the process's /proc/<pid>/maps>
+    <the process's /proc/<pid>/maps, or heapz's short lines: heap_text.py>
 
 The counts are those in use, then [those allocated]; the addresses are return
 addresses, leaf first. `#` lines and blank lines are comments (Go's frame names, its
@@ -22,7 +22,7 @@ import numpy as np
 
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.heap_text import U64_MAX, decode, read_mappings, show
+from mem_profiler.parser.heap_text import U64_MAX, decode, read_legacy_mappings, show
 
 # The formats, each with what divides its N into the sampling rate R: N is R (heap_v2:
 # gperftools' GetHeapSample and jemalloc 3; heapz_v2), Go writes twice R (heap), or
@@ -93,7 +93,7 @@ def parse_legacy(data: bytes, name: str) -> HeapProfile:
                 values[token] = int(token, 16)
         addrs.extend(map(values.__getitem__, tokens))
         lengths.append(len(tokens))
-    read_mappings(prof, enumerate(lines[maps_at:], maps_at + 1), fail)
+    read_legacy_mappings(prof, enumerate(lines[maps_at:], maps_at + 1), fail)
 
     table = np.array(counters, np.int64).reshape(-1, 4)
     prof.addrs = np.array(addrs, np.uint64)

@@ -238,6 +238,8 @@ def _program(request: Request, profile: HeapProfile) -> str | None:
         return request.binary
     if names_every_frame(profile):
         return None
+    if profile.exe is None and not profile.version:
+        return None  # another tool's legacy profile, whose program is not here: addresses
     if profile.exe is None:
         raise UserError(f"{profile.path} does not name the program that ran (no '# exe:' line).")
     exe = in_sysroot(profile.exe, request.sysroot)

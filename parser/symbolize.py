@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mem_profiler.core.errors import BuildIdMismatch, ElfError, UserError
+from mem_profiler.core.errors import BuildIdMismatch, ElfError, ProgramNotHere, UserError
 from mem_profiler.core.frame_label import Where, frame_label
 from mem_profiler.core.input_files import other_owner, readable_by
 from mem_profiler.core.memory_map import MemoryMapping
@@ -263,7 +263,8 @@ def recorded_program(heap_file: str, sysroot: str | None = None) -> tuple[str | 
     jeprof take it, by the first object of its memory map (jemalloc's and gperftools'
     files), found under `sysroot` where given; and its build-id, checked against the one
     recorded: UserError, one sentence, when the file names none, it is gone or it is
-    another build. None for a profile that names every frame itself (pprof's)."""
+    another build (ProgramNotHere for the first two). None for a profile that names
+    every frame itself (pprof's)."""
     if heap_file.endswith(".memlog"):
         raise UserError(
             f"{heap_file} is an event log, which does not name its program: give"
@@ -275,18 +276,21 @@ def recorded_program(heap_file: str, sysroot: str | None = None) -> tuple[str | 
     exe = profile.exe or next(
         (m.path for m in read_heap(heap_file).mappings if m.path.startswith("/")), ""
     )
+    foreign = not profile.version  # another tool's legacy profile
     if not exe:
-        raise UserError(
+        raise ProgramNotHere(
             f"{heap_file} does not name the program that ran (no '# exe:' line and no"
-            " memory map): give it with -p BIN."
+            " memory map): give it with -p BIN.",
+            foreign,
         )
     recorded = profile.build_ids.get(exe)
     exe = in_sysroot(exe, sysroot)
     check_owner_reads_program(heap_file, exe)
     if not os.path.isfile(exe):
-        raise UserError(
+        raise ProgramNotHere(
             f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN"
-            " (or its machine's root file system with --sysroot DIR)."
+            " (or its machine's root file system with --sysroot DIR).",
+            foreign,
         )
     found = ElfImage(exe).build_id
     if recorded is not None and found != recorded:

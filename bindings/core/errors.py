@@ -5,6 +5,15 @@ class UserError(Exception):
     """A problem with the user's input (file, binary, options), not a bug."""
 
 
+class ProgramNotHere(UserError):
+    """The program a profile names is not on this machine, or it names none. `foreign`: the
+    profile is another tool's, which pprof reads without its program (addresses)."""
+
+    def __init__(self, message: str, foreign: bool) -> None:
+        super().__init__(message)
+        self.foreign = foreign
+
+
 class HeapFileError(UserError):
     """A .heap file that is missing, unreadable or malformed."""
 

@@ -8,6 +8,7 @@ profile against `go tool pprof`."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -158,6 +159,54 @@ def test_go_legacy_heap_profile_reads_as_go_pprof_reads_it(go_build, tmp_path):
     subprocess.run([MEM_PARSER, "-p", exe, "-f", heap, "--pprof", written], check=True)
     assert go_pprof_total(tmp_path, written) == pytest.approx(go_total, abs=0.01)
     assert "main.sitePages" in go_pprof(tmp_path, "-top", written).stdout
+
+
+def short_memory_map(text: str) -> str:
+    """A profile with its `MAPPED_LIBRARIES:` section written as heapz writes its memory
+    map: `--- Memory map: ---`, a `source=` line and `START-END: $source/NAME (@OFFSET)`
+    for each executable mapping of the program, the others' paths whole; the rest left
+    out."""
+    body, _, maps = text.partition("MAPPED_LIBRARIES:")
+    exes = [line.split() for line in maps.splitlines() if len(line.split()) == 6]
+    exes = [f for f in exes if "x" in f[1] and f[5].startswith("/")]
+    folder = os.path.dirname(exes[0][5])
+    lines = [f"\tsource={folder}"] + [
+        f"  {f[0]}: "
+        + (f"$source/{os.path.basename(f[5])}" if f[5] == exes[0][5] else f[5])
+        + f" (@{f[2]})"
+        for f in exes
+    ]
+    return body + "--- Memory map: ---\n" + "\n".join(lines) + "\n"
+
+
+def test_heapz_with_its_short_memory_map_reads_as_pprof_reads_it(gperftools_profiles, tmp_path):
+    exe, files = gperftools_profiles
+    heapz = tmp_path / "short.heapz"
+    heapz.write_text(short_memory_map(files["heapz"].read_text()))
+    total, rows = text_table([MEM_PARSER, "-f", heapz, "-t"])  # the program from the map
+    assert total == pytest.approx(go_pprof_total(tmp_path, exe, heapz), rel=0.01, abs=0.05)
+    assert [name for name, _, _ in rows[:2]] == ["site_pages", "site_small"], rows[:4]
+
+
+def test_go_legacy_heap_profile_without_its_program_reads_as_addresses(go_build, tmp_path):
+    exe = go_build("heap_sites", cgo=False)
+    heap = tmp_path / "go.heap"
+    subprocess.run([exe, *map(str, SITES[:2]), heap], check=True, timeout=120)
+    done = subprocess.run(
+        [MEM_PARSER, "-f", heap, "-t"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Its frames are shown as addresses, as pprof shows them." in done.stderr
+    total = float(done.stdout.split()[1])
+    go_total = go_pprof_total(tmp_path, "-symbolize=none", heap)
+    assert total == pytest.approx(go_total, rel=0.01, abs=0.05)
+    table = json.loads(
+        subprocess.run(
+            [MEM_PARSER, "-f", heap, "--json"], capture_output=True, check=True, timeout=120
+        ).stdout
+    )
+    assert all(re.fullmatch(r"0x[0-9a-f]+", row["name"]) for row in table["rows"]), table
+    assert sum(row["flat"] for row in table["rows"]) == pytest.approx(table["total"])
 
 
 @pytest.mark.parametrize("index", ["inuse_space", "alloc_space"])
