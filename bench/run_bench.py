@@ -558,6 +558,7 @@ def measure(
     them all. With `dropped`, the table says how many samples the last round's .heap
     files dropped; with `keep`, the last round's files are left for the caller
     (row.files) to remove."""
+    rows = with_compared(rows)
     for i in range(repeat):
         for row in round_order(rows, i):
             run_once(row, argv, out, keep=i == repeat - 1)
@@ -567,6 +568,23 @@ def measure(
     print_table(rows, dropped, extra_rss)
     if not keep:
         remove_files(rows)
+
+
+COMPARED: Path | None = None  # set by main from --compare-lib
+
+
+def with_compared(rows: list[Row]) -> list[Row]:
+    """With --compare-lib, each row that preloads our sampler followed by the same row
+    preloading the other build instead (an A/B of two versions in one run)."""
+    if COMPARED is None:
+        return rows
+    out = []
+    for row in rows:
+        out.append(row)
+        if row.env.get("LD_PRELOAD") == str(LIB) and row.attach_rate is None:
+            env = dict(row.env, LD_PRELOAD=str(COMPARED))
+            out.append(Row(f"{row.name} [compared]", env, row.argv, row.baseline))
+    return out
 
 
 def round_order(rows: list[Row], i: int) -> list[Row]:
@@ -606,9 +624,17 @@ def main() -> None:
         help=f"run these groups of rows only, of: {', '.join(GROUPS)} (attach, the control "
         "round trip and top)",
     )
+    ap.add_argument(
+        "--compare-lib",
+        type=Path,
+        metavar="LIBMEMPROF",
+        help="also run each row of the sampler with this build of libmemprof.so (an earlier "
+        "version's), marked [compared]",
+    )
     args = ap.parse_args()
 
-    global RUNNER
+    global RUNNER, COMPARED
+    COMPARED = args.compare_lib.resolve() if args.compare_lib else None
     print(f"measured on {platform.machine()} ({os.cpu_count()} cores), {platform.platform()}\n")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
