@@ -360,17 +360,18 @@ def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
     what is live at the end."""
     if r.index != "inuse_space" or r.base or r.context or r.focus or r.ignore:
         return None
-    peak = at_peak(sym.profile)
-    if r.categories is not None or peak is None:
+    at = at_peak(sym.profile)
+    if r.categories is not None or at is None:
         return None
     then = aggregate(
-        dataclasses.replace(sym, profile=peak, values=None),
+        dataclasses.replace(sym, profile=at, values=None),
         r.index,
         lines=r.lines,
         full_names=r.full_names,
     )
     end = float(np.sum(sym.value(r.index)))
-    if then.total <= PEAK_SHOWN_ABOVE * end or then.total <= 0:
+    peak = float(_peak_bytes(sym.profile) or then.total)  # the heap's own figure, exact
+    if peak <= PEAK_SHOWN_ABOVE * end or then.total <= 0:
         return None
     held = ", ".join(
         f"{visible(name)} {format_amount(value, 'bytes')}"
@@ -378,7 +379,7 @@ def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
         if value > 0
     )
     return (
-        f"Peak: {format_amount(then.total, 'bytes')}{_peak_moment(sym.profile)},"
+        f"Peak: {format_amount(peak, 'bytes')}{_peak_moment(sym.profile)},"
         f" most in {held} (mem_parser --peak: the whole table)"
     )
 

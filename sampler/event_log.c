@@ -354,10 +354,12 @@ void memprof_log_after_fork(void)
  * file's), which a tick holds while it takes its record: both are on one side of it. */
 static void count_and_stamp(struct memprof_log_event *e)
 {
+    enum memprof_heap heap = (enum memprof_heap)e->r.heap;
+    double weight = memprof_sample_weight(memprof_cfg.rates, heap, e->size);
     if (e->r.type == LOG_ALLOC)
-        memprof_live_bytes_add((enum memprof_heap)e->r.heap, e->stack, e->size);
+        memprof_live_bytes_add(heap, e->size, weight, false);
     else
-        memprof_live_bytes_sub((enum memprof_heap)e->r.heap, e->stack, e->size);
+        memprof_live_bytes_sub(heap, e->stack, e->size, weight, false);
     e->time_ns = memprof_now_ns();
 }
 

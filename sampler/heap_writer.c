@@ -695,50 +695,66 @@ static void release_figures(struct stack_figures *f)
     memprof_unmap(f->est, sizeof(*f->est) * 2 * f->cap);
 }
 
-static struct memprof_stack_live at_peak(enum memprof_heap heap, uint32_t id, const void *arg)
-{
-    (void)arg;
-    return memprof_live_at_peak(heap, id);
-}
-
-/* At rate 1, where it is looked for: each sample stands for itself. */
-static struct memprof_stack_live unreachable(enum memprof_heap heap, uint32_t id, const void *arg)
-{
-    (void)heap;
-    const struct memprof_unreachable *u = arg;
-    if (id >= u->nstacks)
-        return (struct memprof_stack_live){0, 0, 0, 0};
-    return (struct memprof_stack_live){u->samples[id], u->bytes[id], (double)u->bytes[id],
-                                       (double)u->samples[id]};
-}
-
-static bool gather_figures(struct out *o, const struct selection *sel, enum memprof_heap heap,
-                           struct memprof_stack_live (*figure)(enum memprof_heap heap,
-                                                               uint32_t id, const void *arg),
-                           const void *arg, struct stack_figures *f)
+static bool start_figures(struct out *o, const struct selection *sel, struct stack_figures *f)
 {
     *f = (struct stack_figures){.cap = (size_t)sel->stacks + 1};
     f->row = scratch_or_fail(o, sizeof(*f->row) * f->cap);
     f->samples = scratch_or_fail(o, sizeof(*f->samples) * f->cap);
     f->bytes = scratch_or_fail(o, sizeof(*f->bytes) * f->cap);
     f->est = scratch_or_fail(o, sizeof(*f->est) * 2 * f->cap);
+    if (o->failed)
+        release_figures(f);
+    return !o->failed;
+}
+
+/* Stack id's figures, where the selection writes it. */
+static void add_figures(struct stack_figures *f, const struct selection *sel, uint32_t id,
+                        struct memprof_stack_totals held)
+{
+    if (id >= sel->nstacks || sel->stack_row[id] == 0 || held.objs == 0 || f->n + 1 >= f->cap)
+        return;
+    f->row[f->n] = sel->stack_row[id] - 1;
+    f->samples[f->n] = held.objs;
+    f->bytes[f->n] = held.bytes;
+    f->est[2 * f->n] = held.est_objs;
+    f->est[2 * f->n + 1] = held.est_bytes;
+    f->n++;
+}
+
+/* The stacks at the heap's peak: its record (live_bytes.c), or where the heap is at its
+ * peak now, its live samples. */
+static bool gather_peak(struct out *o, const struct selection *sel, const struct counts *c,
+                        enum memprof_heap heap, struct stack_figures *f)
+{
+    if (!start_figures(o, sel, f))
+        return false;
+    struct memprof_stack_live *rows = scratch_or_fail(o, sizeof(*rows) * f->cap);
     if (o->failed) {
         release_figures(f);
         return false;
     }
-    for (uint32_t id = 0; arg != NULL && id < sel->nstacks && f->n < sel->stacks; id++) {
-        if (sel->stack_row[id] == 0)
-            continue;
-        struct memprof_stack_live held = figure(heap, id, arg);
-        if (held.samples == 0)
-            continue;
-        f->row[f->n] = sel->stack_row[id] - 1;
-        f->samples[f->n] = held.samples;
-        f->bytes[f->n] = held.bytes;
-        f->est[2 * f->n] = held.est_objs;
-        f->est[2 * f->n + 1] = held.est_bytes;
-        f->n++;
-    }
+    int64_t n = memprof_live_peak_rows(heap, rows, f->cap);
+    for (int64_t i = 0; i < n; i++)
+        add_figures(f, sel, rows[i].stack,
+                    (struct memprof_stack_totals){rows[i].samples, rows[i].bytes,
+                                                  rows[i].est_objs, rows[i].est_bytes});
+    for (uint32_t id = 0; n < 0 && id < sel->nstacks; id++)
+        add_figures(f, sel, id, *live_of(c, id));
+    memprof_unmap(rows, sizeof(*rows) * f->cap);
+    return true;
+}
+
+/* At the program's end, where it is looked for (at rate 1: each sample stands for
+ * itself), the stacks' samples nothing points to. */
+static bool gather_unreachable(struct out *o, const struct selection *sel,
+                               const struct memprof_unreachable *u, struct stack_figures *f)
+{
+    if (!start_figures(o, sel, f))
+        return false;
+    for (uint32_t id = 0; u != NULL && id < sel->nstacks && id < u->nstacks; id++)
+        add_figures(f, sel, id,
+                    (struct memprof_stack_totals){u->samples[id], u->bytes[id],
+                                                  (double)u->samples[id], (double)u->bytes[id]});
     return true;
 }
 
@@ -767,11 +783,11 @@ static void put_tree(struct out *o, const struct selection *sel, const struct co
             estimated[estimates++] = id;
     struct stack_figures peak, leaks;
     const struct memprof_unreachable *scanned = heap == HEAP_HOST ? w->unreachable : NULL;
-    if (!gather_figures(o, sel, heap, at_peak, "", &peak)) {
+    if (!gather_peak(o, sel, c, heap, &peak)) {
         memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
         return;
     }
-    if (!gather_figures(o, sel, heap, unreachable, scanned, &leaks)) {
+    if (!gather_unreachable(o, sel, scanned, &leaks)) {
         release_figures(&peak);
         memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
         return;

@@ -113,17 +113,17 @@ static uint32_t intern_stack(uint32_t heap, uint64_t label)
     return memprof_stack_intern(&k);
 }
 
-/* A sample made live (LOG_ALLOC) or ended (LOG_FREE), in the live bytes and the log:
- * the log counts it itself, so that a timeline record finds the two agreeing. */
+/* A sample of `weight` made live (LOG_ALLOC) or ended (LOG_FREE), in the live bytes and
+ * the log: the log counts it itself, so that a timeline record finds the two agreeing. */
 static void count_live(enum memprof_log_type type, enum memprof_heap heap, uint32_t stack,
-                       uint64_t size, uintptr_t address)
+                       uint64_t size, uintptr_t address, double weight)
 {
     if (memprof_log_active())
         memprof_log_event(type, heap, stack, size, address);
     else if (type == LOG_ALLOC)
-        memprof_live_bytes_add(heap, stack, size);
+        memprof_live_bytes_add(heap, size, weight, true);
     else
-        memprof_live_bytes_sub(heap, stack, size);
+        memprof_live_bytes_sub(heap, stack, size, weight, true);
 }
 
 /* Unwinds, interns the stack and records one sampled allocation. */
@@ -141,7 +141,7 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
     else if (!memprof_live_insert(key, stack, size))
         drop(&memprof_drops.live_table, weight, size);
     else
-        count_live(LOG_ALLOC, heap, stack, size, key_address(key));
+        count_live(LOG_ALLOC, heap, stack, size, key_address(key), weight);
 }
 
 /* Reached when the countdown crossed zero, or when the thread's countdown
@@ -239,7 +239,8 @@ bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
     uintptr_t key = (uintptr_t)ptr;
     bool found = memprof_live_remove(key, stack, size);
     if (found)
-        count_live(LOG_FREE, key_heap(key), *stack, *size, key_address(key));
+        count_live(LOG_FREE, key_heap(key), *stack, *size, key_address(key),
+                   memprof_sample_weight(memprof_cfg.rates, key_heap(key), *size));
     t->busy = 0;
     return found;
 }
@@ -250,7 +251,8 @@ void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size)
     struct memprof_thread *t = &memprof_thread;
     t->busy = 1;   /* as in memprof_take_sample: the locks below are not reentrant */
     if (memprof_live_insert((uintptr_t)ptr, stack, size))
-        count_live(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr);
+        count_live(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr,
+                   memprof_sample_weight(memprof_cfg.rates, HEAP_HOST, size));
     t->busy = 0;
 }
 

@@ -21,6 +21,7 @@
 #include "estimate.h"
 #include "stack_table.h"
 #include "sysutil.h"
+#include "live_bytes.h"
 #include "thread_block.h"
 #include "thread_state.h"
 
@@ -90,6 +91,7 @@ static struct memprof_stack_totals read_counts(const struct thread_block *b, uin
 static void release_block(void *block)
 {
     struct thread_block *b = block;
+    memprof_live_bytes_flush();   /* the thread ends: what it held back goes in */
     if (memprof_thread.block == b) {
         memprof_thread.block = NULL;
         memprof_thread.memos = NULL;

@@ -81,6 +81,8 @@ struct memprof_thread {
     uint32_t tid;                /* cached gettid(), for the event log */
     uint32_t nvtx_depth;         /* open nvtxRangePushA ranges (marks.c) */
     uint64_t nvtx_ranges[16];
+    int64_t live_pending[HEAP_COUNT];   /* live bytes not yet added to the heap's (live_bytes.c) */
+    uint32_t live_generation;    /* of the counts live_pending belongs to */
 };
 extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 

@@ -263,6 +263,7 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
             memprof_log_tick();   /* the window's last interval */
             memprof_log_close();
         }
+        memprof_live_bytes_flush();   /* what this thread held back, in the figures */
         struct memprof_window_info w = window_so_far();
         w.closed = close;
         w.python_exit = python_exit;
