@@ -19,9 +19,9 @@
 #include <pthread.h>
 
 #include "estimate.h"
+#include "live_bytes.h"
 #include "stack_table.h"
 #include "sysutil.h"
-#include "live_bytes.h"
 #include "thread_block.h"
 #include "thread_state.h"
 

@@ -58,10 +58,11 @@ static const struct live lives[] = {{0, 16}, {0, 4096}, {1, 1u << 20}, {2, 1}, {
 
 uint32_t memprof_stack_heap(uint32_t id) { return id % 2 ? HEAP_CUDA : HEAP_HOST; }
 
-void memprof_live_foreach(void (*fn)(uint32_t stack, uint64_t size, void *arg), void *arg)
+void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t size, void *arg),
+                          void *arg)
 {
     for (unsigned i = 0; i < sizeof lives / sizeof lives[0]; i++)
-        fn(lives[i].stack, lives[i].size, arg);
+        fn(0x1000 * (i + 1), lives[i].stack, lives[i].size, arg);
 }
 
 static struct memprof_stack_totals per_stack[STACKS];

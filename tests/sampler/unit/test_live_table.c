@@ -40,12 +40,12 @@ struct tally {
     uint64_t count, sizes, mix;
 };
 
-static void add_to_tally(uint32_t stack, uint64_t size, void *arg)
+static void add_to_tally(uintptr_t ptr, uint32_t stack, uint64_t size, void *arg)
 {
     struct tally *t = arg;
     t->count++;
     t->sizes += size;
-    t->mix += (uint64_t)stack * 0x9e3779b97f4a7c15ull ^ size;
+    t->mix += ((uint64_t)stack * 0x9e3779b97f4a7c15ull ^ size) + ptr * 0xff51afd7ed558ccdull;
 }
 
 /* What memprof_live_foreach visits is what the list says is live. */
@@ -54,7 +54,7 @@ static void check_contents(const struct sample *s, uint32_t n)
     struct tally want = {0, 0, 0}, seen = {0, 0, 0};
     for (uint32_t i = 0; i < n; i++)
         if (s[i].live)
-            add_to_tally(s[i].stack, s[i].size, &want);
+            add_to_tally(s[i].ptr, s[i].stack, s[i].size, &want);
     memprof_live_foreach(add_to_tally, &seen);
     CHECK_EQ(seen.count, want.count);
     CHECK_EQ(seen.sizes, want.sizes);
