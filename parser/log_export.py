@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mem_profiler.core.escape import spreadsheet_cell
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.eventlog import ALLOC, MARK_KINDS, USE_OPS
@@ -186,9 +187,10 @@ def csv_pieces(cap: WindowLog, texts: dict[int, StackText]) -> Iterator[bytes]:
             (
                 *row[:6],
                 "" if address is None else f"0x{address:x}",
-                *row[7:],
-                text.python,
-                text.native,
+                *row[7:12],
+                spreadsheet_cell(row[12] or ""),
+                spreadsheet_cell(text.python),
+                spreadsheet_cell(text.native),
             )
         )
         if buffer.tell() > 1 << 20:

