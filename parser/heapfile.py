@@ -120,6 +120,8 @@ _CANONICAL_FRAME_RE = re.compile(
     ("# python_frame: " + _frame_fields(r"[^\t\n\\]*") + "\n").encode()
 )
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
+# what a tree may expand to: this many times its compressed stream, and at least the floor
+_EXPANSION, _EXPANSION_FLOOR = 256, 64 << 20
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
 _TREE_LINE = b"\n# tree: "
 _TREE_RE = re.compile(
@@ -475,19 +477,21 @@ def _damaged(name: str, e: Exception) -> HeapFileError:
 
 
 def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
-    """The stream after a tree's first line, decompressed; HeapFileError, one line, if
-    it is damaged, cut short or too large."""
+    """The stream after a tree's first line, decompressed into one buffer; HeapFileError,
+    one line, if it is damaged, cut short or larger than _EXPANSION times the stream (a
+    decompression bomb): the sampler's trees expand about ten times."""
     stream, error = _stream(first_line)
-    out, size, fed = [], 0, 0
+    limit = min(MAX_PROFILE_BYTES, max(_EXPANSION_FLOOR, _EXPANSION * len(data)))
+    out, fed = bytearray(), 0
     try:
         while fed < len(data):
-            out.append(stream.decompress(data[fed : fed + _PIECE]))
+            out += stream.decompress(data[fed : fed + _PIECE])
             fed += _PIECE
-            size += len(out[-1])
-            if size > MAX_PROFILE_BYTES:
+            if len(out) > limit:
                 raise HeapFileError(
-                    f"{name}: the compressed tree holds more than {MAX_PROFILE_BYTES:,} bytes,"
-                    " more than a .heap file can sanely be"
+                    f"{name}: the compressed tree expands past {limit:,} bytes, more than"
+                    f" {_EXPANSION} times its own {len(data):,}: not a tree the sampler wrote"
+                    " (a damaged or hostile file)"
                 )
             if stream.eof:
                 break
@@ -500,7 +504,7 @@ def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
         raise HeapFileError(
             f"{name}: {unused:,} bytes follow the compressed tree: this is not a whole .heap file"
         )
-    return b"".join(out)
+    return bytes(out)
 
 
 def _refuse_a_cut_first_line(data: bytes, name: str) -> None:
@@ -525,7 +529,7 @@ def _tree_head_bytes(f: BinaryIO, first_line: bytes, name: str) -> bytes:
     """The start of a tree's text, up to its `# tree:` line, decompressed only as far as
     that (a Python program's frame lines alone can take megabytes)."""
     stream, error = _stream(first_line)
-    text, read = b"", len(first_line)
+    text, read = bytearray(), len(first_line)  # grown in place: a long header stays linear
     try:
         while len(text) < _TREE_HEAD_LIMIT:
             chunk = f.read(_PIECE)
@@ -539,7 +543,7 @@ def _tree_head_bytes(f: BinaryIO, first_line: bytes, name: str) -> bytes:
                 break
     except error as e:
         raise _damaged(name, e) from None
-    return text
+    return bytes(text)
 
 
 def _tree_header(

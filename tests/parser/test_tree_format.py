@@ -630,18 +630,34 @@ def test_damage_anywhere_is_a_profile_or_one_line():
     assert min(outcomes.values()) > 100, outcomes
 
 
+def refused(data: bytes, limit: int) -> str:
+    stream = len(data) - len(data.partition(b"\n")[0]) - 1
+    with pytest.raises(HeapFileError) as err:
+        parse_heap(data, "x.heap")
+    assert str(err.value) == (
+        f"x.heap: the compressed tree expands past {limit:,} bytes, more than 256 times its"
+        f" own {stream:,}: not a tree the sampler wrote (a damaged or hostile file)"
+    )
+    return str(err.value)
+
+
 @pytest.mark.parametrize("old", [False, True], ids=["zstd", "zlib"])
 def test_a_tree_that_decompresses_past_the_limit_is_refused_early(monkeypatch, old):
     """A stream whose text would pass the reader's limit is refused in one line."""
     payload = PAYLOAD + b"x" * (8 << 20)  # 8 MiB more, in a few kB compressed
     limit = len(PAYLOAD) + (1 << 20)
     monkeypatch.setattr(heapfile, "MAX_PROFILE_BYTES", limit)
-    with pytest.raises(HeapFileError) as err:
-        parse_heap(compressed(payload, old), "x.heap")
-    assert str(err.value) == (
-        f"x.heap: the compressed tree holds more than {limit:,} bytes,"
-        " more than a .heap file can sanely be"
-    )
+    refused(compressed(payload, old), limit)
+
+
+def test_a_decompression_bomb_is_refused_at_256_times_its_size(monkeypatch):
+    """A small stream that expands past 256 times itself (the sampler's trees expand
+    about ten times) is refused before it is all decompressed: its floor, 64 MiB, lowered
+    here so that the test needs no such memory."""
+    data = compressed(PAYLOAD + b"x" * (8 << 20))  # zstd: 8 MiB in a few kB
+    stream = len(data) - len(data.partition(b"\n")[0]) - 1
+    monkeypatch.setattr(heapfile, "_EXPANSION_FLOOR", 1 << 20)
+    refused(data, max(1 << 20, 256 * stream))
 
 
 def test_an_earlier_versions_tree_reads_as_the_same_tree_of_today(tmp_path):
