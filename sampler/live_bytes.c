@@ -14,7 +14,7 @@
  * The stacks at a peak cost the sample path nothing: a peak ends at the first fall of
  * the heap's figure after it, and there, on the thread that freed, the live samples of
  * the heap are summed by stack into a record of that peak (the block that thread just
- * freed put back).  A new record is made only where the peak rose by PEAK_STEP of the
+ * freed put back).  A new record is made only where the peak rose by 1/PEAK_STEP of the
  * last recorded one: the records' sizes grow geometrically, so their work in all is a
  * few times the live samples at the highest peak, and the last record is within that
  * step of the peak.  The heap's peak figure itself is kept exactly. */
@@ -31,7 +31,8 @@
 
 #define BATCH_SAMPLES 16
 #define HELD_SHARE 64
-#define PEAK_STEP 32        /* a new record where the peak rose by 1/32 of the last */
+#define PEAK_STEP 16        /* a new record where the peak rose by 1/16 of the last */
+#define WEIGHTS 1024        /* sizes whose weight a record remembers */
 #define MIN_ROWS 4096
 
 struct heap_live {
@@ -57,6 +58,12 @@ static _Atomic bool recording;
 static struct peak_record records[HEAP_COUNT], building;
 static uint32_t *row_of;                  /* by stack id: its row in `building`, plus 1 */
 static uint32_t max_stacks;
+/* The weights of the sizes a record met (a program allocates a few sizes many times),
+ * kept while it is made: its exp is most of the work per live sample. */
+static struct {
+    uint64_t size;
+    double weight;
+} weights[WEIGHTS];
 
 int memprof_live_bytes_init(uint32_t capacity)
 {
@@ -135,8 +142,14 @@ static void take_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void 
 {
     (void)key;
     enum memprof_heap heap = ((const struct taking *)arg)->heap;
-    if (memprof_stack_heap(stack) == (uint32_t)heap)
-        add_to_building(stack, size, memprof_sample_weight(memprof_cfg.rates, heap, size));
+    if (memprof_stack_heap(stack) != (uint32_t)heap)
+        return;
+    size_t slot = (size * 0x9e3779b97f4a7c15ull) >> 54;   /* 10 bits: WEIGHTS */
+    if (weights[slot].size != size + 1) {
+        weights[slot].size = size + 1;   /* 0: none */
+        weights[slot].weight = memprof_sample_weight(memprof_cfg.rates, heap, size);
+    }
+    add_to_building(stack, size, weights[slot].weight);
 }
 
 /* The record of the peak that the free of one sample (`stack`, `size`, `weight`) just
@@ -153,6 +166,7 @@ static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, ui
     if (atomic_exchange_explicit(&recording, true, memory_order_acquire))
         return;   /* another thread is making or reading one */
     building.n = 0;
+    memset(weights, 0, sizeof weights);   /* the heap's rate may be another window's */
     struct taking taking = {heap};
     memprof_live_foreach(take_live_sample, &taking);
     add_to_building(stack, size, weight);
