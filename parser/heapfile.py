@@ -120,6 +120,9 @@ _CANONICAL_FRAME_RE = re.compile(
     ("# python_frame: " + _frame_fields(r"[^\t\n\\]*") + "\n").encode()
 )
 _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
+# the most frames of one chain of a tree (the sampler's keep at most 128 native frames
+# and 64 Python ones)
+_MAX_CHAIN = 4096
 # what a tree may expand to: this many times its compressed stream, and at least the floor
 _EXPANSION, _EXPANSION_FLOOR = 256, 64 << 20
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
@@ -407,6 +410,13 @@ def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[
     address = np.zeros(nodes + 1, np.uint64)
     address[1:] = frame[node_frame]
     tree = Tree(np.r_[0, parent], address)
+    chains = np.r_[arrays["native"], arrays["python"]]
+    deepest = int(tree.depth[chains].max(initial=0))
+    if deepest > _MAX_CHAIN:  # stacks x depth frames would be expanded
+        raise fail(
+            f"a stack of {deepest:,} frames, more than the {_MAX_CHAIN:,} any tree of the"
+            " sampler's holds (the file is damaged)"
+        )
     evaluation = eval_range(prof)
     kept = np.asarray(table.any(axis=1))  # the others are there for the noted events only
     prof.set_stack_tree(StackTree(tree, arrays["native"][kept], arrays["python"][kept], evaluation))

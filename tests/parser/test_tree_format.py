@@ -185,6 +185,20 @@ def test_a_recursion_500_deep_and_its_shared_callers(tmp_path):
     )
 
 
+def test_a_chain_deeper_than_any_stack_is_refused_before_it_is_expanded():
+    """300 stacks under one chain 5,000 deep would expand to 1.5 million frames from a
+    few kB: a chain deeper than the 4,096 frames no stack of the sampler's reaches is
+    refused in one line."""
+    chain = [0x401500 + 4 * (i % 2) for i in range(5000)]
+    stacks = [TreeStack([0x402000 + 16 * k, *chain, *MAIN], (1, 100, 1, 100)) for k in range(300)]
+    with pytest.raises(HeapFileError) as err:
+        parse_heap(compressed(tree_payload(RATE, HEADER, stacks)), "x.heap")
+    assert str(err.value) == (
+        f"x.heap: a stack of {5000 + 1 + len(MAIN):,} frames, more than the 4,096 any tree"
+        " of the sampler's holds (the file is damaged)"
+    )
+
+
 def test_stacks_share_their_prefixes(tmp_path):
     stacks = [
         TreeStack([0x401010, 0x401020, *MAIN]),
