@@ -20,8 +20,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 _MAX_INFLATED = 1 << 30  # a profile this large is no heap profile of ours to read
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 
-# profile.proto's field numbers
+# profile.proto's field numbers: those the reader keeps (it skips the others, as
+# protobuf readers skip unknown fields)
 _SAMPLE_TYPE, _SAMPLE, _MAPPING, _LOCATION, _FUNCTION, _STRINGS = 1, 2, 3, 4, 5, 6
+_KEPT = (_SAMPLE_TYPE, _SAMPLE, _MAPPING, _LOCATION, _FUNCTION, _STRINGS)
+# Bounds on what a small file can make the reader build: the frames of one sample (its
+# locations times their lines; Go records 64, and even deep recursions few thousands),
+# of all samples (a multiple of the profile's size, at least ten million), and the
+# fields of the profile message (a field takes at least two bytes).
+_MAX_SAMPLE_FRAMES = 1 << 16
+_FRAMES_PER_BYTE, _MIN_FRAMES = 16, 10_000_000
+_MAX_FIELDS = 1 << 23
 _HEAP_TYPES = {  # (what a sample type counts, its unit) -> (in use, allocated, objects)
     ("inuse_objects", "count"): (True, False, True),
     ("inuse_space", "bytes"): (True, False, False),
@@ -131,8 +140,11 @@ def read_pprof(data: bytes, name: str) -> HeapProfile:
 
 def _profile(buf: bytes, name: str) -> HeapProfile:
     top: dict[int, list[tuple[int, int | bytes]]] = {}
-    for number, wire, value in _fields(buf):
-        top.setdefault(number, []).append((wire, value))
+    for count, (number, wire, value) in enumerate(_fields(buf)):
+        if count == _MAX_FIELDS:
+            raise _Malformed(f"more than {_MAX_FIELDS:,} fields, more than a profile holds")
+        if number in _KEPT:
+            top.setdefault(number, []).append((wire, value))
     strings = [
         v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
         for _, v in top.get(_STRINGS, [])
@@ -186,6 +198,7 @@ def _profile(buf: bytes, name: str) -> HeapProfile:
 
     addrs: list[int] = []
     lengths, values = [], []
+    most = max(_MIN_FRAMES, _FRAMES_PER_BYTE * len(buf))
     for _, value in top.get(_SAMPLE, []):
         sample = _message(value)
         stack = []
@@ -194,6 +207,16 @@ def _profile(buf: bytes, name: str) -> HeapProfile:
                 if location not in locations:
                     raise _Malformed("a sample names a location the file does not hold")
                 stack += locations[location]
+                if len(stack) > _MAX_SAMPLE_FRAMES:
+                    raise _Malformed(
+                        f"a sample of more than {_MAX_SAMPLE_FRAMES:,} frames (its locations"
+                        " times their lines), more than any stack holds"
+                    )
+        if len(addrs) + len(stack) > most:
+            raise _Malformed(
+                f"its samples come to more than {most:,} frames, {_FRAMES_PER_BYTE} per byte"
+                " of the profile: more than a profile of this size holds"
+            )
         counts = [n for wire, v in sample.get(2, []) for n in _numbers(wire, v, signed=True)]
         if len(counts) != len(kinds):
             raise _Malformed("a sample's values do not match the sample types")

@@ -209,6 +209,70 @@ DAMAGED = bytes(
 )
 
 
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def message(number: int, value: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def number_field(number: int, value: int) -> bytes:
+    return varint(number << 3) + varint(value)
+
+
+def heap_profile(location_lines: int, sample_locations: int, extra: bytes = b"") -> bytes:
+    """A heap profile of one function, one location of `location_lines` lines (inlined
+    calls) and one sample naming it `sample_locations` times, with `extra` after it."""
+    strings = b"".join(message(6, t) for t in (b"", b"inuse_space", b"bytes", b"f"))
+    lines = b"".join(
+        message(4, number_field(1, 1) + number_field(2, n)) for n in range(location_lines)
+    )
+    return (
+        message(1, number_field(1, 1) + number_field(2, 2))
+        + strings
+        + message(5, number_field(1, 1) + number_field(2, 3))
+        + message(4, number_field(1, 1) + lines)
+        + message(2, message(1, b"\x01" * sample_locations) + number_field(2, 100))
+        + extra
+    )
+
+
+def test_a_pprof_sample_that_would_expand_past_any_stack_is_refused(tmp_path):
+    """5 kB of gzip, one location of 3,000 lines named 30,000 times by one sample:
+    90 million frames, refused at the 65,536 frames no stack holds."""
+    path = tmp_path / "x.pb.gz"
+    path.write_bytes(gzip.compress(heap_profile(3000, 30000)))
+    with pytest.raises(HeapFileError) as err:
+        read_heap(str(path))
+    assert str(err.value) == (
+        f"{path} is gzip-compressed but no pprof profile.proto that reads whole: a sample of"
+        " more than 65,536 frames (its locations times their lines), more than any stack"
+        " holds."
+    )
+    path.write_bytes(gzip.compress(heap_profile(3, 10)))  # the same, small: read
+    assert read_heap(str(path)).offsets.tolist() == [0, 30]
+
+
+def test_a_pprof_of_unknown_fields_is_skipped_then_refused(tmp_path, monkeypatch):
+    """Fields the profile message does not define are skipped, as protobuf readers skip
+    them, and not kept; past the most fields a profile holds (lowered here) it is refused."""
+    from mem_profiler.parser import pprof_proto
+
+    path = tmp_path / "x.pb.gz"
+    path.write_bytes(gzip.compress(heap_profile(1, 1, number_field(99, 7) * 100)))
+    assert read_heap(str(path)).cur_bytes.tolist() == [100]
+    monkeypatch.setattr(pprof_proto, "_MAX_FIELDS", 50)
+    with pytest.raises(HeapFileError) as err:
+        read_heap(str(path))
+    assert str(err.value).endswith("reads whole: more than 50 fields, more than a profile holds.")
+
+
 @pytest.mark.parametrize(
     "content, what",
     [
