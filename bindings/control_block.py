@@ -259,7 +259,7 @@ class Status:
     live_samples: int
     dropped_samples: int
     heap_live_bytes: dict[str, int]  # unsampled estimates, by heap
-    heap_peak_bytes: dict[str, int]  # when the window tracks live bytes
+    heap_peak_bytes: dict[str, int]  # every window keeps them
     last_dump: str
     injected: bool  # loaded by mem_profiler --attach: hooks by GOT redirection
     redirected_slots: int  # GOT slots holding a hook now

@@ -334,16 +334,11 @@ def _write_table_peak(request: Request, say: Say, profile: HeapProfile) -> None:
         dataclasses.replace(
             request,
             context=f"Live at the {profile.heap} heap's peak:"
-            f" {format_amount(_peak_bytes(profile), 'bytes')}{_peak_moment(profile)}",
+            f" {format_amount(profile.peak_bytes or 0, 'bytes')}{_peak_moment(profile)}",
         ),
         say,
         peak,
     )
-
-
-def _peak_bytes(profile: HeapProfile) -> int:
-    text = profile.meta.get("peak_live_bytes", "")
-    return int(text) if text.isdigit() else 0
 
 
 def _peak_moment(profile: HeapProfile) -> str:
@@ -370,7 +365,7 @@ def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
         full_names=r.full_names,
     )
     end = float(np.sum(sym.value(r.index)))
-    peak = float(_peak_bytes(sym.profile) or then.total)  # the heap's own figure, exact
+    peak = float(sym.profile.peak_bytes or then.total)  # the heap's own figure, exact
     if peak <= PEAK_SHOWN_ABOVE * end or then.total <= 0:
         return None
     held = ", ".join(

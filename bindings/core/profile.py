@@ -181,6 +181,13 @@ class HeapProfile:
         return start, end
 
     @property
+    def peak_bytes(self) -> int | None:
+        """The most bytes live at once in the window (`# peak_live_bytes`), None where the
+        file does not say."""
+        text = self.meta.get("peak_live_bytes", "")
+        return int(text) if text.isdigit() else None
+
+    @property
     def stacks(self) -> list[tuple[int, ...]]:
         """Each stack's addresses, leaf first, as tuples."""
         addrs = self.addrs.tolist()

@@ -161,7 +161,7 @@ def growth_budget(
     profile = read_heap(baseline)
     if heap is not None and profile.heap != heap:
         raise BudgetError(f"{baseline} is a profile of the {profile.heap} heap, not of {heap}")
-    if "peak_live_bytes" not in profile.meta:
+    if profile.peak_bytes is None:
         why = "made without live tracking" if profile.version else "not a mem_profiler capture"
         raise BudgetError(
             f"{baseline} records no peak (it is {why}): "

@@ -277,13 +277,12 @@ def _peak(profile: HeapProfile) -> tuple[float, float]:
     """The peak of live bytes and its standard deviation. At rate R an estimate of B bytes
     in blocks of s has variance sum s^2 (1-p)/p <= R B (s (1-p)/p <= R): the bound, which
     needs no sizes of the blocks live at the peak."""
-    text = profile.meta.get("peak_live_bytes")
-    if text is None or not text.isdigit():
+    if profile.peak_bytes is None:
         raise BudgetError(
             f"{profile.path} records no peak (a capture of an earlier mem_profiler, made"
             " without live tracking): capture it again"
         )
-    peak = float(text)
+    peak = float(profile.peak_bytes)
     return peak, math.sqrt(peak * profile.rate) if profile.rate > 1 else 0.0
 
 
