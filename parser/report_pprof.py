@@ -1,8 +1,6 @@
 """The profile as gzipped profile.proto, the format Go's `pprof` reads natively.
 
-Encoded by hand: the format is a handful of messages made of varints and
-length-delimited fields (field numbers from github.com/google/pprof proto/profile.proto),
-which does not justify a protobuf dependency and generated code."""
+Field numbers from github.com/google/pprof proto/profile.proto."""
 
 from __future__ import annotations
 
@@ -16,6 +14,7 @@ from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.nputil import clip_int64
+from mem_profiler.parser.proto_writer import int_field, message, varint
 from mem_profiler.parser.symbolize import SymbolizedProfile
 
 # Go's heap profiles list their sample types in this order; inuse_space, the last, is
@@ -26,7 +25,6 @@ SAMPLE_TYPES = (
     ("inuse_objects", "count"),
     ("inuse_space", "bytes"),
 )
-_U64 = (1 << 64) - 1
 
 
 def format_pprof(
@@ -53,7 +51,7 @@ def format_pprof(
     )
     map_id = {m: i + 1 for i, m in enumerate(used)}
     build_ids = _build_ids(prof)
-    out = [_message(1, _int(1, strings[t]) + _int(2, strings[u])) for t, u in SAMPLE_TYPES]
+    out = [message(1, int_field(1, strings[t]) + int_field(2, strings[u])) for t, u in SAMPLE_TYPES]
     samples, locations = _samples(sym)
     out += samples
     out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
@@ -73,19 +71,25 @@ def format_pprof(
                 filename, line = sym.where[loc] or ("", 0)
                 key = (display[func_of[loc]], sym.system_names[func_of[loc]], filename, 0)
             fid = functions.setdefault(key, len(functions) + 1)
-            lines += _message(4, _int(1, fid) + _int(2, line))
+            lines += message(4, int_field(1, fid) + int_field(2, line))
         mapping = map_id.get(int(map_of[group[0]]), 0)
         out.append(
-            _message(4, _int(1, pid) + _int(2, mapping) + _int(3, int(sym.addrs[group[0]])) + lines)
+            message(
+                4,
+                int_field(1, pid)
+                + int_field(2, mapping)
+                + int_field(3, int(sym.addrs[group[0]]))
+                + lines,
+            )
         )
     out += [
-        _message(
+        message(
             5,
-            _int(1, fid)
-            + _int(2, strings[name])
-            + _int(3, strings[system])
-            + _int(4, strings[filename])
-            + _int(5, start_line),
+            int_field(1, fid)
+            + int_field(2, strings[name])
+            + int_field(3, strings[system])
+            + int_field(4, strings[filename])
+            + int_field(5, start_line),
         )
         for (name, system, filename, start_line), fid in functions.items()
     ]
@@ -101,15 +105,15 @@ def format_pprof(
         *notes,
     ]
     tail = (
-        _int(9, start)
-        + _int(10, max(end - start, 0))
-        + _message(11, _int(1, strings["space"]) + _int(2, strings["bytes"]))
-        + _int(12, prof.rate)
-        + _message(13, b"".join(_varint(strings[c]) for c in comments))
-        + _int(14, strings["inuse_space"])
+        int_field(9, start)
+        + int_field(10, max(end - start, 0))
+        + message(11, int_field(1, strings["space"]) + int_field(2, strings["bytes"]))
+        + int_field(12, prof.rate)
+        + message(13, b"".join(varint(strings[c]) for c in comments))
+        + int_field(14, strings["inuse_space"])
     )
     # the string table is complete only now; its place among the fields does not matter
-    out += [_message(6, s.encode("utf-8", "surrogateescape")) for s in strings.table]
+    out += [message(6, s.encode("utf-8", "surrogateescape")) for s in strings.table]
     return gzip.compress(b"".join(out) + tail, compresslevel=6)
 
 
@@ -146,27 +150,27 @@ def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]
             if ends[at] or at == bounds[i + 1] - 1:
                 key = tuple(group)
                 if key not in locations:
-                    locations[key] = _varint(len(locations) + 1)
+                    locations[key] = varint(len(locations) + 1)
                 ids.append(locations[key])
                 group = []
-        packed = b"".join(_varint(v) for v in values[i].tolist())
-        out.append(_message(2, _message(1, b"".join(ids)) + _message(2, packed)))
+        packed = b"".join(varint(v) for v in values[i].tolist())
+        out.append(message(2, message(1, b"".join(ids)) + message(2, packed)))
     return out, list(locations)
 
 
 def _mapping(mid: int, m: MemoryMapping, build_ids: dict[str, str], strings: _Strings) -> bytes:
     build_id = build_ids.get(m.path) or build_ids.get(os.path.realpath(m.path), "")
-    return _message(
+    return message(
         3,
-        _int(1, mid)
-        + _int(2, m.start)
-        + _int(3, m.end)
-        + _int(4, m.offset)
-        + _int(5, strings[m.path])
-        + _int(6, strings[build_id])
-        + _int(7, 1)
-        + _int(8, 1)
-        + _int(9, 1),
+        int_field(1, mid)
+        + int_field(2, m.start)
+        + int_field(3, m.end)
+        + int_field(4, m.offset)
+        + int_field(5, strings[m.path])
+        + int_field(6, strings[build_id])
+        + int_field(7, 1)
+        + int_field(8, 1)
+        + int_field(9, 1),
     )
 
 
@@ -177,24 +181,3 @@ def _build_ids(prof: HeapProfile) -> dict[str, str]:
     for path, build_id in prof.build_ids.items():
         out.setdefault(os.path.realpath(path), build_id)
     return out
-
-
-def _varint(value: int) -> bytes:
-    """Base-128 varint; a negative int64 as its two's complement (10 bytes)."""
-    value &= _U64
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _int(field: int, value: int) -> bytes:
-    """A varint field; 0 is the default and is left out."""
-    return _varint(field << 3) + _varint(value) if value else b""
-
-
-def _message(field: int, payload: bytes) -> bytes:
-    """A length-delimited field: a message, a string or packed varints."""
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
