@@ -196,7 +196,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
     the target's CPU time per snapshot (its control thread's, which answers the request),
     and top's own time to take, read and count a snapshot once every stack was named (the
     first refresh names them all: `first`)."""
-    from mem_profiler.top.live_view import LiveView
+    from mem_profiler.live_view import LiveView
     from mem_profiler.top.stacks import LiveStacks
 
     exe = build_program(out, "many_stacks", "-O0")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mem_profiler.controller import printable
 from mem_profiler.core.units import format_bytes
-from mem_profiler.top.live_view import LiveView, Snapshot
+from mem_profiler.live_view import LiveView, Snapshot
 from mem_profiler.top.stacks import LiveStacks, Refresh, StackRow, distinct_frames
 
 SORT_TITLES = {"inuse": "in use", "alloc": "allocation rate", "growth": "growth"}

@@ -17,7 +17,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from mem_profiler.top.live_view import LiveView
+from mem_profiler.live_view import LiveView
 from mem_profiler.top.refresh import (
     COLUMNS,
     ENDING_SIGNALS,

@@ -10,7 +10,7 @@ import signal
 import click
 
 from mem_profiler import defaults
-from mem_profiler.top.live_view import LiveView
+from mem_profiler.live_view import LiveView
 from mem_profiler.top.refresh import ENDING_SIGNALS, Settings
 from mem_profiler.top.stacks import LiveStacks
 from mem_profiler.top.text import print_batch

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from mem_profiler.top.live_view import LiveView
+from mem_profiler.live_view import LiveView
 from mem_profiler.top.refresh import COLUMNS, Settings, refreshes, row_cells, summary_lines
 from mem_profiler.top.stacks import LiveStacks
 

@@ -37,8 +37,8 @@ from mem_profiler.control_block import (
     ControlError,
     segment_path,
 )
+from mem_profiler.live_view import VIEW_GRACE_S
 from mem_profiler.procfs import no_such_process
-from mem_profiler.top.live_view import VIEW_GRACE_S
 
 MiB = 1024 * 1024
 WITHOUT_SAMPLER = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}

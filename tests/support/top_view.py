@@ -8,7 +8,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from mem_profiler.top.live_view import FOLDER_PREFIX, SNAPSHOT_FOLDER
+from mem_profiler.live_view import FOLDER_PREFIX, SNAPSHOT_FOLDER
 from support.paths import FIXTURES, MEM_PROFILER
 from support.sampling_math import assert_estimate, relative_sd, sample_weight
 

@@ -1,4 +1,5 @@
-"""A live view of a running process (mem_profiler top): a capture window read by snapshots.
+"""A live view of a running process (mem_profiler top, the pushes to a backend): a
+capture window read by snapshots.
 
 In an idle process the view opens a window of its own, marked as a view's (its end,
 asked for or at its deadline, writes no file), and closes it when done. A window that is
@@ -51,8 +52,11 @@ class LiveView:
     """A live view of process pid; `with LiveView(...) as view:` opens it (the window,
     if none is open) and closes it (the window, if the view opened it)."""
 
-    def __init__(self, pid: int, rate: int, depth: int, interval: float) -> None:
+    def __init__(
+        self, pid: int, rate: int, depth: int, interval: float, command: str = "mem_profiler top"
+    ) -> None:
         self.pid = pid
+        self.command = command  # the command its errors name
         self.rate, self.depth = rate, depth  # of the window the view opens
         self.interval = interval
         self.owns_window = False
@@ -61,7 +65,7 @@ class LiveView:
         self._folder: str | None = None
 
     def __enter__(self) -> LiveView:
-        self._block = ControlBlock.open(self.pid, command="mem_profiler top")
+        self._block = ControlBlock.open(self.pid, command=self.command)
         try:
             self._block.lock()
             status = self._block.request(CMD_STATUS)
