@@ -28,7 +28,10 @@ SAMPLE_TYPES = (
 
 
 def format_pprof(
-    sym: SymbolizedProfile, notes: Sequence[str] = (), full_names: bool = False
+    sym: SymbolizedProfile,
+    notes: Sequence[str] = (),
+    full_names: bool = False,
+    period_ns: tuple[int, int] | None = None,
 ) -> bytes:
     """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
     rounded to integers, period space/bytes = the sampling rate, one location per
@@ -36,7 +39,8 @@ def format_pprof(
     mappings holding them with their build-ids. `notes` become comments. A function's
     name is its short name unless full_names, its system name the mangled one (pprof
     shortens a name again when both are the same). A Python frame's function is its
-    qualified name, file and first line; its line the one it was running."""
+    qualified name, file and first line; its line the one it was running. The profile's
+    time and duration are the window's, or `period_ns` (start, end) where given."""
     prof = sym.profile
     assert sym.system_names is not None  # SymbolizedProfile.__post_init__ fills it in
     strings = _Strings()
@@ -94,7 +98,7 @@ def format_pprof(
         for (name, system, filename, start_line), fid in functions.items()
     ]
 
-    start, end = (t or 0 for t in prof.window_ns)
+    start, end = (t or 0 for t in (period_ns or prof.window_ns))
     comments = [
         f"mem_profiler {prof.version}".rstrip(),
         *(
