@@ -1,4 +1,5 @@
-"""The profile as gzipped profile.proto, the format Go's `pprof` reads natively.
+"""The profile as gzipped profile.proto, the format Go's `pprof` reads natively, by way of
+its tables (PprofTables), which the OTLP profiles of a push are made of too.
 
 Field numbers from github.com/google/pprof proto/profile.proto."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,23 +29,40 @@ SAMPLE_TYPES = (
 )
 
 
-def format_pprof(
-    sym: SymbolizedProfile,
-    notes: Sequence[str] = (),
-    full_names: bool = False,
-    period_ns: tuple[int, int] | None = None,
-) -> bytes:
-    """gzip(profile.proto) of `sym`: the four heap sample types with unsampled values
-    rounded to integers, period space/bytes = the sampling rate, one location per
-    address (innermost first in each sample) with its function and file:line, and the
-    mappings holding them with their build-ids. `notes` become comments. A function's
-    name is its short name unless full_names, its system name the mangled one (pprof
-    shortens a name again when both are the same). A Python frame's function is its
-    qualified name, file and first line; its line the one it was running. The profile's
-    time and duration are the window's, or `period_ns` (start, end) where given."""
+@dataclass
+class Location:
+    mapping: int  # id, 0 for none
+    address: int
+    lines: list[tuple[int, int]]  # (function id, line), innermost first
+
+
+@dataclass
+class Function:
+    name: str
+    system_name: str
+    file: str
+    start_line: int
+
+
+@dataclass
+class PprofTables:
+    """A profile as profile.proto's tables; ids are 1 + the index in their list."""
+
+    samples: list[tuple[list[int], list[int]]]  # location ids, leaf first; SAMPLE_TYPES' values
+    mappings: list[tuple[MemoryMapping, str]]  # with its build-id ('' where unknown)
+    locations: list[Location]
+    functions: list[Function]
+
+
+def pprof_tables(sym: SymbolizedProfile, full_names: bool = False) -> PprofTables:
+    """The tables of `sym`: the four heap sample types with unsampled values rounded to
+    integers, one location per address (innermost first in each sample) with its
+    function and file:line, and the mappings holding them with their build-ids. A
+    function's name is its short name unless full_names, its system name the mangled one
+    (pprof shortens a name again when both are the same). A Python frame's function is
+    its qualified name, file and first line; its line the one it was running."""
     prof = sym.profile
     assert sym.system_names is not None  # SymbolizedProfile.__post_init__ fills it in
-    strings = _Strings()
     maps = code_mappings(prof)
     map_of = mapping_index(maps, sym.addrs)
     used = sorted(
@@ -55,16 +74,13 @@ def format_pprof(
     )
     map_id = {m: i + 1 for i, m in enumerate(used)}
     build_ids = _build_ids(prof)
-    out = [message(1, int_field(1, strings[t]) + int_field(2, strings[u])) for t, u in SAMPLE_TYPES]
-    samples, locations = _samples(sym)
-    out += samples
-    out += [_mapping(i + 1, maps[m], build_ids, strings) for i, m in enumerate(used)]
-
+    samples, groups = _samples(sym)
     display = sym.display_names(full_names)
     functions: dict[tuple[str, str, str, int], int] = {}
     func_of = sym.func_of.tolist()
-    for pid, group in enumerate(locations, 1):
-        lines = b""
+    locations = []
+    for group in groups:
+        lines = []
         for loc in group:  # innermost first, as profile.proto's Location.line
             # a Python frame's address is its record's
             python = prof.python_frames.get(int(sym.addrs[loc]))
@@ -74,28 +90,70 @@ def format_pprof(
             else:
                 filename, line = sym.where[loc] or ("", 0)
                 key = (display[func_of[loc]], sym.system_names[func_of[loc]], filename, 0)
-            fid = functions.setdefault(key, len(functions) + 1)
-            lines += message(4, int_field(1, fid) + int_field(2, line))
+            lines.append((functions.setdefault(key, len(functions) + 1), line))
         mapping = map_id.get(int(map_of[group[0]]), 0)
-        out.append(
-            message(
-                4,
-                int_field(1, pid)
-                + int_field(2, mapping)
-                + int_field(3, int(sym.addrs[group[0]]))
-                + lines,
-            )
+        locations.append(Location(mapping, int(sym.addrs[group[0]]), lines))
+    return PprofTables(
+        samples,
+        [(maps[m], _build_id(build_ids, maps[m].path)) for m in used],
+        locations,
+        [Function(*key) for key in functions],
+    )
+
+
+def format_pprof(
+    sym: SymbolizedProfile,
+    notes: Sequence[str] = (),
+    full_names: bool = False,
+    period_ns: tuple[int, int] | None = None,
+    tables: PprofTables | None = None,
+) -> bytes:
+    """gzip(profile.proto) of `sym` (its `tables` where made already: pprof_tables), with
+    period space/bytes = the sampling rate. `notes` become comments. The profile's time
+    and duration are the window's, or `period_ns` (start, end) where given."""
+    prof = sym.profile
+    tables = pprof_tables(sym, full_names) if tables is None else tables
+    strings = StringTable()
+    out = [message(1, int_field(1, strings[t]) + int_field(2, strings[u])) for t, u in SAMPLE_TYPES]
+    out += [
+        message(2, message(1, b"".join(map(varint, ids))) + message(2, b"".join(map(varint, vs))))
+        for ids, vs in tables.samples
+    ]
+    out += [
+        message(
+            3,
+            int_field(1, mid)
+            + int_field(2, m.start)
+            + int_field(3, m.end)
+            + int_field(4, m.offset)
+            + int_field(5, strings[m.path])
+            + int_field(6, strings[build_id])
+            + int_field(7, 1)
+            + int_field(8, 1)
+            + int_field(9, 1),
         )
+        for mid, (m, build_id) in enumerate(tables.mappings, 1)
+    ]
+    out += [
+        message(
+            4,
+            int_field(1, lid)
+            + int_field(2, loc.mapping)
+            + int_field(3, loc.address)
+            + b"".join(message(4, int_field(1, f) + int_field(2, line)) for f, line in loc.lines),
+        )
+        for lid, loc in enumerate(tables.locations, 1)
+    ]
     out += [
         message(
             5,
             int_field(1, fid)
-            + int_field(2, strings[name])
-            + int_field(3, strings[system])
-            + int_field(4, strings[filename])
-            + int_field(5, start_line),
+            + int_field(2, strings[f.name])
+            + int_field(3, strings[f.system_name])
+            + int_field(4, strings[f.file])
+            + int_field(5, f.start_line),
         )
-        for (name, system, filename, start_line), fid in functions.items()
+        for fid, f in enumerate(tables.functions, 1)
     ]
 
     start, end = (t or 0 for t in (period_ns or prof.window_ns))
@@ -121,8 +179,8 @@ def format_pprof(
     return gzip.compress(b"".join(out) + tail, compresslevel=6)
 
 
-class _Strings:
-    """The string table: index of a string, added on first use; entry 0 is ''."""
+class StringTable:
+    """A string table: index of a string, added on first use; entry 0 is ''."""
 
     def __init__(self) -> None:
         self.table: list[str] = [""]
@@ -135,47 +193,33 @@ class _Strings:
         return self._ids[text]
 
 
-def _samples(sym: SymbolizedProfile) -> tuple[list[bytes], list[tuple[int, ...]]]:
-    """One Sample per stack with a frame and a non-zero value: location ids, values; and
-    pprof's locations, each the run of our locations at one address of a stack (inlined
-    calls, then the function they are in), by id - 1."""
+def _samples(
+    sym: SymbolizedProfile,
+) -> tuple[list[tuple[list[int], list[int]]], list[tuple[int, ...]]]:
+    """One sample per stack with a frame and a non-zero value: its location ids and
+    values; and pprof's locations, each the run of our locations at one address of a
+    stack (inlined calls, then the function they are in), by id - 1."""
     columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
     values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
     frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
     # a frame ends its pprof location unless it is an inlined call
     assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
     ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []
-    locations: dict[tuple[int, ...], bytes] = {}
+    locations: dict[tuple[int, ...], int] = {}
     out = []
     for i in np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1)).tolist():
         ids, group = [], []
         for at in range(bounds[i], bounds[i + 1]):
             group.append(frames[at])
             if ends[at] or at == bounds[i + 1] - 1:
-                key = tuple(group)
-                if key not in locations:
-                    locations[key] = varint(len(locations) + 1)
-                ids.append(locations[key])
+                ids.append(locations.setdefault(tuple(group), len(locations) + 1))
                 group = []
-        packed = b"".join(varint(v) for v in values[i].tolist())
-        out.append(message(2, message(1, b"".join(ids)) + message(2, packed)))
+        out.append((ids, values[i].tolist()))
     return out, list(locations)
 
 
-def _mapping(mid: int, m: MemoryMapping, build_ids: dict[str, str], strings: _Strings) -> bytes:
-    build_id = build_ids.get(m.path) or build_ids.get(os.path.realpath(m.path), "")
-    return message(
-        3,
-        int_field(1, mid)
-        + int_field(2, m.start)
-        + int_field(3, m.end)
-        + int_field(4, m.offset)
-        + int_field(5, strings[m.path])
-        + int_field(6, strings[build_id])
-        + int_field(7, 1)
-        + int_field(8, 1)
-        + int_field(9, 1),
-    )
+def _build_id(build_ids: dict[str, str], path: str) -> str:
+    return build_ids.get(path) or build_ids.get(os.path.realpath(path), "")
 
 
 def _build_ids(prof: HeapProfile) -> dict[str, str]:
