@@ -1,0 +1,219 @@
+"""The uploads: a bounded queue of requests and one thread that sends them, so that a
+backend that is down, slow or refusing costs the capture nothing but the requests it
+drops. Retries follow the OTLP specification (and Grafana Alloy): 429, 502, 503, 504 and
+failed connections are retried with jittered exponential backoff, honouring Retry-After;
+any other refusal is final. Each kind of failure is said once, not per attempt."""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import random
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+RETRYABLE = frozenset({429, 502, 503, 504})
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is taken as this
+REQUEST_TIMEOUT_S = 30.0
+# Requests held while the backend does not take them: past either bound the oldest is
+# dropped (the newest in-use figures are worth more).
+QUEUE_REQUESTS = 64
+QUEUE_BYTES = 64 << 20
+
+
+@dataclass
+class Upload:
+    """One request to a backend: where, with which headers, what, and what it holds (in
+    words, for the messages)."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    what: str
+
+
+@dataclass
+class Tally:
+    """What became of the uploads so far."""
+
+    sent: int = 0
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def summary(self) -> str:
+        lost = sum(self.dropped.values())
+        if not lost:
+            return f"pushed {self.sent} profile request{'s' * (self.sent != 1)}"
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.dropped.most_common())
+        return f"pushed {self.sent} profile requests; {lost} dropped ({kinds})"
+
+
+class Refused(Exception):
+    """A backend's answer that is not a success: its status (0: no answer), the
+    server's message, and how long it asked us to wait."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or self.status in RETRYABLE
+
+    @property
+    def kind(self) -> str:
+        return "unreachable" if self.status == 0 else f"HTTP {self.status}"
+
+
+def post(upload: Upload, context: ssl.SSLContext | None = None) -> None:
+    """Sends one upload; Refused when it is not taken. TLS checks the server against the
+    system's certificate authorities."""
+    request = urllib.request.Request(upload.url, upload.body, upload.headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=context) as reply:
+            reply.read()
+    except urllib.error.HTTPError as err:
+        body = err.read(512).decode("utf-8", "replace")
+        raise Refused(err.code, _one_line(body) or err.reason, _retry_after(err.headers)) from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise Refused(0, str(getattr(reason, "strerror", None) or reason)) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def _retry_after(headers: object) -> float | None:
+    """Retry-After in seconds (a number or an HTTP date), None where absent or unreadable."""
+    value = getattr(headers, "get", lambda _: None)("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER_S)
+
+
+class Sender:
+    """Sends the uploads given to `send` on a thread of its own, in order; `say` gets
+    each line for the user. `close` sends what is queued, for at most `drain_s`."""
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        post: Callable[[Upload], None] = post,
+        max_requests: int = QUEUE_REQUESTS,
+        max_bytes: int = QUEUE_BYTES,
+    ) -> None:
+        self.say = say
+        self.tally = Tally()
+        self._post = post
+        self._max_requests, self._max_bytes = max_requests, max_bytes
+        self._queue: collections.deque[Upload] = collections.deque()
+        self._queued_bytes = 0
+        self._wake = threading.Condition()
+        self._closing = False
+        self._drain_until = float("inf")
+        self._said: set[str] = set()
+        self._failing_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="mem_profiler push", daemon=True)
+        self._thread.start()
+
+    def send(self, upload: Upload) -> None:
+        with self._wake:
+            self._queue.append(upload)
+            self._queued_bytes += len(upload.body)
+            while len(self._queue) > 1 and (
+                len(self._queue) > self._max_requests or self._queued_bytes > self._max_bytes
+            ):
+                self._queued_bytes -= len(self._queue.popleft().body)
+                self._drop("the queue was full", "the backend is not taking them fast enough")
+            self._wake.notify()
+
+    def close(self, drain_s: float = 10.0) -> Tally:
+        """Sends what is queued (retrying for at most `drain_s`), drops the rest; the tally."""
+        with self._wake:
+            self._closing = True
+            self._drain_until = time.monotonic() + drain_s
+            self._wake.notify()
+        self._thread.join()
+        return self.tally
+
+    def _run(self) -> None:
+        backoff = FIRST_BACKOFF_S
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                upload = self._queue[0]
+            try:
+                self._post(upload)
+            except Refused as refusal:
+                if refusal.retryable and self._wait(refusal, backoff):
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                self._fail(refusal, upload)
+            else:
+                self.tally.sent += 1
+                self._recovered()
+            backoff = FIRST_BACKOFF_S
+            with self._wake:
+                if self._queue and self._queue[0] is upload:
+                    self._queue.popleft()
+                    self._queued_bytes -= len(upload.body)
+
+    def _wait(self, refusal: Refused, backoff: float) -> bool:
+        """Says the failure (once per kind), waits before the retry; False when closing
+        leaves no time for one."""
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        self._say_once(
+            refusal.kind,
+            f"the backend did not take a profile ({refusal.kind}: {refusal}); "
+            "retrying with backoff, profiles queued meanwhile",
+        )
+        delay = refusal.retry_after if refusal.retry_after is not None else backoff
+        delay *= random.uniform(0.5, 1.5) if refusal.retry_after is None else 1.0
+        with self._wake:
+            end = min(time.monotonic() + delay, self._drain_until)
+            while (left := end - time.monotonic()) > 0:
+                self._wake.wait(left)
+                end = min(end, self._drain_until)
+            return time.monotonic() < self._drain_until
+
+    def _fail(self, refusal: Refused, upload: Upload) -> None:
+        if refusal.retryable:
+            self._drop(f"{refusal.kind} at the end", "the backend was still failing at the end")
+        else:
+            self._drop(
+                f"refused ({refusal.kind})",
+                f"the backend refused {upload.what} ({refusal.kind}: {refusal}); "
+                "such profiles are dropped, not retried",
+            )
+
+    def _drop(self, kind: str, first_time: str) -> None:
+        self.tally.dropped[kind] += 1
+        self._say_once(kind, first_time)
+
+    def _recovered(self) -> None:
+        if self._failing_since is not None:
+            self.say(f"pushes resumed after {time.monotonic() - self._failing_since:.0f} s")
+            self._failing_since = None
+
+    def _say_once(self, kind: str, line: str) -> None:
+        if kind not in self._said:
+            self._said.add(kind)
+            self.say(line)

@@ -1,0 +1,213 @@
+"""The pushes of `mem_profiler -p PID --push`, `run --push` and `agent --push`: windows
+read by snapshots every period, each period's profiles handed to the sender, and a
+last push when the capture ends (Ctrl-C, SIGTERM, the process's end)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mem_profiler import defaults, procfs
+from mem_profiler.control_block import ControlError, find_block
+from mem_profiler.controller import list_targets
+from mem_profiler.live_view import LiveView
+from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.push.backends import uploads
+from mem_profiler.push.periods import HeapPeriod, Periods
+from mem_profiler.push.sender import Sender, Tally
+from mem_profiler.push.settings import PushSettings
+
+Say = Callable[[str], None]
+COMMAND = "mem_profiler --push"
+# A pusher's own window outlives a push not made by this long: the first symbolization
+# of a large program's stacks may take that long.
+WINDOW_GRACE_S = 60.0
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def ending_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C, SIGTERM and SIGHUP set (on the main thread), instead of
+    ending the process before the last push."""
+    ended = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield ended
+        return
+    previous = {sig: signal.signal(sig, lambda *_: ended.set()) for sig in ENDING_SIGNALS}
+    try:
+        yield ended
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Pushed:
+    """One process's window followed: its view and its periods."""
+
+    def __init__(self, pid: int, rate: int, every: float) -> None:
+        self.pid = pid
+        self.view = LiveView(pid, rate, defaults.DEPTH, every, COMMAND, WINDOW_GRACE_S)
+        self.periods = Periods(pid)
+        self.said: set[str] = set()
+
+    def period(self, say: Say) -> list[HeapPeriod]:
+        """The period since the last push; ControlError when the window is gone."""
+        snap = self.view.snapshot()
+        cut = self.periods.cut(snap.profiles, snap.time_ns)
+        for warning in {w for p in cut for w in p.warnings} - self.said:
+            self.said.add(warning)
+            say(f"process {self.pid}: {warning}")
+        return cut
+
+
+class _Clock:
+    """Push times every `every` seconds from now, skipping those already past."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.next = time.monotonic() + every
+
+    def wait(self, ended: threading.Event) -> bool:
+        """Waits for the next push time; True when `ended` was set meanwhile."""
+        stop = ended.wait(max(0.0, self.next - time.monotonic()))
+        now = time.monotonic()
+        self.next += self.every * max(1, int((now - self.next) // self.every) + 1)
+        return stop
+
+
+def push_process(
+    pid: int, settings: PushSettings, rate: int, say: Say, ended: threading.Event
+) -> Tally:
+    """Pushes pid's window (its own, or the view's opened in an idle process) every
+    period until `ended` is set, the process ends or its window closes."""
+    sender = Sender(say)
+    try:
+        pushed = _Pushed(pid, rate, settings.every)
+        with pushed.view:
+            _follow(pushed, settings, sender, say, ended)
+    finally:
+        tally = sender.close()
+    return tally
+
+
+def _follow(
+    pushed: _Pushed, settings: PushSettings, sender: Sender, say: Say, ended: threading.Event
+) -> None:
+    clock = _Clock(settings.every)
+    while True:
+        last = clock.wait(ended)
+        try:
+            cut = pushed.period(say)
+        except ControlError as err:
+            if procfs.start_time(pushed.pid) is not None:
+                say(str(err))
+            return
+        for upload in uploads(settings, [cut]):
+            sender.send(upload)
+        if last:
+            return
+
+
+class RunPusher:
+    """The pushes of `run --push`: the program's window followed from its start on a
+    thread; its files at its end make the last push."""
+
+    def __init__(self, settings: PushSettings, rate: int, say: Say) -> None:
+        self.settings, self.rate, self.say = settings, rate, say
+        self.sender = Sender(say)
+        self._ended = threading.Event()
+        self._pushed: _Pushed | None = None
+        self._thread: threading.Thread | None = None
+
+    def started(self, pid: int) -> None:
+        self._pushed = _Pushed(pid, self.rate, self.settings.every)
+        self._thread = threading.Thread(target=self._follow, name="mem_profiler run --push")
+        self._thread.start()
+
+    def _follow(self) -> None:
+        assert self._pushed is not None
+        pid = self._pushed.pid
+        while find_block(pid) is None:  # the sampler makes it as the program starts
+            if procfs.start_time(pid) is None or self._ended.wait(0.01):
+                return
+        try:
+            with self._pushed.view:
+                _follow(self._pushed, self.settings, self.sender, self.say, self._ended)
+        except ControlError:
+            pass  # the program ended meanwhile: its files say the rest
+
+    def finish(self, files: dict[str, Path]) -> Tally:
+        """The last push, of the files the program wrote at its end, once the pushes
+        before it are made."""
+        self._ended.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._pushed is not None and files:
+            profiles = [read_heap(path) for _, path in sorted(files.items(), key=_host_first)]
+            end = profiles[0].window_ns[1] or time.time_ns()
+            cut = self._pushed.periods.cut(profiles, end)
+            for upload in uploads(self.settings, [cut]):
+                self.sender.send(upload)
+        return self.sender.close()
+
+
+def _host_first(item: tuple[str, Path]) -> tuple[bool, str]:
+    return item[0] != "host", item[0]
+
+
+def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Event) -> Tally:
+    """Pushes every process with the sampler loaded that this user may capture, each
+    period, until `ended`: new processes are found at each push, ended ones let go."""
+    sender = Sender(say)
+    followed: dict[int, _Pushed] = {}
+    refused: set[int] = set()
+    clock = _Clock(settings.every)
+    last = False
+    try:
+        while not last:
+            last = clock.wait(ended)
+            _find_new(followed, refused, rate, settings.every, say)
+            cuts = []
+            for pid, pushed in list(followed.items()):
+                try:
+                    cuts.append(pushed.period(say))
+                except ControlError as err:
+                    gone = procfs.start_time(pid) is None
+                    say(f"process {pid} ended: its series end" if gone else str(err))
+                    _let_go(followed.pop(pid))
+            for upload in uploads(settings, cuts):
+                sender.send(upload)
+    finally:
+        for pushed in followed.values():
+            _let_go(pushed)
+        tally = sender.close()
+    return tally
+
+
+def _find_new(
+    followed: dict[int, _Pushed], refused: set[int], rate: int, every: float, say: Say
+) -> None:
+    for target in list_targets():
+        if target.pid in followed or target.pid in refused:
+            continue
+        if not target.state.startswith(("idle", "capturing")):
+            refused.add(target.pid)  # another user's, or another version's sampler
+            continue
+        pushed = _Pushed(target.pid, rate, every)
+        try:
+            pushed.view.__enter__()
+        except ControlError as err:
+            refused.add(target.pid)
+            say(f"process {target.pid} is not pushed: {err}")
+            continue
+        followed[target.pid] = pushed
+        say(f"pushing process {target.pid} ({target.cmdline[:80]})")
+
+
+def _let_go(pushed: _Pushed) -> None:
+    with contextlib.suppress(ControlError, OSError):
+        pushed.view.__exit__()
