@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,8 +122,11 @@ def _heap_files(folder: Path, pattern: re.Pattern[str]) -> dict[Path, int]:
     return found
 
 
-def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
-    """Run argv with the sampler preloaded; wait for it; list the files it wrote."""
+def run_profiled(
+    argv: list[str], settings: CaptureSettings, started: Callable[[int], None] | None = None
+) -> RunResult:
+    """Run argv with the sampler preloaded; wait for it; list the files it wrote.
+    `started` is told the program's pid as soon as it runs."""
     folder = check_output_folder(settings.prefix)
     pattern = heap_file_pattern(settings.prefix)
     failure_pattern = heap_file_pattern(failure_prefix(settings.prefix))
@@ -140,6 +144,8 @@ def run_profiled(argv: list[str], settings: CaptureSettings) -> RunResult:
         raise LaunchError(f"cannot run {argv[0]!r}: {err.strerror}") from None
     finally:
         os.close(report_write)
+    if started is not None:
+        started(proc.pid)
 
     # Ctrl-C reaches the program through the terminal; we wait for it to finish
     # writing its profile. SIGTERM/SIGHUP sent to us alone are passed on.

@@ -53,9 +53,16 @@ class LiveView:
     if none is open) and closes it (the window, if the view opened it)."""
 
     def __init__(
-        self, pid: int, rate: int, depth: int, interval: float, command: str = "mem_profiler top"
+        self,
+        pid: int,
+        rate: int,
+        depth: int,
+        interval: float,
+        command: str = "mem_profiler top",
+        grace_s: float = VIEW_GRACE_S,
     ) -> None:
         self.pid = pid
+        self.grace_s = grace_s  # how long the view's window outlives a refresh not made
         self.command = command  # the command its errors name
         self.rate, self.depth = rate, depth  # of the window the view opens
         self.interval = interval
@@ -104,7 +111,7 @@ class LiveView:
         return os.path.join(self._folder, "snapshot_")
 
     def _deadline_ns(self) -> int:
-        return time.time_ns() + int((self.interval + VIEW_GRACE_S) * 1e9)
+        return time.time_ns() + int((self.interval + self.grace_s) * 1e9)
 
     def snapshot(self) -> Snapshot:
         """The window's figures now; ControlError (one sentence) when the process ended
@@ -141,7 +148,7 @@ class LiveView:
         if self.owns_window:
             return (
                 f"the window in process {self.pid} closed at its deadline: this view "
-                f"was stalled for more than {VIEW_GRACE_S:g} s"
+                f"was stalled for more than {self.grace_s:g} s"
             )
         return f"the window of process {self.pid} was closed in the program"
 

@@ -8,8 +8,8 @@ import difflib
 import math
 import os
 import sys
-from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -18,6 +18,13 @@ from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.input_files import MAX_PROFILE_BYTES
 from mem_profiler.core.units import parse_size
+from mem_profiler.push.settings import (
+    AUTH_ENV,
+    DEFAULT_EVERY_S,
+    PROTOCOLS,
+    PushSettings,
+    push_settings,
+)
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -99,6 +106,79 @@ def capture_options(rate: int, rate_help: str) -> Callable[[Command], Command]:
         return command
 
     return decorate
+
+
+PUSH_EVERY = FiniteFloatRange(0.5, 3600)
+
+
+def push_options(required: bool = False) -> Callable[[Command], Command]:
+    """--push URL and the options that go with it, as -p, run and agent take them."""
+    options = (
+        click.option(
+            "--push",
+            "push_url",
+            required=required,
+            metavar="URL",
+            help="Push the profiles to a Pyroscope, Parca or OpenTelemetry (OTLP) backend "
+            "every --push-every seconds, and once more at the end.",
+        ),
+        click.option(
+            "--push-every",
+            type=PUSH_EVERY,
+            default=DEFAULT_EVERY_S,
+            show_default=True,
+            metavar="SECONDS",
+            help="Seconds between pushes.",
+        ),
+        click.option(
+            "--push-protocol",
+            type=click.Choice(PROTOCOLS),
+            help="The backend's protocol.  [default: told from the URL's path or port: "
+            "4040 pyroscope, 7070 parca, 4318 otlp]",
+        ),
+        click.option(
+            "--label",
+            "labels",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="A label of every series pushed, over the default ones (service_name: "
+            "the program's name, host, pid, exe, build_id, heap, version); repeatable.",
+        ),
+        click.option(
+            "--push-header",
+            "push_headers",
+            multiple=True,
+            metavar="'NAME: VALUE'",
+            help="A header of every push (e.g. 'X-Scope-OrgID: team1'); repeatable.",
+        ),
+        click.option(
+            "--push-auth-file",
+            metavar="FILE",
+            help="A file of yours (mode 600) holding 'Bearer TOKEN' or 'Basic USER:PASSWORD' "
+            f"for the backend; also read from ${AUTH_ENV}.",
+        ),
+    )
+
+    def decorate(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def push_settings_of(options: Mapping[str, Any]) -> PushSettings | None:
+    """The settings of push_options' values, None without --push; PushSettingsError."""
+    if options["push_url"] is None:
+        return None
+    return push_settings(
+        options["push_url"],
+        options["push_protocol"],
+        options["push_every"],
+        options["labels"],
+        options["push_headers"],
+        options["push_auth_file"],
+    )
 
 
 def run_command(command: click.Command, prog: str, argv: list[str] | None) -> None:

@@ -4,6 +4,7 @@ capturable processes."""
 from __future__ import annotations
 
 import sys
+import threading
 from typing import NoReturn, TypedDict, Unpack
 
 import click
@@ -21,6 +22,8 @@ from mem_profiler.cmd.cli_input import (
     SECONDS,
     FiniteFloatRange,
     capture_options,
+    push_options,
+    push_settings_of,
     run_command,
 )
 from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
@@ -37,6 +40,8 @@ from mem_profiler.controller import (
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
+from mem_profiler.push.sender import Tally
+from mem_profiler.push.settings import PushSettings
 from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.top.order import SORT_KEYS
 
@@ -47,7 +52,18 @@ MODE_HELP = (
 )
 
 
-class CaptureOptions(TypedDict):
+class PushOptions(TypedDict):
+    """push_options' values."""
+
+    push_url: str | None
+    push_every: float
+    push_protocol: str | None
+    labels: tuple[str, ...]
+    push_headers: tuple[str, ...]
+    push_auth_file: str | None
+
+
+class CaptureOptions(PushOptions):
     """The options of `mem_profiler` itself, which capture a running process; None where
     not given."""
 
@@ -99,6 +115,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     help="Load the sampler into -p PID if it was started without it (ptrace; "
     "asked on a terminal when not given).",
 )
+@push_options()
 @click.pass_context
 def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     """Sampling heap profiler for Linux programs.
@@ -110,21 +127,29 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     mem_profiler dump -p PID                          write an open window's files, keep it open
     mem_profiler top -p PID                           live view: heaps, RSS, top stacks
     mem_profiler run [-c RATE] -- CMD ARGS...         run a program under the sampler
+    mem_profiler -p PID --push URL                    push its profiles to a backend
+    mem_profiler agent --push URL                     push every process that has the sampler
     mem_profiler list                                 processes that can be captured
     """
-    given = [name for name, value in capture.items() if value is not None]
+    given = [n for n in capture if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
     if ctx.invoked_subcommand is not None:
         if given:
             fail(
-                f"-p/-s/-c/-o/-d capture a running process; `{ctx.invoked_subcommand}` "
-                "takes its own options after its name"
+                f"-p/-s/-c/-o/-d/--push capture a running process; "
+                f"`{ctx.invoked_subcommand}` takes its own options after its name"
             )
         return
+    push = push_settings_of(capture)
+    if push is None and any(n.startswith(("push_", "labels")) for n in given):
+        fail("--push-every, --push-protocol, --label and --push-header go with --push URL")
     try:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
         if not has_sampler(pid) and wants_attach(pid, capture["attach"]):
             attach(pid)
             click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
+        if push is not None:
+            _push_process(pid, push, capture["rate"] or defaults.RATE, capture["seconds"])
+            return
         result = capture_window(
             pid,
             capture["seconds"] or 60.0,
@@ -150,6 +175,31 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
             "table of the sampler was full): each report says what is missing",
             err=True,
         )
+
+
+def _push_process(pid: int, push: PushSettings, rate: int, seconds: float | None) -> None:
+    """Pushes pid's profiles until Ctrl-C, SIGTERM, the process's end or `seconds`."""
+    from mem_profiler.push.session import ending_signals, push_process  # numpy, the parser
+
+    say(f"pushing process {pid} to {push.url} every {push.every:g} s (Ctrl-C ends)")
+    with ending_signals() as ended:
+        if seconds is not None:
+            timer = threading.Timer(seconds, ended.set)
+            timer.daemon = True
+            timer.start()
+        tally = push_process(pid, push, rate, say, ended)
+    _pushed(tally)
+
+
+def _pushed(tally: Tally) -> None:
+    """The push's summary; exit 1 when profiles were dropped."""
+    say(tally.summary())
+    if tally.dropped:
+        sys.exit(1)
+
+
+def say(message: str) -> None:
+    cli_input.say(PROG, message)
 
 
 def wants_attach(pid: int, attach_flag: bool | None) -> bool:
@@ -251,6 +301,7 @@ def show_progress(elapsed: float, status: Status) -> None:
     ".eh_frame rules, cached per code address; libunwind gives the same stacks, "
     "slower; fp alone loses callers of code built without frame pointers.",
 )
+@push_options()
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     rate: int,
@@ -269,6 +320,7 @@ def run(
     follow_children: bool,
     unwind: str,
     command: tuple[str, ...],
+    **push_given: Unpack[PushOptions],
 ) -> None:
     """Run COMMAND with the sampler loaded, capturing from its first allocation.
 
@@ -280,6 +332,9 @@ def run(
         cli_input.unknown_option(click.get_current_context(), command[0])
     if suppressions and not leak_check:
         fail("--suppressions says what --leak-check leaves out: give both")
+    push = push_settings_of(push_given)
+    if push is not None and (idle or leak_check):
+        fail("--push follows the window run opens: not with --idle or --leak-check")
     if leak_check:
         if click.get_current_context().get_parameter_source("rate") is ParameterSource.DEFAULT:
             rate = 1  # what a pointer may pass through is known only of every block
@@ -307,8 +362,13 @@ def run(
         follow_fork=follow_fork,
         unwinder=unwind,
     )
+    pusher = None
+    if push is not None:
+        from mem_profiler.push.session import RunPusher  # numpy, the parser
+
+        pusher = RunPusher(push, rate, say)
     try:
-        result = run_profiled(list(command), settings)
+        result = run_profiled(list(command), settings, pusher.started if pusher else None)
     except LaunchError as err:
         fail(str(err), 127 if str(err).startswith("cannot run") else 2)
     except SamplerNotBuilt as err:
@@ -331,6 +391,11 @@ def run(
         click.echo(f"mem_profiler: {failure}", err=True)
     if missing := result.missing_profile(command[0], idle):
         click.echo(f"mem_profiler: {missing}", err=True)
+    if pusher is not None:
+        tally = pusher.finish(result.files_by_process().get(result.pid, {}))
+        say(tally.summary())
+        if tally.dropped and not result.exit_code:
+            sys.exit(1)
     # A profile that could not be written fails the run, even where the program did not.
     sys.exit(result.exit_code or (1 if result.failures else 0))
 
@@ -452,6 +517,32 @@ def top(
         )
     except (ControlError, AttachError) as err:
         fail(str(err), 1)
+
+
+@cli.command()
+@click.option(
+    "-c",
+    "--rate",
+    default=defaults.RATE,
+    show_default=True,
+    type=RATE,
+    help="Mean bytes between samples in the windows the agent opens (a window open "
+    "already keeps its own).",
+)
+@push_options(required=True)
+def agent(rate: int, **push_given: Unpack[PushOptions]) -> None:
+    """Push every process of this host that has the sampler loaded (a preload of the
+    whole system or of a service) and that this user may capture: found as they start,
+    let go as they end, until Ctrl-C or SIGTERM, which push once more. In an idle process
+    the agent opens a window of its own, closed when it ends."""
+    from mem_profiler.push.session import ending_signals, run_agent  # numpy, the parser
+
+    push = push_settings_of(push_given)
+    assert push is not None  # --push is required
+    say(f"pushing every process with the sampler to {push.url} every {push.every:g} s")
+    with ending_signals() as ended:
+        tally = run_agent(push, rate, say, ended)
+    _pushed(tally)
 
 
 @cli.command()
