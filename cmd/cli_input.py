@@ -187,8 +187,10 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None) -> No
     try:
         command.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.NoSuchOption as e:
-        near = difflib.get_close_matches(e.option_name, e.possibilities or [], n=1, cutoff=0.5)
-        hint = f" (did you mean {near[0]}?)" if near else ""
+        # the names compared without their dashes, which every option shares
+        names = {p.lstrip("-"): p for p in e.possibilities or []}
+        near = difflib.get_close_matches(e.option_name.lstrip("-"), names, n=1, cutoff=0.5)
+        hint = f" (did you mean {names[near[0]]}?)" if near else ""
         path = e.ctx.command_path if e.ctx is not None else prog
         fail(prog, f"unknown option {e.option_name}{hint}: see {path} --help.")
     except click.UsageError as e:
