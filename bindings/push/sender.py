@@ -7,7 +7,9 @@ any other refusal is final. Each kind of failure is said once, not per attempt."
 from __future__ import annotations
 
 import collections
+import contextlib
 import email.utils
+import json
 import random
 import ssl
 import threading
@@ -80,15 +82,21 @@ def post(upload: Upload, context: ssl.SSLContext | None = None) -> None:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=context) as reply:
             reply.read()
     except urllib.error.HTTPError as err:
-        body = err.read(512).decode("utf-8", "replace")
-        raise Refused(err.code, _one_line(body) or err.reason, _retry_after(err.headers)) from None
+        message = _server_message(err.read(4096)) or str(err.reason)
+        raise Refused(err.code, message, _retry_after(err.headers)) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise Refused(0, str(getattr(reason, "strerror", None) or reason)) from None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
+def _server_message(body: bytes) -> str:
+    """What the server said, in a line: a JSON error's message (Connect's, grpc-gateway's),
+    plain text as it is; nothing of a binary body (OTLP's google.rpc.Status)."""
+    text = body.decode("utf-8", "replace")
+    with contextlib.suppress(ValueError, AttributeError):
+        text = str(json.loads(text).get("message", text))
+    line = " ".join(text.split())
+    return line[:200] if line.isprintable() else ""
 
 
 def _retry_after(headers: object) -> float | None:
@@ -136,7 +144,7 @@ class Sender:
             self._queued_bytes += len(upload.body)
             while len(self._queue) > 1 and (
                 len(self._queue) > self._max_requests or self._queued_bytes > self._max_bytes
-            ):
+            ):  # the newest is kept, however large
                 self._queued_bytes -= len(self._queue.popleft().body)
                 self._drop("the queue was full", "the backend is not taking them fast enough")
             self._wake.notify()
@@ -151,14 +159,24 @@ class Sender:
         return self.tally
 
     def _run(self) -> None:
-        backoff = FIRST_BACKOFF_S
         while True:
             with self._wake:
                 while not self._queue and not self._closing:
                     self._wake.wait()
                 if not self._queue:
                     return
-                upload = self._queue[0]
+                upload = self._queue.popleft()  # in flight: no longer the queue's to drop
+                self._queued_bytes -= len(upload.body)
+                late = time.monotonic() >= self._drain_until
+            if late:
+                self._drop("queued at the end", "the time to send what was queued ran out")
+            else:
+                self._deliver(upload)
+
+    def _deliver(self, upload: Upload) -> None:
+        """Sends `upload`, retrying while the failure is one to retry and time is left."""
+        backoff = FIRST_BACKOFF_S
+        while True:
             try:
                 self._post(upload)
             except Refused as refusal:
@@ -169,11 +187,7 @@ class Sender:
             else:
                 self.tally.sent += 1
                 self._recovered()
-            backoff = FIRST_BACKOFF_S
-            with self._wake:
-                if self._queue and self._queue[0] is upload:
-                    self._queue.popleft()
-                    self._queued_bytes -= len(upload.body)
+            return
 
     def _wait(self, refusal: Refused, backoff: float) -> bool:
         """Says the failure (once per kind), waits before the retry; False when closing
