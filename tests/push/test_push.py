@@ -1,0 +1,230 @@
+"""Pushes to the test doubles of Pyroscope, Parca and an OTLP Collector (support/backends.py),
+from `mem_profiler -p PID --push`, `run --push` and `agent --push`: what each push holds
+against the fixtures' own counts and against a dump taken meanwhile, the alloc periods
+adding up to the window, the labels, and a backend that is down, refusing or slow."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.backends import Backend, otlp_by_function
+from support.paths import MEM_PROFILER
+from support.processes import wait_for
+from support.profiling import report
+from support.sampling_math import assert_estimate, relative_sd
+from support.targets import Server
+
+from mem_profiler.core.version import VERSION
+
+MiB = 1 << 20
+CHURN = 65536  # push_steps' site_churn block, one a millisecond
+
+
+def build_id(exe: Path) -> str:
+    """The GNU build-id as readelf prints it."""
+    notes = subprocess.run(["readelf", "-n", exe], capture_output=True, text=True).stdout
+    found = re.search(r"Build ID: ([0-9a-f]+)", notes)
+    assert found, notes
+    return found[1]
+
+
+def pusher(*args: str | Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [MEM_PROFILER, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def ended(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    """Its exit status and stderr once it ends."""
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("protocol", ["pyroscope", "pyroscope-ingest", "parca", "otlp"])
+def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
+    """-p PID --push: every period a profile of the server's heap whose rings hold their
+    16 MiB each, labelled, the periods contiguous; the tenant header and the user's label
+    reach the backend; the summary counts the requests."""
+    with Backend(tenant="t1") as backend:
+        proc = pusher(
+            "-p", server.pid, "--push", backend.url, "--push-protocol", protocol,
+            "--push-every", "1", "--label", "team=memory", "--push-header", "X-Scope-OrgID: t1",
+        )  # fmt: skip
+        wait_for(lambda: backend.requests >= 3, 60, "three pushes")
+        proc.send_signal(signal.SIGINT)  # pushes once more, then ends
+        code, err = ended(proc)
+    assert code == 0, err
+    assert not backend.refused, backend.refused
+    sent = int(re.search(r"pushed (\d+) profile requests?", err)[1])
+    assert sent == backend.requests >= 4, err
+    rel = relative_sd(4096, 4096, 1024)
+    if protocol == "otlp":
+        for req in backend.otlp:
+            inuse = otlp_by_function(req, "inuse_space")[("server", "host")]
+            assert_estimate(inuse["site_pages"], 16 * MiB, rel, 0.05)
+            attrs = {kv.key: kv.value for kv in req.resource_profiles[0].resource.attributes}
+            assert attrs["process.pid"].int_value == server.pid
+            assert attrs["process.executable.path"].string_value == str(server_exe)
+            assert attrs["team"].string_value == "memory"
+        return
+    assert len(backend.pushes) == sent
+    expected = {
+        "__name__": "memory",
+        "__delta__": "false",
+        "service_name": "server",
+        "host": socket.gethostname(),
+        "pid": str(server.pid),
+        "exe": str(server_exe),
+        "build_id": build_id(server_exe),
+        "heap": "host",
+        "version": VERSION,
+        "team": "memory",
+    }
+    if protocol == "parca":
+        del expected["__delta__"]
+    for push in backend.pushes:
+        assert push.labels == expected
+        inuse = push.profile.by_function("inuse_space")
+        assert_estimate(inuse["site_pages"], 16 * MiB, rel, 0.05)
+        assert_estimate(inuse["site_small"], 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
+    times = [(p.profile.time_nanos, p.profile.duration_nanos) for p in backend.pushes]
+    for (start, length), (after, _) in zip(times, times[1:], strict=False):
+        assert after == start + length  # contiguous: nothing between two periods is lost
+
+
+def test_run_push_adds_up_to_the_window_and_agrees_with_a_dump(build_fixture, tmp_path):
+    """run --push: the alloc figures of the pushes add up to the window's total in the
+    file written at exit, within a byte a push, and to the program's own count within the
+    sampling error; a dump taken between pushes shows the kept blocks the push after it
+    shows, sample for sample."""
+    exe = build_fixture("push_steps")
+    with Backend() as backend:
+        proc = pusher(
+            "run", "-c", "65536", "-o", tmp_path / "p_", "--push", backend.url,
+            "--push-protocol", "pyroscope", "--push-every", "1", "--", exe, "6",
+        )  # fmt: skip
+        wait_for(lambda: len(backend.pushes) >= 2, 60, "two pushes")
+        pid = int(backend.pushes[0].labels["pid"])
+        dump = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", str(pid)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+        after_dump = len(backend.pushes)
+        code, err = ended(proc)
+    assert code == 0, err
+    final = max(Path(p) for p in re.findall(r"wrote (\S+\.heap)", err))  # the dump's is 0001
+    pushes = backend.pushes
+    assert len(pushes) >= 6, err
+    assert {p.labels["service_name"] for p in pushes} == {"push_steps"}
+    pushed = sum(p.profile.by_function("alloc_space").get("site_churn", 0) for p in pushes)
+    in_file = report(final, exe, "alloc_space")["site_churn"][0]
+    assert abs(pushed - in_file) <= len(pushes)
+    assert_estimate(pushed, 6000 * CHURN, relative_sd(6000, CHURN, 65536), 0.1)
+    kept_then = report(Path(dump), exe)["site_keep"][0]
+    kept_pushed = pushes[after_dump].profile.by_function("inuse_space")["site_keep"]
+    assert abs(kept_pushed - kept_then) <= 1  # the same samples, rounded once
+    assert_estimate(kept_pushed, 8 * MiB, relative_sd(8, MiB, 65536), 0.01)
+
+
+def test_the_agent_pushes_each_process_as_it_comes_and_goes(build_fixture, server_exe):
+    """agent --push: three processes of different programs, one started and one ended
+    while the agent runs: each one's series arrives with only its own stacks, the ended
+    one's stops, the started one's begins."""
+    grower = Server(build_fixture("grower"))
+    first = Server(server_exe)
+    started = None
+    try:
+        with Backend() as backend:
+            proc = pusher("agent", "--push", backend.url, "--push-protocol", "pyroscope",
+                          "--push-every", "1")  # fmt: skip
+
+            def pids() -> set[int]:
+                return {int(p.labels["pid"]) for p in backend.pushes}
+
+            wait_for(lambda: {grower.pid, first.pid} <= pids(), 60, "both pushed")
+            first.stop()
+            started = Server(build_fixture("push_steps"), "600")  # not idle: see below
+            wait_for(lambda: started.pid in pids(), 60, "the new one pushed")
+            count_at_start = len(backend.pushes)
+            wait_for(lambda: len(backend.pushes) > count_at_start + 4, 60, "more pushes")
+            proc.send_signal(signal.SIGTERM)
+            code, err = ended(proc)
+    finally:
+        for s in (grower, first, started):
+            if s is not None:
+                s.stop()
+    assert code == 0, err
+    own = {
+        grower.pid: {"site_grow", "site_churn"},
+        first.pid: {"site_pages", "site_small", "site_transient"},
+        started.pid: {"site_keep", "site_churn"},
+    }
+    last_of_first = max(
+        i for i, p in enumerate(backend.pushes) if p.labels["pid"] == str(first.pid)
+    )
+    first_of_started = min(
+        i for i, p in enumerate(backend.pushes) if p.labels["pid"] == str(started.pid)
+    )
+    assert last_of_first < first_of_started
+    for push in backend.pushes:
+        pid = int(push.labels["pid"])
+        functions = {f for f, v in push.profile.by_function("alloc_space").items() if v}
+        functions |= {f for f, v in push.profile.by_function("inuse_space").items() if v}
+        assert functions <= own[pid] | {"main"}, (pid, functions)
+    assert f"process {first.pid} ended" in err
+
+
+def test_a_backend_down_then_back_loses_nothing(server):
+    """503 for a while: said once, the profiles queued and retried with backoff, then all
+    delivered once it is back, the recovery said; nothing dropped."""
+    with Backend() as backend:
+        backend.fail_with = 503
+        proc = pusher("-p", server.pid, "--push", backend.url, "--push-protocol", "pyroscope",
+                      "--push-every", "0.5")  # fmt: skip
+        wait_for(lambda: backend.requests >= 3, 60, "three refused attempts")
+        backend.fail_with = None
+        wait_for(lambda: len(backend.pushes) >= 6, 60, "the queue delivered and more")
+        proc.send_signal(signal.SIGINT)
+        code, err = ended(proc)
+    assert code == 0, err
+    assert err.count("retrying with backoff") == 1, err
+    assert re.search(r"pushes resumed after \d+ s", err), err
+    sent = int(re.search(r"pushed (\d+) profile requests\n", err)[1])
+    assert sent == len(backend.pushes)
+    times = [(p.profile.time_nanos, p.profile.duration_nanos) for p in backend.pushes]
+    for (start, length), (after, _) in zip(times, times[1:], strict=False):
+        assert after == start + length  # in order, none lost while it was down
+
+
+def test_a_refusing_backend_is_said_once_and_not_retried(server):
+    """400: each profile is sent once and dropped, the refusal said once with the server's
+    message, the drop counted in the summary and the exit status."""
+    with Backend() as backend:
+        backend.fail_with = 400
+        proc = pusher("-p", server.pid, "--push", backend.url, "--push-protocol", "otlp",
+                      "--push-every", "0.5")  # fmt: skip
+        wait_for(lambda: backend.requests >= 3, 60, "three refused pushes")
+        proc.send_signal(signal.SIGTERM)
+        code, err = ended(proc)
+        requests = backend.requests
+    assert code == 1, err
+    assert err.count("refused") == 2, err  # the line, and the summary
+    assert "(HTTP 400: unavailable); such profiles are dropped, not retried" in err
+    assert f"0 profile requests; {requests} dropped ({requests} refused (HTTP 400))" in err
+
+
+def test_an_unreachable_backend_ends_in_the_drain_time(server):
+    """Nothing listening: one line, retries until the end, then what is left dropped."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    proc = pusher("-p", server.pid, "--push", f"http://127.0.0.1:{port}", "--push-protocol",
+                  "parca", "--push-every", "0.5", "-s", "1.2")  # fmt: skip
+    code, err = ended(proc)
+    assert code == 1, err
+    assert err.count("unreachable") == 2, err
+    assert re.search(r"pushed 0 profile requests; \d+ dropped \(.*1 unreachable at the end", err)
