@@ -11,6 +11,7 @@ backend's protocol wants them, with the series' labels.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -21,13 +22,25 @@ from collections.abc import Sequence
 
 from mem_profiler.core.version import VERSION
 from mem_profiler.parser.proto_writer import message, string
-from mem_profiler.parser.report_pprof import format_pprof
+from mem_profiler.parser.report_pprof import (
+    SAMPLE_TYPES,
+    Function,
+    Location,
+    PprofTables,
+    format_pprof,
+)
 from mem_profiler.push.otlp import export_request
 from mem_profiler.push.periods import HeapPeriod
 from mem_profiler.push.sender import Upload
 from mem_profiler.push.settings import PushSettings
 
 _INGEST_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_./-]")
+# Pyroscope refuses a profile of more samples (max_profile_stacktrace_samples) or more
+# bytes once decompressed (max_profile_size_bytes): the smallest stacks are summed into
+# one sample of their own to fit.
+PYROSCOPE_MAX_SAMPLES = 16000
+PYROSCOPE_MAX_BYTES = 4 << 20
+LEFT_OUT = "[smaller stacks, summed to fit the backend's limit]"
 
 
 def series_labels(period: HeapPeriod, user: dict[str, str]) -> dict[str, str]:
@@ -85,7 +98,12 @@ def uploads(settings: PushSettings, processes: Sequence[list[HeapPeriod]]) -> li
     if settings.protocol == "pyroscope-ingest":
         headers["Content-Type"] = "application/octet-stream"
         return [
-            Upload(_ingest_url(settings.url, period, labels), headers, _pprof(period), what)
+            Upload(
+                _ingest_url(settings.url, period, labels),
+                headers,
+                _pprof(period, PYROSCOPE_MAX_SAMPLES),
+                what,
+            )
             for period, labels in labelled
         ]
     if settings.protocol == "parca":
@@ -112,17 +130,55 @@ def _what(processes: Sequence[list[HeapPeriod]]) -> str:
     return "the profiles of process" + ("es " if len(pids) > 1 else " ") + ", ".join(map(str, pids))
 
 
-def _pprof(period: HeapPeriod) -> bytes:
-    return format_pprof(
-        period.sym, period_ns=(period.start_ns, period.end_ns), tables=period.tables
+def _pprof(period: HeapPeriod, max_samples: int | None = None) -> bytes:
+    """The period as gzipped pprof; with `max_samples`, within Pyroscope's limits."""
+    tables, keep = period.tables, max_samples
+    while True:
+        if keep is not None and len(period.tables.samples) > keep:
+            tables = fitted(period.tables, keep)
+        body = format_pprof(period.sym, period_ns=(period.start_ns, period.end_ns), tables=tables)
+        if keep is None or keep == 1 or len(gzip.decompress(body)) <= PYROSCOPE_MAX_BYTES:
+            return body
+        keep = min(keep, len(period.tables.samples)) // 2
+
+
+def fitted(tables: PprofTables, keep: int) -> PprofTables:
+    """The tables with their keep - 1 largest samples (by bytes in use, then allocated)
+    and one more that sums the others, its stack one location named LEFT_OUT; only the
+    locations, functions and mappings left in use are kept, numbered anew."""
+    in_use = SAMPLE_TYPES.index(("inuse_space", "bytes"))
+    allocated = SAMPLE_TYPES.index(("alloc_space", "bytes"))
+    order = sorted(
+        range(len(tables.samples)),
+        key=lambda i: (-tables.samples[i][1][in_use], -tables.samples[i][1][allocated], i),
     )
+    rest = [tables.samples[i][1] for i in order[keep - 1 :]]
+    location_ids: dict[int, int] = {}
+    function_ids: dict[int, int] = {}
+    mapping_ids: dict[int, int] = {}
+    samples = []
+    for i in sorted(order[: keep - 1]):
+        ids, values = tables.samples[i]
+        samples.append(([location_ids.setdefault(x, len(location_ids) + 1) for x in ids], values))
+    locations = []
+    for old in location_ids:
+        loc = tables.locations[old - 1]
+        mapping = mapping_ids.setdefault(loc.mapping, len(mapping_ids) + 1) if loc.mapping else 0
+        lines = [(function_ids.setdefault(f, len(function_ids) + 1), n) for f, n in loc.lines]
+        locations.append(Location(mapping, loc.address, lines))
+    functions = [tables.functions[old - 1] for old in function_ids]
+    functions.append(Function(LEFT_OUT, LEFT_OUT, "", 0))
+    locations.append(Location(0, 0, [(len(functions), 0)]))
+    samples.append(([len(locations)], [sum(column) for column in zip(*rest, strict=True)]))
+    mappings = [tables.mappings[old - 1] for old in mapping_ids]
+    return PprofTables(samples, mappings, locations, functions)
 
 
 def _pyroscope_series(period: HeapPeriod, labels: dict[str, str]) -> bytes:
     """push.v1.RawProfileSeries{labels=1: types.v1.LabelPair{name=1, value=2},
     samples=2: RawSample{raw_profile=1, ID=2}}"""
     pairs = b"".join(message(1, string(1, k) + string(2, v)) for k, v in labels.items())
-    sample = message(1, _pprof(period)) + string(2, str(uuid.uuid4()))
+    sample = message(1, _pprof(period, PYROSCOPE_MAX_SAMPLES)) + string(2, str(uuid.uuid4()))
     return pairs + message(2, sample)
 
 

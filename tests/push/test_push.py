@@ -16,10 +16,12 @@ from support.backends import Backend, otlp_by_function
 from support.paths import MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import report
+from support.reports import go_pprof_top
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import Server
 
 from mem_profiler.core.version import VERSION
+from mem_profiler.push.backends import LEFT_OUT
 
 MiB = 1 << 20
 CHURN = 65536  # push_steps' site_churn block, one a millisecond
@@ -228,3 +230,25 @@ def test_an_unreachable_backend_ends_in_the_drain_time(server):
     assert code == 1, err
     assert err.count("unreachable") == 2, err
     assert re.search(r"pushed 0 profile requests; \d+ dropped \(.*1 unreachable at the end", err)
+
+
+def test_a_profile_over_pyroscopes_limits_is_fitted_to_them(build_fixture, tmp_path):
+    """20,000 stacks at -c 1, over Pyroscope's 16,000 samples: the push keeps the largest
+    15,999 and sums the rest into one, the total exactly the fixture's, and `go tool
+    pprof` reads it with that total."""
+    exe = build_fixture("distinct_stacks")
+    with Backend() as backend:
+        proc = pusher("run", "-c", "1", "-o", tmp_path / "d_", "--push", backend.url,
+                      "--push-protocol", "pyroscope", "--", exe, "20000")  # fmt: skip
+        code, err = ended(proc)
+    assert code == 0, err
+    assert not backend.refused, backend.refused
+    (push,) = backend.pushes
+    assert len(push.profile.samples) == 16000
+    assert push.profile.total("inuse_space") == 20000 * 64
+    left_out = push.profile.by_function("inuse_space")[LEFT_OUT]
+    assert left_out == (20000 - 15999) * 64
+    pb = tmp_path / "pushed.pb.gz"
+    pb.write_bytes(push.raw)
+    total, _ = go_pprof_top(pb, tmp_path)
+    assert total == pytest.approx(20000 * 64, rel=0.005)  # pprof prints kB to 2 decimals

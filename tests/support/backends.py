@@ -205,6 +205,7 @@ class Push:
 
     labels: dict[str, str]
     profile: Pprof
+    raw: bytes  # as it came, for the peers' readers
     received: float = field(default_factory=time.monotonic)
 
 
@@ -327,7 +328,7 @@ class Backend:
                 raw = _by_number(sample).get(1, [b""])[0]  # type: ignore[arg-type]
                 profile = read_pprof(raw)  # type: ignore[arg-type]
                 self._check_time(profile)
-                taken.append(Push(labels, profile))
+                taken.append(Push(labels, profile, raw))  # type: ignore[arg-type]
         if not taken:
             raise Refusal(400, "invalid_argument", "no profiles received")
         with self.lock:
@@ -385,7 +386,7 @@ class Backend:
         if any(t.startswith(("alloc_", "inuse_")) for t in profile.sample_types):
             labels["__name__"] = "memory"
         with self.lock:
-            self.pushes.append(Push(labels, profile))
+            self.pushes.append(Push(labels, profile, body))
         return b""
 
     def _parca(self, request: http.server.BaseHTTPRequestHandler, body: bytes) -> bytes:
@@ -414,7 +415,7 @@ class Backend:
                 raise Refusal(400, "3", "missing __name__ label")
             for sample in series["samples"]:
                 raw = base64.b64decode(sample["rawProfile"])
-                taken.append(Push(labels, read_pprof(raw, strict_ids=True)))
+                taken.append(Push(labels, read_pprof(raw, strict_ids=True), raw))
         return taken
 
     def _otlp(self, request: http.server.BaseHTTPRequestHandler, body: bytes) -> bytes:
