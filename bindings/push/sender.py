@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RETRYABLE = frozenset({429, 502, 503, 504})
+UNREACHABLE = 0  # Refused.status of a connection that failed: retried
+UNTRUSTED = -1  # ... of a server whose certificate is not trusted: not retried
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is taken as this
@@ -67,26 +69,30 @@ class Refused(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status == 0 or self.status in RETRYABLE
+        return self.status == UNREACHABLE or self.status in RETRYABLE
 
     @property
     def kind(self) -> str:
-        return "unreachable" if self.status == 0 else f"HTTP {self.status}"
+        return {UNREACHABLE: "unreachable", UNTRUSTED: "TLS"}.get(
+            self.status, f"HTTP {self.status}"
+        )
 
 
-def post(upload: Upload, context: ssl.SSLContext | None = None) -> None:
+def post(upload: Upload) -> None:
     """Sends one upload; Refused when it is not taken. TLS checks the server against the
     system's certificate authorities."""
     request = urllib.request.Request(upload.url, upload.body, upload.headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=context) as reply:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
             reply.read()
     except urllib.error.HTTPError as err:
         message = _server_message(err.read(4096)) or str(err.reason)
         raise Refused(err.code, message, _retry_after(err.headers)) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise Refused(0, str(getattr(reason, "strerror", None) or reason)) from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise Refused(UNTRUSTED, str(reason.verify_message or reason)) from None
+        raise Refused(UNREACHABLE, str(getattr(reason, "strerror", None) or reason)) from None
 
 
 def _server_message(body: bytes) -> str:
@@ -211,6 +217,13 @@ class Sender:
     def _fail(self, refusal: Refused, upload: Upload) -> None:
         if refusal.retryable:
             self._drop(f"{refusal.kind} at the end", "the backend was still failing at the end")
+        elif refusal.status == UNTRUSTED:
+            self._drop(
+                "untrusted certificate",
+                f"the backend's certificate is not trusted ({refusal}): add its authority to "
+                "the system's (or name a file of them in SSL_CERT_FILE); profiles are dropped, "
+                "not retried",
+            )
         else:
             self._drop(
                 f"refused ({refusal.kind})",

@@ -5,6 +5,7 @@ adding up to the window, the labels, and a backend that is down, refusing or slo
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -252,3 +253,30 @@ def test_a_profile_over_pyroscopes_limits_is_fitted_to_them(build_fixture, tmp_p
     pb.write_bytes(push.raw)
     total, _ = go_pprof_top(pb, tmp_path)
     assert total == pytest.approx(20000 * 64, rel=0.005)  # pprof prints kB to 2 decimals
+
+
+def test_tls_trusts_the_systems_authorities_and_nothing_else(server, tmp_path):
+    """HTTPS with a certificate no authority of the system signed: refused, said once,
+    not retried; the same server trusted through OpenSSL's SSL_CERT_FILE: taken."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=backend", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with Backend(tls=(cert, key)) as backend:
+        args = ("-p", server.pid, "--push", backend.url, "--push-protocol", "otlp",
+                "--push-every", "0.5", "-s", "1.2")  # fmt: skip
+        code, err = ended(pusher(*args))
+        assert code == 1 and not backend.otlp, err
+        assert err.count("certificate is not trusted (self-signed certificate)") == 1, err
+        assert re.search(
+            r"pushed 0 profile requests; (\d+) dropped \(\1 untrusted certificate\)", err
+        )
+        env = dict(os.environ, SSL_CERT_FILE=str(cert))
+        trusted = subprocess.run(
+            [MEM_PROFILER, *map(str, args)], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert trusted.returncode == 0, trusted.stderr
+        assert backend.otlp

@@ -19,10 +19,12 @@ import http.server
 import io
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MAX_PROFILE_BYTES = 4 << 20  # pyroscope: max_profile_size_bytes
 MAX_SAMPLES = 16000  # pyroscope: max_profile_stacktrace_samples
@@ -215,7 +217,7 @@ class Backend:
     request with that status (and `retry_after`) until set back to None; `tenant`
     demands X-Scope-OrgID as a multi-tenant Pyroscope does."""
 
-    def __init__(self, tenant: str | None = None) -> None:
+    def __init__(self, tenant: str | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.pushes: list[Push] = []
         self.otlp: list[object] = []
         self.refused: list[tuple[str, int, str]] = []  # path, status, message
@@ -239,7 +241,13 @@ class Backend:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # (certificate, key): HTTPS
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
