@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,38 @@ def test_tls_trusts_the_systems_authorities_and_nothing_else(server, tmp_path):
         )
         assert trusted.returncode == 0, trusted.stderr
         assert backend.otlp
+
+
+KEEPER = """
+import time
+
+def keep_buffers():
+    kept = []
+    for _ in range(32):
+        kept.append(bytearray(1 << 20))
+    return kept
+
+kept = keep_buffers()
+end = time.monotonic() + float(__import__("sys").argv[1])
+while time.monotonic() < end:
+    time.sleep(0.02)
+"""
+
+
+def test_a_python_program_is_pushed_with_its_functions(tmp_path):
+    """run --push of a CPython script: its service is the script's name and its Python
+    function holds the 32 MiB it keeps, in every push."""
+    script = tmp_path / "keeper.py"
+    script.write_text(KEEPER)
+    with Backend() as backend:
+        proc = pusher(
+            "run", "-o", tmp_path / "k_", "--push", backend.url, "--push-protocol",
+            "pyroscope", "--push-every", "1", "--", sys.executable, script, "3",
+        )  # fmt: skip
+        code, err = ended(proc)
+    assert code == 0, err
+    assert len(backend.pushes) >= 3, err
+    for push in backend.pushes:
+        assert push.labels["service_name"] == "keeper"
+        kept = push.profile.by_function("inuse_space")["keep_buffers"]
+        assert_estimate(kept, 32 * (MiB + 1), relative_sd(32, MiB, 1024), 0.02)
