@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peak_rss import PeakRss
+from push_costs import agent_group, push_group
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
@@ -600,7 +601,18 @@ def remove_files(rows: list[Row]) -> None:
         row.files = []
 
 
-GROUPS = ("churn", "sqlite3", "python-malloc", "python", "torch", "stacks", "device", "other")
+GROUPS = (
+    "churn",
+    "sqlite3",
+    "python-malloc",
+    "python",
+    "torch",
+    "stacks",
+    "device",
+    "push",
+    "agent",
+    "other",
+)
 
 
 def group_list(text: str) -> list[str]:
@@ -631,6 +643,11 @@ def main() -> None:
         help="also run each row of the sampler with this build of libmemprof.so (an earlier "
         "version's), marked [compared]",
     )
+    ap.add_argument("--push-seconds", type=int, default=20, help="length of each push row")
+    ap.add_argument(
+        "--outage-seconds", type=int, default=60, help="how long the backend is down in its row"
+    )
+    ap.add_argument("--agent-seconds", type=int, default=600, help="how long the agent is measured")
     args = ap.parse_args()
 
     global RUNNER, COMPARED
@@ -674,6 +691,20 @@ def main() -> None:
                 "stand-in runtime (no GPU)\n"
             )
             measure(rows, argv, out, args.repeat)
+
+        if "push" in args.only:
+            churn = build_program(out, "churn", "-O2", "-pthread")
+            print(
+                f"\npushes: churn on 1 thread for {args.push_seconds} s under `mem_profiler "
+                "run` (-c 1024), allocation rate against the same run without push, median "
+                "of 3 interleaved rounds"
+            )
+            push_group(MEM_PROFILER, churn, out, args.push_seconds, args.outage_seconds)
+
+        if "agent" in args.only:
+            churn = build_program(out, "churn", "-O2", "-pthread")
+            env = dict(sampler_env(out), CHURN_SECONDS=str(args.agent_seconds + 120))
+            agent_group(MEM_PROFILER, [[str(churn), "1", "0"]] * 3, env, args.agent_seconds)
 
         if "other" in args.only:
             other_measurements(out)
