@@ -367,10 +367,13 @@ _Table = TypeVar("_Table", LineTable, InlineTable)  # the tables read from DWARF
 class ElfImage:
     """An ELF file on disk, with its separate debug file if one is installed."""
 
-    def __init__(self, path: str) -> None:
-        """Open `path`; raise ElfError if it is missing, not a regular file or not ELF."""
+    def __init__(self, path: str, for_uid: int | None = None) -> None:
+        """Open `path`; raise ElfError if it is missing, not a regular file or not ELF, or
+        one that `for_uid` (the user a profile is read for) may not read, as every file
+        it leads to (user_paths)."""
         self.path = path
-        with _elf_errors(path), _open(path) as f:
+        self.for_uid = for_uid
+        with _elf_errors(path), _open(path, for_uid) as f:
             if f.read(4) != b"\x7fELF":
                 raise ElfError(f"{path} is not an ELF binary.")
             headers = read_headers(f) or _pyelftools_headers(f)
@@ -406,7 +409,7 @@ class ElfImage:
     @functools.cached_property
     def debug_path(self) -> str | None:
         """The separate debug file for this object, if one is installed."""
-        return find_debug_file(self.path, self.build_id, self._debuglink)
+        return find_debug_file(self.path, self.build_id, self._debuglink, self.for_uid)
 
     @property
     def has_dwarf(self) -> bool:
@@ -433,7 +436,7 @@ class ElfImage:
             self._symbols = _symbols_from_cache(symcache.load(key, kind) if key else None)
             if self._symbols is None:
                 with _elf_errors(source):
-                    self._symbols = _read_symbols(source, section)
+                    self._symbols = _read_symbols(source, section, self.for_uid)
                 if key:
                     symcache.save(
                         key,
@@ -465,7 +468,7 @@ class ElfImage:
         if table_type not in self._dwarf:
             source = self.path if self._has_lines else self.debug_path
             self._dwarf[table_type] = _DwarfCache(
-                source, symcache.key(self.build_id, source), table_type
+                source, symcache.key(self.build_id, source), table_type, self.for_uid
             )
         return self._dwarf[table_type].covering(np.asarray(vaddrs, dtype=np.uint64))
 
@@ -491,7 +494,10 @@ def demangle(name: str) -> str:
 
 
 def find_debug_file(
-    path: str, build_id: str | None, debuglink: tuple[str, int] | None
+    path: str,
+    build_id: str | None,
+    debuglink: tuple[str, int] | None,
+    for_uid: int | None = None,
 ) -> str | None:
     """Separate debug file, searched as gdb does: by build-id under each debug root
     (.build-id/xx/yyyy.debug), then by .gnu_debuglink beside the file, in its .debug/
@@ -515,7 +521,7 @@ def find_debug_file(
         if os.path.realpath(candidate) == os.path.realpath(path) or not os.path.isfile(candidate):
             continue
         try:
-            with _elf_errors(candidate), _open(candidate) as f:
+            with _elf_errors(candidate), _open(candidate, for_uid) as f:
                 found = _build_id(ELFFile(f))
                 if build_id and found:
                     same = found == build_id
@@ -544,10 +550,10 @@ def _crc32(f: BinaryIO, elf: ELFFile) -> int | None:
     return crc
 
 
-def _open(path: str) -> BinaryIO:
+def _open(path: str, for_uid: int | None) -> BinaryIO:
     """An ELF file opened for reading: a FIFO or device named in a memory map is refused
-    (ElfError) rather than read."""
-    return open_regular(path, "an ELF binary", ElfError)
+    (ElfError) rather than read, as is one `for_uid` may not read."""
+    return open_regular(path, "an ELF binary", ElfError, for_uid)
 
 
 @contextlib.contextmanager
@@ -641,9 +647,9 @@ def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | N
     return SymbolTable(starts, ends, names)
 
 
-def _read_symbols(path: str, section_name: str) -> SymbolTable:
+def _read_symbols(path: str, section_name: str, for_uid: int | None) -> SymbolTable:
     """FUNC and IFUNC symbols of one symbol table section, aliases merged."""
-    with _open(path) as f:
+    with _open(path, for_uid) as f:
         headers = read_headers(f) or _pyelftools_headers(f)
         table = headers.section_headers
         section = next((s for s in table if s.name == section_name), None)
@@ -749,8 +755,11 @@ class _DwarfCache(Generic[_Table]):
     units covering the addresses asked for, by .debug_aranges, the whole unit or, for
     inlined calls, the functions holding them) and cached on disk."""
 
-    def __init__(self, path: str | None, key: str | None, table_type: type[_Table]) -> None:
+    def __init__(
+        self, path: str | None, key: str | None, table_type: type[_Table], for_uid: int | None
+    ) -> None:
         self.path = path
+        self.for_uid = for_uid
         self.key = key  # in the symbol cache
         self.table_type: type[_Table] = table_type
         self.table: _Table = table_type.empty()
@@ -812,7 +821,7 @@ class _DwarfCache(Generic[_Table]):
 
     def _decode(self, path: str, vaddrs: np.ndarray) -> None:
         """Decode the code of `path` at the vaddrs not decoded yet."""
-        with _elf_errors(path), _open(path) as f:
+        with _elf_errors(path), _open(path, self.for_uid) as f:
             # relocations apply to object files (ET_REL) only, never to what a process maps
             dwarf = ELFFile(f).get_dwarf_info(relocate_dwarf_sections=False)
             if self.ranges is None:

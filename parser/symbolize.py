@@ -10,9 +10,10 @@ import numpy as np
 
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, ProgramNotHere, UserError
 from mem_profiler.core.frame_label import Where, frame_label
-from mem_profiler.core.input_files import other_owner, readable_by
+from mem_profiler.core.input_files import open_regular, other_owner
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.user_paths import NotReadableFor
 from mem_profiler.parser.allocator_frames import (
     allocator_frames,
     cut_allocator_frames,
@@ -241,11 +242,17 @@ def check_owner_reads_program(profile_path: str, exe: str) -> None:
     """UserError when the program a profile names is one its owner, another user than
     the reader, may not read: -p is then the reader's own choice to make."""
     owner = other_owner(profile_path)
-    if owner is not None and not readable_by(exe, owner):
+    if owner is None:
+        return
+    try:
+        open_regular(exe, "a program", UserError, for_uid=owner).close()
+    except NotReadableFor:
         raise UserError(
             f"{exe} is not readable by the owner of {profile_path} (uid {owner}):"
             " name the program with -p to read its symbols."
-        )
+        ) from None
+    except OSError:
+        return  # said as the program that is not there, or not readable
 
 
 def in_sysroot(path: str, sysroot: str | None) -> str:
@@ -709,14 +716,14 @@ class _Resolver:
             return None  # [vdso], anonymous JIT code and the like
         recorded = self.profile.build_ids.get(path)
         path = in_sysroot(path, self.sysroot)
-        if self.on_behalf_of is not None and not readable_by(path, self.on_behalf_of):
+        try:
+            image = ElfImage(path, for_uid=self.on_behalf_of)
+        except NotReadableFor as e:
             self.warnings.append(
                 f"{path} is not readable by the owner of {self.profile.path} (uid"
-                f" {self.on_behalf_of}): its frames stay unresolved."
+                f" {e.uid}): its frames stay unresolved."
             )
             return None
-        try:
-            image = ElfImage(path)
         except ElfError as e:
             self.warnings.append(f"{e} Its frames stay unresolved.")
             return None

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import stat
 from collections.abc import Iterator
 from typing import BinaryIO
+
+from mem_profiler.core.user_paths import (
+    NotReadableFor,
+    PathRefused,
+    permits,
+    reach,
+    user_name,
+)
 
 # .heap and .memlog files: the sampler's tables and --log-cap keep real ones far smaller.
 MAX_PROFILE_BYTES = 4 << 30
@@ -25,19 +32,39 @@ _KINDS = {
 }
 
 
-def open_regular(path: str, what: str, error: type[Exception]) -> BinaryIO:
+def open_regular(
+    path: str, what: str, error: type[Exception], for_uid: int | None = None
+) -> BinaryIO:
     """`path` opened for reading in binary; `error` (one sentence) if it is not a regular
-    file. `what` says what the file should have been: "a .heap file"."""
-    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer. O_NOCTTY: a terminal
-    # named by mistake does not become this process's controlling terminal.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    file or if the way to it is another user's link (user_paths.reach); NotReadableFor
+    when `for_uid` (the user a profile is read for) may not read it. `what` says what
+    the file should have been: "a .heap file"."""
+    try:
+        with reach(path, for_uid) as reached:
+            if reached.others_link:
+                raise error(
+                    f"{path} is a link of another user ({user_name(reached.entry.st_uid)}), "
+                    "which mem_profiler does not follow: name the file it leads to, if that "
+                    "is the one you mean."
+                )
+            # O_NONBLOCK: opening a FIFO would otherwise wait for a writer. O_NOCTTY: a
+            # terminal named by mistake does not become this process's controlling terminal.
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            if not reached.kernel_link:
+                flags |= os.O_NOFOLLOW  # what was checked: not a link swapped in since
+            fd = os.open(reached.name, flags, dir_fd=reached.folder)
+    except PathRefused as refused:
+        raise error(f"{refused}.") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(st.st_mode):
             raise error(f"{path} is a directory, not {what}.")
-        kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
         raise error(f"{path} is {kind}, not {what}: only regular files are read.")
+    if for_uid is not None and not permits(st, for_uid, stat.S_IRUSR):
+        os.close(fd)
+        raise NotReadableFor(path, for_uid)
     return os.fdopen(fd, "rb")
 
 
@@ -76,35 +103,3 @@ def other_owner(path: str | None) -> int | None:
     except OSError:
         return None
     return owner if owner != os.geteuid() else None
-
-
-def readable_by(path: str, uid: int) -> bool:
-    """Whether the user `uid` may read `path`, by the permission bits of the file and of
-    each folder on the way to it (ACLs aside): a reader acting on that user's behalf
-    (root rendering a user's profile) must not show what the user could not read."""
-    if uid == 0:
-        return True
-    try:
-        user = pwd.getpwuid(uid)
-        groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
-    except KeyError:
-        groups = set()
-    path = os.path.abspath(path)
-    folders = [os.path.dirname(path)]
-    while folders[-1] != "/":
-        folders.append(os.path.dirname(folders[-1]))
-    try:
-        checks = [(path, stat.S_IRUSR)] + [(folder, stat.S_IXUSR) for folder in folders]
-        for name, user_bit in checks:
-            st = os.stat(name)
-            if st.st_uid == uid:
-                bit = user_bit
-            elif st.st_gid in groups:
-                bit = user_bit >> 3
-            else:
-                bit = user_bit >> 6
-            if not st.st_mode & bit:
-                return False
-    except OSError:
-        return False
-    return True

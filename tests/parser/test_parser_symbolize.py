@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -611,6 +612,55 @@ def test_a_users_profile_never_names_what_that_user_cannot_read(built, tmp_path,
     assert err == (
         f"mem_parser: {b.path} is not readable by the owner of {heap} (uid 65534):"
         " name the program with -p to read its symbols.\n"
+    )
+
+
+def test_a_users_link_never_leads_to_what_that_user_cannot_read(built, tmp_path, capsys, request):
+    """The profile of another user names `link.so`, their link to a library in a folder
+    of root's own: root's report neither follows that user's link nor, through a link of
+    root's own, reads what the user may not; the library's names stay unread."""
+    top = Path(tempfile.mkdtemp(prefix="memprof-links-", dir="/tmp"))  # one nobody enters
+    top.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(top))
+    secret = top / "secret"
+    secret.mkdir(mode=0o700)
+    shutil.copy(LIBC, secret / "libc.so.6")
+    public = top / "public"
+    public.mkdir(mode=0o755)
+    theirs, roots = public / "theirs.so", public / "roots.so"
+    theirs.symlink_to(secret / "libc.so.6")
+    os.chown(theirs, 65534, 65534, follow_symlinks=False)
+    roots.symlink_to(secret / "libc.so.6")
+    b, libc = built["prog"], built["libc"]
+    for link, why in (
+        (theirs, f"{theirs} is a link of another user (nobody), which mem_profiler does not "
+                 "follow: name the file it leads to, if that is the one you mean. Its frames "
+                 "stay unresolved."),
+        (roots, f"{roots} is not readable by the owner of HEAP (uid 65534): its frames stay "
+                "unresolved."),
+    ):  # fmt: skip
+        stacks = [([libc.pc("strdup", LIB_BASE), b.pc("main", PIE_BASE, 8)], 1, MiB)]
+        heap = write_heap(tmp_path / f"{link.stem}.heap", b, stacks, library=str(link))
+        os.chown(heap, 65534, 65534)
+        code, out, err = run_cli(capsys, "-p", b.path, "-f", str(heap), "--collapsed")
+        assert code == 0 and re.fullmatch(r"main;\S+\+0x[0-9a-f]+ 1048576\n", out), out
+        assert err == f"mem_parser: warning: {why.replace('HEAP', str(heap))}\n"
+
+
+def test_a_capture_through_another_users_link_is_not_read(tmp_path, capsys):
+    """-f through a link another user planted is refused in a sentence that echoes
+    nothing of what the link leads to."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root-only first line\n")
+    secret.chmod(0o600)
+    link = tmp_path / "capture.heap"
+    link.symlink_to(secret)
+    os.chown(link, 65534, 65534, follow_symlinks=False)
+    code, out, err = run_cli(capsys, "-f", str(link), "-t")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"mem_parser: {link} is a link of another user (nobody), which mem_profiler does not "
+        "follow: name the file it leads to, if that is the one you mean.\n"
     )
 
 
