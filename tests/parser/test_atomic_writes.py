@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from support.paths import ROOT
 
+from mem_profiler.core.errors import UserError
 from mem_profiler.parser.atomic import atomic_open, write_file
 
 RENAME_EXCHANGE = 2
@@ -117,3 +118,63 @@ def test_no_module_changes_a_mode_by_path():
         if re.search(r"(?<![f\w])chmod\(|\.chmod\(", line)
     ]
     assert by_path == []
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def theirs(tmp_path_factory):
+    """A folder of nobody's that root writes into, where nobody may plant anything (in a
+    folder everyone may enter: nobody's links must be walkable to matter)."""
+    top = tmp_path_factory.mktemp("hostile")
+    top.chmod(0o755)
+    folder = top / "nobody"
+    folder.mkdir()
+    os.chown(folder, NOBODY, NOBODY)
+    return folder
+
+
+def test_another_users_link_to_a_fifo_is_replaced_not_written_through(theirs, tmp_path):
+    """nobody's report.txt -> a FIFO (the issue's /dev/loop0): root's report replaces the
+    link; nothing is written into the FIFO and root does not wait on it."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    report = theirs / "report.txt"
+    report.symlink_to(fifo)
+    os.chown(report, NOBODY, NOBODY, follow_symlinks=False)
+    write_file(report, "the report\n")  # would block opening the FIFO for writing
+    assert not report.is_symlink() and report.read_text() == "the report\n"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_another_users_special_file_is_refused(theirs):
+    fifo = theirs / "report.txt"
+    os.mkfifo(fifo)
+    os.chown(fifo, NOBODY, NOBODY)
+    with pytest.raises(UserError, match="a special file of another user .nobody., which"):
+        write_file(fifo, "the report\n")
+
+
+def test_another_users_link_on_the_way_is_refused(theirs, tmp_path):
+    secret = tmp_path / "root_only"
+    secret.mkdir(mode=0o700)
+    link = theirs / "sub"
+    link.symlink_to(secret)
+    os.chown(link, NOBODY, NOBODY, follow_symlinks=False)
+    with pytest.raises(UserError, match=r"sub is a link of another user \(nobody\)"):
+        write_file(link / "report.txt", "the report\n")
+    assert list(secret.iterdir()) == []
+
+
+def test_what_the_user_names_plainly_is_written_in_place(tmp_path):
+    """/dev/null, /dev/stdout (the kernel's link) and a FIFO of one's own."""
+    write_file("/dev/null", "gone\n")
+    fifo = tmp_path / "mine"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    write_file(fifo, "through the FIFO\n")
+    assert reader.communicate(timeout=60)[0] == "through the FIFO\n"
+    code = "from mem_profiler.parser.atomic import write_file; write_file('/dev/stdout', 'out\\n')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "out\n"), done.stderr
