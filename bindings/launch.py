@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -114,11 +115,15 @@ def check_output_folder(prefix: str) -> Path:
     return folder
 
 
-def _heap_files(folder: Path, pattern: re.Pattern[str]) -> dict[Path, int]:
+def _heap_files(folder: Path, folder_fd: int, pattern: re.Pattern[str]) -> dict[Path, int]:
+    """The files of `pattern` in the folder open as `folder_fd` (the one the program
+    writes in, whatever `folder` comes to lead to), named by `folder`."""
     found = {}
-    for entry in os.scandir(folder):
-        if pattern.match(entry.name):
-            found[Path(entry.path)] = entry.stat().st_mtime_ns
+    for name in os.listdir(folder_fd):
+        if pattern.match(name):
+            with contextlib.suppress(FileNotFoundError):
+                mtime = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mtime_ns
+                found[folder / name] = mtime
     return found
 
 
@@ -128,10 +133,25 @@ def run_profiled(
     """Run argv with the sampler preloaded; wait for it; list the files it wrote.
     `started` is told the program's pid as soon as it runs."""
     folder = check_output_folder(settings.prefix)
+    # as the sampler does (sysutil.c): the folder as it is now, by descriptor to the end
+    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _run(argv, settings, started, folder, folder_fd)
+    finally:
+        os.close(folder_fd)
+
+
+def _run(
+    argv: list[str],
+    settings: CaptureSettings,
+    started: Callable[[int], None] | None,
+    folder: Path,
+    folder_fd: int,
+) -> RunResult:
     pattern = heap_file_pattern(settings.prefix)
     failure_pattern = heap_file_pattern(failure_prefix(settings.prefix))
-    before = _heap_files(folder, pattern)
-    failures_before = _heap_files(folder, failure_pattern)
+    before = _heap_files(folder, folder_fd, pattern)
+    failures_before = _heap_files(folder, folder_fd, failure_pattern)
     # The sampler says on this pipe which dumps it could not write, and why.
     report_read, report_write = os.pipe()
     os.set_blocking(report_read, False)
@@ -160,9 +180,9 @@ def run_profiled(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    after = _heap_files(folder, pattern)
+    after = _heap_files(folder, folder_fd, pattern)
     written = sorted(p for p, mtime in after.items() if before.get(p) != mtime)
-    failures_after = _heap_files(folder, failure_pattern)
+    failures_after = _heap_files(folder, folder_fd, failure_pattern)
     exit_code = status if status >= 0 else 128 - status
     return RunResult(
         exit_code=exit_code,

@@ -95,10 +95,10 @@ static int open_file_locked(void)
     if (f < 0)
         return -1;
     header.file_index = file_index;
-    if (memprof_write_all(f, &header, sizeof header) != 0 || rename(tmp, path) != 0) {
+    if (memprof_write_all(f, &header, sizeof header) != 0 || memprof_rename(tmp, path) != 0) {
         int saved = errno;
         close(f);
-        unlink(tmp);
+        memprof_unlink(tmp);
         errno = saved;
         return -1;
     }
@@ -108,7 +108,7 @@ static int open_file_locked(void)
     memprof_zero_pages(emitted, emitted_bytes);
     while (file_index - oldest_index + 1 > max_files) {
         file_name(path, sizeof path, oldest_index++);
-        unlink(path);
+        memprof_unlink(path);
     }
     return 0;
 }

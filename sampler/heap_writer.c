@@ -943,7 +943,7 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
     o.buf = memprof_map(BUF_CAP);
     if (o.buf == NULL) {
         close(o.fd);
-        unlink(tmp);
+        memprof_unlink(tmp);
         errno = ENOMEM;
         return -1;
     }
@@ -961,7 +961,7 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
     memprof_unmap(o.buf, BUF_CAP);
     if (o.failed) {
         close(o.fd);
-        unlink(tmp);
+        memprof_unlink(tmp);
         errno = o.error;
         return -1;
     }

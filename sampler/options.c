@@ -67,6 +67,7 @@ int memprof_set_prefix(const char *prefix)
         return -1;
     strcpy(memprof_cfg.prefix, cwd);
     strcat(memprof_cfg.prefix, prefix);
+    memprof_pin_folder(memprof_cfg.prefix);
     return 0;
 }
 

@@ -223,6 +223,77 @@ void memprof_random_name(char name[9])
  * that the next writer can tell one whose writer was killed (see
  * memprof_remove_dead_temp).  A temporary removed as dead before the lock was
  * taken has no link left, and another name is tried. */
+/* The folder of the window's files, opened once when the prefix is set, and the path it
+ * was opened by: each file of the prefix is made, renamed and removed through it, so that
+ * a folder on the way swapped for a link mid-window redirects nothing. */
+static int pinned_dir = -1;
+static dev_t pinned_dev;
+static ino_t pinned_ino;
+static char pinned_path[MEMPROF_PATH_MAX];
+
+/* Whether the pinned descriptor is still the folder: a program that closes every
+ * descriptor it did not open (a daemon starting) may have closed it, and reused its
+ * number for something else. */
+static bool pinned_still_ours(void)
+{
+    struct stat st;
+    return pinned_dir >= 0 && fstat(pinned_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+           st.st_dev == pinned_dev && st.st_ino == pinned_ino;
+}
+
+void memprof_pin_folder(const char *prefix)
+{
+    const char *slash = strrchr(prefix, '/');
+    size_t n = slash == NULL ? 0 : (size_t)(slash - prefix);
+    if (slash == NULL || n >= sizeof pinned_path)
+        return;
+    char folder[MEMPROF_PATH_MAX];
+    memcpy(folder, prefix, n);
+    folder[n] = '\0';
+    int fd = open(n == 0 ? "/" : folder, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (pinned_still_ours())
+        close(pinned_dir);
+    pinned_dir = fd;
+    if (fd >= 0) {
+        pinned_dev = st.st_dev;
+        pinned_ino = st.st_ino;
+    }
+    memcpy(pinned_path, folder, n + 1);
+}
+
+/* The folder to act in and the name in it for `path`: the pinned folder for a file in
+ * it, the path itself (AT_FDCWD) otherwise. */
+static int at_folder(const char *path, const char **name)
+{
+    size_t n = strlen(pinned_path);
+    if (strncmp(path, pinned_path, n) == 0 && path[n] == '/' &&
+        strchr(path + n + 1, '/') == NULL && pinned_still_ours()) {
+        *name = path + n + 1;
+        return pinned_dir;
+    }
+    *name = path;
+    return AT_FDCWD;
+}
+
+int memprof_unlink(const char *path)
+{
+    const char *name;
+    int dir = at_folder(path, &name);
+    return unlinkat(dir, name, 0);
+}
+
+int memprof_rename(const char *from, const char *to)
+{
+    const char *from_name, *to_name;
+    int from_dir = at_folder(from, &from_name), to_dir = at_folder(to, &to_name);
+    return renameat(from_dir, from_name, to_dir, to_name);
+}
+
 int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode)
 {
     for (int attempt = 0; attempt < 16; attempt++) {
@@ -233,7 +304,9 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mod
             errno = ENAMETOOLONG;
             return -1;
         }
-        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        const char *in_dir;
+        int dir = at_folder(tmp, &in_dir);
+        int fd = openat(dir, in_dir, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0 && errno == EEXIST)
             continue;
         if (fd < 0)
@@ -302,7 +375,9 @@ void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *n
 {
     /* getdents64 into the stack: opendir would allocate through the program's malloc,
      * and a window may be open */
-    int dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = strcmp(folder, pinned_path[0] ? pinned_path : "/") == 0 && pinned_still_ours()
+                  ? openat(pinned_dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                  : open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return;
     char buf[4096] __attribute__((aligned(8)));
@@ -335,10 +410,10 @@ int memprof_publish(int fd, const char *tmp, const char *final)
 {
     int rc = fsync(fd);
     if (rc == 0)
-        rc = rename(tmp, final);
+        rc = memprof_rename(tmp, final);
     int saved = errno;
     if (rc != 0)
-        unlink(tmp);
+        memprof_unlink(tmp);
     close(fd);
     errno = saved;
     return rc;

@@ -489,3 +489,33 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
     leaks = run_parser("-p", exe, "-f", child, "--leaks", timeout=60)
     assert "child_work" in leaks.stdout
     assert "parent_work" not in leaks.stdout
+
+
+def test_a_folder_swapped_for_a_link_mid_window_redirects_nothing(tmp_path_factory, clean_env):
+    """Root runs a program with -o nobody/prof/svc_; mid-window nobody swaps `prof` for
+    a link to a root-only folder. The program writes its profile (as it writes its own)
+    into the folder it was given, held open since the window was set up, and `run` finds
+    it there: nothing lands in the root-only folder."""
+    top = tmp_path_factory.mktemp("swap")
+    top.chmod(0o755)
+    theirs = top / "nobody"
+    prof = theirs / "prof"
+    prof.mkdir(parents=True)
+    for folder in (theirs, prof):
+        os.chown(folder, 65534, 65534)
+    root_only = top / "root_only"
+    root_only.mkdir(mode=0o700)
+    run = subprocess.Popen(
+        [MEM_PROFILER, "run", "-o", f"{prof}/svc_", "--", "cat"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pid = wait_for(lambda: next((t.pid for t in list_targets() if t.cmdline == "cat"), None))
+    wait_for(lambda: Path(segment_path(pid)).exists(), what="the window set up")
+    prof.rename(theirs / "prof.old")  # nobody's moves, in nobody's folder
+    prof.symlink_to(root_only)
+    os.chown(prof, 65534, 65534, follow_symlinks=False)
+    _, err = run.communicate("", timeout=60)
+    assert run.returncode == 0, err
+    assert list(root_only.iterdir()) == []
+    (written,) = (theirs / "prof.old").glob(f"svc_{pid}.*.heap")
+    assert f"mem_profiler: wrote {prof}/{written.name}\n" in err
