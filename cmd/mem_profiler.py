@@ -135,8 +135,8 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     if ctx.invoked_subcommand is not None:
         if given:
             fail(
-                f"-p/-s/-c/-o/-d/--push capture a running process; "
-                f"`{ctx.invoked_subcommand}` takes its own options after its name"
+                f"-p/-s/-c/-o/-d capture a running process; `{ctx.invoked_subcommand}` "
+                "takes its own options after its name"
             )
         return
     push = push_settings_of(capture)

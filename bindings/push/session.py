@@ -105,6 +105,8 @@ def _follow(
         except ControlError as err:
             if procfs.start_time(pushed.pid) is not None:
                 say(str(err))
+            elif pushed.view.owns_window:  # its window ends with it, unwritten
+                say(f"process {pushed.pid} ended: what it did after the last push is not pushed")
             return
         for upload in uploads(settings, [cut]):
             sender.send(upload)
