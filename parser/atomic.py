@@ -46,8 +46,8 @@ def atomic_open(
             return
         if entry is not None and not reached.others_link and stat.S_ISDIR(entry.st_mode):
             raise IsADirectoryError(21, "Is a directory", path)
-        special = entry is not None and not reached.others_link and not stat.S_ISREG(entry.st_mode)
-        if special and special_in_place:
+        plain = reached.others_link or entry is None or stat.S_ISREG(entry.st_mode)
+        if entry is not None and not plain and special_in_place:
             if not trusted(entry.st_uid):
                 raise UserError(
                     f"{path} is a special file of another user ({user_name(entry.st_uid)}), "

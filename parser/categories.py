@@ -17,7 +17,9 @@ takes from the caching allocator as a thread first multiplies matrices, are othe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -32,15 +34,60 @@ NATIVE = "<native>"  # the file of a rule for native frames
 _MAX_RULES_BYTES = 1 << 20
 
 
+# How long a user's expression may take on one name: a backtracking one ((a+)+$) can take
+# longer than the universe on a name of 40 characters.
+MATCH_TIME_LIMIT_S = 0.05
+
+
+class Pattern(Protocol):
+    """A compiled expression: re's, or a user's (BoundedPattern)."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def search(self, text: str) -> object | None: ...
+
+    def fullmatch(self, text: str) -> object | None: ...
+
+
 @dataclass(frozen=True)
 class Rule:
     category: str
-    file: re.Pattern[str]
-    function: re.Pattern[str]
+    file: Pattern
+    function: Pattern
 
 
 def rule(category: str, file: str, function: str) -> Rule:
     return Rule(category, re.compile(file), re.compile(function))
+
+
+class BoundedPattern:
+    """A user's expression, run by the `regex` module with a bound on time per name;
+    past it, UserError naming the rule and the name."""
+
+    def __init__(self, text: str, where: str) -> None:
+        import regex  # the rules of a file only
+
+        self.pattern = text
+        self.where = where
+        self._compiled = regex.compile(text)
+
+    def search(self, text: str) -> object | None:
+        return self._bounded(self._compiled.search, text)
+
+    def fullmatch(self, text: str) -> object | None:
+        return self._bounded(self._compiled.fullmatch, text)
+
+    def _bounded(self, match: Callable[..., object | None], text: str) -> object | None:
+        try:
+            return match(text, timeout=MATCH_TIME_LIMIT_S)
+        except TimeoutError:
+            raise UserError(
+                f"{self.where}: the expression '{self.pattern}' took more than "
+                f"{MATCH_TIME_LIMIT_S * 1000:.0f} ms on a name of {len(text)} characters; "
+                "a repetition inside a repetition, as in (a+)+, backtracks without end: "
+                "write it with one"
+            ) from None
 
 
 TORCH_RULES = (
@@ -68,6 +115,8 @@ TORCH_RULES = (
 def read_rules(path: str) -> tuple[Rule, ...]:
     """Rules from a file, one a line: `CATEGORY FILE_REGEX FUNCTION_REGEX` (blank lines
     and `#` comments skipped); UserError, naming the line, for a bad one."""
+    import regex  # the expressions of a file of rules only
+
     rules = []
     with read_errors(path, UserError):
         data = read_regular(path, "a file of category rules", UserError, _MAX_RULES_BYTES)
@@ -85,10 +134,14 @@ def read_rules(path: str) -> tuple[Rule, ...]:
             raise UserError(
                 f"{path}:{number}: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX', found {line!r}"
             )
+        category, file, function = fields
+        where = f"{path}:{number}"
         try:
-            rules.append(rule(*fields))
-        except re.error as e:
-            raise UserError(f"{path}:{number}: a bad regular expression: {e}") from None
+            rules.append(
+                Rule(category, BoundedPattern(file, where), BoundedPattern(function, where))
+            )
+        except regex.error as e:
+            raise UserError(f"{where}: a bad regular expression: {e}") from None
     return tuple(rules)
 
 

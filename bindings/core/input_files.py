@@ -41,7 +41,7 @@ def open_regular(
     the file should have been: "a .heap file"."""
     try:
         with reach(path, for_uid) as reached:
-            if reached.others_link:
+            if reached.others_link and reached.entry is not None:
                 raise error(
                     f"{path} is a link of another user ({user_name(reached.entry.st_uid)}), "
                     "which mem_profiler does not follow: name the file it leads to, if that "

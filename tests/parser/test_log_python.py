@@ -97,3 +97,21 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
         for g, name in enumerate(names):
             # the replay adds each block's estimate rounded to a byte, --at adds them whole
             assert values[g, at] == pytest.approx(rows.get(name, 0.0), rel=1e-3, abs=64), name
+
+
+def test_a_rule_that_backtracks_without_end_is_stopped_and_named(steps, tmp_path, capsys):
+    """A user's expression that would backtrack for longer than the universe on a file
+    name of the profile ends the report in one sentence naming its line, within the bound
+    per name; the rules before it are fine."""
+    _, heap = steps
+    rules = tmp_path / "rules.txt"
+    rules.write_text("spikes python_steps\\.py$ spike\nslow ^((?:[/\\w.])+?)+?[^y]$ .*\n")
+    with pytest.raises(SystemExit) as ended:
+        main(["-f", str(heap), "-t", "--category-rules", str(rules)])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(
+        f"mem_parser: {rules}:2: the expression '^((?:[/\\w.])+?)+?[^y]$' took more than 50 ms "
+        "on a name of "
+    ), err
+    assert err.endswith("backtracks without end: write it with one")
