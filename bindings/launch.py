@@ -14,6 +14,7 @@ from pathlib import Path
 from mem_profiler import defaults
 from mem_profiler.core.file_names import absolute_prefix, failure_prefix, heap_file_pattern
 from mem_profiler.core.program_kind import GO_EXIT, ProgramKind, command_kind, unloadable_reason
+from mem_profiler.core.user_paths import open_folder
 from mem_profiler.sampler_lib import library_path
 
 
@@ -134,7 +135,7 @@ def run_profiled(
     `started` is told the program's pid as soon as it runs."""
     folder = check_output_folder(settings.prefix)
     # as the sampler does (sysutil.c): the folder as it is now, by descriptor to the end
-    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    folder_fd = open_folder(str(folder))
     try:
         return _run(argv, settings, started, folder, folder_fd)
     finally:

@@ -226,7 +226,8 @@ class _Helper:
             while (i := queue.take(for_helper=True)) is not None:
                 self.sent = True
                 image, offsets = jobs[i]
-                pickle.dump((image.path, elf_image.DEBUG_ROOTS, offsets, lines), self.requests)
+                request = (image.path, image.for_uid, elf_image.DEBUG_ROOTS, offsets, lines)
+                pickle.dump(request, self.requests)
                 self.requests.flush()
                 lookups[i] = pickle.load(self.answers)
         except (OSError, EOFError, pickle.UnpicklingError):
@@ -254,14 +255,14 @@ def _serve() -> None:
     answers.flush()
     while True:
         try:
-            path, debug_roots, offsets, lines = pickle.load(requests)
+            path, for_uid, debug_roots, offsets, lines = pickle.load(requests)
         except EOFError:
             # All is answered and every cache file written: the interpreter's teardown,
             # freeing what the lookups left, would only keep mem_parser waiting.
             os._exit(0)
         elf_image.DEBUG_ROOTS = debug_roots
         try:
-            lookup = look_up(ElfImage(path), offsets, lines)
+            lookup = look_up(ElfImage(path, for_uid), offsets, lines)
         except ElfError as e:
             lookup = ObjectLookup(error=str(e))
         pickle.dump(lookup, answers)

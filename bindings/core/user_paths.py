@@ -165,3 +165,23 @@ def permits(st: os.stat_result, uid: int, user_bit: int) -> bool:
     else:
         bit = user_bit >> 6
     return bool(st.st_mode & bit)
+
+
+def open_folder(path: str) -> int:
+    """The folder `path`, open for listing, reached as `reach` reaches a path (OSError,
+    PathRefused)."""
+    with reach(path) as reached:
+        if reached.entry is None:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        if reached.others_link:
+            raise PathRefused(
+                f"{path} is a link of another user ({user_name(reached.entry.st_uid)}), which "
+                "mem_profiler does not follow: name the folder it leads to, if that is the "
+                "one you mean"
+            )
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        return os.open(
+            reached.name,
+            flags | (0 if reached.kernel_link else os.O_NOFOLLOW),
+            dir_fd=reached.folder,
+        )

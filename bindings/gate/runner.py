@@ -20,6 +20,7 @@ from pathlib import Path
 from mem_profiler import defaults
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file
+from mem_profiler.core.input_files import open_regular
 from mem_profiler.gate.budgets import CATEGORY, GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
 from mem_profiler.gate.suppressions import BUILTIN, Suppression
@@ -113,7 +114,10 @@ def save_profiles(files: Mapping[str, Path], folder: str, name: str) -> list[Pat
     for heap, path in files.items():
         target = Path(folder) / heap_file(stem, heap)
         try:
-            with open(path, "rb") as src, atomic_open(target, "wb") as dst:
+            with (
+                open_regular(str(path), "a .heap file", BudgetError) as src,
+                atomic_open(target, "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst)
         except OSError as e:
             raise BudgetError(f"cannot write {target}: {e.strerror}") from None

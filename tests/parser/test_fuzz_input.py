@@ -6,7 +6,10 @@ or one line on stderr and exit 2: never a traceback, a hang, or an SVG that does
 In this process through main(argv) for speed, each run under a time limit; a few inputs
 also through the console script with its address space limited. Examples are drawn
 deterministically (derandomize), so that a run of `make test` does not depend on luck;
-about a minute in all."""
+about a minute in all. A long run draws more, at random:
+
+    MEMPROF_FUZZ_SCALE=130 pytest tests/parser/test_fuzz_input.py -k fuzzed_heap_files
+"""
 
 from __future__ import annotations
 
@@ -30,12 +33,15 @@ from support.profiling import profile_run, run_parser
 from mem_profiler.cmd import mem_parser, mem_profiler
 
 TIME_LIMIT_S = 20  # per run; a clean one takes well under a second
+# MEMPROF_FUZZ_SCALE=N: N times the examples, drawn at random: a long run's (make test's are
+# the same each time)
+FUZZ_SCALE = int(os.environ.get("MEMPROF_FUZZ_SCALE", "1"))
 
 
 def fuzz_settings(examples: int) -> settings:
     return settings(
-        max_examples=examples,
-        derandomize=True,
+        max_examples=examples * FUZZ_SCALE,
+        derandomize=FUZZ_SCALE == 1,
         database=None,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
