@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from standins import truth
+from standins.build import build_device_fixture, standin_env
 from support.backends import Backend, otlp_by_function
 from support.paths import MEM_PROFILER
 from support.processes import wait_for
@@ -182,11 +184,13 @@ def test_the_agent_pushes_each_process_as_it_comes_and_goes(build_fixture, serve
     assert f"process {first.pid} ended" in err
 
 
-def test_a_backend_down_then_back_loses_nothing(server):
-    """503 for a while: said once, the profiles queued and retried with backoff, then all
-    delivered once it is back, the recovery said; nothing dropped."""
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (429, "1")])
+def test_a_backend_down_then_back_loses_nothing(server, status, retry_after):
+    """503 (or 429 with Retry-After) for a while: said once, the profiles queued and
+    retried with backoff, then all delivered once it is back, the recovery said; nothing
+    dropped."""
     with Backend() as backend:
-        backend.fail_with = 503
+        backend.fail_with, backend.retry_after = status, retry_after
         proc = pusher("-p", server.pid, "--push", backend.url, "--push-protocol", "pyroscope",
                       "--push-every", "0.5")  # fmt: skip
         wait_for(lambda: backend.requests >= 3, 60, "three refused attempts")
@@ -204,11 +208,12 @@ def test_a_backend_down_then_back_loses_nothing(server):
         assert after == start + length  # in order, none lost while it was down
 
 
-def test_a_refusing_backend_is_said_once_and_not_retried(server):
-    """400: each profile is sent once and dropped, the refusal said once with the server's
-    message, the drop counted in the summary and the exit status."""
+@pytest.mark.parametrize("status", [400, 401, 413])
+def test_a_refusing_backend_is_said_once_and_not_retried(server, status):
+    """400, 401, 413: each profile is sent once and dropped, the refusal said once with
+    the server's message, the drop counted in the summary and the exit status."""
     with Backend() as backend:
-        backend.fail_with = 400
+        backend.fail_with = status
         proc = pusher("-p", server.pid, "--push", backend.url, "--push-protocol", "otlp",
                       "--push-every", "0.5")  # fmt: skip
         wait_for(lambda: backend.requests >= 3, 60, "three refused pushes")
@@ -217,8 +222,8 @@ def test_a_refusing_backend_is_said_once_and_not_retried(server):
         requests = backend.requests
     assert code == 1, err
     assert err.count("refused") == 2, err  # the line, and the summary
-    assert "(HTTP 400: unavailable); such profiles are dropped, not retried" in err
-    assert f"0 profile requests; {requests} dropped ({requests} refused (HTTP 400))" in err
+    assert f"(HTTP {status}: unavailable); such profiles are dropped, not retried" in err
+    assert f"0 profile requests; {requests} dropped ({requests} refused (HTTP {status}))" in err
 
 
 def test_an_unreachable_backend_ends_in_the_drain_time(server):
@@ -316,3 +321,27 @@ def test_a_python_program_is_pushed_with_its_functions(tmp_path):
         assert push.labels["service_name"] == "keeper"
         kept = push.profile.by_function("inuse_space")["keep_buffers"]
         assert_estimate(kept, 32 * (MiB + 1), relative_sd(32, MiB, 1024), 0.02)
+
+
+def test_device_heaps_are_pushed_beside_the_host_heap(standin_dir, tmp_path):
+    """run --push of a CUDA program (the stand-in runtime, no GPU) at --device-rate 1: a
+    series per heap, the cuda one holding each site's live bytes as the fixture keeps
+    them (tests/standins/truth.py)."""
+    exe = build_device_fixture("device_cuda", standin_dir)
+    with Backend() as backend:
+        proc = subprocess.Popen(
+            [MEM_PROFILER, "run", "--device-rate", "1", "-o", str(tmp_path / "c_"), "--push",
+             backend.url, "--push-protocol", "pyroscope", "--", str(exe), "local"],
+            env=standin_env(standin_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        code, err = ended(proc)
+    assert code == 0, err
+    by_heap = {p.labels["heap"]: p.profile for p in backend.pushes}
+    assert {"host", "cuda", "cuda_host"} <= set(by_heap), err
+    for heap in ("cuda", "cuda_host"):
+        sites = [s for s in truth.SITES["device_cuda"] if s["heap"] == heap]
+        kept = by_heap[heap].by_function("inuse_space")
+        assert {s["site"]: kept.get(s["site"], 0) for s in sites} == {
+            s["site"]: s["live_bytes"] for s in sites
+        }
