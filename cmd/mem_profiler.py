@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import NoReturn, TypedDict, Unpack
 
 import click
@@ -20,6 +21,7 @@ from mem_profiler.cmd.cli_input import (
     PID,
     RATE,
     SECONDS,
+    Command,
     FiniteFloatRange,
     capture_options,
     push_options,
@@ -75,6 +77,18 @@ class CaptureOptions(PushOptions):
     depth: int | None
     mode: str | None
     attach: bool | None
+
+
+def view_rate_option(which: str) -> Callable[[Command], Command]:
+    """-c of a command that opens windows in idle processes to read them."""
+    return click.option(
+        "-c",
+        "--rate",
+        default=defaults.RATE,
+        show_default=True,
+        type=RATE,
+        help=f"Mean bytes between samples in {which} (a window open already keeps its own).",
+    )
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -445,15 +459,7 @@ def dump_(pid: int) -> None:
 
 @cli.command()
 @click.option("-p", "--pid", type=PID, help="Process to show (default: your only capturable one).")
-@click.option(
-    "-c",
-    "--rate",
-    default=defaults.RATE,
-    show_default=True,
-    type=RATE,
-    help="Mean bytes between samples in the window top opens (a window that is "
-    "open already keeps its own).",
-)
+@view_rate_option("the window top opens")
 @click.option(
     "--interval",
     default=1.0,
@@ -520,15 +526,7 @@ def top(
 
 
 @cli.command()
-@click.option(
-    "-c",
-    "--rate",
-    default=defaults.RATE,
-    show_default=True,
-    type=RATE,
-    help="Mean bytes between samples in the windows the agent opens (a window open "
-    "already keeps its own).",
-)
+@view_rate_option("the windows the agent opens")
 @push_options(required=True)
 def agent(rate: int, **push_given: Unpack[PushOptions]) -> None:
     """Push every process of this host that has the sampler loaded (a preload of the
