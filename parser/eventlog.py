@@ -395,7 +395,12 @@ class _Reader:
         cut = place < 0
         tree = Tree(np.r_[0, np.maximum(place, 0)], np.r_[0, records["frame"][ok][first]])
         heaps, native, python, labels = (
-            np.array(column, np.int64) for column in zip(*self.tree_stacks.values(), strict=True)
+            np.array(column, dtype)  # a label is the record's u64, the rest smaller
+            for column, dtype in zip(
+                zip(*self.tree_stacks.values(), strict=True),
+                (np.int64, np.int64, np.int64, np.uint64),
+                strict=True,
+            )
         )
         leaves = [_places(ids, leaf) for leaf in (native, python)]
         reach_cut = tree.path_sums(np.r_[False, cut]) > 0

@@ -795,6 +795,19 @@ def test_a_version_2_log_with_nodes_missing_or_damaged_warns(tmp_path):
     ]
 
 
+def test_a_tree_stack_label_past_int64_is_read(tmp_path):
+    """A stack record's label is a u64 (the fuzz run found one past 2^63 ended the
+    reader in a traceback): read as it is."""
+    Path(f"{tmp_path / 'x_1.0001'}.1.memlog").write_bytes(
+        header(version=2)
+        + node_record(1, 0, MAIN[-1])
+        + tree_stack_record(1, 1, label=2**64 - 1)
+        + event(ALLOC, 1000, 64, 0x10, 1)
+    )
+    log = read_log(str(tmp_path / "x_1.0001"))
+    assert (log.stacks[1].label, log.stacks[1].frames.tolist()) == (2**64 - 1, MAIN[-1:])
+
+
 def test_a_version_2_log_of_rotated_files_shares_nodes_across_them(tmp_path):
     """Each file holds the nodes its records use: a node written again is the same."""
     base = tmp_path / "r_1.0001"
