@@ -26,6 +26,7 @@ import numpy as np
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
 from mem_profiler.parser.aggregate import FlatCum
+from mem_profiler.parser.heap_text import show
 from mem_profiler.parser.nputil import stack_positions
 from mem_profiler.parser.symbolize import SymbolizedProfile, short_name
 
@@ -132,7 +133,8 @@ def read_rules(path: str) -> tuple[Rule, ...]:
             continue
         if len(fields) != 3:
             raise UserError(
-                f"{path}:{number}: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX', found {line!r}"
+                f"{path}:{number}: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX',"
+                f" found {show(line)}"
             )
         category, file, function = fields
         where = f"{path}:{number}"

@@ -78,11 +78,13 @@ def read_legacy_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fa
             prof.mappings.append(mapping)
 
 
-def show(text: str, limit: int = 60) -> str:
-    """Quote a piece of input for an error message, shortened."""
+def show(text: str) -> str:
+    """What a piece of input is, for an error message, without its content: an error
+    never echoes a file (its reader may be reading it for another user, a terminal runs
+    what it holds); the line number says where to look."""
     text = text.strip()
     if not text:
         return "an empty line"
     if not text.isprintable():
         return "binary data (is this a .heap file?)"
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    return f"text of {len(text)} characters"

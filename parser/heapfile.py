@@ -349,8 +349,10 @@ def _unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
 def _other_tree(data: bytes, name: str) -> HeapFileError:
     """The error for a tree of a version this reader does not know."""
     first = decode(data.partition(b"\n")[0][:64])
+    # the format's own name, which the reader recognized as a tree's, is no file's content
+    version = first if re.fullmatch(r"memprof_tree/\d{1,9}", first) else show(first)
     return HeapFileError(
-        f"{name}:1: a .heap file of format {show(first)}; this mem_parser reads"
+        f"{name}:1: a .heap file of format {version}; this mem_parser reads"
         " memprof_tree/1 and /2 and heap_v2: use the mem_parser of the mem_profiler that wrote it"
     )
 
@@ -767,7 +769,7 @@ def _parse_lines(
             for token in parts:
                 if token not in values:
                     if _HEX_RE.fullmatch(token) is None:
-                        raise fail(lineno, f"bad address {show(token)} in the stack")
+                        raise fail(lineno, f"a bad address in the stack ({show(token)})")
                     values[token] = int(token, 16)
             addrs.extend(map(values.__getitem__, parts))
             lengths.append(len(parts))

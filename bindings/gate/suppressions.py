@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
+from mem_profiler.parser.heap_text import show
 
 _MAX_FILE_BYTES = 1 << 20
 USERS = "your suppressions"
@@ -115,7 +116,7 @@ def read_suppressions(path: str) -> tuple[Suppression, ...]:
             continue
         kind, sep, pattern = text.partition(":")
         if kind != "leak" or not sep or not pattern.strip("^$*"):
-            raise UserError(f"{path}:{number}: expected 'leak:PATTERN', found {line!r}")
+            raise UserError(f"{path}:{number}: expected 'leak:PATTERN', found {show(line)}")
         rules.append(suppression(pattern, USERS))
     return tuple(rules)
 
