@@ -341,7 +341,8 @@ def test_device_heaps_are_pushed_beside_the_host_heap(standin_dir, tmp_path):
     assert {"host", "cuda", "cuda_host"} <= set(by_heap), err
     for heap in ("cuda", "cuda_host"):
         sites = [s for s in truth.SITES["device_cuda"] if s["heap"] == heap]
-        kept = by_heap[heap].by_function("inuse_space")
-        assert {s["site"]: kept.get(s["site"], 0) for s in sites} == {
+        pushed = by_heap[heap]
+        assert {s["site"]: pushed.cumulative("inuse_space", s["site"]) for s in sites} == {
             s["site"]: s["live_bytes"] for s in sites
         }
+        assert pushed.total("inuse_space") == sum(s["live_bytes"] for s in sites)

@@ -114,6 +114,11 @@ class Pprof:
         column = self.sample_types.index(sample_type)
         return sum(values[column] for _, values in self.samples)
 
+    def cumulative(self, sample_type: str, function: str) -> int:
+        """The values of the samples whose stack holds `function`."""
+        column = self.sample_types.index(sample_type)
+        return sum(values[column] for names, values in self.samples if function in names)
+
     def by_function(self, sample_type: str, skip: tuple[str, ...] = ()) -> dict[str, int]:
         """Each sample's value under its first function not in `skip`, summed."""
         column = self.sample_types.index(sample_type)
