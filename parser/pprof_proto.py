@@ -15,6 +15,7 @@ import numpy as np
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import NAMED_BASE, NAMED_END, HeapProfile, NamedFrame
+from mem_profiler.parser.heap_text import NO_NUL
 
 GZIP_MAGIC = b"\x1f\x8b"
 _MAX_INFLATED = 1 << 30  # a profile this large is no heap profile of ours to read
@@ -175,6 +176,8 @@ def _profile(buf: bytes, name: str) -> HeapProfile:
     for _, value in top.get(_MAPPING, []):
         m = _message(value)
         path = text(_one(m, 5))
+        if "\0" in path:
+            raise _Malformed(f"the file name of a mapping holds {NO_NUL}")
         if _one(m, 3) > _one(m, 2):
             mappings.append(MemoryMapping(_one(m, 2), _one(m, 3), "r-xp", _one(m, 4), path))
         if _one(m, 6) and path:

@@ -583,3 +583,24 @@ def test_an_error_never_echoes_the_file(tmp_path, capsys):
     assert (code, out) == (2, "")
     assert err.startswith(f"mem_parser: {link}:1: expected a 'heap_v2/<rate>' header, found ")
     assert "hunter2" not in err and "pwned" not in err
+
+
+def test_a_pprof_mapping_named_with_a_nul_is_refused(tmp_path, capsys):
+    """No file name holds a NUL byte (the pprof fuzz run found one ended --pprof in a
+    traceback): the profile is refused in a sentence."""
+    from mem_profiler.parser.proto_writer import int_field, message
+
+    strings = ["", "inuse_space", "bytes", "/lib/x\0.so", "ab12"]
+    proto = (
+        message(1, int_field(1, 1) + int_field(2, 2))
+        + message(2, message(1, b"\x01") + message(2, b"\x40"))
+        + message(3, int_field(1, 1) + int_field(2, 4096) + int_field(3, 8192)
+                  + int_field(5, 3) + int_field(6, 4))
+        + message(4, int_field(1, 1) + int_field(2, 1) + int_field(3, 5000))
+        + b"".join(message(6, s.encode()) for s in strings)
+    )  # fmt: skip
+    path = tmp_path / "x.pb.gz"
+    path.write_bytes(gzip.compress(proto))
+    code, out, err = run_main(capsys, mem_parser.main, "-f", path, "--pprof", tmp_path / "o")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "holds a NUL byte, which no file name can hold" in err, err
