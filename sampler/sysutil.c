@@ -223,75 +223,124 @@ void memprof_random_name(char name[9])
  * that the next writer can tell one whose writer was killed (see
  * memprof_remove_dead_temp).  A temporary removed as dead before the lock was
  * taken has no link left, and another name is tried. */
-/* The folder of the window's files, opened once when the prefix is set, and the path it
- * was opened by: each file of the prefix is made, renamed and removed through it, so that
- * a folder on the way swapped for a link mid-window redirects nothing. */
-static int pinned_dir = -1;
+/* The folder of the window's files, as it was when the prefix was set: its path and its
+ * identity.  Each file of the prefix is made, renamed and removed in a descriptor of
+ * that folder opened for the act and checked to be that folder, so that a folder on the
+ * way swapped for a link mid-window redirects nothing: the act fails instead.  No
+ * descriptor is held between acts: a program at its descriptor limit still writes its
+ * profile, and a profiled program does not keep its folder's file system busy. */
+static bool pinned;
 static dev_t pinned_dev;
 static ino_t pinned_ino;
 static char pinned_path[MEMPROF_PATH_MAX];
-
-/* Whether the pinned descriptor is still the folder: a program that closes every
- * descriptor it did not open (a daemon starting) may have closed it, and reused its
- * number for something else. */
-static bool pinned_still_ours(void)
-{
-    struct stat st;
-    return pinned_dir >= 0 && fstat(pinned_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
-           st.st_dev == pinned_dev && st.st_ino == pinned_ino;
-}
 
 void memprof_pin_folder(const char *prefix)
 {
     const char *slash = strrchr(prefix, '/');
     size_t n = slash == NULL ? 0 : (size_t)(slash - prefix);
+    pinned = false;
     if (slash == NULL || n >= sizeof pinned_path)
         return;
-    char folder[MEMPROF_PATH_MAX];
-    memcpy(folder, prefix, n);
-    folder[n] = '\0';
-    int fd = open(n == 0 ? "/" : folder, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    memcpy(pinned_path, prefix, n);
+    pinned_path[n] = '\0';
     struct stat st;
-    if (fd >= 0 && fstat(fd, &st) != 0) {
-        close(fd);
-        fd = -1;
-    }
-    if (pinned_still_ours())
-        close(pinned_dir);
-    pinned_dir = fd;
-    if (fd >= 0) {
+    if (stat(n == 0 ? "/" : pinned_path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        pinned = true;
         pinned_dev = st.st_dev;
         pinned_ino = st.st_ino;
     }
-    memcpy(pinned_path, folder, n + 1);
 }
 
-/* The folder to act in and the name in it for `path`: the pinned folder for a file in
- * it, the path itself (AT_FDCWD) otherwise. */
-static int at_folder(const char *path, const char **name)
+static bool is_pinned(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) && st->st_dev == pinned_dev && st->st_ino == pinned_ino;
+}
+
+/* Whether the pinned folder's path still leads to it, checked by the path alone: for a
+ * program without a descriptor to spare. */
+static bool pinned_by_path(void)
+{
+    struct stat st;
+    return stat(pinned_path[0] ? pinned_path : "/", &st) == 0 && is_pinned(&st);
+}
+
+/* For `path`: the folder to act in (a descriptor the caller closes, or AT_FDCWD for a
+ * path outside the pinned folder) and the name in it; -1 with errno ESTALE when the
+ * folder is no longer the one pinned.  Without a descriptor to spare (EMFILE), the
+ * folder is checked by its path, and the act goes by path. */
+static int open_folder_of(const char *path, const char **name)
 {
     size_t n = strlen(pinned_path);
-    if (strncmp(path, pinned_path, n) == 0 && path[n] == '/' &&
-        strchr(path + n + 1, '/') == NULL && pinned_still_ours()) {
-        *name = path + n + 1;
-        return pinned_dir;
-    }
     *name = path;
-    return AT_FDCWD;
+    if (!pinned || strncmp(path, pinned_path, n) != 0 || path[n] != '/' ||
+        strchr(path + n + 1, '/') != NULL)
+        return AT_FDCWD;
+    int dir = open(n == 0 ? "/" : pinned_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (dir < 0 && (errno == EMFILE || errno == ENFILE)) {
+        if (pinned_by_path())
+            return AT_FDCWD;
+    } else if (dir >= 0 && fstat(dir, &st) == 0 && is_pinned(&st)) {
+        *name = path + n + 1;
+        return dir;
+    }
+    if (dir >= 0)
+        close(dir);
+    errno = ESTALE;
+    return -1;
+}
+
+static void close_folder(int dir)
+{
+    if (dir >= 0)
+        close(dir);
 }
 
 int memprof_unlink(const char *path)
 {
     const char *name;
-    int dir = at_folder(path, &name);
-    return unlinkat(dir, name, 0);
+    int dir = open_folder_of(path, &name);
+    if (dir == -1)
+        return -1;
+    int rc = unlinkat(dir, name, 0);
+    close_folder(dir);
+    return rc;
 }
 
 int memprof_rename(const char *from, const char *to)
 {
     const char *from_name, *to_name;
-    int from_dir = at_folder(from, &from_name), to_dir = at_folder(to, &to_name);
-    return renameat(from_dir, from_name, to_dir, to_name);
+    int from_dir = open_folder_of(from, &from_name);
+    if (from_dir == -1)
+        return -1;
+    int to_dir = open_folder_of(to, &to_name);
+    int rc = to_dir == -1 ? -1 : renameat(from_dir, from_name, to_dir, to_name);
+    int saved = errno;
+    close_folder(from_dir);
+    close_folder(to_dir);
+    errno = saved;
+    return rc;
+}
+
+static int create_in_folder(const char *tmp, mode_t mode)
+{
+    const int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    const char *name;
+    int dir = open_folder_of(tmp, &name);
+    if (dir == -1)
+        return -1;
+    if (dir == AT_FDCWD)
+        return open(tmp, flags, mode);
+    int fd = openat(dir, name, flags, mode);
+    int saved = errno;
+    close(dir);
+    if (fd < 0 && (saved == EMFILE || saved == ENFILE)) {   /* the folder's took the last */
+        if (pinned_by_path())
+            return open(tmp, flags, mode);
+        saved = ESTALE;
+    }
+    errno = saved;
+    return fd;
 }
 
 int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode)
@@ -304,9 +353,7 @@ int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mod
             errno = ENAMETOOLONG;
             return -1;
         }
-        const char *in_dir;
-        int dir = at_folder(tmp, &in_dir);
-        int fd = openat(dir, in_dir, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        int fd = create_in_folder(tmp, mode);
         if (fd < 0 && errno == EEXIST)
             continue;
         if (fd < 0)
@@ -375,11 +422,15 @@ void memprof_each_entry(const char *folder, void (*visit)(int dir, const char *n
 {
     /* getdents64 into the stack: opendir would allocate through the program's malloc,
      * and a window may be open */
-    int dir = strcmp(folder, pinned_path[0] ? pinned_path : "/") == 0 && pinned_still_ours()
-                  ? openat(pinned_dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                  : open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
     if (dir < 0)
         return;
+    if (pinned && strcmp(folder, pinned_path[0] ? pinned_path : "/") == 0 &&
+        (fstat(dir, &st) != 0 || !is_pinned(&st))) {
+        close(dir);   /* another folder now: nothing of ours to look at there */
+        return;
+    }
     char buf[4096] __attribute__((aligned(8)));
     ssize_t got;
     for (int seen = 0; seen < ENTRIES_LOOKED_AT && (got = getdents64(dir, buf, sizeof buf)) > 0;) {

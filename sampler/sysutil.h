@@ -33,9 +33,9 @@ void memprof_random_name(char name[9]) HIDDEN;   /* 8 letters or digits, unpredi
  * and locks it (flock) until it is closed: renamed into place or removed first;
  * tmp receives its name.  A file descriptor, or -1. */
 int memprof_create_temp(const char *final, char *tmp, size_t tmp_len, mode_t mode) HIDDEN;
-/* Opens the folder of `prefix` (absolute) for the window's files: from then on the
- * functions here make, rename, remove and list the files in it through that descriptor,
- * whatever its path comes to lead to. */
+/* Records the folder of `prefix` (absolute) for the window's files: from then on the
+ * functions here make, rename, remove and list the files in it only while its path
+ * leads to that same folder (ESTALE otherwise), through a descriptor checked to be it. */
 void memprof_pin_folder(const char *prefix) HIDDEN;
 int memprof_unlink(const char *path) HIDDEN;   /* unlink, in the pinned folder if there */
 int memprof_rename(const char *from, const char *to) HIDDEN;   /* rename, likewise */

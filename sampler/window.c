@@ -230,8 +230,12 @@ static int dump_window(const struct memprof_window_info *w, char *path_out, size
             memprof_log("wrote %s", path);
     } else {
         failed_dumps++;
+        /* ESTALE: sysutil.c's word for a folder replaced since the window opened */
+        const char *why = errno == ESTALE ? "its folder was replaced since the window opened "
+                                            "(a link or another folder in its place)"
+                                          : strerror(errno);
         int n = snprintf(dump_failure, sizeof dump_failure, "could not write %s%d.%04u.heap: %s",
-                         memprof_cfg.prefix, (int)getpid(), name_seq + 1, strerror(errno));
+                         memprof_cfg.prefix, (int)getpid(), name_seq + 1, why);
         (void)n;   /* it fits: memprof_set_prefix keeps the prefix 32 bytes short of the path limit */
         memprof_report_failure(dump_failure);
     }

@@ -493,9 +493,9 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
 
 def test_a_folder_swapped_for_a_link_mid_window_redirects_nothing(tmp_path_factory, clean_env):
     """Root runs a program with -o nobody/prof/svc_; mid-window nobody swaps `prof` for
-    a link to a root-only folder. The program writes its profile (as it writes its own)
-    into the folder it was given, held open since the window was set up, and `run` finds
-    it there: nothing lands in the root-only folder."""
+    a link to a root-only folder. The program, which writes its profile itself, writes
+    only into the folder the window opened in: it finds another there, and the run fails
+    saying why; nothing lands in the root-only folder, nor anywhere else."""
     top = tmp_path_factory.mktemp("swap")
     top.chmod(0o755)
     theirs = top / "nobody"
@@ -515,7 +515,9 @@ def test_a_folder_swapped_for_a_link_mid_window_redirects_nothing(tmp_path_facto
     prof.symlink_to(root_only)
     os.chown(prof, 65534, 65534, follow_symlinks=False)
     _, err = run.communicate("", timeout=60)
-    assert run.returncode == 0, err
-    assert list(root_only.iterdir()) == []
-    (written,) = (theirs / "prof.old").glob(f"svc_{pid}.*.heap")
-    assert f"mem_profiler: wrote {prof}/{written.name}\n" in err
+    assert run.returncode == 1, err
+    assert list(root_only.iterdir()) == [] and list((theirs / "prof.old").iterdir()) == []
+    assert (
+        f"mem_profiler: could not write {prof}/svc_{pid}.0001.heap: its folder was replaced"
+        " since the window opened (a link or another folder in its place)\n"
+    ) in err
