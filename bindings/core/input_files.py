@@ -33,7 +33,7 @@ _KINDS = {
 
 
 def open_regular(
-    path: str, what: str, error: type[Exception], for_uid: int | None = None
+    path: str | os.PathLike[str], what: str, error: type[Exception], for_uid: int | None = None
 ) -> BinaryIO:
     """`path` opened for reading in binary; `error` (one sentence) if it is not a regular
     file or if the way to it is another user's link (user_paths.reach); NotReadableFor
@@ -64,7 +64,7 @@ def open_regular(
         raise error(f"{path} is {kind}, not {what}: only regular files are read.")
     if for_uid is not None and not permits(st, for_uid, stat.S_IRUSR):
         os.close(fd)
-        raise NotReadableFor(path, for_uid)
+        raise NotReadableFor(os.fspath(path), for_uid)
     return os.fdopen(fd, "rb")
 
 

@@ -66,11 +66,14 @@ def user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def reach(path: str, for_uid: int | None = None, follow_last: bool = True) -> Reached:
+def reach(
+    path: str | os.PathLike[str], for_uid: int | None = None, follow_last: bool = True
+) -> Reached:
     """Walks `path` (OSError as the walk meets it: a missing folder, no permission).
     PathRefused for another user's link before the last step, NotReadableFor a folder
     `for_uid` may not enter. The last step's link is followed when it is trusted and `follow_last`;
     another user's is left unfollowed (others_link)."""
+    path = os.fspath(path)
     if not path:
         raise FileNotFoundError(2, "No such file or directory", path)
     parts = deque(path.split("/"))
