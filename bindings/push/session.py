@@ -22,7 +22,7 @@ from mem_profiler.push.sender import Sender, Tally
 from mem_profiler.push.settings import PushSettings
 
 Say = Callable[[str], None]
-COMMAND = "mem_profiler --push"
+COMMAND = "mem_profiler"  # named in the errors' hints: `mem_profiler -p PID --attach`
 # A pusher's own window outlives a push not made by this long: the first symbolization
 # of a large program's stacks may take that long.
 WINDOW_GRACE_S = 60.0
