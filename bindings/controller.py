@@ -205,7 +205,7 @@ def capture_window(
     returns the files written. Ctrl-C (SIGINT) ends the window early, whenever it comes
     once the window is asked for."""
     folder = check_output_folder(prefix)
-    with ControlBlock.open(pid) as block, _interrupt_ends() as interrupted:
+    with ControlBlock.open(pid) as block, interrupt_event() as interrupted:
         check_target_writes_in(pid, str(folder))
         block.lock()
         before = block.request(CMD_STATUS)
@@ -281,20 +281,24 @@ def already_capturing(pid: int, status: Status) -> str:
 
 
 @contextlib.contextmanager
-def _interrupt_ends(signum: int = signal.SIGINT) -> Iterator[threading.Event]:
-    """An event that SIGINT sets, instead of raising KeyboardInterrupt wherever the main
-    thread is: a window asked for is then always closed and its files written, however
-    early the interrupt comes. Off the main thread, where no handler can be set, the
-    event is never set."""
+def interrupt_event(*signums: int) -> Iterator[threading.Event]:
+    """An event that the signals `signums` (SIGINT if none) set, instead of raising
+    KeyboardInterrupt or ending the process wherever the main thread is: a window asked
+    for is then always closed and its files written (a last push made), however early
+    the signal comes. Off the main thread, where no handler can be set, the event is
+    never set."""
     interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield interrupted
         return
-    previous = signal.signal(signum, lambda *_: interrupted.set())
+    previous = {
+        s: signal.signal(s, lambda *_: interrupted.set()) for s in signums or (signal.SIGINT,)
+    }
     try:
         yield interrupted
     finally:
-        signal.signal(signum, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def check_dump(pid: int, before: Status, after: Status) -> None:

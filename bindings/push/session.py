@@ -8,12 +8,12 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from mem_profiler import defaults, procfs
 from mem_profiler.control_block import ControlError, find_block
-from mem_profiler.controller import list_targets
+from mem_profiler.controller import interrupt_event, list_targets
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.push.backends import uploads
@@ -26,23 +26,8 @@ COMMAND = "mem_profiler"  # named in the errors' hints: `mem_profiler -p PID --a
 # A pusher's own window outlives a push not made by this long: the first symbolization
 # of a large program's stacks may take that long.
 WINDOW_GRACE_S = 60.0
+# what ends a push (controller.interrupt_event), with one last push
 ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def ending_signals() -> Iterator[threading.Event]:
-    """An event that Ctrl-C, SIGTERM and SIGHUP set (on the main thread), instead of
-    ending the process before the last push."""
-    ended = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield ended
-        return
-    previous = {sig: signal.signal(sig, lambda *_: ended.set()) for sig in ENDING_SIGNALS}
-    try:
-        yield ended
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _Pushed:
@@ -77,6 +62,11 @@ class _Clock:
         now = time.monotonic()
         self.next += self.every * max(1, int((now - self.next) // self.every) + 1)
         return stop
+
+
+def ending_signals() -> contextlib.AbstractContextManager[threading.Event]:
+    """An event that Ctrl-C, SIGTERM and SIGHUP set, for the last push before the end."""
+    return interrupt_event(*ENDING_SIGNALS)
 
 
 def push_process(
