@@ -76,7 +76,7 @@ venv: $(BUILD)/python-links
 # the checkout's modules, made anew when a package folder changes (a module added or
 # removed changes its folder's time).
 STRICT      := --config-settings editable_mode=strict
-PY_FOLDERS  := bindings/ $(wildcard bindings/*/) parser/ cmd/
+PY_FOLDERS  := bindings/ $(wildcard bindings/*/) parser/ $(wildcard parser/*/) cmd/
 
 $(VENV)/.installed: pyproject.toml setup.py
 	python3 -m venv $(VENV)

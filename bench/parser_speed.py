@@ -29,7 +29,9 @@ LIB = ROOT / "build" / "libmemprof.so"
 FIXTURE = ROOT / "tests" / "fixtures" / "cxx_new.cpp"
 MEM_PARSER = Path(sys.executable).with_name("mem_parser")
 # a process that reads the log at argv[1] (its files' prefix) and nothing else
-READ_LOG = "import sys; from mem_profiler.parser.eventlog import read_log; read_log(sys.argv[1])"
+READ_LOG = (
+    "import sys; from mem_profiler.parser.read.event_log import read_log; read_log(sys.argv[1])"
+)
 _CALL_RE = re.compile(r"^\s*([0-9a-f]+):\s+call")
 _INSN_RE = re.compile(r"^\s*([0-9a-f]+):")
 

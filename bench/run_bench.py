@@ -500,7 +500,7 @@ def dropped_samples(files: list[Path]) -> int | None:
     if not heaps:
         return None
     try:
-        from mem_profiler.parser.heapfile import read_heap
+        from mem_profiler.parser.read.heap_file import read_heap
     except ImportError:  # not installed: the `#` lines of a text file
         return sum(
             int(line.split(b":", 1)[1])

@@ -31,7 +31,7 @@ from mem_profiler.control_block import (
 )
 from mem_profiler.core.file_names import window_files, window_stem
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 # How long the view's own window outlives the refresh that is due next, should the view
 # be gone (killed) or stalled (stopped, or slow to symbolize a profile's first stacks).

@@ -14,13 +14,13 @@ from mem_profiler.cmd.cli_input import BYTES, FRACTION, MILLISECONDS, leave, run
 from mem_profiler.core.errors import ProgramNotHere, UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
-from mem_profiler.parser.capture_files import select_files
-from mem_profiler.parser.categories import TORCH_RULES, read_rules
-from mem_profiler.parser.device_uses import IDLE_THRESHOLD, KINDS
-from mem_profiler.parser.nputil import return_large_frees
+from mem_profiler.parser.common.arrays import return_large_frees
+from mem_profiler.parser.common.sampling import SAMPLE_INDEXES
+from mem_profiler.parser.log.device_uses import IDLE_THRESHOLD, KINDS
+from mem_profiler.parser.model.categories import TORCH_RULES, read_rules
 from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
-from mem_profiler.parser.sampling import SAMPLE_INDEXES
-from mem_profiler.parser.symbolize import recorded_program
+from mem_profiler.parser.read.capture_files import select_files
+from mem_profiler.parser.symbols.symbolize import recorded_program
 
 PROG = "mem_parser"
 _ONE_OUTPUT = (

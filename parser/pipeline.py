@@ -6,7 +6,7 @@ to read and how to show it, and every report goes the same way, each stage once:
       → aggregated view (aggregate, call_graph, flame_tree, leak_sites)
       → rendered output (report_*)
 
-or, for jemalloc's heap_v2 text (report_jeprof), the raw profile itself, narrowed to the
+or, for jemalloc's heap_v2 text (report/jeprof.py), the raw profile itself, narrowed to the
 stacks --focus and --ignore keep: jeprof symbolizes it itself.
 
 mem_parser, the API's Capture.report, the gate's stacks and the log's leak reports all
@@ -30,37 +30,41 @@ from mem_profiler.core.escape import visible
 from mem_profiler.core.file_names import log_stem
 from mem_profiler.core.profile import Failure, Foreign, HeapProfile, at_peak
 from mem_profiler.core.units import format_amount
-from mem_profiler.parser import log_analysis as analysis
-from mem_profiler.parser import log_export
-from mem_profiler.parser.aggregate import FlatCum, aggregate, node_frames
-from mem_profiler.parser.atomic import write_file
-from mem_profiler.parser.categories import Rule, categorize, stack_categories
-from mem_profiler.parser.device_uses import IDLE_THRESHOLD, Inefficiency, check_kinds, inefficient
-from mem_profiler.parser.diff import subtract
-from mem_profiler.parser.flame import flame_tree, format_collapsed
-from mem_profiler.parser.focus import keep_stacks, some_stacks, stacks_kept
-from mem_profiler.parser.graph import call_graph
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.log_analysis import MS, Leak, LeakSet, WindowLog
-from mem_profiler.parser.object_lookup import started_early
-from mem_profiler.parser.pprof_proto import names_every_frame
-from mem_profiler.parser.report_dot import format_dot, render_svg
-from mem_profiler.parser.report_flame import format_flame_html
-from mem_profiler.parser.report_inefficient import format_inefficient, format_inefficient_json
-from mem_profiler.parser.report_jeprof import format_jeprof
-from mem_profiler.parser.report_json import format_json
-from mem_profiler.parser.report_leaks import format_leaks, format_leaks_json
-from mem_profiler.parser.report_notes import ending_note, format_failures, format_foreign
-from mem_profiler.parser.report_pprof import format_pprof
-from mem_profiler.parser.report_text import format_heaps_text, format_text
-from mem_profiler.parser.sampling import drop_note
-from mem_profiler.parser.symbolize import (
+from mem_profiler.parser.common.atomic import write_file
+from mem_profiler.parser.common.sampling import drop_note
+from mem_profiler.parser.elf.object_lookup import started_early
+from mem_profiler.parser.log import analysis, export
+from mem_profiler.parser.log.analysis import MS, Leak, LeakSet, WindowLog
+from mem_profiler.parser.log.device_uses import (
+    IDLE_THRESHOLD,
+    Inefficiency,
+    check_kinds,
+    inefficient,
+)
+from mem_profiler.parser.model.aggregate import FlatCum, aggregate, node_frames
+from mem_profiler.parser.model.call_graph import call_graph
+from mem_profiler.parser.model.categories import Rule, categorize, stack_categories
+from mem_profiler.parser.model.diff import subtract
+from mem_profiler.parser.model.flame_tree import flame_tree, format_collapsed
+from mem_profiler.parser.model.focus import keep_stacks, some_stacks, stacks_kept
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.read.pprof import names_every_frame
+from mem_profiler.parser.report.dot import format_dot, render_svg
+from mem_profiler.parser.report.flame import format_flame_html
+from mem_profiler.parser.report.inefficient import format_inefficient, format_inefficient_json
+from mem_profiler.parser.report.jeprof import format_jeprof
+from mem_profiler.parser.report.json_table import format_json
+from mem_profiler.parser.report.leaks import format_leaks, format_leaks_json
+from mem_profiler.parser.report.notes import ending_note, format_failures, format_foreign
+from mem_profiler.parser.report.pprof import format_pprof
+from mem_profiler.parser.report.text import format_heaps_text, format_text
+from mem_profiler.parser.report.timeline import format_timeline
+from mem_profiler.parser.symbols.symbolize import (
     SymbolizedProfile,
     check_owner_reads_program,
     in_sysroot,
     symbolize,
 )
-from mem_profiler.parser.timeline import format_timeline
 
 # Formats written to -o or stdout, and formats written to a path of their own.
 STREAM_FORMATS = ("text", "svg", "collapsed", "json")
@@ -101,7 +105,7 @@ class Request:
     nodecount: int | None = None
     nodefraction: float = 0.005
     edgefraction: float = 0.001
-    # -t and --json by category (parser/categories.py), by these rules
+    # -t and --json by category (parser/model/categories.py), by these rules
     categories: tuple[Rule, ...] | None = None
     context: str = ""  # a profile built from a log: which moment of it the reports show
     # (format, path) of each report to write; path None: stdout
@@ -517,22 +521,22 @@ def write_event_tables(
     allow_mismatch: bool = False,
     sysroot: str | None = None,
 ) -> None:
-    """The log's events as CSV and/or SQLite (log_export), stacks named against
+    """The log's events as CSV and/or SQLite (log/export.py), stacks named against
     `program` (default: the one the .heap names; raw addresses without either)."""
     program = program or (cap.profile.exe if cap.profile is not None else None)
     sym = None
     if program is not None:
         sym = load(
             Request(binary=program, lines=True, allow_mismatch=allow_mismatch, sysroot=sysroot),
-            log_export.stacks_profile(cap),
+            export.stacks_profile(cap),
         )
         for warning in sym.warnings:
             say(f"warning: {warning}")
-    texts = log_export.stack_texts(cap, sym)
+    texts = export.stack_texts(cap, sym)
     if csv_path is not None:
-        write_output(csv_path, log_export.csv_pieces(cap, texts))
+        write_output(csv_path, export.csv_pieces(cap, texts))
     if db_path is not None:
-        write_output(db_path, log_export.sqlite_bytes(cap, texts, program))
+        write_output(db_path, export.sqlite_bytes(cap, texts, program))
 
 
 def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> list[str]:
@@ -544,7 +548,7 @@ def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> lis
         return []
     sym = load(
         Request(binary=program, allow_mismatch=request.allow_mismatch, sysroot=request.sysroot),
-        log_export.stacks_profile(cap),
+        export.stacks_profile(cap),
     )
     names, nodes = node_frames(sym, full_names=request.full_names)
     frames, bounds = nodes.tolist(), sym.offsets.tolist()

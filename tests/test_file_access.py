@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("bindings", "parser", "cmd")
-HOMES = {"bindings/core/user_paths.py", "bindings/core/input_files.py", "parser/atomic.py"}
+HOMES = {"bindings/core/user_paths.py", "bindings/core/input_files.py", "parser/common/atomic.py"}
 # Calls that open or stat a path by its name.
 BY_NAME = {"open", "os.open", "os.stat", "os.lstat", "io.open", "builtins.open"}
 PATH_METHODS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", "stat", "lstat"}
@@ -51,9 +51,9 @@ ALLOWED = {
     # a file found through the run's folder descriptor, by its name in it
     ("bindings/launch.py", "os.stat(name, dir_fd=folder_fd, follow_symlinks=False)"): "by fd",
     # the symbol cache's key: the owner of an object ElfImage has opened and checked
-    ("parser/symcache.py", "os.stat(source)"): "its owner alone",
+    ("parser/elf/symcache.py", "os.stat(source)"): "its owner alone",
     # the order objects are looked up in: a size, of objects opened and checked
-    ("parser/object_lookup.py", "os.stat(path)"): "its size alone",
+    ("parser/elf/object_lookup.py", "os.stat(path)"): "its size alone",
     ("cmd/cli_input.py", "os.open(os.devnull, os.O_WRONLY)"): "/dev/null",
 }
 

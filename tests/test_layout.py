@@ -21,6 +21,9 @@ PACKAGE_DIRS = {
 # The doors into the sampler: the modules of the package root that launch, control,
 # attach to or read a process. With the core, all the parser may not reach.
 DOORS = ("attach", "control_block", "controller", "defaults", "launch", "procfs", "sampler_lib")
+# The parser's stages, each a folder but the driver (docs/development.md, "Source layout"),
+# in the order the data goes through them: each imports only those before it.
+STAGES = ("common", "read", "elf", "symbols", "model", "log", "report", "pipeline", "msmemscope")
 HEAVY = ("numpy", "cffi", "elftools", "click", "textual", "graphviz")
 
 
@@ -113,6 +116,35 @@ def test_each_part_imports_only_what_lies_below_it():
     assert wrong == []
 
 
+def _stage(module: str) -> str:
+    return module.split(".")[2]
+
+
+def test_the_parser_is_in_folders_by_stage():
+    """Every parser module lies in a stage's folder (the driver alone beside them), and each
+    folder opens with what its stage does."""
+    parser = [m for m in MODULES if _part(m) == "parser"]
+    assert {_stage(m) for m in parser} == set(STAGES)
+    beside = sorted(m.rpartition(".")[2] for m in parser if m.count(".") == 2)
+    assert beside == sorted(STAGES) and max(m.count(".") for m in parser) == 3
+    for stage in set(STAGES) - {"pipeline"}:
+        doc = ast.get_docstring(ast.parse(MODULES[f"mem_profiler.parser.{stage}"].read_text()))
+        assert doc and len(doc) > 80, stage
+
+
+def test_each_stage_imports_only_the_stages_before_it():
+    wrong = [
+        f"{name} imports {target}"
+        for name in sorted(MODULES)
+        if _part(name) == "parser"
+        for target, _ in _imports(name)
+        if _part(target) == "parser"
+        and target != "mem_profiler.parser"
+        and STAGES.index(_stage(target)) > STAGES.index(_stage(name))
+    ]
+    assert wrong == []
+
+
 def test_no_import_cycles():
     """Runtime imports, lazy ones included, form no cycle (Tarjan's strongly connected
     components, each of one module)."""
@@ -150,12 +182,17 @@ def test_no_import_cycles():
 def test_a_cycle_or_a_back_edge_is_seen(monkeypatch, tmp_path):
     """The walk is not blind: a planted back-edge and cycle are both found."""
     core = tmp_path / "planted.py"
-    core.write_text("from mem_profiler.parser import heapfile\n")
+    core.write_text("from mem_profiler.parser.read import heap_file\n")
     monkeypatch.setitem(MODULES, "mem_profiler.core.planted", core)
     monkeypatch.setitem(MODULES, "mem_profiler.core.units", tmp_path / "units.py")
     (tmp_path / "units.py").write_text("import mem_profiler.core.planted\n")
     with pytest.raises(AssertionError, match="core.planted imports mem_profiler.parser"):
         test_each_part_imports_only_what_lies_below_it()
+    reader = tmp_path / "reader.py"
+    reader.write_text("from mem_profiler.parser.report.text import format_text\n")
+    monkeypatch.setitem(MODULES, "mem_profiler.parser.read.planted", reader)
+    with pytest.raises(AssertionError, match="read.planted imports mem_profiler.parser.report"):
+        test_each_stage_imports_only_the_stages_before_it()
     core.write_text("from mem_profiler.core import units\n")
     with pytest.raises(AssertionError, match="planted"):
         test_no_import_cycles()
@@ -176,7 +213,7 @@ def test_the_core_imports_nothing_heavy(tmp_path):
     "code",
     [
         "import pdb, cmd; assert cmd.Cmd",
-        "from mem_profiler.parser import analyzers; import cmd; assert cmd.Cmd",
+        "from mem_profiler.parser.msmemscope import analyzers; import cmd; assert cmd.Cmd",
     ],
 )
 def test_the_checkout_shadows_no_standard_module(code):

@@ -2,7 +2,7 @@
 lines come from the profiled program and may hold any character.
 
 A terminal line, XML 1.0 (which forbids most control characters even as character
-references) and a graphviz label (report_dot, where the `graphviz` package adds dot's own
+references) and a graphviz label (report/dot.py, where the `graphviz` package adds dot's own
 escapes) get them visibly as `\\n`, `\\x01`, and the characters that reorder or break
 what a terminal shows (bidirectional controls, line and paragraph separators) as
 `\\u202e`; JSON inside an HTML <script> gets its `<`, `>` and `&` as escapes, so that no

@@ -1,5 +1,5 @@
 """A memory mapping: one line of /proc/<pid>/maps, as the kernel writes it and a .heap
-file's MAPPED_LIBRARIES section keeps it. Apart from heapfile, which imports numpy, so
+file's MAPPED_LIBRARIES section keeps it. Apart from the heap file reader, which imports numpy, so
 that code which reads /proc itself can take the same type without it."""
 
 from __future__ import annotations

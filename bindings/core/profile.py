@@ -1,6 +1,6 @@
 """The profile model every stage shares: one capture file's contents (HeapProfile) and
 what its lines name (Python frames, failed device allocations, foreign ranges, drops).
-Readers fill it (parser/heapfile.py); the arrays are numpy's, imported only when an
+Readers fill it (parser/read/heap_file.py); the arrays are numpy's, imported only when an
 empty profile is made, so that the model's users import nothing heavy."""
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class HeapProfile:
     foreign: list[Foreign] = field(default_factory=list)  # registered or opened, not allocated
     # the Python frames the stacks hold, by address (`# python_frame:` lines)
     python_frames: dict[int, PythonFrame] = field(default_factory=dict)
-    # the frames the file names itself, by address (pprof's: parser/pprof_proto.py)
+    # the frames the file names itself, by address (pprof's: parser/read/pprof.py)
     named_frames: dict[int, NamedFrame] = field(default_factory=dict)
 
     # parser/context_tree.StackTree, while addrs and offsets are not yet expanded from it

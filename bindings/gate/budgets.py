@@ -50,7 +50,7 @@ class Budget:
     `tolerance` (a fraction); `limit` is unused. growth_budget reads the baseline, once:
     `baseline_profile` is what the judging measures; it is not part of the budget's value
     (not compared, not in the gate's JSON). For max-category, `category` is what the
-    memory is for (parser/categories.py), whose own peak `limit` bounds."""
+    memory is for (parser/model/categories.py), whose own peak `limit` bounds."""
 
     kind: str
     heap: str = "host"
@@ -156,7 +156,7 @@ def growth_budget(
 ) -> Budget:
     """A max-growth-vs budget: the heap is the baseline's own (`# heap:`); BudgetError if
     it is not `heap`, or if the baseline has no peak to compare with."""
-    from mem_profiler.parser.heapfile import read_heap  # numpy: not for every pytest run
+    from mem_profiler.parser.read.heap_file import read_heap  # numpy: not for every pytest run
 
     profile = read_heap(baseline)
     if heap is not None and profile.heap != heap:

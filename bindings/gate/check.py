@@ -11,7 +11,7 @@ Measures (per heap):
   max-total-alloc     every byte allocated in the window, freed or not
   max-growth-vs       the peak, against the baseline file's peak plus the tolerance
   max-category        the most bytes of one category live at once (replayed from the
-                      event log; parser/categories.py's PyTorch rules)
+                      event log; parser/model/categories.py's PyTorch rules)
 At rate 1 every allocation is recorded and the values are exact; at rate N they are
 unsampled estimates whose standard deviation is given (docs/run-and-windows.md, "Sampling").
 """
@@ -39,12 +39,12 @@ from mem_profiler.gate.budgets import (
     is_exceeded,
 )
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
-from mem_profiler.parser.categories import TORCH_RULES, stack_categories
-from mem_profiler.parser.focus import some_stacks
-from mem_profiler.parser.log_analysis import live_at, open_window_log, replay_groups
+from mem_profiler.parser.common.sampling import estimates, scale_factors
+from mem_profiler.parser.log.analysis import live_at, open_window_log, replay_groups
+from mem_profiler.parser.model.categories import TORCH_RULES, stack_categories
+from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_categories, load
-from mem_profiler.parser.sampling import estimates, scale_factors
-from mem_profiler.parser.symbolize import SymbolizedProfile
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2

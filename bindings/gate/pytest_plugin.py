@@ -131,7 +131,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     # Imported here, not at the top: every pytest run in this environment loads the plugin.
     from mem_profiler.gate.check import check_budgets
     from mem_profiler.gate.report import format_result
-    from mem_profiler.parser.heapfile import read_heap
+    from mem_profiler.parser.read.heap_file import read_heap
 
     cap = None
     try:

@@ -36,7 +36,7 @@ from mem_profiler.gate.check import (
     StackLine,
     gate_status,
 )
-from mem_profiler.parser.atomic import write_file
+from mem_profiler.parser.common.atomic import write_file
 
 JSON_FORMAT = 1
 _VERDICTS = {HOLD: "hold", EXCEEDED: "exceeded", SETUP_ERROR: "error"}

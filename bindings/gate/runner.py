@@ -25,8 +25,8 @@ from mem_profiler.gate.budgets import CATEGORY, GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
 from mem_profiler.gate.suppressions import BUILTIN, Suppression
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
-from mem_profiler.parser.atomic import atomic_open
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.common.atomic import atomic_open
+from mem_profiler.parser.read.heap_file import read_heap
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
-from mem_profiler.parser.heap_text import show
+from mem_profiler.parser.read.text import show
 
 _MAX_FILE_BYTES = 1 << 20
 USERS = "your suppressions"

@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Sequence
 
 from mem_profiler.core.version import VERSION
-from mem_profiler.parser.proto_writer import message, string
-from mem_profiler.parser.report_pprof import (
+from mem_profiler.parser.common.protobuf import message, string
+from mem_profiler.parser.report.pprof import (
     SAMPLE_TYPES,
     Function,
     Location,

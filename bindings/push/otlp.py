@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 
 from mem_profiler.core.version import VERSION
-from mem_profiler.parser.proto_writer import fixed64_field, int_field, message, packed, string
-from mem_profiler.parser.report_pprof import SAMPLE_TYPES, StringTable
+from mem_profiler.parser.common.protobuf import fixed64_field, int_field, message, packed, string
+from mem_profiler.parser.report.pprof import SAMPLE_TYPES, StringTable
 from mem_profiler.push.periods import HeapPeriod
 
 # Our labels as OpenTelemetry's resource attributes (semantic conventions); the others

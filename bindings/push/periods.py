@@ -13,9 +13,9 @@ import numpy as np
 
 from mem_profiler.core.errors import BuildIdMismatch, ElfError
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.report_pprof import PprofTables, pprof_tables
-from mem_profiler.parser.sampling import index_column
-from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.parser.common.sampling import index_column
+from mem_profiler.parser.report.pprof import PprofTables, pprof_tables
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, symbolize
 
 ALLOCATED = [index_column("alloc_objects"), index_column("alloc_space")]
 

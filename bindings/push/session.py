@@ -15,7 +15,7 @@ from mem_profiler import defaults, procfs
 from mem_profiler.control_block import ControlError, find_block
 from mem_profiler.controller import interrupt_event, list_targets
 from mem_profiler.live_view import LiveView
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.push.backends import uploads
 from mem_profiler.push.periods import HeapPeriod, Periods
 from mem_profiler.push.sender import Sender, Tally

@@ -10,9 +10,9 @@ import numpy as np
 
 from mem_profiler import procfs
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.focus import some_stacks
-from mem_profiler.parser.sampling import sample_values
-from mem_profiler.parser.symbolize import SymbolizedProfile, symbolize
+from mem_profiler.parser.common.sampling import sample_values
+from mem_profiler.parser.model.focus import some_stacks
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, symbolize
 from mem_profiler.top.order import SORT_KEYS
 
 MIN_FRAMES = 2  # the allocating frame and its caller, more where stacks need them to differ

@@ -37,8 +37,8 @@ from support.python_sites import LIMITS, function_totals, truth_sd
 from support.sampling_math import assert_estimate
 
 from mem_profiler.core.profile import Drops
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.symbols.symbolize import symbolize
 
 pytestmark = arm64.skip_unless_arm64
 SQLITE_ROWS = 250_000  # as on x86-64: 5 sd of the -c 1024 estimates fit in their bounds

@@ -26,7 +26,7 @@ from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
 
 from mem_profiler import procfs
 from mem_profiler.controller import list_targets
-from mem_profiler.parser.log_analysis import open_window_log, peak
+from mem_profiler.parser.log.analysis import open_window_log, peak
 
 pytestmark = arm64.skip_unless_arm64
 DEPTH = 128

@@ -22,7 +22,7 @@ from support.targets import Server, check_server_window
 
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
 from mem_profiler.controller import capture_window, list_targets
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.procfs import no_such_process
 
 

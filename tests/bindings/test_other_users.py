@@ -26,7 +26,7 @@ from support.targets import Server, check_server_window
 
 from mem_profiler import procfs
 from mem_profiler.control_block import block_candidates
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 OWNER, THIRD = "memprof_other", "memprof_third"
 BATCH, BATCH_BYTES = 1000, 200  # tests/fixtures/worker_pool.c

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("numpy", "elftools", "mem_profiler.parser.heapfile", "textual")
+HEAVY = ("numpy", "elftools", "mem_profiler.parser.read.heap_file", "textual")
 
 
 def heavy_imports(module: str, folder) -> str:

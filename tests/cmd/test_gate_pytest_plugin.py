@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from support.paths import LIBMEMPROF
 
-from mem_profiler.parser.symcache import cache_dir
+from mem_profiler.parser.elf.symcache import cache_dir
 
 pytest_plugins = ["pytester"]
 SYMBOL_CACHE = cache_dir()  # the user's, before pytester gives tests a HOME of their own

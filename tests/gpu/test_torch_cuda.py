@@ -23,8 +23,8 @@ if shutil.which("nvidia-smi") is None:
 
 from support.paths import MEM_PROFILER  # noqa: E402
 
-from mem_profiler.parser.heapfile import read_heap  # noqa: E402
-from mem_profiler.parser.symbolize import symbolize  # noqa: E402
+from mem_profiler.parser.read.heap_file import read_heap  # noqa: E402
+from mem_profiler.parser.symbols.symbolize import symbolize  # noqa: E402
 
 WORKLOAD = Path(__file__).with_name("workload.py")
 ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")

@@ -26,9 +26,9 @@ from support.device import INDEXES, by_heap, site_lines  # noqa: E402
 from support.paths import MEM_PROFILER  # noqa: E402
 from support.targets import attach_window  # noqa: E402
 
-from mem_profiler.parser.aggregate import aggregate  # noqa: E402
-from mem_profiler.parser.heapfile import read_heap  # noqa: E402
-from mem_profiler.parser.symbolize import symbolize  # noqa: E402
+from mem_profiler.parser.model.aggregate import aggregate  # noqa: E402
+from mem_profiler.parser.read.heap_file import read_heap  # noqa: E402
+from mem_profiler.parser.symbols.symbolize import symbolize  # noqa: E402
 
 WORKLOAD = Path(__file__).with_name("torch_tensors.py")
 ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")

@@ -17,7 +17,7 @@ import pytest
 from support.paths import ROOT
 
 from mem_profiler.core.errors import UserError
-from mem_profiler.parser.atomic import atomic_open, write_file
+from mem_profiler.parser.common.atomic import atomic_open, write_file
 
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
@@ -71,7 +71,7 @@ def test_nothing_is_left_when_the_writer_fails(tmp_path, mode):
 
 KILLED_WRITER = """
 import sys, time
-from mem_profiler.parser.atomic import atomic_open
+from mem_profiler.parser.common.atomic import atomic_open
 with atomic_open(sys.argv[1]) as f:
     f.write("half")
     f.flush()
@@ -175,6 +175,9 @@ def test_what_the_user_names_plainly_is_written_in_place(tmp_path):
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
     write_file(fifo, "through the FIFO\n")
     assert reader.communicate(timeout=60)[0] == "through the FIFO\n"
-    code = "from mem_profiler.parser.atomic import write_file; write_file('/dev/stdout', 'out\\n')"
+    code = (
+        "from mem_profiler.parser.common.atomic import write_file;"
+        " write_file('/dev/stdout', 'out\\n')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (0, "out\n"), done.stderr

@@ -26,14 +26,14 @@ from support.synthetic_logs import header, mark_record, stack_record, timeline_r
 from mem_profiler.cmd import mem_parser, mem_profiler
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.parser.aggregate import aggregate
-from mem_profiler.parser.eventlog import ALLOC
-from mem_profiler.parser.flame import flame_tree, format_collapsed
-from mem_profiler.parser.graph import call_graph
-from mem_profiler.parser.heapfile import parse_heap, read_heap
-from mem_profiler.parser.report_dot import format_dot, render_svg
-from mem_profiler.parser.report_flame import format_flame_html
-from mem_profiler.parser.report_text import format_text
+from mem_profiler.parser.model.aggregate import aggregate
+from mem_profiler.parser.model.call_graph import call_graph
+from mem_profiler.parser.model.flame_tree import flame_tree, format_collapsed
+from mem_profiler.parser.read.event_log import ALLOC
+from mem_profiler.parser.read.heap_file import parse_heap, read_heap
+from mem_profiler.parser.report.dot import format_dot, render_svg
+from mem_profiler.parser.report.flame import format_flame_html
+from mem_profiler.parser.report.text import format_text
 
 # Two code mappings: /bin/true (the program, -p) and `{other}`, each holding one stack.
 TWO_OBJECTS = """\
@@ -588,7 +588,7 @@ def test_an_error_never_echoes_the_file(tmp_path, capsys):
 def test_a_pprof_mapping_named_with_a_nul_is_refused(tmp_path, capsys):
     """No file name holds a NUL byte (the pprof fuzz run found one ended --pprof in a
     traceback): the profile is refused in a sentence."""
-    from mem_profiler.parser.proto_writer import int_field, message
+    from mem_profiler.parser.common.protobuf import int_field, message
 
     strings = ["", "inuse_space", "bytes", "/lib/x\0.so", "ab12"]
     proto = (

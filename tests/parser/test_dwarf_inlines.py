@@ -1,4 +1,4 @@
-"""The inlined calls read from .debug_info (parser/dwarf_dies.py) are binutils'
+"""The inlined calls read from .debug_info (parser/elf/dwarf_dies.py) are binutils'
 addr2line's reading of the same DWARF: at addresses across every segment of the
 inline table, the same chain of inlined functions, innermost first, each with its call
 site. On a C++ program built with each DWARF flavour GCC writes, on libc's Debian
@@ -16,8 +16,8 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from mem_profiler.core.errors import ElfError
-from mem_profiler.parser.dwarf_dies import DebugInfo
-from mem_profiler.parser.elf_image import ElfImage, InlineTable
+from mem_profiler.parser.elf.dwarf_dies import DebugInfo
+from mem_profiler.parser.elf.image import ElfImage, InlineTable
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"

@@ -12,7 +12,7 @@ import pytest
 
 from mem_profiler.core.elf_headers import read_headers
 from mem_profiler.core.errors import ElfError
-from mem_profiler.parser.elf_image import ElfImage, _pyelftools_headers
+from mem_profiler.parser.elf.image import ElfImage, _pyelftools_headers
 
 OBJECTS = sorted(
     {

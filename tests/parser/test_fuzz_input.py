@@ -245,7 +245,7 @@ def test_fuzzed_heap_files(seed, mutations, report):
     fuzz_parser(seed, heap, seed["log"], report, from_log=False)
 
 
-# The legacy heap profiles' first lines (parser/legacy_heap.py), one of each kind.
+# The legacy heap profiles' first lines (parser/read/legacy.py), one of each kind.
 LEGACY_HEADERS = ["heapprofile", "heap_v2/1024", "heapz_v2/1024", "heap/2048", "growthz"]
 _JEPROF_STACK_RE = re.compile(
     rb"^@((?: 0x[0-9a-f]+)+)\n  t\*: (\d+): (\d+) \[(\d+): (\d+)\]$", re.M

@@ -15,7 +15,7 @@ from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.errors import UserError
-from mem_profiler.parser import analyzers
+from mem_profiler.parser.msmemscope import analyzers
 
 STEPS = 4  # log_steps step leak 4: steps 1-4, and step 5 marks the end of step 4
 LEAK_BLOCKS, LEAK_SIZE = 2048, 4096  # step_leak, per step, kept

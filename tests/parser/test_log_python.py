@@ -15,8 +15,8 @@ from support.python_steps import STEPS_SCRIPT, steps_truth
 from support.sampling_math import assert_estimate
 
 from mem_profiler.cmd.mem_parser import main
-from mem_profiler.parser.categories import read_rules
-from mem_profiler.parser.log_analysis import open_window_log, replay_groups
+from mem_profiler.parser.log.analysis import open_window_log, replay_groups
+from mem_profiler.parser.model.categories import read_rules
 from mem_profiler.parser.pipeline import Request, allocation_categories
 
 RATE = 1024

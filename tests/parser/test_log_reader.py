@@ -1,6 +1,7 @@
-"""The event log reader (parser/eventlog.py): logs the sampler wrote (a run under `mem_profiler
-run --mode log`, a rotating run with a small cap, a process killed with SIGKILL), logs cut
-mid-record, synthetic logs with records of unknown types, and bad input on the command line."""
+"""The event log reader (parser/read/event_log.py): logs the sampler wrote (a run under
+`mem_profiler run --mode log`, a rotating run with a small cap, a process killed with
+SIGKILL), logs cut mid-record, synthetic logs with records of unknown types, and bad input
+on the command line."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from support.synthetic_logs import (
 )
 
 from mem_profiler.cmd.mem_parser import main
-from mem_profiler.parser.eventlog import (
+from mem_profiler.parser.log.analysis import open_window_log, replay
+from mem_profiler.parser.read.event_log import (
     ALLOC,
     FREE,
     NODE,
@@ -36,7 +38,6 @@ from mem_profiler.parser.eventlog import (
     locate,
     read_log,
 )
-from mem_profiler.parser.log_analysis import open_window_log, replay
 
 MiB = 1 << 20
 

@@ -14,9 +14,9 @@ from support.profiling import profile_run, total
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.cmd.mem_parser import main
-from mem_profiler.parser import analyzers
-from mem_profiler.parser.log_analysis import NEVER, Leak, open_window_log, peak, replay
-from mem_profiler.parser.report_leaks import format_leaks
+from mem_profiler.parser.log.analysis import NEVER, Leak, open_window_log, peak, replay
+from mem_profiler.parser.msmemscope import analyzers
+from mem_profiler.parser.report.leaks import format_leaks
 
 KiB, MiB = 1024, 1 << 20
 RATE = 1024

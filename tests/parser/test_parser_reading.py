@@ -15,12 +15,12 @@ from support.synthetic_heaps import OURS, hand_symbolized
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import Drops
-from mem_profiler.parser.aggregate import aggregate
-from mem_profiler.parser.allocator_frames import cut_allocator_frames
-from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
-from mem_profiler.parser.report_text import format_text
-from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
-from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.common.sampling import drop_note, sample_values, scale_factors, unsample
+from mem_profiler.parser.model.aggregate import aggregate
+from mem_profiler.parser.read.heap_file import parse_heap, read_heap, read_heap_header
+from mem_profiler.parser.report.text import format_text
+from mem_profiler.parser.symbols.allocator_frames import cut_allocator_frames
+from mem_profiler.parser.symbols.symbolize import symbolize
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
 JEMALLOC = """\
@@ -262,12 +262,12 @@ def test_a_pprof_sample_that_would_expand_past_any_stack_is_refused(tmp_path):
 def test_a_pprof_of_unknown_fields_is_skipped_then_refused(tmp_path, monkeypatch):
     """Fields the profile message does not define are skipped, as protobuf readers skip
     them, and not kept; past the most fields a profile holds (lowered here) it is refused."""
-    from mem_profiler.parser import pprof_proto
+    from mem_profiler.parser.read import pprof
 
     path = tmp_path / "x.pb.gz"
     path.write_bytes(gzip.compress(heap_profile(1, 1, number_field(99, 7) * 100)))
     assert read_heap(str(path)).cur_bytes.tolist() == [100]
-    monkeypatch.setattr(pprof_proto, "_MAX_FIELDS", 50)
+    monkeypatch.setattr(pprof, "_MAX_FIELDS", 50)
     with pytest.raises(HeapFileError) as err:
         read_heap(str(path))
     assert str(err.value).endswith("reads whole: more than 50 fields, more than a profile holds.")

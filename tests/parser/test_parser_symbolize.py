@@ -28,11 +28,12 @@ from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.errors import BuildIdMismatch, ElfError
-from mem_profiler.parser import elf_image, object_lookup, symcache
-from mem_profiler.parser.aggregate import aggregate
-from mem_profiler.parser.elf_image import ElfImage
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.symbolize import short_name, symbolize
+from mem_profiler.parser.elf import image as elf_image
+from mem_profiler.parser.elf import object_lookup, symcache
+from mem_profiler.parser.elf.image import ElfImage
+from mem_profiler.parser.model.aggregate import aggregate
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.symbols.symbolize import short_name, symbolize
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LIBSTDCXX = os.path.realpath("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
@@ -878,7 +879,7 @@ def test_a_fifo_in_place_of_an_entry_is_not_waited_on(built, symbol_cache):
     entry.unlink()
     os.mkfifo(entry)
     script = (
-        "import sys; from mem_profiler.parser.elf_image import ElfImage; "
+        "import sys; from mem_profiler.parser.elf.image import ElfImage; "
         "print(ElfImage(sys.argv[1]).symbols().names[0])"
     )
     done = subprocess.run(

@@ -1,4 +1,4 @@
-"""mem_parser --jeprof, jemalloc's heap_v2 text (parser/report_jeprof.py): read back, it
+"""mem_parser --jeprof, jemalloc's heap_v2 text (parser/report/jeprof.py): read back, it
 is the profile it was written from, every line the reader knows included; it streams."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from support.jeprof import assert_same_profile
 from support.synthetic_heaps import OURS
 
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.heapfile import parse_heap, read_heap_header
-from mem_profiler.parser.report_jeprof import format_jeprof
+from mem_profiler.parser.read.heap_file import parse_heap, read_heap_header
+from mem_profiler.parser.report.jeprof import format_jeprof
 
 # A HAL heap of a Python program, as the sampler writes one, with a line of each kind
 # the reader knows: escaped text (a tab, a line break, a backslash, a control byte and a

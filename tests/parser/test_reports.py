@@ -23,11 +23,11 @@ from support.sampling_math import assert_estimate, relative_sd
 from support.synthetic_heaps import named_stacks
 
 from mem_profiler.cmd.mem_parser import main
-from mem_profiler.parser.graph import call_graph
-from mem_profiler.parser.heapfile import parse_heap, read_heap
-from mem_profiler.parser.report_dot import format_dot
-from mem_profiler.parser.report_pprof import format_pprof
-from mem_profiler.parser.symbolize import SymbolizedProfile, short_name
+from mem_profiler.parser.model.call_graph import call_graph
+from mem_profiler.parser.read.heap_file import parse_heap, read_heap
+from mem_profiler.parser.report.dot import format_dot
+from mem_profiler.parser.report.pprof import format_pprof
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
 
 SVG = "{http://www.w3.org/2000/svg}"
 MiB = 1 << 20
@@ -489,6 +489,6 @@ def test_without_p_a_program_gone_or_rebuilt_is_refused(build_fixture, tmp_path)
 
 
 def read_build_id(path: Path) -> str:
-    from mem_profiler.parser.elf_image import ElfImage
+    from mem_profiler.parser.elf.image import ElfImage
 
     return ElfImage(str(path)).build_id

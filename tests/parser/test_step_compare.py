@@ -11,7 +11,7 @@ import pytest
 from support.paths import MEM_PARSER
 from support.profiling import profile_run, run_parser
 
-from mem_profiler.parser import analyzers
+from mem_profiler.parser.msmemscope import analyzers
 
 LEAK = 2048 * 4096  # step_leak, in the third step only (leak3)
 

@@ -32,18 +32,18 @@ from support.tree_files import (
 
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.profile import FRAME_END, HeapProfile
-from mem_profiler.parser import context_tree, heapfile
-from mem_profiler.parser.capture_files import heap_of
-from mem_profiler.parser.eventlog import ALLOC, read_log
-from mem_profiler.parser.heapfile import (
+from mem_profiler.parser.log.analysis import open_window_log
+from mem_profiler.parser.read import context_tree, heap_file
+from mem_profiler.parser.read.capture_files import heap_of
+from mem_profiler.parser.read.event_log import ALLOC, read_log
+from mem_profiler.parser.read.heap_file import (
     parse_frame_line,
     parse_heap,
     read_heap,
     read_heap_header,
 )
-from mem_profiler.parser.log_analysis import open_window_log
-from mem_profiler.parser.symbolize import symbolize
-from mem_profiler.parser.tree_sums import stacks_flat_cum
+from mem_profiler.parser.symbols.symbolize import symbolize
+from mem_profiler.parser.symbols.tree_sums import stacks_flat_cum
 
 RATE = 4096
 P = python_frame
@@ -661,7 +661,7 @@ def test_a_tree_that_decompresses_past_the_limit_is_refused_early(monkeypatch, o
     """A stream whose text would pass the reader's limit is refused in one line."""
     payload = PAYLOAD + b"x" * (8 << 20)  # 8 MiB more, in a few kB compressed
     limit = len(PAYLOAD) + (1 << 20)
-    monkeypatch.setattr(heapfile, "MAX_PROFILE_BYTES", limit)
+    monkeypatch.setattr(heap_file, "MAX_PROFILE_BYTES", limit)
     refused(compressed(payload, old), limit)
 
 
@@ -671,7 +671,7 @@ def test_a_decompression_bomb_is_refused_at_256_times_its_size(monkeypatch):
     here so that the test needs no such memory."""
     data = compressed(PAYLOAD + b"x" * (8 << 20))  # zstd: 8 MiB in a few kB
     stream = len(data) - len(data.partition(b"\n")[0]) - 1
-    monkeypatch.setattr(heapfile, "_EXPANSION_FLOOR", 1 << 20)
+    monkeypatch.setattr(heap_file, "_EXPANSION_FLOOR", 1 << 20)
     refused(data, max(1 << 20, 256 * stream))
 
 

@@ -17,7 +17,7 @@ import pytest
 from support.backends import Backend
 
 from mem_profiler.core.errors import UserError
-from mem_profiler.parser.proto_writer import int_field, message, string
+from mem_profiler.parser.common.protobuf import int_field, message, string
 from mem_profiler.push import sender as sender_module
 from mem_profiler.push.sender import Refused, Sender, Upload
 from mem_profiler.push.settings import AUTH_ENV, PushSettingsError, push_settings

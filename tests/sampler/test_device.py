@@ -28,7 +28,7 @@ from support.jeprof import to_jeprof
 from support.paths import MEM_PARSER
 from support.profiling import report, run_parser
 
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 
 def profile_unchanged(

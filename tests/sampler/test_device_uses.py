@@ -16,10 +16,10 @@ from support.device import checksum, run_device
 from support.profiling import profile_run, run_parser
 
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.parser import analyzers
-from mem_profiler.parser.eventlog import USE_OPS, USE_PARAMS_UNKNOWN
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.log_analysis import open_window_log
+from mem_profiler.parser.log.analysis import open_window_log
+from mem_profiler.parser.msmemscope import analyzers
+from mem_profiler.parser.read.event_log import USE_OPS, USE_PARAMS_UNKNOWN
+from mem_profiler.parser.read.heap_file import read_heap
 
 KiB, MiB = 1024, 1024 * 1024
 # the fixture's blocks by their allocation site: (bytes, launches) of each finding

@@ -23,7 +23,7 @@ from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, block_pid
 from mem_profiler.controller import list_targets
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"
 

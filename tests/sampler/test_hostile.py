@@ -24,7 +24,7 @@ from support.targets import Server
 
 from mem_profiler.control_block import block_candidates, segment_path
 from mem_profiler.controller import list_targets
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 SHM = Path("/dev/shm")
 

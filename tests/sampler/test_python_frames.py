@@ -19,10 +19,10 @@ from support.profiling import profile_run, run_parser
 from support.python_sites import LIMITS, function_totals, line_totals, truth_sd
 from support.sampling_math import assert_estimate
 
-from mem_profiler.parser.code_mappings import code_mappings
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.python_frames import is_python_frame
-from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.symbols.code_mappings import code_mappings
+from mem_profiler.parser.symbols.python_frames import is_python_frame
+from mem_profiler.parser.symbols.symbolize import symbolize
 
 SITES = FIXTURES / "python_sites.py"
 CODE_REUSE = FIXTURES / "python_code_reuse.py"

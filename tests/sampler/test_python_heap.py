@@ -47,8 +47,8 @@ from support.reports import (
 from support.sampling_math import assert_estimate, blocks_estimate_sd, relative_sd
 
 from mem_profiler.control_block import segment_path
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.sampling import sample_values
+from mem_profiler.parser.common.sampling import sample_values
+from mem_profiler.parser.read.heap_file import read_heap
 
 # The script's --spread functions, each allocating on three lines, at a scale where
 # their blocks are enough for the bounds at -c 1024

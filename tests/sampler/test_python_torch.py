@@ -16,7 +16,7 @@ import pytest
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import one_heap, profile_run
 
-from mem_profiler.parser.heapfile import read_heap_header
+from mem_profiler.parser.read.heap_file import read_heap_header
 
 LIMIT = 0.10  # the issue's bound per function at -c 1024; the tensors' blocks, over
 # 256 KiB each, are always sampled, and the rest (tensor objects, autograd's records) is
@@ -98,7 +98,7 @@ def test_make_batch_allocates_the_batches(training):
 
 def test_stacks_merged_by_function_report_as_every_stack_expanded(training, tmp_path):
     """The reports of names merge the tree's stacks that name the same functions before
-    expanding them (parser/merged_stacks.py); the same profile converted to jemalloc's
+    expanding them (parser/symbols/merged_stacks.py); the same profile converted to jemalloc's
     text, which is read as a list of stacks, none merged, reports the same."""
     _, collapsed, heap = training
     exe = read_heap_header(heap).exe

@@ -32,7 +32,7 @@ from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 
 from mem_profiler.control_block import ControlBlock, ControlError
 from mem_profiler.core.profile import Drops
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 WORKLOADS = FIXTURES / "real_programs"
 UNWINDERS = ("hybrid", "libunwind", "fp")

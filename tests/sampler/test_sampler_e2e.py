@@ -21,7 +21,7 @@ from mem_profiler import defaults
 from mem_profiler.core.file_names import heap_file_pattern
 from mem_profiler.core.profile import Drops
 from mem_profiler.core.units import format_amount
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -15,7 +15,7 @@ import pytest
 from support.profiling import one_heap, profile_run
 from support.unwound import in_order, named_stacks
 
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 
 NO_FRAME_POINTERS = ("-fomit-frame-pointer",)
 SQL = (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from standins import truth
 
-from mem_profiler.parser.heapfile import read_heap
 from mem_profiler.parser.pipeline import symbolized_notes
+from mem_profiler.parser.read.heap_file import read_heap
 from support.heap_files import heap_text
 from support.profiling import profile_run, report, run_parser, total
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 from support.profiling import run_parser
 
 _ARRAYS = ("addrs", "offsets", "cur_objs", "cur_bytes", "acc_objs", "acc_bytes")

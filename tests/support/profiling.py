@@ -16,9 +16,9 @@ import traceback
 from pathlib import Path
 
 from mem_profiler.controller import list_targets
-from mem_profiler.parser.aggregate import aggregate
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.model.aggregate import aggregate
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.symbols.symbolize import symbolize
 from support.paths import MEM_PARSER, MEM_PROFILER
 from support.processes import wait_for
 

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 from mem_profiler.control_block import segment_path
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.sampling import sample_values
+from mem_profiler.parser.common.sampling import sample_values
+from mem_profiler.parser.read.heap_file import read_heap
 from support.paths import FIXTURES, MEM_PROFILER
 from support.processes import wait_for
 from support.sampling_math import assert_estimate, blocks_estimate_sd

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from mem_profiler.core.profile import PythonFrame
-from mem_profiler.parser.symbolize import SymbolizedProfile
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 from support.sampling_math import blocks_estimate_sd
 
 LIMITS = {1: 0.05, 1024: 0.10}  # the bounds per function, by rate

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mem_profiler.parser.heapfile import read_heap
+from mem_profiler.parser.read.heap_file import read_heap
 from support.paths import MEM_PROFILER, ROOT
 
 CHURN = ROOT / "bench" / "churn.c"

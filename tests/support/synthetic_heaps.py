@@ -13,8 +13,8 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.heapfile import parse_heap
-from mem_profiler.parser.symbolize import SymbolizedProfile
+from mem_profiler.parser.read.heap_file import parse_heap
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 OURS = """\
 heap_v2/1024

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mem_profiler.parser.eventlog import (
+from mem_profiler.parser.read.event_log import (
     ALLOC,
     EVENT_DTYPE,
     FREE,

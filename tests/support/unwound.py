@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mem_profiler.parser.heapfile import read_heap
-from mem_profiler.parser.symbolize import symbolize
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.symbols.symbolize import symbolize
 
 
 def named_stacks(heap: Path, exe: Path) -> list[tuple[int, list[str]]]:

@@ -1,0 +1,919 @@
+"""One ELF object: load segments, build-id, function symbols and DWARF line tables."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Generic, Literal, TypeVar, overload
+
+import cxxfilt
+import numpy as np
+import pyderust
+from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.compileunit import CompileUnit
+from elftools.dwarf.dwarfinfo import DWARFInfo
+from elftools.elf import enums
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
+
+from mem_profiler.core.elf_headers import ElfHeaders, Section, read_headers
+from mem_profiler.core.errors import ElfError
+from mem_profiler.core.input_files import open_regular, read_errors
+from mem_profiler.parser.elf import symcache
+from mem_profiler.parser.elf.dwarf_dies import DebugInfo
+
+Spans = list[tuple[int, int]]  # [low, high) address ranges
+
+# Where distributions put separate debug files (monkeypatched by tests).
+DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
+
+_STT_FUNC, _STT_GNU_IFUNC = 2, 10
+_SHT_NOBITS = 8
+# pyelftools' names of section types back to their numbers
+_SHT = {
+    name: number
+    for table in (
+        enums.ENUM_SH_TYPE_BASE,
+        enums.ENUM_SH_TYPE_AMD64,
+        enums.ENUM_SH_TYPE_AARCH64,
+        enums.ENUM_SH_TYPE_ARM,
+        enums.ENUM_SH_TYPE_MIPS,
+        enums.ENUM_SH_TYPE_RISCV,
+    )
+    for name, number in table.items()
+}
+_SHN_LORESERVE = 0xFF00
+_BIND_RANK = {1: 0, 2: 1, 0: 2}  # STB_GLOBAL, STB_WEAK, STB_LOCAL
+# What an ELF file may hold past its last section (alignment), as .gnu_debuglink's
+# CRC is checked only for a file no longer than that.
+_ELF_SLACK = 1 << 16
+_SCAN_BYTES = 1 << 22  # a string table is searched for its names' ends this much at a time
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A PT_LOAD program header."""
+
+    offset: int
+    vaddr: int
+    filesz: int
+
+
+class PackedNames(Sequence[str]):
+    """Names kept in one byte string, name i at [starts[i], ends[i]), each decoded when
+    it is asked for: a library's symbol table holds hundreds of thousands of names, and
+    a profile asks for a few thousand of them."""
+
+    def __init__(self, text: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+        self.text, self.starts, self.ends = text, starts, ends
+
+    @classmethod
+    def unpack(cls, arrays: dict[str, np.ndarray], count: int) -> PackedNames:
+        """The names packed() saved (KeyError or ValueError: not `count` of them)."""
+        return cls(*symcache.unpack_spans(arrays, count))
+
+    def packed(self) -> dict[str, np.ndarray]:
+        """The arrays symcache saves them as (symcache.pack_spans)."""
+        return symcache.pack_spans(self.text, self.starts, self.ends)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.text[int(self.starts[i]) : int(self.ends[i])].decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class SymbolTable:
+    """Function ranges [starts, ends) sorted by start, with their (mangled) names."""
+
+    starts: np.ndarray  # uint64
+    ends: np.ndarray  # uint64
+    names: PackedNames
+
+    @classmethod
+    def empty(cls) -> SymbolTable:
+        none = np.zeros(0, np.int64)
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64), PackedNames(b"", none, none))
+
+    def lookup(self, vaddrs: np.ndarray) -> np.ndarray:
+        """Index into names of the function holding each vaddr, -1 where none does."""
+        return _holding(self.starts, self.ends, np.asarray(vaddrs, dtype=np.uint64))
+
+
+@dataclass
+class LineTable:
+    """DWARF line rows sorted by address; line 0 marks an address with no line."""
+
+    KIND = "lines"  # its symcache kind
+
+    addrs: np.ndarray  # uint64
+    file_ids: np.ndarray  # int32 into files
+    lines: np.ndarray  # int32
+    files: list[str]
+
+    def lookup(self, vaddrs: np.ndarray) -> list[tuple[str, int] | None]:
+        """(file, line) of each vaddr, None where the table has nothing."""
+        idx = np.searchsorted(self.addrs, np.asarray(vaddrs, dtype=np.uint64), side="right") - 1
+        out: list[tuple[str, int] | None] = []
+        for i in idx.tolist():
+            line = int(self.lines[i]) if i >= 0 else 0
+            out.append((self.files[self.file_ids[i]], line) if line else None)
+        return out
+
+    @classmethod
+    def empty(cls) -> LineTable:
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.int32), np.zeros(0, np.int32), [])
+
+    @classmethod
+    def from_cus(
+        cls, dwarf: DWARFInfo, cus: list[CompileUnit], wanted: list[list[int]] | None = None
+    ) -> list[tuple[LineTable, Spans | None]]:
+        """The line rows of each compile unit, each read whole (`wanted` is not looked at:
+        see InlineTable.from_cus)."""
+        dies = DebugInfo(dwarf)
+        return [(cls._from_cu(dwarf, cu, dies), None) for cu in cus]
+
+    @classmethod
+    def _from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit, dies: DebugInfo) -> LineTable:
+        """The line rows of one compile unit."""
+        files, base = dies.unit_files(cu.cu_offset)
+        program = dwarf.line_program_for_CU(cu) if files else None
+        if program is None:
+            return cls.empty()
+        addrs, file_ids, lines = [], [], []
+        for entry in program.get_entries():
+            state = entry.state
+            if state is None:
+                continue
+            addrs.append(state.address)
+            file_ids.append(min(max(state.file - base, 0), len(files) - 1))
+            lines.append(0 if state.end_sequence else state.line)
+        return cls(
+            np.array(addrs, np.uint64),
+            np.array(file_ids, np.int32),
+            np.array(lines, np.int32),
+            files,
+        )
+
+    @classmethod
+    def merge(cls, tables: list[LineTable]) -> LineTable:
+        """One sorted table; end-of-sequence rows sort before rows at the same address."""
+        files, remapped = _merge_strings([(t.files, t.file_ids) for t in tables])
+        addrs = np.concatenate([t.addrs for t in tables]).astype(np.uint64)
+        lines = np.concatenate([t.lines for t in tables]).astype(np.int32)
+        order = np.lexsort((lines != 0, addrs))
+        return cls(addrs[order], remapped[order], lines[order], files)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "addrs": self.addrs,
+            "file_ids": self.file_ids,
+            "lines": self.lines,
+            "files": symcache.pack_strings(self.files),
+            "nfiles": np.array(len(self.files)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LineTable | None:
+        """The cached table, None if inconsistent."""
+        table = cls(
+            arrays["addrs"].astype(np.uint64),
+            arrays["file_ids"],
+            arrays["lines"],
+            symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])),
+        )
+        n = len(table.addrs)
+        if (
+            len(table.files) != int(arrays["nfiles"])
+            or len(table.lines) != n
+            or len(table.file_ids) != n
+            or (n and table.file_ids.max() >= len(table.files))
+        ):
+            return None
+        return table
+
+
+@dataclass
+class InlineTable:
+    """Inlined calls from DWARF (DW_TAG_inlined_subroutine): address segments, each with
+    the innermost inlined call covering it; each call with its function, its call site
+    and the inlined call it sits in (-1: it is inlined into the real function)."""
+
+    KIND = "inlines"  # its symcache kind
+
+    starts: np.ndarray  # uint64, sorted: segment i is [starts[i], starts[i + 1])
+    innermost: np.ndarray  # int32 per segment: a call, -1 where nothing is inlined
+    parent: np.ndarray  # int32 per call
+    name_ids: np.ndarray  # int32 per call into names (linkage names, else plain names)
+    file_ids: np.ndarray  # int32 per call into files: the call site's file...
+    lines: np.ndarray  # int32 per call: ...and line (0: unknown)
+    names: list[str]
+    files: list[str]
+
+    def chains(self, vaddrs: np.ndarray) -> list[list[tuple[str, tuple[str, int] | None]]]:
+        """For each vaddr, the inlined calls holding it, innermost first: (the inlined
+        function's name, the site where it is called from its caller); [] where none."""
+        out: list[list[tuple[str, tuple[str, int] | None]]] = [[] for _ in range(len(vaddrs))]
+        if len(self.starts) == 0:
+            return out
+        seg = np.searchsorted(self.starts, np.asarray(vaddrs, np.uint64), side="right") - 1
+        calls = np.where(seg >= 0, self.innermost[np.maximum(seg, 0)], -1)
+        parent, name_ids = self.parent.tolist(), self.name_ids.tolist()
+        file_ids, lines = self.file_ids.tolist(), self.lines.tolist()
+        for i in np.flatnonzero(calls >= 0).tolist():
+            call = int(calls[i])
+            while call >= 0:
+                site = (self.files[file_ids[call]], lines[call]) if lines[call] else None
+                out[i].append((self.names[name_ids[call]], site))
+                call = parent[call]
+        return out
+
+    @classmethod
+    def empty(cls) -> InlineTable:
+        ints = np.zeros(0, np.int32)
+        return cls(np.zeros(0, np.uint64), ints, ints, ints, ints, ints, [], [])
+
+    @classmethod
+    def from_cus(
+        cls, dwarf: DWARFInfo, cus: list[CompileUnit], wanted: list[list[int]] | None = None
+    ) -> list[tuple[InlineTable, Spans | None]]:
+        """The inlined calls of each compile unit, from its tree of DIEs: with `wanted`
+        (each unit's sorted addresses), only in the functions holding one of them, each
+        table then with the address ranges of the functions read (None: the whole unit)."""
+        dies = DebugInfo(dwarf)
+        return [
+            cls._from_cu(cu.cu_offset, dies, wanted[i] if wanted is not None else None)
+            for i, cu in enumerate(cus)
+        ]
+
+    @classmethod
+    def _from_cu(
+        cls, offset: int, dies: DebugInfo, wanted: list[int] | None
+    ) -> tuple[InlineTable, Spans | None]:
+        files, base = dies.unit_files(offset)
+        calls, function_names, spans = dies.inlined_calls(offset, wanted)
+        names: dict[str, int] = {}
+        name_ids, file_ids, lines, ranges = [], [], [], []
+        for i, call in enumerate(calls):
+            name_ids.append(names.setdefault(function_names[call.origin], len(names)))
+            index = call.call_file - base if call.call_file is not None else -1
+            known = 0 <= index < len(files) and call.call_line is not None
+            file_ids.append(index if known else 0)
+            lines.append(call.call_line if known else 0)
+            ranges += [(low, high, i, call.depth) for low, high in call.ranges]
+        starts, innermost = _segments(ranges)
+        table = cls(
+            starts,
+            innermost,
+            np.array([call.parent for call in calls], np.int32),
+            np.array(name_ids, np.int32),
+            np.array(file_ids, np.int32),
+            np.array(lines, np.int32),
+            list(names),
+            files or [""],
+        )
+        return table, spans
+
+    @classmethod
+    def merge(cls, tables: list[InlineTable]) -> InlineTable:
+        """One table of several compile units' (whose code does not overlap); a segment
+        where nothing is inlined sorts before a segment that starts at the same address."""
+        first = np.cumsum([0] + [len(t.parent) for t in tables])[:-1]
+        innermost = np.concatenate(
+            [
+                np.where(t.innermost >= 0, t.innermost + f, -1)
+                for t, f in zip(tables, first, strict=True)
+            ]
+        )
+        parent = np.concatenate(
+            [np.where(t.parent >= 0, t.parent + f, -1) for t, f in zip(tables, first, strict=True)]
+        )
+        starts = np.concatenate([t.starts for t in tables]).astype(np.uint64)
+        order = np.lexsort((innermost >= 0, starts))
+        names, name_ids = _merge_strings([(t.names, t.name_ids) for t in tables])
+        files, file_ids = _merge_strings([(t.files, t.file_ids) for t in tables])
+        return cls(
+            starts[order],
+            innermost[order].astype(np.int32),
+            parent.astype(np.int32),
+            name_ids,
+            file_ids,
+            np.concatenate([t.lines for t in tables]).astype(np.int32),
+            names,
+            files,
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "starts": self.starts,
+            "innermost": self.innermost,
+            "parent": self.parent,
+            "name_ids": self.name_ids,
+            "file_ids": self.file_ids,
+            "lines": self.lines,
+            "names": symcache.pack_strings(self.names),
+            "nnames": np.array(len(self.names)),
+            "files": symcache.pack_strings(self.files),
+            "nfiles": np.array(len(self.files)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> InlineTable | None:
+        """The cached table, None if inconsistent."""
+        table = cls(
+            arrays["starts"].astype(np.uint64),
+            arrays["innermost"],
+            arrays["parent"],
+            arrays["name_ids"],
+            arrays["file_ids"],
+            arrays["lines"],
+            symcache.unpack_strings(arrays["names"], int(arrays["nnames"])),
+            symcache.unpack_strings(arrays["files"], int(arrays["nfiles"])),
+        )
+        calls = len(table.parent)
+        if (
+            len(table.innermost) != len(table.starts)
+            or any(len(a) != calls for a in (table.name_ids, table.file_ids, table.lines))
+            or len(table.names) != int(arrays["nnames"])
+            or len(table.files) != int(arrays["nfiles"])
+            or (
+                calls
+                and (
+                    table.innermost.max() >= calls
+                    or table.parent.max() >= calls
+                    or table.name_ids.max() >= len(table.names)
+                    or table.file_ids.max() >= len(table.files)
+                )
+            )
+        ):
+            return None
+        return table
+
+
+_Table = TypeVar("_Table", LineTable, InlineTable)  # the tables read from DWARF
+
+
+class ElfImage:
+    """An ELF file on disk, with its separate debug file if one is installed."""
+
+    def __init__(self, path: str, for_uid: int | None = None) -> None:
+        """Open `path`; raise ElfError if it is missing, not a regular file or not ELF, or
+        one that `for_uid` (the user a profile is read for) may not read, as every file
+        it leads to (user_paths)."""
+        self.path = path
+        self.for_uid = for_uid
+        with _elf_errors(path), _open(path, for_uid) as f:
+            if f.read(4) != b"\x7fELF":
+                raise ElfError(f"{path} is not an ELF binary.")
+            headers = read_headers(f) or _pyelftools_headers(f)
+        self.segments = [Segment(*s) for s in headers.segments]
+        self.build_id = headers.build_id
+        self._has_symtab = ".symtab" in headers.sections
+        self._has_lines = {".debug_line", ".debug_info"} <= headers.sections
+        self._debuglink = _debuglink(headers.debuglink, headers.little_endian)
+        self._symbols: SymbolTable | None = None
+        self._dwarf: dict[type, _DwarfCache] = {}
+
+    @property
+    def basename(self) -> str:
+        return os.path.basename(self.path)
+
+    def offsets_to_vaddrs(self, offsets: np.ndarray) -> np.ndarray:
+        """Link-time vaddrs of file offsets, via the PT_LOAD segment holding each one.
+
+        Offsets outside every segment are mapped through the first segment.
+        """
+        offsets = np.asarray(offsets, dtype=np.uint64)
+        out = offsets.copy()
+        done = np.zeros(len(offsets), dtype=bool)
+        for seg in self.segments:
+            inside = ~done & (offsets >= seg.offset) & (offsets < seg.offset + max(seg.filesz, 1))
+            out[inside] = offsets[inside] - np.uint64(seg.offset) + np.uint64(seg.vaddr)
+            done |= inside
+        if self.segments and not done.all():
+            first = self.segments[0]
+            out[~done] = offsets[~done] - np.uint64(first.offset) + np.uint64(first.vaddr)
+        return out
+
+    @functools.cached_property
+    def debug_path(self) -> str | None:
+        """The separate debug file for this object, if one is installed."""
+        return find_debug_file(self.path, self.build_id, self._debuglink, self.for_uid)
+
+    @property
+    def has_dwarf(self) -> bool:
+        """DWARF debug information, here or in a debug file: its lookups walk it."""
+        return self._has_lines or self.debug_path is not None
+
+    @property
+    def stripped(self) -> bool:
+        """No .symtab here nor in a debug file: only the functions it exports are named."""
+        return not self._has_symtab and self.debug_path is None
+
+    def symbols(self) -> SymbolTable:
+        """FUNC symbols from .symtab (here or in the debug file), else from .dynsym.
+
+        Raises ElfError if the symbol table cannot be read."""
+        if self._symbols is None:
+            if self._has_symtab:
+                source, section, kind = self.path, ".symtab", "symtab"
+            elif self.debug_path is not None:
+                source, section, kind = self.debug_path, ".symtab", "debug"
+            else:
+                source, section, kind = self.path, ".dynsym", "dynsym"
+            key = symcache.key(self.build_id, source)
+            self._symbols = _symbols_from_cache(symcache.load(key, kind) if key else None)
+            if self._symbols is None:
+                with _elf_errors(source):
+                    self._symbols = _read_symbols(source, section, self.for_uid)
+                if key:
+                    symcache.save(
+                        key,
+                        kind,
+                        {
+                            "starts": self._symbols.starts,
+                            "ends": self._symbols.ends,
+                            **self._symbols.names.packed(),
+                        },
+                    )
+        return self._symbols
+
+    def lines(self, vaddrs: np.ndarray) -> list[tuple[str, int] | None]:
+        """(file, line) for each vaddr from DWARF line tables, None where unknown.
+
+        Raises ElfError if the DWARF data cannot be read."""
+        table = self._dwarf_table(LineTable, vaddrs)
+        return table.lookup(vaddrs) if table is not None else [None] * len(vaddrs)
+
+    def inlined(self, vaddrs: np.ndarray) -> list[list[tuple[str, tuple[str, int] | None]]]:
+        """For each vaddr, the calls inlined there, innermost first (see InlineTable.chains).
+
+        Raises ElfError if the DWARF data cannot be read."""
+        table = self._dwarf_table(InlineTable, vaddrs)
+        return table.chains(vaddrs) if table is not None else [[] for _ in range(len(vaddrs))]
+
+    def _dwarf_table(self, table_type: type[_Table], vaddrs: np.ndarray) -> _Table | None:
+        """The table of type LineTable or InlineTable covering vaddrs; None without DWARF."""
+        if table_type not in self._dwarf:
+            source = self.path if self._has_lines else self.debug_path
+            self._dwarf[table_type] = _DwarfCache(
+                source, symcache.key(self.build_id, source), table_type, self.for_uid
+            )
+        return self._dwarf[table_type].covering(np.asarray(vaddrs, dtype=np.uint64))
+
+
+@functools.lru_cache(maxsize=65536)
+def demangle(name: str) -> str:
+    """Rust (legacy `_ZN...17h<hash>E` and v0 `_R...`) and C++ names demangled, others
+    unchanged. Rust names keep their hash and crate disambiguators (short_name drops them).
+
+    A C++ function's name always has parameter types after the `E` of its nested name,
+    which Rust's demangler refuses: it is tried first."""
+    if name.startswith(("_R", "_ZN")):
+        try:
+            return pyderust.demangle(name, include_hash=True)
+        except pyderust.DemangleError:
+            pass
+    if not name.startswith("_Z"):
+        return name
+    try:
+        return cxxfilt.demangle(name)
+    except cxxfilt.Error:
+        return name
+
+
+def find_debug_file(
+    path: str,
+    build_id: str | None,
+    debuglink: tuple[str, int] | None,
+    for_uid: int | None = None,
+) -> str | None:
+    """Separate debug file, searched as gdb does: by build-id under each debug root
+    (.build-id/xx/yyyy.debug), then by .gnu_debuglink beside the file, in its .debug/
+    folder and under each debug root + its folder. A candidate must carry the same
+    build-id, or without one, the CRC-32 that .gnu_debuglink records."""
+    candidates = []
+    if build_id and len(build_id) > 2:
+        candidates += [
+            os.path.join(root, ".build-id", build_id[:2], build_id[2:] + ".debug")
+            for root in DEBUG_ROOTS
+        ]
+    if debuglink:
+        name = debuglink[0]
+        # the folder as given and with symlinks resolved (/lib -> /usr/lib on Debian)
+        for folder in dict.fromkeys(
+            os.path.dirname(p) for p in (os.path.abspath(path), os.path.realpath(path))
+        ):
+            candidates += [os.path.join(folder, name), os.path.join(folder, ".debug", name)]
+            candidates += [os.path.join(root + folder, name) for root in DEBUG_ROOTS]
+    for candidate in dict.fromkeys(candidates):
+        if os.path.realpath(candidate) == os.path.realpath(path) or not os.path.isfile(candidate):
+            continue
+        try:
+            with _elf_errors(candidate), _open(candidate, for_uid) as f:
+                found = _build_id(ELFFile(f))
+                if build_id and found:
+                    same = found == build_id
+                else:
+                    same = debuglink is not None and _crc32(f, ELFFile(f)) == debuglink[1]
+                if same:
+                    return candidate
+        except ElfError:
+            continue
+    return None
+
+
+def _crc32(f: BinaryIO, elf: ELFFile) -> int | None:
+    """CRC-32 of a whole file, as .gnu_debuglink records it; None for a file longer than
+    its ELF headers say (a sparse terabyte would take minutes to read)."""
+    end = elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"]
+    for section in elf.iter_sections():
+        if section["sh_type"] != "SHT_NOBITS":
+            end = max(end, section["sh_offset"] + section["sh_size"])
+    if os.fstat(f.fileno()).st_size > end + _ELF_SLACK:
+        return None
+    f.seek(0)
+    crc = 0
+    while chunk := f.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _open(path: str, for_uid: int | None) -> BinaryIO:
+    """An ELF file opened for reading: a FIFO or device named in a memory map is refused
+    (ElfError) rather than read, as is one `for_uid` may not read."""
+    return open_regular(path, "an ELF binary", ElfError, for_uid)
+
+
+@contextlib.contextmanager
+def _elf_errors(path: str) -> Iterator[None]:
+    """Turn the ways reading an ELF file can fail into ElfError."""
+    try:
+        with read_errors(path, ElfError):
+            yield
+    except (ELFError, DWARFError, ValueError, KeyError, IndexError) as e:
+        raise ElfError(f"{path} is not a valid ELF binary ({e}).") from None
+
+
+def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
+    """What read_headers reads, from pyelftools (which raises on what it cannot take)."""
+    f.seek(0)
+    elf = ELFFile(f)
+    link = elf.get_section_by_name(".gnu_debuglink")
+    return ElfHeaders(
+        elf.little_endian,
+        [
+            (s["p_offset"], s["p_vaddr"], s["p_filesz"])
+            for s in elf.iter_segments()
+            if s["p_type"] == "PT_LOAD"
+        ],
+        any(s["p_type"] == "PT_INTERP" for s in elf.iter_segments()),
+        {section.name for section in elf.iter_sections()},
+        _build_id(elf),
+        None if link is None else link.data(),
+        elf.elfclass,
+        tuple(
+            Section(
+                s.name,
+                s.header.sh_type if isinstance(s.header.sh_type, int) else _SHT[s.header.sh_type],
+                s["sh_addr"],
+                s["sh_offset"],
+                s["sh_size"],
+                s["sh_link"],
+                s["sh_entsize"],
+            )
+            for s in elf.iter_sections()
+        ),
+    )
+
+
+def _section_data(f: BinaryIO, section: Section) -> bytes:
+    """A section's bytes (none for SHT_NOBITS: a debug file's copies of the loaded
+    sections); ValueError where the file ends before its end."""
+    if section.type == _SHT_NOBITS:
+        return b""
+    f.seek(section.offset)
+    data = f.read(section.size)
+    if len(data) != section.size:
+        raise ValueError(f"section {section.name} is cut short")
+    return data
+
+
+def _build_id(elf: ELFFile) -> str | None:
+    for section in elf.iter_sections():
+        if not isinstance(section, NoteSection):  # pyelftools' class of SHT_NOTE
+            continue
+        for note in section.iter_notes():
+            if note["n_type"] == "NT_GNU_BUILD_ID":
+                return str(note["n_desc"])
+    return None
+
+
+def _debuglink(data: bytes | None, little_endian: bool) -> tuple[str, int] | None:
+    """.gnu_debuglink's contents: the debug file's name, and its CRC-32 after the name's
+    padding."""
+    if data is None:
+        return None
+    name = data.split(b"\0", 1)[0]
+    crc_at = (len(name) + 4) & ~3
+    if not name or len(data) < crc_at + 4:
+        return None
+    order: Literal["little", "big"] = "little" if little_endian else "big"
+    return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at : crc_at + 4], order)
+
+
+def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | None:
+    """The cached table, or None if absent or inconsistent (then it is rebuilt)."""
+    if arrays is None:
+        return None
+    try:
+        starts, ends = arrays["starts"].astype(np.uint64), arrays["ends"].astype(np.uint64)
+        names = PackedNames.unpack(arrays, len(starts))
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+    if len(names) != len(starts) or len(ends) != len(starts):
+        return None
+    return SymbolTable(starts, ends, names)
+
+
+def _read_symbols(path: str, section_name: str, for_uid: int | None) -> SymbolTable:
+    """FUNC and IFUNC symbols of one symbol table section, aliases merged."""
+    with _open(path, for_uid) as f:
+        headers = read_headers(f) or _pyelftools_headers(f)
+        table = headers.section_headers
+        section = next((s for s in table if s.name == section_name), None)
+        if section is None or section.entsize == 0 or section.link >= len(table):
+            return SymbolTable.empty()
+        end = "<" if headers.little_endian else ">"
+        if headers.bits == 64:
+            fields = [
+                ("name", "u4"),
+                ("info", "u1"),
+                ("other", "u1"),
+                ("shndx", "u2"),
+                ("value", "u8"),
+                ("size", "u8"),
+            ]
+        else:
+            fields = [
+                ("name", "u4"),
+                ("value", "u4"),
+                ("size", "u4"),
+                ("info", "u1"),
+                ("other", "u1"),
+                ("shndx", "u2"),
+            ]
+        dtype = np.dtype([(n, end + t) for n, t in fields])
+        data = _section_data(f, section)
+        syms = np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize)
+        strtab = _section_data(f, table[section.link])
+        section_ends = np.array([s.addr + s.size for s in table], dtype=np.uint64)
+
+    kind = syms["info"] & 0xF
+    keep = (
+        ((kind == _STT_FUNC) | (kind == _STT_GNU_IFUNC))
+        & (syms["shndx"] != 0)
+        & (syms["value"] != 0)
+    )
+    syms = syms[keep]
+    if len(syms) == 0:  # a stripped executable exports no functions
+        return SymbolTable.empty()
+    offsets = syms["name"].astype(np.int64)
+    lengths, underscores = _name_shapes(strtab, offsets)
+    starts = syms["value"].astype(np.uint64)
+    sizes = syms["size"].astype(np.uint64)
+    rank = np.array([_BIND_RANK.get(b, 3) for b in range(16)], np.int64)[syms["info"] >> 4]
+    # At one address keep the preferred alias: fewest leading underscores (strdup, not
+    # __strdup or __GI___strdup), then global before weak before local, then shortest.
+    order = np.lexsort((lengths, rank, underscores, starts))
+    starts, sizes, shndx = starts[order], sizes[order], syms["shndx"][order]
+    offsets, lengths = offsets[order], lengths[order]
+    first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+    sized_end = np.maximum.reduceat(np.where(sizes > 0, starts + sizes, 0), first)
+    ustarts = starts[first]
+    # Zero-size symbols reach to the next symbol, within their section.
+    next_start = np.r_[ustarts[1:], np.uint64(np.iinfo(np.uint64).max)]
+    sec = shndx[first].astype(np.int64)
+    sec_end = np.where(
+        sec < min(len(section_ends), _SHN_LORESERVE),
+        section_ends[np.minimum(sec, len(section_ends) - 1)],
+        ustarts + 1,
+    )
+    ends = np.where(sized_end > 0, sized_end, np.minimum(next_start, sec_end))
+    name_starts = offsets[first]
+    return SymbolTable(
+        ustarts,
+        ends.astype(np.uint64),
+        PackedNames(strtab, name_starts, name_starts + lengths[first]),
+    )
+
+
+def _name_shapes(strtab: bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The length of each name at `offsets` in a string table, without the version that
+    .symtab of glibc gives its symbols (`_IO_puts@@GLIBC_2.2.5`), and its leading
+    underscores."""
+    if len(offsets) and int(offsets.max()) >= len(strtab):
+        raise ValueError("a symbol's name is outside its string table")
+    table = np.frombuffer(strtab, np.uint8)
+    versioned = b"@" in strtab  # a C++ library's table of many megabytes has no `@`
+    ends = []
+    # in slices: a mask of a whole table of 80 MB would be as many fresh pages
+    for first in range(0, len(strtab), _SCAN_BYTES):
+        part = table[first : first + _SCAN_BYTES]
+        stop = part == 0
+        if versioned:
+            stop |= part == ord("@")
+        ends.append(np.flatnonzero(stop) + first)
+    stops = np.concatenate([*ends, [len(strtab)]])
+    lengths = stops[np.searchsorted(stops, offsets)] - offsets
+    underscores = np.zeros(len(offsets), np.int64)
+    more = np.ones(len(offsets), bool)
+    while True:
+        at = offsets + underscores
+        more &= (at < len(strtab)) & (table[np.minimum(at, len(strtab) - 1)] == ord("_"))
+        if not more.any():
+            return lengths, underscores
+        underscores += more
+
+
+_NO_ADDRS = np.zeros(0, np.uint64)
+
+
+class _DwarfCache(Generic[_Table]):
+    """A LineTable or InlineTable of the code needed so far, decoded lazily (of the
+    units covering the addresses asked for, by .debug_aranges, the whole unit or, for
+    inlined calls, the functions holding them) and cached on disk."""
+
+    def __init__(
+        self, path: str | None, key: str | None, table_type: type[_Table], for_uid: int | None
+    ) -> None:
+        self.path = path
+        self.for_uid = for_uid
+        self.key = key  # in the symbol cache
+        self.table_type: type[_Table] = table_type
+        self.table: _Table = table_type.empty()
+        self.cus: set[int] = set()  # the units decoded whole
+        # the address ranges decoded of the others, as sorted disjoint (starts, ends)
+        self.spans: tuple[np.ndarray, np.ndarray] = (_NO_ADDRS, _NO_ADDRS)
+        # .debug_aranges as (starts, ends, CU offsets); None until read. Empty: no aranges,
+        # then every CU is decoded at once.
+        self.ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if path is not None and key:
+            self._load(key)
+
+    def covering(self, vaddrs: np.ndarray) -> _Table | None:
+        """The table, with the code at vaddrs decoded; None without DWARF."""
+        if self.path is None:
+            return None
+        if len(vaddrs) and (self.ranges is None or self._missing(self.ranges, vaddrs)):
+            self._decode(self.path, vaddrs)
+        return self.table
+
+    def _missing(
+        self, ranges: tuple[np.ndarray, np.ndarray, np.ndarray], vaddrs: np.ndarray
+    ) -> dict[int, list[int]]:
+        """The vaddrs not decoded yet, sorted, by the offset of the CU covering them (by
+        `ranges`, the aranges)."""
+        starts, ends, cus = ranges
+        if len(starts) == 0:
+            return {}  # no aranges: everything was decoded
+        vaddrs = np.unique(vaddrs)
+        idx = _holding(starts, ends, vaddrs)
+        ok = (idx >= 0) & (_holding(*self.spans, vaddrs) < 0)
+        missing: dict[int, list[int]] = {}
+        for cu, vaddr in zip(cus[idx[ok]].tolist(), vaddrs[ok].tolist(), strict=True):
+            if cu not in self.cus:
+                missing.setdefault(cu, []).append(vaddr)
+        return missing
+
+    def _load(self, key: str) -> None:
+        """Start from the cached table, unless absent or inconsistent (then rebuilt)."""
+        arrays = symcache.load(key, self.table_type.KIND)
+        if arrays is None:
+            return
+        try:
+            table = self.table_type.from_arrays(arrays)
+            cus = set(arrays["cus"].tolist())
+            spans = (
+                arrays["spans_starts"].astype(np.uint64),
+                arrays["spans_ends"].astype(np.uint64),
+            )
+            ranges = (
+                arrays["aranges_starts"].astype(np.uint64),
+                arrays["aranges_ends"].astype(np.uint64),
+                arrays["aranges_cus"].astype(np.int64),
+            )
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return
+        if table is not None and len(spans[0]) == len(spans[1]):
+            self.table, self.cus, self.spans, self.ranges = table, cus, spans, ranges
+
+    def _decode(self, path: str, vaddrs: np.ndarray) -> None:
+        """Decode the code of `path` at the vaddrs not decoded yet."""
+        with _elf_errors(path), _open(path, self.for_uid) as f:
+            # relocations apply to object files (ET_REL) only, never to what a process maps
+            dwarf = ELFFile(f).get_dwarf_info(relocate_dwarf_sections=False)
+            if self.ranges is None:
+                self.ranges = _aranges(dwarf)
+            if len(self.ranges[0]):
+                missing = self._missing(self.ranges, vaddrs)
+                offsets = sorted(missing)
+                cus = [dwarf.get_CU_at(off) for off in offsets]
+                decoded = self.table_type.from_cus(dwarf, cus, [missing[o] for o in offsets])
+            else:
+                cus = list(dwarf.iter_CUs())
+                decoded = self.table_type.from_cus(dwarf, cus)
+        spans: Spans = []
+        for cu, (_, read) in zip(cus, decoded, strict=True):
+            if read is None:
+                self.cus.add(cu.cu_offset)
+            else:
+                spans += read
+        self.spans = _union(self.spans, spans)
+        self.table = self.table_type.merge([self.table] + [table for table, _ in decoded])
+        if self.key:
+            symcache.save(
+                self.key,
+                self.table_type.KIND,
+                {
+                    **self.table.to_arrays(),
+                    "cus": np.array(sorted(self.cus), dtype=np.int64),
+                    "spans_starts": self.spans[0],
+                    "spans_ends": self.spans[1],
+                    "aranges_starts": self.ranges[0],
+                    "aranges_ends": self.ranges[1],
+                    "aranges_cus": self.ranges[2],
+                },
+            )
+
+
+def _holding(starts: np.ndarray, ends: np.ndarray, vaddrs: np.ndarray) -> np.ndarray:
+    """For each vaddr, the index of the range [starts[i], ends[i]) that holds it (ranges
+    sorted by start, none overlapping the next's start), -1 where none does."""
+    idx = np.searchsorted(starts, vaddrs, side="right").astype(np.int64) - 1
+    hit = idx >= 0
+    hit[hit] = vaddrs[hit] < ends[idx[hit]]
+    return np.where(hit, idx, -1)
+
+
+def _union(spans: tuple[np.ndarray, np.ndarray], more: Spans) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted disjoint spans and more [low, high) ranges as one sorted disjoint set."""
+    if not more:
+        return spans
+    extra = np.array(more, np.uint64).reshape(-1, 2)
+    starts = np.concatenate([spans[0], extra[:, 0]])
+    ends = np.concatenate([spans[1], extra[:, 1]])
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    first = np.r_[True, starts[1:] > ends[:-1]]
+    last = np.r_[first[1:], True]
+    return starts[first], ends[last]
+
+
+def _aranges(dwarf: DWARFInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """.debug_aranges as sorted (starts, ends, CU offsets) arrays; empty if absent."""
+    aranges = dwarf.get_aranges()
+    entries = sorted(
+        (e.begin_addr, e.length, e.info_offset)
+        for e in (aranges.entries if aranges is not None else [])
+        if e.length
+    )
+    table = np.array(entries, dtype=np.uint64).reshape(-1, 3)
+    return table[:, 0].copy(), table[:, 0] + table[:, 1], table[:, 2].astype(np.int64)
+
+
+def _merge_strings(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """Several (strings, ids into them) as one list of distinct strings and the ids into it."""
+    ids: dict[str, int] = {}
+    remapped = []
+    for strings, part_ids in parts:
+        remap = np.array([ids.setdefault(text, len(ids)) for text in strings], np.int32)
+        remapped.append(remap[part_ids] if len(part_ids) else np.zeros(0, np.int32))
+    return list(ids), np.concatenate(remapped).astype(np.int32)
+
+
+def _segments(ranges: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Nested (low, high, call, depth) ranges as sorted segment starts and the innermost
+    call covering each segment (-1: none): each range paints its segments, deeper
+    ranges after shallower ones."""
+    if not ranges:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int32)
+    table = np.array(ranges, dtype=np.uint64)
+    starts = np.unique(np.concatenate([table[:, 0], table[:, 1]]))
+    innermost = np.full(len(starts), -1, np.int32)
+    first = np.searchsorted(starts, table[:, 0])
+    last = np.searchsorted(starts, table[:, 1])
+    for i in np.argsort(table[:, 3], kind="stable").tolist():
+        innermost[first[i] : last[i]] = int(table[i, 2])
+    return starts, innermost

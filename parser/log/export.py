@@ -1,0 +1,231 @@
+"""A capture's event log as a table, one row per sampled allocation, free, mark and step
+in time order, written as CSV or as an SQLite database (msMemScope's
+`--data-format=csv|db`), for a spreadsheet or SQL. The columns are documented in
+docs/log-mode.md; the SQLite file keeps each stack's text once, in its own table."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mem_profiler.core.escape import spreadsheet_cell
+from mem_profiler.core.heaps import HEAPS
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.log.analysis import (
+    NEVER,
+    WindowLog,
+    estimates,
+    event_ends,
+    stack_frames,
+)
+from mem_profiler.parser.read.event_log import ALLOC, MARK_KINDS, USE_OPS
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+
+EVENT_COLUMNS = (
+    "id",  # the row's place in time order, from 1
+    "event",  # alloc, free, mark, range_start, range_end, step; launch, copy, set
+    "heap",  # host, cuda, ...; empty for marks
+    "time_ns",  # from the window's start
+    "pid",
+    "tid",
+    "address",
+    "size",  # requested bytes
+    "estimated_bytes",  # the bytes the sample stands for, unsampled
+    "end_ns",  # an allocation's free (or reuse of its address); empty if live at the end
+    "step",  # the number of the last step begun at the event's time; empty before one
+    "stack",  # the stack's id
+    "text",  # a mark's or range's text; a device operation's values; empty for the others
+)
+STACK_COLUMNS = ("python_stack", "native_stack")  # root first, frames joined by ";"
+_SCHEMA = """
+CREATE TABLE capture (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE stacks (id INTEGER PRIMARY KEY, heap TEXT, python_stack TEXT, native_stack TEXT);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, event TEXT NOT NULL, heap TEXT, time_ns INTEGER NOT NULL,
+    pid INTEGER NOT NULL, tid INTEGER NOT NULL, address INTEGER, size INTEGER,
+    estimated_bytes INTEGER, end_ns INTEGER, step INTEGER,
+    stack INTEGER REFERENCES stacks (id), text TEXT
+);
+CREATE INDEX events_by_time ON events (heap, time_ns);
+CREATE INDEX events_by_stack ON events (stack);
+"""
+_MARK_EVENTS = ("mark", "range_start", "range_end", "step")  # by MARK_KINDS
+
+
+@dataclass
+class StackText:
+    python: str
+    native: str
+
+
+def stack_texts(cap: WindowLog, symbolized: SymbolizedProfile | None) -> dict[int, StackText]:
+    """Each stack of the log by id, its Python and native frames as text: named with
+    their source lines where `symbolized` is stacks_profile(cap) symbolized, else raw
+    addresses."""
+    ids = sorted(cap.log.stacks)
+    if symbolized is None:
+        return {
+            i: StackText("", ";".join(f"0x{a:x}" for a in cap.log.stacks[i].frames[::-1]))
+            for i in ids
+        }
+    labels = symbolized.location_labels(lines=True)
+    is_python = [symbolized.python_files[f] is not None for f in symbolized.func_of.tolist()]
+    frames, bounds = symbolized.frames.tolist(), symbolized.offsets.tolist()
+    texts = {}
+    for k, i in enumerate(ids):
+        stack = frames[bounds[k] : bounds[k + 1]][::-1]
+        texts[i] = StackText(
+            ";".join(labels[f] for f in stack if is_python[f]),
+            ";".join(labels[f] for f in stack if not is_python[f]),
+        )
+    return texts
+
+
+def stacks_profile(cap: WindowLog) -> HeapProfile:
+    """Every stack of the log (by ascending id), as a profile with no counts: for the
+    symbolizer, with the capture's memory map where its .heap file is there."""
+    ids = sorted(cap.log.stacks)
+    addrs, offsets = stack_frames(cap.log, ids)
+    base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
+    zeros = np.zeros(len(ids), np.int64)
+    return dataclasses.replace(
+        base,
+        addrs=addrs,
+        offsets=offsets,
+        cur_objs=zeros,
+        cur_bytes=zeros,
+        acc_objs=zeros,
+        acc_bytes=zeros,
+        estimates=None,
+        peak=None,
+        unreachable=None,
+    )
+
+
+def event_rows(cap: WindowLog) -> Iterator[tuple]:
+    """The rows of EVENT_COLUMNS, in time order (at one time: marks, allocations and
+    frees, then device operations, whose text is the values they were passed in hex)."""
+    log = cap.log
+    ev = log.events
+    ends = event_ends(ev)
+    weights = np.zeros(len(ev), np.int64)
+    for heap in np.unique(ev["heap"]).tolist():
+        mine = ev["heap"] == heap
+        weights[mine] = estimates(ev["size"][mine], log.rate_of(heap))
+    steps = [m for m in log.marks if m.kind == "step"]
+    step_times = np.array([m.time_ns for m in steps], np.int64)
+    # marks, events, then device operations, merged by time: in that order in a tie
+    times = np.concatenate(
+        [np.array([m.time_ns for m in log.marks], np.int64), ev["time_ns"], log.uses["time_ns"]]
+    )
+    order = np.argsort(times, kind="stable")
+    step_at = (np.searchsorted(step_times, times, "right") - 1).tolist()
+    n_marks, n_events = len(log.marks), len(ev)
+    kinds, heaps, tids = ev["type"].tolist(), ev["heap"].tolist(), ev["tid"].tolist()
+    sizes, addresses, stacks = ev["size"].tolist(), ev["address"].tolist(), ev["stack"].tolist()
+    for row, k in enumerate(order.tolist(), 1):
+        step = steps[step_at[k]].id if step_at[k] >= 0 else None
+        if k < n_marks:
+            m = log.marks[k]
+            event = _MARK_EVENTS[MARK_KINDS.index(m.kind)]
+            text = None if m.kind == "step" else m.text
+            yield (row, event, None, m.time_ns, log.pid, m.tid, *[None] * 4, step, None, text)
+            continue
+        if k >= n_marks + n_events:
+            u = log.uses[k - n_marks - n_events]
+            first, count = int(u["first"]), int(u["count"])
+            values = " ".join(f"0x{v:x}" for v in log.use_values[first : first + count].tolist())
+            yield (
+                row,
+                USE_OPS[u["op"]] if u["op"] < len(USE_OPS) else "operation",
+                HEAPS[u["heap"]],
+                int(times[k]),
+                log.pid,
+                int(u["tid"]),
+                *[None] * 4,
+                step,
+                None,
+                values,
+            )
+            continue
+        e = k - n_marks
+        alloc = kinds[e] == ALLOC
+        end = int(ends[e]) if alloc and ends[e] != NEVER else None
+        yield (
+            row,
+            "alloc" if alloc else "free",
+            HEAPS[heaps[e]],
+            int(times[k]),
+            log.pid,
+            tids[e],
+            addresses[e],
+            sizes[e],
+            int(weights[e]),
+            end,
+            step,
+            stacks[e],
+            None,
+        )
+
+
+def csv_pieces(cap: WindowLog, texts: dict[int, StackText]) -> Iterator[bytes]:
+    """The CSV file, a piece per batch of rows: EVENT_COLUMNS then STACK_COLUMNS, the
+    address in hexadecimal."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EVENT_COLUMNS + STACK_COLUMNS)
+    none = StackText("", "")
+    for row in event_rows(cap):
+        address, stack = row[6], row[11]
+        text = texts.get(stack, none) if stack is not None else none
+        writer.writerow(
+            (
+                *row[:6],
+                "" if address is None else f"0x{address:x}",
+                *row[7:12],
+                spreadsheet_cell(row[12] or ""),
+                spreadsheet_cell(text.python),
+                spreadsheet_cell(text.native),
+            )
+        )
+        if buffer.tell() > 1 << 20:
+            yield buffer.getvalue().encode("utf-8", "surrogateescape")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8", "surrogateescape")
+
+
+def sqlite_bytes(cap: WindowLog, texts: dict[int, StackText], program: str | None) -> bytes:
+    """The SQLite database of the capture (_SCHEMA), as the bytes of its file."""
+    import sqlite3  # only here: most runs of mem_parser write none
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        log = cap.log
+        facts = {
+            "pid": log.pid,
+            "program": program or "",
+            "rate": log.rate,
+            "device_rate": log.device_rate,
+            "start_ns": log.start_ns,
+            "end_ns": log.end_ns,
+            "log": log.base,
+        }
+        db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
+        db.executemany(
+            "INSERT INTO stacks VALUES (?, ?, ?, ?)",
+            [(i, HEAPS[log.stacks[i].heap], t.python, t.native) for i, t in texts.items()],
+        )
+        db.executemany(
+            f"INSERT INTO events VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", event_rows(cap)
+        )
+        db.commit()
+        return db.serialize()
+    finally:
+        db.close()

@@ -1,0 +1,195 @@
+"""What a stack's memory is for, by where its frames are (msMemScope's decomposition): a
+table of rules, each a category, a regular expression a frame's file must match
+(searched) and one its function's name, without its class, must match (whole), tried
+from a stack's innermost frame outwards. A rule whose file is `<native>` is for native
+frames: its name is matched against the function's name without its arguments,
+templates and return type (`torch::autograd::Engine::thread_main`). The first frame
+some rule matches names the category; a stack no rule matches is `other`.
+
+The defaults are PyTorch training's: what a module's import allocates is `other` (one
+imported on first use, inside a step), what the optimizers allocate their state, what
+autograd's backward pass allocates gradients, what a module's construction (or its
+move to a device) allocates weights, and what a `forward` allocates activations. The
+backward pass of tensors on a device runs on autograd's thread for that device, which
+has no Python frame: its engine's loop names it. cuBLAS's workspaces, which PyTorch
+takes from the caching allocator as a thread first multiplies matrices, are other."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.input_files import read_errors, read_regular
+from mem_profiler.parser.common.arrays import stack_positions
+from mem_profiler.parser.model.aggregate import FlatCum
+from mem_profiler.parser.read.text import show
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
+
+OTHER = "other"
+NATIVE = "<native>"  # the file of a rule for native frames
+_MAX_RULES_BYTES = 1 << 20
+
+
+# How long a user's expression may take on one name: a backtracking one ((a+)+$) can take
+# longer than the universe on a name of 40 characters.
+MATCH_TIME_LIMIT_S = 0.05
+
+
+class Pattern(Protocol):
+    """A compiled expression: re's, or a user's (BoundedPattern)."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def search(self, text: str) -> object | None: ...
+
+    def fullmatch(self, text: str) -> object | None: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: str
+    file: Pattern
+    function: Pattern
+
+
+def rule(category: str, file: str, function: str) -> Rule:
+    return Rule(category, re.compile(file), re.compile(function))
+
+
+class BoundedPattern:
+    """A user's expression, run by the `regex` module with a bound on time per name;
+    past it, UserError naming the rule and the name."""
+
+    def __init__(self, text: str, where: str) -> None:
+        import regex  # the rules of a file only
+
+        self.pattern = text
+        self.where = where
+        self._compiled = regex.compile(text)
+
+    def search(self, text: str) -> object | None:
+        return self._bounded(self._compiled.search, text)
+
+    def fullmatch(self, text: str) -> object | None:
+        return self._bounded(self._compiled.fullmatch, text)
+
+    def _bounded(self, match: Callable[..., object | None], text: str) -> object | None:
+        try:
+            return match(text, timeout=MATCH_TIME_LIMIT_S)
+        except TimeoutError:
+            raise UserError(
+                f"{self.where}: the expression '{self.pattern}' took more than "
+                f"{MATCH_TIME_LIMIT_S * 1000:.0f} ms on a name of {len(text)} characters; "
+                "a repetition inside a repetition, as in (a+)+, backtracks without end: "
+                "write it with one"
+            ) from None
+
+
+TORCH_RULES = (
+    # cuBLAS's workspace, one per handle and stream, taken from the caching allocator by
+    # the first matrix product of a thread: in a forward, or on autograd's device thread
+    rule(
+        OTHER,
+        NATIVE,
+        r"at::cuda::(\(anonymous namespace\)::)?\w*(Workspace|BlasHandle|BlasLtHandle)\w*",
+    ),
+    rule(OTHER, r"", r"<module>"),  # a module's own code, run as it is imported
+    rule(OTHER, r"^<frozen importlib\.", r".*"),
+    rule("optimizer_state", r"/torch/optim/", r".*"),
+    rule("gradients", r"/torch/autograd/graph\.py$", r"_engine_run_backward"),
+    rule("gradients", r"/torch/autograd/__init__\.py$", r"backward|grad"),
+    rule("gradients", r"/torch/_tensor\.py$", r"backward"),
+    rule("gradients", NATIVE, r"torch::autograd::Engine::thread_main"),
+    rule("weights", r"/torch/nn/parameter\.py$", r".*"),
+    rule("weights", r"/torch/nn/modules/", r"__init__|reset_parameters|_apply"),
+    rule("activations", r"", r"forward"),
+    rule("activations", r"/torch/nn/functional\.py$", r".*"),
+)
+
+
+def read_rules(path: str) -> tuple[Rule, ...]:
+    """Rules from a file, one a line: `CATEGORY FILE_REGEX FUNCTION_REGEX` (blank lines
+    and `#` comments skipped); UserError, naming the line, for a bad one."""
+    import regex  # the expressions of a file of rules only
+
+    rules = []
+    with read_errors(path, UserError):
+        data = read_regular(path, "a file of category rules", UserError, _MAX_RULES_BYTES)
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {e.start}): save the rules as UTF-8"
+        ) from None
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 3:
+            raise UserError(
+                f"{path}:{number}: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX',"
+                f" found {show(line)}"
+            )
+        category, file, function = fields
+        where = f"{path}:{number}"
+        try:
+            rules.append(
+                Rule(category, BoundedPattern(file, where), BoundedPattern(function, where))
+            )
+        except regex.error as e:
+            raise UserError(f"{where}: a bad regular expression: {e}") from None
+    return tuple(rules)
+
+
+def stack_categories(
+    sym: SymbolizedProfile, rules: tuple[Rule, ...]
+) -> tuple[list[str], np.ndarray]:
+    """The categories (sorted) and each stack's index among them."""
+    names = sorted({r.category for r in rules} | {OTHER})
+    python = [r for r in rules if r.file.pattern != NATIVE]
+    native = [r for r in rules if r.file.pattern == NATIVE]
+    of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # index -1: none
+    files = sym.python_files or [None] * len(sym.functions)
+    for i, (name, file) in enumerate(zip(sym.functions, files, strict=True)):
+        if file is not None:
+            short = name.rsplit(".", 1)[-1]  # Adam._init_group: _init_group
+            found = next(
+                (r for r in python if r.file.search(file) and r.function.fullmatch(short)), None
+            )
+        else:  # the name searched first: short_name is slow beside it
+            found = next(
+                (
+                    r
+                    for r in native
+                    if r.function.search(name) and r.function.fullmatch(short_name(name))
+                ),
+                None,
+            )
+        of_function[i] = -1 if found is None else names.index(found.category)
+    category = np.full(len(sym.offsets) - 1, names.index(OTHER), np.int64)
+    if len(sym.frames):
+        per_frame = of_function[sym.func_of[sym.frames]]
+        stack_of, _ = stack_positions(sym.offsets)
+        ruled = np.flatnonzero(per_frame >= 0)  # frames leaf first: a stack's first is its
+        if len(ruled):  # innermost
+            first = ruled[np.r_[True, stack_of[ruled][1:] != stack_of[ruled][:-1]]]
+            category[stack_of[first]] = per_frame[first]
+    return names, category
+
+
+def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> FlatCum:
+    """The profile's value under `index` by category, largest first (flat and cum are
+    the same: a stack is in one category)."""
+    names, category = stack_categories(sym, rules)
+    values = sym.value(index)
+    totals = np.bincount(category, weights=values, minlength=len(names))
+    order = [i for i in np.argsort(-np.abs(totals), kind="stable").tolist() if totals[i] != 0]
+    return FlatCum(
+        index, float(values.sum()), [names[i] for i in order], totals[order], totals[order]
+    )

@@ -1,0 +1,161 @@
+"""The call graph in pprof's style: dot built with the `graphviz` package, drawn as SVG by
+graphviz's `dot` program (the Debian package graphviz)."""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from collections.abc import Sequence
+
+from mem_profiler.core.errors import UserError
+from mem_profiler.core.escape import visible
+from mem_profiler.core.heaps import HEAP_HUES
+from mem_profiler.core.units import (
+    format_amount,
+    format_labelled,
+    format_share,
+    format_value,
+    unit_name,
+)
+from mem_profiler.parser.common.sampling import index_unit
+from mem_profiler.parser.model.call_graph import CallGraph, Edge
+
+
+def format_dot(graph: CallGraph, title: str, notes: Sequence[str] = (), heap: str = "host") -> str:
+    """dot text: a legend box (title, sample index, total, what was dropped, `notes`),
+    then one box per node (name, flat, cum; font size by |flat|, colour by cum) and the
+    edges (labelled with their weight, width and colour by weight, dotted if residual).
+    The host heap has pprof's reds; a device heap draws its growth in its own hue."""
+    # Imported here, not at the top: only a call graph needs it (20 ms of a command line).
+    from graphviz import Digraph, nohtml
+
+    unit = index_unit(graph.index)
+    hue = None if heap == "host" else HEAP_HUES.get(heap)
+    if heap != "host":
+        notes = [f"Heap: {heap}", *notes]
+    dot = Digraph(_text(title), node_attr={"style": "filled", "fillcolor": "#f8f8f8"})
+    legend = "".join(f"{_text(line)}\\l" for line in _legend(graph, title, notes))
+    with dot.subgraph(name="cluster_L") as box:
+        box.node("legend", nohtml(legend), shape="box", fontsize="16", tooltip=_text(title))
+    max_flat = float(max(abs(graph.flat).max(initial=0.0), 0.0))
+    for i, name in enumerate(graph.names):
+        flat, cum = float(graph.flat[i]), float(graph.cum[i])
+        label = "\\n".join(
+            [
+                _text(name),
+                _with_share(flat, graph.total, unit),
+                "of " + _with_share(cum, graph.total, unit),
+            ]
+        )
+        size = 8 + (math.ceil(16 * math.sqrt(abs(flat) / max_flat)) if max_flat else 0)
+        score = cum / abs(graph.total) if graph.total else 0.0
+        dot.node(
+            f"N{i + 1}",
+            nohtml(label),
+            id=f"node{i + 1}",
+            fontsize=str(size),
+            shape="box",
+            tooltip=_text(f"{name} ({format_labelled(cum, unit)})"),
+            color=_color(score, False, hue),
+            fillcolor=_color(score, True, hue),
+        )
+    for edge in graph.edges:
+        dot.edge(
+            f"N{edge.caller + 1}", f"N{edge.callee + 1}", **_edge_attrs(graph, edge, unit, hue)
+        )
+    return dot.source
+
+
+def render_svg(dot_text: str) -> bytes:
+    """SVG drawn by graphviz's `dot`; UserError if it is missing or fails."""
+    import graphviz  # see format_dot
+
+    try:
+        return graphviz.pipe("dot", "svg", dot_text.encode("utf-8", "replace"), quiet=True)
+    except graphviz.ExecutableNotFound:
+        raise UserError(
+            "the call graph (-s) needs graphviz's `dot`: install the Debian package"
+            " graphviz (apt-get install graphviz)."
+        ) from None
+    except graphviz.CalledProcessError as e:
+        reason = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise UserError(
+            f"dot failed to draw the call graph: {reason[-1] if reason else '?'}"
+        ) from None
+
+
+def _text(text: str) -> str:
+    """Text from the profile as dot shows it: invisible characters written visibly (see
+    escape.visible), `\\` and `<...>` meaning themselves."""
+    from graphviz import escape
+
+    return escape(visible(text))
+
+
+def _with_share(value: float, total: float, unit: str) -> str:
+    """`12.5 MB (80.1%)`"""
+    return f"{format_labelled(value, unit)} ({format_share(value, total)})"
+
+
+def _legend(graph: CallGraph, title: str, notes: Sequence[str]) -> list[str]:
+    unit = index_unit(graph.index)
+    shown = float(graph.flat.sum())
+    lines = [
+        title,
+        f"Type: {graph.index}",
+        *notes,
+        f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
+        f"Showing nodes accounting for {format_labelled(shown, unit)},"
+        f" {format_share(shown, graph.total)} of total",
+    ]
+    if graph.dropped_nodes:
+        lines.append(
+            f"Dropped {graph.dropped_nodes} node{'s' * (graph.dropped_nodes > 1)}"
+            f" (cum <= {format_amount(graph.node_cutoff, unit)})"
+        )
+    if graph.dropped_edges:
+        lines.append(
+            f"Dropped {graph.dropped_edges} edge{'s' * (graph.dropped_edges > 1)}"
+            f" (freq <= {format_amount(graph.edge_cutoff, unit)})"
+        )
+    if len(graph.names) < graph.nodes_before_top:
+        lines.append(f"Showing top {len(graph.names)} nodes out of {graph.nodes_before_top}")
+    return lines
+
+
+def _edge_attrs(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> dict[str, str]:
+    weight = format_labelled(edge.weight, unit)
+    attrs = {"label": f" {weight}"}
+    if graph.total:
+        share = abs(edge.weight / graph.total)
+        if (rank := 1 + int(min(share * 100, 100))) > 1:
+            attrs["weight"] = str(rank)
+        if (width := 1 + int(min(share * 5, 5))) > 1:
+            attrs["penwidth"] = str(width)
+        attrs["color"] = _color(edge.weight / abs(graph.total), False, hue)
+    arrow = "..." if edge.residual else "->"
+    attrs["tooltip"] = attrs["labeltooltip"] = _text(
+        f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]} ({weight})"
+    )
+    if edge.residual:
+        attrs["style"] = "dotted"
+    return attrs
+
+
+def _color(score: float, background: bool, hue: float | None = None) -> str:
+    """pprof's dotColor: red for positive scores (or `hue`), green for negative, grey
+    near 0."""
+    saturation, value = (0.1, 0.93) if background else (1.0, 0.7)
+    score = max(-1.0, min(1.0, score))
+    if abs(score) < 0.2:
+        saturation *= abs(score) / 0.2
+    score = math.copysign(abs(score) ** 0.3, score)  # shift scores away from grey
+    if score >= 0 and hue is not None:
+        r, g, b = colorsys.hsv_to_rgb(hue / 360, saturation * score, value)
+        return "#" + "".join(f"{int(c * 255):02x}" for c in (r, g, b))
+    if score < 0:
+        r, g = value * (1 + saturation * score), value
+    else:
+        r, g = value, value * (1 - saturation * score)
+    b = value * (1 - saturation)
+    return "#" + "".join(f"{int(c * 255):02x}" for c in (r, g, b))

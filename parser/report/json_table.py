@@ -1,0 +1,66 @@
+"""The flat/cum table and the profile's metadata as JSON, for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+from mem_profiler.core.profile import Foreign, HeapProfile
+from mem_profiler.parser.common.sampling import drop_note
+from mem_profiler.parser.model.aggregate import FlatCum
+
+
+def format_json(
+    table: FlatCum,
+    prof: HeapProfile,
+    *,
+    program: str | None,
+    base: str | None = None,
+    nodecount: int | None = None,
+    foreign: Sequence[tuple[Foreign, list[str]]] = (),
+) -> str:
+    """One object: where the numbers come from (program, heap file, base, pid, exe,
+    command line, heap, rate, capture window in ns, dropped samples by cause and what
+    they stood for, the sampler's warnings), the sample index,
+    unit and total, the rows in -t's order ({name, flat, cum}, at most nodecount), and
+    the memory registered or opened that no figure counts (`foreign`: each range with
+    its stack's names, innermost first, and how many more the sampler could not record)."""
+    start, end = prof.window_ns
+    rows = zip(table.names, table.flat.tolist(), table.cum.tolist(), strict=True)
+    document = {
+        "program": program,
+        "heap_file": prof.path,
+        "base": base,
+        "pid": prof.pid,
+        "exe": prof.exe,
+        "cmdline": prof.cmdline,
+        "heap": prof.heap,
+        "rate": prof.rate,
+        "window_ns": {"start": start, "end": end},
+        "dropped_samples": prof.dropped_samples,
+        "dropped": None
+        if prof.drops is None
+        else {**dataclasses.asdict(prof.drops), "note": drop_note(prof)},
+        "warnings": prof.warnings,
+        "index": table.index,
+        "unit": table.unit,
+        "total": table.total,
+        "rows": [
+            {"name": name, "flat": flat, "cum": cum} for name, flat, cum in list(rows)[:nodecount]
+        ],
+        "foreign": {
+            "unrecorded": int(prof.meta.get("foreign_unrecorded", 0)),
+            "ranges": [
+                {
+                    "kind": f.kind,
+                    "address": f.address,
+                    "bytes": f.bytes,
+                    "time_ns": f.time_ns,
+                    "stack": frames,
+                }
+                for f, frames in foreign
+            ],
+        },
+    }
+    return json.dumps(document, indent=1) + "\n"

@@ -1,0 +1,231 @@
+"""The profile as gzipped profile.proto, the format Go's `pprof` reads natively, by way of
+its tables (PprofTables), which the OTLP profiles of a push are made of too.
+
+Field numbers from github.com/google/pprof proto/profile.proto."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mem_profiler.core.memory_map import MemoryMapping
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.common.arrays import clip_int64
+from mem_profiler.parser.common.protobuf import int_field, message, varint
+from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+
+# Go's heap profiles list their sample types in this order; inuse_space, the last, is
+# pprof's default.
+SAMPLE_TYPES = (
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+)
+
+
+@dataclass
+class Location:
+    mapping: int  # id, 0 for none
+    address: int
+    lines: list[tuple[int, int]]  # (function id, line), innermost first
+
+
+@dataclass
+class Function:
+    name: str
+    system_name: str
+    file: str
+    start_line: int
+
+
+@dataclass
+class PprofTables:
+    """A profile as profile.proto's tables; ids are 1 + the index in their list."""
+
+    samples: list[tuple[list[int], list[int]]]  # location ids, leaf first; SAMPLE_TYPES' values
+    mappings: list[tuple[MemoryMapping, str]]  # with its build-id ('' where unknown)
+    locations: list[Location]
+    functions: list[Function]
+
+
+def pprof_tables(sym: SymbolizedProfile, full_names: bool = False) -> PprofTables:
+    """The tables of `sym`: the four heap sample types with unsampled values rounded to
+    integers, one location per address (innermost first in each sample) with its
+    function and file:line, and the mappings holding them with their build-ids. A
+    function's name is its short name unless full_names, its system name the mangled one
+    (pprof shortens a name again when both are the same). A Python frame's function is
+    its qualified name, file and first line; its line the one it was running."""
+    prof = sym.profile
+    assert sym.system_names is not None  # SymbolizedProfile.__post_init__ fills it in
+    maps = code_mappings(prof)
+    map_of = mapping_index(maps, sym.addrs)
+    used = sorted(
+        set(map_of[map_of >= 0].tolist()),
+        key=lambda m: (
+            os.path.realpath(maps[m].path) != os.path.realpath(prof.exe or ""),
+            maps[m].start,
+        ),
+    )
+    map_id = {m: i + 1 for i, m in enumerate(used)}
+    build_ids = _build_ids(prof)
+    samples, groups = _samples(sym)
+    display = sym.display_names(full_names)
+    functions: dict[tuple[str, str, str, int], int] = {}
+    func_of = sym.func_of.tolist()
+    locations = []
+    for group in groups:
+        lines = []
+        for loc in group:  # innermost first, as profile.proto's Location.line
+            # a Python frame's address is its record's
+            python = prof.python_frames.get(int(sym.addrs[loc]))
+            if python is not None:  # its function's own name, file and first line
+                key = (python.name, python.name, python.file, python.first_line)
+                line = python.line
+            else:
+                filename, line = sym.where[loc] or ("", 0)
+                key = (display[func_of[loc]], sym.system_names[func_of[loc]], filename, 0)
+            lines.append((functions.setdefault(key, len(functions) + 1), line))
+        mapping = map_id.get(int(map_of[group[0]]), 0)
+        locations.append(Location(mapping, int(sym.addrs[group[0]]), lines))
+    return PprofTables(
+        samples,
+        [(maps[m], _build_id(build_ids, maps[m].path)) for m in used],
+        locations,
+        [Function(*key) for key in functions],
+    )
+
+
+def format_pprof(
+    sym: SymbolizedProfile,
+    notes: Sequence[str] = (),
+    full_names: bool = False,
+    period_ns: tuple[int, int] | None = None,
+    tables: PprofTables | None = None,
+) -> bytes:
+    """gzip(profile.proto) of `sym` (its `tables` where made already: pprof_tables), with
+    period space/bytes = the sampling rate. `notes` become comments. The profile's time
+    and duration are the window's, or `period_ns` (start, end) where given."""
+    prof = sym.profile
+    tables = pprof_tables(sym, full_names) if tables is None else tables
+    strings = StringTable()
+    out = [message(1, int_field(1, strings[t]) + int_field(2, strings[u])) for t, u in SAMPLE_TYPES]
+    out += [
+        message(2, message(1, b"".join(map(varint, ids))) + message(2, b"".join(map(varint, vs))))
+        for ids, vs in tables.samples
+    ]
+    out += [
+        message(
+            3,
+            int_field(1, mid)
+            + int_field(2, m.start)
+            + int_field(3, m.end)
+            + int_field(4, m.offset)
+            + int_field(5, strings[m.path])
+            + int_field(6, strings[build_id])
+            + int_field(7, 1)
+            + int_field(8, 1)
+            + int_field(9, 1),
+        )
+        for mid, (m, build_id) in enumerate(tables.mappings, 1)
+    ]
+    out += [
+        message(
+            4,
+            int_field(1, lid)
+            + int_field(2, loc.mapping)
+            + int_field(3, loc.address)
+            + b"".join(message(4, int_field(1, f) + int_field(2, line)) for f, line in loc.lines),
+        )
+        for lid, loc in enumerate(tables.locations, 1)
+    ]
+    out += [
+        message(
+            5,
+            int_field(1, fid)
+            + int_field(2, strings[f.name])
+            + int_field(3, strings[f.system_name])
+            + int_field(4, strings[f.file])
+            + int_field(5, f.start_line),
+        )
+        for fid, f in enumerate(tables.functions, 1)
+    ]
+
+    start, end = (t or 0 for t in (period_ns or prof.window_ns))
+    comments = [
+        f"mem_profiler {prof.version}".rstrip(),
+        *(
+            f"{key}: {value}"
+            for key, value in (("pid", prof.pid), ("cmdline", prof.cmdline), ("heap", prof.heap))
+            if value is not None
+        ),
+        *notes,
+    ]
+    tail = (
+        int_field(9, start)
+        + int_field(10, max(end - start, 0))
+        + message(11, int_field(1, strings["space"]) + int_field(2, strings["bytes"]))
+        + int_field(12, prof.rate)
+        + message(13, b"".join(varint(strings[c]) for c in comments))
+        + int_field(14, strings["inuse_space"])
+    )
+    # the string table is complete only now; its place among the fields does not matter
+    out += [message(6, s.encode("utf-8", "surrogateescape")) for s in strings.table]
+    return gzip.compress(b"".join(out) + tail, compresslevel=6)
+
+
+class StringTable:
+    """A string table: index of a string, added on first use; entry 0 is ''."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = [""]
+        self._ids = {"": 0}
+
+    def __getitem__(self, text: str) -> int:
+        if text not in self._ids:
+            self._ids[text] = len(self.table)
+            self.table.append(text)
+        return self._ids[text]
+
+
+def _samples(
+    sym: SymbolizedProfile,
+) -> tuple[list[tuple[list[int], list[int]]], list[tuple[int, ...]]]:
+    """One sample per stack with a frame and a non-zero value: its location ids and
+    values; and pprof's locations, each the run of our locations at one address of a
+    stack (inlined calls, then the function they are in), by id - 1."""
+    columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
+    values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
+    frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
+    # a frame ends its pprof location unless it is an inlined call
+    assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
+    ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []
+    locations: dict[tuple[int, ...], int] = {}
+    out = []
+    for i in np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1)).tolist():
+        ids, group = [], []
+        for at in range(bounds[i], bounds[i + 1]):
+            group.append(frames[at])
+            if ends[at] or at == bounds[i + 1] - 1:
+                ids.append(locations.setdefault(tuple(group), len(locations) + 1))
+                group = []
+        out.append((ids, values[i].tolist()))
+    return out, list(locations)
+
+
+def _build_id(build_ids: dict[str, str], path: str) -> str:
+    return build_ids.get(path) or build_ids.get(os.path.realpath(path), "")
+
+
+def _build_ids(prof: HeapProfile) -> dict[str, str]:
+    """Build-ids by recorded path and by real path (the maps may name /usr/lib/x/libc.so.6
+    where the sampler recorded /lib/x/libc.so.6)."""
+    out = dict(prof.build_ids)
+    for path, build_id in prof.build_ids.items():
+        out.setdefault(os.path.realpath(path), build_id)
+    return out

@@ -1,0 +1,85 @@
+"""The allocator's frames of a heap stack, and their cut: as jeprof and pprof do, a stack
+loses everything from its leaf up to its last frame that belongs to the allocator, so
+that its leaf is the program's function that asked for the memory."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.common.arrays import stack_positions
+from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
+
+# Allocator functions by name, demangled (and without Rust's hashes): the malloc family,
+# C++'s operator new and delete, the standard allocators' allocate, jemalloc's (its
+# private `je_` prefix, its non-standard API, the static functions of a static build on
+# its sample path), tcmalloc's and mimalloc's, and Rust's allocator shims.
+ALLOCATOR_RE = re.compile(
+    r"(?:malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign"
+    r"|valloc|pvalloc|__libc_\w*alloc|__libc_free"
+    r"|operator (?:new|delete)(?:\[\])?(?:\(.*\))?"
+    r"|(?:__gnu_cxx::new_allocator|std::__new_allocator|std::allocator|std::allocator_traits)"
+    r"<.*>::allocate(?:\(.*\))?(?: const)?"
+    r"|je_\w+|(?:m|r|x|d|sd|n)allocx\w*|newImpl\w*|imalloc\w*|ialloc\w*|prof_backtrace\w*"
+    r"|prof_alloc_prep|prof_tctx_create|malloc_default|handleOOM"
+    r"|tc_(?:malloc|calloc|cfree|free|memalign|posix_memalign|pvalloc|valloc|realloc"
+    r"|new|delete|newarray|deletearray)\w*"
+    r"|(?:\(anonymous namespace\)::)?do_(?:malloc|calloc|realloc|memalign|free)(?:_\w+)?"
+    r"|tcmalloc::.*|TCMalloc\w*|DoSampledAllocation|MallocHook::\w+"
+    r"|mi_\w*(?:alloc|new|free)\w*|_mi_\w+"
+    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))"
+)
+# The profiler's own Python code (its in-process API, and cffi, which it calls through)
+# allocates as the allocator does: on behalf of the program's function that called it.
+_PROFILER_PYTHON_FILE_RE = re.compile(r"(?:^|/)(?:mem_profiler|cffi)/[^/]+(?:/[^/]+)?\.py")
+
+
+def is_allocator_function(name: str, python_file: str | None) -> bool:
+    """A function of the allocator's by its name (native), or of the profiler's own
+    Python code by its file."""
+    if python_file is not None:
+        return _PROFILER_PYTHON_FILE_RE.search(python_file) is not None
+    return ALLOCATOR_RE.fullmatch(name) is not None
+
+
+# Allocator objects by file name: every frame in one is the allocator's, named or not
+# (Debian strips its libjemalloc.so.2 of all but what it exports). libmemprof.so is the
+# sampler, whose own frames a stack should never hold.
+_ALLOCATOR_OBJECT_RE = re.compile(r"lib(?:jemalloc|tcmalloc|mimalloc|memprof)(?:[._-][^/]*)?")
+
+
+def allocator_frames(
+    profile: HeapProfile, addrs: np.ndarray, is_allocator_function: np.ndarray
+) -> np.ndarray:
+    """Per location (its address `addrs`, whether its function is the allocator's) whether
+    it belongs to the allocator: by its function's name or by the object it is in."""
+    maps = code_mappings(profile)
+    in_allocator = np.array(
+        [_ALLOCATOR_OBJECT_RE.fullmatch(os.path.basename(m.path)) is not None for m in maps]
+        + [False],  # index -1: outside every mapping
+        bool,
+    )
+    return is_allocator_function | in_allocator[mapping_index(maps, addrs)]
+
+
+def cut_allocator_frames(
+    frames: np.ndarray, alloc: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each stack's frames from its leaf up to its last allocator frame (`alloc`, per
+    frame), but never its last frame: a stack that is the allocator's alone keeps its
+    outermost frame."""
+    lengths = np.diff(offsets)
+    stack_of, position = stack_positions(offsets)
+    cut_at = np.flatnonzero(alloc & (position < lengths[stack_of] - 1))
+    if not len(cut_at):
+        return frames, offsets
+    drop = np.zeros(len(lengths), np.int64)
+    # a stack's frames are in order: its last allocator frame is its last of cut_at
+    last = np.r_[stack_of[cut_at][1:] != stack_of[cut_at][:-1], True]
+    drop[stack_of[cut_at[last]]] = position[cut_at[last]] + 1
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(lengths - drop, out=new_offsets[1:])
+    return frames[position >= drop[stack_of]], new_offsets

@@ -1,0 +1,72 @@
+"""Python frames in a profile's stacks (ARCHITECTURE.md, "Python programs"): their
+addresses, the `# python_frame:` lines that name them, and the view that folds the
+interpreter's own native frames (frame_label names them in the reports)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mem_profiler.core.profile import FRAME_BASE, FRAME_END
+from mem_profiler.parser.common.arrays import stack_positions
+from mem_profiler.parser.read.context_tree import eval_range
+from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
+
+if TYPE_CHECKING:
+    from mem_profiler.core.profile import HeapProfile
+    from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+
+
+def is_python_frame(addrs: np.ndarray) -> np.ndarray:
+    """Which addresses are Python frames."""
+    return (addrs >= np.uint64(FRAME_BASE)) & (addrs < np.uint64(FRAME_END))
+
+
+def interpreter_path(profile: HeapProfile) -> str | None:
+    """The object holding the interpreter's evaluation loop (libpython, or the python
+    program where it is linked in), from the `# python:` line."""
+    evaluation = eval_range(profile)
+    if evaluation is None:
+        return None
+    address = evaluation[0]
+    return next((m.path for m in profile.mappings if m.start <= address < m.end and m.path), None)
+
+
+def interpreter_code(profile: HeapProfile, addrs: np.ndarray) -> np.ndarray:
+    """Which of `addrs` are the interpreter's own code (in the object interpreter_path
+    names); none where the profile is of no Python program."""
+    interpreter = interpreter_path(profile)
+    maps = code_mappings(profile)
+    in_interpreter = np.array(
+        [interpreter is not None and m.path == interpreter for m in maps] + [False]
+    )
+    return in_interpreter[mapping_index(maps, addrs)]
+
+
+def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
+    """The Python view, the default for a Python program: in each stack that holds
+    Python frames, the interpreter's own native frames are folded wherever they lie,
+    and so is everything rootward of the outermost Python frame (process and thread
+    start-up). Other native frames (an extension's, the C library's below a Python
+    frame) stay."""
+    if interpreter_path(sym.profile) is None or not len(sym.frames):
+        return sym
+    loc_interp = interpreter_code(sym.profile, sym.addrs)
+    loc_python = is_python_frame(sym.addrs)
+    lengths = np.diff(sym.offsets)
+    stack_of, position = stack_positions(sym.offsets)
+    python = loc_python[sym.frames]
+    # a stack's frames are in order: its outermost Python frame is its last
+    at = np.flatnonzero(python)
+    last = at[np.r_[stack_of[at][1:] != stack_of[at][:-1], True]] if len(at) else at
+    outermost = np.full(len(lengths), -1, np.int64)
+    outermost[stack_of[last]] = position[last]
+    has_python = outermost[stack_of] >= 0
+    fold = has_python & ((loc_interp[sym.frames] & ~python) | (position > outermost[stack_of]))
+    if not fold.any():
+        return sym
+    offsets = np.zeros_like(sym.offsets)
+    np.cumsum(np.bincount(stack_of[~fold], minlength=len(lengths)), out=offsets[1:])
+    return dataclasses.replace(sym, frames=sym.frames[~fold], offsets=offsets)
