@@ -305,6 +305,24 @@ static void remove_stale_blocks(void)
     memprof_each_entry("/dev/shm", remove_if_stale);
 }
 
+/* The control thread's first look through /dev/shm holds a descriptor or two; a
+ * process ending meanwhile waits for it (a second at most), so that a program with no
+ * descriptor to spare still has one for its files. */
+#define SCAN_WAIT_NS 1000000000ull
+static uint32_t first_scan_done;   /* futex word */
+
+void memprof_control_settle(void)
+{
+    if (!control_running || pthread_equal(control_id, pthread_self()))
+        return;
+    uint64_t deadline = memprof_now_ns() + SCAN_WAIT_NS;
+    for (uint64_t now; !__atomic_load_n(&first_scan_done, __ATOMIC_ACQUIRE) &&
+                       (now = memprof_now_ns()) < deadline;) {
+        struct timespec left = {0, (long)(deadline - now)};
+        futex(&first_scan_done, FUTEX_WAIT, 0, &left);
+    }
+}
+
 /* ---- a main thread that ended with pthread_exit ----------------------------
  * pthread_exit from main is seen at once where the hook below is reached
  * (preloaded, or a redirected slot); otherwise (attached while it happened,
@@ -410,6 +428,8 @@ static void *control_thread(void *arg)
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
     remove_stale_blocks();
+    __atomic_store_n(&first_scan_done, 1, __ATOMIC_RELEASE);
+    futex(&first_scan_done, FUTEX_WAKE, INT32_MAX, NULL);
     if (!follow_owner())
         return NULL;
     /* From the last answered request: one sent before this thread ran is not lost. */

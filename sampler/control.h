@@ -8,6 +8,8 @@ void memprof_control_init(void) HIDDEN;
 void memprof_control_after_fork(void) HIDDEN;
 void memprof_control_fini(void) HIDDEN;
 void memprof_control_wake(void) HIDDEN;
+/* At exit, before the files are written: the thread's start-up work is done. */
+void memprof_control_settle(void) HIDDEN;
 void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit, set*id */
 
 /* A process whose thread is made on request ("a thread on request" in control.c) while

@@ -83,7 +83,9 @@ __attribute__((constructor)) static void process_init(void)
 
 __attribute__((destructor)) static void process_fini(void)
 {
-    if (memprof_window_id() != 0)
+    if (memprof_window_id() != 0) {
+        memprof_control_settle();
         memprof_capture_stop_at_exit();
+    }
     memprof_control_fini();
 }
