@@ -299,6 +299,7 @@ def test_a_pprof_of_unknown_fields_is_skipped_then_refused(tmp_path, monkeypatch
         (gzip.compress(CPU_PROFILE)[:-12], ": its gzip stream ends early: the file is cut short."),
         (DAMAGED, ": its gzip stream is damaged (Error -3 while decompressing data"),
     ],
+    ids=["string-index", "field-past-end", "cpu", "number-past-64-bits", "cut-short", "damaged"],
 )
 def test_a_pprof_file_that_is_no_heap_profile_is_refused(tmp_path, content, what):
     """pprof's profile.proto, gzip-compressed: one that is damaged, cut short, or of

@@ -233,6 +233,7 @@ MEMORY = {"__name__": "memory", "service_name": "s"}
         (pyroscope_push(pprof(GOOD, values=2), MEMORY), "application/proto", 400, "values"),
         (b"", "application/proto", 400, "no profiles received"),
     ],
+    ids=["content-type", "no-name", "labels", "string-0", "time", "values", "empty"],
 )
 def test_the_pyroscope_double_refuses_what_pyroscope_refuses(body, content_type, status, says):
     with Backend() as backend:
