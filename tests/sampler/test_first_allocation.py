@@ -26,11 +26,12 @@ def ctor_library(build_fixture) -> Path:
 
 @pytest.fixture(scope="module")
 def programs(build_fixture, ctor_library) -> dict[str, Path]:
-    """The program linked to the library (a DT_NEEDED beside it), and without it."""
+    """The program linked to the library (a DT_NEEDED, found through its RUNPATH), and
+    without it."""
     linked = build_fixture(
         "ctor_program",
         f"-L{ctor_library.parent}",
-        "-Wl,--no-as-needed,-rpath,$ORIGIN",
+        f"-Wl,--no-as-needed,-rpath,{ctor_library.parent}",
         "-lctor_allocs",
         output="ctor_program_linked",
     )

@@ -67,9 +67,10 @@ def run(
     argv: list, prefix: Path, rate: int, *extra: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess, list[Path]]:
     """`mem_profiler run` of an arm64 program under qemu-user with the aarch64 sampler,
-    in `env` (default: ours)."""
+    in `env` (default: ours). qemu runs them some 20 times slower than the host would,
+    and slower still beside other tests: a hang is told from them after 10 minutes."""
     env = dict(os.environ if env is None else env, MEMPROF_LIB=str(SAMPLER))
-    return profile_run([QEMU, "-L", SYSROOT, *argv], prefix, rate, *extra, env=env)
+    return profile_run([QEMU, "-L", SYSROOT, *argv], prefix, rate, *extra, env=env, timeout=600)
 
 
 skip_unless_arm64 = pytest.mark.skipif(missing() is not None, reason=str(missing()))
