@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from standins.build import INCLUDE, build_standins
+from support.once import alone_or_together, built_once
 from support.paths import FIXTURES, LIBMEMPROF
 from support.profiling import SITES_EXACT, profile_run
 from support.reports import go_environment
@@ -19,16 +21,30 @@ FIXTURE_CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-pthre
 
 
 @pytest.fixture(scope="session")
-def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not LIBMEMPROF.is_file():
-        pytest.fail("build/libmemprof.so is missing: run the tests with `make test`")
-    return tmp_path_factory.mktemp("fixtures")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all the workers of this run share (pytest-xdist gives each worker a
+    folder of its own under it), for what is built once per run."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(request: pytest.FixtureRequest, run_folder: Path) -> Iterator[None]:
+    """Tests marked `alone` run with no other test of the run beside them."""
+    with alone_or_together(run_folder, request.node.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture(scope="session")
-def build_fixture(fixture_dir: Path):
-    """Compile tests/fixtures/<name>.c[pp] once per session; returns the binary's path."""
-    built: dict[tuple[str, tuple[str, ...]], Path] = {}
+def sampler_built() -> None:
+    if not LIBMEMPROF.is_file():
+        pytest.fail("build/libmemprof.so is missing: run the tests with `make test`")
+
+
+@pytest.fixture(scope="session")
+def build_fixture(run_folder: Path, sampler_built: None):
+    """Compile tests/fixtures/<name>.c[pp] once per run, whichever worker asks first;
+    returns the binary's path."""
 
     def build(
         name: str,
@@ -38,15 +54,18 @@ def build_fixture(fixture_dir: Path):
         libs: tuple[str, ...] = (),
     ) -> Path:
         """`extra`: flags before the source; `libs`: what it links after it."""
-        key = (name, extra + (("shared",) if shared else ()) + libs)
-        if key in built:
-            return built[key]
         source = next(FIXTURES.glob(f"{name}.c*"))
         compiler = "g++" if source.suffix == ".cpp" else "gcc"
-        out = fixture_dir / (output or (f"lib{name}.so" if shared else name))
         flags = FIXTURE_CFLAGS + (["-shared", "-fPIC"] if shared else []) + list(extra)
-        subprocess.run([compiler, *flags, "-o", str(out), str(source), *libs, "-ldl"], check=True)
-        built[key] = out
+        file_name = output or (f"lib{name}.so" if shared else name)
+        with built_once(run_folder / "fixtures", [name, compiler, *flags, file_name, *libs]) as (
+            folder,
+            done,
+        ):
+            out = folder / file_name
+            if not done:
+                argv = [compiler, *flags, "-o", str(out), str(source), *libs, "-ldl"]
+                subprocess.run(argv, check=True)
         return out
 
     return build
@@ -69,24 +88,23 @@ def log_steps_exe(build_fixture, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="session")
-def go_build(tmp_path_factory):
-    """Build tests/fixtures/go/<name>.go once per session, with cgo or without; returns
-    the program's path."""
-    folder = tmp_path_factory.mktemp("go")
-    env = go_environment(folder)
-    built: dict[tuple[str, bool], Path] = {}
+def go_build(run_folder: Path):
+    """Build tests/fixtures/go/<name>.go once per run, with cgo or without; returns the
+    program's path."""
+    (run_folder / "go").mkdir(exist_ok=True)
+    env = go_environment(run_folder / "go")
 
     def build(name: str, cgo: bool) -> Path:
-        if (name, cgo) not in built:
+        with built_once(run_folder / "go", [name, str(cgo)]) as (folder, done):
             out = folder / f"{name}{'_cgo' if cgo else ''}"
-            subprocess.run(
-                ["go", "build", "-o", str(out), str(FIXTURES / "go" / f"{name}.go")],
-                env=dict(env, CGO_ENABLED="1" if cgo else "0"),
-                check=True,
-                timeout=300,
-            )
-            built[name, cgo] = out
-        return built[name, cgo]
+            if not done:
+                subprocess.run(
+                    ["go", "build", "-o", str(out), str(FIXTURES / "go" / f"{name}.go")],
+                    env=dict(env, CGO_ENABLED="1" if cgo else "0"),
+                    check=True,
+                    timeout=300,
+                )
+        return out
 
     return build
 

@@ -144,6 +144,7 @@ def test_dump_without_a_window_is_refused(server):
     )
 
 
+@pytest.mark.alone  # the only process with the sampler
 def test_without_pid_the_only_capturable_process_is_taken(server, tmp_path):
     proc = subprocess.run(
         [MEM_PROFILER, "-s", "0.2", "-o", str(tmp_path / "one_")],
@@ -380,6 +381,7 @@ def refusal(*args: str) -> str:
     return proc.stderr.removeprefix("mem_profiler: ").strip()
 
 
+@pytest.mark.alone  # its planted block is one another test's listing would clean
 def test_refusals_are_one_sentence(server, tmp_path):
     gone = subprocess.Popen(["true"])
     gone.wait()

@@ -738,7 +738,7 @@ SQL = "create table t(a); insert into t select randomblob(100) from generate_ser
     ],
 )
 def test_real_stripped_debian_program(
-    tmp_path, capsys, clean_env, fixture_dir, package, argv, unwind
+    tmp_path, capsys, clean_env, sampler_built, package, argv, unwind
 ):
     program = argv[0]
     if not os.path.exists(program):
@@ -1039,7 +1039,7 @@ RUST_PAGES = 100  # build_table's vectors: 1000 + i bytes for i < RUST_PAGES
         ),
     ],
 )
-def test_rust_program_names(tmp_path, clean_env, fixture_dir, mangling, symbol_re, names):
+def test_rust_program_names(tmp_path, clean_env, sampler_built, mangling, symbol_re, names):
     rustc = shutil.which("rustc")
     if rustc is None:
         pytest.skip("rustc is not on PATH (`make test` installs Debian's rustc)")
@@ -1118,7 +1118,7 @@ def test_rust_short_names(full, short):
 INLINED_SOURCE = FIXTURES / "inlined.c"
 
 
-def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, fixture_dir):
+def test_inlined_calls_are_frames_in_every_report(tmp_path, clean_env, sampler_built):
     exe = tmp_path / "inlined"
     subprocess.run(
         ["gcc", "-g", "-O2", "-fno-omit-frame-pointer", "-o", exe, INLINED_SOURCE], check=True

@@ -402,6 +402,7 @@ wait $!
 """
 
 
+@pytest.mark.alone  # it compares all of /dev/shm before and after
 def test_processes_in_a_pid_namespace_leave_the_hosts_blocks(server, tmp_path):
     """Inside `unshare -fp` the host's pids are gone: neither a sampler ending there,
     nor its namesake with the server's pid as its own, nor `list` may remove the

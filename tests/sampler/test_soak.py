@@ -6,12 +6,14 @@ the program's own count within the sampling math."""
 
 from __future__ import annotations
 
+import pytest
 from support.sampling_math import relative_sd
 from support.soak import build_churn, soak
 
 SECONDS, THREADS, MEAN_SIZE = 10, 4, (16 + 4096) / 2
 
 
+@pytest.mark.alone  # it counts the dumps its seconds hold: the machine to itself
 def test_a_short_soak(tmp_path):
     result = soak(build_churn(tmp_path), tmp_path, SECONDS, THREADS, 1.0, 1024)
     assert result.exit_code == 0 and result.failed_dumps == []
