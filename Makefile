@@ -26,7 +26,7 @@ UNIT_TESTS  := $(patsubst $(UNIT_DIR)/%.c,$(BUILD)/unit/%,$(wildcard $(UNIT_DIR)
 UNIT_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -D_GNU_SOURCE \
                -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -Isampler
 
-.PHONY: all setup deps bench-deps venv build arm64 c-unit test demo bench soak lint clean
+.PHONY: all setup deps bench-deps venv build arm64 c-unit test check demo bench soak lint clean
 
 all: build
 
@@ -160,8 +160,27 @@ $(BUILD)/unit/test_eh_frame: sampler/object_file.c   # the tables read from a fi
 c-unit: $(UNIT_TESTS)
 	@for t in $^; do echo "== $$t"; $$t || exit 1; done
 
+# The tests run in parallel (pytest-xdist), more workers than cores: most of a test's
+# time is spent waiting on the programs it profiles. Each worker takes the next test
+# when it is free (worksteal), so the slow ones do not queue behind one worker.
+TEST_JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
+PYTEST_PAR  := $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal
+
 test: setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
-	$(VENV)/bin/pytest -q tests
+	$(PYTEST_PAR) tests
+
+# The edit loop's tests (docs/development.md): the unit tests of each part, the C units
+# among them, and the readers and reports on files; `make test` runs them too.
+CHECK_TESTS := tests/test_layout.py tests/test_file_access.py tests/sampler/test_c_units.py \
+               tests/parser/test_parser_reading.py tests/parser/test_bad_input.py \
+               tests/parser/test_expected_outputs.py tests/parser/test_log_reader.py \
+               tests/parser/test_report_jeprof.py tests/parser/test_atomic_writes.py \
+               tests/parser/test_output_paths.py tests/parser/test_elf_headers.py \
+               tests/parser/test_gate_budgets.py tests/cmd/test_cli_imports.py \
+               tests/cmd/test_unknown_options.py tests/push/test_push_parts.py
+
+check: setup build
+	$(PYTEST_PAR) $(CHECK_TESTS)
 
 demo: setup build
 	$(VENV)/bin/mem_profiler run -c 1024 -o $(BUILD)/demo_ -- $(BUILD)/examples/leaky 200
