@@ -29,15 +29,19 @@ def read_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> 
         mapping = parse_maps_line(line)
         if mapping is None:
             raise fail(lineno, f"expected a /proc/<pid>/maps line, found {show(line)}")
-        if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
-            raise fail(
-                lineno,
-                "a mapping whose addresses or offset are above 2^64-1 or"
-                f" whose end is below its start: {show(line)}",
-            )
-        if "\0" in line:
-            raise fail(lineno, f"the path of a mapping holds {NO_NUL}")
+        _check_mapping(mapping, lineno, line, fail)
         prof.mappings.append(mapping)
+
+
+def _check_mapping(mapping: MemoryMapping, lineno: int, line: str, fail) -> None:
+    if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
+        raise fail(
+            lineno,
+            "a mapping whose addresses or offset are above 2^64-1 or"
+            f" whose end is below its start: {show(line)}",
+        )
+    if "\0" in line:
+        raise fail(lineno, f"the path of a mapping holds {NO_NUL}")
 
 
 # The short form of a mapping in heapz's and other tools' memory maps, as pprof's
@@ -70,10 +74,7 @@ def read_legacy_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fa
             if eq and name.strip() and not name.lstrip().startswith("#"):
                 names["$" + name.strip()] = value.strip()
             continue
-        if mapping.start > mapping.end:
-            raise fail(lineno, f"a mapping whose end is below its start: {show(line)}")
-        if "\0" in line:
-            raise fail(lineno, f"the path of a mapping holds {NO_NUL}")
+        _check_mapping(mapping, lineno, line, fail)
         if mapping.executable:
             prof.mappings.append(mapping)
 

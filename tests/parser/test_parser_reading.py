@@ -345,7 +345,12 @@ def test_a_pprof_file_that_is_no_heap_profile_is_refused(tmp_path, content, what
         (
             LEGACY.format(format="growth") + "00002000-00001000: /bin/x\n",
             8,
-            "a mapping whose end is below its start",
+            "a mapping whose addresses or offset are above 2^64-1 or whose end is below its",
+        ),
+        (
+            LEGACY.format(format="growth") + "1000-" + "9" * 20 + " r-xp 0 00:00 0 /bin/x\n",
+            8,
+            "a mapping whose addresses or offset are above 2^64-1",
         ),
     ],
 )
