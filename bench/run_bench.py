@@ -217,7 +217,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
         with LiveView(target.pid, 1, 64, 1.0) as view:
-            names = LiveStacks(f"/proc/{target.pid}/exe")
+            names = LiveStacks(target.pid)
             start = time.perf_counter()
             first = view.snapshot()
             names.update(first.profiles, first.time_ns)
