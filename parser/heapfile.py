@@ -191,9 +191,10 @@ def _header_bytes(f: BinaryIO) -> bytes:
     return bytes(head)
 
 
-def read_heap_header(path: str) -> HeapProfile:
+def read_heap_header(path: str | os.PathLike[str]) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
+    path = os.fspath(path)
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         first = f.read(_TREE_PREFIX_LEN)
         _refuse_a_cut_first_line(first, path)
