@@ -23,8 +23,15 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a request is decoded, with protobuf
+    from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+        ExportProfilesServiceRequest,
+    )
 
 MAX_PROFILE_BYTES = 4 << 20  # pyroscope: max_profile_size_bytes
 MAX_SAMPLES = 16000  # pyroscope: max_profile_stacktrace_samples
@@ -43,12 +50,14 @@ class Refusal(Exception):
 def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     """A protobuf message's fields in order: (number, value), varints and fixed as ints,
     length-delimited as bytes; Refusal when it is not a message."""
-    out, i = [], 0
+    out: list[tuple[int, int | bytes]] = []
+    i = 0
     while i < len(buf):
         key, i = _varint(buf, i)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise Refusal(400, "invalid_argument", "field number 0")
+        value: int | bytes
         if wire == 0:
             value, i = _varint(buf, i)
         elif wire == 1:
@@ -224,7 +233,7 @@ class Backend:
 
     def __init__(self, tenant: str | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.pushes: list[Push] = []
-        self.otlp: list[object] = []
+        self.otlp: list[ExportProfilesServiceRequest] = []
         self.refused: list[tuple[str, int, str]] = []  # path, status, message
         self.fail_with: int | None = None
         self.retry_after: str | None = None
@@ -332,10 +341,7 @@ class Backend:
                 continue
             parts = _by_number(series)
             labels = self._labels(
-                [
-                    (_string(pair, 1), _string(pair, 2))
-                    for pair in parts.get(1, [])  # type: ignore[arg-type]
-                ]
+                [(_string(pair, 1), _string(pair, 2)) for pair in parts.get(1, [])]
             )
             for sample in parts.get(2, []):
                 raw = _by_number(sample).get(1, [b""])[0]  # type: ignore[arg-type]
@@ -456,10 +462,10 @@ def _string(buf: bytes | int, number: int) -> str:
     return value.decode("utf-8")
 
 
-def check_otlp(req: object) -> None:
+def check_otlp(req: ExportProfilesServiceRequest) -> None:
     """Parca's ValidateOtelExportProfilesServiceRequest (pkg/normalizer/otel.go)."""
-    d = req.dictionary  # type: ignore[attr-defined]
-    if not req.resource_profiles or not req.HasField("dictionary"):  # type: ignore[attr-defined]
+    d = req.dictionary
+    if not req.resource_profiles or not req.HasField("dictionary"):
         raise Refusal(400, "invalid_argument", "no resource profiles or no dictionary")
     tables = {
         "mapping_table": d.mapping_table,
@@ -475,8 +481,8 @@ def check_otlp(req: object) -> None:
     if not d.string_table or d.string_table[0] != "":
         raise Refusal(400, "invalid_argument", "string_table[0] must be empty")
 
-    def index(value: int, table: object, what: str) -> None:
-        if not 0 <= value < len(table):  # type: ignore[arg-type]
+    def index(value: int, table: Sized, what: str) -> None:
+        if not 0 <= value < len(table):
             raise Refusal(400, "invalid_argument", f"{what} index {value} out of range")
 
     for m in d.mapping_table:
@@ -495,7 +501,7 @@ def check_otlp(req: object) -> None:
             index(loc, d.location_table, "stack location")
     for a in d.attribute_table:
         index(a.key_strindex, d.string_table, "attribute key")
-    for rp in req.resource_profiles:  # type: ignore[attr-defined]
+    for rp in req.resource_profiles:
         keys = [kv.key for kv in rp.resource.attributes]
         if "" in keys or len(set(keys)) != len(keys):
             raise Refusal(400, "invalid_argument", "resource attribute keys empty or repeated")
@@ -518,11 +524,11 @@ def check_otlp(req: object) -> None:
 
 
 def otlp_by_function(
-    req: object, sample_type: str, skip: tuple[str, ...] = ()
+    req: ExportProfilesServiceRequest, sample_type: str, skip: tuple[str, ...] = ()
 ) -> dict[tuple[str, str], dict[str, int]]:
     """Per (service.name, memory.heap) of an OTLP request, each sample's value of the
     profiles of `sample_type` under its first function not in `skip`, summed."""
-    d = req.dictionary  # type: ignore[attr-defined]
+    d = req.dictionary
     strings = d.string_table
 
     def first_function(stack_index: int) -> str:
@@ -534,7 +540,7 @@ def otlp_by_function(
         return "?"
 
     out: dict[tuple[str, str], dict[str, int]] = {}
-    for rp in req.resource_profiles:  # type: ignore[attr-defined]
+    for rp in req.resource_profiles:
         service = next(
             kv.value.string_value for kv in rp.resource.attributes if kv.key == "service.name"
         )
