@@ -7,6 +7,8 @@ import math
 import os
 import re
 import tracemalloc
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from mem_profiler.parser.heapfile import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report_text import format_text
 from mem_profiler.parser.sampling import drop_note, sample_values, scale_factors, unsample
 from mem_profiler.parser.symbolize import symbolize
+
+T = TypeVar("T")
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
 JEMALLOC = """\
@@ -125,7 +129,7 @@ def large_text_file(tmp_path) -> str:
     return path
 
 
-def traced_peak(work) -> tuple[object, int]:
+def traced_peak(work: Callable[[], T]) -> tuple[T, int]:
     """What work() returns, and the most memory Python and numpy held while it ran."""
     tracemalloc.start()
     try:
