@@ -108,6 +108,18 @@ def _by_number(buf: bytes) -> dict[int, list[int | bytes]]:
     return out
 
 
+def _message(value: int | bytes) -> dict[int, list[int | bytes]]:
+    """The fields, by number, of a field that holds a message (length-delimited)."""
+    assert isinstance(value, bytes)
+    return _by_number(value)
+
+
+def _bytes(value: int | bytes) -> bytes:
+    """A field that holds bytes or a string (length-delimited)."""
+    assert isinstance(value, bytes)
+    return value
+
+
 @dataclass
 class Pprof:
     """What a test reads of a pushed pprof: its sample types, time, period and samples
@@ -150,7 +162,7 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
     if len(raw) > MAX_PROFILE_BYTES:
         raise Refusal(400, "invalid_argument", "profile too large")
     top = _by_number(raw)
-    strings = [s.decode("utf-8") for s in top.get(6, [])]  # type: ignore[union-attr]
+    strings = [_bytes(s).decode("utf-8") for s in top.get(6, [])]
     if not strings or strings[0] != "":
         raise Refusal(400, "invalid_argument", "string 0 should be empty string")
 
@@ -161,7 +173,7 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
 
     types = []
     for vt in top.get(1, []):
-        t = _by_number(vt)  # type: ignore[arg-type]
+        t = _message(vt)
         name = text(_ints(t.get(1, [0]))[0])
         if "-" in name:
             raise Refusal(400, "invalid_argument", f"sample type {name!r} has a -")
@@ -173,7 +185,7 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
         raise Refusal(400, "invalid_argument", "too many samples")
     functions: dict[int, str] = {}
     for n, f in enumerate(top.get(5, []), 1):
-        fm = _by_number(f)  # type: ignore[arg-type]
+        fm = _message(f)
         fid = _ints(fm.get(1, [0]))[0]
         if fid == 0 or (strict_ids and fid != n):
             raise Refusal(400, "invalid_argument", f"function id {fid} at {n}")
@@ -181,13 +193,13 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
         text(_ints(fm.get(4, [0]))[0])
     mappings = []
     for n, m in enumerate(top.get(3, []), 1):
-        mm = _by_number(m)  # type: ignore[arg-type]
+        mm = _message(m)
         if strict_ids and _ints(mm.get(1, [0]))[0] != n:
             raise Refusal(400, "invalid_argument", f"mapping id at {n}")
         mappings.append(text(_ints(mm.get(6, [0]))[0]))
     locations: dict[int, list[str]] = {}
     for n, loc in enumerate(top.get(4, []), 1):
-        lm = _by_number(loc)  # type: ignore[arg-type]
+        lm = _message(loc)
         lid = _ints(lm.get(1, [0]))[0]
         if lid == 0 or (strict_ids and lid != n):
             raise Refusal(400, "invalid_argument", f"location id {lid} at {n}")
@@ -196,14 +208,14 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
             raise Refusal(400, "invalid_argument", f"mapping {mapping} out of range")
         names = []
         for line in lm.get(4, []):
-            fid = _ints(_by_number(line).get(1, [0]))[0]  # type: ignore[arg-type]
+            fid = _ints(_message(line).get(1, [0]))[0]
             if fid not in functions:
                 raise Refusal(400, "invalid_argument", f"function {fid} out of range")
             names.append(functions[fid])
         locations[lid] = names or [hex(_ints(lm.get(3, [0]))[0])]
     samples = []
     for s in samples_raw:
-        sm = _by_number(s)  # type: ignore[arg-type]
+        sm = _message(s)
         ids, values = _ints(sm.get(1, [])), _ints(sm.get(2, []))
         if len(values) != len(types):
             raise Refusal(400, "invalid_argument", "values do not match the sample types")
@@ -344,10 +356,10 @@ class Backend:
                 [(_string(pair, 1), _string(pair, 2)) for pair in parts.get(1, [])]
             )
             for sample in parts.get(2, []):
-                raw = _by_number(sample).get(1, [b""])[0]  # type: ignore[arg-type]
-                profile = read_pprof(raw)  # type: ignore[arg-type]
+                raw = _bytes(_message(sample).get(1, [b""])[0])
+                profile = read_pprof(raw)
                 self._check_time(profile)
-                taken.append(Push(labels, profile, raw))  # type: ignore[arg-type]
+                taken.append(Push(labels, profile, raw))
         if not taken:
             raise Refusal(400, "invalid_argument", "no profiles received")
         with self.lock:
