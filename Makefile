@@ -205,13 +205,22 @@ soak: setup build
 # the package (pyproject.toml's [tool.mypy]), which it reads by import name through the
 # editable install's links: its file names are put back as the checkout's, as
 # pyproject.toml's package-dir maps them (mem_profiler/parser/ is parser/, ...).
+# Then mypy on tests/ and bench/, by their paths, with the same settings: their own
+# modules found where they are when they run (tests/ for `support.*` and `standins.*`,
+# bench/ for `peak_rss`), each file's module named from its folder (explicit package
+# bases: tests/conftest.py and tests/gpu/conftest.py are two); not the fixtures. The
+# package is the installed one, as above.
 PY_TREE     := bindings parser cmd tests bench
 LINKS_RE    := ^build/__editable__[^/]*/mem_profiler/
+CHECKOUT_PATHS := sed -E 's,$(LINKS_RE)(parser|cmd)/,\1/,; s,$(LINKS_RE),bindings/,'
+MYPY_TESTS  := MYPYPATH=tests:bench $(VENV)/bin/mypy --explicit-package-bases \
+               --exclude '^tests/fixtures/' tests bench
 
 lint: venv
 	$(VENV)/bin/ruff format --check $(PY_TREE)
 	$(VENV)/bin/ruff check $(PY_TREE)
-	set -o pipefail; $(VENV)/bin/mypy | sed -E 's,$(LINKS_RE)(parser|cmd)/,\1/,; s,$(LINKS_RE),bindings/,'
+	set -o pipefail; $(VENV)/bin/mypy | $(CHECKOUT_PATHS)
+	set -o pipefail; $(MYPY_TESTS) | $(CHECKOUT_PATHS)
 
 clean:
 	rm -rf $(BUILD) bindings/libmemprof.so

@@ -100,7 +100,9 @@ def churn_under_run(
     sink.down()
     for f in out.glob("push_*"):
         f.unlink()
-    allocated = int(re.search(r"allocated (\d+)", err)[1])
+    m = re.search(r"allocated (\d+)", err)
+    assert m is not None, err
+    allocated = int(m[1])
     dropped = re.search(r"(\d+) dropped", err)
     return {
         "rate": allocated / seconds,
@@ -167,7 +169,10 @@ def agent_group(
     try:
         time.sleep(seconds)  # the measurement's length, not a wait for a condition
         cpu, peak = cpu_seconds(agent.pid), peak_rss_kib(agent.pid)
-        rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{agent.pid}/status").read_text())[1])
+        status = Path(f"/proc/{agent.pid}/status").read_text()
+        m = re.search(r"VmRSS:\s+(\d+)", status)
+        assert m is not None, status
+        rss = int(m[1])
     finally:
         agent.terminate()
         agent.communicate(timeout=60)

@@ -116,6 +116,7 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
     from mem_profiler.control_block import CMD_START, ControlBlock
     from mem_profiler.controller import attach
 
+    assert row.attach_rate is not None
     command, env = RUNNER.command(argv, dict(row.env, CHURN_WAIT="1"))
     proc = subprocess.Popen(
         command,
@@ -126,6 +127,7 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert proc.stdout is not None
     try:
         assert proc.stdout.readline() == "ready\n"
         # the workload is the runner's child
@@ -204,6 +206,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
     target = subprocess.Popen(
         [str(exe), str(stacks)], stdout=subprocess.PIPE, text=True, env=sampler_env(out, 1)
     )
+    assert target.stdout is not None
     try:
         assert target.stdout.readline() == "ready\n"
         control = next(
@@ -217,7 +220,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
         with LiveView(target.pid, 1, 64, 1.0) as view:
-            names = LiveStacks(f"/proc/{target.pid}/exe")
+            names = LiveStacks(target.pid)
             start = time.perf_counter()
             first = view.snapshot()
             names.update(first.profiles, first.time_ns)

@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cffi import FFI
 
@@ -71,7 +71,7 @@ class HeapBytes(NamedTuple):
     peak: int
 
 
-def _call(name: str):
+def _call(name: str) -> Any:  # a cffi function: cffi has no types
     try:
         return getattr(_process, name)
     except AttributeError:

@@ -30,8 +30,10 @@ from mem_profiler.push.settings import (
 class FiniteFloatRange(click.FloatRange):
     """A FloatRange that also refuses nan, which passes every comparison."""
 
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number: float = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
@@ -42,7 +44,7 @@ class Size(click.ParamType):
 
     name = "size"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         try:
             return parse_size(value)
         except BudgetError as e:

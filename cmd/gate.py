@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from mem_profiler.cmd.cli_input import capture_options, fail
+from mem_profiler.cmd.cli_input import Command, capture_options, fail
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
 from mem_profiler.gate.budgets import (
@@ -33,7 +33,7 @@ SIZE_HELP = {
 }
 
 
-def size_options(command):
+def size_options(command: Command) -> Command:
     for kind in reversed(SIZE_KINDS):
         command = click.option(
             f"--{kind}",

@@ -6,11 +6,21 @@ every check of their combinations in _request, and calls the composer, parser/pi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import fields
+from typing import Any
 
 import click
 
-from mem_profiler.cmd.cli_input import BYTES, FRACTION, MILLISECONDS, leave, run_command, say
+from mem_profiler.cmd.cli_input import (
+    BYTES,
+    FRACTION,
+    MILLISECONDS,
+    Command,
+    leave,
+    run_command,
+    say,
+)
 from mem_profiler.core.errors import ProgramNotHere, UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
@@ -40,7 +50,7 @@ def _regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.
         raise click.BadParameter(f"{value!r} is not a valid regular expression ({e})") from None
 
 
-def _fraction_option(name: str, default: float, dropped: str):
+def _fraction_option(name: str, default: float, dropped: str) -> Callable[[Command], Command]:
     return click.option(
         name,
         type=FRACTION,
@@ -51,7 +61,7 @@ def _fraction_option(name: str, default: float, dropped: str):
     )
 
 
-def _regex_option(name: str, verb: str):
+def _regex_option(name: str, verb: str) -> Callable[[Command], Command]:
     return click.option(
         name,
         metavar="RE",
@@ -276,7 +286,7 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     help=f"With --inefficient: idle means more than N launches between two uses"
     f" [default {IDLE_THRESHOLD}].",
 )
-def cli(heap_files: tuple[str, ...], heap: str | None, **flags) -> None:
+def cli(heap_files: tuple[str, ...], heap: str | None, **flags: Any) -> None:
     """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
     if flags["binary"] is None and _names_frames(flags):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("bindings", "parser", "cmd")
@@ -69,8 +70,12 @@ def opening_calls() -> set[tuple[str, str]]:
                 if not isinstance(node, ast.Call):
                     continue
                 func = ast.unparse(node.func)
-                method = isinstance(node.func, ast.Attribute) and node.func.attr in PATH_METHODS
-                if func in BY_NAME or (method and _on_a_path(node.func)):
+                path_method = (
+                    isinstance(node.func, ast.Attribute)
+                    and node.func.attr in PATH_METHODS
+                    and _on_a_path(node.func)
+                )
+                if func in BY_NAME or path_method:
                     found.add((name, ast.unparse(node)))
     return found
 
@@ -98,7 +103,7 @@ def test_the_walk_sees_a_planted_open(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "rglob", _with(planted, Path.rglob))
     original = Path.read_text
 
-    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+    def read_text(self: Path, *args: Any, **kwargs: Any) -> str:  # Path.read_text's
         if self == planted:
             return "def f(p):\n    return open(p).read()\n"
         return original(self, *args, **kwargs)

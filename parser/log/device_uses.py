@@ -20,7 +20,7 @@ import numpy as np
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.parser.log.analysis import NEVER, WindowLog
+from mem_profiler.parser.log.analysis import NEVER, Allocations, WindowLog
 from mem_profiler.parser.read.event_log import USE_OPS, USE_PARAMS_UNKNOWN, USE_TRUNCATED
 
 KINDS = ("early_allocation", "late_deallocation", "temporary_idleness")
@@ -120,7 +120,7 @@ def inefficient(
     )
 
 
-def _use_times(allocs, i: int, values: np.ndarray, times: np.ndarray) -> np.ndarray:
+def _use_times(allocs: Allocations, i: int, values: np.ndarray, times: np.ndarray) -> np.ndarray:
     """The times of the operations that passed a value inside block i while it was live."""
     address = allocs.address[i]
     lo, hi = np.searchsorted(values, [address, address + allocs.size[i]])
@@ -129,7 +129,7 @@ def _use_times(allocs, i: int, values: np.ndarray, times: np.ndarray) -> np.ndar
 
 
 def _block_findings(
-    allocs,
+    allocs: Allocations,
     i: int,
     used: np.ndarray,
     launch_ns: np.ndarray,

@@ -9,7 +9,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
@@ -41,6 +41,7 @@ from mem_profiler.parser.read.text import (
     MAPPED_LIBRARIES,
     NO_NUL,
     U64_MAX,
+    LineError,
     decode,
     read_mappings,
     show,
@@ -190,9 +191,10 @@ def _header_bytes(f: BinaryIO) -> bytes:
     return bytes(head)
 
 
-def read_heap_header(path: str) -> HeapProfile:
+def read_heap_header(path: str | os.PathLike[str]) -> HeapProfile:
     """Only the `#` lines before the first stack (who ran, with which build-ids): what a
     command needs to know before it reads the whole file. HeapFileError on a problem."""
+    path = os.fspath(path)
     with read_errors(path, HeapFileError), open_regular(path, "a .heap file", HeapFileError) as f:
         first = f.read(_TREE_PREFIX_LEN)
         _refuse_a_cut_first_line(first, path)
@@ -318,7 +320,9 @@ def _figure_arrays(name: str, count: int) -> list[tuple[str, str, int]]:
     ]
 
 
-def _stack_figures(arrays: dict[str, np.ndarray], name: str, fail) -> StackFigures:
+def _stack_figures(
+    arrays: dict[str, np.ndarray], name: str, fail: Callable[[str], HeapFileError]
+) -> StackFigures:
     """What each of the profile's stacks held, from a tree's figures of some of them."""
     kept = np.asarray(np.column_stack([arrays[counter] for counter in _COUNTERS]).any(axis=1))
     rows, est = arrays[f"{name}_row"], arrays[f"{name}_est"].reshape(-1, 2)
@@ -370,7 +374,12 @@ def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, i
     ]
 
 
-def _tree_profile(prof: HeapProfile, arrays: dict[str, np.ndarray], noted: list[_Noted], fail):
+def _tree_profile(
+    prof: HeapProfile,
+    arrays: dict[str, np.ndarray],
+    noted: list[_Noted],
+    fail: Callable[[str], HeapFileError],
+) -> None:
     """Fill `prof` with the stacks (those with counts), counters, estimates and labels of a
     tree's arrays, and the stacks of its noted events; `fail` for damage."""
     frame, parent, node_frame = arrays["frame"], arrays["parent"], arrays["node_frame"]
@@ -826,7 +835,7 @@ def _parse_lines(
     return prof
 
 
-def _estimate(line: str, lineno: int, fail) -> tuple[float, ...]:
+def _estimate(line: str, lineno: int, fail: LineError) -> tuple[float, ...]:
     """The four sums of a `# estimate:` line."""
     fields = line[len(_ESTIMATE) :].split()
     try:

@@ -5,13 +5,16 @@ legacy profiles of other tools, `--- Memory map: ---`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.memory_map import MemoryMapping, parse_maps_line
 from mem_profiler.core.profile import HeapProfile
 
 U64_MAX = 2**64 - 1
 NO_NUL = "a NUL byte, which no file name can hold"
+# The error of a reader at a line of its file: (line number, what is wrong) -> error
+LineError = Callable[[int, str], HeapFileError]
 MAPPED_LIBRARIES = "MAPPED_LIBRARIES:"
 
 
@@ -20,7 +23,7 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def read_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> None:
+def read_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail: LineError) -> None:
     """Read the (line number, line) pairs after `MAPPED_LIBRARIES:` into prof.mappings."""
     for lineno, raw in lines:
         line = raw.strip()
@@ -33,7 +36,7 @@ def read_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> 
         prof.mappings.append(mapping)
 
 
-def _check_mapping(mapping: MemoryMapping, lineno: int, line: str, fail) -> None:
+def _check_mapping(mapping: MemoryMapping, lineno: int, line: str, fail: LineError) -> None:
     if max(mapping.end, mapping.offset) > U64_MAX or mapping.start > mapping.end:
         raise fail(
             lineno,
@@ -52,7 +55,9 @@ _BRIEF_MAP_RE = re.compile(
 )
 
 
-def read_legacy_mappings(prof: HeapProfile, lines: Iterable[tuple[int, str]], fail) -> None:
+def read_legacy_mappings(
+    prof: HeapProfile, lines: Iterable[tuple[int, str]], fail: LineError
+) -> None:
     """The memory map of another tool's legacy profile, read as pprof reads it: lines of
     /proc/<pid>/maps or the short form `START-END: FILE`, `NAME=VALUE` lines whose
     `$NAME` later lines use (heapz's `source=`), anything else skipped; mappings that

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import Protocol, overload
 
 import numpy as np
 
@@ -30,6 +32,18 @@ RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
 # the categories' areas (parser/model/categories.py), in the order of their names
 CATEGORY_COLORS = ("#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69", "#fccde5")
 MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
+
+
+class XScale(Protocol):
+    """A time (ns) to the plot's horizontal coordinate, or an array of times to theirs."""
+
+    @overload
+    def __call__(self, t_ns: float, /) -> float: ...
+    @overload
+    def __call__(self, t_ns: np.ndarray, /) -> np.ndarray: ...
+
+
+YScale = Callable[[float], float]  # a number of bytes to the plot's vertical coordinate
 
 
 def format_timeline(
@@ -57,7 +71,11 @@ def format_timeline(
     x_top, x_ticks = _ticks(t_end / t_scale)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
-    def x(t_ns):  # a time, or an array of times, to the horizontal coordinate
+    @overload
+    def x(t_ns: float) -> float: ...
+    @overload
+    def x(t_ns: np.ndarray) -> np.ndarray: ...
+    def x(t_ns: float | np.ndarray) -> float | np.ndarray:  # XScale
         return LEFT + plot_w * np.minimum(t_ns / t_scale / x_top, 1.0)
 
     def y(nbytes: float) -> float:
@@ -135,8 +153,8 @@ def _label(value: float) -> str:
 
 
 def _axes(
-    x,
-    y,
+    x: XScale,
+    y: YScale,
     x_ticks: list[float],
     y_ticks: list[float],
     t_scale: float,
@@ -175,7 +193,7 @@ def _axes(
     return out
 
 
-def _intervals(records: np.ndarray, log: EventLog, color: str, x, y) -> list[str]:
+def _intervals(records: np.ndarray, log: EventLog, color: str, x: XScale, y: YScale) -> list[str]:
     """A heap's timeline records: each interval's peak as a shaded step."""
     if not len(records):
         return []
@@ -194,7 +212,9 @@ def _intervals(records: np.ndarray, log: EventLog, color: str, x, y) -> list[str
     ]
 
 
-def _curve(times: np.ndarray, values: np.ndarray, t_end: int, color: str, x, y) -> str:
+def _curve(
+    times: np.ndarray, values: np.ndarray, t_end: int, color: str, x: XScale, y: YScale
+) -> str:
     """A heap's replayed live bytes (see replay) as a step line, four points per pixel
     column with events: the value before them, their minimum, maximum and last value."""
     columns = np.floor(x(times)).astype(np.int64)
@@ -222,7 +242,7 @@ def _curve(times: np.ndarray, values: np.ndarray, t_end: int, color: str, x, y) 
     )
 
 
-def _marks(log: EventLog, x, plot_h: float) -> list[str]:
+def _marks(log: EventLog, x: XScale, plot_h: float) -> list[str]:
     """Ranges as bands, other marks as dashed lines, each labelled along its left edge."""
     out = []
     ends = {m.id: m for m in log.marks if m.kind == "range_end"}
@@ -254,7 +274,7 @@ def _marks(log: EventLog, x, plot_h: float) -> list[str]:
     return out
 
 
-def _peak(p: Peak, x, y) -> list[str]:
+def _peak(p: Peak, x: XScale, y: YScale) -> list[str]:
     px, py = x(p.time_ns), y(p.bytes)
     text = f"peak {format_amount(p.bytes, 'bytes')} ({p.heap}) at {p.time_ns / MS:.1f} ms"
     anchor, dx = ("end", -8) if px > LEFT + (WIDTH - LEFT - RIGHT) * 0.6 else ("start", 8)
@@ -267,7 +287,7 @@ def _peak(p: Peak, x, y) -> list[str]:
 
 
 def _stacked(
-    times: np.ndarray, values: np.ndarray, names: list[str], t_end: int, x, y
+    times: np.ndarray, values: np.ndarray, names: list[str], t_end: int, x: XScale, y: YScale
 ) -> list[str]:
     """The categories' live bytes (replay_groups) as areas stacked in the order of their
     names, in steps: a pixel column with events takes its last value."""

@@ -40,6 +40,9 @@ from mem_profiler.parser.symbols.tree_sums import TreeStacks, location_frames
 # sampler's stacks are at most 128 native frames and their Python frames.
 MERGE_DEPTH = 4096
 InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
+# Locations as _with_inlined gives them: (address, function, where and inlined of each
+# location, and the first location of each address, or None when nothing is inlined)
+Locations = tuple[np.ndarray, np.ndarray, list[Where], np.ndarray, np.ndarray | None]
 
 # An argument list: never C++'s `(anonymous namespace)`, nor a group that starts the name
 # or follows a single `:`, as in the names pprof profiles of other languages give
@@ -401,7 +404,7 @@ def symbolize(
     return sym if native or tree is not None else fold_interpreter_frames(sym)
 
 
-def _address_frames(profile: HeapProfile, resolver: _Resolver):
+def _address_frames(profile: HeapProfile, resolver: _Resolver) -> tuple[Locations, np.ndarray]:
     """The locations of the profile's distinct addresses (as _with_inlined gives them),
     and its frames as indices among those addresses."""
     addrs = _call_sites(profile.addrs, profile.offsets)
@@ -420,7 +423,9 @@ def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return sites
 
 
-def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool):
+def _merged(
+    profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool
+) -> tuple[HeapProfile, Locations, StackTree, np.ndarray, bool]:
     """The profile of its tree's `stacks` merged by function (merged_stacks), the
     locations of the tree's addresses (as _with_inlined gives them), the merged stacks,
     the address each of their nodes stands for (an index among those addresses), and
@@ -451,7 +456,7 @@ def _merged(profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native
     return merged, locations, merged_stacks, node_address, fold
 
 
-def _function_keys(locations) -> np.ndarray:
+def _function_keys(locations: Locations) -> np.ndarray:
     """Per address (with their `locations` as _with_inlined gives them) a key
     equal where their locations name the same functions."""
     _, func_of, _, _, first = locations
@@ -474,9 +479,9 @@ def _function_keys(locations) -> np.ndarray:
 def _with_inlined(
     addrs: np.ndarray,
     func_of: np.ndarray,
-    where: list[tuple[str, int] | None],
+    where: list[Where],
     inlined: dict[int, InlinedFrames],
-):
+) -> Locations:
     """Locations of the unique addrs with the calls inlined at them: (address, function,
     where and inlined of each location, and the first location of each address, or None
     when nothing is inlined and locations are the addresses)."""

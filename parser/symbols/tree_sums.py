@@ -236,7 +236,17 @@ class _Sums:
             cum += more[1]
         return flat, cum
 
-    def _cum(self, loc_node, loc_at, loc, kept, cut, last_alloc, kind, with_python):
+    def _cum(
+        self,
+        loc_node: np.ndarray,
+        loc_at: np.ndarray,
+        loc: np.ndarray,
+        kept: list[np.ndarray],
+        cut: list[np.ndarray],
+        last_alloc: np.ndarray,
+        kind: np.ndarray,
+        with_python: np.ndarray,
+    ) -> np.ndarray:
         """Per name, the value of the simple stacks with a location of it: each counted at
         its rootmost kept location of the name in the stack, whose node has no kept
         ancestor with a location of that name (a query on the tree's Euler tour)."""
@@ -275,7 +285,9 @@ class _Sums:
         cum += np.bincount(name[counted], weights=weights[3][node[counted]], minlength=n)
         return cum
 
-    def _subtree_values(self, tin, tout, kind, with_python) -> list[np.ndarray]:
+    def _subtree_values(
+        self, tin: np.ndarray, tout: np.ndarray, kind: np.ndarray, with_python: np.ndarray
+    ) -> list[np.ndarray]:
         """Per node, the value of the simple stacks of each kind whose native leaf is it
         or under it, and (last) of those with Python frames whose Python leaf is."""
         stacks = self.ts.stacks

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 from support import arm64
 from support.heap_files import edit_heap_paths
 from support.paths import LIBMEMPROF, MEM_PROFILER
@@ -35,7 +36,9 @@ DEPTH = 128
 def exported(path) -> set[str]:
     with open(path, "rb") as f:
         elf = ELFFile(f)
-        symbols = elf.get_section_by_name(".dynsym").iter_symbols()
+        dynsym = elf.get_section_by_name(".dynsym")
+        assert isinstance(dynsym, SymbolTableSection)
+        symbols = dynsym.iter_symbols()
         return {
             s.name
             for s in symbols
@@ -153,13 +156,16 @@ def test_a_window_of_an_idle_started_program_through_its_control_block(tmp_path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as target:
+        assert target.stdin is not None and target.stdout is not None
+        assert target.stderr is not None
+        stdin, stdout = target.stdin, target.stdout
 
         def ask(line: str) -> str:
-            target.stdin.write(line + "\n")
-            target.stdin.flush()
-            return target.stdout.readline().strip()
+            stdin.write(line + "\n")
+            stdin.flush()
+            return stdout.readline().strip()
 
-        pid = int(target.stdout.readline().split()[1])
+        pid = int(stdout.readline().split()[1])
         wait_for(
             lambda: any(t.pid == pid and t.state == "idle" for t in list_targets()),
             timeout=30,

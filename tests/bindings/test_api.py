@@ -212,6 +212,7 @@ def test_a_controllers_log_window_leaves_the_processs_own_mode(tmp_path):
         env=environ,
         cwd="/tmp",
     )
+    assert proc.stdin is not None and proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "ready"
         controller = subprocess.run(

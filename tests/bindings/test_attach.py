@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support.device import (
@@ -78,12 +79,14 @@ class Target:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self.proc.stdout is not None
         self.pid = int(self.proc.stdout.readline().split()[1])
 
     def counters(self) -> tuple[int, ...]:
         return struct.unpack("<4Q", self.counters_path.read_bytes()[:32])
 
     def ask(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
@@ -136,6 +139,7 @@ def malloc_slots(pid: int) -> dict[str, int]:
                     if not isinstance(section, RelocationSection):
                         continue
                     symbols = elf.get_section(section["sh_link"])
+                    assert isinstance(symbols, SymbolTableSection)
                     for rel in section.iter_relocations():
                         name = symbols.get_symbol(rel["r_info_sym"]).name
                         if rel["r_info_type"] in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT) and (
@@ -185,7 +189,9 @@ def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
     # The threads allocate only inside the window (from its first tick to a tick before
     # its end), so the counters give its truth to the byte.
     assert t.ask("pause") == "pause"
-    c0, c1, during = t.counters(), [], {}
+    c0 = t.counters()
+    c1: list[int] = []
+    during: dict[str, int] = {}
 
     def at_each_tick(elapsed, status):
         if not during:
@@ -227,7 +233,7 @@ def test_signals_during_the_injection_all_arrive(target):
     that reach a thread while it is stopped or calling dlopen for us are delivered after."""
     t = target()
     attached = threading.Event()
-    sent = []
+    sent: list[int] = []
 
     def send():  # from before the injection starts until after it ends
         while not attached.is_set() or len(sent) < 100:
@@ -330,6 +336,7 @@ def test_attach_to_a_non_pie_python_whose_malloc_is_its_plt_stub(tmp_path):
         text=True,
         env={**os.environ, "PYTHONMALLOC": "malloc"},
     )
+    assert proc.stdin is not None and proc.stdout is not None
     try:
         assert proc.stdout.readline() == "ready\n"
         controller = attach_window(proc.pid, "-c", "1", "-o", tmp_path / "py_")
@@ -624,30 +631,34 @@ def run_in_a_window(
     proc = subprocess.Popen(
         [str(exe), *args], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
     try:
-        assert [proc.stdout.readline() for _ in ready] == ready
+        assert [stdout.readline() for _ in ready] == ready
         attach(proc.pid)
-        output = []
+        output: list[str] = []
 
         def run_the_sites(elapsed, status):
             if not output:
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
+                stdin.write("go\n")
+                stdin.flush()
                 while not output or not output[-1].startswith("checksum="):
-                    output.append(proc.stdout.readline())
+                    output.append(stdout.readline())
 
         result = capture_window(proc.pid, 1.0, 1024, 64, str(prefix), progress=run_the_sites)
-        proc.stdin.write("exit\n")
-        proc.stdin.flush()
+        stdin.write("exit\n")
+        stdin.flush()
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         Path(segment_path(proc.pid)).unlink(missing_ok=True)
-    heaps = {
-        re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f)[1] or "host": Path(f) for f in result.paths
-    }
+    heaps = {}
+    for f in result.paths:
+        m = re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f)
+        assert m is not None, f
+        heaps[m[1] or "host"] = Path(f)
     return "".join(output), heaps
 
 
@@ -724,6 +735,7 @@ def test_controller_killed_the_window_closes_at_its_deadline_and_slots_come_back
 def test_attach_when_every_thread_is_busy_allocating(build_fixture, tmp_path):
     exe = build_fixture("attach_busy")
     proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
     try:
         pid = int(proc.stdout.readline().split()[1])
         for _ in range(3):

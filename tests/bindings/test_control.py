@@ -125,6 +125,7 @@ def test_windows_opened_in_process_are_listed_as_they_are(tmp_path):
     def listed(state: str) -> bool:
         return any(t.pid == proc.pid and t.state == state for t in list_targets())
 
+    assert proc.stdin is not None and proc.stdout is not None
     try:
         wait_for(lambda: listed("capturing"), what="the window opened at load to be listed")
         proc.stdin.write("\n")
@@ -296,6 +297,7 @@ def test_ctrl_c_the_moment_the_window_opens_still_collects(server, tmp_path):
         heap = tmp_path / f"i{attempt}_{server.pid}.0001.heap"  # each prefix from 0001
         assert out == f"succeeded in collecting memory data!  {heap}\n"
         start, end = read_heap(heap).window_ns
+        assert start is not None and end is not None
         assert 0 < end - start < 60e9  # ended by the interrupt, not its 60 s
 
 

@@ -41,7 +41,7 @@ def shared(tmp_path) -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
-def cli(*args: str | Path) -> subprocess.CompletedProcess:
+def cli(*args: str | Path | int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [MEM_PROFILER, *map(str, args)], capture_output=True, text=True, timeout=60
     )
@@ -124,6 +124,7 @@ def test_root_attaches_to_another_users_process(server_exe, shared):
     proc = subprocess.Popen(
         ["runuser", "-u", owner, "--", str(server_exe)], stdout=subprocess.PIPE, text=True
     )
+    assert proc.stdout is not None
     pid = None
     try:
         pid = int(proc.stdout.readline().split()[1])
@@ -158,14 +159,17 @@ class WorkerPool:
         self.proc = subprocess.Popen(
             [*launch, str(exe), user, "2", *mode], stdout=subprocess.PIPE, text=True
         )
-        (kind, pid), self.workers = self.proc.stdout.readline().split(), []
+        assert self.proc.stdout is not None
+        self.stdout = self.proc.stdout
+        (kind, pid) = self.stdout.readline().split()
+        self.workers: list[int] = []
         assert kind == "master"
         self.master = int(pid)
         self.more_workers()
 
     def more_workers(self) -> list[int]:
         """The next two workers to start (the first two, then two after each SIGHUP)."""
-        lines = [self.proc.stdout.readline().split() for _ in range(2)]
+        lines = [self.stdout.readline().split() for _ in range(2)]
         assert [kind for kind, _ in lines] == ["worker", "worker"], lines
         started = sorted(int(pid) for _, pid in lines)
         self.workers += started
@@ -183,7 +187,7 @@ class WorkerPool:
     def batch(self, worker: int) -> None:
         """Has the worker make its batch; returns once it did."""
         os.kill(worker, signal.SIGUSR1)
-        assert self.proc.stdout.readline().split() == ["batch", str(worker)]
+        assert self.stdout.readline().split() == ["batch", str(worker)]
 
     def stop(self) -> None:
         os.kill(self.master, signal.SIGTERM)

@@ -39,7 +39,15 @@ class Postgres:
         data = self.folder / "data"
         self.as_postgres("initdb", "-D", data, "-A", "trust", "-U", "postgres").check_returncode()
         launch = [MEM_PROFILER, "run", "--idle", "--"] if preloaded else []
-        server = [self.bin / "postgres", "-D", data, "-k", self.folder, "-p", PORT]
+        server: list[str | Path] = [
+            self.bin / "postgres",
+            "-D",
+            data,
+            "-k",
+            self.folder,
+            "-p",
+            PORT,
+        ]
         self.proc = subprocess.Popen(
             [*launch, "runuser", "-u", "postgres", "--", *server, "-c", "listen_addresses="],
             stdout=subprocess.DEVNULL,

@@ -65,14 +65,15 @@ def test_a_byte_less_fails_each_budget_naming_the_stacks(sites, tmp_path):
             rf"^FAIL host {kind} {value:,} B .* > limit {value - 1:,} B .*exact$", proc.stderr, re.M
         ), proc.stderr
     blocks = dict(re.findall(r"^FAIL host (\S+) .*\n((?:     .*\n)+)", proc.stderr, re.M))
-    first = {
-        kind: re.search(
+    first = {}
+    for kind, block in blocks.items():
+        m = re.search(
             rf"^ +([\d,]+) B  (\w+) {re.escape(str(FIXTURES / 'budget_sites.c'))}:\d+ < main ",
             block,
             re.M,
-        ).groups()
-        for kind, block in blocks.items()
-    }
+        )
+        assert m is not None, block
+        first[kind] = m.groups()
     assert first == {kind: ("1,000,000", "grow_site") for kind in TRUTH}
     # live at exit and leaks list the stacks still holding memory, and only those
     assert "keep_one" in blocks["max-live-at-exit"] and "scratch" not in blocks["max-live-at-exit"]
@@ -182,8 +183,10 @@ def test_budget_file_commands_junit_and_json(sites, baseline, tmp_path):
     ] == [("memory budgets: small", "2", "0", "0"), ("memory budgets: grown", "3", "2", "0")]
     grown = {c.get("name"): c.find("failure") for c in suites[1].iter("testcase")}
     assert grown["host max-leak-per-stack 2.00 MiB"] is None
-    assert "1,350,000 B" in grown["host max-peak 1.19 MiB"].get("message")
-    assert "grow_site" in grown[f"host max-growth-vs {baseline} +5%"].text
+    peak, growth = grown["host max-peak 1.19 MiB"], grown[f"host max-growth-vs {baseline} +5%"]
+    assert peak is not None and growth is not None and growth.text is not None
+    assert "1,350,000 B" in peak.attrib["message"]
+    assert "grow_site" in growth.text
 
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["exit_status"] == 1 and doc["verdict"] == "exceeded"
@@ -213,10 +216,10 @@ def assert_junit_valid(path: Path) -> list[ET.Element]:
     for index, suite in enumerate(suites):
         assert suite.tag == "testsuite"
         assert suite_attrs <= set(suite.attrib) <= suite_attrs | {"skipped"}
-        assert suite.get("name").strip() and suite.get("hostname").strip()
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", suite.get("timestamp"))
-        assert int(suite.get("id")) == index
-        float(suite.get("time"))
+        assert suite.attrib["name"].strip() and suite.attrib["hostname"].strip()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", suite.attrib["timestamp"])
+        assert int(suite.attrib["id"]) == index
+        float(suite.attrib["time"])
         tags = [child.tag for child in suite]
         assert tags == [
             "properties",
@@ -224,19 +227,21 @@ def assert_junit_valid(path: Path) -> list[ET.Element]:
             "system-out",
             "system-err",
         ], tags
-        for prop in suite.find("properties"):
+        properties = suite.find("properties")
+        assert properties is not None
+        for prop in properties:
             assert prop.tag == "property" and set(prop.attrib) == {"name", "value"}
         cases = suite.findall("testcase")
         for case in cases:
             assert set(case.attrib) == {"name", "classname", "time"}
-            float(case.get("time"))
+            float(case.attrib["time"])
             assert len(case) <= 1
             for outcome in case:
                 assert outcome.tag in ("failure", "error", "skipped")
                 assert "type" in outcome.attrib and set(outcome.attrib) <= {"type", "message"}
         for attr, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
             assert int(suite.get(attr, 0)) == sum(c.find(tag) is not None for c in cases)
-        assert int(suite.get("tests")) == len(cases)
+        assert int(suite.attrib["tests"]) == len(cases)
     return suites
 
 
@@ -282,7 +287,13 @@ def test_a_profile_that_dropped_samples_is_no_measurement(build_fixture, tmp_pat
         proc.stderr,
         re.M,
     ), proc.stderr
-    args = ("--json", tmp_path / "partial.json", "--stack-memory", "1", "--allow-dropped")
+    args: tuple[str | Path, ...] = (
+        "--json",
+        tmp_path / "partial.json",
+        "--stack-memory",
+        "1",
+        "--allow-dropped",
+    )
     proc = gate(total, *args, "--", program, str(blocks), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     partial = results_of(tmp_path / "partial.json")["max-total-alloc"]

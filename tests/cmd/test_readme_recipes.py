@@ -25,6 +25,7 @@ RECIPE = re.search(
 
 def recipe_run(program: list[str]) -> list[str]:
     """The README's `mem_profiler run` line, `program` in place of its `./myprog args...`."""
+    assert RECIPE is not None
     words = shlex.split(RECIPE[1])
     assert words[0] == "mem_profiler" and words[-2:] == ["./myprog", "args..."], RECIPE[1]
     return [MEM_PROFILER, *words[1:-2], *program]
@@ -32,6 +33,7 @@ def recipe_run(program: list[str]) -> list[str]:
 
 def recipe_report(pid: int, cwd) -> list[str]:
     """The README's `mem_parser` line for the process `pid`: its report's lines."""
+    assert RECIPE is not None
     words = shlex.split(RECIPE[2].replace("<pid>", str(pid)))
     assert words[0] == "mem_parser", RECIPE[2]
     done = subprocess.run(
@@ -56,10 +58,14 @@ def test_a_python_program_that_keeps_a_module_cache(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    pid = int(re.search(r"myprog_(\d+)\.0001\.heap", proc.stderr)[1])
+    m = re.search(r"myprog_(\d+)\.0001\.heap", proc.stderr)
+    assert m is not None, proc.stderr
+    pid = int(m[1])
     cum, name = first_row(recipe_report(pid, tmp_path))
     assert name == "fill_cache (python_cache.py)"
-    truth = int(re.search(r"^cache_bytes=(\d+)$", proc.stdout, re.M)[1])
+    m = re.search(r"^cache_bytes=(\d+)$", proc.stdout, re.M)
+    assert m is not None, proc.stdout
+    truth = int(m[1])
     assert_estimate(cum * MB, truth, relative_sd(256, 64 * 1024, 1024) + 0.05 * MB / truth, 0.05)
 
 
@@ -73,6 +79,7 @@ def test_a_c_service_stopped_with_sigterm(build_fixture, tmp_path):
         cwd=tmp_path,
         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
     )
+    assert service.stdout is not None
     try:
         assert service.stdout.readline() == "serving\n"
         service.send_signal(signal.SIGTERM)  # to `mem_profiler run`, which passes it on
@@ -81,7 +88,9 @@ def test_a_c_service_stopped_with_sigterm(build_fixture, tmp_path):
         service.kill()
         service.wait()
     assert service.returncode == 128 + signal.SIGTERM, err
-    pid = int(re.search(r"myprog_(\d+)\.0001\.heap", err)[1])
+    m = re.search(r"myprog_(\d+)\.0001\.heap", err)
+    assert m is not None, err
+    pid = int(m[1])
     cum, name = first_row(recipe_report(pid, tmp_path))
     assert name == "serve_request"
     assert_estimate(cum * MB, 2000 * 4096, relative_sd(2000, 4096, 1024) + 0.05 * MB / 8e6, 0.05)

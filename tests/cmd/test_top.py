@@ -63,8 +63,7 @@ def grower(grower_exe):
 
 @pytest.fixture
 def server(build_fixture):
-    s = Server(build_fixture("server"))
-    s.exe = build_fixture("server")
+    s = Server(build_fixture("server"))  # s.exe: the program
     yield s
     s.stop()
 
@@ -226,6 +225,7 @@ def test_a_killed_tops_window_closes_at_its_deadline(grower):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert view.stdout is not None
     try:
         while view.stdout.readline().strip():  # the first refresh
             pass
@@ -255,6 +255,7 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert runner.stdout is not None
     try:
         pid = int(runner.stdout.readline().split()[1])
     except (IndexError, ValueError):
@@ -291,6 +292,7 @@ def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
     plain = subprocess.Popen(
         [str(grower_exe)], stdout=subprocess.PIPE, text=True, env=WITHOUT_SAMPLER
     )
+    assert plain.stdout is not None
     try:
         plain.stdout.readline()
         proc = subprocess.run(

@@ -48,7 +48,9 @@ def test_cuda_segments_match_memory_reserved(torch_python, tmp_path):
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    reserved = int(re.search(r"^memory_reserved=(\d+)$", proc.stdout, re.M).group(1))
+    m = re.search(r"^memory_reserved=(\d+)$", proc.stdout, re.M)
+    assert m is not None, proc.stdout
+    reserved = int(m[1])
     assert reserved > 1 << 30, "the workload reserves over 1 GiB"
 
     heaps = sorted(tmp_path.glob("t_*.0001.cuda_segments.heap"))

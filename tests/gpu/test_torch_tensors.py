@@ -80,14 +80,17 @@ class Served:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
+        assert self.proc.stdout is not None
         self.pid = int(self.proc.stdout.readline().split()[1])
 
     def phase(self) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("phase\n")
         self.proc.stdin.flush()
         return "".join(iter(self.proc.stdout.readline, "done\n"))
 
     def quit(self) -> int:
+        assert self.proc.stdin is not None
         self.proc.stdin.write("quit\n")
         self.proc.stdin.flush()
         return self.proc.wait(timeout=120)

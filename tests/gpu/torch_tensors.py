@@ -16,7 +16,7 @@ import sys
 import torch
 
 MiB = 1 << 20
-kept = []
+kept: list[torch.Tensor] = []
 
 
 def tensor(nbytes):

@@ -87,6 +87,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path):
         [sys.executable, "-c", KILLED_WRITER, str(report)], stdout=subprocess.PIPE, text=True
     )
     try:
+        assert killed.stdout is not None
         assert killed.stdout.readline() == "writing\n"
     finally:
         killed.kill()

@@ -50,8 +50,9 @@ MAPPED_LIBRARIES:
 """
 
 
-def run_main(capsys, main, *argv: str) -> tuple[int, str, str]:
+def run_main(capsys, main, *argv: str | Path | int) -> tuple[int | str, str, str]:
     """A command's main() in this process: (exit status, stdout, stderr)."""
+    code: int | str
     try:
         main([str(a) for a in argv])
         code = 0
@@ -241,9 +242,9 @@ def test_a_fifo_as_a_budget_file_is_refused(capsys, fifo):
 def test_numbers_out_of_range_name_the_line(tmp_path, capsys, change, lineno, what):
     path = tmp_path / "x.heap"
     path.write_text(OURS.replace(*change))
-    with pytest.raises(HeapFileError) as err:
+    with pytest.raises(HeapFileError) as raised:
         read_heap(path)
-    assert str(err.value).startswith(f"{path}:{lineno}: {what}"), err.value
+    assert str(raised.value).startswith(f"{path}:{lineno}: {what}"), raised.value
     code, out, err = run_main(capsys, mem_parser.main, "-p", "/bin/true", "-f", path, "-t")
     assert (code, out) == (2, "")
     assert err.startswith(f"mem_parser: {path}:{lineno}: {what}") and err.count("\n") == 1
@@ -427,7 +428,9 @@ def test_control_characters_in_a_command_keep_the_junit_report_well_formed(tmp_p
     )
     assert done.returncode == 0, done.stderr
     shown = f"{sys.executable} -c pass a\\x01b\\x1bc"
-    assert ET.parse(junit).find(".//property[@name='command']").get("value") == shown
+    command = ET.parse(junit).find(".//property[@name='command']")
+    assert command is not None
+    assert command.get("value") == shown
     assert done.stderr.startswith(f"mem_profiler gate: python: {shown} (pid ")
 
 

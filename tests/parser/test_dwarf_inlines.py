@@ -126,6 +126,7 @@ def test_a_damaged_unit_is_an_elf_error(tmp_path, monkeypatch):
     data = bytearray(exe.read_bytes())
     with open(exe, "rb") as f:
         info = ELFFile(f).get_section_by_name(".debug_info")
+        assert info is not None
         start, size = info["sh_offset"], info["sh_size"]
     half = size // 2  # the unit's own DIE intact, its children garbled
     data[start + half : start + size] = b"\xff" * (size - half)

@@ -73,7 +73,7 @@ def answer(main, argv: list[str], *prefixes: str) -> int:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), time_limit(TIME_LIMIT_S):
         try:
             main(argv)
-            code = 0
+            code: int | str = 0
         except SystemExit as e:
             code = e.code or 0
     text = err.getvalue()

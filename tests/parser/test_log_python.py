@@ -47,10 +47,10 @@ def test_peak_names_the_scripts_functions(steps, capsys):
     text = capsys.readouterr().out
     assert truth.frame("spike") in text and truth.frame("step_leak") in text
     cum = {row["name"]: row["cum"] for row in parser_json(capsys, "-f", heap, "--peak")["rows"]}
-    assert_estimate(cum[truth.frame("spike")], *truth.estimate_sd("spike", RATE), LIMIT)
-    assert_estimate(
-        cum[truth.frame("step_leak")], *truth.estimate_sd("step_leak", RATE, truth.steps), LIMIT
-    )
+    spike, spike_sd = truth.estimate_sd("spike", RATE)
+    assert_estimate(cum[truth.frame("spike")], spike, spike_sd, LIMIT)
+    leak, leak_sd = truth.estimate_sd("step_leak", RATE, truth.steps)
+    assert_estimate(cum[truth.frame("step_leak")], leak, leak_sd, LIMIT)
 
 
 @pytest.mark.parametrize("step", [0, 1, 2])
@@ -66,7 +66,8 @@ def test_mark_leaks_of_each_step_are_step_leaks(steps, capsys, step):
     leaks = parser_json(capsys, *args)["leaks"]
     mine = [leak for leak in leaks if truth.frame("step_leak") in leak["stack"]]
     assert len(mine) == 1 and mine[0] is leaks[0], leaks
-    assert_estimate(mine[0]["bytes"], *truth.estimate_sd("step_leak", RATE), LIMIT)
+    leak, leak_sd = truth.estimate_sd("step_leak", RATE)
+    assert_estimate(mine[0]["bytes"], leak, leak_sd, LIMIT)
     # the spike, freed within the step, is no leak
     assert not any(truth.frame("spike") in leak["stack"] for leak in leaks)
 

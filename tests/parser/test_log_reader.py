@@ -138,6 +138,7 @@ def test_log_cut_mid_record_is_read_up_to_the_last_whole_one(curve, tmp_path):
     # cut inside the head of a record, just after it, and in its middle, for each type
     # (a record's head whole and its body cut once made the reader loop forever); each
     # a record after the first event, so that some events come before the cut
+    cuts: list[tuple[int, int | None]]  # (where cut, timeline records then read; None: any)
     cuts = [(len(data) - 10, len(full.timeline) - 1)]  # the last record
     for kind in (ALLOC, FREE, NODE, TREE_STACK, TIMELINE):
         later = [at for at in offsets[kind] if at > offsets[ALLOC][0]]
@@ -149,7 +150,9 @@ def test_log_cut_mid_record_is_read_up_to_the_last_whole_one(curve, tmp_path):
         log = read_log(str(copy)[: -len(".1.memlog")])
         (warning,) = log.warnings
         assert "ends in the middle of a record" in warning, warning
-        end = int(re.search(rf"read up to byte (\d+) of {cut}\.", warning)[1])
+        m = re.search(rf"read up to byte (\d+) of {cut}\.", warning)
+        assert m is not None, warning
+        end = int(m[1])
         assert 0 < cut - end < 20 + 8 * 128  # less than the longest record is left out
         assert 0 < len(log.events) <= len(full.events)
         assert (log.events == full.events[: len(log.events)]).all()
@@ -195,6 +198,7 @@ def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env
     with subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, text=True) as target:
         watchdog = threading.Timer(60, target.kill)  # never wait forever for its line
         watchdog.start()
+        assert target.stdout is not None
         assert target.stdout.readline() == "spike held\n"
         watchdog.cancel()
         time.sleep(0.25)  # the spike is in the log after the next timeline tick

@@ -28,7 +28,9 @@ RAMP_SD = relative_sd(8192, 4 * KiB, RATE)  # the spike's blocks are always samp
 def assert_peak_shown(text: str) -> None:
     """The peak of the ramp and the spike in a report's "peak[:] N MB": the estimate
     within 5 sd of the ramp's sampling, plus the rounding to 0.1 MB."""
-    shown = float(re.search(r"peak:? ([\d.]+) MB", text)[1])
+    m = re.search(r"peak:? ([\d.]+) MB", text)
+    assert m is not None, text
+    shown = float(m[1])
     assert abs(shown * MiB - (RAMP + SPIKE)) <= 5 * RAMP_SD * RAMP + 0.05 * MiB, text
 
 
@@ -75,6 +77,7 @@ def test_timeline_peak_is_the_spike(curve):
     assert_estimate(float(tl["peak"][k]), truth, RAMP_SD * RAMP / truth, 0.05)
     # the first interval at the peak is the one in which the spike was completed
     found = peak(cap)
+    assert found.interval is not None
     start, end = found.interval
     assert start < found.time_ns <= end and end - start <= 150e6
     assert mark_ms(cap, "spike") < found.time_ns / 1e6 < mark_ms(cap, "plateau")

@@ -7,6 +7,8 @@ import math
 import os
 import re
 import tracemalloc
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from mem_profiler.parser.read.heap_file import parse_heap, read_heap, read_heap_
 from mem_profiler.parser.report.text import format_text
 from mem_profiler.parser.symbols.allocator_frames import cut_allocator_frames
 from mem_profiler.parser.symbols.symbolize import symbolize
+
+T = TypeVar("T")
 
 # What jemalloc itself writes: per-thread lines, no '#' lines.
 JEMALLOC = """\
@@ -125,7 +129,7 @@ def large_text_file(tmp_path) -> str:
     return path
 
 
-def traced_peak(work) -> tuple[object, int]:
+def traced_peak(work: Callable[[], T]) -> tuple[T, int]:
     """What work() returns, and the most memory Python and numpy held while it ran."""
     tracemalloc.start()
     try:

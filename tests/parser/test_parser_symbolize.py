@@ -17,12 +17,14 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 from support.paths import FIXTURES, MEM_PARSER, ROOT
 from support.profiling import profile_run
 
@@ -95,7 +97,7 @@ class Binary:
 
     path: str
     funcs: dict[str, tuple[int, int]]
-    build_id: str
+    build_id: str | None
 
     def pc(self, name: str, base: int, delta: int = 4) -> int:
         """A runtime address `delta` bytes into function `name` of an object loaded at base."""
@@ -105,10 +107,11 @@ class Binary:
 
 
 def load_binary(path: str) -> Binary:
-    funcs = {}
+    funcs: dict[str, tuple[int, int]] = {}
     with open(path, "rb") as f:
         elf = ELFFile(f)
         table = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
+        assert isinstance(table, SymbolTableSection), path
         for sym in table.iter_symbols():
             if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"]:
                 funcs.setdefault(sym.name, (sym["st_value"], sym["st_size"]))
@@ -151,7 +154,7 @@ def heap_text(
     exe: str,
     stacks: list[tuple[list[int], int, int]],
     maps: list[str],
-    build_ids: dict[str, str],
+    build_ids: Mapping[str, str | None],
     rate: int = 1,
 ) -> str:
     """A .heap file as the sampler writes it; stacks are (frames, objects, bytes)."""
@@ -248,8 +251,9 @@ def prog_heap(
     return write_heap(tmp_path / f"{prog}.heap", b, stacks, base=base, rate=rate, build_ids=ids)
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+def run_cli(capsys, *args: str) -> tuple[int | str | None, str, str]:
     """mem_parser in this process: (exit status, stdout, stderr)."""
+    code: int | str | None
     try:
         main(list(args))
         code = 0
@@ -361,7 +365,9 @@ def test_cxx_names_are_demangled_and_operator_new_stripped(tmp_path):
 def test_unresolved_frames(built, tmp_path):
     b = built["prog"]
     with open(b.path, "rb") as f:
-        plt = ELFFile(f).get_section_by_name(".plt")["sh_addr"]  # code without symbols
+        section = ELFFile(f).get_section_by_name(".plt")
+        assert section is not None
+        plt = section["sh_addr"]  # code without symbols
     gone = "/nonexistent/libgone.so.1"
     maps = maps_lines(b.path, PIE_BASE) + [
         f"{LIB2_BASE:x}-{LIB2_BASE + 0x3000:x} r-xp 00002000 fe:01 9 {gone}",
@@ -465,7 +471,7 @@ def test_a_helper_that_fails_leaves_its_objects_to_this_process(built, tmp_path,
     heap = several_objects_heap(built, tmp_path)
     alone = symbolize(read_heap(heap), built["prog"].path, lines=True)
     monkeypatch.setattr(object_lookup, "HELPER_MIN_ADDRESSES", 0)
-    started = []
+    started: list[object_lookup._Helper | None] = []
     start = object_lookup._Helper.start
 
     def start_false():
@@ -476,7 +482,7 @@ def test_a_helper_that_fails_leaves_its_objects_to_this_process(built, tmp_path,
     monkeypatch.setattr(object_lookup._Helper, "start", start_false)
     shared = symbolize(read_heap(heap), built["prog"].path, lines=True)
     assert symbolized_fields(shared) == symbolized_fields(alone)
-    assert started and started[0].process.returncode is not None
+    assert started and started[0] is not None and started[0].process.returncode is not None
 
 
 def test_a_helper_started_as_the_file_is_read_is_the_one_the_lookups_take(
@@ -488,16 +494,20 @@ def test_a_helper_started_as_the_file_is_read_is_the_one_the_lookups_take(
     alone = symbolize(read_heap(heap), built["prog"].path, lines=True)
     monkeypatch.setattr(object_lookup, "HELPER_MIN_ADDRESSES", 0)
     monkeypatch.setattr(object_lookup, "HELPER_EARLY_BYTES", heap.stat().st_size)
-    started = []
+    started: list[object_lookup._Helper | None] = []
     start = object_lookup._Helper.start
-    monkeypatch.setattr(
-        object_lookup._Helper, "start", lambda: started.append(start()) or started[-1]
-    )
+
+    def start_counted():
+        started.append(start())
+        return started[-1]
+
+    monkeypatch.setattr(object_lookup._Helper, "start", start_counted)
     with object_lookup.started_early(str(heap)):
         assert len(started) == 1  # before the file is read
         shared = symbolize(read_heap(heap), built["prog"].path, lines=True)
         assert object_lookup._early is None  # the lookups took it, and started no other
-    assert len(started) == 1 and started[0].process.returncode is not None
+    assert len(started) == 1 and started[0] is not None
+    assert started[0].process.returncode is not None
     assert symbolized_fields(shared) == symbolized_fields(alone)
 
 
@@ -508,16 +518,19 @@ def test_a_helper_started_early_that_nothing_takes_ends_with_the_block(tmp_path,
     small.write_bytes(b"x" * 10)
     large.write_bytes(b"x" * 100)
     monkeypatch.setattr(object_lookup, "HELPER_EARLY_BYTES", 100)
-    started = []
+    started: list[object_lookup._Helper | None] = []
     start = object_lookup._Helper.start
-    monkeypatch.setattr(
-        object_lookup._Helper, "start", lambda: started.append(start()) or started[-1]
-    )
+
+    def start_counted():
+        started.append(start())
+        return started[-1]
+
+    monkeypatch.setattr(object_lookup._Helper, "start", start_counted)
     with object_lookup.started_early(str(small)):
         assert started == []  # too small to be worth one
     with object_lookup.started_early(str(large)):
         assert len(started) == 1
-    assert started[0].process.returncode is not None
+    assert started[0] is not None and started[0].process.returncode is not None
     assert object_lookup._early is None
 
 
@@ -773,15 +786,14 @@ def test_libc_is_named_from_its_debian_debug_file(built, tmp_path):
     libc = ElfImage(LIBC)
     if libc.debug_path is None:
         pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
+    assert libc.build_id is not None
     assert libc.debug_path == (
         f"/usr/lib/debug/.build-id/{libc.build_id[:2]}/{libc.build_id[2:]}.debug"
     )
     with open(libc.debug_path, "rb") as f:
-        local = next(
-            s
-            for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
-            if s.name == "__libc_start_call_main"
-        )
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
+        local = next(s for s in symtab.iter_symbols() if s.name == "__libc_start_call_main")
     assert "__libc_start_call_main" not in built["libc"].funcs  # not in libc.so.6's .dynsym
     b = built["prog"]
     call = LIB_BASE + local["st_value"] + 0x10
@@ -890,18 +902,24 @@ def test_a_fifo_in_place_of_an_entry_is_not_waited_on(built, symbol_cache):
     assert entry.is_file() and symcache.read_arrays(entry) is not None
 
 
+def _cached_arrays(entry: Path) -> dict[str, np.ndarray]:
+    arrays = symcache.read_arrays(entry)
+    assert arrays is not None, entry
+    return arrays
+
+
 def test_cached_names_outside_their_text_are_read_again(built, symbol_cache):
     """A cache entry whose names would lie past the string table it saved is not
     trusted: the table is read from the ELF file again, with the same names."""
     path = built["libc"].path
     fresh = ElfImage(path).symbols()
-    (entry,) = [e for e in symbol_cache.iterdir() if "text_ends" in symcache.read_arrays(e)]
-    arrays = symcache.read_arrays(entry)
+    (entry,) = [e for e in symbol_cache.iterdir() if "text_ends" in _cached_arrays(e)]
+    arrays = _cached_arrays(entry)
     arrays["text_ends"] += len(arrays["text"])
     symcache.write_arrays(entry, arrays)
     again = ElfImage(path).symbols()
     assert list(again.names) == list(fresh.names)
-    rewritten = symcache.read_arrays(entry)
+    rewritten = _cached_arrays(entry)
     assert int(rewritten["text_ends"].max()) <= len(rewritten["text"])
 
 

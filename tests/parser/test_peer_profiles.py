@@ -307,4 +307,6 @@ def go_pprof_total(tmp_path: Path, *args: str | Path) -> float:
     is compared with the original's: the text table's total is rounded to 0.1 MB, which a
     sampled total can fall half-way through."""
     out = go_pprof(tmp_path, "-top", *args).stdout
-    return pprof_amount(re.search(r" of (\S+) total", out)[1]) / MiB
+    m = re.search(r" of (\S+) total", out)
+    assert m is not None, out
+    return pprof_amount(m[1]) / MiB

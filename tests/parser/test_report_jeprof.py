@@ -92,7 +92,8 @@ def test_the_text_reads_back_as_the_profile(text):
     assert_same_profile(again, prof)
     if text is DEVICE:  # the test holds a line of each kind
         assert prof.labels and prof.failures and prof.foreign and prof.python_frames
-        assert prof.drops and prof.estimates is not None and "\udcff" in prof.cmdline
+        assert prof.drops and prof.estimates is not None and prof.cmdline is not None
+        assert "\udcff" in prof.cmdline
 
 
 def test_jeprof_reads_its_lines_and_skips_ours():

@@ -57,7 +57,7 @@ def test_svg_legend_and_top_node_agree_with_text(sites_exact, tmp_path):
     root = ET.parse(svg).getroot()
     assert root.tag == f"{SVG}svg"
     groups = {
-        g.get("id"): ["".join(t.itertext()) for t in g.iter(f"{SVG}text")]
+        g.attrib["id"]: ["".join(t.itertext()) for t in g.iter(f"{SVG}text")]
         for g in root.iter(f"{SVG}g")
     }
     legend = next(texts for texts in groups.values() if texts and texts[0] == exe.name)
@@ -488,7 +488,7 @@ def test_without_p_a_program_gone_or_rebuilt_is_refused(build_fixture, tmp_path)
     assert "site_pages" in run_parser("-p", build_fixture("sites"), "-f", heap, "-t").stdout
 
 
-def read_build_id(path: Path) -> str:
+def read_build_id(path: Path) -> str | None:
     from mem_profiler.parser.elf.image import ElfImage
 
     return ElfImage(str(path)).build_id

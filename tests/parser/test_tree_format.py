@@ -114,6 +114,7 @@ def test_a_tree_reads_as_the_heap_v2_text_of_its_stacks(tmp_path):
     assert np.diff(prof.offsets).tolist() == [4, 5, 5, 10, 8]  # the stack without counts is out
     assert prof.stacks[3] == (0x401200, P(1), P(2), 0x402010, 0x401300, P(3), 0x402020, *MAIN)
     assert prof.stacks[4] == (0x401204, P(4), 0x402010, 0x401300, *MAIN, P(5))
+    assert prof.estimates is not None
     assert prof.estimates[0].tolist() == [60.5, 6000.25, 90.0, 9000.0]
 
 
@@ -301,6 +302,7 @@ def test_stacks_folded_as_they_are_expanded():
             return tuple(whole) or (0,)
         return tuple(f for f in whole[: python[-1] + 1] if not EVAL[0] < f <= EVAL[1])
 
+    assert isinstance(prof.stack_tree, context_tree.StackTree)
     frames, offsets = prof.stack_tree.expand(fold=True)
     got = [tuple(frames[a:b].tolist()) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
     assert got == [folded(s) for s in stacks]
@@ -327,6 +329,7 @@ def test_the_fallback_is_the_estimate_of_stacks_of_one_size(tmp_path):
     ]
     left_out = parse_heap(tree_file(RATE, HEADER, stacks), "a.heap")
     given = parse_heap(tree_file(RATE, HEADER, written), "b.heap")
+    assert left_out.estimates is not None and given.estimates is not None
     np.testing.assert_allclose(left_out.estimates, given.estimates, rtol=1e-14)
     assert given.estimates[0].tolist() == [
         1 * weights[0],
@@ -856,7 +859,8 @@ def test_sums_over_the_tree_are_those_of_its_expanded_stacks(build_fixture, nati
     maps = [*exe.maps(), *libpython.maps(), *jemalloc.maps()]
     prof = parse_heap(tree_file(RATE, head, stacks, maps=maps), "t.heap")
     sym = symbolize(prof, binary, merge=True, native=native)
-    assert sym.tree is not None and sym.tree.fold is not native, sym.tree.fold
+    assert sym.tree is not None
+    assert sym.tree.fold is not native, sym.tree.fold
     for flat, cum in assert_tree_sums_are_those_expanded(sym):
         assert cum.max() > flat.max() > 0
 

@@ -66,7 +66,9 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
         code, err = ended(proc)
     assert code == 0, err
     assert not backend.refused, backend.refused
-    sent = int(re.search(r"pushed (\d+) profile requests?", err)[1])
+    m = re.search(r"pushed (\d+) profile requests?", err)
+    assert m is not None, err
+    sent = int(m[1])
     assert sent == backend.requests >= 4, err
     rel = relative_sd(4096, 4096, 1024)
     if protocol == "otlp":
@@ -207,7 +209,9 @@ def test_a_backend_down_then_back_loses_nothing(server, status, retry_after):
     assert code == 0, err
     assert err.count("retrying with backoff") == 1, err
     assert re.search(r"pushes resumed after \d+ s", err), err
-    sent = int(re.search(r"pushed (\d+) profile requests\n", err)[1])
+    m = re.search(r"pushed (\d+) profile requests\n", err)
+    assert m is not None, err
+    sent = int(m[1])
     assert sent == len(backend.pushes)
     times = [(p.profile.time_nanos, p.profile.duration_nanos) for p in backend.pushes]
     for (start, length), (after, _) in zip(times, times[1:], strict=False):

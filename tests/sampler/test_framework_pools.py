@@ -122,9 +122,11 @@ class Served:
         self.proc = subprocess.Popen(
             [str(exe), "serve"], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        assert self.proc.stdout is not None
         self.pid = int(self.proc.stdout.readline().split()[1])
 
     def phase(self) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("phase\n")
         self.proc.stdin.flush()
         lines = []
@@ -133,6 +135,7 @@ class Served:
         return "".join(lines)
 
     def quit(self) -> int:
+        assert self.proc.stdin is not None
         self.proc.stdin.write("quit\n")
         self.proc.stdin.flush()
         return self.proc.wait(timeout=30)

@@ -16,7 +16,7 @@ BLOCK = 4096
 NO_LOADER = "it has no dynamic loader to load the sampler with"
 
 
-def started(argv: list[str | Path]) -> subprocess.Popen:
+def started(argv: list[str | Path | int]) -> subprocess.Popen:
     """A program that prints "ready" and waits for a line on stdin, once it is ready."""
     proc = subprocess.Popen(
         [str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

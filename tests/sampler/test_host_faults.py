@@ -227,6 +227,7 @@ def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fi
     the program's thread after each change, so it holds the capabilities that thread
     raised again (an older one would hold none)."""
     with dropping_privileges(build_fixture, "keepcaps") as proc:
+        assert proc.stdout is not None
         assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
         threads = {
             Path(task, "comm").read_text().strip(): credentials(Path(task, "status"))
@@ -236,6 +237,7 @@ def test_a_program_that_drops_root_keeps_running_and_its_control_thread(build_fi
         assert threads["memprof-ctl"] == threads["drop_privileges"]
         assert threads["memprof-ctl"]["Uid"] == "65534\t65534\t65534\t65534"
         assert int(threads["memprof-ctl"]["CapEff"], 16) != 0
+        assert proc.stdin is not None
         proc.stdin.write("done\n")
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0
@@ -245,11 +247,13 @@ def test_a_vfork_child_changing_user_leaves_its_parent_capturable(build_fixture,
     """A vfork child shares its parent's memory, the control thread's state included:
     its set*id call must neither end nor replace the parent's thread."""
     with dropping_privileges(build_fixture, "vfork") as proc:
+        assert proc.stdout is not None
         assert proc.stdout.readline() == "child 0\n"
         assert proc.stdout.readline().split() == ["ready", str(proc.pid)]
         capture = capture_cli(proc.pid, "-s", "0.2", "-o", tmp_path / "c_")
         assert capture.returncode == 0, capture.stderr
         assert (tmp_path / f"c_{proc.pid}.0001.heap").is_file()
+        assert proc.stdin is not None
         proc.stdin.write("done\n")
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0
@@ -440,6 +444,7 @@ def test_a_window_is_refused_where_the_process_sees_other_files(build_fixture, t
         text=True,
     )
     try:
+        assert proc.stdout is not None
         assert proc.stdout.readline() == f"ready {proc.pid}\n"
         # where the jailed process asking for it would mean something else
         prefix = (tmp_path if mode == "chroot" else jail) / "c_"
@@ -452,6 +457,7 @@ def test_a_window_is_refused_where_the_process_sees_other_files(build_fixture, t
             " written outside them\n",
         )
         assert list(tmp_path.rglob("*")) == [jail]
+        assert proc.stdin is not None
         proc.stdin.write("done\n")
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0

@@ -71,11 +71,13 @@ def test_planted_links_never_redirect_a_dump_or_a_log(build_fixture, tmp_path, c
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     stem = f"x_{proc.pid}.0001"
     names = [f"{stem}.heap", f"{stem}.heap.tmp"] + [f"{stem}.{k}.memlog" for k in range(2, 40)]
     for name in names:
         (out / name).symlink_to(victim)
+    assert proc.stdin is not None
     proc.stdin.write("go\n")
     proc.stdin.close()
     assert proc.wait(timeout=20) == 0
@@ -161,6 +163,7 @@ def test_squatted_block_names_neither_stop_a_capture_nor_mislead(server_exe, tmp
         planted += [SHM / f"mem_profiler.{pid}", SHM / f".mem_profiler.{pid}.new"]
         as_user(user, "mkdir", str(planted[0]))
         as_user(user, "touch", str(planted[1]))
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
         assert proc.stdout.readline().split() == ["ready", str(pid)]
@@ -234,6 +237,7 @@ def test_list_escapes_names_as_ps_does(server_exe, clean_env):
         text=True,
     )
     try:
+        assert proc.stdout is not None
         pid = int(proc.stdout.readline().split()[1])
         wait_for(lambda: block_candidates(pid), what="a control block")
         out = subprocess.run(
@@ -438,6 +442,7 @@ def test_attach_to_a_sampler_without_control_block_says_why(server_exe, clean_en
         env={"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CONTROL": "0", "PATH": "/usr/bin:/bin"},
     )
     try:
+        assert proc.stdout is not None
         pid = int(proc.stdout.readline().split()[1])
         out = subprocess.run(
             [MEM_PROFILER, "-p", str(pid), "--attach", "-s", "0.2"],
@@ -483,10 +488,11 @@ def test_a_forked_childs_log_is_its_own(build_fixture, tmp_path):
     assert len(heaps) == 2
     for heap in heaps:
         pid = read_heap(heap).pid
+        assert pid is not None, heap
         base = str(tmp_path / f"f_{pid}.0001")
         assert read_heap(heap).meta["log"] == base
         assert Path(base + ".1.memlog").is_file()
-    child = max(heaps, key=lambda h: read_heap(h).pid)
+    child = max(heaps, key=lambda h: read_heap(h).pid or 0)  # every pid read above
     leaks = run_parser("-p", exe, "-f", child, "--leaks", timeout=60)
     assert "child_work" in leaks.stdout
     assert "parent_work" not in leaks.stdout

@@ -42,7 +42,9 @@ def parser_stderr(heap: Path) -> str:
 def test_run_and_the_profile_say_so(own_malloc, tmp_path):
     proc, files = profile_run([own_malloc], tmp_path / "p_")
     heap = one_heap(proc, files)
-    arena = int(re.fullmatch(r"arena (\d+)\n", proc.stdout)[1])
+    m = re.fullmatch(r"arena (\d+)\n", proc.stdout)
+    assert m is not None, proc.stdout
+    arena = int(m[1])
     assert arena >= BLOCKS * BLOCK_SIZE  # what the profile misses
     assert proc.stderr.count(OWN_MALLOC) == 1, proc.stderr
     assert sentence(own_malloc) in proc.stderr
@@ -61,6 +63,7 @@ def test_a_capture_with_p_says_so(attach, own_malloc, tmp_path):
     with subprocess.Popen(
         [own_malloc, "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     ) as target:
+        assert target.stdin is not None and target.stdout is not None
         try:
             assert target.stdout.readline().startswith("arena ")
             if not attach:

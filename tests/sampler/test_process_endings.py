@@ -65,6 +65,7 @@ def start_waiting(exe, main_ms: int, env=None) -> subprocess.Popen:
         text=True,
         env=env,
     )
+    assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -96,6 +97,7 @@ def test_attached_then_main_ended_the_process_still_ends(build_fixture, clean_en
     try:
         attach(proc.pid)
         wait_for_main_to_end(proc.pid)
+        assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
         started = time.monotonic()
@@ -122,6 +124,7 @@ def serving(exe: Path, mode: str, prefix: Path) -> subprocess.Popen:
         text=True,
         preexec_fn=defaults,
     )
+    assert proc.stdout is not None
     assert proc.stdout.readline() == "serving\n"
     return proc
 

@@ -45,7 +45,9 @@ def kept_by_keeper(heap: str) -> tuple[float, list[str]]:
 
 
 def assert_the_cache(heap: str, stdout: str) -> None:
-    truth = int(re.search(r"^cache_bytes=(\d+)$", stdout, re.M)[1])
+    m = re.search(r"^cache_bytes=(\d+)$", stdout, re.M)
+    assert m is not None, stdout
+    truth = int(m[1])
     cum, _ = kept_by_keeper(heap)
     # 256 buffers of 64 KiB at -c 4096; the report prints MB to 0.1
     assert_estimate(cum * MB, truth, relative_sd(256, 64 * 1024, RATE) + 0.05 * MB / truth, 0.05)
@@ -87,6 +89,7 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
         text=True,
     )
     try:
+        assert target.stdout is not None
         assert target.stdout.readline() == "ready\n"
         pid = next(
             x.pid
@@ -115,6 +118,7 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
             60,
             "the window",
         )
+        assert target.stdin is not None
         target.stdin.write("go\n")
         target.stdin.close()
         out, err = controller.communicate(timeout=300)

@@ -174,7 +174,7 @@ def test_jeprof_reads_a_python_profile(tmp_path_factory, tmp_path):
     # jeprof reads heap_v2 only; the Python frames' lines come along, and jeprof skips them
     text = to_jeprof(heap, tmp_path / "python.heap_v2")
     profile = read_heap(text)
-    assert profile.python_frames
+    assert profile.python_frames and profile.exe is not None
     jeprof_total, _ = jeprof_text(profile.exe, text, "inuse_space")
     ours = symbolize(profile, profile.exe).value("inuse_space").sum()
     assert jeprof_total == pytest.approx(ours / 2**20, rel=0.01)

@@ -102,6 +102,7 @@ def test_stacks_merged_by_function_report_as_every_stack_expanded(training, tmp_
     text, which is read as a list of stacks, none merged, reports the same."""
     _, collapsed, heap = training
     exe = read_heap_header(heap).exe
+    assert exe is not None
     converted = tmp_path / "all.heap"
     subprocess.run([MEM_PARSER, "-f", heap, "--jeprof", converted], check=True, timeout=300)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
 from support.counting import (
     SAMPLED_RATE,
     Truth,
@@ -77,7 +78,11 @@ class Program:
         return [a.format(work=work, out=out) for a in self.argv]
 
     def measured_name(self) -> str:
-        return self.measured or os.path.basename(os.path.realpath(shutil.which(self.argv[0])))
+        if self.measured:
+            return self.measured
+        program = shutil.which(self.argv[0])
+        assert program is not None, self.argv[0]
+        return os.path.basename(os.path.realpath(program))
 
 
 # Each workload is large enough that 5 standard deviations of the estimates at -c 1024
@@ -132,9 +137,13 @@ class Run:
     truths: dict[int, Truth]  # pid: what the preload counted in its window
 
     def measured(self, name: str) -> tuple[Path, Truth]:
-        (pid,) = [
-            p for p, heap in self.heaps.items() if os.path.basename(read_heap(heap).exe) == name
-        ]
+        pids = []
+        for p, heap in self.heaps.items():
+            exe = read_heap(heap).exe
+            assert exe is not None, heap
+            if os.path.basename(exe) == name:
+                pids.append(p)
+        (pid,) = pids
         return self.heaps[pid], self.truths[pid]
 
 
@@ -227,10 +236,11 @@ def has_symbol_table(path: str) -> bool:
         if elf.get_section_by_name(".symtab") is not None:
             return True
         note = elf.get_section_by_name(".note.gnu.build-id")
+        assert note is None or isinstance(note, NoteSection)
         build_id = next(note.iter_notes())["n_desc"] if note is not None else None
-    return bool(build_id) and os.path.exists(
-        f"/usr/lib/debug/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
-    )
+    if not build_id:
+        return False
+    return os.path.exists(f"/usr/lib/debug/.build-id/{build_id[:2]}/{build_id[2:]}.debug")
 
 
 def assert_read_against(binary: str, heap: Path) -> None:
@@ -238,6 +248,7 @@ def assert_read_against(binary: str, heap: Path) -> None:
     whose frames stay addresses for want of a symbol table is said to be so, and no
     other."""
     exe = read_heap(heap).exe
+    assert exe is not None, heap
     proc = subprocess.run(
         [MEM_PARSER, "-p", binary, "-f", str(heap), "--collapsed"],
         capture_output=True,
@@ -256,6 +267,7 @@ def test_profile_read_against_the_shipped_binary(runs, name):
     program = PROGRAMS[name]
     heap, _ = run.measured(program.measured_name())
     binary = read_heap(heap).exe if program.measured else shutil.which(program.argv[0])
+    assert binary is not None
     assert_read_against(binary, heap)
 
 

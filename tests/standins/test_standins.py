@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 from support.device import checksum, lookups
 
 from standins import truth
@@ -95,7 +96,9 @@ def site_lines(stdout: str) -> dict[str, dict]:
 
 
 def driver_report(stderr: str) -> dict[str, int]:
-    line = re.search(r"^standin libcuda: (.*)$", stderr, re.M).group(1)
+    m = re.search(r"^standin libcuda: (.*)$", stderr, re.M)
+    assert m is not None, stderr
+    line = m[1]
     return {k: int(v) for k, v in (item.split("=") for item in line.split())}
 
 
@@ -123,7 +126,9 @@ def traced_runs(
     found = {}
     for exe, mode in runs:
         trace_file = tmp_path_factory.mktemp("trace") / f"{exe}-{mode}.trace"
-        found[mode] = (run(out, [exe, mode], STANDIN_TRACE=str(trace_file), **extra), trace_file)
+        # env and check named: what `extra` holds is the environment's alone
+        proc = run(out, [exe, mode], env=None, check=True, STANDIN_TRACE=str(trace_file), **extra)
+        found[mode] = (proc, trace_file)
     return found
 
 
@@ -134,9 +139,11 @@ def dynamic(path: Path) -> tuple[set[str], dict[str, list]]:
     """(defined exported functions, {dynamic tag: [values]})"""
     with open(path, "rb") as f:
         elf = ELFFile(f)
+        dynsym = elf.get_section_by_name(".dynsym")
+        assert isinstance(dynsym, SymbolTableSection)
         funcs = {
             s.name
-            for s in elf.get_section_by_name(".dynsym").iter_symbols()
+            for s in dynsym.iter_symbols()
             if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"
         }
         tags: dict[str, list] = {}

@@ -21,6 +21,8 @@ want them.
 
 from __future__ import annotations
 
+from typing import Any
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
@@ -44,10 +46,10 @@ def _rec(
     live: int,
     live_bytes: int | None = None,
     **label: int,
-) -> dict:
+) -> dict[str, Any]:
     sizes = size if isinstance(size, list) else [size] * allocs
     assert len(sizes) == allocs
-    rec = {
+    rec: dict[str, Any] = {
         "site": site,
         "heap": heap,
         "api": api,
@@ -393,7 +395,7 @@ MODES: dict[str, dict[str, list[str]]] = {
 
 # device_churn: PAIRS cudaMalloc/cudaFree pairs (default 100000) of 1-4 MiB from
 # churn(), plus one warm-up pair of 1 MiB from main(); nothing live at exit.
-CHURN = {
+CHURN: dict[str, Any] = {
     "site": "churn",
     "heap": "cuda",
     "api": "cudaMalloc",

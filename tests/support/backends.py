@@ -23,8 +23,15 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a request is decoded, with protobuf
+    from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+        ExportProfilesServiceRequest,
+    )
 
 MAX_PROFILE_BYTES = 4 << 20  # pyroscope: max_profile_size_bytes
 MAX_SAMPLES = 16000  # pyroscope: max_profile_stacktrace_samples
@@ -43,12 +50,14 @@ class Refusal(Exception):
 def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     """A protobuf message's fields in order: (number, value), varints and fixed as ints,
     length-delimited as bytes; Refusal when it is not a message."""
-    out, i = [], 0
+    out: list[tuple[int, int | bytes]] = []
+    i = 0
     while i < len(buf):
         key, i = _varint(buf, i)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise Refusal(400, "invalid_argument", "field number 0")
+        value: int | bytes
         if wire == 0:
             value, i = _varint(buf, i)
         elif wire == 1:
@@ -99,6 +108,18 @@ def _by_number(buf: bytes) -> dict[int, list[int | bytes]]:
     return out
 
 
+def _message(value: int | bytes) -> dict[int, list[int | bytes]]:
+    """The fields, by number, of a field that holds a message (length-delimited)."""
+    assert isinstance(value, bytes)
+    return _by_number(value)
+
+
+def _bytes(value: int | bytes) -> bytes:
+    """A field that holds bytes or a string (length-delimited)."""
+    assert isinstance(value, bytes)
+    return value
+
+
 @dataclass
 class Pprof:
     """What a test reads of a pushed pprof: its sample types, time, period and samples
@@ -141,7 +162,7 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
     if len(raw) > MAX_PROFILE_BYTES:
         raise Refusal(400, "invalid_argument", "profile too large")
     top = _by_number(raw)
-    strings = [s.decode("utf-8") for s in top.get(6, [])]  # type: ignore[union-attr]
+    strings = [_bytes(s).decode("utf-8") for s in top.get(6, [])]
     if not strings or strings[0] != "":
         raise Refusal(400, "invalid_argument", "string 0 should be empty string")
 
@@ -152,7 +173,7 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
 
     types = []
     for vt in top.get(1, []):
-        t = _by_number(vt)  # type: ignore[arg-type]
+        t = _message(vt)
         name = text(_ints(t.get(1, [0]))[0])
         if "-" in name:
             raise Refusal(400, "invalid_argument", f"sample type {name!r} has a -")
@@ -164,7 +185,7 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
         raise Refusal(400, "invalid_argument", "too many samples")
     functions: dict[int, str] = {}
     for n, f in enumerate(top.get(5, []), 1):
-        fm = _by_number(f)  # type: ignore[arg-type]
+        fm = _message(f)
         fid = _ints(fm.get(1, [0]))[0]
         if fid == 0 or (strict_ids and fid != n):
             raise Refusal(400, "invalid_argument", f"function id {fid} at {n}")
@@ -172,13 +193,13 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
         text(_ints(fm.get(4, [0]))[0])
     mappings = []
     for n, m in enumerate(top.get(3, []), 1):
-        mm = _by_number(m)  # type: ignore[arg-type]
+        mm = _message(m)
         if strict_ids and _ints(mm.get(1, [0]))[0] != n:
             raise Refusal(400, "invalid_argument", f"mapping id at {n}")
         mappings.append(text(_ints(mm.get(6, [0]))[0]))
     locations: dict[int, list[str]] = {}
     for n, loc in enumerate(top.get(4, []), 1):
-        lm = _by_number(loc)  # type: ignore[arg-type]
+        lm = _message(loc)
         lid = _ints(lm.get(1, [0]))[0]
         if lid == 0 or (strict_ids and lid != n):
             raise Refusal(400, "invalid_argument", f"location id {lid} at {n}")
@@ -187,14 +208,14 @@ def read_pprof(raw: bytes, strict_ids: bool = False) -> Pprof:
             raise Refusal(400, "invalid_argument", f"mapping {mapping} out of range")
         names = []
         for line in lm.get(4, []):
-            fid = _ints(_by_number(line).get(1, [0]))[0]  # type: ignore[arg-type]
+            fid = _ints(_message(line).get(1, [0]))[0]
             if fid not in functions:
                 raise Refusal(400, "invalid_argument", f"function {fid} out of range")
             names.append(functions[fid])
         locations[lid] = names or [hex(_ints(lm.get(3, [0]))[0])]
     samples = []
     for s in samples_raw:
-        sm = _by_number(s)  # type: ignore[arg-type]
+        sm = _message(s)
         ids, values = _ints(sm.get(1, [])), _ints(sm.get(2, []))
         if len(values) != len(types):
             raise Refusal(400, "invalid_argument", "values do not match the sample types")
@@ -224,7 +245,7 @@ class Backend:
 
     def __init__(self, tenant: str | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.pushes: list[Push] = []
-        self.otlp: list[object] = []
+        self.otlp: list[ExportProfilesServiceRequest] = []
         self.refused: list[tuple[str, int, str]] = []  # path, status, message
         self.fail_with: int | None = None
         self.retry_after: str | None = None
@@ -332,16 +353,13 @@ class Backend:
                 continue
             parts = _by_number(series)
             labels = self._labels(
-                [
-                    (_string(pair, 1), _string(pair, 2))
-                    for pair in parts.get(1, [])  # type: ignore[arg-type]
-                ]
+                [(_string(pair, 1), _string(pair, 2)) for pair in parts.get(1, [])]
             )
             for sample in parts.get(2, []):
-                raw = _by_number(sample).get(1, [b""])[0]  # type: ignore[arg-type]
-                profile = read_pprof(raw)  # type: ignore[arg-type]
+                raw = _bytes(_message(sample).get(1, [b""])[0])
+                profile = read_pprof(raw)
                 self._check_time(profile)
-                taken.append(Push(labels, profile, raw))  # type: ignore[arg-type]
+                taken.append(Push(labels, profile, raw))
         if not taken:
             raise Refusal(400, "invalid_argument", "no profiles received")
         with self.lock:
@@ -456,10 +474,10 @@ def _string(buf: bytes | int, number: int) -> str:
     return value.decode("utf-8")
 
 
-def check_otlp(req: object) -> None:
+def check_otlp(req: ExportProfilesServiceRequest) -> None:
     """Parca's ValidateOtelExportProfilesServiceRequest (pkg/normalizer/otel.go)."""
-    d = req.dictionary  # type: ignore[attr-defined]
-    if not req.resource_profiles or not req.HasField("dictionary"):  # type: ignore[attr-defined]
+    d = req.dictionary
+    if not req.resource_profiles or not req.HasField("dictionary"):
         raise Refusal(400, "invalid_argument", "no resource profiles or no dictionary")
     tables = {
         "mapping_table": d.mapping_table,
@@ -475,8 +493,8 @@ def check_otlp(req: object) -> None:
     if not d.string_table or d.string_table[0] != "":
         raise Refusal(400, "invalid_argument", "string_table[0] must be empty")
 
-    def index(value: int, table: object, what: str) -> None:
-        if not 0 <= value < len(table):  # type: ignore[arg-type]
+    def index(value: int, table: Sized, what: str) -> None:
+        if not 0 <= value < len(table):
             raise Refusal(400, "invalid_argument", f"{what} index {value} out of range")
 
     for m in d.mapping_table:
@@ -495,7 +513,7 @@ def check_otlp(req: object) -> None:
             index(loc, d.location_table, "stack location")
     for a in d.attribute_table:
         index(a.key_strindex, d.string_table, "attribute key")
-    for rp in req.resource_profiles:  # type: ignore[attr-defined]
+    for rp in req.resource_profiles:
         keys = [kv.key for kv in rp.resource.attributes]
         if "" in keys or len(set(keys)) != len(keys):
             raise Refusal(400, "invalid_argument", "resource attribute keys empty or repeated")
@@ -518,11 +536,11 @@ def check_otlp(req: object) -> None:
 
 
 def otlp_by_function(
-    req: object, sample_type: str, skip: tuple[str, ...] = ()
+    req: ExportProfilesServiceRequest, sample_type: str, skip: tuple[str, ...] = ()
 ) -> dict[tuple[str, str], dict[str, int]]:
     """Per (service.name, memory.heap) of an OTLP request, each sample's value of the
     profiles of `sample_type` under its first function not in `skip`, summed."""
-    d = req.dictionary  # type: ignore[attr-defined]
+    d = req.dictionary
     strings = d.string_table
 
     def first_function(stack_index: int) -> str:
@@ -534,7 +552,7 @@ def otlp_by_function(
         return "?"
 
     out: dict[tuple[str, str], dict[str, int]] = {}
-    for rp in req.resource_profiles:  # type: ignore[attr-defined]
+    for rp in req.resource_profiles:
         service = next(
             kv.value.string_value for kv in rp.resource.attributes if kv.key == "service.name"
         )

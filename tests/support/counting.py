@@ -97,7 +97,9 @@ def pid_files(folder: Path, pattern: str) -> dict[int, Path]:
 def totals(heap: Path) -> tuple[float, float]:
     """(objects, bytes) allocated in the window, through the parser, against the
     binary that ran."""
-    exe = Path(read_heap(heap).exe)
+    recorded = read_heap(heap).exe
+    assert recorded is not None, heap
+    exe = Path(recorded)
     return total(heap, exe, "alloc_objects"), total(heap, exe, "alloc_space")
 
 

@@ -58,11 +58,13 @@ def site_lines(stdout: str) -> dict[str, dict[str, int]]:
 
 def checksum(stdout: str) -> str:
     """The checksum a device fixture prints over its results."""
-    return re.search(r"^checksum=([0-9a-f]{16})$", stdout, re.M).group(1)
+    m = re.search(r"^checksum=([0-9a-f]{16})$", stdout, re.M)
+    assert m is not None, stdout
+    return m[1]
 
 
 def run_device(
-    exe: Path, args: list[str], prefix: Path, env: dict[str, str], *extra: str
+    exe: Path, args: list[str], prefix: Path, env: dict[str, str] | None, *extra: str
 ) -> tuple[subprocess.CompletedProcess, dict[str, Path]]:
     """The program under `mem_profiler run -c 1024 --device-rate 1`: {heap: file}."""
     proc, files = profile_run([exe, *args], prefix, 1024, "--device-rate", "1", *extra, env=env)
@@ -74,6 +76,7 @@ def by_heap(files: list[Path]) -> dict[str, Path]:
     heaps = {}
     for f in files:
         m = re.search(r"\.\d{4}(?:\.(\w+))?\.heap$", f.name)
+        assert m is not None, f
         heaps[m.group(1) or "host"] = f
     return heaps
 
@@ -125,7 +128,7 @@ def assert_foreign(
     stack; there is nothing else, and no failure."""
     for heap in ("cuda", "cuda_host"):
         profile = read_heap(heaps[heap])
-        got = Counter()
+        got: Counter[tuple[str, str, int, int]] = Counter()
         for note, stack in symbolized_notes(profile, profile.foreign, str(exe)):
             sites = [name for name in stack if name in truth.FOREIGN_SITES]
             got[sites[0] if sites else "?", note.kind, note.address, note.bytes] += 1
@@ -198,7 +201,7 @@ def assert_runtime_failures(
             (site, requested, error) for site, (h, requested, error) in seen.items() if h == heap
         )
         profile = read_heap(heaps[heap])
-        got = Counter()
+        got: Counter[tuple[str, int, int]] = Counter()
         for failure, stack in symbolized_notes(profile, profile.failures, str(exe)):
             sites = [name for name in stack if name in truth.RUNTIME_SITES]
             got[sites[0] if sites else "?", failure.bytes, failure.error] += 1

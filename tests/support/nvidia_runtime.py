@@ -84,4 +84,6 @@ def runtime_library(version: str) -> Path:
             if _library_in(staging) is None:
                 raise RuntimeError(f"{wheels[0].name} holds no libcudart.so")
             os.replace(staging, folder)
-    return _library_in(folder)
+    library = _library_in(folder)
+    assert library is not None, folder
+    return library

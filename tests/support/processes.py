@@ -7,6 +7,7 @@ import pwd
 import resource
 import subprocess
 import time
+from pathlib import Path
 
 AS_LIMIT = 1 << 30  # address space for runs that must not read a huge input into memory
 
@@ -21,7 +22,7 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def limited_run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def limited_run(*argv: str | Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """A console script with its address space limited to AS_LIMIT, and a timeout."""
 
     def limit() -> None:

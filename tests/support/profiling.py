@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 from mem_profiler.controller import list_targets
@@ -26,7 +27,7 @@ SITES_EXACT = (1000, 4000, 10)  # site_pages, site_small, site_transient blocks 
 
 
 def profile_run(
-    argv: list[str | Path],
+    argv: Sequence[str | Path | int],
     prefix: Path,
     rate: int = 1024,
     *extra: str,
@@ -44,7 +45,7 @@ def profile_run(
     return proc, written
 
 
-def one_heap(proc: subprocess.CompletedProcess, files: list) -> object:
+def one_heap(proc: subprocess.CompletedProcess, files: list[Path]) -> Path:
     """The one .heap file of a run that succeeded."""
     assert proc.returncode == 0, proc.stderr
     assert len(files) == 1, proc.stderr
@@ -89,7 +90,7 @@ class CliAsUser:
     line loaded already, since another user cannot reach this machine's interpreter
     (under /root). interrupt() is Ctrl-C; result() waits for its end."""
 
-    def __init__(self, user: str, *args: str | Path) -> None:
+    def __init__(self, user: str, *args: str | Path | int) -> None:
         import mem_profiler.top.session  # noqa: F401  top's modules, imported when it starts
         from mem_profiler.cmd.mem_profiler import main
 
@@ -151,7 +152,7 @@ class CliAsUser:
 
 
 def gate(
-    *args: str | Path,
+    *args: str | Path | int,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:

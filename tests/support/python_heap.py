@@ -85,12 +85,14 @@ class Program:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        self.pid = int(self.proc.stdout.readline().split()[1])
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.pid = int(self.stdout.readline().split()[1])
 
     def ask(self, command: str) -> str:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
+        self.stdin.write(command + "\n")
+        self.stdin.flush()
+        return self.stdout.readline().strip()
 
     def allocators(self) -> list[str]:
         """The files holding the MEM and OBJ domains' current malloc."""

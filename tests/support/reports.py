@@ -26,18 +26,26 @@ def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
     """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed (the line on
     the peak under Total left out)."""
     lines = [line for line in report.splitlines() if not line.startswith("Peak: ")]
-    return lines[0], {m[5]: m.group(1, 2, 3, 4) for m in map(_ROW_RE.match, lines[1:])}
+    rows: dict[str, tuple[str, str, str, str]] = {}
+    for line in lines[1:]:
+        m = _ROW_RE.match(line)
+        assert m is not None, line
+        rows[m[5]] = (m[1], m[2], m[3], m[4])
+    return lines[0], rows
 
 
 def graph_cums(svg: str) -> dict[str, float]:
     """{name: cum in bytes} of a call graph's nodes (-s), from each node's tooltip,
     `name (12.5 MB)`."""
     root = ET.fromstring(svg)
-    found = {}
+    found: dict[str, float] = {}
     for node in root.iter(f"{_SVG}g"):
         if node.get("class") == "node" and node.findtext(f"{_SVG}title") != "legend":
             link = next(node.iter(f"{_SVG}a"))
-            m = _NODE_TOOLTIP_RE.fullmatch(link.get(_XLINK_TITLE))
+            title = link.get(_XLINK_TITLE)
+            assert title is not None
+            m = _NODE_TOOLTIP_RE.fullmatch(title)
+            assert m is not None, title
             found[m[1]] = float(m[2]) * MiB
     return found
 
@@ -45,7 +53,9 @@ def graph_cums(svg: str) -> dict[str, float]:
 def flame_values(page: str) -> dict[str, float]:
     """{name: value} of a flame graph page's data: the values of its frames of each name
     added up (a function's whole, where it does not call itself)."""
-    data = json.loads(_FLAME_DATA_RE.search(page)[1])
+    m = _FLAME_DATA_RE.search(page)
+    assert m is not None, "no data in the flame graph page"
+    data = json.loads(m[1])
     found: dict[str, float] = {}
     for name, value in zip(data["name"], data["value"], strict=True):
         found[data["names"][name]] = found.get(data["names"][name], 0.0) + value
@@ -85,6 +95,7 @@ def go_pprof(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess:
 def pprof_amount(text: str) -> float:
     """An amount as `go tool pprof` prints it (`50394.62kB`, `70MB`), in bytes."""
     m = re.fullmatch(r"(-?[\d.]+)([a-zA-Z]*)", text)
+    assert m is not None, text
     return float(m[1]) * _PPROF_UNITS.get(m[2], 1)
 
 
@@ -97,7 +108,9 @@ def go_pprof_top(
     done = go_pprof(
         tmp_path, "-top", "-sample_index=inuse_space", "-nodefraction=0", *options, profile
     )
-    net = pprof_amount(re.search(r"accounting for (\S+),", done.stdout)[1])
+    accounting = re.search(r"accounting for (\S+),", done.stdout)
+    assert accounting is not None, done.stdout
+    net = pprof_amount(accounting[1])
     return net, [
         (m[6], pprof_amount(m[1]), pprof_amount(m[4]))
         for m in re.finditer(

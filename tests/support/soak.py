@@ -88,7 +88,10 @@ def soak(exe: Path, out: Path, seconds: int, threads: int, interval: float, rate
     )
     target = _child_of(run)
     started = time.monotonic()
-    samples, failed, dumps, kept = [], [], 0, []
+    samples: list[Sample] = []
+    failed: list[str] = []
+    kept: list[str] = []
+    dumps = 0
     while run.poll() is None:
         time.sleep(interval)
         dumped = subprocess.run(

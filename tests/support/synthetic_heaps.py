@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection, SymbolTableSection
 
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.read.heap_file import parse_heap
@@ -121,8 +122,10 @@ class Mapped:
 
     def build_id(self) -> str:
         """Its `# build_id:` line: that of the file built here."""
+        assert self.image is not None
         with self.image.open("rb") as f:
             section = ELFFile(f).get_section_by_name(".note.gnu.build-id")
+            assert isinstance(section, NoteSection)
             (note,) = section.iter_notes()
             return f"# build_id: {self.path} {note['n_desc']}"
 
@@ -132,6 +135,7 @@ def _functions(image: Path) -> dict[str, int]:
     """The link-time address of each function of an ELF file, by its symbol's name."""
     with image.open("rb") as f:
         symtab = ELFFile(f).get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
         return {
             s.name: s["st_value"]
             for s in symtab.iter_symbols()

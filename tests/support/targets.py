@@ -32,6 +32,7 @@ class Server:
         user: str | None = None,
         sampler_env: dict[str, str] | None = None,
     ) -> None:
+        self.exe = exe
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")}
         env.update(sampler_env or {})
         argv = [str(exe), *args]
@@ -41,7 +42,8 @@ class Server:
         else:
             env["LD_PRELOAD"] = str(LIBMEMPROF)
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
-        self.pids = []
+        assert self.proc.stdout is not None
+        self.pids: list[int] = []
         for _ in range(2 if "fork" in args else 1):
             self.pids.append(int(self.proc.stdout.readline().split()[1]))
         for pid in self.pids:

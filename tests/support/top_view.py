@@ -67,7 +67,9 @@ def parse_batch(text: str) -> list[Refresh]:
     for block in text.strip().split("\n\n"):
         lines = block.splitlines()
         table = next(i for i, line in enumerate(lines) if line.split()[:2] == ["IN", "USE"])
-        number, interval = _INTERVAL_RE.search(block).groups()
+        m = _INTERVAL_RE.search(block)
+        assert m is not None, block
+        number, interval = m.groups()
         refreshes.append(
             Refresh(int(number), float(interval), lines[:table], parse_rows(lines[table + 1 :]))
         )

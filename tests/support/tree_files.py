@@ -111,7 +111,7 @@ def tree_payload(
         shuffled("<u4", python),
         *(shuffled("<u8", [s.counts[k] for s in stacks]) for k in range(4)),
         shuffled("<u4", rows),
-        b"".join(struct.pack("<4d", *stacks[i].estimate) for i in rows),
+        b"".join(struct.pack("<4d", *s.estimate) for s in stacks if s.estimate is not None),
         shuffled("<u8", [s.label for s in stacks]) if labels else b"",
     ]
     tree_line = (
