@@ -216,7 +216,16 @@ CHECKOUT_PATHS := sed -E 's,$(LINKS_RE)(parser|cmd)/,\1/,; s,$(LINKS_RE),binding
 MYPY_TESTS  := MYPYPATH=tests:bench $(VENV)/bin/mypy --explicit-package-bases \
                --exclude '^tests/fixtures/' tests bench
 
+# Commit subjects of at most 72 characters (git's own advice, and what `git log
+# --oneline` shows whole), from the commit where the rule began; where the checkout has
+# no such history (an archive, a shallow clone) there is nothing to check.
+SUBJECTS_FROM := 178652b
+
 lint: venv
+	@if git cat-file -e $(SUBJECTS_FROM) 2>/dev/null; then \
+	  long=$$(git log --format=%s $(SUBJECTS_FROM)..HEAD | awk 'length > 72'); \
+	  if [ -n "$$long" ]; then echo "commit subjects over 72 characters:"; echo "$$long"; exit 1; fi; \
+	fi
 	$(VENV)/bin/ruff format --check $(PY_TREE)
 	$(VENV)/bin/ruff check $(PY_TREE)
 	set -o pipefail; $(VENV)/bin/mypy | $(CHECKOUT_PATHS)
