@@ -15,7 +15,7 @@ import subprocess
 import pytest
 from support.interpreters import interpreters
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
-from support.processes import wait_for
+from support.processes import parent_of, wait_for
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.controller import list_targets
@@ -94,7 +94,9 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
         pid = next(
             x.pid
             for x in wait_for(
-                lambda: [t for t in list_targets() if str(PROGRAM) in t.cmdline], 60, "the program"
+                lambda: [t for t in list_targets() if parent_of(t.pid) == target.pid],
+                60,
+                "the program",
             )
         )
         controller = subprocess.Popen(
