@@ -24,9 +24,10 @@
 #include "thread_block.h"
 #include "thread_state.h"
 #include "unwind.h"
-#include "window.h"
+#include "window_page.h"
 
-__thread struct memprof_thread memprof_thread TLS_IE;
+/* The window page (window_page.h): window.c maps it, the hooks and this file read it. */
+union memprof_window_page memprof_window_page __attribute__((aligned(MEMPROF_WINDOW_PAGE)));
 struct memprof_drops memprof_drops;
 
 void memprof_drops_reset(void)

@@ -9,7 +9,7 @@
 #include "notes.h"
 #include "stack_table.h"
 #include "thread_state.h"
-#include "window.h"
+#include "window_page.h"
 
 void memprof_sample_slow(void *ptr, size_t size, uint32_t window) HIDDEN;
 void memprof_free_slow(void *ptr) HIDDEN;

@@ -1,4 +1,4 @@
-/* Each thread's sampling state (memprof_thread, defined in sample.c): its countdowns,
+/* Each thread's sampling state (memprof_thread, defined in thread_state.c): its countdowns,
  * its busy flag, the stack mappings its walks met and its memos. */
 #ifndef MEMPROF_THREAD_STATE_H
 #define MEMPROF_THREAD_STATE_H

@@ -32,7 +32,6 @@
 #include "thread_state.h"
 #include "window.h"
 
-union memprof_window_page memprof_window_page __attribute__((aligned(MEMPROF_WINDOW_PAGE)));
 static _Atomic bool window_page_shared;
 
 static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
