@@ -10,21 +10,9 @@
  * only explicit handles, which mean the same from any caller, pass through C. */
 #include <dlfcn.h>
 
-#include "arch.h"
 #include "hooks_device.h"
 #include "hooks_dlsym.h"
-
-void *(*memprof_real_dlsym)(void *, const char *);
-
-/* Called from the stub below (registers saved) the first time it is needed. */
-void *memprof_resolve_dlsym(void)
-{
-    void *fn = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
-    if (fn == NULL)
-        fn = dlvsym(RTLD_NEXT, "dlsym", ARCH_GLIBC_BASE);
-    __atomic_store_n(&memprof_real_dlsym, fn, __ATOMIC_RELEASE);
-    return fn;
-}
+#include "real_function.h"
 
 void *memprof_dlsym_handle(void *handle, const char *name)
 {

@@ -1,10 +1,10 @@
-/* glibc's own dlsym, behind our interposed one (hooks_dlsym.c). */
+/* The interposed dlsym (hooks_dlsym.c and the stub of arch/<arch>.S): an explicit
+ * handle's answer, a device entry point swapped for our wrapper. */
 #ifndef MEMPROF_HOOKS_DLSYM_H
 #define MEMPROF_HOOKS_DLSYM_H
 
 #include "common.h"
 
-extern void *(*memprof_real_dlsym)(void *, const char *) HIDDEN;
-void *memprof_resolve_dlsym(void) HIDDEN;
+void *memprof_dlsym_handle(void *handle, const char *name) HIDDEN;
 
 #endif

@@ -8,9 +8,21 @@
 #include <link.h>
 #include <string.h>
 
-#include "hooks_dlsym.h"
+#include "arch.h"
 #include "real_function.h"
 #include "thread_state.h"
+
+void *(*memprof_real_dlsym)(void *, const char *);
+
+/* Called from the dlsym stub (arch/<arch>.S) (registers saved) the first time it is needed. */
+void *memprof_resolve_dlsym(void)
+{
+    void *fn = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    if (fn == NULL)
+        fn = dlvsym(RTLD_NEXT, "dlsym", ARCH_GLIBC_BASE);
+    __atomic_store_n(&memprof_real_dlsym, fn, __ATOMIC_RELEASE);
+    return fn;
+}
 
 struct library_search {
     const char *prefix;

@@ -12,4 +12,9 @@ struct memprof_real_fn {
 };
 void *memprof_real_function(struct memprof_real_fn *r) HIDDEN;
 
+/* glibc's own dlsym, behind our interposed one (hooks_dlsym.c), which the dlsym stub
+ * (arch/<arch>.S) calls too. */
+extern void *(*memprof_real_dlsym)(void *, const char *) HIDDEN;
+void *memprof_resolve_dlsym(void) HIDDEN;
+
 #endif
