@@ -21,6 +21,12 @@
  * follow the thread group leader's memory. */
 #define PROC_THREAD_SELF "/proc/thread-self/"   /* by memprof_proc_file (sysutil.h) */
 
+/* A module's own hook of a relocated name (memprof_*_hook_for, got_hooks.c) is taken
+ * through this alias: taken by name, an exported hook resolves to the library's own
+ * function in an injected sampler; hook_<name>, a hidden alias, is always ours. */
+#define MEMPROF_LOCAL_ALIAS(name, ...) \
+    extern __typeof__(name) hook_##name __attribute__((alias(#name), copy(name))) HIDDEN;
+
 /* Each allocator family is a heap of its own, written as its own .heap file. */
 enum memprof_heap {
     HEAP_HOST = 0,       /* the malloc family */

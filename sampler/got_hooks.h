@@ -10,10 +10,5 @@ int memprof_got_arm(void) HIDDEN;              /* when a window opens; no-op if 
 void memprof_got_disarm(void) HIDDEN;          /* when it closes: every slot back */
 void memprof_got_after_fork(void) HIDDEN;
 uint32_t memprof_got_redirected(void) HIDDEN;  /* slots holding a hook now */
-/* A module's own hook of a relocated name (memprof_*_hook_for) is taken through this
- * alias: taken by name, an exported hook resolves to the library's own function in an
- * injected sampler; hook_<name>, a hidden alias, is always ours. */
-#define MEMPROF_LOCAL_ALIAS(name, ...) \
-    extern __typeof__(name) hook_##name __attribute__((alias(#name), copy(name))) HIDDEN;
 
 #endif
