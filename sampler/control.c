@@ -34,15 +34,14 @@
 
 #include "control.h"
 #include "event_log.h"
-#include "got_hooks.h"
-#include "hooks_malloc.h"
-#include "hooks_python.h"
 #include "memprof_control.h"
 #include "options.h"
+#include "sample.h"
 #include "real_function.h"
 #include "signals.h"
 #include "sysutil.h"
 #include "thread_state.h"
+#include "upcalls.h"
 #include "window.h"
 
 _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slot");
@@ -52,7 +51,6 @@ _Static_assert(sizeof(struct memprof_control) <= MEMPROF_CONTROL_WAKE_OFFSET &&
 
 static struct memprof_control *block;
 static char block_path[64];   /* where it is: mem_profiler.<pid>[.<random>] */
-_Atomic bool memprof_control_thread_less;
 static int block_fd = -1;     /* a thread-less process's block file, for its wake page */
 static _Atomic bool main_thread_gone;
 
@@ -112,8 +110,8 @@ static void publish_status(void)
     memprof_capture_status(&s);
     block->state = s.capturing ? MEMPROF_STATE_CAPTURING : MEMPROF_STATE_IDLE;
     block->dumps = s.dumps;
-    block->injected = memprof_is_injected();
-    block->redirected_slots = memprof_got_redirected();
+    block->injected = memprof_upcalls.is_injected();
+    block->redirected_slots = memprof_upcalls.got_redirected();
     block->window_start_ns = s.window_start_ns;
     block->window_deadline_ns = s.deadline_ns;
     block->live_samples = s.live_samples;
@@ -444,7 +442,7 @@ static void *control_thread(void *arg)
         }
         uint64_t watch = atomic_load(&main_thread_gone) ? memprof_now_ns() + MAIN_WATCH_GONE_NS
                                                         : next_watch;
-        uint64_t python = memprof_pymem_poll();   /* an interpreter starting: a look soon */
+        uint64_t python = memprof_upcalls.pymem_poll();   /* an interpreter starting: a look soon */
         if (python != 0 && python < watch)
             watch = python;
         bool only_watching = deadline == 0 || watch < deadline;
@@ -606,7 +604,7 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
      * emulator's), not memprof_proc_file's view of the program */
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
-    copy_string(block->own_malloc, sizeof block->own_malloc, memprof_own_malloc());
+    copy_string(block->own_malloc, sizeof block->own_malloc, memprof_upcalls.own_malloc());
     block->thread_less = thread_less;
     publish_status();
     if (replaced != NULL)
@@ -752,7 +750,7 @@ void memprof_control_look(void)
     }
     uint64_t now = memprof_now_ns();
     if (memprof_window_id() != 0 && now >= python_look_ns) {
-        uint64_t next = memprof_pymem_poll();
+        uint64_t next = memprof_upcalls.pymem_poll();
         python_look_ns = next != 0 ? next : now + PYTHON_LOOK_NS;
     }
 }

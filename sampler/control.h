@@ -10,11 +10,9 @@ void memprof_control_fini(void) HIDDEN;
 void memprof_control_wake(void) HIDDEN;
 void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit, set*id */
 
-/* A process whose thread is made on request ("a thread on request" in control.c) while
- * it has none yet. */
-extern _Atomic bool memprof_control_thread_less HIDDEN;
-/* From a sample's slow path while thread-less: a request waiting makes the thread, and
- * a window waiting for Python's start looks for it. */
+/* From a sample's slow path while memprof_control_thread_less (sample.h), through
+ * memprof_upcalls: a request waiting makes the thread, and a window waiting for
+ * Python's start looks for it. */
 void memprof_control_look(void) HIDDEN;
 /* A window opening in-process: the window page becomes the process's own (a log mode
  * window makes the thread: it drains the threads' log buffers). */

@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "event_log.h"
-#include "hooks_device.h"
 #include "live_bytes.h"
 #include "memprof_log.h"
 #include "options.h"
@@ -29,6 +28,7 @@
 #include "sysutil.h"
 #include "thread_block.h"
 #include "thread_state.h"
+#include "upcalls.h"
 
 #define BUF_BYTES (1u << 20)
 #define CHUNK_EVENTS 256
@@ -438,7 +438,7 @@ void memprof_log_tick(void)
     if (!memprof_log_active())
         return;
     uint64_t rss = resident_bytes();
-    uint32_t heaps = memprof_device_heaps_used() | 1u << HEAP_HOST;
+    uint32_t heaps = memprof_upcalls.device_heaps_used() | 1u << HEAP_HOST;
     /* Every thread's chunk held while the record is taken and written: an event is
      * before the record, in time and in the files, exactly when the live bytes it
      * gives count it.  One tick at a time, each releasing only what it holds. */

@@ -20,7 +20,6 @@
 #include "event_log.h"
 #include "frame_tree.h"
 #include "heap_writer.h"
-#include "hooks_malloc.h"
 #include "live_bytes.h"
 #include "memprof.h"
 #include "notes.h"
@@ -32,6 +31,7 @@
 #include "sysutil.h"
 #include "thread_block.h"
 #include "unwind.h"
+#include "upcalls.h"
 
 const char *const memprof_heap_names[HEAP_COUNT] = {
     [HEAP_HOST] = "host", [HEAP_CUDA] = "cuda", [HEAP_CUDA_HOST] = "cuda_host",
@@ -882,7 +882,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     puts_(o, " bytes=");
     put_u64(o, w->drops.bytes);
     puts_(o, "\n");
-    const char *own_malloc = memprof_own_malloc();
+    const char *own_malloc = memprof_upcalls.own_malloc();
     if (heap == HEAP_HOST && own_malloc[0] != '\0') {
         puts_(o, "# warning: ");
         put_escaped(o, own_malloc, strlen(own_malloc));

@@ -10,7 +10,9 @@
 #include "control.h"
 #include "event_log.h"
 #include "failure_pipe.h"
+#include "framework_pools.h"
 #include "got_hooks.h"
+#include "hooks_device.h"
 #include "hooks_malloc.h"
 #include "hooks_python.h"
 #include "live_bytes.h"
@@ -23,6 +25,7 @@
 #include "sysutil.h"
 #include "thread_state.h"
 #include "unwind.h"
+#include "upcalls.h"
 #include "window.h"
 
 /* A forked child is a process of its own.  Each module first drops what it cannot keep
@@ -45,11 +48,31 @@ static void on_fork_child(void)
         memprof_control_after_fork();
 }
 
+/* What the lower layers call upward (upcalls.h), given before anything is set up. */
+static void register_upcalls(void)
+{
+    memprof_upcalls = (struct memprof_upcalls){
+        .own_malloc = memprof_own_malloc,
+        .is_injected = memprof_is_injected,
+        .got_redirected = memprof_got_redirected,
+        .got_arm = memprof_got_arm,
+        .got_disarm = memprof_got_disarm,
+        .pools_arm = memprof_pools_arm,
+        .pools_disarm = memprof_pools_disarm,
+        .pymem_find = memprof_pymem_find,
+        .pymem_sync = memprof_pymem_sync,
+        .pymem_poll = memprof_pymem_poll,
+        .device_heaps_used = memprof_device_heaps_used,
+        .control_look = memprof_control_look,
+    };
+}
+
 void memprof_process_set_up(void)
 {
     static _Atomic bool claimed;
     if (atomic_exchange(&claimed, true))
         return;
+    register_upcalls();
     memprof_malloc_resolve();
     memprof_enter();
     memprof_options_from_environment();

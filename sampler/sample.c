@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control.h"
 #include "defaults.h"
 #include "estimate.h"
 #include "event_log.h"
@@ -24,8 +23,11 @@
 #include "thread_block.h"
 #include "thread_state.h"
 #include "unwind.h"
+#include "upcalls.h"
 #include "window_page.h"
 
+/* Set by control.c while the process has no control thread (sample.h). */
+_Atomic bool memprof_control_thread_less;
 /* The window page (window_page.h): window.c maps it, the hooks and this file read it. */
 union memprof_window_page memprof_window_page __attribute__((aligned(MEMPROF_WINDOW_PAGE)));
 struct memprof_drops memprof_drops;
@@ -154,7 +156,7 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
         return;   /* the sampler's own allocation */
     t->busy = 1;
     if (UNLIKELY(atomic_load_explicit(&memprof_control_thread_less, memory_order_relaxed)))
-        memprof_control_look();   /* a request waiting, in a process without its thread */
+        memprof_upcalls.control_look();   /* a request waiting, in a process without its thread */
     if (UNLIKELY(window == MEMPROF_WINDOW_WAKE))
         goto out;   /* no window: a controller's wake */
 

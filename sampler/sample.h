@@ -11,6 +11,10 @@
 #include "thread_state.h"
 #include "window_page.h"
 
+/* A process whose control thread is made on request ("a thread on request" in
+ * control.c) while it has none yet: its samples call memprof_upcalls.control_look. */
+extern _Atomic bool memprof_control_thread_less HIDDEN;
+
 void memprof_sample_slow(void *ptr, size_t size, uint32_t window) HIDDEN;
 void memprof_free_slow(void *ptr) HIDDEN;
 /* Removes ptr from the live samples if it is one (for realloc, which may

@@ -14,11 +14,7 @@
 #include "estimate.h"
 #include "event_log.h"
 #include "failure_pipe.h"
-#include "framework_pools.h"
-#include "got_hooks.h"
 #include "heap_writer.h"
-#include "hooks_device.h"
-#include "hooks_python.h"
 #include "live_bytes.h"
 #include "live_table.h"
 #include "notes.h"
@@ -30,6 +26,7 @@
 #include "sysutil.h"
 #include "thread_block.h"
 #include "thread_state.h"
+#include "upcalls.h"
 #include "window.h"
 
 static _Atomic bool window_page_shared;
@@ -185,17 +182,17 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         atomic_store(&window_deadline_ns, deadline_ns);
         window_is_view = view;
         next_window_id();
-        memprof_pymem_find();
+        memprof_upcalls.pymem_find();
         atomic_store_explicit(&memprof_active_window, last_window, memory_order_release);
-        if (memprof_got_arm() != 0)
+        if (memprof_upcalls.got_arm() != 0)
             memprof_log("could not redirect the GOT: allocations are not seen");
-        memprof_pools_arm();
+        memprof_upcalls.pools_arm();
         memprof_control_wake();   /* the block says so at once (and log mode ticks) */
         rc = 0;
     }
     pthread_mutex_unlock(&window_lock);
     if (rc == 0)
-        memprof_pymem_sync();   /* Python's allocators wrapped */
+        memprof_upcalls.pymem_sync();   /* Python's allocators wrapped */
     memprof_leave();
     return rc;
 }
@@ -219,7 +216,7 @@ static struct memprof_window_info window_so_far(void)
 static int dump_window(const struct memprof_window_info *w, char *path_out, size_t path_len)
 {
     char path[MEMPROF_PATH_MAX];
-    int rc = memprof_write_dump(w, memprof_cfg.prefix, name_seq + 1, memprof_device_heaps_used(),
+    int rc = memprof_write_dump(w, memprof_cfg.prefix, name_seq + 1, memprof_upcalls.device_heaps_used(),
                                 path, sizeof path);
     if (rc == 0) {
         dump_seq++;
@@ -258,8 +255,8 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
         errno = ESRCH;
     } else {
         if (close) {
-            memprof_got_disarm();
-            memprof_pools_disarm();
+            memprof_upcalls.got_disarm();
+            memprof_upcalls.pools_disarm();
             atomic_store_explicit(&memprof_active_window, 0, memory_order_release);
             memprof_control_window_closed();
             atomic_store(&window_deadline_ns, 0);
@@ -292,7 +289,7 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
     pthread_mutex_unlock(&window_lock);
     if (close) {
         int saved = errno;
-        memprof_pymem_sync();   /* Python's allocators unwrapped */
+        memprof_upcalls.pymem_sync();   /* Python's allocators unwrapped */
         memprof_control_wake();
         errno = saved;
     }
@@ -332,7 +329,7 @@ int memprof_capture_snapshot(const char *prefix)
     } else {
         struct memprof_window_info w = window_so_far();
         char path[MEMPROF_PATH_MAX];
-        rc = memprof_write_dump(&w, prefix, 0, memprof_device_heaps_used(), path, sizeof path);
+        rc = memprof_write_dump(&w, prefix, 0, memprof_upcalls.device_heaps_used(), path, sizeof path);
     }
     pthread_mutex_unlock(&window_lock);
     memprof_leave();
@@ -356,7 +353,7 @@ int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error
         w.failure.heap = (int)heap;
         w.failure.bytes = bytes;
         w.failure.error = error;
-        rc = memprof_write_dump(&w, prefix, name_seq + 1, memprof_device_heaps_used(), path,
+        rc = memprof_write_dump(&w, prefix, name_seq + 1, memprof_upcalls.device_heaps_used(), path,
                                 sizeof path);
         if (rc == 0 && memprof_cfg.verbose)
             memprof_log("wrote %s", path);
