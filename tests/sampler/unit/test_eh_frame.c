@@ -13,9 +13,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "eh_frame.h"
-#include "object_file.h"
 #include "unit.h"
+#include "unwind/eh_frame.h"
+#include "unwind/object_file.h"
 
 /* ---- hand-made tables ---------------------------------------------------------
  * .eh_frame_hdr (its binary-search table) then .eh_frame, position-independent: the

@@ -5,9 +5,9 @@
  * id says. */
 #include <math.h>
 
-#include "estimate.h"
-#include "live_table.h"
-#include "stack_table.h"
+#include "tables/estimate.h"
+#include "tables/live_table.h"
+#include "tables/stack_table.h"
 #include "unit.h"
 
 static double exact_weight(uint64_t rate, uint64_t size)

@@ -5,8 +5,8 @@
  * refuses, a reset empties it, and threads interning the same chains agree. */
 #include <string.h>
 
-#include "frame_tree.h"
-#include "thread_state.h"
+#include "base/thread_state.h"
+#include "tables/frame_tree.h"
 #include "unit.h"
 
 __thread struct memprof_thread memprof_thread;   /* sample.c's, whose memos the tree reads */

@@ -3,7 +3,7 @@
  * release while threads intern. */
 #include <string.h>
 
-#include "hash_index.h"
+#include "tables/hash_index.h"
 #include "unit.h"
 
 /* The interning table under test: entry id holds keys[id], made under the index's lock. */

@@ -4,7 +4,7 @@
  * The table keeps addresses as numbers, never reading at them. */
 #include <string.h>
 
-#include "live_table.h"
+#include "tables/live_table.h"
 #include "unit.h"
 
 struct sample {

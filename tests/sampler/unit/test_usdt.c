@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "unit.h"
-#include "usdt.h"
+#include "unwind/usdt.h"
 
 #define DATA "tests/data/usdt/"
 

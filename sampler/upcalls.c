@@ -1,4 +1,0 @@
-/* The calls upward (upcalls.h), set once by memprof_process_set_up. */
-#include "upcalls.h"
-
-struct memprof_upcalls memprof_upcalls;
