@@ -16,6 +16,8 @@
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
 #define MEMPROF_PATH_MAX 4096
+/* The most Python frames a stack holds (python_frames.c; a thread's memos). */
+#define MEMPROF_MAX_PY_FRAMES 64
 /* The calling thread's own /proc entries: /proc/self/{maps,exe,cmdline,statm}
  * read as empty once the main thread has ended with pthread_exit, as they
  * follow the thread group leader's memory. */

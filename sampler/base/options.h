@@ -4,9 +4,19 @@
 #define MEMPROF_OPTIONS_H
 
 #include "base/common.h"
-#include "tables/estimate.h"
 
 enum memprof_unwinder { UNWIND_HYBRID = 0, UNWIND_LIBUNWIND = 1, UNWIND_FRAME_POINTER = 2 };
+
+/* Mean bytes between samples (1: every allocation). */
+struct memprof_rates {
+    uint64_t host;      /* the host heap's */
+    uint64_t device;    /* every device and HAL heap's */
+};
+
+static inline uint64_t memprof_heap_rate(struct memprof_rates rates, uint32_t heap)
+{
+    return heap == HEAP_HOST ? rates.host : rates.device;
+}
 
 struct memprof_config {
     struct memprof_rates rates;

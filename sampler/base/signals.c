@@ -17,7 +17,6 @@
 
 #include "base/real_function.h"
 #include "base/signals.h"
-#include "hooks/got_hooks.h"
 
 #define SIGNALS 65   /* 1 to 64 */
 

@@ -5,13 +5,28 @@
 
 #include "base/common.h"
 #include "base/defaults.h"
-#include "tables/frame_tree.h"
-#include "unwind/python_frames.h"
 
 /* A stack mapping: its start, and the offset of its last word (its size - 8), so
  * that one subtraction and one comparison bound a read. */
 struct memprof_stack_range {
     uintptr_t lo, last;
+};
+
+/* A thread's last chains, root first, with the nodes they interned to (in the
+ * thread's memos; frame_tree.c): a new chain's frames shared from the root with one of them cost no
+ * lookup. */
+#define MEMPROF_CHAIN_ROOM 192
+#define MEMPROF_CHAIN_MEMOS 4
+struct memprof_chain_memo {
+    uint32_t generation;          /* of the tree its nodes belong to */
+    uint32_t len;
+    uintptr_t frames[MEMPROF_CHAIN_ROOM];
+    uint64_t paths[MEMPROF_CHAIN_ROOM];   /* the hash of the path down to each level */
+    uint32_t nodes[MEMPROF_CHAIN_ROOM];
+};
+struct memprof_chain_memos {
+    struct memprof_chain_memo chains[MEMPROF_CHAIN_MEMOS];
+    uint32_t next;                /* the one the next chain replaces */
 };
 
 /* Per-thread memos of the sample path, in the thread's block (thread_block.c): small,

@@ -7,6 +7,7 @@
 #include "base/common.h"
 #include "base/thread_state.h"
 #include "sample/window_page.h"
+#include "tables/estimate.h"
 #include "tables/live_table.h"
 #include "tables/notes.h"
 #include "tables/stack_table.h"
@@ -43,16 +44,8 @@ struct memprof_drops {
     _Atomic uint64_t bytes;         /* unsampled bytes of all of them */
 };
 extern struct memprof_drops memprof_drops HIDDEN;
-/* The drops at one moment: a dump takes one for all its files and its status. */
-struct memprof_drop_counts {
-    uint64_t stack_table, live_table, memory, bytes;
-};
 void memprof_drops_reset(void) HIDDEN;
 struct memprof_drop_counts memprof_drops_now(void) HIDDEN;
-static inline uint64_t memprof_dropped_samples(const struct memprof_drop_counts *d)
-{
-    return d->stack_table + d->live_table + d->memory;
-}
 
 /* Called by every allocation hook after the real allocator returned. */
 static inline void memprof_on_alloc(void *ptr, size_t size)

@@ -6,17 +6,7 @@
 #include <math.h>
 
 #include "base/common.h"
-
-/* Mean bytes between samples (1: every allocation). */
-struct memprof_rates {
-    uint64_t host;      /* the host heap's */
-    uint64_t device;    /* every device and HAL heap's */
-};
-
-static inline uint64_t memprof_heap_rate(struct memprof_rates rates, uint32_t heap)
-{
-    return heap == HEAP_HOST ? rates.host : rates.device;
-}
+#include "base/options.h"
 
 /* How many allocations one sample of `size` bytes stands for at a `rate` above 1:
  * 1 / (1 - exp(-size/rate)), the inverse of its chance of being sampled.  Summed per
@@ -60,5 +50,15 @@ struct memprof_live_totals {
 };
 /* Adds each live sample, weighted at its heap's rate, into t. */
 void memprof_live_totals(struct memprof_rates rates, struct memprof_live_totals *t) HIDDEN;
+
+/* The samples the tables had no room for (memprof_drops, sample.h) at one moment
+ * (memprof_drops_now): a dump takes one for all its files and its status. */
+struct memprof_drop_counts {
+    uint64_t stack_table, live_table, memory, bytes;
+};
+static inline uint64_t memprof_dropped_samples(const struct memprof_drop_counts *d)
+{
+    return d->stack_table + d->live_table + d->memory;
+}
 
 #endif

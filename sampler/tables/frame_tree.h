@@ -4,6 +4,7 @@
 #define MEMPROF_FRAME_TREE_H
 
 #include "base/common.h"
+#include "base/thread_state.h"
 
 #define NODE_NONE UINT32_MAX
 /* A chain's first node, under the root (parent 0): what the chain is of, never a
@@ -11,23 +12,6 @@
  * stack_table.c), Python chains at MEMPROF_PYTHON_HEAD. */
 #define MEMPROF_HEAD_BASE 0x5078000000000000ull
 #define MEMPROF_PYTHON_HEAD (MEMPROF_HEAD_BASE | 0xffffull)
-
-/* A thread's last chains, root first, with the nodes they interned to (in the
- * thread's memos): a new chain's frames shared from the root with one of them cost no
- * lookup. */
-#define MEMPROF_CHAIN_ROOM 192
-#define MEMPROF_CHAIN_MEMOS 4
-struct memprof_chain_memo {
-    uint32_t generation;          /* of the tree its nodes belong to */
-    uint32_t len;
-    uintptr_t frames[MEMPROF_CHAIN_ROOM];
-    uint64_t paths[MEMPROF_CHAIN_ROOM];   /* the hash of the path down to each level */
-    uint32_t nodes[MEMPROF_CHAIN_ROOM];
-};
-struct memprof_chain_memos {
-    struct memprof_chain_memo chains[MEMPROF_CHAIN_MEMOS];
-    uint32_t next;                /* the one the next chain replaces */
-};
 
 struct memprof_node {
     uint32_t parent;              /* 0: the root */

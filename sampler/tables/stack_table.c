@@ -13,7 +13,6 @@
 #include "tables/hash_index.h"
 #include "tables/stack_table.h"
 #include "tables/thread_block.h"
-#include "unwind/python_frames.h"
 
 struct stack_record {                /* by id; written before its id is published */
     uint32_t native, python, heap;

@@ -4,7 +4,6 @@
 
 #include "base/common.h"
 
-#define MEMPROF_MAX_PY_FRAMES 64
 /* A Python frame's address in a stack: the base plus its record's id.  Not a
  * canonical x86-64 address, so no mapping holds it. */
 #define MEMPROF_PY_FRAME_BASE 0x5079000000000000ull

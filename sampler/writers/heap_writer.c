@@ -20,7 +20,6 @@
 #include "base/sysutil.h"
 #include "base/upcalls.h"
 #include "memprof.h"
-#include "sample/sample.h"
 #include "tables/estimate.h"
 #include "tables/frame_tree.h"
 #include "tables/live_bytes.h"

@@ -3,7 +3,6 @@
 #define MEMPROF_HEAP_WRITER_H
 
 #include "base/common.h"
-#include "sample/sample.h"
 #include "tables/estimate.h"
 #include "writers/reachable.h"
 
