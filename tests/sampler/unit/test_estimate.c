@@ -1,4 +1,4 @@
-/* What the samples stand for (sampler/estimate.c) alone: one sample's weight, checked
+/* What the samples stand for (sampler/tables/estimate.c) alone: one sample's weight, checked
  * against 1 / -expm1(-size/rate) from the size of a byte to a terabyte, and the
  * in-use totals of a set of live samples, by heap and by stack.  The live table and
  * the stack table are stand-ins here: a list of samples, and a stack's heap that its

@@ -1,4 +1,4 @@
-/* The calling-context tree (sampler/frame_tree.c) with its hash indexes: chains that
+/* The calling-context tree (sampler/tables/frame_tree.c) with its hash indexes: chains that
  * share their root end share nodes, a chain reads back as it went in (recursion 500
  * deep included), a thread's memo gives the same nodes as a lookup, a chain seen
  * before is found by its leaf and a sibling of the same hash's high half is not, a full tree

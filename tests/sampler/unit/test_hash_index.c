@@ -1,4 +1,4 @@
-/* The hash index (sampler/hash_index.c) alone: entries found again, growth by
+/* The hash index (sampler/tables/hash_index.c) alone: entries found again, growth by
  * doubling at three quarters full, its capacity, a reset, concurrent interning, and a
  * release while threads intern. */
 #include <string.h>
