@@ -689,9 +689,9 @@ static bool spawn_control_thread(void)
  * (Chromium's and its kin's, started with --type=zygote), and any process may ask for
  * the same (MEMPROF_CONTROL=on-request).  Such a process gets its block but no thread
  * until a controller asks.  While it has no window, the window word's page is its
- * block file's wake page (window.h): a controller's request stores MEMPROF_CONTROL_WAKE
- * there, the next allocation goes down the slow path and makes the thread, which
- * answers.  While a window opened in-process is open (run's, the API's), the page is
+ * block file's wake page (sample/window_page.h): a controller's request stores
+ * MEMPROF_CONTROL_WAKE there, the next allocation goes down the slow path and makes
+ * the thread, which answers.  While a window opened in-process is open (run's, the API's), the page is
  * the process's own and each sample looks for a request not answered.  A process that
  * does not allocate does not answer: the controller says so. */
 static pthread_mutex_t credentials_lock = PTHREAD_MUTEX_INITIALIZER;
