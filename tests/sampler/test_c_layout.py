@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support.graphs import cycles
 from support.paths import ROOT
 
 SAMPLER = ROOT / "sampler"
@@ -82,35 +83,6 @@ def upward(graph: dict[str, dict[str, set[str]]]) -> list[str]:
         for target, syms in sorted(targets.items())
         if LAYERS.index(_layer(target)) > LAYERS.index(_layer(name))
     ]
-
-
-def cycles(graph: dict[str, dict[str, set[str]]]) -> list[list[str]]:
-    """The strongly connected components of more than one file (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in sorted(graph.get(node, {})):
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while (top := stack.pop()) != node:
-                component.append(top)
-            if component:
-                found.append(sorted([node, *component]))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
 
 
 def upward_includes(files: list[Path], root: Path = SAMPLER) -> list[str]:
