@@ -16,8 +16,13 @@ CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer
 LDFLAGS_LIB := -Wl,-z,now
 LDLIBS_LIB  := -lunwind -lzstd -ldl -lm -pthread
 ARCH        := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
-SAMPLER_SRC := $(wildcard sampler/*.c) sampler/arch/$(ARCH).S
-SAMPLER_HDR := $(wildcard sampler/*.h sampler/arch/*.h)
+# The sampler's layers, lowest first (ARCHITECTURE.md, "The sampler's layers"); the
+# headers of sampler/ itself are its interfaces with the outside and the architecture's.
+SAMPLER_LAYERS := base tables unwind writers sample control hooks
+SAMPLER_C   := $(foreach layer,$(SAMPLER_LAYERS),$(wildcard sampler/$(layer)/*.c))
+SAMPLER_SRC := $(SAMPLER_C) sampler/arch/$(ARCH).S
+SAMPLER_HDR := $(wildcard sampler/*.h sampler/arch/*.h) \
+               $(foreach layer,$(SAMPLER_LAYERS),$(wildcard sampler/$(layer)/*.h))
 FIXTURE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -pthread
 # The C unit tests: each built with the one module it tests (and sysutil.c) under
 # AddressSanitizer and UBSan, which stop the test at the first fault.
@@ -112,7 +117,7 @@ build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leak
 
 $(BUILD)/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_LIB) -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+	$(CC) $(CFLAGS_LIB) -Isampler -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
 
 bindings/libmemprof.so: $(BUILD)/libmemprof.so
 	cp $< $@
@@ -139,21 +144,25 @@ arm64:
 $(ARM64_SYSROOT)/.installed: tools/arm64_sysroot.sh
 	tools/arm64_sysroot.sh $(ARM64_SYSROOT) $(ARM64_PKGS) || echo "no arm64 sysroot"
 
-$(BUILD)/aarch64/libmemprof.so: $(wildcard sampler/*.c) sampler/arch/aarch64.S $(SAMPLER_HDR) \
+$(BUILD)/aarch64/libmemprof.so: $(SAMPLER_C) sampler/arch/aarch64.S $(SAMPLER_HDR) \
                                 $(ARM64_SYSROOT)/.installed
 	@mkdir -p $(@D)
-	$(ARM64_CC) $(CFLAGS_LIB) -idirafter $(ARM64_SYSROOT)/usr/include -shared $(LDFLAGS_LIB) \
+	$(ARM64_CC) $(CFLAGS_LIB) -Isampler -idirafter $(ARM64_SYSROOT)/usr/include -shared $(LDFLAGS_LIB) \
 	  -o $@ $(filter %.c %.S,$^) $(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu/libzstd.so.1 -ldl -lm -pthread
 
 $(BUILD)/examples/leaky: examples/leaky.c
 	@mkdir -p $(BUILD)/examples
 	$(CC) $(FIXTURE_CFLAGS) -o $@ $<
 
-$(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c sampler/%.c sampler/sysutil.c $(SAMPLER_HDR) $(UNIT_DIR)/unit.h
+# The module a test is named after, in whichever layer holds it.
+unit_module  = $(filter %/$(1).c,$(SAMPLER_C))
+.SECONDEXPANSION:
+$(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c $$(call unit_module,$$*) sampler/base/sysutil.c \
+                      $(SAMPLER_HDR) $(UNIT_DIR)/unit.h
 	@mkdir -p $(@D)
 	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^) -lm
-$(BUILD)/unit/test_frame_tree: sampler/hash_index.c   # the tree's indexes
-$(BUILD)/unit/test_eh_frame: sampler/object_file.c   # the tables read from a file
+$(BUILD)/unit/test_frame_tree: sampler/tables/hash_index.c   # the tree's indexes
+$(BUILD)/unit/test_eh_frame: sampler/unwind/object_file.c   # the tables read from a file
 
 # --- jobs -------------------------------------------------------------------
 # The C unit tests alone; `make test` runs them too (tests/sampler/test_c_units.py).

@@ -1,5 +1,5 @@
 """Capture windows in running processes: find the capturable ones, open a window,
-follow it, close it and collect the files (the target side is sampler/control.c)."""
+follow it, close it and collect the files (the target side is sampler/control/control.c)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a capture takes when it is not told otherwise: the one home of these values on the
 Python side (the command lines, the API, launching, the gate). The sampler's own defaults,
 for a program started without mem_profiler, are the same values in C
-(sampler/defaults.h); a test compares them."""
+(sampler/base/defaults.h); a test compares them."""
 
 RATE = 1024  # mean bytes between samples of the host heap
 DEVICE_RATE = 1  # of the device and HAL heaps: every allocation

@@ -24,7 +24,7 @@ class LaunchError(RuntimeError):
 
 @dataclass
 class CaptureSettings:
-    """What the sampler is told through its environment (see sampler/options.c)."""
+    """What the sampler is told through its environment (see sampler/base/options.c)."""
 
     rate: int = defaults.RATE
     device_rate: int = defaults.DEVICE_RATE

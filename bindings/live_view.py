@@ -7,7 +7,7 @@ open already (`mem_profiler run`, MEMPROF_CAPTURE=1) is only read, and stays ope
 refresh asks the target for a snapshot: the window's figures so far as .heap files, in a
 folder of the view's that only this user can enter, read and removed at once. The
 view's own window has a deadline that each refresh moves forward, so that a view killed
-without closing it leaves it to close by itself soon after (sampler/control.c)."""
+without closing it leaves it to close by itself soon after (sampler/control/control.c)."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ class LiveView:
             )
         rss = procfs.rss_bytes(self.pid)
         profiles = []
-        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/window.c).
+        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/control/window.c).
         for path in window_files(window_stem(self._prefix, self.pid, 0)).values():
             try:
                 profiles.append(read_heap(path))

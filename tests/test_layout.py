@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.graphs import cycles
 
 ROOT = Path(__file__).resolve().parent.parent
 # The folders of the package, as pyproject.toml maps them.
@@ -152,31 +153,7 @@ def test_no_import_cycles():
         m: sorted({t for t, typing in _imports(m) if not typing and t in MODULES} - {m})
         for m in MODULES
     }
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    cycles = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in graph[node]:
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while (top := stack.pop()) != node:
-                component.append(top)
-            if component:
-                cycles.append(sorted([node, *component]))
-
-    for module in sorted(graph):
-        if module not in index:
-            visit(module)
-    assert cycles == []
+    assert cycles(graph) == []
 
 
 def test_a_cycle_or_a_back_edge_is_seen(monkeypatch, tmp_path):

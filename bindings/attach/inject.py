@@ -8,7 +8,7 @@ its own stack, with a return address of 0 so that the return ends in a fault we
 catch; its registers and stack are then put back as they were.  The other threads
 run on during the call: one of them may hold a lock dlopen needs.  The library's
 constructor registers the control block; the sampler redirects the GOT when a
-window opens (sampler/got_hooks.c)."""
+window opens (sampler/hooks/got_hooks.c)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ _LOG_FILE = re.compile(r"\.(\d+)\.memlog$")
 
 def failure_prefix(prefix: str) -> str:
     """The prefix of the files written as a device allocation failed (MEMPROF_FAILURE_TAG
-    in sampler/window.h)."""
+    in sampler/control/window.h)."""
     return prefix + "oom_"
 
 

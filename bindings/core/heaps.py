@@ -1,5 +1,5 @@
 """The heaps a capture writes, one `.heap` file each, in the sampler's order (enum
-memprof_heap in sampler/common.h): the one home of their names and colours,
+memprof_heap in sampler/base/common.h): the one home of their names and colours,
 imported by the parser and by the light command lines alike (it imports nothing)."""
 
 HEAPS = ("host", "cuda", "cuda_host", "acl", "acl_host", "hal", "cuda_segments")

@@ -167,7 +167,7 @@ def _sorted_ends(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def estimates(sizes: np.ndarray, rate: int) -> np.ndarray:
     """What the sampler counts for each sampled allocation: its size unsampled,
-    s / (1 - exp(-s/rate)), rounded as sampler/live_bytes.c rounds it."""
+    s / (1 - exp(-s/rate)), rounded as sampler/tables/live_bytes.c rounds it."""
     sizes = np.asarray(sizes, np.float64)
     if rate <= 1:
         return clip_int64(sizes)

@@ -1,6 +1,6 @@
 """Inefficient device memory (msMemScope's check_inefficient), from the device operations
 of a log capture: the kernel launches, copies and sets the device hooks recorded with the
-values they were passed (sampler/device_uses.c). A value inside a device block live at
+values they were passed (sampler/hooks/device_uses.c). A value inside a device block live at
 the time is a use of that block; launches count the time between events.
 
 - early_allocation: a block allocated launches before its first use, while another block

@@ -1,5 +1,5 @@
 """Real GPU: PyTorch's tensors in the cuda heap through the caching allocator's USDT
-probes (sampler/framework_pools.c), tests/gpu/torch_tensors.py's known tensors at
+probes (sampler/hooks/framework_pools.c), tests/gpu/torch_tensors.py's known tensors at
 `--device-rate 1`: every figure of every site exact, the heap's live bytes exactly
 torch.cuda.memory_allocated(), and the caching allocator's segments in cuda_segments
 exactly memory_reserved(); under the native allocator, with expandable segments, at

@@ -1,5 +1,5 @@
 """pymalloc seen (issue 14): while a window is open the sampler wraps CPython's MEM and
-OBJ allocators (sampler/hooks_python.c), in a preloaded run, in a window opened with -p
+OBJ allocators (sampler/hooks/hooks_python.c), in a preloaded run, in a window opened with -p
 and in an attached process, and unwraps them when it closes. The reports of such a
 window show each Python function whole, however many of its lines allocate (issue 21).
 

@@ -174,7 +174,7 @@ def test_libtorchs_unwind_tables_stay_out_of_the_programs_memory(tmp_path):
     and .eh_frame_hdr (20 MB), which the program itself never reads. Read in place, the
     kernel's fault-around maps 64 KiB around each page touched, and more than half of
     them stayed resident (all of them over a longer run); read from the file
-    (sampler/object_file.c), the sampler's first read of the header and libunwind's
+    (sampler/unwind/object_file.c), the sampler's first read of the header and libunwind's
     fallback walks leave a few pages. The truth is the kernel's: /proc/self/pagemap, read
     by the program (tests/fixtures/torch_unwind_tables.py)."""
     out = tmp_path / "tables.json"

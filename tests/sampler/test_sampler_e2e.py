@@ -332,7 +332,7 @@ def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
 
 def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
     """A program started with the sampler and no settings captures as mem_profiler's
-    defaults say (mem_profiler.defaults mirrors sampler/defaults.h); a depth
+    defaults say (mem_profiler.defaults mirrors sampler/base/defaults.h); a depth
     beyond the largest falls back to the default."""
     env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "PATH": "/usr/bin:/bin"}
     for depth, expected in (
@@ -352,16 +352,16 @@ def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
 
 
 def test_each_default_of_the_sampler_is_the_python_one(tmp_path):
-    """Every #define of sampler/defaults.h, as the C compiler reads it, is the value of
+    """Every #define of sampler/base/defaults.h, as the C compiler reads it, is the value of
     mem_profiler.defaults under its name less MEMPROF_ and DEFAULT_, and every default
     there is one of them."""
-    header = (ROOT / "sampler" / "defaults.h").read_text()
+    header = (ROOT / "sampler" / "base" / "defaults.h").read_text()
     names = re.findall(r"^#define (MEMPROF_\w+) ", header, re.MULTILINE)
     python_name = {name: re.sub(r"^MEMPROF_(DEFAULT_)?", "", name) for name in names}
     assert set(python_name.values()) == {name for name in vars(defaults) if name.isupper()}
     program = tmp_path / "defaults.c"
     program.write_text(
-        '#include <stdio.h>\n#include "defaults.h"\n'
+        '#include <stdio.h>\n#include "base/defaults.h"\n'
         'static void text(const char *v) { printf("%s\\n", v); }\n'
         'static void number(unsigned long long v) { printf("%llu\\n", v); }\n'
         "int main(void) {\n"

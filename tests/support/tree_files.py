@@ -1,7 +1,7 @@
 """.heap files in the tree format (docs/file-formats.md, "The `.heap` file") written
 from a list of stacks, and the same stacks as heap_v2 text, so that a test can give the
 reader both and compare what it makes of them. The merge of Python frames is written
-here as the sampler's C does it (sampler/python_frames.c, memprof_python_merge): a loop,
+here as the sampler's C does it (sampler/unwind/python_frames.c, memprof_python_merge): a loop,
 the reader's is numpy's."""
 
 from __future__ import annotations

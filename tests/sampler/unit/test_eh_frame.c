@@ -1,10 +1,10 @@
-/* The .eh_frame rule parser (sampler/eh_frame.c) alone: hand-made CIEs and FDEs give
+/* The .eh_frame rule parser (sampler/unwind/eh_frame.c) alone: hand-made CIEs and FDEs give
  * the rules their CFA programs describe; the test program's own .eh_frame gives the
  * rules of a function built with a frame pointer; and every truncation and many
  * corruptions of the hand-made tables are refused, never read beyond (each lookup
  * reads a copy of exactly the bytes it is given, so AddressSanitizer sees an
  * overrun).  Each hand-made lookup is made twice, in place and through a view of a
- * file holding the same bytes (sampler/object_file.c), which must agree; so must
+ * file holding the same bytes (sampler/unwind/object_file.c), which must agree; so must
  * libc's rules read both ways, at addresses all over its code. */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -13,9 +13,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "eh_frame.h"
-#include "object_file.h"
 #include "unit.h"
+#include "unwind/eh_frame.h"
+#include "unwind/object_file.h"
 
 /* ---- hand-made tables ---------------------------------------------------------
  * .eh_frame_hdr (its binary-search table) then .eh_frame, position-independent: the

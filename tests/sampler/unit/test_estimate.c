@@ -1,13 +1,13 @@
-/* What the samples stand for (sampler/estimate.c) alone: one sample's weight, checked
+/* What the samples stand for (sampler/tables/estimate.c) alone: one sample's weight, checked
  * against 1 / -expm1(-size/rate) from the size of a byte to a terabyte, and the
  * in-use totals of a set of live samples, by heap and by stack.  The live table and
  * the stack table are stand-ins here: a list of samples, and a stack's heap that its
  * id says. */
 #include <math.h>
 
-#include "estimate.h"
-#include "live_table.h"
-#include "stack_table.h"
+#include "tables/estimate.h"
+#include "tables/live_table.h"
+#include "tables/stack_table.h"
 #include "unit.h"
 
 static double exact_weight(uint64_t rate, uint64_t size)

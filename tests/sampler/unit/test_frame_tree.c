@@ -1,12 +1,12 @@
-/* The calling-context tree (sampler/frame_tree.c) with its hash indexes: chains that
+/* The calling-context tree (sampler/tables/frame_tree.c) with its hash indexes: chains that
  * share their root end share nodes, a chain reads back as it went in (recursion 500
  * deep included), a thread's memo gives the same nodes as a lookup, a chain seen
  * before is found by its leaf and a sibling of the same hash's high half is not, a full tree
  * refuses, a reset empties it, and threads interning the same chains agree. */
 #include <string.h>
 
-#include "frame_tree.h"
-#include "thread_state.h"
+#include "base/thread_state.h"
+#include "tables/frame_tree.h"
 #include "unit.h"
 
 __thread struct memprof_thread memprof_thread;   /* sample.c's, whose memos the tree reads */

@@ -1,9 +1,9 @@
-/* The hash index (sampler/hash_index.c) alone: entries found again, growth by
+/* The hash index (sampler/tables/hash_index.c) alone: entries found again, growth by
  * doubling at three quarters full, its capacity, a reset, concurrent interning, and a
  * release while threads intern. */
 #include <string.h>
 
-#include "hash_index.h"
+#include "tables/hash_index.h"
 #include "unit.h"
 
 /* The interning table under test: entry id holds keys[id], made under the index's lock. */

@@ -1,10 +1,10 @@
-/* The live table (sampler/live_table.c) alone: many samples in and out, checked
+/* The live table (sampler/tables/live_table.c) alone: many samples in and out, checked
  * against a plain list; stripes that double at half full; the filter, which never
  * says "not a sample" of a live one; and threads that share stripes and cells.
  * The table keeps addresses as numbers, never reading at them. */
 #include <string.h>
 
-#include "live_table.h"
+#include "tables/live_table.h"
 #include "unit.h"
 
 struct sample {

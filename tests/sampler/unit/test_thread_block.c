@@ -1,10 +1,10 @@
-/* The per-thread counters (sampler/thread_block.c) as a dump reads them: in place
+/* The per-thread counters (sampler/tables/thread_block.c) as a dump reads them: in place
  * when one thread's block holds a closed window, copied at one moment while the window
  * is open, summed over the blocks when several hold it, and none from a block of
  * another window; a stack's samples of one size as one word, of several sizes in a
  * record of their own, with the same sums either way. */
-#include "thread_block.h"
-#include "thread_state.h"
+#include "base/thread_state.h"
+#include "tables/thread_block.h"
 #include "unit.h"
 
 __thread struct memprof_thread memprof_thread;   /* sample.c's, which holds the block */

@@ -1,4 +1,4 @@
-/* The USDT notes reader (sampler/usdt.c) alone: the notes of libc10_cuda.so of two
+/* The USDT notes reader (sampler/unwind/usdt.c) alone: the notes of libc10_cuda.so of two
  * torch releases (tests/data/usdt/, cut from the wheels by tools/torch_probe_notes.sh)
  * read as `readelf -n` prints them, their argument specs decoded and evaluated on saved
  * registers, specs it cannot read refused, a prelinked base applied, and a section cut
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "unit.h"
-#include "usdt.h"
+#include "unwind/usdt.h"
 
 #define DATA "tests/data/usdt/"
 

@@ -1,0 +1,36 @@
+/* The in-use estimates of the live samples, for the .heap files and the status. */
+#include "tables/estimate.h"
+#include "tables/live_table.h"
+#include "tables/stack_table.h"
+
+struct live_sum {
+    struct memprof_rates rates;
+    struct memprof_live_totals *t;
+};
+
+static void add_totals(struct memprof_stack_totals *t, uint64_t size, double weight)
+{
+    t->objs += 1;
+    t->bytes += size;
+    t->est_objs += weight;
+    t->est_bytes += weight * (double)size;
+}
+
+static void add_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
+{
+    (void)key;
+    const struct live_sum *sum = arg;
+    uint32_t heap = memprof_stack_heap(stack);
+    double weight = memprof_sample_weight(sum->rates, heap, size);
+    add_totals(&sum->t->by_heap[heap], size, weight);
+    struct memprof_stack_totals *of_stack =
+        sum->t->of_stack != NULL ? sum->t->of_stack(stack, sum->t->arg) : NULL;
+    if (of_stack != NULL)
+        add_totals(of_stack, size, weight);
+}
+
+void memprof_live_totals(struct memprof_rates rates, struct memprof_live_totals *t)
+{
+    struct live_sum sum = {rates, t};
+    memprof_live_foreach(add_live_sample, &sum);
+}

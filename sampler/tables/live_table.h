@@ -1,0 +1,63 @@
+/* The live samples (live_table.c): pointer -> (stack, requested size), and the
+ * filter that every free asks first. */
+#ifndef MEMPROF_LIVE_TABLE_H
+#define MEMPROF_LIVE_TABLE_H
+
+#include "base/common.h"
+
+int memprof_live_table_init(uint32_t capacity) HIDDEN;
+void memprof_live_table_reset(void) HIDDEN;
+void memprof_live_table_after_fork(void) HIDDEN;
+/* Starts bringing in the cache line where ptr's entry would go: a sample calls it
+ * before its walk, so that the insert after it does not wait on memory. */
+void memprof_live_prefetch(uintptr_t ptr) HIDDEN;
+bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size) HIDDEN;
+/* Removes ptr if it is a live sample; reports what it was. */
+bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
+/* Calls fn for every live sample, its key (a host block's address) among them (each
+ * stripe locked while it is visited). */
+void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t size, void *arg),
+                          void *arg) HIDDEN;
+
+/* The filter.  Consulted on every free while capturing, so its lookup is inline here.
+ * Half a million 16-bit cells, each a count of the live samples it covers and the XOR
+ * of their 8-bit tags: a free whose cell counts none is not a live sample, nor is one
+ * whose cell counts one sample of another tag, so only about one free in a hundred
+ * that is not a sample goes on into the table, even with tens of thousands of live
+ * samples in one region (which the table's stripes, picked by region, would crowd
+ * into a few).  A cell covers 32 bytes of address modulo 16 MiB, not a hash of
+ * the pointer: blocks allocated together, and freed together, share a cache line
+ * of cells.  glibc gives each thread's arena heaps aligned to 64 MiB, so two
+ * threads' blocks at the same offsets in their heaps would update the same lines
+ * from two cores: each 64 MiB heap's cells start at a line of their own, a
+ * Fibonacci hash of the heap's number, which sets the lines of neighbouring heaps
+ * far apart.  The tag tells apart the two 16-byte halves, the four 16 MiB quarters
+ * of a heap, and heaps. */
+#define LIVE_FILTER_BITS 19
+extern _Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] HIDDEN;
+
+static inline uint64_t memprof_live_heap_hash(uintptr_t p)
+{
+    return (uint64_t)(p >> 26) * 0x9e3779b97f4a7c15ull;
+}
+
+static inline _Atomic uint16_t *memprof_live_cell(uintptr_t p)
+{
+    uint64_t line = memprof_live_heap_hash(p) >> (64 - LIVE_FILTER_BITS + 5) << 5;
+    return &memprof_live_filter[((p >> 5) + line) & ((1u << LIVE_FILTER_BITS) - 1)];
+}
+
+static inline uint8_t memprof_live_tag(uintptr_t p)
+{
+    return (uint8_t)((p >> 4 & 1) | (p >> 24 & 3) << 1 |
+                     (memprof_live_heap_hash(p) >> 32 & 0x1f) << 3);
+}
+
+/* Whether p may be a live sample: a cell word is count | tags << 8. */
+static inline bool memprof_live_maybe(uintptr_t p)
+{
+    uint16_t cell = atomic_load_explicit(memprof_live_cell(p), memory_order_relaxed);
+    return cell != 0 && ((cell & 0xff) != 1 || cell >> 8 == memprof_live_tag(p));
+}
+
+#endif
