@@ -118,7 +118,8 @@ def test_every_folder_is_a_layer():
     assert folders == set(LAYERS)
     assert sorted(SAMPLER.glob("*.c")) == []
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^SAMPLER_LAYERS\s*:=\s*(.*)$", makefile, re.MULTILINE)[1].split() == LAYERS
+    listed = re.search(r"^SAMPLER_LAYERS\s*:=\s*(.*)$", makefile, re.MULTILINE)
+    assert listed is not None and listed[1].split() == LAYERS
 
 
 def test_the_walk_sees_the_calls(graph):
