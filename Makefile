@@ -181,6 +181,7 @@ test: setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
 # The edit loop's tests (docs/development.md): the unit tests of each part, the C units
 # among them, and the readers and reports on files; `make test` runs them too.
 CHECK_TESTS := tests/test_layout.py tests/test_file_access.py tests/sampler/test_c_units.py \
+               tests/sampler/test_c_layout.py \
                tests/parser/test_parser_reading.py tests/parser/test_bad_input.py \
                tests/parser/test_expected_outputs.py tests/parser/test_log_reader.py \
                tests/parser/test_report_jeprof.py tests/parser/test_atomic_writes.py \
