@@ -155,7 +155,9 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
     if (t->busy)
         return;   /* the sampler's own allocation */
     t->busy = 1;
-    if (UNLIKELY(atomic_load_explicit(&memprof_control_thread_less, memory_order_relaxed)))
+    /* acquire: control sets the flag after set-up filled memprof_upcalls, which a thread
+     * that allocated before set-up (an injected sampler's) must then see whole */
+    if (UNLIKELY(atomic_load_explicit(&memprof_control_thread_less, memory_order_acquire)))
         memprof_upcalls.control_look();   /* a request waiting, in a process without its thread */
     if (UNLIKELY(window == MEMPROF_WINDOW_WAKE))
         goto out;   /* no window: a controller's wake */
