@@ -303,21 +303,30 @@ static void remove_stale_blocks(void)
     memprof_each_entry("/dev/shm", remove_if_stale);
 }
 
-/* The control thread's first look through /dev/shm holds a descriptor or two; a
- * process ending meanwhile waits for it (a second at most), so that a program with no
- * descriptor to spare still has one for its files. */
-#define SCAN_WAIT_NS 1000000000ull
-static uint32_t first_scan_done;   /* futex word */
+/* The control thread's start-up (its look through /dev/shm, then its first look at
+ * /proc/self/stat) holds a descriptor or two; a process ending meanwhile waits for it
+ * (a second at most), so that a program with no descriptor to spare still has one for
+ * its files. */
+#define START_WAIT_NS 1000000000ull
+static uint32_t started_up;   /* futex word */
+
+static void mark_started_up(void)
+{
+    if (!__atomic_load_n(&started_up, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&started_up, 1, __ATOMIC_RELEASE);
+        futex(&started_up, FUTEX_WAKE, INT32_MAX, NULL);
+    }
+}
 
 void memprof_control_settle(void)
 {
     if (!control_running || pthread_equal(control_id, pthread_self()))
         return;
-    uint64_t deadline = memprof_now_ns() + SCAN_WAIT_NS;
-    for (uint64_t now; !__atomic_load_n(&first_scan_done, __ATOMIC_ACQUIRE) &&
+    uint64_t deadline = memprof_now_ns() + START_WAIT_NS;
+    for (uint64_t now; !__atomic_load_n(&started_up, __ATOMIC_ACQUIRE) &&
                        (now = memprof_now_ns()) < deadline;) {
         struct timespec left = {0, (long)(deadline - now)};
-        futex(&first_scan_done, FUTEX_WAIT, 0, &left);
+        futex(&started_up, FUTEX_WAIT, 0, &left);
     }
 }
 
@@ -426,26 +435,31 @@ static void *control_thread(void *arg)
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
     remove_stale_blocks();
-    __atomic_store_n(&first_scan_done, 1, __ATOMIC_RELEASE);
-    futex(&first_scan_done, FUTEX_WAKE, INT32_MAX, NULL);
-    if (!follow_owner())
+    if (!follow_owner()) {
+        mark_started_up();
         return NULL;
+    }
     /* From the last answered request: one sent before this thread ran is not lost. */
     uint32_t seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
     uint64_t next_tick = 0, next_watch = 0;
     for (;;) {
         int asked = THREAD_QUIT_ASKED;
-        if (atomic_compare_exchange_strong(&control_quit, &asked, THREAD_LEAVING))
+        if (atomic_compare_exchange_strong(&control_quit, &asked, THREAD_LEAVING)) {
+            mark_started_up();
             return NULL;
+        }
         if (memprof_now_ns() >= next_watch || atomic_load(&main_thread_gone)) {
             watch_main_thread();
             struct memprof_control *was = block;
-            if (!follow_owner())
+            if (!follow_owner()) {
+                mark_started_up();
                 return NULL;
+            }
             if (block != was)
                 seen = __atomic_load_n(&block->ack_seq, __ATOMIC_ACQUIRE);
             next_watch = memprof_now_ns() + MAIN_WATCH_IDLE_NS;
         }
+        mark_started_up();
         struct timespec timeout, *wait_for = NULL;
         uint64_t deadline = memprof_capture_deadline();
         if (memprof_log_active()) {
