@@ -219,6 +219,7 @@ def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
     assert (tmp_path / f"after_{grower.pid}.0001.heap").is_file()
 
 
+@pytest.mark.alone  # another test's view would remove the folder the killed one left
 def test_a_killed_tops_window_closes_at_its_deadline(grower):
     view = subprocess.Popen(
         [MEM_PROFILER, "top", "-p", str(grower.pid), "--interval", "0.5"],
