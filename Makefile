@@ -171,12 +171,14 @@ c-unit: $(UNIT_TESTS)
 
 # The tests run in parallel (pytest-xdist), more workers than cores: most of a test's
 # time is spent waiting on the programs it profiles. Each worker takes the next test
-# when it is free (worksteal), so the slow ones do not queue behind one worker.
+# when it is free (worksteal), so the slow ones do not queue behind one worker. The
+# tests marked `alone` see every process on the machine: they run after, by themselves.
 TEST_JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
 PYTEST_PAR  := $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal
 
 test: setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
-	$(PYTEST_PAR) tests
+	$(PYTEST_PAR) -m "not alone" tests
+	$(VENV)/bin/pytest -q -m alone tests
 
 # The edit loop's tests (docs/development.md): the unit tests of each part, the C units
 # among them, and the readers and reports on files; `make test` runs them too.

@@ -6,12 +6,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from standins.build import INCLUDE, build_standins
-from support.once import alone_or_together, built_once
+from support.once import built_once
 from support.paths import FIXTURES, LIBMEMPROF
 from support.profiling import SITES_EXACT, profile_run
 from support.reports import go_environment
@@ -26,13 +25,6 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder of its own under it), for what is built once per run."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-@pytest.fixture(autouse=True)
-def _alone_when_marked(request: pytest.FixtureRequest, run_folder: Path) -> Iterator[None]:
-    """Tests marked `alone` run with no other test of the run beside them."""
-    with alone_or_together(run_folder, request.node.get_closest_marker("alone") is not None):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -407,7 +407,6 @@ wait $!
 """
 
 
-@pytest.mark.alone  # it compares all of /dev/shm before and after
 def _pid_in(entry: str) -> int:
     digits = re.search(r"\d+", entry)
     return int(digits[0]) if digits else 0
@@ -426,6 +425,7 @@ def _of_a_sampled_process(entry: str) -> bool:
         return False
 
 
+@pytest.mark.alone  # it compares all of /dev/shm before and after
 def test_processes_in_a_pid_namespace_leave_the_hosts_blocks(server, tmp_path):
     """Inside `unshare -fp` the host's pids are gone: neither a sampler ending there,
     nor its namesake with the server's pid as its own, nor `list` may remove the

@@ -27,23 +27,3 @@ def built_once(parent: Path, key: list[str]) -> Iterator[tuple[Path, bool]]:
         (folder / ".done").touch()
     finally:
         os.close(fd)
-
-
-@contextmanager
-def alone_or_together(parent: Path, alone: bool) -> Iterator[None]:
-    """Held around each test: a test that must run alone (one that sees every process on
-    the machine, as the agent does) waits for the others running to end and holds back
-    new ones; the rest run together. The turnstile gives the one waiting to run alone
-    its turn before tests that come later (flock's shared locks would pass it by)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    turnstile = os.open(parent / "turnstile.lock", os.O_CREAT | os.O_RDWR, 0o600)
-    running = os.open(parent / "running.lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
-        fcntl.flock(running, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        if not alone:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-        yield
-    finally:
-        os.close(running)
-        os.close(turnstile)
