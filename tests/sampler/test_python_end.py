@@ -15,10 +15,11 @@ import subprocess
 import pytest
 from support.interpreters import interpreters
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
-from support.processes import parent_of, wait_for
+from support.processes import wait_for
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.controller import list_targets
+from mem_profiler.procfs import parent_pid
 
 PROGRAM = FIXTURES / "python_cache.py"
 RATE = 4096
@@ -94,7 +95,7 @@ def test_a_window_of_p_that_ends_with_the_program(tmp_path):
         pid = next(
             x.pid
             for x in wait_for(
-                lambda: [t for t in list_targets() if parent_of(t.pid) == target.pid],
+                lambda: [t for t in list_targets() if parent_pid(t.pid) == target.pid],
                 60,
                 "the program",
             )

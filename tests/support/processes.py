@@ -22,17 +22,6 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def parent_of(pid: int) -> int:
-    """The pid of the process's parent, from /proc/<pid>/stat (its command's name, in
-    parentheses, may hold spaces: the fields after its last parenthesis); 0 once it is
-    gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(stat.rpartition(")")[2].split()[1])
-
-
 def limited_run(*argv: str | Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """A console script with its address space limited to AS_LIMIT, and a timeout."""
 
