@@ -216,8 +216,7 @@ static struct memprof_window_info window_so_far(void)
 static int dump_window(const struct memprof_window_info *w, char *path_out, size_t path_len)
 {
     char path[MEMPROF_PATH_MAX];
-    int rc = memprof_write_dump(w, memprof_cfg.prefix, name_seq + 1, memprof_upcalls.device_heaps_used(),
-                                path, sizeof path);
+    int rc = memprof_write_dump(w, memprof_cfg.prefix, name_seq + 1, path, sizeof path);
     if (rc == 0) {
         dump_seq++;
         name_seq++;
@@ -329,7 +328,7 @@ int memprof_capture_snapshot(const char *prefix)
     } else {
         struct memprof_window_info w = window_so_far();
         char path[MEMPROF_PATH_MAX];
-        rc = memprof_write_dump(&w, prefix, 0, memprof_upcalls.device_heaps_used(), path, sizeof path);
+        rc = memprof_write_dump(&w, prefix, 0, path, sizeof path);
     }
     pthread_mutex_unlock(&window_lock);
     memprof_leave();
@@ -353,8 +352,7 @@ int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error
         w.failure.heap = (int)heap;
         w.failure.bytes = bytes;
         w.failure.error = error;
-        rc = memprof_write_dump(&w, prefix, name_seq + 1, memprof_upcalls.device_heaps_used(), path,
-                                sizeof path);
+        rc = memprof_write_dump(&w, prefix, name_seq + 1, path, sizeof path);
         if (rc == 0 && memprof_cfg.verbose)
             memprof_log("wrote %s", path);
     }

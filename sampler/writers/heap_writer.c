@@ -968,8 +968,9 @@ static int write_heap_file(const struct memprof_window_info *w, enum memprof_hea
 }
 
 int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,
-                       uint32_t heaps, char *path_out, size_t path_len)
+                       char *path_out, size_t path_len)
 {
+    uint32_t heaps = memprof_upcalls.device_heaps_used();
     struct counts c;
     struct proc_text text = {.cmdline_len = 0};
     int rc = -1;

@@ -26,10 +26,10 @@ struct memprof_window_info {
      * looked for */
     const struct memprof_unreachable *unreachable;
 };
-/* Writes <prefix><pid>.<seq>.heap and, for each device heap in the bit mask
- * `heaps`, <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out
- * receives the host file's name. */
+/* Writes <prefix><pid>.<seq>.heap and, for each device heap whose hooks ran,
+ * <prefix><pid>.<seq>.<heap>.heap, each atomically; path_out receives the host
+ * file's name. */
 int memprof_write_dump(const struct memprof_window_info *w, const char *prefix, unsigned seq,
-                       uint32_t heaps, char *path_out, size_t path_len) HIDDEN;
+                       char *path_out, size_t path_len) HIDDEN;
 
 #endif
