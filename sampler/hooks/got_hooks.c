@@ -30,6 +30,7 @@
 #include "hooks/hooks_device.h"
 #include "hooks/hooks_dlsym.h"
 #include "hooks/hooks_malloc.h"
+#include "unwind/object_symbols.h"
 
 /* ---- which library this is ----------------------------------------------------- */
 static bool injected;
@@ -98,16 +99,9 @@ static void *hook_for(const char *name)
 /* ---- walking an object's relocations -------------------------------------------- */
 struct object_view {
     uintptr_t base;
-    const ElfW(Sym) *symtab;
-    const char *strtab;
+    struct memprof_dynamic dyn;
     uintptr_t relro_start, relro_end;   /* the pages made read-only after relocation */
 };
-
-/* d_ptr values: relocated in place by glibc on most targets, not on all. */
-static uintptr_t dyn_address(const struct object_view *o, ElfW(Addr) ptr)
-{
-    return ptr < o->base ? o->base + ptr : ptr;
-}
 
 typedef void slot_visitor(const struct object_view *o, uintptr_t *slot, uintptr_t hook);
 
@@ -135,7 +129,7 @@ static void visit_relocations(const struct object_view *o, const ElfW(Rela) *rel
         unsigned type = ELF64_R_TYPE(rel[i].r_info);
         if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
             continue;
-        const char *name = o->strtab + o->symtab[ELF64_R_SYM(rel[i].r_info)].st_name;
+        const char *name = o->dyn.strtab + o->dyn.symtab[ELF64_R_SYM(rel[i].r_info)].st_name;
         void *hook = hook_for(name);
         if (hook != NULL)
             visit(o, (uintptr_t *)(o->base + rel[i].r_offset), (uintptr_t)hook);
@@ -161,35 +155,18 @@ static int visit_object(struct dl_phdr_info *info, size_t size, void *arg)
     if (excluded(info))
         return 0;
     struct object_view o = {.base = info->dlpi_addr};
-    const ElfW(Dyn) *dyn = NULL;
+    if (!memprof_object_dynamic(info, &o.dyn))
+        return 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(o.base + ph->p_vaddr);
-        else if (ph->p_type == PT_GNU_RELRO) {   /* ld.so protects whole pages only:
-                                                      the last partial one stays writable */
+        if (ph->p_type == PT_GNU_RELRO) {   /* ld.so protects whole pages only: the
+                                               last partial one stays writable */
             o.relro_start = page_of(o.base + ph->p_vaddr);
             o.relro_end = page_of(o.base + ph->p_vaddr + ph->p_memsz);
         }
     }
-    if (dyn == NULL)
-        return 0;
-    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
-    size_t jmprel_size = 0, rela_size = 0;
-    for (; dyn->d_tag != DT_NULL; dyn++) {
-        switch (dyn->d_tag) {
-        case DT_SYMTAB: o.symtab = (const ElfW(Sym) *)dyn_address(&o, dyn->d_un.d_ptr); break;
-        case DT_STRTAB: o.strtab = (const char *)dyn_address(&o, dyn->d_un.d_ptr); break;
-        case DT_JMPREL: jmprel = (const ElfW(Rela) *)dyn_address(&o, dyn->d_un.d_ptr); break;
-        case DT_PLTRELSZ: jmprel_size = dyn->d_un.d_val; break;
-        case DT_RELA: rela = (const ElfW(Rela) *)dyn_address(&o, dyn->d_un.d_ptr); break;
-        case DT_RELASZ: rela_size = dyn->d_un.d_val; break;
-        }
-    }
-    if (o.symtab == NULL || o.strtab == NULL)
-        return 0;
-    visit_relocations(&o, jmprel, jmprel_size, visit);
-    visit_relocations(&o, rela, rela_size, visit);
+    visit_relocations(&o, o.dyn.jmprel, o.dyn.jmprel_size, visit);
+    visit_relocations(&o, o.dyn.rela, o.dyn.rela_size, visit);
     return 0;
 }
 
