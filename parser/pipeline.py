@@ -297,23 +297,20 @@ def _write_reports(
 
 
 def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
-    """-t of several heaps of one capture, (heap, file) each, side by side."""
-    tables = [
-        (
-            heap,
-            aggregate(
-                load(dataclasses.replace(request, heap_file=path), merge=True),
-                request.index,
-                lines=request.lines,
-                full_names=request.full_names,
-            ),
-        )
+    """-t of several heaps of one capture, (heap, file) each, side by side, under the
+    line that says when the capture was taken where that is not a window's end."""
+    syms = [
+        (heap, load(dataclasses.replace(request, heap_file=path), merge=True))
         for heap, path in heaps
     ]
+    tables = [
+        (heap, aggregate(sym, request.index, lines=request.lines, full_names=request.full_names))
+        for heap, sym in syms
+    ]
+    notes = list(dict.fromkeys(note for _, sym in syms if (note := ending_note(sym.profile))))
     ((_, path),) = request.outputs
-    write_output(
-        path, format_heaps_text(tables, request.nodecount).encode("utf-8", "surrogateescape")
-    )
+    text = format_heaps_text(tables, request.nodecount, notes)
+    write_output(path, text.encode("utf-8", "surrogateescape"))
 
 
 def text_table(request: Request) -> str:

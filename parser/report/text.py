@@ -34,13 +34,17 @@ def format_text(table: FlatCum, nodecount: int | None = None, notes: Sequence[st
     return "".join(out)
 
 
-def format_heaps_text(tables: list[tuple[str, FlatCum]], nodecount: int | None = None) -> str:
+def format_heaps_text(
+    tables: list[tuple[str, FlatCum]], nodecount: int | None = None, notes: Sequence[str] = ()
+) -> str:
     """Several heaps of one capture side by side: a `flat cum` pair of columns per heap,
-    rows sorted by the largest flat of any heap, then name."""
+    rows sorted by the largest flat of any heap, then name; each note a line under the
+    totals."""
     unit = tables[0][1].unit
     totals = ", ".join(f"{heap} {format_value(t.total, unit)}" for heap, t in tables)
     out = [
         f"Total {unit_name(unit)}: {totals}\n",
+        *(note + "\n" for note in notes),
         *pool_figures(dict(tables)),
         "".join(f" {heap + ' flat':>15} {heap + ' cum':>15}" for heap, _ in tables) + "\n",
     ]
