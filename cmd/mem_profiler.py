@@ -390,9 +390,7 @@ def run(
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
     for path in result.failure_files:
-        click.echo(
-            f"mem_profiler: a device allocation failed; what was live then: {path}", err=True
-        )
+        click.echo(f"mem_profiler: out of device memory; what was live then: {path}", err=True)
     children = sorted(set(result.files_by_process()) - {result.pid})
     if children:
         click.echo(

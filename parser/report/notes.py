@@ -16,7 +16,9 @@ FRAMES_SHOWN = 6
 def ending_note(profile: HeapProfile) -> str | None:
     """The one line that says when a profile was taken where that is not a window's end:
     a Python program's exit, as its end rather than what its interpreter's finalization
-    left, and what was live when a device allocation failed."""
+    left, and what was live when a device allocation failed or a framework raised its
+    out-of-memory error (`raised=`), which it does after a failure it could not retry
+    or at a limit of its own."""
     if profile.meta.get("ended_at") == "python_finalizing":
         return (
             "Taken as the Python interpreter began to finalize, after the program's atexit"
@@ -27,14 +29,23 @@ def ending_note(profile: HeapProfile) -> str | None:
         for field in profile.meta.get("taken_at", "").split()[1:]
         if "=" in field
     )
-    if profile.meta.get("taken_at", "").startswith("device_allocation_failure"):
-        bytes_asked = int(failure["bytes"]) if failure.get("bytes", "").isdigit() else 0
-        return (
-            f"Taken as an allocation of {format_amount(bytes_asked, 'bytes')} in the"
-            f" {failure.get('heap', '?')} heap failed (error {failure.get('error', '?')}):"
-            " what was live then."
-        )
-    return None
+    if not profile.meta.get("taken_at", "").startswith("device_allocation_failure"):
+        return None
+    bytes_asked = int(failure["bytes"]) if failure.get("bytes", "").isdigit() else 0
+    failed = (
+        f"an allocation of {format_amount(bytes_asked, 'bytes')} in the"
+        f" {failure.get('heap', '?')} heap failed (error {failure.get('error', '?')})"
+    )
+    raised = visible(failure["raised"]) if "raised" in failure else None
+    if raised is None:
+        return f"Taken as {failed}: what was live then."
+    if bytes_asked:
+        return f"Taken as the framework raised {raised}, after {failed}: what was live then."
+    return (
+        f"Taken as the framework raised {raised} at a limit of its own (such as"
+        " torch.cuda.set_per_process_memory_fraction), no device allocation having failed:"
+        " what was live then."
+    )
 
 
 def _shown(frames: list[str]) -> str:

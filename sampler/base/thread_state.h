@@ -98,6 +98,12 @@ struct memprof_thread {
     uint64_t nvtx_ranges[16];
     int64_t live_pending[HEAP_COUNT];   /* live bytes not yet added to the heap's (live_bytes.c) */
     uint32_t live_generation;    /* of the counts live_pending belongs to */
+    struct {                     /* a failed device allocation a framework may raise its
+                                    error for (framework_oom.c); window 0: none */
+        uint32_t window;
+        int32_t heap, error;
+        uint64_t bytes;
+    } pending_failure;
 };
 extern __thread struct memprof_thread memprof_thread HIDDEN TLS_IE;
 

@@ -335,7 +335,8 @@ int memprof_capture_snapshot(const char *prefix)
     return rc;
 }
 
-int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error)
+int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error,
+                               const char *raised)
 {
     static _Atomic uint32_t written_for;   /* the window whose files were written */
     uint32_t window = memprof_window_id();
@@ -352,6 +353,7 @@ int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error
         w.failure.heap = (int)heap;
         w.failure.bytes = bytes;
         w.failure.error = error;
+        w.failure.raised = raised;
         rc = memprof_write_dump(&w, prefix, name_seq + 1, path, sizeof path);
         if (rc == 0 && memprof_cfg.verbose)
             memprof_log("wrote %s", path);

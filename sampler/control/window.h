@@ -44,12 +44,15 @@ int memprof_capture_dump(char *path_out, size_t path_len) HIDDEN;   /* the windo
 /* The window's figures so far, to <prefix><pid>.0000[.<heap>].heap (prefix absolute); no
  * sequence number is taken and nothing of the window changes. */
 int memprof_capture_snapshot(const char *prefix) HIDDEN;
-/* What was live when a device allocation of `bytes` failed with `error`: the open
- * window's files as they are then, once per window, under the prefix followed by
- * MEMPROF_FAILURE_TAG and the sequence number of the dump that will close the window
- * (`# taken_at: device_allocation_failure ...`); the window goes on. */
+/* What was live when a device allocation of `bytes` failed with `error`, or when a
+ * framework raised its out-of-memory error `raised` (NULL: none; bytes 0: no allocation
+ * of the device failed before it): the open window's files as they are then, once per
+ * window, under the prefix followed by MEMPROF_FAILURE_TAG and the sequence number of
+ * the dump that will close the window (`# taken_at: device_allocation_failure ...`);
+ * the window goes on. */
 #define MEMPROF_FAILURE_TAG "oom_"
-int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error) HIDDEN;
+int memprof_capture_at_failure(enum memprof_heap heap, uint64_t bytes, int error,
+                               const char *raised) HIDDEN;
 uint64_t memprof_capture_deadline(void) HIDDEN;
 /* Moves the open window's deadline (EINVAL for a window without one, or to none). */
 int memprof_capture_set_deadline(uint64_t deadline_ns) HIDDEN;

@@ -26,6 +26,7 @@
 #include "arch.h"
 #include "base/signals.h"
 #include "control/control.h"
+#include "hooks/framework_oom.h"
 #include "hooks/got_hooks.h"
 #include "hooks/hooks_device.h"
 #include "hooks/hooks_dlsym.h"
@@ -93,6 +94,8 @@ static void *hook_for(const char *name)
         hook = memprof_control_hook_for(name);
     if (hook == NULL)
         hook = memprof_signals_hook_for(name);
+    if (hook == NULL)
+        hook = memprof_framework_hook_for(name);
     return hook ? hook : memprof_device_hook_for(name);
 }
 

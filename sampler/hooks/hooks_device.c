@@ -36,6 +36,7 @@
 #include "base/thread_state.h"
 #include "control/window.h"
 #include "hooks/device_uses.h"
+#include "hooks/framework_oom.h"
 #include "hooks/framework_pools.h"
 #include "hooks/got_hooks.h"
 #include "hooks/hooks_device.h"
@@ -92,8 +93,9 @@ static inline bool enter_api(enum memprof_heap heap)
 
 static inline void leave_api(void) { memprof_thread.device_depth--; }
 
+/* caller: the code that called the hook, whose library may report a failure itself. */
 static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key, uint64_t size,
-                      uint64_t label)
+                      uint64_t label, uintptr_t caller)
 {
     if (!outer)
         return;
@@ -101,9 +103,11 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
     use_heap(heap);
     if (rc == 0) {
         memprof_device_alloc(heap, key, size, label);
+        memprof_framework_retried();
     } else {
         memprof_device_note(NOTES_FAILED, heap, (struct memprof_note){.size = size, .error = rc});
-        memprof_capture_at_failure(heap, size, rc);   /* what was live on the device then */
+        if (!memprof_framework_defers(caller, heap, size, rc))
+            memprof_capture_at_failure(heap, size, rc, NULL);   /* what was live then */
     }
 }
 
@@ -425,7 +429,8 @@ static uint64_t opened_bytes(devptr_t p)
 
 #define ALLOC_HOOK(heap, not_ready, name, params, args, key, bytes, label)       \
     AFTER_HOOK(heap, not_ready, name, params, args,                               \
-               allocated(outer, heap, rc, rc == 0 ? (uintptr_t)(key) : 0, bytes, label))
+               allocated(outer, heap, rc, rc == 0 ? (uintptr_t)(key) : 0, bytes, label, \
+                         (uintptr_t)__builtin_return_address(0)))
 
 #define FREE_HOOK(heap, not_ready, name, params, args, key)                      \
     BEFORE_HOOK(heap, not_ready, name, params, args, freed(heap, (uintptr_t)(key)))

@@ -855,6 +855,10 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         put_u64(o, w->failure.bytes);
         puts_(o, " error=");
         put_u64(o, (uint64_t)(unsigned)w->failure.error);
+        if (w->failure.raised != NULL) {
+            puts_(o, " raised=");
+            puts_(o, w->failure.raised);
+        }
     }
     puts_(o, "\n# cmdline: ");
     put_escaped(o, text->cmdline, text->cmdline_len);

@@ -21,6 +21,7 @@ struct memprof_window_info {
     struct {                     /* taken as a device allocation failed (heap -1: not) */
         int heap, error;
         uint64_t bytes;
+        const char *raised;      /* the framework's error raised then, or NULL */
     } failure;
     /* at the program's end, the host heap's live samples nothing points to; NULL: not
      * looked for */

@@ -5,8 +5,11 @@
   (allocated on autograd's device thread, which has no Python frame), twice that in
   optimizer state, by `mem_parser --categories` of the cuda heap; the live tensors are
   exactly the active blocks of torch.cuda.memory._snapshot(), count and bytes;
-- a provoked out-of-memory error: the program's own exception unchanged, and the file
-  the failure wrote names the function that held the live tensors, with their bytes.
+- a provoked out-of-memory error, past the device's memory and past a memory fraction:
+  the program's own exception unchanged, and the file written as it was raised names
+  the function that held the live tensors, with their bytes;
+- a failed cudaMalloc the allocator retries with success after giving its cache back
+  writes no such file.
 
 Skipped without nvidia-smi on PATH, and when the Python that runs the workload
 (TORCH_PYTHON, else this interpreter) has no torch with CUDA."""
@@ -64,10 +67,11 @@ def test_adam_on_cuda_by_category(torch_python, tmp_path):
     assert objects["total"] == int(truth["blocks"])
 
 
-def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path):
-    truth, stderr = run_workload(torch_python, tmp_path, "oom")
+@pytest.mark.parametrize("mode", ["oom", "limit"])
+def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path, mode):
+    truth, stderr = run_workload(torch_python, tmp_path, mode)
     assert truth["error"] == "OutOfMemoryError"  # the program's own, unchanged
-    found = re.search(r"a device allocation failed; what was live then: (\S+\.cuda\.heap)", stderr)
+    found = re.search(r"out of device memory; what was live then: (\S+\.cuda\.heap)", stderr)
     assert found, stderr
     held = int(truth["memory_allocated"])
     assert held >= 3 * 256 * MiB
@@ -75,3 +79,12 @@ def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path):
     assert report["total"] == held
     rows = {r["name"]: r["cum"] for r in report["rows"]}
     assert rows.get(f"hold_for_step ({WORKLOAD.name})") == 3 * 256 * MiB, rows
+    said = subprocess.run([MEM_PARSER, "-f", found[1], "-t"], capture_output=True, text=True)
+    assert "the framework raised c10::OutOfMemoryError" in said.stdout.splitlines()[1]
+
+
+def test_a_retried_allocation_leaves_no_out_of_memory_file(torch_python, tmp_path):
+    truth, stderr = run_workload(torch_python, tmp_path, "retry")
+    assert truth["retried"] == "1"  # the allocator's cudaMalloc failed, then succeeded
+    assert "out of device memory" not in stderr
+    assert not list(tmp_path.glob("w_oom_*"))

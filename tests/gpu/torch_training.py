@@ -9,7 +9,14 @@
                                         and memory_allocated
     python torch_training.py oom        holds 3 tensors of 256 MiB in hold_for_step,
                                         then asks for 1 TiB: prints the error's type and
-                                        memory_allocated as it failed"""
+                                        memory_allocated as it failed
+    python torch_training.py limit      the same, with 512 MiB asked past a memory
+                                        fraction 64 MiB over what the allocator holds:
+                                        refused without a cudaMalloc
+    python torch_training.py retry      caches a quarter of the device's free memory
+                                        three times over, then asks for half of it: the
+                                        cudaMalloc fails, the allocator gives its cache
+                                        back and gets it; prints retried=1"""
 
 import sys
 
@@ -63,4 +70,26 @@ def oom():
     return held
 
 
-{"adam": adam, "oom": oom}[sys.argv[1]]()
+def limit():
+    held = hold_for_step()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + 64 * MiB) / total)
+    try:
+        torch.empty(512 * MiB, dtype=torch.uint8, device="cuda")
+    except torch.OutOfMemoryError as e:
+        print(f"error={type(e).__name__}")
+        print(f"memory_allocated={torch.cuda.memory_allocated()}", flush=True)
+    return held
+
+
+def retry():
+    free, _ = torch.cuda.mem_get_info()
+    quarter = (free // 4) & ~(2 * MiB - 1)
+    cached = [torch.empty(quarter, dtype=torch.uint8, device="cuda") for _ in range(3)]
+    del cached
+    half = torch.empty(2 * quarter, dtype=torch.uint8, device="cuda")
+    print(f"retried={int(torch.cuda.memory_stats()['num_alloc_retries'] > 0)}", flush=True)
+    return half
+
+
+{"adam": adam, "oom": oom, "limit": limit, "retry": retry}[sys.argv[1]]()

@@ -1,5 +1,5 @@
 """A framework's caching allocator seen through PyTorch's USDT probes: the stand-in
-libc10_cuda.so (tests/standins/c10_cuda.c) fires pytorch:malloc and pytorch:free behind
+libc10_cuda.so (tests/standins/c10_cuda.cpp) fires pytorch:malloc and pytorch:free behind
 their semaphores, as torch's library does; tests/fixtures/device_pool.c takes blocks
 from it at four sites and prints their figures.  At `-c 1 --device-rate 1` the cuda heap
 holds the blocks, every figure of every site exact, and cuda_segments the segments the
@@ -90,28 +90,75 @@ def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp
     assert late[1] == site_lines(proc.stdout)["pool_late"]["live_bytes"] == 12345
 
 
-def test_what_was_live_when_a_device_allocation_failed(pool, standin_dir, tmp_path):
-    """The pool cannot take a block of 1 GiB: the window's files as they were then are
-    written beside its own, without being asked for, the failure named in them; the
-    program goes on as it would (it frees the grads, and exits 0)."""
+def live_at_failure(stderr: str) -> dict[str, Path]:
+    """The files `run` named as written when the program ran out of device memory."""
+    said = re.findall(r"out of device memory; what was live then: (\S+)$", stderr, re.M)
+    return by_heap([Path(p) for p in said])
+
+
+def assert_kept_blocks_live(at_failure: dict[str, Path], exe: Path, stdout: str) -> None:
+    """The weights and grads the program kept, each site's live bytes exact."""
+    assert set(at_failure) == {"host", "cuda", "cuda_segments"}
+    sites = site_lines(stdout)
+    assert set(sites) == {"pool_weights", "pool_grads"}
+    for name, figures in sites.items():
+        assert report(at_failure["cuda"], exe)[name][1] == figures["live_bytes"], name
+
+
+@pytest.mark.parametrize(
+    "mode, second_line",
+    [
+        (
+            "oom",
+            "Taken as the framework raised c10::OutOfMemoryError, after an allocation of"
+            " 1024.0 MB in the cuda_segments heap failed (error 2): what was live then.",
+        ),
+        (
+            "limit",
+            "Taken as the framework raised c10::OutOfMemoryError at a limit of its own (such"
+            " as torch.cuda.set_per_process_memory_fraction), no device allocation having"
+            " failed: what was live then.",
+        ),
+    ],
+)
+def test_what_was_live_when_the_pool_ran_out_of_memory(
+    pool, standin_dir, tmp_path, mode, second_line
+):
+    """The pool cannot take a block of 1 GiB (its cudaMalloc fails, again after it gave
+    its cache back), or a block past the limit it was given (CUDA is never asked): as it
+    throws its c10::OutOfMemoryError the window's files as they were then are written
+    beside its own, without being asked for, the failure named in them; the program
+    goes on as it would (it frees the grads, and exits 0)."""
     exe, _ = pool
     env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
-    proc, files = profile_run([exe, "oom"], tmp_path / "o_", 1, "--device-rate", "1", env=env)
-    assert proc.returncode == 0 and "oom\n" in proc.stdout, proc.stderr
-    said = re.findall(r"a device allocation failed; what was live then: (\S+)$", proc.stderr, re.M)
-    at_failure = by_heap([Path(p) for p in said])
-    assert set(at_failure) == {"host", "cuda", "cuda_segments"}, proc.stderr
-    sites = site_lines(proc.stdout)
-    for name, figures in sites.items():  # weights and grads, live then
-        assert report(at_failure["cuda"], exe)[name][1] == figures["live_bytes"], name
+    proc, files = profile_run([exe, mode], tmp_path / "o_", 1, "--device-rate", "1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "oom: CUDA out of memory. Tried to allocate" in proc.stdout  # its own error
+    at_failure = live_at_failure(proc.stderr)
+    assert_kept_blocks_live(at_failure, exe, proc.stdout)
     assert "pool_grads" not in report(by_heap(files)["cuda"], exe)  # freed after it
     text = run_parser("-p", exe, "-f", at_failure["cuda_segments"], "-t").stdout
-    assert text.splitlines()[1] == (
-        "Taken as an allocation of 1024.0 MB in the cuda_segments heap failed (error 2):"
-        " what was live then."
-    )
+    assert text.splitlines()[1] == second_line
+    # its cache held nothing to give back: one cudaMalloc, or none at its limit
+    failed = "Failed allocations in the cuda_segments heap: 1\n"
+    assert (failed in text) == (mode == "oom"), text
+    both = run_parser("-p", exe, "-f", str(at_failure["host"])[: -len(".heap")], "-t").stdout
+    assert both.splitlines()[1] == second_line  # the heaps side by side say it too
+
+
+def test_a_failure_the_pool_retries_writes_nothing(pool, standin_dir, tmp_path):
+    """The pool's cudaMalloc of 100 MiB fails while its cache holds 180 MiB of the
+    device's 256; it gives the cache back and asks again, which succeeds: no error is
+    raised, so nothing is written as at a failure, and the failure is still noted."""
+    exe, _ = pool
+    env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
+    proc, files = profile_run([exe, "retry"], tmp_path / "r_", 1, "--device-rate", "1", env=env)
+    assert proc.returncode == 0 and "retried\n" in proc.stdout, proc.stderr
+    assert "out of device memory" not in proc.stderr
+    assert not list(tmp_path.glob("r_oom_*"))
+    text = run_parser("-p", exe, "-f", by_heap(files)["cuda_segments"], "-t").stdout
     assert "Failed allocations in the cuda_segments heap: 1\n" in text
-    assert "1024.0 MB  error 2  carve < c10_malloc < main" in text
+    assert "100.0 MB  error 2  new_segment < carve < allocate < c10_malloc" in text
 
 
 class Served:
@@ -125,14 +172,18 @@ class Served:
         assert self.proc.stdout is not None
         self.pid = int(self.proc.stdout.readline().split()[1])
 
-    def phase(self) -> str:
+    def ask(self, command: str) -> str:
+        """What the fixture printed for `command` ("phase", "limit"), up to its "done"."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("phase\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
         lines = []
         while (line := self.proc.stdout.readline()) not in ("done\n", ""):
             lines.append(line)
         return "".join(lines)
+
+    def phase(self) -> str:
+        return self.ask("phase")
 
     def quit(self) -> int:
         assert self.proc.stdin is not None
@@ -172,3 +223,29 @@ def test_pool_blocks_exact_in_an_attached_window(pool, standin_dir, tmp_path):
     finally:
         attached.kill()
         plain.kill()
+
+
+def test_what_was_live_when_the_pool_ran_out_of_memory_in_an_attached_window(
+    pool, standin_dir, tmp_path
+):
+    """--attach redirects the pool's throws too: its c10::OutOfMemoryError at its limit,
+    in a window opened on the fixture started without the sampler, writes what was
+    live then, the weights and grads its phase kept."""
+    exe, _ = pool
+    attached = Served(exe, standin_env(standin_dir))
+    try:
+        controller = attach_window(
+            attached.pid, "-c", "1", "--device-rate", "1", "-o", tmp_path / "a_"
+        )
+        inside = attached.phase()
+        assert attached.ask("limit").startswith("oom: CUDA out of memory.")
+        controller.send_signal(2)
+        _, err = controller.communicate(timeout=120)
+        assert controller.returncode == 0, err
+        at_failure = by_heap(sorted(tmp_path.glob(f"a_oom_{attached.pid}.*.heap")))
+        sites = site_lines(inside)
+        for name in ("pool_weights", "pool_grads"):
+            assert report(at_failure["cuda"], exe)[name][1] == sites[name]["live_bytes"], name
+        assert attached.quit() == 0
+    finally:
+        attached.kill()

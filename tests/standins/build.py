@@ -107,7 +107,7 @@ LIBRARIES: dict[str, Target] = {
         ),
         Target(  # the sampler arms USDT probes on x86-64 only
             "libc10_cuda.so",
-            ("standins/c10_cuda.c",),
+            ("standins/c10_cuda.cpp",),
             ("-Wl,-soname,libc10_cuda.so", *ORIGIN),
             links=("libcudart.so.12",),
             native_only=True,
@@ -185,7 +185,16 @@ def _stamp(target: Target, base_flags: list[str], out_dir: Path, cc: str) -> str
     return h.hexdigest()
 
 
+def _for_cxx(target: Target, base_flags: list[str], cc: str) -> tuple[list[str], str]:
+    """The flags and compiler of a target: C++ sources are built by the C compiler's g++."""
+    if not any(source.endswith(".cpp") for source in target.sources):
+        return base_flags, cc
+    cxx = cc[: -len("gcc")] + "g++" if cc.endswith("gcc") else "g++"
+    return ["-std=gnu++17" if flag == "-std=gnu11" else flag for flag in base_flags], cxx
+
+
 def _build(target: Target, base_flags: list[str], out_dir: Path, cc: str = CC) -> Path:
+    base_flags, cc = _for_cxx(target, base_flags, cc)
     out = out_dir / target.output
     stamp_file = out_dir / ".stamps" / target.output
     stamp = _stamp(target, base_flags, out_dir, cc)

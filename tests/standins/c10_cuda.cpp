@@ -8,23 +8,42 @@
  * rounded up to 2 MiB); a block is the request rounded up to 512 bytes, and a freed one
  * is kept for the next request of its size; c10_empty_cache gives back the segments
  * with no block handed out.  c10_reserved and c10_allocated are the figures of
- * torch.cuda.memory_reserved() and of the bytes requested by the blocks handed out. */
+ * torch.cuda.memory_reserved() and of the bytes requested by the blocks handed out.
+ *
+ * Out of memory as PyTorch's allocator is (CUDACachingAllocator.cpp, malloc and
+ * alloc_block): a segment past the limit c10_set_memory_limit set (as
+ * torch.cuda.set_per_process_memory_fraction does) is refused without asking CUDA; a
+ * refusal or a failed cudaMalloc gives the cached segments back and asks again, and
+ * a second failure throws c10::OutOfMemoryError, a class declared as PyTorch declares
+ * it (exported, no key function: this library carries its type_info).  c10_malloc,
+ * the caller PyTorch's Python binding stands for here, catches it: NULL, and
+ * c10_last_error() says what it said. */
 #define _GNU_SOURCE
 #define _SDT_HAS_SEMAPHORES 1
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdint.h>
+#include <stdexcept>
+#include <string>
 #include <sys/sdt.h>
 
 #include "standin_cuda.h"
 
-#define EXPORT __attribute__((visibility("default")))
+#define EXPORT extern "C" __attribute__((visibility("default")))
 #define MiB ((size_t)1 << 20)
 #define SEGMENTS 256
 #define BLOCKS 8192
 
+namespace c10 {
+class __attribute__((visibility("default"))) OutOfMemoryError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+}   // namespace c10
+
+extern "C" {
 __extension__ unsigned short pytorch_malloc_semaphore __attribute__((section(".probes")));
 __extension__ unsigned short pytorch_free_semaphore __attribute__((section(".probes")));
+}
 
 struct segment { char *base; size_t size, used; int handed_out; };
 struct block { char *ptr; size_t size, requested; int segment; bool in_use; };
@@ -32,7 +51,8 @@ struct block { char *ptr; size_t size, requested; int segment; bool in_use; };
 static struct segment segments[SEGMENTS];
 static struct block blocks[BLOCKS];
 static int nsegments, nblocks;
-static size_t reserved, allocated;
+static size_t reserved, allocated, limit;
+static std::string last_error;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct block *cached_block(size_t size)
@@ -41,6 +61,32 @@ static struct block *cached_block(size_t size)
         if (!blocks[i].in_use && blocks[i].ptr && blocks[i].size == size)
             return &blocks[i];
     return NULL;
+}
+
+/* The segments with no block handed out, back to CUDA (lock held). */
+static bool release_cached(void)
+{
+    bool released = false;
+    for (int s = 0; s < nsegments; s++) {
+        if (!segments[s].base || segments[s].handed_out > 0)
+            continue;
+        cudaFree(segments[s].base);
+        reserved -= segments[s].size;
+        segments[s].base = NULL;
+        released = true;
+        for (int i = 0; i < nblocks; i++)
+            if (blocks[i].segment == s)
+                blocks[i].ptr = NULL;
+    }
+    return released;
+}
+
+static void *new_segment(size_t bytes)
+{
+    void *base = NULL;
+    if (limit != 0 && reserved + bytes > limit)
+        return NULL;   /* the allocator's own limit: CUDA is not asked */
+    return cudaMalloc(&base, bytes) == cudaSuccess ? base : NULL;
 }
 
 static struct block *carve(size_t size)
@@ -52,10 +98,13 @@ static struct block *carve(size_t size)
         if (nsegments == SEGMENTS)
             return NULL;
         size_t bytes = size <= 20 * MiB ? 20 * MiB : (size + 2 * MiB - 1) & ~(2 * MiB - 1);
-        void *base = NULL;
-        if (cudaMalloc(&base, bytes) != cudaSuccess)
-            return NULL;
-        segments[nsegments++] = (struct segment){base, bytes, 0, 0};
+        void *base = new_segment(bytes);
+        if (base == NULL && release_cached())
+            base = new_segment(bytes);
+        if (base == NULL)
+            throw c10::OutOfMemoryError("CUDA out of memory. Tried to allocate " +
+                                        std::to_string(bytes >> 20) + " MiB");
+        segments[nsegments++] = (struct segment){(char *)base, bytes, 0, 0};
         reserved += bytes;
     }
     if (nblocks == BLOCKS)
@@ -66,20 +115,29 @@ static struct block *carve(size_t size)
     return b;
 }
 
-EXPORT void *c10_malloc(size_t size, int8_t device, void *stream)
+static void *allocate(size_t size)
 {
     size_t rounded = (size + 511) & ~(size_t)511;
-    pthread_mutex_lock(&lock);
     struct block *b = cached_block(rounded);
     if (!b)
         b = carve(rounded);
+    if (!b)
+        return NULL;
+    b->in_use = true;
+    b->requested = size;
+    segments[b->segment].handed_out++;
+    allocated += size;
+    return b->ptr;
+}
+
+EXPORT void *c10_malloc(size_t size, int8_t device, void *stream)
+{
     void *ptr = NULL;
-    if (b) {
-        b->in_use = true;
-        b->requested = size;
-        segments[b->segment].handed_out++;
-        allocated += size;
-        ptr = b->ptr;
+    pthread_mutex_lock(&lock);
+    try {
+        ptr = allocate(size);
+    } catch (const c10::OutOfMemoryError &e) {
+        last_error = e.what();
     }
     pthread_mutex_unlock(&lock);
     if (ptr && pytorch_malloc_semaphore)
@@ -105,19 +163,12 @@ EXPORT void c10_free(void *ptr)
 EXPORT void c10_empty_cache(void)
 {
     pthread_mutex_lock(&lock);
-    for (int s = 0; s < nsegments; s++) {
-        if (!segments[s].base || segments[s].handed_out > 0)
-            continue;
-        cudaFree(segments[s].base);
-        reserved -= segments[s].size;
-        segments[s].base = NULL;
-        for (int i = 0; i < nblocks; i++)
-            if (blocks[i].segment == s)
-                blocks[i].ptr = NULL;
-    }
+    release_cached();
     pthread_mutex_unlock(&lock);
 }
 
+EXPORT void c10_set_memory_limit(size_t bytes) { limit = bytes; }   /* 0: none */
+EXPORT const char *c10_last_error(void) { return last_error.c_str(); }
 EXPORT size_t c10_reserved(void) { return reserved; }
 EXPORT size_t c10_allocated(void) { return allocated; }
 /* Raised while a tracer (the sampler's window) has the probes armed. */
