@@ -1,6 +1,6 @@
 /* A framework's own out-of-memory error: the moment its caching allocator gives up.
  *
- * PyTorch's caching allocator (libc10_cuda.so; torch_npu's libtorch_npu.so alike) meets
+ * PyTorch's caching allocator (libc10_cuda.so; torch_npu's libtorch_npu.so from 2.9) meets
  * a failed device allocation by giving its cached segments back and asking again; it
  * raises c10::OutOfMemoryError only when that fails too, or at once, without asking
  * the device, at a limit of its own (torch.cuda.set_per_process_memory_fraction).  So
