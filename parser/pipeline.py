@@ -55,7 +55,12 @@ from mem_profiler.parser.report.inefficient import format_inefficient, format_in
 from mem_profiler.parser.report.jeprof import format_jeprof
 from mem_profiler.parser.report.json_table import format_json
 from mem_profiler.parser.report.leaks import format_leaks, format_leaks_json
-from mem_profiler.parser.report.notes import ending_note, format_failures, format_foreign
+from mem_profiler.parser.report.notes import (
+    ending_note,
+    format_failures,
+    format_foreign,
+    pool_note,
+)
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
 from mem_profiler.parser.report.timeline import format_timeline
@@ -298,7 +303,8 @@ def _write_reports(
 
 def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
     """-t of several heaps of one capture, (heap, file) each, side by side, under the
-    line that says when the capture was taken where that is not a window's end."""
+    lines that say when the capture was taken where that is not a window's end, and
+    what a framework pool's cuda heap holds where its blocks were not tracked."""
     syms = [
         (heap, load(dataclasses.replace(request, heap_file=path), merge=True))
         for heap, path in heaps
@@ -307,7 +313,14 @@ def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
         (heap, aggregate(sym, request.index, lines=request.lines, full_names=request.full_names))
         for heap, sym in syms
     ]
-    notes = list(dict.fromkeys(note for _, sym in syms if (note := ending_note(sym.profile))))
+    notes = list(
+        dict.fromkeys(
+            note
+            for _, sym in syms
+            for note in (ending_note(sym.profile), pool_note(sym.profile))
+            if note
+        )
+    )
     ((_, path),) = request.outputs
     text = format_heaps_text(tables, request.nodecount, notes)
     write_output(path, text.encode("utf-8", "surrogateescape"))
@@ -631,7 +644,11 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
     each says when samples were dropped and what that does to its figures."""
     r = request
-    dropped = [note for note in [ending_note(sym.profile), drop_note(sym.profile)] if note]
+    dropped = [
+        note
+        for note in [ending_note(sym.profile), pool_note(sym.profile), drop_note(sym.profile)]
+        if note
+    ]
     notes = r.notes + dropped
     prof = sym.profile
     if fmt == "text":

@@ -90,7 +90,7 @@ _NUMBERS = {
     ),
 }
 # `#` lines whose text the sampler escapes (see _unescape), and those of them that are paths.
-_ESCAPED = ("cmdline", "exe", "build_id", "log", "warning")
+_ESCAPED = ("cmdline", "exe", "build_id", "log", "warning", "pool_note")
 _PATHS = ("exe", "build_id", "log")
 _ESCAPE_RE = re.compile(r"\\(?:([\\nrt])|x([0-7][0-9a-f])|(x.{0,2}|.?))", re.S)
 _UNESCAPED = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}

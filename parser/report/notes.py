@@ -48,6 +48,13 @@ def ending_note(profile: HeapProfile) -> str | None:
     )
 
 
+def pool_note(profile: HeapProfile) -> str | None:
+    """The line that says a framework pool's blocks were not tracked, so that the cuda
+    heap holds its segments (`# pool_note:`, the sampler's words)."""
+    note = profile.meta.get("pool_note")
+    return f"Note: {visible(note)}." if note else None
+
+
 def _shown(frames: list[str]) -> str:
     """A stack on one line, its innermost frames first."""
     return " < ".join(map(visible, frames[:FRAMES_SHOWN])) + (

@@ -21,6 +21,7 @@ struct memprof_upcalls {
     /* framework_pools.c: a pool's probes armed while a window is open */
     void (*pools_arm)(void);
     void (*pools_disarm)(void);
+    const char *(*pools_note)(void);   /* why its blocks are not tracked, or "" */
     /* hooks_python.c: Python's allocators found, wrapped and unwrapped, looked for */
     void (*pymem_find)(void);
     void (*pymem_sync)(void);

@@ -28,6 +28,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -64,6 +65,9 @@ static _Atomic bool tracking;       /* a malloc site is armed */
 static _Atomic unsigned long long seen_adds;   /* the loader's count of objects, last look */
 static uintptr_t looked_at[MAX_OBJECTS];       /* load biases of the objects read */
 static int looked_count;
+/* Why a pool's blocks are not tracked, for the cuda heap's files; published by `noted`. */
+static char note[MEMPROF_PATH_MAX + 128];
+static _Atomic bool noted;
 
 /* ---- the trap -------------------------------------------------------------------- */
 static const struct site *site_at(uintptr_t pc)
@@ -139,6 +143,22 @@ static void disarm(struct site *s)
 }
 
 /* ---- finding the probes ------------------------------------------------------------ */
+/* Said once, on stderr and in the cuda heap's files (pools_lock held). */
+static void say_untracked(const char *object, const char *why)
+{
+    if (atomic_load(&noted))
+        return;
+    snprintf(note, sizeof note, "%s %s: the cuda heap holds its segments, not its tensors",
+             object, why);
+    atomic_store(&noted, true);
+    memprof_log("%s", note);
+}
+
+const char *memprof_pools_note(void)
+{
+    return atomic_load(&noted) ? note : "";
+}
+
 static bool async_backend(void)
 {
     static const char *const vars[] = {"PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"};
@@ -152,7 +172,7 @@ static bool async_backend(void)
 
 struct object_probes {
     uintptr_t bias;
-    int found;
+    int found, unreadable;
 };
 
 static void add_site(const struct usdt_probe *p, void *ctx)
@@ -163,8 +183,7 @@ static void add_site(const struct usdt_probe *p, void *ctx)
         return;
     /* malloc(ptr, device, size, stream), free(ptr) */
     if (p->nargs < (is_malloc ? 3 : 1)) {
-        memprof_log("cannot read the arguments of the probe pytorch:%s: its blocks are not "
-                    "tracked", p->name);
+        o->unreadable++;
         return;
     }
     int n = atomic_load_explicit(&site_count, memory_order_relaxed);
@@ -203,12 +222,13 @@ static int find_in_object(struct dl_phdr_info *info, size_t size, void *unused)
     if (path == NULL || path[0] == '\0' || strstr(path, "linux-vdso") != NULL ||
         looked_at_before(info->dlpi_addr))
         return 0;   /* the main program: its probes are its own, not a pool's */
-    struct object_probes o = {info->dlpi_addr, 0};
+    struct object_probes o = {info->dlpi_addr, 0, 0};
     memprof_usdt_file(path, add_site, &o);
     const char *base = strrchr(path, '/');
-    if (o.found == 0 && strncmp(base ? base + 1 : path, "libc10_cuda.so", 14) == 0)
-        memprof_log("%s has no pytorch:malloc probe (PyTorch before 2.1): the cuda heap holds "
-                    "its segments, not its tensors", path);
+    if (o.unreadable > 0)
+        say_untracked(path, "has pytorch probes whose arguments this sampler cannot read");
+    else if (o.found == 0 && strncmp(base ? base + 1 : path, "libc10_cuda.so", 14) == 0)
+        say_untracked(path, "has no pytorch:malloc probe (PyTorch before 2.1)");
     return 0;
 }
 
@@ -306,6 +326,7 @@ enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
 }
 
 #else   /* no probe is armed on other machines */
+const char *memprof_pools_note(void) { return ""; }
 void memprof_pools_arm(void) {}
 void memprof_pools_disarm(void) {}
 enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap) { return heap; }

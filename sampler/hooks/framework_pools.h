@@ -10,5 +10,7 @@ void memprof_pools_disarm(void) HIDDEN;   /* it closes: every site and semaphore
  * pool's blocks are tracked, device memory is the pool's segments.  Arms the probes
  * of objects loaded since the last look first (called outside the sampler's locks). */
 enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap) HIDDEN;
+/* Why a pool's library was seen and its blocks are not tracked, or "". */
+const char *memprof_pools_note(void) HIDDEN;
 
 #endif

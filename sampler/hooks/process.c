@@ -59,6 +59,7 @@ static void register_upcalls(void)
         .got_disarm = memprof_got_disarm,
         .pools_arm = memprof_pools_arm,
         .pools_disarm = memprof_pools_disarm,
+        .pools_note = memprof_pools_note,
         .pymem_find = memprof_pymem_find,
         .pymem_sync = memprof_pymem_sync,
         .pymem_poll = memprof_pymem_poll,

@@ -891,6 +891,12 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
         put_escaped(o, own_malloc, strlen(own_malloc));
         puts_(o, "\n");
     }
+    const char *pool_note = memprof_upcalls.pools_note();
+    if (heap == HEAP_CUDA && pool_note[0] != '\0') {
+        puts_(o, "# pool_note: ");
+        put_escaped(o, pool_note, strlen(pool_note));
+        puts_(o, "\n");
+    }
     const char *log = memprof_log_base();
     if (log != NULL) {
         puts_(o, "# log: ");

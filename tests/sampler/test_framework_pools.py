@@ -77,6 +77,28 @@ def test_pool_blocks_exact_under_run(pool, standin_dir, tmp_path, mode):
     ) in text
 
 
+def test_a_pool_without_probes_is_said_in_its_capture(pool, standin_dir, tmp_path):
+    """The pool of a PyTorch before 2.1 has no probes: the cuda heap holds its segments,
+    exactly what it reserved, and the capture's file says so, so that mem_parser says it
+    to a user who did not see the program's stderr (a process captured with -p)."""
+    exe, _ = pool
+    env = standin_env(standin_dir, STANDIN_C10="libc10_cuda.so.2.0")
+    proc, files = profile_run([exe, "run"], tmp_path / "n_", 1, "--device-rate", "1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    heaps = by_heap(files)
+    assert set(heaps) == {"host", "cuda"}
+    reserved, _, semaphores, _ = pool_of(proc.stdout)
+    assert semaphores == 0
+    assert total(heaps["cuda"], exe, "inuse_space") == reserved
+    said = (
+        "has no pytorch:malloc probe (PyTorch before 2.1): the cuda heap holds its segments,"
+        " not its tensors"
+    )
+    for argv in (["-f", heaps["cuda"]], ["-f", str(heaps["host"])[: -len(".heap")]]):
+        lines = run_parser("-p", exe, *argv, "-t").stdout.splitlines()
+        assert lines[1].startswith("Note: ") and lines[1].endswith(f"libc10_cuda.so.2.0 {said}.")
+
+
 def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp_path):
     # one set before the sites were armed, one after: each gets the traps the program
     # raises, and the pool's blocks after the second are still tracked

@@ -113,6 +113,13 @@ LIBRARIES: dict[str, Target] = {
             native_only=True,
         ),
         Target(
+            "libc10_cuda.so.2.0",
+            ("standins/c10_cuda.cpp",),
+            ("-DSTANDIN_NO_PROBES", "-Wl,-soname,libc10_cuda.so.2.0", *ORIGIN),
+            links=("libcudart.so.12",),
+            native_only=True,
+        ),
+        Target(
             "libascend_hal.so", ("standins/libascend_hal.c",), ("-Wl,-soname,libascend_hal.so",)
         ),
         Target(

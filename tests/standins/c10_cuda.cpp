@@ -17,7 +17,10 @@
  * a second failure throws c10::OutOfMemoryError, a class declared as PyTorch declares
  * it (exported, no key function: this library carries its type_info).  c10_malloc,
  * the caller PyTorch's Python binding stands for here, catches it: NULL, and
- * c10_last_error() says what it said. */
+ * c10_last_error() says what it said.
+ *
+ * Built with STANDIN_NO_PROBES (libc10_cuda.so.2.0): the library of a PyTorch before
+ * 2.1, without the probes. */
 #define _GNU_SOURCE
 #define _SDT_HAS_SEMAPHORES 1
 #include <pthread.h>
@@ -25,6 +28,12 @@
 #include <stdexcept>
 #include <string>
 #include <sys/sdt.h>
+#ifdef STANDIN_NO_PROBES
+#undef STAP_PROBE1
+#undef STAP_PROBE4
+#define STAP_PROBE1(provider, name, a)
+#define STAP_PROBE4(provider, name, a, b, c, d)
+#endif
 
 #include "standin_cuda.h"
 
