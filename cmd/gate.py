@@ -72,6 +72,12 @@ SUPPRESSIONS_HELP = (
     " runs in log mode.",
 )
 @click.option(
+    "--category-rules",
+    metavar="FILE",
+    help="--max-category by the rules in FILE, one a line: CATEGORY FILE_REGEX"
+    " FUNCTION_REGEX, as mem_parser's (docs/reports.md), instead of PyTorch's.",
+)
+@click.option(
     "--tolerance",
     default="5%",
     show_default=True,
@@ -126,6 +132,7 @@ def gate(
     command: tuple[str, ...],
     baselines: tuple[str, ...],
     categories: tuple[str, ...],
+    category_rules: str | None,
     tolerance: str,
     budget_path: str | None,
     name: str | None,
@@ -160,6 +167,7 @@ def gate(
     from mem_profiler.gate.check import gate_status
     from mem_profiler.gate.report import format_verdicts, write_json, write_junit
     from mem_profiler.gate.runner import GateSettings, run_gate
+    from mem_profiler.parser.model.categories import TORCH_RULES, read_rules
 
     try:
         by_kind = {kind: sizes[kind.replace("-", "_")] for kind in SIZE_KINDS}
@@ -180,6 +188,7 @@ def gate(
             save_profiles,
             follow_fork,
             leak_suppressions(suppressions),
+            read_rules(category_rules) if category_rules else TORCH_RULES,
         )
         verdicts = run_gate(jobs, settings)
         click.echo(format_verdicts(verdicts), err=True, nl=False)

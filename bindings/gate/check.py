@@ -41,7 +41,7 @@ from mem_profiler.gate.budgets import (
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
 from mem_profiler.parser.common.sampling import estimates, scale_factors
 from mem_profiler.parser.log.analysis import live_at, open_window_log, replay_groups
-from mem_profiler.parser.model.categories import TORCH_RULES, stack_categories
+from mem_profiler.parser.model.categories import TORCH_RULES, Rule, stack_categories
 from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_categories, load
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
@@ -122,10 +122,12 @@ def check_budgets(
     allow_dropped: bool = False,
     files: Mapping[str, str | os.PathLike[str]] | None = None,
     suppressions: Sequence[Suppression] = BUILTIN,
+    category_rules: tuple[Rule, ...] = TORCH_RULES,
 ) -> list[BudgetResult]:
     """Judge each budget on the profile of its heap (a heap without a profile was not
     used: every measure is 0); for those exceeded, name the `top` stacks responsible.
-    A category's budget reads the event log beside the heap's file (`files`). What is
+    A category's budget reads the event log beside the heap's file (`files`), its
+    stacks' categories by `category_rules`. What is
     live at exit leaves out the stacks `suppressions` match, and says so.
     BudgetError for a profile the sampler warns misses the program's allocations (its
     own malloc), and for one that dropped samples, unless `allow_dropped`."""
@@ -156,7 +158,7 @@ def check_budgets(
             path = (files or {}).get(budget.heap)
             if path is None:
                 raise BudgetError(f"{budget.describe()} needs the event log of a log-mode run")
-            result = _category_peak(budget, profile, path, top)
+            result = _category_peak(budget, profile, path, top, category_rules)
         else:
             result = _measure(budget, profile, view)
             if profile is not None and budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK):
@@ -177,12 +179,16 @@ def check_budgets(
 
 
 def _category_peak(
-    budget: Budget, profile: HeapProfile, path: str | os.PathLike[str], top: int
+    budget: Budget,
+    profile: HeapProfile,
+    path: str | os.PathLike[str],
+    top: int,
+    rules: tuple[Rule, ...],
 ) -> BudgetResult:
     """A category's most bytes live at once, replayed from the log's allocations and
     frees; if over the limit, the category's stacks live at that moment."""
     cap = open_window_log(path)
-    request = Request(binary=profile.exe, categories=TORCH_RULES)
+    request = Request(binary=profile.exe, categories=rules)
     names, group = allocation_categories(cap, request)
     if budget.category not in names:
         raise BudgetError(f"unknown category {budget.category!r}: one of {', '.join(names)}")
@@ -199,7 +205,7 @@ def _category_peak(
         stacks = _Stacks(then, [profile.exe])
         result.notes += stacks.notes
         if stacks.sym is not None:
-            mine = stack_categories(stacks.sym, TORCH_RULES)[1] == index
+            mine = stack_categories(stacks.sym, rules)[1] == index
             est = np.where(mine, stack_estimates(then, live=True)[0], 0.0)
             grouped = np.bincount(stacks.group, est, len(stacks.frames))
             order = [

@@ -26,6 +26,7 @@ from mem_profiler.gate.check import CommandVerdict, check_budgets
 from mem_profiler.gate.suppressions import BUILTIN, Suppression
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.common.atomic import atomic_open
+from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.read.heap_file import read_heap
 
 
@@ -40,6 +41,7 @@ class GateSettings:
     save_dir: str | None = None  # keep each command's profiles: DIR/NAME[.HEAP].heap
     follow_fork: bool = False  # the command's forks write files too (not judged)
     suppressions: tuple[Suppression, ...] = BUILTIN  # left out of what is live at exit
+    category_rules: tuple[Rule, ...] = TORCH_RULES  # what max-category's stacks are for
     # what is live at exit counts only what nothing points to then (run --leak-check)
     leak_scan: bool = False
 
@@ -96,6 +98,7 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
                 settings.allow_dropped,
                 own,
                 settings.suppressions,
+                settings.category_rules,
             )
             if settings.save_dir:
                 save_profiles(own, settings.save_dir, job.name)

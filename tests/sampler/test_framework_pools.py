@@ -9,6 +9,7 @@ its code and semaphores as they were."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support.device import INDEXES, by_heap, site_lines
+from support.paths import MEM_PROFILER
 from support.profiling import profile_run, report, run_parser, total
 from support.targets import attach_window
 
@@ -97,6 +99,36 @@ def test_a_pool_without_probes_is_said_in_its_capture(pool, standin_dir, tmp_pat
     for argv in (["-f", heaps["cuda"]], ["-f", str(heaps["host"])[: -len(".heap")]]):
         lines = run_parser("-p", exe, *argv, "-t").stdout.splitlines()
         assert lines[1].startswith("Note: ") and lines[1].endswith(f"libc10_cuda.so.2.0 {said}.")
+
+
+def test_the_gate_bounds_a_category_of_the_pools_tensors(pool, standin_dir, tmp_path):
+    """gate --max-category cuda:CATEGORY=SIZE over the pool's tensors (replayed from the
+    log), by rules of the user's own (--category-rules): each category's peak exact at
+    --device-rate 1, the fixture's own figures; by PyTorch's rules, which know nothing
+    of the fixture's functions, none of them is weights."""
+    exe, plain = pool
+    sites = site_lines(plain)
+    weights, grads = sites["pool_weights"]["live_bytes"], sites["pool_grads"]["live_bytes"]
+    rules = tmp_path / "rules"
+    rules.write_text("weights <native> pool_weights\ngradients <native> pool_grads\n")
+
+    def gate(*options: str | Path) -> tuple[int, dict[str, dict]]:
+        out = tmp_path / "gate.json"
+        proc = subprocess.run(
+            [MEM_PROFILER, "gate", "--device-rate", "1", *map(str, options), "--max-category",
+             f"cuda:weights={weights - 1}", "--max-category", f"cuda:gradients={grads}",
+             "--json", str(out), "--", str(exe), "run"],
+            env=standin_env(standin_dir), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        results = json.loads(out.read_text())["commands"][0]["results"]
+        return proc.returncode, {r["budget"]["category"]: r for r in results}
+
+    code, results = gate("--category-rules", rules)
+    assert code == 1
+    assert results["weights"]["measured"] == weights and results["weights"]["exceeded"]
+    assert results["gradients"]["measured"] == grads and not results["gradients"]["exceeded"]
+    code, results = gate()
+    assert code == 0 and results["weights"]["measured"] == 0
 
 
 def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp_path):
