@@ -131,6 +131,32 @@ def test_the_gate_bounds_a_category_of_the_pools_tensors(pool, standin_dir, tmp_
     assert code == 0 and results["weights"]["measured"] == 0
 
 
+def test_the_pools_tensors_over_time(pool, standin_dir, tmp_path):
+    """--mode log on the pool's tensors: the cuda heap's peak (--peak), replayed from the
+    events, is the fixture's own to the byte (its weights and grads kept, its four
+    scratch blocks live at once), and the timeline draws it; step compare gives the
+    block the second step kept beyond the first, by its stack."""
+    exe, plain = pool
+    sites = site_lines(plain)
+    peak = sum(sites[s]["live_bytes"] for s in ("pool_weights", "pool_grads"))
+    peak += sites["pool_scratch"]["alloc_bytes"]
+    proc, files = profile_run(
+        [exe, "steps"], tmp_path / "l_", 1, "--device-rate", "1", "--mode", "log",
+        env=standin_env(standin_dir),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cuda = by_heap(files)["cuda"]
+    at_peak = json.loads(run_parser("-p", exe, "-f", cuda, "--peak", "--json").stdout)
+    assert at_peak["total"] == peak
+    svg = tmp_path / "timeline.svg"
+    run_parser("-p", exe, "-f", cuda, "--timeline", svg)
+    assert f"peak {peak / MB:.1f} MB (cuda)" in svg.read_text()
+    compared = run_parser("-p", exe, "-f", cuda, "--compare-steps", "2", "1", "--json").stdout
+    kept = site_lines(proc.stdout)["pool_leak"]["live_bytes"]
+    assert json.loads(compared)["total"] == kept
+    assert {r["name"]: r["cum"] for r in json.loads(compared)["rows"]}["pool_leak"] == kept
+
+
 def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp_path):
     # one set before the sites were armed, one after: each gets the traps the program
     # raises, and the pool's blocks after the second are still tracked
