@@ -33,6 +33,7 @@ from mem_profiler.control_block import (
 )
 from mem_profiler.core.file_names import (
     absolute_prefix,
+    failure_files,
     files_of_process,
     highest_seq,
     window_files,
@@ -188,6 +189,7 @@ def dump_window(pid: int) -> list[str]:
 class CaptureResult:
     paths: list[str]
     status: Status
+    failure_paths: list[str]  # what was live as the program ran out of device memory
 
 
 def capture_window(
@@ -245,7 +247,9 @@ def capture_window(
             if (status.dumps, status.failed_dumps) == (before.dumps, before.failed_dumps):
                 raise
         check_dump(pid, before, status)
-        return CaptureResult(paths=last_dump_files(status), status=status)
+        return CaptureResult(
+            last_dump_files(status), status, failure_files(status.last_dump, prefix)
+        )
 
 
 def check_target_writes_in(pid: int, folder: str) -> None:

@@ -3,9 +3,10 @@ capturable processes."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn, TypedDict, Unpack
 
 import click
@@ -181,6 +182,7 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
     click.echo("succeeded in collecting memory data!  " + "  ".join(result.paths))
+    say_failure_files(result.failure_paths)
     if result.status.own_malloc:
         click.echo(f"mem_profiler: {result.status.own_malloc}", err=True)
     if result.status.dropped_samples:
@@ -189,6 +191,12 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
             "table of the sampler was full): each report says what is missing",
             err=True,
         )
+
+
+def say_failure_files(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """The files written as the program ran out of device memory, each on a line."""
+    for path in paths:
+        click.echo(f"mem_profiler: out of device memory; what was live then: {path}", err=True)
 
 
 def _push_process(pid: int, push: PushSettings, rate: int, seconds: float | None) -> None:
@@ -389,8 +397,7 @@ def run(
         fail(str(err))
     for path in result.heap_files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
-    for path in result.failure_files:
-        click.echo(f"mem_profiler: out of device memory; what was live then: {path}", err=True)
+    say_failure_files(result.failure_files)
     children = sorted(set(result.files_by_process()) - {result.pid})
     if children:
         click.echo(

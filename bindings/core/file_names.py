@@ -54,6 +54,16 @@ def window_files(window: str | os.PathLike[str]) -> dict[str, str]:
     return {heap: path for heap, path in files.items() if os.path.isfile(path)}
 
 
+def failure_files(window: str | os.PathLike[str], prefix: str) -> list[str]:
+    """The files on disk of what was live when the program of the window `window` (its
+    stem or its host heap's file, written under `prefix`) ran out of device memory."""
+    stem = os.fspath(window).removesuffix(".heap")
+    absolute = absolute_prefix(prefix)
+    if not stem.startswith(absolute):
+        return []
+    return list(window_files(failure_prefix(absolute) + stem[len(absolute) :]).values())
+
+
 def heap_file_pattern(prefix: str) -> re.Pattern[str]:
     """Matches the name (without its folder) of a .heap file that a capture with this
     prefix writes; its groups are the pid, the seq and the heap (None for the host)."""

@@ -171,7 +171,8 @@ def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp
 
 
 def live_at_failure(stderr: str) -> dict[str, Path]:
-    """The files `run` named as written when the program ran out of device memory."""
+    """The files `run`, or a window's controller, named as written when the program ran
+    out of device memory."""
     said = re.findall(r"out of device memory; what was live then: (\S+)$", stderr, re.M)
     return by_heap([Path(p) for p in said])
 
@@ -310,7 +311,7 @@ def test_what_was_live_when_the_pool_ran_out_of_memory_in_an_attached_window(
 ):
     """--attach redirects the pool's throws too: its c10::OutOfMemoryError at its limit,
     in a window opened on the fixture started without the sampler, writes what was
-    live then, the weights and grads its phase kept."""
+    live then, the weights and grads its phase kept; the controller names the files."""
     exe, _ = pool
     attached = Served(exe, standin_env(standin_dir))
     try:
@@ -322,7 +323,8 @@ def test_what_was_live_when_the_pool_ran_out_of_memory_in_an_attached_window(
         controller.send_signal(2)
         _, err = controller.communicate(timeout=120)
         assert controller.returncode == 0, err
-        at_failure = by_heap(sorted(tmp_path.glob(f"a_oom_{attached.pid}.*.heap")))
+        at_failure = live_at_failure(err)
+        assert set(at_failure.values()) == set(tmp_path.glob(f"a_oom_{attached.pid}.*.heap"))
         sites = site_lines(inside)
         for name in ("pool_weights", "pool_grads"):
             assert report(at_failure["cuda"], exe)[name][1] == sites[name]["live_bytes"], name
