@@ -31,7 +31,7 @@ UNIT_TESTS  := $(patsubst $(UNIT_DIR)/%.c,$(BUILD)/unit/%,$(wildcard $(UNIT_DIR)
 UNIT_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -D_GNU_SOURCE \
                -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -Isampler
 
-.PHONY: all setup deps bench-deps venv build arm64 c-unit test check demo bench soak lint clean
+.PHONY: all setup deps bench-deps venv build arm64 c-unit test check demo gpu-kit bench soak lint clean
 
 all: build
 
@@ -202,6 +202,10 @@ demo: setup build
 	$(VENV)/bin/mem_parser -p $(BUILD)/examples/leaky -f $$f -s -o $(BUILD)/demo.svg \
 	    --flame $(BUILD)/demo_flame.html && \
 	echo && echo "call graph: $(BUILD)/demo.svg   flame graph: $(BUILD)/demo_flame.html"
+
+# What tests/gpu/on_device.sh needs on a lent GPU machine (docs/development.md).
+gpu-kit: setup build
+	tests/gpu/kit.sh
 
 bench: setup bench-deps build
 	$(COMPILE_PY)
