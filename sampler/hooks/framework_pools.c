@@ -42,6 +42,43 @@
 #include "sample/sample.h"
 #include "unwind/usdt.h"
 
+/* ---- what every machine has: a pool's library, and what is said of it ------------ */
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned long long seen_adds;   /* the loader's count of objects, last look */
+
+/* Why a pool's blocks are not tracked, for the cuda heap's files; published by `noted`. */
+static char note[MEMPROF_PATH_MAX + 128];
+static _Atomic bool noted;
+
+static bool is_pool_library(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    return strncmp(base ? base + 1 : path, "libc10_cuda.so", 14) == 0;
+}
+
+/* Said once, on stderr and in the cuda heap's files (pools_lock held). */
+static void say_untracked(const char *object, const char *why)
+{
+    if (atomic_load(&noted))
+        return;
+    snprintf(note, sizeof note, "%s %s: the cuda heap holds its segments, not its tensors",
+             object, why);
+    atomic_store(&noted, true);
+    memprof_log("%s", note);
+}
+
+const char *memprof_pools_note(void)
+{
+    return atomic_load(&noted) ? note : "";
+}
+
+static int loader_adds(struct dl_phdr_info *info, size_t size, void *out)
+{
+    (void)size;
+    *(unsigned long long *)out = info->dlpi_adds;
+    return 1;
+}
+
 #if defined(__x86_64__)
 #define TRAP_BYTE 0xcc   /* int3 */
 #define NOP_BYTE 0x90    /* the `nop` of sys/sdt.h's x86 probes */
@@ -60,14 +97,9 @@ struct site {
 
 static struct site sites[MAX_SITES];
 static _Atomic int site_count;      /* published after the site is filled */
-static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool tracking;       /* a malloc site is armed */
-static _Atomic unsigned long long seen_adds;   /* the loader's count of objects, last look */
 static uintptr_t looked_at[MAX_OBJECTS];       /* load biases of the objects read */
 static int looked_count;
-/* Why a pool's blocks are not tracked, for the cuda heap's files; published by `noted`. */
-static char note[MEMPROF_PATH_MAX + 128];
-static _Atomic bool noted;
 
 /* ---- the trap -------------------------------------------------------------------- */
 static const struct site *site_at(uintptr_t pc)
@@ -143,22 +175,6 @@ static void disarm(struct site *s)
 }
 
 /* ---- finding the probes ------------------------------------------------------------ */
-/* Said once, on stderr and in the cuda heap's files (pools_lock held). */
-static void say_untracked(const char *object, const char *why)
-{
-    if (atomic_load(&noted))
-        return;
-    snprintf(note, sizeof note, "%s %s: the cuda heap holds its segments, not its tensors",
-             object, why);
-    atomic_store(&noted, true);
-    memprof_log("%s", note);
-}
-
-const char *memprof_pools_note(void)
-{
-    return atomic_load(&noted) ? note : "";
-}
-
 static bool async_backend(void)
 {
     static const char *const vars[] = {"PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"};
@@ -224,10 +240,9 @@ static int find_in_object(struct dl_phdr_info *info, size_t size, void *unused)
         return 0;   /* the main program: its probes are its own, not a pool's */
     struct object_probes o = {info->dlpi_addr, 0, 0};
     memprof_usdt_file(path, add_site, &o);
-    const char *base = strrchr(path, '/');
     if (o.unreadable > 0)
         say_untracked(path, "has pytorch probes whose arguments this sampler cannot read");
-    else if (o.found == 0 && strncmp(base ? base + 1 : path, "libc10_cuda.so", 14) == 0)
+    else if (o.found == 0 && is_pool_library(path))
         say_untracked(path, "has no pytorch:malloc probe (PyTorch before 2.1)");
     return 0;
 }
@@ -302,13 +317,6 @@ void memprof_pools_disarm(void)
     pthread_mutex_unlock(&pools_lock);
 }
 
-static int loader_adds(struct dl_phdr_info *info, size_t size, void *out)
-{
-    (void)size;
-    *(unsigned long long *)out = info->dlpi_adds;
-    return 1;
-}
-
 enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
 {
     if (heap != HEAP_CUDA || memprof_window_id() == 0)
@@ -325,9 +333,31 @@ enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
     return atomic_load_explicit(&tracking, memory_order_relaxed) ? HEAP_CUDA_SEGMENTS : heap;
 }
 
-#else   /* no probe is armed on other machines */
-const char *memprof_pools_note(void) { return ""; }
+#else   /* the probes are armed on x86-64 only: elsewhere a pool's library is only said */
+static int say_if_pool(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    (void)size, (void)unused;
+    atomic_store_explicit(&seen_adds, info->dlpi_adds, memory_order_relaxed);
+    if (info->dlpi_name != NULL && is_pool_library(info->dlpi_name))
+        say_untracked(info->dlpi_name, "is PyTorch's, whose probes this sampler arms on x86-64 only");
+    return 0;
+}
+
 void memprof_pools_arm(void) {}
 void memprof_pools_disarm(void) {}
-enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap) { return heap; }
+enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
+{
+    if (heap != HEAP_CUDA || memprof_window_id() == 0 || atomic_load(&noted))
+        return heap;
+    unsigned long long adds = 0;
+    dl_iterate_phdr(loader_adds, &adds);
+    if (adds != atomic_load_explicit(&seen_adds, memory_order_relaxed) &&
+        pthread_mutex_trylock(&pools_lock) == 0) {
+        memprof_enter();
+        dl_iterate_phdr(say_if_pool, NULL);
+        memprof_leave();
+        pthread_mutex_unlock(&pools_lock);
+    }
+    return heap;
+}
 #endif

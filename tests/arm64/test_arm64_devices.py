@@ -7,6 +7,7 @@ counts the fixture makes."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support import arm64
 from support.device import assert_sites, by_heap, checksum
-from support.profiling import run_parser
+from support.profiling import run_parser, total
 
 pytestmark = arm64.skip_unless_arm64
 KiB, MiB = 1024, 1024 * 1024
@@ -68,3 +69,20 @@ def test_inefficient_blocks_with_the_fixtures_launch_counts(standins, tmp_path):
         ("late_deallocation", "early_small", 4 * KiB, 10),
         ("temporary_idleness", "idle_buffer", 2 * MiB, 40),
     ]
+
+
+def test_pytorchs_pool_is_said_to_hold_its_segments(standins, tmp_path):
+    """PyTorch's probes are armed on x86-64 only: on aarch64 (Grace Hopper) the cuda heap
+    holds the pool's segments, exactly what it reserved, and its report says so."""
+    exe = build_device_fixture("device_pool", standins, cc=arm64.CC)
+    env = standin_env(standins, STANDIN_C10="libc10_cuda.so.2.0")
+    proc, files = arm64.run([exe, "run"], tmp_path / "p_", 1, "--device-rate", "1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    heaps = by_heap(files)
+    reserved = int(re.findall(r"^pool reserved=(\d+)", proc.stdout, re.M)[-1])
+    assert total(heaps["cuda"], exe, "inuse_space") == reserved
+    said = (
+        "libc10_cuda.so.2.0 is PyTorch's, whose probes this sampler arms on x86-64 only:"
+        " the cuda heap holds its segments, not its tensors."
+    )
+    assert run_parser("-p", exe, "-f", heaps["cuda"], "-t").stdout.splitlines()[1].endswith(said)

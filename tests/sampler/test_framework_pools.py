@@ -1,5 +1,5 @@
 """A framework's caching allocator seen through PyTorch's USDT probes: the stand-in
-libc10_cuda.so (tests/standins/c10_cuda.cpp) fires pytorch:malloc and pytorch:free behind
+libc10_cuda.so (tests/standins/c10_cuda.c) fires pytorch:malloc and pytorch:free behind
 their semaphores, as torch's library does; tests/fixtures/device_pool.c takes blocks
 from it at four sites and prints their figures.  At `-c 1 --device-rate 1` the cuda heap
 holds the blocks, every figure of every site exact, and cuda_segments the segments the

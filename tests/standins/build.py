@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Target:
     links: tuple[str, ...] = ()  # outputs of other targets, linked by name
     libs: tuple[str, ...] = ()  # system libraries (-ldl ...)
     native_only: bool = False  # built by the host's compiler only (sys/sdt.h is the host's)
+    cxx: bool = False  # C built as C++ by the C compiler's g++, where there is one
 
 
 _HEADERS = (
@@ -107,17 +109,18 @@ LIBRARIES: dict[str, Target] = {
         ),
         Target(  # the sampler arms USDT probes on x86-64 only
             "libc10_cuda.so",
-            ("standins/c10_cuda.cpp",),
+            ("standins/c10_cuda.c",),
             ("-Wl,-soname,libc10_cuda.so", *ORIGIN),
             links=("libcudart.so.12",),
             native_only=True,
+            cxx=True,
         ),
         Target(
             "libc10_cuda.so.2.0",
-            ("standins/c10_cuda.cpp",),
+            ("standins/c10_cuda.c",),
             ("-DSTANDIN_NO_PROBES", "-Wl,-soname,libc10_cuda.so.2.0", *ORIGIN),
             links=("libcudart.so.12",),
-            native_only=True,
+            cxx=True,
         ),
         Target(
             "libascend_hal.so", ("standins/libascend_hal.c",), ("-Wl,-soname,libascend_hal.so",)
@@ -193,11 +196,13 @@ def _stamp(target: Target, base_flags: list[str], out_dir: Path, cc: str) -> str
 
 
 def _for_cxx(target: Target, base_flags: list[str], cc: str) -> tuple[list[str], str]:
-    """The flags and compiler of a target: C++ sources are built by the C compiler's g++."""
-    if not any(source.endswith(".cpp") for source in target.sources):
+    """The flags and compiler of a target: one built as C++ (`cxx`) by the C compiler's
+    g++ where it is installed, else as C."""
+    cxx = cc.removesuffix("gcc") + "g++" if cc.endswith("gcc") else "g++"
+    if not target.cxx or shutil.which(cxx) is None:
         return base_flags, cc
-    cxx = cc[: -len("gcc")] + "g++" if cc.endswith("gcc") else "g++"
-    return ["-std=gnu++17" if flag == "-std=gnu11" else flag for flag in base_flags], cxx
+    flags = ["-std=gnu++17" if flag == "-std=gnu11" else flag for flag in base_flags]
+    return [*flags, "-x", "c++"], cxx
 
 
 def _build(target: Target, base_flags: list[str], out_dir: Path, cc: str = CC) -> Path:

@@ -17,31 +17,37 @@
  * a second failure throws c10::OutOfMemoryError, a class declared as PyTorch declares
  * it (exported, no key function: this library carries its type_info).  c10_malloc,
  * the caller PyTorch's Python binding stands for here, catches it: NULL, and
- * c10_last_error() says what it said.
+ * c10_last_error() says what it said.  Built as C (where no C++ compiler for the
+ * machine is at hand: tests/standins/build.py), the failure is a NULL only.
  *
  * Built with STANDIN_NO_PROBES (libc10_cuda.so.2.0): the library of a PyTorch before
  * 2.1, without the probes. */
 #define _GNU_SOURCE
 #define _SDT_HAS_SEMAPHORES 1
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
-#include <stdexcept>
-#include <string>
-#include <sys/sdt.h>
+#include <stdio.h>
 #ifdef STANDIN_NO_PROBES
-#undef STAP_PROBE1
-#undef STAP_PROBE4
 #define STAP_PROBE1(provider, name, a)
 #define STAP_PROBE4(provider, name, a, b, c, d)
+#else
+#include <sys/sdt.h>
+#endif
+#ifdef __cplusplus
+#include <stdexcept>
+#define EXPORT extern "C" __attribute__((visibility("default")))
+#else
+#define EXPORT __attribute__((visibility("default")))
 #endif
 
 #include "standin_cuda.h"
 
-#define EXPORT extern "C" __attribute__((visibility("default")))
 #define MiB ((size_t)1 << 20)
 #define SEGMENTS 256
 #define BLOCKS 8192
 
+#ifdef __cplusplus
 namespace c10 {
 class __attribute__((visibility("default"))) OutOfMemoryError : public std::runtime_error {
   public:
@@ -50,9 +56,12 @@ class __attribute__((visibility("default"))) OutOfMemoryError : public std::runt
 }   // namespace c10
 
 extern "C" {
+#endif
 __extension__ unsigned short pytorch_malloc_semaphore __attribute__((section(".probes")));
 __extension__ unsigned short pytorch_free_semaphore __attribute__((section(".probes")));
+#ifdef __cplusplus
 }
+#endif
 
 struct segment { char *base; size_t size, used; int handed_out; };
 struct block { char *ptr; size_t size, requested; int segment; bool in_use; };
@@ -61,7 +70,7 @@ static struct segment segments[SEGMENTS];
 static struct block blocks[BLOCKS];
 static int nsegments, nblocks;
 static size_t reserved, allocated, limit;
-static std::string last_error;
+static char last_error[128];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct block *cached_block(size_t size)
@@ -110,9 +119,14 @@ static struct block *carve(size_t size)
         void *base = new_segment(bytes);
         if (base == NULL && release_cached())
             base = new_segment(bytes);
-        if (base == NULL)
-            throw c10::OutOfMemoryError("CUDA out of memory. Tried to allocate " +
-                                        std::to_string(bytes >> 20) + " MiB");
+        if (base == NULL) {
+            snprintf(last_error, sizeof last_error,
+                     "CUDA out of memory. Tried to allocate %zu MiB", bytes >> 20);
+#ifdef __cplusplus
+            throw c10::OutOfMemoryError(last_error);
+#endif
+            return NULL;
+        }
         segments[nsegments++] = (struct segment){(char *)base, bytes, 0, 0};
         reserved += bytes;
     }
@@ -143,11 +157,14 @@ EXPORT void *c10_malloc(size_t size, int8_t device, void *stream)
 {
     void *ptr = NULL;
     pthread_mutex_lock(&lock);
+#ifdef __cplusplus
     try {
         ptr = allocate(size);
-    } catch (const c10::OutOfMemoryError &e) {
-        last_error = e.what();
+    } catch (const c10::OutOfMemoryError &) {   /* its message is last_error */
     }
+#else
+    ptr = allocate(size);
+#endif
     pthread_mutex_unlock(&lock);
     if (ptr && pytorch_malloc_semaphore)
         STAP_PROBE4(pytorch, malloc, ptr, device, size, stream);
@@ -177,7 +194,7 @@ EXPORT void c10_empty_cache(void)
 }
 
 EXPORT void c10_set_memory_limit(size_t bytes) { limit = bytes; }   /* 0: none */
-EXPORT const char *c10_last_error(void) { return last_error.c_str(); }
+EXPORT const char *c10_last_error(void) { return last_error; }
 EXPORT size_t c10_reserved(void) { return reserved; }
 EXPORT size_t c10_allocated(void) { return allocated; }
 /* Raised while a tracer (the sampler's window) has the probes armed. */
