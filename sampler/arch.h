@@ -23,7 +23,18 @@
  *                                     pointer is the record's end)
  *   arch_here()                       (where 0) the registers at the point of call
  *   ARCH_GLIBC_BASE                   glibc's first symbol version there
- *   ARCH_CALL_VIA_RET                 1 where memprof_call_via_ret exists */
+ *   ARCH_CALL_VIA_RET                 1 where memprof_call_via_ret exists
+ *   ARCH_PROBE_NOP, ARCH_PROBE_TRAP   a USDT probe site's `nop` (sys/sdt.h's) and the
+ *                                     trap written over it, ARCH_PROBE_BYTES long
+ *   arch_probe_trapped_at(uc)         the site a trap there stopped at, and
+ *   arch_probe_step_over(uc)          the ucontext made to resume after it
+ *   ARCH_PROBE_WRITE_BY_PROC_MEM      1: a site is written through /proc/self/mem
+ *   arch_usdt_register(name, len, reg, shift)   a USDT argument's register by its
+ *                                     name (after ARCH_USDT_REGISTER_MARK), and
+ *   arch_usdt_register_value(uc, reg, shift)    its value at a trap
+ *   ARCH_USDT_CONSTANT_MARK           before a constant argument
+ *   ARCH_USDT_BRACKETED_MEMORY        1: a memory argument is [reg, offset], else
+ *                                     offset(%reg) */
 #ifndef MEMPROF_ARCH_H
 #define MEMPROF_ARCH_H
 

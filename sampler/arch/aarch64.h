@@ -57,4 +57,46 @@ static inline bool arch_in_plt_stub(uintptr_t pc, uintptr_t lo, uintptr_t hi)
         (fp) = (uintptr_t)__builtin_frame_address(0);           \
     } while (0)
 
+/* USDT probes: a site's `nop`, and brk #0 over it, which stops at it: the handler steps
+ * over its four bytes.  A site is written by a store (qemu-user's /proc/self/mem is its
+ * own, and its translations would not see the write). */
+#define ARCH_PROBE_BYTES 4
+#define ARCH_PROBE_NOP {0x1f, 0x20, 0x03, 0xd5}
+#define ARCH_PROBE_TRAP {0x00, 0x00, 0x20, 0xd4}
+#define ARCH_PROBE_WRITE_BY_PROC_MEM 0
+static inline uintptr_t arch_probe_trapped_at(const ucontext_t *uc)
+{
+    return (uintptr_t)uc->uc_mcontext.pc;
+}
+static inline void arch_probe_step_over(ucontext_t *uc) { uc->uc_mcontext.pc += 4; }
+
+/* xN, and wN its low half (read at the argument's size), x0-x30; sp as 31. */
+#define ARCH_USDT_REGISTER_MARK ""
+#define ARCH_USDT_CONSTANT_MARK ""
+#define ARCH_USDT_BRACKETED_MEMORY 1
+static inline bool arch_usdt_register(const char *name, size_t len, uint8_t *reg,
+                                      uint8_t *shift)
+{
+    *shift = 0;
+    if (len == 2 && name[0] == 's' && name[1] == 'p') {
+        *reg = 31;
+        return true;
+    }
+    if (len < 2 || len > 3 || (name[0] != 'x' && name[0] != 'w'))
+        return false;
+    unsigned n = 0;
+    for (size_t i = 1; i < len; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        n = n * 10 + (unsigned)(name[i] - '0');
+    }
+    *reg = (uint8_t)n;
+    return n < 31;
+}
+static inline uint64_t arch_usdt_register_value(const ucontext_t *uc, uint8_t reg, uint8_t shift)
+{
+    (void)shift;
+    return reg == 31 ? uc->uc_mcontext.sp : uc->uc_mcontext.regs[reg];
+}
+
 #endif

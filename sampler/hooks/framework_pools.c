@@ -3,11 +3,11 @@
  * PyTorch's CUDA caching allocator (libc10_cuda.so, PyTorch 2.1 on) takes large
  * segments from CUDA and carves tensors out of them; it fires the probe
  * pytorch:malloc(ptr, device, size, stream) as it hands a block out and
- * pytorch:free(ptr) as it takes one back, each site a one-byte `nop` behind a
- * semaphore that its code tests first (docs/devices.md says which versions).
+ * pytorch:free(ptr) as it takes one back, each site a `nop` behind a semaphore
+ * that its code tests first (docs/devices.md says which versions).
  *
- * While a window is open each such site's `nop` is an `int3` and its semaphore is
- * raised, as a kernel uprobe would do it; the trap's handler (SIGTRAP) reads the
+ * While a window is open each such site's `nop` is a trap (arch.h: int3 on x86-64,
+ * brk on aarch64) and its semaphore is raised, as a kernel uprobe would do it; the trap's handler (SIGTRAP) reads the
  * arguments from the registers it saved and records the block in the cuda heap
  * (sampled by bytes, its stack unwound through the signal frame), and takes a block
  * out at its free.  The allocations the process makes from CUDA's runtime and
@@ -34,6 +34,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "base/signals.h"
 #include "base/sysutil.h"
 #include "base/thread_state.h"
@@ -42,7 +43,7 @@
 #include "sample/sample.h"
 #include "unwind/usdt.h"
 
-/* ---- what every machine has: a pool's library, and what is said of it ------------ */
+/* ---- the state, and what is said where a pool's blocks are not tracked ------------ */
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned long long seen_adds;   /* the loader's count of objects, last look */
 
@@ -79,9 +80,9 @@ static int loader_adds(struct dl_phdr_info *info, size_t size, void *out)
     return 1;
 }
 
-#if defined(__x86_64__)
-#define TRAP_BYTE 0xcc   /* int3 */
-#define NOP_BYTE 0x90    /* the `nop` of sys/sdt.h's x86 probes */
+/* ---- the sites ------------------------------------------------------------------- */
+static const uint8_t nop_code[ARCH_PROBE_BYTES] = ARCH_PROBE_NOP;
+static const uint8_t trap_code[ARCH_PROBE_BYTES] = ARCH_PROBE_TRAP;
 #define MAX_SITES 64
 #define MAX_OBJECTS 1024
 
@@ -114,14 +115,12 @@ static const struct site *site_at(uintptr_t pc)
 static void on_trap(int sig, siginfo_t *info, void *context)
 {
     ucontext_t *uc = context;
-    const struct site *s = info->si_code > 0
-                               ? site_at((uintptr_t)uc->uc_mcontext.gregs[REG_RIP] - 1)
-                               : NULL;
+    const struct site *s = info->si_code > 0 ? site_at(arch_probe_trapped_at(uc)) : NULL;
     if (s == NULL) {
         memprof_signal_pass_on(sig, info, context);
         return;
     }
-    /* The trap stepped over the one-byte site: returning resumes after it. */
+    arch_probe_step_over(uc);
     int saved = errno;
     memprof_thread.in_trap = true;
     uintptr_t ptr = (uintptr_t)memprof_usdt_arg_value(&s->ptr, uc);
@@ -134,28 +133,38 @@ static void on_trap(int sig, siginfo_t *info, void *context)
 }
 
 /* ---- arming (pools_lock held) ----------------------------------------------------- */
-/* One byte of code, written through /proc/self/mem (which leaves the page's
- * protection as it is), or by making the page writable for the write. */
-static bool write_code(uintptr_t at, uint8_t byte)
+/* A site's code: through /proc/self/mem, which leaves the page's protection as it is,
+ * where the machine allows (arch.h), else in one store with the page writable for it;
+ * then the instruction cache told. */
+static bool write_code(uintptr_t at, const uint8_t code[ARCH_PROBE_BYTES])
 {
-    int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    int fd = ARCH_PROBE_WRITE_BY_PROC_MEM ? open("/proc/self/mem", O_RDWR | O_CLOEXEC) : -1;
     if (fd >= 0) {
-        ssize_t n = pwrite(fd, &byte, 1, (off_t)at);
+        ssize_t n = pwrite(fd, code, ARCH_PROBE_BYTES, (off_t)at);
         close(fd);
-        if (n == 1)
+        if (n == ARCH_PROBE_BYTES)
             return true;
     }
     uintptr_t page = at & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
-    if (mprotect((void *)page, at + 1 - page, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+    size_t len = at + ARCH_PROBE_BYTES - page;
+    if (mprotect((void *)page, len, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
         return false;
-    *(volatile uint8_t *)at = byte;
-    mprotect((void *)page, at + 1 - page, PROT_READ | PROT_EXEC);
+    if (ARCH_PROBE_BYTES == 4) {   /* an aligned instruction, stored whole */
+        uint32_t word;
+        memcpy(&word, code, sizeof word);
+        __atomic_store_n((uint32_t *)at, word, __ATOMIC_RELAXED);
+    } else {
+        *(volatile uint8_t *)at = code[0];
+    }
+    __builtin___clear_cache((char *)at, (char *)at + ARCH_PROBE_BYTES);
+    mprotect((void *)page, len, PROT_READ | PROT_EXEC);
     return true;
 }
 
 static void arm(struct site *s)
 {
-    if (s->armed || *(volatile uint8_t *)s->pc != NOP_BYTE || !write_code(s->pc, TRAP_BYTE))
+    if (s->armed || memcmp((const void *)s->pc, nop_code, ARCH_PROBE_BYTES) != 0 ||
+        !write_code(s->pc, trap_code))
         return;
     if (s->semaphore != NULL)
         atomic_fetch_add_explicit(s->semaphore, 1, memory_order_relaxed);
@@ -170,7 +179,7 @@ static void disarm(struct site *s)
         return;
     if (s->semaphore != NULL)
         atomic_fetch_sub_explicit(s->semaphore, 1, memory_order_relaxed);
-    write_code(s->pc, NOP_BYTE);
+    write_code(s->pc, nop_code);
     s->armed = false;
 }
 
@@ -243,7 +252,8 @@ static int find_in_object(struct dl_phdr_info *info, size_t size, void *unused)
     if (o.unreadable > 0)
         say_untracked(path, "has pytorch probes whose arguments this sampler cannot read");
     else if (o.found == 0 && is_pool_library(path))
-        say_untracked(path, "has no pytorch:malloc probe (PyTorch before 2.1)");
+        say_untracked(path, "has no pytorch:malloc probe (PyTorch before 2.1, and its aarch64 "
+                            "builds to 2.14 at least)");
     return 0;
 }
 
@@ -332,32 +342,3 @@ enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
     }
     return atomic_load_explicit(&tracking, memory_order_relaxed) ? HEAP_CUDA_SEGMENTS : heap;
 }
-
-#else   /* the probes are armed on x86-64 only: elsewhere a pool's library is only said */
-static int say_if_pool(struct dl_phdr_info *info, size_t size, void *unused)
-{
-    (void)size, (void)unused;
-    atomic_store_explicit(&seen_adds, info->dlpi_adds, memory_order_relaxed);
-    if (info->dlpi_name != NULL && is_pool_library(info->dlpi_name))
-        say_untracked(info->dlpi_name, "is PyTorch's, whose probes this sampler arms on x86-64 only");
-    return 0;
-}
-
-void memprof_pools_arm(void) {}
-void memprof_pools_disarm(void) {}
-enum memprof_heap memprof_pools_heap_of(enum memprof_heap heap)
-{
-    if (heap != HEAP_CUDA || memprof_window_id() == 0 || atomic_load(&noted))
-        return heap;
-    unsigned long long adds = 0;
-    dl_iterate_phdr(loader_adds, &adds);
-    if (adds != atomic_load_explicit(&seen_adds, memory_order_relaxed) &&
-        pthread_mutex_trylock(&pools_lock) == 0) {
-        memprof_enter();
-        dl_iterate_phdr(say_if_pool, NULL);
-        memprof_leave();
-        pthread_mutex_unlock(&pools_lock);
-    }
-    return heap;
-}
-#endif

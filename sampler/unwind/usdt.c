@@ -7,9 +7,9 @@
  * `base` is the link-time address of the `.stapsdt.base` section, which prelink may
  * move; the pc and semaphore are adjusted by how far it moved.  The section is not
  * loaded (no SHF_ALLOC), so the notes are read from the object's file, mapped read
- * only, and nothing here allocates.  An argument is a register, a memory operand
- * `offset(%reg)` or a constant `$N`; x86-64 only (elsewhere no spec decodes, and no
- * probe is armed). */
+ * only, and nothing here allocates.  An argument is a register, a memory operand or a
+ * constant, as the machine's assembler writes them: on x86-64 `%rax`, `-56(%rbp)`,
+ * `$42`; on aarch64 `x19`, `w1`, `[x29, -8]`, `[sp]`, `42`. */
 #include <elf.h>
 #include <fcntl.h>
 #include <string.h>
@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "unwind/usdt.h"
 
 #define NT_STAPSDT 3
@@ -132,49 +133,7 @@ out:
     return rc;
 }
 
-/* ---- arguments -------------------------------------------------------------------- */
-#if defined(__x86_64__)
-/* Each general register by its names at 8, 4, 2 and 1 bytes (and the high byte). */
-static const struct {
-    uint8_t reg;
-    const char *names[5];
-} registers[] = {
-    {REG_RAX, {"rax", "eax", "ax", "al", "ah"}}, {REG_RBX, {"rbx", "ebx", "bx", "bl", "bh"}},
-    {REG_RCX, {"rcx", "ecx", "cx", "cl", "ch"}}, {REG_RDX, {"rdx", "edx", "dx", "dl", "dh"}},
-    {REG_RSI, {"rsi", "esi", "si", "sil", NULL}}, {REG_RDI, {"rdi", "edi", "di", "dil", NULL}},
-    {REG_RBP, {"rbp", "ebp", "bp", "bpl", NULL}}, {REG_RSP, {"rsp", "esp", "sp", "spl", NULL}},
-    {REG_R8, {"r8", "r8d", "r8w", "r8b", NULL}},  {REG_R9, {"r9", "r9d", "r9w", "r9b", NULL}},
-    {REG_R10, {"r10", "r10d", "r10w", "r10b", NULL}},
-    {REG_R11, {"r11", "r11d", "r11w", "r11b", NULL}},
-    {REG_R12, {"r12", "r12d", "r12w", "r12b", NULL}},
-    {REG_R13, {"r13", "r13d", "r13w", "r13b", NULL}},
-    {REG_R14, {"r14", "r14d", "r14w", "r14b", NULL}},
-    {REG_R15, {"r15", "r15d", "r15w", "r15b", NULL}},
-    {REG_RIP, {"rip", "eip", NULL, NULL, NULL}},
-};
-
-/* The register named by the `len` bytes at name. */
-static bool register_named(const char *name, size_t len, uint8_t *reg, uint8_t *shift)
-{
-    for (size_t r = 0; r < sizeof registers / sizeof registers[0]; r++)
-        for (int form = 0; form < 5; form++) {
-            const char *n = registers[r].names[form];
-            if (n != NULL && strlen(n) == len && memcmp(n, name, len) == 0) {
-                *reg = registers[r].reg;
-                *shift = form == 4 ? 8 : 0;
-                return true;
-            }
-        }
-    return false;
-}
-#else
-static bool register_named(const char *name, size_t len, uint8_t *reg, uint8_t *shift)
-{
-    (void)name, (void)len, (void)reg, (void)shift;
-    return false;
-}
-#endif
-
+/* ---- arguments (arch.h names each machine's registers) ---------------------------- */
 /* A decimal number at *p, signed; false when there is none. */
 static bool take_number(const char **p, int64_t *out)
 {
@@ -192,14 +151,15 @@ static bool take_number(const char **p, int64_t *out)
     return true;
 }
 
-/* `%name` ending at one of `ends`. */
+/* A register's name (after ARCH_USDT_REGISTER_MARK) ending at one of `ends`. */
 static bool take_register(const char **p, const char *ends, struct usdt_arg *a)
 {
-    if (**p != '%')
+    const char *mark = ARCH_USDT_REGISTER_MARK;
+    if (strncmp(*p, mark, strlen(mark)) != 0)
         return false;
-    const char *name = *p + 1;
+    const char *name = *p + strlen(mark);
     size_t len = strcspn(name, ends);
-    if (!register_named(name, len, &a->reg, &a->shift))
+    if (!arch_usdt_register(name, len, &a->reg, &a->shift))
         return false;
     *p = name + len;
     return true;
@@ -214,21 +174,48 @@ static bool parse_arg(const char *s, const char *end, struct usdt_arg *a)
           size == -4 || size == -8))
         return false;
     a->size = (int8_t)size;
-    if (*s == '$') {   /* a constant */
-        s++;
+    const char *at = s, *constant = ARCH_USDT_CONSTANT_MARK;
+    if (strncmp(s, constant, strlen(constant)) == 0) {   /* a constant */
+        s += strlen(constant);
         a->kind = USDT_ARG_CONSTANT;
-        return take_number(&s, &a->value) && s == end;
+        if (take_number(&s, &a->value) && s == end)
+            return true;
     }
-    if (*s == '%') {
+    s = at;
+    if (take_register(&s, " ", a) && s == end) {
         a->kind = USDT_ARG_REGISTER;
-        return take_register(&s, " ", a) && s == end;
+        return true;
     }
-    a->kind = USDT_ARG_MEMORY;   /* offset(%reg); an index register is not read */
+    s = at;
+    a->kind = USDT_ARG_MEMORY;   /* an index register is not read */
+    if (ARCH_USDT_BRACKETED_MEMORY) {   /* [reg] or [reg, offset] */
+        if (*s++ != '[' || !take_register(&s, ",]", a))
+            return false;
+        if (*s == ',') {
+            s++;
+            while (*s == ' ')
+                s++;
+            if (!take_number(&s, &a->value))
+                return false;
+        }
+        return *s++ == ']' && s == end;
+    }
+    /* offset(%reg) */
     if (*s != '(' && !take_number(&s, &a->value))
         return false;
     if (*s++ != '(' || !take_register(&s, ")", a) || a->shift != 0)
         return false;
     return *s++ == ')' && s == end;
+}
+
+/* The end of the argument at s: the next blank outside brackets (aarch64's
+ * `[reg, offset]` holds one). */
+static const char *arg_end(const char *s)
+{
+    int depth = 0;
+    for (; *s != '\0' && (*s != ' ' || depth > 0); s++)
+        depth += (*s == '[') - (*s == ']');
+    return s;
 }
 
 int memprof_usdt_parse_args(const char *spec, struct usdt_arg *out, int max)
@@ -239,7 +226,7 @@ int memprof_usdt_parse_args(const char *spec, struct usdt_arg *out, int max)
             s++;
             continue;
         }
-        const char *end = s + strcspn(s, " ");
+        const char *end = arg_end(s);
         if (n == max || !parse_arg(s, end, &out[n]))
             return -1;
         n++;
@@ -251,11 +238,10 @@ int memprof_usdt_parse_args(const char *spec, struct usdt_arg *out, int max)
 uint64_t memprof_usdt_arg_value(const struct usdt_arg *arg, const ucontext_t *uc)
 {
     uint64_t v = 0;
-#if defined(__x86_64__)
     if (arg->kind == USDT_ARG_CONSTANT) {
         v = (uint64_t)arg->value;
     } else {
-        v = (uint64_t)uc->uc_mcontext.gregs[arg->reg] >> arg->shift;
+        v = arch_usdt_register_value(uc, arg->reg, arg->shift);
         if (arg->kind == USDT_ARG_MEMORY) {
             uint64_t word = 0;
             memcpy(&word, (const void *)(uintptr_t)(v + (uint64_t)arg->value),
@@ -263,9 +249,6 @@ uint64_t memprof_usdt_arg_value(const struct usdt_arg *arg, const ucontext_t *uc
             v = word;
         }
     }
-#else
-    (void)uc;
-#endif
     int bytes = arg->size < 0 ? -arg->size : arg->size;
     if (bytes < 8) {
         uint64_t mask = (1ull << (8 * bytes)) - 1, sign = 1ull << (8 * bytes - 1);

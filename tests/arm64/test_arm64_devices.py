@@ -7,14 +7,14 @@ counts the fixture makes."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 
 import pytest
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support import arm64
-from support.device import assert_sites, by_heap, checksum
+from support.device import assert_blocks_exact, assert_sites, by_heap, checksum, pool_of
+from support.paths import ROOT
 from support.profiling import run_parser, total
 
 pytestmark = arm64.skip_unless_arm64
@@ -71,18 +71,38 @@ def test_inefficient_blocks_with_the_fixtures_launch_counts(standins, tmp_path):
     ]
 
 
-def test_pytorchs_pool_is_said_to_hold_its_segments(standins, tmp_path):
-    """PyTorch's probes are armed on x86-64 only: on aarch64 (Grace Hopper) the cuda heap
-    holds the pool's segments, exactly what it reserved, and its report says so."""
+def test_pytorchs_tensors_through_its_probes(standins, tmp_path):
+    """The stand-in pool's probes on aarch64 (brk over their nop, arguments in x
+    registers): every figure of its four sites exact in the cuda heap, its segments in
+    cuda_segments; the probe-less build of a PyTorch before 2.1 says so in its report."""
     exe = build_device_fixture("device_pool", standins, cc=arm64.CC)
+    proc, files = arm64.run([exe, "run"], tmp_path / "p_", 1, "--device-rate", "1",
+                            env=standin_env(standins))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert_blocks_exact(by_heap(files), exe, proc.stdout)
+    assert pool_of(proc.stdout)[2] == 2  # the semaphores raised
+
     env = standin_env(standins, STANDIN_C10="libc10_cuda.so.2.0")
-    proc, files = arm64.run([exe, "run"], tmp_path / "p_", 1, "--device-rate", "1", env=env)
+    proc, files = arm64.run([exe, "run"], tmp_path / "n_", 1, "--device-rate", "1", env=env)
     assert proc.returncode == 0, proc.stderr
     heaps = by_heap(files)
-    reserved = int(re.findall(r"^pool reserved=(\d+)", proc.stdout, re.M)[-1])
-    assert total(heaps["cuda"], exe, "inuse_space") == reserved
-    said = (
-        "libc10_cuda.so.2.0 is PyTorch's, whose probes this sampler arms on x86-64 only:"
-        " the cuda heap holds its segments, not its tensors."
+    assert total(heaps["cuda"], exe, "inuse_space") == pool_of(proc.stdout)[0]
+    said = "libc10_cuda.so.2.0 has no pytorch:malloc probe (PyTorch before 2.1, and its aarch64"
+    assert said in run_parser("-p", exe, "-f", heaps["cuda"], "-t").stdout.splitlines()[1]
+
+
+def test_the_usdt_unit_on_aarch64(tmp_path):
+    """tests/sampler/unit/test_usdt.c built for aarch64 and run under qemu: the notes read,
+    and aarch64's argument specs decoded and evaluated on saved registers."""
+    unit = tmp_path / "test_usdt"
+    subprocess.run(
+        [arm64.CC, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+         "-Isampler", "-o", unit, "tests/sampler/unit/test_usdt.c", "sampler/unwind/usdt.c",
+         "sampler/base/sysutil.c"],
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    proc = subprocess.run(
+        [arm64.QEMU, "-L", arm64.SYSROOT, unit], cwd=ROOT, capture_output=True, text=True
     )
-    assert run_parser("-p", exe, "-f", heaps["cuda"], "-t").stdout.splitlines()[1].endswith(said)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok arguments_evaluated\nok unreadable_specs_refused\n" in proc.stdout

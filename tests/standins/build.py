@@ -74,7 +74,6 @@ class Target:
     flags: tuple[str, ...] = ()
     links: tuple[str, ...] = ()  # outputs of other targets, linked by name
     libs: tuple[str, ...] = ()  # system libraries (-ldl ...)
-    native_only: bool = False  # built by the host's compiler only (sys/sdt.h is the host's)
     cxx: bool = False  # C built as C++ by the C compiler's g++, where there is one
 
 
@@ -112,7 +111,6 @@ LIBRARIES: dict[str, Target] = {
             ("standins/c10_cuda.c",),
             ("-Wl,-soname,libc10_cuda.so", *ORIGIN),
             links=("libcudart.so.12",),
-            native_only=True,
             cxx=True,
         ),
         Target(
@@ -256,17 +254,29 @@ def _lib_flags(frame_pointers: bool) -> list[str]:
     )
 
 
+# sys/sdt.h (systemtap-sdt-dev) is the same for every machine; the host's serves another
+# machine's compiler too, from a folder of its own (the host's include folder would not).
+SDT_HEADERS = [Path(f"/usr/include/x86_64-linux-gnu/sys/{h}") for h in ("sdt.h", "sdt-config.h")]
+
+
+def _sdt_flags(out_dir: Path, cc: str) -> list[str]:
+    if cc == CC:
+        return []
+    folder = out_dir / "sdt-include" / "sys"
+    folder.mkdir(parents=True, exist_ok=True)
+    for header in SDT_HEADERS:
+        shutil.copyfile(header, folder / header.name)
+    return ["-idirafter", str(folder.parent)]
+
+
 def build_standins(out_dir: Path, frame_pointers: bool = False, cc: str = CC) -> dict[str, Path]:
     """Builds every stand-in library into out_dir with the compiler `cc` (another
     architecture's: its own out_dir); returns {file name: path}."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with _Lock(out_dir):
-        return {
-            name: _build(t, _lib_flags(frame_pointers), out_dir, cc)
-            for name, t in LIBRARIES.items()
-            if cc == CC or not t.native_only
-        }
+        flags = _lib_flags(frame_pointers) + _sdt_flags(out_dir, cc)
+        return {name: _build(t, flags, out_dir, cc) for name, t in LIBRARIES.items()}
 
 
 def build_device_fixture(

@@ -207,3 +207,30 @@ def assert_runtime_failures(
             got[sites[0] if sites else "?", failure.bytes, failure.error] += 1
         assert got == want, heap
         assert f"# failed_allocs: {sum(want.values())}\n" in heap_text(heaps[heap])
+
+
+# device_pool's line of its pool's figures (tests/fixtures/device_pool.c)
+POOL = re.compile(r"^pool reserved=(\d+) allocated=(\d+) semaphores=(\d+) checksum=(\w+)$", re.M)
+
+
+def pool_of(stdout: str) -> tuple[int, int, int, str]:
+    """The last pool line: reserved, allocated, the semaphores as it saw them, checksum."""
+    reserved, allocated, semaphores, checksum = POOL.findall(stdout)[-1]
+    return int(reserved), int(allocated), int(semaphores), checksum
+
+
+def assert_blocks_exact(heaps: dict[str, Path], exe: Path, stdout: str) -> None:
+    """Each site's four figures in the cuda heap, the heap's totals their sums, and the
+    cuda_segments heap's live bytes the pool's reserved bytes."""
+    sites = site_lines(stdout)
+    assert set(sites) == {"pool_weights", "pool_grads", "pool_activations", "pool_scratch"}
+    for index, key in INDEXES.items():
+        rows = report(heaps["cuda"], exe, index)
+        for name, figures in sites.items():
+            assert rows.get(name, (0, 0))[1] == figures[key], (name, index)
+        assert total(heaps["cuda"], exe, index) == sum(t[key] for t in sites.values()), index
+    reserved, allocated, _, _ = pool_of(stdout)
+    assert allocated == sum(t["live_bytes"] for t in sites.values())
+    assert total(heaps["cuda_segments"], exe, "inuse_space") == reserved
+    # the segments that empty_cache gave back were taken out
+    assert total(heaps["cuda_segments"], exe, "alloc_space") > reserved

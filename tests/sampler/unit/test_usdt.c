@@ -2,7 +2,8 @@
  * torch releases (tests/data/usdt/, cut from the wheels by tools/torch_probe_notes.sh)
  * read as `readelf -n` prints them, their argument specs decoded and evaluated on saved
  * registers, specs it cannot read refused, a prelinked base applied, and a section cut
- * short refused without a read past its end. */
+ * short refused without a read past its end.  The specs are the machine's own: x86-64's
+ * here, aarch64's where tests/arm64 builds it for aarch64 and runs it under qemu. */
 #include <elf.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,11 +54,13 @@ static void check_notes(const char *file, const struct expected *want, int count
         CHECK(strcmp(p->name, want[i].name) == 0);
         CHECK_EQ(p->pc, want[i].pc);
         CHECK_EQ(p->semaphore, want[i].semaphore);
+#if defined(__x86_64__)   /* the wheels' notes are x86-64's */
         struct usdt_arg args[USDT_MAX_ARGS];
         int n = memprof_usdt_parse_args(want[i].args, args, USDT_MAX_ARGS);
         CHECK_EQ(p->nargs, strcmp(want[i].name, "malloc") == 0 ? 4 : 1);
         CHECK_EQ(n, p->nargs);
         CHECK(memcmp(args, p->args, sizeof args[0] * (size_t)n) == 0);
+#endif
     }
 }
 
@@ -82,6 +85,7 @@ static void notes_of_torch_2_14(void)
     check_notes(DATA "torch-2.14.1.note", want, 4);
 }
 
+#if defined(__x86_64__)
 /* The malloc probe of torch 2.11 at a trap: ptr in rax, the device in dl (-1 is a
  * signed byte), the size in r14, the stream at rbp - 56. */
 static void arguments_evaluated(void)
@@ -125,11 +129,62 @@ static void unreadable_specs_refused(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_EQ(memprof_usdt_parse_args(bad[i], a, 2), -1);
 }
+#else
+/* As GCC writes them for aarch64 (the stand-in pool's malloc probe: 8@x21 -1@x20 8@x24
+ * 8@x19), with the memory and constant forms: registers x and w, sp, [reg] and
+ * [reg, offset], a bare number. */
+static void arguments_evaluated(void)
+{
+    struct usdt_arg a[USDT_MAX_ARGS];
+    CHECK_EQ(memprof_usdt_parse_args("8@x21 -1@x20 -4@w3 8@[sp, 16] -8@[x29, -8] 8@[x1] "
+                                     "4@42 -4@-3 8@sp",
+                                     a, USDT_MAX_ARGS),
+             9);
+    uint64_t frame[8] = {0};
+    frame[2] = 0x7f00deadbeef;   /* sp + 16 with sp at frame */
+    frame[3] = (uint64_t)-5;     /* x29 - 8 with x29 at frame + 4 words */
+    frame[6] = 0x1234;           /* [x1] */
+    ucontext_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.regs[21] = 0x7f1234500000;
+    uc.uc_mcontext.regs[20] = 0xff;   /* a signed byte of -1 */
+    uc.uc_mcontext.regs[3] = 0xffffffff00000007;
+    uc.uc_mcontext.sp = (uint64_t)(uintptr_t)&frame[0];
+    uc.uc_mcontext.regs[29] = (uint64_t)(uintptr_t)&frame[4];
+    uc.uc_mcontext.regs[1] = (uint64_t)(uintptr_t)&frame[6];
+    CHECK_EQ(memprof_usdt_arg_value(&a[0], &uc), 0x7f1234500000);
+    CHECK_EQ(memprof_usdt_arg_value(&a[1], &uc), (uint64_t)-1);
+    CHECK_EQ(memprof_usdt_arg_value(&a[2], &uc), 7);
+    CHECK_EQ(memprof_usdt_arg_value(&a[3], &uc), 0x7f00deadbeef);
+    CHECK_EQ(memprof_usdt_arg_value(&a[4], &uc), (uint64_t)-5);
+    CHECK_EQ(memprof_usdt_arg_value(&a[5], &uc), 0x1234);
+    CHECK_EQ(memprof_usdt_arg_value(&a[6], &uc), 42);
+    CHECK_EQ(memprof_usdt_arg_value(&a[7], &uc), (uint64_t)-3);
+    CHECK_EQ(memprof_usdt_arg_value(&a[8], &uc), (uint64_t)(uintptr_t)&frame[0]);
+    CHECK_EQ(memprof_usdt_parse_args("", a, USDT_MAX_ARGS), 0);
+}
+
+static void unreadable_specs_refused(void)
+{
+    struct usdt_arg a[2];
+    static const char *const bad[] = {
+        "8@x31", "8@q0", "8@[x1, x2]", "8@%rax", "8@[x1", "8@[x1, 8", "8@$4", "3@x0", "8@",
+        "8@x0 junk", "8@-(x1)", "1@x0 1@x0 1@x0",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ(memprof_usdt_parse_args(bad[i], a, 2), -1);
+}
+#endif
 
 /* A note of our own making: pc 0x1000, base 0x2000, semaphore 0x3000. */
+#if defined(__x86_64__)
+#define FREE_ARG "-8@%rdi"
+#else
+#define FREE_ARG "-8@[x0]"   /* as long as the x86-64 one: the same padding */
+#endif
 static size_t make_note(uint8_t *out, uint64_t base)
 {
-    static const char strings[] = "pytorch\0free\0-8@%rdi";
+    static const char strings[] = "pytorch\0free\0" FREE_ARG;
     Elf64_Nhdr h = {8, 24 + sizeof strings, 3};
     uint64_t words[3] = {0x1000, base, 0x3000};
     size_t at = 0;
