@@ -82,15 +82,21 @@ class LiveView:
             )
             lend_to_target(self._folder, self.pid)
             if not status.capturing:
-                status = self._block.request(
-                    CMD_START,
-                    rate=self.rate,
-                    depth=self.depth,
-                    deadline_ns=self._deadline_ns(),
-                    prefix=self._prefix,
-                    flags=START_VIEW,
-                )
-                self.owns_window = True
+                try:
+                    status = self._block.request(
+                        CMD_START,
+                        rate=self.rate,
+                        depth=self.depth,
+                        deadline_ns=self._deadline_ns(),
+                        prefix=self._prefix,
+                        flags=START_VIEW,
+                    )
+                    self.owns_window = True
+                except ControlError:
+                    # the program opened its own window meanwhile (`run`, as it loads)
+                    status = self._block.status()
+                    if not status.capturing:
+                        raise
         except BaseException:
             self.__exit__()
             raise

@@ -318,16 +318,35 @@ static void mark_started_up(void)
     }
 }
 
+/* Waits while the futex word holds `value`, `most_ns` at most. */
+static void wait_while(uint32_t *word, uint32_t value, uint64_t most_ns)
+{
+    uint64_t deadline = memprof_now_ns() + most_ns;
+    for (uint64_t now; __atomic_load_n(word, __ATOMIC_ACQUIRE) == value &&
+                       (now = memprof_now_ns()) < deadline;) {
+        struct timespec left = {(time_t)((deadline - now) / 1000000000u),
+                                (long)((deadline - now) % 1000000000u)};
+        futex(word, FUTEX_WAIT, value, &left);
+    }
+}
+
 void memprof_control_settle(void)
 {
-    if (!control_running || pthread_equal(control_id, pthread_self()))
-        return;
-    uint64_t deadline = memprof_now_ns() + START_WAIT_NS;
-    for (uint64_t now; !__atomic_load_n(&started_up, __ATOMIC_ACQUIRE) &&
-                       (now = memprof_now_ns()) < deadline;) {
-        struct timespec left = {0, (long)(deadline - now)};
-        futex(&started_up, FUTEX_WAIT, 0, &left);
-    }
+    if (control_running && !pthread_equal(control_id, pthread_self()))
+        wait_while(&started_up, 0, START_WAIT_NS);
+}
+
+/* A program started to be captured (`run`) opens its window as it loads, just after
+ * its control block is made: a controller's request that came between (a view's
+ * window, for `run --push`) waits for it, a second at most, or the program's own
+ * window would find one open and not start. */
+static uint32_t requests_held;   /* futex word */
+
+void memprof_control_hold_requests(bool hold)
+{
+    __atomic_store_n(&requests_held, hold, __ATOMIC_RELEASE);
+    if (!hold)
+        futex(&requests_held, FUTEX_WAKE, INT32_MAX, NULL);
 }
 
 /* ---- a main thread that ended with pthread_exit ----------------------------
@@ -507,6 +526,7 @@ static void *control_thread(void *arg)
         if (only_watching && timed_out && !window_ended && seq == seen && !block_behind())
             continue;   /* the main thread's watch: nothing changed to publish */
         if (seq != seen) {
+            wait_while(&requests_held, 1, START_WAIT_NS);
             __atomic_store_n(&block->working, 1, __ATOMIC_RELAXED);
             seen = seq;
             const char *why = NULL;

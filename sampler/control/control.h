@@ -10,6 +10,9 @@ void memprof_control_fini(void) HIDDEN;
 void memprof_control_wake(void) HIDDEN;
 /* At exit, before the files are written: the thread's start-up work is done. */
 void memprof_control_settle(void) HIDDEN;
+/* The requests of controllers held (true) while the program opens its own window as it
+ * loads, and let go (false) once it has. */
+void memprof_control_hold_requests(bool hold) HIDDEN;
 void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit, set*id */
 
 /* From a sample's slow path while memprof_control_thread_less (sample.h), through

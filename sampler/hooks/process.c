@@ -84,13 +84,17 @@ void memprof_process_set_up(void)
 
     /* The control thread first: pthread_create allocates its thread's memory through
      * the program's malloc, which must not fall inside the window. */
+    memprof_control_hold_requests(memprof_cfg.capture_at_load);
     if (memprof_cfg.control)
         memprof_control_init();
     if (memprof_cfg.capture_at_load && memprof_own_malloc()[0] != '\0')
         memprof_log("%s", memprof_own_malloc());
-    if (memprof_cfg.capture_at_load &&
-        memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0) {
-        int err = errno;
+    int err = memprof_cfg.capture_at_load &&
+                      memprof_start(memprof_cfg.rates.host, memprof_cfg.max_depth, NULL) != 0
+                  ? errno
+                  : 0;
+    memprof_control_hold_requests(false);
+    if (err != 0) {
         char why[256];
         snprintf(why, sizeof why, "could not start capturing: %s%s", strerror(err),
                  err == ENOMEM ? " (the sampler's tables do not fit under the process's "
