@@ -5,8 +5,9 @@
   (allocated on autograd's device thread, which has no Python frame), twice that in
   optimizer state, by `mem_parser --categories` of the cuda heap; the live tensors are
   exactly the active blocks of torch.cuda.memory._snapshot(), count and bytes;
-- a provoked out-of-memory error, past the device's memory and past a memory fraction:
-  the program's own exception unchanged, and the file written as it was raised names
+- a provoked out-of-memory error, past the device's memory (under the native
+  allocator, expandable_segments:True and backend:cudaMallocAsync) and past a memory
+  fraction: the program's own exception unchanged, and the file written as it was raised names
   the function that held the live tensors, with their bytes;
 - a failed cudaMalloc the allocator retries with success after giving its cache back
   writes no such file.
@@ -17,6 +18,7 @@ Skipped without nvidia-smi on PATH, and when the Python that runs the workload
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -33,13 +35,17 @@ WORKLOAD = Path(__file__).with_name("torch_training.py")
 MiB = 1 << 20
 
 
-def run_workload(torch_python: str, folder: Path, mode: str) -> tuple[dict[str, str], str]:
+def run_workload(
+    torch_python: str, folder: Path, mode: str, alloc_conf: str = ""
+) -> tuple[dict[str, str], str]:
+    env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF=alloc_conf) if alloc_conf else None
     proc = subprocess.run(
         [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1", "-o", f"{folder}/w_", "--"]
         + [torch_python, str(WORKLOAD), mode],
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     return dict(re.findall(r"^(\w+)=(.*)$", proc.stdout, re.M)), proc.stderr
@@ -67,9 +73,17 @@ def test_adam_on_cuda_by_category(torch_python, tmp_path):
     assert objects["total"] == int(truth["blocks"])
 
 
-@pytest.mark.parametrize("mode", ["oom", "limit"])
-def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path, mode):
-    truth, stderr = run_workload(torch_python, tmp_path, mode)
+@pytest.mark.parametrize(
+    "mode, alloc_conf",
+    [
+        ("oom", ""),
+        ("limit", ""),
+        ("oom", "expandable_segments:True"),
+        ("oom", "backend:cudaMallocAsync"),
+    ],
+)
+def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path, mode, alloc_conf):
+    truth, stderr = run_workload(torch_python, tmp_path, mode, alloc_conf)
     assert truth["error"] == "OutOfMemoryError"  # the program's own, unchanged
     found = re.search(r"out of device memory; what was live then: (\S+\.cuda\.heap)", stderr)
     assert found, stderr
