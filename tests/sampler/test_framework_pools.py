@@ -24,6 +24,8 @@ from support.targets import attach_window
 
 from mem_profiler.core.units import MB
 
+MiB = 1 << 20
+
 
 @pytest.fixture(scope="module")
 def pool(standin_dir):
@@ -132,6 +134,27 @@ def test_the_pools_tensors_over_time(pool, standin_dir, tmp_path):
     kept = site_lines(proc.stdout)["pool_leak"]["live_bytes"]
     assert json.loads(compared)["total"] == kept
     assert {r["name"]: r["cum"] for r in json.loads(compared)["rows"]}["pool_leak"] == kept
+
+
+def test_inefficient_tensors_found_with_their_launch_counts(pool, standin_dir, tmp_path):
+    """--inefficient on the pool's tensors (log mode): pool_early's block, allocated 10
+    kernel launches before its first use and freed 10 after its last, is found early and
+    late with those counts; the scratch blocks, each used by the launch after it was
+    taken, are not; every launch's parameters were read."""
+    exe, _ = pool
+    proc, files = profile_run(
+        [exe, "uses"], tmp_path / "u_", 1, "--device-rate", "1", "--mode", "log",
+        env=standin_env(standin_dir),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cuda = by_heap(files)["cuda"]
+    report = json.loads(run_parser("-p", exe, "-f", cuda, "--inefficient", "--json").stdout)
+    found = {(f["kind"], f["stack"][2], f["size"], f["launches"]) for f in report["findings"]}
+    assert found == {
+        ("early_allocation", "pool_early", 4 * MiB, 10),
+        ("late_deallocation", "pool_early", 4 * MiB, 10),
+    }
+    assert (report["launches"], report["unknown_launches"]) == (21, 0)
 
 
 def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp_path):
