@@ -110,6 +110,18 @@ def test_the_gate_bounds_a_category_of_the_pools_tensors(pool, standin_dir, tmp_
     assert code == 0 and results["weights"]["measured"] == 0
 
 
+def logged_tensors(
+    exe: Path, mode: str, standin_dir: Path, folder: Path
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """device_pool MODE in log mode, every block recorded: the run and its cuda heap."""
+    proc, files = profile_run(
+        [exe, mode], folder / "l_", 1, "--device-rate", "1", "--mode", "log",
+        env=standin_env(standin_dir),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc, by_heap(files)["cuda"]
+
+
 def test_the_pools_tensors_over_time(pool, standin_dir, tmp_path):
     """--mode log on the pool's tensors: the cuda heap's peak (--peak), replayed from the
     events, is the fixture's own to the byte (its weights and grads kept, its four
@@ -119,12 +131,7 @@ def test_the_pools_tensors_over_time(pool, standin_dir, tmp_path):
     sites = site_lines(plain)
     peak = sum(sites[s]["live_bytes"] for s in ("pool_weights", "pool_grads"))
     peak += sites["pool_scratch"]["alloc_bytes"]
-    proc, files = profile_run(
-        [exe, "steps"], tmp_path / "l_", 1, "--device-rate", "1", "--mode", "log",
-        env=standin_env(standin_dir),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    cuda = by_heap(files)["cuda"]
+    proc, cuda = logged_tensors(exe, "steps", standin_dir, tmp_path)
     at_peak = json.loads(run_parser("-p", exe, "-f", cuda, "--peak", "--json").stdout)
     assert at_peak["total"] == peak
     svg = tmp_path / "timeline.svg"
@@ -142,12 +149,7 @@ def test_inefficient_tensors_found_with_their_launch_counts(pool, standin_dir, t
     late with those counts; the scratch blocks, each used by the launch after it was
     taken, are not; every launch's parameters were read."""
     exe, _ = pool
-    proc, files = profile_run(
-        [exe, "uses"], tmp_path / "u_", 1, "--device-rate", "1", "--mode", "log",
-        env=standin_env(standin_dir),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    cuda = by_heap(files)["cuda"]
+    _, cuda = logged_tensors(exe, "uses", standin_dir, tmp_path)
     report = json.loads(run_parser("-p", exe, "-f", cuda, "--inefficient", "--json").stdout)
     found = {(f["kind"], f["stack"][2], f["size"], f["launches"]) for f in report["findings"]}
     assert found == {
