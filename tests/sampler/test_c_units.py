@@ -1,7 +1,7 @@
 """The sampler's C unit tests (tests/sampler/unit/): the hash index, the frame tree, the
-live table, the per-thread counters as a dump reads them, the samples' weights and the
-.eh_frame rule parser, each built by `make` with its one module under AddressSanitizer
-and UBSan, and run alone."""
+live table, the per-thread counters as a dump reads them, the samples' weights, the
+.eh_frame rule parser, the USDT notes reader and the dynamic-symbol lookup, each built by
+`make` with its one module under AddressSanitizer and UBSan, and run alone."""
 
 from __future__ import annotations
 
