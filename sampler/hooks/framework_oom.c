@@ -23,6 +23,7 @@
 #include "hooks/framework_oom.h"
 #include "hooks/hooks_device.h"
 #include "sample/window_page.h"
+#include "unwind/object_file.h"
 #include "unwind/object_symbols.h"
 
 /* The errors, by their type_info's name (Itanium C++ ABI mangling), and as shown. */
@@ -42,16 +43,11 @@ static int look_at_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct object_search *s = arg;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type != PT_LOAD || s->address < lo || s->address - lo >= ph->p_memsz)
-            continue;
-        for (size_t e = 0; e < ERRORS && !s->raises; e++)
-            s->raises = memprof_object_defines(info, errors[e].type_info);
-        return 1;
-    }
-    return 0;
+    if (memprof_object_segment(info, s->address) == NULL)
+        return 0;
+    for (size_t e = 0; e < ERRORS && !s->raises; e++)
+        s->raises = memprof_object_defines(info, errors[e].type_info);
+    return 1;
 }
 
 bool memprof_framework_defers(uintptr_t caller, enum memprof_heap heap, uint64_t bytes, int error)
