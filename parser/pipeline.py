@@ -55,12 +55,7 @@ from mem_profiler.parser.report.inefficient import format_inefficient, format_in
 from mem_profiler.parser.report.jeprof import format_jeprof
 from mem_profiler.parser.report.json_table import format_json
 from mem_profiler.parser.report.leaks import format_leaks, format_leaks_json
-from mem_profiler.parser.report.notes import (
-    ending_note,
-    format_failures,
-    format_foreign,
-    pool_note,
-)
+from mem_profiler.parser.report.notes import capture_notes, format_failures, format_foreign
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
 from mem_profiler.parser.report.timeline import format_timeline
@@ -313,14 +308,7 @@ def write_heaps_text(heaps: list[tuple[str, str]], request: Request) -> None:
         (heap, aggregate(sym, request.index, lines=request.lines, full_names=request.full_names))
         for heap, sym in syms
     ]
-    notes = list(
-        dict.fromkeys(
-            note
-            for _, sym in syms
-            for note in (ending_note(sym.profile), pool_note(sym.profile))
-            if note
-        )
-    )
+    notes = list(dict.fromkeys(note for _, sym in syms for note in capture_notes(sym.profile)))
     ((_, path),) = request.outputs
     text = format_heaps_text(tables, request.nodecount, notes)
     write_output(path, text.encode("utf-8", "surrogateescape"))
@@ -644,11 +632,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
     each says when samples were dropped and what that does to its figures."""
     r = request
-    dropped = [
-        note
-        for note in [ending_note(sym.profile), pool_note(sym.profile), drop_note(sym.profile)]
-        if note
-    ]
+    dropped = capture_notes(sym.profile) + [note for note in [drop_note(sym.profile)] if note]
     notes = r.notes + dropped
     prof = sym.profile
     if fmt == "text":

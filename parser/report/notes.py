@@ -55,6 +55,12 @@ def pool_note(profile: HeapProfile) -> str | None:
     return f"Note: {visible(note)}." if note else None
 
 
+def capture_notes(profile: HeapProfile) -> list[str]:
+    """The lines a report of the profile opens with: when it was taken, what its cuda
+    heap holds."""
+    return [note for note in (ending_note(profile), pool_note(profile)) if note]
+
+
 def _shown(frames: list[str]) -> str:
     """A stack on one line, its innermost frames first."""
     return " < ".join(map(visible, frames[:FRAMES_SHOWN])) + (
