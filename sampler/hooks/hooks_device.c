@@ -47,6 +47,11 @@
 #define CUDA_NOT_INITIALIZED 3    /* cudaErrorInitializationError, CUDA_ERROR_NOT_INITIALIZED */
 #define ACL_NOT_INITIALIZED 100001
 #define HAL_NOT_INITIALIZED 3
+/* Each family's word for out of memory. */
+#define CUDA_OUT_OF_MEMORY 2            /* cudaErrorMemoryAllocation, CUDA_ERROR_OUT_OF_MEMORY */
+#define ACL_OUT_OF_MEMORY 207001        /* ACL_ERROR_RT_MEMORY_ALLOCATION */
+#define ACL_BAD_ALLOC 200000            /* ACL_ERROR_BAD_ALLOC */
+#define HAL_OUT_OF_MEMORY 6             /* DRV_ERROR_OUT_OF_MEMORY */
 
 typedef unsigned long long devptr_t;   /* CUdeviceptr, CUmemGenericAllocationHandle */
 typedef void *handle_t;                /* CUarray, CUmipmappedArray, CUmemoryPool, CUgraph... */
@@ -93,6 +98,21 @@ static inline bool enter_api(enum memprof_heap heap)
 
 static inline void leave_api(void) { memprof_thread.device_depth--; }
 
+/* A failure that says the device is out of memory.  Others (no driver or device, a bad
+ * argument) are noted all the same, but what was live then answers nothing. */
+static bool out_of_memory(enum memprof_heap heap, int rc)
+{
+    switch (heap) {
+    case HEAP_ACL:
+    case HEAP_ACL_HOST:
+        return rc == ACL_OUT_OF_MEMORY || rc == ACL_BAD_ALLOC;
+    case HEAP_HAL:
+        return rc == HAL_OUT_OF_MEMORY;
+    default:
+        return rc == CUDA_OUT_OF_MEMORY;
+    }
+}
+
 /* caller: the code that called the hook, whose library may report a failure itself. */
 static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key, uint64_t size,
                       uint64_t label, uintptr_t caller)
@@ -106,7 +126,7 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
         memprof_framework_retried();
     } else {
         memprof_device_note(NOTES_FAILED, heap, (struct memprof_note){.size = size, .error = rc});
-        if (!memprof_framework_defers(caller, heap, size, rc))
+        if (out_of_memory(heap, rc) && !memprof_framework_defers(caller, heap, size, rc))
             memprof_capture_at_failure(heap, size, rc, NULL);   /* what was live then */
     }
 }

@@ -10,7 +10,8 @@ What is checked is what that start decides:
   memory entry point it fetched (read from its writable data), and the driver's
   own function for nothing but the seven others;
 - every runtime allocation call is recorded, as the failed allocation it is, with
-  its bytes, the runtime's error and its site's stack, in the heap it belongs to;
+  its bytes, the runtime's error and its site's stack, in the heap it belongs to, and
+  none is taken for the device running out of memory;
 - every driver-API allocation entry point, with its exact bytes, in the same
   process; the program's results are the same with and without the sampler;
 - its host-memory registrations and IPC opens (tests/fixtures/device_foreign.c) go
@@ -134,6 +135,9 @@ def test_every_runtime_and_driver_allocation_is_recorded(
     assert checksum(proc.stdout) == checksum(plain_runs[0].stdout)
     assert runtime_calls(proc.stdout) == runtime_calls(plain_runs[0].stdout)
     assert_runtime_failures(heaps, exe, runtime_calls(proc.stdout))
+    # The runtime's error says it could not start, not that the device is full.
+    assert "out of device memory" not in proc.stderr
+    assert not list(tmp_path.glob("r_oom_*"))
     assert_sites(heaps, exe, truth.SITES["device_cuda_api"])
 
 

@@ -21,6 +21,7 @@ from support.device import (
     checksum,
     failures_listed,
     foreign_calls,
+    live_at_failure,
     run_device,
 )
 from support.heap_files import heap_text
@@ -165,6 +166,29 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
     # The stacks name the sites (under the framework's frame for the runtime's failure).
     assert any(" alloc_too_much < run_oom" in line for line in section)
     assert any(" alloc_too_much_driver < run_oom" in line for line in section)
+
+
+@pytest.mark.parametrize(
+    "program, heap, error", [("device_cuda", "cuda", 2), ("device_acl", "acl", 207001)]
+)
+def test_what_was_live_when_a_device_allocation_ran_out_of_memory(
+    standin_dir, tmp_path, program, heap, error
+):
+    """A program that calls CUDA or ACL itself asks for 1 GiB more than the device has:
+    the window's files as they were at that failure are written beside its own, what it
+    kept then exact in them, under the line that says which allocation failed."""
+    exe = build_device_fixture(program, standin_dir)
+    env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
+    proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
+    assert proc.returncode == 0, proc.stderr
+    at_failure = live_at_failure(proc.stderr)
+    assert set(at_failure) == set(heaps)
+    assert_sites(at_failure, exe, truth.OOM[program]["sites"])
+    text = run_parser("-p", exe, "-f", at_failure[heap], "-t").stdout
+    assert text.splitlines()[1] == (
+        f"Taken as an allocation of 1024.0 MB in the {heap} heap failed (error {error}):"
+        " what was live then."
+    )
 
 
 FAILURE_STORM = r"""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from standins import truth
 from standins.build import build_device_fixture, standin_env
-from support.device import assert_blocks_exact, by_heap, pool_of, site_lines
+from support.device import assert_blocks_exact, by_heap, live_at_failure, pool_of, site_lines
 from support.paths import MEM_PROFILER
 from support.profiling import profile_run, report, run_parser, total
 from support.targets import attach_window
@@ -170,13 +170,6 @@ def test_the_programs_own_sigtrap_handlers_stay_in_charge(pool, standin_dir, tmp
     assert "traps first=2 second=1" in proc.stdout
     late = report(by_heap(files)["cuda"], exe, "inuse_space")["pool_late"]
     assert late[1] == site_lines(proc.stdout)["pool_late"]["live_bytes"] == 12345
-
-
-def live_at_failure(stderr: str) -> dict[str, Path]:
-    """The files `run`, or a window's controller, named as written when the program ran
-    out of device memory."""
-    said = re.findall(r"out of device memory; what was live then: (\S+)$", stderr, re.M)
-    return by_heap([Path(p) for p in said])
 
 
 def assert_kept_blocks_live(at_failure: dict[str, Path], exe: Path, stdout: str) -> None:

@@ -81,6 +81,13 @@ def by_heap(files: list[Path]) -> dict[str, Path]:
     return heaps
 
 
+def live_at_failure(stderr: str) -> dict[str, Path]:
+    """The files `run`, or a window's controller, named as written when the program ran
+    out of device memory."""
+    said = re.findall(r"out of device memory; what was live then: (\S+)$", stderr, re.M)
+    return by_heap([Path(p) for p in said])
+
+
 def failures_listed(exe: Path, heaps: dict[str, Path], heap: str, count: int) -> list[str]:
     """The lines of mem_parser's text report of one heap under its header `Failed
     allocations in the HEAP heap: COUNT`, which must be there."""
