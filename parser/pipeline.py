@@ -28,7 +28,7 @@ import numpy as np
 from mem_profiler.core.errors import BuildIdMismatch, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.file_names import log_stem
-from mem_profiler.core.profile import Failure, Foreign, HeapProfile, at_peak
+from mem_profiler.core.profile import Failure, Foreign, HeapProfile, at_peak, stacks_only
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser.common.atomic import write_file
 from mem_profiler.parser.common.sampling import drop_note
@@ -588,21 +588,10 @@ def symbolized_notes(
     if not notes:
         return []
     stacks = [n.stack for n in notes]
-    zeros = np.zeros(len(stacks), np.int64)
-    as_samples = dataclasses.replace(
+    as_samples = stacks_only(
         profile,
-        addrs=np.array([a for s in stacks for a in s], np.uint64),
-        offsets=np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
-        cur_objs=zeros,
-        cur_bytes=zeros,
-        acc_objs=zeros,
-        acc_bytes=zeros,
-        estimates=None,
-        peak=None,
-        unreachable=None,
-        labels={},
-        failures=[],
-        foreign=[],
+        np.array([a for s in stacks for a in s], np.uint64),
+        np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
     )
     sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch, sysroot=sysroot)
     return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]

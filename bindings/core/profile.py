@@ -219,6 +219,32 @@ def at_peak(profile: HeapProfile) -> HeapProfile | None:
     return in_use(profile, profile.peak)
 
 
+def stacks_only(profile: HeapProfile, addrs: np.ndarray, offsets: np.ndarray) -> HeapProfile:
+    """The profile's file, memory map and frames around these stacks (laid out as its
+    own), with no counts: for naming stacks that are not its samples' (a log's, its
+    failed allocations')."""
+    import dataclasses
+
+    import numpy as np
+
+    zeros = np.zeros(len(offsets) - 1, np.int64)
+    return dataclasses.replace(
+        profile,
+        addrs=addrs,
+        offsets=offsets,
+        cur_objs=zeros,
+        cur_bytes=zeros,
+        acc_objs=zeros,
+        acc_bytes=zeros,
+        estimates=None,
+        peak=None,
+        unreachable=None,
+        labels={},
+        failures=[],
+        foreign=[],
+    )
+
+
 def _stack_array(name: str) -> property:
     """HeapProfile.addrs or .offsets: expanded from the stack tree on first read; setting
     either drops the tree, which no longer describes the stacks."""

@@ -6,7 +6,6 @@ docs/log-mode.md; the SQLite file keeps each stack's text once, in its own table
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import numpy as np
 
 from mem_profiler.core.escape import spreadsheet_cell
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.profile import HeapProfile, stacks_only
 from mem_profiler.parser.log.analysis import (
     NEVER,
     WindowLog,
@@ -92,19 +91,7 @@ def stacks_profile(cap: WindowLog) -> HeapProfile:
     ids = sorted(cap.log.stacks)
     addrs, offsets = stack_frames(cap.log, ids)
     base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
-    zeros = np.zeros(len(ids), np.int64)
-    return dataclasses.replace(
-        base,
-        addrs=addrs,
-        offsets=offsets,
-        cur_objs=zeros,
-        cur_bytes=zeros,
-        acc_objs=zeros,
-        acc_bytes=zeros,
-        estimates=None,
-        peak=None,
-        unreachable=None,
-    )
+    return stacks_only(base, addrs, offsets)
 
 
 def event_rows(cap: WindowLog) -> Iterator[tuple]:
