@@ -24,7 +24,7 @@ if shutil.which("nvidia-smi") is None:
     pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
 
 from standins import truth  # noqa: E402
-from standins.build import build_device_fixture  # noqa: E402
+from standins.build import build_fixture_for_real_driver  # noqa: E402
 from support.device import (  # noqa: E402
     assert_sites,
     checksum,
@@ -40,7 +40,7 @@ PITCHED = {"rt_malloc_pitch", "rt_malloc_3d"}
 
 @pytest.mark.parametrize("version", list(RUNTIMES))
 def test_nvidia_runtime_on_a_gpu(tmp_path, version):
-    exe = build_device_fixture("device_cuda_api", tmp_path / "fixtures")
+    exe = build_fixture_for_real_driver("device_cuda_api", tmp_path / "fixtures")
     lib = str(runtime_library(version))
     plain = subprocess.run([exe, lib, "gpu"], capture_output=True, text=True, timeout=300)
     started = re.search(r"^start error=(\d+)$", plain.stdout, re.M)

@@ -15,7 +15,7 @@ import pytest
 if shutil.which("nvidia-smi") is None:
     pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
 
-from standins.build import build_device_fixture  # noqa: E402
+from standins.build import build_fixture_for_real_driver  # noqa: E402
 from support.device import checksum, run_device  # noqa: E402
 from support.nvidia_runtime import runtime_library  # noqa: E402
 from support.profiling import run_parser  # noqa: E402
@@ -24,7 +24,7 @@ KiB, MiB = 1024, 1024 * 1024
 
 
 def test_inefficient_blocks_through_real_kernels(tmp_path):
-    exe = build_device_fixture("device_uses", tmp_path / "fixtures")
+    exe = build_fixture_for_real_driver("device_uses", tmp_path / "fixtures")
     args = ["gpu", str(runtime_library("12.4"))]
     plain = subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stderr

@@ -294,6 +294,18 @@ def build_device_fixture(
         return _build(FIXTURE_TARGETS[name], FIXTURE_CFLAGS, out_dir, cc)
 
 
+def build_fixture_for_real_driver(name: str, out_dir: Path) -> Path:
+    """The fixture `name` built as above, then copied alone into out_dir/real: beside
+    the stand-ins its RUNPATH ($ORIGIN) finds their libcuda.so.1 before NVIDIA's where
+    the system's driver is not on LD_LIBRARY_PATH.  For fixtures linked to no stand-in."""
+    if FIXTURE_TARGETS[name].links:
+        raise ValueError(f"{name} is linked to stand-ins: it cannot run without them")
+    exe = build_device_fixture(name, out_dir)
+    alone = Path(out_dir).resolve() / "real"
+    alone.mkdir(exist_ok=True)
+    return Path(shutil.copy2(exe, alone / exe.name))
+
+
 def standin_env(out_dir: Path, base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
     """An environment for running the fixtures: out_dir first on LD_LIBRARY_PATH,
     plus the given variables (STANDIN_DEVICE_MEMORY=..., STANDIN_TRACE=...)."""
