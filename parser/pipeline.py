@@ -31,7 +31,7 @@ from mem_profiler.core.file_names import log_stem
 from mem_profiler.core.profile import Failure, Foreign, HeapProfile, at_peak, stacks_only
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser.common.atomic import write_file
-from mem_profiler.parser.common.sampling import drop_note
+from mem_profiler.parser.common.sampling import drop_note, python_frames_note
 from mem_profiler.parser.elf.object_lookup import started_early
 from mem_profiler.parser.log import analysis, export
 from mem_profiler.parser.log.analysis import MS, Leak, LeakSet, WindowLog
@@ -621,7 +621,9 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
     each says when samples were dropped and what that does to its figures."""
     r = request
-    dropped = capture_notes(sym.profile) + [note for note in [drop_note(sym.profile)] if note]
+    dropped = capture_notes(sym.profile) + [
+        note for note in [drop_note(sym.profile), python_frames_note(sym.profile)] if note
+    ]
     notes = r.notes + dropped
     prof = sym.profile
     if fmt == "text":

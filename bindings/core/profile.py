@@ -188,6 +188,12 @@ class HeapProfile:
         return int(text) if text.isdigit() else None
 
     @property
+    def python_frames_left_out(self) -> int:
+        """Python frames the sampler left out of stacks, its tables of their functions
+        and lines being full (`# python_frames_left_out`)."""
+        return int(self.meta.get("python_frames_left_out", 0))
+
+    @property
     def stacks(self) -> list[tuple[int, ...]]:
         """Each stack's addresses, leaf first, as tuples."""
         addrs = self.addrs.tolist()

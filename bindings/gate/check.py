@@ -39,7 +39,7 @@ from mem_profiler.gate.budgets import (
     is_exceeded,
 )
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
-from mem_profiler.parser.common.sampling import estimates, scale_factors
+from mem_profiler.parser.common.sampling import estimates, python_frames_note, scale_factors
 from mem_profiler.parser.log.analysis import live_at, open_window_log, replay_groups
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule, stack_categories
 from mem_profiler.parser.model.focus import some_stacks
@@ -158,6 +158,10 @@ def check_budgets(
             path = (files or {}).get(budget.heap)
             if path is None:
                 raise BudgetError(f"{budget.describe()} needs the event log of a log-mode run")
+            if profile.python_frames_left_out:
+                raise BudgetError(
+                    f"{budget.describe()} cannot be judged: {python_frames_note(profile)}"
+                )
             result = _category_peak(budget, profile, path, top, category_rules)
         else:
             result = _measure(budget, profile, view)

@@ -106,3 +106,16 @@ def drop_note(prof: HeapProfile) -> str | None:
         f"Dropped {drops.samples:,} samples standing for about "
         f"{format_amount(drops.bytes, 'bytes')} allocated: {'; '.join(causes)}."
     )
+
+
+def python_frames_note(prof: HeapProfile) -> str | None:
+    """What the Python frames the sampler had no room for do to a report, in one
+    sentence; None when it left none out."""
+    if not prof.python_frames_left_out:
+        return None
+    return (
+        f"Left out {prof.python_frames_left_out:,} Python frames of stacks, the sampler's"
+        " tables of Python functions and lines being full (raise --stack-memory,"
+        " MEMPROF_STACK_MEMORY): what Python frames tell, their functions and the"
+        " categories, is short."
+    )

@@ -42,6 +42,7 @@ def format_json(
         "dropped": None
         if prof.drops is None
         else {**dataclasses.asdict(prof.drops), "note": drop_note(prof)},
+        "python_frames_left_out": prof.python_frames_left_out,
         "warnings": prof.warnings,
         "index": table.index,
         "unit": table.unit,

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/options.h"
 #include "base/sysutil.h"
 #include "base/thread_state.h"
 #include "tables/hash_index.h"
@@ -103,10 +104,13 @@ struct intern_table {
     _Atomic uint32_t used;
     char *pool;
     uint64_t pool_len, pool_used;   /* used: under the index's lock */
+    _Atomic bool full;              /* it refused an entry for want of room */
 };
 
 static struct intern_table strings, records;
 static _Atomic uint32_t records_generation = 1;   /* moves when the records are emptied */
+/* Frames left out of stacks while a table was full (`# python_frames_left_out`). */
+static _Atomic uint64_t frames_left_out;
 
 /* A frame record: what a Python frame was when it was sampled. */
 struct py_record {
@@ -140,6 +144,7 @@ static void intern_reset(struct intern_table *t)
     memprof_zero_pages(t->pool, t->pool_len);
     atomic_store(&t->used, 0);
     t->pool_used = 0;
+    atomic_store(&t->full, false);
 }
 
 static uint64_t hash_bytes(const void *data, size_t len)
@@ -176,8 +181,10 @@ static uint32_t make_bytes(const void *key)
     const struct bytes_key *k = key;
     struct intern_table *t = k->table;
     uint32_t id = atomic_load_explicit(&t->used, memory_order_relaxed);
-    if (id >= t->capacity || t->pool_used + k->len > t->pool_len)
+    if (id >= t->capacity || t->pool_used + k->len > t->pool_len) {
+        atomic_store_explicit(&t->full, true, memory_order_relaxed);
         return MEMPROF_INDEX_NONE;
+    }
     memcpy(t->pool + t->pool_used, k->data, k->len);
     t->entries[id] = (struct intern_entry){t->pool_used, k->len};
     t->pool_used += k->len;
@@ -500,6 +507,16 @@ static uint32_t frame_record(uintptr_t code, int64_t unit, uint32_t generation)
     return id;
 }
 
+/* frame_record's, counting a frame it could not give while a table was full. */
+static uint32_t frame_record_or_left_out(uintptr_t code, int64_t unit, uint32_t generation)
+{
+    uint32_t id = frame_record(code, unit, generation);
+    if (id == UINT32_MAX && (atomic_load_explicit(&strings.full, memory_order_relaxed) ||
+                             atomic_load_explicit(&records.full, memory_order_relaxed)))
+        atomic_fetch_add_explicit(&frames_left_out, 1, memory_order_relaxed);
+    return id;
+}
+
 /* ---- the walk -----------------------------------------------------------------
  * The frames are read first, then their records looked up: the cache entries and
  * code objects of all of them are fetched at once instead of one miss after the other. */
@@ -582,7 +599,7 @@ static uint32_t record_of(python_walk_memo *last, const struct py_stack *s, int 
     uint32_t generation = atomic_load_explicit(generation_of(code), memory_order_acquire);
     if (root_at < shared && last->code_generations[root_at] == generation)
         return last->records[root_at];
-    uint32_t id = frame_record(code, s->units[k], generation);
+    uint32_t id = frame_record_or_left_out(code, s->units[k], generation);
     if (last != NULL) {
         last->codes[root_at] = code;
         last->units[root_at] = s->units[k];
@@ -697,9 +714,14 @@ void memprof_python_init(void)
         }
     if (!known)
         return;   /* another version: native frames only */
+    /* Room in proportion to the stacks' (MEMPROF_STACK_MEMORY): 512 MiB's 2^23 stacks
+     * give 2^20 lines and 2^18 names and files; touched only as they fill. */
+    uint32_t n_records = memprof_cfg.max_stacks >> 3, n_strings = memprof_cfg.max_stacks >> 5;
+    n_records = n_records > 1u << 16 ? n_records : 1u << 16;
+    n_strings = n_strings > 1u << 14 ? n_strings : 1u << 14;
     if (frame_cache == NULL &&   /* mapped last: all or none of the tables are there */
-        (!intern_init(&strings, 1u << 14, 4u << 20) ||
-         !intern_init(&records, 1u << 16, sizeof(struct py_record) << 16) ||
+        (!intern_init(&strings, n_strings, (uint64_t)n_strings << 7) ||
+         !intern_init(&records, n_records, (uint64_t)sizeof(struct py_record) * n_records) ||
          (frame_cache = memprof_map(sizeof(*frame_cache) << FRAME_CACHE_BITS)) == NULL))
         return;
     watch_code_frees();
@@ -714,6 +736,7 @@ void memprof_python_after_fork(void)
         return;
     intern_reset(&strings);
     intern_reset(&records);
+    atomic_store(&frames_left_out, 0);
     atomic_fetch_add(&records_generation, 1);
     memprof_zero_pages(frame_cache, sizeof(*frame_cache) << FRAME_CACHE_BITS);
 }
@@ -721,6 +744,11 @@ void memprof_python_after_fork(void)
 const char *memprof_python_version(void)
 {
     return memprof_python_eval_lo != 0 ? py.version : NULL;
+}
+
+uint64_t memprof_python_frames_left_out(void)
+{
+    return atomic_load_explicit(&frames_left_out, memory_order_relaxed);
 }
 
 uint32_t memprof_python_records(void)

@@ -29,6 +29,9 @@ struct memprof_python_frame {
     int32_t line, first_line;    /* line -1: the instruction has none */
 };
 uint32_t memprof_python_records(void) HIDDEN;   /* ids in use are < this */
+/* Frames left out of stacks since the tables of names and lines filled: their room is
+ * in proportion to MEMPROF_STACK_MEMORY. */
+uint64_t memprof_python_frames_left_out(void) HIDDEN;
 bool memprof_python_record(uint32_t id, struct memprof_python_frame *out) HIDDEN;
 
 #endif

@@ -333,6 +333,12 @@ static void put_python_frames(struct out *o)
     put_hex(o, ' ', memprof_python_eval_lo);
     put_hex(o, ' ', memprof_python_eval_hi());
     puts_(o, "\n");
+    uint64_t left_out = memprof_python_frames_left_out();
+    if (left_out > 0) {
+        puts_(o, "# python_frames_left_out: ");
+        put_u64(o, left_out);
+        puts_(o, "\n");
+    }
     uint32_t n = memprof_python_records();
     struct memprof_python_frame f;
     for (uint32_t id = 0; id < n; id++) {

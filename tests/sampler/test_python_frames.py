@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.interpreters import VENV_PYTHON, interpreters
+from support.interpreters import DEBIAN_PYTHON, VENV_PYTHON, interpreters
 from support.jeprof import jeprof_text, to_jeprof
-from support.paths import FIXTURES, MEM_PARSER
+from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import profile_run, run_parser
 from support.python_sites import LIMITS, function_totals, line_totals, truth_sd
 from support.sampling_math import assert_estimate
@@ -26,6 +26,10 @@ from mem_profiler.parser.symbols.symbolize import symbolize
 
 SITES = FIXTURES / "python_sites.py"
 CODE_REUSE = FIXTURES / "python_code_reuse.py"
+MANY_LINES = FIXTURES / "python_many_lines.py"
+# More lines than the 2^16 the sampler's table of Python lines holds at --stack-memory 4
+# (its least, as it held at every size before it grew with the stacks' room).
+LINES, LEAST_ROOM = 70_000, 1 << 16
 
 _runs: dict[tuple, tuple[dict, Path]] = {}
 
@@ -272,3 +276,43 @@ def test_categories_by_rules_of_ones_own(tmp_path_factory, tmp_path):
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{rules}:1: expected 'CATEGORY FILE_REGEX FUNCTION_REGEX'" in bad.stderr
+
+
+def run_many_lines(tmp_path: Path, *extra: str) -> tuple[int, Path]:
+    """python_many_lines.py under Debian's python3 at -c 1: keeper's bytes, its dump."""
+    proc, (heap,) = profile_run(
+        [DEBIAN_PYTHON, MANY_LINES, LINES], tmp_path / "m_", 1, *extra, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split("kept_bytes=")[1]), heap
+
+
+def test_a_program_of_many_python_lines_keeps_its_frames(tmp_path):
+    """Every allocation recorded in a program that runs more distinct lines than the
+    Python tables held before they grew with --stack-memory: the function that keeps the
+    memory is still named, with its bytes."""
+    kept, heap = run_many_lines(tmp_path)
+    report = json.loads(run_parser("-f", heap, "--json").stdout)
+    cum = {row["name"]: row["cum"] for row in report["rows"]}
+    assert cum.get("keeper (python_many_lines.py)") == kept, report["rows"][:10]
+    assert report["python_frames_left_out"] == 0
+
+
+def test_python_frames_left_out_are_said_and_refuse_a_category_budget(tmp_path):
+    """With the tables at their least the lines past them lose their frames: the report
+    says how many in one sentence, and a category budget, which Python frames decide,
+    is not judged (exit 2)."""
+    _, heap = run_many_lines(tmp_path, "--stack-memory", "4")
+    left_out = read_heap(heap).python_frames_left_out
+    assert left_out >= LINES - LEAST_ROOM
+    text = run_parser("-f", heap, "-t").stdout
+    assert f"Left out {left_out:,} Python frames of stacks" in text
+    gate = subprocess.run(
+        [MEM_PROFILER, "gate", "--stack-memory", "4", "--allow-dropped"]
+        + ["--max-category", "host:other=1GiB", "--", DEBIAN_PYTHON, MANY_LINES, str(LINES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert gate.returncode == 2, gate.stderr
+    assert "host max-category other 1.00 GiB cannot be judged: Left out " in gate.stderr
