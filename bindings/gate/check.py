@@ -61,11 +61,13 @@ _ENTRY_FRAMES = {
 @dataclass
 class StackLine:
     """One stack of a report: its bytes (for growth: now minus baseline), frames leaf
-    first, and for growth the bytes it had in the baseline."""
+    first, for growth the bytes it had in the baseline, and where among the frames the
+    innermost Python frame is (None: none)."""
 
     bytes: float
     frames: list[str]
     baseline_bytes: float | None = None
+    python_at: int | None = None
 
 
 @dataclass
@@ -215,10 +217,7 @@ def _category_peak(
             order = [
                 g for g in np.argsort(-grouped, kind="stable")[:top].tolist() if grouped[g] > 0
             ]
-            shown = stacks.shown(order, live=True)
-            result.stacks = [
-                StackLine(float(grouped[g]), frames) for g, frames in zip(order, shown, strict=True)
-            ]
+            result.stacks = stacks.shown(order, live=True, values=grouped)
     return result
 
 
@@ -327,13 +326,15 @@ class _Stacks:
         self.suppressions = suppressions
         self.notes: list[str] = []
         self.binary, self.sym = _symbolized(profile, binaries, self.notes)
-        names = _frame_names(self.sym, profile, lines=False)
+        names = _FrameNames(self.sym, profile, lines=False)
         keys: dict[tuple[str, ...], int] = {}
         self.group = np.array(
             [keys.setdefault(tuple(names(i)), len(keys)) for i in range(len(profile.cur_objs))],
             np.int64,
         )
         self.frames = [list(k) for k in keys]
+        firsts = np.unique(self.group, return_index=True)[1].tolist()
+        self.python_at = [names.python_at(i) for i in firsts]  # the same in all of a group
 
     def grouped(self, live: bool) -> tuple[np.ndarray, np.ndarray]:
         """Bytes of each stack of self.frames (live at the end, or allocated) and their
@@ -374,23 +375,27 @@ class _Stacks:
         parts = ", ".join(f"{why} {format_size(v, exact=False)}" for why, v in by_reason.items())
         return [f"left out as kept until exit on purpose, not leaked: {parts}"]
 
-    def shown(self, groups: list[int], live: bool) -> list[list[str]]:
-        """Frames of these stacks with file:line, from each one's largest call site."""
+    def shown(self, groups: list[int], live: bool, values: np.ndarray) -> list[StackLine]:
+        """These stacks with `values` (by group) and their frames with file:line, from
+        each one's largest call site."""
         est = stack_estimates(self.profile, live)[0]
         first = [
             int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])]) for g in groups
         ]
+        names, rows = _FrameNames(self.sym, self.profile, lines=False), first
         if self.binary:
             shown = some_stacks(self.profile, np.array(first, np.int64))
             try:  # lines only for the stacks shown
-                names = _frame_names(
+                names = _FrameNames(
                     load(Request(binary=self.binary, file_lines=True), shown), shown, lines=True
                 )
-                return [names(i) for i in range(len(first))]
+                rows = list(range(len(first)))
             except UserError:  # unreadable DWARF: no line numbers
                 pass
-        names = _frame_names(self.sym, self.profile, lines=False)
-        return [names(i) for i in first]
+        return [
+            StackLine(float(values[g]), names(i), python_at=names.python_at(i))
+            for g, i in zip(groups, rows, strict=True)
+        ]
 
 
 def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) -> list[StackLine]:
@@ -420,10 +425,7 @@ def _largest(stacks: _Stacks, top: int, live: bool) -> list[StackLine]:
     that allocated most."""
     est = stacks.leaks()[0] if live else stacks.grouped(live)[0]
     order = [g for g in np.argsort(-est, kind="stable")[:top].tolist() if est[g] > 0]
-    return [
-        StackLine(float(est[g]), frames)
-        for g, frames in zip(order, stacks.shown(order, live), strict=True)
-    ]
+    return stacks.shown(order, live, values=est)
 
 
 def _symbolized(
@@ -441,28 +443,38 @@ def _symbolized(
     return None, None
 
 
-def _frame_names(
-    sym: SymbolizedProfile | None, profile: HeapProfile, lines: bool
-) -> Callable[[int], list[str]]:
-    """A function giving stack i's frame names, leaf first, without the C runtime's entry
-    frames, labelled as in the reports (frame_label): `grow_site /src/sites.c:31` with
-    lines where they were read, else `grow_site`."""
-    if sym is None:
-        addrs = profile.addrs.tolist()
-        bounds = profile.offsets.tolist()
-        return lambda i: [f"{a:#x}" for a in addrs[bounds[i] : bounds[i + 1]]]
-    display = sym.display_names()
-    labels = sym.location_labels(lines)
-    entry = [display[f] in _ENTRY_FRAMES for f in sym.func_of.tolist()]
-    frames, offsets = sym.frames.tolist(), sym.offsets.tolist()
+class _FrameNames:
+    """Stack i's frame names, leaf first, without the C runtime's entry frames, labelled
+    as in the reports (frame_label): `grow_site /src/sites.c:31` with lines where they
+    were read, else `grow_site`; and where its innermost Python frame is among them."""
 
-    def names(i: int) -> list[str]:
-        stack = frames[offsets[i] : offsets[i + 1]]
-        while stack and entry[stack[-1]]:
+    def __init__(self, sym: SymbolizedProfile | None, profile: HeapProfile, lines: bool):
+        self.sym = sym
+        if sym is None:
+            self.addrs, self.bounds = profile.addrs.tolist(), profile.offsets.tolist()
+            return
+        display = sym.display_names()
+        self.labels = sym.location_labels(lines)
+        funcs = sym.func_of.tolist()
+        self.entry = [display[f] in _ENTRY_FRAMES for f in funcs]
+        self.python = [sym.python_files[f] is not None for f in funcs]
+        self.frames, self.offsets = sym.frames.tolist(), sym.offsets.tolist()
+
+    def _stack(self, i: int) -> list[int]:
+        stack = self.frames[self.offsets[i] : self.offsets[i + 1]]
+        while stack and self.entry[stack[-1]]:
             stack.pop()
-        return [labels[f] for f in stack]
+        return stack
 
-    return names
+    def __call__(self, i: int) -> list[str]:
+        if self.sym is None:
+            return [f"{a:#x}" for a in self.addrs[self.bounds[i] : self.bounds[i + 1]]]
+        return [self.labels[f] for f in self._stack(i)]
+
+    def python_at(self, i: int) -> int | None:
+        if self.sym is None:
+            return None
+        return next((k for k, f in enumerate(self._stack(i)) if self.python[f]), None)
 
 
 def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:
@@ -475,5 +487,8 @@ def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:
         }
 
     now, before = totals(stacks), totals(base)
+    python_at = {tuple(f): at for f, at in zip(stacks.frames, stacks.python_at, strict=True)}
     growth = sorted(((v - before.get(k, 0.0), k) for k, v in now.items()), reverse=True)
-    return [StackLine(d, list(k), before.get(k, 0.0)) for d, k in growth[:top] if d > 0]
+    return [
+        StackLine(d, list(k), before.get(k, 0.0), python_at[k]) for d, k in growth[:top] if d > 0
+    ]
