@@ -582,9 +582,9 @@ def symbolized_notes(
     allow_mismatch: bool = False,
     full_names: bool = False,
     sysroot: str | None = None,
-) -> list[tuple[Note, list[str]]]:
+) -> list[tuple[Note, list[str], int | None]]:
     """Each of the profile's `notes` (its failures or its foreign ranges, or both) with its
-    stack's function names, innermost first."""
+    stack's function names, innermost first, and where its innermost Python frame is."""
     if not notes:
         return []
     stacks = [n.stack for n in notes]
@@ -594,7 +594,14 @@ def symbolized_notes(
         np.concatenate([[0], np.cumsum([len(s) for s in stacks])]).astype(np.int64),
     )
     sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch, sysroot=sysroot)
-    return [(n, sym.stack(i, full_names=full_names)) for i, n in enumerate(notes)]
+    names, node_of = sym.node_names(full_names=full_names)
+    python = [sym.python_files[f] is not None for f in sym.func_of.tolist()]
+    named = []
+    for i, n in enumerate(notes):
+        stack = sym.frames[sym.offsets[i] : sym.offsets[i + 1]].tolist()
+        at = next((k for k, f in enumerate(stack) if python[f]), None)
+        named.append((n, [names[node] for node in node_of[stack].tolist()], at))
+    return named
 
 
 def write_output(path: str | None, content: bytes | Iterable[bytes]) -> None:
@@ -639,7 +646,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
             r.full_names,
             r.sysroot,
         )
-        stacks = [stack for _, stack in named]
+        stacks = [(stack, python_at) for _, stack, python_at in named]
         failed, ranges = stacks[: len(prof.failures)], stacks[len(prof.failures) :]
         if prof.failures:
             text += format_failures(prof, list(zip(prof.failures, failed, strict=True)))
@@ -653,9 +660,12 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
             program=r.binary,
             base=r.base,
             nodecount=r.nodecount,
-            foreign=symbolized_notes(
-                prof, prof.foreign, _program(r, prof), r.allow_mismatch, r.full_names, r.sysroot
-            ),
+            foreign=[
+                (note, stack)
+                for note, stack, _ in symbolized_notes(
+                    prof, prof.foreign, _program(r, prof), r.allow_mismatch, r.full_names, r.sysroot
+                )
+            ],
         ).encode("utf-8", "surrogateescape")
     if fmt == "svg":
         graph = call_graph(

@@ -37,10 +37,10 @@ from mem_profiler.gate.check import (
     gate_status,
 )
 from mem_profiler.parser.common.atomic import write_file
+from mem_profiler.parser.report.notes import shown_frames
 
 JSON_FORMAT = 1
 _VERDICTS = {HOLD: "hold", EXCEEDED: "exceeded", SETUP_ERROR: "error"}
-SHOWN_FRAMES = 6
 _TITLES = {
     PEAK: "stacks live at the peak",
     LIVE_AT_EXIT: "stacks holding the most at exit",
@@ -90,19 +90,8 @@ def _value(value: float, exact: bool) -> str:
     return format_size(value) if exact else f"~{format_size(value, exact=False)}"
 
 
-def _shown_frames(stack: StackLine) -> list[str]:
-    """The first SHOWN_FRAMES frames; where the innermost Python frame is beyond them,
-    the allocating frame and the next, then the program's code from that Python frame
-    (a tensor's stack holds a score of the framework's native frames)."""
-    frames, at = stack.frames, stack.python_at
-    if len(frames) <= SHOWN_FRAMES or at is None or at < SHOWN_FRAMES:
-        return frames[:SHOWN_FRAMES] + (["..."] if len(frames) > SHOWN_FRAMES else [])
-    end = at + SHOWN_FRAMES - 2
-    return frames[:2] + ["..."] + frames[at:end] + (["..."] if len(frames) > end else [])
-
-
 def _stack_line(stack: StackLine) -> str:
-    frames = _shown_frames(stack)
+    frames = shown_frames(stack.frames, stack.python_at)
     text = f"{'+' if stack.baseline_bytes is not None else ''}{round(stack.bytes):,} B"
     text = f"{text:>16}  {' < '.join(map(visible, frames)) or '(no frames)'}"
     if stack.baseline_bytes is not None:

@@ -11,6 +11,9 @@ from mem_profiler.core.profile import Failure, Foreign, HeapProfile
 from mem_profiler.core.units import format_amount
 
 FRAMES_SHOWN = 6
+# a stack as it is listed: its frames, innermost first, and where its innermost Python
+# frame is among them (None: none)
+Frames = tuple[list[str], "int | None"]
 
 
 def ending_note(profile: HeapProfile) -> str | None:
@@ -61,14 +64,23 @@ def capture_notes(profile: HeapProfile) -> list[str]:
     return [note for note in (ending_note(profile), pool_note(profile)) if note]
 
 
-def _shown(frames: list[str]) -> str:
+def shown_frames(frames: list[str], python_at: int | None) -> list[str]:
+    """The frames of a stack listed on one line: its first FRAMES_SHOWN; where its
+    innermost Python frame lies beyond them, the allocating frame and the next, then the
+    program's code from that frame on (a tensor's stack holds a score of the framework's
+    native frames), with "..." where frames are left out."""
+    if len(frames) <= FRAMES_SHOWN or python_at is None or python_at < FRAMES_SHOWN:
+        return frames[:FRAMES_SHOWN] + (["..."] if len(frames) > FRAMES_SHOWN else [])
+    end = python_at + FRAMES_SHOWN - 2
+    return frames[:2] + ["..."] + frames[python_at:end] + (["..."] if len(frames) > end else [])
+
+
+def _shown(stack: Frames) -> str:
     """A stack on one line, its innermost frames first."""
-    return " < ".join(map(visible, frames[:FRAMES_SHOWN])) + (
-        " < ..." if len(frames) > FRAMES_SHOWN else ""
-    )
+    return " < ".join(map(visible, shown_frames(*stack)))
 
 
-def format_failures(profile: HeapProfile, rows: list[tuple[Failure, list[str]]]) -> str:
+def format_failures(profile: HeapProfile, rows: list[tuple[Failure, Frames]]) -> str:
     recorded = int(profile.meta.get("failed_allocs", len(rows)))
     out = [
         f"\nFailed allocations in the {profile.heap} heap: {recorded}"
@@ -83,7 +95,7 @@ def format_failures(profile: HeapProfile, rows: list[tuple[Failure, list[str]]])
     return "".join(out)
 
 
-def format_foreign(profile: HeapProfile, rows: list[tuple[Foreign, list[str]]]) -> str:
+def format_foreign(profile: HeapProfile, rows: list[tuple[Foreign, Frames]]) -> str:
     """The ranges registered or open when the file was written; the size of an IPC range
     the driver did not give shows as '?'."""
     unrecorded = int(profile.meta.get("foreign_unrecorded", 0))

@@ -221,6 +221,9 @@ def test_failed_allocations_are_counted_per_heap_every_one(standin_dir, tmp_path
             re.findall(r"^# failed_alloc: time_ns=\d+ (bytes=\d+ error=\d+) stack=", text, re.M)
             == [line] * kept
         )
+    # each listed by the Python line that asked, past ctypes' native frames
+    for listed in failures_listed(Path(sys.executable), heaps, "cuda_host", 3)[:3]:
+        assert listed.endswith(" < libffi.so.8.1.2+0x640d < ... < <module> (<string>)"), listed
 
 
 ENTRY_POINTS = r"""

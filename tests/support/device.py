@@ -136,7 +136,7 @@ def assert_foreign(
     for heap in ("cuda", "cuda_host"):
         profile = read_heap(heaps[heap])
         got: Counter[tuple[str, str, int, int]] = Counter()
-        for note, stack in symbolized_notes(profile, profile.foreign, str(exe)):
+        for note, stack, _ in symbolized_notes(profile, profile.foreign, str(exe)):
             sites = [name for name in stack if name in truth.FOREIGN_SITES]
             got[sites[0] if sites else "?", note.kind, note.address, note.bytes] += 1
         want = Counter(
@@ -209,7 +209,7 @@ def assert_runtime_failures(
         )
         profile = read_heap(heaps[heap])
         got: Counter[tuple[str, int, int]] = Counter()
-        for failure, stack in symbolized_notes(profile, profile.failures, str(exe)):
+        for failure, stack, _ in symbolized_notes(profile, profile.failures, str(exe)):
             sites = [name for name in stack if name in truth.RUNTIME_SITES]
             got[sites[0] if sites else "?", failure.bytes, failure.error] += 1
         assert got == want, heap
