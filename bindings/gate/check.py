@@ -382,20 +382,21 @@ class _Stacks:
         first = [
             int(np.flatnonzero(self.group == g)[np.argmax(est[self.group == g])]) for g in groups
         ]
-        names, rows = _FrameNames(self.sym, self.profile, lines=False), first
+
+        def lines(names: _FrameNames, rows: list[int]) -> list[StackLine]:
+            return [
+                StackLine(float(values[g]), names(i), python_at=names.python_at(i))
+                for g, i in zip(groups, rows, strict=True)
+            ]
+
         if self.binary:
             shown = some_stacks(self.profile, np.array(first, np.int64))
             try:  # lines only for the stacks shown
-                names = _FrameNames(
-                    load(Request(binary=self.binary, file_lines=True), shown), shown, lines=True
-                )
-                rows = list(range(len(first)))
+                sym = load(Request(binary=self.binary, file_lines=True), shown)
+                return lines(_FrameNames(sym, shown, lines=True), list(range(len(first))))
             except UserError:  # unreadable DWARF: no line numbers
                 pass
-        return [
-            StackLine(float(values[g]), names(i), python_at=names.python_at(i))
-            for g, i in zip(groups, rows, strict=True)
-        ]
+        return lines(_FrameNames(self.sym, self.profile, lines=False), first)
 
 
 def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) -> list[StackLine]:
