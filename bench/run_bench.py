@@ -432,9 +432,9 @@ def torch_rows(out: Path) -> list[Row]:
 
 
 def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
-    """The readers of the PyTorch rows' last files: `mem_parser -t`, its symbol cache
-    empty, on the sampler's (its memory with its helper's: PeakRss.run_parser), and
-    `memray summary` on memray's, interleaved."""
+    """The readers of the PyTorch rows' last files: `mem_parser -t` and `--pprof`, the
+    symbol cache empty, on the sampler's (its memory with its helper's:
+    PeakRss.run_parser), and `memray summary` on memray's, interleaved."""
     by_name = {r.name: r for r in rows}
     (heap,) = (p for p in by_name["sampler -c 1024"].files if p.suffix == ".heap")
     (plain,) = by_name["memray run"].files
@@ -447,20 +447,25 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
             dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
             ["-f", str(heap), "-t"],
         ),
+        Row(
+            "mem_parser --pprof (empty symbol cache)",
+            dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
+            ["-f", str(heap), "--pprof", str(out / "torch.pb.gz")],
+        ),
         Row("memray summary, memray run's file", dict(os.environ), [*summary, str(plain)]),
         Row("memray summary, --native's file", dict(os.environ), [*summary, str(native)]),
     ]
     for i in range(rounds):
         for reader in round_order(readers, i):
             shutil.rmtree(cache, ignore_errors=True)
-            run = RUNNER.run_parser if reader is readers[0] else RUNNER.run
+            run = RUNNER.run_parser if reader in readers[:2] else RUNNER.run
             seconds, peak = run(reader.argv or [], reader.env, out)
             reader.times.append(seconds)
             reader.peaks.append(peak)
     shutil.rmtree(cache, ignore_errors=True)
     print(f"\nthe files' readers, median of {rounds} rounds\n")
     print(f"{'command':40s} {'file':>9s} {'wall s':>8s} {'RSS MiB':>8s}")
-    for reader, path in zip(readers, (heap, plain, native), strict=True):
+    for reader, path in zip(readers, (heap, heap, plain, native), strict=True):
         print(
             f"{reader.name:40s} {size(path.stat().st_size):>9s}"
             f" {statistics.median(reader.times):8.3f} {statistics.median(reader.peaks) / 1024:8.1f}"

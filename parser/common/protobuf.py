@@ -4,6 +4,11 @@ writer), which does not justify a protobuf dependency and generated code."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
 _U64 = (1 << 64) - 1
 
 
@@ -41,3 +46,20 @@ def string(field: int, text: str) -> bytes:
 def packed(field: int, values: list[int]) -> bytes:
     """Packed repeated varints; none is left out."""
     return message(field, b"".join(varint(v) for v in values)) if values else b""
+
+
+def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of `values` (int64; a negative one as its two's complement) as a varint, all
+    at once: their bytes one after the other (uint8), and how many bytes each took."""
+    import numpy as np
+
+    v = np.ascontiguousarray(values, np.int64).view(np.uint64)
+    sizes = np.ones(len(v), np.int64)
+    for k in range(1, 10):
+        sizes += v >= np.uint64(1) << np.uint64(7 * k)
+    widest = int(sizes.max()) if len(v) else 0
+    columns = np.empty((len(v), widest), np.uint8)
+    for k in range(widest):
+        digit = (v >> np.uint64(7 * k)) & np.uint64(0x7F)
+        columns[:, k] = digit | np.where(k < sizes - 1, np.uint64(0x80), np.uint64(0))
+    return columns[np.arange(widest) < sizes[:, None]], sizes

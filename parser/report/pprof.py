@@ -9,13 +9,14 @@ import gzip
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.common.arrays import clip_int64
-from mem_profiler.parser.common.protobuf import int_field, message, varint
+from mem_profiler.parser.common.protobuf import int_field, message, varint, varints
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
@@ -115,10 +116,7 @@ def format_pprof(
     tables = pprof_tables(sym, full_names) if tables is None else tables
     strings = StringTable()
     out = [message(1, int_field(1, strings[t]) + int_field(2, strings[u])) for t, u in SAMPLE_TYPES]
-    out += [
-        message(2, message(1, b"".join(map(varint, ids))) + message(2, b"".join(map(varint, vs))))
-        for ids, vs in tables.samples
-    ]
+    out.append(_sample_messages(tables.samples))
     out += [
         message(
             3,
@@ -198,24 +196,75 @@ def _samples(
 ) -> tuple[list[tuple[list[int], list[int]]], list[tuple[int, ...]]]:
     """One sample per stack with a frame and a non-zero value: its location ids and
     values; and pprof's locations, each the run of our locations at one address of a
-    stack (inlined calls, then the function they are in), by id - 1."""
+    stack (inlined calls, then the function they are in), by id - 1, numbered in the
+    order the samples first meet them."""
     columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
     values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
-    frames, bounds = sym.frames.tolist(), sym.offsets.tolist()
-    # a frame ends its pprof location unless it is an inlined call
+    kept = np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1))
+    if not len(kept):
+        return [], []
+    counts = (sym.offsets[kept + 1] - sym.offsets[kept]).astype(np.int64)
+    firsts = np.cumsum(counts) - counts
+    at = np.repeat(sym.offsets[kept] - firsts, counts) + np.arange(int(counts.sum()))
+    frames = sym.frames[at].astype(np.int64)
+    # a frame ends its pprof location unless it is an inlined call; a stack's last does
     assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
-    ends = (~sym.inlined[sym.frames]).tolist() if len(sym.frames) else []
-    locations: dict[tuple[int, ...], int] = {}
+    ends = ~sym.inlined[frames]
+    ends[firsts + counts - 1] = True
+    last = np.flatnonzero(ends)
+    first = np.concatenate(([0], last[:-1] + 1))
+    # a location of one frame is known by it, one of several by a number past them all
+    keys = frames[last].copy()
+    runs: dict[tuple[int, ...], int] = {}
+    base = len(sym.addrs)
+    for g in np.flatnonzero(last > first).tolist():
+        run = tuple(frames[first[g] : last[g] + 1].tolist())
+        keys[g] = base + runs.setdefault(run, len(runs))
+    unique, seen_at, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(seen_at, kind="stable")
+    rank = np.empty(len(unique), np.int64)
+    rank[order] = np.arange(len(unique))
+    ids = (rank[inverse.reshape(-1)] + 1).tolist()
+    by_number = list(runs)
+    locations = [(key,) if key < base else by_number[key - base] for key in unique[order].tolist()]
+    per_sample = np.add.reduceat(ends.astype(np.int64), firsts)
+    bounds = np.concatenate(([0], np.cumsum(per_sample))).tolist()
+    rows = values[kept].tolist()
+    samples = [(ids[bounds[i] : bounds[i + 1]], row) for i, row in enumerate(rows)]
+    return samples, locations
+
+
+# Samples encoded at once, this many at a time (what that takes: some 40 bytes a frame).
+_SAMPLES_AT_ONCE = 100_000
+
+
+def _sample_messages(samples: list[tuple[list[int], list[int]]]) -> bytes:
+    """profile.proto's field 2, a Sample (location ids and values, each packed) for each
+    of `samples`.  Each is a run of varints, made at once for many: its tag and length,
+    then field 1's tag, length and ids, then field 2's tag, length and values."""
     out = []
-    for i in np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1)).tolist():
-        ids, group = [], []
-        for at in range(bounds[i], bounds[i + 1]):
-            group.append(frames[at])
-            if ends[at] or at == bounds[i + 1] - 1:
-                ids.append(locations.setdefault(tuple(group), len(locations) + 1))
-                group = []
-        out.append((ids, values[i].tolist()))
-    return out, list(locations)
+    for at in range(0, len(samples), _SAMPLES_AT_ONCE):
+        chunk = samples[at : at + _SAMPLES_AT_ONCE]
+        counts = np.fromiter((len(ids) for ids, _ in chunk), np.int64, len(chunk))
+        ids = np.fromiter(chain.from_iterable(ids for ids, _ in chunk), np.int64, int(counts.sum()))
+        values = np.array([vs for _, vs in chunk], np.int64).reshape(len(chunk), -1)
+        of_sample = np.repeat(np.arange(len(chunk)), counts)
+        ids_len = np.bincount(of_sample, varints(ids)[1], len(chunk)).astype(np.int64)
+        values_len = varints(values.reshape(-1))[1].reshape(values.shape).sum(axis=1)
+        inner = 2 + varints(ids_len)[1] + ids_len + varints(values_len)[1] + values_len
+        width = 6 + counts + values.shape[1]
+        starts = np.cumsum(width) - width
+        tokens = np.empty(int(width.sum()), np.int64)
+        tokens[starts], tokens[starts + 1] = 2 << 3 | 2, inner
+        tokens[starts + 2], tokens[starts + 3] = 1 << 3 | 2, ids_len
+        id_firsts = np.cumsum(counts) - counts
+        tokens[np.repeat(starts + 4 - id_firsts, counts) + np.arange(len(ids))] = ids
+        after = starts + 4 + counts
+        tokens[after], tokens[after + 1] = 2 << 3 | 2, values_len
+        for c in range(values.shape[1]):
+            tokens[after + 2 + c] = values[:, c]
+        out.append(varints(tokens)[0].tobytes())
+    return b"".join(out)
 
 
 def _build_id(build_ids: dict[str, str], path: str) -> str:
