@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any, overload
 
 import numpy as np
 
@@ -45,11 +46,33 @@ class Function:
     start_line: int
 
 
+class Samples(Sequence[tuple[list[int], list[int]]]):
+    """Samples as arrays: sample i's location ids (leaf first) are ids[bounds[i]:
+    bounds[i + 1]] and its values (SAMPLE_TYPES') values[i]; read one by one as lists."""
+
+    def __init__(self, ids: np.ndarray, bounds: np.ndarray, values: np.ndarray) -> None:
+        self.ids, self.bounds, self.values = ids, bounds, values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[list[int], list[int]]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[list[int], list[int]]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        return self.ids[self.bounds[i] : self.bounds[i + 1]].tolist(), self.values[i].tolist()
+
+
 @dataclass
 class PprofTables:
     """A profile as profile.proto's tables; ids are 1 + the index in their list."""
 
-    samples: list[tuple[list[int], list[int]]]  # location ids, leaf first; SAMPLE_TYPES' values
+    # location ids, leaf first; SAMPLE_TYPES' values
+    samples: Sequence[tuple[list[int], list[int]]]
     mappings: list[tuple[MemoryMapping, str]]  # with its build-id ('' where unknown)
     locations: list[Location]
     functions: list[Function]
@@ -191,9 +214,7 @@ class StringTable:
         return self._ids[text]
 
 
-def _samples(
-    sym: SymbolizedProfile,
-) -> tuple[list[tuple[list[int], list[int]]], list[tuple[int, ...]]]:
+def _samples(sym: SymbolizedProfile) -> tuple[Samples, list[tuple[int, ...]]]:
     """One sample per stack with a frame and a non-zero value: its location ids and
     values; and pprof's locations, each the run of our locations at one address of a
     stack (inlined calls, then the function they are in), by id - 1, numbered in the
@@ -202,7 +223,7 @@ def _samples(
     values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
     kept = np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1))
     if not len(kept):
-        return [], []
+        return Samples(np.zeros(0, np.int64), np.zeros(1, np.int64), values[kept]), []
     counts = (sym.offsets[kept + 1] - sym.offsets[kept]).astype(np.int64)
     firsts = np.cumsum(counts) - counts
     at = np.repeat(sym.offsets[kept] - firsts, counts) + np.arange(int(counts.sum()))
@@ -224,32 +245,40 @@ def _samples(
     order = np.argsort(seen_at, kind="stable")
     rank = np.empty(len(unique), np.int64)
     rank[order] = np.arange(len(unique))
-    ids = (rank[inverse.reshape(-1)] + 1).tolist()
+    ids = rank[inverse.reshape(-1)] + 1
     by_number = list(runs)
     locations = [(key,) if key < base else by_number[key - base] for key in unique[order].tolist()]
     per_sample = np.add.reduceat(ends.astype(np.int64), firsts)
-    bounds = np.concatenate(([0], np.cumsum(per_sample))).tolist()
-    rows = values[kept].tolist()
-    samples = [(ids[bounds[i] : bounds[i + 1]], row) for i, row in enumerate(rows)]
-    return samples, locations
+    bounds = np.concatenate(([0], np.cumsum(per_sample)))
+    return Samples(ids, bounds, values[kept]), locations
 
 
 # Samples encoded at once, this many at a time (what that takes: some 40 bytes a frame).
 _SAMPLES_AT_ONCE = 100_000
 
 
-def _sample_messages(samples: list[tuple[list[int], list[int]]]) -> bytes:
+def _sample_arrays(samples: Sequence[tuple[list[int], list[int]]]) -> Samples:
+    """`samples` as arrays (those the push fits to a backend's limit are lists)."""
+    if isinstance(samples, Samples):
+        return samples
+    counts = np.fromiter((len(ids) for ids, _ in samples), np.int64, len(samples))
+    ids = np.fromiter(chain.from_iterable(ids for ids, _ in samples), np.int64, int(counts.sum()))
+    values = np.array([vs for _, vs in samples], np.int64).reshape(len(samples), -1)
+    return Samples(ids, np.concatenate(([0], np.cumsum(counts))), values)
+
+
+def _sample_messages(samples: Sequence[tuple[list[int], list[int]]]) -> bytes:
     """profile.proto's field 2, a Sample (location ids and values, each packed) for each
     of `samples`.  Each is a run of varints, made at once for many: its tag and length,
     then field 1's tag, length and ids, then field 2's tag, length and values."""
-    out = []
-    for at in range(0, len(samples), _SAMPLES_AT_ONCE):
-        chunk = samples[at : at + _SAMPLES_AT_ONCE]
-        counts = np.fromiter((len(ids) for ids, _ in chunk), np.int64, len(chunk))
-        ids = np.fromiter(chain.from_iterable(ids for ids, _ in chunk), np.int64, int(counts.sum()))
-        values = np.array([vs for _, vs in chunk], np.int64).reshape(len(chunk), -1)
-        of_sample = np.repeat(np.arange(len(chunk)), counts)
-        ids_len = np.bincount(of_sample, varints(ids)[1], len(chunk)).astype(np.int64)
+    arrays, out = _sample_arrays(samples), []
+    for at in range(0, len(arrays), _SAMPLES_AT_ONCE):
+        span = arrays.bounds[at : at + _SAMPLES_AT_ONCE + 1]
+        ids = arrays.ids[span[0] : span[-1]]
+        values = arrays.values[at : at + _SAMPLES_AT_ONCE]
+        counts = np.diff(span)
+        of_sample = np.repeat(np.arange(len(values)), counts)
+        ids_len = np.bincount(of_sample, varints(ids)[1], len(values)).astype(np.int64)
         values_len = varints(values.reshape(-1))[1].reshape(values.shape).sum(axis=1)
         inner = 2 + varints(ids_len)[1] + ids_len + varints(values_len)[1] + values_len
         width = 6 + counts + values.shape[1]
