@@ -235,7 +235,7 @@ def _samples(sym: SymbolizedProfile) -> tuple[Samples, list[tuple[int, ...]]]:
     last = np.flatnonzero(ends)
     first = np.concatenate(([0], last[:-1] + 1))
     # a location of one frame is known by it, one of several by a number past them all
-    keys = frames[last].copy()
+    keys = frames[last]
     runs: dict[tuple[int, ...], int] = {}
     base = len(sym.addrs)
     for g in np.flatnonzero(last > first).tolist():
@@ -263,7 +263,7 @@ def _sample_arrays(samples: Sequence[tuple[list[int], list[int]]]) -> Samples:
         return samples
     counts = np.fromiter((len(ids) for ids, _ in samples), np.int64, len(samples))
     ids = np.fromiter(chain.from_iterable(ids for ids, _ in samples), np.int64, int(counts.sum()))
-    values = np.array([vs for _, vs in samples], np.int64).reshape(len(samples), -1)
+    values = np.array([vs for _, vs in samples], np.int64).reshape(len(samples), len(SAMPLE_TYPES))
     return Samples(ids, np.concatenate(([0], np.cumsum(counts))), values)
 
 

@@ -1,7 +1,8 @@
-"""The varints of profile.proto and OTLP, made at once for many values
-(parser/common/protobuf.py varints), against the encoding the protocol-buffer
-documentation gives: 7 bits a byte, low group first, the top bit set on all but the
-last; an int64 below zero as its two's complement, ten bytes."""
+"""The varints of profile.proto and OTLP, and pprof's Sample messages, made at once
+for many (parser/common/protobuf.py varints, parser/report/pprof.py), against the
+encoding the protocol-buffer documentation gives: 7 bits a byte, low group first, the
+top bit set on all but the last; an int64 below zero as its two's complement, ten
+bytes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 import numpy as np
 
 from mem_profiler.parser.common.protobuf import varints
+from mem_profiler.parser.report.pprof import _sample_messages
 
 
 def reference(value: int) -> bytes:
@@ -42,3 +44,19 @@ def test_every_width_at_its_edges_and_at_random():
 def test_nothing_gives_nothing():
     data, sizes = varints(np.array([], np.int64))
     assert data.tobytes() == b"" and len(sizes) == 0
+
+
+def test_samples_at_once_are_the_messages_made_one_by_one():
+    """pprof's Sample messages (field 2: packed location ids, field 1; packed values,
+    field 2), as the push hands them over (lists), against ones built from `reference`."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        return reference(number << 3 | 2) + reference(len(payload)) + payload
+
+    samples = [([1, 2, 300], [1, 2, 3, 4]), ([7], [0, -1, 5, 1 << 40]), ([], [0, 0, 0, 9])]
+    one_by_one = b"".join(
+        field(2, field(1, b"".join(map(reference, ids))) + field(2, b"".join(map(reference, vs))))
+        for ids, vs in samples
+    )
+    assert _sample_messages(samples) == one_by_one
+    assert _sample_messages([]) == b""
