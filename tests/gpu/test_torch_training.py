@@ -67,8 +67,8 @@ def test_adam_on_cuda_by_category(torch_python, tmp_path):
     assert rows.get("weights") == params, rows
     assert rows.get("gradients") == params, rows
     assert rows.get("optimizer_state") == 2 * params, rows
-    space = parse("-f", cuda, "-t")
-    objects = parse("-f", cuda, "-t", "--inuse_objects")
+    space = parse("-f", cuda)
+    objects = parse("-f", cuda, "--inuse_objects")
     assert space["total"] == int(truth["block_bytes"]) == int(truth["memory_allocated"])
     assert objects["total"] == int(truth["blocks"])
 
@@ -89,7 +89,7 @@ def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path, mod
     assert found, stderr
     held = int(truth["memory_allocated"])
     assert held >= 3 * 256 * MiB
-    report = parse("-f", found[1], "-t")
+    report = parse("-f", found[1])
     assert report["total"] == held
     rows = {r["name"]: r["cum"] for r in report["rows"]}
     assert rows.get(f"hold_for_step ({WORKLOAD.name})") == 3 * 256 * MiB, rows
