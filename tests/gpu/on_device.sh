@@ -16,9 +16,13 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
 timeout "${GPU_TEST_SECONDS:-330}" python3 -m pytest -q -p no:cacheprovider ${GPU_TESTS:-tests/gpu} 2>&1 |
     tee "${GPU_LOG:-/tmp/gpu-tests.log}" | tail -60
-echo "== a training step's cost (bench/torch_cuda_step.py), alternating rounds"
+echo "== a training step's cost (bench/torch_cuda_step.py), alternating rounds; the"
+echo "   tensors' part alone: host sampling off (-c 2^40), every tensor still recorded"
+STEP="python3 bench/torch_cuda_step.py 100"
 for round in $(seq "${STEP_ROUNDS:-2}"); do for batch in 512 8192; do
-    echo "round $round batch $batch plain:   $(python3 bench/torch_cuda_step.py 100 $batch)"
+    echo "round $round batch $batch plain:   $($STEP $batch)"
     echo "round $round batch $batch sampler: $(mem_profiler run -o /tmp/b_ -- \
-        python3 bench/torch_cuda_step.py 100 $batch 2>/dev/null)"
+        $STEP $batch 2>/dev/null)"
+    echo "round $round batch $batch tensors: $(mem_profiler run -c 1099511627776 -o /tmp/b_ -- \
+        $STEP $batch 2>/dev/null)"
 done; done
