@@ -7,7 +7,8 @@ templates and return type (`torch::autograd::Engine::thread_main`). The first fr
 some rule matches names the category; a stack no rule matches is `other`.
 
 The defaults are PyTorch training's: what a module's import allocates is `other` (one
-imported on first use, inside a step), what the optimizers allocate their state, what
+imported on first use, inside a step, and PyTorch's own as it is imported: the class
+bodies and decorators of torch/optim), what the optimizers allocate their state, what
 autograd's backward pass allocates gradients, what a module's construction (or its
 move to a device) allocates weights, and what a `forward` allocates activations. The
 backward pass of tensors on a device runs on autograd's thread for that device, which
@@ -32,6 +33,7 @@ from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
 
 OTHER = "other"
 NATIVE = "<native>"  # the file of a rule for native frames
+IMPORTLIB = "<frozen importlib."  # the files of the import machinery's frames
 _MAX_RULES_BYTES = 1 << 20
 
 
@@ -53,13 +55,22 @@ class Pattern(Protocol):
 
 @dataclass(frozen=True)
 class Rule:
+    """`framework`: the files are a framework's own, whose code run as its modules are
+    imported (class bodies, decorators) is no category of the program's memory."""
+
     category: str
     file: Pattern
     function: Pattern
+    framework: bool = False
 
 
 def rule(category: str, file: str, function: str) -> Rule:
     return Rule(category, re.compile(file), re.compile(function))
+
+
+def torch_rule(category: str, file: str, function: str) -> Rule:
+    """A rule for PyTorch's own files."""
+    return Rule(category, re.compile(file), re.compile(function), framework=True)
 
 
 class BoundedPattern:
@@ -100,16 +111,16 @@ TORCH_RULES = (
         r"at::cuda::(\(anonymous namespace\)::)?\w*(Workspace|BlasHandle|BlasLtHandle)\w*",
     ),
     rule(OTHER, r"", r"<module>"),  # a module's own code, run as it is imported
-    rule(OTHER, r"^<frozen importlib\.", r".*"),
-    rule("optimizer_state", r"/torch/optim/", r".*"),
-    rule("gradients", r"/torch/autograd/graph\.py$", r"_engine_run_backward"),
-    rule("gradients", r"/torch/autograd/__init__\.py$", r"backward|grad"),
-    rule("gradients", r"/torch/_tensor\.py$", r"backward"),
+    rule(OTHER, "^" + re.escape(IMPORTLIB), r".*"),
+    torch_rule("optimizer_state", r"/torch/optim/", r".*"),
+    torch_rule("gradients", r"/torch/autograd/graph\.py$", r"_engine_run_backward"),
+    torch_rule("gradients", r"/torch/autograd/__init__\.py$", r"backward|grad"),
+    torch_rule("gradients", r"/torch/_tensor\.py$", r"backward"),
     rule("gradients", NATIVE, r"torch::autograd::Engine::thread_main"),
-    rule("weights", r"/torch/nn/parameter\.py$", r".*"),
-    rule("weights", r"/torch/nn/modules/", r"__init__|reset_parameters|_apply"),
+    torch_rule("weights", r"/torch/nn/parameter\.py$", r".*"),
+    torch_rule("weights", r"/torch/nn/modules/", r"__init__|reset_parameters|_apply"),
     rule("activations", r"", r"forward"),
-    rule("activations", r"/torch/nn/functional\.py$", r".*"),
+    torch_rule("activations", r"/torch/nn/functional\.py$", r".*"),
 )
 
 
@@ -152,35 +163,83 @@ def stack_categories(
 ) -> tuple[list[str], np.ndarray]:
     """The categories (sorted) and each stack's index among them."""
     names = sorted({r.category for r in rules} | {OTHER})
-    python = [r for r in rules if r.file.pattern != NATIVE]
-    native = [r for r in rules if r.file.pattern == NATIVE]
-    of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # index -1: none
+    of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # a rule's index; -1: none
     files = sym.python_files or [None] * len(sym.functions)
     for i, (name, file) in enumerate(zip(sym.functions, files, strict=True)):
         if file is not None:
             short = name.rsplit(".", 1)[-1]  # Adam._init_group: _init_group
-            found = next(
-                (r for r in python if r.file.search(file) and r.function.fullmatch(short)), None
+            found = (
+                k
+                for k, r in enumerate(rules)
+                if r.file.pattern != NATIVE and r.file.search(file) and r.function.fullmatch(short)
             )
         else:  # the name searched first: short_name is slow beside it
-            found = next(
-                (
-                    r
-                    for r in native
-                    if r.function.search(name) and r.function.fullmatch(short_name(name))
-                ),
-                None,
+            found = (
+                k
+                for k, r in enumerate(rules)
+                if r.file.pattern == NATIVE
+                and r.function.search(name)
+                and r.function.fullmatch(short_name(name))
             )
-        of_function[i] = -1 if found is None else names.index(found.category)
+        of_function[i] = next(found, -1)
     category = np.full(len(sym.offsets) - 1, names.index(OTHER), np.int64)
     if len(sym.frames):
-        per_frame = of_function[sym.func_of[sym.frames]]
+        functions = sym.func_of[sym.frames]
+        per_frame = of_function[functions]
         stack_of, _ = stack_positions(sym.offsets)
         ruled = np.flatnonzero(per_frame >= 0)  # frames leaf first: a stack's first is its
         if len(ruled):  # innermost
             first = ruled[np.r_[True, stack_of[ruled][1:] != stack_of[ruled][:-1]]]
-            category[stack_of[first]] = per_frame[first]
+            of_rule = np.array([names.index(r.category) for r in rules], np.int64)
+            matched = per_frame[first]
+            ends = sym.offsets[1:][stack_of[first]]
+            imported = _run_by_its_import(sym, files, rules, functions, first, ends, matched)
+            category[stack_of[first]] = np.where(imported, names.index(OTHER), of_rule[matched])
     return names, category
+
+
+def _run_by_its_import(
+    sym: SymbolizedProfile,
+    files: list[str | None],
+    rules: tuple[Rule, ...],
+    functions: np.ndarray,
+    first: np.ndarray,
+    ends: np.ndarray,
+    matched: np.ndarray,
+) -> np.ndarray:
+    """Per stack whose innermost ruled frame is at `first` (its rule `matched`, its frames
+    ending before `ends`): whether a framework's rule matched it as the framework's
+    module is imported, the rule's files leading outward from it to a `<module>` frame of
+    theirs before any other Python frame, and importlib's frame next outward (the
+    program's own script is run, not imported). A class body or a decorator of
+    torch/optim is not an optimizer's state. Native frames are passed over."""
+    is_python = np.array([file is not None for file in files], bool)
+    is_module = is_python & np.array([name == "<module>" for name in sym.functions], bool)
+    is_import = np.array([(file or "").startswith(IMPORTLIB) for file in files], bool)
+    python_at = np.flatnonzero(is_python[functions])
+    imported = np.zeros(len(first), bool)
+    for k in np.unique(matched).tolist():
+        rule = rules[k]
+        if not rule.framework:
+            continue
+        in_package = np.array([f is not None and bool(rule.file.search(f)) for f in files], bool)
+        mine = np.flatnonzero(matched == k)
+        stops = np.flatnonzero((is_python & (~in_package | is_module))[functions])
+        module = _next_at(stops, first[mine], ends[mine])
+        module[~(is_module & in_package)[functions[module]]] = -1
+        caller = _next_at(python_at, module, ends[mine])
+        imported[mine] = (caller >= 0) & is_import[functions[caller]]
+    return imported
+
+
+def _next_at(positions: np.ndarray, after: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per entry of `after`, the first of the sorted `positions` past it and before its
+    entry of `ends`; -1 where there is none, or where the entry of `after` is -1."""
+    if not len(positions):
+        return np.full(len(after), -1, np.int64)
+    at = np.searchsorted(positions, after, side="right")
+    found = positions[np.minimum(at, len(positions) - 1)]
+    return np.where((after >= 0) & (at < len(positions)) & (found < ends), found, -1)
 
 
 def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> FlatCum:
