@@ -213,16 +213,20 @@ def _run_by_its_import(
     theirs before any other Python frame, and importlib's frame next outward (the
     program's own script is run, not imported). A class body or a decorator of
     torch/optim is not an optimizer's state. Native frames are passed over."""
-    is_python = np.array([file is not None for file in files], bool)
+    # each file's rule matched once; index -1 (no file): the False appended
+    index = {file: i for i, file in enumerate(dict.fromkeys(f for f in files if f is not None))}
+    distinct = list(index)
+    file_of = np.array([-1 if f is None else index[f] for f in files], np.int64)
+    is_python = file_of >= 0
     is_module = is_python & np.array([name == "<module>" for name in sym.functions], bool)
-    is_import = np.array([(file or "").startswith(IMPORTLIB) for file in files], bool)
+    is_import = np.array([f.startswith(IMPORTLIB) for f in distinct] + [False])[file_of]
     python_at = np.flatnonzero(is_python[functions])
     imported = np.zeros(len(first), bool)
     for k in np.unique(matched).tolist():
         rule = rules[k]
         if not rule.framework:
             continue
-        in_package = np.array([f is not None and bool(rule.file.search(f)) for f in files], bool)
+        in_package = np.array([bool(rule.file.search(f)) for f in distinct] + [False])[file_of]
         mine = np.flatnonzero(matched == k)
         stops = np.flatnonzero((is_python & (~in_package | is_module))[functions])
         module = _next_at(stops, first[mine], ends[mine])
