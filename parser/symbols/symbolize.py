@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, ProgramNotHere, UserError
-from mem_profiler.core.frame_label import Where, frame_label
+from mem_profiler.core.frame_label import Where, frame_label, shown_files
 from mem_profiler.core.input_files import open_regular, other_owner
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
@@ -139,9 +139,9 @@ class SymbolizedProfile:
         if not lines:
             labels = self._function_labels(full_names)
             return [labels[f] for f in self.func_of.tolist()]
-        display = self.display_names(full_names)
+        display, shown = self.display_names(full_names), self._shown_files()
         return [
-            frame_label(display[f], where, True, self.python_files[f])
+            frame_label(display[f], where, True, shown.get(self.python_files[f]))
             for f, where in zip(self.func_of.tolist(), self.where, strict=True)
         ]
 
@@ -163,10 +163,17 @@ class SymbolizedProfile:
         return [label for label, _ in ids], node if lines else node[self.func_of]
 
     def _function_labels(self, full_names: bool) -> list[str]:
+        shown = self._shown_files()
         return [
-            frame_label(name, None, False, file)
+            frame_label(name, None, False, shown.get(file))
             for name, file in zip(self.display_names(full_names), self.python_files, strict=True)
         ]
+
+    def _shown_files(self) -> dict[str | None, str]:
+        """Each Python file as the labels show it (shown_files)."""
+        shown: dict[str | None, str] = {}
+        shown.update(shown_files(file for file in self.python_files if file is not None))
+        return shown
 
     def stack(self, i: int, lines: bool = False, full_names: bool = False) -> list[str]:
         """Node names of stack i, leaf first (names all nodes: for many stacks, call
