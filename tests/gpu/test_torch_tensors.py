@@ -2,9 +2,10 @@
 probes (sampler/hooks/framework_pools.c), tests/gpu/torch_tensors.py's known tensors at
 `--device-rate 1`: every figure of every site exact, the heap's live bytes exactly
 torch.cuda.memory_allocated(), and the caching allocator's segments in cuda_segments
-exactly memory_reserved(); under the native allocator, with expandable segments, at
-launch and in a window opened with --attach.  Under the cudaMallocAsync backend no probe
-fires: the tensors are its cudaMallocAsync calls, in the cuda heap as they are.
+exactly memory_reserved(); under the native allocator, with expandable segments and
+under the cudaMallocAsync backend, each at launch and in a window opened with --attach.
+Under the cudaMallocAsync backend no probe fires: the tensors are its cudaMallocAsync
+calls, in the cuda heap as they are, and there are no segments.
 
 Skipped without nvidia-smi on PATH, and when the Python that runs the workload
 (TORCH_PYTHON, else this interpreter) has no torch with CUDA."""
@@ -101,13 +102,16 @@ class Served:
             self.proc.wait()
 
 
+# PyTorch's allocator as the program chose it: native, native with expandable segments,
+# and CUDA's own pool (each tensor a cudaMallocAsync)
+CONFS = ["", "expandable_segments:True", "backend:cudaMallocAsync"]
+
+
 def heap_files(output: str) -> dict[str, Path]:
     return by_heap([Path(p) for p in re.findall(r"(\S+\.heap)\b", output)])
 
 
-@pytest.mark.parametrize(
-    "conf", ["", "expandable_segments:True", "backend:cudaMallocAsync"], ids=str
-)
+@pytest.mark.parametrize("conf", CONFS, ids=str)
 def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
     # The window opens before torch is imported.  The tensors are read with a dump while
     # they are live: the exit's profile comes after the interpreter freed them.
@@ -129,8 +133,10 @@ def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
     assert_tensors_exact(heap_files(dump.stdout), inside, pooled="cudaMallocAsync" not in conf)
 
 
-def test_tensors_exact_in_an_attached_window(torch_python, tmp_path):
+@pytest.mark.parametrize("conf", CONFS, ids=str)
+def test_tensors_exact_in_an_attached_window(torch_python, tmp_path, conf):
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["PYTORCH_CUDA_ALLOC_CONF"] = conf
     target = Served([torch_python, str(WORKLOAD), "serve"], env)
     try:
         controller = attach_window(
