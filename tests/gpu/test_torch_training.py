@@ -6,9 +6,9 @@
   optimizer state, by `mem_parser --categories` of the cuda heap; the live tensors are
   exactly the active blocks of torch.cuda.memory._snapshot(), count and bytes;
 - a provoked out-of-memory error, past the device's memory (under the native
-  allocator, expandable_segments:True and backend:cudaMallocAsync) and past a memory
-  fraction: the program's own exception unchanged, and the file written as it was raised names
-  the function that held the live tensors, with their bytes;
+  allocator, also in log mode, expandable_segments:True and backend:cudaMallocAsync) and
+  past a memory fraction: the program's own exception unchanged, and the file written
+  as it was raised names the function that held the live tensors, with their bytes;
 - a failed cudaMalloc the allocator retries with success after giving its cache back
   writes no such file.
 
@@ -36,12 +36,12 @@ MiB = 1 << 20
 
 
 def run_workload(
-    torch_python: str, folder: Path, mode: str, alloc_conf: str = ""
+    torch_python: str, folder: Path, mode: str, alloc_conf: str = "", capture: str = "table"
 ) -> tuple[dict[str, str], str]:
     env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF=alloc_conf) if alloc_conf else None
+    options = ["-c", "1024", "--device-rate", "1", "--mode", capture, "-o", f"{folder}/w_"]
     proc = subprocess.run(
-        [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1", "-o", f"{folder}/w_", "--"]
-        + [torch_python, str(WORKLOAD), mode],
+        [MEM_PROFILER, "run", *options, "--", torch_python, str(WORKLOAD), mode],
         capture_output=True,
         text=True,
         timeout=600,
@@ -74,16 +74,19 @@ def test_adam_on_cuda_by_category(torch_python, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "mode, alloc_conf",
+    "mode, alloc_conf, capture",
     [
-        ("oom", ""),
-        ("limit", ""),
-        ("oom", "expandable_segments:True"),
-        ("oom", "backend:cudaMallocAsync"),
+        ("oom", "", "table"),
+        ("oom", "", "log"),
+        ("limit", "", "table"),
+        ("oom", "expandable_segments:True", "table"),
+        ("oom", "backend:cudaMallocAsync", "table"),
     ],
 )
-def test_an_out_of_memory_error_leaves_what_was_live(torch_python, tmp_path, mode, alloc_conf):
-    truth, stderr = run_workload(torch_python, tmp_path, mode, alloc_conf)
+def test_an_out_of_memory_error_leaves_what_was_live(
+    torch_python, tmp_path, mode, alloc_conf, capture
+):
+    truth, stderr = run_workload(torch_python, tmp_path, mode, alloc_conf, capture)
     assert truth["error"] == "OutOfMemoryError"  # the program's own, unchanged
     found = re.search(r"out of device memory; what was live then: (\S+\.cuda\.heap)", stderr)
     assert found, stderr

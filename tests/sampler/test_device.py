@@ -171,15 +171,17 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
 @pytest.mark.parametrize(
     "program, heap, error", [("device_cuda", "cuda", 2), ("device_acl", "acl", 207001)]
 )
+@pytest.mark.parametrize("mode", ["table", "log"])
 def test_what_was_live_when_a_device_allocation_ran_out_of_memory(
-    standin_dir, tmp_path, program, heap, error
+    standin_dir, tmp_path, program, heap, error, mode
 ):
     """A program that calls CUDA or ACL itself asks for 1 GiB more than the device has:
     the window's files as they were at that failure are written beside its own, what it
-    kept then exact in them, under the line that says which allocation failed."""
+    kept then exact in them, under the line that says which allocation failed; in
+    table mode as in log mode, unasked."""
     exe = build_device_fixture(program, standin_dir)
     env = standin_env(standin_dir, STANDIN_DEVICE_MEMORY=str(truth.OOM_DEVICE_MEMORY))
-    proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env)
+    proc, heaps = run_device(exe, ["oom"], tmp_path / "o_", env, "--mode", mode)
     assert proc.returncode == 0, proc.stderr
     at_failure = live_at_failure(proc.stderr)
     assert set(at_failure) == set(heaps)
