@@ -33,6 +33,7 @@ from mem_profiler.parser.symbols.symbolize import symbolize  # noqa: E402
 
 WORKLOAD = Path(__file__).with_name("torch_tensors.py")
 ALLOCATOR = re.compile(r"CUDACachingAllocator|c10::cuda")
+MiB = 1 << 20
 
 
 def figure(stdout: str, name: str) -> int:
@@ -84,11 +85,15 @@ class Served:
         assert self.proc.stdout is not None
         self.pid = int(self.proc.stdout.readline().split()[1])
 
-    def phase(self) -> str:
+    def ask(self, command: str) -> str:
+        """What the workload printed for `command` ("phase", "oom"), up to its "done"."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("phase\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
         return "".join(iter(self.proc.stdout.readline, "done\n"))
+
+    def phase(self) -> str:
+        return self.ask("phase")
 
     def quit(self) -> int:
         assert self.proc.stdin is not None
@@ -153,3 +158,31 @@ def test_tensors_exact_in_an_attached_window(torch_python, tmp_path, conf):
         assert target.quit() == 0
     finally:
         target.kill()
+
+
+@pytest.mark.parametrize("conf", CONFS, ids=str)
+def test_an_out_of_memory_error_in_an_attached_window(torch_python, tmp_path, conf):
+    """The workload, started without the sampler, runs out of device memory in a window
+    opened with --attach: its own error unchanged, and the files written as it was
+    raised, which the controller names, hold hold_for_step's 768 MiB in the cuda heap,
+    exactly memory_allocated() then."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+    target = Served([torch_python, str(WORKLOAD), "serve"], env)
+    try:
+        controller = attach_window(
+            target.pid, "-c", "1024", "--device-rate", "1", "-o", tmp_path / "o_", timeout=120
+        )
+        said = target.ask("oom")
+        controller.send_signal(2)
+        out, err = controller.communicate(timeout=300)
+        assert controller.returncode == 0, err
+        assert target.quit() == 0
+    finally:
+        target.kill()
+    assert "error=OutOfMemoryError\n" in said, said
+    found = re.search(r"out of device memory; what was live then: (\S+\.cuda\.heap)", out + err)
+    assert found, out + err
+    cum, live = rows(Path(found[1]), "inuse_space")
+    assert live == figure(said, "memory_allocated")
+    assert cum.get(f"hold_for_step ({WORKLOAD.name})") == 3 * 256 * MiB, cum

@@ -8,7 +8,10 @@ bytes torch.cuda.memory_allocated() counts.  It prints its truth:
 
     python torch_tensors.py run      one phase, then exit keeping its tensors
     python torch_tensors.py serve    print "pid N", then answer "phase" (one phase, its
-                                     lines, "done") and "quit" on standard input"""
+                                     lines, "done"), "oom" and "quit" on standard input
+
+"oom" holds 3 tensors of 256 MiB in hold_for_step and asks for 1 TiB: it prints the
+error's type and memory_allocated as it failed, then lets them go."""
 
 import os
 import sys
@@ -63,15 +66,33 @@ def phase():
     print(f"memory_reserved={torch.cuda.memory_reserved()}", flush=True)
 
 
+def hold_for_step():
+    return [tensor(256 * MiB) for _ in range(3)]
+
+
+def oom():
+    held = hold_for_step()
+    try:
+        tensor(1 << 40)
+    except torch.OutOfMemoryError as e:
+        print(f"error={type(e).__name__}")
+    print(f"memory_allocated={torch.cuda.memory_allocated()}", flush=True)
+    del held
+
+
 def main():
     torch.cuda.init()
     torch.cuda.synchronize()
     if sys.argv[1:] == ["serve"]:
         print(f"pid {os.getpid()}", flush=True)
         for line in sys.stdin:
-            if line.strip() == "quit":
+            command = line.strip()
+            if command == "quit":
                 break
-            phase()
+            if command == "oom":
+                oom()
+            else:
+                phase()
             print("done", flush=True)
     else:
         phase()
