@@ -85,6 +85,12 @@ class Served:
         assert self.proc.stdout is not None
         self.pid = int(self.proc.stdout.readline().split()[1])
 
+    @classmethod
+    def without_sampler(cls, torch_python: str, conf: str) -> Served:
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+        return cls([torch_python, str(WORKLOAD), "serve"], env)
+
     def ask(self, command: str) -> str:
         """What the workload printed for `command` ("phase", "oom"), up to its "done"."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -110,6 +116,11 @@ class Served:
 # PyTorch's allocator as the program chose it: native, native with expandable segments,
 # and CUDA's own pool (each tensor a cudaMallocAsync)
 CONFS = ["", "expandable_segments:True", "backend:cudaMallocAsync"]
+
+
+def attach(target: Served, prefix: Path) -> subprocess.Popen:
+    """A window opened in the target with --attach, every tensor recorded."""
+    return attach_window(target.pid, "-c", "1024", "--device-rate", "1", "-o", prefix, timeout=120)
 
 
 def heap_files(output: str) -> dict[str, Path]:
@@ -140,13 +151,9 @@ def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
 
 @pytest.mark.parametrize("conf", CONFS, ids=str)
 def test_tensors_exact_in_an_attached_window(torch_python, tmp_path, conf):
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    env["PYTORCH_CUDA_ALLOC_CONF"] = conf
-    target = Served([torch_python, str(WORKLOAD), "serve"], env)
+    target = Served.without_sampler(torch_python, conf)
     try:
-        controller = attach_window(
-            target.pid, "-c", "1024", "--device-rate", "1", "-o", tmp_path / "a_", timeout=120
-        )
+        controller = attach(target, tmp_path / "a_")
         inside = target.phase()
         controller.send_signal(2)
         out, err = controller.communicate(timeout=300)
@@ -166,13 +173,9 @@ def test_an_out_of_memory_error_in_an_attached_window(torch_python, tmp_path, co
     opened with --attach: its own error unchanged, and the files written as it was
     raised, which the controller names, hold hold_for_step's 768 MiB in the cuda heap,
     exactly memory_allocated() then."""
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    env["PYTORCH_CUDA_ALLOC_CONF"] = conf
-    target = Served([torch_python, str(WORKLOAD), "serve"], env)
+    target = Served.without_sampler(torch_python, conf)
     try:
-        controller = attach_window(
-            target.pid, "-c", "1024", "--device-rate", "1", "-o", tmp_path / "o_", timeout=120
-        )
+        controller = attach(target, tmp_path / "o_")
         said = target.ask("oom")
         controller.send_signal(2)
         out, err = controller.communicate(timeout=300)
