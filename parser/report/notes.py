@@ -35,9 +35,11 @@ def ending_note(profile: HeapProfile) -> str | None:
     if not profile.meta.get("taken_at", "").startswith("device_allocation_failure"):
         return None
     bytes_asked = int(failure["bytes"]) if failure.get("bytes", "").isdigit() else 0
+    # the sampler takes this moment for its family's out-of-memory codes alone
     failed = (
         f"an allocation of {format_amount(bytes_asked, 'bytes')} in the"
-        f" {failure.get('heap', '?')} heap failed (error {failure.get('error', '?')})"
+        f" {failure.get('heap', '?')} heap failed, out of memory"
+        f" (error {failure.get('error', '?')})"
     )
     raised = visible(failure["raised"]) if "raised" in failure else None
     if raised is None:

@@ -188,8 +188,8 @@ def test_what_was_live_when_a_device_allocation_ran_out_of_memory(
     assert_sites(at_failure, exe, truth.OOM[program]["sites"])
     text = run_parser("-p", exe, "-f", at_failure[heap], "-t").stdout
     assert text.splitlines()[1] == (
-        f"Taken as an allocation of 1024.0 MB in the {heap} heap failed (error {error}):"
-        " what was live then."
+        f"Taken as an allocation of 1024.0 MB in the {heap} heap failed, out of memory"
+        f" (error {error}): what was live then."
     )
 
 

@@ -187,7 +187,8 @@ def assert_kept_blocks_live(at_failure: dict[str, Path], exe: Path, stdout: str)
         (
             "oom",
             "Taken as the framework raised c10::OutOfMemoryError, after an allocation of"
-            " 1024.0 MB in the cuda_segments heap failed (error 2): what was live then.",
+            " 1024.0 MB in the cuda_segments heap failed, out of memory (error 2): what"
+            " was live then.",
         ),
         (
             "limit",
