@@ -63,6 +63,7 @@ from mem_profiler.parser.symbols.symbolize import (
     SymbolizedProfile,
     check_owner_reads_program,
     in_sysroot,
+    innermost_python,
     symbolize,
 )
 
@@ -595,12 +596,13 @@ def symbolized_notes(
     )
     sym = symbolize(as_samples, binary, allow_mismatch=allow_mismatch, sysroot=sysroot)
     names, node_of = sym.node_names(full_names=full_names)
-    python = [sym.python_files[f] is not None for f in sym.func_of.tolist()]
+    python = sym.python_locations()
     named = []
     for i, n in enumerate(notes):
         stack = sym.frames[sym.offsets[i] : sym.offsets[i + 1]].tolist()
-        at = next((k for k, f in enumerate(stack) if python[f]), None)
-        named.append((n, [names[node] for node in node_of[stack].tolist()], at))
+        named.append(
+            (n, [names[node] for node in node_of[stack].tolist()], innermost_python(stack, python))
+        )
     return named
 
 

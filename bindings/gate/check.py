@@ -44,7 +44,7 @@ from mem_profiler.parser.log.analysis import live_at, open_window_log, replay_gr
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule, stack_categories
 from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_categories, load
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, innermost_python
 
 # Exit statuses of the gate.
 HOLD, EXCEEDED, SETUP_ERROR = 0, 1, 2
@@ -456,9 +456,8 @@ class _FrameNames:
             return
         display = sym.display_names()
         self.labels = sym.location_labels(lines)
-        funcs = sym.func_of.tolist()
-        self.entry = [display[f] in _ENTRY_FRAMES for f in funcs]
-        self.python = [sym.python_files[f] is not None for f in funcs]
+        self.entry = [display[f] in _ENTRY_FRAMES for f in sym.func_of.tolist()]
+        self.python = sym.python_locations()
         self.frames, self.offsets = sym.frames.tolist(), sym.offsets.tolist()
 
     def _stack(self, i: int) -> list[int]:
@@ -475,7 +474,7 @@ class _FrameNames:
     def python_at(self, i: int) -> int | None:
         if self.sym is None:
             return None
-        return next((k for k, f in enumerate(self._stack(i)) if self.python[f]), None)
+        return innermost_python(self._stack(i), self.python)
 
 
 def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:

@@ -175,6 +175,10 @@ class SymbolizedProfile:
         shown.update(shown_files(file for file in self.python_files if file is not None))
         return shown
 
+    def python_locations(self) -> list[bool]:
+        """Per location, whether it is a Python function's."""
+        return [self.python_files[f] is not None for f in self.func_of.tolist()]
+
     def stack(self, i: int, lines: bool = False, full_names: bool = False) -> list[str]:
         """Node names of stack i, leaf first (names all nodes: for many stacks, call
         node_names once instead)."""
@@ -745,3 +749,9 @@ class _Resolver:
                 f" recorded {recorded}; its frames may be named wrongly."
             )
         return image
+
+
+def innermost_python(stack: list[int], python: list[bool]) -> int | None:
+    """Where the innermost Python frame of `stack` (locations, leaf first) is, by
+    python_locations; None where it has none."""
+    return next((k for k, location in enumerate(stack) if python[location]), None)
