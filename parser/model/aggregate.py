@@ -19,6 +19,7 @@ class FlatCum:
 
     index: str  # the sample index: inuse_space, inuse_objects, alloc_space, alloc_objects
     total: float
+    share_of: float  # what the shares (%) are of: share_base
     names: list[str]
     flat: np.ndarray  # float64
     cum: np.ndarray  # float64
@@ -26,6 +27,13 @@ class FlatCum:
     @property
     def unit(self) -> str:
         return index_unit(self.index)
+
+
+def share_base(values: np.ndarray) -> float:
+    """What a report's shares (%) are of: the stacks' values added as sizes, as pprof
+    takes them for -base.  That is the total, but in a diff, where growth and shrinkage
+    can cancel to a net change near 0, a share of the net would be any size."""
+    return float(np.abs(values).sum())
 
 
 def node_frames(
@@ -59,5 +67,10 @@ def aggregate(
     order = np.lexsort((name_ranks(names), -np.abs(cum), -np.abs(flat)))
     order = order[(cum[order] != 0) | (flat[order] != 0)]
     return FlatCum(
-        index, float(values.sum()), [names[i] for i in order.tolist()], flat[order], cum[order]
+        index,
+        float(values.sum()),
+        share_base(values),
+        [names[i] for i in order.tolist()],
+        flat[order],
+        cum[order],
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mem_profiler.parser.common.arrays import name_ranks, sorted_unique
-from mem_profiler.parser.model.aggregate import node_frames
+from mem_profiler.parser.model.aggregate import node_frames, share_base
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 
@@ -30,6 +30,7 @@ class CallGraph:
 
     index: str  # the sample index the values are of
     total: float  # of all samples (the diff NEW - OLD with --base)
+    share_of: float  # what the shares (%) and the cutoffs are of: share_base
     names: list[str]
     flat: np.ndarray  # float64 per node
     cum: np.ndarray  # float64 per node
@@ -71,8 +72,8 @@ def call_graph(
     edgefraction: float = 0.001,
     nodecount: int | None = 80,
 ) -> CallGraph:
-    """Build the graph, then drop nodes with |cum| < nodefraction*|total|, keep the
-    `nodecount` heaviest by |cum|, drop edges with |weight| < edgefraction*|total| and
+    """Build the graph, then drop nodes with |cum| < nodefraction*share_of, keep the
+    `nodecount` heaviest by |cum|, drop edges with |weight| < edgefraction*share_of and
     dotted edges whose callee is reached another way (as pprof's RemoveRedundantEdges)."""
     names, nodes = node_frames(sym, lines, full_names)
     lengths = np.diff(sym.offsets)
@@ -80,8 +81,8 @@ def call_graph(
     leaf[sym.offsets[:-1][lengths > 0]] = True
     stacks = _Stacks(nodes, np.repeat(np.arange(len(lengths)), lengths), leaf, sym.value(index))
     n = len(names)
-    total = float(stacks.values.sum())
-    node_cutoff, edge_cutoff = abs(total) * nodefraction, abs(total) * edgefraction
+    share_of = share_base(stacks.values)
+    node_cutoff, edge_cutoff = share_of * nodefraction, share_of * edgefraction
 
     full = _weights(stacks, n, np.ones(n, bool))
     present = (full.cum != 0) | (full.flat != 0)
@@ -108,7 +109,8 @@ def call_graph(
     ]
     return CallGraph(
         index,
-        total,
+        float(stacks.values.sum()),
+        share_of,
         [names[i] for i in shown.tolist()],
         w.flat[shown],
         w.cum[shown],

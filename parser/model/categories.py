@@ -27,7 +27,7 @@ import numpy as np
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
 from mem_profiler.parser.common.arrays import stack_positions
-from mem_profiler.parser.model.aggregate import FlatCum
+from mem_profiler.parser.model.aggregate import FlatCum, share_base
 from mem_profiler.parser.read.text import show
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
 
@@ -254,5 +254,10 @@ def categorize(sym: SymbolizedProfile, index: str, rules: tuple[Rule, ...]) -> F
     totals = np.bincount(category, weights=values, minlength=len(names))
     order = [i for i in np.argsort(-np.abs(totals), kind="stable").tolist() if totals[i] != 0]
     return FlatCum(
-        index, float(values.sum()), [names[i] for i in order], totals[order], totals[order]
+        index,
+        float(values.sum()),
+        share_base(values),
+        [names[i] for i in order],
+        totals[order],
+        totals[order],
     )

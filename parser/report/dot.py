@@ -19,6 +19,7 @@ from mem_profiler.core.units import (
 )
 from mem_profiler.parser.common.sampling import index_unit
 from mem_profiler.parser.model.call_graph import CallGraph, Edge
+from mem_profiler.parser.report.text import changed_in_both_ways
 
 
 def format_dot(graph: CallGraph, title: str, notes: Sequence[str] = (), heap: str = "host") -> str:
@@ -43,12 +44,12 @@ def format_dot(graph: CallGraph, title: str, notes: Sequence[str] = (), heap: st
         label = "\\n".join(
             [
                 _text(name),
-                _with_share(flat, graph.total, unit),
-                "of " + _with_share(cum, graph.total, unit),
+                _with_share(flat, graph.share_of, unit),
+                "of " + _with_share(cum, graph.share_of, unit),
             ]
         )
         size = 8 + (math.ceil(16 * math.sqrt(abs(flat) / max_flat)) if max_flat else 0)
-        score = cum / abs(graph.total) if graph.total else 0.0
+        score = cum / graph.share_of if graph.share_of else 0.0
         dot.node(
             f"N{i + 1}",
             nohtml(label),
@@ -106,7 +107,8 @@ def _legend(graph: CallGraph, title: str, notes: Sequence[str]) -> list[str]:
         *notes,
         f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
         f"Showing nodes accounting for {format_labelled(shown, unit)},"
-        f" {format_share(shown, graph.total)} of total",
+        f" {format_share(shown, graph.share_of)} of"
+        f" {changed_in_both_ways(graph.total, graph.share_of, unit) or 'total'}",
     ]
     if graph.dropped_nodes:
         lines.append(
@@ -126,13 +128,13 @@ def _legend(graph: CallGraph, title: str, notes: Sequence[str]) -> list[str]:
 def _edge_attrs(graph: CallGraph, edge: Edge, unit: str, hue: float | None) -> dict[str, str]:
     weight = format_labelled(edge.weight, unit)
     attrs = {"label": f" {weight}"}
-    if graph.total:
-        share = abs(edge.weight / graph.total)
+    if graph.share_of:
+        share = abs(edge.weight / graph.share_of)
         if (rank := 1 + int(min(share * 100, 100))) > 1:
             attrs["weight"] = str(rank)
         if (width := 1 + int(min(share * 5, 5))) > 1:
             attrs["penwidth"] = str(width)
-        attrs["color"] = _color(edge.weight / abs(graph.total), False, hue)
+        attrs["color"] = _color(edge.weight / graph.share_of, False, hue)
     arrow = "..." if edge.residual else "->"
     attrs["tooltip"] = attrs["labeltooltip"] = _text(
         f"{graph.names[edge.caller]} {arrow} {graph.names[edge.callee]} ({weight})"

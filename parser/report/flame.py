@@ -40,6 +40,7 @@ def format_flame_html(
         "hue": HEAP_HUES.get(heap, HEAP_HUES["host"]),
         "unit": index_unit(tree.index),
         "total": round(tree.total, 2),
+        "share_of": round(float(tree.weight[roots].sum()), 2),  # as share_base
         "names": [tree.names[i] for i in used.tolist()],
         "name": name.tolist(),
         "parent": np.where(parent < 0, -1, new_id[np.maximum(parent, 0)]).tolist(),

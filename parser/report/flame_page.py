@@ -85,7 +85,7 @@ PAGE = r"""<!DOCTYPE html>
     return Math.round(v) + " B";
   }
   function describe(i) {
-    const share = D.total ? " (" + (100 * value(i) / D.total).toFixed(2) + "%)" : "";
+    const share = D.share_of ? " (" + (100 * value(i) / D.share_of).toFixed(2) + "%)" : "";
     return name(i) + ": " + formatValue(value(i)) + share;
   }
   function color(i) {
@@ -144,7 +144,7 @@ PAGE = r"""<!DOCTYPE html>
       }
     }
     matched.textContent = pattern ? "Matched: " + formatValue(sum) +
-      (D.total ? " (" + (100 * sum / D.total).toFixed(2) + "%)" : "") : "";
+      (D.share_of ? " (" + (100 * sum / D.share_of).toFixed(2) + "%)" : "") : "";
     for (const f of chart.children) {
       f.classList.toggle("match", !!pattern && pattern.test(f.dataset.name));
     }

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mem_profiler.core.escape import visible
-from mem_profiler.core.units import format_labelled, format_share, format_value, unit_name
+from mem_profiler.core.units import (
+    format_amount,
+    format_labelled,
+    format_share,
+    format_value,
+    unit_name,
+)
 from mem_profiler.parser.model.aggregate import FlatCum
 
 
@@ -14,8 +20,10 @@ def format_text(table: FlatCum, nodecount: int | None = None, notes: Sequence[st
     `nodecount` limits the rows.
 
     In a diff (--base) values can be negative: they print with their minus sign."""
+    changed = changed_in_both_ways(table.total, table.share_of, table.unit)
     out = [
         f"Total: {format_value(table.total, table.unit)} {unit_name(table.unit)}\n",
+        *([f"Shares (%) are of {changed}\n"] if changed else []),
         *(f"{note}\n" for note in notes),
     ]
     running = 0.0
@@ -26,12 +34,21 @@ def format_text(table: FlatCum, nodecount: int | None = None, notes: Sequence[st
         running += flat
         # printf("%8s %6s %6s %8s %6s %s\n", ...) in jeprof's PrintText
         out.append(
-            f"{format_value(flat, table.unit):>8} {format_share(flat, table.total):>6}"
-            f" {format_share(running, table.total):>6}"
-            f" {format_value(cum, table.unit):>8} {format_share(cum, table.total):>6}"
+            f"{format_value(flat, table.unit):>8} {format_share(flat, table.share_of):>6}"
+            f" {format_share(running, table.share_of):>6}"
+            f" {format_value(cum, table.unit):>8} {format_share(cum, table.share_of):>6}"
             f" {visible(name)}\n"
         )
     return "".join(out)
+
+
+def changed_in_both_ways(total: float, share_of: float, unit: str) -> str | None:
+    """In a diff where stacks grew and others shrank: what the shares are of, said
+    (`1.2 MB changed, growth and shrinkage added`); else None, the shares being of the
+    total."""
+    if share_of <= abs(total) * (1 + 1e-9):
+        return None
+    return f"{format_amount(share_of, unit)} changed, growth and shrinkage added"
 
 
 def format_heaps_text(

@@ -23,10 +23,13 @@ from support.sampling_math import assert_estimate, relative_sd
 from support.synthetic_heaps import named_stacks
 
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.parser.model.aggregate import aggregate
 from mem_profiler.parser.model.call_graph import call_graph
+from mem_profiler.parser.model.diff import subtract
 from mem_profiler.parser.read.heap_file import parse_heap, read_heap
 from mem_profiler.parser.report.dot import format_dot
 from mem_profiler.parser.report.pprof import format_pprof
+from mem_profiler.parser.report.text import format_text
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -319,6 +322,30 @@ def test_base_in_every_format(captures, tmp_path):
     assert theirs[0][0] == "site_pages"
     collapsed = run_parser("-p", exe, "-f", new, "--base", old, "--collapsed").stdout
     assert collapsed.splitlines()[0].split(";")[-1].startswith("site_pages ")
+
+
+def test_base_shares_are_of_the_change_as_in_go_pprof(tmp_path):
+    # 20 MiB moved from one stack to another: the net is 0, so the shares are of what
+    # changed either way (40 MiB), as go tool pprof takes them, not of the net.
+    old = hand_profile([(["grows", "main"], 10 * MiB), (["shrinks", "main"], 30 * MiB)])
+    new = hand_profile([(["grows", "main"], 30 * MiB), (["shrinks", "main"], 10 * MiB)])
+    diff = subtract(new, old)
+    lines = format_text(aggregate(diff)).splitlines()
+    assert lines[:2] == [
+        "Total: 0.0 MB",
+        "Shares (%) are of 40.0 MB changed, growth and shrinkage added",
+    ]
+    ours = {line.split()[-1]: float(line.split()[1][:-1]) for line in lines[2:]}
+    assert ours == {"grows": 50.0, "shrinks": -50.0}  # main: 0 flat, 0 cum
+    out = tmp_path / "d.pb.gz"
+    out.write_bytes(format_pprof(diff))
+    top = go_pprof(tmp_path, "-top", "-sample_index=inuse_space", out).stdout
+    theirs = {m[2]: float(m[1]) for m in re.finditer(r"^ *\S+ +(-?[\d.]+)% .* (\w+)$", top, re.M)}
+    assert theirs == {name: abs(share) for name, share in ours.items()}, top  # unsigned there
+    graph = call_graph(diff)
+    assert (graph.total, graph.share_of) == (0.0, 40 * MiB)
+    node = dict(zip(graph.names, graph.flat.tolist(), strict=True))
+    assert node == {"grows": 20 * MiB, "shrinks": -20 * MiB}
 
 
 def test_focus_and_ignore_select_stacks(sites_exact):

@@ -23,9 +23,13 @@ _FLAME_DATA_RE = re.compile(r'<script type="application/json" id="data">(.*?)</s
 
 
 def text_rows(report: str) -> tuple[str, dict[str, tuple[str, str, str, str]]]:
-    """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed (the line on
-    the peak under Total left out)."""
-    lines = [line for line in report.splitlines() if not line.startswith("Peak: ")]
+    """-t's `Total:` line and {name: (flat, flat%, cum, cum%)} as printed (the lines on
+    the peak and on what a diff's shares are of, under Total, left out)."""
+    lines = [
+        line
+        for line in report.splitlines()
+        if not line.startswith(("Peak: ", "Shares (%) are of "))
+    ]
     rows: dict[str, tuple[str, str, str, str]] = {}
     for line in lines[1:]:
         m = _ROW_RE.match(line)
