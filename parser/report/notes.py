@@ -11,6 +11,35 @@ from mem_profiler.core.profile import Failure, Foreign, HeapProfile
 from mem_profiler.core.units import format_amount
 
 FRAMES_SHOWN = 6
+# What a failed device allocation's code means, per family (the heap's name up to its
+# first "_"), in words true of every API of the family that returns it: CUDA's runtime
+# (cudaError_t, driver_types.h) and driver (CUresult, cuda.h) share these numbers, but
+# 35, which only the runtime returns.  AscendCL's are acl_base.h's and rt_error_codes.h's.
+ERROR_WORDS = {
+    "cuda": {
+        1: "invalid argument",
+        2: "out of memory",
+        3: "CUDA not initialized",
+        34: "a stub library stands where the driver should be",
+        35: "no NVIDIA driver, or one older than the CUDA runtime",
+        36: "the call needs a newer driver",
+        46: "the devices are busy or unavailable",
+        100: "no CUDA device",
+        101: "no such device",
+        801: "not supported",
+    },
+    "acl": {
+        100000: "invalid argument",
+        100001: "AscendCL not initialized",
+        107000: "invalid argument",
+        107001: "no such device",
+        200000: "out of memory",
+        207000: "not supported",
+        207001: "out of memory",
+        207004: "no device",
+    },
+    "hal": {3: "not initialized", 6: "out of memory"},
+}
 # a stack as it is listed: its frames, innermost first, and where its innermost Python
 # frame is among them (None: none)
 Frames = tuple[list[str], "int | None"]
@@ -53,6 +82,13 @@ def ending_note(profile: HeapProfile) -> str | None:
     )
 
 
+def error_said(heap: str, code: int) -> str:
+    """`error 35 (no NVIDIA driver, or one older than the CUDA runtime)`, or `error N`
+    where the code's meaning is not known."""
+    words = ERROR_WORDS.get(heap.split("_")[0], {}).get(code)
+    return f"error {code} ({words})" if words else f"error {code}"
+
+
 def pool_note(profile: HeapProfile) -> str | None:
     """The line that says a framework pool's blocks were not tracked, so that the cuda
     heap holds its segments (`# pool_note:`, the sampler's words)."""
@@ -90,10 +126,8 @@ def format_failures(profile: HeapProfile, rows: list[tuple[Failure, Frames]]) ->
         + "\n"
     ]
     for failure, frames in rows:
-        out.append(
-            f"{format_amount(failure.bytes, 'bytes'):>12}  error {failure.error}"
-            f"  {_shown(frames)}\n"
-        )
+        said = error_said(profile.heap, failure.error)
+        out.append(f"{format_amount(failure.bytes, 'bytes'):>12}  {said}  {_shown(frames)}\n")
     return "".join(out)
 
 

@@ -162,7 +162,7 @@ def test_text_report_lists_failed_device_allocations(standin_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     section = failures_listed(exe, heaps, "cuda", 2)
     assert len(section) == 2
-    assert all(line.split()[:4] == ["1024.0", "MB", "error", "2"] for line in section)
+    assert all(line.split()[:6] == ["1024.0", "MB", "error", "2", "(out", "of"] for line in section)
     # The stacks name the sites (under the framework's frame for the runtime's failure).
     assert any(" alloc_too_much < run_oom" in line for line in section)
     assert any(" alloc_too_much_driver < run_oom" in line for line in section)

@@ -235,7 +235,7 @@ def test_a_failure_the_pool_retries_writes_nothing(pool, standin_dir, tmp_path):
     assert not list(tmp_path.glob("r_oom_*"))
     text = run_parser("-p", exe, "-f", by_heap(files)["cuda_segments"], "-t").stdout
     assert "Failed allocations in the cuda_segments heap: 1\n" in text
-    assert "100.0 MB  error 2  new_segment < carve < allocate < c10_malloc" in text
+    assert "100.0 MB  error 2 (out of memory)  new_segment < carve < allocate < c10_malloc" in text
 
 
 class Served:
