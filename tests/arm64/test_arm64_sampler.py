@@ -260,4 +260,4 @@ def test_top_shows_the_growing_site_at_its_rate(tmp_path):
         # the program's 1 ms ticks, and more so on a busy machine: how many samples fall
         # in it is a matter of timing. The same writer's growth and allocation rate are
         # held to each other natively (tests/cmd/test_top.py).
-        check_grower_rows(refresh.rows, refresh.interval_s, one_moment=False)
+        check_grower_rows(refresh.rows, refresh.interval_s)

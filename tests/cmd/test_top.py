@@ -22,6 +22,7 @@ from support.top_view import (
     GROWER,
     Row,
     amount,
+    assert_grown_as_allocated,
     check_grower_rows,
     folders_of,
     parse_batch,
@@ -83,6 +84,7 @@ def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
         check_grower_rows(refresh.rows, refresh.interval_s)
         (heap_line,) = [line for line in refresh.header if line.startswith("heap host:")]
         assert "in use, growing +" in heap_line
+    assert_grown_as_allocated(refreshes)
     # the window top opened is closed, the process idle and capturable, and no file was
     # written: a view's window leaves its figures by snapshots only
     assert state_of(grower.pid) == ("idle", "")
@@ -270,6 +272,7 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
             assert "a window open already (read only)" in refresh.header[1]
             assert refresh.rows[0].site == "site_grow"
             check_grower_rows(refresh.rows, refresh.interval_s)
+        assert_grown_as_allocated(refreshes)
         assert state_of(pid) == ("capturing", "")
         # a window opened in the program gets no deadline from a controller
         with ControlBlock.open(pid) as block:
@@ -304,7 +307,7 @@ def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
                 str(plain.pid),
                 "--attach",
                 "-n",
-                "1",
+                "3",
                 "--interval",
                 "1",
                 "--sort",
@@ -316,9 +319,12 @@ def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == f"mem_profiler: loaded the sampler into process {plain.pid}\n"
-        (refresh,) = parse_batch(proc.stdout)
-        assert refresh.rows[0].site == "site_grow"
-        check_grower_rows(refresh.rows, refresh.interval_s)
+        refreshes = parse_batch(proc.stdout)
+        assert [r.number for r in refreshes] == [1, 2, 3]
+        for refresh in refreshes:
+            assert refresh.rows[0].site == "site_grow"
+            check_grower_rows(refresh.rows, refresh.interval_s)
+        assert_grown_as_allocated(refreshes)
         assert state_of(plain.pid) == ("idle (attached)", "")
     finally:
         plain.kill()
