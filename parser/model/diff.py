@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from mem_profiler.parser.symbols.symbolize import FunctionTable, SymbolizedProfile
@@ -67,9 +69,17 @@ def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfil
         [where for _, where, _ in keys],
         np.fromiter((loc for s in stacks for loc in s), np.int64, int(offsets[-1])),
         offsets,
-        list(dict.fromkeys(new.warnings + old.warnings)),
+        _warnings(new.warnings, old.warnings),
         values,
         functions.system_names,
         np.array([inlined for _, _, inlined in keys], bool),
         functions.python_files,
     )
+
+
+def _warnings(new: list[str], old: list[str]) -> list[str]:
+    """NEW's warnings, then those of OLD's that say something else: a warning that differs
+    from one of NEW's by its numbers alone (how many of an object's addresses stay
+    unnamed) says the same of the same object."""
+    said = {re.sub(r"\d+", "N", w) for w in new}
+    return list(dict.fromkeys(new + [w for w in old if re.sub(r"\d+", "N", w) not in said]))

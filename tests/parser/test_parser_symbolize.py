@@ -769,6 +769,13 @@ def test_real_stripped_debian_program(
         err,
     )
     assert warned, err
+    # against another capture, whose count of unnamed addresses is its own: warned once
+    base_proc, base = profile_run(argv, tmp_path / "b_", 1024, "--unwind", unwind, timeout=60)
+    assert base_proc.returncode == 0 and len(base) == 1, base_proc.stderr
+    code, _, diff_err = run_cli(
+        capsys, "-p", program, "-f", str(files[0]), "--base", str(base[0]), "-t"
+    )
+    assert code == 0 and diff_err.count("has no symbol table") == 1, diff_err
     names = [line.split()[-1] for line in out.splitlines()[1:]]
     with open(program, "rb") as f:
         code_seg = next(
