@@ -22,10 +22,11 @@ def format_json(
 ) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
     command line, heap, rate, capture window in ns, dropped samples by cause and what
-    they stood for, the sampler's warnings), the sample index,
-    unit and total, the rows in -t's order ({name, flat, cum}, at most nodecount), and
-    the memory registered or opened that no figure counts (`foreign`: each range with
-    its stack's names, innermost first, and how many more the sampler could not record)."""
+    they stood for, the sampler's warnings), the sample index, unit, total and what
+    shares are of (share_base), the rows in -t's order ({name, flat, cum}, at most
+    nodecount), and the memory registered or opened that no figure counts (`foreign`:
+    each range with its stack's names, innermost first, and how many more the sampler
+    could not record)."""
     start, end = prof.window_ns
     rows = zip(table.names, table.flat.tolist(), table.cum.tolist(), strict=True)
     document = {
@@ -47,6 +48,7 @@ def format_json(
         "index": table.index,
         "unit": table.unit,
         "total": table.total,
+        "share_of": table.share_of,
         "rows": [
             {"name": name, "flat": flat, "cum": cum} for name, flat, cum in list(rows)[:nodecount]
         ],

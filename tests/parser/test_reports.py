@@ -28,6 +28,7 @@ from mem_profiler.parser.model.call_graph import call_graph
 from mem_profiler.parser.model.diff import subtract
 from mem_profiler.parser.read.heap_file import parse_heap, read_heap
 from mem_profiler.parser.report.dot import format_dot
+from mem_profiler.parser.report.json_table import format_json
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_text
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
@@ -342,6 +343,8 @@ def test_base_shares_are_of_the_change_as_in_go_pprof(tmp_path):
     top = go_pprof(tmp_path, "-top", "-sample_index=inuse_space", out).stdout
     theirs = {m[2]: float(m[1]) for m in re.finditer(r"^ *\S+ +(-?[\d.]+)% .* (\w+)$", top, re.M)}
     assert theirs == {name: abs(share) for name, share in ours.items()}, top  # unsigned there
+    doc = json.loads(format_json(aggregate(diff), diff.profile, program=None))
+    assert (doc["total"], doc["share_of"]) == (0.0, 40 * MiB)
     graph = call_graph(diff)
     assert (graph.total, graph.share_of) == (0.0, 40 * MiB)
     node = dict(zip(graph.names, graph.flat.tolist(), strict=True))
