@@ -319,48 +319,6 @@ static int put_build_id(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* ---- Python frames (ARCHITECTURE.md, "Python programs") ------------------- */
-/* `# python: <version> 0x<start> 0x<end of _PyEval_EvalFrameDefault>`, then a
- * `# python_frame: 0x<address> <line> <first line> <name>\t<file>` line per frame
- * record (name and file escaped, so the tab between them is the only one). */
-static void put_python_frames(struct out *o)
-{
-    const char *version = memprof_python_version();
-    if (version == NULL)
-        return;
-    puts_(o, "# python: ");
-    puts_(o, version);
-    put_hex(o, ' ', memprof_python_eval_lo);
-    put_hex(o, ' ', memprof_python_eval_hi());
-    puts_(o, "\n");
-    uint64_t left_out = memprof_python_frames_left_out();
-    if (left_out > 0) {
-        puts_(o, "# python_frames_left_out: ");
-        put_u64(o, left_out);
-        puts_(o, "\n");
-    }
-    uint32_t n = memprof_python_records();
-    struct memprof_python_frame f;
-    for (uint32_t id = 0; id < n; id++) {
-        if (!memprof_python_record(id, &f))
-            continue;   /* being interned now: no stack written names it */
-        puts_(o, "# python_frame:");
-        put_hex(o, ' ', MEMPROF_PY_FRAME_BASE + id);
-        puts_(o, " ");
-        if (f.line < 0)
-            puts_(o, "-1");
-        else
-            put_u64(o, (uint64_t)f.line);
-        puts_(o, " ");
-        put_u64(o, f.first_line > 0 ? (uint64_t)f.first_line : 0);
-        puts_(o, " ");
-        put_escaped(o, f.name, f.name_len);
-        puts_(o, "\t");
-        put_escaped(o, f.file, f.file_len);
-        puts_(o, "\n");
-    }
-}
-
 /* ---- the profile ---------------------------------------------------------- */
 /* The window's counts per stack id, gathered once for all the heaps' files.  Those
  * in use are kept only for the stacks that have live samples, which at a dump are
@@ -560,6 +518,63 @@ static void release_selection(struct selection *sel)
     memprof_unmap(sel->stack_row, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
     memprof_unmap(sel->node_row, sizeof(uint32_t) * ((size_t)sel->nnodes + 1));
     memprof_unmap(sel->frame_row, sizeof(uint32_t) * ((size_t)sel->nframes + 1));
+}
+
+/* ---- Python frames (ARCHITECTURE.md, "Python programs") ------------------- */
+/* `# python: <version> 0x<start> 0x<end of _PyEval_EvalFrameDefault>`, then a
+ * `# python_frame: 0x<address> <line> <first line> <name>\t<file>` line per frame
+ * record (name and file escaped, so the tab between them is the only one). */
+static void put_python_record(struct out *o, uint32_t id)
+{
+    struct memprof_python_frame f;
+    if (!memprof_python_record(id, &f))
+        return;   /* being interned now: no stack written names it */
+    puts_(o, "# python_frame:");
+    put_hex(o, ' ', MEMPROF_PY_FRAME_BASE + id);
+    puts_(o, " ");
+    if (f.line < 0)
+        puts_(o, "-1");
+    else
+        put_u64(o, (uint64_t)f.line);
+    puts_(o, " ");
+    put_u64(o, f.first_line > 0 ? (uint64_t)f.first_line : 0);
+    puts_(o, " ");
+    put_escaped(o, f.name, f.name_len);
+    puts_(o, "\t");
+    put_escaped(o, f.file, f.file_len);
+    puts_(o, "\n");
+}
+
+/* The records the heap's selected frames name: a device heap's few stacks do not carry
+ * the host's thousands.  With an event log, every record: the log's stacks, of every
+ * heap, are named from the host heap's file. */
+static void put_python_frames(struct out *o, const struct selection *sel)
+{
+    const char *version = memprof_python_version();
+    if (version == NULL)
+        return;
+    puts_(o, "# python: ");
+    puts_(o, version);
+    put_hex(o, ' ', memprof_python_eval_lo);
+    put_hex(o, ' ', memprof_python_eval_hi());
+    puts_(o, "\n");
+    uint64_t left_out = memprof_python_frames_left_out();
+    if (left_out > 0) {
+        puts_(o, "# python_frames_left_out: ");
+        put_u64(o, left_out);
+        puts_(o, "\n");
+    }
+    uint32_t n = memprof_python_records();
+    if (memprof_log_base() != NULL) {
+        for (uint32_t id = 0; id < n; id++)
+            put_python_record(o, id);
+        return;
+    }
+    for (uint32_t frame = 0; frame < sel->nframes; frame++) {
+        uintptr_t address = sel->frame_row[frame] != 0 ? memprof_tree_frame(frame) : 0;
+        if (address >= MEMPROF_PY_FRAME_BASE && address - MEMPROF_PY_FRAME_BASE < n)
+            put_python_record(o, (uint32_t)(address - MEMPROF_PY_FRAME_BASE));
+    }
 }
 
 static inline void put_byte(struct out *o, uint8_t byte)
@@ -926,7 +941,7 @@ static void put_profile(struct out *o, const struct memprof_window_info *w, enum
     }
     struct build_id_ctx ctx = {o, exe};
     dl_iterate_phdr(put_build_id, &ctx);
-    put_python_frames(o);
+    put_python_frames(o, sel);
     put_notes(o, heap);
     put_tree(o, sel, c, w, heap, rate);
 

@@ -228,6 +228,43 @@ def test_failed_allocations_are_counted_per_heap_every_one(standin_dir, tmp_path
         assert listed.endswith(" < libffi.so.8.1.2+0x640d < ... < <module> (<string>)"), listed
 
 
+DEVICE_AND_HOST = r"""
+import ctypes, json
+from ctypes import byref, c_size_t, c_ulonglong
+cu = ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_LOCAL)
+assert cu.cuInit(0) == 0
+def on_device():
+    block = c_ulonglong()
+    assert cu.cuMemAlloc_v2(byref(block), c_size_t(1 << 20)) == 0
+    return block
+def on_host():
+    return [json.dumps(list(range(i % 50))) for i in range(20000)]
+kept = on_device(), on_host()
+"""
+
+
+def python_records(path: Path) -> tuple[set[int], set[int]]:
+    """The Python frame records a heap file holds, and those its stacks name."""
+    profile = read_heap(path)
+    named = {int(a) for a in profile.addrs.tolist() if int(a) in profile.python_frames}
+    return set(profile.python_frames), named
+
+
+def test_a_device_heap_file_holds_the_python_frames_its_stacks_name(standin_dir, tmp_path):
+    """A Python program's thousands of host stacks do not make its cuda heap's file
+    carry their Python frames: each file holds those its own stacks name."""
+    build_device_fixture("device_cuda", standin_dir)
+    env = standin_env(standin_dir)
+    proc, heaps = run_device(Path(sys.executable), ["-c", DEVICE_AND_HOST], tmp_path / "p_", env)
+    assert proc.returncode == 0, proc.stderr
+    held, named = python_records(heaps["cuda"])
+    assert held == named and 0 < len(held) < 10, held
+    host_held, host_named = python_records(heaps["host"])
+    assert host_held == host_named and len(host_held) > 10 * len(held)
+    cuda = report(heaps["cuda"], Path(sys.executable))
+    assert cuda["on_device (<string>)"][1] == 1 << 20, cuda
+
+
 ENTRY_POINTS = r"""
 import ctypes
 from ctypes import CFUNCTYPE, POINTER, byref, c_char_p, c_int, c_size_t, c_uint, c_ulonglong
