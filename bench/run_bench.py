@@ -411,7 +411,8 @@ def torch_rows(out: Path) -> list[Row]:
     which records the allocations that reach malloc with their Python stacks (`run`),
     and their native frames as well (`--native`). The sampler at `--depth 1` keeps
     only the allocating native frame under the Python frames: what the native walk
-    costs is the difference to the row above it."""
+    costs is the difference to the row above it.  In log mode it also records every
+    sample's time, as memray records every allocation."""
     plain = dict(os.environ)
     plain.pop("PYTHONMALLOC", None)
     sampler = sampler_env(out, 1024)
@@ -422,6 +423,7 @@ def torch_rows(out: Path) -> list[Row]:
         Row("no profiler", plain),
         Row("sampler -c 1024", sampler),
         Row("sampler -c 1024 --depth 1", python_only),
+        Row("sampler -c 1024 --mode log", dict(sampler, MEMPROF_MODE="log")),
         Row("memray run", plain, [*memray, "-o", str(out / "torch.memray"), str(TORCH_SCRIPT)]),
         Row(
             "memray run --native",
@@ -433,10 +435,14 @@ def torch_rows(out: Path) -> list[Row]:
 
 def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
     """The readers of the PyTorch rows' last files: `mem_parser -t` and `--pprof`, the
-    symbol cache empty, on the sampler's (its memory with its helper's:
-    PeakRss.run_parser), and `memray summary` on memray's, interleaved."""
+    symbol cache empty, on the sampler's, and `--timeline` on its event log (their
+    memory with their helper's: PeakRss.run_parser), and `memray summary` on memray's,
+    interleaved."""
     by_name = {r.name: r for r in rows}
     (heap,) = (p for p in by_name["sampler -c 1024"].files if p.suffix == ".heap")
+    log_files = by_name["sampler -c 1024 --mode log"].files
+    (logged,) = (p for p in log_files if p.suffix == ".heap")
+    log_bytes = sum(p.stat().st_size for p in log_files if p.suffix == ".memlog")
     (plain,) = by_name["memray run"].files
     (native,) = by_name["memray run --native"].files
     cache = out / "symbols"
@@ -452,22 +458,28 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
             dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
             ["-f", str(heap), "--pprof", str(out / "torch.pb.gz")],
         ),
+        Row(
+            "mem_parser --timeline, the event log",
+            dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
+            ["-f", str(logged), "--timeline", str(out / "torch.svg")],
+        ),
         Row("memray summary, memray run's file", dict(os.environ), [*summary, str(plain)]),
         Row("memray summary, --native's file", dict(os.environ), [*summary, str(native)]),
     ]
     for i in range(rounds):
         for reader in round_order(readers, i):
             shutil.rmtree(cache, ignore_errors=True)
-            run = RUNNER.run_parser if reader in readers[:2] else RUNNER.run
+            run = RUNNER.run_parser if reader in readers[:3] else RUNNER.run
             seconds, peak = run(reader.argv or [], reader.env, out)
             reader.times.append(seconds)
             reader.peaks.append(peak)
     shutil.rmtree(cache, ignore_errors=True)
     print(f"\nthe files' readers, median of {rounds} rounds\n")
     print(f"{'command':40s} {'file':>9s} {'wall s':>8s} {'RSS MiB':>8s}")
-    for reader, path in zip(readers, (heap, heap, plain, native), strict=True):
+    sizes = [heap.stat().st_size] * 2 + [log_bytes] + [p.stat().st_size for p in (plain, native)]
+    for reader, file_bytes in zip(readers, sizes, strict=True):
         print(
-            f"{reader.name:40s} {size(path.stat().st_size):>9s}"
+            f"{reader.name:40s} {size(file_bytes):>9s}"
             f" {statistics.median(reader.times):8.3f} {statistics.median(reader.peaks) / 1024:8.1f}"
         )
 
