@@ -399,16 +399,6 @@ def _leaks(cap: WindowLog, leaked: np.ndarray, scope: str) -> LeakSet:
     return LeakSet(profile, first, last, scope)
 
 
-def stack_frames(log: EventLog, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of the log's stacks `ids` as a profile holds them: addresses
-    concatenated, and offsets (none for an id no file holds)."""
-    no_frames = np.zeros(0, np.uint64)
-    frames = [log.stacks[i].frames if i in log.stacks else no_frames for i in ids]
-    offsets = np.zeros(len(frames) + 1, np.int64)
-    np.cumsum([len(f) for f in frames], out=offsets[1:])
-    return (np.concatenate(frames) if frames else no_frames), offsets
-
-
 def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     """The capture's heap as a HeapProfile whose accum counts are the allocations in
     `acc` and cur counts those in `cur` (a subset of acc), one entry per stack, by id."""
@@ -426,7 +416,7 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     def estimate(values: np.ndarray) -> np.ndarray:
         return np.bincount(inverse, values * weights, len(ids))
 
-    addrs, offsets = stack_frames(cap.log, ids.tolist())
+    addrs, offsets = cap.log.stacks.frames_of(ids.tolist())
     # the .heap file's profile with these counts, or one of the log alone
     base = (
         HeapProfile(path=cap.log.files[0], rate=rate, pid=cap.log.pid)

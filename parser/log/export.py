@@ -20,7 +20,6 @@ from mem_profiler.parser.log.analysis import (
     WindowLog,
     estimates,
     event_ends,
-    stack_frames,
 )
 from mem_profiler.parser.read.event_log import ALLOC, MARK_KINDS, USE_OPS
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
@@ -68,9 +67,11 @@ def stack_texts(cap: WindowLog, symbolized: SymbolizedProfile | None) -> dict[in
     addresses."""
     ids = sorted(cap.log.stacks)
     if symbolized is None:
+        addrs, offsets = cap.log.stacks.frames_of(ids)
+        hexes, bounds = [f"0x{a:x}" for a in addrs.tolist()], offsets.tolist()
         return {
-            i: StackText("", ";".join(f"0x{a:x}" for a in cap.log.stacks[i].frames[::-1]))
-            for i in ids
+            i: StackText("", ";".join(hexes[bounds[k] : bounds[k + 1]][::-1]))
+            for k, i in enumerate(ids)
         }
     labels = symbolized.location_labels(lines=True)
     is_python = [symbolized.python_files[f] is not None for f in symbolized.func_of.tolist()]
@@ -89,7 +90,7 @@ def stacks_profile(cap: WindowLog) -> HeapProfile:
     """Every stack of the log (by ascending id), as a profile with no counts: for the
     symbolizer, with the capture's memory map where its .heap file is there."""
     ids = sorted(cap.log.stacks)
-    addrs, offsets = stack_frames(cap.log, ids)
+    addrs, offsets = cap.log.stacks.frames_of(ids)
     base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
     return stacks_only(base, addrs, offsets)
 
@@ -207,7 +208,7 @@ def sqlite_bytes(cap: WindowLog, texts: dict[int, StackText], program: str | Non
         db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
         db.executemany(
             "INSERT INTO stacks VALUES (?, ?, ?, ?)",
-            [(i, HEAPS[log.stacks[i].heap], t.python, t.native) for i, t in texts.items()],
+            [(i, HEAPS[log.stacks.heap_of(i)], t.python, t.native) for i, t in texts.items()],
         )
         db.executemany(
             f"INSERT INTO events VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", event_rows(cap)

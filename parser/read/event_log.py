@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -95,6 +96,92 @@ class Stack(NamedTuple):
     frames: np.ndarray  # uint64 return addresses, leaf first
 
 
+class LogStacks(Mapping[int, Stack]):
+    """The log's stacks by id.  Those of the tree (version 2) are expanded when asked for:
+    a PyTorch program's log names 10^5 stacks of about 100 frames, which a timeline never
+    reads and other reports read together (frames_of)."""
+
+    def __init__(self, listed: dict[int, Stack]) -> None:
+        self.listed = listed  # STACK records (version 1): their frames as written
+        self._ids = np.zeros(0, np.int64)  # TREE_STACK records', sorted
+        self._heaps = self._labels = self._native = self._python = self._ids
+        self._tree: Tree | None = None
+        self._evaluation: tuple[int, int | None] | None = None
+
+    def hold_tree(
+        self,
+        tree: Tree,
+        stacks: np.ndarray,
+        columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        evaluation: tuple[int, int | None] | None,
+    ) -> None:
+        """The tree stacks `stacks` (ids) with their `columns`: heap, label, and native
+        and Python leaves as places in `tree`; `evaluation` places their Python frames
+        (Tree.stacks)."""
+        order = np.argsort(stacks, kind="stable")
+        self._ids = stacks[order]
+        self._heaps, self._labels, self._native, self._python = (c[order] for c in columns)
+        self._tree, self._evaluation = tree, evaluation
+        for stack in self._ids.tolist():
+            self.listed.pop(stack, None)
+
+    def _rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each id's row among the tree stacks, and whether it is one."""
+        rows = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
+        found = self._ids[rows] == ids if len(self._ids) else np.zeros(len(ids), bool)
+        return rows, found
+
+    def frames_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The frames of the stacks `ids`, leaf first, concatenated, and their offsets
+        (none for an id the log does not hold)."""
+        wanted = np.asarray(ids, np.int64)
+        rows, found = self._rows(wanted)
+        if self._tree is None or not found.any():
+            addrs, offsets = np.zeros(0, np.uint64), np.zeros(len(wanted) + 1, np.int64)
+        else:
+            addrs, offsets = self._tree.stacks(
+                np.where(found, self._native[rows], 0),
+                np.where(found, self._python[rows], 0),
+                self._evaluation,
+            )
+        listed = [k for k, i in enumerate(ids) if not found[k] and i in self.listed]
+        if not listed:
+            return addrs.astype(np.uint64, copy=False), offsets
+        parts = np.split(addrs, offsets[1:-1]) if len(wanted) else []
+        for k in listed:
+            parts[k] = self.listed[ids[k]].frames
+        np.cumsum([len(p) for p in parts], out=offsets[1:])
+        return np.concatenate(parts).astype(np.uint64, copy=False), offsets
+
+    def heap_of(self, stack: int) -> int:
+        if stack in self.listed:
+            return self.listed[stack].heap
+        row, found = self._rows(np.array([stack], np.int64))
+        if not found[0]:
+            raise KeyError(stack)
+        return int(self._heaps[row[0]])
+
+    def __getitem__(self, stack: int) -> Stack:
+        if stack in self.listed:
+            return self.listed[stack]
+        heap = self.heap_of(stack)
+        row = int(np.searchsorted(self._ids, stack))
+        frames, _ = self.frames_of([stack])
+        return Stack(heap, int(self._labels[row]), frames)
+
+    def __contains__(self, stack: object) -> bool:
+        if not isinstance(stack, int):
+            return False
+        return stack in self.listed or bool(self._rows(np.array([stack], np.int64))[1][0])
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.listed
+        yield from self._ids.tolist()
+
+    def __len__(self) -> int:
+        return len(self.listed) + len(self._ids)
+
+
 @dataclass
 class Mark:
     """A mark, range start or end, or step; `time_ns` counts from the window's start.
@@ -129,7 +216,7 @@ class EventLog:
     first_file: int  # k of the oldest file read: > 1 when rotation deleted older ones
     events: np.ndarray  # EVENT_DTYPE, in the order written
     timeline: np.ndarray  # TIMELINE_DTYPE
-    stacks: dict[int, Stack]
+    stacks: LogStacks
     marks: list[Mark]
     end_ns: int  # the last time recorded, from the window's start
     warnings: list[str] = field(default_factory=list)
@@ -217,7 +304,7 @@ class _Reader:
         self.files: list[str] = []
         self.events: list[memoryview] = []  # runs of ALLOC/FREE records
         self.timeline: list[np.ndarray] = []
-        self.stacks: dict[int, Stack] = {}
+        self.stacks = LogStacks({})
         self.nodes: list[memoryview] = []  # runs of NODE records
         self.tree_stacks: dict[int, tuple[int, int, int, int]] = {}  # heap, leaves, label
         self.marks: list[tuple[int, int, int, int, bytes]] = []  # time, kind, id, tid, text
@@ -305,7 +392,7 @@ class _Reader:
                 _, heap, _, stack, depth, label = _STACK.unpack_from(data, pos)
                 depth = min(depth, (length - _STACK.size) // 8)
                 frames = np.frombuffer(data, "<u8", depth, pos + _STACK.size).astype(np.uint64)
-                self.stacks[stack] = Stack(heap, label, frames)
+                self.stacks.listed[stack] = Stack(heap, label, frames)
             elif rtype == TREE_STACK and length == _TREE_STACK.size:
                 _, heap, _, stack, native, python, label = _TREE_STACK.unpack_from(data, pos)
                 self.tree_stacks[stack] = (heap, native, python, label)
@@ -379,9 +466,10 @@ class _Reader:
         return uses, np.frombuffer(b"".join(u[5] for u in raw), "<u8").astype(np.uint64)
 
     def _tree_stacks(self, evaluation: tuple[int, int | None] | None) -> None:
-        """The stacks of the TREE_STACK records, read up their nodes and merged with
-        their Python frames (context_tree; `evaluation`: the .heap's eval_range). Nodes
-        are named by the sampler's ids, found in the order of their ids."""
+        """The stacks of the TREE_STACK records, whose frames are their nodes' merged with
+        their Python frames when asked for (LogStacks; `evaluation`: the .heap's
+        eval_range). Nodes are named by the sampler's ids, found in the order of their
+        ids."""
         if not self.tree_stacks:
             return
         records = _joined(self.nodes, NODE_DTYPE)
@@ -409,12 +497,9 @@ class _Reader:
                 " calling-context tree that no file read holds (the log is damaged):"
                 " their frames stop there."
             )
-        addrs, offsets = tree.stacks(np.maximum(leaves[0], 0), np.maximum(leaves[1], 0), evaluation)
-        frames = np.split(addrs, offsets[1:-1])
-        for stack, heap, label, chain in zip(
-            self.tree_stacks, heaps.tolist(), labels.tolist(), frames, strict=True
-        ):
-            self.stacks[stack] = Stack(heap, label, chain)
+        ids = np.fromiter(self.tree_stacks, np.int64, len(self.tree_stacks))
+        native, python = (np.maximum(leaf, 0) for leaf in leaves)
+        self.stacks.hold_tree(tree, ids, (heaps, labels, native, python), evaluation)
 
     def _in_range(self, records: np.ndarray, what: str) -> np.ndarray:
         """The records whose heap, time and size can be real; a warning for the others."""
