@@ -208,7 +208,12 @@ def sqlite_bytes(cap: WindowLog, texts: dict[int, StackText], program: str | Non
         db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
         db.executemany(
             "INSERT INTO stacks VALUES (?, ?, ?, ?)",
-            [(i, HEAPS[log.stacks.heap_of(i)], t.python, t.native) for i, t in texts.items()],
+            [
+                (i, HEAPS[heap], t.python, t.native)
+                for (i, t), heap in zip(
+                    texts.items(), log.stacks.heaps_of(list(texts)), strict=True
+                )
+            ],
         )
         db.executemany(
             f"INSERT INTO events VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", event_rows(cap)

@@ -153,24 +153,24 @@ class LogStacks(Mapping[int, Stack]):
         np.cumsum([len(p) for p in parts], out=offsets[1:])
         return np.concatenate(parts).astype(np.uint64, copy=False), offsets
 
-    def heap_of(self, stack: int) -> int:
-        if stack in self.listed:
-            return self.listed[stack].heap
-        row, found = self._rows(np.array([stack], np.int64))
-        if not found[0]:
-            raise KeyError(stack)
-        return int(self._heaps[row[0]])
+    def heaps_of(self, ids: list[int]) -> list[int]:
+        """The heap of each of the stacks `ids`, which the log holds."""
+        rows, found = self._rows(np.asarray(ids, np.int64))
+        heaps = self._heaps[rows].tolist() if len(self._ids) else [0] * len(ids)
+        known = zip(ids, heaps, found.tolist(), strict=True)
+        return [h if ok else self.listed[i].heap for i, h, ok in known]
 
     def __getitem__(self, stack: int) -> Stack:
         if stack in self.listed:
             return self.listed[stack]
-        heap = self.heap_of(stack)
-        row = int(np.searchsorted(self._ids, stack))
+        rows, found = self._rows(np.array([stack], np.int64))
+        if not found[0]:
+            raise KeyError(stack)
         frames, _ = self.frames_of([stack])
-        return Stack(heap, int(self._labels[row]), frames)
+        return Stack(int(self._heaps[rows[0]]), int(self._labels[rows[0]]), frames)
 
     def __contains__(self, stack: object) -> bool:
-        if not isinstance(stack, int):
+        if not isinstance(stack, (int, np.integer)):
             return False
         return stack in self.listed or bool(self._rows(np.array([stack], np.int64))[1][0])
 
