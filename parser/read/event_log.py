@@ -127,9 +127,7 @@ class LogStacks(Mapping[int, Stack]):
 
     def _rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each id's row among the tree stacks, and whether it is one."""
-        rows = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
-        found = self._ids[rows] == ids if len(self._ids) else np.zeros(len(ids), bool)
-        return rows, found
+        return _found(self._ids, ids)
 
     def frames_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """The frames of the stacks `ids`, leaf first, concatenated, and their offsets
@@ -524,12 +522,19 @@ def _joined(runs: list[memoryview], dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(bytearray().join(runs), dtype)
 
 
+def _found(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `values` is among the sorted `ids` (an index in range either way),
+    and whether it is there."""
+    index = np.minimum(np.searchsorted(ids, values), max(len(ids) - 1, 0))
+    found = (ids[index] == values) if len(ids) else np.zeros(len(values), bool)
+    return index, found
+
+
 def _places(ids: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """Where each of `nodes` is in the tree of the sorted node `ids` (1 + its index; 0 for
     the root, node 0), -1 for a node not among them."""
     nodes = np.asarray(nodes, np.int64)
-    index = np.minimum(np.searchsorted(ids, nodes), max(len(ids) - 1, 0))
-    found = (ids[index] == nodes) if len(ids) else np.zeros(len(nodes), bool)
+    index, found = _found(ids, nodes)
     return np.where(nodes == 0, 0, np.where(found, index + 1, -1))
 
 
