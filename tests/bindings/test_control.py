@@ -18,7 +18,7 @@ import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER, ROOT
 from support.processes import other_user, wait_for
 from support.profiling import capture_cli, report, window_to_interrupt
-from support.targets import Server, check_server_window
+from support.targets import Server
 
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
 from mem_profiler.controller import capture_window, list_targets
@@ -34,7 +34,7 @@ def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
     expected = [f"svc_{server.pid}.{i:04d}.heap" for i in range(1, 21)]
     assert [Path(p).name for p in paths] == expected
     for path in paths:
-        check_server_window(Path(path), server_exe)
+        server.check_window(Path(path))
 
 
 def test_command_line_capture(server, server_exe, tmp_path):
@@ -42,7 +42,7 @@ def test_command_line_capture(server, server_exe, tmp_path):
     assert proc.returncode == 0, proc.stderr
     heap = tmp_path / f"cli_{server.pid}.0001.heap"
     assert proc.stdout == f"succeeded in collecting memory data!  {heap}\n"
-    check_server_window(heap, server_exe)
+    server.check_window(heap)
     listing = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True).stdout
     assert f"{server.pid}  " in listing and str(heap) in listing
 
@@ -86,7 +86,7 @@ def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path
             assert (profile.cur_objs <= profile.acc_objs).all()
         first, second = (report(d, server_exe, "alloc_space") for d in dumps)
         assert second["site_transient"][1] > first["site_transient"][1] * 1.2
-        check_server_window(dumps[1], server_exe)
+        s.check_window(dumps[1])
     finally:
         s.stop()
 
@@ -163,7 +163,7 @@ def test_controller_killed_the_target_dumps_at_its_deadline(server, server_exe, 
     controller.communicate()
     heap = tmp_path / f"orphan_{server.pid}.0001.heap"
     wait_for(heap.is_file, timeout=10, what="the dump at the deadline")
-    check_server_window(heap, server_exe)
+    server.check_window(heap)
     (target,) = [t for t in list_targets() if t.pid == server.pid]
     assert (target.state, target.last_dump) == ("idle", str(heap))
 
@@ -283,7 +283,7 @@ def test_ctrl_c_ends_the_window_early_and_collects(server, server_exe, tmp_path)
     assert controller.returncode == 0, err
     assert time.monotonic() - started < 5
     assert out.startswith("succeeded in collecting memory data!")
-    check_server_window(tmp_path / f"int_{server.pid}.0001.heap", server_exe)
+    server.check_window(tmp_path / f"int_{server.pid}.0001.heap")
 
 
 def test_ctrl_c_the_moment_the_window_opens_still_collects(server, tmp_path):
@@ -333,7 +333,7 @@ def test_forked_child_has_its_own_block(server_exe, tmp_path):
         assert child != parent and os.path.exists(segment_path(child))
         result = capture_window(child, 0.3, 1024, 64, str(tmp_path / "child_"))
         assert result.paths == [str(tmp_path / f"child_{child}.0001.heap")]
-        check_server_window(Path(result.paths[0]), server_exe)
+        s.check_window(Path(result.paths[0]))
         assert not list(tmp_path.glob(f"child_{parent}.*"))
     finally:
         s.stop()

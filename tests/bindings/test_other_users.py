@@ -6,7 +6,6 @@ command line (run as the other users by CliAsUser)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
@@ -22,7 +21,7 @@ import pytest
 from support.paths import MEM_PROFILER
 from support.processes import other_user, wait_for
 from support.profiling import CliAsUser, capture_cli, report, wait_for_window, window_to_interrupt
-from support.targets import Server, check_server_window
+from support.targets import Server
 
 from mem_profiler import procfs
 from mem_profiler.control_block import block_candidates
@@ -72,7 +71,7 @@ def test_root_captures_views_and_detaches_another_users_process(server_exe, shar
         heap = shared / f"w_{s.pid}.0001.heap"
         assert capture.stdout == f"succeeded in collecting memory data!  {heap}\n"
         assert heap.stat().st_uid == pwd.getpwnam(owner).pw_uid  # the target wrote it
-        check_server_window(heap, server_exe)
+        s.check_window(heap)
         top = cli("top", "-p", s.pid, "-n", "1")
         assert top.returncode == 0, top.stderr
         assert "site_pages" in top.stdout
@@ -121,17 +120,13 @@ def test_root_dumps_the_window_another_users_process_opened(server_exe, shared):
 
 def test_root_attaches_to_another_users_process(server_exe, shared):
     owner = other_user(OWNER)
-    proc = subprocess.Popen(
-        ["runuser", "-u", owner, "--", str(server_exe)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    pid = None
+    s = Server(server_exe, user=owner, preload=False)
+    pid = s.pid
     try:
-        pid = int(proc.stdout.readline().split()[1])
         capture = capture_cli(pid, "--attach", "-s", "0.5", "-o", shared / "a_")
         assert capture.returncode == 0, capture.stderr
         assert capture.stderr == f"mem_profiler: loaded the sampler into process {pid}\n"
-        check_server_window(shared / f"a_{pid}.0001.heap", server_exe)
+        s.check_window(shared / f"a_{pid}.0001.heap")
         assert listed(pid)[:4] == [str(pid), owner, "idle", "(attached)"]
         top = cli("top", "-p", pid, "-n", "1")
         assert top.returncode == 0, top.stderr
@@ -140,12 +135,8 @@ def test_root_attaches_to_another_users_process(server_exe, shared):
         assert detach.returncode == 0, detach.stderr
         assert detach.stdout.startswith(f"detached from process {pid}:")
     finally:
-        if pid is not None:  # runuser's child: killing runuser leaves it running
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.kill()
-        proc.wait()
-        for path in block_candidates(pid or proc.pid):
+        s.stop()
+        for path in block_candidates(pid):
             Path(path).unlink(missing_ok=True)
 
 

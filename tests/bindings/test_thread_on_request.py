@@ -16,7 +16,7 @@ from support.chromium import chromium
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import capture_cli
-from support.targets import Server, check_server_window
+from support.targets import Server
 
 from mem_profiler import procfs
 from mem_profiler.control_block import block_pid, segment_path
@@ -43,7 +43,7 @@ def test_one_thread_until_a_controller_asks(server_exe, tmp_path):
         for n in range(2):  # the first window makes the thread, the second finds it
             result = capture_window(s.pid, 0.3, 1024, 64, str(tmp_path / "r_"))
             assert [Path(p).name for p in result.paths] == [f"r_{s.pid}.{n + 1:04d}.heap"]
-            check_server_window(Path(result.paths[0]), server_exe)
+            s.check_window(Path(result.paths[0]))
             assert threads(s.pid) == 2
     finally:
         s.stop()
@@ -57,7 +57,7 @@ def test_a_zygote_is_so_by_itself_and_so_are_its_children(server_exe, tmp_path):
         parent, child = s.pids
         assert threads(parent) == 1 and threads(child) == 1
         result = capture_window(child, 0.3, 1024, 64, str(tmp_path / "z_"))
-        check_server_window(Path(result.paths[0]), server_exe)
+        s.check_window(Path(result.paths[0]))
         assert threads(child) == 2 and threads(parent) == 1
     finally:
         s.stop()
@@ -78,7 +78,7 @@ def test_a_window_opened_in_process_answers_a_dump(server_exe, tmp_path):
         )
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         assert proc.stdout.strip() == f"{prefix}{s.pid}.0001.heap"
-        check_server_window(Path(proc.stdout.strip()), server_exe)
+        s.check_window(Path(proc.stdout.strip()))
         assert threads(s.pid) == 2
     finally:
         s.stop()

@@ -16,7 +16,7 @@ from support.paths import MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import capture_cli
 from support.sampling_math import assert_estimate, relative_sd
-from support.targets import Server, check_server_window
+from support.targets import Server
 from support.top_view import (
     BLOCK_64K_WEIGHT,
     GROWER,
@@ -127,7 +127,7 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
     # idle again, and capturable as before
     result = capture_cli(server.pid, "-s", "0.3", "-o", tmp_path / "after_")
     assert result.returncode == 0, result.stderr
-    check_server_window(tmp_path / f"after_{server.pid}.0001.heap", server.exe)
+    server.check_window(tmp_path / f"after_{server.pid}.0001.heap")
 
 
 class Terminal:

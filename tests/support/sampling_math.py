@@ -27,9 +27,19 @@ def relative_sd(n_blocks: int, size: int, rate: int) -> float:
 def assert_estimate(estimate: float, truth: float, rel_sd: float, limit: float) -> None:
     """The estimate is within `limit` (the issue's bound) and within 5 standard
     deviations of the sampling math, which must itself fit inside the limit."""
+    assert_estimate_between(estimate, truth, truth, rel_sd, limit)
+
+
+def assert_estimate_between(
+    estimate: float, low: float, high: float, rel_sd: float, limit: float
+) -> None:
+    """assert_estimate for a truth known to lie from `low` to `high`: the error is how far
+    the estimate falls outside, relative to the nearer end."""
     assert 5 * rel_sd <= limit, f"the fixture is too small for ±{limit:.0%}: sd {rel_sd:.2%}"
-    error = (estimate - truth) / truth
-    assert abs(error) <= limit, f"estimate {estimate:.0f} vs truth {truth:.0f} ({error:+.2%})"
+    nearer = min(max(estimate, low), high)
+    error = (estimate - nearer) / nearer if nearer else 0.0
+    truth = f"{low:.0f}" if low == high else f"{low:.0f} to {high:.0f}"
+    assert abs(error) <= limit, f"estimate {estimate:.0f} vs truth {truth} ({error:+.2%})"
     if rel_sd:
         assert abs(error) <= 5 * rel_sd, f"error {error:+.2%} exceeds 5 sd ({rel_sd:.2%} each)"
 

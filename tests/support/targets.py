@@ -4,26 +4,34 @@ and the like), and what a capture window of the server holds."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import list_targets
+from mem_profiler.parser.read.heap_file import read_heap
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import report
-from support.sampling_math import assert_estimate, relative_sd, sample_weight
+from support.sampling_math import assert_estimate_between, relative_sd, sample_weight
 
 MiB = 1024 * 1024
+# server.c's rings: (site, bytes a block, blocks replaced an iteration, blocks in the ring)
+SERVER_RINGS = (("site_pages", 4096, 1, 4096), ("site_small", 256, 4, 65536))
 
 
 class Server:
     """A program that prints "ready <pid>" (twice with "fork": parent and child), started with
-    the sampler loaded and idle; stop() kills it and removes its control blocks."""
+    the sampler loaded and idle (or, with preload=False, without it); stop() kills it and
+    removes its control blocks. Started as tests/fixtures/server.c, it notes its
+    iterations in self.history, and check_window(heap) checks a window of it."""
 
     def __init__(
         self,
@@ -31,24 +39,49 @@ class Server:
         *args: str,
         user: str | None = None,
         sampler_env: dict[str, str] | None = None,
+        preload: bool = True,
     ) -> None:
         self.exe = exe
+        self.history = ServerHistory(user)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPROF_")}
-        env.update(sampler_env or {})
+        env.update(sampler_env or {}, SERVER_HISTORY=self.history.prefix)
+        env.pop("LD_PRELOAD", None)
+        preloaded = [f"LD_PRELOAD={LIBMEMPROF}"] if preload else []
         argv = [str(exe), *args]
         if user:  # runuser itself runs without the sampler: it keeps our pid
-            argv = ["runuser", "-u", user, "--", "env", f"LD_PRELOAD={LIBMEMPROF}", *argv]
-            env.pop("LD_PRELOAD", None)
-        else:
+            argv = ["runuser", "-u", user, "--", "env", *preloaded, *argv]
+        elif preload:
             env["LD_PRELOAD"] = str(LIBMEMPROF)
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.pids: list[int] = []
         for _ in range(2 if "fork" in args else 1):
             self.pids.append(int(self.proc.stdout.readline().split()[1]))
-        for pid in self.pids:
+        for pid in self.pids if preload else ():
             wait_for(lambda pid=pid: os.path.exists(segment_path(pid)), what="a control block")
         self.pid = self.pids[0]
+
+    def check_window(self, heap: Path) -> None:
+        """A window of the server ends with each ring's blocks allocated in it and live:
+        all 16 MiB of each once the window saw the ring turn over (a few tens of ms), as
+        many as the server's own count of iterations in it says if it was starved."""
+        profile = read_heap(heap)
+        assert profile.pid in self.pids
+        start, end = (int(profile.meta[f"window_{e}_ns"]) for e in ("start", "end"))
+        fewest, most = self.history.iterations(profile.pid, start, end)
+        inuse = report(heap, self.exe)
+        for site, size, per_iteration, ring in SERVER_RINGS:
+            low, high = (min(n * per_iteration, ring) for n in (fewest, most))
+            sd = relative_sd(max(low, 1), size, profile.rate)
+            # ±5% is the bound a turned-over ring is held to; a starved window's fewer
+            # blocks only to 5 sd of theirs
+            limit = max(0.05, 5 * sd)
+            assert_estimate_between(inuse[site][1], low * size, high * size, sd, limit)
+        # A window may close between one transient block's malloc and its free.
+        assert inuse.get("site_transient", (0, 0))[1] <= sample_weight(65536, profile.rate)
+        alloc = report(heap, self.exe, "alloc_space")
+        # Per iteration: 65536 B transient, 4096 B pages; both sampled with p > 0.98.
+        assert alloc["site_transient"][1] / alloc["site_pages"][1] == pytest.approx(16, rel=0.02)
 
     def stop(self) -> None:
         for pid in self.pids:
@@ -59,18 +92,46 @@ class Server:
         self.proc.wait(timeout=10)
         for pid in self.pids:  # killed: no exit handler removed its block (we are root)
             Path(segment_path(pid)).unlink(missing_ok=True)
+        shutil.rmtree(self.history.folder, ignore_errors=True)  # stop() may come twice
 
 
-def check_server_window(heap: Path, exe: Path) -> None:
-    """Any window of the server ends with 16 MiB of each ring allocated in it and live."""
-    inuse = report(heap, exe)
-    assert_estimate(inuse["site_pages"][1], 16 * MiB, relative_sd(4096, 4096, 1024), 0.05)
-    assert_estimate(inuse["site_small"][1], 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
-    # A window may close between one transient block's malloc and its free.
-    assert inuse.get("site_transient", (0, 0))[1] <= sample_weight(65536, 1024)
-    alloc = report(heap, exe, "alloc_space")
-    # Per iteration: 65536 B transient, 4096 B pages; both sampled with p > 0.98.
-    assert alloc["site_transient"][1] / alloc["site_pages"][1] == pytest.approx(16, rel=0.02)
+class ServerHistory:
+    """The iterations a server has done, with the time, as it notes them (SERVER_HISTORY
+    in tests/fixtures/server.c): a file of records a process, in a folder of its own."""
+
+    RECORD = np.dtype([("realtime_ns", "<u8"), ("iterations", "<u8")])
+    EVERY = 256  # iterations a record
+
+    def __init__(self, user: str | None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="server-history-"))
+        if user:
+            shutil.chown(self.folder, user)
+        self.prefix = f"{self.folder}/"
+
+    def iterations(self, pid: int, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """The fewest and the most iterations process pid can have done from start_ns to
+        end_ns; waits for its first record after end_ns."""
+        times, done = wait_for(
+            lambda: self._records_to(pid, end_ns), what=f"process {pid} to note an iteration"
+        )
+        assert done[0] == self.EVERY or times[0] < start_ns, "the server's ring of records wrapped"
+        inside = done[(times >= start_ns) & (times <= end_ns)]
+        before = done[times < start_ns]
+        fewest = int(inside[-1] - inside[0]) if len(inside) else 0
+        return fewest, int(done[times > end_ns][0] - (before[-1] if len(before) else 0))
+
+    def _records_to(self, pid: int, end_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The records of pid in the order noted, once one was noted after end_ns."""
+        records = np.fromfile(f"{self.prefix}{pid}", self.RECORD)
+        done = records["iterations"]
+        # a record being written, or one a turn of the ring old, is not where its count says
+        kept = np.sort(
+            records[(done > 0) & (done // self.EVERY % len(records) == np.arange(len(records)))],
+            order="iterations",
+        )
+        if not len(kept) or kept["realtime_ns"][-1] <= end_ns:
+            return None
+        return kept["realtime_ns"].astype(np.int64), kept["iterations"].astype(np.int64)
 
 
 def attach_window(pid: int, *args: str | Path, timeout: float = 30) -> subprocess.Popen:
