@@ -186,23 +186,31 @@ def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
 
     attach(t.pid)
     assert sampler_ranges(t.pid) and malloc_slots(t.pid) == before  # idle: nothing changed
-    # The threads allocate only inside the window (from its first tick to a tick before
-    # its end), so the counters give its truth to the byte.
+    # The threads allocate only inside the window (from its first tick to the tick that
+    # finds they counted enough for the ±5% bound), so the counters give its truth to
+    # the byte; that tick then ends the window as Ctrl-C would.
     assert t.ask("pause") == "pause"
     c0 = t.counters()
     c1: list[int] = []
     during: dict[str, int] = {}
+
+    def enough(counters: tuple[int, ...]) -> bool:
+        blocks = [((counters[i] - c0[i]) // size, size) for i, size in SITES.values()]
+        return all(n and 5 * relative_sd(n, size, 1024) <= 0.05 for n, size in blocks)
 
     def at_each_tick(elapsed, status):
         if not during:
             during.update(malloc_slots(t.pid))
             during["redirected"] = status.redirected_slots
             assert t.ask("release") == "release" and t.ask("resume") == "resume"
-        elif elapsed > 2.0 and not c1:
+        elif not c1 and enough(t.counters()):
             assert t.ask("pause") == "pause"
             c1.extend(t.counters())
+            os.kill(os.getpid(), signal.SIGINT)
 
-    result = capture_window(t.pid, 3.0, 1024, 64, str(tmp_path / "att_"), progress=at_each_tick)
+    result = capture_window(
+        t.pid, 120, 1024, 64, str(tmp_path / "att_"), progress=at_each_tick, tick=0.25
+    )
     assert c1 and t.ask("resume") == "resume"
 
     # during the window every malloc-family slot led into the sampler; after it, none
