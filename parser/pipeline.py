@@ -531,11 +531,11 @@ def write_event_tables(
         )
         for warning in sym.warnings:
             say(f"warning: {warning}")
-    texts = export.stack_texts(cap, sym)
+    texts = export.StackTexts(cap, sym)
     if csv_path is not None:
         write_output(csv_path, export.csv_pieces(cap, texts))
     if db_path is not None:
-        write_output(db_path, export.sqlite_bytes(cap, texts, program))
+        write_output(db_path, export.sqlite_pieces(cap, texts, program))
 
 
 def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> list[str]:

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mem_profiler.core.errors import UserError
 from mem_profiler.core.escape import spreadsheet_cell
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile, stacks_only
@@ -23,6 +28,9 @@ from mem_profiler.parser.log.analysis import (
 )
 from mem_profiler.parser.read.event_log import ALLOC, MARK_KINDS, USE_OPS
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+
+if TYPE_CHECKING:
+    import sqlite3
 
 EVENT_COLUMNS = (
     "id",  # the row's place in time order, from 1
@@ -40,7 +48,7 @@ EVENT_COLUMNS = (
     "text",  # a mark's or range's text; a device operation's values; empty for the others
 )
 STACK_COLUMNS = ("python_stack", "native_stack")  # root first, frames joined by ";"
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE capture (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE stacks (id INTEGER PRIMARY KEY, heap TEXT, python_stack TEXT, native_stack TEXT);
 CREATE TABLE events (
@@ -49,10 +57,15 @@ CREATE TABLE events (
     estimated_bytes INTEGER, end_ns INTEGER, step INTEGER,
     stack INTEGER REFERENCES stacks (id), text TEXT
 );
+"""
+_INDEXES = """
 CREATE INDEX events_by_time ON events (heap, time_ns);
 CREATE INDEX events_by_stack ON events (stack);
 """
 _MARK_EVENTS = ("mark", "range_start", "range_end", "step")  # by MARK_KINDS
+
+
+_BATCH = 16384  # stacks named, or rows written, at a time
 
 
 @dataclass
@@ -61,29 +74,55 @@ class StackText:
     native: str
 
 
-def stack_texts(cap: WindowLog, symbolized: SymbolizedProfile | None) -> dict[int, StackText]:
-    """Each stack of the log by id, its Python and native frames as text: named with
-    their source lines where `symbolized` is stacks_profile(cap) symbolized, else raw
-    addresses."""
-    ids = sorted(cap.log.stacks)
-    if symbolized is None:
-        addrs, offsets = cap.log.stacks.frames_of(ids)
-        hexes, bounds = [f"0x{a:x}" for a in addrs.tolist()], offsets.tolist()
-        return {
-            i: StackText("", ";".join(hexes[bounds[k] : bounds[k + 1]][::-1]))
-            for k, i in enumerate(ids)
-        }
-    labels = symbolized.location_labels(lines=True)
-    is_python = [symbolized.python_files[f] is not None for f in symbolized.func_of.tolist()]
-    frames, bounds = symbolized.frames.tolist(), symbolized.offsets.tolist()
-    texts = {}
-    for k, i in enumerate(ids):
-        stack = frames[bounds[k] : bounds[k + 1]][::-1]
-        texts[i] = StackText(
-            ";".join(labels[f] for f in stack if is_python[f]),
-            ";".join(labels[f] for f in stack if not is_python[f]),
-        )
-    return texts
+class StackTexts:
+    """The log's stacks as text, each its Python and its native frames joined by ";",
+    root first: named with their source lines where `symbolized` is stacks_profile(cap)
+    symbolized, else raw addresses. Made for a batch of stacks at a time, since the text
+    of all of a log's stacks can be ten times the log (620 MB of a 66 MiB one)."""
+
+    def __init__(self, cap: WindowLog, symbolized: SymbolizedProfile | None) -> None:
+        self.stacks = cap.log.stacks
+        self.ids = np.array(sorted(cap.log.stacks), np.int64)  # stacks_profile's order
+        self._sym = symbolized
+        if symbolized is not None:
+            self._labels = symbolized.location_labels(lines=True)
+            files = symbolized.python_files
+            self._is_python = [files[f] is not None for f in symbolized.func_of.tolist()]
+
+    def of(self, ids: list[int]) -> list[StackText]:
+        """The texts of the stacks `ids`, which the log holds."""
+        if self._sym is None:
+            addrs, offsets = self.stacks.frames_of(ids)
+            unique, frames = np.unique(addrs, return_inverse=True)
+            labels = [f"0x{a:x}" for a in unique.tolist()]
+            is_python = [False] * len(labels)
+        else:
+            rows = np.searchsorted(self.ids, ids)
+            frames, offsets = _gather(self._sym.frames, self._sym.offsets, rows)
+            labels, is_python = self._labels, self._is_python
+        located, bounds = frames.tolist(), offsets.tolist()
+        texts = []
+        for k in range(len(ids)):
+            stack = located[bounds[k] : bounds[k + 1]][::-1]
+            texts.append(
+                StackText(
+                    ";".join(labels[f] for f in stack if is_python[f]),
+                    ";".join(labels[f] for f in stack if not is_python[f]),
+                )
+            )
+        return texts
+
+
+def _gather(
+    frames: np.ndarray, offsets: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of the stacks at `rows` of (frames, offsets), concatenated, and theirs."""
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    gathered = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=gathered[1:])
+    index = np.arange(gathered[-1]) - np.repeat(gathered[:-1] - starts, lengths)
+    return frames[index], gathered
 
 
 def stacks_profile(cap: WindowLog) -> HeapProfile:
@@ -161,64 +200,93 @@ def event_rows(cap: WindowLog) -> Iterator[tuple]:
         )
 
 
-def csv_pieces(cap: WindowLog, texts: dict[int, StackText]) -> Iterator[bytes]:
+def csv_pieces(cap: WindowLog, texts: StackTexts) -> Iterator[bytes]:
     """The CSV file, a piece per batch of rows: EVENT_COLUMNS then STACK_COLUMNS, the
     address in hexadecimal."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EVENT_COLUMNS + STACK_COLUMNS)
     none = StackText("", "")
-    for row in event_rows(cap):
-        address, stack = row[6], row[11]
-        text = texts.get(stack, none) if stack is not None else none
-        writer.writerow(
-            (
-                *row[:6],
-                "" if address is None else f"0x{address:x}",
-                *row[7:12],
-                spreadsheet_cell(row[12] or ""),
-                spreadsheet_cell(text.python),
-                spreadsheet_cell(text.native),
+    rows = event_rows(cap)
+    while batch := list(itertools.islice(rows, _BATCH)):
+        wanted = sorted({row[11] for row in batch if row[11] is not None})
+        named = dict(zip(wanted, texts.of(wanted), strict=True))
+        for row in batch:
+            address, stack = row[6], row[11]
+            text = named[stack] if stack is not None else none
+            writer.writerow(
+                (
+                    *row[:6],
+                    "" if address is None else f"0x{address:x}",
+                    *row[7:12],
+                    spreadsheet_cell(row[12] or ""),
+                    spreadsheet_cell(text.python),
+                    spreadsheet_cell(text.native),
+                )
             )
-        )
-        if buffer.tell() > 1 << 20:
-            yield buffer.getvalue().encode("utf-8", "surrogateescape")
-            buffer.seek(0)
-            buffer.truncate()
+            if buffer.tell() > 1 << 20:
+                yield buffer.getvalue().encode("utf-8", "surrogateescape")
+                buffer.seek(0)
+                buffer.truncate()
     yield buffer.getvalue().encode("utf-8", "surrogateescape")
 
 
-def sqlite_bytes(cap: WindowLog, texts: dict[int, StackText], program: str | None) -> bytes:
-    """The SQLite database of the capture (_SCHEMA), as the bytes of its file."""
+def sqlite_pieces(cap: WindowLog, texts: StackTexts, program: str | None) -> Iterator[bytes]:
+    """The SQLite database of the capture (_TABLES, _INDEXES), as pieces of its file. It
+    is built in a file of a private temporary folder (TMPDIR), since a log's database
+    can be many times the log, and read back from there."""
     import sqlite3  # only here: most runs of mem_parser write none
 
-    db = sqlite3.connect(":memory:")
     try:
-        db.executescript(_SCHEMA)
-        log = cap.log
-        facts = {
-            "pid": log.pid,
-            "program": program or "",
-            "rate": log.rate,
-            "device_rate": log.device_rate,
-            "start_ns": log.start_ns,
-            "end_ns": log.end_ns,
-            "log": log.base,
-        }
-        db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
+        with tempfile.TemporaryDirectory(prefix="mem_parser-") as folder:
+            path = os.path.join(folder, "events.db")
+            db = sqlite3.connect(path, isolation_level=None)
+            try:
+                # a file nobody else reads until it is whole: no journal, no syncs
+                db.execute("PRAGMA journal_mode = OFF")
+                db.execute("PRAGMA synchronous = OFF")
+                db.executescript(_TABLES)
+                db.execute("BEGIN")
+                _fill(db, cap, texts, program)
+                db.execute("COMMIT")
+                db.executescript(_INDEXES)  # once filled: faster than kept up row by row
+            finally:
+                db.close()
+            with open(path, "rb") as f:
+                while piece := f.read(1 << 20):
+                    yield piece
+    except (OSError, sqlite3.Error) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise UserError(
+            f"cannot build the events database in {tempfile.gettempdir()}: {why}; "
+            "set TMPDIR to a folder with room for it."
+        ) from None
+
+
+def _fill(db: sqlite3.Connection, cap: WindowLog, texts: StackTexts, program: str | None) -> None:
+    log = cap.log
+    facts = {
+        "pid": log.pid,
+        "program": program or "",
+        "rate": log.rate,
+        "device_rate": log.device_rate,
+        "start_ns": log.start_ns,
+        "end_ns": log.end_ns,
+        "log": log.base,
+    }
+    db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
+    ids = texts.ids.tolist()
+    for at in range(0, len(ids), _BATCH):
+        batch = ids[at : at + _BATCH]
         db.executemany(
             "INSERT INTO stacks VALUES (?, ?, ?, ?)",
             [
                 (i, HEAPS[heap], t.python, t.native)
-                for (i, t), heap in zip(
-                    texts.items(), log.stacks.heaps_of(list(texts)), strict=True
+                for i, heap, t in zip(
+                    batch, log.stacks.heaps_of(batch), texts.of(batch), strict=True
                 )
             ],
         )
-        db.executemany(
-            f"INSERT INTO events VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", event_rows(cap)
-        )
-        db.commit()
-        return db.serialize()
-    finally:
-        db.close()
+    db.executemany(
+        f"INSERT INTO events VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", event_rows(cap)
+    )

@@ -9,6 +9,8 @@ import csv
 import json
 import shutil
 import subprocess
+import tempfile
+from unittest import mock
 
 import pytest
 from support.profiling import profile_run
@@ -148,3 +150,19 @@ def test_the_api_writes_the_same_tables(capture, tmp_path, capsys):
     assert sql(written, query) == sql(tmp_path / "cli.db", query) != []
     with pytest.raises(UserError, match="data_format 'xml': one of csv, db"):
         analyzers.export_events(heap, tmp_path / "x", data_format="xml")
+
+
+def test_a_database_with_no_room_to_be_built_is_one_sentence(capture, tmp_path, capsys):
+    """The database is built in TMPDIR (it can be many times the log): where that
+    fails, mem_parser says so in a sentence and writes nothing."""
+    exe, heap = capture
+    gone = tmp_path / "gone"
+    db = tmp_path / "events.db"
+    with mock.patch.object(tempfile, "tempdir", str(gone)), pytest.raises(SystemExit) as ended:
+        main(["-p", str(exe), "-f", str(heap), "--events-db", str(db)])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mem_parser: cannot build the events database in {gone}: No such file or "
+        "directory; set TMPDIR to a folder with room for it."
+    )
+    assert list(tmp_path.iterdir()) == []
