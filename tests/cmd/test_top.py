@@ -223,6 +223,7 @@ def test_terminal_sort_keys_and_quit(grower, terminal, tmp_path, quit_key):
 
 @pytest.mark.alone  # another test's view would remove the folder the killed one left
 def test_a_killed_tops_window_closes_at_its_deadline(grower):
+    started_ns = time.time_ns()
     view = subprocess.Popen(
         [MEM_PROFILER, "top", "-p", str(grower.pid), "--interval", "0.5"],
         stdout=subprocess.PIPE,
@@ -234,17 +235,21 @@ def test_a_killed_tops_window_closes_at_its_deadline(grower):
             pass
         assert state_of(grower.pid)[0] == "capturing"
         view.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
         view.wait()
     finally:
         view.kill()
         view.wait()
-    time.sleep(1.0)
-    assert state_of(grower.pid)[0] == "capturing"  # open until its deadline
+    with ControlBlock.open(grower.pid) as block:  # open until its deadline
+        status = block.request(CMD_STATUS)
+    assert status.capturing
+    # each refresh, the first after started_ns and the last before now, moved the
+    # deadline to an interval and the grace from its time
+    grace_ns = (0.5 + VIEW_GRACE_S) * 1e9
+    assert started_ns + grace_ns <= status.window_deadline_ns <= time.time_ns() + grace_ns
     wait_for(
         lambda: state_of(grower.pid)[0] == "idle", 0.5 + VIEW_GRACE_S + 3, "the window's deadline"
     )
-    assert time.monotonic() - killed >= VIEW_GRACE_S - 0.5
+    assert time.time_ns() >= status.window_deadline_ns
     assert state_of(grower.pid) == ("idle", "")  # a view's window writes no file
     # the next view removes the folder the killed one left
     assert len(folders_of(view.pid)) == 1
