@@ -71,13 +71,17 @@ def test_dump_of_a_window_open_from_the_start_keeps_it_open(server_exe, tmp_path
     s = Server(server_exe, sampler_env={"MEMPROF_CAPTURE": "1", "MEMPROF_PREFIX": str(prefix)})
     try:
         dumps = []
+        # the server runs its rings over once, then twice the iterations it had at the first
+        # dump (noted every 256): the second holds twice the first's allocations
+        wanted = 16384
         for _ in range(2):
-            time.sleep(0.3)
+            s.history.wait_until(s.pid, wanted)
             proc = subprocess.run(
                 [MEM_PROFILER, "dump", "-p", str(s.pid)], capture_output=True, text=True, timeout=30
             )
             assert proc.returncode == 0 and proc.stderr == "", proc.stderr
             dumps.append(Path(proc.stdout.strip()))
+            wanted = 2 * (s.history.latest(s.pid) + s.history.EVERY)
         assert dumps == [Path(f"{prefix}{s.pid}.{i:04d}.heap") for i in (1, 2)]
         (target,) = [t for t in list_targets() if t.pid == s.pid]
         assert target.state == "capturing"

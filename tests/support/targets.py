@@ -120,6 +120,17 @@ class ServerHistory:
         fewest = int(inside[-1] - inside[0]) if len(inside) else 0
         return fewest, int(done[times > end_ns][0] - (before[-1] if len(before) else 0))
 
+    def wait_until(self, pid: int, iterations: int) -> None:
+        """Waits until pid has noted `iterations` done."""
+        wait_for(
+            lambda: self.latest(pid) >= iterations,
+            what=f"process {pid} to do {iterations} iterations",
+        )
+
+    def latest(self, pid: int) -> int:
+        """The iterations pid noted last (it notes every EVERY)."""
+        return int(np.fromfile(f"{self.prefix}{pid}", self.RECORD)["iterations"].max())
+
     def _records_to(self, pid: int, end_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The records of pid in the order noted, once one was noted after end_ns."""
         records = np.fromfile(f"{self.prefix}{pid}", self.RECORD)
