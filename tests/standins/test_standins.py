@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -289,13 +288,11 @@ def test_fixture_links(out):
     assert "DT_RUNPATH" not in dynamic(out / "device_noruntime")[1]
 
 
-def test_builds_are_idempotent_and_fast(out):
+def test_builds_are_idempotent(out):
     before = {p: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
-    start = time.monotonic()
     libs = build_standins(out)
     for name in FIXTURE_TARGETS:
         build_device_fixture(name, out)
-    assert time.monotonic() - start < 1.0
     assert set(libs) == set(LIBRARIES)
     assert {p: p.stat().st_mtime_ns for p in before} == before, "nothing was rebuilt"
 
