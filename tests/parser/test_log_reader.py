@@ -12,11 +12,11 @@ import signal
 import struct
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from support.paths import LIBMEMPROF, MEM_PARSER
+from support.processes import wait_for
 from support.profiling import profile_run
 from support.synthetic_logs import (
     event,
@@ -185,6 +185,16 @@ def test_rotation_keeps_the_newest_files_and_reads_them(build_fixture, tmp_path)
     assert values[-1] == log.timeline["end"][-1]
 
 
+def spike_logged(folder: Path) -> bool:
+    """Whether log_curve's log in `folder`, still written, has the timeline record of its
+    96 MiB spike (the next tick after the spike writes it)."""
+    logs = list(folder.glob("k_*.memlog"))
+    return (
+        bool(logs)
+        and open_window_log(logs[0]).log.timeline["peak"].max(initial=0) >= 96 * MiB * 0.95
+    )
+
+
 def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env, capsys):
     exe = build_fixture("log_curve")
     env = dict(
@@ -201,7 +211,7 @@ def test_killed_process_leaves_a_readable_log(build_fixture, tmp_path, clean_env
         assert target.stdout is not None
         assert target.stdout.readline() == "spike held\n"
         watchdog.cancel()
-        time.sleep(0.25)  # the spike is in the log after the next timeline tick
+        wait_for(lambda: spike_logged(tmp_path), timeout=30, what="the spike's timeline tick")
         target.send_signal(signal.SIGKILL)
     assert target.returncode == -signal.SIGKILL
     (memlog,) = tmp_path.glob("k_*.memlog")
