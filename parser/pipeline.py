@@ -523,15 +523,18 @@ def write_event_tables(
     """The log's events as CSV and/or SQLite (log/export.py), stacks named against
     `program` (default: the one the .heap names; raw addresses without either)."""
     program = program or (cap.profile.exe if cap.profile is not None else None)
-    sym = None
-    if program is not None:
-        sym = load(
-            Request(binary=program, lines=True, allow_mismatch=allow_mismatch, sysroot=sysroot),
-            export.stacks_profile(cap),
-        )
-        for warning in sym.warnings:
-            say(f"warning: {warning}")
-    texts = export.StackTexts(cap, sym)
+    request = Request(binary=program, lines=True, allow_mismatch=allow_mismatch, sysroot=sysroot)
+    said: set[str] = set()
+
+    def name(stacks: HeapProfile) -> SymbolizedProfile:
+        sym = load(request, stacks)
+        for warning in sym.warnings:  # each batch of stacks gives them again
+            if warning not in said:
+                said.add(warning)
+                say(f"warning: {warning}")
+        return sym
+
+    texts = export.StackTexts(cap, name if program is not None else None)
     if csv_path is not None:
         write_output(csv_path, export.csv_pieces(cap, texts))
     if db_path is not None:
@@ -545,17 +548,16 @@ def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> lis
     program = request.binary or (cap.profile.exe if cap.profile is not None else None)
     if not result.findings:
         return []
+    # a stack the log lost is left out, which its reader warned of
+    stacks = sorted({f.stack for f in result.findings if f.stack in cap.log.stacks})
     sym = load(
         Request(binary=program, allow_mismatch=request.allow_mismatch, sysroot=request.sysroot),
-        export.stacks_profile(cap),
+        export.stacks_profile(cap, stacks),
     )
     names, nodes = node_frames(sym, full_names=request.full_names)
     frames, bounds = nodes.tolist(), sym.offsets.tolist()
-    rows = {stack: k for k, stack in enumerate(sorted(cap.log.stacks))}
-    for f in result.findings:
-        k = rows.get(f.stack)
-        if k is not None:  # else a stack the log lost, which its reader warned of
-            result.names[f.stack] = [names[n] for n in frames[bounds[k] : bounds[k + 1]]]
+    for k, stack in enumerate(stacks):
+        result.names[stack] = [names[n] for n in frames[bounds[k] : bounds[k + 1]]]
     return sym.warnings
 
 

@@ -9,8 +9,9 @@ import csv
 import io
 import itertools
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.escape import spreadsheet_cell
+from mem_profiler.core.frame_label import shown_files
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile, stacks_only
 from mem_profiler.parser.log.analysis import (
@@ -65,7 +67,7 @@ CREATE INDEX events_by_stack ON events (stack);
 _MARK_EVENTS = ("mark", "range_start", "range_end", "step")  # by MARK_KINDS
 
 
-_BATCH = 16384  # stacks named, or rows written, at a time
+_BATCH = 65536  # stacks named, or rows written, at a time
 
 
 @dataclass
@@ -76,30 +78,37 @@ class StackText:
 
 class StackTexts:
     """The log's stacks as text, each its Python and its native frames joined by ";",
-    root first: named with their source lines where `symbolized` is stacks_profile(cap)
-    symbolized, else raw addresses. Made for a batch of stacks at a time, since the text
-    of all of a log's stacks can be ten times the log (620 MB of a 66 MiB one)."""
+    root first: named by `name` (a profile of some of the log's stacks, stacks_profile,
+    symbolized with source lines), else raw addresses. Named a batch of stacks at a
+    time: the text of all of a log's stacks can be ten times the log (620 MB of a 66 MiB
+    one), and so can their frames, expanded and named."""
 
-    def __init__(self, cap: WindowLog, symbolized: SymbolizedProfile | None) -> None:
-        self.stacks = cap.log.stacks
-        self.ids = np.array(sorted(cap.log.stacks), np.int64)  # stacks_profile's order
-        self._sym = symbolized
-        if symbolized is not None:
-            self._labels = symbolized.location_labels(lines=True)
-            files = symbolized.python_files
-            self._is_python = [files[f] is not None for f in symbolized.func_of.tolist()]
+    def __init__(
+        self, cap: WindowLog, name: Callable[[HeapProfile], SymbolizedProfile] | None
+    ) -> None:
+        self.cap = cap
+        self.ids = sorted(cap.log.stacks)
+        self._name = name
+        # a Python file shown alike in every batch, told from every file the log names
+        records = cap.profile.python_frames.values() if cap.profile is not None else ()
+        self._shown: dict[str | None, str] = {}
+        self._shown.update(shown_files(r.file for r in records))
 
     def of(self, ids: list[int]) -> list[StackText]:
         """The texts of the stacks `ids`, which the log holds."""
-        if self._sym is None:
-            addrs, offsets = self.stacks.frames_of(ids)
+        if not ids:
+            return []
+        if self._name is None:
+            addrs, offsets = self.cap.log.stacks.frames_of(ids)
             unique, frames = np.unique(addrs, return_inverse=True)
             labels = [f"0x{a:x}" for a in unique.tolist()]
             is_python = [False] * len(labels)
         else:
-            rows = np.searchsorted(self.ids, ids)
-            frames, offsets = _gather(self._sym.frames, self._sym.offsets, rows)
-            labels, is_python = self._labels, self._is_python
+            sym = self._name(stacks_profile(self.cap, ids))
+            frames, offsets = sym.frames, sym.offsets
+            labels = sym.location_labels(lines=True, shown=self._shown)
+            files = sym.python_files
+            is_python = [files[f] is not None for f in sym.func_of.tolist()]
         located, bounds = frames.tolist(), offsets.tolist()
         texts = []
         for k in range(len(ids)):
@@ -113,22 +122,11 @@ class StackTexts:
         return texts
 
 
-def _gather(
-    frames: np.ndarray, offsets: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of the stacks at `rows` of (frames, offsets), concatenated, and theirs."""
-    starts = offsets[rows]
-    lengths = offsets[rows + 1] - starts
-    gathered = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(lengths, out=gathered[1:])
-    index = np.arange(gathered[-1]) - np.repeat(gathered[:-1] - starts, lengths)
-    return frames[index], gathered
-
-
-def stacks_profile(cap: WindowLog) -> HeapProfile:
-    """Every stack of the log (by ascending id), as a profile with no counts: for the
-    symbolizer, with the capture's memory map where its .heap file is there."""
-    ids = sorted(cap.log.stacks)
+def stacks_profile(cap: WindowLog, ids: list[int] | None = None) -> HeapProfile:
+    """The stacks `ids` of the log (every stack, by ascending id, where None), as a
+    profile with no counts: for the symbolizer, with the capture's memory map where its
+    .heap file is there."""
+    ids = sorted(cap.log.stacks) if ids is None else ids
     addrs, offsets = cap.log.stacks.frames_of(ids)
     base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
     return stacks_only(base, addrs, offsets)
@@ -238,29 +236,37 @@ def sqlite_pieces(cap: WindowLog, texts: StackTexts, program: str | None) -> Ite
     import sqlite3  # only here: most runs of mem_parser write none
 
     try:
-        with tempfile.TemporaryDirectory(prefix="mem_parser-") as folder:
-            path = os.path.join(folder, "events.db")
-            db = sqlite3.connect(path, isolation_level=None)
-            try:
-                # a file nobody else reads until it is whole: no journal, no syncs
-                db.execute("PRAGMA journal_mode = OFF")
-                db.execute("PRAGMA synchronous = OFF")
-                db.executescript(_TABLES)
-                db.execute("BEGIN")
-                _fill(db, cap, texts, program)
-                db.execute("COMMIT")
-                db.executescript(_INDEXES)  # once filled: faster than kept up row by row
-            finally:
-                db.close()
-            with open(path, "rb") as f:
-                while piece := f.read(1 << 20):
-                    yield piece
-    except (OSError, sqlite3.Error) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise UserError(
-            f"cannot build the events database in {tempfile.gettempdir()}: {why}; "
-            "set TMPDIR to a folder with room for it."
-        ) from None
+        folder = tempfile.mkdtemp(prefix="mem_parser-")
+    except OSError as e:
+        raise _no_room(e.strerror or str(e)) from None
+    try:
+        path = os.path.join(folder, "events.db")
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            # a file nobody else reads until it is whole: no journal, no syncs
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.executescript(_TABLES)
+            db.execute("BEGIN")
+            _fill(db, cap, texts, program)
+            db.execute("COMMIT")
+            db.executescript(_INDEXES)  # once filled: faster than kept up row by row
+        except sqlite3.Error as e:  # the disk full, most likely
+            raise _no_room(str(e)) from None
+        finally:
+            db.close()
+        with open(path, "rb") as f:
+            while piece := f.read(1 << 20):
+                yield piece
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _no_room(why: str) -> UserError:
+    return UserError(
+        f"cannot build the events database in {tempfile.gettempdir()}: {why}; "
+        "set TMPDIR to a folder with room for it."
+    )
 
 
 def _fill(db: sqlite3.Connection, cap: WindowLog, texts: StackTexts, program: str | None) -> None:
@@ -275,7 +281,7 @@ def _fill(db: sqlite3.Connection, cap: WindowLog, texts: StackTexts, program: st
         "log": log.base,
     }
     db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
-    ids = texts.ids.tolist()
+    ids = texts.ids
     for at in range(0, len(ids), _BATCH):
         batch = ids[at : at + _BATCH]
         db.executemany(

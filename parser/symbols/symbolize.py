@@ -133,13 +133,20 @@ class SymbolizedProfile:
             for name, file in zip(self.functions, self.python_files, strict=True)
         ]
 
-    def location_labels(self, lines: bool = False, full_names: bool = False) -> list[str]:
+    def location_labels(
+        self,
+        lines: bool = False,
+        full_names: bool = False,
+        shown: dict[str | None, str] | None = None,
+    ) -> list[str]:
         """Each location's label (frame_label): its function's, or with lines its source
-        line's."""
+        line's, its Python file as `shown` has it (default: shown_files of this
+        profile's)."""
         if not lines:
             labels = self._function_labels(full_names)
             return [labels[f] for f in self.func_of.tolist()]
-        display, shown = self.display_names(full_names), self._shown_files()
+        display = self.display_names(full_names)
+        shown = self._shown_files() if shown is None else shown
         return [
             frame_label(display[f], where, True, shown.get(self.python_files[f]))
             for f, where in zip(self.func_of.tolist(), self.where, strict=True)
