@@ -67,7 +67,8 @@ CREATE INDEX events_by_stack ON events (stack);
 _MARK_EVENTS = ("mark", "range_start", "range_end", "step")  # by MARK_KINDS
 
 
-_BATCH = 65536  # stacks named, or rows written, at a time
+_STACKS_AT_ONCE = 65536  # stacks symbolized and named together
+_ROWS_AT_ONCE = 65536  # CSV rows made together, their stacks named together
 
 
 @dataclass
@@ -96,8 +97,12 @@ class StackTexts:
 
     def of(self, ids: list[int]) -> list[StackText]:
         """The texts of the stacks `ids`, which the log holds."""
-        if not ids:
-            return []
+        texts = []
+        for at in range(0, len(ids), _STACKS_AT_ONCE):
+            texts += self._named(ids[at : at + _STACKS_AT_ONCE])
+        return texts
+
+    def _named(self, ids: list[int]) -> list[StackText]:
         if self._name is None:
             addrs, offsets = self.cap.log.stacks.frames_of(ids)
             unique, frames = np.unique(addrs, return_inverse=True)
@@ -206,7 +211,7 @@ def csv_pieces(cap: WindowLog, texts: StackTexts) -> Iterator[bytes]:
     writer.writerow(EVENT_COLUMNS + STACK_COLUMNS)
     none = StackText("", "")
     rows = event_rows(cap)
-    while batch := list(itertools.islice(rows, _BATCH)):
+    while batch := list(itertools.islice(rows, _ROWS_AT_ONCE)):
         wanted = sorted({row[11] for row in batch if row[11] is not None})
         named = dict(zip(wanted, texts.of(wanted), strict=True))
         for row in batch:
@@ -282,8 +287,8 @@ def _fill(db: sqlite3.Connection, cap: WindowLog, texts: StackTexts, program: st
     }
     db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
     ids = texts.ids
-    for at in range(0, len(ids), _BATCH):
-        batch = ids[at : at + _BATCH]
+    for at in range(0, len(ids), _STACKS_AT_ONCE):
+        batch = ids[at : at + _STACKS_AT_ONCE]
         db.executemany(
             "INSERT INTO stacks VALUES (?, ?, ?, ?)",
             [

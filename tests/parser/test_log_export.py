@@ -17,6 +17,7 @@ from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.errors import UserError
+from mem_profiler.parser.log import export
 from mem_profiler.parser.msmemscope import analyzers
 
 STEPS = 4  # log_steps step leak 4: steps 1-4, and step 5 marks the end of step 4
@@ -166,3 +167,30 @@ def test_a_database_with_no_room_to_be_built_is_one_sentence(capture, tmp_path, 
         "directory; set TMPDIR to a folder with room for it."
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stacks_named_in_batches_read_as_named_at_once(capture, tmp_path, capsys):
+    """The stacks are symbolized and named a batch at a time: in batches of two stacks,
+    and of 4,000 rows in the CSV, the tables are the same, and a warning of the
+    symbolizer is said once."""
+    exe, heap = capture
+    query = "SELECT * FROM events e JOIN stacks s ON e.stack = s.id ORDER BY e.id"
+    small = (2, 4000)
+    written: list[tuple[bytes, list[list[str]]]] = []
+    for stacks, rows in ((export._STACKS_AT_ONCE, export._ROWS_AT_ONCE), small):
+        out = tmp_path / str(len(written))
+        out.mkdir()
+        with mock.patch.multiple(export, _STACKS_AT_ONCE=stacks, _ROWS_AT_ONCE=rows):
+            args = ["--events-csv", str(out / "e.csv"), "--events-db", str(out / "e.db")]
+            main(["-p", str(exe), "-f", str(heap), *args])
+        written.append(((out / "e.csv").read_bytes(), sql(out / "e.db", query)))
+    assert written[1] == written[0]
+    assert b";step_leak /" in written[1][0] and b"/log_steps.c:" in written[1][0]
+    capsys.readouterr()
+    stripped = tmp_path / "stripped" / exe.name  # its addresses stay addresses: a warning
+    stripped.parent.mkdir()
+    subprocess.run(["strip", "-o", str(stripped), str(exe)], check=True)
+    with mock.patch.multiple(export, _STACKS_AT_ONCE=small[0], _ROWS_AT_ONCE=small[1]):
+        main(["-p", str(stripped), "-f", str(heap), "--events-csv", str(tmp_path / "s.csv")])
+    warnings = [w for w in capsys.readouterr().err.splitlines() if "warning:" in w]
+    assert len(warnings) == len(set(warnings)) >= 1, warnings
