@@ -43,7 +43,12 @@ from mem_profiler.parser.log.device_uses import (
 )
 from mem_profiler.parser.model.aggregate import FlatCum, aggregate, node_frames
 from mem_profiler.parser.model.call_graph import call_graph
-from mem_profiler.parser.model.categories import Rule, categorize, stack_categories
+from mem_profiler.parser.model.categories import (
+    Rule,
+    categorize,
+    category_names,
+    stack_categories,
+)
 from mem_profiler.parser.model.diff import subtract
 from mem_profiler.parser.model.flame_tree import flame_tree, format_collapsed
 from mem_profiler.parser.model.focus import keep_stacks, some_stacks, stacks_kept
@@ -384,11 +389,20 @@ def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
 
 def allocation_categories(cap: WindowLog, request: Request) -> tuple[list[str], np.ndarray]:
     """The categories (request.categories' rules) and the one of each of the capture's
-    allocations (-1: another heap's), from their stacks symbolized."""
-    assert request.categories is not None
-    profile, row = analysis.allocation_profile(cap)
-    names, of_stack = stack_categories(load(request, profile), request.categories)
-    return names, np.where(row >= 0, of_stack[np.maximum(row, 0)], -1)
+    allocations (-1: another heap's), from their stacks symbolized a batch at a time
+    (every stack: --focus and --ignore choose none here)."""
+    rules = request.categories
+    assert rules is not None
+    every = dataclasses.replace(request, focus=None, ignore=None)
+    mine = cap.allocs.heap == cap.heap
+    ids, inverse = np.unique(cap.allocs.stack[mine], return_inverse=True)
+    of_stack = np.zeros(len(ids), np.int64)
+    for at, batch in analysis.stack_batches(ids.tolist()):
+        sym = load(every, export.stacks_profile(cap, batch))
+        of_stack[at : at + len(batch)] = stack_categories(sym, rules)[1]
+    category = np.full(len(mine), -1, np.int64)
+    category[mine] = of_stack[inverse.reshape(-1)]
+    return category_names(rules), category
 
 
 def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:

@@ -27,6 +27,7 @@ from mem_profiler.parser.log.analysis import (
     WindowLog,
     estimates,
     event_ends,
+    stack_batches,
 )
 from mem_profiler.parser.read.event_log import ALLOC, MARK_KINDS, USE_OPS
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
@@ -67,7 +68,6 @@ CREATE INDEX events_by_stack ON events (stack);
 _MARK_EVENTS = ("mark", "range_start", "range_end", "step")  # by MARK_KINDS
 
 
-_STACKS_AT_ONCE = 65536  # stacks symbolized and named together
 _ROWS_AT_ONCE = 65536  # CSV rows made together, their stacks named together
 
 
@@ -81,8 +81,8 @@ class StackTexts:
     """The log's stacks as text, each its Python and its native frames joined by ";",
     root first: named by `name` (a profile of some of the log's stacks, stacks_profile,
     symbolized with source lines), else raw addresses. Named a batch of stacks at a
-    time: the text of all of a log's stacks can be ten times the log (620 MB of a 66 MiB
-    one), and so can their frames, expanded and named."""
+    time (stack_batches): the text of all of a log's stacks can be ten times the log
+    (620 MB of a 66 MiB one)."""
 
     def __init__(
         self, cap: WindowLog, name: Callable[[HeapProfile], SymbolizedProfile] | None
@@ -98,8 +98,8 @@ class StackTexts:
     def of(self, ids: list[int]) -> list[StackText]:
         """The texts of the stacks `ids`, which the log holds."""
         texts = []
-        for at in range(0, len(ids), _STACKS_AT_ONCE):
-            texts += self._named(ids[at : at + _STACKS_AT_ONCE])
+        for _, batch in stack_batches(ids):
+            texts += self._named(batch)
         return texts
 
     def _named(self, ids: list[int]) -> list[StackText]:
@@ -286,9 +286,7 @@ def _fill(db: sqlite3.Connection, cap: WindowLog, texts: StackTexts, program: st
         "log": log.base,
     }
     db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
-    ids = texts.ids
-    for at in range(0, len(ids), _STACKS_AT_ONCE):
-        batch = ids[at : at + _STACKS_AT_ONCE]
+    for _, batch in stack_batches(texts.ids):
         db.executemany(
             "INSERT INTO stacks VALUES (?, ?, ?, ?)",
             [

@@ -158,11 +158,16 @@ def read_rules(path: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def category_names(rules: tuple[Rule, ...]) -> list[str]:
+    """The categories of `rules` and OTHER, sorted."""
+    return sorted({r.category for r in rules} | {OTHER})
+
+
 def stack_categories(
     sym: SymbolizedProfile, rules: tuple[Rule, ...]
 ) -> tuple[list[str], np.ndarray]:
-    """The categories (sorted) and each stack's index among them."""
-    names = sorted({r.category for r in rules} | {OTHER})
+    """The categories (category_names) and each stack's index among them."""
+    names = category_names(rules)
     of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # a rule's index; -1: none
     files = sym.python_files or [None] * len(sym.functions)
     for i, (name, file) in enumerate(zip(sym.functions, files, strict=True)):

@@ -5,6 +5,7 @@ leaks and peak as mem_parser computes from the log."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -17,7 +18,7 @@ from support.profiling import profile_run
 
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.errors import UserError
-from mem_profiler.parser.log import export
+from mem_profiler.parser.log import analysis, export
 from mem_profiler.parser.msmemscope import analyzers
 
 STEPS = 4  # log_steps step leak 4: steps 1-4, and step 5 marks the end of step 4
@@ -169,6 +170,14 @@ def test_a_database_with_no_room_to_be_built_is_one_sentence(capture, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def batches(stacks: int, rows: int) -> contextlib.ExitStack:
+    """The log's stacks symbolized `stacks` at a time, and CSV rows made `rows` at a time."""
+    sizes = contextlib.ExitStack()
+    sizes.enter_context(mock.patch.object(analysis, "STACKS_AT_ONCE", stacks))
+    sizes.enter_context(mock.patch.object(export, "_ROWS_AT_ONCE", rows))
+    return sizes
+
+
 def test_stacks_named_in_batches_read_as_named_at_once(capture, tmp_path, capsys):
     """The stacks are symbolized and named a batch at a time: in batches of two stacks,
     and of 4,000 rows in the CSV, the tables are the same, and a warning of the
@@ -177,10 +186,10 @@ def test_stacks_named_in_batches_read_as_named_at_once(capture, tmp_path, capsys
     query = "SELECT * FROM events e JOIN stacks s ON e.stack = s.id ORDER BY e.id"
     small = (2, 4000)
     written: list[tuple[bytes, list[list[str]]]] = []
-    for stacks, rows in ((export._STACKS_AT_ONCE, export._ROWS_AT_ONCE), small):
+    for stacks, rows in ((analysis.STACKS_AT_ONCE, export._ROWS_AT_ONCE), small):
         out = tmp_path / str(len(written))
         out.mkdir()
-        with mock.patch.multiple(export, _STACKS_AT_ONCE=stacks, _ROWS_AT_ONCE=rows):
+        with batches(stacks, rows):
             args = ["--events-csv", str(out / "e.csv"), "--events-db", str(out / "e.db")]
             main(["-p", str(exe), "-f", str(heap), *args])
         written.append(((out / "e.csv").read_bytes(), sql(out / "e.db", query)))
@@ -190,7 +199,7 @@ def test_stacks_named_in_batches_read_as_named_at_once(capture, tmp_path, capsys
     stripped = tmp_path / "stripped" / exe.name  # its addresses stay addresses: a warning
     stripped.parent.mkdir()
     subprocess.run(["strip", "-o", str(stripped), str(exe)], check=True)
-    with mock.patch.multiple(export, _STACKS_AT_ONCE=small[0], _ROWS_AT_ONCE=small[1]):
+    with batches(*small):
         main(["-p", str(stripped), "-f", str(heap), "--events-csv", str(tmp_path / "s.csv")])
     warnings = [w for w in capsys.readouterr().err.splitlines() if "warning:" in w]
     assert len(warnings) == len(set(warnings)) >= 1, warnings

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from support.python_steps import STEPS_SCRIPT, steps_truth
 from support.sampling_math import assert_estimate
 
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import open_window_log, replay_groups
 from mem_profiler.parser.model.categories import read_rules
 from mem_profiler.parser.pipeline import Request, allocation_categories
@@ -98,6 +100,30 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
         for g, name in enumerate(names):
             # the replay adds each block's estimate rounded to a byte, --at adds them whole
             assert values[g, at] == pytest.approx(rows.get(name, 0.0), rel=1e-3, abs=64), name
+
+
+def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path):
+    """The stacks are symbolized a batch at a time (analysis.stack_batches): in three
+    batches each allocation's category is the one of a single batch; and --focus, which
+    the timeline does not take, leaves the drawing as it is (it used to end in an
+    IndexError, the categories made of the focused stacks alone)."""
+    _, heap = steps
+    rules = tmp_path / "rules.txt"
+    rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
+    cap = open_window_log(heap)
+    request = Request(categories=read_rules(str(rules)))
+    names, group = allocation_categories(cap, request)
+    stacks = len(np.unique(cap.allocs.stack))
+    with mock.patch.object(analysis, "STACKS_AT_ONCE", stacks // 3 + 1):
+        in_batches = allocation_categories(cap, request)
+    assert in_batches[0] == names and (in_batches[1] == group).all()
+    assert len(set(group.tolist())) == len(names) == 3
+    drawn: list[bytes] = []
+    for focus in ([], ["--focus", "step_leak"]):
+        svg = tmp_path / f"{len(drawn)}.svg"
+        main(["-f", str(heap), "--timeline", str(svg), "--category-rules", str(rules), *focus])
+        drawn.append(svg.read_bytes())
+    assert drawn[0] == drawn[1]
 
 
 def test_a_rule_that_backtracks_without_end_is_stopped_and_named(steps, tmp_path, capsys):
