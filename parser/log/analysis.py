@@ -418,14 +418,20 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     def estimate(values: np.ndarray) -> np.ndarray:
         return np.bincount(inverse, values * weights, len(ids))
 
-    addrs, offsets = cap.log.stacks.frames_of(ids.tolist())
+    # the stacks as the log's tree holds them, which reports of names merge unexpanded
+    tree = cap.log.stacks.tree_of(ids.tolist())
+    addrs, offsets = (
+        cap.log.stacks.frames_of(ids.tolist())
+        if tree is None
+        else (np.zeros(0, np.uint64), np.zeros(1, np.int64))
+    )
     # the .heap file's profile with these counts, or one of the log alone
     base = (
         HeapProfile(path=cap.log.files[0], rate=rate, pid=cap.log.pid)
         if cap.profile is None
         else cap.profile
     )
-    return dataclasses.replace(
+    profile = dataclasses.replace(
         base,
         addrs=addrs,
         offsets=offsets,
@@ -446,3 +452,6 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
         rate=rate,
         heap=cap.heap_name,
     )
+    if tree is not None:
+        profile.set_stack_tree(tree)
+    return profile

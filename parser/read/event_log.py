@@ -19,7 +19,7 @@ from mem_profiler.core.file_names import heap_file, log_files, log_stem
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.input_files import read_regular
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.read.context_tree import Tree
+from mem_profiler.parser.read.context_tree import StackTree, Tree
 from mem_profiler.parser.read.heap_file import read_heap
 
 MAGIC = b"MPLOG\0\r\n"
@@ -150,6 +150,14 @@ class LogStacks(Mapping[int, Stack]):
             parts[k] = self.listed[ids[k]].frames
         np.cumsum([len(p) for p in parts], out=offsets[1:])
         return np.concatenate(parts).astype(np.uint64, copy=False), offsets
+
+    def tree_of(self, ids: list[int]) -> StackTree | None:
+        """The stacks `ids` as leaves of the log's tree, not expanded (for the symbolizer
+        to merge: symbolize); None where one of them is none of the tree's."""
+        rows, found = self._rows(np.asarray(ids, np.int64))
+        if self._tree is None or not found.all():
+            return None
+        return StackTree(self._tree, self._native[rows], self._python[rows], self._evaluation)
 
     def heaps_of(self, ids: list[int]) -> list[int]:
         """The heap of each of the stacks `ids`, which the log holds."""
