@@ -417,6 +417,11 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     for warning in window_log.warnings:
         say(f"warning: {warning}")
     if query.timeline is not None:
+        if request.focus is not None or request.ignore is not None:
+            say(
+                "warning: --focus and --ignore choose the stacks of the reports beside "
+                "--timeline, which draws every allocation of the heap."
+            )
         categories = (
             allocation_categories(window_log, request) if request.categories is not None else None
         )

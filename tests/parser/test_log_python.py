@@ -102,11 +102,11 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
             assert values[g, at] == pytest.approx(rows.get(name, 0.0), rel=1e-3, abs=64), name
 
 
-def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path):
+def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path, capsys):
     """The stacks are symbolized a batch at a time (analysis.stack_batches): in three
     batches each allocation's category is the one of a single batch; and --focus, which
-    the timeline does not take, leaves the drawing as it is (it used to end in an
-    IndexError, the categories made of the focused stacks alone)."""
+    the timeline does not take, leaves the drawing as it is and says so (it used to end
+    in an IndexError, the categories made of the focused stacks alone)."""
     _, heap = steps
     rules = tmp_path / "rules.txt"
     rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
@@ -123,6 +123,8 @@ def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_
         svg = tmp_path / f"{len(drawn)}.svg"
         main(["-f", str(heap), "--timeline", str(svg), "--category-rules", str(rules), *focus])
         drawn.append(svg.read_bytes())
+        warned = "warning: --focus and --ignore choose the stacks of the reports beside"
+        assert (warned in capsys.readouterr().err) == bool(focus)
     assert drawn[0] == drawn[1]
 
 
