@@ -401,6 +401,10 @@ def _leaks(cap: WindowLog, leaked: np.ndarray, scope: str) -> LeakSet:
     return LeakSet(profile, first, last, scope)
 
 
+# The .heap file's lines that say when its counts were taken (report/notes.ending_note).
+_MOMENT_OF_THE_HEAP_FILE = ("ended_at", "taken_at")
+
+
 def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     """The capture's heap as a HeapProfile whose accum counts are the allocations in
     `acc` and cur counts those in `cur` (a subset of acc), one entry per stack, by id."""
@@ -447,8 +451,10 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
                 estimate(sizes),
             ]
         ),
-        peak=None,  # the log's own moments are asked for
+        # the log's own moments are asked for: not the .heap's, nor when it was taken
+        peak=None,
         unreachable=None,
+        meta={k: v for k, v in base.meta.items() if k not in _MOMENT_OF_THE_HEAP_FILE},
         rate=rate,
         heap=cap.heap_name,
     )
