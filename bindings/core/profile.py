@@ -219,10 +219,23 @@ def in_use(profile: HeapProfile, figures: StackFigures | None) -> HeapProfile | 
     return then
 
 
+# The `#` lines that say when a file's in-use figures were taken (report/notes'
+# ending_note): not said of figures of another moment, its peak's or a log's.
+_MOMENT_TAKEN = ("ended_at", "taken_at")
+
+
+def of_another_moment(meta: dict[str, str]) -> dict[str, str]:
+    """A file's `#` lines for in-use figures of another moment than the file's own."""
+    return {k: v for k, v in meta.items() if k not in _MOMENT_TAKEN}
+
+
 def at_peak(profile: HeapProfile) -> HeapProfile | None:
     """What each stack held at the heap's peak as the profile's in-use figures, or None
     where the file does not record them."""
-    return in_use(profile, profile.peak)
+    then = in_use(profile, profile.peak)
+    if then is not None:
+        then.meta = of_another_moment(profile.meta)
+    return then
 
 
 def stacks_only(profile: HeapProfile, addrs: np.ndarray, offsets: np.ndarray) -> HeapProfile:

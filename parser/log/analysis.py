@@ -15,7 +15,7 @@ import numpy as np
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.profile import HeapProfile, of_another_moment
 from mem_profiler.parser.common.arrays import clip_int64
 from mem_profiler.parser.common.sampling import sample_weights
 from mem_profiler.parser.model.aggregate import node_frames
@@ -401,10 +401,6 @@ def _leaks(cap: WindowLog, leaked: np.ndarray, scope: str) -> LeakSet:
     return LeakSet(profile, first, last, scope)
 
 
-# The .heap file's lines that say when its counts were taken (report/notes.ending_note).
-_MOMENT_OF_THE_HEAP_FILE = ("ended_at", "taken_at")
-
-
 def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     """The capture's heap as a HeapProfile whose accum counts are the allocations in
     `acc` and cur counts those in `cur` (a subset of acc), one entry per stack, by id."""
@@ -454,7 +450,7 @@ def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
         # the log's own moments are asked for: not the .heap's, nor when it was taken
         peak=None,
         unreachable=None,
-        meta={k: v for k, v in base.meta.items() if k not in _MOMENT_OF_THE_HEAP_FILE},
+        meta=of_another_moment(base.meta),
         rate=rate,
         heap=cap.heap_name,
     )

@@ -65,6 +65,12 @@ def test_the_default_report_names_what_the_program_kept(python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (heap,) = tmp_path.glob("app_*.heap")
     assert_the_cache(str(heap), proc.stdout)
+    # the table at the peak says nothing of the end, which is not its moment
+    peak = subprocess.run(
+        [MEM_PARSER, "-f", heap, "--peak", "-t"], capture_output=True, text=True, timeout=120
+    )
+    assert peak.returncode == 0 and peak.stdout.startswith("Total: "), peak.stderr
+    assert ENDED not in peak.stdout
 
 
 def test_the_gate_fails_a_program_that_keeps_more_than_its_budget(tmp_path):
