@@ -374,17 +374,17 @@ def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
     )
     end = float(np.sum(sym.value(r.index)))
     peak = float(sym.profile.peak_bytes or then.total)  # the heap's own figure, exact
-    if peak <= PEAK_SHOWN_ABOVE * end or then.total <= 0:
+    if peak <= PEAK_SHOWN_ABOVE * end:
         return None
+    said = f"Peak: {format_amount(peak, 'bytes')}{_peak_moment(sym.profile)}"
+    if then.total <= 0:  # an event log's window: its events, not the file, hold the peak
+        return f"{said} (mem_parser --peak: its table)" if sym.profile.meta.get("log") else None
     held = ", ".join(
         f"{visible(name)} {format_amount(value, 'bytes')}"
         for name, value in zip(then.names[:3], then.flat[:3].tolist(), strict=False)
         if value > 0
     )
-    return (
-        f"Peak: {format_amount(peak, 'bytes')}{_peak_moment(sym.profile)},"
-        f" most in {held} (mem_parser --peak: the whole table)"
-    )
+    return f"{said}, most in {held} (mem_parser --peak: the whole table)"
 
 
 def allocation_categories(cap: WindowLog, request: Request) -> tuple[list[str], np.ndarray]:

@@ -742,7 +742,8 @@ static void add_figures(struct stack_figures *f, const struct selection *sel, ui
 }
 
 /* The stacks at the heap's peak: its record (live_bytes.c), or where the heap is at its
- * peak now, its live samples. */
+ * peak now, its live samples.  An event log's window makes no record (its events give
+ * its peaks): there, unless the heap is at its peak now, none. */
 static bool gather_peak(struct out *o, const struct selection *sel, const struct counts *c,
                         enum memprof_heap heap, struct stack_figures *f)
 {
@@ -754,6 +755,9 @@ static bool gather_peak(struct out *o, const struct selection *sel, const struct
         return false;
     }
     int64_t n = memprof_live_peak_rows(heap, rows, f->cap);
+    struct memprof_live_bytes figure = memprof_live_bytes_of(heap);
+    if (n < 0 && memprof_log_base() != NULL && figure.now < figure.peak)
+        n = 0;
     for (int64_t i = 0; i < n; i++)
         add_figures(f, sel, rows[i].stack,
                     (struct memprof_stack_totals){rows[i].samples, rows[i].bytes,
