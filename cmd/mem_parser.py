@@ -196,7 +196,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option(
     "--timeline",
     metavar="SVG",
-    help="Log mode: write memory over time (each heap, RSS, marks, the peak) as an SVG file.",
+    help="Log mode: write memory over time (each heap, RSS, marks, the peak) as an SVG file;"
+    " with --focus/--ignore, the live bytes of the stacks they keep as an area.",
 )
 @click.option(
     "--events-csv",

@@ -387,22 +387,35 @@ def peak_line(sym: SymbolizedProfile, r: Request) -> str | None:
     return f"{said}, most in {held} (mem_parser --peak: the whole table)"
 
 
-def allocation_categories(cap: WindowLog, request: Request) -> tuple[list[str], np.ndarray]:
-    """The categories (request.categories' rules) and the one of each of the capture's
-    allocations (-1: another heap's), from their stacks symbolized a batch at a time
-    (every stack: --focus and --ignore choose none here)."""
+def allocation_groups(cap: WindowLog, request: Request) -> tuple[list[str], np.ndarray]:
+    """The groups the timeline draws and the gate's category budgets replay, and the one of
+    each of the capture's allocations (-1: none, or another heap's): the categories of
+    request.categories' rules, of the stacks --focus and --ignore keep; without rules,
+    those stacks as one group named after the patterns. The stacks are symbolized a
+    batch at a time."""
     rules = request.categories
-    assert rules is not None
+    assert rules is not None or request.focus is not None or request.ignore is not None
     every = dataclasses.replace(request, focus=None, ignore=None)
     mine = cap.allocs.heap == cap.heap
     ids, inverse = np.unique(cap.allocs.stack[mine], return_inverse=True)
     of_stack = np.zeros(len(ids), np.int64)
     for at, batch in analysis.stack_batches(ids.tolist()):
         sym = load(every, export.stacks_profile(cap, batch))
-        of_stack[at : at + len(batch)] = stack_categories(sym, rules)[1]
-    category = np.full(len(mine), -1, np.int64)
-    category[mine] = of_stack[inverse.reshape(-1)]
-    return category_names(rules), category
+        groups = stack_categories(sym, rules)[1] if rules is not None else np.zeros(len(batch))
+        kept = _kept(sym, request)
+        of_stack[at : at + len(batch)] = groups if kept is None else np.where(kept, groups, -1)
+    group = np.full(len(mine), -1, np.int64)
+    group[mine] = of_stack[inverse.reshape(-1)]
+    return (category_names(rules) if rules is not None else [_kept_name(request)]), group
+
+
+def _kept_name(request: Request) -> str:
+    """The stacks --focus and --ignore keep, as the patterns say it."""
+    return " ".join(
+        f"--{what} {pattern.pattern}"
+        for what, pattern in (("focus", request.focus), ("ignore", request.ignore))
+        if pattern is not None
+    )
 
 
 def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
@@ -417,15 +430,15 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     for warning in window_log.warnings:
         say(f"warning: {warning}")
     if query.timeline is not None:
-        if request.focus is not None or request.ignore is not None:
-            say(
-                "warning: --focus and --ignore choose the stacks of the reports beside "
-                "--timeline, which draws every allocation of the heap."
-            )
-        categories = (
-            allocation_categories(window_log, request) if request.categories is not None else None
+        kept = request.focus is not None or request.ignore is not None
+        areas = (
+            allocation_groups(window_log, request)
+            if request.categories is not None or kept
+            else None
         )
-        timeline = format_timeline(window_log, request.title, categories)
+        timeline = format_timeline(
+            window_log, request.title, areas, _kept_name(request) if kept else None
+        )
         write_output(query.timeline, timeline.encode())
     if query.events_csv is not None or query.events_db is not None:
         write_event_tables(

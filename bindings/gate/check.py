@@ -43,7 +43,7 @@ from mem_profiler.parser.common.sampling import estimates, python_frames_note, s
 from mem_profiler.parser.log.analysis import live_at, open_window_log, replay_groups
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule, stack_categories
 from mem_profiler.parser.model.focus import some_stacks
-from mem_profiler.parser.pipeline import Request, allocation_categories, load
+from mem_profiler.parser.pipeline import Request, allocation_groups, load
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, innermost_python
 
 # Exit statuses of the gate.
@@ -195,7 +195,7 @@ def _category_peak(
     frees; if over the limit, the category's stacks live at that moment."""
     cap = open_window_log(path)
     request = Request(binary=profile.exe, categories=rules)
-    names, group = allocation_categories(cap, request)
+    names, group = allocation_groups(cap, request)
     if budget.category not in names:
         raise BudgetError(f"unknown category {budget.category!r}: one of {', '.join(names)}")
     index = names.index(budget.category)

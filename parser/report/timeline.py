@@ -49,12 +49,14 @@ YScale = Callable[[float], float]  # a number of bytes to the plot's vertical co
 def format_timeline(
     cap: WindowLog,
     program: str | None = None,
-    categories: tuple[list[str], np.ndarray] | None = None,
+    areas: tuple[list[str], np.ndarray] | None = None,
+    kept: str | None = None,
 ) -> str:
     """The SVG document of a capture's log; `program` names it in the title (by default
-    the program the .heap file names). `categories`: names and each allocation's index
-    among them (cap.allocs; -1: another heap's), whose live bytes are drawn stacked under
-    the capture's heap's line."""
+    the program the .heap file names). `areas`: names and each allocation's index among
+    them (cap.allocs; -1: none), whose live bytes are drawn stacked under the capture's
+    heap's line; `kept`: the patterns that chose their stacks (pipeline.allocation_groups),
+    whose peak the notes give."""
     log = cap.log
     if program is None:
         program = os.path.basename(cap.profile.exe or "") if cap.profile else ""
@@ -65,6 +67,11 @@ def format_timeline(
     peaks = [peak(cap, h) for h in heaps]
     t_end = max(log.end_ns, 1)
     top_bytes = max([1, *tl["peak"].tolist(), *tl["rss"].tolist(), *(p.bytes for p in peaks)])
+    notes = _notes(log)
+    if areas is not None:
+        times, values = replay_groups(cap, areas[1], len(areas[0]))
+        if kept is not None:
+            notes.append(_kept_note(kept, times, values.sum(axis=0), len(areas[0]) > 1))
     scale, unit = axis_unit(top_bytes)
     y_top, y_ticks = _ticks(top_bytes / scale)
     t_scale, t_unit = (MS, "ms") if t_end < 10_000 * MS else (1e9, "s")
@@ -90,13 +97,11 @@ def format_timeline(
     ]
     out += [
         f'<text x="{LEFT}" y="{44 + 16 * i}" fill="#333">{xml_text(note)}</text>'
-        for i, note in enumerate(_notes(log))
+        for i, note in enumerate(notes)
     ]
     out += _axes(x, y, x_ticks, y_ticks, t_scale, scale, t_unit, unit, plot_w, plot_h)
-    if categories is not None:
-        names, group = categories
-        times, values = replay_groups(cap, group, len(names))
-        out += _stacked(times, values, names, t_end, x, y)
+    if areas is not None:
+        out += _stacked(times, values, areas[0], t_end, x, y)
     out += _marks(log, x, plot_h)
     for h in heaps:
         color = COLORS[HEAPS[h]]
@@ -115,8 +120,8 @@ def format_timeline(
     for p in peaks:
         out += _peak(p, x, y)
     out += _legend([HEAPS[h] for h in heaps], bool(len(rss)), bool(log.marks))
-    if categories is not None:
-        out += _category_legend(categories[0])
+    if areas is not None:
+        out += _category_legend(areas[0])
     if not heaps:
         out.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
@@ -137,6 +142,18 @@ def _notes(log: EventLog) -> list[str]:
             " are anchored to the first timeline record left"
         )
     return notes
+
+
+def _kept_note(kept: str, times: np.ndarray, live: np.ndarray, categories: bool) -> str:
+    """What the areas hold when --focus or --ignore chose their stacks, and their peak."""
+    at = int(np.argmax(live))
+    what = "the categories of the stacks" if categories else "the stacks"
+    if live[at] <= 0:
+        return f"areas: {what} {kept} keeps, live: none at any time"
+    return (
+        f"areas: {what} {kept} keeps, live; their peak"
+        f" {format_amount(float(live[at]), 'bytes')} at {times[at] / MS:.1f} ms"
+    )
 
 
 def _ticks(top: float, count: int = 6) -> tuple[float, list[float]]:

@@ -6,6 +6,7 @@ and `--mark-leaks` name its own functions, with the bytes tracemalloc counts for
 from __future__ import annotations
 
 import json
+import re
 import sys
 from unittest import mock
 
@@ -16,10 +17,11 @@ from support.python_steps import STEPS_SCRIPT, steps_truth
 from support.sampling_math import assert_estimate
 
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.core.units import format_amount
 from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import open_window_log, replay_groups
 from mem_profiler.parser.model.categories import read_rules
-from mem_profiler.parser.pipeline import Request, allocation_categories
+from mem_profiler.parser.pipeline import Request, allocation_groups
 
 RATE = 1024
 LIMIT = 0.10  # the issue's bound per function at -c 1024
@@ -96,7 +98,7 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
         assert f"<title>{name}</title></polygon>" in drawn
     cap = open_window_log(heap)
     request = Request(categories=read_rules(str(rules)))
-    names, group = allocation_categories(cap, request)
+    names, group = allocation_groups(cap, request)
     times, values = replay_groups(cap, group, len(names))
     assert len(cap.log.marks) >= 3
     for mark in cap.log.marks:
@@ -110,30 +112,74 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
             assert values[g, at] == pytest.approx(rows.get(name, 0.0), rel=1e-3, abs=64), name
 
 
-def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path, capsys):
+def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path):
     """The stacks are symbolized a batch at a time (analysis.stack_batches): in three
-    batches each allocation's category is the one of a single batch; and --focus, which
-    the timeline does not take, leaves the drawing as it is and says so (it used to end
-    in an IndexError, the categories made of the focused stacks alone)."""
+    batches each allocation's category is the one of a single batch."""
     _, heap = steps
     rules = tmp_path / "rules.txt"
     rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
     cap = open_window_log(heap)
     request = Request(categories=read_rules(str(rules)))
-    names, group = allocation_categories(cap, request)
+    names, group = allocation_groups(cap, request)
     stacks = len(np.unique(cap.allocs.stack))
     with mock.patch.object(analysis, "STACKS_AT_ONCE", stacks // 3 + 1):
-        in_batches = allocation_categories(cap, request)
+        in_batches = allocation_groups(cap, request)
     assert in_batches[0] == names and (in_batches[1] == group).all()
     assert len(set(group.tolist())) == len(names) == 3
-    drawn: list[bytes] = []
-    for focus in ([], ["--focus", "step_leak"]):
-        svg = tmp_path / f"{len(drawn)}.svg"
-        main(["-f", str(heap), "--timeline", str(svg), "--category-rules", str(rules), *focus])
-        drawn.append(svg.read_bytes())
-        warned = "warning: --focus and --ignore choose the stacks of the reports beside"
-        assert (warned in capsys.readouterr().err) == bool(focus)
-    assert drawn[0] == drawn[1]
+
+
+def test_the_timeline_of_the_stacks_focus_keeps(steps, tmp_path):
+    """--timeline with --focus draws the live bytes of the stacks it keeps as an area under
+    the heap's line: at each step's mark, the leaks of the steps before it as tracemalloc
+    counts them; its peak, in the notes, all the steps' leaks. --ignore of the same
+    pattern draws the rest: the two add up to the heap's line at every event. With
+    categories, only the kept stacks are in them."""
+    truth, heap = steps
+    cap = open_window_log(heap)
+    focus = re.compile("step_leak")
+    names, kept = allocation_groups(cap, Request(focus=focus))
+    assert names == ["--focus step_leak"]
+    times, values = replay_groups(cap, kept, 1)
+    assert len(cap.log.marks) == truth.steps + 1
+    for k, mark in enumerate(cap.log.marks):
+        at = int(np.searchsorted(times, mark.time_ns, side="right")) - 1
+        if k == 0:
+            assert values[0, at] == 0
+        else:
+            leaks, sd = truth.estimate_sd("step_leak", RATE, k)
+            assert_estimate(values[0, at], leaks, sd, LIMIT)
+    leaks, sd = truth.estimate_sd("step_leak", RATE, truth.steps)
+    assert_estimate(values[0].max(), leaks, sd, LIMIT)
+    _, rest = allocation_groups(cap, Request(ignore=focus))
+    assert ((kept == 0) ^ (rest == 0))[cap.allocs.heap == cap.heap].all()
+    every, whole = replay_groups(cap, np.where(cap.allocs.heap == cap.heap, 0, -1), 1)
+    rest_times, others = replay_groups(cap, rest, 1)
+
+    def then(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """A replay's values at each of the whole heap's times."""
+        return v[0, np.searchsorted(t, every, side="right") - 1]
+
+    assert then(times, values) + then(rest_times, others) == pytest.approx(whole[0], abs=1)
+    assert 0 < values[0, -1] < whole[0, -1]
+
+    svg = tmp_path / "focus.svg"
+    main(["-f", str(heap), "--timeline", str(svg), "--focus", "step_leak"])
+    drawn = svg.read_text()
+    assert "<title>--focus step_leak</title></polygon>" in drawn
+    peak_at = int(np.argmax(values[0]))
+    assert (
+        "areas: the stacks --focus step_leak keeps, live; their peak"
+        f" {format_amount(values[0, peak_at], 'bytes')} at {times[peak_at] / 1e6:.1f} ms"
+    ) in drawn
+    main(["-f", str(heap), "--timeline", str(svg), "--focus", "no_such_function"])
+    assert "areas: the stacks --focus no_such_function keeps, live: none at any time" in (
+        svg.read_text()
+    )
+
+    rules = tmp_path / "rules.txt"
+    rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
+    names, group = allocation_groups(cap, Request(categories=read_rules(str(rules)), focus=focus))
+    assert (group[kept == 0] == names.index("leaks")).all() and (group[kept != 0] == -1).all()
 
 
 def test_a_rule_that_backtracks_without_end_is_stopped_and_named(steps, tmp_path, capsys):
