@@ -34,7 +34,7 @@ from mem_profiler.parser.symbols.symbolize import recorded_program
 
 PROG = "mem_parser"
 _ONE_OUTPUT = (
-    "choose exactly one output for -o/stdout: -t (text table), -s (SVG call graph),"
+    "choose one output for -o/stdout: -t (text table, the default), -s (SVG call graph),"
     " --collapsed or --json; --flame PATH, --pprof PATH and --jeprof PATH write files of"
     " their own and may be added to it or given alone."
 )
@@ -288,7 +288,7 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     f" [default {IDLE_THRESHOLD}].",
 )
 def cli(heap_files: tuple[str, ...], heap: str | None, **flags: Any) -> None:
-    """Report a .heap file: mem_parser [-p BIN] -f FILE -t|-s|--collapsed|--json [-o OUT]."""
+    """Report a .heap file: mem_parser [-p BIN] -f FILE [-t|-s|--collapsed|--json] [-o OUT]."""
     chosen = select_files(list(heap_files), heap)
     if flags["binary"] is None and _names_frames(flags):
         try:
@@ -371,18 +371,14 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
             "--jeprof writes one profile's samples, whose counts cannot be negative; the"
             " difference of two steps goes to -t, -s, --collapsed, --json, --flame or --pprof."
         )
-    if reports:  # --at, --peak, --between, --compare-steps: a profile of the log
-        if len(streams) > 1:
-            raise UserError("choose one of -t, -s, --collapsed, --json for -o/stdout.")
-        streams = streams or ([] if files else ["text"])
-    else:
-        if len(streams) > 1 or not streams and not files:
-            raise UserError(_ONE_OUTPUT)
-        if output is not None and not streams:
-            raise UserError(
-                f"-o {output} is for -t, -s, --collapsed or --json; --flame, --pprof"
-                " and --jeprof take their own path."
-            )
+    if len(streams) > 1:
+        raise UserError(_ONE_OUTPUT)
+    streams = streams or ([] if files else ["text"])  # with no output chosen, the table
+    if output is not None and not streams:
+        raise UserError(
+            f"-o {output} is for -t, -s, --collapsed or --json; --flame, --pprof"
+            " and --jeprof take their own path."
+        )
     default = "alloc_space" if query.between is not None else "inuse_space"
     return _build(
         heap_file,

@@ -141,6 +141,19 @@ def test_collapsed_stacks_hold_exact_bytes(sites_exact):
     assert f"{root};site_transient {SITES_EXACT[2]}\n" in alloc
 
 
+def test_no_output_chosen_is_the_text_table(sites_exact, tmp_path):
+    """`mem_parser -f FILE`, nothing else: the table -t prints, what the program kept
+    (site_pages' blocks, exactly, at -c 1); -o alone writes it to a file."""
+    exe, heap = sites_exact
+    plain = run_parser("-p", exe, "-f", heap)
+    assert plain.returncode == 0 and plain.stdout == run_parser("-p", exe, "-f", heap, "-t").stdout
+    _, rows = text_rows(plain.stdout)
+    pages = SITES_EXACT[0] * (4096 + 8) / MiB
+    assert float(rows["site_pages"][0]) == pytest.approx(pages, abs=0.05)
+    run_parser("-p", exe, "-f", heap, "-o", tmp_path / "t.txt")
+    assert (tmp_path / "t.txt").read_text() == plain.stdout
+
+
 def test_json_table_and_metadata(sites_exact):
     exe, heap = sites_exact
     doc = json.loads(run_parser("-p", exe, "-f", heap, "--json", "--nodecount", "2").stdout)
@@ -384,7 +397,7 @@ def test_several_outputs_at_once(sites_exact, tmp_path):
         ("--pprof -t", "expected a file name, found '-t'"),
         ("-t --focus (", "'(' is not a valid regular expression"),
         ("-t --ignore [z-a]", "is not a valid regular expression"),
-        ("-t --json", "exactly one output"),
+        ("-t --json", "choose one output"),
         ("--flame {dir}/f.html -o {dir}/x", "--flame, --pprof and --jeprof take their own path"),
         ("--flame {dir}/nowhere/f.html", "cannot write {dir}/nowhere/f.html"),
         ("--jeprof", "Option '--jeprof' requires an argument"),
