@@ -15,7 +15,7 @@ import pytest
 from support.paths import MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import capture_cli
-from support.sampling_math import assert_estimate, relative_sd
+from support.sampling_math import relative_sd
 from support.targets import Server
 from support.top_view import (
     BLOCK_64K_WEIGHT,
@@ -91,7 +91,14 @@ def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
 
 
 def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
+    started = time.time_ns()
     by_alloc = top(server.pid, "-n", "3", "--interval", "0.5", "--sort", "alloc")
+    ended = time.time_ns()
+    # what the rings hold is bounded by the server's own count of iterations in the
+    # window: its start is not shown, but the window lies inside top's run and has been
+    # open as long as the header says (to 0.1 s)
+    _, most = server.history.iterations(server.pid, started, ended)
+    before = Server.ring_blocks(0, most)  # at top's baseline snapshot
     for refresh in by_alloc:
         rows = refresh.rows
         assert [r.site for r in rows] == ["site_transient", "site_pages", "site_small"]
@@ -100,22 +107,29 @@ def test_batch_sort_keys_and_the_servers_known_proportions(server, tmp_path):
         # 4 x 256 B small
         assert transient.alloc_rate / pages.alloc_rate == pytest.approx(16, rel=0.02)
         assert pages.alloc_rate / small.alloc_rate == pytest.approx(4, rel=0.05)
-        # the rings turn over within the interval: 16 MiB each, live
-        assert_estimate(pages.in_use, 16 * MiB, relative_sd(4096, 4096, 1024), 0.05)
-        assert_estimate(small.in_use, 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
-        # and do not grow once full: the difference of two independent estimates of
-        # 16 MiB; in the first interval a ring may still be filling (top opened the window
-        # just before its baseline snapshot)
-        for ring, sd in (
-            (pages, relative_sd(4096, 4096, 1024)),
-            (small, relative_sd(65536, 256, 1024)),
+        opened = re.search(r"open (\d+\.\d) s", refresh.header[1])
+        assert opened is not None, refresh.header
+        open_s = float(opened[1])
+        fewest = server.history.fewest_within(
+            server.pid, started, ended, int((open_s - 0.05) * 1e9)
+        )
+        # live: each ring's blocks allocated in the window, 16 MiB once it turned over
+        server.check_rings({r.site: r.in_use for r in rows}, 1024, fewest, most)
+        now = Server.ring_blocks(fewest, most)
+        # and the rings do not grow once full: the bytes grown since the refresh before
+        # are the difference of two independent estimates
+        for ring, size, sd in (
+            (pages, 4096, relative_sd(4096, 4096, 1024)),
+            (small, 256, relative_sd(65536, 256, 1024)),
         ):
             bound = 5 * 2**0.5 * sd * 16 * MiB
-            highest = (1 + 5 * sd) * 16 * MiB if refresh.number == 1 else bound
+            (low_now, high_now), (low_then, high_then) = now[ring.site], before[ring.site]
             # growth is a rate over the interval top measured, which it shows to 0.01 s:
             # the bytes grown are growth times an interval within half of that
             low, high = sorted(ring.growth * (refresh.interval_s + d) for d in (-0.005, 0.005))
-            assert -bound <= high and low <= highest, (ring, refresh.interval_s)
+            assert (low_now - high_then) * size - bound <= high, (ring, refresh.interval_s)
+            assert low <= (high_now - low_then) * size + bound, (ring, refresh.interval_s)
+        before = now
         assert transient.in_use <= BLOCK_64K_WEIGHT
         rss = next(line for line in refresh.header if line.startswith("RSS "))
         assert amount(*rss.split()[1:3]) >= 0.9 * 32 * MiB

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
     """-p PID --push: every period a profile of the server's heap whose rings hold their
     16 MiB each, labelled, the periods contiguous; the tenant header and the user's label
     reach the backend; the summary counts the requests."""
+    started = time.time_ns()
     with Backend(tenant="t1") as backend:
         proc = pusher(
             "-p", server.pid, "--push", backend.url, "--push-protocol", protocol,
@@ -65,16 +67,25 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
         proc.send_signal(signal.SIGINT)  # pushes once more, then ends
         code, err = ended(proc)
     assert code == 0, err
+
+    def check_rings(inuse: dict[str, float], first_ns: int, end_ns: int) -> None:
+        """The rings in use at the end of a period, by the server's own count: the window
+        opened after `started`, before the first period began at first_ns."""
+        fewest = server.history.iterations(server.pid, first_ns, end_ns)[0]
+        most = server.history.iterations(server.pid, started, end_ns)[1]
+        server.check_rings(inuse, 1024, fewest, most)
+
     assert not backend.refused, backend.refused
     m = re.search(r"pushed (\d+) profile requests?", err)
     assert m is not None, err
     sent = int(m[1])
     assert sent == backend.requests >= 4, err
-    rel = relative_sd(4096, 4096, 1024)
     if protocol == "otlp":
-        for req in backend.otlp:
+        periods = [req.resource_profiles[0].scope_profiles[0].profiles[0] for req in backend.otlp]
+        for req, period in zip(backend.otlp, periods, strict=True):
             inuse = otlp_by_function(req, "inuse_space")[("server", "host")]
-            assert_estimate(inuse["site_pages"], 16 * MiB, rel, 0.05)
+            end = period.time_unix_nano + period.duration_nano
+            check_rings({k: float(v) for k, v in inuse.items()}, periods[0].time_unix_nano, end)
             attrs = {kv.key: kv.value for kv in req.resource_profiles[0].resource.attributes}
             assert attrs["process.pid"].int_value == server.pid
             assert attrs["process.executable.path"].string_value == str(server_exe)
@@ -95,11 +106,12 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
     }
     if protocol == "parca":
         del expected["__delta__"]
+    first = backend.pushes[0].profile.time_nanos
     for push in backend.pushes:
         assert push.labels == expected
         inuse = push.profile.by_function("inuse_space")
-        assert_estimate(inuse["site_pages"], 16 * MiB, rel, 0.05)
-        assert_estimate(inuse["site_small"], 16 * MiB, relative_sd(65536, 256, 1024), 0.05)
+        end = push.profile.time_nanos + push.profile.duration_nanos
+        check_rings({k: float(v) for k, v in inuse.items()}, first, end)
     times = [(p.profile.time_nanos, p.profile.duration_nanos) for p in backend.pushes]
     for (start, length), (after, _) in zip(times, times[1:], strict=False):
         assert after == start + length  # contiguous: nothing between two periods is lost

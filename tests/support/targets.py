@@ -70,18 +70,34 @@ class Server:
         start, end = (int(profile.meta[f"window_{e}_ns"]) for e in ("start", "end"))
         fewest, most = self.history.iterations(profile.pid, start, end)
         inuse = report(heap, self.exe)
-        for site, size, per_iteration, ring in SERVER_RINGS:
-            low, high = (min(n * per_iteration, ring) for n in (fewest, most))
-            sd = relative_sd(max(low, 1), size, profile.rate)
-            # ±5% is the bound a turned-over ring is held to; a starved window's fewer
-            # blocks only to 5 sd of theirs
-            limit = max(0.05, 5 * sd)
-            assert_estimate_between(inuse[site][1], low * size, high * size, sd, limit)
+        self.check_rings({site: v[1] for site, v in inuse.items()}, profile.rate, fewest, most)
         # A window may close between one transient block's malloc and its free.
         assert inuse.get("site_transient", (0, 0))[1] <= sample_weight(65536, profile.rate)
         alloc = report(heap, self.exe, "alloc_space")
         # Per iteration: 65536 B transient, 4096 B pages; both sampled with p > 0.98.
         assert alloc["site_transient"][1] / alloc["site_pages"][1] == pytest.approx(16, rel=0.02)
+
+    @staticmethod
+    def ring_blocks(fewest: int, most: int) -> dict[str, tuple[int, int]]:
+        """The fewest and the most blocks of each ring a window holds in which the server
+        did from `fewest` to `most` iterations."""
+        return {
+            site: (min(fewest * per_iteration, ring), min(most * per_iteration, ring))
+            for site, _, per_iteration, ring in SERVER_RINGS
+        }
+
+    def check_rings(self, inuse: dict[str, float], rate: int, fewest: int, most: int) -> None:
+        """The estimated bytes in use of each ring (`inuse` by site) in a window in which
+        the server did from `fewest` to `most` iterations: all 16 MiB once it saw the
+        ring turn over."""
+        blocks = self.ring_blocks(fewest, most)
+        for site, size, _, _ in SERVER_RINGS:
+            low, high = blocks[site]
+            sd = relative_sd(max(low, 1), size, rate)
+            # ±5% is the bound a turned-over ring is held to; a starved window's fewer
+            # blocks only to 5 sd of theirs
+            limit = max(0.05, 5 * sd)
+            assert_estimate_between(inuse.get(site, 0.0), low * size, high * size, sd, limit)
 
     def stop(self) -> None:
         for pid in self.pids:
@@ -111,14 +127,25 @@ class ServerHistory:
     def iterations(self, pid: int, start_ns: int, end_ns: int) -> tuple[int, int]:
         """The fewest and the most iterations process pid can have done from start_ns to
         end_ns; waits for its first record after end_ns."""
-        times, done = wait_for(
-            lambda: self._records_to(pid, end_ns), what=f"process {pid} to note an iteration"
-        )
-        assert done[0] == self.EVERY or times[0] < start_ns, "the server's ring of records wrapped"
+        times, done = self._records(pid, start_ns, end_ns)
         inside = done[(times >= start_ns) & (times <= end_ns)]
         before = done[times < start_ns]
         fewest = int(inside[-1] - inside[0]) if len(inside) else 0
         return fewest, int(done[times > end_ns][0] - (before[-1] if len(before) else 0))
+
+    def fewest_within(self, pid: int, start_ns: int, end_ns: int, length_ns: int) -> int:
+        """The fewest iterations process pid can have done in some interval of length_ns
+        lying from start_ns to end_ns; waits for its first record after end_ns."""
+        times, done = self._records(pid, start_ns, end_ns)
+        assert start_ns + length_ns <= end_ns, (start_ns, end_ns, length_ns)
+        # the count in [s, s + length] is at least the last record's by s + length less
+        # the first record's from s; it is least just after a record
+        inside = times[(times >= start_ns) & (times + length_ns <= end_ns)]
+        starts = np.r_[start_ns, inside + 1]
+        first = done[np.searchsorted(times, starts)]
+        last = np.searchsorted(times, starts + length_ns, side="right") - 1
+        by_end = np.where(last >= 0, done[np.maximum(last, 0)], 0)
+        return int(np.maximum(by_end - first, 0).min())
 
     def wait_until(self, pid: int, iterations: int) -> None:
         """Waits until pid has noted `iterations` done."""
@@ -130,6 +157,15 @@ class ServerHistory:
     def latest(self, pid: int) -> int:
         """The iterations pid noted last (it notes every EVERY)."""
         return int(np.fromfile(f"{self.prefix}{pid}", self.RECORD)["iterations"].max())
+
+    def _records(self, pid: int, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """(times, iterations) of pid's records, all of them since start_ns, once one was
+        noted after end_ns."""
+        times, done = wait_for(
+            lambda: self._records_to(pid, end_ns), what=f"process {pid} to note an iteration"
+        )
+        assert done[0] == self.EVERY or times[0] < start_ns, "the server's ring of records wrapped"
+        return times, done
 
     def _records_to(self, pid: int, end_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The records of pid in the order noted, once one was noted after end_ns."""
