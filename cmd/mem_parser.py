@@ -200,6 +200,14 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     " with --focus/--ignore, the live bytes of the stacks they keep as an area.",
 )
 @click.option(
+    "--timeline-top",
+    type=click.IntRange(1, 6),
+    metavar="N",
+    help="With --timeline: the N functions that allocated most of the heap's peak (as the"
+    " table's rows name them) drawn as areas, each with what it allocated live over time,"
+    " the rest as one.",
+)
+@click.option(
     "--events-csv",
     metavar="CSV",
     help="Log mode: write every event (allocation, free, mark, step) as a row of a CSV"
@@ -322,6 +330,8 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
     reports, output = query.reports, flags["output"]
     if len(reports) > 1:
         raise UserError(f"choose one log report, not {' and '.join(reports)}.")
+    if query.timeline_top is not None and query.timeline is None:
+        raise UserError("--timeline-top N goes with --timeline SVG.")
     if query.start_index is not None and query.mark_leaks is None:
         raise UserError("--start-index goes with --mark-leaks TEXT.")
     if query.step_mark is not None and query.compare_steps is None:

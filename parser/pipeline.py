@@ -44,6 +44,7 @@ from mem_profiler.parser.log.device_uses import (
 from mem_profiler.parser.model.aggregate import FlatCum, aggregate, node_frames
 from mem_profiler.parser.model.call_graph import call_graph
 from mem_profiler.parser.model.categories import (
+    OTHER,
     Rule,
     categorize,
     category_names,
@@ -63,7 +64,7 @@ from mem_profiler.parser.report.leaks import format_leaks, format_leaks_json
 from mem_profiler.parser.report.notes import capture_notes, format_failures, format_foreign
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
-from mem_profiler.parser.report.timeline import format_timeline
+from mem_profiler.parser.report.timeline import Areas, format_timeline
 from mem_profiler.parser.symbols.symbolize import (
     SymbolizedProfile,
     check_owner_reads_program,
@@ -138,6 +139,7 @@ class LogQuery:
     """Which reports of a capture's event log to write (mem_parser's log options)."""
 
     timeline: str | None = None  # the path of its SVG
+    timeline_top: int | None = None  # its areas: the functions holding most at the peak
     events_csv: str | None = None  # the path of its events as CSV
     events_db: str | None = None  # ... and as an SQLite database
     at_ms: float | None = None
@@ -391,22 +393,90 @@ def allocation_groups(cap: WindowLog, request: Request) -> tuple[list[str], np.n
     """The groups the timeline draws and the gate's category budgets replay, and the one of
     each of the capture's allocations (-1: none, or another heap's): the categories of
     request.categories' rules, of the stacks --focus and --ignore keep; without rules,
-    those stacks as one group named after the patterns. The stacks are symbolized a
-    batch at a time."""
+    those stacks as one group named after the patterns."""
     rules = request.categories
     assert rules is not None or request.focus is not None or request.ignore is not None
+    group = _per_allocation(
+        cap,
+        request,
+        lambda sym: (
+            stack_categories(sym, rules)[1]
+            if rules is not None
+            else np.zeros(len(sym.offsets) - 1, np.int64)
+        ),
+    )
+    return (category_names(rules) if rules is not None else [_kept_name(request)]), group
+
+
+def allocation_functions(
+    cap: WindowLog, request: Request, count: int
+) -> tuple[list[str], np.ndarray]:
+    """The `count` functions that allocated the most of what the capture's heap held at its
+    peak (a stack's innermost node, as the text table's flat rows name them), of the
+    stacks --focus and --ignore keep, most first, then OTHER; and the index among them of
+    each of the capture's allocations (-1: none, or another heap's)."""
+    known: dict[str, int] = {}
+
+    def leaf_functions(sym: SymbolizedProfile) -> np.ndarray:
+        names, nodes = node_frames(sym, request.lines, request.full_names)
+        ids = np.array([known.setdefault(name, len(known)) for name in names] + [-1], np.int64)
+        leaf = np.full(len(sym.offsets) - 1, -1, np.int64)
+        some = np.diff(sym.offsets) > 0
+        leaf[some] = nodes[sym.offsets[:-1][some]]
+        return ids[leaf]
+
+    function = _per_allocation(cap, request, leaf_functions)
+    at = analysis.peak(cap).time_ns
+    a = cap.allocs
+    live = (function >= 0) & (a.start <= at) & (a.end > at)
+    held = np.bincount(
+        function[live],
+        analysis.estimates(a.size[live], cap.log.rate_of(cap.heap)),
+        minlength=len(known),
+    )
+    top = [int(f) for f in np.argsort(-held, kind="stable")[:count] if held[f] > 0]
+    rank = np.full(len(known) + 1, len(top), np.int64)  # the rest: OTHER
+    rank[top] = np.arange(len(top))
+    rank[-1] = -1
+    names = list(known)
+    return [names[f] for f in top] + [OTHER], rank[function]
+
+
+def _per_allocation(
+    cap: WindowLog, request: Request, of_stacks: Callable[[SymbolizedProfile], np.ndarray]
+) -> np.ndarray:
+    """A value of each of the capture's allocations: of_stacks' of its stack (-1 where
+    --focus and --ignore do not keep it, and for another heap's allocations), the stacks
+    symbolized a batch at a time."""
     every = dataclasses.replace(request, focus=None, ignore=None)
     mine = cap.allocs.heap == cap.heap
     ids, inverse = np.unique(cap.allocs.stack[mine], return_inverse=True)
     of_stack = np.zeros(len(ids), np.int64)
     for at, batch in analysis.stack_batches(ids.tolist()):
         sym = load(every, export.stacks_profile(cap, batch))
-        groups = stack_categories(sym, rules)[1] if rules is not None else np.zeros(len(batch))
+        values = of_stacks(sym)
         kept = _kept(sym, request)
-        of_stack[at : at + len(batch)] = groups if kept is None else np.where(kept, groups, -1)
-    group = np.full(len(mine), -1, np.int64)
-    group[mine] = of_stack[inverse.reshape(-1)]
-    return (category_names(rules) if rules is not None else [_kept_name(request)]), group
+        of_stack[at : at + len(batch)] = values if kept is None else np.where(kept, values, -1)
+    value = np.full(len(mine), -1, np.int64)
+    value[mine] = of_stack[inverse.reshape(-1)]
+    return value
+
+
+def _timeline_areas(cap: WindowLog, request: Request, top: int | None) -> Areas | None:
+    """The areas the timeline draws: the `top` functions, the categories, or the stacks
+    --focus and --ignore keep, as one area; None without any of them."""
+    kept = _kept_name(request)
+    if top is not None:
+        names, group = allocation_functions(cap, request, top)
+        what = {1: "functions", 2: "function"}.get(len(names), f"{len(names) - 1} functions")
+        among = f", among the stacks {kept} keeps" if kept else ""
+        return Areas(names, group, f"the {what} that allocated most of the heap's peak{among}")
+    if request.categories is None and not kept:
+        return None
+    names, group = allocation_groups(cap, request)
+    if request.categories is None:
+        return Areas(names, group, f"the stacks {kept} keeps")
+    return Areas(names, group, f"the categories of the stacks {kept} keeps" if kept else None)
 
 
 def _kept_name(request: Request) -> str:
@@ -430,14 +500,8 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     for warning in window_log.warnings:
         say(f"warning: {warning}")
     if query.timeline is not None:
-        kept = request.focus is not None or request.ignore is not None
-        areas = (
-            allocation_groups(window_log, request)
-            if request.categories is not None or kept
-            else None
-        )
         timeline = format_timeline(
-            window_log, request.title, areas, _kept_name(request) if kept else None
+            window_log, request.title, _timeline_areas(window_log, request, query.timeline_top)
         )
         write_output(query.timeline, timeline.encode())
     if query.events_csv is not None or query.events_db is not None:

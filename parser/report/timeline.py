@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, overload
 
 import numpy as np
@@ -29,9 +30,22 @@ from mem_profiler.parser.read.event_log import EventLog
 WIDTH, HEIGHT = 960, 500
 LEFT, RIGHT, TOP, BOTTOM = 84, 24, 96, 56  # margins around the plot
 RSS_COLOR, MARK_COLOR = "#7f7f7f", "#555555"
-# the categories' areas (parser/model/categories.py), in the order of their names
-CATEGORY_COLORS = ("#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69", "#fccde5")
+# the areas' colours (categories, functions), in the order of their names
+AREA_COLORS = ("#8dd3c7", "#fdb462", "#bebada", "#fb8072", "#80b1d3", "#b3de69", "#fccde5")
+LEGEND_NAME = 48  # characters of an area's name in the legend
+LEGEND_ROW = 18  # the height of a row of the areas' legend, under the plot
 MAX_MARK_LABELS = 40  # beyond this, marks are drawn but only some are labelled
+
+
+@dataclass
+class Areas:
+    """Live bytes drawn as areas stacked under the capture's heap's line: their names,
+    each allocation's index among them (cap.allocs; -1: in none), and what the notes
+    above the plot say they are, with their peak (None: nothing)."""
+
+    names: list[str]
+    group: np.ndarray
+    note: str | None = None
 
 
 class XScale(Protocol):
@@ -49,14 +63,10 @@ YScale = Callable[[float], float]  # a number of bytes to the plot's vertical co
 def format_timeline(
     cap: WindowLog,
     program: str | None = None,
-    areas: tuple[list[str], np.ndarray] | None = None,
-    kept: str | None = None,
+    areas: Areas | None = None,
 ) -> str:
     """The SVG document of a capture's log; `program` names it in the title (by default
-    the program the .heap file names). `areas`: names and each allocation's index among
-    them (cap.allocs; -1: none), whose live bytes are drawn stacked under the capture's
-    heap's line; `kept`: the patterns that chose their stacks (pipeline.allocation_groups),
-    whose peak the notes give."""
+    the program the .heap file names)."""
     log = cap.log
     if program is None:
         program = os.path.basename(cap.profile.exe or "") if cap.profile else ""
@@ -69,9 +79,9 @@ def format_timeline(
     top_bytes = max([1, *tl["peak"].tolist(), *tl["rss"].tolist(), *(p.bytes for p in peaks)])
     notes = _notes(log)
     if areas is not None:
-        times, values = replay_groups(cap, areas[1], len(areas[0]))
-        if kept is not None:
-            notes.append(_kept_note(kept, times, values.sum(axis=0), len(areas[0]) > 1))
+        times, values = replay_groups(cap, areas.group, len(areas.names))
+        if areas.note is not None:
+            notes.append(_areas_note(areas.note, times, values.sum(axis=0)))
     scale, unit = axis_unit(top_bytes)
     y_top, y_ticks = _ticks(top_bytes / scale)
     t_scale, t_unit = (MS, "ms") if t_end < 10_000 * MS else (1e9, "s")
@@ -88,11 +98,13 @@ def format_timeline(
     def y(nbytes: float) -> float:
         return TOP + plot_h * (1.0 - max(nbytes, 0) / scale / y_top)
 
+    legend = _areas_legend(areas.names) if areas is not None else []
+    height = HEIGHT + 8 + LEGEND_ROW * legend.count("<g>") if legend else HEIGHT
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}"'
-        f' viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}"'
+        f' viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
         f"<title>{xml_text(title)}</title>",
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
         f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{xml_text(title)}</text>',
     ]
     out += [
@@ -101,7 +113,7 @@ def format_timeline(
     ]
     out += _axes(x, y, x_ticks, y_ticks, t_scale, scale, t_unit, unit, plot_w, plot_h)
     if areas is not None:
-        out += _stacked(times, values, areas[0], t_end, x, y)
+        out += _stacked(times, values, areas.names, t_end, x, y)
     out += _marks(log, x, plot_h)
     for h in heaps:
         color = COLORS[HEAPS[h]]
@@ -120,8 +132,7 @@ def format_timeline(
     for p in peaks:
         out += _peak(p, x, y)
     out += _legend([HEAPS[h] for h in heaps], bool(len(rss)), bool(log.marks))
-    if areas is not None:
-        out += _category_legend(areas[0])
+    out += legend
     if not heaps:
         out.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
@@ -144,14 +155,13 @@ def _notes(log: EventLog) -> list[str]:
     return notes
 
 
-def _kept_note(kept: str, times: np.ndarray, live: np.ndarray, categories: bool) -> str:
-    """What the areas hold when --focus or --ignore chose their stacks, and their peak."""
+def _areas_note(note: str, times: np.ndarray, live: np.ndarray) -> str:
+    """What the areas hold, and their peak together."""
     at = int(np.argmax(live))
-    what = "the categories of the stacks" if categories else "the stacks"
     if live[at] <= 0:
-        return f"areas: {what} {kept} keeps, live: none at any time"
+        return f"areas: {note}, live: none at any time"
     return (
-        f"areas: {what} {kept} keeps, live; their peak"
+        f"areas: {note}, live; their peak"
         f" {format_amount(float(live[at]), 'bytes')} at {times[at] / MS:.1f} ms"
     )
 
@@ -306,7 +316,7 @@ def _peak(p: Peak, x: XScale, y: YScale) -> list[str]:
 def _stacked(
     times: np.ndarray, values: np.ndarray, names: list[str], t_end: int, x: XScale, y: YScale
 ) -> list[str]:
-    """The categories' live bytes (replay_groups) as areas stacked in the order of their
+    """The groups' live bytes (replay_groups) as areas stacked in the order of their
     names, in steps: a pixel column with events takes its last value."""
     columns = np.floor(x(times)).astype(np.int64)
     last = np.r_[np.flatnonzero(columns[1:] != columns[:-1]), len(times) - 1]
@@ -321,7 +331,7 @@ def _stacked(
         top_points = zip(px.tolist(), np.repeat(upper, 2).tolist(), strict=True)
         bottom_points = zip(px[::-1].tolist(), np.repeat(lower, 2)[::-1].tolist(), strict=True)
         points = " ".join(f"{a:.1f},{y(v):.1f}" for a, v in [*top_points, *bottom_points])
-        color = CATEGORY_COLORS[g % len(CATEGORY_COLORS)]
+        color = AREA_COLORS[g % len(AREA_COLORS)]
         out.append(
             f'<polygon points="{points}" fill="{color}" stroke="none"'
             f' opacity="0.8"><title>{xml_text(name)}</title></polygon>'
@@ -329,19 +339,33 @@ def _stacked(
     return out
 
 
-def _category_legend(names: list[str]) -> list[str]:
-    """The categories' colours, in a row at the top of the plot."""
-    width = sum(30 + 7 * len(name) for name in names)
-    out = [
-        f'<rect x="{LEFT + 4}" y="{TOP + 4}" width="{width}" height="18" fill="white"'
-        ' opacity="0.85"/>'
-    ]
-    px, legend_y = LEFT + 8, TOP + 17
+def _areas_legend(names: list[str]) -> list[str]:
+    """The areas' colours under the plot, a group a row of as many as the width holds; a
+    long name (a C++ function's) shortened, whole in its tooltip."""
+    rows: list[list[tuple[int, str]]] = [[]]
+    used = 0
     for g, name in enumerate(names):
-        color = CATEGORY_COLORS[g % len(CATEGORY_COLORS)]
-        out.append(f'<rect x="{px}" y="{legend_y - 10}" width="14" height="10" fill="{color}"/>')
-        out.append(f'<text x="{px + 18}" y="{legend_y}">{xml_text(name)}</text>')
-        px += 30 + 7 * len(name)
+        shown = name if len(name) <= LEGEND_NAME else name[: LEGEND_NAME - 1] + "\u2026"
+        step = 30 + 7 * len(shown)
+        if rows[-1] and used + step > WIDTH - LEFT - RIGHT:
+            rows.append([])
+            used = 0
+        rows[-1].append((g, shown))
+        used += step
+    out = []
+    for r, row in enumerate(rows):
+        legend_y = HEIGHT + 4 + LEGEND_ROW * r
+        out.append("<g>")
+        px = LEFT
+        for g, shown in row:
+            color = AREA_COLORS[g % len(AREA_COLORS)]
+            out.append(
+                f'<rect x="{px}" y="{legend_y - 10}" width="14" height="10" fill="{color}">'
+                f"<title>{xml_text(names[g])}</title></rect>"
+            )
+            out.append(f'<text x="{px + 18}" y="{legend_y}">{xml_text(shown)}</text>')
+            px += 30 + 7 * len(shown)
+        out.append("</g>")
     return out
 
 

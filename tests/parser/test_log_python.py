@@ -17,11 +17,12 @@ from support.python_steps import STEPS_SCRIPT, steps_truth
 from support.sampling_math import assert_estimate
 
 from mem_profiler.cmd.mem_parser import main
+from mem_profiler.core.escape import xml_text
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import open_window_log, replay_groups
 from mem_profiler.parser.model.categories import read_rules
-from mem_profiler.parser.pipeline import Request, allocation_groups
+from mem_profiler.parser.pipeline import Request, allocation_functions, allocation_groups
 
 RATE = 1024
 LIMIT = 0.10  # the issue's bound per function at -c 1024
@@ -180,6 +181,37 @@ def test_the_timeline_of_the_stacks_focus_keeps(steps, tmp_path):
     rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
     names, group = allocation_groups(cap, Request(categories=read_rules(str(rules)), focus=focus))
     assert (group[kept == 0] == names.index("leaks")).all() and (group[kept != 0] == -1).all()
+
+
+def test_the_timeline_of_the_functions_that_held_the_peak(steps, tmp_path):
+    """--timeline-top 2: the two functions that allocated most of the heap's peak, the last
+    spike and the steps' leaks, each an area whose bytes are tracemalloc's count of its
+    blocks live then (at each step's mark, the leaks of the steps before it); the rest is
+    other, and the areas add up to the heap's line at every event."""
+    truth, heap = steps
+    cap = open_window_log(heap)
+    names, group = allocation_functions(cap, Request(), 2)
+    assert [name.split(".")[0].split(" ")[0] for name in names] == ["spike", "step_leak", "other"]
+    assert all(name.endswith(" (python_steps.py)") for name in names[:2]), names
+    times, values = replay_groups(cap, group, 3)
+    for k, mark in enumerate(cap.log.marks[1:], 1):
+        at = int(np.searchsorted(times, mark.time_ns, side="right")) - 1
+        leaks, sd = truth.estimate_sd("step_leak", RATE, k)
+        assert_estimate(values[1, at], leaks, sd, LIMIT)
+    peak = int(np.argmax(values.sum(axis=0)))
+    spike, sd = truth.estimate_sd("spike", RATE)
+    assert_estimate(values[0, peak], spike, sd, LIMIT)
+    every, whole = replay_groups(cap, np.where(cap.allocs.heap == cap.heap, 0, -1), 1)
+    assert (times == every).all() and values.sum(axis=0) == pytest.approx(whole[0], abs=1)
+
+    svg = tmp_path / "top.svg"
+    main(["-f", str(heap), "--timeline", str(svg), "--timeline-top", "2"])
+    drawn = svg.read_text()
+    for name in names:
+        assert f"<title>{xml_text(name)}</title></polygon>" in drawn
+    assert "areas: the 2 functions that allocated most of the heap's peak, live; their peak" in (
+        drawn
+    )
 
 
 def test_a_rule_that_backtracks_without_end_is_stopped_and_named(steps, tmp_path, capsys):

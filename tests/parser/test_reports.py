@@ -398,6 +398,8 @@ def test_several_outputs_at_once(sites_exact, tmp_path):
         ("-t --focus (", "'(' is not a valid regular expression"),
         ("-t --ignore [z-a]", "is not a valid regular expression"),
         ("-t --json", "choose one output"),
+        ("-t --timeline-top 3", "--timeline-top N goes with --timeline SVG."),
+        ("--timeline {dir}/t.svg --timeline-top 7", "is not in the range 1<=x<=6"),
         ("--flame {dir}/f.html -o {dir}/x", "--flame, --pprof and --jeprof take their own path"),
         ("--flame {dir}/nowhere/f.html", "cannot write {dir}/nowhere/f.html"),
         ("--jeprof", "Option '--jeprof' requires an argument"),
