@@ -284,6 +284,9 @@ def already_capturing(pid: int, status: Status) -> str:
     )
 
 
+SIGNALLED = b"s"  # what interrupt_event's handler writes to its pipe
+
+
 @contextlib.contextmanager
 def interrupt_event(*signums: int) -> Iterator[threading.Event]:
     """An event that the signals `signums` (SIGINT if none) set, instead of raising
@@ -295,14 +298,31 @@ def interrupt_event(*signums: int) -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield interrupted
         return
+    # The handler runs on the main thread wherever it is, maybe inside the event's own
+    # lock (Event.wait holds it as it starts and ends): setting the event there would
+    # take the lock again and hang. It only writes to a pipe, which a thread of its own
+    # reads to set the event.
+    read_end, write_end = os.pipe()
+
+    def set_on_signal() -> None:
+        if os.read(read_end, 1) == SIGNALLED:
+            interrupted.set()
+
+    watcher = threading.Thread(target=set_on_signal, name="mem_profiler signals", daemon=True)
+    watcher.start()
     previous = {
-        s: signal.signal(s, lambda *_: interrupted.set()) for s in signums or (signal.SIGINT,)
+        s: signal.signal(s, lambda *_: os.write(write_end, SIGNALLED))
+        for s in signums or (signal.SIGINT,)
     }
     try:
         yield interrupted
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.write(write_end, b"e")  # the watcher's end, if no signal came
+        watcher.join()
+        os.close(read_end)
+        os.close(write_end)
 
 
 def check_dump(pid: int, before: Status, after: Status) -> None:

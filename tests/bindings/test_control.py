@@ -305,6 +305,25 @@ def test_ctrl_c_the_moment_the_window_opens_still_collects(server, tmp_path):
         assert 0 < end - start < 60e9  # ended by the interrupt, not its 60 s
 
 
+def test_a_signal_while_the_main_thread_holds_the_events_lock_sets_it():
+    """The interrupt's handler runs on the main thread wherever it is, here inside the
+    event's own lock, which Event.wait holds as it starts and ends (the controller waits
+    on it between ticks): setting the event from the handler would take that lock again
+    and hang for ever, as a controller once did on a Ctrl-C the moment its window
+    opened. The event is set once the lock is let go, and the process ends."""
+    code = (
+        "import signal\n"
+        "from mem_profiler.controller import interrupt_event\n"
+        "with interrupt_event() as interrupted:\n"
+        "    with interrupted._cond:  # as Event.wait holds it\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "        held = interrupted.is_set()\n"
+        "    print(held, interrupted.wait(30), flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "False True\n"), done.stderr
+
+
 def test_blocks_of_children_that_exit_without_handlers_are_removed(tmp_path):
     """A program that forks short children which end with _exit (no exit handler removes
     their blocks): each new block's process sweeps the blocks of its user's ended
