@@ -98,8 +98,8 @@ def format_timeline(
     def y(nbytes: float) -> float:
         return TOP + plot_h * (1.0 - max(nbytes, 0) / scale / y_top)
 
-    legend = _areas_legend(areas.names) if areas is not None else []
-    height = HEIGHT + 8 + LEGEND_ROW * legend.count("<g>") if legend else HEIGHT
+    legend, rows = _areas_legend(areas.names) if areas is not None else ([], 0)
+    height = HEIGHT + 8 + LEGEND_ROW * rows if rows else HEIGHT
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}"'
         f' viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
@@ -339,9 +339,9 @@ def _stacked(
     return out
 
 
-def _areas_legend(names: list[str]) -> list[str]:
-    """The areas' colours under the plot, a group a row of as many as the width holds; a
-    long name (a C++ function's) shortened, whole in its tooltip."""
+def _areas_legend(names: list[str]) -> tuple[list[str], int]:
+    """The areas' colours under the plot, a group a row of as many as the width holds (a
+    long name, a C++ function's, shortened, whole in its tooltip), and its rows."""
     rows: list[list[tuple[int, str]]] = [[]]
     used = 0
     for g, name in enumerate(names):
@@ -366,7 +366,7 @@ def _areas_legend(names: list[str]) -> list[str]:
             out.append(f'<text x="{px + 18}" y="{legend_y}">{xml_text(shown)}</text>')
             px += 30 + 7 * len(shown)
         out.append("</g>")
-    return out
+    return out, len(rows)
 
 
 def _legend(heaps: list[str], rss: bool, marks: bool) -> list[str]:

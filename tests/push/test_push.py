@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
         code, err = ended(proc)
     assert code == 0, err
 
-    def check_rings(inuse: dict[str, float], first_ns: int, end_ns: int) -> None:
+    def check_rings(inuse: Mapping[str, float], first_ns: int, end_ns: int) -> None:
         """The rings in use at the end of a period, by the server's own count: the window
         opened after `started`, before the first period began at first_ns."""
         fewest = server.history.iterations(server.pid, first_ns, end_ns)[0]
@@ -85,7 +86,7 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
         for req, period in zip(backend.otlp, periods, strict=True):
             inuse = otlp_by_function(req, "inuse_space")[("server", "host")]
             end = period.time_unix_nano + period.duration_nano
-            check_rings({k: float(v) for k, v in inuse.items()}, periods[0].time_unix_nano, end)
+            check_rings(inuse, periods[0].time_unix_nano, end)
             attrs = {kv.key: kv.value for kv in req.resource_profiles[0].resource.attributes}
             assert attrs["process.pid"].int_value == server.pid
             assert attrs["process.executable.path"].string_value == str(server_exe)
@@ -111,7 +112,7 @@ def test_a_running_process_is_pushed_every_period(server, server_exe, protocol):
         assert push.labels == expected
         inuse = push.profile.by_function("inuse_space")
         end = push.profile.time_nanos + push.profile.duration_nanos
-        check_rings({k: float(v) for k, v in inuse.items()}, first, end)
+        check_rings(inuse, first, end)
     times = [(p.profile.time_nanos, p.profile.duration_nanos) for p in backend.pushes]
     for (start, length), (after, _) in zip(times, times[1:], strict=False):
         assert after == start + length  # contiguous: nothing between two periods is lost

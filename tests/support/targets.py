@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ class Server:
             for site, _, per_iteration, ring in SERVER_RINGS
         }
 
-    def check_rings(self, inuse: dict[str, float], rate: int, fewest: int, most: int) -> None:
+    def check_rings(self, inuse: Mapping[str, float], rate: int, fewest: int, most: int) -> None:
         """The estimated bytes in use of each ring (`inuse` by site) in a window in which
         the server did from `fewest` to `most` iterations: all 16 MiB once it saw the
         ring turn over."""
