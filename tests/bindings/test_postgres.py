@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.paths import MEM_PROFILER
 from support.processes import wait_for
-from support.profiling import capture_cli, report, total
+from support.profiling import capture_cli, report, total, window_to_interrupt
 
 from mem_profiler import procfs
 
@@ -140,8 +140,16 @@ def test_root_captures_a_backend_and_the_postmaster_under_pgbench(postgres, prel
         assert report(heap, exe, "alloc_space")["PostgresMain"][1] == pytest.approx(made)
 
         reconnecting = pg.pgbench("-C", "-c", "1", "-T", BENCH_SECONDS)  # one per transaction
-        proc = capture_cli(pg.master, *attach, "-s", "1", "-c", "1", "-o", out / "m_")
-        assert proc.returncode == 0, proc.stderr
+        # the window lasts until the postmaster has forked a backend inside it, however
+        # long a loaded machine keeps pgbench from connecting
+        controller = window_to_interrupt(
+            pg.master, *attach, "-s", "60", "-c", "1", "-o", out / "m_"
+        )
+        opened = set(pg.backends())
+        wait_for(lambda: set(pg.backends()) - opened, what="a backend forked in the window")
+        controller.send_signal(signal.SIGINT)
+        _, err = controller.communicate(timeout=30)
+        assert controller.returncode == 0, err
         heap = out / f"m_{pg.master}.0001.heap"
         objects = total(heap, exe, "alloc_objects")
         assert objects >= 1  # what it keeps for each connection it forks a backend for
