@@ -18,24 +18,62 @@ def no_such_process(pid: int) -> str:
     return f"there is no process {pid}: `mem_profiler list` shows those that can be captured"
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """The fields of /proc/<pid>/stat after the command name (field 3, the state, first),
-    or None if pid is gone. The name is skipped up to its last ')': it may hold any byte."""
+def _stat_fields(task_dir: str) -> list[bytes] | None:
+    """The fields of <task_dir>/stat (/proc/<pid> or a thread's folder) after the command
+    name (field 3, the state, first), or None if it is gone. The name is skipped up to
+    its last ')': it may hold any byte."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"{task_dir}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     return stat[stat.rindex(b")") + 2 :].split()
 
 
+_ENDED = (b"Z", b"X")
+
+
+def _state(task_dir: str) -> bytes | None:
+    fields = _stat_fields(task_dir)
+    return None if fields is None else fields[0]
+
+
+def thread_ids(pid: int) -> set[int]:
+    """The threads of pid that have not ended (/proc/<pid>/task: a main thread that
+    called pthread_exit stays there, a zombie, until the whole process ends);
+    FileNotFoundError if pid is gone."""
+    return {
+        int(t)
+        for t in os.listdir(f"/proc/{pid}/task")
+        if _state(f"/proc/{pid}/task/{t}") not in (None, *_ENDED)
+    }
+
+
+def _process_dir(pid: int) -> str:
+    """/proc/<pid>, or while pid's main thread has ended (pthread_exit) and others run
+    on, the folder of one of those: the main thread's own has no memory map, program
+    or root left to show."""
+    if _state(f"/proc/{pid}") not in _ENDED:
+        return f"/proc/{pid}"
+    others = _threads_left(pid)
+    return f"/proc/{pid}/task/{min(others)}" if others else f"/proc/{pid}"
+
+
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone
-    (a zombie, ended but not yet reaped by its parent, counts as gone)."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in (b"Z", b"X"):
+    (a zombie, ended but not yet reaped by its parent, counts as gone; a process whose
+    main thread alone has ended does not)."""
+    fields = _stat_fields(f"/proc/{pid}")
+    if fields is None or (fields[0] in _ENDED and not _threads_left(pid)):
         return None
     return int(fields[19])
+
+
+def _threads_left(pid: int) -> set[int]:
+    try:
+        return thread_ids(pid)
+    except OSError:
+        return set()
 
 
 def own_pid_namespace() -> int:
@@ -49,7 +87,7 @@ def own_pid_namespace() -> int:
 
 def parent_pid(pid: int) -> int | None:
     """Field 4 of /proc/<pid>/stat, or None if pid is gone."""
-    fields = _stat_fields(pid)
+    fields = _stat_fields(f"/proc/{pid}")
     return None if fields is None else int(fields[1])
 
 
@@ -108,7 +146,7 @@ def cmdline(pid: int) -> str:
     """/proc/<pid>/cmdline with its arguments joined by spaces, as the process wrote it
     (unprintable characters included); "" if it cannot be read."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
+        with open(f"{_process_dir(pid)}/cmdline", "rb") as f:
             return f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
@@ -117,7 +155,7 @@ def cmdline(pid: int) -> str:
 def exe_file(pid: int) -> str:
     """A path that opens the program pid runs, even once its file was removed or replaced
     (/proc/<pid>/exe)."""
-    return f"/proc/{pid}/exe"
+    return f"{_process_dir(pid)}/exe"
 
 
 def exe_path(pid: int) -> str | None:
@@ -131,18 +169,13 @@ def exe_path(pid: int) -> str | None:
 def path_in_root(pid: int, path: str | os.PathLike[str]) -> str:
     """A path that opens `path` as pid sees it (through /proc/<pid>/root: its mount
     namespace and chroot)."""
-    return f"/proc/{pid}/root{os.fspath(path)}"
-
-
-def thread_ids(pid: int) -> set[int]:
-    """The threads of pid (/proc/<pid>/task); FileNotFoundError if pid is gone."""
-    return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    return f"{_process_dir(pid)}/root{os.fspath(path)}"
 
 
 def rss_bytes(pid: int) -> int:
     """The resident set of pid (/proc/<pid>/statm), 0 if it is gone."""
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
+        with open(f"{_process_dir(pid)}/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, IndexError, ValueError):
         return 0
@@ -152,7 +185,7 @@ def tracer_pid(pid: int) -> int:
     """The process tracing pid (TracerPid in /proc/<pid>/status), 0 for none or if pid
     is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"{_process_dir(pid)}/status") as f:
             for line in f:
                 if line.startswith("TracerPid:"):
                     return int(line.split()[1])
@@ -183,5 +216,5 @@ def yama_ptrace_scope() -> int | None:
 def memory_map(pid: int) -> list[MemoryMapping]:
     """/proc/<pid>/maps; FileNotFoundError if pid is gone, PermissionError if it is not
     ours to read."""
-    with open(f"/proc/{pid}/maps") as f:
+    with open(f"{_process_dir(pid)}/maps") as f:
         return [m for line in f.read().splitlines() if (m := parse_maps_line(line))]

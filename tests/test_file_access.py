@@ -19,19 +19,21 @@ BY_NAME = {"open", "os.open", "os.stat", "os.lstat", "io.open", "builtins.open"}
 PATH_METHODS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", "stat", "lstat"}
 # (file, the call as written): why its path is no user's.
 ALLOWED = {
-    ("bindings/procfs.py", "open(f'/proc/{pid}/stat', 'rb')"): "the kernel's",
+    # procfs: /proc/<pid>, or the folder of one of its threads (_process_dir, task_dir)
+    ("bindings/procfs.py", "open(f'{task_dir}/stat', 'rb')"): "the kernel's",
     ("bindings/procfs.py", "os.stat('/proc/self/ns/pid')"): "the kernel's",
     ("bindings/procfs.py", "os.stat(f'/proc/{pid}')"): "the kernel's",
     ("bindings/procfs.py", "open(f'/proc/{pid}/status')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'/proc/{pid}/cmdline', 'rb')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'/proc/{pid}/statm', 'rb')"): "the kernel's",
+    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/status')"): "the kernel's",
+    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/cmdline', 'rb')"): "the kernel's",
+    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/statm', 'rb')"): "the kernel's",
     ("bindings/procfs.py", "open('/proc/self/status')"): "the kernel's",
     ("bindings/procfs.py", "open('/proc/sys/kernel/yama/ptrace_scope')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'/proc/{pid}/maps')"): "the kernel's",
+    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/maps')"): "the kernel's",
     # may_write_in: whether a process may make files in a folder, by its bits: no content
     ("bindings/procfs.py", "os.stat(path)"): "read for its mode alone",
-    ("bindings/attach/ptrace.py", "open(f'/proc/{pid}/mem', 'rb', buffering=0)"): "the kernel's",
-    ("bindings/attach/ptrace.py", "open(f'/proc/{pid}/mem', 'r+b', buffering=0)"): "the kernel's",
+    ("bindings/attach/ptrace.py", "open(f'/proc/{tid}/mem', 'rb', buffering=0)"): "the kernel's",
+    ("bindings/attach/ptrace.py", "open(f'/proc/{tid}/mem', 'r+b', buffering=0)"): "the kernel's",
     # the control blocks in /dev/shm: O_NOFOLLOW, the owner checked on the descriptor
     (
         "bindings/control_block.py",

@@ -320,7 +320,7 @@ class _RemoteCall:
         # Below the red zone and then some: nothing live is there.
         self.scratch_top = (self.saved.rsp - 1024) & ~0xF
         self.scratch_bottom = self.scratch_top - 8192
-        self.scratch = ptrace.read_memory(pid, self.scratch_bottom, 8192)
+        self.scratch = ptrace.read_memory(tid, self.scratch_bottom, 8192)
         self.deferred: list[int] = []  # the program's signals that came during our calls
 
     def call(self, function: int, data: bytes = b"", rsi: int = 0, timeout: float = 60.0) -> int:
@@ -328,11 +328,11 @@ class _RemoteCall:
         sp = self.scratch_top
         if data:
             sp = (sp - len(data) - 1) & ~0xF
-            ptrace.write_memory(self.pid, sp, data + b"\0")
+            ptrace.write_memory(self.tid, sp, data + b"\0")
             regs.rdi = sp
         sp = (sp - 64) & ~0xF
         sp -= 8  # rsp = 8 mod 16 at a function's entry
-        ptrace.write_memory(self.pid, sp, bytes(8))  # return address 0
+        ptrace.write_memory(self.tid, sp, bytes(8))  # return address 0
         regs.rsp, regs.rip, regs.rsi = sp, function, rsi
         regs.rax = 0
         regs.orig_rax = (1 << 64) - 1  # no system call to restart on the way
@@ -371,7 +371,7 @@ class _RemoteCall:
             ptrace.cont(self.tid)
 
     def restore(self) -> None:
-        ptrace.write_memory(self.pid, self.scratch_bottom, self.scratch)
+        ptrace.write_memory(self.tid, self.scratch_bottom, self.scratch)
         ptrace.set_regs(self.tid, self.saved)
 
     def resend_deferred(self) -> None:
@@ -419,7 +419,7 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
             reason = ""
             if handle == 0 and loader.dlerror is not None:
                 message = remote.call(loader.dlerror, timeout=timeout)
-                reason = ptrace.read_string(pid, message) if message else ""
+                reason = ptrace.read_string(tid, message) if message else ""
         finally:
             remote.restore()
         threads.release(tid)

@@ -2,7 +2,7 @@
 
 Threads are attached with PTRACE_SEIZE and stopped with PTRACE_INTERRUPT, so
 no signal is sent to the process; memory is read and written through
-/proc/PID/mem, which the tracer may do."""
+/proc/TID/mem of a stopped thread, which the tracer may do."""
 
 from __future__ import annotations
 
@@ -114,19 +114,21 @@ def detach(tid: int, sig: int = 0) -> None:
             raise
 
 
-def read_memory(pid: int, address: int, size: int) -> bytes:
-    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+def read_memory(tid: int, address: int, size: int) -> bytes:
+    """Reads through a thread that runs (the main thread's /proc/<tid>/mem is empty once
+    it has called pthread_exit)."""
+    with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
         return os.pread(mem.fileno(), size, address)
 
 
-def write_memory(pid: int, address: int, data: bytes) -> None:
-    with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+def write_memory(tid: int, address: int, data: bytes) -> None:
+    with open(f"/proc/{tid}/mem", "r+b", buffering=0) as mem:
         if os.pwrite(mem.fileno(), data, address) != len(data):
             raise OSError(errno.EIO, f"short write at {address:#x}")
 
 
-def read_string(pid: int, address: int, limit: int = 4096) -> str:
-    data = read_memory(pid, address, limit)
+def read_string(tid: int, address: int, limit: int = 4096) -> str:
+    data = read_memory(tid, address, limit)
     return data.split(b"\0", 1)[0].decode(errors="replace")
 
 

@@ -19,7 +19,7 @@ from support.profiling import one_heap, profile_run, report
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.control_block import segment_path
-from mem_profiler.controller import attach
+from mem_profiler.controller import ControlError, attach, capture_window
 
 UNWINDERS = ("hybrid", "libunwind", "fp")
 SERVED = 2000 * 4096  # what `endings serve` keeps
@@ -89,12 +89,17 @@ def wait_for_main_to_end(pid: int) -> None:
         time.sleep(0.01)
 
 
-def test_attached_then_main_ended_the_process_still_ends(build_fixture, clean_env):
+@pytest.mark.parametrize("main_ended", ["after the attach", "before the attach"])
+def test_attached_and_main_ended_the_process_still_ends(build_fixture, clean_env, main_ended):
     """Attached and idle, no hook sees main's pthread_exit: the control thread finds
-    it in /proc and leaves once the last worker has ended."""
+    it in /proc and leaves once the last worker has ended.  A process whose main thread
+    ended first is attached through one of its other threads: its main thread, a zombie
+    until the process ends, has no memory left to call dlopen in."""
     exe = build_fixture("endings")
-    proc = start_waiting(exe, 1000)
+    proc = start_waiting(exe, 1000 if main_ended == "after the attach" else 0)
     try:
+        if main_ended == "before the attach":
+            wait_for_main_to_end(proc.pid)
         attach(proc.pid)
         wait_for_main_to_end(proc.pid)
         assert proc.stdin is not None
@@ -105,6 +110,36 @@ def test_attached_then_main_ended_the_process_still_ends(build_fixture, clean_en
         proc.kill()
         proc.wait()
         Path(segment_path(proc.pid)).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("sampler", ["attached", "preloaded"])
+def test_a_window_on_a_process_whose_main_has_ended(build_fixture, clean_env, tmp_path, sampler):
+    """Its threads go on, so it is no ended process: its worker's blocks are captured
+    to the byte, and the window ends as the process does."""
+    exe = build_fixture("endings")
+    preload = {"LD_PRELOAD": str(LIBMEMPROF), "PATH": "/usr/bin:/bin"}
+    proc = start_waiting(exe, 0, preload if sampler == "preloaded" else None)
+    assert proc.stdin is not None
+    stdin = proc.stdin
+
+    def let_the_worker_go(elapsed, status) -> None:
+        if not stdin.closed:
+            stdin.write("go\n")
+            stdin.close()
+
+    try:
+        wait_for_main_to_end(proc.pid)
+        if sampler == "attached":
+            attach(proc.pid)
+        with pytest.raises(ControlError, match="ended during the capture; it left"):
+            capture_window(proc.pid, 60, 1, 64, str(tmp_path / "z_"), progress=let_the_worker_go)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        Path(segment_path(proc.pid)).unlink(missing_ok=True)
+    (heap,) = tmp_path.glob("z_*.heap")
+    assert report(heap, exe)["worker_after_main"][1] == 50 * 3000
 
 
 def serving(exe: Path, mode: str, prefix: Path) -> subprocess.Popen:
