@@ -10,30 +10,29 @@ import signal
 import click
 
 from mem_profiler import defaults
+from mem_profiler.controller import interrupt_event
 from mem_profiler.live_view import LiveView
 from mem_profiler.top.refresh import ENDING_SIGNALS, Settings
 from mem_profiler.top.stacks import LiveStacks
 from mem_profiler.top.text import print_batch
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_top(settings: Settings, batch: bool) -> None:
     """The view, closed (and the window top opened with it) however it ends."""
-    with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
-        stacks = LiveStacks(settings.pid)
-        if batch:
-            try:
-                for ending in ENDING_SIGNALS:
-                    signal.signal(ending, _interrupt)
-                print_batch(view, stacks, settings)
-            except KeyboardInterrupt:
-                pass
-        else:
-            from mem_profiler.top.screen import run_screen
+    if batch:
+        # Ctrl-C, SIGTERM and SIGHUP only set `stop`: raised wherever the main thread
+        # was, they could cut the window's opening or closing short.
+        with (
+            interrupt_event(signal.SIGINT, *ENDING_SIGNALS) as stop,
+            LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view,
+        ):
+            stacks = LiveStacks(settings.pid)
+            print_batch(view, stacks, settings, stop)
+    else:
+        from mem_profiler.top.screen import run_screen
 
+        with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
+            stacks = LiveStacks(settings.pid)
             run_screen(view, stacks, settings)
-        for warning in stacks.warnings:
-            click.echo(f"mem_profiler top: {warning}", err=True)
+    for warning in stacks.warnings:
+        click.echo(f"mem_profiler top: {warning}", err=True)

@@ -14,9 +14,11 @@ from mem_profiler.top.stacks import LiveStacks
 BATCH_ROWS = 20  # stacks printed per refresh
 
 
-def print_batch(view: LiveView, stacks: LiveStacks, settings: Settings) -> None:
-    """settings.count refreshes as text (all of them until Ctrl-C if None)."""
-    for shown in refreshes(view, stacks, settings.interval, threading.Event()):
+def print_batch(
+    view: LiveView, stacks: LiveStacks, settings: Settings, stop: threading.Event
+) -> None:
+    """settings.count refreshes as text (all of them until `stop` is set if None)."""
+    for shown in refreshes(view, stacks, settings.interval, stop):
         rows = shown.refresh.top(settings.sort, BATCH_ROWS, settings.heap)
         cells = [COLUMNS, *row_cells(rows)]
         widths = [max(len(c[i]) for c in cells) for i in range(4)]
