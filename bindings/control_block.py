@@ -463,7 +463,12 @@ class ControlBlock:
                         f"next allocation, and has not allocated within {timeout:g} s: ask "
                         "again once it works"
                     )
-                raise ControlError(f"process {self.pid} did not answer within {timeout:g} s")
+                stopped = procfs.why_stopped(self.pid)
+                raise ControlError(
+                    f"{stopped}, then ask again"
+                    if stopped
+                    else f"process {self.pid} did not answer within {timeout:g} s"
+                )
             # Sleep on the reply word, waking now and then to see that the target lives.
             ts = ffi.new("struct timespec *", (0, int(min(left, 0.2) * 1e9)))
             self._futex(ffi.addressof(c, "ack_seq"), _FUTEX_WAIT, c.ack_seq, ts)

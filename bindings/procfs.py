@@ -59,6 +59,20 @@ def _process_dir(pid: int) -> str:
     return f"/proc/{pid}/task/{min(others)}" if others else f"/proc/{pid}"
 
 
+def why_stopped(pid: int) -> str | None:
+    """The sentence for a process that cannot run until someone lets it (state T: Ctrl-Z
+    or SIGSTOP; t: a tracer holds it), None for one that can."""
+    letter = _state(_process_dir(pid))
+    if letter == b"T":
+        return f"process {pid} is stopped (Ctrl-Z or SIGSTOP): continue it with `kill -CONT {pid}`"
+    if letter == b"t":
+        return (
+            f"process {pid} is held stopped by process {tracer_pid(pid)} (a debugger?):"
+            " let it go on there"
+        )
+    return None
+
+
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (clock ticks after boot), or None if pid is gone
     (a zombie, ended but not yet reaped by its parent, counts as gone; a process whose

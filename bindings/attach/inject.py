@@ -111,6 +111,9 @@ def check_attachable(pid: int) -> None:
         raise AttachError(
             f"process {pid} is being traced by process {tracer} (a debugger?): detach that first"
         )
+    stopped = procfs.why_stopped(pid)
+    if stopped:  # the sampler would load, but no window could open
+        raise AttachError(f"{stopped} first")
     if platform.machine() != "x86_64":
         raise AttachError(
             f"attaching is implemented for x86-64 only, not {platform.machine()}: start the"

@@ -30,6 +30,7 @@ from support.device import (
 from support.interpreters import DEBIAN_PYTHON
 from support.nvidia_runtime import RUNTIMES, runtime_library
 from support.paths import MEM_PROFILER
+from support.processes import wait_for
 from support.profiling import capture_cli, report
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import attach_window
@@ -582,6 +583,22 @@ def test_a_process_traced_already_is_refused(target):
         ptrace.wait(t.pid)
         ptrace.detach(t.pid)
     assert "TracerPid:\t0\n" in Path(f"/proc/{t.pid}/status").read_text()
+    assert t.quit() == "quit 0"
+
+
+def test_a_stopped_process_is_refused_before_anything_is_loaded(target):
+    """Loaded into a process stopped by Ctrl-Z, the sampler could open no window."""
+    t = target()
+    os.kill(t.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: procfs.why_stopped(t.pid), what="the stop")
+        assert attach_refusal(t.pid) == (
+            f"process {t.pid} is stopped (Ctrl-Z or SIGSTOP): continue it with "
+            f"`kill -CONT {t.pid}` first"
+        )
+        assert sampler_ranges(t.pid) == []
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
     assert t.quit() == "quit 0"
 
 

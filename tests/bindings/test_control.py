@@ -20,6 +20,8 @@ from support.processes import other_user, wait_for
 from support.profiling import capture_cli, report, window_to_interrupt
 from support.targets import Server
 
+from mem_profiler import procfs
+from mem_profiler.attach import ptrace
 from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
 from mem_profiler.controller import capture_window, list_targets
 from mem_profiler.parser.read.heap_file import read_heap
@@ -140,6 +142,35 @@ def test_windows_opened_in_process_are_listed_as_they_are(tmp_path):
         proc.communicate("\n", timeout=30)
     assert proc.returncode == 0
     assert (tmp_path / f"own_{proc.pid}.0001.heap").is_file()
+
+
+@pytest.mark.parametrize("stopped_by", ["SIGSTOP", "a debugger"])
+def test_a_stopped_process_is_said_to_be_stopped(server, tmp_path, stopped_by):
+    """It cannot answer until it goes on: the refusal says so and how, and once it goes
+    on a window works."""
+    if stopped_by == "SIGSTOP":
+        os.kill(server.pid, signal.SIGSTOP)
+        why = f"is stopped (Ctrl-Z or SIGSTOP): continue it with `kill -CONT {server.pid}`"
+    else:  # this test is the debugger, holding every thread as gdb does
+        threads = sorted(procfs.thread_ids(server.pid))
+        for tid in threads:
+            ptrace.seize(tid)
+            ptrace.interrupt(tid)
+            ptrace.wait(tid)
+        why = f"is held stopped by process {os.getpid()} (a debugger?): let it go on there"
+    try:
+        wait_for(lambda: procfs.why_stopped(server.pid), what="the stop")
+        message = refusal("-p", str(server.pid), "-s", "1", "-o", str(tmp_path / "no_"))
+        assert message == f"process {server.pid} {why}, then ask again"
+    finally:
+        if stopped_by == "SIGSTOP":
+            os.kill(server.pid, signal.SIGCONT)
+        else:
+            for tid in threads:
+                ptrace.detach(tid)
+    assert list(tmp_path.iterdir()) == []
+    result = capture_window(server.pid, 0.25, 1024, 64, str(tmp_path / "go_"))
+    server.check_window(Path(result.paths[0]))
 
 
 def test_dump_without_a_window_is_refused(server):
