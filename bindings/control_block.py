@@ -295,6 +295,9 @@ class ControlBlock:
         refused = refusal(pid, owner)
         if refused:
             raise NotPermitted(refused)
+        elsewhere = procfs.in_another_pid_namespace(pid)
+        if elsewhere:  # its block, if any, names it by its pid there
+            raise ControlError(elsewhere)
         stale = False
         for path in block_candidates(pid) if candidates is None else candidates:
             fd = _open_trusted(path, owner)

@@ -99,6 +99,28 @@ def own_pid_namespace() -> int:
         return 0
 
 
+def in_another_pid_namespace(pid: int) -> str | None:
+    """The sentence for a process of another PID namespace than ours (a container's),
+    where it has another pid and names its control block by that one; None for one of
+    ours, or one whose namespace cannot be read (another user's)."""
+    folder = _process_dir(pid)
+    try:
+        theirs = os.stat(f"{folder}/ns/pid").st_ino
+    except OSError:
+        return None
+    if theirs == own_pid_namespace() or not own_pid_namespace():
+        return None
+    inner = _status_field(pid, "NStgid")
+    there = inner[-1] if inner else "PID"
+    # nsenter reads the namespaces of the thread it is given: one that runs
+    thread = os.path.basename(folder)
+    return (
+        f"process {pid} runs in another PID namespace (a container?), as process {there}"
+        f" there: capture it from inside, e.g. `nsenter --target {thread} --all "
+        f"mem_profiler -p {there}`, with a mem_profiler installed in it"
+    )
+
+
 def parent_pid(pid: int) -> int | None:
     """Field 4 of /proc/<pid>/stat, or None if pid is gone."""
     fields = _stat_fields(f"/proc/{pid}")
@@ -198,14 +220,21 @@ def rss_bytes(pid: int) -> int:
 def tracer_pid(pid: int) -> int:
     """The process tracing pid (TracerPid in /proc/<pid>/status), 0 for none or if pid
     is gone."""
+    field = _status_field(pid, "TracerPid")
+    return int(field[0]) if field else 0
+
+
+def _status_field(pid: int, key: str) -> list[str]:
+    """The values of line `key` of /proc/<pid>/status, [] if pid is gone."""
     try:
         with open(f"{_process_dir(pid)}/status") as f:
             for line in f:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
+                name, _, values = line.partition(":")
+                if name == key:
+                    return values.split()
     except OSError:
         pass
-    return 0
+    return []
 
 
 def has_cap_sys_ptrace() -> bool:

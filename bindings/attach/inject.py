@@ -111,6 +111,9 @@ def check_attachable(pid: int) -> None:
         raise AttachError(
             f"process {pid} is being traced by process {tracer} (a debugger?): detach that first"
         )
+    elsewhere = procfs.in_another_pid_namespace(pid)
+    if elsewhere:  # the sampler would load, but name its block by its pid there
+        raise AttachError(elsewhere)
     stopped = procfs.why_stopped(pid)
     if stopped:  # the sampler would load, but no window could open
         raise AttachError(f"{stopped} first")

@@ -30,7 +30,7 @@ from support.device import (
 from support.interpreters import DEBIAN_PYTHON
 from support.nvidia_runtime import RUNTIMES, runtime_library
 from support.paths import MEM_PROFILER
-from support.processes import wait_for
+from support.processes import in_a_pid_namespace, wait_for
 from support.profiling import capture_cli, report
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import attach_window
@@ -600,6 +600,25 @@ def test_a_stopped_process_is_refused_before_anything_is_loaded(target):
     finally:
         os.kill(t.pid, signal.SIGCONT)
     assert t.quit() == "quit 0"
+
+
+def test_a_process_in_another_pid_namespace_is_refused_before_anything_is_loaded(
+    build_fixture,
+):
+    """Loaded there, the sampler would name its block by its pid in that namespace,
+    where no controller of ours looks."""
+    exe = build_fixture("endings")
+    proc, pid = in_a_pid_namespace([str(exe), "wait_stdin", "600000"], ready="ready")
+    try:
+        assert attach_refusal(pid) == (
+            f"process {pid} runs in another PID namespace (a container?), as process 1 "
+            f"there: capture it from inside, e.g. `nsenter --target {pid} --all "
+            "mem_profiler -p 1`, with a mem_profiler installed in it"
+        )
+        assert sampler_ranges(pid) == []
+    finally:
+        os.kill(pid, signal.SIGKILL)  # process 1 there: SIGKILL alone ends it
+        proc.wait()
 
 
 def test_no_process_and_ourselves_are_refused():

@@ -16,13 +16,20 @@ from pathlib import Path
 
 import pytest
 from support.paths import LIBMEMPROF, MEM_PROFILER, ROOT
-from support.processes import other_user, wait_for
+from support.processes import in_a_pid_namespace, other_user, wait_for
 from support.profiling import capture_cli, report, window_to_interrupt
 from support.targets import Server
 
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
-from mem_profiler.control_block import CDEF, ControlError, ffi, segment_path
+from mem_profiler.control_block import (
+    CDEF,
+    SEGMENT_DIR,
+    SEGMENT_PREFIX,
+    ControlError,
+    ffi,
+    segment_path,
+)
 from mem_profiler.controller import capture_window, list_targets
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.procfs import no_such_process
@@ -171,6 +178,70 @@ def test_a_stopped_process_is_said_to_be_stopped(server, tmp_path, stopped_by):
     assert list(tmp_path.iterdir()) == []
     result = capture_window(server.pid, 0.25, 1024, 64, str(tmp_path / "go_"))
     server.check_window(Path(result.paths[0]))
+
+
+def test_a_process_in_another_pid_namespace_is_captured_from_inside(build_fixture, tmp_path):
+    """From here its control block cannot be found (it names it by its pid there): the
+    refusal says so, and the command it gives captures the program from inside."""
+    exe = build_fixture("endings")  # its worker waits for a line, main sleeps on
+    env = {"LD_PRELOAD": str(LIBMEMPROF), "PATH": "/usr/bin:/bin"}
+    proc, pid = in_a_pid_namespace([str(exe), "wait_stdin", "600000"], env, ready="ready")
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
+        assert refusal("-p", str(pid), "-s", "1") == (
+            f"process {pid} runs in another PID namespace (a container?), as process 1 "
+            f"there: capture it from inside, e.g. `nsenter --target {pid} --all "
+            "mem_profiler -p 1`, with a mem_profiler installed in it"
+        )
+        inside = ["nsenter", "--target", str(pid), "--all", str(MEM_PROFILER)]
+        window = subprocess.Popen(
+            [*inside, "-p", "1", "-s", "60", "-c", "1", "-o", str(tmp_path / "ns_")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def capturing() -> bool:
+            listing = subprocess.run([*inside, "list"], capture_output=True, text=True)
+            return bool(re.search(r"^\s*1\s+\S+\s+capturing", listing.stdout, re.M))
+
+        wait_for(capturing, 30, "the window inside the namespace")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "done\n"
+        # Ctrl-C to the controller, nsenter's child
+        (controller,) = Path(f"/proc/{window.pid}/task/{window.pid}/children").read_text().split()
+        os.kill(int(controller), signal.SIGINT)
+        out, err = window.communicate(timeout=60)
+    finally:
+        os.kill(pid, signal.SIGKILL)  # process 1 there: SIGKILL alone ends it
+        proc.wait()
+        remove_blocks_of(namespace)
+    heap = tmp_path / "ns_1.0001.heap"
+    assert window.returncode == 0 and out == f"succeeded in collecting memory data!  {heap}\n"
+    assert report(heap, exe)["worker_after_main"][1] == 50 * 3000
+
+
+def remove_blocks_of(namespace: int) -> None:
+    """Removes the control blocks that a killed PID namespace's processes left: no
+    controller cleans those of another namespace. Other tests plant links and FIFOs
+    under the blocks' names: those are neither followed nor read."""
+    size = ffi.sizeof("struct memprof_control")
+    for path in Path(SEGMENT_DIR).glob(f"{SEGMENT_PREFIX}*"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            head = os.read(fd, size) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        finally:
+            os.close(fd)
+        if (
+            len(head) == size
+            and ffi.from_buffer("struct memprof_control *", head).pid_ns == namespace
+        ):
+            path.unlink(missing_ok=True)
 
 
 def test_dump_without_a_window_is_refused(server):

@@ -42,3 +42,27 @@ def other_user(name: str) -> str:
             ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
         )
     return name
+
+
+def in_a_pid_namespace(argv: list[str], env: dict[str, str] | None = None, ready: str = ""):
+    """argv as process 1 of a PID namespace of its own (a container's, as far as pids
+    go), once it printed `ready`: (unshare's Popen, stdin and stdout piped; the program's
+    pid here). Skips where this user may not make one."""
+    import pytest
+
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait()
+        pytest.skip(f"no PID namespace can be made here: {proc.stderr.read().strip()}")
+    assert line.strip() == ready, line
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return proc, int(children[0])
