@@ -100,10 +100,7 @@ class RunResult:
             return None
         if kind is ProgramKind.GO:
             return f"{command} {GO_EXIT}"
-        return (
-            f"{command} wrote no profile (it ended without running exit handlers, "
-            "e.g. killed or _exit)"
-        )
+        return f"{command} wrote no profile (it ended without running exit handlers, e.g. killed)"
 
 
 def check_output_folder(prefix: str) -> Path:

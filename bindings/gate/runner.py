@@ -86,7 +86,7 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
         if not own:
             verdict.problem = (
                 f"{job.argv[0]} wrote no profile: it was killed or ended "
-                "without running exit handlers (_exit)"
+                "without running exit handlers"
             )
             return verdict
         try:

@@ -367,14 +367,6 @@ EXPORT void pthread_exit(void *retval)
 }
 MEMPROF_LOCAL_ALIAS(pthread_exit)
 
-static void *credential_hook_for(const char *name);
-
-void *memprof_control_hook_for(const char *name)
-{
-    return strcmp(name, "pthread_exit") == 0 ? (void *)hook_pthread_exit
-                                             : credential_hook_for(name);
-}
-
 /* Leaves when this thread is the last one: glibc's exit(0) then runs in it,
  * with the program's exit handlers and our dump, as it would have run in the
  * program's last thread (their allocations are not sampled: this thread stays
@@ -415,14 +407,16 @@ static void keep_wake_page(int fd);
  * signal gives, a core where it makes one.  A handler of the program's stays in charge
  * (signals.c). */
 #define ENDING_WAIT_S 10
+#define ENDED_BY_EXIT (-1)   /* _exit asked, not a signal */
 static const int ending_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
-static _Atomic int ending_signal;   /* the first that asked, 0: none */
+static _Atomic int ending_reason;   /* the first signal that asked, ENDED_BY_EXIT, 0: none */
 static uint32_t ending_done;         /* futex word: the files are written (or could not be) */
 
-static void on_ending_signal(int sig, siginfo_t *info, void *context)
+/* Has the control thread write the open window's files, and waits for it. */
+static void wait_for_ending_files(int reason)
 {
-    int saved = errno, none = 0;
-    bool first = atomic_compare_exchange_strong(&ending_signal, &none, sig);
+    int none = 0;
+    bool first = atomic_compare_exchange_strong(&ending_reason, &none, reason);
     if (control_running && (memprof_window_id() != 0 || !first)) {
         if (first)
             memprof_control_wake();
@@ -434,19 +428,61 @@ static void on_ending_signal(int sig, siginfo_t *info, void *context)
             left = (struct timespec){(time_t)(rest / 1000000000u), (long)(rest % 1000000000u)};
         }
     }
+}
+
+static void on_ending_signal(int sig, siginfo_t *info, void *context)
+{
+    int saved = errno;
+    wait_for_ending_files(sig);
     errno = saved;
     memprof_signal_pass_on(sig, info, context);
 }
 
-/* In the control thread: a signal asked for the window's files. */
-static void write_files_for_ending_signal(void)
+/* In the control thread: a signal or _exit asked for the window's files. */
+static void write_files_for_ending(void)
 {
-    if (atomic_load(&ending_signal) == 0 || __atomic_load_n(&ending_done, __ATOMIC_ACQUIRE))
+    if (atomic_load(&ending_reason) == 0 || __atomic_load_n(&ending_done, __ATOMIC_ACQUIRE))
         return;
     if (memprof_window_id() != 0)
         memprof_capture_stop_at_exit();
     __atomic_store_n(&ending_done, 1, __ATOMIC_RELEASE);
     futex(&ending_done, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
+/* ---- a program ended by _exit ---------------------------------------------------
+ * _exit (and _Exit) skip exit's handlers, and with them the sampler's destructor: a
+ * forked worker ends so (Python's multiprocessing, PyTorch's DataLoader).  The open
+ * window's files are written first, by the control thread as for an ending signal.
+ * Not in the child of a vfork or posix_spawn, which shares its parent's memory and ran
+ * no fork handler: its pid is not the one this control thread serves. */
+static struct memprof_real_fn real__exit = {"_exit", "libc.so", NULL, NULL};
+
+EXPORT void _exit(int status)
+{
+    if (getpid() == control_pid)
+        wait_for_ending_files(ENDED_BY_EXIT);
+    ((void (*)(int))memprof_real_function(&real__exit))(status);
+    __builtin_unreachable();
+}
+MEMPROF_LOCAL_ALIAS(_exit)
+
+EXPORT void _Exit(int status)
+{
+    hook__exit(status);
+}
+MEMPROF_LOCAL_ALIAS(_Exit)
+
+static void *credential_hook_for(const char *name);
+
+void *memprof_control_hook_for(const char *name)
+{
+    if (strcmp(name, "pthread_exit") == 0)
+        return (void *)hook_pthread_exit;
+    if (strcmp(name, "_exit") == 0)
+        return (void *)hook__exit;
+    if (strcmp(name, "_Exit") == 0)
+        return (void *)hook__Exit;
+    return credential_hook_for(name);
 }
 
 static void *control_thread(void *arg)
@@ -514,7 +550,7 @@ static void *control_thread(void *arg)
             timed_out = futex(&block->command_seq, FUTEX_WAIT, seen, wait_for) != 0 &&
                         errno == ETIMEDOUT;
 
-        write_files_for_ending_signal();
+        write_files_for_ending();
         uint64_t window_deadline = memprof_capture_deadline();
         bool window_ended = window_deadline != 0 && memprof_now_ns() >= window_deadline;
         if (window_ended) {
@@ -863,6 +899,8 @@ void memprof_control_after_fork(void)
 {
     pthread_mutex_init(&credentials_lock, NULL);
     control_running = false;
+    atomic_store(&ending_reason, 0);   /* the parent's ending is not the child's */
+    ending_done = 0;
     if (block != NULL)
         munmap(block, sizeof *block);
     block = NULL;

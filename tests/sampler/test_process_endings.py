@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from support.interpreters import DEBIAN_PYTHON
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.profiling import one_heap, profile_run, report
 from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.control_block import segment_path
 from mem_profiler.controller import ControlError, attach, capture_window
+from mem_profiler.parser.read.heap_file import read_heap
 
 UNWINDERS = ("hybrid", "libunwind", "fp")
 SERVED = 2000 * 4096  # what `endings serve` keeps
@@ -45,6 +47,66 @@ def test_status_is_the_plain_programs(build_fixture, tmp_path, mode):
         plain.returncode if plain.returncode >= 0 else 128 - plain.returncode
     )
     assert time.monotonic() - started < 5
+
+
+def test_a_process_ended_by__exit_leaves_its_profile(build_fixture, tmp_path):
+    """_exit runs no exit handler, so the control thread writes the files first."""
+    exe = build_fixture("endings")
+    proc, files = profile_run([exe, "kept_exit"], tmp_path / "x_", 1, timeout=20)
+    assert proc.returncode == 3, proc.stderr
+    assert len(files) == 1, proc.stderr
+    assert report(files[0], exe)["getattr_work"][1] == 100 * 1000
+
+
+@pytest.mark.parametrize("follow", [True, False], ids=["--follow-fork", "not followed"])
+def test_forked_children_that_end_with__exit(build_fixture, tmp_path, follow):
+    """As Python's multiprocessing workers end: a followed child writes its own files;
+    a vfork child, sharing the parent's memory, writes nothing and leaves the parent's
+    window as it was."""
+    exe = build_fixture("endings")
+    extra = ["--follow-fork"] if follow else []
+    proc, files = profile_run([exe, "fork_exit"], tmp_path / "f_", 1, *extra, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    children = [f for f in files if "forked_from" in read_heap(f).meta]
+    (parent,) = set(files) - set(children)
+    assert report(parent, exe)["worker_after_main"][1] == 50 * 3000
+    assert "getattr_work" not in report(parent, exe)
+    if follow:
+        (child,) = children
+        assert report(child, exe)["getattr_work"][1] == 100 * 1000
+    else:
+        assert children == []
+
+
+POOL = """
+import multiprocessing, sys
+def work(n):
+    return len([bytearray(100_000) for _ in range(50)])
+if __name__ == "__main__":
+    multiprocessing.set_start_method("fork")
+    with multiprocessing.Pool(2) as pool:
+        assert sum(pool.map(work, range(4), chunksize=1)) == 200
+        pool.close()
+        pool.join()  # its workers end with os._exit
+"""
+
+
+def test_python_multiprocessing_workers_leave_their_profiles(tmp_path):
+    script = tmp_path / "tasks.py"
+    script.write_text(POOL)
+    proc, files = profile_run(
+        [DEBIAN_PYTHON, script], tmp_path / "p_", 1, "--follow-fork", timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    workers = [f for f in files if "forked_from" in read_heap(f).meta]
+    assert len(workers) == 2, proc.stderr
+    work = "work.<locals>.<listcomp> (tasks.py)"
+    allocated = sum(
+        report(f, Path(DEBIAN_PYTHON), "alloc_space").get(work, (0, 0))[1] for f in workers
+    )
+    # 4 tasks of 50 buffers of 100,000 B (and their objects and list, a little more), in
+    # whichever worker took each
+    assert 4 * 50 * 100_001 <= allocated <= 4 * 50 * 100_001 * 1.002
 
 
 def test_last_worker_after_pthread_exit_from_main_ends_the_process(build_fixture, tmp_path):
