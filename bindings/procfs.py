@@ -110,7 +110,7 @@ def in_another_pid_namespace(pid: int) -> str | None:
         return None
     if theirs == own_pid_namespace() or not own_pid_namespace():
         return None
-    inner = _status_field(pid, "NStgid")
+    inner = _status(pid).get("NStgid")
     there = inner[-1] if inner else "PID"
     # nsenter reads the namespaces of the thread it is given: one that runs
     thread = os.path.basename(folder)
@@ -138,15 +138,7 @@ def owner_uid(pid: int) -> int | None:
 def file_credentials(pid: int) -> tuple[int, int, set[int]] | None:
     """(fsuid, fsgid, supplementary groups): the user and groups pid makes and opens
     files as (/proc/<pid>/status), or None if pid is gone."""
-    fields: dict[str, list[str]] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("Uid", "Gid", "Groups"):
-                    fields[key] = value.split()
-    except OSError:
-        return None
+    fields = _status(pid)
     if "Uid" not in fields or "Gid" not in fields:
         return None
     return int(fields["Uid"][3]), int(fields["Gid"][3]), {int(g) for g in fields.get("Groups", [])}
@@ -220,21 +212,21 @@ def rss_bytes(pid: int) -> int:
 def tracer_pid(pid: int) -> int:
     """The process tracing pid (TracerPid in /proc/<pid>/status), 0 for none or if pid
     is gone."""
-    field = _status_field(pid, "TracerPid")
+    field = _status(pid).get("TracerPid")
     return int(field[0]) if field else 0
 
 
-def _status_field(pid: int, key: str) -> list[str]:
-    """The values of line `key` of /proc/<pid>/status, [] if pid is gone."""
+def _status(pid: int) -> dict[str, list[str]]:
+    """/proc/<pid>/status, each line's values by its key; {} if pid is gone."""
+    fields: dict[str, list[str]] = {}
     try:
         with open(f"{_process_dir(pid)}/status") as f:
             for line in f:
-                name, _, values = line.partition(":")
-                if name == key:
-                    return values.split()
+                key, _, values = line.partition(":")
+                fields[key] = values.split()
     except OSError:
-        pass
-    return []
+        return {}
+    return fields
 
 
 def has_cap_sys_ptrace() -> bool:

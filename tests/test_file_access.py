@@ -24,7 +24,6 @@ ALLOWED = {
     ("bindings/procfs.py", "os.stat('/proc/self/ns/pid')"): "the kernel's",
     ("bindings/procfs.py", "os.stat(f'/proc/{pid}')"): "the kernel's",
     ("bindings/procfs.py", "os.stat(f'{folder}/ns/pid')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'/proc/{pid}/status')"): "the kernel's",
     ("bindings/procfs.py", "open(f'{_process_dir(pid)}/status')"): "the kernel's",
     ("bindings/procfs.py", "open(f'{_process_dir(pid)}/cmdline', 'rb')"): "the kernel's",
     ("bindings/procfs.py", "open(f'{_process_dir(pid)}/statm', 'rb')"): "the kernel's",
