@@ -40,8 +40,8 @@ from mem_profiler.gate.budgets import (
 )
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
 from mem_profiler.parser.common.sampling import estimates, python_frames_note, scale_factors
-from mem_profiler.parser.log.analysis import live_at, open_window_log, replay_groups
-from mem_profiler.parser.model.categories import TORCH_RULES, Rule, stack_categories
+from mem_profiler.parser.log.analysis import held_at, open_window_log, replay_groups
+from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_groups, load
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, innermost_python
@@ -207,12 +207,11 @@ def _category_peak(
         budget, peak, float(budget.limit), is_exceeded(peak, budget.limit), profile.rate, sd
     )
     if result.exceeded:
-        then = live_at(cap, int(times[at]))
+        then = held_at(cap, int(times[at]), group == index)
         stacks = _Stacks(then, [profile.exe])
         result.notes += stacks.notes
         if stacks.sym is not None:
-            mine = stack_categories(stacks.sym, rules)[1] == index
-            est = np.where(mine, stack_estimates(then, live=True)[0], 0.0)
+            est = stack_estimates(then, live=True)[0]
             grouped = np.bincount(stacks.group, est, len(stacks.frames))
             order = [
                 g for g in np.argsort(-grouped, kind="stable")[:top].tolist() if grouped[g] > 0

@@ -246,14 +246,28 @@ def interval_starts(log: EventLog, records: np.ndarray) -> list[int]:
 
 def live_at(cap: WindowLog, time_ns: int) -> HeapProfile:
     """What was live at a time (cur counts) and allocated up to it (accum counts)."""
+    _refuse_outside(cap, time_ns)
+    a = cap.allocs
+    made = a.start <= time_ns
+    return _profile(cap, made, made & (a.end > time_ns))
+
+
+def held_at(cap: WindowLog, time_ns: int, which: np.ndarray) -> HeapProfile:
+    """The allocations of the mask `which` live at a time, as cur and accum counts alike:
+    a profile of the stacks that held them alone, so that what names a few stacks of a
+    large log does not symbolize all of them."""
+    _refuse_outside(cap, time_ns)
+    a = cap.allocs
+    held = which & (a.start <= time_ns) & (a.end > time_ns)
+    return _profile(cap, held, held)
+
+
+def _refuse_outside(cap: WindowLog, time_ns: int) -> None:
     if not 0 <= time_ns <= cap.log.end_ns:
         raise UserError(
             f"{time_ns / MS:.1f} ms is outside the log, which covers 0-"
             f"{cap.log.end_ns / MS:.1f} ms of the window."
         )
-    a = cap.allocs
-    made = a.start <= time_ns
-    return _profile(cap, made, made & (a.end > time_ns))
 
 
 def between(cap: WindowLog, first: str, second: str) -> tuple[HeapProfile, Mark, Mark]:
