@@ -98,7 +98,9 @@ _UNESCAPED = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
 # The sample section exactly as our sampler writes it, for the bulk parser.
 _CANONICAL_COUNTERS_RE = re.compile(rb"(?:  t\*: \d{1,18}: \d{1,18} \[\d{1,18}: \d{1,18}\]\n)*")
 _ESTIMATE = "# estimate:"
-_NUMBER = rb" \d{1,20}(?:\.\d{1,2})?"
+# as the sampler writes an estimate (two decimals), or Python's shortest text of a
+# float (--jeprof's conversions of a tree's estimates); fromstring says if it is finite
+_NUMBER = rb" \d{1,20}(?:\.\d{1,17})?(?:e[+-]\d{2,3})?"
 _CANONICAL_ESTIMATES_RE = re.compile(rb"(?:# estimate:" + _NUMBER * 4 + rb"\n)*")
 _DROPPED_RE = re.compile(
     r"stack_table=([0-9]{1,20}) live_table=([0-9]{1,20})"
@@ -676,6 +678,8 @@ def _bulk_chunk(
         estimates = np.fromstring(
             estimate_text.replace(_ESTIMATE.encode(), b""), np.float64, sep=" "
         ).reshape(-1, 4)
+        if not np.isfinite(estimates).all():  # the line parser names the line
+            return None
     found = _same_width_addresses(stacks) or _addresses(stacks)
     if found is None:
         return None

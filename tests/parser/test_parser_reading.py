@@ -19,6 +19,7 @@ from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import Drops
 from mem_profiler.parser.common.sampling import drop_note, sample_values, scale_factors, unsample
 from mem_profiler.parser.model.aggregate import aggregate
+from mem_profiler.parser.read import heap_file
 from mem_profiler.parser.read.heap_file import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report.text import format_text
 from mem_profiler.parser.symbols.allocator_frames import cut_allocator_frames
@@ -464,6 +465,30 @@ def test_estimates_replace_scaling_by_the_average_size(bulk):
         " was full (raise MEMPROF_MAX_LIVE): counted as allocated, missing from the in-use "
         "figures."
     )
+
+
+def test_estimates_as_python_writes_floats_are_read_in_bulk():
+    """--jeprof writes a tree's estimates as Python's shortest text of each float: the
+    bulk reader takes them (the line reader took 24 s of the 29 s of reading a torch
+    training loop's conversion), with the values the line reader gives."""
+    values = ("45.25 90000.12345678901 60.0 1.5e-05", "0.0 0.0 2.7077676510481012 1e+16")
+    text = WITH_ESTIMATES.replace("45.25 90000.00 60.00 130000.75", values[0]).replace(
+        "100.50 409600.00 100.50 409600.00", values[1]
+    )
+    data = text.encode()
+    first, maps_at = data.find(b"\n@") + 1, data.find(b"\nMAPPED_LIBRARIES:")
+    bulk = heap_file._bulk_samples(data, first, maps_at)
+    assert bulk is not None and bulk[3] is not None
+    expected = [[float(v) for v in line.split()] for line in reversed(values)]
+    assert bulk[3].tolist() == expected
+    second = "@ 0x55d0c0a01250"  # a blank line before it: the line reader
+    lines = parse_heap(text.replace(second, "\n" + second)).estimates
+    assert lines is not None and lines.tolist() == expected
+    # past a float's range: not in bulk, and the line reader names the line
+    too_large = text.replace("1.5e-05", "1.5e+309").encode()
+    assert heap_file._bulk_samples(too_large, first, maps_at) is None
+    with pytest.raises(HeapFileError, match="<heap>:21: expected '# estimate: <objs>"):
+        parse_heap(too_large)
 
 
 @pytest.mark.parametrize(
