@@ -33,7 +33,7 @@ from support.python_heap import (
     program_env,
     read_truth,
 )
-from support.python_sites import LIMITS, function_totals, truth_sd
+from support.python_sites import LIMITS, function_totals, size_options, truth_sd
 from support.sampling_math import assert_estimate
 
 from mem_profiler.core.profile import Drops
@@ -73,7 +73,10 @@ def test_python_functions_keep_what_tracemalloc_counts(tmp_path, rate):
     env = dict(os.environ, PYTHONMALLOC="malloc")
     report_path = tmp_path / "report.json"
     proc, _ = arm64.run(
-        [python, FIXTURES / "python_sites.py", report_path], tmp_path / "p_", rate, env=env
+        [python, FIXTURES / "python_sites.py", report_path, *size_options(rate)],
+        tmp_path / "p_",
+        rate,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(report_path.read_text())

@@ -16,7 +16,7 @@ from support.interpreters import DEBIAN_PYTHON, VENV_PYTHON, interpreters
 from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import profile_run, run_parser
-from support.python_sites import LIMITS, function_totals, line_totals, truth_sd
+from support.python_sites import LIMITS, function_totals, line_totals, size_options, truth_sd
 from support.sampling_math import assert_estimate
 
 from mem_profiler.parser.read.heap_file import read_heap
@@ -47,7 +47,11 @@ def run_sites(
         out = tmp_path_factory.mktemp("python_sites")
         env = {**os.environ, "PYTHONMALLOC": "malloc"}
         proc, _ = profile_run(
-            [python, SITES, out / "report.json", *extra], out / "p_", rate, timeout=300, env=env
+            [python, SITES, out / "report.json", *extra, *size_options(rate)],
+            out / "p_",
+            rate,
+            timeout=300,
+            env=env,
         )
         assert proc.returncode == 0, proc.stderr
         report = json.loads((out / "report.json").read_text())

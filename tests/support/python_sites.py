@@ -13,6 +13,12 @@ from support.sampling_math import blocks_estimate_sd
 LIMITS = {1: 0.05, 1024: 0.10}  # the bounds per function, by rate
 
 
+def size_options(rate: int) -> tuple[str, ...]:
+    """The fixture's options for a run at `rate`: at -c 1, whose figures are exact, a
+    tenth of the blocks (--small); sampled, all of them, which 5 sd within LIMITS need."""
+    return ("--small",) if rate == 1 else ()
+
+
 def _totals(
     sym: SymbolizedProfile, key: Callable[[PythonFrame], Hashable | None], index: str
 ) -> dict:
