@@ -127,25 +127,42 @@ static int file_of(const void *p, size_t n)
     return fd;
 }
 
-/* The rule at code offset `code` of the first `len` bytes of the image, read from a
- * copy of exactly those bytes; in *from_file, the rule read from a file of them (the
- * same where no view of the file can be made, as the sampler then reads in place). */
-static struct unwind_rule rule_in(const struct image *im, size_t len, uint32_t code,
-                                  bool is_return, struct unwind_rule *from_file)
+/* The first `len` bytes of an image as a lookup reads them: a copy of exactly those
+ * bytes, and a view of a file of them (NULL where none can be made, as the sampler then
+ * reads in place); made once for all the addresses asked about. */
+struct tables {
+    void *copy;
+    struct eh_tables in_place, from_file;
+};
+
+static void tables_open(struct tables *t, const struct image *im, size_t len)
 {
-    void *copy;   /* 16-aligned, as code is: the PLT's rule depends on rip & 15 */
-    CHECK_EQ(posix_memalign(&copy, 16, len ? len : 1), 0);
-    memcpy(copy, im->bytes, len);
-    uintptr_t hdr = (uintptr_t)copy;
-    struct eh_tables t = {hdr, hdr, hdr + len, NULL};
-    struct unwind_rule r = memprof_eh_frame_rule(&t, hdr + code, is_return);
-    *from_file = r;
-    t.file = memprof_eh_file_open(file_of(copy, len), hdr, 0, &t);
-    if (t.file != NULL) {
-        *from_file = memprof_eh_frame_rule(&t, hdr + code, is_return);
-        memprof_eh_file_forget(t.file);
-    }
-    free(copy);
+    /* 16-aligned, as code is: the PLT's rule depends on rip & 15 */
+    CHECK_EQ(posix_memalign(&t->copy, 16, len ? len : 1), 0);
+    memcpy(t->copy, im->bytes, len);
+    uintptr_t hdr = (uintptr_t)t->copy;
+    t->in_place = (struct eh_tables){hdr, hdr, hdr + len, NULL};
+    t->from_file = t->in_place;
+    t->from_file.file = memprof_eh_file_open(file_of(t->copy, len), hdr, 0, &t->in_place);
+}
+
+static void tables_close(struct tables *t)
+{
+    if (t->from_file.file != NULL)
+        memprof_eh_file_forget(t->from_file.file);
+    free(t->copy);
+}
+
+/* The rule at code offset `code`, in place; in *from_file, the rule read from the file
+ * (the same where there is no view of one). */
+static struct unwind_rule rule_in(const struct tables *t, uint32_t code, bool is_return,
+                                  struct unwind_rule *from_file)
+{
+    uintptr_t pc = t->in_place.hdr + code;
+    struct unwind_rule r = memprof_eh_frame_rule(&t->in_place, pc, is_return);
+    *from_file = t->from_file.file != NULL
+                     ? memprof_eh_frame_rule(&t->from_file, pc, is_return)
+                     : r;
     return r;
 }
 
@@ -155,10 +172,19 @@ static bool same_rule(struct unwind_rule a, struct unwind_rule b)
 }
 
 /* The rule of well-formed tables: the same from the file. */
+static struct unwind_rule rule_of(const struct tables *t, uint32_t code, bool is_return)
+{
+    struct unwind_rule from_file, r = rule_in(t, code, is_return, &from_file);
+    CHECK(same_rule(r, from_file));
+    return r;
+}
+
 static struct unwind_rule rule_at(const struct image *im, uint32_t code, bool is_return)
 {
-    struct unwind_rule from_file, r = rule_in(im, im->len, code, is_return, &from_file);
-    CHECK(same_rule(r, from_file));
+    struct tables t;
+    tables_open(&t, im, im->len);
+    struct unwind_rule r = rule_of(&t, code, is_return);
+    tables_close(&t);
     return r;
 }
 
@@ -305,38 +331,53 @@ static void test_huge_offsets_wrap(void)
 }
 
 /* The code addresses asked about: each FDE's start, middle and end, and beyond. */
-static void each_address(void (*fn)(uint32_t code, bool is_return))
+static void each_address(const struct tables *t,
+                         void (*fn)(const struct tables *t, uint32_t code, bool is_return))
 {
     for (int f = 0; f < NFDES; f++)
         for (uint32_t at = 0; at <= fdes[f].range; at += fdes[f].range / 4)
             for (int is_return = 0; is_return < 2; is_return++)
-                fn(fdes[f].code + at, is_return);
+                fn(t, fdes[f].code + at, is_return);
 }
 
-static size_t cut;
+static struct tables whole;   /* the tables uncut */
 
 /* A rule from fewer bytes is the whole tables' rule, or a refusal. */
-static void check_cut(uint32_t code, bool is_return)
+static void check_cut(const struct tables *t, uint32_t code, bool is_return)
 {
-    struct unwind_rule whole = rule_at(&image, code, is_return), parts[2];
-    parts[0] = rule_in(&image, cut, code, is_return, &parts[1]);
+    struct unwind_rule parts[2], w = rule_of(&whole, code, is_return);
+    parts[0] = rule_in(t, code, is_return, &parts[1]);
     for (int i = 0; i < 2; i++)
-        CHECK(same_rule(parts[i], whole) || parts[i].kind == RULE_NONE ||
+        CHECK(same_rule(parts[i], w) || parts[i].kind == RULE_NONE ||
               parts[i].kind == RULE_LIBUNWIND);
 }
 
 static void test_truncated_tables_are_refused(void)
 {
     build(&image, cies, 2, fdes, NFDES);
-    for (cut = 0; cut < image.len; cut++)
-        each_address(check_cut);
+    tables_open(&whole, &image, image.len);
+    for (size_t cut = 0; cut < image.len; cut++) {
+        struct tables t;
+        tables_open(&t, &image, cut);
+        each_address(&t, check_cut);
+        tables_close(&t);
+    }
+    tables_close(&whole);
 }
 
 /* Either way; a table out of order may send the two searches to different entries. */
-static void check_any(uint32_t code, bool is_return)
+static void check_any(const struct tables *t, uint32_t code, bool is_return)
 {
-    struct unwind_rule from_file, r = rule_in(&image, image.len, code, is_return, &from_file);
+    struct unwind_rule from_file, r = rule_in(t, code, is_return, &from_file);
     CHECK(r.kind <= RULE_LIBUNWIND && from_file.kind <= RULE_LIBUNWIND);
+}
+
+static void each_address_of(const struct image *im)
+{
+    struct tables t;
+    tables_open(&t, im, im->len);
+    each_address(&t, check_any);
+    tables_close(&t);
 }
 
 /* Bytes changed one at a time to values that mean something in these formats, then
@@ -350,14 +391,14 @@ static void test_corrupt_tables_are_read_within_bounds(void)
         for (size_t v = 0; v < sizeof values; v++) {
             image = good;
             image.bytes[at] = values[v];
-            each_address(check_any);
+            each_address_of(&image);
         }
     uint64_t rng = 4;
     for (int round = 0; round < 3000; round++) {
         image = good;
         for (int k = 0; k < 6; k++)
             image.bytes[next_random(&rng) % good.len] = (uint8_t)next_random(&rng);
-        each_address(check_any);
+        each_address_of(&image);
     }
 }
 
