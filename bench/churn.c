@@ -4,9 +4,11 @@
  * usage: churn THREADS PAIRS
  * With CHURN_WAIT set it prints "ready", waits for a line on stdin (a sampler is
  * attached meanwhile) and prints the seconds the work took on stderr.  With
- * CHURN_SECONDS=S each thread works for S seconds whatever PAIRS says, and the bytes
- * the threads allocated go to stderr as "allocated N" (make soak). */
+ * CHURN_SECONDS=S each thread works for S seconds whatever PAIRS says, or until a
+ * SIGTERM, and the bytes the threads allocated go to stderr as "allocated N" (make
+ * soak). */
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,13 @@
 
 static long pairs;
 static struct timespec deadline;   /* CHURN_SECONDS: when the threads stop */
+static volatile sig_atomic_t stopped;   /* or sooner: a SIGTERM came */
+
+static void stop(int sig)
+{
+    (void)sig;
+    stopped = 1;
+}
 static long allocated[64];         /* bytes, by thread */
 
 static int past_deadline(void)
@@ -60,7 +69,7 @@ static void *worker(void *arg)
             free(ring[slot]);
         }
         ring[slot] = handle_item(&rng, &bytes);
-        if (deadline.tv_sec != 0 && (i & 4095) == 0 && past_deadline())
+        if (deadline.tv_sec != 0 && (i & 4095) == 0 && (stopped || past_deadline()))
             break;
     }
     for (int i = 0; i < RING; i++)
@@ -92,6 +101,7 @@ int main(int argc, char **argv)
         deadline = t0;
         deadline.tv_sec += atol(seconds);
         pairs = INT64_MAX;
+        signal(SIGTERM, stop);
     }
     for (long t = 0; t < threads; t++)
         pthread_create(&tids[t], NULL, worker, (void *)(t + 1));

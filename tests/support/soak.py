@@ -7,6 +7,7 @@ against the bytes the program counted itself."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -64,8 +65,18 @@ def plain_rss_kib(exe: Path, threads: int, seconds: int, interval: float) -> int
     return highest
 
 
-def soak(exe: Path, out: Path, seconds: int, threads: int, interval: float, rate: int) -> Soak:
-    """One soak of `seconds`; the dumps' files are removed as they come, but the last."""
+def soak(
+    exe: Path,
+    out: Path,
+    seconds: int,
+    threads: int,
+    interval: float,
+    rate: int,
+    until_dumps: int | None = None,
+) -> Soak:
+    """One soak of `seconds`, or ended sooner (SIGTERM) once `until_dumps` dumps were
+    written, however long a dump takes on a loaded machine; the dumps' files are removed
+    as they come, but the last."""
     env = dict(os.environ, CHURN_SECONDS=str(seconds))
     env.pop("LD_PRELOAD", None)
     run = subprocess.Popen(
@@ -112,8 +123,11 @@ def soak(exe: Path, out: Path, seconds: int, threads: int, interval: float, rate
         kept = dumped.stdout.split()
         # the workload's own run: in its last interval its threads may have ended, the
         # process writing its exit profile with its main thread alone
-        if sample is not None and sample.at_s + interval <= seconds:
+        if sample is not None and (until_dumps or sample.at_s + interval <= seconds):
             samples.append(sample)
+        if dumps == until_dumps:
+            os.kill(target, signal.SIGTERM)
+            break
     _, err = run.communicate()
     allocated = next(
         int(line.split()[1]) for line in err.splitlines() if line.startswith("allocated ")
