@@ -7,6 +7,7 @@ the oldest files, so the reader takes the newest run of consecutive files."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,6 @@ STEP_TEXT = "step"  # the text given to memprof_step()'s marks, which carry none
 _HEADER = struct.Struct("<8sIiQQQII")  # memprof_log_header
 _STACK = struct.Struct("<BBHIIQ")  # memprof_log_stack, then depth frames
 _MARK = struct.Struct("<BBHIBQQ")  # memprof_log_mark, then the text
-_TREE_STACK = struct.Struct("<BBHIIIQ")  # stack id, native and Python leaf nodes, label
 _USE = struct.Struct("<BBHIBBHQ")  # memprof_log_use, then its values
 _RECORD_HEAD = 4  # memprof_log_record: type, heap, size (of the whole record)
 EVENT_DTYPE = np.dtype(
@@ -80,7 +80,30 @@ USE_DTYPE = np.dtype(
         ("count", "<i4"),
     ]
 )
-_SHORT_RUN, _MAX_RUN_ROWS = 32, 1 << 20
+TREE_STACK_DTYPE = np.dtype(
+    [
+        ("type", "u1"),
+        ("heap", "u1"),
+        ("length", "<u2"),
+        ("stack", "<u4"),
+        ("native", "<u4"),  # the leaf nodes
+        ("python", "<u4"),
+        ("label", "<u8"),
+    ]
+)
+# The records of fixed size, almost all of a log: a run of them is found by one regular
+# expression and its records' types by another; each type is then taken out of the whole
+# file at once (a torch training loop's log holds 10^5 such runs between other records).
+_FIXED = {ALLOC: EVENT_DTYPE, FREE: EVENT_DTYPE, NODE: NODE_DTYPE, TREE_STACK: TREE_STACK_DTYPE}
+_FIXED_RECORD = b"|".join(
+    re.escape(bytes([rtype])) + b"." + re.escape(struct.pack("<H", dtype.itemsize))
+    + b".{%d}" % (dtype.itemsize - _RECORD_HEAD)
+    for rtype, dtype in _FIXED.items()
+)  # fmt: skip
+_FIXED_RUN = re.compile(b"(?:" + _FIXED_RECORD + b")*", re.DOTALL)
+_FIXED_TYPE = re.compile(b"(?=(.))(?:" + _FIXED_RECORD + b")", re.DOTALL)  # each one's type
+_FIXED_SIZE = np.zeros(256, np.int64)
+_FIXED_SIZE[list(_FIXED)] = [dtype.itemsize for dtype in _FIXED.values()]
 # CLOCK_REALTIME in ns, and sizes, fit in 63 bits (until the year 2262, and beyond any
 # address space): larger values, read from unsigned fields, are damage.
 _TIME_LIMIT = _SIZE_LIMIT = 2**63
@@ -308,10 +331,10 @@ class _Reader:
         self.warnings = warnings
         self.header: tuple | None = None
         self.files: list[str] = []
-        self.events: list[memoryview] = []  # runs of ALLOC/FREE records
+        self.events: list[np.ndarray] = []  # ALLOC/FREE records, a file's at a time
         self.timeline: list[np.ndarray] = []
         self.stacks = LogStacks({})
-        self.nodes: list[memoryview] = []  # runs of NODE records
+        self.nodes: list[np.ndarray] = []  # NODE records, a file's at a time
         self.tree_stacks: dict[int, tuple[int, int, int, int]] = {}  # heap, leaves, label
         self.marks: list[tuple[int, int, int, int, bytes]] = []  # time, kind, id, tid, text
         self.uses: list[tuple[int, int, int, int, int, bytes]] = []  # time, heap, op, flags,
@@ -368,30 +391,23 @@ class _Reader:
         """Read the records after the header; returns where the last whole one ends."""
         n = len(data)
         pos = _HEADER.size
-        event_size = EVENT_DTYPE.itemsize
-        view = memoryview(data)
+        runs: list[int] = []  # where each run of records of fixed size starts
+        types: list[bytes] = []  # the types of its records
         while pos + _RECORD_HEAD <= n:
+            end = _FIXED_RUN.match(data, pos).end()  # type: ignore[union-attr]  # * matches
+            if end > pos:
+                runs.append(pos)
+                types.append(b"".join(_FIXED_TYPE.findall(data, pos, end)))
+                pos = end
+                continue
             rtype, length = data[pos], data[pos + 2] | data[pos + 3] << 8
-            if length == event_size and rtype in (ALLOC, FREE):
-                count = _run(data, pos, event_size, (ALLOC, FREE))
-                if count == 0:  # its head is there, the rest was cut off
-                    break
-                self.events.append(view[pos : pos + count * event_size])
-                pos += count * event_size
-                continue
-            if length == NODE_DTYPE.itemsize and rtype == NODE:
-                count = _run(data, pos, length, (NODE,))
-                if count == 0:
-                    break
-                self.nodes.append(view[pos : pos + count * length])
-                pos += count * length
-                continue
             if length < _RECORD_HEAD:
                 self.warnings.append(
                     f"{path}: a record of {length} bytes at byte {pos}: the"
                     " file is damaged; read up to there."
                 )
-                return n
+                pos = n
+                break
             if pos + length > n:
                 break
             if rtype == STACK and length >= _STACK.size:
@@ -399,9 +415,6 @@ class _Reader:
                 depth = min(depth, (length - _STACK.size) // 8)
                 frames = np.frombuffer(data, "<u8", depth, pos + _STACK.size).astype(np.uint64)
                 self.stacks.listed[stack] = Stack(heap, label, frames)
-            elif rtype == TREE_STACK and length == _TREE_STACK.size:
-                _, heap, _, stack, native, python, label = _TREE_STACK.unpack_from(data, pos)
-                self.tree_stacks[stack] = (heap, native, python, label)
             elif rtype == TIMELINE and length == TIMELINE_DTYPE.itemsize:
                 self.timeline.append(np.frombuffer(data, TIMELINE_DTYPE, 1, pos))
             elif rtype == MARK and length >= _MARK.size:
@@ -414,9 +427,37 @@ class _Reader:
                 count = min(count, (length - _USE.size) // 8)
                 values = data[pos + _USE.size : pos + _USE.size + 8 * count]
                 self.uses.append((time_ns, heap, op, flags, tid, values))
-            # other types: a later format's records, skipped by their size
+            # other types and sizes: a later format's records, skipped by their size
             pos += length
+        self._fixed_records(data, runs, types)
         return pos
+
+    def _fixed_records(self, data: bytes, runs: list[int], types: list[bytes]) -> None:
+        """Keep the records of fixed size of one file's `runs` (starts) of `types`, in
+        their order: each type is copied out of the file at once."""
+        kinds = np.frombuffer(b"".join(types), np.uint8)
+        if not len(kinds):
+            return
+        sizes = _FIXED_SIZE[kinds]
+        starts = np.cumsum(sizes)
+        starts -= sizes  # each record's, as if the runs were one
+        del sizes
+        counts = np.fromiter(map(len, types), np.int64, len(types))
+        firsts = np.cumsum(counts) - counts
+        starts += np.repeat(np.array(runs, np.int64) - starts[firsts], counts)
+        raw = np.frombuffer(data, np.uint8)
+
+        def records(dtype: np.dtype, *of: int) -> np.ndarray:
+            at = starts[np.isin(kinds, of)]
+            rows = np.lib.stride_tricks.sliding_window_view(raw, dtype.itemsize)[at]
+            return rows.view(dtype).reshape(-1)
+
+        self.events.append(records(EVENT_DTYPE, ALLOC, FREE))
+        self.nodes.append(records(NODE_DTYPE, NODE))
+        stacks = records(TREE_STACK_DTYPE, TREE_STACK)
+        columns = (stacks[name].tolist() for name in ("heap", "native", "python", "label"))
+        rows = zip(*columns, strict=True)
+        self.tree_stacks.update(zip(stacks["stack"].tolist(), rows, strict=True))
 
     def result(self, first: int, evaluation: tuple[int, int | None] | None) -> EventLog:
         assert self.header is not None
@@ -523,11 +564,11 @@ class _Reader:
             )
 
 
-def _joined(runs: list[memoryview], dtype: np.dtype) -> np.ndarray:
-    """Runs of records of one type as one array, copied once (a log holds 10^5 runs of
-    nodes between its events, and concatenating as many record arrays checks the fields
-    of each)."""
-    return np.frombuffer(bytearray().join(runs), dtype)
+def _joined(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The records of one type from every file, as one array."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def _found(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -544,36 +585,6 @@ def _places(ids: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     nodes = np.asarray(nodes, np.int64)
     index, found = _found(ids, nodes)
     return np.where(nodes == 0, 0, np.where(found, index + 1, -1))
-
-
-def _run(data: bytes, pos: int, size: int, types: tuple[int, ...]) -> int:
-    """How many records of `size` bytes and one of `types` follow one another from `pos`
-    (one is there). Short runs (between the stack records of new stacks) are counted one
-    by one; longer ones by checking the headers in strides of the record size, in
-    windows growing 4x at a time."""
-    n = len(data)
-    length = struct.pack("<H", size)
-    total = 0
-    while total < _SHORT_RUN:
-        if pos + size > n or data[pos] not in types or data[pos + 2 : pos + 4] != length:
-            return total
-        total += 1
-        pos += size
-    head = np.dtype(
-        [("type", "u1"), ("heap", "u1"), ("length", "<u2"), ("rest", f"V{size - _RECORD_HEAD}")]
-    )
-    window = _SHORT_RUN
-    while True:
-        rows = min(window, (n - pos) // size)
-        heads = np.frombuffer(data, head, rows, pos)
-        ok = (heads["length"] == size) & np.isin(heads["type"], types)
-        if not ok.all():
-            return total + int(ok.argmin())
-        total += rows
-        pos += rows * size
-        if rows < window:
-            return total
-        window = min(window * 4, _MAX_RUN_ROWS)
 
 
 def _marks(raw: list[tuple[int, int, int, int, bytes]], start_ns: int) -> list[Mark]:
