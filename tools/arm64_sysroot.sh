@@ -23,9 +23,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$dir"
 cd "$work"
-for p in $wanted; do
-    apt-get download -qq "$p:arm64" 2>/dev/null || true
-done
+# One apt-get for them all (each start reads apt's caches: seconds); where one of them
+# cannot be had, each is asked for alone and the missing ones left out.
+mapfile -t packages <<< "$wanted"
+if ! apt-get download -qq "${packages[@]/%/:arm64}" 2>/dev/null; then
+    for p in "${packages[@]}"; do
+        apt-get download -qq "$p:arm64" 2>/dev/null || true
+    done
+fi
 for deb in *.deb; do
     dpkg -x "$deb" "$dir"
 done
