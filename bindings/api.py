@@ -233,7 +233,7 @@ def capture(
     folder = tempfile.mkdtemp(prefix="mem_profiler_") if output is None else None
     try:
         start(rate, output or f"{folder}/", depth)
-    except CaptureError:
+    except BaseException:  # no window: no folder either
         if folder:
             os.rmdir(folder)
         raise

@@ -170,7 +170,9 @@ def test_capture_inside_an_open_window_is_refused(tmp_path):
     ), proc.stderr
 
 
-def test_every_call_without_the_sampler_says_how_to_start():
+def test_every_call_without_the_sampler_says_how_to_start(tmp_path):
+    """Every call says how to start the sampler, and leaves no file behind (capture()
+    makes its temporary folder first)."""
     proc = python(
         """
         calls = [lambda: mem_profiler.start(), mem_profiler.stop, mem_profiler.dump,
@@ -185,10 +187,12 @@ def test_every_call_without_the_sampler_says_how_to_start():
         print(json.dumps(errors))
     """,
         preload=False,
+        TMPDIR=str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     errors = json.loads(proc.stdout)
     assert errors == [api.NOT_LOADED] * 8
+    assert list(tmp_path.iterdir()) == []
     assert "mem_profiler run --idle -- python" in api.NOT_LOADED
 
 
