@@ -47,6 +47,9 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("LD_PRELOAD", str(LIBMEMPROF))  # for the inner pytest only
     monkeypatch.setenv("MEMPROF_CACHE_DIR", str(SYMBOL_CACHE))  # keep symbolization warm
+    # the profiles of budgets exceeded, kept for the user, go here rather than to /tmp
+    (pytester.path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(pytester.path / "tmp"))
     pytester.makepyfile(test_inner=SUITE)
     return pytester
 
