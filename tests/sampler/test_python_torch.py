@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.once import built_once
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import one_heap, profile_run
 
@@ -54,22 +55,29 @@ def run_torch_fixture(
 
 
 @pytest.fixture(scope="module")
-def training(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("torch")
-    # Importing torch makes ~370,000 distinct stacks (Python frames with their lines):
-    # the default table (524,288) holds them, as a user running it gets.
-    proc, files = run_torch_fixture("torch_train.py", folder, folder / "truth.json")
-    heap = one_heap(proc, files)
-    header = read_heap_header(heap)  # the `#` lines, before the first of ~370,000 stacks
-    assert header.dropped_samples == 0, header.drops
-    collapsed = subprocess.run(
-        [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return json.loads((folder / "truth.json").read_text()), collapsed.stdout, heap
+def training(run_folder):
+    """The loop's capture, its truth and its --collapsed, made once per run whichever
+    worker asks first (40 s)."""
+    with built_once(run_folder / "torch_train", ["torch_train.py"]) as (folder, done):
+        if not done:
+            # Importing torch makes ~370,000 distinct stacks (Python frames with their
+            # lines): the default table (524,288) holds them, as a user running it gets.
+            proc, files = run_torch_fixture("torch_train.py", folder, folder / "truth.json")
+            heap = one_heap(proc, files)
+            header = read_heap_header(heap)  # the `#` lines, before the ~370,000 stacks
+            assert header.dropped_samples == 0, header.drops
+            collapsed = subprocess.run(
+                [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=300,
+            )
+            (folder / "collapsed.txt").write_text(collapsed.stdout)
+            (folder / "heap.txt").write_text(str(heap))
+    heap = Path((folder / "heap.txt").read_text())
+    truth = json.loads((folder / "truth.json").read_text())
+    return truth, (folder / "collapsed.txt").read_text(), heap
 
 
 def test_the_loops_top_stacks_name_forward_and_make_batch(training):
