@@ -214,32 +214,33 @@ def test_step_compare_finds_the_step_that_leaked(tmp_path):
     assert sum(abs(v) for v in stacks.values()) < 0.05 * leak, stacks
 
 
-def test_the_gate_judges_a_categorys_peak():
+def test_the_gate_judges_a_categorys_peak(tmp_path):
     """mem_profiler gate --max-category on the training loop of torch_steps.py (log mode,
     -c 1024): optimizer_state's peak is Adam's two tensors per parameter and, during a
     step, its two temporaries the size of the largest parameter (its update's
     `exp_avg_sq.sqrt() / bias_correction`); it exceeds 1 MiB, the state's stacks shown
-    first, named by Adam's Python frames; a 64 MiB budget holds."""
+    first, named by Adam's Python frames. In the same run a 64 MiB budget on weights
+    holds, their peak the parameters' bytes."""
     require_torch()
-
-    def gate(limit: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [MEM_PROFILER, "gate", "--rate", "1024", "--max-category",
-             f"optimizer_state={limit}", "--", sys.executable, FIXTURES / "torch_steps.py"],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-
-    over = gate("1MiB")
-    assert over.returncode == 1, over.stderr
-    found = re.search(r"FAIL host max-category optimizer_state ~([\d.]+) MiB > limit", over.stderr)
-    assert found, over.stderr
+    verdicts = tmp_path / "gate.json"
+    gate = subprocess.run(
+        [MEM_PROFILER, "gate", "--rate", "1024", "--max-category", "optimizer_state=1MiB",
+         "--max-category", "weights=64MiB", "--json", verdicts, "--", sys.executable,
+         FIXTURES / "torch_steps.py"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert gate.returncode == 1, gate.stderr
+    found = re.search(r"FAIL host max-category optimizer_state ~([\d.]+) MiB > limit", gate.stderr)
+    assert found, gate.stderr
     largest = 512 * 1024 * 4  # the first layer's weight, float32
-    state = 2 * (512 * 1024 + 1024 + 1024 * 256 + 256) * 4
-    assert state <= float(found[1]) * (1 << 20) <= state + 2 * largest + (256 << 10)
-    first = re.search(r"at its peak:\n +([\d,]+) B (.*)", over.stderr)
-    assert first and int(first[1].replace(",", "")) == pytest.approx(state, rel=0.01)
+    params = (512 * 1024 + 1024 + 1024 * 256 + 256) * 4
+    assert 2 * params <= float(found[1]) * (1 << 20) <= 2 * params + 2 * largest + (256 << 10)
+    first = re.search(r"at its peak:\n +([\d,]+) B (.*)", gate.stderr)
+    assert first and int(first[1].replace(",", "")) == pytest.approx(2 * params, rel=0.01)
     # past the score of torch's native frames, the line shows where Adam makes its state
     assert " < ... < Adam._init_group (adam.py:" in first[2], first[2]
-    held = gate("64MiB")
-    assert held.returncode == 0, held.stderr
-    assert "ok   host max-category optimizer_state" in held.stderr
+    results = json.loads(verdicts.read_text())["commands"][0]["results"]
+    weights = next(r for r in results if r["budget"]["category"] == "weights")
+    assert not weights["exceeded"] and "ok   host max-category weights" in gate.stderr
+    # the parameters' blocks (1 KiB to 2 MiB) and the tensors' own small records, sampled
+    assert params * 0.99 <= weights["measured"] <= params + (64 << 10), weights
