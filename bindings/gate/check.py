@@ -40,7 +40,7 @@ from mem_profiler.gate.budgets import (
 )
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
 from mem_profiler.parser.common.sampling import estimates, python_frames_note, scale_factors
-from mem_profiler.parser.log.analysis import held_at, open_window_log, replay_groups
+from mem_profiler.parser.log.analysis import WindowLog, held_at, open_window_log, replay_groups
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_groups, load
@@ -153,6 +153,7 @@ def check_budgets(
             views[budget.heap, leaks] = _Stacks(shown, [profile.exe], suppressions)
         return views[budget.heap, leaks]
 
+    replays: dict[str, _Replay] = {}  # a heap's categories, replayed once for its budgets
     results = []
     for budget in budgets:
         profile = profiles.get(budget.heap)
@@ -164,7 +165,9 @@ def check_budgets(
                 raise BudgetError(
                     f"{budget.describe()} cannot be judged: {python_frames_note(profile)}"
                 )
-            result = _category_peak(budget, profile, path, top, category_rules)
+            if budget.heap not in replays:
+                replays[budget.heap] = _Replay.of(path, profile, category_rules)
+            result = _category_peak(budget, profile, replays[budget.heap], top)
         else:
             result = _measure(budget, profile, view)
             if profile is not None and budget.kind in (LIVE_AT_EXIT, LEAK_PER_STACK):
@@ -184,30 +187,41 @@ def check_budgets(
     return results
 
 
-def _category_peak(
-    budget: Budget,
-    profile: HeapProfile,
-    path: str | os.PathLike[str],
-    top: int,
-    rules: tuple[Rule, ...],
-) -> BudgetResult:
+@dataclass
+class _Replay:
+    """Every category's bytes live over a heap's log: the log, the categories' names,
+    each allocation's category (an index of them) and their values at `times`."""
+
+    log: WindowLog
+    names: list[str]
+    group: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(
+        cls, path: str | os.PathLike[str], profile: HeapProfile, rules: tuple[Rule, ...]
+    ) -> _Replay:
+        log = open_window_log(path)
+        names, group = allocation_groups(log, Request(binary=profile.exe, categories=rules))
+        return cls(log, names, group, *replay_groups(log, group, len(names)))
+
+
+def _category_peak(budget: Budget, profile: HeapProfile, replay: _Replay, top: int) -> BudgetResult:
     """A category's most bytes live at once, replayed from the log's allocations and
     frees; if over the limit, the category's stacks live at that moment."""
-    cap = open_window_log(path)
-    request = Request(binary=profile.exe, categories=rules)
-    names, group = allocation_groups(cap, request)
+    names = replay.names
     if budget.category not in names:
         raise BudgetError(f"unknown category {budget.category!r}: one of {', '.join(names)}")
     index = names.index(budget.category)
-    times, values = replay_groups(cap, group, len(names))
-    at = int(np.argmax(values[index]))
-    peak = float(values[index][at])
+    at = int(np.argmax(replay.values[index]))
+    peak = float(replay.values[index][at])
     sd = math.sqrt(peak * profile.rate) if profile.rate > 1 else 0.0
     result = BudgetResult(
         budget, peak, float(budget.limit), is_exceeded(peak, budget.limit), profile.rate, sd
     )
     if result.exceeded:
-        then = held_at(cap, int(times[at]), group == index)
+        then = held_at(replay.log, int(replay.times[at]), replay.group == index)
         stacks = _Stacks(then, [profile.exe])
         result.notes += stacks.notes
         if stacks.sym is not None:
