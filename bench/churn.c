@@ -19,13 +19,13 @@
 static long pairs;
 static struct timespec deadline;   /* CHURN_SECONDS: when the threads stop */
 static volatile sig_atomic_t stopped;   /* or sooner: a SIGTERM came */
+static long allocated[64];         /* bytes, by thread */
 
 static void stop(int sig)
 {
     (void)sig;
     stopped = 1;
 }
-static long allocated[64];         /* bytes, by thread */
 
 static int past_deadline(void)
 {
