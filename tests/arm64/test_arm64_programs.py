@@ -27,6 +27,7 @@ from support.profiling import one_heap
 from support.python_heap import (
     QUARTER,
     SCRIPT,
+    TWENTIETH,
     Program,
     assert_kept,
     kept_in_a_run,
@@ -104,7 +105,7 @@ def test_pymalloc_is_wrapped_and_what_keep_keeps_is_seen(tmp_path, rate):
     in a run of its own (tracemalloc's count): test_python_heap.py's preloaded run."""
     python = arm64.SYSROOT / "usr" / "bin" / "python3.11"
     qemu = (arm64.QEMU, "-L", str(arm64.SYSROOT))
-    scale = QUARTER if rate > 1 else "0.05"  # at -c 1, exact at any size: a twentieth
+    scale = QUARTER if rate > 1 else TWENTIETH
     truth = read_truth([*qemu, python, SCRIPT, scale], program_env(), tmp_path / "truth.json")
     launcher = (MEM_PROFILER, "run", "-c", str(rate), "-o", str(tmp_path / "run_"), "--", *qemu)
     env = program_env() | {"MEMPROF_LIB": str(arm64.SAMPLER)}
