@@ -94,13 +94,16 @@ TREE_STACK_DTYPE = np.dtype(
 # The records of fixed size, almost all of a log: a run of them is found by one regular
 # expression and its records' types by another; each type is then taken out of the whole
 # file at once (a torch training loop's log holds 10^5 such runs between other records).
+# A run of one kind past _LONG_RUN records (a C program's events, once its stacks are
+# known) goes on in numpy, its records' heads checked many at a time.
+_LONG_RUN = 256
 _FIXED = {ALLOC: EVENT_DTYPE, FREE: EVENT_DTYPE, NODE: NODE_DTYPE, TREE_STACK: TREE_STACK_DTYPE}
 _FIXED_RECORD = b"|".join(
     re.escape(bytes([rtype])) + b"." + re.escape(struct.pack("<H", dtype.itemsize))
     + b".{%d}" % (dtype.itemsize - _RECORD_HEAD)
     for rtype, dtype in _FIXED.items()
 )  # fmt: skip
-_FIXED_RUN = re.compile(b"(?:" + _FIXED_RECORD + b")*", re.DOTALL)
+_FIXED_RUN = re.compile(b"(?:" + _FIXED_RECORD + b"){0,%d}" % _LONG_RUN, re.DOTALL)
 _FIXED_TYPE = re.compile(b"(?=(.))(?:" + _FIXED_RECORD + b")", re.DOTALL)  # each one's type
 _FIXED_SIZE = np.zeros(256, np.int64)
 _FIXED_SIZE[list(_FIXED)] = [dtype.itemsize for dtype in _FIXED.values()]
@@ -396,8 +399,15 @@ class _Reader:
         while pos + _RECORD_HEAD <= n:
             end = _FIXED_RUN.match(data, pos).end()  # type: ignore[union-attr]  # * matches
             if end > pos:
+                kinds = b"".join(_FIXED_TYPE.findall(data, pos, end))
+                same = _same_kind(kinds)
+                if same is not None:
+                    size, family = same
+                    more = _run(data, end, size, family)
+                    kinds += data[end : end + more * size : size]
+                    end += more * size
                 runs.append(pos)
-                types.append(b"".join(_FIXED_TYPE.findall(data, pos, end)))
+                types.append(kinds)
                 pos = end
                 continue
             rtype, length = data[pos], data[pos + 2] | data[pos + 3] << 8
@@ -449,6 +459,8 @@ class _Reader:
 
         def records(dtype: np.dtype, *of: int) -> np.ndarray:
             at = starts[np.isin(kinds, of)]
+            if len(at) and at[-1] - at[0] == (len(at) - 1) * dtype.itemsize:  # one stretch
+                return np.frombuffer(data, dtype, len(at), int(at[0])).copy()
             rows = np.lib.stride_tricks.sliding_window_view(raw, dtype.itemsize)[at]
             return rows.view(dtype).reshape(-1)
 
@@ -585,6 +597,37 @@ def _places(ids: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     nodes = np.asarray(nodes, np.int64)
     index, found = _found(ids, nodes)
     return np.where(nodes == 0, 0, np.where(found, index + 1, -1))
+
+
+def _same_kind(kinds: bytes) -> tuple[int, tuple[int, ...]] | None:
+    """(record size, types) when the types `kinds` of a run are _LONG_RUN events or
+    nodes; None for a shorter or mixed run."""
+    if len(kinds) >= _LONG_RUN:
+        for family, dtype in ((ALLOC, FREE), EVENT_DTYPE), ((NODE,), NODE_DTYPE):
+            if not kinds.strip(bytes(family)):
+                return dtype.itemsize, family
+    return None
+
+
+def _run(data: bytes, pos: int, size: int, types: tuple[int, ...]) -> int:
+    """How many records of `size` bytes and one of `types` follow one another from `pos`,
+    their heads checked in windows growing 4x at a time."""
+    n = len(data)
+    head = np.dtype(
+        [("type", "u1"), ("heap", "u1"), ("length", "<u2"), ("rest", f"V{size - _RECORD_HEAD}")]
+    )
+    total, window = 0, 4 * _LONG_RUN
+    while True:
+        rows = min(window, (n - pos) // size)
+        heads = np.frombuffer(data, head, rows, pos)
+        ok = (heads["length"] == size) & np.isin(heads["type"], types)
+        if not ok.all():
+            return total + int(ok.argmin())
+        total += rows
+        pos += rows * size
+        if rows < window:
+            return total
+        window = min(window * 4, 1 << 20)
 
 
 def _marks(raw: list[tuple[int, int, int, int, bytes]], start_ns: int) -> list[Mark]:

@@ -65,6 +65,33 @@ def test_reads_every_record_and_skips_unknown_types(tmp_path):
     assert log.timeline["peak"].tolist() == [64] and log.end_ns == 100_000_000
 
 
+def test_long_runs_of_events_read_whole_between_other_records(tmp_path):
+    """Runs of events longer than the reader's stretch of one pattern match (a program's
+    events once its stacks are known), broken by a mark and by a record of another
+    size, and a last event cut short: every whole event, in its order."""
+
+    def events(first: int, count: int) -> bytes:
+        return b"".join(
+            event(ALLOC if i % 2 == 0 else FREE, i, 64, 0x10 + i // 2)
+            for i in range(first, first + count)
+        )
+
+    (tmp_path / "r_1.0001.1.memlog").write_bytes(
+        header()
+        + events(0, 1000)
+        + mark_record(1000, b"between")
+        + events(1000, 999)
+        + stack_record(3, [0x401000])
+        + events(1999, 3000)
+        + event(ALLOC, 4999, 64, 0x10)[:20]
+    )
+    log = read_log(str(tmp_path / "r_1.0001"))
+    assert log.events["time_ns"].tolist() == list(range(4999))
+    assert log.events["type"].tolist() == [ALLOC if i % 2 == 0 else FREE for i in range(4999)]
+    assert [m.text for m in log.marks] == ["between"] and len(log.stacks) == 1
+    assert len(log.warnings) == 1 and "ends in the middle of a record" in log.warnings[0]
+
+
 def test_reads_the_newest_consecutive_files(tmp_path):
     base = tmp_path / "g_1.0001"
     for k in (1, 3, 4):  # 2 is gone: 1 is a stray from before the gap
