@@ -46,6 +46,13 @@ def heap_file(stem: str, heap: str) -> str:
     return f"{stem}.heap" if heap == "host" else f"{stem}.{heap}.heap"
 
 
+def heap_stem(path: str) -> str:
+    """The stem of the window whose heap the file `path` is (heap_file's inverse)."""
+    stem = path.removesuffix(".heap")
+    head, dot, heap = stem.rpartition(".")
+    return head if dot and heap in HEAPS[1:] else stem
+
+
 def window_files(window: str | os.PathLike[str]) -> dict[str, str]:
     """The .heap files on disk of one window, given its stem or its host heap's file, by
     heap: the host heap's first, then the device heaps' in the order of their names."""
@@ -115,6 +122,11 @@ def log_stem(path: str) -> str | None:
     .memlog file."""
     match = _LOG_FILE.search(path)
     return None if match is None else path[: match.start()]
+
+
+def log_file(stem: str, k: int) -> str:
+    """The k-th event log file of the window `stem`."""
+    return f"{stem}.{k}.memlog"
 
 
 def log_files(stem: str) -> dict[int, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mem_profiler import defaults
 from mem_profiler.core.errors import BudgetError, UserError
-from mem_profiler.core.file_names import heap_file
+from mem_profiler.core.file_names import heap_file, heap_stem, log_file, log_files
 from mem_profiler.core.input_files import open_regular
 from mem_profiler.gate.budgets import CATEGORY, GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
@@ -109,20 +109,24 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
     return verdict
 
 
-def save_profiles(files: Mapping[str, Path], folder: str, name: str) -> list[Path]:
+def save_profiles(files: Mapping[str, Path], folder: str, name: str) -> None:
     """Copy a command's files to FOLDER/NAME.heap and FOLDER/NAME.HEAP.heap (device
-    heaps), e.g. as baselines for max-growth-vs."""
-    stem = re.sub(r"[^\w.-]", "_", name)
-    saved = []
-    for heap, path in files.items():
-        target = Path(folder) / heap_file(stem, heap)
-        try:
+    heaps), e.g. as baselines for max-growth-vs, and its event log, if it has one, to
+    FOLDER/NAME.K.memlog, where the parser finds it for NAME.heap (an earlier save's log
+    files of NAME removed, as its .heap files are replaced)."""
+    stem = str(Path(folder) / re.sub(r"[^\w.-]", "_", name))
+    window = heap_stem(str(next(iter(files.values()))))
+    copies = {heap_file(stem, heap): path for heap, path in files.items()}
+    copies.update({log_file(stem, k): Path(path) for k, path in log_files(window).items()})
+    target = stem
+    try:
+        for target in log_files(stem).values():
+            os.unlink(target)
+        for target, path in copies.items():
             with (
-                open_regular(str(path), "a .heap file", BudgetError) as src,
+                open_regular(str(path), "a capture's file", BudgetError) as src,
                 atomic_open(target, "wb") as dst,
             ):
                 shutil.copyfileobj(src, dst)
-        except OSError as e:
-            raise BudgetError(f"cannot write {target}: {e.strerror}") from None
-        saved.append(target)
-    return saved
+    except OSError as e:
+        raise BudgetError(f"cannot write {target}: {e.strerror}") from None

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mem_profiler.core.errors import UserError
-from mem_profiler.core.file_names import heap_file, log_files, log_stem
+from mem_profiler.core.file_names import heap_file, heap_stem, log_files, log_stem
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.input_files import read_regular
 from mem_profiler.core.profile import HeapProfile
@@ -281,9 +281,10 @@ def locate(path: str | os.PathLike[str]) -> tuple[str, HeapProfile | None]:
                 " (mem_profiler run --mode log ..., or mem_profiler -p PID"
                 " --mode log)."
             )
-        # Files moved together (to another folder or machine) are found beside the .heap.
+        # Files moved together (to another folder or machine) are found beside the .heap,
+        # under their own stem or, renamed with it (gate --save-profiles), under its stem.
         beside = os.path.join(os.path.dirname(name), os.path.basename(recorded))
-        base = recorded if log_files(recorded) or not log_files(beside) else beside
+        base = next((b for b in (recorded, beside, heap_stem(name)) if log_files(b)), recorded)
         return base, profile
     heap_path = heap_file(base, "host")
     return base, read_heap(heap_path) if os.path.isfile(heap_path) else None

@@ -110,6 +110,30 @@ def test_the_gate_bounds_a_category_of_the_pools_tensors(pool, standin_dir, tmp_
     assert code == 0 and results["weights"]["measured"] == 0
 
 
+def test_a_gates_saved_profiles_keep_their_event_log(pool, standin_dir, tmp_path):
+    """gate --save-profiles of a command judged in log mode (a category budget) keeps its
+    event log as NAME.K.memlog beside NAME.cuda.heap, where the parser finds it, and no log
+    file of an earlier save of NAME: the peak replayed from the saved files is the
+    fixture's own to the byte."""
+    exe, plain = pool
+    sites = site_lines(plain)
+    peak = sum(sites[s]["live_bytes"] for s in ("pool_weights", "pool_grads"))
+    peak += sites["pool_scratch"]["alloc_bytes"]
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    stale = saved / f"{exe.name}.2.memlog"  # a longer log's, which would be read as newest
+    stale.write_bytes(b"MEMPROF")
+    proc = subprocess.run(
+        [MEM_PROFILER, "gate", "--device-rate", "1", "--max-category", "cuda:other=1GiB",
+         "--save-profiles", saved, "--", exe, "steps"],
+        env=standin_env(standin_dir), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and (saved / f"{exe.name}.1.memlog").is_file()
+    cuda = saved / f"{exe.name}.cuda.heap"
+    assert json.loads(run_parser("-p", exe, "-f", cuda, "--peak", "--json").stdout)["total"] == peak
+
+
 def logged_tensors(
     exe: Path, mode: str, standin_dir: Path, folder: Path
 ) -> tuple[subprocess.CompletedProcess, Path]:
