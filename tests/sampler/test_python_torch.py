@@ -205,14 +205,35 @@ def test_libtorchs_unwind_tables_stay_out_of_the_programs_memory(tmp_path):
     assert tables["resident"] < tables["bytes"] / 10, tables
 
 
-def test_step_compare_finds_the_step_that_leaked(tmp_path):
+@pytest.fixture(scope="module")
+def steps_gate(run_folder):
+    """mem_profiler gate --max-category on the training loop of torch_steps.py (log mode,
+    -c 1024), with optimizer_state held to 1 MiB and weights to 64 MiB: its stderr, its
+    --json and the folder of its --save-profiles, made once per run (20 s)."""
+    require_torch()
+    with built_once(run_folder / "torch_steps_gate", ["torch_steps.py"]) as (folder, done):
+        if not done:
+            gate = subprocess.run(
+                [MEM_PROFILER, "gate", "--rate", "1024", "--max-category",
+                 "optimizer_state=1MiB", "--max-category", "weights=64MiB", "--json",
+                 folder / "gate.json", "--save-profiles", folder, "--", sys.executable,
+                 FIXTURES / "torch_steps.py"],
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert gate.returncode == 1, gate.stderr
+            (folder / "stderr.txt").write_text(gate.stderr)
+    verdicts = json.loads((folder / "gate.json").read_text())
+    return (folder / "stderr.txt").read_text(), verdicts, folder
+
+
+def test_step_compare_finds_the_step_that_leaked(steps_gate):
     """--compare-steps 3 2 of a training loop whose third step alone keeps a 1 MiB
-    tensor (tests/fixtures/torch_steps.py): that stack, `leak`, is the difference, the
-    tensor's bytes to the byte (a 1 MiB block is sampled all but surely at -c 1024);
-    what else the two steps kept (their gradients, the loss) cancels within what
-    sampling leaves of a few small objects."""
-    proc, files = run_torch_fixture("torch_steps.py", tmp_path, options=("--mode", "log"))
-    heap = one_heap(proc, files)
+    tensor (tests/fixtures/torch_steps.py), as the gate saved it with its event log: that
+    stack, `leak`, is the difference, the tensor's bytes to the byte (a 1 MiB block is
+    sampled all but surely at -c 1024); what else the two steps kept (their gradients, the
+    loss) cancels within what sampling leaves of a few small objects."""
+    _, _, folder = steps_gate
+    heap = folder / f"{Path(sys.executable).name}.heap"
     out = subprocess.run(
         [MEM_PARSER, "-f", heap, "--compare-steps", "3", "2", "--collapsed"],
         capture_output=True, text=True, check=True, timeout=300,
@@ -227,33 +248,24 @@ def test_step_compare_finds_the_step_that_leaked(tmp_path):
     assert sum(abs(v) for v in stacks.values()) < 0.05 * leak, stacks
 
 
-def test_the_gate_judges_a_categorys_peak(tmp_path):
-    """mem_profiler gate --max-category on the training loop of torch_steps.py (log mode,
-    -c 1024): optimizer_state's peak is Adam's two tensors per parameter and, during a
-    step, its two temporaries the size of the largest parameter (its update's
-    `exp_avg_sq.sqrt() / bias_correction`); it exceeds 1 MiB, the state's stacks shown
-    first, named by Adam's Python frames. In the same run a 64 MiB budget on weights
-    holds, their peak the parameters' bytes."""
-    require_torch()
-    verdicts = tmp_path / "gate.json"
-    gate = subprocess.run(
-        [MEM_PROFILER, "gate", "--rate", "1024", "--max-category", "optimizer_state=1MiB",
-         "--max-category", "weights=64MiB", "--json", verdicts, "--", sys.executable,
-         FIXTURES / "torch_steps.py"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert gate.returncode == 1, gate.stderr
-    found = re.search(r"FAIL host max-category optimizer_state ~([\d.]+) MiB > limit", gate.stderr)
-    assert found, gate.stderr
+def test_the_gate_judges_a_categorys_peak(steps_gate):
+    """The gate on torch_steps.py (steps_gate): optimizer_state's peak is Adam's two
+    tensors per parameter and, during a step, its two temporaries the size of the largest
+    parameter (its update's `exp_avg_sq.sqrt() / bias_correction`); it exceeds 1 MiB, the
+    state's stacks shown first, named by Adam's Python frames. In the same run the 64 MiB
+    budget on weights holds, their peak the parameters' bytes."""
+    stderr, verdicts, _ = steps_gate
+    found = re.search(r"FAIL host max-category optimizer_state ~([\d.]+) MiB > limit", stderr)
+    assert found, stderr
     largest = 512 * 1024 * 4  # the first layer's weight, float32
     params = (512 * 1024 + 1024 + 1024 * 256 + 256) * 4
     assert 2 * params <= float(found[1]) * (1 << 20) <= 2 * params + 2 * largest + (256 << 10)
-    first = re.search(r"at its peak:\n +([\d,]+) B (.*)", gate.stderr)
+    first = re.search(r"at its peak:\n +([\d,]+) B (.*)", stderr)
     assert first and int(first[1].replace(",", "")) == pytest.approx(2 * params, rel=0.01)
     # past the score of torch's native frames, the line shows where Adam makes its state
     assert " < ... < Adam._init_group (adam.py:" in first[2], first[2]
-    results = json.loads(verdicts.read_text())["commands"][0]["results"]
+    results = verdicts["commands"][0]["results"]
     weights = next(r for r in results if r["budget"]["category"] == "weights")
-    assert not weights["exceeded"] and "ok   host max-category weights" in gate.stderr
+    assert not weights["exceeded"] and "ok   host max-category weights" in stderr
     # the parameters' blocks (1 KiB to 2 MiB) and the tensors' own small records, sampled
     assert params * 0.99 <= weights["measured"] <= params + (64 << 10), weights
