@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from mem_profiler.cmd import one_blas_thread  # noqa: F401 (first: it loads numpy)
 from mem_profiler.cmd.cli_input import (
     BYTES,
     FRACTION,

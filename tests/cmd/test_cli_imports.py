@@ -4,8 +4,11 @@ and the ELF reader are loaded by the commands that read profiles, not by `run`, 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 HEAVY = ("numpy", "elftools", "mem_profiler.parser.read.heap_file", "textual")
 
@@ -31,3 +34,20 @@ def test_the_package_root_loads_the_api_on_first_use(tmp_path):
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "True"]
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="OpenBLAS starts no thread of its own on one core")
+def test_mem_parser_loads_numpy_with_one_blas_thread(tmp_path):
+    """numpy's OpenBLAS would start a thread per core, spinning for work a report never
+    gives it; mem_parser loads it with none of its own, and leaves the environment of
+    the programs it runs as it found it."""
+    probe = (
+        "import os, mem_profiler.cmd.mem_parser; "
+        "print(len(os.listdir('/proc/self/task')), 'OPENBLAS_NUM_THREADS' in os.environ)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    assert out.split() == ["1", "False"]
