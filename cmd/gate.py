@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from mem_profiler.cmd.cli_input import Command, capture_options, fail
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
-from mem_profiler.gate.budgets import (
-    LIVE_AT_EXIT,
-    SIZE_KINDS,
-    GateJob,
-    load_budget_file,
-    option_budgets,
-    plan_jobs,
-    size_budget,
-)
-from mem_profiler.gate.suppressions import BUILTIN, Suppression, read_suppressions
+from mem_profiler.gate.budgets import SIZE_KINDS
 from mem_profiler.launch import LaunchError
 from mem_profiler.sampler_lib import SamplerNotBuilt
+
+if TYPE_CHECKING:
+    from mem_profiler.gate.suppressions import Suppression
 
 SIZE_HELP = {
     "max-peak": "Most bytes live at once.",
@@ -164,6 +159,7 @@ def gate(
     """
     # Imported here: they bring numpy and the symbolizer, which the other mem_profiler
     # commands (a capture that must attach quickly) do not need.
+    from mem_profiler.gate.budgets import load_budget_file, option_budgets, plan_jobs
     from mem_profiler.gate.check import gate_status
     from mem_profiler.gate.report import format_verdicts, write_json, write_junit
     from mem_profiler.gate.runner import GateSettings, run_gate
@@ -203,6 +199,8 @@ def gate(
 
 def leak_suppressions(path: str | None) -> tuple[Suppression, ...]:
     """The built-in rules, and those of the file at `path`."""
+    from mem_profiler.gate.suppressions import BUILTIN, read_suppressions
+
     return BUILTIN + (read_suppressions(path) if path else ())
 
 
@@ -219,6 +217,7 @@ def check_leaks_at_exit(
     """run --leak-check: the gate with one budget, what is live at exit; the profile is
     kept as <prefix>leak-check.heap. Exits with the command's status, else 1 when the
     budget is exceeded or could not be judged, else 0."""
+    from mem_profiler.gate.budgets import LIVE_AT_EXIT, GateJob, size_budget
     from mem_profiler.gate.report import format_verdicts
     from mem_profiler.gate.runner import GateSettings, run_gate  # numpy, as in gate
 

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TypedDict, Unpack
+from typing import TYPE_CHECKING, NoReturn, TypedDict, Unpack
 
 import click
 from click.core import ParameterSource
@@ -30,23 +30,20 @@ from mem_profiler.cmd.cli_input import (
     run_command,
 )
 from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
-from mem_profiler.control_block import AttachError, ControlError, Status
-from mem_profiler.controller import (
-    attach,
-    capture_window,
-    detach,
-    dump_window,
-    has_sampler,
-    list_targets,
-    only_target,
-)
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
-from mem_profiler.push.sender import Tally
 from mem_profiler.push.settings import PushSettings
 from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.top.order import SORT_KEYS
+
+if TYPE_CHECKING:
+    from mem_profiler.control_block import Status
+    from mem_profiler.push.sender import Tally
+
+# The control block and its controller (cffi), the push's sender (ssl, http) and the
+# parser (numpy) are imported by the commands that use them: `run` pays for none of
+# them on every call.
 
 PROG = "mem_profiler"
 MODE_HELP = (
@@ -157,6 +154,9 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     push = push_settings_of(capture)
     if push is None and any(n.startswith(("push_", "labels")) for n in given):
         fail("--push-every, --push-protocol, --label and --push-header go with --push URL")
+    from mem_profiler.control_block import AttachError, ControlError
+    from mem_profiler.controller import attach, capture_window, has_sampler, only_target
+
     try:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
         if not has_sampler(pid) and wants_attach(pid, capture["attach"]):
@@ -423,6 +423,8 @@ def run(
 def list_() -> None:
     """Processes that have the sampler loaded: pid, user, state, command line, and the
     last file each wrote (where a window went whose controller is gone)."""
+    from mem_profiler.controller import list_targets
+
     targets = list_targets()
     click.echo(f"{'PID':>8}  {'USER':<12} {'STATE':<10} COMMAND")
     for t in targets:
@@ -436,6 +438,9 @@ def list_() -> None:
 def detach_(pid: int) -> None:
     """Close PID's window if one is open and put back every GOT slot the sampler
     redirected; the sampler stays loaded, idle, for the next capture."""
+    from mem_profiler.control_block import ControlError
+    from mem_profiler.controller import detach
+
     try:
         status, files = detach(pid)
     except ControlError as err:
@@ -455,6 +460,9 @@ def dump_(pid: int) -> None:
     """Write the files of PID's open window, whoever opened it (mem_profiler run,
     MEMPROF_CAPTURE=1, -p), and keep it open: each dump holds everything since the
     window opened. Prints their paths."""
+    from mem_profiler.control_block import ControlError
+    from mem_profiler.controller import dump_window
+
     try:
         files = dump_window(pid)
     except ControlError as err:
@@ -514,6 +522,8 @@ def top(
     later by itself. A window open already (mem_profiler run) is only read, and stays
     open.
     """
+    from mem_profiler.control_block import AttachError, ControlError
+    from mem_profiler.controller import attach, has_sampler, only_target
     from mem_profiler.top.refresh import Settings  # numpy and the parser: top's alone
     from mem_profiler.top.session import run_top
 

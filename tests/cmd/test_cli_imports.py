@@ -1,6 +1,7 @@
 """The command lines that only launch or control a process stay light: numpy, the parser
 and the ELF reader are loaded by the commands that read profiles, not by `run`, `-p`,
-`list` or `dump` (each of those pays its imports on every call)."""
+`list` or `dump`, and cffi (the control block), ssl (the push) and the gate's rules by
+the commands that use them, not by `run` (each of those pays its imports on every call)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "elftools", "mem_profiler.parser.read.heap_file", "textual")
+HEAVY = (
+    "numpy",
+    "elftools",
+    "mem_profiler.parser.read.heap_file",
+    "textual",
+    "cffi",
+    "ssl",
+    "mem_profiler.gate.suppressions",
+)
 
 
 def heavy_imports(module: str, folder) -> str:
