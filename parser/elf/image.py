@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Generic, Literal, TypeVar, overload
 
-import cxxfilt
 import numpy as np
 import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
@@ -487,6 +486,8 @@ def demangle(name: str) -> str:
             pass
     if not name.startswith("_Z"):
         return name
+    import cxxfilt  # here: loading it runs ldconfig twice, which C and Python need not
+
     try:
         return cxxfilt.demangle(name)
     except cxxfilt.Error:
