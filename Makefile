@@ -105,7 +105,8 @@ $(VENV)/.torch: $(BUILD)/python-links
 	touch $@
 
 # Grafana's Pyroscope SDK for Node.js, whose heap profiles (pprof) the parser's tests read.
-$(BUILD)/pyroscope-node/.installed:
+# After the steps that may run apt-get (`make test` runs them side by side).
+$(BUILD)/pyroscope-node/.installed: | deps arm64
 	@command -v npm >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; }
@@ -133,7 +134,7 @@ ARM64_SYSROOT := $(BUILD)/arm64-sysroot
 ARM64_APT     := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 ARM64_PKGS    := libc6 libzstd1 libzstd-dev sqlite3 python3.11-minimal libpython3.11-stdlib
 
-arm64:
+arm64: | deps
 	-$(call install_missing,$(ARM64_APT))
 	@if command -v $(ARM64_CC) >/dev/null && command -v qemu-aarch64-static >/dev/null; then \
 	  grep -qsx "$(ARM64_PKGS)" $(ARM64_SYSROOT)/.installed || rm -f $(ARM64_SYSROOT)/.installed; \
@@ -176,7 +177,12 @@ c-unit: $(UNIT_TESTS)
 TEST_JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
 PYTEST_PAR  := $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal
 
-test: setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
+# The set-up steps run side by side (PyTorch's install beside the C builds), those that
+# may run apt-get one after another (their `| deps`).
+TEST_SETUP  := setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
+
+test:
+	@$(MAKE) --no-print-directory --output-sync=target -j$$(nproc) $(TEST_SETUP)
 	$(PYTEST_PAR) -m "not alone" tests
 	$(VENV)/bin/pytest -q -m alone tests
 
