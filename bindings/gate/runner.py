@@ -100,10 +100,13 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
                 settings.suppressions,
                 settings.category_rules,
             )
-            if settings.save_dir:
-                save_profiles(own, settings.save_dir, job.name)
         except UserError as e:
             verdict.problem = str(e)
+        if settings.save_dir:  # judged or not: what could not be judged is worth a look
+            try:
+                save_profiles(own, settings.save_dir, job.name)
+            except UserError as e:
+                verdict.problem = verdict.problem or str(e)
     if run.exit_code != 0 and verdict.problem is None:
         verdict.problem = f"{job.argv[0]} exited with status {run.exit_code}"
     return verdict
