@@ -303,20 +303,19 @@ def test_a_program_of_many_python_lines_keeps_its_frames(tmp_path):
 
 
 def test_python_frames_left_out_are_said_and_refuse_a_category_budget(tmp_path):
-    """With the tables at their least the lines past them lose their frames: the report
-    says how many in one sentence, and a category budget, which Python frames decide,
-    is not judged (exit 2)."""
-    _, heap = run_many_lines(tmp_path, "--stack-memory", "4")
+    """With the tables at their least the lines past them lose their frames: a category
+    budget, which Python frames decide, is not judged (exit 2), and the report of the
+    profile the gate saved says how many in one sentence."""
+    gate = subprocess.run(
+        [MEM_PROFILER, "gate", "--stack-memory", "4", "--allow-dropped", "--save-profiles",
+         tmp_path, "--max-category", "host:other=1GiB", "--", DEBIAN_PYTHON, MANY_LINES,
+         str(LINES)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert gate.returncode == 2, gate.stderr
+    assert "host max-category other 1.00 GiB cannot be judged: Left out " in gate.stderr
+    heap = tmp_path / f"{DEBIAN_PYTHON.name}.heap"
     left_out = read_heap(heap).python_frames_left_out
     assert left_out >= LINES - LEAST_ROOM
     text = run_parser("-f", heap, "-t").stdout
     assert f"Left out {left_out:,} Python frames of stacks" in text
-    gate = subprocess.run(
-        [MEM_PROFILER, "gate", "--stack-memory", "4", "--allow-dropped"]
-        + ["--max-category", "host:other=1GiB", "--", DEBIAN_PYTHON, MANY_LINES, str(LINES)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert gate.returncode == 2, gate.stderr
-    assert "host max-category other 1.00 GiB cannot be judged: Left out " in gate.stderr
