@@ -31,6 +31,18 @@ OWNER, THIRD = "memprof_other", "memprof_third"
 BATCH, BATCH_BYTES = 1000, 200  # tests/fixtures/worker_pool.c
 
 
+def has_block_of(pid: int, uid: int) -> bool:
+    """Whether one of pid's blocks is uid's; a block retired (its process changed user)
+    between the listing and the stat is not."""
+    for path in block_candidates(pid):
+        try:
+            if os.stat(path).st_uid == uid:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 @pytest.fixture
 def shared(tmp_path) -> Iterator[Path]:
     """A folder every user can write in (the targets write their profiles themselves)."""
@@ -171,7 +183,7 @@ class WorkerPool:
         a second of its prctl(PR_SET_DUMPABLE, 1) where no hook saw its change of user."""
         uid = pwd.getpwnam(self.user).pw_uid
         wait_for(
-            lambda: any(os.stat(p).st_uid == uid for p in block_candidates(worker)),
+            lambda: has_block_of(worker, uid),
             what=f"a block of {self.user}'s for process {worker}",
         )
 
@@ -376,7 +388,7 @@ def check_requests(heap: Path, count: int) -> None:
 def root_and_www_data_capture(server: Nginx, out: Path) -> None:
     worker, uid = server.worker, pwd.getpwnam("www-data").pw_uid
     wait_for(
-        lambda: any(os.stat(p).st_uid == uid for p in block_candidates(worker)),
+        lambda: has_block_of(worker, uid),
         what="a block of www-data's",
     )
     assert listed(worker)[:3] == [str(worker), "www-data", "idle"]
