@@ -127,7 +127,8 @@ _TREE_HEAD_LIMIT = 256 << 20  # what read_heap_header decompresses at most
 # the most frames of one chain of a tree (the sampler's keep at most 128 native frames
 # and 64 Python ones)
 _MAX_CHAIN = 4096
-# what a tree may expand to: this many times its compressed stream, and at least the floor
+# what a tree's text lines may expand to (its arrays aside): this many times its compressed
+# stream, and at least the floor
 _EXPANSION, _EXPANSION_FLOOR = 256, 64 << 20
 _TREE_HEADER_RE = re.compile(r"heap_tree/([0-9]{1,20})")
 _TREE_LINE = b"\n# tree: "
@@ -267,16 +268,9 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     text = _decompress(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
     prof, counts, at = _tree_header(text, name, noted)
-    frames, nodes, stacks, estimates, labels, peaks, unreachable = counts
-    shapes = [
-        *_tree_arrays(frames, nodes, stacks),
-        ("est_row", "<u4", estimates),
-        ("est", "<f8", 4 * estimates),
-        ("label", "<u8", stacks * labels),
-        *_figure_arrays("peak", peaks),
-        *_figure_arrays("unreachable", unreachable),
-    ]
-    size = sum(np.dtype(dtype).itemsize * length for _, dtype, length in shapes)
+    *_, peaks, unreachable = counts
+    shapes = _tree_arrays(*counts)
+    size = _arrays_size(shapes)
     if len(text) < at + size:
         raise fail(
             f"the tree's arrays are cut short: its '# tree:' line says {size:,} bytes,"
@@ -364,8 +358,10 @@ def _other_tree(data: bytes, name: str) -> HeapFileError:
     )
 
 
-def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, int]]:
-    """The name, type and length of a tree's arrays before its estimates."""
+def _tree_arrays(
+    frames: int, nodes: int, stacks: int, estimates: int, labels: int, peaks: int, unreachable: int
+) -> list[tuple[str, str, int]]:
+    """The name, type and length of a tree's arrays, in order, from its `# tree:` counts."""
     return [
         ("frame", "<u8", frames),
         ("up", "<u4", nodes),
@@ -374,7 +370,35 @@ def _tree_arrays(frames: int, nodes: int, stacks: int) -> list[tuple[str, str, i
         ("native", "<u4", stacks),
         ("python", "<u4", stacks),
         *((counter, "<u8", stacks) for counter in _COUNTERS),
+        ("est_row", "<u4", estimates),
+        ("est", "<f8", 4 * estimates),
+        ("label", "<u8", stacks * labels),
+        *_figure_arrays("peak", peaks),
+        *_figure_arrays("unreachable", unreachable),
     ]
+
+
+def _arrays_size(shapes: list[tuple[str, str, int]]) -> int:
+    return sum(np.dtype(dtype).itemsize * length for _, dtype, length in shapes)
+
+
+def _tree_line(text: bytearray, seen: int) -> tuple[bytes | None, int]:
+    """The `# tree:` line of a tree's text being decompressed, once it is there whole
+    (searched for from `seen` on), and where to search for it next time."""
+    at = text.find(_TREE_LINE, seen)
+    if at < 0:
+        return None, max(len(text) - len(_TREE_LINE) + 1, 0)
+    end = text.find(b"\n", at + 1)
+    return (bytes(text[at + 1 : end]) if end >= 0 else None), at
+
+
+def _declared_arrays_size(tree_line: bytes) -> int:
+    """The bytes of arrays that a `# tree:` line counts; 0 for a line that does not parse
+    (_tree_header says what is wrong with it)."""
+    counts = _TREE_RE.fullmatch(decode(tree_line[len("# tree:") :]).strip())
+    if counts is None:
+        return 0
+    return _arrays_size(_tree_arrays(*(-1 if c is None else int(c) for c in counts.groups())))
 
 
 def _tree_profile(
@@ -502,19 +526,28 @@ def _damaged(name: str, e: Exception) -> HeapFileError:
 
 def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
     """The stream after a tree's first line, decompressed into one buffer; HeapFileError,
-    one line, if it is damaged, cut short or larger than _EXPANSION times the stream (a
-    decompression bomb): the sampler's trees expand about ten times."""
+    one line, if it is damaged, cut short or expands past what it declares (a
+    decompression bomb): the arrays its `# tree:` line counts, and _EXPANSION times the
+    stream for its text lines. The arrays have no ratio of their own: a tree of millions
+    of stacks with sequential ids and equal counts compresses 500 times and more."""
     stream, error = _stream(first_line)
-    limit = min(MAX_PROFILE_BYTES, max(_EXPANSION_FLOOR, _EXPANSION * len(data)))
-    out, fed = bytearray(), 0
+    text_limit = max(_EXPANSION_FLOOR, _EXPANSION * len(data))
+    limit, arrays = min(MAX_PROFILE_BYTES, text_limit), None
+    out, fed, seen = bytearray(), 0, 0
     try:
         while fed < len(data):
             out += stream.decompress(data[fed : fed + _PIECE])
             fed += _PIECE
+            if arrays is None:
+                line, seen = _tree_line(out, seen)
+                if line is not None:
+                    arrays = _declared_arrays_size(line)
+                    limit = min(MAX_PROFILE_BYTES, text_limit + arrays)
             if len(out) > limit:
                 raise HeapFileError(
-                    f"{name}: the compressed tree expands past {limit:,} bytes, more than"
-                    f" {_EXPANSION} times its own {len(data):,}: not a tree the sampler wrote"
+                    f"{name}: the compressed tree expands past {limit:,} bytes, more than the"
+                    f" {arrays or 0:,} bytes of arrays its '# tree:' line counts and {_EXPANSION}"
+                    f" times its own {len(data):,} for the rest: not a tree the sampler wrote"
                     " (a damaged or hostile file)"
                 )
             if stream.eof:
@@ -554,16 +587,16 @@ def _tree_head_bytes(f: BinaryIO, first_line: bytes, name: str) -> bytes:
     that (a Python program's frame lines alone can take megabytes)."""
     stream, error = _stream(first_line)
     text, read = bytearray(), len(first_line)  # grown in place: a long header stays linear
+    seen = 0
     try:
         while len(text) < _TREE_HEAD_LIMIT:
             chunk = f.read(_PIECE)
             if not chunk:  # the file ended before the tree's head did
                 raise _cut_short(name, read)
             read += len(chunk)
-            seen = max(len(text) - len(_TREE_LINE), 0)
             text += stream.decompress(chunk)
-            at = text.find(_TREE_LINE, seen)
-            if (at >= 0 and text.find(b"\n", at + 1) >= 0) or stream.eof:
+            line, seen = _tree_line(text, seen)
+            if line is not None or stream.eof:
                 break
     except error as e:
         raise _damaged(name, e) from None

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from support.paths import MEM_PARSER
 from support.processes import limited_run
-from support.profiling import run_parser
+from support.profiling import one_heap, profile_run, run_parser
 from support.synthetic_heaps import Mapped
 from support.synthetic_logs import event, header, node_record, tree_records, tree_stack_record
 from support.tree_files import (
@@ -21,6 +21,7 @@ from support.tree_files import (
     ZSTD_PREFIX,
     TreeStack,
     compressed,
+    decompressed,
     fallback_estimate,
     hal_text,
     heap_v2_text,
@@ -648,15 +649,23 @@ def test_damage_anywhere_is_a_profile_or_one_line():
     assert min(outcomes.values()) > 100, outcomes
 
 
-def refused(data: bytes, limit: int) -> str:
+def refused(data: bytes, limit: int, arrays: int) -> str:
     stream = len(data) - len(data.partition(b"\n")[0]) - 1
     with pytest.raises(HeapFileError) as err:
         parse_heap(data, "x.heap")
     assert str(err.value) == (
-        f"x.heap: the compressed tree expands past {limit:,} bytes, more than 256 times its"
-        f" own {stream:,}: not a tree the sampler wrote (a damaged or hostile file)"
+        f"x.heap: the compressed tree expands past {limit:,} bytes, more than the {arrays:,}"
+        f" bytes of arrays its '# tree:' line counts and 256 times its own {stream:,} for the"
+        " rest: not a tree the sampler wrote (a damaged or hostile file)"
     )
     return str(err.value)
+
+
+def arrays_size(payload: bytes) -> int:
+    """The bytes of arrays a tree's `# tree:` line counts: what follows the line, less the
+    mapped libraries' text after them."""
+    start = payload.index(b"\n", payload.index(b"\n# tree: ") + 1) + 1
+    return payload.index(b"\nMAPPED_LIBRARIES:", start) - start
 
 
 @pytest.mark.parametrize("old", [False, True], ids=["zstd", "zlib"])
@@ -665,17 +674,35 @@ def test_a_tree_that_decompresses_past_the_limit_is_refused_early(monkeypatch, o
     payload = PAYLOAD + b"x" * (8 << 20)  # 8 MiB more, in a few kB compressed
     limit = len(PAYLOAD) + (1 << 20)
     monkeypatch.setattr(heap_file, "MAX_PROFILE_BYTES", limit)
-    refused(compressed(payload, old), limit)
+    refused(compressed(payload, old), limit, arrays_size(PAYLOAD))
 
 
 def test_a_decompression_bomb_is_refused_at_256_times_its_size(monkeypatch):
-    """A small stream that expands past 256 times itself (the sampler's trees expand
-    about ten times) is refused before it is all decompressed: its floor, 64 MiB, lowered
-    here so that the test needs no such memory."""
+    """A small stream whose text expands past its arrays and 256 times itself (text
+    compresses about ten times) is refused before it is all decompressed: its floor,
+    64 MiB, lowered here so that the test needs no such memory."""
     data = compressed(PAYLOAD + b"x" * (8 << 20))  # zstd: 8 MiB in a few kB
     stream = len(data) - len(data.partition(b"\n")[0]) - 1
     monkeypatch.setattr(heap_file, "_EXPANSION_FLOOR", 1 << 20)
-    refused(data, max(1 << 20, 256 * stream))
+    arrays = arrays_size(PAYLOAD)
+    refused(data, arrays + max(1 << 20, 256 * stream), arrays)
+
+
+def test_a_tree_whose_arrays_compress_far_is_read(build_fixture, tmp_path, monkeypatch):
+    """65,536 stacks of their own, each holding one block of 64 B at -c 1: the sampler's
+    tree compresses about 190 times (2^21 such stacks, freed, compress 540 times). Its
+    arrays are bounded by what its `# tree:` line counts, not by the text's ratio:
+    lowered here to 64 times, the floor to 1 MiB, so that a few MiB show it."""
+    blocks = 65536
+    proc, files = profile_run([build_fixture("distinct_stacks"), blocks], tmp_path / "d_", 1)
+    data = one_heap(proc, files).read_bytes()
+    monkeypatch.setattr(heap_file, "_EXPANSION", 64)
+    monkeypatch.setattr(heap_file, "_EXPANSION_FLOOR", 1 << 20)
+    assert len(decompressed(data)) > 64 * len(data) > 1 << 20
+    prof = parse_heap(data, "x.heap")
+    assert len(prof.offsets) - 1 == blocks
+    assert (prof.cur_objs == 1).all() and (prof.acc_objs == 1).all()
+    assert (prof.cur_bytes == 64).all() and (prof.acc_bytes == 64).all()
 
 
 def test_an_earlier_versions_tree_reads_as_the_same_tree_of_today(tmp_path):
