@@ -14,8 +14,10 @@ import struct
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
-from elftools.dwarf.dwarfinfo import DWARFInfo
+if TYPE_CHECKING:
+    from elftools.dwarf.dwarfinfo import DWARFInfo
 
 _TAG_INLINED, _TAG_SUBPROGRAM = 0x1D, 0x2E
 # DIEs that can hold code with inlined calls: walked into, their other children skipped

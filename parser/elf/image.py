@@ -8,22 +8,22 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, BinaryIO, Generic, Literal, TypeVar, overload
 
 import numpy as np
 import pyderust
 from elftools.common.exceptions import DWARFError, ELFError
-from elftools.dwarf.compileunit import CompileUnit
-from elftools.dwarf.dwarfinfo import DWARFInfo
-from elftools.elf import enums
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection
 
 from mem_profiler.core.elf_headers import ElfHeaders, Section, read_headers
 from mem_profiler.core.errors import ElfError
 from mem_profiler.core.input_files import open_regular, read_errors
 from mem_profiler.parser.elf import symcache
 from mem_profiler.parser.elf.dwarf_dies import DebugInfo
+
+if TYPE_CHECKING:
+    from elftools.dwarf.compileunit import CompileUnit
+    from elftools.dwarf.dwarfinfo import DWARFInfo
+    from elftools.elf.elffile import ELFFile
 
 Spans = list[tuple[int, int]]  # [low, high) address ranges
 
@@ -32,19 +32,6 @@ DEBUG_ROOTS: tuple[str, ...] = ("/usr/lib/debug",)
 
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10
 _SHT_NOBITS = 8
-# pyelftools' names of section types back to their numbers
-_SHT = {
-    name: number
-    for table in (
-        enums.ENUM_SH_TYPE_BASE,
-        enums.ENUM_SH_TYPE_AMD64,
-        enums.ENUM_SH_TYPE_AARCH64,
-        enums.ENUM_SH_TYPE_ARM,
-        enums.ENUM_SH_TYPE_MIPS,
-        enums.ENUM_SH_TYPE_RISCV,
-    )
-    for name, number in table.items()
-}
 _SHN_LORESERVE = 0xFF00
 _BIND_RANK = {1: 0, 2: 1, 0: 2}  # STB_GLOBAL, STB_WEAK, STB_LOCAL
 # What an ELF file may hold past its last section (alignment), as .gnu_debuglink's
@@ -523,11 +510,11 @@ def find_debug_file(
             continue
         try:
             with _elf_errors(candidate), _open(candidate, for_uid) as f:
-                found = _build_id(ELFFile(f))
+                found = (read_headers(f) or _pyelftools_headers(f)).build_id
                 if build_id and found:
                     same = found == build_id
                 else:
-                    same = debuglink is not None and _crc32(f, ELFFile(f)) == debuglink[1]
+                    same = debuglink is not None and _crc32(f, _elf_file(f)) == debuglink[1]
                 if same:
                     return candidate
         except ElfError:
@@ -567,10 +554,34 @@ def _elf_errors(path: str) -> Iterator[None]:
         raise ElfError(f"{path} is not a valid ELF binary ({e}).") from None
 
 
+def _elf_file(f: BinaryIO) -> ELFFile:
+    """pyelftools' reader of an ELF file; pyelftools (50 ms) imported by the first, as a
+    report whose symbols are all cached reads none."""
+    from elftools.elf.elffile import ELFFile
+
+    return ELFFile(f)
+
+
+@functools.cache
+def _section_types() -> dict[str, int]:
+    """pyelftools' names of section types back to their numbers."""
+    from elftools.elf import enums
+
+    tables = (
+        enums.ENUM_SH_TYPE_BASE,
+        enums.ENUM_SH_TYPE_AMD64,
+        enums.ENUM_SH_TYPE_AARCH64,
+        enums.ENUM_SH_TYPE_ARM,
+        enums.ENUM_SH_TYPE_MIPS,
+        enums.ENUM_SH_TYPE_RISCV,
+    )
+    return {name: number for table in tables for name, number in table.items()}
+
+
 def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
     """What read_headers reads, from pyelftools (which raises on what it cannot take)."""
     f.seek(0)
-    elf = ELFFile(f)
+    elf = _elf_file(f)
     link = elf.get_section_by_name(".gnu_debuglink")
     return ElfHeaders(
         elf.little_endian,
@@ -587,7 +598,9 @@ def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
         tuple(
             Section(
                 s.name,
-                s.header.sh_type if isinstance(s.header.sh_type, int) else _SHT[s.header.sh_type],
+                s.header.sh_type
+                if isinstance(s.header.sh_type, int)
+                else _section_types()[s.header.sh_type],
                 s["sh_addr"],
                 s["sh_offset"],
                 s["sh_size"],
@@ -612,6 +625,8 @@ def _section_data(f: BinaryIO, section: Section) -> bytes:
 
 
 def _build_id(elf: ELFFile) -> str | None:
+    from elftools.elf.sections import NoteSection
+
     for section in elf.iter_sections():
         if not isinstance(section, NoteSection):  # pyelftools' class of SHT_NOTE
             continue
@@ -824,7 +839,7 @@ class _DwarfCache(Generic[_Table]):
         """Decode the code of `path` at the vaddrs not decoded yet."""
         with _elf_errors(path), _open(path, self.for_uid) as f:
             # relocations apply to object files (ET_REL) only, never to what a process maps
-            dwarf = ELFFile(f).get_dwarf_info(relocate_dwarf_sections=False)
+            dwarf = _elf_file(f).get_dwarf_info(relocate_dwarf_sections=False)
             if self.ranges is None:
                 self.ranges = _aranges(dwarf)
             if len(self.ranges[0]):

@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+from support.paths import MEM_PARSER
+from support.profiling import one_heap, profile_run
 
 HEAVY = (
     "numpy",
@@ -60,3 +62,20 @@ def test_mem_parser_loads_numpy_with_one_blas_thread(tmp_path):
         check=True,
     ).stdout  # fmt: skip
     assert out.split() == ["1", "False"]
+
+
+def test_a_report_of_cached_symbols_imports_no_elf_reader(build_fixture, tmp_path):
+    """pyelftools (50 ms of imports on every call) reads what the symbol cache does not
+    hold: the first report of a profile needs it, the same report again does not."""
+    program = build_fixture("distinct_stacks")
+    heap = one_heap(*profile_run([program, 1000], tmp_path / "p_", 1))
+    env = dict(os.environ, MEMPROF_CACHE_DIR=str(tmp_path / "cache"), PYTHONPROFILEIMPORTTIME="1")
+    loaded = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [MEM_PARSER, "-p", program, "-f", heap, "-t"], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "distinct_stacks" in proc.stdout or "branch" in proc.stdout, proc.stdout
+        loaded.append(" elftools.elf.elffile\n" in proc.stderr)
+    assert loaded == [True, False]
