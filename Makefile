@@ -179,7 +179,15 @@ PYTEST_PAR  := $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # The set-up steps run side by side (PyTorch's install beside the C builds), those that
 # may run apt-get one after another (their `| deps`).
-TEST_SETUP  := setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed
+TEST_SETUP  := setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed \
+               $(BUILD)/test-bytecode
+
+# pytest's rewrite of the test modules' assertions, written once for every pytest process
+# to read: where PYTHONDONTWRITEBYTECODE is set, each would redo it (4.5 CPU-s each). A
+# module that does not collect is left for the run to report.
+$(BUILD)/test-bytecode: $(BUILD)/python-links $(wildcard tests/*.py tests/*/*.py)
+	-PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q --collect-only tests > /dev/null
+	@touch $@
 
 test:
 	@$(MAKE) --no-print-directory --output-sync=target -j$$(nproc) $(TEST_SETUP)
