@@ -32,14 +32,18 @@ ALLOCATOR_RE = re.compile(
     r"|mi_\w*(?:alloc|new|free)\w*|_mi_\w+"
     r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))"
 )
-# The profiler's own Python code (its in-process API, and cffi, which it calls through)
-# allocates as the allocator does: on behalf of the program's function that called it.
-_PROFILER_PYTHON_FILE_RE = re.compile(r"(?:^|/)(?:mem_profiler|cffi)/[^/]+(?:/[^/]+)?\.py")
+# The profiler's in-process API (the package's root, api.py and the sampler's library,
+# and cffi, which it calls through) allocates as the allocator does: on behalf of the
+# program's function that called it; what it calls is cut with it. Its other modules are
+# a program's like any other: the commands, profiled, call the readers that allocate.
+_PROFILER_PYTHON_FILE_RE = re.compile(
+    r"(?:^|/)(?:mem_profiler/(?:__init__|api|sampler_lib)|cffi/[^/]+(?:/[^/]+)?)\.py"
+)
 
 
 def is_allocator_function(name: str, python_file: str | None) -> bool:
-    """A function of the allocator's by its name (native), or of the profiler's own
-    Python code by its file."""
+    """A function of the allocator's by its name (native), or of the profiler's in-process
+    API by its file."""
     if python_file is not None:
         return _PROFILER_PYTHON_FILE_RE.search(python_file) is not None
     return ALLOCATOR_RE.fullmatch(name) is not None

@@ -97,6 +97,33 @@ def test_the_profilers_own_frames_are_kept_out_of_reports(tmp_path):
     assert table.splitlines()[1].endswith(" work.<locals>.<listcomp> (<string>)"), table
 
 
+def test_the_profilers_own_commands_profiled_keep_what_they_call(tmp_path):
+    """mem_parser run under the sampler: its main and cli, the profiler's own code, are
+    callers of the reader that allocates, not the allocator, and are not cut (cut, every
+    stack would end at mem_parser's <module>)."""
+
+    def profiled(prefix: str, *argv: str | Path) -> Path:
+        run = subprocess.run(
+            [MEM_PROFILER, "run", "-o", tmp_path / prefix, "--", *argv],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        (heap,) = tmp_path.glob(f"{prefix}*.heap")
+        return heap
+
+    profile = profiled("p_", MEM_PARSER, "-f", profiled("t_", "/bin/true"), "-t")
+    done = subprocess.run(
+        [MEM_PARSER, "-f", profile, "--collapsed", "--alloc_space"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stacks = [line.rsplit(" ", 1) for line in done.stdout.splitlines()]
+    total = sum(int(value) for _, value in stacks)
+    at_module = sum(int(v) for stack, v in stacks if stack.endswith("<module> (mem_parser)"))
+    assert at_module < 0.05 * total, done.stdout
+    assert any(";main (mem_parser.py);" in stack for stack, _ in stacks), done.stdout
+
+
 def test_start_dump_stop_write_numbered_files(tmp_path):
     proc = python(f"""
         mem_profiler.start(rate=1, output="{tmp_path}/w_")
