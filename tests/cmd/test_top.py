@@ -25,6 +25,7 @@ from support.top_view import (
     assert_grown_as_allocated,
     check_grower_rows,
     folders_of,
+    grower_env,
     parse_batch,
     parse_rows,
     top,
@@ -56,8 +57,8 @@ def grower_exe(build_fixture):
 
 
 @pytest.fixture
-def grower(grower_exe):
-    s = Server(grower_exe)
+def grower(grower_exe, tmp_path):
+    s = Server(grower_exe, sampler_env=grower_env(tmp_path))
     yield s
     s.stop()
 
@@ -69,7 +70,7 @@ def server(build_fixture):
     s.stop()
 
 
-def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
+def test_batch_the_growing_site_tops_growth_at_its_rate(grower, tmp_path):
     refreshes = top(grower.pid, "-n", "3", "--interval", "1", "--sort", "growth")
     assert [r.number for r in refreshes] == [1, 2, 3]
     for refresh in refreshes:
@@ -81,7 +82,7 @@ def test_batch_the_growing_site_tops_growth_at_its_rate(grower):
         assert [r.site for r in refresh.rows] == ["site_grow", "site_churn"]
         assert refresh.rows[0].stack.startswith(f"site_grow {GROWER}:20 < main {GROWER}:")
         assert {r.heap for r in refresh.rows} == {"host"}
-        check_grower_rows(refresh.rows, refresh.interval_s)
+        check_grower_rows(refresh.rows, refresh.interval_s, tmp_path)
         (heap_line,) = [line for line in refresh.header if line.startswith("heap host:")]
         assert "in use, growing +" in heap_line
     assert_grown_as_allocated(refreshes)
@@ -309,6 +310,7 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
         [MEM_PROFILER, "run", "-o", str(tmp_path / "run_"), "--", str(build_fixture("grower"))],
         stdout=subprocess.PIPE,
         text=True,
+        env=os.environ | grower_env(tmp_path),
     )
     assert runner.stdout is not None
     try:
@@ -323,7 +325,7 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
         for refresh in refreshes:
             assert "a window open already (read only)" in refresh.header[1]
             assert refresh.rows[0].site == "site_grow"
-            check_grower_rows(refresh.rows, refresh.interval_s)
+            check_grower_rows(refresh.rows, refresh.interval_s, tmp_path)
         assert_grown_as_allocated(refreshes)
         assert state_of(pid) == ("capturing", "")
         # a window opened in the program gets no deadline from a controller
@@ -344,9 +346,12 @@ def test_a_window_open_already_is_read_and_stays_open(build_fixture, tmp_path):
         Path(segment_path(pid)).unlink(missing_ok=True)  # killed: no exit handler ran
 
 
-def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
+def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe, tmp_path):
     plain = subprocess.Popen(
-        [str(grower_exe)], stdout=subprocess.PIPE, text=True, env=WITHOUT_SAMPLER
+        [str(grower_exe)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=WITHOUT_SAMPLER | grower_env(tmp_path),
     )
     assert plain.stdout is not None
     try:
@@ -375,7 +380,7 @@ def test_top_attaches_to_a_process_started_without_the_sampler(grower_exe):
         assert [r.number for r in refreshes] == [1, 2, 3]
         for refresh in refreshes:
             assert refresh.rows[0].site == "site_grow"
-            check_grower_rows(refresh.rows, refresh.interval_s)
+            check_grower_rows(refresh.rows, refresh.interval_s, tmp_path)
         assert_grown_as_allocated(refreshes)
         assert state_of(plain.pid) == ("idle (attached)", "")
     finally:
