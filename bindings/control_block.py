@@ -166,9 +166,19 @@ def remove_stale(path: str) -> None:
             st = os.fstat(fd)
             removable = os.geteuid() == 0 or st.st_uid == os.geteuid()
             if removable and stat.S_ISREG(st.st_mode) and not _other_namespace(fd):
-                os.unlink(path)
+                unlink_if_still(path, st)
         finally:
             os.close(fd)
+
+
+def unlink_if_still(path: str, judged: os.stat_result) -> None:
+    """Unlinks `path` if it still names the file `judged` was taken of: a process that
+    ran exec puts its new block where its old one was (a rename over it), and a cleaner
+    that judged the old one must not remove the new."""
+    with contextlib.suppress(FileNotFoundError):
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == (judged.st_dev, judged.st_ino):
+            os.unlink(path)
 
 
 def remove_blocks_of_ended(pid: int) -> None:
@@ -305,6 +315,7 @@ class ControlBlock:
                 refused = refused or fd
                 continue
             magic, abi, named_pid, _, named_start = _identity(fd)
+            judged = os.fstat(fd)
             names_live = (magic, named_pid, named_start) == (MAGIC, pid, start)
             if names_live and abi != ABI:
                 os.close(fd)  # the live process's, of another version: left alone
@@ -313,15 +324,15 @@ class ControlBlock:
                     f"(control block ABI {abi}, this mem_profiler speaks "
                     f"{ABI}): capture it with that version's mem_profiler"
                 )
-            if names_live and os.fstat(fd).st_size in (BLOCK_SIZE, FILE_SIZE):
+            if names_live and judged.st_size in (BLOCK_SIZE, FILE_SIZE):
                 block = cls(pid, fd, mmap.mmap(fd, BLOCK_SIZE))
                 if block.made_by_its_exe():
                     return block
                 block.close()
             else:
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
-                os.unlink(path)  # of an earlier process that had this pid, or retired
+            # of an earlier process that had this pid, or retired, or made before an exec
+            unlink_if_still(path, judged)
             stale = True
         if refused:
             raise NotPermitted(refused)

@@ -29,6 +29,7 @@ from mem_profiler.control_block import (
     ControlError,
     ffi,
     segment_path,
+    unlink_if_still,
 )
 from mem_profiler.controller import capture_window, list_targets
 from mem_profiler.parser.read.heap_file import read_heap
@@ -546,6 +547,21 @@ def test_stale_blocks_of_dead_processes_are_cleaned(tmp_path):
     fake.write_bytes(b"\0" * 64)
     subprocess.run([MEM_PROFILER, "list"], check=True, capture_output=True)
     assert not fake.exists()
+
+
+def test_a_cleaner_leaves_the_block_renamed_over_the_one_it_judged(tmp_path):
+    """A process that ran exec renames its new block over the one it made before: a
+    listing that judged the old one stale (made by another program) meanwhile must not
+    remove the new one (a preloaded `bash -c 'exec server'` lost its block so, once)."""
+    path = tmp_path / "mem_profiler.4242"
+    path.write_bytes(b"before exec")
+    judged = os.stat(path)
+    (tmp_path / "made").write_bytes(b"after exec")
+    os.rename(tmp_path / "made", path)
+    unlink_if_still(str(path), judged)
+    assert path.read_bytes() == b"after exec"
+    unlink_if_still(str(path), os.stat(path))
+    assert not path.exists()
 
 
 def test_control_block_layout_matches_the_c_header(tmp_path):
