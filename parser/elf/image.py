@@ -362,7 +362,7 @@ class ElfImage:
         with _elf_errors(path), _open(path, for_uid) as f:
             if f.read(4) != b"\x7fELF":
                 raise ElfError(f"{path} is not an ELF binary.")
-            headers = read_headers(f) or _pyelftools_headers(f)
+            headers = _headers(f)
         self.segments = [Segment(*s) for s in headers.segments]
         self.build_id = headers.build_id
         self._has_symtab = ".symtab" in headers.sections
@@ -510,7 +510,7 @@ def find_debug_file(
             continue
         try:
             with _elf_errors(candidate), _open(candidate, for_uid) as f:
-                found = (read_headers(f) or _pyelftools_headers(f)).build_id
+                found = _headers(f).build_id
                 if build_id and found:
                     same = found == build_id
                 else:
@@ -576,6 +576,12 @@ def _section_types() -> dict[str, int]:
         enums.ENUM_SH_TYPE_RISCV,
     )
     return {name: number for table in tables for name, number in table.items()}
+
+
+def _headers(f: BinaryIO) -> ElfHeaders:
+    """The headers of an open ELF file: our own reader's, or pyelftools' for a file
+    it does not take."""
+    return read_headers(f) or _pyelftools_headers(f)
 
 
 def _pyelftools_headers(f: BinaryIO) -> ElfHeaders:
@@ -666,7 +672,7 @@ def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | N
 def _read_symbols(path: str, section_name: str, for_uid: int | None) -> SymbolTable:
     """FUNC and IFUNC symbols of one symbol table section, aliases merged."""
     with _open(path, for_uid) as f:
-        headers = read_headers(f) or _pyelftools_headers(f)
+        headers = _headers(f)
         table = headers.section_headers
         section = next((s for s in table if s.name == section_name), None)
         if section is None or section.entsize == 0 or section.link >= len(table):
