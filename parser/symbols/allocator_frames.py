@@ -16,7 +16,9 @@ from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_ind
 # Allocator functions by name, demangled (and without Rust's hashes): the malloc family,
 # C++'s operator new and delete, the standard allocators' allocate, jemalloc's (its
 # private `je_` prefix, its non-standard API, the static functions of a static build on
-# its sample path), tcmalloc's and mimalloc's, and Rust's allocator shims.
+# its sample path), tcmalloc's and mimalloc's, Rust's allocator shims, and the allocators
+# Python programs allocate through: CPython's (PyMem_*, PyObject_Malloc and what they call),
+# numpy's data memory handler and its cache, and PyTorch's CPU allocator.
 ALLOCATOR_RE = re.compile(
     r"(?:malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign"
     r"|valloc|pvalloc|__libc_\w*alloc|__libc_free"
@@ -30,7 +32,10 @@ ALLOCATOR_RE = re.compile(
     r"|(?:\(anonymous namespace\)::)?do_(?:malloc|calloc|realloc|memalign|free)(?:_\w+)?"
     r"|tcmalloc::.*|TCMalloc\w*|DoSampledAllocation|MallocHook::\w+"
     r"|mi_\w*(?:alloc|new|free)\w*|_mi_\w+"
-    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc))"
+    r"|(?:__rustc::)?__r(?:ust|dl|g)_(?:alloc|alloc_zeroed|realloc)"
+    r"|_?Py(?:Mem|Object)_(?:Raw|Debug|DebugRaw|Mi)?(?:Malloc|Calloc|Realloc|Alloc)"
+    r"|PyDataMem_\w+|npy_(?:alloc|free)_cache\w*"
+    r"|c10::(?:alloc_cpu|DefaultCPUAllocator::allocate)(?:\(.*\))?(?: const)?)"
 )
 # The profiler's in-process API (the package's root, api.py and the sampler's library,
 # and cffi, which it calls through) allocates as the allocator does: on behalf of the

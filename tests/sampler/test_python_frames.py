@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ MANY_LINES = FIXTURES / "python_many_lines.py"
 # More lines than the 2^16 the sampler's table of Python lines holds at --stack-memory 4
 # (its least, as it held at every size before it grew with the stacks' room).
 LINES, LEAST_ROOM = 70_000, 1 << 16
+
+# numpy's allocator (its default data memory handler) and CPython's, as functions
+PYTHON_ALLOCATORS = re.compile(
+    r"\b(?:default_(?:malloc|calloc)|PyDataMem_\w+|_?Py(?:Mem|Object)_\w*(?:Malloc|Calloc))\b"
+)
 
 _runs: dict[tuple, tuple[dict, Path]] = {}
 
@@ -162,6 +168,11 @@ def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
     # (with a few small blocks of its own beside: the issue's bound, not the 5 sd one)
     truth = truth_sd(report["sizes"]["keep_arrays"], 1024)[0] + 100 * 5000 * 8
     assert function_totals(sym)["keep_arrays"] == pytest.approx(truth, rel=LIMITS[1024])
+    # numpy's data memory handler and CPython's allocators are cut as malloc is, in the
+    # Python view and with every frame: no row is the allocator's
+    for view in ((), ("--native",)):
+        text = run_parser("-f", heap, "-t", "--nodecount", "100000", *view).stdout
+        assert not PYTHON_ALLOCATORS.findall(text), (view, PYTHON_ALLOCATORS.findall(text))
 
 
 def test_pprof_gives_python_functions_their_file_and_lines(tmp_path_factory, tmp_path):

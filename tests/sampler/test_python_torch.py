@@ -100,6 +100,24 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
     assert forward == pytest.approx(truth["activation_bytes"], rel=LIMIT)
 
 
+def test_no_stack_ends_in_torchs_or_pythons_allocator(training):
+    """PyTorch's CPU allocator and CPython's are cut from the stacks as malloc is: a
+    tensor's bytes are shown in the code that made it (empty_generic), and no leaf is the
+    allocator's, also in stacks without Python frames (the interpreter's start-up)."""
+    truth, collapsed, _ = training
+    leaves: Counter = Counter()
+    for line in collapsed.splitlines():
+        stack, value = line.rsplit(" ", 1)
+        leaves[stack.rpartition(";")[2]] += int(value)
+    allocators = re.compile(
+        r"c10::(?:alloc_cpu|DefaultCPUAllocator::allocate)|_?Py(?:Mem|Object)_\w*(?:M|C|Re)alloc"
+    )
+    assert not [leaf for leaf in leaves if allocators.fullmatch(leaf)]
+    # the tensors the script counts, beside those it does not (gradients, the optimizer's)
+    counted = truth["batch_bytes"] + truth["activation_bytes"]
+    assert leaves["at::detail::empty_generic"] >= counted * (1 - LIMIT), leaves.most_common(5)
+
+
 def test_make_batch_allocates_the_batches(training):
     truth, collapsed, _ = training
     assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"], rel=LIMIT)
