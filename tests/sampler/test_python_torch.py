@@ -18,7 +18,9 @@ from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import one_heap, profile_run
 from support.reports import MiB
 
-from mem_profiler.parser.read.heap_file import read_heap_header
+from mem_profiler.parser.model.flame_tree import format_collapsed
+from mem_profiler.parser.read.heap_file import read_heap, read_heap_header
+from mem_profiler.parser.symbols.symbolize import symbolize
 
 LIMIT = 0.10  # the issue's bound per function at -c 1024; the tensors' blocks, over
 # 256 KiB each, are always sampled, and the rest (tensor objects, autograd's records) is
@@ -123,28 +125,27 @@ def test_make_batch_allocates_the_batches(training):
     assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"], rel=LIMIT)
 
 
-def test_stacks_merged_by_function_report_as_every_stack_expanded(training, tmp_path):
+def test_stacks_merged_by_function_report_as_every_stack_expanded(training):
     """The reports of names merge the tree's stacks that name the same functions before
-    expanding them (parser/symbols/merged_stacks.py); the same profile converted to jemalloc's
-    text, which is read as a list of stacks, none merged, has the same stacks, and the table
-    of names adds up as those stacks do."""
+    expanding them (parser/symbols/merged_stacks.py); the same profile symbolized without
+    merging, each of its stacks expanded on its own (as --lines and --pprof take them),
+    has the same stacks, and the table of names adds up as those stacks do."""
     _, collapsed, heap = training
-    exe = read_heap_header(heap).exe
-    assert exe is not None
-    converted = tmp_path / "all.heap"
-    subprocess.run([MEM_PARSER, "-f", heap, "--jeprof", converted], check=True, timeout=300)
-
-    def report(*args: str | Path) -> str:
-        return subprocess.run(
-            [MEM_PARSER, "-p", exe, *args], capture_output=True, text=True, check=True, timeout=300
-        ).stdout
-
-    expanded = stack_values(report("-f", converted, "--alloc_space", "--collapsed"))
+    profile = read_heap(heap)
+    expanded = stack_values(format_collapsed(symbolize(profile, profile.exe), "alloc_space"))
     merged_stacks = stack_values(collapsed)
     assert len(expanded) > 10_000
     for stack in merged_stacks.keys() | expanded.keys():  # sums in another order: rounding
         assert abs(merged_stacks.get(stack, 0) - expanded.get(stack, 0)) <= 1, stack
-    merged = table_rows(report("-f", heap, "-t", "--alloc_space", "--nodecount", "100000"))
+    merged = table_rows(
+        subprocess.run(
+            [MEM_PARSER, "-f", heap, "-t", "--alloc_space", "--nodecount", "100000"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout  # fmt: skip
+    )
     every = function_sums(expanded)
     assert len(every) > 1000
     for name in merged.keys() | every.keys():  # 0.1 MB shown
