@@ -407,6 +407,11 @@ class ElfImage:
         """No .symtab here nor in a debug file: only the functions it exports are named."""
         return not self._has_symtab and self.debug_path is None
 
+    @property
+    def symbols_read(self) -> bool:
+        """Whether symbols() has read them: a lookup in it is quick."""
+        return self._symbols is not None
+
     def symbols(self) -> SymbolTable:
         """FUNC symbols from .symtab (here or in the debug file), else from .dynsym.
 

@@ -136,7 +136,8 @@ def look_up_all(jobs: list[tuple[ElfImage, np.ndarray]], lines: bool) -> list[Ob
 def _worth_a_helper(jobs: list[tuple[ElfImage, np.ndarray]]) -> bool:
     return (
         len(jobs) > 1
-        and sum(len(offsets) for _, offsets in jobs) >= HELPER_MIN_ADDRESSES
+        and sum(len(offsets) for image, offsets in jobs if not image.symbols_read)
+        >= HELPER_MIN_ADDRESSES
         and _cores() > 1
     )
 

@@ -28,7 +28,7 @@ from mem_profiler.parser.read.event_log import (
     locate,
     read_log,
 )
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, kept_images
 
 NEVER = np.iinfo(np.int64).max  # the end of an allocation still live when the log ends
 MS = 1e6
@@ -217,9 +217,11 @@ STACKS_AT_ONCE = 65536
 
 
 def stack_batches(ids: list[int]) -> Iterator[tuple[int, list[int]]]:
-    """(where it starts, the batch) for each batch of `ids` symbolized together."""
-    for at in range(0, len(ids), STACKS_AT_ONCE):
-        yield at, ids[at : at + STACKS_AT_ONCE]
+    """(where it starts, the batch) for each batch of `ids` symbolized together; the
+    objects' symbols read once for all of them (kept_images)."""
+    with kept_images():
+        for at in range(0, len(ids), STACKS_AT_ONCE):
+            yield at, ids[at : at + STACKS_AT_ONCE]
 
 
 def peak(cap: WindowLog, heap: int | None = None) -> Peak:

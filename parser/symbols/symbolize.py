@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -359,7 +361,7 @@ def symbolize(
     `tree` keeps them as a tree; without `expand` they stay only there (frames is empty),
     for a report that only aggregates them.
     """
-    exe = ElfImage(os.fspath(binary)) if binary is not None else None
+    exe = _opened(os.fspath(binary)) if binary is not None else None
     warnings: list[str] = []
     exe_paths: set[str] = set()
     if exe is not None:
@@ -740,7 +742,7 @@ class _Resolver:
         recorded = self.profile.build_ids.get(path)
         path = in_sysroot(path, self.sysroot)
         try:
-            image = ElfImage(path, for_uid=self.on_behalf_of)
+            image = _opened(path, self.on_behalf_of)
         except NotReadableFor as e:
             self.warnings.append(
                 f"{path} is not readable by the owner of {self.profile.path} (uid"
@@ -756,6 +758,46 @@ class _Resolver:
                 f" recorded {recorded}; its frames may be named wrongly."
             )
         return image
+
+
+# The ELF images symbolize opened, kept for its next call within kept_images(): None
+# outside it. By (path, the user it is read for), each with the file's identity then.
+_kept: dict[tuple[str, int | None], tuple[tuple[int, ...], ElfImage]] | None = None
+
+
+@contextlib.contextmanager
+def kept_images() -> Iterator[None]:
+    """Within the block, each object is opened and its symbols read once for every
+    symbolize: for work that names one capture's stacks a batch at a time. The block's
+    end lets them go (a long-lived process keeps no symbol tables between its tasks)."""
+    global _kept
+    outer = _kept
+    if outer is None:
+        _kept = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _kept = None
+
+
+def _opened(path: str, for_uid: int | None = None) -> ElfImage:
+    """ElfImage(path, for_uid), the one kept_images keeps where the file is still the
+    one it opened."""
+    if _kept is None:
+        return ElfImage(path, for_uid=for_uid)
+    try:
+        st = os.stat(path)
+        identity: tuple[int, ...] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        identity = ()
+    kept = _kept.get((path, for_uid))
+    if kept is not None and identity and kept[0] == identity:
+        return kept[1]
+    image = ElfImage(path, for_uid=for_uid)
+    if identity:
+        _kept[path, for_uid] = identity, image
+    return image
 
 
 def innermost_python(stack: list[int], python: list[bool]) -> int | None:

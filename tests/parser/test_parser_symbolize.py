@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from mem_profiler.parser.elf import object_lookup, symcache
 from mem_profiler.parser.elf.image import ElfImage
 from mem_profiler.parser.model.aggregate import aggregate
 from mem_profiler.parser.read.heap_file import read_heap
-from mem_profiler.parser.symbols.symbolize import short_name, symbolize
+from mem_profiler.parser.symbols.symbolize import kept_images, short_name, symbolize
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LIBSTDCXX = os.path.realpath("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
@@ -424,6 +425,43 @@ def test_objects_looked_up_by_a_helper_process_are_named_as_here(built, tmp_path
     shared = symbolize(read_heap(heap), built["prog"].path, lines=True)
     assert symbolized_fields(shared) == symbolized_fields(alone)
     assert "leaf_alloc" in shared.stack(0) and shared.stack(1)[0] == "strdup"
+
+
+def test_symbols_are_read_once_for_the_batches_of_kept_images(built, tmp_path, monkeypatch):
+    """Within kept_images (a log's stacks named a batch at a time), each object's symbols
+    are read once for every symbolize, and named as before; a file replaced in between is
+    read again; outside it, each symbolize reads them anew."""
+    prog = tmp_path / "prog"
+    shutil.copy(built["prog"].path, prog)
+    heap = several_objects_heap(built, tmp_path)
+    heap.write_text(heap.read_text().replace(built["prog"].path, str(prog)))
+    libc = ElfImage(LIBC).debug_path  # libc's symbols are its debug file's
+    reads: Counter = Counter()
+    read_symbols = elf_image._read_symbols
+
+    def counted(path, *args):
+        reads[path] += 1
+        return read_symbols(path, *args)
+
+    monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "no-cache"))
+    monkeypatch.setattr(elf_image.symcache, "load", lambda *args: None)
+    monkeypatch.setattr(elf_image, "_read_symbols", counted)
+    monkeypatch.setattr(object_lookup, "HELPER_MIN_ADDRESSES", 1 << 30)
+    first = symbolize(read_heap(heap), prog)
+    assert reads == {str(prog): 1, libc: 1}, reads
+    reads.clear()
+    with kept_images():
+        for _ in range(3):
+            sym = symbolize(read_heap(heap), prog)
+            assert symbolized_fields(sym) == symbolized_fields(first)
+        assert reads == {str(prog): 1, libc: 1}, reads
+        shutil.copy(built["variant"].path, tmp_path / "new")
+        os.replace(tmp_path / "new", prog)
+        with pytest.raises(BuildIdMismatch):  # the new file, not the one kept
+            symbolize(read_heap(heap), prog)
+    reads.clear()
+    symbolize(read_heap(heap), built["prog"].path)
+    assert reads[libc] == 1
 
 
 def lookup_fields(lookup: object_lookup.ObjectLookup) -> tuple:
