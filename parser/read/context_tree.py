@@ -276,6 +276,20 @@ class StackTree:
             offsets[1:] += np.cumsum(offsets[1:] == offsets[:-1])
         return frames, offsets
 
+    def runs(self, frames: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """expand() a run of stacks at a time, each run of about `frames` frames (one
+        stack at least): its first stack's index, its frames and its offsets (from 0)."""
+        depth, ends = self.tree.depth, self.tree.ends
+        lengths = np.maximum(depth[self.native] + depth[self.python] - ends[self.python], 1)
+        before = np.r_[0, np.cumsum(lengths)]
+        a, count = 0, len(self.native)
+        while a < count:
+            b = int(np.searchsorted(before, before[a] + frames, side="right")) - 1
+            b = min(max(b, a + 1), count)
+            run = StackTree(self.tree, self.native[a:b], self.python[a:b], self.evaluation)
+            yield a, *run.expand()
+            a = b
+
 
 def stack_runs(widths: np.ndarray, frames: int = _CHUNK_FRAMES) -> Iterator[tuple[int, int]]:
     """Runs [a, b) of the stacks (of `widths` frames each) that, each as long as the

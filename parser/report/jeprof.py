@@ -16,7 +16,8 @@ written from (docs/file-formats.md, *Files that start with heap_v2/*):
     <start>-<end> <perms> <offset> 00:00 0 <path>
 
 Written in pieces of a few megabytes, never whole: 400,000 stacks of 100 frames make
-hundreds of megabytes of text. The addresses of a piece are formatted by numpy."""
+hundreds of megabytes of text, and their addresses as many; a tree's stacks are expanded
+a run at a time. The addresses of a piece are formatted by numpy."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ import numpy as np
 
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
+from mem_profiler.parser.read.context_tree import StackTree
 
 _PIECE_FRAMES = 1 << 18  # addresses per piece written: about 4 MB of text
+_RUN_FRAMES = 1 << 21  # addresses expanded from a stack tree at a time: 16 MB
 # The reader unescapes the text of these `#` lines (heap_file's _ESCAPED); of them, `log`
 # is the one it keeps in meta.
 _ESCAPED_META = ("log",)
@@ -100,22 +103,31 @@ def _header(prof: HeapProfile) -> list[str]:
 
 
 def _stacks(prof: HeapProfile, counters: np.ndarray) -> Iterator[bytes]:
-    """The stacks' lines, a piece of about _PIECE_FRAMES addresses at a time."""
-    offsets = prof.offsets
-    count = len(offsets) - 1
-    start = 0
-    while start < count:
-        end = int(np.searchsorted(offsets, offsets[start] + _PIECE_FRAMES, side="right")) - 1
-        end = min(max(end, start + 1), count)
-        yield _piece(prof, counters, start, end)
-        start = end
+    """The stacks' lines, a piece of about _PIECE_FRAMES addresses at a time, from
+    stacks expanded a run of _RUN_FRAMES at a time where the file holds them as a tree."""
+    tree = prof.stack_tree
+    runs = (
+        tree.runs(_RUN_FRAMES) if isinstance(tree, StackTree) else [(0, prof.addrs, prof.offsets)]
+    )
+    for first, addrs, offsets in runs:
+        count = len(offsets) - 1
+        start = 0
+        while start < count:
+            end = int(np.searchsorted(offsets, offsets[start] + _PIECE_FRAMES, side="right")) - 1
+            end = min(max(end, start + 1), count)
+            yield _piece(prof, counters, addrs, offsets[start : end + 1], first + start)
+            start = end
 
 
-def _piece(prof: HeapProfile, counters: np.ndarray, start: int, end: int) -> bytes:
-    """The lines of stacks start to end - 1: labels, addresses, counters, estimates."""
-    first, last = int(prof.offsets[start]), int(prof.offsets[end])
-    text, token_ends = _hex_tokens(prof.addrs[first:last])
-    bounds = np.r_[0, token_ends][prof.offsets[start : end + 1] - first].tolist()
+def _piece(
+    prof: HeapProfile, counters: np.ndarray, addrs: np.ndarray, offsets: np.ndarray, start: int
+) -> bytes:
+    """The lines of the stacks from `start` on whose frames are those of `addrs` that
+    `offsets` bound: labels, addresses, counters, estimates."""
+    end = start + len(offsets) - 1
+    first = int(offsets[0])
+    text, token_ends = _hex_tokens(addrs[first : int(offsets[-1])])
+    bounds = np.r_[0, token_ends][offsets - first].tolist()
     rows = counters[start:end].tolist()
     estimates = (
         [b""] * len(rows) if prof.estimates is None else _estimates(prof.estimates[start:end])

@@ -6,7 +6,9 @@ the reader's fallback gives them, and damaged trees refused in one line."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,8 @@ from mem_profiler.parser.read.heap_file import (
     read_heap,
     read_heap_header,
 )
+from mem_profiler.parser.report import jeprof
+from mem_profiler.parser.report.jeprof import format_jeprof
 from mem_profiler.parser.symbols.symbolize import symbolize
 from mem_profiler.parser.symbols.tree_sums import stacks_flat_cum
 
@@ -125,6 +129,33 @@ def test_reports_of_a_tree_are_those_of_its_heap_v2_text(tmp_path):
         ours, theirs = (run_parser("-p", "/bin/true", "-f", f, *args) for f in (tree, text))
         assert ours.stdout == theirs.stdout, args
         assert ours.stdout.count("\n") > 2
+
+
+def test_a_tree_is_written_as_jeprof_text_a_run_of_stacks_at_a_time(tmp_path, monkeypatch):
+    """--jeprof expands a tree's stacks a run at a time: the text is the whole profile's,
+    and the conversion never holds the stacks' frames whole (2 million frames, 16 MB,
+    of 5,000 stacks sharing 400 callers: a tree of a few thousand nodes)."""
+    callers = [0x500000 + 16 * i for i in range(400)]
+    stacks = [TreeStack([0x600000 + 4 * i, *callers], (1, 8 + i, 2, 16 + i)) for i in range(5000)]
+    tree, _ = write_both(tmp_path, MIXED[3:4] + stacks + MIXED[:1], PYTHON_HEADER)
+    whole = read_heap(tree)
+    expected = b"".join(format_jeprof(whole))  # its frames expanded, then written
+    monkeypatch.setattr(jeprof, "_RUN_FRAMES", 1 << 16)
+    monkeypatch.setattr(jeprof, "_PIECE_FRAMES", 1 << 14)
+    prof = read_heap(tree)
+    assert isinstance(prof.stack_tree, context_tree.StackTree)
+    tracemalloc.start()
+    try:
+        written = hashlib.sha256()
+        for piece in format_jeprof(prof):
+            written.update(piece)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert written.digest() == hashlib.sha256(expected).digest()
+    frames = len(whole.addrs)
+    assert frames > 2_000_000
+    assert peak < frames * 8 / 4, peak
 
 
 def sites_header(exe: Mapped, evaluation: tuple[int, int]) -> list[str]:
