@@ -59,7 +59,7 @@ def aggregate(
     SymbolizedProfile.node_names)."""
     values = sym.value(index)
     names, node_of = sym.node_names(lines, full_names)
-    if sym.tree is not None and not lines:
+    if sym.tree is not None:
         flat, cum = sym.tree.flat_cum(node_of, values, len(names))
     else:
         flat, cum = stacks_flat_cum(sym.frames, sym.offsets, node_of, values, len(names))

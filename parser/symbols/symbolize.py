@@ -355,9 +355,10 @@ def symbolize(
     interpreter's own native frames are folded unless `native`
     (python_frames.fold_interpreter_frames).
 
-    `merge` (without `lines`): the stacks of a tree-format profile that name the same
-    functions become one (merged_stacks), and the symbolized profile's profile is the
-    merged one: for the reports of names, which then expand far fewer stacks. Its
+    `merge`: the stacks of a tree-format profile that name the same functions (with
+    `lines`, at the same lines) become one (merged_stacks), and the symbolized profile's
+    profile is the merged one: for the reports of names, which then expand far fewer
+    stacks. Its
     `tree` keeps them as a tree; without `expand` they stay only there (frames is empty),
     for a report that only aggregates them.
     """
@@ -371,13 +372,13 @@ def symbolize(
         _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings, sysroot)
-    stacks = profile.stack_tree if merge and not lines else None
+    stacks = profile.stack_tree if merge else None
     # merging takes a step per level of the tree: the rare deeper one is expanded
     merged = False
     if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
         merged = True
         profile, locations, merged_stacks, node_address, fold = _merged(
-            profile, stacks, resolver, native
+            profile, stacks, resolver, native, lines
         )
     else:
         locations, frames = _address_frames(profile, resolver)
@@ -444,12 +445,13 @@ def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _merged(
-    profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool
+    profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool, lines: bool
 ) -> tuple[HeapProfile, Locations, StackTree, np.ndarray, bool]:
-    """The profile of its tree's `stacks` merged by function (merged_stacks), the
-    locations of the tree's addresses (as _with_inlined gives them), the merged stacks,
-    the address each of their nodes stands for (an index among those addresses), and
-    whether the interpreter's frames are to be folded (not when `native`)."""
+    """The profile of its tree's `stacks` merged by function, with `lines` by function
+    and line (merged_stacks), the locations of the tree's addresses (as _with_inlined
+    gives them), the merged stacks, the address each of their nodes stands for (an index
+    among those addresses), and whether the interpreter's frames are to be folded (not
+    when `native`)."""
     raw = stacks.tree.address
     python = is_python_frame(raw)
     caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
@@ -457,7 +459,7 @@ def _merged(
     uniq = sorted_unique(np.r_[caller, raw[leaves]])
     locations = _with_inlined(uniq, *resolver.resolve(uniq))
     interpreter = interpreter_code(profile, uniq)
-    function_key = _function_keys(locations) * 2 + interpreter
+    function_key = _function_keys(locations, lines) * 2 + interpreter
     evaluation = eval_range(profile)
     in_eval = in_evaluation(raw, evaluation)
     caller_value = index_of(caller, uniq)
@@ -476,10 +478,15 @@ def _merged(
     return merged, locations, merged_stacks, node_address, fold
 
 
-def _function_keys(locations: Locations) -> np.ndarray:
+def _function_keys(locations: Locations, lines: bool) -> np.ndarray:
     """Per address (with their `locations` as _with_inlined gives them) a key
-    equal where their locations name the same functions."""
-    _, func_of, _, _, first = locations
+    equal where their locations name the same functions, with `lines` at the same lines."""
+    _, func_of, where, _, first = locations
+    if lines:  # a location's function and line, as one dense key
+        line_ids: dict[Where, int] = {}
+        line_of = np.array([line_ids.setdefault(w, len(line_ids)) for w in where], np.int64)
+        func_of = np.unique(func_of * len(line_ids) + line_of, return_inverse=True)[1]
+        func_of = func_of.reshape(-1)
     if first is None:
         return func_of
     # An address of one location is keyed by its function; one with inlined calls by its

@@ -131,6 +131,29 @@ def test_reports_of_a_tree_are_those_of_its_heap_v2_text(tmp_path):
         assert ours.stdout.count("\n") > 2
 
 
+def test_with_lines_a_trees_stacks_merge_by_function_and_line(tmp_path):
+    """--lines merges a tree's stacks too, those that are at the same lines: a stack
+    apart from another only by the line of its innermost Python frame stays a stack of
+    its own, and every report is that of the heap_v2 text, whose stacks no report merges."""
+    header = [*PYTHON_HEADER, f"# python_frame: 0x{P(7):x} 99 8 func1\tapp1.py"]
+    again = TreeStack(
+        [0x401200, 0x402010, 0x401300, 0x402020, *MAIN],
+        (4, 40, 4, 40),
+        python=[[P(7), P(2)], [P(3)]],
+    )
+    tree, text = write_both(tmp_path, [*MIXED, again], header)
+    profile = read_heap(tree)
+    sym = symbolize(profile, None, lines=True, merge=True)
+    assert sym.tree is not None and len(sym.offsets) - 1 == len(profile.offsets) - 1
+    for args in (["-t", "--lines"], ["--collapsed", "--lines"], ["-t", "--lines", "--native"]):
+        ours, theirs = (run_parser("-p", "/bin/true", "-f", f, *args) for f in (tree, text))
+        assert ours.stdout == theirs.stdout, args
+    lines = run_parser("-p", "/bin/true", "-f", tree, "--collapsed", "--lines").stdout
+    assert "func1 (app1.py:10)" in lines and "func1 (app1.py:99)" in lines
+    merged = symbolize(profile, None, merge=True)  # by function alone, the two are one
+    assert len(merged.offsets) - 1 == len(profile.offsets) - 2
+
+
 def test_a_tree_is_written_as_jeprof_text_a_run_of_stacks_at_a_time(tmp_path, monkeypatch):
     """--jeprof expands a tree's stacks a run at a time: the text is the whole profile's,
     and the conversion never holds the stacks' frames whole (2 million frames, 16 MB,
