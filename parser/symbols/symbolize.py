@@ -340,6 +340,7 @@ def symbolize(
     allow_mismatch: bool = False,
     native: bool = False,
     merge: bool = False,
+    merge_lines: bool = False,
     expand: bool = True,
     sysroot: str | None = None,
 ) -> SymbolizedProfile:
@@ -356,7 +357,8 @@ def symbolize(
     (python_frames.fold_interpreter_frames).
 
     `merge`: the stacks of a tree-format profile that name the same functions (with
-    `lines`, at the same lines) become one (merged_stacks), and the symbolized profile's
+    `lines` or `merge_lines`, at the same lines: with `merge_lines` alone, the Python
+    frames' own) become one (merged_stacks), and the symbolized profile's
     profile is the merged one: for the reports of names, which then expand far fewer
     stacks. Its
     `tree` keeps them as a tree; without `expand` they stay only there (frames is empty),
@@ -378,7 +380,7 @@ def symbolize(
     if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
         merged = True
         profile, locations, merged_stacks, node_address, fold = _merged(
-            profile, stacks, resolver, native, lines
+            profile, stacks, resolver, native, lines or merge_lines
         )
     else:
         locations, frames = _address_frames(profile, resolver)
@@ -448,10 +450,10 @@ def _merged(
     profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool, lines: bool
 ) -> tuple[HeapProfile, Locations, StackTree, np.ndarray, bool]:
     """The profile of its tree's `stacks` merged by function, with `lines` by function
-    and line (merged_stacks), the locations of the tree's addresses (as _with_inlined
-    gives them), the merged stacks, the address each of their nodes stands for (an index
-    among those addresses), and whether the interpreter's frames are to be folded (not
-    when `native`)."""
+    and the line its locations know (merged_stacks), the locations of the tree's
+    addresses (as _with_inlined gives them), the merged stacks, the address each of their
+    nodes stands for (an index among those addresses), and whether the interpreter's
+    frames are to be folded (not when `native`)."""
     raw = stacks.tree.address
     python = is_python_frame(raw)
     caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
@@ -480,7 +482,8 @@ def _merged(
 
 def _function_keys(locations: Locations, lines: bool) -> np.ndarray:
     """Per address (with their `locations` as _with_inlined gives them) a key
-    equal where their locations name the same functions, with `lines` at the same lines."""
+    equal where their locations name the same functions, with `lines` at the same
+    lines (where the locations know them)."""
     _, func_of, where, _, first = locations
     if lines:  # a location's function and line, as one dense key
         line_ids: dict[Where, int] = {}

@@ -12,13 +12,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import numpy as np
 import pytest
 from support.backends import Backend
+from support.tree_files import TreeStack, python_frame, tree_file
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.parser.common.protobuf import int_field, message, string
+from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.report.pprof import SAMPLE_TYPES
 from mem_profiler.push import sender as sender_module
+from mem_profiler.push.periods import ALLOCATED, Periods
 from mem_profiler.push.sender import Refused, Sender, Upload
 from mem_profiler.push.settings import AUTH_ENV, PushSettingsError, push_settings
 
@@ -326,3 +332,46 @@ def test_the_otlp_double_refuses_what_the_signal_forbids():
         p.samples[0].stack_index = 9
         assert post(url, req.SerializeToString(), "application/x-protobuf")[0] == 400
         assert len(backend.otlp) == 1
+
+
+def test_periods_push_a_sample_per_function_and_line_and_what_each_added(tmp_path):
+    """A snapshot's stacks are pushed merged as pprof shows them: two stacks apart only
+    by their Python frame's address (another instruction of the same line) are one
+    sample, one at another line another; the next snapshot's allocated figures are what
+    each added since (rate 1: the counts are the figures)."""
+    # the same function and line at two addresses, and the function at another line
+    header = [
+        "# exe: /bin/true", "# heap: host", "# window_start_ns: 1",
+        "# python: 3.11.7 0x402000 0x402400",
+        *(f"# python_frame: 0x{python_frame(i):x} {line} 8 step\tapp.py"
+          for i, line in ((1, 10), (2, 10), (3, 99))),
+    ]  # fmt: skip
+    native = [0x401200, 0x402010, 0x401230, 0x401890, 0x400F10]  # 0x402010: the eval loop
+
+    def snapshot(name: str, first: int, more: int) -> Path:
+        stacks = [
+            TreeStack(native, (1, 100, first, 100 * first), python=[[python_frame(1)]]),
+            TreeStack(native, (1, 50, 1, 50), python=[[python_frame(2)]]),
+            TreeStack(native, (2, 30, more, 15 * more), python=[[python_frame(3)]]),
+        ]
+        path = tmp_path / name
+        path.write_bytes(tree_file(1, header, stacks))
+        return path
+
+    periods = Periods(4242)
+    firsts = periods.cut([read_heap(snapshot("1.heap", 2, 2))], 1)
+    nexts = periods.cut([read_heap(snapshot("2.heap", 5, 4))], 2)
+    for period, allocated in ((firsts[0], {10: [3, 250], 99: [2, 30]}),
+                              (nexts[0], {10: [3, 300], 99: [2, 30]})):  # fmt: skip
+        tables = period.tables
+        assert [kind for kind, _ in SAMPLE_TYPES[:2]] == ["alloc_objects", "alloc_space"]
+        assert len(tables.samples) == 2
+        by_line = {}
+        for ids, values in tables.samples:
+            lines = [line for _, line in tables.locations[ids[0] - 1].lines]
+            by_line[lines[0]] = values
+        assert sorted(by_line) == [10, 99]
+        assert {line: values[:2] for line, values in by_line.items()} == allocated
+        figures = period.sym.values
+        assert figures is not None
+        assert np.rint(figures[:, ALLOCATED]).sum() == sum(map(sum, allocated.values()))
