@@ -41,10 +41,36 @@ def build_id(exe: Path) -> str:
     return found[1]
 
 
+_pushers: list[subprocess.Popen] = []  # this test's, each in a session of its own
+
+
+@pytest.fixture(autouse=True)
+def no_pusher_left():
+    """A test that fails before its pusher ends leaves nothing running: the pusher's
+    session (it and the program it runs) is killed."""
+    yield
+    while _pushers:
+        proc = _pushers.pop()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def pusher(*args: str | Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [MEM_PROFILER, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    proc = subprocess.Popen(
+        [MEM_PROFILER, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    _pushers.append(proc)
+    return proc
 
 
 def ended(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
