@@ -280,15 +280,10 @@ class StackTree:
         """expand() a run of stacks at a time, each run of about `frames` frames (one
         stack at least): its first stack's index, its frames and its offsets (from 0)."""
         depth, ends = self.tree.depth, self.tree.ends
-        lengths = np.maximum(depth[self.native] + depth[self.python] - ends[self.python], 1)
-        before = np.r_[0, np.cumsum(lengths)]
-        a, count = 0, len(self.native)
-        while a < count:
-            b = int(np.searchsorted(before, before[a] + frames, side="right")) - 1
-            b = min(max(b, a + 1), count)
+        lengths = depth[self.native] + depth[self.python] - ends[self.python]
+        for a, b in stack_runs(lengths, frames):
             run = StackTree(self.tree, self.native[a:b], self.python[a:b], self.evaluation)
             yield a, *run.expand()
-            a = b
 
 
 def stack_runs(widths: np.ndarray, frames: int = _CHUNK_FRAMES) -> Iterator[tuple[int, int]]:
