@@ -76,7 +76,9 @@ class Periods:
         np.add.at(totals, group, values[:, ALLOCATED])
         rows = np.zeros(len(first), np.int64)
         rows[group[::-1]] = np.arange(len(group))[::-1]  # each key's first row
-        before = np.array([self._allocated.get((heap, key), (0.0, 0.0)) for key in first])
+        before = np.array(
+            [self._allocated.get((heap, key), (0.0,) * len(ALLOCATED)) for key in first]
+        )
         self._allocated.update(
             ((heap, key), tuple(total)) for key, total in zip(first, totals.tolist(), strict=True)
         )
