@@ -128,7 +128,7 @@ def test_make_batch_allocates_the_batches(training):
 def test_stacks_merged_by_function_report_as_every_stack_expanded(training):
     """The reports of names merge the tree's stacks that name the same functions before
     expanding them (parser/symbols/merged_stacks.py); the same profile symbolized without
-    merging, each of its stacks expanded on its own (as --lines and --pprof take them),
+    merging, each of its stacks expanded on its own (as --pprof takes them),
     has the same stacks, and the table of names adds up as those stacks do."""
     _, collapsed, heap = training
     profile = read_heap(heap)
@@ -144,7 +144,7 @@ def test_stacks_merged_by_function_report_as_every_stack_expanded(training):
             text=True,
             check=True,
             timeout=300,
-        ).stdout  # fmt: skip
+        ).stdout
     )
     every = function_sums(expanded)
     assert len(every) > 1000

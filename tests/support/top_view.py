@@ -22,13 +22,6 @@ CHURN_PER_GROW = 16  # site_churn allocates (and frees) 65536 B at each of those
 # as many more as the grower says it ran late (a busy machine's, GROWER_LATENESS).
 SCHEDULING_SLACK_TICKS = 10
 LATENESS_FILE = "grower_late"
-
-
-def grower_env(folder: Path) -> dict[str, str]:
-    """What has the grower note in `folder` the most ticks it ran late (grower.c)."""
-    return {"GROWER_LATENESS": str(folder / LATENESS_FILE)}
-
-
 # What a block of 64 KiB stands for at -c 1024: a churning site's in use when a snapshot
 # falls between its malloc and its free.
 BLOCK_64K_WEIGHT = sample_weight(65536, 1024)
@@ -107,6 +100,11 @@ def folders_of(view_pid: int) -> list[str]:
         for e in os.scandir(SNAPSHOT_FOLDER)
         if e.name.startswith(f"{FOLDER_PREFIX}{view_pid}.")
     ]
+
+
+def grower_env(folder: Path) -> dict[str, str]:
+    """What has the grower note in `folder` the most ticks it ran late (grower.c)."""
+    return {"GROWER_LATENESS": str(folder / LATENESS_FILE)}
 
 
 def check_grower_rows(rows: list[Row], interval_s: float, folder: Path | None = None) -> None:
