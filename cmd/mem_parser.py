@@ -169,8 +169,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option(
     "--native",
     is_flag=True,
-    help="Python programs: every native frame (default:"
-    " the interpreter's own frames among the Python frames are folded).",
+    help="Python programs: every native frame (default: a stack with Python frames shows"
+    " those alone).",
 )
 @click.option(
     "--nodecount",

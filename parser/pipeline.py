@@ -65,6 +65,7 @@ from mem_profiler.parser.report.notes import capture_notes, format_failures, for
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
 from mem_profiler.parser.report.timeline import Areas, format_timeline
+from mem_profiler.parser.symbols.python_frames import fold_interpreter_frames
 from mem_profiler.parser.symbols.symbolize import (
     SymbolizedProfile,
     check_owner_reads_program,
@@ -224,7 +225,8 @@ def _symbolized(
             binary,
             lines=request.lines or request.file_lines,
             allow_mismatch=request.allow_mismatch,
-            native=request.native,
+            # the category rules name native frames too (`<native>`), under Python ones
+            native=request.native or request.categories is not None,
             merge=merge,
             expand=expand,
             sysroot=request.sysroot,
@@ -619,11 +621,14 @@ def write_event_tables(
     """The log's events as CSV and/or SQLite (log/export.py), stacks named against
     `program` (default: the one the .heap names; raw addresses without either)."""
     program = program or (cap.profile.exe if cap.profile is not None else None)
-    request = Request(binary=program, lines=True, allow_mismatch=allow_mismatch, sysroot=sysroot)
+    request = Request(
+        binary=program, lines=True, allow_mismatch=allow_mismatch, sysroot=sysroot, native=True
+    )
     said: set[str] = set()
 
     def name(stacks: HeapProfile) -> SymbolizedProfile:
-        sym = load(request, stacks)
+        # the native column holds the extensions' frames under the Python ones
+        sym = fold_interpreter_frames(load(request, stacks))
         for warning in sym.warnings:  # each batch of stacks gives them again
             if warning not in said:
                 said.add(warning)

@@ -44,6 +44,7 @@ from mem_profiler.parser.log.analysis import WindowLog, held_at, open_window_log
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_groups, load
+from mem_profiler.parser.symbols.python_frames import fold_interpreter_frames
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, innermost_python
 
 # Exit statuses of the gate.
@@ -445,12 +446,14 @@ def _largest(stacks: _Stacks, top: int, live: bool) -> list[StackLine]:
 def _symbolized(
     profile: HeapProfile, binaries: list[str | None], notes: list[str]
 ) -> tuple[str | None, SymbolizedProfile | None]:
-    """(binary, the profile symbolized without lines) for the first of `binaries` that is
-    the build that ran; (None, None) and a note when none is."""
+    """(binary, the profile symbolized without lines, a Python program's native frames
+    under its Python frames kept for the suppressions) for the first of `binaries` that
+    is the build that ran; (None, None) and a note when none is."""
     problem = f"{profile.path} names no executable"
     for binary in dict.fromkeys(b for b in binaries if b):
         try:
-            return binary, load(Request(binary=binary), profile)
+            sym = load(Request(binary=binary, native=True), profile)
+            return binary, fold_interpreter_frames(sym)
         except UserError as e:
             problem = str(e).rstrip(".")
     notes.append(f"stacks are shown as addresses: {problem}")

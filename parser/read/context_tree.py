@@ -156,7 +156,7 @@ class Tree:
         end. `values`: what stands for each node in the stacks instead of its address.
         `fold`: a stack with Python frames goes without those evaluation-loop frames and
         without the native frames rootward of its outermost Python frame (as
-        python_frames.fold_interpreter_frames folds them)."""
+        python_frames.fold_native_frames folds them)."""
         native = np.asarray(native, np.int64)
         python = np.zeros_like(native) if python is None else np.asarray(python, np.int64)
         native_lengths = self.depth[native]

@@ -21,8 +21,8 @@ class NodeKeys:
     """What each node of a StackTree stands for, as a caller (`caller_*`) and as the leaf
     of a native chain (`leaf_*`, read at the stacks' native leaves): a key (int64, equal
     where the reports show the same) and a value (what stands for the node in the merged
-    stacks). `folded`: the nodes a stack with Python frames goes without (the
-    interpreter's own, python_frames.fold_interpreter_frames), all per node."""
+    stacks). `folded`: the nodes a stack with Python frames goes without (its native
+    frames but the evaluation loop's, python_frames.fold_native_frames), all per node."""
 
     caller_key: np.ndarray
     caller_value: np.ndarray

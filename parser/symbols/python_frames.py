@@ -1,6 +1,6 @@
 """Python frames in a profile's stacks (ARCHITECTURE.md, "Python programs"): their
-addresses, the `# python_frame:` lines that name them, and the view that folds the
-interpreter's own native frames (frame_label names them in the reports)."""
+addresses, the `# python_frame:` lines that name them, and the view that keeps only
+them in the stacks that hold them (frame_label names them in the reports)."""
 
 from __future__ import annotations
 
@@ -45,28 +45,45 @@ def interpreter_code(profile: HeapProfile, addrs: np.ndarray) -> np.ndarray:
     return in_interpreter[mapping_index(maps, addrs)]
 
 
+def fold_native_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
+    """The Python view, the default for a Python program: a stack that holds Python
+    frames keeps those alone (as memray, tracemalloc and py-spy show a Python program),
+    so that what an extension or a library allocates for a Python line is that line's;
+    stacks without Python frames keep every frame."""
+    if interpreter_path(sym.profile) is None or not len(sym.frames):
+        return sym
+    python = is_python_frame(sym.addrs)[sym.frames]
+    stack_of, _ = stack_positions(sym.offsets)
+    has_python = np.bincount(stack_of[python], minlength=len(sym.offsets) - 1) > 0
+    return _folded(sym, has_python[stack_of] & ~python, stack_of)
+
+
 def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
-    """The Python view, the default for a Python program: in each stack that holds
-    Python frames, the interpreter's own native frames are folded wherever they lie,
-    and so is everything rootward of the outermost Python frame (process and thread
-    start-up). Other native frames (an extension's, the C library's below a Python
-    frame) stay."""
+    """The view the gate judges and the event log's export holds (`sym` symbolized with
+    every frame): in each stack that holds Python frames, the interpreter's own native
+    frames are folded wherever they lie, and so is everything rootward of the outermost
+    Python frame (process and thread start-up); other native frames (an extension's,
+    the C library's below a Python frame) stay, for the leak suppressions that name
+    them and the export's native column."""
     if interpreter_path(sym.profile) is None or not len(sym.frames):
         return sym
     loc_interp = interpreter_code(sym.profile, sym.addrs)
-    loc_python = is_python_frame(sym.addrs)
-    lengths = np.diff(sym.offsets)
     stack_of, position = stack_positions(sym.offsets)
-    python = loc_python[sym.frames]
+    python = is_python_frame(sym.addrs)[sym.frames]
     # a stack's frames are in order: its outermost Python frame is its last
     at = np.flatnonzero(python)
     last = at[np.r_[stack_of[at][1:] != stack_of[at][:-1], True]] if len(at) else at
-    outermost = np.full(len(lengths), -1, np.int64)
+    outermost = np.full(len(sym.offsets) - 1, -1, np.int64)
     outermost[stack_of[last]] = position[last]
     has_python = outermost[stack_of] >= 0
     fold = has_python & ((loc_interp[sym.frames] & ~python) | (position > outermost[stack_of]))
+    return _folded(sym, fold, stack_of)
+
+
+def _folded(sym: SymbolizedProfile, fold: np.ndarray, stack_of: np.ndarray) -> SymbolizedProfile:
+    """sym without the frames `fold` marks (stack_of: each frame's stack)."""
     if not fold.any():
         return sym
     offsets = np.zeros_like(sym.offsets)
-    np.cumsum(np.bincount(stack_of[~fold], minlength=len(lengths)), out=offsets[1:])
+    np.cumsum(np.bincount(stack_of[~fold], minlength=len(sym.offsets) - 1), out=offsets[1:])
     return dataclasses.replace(sym, frames=sym.frames[~fold], offsets=offsets)

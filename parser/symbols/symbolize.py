@@ -31,8 +31,7 @@ from mem_profiler.parser.symbols.allocator_frames import (
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.symbols.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.symbols.python_frames import (
-    fold_interpreter_frames,
-    interpreter_code,
+    fold_native_frames,
     interpreter_path,
     is_python_frame,
 )
@@ -352,9 +351,8 @@ def symbolize(
     is not the build that ran (a warning instead with allow_mismatch). `lines` also
     reads DWARF line tables for `where`. Calls inlined at an address (DWARF's
     DW_TAG_inlined_subroutine) become frames of their own. A Python frame's function is
-    its name and file, its `where` the line it was running. In a Python program the
-    interpreter's own native frames are folded unless `native`
-    (python_frames.fold_interpreter_frames).
+    its name and file, its `where` the line it was running. In a Python program a stack
+    with Python frames keeps those alone unless `native` (python_frames.fold_native_frames).
 
     `merge`: the stacks of a tree-format profile that name the same functions (with
     `lines` or `merge_lines`, at the same lines: with `merge_lines` alone, the Python
@@ -424,7 +422,7 @@ def symbolize(
         tree=tree,
     )
     # merged stacks are folded as they are expanded (TreeStacks)
-    return sym if native or tree is not None else fold_interpreter_frames(sym)
+    return sym if native or tree is not None else fold_native_frames(sym)
 
 
 def _address_frames(profile: HeapProfile, resolver: _Resolver) -> tuple[Locations, np.ndarray]:
@@ -452,16 +450,16 @@ def _merged(
     """The profile of its tree's `stacks` merged by function, with `lines` by function
     and the line its locations know (merged_stacks), the locations of the tree's
     addresses (as _with_inlined gives them), the merged stacks, the address each of their
-    nodes stands for (an index among those addresses), and whether the interpreter's
-    frames are to be folded (not when `native`)."""
+    nodes stands for (an index among those addresses), and whether the native frames of
+    stacks with Python frames are to be folded (not when `native`)."""
     raw = stacks.tree.address
     python = is_python_frame(raw)
     caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
     leaves = sorted_unique(stacks.native)
     uniq = sorted_unique(np.r_[caller, raw[leaves]])
     locations = _with_inlined(uniq, *resolver.resolve(uniq))
-    interpreter = interpreter_code(profile, uniq)
-    function_key = _function_keys(locations, lines) * 2 + interpreter
+    function_key = _function_keys(locations, lines)
+    fold = not native and interpreter_path(profile) is not None
     evaluation = eval_range(profile)
     in_eval = in_evaluation(raw, evaluation)
     caller_value = index_of(caller, uniq)
@@ -473,10 +471,9 @@ def _merged(
         function_key[leaf_value] * 2 + in_eval,
         leaf_value,
         # the evaluation loop's frames stay: they place the Python frames
-        interpreter[caller_value] & ~in_eval & ~python & (not native),
+        ~in_eval & ~python & fold,
     )
     merged, merged_stacks, node_address = merge_stacks(profile, keys)
-    fold = not native and interpreter_path(profile) is not None
     return merged, locations, merged_stacks, node_address, fold
 
 

@@ -58,7 +58,7 @@ def test_cuda_segments_match_memory_reserved(torch_python, tmp_path):
     profile = read_heap(heaps[0])
     assert profile.heap == "cuda_segments"
     exe = profile.exe or os.path.realpath(torch_python)
-    sym = symbolize(profile, exe)
+    sym = symbolize(profile, exe, native=True)  # the allocator's and cuBLAS's frames
     inuse = sym.value("inuse_space")
     names, node_of = sym.node_names(full_names=True)  # once: every function is named
     live = {

@@ -59,7 +59,7 @@ def assert_tensors_exact(heaps: dict[str, Path], stdout: str, pooled: bool) -> N
     assert live == figure(stdout, "memory_allocated"), stdout
     if pooled:  # the segments the caching allocator holds are memory_reserved
         profile = read_heap(heaps["cuda_segments"])
-        sym = symbolize(profile, profile.exe)
+        sym = symbolize(profile, profile.exe, native=True)  # the allocator's frames
         inuse = sym.value("inuse_space")
         names, node_of = sym.node_names(full_names=True)
         held = sum(

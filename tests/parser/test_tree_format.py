@@ -218,7 +218,11 @@ def test_reports_name_the_functions_of_a_tree(tmp_path, build_fixture):
         ours, theirs = (run_parser("-p", binary, "-f", f, *args) for f in (tree, text))
         assert ours.stdout == theirs.stdout, args
         collapsed[" ".join(args)] = ours.stdout
-    assert "<module> (app.py);Store.add (store.py);site_small" in collapsed["--collapsed"]
+    # a stack with Python frames shows those alone; with every frame, the native ones too
+    assert "<module> (app.py);Store.add (store.py) " in collapsed["--collapsed"]
+    assert "site_small" not in collapsed["--collapsed"]
+    assert ";Store.add (store.py);" in collapsed["--collapsed --native"]
+    assert ";site_small " in collapsed["--collapsed --native"]
 
 
 def test_a_recursion_500_deep_and_its_shared_callers(tmp_path):

@@ -18,6 +18,7 @@ from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import profile_run, run_parser
 from support.python_sites import LIMITS, function_totals, line_totals, size_options, truth_sd
+from support.reports import PRINTED_MB, MiB, text_rows
 from support.sampling_math import assert_estimate
 
 from mem_profiler.parser.read.heap_file import read_heap
@@ -147,7 +148,7 @@ def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
     pytest.importorskip("numpy")
     report, heap = run_sites(tmp_path_factory, str(VENV_PYTHON), 1024, "--numpy")
     profile = read_heap(heap)
-    sym = symbolize(profile, profile.exe)
+    sym = symbolize(profile, profile.exe, native=True)
     maps = code_mappings(profile)
     numpy_paths = {m.path for m in maps if "/numpy/" in m.path}
     line = report["lines"]["keep_arrays"]
@@ -168,6 +169,12 @@ def test_numpy_called_from_python_has_both_kinds_of_frame(tmp_path_factory):
     # (with a few small blocks of its own beside: the bound, not the 5 sd one)
     truth = truth_sd(report["sizes"]["keep_arrays"], 1024)[0] + 100 * 5000 * 8
     assert function_totals(sym)["keep_arrays"] == pytest.approx(truth, rel=LIMITS[1024])
+    # by default a stack with Python frames shows those alone: what numpy's C code
+    # allocates is the flat of the Python function that called it, numpy's own `ones`
+    _, rows = text_rows(run_parser("-f", heap, "-t", "--nodecount", "100000").stdout)
+    for printed in (rows["ones (numeric.py)"][0], rows["keep_arrays (python_sites.py)"][2]):
+        assert float(printed) * MiB == pytest.approx(truth, rel=LIMITS[1024], abs=PRINTED_MB)
+    assert not [name for name in rows if "PyArray" in name or "npy_" in name], rows
     # numpy's data memory handler and CPython's allocators are cut as malloc is, in the
     # Python view and with every frame: no row is the allocator's
     for view in ((), ("--native",)):

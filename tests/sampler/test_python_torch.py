@@ -27,6 +27,10 @@ LIMIT = 0.10  # the issue's bound per function at -c 1024; the tensors' blocks, 
 # what the script cannot count
 
 
+# A Python frame as the reports label it: `function (file.py)`, `<module> (<string>)`
+PY_LABEL = re.compile(r".+ \([^()]+(?:\.py|>)\)")
+
+
 def loop_callees(collapsed: str) -> Counter:
     """Bytes allocated beneath each function the script's `main` calls directly."""
     callees: Counter = Counter()
@@ -59,8 +63,8 @@ def run_torch_fixture(
 
 @pytest.fixture(scope="module")
 def training(run_folder):
-    """The loop's capture, its truth and its --collapsed, made once per run whichever
-    worker asks first (40 s)."""
+    """The loop's capture, its truth, its --collapsed and its --collapsed --native (every
+    frame), made once per run whichever worker asks first (50 s)."""
     with built_once(run_folder / "torch_train", ["torch_train.py"]) as (folder, done):
         if not done:
             # Importing torch makes ~370,000 distinct stacks (Python frames with their
@@ -69,22 +73,24 @@ def training(run_folder):
             heap = one_heap(proc, files)
             header = read_heap_header(heap)  # the `#` lines, before the ~370,000 stacks
             assert header.dropped_samples == 0, header.drops
-            collapsed = subprocess.run(
-                [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed"],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=300,
-            )
-            (folder / "collapsed.txt").write_text(collapsed.stdout)
+            for view, name in (((), "collapsed.txt"), (("--native",), "native.txt")):
+                collapsed = subprocess.run(
+                    [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed", *view],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=300,
+                )
+                (folder / name).write_text(collapsed.stdout)
             (folder / "heap.txt").write_text(str(heap))
     heap = Path((folder / "heap.txt").read_text())
     truth = json.loads((folder / "truth.json").read_text())
-    return truth, (folder / "collapsed.txt").read_text(), heap
+    views = {name: (folder / f"{name}.txt").read_text() for name in ("collapsed", "native")}
+    return truth, views["collapsed"], heap, views["native"]
 
 
 def test_the_loops_top_stacks_name_forward_and_make_batch(training):
-    truth, collapsed, _ = training
+    truth, collapsed, _, native = training
     callees = loop_callees(collapsed)
     # forward through nn.Module's __call__; beside them, the optimizer's first use (it
     # imports torch._dynamo) and the backward pass
@@ -94,7 +100,7 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
     # AVX-512): forward's memory, but no tensor's, so not in the script's count
     forward = sum(
         int(line.rsplit(" ", 1)[1])
-        for line in collapsed.splitlines()
+        for line in native.splitlines()
         if "Model.forward (torch_train.py)" in line
         and "main (torch_train.py)" in line
         and ";at::native::cpublas::gemm;" not in line
@@ -103,25 +109,31 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
 
 
 def test_no_stack_ends_in_torchs_or_pythons_allocator(training):
-    """PyTorch's CPU allocator and CPython's are cut from the stacks as malloc is: a
-    tensor's bytes are shown in the code that made it (empty_generic), and no leaf is the
-    allocator's, also in stacks without Python frames (the interpreter's start-up)."""
-    truth, collapsed, _ = training
+    """PyTorch's CPU allocator and CPython's are cut from the stacks as malloc is: with
+    every frame (--native), a tensor's bytes are shown in the code that made it
+    (empty_generic), and no leaf is the allocator's, also in stacks without Python frames
+    (the interpreter's start-up). By default a stack with Python frames shows those
+    alone: no native leaf under them."""
+    truth, collapsed, _, native = training
     leaves: Counter = Counter()
-    for line in collapsed.splitlines():
+    for line in native.splitlines():
         stack, value = line.rsplit(" ", 1)
         leaves[stack.rpartition(";")[2]] += int(value)
     allocators = re.compile(
         r"c10::(?:alloc_cpu|DefaultCPUAllocator::allocate)|_?Py(?:Mem|Object)_\w*(?:M|C|Re)alloc"
     )
     assert not [leaf for leaf in leaves if allocators.fullmatch(leaf)]
+    python_view = [stack.split(";") for stack in stack_values(collapsed)]
+    with_python = [frames for frames in python_view if any(PY_LABEL.fullmatch(f) for f in frames)]
+    assert len(with_python) > 1000
+    assert all(PY_LABEL.fullmatch(f) for frames in with_python for f in frames)
     # the tensors the script counts, beside those it does not (gradients, the optimizer's)
     counted = truth["batch_bytes"] + truth["activation_bytes"]
     assert leaves["at::detail::empty_generic"] >= counted * (1 - LIMIT), leaves.most_common(5)
 
 
 def test_make_batch_allocates_the_batches(training):
-    truth, collapsed, _ = training
+    truth, collapsed, _, _ = training
     assert loop_callees(collapsed)["make_batch"] == pytest.approx(truth["batch_bytes"], rel=LIMIT)
 
 
@@ -130,7 +142,7 @@ def test_stacks_merged_by_function_report_as_every_stack_expanded(training):
     expanding them (parser/symbols/merged_stacks.py); the same profile symbolized without
     merging, each of its stacks expanded on its own (as --pprof takes them),
     has the same stacks, and the table of names adds up as those stacks do."""
-    _, collapsed, heap = training
+    _, collapsed, heap, _ = training
     profile = read_heap(heap)
     expanded = stack_values(format_collapsed(symbolize(profile, profile.exe), "alloc_space"))
     merged_stacks = stack_values(collapsed)
@@ -254,13 +266,14 @@ def test_step_compare_finds_the_step_that_leaked(steps_gate):
     _, _, folder = steps_gate
     heap = folder / f"{Path(sys.executable).name}.heap"
     out = subprocess.run(
-        [MEM_PARSER, "-f", heap, "--compare-steps", "3", "2", "--collapsed"],
+        [MEM_PARSER, "-f", heap, "--compare-steps", "3", "2", "--collapsed", "--native"],
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout  # fmt: skip
     stacks = stack_values(out)
     leaked = [stack for stack in stacks if "leak (torch_steps.py)" in stack.split(";")]
     assert leaked, out
-    # the tensor's data block (its object and the first call's records: small, sampled)
+    # with every frame, the tensor's data block apart from its object and the first
+    # call's records (small, sampled)
     data = max(leaked, key=stacks.__getitem__)
     leak = 256 * 1024 * 4
     assert stacks.pop(data) == pytest.approx(leak, rel=0.001)
@@ -281,8 +294,8 @@ def test_the_gate_judges_a_categorys_peak(steps_gate):
     assert 2 * params <= float(found[1]) * (1 << 20) <= 2 * params + 2 * largest + (256 << 10)
     first = re.search(r"at its peak:\n +([\d,]+) B (.*)", stderr)
     assert first and int(first[1].replace(",", "")) == pytest.approx(2 * params, rel=0.01)
-    # past the score of torch's native frames, the line shows where Adam makes its state
-    assert " < ... < Adam._init_group (adam.py:" in first[2], first[2]
+    # a stack with Python frames shows those alone: where Adam makes its state, first
+    assert first[2].startswith(" Adam._init_group (adam.py:"), first[2]
     results = verdicts["commands"][0]["results"]
     weights = next(r for r in results if r["budget"]["category"] == "weights")
     assert not weights["exceeded"] and "ok   host max-category weights" in stderr
