@@ -32,16 +32,21 @@ index = {d["name"]: d for d in back}
 print(len(index))
 """
 
-Frame = tuple[str, int]
+Frame = tuple[str, int | str]
 
 
 def located_stacks(heap: Path) -> Counter[tuple[Frame, ...]]:
     """Allocations (sampled objects) per stack, each frame as (object's file name, offset
-    in the file), or ("", address) outside every file mapping."""
+    in the file), a Python frame as ("python", its function, file and line: its address
+    is a number given in the order the run met it), or ("", address) outside every file
+    mapping."""
     prof = read_heap(heap)
     files = [m for m in prof.mappings if m.path.startswith("/")]
 
     def where(address: int) -> Frame:
+        python = prof.python_frames.get(address)
+        if python is not None:
+            return "python", f"{python.name} {python.file}:{python.line}"
         for m in files:
             if m.start <= address < m.end:
                 return os.path.basename(m.path), address - m.start + m.offset
@@ -186,6 +191,7 @@ def test_code_without_unwind_information_ends_the_stack(build_fixture, tmp_path)
     ]
     assert len(generated) == 1
     stack, objs = generated[0]
-    assert objs == 40 and len(stack) == 1
-    code = [m for m in prof.mappings if m.start <= stack[0][1] < m.end]
+    address = stack[0][1]
+    assert objs == 40 and len(stack) == 1 and isinstance(address, int)
+    code = [m for m in prof.mappings if m.start <= address < m.end]
     assert len(code) == 1 and code[0].executable and code[0].path == ""
