@@ -34,5 +34,8 @@ def run_top(settings: Settings, batch: bool) -> None:
         with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
             stacks = LiveStacks(settings.pid)
             run_screen(view, stacks, settings)
+    # The window is closed: a Ctrl-C from here on ends top as it ends any program, not as
+    # a KeyboardInterrupt raised in the interpreter's teardown.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     for warning in stacks.warnings:
         click.echo(f"mem_profiler top: {warning}", err=True)
