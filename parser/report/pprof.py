@@ -221,36 +221,49 @@ def _samples(sym: SymbolizedProfile) -> tuple[Samples, list[tuple[int, ...]]]:
     order the samples first meet them."""
     columns = [sym.value(index) for index, _ in SAMPLE_TYPES]
     values = clip_int64(np.rint(np.column_stack(columns))).reshape(-1, len(SAMPLE_TYPES))
-    kept = np.flatnonzero((np.diff(sym.offsets) > 0) & values.any(axis=1))
+    lengths = np.diff(sym.offsets)
+    taken = (lengths > 0) & values.any(axis=1)
+    kept = np.flatnonzero(taken)
     if not len(kept):
         return Samples(np.zeros(0, np.int64), np.zeros(1, np.int64), values[kept]), []
-    counts = (sym.offsets[kept + 1] - sym.offsets[kept]).astype(np.int64)
-    firsts = np.cumsum(counts) - counts
-    at = np.repeat(sym.offsets[kept] - firsts, counts) + np.arange(int(counts.sum()))
-    frames = sym.frames[at].astype(np.int64)
+    counts = lengths[kept].astype(np.int64)
+    # the frames of the samples, one after the other (a Python program's are 10^7)
+    frames = sym.frames if taken.all() else sym.frames[np.repeat(taken, lengths)]
     # a frame ends its pprof location unless it is an inlined call; a stack's last does
     assert sym.inlined is not None  # SymbolizedProfile.__post_init__ fills it in
     ends = ~sym.inlined[frames]
-    ends[firsts + counts - 1] = True
-    last = np.flatnonzero(ends)
-    first = np.concatenate(([0], last[:-1] + 1))
-    # a location of one frame is known by it, one of several by a number past them all
-    keys = frames[last]
-    runs: dict[tuple[int, ...], int] = {}
-    base = len(sym.addrs)
-    for g in np.flatnonzero(last > first).tolist():
-        run = tuple(frames[first[g] : last[g] + 1].tolist())
-        keys[g] = base + runs.setdefault(run, len(runs))
-    unique, seen_at, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(seen_at, kind="stable")
-    rank = np.empty(len(unique), np.int64)
-    rank[order] = np.arange(len(unique))
-    ids = rank[inverse.reshape(-1)] + 1
-    by_number = list(runs)
-    locations = [(key,) if key < base else by_number[key - base] for key in unique[order].tolist()]
-    per_sample = np.add.reduceat(ends.astype(np.int64), firsts)
+    ends[np.cumsum(counts) - 1] = True
+    base, by_number = len(sym.addrs), []
+    if ends.all():  # a location per frame, known by it
+        keys, per_sample = frames, counts
+    else:  # a location of several frames is known by a number past them all
+        last = np.flatnonzero(ends)
+        first = np.r_[0, last[:-1] + 1]
+        keys = frames[last].astype(np.int64)
+        runs: dict[tuple[int, ...], int] = {}
+        for g in np.flatnonzero(last > first).tolist():
+            run = tuple(frames[first[g] : last[g] + 1].tolist())
+            keys[g] = base + runs.setdefault(run, len(runs))
+        by_number = list(runs)
+        per_sample = np.add.reduceat(ends, np.cumsum(counts) - counts, dtype=np.int64)
+    ids, met = _numbered_as_met(keys, base + len(by_number))
+    locations = [(key,) if key < base else by_number[key - base] for key in met.tolist()]
     bounds = np.concatenate(([0], np.cumsum(per_sample)))
     return Samples(ids, bounds, values[kept]), locations
+
+
+def _numbered_as_met(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each of `keys` (in range(count)) numbered from 1 in the order they are first met,
+    and the keys met, in that order: without sorting the 10^7 keys."""
+    met_at = np.full(count, len(keys), np.int64)
+    for a in range(0, len(keys), _SAMPLES_AT_ONCE):
+        part = keys[a : a + _SAMPLES_AT_ONCE]
+        np.minimum.at(met_at, part, np.arange(a, a + len(part)))
+    met = np.flatnonzero(met_at < len(keys))
+    met = met[np.argsort(met_at[met], kind="stable")]
+    number = np.zeros(count, np.int32 if len(met) < 2**31 else np.int64)
+    number[met] = np.arange(1, len(met) + 1)
+    return number[keys], met
 
 
 # Samples encoded at once, this many at a time (what that takes: some 40 bytes a frame).
