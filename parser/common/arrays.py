@@ -40,6 +40,26 @@ def stack_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return stack_of, position
 
 
+def stack_sums(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per stack of frames laid end to end (stack i's from offsets[i] to offsets[i + 1]),
+    how many of its frames `mask` marks: without an array of a number per frame."""
+    lengths = np.diff(offsets)
+    out = np.zeros(len(lengths), np.int64)
+    full = lengths > 0
+    if full.any():  # consecutive non-empty stacks' starts delimit each
+        out[full] = np.add.reduceat(mask, offsets[:-1][full], dtype=np.int64)
+    return out
+
+
+def without_frames(
+    frames: np.ndarray, offsets: np.ndarray, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stacks (`frames`, `offsets`) without the frames `drop` marks."""
+    new_offsets = offsets.copy()
+    new_offsets[1:] -= np.cumsum(stack_sums(drop, offsets)).astype(offsets.dtype)
+    return frames[~drop], new_offsets
+
+
 def sorted_unique(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """np.unique by sorting (numpy 2's hash-based unique is ~20x slower on 10^6 int64).
 

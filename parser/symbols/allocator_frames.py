@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.common.arrays import stack_positions
+from mem_profiler.parser.common.arrays import without_frames
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 
 # Allocator functions by name, demangled (and without Rust's hashes): the malloc family,
@@ -80,15 +80,18 @@ def cut_allocator_frames(
     """Drop each stack's frames from its leaf up to its last allocator frame (`alloc`, per
     frame), but never its last frame: a stack that is the allocator's alone keeps its
     outermost frame."""
-    lengths = np.diff(offsets)
-    stack_of, position = stack_positions(offsets)
-    cut_at = np.flatnonzero(alloc & (position < lengths[stack_of] - 1))
-    if not len(cut_at):
+    at = np.flatnonzero(alloc)
+    stack = np.searchsorted(offsets, at, side="right") - 1
+    inner = at < offsets[stack + 1] - 1
+    at, stack = at[inner], stack[inner]
+    if not len(at):
         return frames, offsets
-    drop = np.zeros(len(lengths), np.int64)
-    # a stack's frames are in order: its last allocator frame is its last of cut_at
-    last = np.r_[stack_of[cut_at][1:] != stack_of[cut_at][:-1], True]
-    drop[stack_of[cut_at[last]]] = position[cut_at[last]] + 1
-    new_offsets = np.zeros_like(offsets)
-    np.cumsum(lengths - drop, out=new_offsets[1:])
-    return frames[position >= drop[stack_of]], new_offsets
+    # a stack's frames are in order: its last allocator frame is its last of `at`
+    last = np.r_[stack[1:] != stack[:-1], True]
+    at, stack = at[last], stack[last]
+    # the frames cut, from each stack's first up to `at`: a run each, marked at its ends
+    # (one byte a frame: a Python program's stacks hold 10^7 frames)
+    edges = np.zeros(len(frames) + 1, np.int8)
+    edges[offsets[stack]] = 1
+    edges[at + 1] = -1
+    return without_frames(frames, offsets, np.cumsum(edges[:-1], dtype=np.int8) == 1)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mem_profiler.core.profile import FRAME_BASE, FRAME_END
-from mem_profiler.parser.common.arrays import stack_positions
+from mem_profiler.parser.common.arrays import stack_positions, stack_sums, without_frames
 from mem_profiler.parser.read.context_tree import eval_range
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 
@@ -53,9 +53,8 @@ def fold_native_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
     if interpreter_path(sym.profile) is None or not len(sym.frames):
         return sym
     python = is_python_frame(sym.addrs)[sym.frames]
-    stack_of, _ = stack_positions(sym.offsets)
-    has_python = np.bincount(stack_of[python], minlength=len(sym.offsets) - 1) > 0
-    return _folded(sym, has_python[stack_of] & ~python, stack_of)
+    has_python = stack_sums(python, sym.offsets) > 0
+    return _folded(sym, np.repeat(has_python, np.diff(sym.offsets)) & ~python)
 
 
 def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
@@ -77,13 +76,12 @@ def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
     outermost[stack_of[last]] = position[last]
     has_python = outermost[stack_of] >= 0
     fold = has_python & ((loc_interp[sym.frames] & ~python) | (position > outermost[stack_of]))
-    return _folded(sym, fold, stack_of)
+    return _folded(sym, fold)
 
 
-def _folded(sym: SymbolizedProfile, fold: np.ndarray, stack_of: np.ndarray) -> SymbolizedProfile:
-    """sym without the frames `fold` marks (stack_of: each frame's stack)."""
+def _folded(sym: SymbolizedProfile, fold: np.ndarray) -> SymbolizedProfile:
+    """sym without the frames `fold` marks."""
     if not fold.any():
         return sym
-    offsets = np.zeros_like(sym.offsets)
-    np.cumsum(np.bincount(stack_of[~fold], minlength=len(sym.offsets) - 1), out=offsets[1:])
-    return dataclasses.replace(sym, frames=sym.frames[~fold], offsets=offsets)
+    frames, offsets = without_frames(sym.frames, sym.offsets, fold)
+    return dataclasses.replace(sym, frames=frames, offsets=offsets)

@@ -581,3 +581,6 @@ def test_the_cut_goes_to_the_last_allocator_frame_and_keeps_one():
     frames = np.arange(12)
     kept, offsets = cut_allocator_frames(frames, alloc, np.array([0, 3, 5, 7, 12]))
     assert kept.tolist() == [2, 4, 6, 10, 11] and offsets.tolist() == [0, 1, 2, 3, 5]
+    # empty stacks among them, first and last too, stay empty
+    kept, offsets = cut_allocator_frames(frames, alloc, np.array([0, 0, 3, 3, 5, 7, 12, 12]))
+    assert kept.tolist() == [2, 4, 6, 10, 11] and offsets.tolist() == [0, 0, 1, 1, 2, 3, 5, 5]
