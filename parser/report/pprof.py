@@ -252,12 +252,15 @@ def _samples(sym: SymbolizedProfile) -> tuple[Samples, list[tuple[int, ...]]]:
     return Samples(ids, bounds, values[kept]), locations
 
 
+_KEYS_AT_ONCE = 1 << 20  # _numbered_as_met's keys taken at once: an 8 MB index
+
+
 def _numbered_as_met(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Each of `keys` (in range(count)) numbered from 1 in the order they are first met,
     and the keys met, in that order: without sorting the 10^7 keys."""
     met_at = np.full(count, len(keys), np.int64)
-    for a in range(0, len(keys), _SAMPLES_AT_ONCE):
-        part = keys[a : a + _SAMPLES_AT_ONCE]
+    for a in range(0, len(keys), _KEYS_AT_ONCE):
+        part = keys[a : a + _KEYS_AT_ONCE]
         np.minimum.at(met_at, part, np.arange(a, a + len(part)))
     met = np.flatnonzero(met_at < len(keys))
     met = met[np.argsort(met_at[met], kind="stable")]
