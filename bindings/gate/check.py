@@ -22,7 +22,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,7 +44,10 @@ from mem_profiler.parser.log.analysis import WindowLog, held_at, open_window_log
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.model.focus import some_stacks
 from mem_profiler.parser.pipeline import Request, allocation_groups, load
-from mem_profiler.parser.symbols.python_frames import fold_interpreter_frames
+from mem_profiler.parser.symbols.python_frames import (
+    fold_interpreter_frames,
+    fold_native_frames,
+)
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, innermost_python
 
 # Exit statuses of the gate.
@@ -325,9 +328,12 @@ def stack_estimates(profile: HeapProfile, live: bool) -> tuple[np.ndarray, np.nd
 
 class _Stacks:
     """A profile's stacks as a user sees them: symbolized (against the first of
-    `binaries` that is the build that ran, else as addresses, with a note) and grouped by
-    their functions, so that call sites of one line (an unrolled loop) or of one function
-    are one stack. Line numbers are read (DWARF, slow for a large library) only for the
+    `binaries` that is the build that ran, else as addresses, with a note), a Python
+    program's as its Python frames (python_frames.fold_native_frames, the reports' view),
+    and grouped by their functions, so that call sites of one line (an unrolled loop) or
+    of one function are one stack. The suppressions judge each stack by every frame but
+    the interpreter's (fold_interpreter_frames): they name an extension's functions under
+    Python ones too. Line numbers are read (DWARF, slow for a large library) only for the
     stacks a report shows, through the pipeline (parser/pipeline.py)."""
 
     def __init__(
@@ -339,47 +345,43 @@ class _Stacks:
         self.profile = profile
         self.suppressions = suppressions
         self.notes: list[str] = []
-        self.binary, self.sym = _symbolized(profile, binaries, self.notes)
-        names = _FrameNames(self.sym, profile, lines=False)
-        keys: dict[tuple[str, ...], int] = {}
-        self.group = np.array(
-            [keys.setdefault(tuple(names(i)), len(keys)) for i in range(len(profile.cur_objs))],
-            np.int64,
-        )
-        self.frames = [list(k) for k in keys]
-        firsts = np.unique(self.group, return_index=True)[1].tolist()
-        self.python_at = [names.python_at(i) for i in firsts]  # the same in all of a group
+        self.binary, self.native = _symbolized(profile, binaries, self.notes)
+        self.sym = None if self.native is None else fold_native_frames(self.native)
+        self.group, self.frames = _grouped(_FrameNames(self.sym, profile, lines=False))
 
-    def grouped(self, live: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Bytes of each stack of self.frames (live at the end, or allocated) and their
-        variance."""
+    def grouped(self, live: bool, kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes of each stack of self.frames (live at the end, or allocated), of the
+        profile's stacks `kept` where given, and their variance."""
         est, sd = stack_estimates(self.profile, live)
+        if kept is not None:
+            est, sd = est * kept, sd * kept
         count = len(self.frames)
         return np.bincount(self.group, est, count), np.bincount(self.group, np.square(sd), count)
 
     @functools.cached_property
     def suppressed(self) -> list[Suppression | None]:
-        """The rule that leaves each stack of self.frames out of a leak check, if any."""
-        without_python = np.zeros(len(self.frames), bool)
-        if "python" in self.profile.meta and len(self.group):
+        """The rule that leaves each of the profile's stacks out of a leak check, if any."""
+        judged = None if self.native is None else fold_interpreter_frames(self.native)
+        group, frames = _grouped(_FrameNames(judged, self.profile, lines=False))
+        without_python = np.zeros(len(frames), bool)
+        if "python" in self.profile.meta and len(group):
             addrs, offsets = self.profile.addrs, self.profile.offsets
             python = ((addrs >= FRAME_BASE) & (addrs < FRAME_END)).astype(np.int64)
             counts = np.add.reduceat(np.append(python, 0), offsets[:-1]) * (np.diff(offsets) > 0)
-            without_python[self.group[counts == 0]] = True
-        return [
-            suppressed_by(frames, self.suppressions, bool(without_python[g]))
-            for g, frames in enumerate(self.frames)
+            without_python[group[counts == 0]] = True
+        rules = [
+            suppressed_by(names, self.suppressions, bool(without_python[g]))
+            for g, names in enumerate(frames)
         ]
+        return [rules[g] for g in group.tolist()]
 
     def leaks(self) -> tuple[np.ndarray, np.ndarray]:
-        """grouped(live=True) with the suppressed stacks at 0."""
-        est, var = self.grouped(live=True)
-        kept = np.array([rule is None for rule in self.suppressed], bool)
-        return np.where(kept, est, 0.0), np.where(kept, var, 0.0)
+        """grouped(live=True) without the suppressed stacks."""
+        return self.grouped(live=True, kept=np.array([r is None for r in self.suppressed], bool))
 
     def left_out_note(self) -> list[str]:
         """What the suppressions left out of what is live at exit, by reason."""
-        est = self.grouped(live=True)[0]
+        est = stack_estimates(self.profile, live=True)[0]
         by_reason: dict[str, float] = {}
         for rule, value in zip(self.suppressed, est.tolist(), strict=True):
             if rule is not None and value > 0:
@@ -446,14 +448,12 @@ def _largest(stacks: _Stacks, top: int, live: bool) -> list[StackLine]:
 def _symbolized(
     profile: HeapProfile, binaries: list[str | None], notes: list[str]
 ) -> tuple[str | None, SymbolizedProfile | None]:
-    """(binary, the profile symbolized without lines, a Python program's native frames
-    under its Python frames kept for the suppressions) for the first of `binaries` that
-    is the build that ran; (None, None) and a note when none is."""
+    """(binary, the profile symbolized without lines, every frame kept) for the first of
+    `binaries` that is the build that ran; (None, None) and a note when none is."""
     problem = f"{profile.path} names no executable"
     for binary in dict.fromkeys(b for b in binaries if b):
         try:
-            sym = load(Request(binary=binary, native=True), profile)
-            return binary, fold_interpreter_frames(sym)
+            return binary, load(Request(binary=binary, native=True), profile)
         except UserError as e:
             problem = str(e).rstrip(".")
     notes.append(f"stacks are shown as addresses: {problem}")
@@ -467,6 +467,7 @@ class _FrameNames:
 
     def __init__(self, sym: SymbolizedProfile | None, profile: HeapProfile, lines: bool):
         self.sym = sym
+        self.count = len(profile.offsets) - 1
         if sym is None:
             self.addrs, self.bounds = profile.addrs.tolist(), profile.offsets.tolist()
             return
@@ -493,18 +494,22 @@ class _FrameNames:
         return innermost_python(self._stack(i), self.python)
 
 
+def _grouped(names: _FrameNames) -> tuple[np.ndarray, list[list[str]]]:
+    """Per stack of names' profile, the index of its frame names among the distinct
+    ones, and those."""
+    keys: dict[tuple[str, ...], int] = {}
+    group = [keys.setdefault(tuple(names(i)), len(keys)) for i in range(names.count)]
+    return np.array(group, np.int64), [list(k) for k in keys]
+
+
 def _grown(stacks: _Stacks, base: _Stacks, top: int) -> list[StackLine]:
     """Stacks matched by their function names (addresses and lines differ between runs
-    and builds), by growth of the bytes they allocated."""
-
-    def totals(s: _Stacks) -> dict[tuple[str, ...], float]:
-        return {
-            tuple(f): v for f, v in zip(s.frames, s.grouped(live=False)[0].tolist(), strict=True)
-        }
-
-    now, before = totals(stacks), totals(base)
-    python_at = {tuple(f): at for f, at in zip(stacks.frames, stacks.python_at, strict=True)}
-    growth = sorted(((v - before.get(k, 0.0), k) for k, v in now.items()), reverse=True)
+    and builds), by growth of the bytes they allocated, shown as the other reports'."""
+    before = dict(zip(map(tuple, base.frames), base.grouped(live=False)[0].tolist(), strict=True))
+    had = np.array([before.get(tuple(f), 0.0) for f in stacks.frames])
+    growth = stacks.grouped(live=False)[0] - had
+    order = [g for g in np.argsort(-growth, kind="stable")[:top].tolist() if growth[g] > 0]
+    shown = stacks.shown(order, live=False, values=growth)
     return [
-        StackLine(d, list(k), before.get(k, 0.0), python_at[k]) for d, k in growth[:top] if d > 0
+        replace(line, baseline_bytes=float(had[g])) for g, line in zip(order, shown, strict=True)
     ]

@@ -58,12 +58,12 @@ def fold_native_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
 
 
 def fold_interpreter_frames(sym: SymbolizedProfile) -> SymbolizedProfile:
-    """The view the gate judges and the event log's export holds (`sym` symbolized with
-    every frame): in each stack that holds Python frames, the interpreter's own native
-    frames are folded wherever they lie, and so is everything rootward of the outermost
-    Python frame (process and thread start-up); other native frames (an extension's,
-    the C library's below a Python frame) stay, for the leak suppressions that name
-    them and the export's native column."""
+    """The view the gate's leak suppressions judge and the event log's export holds
+    (`sym` symbolized with every frame): in each stack that holds Python frames, the
+    interpreter's own native frames are folded wherever they lie, and so is everything
+    rootward of the outermost Python frame (process and thread start-up); other native
+    frames (an extension's, the C library's below a Python frame) stay, for the
+    suppressions that name them and the export's native column."""
     if interpreter_path(sym.profile) is None or not len(sym.frames):
         return sym
     loc_interp = interpreter_code(sym.profile, sym.addrs)

@@ -78,3 +78,23 @@ def test_live_at_exit_is_what_the_script_kept(judged):
     kept = truth.estimate_sd("step_leak", 1, truth.steps)[0]
     assert kept <= at_exit["measured"] <= kept * (1 + LIMIT), (at_exit["measured"], kept)
     assert any("Python's interpreter and modules" in note for note in at_exit["notes"])
+
+
+def test_growth_names_the_scripts_functions(tmp_path):
+    """Against the baseline of an empty program, what grew most is spike's allocations:
+    one stack (the native paths under its line are one, as the reports show them), named
+    by the script's frames with their lines, with spike's bytes."""
+    truth = steps_truth(VENV_PYTHON, tmp_path)
+    saved = gate("--max-peak", "1GiB", "--save-profiles", tmp_path, "--", VENV_PYTHON, "-c", "0")
+    assert saved.returncode == 0, saved.stderr
+    (baseline,) = tmp_path.glob("*.heap")
+    out = tmp_path / "gate.json"
+    proc = gate("--max-growth-vs", baseline, "--json", out, "--", VENV_PYTHON, STEPS_SCRIPT)
+    assert proc.returncode == 1, proc.stderr
+    ((grown,),) = (command["results"] for command in json.loads(out.read_text())["commands"])
+    first = grown["stacks"][0]
+    assert truth.frame("spike", lines=True) in first["frames"], proc.stderr
+    expected, rel_sd = truth.estimate_sd("spike", 1, truth.steps)
+    assert_estimate(first["bytes"], expected, rel_sd, LIMIT)
+    spikes = [s for s in grown["stacks"] if any(f.startswith("spike (") for f in s["frames"])]
+    assert len(spikes) == 1, proc.stderr
