@@ -339,7 +339,7 @@ class _Reader:
         self.timeline: list[np.ndarray] = []
         self.stacks = LogStacks({})
         self.nodes: list[np.ndarray] = []  # NODE records, a file's at a time
-        self.tree_stacks: dict[int, tuple[int, int, int, int]] = {}  # heap, leaves, label
+        self.tree_stacks: list[np.ndarray] = []  # TREE_STACK records, a file's at a time
         self.marks: list[tuple[int, int, int, int, bytes]] = []  # time, kind, id, tid, text
         self.uses: list[tuple[int, int, int, int, int, bytes]] = []  # time, heap, op, flags,
         # tid, values
@@ -427,7 +427,8 @@ class _Reader:
                 frames = np.frombuffer(data, "<u8", depth, pos + _STACK.size).astype(np.uint64)
                 self.stacks.listed[stack] = Stack(heap, label, frames)
             elif rtype == TIMELINE and length == TIMELINE_DTYPE.itemsize:
-                self.timeline.append(np.frombuffer(data, TIMELINE_DTYPE, 1, pos))
+                # a copy: a view would keep the whole file's bytes
+                self.timeline.append(np.frombuffer(data, TIMELINE_DTYPE, 1, pos).copy())
             elif rtype == MARK and length >= _MARK.size:
                 _, _, _, tid, kind, time_ns, ident = _MARK.unpack_from(data, pos)
                 self.marks.append(
@@ -467,10 +468,7 @@ class _Reader:
 
         self.events.append(records(EVENT_DTYPE, ALLOC, FREE))
         self.nodes.append(records(NODE_DTYPE, NODE))
-        stacks = records(TREE_STACK_DTYPE, TREE_STACK)
-        columns = (stacks[name].tolist() for name in ("heap", "native", "python", "label"))
-        rows = zip(*columns, strict=True)
-        self.tree_stacks.update(zip(stacks["stack"].tolist(), rows, strict=True))
+        self.tree_stacks.append(records(TREE_STACK_DTYPE, TREE_STACK))
 
     def result(self, first: int, evaluation: tuple[int, int | None] | None) -> EventLog:
         assert self.header is not None
@@ -530,8 +528,11 @@ class _Reader:
         their Python frames when asked for (LogStacks; `evaluation`: the .heap's
         eval_range). Nodes are named by the sampler's ids, found in the order of their
         ids."""
-        if not self.tree_stacks:
+        stacks = _joined(self.tree_stacks, TREE_STACK_DTYPE)
+        if not len(stacks):
             return
+        # a stack recorded again (in a later file) is as its last record says
+        stacks = stacks[len(stacks) - 1 - np.unique(stacks["stack"][::-1], return_index=True)[1]]
         records = _joined(self.nodes, NODE_DTYPE)
         ok = (records["node"] > 0) & (records["parent"] < records["node"])
         self._left_out(int(np.count_nonzero(~ok)), "tree node", "node or parent")
@@ -540,14 +541,8 @@ class _Reader:
         place = _places(ids, parents)  # 0: the root, -1: a node no file holds
         cut = place < 0
         tree = Tree(np.r_[0, np.maximum(place, 0)], np.r_[0, records["frame"][ok][first]])
-        heaps, native, python, labels = (
-            np.array(column, dtype)  # a label is the record's u64, the rest smaller
-            for column, dtype in zip(
-                zip(*self.tree_stacks.values(), strict=True),
-                (np.int64, np.int64, np.int64, np.uint64),
-                strict=True,
-            )
-        )
+        heaps, native, python = (stacks[n].astype(np.int64) for n in ("heap", "native", "python"))
+        labels = stacks["label"].astype(np.uint64)
         leaves = [_places(ids, leaf) for leaf in (native, python)]
         reach_cut = tree.path_sums(np.r_[False, cut]) > 0
         missing = sum(((leaf < 0) | reach_cut[np.maximum(leaf, 0)]) for leaf in leaves)
@@ -557,7 +552,7 @@ class _Reader:
                 " calling-context tree that no file read holds (the log is damaged):"
                 " their frames stop there."
             )
-        ids = np.fromiter(self.tree_stacks, np.int64, len(self.tree_stacks))
+        ids = stacks["stack"].astype(np.int64)
         native, python = (np.maximum(leaf, 0) for leaf in leaves)
         self.stacks.hold_tree(tree, ids, (heaps, labels, native, python), evaluation)
 
