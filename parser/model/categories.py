@@ -26,7 +26,6 @@ import numpy as np
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
-from mem_profiler.parser.common.arrays import stack_positions
 from mem_profiler.parser.model.aggregate import FlatCum, share_base
 from mem_profiler.parser.read.text import show
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
@@ -188,18 +187,17 @@ def stack_categories(
             )
         of_function[i] = next(found, -1)
     category = np.full(len(sym.offsets) - 1, names.index(OTHER), np.int64)
-    if len(sym.frames):
-        functions = sym.func_of[sym.frames]
-        per_frame = of_function[functions]
-        stack_of, _ = stack_positions(sym.offsets)
-        ruled = np.flatnonzero(per_frame >= 0)  # frames leaf first: a stack's first is its
-        if len(ruled):  # innermost
-            first = ruled[np.r_[True, stack_of[ruled][1:] != stack_of[ruled][:-1]]]
-            of_rule = np.array([names.index(r.category) for r in rules], np.int64)
-            matched = per_frame[first]
-            ends = sym.offsets[1:][stack_of[first]]
-            imported = _run_by_its_import(sym, files, rules, functions, first, ends, matched)
-            category[stack_of[first]] = np.where(imported, names.index(OTHER), of_rule[matched])
+    # per location, then per frame: no array of every frame's function
+    per_frame = of_function[sym.func_of].astype(np.int32)[sym.frames]
+    ruled = np.flatnonzero(per_frame >= 0)  # frames leaf first: a stack's first is its
+    if len(ruled):  # innermost
+        stack_of = np.searchsorted(sym.offsets, ruled, side="right") - 1
+        innermost = np.r_[True, stack_of[1:] != stack_of[:-1]]
+        first, stacks = ruled[innermost], stack_of[innermost]
+        of_rule = np.array([names.index(r.category) for r in rules], np.int64)
+        matched = per_frame[first]
+        imported = _run_by_its_import(sym, files, rules, first, sym.offsets[1:][stacks], matched)
+        category[stacks] = np.where(imported, names.index(OTHER), of_rule[matched])
     return names, category
 
 
@@ -207,7 +205,6 @@ def _run_by_its_import(
     sym: SymbolizedProfile,
     files: list[str | None],
     rules: tuple[Rule, ...],
-    functions: np.ndarray,
     first: np.ndarray,
     ends: np.ndarray,
     matched: np.ndarray,
@@ -225,7 +222,14 @@ def _run_by_its_import(
     is_python = file_of >= 0
     is_module = is_python & np.array([name == "<module>" for name in sym.functions], bool)
     is_import = np.array([f.startswith(IMPORTLIB) for f in distinct] + [False])[file_of]
-    python_at = np.flatnonzero(is_python[functions])
+
+    def frames_where(of_function: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(of_function[sym.func_of][sym.frames])
+
+    def function_at(positions: np.ndarray) -> np.ndarray:
+        return sym.func_of[sym.frames[positions]]
+
+    python_at = frames_where(is_python)
     imported = np.zeros(len(first), bool)
     for k in np.unique(matched).tolist():
         rule = rules[k]
@@ -233,11 +237,11 @@ def _run_by_its_import(
             continue
         in_package = np.array([bool(rule.file.search(f)) for f in distinct] + [False])[file_of]
         mine = np.flatnonzero(matched == k)
-        stops = np.flatnonzero((is_python & (~in_package | is_module))[functions])
+        stops = frames_where(is_python & (~in_package | is_module))
         module = _next_at(stops, first[mine], ends[mine])
-        module[~(is_module & in_package)[functions[module]]] = -1
+        module[~(is_module & in_package)[function_at(module)]] = -1
         caller = _next_at(python_at, module, ends[mine])
-        imported[mine] = (caller >= 0) & is_import[functions[caller]]
+        imported[mine] = (caller >= 0) & is_import[function_at(caller)]
     return imported
 
 
