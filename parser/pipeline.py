@@ -454,7 +454,7 @@ def _per_allocation(
     mine = cap.allocs.heap == cap.heap
     ids, inverse = np.unique(cap.allocs.stack[mine], return_inverse=True)
     of_stack = np.zeros(len(ids), np.int64)
-    for at, batch in analysis.stack_batches(ids.tolist()):
+    for at, batch in analysis.stack_batches(cap.log.stacks, ids.tolist()):
         sym = load(every, export.stacks_profile(cap, batch))
         values = of_stacks(sym)
         kept = _kept(sym, request)

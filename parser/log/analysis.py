@@ -23,6 +23,7 @@ from mem_profiler.parser.read.context_tree import eval_range
 from mem_profiler.parser.read.event_log import (
     ALLOC,
     EventLog,
+    LogStacks,
     Mark,
     heap_id,
     locate,
@@ -212,16 +213,25 @@ def replay_groups(cap: WindowLog, group: np.ndarray, groups: int) -> tuple[np.nd
 
 
 # A log's stacks symbolized together: expanded and named, all of them can take ten
-# times the log (1.1 GB for the 17 million frames of a 66 MiB one).
+# times the log (1.1 GB for the 17 million frames of a 66 MiB one), about 60 bytes a
+# frame; a PyTorch program's stacks are some hundred frames deep, a C program's ten.
+FRAMES_AT_ONCE = 1 << 21
 STACKS_AT_ONCE = 65536
 
 
-def stack_batches(ids: list[int]) -> Iterator[tuple[int, list[int]]]:
-    """(where it starts, the batch) for each batch of `ids` symbolized together; the
-    objects' symbols read once for all of them (kept_images)."""
+def stack_batches(stacks: LogStacks, ids: list[int]) -> Iterator[tuple[int, list[int]]]:
+    """(where it starts, the batch) for each batch of `ids` symbolized together: up to
+    STACKS_AT_ONCE stacks of FRAMES_AT_ONCE frames in all (but for a longer one alone);
+    the objects' symbols read once for all of them (kept_images)."""
+    ends = np.cumsum(stacks.lengths_of(ids))
     with kept_images():
-        for at in range(0, len(ids), STACKS_AT_ONCE):
-            yield at, ids[at : at + STACKS_AT_ONCE]
+        at = 0
+        while at < len(ids):
+            before = int(ends[at - 1]) if at else 0
+            end = int(np.searchsorted(ends, before + FRAMES_AT_ONCE, side="right"))
+            end = min(max(end, at + 1), at + STACKS_AT_ONCE)
+            yield at, ids[at:end]
+            at = end
 
 
 def peak(cap: WindowLog, heap: int | None = None) -> Peak:

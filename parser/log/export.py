@@ -98,7 +98,7 @@ class StackTexts:
     def of(self, ids: list[int]) -> list[StackText]:
         """The texts of the stacks `ids`, which the log holds."""
         texts = []
-        for _, batch in stack_batches(ids):
+        for _, batch in stack_batches(self.cap.log.stacks, ids):
             texts += self._named(batch)
         return texts
 
@@ -286,7 +286,7 @@ def _fill(db: sqlite3.Connection, cap: WindowLog, texts: StackTexts, program: st
         "log": log.base,
     }
     db.executemany("INSERT INTO capture VALUES (?, ?)", [(k, str(v)) for k, v in facts.items()])
-    for _, batch in stack_batches(texts.ids):
+    for _, batch in stack_batches(log.stacks, texts.ids):
         db.executemany(
             "INSERT INTO stacks VALUES (?, ?, ?, ?)",
             [

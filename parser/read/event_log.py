@@ -177,6 +177,20 @@ class LogStacks(Mapping[int, Stack]):
         np.cumsum([len(p) for p in parts], out=offsets[1:])
         return np.concatenate(parts).astype(np.uint64, copy=False), offsets
 
+    def lengths_of(self, ids: list[int]) -> np.ndarray:
+        """How many frames frames_of gives each of the stacks `ids` (0: one the log does
+        not hold), without expanding them."""
+        rows, found = self._rows(np.asarray(ids, np.int64))
+        lengths = np.zeros(len(ids), np.int64)
+        if self._tree is not None and found.any():
+            native, python = self._native[rows[found]], self._python[rows[found]]
+            tree = self._tree
+            lengths[found] = tree.depth[native] + tree.depth[python] - tree.ends[python]
+        for k in np.flatnonzero(~found).tolist():
+            if ids[k] in self.listed:
+                lengths[k] = len(self.listed[ids[k]].frames)
+        return lengths
+
     def tree_of(self, ids: list[int]) -> StackTree | None:
         """The stacks `ids` as leaves of the log's tree, not expanded (for the symbolizer
         to merge: symbolize); None where one of them is none of the tree's."""

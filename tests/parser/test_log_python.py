@@ -114,18 +114,26 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
 
 
 def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path):
-    """The stacks are symbolized a batch at a time (analysis.stack_batches): in three
-    batches each allocation's category is the one of a single batch."""
+    """The stacks are symbolized a batch at a time (analysis.stack_batches), bounded in
+    stacks and in frames (counted without expanding them): in three batches of either,
+    each allocation's category is the one of a single batch."""
     _, heap = steps
     rules = tmp_path / "rules.txt"
     rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
     cap = open_window_log(heap)
     request = Request(categories=read_rules(str(rules)))
     names, group = allocation_groups(cap, request)
-    stacks = len(np.unique(cap.allocs.stack))
-    with mock.patch.object(analysis, "STACKS_AT_ONCE", stacks // 3 + 1):
-        in_batches = allocation_groups(cap, request)
-    assert in_batches[0] == names and (in_batches[1] == group).all()
+    ids = np.unique(cap.allocs.stack).tolist()
+    lengths = cap.log.stacks.lengths_of(ids)
+    assert (lengths == np.diff(cap.log.stacks.frames_of(ids)[1])).all()
+    for bound, size in (
+        ("STACKS_AT_ONCE", len(ids) // 3 + 1),
+        ("FRAMES_AT_ONCE", lengths.sum() // 3),
+    ):
+        with mock.patch.object(analysis, bound, int(size)):
+            assert len(list(analysis.stack_batches(cap.log.stacks, ids))) >= 3
+            in_batches = allocation_groups(cap, request)
+        assert in_batches[0] == names and (in_batches[1] == group).all()
     assert len(set(group.tolist())) == len(names) == 3
 
 
