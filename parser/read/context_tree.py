@@ -276,6 +276,15 @@ class StackTree:
             offsets[1:] += np.cumsum(offsets[1:] == offsets[:-1])
         return frames, offsets
 
+    def python_view(self) -> StackTree:
+        """These stacks, those with Python frames ending at the root on the native side:
+        expanded, their Python frames alone (python_frames.fold_native_frames' view)."""
+        depth, ends = self.tree.depth, self.tree.ends
+        has_python = depth[self.python] - ends[self.python] > 0
+        return StackTree(
+            self.tree, np.where(has_python, 0, self.native), self.python, self.evaluation
+        )
+
     def runs(self, frames: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """expand() a run of stacks at a time, each run of about `frames` frames (one
         stack at least): its first stack's index, its frames and its offsets (from 0)."""

@@ -381,8 +381,8 @@ def symbolize(
             profile, stacks, resolver, native, lines or merge_lines
         )
     else:
-        locations, frames = _address_frames(profile, resolver)
-        offsets = profile.offsets
+        addrs, offsets = _stacks_to_name(profile, native)
+        locations, frames = _address_frames(addrs, offsets, resolver)
     loc_addrs, func_of, where, is_inlined, first = locations
     functions = resolver.table
     func_alloc = np.array(
@@ -425,10 +425,23 @@ def symbolize(
     return sym if native or tree is not None else fold_native_frames(sym)
 
 
-def _address_frames(profile: HeapProfile, resolver: _Resolver) -> tuple[Locations, np.ndarray]:
-    """The locations of the profile's distinct addresses (as _with_inlined gives them),
-    and its frames as indices among those addresses."""
-    addrs = _call_sites(profile.addrs, profile.offsets)
+def _stacks_to_name(profile: HeapProfile, native: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The profile's stacks (addresses and offsets) as they are to be named: a Python
+    program's tree of stacks expanded without the native frames of its stacks with Python
+    frames, which the Python view folds (fold_native_frames) unless `native`: a tenth of
+    the frames of a PyTorch program's."""
+    tree = profile.stack_tree
+    if native or not isinstance(tree, StackTree) or interpreter_path(profile) is None:
+        return profile.addrs, profile.offsets
+    return tree.python_view().expand()
+
+
+def _address_frames(
+    addrs: np.ndarray, offsets: np.ndarray, resolver: _Resolver
+) -> tuple[Locations, np.ndarray]:
+    """The locations of the stacks' (`addrs`, `offsets`) distinct addresses (as
+    _with_inlined gives them), and their frames as indices among those addresses."""
+    addrs = _call_sites(addrs, offsets)
     uniq = sorted_unique(addrs)
     return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(addrs, uniq)
 

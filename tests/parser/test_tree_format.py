@@ -368,6 +368,25 @@ def test_stacks_folded_as_they_are_expanded():
     assert sum(map(len, got)) < np.diff(prof.offsets).sum()  # some were folded
 
 
+def test_the_python_view_expands_a_python_stacks_python_frames_alone():
+    """python_view: a stack with Python frames expands to those alone, in the order the
+    writer's merge has them (symbolize names a Python program's stacks so unless
+    --native); a stack without any, empty groups alone included, keeps all of its own."""
+    stacks = random_python_stacks(13, 2000)
+    prof = parse_heap(tree_file(RATE, PYTHON_HEADER, stacks), "t.heap")
+
+    def python_view(stack: TreeStack) -> tuple[int, ...]:
+        whole = merged(stack, EVAL)
+        python = tuple(f for f in whole if f >= P(0))
+        return python or tuple(whole) or (0,)
+
+    assert isinstance(prof.stack_tree, context_tree.StackTree)
+    frames, offsets = prof.stack_tree.python_view().expand()
+    got = [tuple(frames[a:b].tolist()) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    assert got == [python_view(s) for s in stacks]
+    assert any(s.python and not any(s.python) for s in stacks)  # empty groups only
+
+
 # --- estimates, labels and noted events ------------------------------------------------
 
 
