@@ -50,16 +50,29 @@ def packed(field: int, values: list[int]) -> bytes:
 
 def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each of `values` (int64; a negative one as its two's complement) as a varint, all
-    at once: their bytes one after the other (uint8), and how many bytes each took."""
+    at once: their bytes one after the other (uint8), and how many bytes each took.
+    A row of bytes per value, as wide as the widest, made a column at a time in place
+    (most values are a byte or two: the widths stop where no value needs more)."""
     import numpy as np
 
     v = np.ascontiguousarray(values, np.int64).view(np.uint64)
-    sizes = np.ones(len(v), np.int64)
-    for k in range(1, 10):
-        sizes += v >= np.uint64(1) << np.uint64(7 * k)
+    sizes = np.ones(len(v), np.uint8)
+    longer = v >= np.uint64(1 << 7)
+    for k in range(2, 11):
+        if not longer.any():
+            break
+        sizes += longer
+        if k < 10:
+            np.greater_equal(v, np.uint64(1 << 7 * k), out=longer)
     widest = int(sizes.max()) if len(v) else 0
-    columns = np.empty((len(v), widest), np.uint8)
+    rows = np.empty((len(v), widest), np.uint8)
+    digit = np.empty(len(v), np.uint64)
     for k in range(widest):
-        digit = (v >> np.uint64(7 * k)) & np.uint64(0x7F)
-        columns[:, k] = digit | np.where(k < sizes - 1, np.uint64(0x80), np.uint64(0))
-    return columns[np.arange(widest) < sizes[:, None]], sizes
+        np.right_shift(v, np.uint64(7 * k), out=digit)
+        np.bitwise_and(digit, np.uint64(0x7F), out=digit)
+        if k + 1 < widest:  # the continuation bit of a value with more bytes
+            np.bitwise_or(digit, (sizes > k + 1).astype(np.uint64) << np.uint64(7), out=digit)
+        rows[:, k] = digit
+    if widest > 1:
+        return rows[np.arange(widest, dtype=np.uint8) < sizes[:, None]], sizes.astype(np.int64)
+    return rows.reshape(-1), sizes.astype(np.int64)
