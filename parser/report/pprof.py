@@ -237,12 +237,17 @@ def _samples(sym: SymbolizedProfile) -> tuple[Samples, list[tuple[int, ...]]]:
     if ends.all():  # a location per frame, known by it
         keys, per_sample = frames, counts
     else:  # a location of several frames is known by a number past them all
-        last = np.flatnonzero(ends)
-        first = np.r_[0, last[:-1] + 1]
-        keys = frames[last].astype(np.int64)
+        keys = frames[ends].astype(np.int64)
+        # the few inlined calls, found without an index of every location's end: the
+        # one at frame p is in location p - (inlined calls before it)
+        inlined = np.flatnonzero(~ends)
+        location = inlined - np.arange(len(inlined))
+        firsts = np.flatnonzero(np.r_[True, location[1:] != location[:-1]])
+        lasts = np.r_[firsts[1:], len(inlined)] - 1
         runs: dict[tuple[int, ...], int] = {}
-        for g in np.flatnonzero(last > first).tolist():
-            run = tuple(frames[first[g] : last[g] + 1].tolist())
+        spans = (location[firsts], inlined[firsts], inlined[lasts])
+        for g, a, b in zip(*(span.tolist() for span in spans), strict=True):
+            run = tuple(frames[a : b + 2].tolist())  # the calls and the frame they are in
             keys[g] = base + runs.setdefault(run, len(runs))
         by_number = list(runs)
         per_sample = np.add.reduceat(ends, np.cumsum(counts) - counts, dtype=np.int64)
