@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -848,6 +849,14 @@ class _DwarfCache(Generic[_Table]):
 
     def _decode(self, path: str, vaddrs: np.ndarray) -> None:
         """Decode the code of `path` at the vaddrs not decoded yet."""
+        try:
+            self._decode_units(path, vaddrs)
+        finally:
+            # pyelftools' units, line programs and DIEs refer to each other: a large
+            # library's (hundreds of MB) wait for the cyclic collector unless it runs now
+            gc.collect()
+
+    def _decode_units(self, path: str, vaddrs: np.ndarray) -> None:
         with _elf_errors(path), _open(path, self.for_uid) as f:
             # relocations apply to object files (ET_REL) only, never to what a process maps
             dwarf = _elf_file(f).get_dwarf_info(relocate_dwarf_sections=False)
