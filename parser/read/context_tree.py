@@ -119,6 +119,11 @@ class Tree:
             counts += [sums >> (width * i) & field for i in range(len(group))]
         return counts
 
+    def python_frames(self, leaves: np.ndarray) -> np.ndarray:
+        """How many Python frames the chain of each of the Python `leaves` holds: its
+        nodes but the group ends."""
+        return self.depth[leaves] - self.ends[leaves]
+
     def chains(
         self, leaves: np.ndarray, lengths: np.ndarray, jumps: list[np.ndarray]
     ) -> np.ndarray:
@@ -160,7 +165,7 @@ class Tree:
         native = np.asarray(native, np.int64)
         python = np.zeros_like(native) if python is None else np.asarray(python, np.int64)
         native_lengths = self.depth[native]
-        python_lengths = self.depth[python] - self.ends[python]  # without the group ends
+        python_lengths = self.python_frames(python)
         offsets = np.zeros(len(native) + 1, np.int64)
         np.cumsum(native_lengths + python_lengths, out=offsets[1:])
         values = self.address if values is None else values
@@ -276,11 +281,15 @@ class StackTree:
             offsets[1:] += np.cumsum(offsets[1:] == offsets[:-1])
         return frames, offsets
 
+    def lengths(self) -> np.ndarray:
+        """How many frames expand() gives each stack, but for the root's frame that
+        stands for an empty one."""
+        return self.tree.depth[self.native] + self.tree.python_frames(self.python)
+
     def python_view(self) -> StackTree:
         """These stacks, those with Python frames ending at the root on the native side:
         expanded, their Python frames alone (python_frames.fold_native_frames' view)."""
-        depth, ends = self.tree.depth, self.tree.ends
-        has_python = depth[self.python] - ends[self.python] > 0
+        has_python = self.tree.python_frames(self.python) > 0
         return StackTree(
             self.tree, np.where(has_python, 0, self.native), self.python, self.evaluation
         )
@@ -288,9 +297,7 @@ class StackTree:
     def runs(self, frames: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """expand() a run of stacks at a time, each run of about `frames` frames (one
         stack at least): its first stack's index, its frames and its offsets (from 0)."""
-        depth, ends = self.tree.depth, self.tree.ends
-        lengths = depth[self.native] + depth[self.python] - ends[self.python]
-        for a, b in stack_runs(lengths, frames):
+        for a, b in stack_runs(self.lengths(), frames):
             run = StackTree(self.tree, self.native[a:b], self.python[a:b], self.evaluation)
             yield a, *run.expand()
 

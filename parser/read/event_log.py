@@ -183,9 +183,9 @@ class LogStacks(Mapping[int, Stack]):
         rows, found = self._rows(np.asarray(ids, np.int64))
         lengths = np.zeros(len(ids), np.int64)
         if self._tree is not None and found.any():
-            native, python = self._native[rows[found]], self._python[rows[found]]
-            tree = self._tree
-            lengths[found] = tree.depth[native] + tree.depth[python] - tree.ends[python]
+            at = rows[found]
+            tree = StackTree(self._tree, self._native[at], self._python[at], self._evaluation)
+            lengths[found] = tree.lengths()
         for k in np.flatnonzero(~found).tolist():
             if ids[k] in self.listed:
                 lengths[k] = len(self.listed[ids[k]].frames)
