@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mem_profiler.core.errors import BudgetError, UserError
-from mem_profiler.core.profile import FRAME_BASE, FRAME_END, HeapProfile, at_peak, in_use
+from mem_profiler.core.profile import HeapProfile, at_peak, in_use
 from mem_profiler.core.units import format_size
 from mem_profiler.gate.budgets import (
     CATEGORY,
@@ -39,6 +39,7 @@ from mem_profiler.gate.budgets import (
     is_exceeded,
 )
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
+from mem_profiler.parser.common.arrays import stack_sums
 from mem_profiler.parser.common.sampling import estimates, python_frames_note, scale_factors
 from mem_profiler.parser.log.analysis import WindowLog, held_at, open_window_log, replay_groups
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
@@ -47,6 +48,7 @@ from mem_profiler.parser.pipeline import Request, allocation_groups, load
 from mem_profiler.parser.symbols.python_frames import (
     fold_interpreter_frames,
     fold_native_frames,
+    is_python_frame,
 )
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, innermost_python
 
@@ -364,11 +366,9 @@ class _Stacks:
         judged = None if self.native is None else fold_interpreter_frames(self.native)
         group, frames = _grouped(_FrameNames(judged, self.profile, lines=False))
         without_python = np.zeros(len(frames), bool)
-        if "python" in self.profile.meta and len(group):
-            addrs, offsets = self.profile.addrs, self.profile.offsets
-            python = ((addrs >= FRAME_BASE) & (addrs < FRAME_END)).astype(np.int64)
-            counts = np.add.reduceat(np.append(python, 0), offsets[:-1]) * (np.diff(offsets) > 0)
-            without_python[group[counts == 0]] = True
+        if "python" in self.profile.meta:
+            python = stack_sums(is_python_frame(self.profile.addrs), self.profile.offsets)
+            without_python[group[python == 0]] = True
         rules = [
             suppressed_by(names, self.suppressions, bool(without_python[g]))
             for g, names in enumerate(frames)
