@@ -18,7 +18,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -51,7 +51,7 @@ from mem_profiler.parser.model.categories import (
     stack_categories,
 )
 from mem_profiler.parser.model.diff import subtract
-from mem_profiler.parser.model.flame_tree import flame_tree, format_collapsed
+from mem_profiler.parser.model.flame_tree import collapsed_lines, flame_tree
 from mem_profiler.parser.model.focus import keep_stacks, some_stacks, stacks_kept
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.read.pprof import names_every_frame
@@ -722,6 +722,19 @@ def write_output(path: str | None, content: bytes | Iterable[bytes]) -> None:
     write_file(path, content)
 
 
+def _encoded(lines: Iterable[str]) -> Iterator[bytes]:
+    """`lines` encoded, a megabyte or so at a time."""
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line)
+        if size > 1 << 20:
+            yield "".join(batch).encode("utf-8", "surrogateescape")
+            batch, size = [], 0
+    yield "".join(batch).encode("utf-8", "surrogateescape")
+
+
 def _table(sym: SymbolizedProfile, r: Request) -> FlatCum:
     """-t's and --json's table: by function (or line), or by category."""
     if r.categories is not None:
@@ -729,7 +742,7 @@ def _table(sym: SymbolizedProfile, r: Request) -> FlatCum:
     return aggregate(sym, r.index, lines=r.lines, full_names=r.full_names)
 
 
-def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
+def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes | Iterator[bytes]:
     """The report in format `fmt` (one of STREAM_FORMATS + FILE_FORMATS but RAW_FORMATS);
     each says when samples were dropped and what that does to its figures."""
     r = request
@@ -786,9 +799,7 @@ def render(fmt: str, sym: SymbolizedProfile, request: Request) -> bytes:
     if fmt == "pprof":
         return format_pprof(sym, notes, r.full_names)
     if fmt == "collapsed":
-        return format_collapsed(sym, r.index, lines=r.lines, full_names=r.full_names).encode(
-            "utf-8", "surrogateescape"
-        )
+        return _encoded(collapsed_lines(sym, r.index, lines=r.lines, full_names=r.full_names))
     if fmt == "flame":
         tree = flame_tree(sym, r.index, lines=r.lines, full_names=r.full_names)
         return format_flame_html(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,24 +76,30 @@ def flame_tree(
     return FlameTree(index, names, name, parent, value, weight)
 
 
-def format_collapsed(
+def collapsed_lines(
     sym: SymbolizedProfile,
     index: str = "inuse_space",
     *,
     lines: bool = False,
     full_names: bool = False,
-) -> str:
+) -> Iterator[str]:
     """One `root;...;leaf value` line per distinct stack of nodes, values rounded to
     integers (negative ones in a diff); lines that round to 0 are left out. (A `;` in a
-    name would split it: it is written `:`; a line break as `\\n`, see visible.)"""
+    name would split it: it is written `:`; a line break as `\\n`, see visible.) Stacks
+    are merged by their labels' numbers, and each line made as it is given: the text of
+    a program's every native stack can be hundreds of megabytes."""
     names, frames = node_frames(sym, lines, full_names)
-    labels = [visible(name).replace(";", ":") for name in names]
+    numbers: dict[str, int] = {}
+    number_of = [numbers.setdefault(visible(n).replace(";", ":"), len(numbers)) for n in names]
+    labels = list(numbers)
+    keys = np.array(number_of, np.int32)[frames].tobytes() if len(frames) else b""
     values = sym.value(index)
-    frames, bounds = frames.tolist(), sym.offsets.tolist()
-    totals: dict[str, float] = {}
+    bounds = (sym.offsets * 4).tolist()
+    totals: dict[bytes, float] = {}
     for i in np.flatnonzero((np.diff(sym.offsets) > 0) & (values != 0)).tolist():
-        key = ";".join([labels[f] for f in frames[bounds[i] : bounds[i + 1]]][::-1])
+        key = keys[bounds[i] : bounds[i + 1]]
         totals[key] = totals.get(key, 0.0) + values[i]
-    return "".join(
-        f"{key} {rounded}\n" for key, value in totals.items() if (rounded := round(value))
-    )
+    for key, value in totals.items():
+        if rounded := round(value):
+            stack = np.frombuffer(key, np.int32)[::-1].tolist()
+            yield f"{';'.join([labels[n] for n in stack])} {rounded}\n"

@@ -28,7 +28,7 @@ from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser.model.aggregate import aggregate
 from mem_profiler.parser.model.call_graph import call_graph
-from mem_profiler.parser.model.flame_tree import flame_tree, format_collapsed
+from mem_profiler.parser.model.flame_tree import collapsed_lines, flame_tree
 from mem_profiler.parser.read.event_log import ALLOC
 from mem_profiler.parser.read.heap_file import parse_heap, read_heap
 from mem_profiler.parser.report.dot import format_dot, render_svg
@@ -409,7 +409,7 @@ def test_control_characters_in_names_stay_on_their_line_in_text_reports():
         "     0.0 100.0% 100.0%      0.0 100.0% bad\\nname;x\\x1b[2J",
         "     0.0   0.0% 100.0%      0.0 100.0% main",
     ]
-    assert format_collapsed(sym, full_names=True) == "main;bad\\nname:x\\x1b[2J 100\n"
+    assert "".join(collapsed_lines(sym, full_names=True)) == "main;bad\\nname:x\\x1b[2J 100\n"
 
 
 def test_characters_that_reorder_a_terminal_line_are_shown_as_escapes():

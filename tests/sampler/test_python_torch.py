@@ -18,7 +18,7 @@ from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import one_heap, profile_run
 from support.reports import MiB
 
-from mem_profiler.parser.model.flame_tree import format_collapsed
+from mem_profiler.parser.model.flame_tree import collapsed_lines
 from mem_profiler.parser.read.heap_file import read_heap, read_heap_header
 from mem_profiler.parser.symbols.symbolize import symbolize
 
@@ -144,7 +144,9 @@ def test_stacks_merged_by_function_report_as_every_stack_expanded(training):
     has the same stacks, and the table of names adds up as those stacks do."""
     _, collapsed, heap, _ = training
     profile = read_heap(heap)
-    expanded = stack_values(format_collapsed(symbolize(profile, profile.exe), "alloc_space"))
+    expanded = stack_values(
+        "".join(collapsed_lines(symbolize(profile, profile.exe), "alloc_space"))
+    )
     merged_stacks = stack_values(collapsed)
     assert len(expanded) > 10_000
     for stack in merged_stacks.keys() | expanded.keys():  # sums in another order: rounding
