@@ -16,6 +16,15 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
+from mem_profiler.parser.elf.dwarf_lines import (
+    LineProgram,
+    LineRows,
+    line_rows,
+    sleb,
+    uleb,
+    uleb_rest,
+)
+
 if TYPE_CHECKING:
     from elftools.dwarf.dwarfinfo import DWARFInfo
 
@@ -148,28 +157,59 @@ class DebugInfo:
         return calls, names, spans
 
     def unit_files(self, unit_offset: int) -> tuple[list[str], int]:
-        """The file names of a unit's line program, made absolute, and the index of the
+        """The file names of a unit's line program, made absolute, and the number of the
         first (DWARF 5 counts files from 0, earlier versions from 1); none without one.
+
+        Raises ValueError if the unit or its line program is damaged."""
+        files, first, _ = self.unit_lines(unit_offset, rows=False)
+        return files, first
+
+    def unit_lines(
+        self, unit_offset: int, rows: bool = True
+    ) -> tuple[list[str], int, LineRows | None]:
+        """unit_files, and the rows of the line program (none with `rows` False).
 
         Raises ValueError if the unit or its line program is damaged."""
         try:
             unit = self._unit(unit_offset)
             if unit.stmt_list is None or unit.stmt_list >= len(self.line):
-                return [], 1
-            return self._line_files(unit, unit.stmt_list)
+                return [], 1, None
+            files, first, program = self._line_header(unit, unit.stmt_list)
+            return files, first, line_rows(self.line, program) if rows and files else None
         except (IndexError, KeyError, struct.error, ValueError) as e:
             raise ValueError(f"damaged DWARF line program of unit {unit_offset:#x}: {e}") from None
 
-    def _line_files(self, unit: _Unit, pos: int) -> tuple[list[str], int]:
+    def _line_header(self, unit: _Unit, pos: int) -> tuple[list[str], int, LineProgram]:
         data = self.line
-        _, offset_size, pos = _initial_length(data, pos)
+        length, offset_size, pos = _initial_length(data, pos)
+        end = pos + length
         version = _U16.unpack_from(data, pos)[0]
-        pos += 2 + (2 if version >= 5 else 0) + offset_size  # address sizes, header_length
-        pos += 4 if version >= 4 else 3  # instruction lengths, is_stmt, line base and range
-        opcode_base = data[pos]
-        pos += opcode_base  # the opcode base and the standard opcodes' lengths
+        pos += 2
+        addr_size = unit.addr_size
+        if version >= 5:
+            addr_size = data[pos]
+            pos += 2  # the address size, the segment selector's
+        header_length = _offset(data, pos, offset_size)
+        pos += offset_size
+        start = pos + header_length
+        min_inst_length = data[pos]
+        pos += 1
+        max_ops = 1
+        if version >= 4:
+            max_ops = data[pos]
+            pos += 1
+        line_base, line_range, opcode_base = struct.unpack_from("<xbBB", data, pos)
+        pos += 4
+        operand_counts = data[pos : pos + opcode_base - 1]
+        pos += opcode_base - 1
+        if not 2 <= version <= 5 or addr_size not in (4, 8) or opcode_base == 0:
+            raise ValueError(f"line program version {version}, address size {addr_size}")
+        program = LineProgram(
+            start, end, min_inst_length, max_ops, line_base, line_range, opcode_base,
+            operand_counts,
+        )  # fmt: skip
         # a unit of its own for the forms of the entries: this table's offset size
-        forms = _Unit(0, 0, 5, offset_size, unit.addr_size, {}, 0)
+        forms = _Unit(0, 0, 5, offset_size, addr_size, {}, 0)
         forms.str_offsets_base = unit.str_offsets_base
         if version >= 5:
             dirs, pos = self._line_entries(forms, pos)
@@ -179,16 +219,16 @@ class DebugInfo:
         else:
             folders, entries = [], []
             while data[pos]:
-                end = data.index(0, pos)
-                folders.append(_text(data[pos:end]))
-                pos = end + 1
+                end_of = data.index(0, pos)
+                folders.append(_text(data[pos:end_of]))
+                pos = end_of + 1
             pos += 1
             while data[pos]:
-                end = data.index(0, pos)
-                name = _text(data[pos:end])
-                index, pos = _uleb(data, end + 1)
+                end_of = data.index(0, pos)
+                name = _text(data[pos:end_of])
+                index, pos = uleb(data, end_of + 1)
                 for _ in range(2):  # modification time, length
-                    _, pos = _uleb(data, pos)
+                    _, pos = uleb(data, pos)
                 entries.append((name, index))
             pos += 1
             folders = ["", *folders]  # DWARF 4 counts directories from 1
@@ -197,7 +237,7 @@ class DebugInfo:
         for name, index in entries:
             folder = folders[index] if 0 < index < len(folders) else ""
             out.append(os.path.normpath(os.path.join(unit.comp_dir, folder, name)))
-        return out, first
+        return out, first, program
 
     def _line_entries(self, unit: _Unit, pos: int) -> tuple[list[tuple[str, int]], int]:
         """A DWARF 5 line table's directories or files: (path, directory index) each."""
@@ -206,10 +246,10 @@ class DebugInfo:
         pos += 1
         formats = []
         for _ in range(count):
-            kind, pos = _uleb(data, pos)
-            form, pos = _uleb(data, pos)
+            kind, pos = uleb(data, pos)
+            form, pos = uleb(data, pos)
             formats.append((kind, form))
-        entries, pos = _uleb(data, pos)
+        entries, pos = uleb(data, pos)
         out = []
         for _ in range(entries):
             path, index = "", 0
@@ -243,7 +283,7 @@ class DebugInfo:
             code = data[pos]
             pos += 1
             if code >= 0x80:
-                code, pos = _uleb_rest(data, pos, code)
+                code, pos = uleb_rest(data, pos, code)
             if code == 0:
                 stack.pop()
                 continue
@@ -375,21 +415,21 @@ class DebugInfo:
             return self._abbrev_tables[key]
         data, table = self.abbrev, {}
         while True:
-            code, offset = _uleb(data, offset)
+            code, offset = uleb(data, offset)
             if code == 0:
                 break
-            tag, offset = _uleb(data, offset)
+            tag, offset = uleb(data, offset)
             children = data[offset] != 0
             offset += 1
             attrs = []
             while True:
-                at, offset = _uleb(data, offset)
-                form, offset = _uleb(data, offset)
+                at, offset = uleb(data, offset)
+                form, offset = uleb(data, offset)
                 if at == 0 and form == 0:
                     break
                 implicit = 0
                 if form == _IMPLICIT_CONST:
-                    implicit, offset = _sleb(data, offset)
+                    implicit, offset = sleb(data, offset)
                 attrs.append((at, form, implicit))
             table[code] = _compile(tag, children, tuple(attrs), offset_size, addr_size, key[3])
         self._abbrev_tables[key] = table
@@ -398,7 +438,7 @@ class DebugInfo:
     # -- attributes
 
     def _code(self, pos: int) -> tuple[int, int]:
-        return _uleb(self.info, pos)
+        return uleb(self.info, pos)
 
     def _skip(self, ab: _Abbrev, pos: int, unit: _Unit) -> int:
         for step in ab.steps:
@@ -417,7 +457,7 @@ class DebugInfo:
         if form == _STRING:
             return data.index(0, pos) + 1
         if form in (_BLOCK, _EXPRLOC):
-            size, pos = _uleb(data, pos)
+            size, pos = uleb(data, pos)
             return pos + size
         if form == _BLOCK1:
             return pos + 1 + data[pos]
@@ -426,7 +466,7 @@ class DebugInfo:
         if form == _BLOCK4:
             return pos + 4 + _U32.unpack_from(data, pos)[0]
         if form == _INDIRECT:
-            form, pos = _uleb(data, pos)
+            form, pos = uleb(data, pos)
             return self._read(form, 0, pos, unit, data)[1]
         raise ValueError(f"unknown form {form:#x}")
 
@@ -460,13 +500,13 @@ class DebugInfo:
         if size is not None:
             return int.from_bytes(data[pos : pos + size], "little"), pos + size
         if form == _SDATA:
-            return _sleb(data, pos)
+            return sleb(data, pos)
         if form in _LEB_FORMS:
-            return _uleb(data, pos)
+            return uleb(data, pos)
         if form == _STRING:
             return pos, data.index(0, pos) + 1
         if form == _INDIRECT:
-            form, pos = _uleb(data, pos)
+            form, pos = uleb(data, pos)
             return self._read(form, 0, pos, unit, data)
         return 0, self._skip_form(form, pos, unit, data)  # blocks: not read
 
@@ -544,7 +584,7 @@ class DebugInfo:
             if kind == 0:  # DW_RLE_end_of_list
                 return out
             if kind == 1:  # base_addressx
-                index, pos = _uleb(data, pos)
+                index, pos = uleb(data, pos)
                 base = self._address(unit, _ADDRX, index)
                 continue
             if kind == 5:  # base_address
@@ -552,13 +592,13 @@ class DebugInfo:
                 pos += size
                 continue
             if kind in (2, 3):  # startx_endx, startx_length
-                index, pos = _uleb(data, pos)
+                index, pos = uleb(data, pos)
                 low = self._address(unit, _ADDRX, index)
-                value, pos = _uleb(data, pos)
+                value, pos = uleb(data, pos)
                 high = self._address(unit, _ADDRX, value) if kind == 2 else low + value
             elif kind == 4:  # offset_pair
-                low, pos = _uleb(data, pos)
-                high, pos = _uleb(data, pos)
+                low, pos = uleb(data, pos)
+                high, pos = uleb(data, pos)
                 low, high = low + base, high + base
             elif kind in (6, 7):  # start_end, start_length
                 low = int.from_bytes(data[pos : pos + size], "little")
@@ -567,7 +607,7 @@ class DebugInfo:
                     high = int.from_bytes(data[pos : pos + size], "little")
                     pos += size
                 else:
-                    length, pos = _uleb(data, pos)
+                    length, pos = uleb(data, pos)
                     high = low + length
             else:
                 raise ValueError(f"unknown range list entry {kind}")
@@ -655,34 +695,3 @@ def _constant(attr: tuple[int, int] | None) -> int | None:
 
 def _offset(data: bytes, pos: int, size: int) -> int:
     return int.from_bytes(data[pos : pos + size], "little")
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    return _uleb_rest(data, pos + 1, byte)
-
-
-def _uleb_rest(data: bytes, pos: int, first: int) -> tuple[int, int]:
-    value, shift = first & 0x7F, 7
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _sleb(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                value -= 1 << shift
-            return value, pos

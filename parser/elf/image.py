@@ -129,27 +129,20 @@ class LineTable:
         """The line rows of each compile unit, each read whole (`wanted` is not looked at:
         see InlineTable.from_cus)."""
         dies = DebugInfo(dwarf)
-        return [(cls._from_cu(dwarf, cu, dies), None) for cu in cus]
+        return [(cls._from_cu(cu, dies), None) for cu in cus]
 
     @classmethod
-    def _from_cu(cls, dwarf: DWARFInfo, cu: CompileUnit, dies: DebugInfo) -> LineTable:
+    def _from_cu(cls, cu: CompileUnit, dies: DebugInfo) -> LineTable:
         """The line rows of one compile unit."""
-        files, base = dies.unit_files(cu.cu_offset)
-        program = dwarf.line_program_for_CU(cu) if files else None
-        if program is None:
+        files, base, rows = dies.unit_lines(cu.cu_offset)
+        if rows is None:
             return cls.empty()
-        addrs, file_ids, lines = [], [], []
-        for entry in program.get_entries():
-            state = entry.state
-            if state is None:
-                continue
-            addrs.append(state.address)
-            file_ids.append(min(max(state.file - base, 0), len(files) - 1))
-            lines.append(0 if state.end_sequence else state.line)
+        lines = np.array(rows.lines, np.int64)
+        lines[(lines < 0) | (lines > np.iinfo(np.int32).max)] = 0  # damaged: no line
         return cls(
-            np.array(addrs, np.uint64),
-            np.array(file_ids, np.int32),
-            np.array(lines, np.int32),
+            np.array(rows.addrs, np.uint64),
+            np.clip(np.array(rows.files, np.int64) - base, 0, len(files) - 1).astype(np.int32),
+            lines.astype(np.int32),
             files,
         )
 
