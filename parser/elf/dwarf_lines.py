@@ -36,7 +36,9 @@ class LineProgram:
 @dataclass
 class LineRows:
     """The rows of a program: address, file number (as the program counts them) and
-    line, 0 at the end of a sequence (the address past it)."""
+    line, 0 at the end of a sequence (the address past it). A row at its sequence's end
+    address holds no byte and is left out: the next sequence, or none, holds what
+    follows."""
 
     addrs: list[int]
     files: list[int]
@@ -57,6 +59,7 @@ def line_rows(data: bytes, program: LineProgram) -> LineRows:
     pos, end = p.start, p.end
     address = op_index = 0
     file = line = 1
+    sequence = 0  # where the rows of the sequence under way begin
 
     def advanced(steps: int) -> int:
         # the address after `steps` operations; op_index moves only where max_ops > 1
@@ -86,11 +89,14 @@ def line_rows(data: bytes, program: LineProgram) -> LineRows:
                 continue
             sub, after = data[pos], pos + length
             if sub == _END_SEQUENCE:
+                while len(addrs) > sequence and addrs[-1] == address:  # rows of no bytes
+                    del addrs[-1], files[-1], lines[-1]
                 addrs.append(address)
                 files.append(file)
                 lines.append(0)
                 address = op_index = 0
                 file = line = 1
+                sequence = len(addrs)
             elif sub == _SET_ADDRESS:
                 address = int.from_bytes(data[pos + 1 : after], "little")
                 op_index = 0

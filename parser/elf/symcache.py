@@ -19,7 +19,7 @@ import numpy as np
 from mem_profiler.core.input_files import open_regular
 from mem_profiler.parser.common.atomic import atomic_open
 
-_FORMAT = 5  # bump when the layout of cached arrays changes
+_FORMAT = 6  # bump when the layout of cached arrays, or what they hold, changes
 _MAGIC = b"mem_profiler symbols\n"
 _ALIGN = 64
 

@@ -1,13 +1,19 @@
-"""The line tables read from .debug_line (parser/elf/dwarf_lines.py) are, row for row,
-pyelftools' decoding of the same programs, on a C++ program built with each DWARF
-flavour GCC writes; and a damaged program is one sentence."""
+"""The line tables read from .debug_line (parser/elf/dwarf_lines.py) are binutils'
+addr2line's reading of the same DWARF: the same line at function starts and inside
+functions across the file, on a C++ program built with each DWARF flavour GCC writes,
+a Rust program, libc's Debian debug file and the interpreter's libpython; row for row
+pyelftools' decoding of the same programs; and a damaged program is one sentence."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
 
@@ -16,6 +22,9 @@ from mem_profiler.parser.elf.dwarf_dies import DebugInfo
 from mem_profiler.parser.elf.image import ElfImage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+SAMPLES = 1500  # addresses asked of each file
+RUST_MAIN = b'fn main() { let v: Vec<u64> = (0..99).collect(); println!("{v:?}"); }'
 FLAVOURS = [["-gdwarf-5"], ["-gdwarf-4"], ["-gdwarf-3", "-gstrict-dwarf"], ["-gdwarf-5", "-gz"]]
 
 
@@ -32,9 +41,67 @@ def cxx_program(folder: Path, flags: list[str]) -> str:
     return str(exe)
 
 
+def assert_agrees_with_addr2line(path: str) -> None:
+    """At the start and a third of the way into functions across the file, the same
+    line as addr2line, or none where it has none. (Not always its file: for a line of
+    a file the unit includes, as glibc's strfromd.c does strfrom-skeleton.c, binutils
+    2.40 names the unit's own file; test_every_row_is_pyelftools_row checks files.)"""
+    symbols = ElfImage(path).symbols()
+    starts, ends = symbols.starts, symbols.ends
+    inside = np.unique(np.concatenate([starts, starts + (ends - starts) // 3]))
+    addrs = inside[:: max(1, len(inside) // SAMPLES)]
+    ours = ElfImage(path).lines(addrs)
+    out = subprocess.run(
+        ["addr2line", "-e", path, "-a", *map(hex, addrs.tolist())],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    theirs = [line.split(" (discriminator")[0] for line in out if not line.startswith("0x")]
+    assert len(theirs) == len(addrs)
+    got = [str(mine[1]) if mine else "?" for mine in ours]
+    expected = [place.rpartition(":")[2] for place in theirs]
+    expected = ["?" if line == "0" else line for line in expected]
+    wrong = [
+        (hex(a), g, e) for a, g, e in zip(addrs.tolist(), got, expected, strict=True) if g != e
+    ]
+    assert not wrong, wrong[:10]
+    assert got.count("?") < len(addrs) // 2
+
+
+@pytest.mark.parametrize("flags", FLAVOURS, ids=lambda flags: " ".join(flags))
+def test_a_cxx_program_in_each_dwarf_flavour(tmp_path, flags):
+    assert_agrees_with_addr2line(cxx_program(tmp_path, flags))
+
+
+def test_a_rust_program(tmp_path):
+    exe = tmp_path / "vec_sum"
+    subprocess.run(
+        ["rustc", "-g", "-O", "-o", exe, "-"],
+        input=RUST_MAIN,
+        check=True,
+    )
+    assert_agrees_with_addr2line(str(exe))
+
+
+def test_libc_from_its_debian_debug_file():
+    debug = ElfImage(LIBC).debug_path
+    if debug is None:
+        pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
+    assert_agrees_with_addr2line(debug)
+
+
+def test_the_interpreters_libpython():
+    libdir, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    path = os.path.join(libdir or "", name or "")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not os.path.isfile(path):
+        pytest.skip(f"{sys.executable} is not built with a shared libpython")
+    assert_agrees_with_addr2line(path)
+
+
 @pytest.mark.parametrize("flags", FLAVOURS, ids=lambda flags: " ".join(flags))
 def test_every_row_is_pyelftools_row(tmp_path, flags):
-    """Address, file and line of every row of every unit, end of sequence included."""
+    """Address, file and line of every row of every unit, end of sequence included,
+    but the rows at their sequence's end address, which hold no byte (a function's last
+    row is often one: a lookup just past the function found its line)."""
     with open(cxx_program(tmp_path, flags), "rb") as f:
         dwarf = ELFFile(f).get_dwarf_info()
         dies = DebugInfo(dwarf)
@@ -43,11 +110,16 @@ def test_every_row_is_pyelftools_row(tmp_path, flags):
             _, _, ours = dies.unit_lines(unit.cu_offset)
             program = dwarf.line_program_for_CU(unit)
             assert ours is not None and program is not None
-            theirs = [
-                (e.state.address, e.state.file, 0 if e.state.end_sequence else e.state.line)
-                for e in program.get_entries()
-                if e.state is not None
-            ]
+            theirs: list[tuple[int, int, int]] = []
+            sequence = 0
+            for state in (e.state for e in program.get_entries() if e.state is not None):
+                if state.end_sequence:
+                    while len(theirs) > sequence and theirs[-1][0] == state.address:
+                        theirs.pop()
+                    theirs.append((state.address, state.file, 0))
+                    sequence = len(theirs)
+                else:
+                    theirs.append((state.address, state.file, state.line))
             assert list(zip(ours.addrs, ours.files, ours.lines, strict=True)) == theirs
             rows += len(theirs)
     assert rows > 500
