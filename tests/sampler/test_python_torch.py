@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,10 +62,20 @@ def run_torch_fixture(
     return profile_run(argv, folder / "p_", 1024, *options, timeout=300)
 
 
+@dataclass
+class NativeView:
+    """What the tests read of the loop's --collapsed --native (every frame; 730 MB of
+    text, read once): the stacks through the script's forward, and the bytes under
+    each leaf function."""
+
+    forward: list[str]
+    leaves: Counter
+
+
 @pytest.fixture(scope="module")
 def training(run_folder):
-    """The loop's capture, its truth, its --collapsed and its --collapsed --native (every
-    frame), made once per run whichever worker asks first (50 s)."""
+    """The loop's capture, its truth, its --collapsed and what is read of its
+    --collapsed --native, made once per run whichever worker asks first (35 s)."""
     with built_once(run_folder / "torch_train", ["torch_train.py"]) as (folder, done):
         if not done:
             # Importing torch makes ~370,000 distinct stacks (Python frames with their
@@ -73,20 +84,29 @@ def training(run_folder):
             heap = one_heap(proc, files)
             header = read_heap_header(heap)  # the `#` lines, before the ~370,000 stacks
             assert header.dropped_samples == 0, header.drops
-            for view, name in (((), "collapsed.txt"), (("--native",), "native.txt")):
-                collapsed = subprocess.run(
-                    [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed", *view],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=300,
-                )
-                (folder / name).write_text(collapsed.stdout)
+            for options, name in (((), "collapsed.txt"), (("--native",), "native.txt")):
+                with open(folder / name, "wb") as out:
+                    subprocess.run(
+                        [MEM_PARSER, "-f", str(heap), "--alloc_space", "--collapsed", *options],
+                        stdout=out,
+                        check=True,
+                        timeout=300,
+                    )
+            native = NativeView([], Counter())
+            with open(folder / "native.txt") as f:
+                for line in f:
+                    stack, value = line.rsplit(" ", 1)
+                    native.leaves[stack.rpartition(";")[2]] += int(value)
+                    if "Model.forward (torch_train.py)" in stack:
+                        native.forward.append(line)
+            (folder / "native.txt").unlink()
+            (folder / "native.json").write_text(json.dumps(vars(native)))
             (folder / "heap.txt").write_text(str(heap))
     heap = Path((folder / "heap.txt").read_text())
     truth = json.loads((folder / "truth.json").read_text())
-    views = {name: (folder / f"{name}.txt").read_text() for name in ("collapsed", "native")}
-    return truth, views["collapsed"], heap, views["native"]
+    native = json.loads((folder / "native.json").read_text())
+    view = NativeView(native["forward"], Counter(native["leaves"]))
+    return truth, (folder / "collapsed.txt").read_text(), heap, view
 
 
 def test_the_loops_top_stacks_name_forward_and_make_batch(training):
@@ -100,7 +120,7 @@ def test_the_loops_top_stacks_name_forward_and_make_batch(training):
     # AVX-512): forward's memory, but no tensor's, so not in the script's count
     forward = sum(
         int(line.rsplit(" ", 1)[1])
-        for line in native.splitlines()
+        for line in native.forward
         if "Model.forward (torch_train.py)" in line
         and "main (torch_train.py)" in line
         and ";at::native::cpublas::gemm;" not in line
@@ -115,10 +135,7 @@ def test_no_stack_ends_in_torchs_or_pythons_allocator(training):
     (the interpreter's start-up). By default a stack with Python frames shows those
     alone: no native leaf under them."""
     truth, collapsed, _, native = training
-    leaves: Counter = Counter()
-    for line in native.splitlines():
-        stack, value = line.rsplit(" ", 1)
-        leaves[stack.rpartition(";")[2]] += int(value)
+    leaves = native.leaves
     allocators = re.compile(
         r"c10::(?:alloc_cpu|DefaultCPUAllocator::allocate)|_?Py(?:Mem|Object)_\w*(?:M|C|Re)alloc"
     )
