@@ -280,8 +280,9 @@ def test_step_compare_finds_the_step_that_leaked(steps_gate):
     """--compare-steps 3 2 of a training loop whose third step alone keeps a 1 MiB
     tensor (tests/fixtures/torch_steps.py), as the gate saved it with its event log: that
     stack, `leak`, is the difference, the tensor's bytes to the byte (a 1 MiB block is
-    sampled all but surely at -c 1024); what else the two steps kept (their gradients, the
-    loss) cancels within what sampling leaves of a few small objects."""
+    sampled all but surely at -c 1024) and what sampling counts of its objects; what
+    else the two steps kept (their gradients, the loss) cancels within what sampling
+    leaves of a few small objects."""
     _, _, folder = steps_gate
     heap = folder / f"{Path(sys.executable).name}.heap"
     out = subprocess.run(
@@ -291,11 +292,14 @@ def test_step_compare_finds_the_step_that_leaked(steps_gate):
     stacks = stack_values(out)
     leaked = [stack for stack in stacks if "leak (torch_steps.py)" in stack.split(";")]
     assert leaked, out
-    # with every frame, the tensor's data block apart from its object and the first
-    # call's records (small, sampled)
+    # with every frame, the tensor's data block apart from the first call's records
+    # (small, sampled); beside the block, made in the same function (empty_generic),
+    # the tensor's own small objects, each sampled with a chance of about its size in
+    # 1024 (one of 100 B: 9%) and then counted about 1 KiB
     data = max(leaked, key=stacks.__getitem__)
     leak = 256 * 1024 * 4
-    assert stacks.pop(data) == pytest.approx(leak, rel=0.001)
+    assert 0 <= stacks[data] - leak <= 4096, stacks[data]
+    del stacks[data]
     assert sum(abs(v) for v in stacks.values()) < 0.05 * leak, stacks
 
 
