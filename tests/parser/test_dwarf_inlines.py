@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import sysconfig
-from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from support.dwarf_files import (
+    FLAVOURS,
+    LIBC,
+    cxx_program,
+    flavour_id,
+    interpreters_libpython,
+    libc_debug_file,
+)
+from support.paths import FIXTURES
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.parser.elf.dwarf_dies import DebugInfo
 from mem_profiler.parser.elf.image import ElfImage, InlineTable
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 SAMPLES = 1500  # addresses asked of each file
 
 
@@ -85,37 +89,17 @@ def assert_agrees_with_addr2line(path: str) -> None:
     assert fallback <= len(addrs) // 20, fallback
 
 
-@pytest.mark.parametrize(
-    "flags",
-    [
-        ["-gdwarf-5"],
-        ["-gdwarf-4"],
-        ["-gdwarf-3", "-gstrict-dwarf"],
-        ["-gdwarf-5", "-gz"],  # compressed sections
-    ],
-    ids=lambda flags: " ".join(flags),
-)
+@pytest.mark.parametrize("flags", FLAVOURS, ids=flavour_id)
 def test_a_cxx_program_in_each_dwarf_flavour(tmp_path, flags):
-    exe = tmp_path / "cxx_stl"
-    subprocess.run(
-        ["g++", "-O2", *flags, "-pthread", "-o", exe, FIXTURES / "cxx_stl.cpp"], check=True
-    )
-    assert_agrees_with_addr2line(str(exe))
+    assert_agrees_with_addr2line(cxx_program(tmp_path, flags))
 
 
 def test_libc_from_its_debian_debug_file():
-    debug = ElfImage(LIBC).debug_path
-    if debug is None:
-        pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
-    assert_agrees_with_addr2line(debug)
+    assert_agrees_with_addr2line(libc_debug_file())
 
 
 def test_the_interpreters_libpython():
-    libdir, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
-    path = os.path.join(libdir or "", name or "")
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not os.path.isfile(path):
-        pytest.skip(f"{sys.executable} is not built with a shared libpython")
-    assert_agrees_with_addr2line(path)
+    assert_agrees_with_addr2line(interpreters_libpython())
 
 
 def test_a_damaged_unit_is_an_elf_error(tmp_path, monkeypatch):
@@ -140,9 +124,7 @@ def test_only_the_functions_asked_about_are_read_and_kept(tmp_path, monkeypatch)
     cache in a later process, the inlined calls at each address are those of the whole
     file's table; each function is read once, and a later round asks only of what is new."""
     monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "cache"))
-    libc = ElfImage(LIBC).debug_path
-    if libc is None:
-        pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
+    libc = libc_debug_file()
     whole = inline_table(libc)
     middles = whole.starts[:-1] + (whole.starts[1:] - whole.starts[:-1]) // 2
     addrs = middles[:: max(1, len(middles) // SAMPLES)]

@@ -6,39 +6,32 @@ pyelftools' decoding of the same programs; and a damaged program is one sentence
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
+from support.dwarf_files import (
+    FLAVOURS,
+    cxx_program,
+    flavour_id,
+    interpreters_libpython,
+    libc_debug_file,
+)
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.parser.elf.dwarf_dies import DebugInfo
 from mem_profiler.parser.elf.image import ElfImage
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 SAMPLES = 1500  # addresses asked of each file
 RUST_MAIN = b'fn main() { let v: Vec<u64> = (0..99).collect(); println!("{v:?}"); }'
-FLAVOURS = [["-gdwarf-5"], ["-gdwarf-4"], ["-gdwarf-3", "-gstrict-dwarf"], ["-gdwarf-5", "-gz"]]
 
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMPROF_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def cxx_program(folder: Path, flags: list[str]) -> str:
-    exe = folder / "cxx_stl"
-    subprocess.run(
-        ["g++", "-O2", *flags, "-pthread", "-o", exe, FIXTURES / "cxx_stl.cpp"], check=True
-    )
-    return str(exe)
 
 
 def assert_agrees_with_addr2line(path: str) -> None:
@@ -67,7 +60,7 @@ def assert_agrees_with_addr2line(path: str) -> None:
     assert got.count("?") < len(addrs) // 2
 
 
-@pytest.mark.parametrize("flags", FLAVOURS, ids=lambda flags: " ".join(flags))
+@pytest.mark.parametrize("flags", FLAVOURS, ids=flavour_id)
 def test_a_cxx_program_in_each_dwarf_flavour(tmp_path, flags):
     assert_agrees_with_addr2line(cxx_program(tmp_path, flags))
 
@@ -83,21 +76,14 @@ def test_a_rust_program(tmp_path):
 
 
 def test_libc_from_its_debian_debug_file():
-    debug = ElfImage(LIBC).debug_path
-    if debug is None:
-        pytest.fail("libc6-dbg is not installed: run the tests with `make test`")
-    assert_agrees_with_addr2line(debug)
+    assert_agrees_with_addr2line(libc_debug_file())
 
 
 def test_the_interpreters_libpython():
-    libdir, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
-    path = os.path.join(libdir or "", name or "")
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not os.path.isfile(path):
-        pytest.skip(f"{sys.executable} is not built with a shared libpython")
-    assert_agrees_with_addr2line(path)
+    assert_agrees_with_addr2line(interpreters_libpython())
 
 
-@pytest.mark.parametrize("flags", FLAVOURS, ids=lambda flags: " ".join(flags))
+@pytest.mark.parametrize("flags", FLAVOURS, ids=flavour_id)
 def test_every_row_is_pyelftools_row(tmp_path, flags):
     """Address, file and line of every row of every unit, end of sequence included,
     but the rows at their sequence's end address, which hold no byte (a function's last
