@@ -90,8 +90,8 @@ def assert_agrees_with_addr2line(path: str) -> None:
 
 
 @pytest.mark.parametrize("flags", FLAVOURS, ids=flavour_id)
-def test_a_cxx_program_in_each_dwarf_flavour(tmp_path, flags):
-    assert_agrees_with_addr2line(cxx_program(tmp_path, flags))
+def test_a_cxx_program_in_each_dwarf_flavour(run_folder, flags):
+    assert_agrees_with_addr2line(cxx_program(run_folder, flags))
 
 
 def test_libc_from_its_debian_debug_file():

@@ -7,6 +7,7 @@ pyelftools' decoding of the same programs; and a damaged program is one sentence
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,8 +62,8 @@ def assert_agrees_with_addr2line(path: str) -> None:
 
 
 @pytest.mark.parametrize("flags", FLAVOURS, ids=flavour_id)
-def test_a_cxx_program_in_each_dwarf_flavour(tmp_path, flags):
-    assert_agrees_with_addr2line(cxx_program(tmp_path, flags))
+def test_a_cxx_program_in_each_dwarf_flavour(run_folder, flags):
+    assert_agrees_with_addr2line(cxx_program(run_folder, flags))
 
 
 def test_a_rust_program(tmp_path):
@@ -84,11 +85,11 @@ def test_the_interpreters_libpython():
 
 
 @pytest.mark.parametrize("flags", FLAVOURS, ids=flavour_id)
-def test_every_row_is_pyelftools_row(tmp_path, flags):
+def test_every_row_is_pyelftools_row(run_folder, flags):
     """Address, file and line of every row of every unit, end of sequence included,
     but the rows at their sequence's end address, which hold no byte (a function's last
     row is often one: a lookup just past the function found its line)."""
-    with open(cxx_program(tmp_path, flags), "rb") as f:
+    with open(cxx_program(run_folder, flags), "rb") as f:
         dwarf = ELFFile(f).get_dwarf_info()
         dies = DebugInfo(dwarf)
         rows = 0
@@ -118,10 +119,11 @@ def line_section(path: Path) -> tuple[int, int]:
         return section["sh_offset"], section["sh_size"]
 
 
-def test_a_damaged_line_program_is_an_elf_error(tmp_path, monkeypatch):
+def test_a_damaged_line_program_is_an_elf_error(run_folder, tmp_path, monkeypatch):
     """Its opcodes garbled (the header intact), or its header's fields out of range: one
     sentence naming the file, and nothing read past the section."""
-    exe = Path(cxx_program(tmp_path, ["-gdwarf-5"]))
+    exe = tmp_path / "cxx_stl"
+    shutil.copyfile(cxx_program(run_folder, ["-gdwarf-5"]), exe)
     addrs = ElfImage(str(exe)).symbols().starts
     start, size = line_section(exe)
     whole = exe.read_bytes()

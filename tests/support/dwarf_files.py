@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mem_profiler.parser.elf.image import ElfImage
+from support.once import built_once
 from support.paths import FIXTURES
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
@@ -28,13 +29,17 @@ def flavour_id(flags: list[str]) -> str:
     return " ".join(flags)
 
 
-def cxx_program(folder: Path, flags: list[str]) -> str:
-    """tests/fixtures/cxx_stl.cpp built at -O2 with `flags`."""
-    exe = folder / "cxx_stl"
-    subprocess.run(
-        ["g++", "-O2", *flags, "-pthread", "-o", exe, FIXTURES / "cxx_stl.cpp"], check=True
-    )
-    return str(exe)
+def cxx_program(run_folder: Path, flags: list[str]) -> str:
+    """tests/fixtures/cxx_stl.cpp built at -O2 with `flags`, once per run (g++ takes 2 s
+    of a core)."""
+    with built_once(run_folder / "cxx_stl", flags) as (folder, done):
+        if not done:
+            subprocess.run(
+                ["g++", "-O2", *flags, "-pthread", "-o", folder / "cxx_stl",
+                 FIXTURES / "cxx_stl.cpp"],
+                check=True,
+            )  # fmt: skip
+    return str(folder / "cxx_stl")
 
 
 def libc_debug_file() -> str:
