@@ -3,6 +3,7 @@ GOT redirection while a window is open, every slot put back at detach."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -165,6 +166,14 @@ def leak_signature(pid: int) -> tuple[int, int, int]:
     )
 
 
+def first_change(maps: list[str]) -> str:
+    """The lines of /proc/PID/maps that changed between the first cycle and the first
+    cycle whose map differs, to name what a failing cycle left behind."""
+    changed = next((m for m in maps[1:] if m.count("\n") != maps[0].count("\n")), maps[0])
+    diff = difflib.unified_diff(maps[0].splitlines(), changed.splitlines(), n=0, lineterm="")
+    return "\n".join(diff)
+
+
 # --- attach, a window, detach ---------------------------------------------------------
 
 
@@ -267,7 +276,7 @@ def test_signals_during_the_injection_all_arrive(target):
 
 def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
     t = target()
-    signatures = []
+    signatures, maps = [], []
     for cycle in range(10):
         prefix = str(tmp_path / f"c{cycle}_")
         capture = capture_cli(
@@ -283,7 +292,9 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
         assert "0 GOT slots redirected" in released.stdout
         assert [x.state for x in list_targets() if x.pid == t.pid] == ["idle (attached)"]
         signatures.append(leak_signature(t.pid))
-    assert len(set(signatures)) == 1, signatures  # threads, mappings, files
+        maps.append(Path(f"/proc/{t.pid}/maps").read_text())
+    # threads, mappings, files
+    assert len(set(signatures)) == 1, f"{signatures}\n{first_change(maps)}"
     assert t.quit() == "quit 0"
 
 
