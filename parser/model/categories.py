@@ -169,7 +169,10 @@ def stack_categories(
     names = category_names(rules)
     of_function = np.full(len(sym.functions) + 1, -1, np.int64)  # a rule's index; -1: none
     files = sym.python_files or [None] * len(sym.functions)
-    for i, (name, file) in enumerate(zip(sym.functions, files, strict=True)):
+    # the functions of these stacks alone: a part of a merged profile's names them all
+    located = np.bincount(sym.frames, minlength=len(sym.func_of)) > 0
+    for i in np.unique(sym.func_of[located]).tolist():
+        name, file = sym.functions[i], files[i]
         if file is not None:
             short = name.rsplit(".", 1)[-1]  # Adam._init_group: _init_group
             found = (
