@@ -71,6 +71,7 @@ from mem_profiler.parser.symbols.symbolize import (
     check_owner_reads_program,
     in_sysroot,
     innermost_python,
+    mergeable,
     symbolize,
 )
 
@@ -448,20 +449,41 @@ def _per_allocation(
     cap: WindowLog, request: Request, of_stacks: Callable[[SymbolizedProfile], np.ndarray]
 ) -> np.ndarray:
     """A value of each of the capture's allocations: of_stacks' of its stack (-1 where
-    --focus and --ignore do not keep it, and for another heap's allocations), the stacks
-    symbolized a batch at a time."""
-    every = dataclasses.replace(request, focus=None, ignore=None)
-    mine = cap.allocs.heap == cap.heap
-    ids, inverse = np.unique(cap.allocs.stack[mine], return_inverse=True)
-    of_stack = np.zeros(len(ids), np.int64)
-    for at, batch in analysis.stack_batches(cap.log.stacks, ids.tolist()):
-        sym = load(every, export.stacks_profile(cap, batch))
+    --focus and --ignore do not keep it, and for another heap's allocations)."""
+
+    def value_of(sym: SymbolizedProfile) -> np.ndarray:
         values = of_stacks(sym)
         kept = _kept(sym, request)
-        of_stack[at : at + len(batch)] = values if kept is None else np.where(kept, values, -1)
+        return values if kept is None else np.where(kept, values, -1)
+
+    mine = cap.allocs.heap == cap.heap
+    ids, inverse = np.unique(cap.allocs.stack[mine], return_inverse=True)
+    every = dataclasses.replace(request, focus=None, ignore=None)
     value = np.full(len(mine), -1, np.int64)
-    value[mine] = of_stack[inverse.reshape(-1)]
+    value[mine] = _of_log_stacks(cap, every, ids.tolist(), value_of)[inverse.reshape(-1)]
     return value
+
+
+def _of_log_stacks(
+    cap: WindowLog,
+    request: Request,
+    ids: list[int],
+    value_of: Callable[[SymbolizedProfile], np.ndarray],
+) -> np.ndarray:
+    """value_of's value (per stack of a symbolized profile) of each of the log's stacks
+    `ids`, given them a batch at a time (analysis.batches): merged by function from the
+    log's tree first where it holds them, a third of the frames (symbolize)."""
+    profile = export.stacks_profile(cap, ids, as_tree=True)
+    if ids and mergeable(profile):
+        sym = _symbolized(request, profile, merge=True, expand=False)
+        assert sym.tree is not None and sym.profile.merged_from is not None
+        parts = analysis.batches(sym.tree.stacks.lengths())
+        merged = [value_of(sym.expanded(np.arange(a, b))) for a, b in parts]
+        return np.concatenate(merged)[sym.profile.merged_from]
+    values = np.zeros(len(ids), np.int64)
+    for at, batch in analysis.stack_batches(cap.log.stacks, ids):
+        values[at : at + len(batch)] = value_of(load(request, export.stacks_profile(cap, batch)))
+    return values
 
 
 def _timeline_areas(cap: WindowLog, request: Request, top: int | None) -> Areas | None:

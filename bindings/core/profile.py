@@ -166,6 +166,9 @@ class HeapProfile:
 
     # parser/context_tree.StackTree, while addrs and offsets are not yet expanded from it
     stack_tree: StackSource | None = field(default=None, init=False, repr=False, compare=False)
+    # In a profile merged from another's stacks (parser/symbols/merged_stacks.py): per
+    # stack of that one, the stack here that holds it; a copy (replace) has none.
+    merged_from: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def set_stack_tree(self, tree: StackSource) -> None:
         """Take the stacks from `tree`, expanded only when addrs or offsets are read."""

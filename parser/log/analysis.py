@@ -220,18 +220,25 @@ STACKS_AT_ONCE = 65536
 
 
 def stack_batches(stacks: LogStacks, ids: list[int]) -> Iterator[tuple[int, list[int]]]:
-    """(where it starts, the batch) for each batch of `ids` symbolized together: up to
-    STACKS_AT_ONCE stacks of FRAMES_AT_ONCE frames in all (but for a longer one alone);
+    """(where it starts, the batch) for each batch of `ids` symbolized together (batches);
     the objects' symbols read once for all of them (kept_images)."""
-    ends = np.cumsum(stacks.lengths_of(ids))
     with kept_images():
-        at = 0
-        while at < len(ids):
-            before = int(ends[at - 1]) if at else 0
-            end = int(np.searchsorted(ends, before + FRAMES_AT_ONCE, side="right"))
-            end = min(max(end, at + 1), at + STACKS_AT_ONCE)
+        for at, end in batches(stacks.lengths_of(ids)):
             yield at, ids[at:end]
-            at = end
+
+
+def batches(lengths: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, end) of each batch of the stacks of `lengths` (frames) expanded together:
+    up to STACKS_AT_ONCE stacks of FRAMES_AT_ONCE frames in all (but for a longer one
+    alone)."""
+    ends = np.cumsum(lengths)
+    at = 0
+    while at < len(lengths):
+        before = int(ends[at - 1]) if at else 0
+        end = int(np.searchsorted(ends, before + FRAMES_AT_ONCE, side="right"))
+        end = min(max(end, at + 1), at + STACKS_AT_ONCE)
+        yield at, end
+        at = end
 
 
 def peak(cap: WindowLog, heap: int | None = None) -> Peak:

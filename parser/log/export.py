@@ -127,14 +127,25 @@ class StackTexts:
         return texts
 
 
-def stacks_profile(cap: WindowLog, ids: list[int] | None = None) -> HeapProfile:
+def stacks_profile(
+    cap: WindowLog, ids: list[int] | None = None, *, as_tree: bool = False
+) -> HeapProfile:
     """The stacks `ids` of the log (every stack, by ascending id, where None), as a
     profile with no counts: for the symbolizer, with the capture's memory map where its
-    .heap file is there."""
+    .heap file is there. `as_tree`: left unexpanded in the log's tree, for symbolize to
+    merge, where the tree holds them all."""
     ids = sorted(cap.log.stacks) if ids is None else ids
-    addrs, offsets = cap.log.stacks.frames_of(ids)
+    tree = cap.log.stacks.tree_of(ids) if as_tree else None
+    addrs, offsets = (
+        cap.log.stacks.frames_of(ids)
+        if tree is None
+        else (np.zeros(0, np.uint64), np.zeros(len(ids) + 1, np.int64))
+    )
     base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
-    return stacks_only(base, addrs, offsets)
+    profile = stacks_only(base, addrs, offsets)
+    if tree is not None:
+        profile.set_stack_tree(tree)
+    return profile
 
 
 def event_rows(cap: WindowLog) -> Iterator[tuple]:

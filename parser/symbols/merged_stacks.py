@@ -105,6 +105,7 @@ def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, Sta
     rows, row_of = rows[order], rank[row_of]
     texts = [label_texts[k - 1] if k else "" for k in rows[:, 2].tolist()]
     merged = _summed(profile, row_of, len(rows), texts)
+    merged.merged_from = row_of
     tree = Tree(np.concatenate(parents), np.concatenate(addresses))
     merged_stacks = StackTree(tree, rows[:, 0], rows[:, 1], stacks.evaluation)
     merged.set_stack_tree(merged_stacks)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -118,6 +118,13 @@ class SymbolizedProfile:
             self.inlined = np.zeros(len(self.addrs), bool)
         if not self.python_files:
             self.python_files = [None] * len(self.functions)
+
+    def expanded(self, which: np.ndarray) -> SymbolizedProfile:
+        """The stacks `which` (indices, in order) of a merged profile's tree, expanded
+        (for one symbolized without `expand`: a part at a time)."""
+        assert self.tree is not None and self.values is not None
+        frames, offsets = self.tree.expand(which)
+        return replace(self, frames=frames, offsets=offsets, values=self.values[which], tree=None)
 
     def value(self, index: str) -> np.ndarray:
         """The value of each stack under one sample index (see SAMPLE_INDEXES)."""
@@ -372,13 +379,11 @@ def symbolize(
         _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings, sysroot)
-    stacks = profile.stack_tree if merge else None
-    # merging takes a step per level of the tree: the rare deeper one is expanded
-    merged = False
-    if isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH:
-        merged = True
+    merged = merge and mergeable(profile)
+    if merged:
+        assert isinstance(profile.stack_tree, StackTree)
         profile, locations, merged_stacks, node_address, fold = _merged(
-            profile, stacks, resolver, native, lines or merge_lines
+            profile, profile.stack_tree, resolver, native, lines or merge_lines
         )
     else:
         addrs, offsets = _stacks_to_name(profile, native)
@@ -423,6 +428,13 @@ def symbolize(
     )
     # merged stacks are folded as they are expanded (TreeStacks)
     return sym if native or tree is not None else fold_native_frames(sym)
+
+
+def mergeable(profile: HeapProfile) -> bool:
+    """Whether symbolize with `merge` merges the profile's stacks: those of a tree, but
+    for the rare deep one, which is expanded (merging takes a step per level)."""
+    stacks = profile.stack_tree
+    return isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH
 
 
 def _stacks_to_name(profile: HeapProfile, native: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from unittest import mock
 
 import numpy as np
@@ -19,6 +20,7 @@ from support.sampling_math import assert_estimate
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.escape import xml_text
 from mem_profiler.core.units import format_amount
+from mem_profiler.parser import pipeline
 from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import open_window_log, replay_groups
 from mem_profiler.parser.model.categories import read_rules
@@ -114,26 +116,44 @@ def test_the_timeline_stacks_the_categories(steps, tmp_path, capsys):
 
 
 def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_path):
-    """The stacks are symbolized a batch at a time (analysis.stack_batches), bounded in
-    stacks and in frames (counted without expanding them): in three batches of either,
-    each allocation's category is the one of a single batch."""
+    """The stacks are merged by function from the log's tree and expanded a batch at a
+    time (analysis.batches), bounded in stacks and in frames; where the tree cannot be
+    merged, expanded from the log a batch at a time (analysis.stack_batches), the
+    frames counted without expanding them: in three batches or more of either, each
+    allocation's category is the one of a single batch."""
     _, heap = steps
     rules = tmp_path / "rules.txt"
     rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
     cap = open_window_log(heap)
     request = Request(categories=read_rules(str(rules)))
-    names, group = allocation_groups(cap, request)
+    with mock.patch.object(pipeline, "mergeable", return_value=False):
+        names, group = allocation_groups(cap, request)  # each stack expanded as the log has it
+    assert allocation_groups(cap, request)[1].tolist() == group.tolist()
     ids = np.unique(cap.allocs.stack).tolist()
     lengths = cap.log.stacks.lengths_of(ids)
     assert (lengths == np.diff(cap.log.stacks.frames_of(ids)[1])).all()
-    for bound, size in (
-        ("STACKS_AT_ONCE", len(ids) // 3 + 1),
-        ("FRAMES_AT_ONCE", lengths.sum() // 3),
-    ):
-        with mock.patch.object(analysis, bound, int(size)):
-            assert len(list(analysis.stack_batches(cap.log.stacks, ids))) >= 3
-            in_batches = allocation_groups(cap, request)
-        assert in_batches[0] == names and (in_batches[1] == group).all()
+    every_batch = analysis.batches
+    counts: list[int] = []
+
+    def counted(lengths: np.ndarray) -> Iterator[tuple[int, int]]:
+        parts = list(every_batch(lengths))
+        counts.append(len(parts))
+        return iter(parts)
+
+    for merged in (True, False):
+        for bound, size in (
+            ("STACKS_AT_ONCE", len(ids) // 6 + 1),
+            ("FRAMES_AT_ONCE", lengths.sum() // 6),
+        ):
+            counts.clear()
+            with (
+                mock.patch.object(analysis, bound, int(size)),
+                mock.patch.object(analysis, "batches", counted),
+                mock.patch.object(pipeline, "mergeable", return_value=merged),
+            ):
+                in_batches = allocation_groups(cap, request)
+            assert counts and counts[-1] >= 3, (merged, bound, counts)
+            assert in_batches[0] == names and (in_batches[1] == group).all()
     assert len(set(group.tolist())) == len(names) == 3
 
 
