@@ -18,7 +18,7 @@ from elftools.common.exceptions import DWARFError, ELFError
 from mem_profiler.core.elf_headers import ElfHeaders, Section, read_headers
 from mem_profiler.core.errors import ElfError
 from mem_profiler.core.input_files import open_regular, read_errors
-from mem_profiler.parser.elf import symcache
+from mem_profiler.parser.elf import eh_frame, symcache
 from mem_profiler.parser.elf.dwarf_dies import DebugInfo
 
 if TYPE_CHECKING:
@@ -363,6 +363,7 @@ class ElfImage:
         self._has_lines = {".debug_line", ".debug_info"} <= headers.sections
         self._debuglink = _debuglink(headers.debuglink, headers.little_endian)
         self._symbols: SymbolTable | None = None
+        self._frame_ranges: tuple[np.ndarray, np.ndarray] | None = None
         self._dwarf: dict[type, _DwarfCache] = {}
 
     @property
@@ -433,6 +434,17 @@ class ElfImage:
                         },
                     )
         return self._symbols
+
+    def function_starts(self, vaddrs: np.ndarray) -> np.ndarray:
+        """For each vaddr the start of the function holding it by the object's
+        call-frame information (eh_frame), the vaddr itself where none does: what names
+        the functions no symbol names."""
+        if self._frame_ranges is None:
+            self._frame_ranges = _frame_ranges(self.path, self.for_uid)
+        vaddrs = np.asarray(vaddrs, dtype=np.uint64)
+        starts, ends = self._frame_ranges
+        holding = _holding(starts, ends, vaddrs)
+        return np.where(holding >= 0, starts[np.maximum(holding, 0)], vaddrs)
 
     def lines(self, vaddrs: np.ndarray) -> list[tuple[str, int] | None]:
         """(file, line) for each vaddr from DWARF line tables, None where unknown.
@@ -652,6 +664,24 @@ def _debuglink(data: bytes | None, little_endian: bool) -> tuple[str, int] | Non
         return None
     order: Literal["little", "big"] = "little" if little_endian else "big"
     return name.decode("utf-8", "surrogateescape"), int.from_bytes(data[crc_at : crc_at + 4], order)
+
+
+def _frame_ranges(path: str, for_uid: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The functions' ranges by the object's .eh_frame_hdr and .eh_frame (eh_frame.py);
+    none where it has no such sections or they cannot be read."""
+    none = (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+    try:
+        with _open(path, for_uid) as f:
+            headers = _headers(f)
+            found = {s.name: s for s in headers.section_headers}
+            if ".eh_frame_hdr" not in found or ".eh_frame" not in found:
+                return none
+            hdr, frame = found[".eh_frame_hdr"], found[".eh_frame"]
+            return eh_frame.function_ranges(
+                hdr, _section_data(f, hdr), frame, _section_data(f, frame), headers.little_endian
+            )
+    except (OSError, ValueError, ElfError, ELFError):
+        return none
 
 
 def _symbols_from_cache(arrays: dict[str, np.ndarray] | None) -> SymbolTable | None:
