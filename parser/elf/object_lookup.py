@@ -44,12 +44,15 @@ _SWITCH_INTERVAL_S = 0.0005
 class ObjectLookup:
     """The lookup of one object's addresses: which fall in a function symbol (`found`),
     and for those the symbol (`sym_of`, an index into `mangled` and into `names`,
-    demangled) and the calls inlined there (`chains`); each address's (file, line) when
-    lines were asked for. `error`: why the object could not be read (ElfError's
-    sentence), and nothing else is set."""
+    demangled) and the calls inlined there (`chains`); for the others the start of the
+    function that holds them by the call-frame information (`unnamed_at`: the address
+    itself where none does); each address's (file, line) when lines were asked for.
+    `error`: why the object could not be read (ElfError's sentence), and nothing else is
+    set."""
 
     found: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     sym_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    unnamed_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     mangled: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     where: list[Where] = field(default_factory=list)
@@ -72,9 +75,11 @@ def look_up(image: ElfImage, offsets: np.ndarray, lines: bool) -> ObjectLookup:
         return ObjectLookup(error=str(e))
     sym_ids, sym_of = np.unique(hit[found], return_inverse=True)
     mangled = [symbols.names[s] for s in sym_ids.tolist()]
+    unnamed = vaddrs[~found]
     return ObjectLookup(
         found,
         sym_of.reshape(-1),
+        image.function_starts(unnamed) if len(unnamed) else unnamed,
         mangled,
         [demangle(name) for name in mangled],
         where,

@@ -733,14 +733,16 @@ class _Resolver:
         # A stripped library still names what it exports, as Debian ships them all; the
         # program's own functions are mostly static.
         if unnamed and lookup.stripped and (image is self.exe or not lookup.has_symbols):
+            functions = len(np.unique(lookup.unnamed_at))
             self.warnings.append(
                 f"{image.path} has no symbol table and no separate debug file is installed:"
-                f" {unnamed} of its code addresses stay {label}+0x… (its debug symbols, or"
-                " an unstripped build given with -p, would name them)."
+                f" {unnamed} of its code addresses, in {functions} functions, have no name"
+                f" and are shown as where their function starts, {label}+0x… (its debug"
+                " symbols, or an unstripped build given with -p, would name them)."
             )
         names = self._ids_of(lookup.names, lookup.mangled)
         func_of[sel[found]] = names[lookup.sym_of]
-        func_of[sel[~found]] = self._unresolved(path, vaddrs[~found])
+        func_of[sel[~found]] = self._unresolved(path, lookup.unnamed_at)
         for i, loc in zip(sel.tolist(), lookup.where, strict=True):
             locs[i] = loc
         for i, chain in zip(sel[found].tolist(), lookup.chains, strict=True):

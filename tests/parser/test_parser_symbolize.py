@@ -380,7 +380,7 @@ def test_unresolved_frames(built, tmp_path):
     heap.write_text(heap_text(b.path, [(stack, 1, 64)], maps, {b.path: b.build_id}))
     sym = symbolize(read_heap(heap), b.path)
     assert sym.stack(0) == [
-        f"prog+0x{plt + 4:x}",
+        f"prog+0x{plt:x}",  # the start of the .plt's FDE, which the linker writes
         "libgone.so.1+0x3234",
         "[vdso]+0x100",
         "0x7f0000000010",
@@ -739,7 +739,16 @@ def test_debuglink_to_a_sparse_giant_is_not_read_through(tmp_path, monkeypatch):
     assert crcs == []
 
 
-def test_stripped_executable_without_symbols_keeps_addresses(built, tmp_path, capsys):
+def stripped_rows(out: str, program: str) -> dict[int, str]:
+    """The rows of a -t table that name a function of `program` by its start, by it."""
+    prefix = f" {program}+0x"
+    return {int(row.rsplit(prefix, 1)[1], 16): row for row in out.splitlines() if prefix in row}
+
+
+def test_stripped_executable_names_its_functions_by_their_starts(built, tmp_path, capsys):
+    """With no symbols, each address is shown as the start of the function holding it by
+    .eh_frame: exactly the starts the unstripped build's symbols give, one row a
+    function."""
     b = built["prog"]
     stripped = tmp_path / "prog"
     subprocess.run(["strip", "--strip-all", "-o", stripped, b.path], check=True)
@@ -747,14 +756,26 @@ def test_stripped_executable_without_symbols_keeps_addresses(built, tmp_path, ca
         capsys, "-p", str(stripped), "-f", str(prog_heap(built, tmp_path)), "-t"
     )
     assert code == 0
-    unnamed = {row.split()[-1] for row in out.splitlines() if " prog+0x" in row}
-    assert err == (
+    rows = stripped_rows(out, "prog")
+    starts = {start: name for name, (start, _) in b.funcs.items()}
+    assert {starts.get(start) for start in rows} == {
+        "leaf_alloc",
+        "grow",
+        "walk",
+        "hidden_helper",
+        "main",
+    }
+    assert err == (  # walk and main at two places each
         f"mem_parser: warning: {stripped} has no symbol table and no separate debug file"
-        f" is installed: {len(unnamed)} of its code addresses stay prog+0x… (its debug"
-        " symbols, or an unstripped build given with -p, would name them).\n"
+        " is installed: 7 of its code addresses, in 5 functions, have no name and are"
+        " shown as where their function starts, prog+0x… (its debug symbols, or an"
+        " unstripped build given with -p, would name them).\n"
     )
-    leaf = b.funcs["leaf_alloc"][0] + 4
-    assert f"     9.0  90.0%  90.0%      9.0  90.0% prog+0x{leaf:x}\n" in out
+    leaf = b.funcs["leaf_alloc"][0]
+    assert rows[leaf] == f"     9.0  90.0%  90.0%      9.0  90.0% prog+0x{leaf:x}"
+    # main, at its two calls, is one row with all it holds, as when named
+    main = b.funcs["main"][0]
+    assert rows[main].split()[3:5] == ["10.0", "100.0%"], rows[main]
     assert "strdup\n" in out  # libc is named as before
 
 
@@ -766,12 +787,14 @@ def test_stripped_executable_naming_what_it_exports_is_warned_of(built, tmp_path
     heap = prog_heap(built, tmp_path, "exporting")
     code, out, err = run_cli(capsys, "-p", str(stripped), "-f", str(heap), "-t")
     assert code == 0
-    unnamed = {row.split()[-1] for row in out.splitlines() if " exporting+0x" in row}
-    assert len(unnamed) == 5  # leaf_alloc, grow, hidden_helper, main at its two calls
+    starts = {start: name for name, (start, _) in b.funcs.items()}
+    unnamed = {starts.get(start) for start in stripped_rows(out, "exporting")}
+    assert unnamed == {"leaf_alloc", "grow", "hidden_helper", "main"}
     assert err == (
         f"mem_parser: warning: {stripped} has no symbol table and no separate debug file"
-        f" is installed: 5 of its code addresses stay exporting+0x… (its debug symbols,"
-        " or an unstripped build given with -p, would name them).\n"
+        " is installed: 5 of its code addresses, in 4 functions, have no name and are"
+        " shown as where their function starts, exporting+0x… (its debug symbols, or an"
+        " unstripped build given with -p, would name them).\n"
     )
     assert "% walk\n" in out
 
@@ -802,7 +825,8 @@ def test_real_stripped_debian_program(
     assert code == 0
     warned = re.fullmatch(
         f"mem_parser: warning: {program} has no symbol table and no separate debug file is"
-        rf" installed: (\d+) of its code addresses stay {os.path.basename(program)}\+0x…"
+        r" installed: (\d+) of its code addresses, in (\d+) functions, have no name and are"
+        rf" shown as where their function starts, {os.path.basename(program)}\+0x…"
         r" \(its debug symbols, or an unstripped build given with -p, would name them\).\n",
         err,
     )
