@@ -435,9 +435,9 @@ def torch_rows(out: Path) -> list[Row]:
 
 def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
     """The readers of the PyTorch rows' last files: `mem_parser -t` and `--pprof`, the
-    symbol cache empty, on the sampler's, `--timeline` and `--events-db` on its event
-    log (their memory with their helper's: PeakRss.run_parser), and `memray summary` on
-    memray's, interleaved."""
+    symbol cache empty, on the sampler's, `--timeline` (with `--categories` too) and
+    `--events-db` on its event log (their memory with their helper's:
+    PeakRss.run_parser), and `memray summary` on memray's, interleaved."""
     by_name = {r.name: r for r in rows}
     (heap,) = (p for p in by_name["sampler -c 1024"].files if p.suffix == ".heap")
     log_files = by_name["sampler -c 1024 --mode log"].files
@@ -464,6 +464,11 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
             ["-f", str(logged), "--timeline", str(out / "torch.svg")],
         ),
         Row(
+            "mem_parser --timeline --categories, log",
+            dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
+            ["-f", str(logged), "--timeline", str(out / "torch_cat.svg"), "--categories"],
+        ),
+        Row(
             "mem_parser --events-db, the event log",
             dict(os.environ, MEMPROF_CACHE_DIR=str(cache)),
             ["-f", str(logged), "--events-db", str(out / "torch.db")],
@@ -474,7 +479,7 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
     for i in range(rounds):
         for reader in round_order(readers, i):
             shutil.rmtree(cache, ignore_errors=True)
-            run = RUNNER.run_parser if reader in readers[:4] else RUNNER.run
+            run = RUNNER.run_parser if reader in readers[:5] else RUNNER.run
             seconds, peak = run(reader.argv or [], reader.env, out)
             reader.times.append(seconds)
             reader.peaks.append(peak)
@@ -482,7 +487,7 @@ def torch_parsers(rows: list[Row], out: Path, rounds: int) -> None:
     print(f"\nthe files' readers, median of {rounds} rounds\n")
     print(f"{'command':40s} {'file':>9s} {'wall s':>8s} {'RSS MiB':>8s}")
     sizes = (
-        [heap.stat().st_size] * 2 + [log_bytes] * 2 + [p.stat().st_size for p in (plain, native)]
+        [heap.stat().st_size] * 2 + [log_bytes] * 3 + [p.stat().st_size for p in (plain, native)]
     )
     for reader, file_bytes in zip(readers, sizes, strict=True):
         print(
