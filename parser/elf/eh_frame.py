@@ -52,8 +52,9 @@ def function_ranges(
     length, cie_pointer = np.zeros(len(fdes), np.int64), np.zeros(len(fdes), np.int64)
     length[aligned] = words[fdes[aligned] // 4]
     cie_pointer[aligned] = words[fdes[aligned] // 4 + 1]
-    usable = aligned & (length != _EXTENDED_LENGTH) & (length >= 8) & (cie_pointer > 0)
     cies = fdes + 4 - cie_pointer
+    usable = aligned & (length != _EXTENDED_LENGTH) & (length >= 8) & (cie_pointer > 0)
+    usable &= cies >= 0
     for cie in np.unique(cies[usable]).tolist():
         encoding = _fde_encoding(frame_data, cie, end)
         size = _SIZES.get(encoding & 0x0F) if encoding is not None else None
