@@ -7,6 +7,7 @@ capture window."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -269,6 +270,29 @@ def test_profile_read_against_the_shipped_binary(runs, name):
     binary = read_heap(heap).exe if program.measured else shutil.which(program.argv[0])
     assert binary is not None
     assert_read_against(binary, heap)
+
+
+def test_the_jvms_first_row_is_the_function_that_asked(runs):
+    """HotSpot takes its native memory through its own os::malloc and AllocateHeap, which
+    are cut as malloc is: the first row of the JVM's table is the function that asked,
+    for DirectBuffers Unsafe_AllocateMemory0 (ByteBuffer.allocateDirect) with its 60,000
+    buffers of 1,000 bytes to the byte at -c 1, not os::malloc with all of it."""
+    run = checked_run(runs, "java", "hybrid", 1)
+    heap, _ = run.measured("java")
+    proc = subprocess.run(
+        [MEM_PARSER, "-f", str(heap), "--alloc_space", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert rows[0] == {
+        "name": "Unsafe_AllocateMemory0",
+        "flat": 4 * 15000 * 1000.0,
+        "cum": 4 * 15000 * 1000.0,
+    }
+    assert not [r for r in rows if r["name"].startswith(("os::malloc", "AllocateHeap"))]
 
 
 def test_the_samplers_own_allocations_stay_out_of_the_window(counting_preload, tmp_path):
