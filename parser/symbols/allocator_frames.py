@@ -18,9 +18,10 @@ from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_ind
 # private `je_` prefix, its non-standard API, the static functions of a static build on
 # its sample path), tcmalloc's and mimalloc's, Rust's allocator shims, and the allocators
 # Python programs allocate through: CPython's (PyMem_*, PyObject_Malloc and what they call),
-# numpy's data memory handler and its cache, and PyTorch's CPU allocator; and the JVM's
+# numpy's data memory handler and its cache, and PyTorch's CPU allocator; the JVM's
 # (HotSpot's os::malloc and AllocateHeap, which every native allocation of its own
-# passes, and the operator new of its classes on the C heap).
+# passes, and the operator new of its classes on the C heap); and OpenSSL's CRYPTO_malloc
+# family (BoringSSL's OPENSSL_malloc, a function there, a macro in OpenSSL).
 ALLOCATOR_RE = re.compile(
     r"(?:malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign"
     r"|valloc|pvalloc|__libc_\w*alloc|__libc_free"
@@ -39,7 +40,9 @@ ALLOCATOR_RE = re.compile(
     r"|PyDataMem_\w+|npy_(?:alloc|free)_cache\w*"
     r"|c10::(?:alloc_cpu|DefaultCPUAllocator::allocate)(?:\(.*\))?(?: const)?"
     r"|(?:os::(?:malloc|realloc|strdup|strdup_check_oom)|AllocateHeap|ReallocateHeap"
-    r"|(?:CHeapObj<.*>|ResourceObj)::operator new(?:\[\])?)(?:\(.*\))?)"
+    r"|(?:CHeapObj<.*>|ResourceObj)::operator new(?:\[\])?)(?:\(.*\))?"
+    r"|CRYPTO_(?:secure_)?(?:malloc|zalloc|realloc|clear_realloc|memdup|strdup|strndup"
+    r"|aligned_alloc)|OPENSSL_(?:malloc|zalloc|realloc|memdup|strdup|strndup))"
 )
 # The profiler's in-process API (the package's root, api.py and the sampler's library,
 # and cffi, which it calls through) allocates as the allocator does: on behalf of the

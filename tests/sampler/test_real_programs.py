@@ -31,6 +31,7 @@ from support.counting import (
     totals,
 )
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
+from support.profiling import profile_run
 
 from mem_profiler.control_block import ControlBlock, ControlError
 from mem_profiler.core.profile import Drops
@@ -279,20 +280,39 @@ def test_the_jvms_first_row_is_the_function_that_asked(runs):
     buffers of 1,000 bytes to the byte at -c 1, not os::malloc with all of it."""
     run = checked_run(runs, "java", "hybrid", 1)
     heap, _ = run.measured("java")
-    proc = subprocess.run(
-        [MEM_PARSER, "-f", str(heap), "--alloc_space", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)["rows"]
+    rows = parser_rows(heap)
     assert rows[0] == {
         "name": "Unsafe_AllocateMemory0",
         "flat": 4 * 15000 * 1000.0,
         "cum": 4 * 15000 * 1000.0,
     }
     assert not [r for r in rows if r["name"].startswith(("os::malloc", "AllocateHeap"))]
+
+
+LIBCRYPTO = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"
+
+
+def test_openssls_allocation_functions_are_cut_as_mallocs_are(build_fixture, tmp_path):
+    """A program's memory from OpenSSL's CRYPTO_zalloc and CRYPTO_strdup, as Debian's
+    libcrypto.so.3 ships them, is its functions' that asked, to the byte at -c 1 (the
+    fixture's counts: 3,000 blocks of 1,000 bytes, 2,000 copies of 32, and each
+    function's array of pointers to them); CRYPTO_* is no row."""
+    exe = build_fixture("crypto_allocs", libs=(LIBCRYPTO,))
+    proc, files = profile_run([str(exe), "3000", "2000"], tmp_path / "c_", 1)
+    assert proc.returncode == 0 and len(files) == 1, proc.stderr
+    rows = {row["name"]: row["flat"] for row in parser_rows(files[0], exe)}
+    assert rows["keys"] == 3000 * (1000 + 8) and rows["names"] == 2000 * (32 + 8), rows
+    assert not [name for name in rows if name.startswith("CRYPTO_")], rows
+
+
+def parser_rows(heap: Path, *program: Path) -> list[dict]:
+    """The rows of mem_parser --json of `heap` by allocated bytes."""
+    argv = [MEM_PARSER, "-f", str(heap), "--alloc_space", "--json"]
+    if program:
+        argv += ["-p", str(program[0])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["rows"]
 
 
 def test_the_samplers_own_allocations_stay_out_of_the_window(counting_preload, tmp_path):
