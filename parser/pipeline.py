@@ -472,9 +472,10 @@ def _of_log_stacks(
 ) -> np.ndarray:
     """value_of's value (per stack of a symbolized profile) of each of the log's stacks
     `ids`, given them a batch at a time (analysis.batches): merged by function from the
-    log's tree first where it holds them, a third of the frames (symbolize)."""
-    profile = export.stacks_profile(cap, ids, as_tree=True)
-    if ids and mergeable(profile):
+    log's tree first where it holds them, half the frames of a PyTorch program's
+    (symbolize); else each expanded as the log has it."""
+    profile = export.tree_profile(cap, ids) if ids else None
+    if profile is not None and mergeable(profile):
         sym = _symbolized(request, profile, merge=True, expand=False)
         assert sym.tree is not None and sym.profile.merged_from is not None
         parts = analysis.batches(sym.tree.stacks.lengths())

@@ -127,25 +127,28 @@ class StackTexts:
         return texts
 
 
-def stacks_profile(
-    cap: WindowLog, ids: list[int] | None = None, *, as_tree: bool = False
-) -> HeapProfile:
+def stacks_profile(cap: WindowLog, ids: list[int] | None = None) -> HeapProfile:
     """The stacks `ids` of the log (every stack, by ascending id, where None), as a
     profile with no counts: for the symbolizer, with the capture's memory map where its
-    .heap file is there. `as_tree`: left unexpanded in the log's tree, for symbolize to
-    merge, where the tree holds them all."""
+    .heap file is there."""
     ids = sorted(cap.log.stacks) if ids is None else ids
-    tree = cap.log.stacks.tree_of(ids) if as_tree else None
-    addrs, offsets = (
-        cap.log.stacks.frames_of(ids)
-        if tree is None
-        else (np.zeros(0, np.uint64), np.zeros(len(ids) + 1, np.int64))
-    )
-    base = cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
-    profile = stacks_only(base, addrs, offsets)
-    if tree is not None:
-        profile.set_stack_tree(tree)
+    return stacks_only(_named_by(cap), *cap.log.stacks.frames_of(ids))
+
+
+def tree_profile(cap: WindowLog, ids: list[int]) -> HeapProfile | None:
+    """The stacks `ids` as stacks_profile gives them, but left in the log's tree for
+    symbolize to merge; None where the tree does not hold them all."""
+    tree = cap.log.stacks.tree_of(ids)
+    if tree is None:
+        return None
+    profile = stacks_only(_named_by(cap), np.zeros(0, np.uint64), np.zeros(len(ids) + 1, np.int64))
+    profile.set_stack_tree(tree)
     return profile
+
+
+def _named_by(cap: WindowLog) -> HeapProfile:
+    """What names the log's stacks: its .heap file's profile, or one of the log alone."""
+    return cap.profile or HeapProfile(path=cap.log.files[0], rate=cap.log.rate, pid=cap.log.pid)
 
 
 def event_rows(cap: WindowLog) -> Iterator[tuple]:
