@@ -79,7 +79,7 @@ venv: $(BUILD)/python-links
 
 # Strict editable install (pyproject.toml says why): the package is a tree of links to
 # the checkout's modules, made anew when a package folder changes (a module added or
-# removed changes its folder's time).
+# removed changes its folder's time) after the venv's own install made it.
 STRICT      := --config-settings editable_mode=strict
 PY_FOLDERS  := bindings/ $(wildcard bindings/*/) parser/ $(wildcard parser/*/) cmd/
 
@@ -94,7 +94,9 @@ $(VENV)/.installed: pyproject.toml setup.py
 COMPILE_PY   = $(PY) -m compileall -q $(BUILD)/__editable__*/mem_profiler
 
 $(BUILD)/python-links: $(VENV)/.installed $(PY_FOLDERS)
-	$(PY) -m pip install -q --no-deps -e . $(STRICT)
+	@if [ -n "$$(find $(PY_FOLDERS) -maxdepth 0 -newer $(VENV)/.installed)" ]; then \
+	  echo "$(PY) -m pip install -q --no-deps -e . $(STRICT)"; \
+	  $(PY) -m pip install -q --no-deps -e . $(STRICT); fi
 	$(COMPILE_PY)
 	@mkdir -p $(BUILD) && touch $@
 
@@ -177,9 +179,9 @@ c-unit: $(UNIT_TESTS)
 TEST_JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
 PYTEST_PAR  := $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal
 
-# The set-up steps run side by side (PyTorch's install beside the C builds), those that
-# may run apt-get one after another (their `| deps`).
-TEST_SETUP  := setup build arm64 $(VENV)/.torch $(BUILD)/pyroscope-node/.installed \
+# The set-up steps run side by side, those that may run apt-get one after another (their
+# `| deps`). PyTorch's install first: the longest step, the others share the other core.
+TEST_SETUP  := $(VENV)/.torch setup build arm64 $(BUILD)/pyroscope-node/.installed \
                $(BUILD)/test-bytecode
 
 # pytest's rewrite of the test modules' assertions, written once for every pytest process
