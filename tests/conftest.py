@@ -19,6 +19,33 @@ from support.targets import Server
 FIXTURE_CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-pthread"]
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a parallel run, each module marked `long` (its tests take minutes of CPU, one
+    of them a minute or more) goes first in one worker's share. pytest-xdist's worksteal
+    deals the collection out in runs of len // workers and later moves only the ends of
+    those runs: a long test in the middle of one started late and left the other
+    workers idle at the end of the run."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+    modules: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("long"):
+            modules.setdefault(item.path, []).append(item)
+    rest = [item for item in items if not item.get_closest_marker("long")]
+    firsts: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for i, module in enumerate(modules.values()):
+        firsts[i % workers] += module
+    ordered: list[pytest.Item] = []
+    for share in range(workers):  # the runs worksteal deals, in its arithmetic
+        size = (len(items) - len(ordered)) // (workers - share)
+        taken = max(0, size - len(firsts[share]))
+        ordered += firsts[share] + rest[:taken]
+        del rest[:taken]
+    items[:] = ordered + rest
+
+
 @pytest.fixture(scope="session")
 def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder all the workers of this run share (pytest-xdist gives each worker a

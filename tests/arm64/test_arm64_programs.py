@@ -41,7 +41,7 @@ from mem_profiler.core.profile import Drops
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.symbols.symbolize import symbolize
 
-pytestmark = arm64.skip_unless_arm64
+pytestmark = [arm64.skip_unless_arm64, pytest.mark.long]
 # as on x86-64: 5 sd of the -c 1024 estimates fit in their bounds; at -c 1, exact at any
 # size, a tenth (qemu unwinds every allocation)
 SQLITE_ROWS = {1: 25_000, SAMPLED_RATE: 250_000}

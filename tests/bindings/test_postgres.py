@@ -21,6 +21,7 @@ from support.profiling import capture_cli, report, total, window_to_interrupt
 
 from mem_profiler import procfs
 
+pytestmark = pytest.mark.long
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 PORT = "5432"  # on a Unix socket in the cluster's own folder only
 BENCH_SECONDS = "20"  # pgbench's run: the captures take a few seconds of it

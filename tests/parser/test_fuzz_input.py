@@ -32,6 +32,7 @@ from support.profiling import profile_run, run_parser
 
 from mem_profiler.cmd import mem_parser, mem_profiler
 
+pytestmark = pytest.mark.long
 TIME_LIMIT_S = 20  # per run; a clean one takes well under a second
 # MEMPROF_FUZZ_SCALE=N: N times the examples, drawn at random: a long run's (make test's are
 # the same each time)

@@ -24,6 +24,8 @@ from mem_profiler.parser.model.flame_tree import collapsed_lines
 from mem_profiler.parser.read.heap_file import read_heap, read_heap_header
 from mem_profiler.parser.symbols.symbolize import symbolize
 
+pytestmark = pytest.mark.long
+
 LIMIT = 0.10  # the issue's bound per function at -c 1024; the tensors' blocks, over
 # 256 KiB each, are always sampled, and the rest (tensor objects, autograd's records) is
 # what the script cannot count
