@@ -91,18 +91,17 @@ def build_fixture(run_folder: Path, sampler_built: None):
 
 
 @pytest.fixture(scope="session")
-def log_steps_exe(build_fixture, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def log_steps_exe(build_fixture, standin_dir: Path) -> Path:
     """tests/fixtures/log_steps.c, linked against the mstx and NVTX stand-ins."""
-    libs = tmp_path_factory.mktemp("standins")
-    build_standins(libs)
+    build_standins(standin_dir)
     return build_fixture(
         "log_steps",
         f"-I{INCLUDE}",
-        f"-L{libs}",
+        f"-L{standin_dir}",
         "-Wl,--no-as-needed",
         "-l:libmstx.so",
         "-l:libnvToolsExt.so.1",
-        f"-Wl,-rpath,{libs}",
+        f"-Wl,-rpath,{standin_dir}",
     )
 
 
@@ -172,7 +171,9 @@ def server(server_exe):
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def standin_dir(tmp_path_factory) -> Path:
-    """Where a module's stand-in libraries and device fixtures are built."""
-    return tmp_path_factory.mktemp("standins")
+@pytest.fixture(scope="session")
+def standin_dir(run_folder: Path) -> Path:
+    """Where the stand-in libraries and device fixtures are built, once per run for all
+    the workers: build_standins builds one at a time and only what is not built yet
+    (3.8 CPU-s for the libraries, which every module and worker built anew)."""
+    return run_folder / "standins"

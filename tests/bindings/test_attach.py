@@ -663,12 +663,11 @@ def unprofiled_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("MEMPROF_") and k != "LD_PRELOAD"}
 
 
-def test_device_heaps_of_an_attached_process(tmp_path):
+def test_device_heaps_of_an_attached_process(standin_dir, tmp_path):
     """The CUDA stand-ins' every path, in a process that loaded the framework (and
     through it the runtime) before the attach: exact at --device-rate 1."""
-    standins = tmp_path / "standins"
-    exe = build_device_fixture("device_cuda", standins)
-    env = unprofiled_env(standin_env(standins))
+    exe = build_device_fixture("device_cuda", standin_dir)
+    env = unprofiled_env(standin_env(standin_dir))
     plain = subprocess.run([exe, "local"], env=env, capture_output=True, text=True, check=True)
     output, heaps = run_in_a_window(
         exe, ["local", "wait"], env, ["mode=local\n", "loaded\n"], tmp_path / "dev_"
@@ -718,14 +717,13 @@ def run_in_a_window(
 
 
 @pytest.mark.parametrize("version", list(RUNTIMES))
-def test_nvidia_runtime_in_an_attached_process(tmp_path, version):
+def test_nvidia_runtime_in_an_attached_process(standin_dir, tmp_path, version):
     """NVIDIA's runtime started before the attach (tests/sampler/test_cuda_runtimes.py): its
     table keeps the driver's own functions, fetched before (as docs/attach.md says), but
     every runtime call and every driver-API allocation of the window is seen."""
-    standins = tmp_path / "standins"
-    exe = build_device_fixture("device_cuda_api", standins)
+    exe = build_device_fixture("device_cuda_api", standin_dir)
     lib = str(runtime_library(version))
-    env = unprofiled_env(standin_env(standins))
+    env = unprofiled_env(standin_env(standin_dir))
     plain = subprocess.run([exe, lib], env=env, capture_output=True, text=True, check=True)
     output, heaps = run_in_a_window(
         exe, [lib, "wait"], env, ["start error=801\n", "started\n"], tmp_path / "rt_"

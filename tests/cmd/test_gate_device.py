@@ -17,9 +17,8 @@ CUDA_PEAK, CUDA_LIVE_AT_EXIT, CUDA_LEAK_PER_STACK = 56 * MiB, 54 * MiB, 32 * MiB
 
 
 @pytest.fixture(scope="module")
-def device_cuda(tmp_path_factory):
-    out = tmp_path_factory.mktemp("standins")
-    return build_device_fixture("device_cuda", out), standin_env(out)
+def device_cuda(standin_dir):
+    return build_device_fixture("device_cuda", standin_dir), standin_env(standin_dir)
 
 
 @pytest.mark.parametrize("delta, status", [(0, 0), (-1, 1)])
