@@ -31,7 +31,7 @@ from support.counting import (
     totals,
 )
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
-from support.profiling import profile_run
+from support.profiling import profile_run, run_parser
 
 from mem_profiler.control_block import ControlBlock, ControlError
 from mem_profiler.core.profile import Drops
@@ -305,14 +305,11 @@ def test_openssls_allocation_functions_are_cut_as_mallocs_are(build_fixture, tmp
     assert not [name for name in rows if name.startswith("CRYPTO_")], rows
 
 
-def parser_rows(heap: Path, *program: Path) -> list[dict]:
+def parser_rows(heap: Path, program: Path | None = None) -> list[dict]:
     """The rows of mem_parser --json of `heap` by allocated bytes."""
-    argv = [MEM_PARSER, "-f", str(heap), "--alloc_space", "--json"]
-    if program:
-        argv += ["-p", str(program[0])]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)["rows"]
+    options: list[str | Path] = ["-p", program] if program else []
+    done = run_parser("-f", heap, "--alloc_space", "--json", *options, timeout=RUN_TIMEOUT)
+    return json.loads(done.stdout)["rows"]
 
 
 def test_the_samplers_own_allocations_stay_out_of_the_window(counting_preload, tmp_path):
