@@ -20,7 +20,7 @@ FIXTURE_CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-pthre
 
 
 @pytest.hookimpl(trylast=True)  # after -m has deselected
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """In a parallel run, each module marked `long` (its tests take minutes of CPU, one
     of them a minute or more) goes first in one worker's share. pytest-xdist's worksteal
     deals the collection out in runs of len // workers and later moves only the ends of
