@@ -4,6 +4,8 @@ probes (sampler/hooks/framework_pools.c), tests/gpu/torch_tensors.py's known ten
 torch.cuda.memory_allocated(), and the caching allocator's segments in cuda_segments
 exactly memory_reserved(); under the native allocator, with expandable segments and
 under the cudaMallocAsync backend, each at launch and in a window opened with --attach.
+At a --device-rate that samples them, many known tensors' figures within the sampling
+math.
 Under the cudaMallocAsync backend no probe fires: the tensors are its cudaMallocAsync
 calls, in the cuda heap as they are, and there are no segments.
 
@@ -23,7 +25,7 @@ import pytest
 if shutil.which("nvidia-smi") is None:
     pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
 
-from support.device import INDEXES, by_heap, site_lines  # noqa: E402
+from support.device import INDEXES, assert_sites_estimated, by_heap, site_lines  # noqa: E402
 from support.paths import MEM_PROFILER  # noqa: E402
 from support.targets import attach_window  # noqa: E402
 
@@ -127,15 +129,17 @@ def heap_files(output: str) -> dict[str, Path]:
     return by_heap([Path(p) for p in re.findall(r"(\S+\.heap)\b", output)])
 
 
-@pytest.mark.parametrize("conf", CONFS, ids=str)
-def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
-    # The window opens before torch is imported.  The tensors are read with a dump while
-    # they are live: the exit's profile comes after the interpreter freed them.
+def dumped_at_launch(
+    torch_python: str, prefix: Path, conf: str, command: str, device_rate: int
+) -> tuple[str, dict[str, Path]]:
+    """The workload served under `mem_profiler run`, asked `command`: what it printed,
+    and the files of a dump taken while its tensors are live (the exit's profile comes
+    after the interpreter freed them).  The window opens before torch is imported."""
     env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF=conf)
-    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1", "-o", str(tmp_path / "t_")]
-    target = Served([*cmd, "--", torch_python, str(WORKLOAD), "serve"], env)
+    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", str(device_rate), "-o", prefix]
+    target = Served([*map(str, cmd), "--", torch_python, str(WORKLOAD), "serve"], env)
     try:
-        inside = target.phase()
+        inside = target.ask(command)
         dump = subprocess.run(
             [MEM_PROFILER, "dump", "-p", str(target.pid)],
             capture_output=True,
@@ -146,7 +150,28 @@ def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
         assert target.quit() == 0
     finally:
         target.kill()
-    assert_tensors_exact(heap_files(dump.stdout), inside, pooled="cudaMallocAsync" not in conf)
+    return inside, heap_files(dump.stdout)
+
+
+@pytest.mark.parametrize("conf", CONFS, ids=str)
+def test_tensors_exact_at_launch(torch_python, tmp_path, conf):
+    inside, heaps = dumped_at_launch(torch_python, tmp_path / "t_", conf, "phase", 1)
+    assert_tensors_exact(heaps, inside, pooled="cudaMallocAsync" not in conf)
+
+
+def test_tensors_estimated_at_a_sampling_rate(torch_python, tmp_path):
+    """At --device-rate 64 KiB a tensor is sampled with p = 1 - exp(-size/rate): each
+    site's figures within the sampling math of the workload's own."""
+    rate = 64 * 1024
+    inside, heaps = dumped_at_launch(torch_python, tmp_path / "s_", "", "many", rate)
+    sites = site_lines(inside)
+    assert set(sites) == {"many_kept", "many_churned"}, inside
+
+    def cum_of(index: str) -> dict[str, float]:
+        cum, _ = rows(heaps["cuda"], index)
+        return {name: cum.get(f"{name} ({WORKLOAD.name})", 0.0) for name in sites}
+
+    assert_sites_estimated(sites, rate, cum_of)
 
 
 @pytest.mark.parametrize("conf", CONFS, ids=str)

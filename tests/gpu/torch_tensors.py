@@ -8,8 +8,11 @@ bytes torch.cuda.memory_allocated() counts.  It prints its truth:
 
     python torch_tensors.py run      one phase, then exit keeping its tensors
     python torch_tensors.py serve    print "pid N", then answer "phase" (one phase, its
-                                     lines, "done"), "oom" and "quit" on standard input
+                                     lines, "done"), "many", "oom" and "quit" on
+                                     standard input
 
+"many" keeps 400 tensors of 128 KiB in many_kept and takes 4000 of 64 KiB one after
+another in many_churned: enough for estimates at a --device-rate that samples them.
 "oom" holds 3 tensors of 256 MiB in hold_for_step and asks for 1 TiB: it prints the
 error's type and memory_allocated as it failed, then lets them go."""
 
@@ -66,6 +69,26 @@ def phase():
     print(f"memory_reserved={torch.cuda.memory_reserved()}", flush=True)
 
 
+def many_kept():
+    kept.extend(tensor(128 * 1024) for _ in range(400))
+    site("many_kept", 400, 400 * 128 * 1024, 400, 400 * 128 * 1024)
+
+
+def many_churned():
+    for _ in range(4000):
+        t = tensor(64 * 1024)
+        del t
+    site("many_churned", 4000, 4000 * 64 * 1024, 0, 0)
+
+
+def many():
+    kept.clear()
+    many_kept()
+    many_churned()
+    torch.cuda.synchronize()
+    print(f"memory_allocated={torch.cuda.memory_allocated()}", flush=True)
+
+
 def hold_for_step():
     return [tensor(256 * MiB) for _ in range(3)]
 
@@ -91,6 +114,8 @@ def main():
                 break
             if command == "oom":
                 oom()
+            elif command == "many":
+                many()
             else:
                 phase()
             print("done", flush=True)

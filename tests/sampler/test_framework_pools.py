@@ -5,7 +5,8 @@ from it at four sites and prints their figures.  At `-c 1 --device-rate 1` the c
 holds the blocks, every figure of every site exact, and cuda_segments the segments the
 pool took from CUDA, exactly what it holds at the end; launched, and in a window opened
 with --attach on the fixture started without the sampler, after which it runs on with
-its code and semaphores as they were."""
+its code and semaphores as they were.  At a --device-rate that samples them, the figures
+of many blocks within the sampling math."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 from standins import truth
 from standins.build import build_device_fixture, standin_env
-from support.device import assert_blocks_exact, by_heap, live_at_failure, pool_of, site_lines
+from support.device import (
+    assert_blocks_exact,
+    assert_sites_estimated,
+    by_heap,
+    live_at_failure,
+    pool_of,
+    site_lines,
+)
 from support.paths import MEM_PROFILER
 from support.profiling import profile_run, report, run_parser, total
 from support.targets import attach_window
@@ -55,6 +63,25 @@ def test_pool_blocks_exact_under_run(pool, standin_dir, tmp_path, mode):
         f"cuda: {allocated / MB:.1f} MB allocated in blocks, {reserved / MB:.1f} MB reserved "
         f"in segments, {(reserved - allocated) / MB:.1f} MB cached or fragmented"
     ) in text
+
+
+def test_pool_blocks_estimated_at_a_sampling_rate(standin_dir, tmp_path):
+    """At a --device-rate of 64 KiB a block is sampled with p = 1 - exp(-size/rate):
+    each site's figures within the sampling math of the fixture's own; the churned
+    site's sampled blocks all taken out again as the pool was given them back."""
+    exe = build_device_fixture("device_pool", standin_dir)
+    rate = 64 * 1024
+    proc, files = profile_run(
+        [exe, "many"], tmp_path / "m_", 1024, "--device-rate", str(rate),
+        env=standin_env(standin_dir),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sites = site_lines(proc.stdout)
+    assert set(sites) == {"pool_many_kept", "pool_many_churned"}
+    cuda = by_heap(files)["cuda"]
+    assert_sites_estimated(
+        sites, rate, lambda index: {n: c for n, (_, c) in report(cuda, exe, index).items()}
+    )
 
 
 def test_a_pool_without_probes_is_said_in_its_capture(pool, standin_dir, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from standins import truth
@@ -16,6 +17,7 @@ from mem_profiler.parser.pipeline import symbolized_notes
 from mem_profiler.parser.read.heap_file import read_heap
 from support.heap_files import heap_text
 from support.profiling import profile_run, report, run_parser, total
+from support.sampling_math import assert_estimate, relative_sd
 
 INDEXES = {
     "inuse_space": "live_bytes",
@@ -109,6 +111,24 @@ def assert_sites(heaps: dict[str, Path], exe: Path, sites: list[dict]) -> None:
                 heap,
                 index,
             )
+
+
+def assert_sites_estimated(
+    sites: dict[str, dict[str, int]], rate: int, cum_of: Callable[[str], Mapping[str, float]]
+) -> None:
+    """Each site's four figures (site_lines) estimated at --device-rate `rate` from a heap
+    whose `cum_of(index)` is {site: cum}: within 5 standard deviations of the sampling
+    math and 15%, each site's blocks of one size; none live where the site kept none."""
+    for index, key in INDEXES.items():
+        cum = cum_of(index)
+        for name, figures in sites.items():
+            size = figures["alloc_bytes"] // figures["allocs"]
+            blocks = figures["live" if index.startswith("inuse") else "allocs"]
+            got = cum.get(name, 0.0)
+            if blocks == 0:
+                assert got == 0, (name, index, got)
+            else:
+                assert_estimate(got, figures[key], relative_sd(blocks, size, rate), 0.15)
 
 
 # --- memory registered with CUDA or opened through IPC: listed, never counted ----------
