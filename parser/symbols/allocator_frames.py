@@ -20,8 +20,10 @@ from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_ind
 # Python programs allocate through: CPython's (PyMem_*, PyObject_Malloc and what they call),
 # numpy's data memory handler and its cache, and PyTorch's CPU allocator; the JVM's
 # (HotSpot's os::malloc and AllocateHeap, which every native allocation of its own
-# passes, and the operator new of its classes on the C heap); and OpenSSL's CRYPTO_malloc
-# family (BoringSSL's OPENSSL_malloc, a function there, a macro in OpenSSL).
+# passes, and the operator new of its classes on the C heap); V8's (its allocation.h:
+# Malloced's operator new, StrDup and the retrying Alloc*WithRetry that its zones take
+# their segments through; NewArray below); and OpenSSL's CRYPTO_malloc family (BoringSSL's
+# OPENSSL_malloc, a function there, a macro in OpenSSL).
 ALLOCATOR_RE = re.compile(
     r"(?:malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign"
     r"|valloc|pvalloc|__libc_\w*alloc|__libc_free"
@@ -41,9 +43,16 @@ ALLOCATOR_RE = re.compile(
     r"|c10::(?:alloc_cpu|DefaultCPUAllocator::allocate)(?:\(.*\))?(?: const)?"
     r"|(?:os::(?:malloc|realloc|strdup|strdup_check_oom)|AllocateHeap|ReallocateHeap"
     r"|(?:CHeapObj<.*>|ResourceObj)::operator new(?:\[\])?)(?:\(.*\))?"
+    r"|v8::internal::(?:Malloced::(?:operator new|New)|StrN?Dup|Alloc(?:AtLeast)?WithRetry"
+    r"|AlignedAlloc(?:WithRetry)?)(?:\(.*\))?"
     r"|CRYPTO_(?:secure_)?(?:malloc|zalloc|realloc|clear_realloc|memdup|strdup|strndup"
     r"|aligned_alloc)|OPENSSL_(?:malloc|zalloc|realloc|memdup|strdup|strndup))"
 )
+# V8's NewArray<T>, a function template: its name begins with its return type, which a
+# pattern of ALLOCATOR_RE's would have to scan every other name for
+_V8_NEW_ARRAY = "v8::internal::NewArray<"
+_V8_NEW_ARRAY_RE = re.compile(r"(?:.*[ *&])?v8::internal::NewArray<.*>(?:\(.*\))?")
+
 # The profiler's in-process API (the package's root, api.py and the sampler's library,
 # and cffi, which it calls through) allocates as the allocator does: on behalf of the
 # program's function that called it; what it calls is cut with it. Its other modules are
@@ -58,7 +67,9 @@ def is_allocator_function(name: str, python_file: str | None) -> bool:
     API by its file."""
     if python_file is not None:
         return _PROFILER_PYTHON_FILE_RE.search(python_file) is not None
-    return ALLOCATOR_RE.fullmatch(name) is not None
+    return ALLOCATOR_RE.fullmatch(name) is not None or (
+        _V8_NEW_ARRAY in name and _V8_NEW_ARRAY_RE.fullmatch(name) is not None
+    )
 
 
 # Allocator objects by file name: every frame in one is the allocator's, named or not

@@ -305,6 +305,37 @@ def test_openssls_allocation_functions_are_cut_as_mallocs_are(build_fixture, tmp
     assert not [name for name in rows if name.startswith("CRYPTO_")], rows
 
 
+# V8's functions that take memory from malloc for their callers (its allocation.h)
+V8_ALLOCATION = ("Malloced::", "NewArray", "StrDup", "StrNDup", "AllocWithRetry",
+                 "AllocAtLeastWithRetry", "AlignedAlloc", "AlignedAllocWithRetry")  # fmt: skip
+# a program that compiles: V8's parser and compilers work in zones, whose segments V8's
+# AccountingAllocator takes through AllocAtLeastWithRetry
+NODE_SCRIPT = (
+    "let s = 0; for (let i = 0; i < 300; i++) s += new Function('a', 'return a + ' + i)(i);"
+)
+
+
+def test_v8s_allocation_functions_are_cut_as_mallocs_are(counting_preload, tmp_path):
+    """Node.js as installed: V8's own malloc wrappers are cut as malloc is, so that no row
+    is one of them and the zones' segments are AccountingAllocator::AllocateSegment's,
+    the function that asked; at -c 1 the table's total is what the counting preload
+    counted, nothing lost to the cut."""
+    result = run_in_session(
+        [MEM_PROFILER, "run", "-c", "1", "-o", f"{tmp_path}/n_", "--", "node", "-e", NODE_SCRIPT],
+        counted_environment(counting_preload, tmp_path / "truth."),
+    )
+    assert result.returncode == 0, result.stderr
+    ((pid, heap),) = pid_files(tmp_path, r"n_(\d+)\.0001\.heap").items()
+    rows = {row["name"]: row["flat"] for row in parser_rows(heap)}
+    if not any(name.startswith("v8::internal::") for name in rows):
+        pytest.skip("this node names none of V8's functions (stripped): none to cut by name")
+    truth = Truth.read(tmp_path / f"truth.{pid}")
+    assert (sum(rows.values()), totals(heap)[0]) == (truth.bytes, truth.objects)
+    wrappers = [n for n in rows if n.removeprefix("v8::internal::").startswith(V8_ALLOCATION)]
+    assert not wrappers, wrappers
+    assert rows.get("v8::internal::AccountingAllocator::AllocateSegment", 0) > 0, rows
+
+
 def parser_rows(heap: Path, program: Path | None = None) -> list[dict]:
     """The rows of mem_parser --json of `heap` by allocated bytes."""
     options: list[str | Path] = ["-p", program] if program else []
