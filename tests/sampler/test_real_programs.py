@@ -307,7 +307,7 @@ def test_openssls_allocation_functions_are_cut_as_mallocs_are(build_fixture, tmp
 
 # V8's functions that take memory from malloc for their callers (its allocation.h)
 V8_ALLOCATION = ("Malloced::", "NewArray", "StrDup", "StrNDup", "AllocWithRetry",
-                 "AllocAtLeastWithRetry", "AlignedAlloc", "AlignedAllocWithRetry")  # fmt: skip
+                 "AllocAtLeastWithRetry", "AlignedAlloc")  # fmt: skip
 # a program that compiles: V8's parser and compilers work in zones, whose segments V8's
 # AccountingAllocator takes through AllocAtLeastWithRetry
 NODE_SCRIPT = (
