@@ -30,6 +30,9 @@ REQUEST_TIMEOUT_S = 30.0
 # dropped (the newest in-use figures are worth more).
 QUEUE_REQUESTS = 64
 QUEUE_BYTES = 64 << 20
+# How long the end waits for what is queued, a request in flight included: a backend that
+# is down or stalls delays the end by no more than this (docs/push.md).
+END_DRAIN_S = 5.0
 
 
 @dataclass
@@ -136,6 +139,7 @@ class Sender:
         self._max_requests, self._max_bytes = max_requests, max_bytes
         self._queue: collections.deque[Upload] = collections.deque()
         self._queued_bytes = 0
+        self._in_flight = False
         self._wake = threading.Condition()
         self._closing = False
         self._drain_until = float("inf")
@@ -155,14 +159,25 @@ class Sender:
                 self._drop("the queue was full", "the backend is not taking them fast enough")
             self._wake.notify()
 
-    def close(self, drain_s: float = 10.0) -> Tally:
-        """Sends what is queued (retrying for at most `drain_s`), drops the rest; the tally."""
+    def close(self, drain_s: float = END_DRAIN_S) -> Tally:
+        """Sends what is queued (retrying for at most `drain_s`), drops the rest; the
+        tally. Returns within `drain_s` whatever the backend does: a request still in
+        flight then (a server that answers slowly) is counted dropped and left to the
+        thread, which the process's end takes with it."""
+        end = time.monotonic() + drain_s
         with self._wake:
             self._closing = True
-            self._drain_until = time.monotonic() + drain_s
+            # retries stop a little before the end, for the last answer to be counted
+            self._drain_until = end - min(drain_s / 4, 0.25)
             self._wake.notify()
-        self._thread.join()
-        return self.tally
+        self._thread.join(max(end - time.monotonic(), 0.0))
+        with self._wake:
+            if self._thread.is_alive():
+                kinds = ["queued at the end"] * len(self._queue)
+                for kind in kinds + ["in flight at the end"] * self._in_flight:
+                    self._drop(kind, "the time to send what was queued ran out")
+                self._queue.clear()
+            return Tally(self.tally.sent, collections.Counter(self.tally.dropped))
 
     def _run(self) -> None:
         while True:
@@ -174,6 +189,7 @@ class Sender:
                 upload = self._queue.popleft()  # in flight: no longer the queue's to drop
                 self._queued_bytes -= len(upload.body)
                 late = time.monotonic() >= self._drain_until
+                self._in_flight = not late
             if late:
                 self._drop("queued at the end", "the time to send what was queued ran out")
             else:
@@ -189,9 +205,13 @@ class Sender:
                 if refusal.retryable and self._wait(refusal, backoff):
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                     continue
-                self._fail(refusal, upload)
+                with self._wake:
+                    self._in_flight = False
+                    self._fail(refusal, upload)
             else:
-                self.tally.sent += 1
+                with self._wake:
+                    self._in_flight = False
+                    self.tally.sent += 1
                 self._recovered()
             return
 
