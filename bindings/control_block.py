@@ -101,6 +101,12 @@ class AttachError(Exception):
     so that a command line can catch it without loading the injection's ELF reader."""
 
 
+class BlockReplaced(ControlError):
+    """The process left the block it answered on: it ran exec (the sampler of its new
+    program, if it has one, makes a block of its own) or changed its user (and moved its
+    block). Its pid is the same: a reader may open it anew."""
+
+
 class NotPermitted(ControlError):
     """This user may not use the process's block."""
 
@@ -308,7 +314,7 @@ class ControlBlock:
         elsewhere = procfs.in_another_pid_namespace(pid)
         if elsewhere:  # its block, if any, names it by its pid there
             raise ControlError(elsewhere)
-        stale = False
+        stale = execed = False
         for path in block_candidates(pid) if candidates is None else candidates:
             fd = _open_trusted(path, owner)
             if not isinstance(fd, int):
@@ -329,6 +335,7 @@ class ControlBlock:
                 if block.made_by_its_exe():
                     return block
                 block.close()
+                execed = True
             else:
                 os.close(fd)
             # of an earlier process that had this pid, or retired, or made before an exec
@@ -336,6 +343,8 @@ class ControlBlock:
             stale = True
         if refused:
             raise NotPermitted(refused)
+        if execed:  # its new program's sampler, if it has one, has yet to make its block
+            raise BlockReplaced(ran_exec_message(pid))
         message = no_sampler_message(pid, command)
         raise ControlError(
             f"removed a stale control block of an earlier process {pid}; " + message
@@ -351,12 +360,7 @@ class ControlBlock:
                 f"process {self.pid} changed its user and moved its control block: "
                 "run the command again"
             )
-        program = procfs.exe_path(self.pid) or "another program"
-        return (
-            f"process {self.pid} ran exec (it now runs {program}): the sampler and any "
-            "window went with the program it replaced; capture the new one with "
-            f"`mem_profiler -p {self.pid}`"
-        )
+        return ran_exec_message(self.pid)
 
     def made_by_its_exe(self) -> bool:
         """The block names the program the process runs (its identity was checked when
@@ -464,13 +468,13 @@ class ControlBlock:
             if procfs.start_time(self.pid) is None:
                 raise ControlError(f"process {self.pid} ended before it answered")
             if os.fstat(self._fd).st_nlink == 0:  # replaced by a block of the new image's
-                raise ControlError(self._gone_why())
+                raise BlockReplaced(self._gone_why())
             left = end - time.monotonic()
             if left <= 0 and c.working:  # a dump of many stacks or threads takes its time
                 end, left = time.monotonic() + timeout, timeout
             if left <= 0:
                 if not self.made_by_its_exe():  # an exec into a program without the sampler
-                    raise ControlError(self._gone_why())
+                    raise BlockReplaced(self._gone_why())
                 if c.thread_less:
                     raise ControlError(
                         f"process {self.pid} makes its control thread when asked, at its "
@@ -511,6 +515,14 @@ class ControlBlock:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def ran_exec_message(pid: int) -> str:
+    program = procfs.exe_path(pid) or "another program"
+    return (
+        f"process {pid} ran exec (it now runs {program}): the sampler and any window went "
+        f"with the program it replaced; capture the new one with `mem_profiler -p {pid}`"
+    )
 
 
 def no_sampler_message(pid: int, command: str) -> str:

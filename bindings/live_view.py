@@ -26,6 +26,7 @@ from mem_profiler.control_block import (
     CMD_STATUS,
     CMD_STOP,
     START_VIEW,
+    BlockReplaced,
     ControlBlock,
     ControlError,
 )
@@ -126,6 +127,8 @@ class LiveView:
             if self.owns_window:
                 self._control.request(CMD_DEADLINE, deadline_ns=self._deadline_ns())
             status = self._control.request(CMD_SNAPSHOT, prefix=self._prefix)
+        except BlockReplaced:
+            raise  # the process goes on, in a new program: its reader may follow it
         except ControlError as err:
             raise ControlError(self._window_gone() or str(err)) from None
         if status.window_start_ns != self.window_start_ns:
@@ -149,8 +152,11 @@ class LiveView:
         """Why the window can no longer be read, or None if it can."""
         if procfs.start_time(self.pid) is None:
             return f"process {self.pid} ended"
-        if self._control.request(CMD_STATUS).capturing:
-            return None
+        try:
+            if self._control.request(CMD_STATUS).capturing:
+                return None
+        except ControlError as err:  # it ran exec, or changed its user
+            return str(err)
         if self.owns_window:
             return (
                 f"the window in process {self.pid} closed at its deadline: this view "

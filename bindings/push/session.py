@@ -12,7 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mem_profiler import defaults, procfs
-from mem_profiler.control_block import ControlError, find_block
+from mem_profiler.control_block import (
+    BlockReplaced,
+    ControlError,
+    find_block,
+    ran_exec_message,
+)
 from mem_profiler.controller import interrupt_event, list_targets
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.read.heap_file import read_heap
@@ -26,27 +31,69 @@ COMMAND = "mem_profiler"  # named in the errors' hints: `mem_profiler -p PID --a
 # A pusher's own window outlives a push not made by this long: the first symbolization
 # of a large program's stacks may take that long.
 WINDOW_GRACE_S = 60.0
+# How long a process that ran exec is given to load the sampler in its new program (the
+# loader maps it before the program's first instruction).
+EXEC_WAIT_S = 5.0
 # what ends a push (controller.interrupt_event), with one last push
 ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _Pushed:
-    """One process's window followed: its view and its periods."""
+    """One process's window followed: its view and its periods, into the program it
+    runs next when it runs exec (a shim, a wrapper script)."""
 
     def __init__(self, pid: int, rate: int, every: float) -> None:
-        self.pid = pid
-        self.view = LiveView(pid, rate, defaults.DEPTH, every, COMMAND, WINDOW_GRACE_S)
+        self.pid, self.rate, self.every = pid, rate, every
+        self.view = self._new_view()
         self.periods = Periods(pid)
         self.said: set[str] = set()
 
+    def _new_view(self) -> LiveView:
+        return LiveView(self.pid, self.rate, defaults.DEPTH, self.every, COMMAND, WINDOW_GRACE_S)
+
+    def open(self, execed: bool = False) -> None:
+        """Opens the view (and the window, in an idle process); ControlError. A process
+        that runs exec meanwhile (or ran it: `execed`) is opened in its new program, once
+        that program's sampler has made its block."""
+        deadline = time.monotonic() + EXEC_WAIT_S
+        while True:
+            try:
+                self.view.__enter__()
+                return
+            except ControlError as err:
+                execed = execed or isinstance(err, BlockReplaced)
+                if not execed or procfs.start_time(self.pid) is None:
+                    raise
+                if time.monotonic() > deadline:
+                    raise BlockReplaced(ran_exec_message(self.pid)) from None
+                self.view, self.periods = self._new_view(), Periods(self.pid)
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        with contextlib.suppress(ControlError, OSError):
+            self.view.__exit__()
+
     def period(self, say: Say) -> list[HeapPeriod]:
-        """The period since the last push; ControlError when the window is gone."""
-        snap = self.view.snapshot()
+        """The period since the last push; ControlError when the window is gone. A
+        process that ran exec is followed into its new program, whose window's first
+        period is this one."""
+        try:
+            snap = self.view.snapshot()
+        except BlockReplaced:
+            self._follow_exec()
+            snap = self.view.snapshot()
         cut = self.periods.cut(snap.profiles, snap.time_ns)
         for warning in {w for p in cut for w in p.warnings} - self.said:
             self.said.add(warning)
             say(f"process {self.pid}: {warning}")
         return cut
+
+    def _follow_exec(self) -> None:
+        """The view of the program the process runs now, once its sampler has made its
+        block; BlockReplaced where none comes (a program without the sampler)."""
+        self.close()
+        self.view, self.periods = self._new_view(), Periods(self.pid)
+        self.open(execed=True)
 
 
 class _Clock:
@@ -77,8 +124,11 @@ def push_process(
     sender = Sender(say)
     try:
         pushed = _Pushed(pid, rate, settings.every)
-        with pushed.view:
+        pushed.open()
+        try:
             _follow(pushed, settings, sender, say, ended)
+        finally:
+            pushed.close()
     finally:
         tally = sender.close()
     return tally
@@ -127,10 +177,13 @@ class RunPusher:
             if procfs.start_time(pid) is None or self._ended.wait(0.01):
                 return
         try:
-            with self._pushed.view:
-                _follow(self._pushed, self.settings, self.sender, self.say, self._ended)
+            self._pushed.open()
         except ControlError:
-            pass  # the program ended meanwhile: its files say the rest
+            return  # the program ended meanwhile: its files say the rest
+        try:
+            _follow(self._pushed, self.settings, self.sender, self.say, self._ended)
+        finally:
+            self._pushed.close()
 
     def finish(self, files: dict[str, Path]) -> Tally:
         """The last push, of the files the program wrote at its end, once the pushes
@@ -170,12 +223,12 @@ def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Even
                 except ControlError as err:
                     gone = procfs.start_time(pid) is None
                     say(f"process {pid} ended: its series end" if gone else str(err))
-                    _let_go(followed.pop(pid))
+                    followed.pop(pid).close()
             for upload in uploads(settings, cuts):
                 sender.send(upload)
     finally:
         for pushed in followed.values():
-            _let_go(pushed)
+            pushed.close()
         tally = sender.close()
     return tally
 
@@ -191,15 +244,10 @@ def _find_new(
             continue
         pushed = _Pushed(target.pid, rate, every)
         try:
-            pushed.view.__enter__()
+            pushed.open()
         except ControlError as err:
             refused.add(target.pid)
             say(f"process {target.pid} is not pushed: {err}")
             continue
         followed[target.pid] = pushed
         say(f"pushing process {target.pid} ({target.cmdline[:80]})")
-
-
-def _let_go(pushed: _Pushed) -> None:
-    with contextlib.suppress(ControlError, OSError):
-        pushed.view.__exit__()

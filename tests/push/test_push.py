@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from support.targets import Server
 
 from mem_profiler.core.version import VERSION
 from mem_profiler.push.backends import LEFT_OUT
+from mem_profiler.push.sender import END_DRAIN_S
 
 MiB = 1 << 20
 CHURN = 65536  # push_steps' site_churn block, one a millisecond
@@ -286,6 +288,82 @@ def test_an_unreachable_backend_ends_in_the_drain_time(server):
     assert code == 1, err
     assert err.count("unreachable") == 2, err
     assert re.search(r"pushed 0 profile requests; \d+ dropped \(.*1 unreachable at the end", err)
+
+
+@pytest.mark.parametrize(
+    ("backend", "status"), [("closed", 0), ("closed", 3), ("stalled", 0)]
+)  # fmt: skip
+def test_run_exits_with_the_programs_status_within_the_end_bound(backend, status, tmp_path):
+    """run --push whose backend is a closed port (each connection refused, retried) or one
+    that takes the request and never answers: run exits with the program's own status,
+    the push it could not make said, at most END_DRAIN_S after the program ended."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
+        if backend == "stalled":
+            listening.listen(8)  # connections are taken in the backlog, none is answered
+        else:
+            listening.close()  # nothing listens there
+        started = time.monotonic()
+        proc = pusher(
+            "run", "-o", tmp_path / "s_", "--push", f"http://127.0.0.1:{port}",
+            "--push-protocol", "pyroscope", "--", "sh", "-c", f"exit {status}",
+        )  # fmt: skip
+        code, err = ended(proc)
+        took = time.monotonic() - started
+    assert code == status, err
+    kind = "unreachable at the end" if backend == "closed" else "in flight at the end"
+    assert re.search(rf"pushed 0 profile requests; 1 dropped \(1 {kind}\)", err), err
+    # the CLI's start and the program's run, then at most the end's bound
+    assert took <= END_DRAIN_S + 3, (took, err)
+
+
+KEEPER_STEPS = """
+import os
+import sys
+import time
+
+def keep_buffers(kept):
+    kept.append(bytearray(1 << 20))
+
+kept = []
+while not os.path.exists(sys.argv[1]):
+    keep_buffers(kept)
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("launcher", ["pyenv shim", "script that execs"])
+def test_a_program_started_through_exec_is_pushed_every_period(launcher, tmp_path):
+    """run --push of a Python program that a wrapper execs (pyenv's python3 shim, a shell
+    script): its periods are pushed as they come, not only at its end, each naming the
+    program's own function; the wrapper's window, which went with its image, is not."""
+    if launcher == "pyenv shim":
+        shim = shutil.which("python3")
+        if shim is None or "/shims/" not in shim:
+            pytest.skip("no pyenv shim for python3 on PATH")
+        command = [shim]
+    else:
+        script = tmp_path / "launch.sh"
+        script.write_text(f'#!/bin/sh\nsleep 0.2\nexec {sys.executable} "$@"\n')
+        script.chmod(0o755)
+        command = [str(script)]
+    program = tmp_path / "steps.py"
+    program.write_text(KEEPER_STEPS)
+    stop = tmp_path / "stop"
+    with Backend() as backend:
+        proc = pusher(
+            "run", "-o", tmp_path / "e_", "--push", backend.url, "--push-protocol", "pyroscope",
+            "--push-every", "0.5", "--", *command, program, stop,
+        )  # fmt: skip
+        wait_for(lambda: len(backend.pushes) >= 4, 60, "four pushes while it runs")
+        stop.touch()
+        code, err = ended(proc)
+    assert code == 0, err
+    python = [p for p in backend.pushes if p.labels["service_name"] == "steps"]
+    assert len(python) >= 5, err  # four while it ran, then its file at the end
+    for push in python[1:]:
+        assert push.profile.by_function("inuse_space").get("keep_buffers", 0) > 0
 
 
 def test_a_profile_over_pyroscopes_limits_is_fitted_to_them(build_fixture, tmp_path):
