@@ -66,12 +66,14 @@ struct memprof_control {
     uint32_t thread_less;
     char dump_failure[512];
     char own_malloc[4352];
+    uint64_t snapshot_since;
+    uint64_t snapshot_token;
 };
 struct timespec { long tv_sec; long tv_nsec; };
 long syscall(long number, ...);
 """
 MAGIC = 0x31464F52504D454D  # "MEMPROF1"
-ABI = 8
+ABI = 9
 # heap_live_bytes/heap_peak_bytes are in the order of HEAPS
 CMD_START, CMD_STOP, CMD_STATUS, CMD_DETACH, CMD_DUMP, CMD_SNAPSHOT, CMD_DEADLINE = range(1, 8)
 STATE_IDLE, STATE_CAPTURING = 0, 1
@@ -283,6 +285,7 @@ class Status:
     dump_failure: str  # why the last of them failed
     window_by_controller: bool  # the open window was opened by a controller (CMD_START)
     own_malloc: str  # the sentence saying the program's malloc is its own, unseen; or ""
+    snapshot_token: int  # of the last snapshot written (CMD_SNAPSHOT's reply)
 
 
 class ControlBlock:
@@ -413,9 +416,11 @@ class ControlBlock:
         flags: int = 0,
         log_cap: int = 0,
         log_files: int = 0,
+        since: int = 0,
     ) -> Status:
         """Sends one request and waits for the control thread's reply: START takes every
-        parameter, SNAPSHOT its prefix, DEADLINE its deadline_ns."""
+        parameter, SNAPSHOT its prefix and `since` (the token of the reader's last
+        snapshot), DEADLINE its deadline_ns."""
         with self._one_request_at_a_time():
             c = self._c
             if command in (CMD_START, CMD_SNAPSHOT):
@@ -423,6 +428,8 @@ class ControlBlock:
                 if len(encoded) >= PATH_MAX - 32:
                     raise ControlError("the output prefix is too long")
                 c.prefix = encoded + b"\0"
+            if command == CMD_SNAPSHOT:
+                c.snapshot_since = since
             if command in (CMD_START, CMD_DEADLINE):
                 c.deadline_ns = deadline_ns
             if command == CMD_START:
@@ -459,6 +466,7 @@ class ControlBlock:
             dump_failure=ffi.string(c.dump_failure).decode(errors="replace"),
             window_by_controller=bool(c.window_by_controller),
             own_malloc=ffi.string(c.own_malloc).decode(errors="replace"),
+            snapshot_token=c.snapshot_token,
         )
 
     def _wait_ack(self, seq: int, timeout: float) -> None:

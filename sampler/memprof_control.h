@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define MEMPROF_CONTROL_MAGIC 0x31464f52504d454dull   /* "MEMPROF1" */
-#define MEMPROF_CONTROL_ABI 8
+#define MEMPROF_CONTROL_ABI 9
 #define MEMPROF_CONTROL_HEAPS 8
 #define MEMPROF_CONTROL_PATH_MAX 4096
 /* The block's file: the struct; for a process without its control thread (thread_less),
@@ -35,9 +35,12 @@ enum memprof_command {
     MEMPROF_CMD_STATUS = 3,   /* refresh the status fields */
     MEMPROF_CMD_DETACH = 4,   /* close the window if one is open; put every GOT slot back */
     MEMPROF_CMD_DUMP = 5,     /* write the open window's files and keep it open (prof.dump) */
-    MEMPROF_CMD_SNAPSHOT = 6, /* the open window's figures so far (mem_profiler top), to
-                                 <prefix><pid>.0000[.<heap>].heap: it takes no sequence
-                                 number, and the window goes on as it was */
+    MEMPROF_CMD_SNAPSHOT = 6, /* the open window's figures so far for a reader that
+                                 follows it (top, the pushes), to
+                                 <prefix><pid>.0000.snapshot: since the snapshot named by
+                                 snapshot_since where that was the last, whose token comes
+                                 back in snapshot_token; no sequence number is taken, and the
+                                 window goes on as it was */
     MEMPROF_CMD_DEADLINE = 7, /* move the open window's deadline to deadline_ns; a window
                                  without one keeps none */
 };
@@ -99,6 +102,10 @@ struct memprof_control {
     /* written once by the target: that the program's malloc is its own, which the
        hooks do not see (the host profile's "# warning:"), in words; or empty */
     char own_malloc[MEMPROF_CONTROL_PATH_MAX + 256];
+    /* MEMPROF_CMD_SNAPSHOT's: the token of the reader's last snapshot (request, 0: none)
+       and of the one written (reply) */
+    uint64_t snapshot_since;
+    uint64_t snapshot_token;
 };
 
 #endif

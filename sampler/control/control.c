@@ -240,9 +240,13 @@ static int carry_out(uint32_t command, const char **why)
         return 0;
     case MEMPROF_CMD_DUMP:
         return memprof_capture_dump(NULL, 0);
-    case MEMPROF_CMD_SNAPSHOT:
+    case MEMPROF_CMD_SNAPSHOT: {
         copy_string(prefix, sizeof prefix, block->prefix);
-        return memprof_capture_snapshot(prefix);
+        uint64_t token = 0;
+        int rc = memprof_capture_snapshot(prefix, block->snapshot_since, &token);
+        block->snapshot_token = token;
+        return rc;
+    }
     case MEMPROF_CMD_DEADLINE:   /* the loop sleeps until the new deadline from now on */
         return memprof_capture_set_deadline(block->deadline_ns);
     case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */

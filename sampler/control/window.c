@@ -28,6 +28,7 @@
 #include "writers/event_log.h"
 #include "writers/heap_writer.h"
 #include "writers/reachable.h"
+#include "writers/window_snapshot.h"
 
 static _Atomic bool window_page_shared;
 
@@ -261,6 +262,7 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
             atomic_store(&window_deadline_ns, 0);
             memprof_log_tick();   /* the window's last interval */
             memprof_log_close();
+            memprof_snapshot_release();
         }
         memprof_live_bytes_flush();   /* what this thread held back, in the figures */
         struct memprof_window_info w = window_so_far();
@@ -316,7 +318,7 @@ int memprof_capture_dump(char *path_out, size_t path_len)
     return write_window(false, false, false, path_out, path_len);
 }
 
-int memprof_capture_snapshot(const char *prefix)
+int memprof_capture_snapshot(const char *prefix, uint64_t since, uint64_t *token)
 {
     memprof_enter();
     pthread_mutex_lock(&window_lock);
@@ -328,7 +330,7 @@ int memprof_capture_snapshot(const char *prefix)
     } else {
         struct memprof_window_info w = window_so_far();
         char path[MEMPROF_PATH_MAX];
-        rc = memprof_write_dump(&w, prefix, 0, path, sizeof path);
+        rc = memprof_write_snapshot(&w, prefix, since, token, path, sizeof path);
     }
     pthread_mutex_unlock(&window_lock);
     memprof_leave();
@@ -445,6 +447,7 @@ void memprof_window_after_fork(void)
     name_seq_prefix[0] = '\0';
     failed_dumps = 0;
     dump_failure[0] = '\0';
+    memprof_snapshot_release();   /* the parent's reader is not the child's */
     /* The child's window gets a log of its own, named after the child. */
     if (follow && memprof_cfg.log_mode)
         open_window_log(1);

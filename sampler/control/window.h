@@ -41,9 +41,11 @@ int memprof_capture_stop_at_exit(void) HIDDEN;
  * handlers, while its modules and their objects still exist: the program's end. */
 int memprof_capture_stop_at_python_exit(void) HIDDEN;
 int memprof_capture_dump(char *path_out, size_t path_len) HIDDEN;   /* the window stays open */
-/* The window's figures so far, to <prefix><pid>.0000[.<heap>].heap (prefix absolute); no
- * sequence number is taken and nothing of the window changes. */
-int memprof_capture_snapshot(const char *prefix) HIDDEN;
+/* The window's figures so far for a reader that follows it, to <prefix><pid>.0000.snapshot
+ * (prefix absolute): since the snapshot whose token is `since` where that was the last
+ * (memprof_write_snapshot); *token receives this one's.  No sequence number is taken and
+ * nothing of the window changes. */
+int memprof_capture_snapshot(const char *prefix, uint64_t since, uint64_t *token) HIDDEN;
 /* What was live when a device allocation of `bytes` failed with `error`, or when a
  * framework raised its out-of-memory error `raised` (NULL: none; bytes 0: no allocation
  * of the device failed before it): the open window's files as they are then, once per
