@@ -30,6 +30,18 @@ def clip_int64(values: np.ndarray) -> np.ndarray:
     return np.clip(values, -_INT64_FLOAT_MAX, _INT64_FLOAT_MAX).astype(np.int64)
 
 
+def runs(
+    values: np.ndarray, bounds: np.ndarray, which: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The runs `which` of `values` laid end to end (run i is values[bounds[i]:bounds[i +
+    1]]), in that order, one after another, and their bounds."""
+    lengths = bounds[which + 1] - bounds[which]
+    out = np.zeros(len(which) + 1, np.int64)
+    np.cumsum(lengths, out=out[1:])
+    starts = np.repeat(bounds[which] - out[:-1], lengths)
+    return values[starts + np.arange(int(out[-1]))], out
+
+
 def stack_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per frame of stacks laid end to end (stack i's frames from offsets[i] to
     offsets[i + 1]), its stack and its position in it from the leaf (int32 both)."""

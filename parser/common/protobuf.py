@@ -51,28 +51,27 @@ def packed(field: int, values: list[int]) -> bytes:
 def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each of `values` (int64; a negative one as its two's complement) as a varint, all
     at once: their bytes one after the other (uint8), and how many bytes each took.
-    A row of bytes per value, as wide as the widest, made a column at a time in place
-    (most values are a byte or two: the widths stop where no value needs more)."""
+    Made a byte at a time for the values that have that byte: most values are a byte or
+    two, so each pass takes fewer."""
     import numpy as np
 
-    v = np.ascontiguousarray(values, np.int64).view(np.uint64)
-    sizes = np.ones(len(v), np.uint8)
-    longer = v >= np.uint64(1 << 7)
+    v = np.ascontiguousarray(values, np.int64).reshape(-1).view(np.uint64)
+    sizes = np.ones(len(v), np.int64)
+    longer = np.flatnonzero(v >= np.uint64(1 << 7))
     for k in range(2, 11):
-        if not longer.any():
+        if not len(longer):
             break
-        sizes += longer
+        sizes[longer] += 1
         if k < 10:
-            np.greater_equal(v, np.uint64(1 << 7 * k), out=longer)
-    widest = int(sizes.max()) if len(v) else 0
-    rows = np.empty((len(v), widest), np.uint8)
-    digit = np.empty(len(v), np.uint64)
-    for k in range(widest):
-        np.right_shift(v, np.uint64(7 * k), out=digit)
-        np.bitwise_and(digit, np.uint64(0x7F), out=digit)
-        if k + 1 < widest:  # the continuation bit of a value with more bytes
-            np.bitwise_or(digit, (sizes > k + 1).astype(np.uint64) << np.uint64(7), out=digit)
-        rows[:, k] = digit
-    if widest > 1:
-        return rows[np.arange(widest, dtype=np.uint8) < sizes[:, None]], sizes.astype(np.int64)
-    return rows.reshape(-1), sizes.astype(np.int64)
+            longer = longer[v[longer] >= np.uint64(1 << 7 * k)]
+    out = np.empty(int(sizes.sum()), np.uint8)
+    at = np.cumsum(sizes) - sizes
+    which = np.arange(len(v))
+    for k in range(10):
+        if not len(which):
+            break
+        digit = v[which] >> np.uint64(7 * k) & np.uint64(0x7F)
+        more = sizes[which] > k + 1  # the continuation bit of a value with more bytes
+        out[at[which] + k] = digit | more.astype(np.uint64) << np.uint64(7)
+        which = which[more]
+    return out, sizes

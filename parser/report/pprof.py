@@ -16,10 +16,13 @@ import numpy as np
 
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.common.arrays import clip_int64
+from mem_profiler.parser.common.arrays import clip_int64, runs
 from mem_profiler.parser.common.protobuf import int_field, message, varint, varints
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+
+_MAPPING_FIELDS = ("start", "end", "offset")  # profile.proto's Mapping fields 2-4
+_NAMES = ("name", "system_name", "file")  # its Function fields 2-4, string ids
 
 # Go's heap profiles list their sample types in this order; inuse_space, the last, is
 # pprof's default.
@@ -44,6 +47,69 @@ class Function:
     system_name: str
     file: str
     start_line: int
+
+
+class LocationTable(Sequence[Location]):
+    """Locations as arrays: location i's mapping id and address, and its lines, function
+    ids and line numbers [bounds[i]:bounds[i + 1]] of `function` and `line`; read one by
+    one as Location. What the push keeps of a window's locations and encodes at once."""
+
+    def __init__(
+        self,
+        mapping: np.ndarray,
+        address: np.ndarray,
+        bounds: np.ndarray,
+        function: np.ndarray,
+        line: np.ndarray,
+    ) -> None:
+        self.mapping, self.address, self.bounds = mapping, address, bounds
+        self.function, self.line = function, line
+
+    @classmethod
+    def of(cls, locations: Sequence[Location]) -> LocationTable:
+        if isinstance(locations, LocationTable):
+            return locations
+        counts = [len(loc.lines) for loc in locations]
+        lines = [pair for loc in locations for pair in loc.lines]
+        return cls(
+            np.array([loc.mapping for loc in locations], np.int64),
+            np.array([loc.address for loc in locations], np.uint64),
+            np.r_[0, np.cumsum(counts, dtype=np.int64)],
+            np.array([f for f, _ in lines], np.int64),
+            np.array([n for _, n in lines], np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.mapping)
+
+    @overload
+    def __getitem__(self, i: int) -> Location: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Location]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        a, b = int(self.bounds[i]), int(self.bounds[i + 1])
+        lines = list(zip(self.function[a:b].tolist(), self.line[a:b].tolist(), strict=True))
+        return Location(int(self.mapping[i]), int(self.address[i]), lines)
+
+    def taken(self, which: np.ndarray) -> LocationTable:
+        """The locations `which` (indices), in that order."""
+        function, bounds = runs(self.function, self.bounds, which)
+        line, _ = runs(self.line, self.bounds, which)
+        return LocationTable(self.mapping[which], self.address[which], bounds, function, line)
+
+    def plus(self, loc: Location) -> LocationTable:
+        """These and `loc` after them."""
+        more = LocationTable.of([loc])
+        return LocationTable(
+            np.r_[self.mapping, more.mapping],
+            np.r_[self.address, more.address],
+            np.r_[self.bounds, self.bounds[-1] + more.bounds[1:]],
+            np.r_[self.function, more.function],
+            np.r_[self.line, more.line],
+        )
 
 
 class Samples(Sequence[tuple[list[int], list[int]]]):
@@ -74,7 +140,7 @@ class PprofTables:
     # location ids, leaf first; SAMPLE_TYPES' values
     samples: Sequence[tuple[list[int], list[int]]]
     mappings: list[tuple[MemoryMapping, str]]  # with its build-id ('' where unknown)
-    locations: list[Location]
+    locations: Sequence[Location]  # a LocationTable where made at once
     functions: list[Function]
 
 
@@ -125,57 +191,85 @@ def pprof_tables(sym: SymbolizedProfile, full_names: bool = False) -> PprofTable
     )
 
 
+def tables_of(
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    values: np.ndarray,
+    locations: Sequence[Location],
+    functions: Sequence[Function],
+    mappings: Sequence[tuple[MemoryMapping, str]],
+) -> PprofTables:
+    """The tables of samples whose location ids (from 1, into `locations`, theirs into
+    `functions` and `mappings`) are ids[bounds[i]:bounds[i + 1]], and whose values are
+    values[i]: only the locations, functions and mappings they use, numbered anew from 1
+    in the order of their ids."""
+    table = LocationTable.of(locations)
+    used, dense = _numbered(ids, len(table))
+    locs = table.taken(used - 1)
+    used_mappings, locs.mapping = _numbered(locs.mapping, len(mappings))
+    used_functions, locs.function = _numbered(locs.function, len(functions))
+    return PprofTables(
+        Samples(dense, bounds, values),
+        [mappings[m - 1] for m in used_mappings.tolist()],
+        locs,
+        [functions[f - 1] for f in used_functions.tolist()],
+    )
+
+
+def _numbered(ids: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ids (from 1 to `count`; 0: none, kept) used, in order, and each of `ids`
+    numbered anew from 1 in that order: a look-up, not a sort of the 10^6 ids."""
+    present = np.zeros(count + 1, bool)
+    present[ids] = True
+    present[0] = False
+    used = np.flatnonzero(present)
+    number = np.zeros(count + 1, np.int64)
+    number[used] = np.arange(1, len(used) + 1)
+    return used, number[ids]
+
+
 def format_pprof(
-    sym: SymbolizedProfile,
-    notes: Sequence[str] = (),
-    full_names: bool = False,
-    period_ns: tuple[int, int] | None = None,
-    tables: PprofTables | None = None,
+    sym: SymbolizedProfile, notes: Sequence[str] = (), full_names: bool = False
 ) -> bytes:
-    """gzip(profile.proto) of `sym` (its `tables` where made already: pprof_tables), with
-    period space/bytes = the sampling rate. `notes` become comments. The profile's time
-    and duration are the window's, or `period_ns` (start, end) where given."""
-    prof = sym.profile
-    tables = pprof_tables(sym, full_names) if tables is None else tables
+    """gzip(profile.proto) of `sym`, with period space/bytes = the sampling rate. `notes`
+    become comments. The profile's time and duration are the window's."""
+    return pprof_bytes(sym.profile, pprof_tables(sym, full_names), notes)
+
+
+def pprof_bytes(
+    prof: HeapProfile,
+    tables: PprofTables,
+    notes: Sequence[str] = (),
+    period_ns: tuple[int, int] | None = None,
+    level: int = 6,
+) -> bytes:
+    """gzip(profile.proto) of `tables`, a profile of `prof` (who ran, its rate), gzipped
+    at `level`. The profile's time and duration are the window's, or `period_ns` (start,
+    end) where given."""
     strings = StringTable()
     out = [message(1, int_field(1, strings[t]) + int_field(2, strings[u])) for t, u in SAMPLE_TYPES]
     out.append(_sample_messages(tables.samples))
-    out += [
-        message(
+    mappings = tables.mappings
+    out.append(
+        _varint_messages(
             3,
-            int_field(1, mid)
-            + int_field(2, m.start)
-            + int_field(3, m.end)
-            + int_field(4, m.offset)
-            + int_field(5, strings[m.path])
-            + int_field(6, strings[build_id])
-            + int_field(7, 1)
-            + int_field(8, 1)
-            + int_field(9, 1),
+            np.arange(1, len(mappings) + 1),
+            *(np.array([getattr(m, k) for m, _ in mappings], np.uint64) for k in _MAPPING_FIELDS),
+            np.array([strings[m.path] for m, _ in mappings], np.int64),
+            np.array([strings[build_id] for _, build_id in mappings], np.int64),
+            *(np.ones(len(mappings), np.int64),) * 3,  # has functions, file names, lines
         )
-        for mid, (m, build_id) in enumerate(tables.mappings, 1)
-    ]
-    out += [
-        message(
-            4,
-            int_field(1, lid)
-            + int_field(2, loc.mapping)
-            + int_field(3, loc.address)
-            + b"".join(message(4, int_field(1, f) + int_field(2, line)) for f, line in loc.lines),
-        )
-        for lid, loc in enumerate(tables.locations, 1)
-    ]
-    out += [
-        message(
+    )
+    out.append(_location_messages(LocationTable.of(tables.locations)))
+    functions = tables.functions
+    out.append(
+        _varint_messages(
             5,
-            int_field(1, fid)
-            + int_field(2, strings[f.name])
-            + int_field(3, strings[f.system_name])
-            + int_field(4, strings[f.file])
-            + int_field(5, f.start_line),
+            np.arange(1, len(functions) + 1),
+            *(np.array([strings[getattr(f, k)] for f in functions], np.int64) for k in _NAMES),
+            np.array([f.start_line for f in functions], np.int64),
         )
-        for fid, f in enumerate(tables.functions, 1)
-    ]
+    )
 
     start, end = (t or 0 for t in (period_ns or prof.window_ns))
     comments = [
@@ -197,7 +291,7 @@ def format_pprof(
     )
     # the string table is complete only now; its place among the fields does not matter
     out += [message(6, s.encode("utf-8", "surrogateescape")) for s in strings.table]
-    return gzip.compress(b"".join(out) + tail, compresslevel=6)
+    return gzip.compress(b"".join(out) + tail, compresslevel=level)
 
 
 class StringTable:
@@ -278,7 +372,7 @@ def _numbered_as_met(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
 _SAMPLES_AT_ONCE = 100_000
 
 
-def _sample_arrays(samples: Sequence[tuple[list[int], list[int]]]) -> Samples:
+def sample_arrays(samples: Sequence[tuple[list[int], list[int]]]) -> Samples:
     """`samples` as arrays (those the push fits to a backend's limit are lists)."""
     if isinstance(samples, Samples):
         return samples
@@ -290,31 +384,98 @@ def _sample_arrays(samples: Sequence[tuple[list[int], list[int]]]) -> Samples:
 
 def _sample_messages(samples: Sequence[tuple[list[int], list[int]]]) -> bytes:
     """profile.proto's field 2, a Sample (location ids and values, each packed) for each
-    of `samples`.  Each is a run of varints, made at once for many: its tag and length,
-    then field 1's tag, length and ids, then field 2's tag, length and values."""
-    arrays, out = _sample_arrays(samples), []
+    of `samples`, made at once for many: each is its head (its tag and length, then
+    field 1's tag and length), its ids, field 2's tag and length, then its values, every
+    part's varints made at once for all the samples and put in place."""
+    arrays, out = sample_arrays(samples), []
     for at in range(0, len(arrays), _SAMPLES_AT_ONCE):
         span = arrays.bounds[at : at + _SAMPLES_AT_ONCE + 1]
-        ids = arrays.ids[span[0] : span[-1]]
         values = arrays.values[at : at + _SAMPLES_AT_ONCE]
-        counts = np.diff(span)
-        of_sample = np.repeat(np.arange(len(values)), counts)
-        ids_len = np.bincount(of_sample, varints(ids)[1], len(values)).astype(np.int64)
-        values_len = varints(values.reshape(-1))[1].reshape(values.shape).sum(axis=1)
+        n = len(values)
+        ids, id_sizes = varints(arrays.ids[span[0] : span[-1]])
+        ids_len = np.bincount(np.repeat(np.arange(n), np.diff(span)), id_sizes, n).astype(np.int64)
+        vals, val_sizes = varints(values.reshape(-1))
+        values_len = val_sizes.reshape(values.shape).sum(axis=1)
         inner = 2 + varints(ids_len)[1] + ids_len + varints(values_len)[1] + values_len
-        width = 6 + counts + values.shape[1]
-        starts = np.cumsum(width) - width
-        tokens = np.empty(int(width.sum()), np.int64)
-        tokens[starts], tokens[starts + 1] = 2 << 3 | 2, inner
-        tokens[starts + 2], tokens[starts + 3] = 1 << 3 | 2, ids_len
-        id_firsts = np.cumsum(counts) - counts
-        tokens[np.repeat(starts + 4 - id_firsts, counts) + np.arange(len(ids))] = ids
-        after = starts + 4 + counts
-        tokens[after], tokens[after + 1] = 2 << 3 | 2, values_len
-        for c in range(values.shape[1]):
-            tokens[after + 2 + c] = values[:, c]
-        out.append(varints(tokens)[0].tobytes())
+        head, head_sizes = varints(
+            np.column_stack([np.full(n, 2 << 3 | 2), inner, np.full(n, 1 << 3 | 2), ids_len])
+        )
+        mid, mid_sizes = varints(np.column_stack([np.full(n, 2 << 3 | 2), values_len]))
+        parts = [
+            (head, head_sizes.reshape(n, -1).sum(axis=1)),
+            (ids, ids_len),
+            (mid, mid_sizes.reshape(n, -1).sum(axis=1)),
+            (vals, values_len),
+        ]
+        sizes = sum(length for _, length in parts)
+        message_at = np.cumsum(sizes) - sizes
+        buf = np.empty(int(sizes.sum()), np.uint8)
+        for data, length in parts:  # each sample's part, at its place in its message
+            taken = np.cumsum(length) - length
+            buf[np.repeat(message_at - taken, length) + np.arange(len(data))] = data
+            message_at = message_at + length
+        out.append(buf.tobytes())
     return b"".join(out)
+
+
+def _varint_messages(field: int, *columns: np.ndarray) -> bytes:
+    """A message of field `field` per row of the `columns`, column k its varint field
+    k + 1, zeros left out as int_field leaves them; all made at once."""
+    values = np.column_stack([np.asarray(c).view(np.int64) for c in columns]).reshape(
+        -1, len(columns)
+    )
+    present = values != 0
+    sizes = varints(values.reshape(-1))[1].reshape(values.shape)
+    body = (present * (1 + sizes)).sum(axis=1)
+    width = 2 + 2 * present.sum(axis=1)
+    starts = np.cumsum(width) - width
+    tokens = np.empty(int(width.sum()), np.int64)
+    tokens[starts], tokens[starts + 1] = field << 3 | 2, body
+    at = starts + 2
+    for k in range(values.shape[1]):
+        has = present[:, k]
+        tokens[at[has]], tokens[at[has] + 1] = (k + 1) << 3, values[has, k]
+        at = at + 2 * has
+    return varints(tokens)[0].tobytes()
+
+
+def _location_messages(locs: LocationTable) -> bytes:
+    """profile.proto's field 4, a Location (id, mapping, address, then a Line each of
+    function id and line), for each of `locs`, ids from 1; zeros left out, as int_field
+    leaves them. All made at once as _sample_messages makes samples: one run of varints,
+    tags among them."""
+    n = len(locs)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    owner = np.repeat(np.arange(n), np.diff(locs.bounds))
+    has_line = locs.line != 0
+    line_body = 1 + varints(locs.function)[1] + has_line * (1 + varints(locs.line)[1])
+    line_bytes = 1 + varints(line_body)[1] + line_body
+    has_mapping, address = locs.mapping != 0, locs.address.view(np.int64)
+    has_address = address != 0
+    body = (
+        1
+        + varints(ids)[1]
+        + has_mapping * (1 + varints(locs.mapping)[1])
+        + has_address * (1 + varints(address)[1])
+        + np.bincount(owner, line_bytes, n).astype(np.int64)
+    )
+    line_tokens = 4 + 2 * has_line
+    width = 4 + 2 * has_mapping + 2 * has_address + np.bincount(owner, line_tokens, n)
+    width = width.astype(np.int64)
+    starts = np.cumsum(width) - width
+    tokens = np.empty(int(width.sum()), np.int64)
+    tokens[starts], tokens[starts + 1] = 4 << 3 | 2, body
+    tokens[starts + 2], tokens[starts + 3] = 1 << 3, ids
+    at = starts + 4
+    for has, tag, value in ((has_mapping, 2 << 3, locs.mapping), (has_address, 3 << 3, address)):
+        tokens[at[has]], tokens[at[has] + 1] = tag, value[has]
+        at = at + 2 * has
+    before = np.cumsum(line_tokens) - line_tokens  # tokens of the lines before each line
+    first = at[owner] + before - before[locs.bounds[:-1][owner]]
+    tokens[first], tokens[first + 1] = 4 << 3 | 2, line_body
+    tokens[first + 2], tokens[first + 3] = 1 << 3, locs.function
+    tokens[first[has_line] + 4], tokens[first[has_line] + 5] = 2 << 3, locs.line[has_line]
+    return varints(tokens)[0].tobytes()
 
 
 def _build_id(build_ids: dict[str, str], path: str) -> str:
