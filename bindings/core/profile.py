@@ -163,6 +163,9 @@ class HeapProfile:
     python_frames: dict[int, PythonFrame] = field(default_factory=dict)
     # the frames the file names itself, by address (pprof's: parser/read/pprof.py)
     named_frames: dict[int, NamedFrame] = field(default_factory=dict)
+    # the sampler's id of each stack (a tree's), by which a live window's snapshots name
+    # it (parser/read/live_window.py); None in other files
+    stack_ids: np.ndarray | None = field(default=None, compare=False)
 
     # parser/context_tree.StackTree, while addrs and offsets are not yet expanded from it
     stack_tree: StackSource | None = field(default=None, init=False, repr=False, compare=False)

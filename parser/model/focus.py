@@ -93,6 +93,7 @@ def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
             new: prof.labels[old] for new, old in enumerate(which.tolist()) if old in prof.labels
         },
         estimates=None if prof.estimates is None else prof.estimates[which],
+        stack_ids=None if prof.stack_ids is None else prof.stack_ids[which],
         peak=None if prof.peak is None else prof.peak.taken(which),
         unreachable=None if prof.unreachable is None else prof.unreachable.taken(which),
     )

@@ -218,7 +218,7 @@ def read_heap_header(path: str | os.PathLike[str]) -> HeapProfile:
     for lineno, line in enumerate(lines[1:], 2):
         if line[:1] == "#":
             try:
-                _header_line(prof, line)
+                header_line(prof, line)
             except ValueError as e:
                 raise HeapFileError(f"{path}:{lineno}: {e}") from None
     return prof
@@ -265,7 +265,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     def fail(what: str) -> HeapFileError:
         return HeapFileError(f"{name}: {what}")
 
-    text = _decompress(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
+    text = decompressed(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
     prof, counts, at = _tree_header(text, name, noted)
     *_, peaks, unreachable = counts
@@ -279,7 +279,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     arrays = {}
     for key, dtype, length in shapes:
         arrays[key] = (
-            _unshuffle(text, dtype, length, at)
+            unshuffle(text, dtype, length, at)
             if key not in ("est", "peak_est", "unreachable_est")
             else np.frombuffer(text, dtype, length, at)
         )
@@ -339,7 +339,7 @@ def _stack_figures(
     return figures
 
 
-def _unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
+def unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
     """`length` values of `dtype` stored byte-shuffled at `at`: the lowest byte of every
     value, then the next, and so on."""
     width = np.dtype(dtype).itemsize
@@ -382,12 +382,13 @@ def _arrays_size(shapes: list[tuple[str, str, int]]) -> int:
     return sum(np.dtype(dtype).itemsize * length for _, dtype, length in shapes)
 
 
-def _tree_line(text: bytearray, seen: int) -> tuple[bytes | None, int]:
-    """The `# tree:` line of a tree's text being decompressed, once it is there whole
-    (searched for from `seen` on), and where to search for it next time."""
-    at = text.find(_TREE_LINE, seen)
+def _tree_line(text: bytearray, seen: int, marker: bytes = _TREE_LINE) -> tuple[bytes | None, int]:
+    """The `# tree:` line (or another `marker`'s) of a tree's text being decompressed,
+    once it is there whole (searched for from `seen` on), and where to search for it next
+    time."""
+    at = text.find(marker, seen)
     if at < 0:
-        return None, max(len(text) - len(_TREE_LINE) + 1, 0)
+        return None, max(len(text) - len(marker) + 1, 0)
     end = text.find(b"\n", at + 1)
     return (bytes(text[at + 1 : end]) if end >= 0 else None), at
 
@@ -459,6 +460,7 @@ def _tree_profile(
     kept = np.asarray(table.any(axis=1))  # the others are there for the noted events only
     prof.set_stack_tree(StackTree(tree, arrays["native"][kept], arrays["python"][kept], evaluation))
     table = table[kept].astype(np.int64)
+    prof.stack_ids = arrays["stack_id"][kept].astype(np.int64)
     prof.cur_objs, prof.cur_bytes, prof.acc_objs, prof.acc_bytes = (
         np.ascontiguousarray(table[:, k]) for k in range(4)
     )
@@ -489,11 +491,11 @@ def _tree_profile(
             note.stack = tuple(next(stacks).tolist()) if ok else ()
 
 
-def _python_frames(prof: HeapProfile, text: bytes, start: int) -> tuple[int, int]:
+def python_frame_lines(prof: HeapProfile, text: bytes, start: int) -> tuple[int, int]:
     """Read the `# python_frame:` lines from `start` on into prof.python_frames, as
-    _header_line would, while they are as our sampler writes them (a Python program has
+    header_line would, while they are as our sampler writes them (a Python program has
     10^5 of them); where the first line not read starts, and how many were read. A line
-    of another form (an escape, spaces at its end, damage) is left to _header_line."""
+    of another form (an escape, spaces at its end, damage) is left to header_line."""
     frames, read = prof.python_frames, 0
     texts: dict[bytes, str] = {}  # names and files, each decoded once
     while (m := _CANONICAL_FRAME_RE.match(text, start)) is not None:
@@ -524,12 +526,21 @@ def _damaged(name: str, e: Exception) -> HeapFileError:
     )
 
 
-def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
+def decompressed(
+    first_line: bytes,
+    data: bytes,
+    name: str,
+    marker: bytes = _TREE_LINE,
+    declared: Callable[[bytes], int] | None = None,
+) -> bytes:
     """The stream after a tree's first line, decompressed into one buffer; HeapFileError,
     one line, if it is damaged, cut short or expands past what it declares (a
-    decompression bomb): the arrays its `# tree:` line counts, and _EXPANSION times the
-    stream for its text lines. The arrays have no ratio of their own: a tree of millions
-    of stacks with sequential ids and equal counts compresses 500 times and more."""
+    decompression bomb): the arrays its `# tree:` line counts (another `marker` line's,
+    by `declared`), and _EXPANSION times the stream for its text lines. The arrays have
+    no ratio of their own: a tree of millions of stacks with sequential ids and equal
+    counts compresses 500 times and more."""
+    declared = declared or _declared_arrays_size
+    what = marker.decode().strip()
     stream, error = _stream(first_line)
     text_limit = max(_EXPANSION_FLOOR, _EXPANSION * len(data))
     limit, arrays = min(MAX_PROFILE_BYTES, text_limit), None
@@ -539,14 +550,14 @@ def _decompress(first_line: bytes, data: bytes, name: str) -> bytes:
             out += stream.decompress(data[fed : fed + _PIECE])
             fed += _PIECE
             if arrays is None:
-                line, seen = _tree_line(out, seen)
+                line, seen = _tree_line(out, seen, marker)
                 if line is not None:
-                    arrays = _declared_arrays_size(line)
+                    arrays = declared(line)
                     limit = min(MAX_PROFILE_BYTES, text_limit + arrays)
             if len(out) > limit:
                 raise HeapFileError(
                     f"{name}: the compressed tree expands past {limit:,} bytes, more than the"
-                    f" {arrays or 0:,} bytes of arrays its '# tree:' line counts and {_EXPANSION}"
+                    f" {arrays or 0:,} bytes of arrays its '{what}' line counts and {_EXPANSION}"
                     f" times its own {len(data):,} for the rest: not a tree the sampler wrote"
                     " (a damaged or hostile file)"
                 )
@@ -609,7 +620,7 @@ def _tree_header(
     """The profile of a tree's text lines up to its `# tree:` line (lines numbered as if
     decompressed in place: the first is `memprof_tree/1`), the counts that line gives
     (frames, nodes, stacks, estimates, labels) and where the arrays after it start.
-    `noted`: see _header_line. Without `frames`, the `# python_frame:` lines are
+    `noted`: see header_line. Without `frames`, the `# python_frame:` lines are
     skipped (a reader of the header alone: a Python program has 10^5 of them)."""
     end = text.find(b"\n")
     first = decode(text[: end if end >= 0 else len(text)])
@@ -623,7 +634,7 @@ def _tree_header(
     while end >= 0:
         start, lineno = end + 1, lineno + 1
         if frames and text.startswith(_FRAME_LINE, start):
-            start, read = _python_frames(prof, text, start)
+            start, read = python_frame_lines(prof, text, start)
             lineno += read
         end = text.find(b"\n", start)
         if not frames and text.startswith(_FRAME_LINE, start):
@@ -646,7 +657,7 @@ def _tree_header(
         if line[:1] != "#":
             raise HeapFileError(f"{name}:{lineno}: unexpected line {show(line)}")
         try:
-            _header_line(prof, line, noted)
+            header_line(prof, line, noted)
         except ValueError as e:
             raise HeapFileError(f"{name}:{lineno}: {e}") from None
     lineno += 1 if line else 0  # the line after the last one
@@ -829,7 +840,7 @@ def _parse_lines(
             estimates.append(_estimate(line, lineno, fail))
         elif line[:1] == "#":
             try:
-                _header_line(prof, line)
+                header_line(prof, line)
             except ValueError as e:
                 raise fail(lineno, str(e)) from None
             if line.startswith("# labels:"):  # of the stack on the next '@' line
@@ -899,7 +910,7 @@ _NOTES = {
 }
 
 
-def _header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None) -> None:
+def header_line(prof: HeapProfile, line: str, noted: list[_Noted] | None = None) -> None:
     """Store one `# ...` line in `prof`; ValueError says what is wrong with it. `noted`
     (a tree's lines): the noted events name their stacks by id, each listed there with
     its id for the reader to fill in."""

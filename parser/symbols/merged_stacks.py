@@ -165,6 +165,7 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
         acc_objs=added(profile.acc_objs),
         acc_bytes=added(profile.acc_bytes),
         estimates=summed(profile.estimates),
+        stack_ids=None,  # a row holds stacks of several
         peak=None if peak is None else peak.summed(row_of, rows),
         unreachable=None if unreachable is None else unreachable.summed(row_of, rows),
         labels={row: text for row, text in enumerate(labels) if text},
