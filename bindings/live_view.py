@@ -30,9 +30,9 @@ from mem_profiler.control_block import (
     ControlBlock,
     ControlError,
 )
-from mem_profiler.core.file_names import window_files, window_stem
-from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.core.errors import HeapFileError
+from mem_profiler.core.file_names import window_stem
+from mem_profiler.parser.read.window_snapshot import SUFFIX, WindowSnapshot, read_snapshot
 
 # How long the view's own window outlives the refresh that is due next, should the view
 # be gone (killed) or stalled (stopped, or slow to symbolize a profile's first stacks).
@@ -42,9 +42,22 @@ SNAPSHOT_FOLDER = "/dev/shm"
 FOLDER_PREFIX = "memprof_top."  # memprof_top.<pid of the view>.<random>
 
 
+class WindowGone(ControlError):
+    """The window the view read was closed in the program (and, if `reopened`, another
+    opened): the process lives on, and a view may read its next window afresh."""
+
+    def __init__(self, message: str, reopened: bool) -> None:
+        super().__init__(message)
+        self.reopened = reopened
+
+
+class NoWindow(ControlError):
+    """A view that opens no window of its own found the process idle."""
+
+
 @dataclass
 class Snapshot:
-    profiles: list[HeapProfile]  # the host heap's first, then each device heap in use
+    window: WindowSnapshot  # what changed since the view's last (all of it, the first time)
     time_ns: int  # when the target wrote it (CLOCK_REALTIME)
     rss_bytes: int  # the process's resident set, read just after
 
@@ -61,14 +74,17 @@ class LiveView:
         interval: float,
         command: str = "mem_profiler top",
         grace_s: float = VIEW_GRACE_S,
+        opens: bool = True,
     ) -> None:
         self.pid = pid
+        self.opens = opens  # whether it opens a window of its own in an idle process
         self.grace_s = grace_s  # how long the view's window outlives a refresh not made
         self.command = command  # the command its errors name
         self.rate, self.depth = rate, depth  # of the window the view opens
         self.interval = interval
         self.owns_window = False
         self.window_start_ns = 0
+        self._token = 0  # of the last snapshot read: the next is what changed since
         self._block: ControlBlock | None = None
         self._folder: str | None = None
 
@@ -82,6 +98,8 @@ class LiveView:
                 prefix=f"{FOLDER_PREFIX}{os.getpid()}.", dir=SNAPSHOT_FOLDER
             )
             lend_to_target(self._folder, self.pid)
+            if not status.capturing and not self.opens:
+                raise NoWindow(f"process {self.pid} has no window open")
             if not status.capturing:
                 try:
                     status = self._block.request(
@@ -121,32 +139,41 @@ class LiveView:
         return time.time_ns() + int((self.interval + self.grace_s) * 1e9)
 
     def snapshot(self) -> Snapshot:
-        """The window's figures now; ControlError (one sentence) when the process ended
-        or the window closed."""
+        """The window's figures now, as what changed since the view's last snapshot;
+        ControlError (one sentence) when the process ended or the window closed."""
         try:
             if self.owns_window:
                 self._control.request(CMD_DEADLINE, deadline_ns=self._deadline_ns())
-            status = self._control.request(CMD_SNAPSHOT, prefix=self._prefix)
+            status = self._control.request(CMD_SNAPSHOT, prefix=self._prefix, since=self._token)
         except BlockReplaced:
             raise  # the process goes on, in a new program: its reader may follow it
         except ControlError as err:
-            raise ControlError(self._window_gone() or str(err)) from None
+            why = self._window_gone()
+            if why == self._closed_in_program:
+                raise WindowGone(why, reopened=False) from None
+            raise ControlError(why or str(err)) from None
         if status.window_start_ns != self.window_start_ns:
-            raise ControlError(
-                f"the window of process {self.pid} was closed and another opened in the program"
+            raise WindowGone(
+                f"the window of process {self.pid} was closed and another opened in the program",
+                reopened=True,
             )
         rss = procfs.rss_bytes(self.pid)
-        profiles = []
-        # A snapshot is written as window 0 (memprof_capture_snapshot, sampler/control/window.c).
-        for path in window_files(window_stem(self._prefix, self.pid, 0)).values():
-            try:
-                profiles.append(read_heap(path))
-            finally:
+        # written as window 0 (memprof_write_snapshot, sampler/writers/window_snapshot.c)
+        path = window_stem(self._prefix, self.pid, 0) + SUFFIX
+        self._token = 0  # unless this one is read whole: the next takes everything
+        try:
+            window = read_snapshot(path)
+        except HeapFileError as err:
+            raise ControlError(
+                f"process {self.pid} wrote a snapshot that cannot be read: {err}"
+            ) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        time_ns = profiles[0].window_ns[1]
-        if time_ns is None:  # the sampler writes it in every snapshot
-            raise ControlError(f"a snapshot of process {self.pid} says not when it was taken")
-        return Snapshot(profiles, time_ns, rss)
+        if window.token != status.snapshot_token or window.head.window_ns[1] is None:
+            raise ControlError(f"process {self.pid} wrote another snapshot than the one asked for")
+        self._token = window.token
+        return Snapshot(window, window.head.window_ns[1], rss)
 
     def _window_gone(self) -> str | None:
         """Why the window can no longer be read, or None if it can."""
@@ -162,6 +189,10 @@ class LiveView:
                 f"the window in process {self.pid} closed at its deadline: this view "
                 f"was stalled for more than {self.grace_s:g} s"
             )
+        return self._closed_in_program
+
+    @property
+    def _closed_in_program(self) -> str:
         return f"the window of process {self.pid} was closed in the program"
 
     def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,7 @@ from mem_profiler.control_block import (
     ran_exec_message,
 )
 from mem_profiler.controller import interrupt_event, list_targets
-from mem_profiler.live_view import LiveView
+from mem_profiler.live_view import LiveView, NoWindow, WindowGone
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.push.backends import uploads
 from mem_profiler.push.periods import HeapPeriod, Periods
@@ -39,26 +39,32 @@ ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _Pushed:
-    """One process's window followed: its view and its periods, into the program it
-    runs next when it runs exec (a shim, a wrapper script)."""
+    """One process's window followed: its view and its periods; into the program it runs
+    next when it runs exec (a shim, a wrapper script), and into the window it opens next
+    when it closes the one read. A view that `opens` no window of its own (`run`'s, which
+    reads the program's) waits for the program to open one."""
 
-    def __init__(self, pid: int, rate: int, every: float) -> None:
-        self.pid, self.rate, self.every = pid, rate, every
+    def __init__(self, pid: int, rate: int, every: float, opens: bool = True) -> None:
+        self.pid, self.rate, self.every, self.opens = pid, rate, every, opens
         self.view = self._new_view()
         self.periods = Periods(pid)
         self.said: set[str] = set()
+        self._open = False
 
     def _new_view(self) -> LiveView:
-        return LiveView(self.pid, self.rate, defaults.DEPTH, self.every, COMMAND, WINDOW_GRACE_S)
+        return LiveView(self.pid, self.rate, defaults.DEPTH, self.every, COMMAND,
+                        WINDOW_GRACE_S, self.opens)  # fmt: skip
 
-    def open(self, execed: bool = False) -> None:
-        """Opens the view (and the window, in an idle process); ControlError. A process
-        that runs exec meanwhile (or ran it: `execed`) is opened in its new program, once
-        that program's sampler has made its block."""
+    def start(self, execed: bool = False) -> None:
+        """Opens the view (and the window, in an idle process); ControlError (NoWindow:
+        the process is idle and the view opens no window). A process that runs exec
+        meanwhile (or ran it: `execed`) is opened in its new program, once that program's
+        sampler has made its block."""
         deadline = time.monotonic() + EXEC_WAIT_S
         while True:
             try:
                 self.view.__enter__()
+                self._open = True
                 return
             except ControlError as err:
                 execed = execed or isinstance(err, BlockReplaced)
@@ -66,34 +72,43 @@ class _Pushed:
                     raise
                 if time.monotonic() > deadline:
                     raise BlockReplaced(ran_exec_message(self.pid)) from None
-                self.view, self.periods = self._new_view(), Periods(self.pid)
+                self.view = self._new_view()
             time.sleep(0.01)
 
     def close(self) -> None:
-        with contextlib.suppress(ControlError, OSError):
-            self.view.__exit__()
+        if self._open:
+            self._open = False
+            with contextlib.suppress(ControlError, OSError):
+                self.view.__exit__()
 
     def period(self, say: Say) -> list[HeapPeriod]:
-        """The period since the last push; ControlError when the window is gone. A
-        process that ran exec is followed into its new program, whose window's first
-        period is this one."""
+        """The period since the last push; ControlError when the window is gone, NoWindow
+        while a view that opens none has none to read. The next window of the process (in
+        its new program after exec, or opened after the one read closed) is read afresh:
+        its first period is its start's."""
+        if not self._open:
+            self._restart()
         try:
             snap = self.view.snapshot()
         except BlockReplaced:
-            self._follow_exec()
+            self._restart(execed=True)
             snap = self.view.snapshot()
-        cut = self.periods.cut(snap.profiles, snap.time_ns)
+        except WindowGone as gone:
+            if self.opens and not gone.reopened:
+                raise
+            self._restart()
+            snap = self.view.snapshot()
+        cut = self.periods.cut(snap.window, snap.time_ns)
         for warning in {w for p in cut for w in p.warnings} - self.said:
             self.said.add(warning)
             say(f"process {self.pid}: {warning}")
         return cut
 
-    def _follow_exec(self) -> None:
-        """The view of the program the process runs now, once its sampler has made its
-        block; BlockReplaced where none comes (a program without the sampler)."""
+    def _restart(self, execed: bool = False) -> None:
+        """A view of the process's window now, whose periods start afresh."""
         self.close()
         self.view, self.periods = self._new_view(), Periods(self.pid)
-        self.open(execed=True)
+        self.start(execed)
 
 
 class _Clock:
@@ -124,7 +139,7 @@ def push_process(
     sender = Sender(say)
     try:
         pushed = _Pushed(pid, rate, settings.every)
-        pushed.open()
+        pushed.start()
         try:
             _follow(pushed, settings, sender, say, ended)
         finally:
@@ -142,6 +157,8 @@ def _follow(
         last = clock.wait(ended)
         try:
             cut = pushed.period(say)
+        except NoWindow:
+            cut = []  # run's program closed its window: it may open another
         except ControlError as err:
             if procfs.start_time(pushed.pid) is not None:
                 say(str(err))
@@ -166,7 +183,7 @@ class RunPusher:
         self._thread: threading.Thread | None = None
 
     def started(self, pid: int) -> None:
-        self._pushed = _Pushed(pid, self.rate, self.settings.every)
+        self._pushed = _Pushed(pid, self.rate, self.settings.every, opens=False)
         self._thread = threading.Thread(target=self._follow, name="mem_profiler run --push")
         self._thread.start()
 
@@ -176,11 +193,7 @@ class RunPusher:
         while find_block(pid) is None:  # the sampler makes it as the program starts
             if procfs.start_time(pid) is None or self._ended.wait(0.01):
                 return
-        try:
-            self._pushed.open()
-        except ControlError:
-            return  # the program ended meanwhile: its files say the rest
-        try:
+        try:  # the view opens at the first period: the program's window is open by then
             _follow(self._pushed, self.settings, self.sender, self.say, self._ended)
         finally:
             self._pushed.close()
@@ -194,7 +207,7 @@ class RunPusher:
         if self._pushed is not None and files:
             profiles = [read_heap(path) for _, path in sorted(files.items(), key=_host_first)]
             end = profiles[0].window_ns[1] or time.time_ns()
-            cut = self._pushed.periods.cut(profiles, end)
+            cut = self._pushed.periods.cut_files(profiles, end)
             for upload in uploads(self.settings, [cut]):
                 self.sender.send(upload)
         return self.sender.close()
@@ -244,7 +257,7 @@ def _find_new(
             continue
         pushed = _Pushed(target.pid, rate, every)
         try:
-            pushed.open()
+            pushed.start()
         except ControlError as err:
             refused.add(target.pid)
             say(f"process {target.pid} is not pushed: {err}")

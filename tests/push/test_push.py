@@ -28,6 +28,7 @@ from support.sampling_math import assert_estimate, relative_sd
 from support.targets import Server
 
 from mem_profiler.core.version import VERSION
+from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.push.backends import LEFT_OUT
 from mem_profiler.push.sender import END_DRAIN_S
 
@@ -356,14 +357,89 @@ def test_a_program_started_through_exec_is_pushed_every_period(launcher, tmp_pat
             "run", "-o", tmp_path / "e_", "--push", backend.url, "--push-protocol", "pyroscope",
             "--push-every", "0.5", "--", *command, program, stop,
         )  # fmt: skip
-        wait_for(lambda: len(backend.pushes) >= 4, 60, "four pushes while it runs")
+
+        def of_the_program() -> list:
+            return [p for p in backend.pushes if p.labels["service_name"] == "steps"]
+
+        wait_for(lambda: len(of_the_program()) >= 4, 60, "four pushes while it runs")
         stop.touch()
         code, err = ended(proc)
     assert code == 0, err
-    python = [p for p in backend.pushes if p.labels["service_name"] == "steps"]
+    python = of_the_program()
     assert len(python) >= 5, err  # four while it ran, then its file at the end
     for push in python[1:]:
         assert push.profile.by_function("inuse_space").get("keep_buffers", 0) > 0
+
+
+TWO_WINDOWS = """
+import os
+import sys
+import time
+
+from mem_profiler import api
+
+def first_window(kept):
+    kept.append(bytearray(256 << 10))
+
+def second_window(kept):
+    kept.append(bytearray(64 << 10))
+
+kept = []
+for path, allocate in ((sys.argv[1], first_window), (sys.argv[2], second_window)):
+    while not os.path.exists(path):
+        allocate(kept)
+        time.sleep(0.01)
+    if allocate is first_window:
+        api.stop()
+        api.start(rate=1)
+"""
+
+
+def test_the_periods_of_each_window_add_up_to_it_and_a_new_one_starts_afresh(tmp_path):
+    """run --push every 0.5 s of a Python program at -c 1 that allocates all along, closes
+    its window and opens another: the pushes go on into the new window, whose figures
+    start afresh (nothing of the first window's function in them), and over its periods,
+    each a snapshot of what changed since the last, their allocated bytes add up to the
+    window's file at the end exactly (at -c 1 every figure is whole)."""
+    script, first, second = tmp_path / "windows.py", tmp_path / "first", tmp_path / "second"
+    script.write_text(TWO_WINDOWS)
+    with Backend() as backend:
+        proc = pusher(
+            "run", "-c", "1", "-o", tmp_path / "w_", "--push", backend.url,
+            "--push-protocol", "pyroscope", "--push-every", "0.5", "--",
+            sys.executable, script, first, second,
+        )  # fmt: skip
+
+        def functions(push) -> set[str]:
+            return set(push.profile.by_function("alloc_space")) | set(
+                push.profile.by_function("inuse_space")
+            )
+
+        wait_for(lambda: len(backend.pushes) >= 3, 60, "three pushes of the first window")
+        first.touch()
+        wait_for(
+            lambda: sum("second_window" in functions(p) for p in backend.pushes) >= 10,
+            60,
+            "ten pushes of the second window",
+        )
+        second.touch()
+        code, err = ended(proc)
+    assert code == 0, err
+    files = sorted(Path(p) for p in re.findall(r"wrote (\S+\.heap)", err))
+    assert len(files) == 2, err  # the first window's, written as it closed, and the second's
+    second_file = read_heap(files[1])
+    start = second_file.window_ns[0]
+    assert start is not None
+    pushes = [p for p in backend.pushes if p.profile.time_nanos >= start]
+    assert len(pushes) >= 10
+    for push in pushes:
+        assert "first_window" not in functions(push)
+    assert "second_window" in functions(pushes[-1])
+    assert second_file.estimates is not None
+    window_total = int(second_file.estimates[:, 3].sum())  # allocated bytes, exact at -c 1
+    assert sum(p.profile.total("alloc_space") for p in pushes) == window_total
+    in_use = int(second_file.estimates[:, 1].sum())
+    assert pushes[-1].profile.total("inuse_space") == in_use
 
 
 def test_a_profile_over_pyroscopes_limits_is_fitted_to_them(build_fixture, tmp_path):
