@@ -223,14 +223,14 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
             names = LiveStacks(target.pid)
             start = time.perf_counter()
             first = view.snapshot()
-            names.update(first.profiles, first.time_ns)
+            names.update(first.window, first.time_ns)
             first_s = time.perf_counter() - start
             cpu, own = [], []
             for _ in range(rounds):
                 cpu_before, start = control_cpu(), time.perf_counter()
                 snapshot = view.snapshot()
                 cpu.append(control_cpu() - cpu_before)
-                names.update(snapshot.profiles, snapshot.time_ns)
+                names.update(snapshot.window, snapshot.time_ns)
                 own.append(time.perf_counter() - start)
         return {
             "cpu": statistics.median(cpu) * 1e3,

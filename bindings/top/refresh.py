@@ -47,12 +47,12 @@ def refreshes(
     against the snapshot before; the first snapshot, taken at once, is their baseline.
     Ends when `stop` is set."""
     first = view.snapshot()
-    stacks.update(first.profiles, first.time_ns)
+    stacks.update(first.window, first.time_ns)
     due = time.monotonic() + interval
     number = 0
     while not stop.wait(max(due - time.monotonic(), 0)):
         snapshot = view.snapshot()
-        refresh = stacks.update(snapshot.profiles, snapshot.time_ns)
+        refresh = stacks.update(snapshot.window, snapshot.time_ns)
         due = max(due + interval, time.monotonic())
         if refresh is not None:
             number += 1
@@ -62,7 +62,7 @@ def refreshes(
 def summary_lines(view: LiveView, shown: View, sort: str, heap: str | None) -> list[str]:
     """The header of a refresh: the process and its window, RSS, the totals of `heap` (of
     each heap if None)."""
-    prof = shown.snapshot.profiles[0]
+    prof = shown.snapshot.window.head
     seconds = (shown.refresh.time_ns - view.window_start_ns) / 1e9
     owner = "top's window" if view.owns_window else "a window open already (read only)"
     lines = [

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mem_profiler import procfs
+from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.common.sampling import sample_values
-from mem_profiler.parser.model.focus import some_stacks
+from mem_profiler.parser.read.live_window import FIGURES, Column, LiveWindow
+from mem_profiler.parser.read.window_snapshot import WindowSnapshot
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, symbolize
 from mem_profiler.top.order import SORT_KEYS
 
@@ -71,68 +72,89 @@ class Refresh:
 class LiveStacks:
     """Turns each snapshot into a Refresh. Stacks are told apart by what they name (heap,
     functions and source lines), so two sets of addresses that name the same calls are one
-    stack; a snapshot's addresses are symbolized only the first time they are seen."""
+    stack; a stack of the window is named the first time it has counts, and a refresh
+    counts only the stacks whose figures moved."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.binary: str | None = None  # the program, for its symbols: _program
-        self._key_of: dict[tuple[str, bytes], int] = {}  # (heap, addresses) -> stack key
-        self._keys: dict[tuple[str, tuple[str, ...]], int] = {}  # (heap, frames) -> key
-        self._in_use = np.zeros(0)  # by key, at the last snapshot
-        self._allocated = np.zeros(0)
-        self._time_ns: int | None = None
+        self.window = LiveWindow()
+        self._fresh()
         self.warnings: list[str] = []  # the symbolizer's, each once
 
-    def update(self, profiles: list[HeapProfile], time_ns: int) -> Refresh | None:
-        """The Refresh of this snapshot (the heaps' profiles, written at time_ns) against
-        the last one; None for the first, which is only the baseline."""
-        keys = [self._stack_keys(p) for p in profiles]
-        n = len(self._keys)
-        in_use, allocated = np.zeros(n), np.zeros(n)
-        for prof, key in zip(profiles, keys, strict=True):
-            in_use += np.bincount(key, weights=sample_values(prof, "inuse_space"), minlength=n)
-            allocated += np.bincount(key, weights=sample_values(prof, "alloc_space"), minlength=n)
-        before_in_use = np.r_[self._in_use, np.zeros(n - len(self._in_use))]
-        before_allocated = np.r_[self._allocated, np.zeros(n - len(self._allocated))]
+    def _fresh(self) -> None:
+        self._key_of = Column(np.int64)  # per stack id: its key, -1 before it is named
+        self._keys: dict[tuple[str, tuple[str, ...]], int] = {}  # (heap, frames) -> key
+        self._heap_of = Column(np.int64)  # per key: its heap's index into HEAPS
+        self._in_use = Column(np.float64)  # per key, now
+        self._allocated = Column(np.float64)
+        self._time_ns: int | None = None
+        self._before: tuple[np.ndarray, np.ndarray] | None = None
+
+    def update(self, snap: WindowSnapshot, time_ns: int) -> Refresh | None:
+        """The Refresh of this snapshot (taken at time_ns) against the last one; None for
+        the first, which is only the baseline."""
+        change = self.window.apply(snap)
+        if change.new_window:
+            self._fresh()
+        self._key_of.extend(np.full(self.window.stacks - self._key_of.size, -1))
+        keys = self._keys_of(change.ids)
+        in_use, allocated = self._in_use.values, self._allocated.values
+        delta = change.after - change.before
+        np.add.at(in_use, keys, delta[:, FIGURES.index("cur_bytes")])
+        np.add.at(allocated, keys, delta[:, FIGURES.index("acc_bytes")])
+        before, self._before = self._before, (in_use.copy(), allocated.copy())
         last_ns, self._time_ns = self._time_ns, time_ns
-        self._in_use, self._allocated = in_use, allocated
-        if last_ns is None or time_ns <= last_ns:
+        if before is None or last_ns is None or time_ns <= last_ns:
             return None
+        n = len(in_use)
+        before_in_use, before_allocated = (np.r_[b, np.zeros(n - len(b))] for b in before)
         interval_s = (time_ns - last_ns) / 1e9
         growth = (in_use - before_in_use) / interval_s
         # A stack first seen now allocated all it has in the interval.
         alloc_rate = (allocated - before_allocated) / interval_s
         heaps = []
-        for prof, key in zip(profiles, keys, strict=True):
-            mine = np.unique(key)
+        heap_of = self._heap_of.values
+        for heap in sorted(snap.heaps):
+            mine = heap_of == heap
             heaps.append(
                 HeapTotals(
-                    prof.heap,
+                    HEAPS[heap],
                     float(in_use[mine].sum()),
                     float(growth[mine].sum()),
                     float(alloc_rate[mine].sum()),
                 )
             )
-        dropped = max((p.dropped_samples for p in profiles), default=0)
+        drops = self.window.head.drops
         return Refresh(
-            time_ns, interval_s, heaps, dropped, list(self._keys), in_use, growth, alloc_rate
+            time_ns,
+            interval_s,
+            heaps,
+            drops.samples if drops is not None else 0,
+            list(self._keys),
+            in_use.copy(),
+            growth,
+            alloc_rate,
         )
 
-    def _stack_keys(self, prof: HeapProfile) -> np.ndarray:
-        """The key of each stack of prof, naming the stacks not seen before."""
-        bounds = prof.offsets.tolist()
-        addresses = prof.addrs.tobytes()
-        raw = [
-            (prof.heap, addresses[8 * a : 8 * b]) for a, b in zip(bounds, bounds[1:], strict=False)
-        ]
-        new = [i for i, r in enumerate(raw) if r not in self._key_of]
-        if new:
+    def _keys_of(self, ids: np.ndarray) -> np.ndarray:
+        """The key of each of the stacks `ids`, naming those not named yet."""
+        key_of = self._key_of.values
+        new = ids[key_of[ids] < 0]
+        if len(new):
+            prof = self.window.profile_of(new)
             self.binary = self.binary or self._program(prof)
-            sym = symbolize(some_stacks(prof, np.array(new, np.int64)), self.binary, lines=True)
+            sym = symbolize(prof, self.binary, lines=True)
             self.warnings += [w for w in sym.warnings if w not in self.warnings]
-            for i, frames in zip(new, _named_stacks(sym), strict=True):
-                self._key_of[raw[i]] = self._keys.setdefault((prof.heap, frames), len(self._keys))
-        return np.fromiter((self._key_of[r] for r in raw), np.int64, len(raw))
+            heaps = self.window.heap.values[new].tolist()
+            for i, heap, frames in zip(new.tolist(), heaps, _named_stacks(sym), strict=True):
+                key = self._keys.setdefault((HEAPS[heap], frames), len(self._keys))
+                if key == self._heap_of.size:
+                    self._heap_of.extend(np.array([heap]))
+                    self._in_use.extend(np.zeros(1))
+                    self._allocated.extend(np.zeros(1))
+                key_of[i] = key
+        return key_of[ids]
 
     def _program(self, prof: HeapProfile) -> str:
         """/proc/<pid>/exe, which opens the program even once its file was replaced, where
