@@ -140,7 +140,8 @@ class LiveView:
 
     def snapshot(self) -> Snapshot:
         """The window's figures now, as what changed since the view's last snapshot;
-        ControlError (one sentence) when the process ended or the window closed."""
+        ControlError (one sentence) when the process ended or the window closed, once
+        the window's last snapshot, written as the process ended, was taken."""
         try:
             if self.owns_window:
                 self._control.request(CMD_DEADLINE, deadline_ns=self._deadline_ns())
@@ -148,6 +149,9 @@ class LiveView:
         except BlockReplaced:
             raise  # the process goes on, in a new program: its reader may follow it
         except ControlError as err:
+            last = self._taken(None)  # the process ended: its window's last snapshot
+            if last is not None:
+                return Snapshot(last, self._end_of(last), 0)
             why = self._window_gone()
             if why == self._closed_in_program:
                 raise WindowGone(why, reopened=False) from None
@@ -158,9 +162,20 @@ class LiveView:
                 reopened=True,
             )
         rss = procfs.rss_bytes(self.pid)
+        window = self._taken(status.snapshot_token)
+        if window is None:
+            raise ControlError(f"process {self.pid} wrote no snapshot")
+        return Snapshot(window, self._end_of(window), rss)
+
+    def _taken(self, token: int | None) -> WindowSnapshot | None:
+        """The snapshot in the view's folder, read and removed: the one whose token the
+        process answered, or (`token` None) the last it wrote as it ended, where it follows
+        the view's last; None where there is none."""
         # written as window 0 (memprof_write_snapshot, sampler/writers/window_snapshot.c)
         path = window_stem(self._prefix, self.pid, 0) + SUFFIX
-        self._token = 0  # unless this one is read whole: the next takes everything
+        if token is None and not os.path.lexists(path):
+            return None
+        since, self._token = self._token, 0  # unless this one is read: the next takes all
         try:
             window = read_snapshot(path)
         except HeapFileError as err:
@@ -170,10 +185,18 @@ class LiveView:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        if window.token != status.snapshot_token or window.head.window_ns[1] is None:
+        if token is None and (window.since != since or not window.head.meta.get("ended")):
+            return None
+        if token is not None and window.token != token:
             raise ControlError(f"process {self.pid} wrote another snapshot than the one asked for")
         self._token = window.token
-        return Snapshot(window, window.head.window_ns[1], rss)
+        return window
+
+    def _end_of(self, window: WindowSnapshot) -> int:
+        end = window.head.window_ns[1]
+        if end is None:  # the sampler writes it in every snapshot
+            raise ControlError(f"a snapshot of process {self.pid} says not when it was taken")
+        return end
 
     def _window_gone(self) -> str | None:
         """Why the window can no longer be read, or None if it can."""

@@ -49,6 +49,7 @@ class _Pushed:
         self.view = self._new_view()
         self.periods = Periods(pid)
         self.said: set[str] = set()
+        self.ended = False  # the window's last snapshot, written as the process ended, is in
         self._open = False
 
     def _new_view(self) -> LiveView:
@@ -99,6 +100,7 @@ class _Pushed:
             self._restart()
             snap = self.view.snapshot()
         cut = self.periods.cut(snap.window, snap.time_ns)
+        self.ended = "ended" in snap.window.head.meta
         for warning in {w for p in cut for w in p.warnings} - self.said:
             self.said.add(warning)
             say(f"process {self.pid}: {warning}")
@@ -162,7 +164,7 @@ def _follow(
         except ControlError as err:
             if procfs.start_time(pushed.pid) is not None:
                 say(str(err))
-            elif pushed.view.owns_window:  # its window ends with it, unwritten
+            elif pushed.view.owns_window and not pushed.ended:  # it ended without its last
                 say(f"process {pushed.pid} ended: what it did after the last push is not pushed")
             return
         for upload in uploads(settings, [cut]):
@@ -199,12 +201,13 @@ class RunPusher:
             self._pushed.close()
 
     def finish(self, files: dict[str, Path]) -> Tally:
-        """The last push, of the files the program wrote at its end, once the pushes
-        before it are made."""
+        """The last push, of the window's last snapshot, written as the program ended (or
+        where there is none, of the files it wrote at its end), once the pushes before it
+        are made."""
         self._ended.set()
         if self._thread is not None:
             self._thread.join()
-        if self._pushed is not None and files:
+        if self._pushed is not None and not self._pushed.ended and files:
             profiles = [read_heap(path) for _, path in sorted(files.items(), key=_host_first)]
             end = profiles[0].window_ns[1] or time.time_ns()
             cut = self._pushed.periods.cut_files(profiles, end)

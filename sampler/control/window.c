@@ -262,7 +262,6 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
             atomic_store(&window_deadline_ns, 0);
             memprof_log_tick();   /* the window's last interval */
             memprof_log_close();
-            memprof_snapshot_release();
         }
         memprof_live_bytes_flush();   /* what this thread held back, in the figures */
         struct memprof_window_info w = window_so_far();
@@ -283,6 +282,13 @@ static int write_window(bool close, bool at_exit, bool python_exit, char *path_o
             rc = 0;
             if (path_out != NULL && path_len > 0)
                 path_out[0] = '\0';
+        }
+        if (close) {
+            int saved = errno;
+            if (at_exit || python_exit)   /* the reader's last period, as the process ends */
+                memprof_write_last_snapshot(&w);
+            memprof_snapshot_release();
+            errno = saved;
         }
         if (scanned)
             memprof_unreachable_release(&unreachable);

@@ -34,6 +34,7 @@ static struct {
     uint64_t *seen;          /* per stack id: samples allocated | live << 32, as written */
     size_t seen_cap;         /* entries mapped */
     uint32_t serial;
+    char prefix[MEMPROF_PATH_MAX];   /* where the reader takes them */
 } last;
 
 void memprof_snapshot_release(void)
@@ -42,6 +43,16 @@ void memprof_snapshot_release(void)
     uint32_t serial = last.serial;
     memset(&last, 0, sizeof last);
     last.serial = serial;
+}
+
+int memprof_write_last_snapshot(const struct memprof_window_info *w)
+{
+    if (last.token == 0 || last.window != w->id)
+        return 0;   /* no reader follows this window */
+    char prefix[MEMPROF_PATH_MAX], path[MEMPROF_PATH_MAX];
+    uint64_t token;
+    strcpy(prefix, last.prefix);
+    return memprof_write_snapshot(w, prefix, last.token, &token, path, sizeof path);
 }
 
 /* Room in `seen` for `stacks` entries, the ones there kept; false: no memory. */
@@ -115,6 +126,8 @@ static void put_header(struct memprof_out *o, const struct memprof_window_info *
 {
     memprof_puts(o, "# mem_profiler " MEMPROF_VERSION "\n# pid: ");
     memprof_put_u64(o, (uint64_t)getpid());
+    if (w->closed)   /* its last: the window ended, at the process's end */
+        memprof_puts(o, "\n# ended: 1");
     memprof_puts(o, "\n# cmdline: ");
     memprof_put_escaped(o, text->cmdline, text->cmdline_len);
     memprof_puts(o, "\n# exe: ");
@@ -338,6 +351,13 @@ static void remember(const struct span *s, const struct memprof_window_info *w,
     last.maps_hash = maps_hash;
 }
 
+/* The reader's prefix, remembered for the window's last snapshot (window_lock held). */
+static void remember_prefix(const char *prefix)
+{
+    if (strlen(prefix) < sizeof last.prefix)
+        strcpy(last.prefix, prefix);
+}
+
 int memprof_write_snapshot(const struct memprof_window_info *w, const char *prefix,
                            uint64_t since, uint64_t *token, char *path, size_t path_len)
 {
@@ -374,6 +394,7 @@ int memprof_write_snapshot(const struct memprof_window_info *w, const char *pref
         }
         if (rc == 0) {
             remember(&s, w, &c, maps_hash, next);
+            remember_prefix(prefix);
             *token = next;
         }
     }

@@ -14,6 +14,10 @@
  * the window's lock. */
 int memprof_write_snapshot(const struct memprof_window_info *w, const char *prefix,
                            uint64_t since, uint64_t *token, char *path, size_t path_len) HIDDEN;
+/* The window's last snapshot, as it closes at the process's end (`w` closed), for the
+ * reader that follows it, where it took its last: what changed since that one, marked
+ * `# ended:`.  0 where no reader follows the window. */
+int memprof_write_last_snapshot(const struct memprof_window_info *w) HIDDEN;
 /* The window closed (or a forked child's went): what the snapshots kept of it is let go. */
 void memprof_snapshot_release(void) HIDDEN;
 
