@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peak_rss import PeakRss
-from push_costs import agent_group, push_group
+from push_costs import agent_group, fleet_group, push_group
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "build" / "libmemprof.so"
@@ -643,6 +643,7 @@ GROUPS = (
     "device",
     "push",
     "agent",
+    "fleet",
     "other",
 )
 
@@ -674,6 +675,13 @@ def main() -> None:
         metavar="LIBMEMPROF",
         help="also run each row of the sampler with this build of libmemprof.so (an earlier "
         "version's), marked [compared]",
+    )
+    ap.add_argument(
+        "--compare-mem-profiler",
+        type=Path,
+        metavar="MEM_PROFILER",
+        help="also run the fleet rows with this mem_profiler command (an earlier version's, "
+        "with its own sampler)",
     )
     ap.add_argument("--push-seconds", type=int, default=20, help="length of each push row")
     ap.add_argument(
@@ -738,8 +746,32 @@ def main() -> None:
             env = dict(sampler_env(out), CHURN_SECONDS=str(args.agent_seconds + 120))
             agent_group(MEM_PROFILER, [[str(churn), "1", "0"]] * 3, env, args.agent_seconds)
 
+        if "fleet" in args.only:
+            fleet_rows(out, args.compare_mem_profiler)
+
         if "other" in args.only:
             other_measurements(out)
+
+
+# Steps of bench/torch_train.py for about a minute under the sampler: ten periods of 5 s.
+FLEET_TORCH_STEPS = 2000
+
+
+def fleet_rows(out: Path, compared: Path | None) -> None:
+    versions = {"this": MEM_PROFILER}
+    if compared is not None:
+        versions["compared"] = compared.resolve()
+    ready, note = torch_probe()
+    torch = [str(TORCH_PYTHON), str(TORCH_SCRIPT), str(FLEET_TORCH_STEPS)] if ready else None
+    exe = build_program(out, "many_stacks", "-O0", *MANY_STACKS_FLAGS, exe_name="many_stacks_2m")
+    print(
+        "\nfleet: pushes every 5 s to a sink (pyroscope), per period: the pusher's CPU for the "
+        "first and the median of the others, its peak RSS, the median bytes the target wrote "
+        f"for a period (its snapshots); bench/torch_train.py {FLEET_TORCH_STEPS} at -c 1024 "
+        f"{'' if torch else f'(skipped: {note}) '}and bench/many_stacks.c "
+        f"{MANY_STACKS:,} at -c 1, all kept, pushed for ten periods once made"
+    )
+    fleet_group(versions, torch, [str(exe), str(MANY_STACKS)], lambda _: dict(os.environ))
 
 
 def torch_group(out: Path, repeat: int) -> None:
