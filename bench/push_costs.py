@@ -253,8 +253,9 @@ def follow_pushes(argv: list[str], env: dict[str, str], wait_s: float | None) ->
         while seen < len(sink.times):
             out.at_request.append((cpu, writes))
             seen += 1
-        if wait_s and deadline is None and _ready(proc):
+        if wait_s and deadline is None and _ready(proc):  # its periods from here on
             out.ready_cpu, deadline = cpu, time.monotonic() + wait_s
+            out.at_request.clear()
         if deadline is not None and time.monotonic() > deadline:
             proc.send_signal(signal.SIGTERM)  # run passes it on to the program
             deadline = math.inf
@@ -306,7 +307,7 @@ def fleet_group(
     for name, f in rows:
         first, period, moved = f.periods()
         print(f"{name:<44} {first:>6.2f}s {period:>6.3f}s {f.peak_kib / 1024:>7.0f} M "
-              f"{moved / 1e6:>11.2f} MB {f.wall:>6.1f}s")  # fmt: skip
+              f"{moved / 1e3:>11,.0f} kB {f.wall:>6.1f}s")  # fmt: skip
     for f in glob.glob("/dev/shm/fleet_*"):
         os.unlink(f)
 

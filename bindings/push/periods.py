@@ -21,7 +21,7 @@ from mem_profiler.core.errors import BuildIdMismatch, ElfError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.common.arrays import clip_int64, runs
+from mem_profiler.parser.common.arrays import clip_int64, give_back_freed, runs
 from mem_profiler.parser.read.context_tree import StackTree
 from mem_profiler.parser.read.live_window import Column, LiveWindow
 from mem_profiler.parser.read.window_snapshot import WindowSnapshot
@@ -35,8 +35,9 @@ from mem_profiler.parser.report.pprof import (
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, kept_images, symbolize
 
 # Stacks named at once: what bounds the symbolizer's memory on a window's first period
-# (a PyTorch program's 370,000 stacks are six batches).
-BATCH_STACKS = 65536
+# (a PyTorch program's 370,000 stacks are twelve batches: 7.6 s and 464 MB at the peak,
+# where batches of 65,536 took 7.8 s and 571 MB).
+BATCH_STACKS = 32768
 _UNNAMED, _NO_SAMPLE = -2, -1  # a stack's sample before it is named; one of no frame
 
 
@@ -93,18 +94,34 @@ class _Samples:
             found = self._ids[kind, key] = len(table)
         return found
 
-    def _location(self, mapping: int, address: int, lines: tuple[tuple[int, int], ...]) -> int:
-        """The id (from 1) of the location of `lines` in `mapping`, added on first sight
-        with `address` (of one of the frames it stands for)."""
-        found = self._ids.get(("location", (mapping, lines)))
-        if found is None:
-            self._mapping.extend(np.array([mapping]))
-            self._address.extend(np.array([address], np.uint64))
-            self._function.extend(np.array([f for f, _ in lines], np.int64))
-            self._line.extend(np.array([n for _, n in lines], np.int64))
-            self._lines.extend(np.array([self._function.size]))
-            found = self._ids["location", (mapping, lines)] = self._mapping.size
-        return found
+    def _locations(
+        self, table: LocationTable, functions: np.ndarray, mappings: np.ndarray
+    ) -> np.ndarray:
+        """Our id (from 1) of each location of `table` (its function and mapping ids, from
+        1, into `functions` and `mappings`, ours), a location being its lines in its
+        mapping; those not seen before added, with the address of one of the frames they
+        stand for."""
+        mapping = np.r_[0, mappings][table.mapping].tolist()
+        function = functions[table.function - 1].tolist()
+        line, bounds = table.line.tolist(), table.bounds.tolist()
+        out = np.zeros(len(mapping) + 1, np.int64)
+        new: list[int] = []
+        for i in range(len(mapping)):
+            a, b = bounds[i], bounds[i + 1]
+            key = ("location", (mapping[i], tuple(zip(function[a:b], line[a:b], strict=True))))
+            found = self._ids.get(key)
+            if found is None:
+                found = self._ids[key] = self._mapping.size + len(new) + 1
+                new.append(i)
+            out[i + 1] = found
+        if new:
+            added = table.taken(np.array(new))
+            self._mapping.extend(np.r_[0, mappings][added.mapping])
+            self._address.extend(added.address)
+            self._function.extend(functions[added.function - 1])
+            self._line.extend(added.line)
+            self._lines.extend(self._lines.values[-1] + added.bounds[1:])
+        return out
 
     def named(self, sym: SymbolizedProfile, heaps: np.ndarray) -> np.ndarray:
         """The sample of each stack of the profile `sym` names (stack i of heap
@@ -117,45 +134,54 @@ class _Samples:
         sample_of_row = np.full(len(lengths), -1, np.int64)
         sample_of_row[lengths > 0] = np.arange(int((lengths > 0).sum()))
         functions = [
-            self._intern(self.functions, "function", dataclasses.astuple(f), f)
+            self._intern(
+                self.functions, "function", (f.name, f.system_name, f.file, f.start_line), f
+            )
             for f in tables.functions
         ]
         mappings = [
             self._intern(self.mappings, "mapping", (m.path, m.start, m.end, m.offset), (m, b))
             for m, b in tables.mappings
         ]
-        locations = np.zeros(len(tables.locations) + 1, np.int64)
-        for i, loc in enumerate(tables.locations, 1):
-            lines = tuple((functions[f - 1], line) for f, line in loc.lines)
-            mapping = mappings[loc.mapping - 1] if loc.mapping else 0
-            locations[i] = self._location(mapping, loc.address, lines)
+        locations = self._locations(
+            LocationTable.of(tables.locations),
+            np.array(functions, np.int64),
+            np.array(mappings, np.int64),
+        )
         assert isinstance(tables.samples, Samples)
-        ids, bounds = locations[tables.samples.ids], tables.samples.bounds
         pairs, pair_of = np.unique(
             np.column_stack([heaps, sample_of_row[rows]]), axis=0, return_inverse=True
         )
         out = np.full(len(pairs), _NO_SAMPLE, np.int64)
-        for k, (heap, row) in enumerate(pairs.tolist()):
-            if row >= 0:
-                frames = ids[bounds[row] : bounds[row + 1]]
-                out[k] = self._sample(heap, frames) - 1
+        framed = pairs[:, 1] >= 0
+        ids, bounds = runs(locations[tables.samples.ids], tables.samples.bounds, pairs[framed, 1])
+        out[framed] = self._samples(pairs[framed, 0], ids, bounds) - 1
         return out[pair_of.reshape(-1)]
 
-    def _sample(self, heap: int, frames: np.ndarray) -> int:
-        # by a 64-bit hash of its heap and locations, not their bytes: a window's 10^5
-        # samples of 40 frames each would keep 60 MB of keys
-        key = ("sample", hash((heap, frames.tobytes())))
-        known = self._ids.get(key)
-        if known is not None:
-            return known
-        self._ids[key] = self.heap.size + 1
-        self.heap.extend(np.array([heap]))
-        self.location_ids.extend(frames)
-        self.bounds.extend(np.array([self.location_ids.size]))
-        for column in (self.in_use, self.allocated):
-            column.extend(np.zeros((1, 2)))
-        self.pushed.extend(np.zeros((1, 2), np.int64))
-        return self.heap.size
+    def _samples(self, heaps: np.ndarray, ids: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """Our id (from 1) of the sample of each run of location ids (ids[bounds[i]:
+        bounds[i + 1]], of heap heaps[i]), those not seen before added. Samples are known
+        by a 128-bit hash of their heap and locations, not their bytes: a window's 10^5
+        samples of 40 frames each would keep 60 MB of keys."""
+        keys = _run_hashes(heaps, ids, bounds)
+        out = np.zeros(len(keys), np.int64)
+        new: list[int] = []
+        for i, key in enumerate(keys):
+            found = self._ids.get(("sample", key))
+            if found is None:
+                found = self._ids["sample", key] = self.heap.size + len(new) + 1
+                new.append(i)
+            out[i] = found
+        if new:
+            which = np.array(new)
+            added, added_bounds = runs(ids, bounds, which)
+            self.heap.extend(heaps[which])
+            self.location_ids.extend(added)
+            self.bounds.extend(self.bounds.values[-1] + added_bounds[1:])
+            for column in (self.in_use, self.allocated):
+                column.extend(np.zeros((len(new), 2)))
+            self.pushed.extend(np.zeros((len(new), 2), np.int64))
+        return out
 
     def add(self, samples: np.ndarray, change: np.ndarray) -> None:
         """Adds each row of `change` (objects and bytes in use, then allocated) to its
@@ -249,6 +275,8 @@ class Periods:
                 sym, said = _symbolized(profile_of(ids[batch]))
                 warnings += [w for w in said if w not in warnings]
                 sample_of[ids[batch]] = self._samples.named(sym, heaps[batch])
+        if len(unnamed):
+            give_back_freed()  # the symbol tables' and the symbolizer's memory
         self._samples.add(sample_of[ids], change)
         return warnings
 
@@ -261,6 +289,28 @@ class Periods:
             HeapPeriod(prof, self._samples.period(heap), begun, time_ns, warnings if i == 0 else [])
             for i, (prof, heap) in enumerate(zip(profiles, heaps, strict=True))
         ]
+
+
+# Two odd multipliers: a run's two hashes are the sums of its ids times their powers.
+_HASH_BASES = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
+
+
+def _run_hashes(heaps: np.ndarray, ids: np.ndarray, bounds: np.ndarray) -> list[int]:
+    """A 128-bit hash of each run of ids (ids[bounds[i]:bounds[i + 1]], none empty) and
+    its heap, all at once: two polynomial hashes modulo 2^64 of its ids, each mixed with
+    its length and heap."""
+    lengths = np.diff(bounds)
+    position = np.arange(len(ids)) - np.repeat(bounds[:-1], lengths)
+    hashes = []
+    with np.errstate(over="ignore"):
+        for base in _HASH_BASES:
+            powers = np.full(int(lengths.max(initial=1)), np.uint64(base))
+            powers = np.multiply.accumulate(powers, dtype=np.uint64)
+            terms = (ids.astype(np.uint64) + np.uint64(1)) * powers[position]
+            h = np.add.reduceat(terms, bounds[:-1]) if len(ids) else np.zeros(0, np.uint64)
+            h ^= lengths.astype(np.uint64) * np.uint64(base) + heaps.astype(np.uint64)
+            hashes.append(h.tolist())
+    return [a << 64 | b for a, b in zip(*hashes, strict=True)]
 
 
 def _stacks_of(prof: HeapProfile, ids: np.ndarray, rows: dict[int, int]) -> HeapProfile:

@@ -20,6 +20,7 @@ from mem_profiler.control_block import (
 )
 from mem_profiler.controller import interrupt_event, list_targets
 from mem_profiler.live_view import LiveView, NoWindow, WindowGone
+from mem_profiler.parser.common.arrays import return_large_frees
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.push.backends import uploads
 from mem_profiler.push.periods import HeapPeriod, Periods
@@ -138,6 +139,7 @@ def push_process(
 ) -> Tally:
     """Pushes pid's window (its own, or the view's opened in an idle process) every
     period until `ended` is set, the process ends or its window closes."""
+    return_large_frees()
     sender = Sender(say)
     try:
         pushed = _Pushed(pid, rate, settings.every)
@@ -178,6 +180,7 @@ class RunPusher:
     thread; its files at its end make the last push."""
 
     def __init__(self, settings: PushSettings, rate: int, say: Say) -> None:
+        return_large_frees()
         self.settings, self.rate, self.say = settings, rate, say
         self.sender = Sender(say)
         self._ended = threading.Event()
@@ -223,6 +226,7 @@ def _host_first(item: tuple[str, Path]) -> tuple[bool, str]:
 def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Event) -> Tally:
     """Pushes every process with the sampler loaded that this user may capture, each
     period, until `ended`: new processes are found at each push, ended ones let go."""
+    return_large_frees()
     sender = Sender(say)
     followed: dict[int, _Pushed] = {}
     refused: set[int] = set()

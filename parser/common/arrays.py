@@ -24,6 +24,16 @@ def return_large_frees() -> None:
         pass  # not glibc
 
 
+def give_back_freed() -> None:
+    """Hand what the C library holds freed back to the system (glibc's malloc_trim): for a
+    long-lived process after a peak it will not reach again, such as a pusher naming a
+    window's first stacks."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
 def clip_int64(values: np.ndarray) -> np.ndarray:
     """Whole float64 values as int64, those beyond its range clipped rather than wrapped
     (only a damaged or hand-made file, with absurd rates or sizes, has them)."""

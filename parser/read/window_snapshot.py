@@ -172,8 +172,10 @@ def _snapshot_line(line: str) -> dict[str, int]:
             f" records=A-B changed=C estimates=E maps=0|1', found {show(line)}"
         )
     c = _spans(m)
-    if min(_lengths(c)) < 0 or c["records_to"] < c["records_from"] or c["nodes_from"] < 1:
+    if min(_lengths(c)) < 0 or c["records_to"] < c["records_from"]:
         raise ValueError(f"a span that ends before it starts: {show(line)}")
+    if c["nodes_from"] < 1:
+        raise ValueError("nodes that start at 0, the root, which no snapshot holds")
     if c["estimates"] > c["changed"]:
         raise ValueError(f"more estimates than stacks that changed: {show(line)}")
     if c["since"] == 0 and (c["frames_from"], c["nodes_from"], c["stacks_from"]) != (0, 1, 0):
