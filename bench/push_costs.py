@@ -288,28 +288,28 @@ def fleet_group(
     rows: list[tuple[str, Followed]] = []
     print(f"\n{'row':<44} {'first':>7} {'period':>7} {'peak RSS':>9} {'target writes':>14} "
           f"{'wall':>7}")  # fmt: skip
-    for round_ in range(2 if torch else 0):
-        for name, exe in list(versions.items())[:: 1 if round_ % 2 == 0 else -1]:
-            base = [str(exe), "run", "-c", "1024", "-o", "/dev/shm/fleet_"]
-            rows.append((f"{name}: run --push, PyTorch", follow_pushes(
-                [*base, *push, "--", *torch], env_of(exe), None)))  # fmt: skip
-            if round_ == 0 and name == next(iter(versions)):
-                rows.append((f"{name}: run, PyTorch, not pushed", follow_pushes(
-                    [*base, "--", *torch], env_of(exe), None)))  # fmt: skip
+    first = next(iter(versions.values()))
+    training = [(f"{name}: run --push, PyTorch", exe, push) for name, exe in versions.items()]
+    training.append(("not pushed: run, PyTorch", first, []))
+    for round_ in range(2 if torch is not None else 0):
+        assert torch is not None
+        for name, exe, pushing in training[:: 1 if round_ % 2 == 0 else -1]:
+            argv = [str(exe), "run", "-c", "1024", "-o", "/dev/shm/fleet_", *pushing, "--", *torch]
+            rows.append((name, follow_pushes(argv, env_of(exe), None)))
     for name, exe in versions.items():
         argv = [str(exe), "run", "-c", "1", "-o", "/dev/shm/fleet_", *push, "--", *many_stacks]
         rows.append((f"{name}: run --push, 2M stacks", follow_pushes(
             argv, env_of(exe), 10.5 * every)))  # fmt: skip
     for name, exe in versions.items():
-        if torch:
+        if torch is not None:
             rows.append((f"{name}: agent, 3 PyTorch runs", agent_over(
                 exe, [torch] * 3, env_of(exe), push, 12 * every)))  # fmt: skip
     for name, f in rows:
-        first, period, moved = f.periods()
-        print(f"{name:<44} {first:>6.2f}s {period:>6.3f}s {f.peak_kib / 1024:>7.0f} M "
+        cpu, period, moved = f.periods()
+        print(f"{name:<44} {cpu:>6.2f}s {period:>6.3f}s {f.peak_kib / 1024:>7.0f} M "
               f"{moved / 1e3:>11,.0f} kB {f.wall:>6.1f}s")  # fmt: skip
-    for f in glob.glob("/dev/shm/fleet_*"):
-        os.unlink(f)
+    for path in glob.glob("/dev/shm/fleet_*"):
+        os.unlink(path)
 
 
 def agent_over(
