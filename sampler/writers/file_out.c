@@ -16,6 +16,7 @@
 #include "base/sysutil.h"
 #include "unwind/object_file.h"
 #include "unwind/python_frames.h"
+#include "unwind/unwind.h"
 #include "writers/file_out.h"
 
 static void write_out(struct memprof_out *o, const void *data, size_t len)
@@ -402,4 +403,30 @@ bool memprof_put_python_header(struct memprof_out *o)
         memprof_puts(o, "\n");
     }
     return true;
+}
+
+void memprof_put_window_lines(struct memprof_out *o, const struct memprof_window_info *w,
+                              const struct memprof_proc_text *text)
+{
+    memprof_puts(o, "# cmdline: ");
+    memprof_put_escaped(o, text->cmdline, text->cmdline_len);
+    memprof_puts(o, "\n# exe: ");
+    memprof_put_escaped(o, text->exe, strlen(text->exe));
+    memprof_puts(o, "\n# window_start_ns: ");
+    memprof_put_u64(o, w->start_ns);
+    memprof_puts(o, "\n# window_end_ns: ");
+    memprof_put_u64(o, w->end_ns);
+    memprof_puts(o, "\n# unwinder: ");
+    memprof_puts(o, memprof_unwinder_name());
+    memprof_puts(o, "\n# max_depth: ");
+    memprof_put_u64(o, (uint64_t)w->max_depth);
+    memprof_puts(o, "\n# dropped: stack_table=");
+    memprof_put_u64(o, w->drops.stack_table);
+    memprof_puts(o, " live_table=");
+    memprof_put_u64(o, w->drops.live_table);
+    memprof_puts(o, " memory=");
+    memprof_put_u64(o, w->drops.memory);
+    memprof_puts(o, " bytes=");
+    memprof_put_u64(o, w->drops.bytes);
+    memprof_puts(o, "\n");
 }

@@ -6,6 +6,7 @@
 #define MEMPROF_FILE_OUT_H
 
 #include "base/common.h"
+#include "writers/window_counts.h"
 
 #define MEMPROF_OUT_CAP (1u << 18)   /* flushed when full: 256 KiB, whatever the file's size */
 
@@ -65,6 +66,10 @@ struct memprof_proc_text {
 bool memprof_proc_text_read(struct memprof_proc_text *t) HIDDEN;
 void memprof_proc_text_release(struct memprof_proc_text *t) HIDDEN;
 
+/* The `#` lines of who ran and of the window: its command line, program, start, end,
+ * unwinder, depth and the samples dropped by cause. */
+void memprof_put_window_lines(struct memprof_out *o, const struct memprof_window_info *w,
+                              const struct memprof_proc_text *text) HIDDEN;
 /* A `# build_id: <path> <hex>` line for each loaded ELF object with one (`exe`: the
  * program's path, which the loader names ""). */
 void memprof_put_build_ids(struct memprof_out *o, const char *exe) HIDDEN;

@@ -16,7 +16,6 @@
 #include "tables/notes.h"
 #include "tables/stack_table.h"
 #include "unwind/python_frames.h"
-#include "unwind/unwind.h"
 #include "writers/event_log.h"
 #include "writers/file_out.h"
 #include "writers/heap_writer.h"
@@ -447,31 +446,12 @@ static void put_profile(struct memprof_out *o, const struct memprof_window_info 
             memprof_puts(o, w->failure.raised);
         }
     }
-    memprof_puts(o, "\n# cmdline: ");
-    memprof_put_escaped(o, text->cmdline, text->cmdline_len);
-    memprof_puts(o, "\n# exe: ");
-    memprof_put_escaped(o, exe, strlen(exe));
     memprof_puts(o, "\n# heap: ");
     memprof_puts(o, memprof_heap_names[heap]);
-    memprof_puts(o, "\n# window_start_ns: ");
-    memprof_put_u64(o, w->start_ns);
-    memprof_puts(o, "\n# window_end_ns: ");
-    memprof_put_u64(o, w->end_ns);
-    memprof_puts(o, "\n# unwinder: ");
-    memprof_puts(o, memprof_unwinder_name());
-    memprof_puts(o, "\n# max_depth: ");
-    memprof_put_u64(o, (uint64_t)w->max_depth);
     memprof_puts(o, "\n# dropped_samples: ");
     memprof_put_u64(o, memprof_dropped_samples(&w->drops));
-    memprof_puts(o, "\n# dropped: stack_table=");
-    memprof_put_u64(o, w->drops.stack_table);
-    memprof_puts(o, " live_table=");
-    memprof_put_u64(o, w->drops.live_table);
-    memprof_puts(o, " memory=");
-    memprof_put_u64(o, w->drops.memory);
-    memprof_puts(o, " bytes=");
-    memprof_put_u64(o, w->drops.bytes);
     memprof_puts(o, "\n");
+    memprof_put_window_lines(o, w, text);
     const char *own_malloc = memprof_upcalls.own_malloc();
     if (heap == HEAP_HOST && own_malloc[0] != '\0') {
         memprof_puts(o, "# warning: ");

@@ -19,7 +19,6 @@
 #include "tables/live_bytes.h"
 #include "tables/stack_table.h"
 #include "unwind/python_frames.h"
-#include "unwind/unwind.h"
 #include "writers/event_log.h"
 #include "writers/file_out.h"
 #include "writers/heap_writer.h"
@@ -128,27 +127,9 @@ static void put_header(struct memprof_out *o, const struct memprof_window_info *
     memprof_put_u64(o, (uint64_t)getpid());
     if (w->closed)   /* its last: the window ended, at the process's end */
         memprof_puts(o, "\n# ended: 1");
-    memprof_puts(o, "\n# cmdline: ");
-    memprof_put_escaped(o, text->cmdline, text->cmdline_len);
-    memprof_puts(o, "\n# exe: ");
-    memprof_put_escaped(o, text->exe, strlen(text->exe));
-    memprof_puts(o, "\n# window_start_ns: ");
-    memprof_put_u64(o, w->start_ns);
-    memprof_puts(o, "\n# window_end_ns: ");
-    memprof_put_u64(o, w->end_ns);
-    memprof_puts(o, "\n# unwinder: ");
-    memprof_puts(o, memprof_unwinder_name());
-    memprof_puts(o, "\n# max_depth: ");
-    memprof_put_u64(o, (uint64_t)w->max_depth);
-    memprof_puts(o, "\n# dropped: stack_table=");
-    memprof_put_u64(o, w->drops.stack_table);
-    memprof_puts(o, " live_table=");
-    memprof_put_u64(o, w->drops.live_table);
-    memprof_puts(o, " memory=");
-    memprof_put_u64(o, w->drops.memory);
-    memprof_puts(o, " bytes=");
-    memprof_put_u64(o, w->drops.bytes);
-    memprof_puts(o, "\n# rates: host=");
+    memprof_puts(o, "\n");
+    memprof_put_window_lines(o, w, text);
+    memprof_puts(o, "# rates: host=");
     memprof_put_u64(o, w->rates.host);
     memprof_puts(o, " device=");
     memprof_put_u64(o, w->rates.device);
@@ -216,30 +197,29 @@ static void put_array(struct memprof_out *o, uint32_t n, unsigned width,
     memprof_unmap(scratch, (size_t)n * width);
 }
 
-static uint64_t frame_at(uint32_t k, const void *arg)
-{
-    return memprof_tree_frame(((const struct span *)arg)->frames[0] + k);
-}
+/* What the span adds, one array at a time: entry k of `field`'s. */
+enum added { FRAME, PARENT, NODE_FRAME, NATIVE, PYTHON, HEAP, LABEL };
+struct added_array {
+    const struct span *s;
+    enum added field;
+};
 
-static uint64_t parent_at(uint32_t k, const void *arg)
+static uint64_t added_at(uint32_t k, const void *arg)
 {
-    return memprof_tree_node(((const struct span *)arg)->nodes[0] + k).parent;
+    const struct added_array *a = arg;
+    const struct span *s = a->s;
+    if (a->field == FRAME)
+        return memprof_tree_frame(s->frames[0] + k);
+    if (a->field == PARENT || a->field == NODE_FRAME) {
+        struct memprof_node node = memprof_tree_node(s->nodes[0] + k);
+        return a->field == PARENT ? node.parent : node.frame;
+    }
+    struct memprof_stack stack = memprof_stack_get(s->stacks[0] + k);
+    return a->field == NATIVE ? stack.native
+         : a->field == PYTHON ? stack.python
+         : a->field == HEAP   ? stack.heap
+                              : stack.label;
 }
-
-static uint64_t node_frame_at(uint32_t k, const void *arg)
-{
-    return memprof_tree_node(((const struct span *)arg)->nodes[0] + k).frame;
-}
-
-static struct memprof_stack stack_at(uint32_t k, const void *arg)
-{
-    return memprof_stack_get(((const struct span *)arg)->stacks[0] + k);
-}
-
-static uint64_t native_at(uint32_t k, const void *arg) { return stack_at(k, arg).native; }
-static uint64_t python_at(uint32_t k, const void *arg) { return stack_at(k, arg).python; }
-static uint64_t heap_at(uint32_t k, const void *arg) { return stack_at(k, arg).heap; }
-static uint64_t label_at(uint32_t k, const void *arg) { return stack_at(k, arg).label; }
 
 /* The counts of the changed stacks, one field at a time. */
 struct changed_counts {
@@ -271,14 +251,18 @@ static uint64_t rate_of(const struct memprof_window_info *w, uint32_t id)
 static void put_arrays(struct memprof_out *o, const struct memprof_window_info *w,
                        const struct span *s, const struct memprof_counts *c)
 {
-    put_array(o, s->frames[1] - s->frames[0], 8, frame_at, s);
-    put_array(o, s->nodes[1] - s->nodes[0], 4, parent_at, s);
-    put_array(o, s->nodes[1] - s->nodes[0], 4, node_frame_at, s);
-    uint32_t stacks = s->stacks[1] - s->stacks[0];
-    put_array(o, stacks, 4, native_at, s);
-    put_array(o, stacks, 4, python_at, s);
-    put_array(o, stacks, 4, heap_at, s);
-    put_array(o, stacks, 8, label_at, s);
+    static const struct {
+        enum added field;
+        unsigned width;
+    } added[] = {{FRAME, 8}, {PARENT, 4}, {NODE_FRAME, 4}, {NATIVE, 4},
+                 {PYTHON, 4}, {HEAP, 4},   {LABEL, 8}};
+    for (size_t k = 0; k < sizeof added / sizeof added[0]; k++) {
+        enum added field = added[k].field;
+        uint32_t n = field == FRAME                      ? s->frames[1] - s->frames[0]
+                     : field == PARENT || field == NODE_FRAME ? s->nodes[1] - s->nodes[0]
+                                                              : s->stacks[1] - s->stacks[0];
+        put_array(o, n, added[k].width, added_at, &(struct added_array){s, field});
+    }
     for (int field = 0; field < 5; field++)
         put_array(o, s->nchanged, field == 0 ? 4 : 8, changed_at,
                   &(struct changed_counts){s, c, field});
