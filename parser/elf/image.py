@@ -55,7 +55,7 @@ class PackedNames(Sequence[str]):
     it is asked for: a library's symbol table holds hundreds of thousands of names, and
     a profile asks for a few thousand of them."""
 
-    def __init__(self, text: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+    def __init__(self, text: bytes | memoryview, starts: np.ndarray, ends: np.ndarray) -> None:
         self.text, self.starts, self.ends = text, starts, ends
 
     @classmethod
@@ -77,7 +77,8 @@ class PackedNames(Sequence[str]):
     def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        return self.text[int(self.starts[i]) : int(self.ends[i])].decode("utf-8", "surrogateescape")
+        name = bytes(self.text[int(self.starts[i]) : int(self.ends[i])])
+        return name.decode("utf-8", "surrogateescape")
 
 
 @dataclass

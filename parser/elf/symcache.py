@@ -8,11 +8,10 @@ long again to check on every read as to read."""
 
 from __future__ import annotations
 
-import io
 import json
+import mmap
 import os
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
@@ -69,22 +68,30 @@ def save(key: str, kind: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of one entry (writable), or None if it is absent, damaged or no
-    regular file (a FIFO there is not waited on)."""
+    """The arrays of one entry (writable: their pages are the file's until written), or
+    None if it is absent, damaged or no regular file (a FIFO there is not waited on).
+    The file is mapped, not read: a large library's table is tens of megabytes, of which
+    a profile's lookups touch a few pages (an entry is replaced by a rename, never
+    rewritten in place, so a mapping keeps the file it was made of)."""
     try:
         with open_regular(str(path), "a symbol cache entry", OSError) as f:
-            data = bytearray(os.fstat(f.fileno()).st_size)
-            if cast(io.BufferedReader, f).readinto(data) != len(data):
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
                 return None
-        if not data.startswith(_MAGIC):
+            data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+        if not data[: len(_MAGIC)] == _MAGIC:
             return None
-        end = data.index(b"\n", len(_MAGIC))
+        end = data.find(b"\n", len(_MAGIC))
+        if end < 0:
+            return None
         at = end + 1 + _padding(end + 1)
         arrays = {}
         for name, dtype, shape in json.loads(data[len(_MAGIC) : end]):
             kind = np.dtype(dtype)
             count = int(np.prod(shape, dtype=np.int64))
             if kind.hasobject or count < 0:
+                return None
+            if at + count * kind.itemsize > size:
                 return None
             arrays[str(name)] = np.frombuffer(data, kind, count, at).reshape(shape)
             at += count * kind.itemsize
@@ -118,10 +125,12 @@ def pack_spans(text: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, n
     return {"text": np.frombuffer(text, np.uint8), "text_starts": starts, "text_ends": ends}
 
 
-def unpack_spans(arrays: dict[str, np.ndarray], count: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+def unpack_spans(
+    arrays: dict[str, np.ndarray], count: int
+) -> tuple[memoryview, np.ndarray, np.ndarray]:
     """The (text, starts, ends) pack_spans saved, none decoded; KeyError or ValueError
     if they are not there, or are not `count` strings inside their text."""
-    text = arrays["text"].tobytes()
+    text = memoryview(arrays["text"]).cast("B")  # left where it is: names decoded one by one
     starts = arrays["text_starts"].astype(np.int64)
     ends = arrays["text_ends"].astype(np.int64)
     if len(starts) != count or len(ends) != count:
