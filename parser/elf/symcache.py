@@ -118,7 +118,9 @@ def pack_strings(strings: list[str]) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.uint8)
 
 
-def pack_spans(text: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, np.ndarray]:
+def pack_spans(
+    text: bytes | memoryview, starts: np.ndarray, ends: np.ndarray
+) -> dict[str, np.ndarray]:
     """The strings text[starts[i]:ends[i]] as arrays to save: the text whole and where
     each lies, so that nothing is copied string by string (a symbol table's names are
     most of the string table they lie in)."""
@@ -130,7 +132,7 @@ def unpack_spans(
 ) -> tuple[memoryview, np.ndarray, np.ndarray]:
     """The (text, starts, ends) pack_spans saved, none decoded; KeyError or ValueError
     if they are not there, or are not `count` strings inside their text."""
-    text = memoryview(arrays["text"]).cast("B")  # left where it is: names decoded one by one
+    text = arrays["text"].data.cast("B")  # left where it is: names decoded one by one
     starts = arrays["text_starts"].astype(np.int64)
     ends = arrays["text_ends"].astype(np.int64)
     if len(starts) != count or len(ends) != count:
