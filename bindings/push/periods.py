@@ -208,8 +208,8 @@ class _Samples:
         """pprof's tables of the samples `rows`: the window's locations, functions and
         mappings, of which they use some (the backend's request keeps those)."""
         ids, bounds = runs(self.location_ids.values, self.bounds.values, rows)
-        return PprofTables(Samples(ids, bounds, values), self.mappings, self.locations,
-                           self.functions)  # fmt: skip
+        samples = Samples(ids, bounds, values)
+        return PprofTables(samples, self.mappings, self.locations, self.functions)
 
 
 class Periods:
@@ -231,12 +231,12 @@ class Periods:
         if change.new_window:
             self._fresh()
         self._sample_of.extend(np.full(self.window.stacks - self._sample_of.size, _UNNAMED))
-        heap = self.window.heap.values
-        warnings = self._take(change.ids, change.after - change.before, heap[change.ids],
-                              self.window.profile_of)  # fmt: skip
+        heap = self.window.heap.values[change.ids]
+        delta = change.after - change.before
+        warnings = self._take(change.ids, delta, heap, self.window.profile_of)
         heaps = sorted(snap.heaps)
-        return self._periods([self.window.heap_profile(h) for h in heaps], heaps, time_ns,
-                             warnings)  # fmt: skip
+        profiles = [self.window.heap_profile(h) for h in heaps]
+        return self._periods(profiles, heaps, time_ns, warnings)
 
     def cut_files(self, profiles: list[HeapProfile], time_ns: int) -> list[HeapPeriod]:
         """The last periods, of a window's files at its end (its last snapshot): their
@@ -244,8 +244,8 @@ class Periods:
         warnings: list[str] = []
         for prof in profiles:
             if prof.stack_ids is None or prof.estimates is None:  # no tree: none counted
-                prof = dataclasses.replace(prof, stack_ids=np.zeros(0, np.int64),
-                                           estimates=np.zeros((0, 4)))  # fmt: skip
+                none = np.zeros(0, np.int64)
+                prof = dataclasses.replace(prof, stack_ids=none, estimates=np.zeros((0, 4)))
             change = self.window.apply_file(prof)
             if change.new_window:
                 self._fresh()

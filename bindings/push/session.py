@@ -54,8 +54,8 @@ class _Pushed:
         self._open = False
 
     def _new_view(self) -> LiveView:
-        return LiveView(self.pid, self.rate, defaults.DEPTH, self.every, COMMAND,
-                        WINDOW_GRACE_S, self.opens)  # fmt: skip
+        depth, grace = defaults.DEPTH, WINDOW_GRACE_S
+        return LiveView(self.pid, self.rate, depth, self.every, COMMAND, grace, self.opens)
 
     def start(self, execed: bool = False) -> None:
         """Opens the view (and the window, in an idle process); ControlError (NoWindow:
