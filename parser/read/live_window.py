@@ -24,7 +24,7 @@ FIGURES = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
 
 
 class Column:
-    """An array that grows at its end (amortized doubling): `values` is what it holds."""
+    """An array that grows at its end (amortized): `values` is what it holds."""
 
     def __init__(self, dtype: type | str, width: int = 0) -> None:
         self._shape = (width,) if width else ()
@@ -37,8 +37,8 @@ class Column:
 
     def extend(self, values: np.ndarray) -> None:
         need = self.size + len(values)
-        if need > len(self._data):
-            grown = np.zeros((max(need, 2 * len(self._data)), *self._shape), self._data.dtype)
+        if need > len(self._data):  # by half again: a window's columns are tens of MB
+            grown = np.zeros((max(need, 3 * len(self._data) // 2), *self._shape), self._data.dtype)
             grown[: self.size] = self._data[: self.size]
             self._data = grown
         self._data[self.size : need] = values
@@ -116,8 +116,10 @@ class LiveWindow:
         self.node_frames.extend(snap.node_frames)
         self.native.extend(snap.native)
         self.python.extend(snap.python)
-        noted = (snap.heap & NOTED_HEAP) != 0
-        self.heap.extend(np.where(noted, -1, snap.heap))
+        heap = np.full(len(snap.heap), -1, np.int16)  # -1: a noted event's
+        plain = (snap.heap & NOTED_HEAP) == 0
+        heap[plain] = snap.heap[plain]
+        self.heap.extend(heap)
         for k in np.flatnonzero(snap.label).tolist():
             self.labels[snap.stacks_from + k] = int(snap.label[k])
         self.figures.extend(np.zeros((len(snap.native), len(FIGURES))))

@@ -66,16 +66,16 @@ class WindowSnapshot:
     frames_from: int
     frames: np.ndarray  # uint64 addresses
     nodes_from: int
-    parents: np.ndarray  # int64, each below its node's id
-    node_frames: np.ndarray  # int64 frame ids
+    parents: np.ndarray  # uint32, each below its node's id
+    node_frames: np.ndarray  # uint32 frame ids
     stacks_from: int
-    native: np.ndarray  # int64 leaf node ids (0: none)
+    native: np.ndarray  # uint32 leaf node ids (0: none)
     python: np.ndarray
-    heap: np.ndarray  # int64 index into HEAPS, or with NOTED_HEAP: a noted event's
+    heap: np.ndarray  # uint32 index into HEAPS, or with NOTED_HEAP: a noted event's
     label: np.ndarray  # uint64 (the HAL's allocation flags)
-    changed: np.ndarray  # int64 stack ids whose counts moved
-    counts: np.ndarray  # int64 (changed, 4): _COUNTS
-    estimate_rows: np.ndarray  # int64 rows of `changed` whose estimates are written
+    changed: np.ndarray  # uint32 stack ids whose counts moved
+    counts: np.ndarray  # uint64 (changed, 4): _COUNTS, each below 2^63
+    estimate_rows: np.ndarray  # uint32 rows of `changed` whose estimates are written
     estimates: np.ndarray  # float64 (estimate_rows, 4): cur objs, cur bytes, acc objs, acc bytes
     maps_changed: bool
     warnings: list[str] = field(default_factory=list)
@@ -247,16 +247,16 @@ def _arrays(
         frames_from=c["frames_from"],
         frames=arrays["frames"],
         nodes_from=c["nodes_from"],
-        parents=arrays["parents"].astype(np.int64),
-        node_frames=arrays["node_frames"].astype(np.int64),
+        parents=arrays["parents"],
+        node_frames=arrays["node_frames"],
         stacks_from=c["stacks_from"],
-        native=arrays["native"].astype(np.int64),
-        python=arrays["python"].astype(np.int64),
-        heap=arrays["heap"].astype(np.int64),
+        native=arrays["native"],
+        python=arrays["python"],
+        heap=arrays["heap"],
         label=arrays["label"],
-        changed=arrays["changed"].astype(np.int64),
-        counts=counts.astype(np.int64),
-        estimate_rows=arrays["estimate_rows"].astype(np.int64),
+        changed=arrays["changed"],
+        counts=counts,
+        estimate_rows=arrays["estimate_rows"],
         estimates=estimates.copy(),
         maps_changed=bool(c["maps"]),
     )
