@@ -45,11 +45,18 @@ def runs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The runs `which` of `values` laid end to end (run i is values[bounds[i]:bounds[i +
     1]]), in that order, one after another, and their bounds."""
-    lengths = bounds[which + 1] - bounds[which]
+    starts = bounds[which]
+    lengths = bounds[which + 1] - starts
     out = np.zeros(len(which) + 1, np.int64)
     np.cumsum(lengths, out=out[1:])
-    starts = np.repeat(bounds[which] - out[:-1], lengths)
-    return values[starts + np.arange(int(out[-1]))], out
+    # the positions taken, as a running sum of steps of 1 that jump at each run's first:
+    # one array of a number per value (of 32 bits where they fit), where start + offset
+    # would make three of 64
+    step = np.ones(int(out[-1]), np.int32 if len(values) < 2**31 else np.int64)
+    taken = lengths > 0
+    starts, ends = starts[taken], starts[taken] + lengths[taken]
+    step[out[:-1][taken]] = starts - np.r_[0, ends[:-1] - 1] if len(starts) else 0
+    return values[np.cumsum(step, out=step)], out
 
 
 def stack_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
