@@ -9,23 +9,29 @@ from __future__ import annotations
 import collections
 import contextlib
 import email.utils
+import http.client
 import json
 import random
+import socket
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RETRYABLE = frozenset({429, 502, 503, 504})
-UNREACHABLE = 0  # Refused.status of a connection that failed: retried
+UNREACHABLE = 0  # Refused.status of a connection that failed or timed out: retried
 UNTRUSTED = -1  # ... of a server whose certificate is not trusted: not retried
+MALFORMED = -2  # ... of a reply that is not HTTP: not retried
+FAILED = -3  # ... of a request that could not be made: not retried
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is taken as this
+# A request's whole time, from connecting to the reply's head and message, however
+# slowly the server sends them (a timeout per read would let a byte a second through).
 REQUEST_TIMEOUT_S = 30.0
+MAX_MESSAGE_BYTES = 4096  # of a refusal's body, for its message; a success's is not read
 # Requests held while the backend does not take them: past either bound the oldest is
 # dropped (the newest in-use figures are worth more).
 QUEUE_REQUESTS = 64
@@ -76,33 +82,103 @@ class Refused(Exception):
 
     @property
     def kind(self) -> str:
-        return {UNREACHABLE: "unreachable", UNTRUSTED: "TLS"}.get(
-            self.status, f"HTTP {self.status}"
-        )
+        kinds = {UNREACHABLE: "unreachable", UNTRUSTED: "TLS", MALFORMED: "bad reply"}
+        return kinds.get(self.status, "failed" if self.status == FAILED else f"HTTP {self.status}")
 
 
 def post(upload: Upload) -> None:
     """Sends one upload; Refused when it is not taken. TLS checks the server against the
-    system's certificate authorities."""
-    request = urllib.request.Request(upload.url, upload.body, upload.headers, method="POST")
+    system's certificate authorities. A redirect is a refusal: following it would send
+    the credentials and profiles to a place the user did not name."""
+    parts = urllib.parse.urlsplit(upload.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        conn = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=REQUEST_TIMEOUT_S, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(
+            parts.hostname or "", parts.port, timeout=REQUEST_TIMEOUT_S
+        )
+    deadline = _Deadline(conn, REQUEST_TIMEOUT_S)
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
-            reply.read()
-    except urllib.error.HTTPError as err:
-        message = _server_message(err.read(4096)) or str(err.reason)
-        raise Refused(err.code, message, _retry_after(err.headers)) from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            raise Refused(UNTRUSTED, str(reason.verify_message or reason)) from None
-        raise Refused(UNREACHABLE, str(getattr(reason, "strerror", None) or reason)) from None
+        conn.connect()
+        deadline.check()
+        conn.request("POST", target, upload.body, upload.headers)
+        reply = conn.getresponse()
+        if 200 <= reply.status < 300:
+            return
+        if 300 <= reply.status < 400:
+            where = _printable(reply.getheader("Location") or "elsewhere", 200)
+            raise Refused(
+                reply.status, f"a redirect to {where}, not followed: give --push that URL"
+            )
+        message = _server_message(_message_body(reply)) or _printable(reply.reason, 200)
+        raise Refused(reply.status, message, _retry_after(reply.headers))
+    except ssl.SSLCertVerificationError as err:
+        raise Refused(UNTRUSTED, str(err.verify_message or err)) from None
+    except (OSError, http.client.HTTPException) as err:
+        if deadline.passed:
+            raise Refused(UNREACHABLE, f"no answer within {REQUEST_TIMEOUT_S:.0f} s") from None
+        if isinstance(err, OSError):
+            raise Refused(UNREACHABLE, str(err.strerror or err)) from None
+        raise Refused(
+            MALFORMED, f"its reply is not HTTP ({type(err).__name__}: {_printable(str(err), 80)})"
+        ) from None
+    finally:
+        deadline.cancel()
+        conn.close()
+
+
+class _Deadline:
+    """Ends a connection's blocking calls when a request's time is up: its socket shut
+    down from a timer, which no read of a slow server outlasts."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.passed = False
+        self._conn = conn
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.passed = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def check(self) -> None:
+        """TimeoutError where the time ran out before the connection was made (the
+        timer found no socket to shut down)."""
+        if self.passed:
+            raise TimeoutError
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _message_body(reply: http.client.HTTPResponse) -> bytes:
+    """The first bytes of a refusal's body, for its message; none of one cut short."""
+    try:
+        return reply.read(MAX_MESSAGE_BYTES)
+    except (OSError, http.client.HTTPException):
+        return b""
+
+
+def _printable(text: str, limit: int) -> str:
+    """A server's words as one line of printable text at most `limit` long."""
+    line = " ".join(text.split())[:limit]
+    return line if line.isprintable() else line.encode("ascii", "backslashreplace").decode()
 
 
 def _server_message(body: bytes) -> str:
     """What the server said, in a line: a JSON error's message (Connect's, grpc-gateway's),
     plain text as it is; nothing of a binary body (OTLP's google.rpc.Status)."""
     text = body.decode("utf-8", "replace")
-    with contextlib.suppress(ValueError, AttributeError):
+    with contextlib.suppress(ValueError, AttributeError, RecursionError):
         text = str(json.loads(text).get("message", text))
     line = " ".join(text.split())
     return line[:200] if line.isprintable() else ""
@@ -201,7 +277,12 @@ class Sender:
         while True:
             try:
                 self._post(upload)
-            except Refused as refusal:
+            except Exception as err:  # whatever befalls one request ends only that one
+                refusal = (
+                    err
+                    if isinstance(err, Refused)
+                    else Refused(FAILED, f"{type(err).__name__}: {err}")
+                )
                 if refusal.retryable and self._wait(refusal, backoff):
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                     continue
@@ -243,6 +324,11 @@ class Sender:
                 f"the backend's certificate is not trusted ({refusal}): add its authority to "
                 "the system's (or name a file of them in SSL_CERT_FILE); profiles are dropped, "
                 "not retried",
+            )
+        elif refusal.status == FAILED:
+            self._drop(
+                "failed",
+                f"{upload.what} could not be sent ({refusal}); such profiles are dropped",
             )
         else:
             self._drop(
