@@ -226,4 +226,4 @@ def _ingest_url(url: str, period: HeapPeriod, labels: dict[str, str]) -> str:
             "spyName": "mem_profiler",
         }
     )
-    return f"{url}?{query}"
+    return f"{url}{'&' if urllib.parse.urlsplit(url).query else '?'}{query}"

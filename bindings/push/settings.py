@@ -28,7 +28,20 @@ AUTH_ENV = "MEM_PROFILER_PUSH_AUTH"
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_LABEL_VALUE = 2048  # Pyroscope's limit
 MAX_USER_LABELS = 20  # Pyroscope takes 30 label names; ours are 10
-HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
+HEADER_VALUE_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")  # visible ASCII
+# Headers mem_profiler sets, and those that frame the message or the connection.
+OWN_HEADERS = ("authorization", "content-type", "content-length", "host")
+FRAMING_HEADERS = (
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-connection",
+)
 
 
 class PushSettingsError(UserError):
@@ -54,7 +67,12 @@ def push_settings(
 ) -> PushSettings:
     """The settings of --push URL and the options beside it; PushSettingsError."""
     endpoint, protocol = _endpoint(url, protocol)
-    given = dict(_header(h) for h in headers)
+    given: dict[str, str] = {}
+    for text in headers:
+        name, value = _header(text)
+        if name.lower() in map(str.lower, given):
+            raise PushSettingsError(f"--push-header {name} is given twice")
+        given[name] = value
     credentials = _credentials(auth_file)
     if credentials:
         given["Authorization"] = credentials
@@ -62,9 +80,19 @@ def push_settings(
 
 
 def _endpoint(url: str, protocol: str | None) -> tuple[str, str]:
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise PushSettingsError(
+            f"--push takes a URL of printable ASCII, not {url!r}: percent-encode the rest"
+        )
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PushSettingsError(f"--push takes an http:// or https:// URL, not {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 and parts.netloc.rpartition("]")[2].count(":"):
+        raise PushSettingsError(f"--push URL {url}: its port is not one of 1 to 65535")
     if parts.username or parts.password:
         raise PushSettingsError(
             "--push URL holds credentials, which ps shows to every user: put them in a "
@@ -73,7 +101,7 @@ def _endpoint(url: str, protocol: str | None) -> tuple[str, str]:
     path = parts.path.rstrip("/")
     if protocol is None:
         protocol = next((p for p, end in PATHS.items() if path.endswith(end)), None)
-        protocol = protocol or DEFAULT_PORTS.get(parts.port or 0)
+        protocol = protocol or DEFAULT_PORTS.get(port or 0)
         if protocol is None:
             raise PushSettingsError(
                 f"which backend {url} is cannot be told from its path or port: say it "
@@ -87,12 +115,19 @@ def _endpoint(url: str, protocol: str | None) -> tuple[str, str]:
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    if not colon or not HEADER_NAME_RE.fullmatch(name) or not value.isprintable():
-        raise PushSettingsError(f"--push-header takes 'Name: value', not {text!r}")
-    if name.lower() in ("authorization", "content-type", "content-length", "host"):
+    if not colon or not HEADER_NAME_RE.fullmatch(name) or not HEADER_VALUE_RE.fullmatch(value):
+        raise PushSettingsError(
+            f"--push-header takes 'Name: value' with a value of printable ASCII, not {text!r}"
+        )
+    if name.lower() in OWN_HEADERS:
         raise PushSettingsError(
             f"--push-header {name} is set by mem_profiler"
             + (" (credentials: --push-auth-file)" if name.lower() == "authorization" else "")
+        )
+    if name.lower() in FRAMING_HEADERS:
+        raise PushSettingsError(
+            f"--push-header {name} would change how the request is framed or carried: "
+            "it is not one to give"
         )
     return name, value
 

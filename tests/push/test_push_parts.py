@@ -11,8 +11,10 @@ import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from mem_profiler.parser.common.protobuf import int_field, message, string
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.report.pprof import SAMPLE_TYPES
 from mem_profiler.push import sender as sender_module
+from mem_profiler.push.backends import _ingest_url
 from mem_profiler.push.periods import Periods
 from mem_profiler.push.sender import Refused, Sender, Upload
 from mem_profiler.push.settings import AUTH_ENV, PushSettingsError, push_settings
@@ -56,6 +59,15 @@ def test_the_backend_is_told_from_the_url(url, protocol, endpoint):
         ("http://h:4040", {"labels": ("a=\x1b[2J",)}, "takes a printable value"),
         ("http://h:4040", {"headers": ("X-Org t1",)}, "takes 'Name: value'"),
         ("http://h:4040", {"headers": ("Authorization: Bearer x",)}, "--push-auth-file"),
+        ("http://h:4040", {"headers": ("X-A: 1", "x-a: 2")}, "--push-header x-a is given twice"),
+        ("http://h:4040", {"headers": ("X-Org: é",)}, "a value of printable ASCII"),
+        (
+            "http://h:4040",
+            {"headers": ("Transfer-Encoding: chunked",)},
+            "how the request is framed",
+        ),
+        ("http://h:99999", {}, "its port is not one of 1 to 65535"),
+        ("http://h:4040/é", {}, "percent-encode the rest"),
     ],
 )
 def test_options_that_cannot_be_used_are_refused_in_a_sentence(url, args, says):
@@ -374,3 +386,11 @@ def test_periods_push_a_sample_per_function_and_line_and_what_each_added(tmp_pat
         assert {line: values[:2] for line, values in by_line.items()} == allocated
         figures = np.array([values for _, values in tables.samples])  # SAMPLE_TYPES' order
         assert figures[:, :2].sum() == sum(map(sum, allocated.values()))
+
+
+def test_the_ingest_query_follows_a_query_of_the_users():
+    period = SimpleNamespace(start_ns=3 * 10**9, end_ns=5 * 10**9)
+    url = _ingest_url("http://h/ingest?orgId=7", period, {"service_name": "svc"})  # type: ignore[arg-type]
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["orgId"] == ["7"] and query["name"] == ["svc{}"], url
+    assert (query["from"], query["until"]) == (["3"], ["5"])
