@@ -4,13 +4,12 @@ the credentials), and the pushes after it go on."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 from support.hostile_servers import Endless, RawServer, dripping, replying
 from support.paths import MEM_PROFILER
-from support.processes import wait_for
+from support.processes import run_with_peak_rss, wait_for
 
 from mem_profiler.push import sender as sender_module
 from mem_profiler.push.sender import MALFORMED, MAX_MESSAGE_BYTES, Refused, Sender, Upload, post
@@ -119,32 +118,12 @@ def test_an_unexpected_failure_is_one_counted_drop_and_the_thread_goes_on():
 def test_run_push_to_a_lying_backend_exits_with_the_programs_status(tmp_path):
     """The whole command: a backend whose replies are not HTTP costs the program nothing,
     the pusher's memory stays small, the loss is said in a line."""
-    import subprocess
-
     with RawServer(replying(NOT_HTTP["101 headers"])) as hostile:
-        proc = subprocess.Popen(
-            [
-                MEM_PROFILER,
-                "run",
-                "-o",
-                tmp_path / "s_",
-                "--push",
-                hostile.url,
-                "--push-protocol",
-                "pyroscope",
-                "--",
-                "sh",
-                "-c",
-                "exit 3",
-            ],  # fmt: skip
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 3, err
+        status, err, peak_kib = run_with_peak_rss(
+            MEM_PROFILER, "run", "-o", tmp_path / "s_", "--push", hostile.url,
+            "--push-protocol", "pyroscope", "--", "sh", "-c", "exit 3",
+        )  # fmt: skip
+    assert status == 3, err
     assert "Traceback" not in err
     assert re.search(r"pushed 0 profile requests; 1 dropped \(1 refused \(bad reply\)\)", err), err
-    assert usage.ru_maxrss < 100 << 10, usage.ru_maxrss  # kB
+    assert peak_kib < 100 << 10, peak_kib

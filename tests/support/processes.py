@@ -6,6 +6,7 @@ from __future__ import annotations
 import pwd
 import resource
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,29 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# Runs argv from a small interpreter of its own and prints its peak RSS (kB) last: a
+# child forked by the test's process would count the test's pages as its own until exec.
+_PEAK_RSS_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_with_peak_rss(*argv: str | Path, timeout: float = 60) -> tuple[int, str, int]:
+    """argv's exit status, stderr and peak resident set (kB)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_LAUNCHER, *map(str, argv)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout,
+    )  # fmt: skip
+    err, _, peak = proc.stderr.rstrip("\n").rpartition("\n")
+    return proc.returncode, err, int(peak)
 
 
 def limited_run(*argv: str | Path, timeout: float = 60) -> subprocess.CompletedProcess:
