@@ -12,6 +12,7 @@ without closing it leaves it to close by itself soon after (sampler/control/cont
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from mem_profiler.control_block import (
 )
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.file_names import window_stem
+from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.parser.read.window_snapshot import SUFFIX, WindowSnapshot, read_snapshot
 
 # How long the view's own window outlives the refresh that is due next, should the view
@@ -87,9 +89,19 @@ class LiveView:
         self._token = 0  # of the last snapshot read: the next is what changed since
         self._block: ControlBlock | None = None
         self._folder: str | None = None
+        self._owner: int | None = None  # who runs what, from __enter__ on
+        self._exe: str | None = None
+        self._cmdline: str | None = None
+        self._maps: list[MemoryMapping] = []  # the last read, kept once the process ended
 
     def __enter__(self) -> LiveView:
         self._block = ControlBlock.open(self.pid, command=self.command)
+        # who runs what and where its code is, as the kernel has it: a snapshot's own
+        # lines are the target's word, and another user's process could name root's
+        # files or processes in them
+        self._owner, self._exe = procfs.owner_uid(self.pid), procfs.exe_path(self.pid)
+        self._cmdline = procfs.cmdline(self.pid) or None
+        self._read_maps()
         try:
             self._block.lock()
             status = self._block.request(CMD_STATUS)
@@ -190,7 +202,20 @@ class LiveView:
         if token is not None and window.token != token:
             raise ControlError(f"process {self.pid} wrote another snapshot than the one asked for")
         self._token = window.token
+        self._read_maps()
+        window.head = dataclasses.replace(
+            window.head,
+            pid=self.pid,
+            owner=self._owner,
+            exe=self._exe,
+            cmdline=self._cmdline,
+            mappings=self._maps,
+        )
         return window
+
+    def _read_maps(self) -> None:
+        with contextlib.suppress(OSError):
+            self._maps = procfs.memory_map(self.pid)
 
     def _end_of(self, window: WindowSnapshot) -> int:
         end = window.head.window_ns[1]

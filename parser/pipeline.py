@@ -258,7 +258,7 @@ def _program(request: Request, profile: HeapProfile) -> str | None:
     if profile.exe is None:
         raise UserError(f"{profile.path} does not name the program that ran (no '# exe:' line).")
     exe = in_sysroot(profile.exe, request.sysroot)
-    check_owner_reads_program(profile.path, exe)
+    check_owner_reads_program(profile, exe)
     return exe
 
 

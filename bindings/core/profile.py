@@ -133,6 +133,9 @@ class HeapProfile:
     pid: int | None = None
     cmdline: str | None = None
     exe: str | None = None
+    # whose profile it is where its file cannot tell (a live window's snapshot, removed
+    # once read; the kernel's word, not the file's): the files read for it, theirs to read
+    owner: int | None = None
     heap: str = "host"
     meta: dict[str, str] = field(default_factory=dict)
     build_ids: dict[str, str] = field(default_factory=dict)

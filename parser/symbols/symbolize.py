@@ -267,17 +267,25 @@ def _without_rust_hashes(name: str) -> str:
     return _RUST_HASH_RE.sub("", name)
 
 
-def check_owner_reads_program(profile_path: str, exe: str) -> None:
+def read_for(profile: HeapProfile) -> int | None:
+    """The user a profile is read for, where not the reader (root reading a user's file
+    or a user's process): only what they may read is read for it."""
+    if profile.owner is not None:
+        return profile.owner if profile.owner != os.geteuid() else None
+    return other_owner(profile.path)
+
+
+def check_owner_reads_program(profile: HeapProfile, exe: str) -> None:
     """UserError when the program a profile names is one its owner, another user than
     the reader, may not read: -p is then the reader's own choice to make."""
-    owner = other_owner(profile_path)
+    owner = read_for(profile)
     if owner is None:
         return
     try:
         open_regular(exe, "a program", UserError, for_uid=owner).close()
     except NotReadableFor:
         raise UserError(
-            f"{exe} is not readable by the owner of {profile_path} (uid {owner}):"
+            f"{exe} is not readable by the owner of {profile.path} (uid {owner}):"
             " name the program with -p to read its symbols."
         ) from None
     except OSError:
@@ -321,7 +329,7 @@ def recorded_program(heap_file: str, sysroot: str | None = None) -> tuple[str | 
         )
     recorded = profile.build_ids.get(exe)
     exe = in_sysroot(exe, sysroot)
-    check_owner_reads_program(heap_file, exe)
+    check_owner_reads_program(profile, exe)
     if not os.path.isfile(exe):
         raise ProgramNotHere(
             f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN"
@@ -625,7 +633,7 @@ class _Resolver:
         self.warnings = warnings
         self.table = FunctionTable()
         # whose profile this is, when not the reader's: only what they may read is read
-        self.on_behalf_of = other_owner(profile.path)
+        self.on_behalf_of = read_for(profile)
 
     def _ids_of(
         self,

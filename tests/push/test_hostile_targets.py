@@ -1,0 +1,111 @@
+"""A target that lies: another user's process whose snapshots name root's files and
+processes. The pusher (root, as the agent runs) takes who runs what from the kernel, and
+reads a file for the target's sake only where the target's user may."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from support.processes import wait_for
+
+from mem_profiler import live_view
+from mem_profiler.control_block import find_block
+from mem_profiler.live_view import LiveView
+from mem_profiler.parser.report.pprof import sample_arrays
+from mem_profiler.push.backends import series_labels
+from mem_profiler.push.periods import Periods
+from mem_profiler.sampler_lib import library_path
+
+NOBODY = 65534
+# the same program with its functions named as root's secret copy names them (names of
+# the same length: the code, and where it lies, is the same)
+SECRET_NAMES = ("-Dsite_keep=ROOTONLY1", "-Dsite_churn=ROOTONLY_2")
+
+
+def build_id(exe: Path) -> str:
+    notes = subprocess.run(["readelf", "-n", exe], capture_output=True, text=True).stdout
+    found = re.search(r"Build ID: ([0-9a-f]+)", notes)
+    assert found, notes
+    return found[1]
+
+
+@pytest.fixture
+def nobodys_program(build_fixture):
+    """push_steps copied where nobody may run it, running as nobody with the sampler."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the agent runs, to start a process of nobody's")
+    folder = Path(tempfile.mkdtemp(prefix="memprof_nobody."))
+    try:
+        folder.chmod(0o755)
+        exe = folder / "push_steps"
+        shutil.copy(build_fixture("push_steps"), exe)
+        exe.chmod(0o755)
+        proc = subprocess.Popen(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             "env", f"LD_PRELOAD={library_path()}", exe, "60"],
+            stdout=subprocess.PIPE, text=True, cwd=folder,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+            wait_for(lambda: find_block(proc.pid), what="the target's control block")
+            yield proc.pid, exe
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_lying_snapshot_names_nothing_of_roots(nobodys_program, build_fixture, tmp_path,
+                                                 monkeypatch):  # fmt: skip
+    pid, exe = nobodys_program
+    secret_folder = tmp_path / "secret"
+    secret_folder.mkdir(mode=0o700)
+    secret = secret_folder / "prog"
+    shutil.copy(build_fixture("push_steps", *SECRET_NAMES, output="push_steps_secret"), secret)
+    secret_id = build_id(secret)
+
+    real_read = live_view.read_snapshot
+
+    def lying(path: str):  # what a target of nobody's may write in its snapshot
+        snap = real_read(path)
+        head = snap.head
+        maps = [dataclasses.replace(m, path=str(secret)) if m.path == str(exe) else m
+                for m in head.mappings]  # fmt: skip
+        snap.head = dataclasses.replace(
+            head, exe=str(secret), pid=1, cmdline="sshd: root@pts/0", mappings=maps,
+            build_ids={**head.build_ids, str(secret): secret_id},
+        )  # fmt: skip
+        return snap
+
+    monkeypatch.setattr(live_view, "read_snapshot", lying)
+    periods = Periods(pid)
+    with LiveView(pid, 1, 64, 5.0, "mem_profiler", 60) as view:
+
+        def allocated() -> list:
+            snap = view.snapshot()
+            cut = periods.cut(snap.window, snap.time_ns)
+            values = sample_arrays(cut[0].tables.samples).values
+            return [cut] if len(values) and values[:, 1].sum() > 0 else []
+
+        # the window opened after the program kept its 8 MiB: its churn, every ms
+        cut = wait_for(allocated, what="a period with something allocated")[0]
+    host = cut[0]
+    names = {f.name for f in host.tables.functions}
+    labels = series_labels(host, {})
+    warnings = " ".join(host.warnings)
+    assert not [n for n in names if "ROOTONLY" in n], names
+    assert "site_churn" in names, names  # nobody's program, which nobody may read, is read
+    assert (labels["pid"], labels["service_name"], labels["exe"]) == (
+        str(pid),
+        "push_steps",
+        str(exe),
+    )
+    assert secret_id not in warnings and str(secret) not in str(labels), warnings
