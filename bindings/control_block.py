@@ -82,6 +82,9 @@ START_LOG, START_VIEW = 2, 4  # 1 was live tracking, which every window now has
 _SYS_FUTEX = 202  # x86-64
 _FLOCK = struct.Struct("hh4xqqi4x")  # struct flock (x86-64): type, whence, start, len, pid
 _REQUEST_TURN_S = 60.0  # the longest wait for another controller's request to end
+# How long past its timeout a request may take while the process says it is working (a
+# dump of many stacks): bounded, for a process that says so and never answers.
+MAX_WORKING_S = 120.0
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
 
 ffi = FFI()
@@ -472,14 +475,16 @@ class ControlBlock:
     def _wait_ack(self, seq: int, timeout: float) -> None:
         c = self._c
         end = time.monotonic() + timeout
+        last = end + MAX_WORKING_S
         while c.ack_seq != seq:
             if procfs.start_time(self.pid) is None:
                 raise ControlError(f"process {self.pid} ended before it answered")
             if os.fstat(self._fd).st_nlink == 0:  # replaced by a block of the new image's
                 raise BlockReplaced(self._gone_why())
             left = end - time.monotonic()
-            if left <= 0 and c.working:  # a dump of many stacks or threads takes its time
-                end, left = time.monotonic() + timeout, timeout
+            if left <= 0 and c.working and time.monotonic() < last:  # a dump of many stacks
+                end = min(time.monotonic() + timeout, last)
+                left = end - time.monotonic()
             if left <= 0:
                 if not self.made_by_its_exe():  # an exec into a program without the sampler
                     raise BlockReplaced(self._gone_why())
@@ -490,10 +495,11 @@ class ControlBlock:
                         "again once it works"
                     )
                 stopped = procfs.why_stopped(self.pid)
+                waited = timeout + MAX_WORKING_S if c.working else timeout
                 raise ControlError(
                     f"{stopped}, then ask again"
                     if stopped
-                    else f"process {self.pid} did not answer within {timeout:g} s"
+                    else f"process {self.pid} did not answer within {waited:g} s"
                 )
             # Sleep on the reply word, waking now and then to see that the target lives.
             ts = ffi.new("struct timespec *", (0, int(min(left, 0.2) * 1e9)))
