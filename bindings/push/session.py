@@ -83,7 +83,9 @@ class _Pushed:
             with contextlib.suppress(ControlError, OSError):
                 self.view.__exit__()
 
-    def period(self, say: Say) -> list[HeapPeriod]:
+    def period(
+        self, say: Say, naming: contextlib.AbstractContextManager[object] | None = None
+    ) -> list[HeapPeriod]:
         """The period since the last push; ControlError when the window is gone, NoWindow
         while a view that opens none has none to read. The next window of the process (in
         its new program after exec, or opened after the one read closed) is read afresh:
@@ -100,7 +102,8 @@ class _Pushed:
                 raise
             self._restart()
             snap = self.view.snapshot()
-        cut = self.periods.cut(snap.window, snap.time_ns)
+        with naming or contextlib.nullcontext():  # the agent names one window at a time
+            cut = self.periods.cut(snap.window, snap.time_ns)
         self.ended = "ended" in snap.window.head.meta
         for warning in {w for p in cut for w in p.warnings} - self.said:
             self.said.add(warning)
@@ -223,51 +226,154 @@ def _host_first(item: tuple[str, Path]) -> tuple[bool, str]:
     return item[0] != "host", item[0]
 
 
+# The agent's bounds on what one process may cost it: a round waits this long past its
+# period for the processes' periods (a slower one is pushed in a later round, the others
+# not held up); a process that could not be started or read is tried again after a
+# backoff, doubling to the most; the end waits this long for each period in flight.
+AGENT_ROUND_S = 5.0
+AGENT_RETRY_S, AGENT_MAX_RETRY_S = 60.0, 3600.0
+AGENT_END_S = 5.0
+
+
 def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Event) -> Tally:
     """Pushes every process with the sampler loaded that this user may capture, each
-    period, until `ended`: new processes are found at each push, ended ones let go."""
+    period, until `ended`: new processes are found at each push, ended ones let go. Each
+    process is talked to on a thread of its own, so that one that is slow, stalls or
+    lies costs only its own series; their windows are named one at a time."""
     return_large_frees()
     sender = Sender(say)
-    followed: dict[int, _Pushed] = {}
-    refused: set[int] = set()
+    agent = _Agent(rate, settings.every, say)
     clock = _Clock(settings.every)
     last = False
     try:
         while not last:
             last = clock.wait(ended)
-            _find_new(followed, refused, rate, settings.every, say)
-            cuts = []
-            for pid, pushed in list(followed.items()):
-                try:
-                    cuts.append(pushed.period(say))
-                except ControlError as err:
-                    gone = procfs.start_time(pid) is None
-                    say(f"process {pid} ended: its series end" if gone else str(err))
-                    followed.pop(pid).close()
+            agent.find_new()
+            cuts = agent.round(AGENT_END_S if last else settings.every, ended)
             for upload in uploads(settings, cuts):
                 sender.send(upload)
     finally:
-        for pushed in followed.values():
-            pushed.close()
+        agent.close(AGENT_END_S)
         tally = sender.close()
     return tally
 
 
-def _find_new(
-    followed: dict[int, _Pushed], refused: set[int], rate: int, every: float, say: Say
-) -> None:
-    for target in list_targets():
-        if target.pid in followed or target.pid in refused:
-            continue
-        if not target.state.startswith(("idle", "capturing")):
-            refused.add(target.pid)  # another user's, or another version's sampler
-            continue
-        pushed = _Pushed(target.pid, rate, every)
+class _Agent:
+    """The processes the agent follows, each with the thread that talks to it now."""
+
+    def __init__(self, rate: int, every: float, say: Say) -> None:
+        self.rate, self.every, self.say = rate, every, say
+        self.followed: dict[int, _Followed] = {}
+        # (pid, start time) -> when it may be tried again (inf: never, that process)
+        self.refused: dict[tuple[int, int], float] = {}
+        self.backoff: dict[tuple[int, int], float] = {}
+        self.naming = threading.Lock()
+
+    def find_new(self) -> None:
+        now = time.monotonic()
+        for target in list_targets():
+            start = procfs.start_time(target.pid)
+            key = (target.pid, start or 0)
+            if target.pid in self.followed or start is None or self.refused.get(key, 0) > now:
+                continue
+            if not target.state.startswith(("idle", "capturing")):
+                self.refused[key] = float("inf")  # another user's, or another version's
+                continue
+            self.followed[target.pid] = _Followed(
+                _Pushed(target.pid, self.rate, self.every), key, target.cmdline[:80]
+            )
+        for key in [k for k, when in self.refused.items() if procfs.start_time(k[0]) != k[1]]:
+            self.refused.pop(key)  # its process ended: a later one with its pid is another
+            self.backoff.pop(key, None)
+
+    def round(self, wait_s: float, ended: threading.Event) -> list[list[HeapPeriod]]:
+        """Each process's period, those done within `wait_s` (or until `ended`)."""
+        for followed in self.followed.values():
+            followed.begin(self.say, self.naming)
+        deadline = time.monotonic() + wait_s
+        for followed in self.followed.values():
+            while followed.busy and time.monotonic() < deadline:
+                followed.thread.join(min(0.1, max(deadline - time.monotonic(), 0)))
+                if ended.is_set() and wait_s > AGENT_END_S:
+                    deadline = min(deadline, time.monotonic() + AGENT_END_S)
+        cuts = []
+        for pid, followed in list(self.followed.items()):
+            if followed.busy:
+                followed.say_once(self.say, f"process {pid} is slow to answer: its periods wait")
+                continue
+            outcome, followed.outcome = followed.outcome, None
+            if isinstance(outcome, list):
+                cuts.append(outcome)
+            elif outcome is not None:
+                self._let_go(pid, followed, outcome)
+        return cuts
+
+    def _let_go(self, pid: int, followed: _Followed, error: BaseException) -> None:
+        """The process is no longer followed: it ended, or it failed (tried again later)."""
+        self.followed.pop(pid)
+        followed.close()
+        if procfs.start_time(pid) != followed.key[1]:
+            if followed.started:
+                self.say(f"process {pid} ended: its series end")
+            return
+        wait = self.backoff.get(followed.key, AGENT_RETRY_S)
+        self.backoff[followed.key] = min(wait * 2, AGENT_MAX_RETRY_S)
+        self.refused[followed.key] = time.monotonic() + wait
+        why = str(error) if isinstance(error, ControlError) else f"{type(error).__name__}: {error}"
+        what = "its pushes stop" if followed.started else "it is not pushed"
+        self.say(f"process {pid}: {why}; {what}, tried again in {wait:.0f} s")
+
+    def close(self, wait_s: float) -> None:
+        """Closes the views (the windows the agent opened) of the processes not busy, for
+        at most `wait_s` in all; a process busy or slow to answer is left to close its
+        window at its deadline."""
+        closing = []
+        for followed in self.followed.values():
+            if not followed.busy:
+                thread = threading.Thread(target=followed.close, daemon=True)
+                thread.start()
+                closing.append(thread)
+        deadline = time.monotonic() + wait_s
+        for thread in closing:
+            thread.join(max(deadline - time.monotonic(), 0))
+
+
+class _Followed:
+    """One process of the agent's: its window followed on a thread at a time (a daemon:
+    a process that stalls cannot keep the agent from ending), and what the last made."""
+
+    def __init__(self, pushed: _Pushed, key: tuple[int, int], cmdline: str) -> None:
+        self.pushed, self.key, self.cmdline = pushed, key, cmdline
+        self.started = False
+        self.thread = threading.Thread()
+        self.outcome: list[HeapPeriod] | BaseException | None = None
+        self._said: set[str] = set()
+
+    @property
+    def busy(self) -> bool:
+        return self.thread.is_alive()
+
+    def begin(self, say: Say, naming: threading.Lock) -> None:
+        if self.busy or self.outcome is not None:
+            return
+        self.thread = threading.Thread(target=self._work, args=(say, naming), daemon=True)
+        self.thread.start()
+
+    def _work(self, say: Say, naming: threading.Lock) -> None:
         try:
-            pushed.start()
-        except ControlError as err:
-            refused.add(target.pid)
-            say(f"process {target.pid} is not pushed: {err}")
-            continue
-        followed[target.pid] = pushed
-        say(f"pushing process {target.pid} ({target.cmdline[:80]})")
+            if not self.started:
+                self.pushed.start()
+                self.started = True
+                say(f"pushing process {self.pushed.pid} ({self.cmdline})")
+            self.outcome = self.pushed.period(say, naming)
+        except Exception as err:  # noqa: BLE001 - whatever a target does ends only its series
+            self.outcome = err
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pushed.close()
+
+    def say_once(self, say: Say, line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            say(line)

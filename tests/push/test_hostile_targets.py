@@ -4,23 +4,30 @@ reads a file for the target's sake only where the target's user may."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+from support.backends import Backend
+from support.paths import MEM_PROFILER
 from support.processes import wait_for
 
 from mem_profiler import live_view
-from mem_profiler.control_block import find_block
+from mem_profiler.control_block import ABI, FILE_SIZE, MAGIC, ffi, find_block
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.report.pprof import sample_arrays
 from mem_profiler.push.backends import series_labels
 from mem_profiler.push.periods import Periods
+from mem_profiler.push.sender import END_DRAIN_S
+from mem_profiler.push.session import AGENT_END_S
 from mem_profiler.sampler_lib import library_path
 
 NOBODY = 65534
@@ -109,3 +116,58 @@ def test_a_lying_snapshot_names_nothing_of_roots(nobodys_program, build_fixture,
         str(exe),
     )
     assert secret_id not in warnings and str(secret) not in str(labels), warnings
+
+
+STALLING_BLOCK = Path(__file__).parents[1] / "fixtures" / "stalling_block.py"
+BLOCK_FIELDS = ("magic", "abi", "pid", "uid", "start_time", "exe", "command_seq", "working")
+
+
+def as_nobody(*argv: str | Path, **popen: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *map(str, argv)],
+        **popen,  # type: ignore[call-overload]
+    )
+
+
+@pytest.mark.alone  # the agent pushes every process with the sampler
+def test_a_target_that_never_answers_costs_the_agent_only_its_own_series(nobodys_program, tmp_path):
+    """A process of nobody's with a block that says "working" at every request and never
+    answers: the agent goes on pushing the honest process every period, and ends at
+    SIGTERM within its end's bound."""
+    honest_pid, _ = nobodys_program
+    layout = {
+        "file_size": FILE_SIZE,
+        "magic": MAGIC,
+        "abi": ABI,
+        "offsets": {f: ffi.offsetof("struct memprof_control", f) for f in BLOCK_FIELDS},
+    }
+    stalling = as_nobody(
+        "/usr/bin/python3", STALLING_BLOCK, json.dumps(layout), stdout=subprocess.PIPE, text=True
+    )
+    agent = None
+    try:
+        assert stalling.stdout is not None and stalling.stdout.readline() == "ready\n"
+        with Backend() as backend:
+            agent = subprocess.Popen(
+                [MEM_PROFILER, "agent", "--push", backend.url, "--push-protocol", "pyroscope",
+                 "--push-every", "0.5"],
+                stderr=subprocess.PIPE, text=True, start_new_session=True,
+            )  # fmt: skip
+            assert stalling.stdout.readline() == "asked\n"  # the agent asked, and waits
+
+            def honest_pushes() -> int:
+                return sum(p.labels.get("pid") == str(honest_pid) for p in backend.pushes)
+
+            wait_for(lambda: honest_pushes() >= 6, timeout=30, what="the honest process's pushes")
+            agent.send_signal(signal.SIGTERM)
+            _, err = agent.communicate(timeout=END_DRAIN_S + AGENT_END_S + 10)
+        assert agent.returncode == 0, err
+        assert "Traceback" not in err
+        assert f"process {stalling.pid} is slow to answer: its periods wait" in err, err
+    finally:
+        for proc in (agent, stalling):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/dev/shm/mem_profiler.{stalling.pid}")  # the fake's, killed
