@@ -34,6 +34,7 @@ from mem_profiler.control_block import (
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.file_names import window_stem
 from mem_profiler.core.memory_map import MemoryMapping
+from mem_profiler.core.program_kind import is_emulator
 from mem_profiler.parser.read.window_snapshot import SUFFIX, WindowSnapshot, read_snapshot
 
 # How long the view's own window outlives the refresh that is due next, should the view
@@ -93,14 +94,17 @@ class LiveView:
         self._exe: str | None = None
         self._cmdline: str | None = None
         self._maps: list[MemoryMapping] = []  # the last read, kept once the process ended
+        self._emulated = False
 
     def __enter__(self) -> LiveView:
         self._block = ControlBlock.open(self.pid, command=self.command)
         # who runs what and where its code is, as the kernel has it: a snapshot's own
         # lines are the target's word, and another user's process could name root's
-        # files or processes in them
+        # files or processes in them (under qemu-user, where the kernel sees only the
+        # emulator, the program's word is taken; files are still read as its user may)
         self._owner, self._exe = procfs.owner_uid(self.pid), procfs.exe_path(self.pid)
         self._cmdline = procfs.cmdline(self.pid) or None
+        self._emulated = self._exe is not None and is_emulator(self._exe)
         self._read_maps()
         try:
             self._block.lock()
@@ -203,14 +207,12 @@ class LiveView:
             raise ControlError(f"process {self.pid} wrote another snapshot than the one asked for")
         self._token = window.token
         self._read_maps()
-        window.head = dataclasses.replace(
-            window.head,
-            pid=self.pid,
-            owner=self._owner,
-            exe=self._exe,
-            cmdline=self._cmdline,
-            mappings=self._maps,
-        )
+        head = dataclasses.replace(window.head, pid=self.pid, owner=self._owner)
+        if not self._emulated:
+            head = dataclasses.replace(
+                head, exe=self._exe, cmdline=self._cmdline, mappings=self._maps
+            )
+        window.head = head
         return window
 
     def _read_maps(self) -> None:

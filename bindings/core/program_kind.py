@@ -47,10 +47,15 @@ def program_kind(path: str) -> ProgramKind | None:
 _EMULATOR_RE = re.compile(r"qemu-[a-z0-9_]+(-static)?")
 
 
+def is_emulator(path: str) -> bool:
+    """Whether `path` names one of qemu-user's emulators."""
+    return bool(_EMULATOR_RE.fullmatch(os.path.basename(path)))
+
+
 def command_kind(command: str, path: str | None = None) -> ProgramKind | None:
     """The kind of the program `command` names, looked up on PATH as exec does; None for
     qemu-user's emulators, whose kind is that of the program they run."""
-    if _EMULATOR_RE.fullmatch(os.path.basename(command)):
+    if is_emulator(command):
         return None
     found = command if os.sep in command else shutil.which(command, path=path)
     return program_kind(found) if found else None
