@@ -115,8 +115,12 @@ _TREE_ZSTD = b"memprof_tree/2\n"
 _TREE_ZLIB = b"memprof_tree/1\n"
 _TREE_PREFIX_LEN = len(_TREE_ZSTD)
 _TREE_OTHER = b"memprof_tree/"  # of another version
-# compressed bytes fed at a time, so that what they grow to is bounded (zstd: 512 MiB)
-_PIECE = 16384
+# Compressed bytes fed at a time: at most _PIECE, and few enough that what one piece grows
+# to, at most _MAX_RATIO times itself (zstd's RLE blocks: 4 bytes for 128 KiB), stays
+# within what is left of the limit (at worst _MIN_PIECE times the ratio, 2 MiB, past it).
+_PIECE, _MIN_PIECE, _MAX_RATIO = 16384, 64, 1 << 15
+
+
 _FRAME_LINE = b"# python_frame:"
 # a `# python_frame:` line exactly as our sampler writes it, for the bulk reader: nothing
 # escaped, nothing around the fields
@@ -510,6 +514,11 @@ def python_frame_lines(prof: HeapProfile, text: bytes, start: int) -> tuple[int,
     return start, read
 
 
+def _piece(room: int) -> int:
+    """How many compressed bytes to feed with `room` bytes left below the limit."""
+    return max(_MIN_PIECE, min(_PIECE, room // _MAX_RATIO))
+
+
 def _stream(first_line: bytes) -> tuple[Any, type[Exception]]:
     """A decompressor of the stream after a tree's first line, and what its library
     raises on a damaged one."""
@@ -547,8 +556,9 @@ def decompressed(
     out, fed, seen = bytearray(), 0, 0
     try:
         while fed < len(data):
-            out += stream.decompress(data[fed : fed + _PIECE])
-            fed += _PIECE
+            piece = _piece(limit - len(out))
+            out += stream.decompress(data[fed : fed + piece])
+            fed += piece
             if arrays is None:
                 line, seen = _tree_line(out, seen, marker)
                 if line is not None:
@@ -601,7 +611,7 @@ def _tree_head_bytes(f: BinaryIO, first_line: bytes, name: str) -> bytes:
     seen = 0
     try:
         while len(text) < _TREE_HEAD_LIMIT:
-            chunk = f.read(_PIECE)
+            chunk = f.read(_piece(_TREE_HEAD_LIMIT - len(text)))
             if not chunk:  # the file ended before the tree's head did
                 raise _cut_short(name, read)
             read += len(chunk)

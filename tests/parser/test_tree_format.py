@@ -1001,3 +1001,28 @@ def assert_tree_sums_are_those_expanded(sym):
         assert got[0].sum() == pytest.approx(values.sum())  # each stack has one leaf
         out.append(expected)
     return out
+
+
+def test_a_bomb_of_a_gibibyte_in_a_few_kilobytes_is_refused_within_the_limit():
+    """zstd's RLE blocks grow 4 bytes into 128 KiB: 1 GiB of one byte is a stream of a few
+    kB, of which a single piece of 16 kB would grow to 512 MiB. Each piece fed is cut to
+    what the room left below the limit (64 MiB here) allows: the reader's peak stays
+    near the limit."""
+    import tracemalloc
+
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor().compressobj()
+    stream = compressor.compress(PAYLOAD)
+    block = b"x" * (1 << 20)
+    stream += b"".join(compressor.compress(block) for _ in range(1024)) + compressor.flush()
+    data = b"memprof_tree/2\n" + stream
+    assert len(stream) < 64 << 10
+    tracemalloc.start()
+    try:
+        with pytest.raises(HeapFileError, match="expands past"):
+            parse_heap(data, "x.heap")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * heap_file._EXPANSION_FLOOR, peak
