@@ -23,6 +23,7 @@
 #define NT_STAPSDT 3
 
 static size_t align4(size_t n) { return (n + 3) & ~(size_t)3; }
+static int parse_leading(const char *spec, struct usdt_arg *out, int max, bool *whole);
 
 /* Copies the NUL-terminated string at *p (below end) into out; false when it does
  * not end before `end` or does not fit. */
@@ -71,7 +72,8 @@ int memprof_usdt_notes(const uint8_t *section, size_t len, uint64_t base,
             if (p.semaphore != 0)
                 p.semaphore += base - note_base;
         }
-        p.nargs = memprof_usdt_parse_args(spec, p.args, USDT_MAX_ARGS);
+        bool whole;   /* a probe's use reads only its first few arguments */
+        p.nargs = parse_leading(spec, p.args, USDT_MAX_ARGS, &whole);
         visit(&p, ctx);
         count++;
     }
@@ -218,9 +220,12 @@ static const char *arg_end(const char *s)
     return s;
 }
 
-int memprof_usdt_parse_args(const char *spec, struct usdt_arg *out, int max)
+/* The arguments of a spec read from the first up to one this decoder cannot read (or
+ * the max-th); *whole: whether that was every one. */
+static int parse_leading(const char *spec, struct usdt_arg *out, int max, bool *whole)
 {
     int n = 0;
+    *whole = false;
     for (const char *s = spec; *s != '\0';) {
         if (*s == ' ') {
             s++;
@@ -228,11 +233,19 @@ int memprof_usdt_parse_args(const char *spec, struct usdt_arg *out, int max)
         }
         const char *end = arg_end(s);
         if (n == max || !parse_arg(s, end, &out[n]))
-            return -1;
+            return n;
         n++;
         s = end;
     }
+    *whole = true;
     return n;
+}
+
+int memprof_usdt_parse_args(const char *spec, struct usdt_arg *out, int max)
+{
+    bool whole;
+    int n = parse_leading(spec, out, max, &whole);
+    return whole ? n : -1;
 }
 
 uint64_t memprof_usdt_arg_value(const struct usdt_arg *arg, const ucontext_t *uc)

@@ -26,7 +26,7 @@ struct usdt_arg {
 struct usdt_probe {
     uint64_t pc, semaphore;   /* link-time addresses (semaphore 0: none) */
     char provider[USDT_NAME_MAX], name[USDT_NAME_MAX];
-    int nargs;                /* -1: an argument this decoder cannot read */
+    int nargs;                /* those read, up to the first this decoder cannot read */
     struct usdt_arg args[USDT_MAX_ARGS];
 };
 

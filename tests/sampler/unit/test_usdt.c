@@ -179,19 +179,27 @@ static void unreadable_specs_refused(void)
 /* A note of our own making: pc 0x1000, base 0x2000, semaphore 0x3000. */
 #if defined(__x86_64__)
 #define FREE_ARG "-8@%rdi"
+/* malloc(ptr, device, size, stream): the stream, which the sampler does not read, in a
+ * form this decoder does not know */
+#define MALLOC_ARGS "-8@%rax -1@%dl -8@%r14"
+#define STREAM_ARG "8@stream(%rip)"
 #else
 #define FREE_ARG "-8@[x0]"   /* as long as the x86-64 one: the same padding */
+#define MALLOC_ARGS "8@x21 -1@x20 8@x24"
+#define STREAM_ARG "8@[x1, x2]"
 #endif
-static size_t make_note(uint8_t *out, uint64_t base)
+static const char free_note[] = "pytorch\0free\0" FREE_ARG;
+static const char malloc_note[] = "pytorch\0malloc\0" MALLOC_ARGS " " STREAM_ARG;
+
+static size_t make_note(uint8_t *out, uint64_t base, const char *strings, size_t size)
 {
-    static const char strings[] = "pytorch\0free\0" FREE_ARG;
-    Elf64_Nhdr h = {8, 24 + sizeof strings, 3};
+    Elf64_Nhdr h = {8, (Elf64_Word)(24 + size), 3};
     uint64_t words[3] = {0x1000, base, 0x3000};
     size_t at = 0;
     memcpy(out + at, &h, sizeof h), at += sizeof h;
     memcpy(out + at, "stapsdt", 8), at += 8;
     memcpy(out + at, words, sizeof words), at += sizeof words;
-    memcpy(out + at, strings, sizeof strings), at += sizeof strings;
+    memcpy(out + at, strings, size), at += size;
     while (at % 4)
         out[at++] = 0;
     return at;
@@ -200,7 +208,7 @@ static size_t make_note(uint8_t *out, uint64_t base)
 static void prelinked_base_moves_the_sites(void)
 {
     uint8_t note[128];
-    size_t len = make_note(note, 0x2000);
+    size_t len = make_note(note, 0x2000, free_note, sizeof free_note);
     struct found f = {0};
     CHECK_EQ(memprof_usdt_notes(note, len, 0x2000, collect, &f), 1);
     CHECK_EQ(f.probes[0].pc, 0x1000);
@@ -211,12 +219,27 @@ static void prelinked_base_moves_the_sites(void)
     CHECK_EQ(f.probes[0].nargs, 1);
 }
 
+/* An argument this decoder cannot read leaves the probe the ones before it: a malloc
+ * probe whose stream it does not know is still a site. */
+static void arguments_before_an_unreadable_one_are_kept(void)
+{
+    uint8_t note[128];
+    size_t len = make_note(note, 0, malloc_note, sizeof malloc_note);
+    struct found f = {0};
+    CHECK_EQ(memprof_usdt_notes(note, len, 0, collect, &f), 1);
+    struct usdt_arg want[USDT_MAX_ARGS];
+    CHECK_EQ(memprof_usdt_parse_args(MALLOC_ARGS, want, USDT_MAX_ARGS), 3);
+    CHECK_EQ(f.probes[0].nargs, 3);
+    CHECK(memcmp(want, f.probes[0].args, sizeof want[0] * 3) == 0);
+    CHECK_EQ(memprof_usdt_parse_args(MALLOC_ARGS " " STREAM_ARG, want, USDT_MAX_ARGS), -1);
+}
+
 /* Every cut of a note: refused, or read whole when only its padding is cut; never read
  * past the end (ASan). */
 static void cut_sections_refused(void)
 {
     uint8_t note[128];
-    size_t len = make_note(note, 0x2000);
+    size_t len = make_note(note, 0x2000, free_note, sizeof free_note);
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1);
         memcpy(copy, note, cut);
@@ -236,6 +259,7 @@ int main(void)
     RUN(arguments_evaluated);
     RUN(unreadable_specs_refused);
     RUN(prelinked_base_moves_the_sites);
+    RUN(arguments_before_an_unreadable_one_are_kept);
     RUN(cut_sections_refused);
     return 0;
 }
