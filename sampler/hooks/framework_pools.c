@@ -40,6 +40,7 @@
 #include "base/thread_state.h"
 #include "control/window.h"
 #include "hooks/framework_pools.h"
+#include "hooks/hooks_device.h"
 #include "sample/sample.h"
 #include "unwind/usdt.h"
 
@@ -124,9 +125,10 @@ static void on_trap(int sig, siginfo_t *info, void *context)
     int saved = errno;
     memprof_thread.in_trap = true;
     uintptr_t ptr = (uintptr_t)memprof_usdt_arg_value(&s->ptr, uc);
-    if (s->kind == SITE_MALLOC)
+    if (s->kind == SITE_MALLOC) {   /* a program that makes no CUDA call of its own */
+        memprof_device_use_heap(HEAP_CUDA);
         memprof_device_alloc(HEAP_CUDA, ptr, memprof_usdt_arg_value(&s->size, uc), 0);
-    else
+    } else
         memprof_device_free(HEAP_CUDA, ptr);
     memprof_thread.in_trap = false;
     errno = saved;

@@ -82,7 +82,7 @@ uint32_t memprof_device_heaps_used(void)
     return atomic_load_explicit(&heaps_used, memory_order_relaxed);
 }
 
-static inline void use_heap(enum memprof_heap heap)
+void memprof_device_use_heap(enum memprof_heap heap)
 {
     if (!(atomic_load_explicit(&heaps_used, memory_order_relaxed) & (1u << heap)))
         atomic_fetch_or(&heaps_used, 1u << heap);
@@ -92,7 +92,7 @@ static inline void use_heap(enum memprof_heap heap)
 /* True for the outermost device call of this thread; pair with leave_api. */
 static inline bool enter_api(enum memprof_heap heap)
 {
-    use_heap(heap);
+    memprof_device_use_heap(heap);
     return memprof_thread.device_depth++ == 0;
 }
 
@@ -120,7 +120,7 @@ static void allocated(bool outer, enum memprof_heap heap, int rc, uintptr_t key,
     if (!outer)
         return;
     heap = memprof_pools_heap_of(heap);
-    use_heap(heap);
+    memprof_device_use_heap(heap);
     if (rc == 0) {
         memprof_device_alloc(heap, key, size, label);
         memprof_framework_retried();

@@ -19,6 +19,7 @@ import pytest
 from standins import truth
 from standins.build import build_device_fixture, standin_env
 from support.device import (
+    INDEXES,
     assert_blocks_exact,
     assert_sites_estimated,
     by_heap,
@@ -375,6 +376,34 @@ def test_what_was_live_when_the_pool_ran_out_of_memory_in_an_attached_window(
         sites = site_lines(inside)
         for name in ("pool_weights", "pool_grads"):
             assert report(at_failure["cuda"], exe)[name][1] == sites[name]["live_bytes"], name
+        assert attached.quit() == 0
+    finally:
+        attached.kill()
+
+
+def test_tensors_of_cached_segments_are_the_cuda_heaps_in_an_attached_window(
+    pool, standin_dir, tmp_path
+):
+    """A window opened after the pool made its segments, in which the program makes no
+    CUDA call of its own: the tensors its probes recorded are still the cuda heap's."""
+    exe, _ = pool
+    attached = Served(exe, standin_env(standin_dir))
+    try:
+        attached.phase()  # the segments made, the sampler not loaded yet
+        controller = attach_window(
+            attached.pid, "-c", "1", "--device-rate", "1", "-o", tmp_path / "a_"
+        )
+        inside = attached.ask("activations")
+        controller.send_signal(2)
+        out, err = controller.communicate(timeout=120)
+        assert controller.returncode == 0, err
+        heaps = by_heap([Path(p) for p in re.findall(r"(\S+\.heap)\b", out + err)])
+        truth = site_lines(inside)["pool_activations"]
+        assert "cuda" in heaps, (out, err)
+        for index, key in INDEXES.items():
+            assert (
+                report(heaps["cuda"], exe, index).get("pool_activations", (0, 0))[1] == (truth[key])
+            ), index
         assert attached.quit() == 0
     finally:
         attached.kill()
