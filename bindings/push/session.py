@@ -233,6 +233,9 @@ def _host_first(item: tuple[str, Path]) -> tuple[bool, str]:
 AGENT_ROUND_S = 5.0
 AGENT_RETRY_S, AGENT_MAX_RETRY_S = 60.0, 3600.0
 AGENT_END_S = 5.0
+# Processes that come or go in one round said one by one up to this many; past it, the
+# round's in one line (a host of short-lived processes would fill the log).
+PROCESS_LINES = 4
 
 
 def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Event) -> Tally:
@@ -296,32 +299,52 @@ class _Agent:
                 followed.thread.join(min(0.1, max(deadline - time.monotonic(), 0)))
                 if ended.is_set() and wait_s > AGENT_END_S:
                     deadline = min(deadline, time.monotonic() + AGENT_END_S)
-        cuts = []
+        cuts, came, went, slow = [], [], [], []
         for pid, followed in list(self.followed.items()):
             if followed.busy:
-                followed.say_once(self.say, f"process {pid} is slow to answer: its periods wait")
+                if not followed.said_slow:
+                    followed.said_slow = True
+                    slow.append(pid)
                 continue
+            if followed.started and not followed.announced:
+                followed.announced = True
+                came.append(f"{pid} ({followed.cmdline})")
             outcome, followed.outcome = followed.outcome, None
             if isinstance(outcome, list):
                 cuts.append(outcome)
-            elif outcome is not None:
-                self._let_go(pid, followed, outcome)
+            elif outcome is not None and self._let_go(pid, followed, outcome):
+                went.append(pid)
+        self._tell(came, went, slow)
         return cuts
 
-    def _let_go(self, pid: int, followed: _Followed, error: BaseException) -> None:
-        """The process is no longer followed: it ended, or it failed (tried again later)."""
+    def _tell(self, came: list[str], went: list[int], slow: list[int]) -> None:
+        if len(came) + len(went) + len(slow) <= PROCESS_LINES:
+            for process in came:
+                self.say(f"pushing process {process}")
+            for pid in went:
+                self.say(f"process {pid} ended: its series end")
+            for pid in slow:
+                self.say(f"process {pid} is slow to answer: its periods wait")
+            return
+        said = [f"pushing {len(came)} more process{'es' * (len(came) != 1)}"] if came else []
+        said += [f"{len(went)} ended, their series end"] if went else []
+        said += [f"{len(slow)} slow to answer, their periods wait"] if slow else []
+        self.say("; ".join(said) + f" ({len(self.followed)} followed)")
+
+    def _let_go(self, pid: int, followed: _Followed, error: BaseException) -> bool:
+        """The process is no longer followed: True where it ended, else it failed (said,
+        tried again later)."""
         self.followed.pop(pid)
         followed.close()
         if procfs.start_time(pid) != followed.key[1]:
-            if followed.started:
-                self.say(f"process {pid} ended: its series end")
-            return
+            return followed.started
         wait = self.backoff.get(followed.key, AGENT_RETRY_S)
         self.backoff[followed.key] = min(wait * 2, AGENT_MAX_RETRY_S)
         self.refused[followed.key] = time.monotonic() + wait
         why = str(error) if isinstance(error, ControlError) else f"{type(error).__name__}: {error}"
         what = "its pushes stop" if followed.started else "it is not pushed"
         self.say(f"process {pid}: {why}; {what}, tried again in {wait:.0f} s")
+        return False
 
     def close(self, wait_s: float) -> None:
         """Closes the views (the windows the agent opened) of the processes not busy, for
@@ -344,10 +367,9 @@ class _Followed:
 
     def __init__(self, pushed: _Pushed, key: tuple[int, int], cmdline: str) -> None:
         self.pushed, self.key, self.cmdline = pushed, key, cmdline
-        self.started = False
+        self.started = self.announced = self.said_slow = False
         self.thread = threading.Thread()
         self.outcome: list[HeapPeriod] | BaseException | None = None
-        self._said: set[str] = set()
 
     @property
     def busy(self) -> bool:
@@ -364,7 +386,6 @@ class _Followed:
             if not self.started:
                 self.pushed.start()
                 self.started = True
-                say(f"pushing process {self.pushed.pid} ({self.cmdline})")
             self.outcome = self.pushed.period(say, naming)
         except Exception as err:  # noqa: BLE001 - whatever a target does ends only its series
             self.outcome = err
@@ -372,8 +393,3 @@ class _Followed:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.pushed.close()
-
-    def say_once(self, say: Say, line: str) -> None:
-        if line not in self._said:
-            self._said.add(line)
-            say(line)

@@ -171,3 +171,44 @@ def test_a_target_that_never_answers_costs_the_agent_only_its_own_series(nobodys
                 proc.wait()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"/dev/shm/mem_profiler.{stalling.pid}")  # the fake's, killed
+
+
+@pytest.mark.alone  # the agent pushes every process with the sampler
+def test_a_crowd_of_short_lived_processes_is_said_in_a_line_a_round():
+    """Forty processes come and go at once: the agent pushes them all and says so (and
+    that they are slow to answer, and that they ended) in a line a round, not a line per
+    process and event."""
+    crowd = 40
+    env = dict(os.environ, LD_PRELOAD=str(library_path()))
+    procs = [subprocess.Popen(["sleep", "10"], env=env) for _ in range(crowd)]
+    agent: subprocess.Popen | None = None
+    try:
+        wait_for(lambda: all(find_block(p.pid) for p in procs), what="the crowd's blocks")
+        with Backend() as backend:
+            agent = subprocess.Popen(
+                [MEM_PROFILER, "agent", "--push", backend.url, "--push-protocol", "pyroscope",
+                 "--push-every", "0.5"],
+                stderr=subprocess.PIPE, text=True, start_new_session=True,
+            )  # fmt: skip
+            pids = {str(p.pid) for p in procs}
+            wait_for(
+                lambda: pids <= {p.labels.get("pid") for p in backend.pushes},
+                timeout=30,
+                what="a push of each of the crowd",
+            )
+            for p in procs:
+                p.wait(timeout=60)
+            agent.send_signal(signal.SIGTERM)
+            _, err = agent.communicate(timeout=END_DRAIN_S + AGENT_END_S + 10)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 0, err
+    came = sum(int(n) for n in re.findall(r"pushing (\d+) more process", err))
+    came += len(re.findall(r"pushing process \d+ ", err))
+    assert came == crowd, err
+    assert len(err.splitlines()) < 12, err  # the crowd's ends too, those seen by then
