@@ -199,7 +199,7 @@ class LiveView:
                 f"process {self.pid} wrote a snapshot that cannot be read: {err}"
             ) from None
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # a directory in its place: the folder's end
                 os.unlink(path)
         if token is None and (window.since != since or not window.head.meta.get("ended")):
             return None

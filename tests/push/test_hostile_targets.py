@@ -21,7 +21,16 @@ from support.paths import MEM_PROFILER
 from support.processes import wait_for
 
 from mem_profiler import live_view
-from mem_profiler.control_block import ABI, FILE_SIZE, MAGIC, ffi, find_block
+from mem_profiler.control_block import (
+    ABI,
+    CMD_SNAPSHOT,
+    CMD_START,
+    CMD_STOP,
+    FILE_SIZE,
+    MAGIC,
+    ffi,
+    find_block,
+)
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.report.pprof import sample_arrays
 from mem_profiler.push.backends import series_labels
@@ -66,6 +75,8 @@ def nobodys_program(build_fixture):
         finally:
             proc.kill()
             proc.wait()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"/dev/shm/mem_profiler.{proc.pid}")  # its block, left by the kill
     finally:
         shutil.rmtree(folder)
 
@@ -119,7 +130,51 @@ def test_a_lying_snapshot_names_nothing_of_roots(nobodys_program, build_fixture,
 
 
 STALLING_BLOCK = Path(__file__).parents[1] / "fixtures" / "stalling_block.py"
-BLOCK_FIELDS = ("magic", "abi", "pid", "uid", "start_time", "exe", "command_seq", "working")
+BLOCK_FIELDS = (
+    "magic", "abi", "pid", "uid", "start_time", "exe", "command_seq", "command", "working",
+    "prefix", "ack_seq", "result", "state", "window_start_ns", "snapshot_token",
+)  # fmt: skip
+
+
+class FakeTarget:
+    """A process of nobody's posing as one with the sampler (tests/fixtures/
+    stalling_block.py, in `mode`), once its block is made; `said` polls for its lines."""
+
+    def __init__(self, mode: str) -> None:
+        layout = {
+            "file_size": FILE_SIZE,
+            "magic": MAGIC,
+            "abi": ABI,
+            "offsets": {f: ffi.offsetof("struct memprof_control", f) for f in BLOCK_FIELDS},
+            "commands": {"start": CMD_START, "stop": CMD_STOP, "snapshot": CMD_SNAPSHOT},
+        }
+        self.proc = as_nobody(
+            "/usr/bin/python3", STALLING_BLOCK, json.dumps(layout), mode, stdout=subprocess.PIPE
+        )
+        self.pid = self.proc.pid
+        assert self.proc.stdout is not None
+        self._fd = self.proc.stdout.fileno()
+        os.set_blocking(self._fd, False)  # read as it comes, never waiting on the pipe
+        self._heard = b""
+        self.said("ready")
+
+    def said(self, line: str, timeout: float = 30) -> None:
+        want = (line + "\n").encode()
+
+        def came() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                self._heard += os.read(self._fd, 4096)
+            before, found, self._heard = self._heard.partition(want)
+            self._heard = self._heard if found else before
+            return bool(found)
+
+        wait_for(came, timeout, f"the fake's {line!r}")
+
+    def end(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/dev/shm/mem_profiler.{self.pid}")  # the fake's, killed
 
 
 def as_nobody(*argv: str | Path, **popen: object) -> subprocess.Popen:
@@ -130,47 +185,75 @@ def as_nobody(*argv: str | Path, **popen: object) -> subprocess.Popen:
 
 
 @pytest.mark.alone  # the agent pushes every process with the sampler
-def test_a_target_that_never_answers_costs_the_agent_only_its_own_series(nobodys_program, tmp_path):
+def test_a_target_that_never_answers_costs_the_agent_only_its_own_series(nobodys_program):
     """A process of nobody's with a block that says "working" at every request and never
     answers: the agent goes on pushing the honest process every period, and ends at
     SIGTERM within its end's bound."""
     honest_pid, _ = nobodys_program
-    layout = {
-        "file_size": FILE_SIZE,
-        "magic": MAGIC,
-        "abi": ABI,
-        "offsets": {f: ffi.offsetof("struct memprof_control", f) for f in BLOCK_FIELDS},
-    }
-    stalling = as_nobody(
-        "/usr/bin/python3", STALLING_BLOCK, json.dumps(layout), stdout=subprocess.PIPE, text=True
-    )
+    stalling = FakeTarget("stall")
     agent = None
     try:
-        assert stalling.stdout is not None and stalling.stdout.readline() == "ready\n"
         with Backend() as backend:
-            agent = subprocess.Popen(
-                [MEM_PROFILER, "agent", "--push", backend.url, "--push-protocol", "pyroscope",
-                 "--push-every", "0.5"],
-                stderr=subprocess.PIPE, text=True, start_new_session=True,
-            )  # fmt: skip
-            assert stalling.stdout.readline() == "asked\n"  # the agent asked, and waits
-
-            def honest_pushes() -> int:
-                return sum(p.labels.get("pid") == str(honest_pid) for p in backend.pushes)
-
-            wait_for(lambda: honest_pushes() >= 6, timeout=30, what="the honest process's pushes")
-            agent.send_signal(signal.SIGTERM)
-            _, err = agent.communicate(timeout=END_DRAIN_S + AGENT_END_S + 10)
-        assert agent.returncode == 0, err
-        assert "Traceback" not in err
-        assert f"process {stalling.pid} is slow to answer: its periods wait" in err, err
+            agent = agent_pushing(backend)
+            stalling.said("asked")  # the agent asked, and waits
+            wait_for(lambda: pushes_of(backend, honest_pid) >= 6, 30, "the honest one's pushes")
+            err = ended_by_sigterm(agent)
     finally:
-        for proc in (agent, stalling):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"/dev/shm/mem_profiler.{stalling.pid}")  # the fake's, killed
+        stalling.end()
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"process {stalling.pid} is slow to answer: its periods wait" in err, err
+
+
+@pytest.mark.alone  # the agent pushes every process with the sampler
+def test_snapshots_that_are_not_files_of_the_target_cost_only_its_series(nobodys_program):
+    """Processes of nobody's that answer a snapshot request with a directory, a link to
+    root's /etc/shadow or bytes that are no snapshot, in its place: each is let go, said,
+    tried again later; the honest process is pushed throughout."""
+    honest_pid, _ = nobodys_program
+    fakes = [FakeTarget(mode) for mode in ("directory", "link", "garbage")]
+    agent = None
+    try:
+        with Backend() as backend:
+            agent = agent_pushing(backend)
+            for fake in fakes:
+                fake.said("planted")
+            start = pushes_of(backend, honest_pid)
+            wait_for(lambda: pushes_of(backend, honest_pid) >= start + 4, 30, "more pushes")
+            err = ended_by_sigterm(agent)
+    finally:
+        for fake in fakes:
+            fake.end()
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 0, err
+    assert "Traceback" not in err and "shadow" not in err.replace("/etc/shadow,", ""), err
+    for fake in fakes:
+        said = rf"process {fake.pid}: process {fake.pid} wrote a snapshot that cannot be read"
+        assert re.search(said + r".*; its pushes stop, tried again in 60 s", err), err
+
+
+def agent_pushing(backend: Backend) -> subprocess.Popen:
+    return subprocess.Popen(
+        [MEM_PROFILER, "agent", "--push", backend.url, "--push-protocol", "pyroscope",
+         "--push-every", "0.5"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def pushes_of(backend: Backend, pid: int) -> int:
+    return sum(p.labels.get("pid") == str(pid) for p in backend.pushes)
+
+
+def ended_by_sigterm(agent: subprocess.Popen) -> str:
+    """The agent's stderr, once SIGTERM ended it within its end's bound."""
+    agent.send_signal(signal.SIGTERM)
+    _, err = agent.communicate(timeout=END_DRAIN_S + 2 * AGENT_END_S + 10)
+    return err
 
 
 @pytest.mark.alone  # the agent pushes every process with the sampler
@@ -185,11 +268,7 @@ def test_a_crowd_of_short_lived_processes_is_said_in_a_line_a_round():
     try:
         wait_for(lambda: all(find_block(p.pid) for p in procs), what="the crowd's blocks")
         with Backend() as backend:
-            agent = subprocess.Popen(
-                [MEM_PROFILER, "agent", "--push", backend.url, "--push-protocol", "pyroscope",
-                 "--push-every", "0.5"],
-                stderr=subprocess.PIPE, text=True, start_new_session=True,
-            )  # fmt: skip
+            agent = agent_pushing(backend)
             pids = {str(p.pid) for p in procs}
             wait_for(
                 lambda: pids <= {p.labels.get("pid") for p in backend.pushes},
@@ -198,8 +277,7 @@ def test_a_crowd_of_short_lived_processes_is_said_in_a_line_a_round():
             )
             for p in procs:
                 p.wait(timeout=60)
-            agent.send_signal(signal.SIGTERM)
-            _, err = agent.communicate(timeout=END_DRAIN_S + AGENT_END_S + 10)
+            err = ended_by_sigterm(agent)
     finally:
         for p in procs:
             p.kill()
