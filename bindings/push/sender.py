@@ -20,6 +20,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mem_profiler.core.escape import visible
+
 RETRYABLE = frozenset({429, 502, 503, 504})
 UNREACHABLE = 0  # Refused.status of a connection that failed or timed out: retried
 UNTRUSTED = -1  # ... of a server whose certificate is not trusted: not retried
@@ -169,9 +171,9 @@ def _message_body(reply: http.client.HTTPResponse) -> bytes:
 
 
 def _printable(text: str, limit: int) -> str:
-    """A server's words as one line of printable text at most `limit` long."""
-    line = " ".join(text.split())[:limit]
-    return line if line.isprintable() else line.encode("ascii", "backslashreplace").decode()
+    """A server's words as one line at most `limit` long, what a terminal would act on
+    escaped."""
+    return visible(" ".join(text.split())[:limit])
 
 
 def _server_message(body: bytes) -> str:
