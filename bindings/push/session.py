@@ -226,11 +226,10 @@ def _host_first(item: tuple[str, Path]) -> tuple[bool, str]:
     return item[0] != "host", item[0]
 
 
-# The agent's bounds on what one process may cost it: a round waits this long past its
-# period for the processes' periods (a slower one is pushed in a later round, the others
-# not held up); a process that could not be started or read is tried again after a
-# backoff, doubling to the most; the end waits this long for each period in flight.
-AGENT_ROUND_S = 5.0
+# The agent's bounds on what one process may cost it (a round waits a period for the
+# processes' periods: a slower one is pushed in a later round, the others not held up):
+# a process that could not be started or read is tried again after a backoff, doubling
+# to the most; the end waits this long for the periods in flight.
 AGENT_RETRY_S, AGENT_MAX_RETRY_S = 60.0, 3600.0
 AGENT_END_S = 5.0
 # Processes that come or go in one round said one by one up to this many; past it, the
