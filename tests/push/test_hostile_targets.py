@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from support.backends import Backend
-from support.paths import MEM_PROFILER
+from support.paths import FIXTURES, MEM_PROFILER
 from support.processes import wait_for
+from support.profiling import build_id
 
 from mem_profiler import live_view
 from mem_profiler.control_block import (
@@ -43,13 +44,6 @@ NOBODY = 65534
 # the same program with its functions named as root's secret copy names them (names of
 # the same length: the code, and where it lies, is the same)
 SECRET_NAMES = ("-Dsite_keep=ROOTONLY1", "-Dsite_churn=ROOTONLY_2")
-
-
-def build_id(exe: Path) -> str:
-    notes = subprocess.run(["readelf", "-n", exe], capture_output=True, text=True).stdout
-    found = re.search(r"Build ID: ([0-9a-f]+)", notes)
-    assert found, notes
-    return found[1]
 
 
 @pytest.fixture
@@ -129,7 +123,7 @@ def test_a_lying_snapshot_names_nothing_of_roots(nobodys_program, build_fixture,
     assert secret_id not in warnings and str(secret) not in str(labels), warnings
 
 
-STALLING_BLOCK = Path(__file__).parents[1] / "fixtures" / "stalling_block.py"
+STALLING_BLOCK = FIXTURES / "stalling_block.py"
 BLOCK_FIELDS = (
     "magic", "abi", "pid", "uid", "start_time", "exe", "command_seq", "command", "working",
     "prefix", "ack_seq", "result", "state", "window_start_ns", "snapshot_token",

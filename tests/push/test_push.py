@@ -22,7 +22,7 @@ from standins.build import build_device_fixture, standin_env
 from support.backends import Backend, otlp_by_function
 from support.paths import MEM_PROFILER
 from support.processes import wait_for
-from support.profiling import report
+from support.profiling import build_id, report
 from support.reports import go_pprof_top
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import Server
@@ -34,14 +34,6 @@ from mem_profiler.push.sender import END_DRAIN_S
 
 MiB = 1 << 20
 CHURN = 65536  # push_steps' site_churn block, one a millisecond
-
-
-def build_id(exe: Path) -> str:
-    """The GNU build-id as readelf prints it."""
-    notes = subprocess.run(["readelf", "-n", exe], capture_output=True, text=True).stdout
-    found = re.search(r"Build ID: ([0-9a-f]+)", notes)
-    assert found, notes
-    return found[1]
 
 
 _pushers: list[subprocess.Popen] = []  # this test's, each in a session of its own

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import selectors
 import signal
 import subprocess
@@ -190,3 +191,11 @@ def report(heap: Path, binary: Path, index: str = "inuse_space") -> dict[str, tu
 
 def total(heap: Path, binary: Path, index: str = "inuse_space") -> float:
     return float(flat_cum(heap, binary, index).total)
+
+
+def build_id(exe: Path) -> str:
+    """The GNU build-id as readelf prints it."""
+    notes = subprocess.run(["readelf", "-n", exe], capture_output=True, text=True).stdout
+    found = re.search(r"Build ID: ([0-9a-f]+)", notes)
+    assert found, notes
+    return found[1]
