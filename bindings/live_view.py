@@ -30,6 +30,7 @@ from mem_profiler.control_block import (
     BlockReplaced,
     ControlBlock,
     ControlError,
+    Status,
 )
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.file_names import window_stem
@@ -171,17 +172,22 @@ class LiveView:
             why = self._window_gone()
             if why == self._closed_in_program:
                 raise WindowGone(why, reopened=False) from None
+            if why is None:  # closed and another opened between the request and the status
+                self._check_same_window(self._control.status())
             raise ControlError(why or str(err)) from None
-        if status.window_start_ns != self.window_start_ns:
-            raise WindowGone(
-                f"the window of process {self.pid} was closed and another opened in the program",
-                reopened=True,
-            )
+        self._check_same_window(status)
         rss = procfs.rss_bytes(self.pid)
         window = self._taken(status.snapshot_token)
         if window is None:
             raise ControlError(f"process {self.pid} wrote no snapshot")
         return Snapshot(window, self._end_of(window), rss)
+
+    def _check_same_window(self, status: Status) -> None:
+        if status.window_start_ns != self.window_start_ns:
+            raise WindowGone(
+                f"the window of process {self.pid} was closed and another opened in the program",
+                reopened=True,
+            )
 
     def _taken(self, token: int | None) -> WindowSnapshot | None:
         """The snapshot in the view's folder, read and removed: the one whose token the

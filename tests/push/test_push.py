@@ -27,10 +27,13 @@ from support.reports import go_pprof_top
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import Server
 
+from mem_profiler.control_block import CMD_SNAPSHOT, ControlBlock, ControlError
 from mem_profiler.core.version import VERSION
+from mem_profiler.live_view import LiveView, WindowGone
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.push.backends import LEFT_OUT
 from mem_profiler.push.sender import END_DRAIN_S
+from mem_profiler.sampler_lib import library_path
 
 MiB = 1 << 20
 CHURN = 65536  # push_steps' site_churn block, one a millisecond
@@ -432,6 +435,72 @@ def test_the_periods_of_each_window_add_up_to_it_and_a_new_one_starts_afresh(tmp
     assert sum(p.profile.total("alloc_space") for p in pushes) == window_total
     in_use = int(second_file.estimates[:, 1].sum())
     assert pushes[-1].profile.total("inuse_space") == in_use
+
+
+CLOSES_AND_REOPENS = """
+import os
+import sys
+import time
+
+from mem_profiler import api
+
+kept = []
+
+def allocate_until(path):
+    while not os.path.exists(path):
+        kept.append(bytearray(1000))
+        time.sleep(0.01)
+
+api.start(rate=1)
+print("open", flush=True)
+allocate_until(sys.argv[1])
+api.stop()
+print("closed", flush=True)
+allocate_until(sys.argv[2])
+api.start(rate=1)
+print("reopened", flush=True)
+allocate_until(sys.argv[3])
+"""
+
+
+def test_a_window_closed_and_reopened_while_a_snapshot_is_asked_is_followed(tmp_path, monkeypatch):
+    """The program closes its window just before a view asks for a snapshot and opens
+    another before the view asks why it was refused: the view says the window was
+    reopened (its reader goes on in the new one), not that the process refused."""
+    script = tmp_path / "reopens.py"
+    script.write_text(CLOSES_AND_REOPENS)
+    close, reopen, end = (tmp_path / name for name in ("close", "reopen", "end"))
+    proc = subprocess.Popen(
+        [sys.executable, script, close, reopen, end],
+        env={**os.environ, "LD_PRELOAD": str(library_path())},
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    stdout = proc.stdout
+    assert stdout is not None
+    try:
+        assert stdout.readline() == "open\n"
+        with LiveView(proc.pid, 1, 64, 5.0, "mem_profiler", opens=False) as view:
+            view.snapshot()
+            close.touch()
+            assert stdout.readline() == "closed\n"
+            request = ControlBlock.request
+
+            def reopened_after_refusal(block, command, *args, **kwargs):
+                try:
+                    return request(block, command, *args, **kwargs)
+                except ControlError:
+                    if command == CMD_SNAPSHOT:
+                        reopen.touch()
+                        assert stdout.readline() == "reopened\n"
+                    raise
+
+            monkeypatch.setattr(ControlBlock, "request", reopened_after_refusal)
+            with pytest.raises(WindowGone) as gone:
+                view.snapshot()
+            assert gone.value.reopened
+    finally:
+        end.touch()
+        assert proc.wait(timeout=60) == 0
 
 
 def test_a_profile_over_pyroscopes_limits_is_fitted_to_them(build_fixture, tmp_path):
