@@ -1,4 +1,6 @@
 /* The in-use estimates of the live samples, for the .heap files and the status. */
+#include <string.h>
+
 #include "tables/estimate.h"
 #include "tables/live_table.h"
 #include "tables/stack_table.h"
@@ -33,4 +35,18 @@ void memprof_live_totals(struct memprof_rates rates, struct memprof_live_totals 
 {
     struct live_sum sum = {rates, t};
     memprof_live_foreach(add_live_sample, &sum);
+}
+
+static uint64_t mix(uint64_t h, uint64_t word)
+{
+    h = (h ^ word) * 0x9e3779b97f4a7c15ull;
+    return h ^ h >> 32;
+}
+
+uint64_t memprof_totals_digest(uint64_t h, const struct memprof_stack_totals *t)
+{
+    uint64_t est_objs, est_bytes;
+    memcpy(&est_objs, &t->est_objs, sizeof est_objs);
+    memcpy(&est_bytes, &t->est_bytes, sizeof est_bytes);
+    return mix(mix(mix(mix(h, t->objs), t->bytes), est_objs), est_bytes);
 }

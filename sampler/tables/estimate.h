@@ -41,6 +41,11 @@ struct memprof_stack_totals {
     double est_objs, est_bytes;
 };
 
+/* `h` (0 to begin) and then all of `t`'s counts, hashed: two totals that differ in any
+ * count, bytes alone included, differ here (but for one chance in 2^64); all-zero
+ * totals from 0 give 0. */
+uint64_t memprof_totals_digest(uint64_t h, const struct memprof_stack_totals *t) HIDDEN;
+
 /* The live samples' totals per heap and, when of_stack is given, per stack: into
  * what of_stack(stack, arg) answers (NULL: that stack's are not kept). */
 struct memprof_live_totals {

@@ -1,11 +1,13 @@
 /* A live window's snapshot for a reader that follows it (docs/file-formats.md, "The
  * window's snapshot").  The tree, the stacks and the Python frame records only grow and
  * never change, so a reader that kept the last snapshot needs only those made since; of
- * the counts, only the stacks whose counts moved.  A stack's samples allocated in the
- * window only grow, and its live ones change only by one allocated (counted there too)
- * or one freed: the two counts as last written tell every stack that moved.  What was
- * written is kept here, for one reader (a window's readers take it in turn: the view's
- * lock); a reader that names another snapshot than the last gets them all again. */
+ * the counts, only the stacks whose counts moved: a digest of each stack's counts as
+ * last written tells them.  The digest covers bytes as well as objects: the live table is
+ * read a stripe at a time while the program runs, so a read can see a block freed and miss
+ * one of another size allocated on the same stack, its counts of objects right and its
+ * bytes not, until a later read.  What was written is kept here, for one reader (a
+ * window's readers take it in turn: the view's lock); a reader that names another
+ * snapshot than the last gets them all again. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,7 +32,7 @@ static struct {
     uint32_t window, generation;
     uint32_t frames, nodes, stacks, records;   /* ids below these were written */
     uint64_t maps_hash;      /* of the code mappings written */
-    uint64_t *seen;          /* per stack id: samples allocated | live << 32, as written */
+    uint64_t *seen;          /* per stack id: the digest of its counts, as written */
     size_t seen_cap;         /* entries mapped */
     uint32_t serial;
     char prefix[MEMPROF_PATH_MAX];   /* where the reader takes them */
@@ -76,8 +78,8 @@ static bool seen_room(uint32_t stacks)
 
 static uint64_t seen_key(const struct memprof_counts *c, uint32_t id)
 {
-    return (uint32_t)memprof_acc_of(c, id).objs | (uint64_t)(uint32_t)memprof_live_of(c, id)->objs
-                                                       << 32;
+    struct memprof_stack_totals acc = memprof_acc_of(c, id);
+    return memprof_totals_digest(memprof_totals_digest(0, &acc), memprof_live_of(c, id));
 }
 
 /* The map's lines of code backed by a file (those a reader names frames with), kept

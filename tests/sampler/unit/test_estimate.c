@@ -107,10 +107,28 @@ static void live_totals_by_heap_and_stack(void)
     }
 }
 
+/* A snapshot leaves out the stacks whose digest is the one last written: a read torn
+ * by a free and an allocation of another size has the objects right, the bytes not. */
+static void digests_tell_every_count(void)
+{
+    struct memprof_stack_totals none = {0}, t = {3, 300, 3.0, 300.0};
+    CHECK_EQ(memprof_totals_digest(memprof_totals_digest(0, &none), &none), 0);
+    uint64_t d = memprof_totals_digest(0, &t);
+    struct memprof_stack_totals moved[] = {
+        {4, 300, 3.0, 300.0}, {3, 301, 3.0, 300.0}, {3, 300, 3.5, 300.0}, {3, 300, 3.0, 301.0},
+    };
+    for (unsigned i = 0; i < sizeof moved / sizeof moved[0]; i++)
+        CHECK(memprof_totals_digest(0, &moved[i]) != d);
+    /* allocated and live in turn: the same counts on the other side differ */
+    CHECK(memprof_totals_digest(memprof_totals_digest(0, &t), &none) !=
+          memprof_totals_digest(memprof_totals_digest(0, &none), &t));
+}
+
 int main(void)
 {
     RUN(weights_match_expm1);
     RUN(every_allocation_weighs_one);
     RUN(live_totals_by_heap_and_stack);
+    RUN(digests_tell_every_count);
     return 0;
 }
