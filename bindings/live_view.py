@@ -36,7 +36,13 @@ from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.file_names import window_stem
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.program_kind import is_emulator
-from mem_profiler.parser.read.window_snapshot import SUFFIX, WindowSnapshot, read_snapshot
+from mem_profiler.parser.read.window_snapshot import (
+    SUFFIX,
+    OverCap,
+    WindowCap,
+    WindowSnapshot,
+    read_snapshot,
+)
 
 # How long the view's own window outlives the refresh that is due next, should the view
 # be gone (killed) or stalled (stopped, or slow to symbolize a profile's first stacks).
@@ -79,8 +85,10 @@ class LiveView:
         command: str = "mem_profiler top",
         grace_s: float = VIEW_GRACE_S,
         opens: bool = True,
+        cap: WindowCap | None = None,
     ) -> None:
         self.pid = pid
+        self.cap = cap  # the most it reads of the window: an error past it
         self.opens = opens  # whether it opens a window of its own in an idle process
         self.grace_s = grace_s  # how long the view's window outlives a refresh not made
         self.command = command  # the command its errors name
@@ -199,7 +207,9 @@ class LiveView:
             return None
         since, self._token = self._token, 0  # unless this one is read: the next takes all
         try:
-            window = read_snapshot(path)
+            window = read_snapshot(path, self.cap)
+        except OverCap as err:
+            raise ControlError(f"the window of process {self.pid} {err}") from None
         except HeapFileError as err:
             raise ControlError(
                 f"process {self.pid} wrote a snapshot that cannot be read: {err}"

@@ -539,19 +539,28 @@ def top(
 
 @cli.command()
 @view_rate_option("the windows the agent opens")
+@click.option(
+    "--max-stacks",
+    default=defaults.AGENT_MAX_STACKS,
+    show_default=True,
+    type=click.IntRange(1, 1 << 31),
+    help="The most stacks kept of one process's window (and 32 call-tree nodes a stack):"
+    " a process past it is let go, said, and tried again later.",
+)
 @push_options(required=True)
-def agent(rate: int, **push_given: Unpack[PushOptions]) -> None:
+def agent(rate: int, max_stacks: int, **push_given: Unpack[PushOptions]) -> None:
     """Push every process of this host that has the sampler loaded (a preload of the
     whole system or of a service) and that this user may capture: found as they start,
     let go as they end, until Ctrl-C or SIGTERM, which push once more. In an idle process
-    the agent opens a window of its own, closed when it ends."""
+    the agent opens a window of its own, closed when it ends. What it reads of one
+    process is bounded (--max-stacks), whatever that process writes."""
     from mem_profiler.push.session import ending_signals, run_agent  # numpy, the parser
 
     push = push_settings_of(push_given)
     assert push is not None  # --push is required
     say(f"pushing every process with the sampler to {push.url} every {push.every:g} s")
     with ending_signals() as ended:
-        tally = run_agent(push, rate, say, ended)
+        tally = run_agent(push, rate, max_stacks, say, ended)
     _pushed(tally)
 
 

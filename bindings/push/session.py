@@ -22,6 +22,7 @@ from mem_profiler.controller import interrupt_event, list_targets
 from mem_profiler.live_view import LiveView, NoWindow, WindowGone
 from mem_profiler.parser.common.arrays import return_large_frees
 from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.read.window_snapshot import WindowCap
 from mem_profiler.push.backends import uploads
 from mem_profiler.push.periods import HeapPeriod, Periods
 from mem_profiler.push.sender import Sender, Tally
@@ -45,8 +46,10 @@ class _Pushed:
     when it closes the one read. A view that `opens` no window of its own (`run`'s, which
     reads the program's) waits for the program to open one."""
 
-    def __init__(self, pid: int, rate: int, every: float, opens: bool = True) -> None:
-        self.pid, self.rate, self.every, self.opens = pid, rate, every, opens
+    def __init__(
+        self, pid: int, rate: int, every: float, opens: bool = True, cap: WindowCap | None = None
+    ) -> None:
+        self.pid, self.rate, self.every, self.opens, self.cap = pid, rate, every, opens, cap
         self.view = self._new_view()
         self.periods = Periods(pid)
         self.said: set[str] = set()
@@ -55,7 +58,9 @@ class _Pushed:
 
     def _new_view(self) -> LiveView:
         depth, grace = defaults.DEPTH, WINDOW_GRACE_S
-        return LiveView(self.pid, self.rate, depth, self.every, COMMAND, grace, self.opens)
+        return LiveView(
+            self.pid, self.rate, depth, self.every, COMMAND, grace, self.opens, self.cap
+        )
 
     def start(self, execed: bool = False) -> None:
         """Opens the view (and the window, in an idle process); ControlError (NoWindow:
@@ -237,14 +242,17 @@ AGENT_END_S = 5.0
 PROCESS_LINES = 4
 
 
-def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Event) -> Tally:
+def run_agent(
+    settings: PushSettings, rate: int, max_stacks: int, say: Say, ended: threading.Event
+) -> Tally:
     """Pushes every process with the sampler loaded that this user may capture, each
     period, until `ended`: new processes are found at each push, ended ones let go. Each
     process is talked to on a thread of its own, so that one that is slow, stalls or
-    lies costs only its own series; their windows are named one at a time."""
+    lies costs only its own series; their windows are named one at a time, and none is
+    kept past `max_stacks` (a process over it is let go, and tried again later)."""
     return_large_frees()
     sender = Sender(say)
-    agent = _Agent(rate, settings.every, say)
+    agent = _Agent(rate, settings.every, WindowCap(max_stacks, "agent --max-stacks"), say)
     clock = _Clock(settings.every)
     last = False
     try:
@@ -263,8 +271,8 @@ def run_agent(settings: PushSettings, rate: int, say: Say, ended: threading.Even
 class _Agent:
     """The processes the agent follows, each with the thread that talks to it now."""
 
-    def __init__(self, rate: int, every: float, say: Say) -> None:
-        self.rate, self.every, self.say = rate, every, say
+    def __init__(self, rate: int, every: float, cap: WindowCap, say: Say) -> None:
+        self.rate, self.every, self.cap, self.say = rate, every, cap, say
         self.followed: dict[int, _Followed] = {}
         # (pid, start time) -> when it may be tried again (inf: never, that process)
         self.refused: dict[tuple[int, int], float] = {}
@@ -282,7 +290,7 @@ class _Agent:
                 self.refused[key] = float("inf")  # another user's, or another version's
                 continue
             self.followed[target.pid] = _Followed(
-                _Pushed(target.pid, self.rate, self.every), key, target.cmdline[:80]
+                _Pushed(target.pid, self.rate, self.every, cap=self.cap), key, target.cmdline[:80]
             )
         for key in [k for k, when in self.refused.items() if procfs.start_time(k[0]) != k[1]]:
             self.refused.pop(key)  # its process ended: a later one with its pid is another
@@ -305,11 +313,11 @@ class _Agent:
                     followed.said_slow = True
                     slow.append(pid)
                 continue
-            if followed.started and not followed.announced:
-                followed.announced = True
-                came.append(f"{pid} ({followed.cmdline})")
             outcome, followed.outcome = followed.outcome, None
             if isinstance(outcome, list):
+                if not followed.announced:
+                    followed.announced = True
+                    came.append(f"{pid} ({followed.cmdline})")
                 cuts.append(outcome)
             elif outcome is not None and self._let_go(pid, followed, outcome):
                 went.append(pid)
@@ -336,12 +344,12 @@ class _Agent:
         self.followed.pop(pid)
         followed.close()
         if procfs.start_time(pid) != followed.key[1]:
-            return followed.started
+            return followed.announced
         wait = self.backoff.get(followed.key, AGENT_RETRY_S)
         self.backoff[followed.key] = min(wait * 2, AGENT_MAX_RETRY_S)
         self.refused[followed.key] = time.monotonic() + wait
         why = str(error) if isinstance(error, ControlError) else f"{type(error).__name__}: {error}"
-        what = "its pushes stop" if followed.started else "it is not pushed"
+        what = "its pushes stop" if followed.announced else "it is not pushed"
         self.say(f"process {pid}: {why}; {what}, tried again in {wait:.0f} s")
         return False
 

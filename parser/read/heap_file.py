@@ -541,18 +541,19 @@ def decompressed(
     name: str,
     marker: bytes = _TREE_LINE,
     declared: Callable[[bytes], int] | None = None,
+    most: int = MAX_PROFILE_BYTES,
 ) -> bytes:
     """The stream after a tree's first line, decompressed into one buffer; HeapFileError,
     one line, if it is damaged, cut short or expands past what it declares (a
     decompression bomb): the arrays its `# tree:` line counts (another `marker` line's,
-    by `declared`), and _EXPANSION times the stream for its text lines. The arrays have
-    no ratio of their own: a tree of millions of stacks with sequential ids and equal
-    counts compresses 500 times and more."""
+    by `declared`), and _EXPANSION times the stream for its text lines; never past
+    `most` bytes in all. The arrays have no ratio of their own: a tree of millions of
+    stacks with sequential ids and equal counts compresses 500 times and more."""
     declared = declared or _declared_arrays_size
     what = marker.decode().strip()
     stream, error = _stream(first_line)
     text_limit = max(_EXPANSION_FLOOR, _EXPANSION * len(data))
-    limit, arrays = min(MAX_PROFILE_BYTES, text_limit), None
+    limit, arrays = min(most, text_limit), None
     out, fed, seen = bytearray(), 0, 0
     try:
         while fed < len(data):
@@ -563,7 +564,7 @@ def decompressed(
                 line, seen = _tree_line(out, seen, marker)
                 if line is not None:
                     arrays = declared(line)
-                    limit = min(MAX_PROFILE_BYTES, text_limit + arrays)
+                    limit = min(most, text_limit + arrays)
             if len(out) > limit:
                 raise HeapFileError(
                     f"{name}: the compressed tree expands past {limit:,} bytes, more than the"

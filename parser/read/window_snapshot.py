@@ -13,7 +13,7 @@ import numpy as np
 
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.core.input_files import read_errors, read_regular
+from mem_profiler.core.input_files import MAX_PROFILE_BYTES, read_errors, read_regular
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.read.heap_file import (
     decompressed,
@@ -83,25 +83,76 @@ class WindowSnapshot:
 
 NOTED_HEAP = 0x100  # a stack of a noted event (sampler/tables/stack_table.h)
 
+# A window's call tree has at most a node per frame of each stack; this many per stack
+# on average is far past what programs make (2 to 6, the deepest distinct stacks), and a
+# snapshot's file and its text are given this many bytes per stack, or the floor.
+NODES_PER_STACK = 32
+BYTES_PER_STACK, BYTES_FLOOR = 1024, 64 << 20
 
-def read_snapshot(path: str | os.PathLike[str]) -> WindowSnapshot:
-    """Read and check a snapshot file; HeapFileError, one sentence, on any problem."""
+
+@dataclass(frozen=True)
+class WindowCap:
+    """The most a reader keeps of one window (the agent's, of each process it follows):
+    `stacks`, NODES_PER_STACK times as many call-tree nodes, and snapshots of
+    BYTES_PER_STACK bytes a stack (BYTES_FLOOR at least); `raised_by` says how to raise
+    it."""
+
+    stacks: int
+    raised_by: str
+
+    @property
+    def nodes(self) -> int:
+        return NODES_PER_STACK * self.stacks
+
+    @property
+    def snapshot_bytes(self) -> int:
+        return max(BYTES_FLOOR, BYTES_PER_STACK * self.stacks)
+
+
+class OverCap(HeapFileError):
+    """A snapshot of a window larger than its reader's WindowCap."""
+
+
+def read_snapshot(path: str | os.PathLike[str], cap: WindowCap | None = None) -> WindowSnapshot:
+    """Read and check a snapshot file; HeapFileError, one sentence, on any problem
+    (OverCap: one larger than `cap`, found before it is decompressed)."""
     name = os.fspath(path)
+    most = MAX_PROFILE_BYTES if cap is None else cap.snapshot_bytes
     with read_errors(name, HeapFileError):
-        data = read_regular(name, "a window's snapshot", HeapFileError)
-    return parse_snapshot(data, name)
+        size = os.lstat(name).st_size
+        if cap is not None and size > most:
+            raise OverCap(
+                f"was written in a snapshot of {size:,} bytes, more than the {most:,} read"
+                f" of one window ({cap.raised_by} raises it)"
+            )
+        data = read_regular(name, "a window's snapshot", HeapFileError, most)
+    return parse_snapshot(data, name, cap)
 
 
-def parse_snapshot(data: bytes, name: str = "<snapshot>") -> WindowSnapshot:
+def parse_snapshot(
+    data: bytes, name: str = "<snapshot>", cap: WindowCap | None = None
+) -> WindowSnapshot:
     if not data.startswith(FIRST_LINE):
         raise HeapFileError(
             f"{name}:1: expected {FIRST_LINE.decode().strip()!r}, found"
             f" {show(decode(data[:32]))}: not a snapshot of this mem_profiler's sampler"
         )
-    text = decompressed(FIRST_LINE, data[len(FIRST_LINE) :], name, _MARKER, _declared_size)
+
+    def declared_size(line: bytes) -> int:
+        """The bytes of arrays a `# snapshot:` line counts (0 for one that does not
+        parse), once its window is within `cap`."""
+        m = _SNAPSHOT_RE.fullmatch(decode(line[len("# snapshot:") :]).strip())
+        if m is None:
+            return 0
+        _check_cap(_spans(m), cap)
+        return _arrays_size(_spans(m))
+
+    most = MAX_PROFILE_BYTES if cap is None else cap.snapshot_bytes
+    text = decompressed(FIRST_LINE, data[len(FIRST_LINE) :], name, _MARKER, declared_size, most)
     head = HeapProfile(path=name, rate=0)
     heaps: dict[int, HeapFigures] = {}
     counts, at = _header(head, heaps, text, name)
+    _check_cap(counts, cap)
     rates = _RATES_RE.fullmatch(head.meta.pop("rates", ""))
     if rates is None or not all(0 < int(r) < 2**64 for r in rates.groups()):
         raise HeapFileError(f"{name}: no '# rates: host=R device=R' line (each from 1)")
@@ -109,10 +160,13 @@ def parse_snapshot(data: bytes, name: str = "<snapshot>") -> WindowSnapshot:
     return _arrays(head, (head.rate, int(rates[2])), heaps, counts, text, at, name)
 
 
-def _declared_size(line: bytes) -> int:
-    """The bytes of arrays a `# snapshot:` line counts (0 for one that does not parse)."""
-    m = _SNAPSHOT_RE.fullmatch(decode(line[len("# snapshot:") :]).strip())
-    return 0 if m is None else _arrays_size(_spans(m))
+def _check_cap(c: dict[str, int], cap: WindowCap | None) -> None:
+    if cap is not None and (c["stacks_to"] > cap.stacks or c["nodes_to"] > cap.nodes):
+        raise OverCap(
+            f"holds {c['stacks_to']:,} stacks in a call tree of {c['nodes_to']:,} nodes,"
+            f" more than the {cap.stacks:,} stacks and {cap.nodes:,} nodes kept of one"
+            f" window ({cap.raised_by} raises it)"
+        )
 
 
 def _spans(m: re.Match[str]) -> dict[str, int]:

@@ -5,6 +5,7 @@ target could write refused in one sentence before anything is kept."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -12,7 +13,13 @@ from support.snapshot_files import Snapshot, snapshot_file, snapshot_payload, tw
 
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.parser.read.live_window import LiveWindow
-from mem_profiler.parser.read.window_snapshot import parse_snapshot
+from mem_profiler.parser.read.window_snapshot import (
+    BYTES_FLOOR,
+    OverCap,
+    WindowCap,
+    parse_snapshot,
+    read_snapshot,
+)
 
 
 def applied(window: LiveWindow, s: Snapshot):
@@ -124,3 +131,26 @@ def test_a_cut_or_swollen_snapshot_is_refused():
         parse_snapshot(snapshot_file(two_stacks(), payload[:at] + b"\x00" * 4 + payload[at:]))
     with pytest.raises(HeapFileError, match="not a snapshot"):
         parse_snapshot(b"memprof_tree/2\n" + whole[19:], "snap")
+
+
+def test_a_window_past_its_readers_cap_is_refused_before_its_arrays_are_read(tmp_path):
+    """A reader that keeps at most 1 stack of a window: a snapshot of two stacks is
+    refused with the cap and how to raise it; one whose line declares a billion stacks
+    over a few bytes is refused by that line, before anything else is read; a file past
+    the cap's bytes is refused by its size. A window within the cap is read."""
+    cap = WindowCap(1, "--max-stacks")
+    with pytest.raises(
+        OverCap,
+        match=r"holds 2 stacks in a call tree of 5 nodes, more than the"
+        r" 1 stacks and 32 nodes kept of one window \(--max-stacks raises it\)",
+    ):
+        parse_snapshot(snapshot_file(two_stacks()), "snap", cap)
+    assert parse_snapshot(snapshot_file(two_stacks()), "snap", WindowCap(2, "")).stacks_from == 0
+    payload = snapshot_payload(two_stacks()).replace(b"stacks=0-2", b"stacks=0-1000000000")
+    with pytest.raises(OverCap, match="holds 1,000,000,000 stacks"):
+        parse_snapshot(snapshot_file(two_stacks(), payload), "snap", cap)
+    swollen = tmp_path / "swollen.snapshot"
+    swollen.write_bytes(snapshot_file(two_stacks()))
+    os.truncate(swollen, BYTES_FLOOR + 1)  # sparse: the size alone
+    with pytest.raises(OverCap, match=f"a snapshot of {BYTES_FLOOR + 1:,} bytes, more than"):
+        read_snapshot(swollen, cap)

@@ -33,6 +33,7 @@ from mem_profiler.control_block import (
     find_block,
 )
 from mem_profiler.live_view import LiveView
+from mem_profiler.parser.read.window_snapshot import WindowCap
 from mem_profiler.parser.report.pprof import sample_arrays
 from mem_profiler.push.backends import series_labels
 from mem_profiler.push.periods import Periods
@@ -86,8 +87,9 @@ def test_a_lying_snapshot_names_nothing_of_roots(nobodys_program, build_fixture,
 
     real_read = live_view.read_snapshot
 
-    def lying(path: str):  # what a target of nobody's may write in its snapshot
-        snap = real_read(path)
+    # what a target of nobody's may write in its snapshot
+    def lying(path: str, cap: WindowCap | None):
+        snap = real_read(path, cap)
         head = snap.head
         maps = [dataclasses.replace(m, path=str(secret)) if m.path == str(exe) else m
                 for m in head.mappings]  # fmt: skip
@@ -228,13 +230,52 @@ def test_snapshots_that_are_not_files_of_the_target_cost_only_its_series(nobodys
     assert "Traceback" not in err and "shadow" not in err.replace("/etc/shadow,", ""), err
     for fake in fakes:
         said = rf"process {fake.pid}: process {fake.pid} wrote a snapshot that cannot be read"
-        assert re.search(said + r".*; its pushes stop, tried again in 60 s", err), err
+        assert re.search(said + r".*; it is not pushed, tried again in 60 s", err), err
 
 
-def agent_pushing(backend: Backend) -> subprocess.Popen:
+@pytest.mark.alone  # the agent pushes every process with the sampler
+def test_a_window_past_the_agents_cap_costs_only_its_own_series(
+    nobodys_program, build_fixture, tmp_path
+):
+    """A process whose window holds 5,000 stacks, under an agent that keeps 1,000 of a
+    process: let go at its first snapshot, said once with the cap and how to raise it,
+    never pushed; the honest process beside it is pushed throughout."""
+    honest_pid, _ = nobodys_program
+    sampled = {"MEMPROF_CAPTURE": "1", "MEMPROF_RATE": "1", "MEMPROF_PREFIX": f"{tmp_path}/b_"}
+    big = subprocess.Popen(
+        [build_fixture("distinct_stacks"), "5000", "wait"],
+        env={**os.environ, "LD_PRELOAD": str(library_path()), **sampled},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agent = None
+    try:
+        assert big.stdout is not None and big.stdout.readline() == "ready\n"
+        with Backend() as backend:
+            agent = agent_pushing(backend, "--max-stacks", "1000")
+            wait_for(lambda: pushes_of(backend, honest_pid) >= 6, 30, "the honest one's pushes")
+            err = ended_by_sigterm(agent)
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        big.communicate(timeout=60)  # its stdin closed: it ends
+    assert agent.returncode == 0, err
+    assert pushes_of(backend, big.pid) == 0
+    said = re.findall(rf"process {big.pid}: the window of process {big.pid} (.*)", err)
+    assert len(said) == 1, err
+    assert re.fullmatch(
+        r"holds 5,00\d stacks in a call tree of [\d,]+ nodes, more than the 1,000 stacks and"
+        r" 32,000 nodes kept of one window \(agent --max-stacks raises it\); it is not pushed,"
+        r" tried again in 60 s",
+        said[0],
+    ), err
+    assert f"pushing process {big.pid} " not in err, err
+
+
+def agent_pushing(backend: Backend, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
         [MEM_PROFILER, "agent", "--push", backend.url, "--push-protocol", "pyroscope",
-         "--push-every", "0.5"],
+         "--push-every", "0.5", *options],
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
