@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import IO
 
 import pytest
 from support.backends import Backend
@@ -132,6 +133,29 @@ BLOCK_FIELDS = (
 )  # fmt: skip
 
 
+class Heard:
+    """What a process writes to a pipe, read as it comes (never waiting on the pipe)."""
+
+    def __init__(self, pipe: IO) -> None:
+        self._fd = pipe.fileno()
+        os.set_blocking(self._fd, False)
+        self.text = ""  # all of it so far
+        self._unread = ""
+
+    def wait_for(self, text: str, timeout: float = 30, what: str = "") -> None:
+        """Until `text` comes after what the last wait found."""
+
+        def came() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                more = os.read(self._fd, 4096).decode(errors="replace")
+                self.text, self._unread = self.text + more, self._unread + more
+            before, found, after = self._unread.partition(text)
+            self._unread = after if found else self._unread
+            return bool(found)
+
+        wait_for(came, timeout, what or repr(text))
+
+
 class FakeTarget:
     """A process of nobody's posing as one with the sampler (tests/fixtures/
     stalling_block.py, in `mode`), once its block is made; `said` polls for its lines."""
@@ -149,22 +173,11 @@ class FakeTarget:
         )
         self.pid = self.proc.pid
         assert self.proc.stdout is not None
-        self._fd = self.proc.stdout.fileno()
-        os.set_blocking(self._fd, False)  # read as it comes, never waiting on the pipe
-        self._heard = b""
+        self._stdout = Heard(self.proc.stdout)
         self.said("ready")
 
     def said(self, line: str, timeout: float = 30) -> None:
-        want = (line + "\n").encode()
-
-        def came() -> bool:
-            with contextlib.suppress(BlockingIOError):
-                self._heard += os.read(self._fd, 4096)
-            before, found, self._heard = self._heard.partition(want)
-            self._heard = self._heard if found else before
-            return bool(found)
-
-        wait_for(came, timeout, f"the fake's {line!r}")
+        self._stdout.wait_for(line + "\n", timeout, f"the fake's {line!r}")
 
     def end(self) -> None:
         self.proc.kill()
@@ -234,6 +247,33 @@ def test_snapshots_that_are_not_files_of_the_target_cost_only_its_series(nobodys
 
 
 @pytest.mark.alone  # the agent pushes every process with the sampler
+def test_a_pid_refused_once_is_tried_afresh_in_its_next_process():
+    """A lying process of nobody's is refused (tried again in 60 s); it ends, and the
+    kernel hands its pid to an honest process with the sampler: that one is pushed at
+    once, not skipped for the 60 s of the pid's last holder."""
+    liar = FakeTarget("garbage")
+    agent = honest = None
+    try:
+        with Backend() as backend:
+            agent = agent_pushing(backend)
+            assert agent.stderr is not None
+            stderr = Heard(agent.stderr)
+            stderr.wait_for(f"process {liar.pid}: process {liar.pid} wrote a snapshot")
+            liar.end()
+            honest = with_pid(liar.pid, "env", f"LD_PRELOAD={library_path()}", "sleep", "60")
+            wait_for(lambda: pushes_of(backend, liar.pid) >= 2, 30, "the pid's new process pushed")
+            err = stderr.text + ended_by_sigterm(agent)
+    finally:
+        liar.end()
+        for proc in (honest, agent):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert agent.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.alone  # the agent pushes every process with the sampler
 def test_a_window_past_the_agents_cap_costs_only_its_own_series(
     nobodys_program, build_fixture, tmp_path
 ):
@@ -270,6 +310,19 @@ def test_a_window_past_the_agents_cap_costs_only_its_own_series(
         said[0],
     ), err
     assert f"pushing process {big.pid} " not in err, err
+
+
+def with_pid(pid: int, *argv: str) -> subprocess.Popen:
+    """argv run as nobody in process `pid`, the kernel's next pid set to it (root's
+    /proc/sys/kernel/ns_last_pid) until a fork meanwhile no longer takes it first."""
+    for _ in range(100):
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        proc = as_nobody(*argv)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    pytest.fail(f"pid {pid} was taken by another process 100 times")
 
 
 def agent_pushing(backend: Backend, *options: str) -> subprocess.Popen:
