@@ -12,5 +12,4 @@ LOG_FILE_BYTES = 100 << 20  # log mode: bytes per event log file
 LOG_FILES = 10  # log mode: event log files kept
 STACK_MEMORY = 512  # MiB for the stacks and their tree (--stack-memory, MEMPROF_STACK_MEMORY)
 STACK_MEMORY_LIMIT = 1 << 14  # MiB: the most it may be
-AGENT_MAX_STACKS = 1_000_000  # the agent keeps of each process's window (agent --max-stacks)
 MAX_LIVE = 1 << 24  # the live table's, in samples (MEMPROF_MAX_LIVE; nor this)

@@ -33,7 +33,7 @@ from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
-from mem_profiler.push.settings import PushSettings
+from mem_profiler.push.settings import AGENT_MAX_STACKS, PushSettings
 from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.top.order import SORT_KEYS
 
@@ -541,7 +541,7 @@ def top(
 @view_rate_option("the windows the agent opens")
 @click.option(
     "--max-stacks",
-    default=defaults.AGENT_MAX_STACKS,
+    default=AGENT_MAX_STACKS,
     show_default=True,
     type=click.IntRange(1, 1 << 31),
     help="The most stacks kept of one process's window (and 32 call-tree nodes a stack):"

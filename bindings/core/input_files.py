@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from mem_profiler.core.user_paths import (
@@ -80,13 +80,19 @@ def read_errors(path: str, error: type[Exception]) -> Iterator[None]:
 
 
 def read_regular(
-    path: str, what: str, error: type[Exception], limit: int = MAX_PROFILE_BYTES
+    path: str,
+    what: str,
+    error: type[Exception],
+    limit: int = MAX_PROFILE_BYTES,
+    too_large: Callable[[int], Exception] | None = None,
 ) -> bytes:
     """The contents of the regular file `path` (see open_regular) as long as it was when
-    opened (what a writer appends meanwhile is left out); `error` if that is more than
-    `limit` bytes."""
+    opened (what a writer appends meanwhile is left out); `error` (or too_large(its
+    size)) if that is more than `limit` bytes."""
     with open_regular(path, what, error) as f:
         size = os.fstat(f.fileno()).st_size
+        if size > limit and too_large is not None:
+            raise too_large(size)
         if size > limit:
             raise error(
                 f"{path} is {size:,} bytes, more than {what} can sanely be"

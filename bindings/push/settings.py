@@ -23,6 +23,7 @@ PATHS = {
 PROTOCOLS = tuple(PATHS)
 DEFAULT_PORTS = {4040: "pyroscope", 7070: "parca", 4318: "otlp"}
 DEFAULT_EVERY_S = 15.0
+AGENT_MAX_STACKS = 1_000_000  # the agent keeps of each process's window (agent --max-stacks)
 AUTH_ENV = "MEM_PROFILER_PUSH_AUTH"
 # Prometheus' label names, which every backend takes; `__` names are the backends' own.
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

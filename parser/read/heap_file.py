@@ -541,18 +541,20 @@ def decompressed(
     name: str,
     marker: bytes = _TREE_LINE,
     declared: Callable[[bytes], int] | None = None,
-    most: int = MAX_PROFILE_BYTES,
+    most: int | None = None,
 ) -> bytes:
     """The stream after a tree's first line, decompressed into one buffer; HeapFileError,
     one line, if it is damaged, cut short or expands past what it declares (a
     decompression bomb): the arrays its `# tree:` line counts (another `marker` line's,
     by `declared`), and _EXPANSION times the stream for its text lines; never past
-    `most` bytes in all. The arrays have no ratio of their own: a tree of millions of
-    stacks with sequential ids and equal counts compresses 500 times and more."""
+    `most` bytes in all (MAX_PROFILE_BYTES unless told). The arrays have no ratio of
+    their own: a tree of millions of stacks with sequential ids and equal counts
+    compresses 500 times and more."""
     declared = declared or _declared_arrays_size
     what = marker.decode().strip()
     stream, error = _stream(first_line)
     text_limit = max(_EXPANSION_FLOOR, _EXPANSION * len(data))
+    most = MAX_PROFILE_BYTES if most is None else most
     limit, arrays = min(most, text_limit), None
     out, fed, seen = bytearray(), 0, 0
     try:

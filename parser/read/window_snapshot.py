@@ -108,6 +108,12 @@ class WindowCap:
     def snapshot_bytes(self) -> int:
         return max(BYTES_FLOOR, BYTES_PER_STACK * self.stacks)
 
+    def too_large(self, size: int) -> HeapFileError:
+        return OverCap(
+            f"was written in a snapshot of {size:,} bytes, more than the"
+            f" {self.snapshot_bytes:,} read of one window ({self.raised_by} raises it)"
+        )
+
 
 class OverCap(HeapFileError):
     """A snapshot of a window larger than its reader's WindowCap."""
@@ -117,15 +123,13 @@ def read_snapshot(path: str | os.PathLike[str], cap: WindowCap | None = None) ->
     """Read and check a snapshot file; HeapFileError, one sentence, on any problem
     (OverCap: one larger than `cap`, found before it is decompressed)."""
     name = os.fspath(path)
-    most = MAX_PROFILE_BYTES if cap is None else cap.snapshot_bytes
     with read_errors(name, HeapFileError):
-        size = os.lstat(name).st_size
-        if cap is not None and size > most:
-            raise OverCap(
-                f"was written in a snapshot of {size:,} bytes, more than the {most:,} read"
-                f" of one window ({cap.raised_by} raises it)"
+        if cap is None:
+            data = read_regular(name, "a window's snapshot", HeapFileError)
+        else:
+            data = read_regular(
+                name, "a window's snapshot", HeapFileError, cap.snapshot_bytes, cap.too_large
             )
-        data = read_regular(name, "a window's snapshot", HeapFileError, most)
     return parse_snapshot(data, name, cap)
 
 
