@@ -151,16 +151,17 @@ def attach(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def detach(pid: int) -> tuple[Status, list[str]]:
+def detach(pid: int) -> tuple[Status, Status, list[str]]:
     """Closes pid's window if one is open (its files are returned) and has every GOT slot
-    the sampler redirected put back; the sampler stays loaded, idle."""
+    the sampler redirected put back; the sampler stays loaded, idle. The status before
+    and after."""
     with ControlBlock.open(pid) as block:
         block.lock()
         before = block.request(CMD_STATUS)
         status = block.request(CMD_DETACH)
     check_dump(pid, before, status)
     closed = before.capturing and status.dumps > before.dumps
-    return status, last_dump_files(status) if closed else []
+    return before, status, last_dump_files(status) if closed else []
 
 
 def dump_window(pid: int) -> list[str]:

@@ -423,9 +423,11 @@ def list_() -> None:
     from mem_profiler.controller import list_targets
 
     targets = list_targets()
-    click.echo(f"{'PID':>8}  {'USER':<12} {'STATE':<10} COMMAND")
+    user = max([len("USER"), *(len(t.user) for t in targets)])
+    state = max([len("STATE"), *(len(t.state) for t in targets)])
+    click.echo(f"{'PID':>8}  {'USER':<{user}}  {'STATE':<{state}}  COMMAND")
     for t in targets:
-        click.echo(f"{t.pid:>8}  {t.user:<12} {t.state:<10} {t.cmdline}")
+        click.echo(f"{t.pid:>8}  {t.user:<{user}}  {t.state:<{state}}  {t.cmdline}")
         if t.last_dump:
             click.echo(f"{'':>8}  last dump: {t.last_dump}")
 
@@ -439,15 +441,18 @@ def detach_(pid: int) -> None:
     from mem_profiler.controller import detach
 
     try:
-        status, files = detach(pid)
+        before, after, files = detach(pid)
     except ControlError as err:
         fail(str(err), 1)
     for path in files:
         click.echo(f"mem_profiler: wrote {path}", err=True)
-    preloaded = "" if status.injected else " (preloaded: it redirects none)"
+    undone = ["closed its window"] if before.capturing else []
+    if (restored := before.redirected_slots - after.redirected_slots) > 0:
+        undone.append(f"put back the {restored} calls the sampler had redirected to itself")
+    left = f" ({after.redirected_slots} calls still redirected)" if after.redirected_slots else ""
     click.echo(
-        f"detached from process {pid}: {status.redirected_slots} GOT slots redirected, "
-        f"the sampler idle{preloaded}"
+        f"detached from process {pid}: {' and '.join(undone) or 'nothing to undo'}{left};"
+        f" the sampler stays loaded, idle, until `mem_profiler -p {pid}` captures again"
     )
 
 

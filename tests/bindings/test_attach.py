@@ -39,7 +39,7 @@ from support.targets import attach_window
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
 from mem_profiler.attach.inject import AttachError, check_attachable, read_maps
-from mem_profiler.control_block import segment_path
+from mem_profiler.control_block import ControlBlock, segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
 
 MALLOC_FAMILY = {
@@ -289,7 +289,10 @@ def test_ten_attach_detach_cycles_leak_nothing(target, tmp_path):
             [MEM_PROFILER, "detach", "-p", str(t.pid)], capture_output=True, text=True, timeout=60
         )
         assert released.returncode == 0, released.stderr
-        assert "0 GOT slots redirected" in released.stdout
+        assert released.stdout == (  # its window closed as the capture ended
+            f"detached from process {t.pid}: nothing to undo; the sampler stays loaded, idle,"
+            f" until `mem_profiler -p {t.pid}` captures again\n"
+        )
         assert [x.state for x in list_targets() if x.pid == t.pid] == ["idle (attached)"]
         signatures.append(leak_signature(t.pid))
         maps.append(Path(f"/proc/{t.pid}/maps").read_text())
@@ -648,10 +651,40 @@ def test_detach_of_a_process_without_the_sampler(target):
     assert t.quit() == "quit 0"
 
 
+def test_detach_says_what_it_undid(target, tmp_path):
+    """The controller that opened a window is killed; detach closes the window and says
+    so, and that it put back the calls the sampler had redirected, as many as the block
+    counted, none left."""
+    t = target()
+    controller = attach_window(t.pid, "-s", "600", "-o", tmp_path / "d_")
+    controller.kill()
+    controller.communicate()
+    with ControlBlock.open(t.pid) as block:
+        redirected = block.status().redirected_slots
+    assert redirected > 0
+    released = subprocess.run(
+        [MEM_PROFILER, "detach", "-p", str(t.pid)], capture_output=True, text=True, timeout=60
+    )
+    assert released.returncode == 0, released.stderr
+    assert released.stdout == (
+        f"detached from process {t.pid}: closed its window and put back the {redirected}"
+        " calls the sampler had redirected to itself; the sampler stays loaded, idle, until"
+        f" `mem_profiler -p {t.pid}` captures again\n"
+    )
+    # listed as idle (attached), every column where its heading is
+    listing = subprocess.run([MEM_PROFILER, "list"], capture_output=True, text=True).stdout
+    head, *rows = listing.splitlines()
+    (row,) = [r for r in rows if r.split()[0] == str(t.pid)]
+    assert row[head.index("STATE") :].startswith("idle (attached)  ")
+    assert row[head.index("COMMAND") - 2 : head.index("COMMAND")] == "  "
+    assert row[head.index("COMMAND")] != " "
+    assert t.quit() == "quit 0"
+
+
 def test_detach_with_no_window_open_writes_nothing(target):
     t = target()
     attach(t.pid)
-    status, files = detach(t.pid)
+    before, status, files = detach(t.pid)
     assert status.injected and status.redirected_slots == 0 and files == []
     assert t.quit() == "quit 0"
 
