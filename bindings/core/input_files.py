@@ -91,9 +91,9 @@ def read_regular(
     size)) if that is more than `limit` bytes."""
     with open_regular(path, what, error) as f:
         size = os.fstat(f.fileno()).st_size
-        if size > limit and too_large is not None:
-            raise too_large(size)
         if size > limit:
+            if too_large is not None:
+                raise too_large(size)
             raise error(
                 f"{path} is {size:,} bytes, more than {what} can sanely be"
                 f" ({limit:,} at most): check that it is {what}."

@@ -123,14 +123,15 @@ def read_snapshot(path: str | os.PathLike[str], cap: WindowCap | None = None) ->
     """Read and check a snapshot file; HeapFileError, one sentence, on any problem
     (OverCap: one larger than `cap`, found before it is decompressed)."""
     name = os.fspath(path)
+    too_large = cap.too_large if cap is not None else None
     with read_errors(name, HeapFileError):
-        if cap is None:
-            data = read_regular(name, "a window's snapshot", HeapFileError)
-        else:
-            data = read_regular(
-                name, "a window's snapshot", HeapFileError, cap.snapshot_bytes, cap.too_large
-            )
+        data = read_regular(name, "a window's snapshot", HeapFileError, _most(cap), too_large)
     return parse_snapshot(data, name, cap)
+
+
+def _most(cap: WindowCap | None) -> int:
+    """The bytes a snapshot (its file, and its stream decompressed) may take."""
+    return MAX_PROFILE_BYTES if cap is None else cap.snapshot_bytes
 
 
 def parse_snapshot(
@@ -148,11 +149,12 @@ def parse_snapshot(
         m = _SNAPSHOT_RE.fullmatch(decode(line[len("# snapshot:") :]).strip())
         if m is None:
             return 0
-        _check_cap(_spans(m), cap)
-        return _arrays_size(_spans(m))
+        spans = _spans(m)
+        _check_cap(spans, cap)
+        return _arrays_size(spans)
 
-    most = MAX_PROFILE_BYTES if cap is None else cap.snapshot_bytes
-    text = decompressed(FIRST_LINE, data[len(FIRST_LINE) :], name, _MARKER, declared_size, most)
+    stream = data[len(FIRST_LINE) :]
+    text = decompressed(FIRST_LINE, stream, name, _MARKER, declared_size, _most(cap))
     head = HeapProfile(path=name, rate=0)
     heaps: dict[int, HeapFigures] = {}
     counts, at = _header(head, heaps, text, name)
