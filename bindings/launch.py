@@ -13,7 +13,6 @@ from pathlib import Path
 
 from mem_profiler import defaults
 from mem_profiler.core.file_names import absolute_prefix, failure_prefix, heap_file_pattern
-from mem_profiler.core.program_kind import GO_EXIT, ProgramKind, command_kind, unloadable_reason
 from mem_profiler.core.user_paths import open_folder
 from mem_profiler.sampler_lib import library_path
 
@@ -93,6 +92,14 @@ class RunResult:
         """Why `command` wrote no profile, where it should have and did not say why."""
         if self.heap_files:
             return None
+        # the program's ELF headers read only for a run that wrote nothing
+        from mem_profiler.core.program_kind import (
+            GO_EXIT,
+            ProgramKind,
+            command_kind,
+            unloadable_reason,
+        )
+
         kind = command_kind(command)
         if unloadable := unloadable_reason(kind):
             return f"no profile of {command}, which {unloadable}"

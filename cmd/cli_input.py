@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import sys
@@ -189,6 +188,8 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None) -> No
     try:
         command.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.NoSuchOption as e:
+        import difflib
+
         # the names compared without their dashes, which every option shares
         names = {p.lstrip("-"): p for p in e.possibilities or []}
         near = difflib.get_close_matches(e.option_name.lstrip("-"), names, n=1, cutoff=0.5)

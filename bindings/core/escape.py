@@ -11,7 +11,6 @@ name can end the script; a CSV cell a spreadsheet would take for a formula start
 
 from __future__ import annotations
 
-import json
 import re
 
 # C0 and C1 controls, DEL, lone surrogates (bytes that were not UTF-8, decoded with
@@ -67,5 +66,7 @@ def script_json(data: object) -> str:
     """`data` as JSON to place inside an HTML <script> element: `<`, `>` and `&` as \\u
     escapes (`</script>` or `<!--` in a name would change how the page parses), and every
     other non-ASCII character too, U+2028 and U+2029 among them (json's ensure_ascii)."""
+    import json
+
     text = json.dumps(data, separators=(",", ":"))
     return re.sub("[<>&]", lambda m: _SCRIPT_UNSAFE[m[0]], text)

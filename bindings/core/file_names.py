@@ -15,7 +15,6 @@ prefix followed by `oom_` (failure_prefix), with the seq of the window's dump.""
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 
@@ -131,6 +130,8 @@ def log_file(stem: str, k: int) -> str:
 
 def log_files(stem: str) -> dict[int, str]:
     """{k: path} of the event log files of the window `stem` on disk."""
+    import glob
+
     found = {}
     for path in glob.glob(glob.escape(stem) + ".*.memlog"):
         match = _LOG_FILE.search(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import os
 import re
-import shutil
 
 from .elf_headers import read_headers
 from .input_files import open_regular
@@ -57,6 +56,8 @@ def command_kind(command: str, path: str | None = None) -> ProgramKind | None:
     qemu-user's emulators, whose kind is that of the program they run."""
     if is_emulator(command):
         return None
+    import shutil
+
     found = command if os.sep in command else shutil.which(command, path=path)
     return program_kind(found) if found else None
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shlex
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -256,6 +254,8 @@ def load_budget_file(path: str | os.PathLike[str]) -> BudgetFile:
     """Read a budget file: heap tables (`[host]`, `[cuda]`...) for every command, and
     `[commands.NAME]` tables with an optional `run` and heap tables of their own.
     Baseline paths are relative to the file's folder."""
+    import tomllib
+
     name = os.fspath(path)
     try:
         data = read_regular(name, "a budget file", BudgetError, MAX_BUDGET_FILE_BYTES)
@@ -303,6 +303,8 @@ class _FileReader:
         if run is None:
             return None
         if isinstance(run, str):
+            import shlex
+
             try:
                 argv = shlex.split(run)
             except ValueError as e:  # an unterminated quote, a final backslash

@@ -4,11 +4,9 @@ from the command line where `ps` shows them."""
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import stat
-import urllib.parse
 from dataclasses import dataclass, field
 
 from mem_profiler.core.errors import UserError
@@ -85,6 +83,8 @@ def _endpoint(url: str, protocol: str | None) -> tuple[str, str]:
         raise PushSettingsError(
             f"--push takes a URL of printable ASCII, not {url!r}: percent-encode the rest"
         )
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PushSettingsError(f"--push takes an http:// or https:// URL, not {url!r}")
@@ -169,6 +169,8 @@ def _credentials(auth_file: str | None) -> str | None:
     if scheme.lower() == "bearer" and secret and secret.isprintable():
         return f"Bearer {secret}"
     if scheme.lower() == "basic" and ":" in secret and secret.isprintable():
+        import base64
+
         return "Basic " + base64.b64encode(secret.encode()).decode()
     raise PushSettingsError(f"{where} holds neither 'Bearer TOKEN' nor 'Basic USER:PASSWORD'")
 

@@ -22,11 +22,24 @@ HEAVY = (
     "ssl",
     "mem_profiler.gate.suppressions",
 )
+# What only some commands or some paths need: a budget file (tomllib, shlex), a
+# suggestion for a mistyped option (difflib), a push (urllib.parse, base64), a run that
+# wrote nothing (shutil, the ELF headers), JSON, an event log (glob).
+ON_USE = (
+    "tomllib",
+    "shlex",
+    "difflib",
+    "base64",
+    "json",
+    "shutil",
+    "glob",
+    "mem_profiler.core.program_kind",
+)
 
 
-def heavy_imports(module: str, folder) -> str:
-    """The HEAVY modules a fresh interpreter has loaded once it imported `module`."""
-    probe = f"import sys, {module}; print([m for m in {HEAVY!r} if m in sys.modules])"
+def heavy_imports(module: str, folder, heavy: tuple[str, ...] = HEAVY) -> str:
+    """The `heavy` modules a fresh interpreter has loaded once it imported `module`."""
+    probe = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
     return subprocess.run(
         [sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -34,6 +47,11 @@ def heavy_imports(module: str, folder) -> str:
 
 def test_mem_profiler_imports_nothing_heavy(tmp_path):
     assert heavy_imports("mem_profiler.cmd.mem_profiler", tmp_path) == "[]"
+
+
+def test_mem_profiler_imports_what_some_paths_use_on_use(tmp_path):
+    """`mem_profiler run -- /bin/true` is interpreter, click and about 35 ms of its own."""
+    assert heavy_imports("mem_profiler.cmd.mem_profiler", tmp_path, ON_USE) == "[]"
 
 
 def test_the_package_root_loads_the_api_on_first_use(tmp_path):
