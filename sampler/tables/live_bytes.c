@@ -17,7 +17,8 @@
  * freed put back).  A new record is made only where the peak rose by 1/PEAK_STEP of the
  * last recorded one: the records' sizes grow geometrically, so their work in all is a
  * few times the live samples at the highest peak, and the last record is within that
- * step of the peak.  The heap's peak figure itself is kept exactly. */
+ * step of the peak.  The heap's peak figure itself is kept exactly.  A record is made
+ * over the last one, in its memory: its readers wait for it as its makers do. */
 #include <string.h>
 #include <sys/mman.h>
 
@@ -55,8 +56,8 @@ static _Atomic uint32_t generation = 1;   /* of the counts: a thread's held-back
 /* Records are made and read one at a time: the flag is taken with an exchange, and a
  * thread that finds it taken while ending a peak makes no record of it. */
 static _Atomic bool recording;
-static struct peak_record records[HEAP_COUNT], building;
-static uint32_t *row_of;                  /* by stack id: its row in `building`, plus 1 */
+static struct peak_record records[HEAP_COUNT];
+static uint32_t *row_of;                  /* by stack id: its row in the record made, plus 1 */
 static uint32_t max_stacks;
 /* The weights of the sizes a record met (a program allocates a few sizes many times),
  * kept while it is made: its exp is most of the work per live sample. */
@@ -96,7 +97,6 @@ void memprof_live_bytes_reset(void)
     atomic_fetch_add(&generation, 1);
     /* a forked child's parent may have been making a record */
     atomic_store(&recording, false);
-    building.n = 0;
     memprof_zero_pages(row_of, sizeof(*row_of) * max_stacks);
 }
 
@@ -116,18 +116,18 @@ static bool room_for_row(struct peak_record *r)
     return true;
 }
 
-/* One live sample (or the block just freed) added to the record being built. */
-static void add_to_building(uint32_t stack, uint64_t size, double weight)
+/* One live sample (or the block just freed) added to the record being made. */
+static void add_to_record(struct peak_record *r, uint32_t stack, uint64_t size, double weight)
 {
     if (stack >= max_stacks)
         return;
     if (row_of[stack] == 0) {
-        if (!room_for_row(&building))
+        if (!room_for_row(r))
             return;
-        building.rows[building.n] = (struct memprof_stack_live){stack, 0, 0, 0, 0};
-        row_of[stack] = (uint32_t)++building.n;
+        r->rows[r->n] = (struct memprof_stack_live){stack, 0, 0, 0, 0};
+        row_of[stack] = (uint32_t)++r->n;
     }
-    struct memprof_stack_live *row = &building.rows[row_of[stack] - 1];
+    struct memprof_stack_live *row = &r->rows[row_of[stack] - 1];
     row->samples++;
     row->bytes += size;
     row->est_objs += weight;
@@ -136,12 +136,14 @@ static void add_to_building(uint32_t stack, uint64_t size, double weight)
 
 struct taking {
     enum memprof_heap heap;
+    struct peak_record *record;
 };
 
 static void take_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
     (void)key;
-    enum memprof_heap heap = ((const struct taking *)arg)->heap;
+    const struct taking *taking = arg;
+    enum memprof_heap heap = taking->heap;
     if (memprof_stack_heap(stack) != (uint32_t)heap)
         return;
     size_t slot = (size * 0x9e3779b97f4a7c15ull) >> 54;   /* 10 bits: WEIGHTS */
@@ -149,7 +151,7 @@ static void take_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void 
         weights[slot].size = size + 1;   /* 0: none */
         weights[slot].weight = memprof_sample_weight(memprof_cfg.rates, heap, size);
     }
-    add_to_building(stack, size, weights[slot].weight);
+    add_to_record(taking->record, stack, size, weights[slot].weight);
 }
 
 /* The record of the peak that the free of one sample (`stack`, `size`, `weight`) just
@@ -165,17 +167,14 @@ static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, ui
         return;
     if (atomic_exchange_explicit(&recording, true, memory_order_acquire))
         return;   /* another thread is making or reading one */
-    building.n = 0;
+    r->n = 0;
     memset(weights, 0, sizeof weights);   /* the heap's rate may be another window's */
-    struct taking taking = {heap};
+    struct taking taking = {heap, r};
     memprof_live_foreach(take_live_sample, &taking);
-    add_to_building(stack, size, weight);
-    for (size_t i = 0; i < building.n; i++)
-        row_of[building.rows[i].stack] = 0;
-    building.peak = peak;
-    struct peak_record made = building;
-    building = *r;   /* the old record's memory, for the next */
-    *r = made;
+    add_to_record(r, stack, size, weight);
+    for (size_t i = 0; i < r->n; i++)
+        row_of[r->rows[i].stack] = 0;
+    r->peak = peak;
     atomic_store_explicit(&recording, false, memory_order_release);
 }
 

@@ -13,9 +13,9 @@ struct memprof_live_bytes {
 };
 /* What one stack held: its live samples, their sizes, and the objects and bytes they
  * stand for. */
-struct memprof_stack_live {
-    uint32_t stack;
-    uint64_t samples, bytes;
+struct memprof_stack_live {       /* 32 bytes: a peak record holds one per live stack */
+    uint32_t stack, samples;
+    uint64_t bytes;
     double est_objs, est_bytes;
 };
 int memprof_live_bytes_init(uint32_t max_stacks) HIDDEN;
