@@ -35,7 +35,7 @@ struct memprof_chain_memos {
  * tables of megabytes that the program's own work evicts between samples.  Each
  * entry is checked against its key (and a stack against its frames), never trusted. */
 #define MEMPROF_RULE_MEMOS 512     /* unwind rules by code address (unwind.c) */
-#define MEMPROF_STACK_MEMOS 256    /* stack ids by their chains' leaves (stack_table.c) */
+#define MEMPROF_STACK_MEMOS 2048   /* stack ids by their chains' paths (stack_table.c) */
 #define MEMPROF_FRAME_MEMOS 512    /* frame ids by address (frame_tree.c) */
 #define MEMPROF_NODE_MEMOS 2048    /* nodes by the hash of their path (frame_tree.c) */
 #define MEMPROF_LINE_MEMO_BITS 6   /* line-table decodings by code object (python_frames.c) */
@@ -56,12 +56,13 @@ struct memprof_memos {
      * are read in order from the last walk. */
     struct memprof_walk_step walks[2][MEMPROF_MAX_DEPTH + 1];
     uint32_t last_walk;
-    /* The last native and Python chains (frame_tree.c), and stacks by their leaves. */
+    /* The last native and Python chains (frame_tree.c), and stacks by the hashes of
+     * their chains' whole paths. */
     struct memprof_chain_memos native, python;
     struct { uintptr_t frame; uint32_t id, generation; } frames[MEMPROF_FRAME_MEMOS];
     uint32_t nodes_generation;   /* of the tree the node memos are of */
     struct { uintptr_t frame; uint32_t parent, node; } nodes[MEMPROF_NODE_MEMOS];
-    struct { uint32_t native, python, generation, id; } stacks[MEMPROF_STACK_MEMOS];
+    struct { uint64_t native, python; uint32_t generation, id; } stacks[MEMPROF_STACK_MEMOS];
     /* The last Python walk (python_frames.c), root first: each frame's code object and
      * code unit, the record they gave and the generations it was made under. */
     struct {

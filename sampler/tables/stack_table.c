@@ -81,16 +81,26 @@ static uint32_t make_stack(const void *key)
     return id;
 }
 
-/* The chains through the thread's chain memos, then the stack through its memo of
- * stacks (keyed by the two leaves, so an entry is checked without reading the table). */
+/* A stack the thread met lately is found by the hashes of its two chains' whole paths
+ * (64 bits each, as a chain's leaf is: frame_tree.c) in its memo of stacks, with no
+ * look into the tree; another through the chain memos and the tree, then the table. */
 uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
 {
     struct memprof_memos *memos = memprof_thread.memos;
     struct stack_record r = {0, 0, k->heap};
-    struct memprof_chain native, python;   /* both hashed before either is looked up */
+    struct memprof_chain native, python = {.leaf_path = 0};   /* both hashed first */
     memprof_chain_hash(&native, context_frame(k->heap, k->label), k->frames, k->depth);
     if (k->python_len > 0)
         memprof_chain_hash(&python, MEMPROF_PYTHON_HEAD, k->python, k->python_len);
+    uint32_t generation = memprof_tree_generation();
+    __typeof__(memos->stacks[0]) *memo = NULL;
+    if (memos != NULL) {
+        uint64_t h = (native.leaf_path ^ python.leaf_path * 0x9e3779b97f4a7c15ull) >> 40;
+        memo = &memos->stacks[h & (MEMPROF_STACK_MEMOS - 1)];
+        if (memo->native == native.leaf_path && memo->python == python.leaf_path &&
+            memo->generation == generation)
+            return memo->id;
+    }
     r.native = memprof_chain_intern(memos ? &memos->native : NULL, &native);
     if (r.native == NODE_NONE)
         return STACK_NONE;
@@ -99,18 +109,13 @@ uint32_t memprof_stack_intern(const struct memprof_stack_key *k)
         if (r.python == NODE_NONE)
             return STACK_NONE;
     }
-    uint64_t h = hash_of_stack(r.native, r.python);
-    __typeof__(memos->stacks[0]) *memo =
-        memos ? &memos->stacks[h >> 56 & (MEMPROF_STACK_MEMOS - 1)] : NULL;
-    if (memo != NULL && memo->native == r.native && memo->python == r.python &&
-        memo->generation == memprof_tree_generation())
-        return memo->id;
     struct memprof_index_key key = {&r, same_stack};
-    uint32_t id = memprof_index_intern(&index_of_stacks, h, &key, make_stack);
+    uint32_t id = memprof_index_intern(&index_of_stacks, hash_of_stack(r.native, r.python), &key,
+                                       make_stack);
     if (id == MEMPROF_INDEX_NONE)
         return STACK_NONE;
     if (memo != NULL)
-        *memo = (__typeof__(*memo)){r.native, r.python, memprof_tree_generation(), id};
+        *memo = (__typeof__(*memo)){native.leaf_path, python.leaf_path, generation, id};
     return id;
 }
 
