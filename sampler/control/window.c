@@ -170,6 +170,7 @@ int memprof_capture_start(uint64_t rate, uint64_t device_rate, int max_depth, co
         number_for_prefix();
         memprof_python_init();   /* an interpreter loaded since the last window */
         memprof_cfg.rates = (struct memprof_rates){rate, device_rate};
+        memprof_live_table_set_rate(rate);
         memprof_cfg.max_depth = max_depth ? max_depth : MEMPROF_DEFAULT_DEPTH;
         memprof_drops_reset();
         memprof_notes_reset();

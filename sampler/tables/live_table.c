@@ -7,7 +7,7 @@
  * open-addressing array behind its own spinlock (linear probing, load <= 3/4,
  * backward-shift deletion: no tombstones) that grows by doubling, so the table
  * stays as compact as the live set.  Stripes follow the pointer's 64 MiB region
- * (glibc gives each thread's arena its own 64 MiB heaps), then its page, so a
+ * (glibc gives each thread's arena its own 64 MiB heaps), then its granule (below), so a
  * thread's locks and slots stay in its core's cache instead of bouncing between
  * cores.  A filter cell changes under the lock of the stripe whose entry it
  * counts, and stripes share cells: it changes by compare-and-swap.
@@ -43,20 +43,38 @@ _Atomic uint16_t memprof_live_filter[1u << LIVE_FILTER_BITS] __attribute__((alig
 static uint64_t max_slots;               /* all stripes together: 2 x capacity */
 static _Atomic uint64_t used_slots;
 
-/* An entry's place follows its pointer's 4 KiB page: the page's hash picks the
- * stripe (after the region) and a group of four slots, one cache line, and the
- * pointer's kilobyte in the page its home in the group.  Samples are about `rate`
- * bytes apart, and a program allocates and frees neighbours together, so the
- * samples of a page share a line instead of missing the cache one by one. */
-static inline uint64_t page_hash(uintptr_t p)
+/* An entry's place follows its pointer's granule, the bytes that hold about four
+ * samples at the window's rate (a 4 KiB page at rate 1024 and above, 64 bytes at
+ * rate 1): the granule's hash picks the stripe (after the region) and a group of
+ * four slots, one cache line, and the pointer's quarter of the granule its home in
+ * the group.  Samples are about `rate` bytes apart, and a program allocates and frees
+ * neighbours together, so the samples of a granule share a line instead of missing
+ * the cache one by one; a granule of a page at every rate would pile every block of
+ * a page of small ones (pymalloc's, at rate 1) on one line's probe chain. */
+static _Atomic uint32_t granule_shift = 12;
+
+void memprof_live_table_set_rate(uint64_t rate)
 {
-    uint64_t h = (uint64_t)(p >> 12) * 0x9e3779b97f4a7c15ull;
+    uint32_t shift = 6;
+    while (shift < 12 && (1ull << shift) < 4 * rate)
+        shift++;
+    atomic_store_explicit(&granule_shift, shift, memory_order_relaxed);
+}
+
+static inline uint32_t shift_now(void)
+{
+    return atomic_load_explicit(&granule_shift, memory_order_relaxed);
+}
+
+static inline uint64_t granule_hash(uintptr_t p)
+{
+    uint64_t h = (uint64_t)(p >> shift_now()) * 0x9e3779b97f4a7c15ull;
     return h ^ (h >> 31);
 }
 
 static inline uint32_t home_of(uintptr_t p, uint64_t h, uint32_t mask)
 {
-    return ((uint32_t)(h >> 8) << 2 | (uint32_t)(p >> 10 & 3)) & mask;
+    return ((uint32_t)(h >> 8) << 2 | (uint32_t)(p >> (shift_now() - 2) & 3)) & mask;
 }
 
 static inline struct stripe *stripe_of(uintptr_t p, uint64_t h)
@@ -153,7 +171,7 @@ static bool grow(struct stripe *s)
     set_array(s, bigger, nslots - 1);
     for (uint32_t i = 0; old_mask && i <= old_mask; i++)
         if (old[i].ptr != 0)
-            s->slots[find(s, old[i].ptr, page_hash(old[i].ptr))] = old[i];
+            s->slots[find(s, old[i].ptr, granule_hash(old[i].ptr))] = old[i];
     if (old_mask)   /* memprof_live_prefetch may still touch it: a prefetch never faults */
         memprof_unmap(old, array_bytes(old_mask + 1));
     return true;
@@ -161,7 +179,7 @@ static bool grow(struct stripe *s)
 
 void memprof_live_prefetch(uintptr_t ptr)
 {
-    uint64_t h = page_hash(ptr);
+    uint64_t h = granule_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
     struct live_slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
     uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
@@ -171,7 +189,7 @@ void memprof_live_prefetch(uintptr_t ptr)
 
 bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
 {
-    uint64_t h = page_hash(ptr);
+    uint64_t h = granule_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
     if (size >= (1ull << SIZE_BITS))
         size = (1ull << SIZE_BITS) - 1;
@@ -203,7 +221,7 @@ out:
 
 bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
 {
-    uint64_t h = page_hash(ptr);
+    uint64_t h = granule_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
     bool found = false;
     lock(s);
@@ -215,7 +233,7 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
         for (uint32_t j = (i + 1) & s->mask; s->slots[j].ptr != 0; j = (j + 1) & s->mask) {
-            uint32_t home = home_of(s->slots[j].ptr, page_hash(s->slots[j].ptr), s->mask);
+            uint32_t home = home_of(s->slots[j].ptr, granule_hash(s->slots[j].ptr), s->mask);
             if (((j - home) & s->mask) >= ((j - hole) & s->mask)) {
                 s->slots[hole] = s->slots[j];
                 hole = j;

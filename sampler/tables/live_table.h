@@ -7,6 +7,8 @@
 
 int memprof_live_table_init(uint32_t capacity) HIDDEN;
 void memprof_live_table_reset(void) HIDDEN;
+/* The rate of the window about to open, with the table empty: where entries go. */
+void memprof_live_table_set_rate(uint64_t rate) HIDDEN;
 void memprof_live_table_after_fork(void) HIDDEN;
 /* Starts bringing in the cache line where ptr's entry would go: a sample calls it
  * before its walk, so that the insert after it does not wait on memory. */
