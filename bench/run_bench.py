@@ -193,6 +193,31 @@ def list_times(out: Path, processes: int = 50, rounds: int = 5) -> list[float]:
         return times
 
 
+def start_up_times(out: Path, rounds: int = 25) -> dict[str, list[float]]:
+    """Seconds `mem_profiler run -- /bin/true` takes, beside its floor: the interpreter
+    alone and the interpreter importing click (every command line's first import),
+    interleaved; with the bytecode cached, as an installed package has it."""
+    python = Path(sys.executable)
+    commands = {
+        "python -c pass": [str(python), "-c", "pass"],
+        "python -c 'import click'": [str(python), "-c", "import click"],
+        "mem_profiler run -- /bin/true": [
+            str(MEM_PROFILER), "run", "-o", str(out / "start_up_"), "--", "/bin/true",
+        ],
+    }  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds + 1):  # the first round writes the bytecode caches
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+            times[name].append(time.perf_counter() - start)
+    for path in out.glob("start_up_*"):
+        path.unlink()
+    return {name: spent[1:] for name, spent in times.items()}
+
+
 def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str, float]:
     """What a refresh of `mem_profiler top` costs a target with `stacks` distinct stacks
     (bench/many_stacks.c, all of them live, every allocation sampled), in medians of ms:
@@ -819,7 +844,8 @@ def many_stacks_group(out: Path, repeat: int) -> None:
 
 
 def other_measurements(out: Path) -> None:
-    """Attaching (timed in the churn's attached rows), the controller's round trip, top."""
+    """Attaching (timed in the churn's attached rows), the controller's round trip,
+    start-up, list, top."""
     if ATTACH_TIMES:
         attach_ms = [t * 1e3 for t in ATTACH_TIMES]
         print(
@@ -831,6 +857,15 @@ def other_measurements(out: Path) -> None:
     print(
         f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
         f"max {max(trips):.1f} ms over {len(trips)} windows"
+    )
+    start_up = start_up_times(out)
+    print(
+        "\nstart-up, median (min) of "
+        f"{len(next(iter(start_up.values())))} interleaved runs: "
+        + ", ".join(
+            f"{name} {statistics.median(spent) * 1e3:.0f} ms ({min(spent) * 1e3:.0f})"
+            for name, spent in start_up.items()
+        )
     )
     listing = [t * 1e3 for t in list_times(out)]
     print(
