@@ -2,9 +2,11 @@
 
 The report fills in __TITLE__ and __DATA__ (the tree as JSON, see report/flame.py). The page
 draws an icicle (the root on top) of absolutely placed <div>s, one per frame wide enough
-to see. Click a frame to zoom into it (its ancestors stay above it, full width); click
-an ancestor or "Reset zoom" to zoom out; type a regular expression in the search box to
-highlight frames and see their share; hover a frame for its value and share.
+to see, labelled with its name and, where the label fits the frame's width, its value and
+share (as memray's and speedscope's flame graphs do). Click a frame to zoom into it (its
+ancestors stay above it, full width); click an ancestor or "Reset zoom" to zoom out; type a
+regular expression in the search box to highlight frames and see their share; hover a frame
+for its value and share.
 
 For tests in a headless browser, whose DOM dump then shows the result: `?selftest=click:NAME`
 in the page's URL clicks the first frame named NAME once the page is drawn (a real click
@@ -88,6 +90,14 @@ PAGE = r"""<!DOCTYPE html>
     const share = D.share_of ? " (" + (100 * value(i) / D.share_of).toFixed(2) + "%)" : "";
     return name(i) + ": " + formatValue(value(i)) + share;
   }
+  // A frame's label: its name, then its value and share where they fit the frame's width
+  // (11px monospace: about 6.6px a character, 8px of padding and border).
+  const CHAR_PX = 6.6, FRAME_PAD_PX = 8;
+  function label(i, widthPx) {
+    const share = D.share_of ? ", " + (100 * value(i) / D.share_of).toFixed(1) + "%" : "";
+    const full = name(i) + " (" + formatValue(value(i)) + share + ")";
+    return full.length * CHAR_PX <= widthPx - FRAME_PAD_PX ? full : name(i);
+  }
   function color(i) {
     if (D.diff) {
       const r = weight(i) ? value(i) / weight(i) : 0;  // -1 all shrinkage .. 1 all growth
@@ -109,7 +119,7 @@ PAGE = r"""<!DOCTYPE html>
     div.dataset.id = i;
     div.dataset.name = name(i);
     div.title = describe(i);
-    div.textContent = name(i);
+    div.textContent = label(i, width * (chart.clientWidth || 1200));
     if (pattern && pattern.test(name(i))) div.classList.add("match");
     fragment.appendChild(div);
   }

@@ -80,6 +80,25 @@ def test_click_on_a_frame_zooms_into_it(pages, tmp_path):
     assert "width: 100%" in after["main"]  # an ancestor: kept above it, full width
 
 
+def test_frames_show_their_size_and_share_without_hovering(pages, tmp_path):
+    """A frame wide enough for it is labelled with its value and share, as memray's and
+    speedscope's are; a narrow one with its name alone. The fixture's exact capture
+    (sites.c at -c 1) keeps 1,000 blocks of 4096 B at site_pages, 4,000 of 256 B at
+    site_small, and stdout's buffer of a few KiB under printf."""
+    dom = chromium(
+        "--dump-dom", "--window-size=1200,800", pages["flame"].as_uri(),
+        profile_dir=tmp_path / "profile",
+    ).stdout  # fmt: skip
+    labels = dict(re.findall(r'<div class="frame[^"]*"[^>]*data-name="([^"]*)"[^>]*>([^<]*)<', dom))
+    pages = re.fullmatch(r"site_pages \(3\.9 MB, (\d+\.\d)%\)", labels["site_pages"])
+    small = re.fullmatch(r"site_small \(1\.0 MB, (\d+\.\d)%\)", labels["site_small"])
+    assert pages is not None and small is not None, labels
+    total = 1000 * 4096 + 4000 * 256
+    assert abs(float(pages[1]) - 100 * 1000 * 4096 / total) < 0.6
+    assert abs(float(small[1]) - 100 * 4000 * 256 / total) < 0.6
+    assert labels["printf"] == "printf"  # a few KiB of 5 MB: a sliver
+
+
 def test_search_highlights_matching_frames(pages, tmp_path):
     dom = chromium(
         "--dump-dom",
