@@ -28,7 +28,14 @@ import numpy as np
 from mem_profiler.core.errors import BuildIdMismatch, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.file_names import log_stem
-from mem_profiler.core.profile import Failure, Foreign, HeapProfile, at_peak, stacks_only
+from mem_profiler.core.profile import (
+    Failure,
+    Foreign,
+    HeapProfile,
+    at_peak,
+    peak_stacks_moment,
+    stacks_only,
+)
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser.common.atomic import write_file
 from mem_profiler.parser.common.sampling import drop_note, python_frames_note
@@ -343,11 +350,13 @@ def _write_table_peak(request: Request, say: Say, profile: HeapProfile) -> None:
             " capture the program with this mem_profiler (--mode log adds the moments"
             " around the peak)."
         )
+    moment = peak_stacks_moment(profile)
     write_reports(
         dataclasses.replace(
             request,
             context=f"Live at the {profile.heap} heap's peak:"
-            f" {format_amount(profile.peak_bytes or 0, 'bytes')}{_peak_moment(profile)}",
+            f" {format_amount(profile.peak_bytes or 0, 'bytes')}{_peak_moment(profile)}"
+            + (f"; {moment}" if moment else ""),
         ),
         say,
         peak,

@@ -197,6 +197,14 @@ class HeapProfile:
         return int(text) if text.isdigit() else None
 
     @property
+    def peak_stacks_bytes(self) -> int | None:
+        """The heap's figure when the stacks of its peak (`peak`) were recorded: the peak
+        itself, or within a step of it below (the sampler records them at each rise of 1/16,
+        docs/reports.md); None where the file does not say."""
+        text = self.meta.get("peak_stacks_bytes", "")
+        return int(text) if text.isdigit() else None
+
+    @property
     def python_frames_left_out(self) -> int:
         """Python frames the sampler left out of stacks, its tables of their functions
         and lines being full (`# python_frames_left_out`)."""
@@ -245,6 +253,21 @@ def at_peak(profile: HeapProfile) -> HeapProfile | None:
     if then is not None:
         then.meta = of_another_moment(profile.meta)
     return then
+
+
+def peak_stacks_moment(profile: HeapProfile) -> str | None:
+    """Where the stacks of the heap's peak (at_peak) were recorded below the peak itself,
+    the moment they are of, in a sentence; None where they are the peak's own."""
+    from mem_profiler.core.units import format_size
+
+    peak, at = profile.peak_bytes, profile.peak_stacks_bytes
+    if not peak or at is None or at >= peak:
+        return None
+    return (
+        f"the stacks shown are the sampler's last record of them, at"
+        f" {format_size(at, exact=True)}, {100 * at / peak:.1f}% of the peak (it records"
+        " them at each rise of 1/16)"
+    )
 
 
 def stacks_only(profile: HeapProfile, addrs: np.ndarray, offsets: np.ndarray) -> HeapProfile:

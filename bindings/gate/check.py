@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mem_profiler.core.errors import BudgetError, UserError
-from mem_profiler.core.profile import HeapProfile, at_peak, in_use
+from mem_profiler.core.profile import HeapProfile, at_peak, in_use, peak_stacks_moment
 from mem_profiler.core.units import format_size
 from mem_profiler.gate.budgets import (
     CATEGORY,
@@ -429,6 +429,8 @@ def _responsible(budget: Budget, stacks: _Stacks, top: int, notes: list[str]) ->
     if budget.kind == PEAK:
         peak = at_peak(stacks.profile)
         if peak is not None:
+            if moment := peak_stacks_moment(stacks.profile):
+                notes.append(moment)
             return _largest(_Stacks(peak, [stacks.profile.exe]), top, live=True)
         notes.append(
             "which stacks were live at the peak is not recorded (a capture of an earlier"

@@ -85,6 +85,7 @@ _NUMBERS = {
             "live_bytes",
             "peak_live_bytes",
             "peak_time_ns",
+            "peak_stacks_bytes",
             "python_frames_left_out",
         ),
         U64_MAX,

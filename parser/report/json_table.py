@@ -21,7 +21,8 @@ def format_json(
     foreign: Sequence[tuple[Foreign, list[str]]] = (),
 ) -> str:
     """One object: where the numbers come from (program, heap file, base, pid, exe,
-    command line, heap, rate, capture window in ns, dropped samples by cause and what
+    command line, heap, rate, capture window in ns, the heap's peak and the figure at
+    which its stacks (--peak's) were recorded, dropped samples by cause and what
     they stood for, the sampler's warnings), the sample index, unit, total and what
     shares are of (share_base), the rows in -t's order ({name, flat, cum}, at most
     nodecount), and the memory registered or opened that no figure counts (`foreign`:
@@ -39,6 +40,7 @@ def format_json(
         "heap": prof.heap,
         "rate": prof.rate,
         "window_ns": {"start": start, "end": end},
+        "peak": {"bytes": prof.peak_bytes, "stacks_at_bytes": prof.peak_stacks_bytes},
         "dropped_samples": prof.dropped_samples,
         "dropped": None
         if prof.drops is None

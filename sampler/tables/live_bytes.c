@@ -277,7 +277,7 @@ int64_t memprof_live_bytes_interval_peak(enum memprof_heap heap)
 }
 
 int64_t memprof_live_peak_rows(enum memprof_heap heap, struct memprof_stack_live *rows,
-                               size_t cap)
+                               size_t cap, int64_t *at)
 {
     struct heap_live *l = &live[heap];
     if (atomic_load(&l->now) >= atomic_load(&l->peak))
@@ -289,6 +289,7 @@ int64_t memprof_live_peak_rows(enum memprof_heap heap, struct memprof_stack_live
     int64_t n = r->n == 0 ? -1 : (int64_t)(r->n < cap ? r->n : cap);
     if (n > 0)
         memcpy(rows, r->rows, sizeof(*rows) * (size_t)n);
+    *at = r->peak;
     atomic_store_explicit(&recording, false, memory_order_release);
     return n;
 }

@@ -34,9 +34,10 @@ struct memprof_live_bytes memprof_live_bytes_of(enum memprof_heap heap) HIDDEN;
 /* The peak since the last call (the timeline's 100 ms interval). */
 int64_t memprof_live_bytes_interval_peak(enum memprof_heap heap) HIDDEN;
 /* The stacks that held memory at the heap's peak so far, copied into `rows` (at most
- * `cap`): how many; -1 when the heap is at that peak now, or none was recorded: what is
- * live is then what it held. */
+ * `cap`), and the heap's figure when they were recorded (*at: within a step of the peak,
+ * live_bytes.c): how many; -1 when the heap is at that peak now, or none was recorded:
+ * what is live is then what it held. */
 int64_t memprof_live_peak_rows(enum memprof_heap heap, struct memprof_stack_live *rows,
-                               size_t cap) HIDDEN;
+                               size_t cap, int64_t *at) HIDDEN;
 
 #endif

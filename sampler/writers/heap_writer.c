@@ -306,7 +306,7 @@ static void add_figures(struct stack_figures *f, const struct selection *sel, ui
  * peak now, its live samples.  An event log's window makes no record (its events give
  * its peaks): there, unless the heap is at its peak now, none. */
 static bool gather_peak(struct memprof_out *o, const struct selection *sel, const struct memprof_counts *c,
-                        enum memprof_heap heap, struct stack_figures *f)
+                        enum memprof_heap heap, struct stack_figures *f, int64_t *at)
 {
     if (!start_figures(o, sel, f))
         return false;
@@ -315,8 +315,10 @@ static bool gather_peak(struct memprof_out *o, const struct selection *sel, cons
         release_figures(f);
         return false;
     }
-    int64_t n = memprof_live_peak_rows(heap, rows, f->cap);
+    int64_t n = memprof_live_peak_rows(heap, rows, f->cap, at);
     struct memprof_live_bytes figure = memprof_live_bytes_of(heap);
+    if (n < 0)
+        *at = figure.now;
     if (n < 0 && memprof_log_base() != NULL && figure.now < figure.peak)
         n = 0;
     for (int64_t i = 0; i < n; i++)
@@ -367,8 +369,9 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
         if (sel->stack_row[id] != 0 && !memprof_estimates_implied(c, id, rate))
             estimated[estimates++] = id;
     struct stack_figures peak, leaks;
+    int64_t peak_at = 0;
     const struct memprof_unreachable *scanned = heap == HEAP_HOST ? w->unreachable : NULL;
-    if (!gather_peak(o, sel, c, heap, &peak)) {
+    if (!gather_peak(o, sel, c, heap, &peak, &peak_at)) {
         memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
         return;
     }
@@ -376,6 +379,11 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
         release_figures(&peak);
         memprof_unmap(estimated, sizeof(uint32_t) * ((size_t)sel->nstacks + 1));
         return;
+    }
+    if (peak.n > 0 && peak_at > 0) {   /* the moment the peak's stacks are of */
+        memprof_puts(o, "# peak_stacks_bytes: ");
+        memprof_put_u64(o, (uint64_t)peak_at);
+        memprof_puts(o, "\n");
     }
     memprof_puts(o, "# tree: frames=");
     memprof_put_u64(o, sel->frames);

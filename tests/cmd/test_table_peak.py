@@ -100,3 +100,56 @@ def test_the_max_peak_failure_names_the_spike(spike_exe, tmp_path):
     spike_line, keep_line = lines[at + 1 : at + 3]
     assert re.fullmatch(r"\s+67,108,864 B  spike \S+peak_spike\.c:\d+ < main \S+:\d+", spike_line)
     assert re.fullmatch(r"\s+8,388,608 B  keep \S+peak_spike\.c:\d+ < main \S+:\d+", keep_line)
+
+
+@pytest.fixture(scope="module")
+def moment_exe(build_fixture):
+    return build_fixture("peak_moment")
+
+
+# tests/fixtures/peak_moment.c's arithmetic at its default N = 10: the peak holds the ten
+# kept blocks, the array of their pointers and the last brief block; the sampler's last
+# record of stacks was made at the last 100-byte block's free, with that block put back.
+N, POINTERS = 10, 10 * 8
+PEAK = N * 65536 + POINTERS + 24576
+RECORDED = N * 65536 + POINTERS + 100
+
+
+def test_the_peaks_stacks_say_the_moment_they_are_of(moment_exe, tmp_path):
+    """At -c 1 the peak's figure is exact and so are its stacks, as of the sampler's last
+    record: they add up to the moment printed beside them, not to the peak, and every
+    report of them says which moment that is."""
+    heap = capture(moment_exe, tmp_path, 1)
+    proc = subprocess.run(
+        [MEM_PARSER, "-f", heap, "--peak", "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["peak"] == {"bytes": PEAK, "stacks_at_bytes": RECORDED}
+    assert doc["total"] == RECORDED
+    share = f"{100 * RECORDED / PEAK:.1f}% of the peak"
+    assert f"at {RECORDED:,} B" in proc.stderr and share in proc.stderr, proc.stderr
+    gate = subprocess.run(
+        [MEM_PROFILER, "gate", "--max-peak", "1KiB", "--", str(moment_exe)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert gate.returncode == 1, gate.stderr
+    said = gate.stdout + gate.stderr
+    assert f"max-peak {PEAK:,} B" in said and share in said, said
+
+
+def test_the_peaks_stacks_at_a_rate_add_up_to_their_moment(moment_exe, tmp_path):
+    """At a sampling rate the recorded figure is the heap's estimate when the stacks were
+    recorded; the stacks' estimates add up to it but for what a thread holds back of
+    its changes to the figure (live_bytes.c: 16 samples' worth at most)."""
+    rate = 1024
+    heap = capture(moment_exe, tmp_path, rate)
+    doc = json.loads(
+        subprocess.run(
+            [MEM_PARSER, "-f", heap, "--peak", "--json"],
+            capture_output=True, text=True, timeout=300, check=True,
+        ).stdout
+    )  # fmt: skip
+    at = doc["peak"]["stacks_at_bytes"]
+    assert at is not None and at <= doc["peak"]["bytes"]
+    assert abs(doc["total"] - at) <= 16 * rate, doc
