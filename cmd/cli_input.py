@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from mem_profiler import defaults
+from mem_profiler.core import progress
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.input_files import MAX_PROFILE_BYTES
@@ -233,6 +234,7 @@ def leave() -> NoReturn:
 
 def say(prog: str, message: str) -> None:
     """`message` on one line of stderr, its control characters escaped."""
+    progress.clear()
     click.echo(f"{prog}: {visible(message)}", err=True)
 
 

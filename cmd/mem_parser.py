@@ -22,6 +22,7 @@ from mem_profiler.cmd.cli_input import (
     run_command,
     say,
 )
+from mem_profiler.core import progress
 from mem_profiler.core.errors import ProgramNotHere, UserError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.parser import pipeline
@@ -466,7 +467,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit status 2. Run as the
     command (its arguments from sys.argv), a finished report ends the process."""
     return_large_frees()
-    run_command(cli, PROG, argv)
+    with progress.shown(PROG):
+        run_command(cli, PROG, argv)
     if argv is None:
         leave()
 

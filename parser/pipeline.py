@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from mem_profiler.core import progress
 from mem_profiler.core.errors import BuildIdMismatch, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.file_names import log_stem
@@ -207,10 +208,15 @@ def load(
     """Files → symbolized profile: request.heap_file (or `profile`, built from a log) read
     and symbolized, the base subtracted, focus and ignore applied. `merge`: stacks that
     name the same functions may become one (symbolize), for reports of names alone."""
-    profile = read_heap(request.heap_file) if profile is None else profile
+    profile = _read(request.heap_file) if profile is None else profile
     sym = _symbolized(request, profile, merge)
     keep = _kept(sym, request)
     return sym if keep is None else keep_stacks(sym, keep)
+
+
+def _read(path: str) -> HeapProfile:
+    progress.stage(f"reading {os.path.basename(path)}")
+    return read_heap(path)
 
 
 def _kept(sym: SymbolizedProfile, request: Request) -> np.ndarray | None:
@@ -240,6 +246,7 @@ def _symbolized(
             sysroot=request.sysroot,
         )
 
+    progress.stage(f"symbolizing {os.path.basename(profile.path or 'the profile')}")
     sym = named(profile)
     if request.base_profile is not None:
         sym = subtract(sym, named(request.base_profile))
@@ -285,7 +292,7 @@ def _write_reports(
     request: Request, say: Say, profile: HeapProfile | None, raw: list[str], named: bool
 ) -> None:
     """write_reports' work: `raw`, its raw formats; `named`, whether it symbolizes."""
-    profile = read_heap(request.heap_file) if profile is None else profile
+    profile = _read(request.heap_file) if profile is None else profile
     for warning in profile.warnings:
         say(f"warning: {warning}")
     if raw and (request.base or request.base_profile):  # mem_parser refuses it (cmd/)
@@ -745,12 +752,14 @@ def write_output(path: str | None, content: bytes | Iterable[bytes]) -> None:
     """Write to stdout, or atomically to the file `path`: bytes, or pieces of them (a
     report too large to hold whole)."""
     if path is None:
+        progress.clear()
         for piece in [content] if isinstance(content, bytes) else content:
             sys.stdout.buffer.write(piece)
         sys.stdout.flush()
         return
     if os.path.isdir(path):
         raise UserError(f"{path} is a directory; give a file name.")
+    progress.stage(f"writing {os.path.basename(path)}")
     write_file(path, content)
 
 

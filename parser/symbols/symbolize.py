@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mem_profiler.core import progress
 from mem_profiler.core.errors import BuildIdMismatch, ElfError, ProgramNotHere, UserError
 from mem_profiler.core.frame_label import Where, frame_label, shown_files
 from mem_profiler.core.input_files import open_regular, other_owner
@@ -667,6 +668,7 @@ class _Resolver:
         objects = []  # (path, image or None, the addresses in it)
         for p in np.unique(path_of[inside]).tolist():
             objects.append((paths[p], self._image(paths[p]), np.flatnonzero(path_of == p)))
+        progress.stage(f"looking up {len(addrs):,} addresses in {len(objects)} objects")
         found = iter(
             look_up_all(
                 [(image, file_offsets[sel]) for _, image, sel in objects if image is not None],
@@ -783,6 +785,7 @@ class _Resolver:
             return None  # [vdso], anonymous JIT code and the like
         recorded = self.profile.build_ids.get(path)
         path = in_sysroot(path, self.sysroot)
+        progress.stage(f"reading the symbols of {os.path.basename(path)}")
         try:
             image = _opened(path, self.on_behalf_of)
         except NotReadableFor as e:
