@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mem_profiler.cmd.cli_input import Command, capture_options, fail
+from mem_profiler.core import progress
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
 from mem_profiler.gate.budgets import SIZE_KINDS
@@ -186,7 +187,8 @@ def gate(
             leak_suppressions(suppressions),
             read_rules(category_rules) if category_rules else TORCH_RULES,
         )
-        verdicts = run_gate(jobs, settings)
+        with progress.shown("mem_profiler gate"):
+            verdicts = run_gate(jobs, settings)
         click.echo(format_verdicts(verdicts), err=True, nl=False)
         if json_path:
             write_json(json_path, verdicts)
@@ -233,7 +235,8 @@ def check_leaks_at_exit(
             suppressions=leak_suppressions(suppressions),
             leak_scan=True,
         )
-        (verdict,) = run_gate([job], settings)
+        with progress.shown("mem_profiler"):
+            (verdict,) = run_gate([job], settings)
     except (UserError, LaunchError, SamplerNotBuilt) as err:
         fail("mem_profiler", str(err))  # a refusal of `mem_profiler run`
     click.echo(format_verdicts([verdict]), err=True, nl=False)

@@ -1,7 +1,8 @@
-"""Long work's progress on stderr, where stderr is a terminal: once a second has passed, a
-line saying what the work is doing and for how long, written over in place and cleared
-before anything else is written to the terminal (a message, the report); nothing where
-stderr is not a terminal, so that logs and pipes see only the command's own lines.
+"""Long work's progress on stderr, where stderr is a terminal: once a second of it has
+passed, a line saying what the work is doing and for how long, written over in place and
+cleared before anything else is written to the terminal (a message, the report, a program
+the gate runs); nothing where stderr is not a terminal, so that logs and pipes see only the
+command's own lines.
 
 A command opens one (`shown`); the stages it goes through name themselves (`stage`)
 wherever they are, without a handle passed down to them: with none open, they cost a
@@ -33,16 +34,19 @@ class _Line:
         self.thread = threading.Thread(target=self._draw_until_ended, daemon=True)
 
     def _draw_until_ended(self) -> None:
-        if self.ended.wait(AFTER_S):
-            return
-        while not self.ended.is_set():
+        while not self.ended.wait(EVERY_S):
             with self.lock:
-                if self.what and not self.ended.is_set():
-                    spent = time.monotonic() - self.started
+                spent = time.monotonic() - self.started
+                if self.what and spent >= AFTER_S and not self.ended.is_set():
                     self.stream.write(f"\r{self.prog}: {self.what}... {spent:.0f} s\x1b[K")
                     self.stream.flush()
                     self.drawn = True
-            self.ended.wait(EVERY_S)
+
+    def begin(self, what: str) -> None:
+        """A stage; the first after the command's own output starts the clock again."""
+        if not self.what:
+            self.started = time.monotonic()
+        self.what = what
 
     def clear(self) -> None:
         """The line taken off the terminal (drawn again at the next tick)."""
@@ -80,7 +84,7 @@ def shown(prog: str, stream: TextIO | None = None) -> Iterator[None]:
 def stage(what: str) -> None:
     """What the work does from now on (`reading capture.heap`)."""
     if _line is not None:
-        _line.what = what
+        _line.begin(what)
 
 
 def clear() -> None:

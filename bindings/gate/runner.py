@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mem_profiler import defaults
+from mem_profiler.core import progress
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file, heap_stem, log_file, log_files
 from mem_profiler.core.input_files import open_regular
@@ -73,6 +74,7 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             # a category's peak is replayed from the event log
             log=any(b.kind == CATEGORY for b in job.budgets),
         )
+        progress.clear()  # the command's own output has the terminal while it runs
         try:
             run = run_profiled(job.argv, capture)
         except LaunchError as e:
@@ -90,7 +92,9 @@ def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
             )
             return verdict
         try:
+            progress.stage(f"reading {job.name}'s profile")
             profiles = {heap: read_heap(path) for heap, path in own.items()}
+            progress.stage(f"judging {job.name}")
             verdict.results = check_budgets(
                 job.budgets,
                 profiles,

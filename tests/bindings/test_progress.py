@@ -38,14 +38,17 @@ def test_a_stage_is_shown_and_taken_off_before_output(monkeypatch):
     with progress.shown("mem_parser", terminal):
         progress.stage("reading big.heap")
         wait_for(lambda: "reading big.heap" in terminal.sent(), what="the progress line")
+        assert progress._line is not None
+        progress._line.started -= 100  # as if the work had taken 100 s so far
         progress.clear()
         cleared = len(terminal.sent())
         assert terminal.sent().endswith("\r\x1b[K")
-        progress.stage("symbolizing big.heap")
+        progress.stage("symbolizing big.heap")  # work after output: its clock starts again
         wait_for(lambda: "symbolizing" in terminal.sent(), what="the next stage")
     after = terminal.sent()
     assert "\rmem_parser: reading big.heap... 0 s\x1b[K" in after
     assert "reading" not in after[cleared:]  # cleared: not drawn again until a new stage
+    assert "\rmem_parser: symbolizing big.heap... 0 s\x1b[K" in after[cleared:]
     assert after.endswith("\r\x1b[K")  # the line taken off at the end
     assert progress._line is None
 
