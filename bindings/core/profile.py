@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from mem_profiler.core.memory_map import MemoryMapping
+from mem_profiler.core.units import format_size
 
 if TYPE_CHECKING:
     import numpy as np
@@ -258,8 +259,6 @@ def at_peak(profile: HeapProfile) -> HeapProfile | None:
 def peak_stacks_moment(profile: HeapProfile) -> str | None:
     """Where the stacks of the heap's peak (at_peak) were recorded below the peak itself,
     the moment they are of, in a sentence; None where they are the peak's own."""
-    from mem_profiler.core.units import format_size
-
     peak, at = profile.peak_bytes, profile.peak_stacks_bytes
     if not peak or at is None or at >= peak:
         return None
