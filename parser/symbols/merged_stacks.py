@@ -31,16 +31,17 @@ class NodeKeys:
     folded: np.ndarray
 
 
-def merge_stacks(profile: HeapProfile, keys: NodeKeys) -> tuple[HeapProfile, StackTree, np.ndarray]:
-    """The profile of the merged stacks, their tree (its node addresses: one of the
-    merged nodes' each; the profile's stack_tree) and the value of each of its nodes.
+def merge_stacks(
+    profile: HeapProfile, stacks: StackTree, keys: NodeKeys
+) -> tuple[HeapProfile, StackTree, np.ndarray]:
+    """The profile of `stacks` (the profile's, or a view of them) merged, their tree (its
+    node addresses: one of the merged nodes' each; the profile's stack_tree) and the
+    value of each of its nodes.
 
     A node is an entry for the stacks without Python frames that pass it and again for
     those with them (in which the folded nodes are none: their callees hang from their
     callers); each native leaf is one more, as a leaf. Entries are merged a level of the
     tree at a time: those of one caller and one key are one node."""
-    stacks = profile.stack_tree
-    assert isinstance(stacks, StackTree)
     tree = stacks.tree
     n = len(tree.parent)
     up = tree.parent.astype(np.int64)

@@ -15,13 +15,13 @@ from mem_profiler.core.errors import BuildIdMismatch, ElfError, ProgramNotHere, 
 from mem_profiler.core.frame_label import Where, frame_label, shown_files
 from mem_profiler.core.input_files import open_regular, other_owner
 from mem_profiler.core.memory_map import MemoryMapping
-from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.profile import HeapProfile, NamedFrame
 from mem_profiler.core.user_paths import NotReadableFor
 from mem_profiler.parser.common.arrays import index_of, sorted_unique
 from mem_profiler.parser.common.sampling import index_column, stack_values
 from mem_profiler.parser.elf.image import ElfImage, demangle
 from mem_profiler.parser.elf.object_lookup import ObjectLookup, look_up_all
-from mem_profiler.parser.read.context_tree import StackTree, eval_range, in_evaluation
+from mem_profiler.parser.read.context_tree import Levels, StackTree, eval_range, in_evaluation
 from mem_profiler.parser.read.heap_file import read_heap, read_heap_header
 from mem_profiler.parser.read.pprof import is_named_frame, names_every_frame
 from mem_profiler.parser.symbols.allocator_frames import (
@@ -32,9 +32,17 @@ from mem_profiler.parser.symbols.allocator_frames import (
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.symbols.merged_stacks import NodeKeys, merge_stacks
 from mem_profiler.parser.symbols.python_frames import (
+    IMPORT_FRAME,
+    PARSER_FRAMES,
+    START_UP_FRAME,
     fold_native_frames,
+    import_runs,
     interpreter_path,
+    is_import_system,
     is_python_frame,
+    start_up_folded,
+    start_up_frames,
+    start_up_marks,
 )
 from mem_profiler.parser.symbols.tree_sums import TreeStacks, location_frames
 
@@ -45,6 +53,11 @@ InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls
 # Locations as _with_inlined gives them: (address, function, where and inlined of each
 # location, and the first location of each address, or None when nothing is inlined)
 Locations = tuple[np.ndarray, np.ndarray, list[Where], np.ndarray, np.ndarray | None]
+# Distinct addresses (sorted) and their Locations
+Named = tuple[np.ndarray, Locations]
+# The frames the Python view adds (python_frames.PARSER_FRAMES), START_UP_FRAME's first
+_PARSER_ADDRESSES = np.array([START_UP_FRAME, IMPORT_FRAME], np.uint64)
+_PARSER_RECORDS = {address: NamedFrame(name, "", 0) for address, name in PARSER_FRAMES.items()}
 
 # An argument list: never C++'s `(anonymous namespace)`, nor a group that starts the name
 # or follows a single `:`, as in the names pprof profiles of other languages give
@@ -388,15 +401,16 @@ def symbolize(
         _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
 
     resolver = _Resolver(profile, exe, exe_paths, lines, warnings, sysroot)
+    python_view = not native and interpreter_path(profile) is not None
     merged = merge and mergeable(profile)
+    stacks, known = _named_tree(profile, resolver, python_view, merged)
     if merged:
-        assert isinstance(profile.stack_tree, StackTree)
-        profile, locations, merged_stacks, node_address, fold = _merged(
-            profile, profile.stack_tree, resolver, native, lines or merge_lines
+        assert stacks is not None and known is not None
+        profile, locations, merged_stacks, node_address = _merged(
+            profile, stacks, known, resolver, python_view, lines or merge_lines
         )
     else:
-        addrs, offsets = _stacks_to_name(profile, native)
-        locations, frames = _address_frames(addrs, offsets, resolver)
+        locations, frames, offsets = _named_frames(profile, stacks, known, resolver, python_view)
     loc_addrs, func_of, where, is_inlined, first = locations
     functions = resolver.table
     func_alloc = np.array(
@@ -409,7 +423,7 @@ def symbolize(
     alloc = allocator_frames(profile, loc_addrs, func_alloc[func_of])
     tree = None
     if merged:
-        tree = TreeStacks(merged_stacks, node_address, first, alloc, fold)
+        tree = TreeStacks(merged_stacks, node_address, first, alloc, python_view)
         if expand:
             frames, offsets = tree.expand()
         else:  # the stacks stay in the tree: only aggregate reads them
@@ -436,7 +450,47 @@ def symbolize(
         tree=tree,
     )
     # merged stacks are folded as they are expanded (TreeStacks)
-    return sym if native or tree is not None else fold_native_frames(sym)
+    sym = fold_native_frames(sym) if python_view and tree is None else sym
+    warnings.extend(_stripped_warnings(sym, resolver.stripped))
+    return sym
+
+
+def _stripped_warnings(sym: SymbolizedProfile, stripped: list[tuple[str, str]]) -> list[str]:
+    """What each stripped object of `stripped` (path, label) leaves unnamed among the
+    frames the stacks of some weight show."""
+    if not stripped:
+        return []
+    assert sym.values is not None  # SymbolizedProfile.__post_init__ computes them
+    weighed = np.any(sym.values != 0, axis=1)
+    if sym.tree is None:
+        shown = np.unique(sym.frames[np.repeat(weighed, np.diff(sym.offsets))])
+    else:
+        shown = np.unique(sym.tree.node_address[_shown_nodes(sym.tree, weighed, sym.profile)])
+        shown = shown if sym.tree.first is None else sym.tree.first[shown]
+    names = [sym.functions[f] for f in sym.func_of[shown].tolist()]
+    said = []
+    for path, label in stripped:
+        unnamed = [name for name in names if name.startswith(f"{label}+0x")]
+        if unnamed:
+            said.append(
+                f"{path} has no symbol table and no separate debug file is installed:"
+                f" {len(unnamed)} of its code addresses, in {len(set(unnamed))} functions,"
+                f" have no name and are shown as where their function starts, {label}+0x…"
+                " (its debug symbols, or an unstripped build given with -p, would name them)."
+            )
+    return said
+
+
+def _shown_nodes(tree: TreeStacks, weighed: np.ndarray, profile: HeapProfile) -> np.ndarray:
+    """Which nodes of a merged tree the stacks `weighed` show: those on their chains, but
+    the evaluation loop's where the Python view folds them."""
+    stacks = tree.stacks
+    up = stacks.tree.parent
+    leaves = np.r_[stacks.native[weighed], stacks.python[weighed]]
+    shown = Levels(stacks.tree.depth).callers(up, leaves)
+    if tree.fold:
+        shown &= ~in_evaluation(stacks.tree.address, eval_range(profile))
+    return shown
 
 
 def mergeable(profile: HeapProfile) -> bool:
@@ -446,25 +500,60 @@ def mergeable(profile: HeapProfile) -> bool:
     return isinstance(stacks, StackTree) and stacks.tree.depth.max(initial=0) <= MERGE_DEPTH
 
 
-def _stacks_to_name(profile: HeapProfile, native: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The profile's stacks (addresses and offsets) as they are to be named: a Python
-    program's tree of stacks expanded without the native frames of its stacks with Python
-    frames, which the Python view folds (fold_native_frames) unless `native`: a tenth of
-    the frames of a PyTorch program's."""
-    tree = profile.stack_tree
-    if native or not isinstance(tree, StackTree) or interpreter_path(profile) is None:
-        return profile.addrs, profile.offsets
-    return tree.python_view().expand()
+def _named_tree(
+    profile: HeapProfile, resolver: _Resolver, python_view: bool, merged: bool
+) -> tuple[StackTree | None, Named | None]:
+    """The profile's tree of stacks (None for stacks of another form), in the Python view
+    with the interpreter's start-up as one frame (python_frames.start_up_folded); and the
+    addresses its nodes stand for, named, where they are named at once: for a tree to
+    merge, and in the Python view, whose start-up is found by the names."""
+    stacks = profile.stack_tree
+    if not isinstance(stacks, StackTree):
+        return None, None
+    if not (merged or python_view):
+        return stacks, None
+    raw = stacks.tree.address
+    callers = _callers(raw)
+    added = _PARSER_ADDRESSES if python_view else _PARSER_ADDRESSES[:0]
+    uniq = sorted_unique(np.r_[callers, raw[sorted_unique(stacks.native)], added])
+    locations = _with_inlined(uniq, *resolver.resolve(uniq))
+    if python_view:
+        marks = _address_flags(locations, start_up_marks(resolver.table.names))
+        stacks = start_up_folded(stacks, marks[index_of(callers, uniq)]) or stacks
+    return stacks, (uniq, locations)
 
 
-def _address_frames(
-    addrs: np.ndarray, offsets: np.ndarray, resolver: _Resolver
-) -> tuple[Locations, np.ndarray]:
-    """The locations of the stacks' (`addrs`, `offsets`) distinct addresses (as
-    _with_inlined gives them), and their frames as indices among those addresses."""
-    addrs = _call_sites(addrs, offsets)
-    uniq = sorted_unique(addrs)
-    return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(addrs, uniq)
+def _named_frames(
+    profile: HeapProfile,
+    stacks: StackTree | None,
+    known: Named | None,
+    resolver: _Resolver,
+    python_view: bool,
+) -> tuple[Locations, np.ndarray, np.ndarray]:
+    """The locations of the stacks' distinct addresses (as _with_inlined gives them) and
+    the stacks' frames (indices among those addresses) and offsets: a tree's expanded, in
+    the Python view without the native frames of its stacks with Python frames (a tenth
+    of a PyTorch program's), which fold_native_frames folds; other stacks with the
+    interpreter's start-up as one frame in the Python view."""
+    if stacks is not None:
+        addrs, offsets = (stacks.python_view() if python_view else stacks).expand()
+        sites = _call_sites(addrs, offsets)
+        if known is not None:
+            return known[1], index_of(sites, known[0]), offsets
+        uniq = sorted_unique(sites)
+        return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(sites, uniq), offsets
+    addrs, offsets = profile.addrs, profile.offsets
+    sites = _call_sites(addrs, offsets)
+    if not python_view:
+        uniq = sorted_unique(sites)
+        return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(sites, uniq), offsets
+    uniq = sorted_unique(np.r_[sites, _PARSER_ADDRESSES])
+    locations = _with_inlined(uniq, *resolver.resolve(uniq))
+    frames = index_of(sites, uniq)
+    marks = _address_flags(locations, start_up_marks(resolver.table.names))
+    start_up = int(index_of(_PARSER_ADDRESSES[:1], uniq)[0])  # START_UP_FRAME's
+    folded = start_up_frames(frames, offsets, marks[frames], is_python_frame(addrs), start_up)
+    return locations, *(folded or (frames, offsets))
 
 
 def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -479,24 +568,33 @@ def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _merged(
-    profile: HeapProfile, stacks: StackTree, resolver: _Resolver, native: bool, lines: bool
-) -> tuple[HeapProfile, Locations, StackTree, np.ndarray, bool]:
+    profile: HeapProfile,
+    stacks: StackTree,
+    named: Named,
+    resolver: _Resolver,
+    python_view: bool,
+    lines: bool,
+) -> tuple[HeapProfile, Locations, StackTree, np.ndarray]:
     """The profile of its tree's `stacks` merged by function, with `lines` by function
     and the line its locations know (merged_stacks), the locations of the tree's
-    addresses (as _with_inlined gives them), the merged stacks, the address each of their
-    nodes stands for (an index among those addresses), and whether the native frames of
-    stacks with Python frames are to be folded (not when `native`)."""
+    addresses (`named`: the addresses and their locations, as _with_inlined gives them),
+    the merged stacks and the address each of their nodes stands for (an index among
+    those addresses). In the Python view the native frames of stacks with Python frames
+    are folded, and each run of the import system's frames is one frame."""
+    uniq, locations = named
     raw = stacks.tree.address
     python = is_python_frame(raw)
-    caller = np.where(python | (raw == 0), raw, raw - np.uint64(1))
     leaves = sorted_unique(stacks.native)
-    uniq = sorted_unique(np.r_[caller, raw[leaves]])
-    locations = _with_inlined(uniq, *resolver.resolve(uniq))
     function_key = _function_keys(locations, lines)
-    fold = not native and interpreter_path(profile) is not None
-    evaluation = eval_range(profile)
-    in_eval = in_evaluation(raw, evaluation)
-    caller_value = index_of(caller, uniq)
+    in_eval = in_evaluation(raw, eval_range(profile))
+    caller_value = index_of(_callers(raw), uniq)
+    # the evaluation loop's frames stay: they place the Python frames
+    folded = ~in_eval & ~python & python_view
+    if python_view:
+        importing = _address_flags(locations, is_import_system(resolver.table.python_files))
+        heads, inner = import_runs(stacks.tree, importing[caller_value])
+        caller_value[heads] = index_of(np.array([IMPORT_FRAME], np.uint64), uniq)[0]
+        folded |= inner
     leaf_value = caller_value.copy()
     leaf_value[leaves] = index_of(raw[leaves], uniq)
     keys = NodeKeys(
@@ -504,11 +602,25 @@ def _merged(
         caller_value,
         function_key[leaf_value] * 2 + in_eval,
         leaf_value,
-        # the evaluation loop's frames stay: they place the Python frames
-        ~in_eval & ~python & fold,
+        folded,
     )
-    merged, merged_stacks, node_address = merge_stacks(profile, keys)
-    return merged, locations, merged_stacks, node_address, fold
+    merged, merged_stacks, node_address = merge_stacks(profile, stacks, keys)
+    return merged, locations, merged_stacks, node_address
+
+
+def _callers(addresses: np.ndarray) -> np.ndarray:
+    """The call sites of a tree's return addresses (a Python frame, a frame the file
+    names and the root's 0 stand as they are)."""
+    records = is_python_frame(addresses) | is_named_frame(addresses) | (addresses == 0)
+    return np.where(records, addresses, addresses - np.uint64(1))
+
+
+def _address_flags(locations: Locations, of_function: np.ndarray) -> np.ndarray:
+    """Per address of `locations`, the greatest of `of_function` over its locations'
+    functions."""
+    _, func_of, _, _, first = locations
+    at = of_function[func_of]
+    return at if first is None or not len(at) else np.maximum.reduceat(at, first)
 
 
 def _function_keys(locations: Locations, lines: bool) -> np.ndarray:
@@ -633,6 +745,9 @@ class _Resolver:
         self.lines = lines
         self.warnings = warnings
         self.table = FunctionTable()
+        # (path, label) of each stripped object with addresses it cannot name: said where
+        # stacks of some weight show them (_stripped_warnings), not where a view folds them
+        self.stripped: list[tuple[str, str]] = []
         # whose profile this is, when not the reader's: only what they may read is read
         self.on_behalf_of = read_for(profile)
 
@@ -694,7 +809,7 @@ class _Resolver:
         names stays an address)."""
         for records, among, python in (
             (self.profile.python_frames, is_python_frame(addrs), True),
-            (self.profile.named_frames, is_named_frame(addrs), False),
+            (self.profile.named_frames | _PARSER_RECORDS, is_named_frame(addrs), False),
         ):
             at = np.flatnonzero(among)
             found = [
@@ -743,13 +858,7 @@ class _Resolver:
         # A stripped library still names what it exports, as Debian ships them all; the
         # program's own functions are mostly static.
         if unnamed and lookup.stripped and (image is self.exe or not lookup.has_symbols):
-            functions = len(np.unique(lookup.unnamed_at))
-            self.warnings.append(
-                f"{image.path} has no symbol table and no separate debug file is installed:"
-                f" {unnamed} of its code addresses, in {functions} functions, have no name"
-                f" and are shown as where their function starts, {label}+0x… (its debug"
-                " symbols, or an unstripped build given with -p, would name them)."
-            )
+            self.stripped.append((image.path, label))
         names = self._ids_of(lookup.names, lookup.mangled)
         func_of[sel[found]] = names[lookup.sym_of]
         func_of[sel[~found]] = self._unresolved(path, lookup.unnamed_at)

@@ -18,7 +18,7 @@ from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import profile_run, run_parser
 from support.python_sites import LIMITS, function_totals, line_totals, size_options, truth_sd
-from support.reports import PRINTED_MB, MiB, text_rows
+from support.reports import PRINTED_MB, MiB, graph_cums, text_rows
 from support.sampling_math import assert_estimate
 
 from mem_profiler.parser.read.heap_file import read_heap
@@ -64,6 +64,80 @@ def run_sites(
         report = json.loads((out / "report.json").read_text())
         _runs[key] = report, Path(report["heap"])
     return _runs[key]
+
+
+# The interpreter's own start-up functions and the import system's file, none of which
+# the default pictures of a Python program show (python_frames.START_UP_FRAME)
+START_UP_NATIVE = (
+    "Py_InitializeFromConfig",
+    "pymain_init",
+    "_PyRuntime_Initialize",
+    "_Py_PreInitializeFromPyArgv",
+)
+INTERPRETER_NATIVE = re.compile(r"^(?:_?Py|pymain_|pyinit_|_start$|__libc_|main$)")
+
+
+PYTHON_FRAME = re.compile(r".+ \((?:<frozen [^>]+>|[^()]+\.py)\)$")
+
+
+def collapsed_stacks(text: str) -> list[tuple[list[str], float]]:
+    """(frames, weight) of each of --collapsed's lines."""
+    return [
+        (stack.split(";"), float(w)) for stack, w in (ln.rsplit(" ", 1) for ln in text.splitlines())
+    ]
+
+
+def is_start_up(frames: list[str]) -> bool:
+    """Whether --native's stack is the interpreter's start-up: under one of its functions,
+    or under the program's main with no Python frame."""
+    return any(f in START_UP_NATIVE for f in frames) or (
+        "Py_BytesMain" in frames and not any(PYTHON_FRAME.match(f) for f in frames)
+    )
+
+
+@pytest.mark.parametrize("python", [DEBIAN_PYTHON, VENV_PYTHON], ids=["debian", "venv"])
+def test_pictures_show_the_program_with_its_start_up_as_one_frame(
+    tmp_path_factory, tmp_path, python
+):
+    """The call graph and the flame graph of a Python program: its functions first, the
+    interpreter's start-up one frame holding exactly what --native shows under the
+    start-up's functions, no import system's frame; --native keeps them all."""
+    report, heap = run_sites(tmp_path_factory, python, 1024)
+    native = collapsed_stacks(run_parser("-f", heap, "--collapsed", "--native").stdout)
+    under = [w for frames, w in native if is_start_up(frames)]
+    start_up = sum(under)
+    assert start_up > 0 and any("Py_InitializeFromConfig" in frames for frames, _ in native)
+
+    folded = collapsed_stacks(run_parser("-f", heap, "--collapsed").stdout)
+    ((one, folded_start_up),) = [(f, w) for f, w in folded if "[Python start-up]" in f]
+    assert one == ["[Python start-up]"]
+    # each line's weight is printed rounded to a byte
+    assert folded_start_up == pytest.approx(start_up, abs=len(under) / 2 + 1)
+    frames = [f for stack, _ in folded for f in stack]
+    assert not [f for f in frames if "<frozen importlib._bootstrap" in f or f in START_UP_NATIVE]
+
+    graph = run_parser("-f", heap, "-s").stdout
+    cums = graph_cums(graph)
+    order = sorted(cums, key=lambda name: cums[name], reverse=True)
+    assert order[0] == "<module> (python_sites.py)"
+    shown = [f"{name} (python_sites.py)" for name in report["lines"]]
+    assert set(shown) <= set(order)
+    assert [n for n in order if INTERPRETER_NATIVE.match(n)] == []
+    assert cums["[Python start-up]"] == pytest.approx(start_up, abs=PRINTED_MB)
+
+    flame = tmp_path / "flame.html"
+    run_parser("-f", heap, "--flame", flame)
+    page = re.search(r'id="data">(.*?)</script>', flame.read_text(), re.S)
+    assert page is not None
+    data = json.loads(page[1])
+    names = [data["names"][i] for i in data["name"]]
+    (at,) = [i for i, name in enumerate(names) if name == "[Python start-up]"]
+    assert data["parent"][at] == -1 and at not in data["parent"]
+    assert not [
+        n for n in names if INTERPRETER_NATIVE.match(n) or "<frozen importlib._bootstrap" in n
+    ]
+    roots = sorted((v, names[i]) for i, v in enumerate(data["value"]) if data["parent"][i] < 0)
+    assert roots[-1][1] == "<module> (python_sites.py)"
 
 
 @pytest.mark.parametrize("rate", [1, 1024])

@@ -137,7 +137,7 @@ def test_no_stack_ends_in_torchs_or_pythons_allocator(training):
     every frame (--native), a tensor's bytes are shown in the code that made it
     (empty_generic), and no leaf is the allocator's, also in stacks without Python frames
     (the interpreter's start-up). By default a stack with Python frames shows those
-    alone: no native leaf under them."""
+    alone, each run of the import system's as one frame: no native leaf under them."""
     truth, collapsed, _, native = training
     leaves = native.leaves
     allocators = re.compile(
@@ -147,7 +147,10 @@ def test_no_stack_ends_in_torchs_or_pythons_allocator(training):
     python_view = [stack.split(";") for stack in stack_values(collapsed)]
     with_python = [frames for frames in python_view if any(PY_LABEL.fullmatch(f) for f in frames)]
     assert len(with_python) > 1000
-    assert all(PY_LABEL.fullmatch(f) for frames in with_python for f in frames)
+    # and of the import system's frames, one a run (python_frames.IMPORT_FRAME)
+    shown = [f for frames in with_python for f in frames if f != "[Python import]"]
+    assert all(PY_LABEL.fullmatch(f) for f in shown)
+    assert not [f for f in shown if "<frozen importlib._bootstrap" in f]
     # the tensors the script counts, beside those it does not (gradients, the optimizer's)
     counted = truth["batch_bytes"] + truth["activation_bytes"]
     assert leaves["at::detail::empty_generic"] >= counted * (1 - LIMIT), leaves.most_common(5)

@@ -248,11 +248,12 @@ def has_symbol_table(path: str) -> bool:
 def assert_read_against(binary: str, heap: Path) -> None:
     """mem_parser reads the profile against the shipped binary: no refusal; a program
     whose frames stay addresses for want of a symbol table is said to be so, and no
-    other."""
+    other. The warning is the profile's, whichever sample index a report shows: the
+    frames are those of the stacks of some weight, every one of which allocated."""
     exe = read_heap(heap).exe
     assert exe is not None, heap
     proc = subprocess.run(
-        [MEM_PARSER, "-p", binary, "-f", str(heap), "--collapsed"],
+        [MEM_PARSER, "-p", binary, "-f", str(heap), "--collapsed", "--alloc_space"],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
