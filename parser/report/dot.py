@@ -72,7 +72,7 @@ def render_svg(dot_text: str) -> bytes:
     import graphviz  # see format_dot
 
     try:
-        return graphviz.pipe("dot", "svg", dot_text.encode("utf-8", "replace"), quiet=True)
+        svg = graphviz.pipe("dot", "svg", dot_text.encode("utf-8", "replace"), quiet=True)
     except graphviz.ExecutableNotFound:
         raise UserError(
             "the call graph (-s) needs graphviz's `dot`: install the Debian package"
@@ -83,6 +83,52 @@ def render_svg(dot_text: str) -> bytes:
         raise UserError(
             f"dot failed to draw the call graph: {reason[-1] if reason else '?'}"
         ) from None
+    return _for_a_window(svg)
+
+
+# A browser shows the drawing whole, shrunk to its window where it is larger (never
+# grown), and zooms it with the wheel around the pointer, pans it with a drag and puts it
+# back with a double click, as pprof's SVG does; dot's own size stays for other readers.
+_WINDOW_STYLE = b' style="max-width:100vw;max-height:100vh"'
+_ZOOM_SCRIPT = b"""<script type="text/javascript"><![CDATA[
+(function () {
+  var svg = document.documentElement, box = svg.viewBox.baseVal, drag = null;
+  var home = [box.x, box.y, box.width, box.height];
+  function at(e) {
+    var p = svg.createSVGPoint();
+    p.x = e.clientX; p.y = e.clientY;
+    return p.matrixTransform(svg.getScreenCTM().inverse());
+  }
+  svg.addEventListener("wheel", function (e) {
+    var p = at(e), k = e.deltaY < 0 ? 0.8 : 1.25;
+    box.x = p.x - (p.x - box.x) * k; box.y = p.y - (p.y - box.y) * k;
+    box.width *= k; box.height *= k;
+    e.preventDefault();
+  }, {passive: false});
+  svg.addEventListener("mousedown", function (e) { drag = at(e); });
+  svg.addEventListener("mousemove", function (e) {
+    if (!drag) return;
+    var p = at(e);
+    box.x -= p.x - drag.x; box.y -= p.y - drag.y;
+  });
+  svg.addEventListener("mouseup", function () { drag = null; });
+  svg.addEventListener("dblclick", function () {
+    box.x = home[0]; box.y = home[1]; box.width = home[2]; box.height = home[3];
+  });
+})();
+]]></script>
+"""
+
+
+def _for_a_window(svg: bytes) -> bytes:
+    """dot's SVG (`<svg width=.. height=.. viewBox=..>`) with _WINDOW_STYLE and
+    _ZOOM_SCRIPT."""
+    start = svg.find(b"<svg ")
+    end = svg.rfind(b"</svg>")
+    if start < 0 or end < 0:
+        return svg
+    at = start + len(b"<svg")
+    return svg[:at] + _WINDOW_STYLE + svg[at:end] + _ZOOM_SCRIPT + svg[end:]
 
 
 def _text(text: str) -> str:

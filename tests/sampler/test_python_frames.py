@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from support.chromium import chromium
 from support.interpreters import DEBIAN_PYTHON, VENV_PYTHON, interpreters
 from support.jeprof import jeprof_text, to_jeprof
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
+from support.png import png_pixels
 from support.profiling import profile_run, run_parser
 from support.python_sites import LIMITS, function_totals, line_totals, size_options, truth_sd
 from support.reports import PRINTED_MB, MiB, graph_cums, text_rows
@@ -95,6 +98,27 @@ def is_start_up(frames: list[str]) -> bool:
     )
 
 
+def assert_fits_a_window(svg: str, tmp_path: Path) -> None:
+    """The call graph, drawn by Chromium in a window smaller than dot's drawing, is shown
+    whole: what it draws on the page has the drawing's proportions, inside the window."""
+    m = re.search(r'viewBox="[\d.]+ [\d.]+ ([\d.]+) ([\d.]+)"', svg)
+    assert m is not None
+    width, height = float(m[1]), float(m[2])
+    window = (min(1000, int(width * 0.6)), min(700, int(height * 0.6)))
+    page, png = tmp_path / "graph.svg", tmp_path / "graph.png"
+    page.write_text(svg)
+    chromium(
+        f"--screenshot={png}",
+        f"--window-size={window[0]},{window[1]}",
+        page.as_uri(),
+        profile_dir=tmp_path / "profile",
+    )
+    drawn = np.argwhere(np.any(png_pixels(png)[:, :, :3] < 250, axis=2))
+    (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
+    shown = (right - left + 1) / (bottom - top + 1)
+    assert shown == pytest.approx(width / height, rel=0.05), (window, (top, left, bottom, right))
+
+
 @pytest.mark.parametrize("python", [DEBIAN_PYTHON, VENV_PYTHON], ids=["debian", "venv"])
 def test_pictures_show_the_program_with_its_start_up_as_one_frame(
     tmp_path_factory, tmp_path, python
@@ -124,6 +148,7 @@ def test_pictures_show_the_program_with_its_start_up_as_one_frame(
     assert set(shown) <= set(order)
     assert [n for n in order if INTERPRETER_NATIVE.match(n)] == []
     assert cums["[Python start-up]"] == pytest.approx(start_up, abs=PRINTED_MB)
+    assert_fits_a_window(graph, tmp_path)
 
     flame = tmp_path / "flame.html"
     run_parser("-f", heap, "--flame", flame)
