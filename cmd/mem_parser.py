@@ -108,7 +108,12 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     "or Go (legacy text). Several with -t: the heaps side by side.",
 )
 @click.option("--heap", type=click.Choice(HEAPS), help="Of the files given, the one of this heap.")
-@click.option("-t", "text", is_flag=True, help="Flat/cum text table, as jeprof --text.")
+@click.option(
+    "-t",
+    "text",
+    is_flag=True,
+    help="Flat/cum text table, as jeprof --text (MB = 2^20 bytes).",
+)
 @click.option("-s", "svg", is_flag=True, help="SVG call graph, drawn by graphviz dot.")
 @click.option(
     "--collapsed",

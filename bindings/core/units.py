@@ -10,6 +10,10 @@ import re
 from mem_profiler.core.errors import BudgetError
 
 MB = 1048576.0
+# The reports name bytes as jeprof and pprof print them, binary multiples under decimal
+# names; each report says so once (its legend, its header or its option's help). The gate
+# and top write the binary units' own names (KiB, MiB, GiB).
+REPORT_UNITS = "kB, MB, GB = 2^10, 2^20, 2^30 bytes, as jeprof and pprof print them"
 _BINARY_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 
 _SIZE_UNITS = {

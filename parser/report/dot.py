@@ -11,6 +11,7 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.heaps import HEAP_HUES
 from mem_profiler.core.units import (
+    REPORT_UNITS,
     format_amount,
     format_labelled,
     format_share,
@@ -149,7 +150,7 @@ def _legend(graph: CallGraph, title: str, notes: Sequence[str]) -> list[str]:
     shown = float(graph.flat.sum())
     lines = [
         title,
-        f"Type: {graph.index}",
+        f"Type: {graph.index}" + ("" if unit == "objects" else f" ({REPORT_UNITS})"),
         *notes,
         f"Total {unit_name(unit)}: {format_value(graph.total, unit)}",
         f"Showing nodes accounting for {format_labelled(shown, unit)},"

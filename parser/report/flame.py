@@ -9,6 +9,7 @@ import numpy as np
 
 from mem_profiler.core.escape import script_json, visible
 from mem_profiler.core.heaps import HEAP_HUES
+from mem_profiler.core.units import REPORT_UNITS
 from mem_profiler.parser.common.sampling import index_unit
 from mem_profiler.parser.model.flame_tree import FlameTree
 from mem_profiler.parser.report.flame_page import PAGE
@@ -39,6 +40,7 @@ def format_flame_html(
         "heap": heap,
         "hue": HEAP_HUES.get(heap, HEAP_HUES["host"]),
         "unit": index_unit(tree.index),
+        "units": "" if index_unit(tree.index) == "objects" else REPORT_UNITS,
         "total": round(tree.total, 2),
         "share_of": round(float(tree.weight[roots].sum()), 2),  # as share_base
         "names": [tree.names[i] for i in used.tolist()],

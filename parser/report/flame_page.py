@@ -182,7 +182,8 @@ PAGE = r"""<!DOCTYPE html>
 
   document.getElementById("title").textContent = D.title;
   document.getElementById("info").textContent = [
-    "Type: " + D.index, "Total: " + formatValue(D.total), ...D.notes].join(" \u00b7 ");
+    "Type: " + D.index + (D.units ? " (" + D.units + ")" : ""), "Total: " + formatValue(D.total),
+    ...D.notes].join(" \u00b7 ");
   render();
 
   const test = new URLSearchParams(location.search).get("selftest") || "";

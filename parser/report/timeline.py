@@ -214,10 +214,15 @@ def _axes(
     )
     out.append(
         f'<text x="18" y="{TOP + plot_h / 2}" text-anchor="middle"'
-        f' transform="rotate(-90 18 {TOP + plot_h / 2})">memory ({unit};'
+        f' transform="rotate(-90 18 {TOP + plot_h / 2})">memory ({_unit_bytes(unit, scale)};'
         " heaps: estimated live bytes)</text>"
     )
     return out
+
+
+def _unit_bytes(unit: str, scale: float) -> str:
+    """`MB = 2^20 bytes` (jeprof's and pprof's names: units.REPORT_UNITS), `bytes`."""
+    return "bytes" if scale == 1 else f"{unit} = 2^{int(scale).bit_length() - 1} bytes"
 
 
 def _intervals(records: np.ndarray, log: EventLog, color: str, x: XScale, y: YScale) -> list[str]:

@@ -132,7 +132,7 @@ def test_timeline_svg(curve, capsys, tmp_path):
     root = ET.parse(svg).getroot()
     texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "time since the window's start (ms)" in texts
-    assert any(t.startswith("memory (MB") for t in texts)
+    assert any(t.startswith("memory (MB = 2^20 bytes;") for t in texts)
     assert {"ramp", "spike", "plateau", "release"} <= set(texts)
     (label,) = [t for t in texts if t.startswith("peak ") and "at " in t]
     assert_peak_shown(label)

@@ -66,7 +66,12 @@ def test_svg_legend_and_top_node_agree_with_text(sites_exact, tmp_path):
     }
     legend = next(texts for texts in groups.values() if texts and texts[0] == exe.name)
     total = total_line.split()[1]  # "Total: 4.9 MB"
-    assert f"Total MB: {total}" in legend and "Type: inuse_space" in legend
+    assert f"Total MB: {total}" in legend
+    (kind,) = [line for line in legend if line.startswith("Type: ")]
+    assert (
+        kind
+        == "Type: inuse_space (kB, MB, GB = 2^10, 2^20, 2^30 bytes, as jeprof and pprof print them)"
+    )
     flat, flat_pct, cum, cum_pct = rows["site_pages"]
     assert next(iter(rows)) == "site_pages"
     node = next(

@@ -97,6 +97,9 @@ def test_frames_show_their_size_and_share_without_hovering(pages, tmp_path):
     assert abs(float(pages[1]) - 100 * 1000 * 4096 / total) < 0.6
     assert abs(float(small[1]) - 100 * 4000 * 256 / total) < 0.6
     assert labels["printf"] == "printf"  # a few KiB of 5 MB: a sliver
+    # the header says once what the sizes' units are
+    (info,) = re.findall(r'<div id="info"[^>]*>([^<]*)<', dom)
+    assert info.startswith("Type: inuse_space (kB, MB, GB = 2^10, 2^20, 2^30 bytes"), info
 
 
 def test_search_highlights_matching_frames(pages, tmp_path):
