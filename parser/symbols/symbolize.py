@@ -457,11 +457,12 @@ def symbolize(
 
 def _stripped_warnings(sym: SymbolizedProfile, stripped: list[tuple[str, str]]) -> list[str]:
     """What each stripped object of `stripped` (path, label) leaves unnamed among the
-    frames the stacks of some weight show."""
+    frames the stacks of some weight show (every stack's, where none has a weight)."""
     if not stripped:
         return []
     assert sym.values is not None  # SymbolizedProfile.__post_init__ computes them
     weighed = np.any(sym.values != 0, axis=1)
+    weighed |= not weighed.any()  # a profile of stacks alone (an event log's) shows them all
     if sym.tree is None:
         shown = np.unique(sym.frames[np.repeat(weighed, np.diff(sym.offsets))])
     else:
