@@ -227,6 +227,14 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     " docs/log-mode.md).",
 )
 @click.option(
+    "--torch-snapshot",
+    metavar="PICKLE",
+    callback=_path,
+    help="Log mode: write the CUDA heaps (segments, tensors, their allocations and frees)"
+    " as PyTorch's memory snapshot, for python -m torch.cuda._memory_viz and"
+    " pytorch.org/memory_viz.",
+)
+@click.option(
     "--at",
     "at_ms",
     type=MILLISECONDS,
@@ -320,6 +328,8 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags: Any) -> None:
             )
         flags["binary"] = program
     query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
+    if query.torch_snapshot is not None:  # the event log holds every heap: any file reads it
+        chosen = [next((c for c in chosen if c[0] == "cuda"), chosen[0])]
     if len(chosen) > 1:
         pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags, query))
         return
@@ -410,7 +420,7 @@ def _names_frames(flags: dict) -> bool:
     alone, which writes the addresses as they are."""
     streams, files = _outputs(flags)
     jeprof_alone = not streams and [fmt for fmt, _ in files] == ["jeprof"]
-    names = ("focus", "ignore", "timeline", "events_csv", "events_db")
+    names = ("focus", "ignore", "timeline", "events_csv", "events_db", "torch_snapshot")
     return not jeprof_alone or any(flags[name] for name in names)
 
 

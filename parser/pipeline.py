@@ -73,6 +73,7 @@ from mem_profiler.parser.report.notes import capture_notes, format_failures, for
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
 from mem_profiler.parser.report.timeline import Areas, format_timeline
+from mem_profiler.parser.report.torch_snapshot import Frame, FramesOf, torch_snapshot
 from mem_profiler.parser.symbols.python_frames import fold_interpreter_frames
 from mem_profiler.parser.symbols.symbolize import (
     SymbolizedProfile,
@@ -152,6 +153,7 @@ class LogQuery:
     timeline_top: int | None = None  # its areas: the functions holding most at the peak
     events_csv: str | None = None  # the path of its events as CSV
     events_db: str | None = None  # ... and as an SQLite database
+    torch_snapshot: str | None = None  # the path of its CUDA heaps as PyTorch's snapshot
     at_ms: float | None = None
     peak: bool = False
     between: tuple[str, str] | None = None
@@ -198,6 +200,7 @@ class LogQuery:
             ("--timeline", self.timeline),
             ("--events-csv", self.events_csv),
             ("--events-db", self.events_db),
+            ("--torch-snapshot", self.torch_snapshot),
         )
         return [flag for flag, path in given if path is not None]
 
@@ -555,6 +558,9 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             allow_mismatch=request.allow_mismatch,
             sysroot=request.sysroot,
         )
+    if query.torch_snapshot is not None:
+        snapshot = torch_snapshot(window_log, _frame_dicts(window_log, request, say))
+        write_output(query.torch_snapshot, snapshot)
     if not query.reports and request.outputs:
         write_reports(request, say, window_log.profile)  # None: no .heap, read_heap says so
     if query.leaks:
@@ -679,6 +685,42 @@ def write_event_tables(
         write_output(csv_path, export.csv_pieces(cap, texts))
     if db_path is not None:
         write_output(db_path, export.sqlite_pieces(cap, texts, program))
+
+
+def _frame_dicts(cap: WindowLog, request: Request, say: Say) -> FramesOf:
+    """The frames of a log's stacks as PyTorch's snapshots give them, innermost first
+    (`{filename, line, name}`): the Python and the extensions' frames, without the
+    interpreter's (as the event tables' columns), named against request.binary (default:
+    the program the .heap names; none without either)."""
+    program = request.binary or (cap.profile.exe if cap.profile is not None else None)
+
+    def frames_of(ids: list[int]) -> dict[int, list[Frame]]:
+        ids = [i for i in ids if i in cap.log.stacks]  # a stack the log lost: its reader said
+        if program is None or not ids:
+            return {}
+        named = Request(
+            binary=program,
+            lines=True,
+            native=True,
+            allow_mismatch=request.allow_mismatch,
+            sysroot=request.sysroot,
+        )
+        sym = fold_interpreter_frames(load(named, export.stacks_profile(cap, ids)))
+        for warning in sym.warnings:
+            say(f"warning: {warning}")
+        names = sym.display_names(request.full_names)
+        frames = [
+            {
+                "filename": (sym.where[loc] or ("??", 0))[0],
+                "line": (sym.where[loc] or ("??", 0))[1],
+                "name": names[sym.func_of[loc]],
+            }
+            for loc in sym.frames.tolist()
+        ]
+        bounds = sym.offsets.tolist()
+        return {i: frames[bounds[k] : bounds[k + 1]] for k, i in enumerate(ids)}
+
+    return frames_of
 
 
 def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> list[str]:

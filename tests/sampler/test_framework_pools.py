@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from support.device import (
     pool_of,
     site_lines,
 )
-from support.paths import MEM_PROFILER
+from support.paths import MEM_PARSER, MEM_PROFILER
 from support.profiling import profile_run, report, run_parser, total
 from support.targets import attach_window
 
@@ -193,6 +194,100 @@ def test_the_pools_tensors_over_time(pool, standin_dir, tmp_path):
     kept = site_lines(proc.stdout)["pool_leak"]["live_bytes"]
     assert json.loads(compared)["total"] == kept
     assert {r["name"]: r["cum"] for r in json.loads(compared)["rows"]}["pool_leak"] == kept
+
+
+# Run with the tests' interpreter, which has torch (the CPU build: _memory_viz runs
+# without a GPU): what torch's own reader makes of a snapshot, as JSON.
+READ_SNAPSHOT = """
+import json, pickle, sys
+from torch.cuda import _memory_viz as viz
+data = pickle.load(open(sys.argv[1], "rb"))
+lines = viz.memory(data, format_flamegraph=lambda text: text)
+print(json.dumps({
+    "segsum": viz.segsum(data),
+    "trace": viz.trace(data),
+    "memory": lines,
+    "reserved": sum(s["total_size"] for s in data["segments"]),
+    "allocated": sum(viz.calc_active(s) for s in data["segments"]),
+    "requested": sum(s["requested_size"] for s in data["segments"]),
+    "blocks": sum(b["state"] == "active_allocated" for s in data["segments"] for b in s["blocks"]),
+    "mem_profiler": data["mem_profiler"],
+}))
+"""
+
+
+def assert_torch_snapshot_is_the_pools(exe: Path, heap: Path, stdout: str, tmp: Path) -> None:
+    """--torch-snapshot of a log-mode capture of the pool (`stdout`, what it printed),
+    read by torch's own _memory_viz: segsum (`stats`) accepts it (each segment's blocks
+    tile it), the reserved bytes and the bytes asked for are the pool's own figures,
+    memory's lines give each site the bytes the fixture keeps there, and trace replays
+    every allocation and free."""
+    snapshot = tmp / "snapshot.pickle"
+    assert run_parser("-p", exe, "-f", heap, "--torch-snapshot", snapshot).stdout == ""
+    read = subprocess.run(
+        [sys.executable, "-c", READ_SNAPSHOT, snapshot],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    seen = json.loads(read.stdout)
+    # the stand-in counts the bytes asked for, torch's segsum the blocks', each rounded
+    # up to 512 bytes
+    reserved, requested, _, _ = pool_of(stdout)
+    assert (seen["reserved"], seen["requested"]) == (reserved, requested)
+    assert requested <= seen["allocated"] < requested + 512 * seen["blocks"]
+    assert "total_reserved" in seen["segsum"]
+    assert seen["mem_profiler"]["tensors_outside_segments"] == 0
+    sites = site_lines(stdout)
+    by_site: dict[str, int] = {}
+    for line in seen["memory"].splitlines():  # stream;state;file:line:function;... bytes
+        stack, size = line.rsplit(" ", 1)
+        functions = {frame.rsplit(":", 1)[-1] for frame in stack.split(";")}
+        if ";active_allocated;" in stack and not stack.endswith("<gaps>"):  # gaps: rounding
+            (site,) = functions & set(sites)
+            by_site[site] = by_site.get(site, 0) + int(size)
+    assert by_site == {name: f["live_bytes"] for name, f in sites.items() if f["live_bytes"]}
+    # trace: `b = a[offset:size]` per allocation of a tensor, `del b # size` per free
+    made = re.findall(r"^\w+ = \w+\[", seen["trace"], re.M)
+    freed = re.findall(r"^del \w+ #", seen["trace"], re.M)
+    assert len(made) == sum(f["allocs"] for f in sites.values())
+    assert len(made) - len(freed) == sum(f["live"] for f in sites.values())
+
+
+def test_the_torch_snapshot_of_a_launch_reads_in_torchs_memory_viz(pool, standin_dir, tmp_path):
+    pytest.importorskip("torch")
+    exe, _ = pool
+    proc, cuda = logged_tensors(exe, "run", standin_dir, tmp_path)
+    assert_torch_snapshot_is_the_pools(exe, cuda, proc.stdout, tmp_path)
+
+
+def test_the_torch_snapshot_of_an_attached_window(pool, standin_dir, tmp_path):
+    """The same of a log-mode window opened with --attach in the pool started without the
+    sampler, around one phase; a table-mode capture is refused in one sentence."""
+    pytest.importorskip("torch")
+    exe, _ = pool
+    attached = Served(exe, standin_env(standin_dir))
+    try:
+        controller = attach_window(
+            attached.pid, "-c", "1", "--device-rate", "1", "--mode", "log", "-o", tmp_path / "a_"
+        )
+        inside = attached.phase()
+        controller.send_signal(2)  # Ctrl-C ends the window and detaches
+        out, err = controller.communicate(timeout=120)
+        assert controller.returncode == 0, err
+        assert attached.quit() == 0
+    finally:
+        attached.kill()
+    cuda = by_heap([Path(p) for p in re.findall(r"(\S+\.heap)\b", out + err)])["cuda"]
+    assert_torch_snapshot_is_the_pools(exe, cuda, inside, tmp_path)
+
+    proc, files = profile_run(
+        [exe, "run"], tmp_path / "t_", 1, "--device-rate", "1", env=standin_env(standin_dir)
+    )
+    table = subprocess.run(
+        [MEM_PARSER, "-p", exe, "-f", by_heap(files)["cuda"], "--torch-snapshot", tmp_path / "t"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert table.returncode == 2 and "has no event log: capture with --mode log" in table.stderr
+    assert not (tmp_path / "t").exists()
 
 
 def test_inefficient_tensors_found_with_their_launch_counts(pool, standin_dir, tmp_path):

@@ -1,0 +1,173 @@
+"""A log-mode capture's CUDA heaps as PyTorch's memory snapshot: the dict that
+`torch.cuda.memory._snapshot()` returns, pickled, which `python -m torch.cuda._memory_viz`
+(stats, trace, segments, memory) and pytorch.org/memory_viz read. Segments are the
+`cuda_segments` heap's blocks live at the window's end, blocks the `cuda` heap's (the
+tensors) inside them, the gaps between them inactive blocks; `device_traces` the two
+heaps' allocations and frees in time order. What differs from torch's own is said in the
+file (`mem_profiler`) and in docs/devices.md."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import numpy as np
+
+from mem_profiler.core.errors import UserError
+from mem_profiler.parser.log.analysis import NEVER, Allocations, WindowLog, estimates
+from mem_profiler.parser.read.event_log import heap_id
+
+# PyTorch's caching allocator hands out blocks in multiples of this (round_size)
+BLOCK_ROUND = 512
+# Segments up to this size are its small pool's (kSmallBuffer)
+SMALL_SEGMENT = 2 << 20
+Frame = dict[str, object]  # {"filename", "line", "name"}
+# The frames of each of a log's stacks, innermost first, by stack id
+FramesOf = Callable[[list[int]], dict[int, list[Frame]]]
+NOTE = (
+    "Written by mem_parser --torch-snapshot from a log-mode capture: one device (0), one"
+    " stream (0), the caching allocator's block sizes rounded to 512 bytes from the"
+    " sizes asked for, and the gaps between a segment's blocks as inactive blocks; the"
+    " segments are every cudaMalloc the process made in the window (other libraries'"
+    " too), the blocks and trace entries the tensors the allocator handed out."
+)
+
+
+def torch_snapshot(cap: WindowLog, frames_of: FramesOf) -> bytes:
+    """The snapshot of `cap`'s cuda and cuda_segments heaps, pickled (protocol 4, which
+    the web viewer reads); UserError where the window recorded no segment."""
+    a = cap.allocs
+    tensors = np.flatnonzero(a.heap == heap_id("cuda"))
+    segments = np.flatnonzero(a.heap == heap_id("cuda_segments"))
+    if not len(segments):
+        raise UserError(
+            "the window recorded no CUDA segment (the cuda_segments heap): capture the"
+            " program's whole run with `mem_profiler run --mode log`, or a window open"
+            " before its allocator reserves its memory."
+        )
+    names = frames_of(sorted({int(s) for s in a.stack[np.r_[tensors, segments]].tolist()}))
+    rate = cap.log.device_rate
+    live_segments = segments[a.end[segments] == NEVER]
+    live_tensors = tensors[a.end[tensors] == NEVER]
+    placed, laid = _segments(a, live_segments, live_tensors, names, rate)
+    snapshot = {
+        "segments": laid,
+        "device_traces": [_trace(a, tensors, segments, names)],
+        "allocator_settings": {},
+        "mem_profiler": {
+            "note": NOTE,
+            "device_rate": rate,
+            "sampled": rate > 1,
+            "tensors_outside_segments": int(len(live_tensors) - placed),
+        },
+    }
+    return pickle.dumps(snapshot, protocol=4)
+
+
+def block_size(requested: np.ndarray) -> np.ndarray:
+    """The caching allocator's size of blocks asked for `requested` bytes."""
+    requested = np.asarray(requested, np.int64)
+    return np.maximum(-(-requested // BLOCK_ROUND) * BLOCK_ROUND, BLOCK_ROUND)
+
+
+def _segments(
+    a: Allocations,
+    segments: np.ndarray,
+    tensors: np.ndarray,
+    names: dict[int, list[Frame]],
+    rate: int,
+) -> tuple[int, list[dict[str, object]]]:
+    """The live `segments`, by address, each with the live `tensors` inside it as its
+    active blocks and the rest of it as inactive ones; and how many tensors were placed."""
+    segments = segments[np.argsort(a.address[segments], kind="stable")]
+    tensors = tensors[np.argsort(a.address[tensors], kind="stable")]
+    starts = a.address[tensors].astype(np.int64)
+    placed = 0
+    laid: list[dict[str, object]] = []
+    for s in segments.tolist():
+        base, total = int(a.address[s]), int(a.size[s])
+        inside = tensors[(starts >= base) & (starts < base + total)]
+        blocks: list[dict[str, object]] = []
+        cursor, allocated, requested = base, 0, 0
+        for t in inside.tolist():
+            at, asked = int(a.address[t]), int(a.size[t])
+            if at < cursor:  # a tensor over another's block: the log lost a free
+                continue
+            if at > cursor:
+                blocks.append(_inactive(cursor, at - cursor))
+            size = min(int(block_size(np.array([asked]))[0]), base + total - at)
+            blocks.append(
+                {
+                    "address": at,
+                    "size": size,
+                    "requested_size": asked,
+                    "state": "active_allocated",
+                    "frames": names.get(int(a.stack[t]), []),
+                    # what the sampled block stands for, at a --device-rate that samples
+                    "estimated_bytes": int(estimates(np.array([asked]), rate)[0]),
+                }
+            )
+            cursor, allocated, requested = at + size, allocated + size, requested + asked
+            placed += 1
+        if cursor < base + total:
+            blocks.append(_inactive(cursor, base + total - cursor))
+        laid.append(
+            {
+                "device": 0,
+                "address": base,
+                "total_size": total,
+                "allocated_size": allocated,
+                "active_size": allocated,
+                "requested_size": requested,
+                "stream": 0,
+                "segment_type": "small" if total <= SMALL_SEGMENT else "large",
+                "segment_pool_id": (0, 0),
+                "is_expandable": False,
+                "frames": names.get(int(a.stack[s]), []),
+                "blocks": blocks,
+            }
+        )
+    return placed, laid
+
+
+def _inactive(address: int, size: int) -> dict[str, object]:
+    """A free stretch of a segment, as a block of its own."""
+    return {
+        "address": address,
+        "size": size,
+        "requested_size": 0,
+        "state": "inactive",
+        "frames": [],
+    }
+
+
+def _trace(
+    a: Allocations, tensors: np.ndarray, segments: np.ndarray, names: dict[int, list[Frame]]
+) -> list[dict[str, object]]:
+    """The allocations and frees of both heaps as trace entries, in time order (a free's
+    request and completion at once: the log has the free)."""
+    # (time, 0 for a free and 1 for an allocation: a free first at one time, action,
+    # address, size, stack)
+    rows: list[tuple[int, int, str, int, int, int]] = []
+    kinds = (
+        (segments, a.size[segments], "segment_alloc", ("segment_free",)),
+        (tensors, block_size(a.size[tensors]), "alloc", ("free_requested", "free_completed")),
+    )
+    for which, sizes, made, freed in kinds:
+        for i, size in zip(which.tolist(), sizes.tolist(), strict=True):
+            address, stack = int(a.address[i]), int(a.stack[i])
+            rows.append((int(a.start[i]), 1, made, address, int(size), stack))
+            if a.end[i] != NEVER:
+                rows += [(int(a.end[i]), 0, action, address, int(size), stack) for action in freed]
+    rows.sort(key=lambda r: (r[0], r[1]))  # stable: a free's request before its completion
+    return [
+        {
+            "action": action,
+            "addr": address,
+            "size": size,
+            "stream": 0,
+            "time_us": time // 1000,
+            "frames": names.get(stack, []),
+        }
+        for time, _, action, address, size, stack in rows
+    ]
