@@ -31,6 +31,7 @@ from mem_profiler.control_block import (
     remove_stale,
     user_name,
 )
+from mem_profiler.core import progress
 from mem_profiler.core.file_names import (
     absolute_prefix,
     failure_files,
@@ -142,6 +143,7 @@ def attach(pid: int, timeout: float = 5.0) -> None:
     from mem_profiler.attach.inject import inject  # its ELF reader, for attaching alone
 
     inject(pid, library_path())
+    progress.stage(f"waiting for process {pid}'s control block")
     end = time.monotonic() + timeout
     while find_block(pid) is None:
         if procfs.start_time(pid) is None or time.monotonic() > end:

@@ -30,6 +30,7 @@ from mem_profiler.cmd.cli_input import (
     run_command,
 )
 from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
+from mem_profiler.core import progress
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
 from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
@@ -155,13 +156,12 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     if push is None and any(n.startswith(("push_", "labels")) for n in given):
         fail("--push-every, --push-protocol, --label and --push-header go with --push URL")
     from mem_profiler.control_block import AttachError, ControlError
-    from mem_profiler.controller import attach, capture_window, has_sampler, only_target
+    from mem_profiler.controller import capture_window, has_sampler, only_target
 
     try:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
         if not has_sampler(pid) and wants_attach(pid, capture["attach"]):
-            attach(pid)
-            click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
+            load_sampler(pid)
         if push is not None:
             _push_process(pid, push, capture["rate"] or defaults.RATE, capture["seconds"])
             return
@@ -235,6 +235,16 @@ def wants_attach(pid: int, attach_flag: bool | None) -> bool:
         default=False,
         err=True,
     )
+
+
+def load_sampler(pid: int) -> None:
+    """--attach: the sampler injected into pid, its stages shown on a terminal while it
+    takes more than a second (a process of many threads, stopped one by one)."""
+    from mem_profiler.controller import attach
+
+    with progress.shown("mem_profiler"):
+        attach(pid)
+    click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
 
 
 def show_progress(elapsed: float, status: Status) -> None:
@@ -525,15 +535,14 @@ def top(
     open.
     """
     from mem_profiler.control_block import AttachError, ControlError
-    from mem_profiler.controller import attach, has_sampler, only_target
+    from mem_profiler.controller import has_sampler, only_target
     from mem_profiler.top.refresh import Settings  # numpy and the parser: top's alone
     from mem_profiler.top.session import run_top
 
     try:
         pid = pid if pid is not None else only_target()
         if not has_sampler(pid) and wants_attach(pid, attach_flag):
-            attach(pid)
-            click.echo(f"mem_profiler: loaded the sampler into process {pid}", err=True)
+            load_sampler(pid)
         run_top(
             Settings(pid, rate, interval, count, heap, sort),
             batch=count is not None or not sys.stdout.isatty(),

@@ -28,6 +28,7 @@ from elftools.elf.sections import SymbolTableSection
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
 from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
+from mem_profiler.core import progress
 from mem_profiler.core.input_files import open_regular
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.program_kind import program_kind, unloadable_reason
@@ -407,10 +408,13 @@ def inject(pid: int, library: Path, timeout: float = 60.0) -> None:
             "block (was it started with MEMPROF_CONTROL=0?): it cannot be "
             "captured from outside; start it again without MEMPROF_CONTROL=0"
         )
+    progress.stage(f"attaching to process {pid}: reading its loader")
     loader = find_loader_functions(pid, maps)
     threads = _Threads(pid)
     try:
+        progress.stage(f"attaching to process {pid}: stopping its threads")
         threads.stop_all()
+        progress.stage(f"attaching to process {pid}: loading the sampler")
         tid = _choose_thread(threads, maps)
         for other in [t for t in threads.stopped if t != tid]:
             threads.release(other)

@@ -10,6 +10,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,12 +36,14 @@ from support.processes import in_a_pid_namespace, wait_for
 from support.profiling import capture_cli, report
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import attach_window
+from support.terminal import Terminal
 
 from mem_profiler import procfs
 from mem_profiler.attach import ptrace
 from mem_profiler.attach.inject import AttachError, check_attachable, read_maps
 from mem_profiler.control_block import ControlBlock, segment_path
 from mem_profiler.controller import attach, capture_window, detach, list_targets
+from mem_profiler.core import progress
 
 MALLOC_FAMILY = {
     "malloc",
@@ -271,6 +274,32 @@ def test_signals_during_the_injection_all_arrive(target):
     while (answer := t.ask("signals")) != f"signals {len(sent)}" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert answer == f"signals {len(sent)}"
+    assert t.quit() == "quit 0"
+
+
+def test_attaching_shows_its_stages_on_a_terminal(target, monkeypatch):
+    """An attach that takes more than the progress line's second (here: held while its
+    threads are stopped until the line is drawn) says what it is doing, then takes the
+    line off before the command's own sentence."""
+    from mem_profiler.attach import inject
+    from mem_profiler.cmd.mem_profiler import load_sampler
+
+    t = target()
+    terminal = Terminal()
+    monkeypatch.setattr(progress, "AFTER_S", 0.0)
+    monkeypatch.setattr(progress, "EVERY_S", 0.01)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    stop_all = inject._Threads.stop_all
+
+    def slow_stop_all(threads):
+        stop_all(threads)
+        wait_for(lambda: "stopping its threads" in terminal.sent(), what="the attach's stage")
+
+    monkeypatch.setattr(inject._Threads, "stop_all", slow_stop_all)
+    load_sampler(t.pid)
+    sent = terminal.sent()
+    assert f"\rmem_profiler: attaching to process {t.pid}: stopping its threads... " in sent
+    assert sent.endswith(f"\r\x1b[Kmem_profiler: loaded the sampler into process {t.pid}\n")
     assert t.quit() == "quit 0"
 
 

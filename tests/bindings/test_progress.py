@@ -5,30 +5,11 @@ all where stderr is a pipe or a file."""
 from __future__ import annotations
 
 import io
-import threading
 
 from support.processes import wait_for
+from support.terminal import Terminal
 
 from mem_profiler.core import progress
-
-
-class Terminal(io.StringIO):
-    """What a terminal was sent, as a stream that says it is one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Lock()
-
-    def isatty(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        with self.lock:
-            return super().write(s)
-
-    def sent(self) -> str:
-        with self.lock:
-            return self.getvalue()
 
 
 def test_a_stage_is_shown_and_taken_off_before_output(monkeypatch):
