@@ -235,6 +235,19 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     " pytorch.org/memory_viz.",
 )
 @click.option(
+    "--temporary",
+    is_flag=True,
+    help="Log mode: the allocations freed by their thread before it made another (memray's"
+    " and heaptrack's temporary allocations), by stack; needs every allocation logged"
+    " (-c 1, --device-rate 1).",
+)
+@click.option(
+    "--temporary-allocs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --temporary: freed before N other allocations of their thread [default 1].",
+)
+@click.option(
     "--at",
     "at_ms",
     type=MILLISECONDS,
@@ -353,6 +366,8 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         raise UserError("--start-index goes with --mark-leaks TEXT.")
     if query.step_mark is not None and query.compare_steps is None:
         raise UserError("--step-mark goes with --compare-steps N M.")
+    if query.temporary_allocs is not None and not query.temporary:
+        raise UserError("--temporary-allocs N goes with --temporary.")
     tuning = (
         query.inefficient_types or query.mem_size is not None or query.idle_threshold is not None
     )
@@ -406,7 +421,8 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
             f"-o {output} is for -t, -s, --collapsed or --json; --flame, --pprof"
             " and --jeprof take their own path."
         )
-    default = "alloc_space" if query.between is not None else "inuse_space"
+    # what a span allocated, and temporary allocations, are all freed or mostly
+    default = "alloc_space" if query.between is not None or query.temporary else "inuse_space"
     return _build(
         heap_file,
         flags,

@@ -41,7 +41,7 @@ from mem_profiler.core.units import format_amount
 from mem_profiler.parser.common.atomic import write_file
 from mem_profiler.parser.common.sampling import drop_note, python_frames_note
 from mem_profiler.parser.elf.object_lookup import started_early
-from mem_profiler.parser.log import analysis, export
+from mem_profiler.parser.log import analysis, export, lifetimes
 from mem_profiler.parser.log.analysis import MS, Leak, LeakSet, WindowLog
 from mem_profiler.parser.log.device_uses import (
     IDLE_THRESHOLD,
@@ -166,6 +166,8 @@ class LogQuery:
     inefficient_types: tuple[str, ...] = ()  # device_uses.KINDS; all when empty
     mem_size: int | None = None
     idle_threshold: int | None = None
+    temporary: bool = False
+    temporary_allocs: int | None = None  # memray's N: freed before N other allocations
 
     @property
     def reports(self) -> list[str]:
@@ -180,6 +182,7 @@ class LogQuery:
                 ("--leaks", self.window_leaks),
                 ("--mark-leaks", self.mark_leaks is not None),
                 ("--inefficient", self.inefficient),
+                ("--temporary", self.temporary),
             )
             if given
         ]
@@ -639,6 +642,18 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             ),
             say,
             analysis.kept_by_step(window_log, new),
+        )
+    elif query.temporary:
+        others = query.temporary_allocs or 1
+        write_reports(
+            dataclasses.replace(
+                request,
+                context=f"Temporary allocations of the {window_log.heap_name} heap: freed by"
+                f" their thread before it made {others} other allocation{'s' * (others > 1)}"
+                + (" (memray's and heaptrack's temporary allocations)" if others == 1 else ""),
+            ),
+            say,
+            lifetimes.temporary_profile(window_log, others),
         )
     elif query.between is not None:
         profile, start, end = analysis.between(window_log, *query.between)

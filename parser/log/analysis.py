@@ -22,6 +22,7 @@ from mem_profiler.parser.model.aggregate import node_frames
 from mem_profiler.parser.read.context_tree import eval_range
 from mem_profiler.parser.read.event_log import (
     ALLOC,
+    FREE,
     EventLog,
     LogStacks,
     Mark,
@@ -46,6 +47,8 @@ class Allocations:
     size: np.ndarray  # uint64
     start: np.ndarray  # int64 ns from the window's start
     end: np.ndarray  # int64 ns, NEVER when live at the end of the log
+    tid: np.ndarray  # uint32: the thread that made it
+    freed_by: np.ndarray  # uint32: the thread that freed it; 0 if live or its free was lost
 
 
 @dataclass
@@ -132,6 +135,9 @@ def pair_frees(log: EventLog) -> Allocations:
     made = order[is_alloc]
     seq = np.argsort(ev["time_ns"][made], kind="stable")
     chosen = ev[made[seq]]
+    # the event after an allocation at its (heap, address), where it is the free
+    after = np.r_[order[1:], order[-1:]][is_alloc][seq]
+    freed = (end[is_alloc][seq] != NEVER) & (ev["type"][after] == FREE)
     return Allocations(
         chosen["heap"],
         chosen["stack"],
@@ -139,6 +145,8 @@ def pair_frees(log: EventLog) -> Allocations:
         chosen["size"],
         chosen["time_ns"],
         end[is_alloc][seq],
+        chosen["tid"],
+        np.where(freed, ev["tid"][after], 0).astype(np.uint32),
     )
 
 
@@ -268,7 +276,7 @@ def live_at(cap: WindowLog, time_ns: int) -> HeapProfile:
     _refuse_outside(cap, time_ns)
     a = cap.allocs
     made = a.start <= time_ns
-    return _profile(cap, made, made & (a.end > time_ns))
+    return profile_of(cap, made, made & (a.end > time_ns))
 
 
 def held_at(cap: WindowLog, time_ns: int, which: np.ndarray) -> HeapProfile:
@@ -278,7 +286,7 @@ def held_at(cap: WindowLog, time_ns: int, which: np.ndarray) -> HeapProfile:
     _refuse_outside(cap, time_ns)
     a = cap.allocs
     held = which & (a.start <= time_ns) & (a.end > time_ns)
-    return _profile(cap, held, held)
+    return profile_of(cap, held, held)
 
 
 def _refuse_outside(cap: WindowLog, time_ns: int) -> None:
@@ -296,7 +304,7 @@ def between(cap: WindowLog, first: str, second: str) -> tuple[HeapProfile, Mark,
     end = _find_mark(cap.log, second, after=start)
     a = cap.allocs
     made = (a.start >= start.time_ns) & (a.start < end.time_ns)
-    return _profile(cap, made, made & (a.end > end.time_ns)), start, end
+    return profile_of(cap, made, made & (a.end > end.time_ns)), start, end
 
 
 @dataclass
@@ -339,7 +347,7 @@ def kept_by_step(cap: WindowLog, s: Step) -> HeapProfile:
     at its end (cur counts): what the step kept."""
     a = cap.allocs
     made = (a.start >= s.start_ns) & (a.start < s.end_ns)
-    return _profile(cap, made, made & (a.end > s.end_ns))
+    return profile_of(cap, made, made & (a.end > s.end_ns))
 
 
 def window_leaks(cap: WindowLog) -> LeakSet:
@@ -423,7 +431,7 @@ def _known_marks(log: EventLog) -> str:
 
 
 def _leaks(cap: WindowLog, leaked: np.ndarray, scope: str) -> LeakSet:
-    profile = _profile(cap, leaked, leaked)
+    profile = profile_of(cap, leaked, leaked)
     mine = leaked & (cap.allocs.heap == cap.heap)
     stacks, starts = cap.allocs.stack[mine], cap.allocs.start[mine]
     ids, inverse = np.unique(stacks, return_inverse=True)
@@ -434,7 +442,7 @@ def _leaks(cap: WindowLog, leaked: np.ndarray, scope: str) -> LeakSet:
     return LeakSet(profile, first, last, scope)
 
 
-def _profile(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
+def profile_of(cap: WindowLog, acc: np.ndarray, cur: np.ndarray) -> HeapProfile:
     """The capture's heap as a HeapProfile whose accum counts are the allocations in
     `acc` and cur counts those in `cur` (a subset of acc), one entry per stack, by id."""
     a = cap.allocs
