@@ -55,9 +55,10 @@ PARSER_FRAMES = {START_UP_FRAME: START_UP_NAME, IMPORT_FRAME: IMPORT_NAME}
 
 
 def start_up_marks(functions: list[str]) -> np.ndarray:
-    """Per (named) function: 1 for a start-up function, 2 for the program's main, else 0."""
+    """Per (named) function: 2 for a start-up function, 1 for the program's main, else 0
+    (an address of several functions, some inlined, takes the greatest)."""
     marks = [
-        1 if name in _START_UP_FUNCTIONS else 2 if name in _MAIN_FUNCTIONS else 0
+        2 if name in _START_UP_FUNCTIONS else 1 if name in _MAIN_FUNCTIONS else 0
         for name in functions
     ]
     return np.array(marks, np.int8)
@@ -91,7 +92,7 @@ def start_up_folded(stacks: StackTree, marks: np.ndarray) -> StackTree | None:
     native nodes, `marks`) ending at one node of its own, START_UP_FRAME's, under the
     root (None where there is none)."""
     tree = stacks.tree
-    start_up, main = tree.path_counts([marks == 1, marks == 2], int(tree.depth.max(initial=0)))
+    start_up, main = tree.path_counts([marks == 2, marks == 1], int(tree.depth.max(initial=0)))
     at = stacks.native
     under = _is_start_up(start_up[at], main[at], tree.python_frames(stacks.python))
     if not under.any():
@@ -108,7 +109,7 @@ def start_up_frames(
     """The stacks (`frames`, `offsets`) with each of the interpreter's start-up (by the
     start_up_marks and the Python frames among its frames, `marks` and `python`) the one
     `frame` (None where there is none)."""
-    sums = [stack_sums(mask, offsets) for mask in (marks == 1, marks == 2, python)]
+    sums = [stack_sums(mask, offsets) for mask in (marks == 2, marks == 1, python)]
     under = _is_start_up(*sums)
     if not under.any():
         return None

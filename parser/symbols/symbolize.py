@@ -516,8 +516,7 @@ def _named_tree(
     raw = stacks.tree.address
     callers = _callers(raw)
     added = _PARSER_ADDRESSES if python_view else _PARSER_ADDRESSES[:0]
-    uniq = sorted_unique(np.r_[callers, raw[sorted_unique(stacks.native)], added])
-    locations = _with_inlined(uniq, *resolver.resolve(uniq))
+    uniq, locations = _named(np.r_[callers, raw[sorted_unique(stacks.native)], added], resolver)
     if python_view:
         marks = _address_flags(locations, start_up_marks(resolver.table.names))
         stacks = start_up_folded(stacks, marks[index_of(callers, uniq)]) or stacks
@@ -539,22 +538,25 @@ def _named_frames(
     if stacks is not None:
         addrs, offsets = (stacks.python_view() if python_view else stacks).expand()
         sites = _call_sites(addrs, offsets)
-        if known is not None:
-            return known[1], index_of(sites, known[0]), offsets
-        uniq = sorted_unique(sites)
-        return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(sites, uniq), offsets
+        uniq, locations = known if known is not None else _named(sites, resolver)
+        return locations, index_of(sites, uniq), offsets
     addrs, offsets = profile.addrs, profile.offsets
     sites = _call_sites(addrs, offsets)
-    if not python_view:
-        uniq = sorted_unique(sites)
-        return _with_inlined(uniq, *resolver.resolve(uniq)), index_of(sites, uniq), offsets
-    uniq = sorted_unique(np.r_[sites, _PARSER_ADDRESSES])
-    locations = _with_inlined(uniq, *resolver.resolve(uniq))
+    added = _PARSER_ADDRESSES if python_view else _PARSER_ADDRESSES[:0]
+    uniq, locations = _named(np.r_[sites, added], resolver)
     frames = index_of(sites, uniq)
+    if not python_view:
+        return locations, frames, offsets
     marks = _address_flags(locations, start_up_marks(resolver.table.names))
     start_up = int(index_of(_PARSER_ADDRESSES[:1], uniq)[0])  # START_UP_FRAME's
     folded = start_up_frames(frames, offsets, marks[frames], is_python_frame(addrs), start_up)
     return locations, *(folded or (frames, offsets))
+
+
+def _named(addresses: np.ndarray, resolver: _Resolver) -> Named:
+    """The distinct `addresses` and their locations."""
+    uniq = sorted_unique(addresses)
+    return uniq, _with_inlined(uniq, *resolver.resolve(uniq))
 
 
 def _call_sites(addrs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
