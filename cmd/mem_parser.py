@@ -242,6 +242,13 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     " (-c 1, --device-rate 1).",
 )
 @click.option(
+    "--lifetimes",
+    is_flag=True,
+    help="Log mode: each stack's allocations by how long they lived (under 1 us, 10 us, ..."
+    " 1 s, longer, live at the end), and the temporary ones where every allocation was"
+    " logged; text or --json.",
+)
+@click.option(
     "--temporary-allocs",
     type=click.IntRange(min=1),
     metavar="N",

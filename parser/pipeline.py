@@ -69,6 +69,7 @@ from mem_profiler.parser.report.inefficient import format_inefficient, format_in
 from mem_profiler.parser.report.jeprof import format_jeprof
 from mem_profiler.parser.report.json_table import format_json
 from mem_profiler.parser.report.leaks import format_leaks, format_leaks_json
+from mem_profiler.parser.report.lifetimes import format_lifetimes, format_lifetimes_json
 from mem_profiler.parser.report.notes import capture_notes, format_failures, format_foreign
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
@@ -168,6 +169,7 @@ class LogQuery:
     idle_threshold: int | None = None
     temporary: bool = False
     temporary_allocs: int | None = None  # memray's N: freed before N other allocations
+    lifetimes: bool = False
 
     @property
     def reports(self) -> list[str]:
@@ -183,6 +185,7 @@ class LogQuery:
                 ("--mark-leaks", self.mark_leaks is not None),
                 ("--inefficient", self.inefficient),
                 ("--temporary", self.temporary),
+                ("--lifetimes", self.lifetimes),
             )
             if given
         ]
@@ -193,8 +196,9 @@ class LogQuery:
 
     @property
     def findings(self) -> bool:
-        """A report of its own rows (leaks, inefficient blocks), not of a profile."""
-        return self.leaks or self.inefficient
+        """A report of its own rows (leaks, inefficient blocks, lifetimes), not of a
+        profile."""
+        return self.leaks or self.inefficient or self.lifetimes
 
     @property
     def own_files(self) -> list[str]:
@@ -643,6 +647,23 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             say,
             analysis.kept_by_step(window_log, new),
         )
+    elif query.lifetimes:
+        table = lifetimes.by_stack(window_log)
+        sym = load(
+            Request(
+                binary=_program(request, table.profile),
+                allow_mismatch=request.allow_mismatch,
+                sysroot=request.sysroot,
+            ),
+            table.profile,
+        )
+        for warning in sym.warnings:
+            say(f"warning: {warning}")
+        by_lifetime = lifetimes.lifetime_rows(table, sym, request.full_names)
+        ((fmt, path),) = request.outputs
+        lifetime_report = format_lifetimes_json if fmt == "json" else format_lifetimes
+        text = lifetime_report(by_lifetime, window_log.heap_name, request.nodecount)
+        write_output(path, text.encode("utf-8", "surrogateescape"))
     elif query.temporary:
         others = query.temporary_allocs or 1
         write_reports(

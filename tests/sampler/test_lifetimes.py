@@ -1,8 +1,9 @@
-"""Allocations that die young (mem_parser --temporary, parser/log/lifetimes.py): on
-tests/fixtures/lifetimes.c, whose sites free their blocks at once, after one other
-allocation, after many, never, or from another thread, a log of every allocation (-c 1)
-gives each site exactly the bytes that memray's definition makes temporary, at N = 1
-(heaptrack's too) and N = 2; a sampled log is refused in one sentence."""
+"""How long allocations live (mem_parser --lifetimes and --temporary,
+parser/log/lifetimes.py): on tests/fixtures/lifetimes.c, whose sites free their blocks at
+once, after one other allocation, after many, never, or from another thread, a log of
+every allocation (-c 1) gives each site exactly the bytes that memray's definition makes
+temporary, at N = 1 (heaptrack's too) and N = 2, and its bytes by lifetime; a sampled
+log gives lifetimes within the sampling error, and refuses --temporary in one sentence."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import pytest
 from support.paths import MEM_PARSER
 from support.profiling import one_heap, profile_run, run_parser
+from support.sampling_math import assert_estimate, relative_sd
 
 BLOCKS = 300
 SITE_LINE = re.compile(r"^site (\w+) blocks=(\d+) bytes=(\d+)$", re.M)
@@ -36,6 +38,36 @@ def temporary_cums(exe, heap, *options: str) -> tuple[dict[str, float], float]:
     return {row["name"]: row["cum"] for row in table["rows"]}, table["total"]
 
 
+def own_temporary(sites: dict[str, int], others: int) -> dict[str, int]:
+    """Each site's own temporary bytes, freed before `others` other allocations."""
+    return {
+        "freed_at_once": sites["freed_at_once"],
+        "freed_inside": sites["freed_inside"],
+        "freed_after_one": sites["freed_after_one"] if others > 1 else 0,
+        "kept_a_while": others * sites["kept_a_while"] // BLOCKS,
+        "kept_to_the_end": 0,
+        "freed_elsewhere": 0,
+    }
+
+
+def lifetime_rows(exe, heap) -> dict[str, dict]:
+    """--lifetimes --json's rows by their site (the caller of the fixture's `block`)."""
+    table = json.loads(run_parser("-p", exe, "-f", heap, "--lifetimes", "--json").stdout)
+    return {row["stack"][1]: row for row in table["stacks"] if row["stack"][0] == "block"}
+
+
+def test_lifetimes_by_site_in_a_log_of_every_allocation(logged):
+    """Each site's bytes, all of them in one bin or another; kept_to_the_end's all live
+    at the end and no other site's; the temporary ones exactly as --temporary's."""
+    exe, heap, sites = logged
+    rows = lifetime_rows(exe, heap)
+    assert {site: row["bytes"] for site, row in rows.items()} == sites
+    for site, row in rows.items():
+        assert sum(row["bins"].values()) == row["bytes"], site
+        assert row["bins"]["live"] == (row["bytes"] if site == "kept_to_the_end" else 0), site
+    assert {site: row["temporary"] for site, row in rows.items()} == own_temporary(sites, 1)
+
+
 @pytest.mark.parametrize("others", [1, 2])
 def test_temporary_bytes_per_site_exact_in_a_log_of_every_allocation(logged, others):
     """Freed before `others` other allocations of its thread: freed_at_once's blocks and
@@ -46,24 +78,24 @@ def test_temporary_bytes_per_site_exact_in_a_log_of_every_allocation(logged, oth
     exe, heap, sites = logged
     options = () if others == 1 else ("--temporary-allocs", str(others))
     cums, total = temporary_cums(exe, heap, *options)
-    own = {  # each site's own temporary bytes
-        "freed_at_once": sites["freed_at_once"],
-        "freed_inside": sites["freed_inside"],
-        "freed_after_one": sites["freed_after_one"] if others > 1 else 0,
-        "kept_a_while": others * sites["kept_a_while"] // BLOCKS,
-        "kept_to_the_end": 0,
-        "freed_elsewhere": 0,
-    }
+    own = own_temporary(sites, others)
     expected = {**own, "freed_after_one": own["freed_after_one"] + own["freed_inside"]}
     assert {name: cums.get(name, 0) for name in expected} == expected
     assert total == sum(own.values())
 
 
-def test_a_sampled_log_is_refused_in_one_sentence(build_fixture, tmp_path):
+def test_a_sampled_log_gives_lifetimes_and_refuses_temporary(build_fixture, tmp_path):
+    """At -c 1024 each site's bytes are estimates (kept_to_the_end's, of blocks of 5,000
+    B, within the sampling error, all live), its temporary bytes unknown (null)."""
     exe = build_fixture("lifetimes")
-    proc, files = profile_run([exe, "20"], tmp_path / "s_", 1024, "--mode", "log")
+    proc, files = profile_run([exe, BLOCKS], tmp_path / "s_", 1024, "--mode", "log")
+    heap = one_heap(proc, files)
+    kept = lifetime_rows(exe, heap)["kept_to_the_end"]
+    truth = BLOCKS * 5000
+    assert_estimate(kept["bytes"], truth, relative_sd(BLOCKS, 5000, 1024), 0.05)
+    assert kept["bins"]["live"] == kept["bytes"] and kept["temporary"] is None
     done = subprocess.run(
-        [MEM_PARSER, "-p", exe, "-f", one_heap(proc, files), "--temporary"],
+        [MEM_PARSER, "-p", exe, "-f", heap, "--temporary"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and done.stdout == ""

@@ -1,0 +1,59 @@
+"""The lifetimes report (mem_parser --lifetimes): each stack's allocations by how long they
+lived, most bytes allocated first, as text (a block per stack) or JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from mem_profiler.core.escape import visible
+from mem_profiler.core.units import format_amount, format_share
+from mem_profiler.parser.log.lifetimes import BIN_NAMES, Lifetimes
+
+
+def format_lifetimes(rows: list[Lifetimes], heap: str, nodecount: int | None = None) -> str:
+    """A summary line, then per stack (at most nodecount): its bytes allocated, the
+    share of them that lived each span (the spans it has), the temporary ones where
+    known, and the stack, leaf first."""
+    total = sum(row.bytes for row in rows)
+    samples = sum(row.samples for row in rows)
+    out = [
+        f"Lifetimes of the {heap} heap's allocations: {format_amount(total, 'bytes')} in"
+        f" {len(rows)} stack(s), estimated from {samples} sampled allocations; each stack's"
+        " bytes by how long they lived\n"
+    ]
+    for rank, row in enumerate(rows[:nodecount], 1):
+        spans = "  ".join(
+            f"{name} {format_share(value, row.bytes)}"
+            for name, value in zip(BIN_NAMES, row.bins, strict=True)
+            if value > 0
+        )
+        temporary = (
+            ""
+            if row.temporary is None
+            else f", {format_amount(row.temporary, 'bytes', row.bytes)} temporary"
+        )
+        out.append(
+            f"\n#{rank} {format_amount(row.bytes, 'bytes', total)} allocated"
+            f" ({row.samples} sampled){temporary}\n    {spans}\n"
+        )
+        out += [f"    {visible(name)}\n" for name in row.stack]
+    if nodecount is not None and len(rows) > nodecount:
+        out.append(f"\n... and {len(rows) - nodecount} more stack(s)\n")
+    return "".join(out)
+
+
+def format_lifetimes_json(rows: list[Lifetimes], heap: str, nodecount: int | None = None) -> str:
+    """{heap, bins, total_bytes, stacks: [{stack, bytes, samples, bins: {name: bytes},
+    temporary}]}, most bytes first (at most nodecount); temporary is null where the log
+    is sampled."""
+    document = {
+        "heap": heap,
+        "bins": list(BIN_NAMES),
+        "total_bytes": sum(row.bytes for row in rows),
+        "stacks": [
+            {**dataclasses.asdict(row), "bins": dict(zip(BIN_NAMES, row.bins, strict=True))}
+            for row in rows[:nodecount]
+        ],
+    }
+    return json.dumps(document, indent=1) + "\n"
