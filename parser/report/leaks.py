@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from mem_profiler.core.escape import visible
 from mem_profiler.core.units import format_amount
 from mem_profiler.parser.log.analysis import Leak
+from mem_profiler.parser.report.stack_blocks import stack_blocks
 
 
 def format_leaks(leaks: list[Leak], scope: str, heap: str, nodecount: int | None = None) -> str:
@@ -18,21 +18,19 @@ def format_leaks(leaks: list[Leak], scope: str, heap: str, nodecount: int | None
         return f"No leaks of {scope} on the {heap} heap: every sampled allocation was freed.\n"
     total = sum(leak.bytes for leak in leaks)
     samples = sum(leak.samples for leak in leaks)
-    out = [
+    summary = (
         f"Leaks of {scope} on the {heap} heap: {format_amount(total, 'bytes')} in"
         f" {len(leaks)} stack(s), estimated from {samples} sampled allocations\n"
-    ]
-    for rank, leak in enumerate(leaks[:nodecount], 1):
+    )
+
+    def heading(leak: Leak) -> str:
         objects = f"{leak.objects:.0f} object" + ("" if round(leak.objects) == 1 else "s")
-        out.append(
-            f"\n#{rank} {format_amount(leak.bytes, 'bytes', total)} in {objects}"
-            f" ({leak.samples} sampled), allocated {leak.first_ms:.1f}-"
-            f"{leak.last_ms:.1f} ms\n"
+        return (
+            f"{format_amount(leak.bytes, 'bytes', total)} in {objects} ({leak.samples}"
+            f" sampled), allocated {leak.first_ms:.1f}-{leak.last_ms:.1f} ms"
         )
-        out += [f"    {visible(name)}\n" for name in leak.stack]
-    if nodecount is not None and len(leaks) > nodecount:
-        out.append(f"\n... and {len(leaks) - nodecount} more stack(s)\n")
-    return "".join(out)
+
+    return summary + stack_blocks(leaks, nodecount, heading)
 
 
 def format_leaks_json(

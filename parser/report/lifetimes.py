@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from mem_profiler.core.escape import visible
 from mem_profiler.core.units import format_amount, format_share
 from mem_profiler.parser.log.lifetimes import BIN_NAMES, Lifetimes
+from mem_profiler.parser.report.stack_blocks import stack_blocks
 
 
 def format_lifetimes(rows: list[Lifetimes], heap: str, nodecount: int | None = None) -> str:
@@ -17,12 +17,13 @@ def format_lifetimes(rows: list[Lifetimes], heap: str, nodecount: int | None = N
     known, and the stack, leaf first."""
     total = sum(row.bytes for row in rows)
     samples = sum(row.samples for row in rows)
-    out = [
+    summary = (
         f"Lifetimes of the {heap} heap's allocations: {format_amount(total, 'bytes')} in"
         f" {len(rows)} stack(s), estimated from {samples} sampled allocations; each stack's"
         " bytes by how long they lived\n"
-    ]
-    for rank, row in enumerate(rows[:nodecount], 1):
+    )
+
+    def heading(row: Lifetimes) -> str:
         spans = "  ".join(
             f"{name} {format_share(value, row.bytes)}"
             for name, value in zip(BIN_NAMES, row.bins, strict=True)
@@ -33,14 +34,12 @@ def format_lifetimes(rows: list[Lifetimes], heap: str, nodecount: int | None = N
             if row.temporary is None
             else f", {format_amount(row.temporary, 'bytes', row.bytes)} temporary"
         )
-        out.append(
-            f"\n#{rank} {format_amount(row.bytes, 'bytes', total)} allocated"
-            f" ({row.samples} sampled){temporary}\n    {spans}\n"
+        return (
+            f"{format_amount(row.bytes, 'bytes', total)} allocated ({row.samples} sampled)"
+            f"{temporary}\n    {spans}"
         )
-        out += [f"    {visible(name)}\n" for name in row.stack]
-    if nodecount is not None and len(rows) > nodecount:
-        out.append(f"\n... and {len(rows) - nodecount} more stack(s)\n")
-    return "".join(out)
+
+    return summary + stack_blocks(rows, nodecount, heading)
 
 
 def format_lifetimes_json(rows: list[Lifetimes], heap: str, nodecount: int | None = None) -> str:
