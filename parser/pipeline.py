@@ -745,12 +745,9 @@ def _frame_dicts(cap: WindowLog, request: Request, say: Say) -> FramesOf:
         for warning in sym.warnings:
             say(f"warning: {warning}")
         names = sym.display_names(request.full_names)
+        places = [where or ("??", 0) for where in sym.where]
         frames = [
-            {
-                "filename": (sym.where[loc] or ("??", 0))[0],
-                "line": (sym.where[loc] or ("??", 0))[1],
-                "name": names[sym.func_of[loc]],
-            }
+            {"filename": places[loc][0], "line": places[loc][1], "name": names[sym.func_of[loc]]}
             for loc in sym.frames.tolist()
         ]
         bounds = sym.offsets.tolist()

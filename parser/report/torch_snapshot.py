@@ -82,29 +82,40 @@ def _segments(
     segments = segments[np.argsort(a.address[segments], kind="stable")]
     tensors = tensors[np.argsort(a.address[tensors], kind="stable")]
     starts = a.address[tensors].astype(np.int64)
+    # per tensor: address, bytes asked for, its block's size, what the sample stands for
+    tensor_rows = list(
+        zip(
+            starts.tolist(),
+            a.size[tensors].tolist(),
+            block_size(a.size[tensors]).tolist(),
+            estimates(a.size[tensors], rate).tolist(),
+            a.stack[tensors].tolist(),
+            strict=True,
+        )
+    )
     placed = 0
     laid: list[dict[str, object]] = []
     for s in segments.tolist():
         base, total = int(a.address[s]), int(a.size[s])
-        inside = tensors[(starts >= base) & (starts < base + total)]
+        inside = np.flatnonzero((starts >= base) & (starts < base + total))
         blocks: list[dict[str, object]] = []
         cursor, allocated, requested = base, 0, 0
-        for t in inside.tolist():
-            at, asked = int(a.address[t]), int(a.size[t])
+        for k in inside.tolist():
+            at, asked, rounded, weight, stack = tensor_rows[k]
             if at < cursor:  # a tensor over another's block: the log lost a free
                 continue
             if at > cursor:
                 blocks.append(_inactive(cursor, at - cursor))
-            size = min(int(block_size(np.array([asked]))[0]), base + total - at)
+            size = min(rounded, base + total - at)
             blocks.append(
                 {
                     "address": at,
                     "size": size,
                     "requested_size": asked,
                     "state": "active_allocated",
-                    "frames": names.get(int(a.stack[t]), []),
+                    "frames": names.get(stack, []),
                     # what the sampled block stands for, at a --device-rate that samples
-                    "estimated_bytes": int(estimates(np.array([asked]), rate)[0]),
+                    "estimated_bytes": weight,
                 }
             )
             cursor, allocated, requested = at + size, allocated + size, requested + asked
