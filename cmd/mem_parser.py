@@ -237,22 +237,22 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.option(
     "--temporary",
     is_flag=True,
-    help="Log mode: the allocations freed by their thread before it made another (memray's"
-    " and heaptrack's temporary allocations), by stack; needs every allocation logged"
-    " (-c 1, --device-rate 1).",
+    help="The allocations freed by their thread before it made another (memray's and"
+    " heaptrack's temporary allocations), by stack: estimated from a window's sampled"
+    " frees, or from an event log of every allocation (-c 1, --device-rate 1).",
 )
 @click.option(
     "--lifetimes",
     is_flag=True,
-    help="Log mode: each stack's allocations by how long they lived (under 1 us, 10 us, ..."
-    " 1 s, longer, live at the end), and the temporary ones where every allocation was"
-    " logged; text or --json.",
+    help="Each stack's allocations by how long they lived (under 1 us, 10 us, ... 1 s,"
+    " longer, live at the end), and the temporary ones where known; text or --json.",
 )
 @click.option(
     "--temporary-allocs",
     type=click.IntRange(min=1),
     metavar="N",
-    help="With --temporary: freed before N other allocations of their thread [default 1].",
+    help="With --temporary: freed before N other allocations of their thread [default 1];"
+    " above 1, log mode.",
 )
 @click.option(
     "--at",

@@ -61,6 +61,12 @@ from mem_profiler.parser.model.categories import (
 from mem_profiler.parser.model.diff import subtract
 from mem_profiler.parser.model.flame_tree import collapsed_lines, flame_tree
 from mem_profiler.parser.model.focus import keep_stacks, some_stacks, stacks_kept
+from mem_profiler.parser.model.lifetimes import (
+    StackLifetimes,
+    lifetime_rows,
+    table_lifetimes,
+    table_temporary,
+)
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.read.pprof import names_every_frame
 from mem_profiler.parser.report.dot import format_dot, render_svg
@@ -380,6 +386,67 @@ def _write_table_peak(request: Request, say: Say, profile: HeapProfile) -> None:
     )
 
 
+# The log options that a file without an event log answers from its own tree.
+_TABLE_QUERIES = (
+    LogQuery(peak=True),
+    LogQuery(lifetimes=True),
+    LogQuery(temporary=True),
+    LogQuery(temporary=True, temporary_allocs=1),
+)
+
+
+def _write_table_report(query: LogQuery, request: Request, say: Say, profile: HeapProfile) -> None:
+    """--peak, --lifetimes or --temporary of a capture without an event log, from what
+    the sampler counted of the window."""
+    if query.peak:
+        _write_table_peak(request, say, profile)
+        return
+    if profile.frees is None:
+        raise UserError(
+            f"{request.heap_file} records no lifetimes: capture the program with this"
+            " mem_profiler (a window's file counts its sampled frees by lifetime), or with"
+            " --mode log for each allocation's"
+        )
+    if query.lifetimes:
+        _write_lifetimes(request, say, table_lifetimes(profile))
+    else:
+        _write_temporary(request, say, table_temporary(profile), 1)
+
+
+def _write_lifetimes(request: Request, say: Say, table: StackLifetimes) -> None:
+    """The lifetimes report (text or JSON) of `table`."""
+    sym = load(
+        Request(
+            binary=_program(request, table.profile),
+            allow_mismatch=request.allow_mismatch,
+            sysroot=request.sysroot,
+        ),
+        table.profile,
+    )
+    for warning in sym.warnings:
+        say(f"warning: {warning}")
+    by_lifetime = lifetime_rows(table, sym, request.full_names)
+    ((fmt, path),) = request.outputs
+    lifetime_report = format_lifetimes_json if fmt == "json" else format_lifetimes
+    text = lifetime_report(by_lifetime, table.profile.heap, request.nodecount)
+    write_output(path, text.encode("utf-8", "surrogateescape"))
+
+
+def _write_temporary(request: Request, say: Say, temporary: HeapProfile, others: int) -> None:
+    """The reports asked for of the temporary allocations (`temporary`): freed by their
+    thread before it made `others` other allocations."""
+    write_reports(
+        dataclasses.replace(
+            request,
+            context=f"Temporary allocations of the {temporary.heap} heap: freed by"
+            f" their thread before it made {others} other allocation{'s' * (others > 1)}"
+            + (" (memray's and heaptrack's temporary allocations)" if others == 1 else ""),
+        ),
+        say,
+        temporary,
+    )
+
+
 def _peak_moment(profile: HeapProfile) -> str:
     """`at 12.5 ms` into the window, where the file says."""
     start, at = profile.window_ns[0], profile.meta.get("peak_time_ns", "")
@@ -542,10 +609,10 @@ def _kept_name(request: Request) -> str:
 def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     """mem_parser's reports of a capture's event log: the timeline, and what `query` asks
     for (a .heap report beside the timeline where no log report is)."""
-    if query == LogQuery(peak=True) and log_stem(request.heap_file) is None:
+    if query in _TABLE_QUERIES and log_stem(request.heap_file) is None:
         profile = read_heap(request.heap_file)
         if not profile.meta.get("log"):
-            _write_table_peak(request, say, profile)
+            _write_table_report(query, request, say, profile)
             return
     window_log = analysis.open_window_log(request.heap_file)
     for warning in window_log.warnings:
@@ -648,34 +715,10 @@ def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
             analysis.kept_by_step(window_log, new),
         )
     elif query.lifetimes:
-        table = lifetimes.by_stack(window_log)
-        sym = load(
-            Request(
-                binary=_program(request, table.profile),
-                allow_mismatch=request.allow_mismatch,
-                sysroot=request.sysroot,
-            ),
-            table.profile,
-        )
-        for warning in sym.warnings:
-            say(f"warning: {warning}")
-        by_lifetime = lifetimes.lifetime_rows(table, sym, request.full_names)
-        ((fmt, path),) = request.outputs
-        lifetime_report = format_lifetimes_json if fmt == "json" else format_lifetimes
-        text = lifetime_report(by_lifetime, window_log.heap_name, request.nodecount)
-        write_output(path, text.encode("utf-8", "surrogateescape"))
+        _write_lifetimes(request, say, lifetimes.by_stack(window_log))
     elif query.temporary:
         others = query.temporary_allocs or 1
-        write_reports(
-            dataclasses.replace(
-                request,
-                context=f"Temporary allocations of the {window_log.heap_name} heap: freed by"
-                f" their thread before it made {others} other allocation{'s' * (others > 1)}"
-                + (" (memray's and heaptrack's temporary allocations)" if others == 1 else ""),
-            ),
-            say,
-            lifetimes.temporary_profile(window_log, others),
-        )
+        _write_temporary(request, say, lifetimes.temporary_profile(window_log, others), others)
     elif query.between is not None:
         profile, start, end = analysis.between(window_log, *query.between)
         write_reports(

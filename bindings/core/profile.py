@@ -5,6 +5,7 @@ empty profile is made, so that the model's users import nothing heavy."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -12,6 +13,8 @@ from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.units import format_size
 
 if TYPE_CHECKING:
+    from typing import Self
+
     import numpy as np
 
 # A Python frame's address is FRAME_BASE + its record's id: not a canonical x86-64
@@ -101,7 +104,30 @@ class StackSource(Protocol):
 
 
 @dataclass
-class StackFigures:
+class PerStack:
+    """Arrays of a row per stack of a profile (the dataclass's fields), which follow its
+    stacks as they are taken or merged."""
+
+    def taken(self, which: np.ndarray) -> Self:
+        """Those of the stacks `which`, in that order."""
+        return dataclasses.replace(
+            self, **{f.name: getattr(self, f.name)[which] for f in dataclasses.fields(self)}
+        )
+
+    def summed(self, row_of: np.ndarray, rows: int) -> Self:
+        """Those of `rows` stacks, stack i's added to row row_of[i]'s."""
+        import numpy as np
+
+        sums = {}
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            sums[f.name] = np.zeros((rows, *values.shape[1:]), values.dtype)
+            np.add.at(sums[f.name], row_of, values)
+        return dataclasses.replace(self, **sums)
+
+
+@dataclass
+class StackFigures(PerStack):
     """Per stack of a profile, what the sampler counted of it at one moment besides its
     counts: int64 (stacks, 2) its live samples and their bytes, float64 (stacks, 2) the
     objects and bytes they stand for."""
@@ -109,19 +135,22 @@ class StackFigures:
     counters: np.ndarray
     estimates: np.ndarray
 
-    def taken(self, which: np.ndarray) -> StackFigures:
-        """Those of the stacks `which`, in that order."""
-        return StackFigures(self.counters[which], self.estimates[which])
 
-    def summed(self, row_of: np.ndarray, rows: int) -> StackFigures:
-        """Those of `rows` stacks, stack i's added to row row_of[i]'s."""
-        import numpy as np
+# The upper bounds (ns) of the lifetimes' bins, each ten times the last, and the bins'
+# names: then the longer lived, and those live at the end.
+LIFETIME_ENDS_NS = tuple(10**k for k in range(3, 10))
+LIFETIME_BINS = ("<1us", "<10us", "<100us", "<1ms", "<10ms", "<100ms", "<1s", ">=1s", "live")
 
-        counters = np.zeros((rows, 2), np.int64)
-        np.add.at(counters, row_of, self.counters)
-        estimates = np.zeros((rows, 2), np.float64)
-        np.add.at(estimates, row_of, self.estimates)
-        return StackFigures(counters, estimates)
+
+@dataclass
+class StackFrees(PerStack):
+    """Per stack of a profile, its sampled frees in the window as a table-mode window
+    counts them (`lifetimes=`), raw samples like its counters: int64 (stacks, 8) by how
+    long they lived (LIFETIME_BINS but live), int64 (stacks, 2) the temporary ones (freed
+    by their thread before it allocated anything else) and their bytes."""
+
+    by_lifetime: np.ndarray
+    temporary: np.ndarray
 
 
 @dataclass
@@ -159,6 +188,9 @@ class HeapProfile:
     # What each held at the program's end that nothing pointed to, where that was looked
     # for (`unreachable=`, `run --leak-check`)
     unreachable: StackFigures | None = None
+    # Each stack's sampled frees by how long they lived, in a table-mode window's tree
+    # (`lifetimes=`; an event log times each free itself)
+    frees: StackFrees | None = None
     mappings: list[MemoryMapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)  # failed device allocations

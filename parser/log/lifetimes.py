@@ -8,32 +8,13 @@ one and its free are not in the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from mem_profiler.core.errors import UserError
-from mem_profiler.core.profile import HeapProfile
+from mem_profiler.core.profile import LIFETIME_BINS, LIFETIME_ENDS_NS, HeapProfile
 from mem_profiler.parser.common.sampling import sample_weights
 from mem_profiler.parser.log.analysis import NEVER, WindowLog, profile_of
-from mem_profiler.parser.model.aggregate import node_frames
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
-
-# The upper bounds (ns) of the lifetimes' bins, each ten times the last, and their names;
-# then the bins of the longer lived and of those live at the log's end.
-BIN_ENDS_NS = tuple(10**k for k in range(3, 10))
-BIN_NAMES = ("<1us", "<10us", "<100us", "<1ms", "<10ms", "<100ms", "<1s", ">=1s", "live")
-
-
-@dataclass
-class StackLifetimes:
-    """The heap's allocations as a profile (acc counts: one entry per stack, by id), and
-    per entry the estimated bytes of each lifetime bin (BIN_NAMES) and the temporary
-    bytes (None where the log is sampled)."""
-
-    profile: HeapProfile
-    bins: np.ndarray  # float64 (stacks, len(BIN_NAMES))
-    temporary: np.ndarray | None  # float64 (stacks,)
+from mem_profiler.parser.model.lifetimes import StackLifetimes
 
 
 def by_stack(cap: WindowLog) -> StackLifetimes:
@@ -46,9 +27,11 @@ def by_stack(cap: WindowLog) -> StackLifetimes:
     ends, starts = a.end[mine], a.start[mine]
     lived = np.where(ends == NEVER, 0, ends - starts)
     which = np.where(
-        ends == NEVER, len(BIN_NAMES) - 1, np.searchsorted(BIN_ENDS_NS, lived, side="right")
+        ends == NEVER,
+        len(LIFETIME_BINS) - 1,
+        np.searchsorted(LIFETIME_ENDS_NS, lived, side="right"),
     )
-    bins = np.zeros((len(ids), len(BIN_NAMES)))
+    bins = np.zeros((len(ids), len(LIFETIME_BINS)))
     np.add.at(bins, (inverse, which), weight)
     exact = cap.log.rate_of(cap.heap) <= 1
     temporary = (
@@ -88,34 +71,3 @@ def temporary_profile(cap: WindowLog, others: int) -> HeapProfile:
     """The heap's temporary allocations (`temporary`) as a profile: its allocated counts."""
     found = temporary_of(cap, others)
     return profile_of(cap, found, np.zeros_like(found))
-
-
-@dataclass
-class Lifetimes:
-    """One stack's allocations by how long they lived, estimated (unsampled)."""
-
-    stack: list[str]  # function names, leaf first
-    bytes: float  # allocated
-    samples: int
-    bins: list[float]  # bytes by BIN_NAMES
-    temporary: float | None  # bytes; None where the log is sampled
-
-
-def lifetime_rows(
-    table: StackLifetimes, sym: SymbolizedProfile, full_names: bool
-) -> list[Lifetimes]:
-    """The stacks of `table`, symbolized (`sym`, of table.profile), as rows, most bytes
-    allocated first; stacks that read the same once symbolized are one row (leak_sites)."""
-    names, nodes = node_frames(sym, full_names=full_names)
-    frames, bounds = nodes.tolist(), sym.offsets.tolist()
-    allocated, samples = sym.value("alloc_space"), table.profile.acc_objs
-    rows: dict[tuple[str, ...], Lifetimes] = {}
-    for i in range(len(allocated)):
-        stack = tuple(names[f] for f in frames[bounds[i] : bounds[i + 1]])
-        row = rows.setdefault(stack, Lifetimes(list(stack), 0.0, 0, [0.0] * len(BIN_NAMES), None))
-        row.bytes += float(allocated[i])
-        row.samples += int(samples[i])
-        row.bins = [b + float(v) for b, v in zip(row.bins, table.bins[i], strict=True)]
-        if table.temporary is not None:
-            row.temporary = (row.temporary or 0.0) + float(table.temporary[i])
-    return sorted(rows.values(), key=lambda row: (-row.bytes, row.stack))

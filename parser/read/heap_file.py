@@ -26,12 +26,14 @@ from mem_profiler.core.profile import (
     FOREIGN_KINDS,
     FRAME_BASE,
     FRAME_END,
+    LIFETIME_BINS,
     Drops,
     Failure,
     Foreign,
     HeapProfile,
     PythonFrame,
     StackFigures,
+    StackFrees,
 )
 from mem_profiler.parser.common.sampling import unsample
 from mem_profiler.parser.read.context_tree import StackTree, Tree, eval_range, hal_labels
@@ -140,9 +142,10 @@ _TREE_LINE = b"\n# tree: "
 _TREE_RE = re.compile(
     r"frames=([0-9]{1,10}) nodes=([0-9]{1,10}) stacks=([0-9]{1,10})"
     r" estimates=([0-9]{1,10}) labels=([01])(?: peaks=([0-9]{1,10}))?"
-    r"(?: unreachable=([0-9]{1,10}))?"
+    r"(?: unreachable=([0-9]{1,10}))?(?: lifetimes=([0-9]{1,10}))?"
 )
 _COUNTERS = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
+_UNSHUFFLED = ("est", "peak_est", "unreachable_est")  # a tree's arrays stored as they are
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 _Note = TypeVar("_Note", Failure, Foreign)
@@ -273,7 +276,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     text = decompressed(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
     prof, counts, at = _tree_header(text, name, noted)
-    *_, peaks, unreachable = counts
+    *_, peaks, unreachable, lifetimes = counts
     shapes = _tree_arrays(*counts)
     size = _arrays_size(shapes)
     if len(text) < at + size:
@@ -285,7 +288,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     for key, dtype, length in shapes:
         arrays[key] = (
             unshuffle(text, dtype, length, at)
-            if key not in ("est", "peak_est", "unreachable_est")
+            if key not in _UNSHUFFLED
             else np.frombuffer(text, dtype, length, at)
         )
         at += arrays[key].nbytes
@@ -307,6 +310,8 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
         prof.peak = _stack_figures(arrays, "peak", fail)
     if unreachable >= 0:
         prof.unreachable = _stack_figures(arrays, "unreachable", fail)
+    if lifetimes >= 0:
+        prof.frees = _stack_frees(arrays, fail)
     return prof
 
 
@@ -322,26 +327,49 @@ def _figure_arrays(name: str, count: int) -> list[tuple[str, str, int]]:
     ]
 
 
-def _stack_figures(
+def _profile_rows(
     arrays: dict[str, np.ndarray], name: str, fail: Callable[[str], HeapFileError]
-) -> StackFigures:
-    """What each of the profile's stacks held, from a tree's figures of some of them."""
+) -> tuple[np.ndarray, int]:
+    """The profile's rows of the stacks that a tree's figures `name` are of, and how many
+    rows the profile has (those of the stacks with counts)."""
     kept = np.asarray(np.column_stack([arrays[counter] for counter in _COUNTERS]).any(axis=1))
-    rows, est = arrays[f"{name}_row"], arrays[f"{name}_est"].reshape(-1, 2)
-    counters = np.column_stack([arrays[f"{name}_samples"], arrays[f"{name}_bytes"]])
+    rows = arrays[f"{name}_row"]
     if (rows >= len(kept)).any() or not kept[rows].all():
         raise fail(
             f"a stack of the {name} figures that the tree does not count (the file is damaged)"
         )
+    return (np.cumsum(kept) - 1)[rows], int(kept.sum())
+
+
+def _stack_figures(
+    arrays: dict[str, np.ndarray], name: str, fail: Callable[[str], HeapFileError]
+) -> StackFigures:
+    """What each of the profile's stacks held, from a tree's figures of some of them."""
+    at, rows = _profile_rows(arrays, name, fail)
+    est = arrays[f"{name}_est"].reshape(-1, 2)
+    counters = np.column_stack([arrays[f"{name}_samples"], arrays[f"{name}_bytes"]])
     if (counters >= np.uint64(2**63)).any() or not (np.isfinite(est) & (est >= 0)).all():
         raise fail(f"a {name} figure out of range (the file is damaged)")
-    row = np.cumsum(kept) - 1  # a kept stack's row in the profile
-    figures = StackFigures(
-        np.zeros((int(kept.sum()), 2), np.int64), np.zeros((int(kept.sum()), 2), np.float64)
-    )
-    figures.counters[row[rows]] = counters.astype(np.int64)
-    figures.estimates[row[rows]] = est
+    figures = StackFigures(np.zeros((rows, 2), np.int64), np.zeros((rows, 2), np.float64))
+    figures.counters[at] = counters.astype(np.int64)
+    figures.estimates[at] = est
     return figures
+
+
+def _stack_frees(arrays: dict[str, np.ndarray], fail: Callable[[str], HeapFileError]) -> StackFrees:
+    """Each of the profile's stacks' sampled frees, from a tree's `lifetimes=` arrays."""
+    at, rows = _profile_rows(arrays, "lifetimes", fail)
+    temporary_bytes = arrays["lifetimes_temporary_bytes"]
+    if (temporary_bytes >= np.uint64(2**63)).any():
+        raise fail("a temporary allocations' size out of range (the file is damaged)")
+    frees = StackFrees(
+        np.zeros((rows, len(LIFETIME_BINS) - 1), np.int64), np.zeros((rows, 2), np.int64)
+    )
+    frees.by_lifetime[at] = arrays["lifetimes_freed"].reshape(-1, len(LIFETIME_BINS) - 1)
+    frees.temporary[at] = np.column_stack(
+        [arrays["lifetimes_temporary"], temporary_bytes.astype(np.int64)]
+    )
+    return frees
 
 
 def unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
@@ -364,7 +392,14 @@ def _other_tree(data: bytes, name: str) -> HeapFileError:
 
 
 def _tree_arrays(
-    frames: int, nodes: int, stacks: int, estimates: int, labels: int, peaks: int, unreachable: int
+    frames: int,
+    nodes: int,
+    stacks: int,
+    estimates: int,
+    labels: int,
+    peaks: int,
+    unreachable: int,
+    lifetimes: int,
 ) -> list[tuple[str, str, int]]:
     """The name, type and length of a tree's arrays, in order, from its `# tree:` counts."""
     return [
@@ -380,6 +415,10 @@ def _tree_arrays(
         ("label", "<u8", stacks * labels),
         *_figure_arrays("peak", peaks),
         *_figure_arrays("unreachable", unreachable),
+        ("lifetimes_row", "<u4", max(lifetimes, 0)),
+        ("lifetimes_freed", "<u4", (len(LIFETIME_BINS) - 1) * max(lifetimes, 0)),
+        ("lifetimes_temporary", "<u4", max(lifetimes, 0)),
+        ("lifetimes_temporary_bytes", "<u8", max(lifetimes, 0)),
     ]
 
 
@@ -659,8 +698,8 @@ def _tree_header(
             if counts is None:
                 raise HeapFileError(
                     f"{name}:{lineno}: expected '# tree: frames=F nodes=N stacks=S"
-                    f" estimates=E labels=0|1 [peaks=P] [unreachable=U]' (F, N, S, E, P, U below"
-                    f" 2^32), found"
+                    f" estimates=E labels=0|1 [peaks=P] [unreachable=U] [lifetimes=L]' (F, N, S,"
+                    f" E, P, U, L below 2^32), found"
                     f" {show(line)}"
                 )
             arrays_at = end + 1 if end >= 0 else len(text)

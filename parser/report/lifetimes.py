@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from mem_profiler.core.profile import LIFETIME_BINS
 from mem_profiler.core.units import format_amount, format_share
-from mem_profiler.parser.log.lifetimes import BIN_NAMES, Lifetimes
+from mem_profiler.parser.model.lifetimes import Lifetimes
 from mem_profiler.parser.report.stack_blocks import stack_blocks
 
 
@@ -26,7 +27,7 @@ def format_lifetimes(rows: list[Lifetimes], heap: str, nodecount: int | None = N
     def heading(row: Lifetimes) -> str:
         spans = "  ".join(
             f"{name} {format_share(value, row.bytes)}"
-            for name, value in zip(BIN_NAMES, row.bins, strict=True)
+            for name, value in zip(LIFETIME_BINS, row.bins, strict=True)
             if value > 0
         )
         temporary = (
@@ -44,14 +45,14 @@ def format_lifetimes(rows: list[Lifetimes], heap: str, nodecount: int | None = N
 
 def format_lifetimes_json(rows: list[Lifetimes], heap: str, nodecount: int | None = None) -> str:
     """{heap, bins, total_bytes, stacks: [{stack, bytes, samples, bins: {name: bytes},
-    temporary}]}, most bytes first (at most nodecount); temporary is null where the log
-    is sampled."""
+    temporary}]}, most bytes first (at most nodecount); temporary is null where it is
+    not known (an event log that samples)."""
     document = {
         "heap": heap,
-        "bins": list(BIN_NAMES),
+        "bins": list(LIFETIME_BINS),
         "total_bytes": sum(row.bytes for row in rows),
         "stacks": [
-            {**dataclasses.asdict(row), "bins": dict(zip(BIN_NAMES, row.bins, strict=True))}
+            {**dataclasses.asdict(row), "bins": dict(zip(LIFETIME_BINS, row.bins, strict=True))}
             for row in rows[:nodecount]
         ],
     }

@@ -156,7 +156,7 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
             [np.bincount(row_of, weights=column, minlength=rows) for column in values.T]
         ).reshape(rows, values.shape[1])
 
-    peak, unreachable = profile.peak, profile.unreachable
+    peak, unreachable, frees = profile.peak, profile.unreachable, profile.frees
     return dataclasses.replace(
         profile,
         addrs=np.zeros(0, np.uint64),
@@ -169,5 +169,6 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
         stack_ids=None,  # a row holds stacks of several
         peak=None if peak is None else peak.summed(row_of, rows),
         unreachable=None if unreachable is None else unreachable.summed(row_of, rows),
+        frees=None if frees is None else frees.summed(row_of, rows),
         labels={row: text for row, text in enumerate(labels) if text},
     )

@@ -86,6 +86,9 @@ struct memprof_thread {
     uint32_t python_depth;       /* inside a wrapped Python allocator (hooks_python.c),
                                     which counts what reaches the malloc hooks under it */
     uint64_t rng;                /* xorshift64* state, 0 = not seeded */
+    int64_t allocated_base;      /* minus countdown: the host bytes the thread allocated */
+    uintptr_t last_sample;       /* its latest sampled host block, */
+    int64_t last_sample_after;   /* and what it had allocated once that was made */
     struct memprof_stack_range stacks[2];   /* the stack mappings the walks met last (unwind.c) */
     bool no_maps;                /* /proc/self/maps could not be read: no walk */
     struct thread_block *block;  /* this thread's counters (thread_block.c) */

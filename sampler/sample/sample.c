@@ -11,12 +11,14 @@
 
 #include "base/defaults.h"
 #include "base/options.h"
+#include "base/sysutil.h"
 #include "base/thread_state.h"
 #include "base/upcalls.h"
 #include "memprof_log.h"
 #include "sample/sample.h"
 #include "sample/window_page.h"
 #include "tables/estimate.h"
+#include "tables/lifetimes.h"
 #include "tables/live_bytes.h"
 #include "tables/live_table.h"
 #include "tables/notes.h"
@@ -141,7 +143,8 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
         drop(&memprof_drops.stack_table, weight, size);
     else if (!memprof_stack_count(stack, size, rate, weight, window))
         drop(&memprof_drops.memory, weight, size);
-    else if (!memprof_live_insert(key, stack, size))
+    else if (!memprof_live_insert(key, (struct memprof_live_sample){stack, size,
+                                                                    memprof_monotonic_ns()}))
         drop(&memprof_drops.live_table, weight, size);
     else
         count_live(LOG_ALLOC, heap, stack, size, key_address(key), weight);
@@ -162,16 +165,25 @@ void memprof_sample_slow(void *ptr, size_t size, uint32_t window)
     if (UNLIKELY(window == MEMPROF_WINDOW_WAKE))
         goto out;   /* no window: a controller's wake */
 
+    /* Each draw keeps allocated_base - countdown, the bytes the thread allocated, as
+     * it was: the allocations between two samples cost nothing more to count. */
     uint64_t rate = memprof_cfg.rates.host;
-    if (t->window != window) {
+    int64_t allocated = t->allocated_base - t->countdown;
+    if (t->window != window) {   /* an older window's countdown: this size not taken off */
         t->window = window;
-        t->countdown = draw_countdown(t, rate) - (int64_t)size;
+        t->countdown = draw_countdown(t, rate);
+        t->allocated_base = allocated + t->countdown;
+        t->countdown -= (int64_t)size;
         if (t->countdown > 0)
             goto out;
+        allocated += (int64_t)size;
     }
     t->countdown = draw_countdown(t, rate);
+    t->allocated_base = allocated + t->countdown;
 
     record_sample((uintptr_t)ptr, size, 0, window);
+    t->last_sample = (uintptr_t)ptr;
+    t->last_sample_after = allocated;
 out:
     t->busy = 0;
 }
@@ -204,10 +216,12 @@ bool memprof_device_free(enum memprof_heap heap, uintptr_t key)
 {
     if (memprof_window_id() == 0)
         return false;
-    uint32_t stack;
-    uint64_t size;
-    return memprof_live_maybe(live_key(heap, key)) &&
-           memprof_take_sample((void *)live_key(heap, key), &stack, &size);
+    struct memprof_taken taken;
+    if (!memprof_live_maybe(live_key(heap, key)) ||
+        !memprof_take_sample((void *)live_key(heap, key), &taken))
+        return false;
+    memprof_sample_ended(&taken);
+    return true;
 }
 
 void memprof_device_note(enum memprof_note_list list, enum memprof_heap heap,
@@ -235,35 +249,53 @@ void memprof_device_unnote(enum memprof_note_list list, enum memprof_heap heap, 
 
 /* The busy flag also covers the table's lock: a signal handler that frees
  * while this thread holds it passes through instead of spinning forever. */
-bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size)
+bool memprof_take_sample(void *ptr, struct memprof_taken *taken)
 {
     struct memprof_thread *t = &memprof_thread;
     if (t->busy)
         return false;
     t->busy = 1;
     uintptr_t key = (uintptr_t)ptr;
-    bool found = memprof_live_remove(key, stack, size);
-    if (found)
-        count_live(LOG_FREE, key_heap(key), *stack, *size, key_address(key),
-                   memprof_sample_weight(memprof_cfg.rates, key_heap(key), *size));
+    struct memprof_live_sample *s = &taken->sample;
+    bool found = memprof_live_remove(key, s);
+    if (found) {
+        count_live(LOG_FREE, key_heap(key), s->stack, s->size, key_address(key),
+                   memprof_sample_weight(memprof_cfg.rates, key_heap(key), s->size));
+        taken->temporary = key == t->last_sample &&
+                           t->allocated_base - t->countdown == t->last_sample_after;
+    }
+    if (key == t->last_sample)
+        t->last_sample = 0;
     t->busy = 0;
     return found;
 }
 
 /* A failed realloc leaves its old block live: put back what taking it undid. */
-void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size)
+void memprof_restore_sample(void *ptr, const struct memprof_taken *taken)
 {
     struct memprof_thread *t = &memprof_thread;
     t->busy = 1;   /* as in memprof_take_sample: the locks below are not reentrant */
-    if (memprof_live_insert((uintptr_t)ptr, stack, size))
-        count_live(LOG_ALLOC, HEAP_HOST, stack, size, (uintptr_t)ptr,
-                   memprof_sample_weight(memprof_cfg.rates, HEAP_HOST, size));
+    const struct memprof_live_sample *s = &taken->sample;
+    if (memprof_live_insert((uintptr_t)ptr, *s))
+        count_live(LOG_ALLOC, HEAP_HOST, s->stack, s->size, (uintptr_t)ptr,
+                   memprof_sample_weight(memprof_cfg.rates, HEAP_HOST, s->size));
     t->busy = 0;
+}
+
+/* An event log times each free itself: the lifetimes are a table-mode window's. */
+void memprof_sample_ended(const struct memprof_taken *taken)
+{
+    if (memprof_log_active())
+        return;
+    uint64_t now = memprof_monotonic_ns();
+    const struct memprof_live_sample *s = &taken->sample;
+    memprof_lifetimes_note(s->stack, now > s->born_ns ? now - s->born_ns : 0, taken->temporary,
+                           s->size);
 }
 
 void memprof_free_slow(void *ptr)
 {
-    uint32_t stack;
-    uint64_t size;
-    memprof_take_sample(ptr, &stack, &size);
+    struct memprof_taken taken;
+    if (memprof_take_sample(ptr, &taken))
+        memprof_sample_ended(&taken);
 }

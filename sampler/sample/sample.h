@@ -18,11 +18,19 @@ extern _Atomic bool memprof_control_thread_less HIDDEN;
 
 void memprof_sample_slow(void *ptr, size_t size, uint32_t window) HIDDEN;
 void memprof_free_slow(void *ptr) HIDDEN;
+/* A live sample taken out of the table, and whether it was temporary: the block its
+ * thread sampled last, freed by that thread before it allocated anything else. */
+struct memprof_taken {
+    struct memprof_live_sample sample;
+    bool temporary;
+};
 /* Removes ptr from the live samples if it is one (for realloc, which may
  * have to put it back); false if it was not sampled.  Callers ask the live
  * filter first (memprof_live_maybe). */
-bool memprof_take_sample(void *ptr, uint32_t *stack, uint64_t *size) HIDDEN;
-void memprof_restore_sample(void *ptr, uint32_t stack, uint64_t size) HIDDEN;
+bool memprof_take_sample(void *ptr, struct memprof_taken *taken) HIDDEN;
+void memprof_restore_sample(void *ptr, const struct memprof_taken *taken) HIDDEN;
+/* A sample taken for good: its lifetime counted (lifetimes.c). */
+void memprof_sample_ended(const struct memprof_taken *taken) HIDDEN;
 
 /* Device and HAL heaps (hooks_device.c calls these; key: pointer or handle). */
 void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, uint64_t label) HIDDEN;
@@ -98,23 +106,26 @@ static inline void memprof_on_free(void *ptr)
  * its sample is put back.  Then the new block is an allocation (memprof_on_alloc). */
 struct memprof_moved {
     bool sampled;
-    uint32_t stack;
-    uint64_t size;
+    struct memprof_taken taken;
 };
 
 static inline struct memprof_moved memprof_on_realloc(void *old)
 {
-    struct memprof_moved m = {false, STACK_NONE, 0};
+    struct memprof_moved m = {.sampled = false};
     if (UNLIKELY(atomic_load_explicit(&memprof_active_window, memory_order_relaxed) != 0) &&
         old != NULL && memprof_live_maybe((uintptr_t)old))
-        m.sampled = memprof_take_sample(old, &m.stack, &m.size);
+        m.sampled = memprof_take_sample(old, &m.taken);
     return m;
 }
 
 static inline void memprof_on_realloc_done(struct memprof_moved m, void *old, bool failed)
 {
-    if (UNLIKELY(m.sampled) && failed)
-        memprof_restore_sample(old, m.stack, m.size);
+    if (LIKELY(!m.sampled))
+        return;
+    if (failed)
+        memprof_restore_sample(old, &m.taken);
+    else
+        memprof_sample_ended(&m.taken);
 }
 
 #endif

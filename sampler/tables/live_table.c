@@ -1,5 +1,5 @@
-/* Live samples: pointer -> (stack, requested size), for `inuse` figures and
- * for recognising the free of a sampled block.
+/* Live samples: pointer -> (stack, requested size, birth), for `inuse` figures,
+ * for recognising the free of a sampled block and for how long it lived.
  *
  * Most frees are of unsampled blocks, so a filter answers them with one load
  * (inline in the free hook, see live_table.h); only a cell that may
@@ -11,7 +11,8 @@
  * thread's locks and slots stay in its core's cache instead of bouncing between
  * cores.  A filter cell changes under the lock of the stripe whose entry it
  * counts, and stripes share cells: it changes by compare-and-swap.
- * Entries are 16 bytes: the pointer, and size and stack id in one word. */
+ * Entries are 24 bytes: the pointer, size and stack id in one word, and the time
+ * it was made. */
 #include <string.h>
 
 #include "base/spin_lock.h"
@@ -27,6 +28,7 @@
 struct live_slot {
     uintptr_t ptr;                       /* 0 = empty */
     uint64_t packed;                     /* size << STACK_BITS | stack */
+    uint64_t born_ns;
 };
 
 struct stripe {
@@ -46,7 +48,7 @@ static _Atomic uint64_t used_slots;
 /* An entry's place follows its pointer's granule, the bytes that hold about four
  * samples at the window's rate (a 4 KiB page at rate 1024 and above, 64 bytes at
  * rate 1): the granule's hash picks the stripe (after the region) and a group of
- * four slots, one cache line, and the pointer's quarter of the granule its home in
+ * four slots, a cache line and a half, and the pointer's quarter of the granule its home in
  * the group.  Samples are about `rate` bytes apart, and a program allocates and frees
  * neighbours together, so the samples of a granule share a line instead of missing
  * the cache one by one; a granule of a page at every rate would pile every block of
@@ -187,13 +189,12 @@ void memprof_live_prefetch(uintptr_t ptr)
     __builtin_prefetch(memprof_live_cell(ptr), 1);
 }
 
-bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
+bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample)
 {
     uint64_t h = granule_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
-    if (size >= (1ull << SIZE_BITS))
-        size = (1ull << SIZE_BITS) - 1;
-    uint64_t packed = size << STACK_BITS | stack;
+    uint64_t size = sample.size < (1ull << SIZE_BITS) ? sample.size : (1ull << SIZE_BITS) - 1;
+    uint64_t packed = size << STACK_BITS | sample.stack;
     bool stored = false;
 
     lock(s);
@@ -202,6 +203,7 @@ bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
     uint32_t i = find(s, ptr, h);
     if (s->slots[i].ptr == ptr) {         /* a stale entry whose free we missed */
         s->slots[i].packed = packed;
+        s->slots[i].born_ns = sample.born_ns;
         stored = true;
         goto out;
     }
@@ -210,7 +212,7 @@ bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size)
             goto out;
         i = find(s, ptr, h);
     }
-    s->slots[i] = (struct live_slot){ptr, packed};
+    s->slots[i] = (struct live_slot){ptr, packed, sample.born_ns};
     s->count++;
     count_change(ptr, 1);
     stored = true;
@@ -219,7 +221,7 @@ out:
     return stored;
 }
 
-bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
+bool memprof_live_remove(uintptr_t ptr, struct memprof_live_sample *sample)
 {
     uint64_t h = granule_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
@@ -228,8 +230,9 @@ bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size)
     uint32_t i = s->mask ? find(s, ptr, h) : 0;
     if (s->mask && s->slots[i].ptr == ptr) {
         found = true;
-        *stack = (uint32_t)(s->slots[i].packed & STACK_MASK);
-        *size = s->slots[i].packed >> STACK_BITS;
+        *sample = (struct memprof_live_sample){(uint32_t)(s->slots[i].packed & STACK_MASK),
+                                               s->slots[i].packed >> STACK_BITS,
+                                               s->slots[i].born_ns};
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
         for (uint32_t j = (i + 1) & s->mask; s->slots[j].ptr != 0; j = (j + 1) & s->mask) {

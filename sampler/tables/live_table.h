@@ -1,5 +1,5 @@
-/* The live samples (live_table.c): pointer -> (stack, requested size), and the
- * filter that every free asks first. */
+/* The live samples (live_table.c): pointer -> (stack, requested size, birth), and
+ * the filter that every free asks first. */
 #ifndef MEMPROF_LIVE_TABLE_H
 #define MEMPROF_LIVE_TABLE_H
 
@@ -13,9 +13,15 @@ void memprof_live_table_after_fork(void) HIDDEN;
 /* Starts bringing in the cache line where ptr's entry would go: a sample calls it
  * before its walk, so that the insert after it does not wait on memory. */
 void memprof_live_prefetch(uintptr_t ptr) HIDDEN;
-bool memprof_live_insert(uintptr_t ptr, uint32_t stack, uint64_t size) HIDDEN;
+/* A live sample as the table keeps it. */
+struct memprof_live_sample {
+    uint32_t stack;
+    uint64_t size;
+    uint64_t born_ns;   /* CLOCK_MONOTONIC (memprof_monotonic_ns) */
+};
+bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample) HIDDEN;
 /* Removes ptr if it is a live sample; reports what it was. */
-bool memprof_live_remove(uintptr_t ptr, uint32_t *stack, uint64_t *size) HIDDEN;
+bool memprof_live_remove(uintptr_t ptr, struct memprof_live_sample *sample) HIDDEN;
 /* Calls fn for every live sample, its key (a host block's address) among them (each
  * stripe locked while it is visited). */
 void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t size, void *arg),

@@ -12,6 +12,7 @@
 #include "base/upcalls.h"
 #include "memprof.h"
 #include "tables/frame_tree.h"
+#include "tables/lifetimes.h"
 #include "tables/live_bytes.h"
 #include "tables/notes.h"
 #include "tables/stack_table.h"
@@ -353,6 +354,53 @@ static void put_figures(struct memprof_out *o, const struct stack_figures *f)
     memprof_put(o, (const char *)f->est, sizeof(*f->est) * 2 * f->n);
 }
 
+/* The stacks' sampled frees by lifetime (lifetimes.c), where any was: their rows, then
+ * per row its bins, its temporary frees and their bytes, each array byte-shuffled. */
+static void put_lifetimes(struct memprof_out *o, const struct selection *sel, uint32_t n)
+{
+    size_t cap = (size_t)n + 1;
+    uint32_t *row = memprof_out_scratch(o, sizeof(*row) * cap);
+    uint32_t *freed = memprof_out_scratch(o, sizeof(*freed) * MEMPROF_LIFETIME_BINS * cap);
+    uint32_t *temporary = memprof_out_scratch(o, sizeof(*temporary) * cap);
+    uint64_t *temporary_bytes = memprof_out_scratch(o, sizeof(*temporary_bytes) * cap);
+    uint32_t at = 0;
+    for (uint32_t id = 0; !o->failed && id < sel->nstacks && at < n; id++) {
+        struct memprof_stack_lifetimes l;
+        if (sel->stack_row[id] == 0 || !memprof_lifetimes_of(id, &l))
+            continue;
+        row[at] = sel->stack_row[id] - 1;
+        memcpy(&freed[MEMPROF_LIFETIME_BINS * at], l.freed, sizeof l.freed);
+        temporary[at] = l.temporary;
+        temporary_bytes[at++] = l.temporary_bytes;
+    }
+    if (!o->failed) {
+        memprof_put_planes(o, (const uint8_t *)row, sizeof(*row) * at, sizeof(*row));
+        memprof_put_planes(o, (const uint8_t *)freed,
+                           sizeof(*freed) * MEMPROF_LIFETIME_BINS * at, sizeof(*freed));
+        memprof_put_planes(o, (const uint8_t *)temporary, sizeof(*temporary) * at,
+                           sizeof(*temporary));
+        memprof_put_planes(o, (const uint8_t *)temporary_bytes, sizeof(*temporary_bytes) * at,
+                           sizeof(*temporary_bytes));
+    }
+    memprof_unmap(row, sizeof(*row) * cap);
+    memprof_unmap(freed, sizeof(*freed) * MEMPROF_LIFETIME_BINS * cap);
+    memprof_unmap(temporary, sizeof(*temporary) * cap);
+    memprof_unmap(temporary_bytes, sizeof(*temporary_bytes) * cap);
+}
+
+/* How many of the selected stacks have lifetimes; -1 in a window with an event log,
+ * whose events time every free themselves. */
+static int64_t count_lifetimes(const struct selection *sel)
+{
+    if (memprof_log_base() != NULL)
+        return -1;
+    int64_t n = 0;
+    struct memprof_stack_lifetimes l;
+    for (uint32_t id = 0; id < sel->nstacks; id++)
+        n += sel->stack_row[id] != 0 && memprof_lifetimes_of(id, &l);
+    return n;
+}
+
 static void put_tree(struct memprof_out *o, const struct selection *sel, const struct memprof_counts *c,
                      const struct memprof_window_info *w, enum memprof_heap heap, uint64_t rate)
 {
@@ -400,6 +448,12 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
         memprof_puts(o, " unreachable=");
         memprof_put_u64(o, leaks.n);
     }
+    /* counted once: a free meanwhile may add a stack, which is left for the next dump */
+    int64_t lifetimes = count_lifetimes(sel);
+    if (lifetimes >= 0) {
+        memprof_puts(o, " lifetimes=");
+        memprof_put_u64(o, (uint64_t)lifetimes);
+    }
     memprof_puts(o, "\n");
 
     put_column(o, (struct column){sel, c, sel->nframes, frame_value, 0}, 8, sel->frames);
@@ -423,6 +477,8 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
         put_column(o, (struct column){sel, c, sel->nstacks, stack_value, 7}, 8, sel->stacks);
     put_figures(o, &peak);
     put_figures(o, &leaks);
+    if (lifetimes > 0)
+        put_lifetimes(o, sel, (uint32_t)lifetimes);
     release_figures(&peak);
     release_figures(&leaks);
 }

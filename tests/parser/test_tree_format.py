@@ -21,6 +21,7 @@ from support.synthetic_logs import event, header, node_record, tree_records, tre
 from support.tree_files import (
     GROUP_END,
     ZSTD_PREFIX,
+    Lifetimes,
     TreeStack,
     compressed,
     decompressed,
@@ -505,6 +506,33 @@ def test_python_frame_lines_of_any_form_read_as_each_alone(tmp_path):
         read_heap(path)
 
 
+# Sampled frees of three of MIXED's stacks: its stacks 1 and 5 are the profile's rows 1 and
+# 4 (stack 4 counts nothing).
+FREES = {
+    5: Lifetimes((0, 1, 0, 0, 0, 0, 0, 0)),
+    1: Lifetimes((1, 0, 0, 0, 0, 0, 0, 0), 1, 8192),
+    2: Lifetimes((3, 0, 2, 0, 0, 0, 1, 1), 3, 2**40),
+}
+
+
+def test_a_windows_lifetimes_follow_its_stacks(tmp_path):
+    """Each stack's sampled frees by lifetime and its temporary ones, on its row of the
+    profile, where the tree has them; none where it has no `lifetimes=`."""
+    path = tmp_path / "t.heap"
+    path.write_bytes(compressed(tree_payload(RATE, HEADER, MIXED, lifetimes=FREES)))
+    frees = read_heap(path).frees
+    assert frees is not None
+    row = {1: 1, 2: 2, 5: 4}
+    expected = np.zeros((5, 8), np.int64)
+    temporary = np.zeros((5, 2), np.int64)
+    for stack, f in FREES.items():
+        expected[row[stack]] = f.by_lifetime
+        temporary[row[stack]] = (f.temporary, f.temporary_bytes)
+    assert (frees.by_lifetime == expected).all() and (frees.temporary == temporary).all()
+    path.write_bytes(compressed(PAYLOAD))
+    assert read_heap(path).frees is None
+
+
 # --- damaged trees ----------------------------------------------------------------------
 
 
@@ -622,7 +650,18 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
         (
             compressed(PAYLOAD.replace(b"# tree: ", b"# tree:x ")),
             "{path}:11: expected '# tree: frames=F nodes=N stacks=S estimates=E labels=0|1"
-            " [peaks=P] [unreachable=U]'",
+            " [peaks=P] [unreachable=U] [lifetimes=L]'",
+        ),
+        (
+            compressed(tree_payload(RATE, HEADER, MIXED, lifetimes={4: FREES[1]})),
+            "{path}: a stack of the lifetimes figures that the tree does not count (the file"
+            " is damaged)",
+        ),
+        (
+            compressed(
+                tree_payload(RATE, HEADER, MIXED, lifetimes={1: Lifetimes((0,) * 8, 1, 2**63)})
+            ),
+            "{path}: a temporary allocations' size out of range (the file is damaged)",
         ),
         (
             compressed(PAYLOAD[: PAYLOAD.index(b"# tree:")]),
@@ -660,6 +699,8 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
         "leaf out of range",
         "estimate of no stack",
         "tree line",
+        "lifetimes of no stack",
+        "temporary bytes past int64",
         "no tree line",
         "heap_v2 inside",
         "note line",

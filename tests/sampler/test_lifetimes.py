@@ -104,3 +104,56 @@ def test_a_sampled_log_gives_lifetimes_and_refuses_temporary(build_fixture, tmp_
         " sampled at -c 1024: capture with -c 1 and --mode log (the allocations made"
         " between one and its free decide it).\n"
     ), done.stderr
+
+
+@pytest.fixture(scope="module")
+def counted(build_fixture, tmp_path_factory):
+    """The fixture run in table mode at -c 1: its binary, its .heap and {site: bytes}."""
+    exe = build_fixture("lifetimes")
+    proc, files = profile_run([exe, BLOCKS], tmp_path_factory.mktemp("counted") / "t_", 1)
+    sites = {m[0]: int(m[2]) for m in SITE_LINE.findall(proc.stdout)}
+    assert len(sites) == 6, proc.stdout
+    return exe, one_heap(proc, files), sites
+
+
+def test_a_window_counts_lifetimes_and_temporary_bytes_of_every_allocation(counted):
+    """Without an event log, at -c 1: each site's bytes all in one bin or another, live at
+    the end only kept_to_the_end's, and temporary exactly what memray's and heaptrack's
+    definition makes them (N = 1), in --lifetimes and --temporary alike."""
+    exe, heap, sites = counted
+    rows = lifetime_rows(exe, heap)
+    assert {site: row["bytes"] for site, row in rows.items()} == sites
+    for site, row in rows.items():
+        assert sum(row["bins"].values()) == row["bytes"], site
+        assert row["bins"]["live"] == (row["bytes"] if site == "kept_to_the_end" else 0), site
+    own = own_temporary(sites, 1)
+    assert {site: row["temporary"] for site, row in rows.items()} == own
+    cums, total = temporary_cums(exe, heap)
+    expected = {**own, "freed_after_one": own["freed_inside"]}
+    assert {name: cums.get(name, 0) for name in expected} == expected
+    assert total == sum(own.values())
+
+
+def test_a_sampled_window_estimates_temporary_bytes(build_fixture, tmp_path):
+    """At -c 1024 without an event log, each sample is known temporary or not (nothing
+    its thread allocated between, by its running count of bytes): freed_at_once's and
+    freed_inside's temporary bytes within the sampling error, none of freed_after_one's
+    (freed_inside allocates between), kept_to_the_end's or freed_elsewhere's; N above 1
+    needs a log, and says so."""
+    exe, blocks = build_fixture("lifetimes"), 4000
+    proc, files = profile_run([exe, blocks], tmp_path / "s_", 1024)
+    heap = one_heap(proc, files)
+    rows = lifetime_rows(exe, heap)
+    for site, size in (("freed_at_once", 1000), ("freed_inside", 3000)):
+        truth = blocks * size
+        assert_estimate(rows[site]["temporary"], truth, relative_sd(blocks, size, 1024), 0.07)
+    for site in ("freed_after_one", "kept_to_the_end", "freed_elsewhere"):
+        assert rows[site]["temporary"] == 0, site
+    kept = rows["kept_to_the_end"]
+    assert kept["bins"]["live"] == kept["bytes"]
+    done = subprocess.run(
+        [MEM_PARSER, "-p", exe, "-f", heap, "--temporary", "--temporary-allocs", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.count("\n") == 1 and "--mode log" in done.stderr, done.stderr

@@ -34,6 +34,16 @@ class TreeStack:
     stack_id: int | None = None  # the sampler's id; None: its index
 
 
+@dataclass
+class Lifetimes:
+    """One stack's sampled frees: by lifetime (under 1 us, 10 us, ... 1 s, longer), the
+    temporary ones and their bytes."""
+
+    by_lifetime: tuple[int, ...]  # 8 counts
+    temporary: int = 0
+    temporary_bytes: int = 0
+
+
 def python_frame(ident: int) -> int:
     return FRAME_BASE + ident
 
@@ -76,9 +86,11 @@ def tree_payload(
     stacks: list[TreeStack],
     maps: list[str] | None = None,
     labels: bool = False,
+    lifetimes: dict[int, Lifetimes] | None = None,
 ) -> bytes:
     """The text and arrays a tree's zlib stream holds; `header`: its `#` lines before
-    the `# tree:` line, which this adds."""
+    the `# tree:` line, which this adds; `lifetimes`: the sampled frees of some stacks
+    (by index), as a table-mode window counts them."""
     frame_index: dict[int, int] = {}
     node_index: dict[tuple[int, int], int] = {}  # (parent, frame) -> node
     parents: list[int] = []
@@ -118,6 +130,15 @@ def tree_payload(
         f"# tree: frames={len(frames)} nodes={len(parents)} stacks={len(stacks)}"
         f" estimates={len(rows)} labels={int(labels)}"
     )
+    if lifetimes is not None:
+        freed = lifetimes.values()
+        arrays += [
+            shuffled("<u4", list(lifetimes)),
+            shuffled("<u4", [n for f in freed for n in f.by_lifetime]),
+            shuffled("<u4", [f.temporary for f in freed]),
+            shuffled("<u8", [f.temporary_bytes for f in freed]),
+        ]
+        tree_line += f" lifetimes={len(lifetimes)}"
     text = "\n".join([f"heap_tree/{rate}", *header, tree_line, ""]).encode()
     maps_text = "\n".join(["", "MAPPED_LIBRARIES:", *(maps or [MAPS]), ""]).encode()
     return text + b"".join(arrays) + maps_text

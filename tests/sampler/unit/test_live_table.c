@@ -30,6 +30,26 @@ static void make_samples(struct sample *s, uint32_t n, uint64_t seed)
     }
 }
 
+/* A sample's birth follows from what it is, so each one taken out is checked to carry
+ * its own. */
+static uint64_t born_of(uint32_t stack, uint64_t size) { return (uint64_t)stack * 1000003u + size; }
+
+static bool insert(uintptr_t ptr, uint32_t stack, uint64_t size)
+{
+    return memprof_live_insert(ptr, (struct memprof_live_sample){stack, size, born_of(stack, size)});
+}
+
+static bool take(uintptr_t ptr, uint32_t *stack, uint64_t *size)
+{
+    struct memprof_live_sample s;
+    if (!memprof_live_remove(ptr, &s))
+        return false;
+    *stack = s.stack;
+    *size = s.size;
+    CHECK_EQ(s.born_ns, born_of(s.stack, s.size < (1ull << 40) - 1 ? s.size : 1ull << 41));
+    return true;
+}
+
 static void fresh_table(uint32_t capacity)
 {
     memprof_live_table_reset();
@@ -78,7 +98,7 @@ static void test_many_samples_in_and_out(void)
     make_samples(samples, MANY, 1);
     for (uint32_t i = 0; i < MANY; i++) {
         memprof_live_prefetch(samples[i].ptr);
-        CHECK(memprof_live_insert(samples[i].ptr, samples[i].stack, samples[i].size));
+        CHECK(insert(samples[i].ptr, samples[i].stack, samples[i].size));
         samples[i].live = true;
     }
     check_contents(samples, MANY);
@@ -91,12 +111,12 @@ static void test_many_samples_in_and_out(void)
             struct sample *s = &samples[i];
             uint32_t stack = UINT32_MAX;
             uint64_t size = 0;
-            CHECK_EQ(memprof_live_remove(s->ptr, &stack, &size), s->live);
+            CHECK_EQ(take(s->ptr, &stack, &size), s->live);
             if (s->live) {
                 CHECK_EQ(stack, s->stack);
                 CHECK_EQ(size, s->size);
             } else {
-                CHECK(memprof_live_insert(s->ptr, s->stack, s->size));
+                CHECK(insert(s->ptr, s->stack, s->size));
             }
             s->live = !s->live;
         }
@@ -106,10 +126,10 @@ static void test_many_samples_in_and_out(void)
     uint32_t stack;
     uint64_t size;
     for (uint32_t i = 0; i < MANY; i++)   /* addresses never sampled */
-        CHECK(!memprof_live_remove(samples[i].ptr + 8, &stack, &size));
+        CHECK(!take(samples[i].ptr + 8, &stack, &size));
     for (uint32_t i = 0; i < MANY; i++)
         if (samples[i].live) {
-            CHECK(memprof_live_remove(samples[i].ptr, &stack, &size));
+            CHECK(take(samples[i].ptr, &stack, &size));
             CHECK_EQ(stack, samples[i].stack);
             samples[i].live = false;
         }
@@ -127,13 +147,13 @@ static void test_a_stripe_doubles_at_three_quarters_full(void)
         fresh_table(capacity);
         uint32_t stored = 0;
         for (uint32_t i = 0; i < 512; i++)
-            stored += memprof_live_insert(0x5500000000ull + 8 * i, i, 100 + i);
+            stored += insert(0x5500000000ull + 8 * i, i, 100 + i);
         CHECK_EQ(stored, (capacity == 512 ? 512 : 384));
         for (uint32_t i = 0; i < stored; i++) {
             uint32_t stack;
             uint64_t size;
             CHECK(memprof_live_maybe(0x5500000000ull + 8 * i));
-            CHECK(memprof_live_remove(0x5500000000ull + 8 * i, &stack, &size));
+            CHECK(take(0x5500000000ull + 8 * i, &stack, &size));
             CHECK_EQ(stack, i);
             CHECK_EQ(size, 100 + i);
         }
@@ -154,7 +174,7 @@ static void test_the_filter_has_no_false_negative(void)
         if (i % 4 == 2)
             p = samples[i - 2].ptr + (1ull << 24);   /* the same cell 16 MiB on */
         samples[i] = (struct sample){p, i, 1, false};
-        samples[i].live = memprof_live_insert(p, i, 1);
+        samples[i].live = insert(p, i, 1);
         CHECK(samples[i].live || memprof_live_maybe(p));   /* a repeat of an address */
     }
     for (uint32_t i = 0; i < MANY; i++)
@@ -163,7 +183,7 @@ static void test_the_filter_has_no_false_negative(void)
     for (uint32_t i = 0; i < MANY; i += 2) {
         uint32_t stack;
         uint64_t size;
-        samples[i].live = samples[i].live && !memprof_live_remove(samples[i].ptr, &stack, &size);
+        samples[i].live = samples[i].live && !take(samples[i].ptr, &stack, &size);
     }
     for (uint32_t i = 0; i < MANY; i++)
         if (samples[i].live)
@@ -177,15 +197,15 @@ static void test_an_address_sampled_again_is_replaced(void)
     uintptr_t p = 0x123456780ull;
     uint32_t stack;
     uint64_t size;
-    CHECK(memprof_live_insert(p, 1, 10));
-    CHECK(memprof_live_insert(p, 2, 20));
-    CHECK(memprof_live_remove(p, &stack, &size));
+    CHECK(insert(p, 1, 10));
+    CHECK(insert(p, 2, 20));
+    CHECK(take(p, &stack, &size));
     CHECK_EQ(stack, 2);
     CHECK_EQ(size, 20);
-    CHECK(!memprof_live_remove(p, &stack, &size));
+    CHECK(!take(p, &stack, &size));
     CHECK(!memprof_live_maybe(p));
-    CHECK(memprof_live_insert(p, 3, 1ull << 41));   /* sizes are kept up to 1 TiB */
-    CHECK(memprof_live_remove(p, &stack, &size));
+    CHECK(insert(p, 3, 1ull << 41));   /* sizes are kept up to 1 TiB */
+    CHECK(take(p, &stack, &size));
     CHECK_EQ(size, (1ull << 40) - 1);
     CHECK(filter_is_empty());
 }
@@ -200,12 +220,12 @@ static void churn(uint32_t t)
 {
     struct sample *mine = shared[t];
     for (uint32_t i = 0; i < PER_THREAD; i++) {
-        CHECK(memprof_live_insert(mine[i].ptr, mine[i].stack, mine[i].size));
+        CHECK(insert(mine[i].ptr, mine[i].stack, mine[i].size));
         mine[i].live = true;
         if (i % 3 == 2) {   /* a sample freed soon after */
             uint32_t stack;
             uint64_t size;
-            CHECK(memprof_live_remove(mine[i - 1].ptr, &stack, &size));
+            CHECK(take(mine[i - 1].ptr, &stack, &size));
             CHECK_EQ(stack, mine[i - 1].stack);
             mine[i - 1].live = false;
         }
@@ -225,7 +245,7 @@ static void test_threads_share_stripes_and_cells(void)
         for (uint32_t i = 0; i < PER_THREAD; i++) {
             uint32_t stack;
             uint64_t size;
-            CHECK_EQ(memprof_live_remove(shared[t][i].ptr, &stack, &size), shared[t][i].live);
+            CHECK_EQ(take(shared[t][i].ptr, &stack, &size), shared[t][i].live);
         }
     CHECK(filter_is_empty());
 }
