@@ -166,6 +166,7 @@ $(BUILD)/unit/test_%: $(UNIT_DIR)/test_%.c $$(call unit_module,$$*) sampler/base
 	$(CC) $(UNIT_CFLAGS) -o $@ $(filter %.c,$^) -lm
 $(BUILD)/unit/test_frame_tree: sampler/tables/hash_index.c   # the tree's indexes
 $(BUILD)/unit/test_eh_frame: sampler/unwind/object_file.c   # the tables read from a file
+$(BUILD)/unit/test_thread_block: sampler/tables/lifetimes.c   # the frees kept in a block
 
 # --- jobs -------------------------------------------------------------------
 # The C unit tests alone; `make test` runs them too (tests/sampler/test_c_units.py).

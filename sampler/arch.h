@@ -34,7 +34,10 @@
  *   arch_usdt_register_value(uc, reg, shift)    its value at a trap
  *   ARCH_USDT_CONSTANT_MARK           before a constant argument
  *   ARCH_USDT_BRACKETED_MEMORY        1: a memory argument is [reg, offset], else
- *                                     offset(%reg) */
+ *                                     offset(%reg)
+ *   arch_ticks()                      a counter of time read in a few cycles (the
+ *                                     TSC, the virtual count register), and
+ *   arch_ticks_steady()               whether it runs at one rate on every core */
 #ifndef MEMPROF_ARCH_H
 #define MEMPROF_ARCH_H
 

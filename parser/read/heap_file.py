@@ -146,6 +146,7 @@ _TREE_RE = re.compile(
 )
 _COUNTERS = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
 _UNSHUFFLED = ("est", "peak_est", "unreachable_est")  # a tree's arrays stored as they are
+_FREED_BINS = len(LIFETIME_BINS) - 1  # a window's frees by lifetime: those but `live`
 # addresses, offsets, counters (stacks, 4) and estimates (stacks, 4) or None
 _Samples = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 _Note = TypeVar("_Note", Failure, Foreign)
@@ -362,10 +363,10 @@ def _stack_frees(arrays: dict[str, np.ndarray], fail: Callable[[str], HeapFileEr
     temporary_bytes = arrays["lifetimes_temporary_bytes"]
     if (temporary_bytes >= np.uint64(2**63)).any():
         raise fail("a temporary allocations' size out of range (the file is damaged)")
-    frees = StackFrees(
-        np.zeros((rows, len(LIFETIME_BINS) - 1), np.int64), np.zeros((rows, 2), np.int64)
+    frees = StackFrees(np.zeros((rows, _FREED_BINS), np.int64), np.zeros((rows, 2), np.int64))
+    frees.by_lifetime[at] = np.column_stack(
+        [arrays[f"lifetimes_freed_{b}"] for b in range(_FREED_BINS)]
     )
-    frees.by_lifetime[at] = arrays["lifetimes_freed"].reshape(-1, len(LIFETIME_BINS) - 1)
     frees.temporary[at] = np.column_stack(
         [arrays["lifetimes_temporary"], temporary_bytes.astype(np.int64)]
     )
@@ -416,7 +417,7 @@ def _tree_arrays(
         *_figure_arrays("peak", peaks),
         *_figure_arrays("unreachable", unreachable),
         ("lifetimes_row", "<u4", max(lifetimes, 0)),
-        ("lifetimes_freed", "<u4", (len(LIFETIME_BINS) - 1) * max(lifetimes, 0)),
+        *((f"lifetimes_freed_{b}", "<u4", max(lifetimes, 0)) for b in range(_FREED_BINS)),
         ("lifetimes_temporary", "<u4", max(lifetimes, 0)),
         ("lifetimes_temporary_bytes", "<u8", max(lifetimes, 0)),
     ]

@@ -99,4 +99,14 @@ static inline uint64_t arch_usdt_register_value(const ucontext_t *uc, uint8_t re
     return reg == 31 ? uc->uc_mcontext.sp : uc->uc_mcontext.regs[reg];
 }
 
+static inline uint64_t arch_ticks(void)
+{
+    uint64_t ticks;
+    __asm__ volatile("mrs %0, cntvct_el0" : "=r"(ticks));
+    return ticks;
+}
+
+/* The generic timer's count is the system's, the same on every core. */
+static inline bool arch_ticks_steady(void) { return true; }
+
 #endif

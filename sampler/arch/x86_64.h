@@ -2,6 +2,7 @@
 #ifndef MEMPROF_ARCH_X86_64_H
 #define MEMPROF_ARCH_X86_64_H
 
+#include <cpuid.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,6 +88,15 @@ static inline bool arch_usdt_register(const char *name, size_t len, uint8_t *reg
 static inline uint64_t arch_usdt_register_value(const ucontext_t *uc, uint8_t reg, uint8_t shift)
 {
     return (uint64_t)uc->uc_mcontext.gregs[reg] >> shift;
+}
+
+static inline uint64_t arch_ticks(void) { return __builtin_ia32_rdtsc(); }
+
+/* An invariant TSC (CPUID 0x80000007, EDX bit 8): one rate whatever the core's clock. */
+static inline bool arch_ticks_steady(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & 1u << 8);
 }
 
 #endif

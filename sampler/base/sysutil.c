@@ -45,13 +45,6 @@ uint64_t memprof_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t memprof_monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The bounds of the mapping holding addr, from /proc/thread-self/maps read
  * with plain system calls into a small stack buffer (the walk may run on a
  * signal handler's small sigaltstack).  pthread_getattr_np cannot

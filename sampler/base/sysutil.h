@@ -11,7 +11,6 @@ void *memprof_map(size_t bytes) HIDDEN;            /* zeroed, never via malloc *
 void memprof_unmap(void *p, size_t bytes) HIDDEN;
 void memprof_zero_pages(void *p, size_t bytes) HIDDEN;  /* back to zero pages */
 uint64_t memprof_now_ns(void) HIDDEN;             /* CLOCK_REALTIME */
-uint64_t memprof_monotonic_ns(void) HIDDEN;       /* CLOCK_MONOTONIC */
 /* A number from the environment, the fallback when unset or in secure-execution mode
  * (AT_SECURE: a setuid program's environment is its caller's, not its own). */
 uint64_t memprof_getenv_u64(const char *name, uint64_t fallback) HIDDEN;

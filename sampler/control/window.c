@@ -13,13 +13,13 @@
 #include "base/failure_pipe.h"
 #include "base/options.h"
 #include "base/sysutil.h"
+#include "base/ticks.h"
 #include "base/thread_state.h"
 #include "base/upcalls.h"
 #include "control/control.h"
 #include "control/window.h"
 #include "sample/sample.h"
 #include "tables/estimate.h"
-#include "tables/lifetimes.h"
 #include "tables/live_bytes.h"
 #include "tables/live_table.h"
 #include "tables/notes.h"
@@ -132,12 +132,11 @@ static int prepare_tables(void)
 {
     if (tables_ready) {   /* stack counters start over by themselves in a new window */
         memprof_live_table_reset();
-        memprof_lifetimes_reset(memprof_stack_ids());
         return 0;
     }
+    memprof_ticks_calibrate();
     if (memprof_stack_table_init(memprof_cfg.max_stacks, memprof_cfg.max_nodes) != 0 ||
         memprof_live_bytes_init(memprof_cfg.max_stacks) != 0 ||
-        memprof_lifetimes_init(memprof_cfg.max_stacks) != 0 ||
         memprof_live_table_init(memprof_cfg.max_live) != 0)
         return -1;
     tables_ready = true;
@@ -440,7 +439,6 @@ void memprof_window_after_fork(void)
     pid_t parent = getppid();
     pthread_mutex_init(&window_lock, NULL);
     if (tables_ready) {
-        memprof_lifetimes_reset(memprof_stack_ids());
         memprof_stack_table_reset();
         memprof_live_table_after_fork();
         memprof_stack_counts_after_fork();

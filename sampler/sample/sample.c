@@ -11,14 +11,13 @@
 
 #include "base/defaults.h"
 #include "base/options.h"
-#include "base/sysutil.h"
+#include "base/ticks.h"
 #include "base/thread_state.h"
 #include "base/upcalls.h"
 #include "memprof_log.h"
 #include "sample/sample.h"
 #include "sample/window_page.h"
 #include "tables/estimate.h"
-#include "tables/lifetimes.h"
 #include "tables/live_bytes.h"
 #include "tables/live_table.h"
 #include "tables/notes.h"
@@ -131,6 +130,13 @@ static void count_live(enum memprof_log_type type, enum memprof_heap heap, uint3
         memprof_live_bytes_sub(heap, stack, size, weight, true);
 }
 
+/* When a sample is made, for its lifetime at its free (memprof_sample_ended); an event
+ * log times both itself. */
+static uint64_t born_now(void)
+{
+    return memprof_log_active() ? 0 : memprof_ticks_now();
+}
+
 /* Unwinds, interns the stack and records one sampled allocation. */
 static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
 {
@@ -143,8 +149,7 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
         drop(&memprof_drops.stack_table, weight, size);
     else if (!memprof_stack_count(stack, size, rate, weight, window))
         drop(&memprof_drops.memory, weight, size);
-    else if (!memprof_live_insert(key, (struct memprof_live_sample){stack, size,
-                                                                    memprof_monotonic_ns()}))
+    else if (!memprof_live_insert(key, (struct memprof_live_sample){stack, size, born_now()}))
         drop(&memprof_drops.live_table, weight, size);
     else
         count_live(LOG_ALLOC, heap, stack, size, key_address(key), weight);
@@ -287,10 +292,13 @@ void memprof_sample_ended(const struct memprof_taken *taken)
 {
     if (memprof_log_active())
         return;
-    uint64_t now = memprof_monotonic_ns();
+    uint32_t window = memprof_window_id();
+    if (window == 0)
+        return;
+    uint64_t now = memprof_ticks_now();
     const struct memprof_live_sample *s = &taken->sample;
-    memprof_lifetimes_note(s->stack, now > s->born_ns ? now - s->born_ns : 0, taken->temporary,
-                           s->size);
+    memprof_stack_freed(s->stack, now > s->born ? memprof_ticks_ns(now - s->born) : 0,
+                        taken->temporary, s->size, window);
 }
 
 void memprof_free_slow(void *ptr)

@@ -1,33 +1,45 @@
-/* Lifetimes by stack.  A record per stack id, in one array reserved for every id and
- * touched as stacks are freed: a sampled free adds to its stack's record with one or
- * three relaxed atomic adds, so threads that free the same stack need no lock.  The
- * counts are of samples, like the stacks' counters; a reader weighs them as it weighs
- * those.  A count stops short of wrapping (a stack freed four billion times in one
- * window at -c 1), some adds from its last before it. */
+/* Lifetimes by stack, per thread.  Most stacks are freed a few times in a window, every
+ * free in one bin (a program's import makes hundreds of thousands of stacks sampled once),
+ * so a stack's frees are one word while they fit in it: their bin, how many, how many
+ * were temporary and their bytes.  A free in another bin, or counts past the word's
+ * fields, move them to a full record, and the word then names it: 8 bytes a stack and
+ * thread where a record would take 48. */
 #include "base/sysutil.h"
 #include "tables/lifetimes.h"
 
-static struct memprof_stack_lifetimes *records;
-static uint32_t max_records;
+/* A word: 0 (no frees), SPILLED | its record's index, or bin << 60 | temporary << 48 |
+ * freed << 32 | temporary bytes. */
+#define SPILLED (1ull << 63)
+#define FREED_MAX 0xffffu
+#define TEMPORARY_MAX 0xfffu
+#define BYTES_MAX 0xffffffffu
+/* A record's count stops short of wrapping (a stack freed four billion times in one
+ * window at -c 1). */
+#define COUNT_CEILING (UINT32_MAX - 1)
 
-#define COUNT_CEILING (UINT32_MAX - (1u << 16))
-
-int memprof_lifetimes_init(uint32_t max_stacks)
+static size_t words_bytes(uint32_t max_stacks)
 {
-    records = memprof_map(sizeof(*records) * (size_t)max_stacks);
-    max_records = max_stacks;
-    return records == NULL ? -1 : 0;
+    return (sizeof(uint64_t) * (size_t)max_stacks + 4095) & ~(size_t)4095;
 }
 
-void memprof_lifetimes_reset(uint32_t stacks)
+size_t memprof_lifetimes_area_bytes(uint32_t max_stacks)
 {
-    memprof_zero_pages(records, sizeof(*records) * (size_t)(stacks < max_records ? stacks : max_records));
+    size_t records = sizeof(struct memprof_stack_lifetimes) * (size_t)max_stacks;
+    return words_bytes(max_stacks) + ((records + 4095) & ~(size_t)4095);
 }
 
-static void count(uint32_t *c)
+struct memprof_lifetimes_area memprof_lifetimes_area_at(void *memory, uint32_t max_stacks)
 {
-    if (__atomic_load_n(c, __ATOMIC_RELAXED) < COUNT_CEILING)
-        __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    return (struct memprof_lifetimes_area){
+        memory, (struct memprof_stack_lifetimes *)((char *)memory + words_bytes(max_stacks)), 0,
+        0};
+}
+
+void memprof_lifetimes_clear(struct memprof_lifetimes_area *a)
+{
+    memprof_zero_pages(a->words, sizeof(uint64_t) * a->end);
+    memprof_zero_pages(a->records, sizeof(*a->records) * a->records_used);
+    a->records_used = a->end = 0;
 }
 
 static unsigned bin_of(uint64_t lived_ns)
@@ -38,29 +50,82 @@ static unsigned bin_of(uint64_t lived_ns)
     return bin;
 }
 
-void memprof_lifetimes_note(uint32_t stack, uint64_t lived_ns, bool temporary, uint64_t size)
+static void unpack(uint64_t w, struct memprof_stack_lifetimes *l)
 {
-    if (records == NULL || stack >= max_records)
-        return;
-    struct memprof_stack_lifetimes *r = &records[stack];
-    count(&r->freed[bin_of(lived_ns)]);
+    *l = (struct memprof_stack_lifetimes){0};
+    l->freed[w >> 60 & 7] = (uint32_t)(w >> 32 & FREED_MAX);
+    l->temporary = (uint32_t)(w >> 48 & TEMPORARY_MAX);
+    l->temporary_bytes = (uint32_t)w;
+}
+
+#define SET_RELAXED(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
+static void add_up(uint32_t *count)
+{
+    if (*count < COUNT_CEILING)
+        SET_RELAXED(*count, *count + 1);
+}
+
+void memprof_lifetimes_add(struct memprof_lifetimes_area *a, uint32_t stack, uint64_t lived_ns,
+                           bool temporary, uint64_t size)
+{
+    _Atomic uint64_t *word = &a->words[stack];
+    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
+    unsigned bin = bin_of(lived_ns);
+    if (stack >= a->end)
+        a->end = stack + 1;
+    if (!(w & SPILLED)) {
+        uint64_t freed = (w >> 32 & FREED_MAX) + 1, temps = (w >> 48 & TEMPORARY_MAX) + temporary,
+                 bytes = (uint32_t)w + (temporary ? size : 0);
+        if ((freed == 1 || (w >> 60 & 7) == bin) && freed <= FREED_MAX &&
+            temps <= TEMPORARY_MAX && bytes <= BYTES_MAX) {
+            atomic_store_explicit(word, (uint64_t)bin << 60 | temps << 48 | freed << 32 | bytes,
+                                  memory_order_release);
+            return;
+        }
+        /* the word's frees, written whole before the word names their record */
+        struct memprof_stack_lifetimes *r = &a->records[a->records_used];
+        struct memprof_stack_lifetimes was;
+        unpack(w, &was);
+        for (int b = 0; b < MEMPROF_LIFETIME_BINS; b++)
+            SET_RELAXED(r->freed[b], was.freed[b]);
+        SET_RELAXED(r->temporary, was.temporary);
+        SET_RELAXED(r->temporary_bytes, was.temporary_bytes);
+        w = SPILLED | a->records_used++;
+        atomic_store_explicit(word, w, memory_order_release);
+    }
+    struct memprof_stack_lifetimes *r = &a->records[(uint32_t)w];
+    add_up(&r->freed[bin]);
     if (temporary) {
-        count(&r->temporary);
-        __atomic_fetch_add(&r->temporary_bytes, size, __ATOMIC_RELAXED);
+        add_up(&r->temporary);
+        SET_RELAXED(r->temporary_bytes, r->temporary_bytes + size);
     }
 }
 
-bool memprof_lifetimes_of(uint32_t stack, struct memprof_stack_lifetimes *out)
+void memprof_lifetimes_read(const struct memprof_lifetimes_area *a, uint32_t stack,
+                            struct memprof_stack_lifetimes *sum)
 {
-    *out = (struct memprof_stack_lifetimes){0};
-    if (records == NULL || stack >= max_records)
-        return false;
-    bool any = false;
-    for (int b = 0; b < MEMPROF_LIFETIME_BINS; b++) {
-        out->freed[b] = __atomic_load_n(&records[stack].freed[b], __ATOMIC_RELAXED);
-        any |= out->freed[b] != 0;
+    uint64_t w = atomic_load_explicit(&a->words[stack], memory_order_acquire);
+    struct memprof_stack_lifetimes l;
+    if (w & SPILLED) {
+        const struct memprof_stack_lifetimes *r = &a->records[(uint32_t)w];
+        for (int b = 0; b < MEMPROF_LIFETIME_BINS; b++)
+            l.freed[b] = __atomic_load_n(&r->freed[b], __ATOMIC_RELAXED);
+        l.temporary = __atomic_load_n(&r->temporary, __ATOMIC_RELAXED);
+        l.temporary_bytes = __atomic_load_n(&r->temporary_bytes, __ATOMIC_RELAXED);
+    } else {
+        unpack(w, &l);
     }
-    out->temporary = __atomic_load_n(&records[stack].temporary, __ATOMIC_RELAXED);
-    out->temporary_bytes = __atomic_load_n(&records[stack].temporary_bytes, __ATOMIC_RELAXED);
-    return any;
+    for (int b = 0; b < MEMPROF_LIFETIME_BINS; b++)
+        sum->freed[b] += l.freed[b];
+    sum->temporary += l.temporary;
+    sum->temporary_bytes += l.temporary_bytes;
+}
+
+bool memprof_lifetimes_any(const struct memprof_stack_lifetimes *l)
+{
+    for (int b = 0; b < MEMPROF_LIFETIME_BINS; b++)
+        if (l->freed[b] != 0)
+            return true;
+    return false;
 }

@@ -28,7 +28,7 @@
 struct live_slot {
     uintptr_t ptr;                       /* 0 = empty */
     uint64_t packed;                     /* size << STACK_BITS | stack */
-    uint64_t born_ns;
+    uint64_t born;
 };
 
 struct stripe {
@@ -203,7 +203,7 @@ bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample)
     uint32_t i = find(s, ptr, h);
     if (s->slots[i].ptr == ptr) {         /* a stale entry whose free we missed */
         s->slots[i].packed = packed;
-        s->slots[i].born_ns = sample.born_ns;
+        s->slots[i].born = sample.born;
         stored = true;
         goto out;
     }
@@ -212,7 +212,7 @@ bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample)
             goto out;
         i = find(s, ptr, h);
     }
-    s->slots[i] = (struct live_slot){ptr, packed, sample.born_ns};
+    s->slots[i] = (struct live_slot){ptr, packed, sample.born};
     s->count++;
     count_change(ptr, 1);
     stored = true;
@@ -232,7 +232,7 @@ bool memprof_live_remove(uintptr_t ptr, struct memprof_live_sample *sample)
         found = true;
         *sample = (struct memprof_live_sample){(uint32_t)(s->slots[i].packed & STACK_MASK),
                                                s->slots[i].packed >> STACK_BITS,
-                                               s->slots[i].born_ns};
+                                               s->slots[i].born};
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
         for (uint32_t j = (i + 1) & s->mask; s->slots[j].ptr != 0; j = (j + 1) & s->mask) {

@@ -17,7 +17,7 @@ void memprof_live_prefetch(uintptr_t ptr) HIDDEN;
 struct memprof_live_sample {
     uint32_t stack;
     uint64_t size;
-    uint64_t born_ns;   /* CLOCK_MONOTONIC (memprof_monotonic_ns) */
+    uint64_t born;   /* when it was made, in ticks (base/ticks.h) */
 };
 bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample) HIDDEN;
 /* Removes ptr if it is a live sample; reports what it was. */

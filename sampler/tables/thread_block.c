@@ -15,12 +15,16 @@
  * and that size, from which the estimates follow (that size's weight at the
  * window's rate).  A sample of another size moves them to a full record of the
  * block's spill area, taken in order, and the word then names that record: a
- * program with many stacks pays 8 bytes per stack and thread where it would pay 32. */
+ * program with many stacks pays 8 bytes per stack and thread where it would pay 32.
+ *
+ * Its sampled frees by lifetime (lifetimes.c) follow, per thread like the counts, so
+ * that threads freeing the same stacks write no shared line. */
 #include <pthread.h>
 
 #include "base/sysutil.h"
 #include "base/thread_state.h"
 #include "tables/estimate.h"
+#include "tables/lifetimes.h"
 #include "tables/live_bytes.h"
 #include "tables/stack_table.h"
 #include "tables/thread_block.h"
@@ -30,6 +34,7 @@ struct thread_block {
     _Atomic int in_use;
     _Atomic uint32_t window;        /* the window these counts belong to */
     uint32_t spills;                /* records taken in the spill area (owner only) */
+    struct memprof_lifetimes_area lifetimes;   /* its frees (owner only) */
     struct memprof_log_chunk *log_chunk;
     struct memprof_memos memos;     /* owner only; an adopting thread inherits them, as
                                        each entry is checked before it is used */
@@ -39,6 +44,7 @@ struct thread_block {
 
 static _Atomic(struct thread_block *) blocks;
 static size_t words_bytes, spill_bytes;
+static uint32_t stacks_max;
 static pthread_key_t release_key;
 
 /* A stack's word: its count << 32 | the one size, or SPILLED << 32 | its record's index. */
@@ -60,6 +66,7 @@ static inline struct stack_counts *spill_of(const struct thread_block *b)
 {
     return (struct stack_counts *)((char *)b + HEADER_BYTES + words_bytes);
 }
+
 
 /* The counters of `objs` samples of `size` bytes, each of `weight`. */
 static struct memprof_stack_totals one_size(uint32_t objs, uint32_t size, double weight)
@@ -103,7 +110,9 @@ int memprof_stack_counts_init(uint32_t max_stacks)
 {
     /* reserved, not committed: a block's pages are touched as its stacks count */
     words_bytes = (sizeof(uint64_t) * (size_t)max_stacks + 4095) & ~(size_t)4095;
-    spill_bytes = sizeof(struct stack_counts) * (size_t)max_stacks;
+    /* each area starts on a page, for madvise */
+    spill_bytes = (sizeof(struct stack_counts) * (size_t)max_stacks + 4095) & ~(size_t)4095;
+    stacks_max = max_stacks;
     return pthread_key_create(&release_key, release_block) == 0 ? 0 : -1;
 }
 
@@ -115,9 +124,12 @@ static struct thread_block *adopt_block(void)
             atomic_compare_exchange_strong(&b->in_use, &unused, 1))
             return b;
     }
-    struct thread_block *b = memprof_map(HEADER_BYTES + words_bytes + spill_bytes);
+    struct thread_block *b = memprof_map(HEADER_BYTES + words_bytes + spill_bytes +
+                                         memprof_lifetimes_area_bytes(stacks_max));
     if (b == NULL)
         return NULL;
+    b->lifetimes = memprof_lifetimes_area_at((char *)b + HEADER_BYTES + words_bytes + spill_bytes,
+                                             stacks_max);
     b->in_use = 1;
     for (int w = 0; w < 2; w++)   /* no walk yet: each list of steps is just its end */
         b->memos.walks[w][0].sp = UINTPTR_MAX;
@@ -177,18 +189,27 @@ static struct stack_counts *spill(struct thread_block *b, _Atomic uint64_t *word
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (v), \
                           memory_order_relaxed)
 
-bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, double weight,
-                         uint32_t window)
+/* The thread's block, its counts of `window` (those of an older window cleared);
+ * NULL: no block. */
+static struct thread_block *block_of_window(uint32_t window)
 {
     struct thread_block *b = this_thread_block();
-    if (UNLIKELY(b == NULL))
-        return false;
-    if (UNLIKELY(atomic_load_explicit(&b->window, memory_order_relaxed) != window)) {
+    if (UNLIKELY(b != NULL && atomic_load_explicit(&b->window, memory_order_relaxed) != window)) {
         memprof_zero_pages(words_of(b), words_bytes);
         memprof_zero_pages(spill_of(b), sizeof(struct stack_counts) * b->spills);
+        memprof_lifetimes_clear(&b->lifetimes);
         b->spills = 0;
         atomic_store_explicit(&b->window, window, memory_order_release);
     }
+    return b;
+}
+
+bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, double weight,
+                         uint32_t window)
+{
+    struct thread_block *b = block_of_window(window);
+    if (UNLIKELY(b == NULL))
+        return false;
     _Atomic uint64_t *word = &words_of(b)[stack];
     uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
     uint32_t objs = (uint32_t)(w >> 32);
@@ -208,18 +229,28 @@ bool memprof_stack_count(uint32_t stack, uint64_t size, uint64_t rate, double we
     return true;
 }
 
-static void sum_counts(struct memprof_stack_totals *out, uint32_t nstacks, uint32_t window,
-                       struct memprof_rates rates)
+void memprof_stack_freed(uint32_t stack, uint64_t lived_ns, bool temporary, uint64_t size,
+                         uint32_t window)
+{
+    struct thread_block *b = block_of_window(window);
+    if (LIKELY(b != NULL))
+        memprof_lifetimes_add(&b->lifetimes, stack, lived_ns, temporary, size);
+}
+
+static void sum_counts(struct memprof_window_counts *wc, uint32_t nstacks, uint32_t window)
 {
     for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next) {
         if (atomic_load_explicit(&b->window, memory_order_acquire) != window)
             continue;
         for (uint32_t i = 0; i < nstacks; i++) {
-            struct memprof_stack_totals t = read_counts(b, i, rates);
-            out[i].objs += t.objs;
-            out[i].bytes += t.bytes;
-            out[i].est_objs += t.est_objs;
-            out[i].est_bytes += t.est_bytes;
+            struct memprof_stack_totals t = read_counts(b, i, wc->rates);
+            struct memprof_stack_totals *out = &wc->sum[i];
+            out->objs += t.objs;
+            out->bytes += t.bytes;
+            out->est_objs += t.est_objs;
+            out->est_bytes += t.est_bytes;
+            if (wc->lifetimes_sum != NULL)
+                memprof_lifetimes_read(&b->lifetimes, i, &wc->lifetimes_sum[i]);
         }
     }
 }
@@ -230,21 +261,30 @@ static void sum_counts(struct memprof_stack_totals *out, uint32_t nstacks, uint3
 bool memprof_window_counts_read(struct memprof_window_counts *wc, uint32_t nstacks, uint32_t window,
                                 bool closed, struct memprof_rates rates)
 {
-    *wc = (struct memprof_window_counts){NULL, NULL, 0, rates};
-    int holding = 0;
+    *wc = (struct memprof_window_counts){.rates = rates};
+    uint32_t holding = 0;
     for (struct thread_block *b = atomic_load(&blocks); b != NULL; b = b->next)
         if (atomic_load_explicit(&b->window, memory_order_acquire) == window) {
             wc->only = b;
+            if (holding < MEMPROF_LIFETIME_HOLDERS)
+                wc->holders[holding] = b;
             holding++;
         }
+    wc->nholders = holding;
     if (holding == 0 || (holding == 1 && closed))
         return true;
     wc->only = NULL;
     wc->sum_bytes = sizeof(struct memprof_stack_totals) * ((size_t)nstacks + 1);
     wc->sum = memprof_map(wc->sum_bytes);
+    if (holding > MEMPROF_LIFETIME_HOLDERS) {   /* too many to read a stack's from each */
+        wc->lifetimes_bytes = sizeof(struct memprof_stack_lifetimes) * ((size_t)nstacks + 1);
+        wc->lifetimes_sum = memprof_map(wc->lifetimes_bytes);
+        if (wc->lifetimes_sum == NULL)
+            return false;
+    }
     if (wc->sum == NULL)
         return false;
-    sum_counts(wc->sum, nstacks, window, rates);
+    sum_counts(wc, nstacks, window);
     return true;
 }
 
@@ -258,11 +298,22 @@ struct memprof_stack_totals memprof_window_counts_of(const struct memprof_window
     return read_counts(wc->only, stack, wc->rates);
 }
 
+bool memprof_window_lifetimes_of(const struct memprof_window_counts *wc, uint32_t stack,
+                                 struct memprof_stack_lifetimes *out)
+{
+    *out = (struct memprof_stack_lifetimes){0};
+    if (wc->lifetimes_sum != NULL)
+        *out = wc->lifetimes_sum[stack];
+    for (uint32_t h = 0; wc->lifetimes_sum == NULL && h < wc->nholders; h++)
+        memprof_lifetimes_read(&wc->holders[h]->lifetimes, stack, out);
+    return memprof_lifetimes_any(out);
+}
+
 void memprof_window_counts_release(struct memprof_window_counts *wc)
 {
-    if (wc->sum != NULL)
-        memprof_unmap(wc->sum, wc->sum_bytes);
-    *wc = (struct memprof_window_counts){NULL, NULL, 0, wc->rates};
+    memprof_unmap(wc->sum, wc->sum_bytes);
+    memprof_unmap(wc->lifetimes_sum, wc->lifetimes_bytes);
+    *wc = (struct memprof_window_counts){.rates = wc->rates};
 }
 
 /* In a forked child only the forking thread is left: the others' blocks are free. */

@@ -355,49 +355,43 @@ static void put_figures(struct memprof_out *o, const struct stack_figures *f)
 }
 
 /* The stacks' sampled frees by lifetime (lifetimes.c), where any was: their rows, then
- * per row its bins, its temporary frees and their bytes, each array byte-shuffled. */
-static void put_lifetimes(struct memprof_out *o, const struct selection *sel, uint32_t n)
+ * each bin's counts, the temporary frees and their bytes, an array at a time (so the
+ * scratch is one array's), each byte-shuffled.  The stacks are picked once, `ids`:
+ * the counts of an open window may change between two arrays, its rows not. */
+static void put_lifetimes(struct memprof_out *o, const struct selection *sel,
+                          const struct memprof_counts *c, const uint32_t *ids, uint32_t n)
 {
-    size_t cap = (size_t)n + 1;
-    uint32_t *row = memprof_out_scratch(o, sizeof(*row) * cap);
-    uint32_t *freed = memprof_out_scratch(o, sizeof(*freed) * MEMPROF_LIFETIME_BINS * cap);
-    uint32_t *temporary = memprof_out_scratch(o, sizeof(*temporary) * cap);
-    uint64_t *temporary_bytes = memprof_out_scratch(o, sizeof(*temporary_bytes) * cap);
-    uint32_t at = 0;
-    for (uint32_t id = 0; !o->failed && id < sel->nstacks && at < n; id++) {
-        struct memprof_stack_lifetimes l;
-        if (sel->stack_row[id] == 0 || !memprof_lifetimes_of(id, &l))
-            continue;
-        row[at] = sel->stack_row[id] - 1;
-        memcpy(&freed[MEMPROF_LIFETIME_BINS * at], l.freed, sizeof l.freed);
-        temporary[at] = l.temporary;
-        temporary_bytes[at++] = l.temporary_bytes;
+    for (int field = 0; field < MEMPROF_LIFETIME_BINS + 3; field++) {
+        unsigned width = field == MEMPROF_LIFETIME_BINS + 2 ? 8 : 4;
+        uint8_t *scratch = memprof_out_scratch(o, (size_t)width * n);
+        if (o->failed)
+            return;
+        for (uint32_t i = 0; i < n; i++) {
+            struct memprof_stack_lifetimes l;
+            memprof_window_lifetimes_of(&c->acc, ids[i], &l);
+            uint64_t v = field == 0                           ? sel->stack_row[ids[i]] - 1
+                         : field <= MEMPROF_LIFETIME_BINS     ? l.freed[field - 1]
+                         : field == MEMPROF_LIFETIME_BINS + 1 ? l.temporary
+                                                              : l.temporary_bytes;
+            memcpy(scratch + (size_t)width * i, &v, width);   /* little-endian */
+        }
+        memprof_put_planes(o, scratch, (size_t)width * n, width);
+        memprof_unmap(scratch, (size_t)width * n);
     }
-    if (!o->failed) {
-        memprof_put_planes(o, (const uint8_t *)row, sizeof(*row) * at, sizeof(*row));
-        memprof_put_planes(o, (const uint8_t *)freed,
-                           sizeof(*freed) * MEMPROF_LIFETIME_BINS * at, sizeof(*freed));
-        memprof_put_planes(o, (const uint8_t *)temporary, sizeof(*temporary) * at,
-                           sizeof(*temporary));
-        memprof_put_planes(o, (const uint8_t *)temporary_bytes, sizeof(*temporary_bytes) * at,
-                           sizeof(*temporary_bytes));
-    }
-    memprof_unmap(row, sizeof(*row) * cap);
-    memprof_unmap(freed, sizeof(*freed) * MEMPROF_LIFETIME_BINS * cap);
-    memprof_unmap(temporary, sizeof(*temporary) * cap);
-    memprof_unmap(temporary_bytes, sizeof(*temporary_bytes) * cap);
 }
 
-/* How many of the selected stacks have lifetimes; -1 in a window with an event log,
- * whose events time every free themselves. */
-static int64_t count_lifetimes(const struct selection *sel)
+/* The selected stacks with sampled frees, into ids (room for sel->stacks), and how
+ * many; -1 in a window with an event log, whose events time every free themselves. */
+static int64_t pick_lifetimes(const struct selection *sel, const struct memprof_counts *c,
+                              uint32_t *ids)
 {
-    if (memprof_log_base() != NULL)
+    if (memprof_log_base() != NULL || ids == NULL)
         return -1;
-    int64_t n = 0;
     struct memprof_stack_lifetimes l;
-    for (uint32_t id = 0; id < sel->nstacks; id++)
-        n += sel->stack_row[id] != 0 && memprof_lifetimes_of(id, &l);
+    uint32_t n = 0;
+    for (uint32_t id = 0; id < sel->nstacks && n < sel->stacks; id++)
+        if (sel->stack_row[id] != 0 && memprof_window_lifetimes_of(&c->acc, id, &l))
+            ids[n++] = id;
     return n;
 }
 
@@ -448,8 +442,9 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
         memprof_puts(o, " unreachable=");
         memprof_put_u64(o, leaks.n);
     }
-    /* counted once: a free meanwhile may add a stack, which is left for the next dump */
-    int64_t lifetimes = count_lifetimes(sel);
+    size_t ids_bytes = sizeof(uint32_t) * ((size_t)sel->stacks + 1);
+    uint32_t *lifetime_ids = memprof_out_scratch(o, ids_bytes);
+    int64_t lifetimes = pick_lifetimes(sel, c, lifetime_ids);
     if (lifetimes >= 0) {
         memprof_puts(o, " lifetimes=");
         memprof_put_u64(o, (uint64_t)lifetimes);
@@ -478,7 +473,8 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
     put_figures(o, &peak);
     put_figures(o, &leaks);
     if (lifetimes > 0)
-        put_lifetimes(o, sel, (uint32_t)lifetimes);
+        put_lifetimes(o, sel, c, lifetime_ids, (uint32_t)lifetimes);
+    memprof_unmap(lifetime_ids, ids_bytes);
     release_figures(&peak);
     release_figures(&leaks);
 }

@@ -19,7 +19,7 @@ bool memprof_counts_gather(struct memprof_counts *c, const struct memprof_window
 {
     c->nstacks = memprof_stack_ids();
     c->nlive = 0;
-    c->acc = (struct memprof_window_counts){NULL, NULL, 0, w->rates};
+    c->acc = (struct memprof_window_counts){.rates = w->rates};
     c->bytes = sizeof(struct memprof_stack_totals) * ((size_t)c->nstacks + 1);
     c->live = memprof_map(c->bytes);
     c->live_at = memprof_map(sizeof(uint32_t) * ((size_t)c->nstacks + 1));

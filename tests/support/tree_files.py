@@ -134,7 +134,7 @@ def tree_payload(
         freed = lifetimes.values()
         arrays += [
             shuffled("<u4", list(lifetimes)),
-            shuffled("<u4", [n for f in freed for n in f.by_lifetime]),
+            *(shuffled("<u4", [f.by_lifetime[b] for f in freed]) for b in range(8)),
             shuffled("<u4", [f.temporary for f in freed]),
             shuffled("<u8", [f.temporary_bytes for f in freed]),
         ]

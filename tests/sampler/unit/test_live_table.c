@@ -46,7 +46,7 @@ static bool take(uintptr_t ptr, uint32_t *stack, uint64_t *size)
         return false;
     *stack = s.stack;
     *size = s.size;
-    CHECK_EQ(s.born_ns, born_of(s.stack, s.size < (1ull << 40) - 1 ? s.size : 1ull << 41));
+    CHECK_EQ(s.born, born_of(s.stack, s.size < (1ull << 40) - 1 ? s.size : 1ull << 41));
     return true;
 }
 

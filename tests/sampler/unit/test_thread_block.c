@@ -2,8 +2,10 @@
  * when one thread's block holds a closed window, copied at one moment while the window
  * is open, summed over the blocks when several hold it, and none from a block of
  * another window; a stack's samples of one size as one word, of several sizes in a
- * record of their own, with the same sums either way. */
+ * record of their own, with the same sums either way; its sampled frees by lifetime
+ * alike, each in its bin, and none left of a window before. */
 #include "base/thread_state.h"
+#include "tables/lifetimes.h"
 #include "tables/thread_block.h"
 #include "unit.h"
 
@@ -122,6 +124,60 @@ static void test_no_block_of_the_window_reads_as_none(void)
     memprof_window_counts_release(&wc);
 }
 
+static void test_frees_are_counted_in_their_lifetimes_bin(void)
+{
+    uint64_t lived[] = {0, 999, 1000, 54321, 999999999, 1000000000, UINT64_MAX};
+    unsigned bins[] = {0, 0, 1, 2, 6, 7, 7};
+    for (size_t i = 0; i < sizeof lived / sizeof *lived; i++)
+        memprof_stack_freed(2, lived[i], i == 1, 300, 3);
+    memprof_stack_freed(4, 10, true, 5ull << 32, 3);   /* bytes no word holds */
+    for (uint32_t i = 0; i < 70000; i++)   /* more frees than a word counts */
+        memprof_stack_freed(5, 10, i % 2, 1, 3);
+    CHECK(count(2, 300, 3));
+    struct memprof_window_counts wc;
+    CHECK(memprof_window_counts_read(&wc, 8, 3, true, rates));
+    CHECK(wc.only != NULL);
+    struct memprof_stack_lifetimes l;
+    CHECK(memprof_window_lifetimes_of(&wc, 2, &l));
+    uint32_t want[MEMPROF_LIFETIME_BINS] = {0};
+    for (size_t i = 0; i < sizeof bins / sizeof *bins; i++)
+        want[bins[i]]++;
+    for (int bin = 0; bin < MEMPROF_LIFETIME_BINS; bin++)
+        CHECK_EQ(l.freed[bin], want[bin]);
+    CHECK_EQ(l.temporary, 1);
+    CHECK_EQ(l.temporary_bytes, 300);
+    CHECK(memprof_window_lifetimes_of(&wc, 4, &l));
+    CHECK_EQ(l.temporary_bytes, 5ull << 32);
+    CHECK(memprof_window_lifetimes_of(&wc, 5, &l));
+    CHECK_EQ(l.freed[0], 70000);
+    CHECK_EQ(l.temporary, 35000);
+    CHECK_EQ(l.temporary_bytes, 35000);
+    CHECK(!memprof_window_lifetimes_of(&wc, 7, &l));   /* counted, never freed */
+    memprof_window_counts_release(&wc);
+}
+
+static void free_in_window_4(uint32_t index)
+{
+    for (uint32_t i = 0; i <= index; i++)
+        memprof_stack_freed(2, 2000, true, 8, 4);
+}
+
+static void test_several_threads_frees_are_summed_and_a_window_starts_afresh(void)
+{
+    run_threads(3, free_in_window_4);   /* 1 + 2 + 3 frees, each thread in a block */
+    free_in_window_4(0);   /* this thread's block, of window 3, starts window 4 */
+    struct memprof_window_counts wc;
+    CHECK(memprof_window_counts_read(&wc, 8, 4, true, rates));
+    CHECK(wc.sum != NULL);
+    struct memprof_stack_lifetimes l;
+    CHECK(memprof_window_lifetimes_of(&wc, 2, &l));
+    CHECK_EQ(l.freed[1], 7);
+    CHECK_EQ(l.freed[0] + l.freed[2], 0);   /* window 3's, cleared from this thread's block */
+    CHECK_EQ(l.temporary_bytes, 7 * 8);
+    CHECK(!memprof_window_lifetimes_of(&wc, 4, &l));
+    memprof_window_counts_release(&wc);
+}
+
 int main(void)
 {
     CHECK_EQ(memprof_stack_counts_init(64), 0);
@@ -130,5 +186,7 @@ int main(void)
     RUN(test_samples_of_several_sizes_keep_each_ones_weight);
     RUN(test_several_threads_counts_are_summed);
     RUN(test_no_block_of_the_window_reads_as_none);
+    RUN(test_frees_are_counted_in_their_lifetimes_bin);
+    RUN(test_several_threads_frees_are_summed_and_a_window_starts_afresh);
     return 0;
 }
