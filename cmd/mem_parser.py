@@ -230,8 +230,8 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     "--torch-snapshot",
     metavar="PICKLE",
     callback=_path,
-    help="Log mode: write the CUDA heaps (segments, tensors, their allocations and frees)"
-    " as PyTorch's memory snapshot, for python -m torch.cuda._memory_viz and"
+    help="Write the CUDA heaps (segments, tensors and, in log mode, their allocations and"
+    " frees) as PyTorch's memory snapshot, for python -m torch.cuda._memory_viz and"
     " pytorch.org/memory_viz.",
 )
 @click.option(
@@ -348,7 +348,7 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags: Any) -> None:
             )
         flags["binary"] = program
     query = LogQuery(**{f.name: flags.pop(f.name) for f in fields(LogQuery)})
-    if query.torch_snapshot is not None:  # the event log holds every heap: any file reads it
+    if query.torch_snapshot is not None:  # the log or the window's files: any file finds them
         chosen = [next((c for c in chosen if c[0] == "cuda"), chosen[0])]
     if len(chosen) > 1:
         pipeline.write_heaps_text(chosen, _side_by_side(chosen, flags, query))

@@ -28,7 +28,7 @@ import numpy as np
 from mem_profiler.core import progress
 from mem_profiler.core.errors import BuildIdMismatch, UserError
 from mem_profiler.core.escape import visible
-from mem_profiler.core.file_names import log_stem
+from mem_profiler.core.file_names import heap_stem, log_stem, window_files
 from mem_profiler.core.profile import (
     Failure,
     Foreign,
@@ -80,7 +80,13 @@ from mem_profiler.parser.report.notes import capture_notes, format_failures, for
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_heaps_text, format_text
 from mem_profiler.parser.report.timeline import Areas, format_timeline
-from mem_profiler.parser.report.torch_snapshot import Frame, FramesOf, torch_snapshot
+from mem_profiler.parser.report.torch_snapshot import (
+    Blocks,
+    Frame,
+    FramesOf,
+    table_snapshot,
+    torch_snapshot,
+)
 from mem_profiler.parser.symbols.python_frames import fold_interpreter_frames
 from mem_profiler.parser.symbols.symbolize import (
     SymbolizedProfile,
@@ -396,8 +402,13 @@ _TABLE_QUERIES = (
 
 
 def _write_table_report(query: LogQuery, request: Request, say: Say, profile: HeapProfile) -> None:
-    """--peak, --lifetimes or --temporary of a capture without an event log, from what
-    the sampler counted of the window."""
+    """--peak, --lifetimes, --temporary or --torch-snapshot of a capture without an event
+    log, from what the sampler counted of the window."""
+    if query.torch_snapshot is not None:
+        write_output(query.torch_snapshot, _table_snapshot(request, say))
+        if request.outputs:
+            write_reports(request, say, profile)
+        return
     if query.peak:
         _write_table_peak(request, say, profile)
         return
@@ -411,6 +422,28 @@ def _write_table_report(query: LogQuery, request: Request, say: Say, profile: He
         _write_lifetimes(request, say, table_lifetimes(profile))
     else:
         _write_temporary(request, say, table_temporary(profile), 1)
+
+
+def _table_snapshot(request: Request, say: Say) -> bytes:
+    """The torch snapshot of the window of request.heap_file, from its cuda_segments and
+    cuda heaps' files."""
+    files = window_files(heap_stem(request.heap_file))
+    profiles: dict[str, HeapProfile] = {
+        heap: read_heap(files[heap]) for heap in ("cuda_segments", "cuda") if heap in files
+    }
+
+    def blocks(heap: str) -> Blocks | None:
+        profile = profiles.get(heap)
+        if profile is None or profile.live_blocks is None:
+            return None
+        frames = _snapshot_frames(profile, request, say)
+        live = profile.live_blocks
+        return Blocks(
+            live.address.astype(np.int64), live.size, [frames[row] for row in live.row.tolist()]
+        )
+
+    rate = profiles["cuda"].rate if "cuda" in profiles else 1
+    return table_snapshot(blocks("cuda_segments"), blocks("cuda"), rate)
 
 
 def _write_lifetimes(request: Request, say: Say, table: StackLifetimes) -> None:
@@ -609,7 +642,8 @@ def _kept_name(request: Request) -> str:
 def write_log_reports(query: LogQuery, request: Request, say: Say) -> None:
     """mem_parser's reports of a capture's event log: the timeline, and what `query` asks
     for (a .heap report beside the timeline where no log report is)."""
-    if query in _TABLE_QUERIES and log_stem(request.heap_file) is None:
+    table_query = query in _TABLE_QUERIES or query == LogQuery(torch_snapshot=query.torch_snapshot)
+    if table_query and log_stem(request.heap_file) is None:
         profile = read_heap(request.heap_file)
         if not profile.meta.get("log"):
             _write_table_report(query, request, say, profile)
@@ -767,36 +801,48 @@ def write_event_tables(
 
 
 def _frame_dicts(cap: WindowLog, request: Request, say: Say) -> FramesOf:
-    """The frames of a log's stacks as PyTorch's snapshots give them, innermost first
-    (`{filename, line, name}`): the Python and the extensions' frames, without the
-    interpreter's (as the event tables' columns), named against request.binary (default:
-    the program the .heap names; none without either)."""
+    """The frames of a log's stacks as PyTorch's snapshots give them (_snapshot_frames),
+    named against request.binary (default: the program the .heap names)."""
     program = request.binary or (cap.profile.exe if cap.profile is not None else None)
 
     def frames_of(ids: list[int]) -> dict[int, list[Frame]]:
         ids = [i for i in ids if i in cap.log.stacks]  # a stack the log lost: its reader said
         if program is None or not ids:
             return {}
-        named = Request(
-            binary=program,
-            lines=True,
-            native=True,
-            allow_mismatch=request.allow_mismatch,
-            sysroot=request.sysroot,
+        named = dataclasses.replace(request, binary=program)
+        return dict(
+            zip(ids, _snapshot_frames(export.stacks_profile(cap, ids), named, say), strict=True)
         )
-        sym = fold_interpreter_frames(load(named, export.stacks_profile(cap, ids)))
-        for warning in sym.warnings:
-            say(f"warning: {warning}")
-        names = sym.display_names(request.full_names)
-        places = [where or ("??", 0) for where in sym.where]
-        frames = [
-            {"filename": places[loc][0], "line": places[loc][1], "name": names[sym.func_of[loc]]}
-            for loc in sym.frames.tolist()
-        ]
-        bounds = sym.offsets.tolist()
-        return {i: frames[bounds[k] : bounds[k + 1]] for k, i in enumerate(ids)}
 
     return frames_of
+
+
+def _snapshot_frames(profile: HeapProfile, request: Request, say: Say) -> list[list[Frame]]:
+    """Each stack's frames as PyTorch's snapshots give them, innermost first (`{filename,
+    line, name}`): the Python and the extensions' frames, without the interpreter's (as
+    the event tables' columns), named against request.binary (default: the program the
+    profile names; none without either)."""
+    program = request.binary or profile.exe
+    if program is None:
+        return [[] for _ in range(len(profile.acc_objs))]
+    named = Request(
+        binary=program,
+        lines=True,
+        native=True,
+        allow_mismatch=request.allow_mismatch,
+        sysroot=request.sysroot,
+    )
+    sym = fold_interpreter_frames(load(named, profile))
+    for warning in sym.warnings:
+        say(f"warning: {warning}")
+    names = sym.display_names(request.full_names)
+    places = [where or ("??", 0) for where in sym.where]
+    frames = [
+        {"filename": places[loc][0], "line": places[loc][1], "name": names[sym.func_of[loc]]}
+        for loc in sym.frames.tolist()
+    ]
+    bounds = sym.offsets.tolist()
+    return [frames[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
 
 
 def name_findings(result: Inefficiency, cap: WindowLog, request: Request) -> list[str]:

@@ -104,6 +104,16 @@ class StackSource(Protocol):
 
 
 @dataclass
+class LiveBlocks:
+    """A device heap's samples live at the end of a window without an event log
+    (`blocks=`): each one's row of the profile, address and size."""
+
+    row: np.ndarray  # int64
+    address: np.ndarray  # uint64
+    size: np.ndarray  # int64
+
+
+@dataclass
 class PerStack:
     """Arrays of a row per stack of a profile (the dataclass's fields), which follow its
     stacks as they are taken or merged."""
@@ -191,6 +201,9 @@ class HeapProfile:
     # Each stack's sampled frees by how long they lived, in a table-mode window's tree
     # (`lifetimes=`; an event log times each free itself)
     frees: StackFrees | None = None
+    # A device heap's live samples, by address, in a window without an event log (rows
+    # of the profile as read: a profile whose stacks are taken or merged has none)
+    live_blocks: LiveBlocks | None = None
     mappings: list[MemoryMapping] = field(default_factory=list)
     labels: dict[int, str] = field(default_factory=dict)  # stack index -> `# labels:` text
     failures: list[Failure] = field(default_factory=list)  # failed device allocations

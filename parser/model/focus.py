@@ -97,4 +97,5 @@ def some_stacks(prof: HeapProfile, which: np.ndarray) -> HeapProfile:
         peak=None if prof.peak is None else prof.peak.taken(which),
         unreachable=None if prof.unreachable is None else prof.unreachable.taken(which),
         frees=None if prof.frees is None else prof.frees.taken(which),
+        live_blocks=None,
     )

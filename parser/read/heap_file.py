@@ -31,6 +31,7 @@ from mem_profiler.core.profile import (
     Failure,
     Foreign,
     HeapProfile,
+    LiveBlocks,
     PythonFrame,
     StackFigures,
     StackFrees,
@@ -142,7 +143,7 @@ _TREE_LINE = b"\n# tree: "
 _TREE_RE = re.compile(
     r"frames=([0-9]{1,10}) nodes=([0-9]{1,10}) stacks=([0-9]{1,10})"
     r" estimates=([0-9]{1,10}) labels=([01])(?: peaks=([0-9]{1,10}))?"
-    r"(?: unreachable=([0-9]{1,10}))?(?: lifetimes=([0-9]{1,10}))?"
+    r"(?: unreachable=([0-9]{1,10}))?(?: lifetimes=([0-9]{1,10}))?(?: blocks=([0-9]{1,10}))?"
 )
 _COUNTERS = ("cur_objs", "cur_bytes", "acc_objs", "acc_bytes")
 _UNSHUFFLED = ("est", "peak_est", "unreachable_est")  # a tree's arrays stored as they are
@@ -277,7 +278,7 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
     text = decompressed(data[:_TREE_PREFIX_LEN], data[_TREE_PREFIX_LEN:], name)
     noted: list[_Noted] = []
     prof, counts, at = _tree_header(text, name, noted)
-    *_, peaks, unreachable, lifetimes = counts
+    *_, peaks, unreachable, lifetimes, blocks = counts
     shapes = _tree_arrays(*counts)
     size = _arrays_size(shapes)
     if len(text) < at + size:
@@ -313,6 +314,8 @@ def _parse_tree(data: bytes, name: str) -> HeapProfile:
         prof.unreachable = _stack_figures(arrays, "unreachable", fail)
     if lifetimes >= 0:
         prof.frees = _stack_frees(arrays, fail)
+    if blocks >= 0:
+        prof.live_blocks = _live_blocks(arrays, fail)
     return prof
 
 
@@ -373,6 +376,15 @@ def _stack_frees(arrays: dict[str, np.ndarray], fail: Callable[[str], HeapFileEr
     return frees
 
 
+def _live_blocks(arrays: dict[str, np.ndarray], fail: Callable[[str], HeapFileError]) -> LiveBlocks:
+    """A device heap's live samples, from a tree's `blocks=` arrays."""
+    at, rows = _profile_rows(arrays, "block", fail)
+    size = arrays["block_size"]
+    if (size >= np.uint64(2**63)).any():
+        raise fail("a live block's size out of range (the file is damaged)")
+    return LiveBlocks(at, arrays["block_address"].copy(), size.astype(np.int64))
+
+
 def unshuffle(data: bytes, dtype: str, length: int, at: int) -> np.ndarray:
     """`length` values of `dtype` stored byte-shuffled at `at`: the lowest byte of every
     value, then the next, and so on."""
@@ -401,6 +413,7 @@ def _tree_arrays(
     peaks: int,
     unreachable: int,
     lifetimes: int,
+    blocks: int,
 ) -> list[tuple[str, str, int]]:
     """The name, type and length of a tree's arrays, in order, from its `# tree:` counts."""
     return [
@@ -420,6 +433,9 @@ def _tree_arrays(
         *((f"lifetimes_freed_{b}", "<u4", max(lifetimes, 0)) for b in range(_FREED_BINS)),
         ("lifetimes_temporary", "<u4", max(lifetimes, 0)),
         ("lifetimes_temporary_bytes", "<u8", max(lifetimes, 0)),
+        ("block_row", "<u4", max(blocks, 0)),
+        ("block_address", "<u8", max(blocks, 0)),
+        ("block_size", "<u8", max(blocks, 0)),
     ]
 
 
@@ -699,8 +715,8 @@ def _tree_header(
             if counts is None:
                 raise HeapFileError(
                     f"{name}:{lineno}: expected '# tree: frames=F nodes=N stacks=S"
-                    f" estimates=E labels=0|1 [peaks=P] [unreachable=U] [lifetimes=L]' (F, N, S,"
-                    f" E, P, U, L below 2^32), found"
+                    f" estimates=E labels=0|1 [peaks=P] [unreachable=U] [lifetimes=L] [blocks=B]'"
+                    f" (F, N, S, E, P, U, L, B below 2^32), found"
                     f" {show(line)}"
                 )
             arrays_at = end + 1 if end >= 0 else len(text)

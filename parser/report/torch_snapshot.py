@@ -1,15 +1,17 @@
-"""A log-mode capture's CUDA heaps as PyTorch's memory snapshot: the dict that
+"""A capture's CUDA heaps as PyTorch's memory snapshot: the dict that
 `torch.cuda.memory._snapshot()` returns, pickled, which `python -m torch.cuda._memory_viz`
 (stats, trace, segments, memory) and pytorch.org/memory_viz read. Segments are the
 `cuda_segments` heap's blocks live at the window's end, blocks the `cuda` heap's (the
-tensors) inside them, the gaps between them inactive blocks; `device_traces` the two
-heaps' allocations and frees in time order. What differs from torch's own is said in the
+tensors) inside them, the gaps between them inactive blocks; from a log-mode capture,
+`device_traces` the two heaps' allocations and frees in time order (a table-mode window
+keeps its live blocks, not their history). What differs from torch's own is said in the
 file (`mem_profiler`) and in docs/devices.md."""
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,12 +27,27 @@ Frame = dict[str, object]  # {"filename", "line", "name"}
 # The frames of each of a log's stacks, innermost first, by stack id
 FramesOf = Callable[[list[int]], dict[int, list[Frame]]]
 NOTE = (
-    "Written by mem_parser --torch-snapshot from a log-mode capture: one device (0), one"
+    "Written by mem_parser --torch-snapshot: one device (0), one"
     " stream (0), the caching allocator's block sizes rounded to 512 bytes from the"
     " sizes asked for, and the gaps between a segment's blocks as inactive blocks; the"
     " segments are every cudaMalloc the process made in the window (other libraries'"
-    " too), the blocks and trace entries the tensors the allocator handed out."
+    " too), the blocks and trace entries the tensors the allocator handed out; a"
+    " capture without an event log has no trace."
 )
+NO_SEGMENT = (
+    "the window recorded no CUDA segment (the cuda_segments heap): capture the program's"
+    " whole run (`mem_profiler run`), or a window open before its allocator reserves its"
+    " memory."
+)
+
+
+@dataclass
+class Blocks:
+    """One heap's live blocks: addresses, sizes asked for, and each one's frames."""
+
+    address: np.ndarray  # int64
+    size: np.ndarray  # int64
+    frames: list[list[Frame]]
 
 
 def torch_snapshot(cap: WindowLog, frames_of: FramesOf) -> bytes:
@@ -40,25 +57,38 @@ def torch_snapshot(cap: WindowLog, frames_of: FramesOf) -> bytes:
     tensors = np.flatnonzero(a.heap == heap_id("cuda"))
     segments = np.flatnonzero(a.heap == heap_id("cuda_segments"))
     if not len(segments):
-        raise UserError(
-            "the window recorded no CUDA segment (the cuda_segments heap): capture the"
-            " program's whole run with `mem_profiler run --mode log`, or a window open"
-            " before its allocator reserves its memory."
-        )
+        raise UserError(NO_SEGMENT)
     names = frames_of(sorted({int(s) for s in a.stack[np.r_[tensors, segments]].tolist()}))
-    rate = cap.log.device_rate
-    live_segments = segments[a.end[segments] == NEVER]
-    live_tensors = tensors[a.end[tensors] == NEVER]
-    placed, laid = _segments(a, live_segments, live_tensors, names, rate)
+
+    def live(which: np.ndarray) -> Blocks:
+        which = which[a.end[which] == NEVER]
+        frames = [names.get(stack, []) for stack in a.stack[which].tolist()]
+        return Blocks(a.address[which].astype(np.int64), a.size[which].astype(np.int64), frames)
+
+    trace = _trace(a, tensors, segments, names)
+    return _pickled(live(segments), live(tensors), cap.log.device_rate, [trace])
+
+
+def table_snapshot(segments: Blocks | None, tensors: Blocks | None, rate: int) -> bytes:
+    """The snapshot of a window without an event log: the live blocks of its
+    cuda_segments heap and of its cuda heap (None: the window has no file of it)."""
+    if segments is None or not len(segments.address):
+        raise UserError(NO_SEGMENT)
+    none = Blocks(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+    return _pickled(segments, tensors or none, rate, [[]])
+
+
+def _pickled(segments: Blocks, tensors: Blocks, rate: int, traces: list[list[dict]]) -> bytes:
+    placed, laid = _segments(segments, tensors, rate)
     snapshot = {
         "segments": laid,
-        "device_traces": [_trace(a, tensors, segments, names)],
+        "device_traces": traces,
         "allocator_settings": {},
         "mem_profiler": {
             "note": NOTE,
             "device_rate": rate,
             "sampled": rate > 1,
-            "tensors_outside_segments": int(len(live_tensors) - placed),
+            "tensors_outside_segments": int(len(tensors.address) - placed),
         },
     }
     return pickle.dumps(snapshot, protocol=4)
@@ -70,38 +100,31 @@ def block_size(requested: np.ndarray) -> np.ndarray:
     return np.maximum(-(-requested // BLOCK_ROUND) * BLOCK_ROUND, BLOCK_ROUND)
 
 
-def _segments(
-    a: Allocations,
-    segments: np.ndarray,
-    tensors: np.ndarray,
-    names: dict[int, list[Frame]],
-    rate: int,
-) -> tuple[int, list[dict[str, object]]]:
+def _segments(segments: Blocks, tensors: Blocks, rate: int) -> tuple[int, list[dict[str, object]]]:
     """The live `segments`, by address, each with the live `tensors` inside it as its
     active blocks and the rest of it as inactive ones; and how many tensors were placed."""
-    segments = segments[np.argsort(a.address[segments], kind="stable")]
-    tensors = tensors[np.argsort(a.address[tensors], kind="stable")]
-    starts = a.address[tensors].astype(np.int64)
+    by_address = np.argsort(tensors.address, kind="stable")
+    starts = tensors.address[by_address]
     # per tensor: address, bytes asked for, its block's size, what the sample stands for
     tensor_rows = list(
         zip(
             starts.tolist(),
-            a.size[tensors].tolist(),
-            block_size(a.size[tensors]).tolist(),
-            estimates(a.size[tensors], rate).tolist(),
-            a.stack[tensors].tolist(),
+            tensors.size[by_address].tolist(),
+            block_size(tensors.size[by_address]).tolist(),
+            estimates(tensors.size[by_address], rate).tolist(),
+            [tensors.frames[i] for i in by_address.tolist()],
             strict=True,
         )
     )
     placed = 0
     laid: list[dict[str, object]] = []
-    for s in segments.tolist():
-        base, total = int(a.address[s]), int(a.size[s])
+    for s in np.argsort(segments.address, kind="stable").tolist():
+        base, total = int(segments.address[s]), int(segments.size[s])
         inside = np.flatnonzero((starts >= base) & (starts < base + total))
         blocks: list[dict[str, object]] = []
         cursor, allocated, requested = base, 0, 0
         for k in inside.tolist():
-            at, asked, rounded, weight, stack = tensor_rows[k]
+            at, asked, rounded, weight, frames = tensor_rows[k]
             if at < cursor:  # a tensor over another's block: the log lost a free
                 continue
             if at > cursor:
@@ -113,7 +136,7 @@ def _segments(
                     "size": size,
                     "requested_size": asked,
                     "state": "active_allocated",
-                    "frames": names.get(stack, []),
+                    "frames": frames,
                     # what the sampled block stands for, at a --device-rate that samples
                     "estimated_bytes": weight,
                 }
@@ -134,7 +157,7 @@ def _segments(
                 "segment_type": "small" if total <= SMALL_SEGMENT else "large",
                 "segment_pool_id": (0, 0),
                 "is_expandable": False,
-                "frames": names.get(int(a.stack[s]), []),
+                "frames": segments.frames[s],
                 "blocks": blocks,
             }
         )

@@ -170,5 +170,6 @@ def _summed(profile: HeapProfile, row_of: np.ndarray, rows: int, labels: list[st
         peak=None if peak is None else peak.summed(row_of, rows),
         unreachable=None if unreachable is None else unreachable.summed(row_of, rows),
         frees=None if frees is None else frees.summed(row_of, rows),
+        live_blocks=None,
         labels={row: text for row, text in enumerate(labels) if text},
     )

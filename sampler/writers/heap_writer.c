@@ -14,6 +14,7 @@
 #include "tables/frame_tree.h"
 #include "tables/lifetimes.h"
 #include "tables/live_bytes.h"
+#include "tables/live_table.h"
 #include "tables/notes.h"
 #include "tables/stack_table.h"
 #include "unwind/python_frames.h"
@@ -380,6 +381,58 @@ static void put_lifetimes(struct memprof_out *o, const struct selection *sel,
     }
 }
 
+/* A device heap's live samples, each with its address (the live table's key without its
+ * heap) and size, for the torch snapshot of a window without an event log: a first pass
+ * counts them (row NULL), a second fills at most that many. */
+struct live_blocks {
+    const struct selection *sel;
+    enum memprof_heap heap;
+    uint32_t n, cap;
+    uint32_t *row;
+    uint64_t *address, *size;
+};
+
+static void take_block(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
+{
+    struct live_blocks *lb = arg;
+    if ((enum memprof_heap)(key >> 56) != lb->heap || stack >= lb->sel->nstacks ||
+        lb->sel->stack_row[stack] == 0 || (lb->row != NULL && lb->n >= lb->cap))
+        return;
+    if (lb->row != NULL) {
+        lb->row[lb->n] = lb->sel->stack_row[stack] - 1;
+        lb->address[lb->n] = key & ((1ull << 56) - 1);
+        lb->size[lb->n] = size;
+    }
+    lb->n++;
+}
+
+static void release_blocks(struct live_blocks *lb)
+{
+    memprof_unmap(lb->row, sizeof(*lb->row) * ((size_t)lb->cap + 1));
+    memprof_unmap(lb->address, sizeof(*lb->address) * ((size_t)lb->cap + 1));
+    memprof_unmap(lb->size, sizeof(*lb->size) * ((size_t)lb->cap + 1));
+}
+
+/* A device heap's live blocks in a window without an event log (whose events hold
+ * them); false: none to write (lb->n 0) or no memory. */
+static bool gather_blocks(struct memprof_out *o, const struct selection *sel,
+                          enum memprof_heap heap, struct live_blocks *lb)
+{
+    *lb = (struct live_blocks){.sel = sel, .heap = heap};
+    if (heap == HEAP_HOST || memprof_log_base() != NULL)
+        return false;
+    memprof_live_foreach(take_block, lb);
+    lb->cap = lb->n;
+    lb->n = 0;
+    lb->row = memprof_out_scratch(o, sizeof(*lb->row) * ((size_t)lb->cap + 1));
+    lb->address = memprof_out_scratch(o, sizeof(*lb->address) * ((size_t)lb->cap + 1));
+    lb->size = memprof_out_scratch(o, sizeof(*lb->size) * ((size_t)lb->cap + 1));
+    if (o->failed)
+        return false;
+    memprof_live_foreach(take_block, lb);
+    return true;
+}
+
 /* The selected stacks with sampled frees, into ids (room for sel->stacks), and how
  * many; -1 in a window with an event log, whose events time every free themselves. */
 static int64_t pick_lifetimes(const struct selection *sel, const struct memprof_counts *c,
@@ -442,12 +495,18 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
         memprof_puts(o, " unreachable=");
         memprof_put_u64(o, leaks.n);
     }
+    struct live_blocks blocks;
+    bool has_blocks = gather_blocks(o, sel, heap, &blocks);
     size_t ids_bytes = sizeof(uint32_t) * ((size_t)sel->stacks + 1);
     uint32_t *lifetime_ids = memprof_out_scratch(o, ids_bytes);
     int64_t lifetimes = pick_lifetimes(sel, c, lifetime_ids);
     if (lifetimes >= 0) {
         memprof_puts(o, " lifetimes=");
         memprof_put_u64(o, (uint64_t)lifetimes);
+    }
+    if (has_blocks) {
+        memprof_puts(o, " blocks=");
+        memprof_put_u64(o, blocks.n);
     }
     memprof_puts(o, "\n");
 
@@ -475,6 +534,15 @@ static void put_tree(struct memprof_out *o, const struct selection *sel, const s
     if (lifetimes > 0)
         put_lifetimes(o, sel, c, lifetime_ids, (uint32_t)lifetimes);
     memprof_unmap(lifetime_ids, ids_bytes);
+    if (has_blocks) {
+        memprof_put_planes(o, (const uint8_t *)blocks.row, sizeof(*blocks.row) * blocks.n,
+                           sizeof(*blocks.row));
+        memprof_put_planes(o, (const uint8_t *)blocks.address,
+                           sizeof(*blocks.address) * blocks.n, sizeof(*blocks.address));
+        memprof_put_planes(o, (const uint8_t *)blocks.size, sizeof(*blocks.size) * blocks.n,
+                           sizeof(*blocks.size));
+    }
+    release_blocks(&blocks);
     release_figures(&peak);
     release_figures(&leaks);
 }

@@ -533,6 +533,18 @@ def test_a_windows_lifetimes_follow_its_stacks(tmp_path):
     assert read_heap(path).frees is None
 
 
+def test_a_device_heaps_live_blocks_follow_its_stacks(tmp_path):
+    """A device heap's live samples, each on its stack's row of the profile."""
+    path = tmp_path / "t.heap"
+    live = [(5, 0x7F0000200000, 4096), (1, 0x7F0000000000, 1 << 40), (5, 0x7F0000201000, 512)]
+    path.write_bytes(compressed(tree_payload(RATE, HEADER, MIXED, blocks=live)))
+    blocks = read_heap(path).live_blocks
+    assert blocks is not None
+    assert blocks.row.tolist() == [4, 1, 4]
+    assert blocks.address.tolist() == [b[1] for b in live]
+    assert blocks.size.tolist() == [b[2] for b in live]
+
+
 # --- damaged trees ----------------------------------------------------------------------
 
 
@@ -650,7 +662,12 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
         (
             compressed(PAYLOAD.replace(b"# tree: ", b"# tree:x ")),
             "{path}:11: expected '# tree: frames=F nodes=N stacks=S estimates=E labels=0|1"
-            " [peaks=P] [unreachable=U] [lifetimes=L]'",
+            " [peaks=P] [unreachable=U] [lifetimes=L] [blocks=B]'",
+        ),
+        (
+            compressed(tree_payload(RATE, HEADER, MIXED, blocks=[(4, 0x1000, 8)])),
+            "{path}: a stack of the block figures that the tree does not count (the file is"
+            " damaged)",
         ),
         (
             compressed(tree_payload(RATE, HEADER, MIXED, lifetimes={4: FREES[1]})),
@@ -699,6 +716,7 @@ OLD = compressed(PAYLOAD, old=True)  # as earlier versions wrote it
         "leaf out of range",
         "estimate of no stack",
         "tree line",
+        "live block of no stack",
         "lifetimes of no stack",
         "temporary bytes past int64",
         "no tree line",

@@ -28,7 +28,7 @@ from support.device import (
     pool_of,
     site_lines,
 )
-from support.paths import MEM_PARSER, MEM_PROFILER
+from support.paths import MEM_PROFILER
 from support.profiling import profile_run, report, run_parser, total
 from support.targets import attach_window
 
@@ -164,11 +164,12 @@ def test_a_gates_saved_profiles_keep_their_event_log(pool, standin_dir, tmp_path
 
 
 def logged_tensors(
-    exe: Path, mode: str, standin_dir: Path, folder: Path
+    exe: Path, mode: str, standin_dir: Path, folder: Path, capture: str = "log"
 ) -> tuple[subprocess.CompletedProcess, Path]:
-    """device_pool MODE in log mode, every block recorded: the run and its cuda heap."""
+    """device_pool MODE captured in `capture` mode (log, table), every block recorded:
+    the run and its cuda heap."""
     proc, files = profile_run(
-        [exe, mode], folder / "l_", 1, "--device-rate", "1", "--mode", "log",
+        [exe, mode], folder / "l_", 1, "--device-rate", "1", "--mode", capture,
         env=standin_env(standin_dir),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -216,12 +217,14 @@ print(json.dumps({
 """
 
 
-def assert_torch_snapshot_is_the_pools(exe: Path, heap: Path, stdout: str, tmp: Path) -> None:
-    """--torch-snapshot of a log-mode capture of the pool (`stdout`, what it printed),
-    read by torch's own _memory_viz: segsum (`stats`) accepts it (each segment's blocks
-    tile it), the reserved bytes and the bytes asked for are the pool's own figures,
-    memory's lines give each site the bytes the fixture keeps there, and trace replays
-    every allocation and free."""
+def assert_torch_snapshot_is_the_pools(
+    exe: Path, heap: Path, stdout: str, tmp: Path, traced: bool = True
+) -> None:
+    """--torch-snapshot of a capture of the pool (`stdout`, what it printed), read by
+    torch's own _memory_viz: segsum (`stats`) accepts it (each segment's blocks tile it),
+    the reserved bytes and the bytes asked for are the pool's own figures, memory's lines
+    give each site the bytes the fixture keeps there, and trace replays every allocation
+    and free where the capture logged them (`traced`), none where it did not."""
     snapshot = tmp / "snapshot.pickle"
     assert run_parser("-p", exe, "-f", heap, "--torch-snapshot", snapshot).stdout == ""
     read = subprocess.run(
@@ -248,26 +251,33 @@ def assert_torch_snapshot_is_the_pools(exe: Path, heap: Path, stdout: str, tmp: 
     # trace: `b = a[offset:size]` per allocation of a tensor, `del b # size` per free
     made = re.findall(r"^\w+ = \w+\[", seen["trace"], re.M)
     freed = re.findall(r"^del \w+ #", seen["trace"], re.M)
+    if not traced:
+        assert made == freed == []
+        return
     assert len(made) == sum(f["allocs"] for f in sites.values())
     assert len(made) - len(freed) == sum(f["live"] for f in sites.values())
 
 
-def test_the_torch_snapshot_of_a_launch_reads_in_torchs_memory_viz(pool, standin_dir, tmp_path):
+@pytest.mark.parametrize("capture", ["log", "table"])
+def test_the_torch_snapshot_of_a_launch_reads_in_torchs_memory_viz(
+    pool, standin_dir, tmp_path, capture
+):
     pytest.importorskip("torch")
     exe, _ = pool
-    proc, cuda = logged_tensors(exe, "run", standin_dir, tmp_path)
-    assert_torch_snapshot_is_the_pools(exe, cuda, proc.stdout, tmp_path)
+    proc, cuda = logged_tensors(exe, "run", standin_dir, tmp_path, capture)
+    assert_torch_snapshot_is_the_pools(exe, cuda, proc.stdout, tmp_path, capture == "log")
 
 
-def test_the_torch_snapshot_of_an_attached_window(pool, standin_dir, tmp_path):
-    """The same of a log-mode window opened with --attach in the pool started without the
-    sampler, around one phase; a table-mode capture is refused in one sentence."""
+@pytest.mark.parametrize("capture", ["log", "table"])
+def test_the_torch_snapshot_of_an_attached_window(pool, standin_dir, tmp_path, capture):
+    """The same of a window opened with --attach in the pool started without the
+    sampler, around one phase."""
     pytest.importorskip("torch")
     exe, _ = pool
     attached = Served(exe, standin_env(standin_dir))
     try:
         controller = attach_window(
-            attached.pid, "-c", "1", "--device-rate", "1", "--mode", "log", "-o", tmp_path / "a_"
+            attached.pid, "-c", "1", "--device-rate", "1", "--mode", capture, "-o", tmp_path / "a_"
         )
         inside = attached.phase()
         controller.send_signal(2)  # Ctrl-C ends the window and detaches
@@ -277,17 +287,7 @@ def test_the_torch_snapshot_of_an_attached_window(pool, standin_dir, tmp_path):
     finally:
         attached.kill()
     cuda = by_heap([Path(p) for p in re.findall(r"(\S+\.heap)\b", out + err)])["cuda"]
-    assert_torch_snapshot_is_the_pools(exe, cuda, inside, tmp_path)
-
-    proc, files = profile_run(
-        [exe, "run"], tmp_path / "t_", 1, "--device-rate", "1", env=standin_env(standin_dir)
-    )
-    table = subprocess.run(
-        [MEM_PARSER, "-p", exe, "-f", by_heap(files)["cuda"], "--torch-snapshot", tmp_path / "t"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert table.returncode == 2 and "has no event log: capture with --mode log" in table.stderr
-    assert not (tmp_path / "t").exists()
+    assert_torch_snapshot_is_the_pools(exe, cuda, inside, tmp_path, capture == "log")
 
 
 def test_inefficient_tensors_found_with_their_launch_counts(pool, standin_dir, tmp_path):

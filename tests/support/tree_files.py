@@ -87,10 +87,12 @@ def tree_payload(
     maps: list[str] | None = None,
     labels: bool = False,
     lifetimes: dict[int, Lifetimes] | None = None,
+    blocks: list[tuple[int, int, int]] | None = None,
 ) -> bytes:
     """The text and arrays a tree's zlib stream holds; `header`: its `#` lines before
     the `# tree:` line, which this adds; `lifetimes`: the sampled frees of some stacks
-    (by index), as a table-mode window counts them."""
+    (by index), as a table-mode window counts them; `blocks`: a device heap's live
+    samples, (stack index, address, size)."""
     frame_index: dict[int, int] = {}
     node_index: dict[tuple[int, int], int] = {}  # (parent, frame) -> node
     parents: list[int] = []
@@ -139,6 +141,9 @@ def tree_payload(
             shuffled("<u8", [f.temporary_bytes for f in freed]),
         ]
         tree_line += f" lifetimes={len(lifetimes)}"
+    if blocks is not None:
+        arrays += [shuffled(t, [b[k] for b in blocks]) for k, t in enumerate(("<u4", "<u8", "<u8"))]
+        tree_line += f" blocks={len(blocks)}"
     text = "\n".join([f"heap_tree/{rate}", *header, tree_line, ""]).encode()
     maps_text = "\n".join(["", "MAPPED_LIBRARIES:", *(maps or [MAPS]), ""]).encode()
     return text + b"".join(arrays) + maps_text
