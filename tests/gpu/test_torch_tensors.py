@@ -5,7 +5,8 @@ torch.cuda.memory_allocated(), and the caching allocator's segments in cuda_segm
 exactly memory_reserved(); under the native allocator, with expandable segments and
 under the cudaMallocAsync backend, each at launch and in a window opened with --attach.
 At a --device-rate that samples them, many known tensors' figures within the sampling
-math.
+math. --torch-snapshot of a dump, in table and log mode, against the snapshot torch
+itself took then.
 Under the cudaMallocAsync backend no probe fires: the tensors are its cudaMallocAsync
 calls, in the cuda heap as they are, and there are no segments.
 
@@ -15,6 +16,7 @@ Skipped without nvidia-smi on PATH, and when the Python that runs the workload
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -26,7 +28,7 @@ if shutil.which("nvidia-smi") is None:
     pytest.skip("no nvidia-smi on PATH: no GPU to check against", allow_module_level=True)
 
 from support.device import INDEXES, assert_sites_estimated, by_heap, site_lines  # noqa: E402
-from support.paths import MEM_PROFILER  # noqa: E402
+from support.paths import MEM_PARSER, MEM_PROFILER  # noqa: E402
 from support.targets import attach_window  # noqa: E402
 
 from mem_profiler.parser.model.aggregate import aggregate  # noqa: E402
@@ -214,3 +216,55 @@ def test_an_out_of_memory_error_in_an_attached_window(torch_python, tmp_path, co
     cum, live = rows(Path(found[1]), "inuse_space")
     assert live == figure(said, "memory_allocated")
     assert cum.get(f"hold_for_step ({WORKLOAD.name})") == 3 * 256 * MiB, cum
+
+
+@pytest.mark.parametrize("mode", ["table", "log"])
+def test_the_torch_snapshot_is_torchs_own(torch_python, tmp_path, mode):
+    """--torch-snapshot of a dump taken while a phase's tensors are live, against
+    torch.cuda.memory._snapshot() taken by the program then: each of torch's segments is
+    one of ours, at its address and of its size, with the same active blocks (address
+    and bytes asked for). Ours has more segments where other libraries called
+    cudaMalloc (docs/devices.md)."""
+    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1", "--mode", mode]
+    target = Served(
+        [*map(str, cmd), "-o", str(tmp_path / "t_"), "--", torch_python, str(WORKLOAD), "serve"],
+        dict(os.environ),
+    )
+    theirs = tmp_path / "theirs.pickle"
+    try:
+        target.phase()
+        target.ask(f"snapshot {theirs}")
+        dump = subprocess.run(
+            [MEM_PROFILER, "dump", "-p", str(target.pid)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert dump.returncode == 0, dump.stderr
+        assert target.quit() == 0
+    finally:
+        target.kill()
+    ours = tmp_path / "ours.pickle"
+    done = subprocess.run(
+        [MEM_PARSER, "-f", heap_files(dump.stdout)["cuda"], "--torch-snapshot", ours],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+
+    def segments(path: Path) -> dict[int, dict]:
+        with open(path, "rb") as f:
+            return {s["address"]: s for s in pickle.load(f)["segments"]}
+
+    def active(segment: dict) -> list[tuple[int, int]]:
+        return sorted(
+            (b["address"], b["requested_size"])
+            for b in segment["blocks"]
+            if b["state"] == "active_allocated"
+        )
+
+    mine = segments(ours)
+    for address, segment in segments(theirs).items():
+        assert address in mine and mine[address]["total_size"] == segment["total_size"]
+        assert active(mine[address]) == active(segment), address

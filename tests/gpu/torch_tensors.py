@@ -8,8 +8,9 @@ bytes torch.cuda.memory_allocated() counts.  It prints its truth:
 
     python torch_tensors.py run      one phase, then exit keeping its tensors
     python torch_tensors.py serve    print "pid N", then answer "phase" (one phase, its
-                                     lines, "done"), "many", "oom" and "quit" on
-                                     standard input
+                                     lines, "done"), "many", "oom", "snapshot PATH"
+                                     (torch's own memory snapshot, pickled) and "quit"
+                                     on standard input
 
 "many" keeps 400 tensors of 128 KiB in many_kept and takes 4000 of 64 KiB one after
 another in many_churned: enough for estimates at a --device-rate that samples them.
@@ -103,6 +104,15 @@ def oom():
     del held
 
 
+def save_snapshot(path):
+    """torch.cuda.memory._snapshot() now, pickled to `path`."""
+    import pickle
+
+    torch.cuda.synchronize()
+    with open(path, "wb") as f:
+        pickle.dump(torch.cuda.memory._snapshot(), f)
+
+
 def main():
     torch.cuda.init()
     torch.cuda.synchronize()
@@ -114,6 +124,8 @@ def main():
                 break
             if command == "oom":
                 oom()
+            elif command.startswith("snapshot "):
+                save_snapshot(command.split(None, 1)[1])
             elif command == "many":
                 many()
             else:
