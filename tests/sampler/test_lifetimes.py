@@ -1,9 +1,11 @@
 """How long allocations live (mem_parser --lifetimes and --temporary,
-parser/log/lifetimes.py): on tests/fixtures/lifetimes.c, whose sites free their blocks at
-once, after one other allocation, after many, never, or from another thread, a log of
-every allocation (-c 1) gives each site exactly the bytes that memray's definition makes
-temporary, at N = 1 (heaptrack's too) and N = 2, and its bytes by lifetime; a sampled
-log gives lifetimes within the sampling error, and refuses --temporary in one sentence."""
+parser/log/lifetimes.py, parser/model/lifetimes.py): on tests/fixtures/lifetimes.c, whose
+sites free their blocks at once, after one other allocation, after many, after a sleep,
+never, or from another thread, a log of every allocation (-c 1) gives each site exactly
+the bytes that memray's definition makes temporary, at N = 1 (heaptrack's too) and N = 2,
+and its bytes by lifetime; a sampled log gives lifetimes within the sampling error, and
+refuses --temporary in one sentence. A window without a log counts its sampled frees
+itself: the same at -c 1 for N = 1, and estimates at a rate."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from support.profiling import one_heap, profile_run, run_parser
 from support.sampling_math import assert_estimate, relative_sd
 
 BLOCKS = 300
+ASLEEP = 10  # kept_asleep's blocks, each living 20 ms at least
+# the lifetimes' bins from 10 ms up
+TEN_MS_OR_MORE = ("<100ms", "<1s", ">=1s")
 SITE_LINE = re.compile(r"^site (\w+) blocks=(\d+) bytes=(\d+)$", re.M)
 
 
@@ -28,7 +33,7 @@ def logged(build_fixture, tmp_path_factory):
         [exe, BLOCKS], tmp_path_factory.mktemp("lifetimes") / "l_", 1, "--mode", "log"
     )
     sites = {m[0]: int(m[2]) for m in SITE_LINE.findall(proc.stdout)}
-    assert len(sites) == 6, proc.stdout
+    assert len(sites) == 7, proc.stdout
     return exe, one_heap(proc, files), sites
 
 
@@ -45,6 +50,7 @@ def own_temporary(sites: dict[str, int], others: int) -> dict[str, int]:
         "freed_inside": sites["freed_inside"],
         "freed_after_one": sites["freed_after_one"] if others > 1 else 0,
         "kept_a_while": others * sites["kept_a_while"] // BLOCKS,
+        "kept_asleep": others * sites["kept_asleep"] // ASLEEP,
         "kept_to_the_end": 0,
         "freed_elsewhere": 0,
     }
@@ -65,6 +71,8 @@ def test_lifetimes_by_site_in_a_log_of_every_allocation(logged):
     for site, row in rows.items():
         assert sum(row["bins"].values()) == row["bytes"], site
         assert row["bins"]["live"] == (row["bytes"] if site == "kept_to_the_end" else 0), site
+    asleep = rows["kept_asleep"]
+    assert sum(asleep["bins"][name] for name in TEN_MS_OR_MORE) == asleep["bytes"]
     assert {site: row["temporary"] for site, row in rows.items()} == own_temporary(sites, 1)
 
 
@@ -112,20 +120,23 @@ def counted(build_fixture, tmp_path_factory):
     exe = build_fixture("lifetimes")
     proc, files = profile_run([exe, BLOCKS], tmp_path_factory.mktemp("counted") / "t_", 1)
     sites = {m[0]: int(m[2]) for m in SITE_LINE.findall(proc.stdout)}
-    assert len(sites) == 6, proc.stdout
+    assert len(sites) == 7, proc.stdout
     return exe, one_heap(proc, files), sites
 
 
 def test_a_window_counts_lifetimes_and_temporary_bytes_of_every_allocation(counted):
     """Without an event log, at -c 1: each site's bytes all in one bin or another, live at
     the end only kept_to_the_end's, and temporary exactly what memray's and heaptrack's
-    definition makes them (N = 1), in --lifetimes and --temporary alike."""
+    definition makes them (N = 1), in --lifetimes and --temporary alike; kept_asleep's in
+    the bins of 10 ms and more, as the sampler's ticks measure them."""
     exe, heap, sites = counted
     rows = lifetime_rows(exe, heap)
     assert {site: row["bytes"] for site, row in rows.items()} == sites
     for site, row in rows.items():
         assert sum(row["bins"].values()) == row["bytes"], site
         assert row["bins"]["live"] == (row["bytes"] if site == "kept_to_the_end" else 0), site
+    asleep = rows["kept_asleep"]
+    assert sum(asleep["bins"][name] for name in TEN_MS_OR_MORE) == asleep["bytes"]
     own = own_temporary(sites, 1)
     assert {site: row["temporary"] for site, row in rows.items()} == own
     cums, total = temporary_cums(exe, heap)
