@@ -25,12 +25,13 @@ from mem_profiler.cmd.cli_input import (
 from mem_profiler.core import progress
 from mem_profiler.core.errors import ProgramNotHere, UserError
 from mem_profiler.core.heaps import HEAPS
-from mem_profiler.parser import pipeline
+from mem_profiler.parser import log_pipeline, pipeline
 from mem_profiler.parser.common.arrays import return_large_frees
 from mem_profiler.parser.common.sampling import SAMPLE_INDEXES
 from mem_profiler.parser.log.device_uses import IDLE_THRESHOLD, KINDS
+from mem_profiler.parser.log_pipeline import LogQuery
 from mem_profiler.parser.model.categories import TORCH_RULES, read_rules
-from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, LogQuery, Request
+from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, Request
 from mem_profiler.parser.read.capture_files import select_files
 from mem_profiler.parser.symbols.symbolize import recorded_program
 
@@ -357,7 +358,7 @@ def cli(heap_files: tuple[str, ...], heap: str | None, **flags: Any) -> None:
     if query == LogQuery():
         pipeline.write_reports(request, _say)
     else:
-        pipeline.write_log_reports(query, request, _say)
+        log_pipeline.write_log_reports(query, request, _say)
 
 
 def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:

@@ -22,9 +22,13 @@ PACKAGE_DIRS = {
 # The doors into the sampler: the modules of the package root that launch, control,
 # attach to or read a process. With the core, all the parser may not reach.
 DOORS = ("attach", "control_block", "controller", "defaults", "launch", "procfs", "sampler_lib")
-# The parser's stages, each a folder but the driver (docs/development.md, "Source layout"),
-# in the order the data goes through them: each imports only those before it.
-STAGES = ("common", "read", "elf", "symbols", "model", "log", "report", "pipeline", "msmemscope")
+# The parser's stages, each a folder but the drivers, of a .heap file's reports and of a
+# log's (docs/development.md, "Source layout"), in the order the data goes through them:
+# each imports only those before it.
+STAGES = (
+    "common", "read", "elf", "symbols", "model", "log", "report", "pipeline", "log_pipeline",
+    "msmemscope",
+)  # fmt: skip
 HEAVY = ("numpy", "cffi", "elftools", "click", "textual", "graphviz")
 
 
@@ -122,8 +126,8 @@ def _stage(module: str) -> str:
 
 
 def test_the_parser_is_in_folders_by_stage():
-    """Every parser module lies in a stage's folder (the driver alone beside them), and each
-    folder opens with what its stage does."""
+    """Every parser module lies in a stage's folder (the drivers alone beside them), and
+    each folder opens with what its stage does."""
     parser = [m for m in MODULES if _part(m) == "parser"]
     assert {_stage(m) for m in parser} == set(STAGES)
     beside = sorted(m.rpartition(".")[2] for m in parser if m.count(".") == 2)

@@ -42,9 +42,10 @@ from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
 from mem_profiler.parser.common.arrays import stack_sums
 from mem_profiler.parser.common.sampling import estimates, python_frames_note, scale_factors
 from mem_profiler.parser.log.analysis import WindowLog, held_at, open_window_log, replay_groups
+from mem_profiler.parser.log_pipeline import allocation_groups
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.model.focus import some_stacks
-from mem_profiler.parser.pipeline import Request, allocation_groups, load
+from mem_profiler.parser.pipeline import Request, load
 from mem_profiler.parser.symbols.python_frames import (
     fold_interpreter_frames,
     fold_native_frames,

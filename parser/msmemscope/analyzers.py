@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mem_profiler.core.errors import UserError
-from mem_profiler.parser import pipeline
+from mem_profiler.parser import log_pipeline, pipeline
 from mem_profiler.parser.common.atomic import atomic_open
 from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import Leak, LeakSet, Peak, WindowLog
@@ -114,7 +114,7 @@ def export_events(
     if data_format not in ("csv", "db"):
         raise UserError(f"data_format {data_format!r}: one of csv, db.")
     path = os.fspath(output)
-    pipeline.write_event_tables(
+    log_pipeline.write_event_tables(
         _open(input_path, None),
         lambda message: warnings.warn(message.removeprefix("warning: "), stacklevel=3),
         csv_path=path if data_format == "csv" else None,
@@ -139,7 +139,7 @@ def check_inefficient(
     cap = _open(input_path, None)
     result = inefficient(cap, check_kinds(inefficient_type), mem_size, idle_threshold)
     request = pipeline.Request(binary=None if binary is None else os.fspath(binary))
-    for message in pipeline.name_findings(result, cap, request):
+    for message in log_pipeline.name_findings(result, cap, request):
         warnings.warn(message, stacklevel=2)
     print(format_inefficient(result), end="")
     return result
@@ -281,7 +281,7 @@ def _program(cap: WindowLog, binary: PathLike | None) -> str:
 
 
 def _report(cap: WindowLog, leaks: LeakSet, binary: PathLike | None) -> list[Leak]:
-    rows, symbolizer_warnings = pipeline.rank_leaks(leaks, _program(cap, binary))
+    rows, symbolizer_warnings = log_pipeline.rank_leaks(leaks, _program(cap, binary))
     for message in symbolizer_warnings:
         warnings.warn(message, stacklevel=3)
     print(format_leaks(rows, leaks.scope, leaks.profile.heap), end="")
