@@ -15,13 +15,9 @@ from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.input_files import MAX_PROFILE_BYTES, read_errors, read_regular
 from mem_profiler.core.profile import HeapProfile
-from mem_profiler.parser.read.heap_file import (
-    decompressed,
-    header_line,
-    python_frame_lines,
-    unshuffle,
-)
+from mem_profiler.parser.read.header_lines import header_line, python_frame_lines
 from mem_profiler.parser.read.text import MAPPED_LIBRARIES, decode, read_mappings, show
+from mem_profiler.parser.read.tree_file import decompressed, unshuffle
 
 FIRST_LINE = b"memprof_snapshot/1\n"
 SUFFIX = ".snapshot"

@@ -37,15 +37,12 @@ from support.tree_files import (
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.profile import FRAME_END, HeapProfile
 from mem_profiler.parser.log.analysis import open_window_log
-from mem_profiler.parser.read import context_tree, heap_file
+from mem_profiler.parser.read import context_tree
+from mem_profiler.parser.read import tree_file as tree_reader
 from mem_profiler.parser.read.capture_files import heap_of
 from mem_profiler.parser.read.event_log import ALLOC, read_log
-from mem_profiler.parser.read.heap_file import (
-    parse_frame_line,
-    parse_heap,
-    read_heap,
-    read_heap_header,
-)
+from mem_profiler.parser.read.header_lines import parse_frame_line
+from mem_profiler.parser.read.heap_file import parse_heap, read_heap, read_heap_header
 from mem_profiler.parser.report import jeprof
 from mem_profiler.parser.report.jeprof import format_jeprof
 from mem_profiler.parser.symbols.symbolize import symbolize
@@ -809,7 +806,7 @@ def test_a_tree_that_decompresses_past_the_limit_is_refused_early(monkeypatch, o
     """A stream whose text would pass the reader's limit is refused in one line."""
     payload = PAYLOAD + b"x" * (8 << 20)  # 8 MiB more, in a few kB compressed
     limit = len(PAYLOAD) + (1 << 20)
-    monkeypatch.setattr(heap_file, "MAX_PROFILE_BYTES", limit)
+    monkeypatch.setattr(tree_reader, "MAX_PROFILE_BYTES", limit)
     refused(compressed(payload, old), limit, arrays_size(PAYLOAD))
 
 
@@ -819,7 +816,7 @@ def test_a_decompression_bomb_is_refused_at_256_times_its_size(monkeypatch):
     64 MiB, lowered here so that the test needs no such memory."""
     data = compressed(PAYLOAD + b"x" * (8 << 20))  # zstd: 8 MiB in a few kB
     stream = len(data) - len(data.partition(b"\n")[0]) - 1
-    monkeypatch.setattr(heap_file, "_EXPANSION_FLOOR", 1 << 20)
+    monkeypatch.setattr(tree_reader, "_EXPANSION_FLOOR", 1 << 20)
     arrays = arrays_size(PAYLOAD)
     refused(data, arrays + max(1 << 20, 256 * stream), arrays)
 
@@ -832,8 +829,8 @@ def test_a_tree_whose_arrays_compress_far_is_read(build_fixture, tmp_path, monke
     blocks = 65536
     proc, files = profile_run([build_fixture("distinct_stacks"), blocks], tmp_path / "d_", 1)
     data = one_heap(proc, files).read_bytes()
-    monkeypatch.setattr(heap_file, "_EXPANSION", 64)
-    monkeypatch.setattr(heap_file, "_EXPANSION_FLOOR", 1 << 20)
+    monkeypatch.setattr(tree_reader, "_EXPANSION", 64)
+    monkeypatch.setattr(tree_reader, "_EXPANSION_FLOOR", 1 << 20)
     assert len(decompressed(data)) > 64 * len(data) > 1 << 20
     prof = parse_heap(data, "x.heap")
     assert len(prof.offsets) - 1 == blocks
@@ -1084,4 +1081,4 @@ def test_a_bomb_of_a_gibibyte_in_a_few_kilobytes_is_refused_within_the_limit():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 3 * heap_file._EXPANSION_FLOOR, peak
+    assert peak < 3 * tree_reader._EXPANSION_FLOOR, peak
