@@ -20,7 +20,7 @@ from support.sampling_math import assert_estimate
 from mem_profiler.cmd.mem_parser import main
 from mem_profiler.core.escape import xml_text
 from mem_profiler.core.units import format_amount
-from mem_profiler.parser import pipeline
+from mem_profiler.parser import log_pipeline
 from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import open_window_log, replay_groups
 from mem_profiler.parser.log_pipeline import allocation_functions, allocation_groups
@@ -127,7 +127,7 @@ def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_
     rules.write_text("spikes python_steps\\.py$ spike\nleaks python_steps\\.py$ step_leak\n")
     cap = open_window_log(heap)
     request = Request(categories=read_rules(str(rules)))
-    with mock.patch.object(pipeline, "mergeable", return_value=False):
+    with mock.patch.object(log_pipeline, "mergeable", return_value=False):
         names, group = allocation_groups(cap, request)  # each stack expanded as the log has it
     assert allocation_groups(cap, request)[1].tolist() == group.tolist()
     ids = np.unique(cap.allocs.stack).tolist()
@@ -150,7 +150,7 @@ def test_the_timeline_categories_are_those_of_every_stack_in_batches(steps, tmp_
             with (
                 mock.patch.object(analysis, bound, int(size)),
                 mock.patch.object(analysis, "batches", counted),
-                mock.patch.object(pipeline, "mergeable", return_value=merged),
+                mock.patch.object(log_pipeline, "mergeable", return_value=merged),
             ):
                 in_batches = allocation_groups(cap, request)
             assert counts and counts[-1] >= 3, (merged, bound, counts)
