@@ -11,8 +11,8 @@
 
 #include "base/defaults.h"
 #include "base/options.h"
-#include "base/ticks.h"
 #include "base/thread_state.h"
+#include "base/ticks.h"
 #include "base/upcalls.h"
 #include "memprof_log.h"
 #include "sample/sample.h"

@@ -132,16 +132,26 @@ def heap_files(output: str) -> dict[str, Path]:
 
 
 def dumped_at_launch(
-    torch_python: str, prefix: Path, conf: str, command: str, device_rate: int
+    torch_python: str,
+    prefix: Path,
+    conf: str,
+    command: str,
+    device_rate: int,
+    mode: str = "table",
+    then: str | None = None,
 ) -> tuple[str, dict[str, Path]]:
-    """The workload served under `mem_profiler run`, asked `command`: what it printed,
-    and the files of a dump taken while its tensors are live (the exit's profile comes
-    after the interpreter freed them).  The window opens before torch is imported."""
+    """The workload served under `mem_profiler run --mode MODE`, asked `command` (and
+    `then`): what it printed for `command`, and the files of a dump taken while its
+    tensors are live (the exit's profile comes after the interpreter freed them).  The
+    window opens before torch is imported."""
     env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF=conf)
-    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", str(device_rate), "-o", prefix]
+    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", str(device_rate)]
+    cmd += ["--mode", mode, "-o", str(prefix)]
     target = Served([*map(str, cmd), "--", torch_python, str(WORKLOAD), "serve"], env)
     try:
         inside = target.ask(command)
+        if then is not None:
+            target.ask(then)
         dump = subprocess.run(
             [MEM_PROFILER, "dump", "-p", str(target.pid)],
             capture_output=True,
@@ -225,28 +235,13 @@ def test_the_torch_snapshot_is_torchs_own(torch_python, tmp_path, mode):
     one of ours, at its address and of its size, with the same active blocks (address
     and bytes asked for). Ours has more segments where other libraries called
     cudaMalloc (docs/devices.md)."""
-    cmd = [MEM_PROFILER, "run", "-c", "1024", "--device-rate", "1", "--mode", mode]
-    target = Served(
-        [*map(str, cmd), "-o", str(tmp_path / "t_"), "--", torch_python, str(WORKLOAD), "serve"],
-        dict(os.environ),
-    )
     theirs = tmp_path / "theirs.pickle"
-    try:
-        target.phase()
-        target.ask(f"snapshot {theirs}")
-        dump = subprocess.run(
-            [MEM_PROFILER, "dump", "-p", str(target.pid)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert dump.returncode == 0, dump.stderr
-        assert target.quit() == 0
-    finally:
-        target.kill()
+    _, heaps = dumped_at_launch(
+        torch_python, tmp_path / "t_", "", "phase", 1, mode, then=f"snapshot {theirs}"
+    )
     ours = tmp_path / "ours.pickle"
     done = subprocess.run(
-        [MEM_PARSER, "-f", heap_files(dump.stdout)["cuda"], "--torch-snapshot", ours],
+        [MEM_PARSER, "-f", heaps["cuda"], "--torch-snapshot", ours],
         capture_output=True,
         text=True,
         timeout=300,

@@ -25,16 +25,19 @@ TEN_MS_OR_MORE = ("<100ms", "<1s", ">=1s")
 SITE_LINE = re.compile(r"^site (\w+) blocks=(\d+) bytes=(\d+)$", re.M)
 
 
-@pytest.fixture(scope="module")
-def logged(build_fixture, tmp_path_factory):
-    """The fixture run in log mode at -c 1: its binary, its .heap and {site: bytes}."""
+def every_allocation(build_fixture, folder, *options: str) -> tuple:
+    """The fixture run at -c 1 with `options`: its binary, its .heap and {site: bytes}."""
     exe = build_fixture("lifetimes")
-    proc, files = profile_run(
-        [exe, BLOCKS], tmp_path_factory.mktemp("lifetimes") / "l_", 1, "--mode", "log"
-    )
+    proc, files = profile_run([exe, BLOCKS], folder / "l_", 1, *options)
     sites = {m[0]: int(m[2]) for m in SITE_LINE.findall(proc.stdout)}
     assert len(sites) == 7, proc.stdout
     return exe, one_heap(proc, files), sites
+
+
+@pytest.fixture(scope="module")
+def logged(build_fixture, tmp_path_factory):
+    """In log mode."""
+    return every_allocation(build_fixture, tmp_path_factory.mktemp("lifetimes"), "--mode", "log")
 
 
 def temporary_cums(exe, heap, *options: str) -> tuple[dict[str, float], float]:
@@ -62,17 +65,23 @@ def lifetime_rows(exe, heap) -> dict[str, dict]:
     return {row["stack"][1]: row for row in table["stacks"] if row["stack"][0] == "block"}
 
 
-def test_lifetimes_by_site_in_a_log_of_every_allocation(logged):
-    """Each site's bytes, all of them in one bin or another; kept_to_the_end's all live
-    at the end and no other site's; the temporary ones exactly as --temporary's."""
-    exe, heap, sites = logged
-    rows = lifetime_rows(exe, heap)
+def assert_every_site_by_lifetime(rows: dict[str, dict], sites: dict[str, int]) -> None:
+    """Each site's bytes, all of them in one bin or another; kept_to_the_end's all live at
+    the end and no other site's; kept_asleep's all in the bins of 10 ms and more."""
     assert {site: row["bytes"] for site, row in rows.items()} == sites
     for site, row in rows.items():
         assert sum(row["bins"].values()) == row["bytes"], site
         assert row["bins"]["live"] == (row["bytes"] if site == "kept_to_the_end" else 0), site
     asleep = rows["kept_asleep"]
     assert sum(asleep["bins"][name] for name in TEN_MS_OR_MORE) == asleep["bytes"]
+
+
+def test_lifetimes_by_site_in_a_log_of_every_allocation(logged):
+    """Each site's bytes, all of them in one bin or another; kept_to_the_end's all live
+    at the end and no other site's; the temporary ones exactly as --temporary's."""
+    exe, heap, sites = logged
+    rows = lifetime_rows(exe, heap)
+    assert_every_site_by_lifetime(rows, sites)
     assert {site: row["temporary"] for site, row in rows.items()} == own_temporary(sites, 1)
 
 
@@ -116,12 +125,8 @@ def test_a_sampled_log_gives_lifetimes_and_refuses_temporary(build_fixture, tmp_
 
 @pytest.fixture(scope="module")
 def counted(build_fixture, tmp_path_factory):
-    """The fixture run in table mode at -c 1: its binary, its .heap and {site: bytes}."""
-    exe = build_fixture("lifetimes")
-    proc, files = profile_run([exe, BLOCKS], tmp_path_factory.mktemp("counted") / "t_", 1)
-    sites = {m[0]: int(m[2]) for m in SITE_LINE.findall(proc.stdout)}
-    assert len(sites) == 7, proc.stdout
-    return exe, one_heap(proc, files), sites
+    """In table mode."""
+    return every_allocation(build_fixture, tmp_path_factory.mktemp("counted"))
 
 
 def test_a_window_counts_lifetimes_and_temporary_bytes_of_every_allocation(counted):
@@ -131,12 +136,7 @@ def test_a_window_counts_lifetimes_and_temporary_bytes_of_every_allocation(count
     the bins of 10 ms and more, as the sampler's ticks measure them."""
     exe, heap, sites = counted
     rows = lifetime_rows(exe, heap)
-    assert {site: row["bytes"] for site, row in rows.items()} == sites
-    for site, row in rows.items():
-        assert sum(row["bins"].values()) == row["bytes"], site
-        assert row["bins"]["live"] == (row["bytes"] if site == "kept_to_the_end" else 0), site
-    asleep = rows["kept_asleep"]
-    assert sum(asleep["bins"][name] for name in TEN_MS_OR_MORE) == asleep["bytes"]
+    assert_every_site_by_lifetime(rows, sites)
     own = own_temporary(sites, 1)
     assert {site: row["temporary"] for site, row in rows.items()} == own
     cums, total = temporary_cums(exe, heap)
