@@ -211,7 +211,9 @@ class Capture:
     ) -> str:
         """The window as mem_parser's text table (`index`: inuse_space, inuse_objects,
         alloc_space, alloc_objects), symbolized against this process's own binaries."""
-        from mem_profiler.parser.pipeline import Request, text_table  # numpy: the report's alone
+        # numpy: the report's alone
+        from mem_profiler.parser.pipeline import text_table
+        from mem_profiler.parser.report.request import Request
 
         if heap not in self.files:
             raise CaptureError(

@@ -31,17 +31,36 @@ from mem_profiler.parser.common.sampling import SAMPLE_INDEXES
 from mem_profiler.parser.log.device_uses import IDLE_THRESHOLD, KINDS
 from mem_profiler.parser.log_pipeline import LogQuery
 from mem_profiler.parser.model.categories import TORCH_RULES, read_rules
-from mem_profiler.parser.pipeline import FILE_FORMATS, STREAM_FORMATS, Request
 from mem_profiler.parser.read.capture_files import select_files
+from mem_profiler.parser.report.formats import DEFAULT, FORMATS, Format, format_named, options
+from mem_profiler.parser.report.request import Request
 from mem_profiler.parser.symbols.symbolize import recorded_program
 
 PROG = "mem_parser"
-_ONE_OUTPUT = (
-    "choose one output for -o/stdout: -t (text table, the default), -s (SVG call graph),"
-    " --collapsed or --json; --flame PATH, --pprof PATH and --jeprof PATH write files of"
-    " their own and may be added to it or given alone."
-)
-_STREAM_FLAGS = ("text", "svg", "collapsed", "json_")  # their parameters, in STREAM_FORMATS order
+
+
+def _streams() -> list[Format]:
+    """The formats written to -o or stdout."""
+    return [fmt for fmt in FORMATS if not fmt.to_file]
+
+
+def _files() -> list[Format]:
+    """The formats written to a path of their own."""
+    return [fmt for fmt in FORMATS if fmt.to_file]
+
+
+def _format_options(command: Command) -> Command:
+    """A flag for each of FORMATS, in the table's order: a format of its own file takes
+    its PATH."""
+    for fmt in reversed(FORMATS):
+        if fmt.to_file:
+            option = click.option(
+                fmt.option, fmt.param, metavar="PATH", callback=_path, help=fmt.help
+            )
+        else:
+            option = click.option(fmt.option, fmt.param, is_flag=True, help=fmt.help)
+        command = option(command)
+    return command
 
 
 def _regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.Pattern | None:
@@ -84,10 +103,10 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=(
-        "Outputs: one of -t, -s, --collapsed, --json goes to -o OUT or stdout; --flame PATH,"
-        " --pprof PATH and --jeprof PATH write their own files, alone or beside it (e.g. -t"
-        " --pprof p.pb.gz). --focus and --ignore apply to every output, --base to every"
-        " one but --jeprof."
+        f"Outputs: one of {options(_streams(), 'or')} goes to -o OUT or stdout;"
+        f" {options(_files(), 'and', paths=True)} write their own files, alone or beside it"
+        " (e.g. -t --pprof p.pb.gz). --focus and --ignore apply to every output, --base to"
+        f" every one but {options([f for f in FORMATS if f.raw], 'and')}."
     ),
 )
 @click.option(
@@ -109,35 +128,7 @@ def _path(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     "or Go (legacy text). Several with -t: the heaps side by side.",
 )
 @click.option("--heap", type=click.Choice(HEAPS), help="Of the files given, the one of this heap.")
-@click.option(
-    "-t",
-    "text",
-    is_flag=True,
-    help="Flat/cum text table, as jeprof --text (MB = 2^20 bytes).",
-)
-@click.option("-s", "svg", is_flag=True, help="SVG call graph, drawn by graphviz dot.")
-@click.option(
-    "--collapsed",
-    is_flag=True,
-    help="Collapsed stacks (`root;...;leaf value`) for flamegraph.pl or speedscope.",
-)
-@click.option("--json", "json_", is_flag=True, help="The flat/cum table and metadata as JSON.")
-@click.option(
-    "--flame", metavar="PATH", callback=_path, help="Write an interactive HTML flame graph to PATH."
-)
-@click.option(
-    "--pprof",
-    metavar="PATH",
-    callback=_path,
-    help="Write gzipped profile.proto to PATH (go tool pprof, and pprof's UIs).",
-)
-@click.option(
-    "--jeprof",
-    metavar="PATH",
-    callback=_path,
-    help="Write the samples as jemalloc's heap_v2 text to PATH, for jeprof (raw addresses:"
-    " jeprof symbolizes them).",
-)
+@_format_options
 @click.option("-o", "output", metavar="OUT", help="Write to OUT instead of stdout.")
 @click.option("--inuse_space", is_flag=True, help="Live bytes at the dump (default).")
 @click.option("--inuse_objects", is_flag=True, help="Live objects at the dump.")
@@ -392,42 +383,50 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         return _build(heap_file, flags, "inuse_space", [])  # their files alone
     if reports and flags["base"] is not None:
         raise UserError("--base compares two .heap files; it does not apply to log reports.")
-    if flags["jeprof"] is not None and flags["base"] is not None:
+    raw = [fmt for fmt in streams + files if fmt.raw]
+    differs = [f.option for f in FORMATS if not f.raw]  # the formats that show a difference
+    if raw and flags["base"] is not None:
         raise UserError(
-            "--jeprof writes one profile's samples, whose counts cannot be negative: write"
-            " both files with --jeprof and give jeprof the old one with --base (it matches"
-            " stacks by address: two captures of one process), or use --base with -t, -s,"
-            " --collapsed, --json, --flame or --pprof."
+            f"{raw[0].option} writes one profile's samples, whose counts cannot be negative:"
+            f" {raw[0].base_advice}, or use --base with {', '.join(differs[:-1])} or"
+            f" {differs[-1]}."
         )
+    tables = [fmt for fmt in FORMATS if fmt.table]
     if query.findings:
-        if flags["svg"] or flags["collapsed"] or files or flags["focus"] or flags["ignore"]:
+        if any(not fmt.table for fmt in streams + files) or flags["focus"] or flags["ignore"]:
             raise UserError(
-                f"{reports[0]} reports are text (-t, the default) or --json; --focus,"
-                " --ignore and the other formats apply to --at, --peak and"
-                " --between."
+                f"{reports[0]} reports are text ({tables[0].option}, the default) or"
+                f" {options(tables[1:], 'or')}; --focus, --ignore and the other formats apply"
+                " to --at, --peak and --between."
             )
-        return _build(
-            heap_file, flags, "inuse_space", [("json" if flags["json_"] else "text", output)]
-        )
+        return _build(heap_file, flags, "inuse_space", [((streams or tables)[0].name, output)])
     if (flags["categories"] or flags["category_rules"]) and (
-        files or flags["svg"] or flags["collapsed"] or flags["lines"]
+        any(not fmt.table for fmt in streams + files) or flags["lines"]
     ):
-        raise UserError("--categories is a table of categories: -t or --json, without --lines.")
+        raise UserError(
+            f"--categories is a table of categories: {options(tables, 'or')}, without --lines."
+        )
     indexes = [name for name in SAMPLE_INDEXES if flags[name]]
     if len(indexes) > 1:
         raise UserError(f"choose one sample index, not {' and '.join('--' + i for i in indexes)}.")
-    if query.compare_steps is not None and flags["jeprof"] is not None:
+    if query.compare_steps is not None and raw:
         raise UserError(
-            "--jeprof writes one profile's samples, whose counts cannot be negative; the"
-            " difference of two steps goes to -t, -s, --collapsed, --json, --flame or --pprof."
+            f"{raw[0].option} writes one profile's samples, whose counts cannot be negative;"
+            f" the difference of two steps goes to {', '.join(differs[:-1])} or {differs[-1]}."
         )
     if len(streams) > 1:
-        raise UserError(_ONE_OUTPUT)
-    streams = streams or ([] if files else ["text"])  # with no output chosen, the table
+        raise UserError(
+            f"choose one output for -o/stdout: {options(_streams(), 'or')} ("
+            f"{format_named(DEFAULT).option}, the default);"
+            f" {options(_files(), 'and', paths=True)} write files of their own and may be"
+            " added to it or given alone."
+        )
+    # with no output chosen, the table
+    streams = streams or ([] if files else [format_named(DEFAULT)])
     if output is not None and not streams:
         raise UserError(
-            f"-o {output} is for -t, -s, --collapsed or --json; --flame, --pprof"
-            " and --jeprof take their own path."
+            f"-o {output} is for {options(_streams(), 'or')}; {options(_files(), 'and')}"
+            " take their own path."
         )
     # what a span allocated, and temporary allocations, are all freed or mostly
     default = "alloc_space" if query.between is not None or query.temporary else "inuse_space"
@@ -435,17 +434,17 @@ def _request(heap_file: str, flags: dict, query: LogQuery) -> Request:
         heap_file,
         flags,
         indexes[0] if indexes else default,
-        [(fmt, output) for fmt in streams] + files,
+        [(fmt.name, output) for fmt in streams] + [(fmt.name, flags[fmt.param]) for fmt in files],
     )
 
 
 def _names_frames(flags: dict) -> bool:
-    """Whether the invocation symbolizes, and so reads the program: all but --jeprof
-    alone, which writes the addresses as they are."""
+    """Whether the invocation symbolizes, and so reads the program: all but raw formats
+    alone (--jeprof), which write the addresses as they are."""
     streams, files = _outputs(flags)
-    jeprof_alone = not streams and [fmt for fmt, _ in files] == ["jeprof"]
+    raw_alone = not streams and bool(files) and all(fmt.raw for fmt in files)
     names = ("focus", "ignore", "timeline", "events_csv", "events_db", "torch_snapshot")
-    return not jeprof_alone or any(flags[name] for name in names)
+    return not raw_alone or any(flags[name] for name in names)
 
 
 def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -> Request:
@@ -454,20 +453,19 @@ def _side_by_side(chosen: list[tuple[str, str]], flags: dict, query: LogQuery) -
     streams, files = _outputs(flags)
     names = ("lines", "focus", "ignore", "base", "categories", "category_rules")
     one_heap = ["--" + name.replace("_", "-") for name in names if flags[name]]
-    if streams != ["text"] or files or one_heap or query != LogQuery():
+    if [fmt.name for fmt in streams] != [DEFAULT] or files or one_heap or query != LogQuery():
         asked = " and ".join(one_heap) or "that report"
         raise UserError(
             f"{len(chosen)} heaps ({', '.join(h for h, _ in chosen)}) go side by"
             f" side only in a plain -t; for {asked} choose one with --heap."
         )
     index = next((i for i in SAMPLE_INDEXES if flags[i]), "inuse_space")
-    return _build("", flags, index, [("text", flags["output"])])
+    return _build("", flags, index, [(DEFAULT, flags["output"])])
 
 
-def _outputs(flags: dict) -> tuple[list[str], list[tuple[str, str]]]:
-    """The formats asked for -o/stdout, and (format, path) of those written to a file."""
-    streams = [fmt for fmt, flag in zip(STREAM_FORMATS, _STREAM_FLAGS, strict=True) if flags[flag]]
-    return streams, [(fmt, flags[fmt]) for fmt in FILE_FORMATS if flags[fmt]]
+def _outputs(flags: dict) -> tuple[list[Format], list[Format]]:
+    """The formats asked for -o/stdout, and those written to a path of their own."""
+    return [f for f in _streams() if flags[f.param]], [f for f in _files() if flags[f.param]]
 
 
 def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
@@ -477,7 +475,7 @@ def _build(heap_file: str, flags: dict, index: str, outputs: list) -> Request:
         base=flags["base"],
         index=index,
         lines=flags["lines"],
-        file_lines=flags["pprof"] is not None,
+        file_lines=any(fmt.file_lines for fmt in _files() + _streams() if flags[fmt.param]),
         full_names=flags["full_names"],
         allow_mismatch=flags["allow_mismatch"],
         native=flags["native"],

@@ -42,11 +42,9 @@ from mem_profiler.parser.model.lifetimes import (
     table_temporary,
 )
 from mem_profiler.parser.pipeline import (
-    Request,
     Say,
     kept_of,
     load,
-    peak_moment,
     program_of,
     symbolized,
     write_output,
@@ -56,6 +54,8 @@ from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.report.inefficient import format_inefficient, format_inefficient_json
 from mem_profiler.parser.report.leaks import format_leaks, format_leaks_json
 from mem_profiler.parser.report.lifetimes import format_lifetimes, format_lifetimes_json
+from mem_profiler.parser.report.request import Request
+from mem_profiler.parser.report.text import peak_moment
 from mem_profiler.parser.report.timeline import Areas, format_timeline
 from mem_profiler.parser.report.torch_snapshot import (
     Blocks,

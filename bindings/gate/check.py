@@ -45,7 +45,8 @@ from mem_profiler.parser.log.analysis import WindowLog, held_at, open_window_log
 from mem_profiler.parser.log_pipeline import allocation_groups
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.model.focus import some_stacks
-from mem_profiler.parser.pipeline import Request, load
+from mem_profiler.parser.pipeline import load
+from mem_profiler.parser.report.request import Request
 from mem_profiler.parser.symbols.python_frames import (
     fold_interpreter_frames,
     fold_native_frames,

@@ -32,6 +32,7 @@ from mem_profiler.parser.log.device_uses import (
 from mem_profiler.parser.model.aggregate import FlatCum, aggregate
 from mem_profiler.parser.report.inefficient import format_inefficient
 from mem_profiler.parser.report.leaks import format_leaks
+from mem_profiler.parser.report.request import Request
 from mem_profiler.parser.report.text import format_text
 from mem_profiler.parser.report.timeline import format_timeline
 
@@ -91,9 +92,7 @@ def compare_steps(
     them, by `step_mark`'s occurrences where given). Prints the table and returns it."""
     cap = _open(input_path, heap)
     new, old = (analysis.step(cap.log, n, step_mark) for n in (step, base_step))
-    request = pipeline.Request(
-        binary=_program(cap, binary), base_profile=analysis.kept_by_step(cap, old)
-    )
+    request = Request(binary=_program(cap, binary), base_profile=analysis.kept_by_step(cap, old))
     sym = pipeline.load(request, analysis.kept_by_step(cap, new))
     for message in sym.warnings:
         warnings.warn(message, stacklevel=2)
@@ -138,7 +137,7 @@ def check_inefficient(
     blocks under `mem_size` bytes. Prints the report and returns it."""
     cap = _open(input_path, None)
     result = inefficient(cap, check_kinds(inefficient_type), mem_size, idle_threshold)
-    request = pipeline.Request(binary=None if binary is None else os.fspath(binary))
+    request = Request(binary=None if binary is None else os.fspath(binary))
     for message in log_pipeline.name_findings(result, cap, request):
         warnings.warn(message, stacklevel=2)
     print(format_inefficient(result), end="")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.escape import visible
@@ -19,8 +20,13 @@ from mem_profiler.core.units import (
     unit_name,
 )
 from mem_profiler.parser.common.sampling import index_unit
-from mem_profiler.parser.model.call_graph import CallGraph, Edge
+from mem_profiler.parser.model.call_graph import CallGraph, Edge, call_graph
 from mem_profiler.parser.report.text import changed_in_both_ways
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.report.formats import Rendering
+
+GRAPH_NODECOUNT = 80  # nodes in a call graph unless --nodecount says otherwise
 
 
 def format_dot(graph: CallGraph, title: str, notes: Sequence[str] = (), heap: str = "host") -> str:
@@ -208,3 +214,18 @@ def _color(score: float, background: bool, hue: float | None = None) -> str:
         r, g = value, value * (1 - saturation * score)
     b = value * (1 - saturation)
     return "#" + "".join(f"{int(c * 255):02x}" for c in (r, g, b))
+
+
+def render(r: Rendering) -> bytes:
+    """-s: the call graph, drawn."""
+    req = r.request
+    graph = call_graph(
+        r.named,
+        req.index,
+        lines=req.lines,
+        full_names=req.full_names,
+        nodefraction=req.nodefraction,
+        edgefraction=req.edgefraction,
+        nodecount=GRAPH_NODECOUNT if req.nodecount is None else req.nodecount,
+    )
+    return render_svg(format_dot(graph, req.title, r.notes, heap=r.named.profile.heap))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,8 +12,11 @@ from mem_profiler.core.escape import script_json, visible
 from mem_profiler.core.heaps import HEAP_HUES
 from mem_profiler.core.units import REPORT_UNITS
 from mem_profiler.parser.common.sampling import index_unit
-from mem_profiler.parser.model.flame_tree import FlameTree
+from mem_profiler.parser.model.flame_tree import FlameTree, flame_tree
 from mem_profiler.parser.report.flame_page import PAGE
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.report.formats import Rendering
 
 # Frames lighter than this share of the whole are left out of the page, as flamegraph.pl
 # leaves out frames under 0.1 pixel: a profile of 10^5 scattered stacks would otherwise
@@ -52,3 +56,12 @@ def format_flame_html(
     head, rest = PAGE.split("__TITLE__")
     middle, tail = rest.split("__DATA__")
     return head + html.escape(visible(title)) + middle + script_json(data) + tail
+
+
+def render(r: Rendering) -> bytes:
+    """--flame: the page of the profile's flame tree."""
+    req = r.request
+    tree = flame_tree(r.named, req.index, lines=req.lines, full_names=req.full_names)
+    return format_flame_html(
+        tree, req.title, r.notes, diff=req.base is not None, heap=r.named.profile.heap
+    ).encode("utf-8", "surrogateescape")

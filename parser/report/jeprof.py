@@ -24,12 +24,17 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mem_profiler.core.memory_map import MemoryMapping
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.read.context_tree import StackTree
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.report.formats import Rendering
+
 
 _PIECE_FRAMES = 1 << 18  # addresses per piece written: about 4 MB of text
 _RUN_FRAMES = 1 << 21  # addresses expanded from a stack tree at a time: 16 MB
@@ -200,3 +205,8 @@ def _one_line(text: str) -> str:
 
 def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+def render(r: Rendering) -> Iterator[bytes]:
+    """--jeprof: the raw profile (its stacks --focus and --ignore keep) as heap_v2."""
+    return format_jeprof(r.profile)

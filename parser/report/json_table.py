@@ -5,10 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mem_profiler.core.profile import Foreign, HeapProfile
 from mem_profiler.parser.common.sampling import drop_note
 from mem_profiler.parser.model.aggregate import FlatCum
+from mem_profiler.parser.symbols.note_stacks import symbolized_notes
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.report.formats import Rendering
 
 
 def format_json(
@@ -69,3 +74,19 @@ def format_json(
         },
     }
     return json.dumps(document, indent=1) + "\n"
+
+
+def render(r: Rendering) -> bytes:
+    """--json: the table and the profile's metadata, its foreign ranges with their stacks."""
+    req, prof = r.request, r.named.profile
+    foreign = symbolized_notes(
+        prof, prof.foreign, r.program, req.allow_mismatch, req.full_names, req.sysroot
+    )
+    return format_json(
+        r.table(),
+        prof,
+        program=req.binary,
+        base=req.base,
+        nodecount=req.nodecount,
+        foreign=[(note, stack) for note, stack, _ in foreign],
+    ).encode("utf-8", "surrogateescape")

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from mem_profiler.parser.common.arrays import clip_int64, runs
 from mem_profiler.parser.common.protobuf import int_field, message, varint, varints
 from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.report.formats import Rendering
+
 
 _MAPPING_FIELDS = ("start", "end", "offset")  # profile.proto's Mapping fields 2-4
 _NAMES = ("name", "system_name", "file")  # its Function fields 2-4, string ids
@@ -489,3 +493,8 @@ def _build_ids(prof: HeapProfile) -> dict[str, str]:
     for path, build_id in prof.build_ids.items():
         out.setdefault(os.path.realpath(path), build_id)
     return out
+
+
+def render(r: Rendering) -> bytes:
+    """--pprof: the profile as profile.proto, its notes as comments."""
+    return format_pprof(r.named, r.notes, r.request.full_names)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from mem_profiler.core.escape import visible
+from mem_profiler.core.profile import HeapProfile, at_peak
 from mem_profiler.core.units import (
     format_amount,
     format_labelled,
@@ -12,7 +17,80 @@ from mem_profiler.core.units import (
     format_value,
     unit_name,
 )
-from mem_profiler.parser.model.aggregate import FlatCum
+from mem_profiler.parser.log.analysis import MS
+from mem_profiler.parser.model.aggregate import FlatCum, aggregate
+from mem_profiler.parser.report.notes import format_failures, format_foreign
+from mem_profiler.parser.symbols.note_stacks import symbolized_notes
+
+if TYPE_CHECKING:
+    from mem_profiler.parser.report.formats import Rendering
+
+# The default table names the peak's holders where the peak is this much above the end.
+PEAK_SHOWN_ABOVE = 1.1
+
+
+def render(r: Rendering) -> bytes:
+    """-t: the table under the capture's notes and the peak's line, then the failed
+    allocations and the foreign ranges, each with its stack."""
+    prof, req = r.named.profile, r.request
+    peak = peak_line(r)
+    text = format_text(r.table(), req.nodecount, r.dropped + ([peak] if peak else []))
+    foreign = prof.foreign or int(prof.meta.get("foreign_unrecorded", 0))
+    # the failures' and foreign ranges' stacks, symbolized in one go
+    named = symbolized_notes(
+        prof,
+        prof.failures + (prof.foreign if foreign else []),
+        r.program,
+        req.allow_mismatch,
+        req.full_names,
+        req.sysroot,
+    )
+    stacks = [(stack, python_at) for _, stack, python_at in named]
+    failed, ranges = stacks[: len(prof.failures)], stacks[len(prof.failures) :]
+    if prof.failures:
+        text += format_failures(prof, list(zip(prof.failures, failed, strict=True)))
+    if foreign:
+        text += format_foreign(prof, list(zip(prof.foreign, ranges, strict=True)))
+    return text.encode("utf-8", "surrogateescape")
+
+
+def peak_line(r: Rendering) -> str | None:
+    """The default table's line on the heap's peak: its bytes and the functions that
+    held most of them, where the capture records its stacks and the peak stands above
+    what is live at the end."""
+    sym, req = r.named, r.request
+    if req.index != "inuse_space" or req.base or req.context or req.focus or req.ignore:
+        return None
+    at = at_peak(sym.profile)
+    if req.categories is not None or at is None:
+        return None
+    then = aggregate(
+        dataclasses.replace(sym, profile=at, values=None),
+        req.index,
+        lines=req.lines,
+        full_names=req.full_names,
+    )
+    end = float(np.sum(sym.value(req.index)))
+    peak = float(sym.profile.peak_bytes or then.total)  # the heap's own figure, exact
+    if peak <= PEAK_SHOWN_ABOVE * end:
+        return None
+    said = f"Peak: {format_amount(peak, 'bytes')}{peak_moment(sym.profile)}"
+    if then.total <= 0:  # an event log's window: its events, not the file, hold the peak
+        return f"{said} (mem_parser --peak: its table)" if sym.profile.meta.get("log") else None
+    held = ", ".join(
+        f"{visible(name)} {format_amount(value, 'bytes')}"
+        for name, value in zip(then.names[:3], then.flat[:3].tolist(), strict=False)
+        if value > 0
+    )
+    return f"{said}, most in {held} (mem_parser --peak: the whole table)"
+
+
+def peak_moment(profile: HeapProfile) -> str:
+    """`at 12.5 ms` into the window, where the file says."""
+    start, at = profile.window_ns[0], profile.meta.get("peak_time_ns", "")
+    if start is None or not at.isdigit() or int(at) < start:
+        return ""
+    return f" at {(int(at) - start) / MS:.1f} ms"
 
 
 def format_text(table: FlatCum, nodecount: int | None = None, notes: Sequence[str] = ()) -> str:

@@ -25,7 +25,7 @@ from mem_profiler.parser.log import analysis
 from mem_profiler.parser.log.analysis import open_window_log, replay_groups
 from mem_profiler.parser.log_pipeline import allocation_functions, allocation_groups
 from mem_profiler.parser.model.categories import read_rules
-from mem_profiler.parser.pipeline import Request
+from mem_profiler.parser.report.request import Request
 
 RATE = 1024
 LIMIT = 0.10  # the bound per function at -c 1024

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from standins import truth
 
-from mem_profiler.parser.pipeline import symbolized_notes
 from mem_profiler.parser.read.heap_file import read_heap
+from mem_profiler.parser.symbols.note_stacks import symbolized_notes
 from support.heap_files import heap_text
 from support.profiling import profile_run, report, run_parser, total
 from support.sampling_math import assert_estimate, relative_sd
