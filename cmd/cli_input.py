@@ -18,13 +18,8 @@ from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.escape import visible
 from mem_profiler.core.input_files import MAX_PROFILE_BYTES
 from mem_profiler.core.units import parse_size
-from mem_profiler.push.settings import (
-    AUTH_ENV,
-    DEFAULT_EVERY_S,
-    PROTOCOLS,
-    PushSettings,
-    push_settings,
-)
+from mem_profiler.push.backends import BACKENDS
+from mem_profiler.push.settings import AUTH_ENV, DEFAULT_EVERY_S, PushSettings, push_settings
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -113,6 +108,12 @@ def capture_options(rate: int, rate_help: str) -> Callable[[Command], Command]:
 PUSH_EVERY = FiniteFloatRange(0.5, 3600)
 
 
+def _servers() -> str:
+    """The servers BACKENDS push to, in words: `Pyroscope, Parca or OTLP`."""
+    names = list(dict.fromkeys(b.title for b in BACKENDS))
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def push_options(required: bool = False) -> Callable[[Command], Command]:
     """--push URL and the options that go with it, as -p, run and agent take them."""
     options = (
@@ -121,8 +122,8 @@ def push_options(required: bool = False) -> Callable[[Command], Command]:
             "push_url",
             required=required,
             metavar="URL",
-            help="Push the profiles to a Pyroscope, Parca or OpenTelemetry (OTLP) backend "
-            "every --push-every seconds, and once more at the end.",
+            help=f"Push the profiles to a {_servers()} backend every --push-every seconds,"
+            " and once more at the end.",
         ),
         click.option(
             "--push-every",
@@ -134,9 +135,10 @@ def push_options(required: bool = False) -> Callable[[Command], Command]:
         ),
         click.option(
             "--push-protocol",
-            type=click.Choice(PROTOCOLS),
+            type=click.Choice([b.protocol for b in BACKENDS]),
             help="The backend's protocol.  [default: told from the URL's path or port: "
-            "4040 pyroscope, 7070 parca, 4318 otlp]",
+            + ", ".join(f"{b.port} {b.protocol}" for b in BACKENDS if b.port)
+            + "]",
         ),
         click.option(
             "--label",

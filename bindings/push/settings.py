@@ -10,16 +10,8 @@ import stat
 from dataclasses import dataclass, field
 
 from mem_profiler.core.errors import UserError
+from mem_profiler.push.backends import BACKENDS, backend_named
 
-# Each protocol's path, appended to a URL that gives none.
-PATHS = {
-    "pyroscope": "/push.v1.PusherService/Push",
-    "pyroscope-ingest": "/ingest",
-    "parca": "/api/profiles/writeraw",
-    "otlp": "/v1development/profiles",
-}
-PROTOCOLS = tuple(PATHS)
-DEFAULT_PORTS = {4040: "pyroscope", 7070: "parca", 4318: "otlp"}
 DEFAULT_EVERY_S = 15.0
 AGENT_MAX_STACKS = 1_000_000  # the agent keeps of each process's window (agent --max-stacks)
 AUTH_ENV = "MEM_PROFILER_PUSH_AUTH"
@@ -50,7 +42,7 @@ class PushSettingsError(UserError):
 @dataclass
 class PushSettings:
     url: str  # the endpoint, the protocol's path included
-    protocol: str  # one of PROTOCOLS
+    protocol: str  # one of BACKENDS' protocols
     every: float = DEFAULT_EVERY_S  # seconds between pushes
     labels: dict[str, str] = field(default_factory=dict)  # the user's, over ours
     headers: dict[str, str] = field(default_factory=dict)  # the user's and the credentials'
@@ -101,15 +93,16 @@ def _endpoint(url: str, protocol: str | None) -> tuple[str, str]:
         )
     path = parts.path.rstrip("/")
     if protocol is None:
-        protocol = next((p for p, end in PATHS.items() if path.endswith(end)), None)
-        protocol = protocol or DEFAULT_PORTS.get(port or 0)
-        if protocol is None:
+        told = [b for b in BACKENDS if path.endswith(b.path)]
+        told = told or [b for b in BACKENDS if port and b.port == port]
+        if not told:
             raise PushSettingsError(
                 f"which backend {url} is cannot be told from its path or port: say it "
-                f"with --push-protocol ({', '.join(PROTOCOLS)})"
+                f"with --push-protocol ({', '.join(b.protocol for b in BACKENDS)})"
             )
-    if not path.endswith(PATHS[protocol]):
-        path += PATHS[protocol]
+        protocol = told[0].protocol
+    if not path.endswith(backend_named(protocol).path):
+        path += backend_named(protocol).path
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), protocol
 
 

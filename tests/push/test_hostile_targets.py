@@ -36,7 +36,7 @@ from mem_profiler.control_block import (
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.read.window_snapshot import WindowCap
 from mem_profiler.parser.report.pprof import sample_arrays
-from mem_profiler.push.backends import series_labels
+from mem_profiler.push.backends.series import series_labels
 from mem_profiler.push.periods import Periods
 from mem_profiler.push.sender import END_DRAIN_S
 from mem_profiler.push.session import AGENT_END_S

@@ -31,7 +31,7 @@ from mem_profiler.control_block import CMD_SNAPSHOT, ControlBlock, ControlError
 from mem_profiler.core.version import VERSION
 from mem_profiler.live_view import LiveView, WindowGone
 from mem_profiler.parser.read.heap_file import read_heap
-from mem_profiler.push.backends import LEFT_OUT
+from mem_profiler.push.backends.pprof_body import LEFT_OUT
 from mem_profiler.push.sender import END_DRAIN_S
 from mem_profiler.sampler_lib import library_path
 

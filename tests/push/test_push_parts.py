@@ -26,7 +26,7 @@ from mem_profiler.parser.common.protobuf import int_field, message, string
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.report.pprof import SAMPLE_TYPES
 from mem_profiler.push import sender as sender_module
-from mem_profiler.push.backends import _ingest_url
+from mem_profiler.push.backends.pyroscope_ingest import ingest_url
 from mem_profiler.push.periods import Periods
 from mem_profiler.push.sender import Refused, Sender, Upload
 from mem_profiler.push.settings import AUTH_ENV, PushSettingsError, push_settings
@@ -390,7 +390,7 @@ def test_periods_push_a_sample_per_function_and_line_and_what_each_added(tmp_pat
 
 def test_the_ingest_query_follows_a_query_of_the_users():
     period = SimpleNamespace(start_ns=3 * 10**9, end_ns=5 * 10**9)
-    url = _ingest_url("http://h/ingest?orgId=7", period, {"service_name": "svc"})  # type: ignore[arg-type]
+    url = ingest_url("http://h/ingest?orgId=7", period, {"service_name": "svc"})  # type: ignore[arg-type]
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     assert query["orgId"] == ["7"] and query["name"] == ["svc{}"], url
     assert (query["from"], query["until"]) == (["3"], ["5"])

@@ -13,7 +13,11 @@ from collections.abc import Sequence
 from mem_profiler.core.version import VERSION
 from mem_profiler.parser.common.protobuf import fixed64_field, int_field, message, packed, string
 from mem_profiler.parser.report.pprof import SAMPLE_TYPES, StringTable
+from mem_profiler.push.backends.pprof_body import compacted
+from mem_profiler.push.backends.series import carried, series_labels
 from mem_profiler.push.periods import HeapPeriod
+from mem_profiler.push.sender import Upload
+from mem_profiler.push.settings import PushSettings
 
 # Our labels as OpenTelemetry's resource attributes (semantic conventions); the others
 # keep their names.
@@ -26,6 +30,16 @@ RESOURCE_KEYS = {
     "version": "telemetry.sdk.version",
 }
 HEAP_ATTRIBUTE = "memory.heap"
+
+
+def uploads(settings: PushSettings, processes: Sequence[list[HeapPeriod]]) -> list[Upload]:
+    headers = {**settings.headers, "Content-Type": "application/x-protobuf"}
+    by_process = [
+        (series_labels(periods[0], settings.labels), [compacted(p) for p in periods])
+        for periods in processes
+        if periods
+    ]
+    return [Upload(settings.url, headers, export_request(by_process), carried(processes))]
 
 
 def export_request(processes: Sequence[tuple[dict[str, str], list[HeapPeriod]]]) -> bytes:
