@@ -31,9 +31,6 @@ static struct taken taken[SIGNALS];
 static _Atomic bool trap_open;
 
 static struct memprof_real_fn real_sigaction = {"sigaction", "libc.so", NULL, NULL};
-static struct memprof_real_fn real_signal = {"signal", "libc.so", NULL, NULL};
-static struct memprof_real_fn real_pthread_sigmask = {"pthread_sigmask", "libc.so", NULL, NULL};
-static struct memprof_real_fn real_sigprocmask = {"sigprocmask", "libc.so", NULL, NULL};
 
 static int real_action(int sig, const struct sigaction *act, struct sigaction *old)
 {
@@ -100,10 +97,15 @@ void memprof_signal_keep_trap_open(void)
     atomic_store(&trap_open, true);
 }
 
-/* ---- the program's calls --------------------------------------------------------- */
-EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+/* ---- the program's calls (their hooks: hooks_signals.c) ------------------------ */
+bool memprof_signal_taken(int sig)
 {
-    if (sig <= 0 || sig >= SIGNALS || taken[sig].handler == NULL)
+    return sig > 0 && sig < SIGNALS && taken[sig].handler != NULL;
+}
+
+int memprof_signal_program_action(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (!memprof_signal_taken(sig))
         return real_action(sig, act, old);
     struct taken *t = &taken[sig];
     struct sigaction was = t->program;
@@ -122,65 +124,12 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         *old = was;
     return 0;
 }
-MEMPROF_LOCAL_ALIAS(sigaction)
 
-EXPORT sighandler_t signal(int sig, sighandler_t handler)
-{
-    if (sig <= 0 || sig >= SIGNALS || taken[sig].handler == NULL) {
-        sighandler_t (*real)(int, sighandler_t) =
-            (sighandler_t(*)(int, sighandler_t))memprof_real_function(&real_signal);
-        return real != NULL ? real(sig, handler) : SIG_ERR;
-    }
-    struct sigaction act = {.sa_handler = handler, .sa_flags = SA_RESTART}, old;
-    sigemptyset(&act.sa_mask);
-    return hook_sigaction(sig, &act, &old) == 0 ? old.sa_handler : SIG_ERR;
-}
-MEMPROF_LOCAL_ALIAS(signal)
-
-static const sigset_t *trap_left_open(int how, const sigset_t *set, sigset_t *copy)
+const sigset_t *memprof_signal_mask_given(int how, const sigset_t *set, sigset_t *copy)
 {
     if (set == NULL || how == SIG_UNBLOCK || !atomic_load_explicit(&trap_open, memory_order_relaxed))
         return set;
     *copy = *set;
     sigdelset(copy, SIGTRAP);
     return copy;
-}
-
-EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
-{
-    int (*real)(int, const sigset_t *, sigset_t *) =
-        (int (*)(int, const sigset_t *, sigset_t *))memprof_real_function(&real_pthread_sigmask);
-    sigset_t copy;
-    return real != NULL ? real(how, trap_left_open(how, set, &copy), old) : ENOSYS;
-}
-MEMPROF_LOCAL_ALIAS(pthread_sigmask)
-
-EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
-{
-    int (*real)(int, const sigset_t *, sigset_t *) =
-        (int (*)(int, const sigset_t *, sigset_t *))memprof_real_function(&real_sigprocmask);
-    sigset_t copy;
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return real(how, trap_left_open(how, set, &copy), old);
-}
-MEMPROF_LOCAL_ALIAS(sigprocmask)
-
-void *memprof_signals_hook_for(const char *name)
-{
-    static const struct {
-        const char *name;
-        void *hook;
-    } hooks[] = {
-        {"pthread_sigmask", (void *)hook_pthread_sigmask},
-        {"sigprocmask", (void *)hook_sigprocmask},
-        {"sigaction", (void *)hook_sigaction},
-        {"signal", (void *)hook_signal},
-    };
-    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++)
-        if (strcmp(name, hooks[i].name) == 0)
-            return hooks[i].hook;
-    return NULL;
 }

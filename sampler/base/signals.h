@@ -21,7 +21,13 @@ void memprof_signal_pass_on(int sig, siginfo_t *info, void *context) HIDDEN;
 /* The masks threads set leave SIGTRAP open from now on (a thread that reached an
  * int3 with it blocked would be ended by the kernel). */
 void memprof_signal_keep_trap_open(void) HIDDEN;
-/* Our own hook of a relocated name (sigaction, signal, the masks), or NULL. */
-void *memprof_signals_hook_for(const char *name) HIDDEN;
+/* The program's calls, as their hooks (hooks_signals.c) make them.  Whether `sig` is
+ * one the sampler takes; sigaction's, the program's action set and read as if it
+ * were installed; the mask a thread sets, SIGTRAP left open where it must be (in
+ * `copy`, or `set` itself). */
+bool memprof_signal_taken(int sig) HIDDEN;
+int memprof_signal_program_action(int sig, const struct sigaction *act,
+                                  struct sigaction *old) HIDDEN;
+const sigset_t *memprof_signal_mask_given(int how, const sigset_t *set, sigset_t *copy) HIDDEN;
 
 #endif

@@ -15,7 +15,6 @@
  * watch_main_thread). */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -354,22 +353,18 @@ void memprof_control_hold_requests(bool hold)
 }
 
 /* ---- a main thread that ended with pthread_exit ----------------------------
- * pthread_exit from main is seen at once where the hook below is reached
- * (preloaded, or a redirected slot); otherwise (attached while it happened,
- * or after a detach) the once-a-second look at /proc/self/stat finds it. */
+ * pthread_exit from main is seen at once where its hook is reached (hooks_libc.c:
+ * preloaded, or a redirected slot); otherwise (attached while it happened, or after a
+ * detach) the once-a-second look at /proc/self/stat finds it. */
 static struct memprof_real_fn real_pthread_exit = {"pthread_exit", "libc.so", NULL, NULL};
 
-EXPORT void pthread_exit(void *retval)
+void memprof_control_thread_exits(void)
 {
     if (syscall(SYS_gettid) == getpid()) {
         atomic_store(&main_thread_gone, true);
         memprof_control_wake();
     }
-    void (*real)(void *) = (void (*)(void *))memprof_real_function(&real_pthread_exit);
-    real(retval);
-    __builtin_unreachable();
 }
-MEMPROF_LOCAL_ALIAS(pthread_exit)
 
 /* Leaves when this thread is the last one: glibc's exit(0) then runs in it,
  * with the program's exit handlers and our dump, as it would have run in the
@@ -459,34 +454,10 @@ static void write_files_for_ending(void)
  * window's files are written first, by the control thread as for an ending signal.
  * Not in the child of a vfork or posix_spawn, which shares its parent's memory and ran
  * no fork handler: its pid is not the one this control thread serves. */
-static struct memprof_real_fn real__exit = {"_exit", "libc.so", NULL, NULL};
-
-EXPORT void _exit(int status)
+void memprof_control_process_exits(void)
 {
     if (getpid() == control_pid)
         wait_for_ending_files(ENDED_BY_EXIT);
-    ((void (*)(int))memprof_real_function(&real__exit))(status);
-    __builtin_unreachable();
-}
-MEMPROF_LOCAL_ALIAS(_exit)
-
-EXPORT void _Exit(int status)
-{
-    hook__exit(status);
-}
-MEMPROF_LOCAL_ALIAS(_Exit)
-
-static void *credential_hook_for(const char *name);
-
-void *memprof_control_hook_for(const char *name)
-{
-    if (strcmp(name, "pthread_exit") == 0)
-        return (void *)hook_pthread_exit;
-    if (strcmp(name, "_exit") == 0)
-        return (void *)hook__exit;
-    if (strcmp(name, "_Exit") == 0)
-        return (void *)hook__Exit;
-    return credential_hook_for(name);
 }
 
 static void *control_thread(void *arg)
@@ -885,12 +856,9 @@ static void start_control_thread(void)
         memprof_control_fini();
 }
 
-static void resolve_credential_calls(void);
-
 void memprof_control_init(void)
 {
     memprof_enter();
-    resolve_credential_calls();   /* not first in a vfork child, which shares the loader's locks */
     atomic_store(&memprof_control_thread_less,
                  memprof_cfg.control_on_request || memprof_has_argument("--type=zygote"));
     start_control_thread();
@@ -928,7 +896,7 @@ void memprof_control_after_fork(void)
 #define PAUSE_STEP_NS 10000000ll       /* a wake-up lost to a thread not yet asleep */
 #define PAUSE_GIVE_UP_NS 5000000000ll  /* a thread stuck behind a lock the caller holds */
 
-static bool pause_control_thread(void)
+bool memprof_control_pause(void)
 {
     if (getpid() != control_pid)
         return false;   /* a vfork child: the thread and this state are its parent's */
@@ -974,7 +942,7 @@ static void follow_owner_thread_less(void)
     pthread_mutex_unlock(&credentials_lock);
 }
 
-static void resume_control_thread(bool paused)
+void memprof_control_resume(bool paused)
 {
     if (!paused) {
         follow_owner_thread_less();
@@ -985,36 +953,6 @@ static void resume_control_thread(bool paused)
     memprof_leave();
     pthread_mutex_unlock(&credentials_lock);
 }
-
-#define CREDENTIAL_CALLS(X)                                                  \
-    X(setuid, (uid_t uid), (uid))                                            \
-    X(setgid, (gid_t gid), (gid))                                            \
-    X(seteuid, (uid_t uid), (uid))                                           \
-    X(setegid, (gid_t gid), (gid))                                           \
-    X(setreuid, (uid_t r, uid_t e), (r, e))                                  \
-    X(setregid, (gid_t r, gid_t e), (r, e))                                  \
-    X(setresuid, (uid_t r, uid_t e, uid_t s), (r, e, s))                     \
-    X(setresgid, (gid_t r, gid_t e, gid_t s), (r, e, s))                     \
-    X(setgroups, (size_t n, const gid_t *groups), (n, groups))
-
-#define CREDENTIAL_HOOK(name, params, args)                                      \
-    static struct memprof_real_fn real_##name = {#name, "libc.so", NULL, NULL};  \
-    EXPORT int name params                                                       \
-    {                                                                            \
-        int (*real) params = (int (*) params)memprof_real_function(&real_##name); \
-        if (real == NULL) {                                                      \
-            errno = ENOSYS;                                                      \
-            return -1;                                                           \
-        }                                                                        \
-        bool paused = pause_control_thread();                                    \
-        int rc = real args;                                                      \
-        int saved = errno;                                                       \
-        resume_control_thread(paused);                                           \
-        errno = saved;                                                           \
-        return rc;                                                               \
-    }                                                                            \
-    MEMPROF_LOCAL_ALIAS(name)
-CREDENTIAL_CALLS(CREDENTIAL_HOOK)
 
 /* A window opened in-process (log mode needs the timeline's ticks). */
 void memprof_control_wake(void)
@@ -1029,21 +967,4 @@ void memprof_control_fini(void)
         unlink(block_path);
         remove_stale_blocks();   /* those of children that _exit'ed after our last fork */
     }
-}
-
-static void *credential_hook_for(const char *name)
-{
-#define CREDENTIAL_NAME(fn, params, args) \
-    if (strcmp(name, #fn) == 0)          \
-        return (void *)hook_##fn;
-    CREDENTIAL_CALLS(CREDENTIAL_NAME)
-#undef CREDENTIAL_NAME
-    return NULL;
-}
-
-static void resolve_credential_calls(void)
-{
-#define CREDENTIAL_RESOLVE(fn, params, args) memprof_real_function(&real_##fn);
-    CREDENTIAL_CALLS(CREDENTIAL_RESOLVE)
-#undef CREDENTIAL_RESOLVE
 }

@@ -13,7 +13,16 @@ void memprof_control_settle(void) HIDDEN;
 /* The requests of controllers held (true) while the program opens its own window as it
  * loads, and let go (false) once it has. */
 void memprof_control_hold_requests(bool hold) HIDDEN;
-void *memprof_control_hook_for(const char *name) HIDDEN;   /* pthread_exit, set*id */
+/* What the hooks of the program's calls (hooks_libc.c) tell the control thread: a
+ * thread calls pthread_exit (the main thread's end is watched for), the process calls
+ * _exit (the open window's files are written first). */
+void memprof_control_thread_exits(void) HIDDEN;
+void memprof_control_process_exits(void) HIDDEN;
+/* Around a set*id call: the control thread ended before it (true: it was), and made
+ * again after it, with the caller's new credentials (control.c, "a change of
+ * credentials"). */
+bool memprof_control_pause(void) HIDDEN;
+void memprof_control_resume(bool paused) HIDDEN;
 
 /* From a sample's slow path while memprof_control_thread_less (sample.h), through
  * memprof_upcalls: a request waiting makes the thread, and a window waiting for

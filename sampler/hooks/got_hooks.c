@@ -24,13 +24,8 @@
 #include <unistd.h>
 
 #include "arch.h"
-#include "base/signals.h"
-#include "control/control.h"
-#include "hooks/framework_oom.h"
 #include "hooks/got_hooks.h"
-#include "hooks/hooks_device.h"
 #include "hooks/hooks_dlsym.h"
-#include "hooks/hooks_malloc.h"
 #include "unwind/object_symbols.h"
 
 /* ---- which library this is ----------------------------------------------------- */
@@ -79,24 +74,26 @@ static struct slot_record *record_of(uintptr_t *slot, bool insert)
     return NULL;
 }
 
-/* ---- the hook of each relocated name ------------------------------------------- */
+/* ---- the hook of each relocated name ----------------------------------------------
+ * The table of every interposer (interposers.c), given by process.c; dlopen and dlsym,
+ * the loader's, are among them by way of memprof_loader_hook_for. */
+static memprof_hook_lookup *hook_for;
+
+void memprof_got_hooks_from(memprof_hook_lookup *lookup)
+{
+    hook_for = lookup;
+}
+
 static void *dlopen_hook(const char *file, int mode);
 extern char memprof_dlsym_stub[] HIDDEN;
 
-static void *hook_for(const char *name)
+void *memprof_loader_hook_for(const char *name)
 {
     if (strcmp(name, "dlopen") == 0)
         return (void *)dlopen_hook;
     if (strcmp(name, "dlsym") == 0)
         return memprof_dlsym_stub;
-    void *hook = memprof_malloc_hook_for(name);
-    if (hook == NULL)
-        hook = memprof_control_hook_for(name);
-    if (hook == NULL)
-        hook = memprof_signals_hook_for(name);
-    if (hook == NULL)
-        hook = memprof_framework_hook_for(name);
-    return hook ? hook : memprof_device_hook_for(name);
+    return NULL;
 }
 
 /* ---- walking an object's relocations -------------------------------------------- */
@@ -144,7 +141,7 @@ static bool excluded(const struct dl_phdr_info *info)
     static uintptr_t self;
     if (self == 0) {
         Dl_info me;
-        self = dladdr((void *)hook_for, &me) ? (uintptr_t)me.dli_fbase : 1;
+        self = dladdr((void *)memprof_got_hooks_from, &me) ? (uintptr_t)me.dli_fbase : 1;
     }
     return info->dlpi_addr == self ||
            info->dlpi_addr == getauxval(AT_BASE) ||            /* the dynamic loader */

@@ -17,8 +17,10 @@
 #include "hooks/framework_pools.h"
 #include "hooks/got_hooks.h"
 #include "hooks/hooks_device.h"
+#include "hooks/hooks_libc.h"
 #include "hooks/hooks_malloc.h"
 #include "hooks/hooks_python.h"
+#include "hooks/interposers.h"
 #include "hooks/process.h"
 #include "memprof.h"
 #include "sample/sample.h"
@@ -74,11 +76,14 @@ void memprof_process_set_up(void)
     if (atomic_exchange(&claimed, true))
         return;
     register_upcalls();
+    memprof_got_hooks_from(memprof_hook_for);   /* before a window redirects a slot */
     memprof_malloc_resolve();
     memprof_enter();
     memprof_options_from_environment();
     memprof_unwind_init();
     memprof_failure_pipe_open(memprof_cfg.report_fd);
+    if (memprof_cfg.control)
+        memprof_libc_resolve();   /* not first in a vfork child, which shares the loader's locks */
     pthread_atfork(NULL, NULL, on_fork_child);
     memprof_leave();
 
