@@ -113,8 +113,8 @@ ATTACH_TIMES: list[float] = []  # seconds from the injection's start to a contro
 def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
     """The workload's own time, with the sampler attached (ptrace injection, GOT hooks)
     and a window open at row.attach_rate before it starts; and its peak RSS."""
-    from mem_profiler.control_block import CMD_START, ControlBlock
-    from mem_profiler.controller import attach
+    from mem_profiler.control.control_block import CMD_START, ControlBlock
+    from mem_profiler.control.controller import attach
 
     assert row.attach_rate is not None
     command, env = RUNNER.command(argv, dict(row.env, CHURN_WAIT="1"))
@@ -150,7 +150,7 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
 @contextlib.contextmanager
 def idle_targets(out: Path, count: int) -> Iterator[list[subprocess.Popen]]:
     """`count` idle preloaded processes, each with its control block up; killed after."""
-    from mem_profiler.control_block import segment_path
+    from mem_profiler.control.control_block import segment_path
 
     targets = [subprocess.Popen(["sleep", "60"], env=sampler_env(out)) for _ in range(count)]
     try:
@@ -169,7 +169,7 @@ def idle_targets(out: Path, count: int) -> Iterator[list[subprocess.Popen]]:
 def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
     """Seconds from a START request to the answer of the STOP that closes the window
     (the dump written), against an idle preloaded process."""
-    from mem_profiler.control_block import CMD_START, CMD_STOP, ControlBlock
+    from mem_profiler.control.control_block import CMD_START, CMD_STOP, ControlBlock
 
     with idle_targets(out, 1) as (target,), ControlBlock.open(target.pid) as block:
         times = []

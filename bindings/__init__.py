@@ -29,7 +29,10 @@ _LAZY = {
         "stop",
     )
 }
-_LAZY.update(SamplerNotBuilt="mem_profiler.sampler_lib", library_path="mem_profiler.sampler_lib")
+_LAZY.update(
+    SamplerNotBuilt="mem_profiler.control.sampler_lib",
+    library_path="mem_profiler.control.sampler_lib",
+)
 
 
 # Any, not object: to a type checker, a module's __getattr__ gives the type of every name

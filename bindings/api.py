@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from cffi import FFI
 
-from mem_profiler import defaults
+from mem_profiler.control import defaults
 from mem_profiler.core.file_names import absolute_prefix, window_files
 from mem_profiler.core.heaps import HEAPS
 
@@ -103,7 +103,7 @@ def start(
 ) -> None:
     """Open a capture window: `rate` mean bytes between samples (1: every allocation),
     `output` the path prefix of its files (default: MEMPROF_PREFIX, else
-    mem_profiler.defaults.PREFIX), `depth` frames per stack. Its live bytes and their
+    mem_profiler.control.defaults.PREFIX), `depth` frames per stack. Its live bytes and their
     peak per heap are kept (see heap_bytes)."""
     begin = _call("memprof_start")
     if is_capturing():

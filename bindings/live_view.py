@@ -19,8 +19,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from mem_profiler import procfs
-from mem_profiler.control_block import (
+from mem_profiler.control import procfs
+from mem_profiler.control.control_block import (
     CMD_DEADLINE,
     CMD_SNAPSHOT,
     CMD_START,

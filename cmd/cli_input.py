@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from mem_profiler import defaults
+from mem_profiler.control import defaults
 from mem_profiler.core import progress
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.escape import visible

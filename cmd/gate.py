@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import click
 
 from mem_profiler.cmd.cli_input import Command, capture_options, fail
+from mem_profiler.control.launch import LaunchError
+from mem_profiler.control.sampler_lib import SamplerNotBuilt
 from mem_profiler.core import progress
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
 from mem_profiler.gate.budgets import SIZE_KINDS
-from mem_profiler.launch import LaunchError
-from mem_profiler.sampler_lib import SamplerNotBuilt
 
 if TYPE_CHECKING:
     from mem_profiler.gate.suppressions import Suppression

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, NoReturn, TypedDict, Unpack
 import click
 from click.core import ParameterSource
 
-from mem_profiler import defaults
 from mem_profiler.cmd import cli_input
 from mem_profiler.cmd.cli_input import (
     DEPTH,
@@ -30,16 +29,17 @@ from mem_profiler.cmd.cli_input import (
     run_command,
 )
 from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
+from mem_profiler.control import defaults
+from mem_profiler.control.launch import CaptureSettings, LaunchError, run_profiled
+from mem_profiler.control.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.core import progress
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
-from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.push.settings import AGENT_MAX_STACKS, PushSettings
-from mem_profiler.sampler_lib import SamplerNotBuilt, library_path
 from mem_profiler.top.order import SORT_KEYS
 
 if TYPE_CHECKING:
-    from mem_profiler.control_block import Status
+    from mem_profiler.control.control_block import Status
     from mem_profiler.push.sender import Tally
 
 # The control block and its controller (cffi), the push's sender (ssl, http) and the
@@ -155,8 +155,8 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
     push = push_settings_of(capture)
     if push is None and any(n.startswith(("push_", "labels")) for n in given):
         fail("--push-every, --push-protocol, --label and --push-header go with --push URL")
-    from mem_profiler.control_block import AttachError, ControlError
-    from mem_profiler.controller import capture_window, has_sampler, only_target
+    from mem_profiler.control.control_block import AttachError, ControlError
+    from mem_profiler.control.controller import capture_window, has_sampler, only_target
 
     try:
         pid = capture["pid"] if capture["pid"] is not None else only_target()
@@ -240,7 +240,7 @@ def wants_attach(pid: int, attach_flag: bool | None) -> bool:
 def load_sampler(pid: int) -> None:
     """--attach: the sampler injected into pid, its stages shown on a terminal while it
     takes more than a second (a process of many threads, stopped one by one)."""
-    from mem_profiler.controller import attach
+    from mem_profiler.control.controller import attach
 
     with progress.shown("mem_profiler"):
         attach(pid)
@@ -430,7 +430,7 @@ def run(
 def list_() -> None:
     """Processes that have the sampler loaded: pid, user, state, command line, and the
     last file each wrote (where a window went whose controller is gone)."""
-    from mem_profiler.controller import list_targets
+    from mem_profiler.control.controller import list_targets
 
     targets = list_targets()
     user = max([len("USER"), *(len(t.user) for t in targets)])
@@ -447,8 +447,8 @@ def list_() -> None:
 def detach_(pid: int) -> None:
     """Close PID's window if one is open and put back every GOT slot the sampler
     redirected; the sampler stays loaded, idle, for the next capture."""
-    from mem_profiler.control_block import ControlError
-    from mem_profiler.controller import detach
+    from mem_profiler.control.control_block import ControlError
+    from mem_profiler.control.controller import detach
 
     try:
         before, after, files = detach(pid)
@@ -472,8 +472,8 @@ def dump_(pid: int) -> None:
     """Write the files of PID's open window, whoever opened it (mem_profiler run,
     MEMPROF_CAPTURE=1, -p), and keep it open: each dump holds everything since the
     window opened. Prints their paths."""
-    from mem_profiler.control_block import ControlError
-    from mem_profiler.controller import dump_window
+    from mem_profiler.control.control_block import ControlError
+    from mem_profiler.control.controller import dump_window
 
     try:
         files = dump_window(pid)
@@ -534,8 +534,8 @@ def top(
     later by itself. A window open already (mem_profiler run) is only read, and stays
     open.
     """
-    from mem_profiler.control_block import AttachError, ControlError
-    from mem_profiler.controller import has_sampler, only_target
+    from mem_profiler.control.control_block import AttachError, ControlError
+    from mem_profiler.control.controller import has_sampler, only_target
     from mem_profiler.top.refresh import Settings  # numpy and the parser: top's alone
     from mem_profiler.top.session import run_top
 

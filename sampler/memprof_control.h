@@ -1,6 +1,6 @@
 /* The control block shared between a target process and the controller
  * (mem_profiler -p PID): /dev/shm/mem_profiler.<pid>, mode 0600.  This layout
- * is an ABI: bindings/control_block.py declares the same struct for cffi, and
+ * is an ABI: bindings/control/control_block.py declares the same struct for cffi, and
  * a test compares the two field by field.  Bump MEMPROF_CONTROL_ABI on change.
  *
  * Protocol: the controller writes a request (command and parameters), then

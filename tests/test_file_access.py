@@ -20,31 +20,37 @@ PATH_METHODS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", 
 # (file, the call as written): why its path is no user's.
 ALLOWED = {
     # procfs: /proc/<pid>, or the folder of one of its threads (_process_dir, task_dir)
-    ("bindings/procfs.py", "open(f'{task_dir}/stat', 'rb')"): "the kernel's",
-    ("bindings/procfs.py", "os.stat('/proc/self/ns/pid')"): "the kernel's",
-    ("bindings/procfs.py", "os.stat(f'/proc/{pid}')"): "the kernel's",
-    ("bindings/procfs.py", "os.stat(f'{folder}/ns/pid')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/status')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/cmdline', 'rb')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/statm', 'rb')"): "the kernel's",
-    ("bindings/procfs.py", "open('/proc/self/status')"): "the kernel's",
-    ("bindings/procfs.py", "open('/proc/sys/kernel/yama/ptrace_scope')"): "the kernel's",
-    ("bindings/procfs.py", "open(f'{_process_dir(pid)}/maps')"): "the kernel's",
+    ("bindings/control/procfs.py", "open(f'{task_dir}/stat', 'rb')"): "the kernel's",
+    ("bindings/control/procfs.py", "os.stat('/proc/self/ns/pid')"): "the kernel's",
+    ("bindings/control/procfs.py", "os.stat(f'/proc/{pid}')"): "the kernel's",
+    ("bindings/control/procfs.py", "os.stat(f'{folder}/ns/pid')"): "the kernel's",
+    ("bindings/control/procfs.py", "open(f'{_process_dir(pid)}/status')"): "the kernel's",
+    ("bindings/control/procfs.py", "open(f'{_process_dir(pid)}/cmdline', 'rb')"): "the kernel's",
+    ("bindings/control/procfs.py", "open(f'{_process_dir(pid)}/statm', 'rb')"): "the kernel's",
+    ("bindings/control/procfs.py", "open('/proc/self/status')"): "the kernel's",
+    ("bindings/control/procfs.py", "open('/proc/sys/kernel/yama/ptrace_scope')"): "the kernel's",
+    ("bindings/control/procfs.py", "open(f'{_process_dir(pid)}/maps')"): "the kernel's",
     # may_write_in: whether a process may make files in a folder, by its bits: no content
-    ("bindings/procfs.py", "os.stat(path)"): "read for its mode alone",
-    ("bindings/attach/ptrace.py", "open(f'/proc/{tid}/mem', 'rb', buffering=0)"): "the kernel's",
-    ("bindings/attach/ptrace.py", "open(f'/proc/{tid}/mem', 'r+b', buffering=0)"): "the kernel's",
+    ("bindings/control/procfs.py", "os.stat(path)"): "read for its mode alone",
+    (
+        "bindings/control/attach/ptrace.py",
+        "open(f'/proc/{tid}/mem', 'rb', buffering=0)",
+    ): "the kernel's",
+    (
+        "bindings/control/attach/ptrace.py",
+        "open(f'/proc/{tid}/mem', 'r+b', buffering=0)",
+    ): "the kernel's",
     # the control blocks in /dev/shm: O_NOFOLLOW, the owner checked on the descriptor
     (
-        "bindings/control_block.py",
+        "bindings/control/control_block.py",
         "os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)",
     ): "a block",  # noqa: E501
-    ("bindings/control_block.py", "os.lstat(path)"): "a block, not followed",
+    ("bindings/control/control_block.py", "os.lstat(path)"): "a block, not followed",
     (
-        "bindings/control_block.py",
+        "bindings/control/control_block.py",
         "os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)",
     ): "a block",  # noqa: E501
-    ("bindings/controller.py", "os.lstat(path)"): "a block, not followed",
+    ("bindings/control/controller.py", "os.lstat(path)"): "a block, not followed",
     ("bindings/live_view.py", "entry.stat(follow_symlinks=False)"): "a view's, not followed",
     # the credentials file: O_NOFOLLOW, owner and mode checked on the descriptor
     (
@@ -52,7 +58,10 @@ ALLOWED = {
         "os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)",
     ): "credentials",  # noqa: E501
     # a file found through the run's folder descriptor, by its name in it
-    ("bindings/launch.py", "os.stat(name, dir_fd=folder_fd, follow_symlinks=False)"): "by fd",
+    (
+        "bindings/control/launch.py",
+        "os.stat(name, dir_fd=folder_fd, follow_symlinks=False)",
+    ): "by fd",
     # the symbol cache's key: the owner of an object ElfImage has opened and checked
     ("parser/elf/symcache.py", "os.stat(source)"): "its owner alone",
     # the order objects are looked up in: a size, of objects opened and checked

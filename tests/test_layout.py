@@ -19,9 +19,6 @@ PACKAGE_DIRS = {
     "mem_profiler.parser": ROOT / "parser",
     "mem_profiler.cmd": ROOT / "cmd",
 }
-# The doors into the sampler: the modules of the package root that launch, control,
-# attach to or read a process. With the core, all the parser may not reach.
-DOORS = ("attach", "control_block", "controller", "defaults", "launch", "procfs", "sampler_lib")
 # The parser's stages, each a folder but the drivers, of a .heap file's reports and of a
 # log's (docs/development.md, "Source layout"), in the order the data goes through them:
 # each imports only those before it.
@@ -85,13 +82,15 @@ def _imports(name: str) -> list[tuple[str, bool]]:
 
 
 def _part(module: str) -> str:
-    """core, parser, cmd, door, feature (api, gate, top) or root."""
+    """core, parser, cmd, door (mem_profiler.control: what launches, controls, attaches
+    to or reads a process; with the core, all the parser may not reach), feature (api,
+    gate, top, push, live_view) or root."""
     parts = module.split(".")
     if module == "mem_profiler":
         return "root"
     if parts[1] in ("core", "parser", "cmd"):
         return parts[1]
-    return "door" if parts[1] in DOORS else "feature"
+    return "door" if parts[1] == "control" else "feature"
 
 
 # What each part may import besides itself.

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mem_profiler import defaults
+from mem_profiler.control import defaults
+from mem_profiler.control.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.core import progress
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file, heap_stem, log_file, log_files
@@ -25,7 +26,6 @@ from mem_profiler.core.input_files import open_regular
 from mem_profiler.gate.budgets import CATEGORY, GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
 from mem_profiler.gate.suppressions import BUILTIN, Suppression
-from mem_profiler.launch import CaptureSettings, LaunchError, run_profiled
 from mem_profiler.parser.common.atomic import atomic_open
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule
 from mem_profiler.parser.read.heap_file import read_heap

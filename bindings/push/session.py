@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mem_profiler import defaults, procfs
-from mem_profiler.control_block import (
+from mem_profiler.control import defaults, procfs
+from mem_profiler.control.control_block import (
     BlockReplaced,
     ControlError,
     find_block,
     ran_exec_message,
 )
-from mem_profiler.controller import interrupt_event, list_targets
+from mem_profiler.control.controller import interrupt_event, list_targets
 from mem_profiler.live_view import LiveView, NoWindow, WindowGone
 from mem_profiler.parser.common.arrays import return_large_frees
 from mem_profiler.parser.read.heap_file import read_heap

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mem_profiler.controller import printable
+from mem_profiler.control.controller import printable
 from mem_profiler.core.units import format_bytes
 from mem_profiler.live_view import LiveView, Snapshot
 from mem_profiler.top.stacks import LiveStacks, Refresh, StackRow, distinct_frames

@@ -9,8 +9,8 @@ import signal
 
 import click
 
-from mem_profiler import defaults
-from mem_profiler.controller import interrupt_event
+from mem_profiler.control import defaults
+from mem_profiler.control.controller import interrupt_event
 from mem_profiler.live_view import LiveView
 from mem_profiler.top.refresh import ENDING_SIGNALS, Settings
 from mem_profiler.top.stacks import LiveStacks

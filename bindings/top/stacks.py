@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mem_profiler import procfs
+from mem_profiler.control import procfs
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.read.live_window import FIGURES, Column, LiveWindow

@@ -1,5 +1,5 @@
 /* The defaults of a process started without mem_profiler, and the largest depth; the
- * command lines and the Python API take theirs from bindings/defaults.py, which a test
+ * command lines and the Python API take theirs from bindings/control/defaults.py, which a test
  * keeps equal to these, name by name (MEMPROF_DEFAULT_RATE is defaults.RATE). */
 #ifndef MEMPROF_DEFAULTS_H
 #define MEMPROF_DEFAULTS_H

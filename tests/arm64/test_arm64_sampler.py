@@ -25,8 +25,8 @@ from support.sampling_math import assert_estimate, relative_sd
 from support.top_view import GROWER, check_grower_rows, top
 from support.unwound import collapsed_paths, in_order, named_stacks, paths_taken
 
-from mem_profiler import procfs
-from mem_profiler.controller import list_targets
+from mem_profiler.control import procfs
+from mem_profiler.control.controller import list_targets
 from mem_profiler.parser.log.analysis import open_window_log, peak
 
 pytestmark = arm64.skip_unless_arm64

@@ -38,11 +38,11 @@ from support.sampling_math import assert_estimate, relative_sd
 from support.targets import attach_window
 from support.terminal import Terminal
 
-from mem_profiler import procfs
-from mem_profiler.attach import ptrace
-from mem_profiler.attach.inject import AttachError, check_attachable, read_maps
-from mem_profiler.control_block import ControlBlock, segment_path
-from mem_profiler.controller import attach, capture_window, detach, list_targets
+from mem_profiler.control import procfs
+from mem_profiler.control.attach import ptrace
+from mem_profiler.control.attach.inject import AttachError, check_attachable, read_maps
+from mem_profiler.control.control_block import ControlBlock, segment_path
+from mem_profiler.control.controller import attach, capture_window, detach, list_targets
 from mem_profiler.core import progress
 
 MALLOC_FAMILY = {
@@ -281,8 +281,8 @@ def test_attaching_shows_its_stages_on_a_terminal(target, monkeypatch):
     """An attach that takes more than the progress line's second (here: held while its
     threads are stopped until the line is drawn) says what it is doing, then takes the
     line off before the command's own sentence."""
-    from mem_profiler.attach import inject
     from mem_profiler.cmd.mem_profiler import load_sampler
+    from mem_profiler.control.attach import inject
 
     t = target()
     terminal = Terminal()

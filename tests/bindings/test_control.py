@@ -20,9 +20,9 @@ from support.processes import in_a_pid_namespace, other_user, wait_for
 from support.profiling import capture_cli, report, window_to_interrupt
 from support.targets import Server
 
-from mem_profiler import procfs
-from mem_profiler.attach import ptrace
-from mem_profiler.control_block import (
+from mem_profiler.control import procfs
+from mem_profiler.control.attach import ptrace
+from mem_profiler.control.control_block import (
     CDEF,
     SEGMENT_DIR,
     SEGMENT_PREFIX,
@@ -31,9 +31,9 @@ from mem_profiler.control_block import (
     segment_path,
     unlink_if_still,
 )
-from mem_profiler.controller import capture_window, list_targets
+from mem_profiler.control.controller import capture_window, list_targets
+from mem_profiler.control.procfs import no_such_process
 from mem_profiler.parser.read.heap_file import read_heap
-from mem_profiler.procfs import no_such_process
 
 
 def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
@@ -416,7 +416,7 @@ def test_a_signal_while_the_main_thread_holds_the_events_lock_sets_it():
     opened. The event is set once the lock is let go, and the process ends."""
     code = (
         "import signal\n"
-        "from mem_profiler.controller import interrupt_event\n"
+        "from mem_profiler.control.controller import interrupt_event\n"
         "with interrupt_event() as interrupted:\n"
         "    with interrupted._cond:  # as Event.wait holds it\n"
         "        signal.raise_signal(signal.SIGINT)\n"

@@ -23,8 +23,8 @@ from support.processes import other_user, wait_for
 from support.profiling import CliAsUser, capture_cli, report, wait_for_window, window_to_interrupt
 from support.targets import Server
 
-from mem_profiler import procfs
-from mem_profiler.control_block import block_candidates
+from mem_profiler.control import procfs
+from mem_profiler.control.control_block import block_candidates
 from mem_profiler.parser.read.heap_file import read_heap
 
 OWNER, THIRD = "memprof_other", "memprof_third"

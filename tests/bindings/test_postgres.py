@@ -19,7 +19,7 @@ from support.paths import MEM_PROFILER
 from support.processes import wait_for
 from support.profiling import capture_cli, report, total, window_to_interrupt
 
-from mem_profiler import procfs
+from mem_profiler.control import procfs
 
 pytestmark = pytest.mark.long
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"))

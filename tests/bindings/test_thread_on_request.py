@@ -18,9 +18,9 @@ from support.processes import wait_for
 from support.profiling import capture_cli
 from support.targets import Server
 
-from mem_profiler import procfs
-from mem_profiler.control_block import block_pid, segment_path
-from mem_profiler.controller import capture_window
+from mem_profiler.control import procfs
+from mem_profiler.control.control_block import block_pid, segment_path
+from mem_profiler.control.controller import capture_window
 
 ON_REQUEST = {"MEMPROF_CONTROL": "on-request"}
 

@@ -31,16 +31,16 @@ from support.top_view import (
     top,
 )
 
-from mem_profiler import controller
-from mem_profiler.control_block import (
+from mem_profiler.control import controller
+from mem_profiler.control.control_block import (
     CMD_DEADLINE,
     CMD_STATUS,
     ControlBlock,
     ControlError,
     segment_path,
 )
+from mem_profiler.control.procfs import no_such_process
 from mem_profiler.live_view import VIEW_GRACE_S
-from mem_profiler.procfs import no_such_process
 
 MiB = 1024 * 1024
 WITHOUT_SAMPLER = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}

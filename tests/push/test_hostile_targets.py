@@ -23,7 +23,7 @@ from support.processes import wait_for
 from support.profiling import build_id
 
 from mem_profiler import live_view
-from mem_profiler.control_block import (
+from mem_profiler.control.control_block import (
     ABI,
     CMD_SNAPSHOT,
     CMD_START,
@@ -33,6 +33,7 @@ from mem_profiler.control_block import (
     ffi,
     find_block,
 )
+from mem_profiler.control.sampler_lib import library_path
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.read.window_snapshot import WindowCap
 from mem_profiler.parser.report.pprof import sample_arrays
@@ -40,7 +41,6 @@ from mem_profiler.push.backends.series import series_labels
 from mem_profiler.push.periods import Periods
 from mem_profiler.push.sender import END_DRAIN_S
 from mem_profiler.push.session import AGENT_END_S
-from mem_profiler.sampler_lib import library_path
 
 NOBODY = 65534
 # the same program with its functions named as root's secret copy names them (names of

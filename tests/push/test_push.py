@@ -27,13 +27,13 @@ from support.reports import go_pprof_top
 from support.sampling_math import assert_estimate, relative_sd
 from support.targets import Server
 
-from mem_profiler.control_block import CMD_SNAPSHOT, ControlBlock, ControlError
+from mem_profiler.control.control_block import CMD_SNAPSHOT, ControlBlock, ControlError
+from mem_profiler.control.sampler_lib import library_path
 from mem_profiler.core.version import VERSION
 from mem_profiler.live_view import LiveView, WindowGone
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.push.backends.pprof_body import LEFT_OUT
 from mem_profiler.push.sender import END_DRAIN_S
-from mem_profiler.sampler_lib import library_path
 
 MiB = 1 << 20
 CHURN = 65536  # push_steps' site_churn block, one a millisecond

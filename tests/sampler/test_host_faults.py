@@ -22,8 +22,8 @@ from support.processes import other_user
 from support.profiling import capture_cli, report
 from support.targets import Server
 
-from mem_profiler.control_block import block_candidates, block_pid, segment_path
-from mem_profiler.controller import list_targets
+from mem_profiler.control.control_block import block_candidates, block_pid, segment_path
+from mem_profiler.control.controller import list_targets
 from mem_profiler.parser.read.heap_file import read_heap
 
 NO_BLOCK = "mem_profiler: no control block ({}): this process cannot be captured from outside\n"

@@ -22,8 +22,8 @@ from support.processes import other_user, wait_for
 from support.profiling import capture_cli, profile_run, report, run_parser, total
 from support.targets import Server
 
-from mem_profiler.control_block import block_candidates, segment_path
-from mem_profiler.controller import list_targets
+from mem_profiler.control.control_block import block_candidates, segment_path
+from mem_profiler.control.controller import list_targets
 from mem_profiler.parser.read.heap_file import read_heap
 
 SHM = Path("/dev/shm")

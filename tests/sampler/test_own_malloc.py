@@ -16,7 +16,7 @@ from support.paths import LIBMEMPROF, MEM_PARSER
 from support.processes import wait_for
 from support.profiling import capture_cli, one_heap, profile_run
 
-from mem_profiler.controller import has_sampler
+from mem_profiler.control.controller import has_sampler
 
 BLOCKS, BLOCK_SIZE = 1000, 4096  # own_malloc.c
 OWN_MALLOC = "has a malloc of its own"

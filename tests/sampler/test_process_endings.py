@@ -19,8 +19,8 @@ from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.profiling import one_heap, profile_run, report
 from support.sampling_math import assert_estimate, relative_sd
 
-from mem_profiler.control_block import segment_path
-from mem_profiler.controller import ControlError, attach, capture_window
+from mem_profiler.control.control_block import segment_path
+from mem_profiler.control.controller import ControlError, attach, capture_window
 from mem_profiler.parser.read.heap_file import read_heap
 
 UNWINDERS = ("hybrid", "libunwind", "fp")

@@ -18,8 +18,8 @@ from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.processes import wait_for
 from support.sampling_math import assert_estimate, relative_sd
 
-from mem_profiler.controller import list_targets
-from mem_profiler.procfs import parent_pid
+from mem_profiler.control.controller import list_targets
+from mem_profiler.control.procfs import parent_pid
 
 PROGRAM = FIXTURES / "python_cache.py"
 RATE = 4096

@@ -46,7 +46,7 @@ from support.reports import (
 )
 from support.sampling_math import assert_estimate, blocks_estimate_sd, relative_sd
 
-from mem_profiler.control_block import segment_path
+from mem_profiler.control.control_block import segment_path
 from mem_profiler.parser.common.sampling import sample_values
 from mem_profiler.parser.read.heap_file import read_heap
 

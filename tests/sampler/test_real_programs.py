@@ -33,7 +33,7 @@ from support.counting import (
 from support.paths import FIXTURES, MEM_PARSER, MEM_PROFILER
 from support.profiling import profile_run, run_parser
 
-from mem_profiler.control_block import ControlBlock, ControlError
+from mem_profiler.control.control_block import ControlBlock, ControlError
 from mem_profiler.core.profile import Drops
 from mem_profiler.parser.read.heap_file import read_heap
 

@@ -17,7 +17,7 @@ from support.paths import LIBMEMPROF, MEM_PARSER, MEM_PROFILER, ROOT
 from support.profiling import one_heap, profile_run, report, total
 from support.sampling_math import assert_estimate, relative_sd
 
-from mem_profiler import defaults
+from mem_profiler.control import defaults
 from mem_profiler.core.file_names import heap_file_pattern
 from mem_profiler.core.profile import Drops
 from mem_profiler.core.units import format_amount
@@ -332,7 +332,7 @@ def test_plain_ld_preload_with_environment(build_fixture, tmp_path, clean_env):
 
 def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
     """A program started with the sampler and no settings captures as mem_profiler's
-    defaults say (mem_profiler.defaults mirrors sampler/base/defaults.h); a depth
+    defaults say (mem_profiler.control.defaults mirrors sampler/base/defaults.h); a depth
     beyond the largest falls back to the default."""
     env = {"LD_PRELOAD": str(LIBMEMPROF), "MEMPROF_CAPTURE": "1", "PATH": "/usr/bin:/bin"}
     for depth, expected in (
@@ -353,7 +353,7 @@ def test_the_samplers_own_defaults_are_the_python_ones(tmp_path):
 
 def test_each_default_of_the_sampler_is_the_python_one(tmp_path):
     """Every #define of sampler/base/defaults.h, as the C compiler reads it, is the value of
-    mem_profiler.defaults under its name less MEMPROF_ and DEFAULT_, and every default
+    mem_profiler.control.defaults under its name less MEMPROF_ and DEFAULT_, and every default
     there is one of them."""
     header = (ROOT / "sampler" / "base" / "defaults.h").read_text()
     names = re.findall(r"^#define (MEMPROF_\w+) ", header, re.MULTILINE)

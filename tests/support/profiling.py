@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from mem_profiler.controller import list_targets
+from mem_profiler.control.controller import list_targets
 from mem_profiler.parser.model.aggregate import aggregate
 from mem_profiler.parser.read.heap_file import read_heap
 from mem_profiler.parser.symbols.symbolize import symbolize

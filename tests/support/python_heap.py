@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from mem_profiler.control_block import segment_path
+from mem_profiler.control.control_block import segment_path
 from mem_profiler.parser.common.sampling import sample_values
 from mem_profiler.parser.read.heap_file import read_heap
 from support.paths import FIXTURES, MEM_PROFILER

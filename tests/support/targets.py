@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mem_profiler.control_block import segment_path
-from mem_profiler.controller import list_targets
+from mem_profiler.control.control_block import segment_path
+from mem_profiler.control.controller import list_targets
 from mem_profiler.parser.read.heap_file import read_heap
 from support.paths import LIBMEMPROF, MEM_PROFILER
 from support.processes import wait_for

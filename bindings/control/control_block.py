@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cffi import FFI
 
-from mem_profiler import defaults, procfs
+from mem_profiler.control import defaults, procfs
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.program_kind import program_kind, unloadable_reason
 

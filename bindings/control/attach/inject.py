@@ -25,9 +25,9 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from mem_profiler import procfs
-from mem_profiler.attach import ptrace
-from mem_profiler.control_block import AttachError, remove_blocks_of_ended, user_name
+from mem_profiler.control import procfs
+from mem_profiler.control.attach import ptrace
+from mem_profiler.control.control_block import AttachError, remove_blocks_of_ended, user_name
 from mem_profiler.core import progress
 from mem_profiler.core.input_files import open_regular
 from mem_profiler.core.memory_map import MemoryMapping

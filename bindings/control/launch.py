@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mem_profiler import defaults
+from mem_profiler.control import defaults
+from mem_profiler.control.sampler_lib import library_path
 from mem_profiler.core.file_names import absolute_prefix, failure_prefix, heap_file_pattern
 from mem_profiler.core.user_paths import open_folder
-from mem_profiler.sampler_lib import library_path
 
 
 class LaunchError(RuntimeError):

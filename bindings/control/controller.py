@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mem_profiler import defaults, procfs
-from mem_profiler.control_block import (
+from mem_profiler.control import defaults, procfs
+from mem_profiler.control.control_block import (
     CMD_DETACH,
     CMD_DUMP,
     CMD_START,
@@ -31,6 +31,8 @@ from mem_profiler.control_block import (
     remove_stale,
     user_name,
 )
+from mem_profiler.control.launch import check_output_folder
+from mem_profiler.control.sampler_lib import library_path
 from mem_profiler.core import progress
 from mem_profiler.core.file_names import (
     absolute_prefix,
@@ -39,8 +41,6 @@ from mem_profiler.core.file_names import (
     highest_seq,
     window_files,
 )
-from mem_profiler.launch import check_output_folder
-from mem_profiler.sampler_lib import library_path
 
 # The target closes the window itself this long after the requested end, should
 # the controller be gone by then.
@@ -140,7 +140,7 @@ def has_sampler(pid: int) -> bool:
 def attach(pid: int, timeout: float = 5.0) -> None:
     """Loads the sampler into pid, started without it (attach/inject.py), and waits
     for its control block. AttachError when it cannot be loaded."""
-    from mem_profiler.attach.inject import inject  # its ELF reader, for attaching alone
+    from mem_profiler.control.attach.inject import inject  # its ELF reader, for attaching alone
 
     inject(pid, library_path())
     progress.stage(f"waiting for process {pid}'s control block")
