@@ -18,12 +18,10 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -37,7 +35,9 @@
 #include "base/sysutil.h"
 #include "base/thread_state.h"
 #include "base/upcalls.h"
+#include "control/block_file.h"
 #include "control/control.h"
+#include "control/requests.h"
 #include "control/window.h"
 #include "memprof_control.h"
 #include "sample/sample.h"
@@ -91,219 +91,6 @@ static uint64_t process_start_time(void)
                             sizeof stat);
     const char *start = stat_field(stat, 22);
     return start ? strtoull(start, NULL, 10) : 0;
-}
-
-static void copy_string(char *dst, size_t cap, const char *src)
-{
-    size_t n = strnlen(src, cap - 1);
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-static uint32_t controller_window;   /* the window a controller opened last (its id) */
-
-/* Fills the reply fields from the capture's state. */
-static void publish_status(void)
-{
-    struct memprof_status s;
-    memprof_capture_status(&s);
-    block->state = s.capturing ? MEMPROF_STATE_CAPTURING : MEMPROF_STATE_IDLE;
-    block->dumps = s.dumps;
-    block->injected = memprof_upcalls.is_injected();
-    block->redirected_slots = memprof_upcalls.got_redirected();
-    block->window_start_ns = s.window_start_ns;
-    block->window_deadline_ns = s.deadline_ns;
-    block->live_samples = s.live_samples;
-    block->dropped_samples = s.dropped_samples;
-    for (int h = 0; h < HEAP_COUNT; h++) {
-        block->heap_live_bytes[h] = s.heap_live_bytes[h];
-        block->heap_peak_bytes[h] = s.heap_peak_bytes[h];
-    }
-    copy_string(block->last_dump, sizeof block->last_dump, s.last_dump);
-    block->failed_dumps = s.failed_dumps;
-    block->window_by_controller =
-        s.capturing && memprof_window_id() == controller_window;
-    copy_string(block->dump_failure, sizeof block->dump_failure, s.dump_failure);
-}
-
-/* A controller's window brings its own mode (the log); the
- * process's own (its environment's, or set through the API) comes back when that
- * window closes, or at once when the window could not be opened (one was open). */
-struct window_mode {
-    bool log_mode;
-    uint64_t log_cap;
-    uint32_t log_files;
-};
-static struct window_mode process_mode;
-static bool controller_mode;   /* process_mode holds what to restore */
-
-static struct window_mode current_mode(void)
-{
-    return (struct window_mode){memprof_cfg.log_mode,
-                                memprof_cfg.log_cap, memprof_cfg.log_files};
-}
-
-static void apply_mode(struct window_mode m)
-{
-    memprof_cfg.log_mode = m.log_mode;
-    memprof_cfg.log_cap = m.log_cap;
-    memprof_cfg.log_files = m.log_files;
-}
-
-static void restore_process_mode(void)
-{
-    if (controller_mode)
-        apply_mode(process_mode);
-    controller_mode = false;
-}
-
-static int start_controller_window(const char *prefix)
-{
-    struct window_mode before = current_mode(), asked = before;
-    asked.log_mode = (block->flags & MEMPROF_START_LOG) != 0;
-    if (block->log_cap != 0)
-        asked.log_cap = block->log_cap;
-    if (block->log_files != 0)
-        asked.log_files = block->log_files;
-    apply_mode(asked);
-    int rc = memprof_capture_start(block->rate, block->device_rate, block->max_depth, prefix,
-                                   block->deadline_ns, (block->flags & MEMPROF_START_VIEW) != 0);
-    int saved = errno;
-    if (rc != 0) {
-        apply_mode(before);   /* the window open already keeps its mode */
-    } else {
-        controller_window = memprof_window_id();
-        if (!controller_mode) {
-            process_mode = before;
-            controller_mode = true;
-        }
-    }
-    errno = saved;
-    return rc;
-}
-
-static int stop_controller_window(void)
-{
-    int rc = memprof_capture_stop(NULL, 0);
-    int saved = errno;
-    restore_process_mode();
-    errno = saved;
-    return rc;
-}
-
-/* Whether this thread opens paths as the process's main thread does.  unshare and
- * setns give a mount namespace to the calling thread alone, with a root and working
- * folder of its own that its chroot then moves: this thread, made before, would write
- * a window's files outside the process's jail.  Where /proc cannot tell, it is taken
- * as the same. */
-static bool opens_paths_as_process(void)
-{
-    static const char *const views[][2] = {
-        {PROC_THREAD_SELF "ns/mnt", "/proc/self/ns/mnt"},
-        {PROC_THREAD_SELF "root/", "/proc/self/root/"},
-    };
-    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
-        struct stat here, there;
-        if (stat(views[i][0], &here) == 0 && stat(views[i][1], &there) == 0 &&
-            (here.st_dev != there.st_dev || here.st_ino != there.st_ino))
-            return false;
-    }
-    return true;
-}
-
-#define OTHER_ROOT                                                                      \
-    "it changed its root or mount namespace since the sampler started (chroot, unshare): " \
-    "its files would be written outside them"
-
-/* Carries out one request; on failure, errno and, where errno alone would not say it,
- * *why in words.  A request that opens a window or writes a file is refused while the
- * process sees other files than this thread; a window opened before writes its files
- * where it was opened. */
-static int carry_out(uint32_t command, const char **why)
-{
-    char prefix[MEMPROF_CONTROL_PATH_MAX];
-    if ((command == MEMPROF_CMD_START || command == MEMPROF_CMD_DUMP ||
-         command == MEMPROF_CMD_SNAPSHOT) &&
-        !opens_paths_as_process()) {
-        *why = OTHER_ROOT;
-        errno = EXDEV;
-        return -1;
-    }
-    switch (command) {
-    case MEMPROF_CMD_START:
-        copy_string(prefix, sizeof prefix, block->prefix);
-        return start_controller_window(prefix);
-    case MEMPROF_CMD_STOP:
-        return stop_controller_window();
-    case MEMPROF_CMD_STATUS:
-        return 0;
-    case MEMPROF_CMD_DUMP:
-        return memprof_capture_dump(NULL, 0);
-    case MEMPROF_CMD_SNAPSHOT: {
-        copy_string(prefix, sizeof prefix, block->prefix);
-        uint64_t token = 0;
-        int rc = memprof_capture_snapshot(prefix, block->snapshot_since, &token);
-        block->snapshot_token = token;
-        return rc;
-    }
-    case MEMPROF_CMD_DEADLINE:   /* the loop sleeps until the new deadline from now on */
-        return memprof_capture_set_deadline(block->deadline_ns);
-    case MEMPROF_CMD_DETACH:   /* a closed window has put the slots back already */
-        return memprof_window_id() != 0 ? stop_controller_window() : 0;
-    default:
-        errno = EINVAL;
-        return -1;
-    }
-}
-
-/* The inode of this process's PID namespace, which is its for good (setns and
- * unshare move only its later children). */
-static uint32_t own_pid_namespace(void)
-{
-    struct stat st;
-    return stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0;
-}
-
-/* Whether the entry `name` in `dir` is a block made in another PID namespace than
- * ours: its pid is a number there, and says nothing of our process with that number
- * (a process in a container sharing /dev/shm sees the host's pids as gone). */
-static bool block_of_other_namespace(int dir, const char *name)
-{
-    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    struct memprof_control head;
-    size_t len = offsetof(struct memprof_control, start_time);
-    bool other = pread(fd, &head, len, 0) == (ssize_t)len && head.magic == MEMPROF_CONTROL_MAGIC &&
-                 head.pid_ns != 0 && head.pid_ns != block->pid_ns;
-    close(fd);
-    return other;
-}
-
-/* Blocks of this user's processes that ended without exit handlers (killed, or
- * _exit in a forked child), and the temporaries of blocks being made when their
- * process was killed: a program forking many short children would
- * otherwise fill /dev/shm with them.  A pid now used by another process is
- * left to the controller, which tells the two apart by start time; a block of
- * another PID namespace is left alone. */
-static void remove_if_stale(int dir, const char *name)
-{
-    memprof_remove_dead_temp(dir, name);   /* .mem_profiler.<random>.locked.tmp */
-    int pid, end = 0;
-    struct stat st;
-    /* mem_profiler.<pid>, or mem_profiler.<pid>.<random> */
-    if (sscanf(name, "mem_profiler.%d%n", &pid, &end) != 1 ||
-        (name[end] != '\0' && name[end] != '.') || pid == getpid() ||
-        fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != getuid())
-        return;
-    if (kill(pid, 0) != 0 && errno == ESRCH && !block_of_other_namespace(dir, name))
-        unlinkat(dir, name, 0);
-}
-
-static void remove_stale_blocks(void)
-{
-    memprof_each_entry("/dev/shm", remove_if_stale);
 }
 
 /* The control thread's start-up (its look through /dev/shm, then its first look at
@@ -464,7 +251,7 @@ static void *control_thread(void *arg)
 {
     (void)arg;
     memprof_enter();   /* this thread's own allocations are never sampled */
-    remove_stale_blocks();
+    memprof_remove_stale_blocks();
     if (!follow_owner()) {
         mark_started_up();
         return NULL;
@@ -530,7 +317,7 @@ static void *control_thread(void *arg)
         bool window_ended = window_deadline != 0 && memprof_now_ns() >= window_deadline;
         if (window_ended) {
             __atomic_store_n(&block->working, 1, __ATOMIC_RELAXED);
-            stop_controller_window();   /* the window's time is up */
+            memprof_control_stop_window();   /* the window's time is up */
         }
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
@@ -541,14 +328,14 @@ static void *control_thread(void *arg)
             __atomic_store_n(&block->working, 1, __ATOMIC_RELAXED);
             seen = seq;
             const char *why = NULL;
-            int rc = carry_out(block->command, &why);
+            int rc = memprof_control_carry_out(block, block->command, &why);
             block->result = rc == 0 ? 0 : errno;
             if (rc != 0)
                 snprintf(block->message, sizeof block->message, "%s", why ? why : strerror(errno));
             else
                 block->message[0] = '\0';
         }
-        publish_status();
+        memprof_control_publish(block);
         __atomic_store_n(&block->working, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&block->ack_seq, seen, __ATOMIC_RELEASE);
         futex(&block->ack_seq, FUTEX_WAKE, INT32_MAX, NULL);
@@ -556,75 +343,10 @@ static void *control_thread(void *arg)
     return NULL;
 }
 
-/* Who may use the block (its file's owner): the user the process runs as where that
- * user may ptrace it (its real, effective and saved uids agree and it is dumpable: a
- * worker that gave up root becomes so by prctl(PR_SET_DUMPABLE, 1)); root while any
- * of its uids is root, since it can become root again; otherwise `current`, the
- * block's owner so far (no process can give root's block away without root's
- * rights).  A controller trusts a block of the process's user or of root only. */
-static uid_t block_owner(uid_t current)
-{
-    uid_t r, e, s;
-    if (getresuid(&r, &e, &s) != 0)
-        return current;
-    if (r == e && e == s && syscall(SYS_prctl, PR_GET_DUMPABLE) == 1)
-        return e;
-    return r == 0 || e == 0 || s == 0 ? 0 : current;
-}
-
-/* A temporary file for a block, mode 0600, made as `owner` (files are made as the
- * thread's fsuid, which setfsuid may set to any of the process's uids for the while). */
-static int create_block_file(uid_t owner, char *tmp, size_t tmp_len)
-{
-    uid_t fsuid = (uid_t)setfsuid((uid_t)-1);
-    if (owner != fsuid)
-        setfsuid(owner);
-    /* 0600 from the start: another user who opened it before a chmod would read it,
-     * and an flock of theirs would refuse its owner's controllers. */
-    int fd = memprof_create_temp("/dev/shm/.mem_profiler", tmp, tmp_len, 0600);
-    int saved = errno;
-    if (owner != fsuid)
-        setfsuid(fsuid);
-    struct stat st;
-    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_uid != owner)) {
-        saved = EPERM;   /* root's block, in a process that may no longer make it */
-        close(fd);
-        unlink(tmp);
-        fd = -1;
-    }
-    errno = saved;
-    return fd;
-}
-
-/* A block its controllers no longer use: a controller that finds it skips it, and
- * root's controller removes it where this process no longer may (root's, after a
- * change of user). */
-static void retire_block(struct memprof_control *old, const char *path)
-{
-    old->magic = 0;
-    unlink(path);
-    munmap(old, sizeof *old);
-}
-
-/* Renames the made block to `path`, where it may replace an earlier block of ours
- * but never that of a process in another PID namespace with the same pid. */
-static bool place_block(const char *tmp, const char *path)
-{
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-        return true;
-    if (errno != EEXIST)
-        return false;
-    if (block_of_other_namespace(AT_FDCWD, path)) {
-        errno = EEXIST;
-        return false;
-    }
-    return rename(tmp, path) == 0;
-}
-
 /* The block is made under a new, unpredictable temporary name (O_EXCL,
  * O_NOFOLLOW) and renamed into place once its identity is written, so a reader
  * never finds a half-made block; the rename replaces a block left by an earlier
- * process of ours with our pid (see place_block).  Where another user has taken the
+ * process of ours with our pid (see memprof_block_file_place).  Where another user has taken the
  * name mem_profiler.<pid> (a file of theirs, a directory, the block this process
  * made as root before it changed user), or a process of another PID namespace with
  * our pid has made its block there, the block goes to mem_profiler.<pid>.<random>
@@ -634,8 +356,8 @@ static bool place_block(const char *tmp, const char *path)
 static int create_block(struct memprof_control *replaced, const char *replaced_path)
 {
     char tmp[96];
-    uid_t owner = block_owner(replaced != NULL ? replaced->uid : geteuid());
-    int fd = create_block_file(owner, tmp, sizeof tmp);
+    uid_t owner = memprof_block_owner(replaced != NULL ? replaced->uid : geteuid());
+    int fd = memprof_block_file_create(owner, tmp, sizeof tmp);
     if (fd < 0)
         return -1;
     /* Its pages allocated before it is mapped: a store into a page a full /dev/shm
@@ -663,19 +385,19 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     block->abi = MEMPROF_CONTROL_ABI;
     block->pid = (int32_t)getpid();
     block->uid = (uint32_t)owner;
-    block->pid_ns = own_pid_namespace();
+    block->pid_ns = memprof_own_pid_namespace();
     block->start_time = process_start_time();
     /* the process's identity as a controller sees it from outside (under qemu-user, the
      * emulator's), not memprof_proc_file's view of the program */
     ssize_t n = readlink(PROC_THREAD_SELF "exe", block->exe, sizeof block->exe - 1);
     block->exe[n > 0 ? n : 0] = '\0';
-    copy_string(block->own_malloc, sizeof block->own_malloc, memprof_upcalls.own_malloc());
+    snprintf(block->own_malloc, sizeof block->own_malloc, "%s", memprof_upcalls.own_malloc());
     block->thread_less = thread_less;
-    publish_status();
+    memprof_control_publish(block);
     if (replaced != NULL)
-        retire_block(replaced, replaced_path);
+        memprof_block_file_retire(replaced, replaced_path);
     snprintf(block_path, sizeof block_path, "/dev/shm/mem_profiler.%d", (int)getpid());
-    for (int attempt = 0; !place_block(tmp, block_path); attempt++) {
+    for (int attempt = 0; !memprof_block_file_place(tmp, block_path); attempt++) {
         char name[9];
         memprof_random_name(name);
         if (attempt == 8 || (errno != EISDIR && errno != EPERM && errno != EACCES &&
@@ -708,7 +430,7 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
  * stays where no new one can be made.  False when the thread has no block left. */
 static bool follow_owner(void)
 {
-    if (block->uid == (uint32_t)block_owner(block->uid))
+    if (block->uid == (uint32_t)memprof_block_owner(block->uid))
         return true;
     struct memprof_control *former = block;
     char former_path[sizeof block_path];
@@ -965,6 +687,6 @@ void memprof_control_fini(void)
 {
     if (block != NULL && block->pid == (int32_t)getpid()) {
         unlink(block_path);
-        remove_stale_blocks();   /* those of children that _exit'ed after our last fork */
+        memprof_remove_stale_blocks();   /* those of children that _exit'ed after our last fork */
     }
 }
