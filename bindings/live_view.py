@@ -23,15 +23,14 @@ from mem_profiler.control import procfs
 from mem_profiler.control.control_block import (
     CMD_DEADLINE,
     CMD_SNAPSHOT,
-    CMD_START,
     CMD_STATUS,
     CMD_STOP,
-    START_VIEW,
     BlockReplaced,
     ControlBlock,
     ControlError,
     Status,
 )
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core.errors import HeapFileError
 from mem_profiler.core.file_names import window_stem
 from mem_profiler.core.memory_map import MemoryMapping
@@ -127,14 +126,8 @@ class LiveView:
                 raise NoWindow(f"process {self.pid} has no window open")
             if not status.capturing:
                 try:
-                    status = self._block.request(
-                        CMD_START,
-                        rate=self.rate,
-                        depth=self.depth,
-                        deadline_ns=self._deadline_ns(),
-                        prefix=self._prefix,
-                        flags=START_VIEW,
-                    )
+                    asked = CaptureSettings(rate=self.rate, depth=self.depth, prefix=self._prefix)
+                    status = self._block.start(asked, self._deadline_ns(), view=True)
                     self.owns_window = True
                 except ControlError:
                     # the program opened its own window meanwhile (`run`, as it loads)

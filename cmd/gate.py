@@ -4,6 +4,7 @@ run --leak-check`, the gate with one budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import click
 from mem_profiler.cmd.cli_input import Command, capture_options, fail
 from mem_profiler.control.launch import LaunchError
 from mem_profiler.control.sampler_lib import SamplerNotBuilt
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core import progress
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
@@ -175,17 +177,20 @@ def gate(
             name,
             option_budgets(by_kind, baselines, tolerance, categories),
         )
+        capture = CaptureSettings(
+            rate=rate,
+            device_rate=device_rate,
+            depth=depth,
+            stack_memory=stack_memory,
+            follow_fork=follow_fork,
+        )
         settings = GateSettings(
-            rate,
-            device_rate,
-            depth,
-            stack_memory,
-            allow_dropped,
-            top,
-            save_profiles,
-            follow_fork,
-            leak_suppressions(suppressions),
-            read_rules(category_rules) if category_rules else TORCH_RULES,
+            capture,
+            allow_dropped=allow_dropped,
+            top=top,
+            save_dir=save_profiles,
+            suppressions=leak_suppressions(suppressions),
+            category_rules=read_rules(category_rules) if category_rules else TORCH_RULES,
         )
         with progress.shown("mem_profiler gate"):
             verdicts = run_gate(jobs, settings)
@@ -207,33 +212,23 @@ def leak_suppressions(path: str | None) -> tuple[Suppression, ...]:
 
 
 def check_leaks_at_exit(
-    command: list[str],
-    threshold: str,
-    suppressions: str | None,
-    rate: int,
-    device_rate: int,
-    depth: int,
-    stack_memory: int,
-    prefix: str,
+    command: list[str], threshold: str, suppressions: str | None, capture: CaptureSettings
 ) -> None:
-    """run --leak-check: the gate with one budget, what is live at exit; the profile is
-    kept as <prefix>leak-check.heap. Exits with the command's status, else 1 when the
-    budget is exceeded or could not be judged, else 0."""
+    """run --leak-check: the gate with one budget, what is live at exit, the command
+    captured as `capture` says; the profile is kept as <prefix>leak-check.heap. Exits
+    with the command's status, else 1 when the budget is exceeded or could not be
+    judged, else 0."""
     from mem_profiler.gate.budgets import LIVE_AT_EXIT, GateJob, size_budget
     from mem_profiler.gate.report import format_verdicts
     from mem_profiler.gate.runner import GateSettings, run_gate  # numpy, as in gate
 
-    folder, name = os.path.split(absolute_prefix(prefix))
+    folder, name = os.path.split(absolute_prefix(capture.prefix))
     try:
         job = GateJob(f"{name}leak-check", command, [size_budget(LIVE_AT_EXIT, threshold)])
         settings = GateSettings(
-            rate,
-            device_rate,
-            depth,
-            stack_memory,
+            dataclasses.replace(capture, leak_scan=True),
             save_dir=folder,
             suppressions=leak_suppressions(suppressions),
-            leak_scan=True,
         )
         with progress.shown("mem_profiler"):
             (verdict,) = run_gate([job], settings)

@@ -30,8 +30,9 @@ from mem_profiler.cmd.cli_input import (
 )
 from mem_profiler.cmd.gate import SUPPRESSIONS_HELP, check_leaks_at_exit, gate
 from mem_profiler.control import defaults
-from mem_profiler.control.launch import CaptureSettings, LaunchError, run_profiled
+from mem_profiler.control.launch import LaunchError, run_profiled
 from mem_profiler.control.sampler_lib import SamplerNotBuilt, library_path
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core import progress
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.units import format_mib
@@ -165,15 +166,18 @@ def cli(ctx: click.Context, **capture: Unpack[CaptureOptions]) -> None:
         if push is not None:
             _push_process(pid, push, capture["rate"] or defaults.RATE, capture["seconds"])
             return
+        settings = CaptureSettings(
+            rate=capture["rate"] or defaults.RATE,
+            device_rate=capture["device_rate"] or defaults.DEVICE_RATE,
+            depth=capture["depth"] or defaults.DEPTH,
+            prefix=capture["prefix"] or defaults.PREFIX,
+            log=capture["mode"] == "log",
+        )
         result = capture_window(
             pid,
             capture["seconds"] or 60.0,
-            capture["rate"] or defaults.RATE,
-            capture["depth"] or defaults.DEPTH,
-            capture["prefix"] or defaults.PREFIX,
+            settings,
             progress=show_progress if sys.stderr.isatty() else None,
-            device_rate=capture["device_rate"] or defaults.DEVICE_RATE,
-            log=capture["mode"] == "log",
         )
     except (ControlError, LaunchError, AttachError) as err:
         if sys.stderr.isatty():
@@ -367,19 +371,6 @@ def run(
     push = push_settings_of(push_given)
     if push is not None and (idle or leak_check):
         fail("--push follows the window run opens: not with --idle or --leak-check")
-    if leak_check:
-        if click.get_current_context().get_parameter_source("rate") is ParameterSource.DEFAULT:
-            rate = 1  # what a pointer may pass through is known only of every block
-        check_leaks_at_exit(
-            list(command),
-            leak_threshold,
-            suppressions,
-            rate,
-            device_rate,
-            depth,
-            stack_memory,
-            prefix,
-        )
     settings = CaptureSettings(
         rate=rate,
         device_rate=device_rate,
@@ -394,6 +385,10 @@ def run(
         follow_fork=follow_fork,
         unwinder=unwind,
     )
+    if leak_check:
+        if click.get_current_context().get_parameter_source("rate") is ParameterSource.DEFAULT:
+            settings.rate = 1  # what a pointer may pass through is known only of every block
+        check_leaks_at_exit(list(command), leak_threshold, suppressions, settings)
     pusher = None
     if push is not None:
         from mem_profiler.push.session import RunPusher  # numpy, the parser

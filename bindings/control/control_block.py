@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from cffi import FFI
 
 from mem_profiler.control import defaults, procfs
+from mem_profiler.control.settings import CaptureSettings
+from mem_profiler.core.file_names import absolute_prefix
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.program_kind import program_kind, unloadable_reason
 
@@ -450,6 +452,21 @@ class ControlBlock:
                 reason = ffi.string(c.message).decode(errors="replace") or os.strerror(c.result)
                 raise ControlError(f"process {self.pid} refused the request: {reason}")
             return self.status()
+
+    def start(self, settings: CaptureSettings, deadline_ns: int, view: bool = False) -> Status:
+        """Opens a window as `settings` say (its rate, device rate, depth, prefix, mode
+        and the log's caps), which closes at deadline_ns; `view`: a live view's."""
+        return self.request(
+            CMD_START,
+            rate=settings.rate,
+            device_rate=settings.device_rate,
+            depth=settings.depth,
+            deadline_ns=deadline_ns,
+            prefix=absolute_prefix(settings.prefix),
+            flags=(START_LOG if settings.log else 0) | (START_VIEW if view else 0),
+            log_cap=settings.log_cap or 0,  # 0: the process's own
+            log_files=settings.log_files or 0,
+        )
 
     def status(self) -> Status:
         c = self._c

@@ -12,14 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mem_profiler.control import defaults, procfs
+from mem_profiler.control import procfs
 from mem_profiler.control.control_block import (
     CMD_DETACH,
     CMD_DUMP,
-    CMD_START,
     CMD_STATUS,
     CMD_STOP,
-    START_LOG,
     ControlBlock,
     ControlError,
     NotPermitted,
@@ -33,9 +31,9 @@ from mem_profiler.control.control_block import (
 )
 from mem_profiler.control.launch import check_output_folder
 from mem_profiler.control.sampler_lib import library_path
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core import progress
 from mem_profiler.core.file_names import (
-    absolute_prefix,
     failure_files,
     files_of_process,
     highest_seq,
@@ -198,17 +196,14 @@ class CaptureResult:
 def capture_window(
     pid: int,
     seconds: float,
-    rate: int,
-    depth: int,
-    prefix: str,
+    settings: CaptureSettings,
     progress: Callable[[float, Status], None] | None = None,
     tick: float = 0.5,
-    device_rate: int = defaults.DEVICE_RATE,
-    log: bool = False,
 ) -> CaptureResult:
-    """Opens a window of `seconds` in pid, reports progress every `tick`, closes it and
-    returns the files written. Ctrl-C (SIGINT) ends the window early, whenever it comes
-    once the window is asked for."""
+    """Opens a window of `seconds` in pid as `settings` say, reports progress every
+    `tick`, closes it and returns the files written. Ctrl-C (SIGINT) ends the window
+    early, whenever it comes once the window is asked for."""
+    prefix = settings.prefix
     folder = check_output_folder(prefix)
     with ControlBlock.open(pid) as block, interrupt_event() as interrupted:
         check_target_writes_in(pid, str(folder))
@@ -220,15 +215,7 @@ def capture_window(
             raise KeyboardInterrupt  # before any window was asked for
         earlier = highest_seq(prefix, pid)  # this window's files are numbered after
         deadline_ns = time.time_ns() + int((seconds + DEADLINE_GRACE_S) * 1e9)
-        block.request(
-            CMD_START,
-            rate=rate,
-            device_rate=device_rate,
-            depth=depth,
-            deadline_ns=deadline_ns,
-            prefix=absolute_prefix(prefix),
-            flags=START_LOG if log else 0,
-        )
+        block.start(settings, deadline_ns)
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < seconds:

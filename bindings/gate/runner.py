@@ -8,17 +8,18 @@ programs it runs that wrote profiles are counted, not judged).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mem_profiler.control import defaults
-from mem_profiler.control.launch import CaptureSettings, LaunchError, run_profiled
+from mem_profiler.control.launch import LaunchError, run_profiled
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core import progress
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file, heap_stem, log_file, log_files
@@ -33,18 +34,15 @@ from mem_profiler.parser.read.heap_file import read_heap
 
 @dataclass
 class GateSettings:
-    rate: int = 1
-    device_rate: int = defaults.DEVICE_RATE
-    depth: int = defaults.DEPTH
-    stack_memory: int = defaults.STACK_MEMORY  # MiB
+    # each command's capture (its prefix and mode are the gate's own); leak_scan: what is
+    # live at exit counts only what nothing points to then (run --leak-check); follow_fork:
+    # the command's forks write files too (not judged)
+    capture: CaptureSettings = field(default_factory=lambda: CaptureSettings(rate=1))
     allow_dropped: bool = False  # judge a profile that dropped samples, as it is
     top: int = 5  # stacks shown per exceeded budget
     save_dir: str | None = None  # keep each command's profiles: DIR/NAME[.HEAP].heap
-    follow_fork: bool = False  # the command's forks write files too (not judged)
     suppressions: tuple[Suppression, ...] = BUILTIN  # left out of what is live at exit
     category_rules: tuple[Rule, ...] = TORCH_RULES  # what max-category's stacks are for
-    # what is live at exit counts only what nothing points to then (run --leak-check)
-    leak_scan: bool = False
 
 
 def run_gate(jobs: list[GateJob], settings: GateSettings) -> list[CommandVerdict]:
@@ -58,19 +56,20 @@ def run_gate(jobs: list[GateJob], settings: GateSettings) -> list[CommandVerdict
 
 def _run_job(job: GateJob, settings: GateSettings) -> CommandVerdict:
     verdict = CommandVerdict(
-        job.name, job.argv, job.budgets, time.strftime("%Y-%m-%dT%H:%M:%S"), 0.0, settings.rate
+        job.name,
+        job.argv,
+        job.budgets,
+        time.strftime("%Y-%m-%dT%H:%M:%S"),
+        0.0,
+        settings.capture.rate,
     )
     clock = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mem_profiler_gate_") as folder:
         prefix = folder + "/"
-        capture = CaptureSettings(
-            rate=settings.rate,
-            device_rate=settings.device_rate,
-            depth=settings.depth,
-            stack_memory=settings.stack_memory,
+        capture = dataclasses.replace(
+            settings.capture,
             prefix=prefix,
-            follow_fork=settings.follow_fork,
-            leak_scan=settings.leak_scan,
+            capture=True,
             # a category's peak is replayed from the event log
             log=any(b.kind == CATEGORY for b in job.budgets),
         )

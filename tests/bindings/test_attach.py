@@ -43,6 +43,7 @@ from mem_profiler.control.attach import ptrace
 from mem_profiler.control.attach.inject import AttachError, check_attachable, read_maps
 from mem_profiler.control.control_block import ControlBlock, segment_path
 from mem_profiler.control.controller import attach, capture_window, detach, list_targets
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core import progress
 
 MALLOC_FAMILY = {
@@ -222,7 +223,11 @@ def test_attach_capture_detach(target, build_fixture, tmp_path, allocator):
             os.kill(os.getpid(), signal.SIGINT)
 
     result = capture_window(
-        t.pid, 120, 1024, 64, str(tmp_path / "att_"), progress=at_each_tick, tick=0.25
+        t.pid,
+        120,
+        CaptureSettings(rate=1024, depth=64, prefix=str(tmp_path / "att_")),
+        progress=at_each_tick,
+        tick=0.25,
     )
     assert c1 and t.ask("resume") == "resume"
 
@@ -761,7 +766,12 @@ def run_in_a_window(
                 while not output or not output[-1].startswith("checksum="):
                     output.append(stdout.readline())
 
-        result = capture_window(proc.pid, 1.0, 1024, 64, str(prefix), progress=run_the_sites)
+        result = capture_window(
+            proc.pid,
+            1.0,
+            CaptureSettings(rate=1024, depth=64, prefix=str(prefix)),
+            progress=run_the_sites,
+        )
         stdin.write("exit\n")
         stdin.flush()
         assert proc.wait(timeout=30) == 0

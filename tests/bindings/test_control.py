@@ -33,13 +33,16 @@ from mem_profiler.control.control_block import (
 )
 from mem_profiler.control.controller import capture_window, list_targets
 from mem_profiler.control.procfs import no_such_process
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.parser.read.heap_file import read_heap
 
 
 def test_twenty_windows_in_a_row(server, server_exe, tmp_path):
     paths = []
     for _ in range(20):
-        result = capture_window(server.pid, 0.25, 1024, 64, str(tmp_path / "svc_"))
+        result = capture_window(
+            server.pid, 0.25, CaptureSettings(rate=1024, depth=64, prefix=str(tmp_path / "svc_"))
+        )
         paths += result.paths
     expected = [f"svc_{server.pid}.{i:04d}.heap" for i in range(1, 21)]
     assert [Path(p).name for p in paths] == expected
@@ -177,7 +180,9 @@ def test_a_stopped_process_is_said_to_be_stopped(server, tmp_path, stopped_by):
             for tid in threads:
                 ptrace.detach(tid)
     assert list(tmp_path.iterdir()) == []
-    result = capture_window(server.pid, 0.25, 1024, 64, str(tmp_path / "go_"))
+    result = capture_window(
+        server.pid, 0.25, CaptureSettings(rate=1024, depth=64, prefix=str(tmp_path / "go_"))
+    )
     server.check_window(Path(result.paths[0]))
 
 
@@ -457,7 +462,9 @@ def test_forked_child_has_its_own_block(server_exe, tmp_path):
     try:
         parent, child = s.pids
         assert child != parent and os.path.exists(segment_path(child))
-        result = capture_window(child, 0.3, 1024, 64, str(tmp_path / "child_"))
+        result = capture_window(
+            child, 0.3, CaptureSettings(rate=1024, depth=64, prefix=str(tmp_path / "child_"))
+        )
         assert result.paths == [str(tmp_path / f"child_{child}.0001.heap")]
         s.check_window(Path(result.paths[0]))
         assert not list(tmp_path.glob(f"child_{parent}.*"))
@@ -587,4 +594,8 @@ def test_control_block_layout_matches_the_c_header(tmp_path):
 
 def test_api_refuses_a_window_without_sampler():
     with pytest.raises(ControlError, match="does not have the sampler loaded"):
-        capture_window(os.getpid(), 0.1, 1024, 64, str(Path(sys.prefix) / "x_"))
+        capture_window(
+            os.getpid(),
+            0.1,
+            CaptureSettings(rate=1024, depth=64, prefix=str(Path(sys.prefix) / "x_")),
+        )

@@ -21,6 +21,7 @@ from support.targets import Server
 from mem_profiler.control import procfs
 from mem_profiler.control.control_block import block_pid, segment_path
 from mem_profiler.control.controller import capture_window
+from mem_profiler.control.settings import CaptureSettings
 
 ON_REQUEST = {"MEMPROF_CONTROL": "on-request"}
 
@@ -41,7 +42,9 @@ def test_one_thread_until_a_controller_asks(server_exe, tmp_path):
     try:
         assert threads(s.pid) == 1
         for n in range(2):  # the first window makes the thread, the second finds it
-            result = capture_window(s.pid, 0.3, 1024, 64, str(tmp_path / "r_"))
+            result = capture_window(
+                s.pid, 0.3, CaptureSettings(rate=1024, depth=64, prefix=str(tmp_path / "r_"))
+            )
             assert [Path(p).name for p in result.paths] == [f"r_{s.pid}.{n + 1:04d}.heap"]
             s.check_window(Path(result.paths[0]))
             assert threads(s.pid) == 2
@@ -56,7 +59,9 @@ def test_a_zygote_is_so_by_itself_and_so_are_its_children(server_exe, tmp_path):
     try:
         parent, child = s.pids
         assert threads(parent) == 1 and threads(child) == 1
-        result = capture_window(child, 0.3, 1024, 64, str(tmp_path / "z_"))
+        result = capture_window(
+            child, 0.3, CaptureSettings(rate=1024, depth=64, prefix=str(tmp_path / "z_"))
+        )
         s.check_window(Path(result.paths[0]))
         assert threads(child) == 2 and threads(parent) == 1
     finally:

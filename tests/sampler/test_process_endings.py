@@ -21,6 +21,7 @@ from support.sampling_math import assert_estimate, relative_sd
 
 from mem_profiler.control.control_block import segment_path
 from mem_profiler.control.controller import ControlError, attach, capture_window
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.parser.read.heap_file import read_heap
 
 UNWINDERS = ("hybrid", "libunwind", "fp")
@@ -194,7 +195,12 @@ def test_a_window_on_a_process_whose_main_has_ended(build_fixture, clean_env, tm
         if sampler == "attached":
             attach(proc.pid)
         with pytest.raises(ControlError, match="ended during the capture; it left"):
-            capture_window(proc.pid, 60, 1, 64, str(tmp_path / "z_"), progress=let_the_worker_go)
+            capture_window(
+                proc.pid,
+                60,
+                CaptureSettings(rate=1, depth=64, prefix=str(tmp_path / "z_")),
+                progress=let_the_worker_go,
+            )
         assert proc.wait(timeout=5) == 0
     finally:
         proc.kill()
