@@ -108,6 +108,15 @@ def name_ranks(names: list[str]) -> np.ndarray:
     return ranks
 
 
+def range_holding(starts: np.ndarray, ends: np.ndarray, vaddrs: np.ndarray) -> np.ndarray:
+    """For each vaddr, the index of the range [starts[i], ends[i]) that holds it (ranges
+    sorted by start, none overlapping the next's start), -1 where none does."""
+    idx = np.searchsorted(starts, vaddrs, side="right").astype(np.int64) - 1
+    hit = idx >= 0
+    hit[hit] = vaddrs[hit] < ends[idx[hit]]
+    return np.where(hit, idx, -1)
+
+
 def index_of(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Position in `keys` (distinct uint64) of each of `values`, all of which are keys.
 

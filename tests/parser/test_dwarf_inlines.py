@@ -23,7 +23,8 @@ from support.paths import FIXTURES
 
 from mem_profiler.core.errors import ElfError
 from mem_profiler.parser.elf.dwarf_dies import DebugInfo
-from mem_profiler.parser.elf.image import ElfImage, InlineTable
+from mem_profiler.parser.elf.dwarf_tables import InlineTable
+from mem_profiler.parser.elf.image import ElfImage
 
 SAMPLES = 1500  # addresses asked of each file
 
