@@ -34,7 +34,7 @@ from mem_profiler.parser.model.categories import TORCH_RULES, read_rules
 from mem_profiler.parser.read.capture_files import select_files
 from mem_profiler.parser.report.formats import DEFAULT, FORMATS, Format, format_named, options
 from mem_profiler.parser.report.request import Request
-from mem_profiler.parser.symbols.symbolize import recorded_program
+from mem_profiler.parser.symbols.program_file import recorded_program
 
 PROG = "mem_parser"
 

@@ -36,12 +36,8 @@ from mem_profiler.parser.report.formats import Format, Rendering, format_named
 from mem_profiler.parser.report.notes import capture_notes
 from mem_profiler.parser.report.request import Request
 from mem_profiler.parser.report.text import format_heaps_text, format_text
-from mem_profiler.parser.symbols.symbolize import (
-    SymbolizedProfile,
-    check_owner_reads_program,
-    in_sysroot,
-    symbolize,
-)
+from mem_profiler.parser.symbols.program_file import check_owner_reads_program, in_sysroot
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, symbolize
 
 Say = Callable[[str], None]  # one line to the user (mem_parser: on stderr)
 

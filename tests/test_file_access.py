@@ -67,7 +67,7 @@ ALLOWED = {
     # the order objects are looked up in: a size, of objects opened and checked
     ("parser/elf/object_lookup.py", "os.stat(path)"): "its size alone",
     # whether an object ElfImage opened and checked is still the file at its path
-    ("parser/symbols/symbolize.py", "os.stat(path)"): "its identity alone",
+    ("parser/symbols/resolver.py", "os.stat(path)"): "its identity alone",
     ("cmd/cli_input.py", "os.open(os.devnull, os.O_WRONLY)"): "/dev/null",
     # the events database as SQLite built it, in a folder mkdtemp made, 0700
     ("parser/log/export.py", "open(path, 'rb')"): "its own temporary file",

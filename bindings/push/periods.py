@@ -32,7 +32,8 @@ from mem_profiler.parser.report.pprof import (
     Samples,
     pprof_tables,
 )
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, kept_images, symbolize
+from mem_profiler.parser.symbols.resolver import kept_images
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, symbolize
 
 # Stacks named at once: what bounds the symbolizer's memory on a window's first period
 # (a PyTorch program's 370,000 stacks are twelve batches: 7.6 s and 464 MB at the peak,

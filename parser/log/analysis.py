@@ -30,7 +30,8 @@ from mem_profiler.parser.read.event_log import (
     locate,
     read_log,
 )
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, kept_images
+from mem_profiler.parser.symbols.resolver import kept_images
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 NEVER = np.iinfo(np.int64).max  # the end of an allocation still live when the log ends
 MS = 1e6

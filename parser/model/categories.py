@@ -28,7 +28,8 @@ from mem_profiler.core.errors import UserError
 from mem_profiler.core.input_files import read_errors, read_regular
 from mem_profiler.parser.model.aggregate import FlatCum, share_base
 from mem_profiler.parser.read.text import show
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
+from mem_profiler.parser.symbols.names import short_name
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 OTHER = "other"
 NATIVE = "<native>"  # the file of a rule for native frames

@@ -6,7 +6,8 @@ import re
 
 import numpy as np
 
-from mem_profiler.parser.symbols.symbolize import FunctionTable, SymbolizedProfile
+from mem_profiler.parser.symbols.names import FunctionTable
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 
 def subtract(new: SymbolizedProfile, old: SymbolizedProfile) -> SymbolizedProfile:

@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mem_profiler.core import progress
-from mem_profiler.core.errors import BuildIdMismatch, ElfError, ProgramNotHere, UserError
 from mem_profiler.core.frame_label import Where, frame_label, shown_files
-from mem_profiler.core.input_files import open_regular, other_owner
-from mem_profiler.core.memory_map import MemoryMapping
-from mem_profiler.core.profile import HeapProfile, NamedFrame
-from mem_profiler.core.user_paths import NotReadableFor
+from mem_profiler.core.profile import HeapProfile
 from mem_profiler.parser.common.arrays import index_of, sorted_unique
 from mem_profiler.parser.common.sampling import index_column, stack_values
-from mem_profiler.parser.elf.image import ElfImage, demangle
-from mem_profiler.parser.elf.object_lookup import ObjectLookup, look_up_all
 from mem_profiler.parser.read.context_tree import Levels, StackTree, eval_range, in_evaluation
-from mem_profiler.parser.read.heap_file import read_heap, read_heap_header
-from mem_profiler.parser.read.pprof import is_named_frame, names_every_frame
+from mem_profiler.parser.read.pprof import is_named_frame
 from mem_profiler.parser.symbols.allocator_frames import (
     allocator_frames,
     cut_allocator_frames,
     is_allocator_function,
 )
-from mem_profiler.parser.symbols.code_mappings import code_mappings, mapping_index
 from mem_profiler.parser.symbols.merged_stacks import NodeKeys, merge_stacks
+from mem_profiler.parser.symbols.names import short_name, without_rust_hashes
+from mem_profiler.parser.symbols.program_file import (
+    check_exe_build_id,
+    exe_paths,
+    program_mappings,
+)
 from mem_profiler.parser.symbols.python_frames import (
     IMPORT_FRAME,
-    PARSER_FRAMES,
     START_UP_FRAME,
     fold_native_frames,
     import_runs,
@@ -44,12 +37,12 @@ from mem_profiler.parser.symbols.python_frames import (
     start_up_frames,
     start_up_marks,
 )
+from mem_profiler.parser.symbols.resolver import InlinedFrames, Resolver, opened
 from mem_profiler.parser.symbols.tree_sums import TreeStacks, location_frames
 
 # The deepest tree merged by function (merged_stacks takes a step per level); the
 # sampler's stacks are at most 128 native frames and their Python frames.
 MERGE_DEPTH = 4096
-InlinedFrames = list[tuple[int, Where]]  # (function id, where) of inlined calls, innermost first
 # Locations as _with_inlined gives them: (address, function, where and inlined of each
 # location, and the first location of each address, or None when nothing is inlined)
 Locations = tuple[np.ndarray, np.ndarray, list[Where], np.ndarray, np.ndarray | None]
@@ -57,35 +50,6 @@ Locations = tuple[np.ndarray, np.ndarray, list[Where], np.ndarray, np.ndarray | 
 Named = tuple[np.ndarray, Locations]
 # The frames the Python view adds (python_frames.PARSER_FRAMES), START_UP_FRAME's first
 _PARSER_ADDRESSES = np.array([START_UP_FRAME, IMPORT_FRAME], np.uint64)
-_PARSER_RECORDS = {address: NamedFrame(name, "", 0) for address, name in PARSER_FRAMES.items()}
-
-# An argument list: never C++'s `(anonymous namespace)`, nor a group that starts the name
-# or follows a single `:`, as in the names pprof profiles of other languages give
-# (Node's `file.js:(anonymous:L#1:C#1):1`, `:(external):0`).
-# (Each pattern starts with its bracket, the conditions on what comes before looking
-# back past it: the engine then finds the bracket as a literal, which in the long names
-# of C++ templates costs a fraction of trying the conditions at each character.)
-_ARGS_RE = re.compile(
-    r"\((?<!^\()(?<!^:\()(?<![^:]:\()(?!anonymous namespace\))[^()]*\)(\s*const)?"
-)
-# Template or generic arguments (with Rust's `::` before them), but not a Rust qualified
-# path: the one that starts a name (`<T as Trait>::f`, `<<T as A>::U as B>::f`) or a
-# trait's (`<u32 as <[_]>::to_vec_in::ConvertVec>::to_vec`), nor a group after a single
-# `:` (`file.py:<module>:1`).
-_TEMPLATE_RE = re.compile(
-    r"(?:::<(?<!^::<)(?<!^<::<)(?<! as ::<)(?<!^:::<)(?<![^:]:::<)"
-    r"|<(?<!^<)(?<!^<<)(?<! as <)(?<!^:<)(?<![^:]:<))[^<>]*>"
-)
-# Rust's legacy hash (`::h` and 16 hex digits at the end) and v0 crate disambiguators.
-_RUST_HASH_RE = re.compile(r"::h[0-9a-f]{16}$|\[(?<=\w\[)[0-9a-f]{1,16}\]")
-# A return type left in front (`void ns::f`, `double* build`): what comes before the
-# name that ends the text, after a space, `*` or `&`. The name is found in the reversed
-# text, from its start: a search for it at the end would try each of its characters.
-_NAME_REVERSED_RE = re.compile(r"[\w:~.$]+")
-# ... and an operator's (`std::ostream& std::operator<<`), but not the `new` of
-# `operator new`.
-_OPERATOR_RE = re.compile(r"\boperator\b")
-_OPERATOR_RETURN_TYPE_RE = re.compile(r"^.*?[\s*&]+(?=(?:[\w~.$]+::)*operator\b)")
 
 
 @dataclass
@@ -215,151 +179,6 @@ class SymbolizedProfile:
         return [names[n] for n in node_of[self.frames[self.offsets[i] : self.offsets[i + 1]]]]
 
 
-class FunctionTable:
-    """Functions, each added once: its name (demangled), the name its object gives it and,
-    for a Python function, its file."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.system_names: list[str] = []
-        self.python_files: list[str | None] = []
-        self._ids: dict[tuple[str, str | None], int] = {}
-
-    def ids(
-        self,
-        names: list[str],
-        system_names: list[str] | None = None,
-        python_files: list[str | None] | None = None,
-    ) -> list[int]:
-        """The id of each function, added on first sight (system name: the name itself
-        unless given; native unless its Python file is given)."""
-        out = []
-        files = python_files or [None] * len(names)
-        known = self._ids
-        for name, system, file in zip(names, system_names or names, files, strict=True):
-            i = known.get((name, file))
-            if i is None:
-                i = known[name, file] = len(self.names)
-                self.names.append(name)
-                self.system_names.append(system)
-                self.python_files.append(file)
-            out.append(i)
-        return out
-
-
-def short_name(name: str) -> str:
-    """Drop argument lists, template arguments and return types, as jeprof's
-    ShortFunctionName (and pprof's default demangling) show C++ names; and Rust's hashes
-    and generic arguments."""
-    if not any(c in name for c in "(<[ ") and "::h" not in name or ".(" in name:
-        return name  # a C name, another with nothing to drop, or Go's main.(*T).method
-    name = _without_rust_hashes(name)
-    for pattern, bracket in ((_ARGS_RE, "("), (_TEMPLATE_RE, "<")):
-        while bracket in name:  # innermost groups first, then those they were in
-            name, removed = pattern.subn("", name)
-            if not removed:
-                break
-    if not any(c in name for c in " *&"):
-        return name.strip()  # no return type left in front
-    return _without_return_type(name).strip()
-
-
-def _without_return_type(name: str) -> str:
-    if _OPERATOR_RE.search(name):
-        return _OPERATOR_RETURN_TYPE_RE.sub("", name)
-    found = _NAME_REVERSED_RE.match(name[::-1])
-    start = len(name) - found.end() if found else 0
-    if start > 0 and (name[start - 1].isspace() or name[start - 1] in "*&"):
-        return name[start:]
-    return name
-
-
-def _without_rust_hashes(name: str) -> str:
-    # The legacy hash can only be the name's last 19 characters.
-    if "[" not in name and name[-19:-16] != "::h":
-        return name
-    return _RUST_HASH_RE.sub("", name)
-
-
-def read_for(profile: HeapProfile) -> int | None:
-    """The user a profile is read for, where not the reader (root reading a user's file
-    or a user's process): only what they may read is read for it."""
-    if profile.owner is not None:
-        return profile.owner if profile.owner != os.geteuid() else None
-    return other_owner(profile.path)
-
-
-def check_owner_reads_program(profile: HeapProfile, exe: str) -> None:
-    """UserError when the program a profile names is one its owner, another user than
-    the reader, may not read: -p is then the reader's own choice to make."""
-    owner = read_for(profile)
-    if owner is None:
-        return
-    try:
-        open_regular(exe, "a program", UserError, for_uid=owner).close()
-    except NotReadableFor:
-        raise UserError(
-            f"{exe} is not readable by the owner of {profile.path} (uid {owner}):"
-            " name the program with -p to read its symbols."
-        ) from None
-    except OSError:
-        return  # said as the program that is not there, or not readable
-
-
-def in_sysroot(path: str, sysroot: str | None) -> str:
-    """Where an object the profile names is on this machine: under `sysroot` (the
-    program's root file system, copied from the machine it ran on) where it is there,
-    else at its own path."""
-    if sysroot is None or not path.startswith("/"):
-        return path
-    inside = os.path.join(sysroot, path.lstrip("/"))
-    return inside if os.path.isfile(inside) else path
-
-
-def recorded_program(heap_file: str, sysroot: str | None = None) -> tuple[str | None, str | None]:
-    """The program that ran, named by the file's `# exe:` line or else, as pprof and
-    jeprof take it, by the first object of its memory map (jemalloc's and gperftools'
-    files), found under `sysroot` where given; and its build-id, checked against the one
-    recorded: UserError, one sentence, when the file names none, it is gone or it is
-    another build (ProgramNotHere for the first two). None for a profile that names
-    every frame itself (pprof's)."""
-    if heap_file.endswith(".memlog"):
-        raise UserError(
-            f"{heap_file} is an event log, which does not name its program: give"
-            " it with -p BIN, or -f the capture's .heap file."
-        )
-    profile = read_heap_header(heap_file)
-    if names_every_frame(profile):
-        return None, None
-    exe = profile.exe or next(
-        (m.path for m in read_heap(heap_file).mappings if m.path.startswith("/")), ""
-    )
-    foreign = not profile.version  # another tool's legacy profile
-    if not exe:
-        raise ProgramNotHere(
-            f"{heap_file} does not name the program that ran (no '# exe:' line and no"
-            " memory map): give it with -p BIN.",
-            foreign,
-        )
-    recorded = profile.build_ids.get(exe)
-    exe = in_sysroot(exe, sysroot)
-    check_owner_reads_program(profile, exe)
-    if not os.path.isfile(exe):
-        raise ProgramNotHere(
-            f"{exe}, the program that ran, is no longer there: give a copy of it with -p BIN"
-            " (or its machine's root file system with --sysroot DIR).",
-            foreign,
-        )
-    found = ElfImage(exe).build_id
-    if recorded is not None and found != recorded:
-        raise UserError(
-            f"{exe} is not the build that ran (build-id {found or 'none'}, the"
-            f" profile's {recorded}): it was rebuilt; give the binary that ran"
-            " with -p BIN."
-        )
-    return exe, recorded
-
-
 def symbolize(
     profile: HeapProfile,
     binary: str | os.PathLike[str] | None,
@@ -391,16 +210,16 @@ def symbolize(
     `tree` keeps them as a tree; without `expand` they stay only there (frames is empty),
     for a report that only aggregates them.
     """
-    exe = _opened(os.fspath(binary)) if binary is not None else None
+    exe = opened(os.fspath(binary)) if binary is not None else None
     warnings: list[str] = []
-    exe_paths: set[str] = set()
+    paths: set[str] = set()  # the paths the profile's maps give the program
     if exe is not None:
         if not profile.mappings:
-            profile.mappings = _program_mappings(exe)
-        exe_paths = _exe_paths(profile, exe.basename)
-        _check_exe_build_id(profile, exe, exe_paths, allow_mismatch, warnings)
+            profile.mappings = program_mappings(exe)
+        paths = exe_paths(profile, exe.basename)
+        check_exe_build_id(profile, exe, paths, allow_mismatch, warnings)
 
-    resolver = _Resolver(profile, exe, exe_paths, lines, warnings, sysroot)
+    resolver = Resolver(profile, exe, paths, lines, warnings, sysroot)
     python_view = not native and interpreter_path(profile) is not None
     merged = merge and mergeable(profile)
     stacks, known = _named_tree(profile, resolver, python_view, merged)
@@ -415,7 +234,7 @@ def symbolize(
     functions = resolver.table
     func_alloc = np.array(
         [
-            is_allocator_function(_without_rust_hashes(name), file)
+            is_allocator_function(without_rust_hashes(name), file)
             for name, file in zip(functions.names, functions.python_files, strict=True)
         ],
         bool,
@@ -502,7 +321,7 @@ def mergeable(profile: HeapProfile) -> bool:
 
 
 def _named_tree(
-    profile: HeapProfile, resolver: _Resolver, python_view: bool, merged: bool
+    profile: HeapProfile, resolver: Resolver, python_view: bool, merged: bool
 ) -> tuple[StackTree | None, Named | None]:
     """The profile's tree of stacks (None for stacks of another form), in the Python view
     with the interpreter's start-up as one frame (python_frames.start_up_folded); and the
@@ -527,7 +346,7 @@ def _named_frames(
     profile: HeapProfile,
     stacks: StackTree | None,
     known: Named | None,
-    resolver: _Resolver,
+    resolver: Resolver,
     python_view: bool,
 ) -> tuple[Locations, np.ndarray, np.ndarray]:
     """The locations of the stacks' distinct addresses (as _with_inlined gives them) and
@@ -553,7 +372,7 @@ def _named_frames(
     return locations, *(folded or (frames, offsets))
 
 
-def _named(addresses: np.ndarray, resolver: _Resolver) -> Named:
+def _named(addresses: np.ndarray, resolver: Resolver) -> Named:
     """The distinct `addresses` and their locations."""
     uniq = sorted_unique(addresses)
     return uniq, _with_inlined(uniq, *resolver.resolve(uniq))
@@ -574,7 +393,7 @@ def _merged(
     profile: HeapProfile,
     stacks: StackTree,
     named: Named,
-    resolver: _Resolver,
+    resolver: Resolver,
     python_view: bool,
     lines: bool,
 ) -> tuple[HeapProfile, Locations, StackTree, np.ndarray]:
@@ -677,284 +496,6 @@ def _with_inlined(
         for at, (fid, place) in enumerate(chain, int(first[i])):
             loc_func[at], loc_where[at], is_inlined[at] = fid, place, True
     return np.repeat(addrs, counts), loc_func, loc_where, is_inlined, first
-
-
-def _program_mappings(exe: ElfImage) -> list[MemoryMapping]:
-    """The mappings of a profile that records none (Go's `heap/N`): the program's
-    segments at their link-time addresses, as pprof takes them; a position-independent
-    program's addresses then fall outside them and stay addresses."""
-    return [
-        MemoryMapping(seg.vaddr, seg.vaddr + seg.filesz, "r-xp", seg.offset, exe.path)
-        for seg in exe.segments
-    ]
-
-
-def _exe_paths(profile: HeapProfile, basename: str) -> set[str]:
-    """Mapping paths that stand for the program given with -p."""
-    paths = {m.path for m in profile.mappings}
-    if profile.exe and profile.exe in paths:
-        return {profile.exe}
-    same_name = {p for p in paths if os.path.basename(p) == basename}
-    if same_name:
-        return same_name
-    first = next((m.path for m in profile.mappings if m.path), None)
-    return {first} if first else set()
-
-
-def _check_exe_build_id(
-    profile: HeapProfile,
-    exe: ElfImage,
-    exe_paths: set[str],
-    allow_mismatch: bool,
-    warnings: list[str],
-) -> None:
-    if exe_paths and not profile.build_ids:  # jemalloc's, gperftools' and Go's files
-        warnings.append(
-            f"the profile records no build-id: that {exe.path} is the build that ran"
-            " could not be checked."
-        )
-    for path in sorted(exe_paths):
-        recorded = profile.build_ids.get(path)
-        if recorded is None or recorded == exe.build_id:
-            continue
-        what = (
-            f"{exe.path} has build-id {exe.build_id or 'none'} but the profile was recorded"
-            f" from {path} with build-id {recorded}"
-        )
-        if not allow_mismatch:
-            raise BuildIdMismatch(
-                f"{what}; pass the binary that ran, or --allow-mismatch"
-                " to symbolize with this one anyway."
-            )
-        warnings.append(f"{what}; symbols may be wrong.")
-
-
-class _Resolver:
-    """Turns unique addresses into function ids (into `functions`) and file:line."""
-
-    def __init__(
-        self,
-        profile: HeapProfile,
-        exe: ElfImage | None,
-        exe_paths: set[str],
-        lines: bool,
-        warnings: list[str],
-        sysroot: str | None = None,
-    ) -> None:
-        self.profile = profile
-        self.sysroot = sysroot
-        self.exe = exe
-        self.exe_paths = exe_paths
-        self.lines = lines
-        self.warnings = warnings
-        self.table = FunctionTable()
-        # (path, label) of each stripped object with addresses it cannot name: said where
-        # stacks of some weight show them (_stripped_warnings), not where a view folds them
-        self.stripped: list[tuple[str, str]] = []
-        # whose profile this is, when not the reader's: only what they may read is read
-        self.on_behalf_of = read_for(profile)
-
-    def _ids_of(
-        self,
-        names: list[str],
-        system_names: list[str] | None = None,
-        python_files: list[str | None] | None = None,
-    ) -> np.ndarray:
-        return np.array(self.table.ids(names, system_names, python_files), np.int64)
-
-    def resolve(
-        self, addrs: np.ndarray
-    ) -> tuple[np.ndarray, list[tuple[str, int] | None], dict[int, InlinedFrames]]:
-        """For each of the sorted unique addrs: function id and (file, line) or None; and
-        for those where calls were inlined, each inlined function's id and (file, line),
-        innermost first (the function's own (file, line) is then that of its call)."""
-        func_of = np.full(len(addrs), -1, np.int64)
-        locs: list[tuple[str, int] | None] = [None] * len(addrs)
-        inlined: dict[int, InlinedFrames] = {}
-        maps = code_mappings(self.profile)
-        # addr - start + offset, computed as addr + (offset - start) modulo 2**64
-        bases = np.array([(m.offset - m.start) % 2**64 for m in maps], np.uint64)
-        paths = sorted({m.path for m in maps})
-        path_ids = {path: i for i, path in enumerate(paths)}
-        path_of_map = np.array([path_ids[m.path] for m in maps], np.int64)
-
-        which = mapping_index(maps, addrs)
-        inside = which >= 0
-        path_of = np.full(len(addrs), -1, np.int64)
-        path_of[inside] = path_of_map[which[inside]]
-        file_offsets = addrs + bases[np.maximum(which, 0)] if len(maps) else addrs
-        objects = []  # (path, image or None, the addresses in it)
-        for p in np.unique(path_of[inside]).tolist():
-            objects.append((paths[p], self._image(paths[p]), np.flatnonzero(path_of == p)))
-        progress.stage(f"looking up {len(addrs):,} addresses in {len(objects)} objects")
-        found = iter(
-            look_up_all(
-                [(image, file_offsets[sel]) for _, image, sel in objects if image is not None],
-                self.lines,
-            )
-        )
-        for path, image, sel in objects:
-            if image is None:
-                func_of[sel] = self._unresolved(path, file_offsets[sel])
-            else:
-                vaddrs = image.offsets_to_vaddrs(file_offsets[sel])
-                self._name_object(path, image, sel, vaddrs, next(found), func_of, locs, inlined)
-        self._resolve_records(addrs, func_of, locs)
-        outside = np.flatnonzero(func_of < 0)
-        func_of[outside] = self._ids_of([f"0x{a:x}" for a in addrs[outside].tolist()])
-        return func_of, locs, inlined
-
-    def _resolve_records(
-        self, addrs: np.ndarray, func_of: np.ndarray, locs: list[tuple[str, int] | None]
-    ) -> None:
-        """Name the frames the profile names itself: Python frames by their
-        `# python_frame:` lines, pprof's by its functions and lines (a frame no record
-        names stays an address)."""
-        for records, among, python in (
-            (self.profile.python_frames, is_python_frame(addrs), True),
-            (self.profile.named_frames | _PARSER_RECORDS, is_named_frame(addrs), False),
-        ):
-            at = np.flatnonzero(among)
-            found = [
-                (i, records[a])
-                for i, a in zip(at.tolist(), addrs[at].tolist(), strict=True)
-                if a in records
-            ]
-            if not found:
-                continue
-            frames = [frame for _, frame in found]
-            files: list[str | None] | None = [f.file for f in frames] if python else None
-            func_of[[i for i, _ in found]] = self._ids_of(
-                [f.name for f in frames], python_files=files
-            )
-            for i, frame in found:  # a pprof line may be unknown (0)
-                locs[i] = (frame.file, frame.line) if python or frame.line > 0 else None
-
-    def _unresolved(self, path: str, addresses: np.ndarray) -> np.ndarray:
-        """The ids of addresses of the object mapped from `path` that nothing names:
-        `lib.so+0x1a2b` each."""
-        label = os.path.basename(path)
-        return self._ids_of([f"{label}+0x{a:x}" for a in addresses.tolist()])
-
-    def _name_object(
-        self,
-        path: str,
-        image: ElfImage,
-        sel: np.ndarray,
-        vaddrs: np.ndarray,
-        lookup: ObjectLookup,
-        func_of: np.ndarray,
-        locs: list[tuple[str, int] | None],
-        inlined: dict[int, InlinedFrames],
-    ) -> None:
-        """Name the addresses `sel`, those of the object mapped from `path` (at `vaddrs`
-        in it), from its `lookup`."""
-        label = os.path.basename(path)
-        if lookup.error is not None:
-            if image is self.exe:
-                raise ElfError(lookup.error)
-            self.warnings.append(f"{lookup.error} Its frames stay unresolved.")
-            func_of[sel] = self._unresolved(path, vaddrs)
-            return
-        found = lookup.found
-        unnamed = len(found) - int(found.sum())
-        # A stripped library still names what it exports, as Debian ships them all; the
-        # program's own functions are mostly static.
-        if unnamed and lookup.stripped and (image is self.exe or not lookup.has_symbols):
-            self.stripped.append((image.path, label))
-        names = self._ids_of(lookup.names, lookup.mangled)
-        func_of[sel[found]] = names[lookup.sym_of]
-        func_of[sel[~found]] = self._unresolved(path, lookup.unnamed_at)
-        for i, loc in zip(sel.tolist(), lookup.where, strict=True):
-            locs[i] = loc
-        for i, chain in zip(sel[found].tolist(), lookup.chains, strict=True):
-            if chain:
-                inlined[i] = self._inlined_frames(chain, locs, i)
-
-    def _inlined_frames(
-        self,
-        chain: list[tuple[str, tuple[str, int] | None]],
-        locs: list[tuple[str, int] | None],
-        i: int,
-    ) -> InlinedFrames:
-        """Frames of the calls inlined at address i, innermost first: the innermost has the
-        address's line, each caller the line of its call; so has, at last, the function
-        the code is in (locs[i] is changed to it)."""
-        names = [name for name, _ in chain]
-        fids = self._ids_of([demangle(n) for n in names], names)
-        places = [locs[i]] + [site for _, site in chain]
-        if self.lines:
-            locs[i] = places[-1]
-        else:
-            places = [None] * len(places)
-        return list(zip(fids.tolist(), places[:-1], strict=True))
-
-    def _image(self, path: str) -> ElfImage | None:
-        """The ELF file behind a mapping, or None (with a warning) if it cannot be read."""
-        if path in self.exe_paths:
-            return self.exe
-        if not path.startswith("/"):
-            return None  # [vdso], anonymous JIT code and the like
-        recorded = self.profile.build_ids.get(path)
-        path = in_sysroot(path, self.sysroot)
-        progress.stage(f"reading the symbols of {os.path.basename(path)}")
-        try:
-            image = _opened(path, self.on_behalf_of)
-        except NotReadableFor as e:
-            self.warnings.append(
-                f"{path} is not readable by the owner of {self.profile.path} (uid"
-                f" {e.uid}): its frames stay unresolved."
-            )
-            return None
-        except ElfError as e:
-            self.warnings.append(f"{e} Its frames stay unresolved.")
-            return None
-        if recorded is not None and recorded != image.build_id:
-            self.warnings.append(
-                f"{path} on this machine has build-id {image.build_id or 'none'}, the profile"
-                f" recorded {recorded}; its frames may be named wrongly."
-            )
-        return image
-
-
-# The ELF images symbolize opened, kept for its next call within kept_images(): None
-# outside it. By (path, the user it is read for), each with the file's identity then.
-_kept: dict[tuple[str, int | None], tuple[tuple[int, ...], ElfImage]] | None = None
-
-
-@contextlib.contextmanager
-def kept_images() -> Iterator[None]:
-    """Within the block, each object is opened and its symbols read once for every
-    symbolize: for work that names one capture's stacks a batch at a time. The block's
-    end lets them go (a long-lived process keeps no symbol tables between its tasks)."""
-    global _kept
-    outer = _kept
-    if outer is None:
-        _kept = {}
-    try:
-        yield
-    finally:
-        if outer is None:
-            _kept = None
-
-
-def _opened(path: str, for_uid: int | None = None) -> ElfImage:
-    """ElfImage(path, for_uid), the one kept_images keeps where the file is still the
-    one it opened."""
-    if _kept is None:
-        return ElfImage(path, for_uid=for_uid)
-    try:
-        st = os.stat(path)
-        identity: tuple[int, ...] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    except OSError:
-        identity = ()
-    kept = _kept.get((path, for_uid))
-    if kept is not None and identity and kept[0] == identity:
-        return kept[1]
-    image = ElfImage(path, for_uid=for_uid)
-    if identity:
-        _kept[path, for_uid] = identity, image
-    return image
 
 
 def innermost_python(stack: list[int], python: list[bool]) -> int | None:

@@ -36,7 +36,9 @@ from mem_profiler.parser.elf import object_lookup, symcache
 from mem_profiler.parser.elf.image import ElfImage
 from mem_profiler.parser.model.aggregate import aggregate
 from mem_profiler.parser.read.heap_file import read_heap
-from mem_profiler.parser.symbols.symbolize import kept_images, short_name, symbolize
+from mem_profiler.parser.symbols.names import short_name
+from mem_profiler.parser.symbols.resolver import kept_images
+from mem_profiler.parser.symbols.symbolize import symbolize
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LIBSTDCXX = os.path.realpath("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")

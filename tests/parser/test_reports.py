@@ -31,7 +31,8 @@ from mem_profiler.parser.report.dot import format_dot
 from mem_profiler.parser.report.json_table import format_json
 from mem_profiler.parser.report.pprof import format_pprof
 from mem_profiler.parser.report.text import format_text
-from mem_profiler.parser.symbols.symbolize import SymbolizedProfile, short_name
+from mem_profiler.parser.symbols.names import short_name
+from mem_profiler.parser.symbols.symbolize import SymbolizedProfile
 
 SVG = "{http://www.w3.org/2000/svg}"
 MiB = 1 << 20
