@@ -5,6 +5,7 @@ folders that never shadow the standard library for Python run from the checkout.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,34 @@ def test_pytest_with_pdb_runs_from_the_checkout():
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+
+
+def _layout_rows() -> dict[str, str]:
+    """docs/development.md's "Source layout" table: each folder's row, by its folder."""
+    text = (ROOT / "docs" / "development.md").read_text()
+    return {m[1]: m[2] for m in re.finditer(r"^\| `([\w/]+/)` \|(.*)$", text, re.MULTILINE)}
+
+
+def _unnamed_in_layout(files: list[Path], rows: dict[str, str]) -> list[str]:
+    """The files the row of their folder (the deepest one the table has) does not name,
+    in backticks, by their module's name or their file's."""
+    missing = []
+    for path in files:
+        relative = path.relative_to(ROOT).as_posix()
+        folder = max((f for f in rows if relative.startswith(f)), key=len, default=None)
+        names = {f"`{path.stem}`", f"`{path.name}`"}
+        if folder is None or not any(name in rows[folder] for name in names):
+            missing.append(relative)
+    return missing
+
+
+def test_the_layout_table_names_every_module_and_c_file():
+    """Each module of the package and each C file of the sampler is named in its folder's
+    row of the layout table: the table is drawn from the code, not from memory."""
+    rows = _layout_rows()
+    modules = [p for p in MODULES.values() if p.name != "__init__.py"]
+    c_files = sorted((ROOT / "sampler").glob("*/*.c"))
+    assert len(modules) > 100 and len(c_files) > 40
+    assert _unnamed_in_layout(modules + c_files, rows) == []
+    planted = ROOT / "bindings" / "control" / "planted_door.py"
+    assert _unnamed_in_layout([planted], rows) == ["bindings/control/planted_door.py"]
