@@ -163,3 +163,21 @@ def test_a_planted_upward_call_or_cycle_is_seen(graph, tmp_path):
     assert upward(planted_ring) == []
     too_large = [c for c in cycles(planted_ring) if len(c) > MOST_IN_A_CYCLE]
     assert len(too_large) == 1 and set(ring) <= set(too_large[0])
+
+
+def test_the_heaps_are_the_same_in_c_and_python():
+    """enum memprof_heap (base/common.h), the writer's names of the heaps and the
+    package's HEAPS list the same heaps in the same order: a new allocator family's
+    heap is added to all three or the test says which lacks it."""
+    from mem_profiler.core.heaps import HEAP_HUES, HEAPS, TIMELINE_COLORS
+
+    common = (SAMPLER / "base" / "common.h").read_text()
+    enum = re.search(r"enum memprof_heap \{(.*?)\};", common, re.DOTALL)
+    assert enum is not None
+    members = re.findall(r"^\s*HEAP_(\w+)", enum[1], re.MULTILINE)
+    assert members[-1] == "COUNT"
+    writer = (SAMPLER / "writers" / "heap_writer.c").read_text()
+    named = dict(re.findall(r'\[HEAP_(\w+)\] = "(\w+)"', writer))
+    assert [m.lower() for m in members[:-1]] == list(HEAPS)
+    assert [named.get(m) for m in members[:-1]] == list(HEAPS)
+    assert set(HEAP_HUES) == set(TIMELINE_COLORS) == set(HEAPS)
