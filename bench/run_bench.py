@@ -224,6 +224,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
     the target's CPU time per snapshot (its control thread's, which answers the request),
     and top's own time to take, read and count a snapshot once every stack was named (the
     first refresh names them all: `first`)."""
+    from mem_profiler.control.settings import CaptureSettings
     from mem_profiler.live_view import LiveView
     from mem_profiler.top.stacks import LiveStacks
 
@@ -244,7 +245,7 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
             fields = (control / "stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        with LiveView(target.pid, 1, 64, 1.0) as view:
+        with LiveView(target.pid, CaptureSettings(rate=1), 1.0) as view:
             names = LiveStacks(target.pid)
             start = time.perf_counter()
             first = view.snapshot()

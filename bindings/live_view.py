@@ -78,8 +78,7 @@ class LiveView:
     def __init__(
         self,
         pid: int,
-        rate: int,
-        depth: int,
+        window: CaptureSettings,
         interval: float,
         command: str = "mem_profiler top",
         grace_s: float = VIEW_GRACE_S,
@@ -91,7 +90,7 @@ class LiveView:
         self.opens = opens  # whether it opens a window of its own in an idle process
         self.grace_s = grace_s  # how long the view's window outlives a refresh not made
         self.command = command  # the command its errors name
-        self.rate, self.depth = rate, depth  # of the window the view opens
+        self.window = window  # the window the view opens: its rate, depth, mode
         self.interval = interval
         self.owns_window = False
         self.window_start_ns = 0
@@ -126,7 +125,7 @@ class LiveView:
                 raise NoWindow(f"process {self.pid} has no window open")
             if not status.capturing:
                 try:
-                    asked = CaptureSettings(rate=self.rate, depth=self.depth, prefix=self._prefix)
+                    asked = dataclasses.replace(self.window, prefix=self._prefix)
                     status = self._block.start(asked, self._deadline_ns(), view=True)
                     self.owns_window = True
                 except ControlError:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mem_profiler.control import defaults, procfs
+from mem_profiler.control import procfs
 from mem_profiler.control.control_block import (
     BlockReplaced,
     ControlError,
@@ -19,6 +19,7 @@ from mem_profiler.control.control_block import (
     ran_exec_message,
 )
 from mem_profiler.control.controller import interrupt_event, list_targets
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.live_view import LiveView, NoWindow, WindowGone
 from mem_profiler.parser.common.arrays import return_large_frees
 from mem_profiler.parser.read.heap_file import read_heap
@@ -57,10 +58,8 @@ class _Pushed:
         self._open = False
 
     def _new_view(self) -> LiveView:
-        depth, grace = defaults.DEPTH, WINDOW_GRACE_S
-        return LiveView(
-            self.pid, self.rate, depth, self.every, COMMAND, grace, self.opens, self.cap
-        )
+        window = CaptureSettings(rate=self.rate)
+        return LiveView(self.pid, window, self.every, COMMAND, WINDOW_GRACE_S, self.opens, self.cap)
 
     def start(self, execed: bool = False) -> None:
         """Opens the view (and the window, in an idle process); ControlError (NoWindow:

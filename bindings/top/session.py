@@ -9,8 +9,8 @@ import signal
 
 import click
 
-from mem_profiler.control import defaults
 from mem_profiler.control.controller import interrupt_event
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.live_view import LiveView
 from mem_profiler.top.refresh import ENDING_SIGNALS, Settings
 from mem_profiler.top.stacks import LiveStacks
@@ -24,14 +24,14 @@ def run_top(settings: Settings, batch: bool) -> None:
         # was, they could cut the window's opening or closing short.
         with (
             interrupt_event(signal.SIGINT, *ENDING_SIGNALS) as stop,
-            LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view,
+            LiveView(settings.pid, CaptureSettings(rate=settings.rate), settings.interval) as view,
         ):
             stacks = LiveStacks(settings.pid)
             print_batch(view, stacks, settings, stop)
     else:
         from mem_profiler.top.screen import run_screen
 
-        with LiveView(settings.pid, settings.rate, defaults.DEPTH, settings.interval) as view:
+        with LiveView(settings.pid, CaptureSettings(rate=settings.rate), settings.interval) as view:
             stacks = LiveStacks(settings.pid)
             run_screen(view, stacks, settings)
     # The window is closed: a Ctrl-C from here on ends top as it ends any program, not as

@@ -34,6 +34,7 @@ from mem_profiler.control.control_block import (
     find_block,
 )
 from mem_profiler.control.sampler_lib import library_path
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.live_view import LiveView
 from mem_profiler.parser.read.window_snapshot import WindowCap
 from mem_profiler.parser.report.pprof import sample_arrays
@@ -102,7 +103,7 @@ def test_a_lying_snapshot_names_nothing_of_roots(nobodys_program, build_fixture,
 
     monkeypatch.setattr(live_view, "read_snapshot", lying)
     periods = Periods(pid)
-    with LiveView(pid, 1, 64, 5.0, "mem_profiler", 60) as view:
+    with LiveView(pid, CaptureSettings(rate=1), 5.0, "mem_profiler", 60) as view:
 
         def allocated() -> list:
             snap = view.snapshot()

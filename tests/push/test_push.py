@@ -29,6 +29,7 @@ from support.targets import Server
 
 from mem_profiler.control.control_block import CMD_SNAPSHOT, ControlBlock, ControlError
 from mem_profiler.control.sampler_lib import library_path
+from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core.version import VERSION
 from mem_profiler.live_view import LiveView, WindowGone
 from mem_profiler.parser.read.heap_file import read_heap
@@ -486,7 +487,7 @@ def test_a_window_closed_and_reopened_while_a_snapshot_is_asked_is_followed(tmp_
     assert stdout is not None
     try:
         assert stdout.readline() == "open\n"
-        with LiveView(proc.pid, 1, 64, 5.0, "mem_profiler", opens=False) as view:
+        with LiveView(proc.pid, CaptureSettings(rate=1), 5.0, "mem_profiler", opens=False) as view:
             view.snapshot()
             close.touch()
             assert stdout.readline() == "closed\n"
