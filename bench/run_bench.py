@@ -6,7 +6,6 @@ installed."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shutil
@@ -16,22 +15,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_setup import LIB, MEM_PROFILER, ROOT, build_program, sampler_env
+from control_costs import control_costs
 from peak_rss import PeakRss
 from push_costs import agent_group, fleet_group, push_group
 
-ROOT = Path(__file__).resolve().parent.parent
-LIB = ROOT / "build" / "libmemprof.so"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 # Debian's python3 with memray installed beside it (`make bench-deps`).
 BENCH_PYTHON = ROOT / "build" / "bench-venv" / "bin" / "python"
 # A CPython 3.11 with both PyTorch (CPU) and memray (`make bench-deps`).
 TORCH_PYTHON = ROOT / "build" / "bench-torch-venv" / "bin" / "python"
 TORCH_SCRIPT = ROOT / "bench" / "torch_train.py"
-MEM_PROFILER = Path(sys.executable).with_name("mem_profiler")
 
 
 @dataclass
@@ -47,29 +44,6 @@ class Row:
     log_bytes: list[int] = field(default_factory=list)  # event logs (.memlog)
     files: list[Path] = field(default_factory=list)  # what the last round wrote
     dropped: int | None = None  # samples dropped, by the last round's .heap files
-
-
-def build_program(
-    out: Path, name: str, optimization: str, *flags: str, exe_name: str | None = None
-) -> Path:
-    """bench/NAME.c built into out/NAME (or out/EXE_NAME) with gcc, debug information and
-    frame pointers."""
-    exe = out / (exe_name or name)
-    source = ROOT / "bench" / f"{name}.c"
-    subprocess.run(
-        ["gcc", optimization, "-g", "-fno-omit-frame-pointer", *flags, "-o", str(exe), str(source)],
-        check=True,
-    )
-    return exe
-
-
-def sampler_env(out: Path, rate: int | None = None, **extra: str) -> dict[str, str]:
-    """Preloaded; capturing from the start at `rate` unless rate is None (idle)."""
-    env = dict(os.environ, LD_PRELOAD=str(LIB))
-    if rate is not None:
-        env.update(MEMPROF_CAPTURE="1", MEMPROF_RATE=str(rate), MEMPROF_PREFIX=f"{out}/bench_")
-    env.update(extra)
-    return env
 
 
 RUNNER: PeakRss  # set by main: every row's workload runs through it
@@ -113,8 +87,9 @@ ATTACH_TIMES: list[float] = []  # seconds from the injection's start to a contro
 def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
     """The workload's own time, with the sampler attached (ptrace injection, GOT hooks)
     and a window open at row.attach_rate before it starts; and its peak RSS."""
-    from mem_profiler.control.control_block import CMD_START, ControlBlock
+    from mem_profiler.control.control_block import ControlBlock
     from mem_profiler.control.controller import attach
+    from mem_profiler.control.settings import CaptureSettings
 
     assert row.attach_rate is not None
     command, env = RUNNER.command(argv, dict(row.env, CHURN_WAIT="1"))
@@ -136,7 +111,7 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
         attach(pid)
         ATTACH_TIMES.append(time.perf_counter() - start)
         with ControlBlock.open(pid) as block:
-            block.request(CMD_START, rate=row.attach_rate, depth=64, prefix=f"{out}/att_")
+            block.start(CaptureSettings(rate=row.attach_rate, prefix=f"{out}/att_"), deadline_ns=0)
         _, err = proc.communicate("go\n", timeout=600)  # the window is dumped at exit
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, proc.args)
@@ -145,127 +120,6 @@ def run_attached(row: Row, argv: list[str], out: Path) -> tuple[float, int]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-@contextlib.contextmanager
-def idle_targets(out: Path, count: int) -> Iterator[list[subprocess.Popen]]:
-    """`count` idle preloaded processes, each with its control block up; killed after."""
-    from mem_profiler.control.control_block import segment_path
-
-    targets = [subprocess.Popen(["sleep", "60"], env=sampler_env(out)) for _ in range(count)]
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not all(
-            os.path.exists(segment_path(t.pid)) for t in targets
-        ):
-            time.sleep(0.01)
-        yield targets
-    finally:
-        for t in targets:
-            t.kill()
-            t.wait()
-
-
-def control_round_trip(out: Path, rounds: int = 20) -> list[float]:
-    """Seconds from a START request to the answer of the STOP that closes the window
-    (the dump written), against an idle preloaded process."""
-    from mem_profiler.control.control_block import CMD_START, CMD_STOP, ControlBlock
-
-    with idle_targets(out, 1) as (target,), ControlBlock.open(target.pid) as block:
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            block.request(CMD_START, rate=1024, depth=64, prefix=f"{out}/rt_")
-            block.request(CMD_STOP)
-            times.append(time.perf_counter() - start)
-        return times
-
-
-def list_times(out: Path, processes: int = 50, rounds: int = 5) -> list[float]:
-    """Seconds `mem_profiler list` takes with `processes` idle preloaded processes to
-    list (each found: tests/bindings/test_control.py)."""
-    with idle_targets(out, processes):
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            subprocess.run([str(MEM_PROFILER), "list"], check=True, stdout=subprocess.DEVNULL)
-            times.append(time.perf_counter() - start)
-        return times
-
-
-def start_up_times(out: Path, rounds: int = 25) -> dict[str, list[float]]:
-    """Seconds `mem_profiler run -- /bin/true` takes, beside its floor: the interpreter
-    alone and the interpreter importing click (every command line's first import),
-    interleaved; with the bytecode cached, as an installed package has it."""
-    python = Path(sys.executable)
-    commands = {
-        "python -c pass": [str(python), "-c", "pass"],
-        "python -c 'import click'": [str(python), "-c", "import click"],
-        "mem_profiler run -- /bin/true": [
-            str(MEM_PROFILER), "run", "-o", str(out / "start_up_"), "--", "/bin/true",
-        ],
-    }  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(rounds + 1):  # the first round writes the bytecode caches
-        for name, argv in commands.items():
-            start = time.perf_counter()
-            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)  # fmt: skip
-            times[name].append(time.perf_counter() - start)
-    for path in out.glob("start_up_*"):
-        path.unlink()
-    return {name: spent[1:] for name, spent in times.items()}
-
-
-def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str, float]:
-    """What a refresh of `mem_profiler top` costs a target with `stacks` distinct stacks
-    (bench/many_stacks.c, all of them live, every allocation sampled), in medians of ms:
-    the target's CPU time per snapshot (its control thread's, which answers the request),
-    and top's own time to take, read and count a snapshot once every stack was named (the
-    first refresh names them all: `first`)."""
-    from mem_profiler.control.settings import CaptureSettings
-    from mem_profiler.live_view import LiveView
-    from mem_profiler.top.stacks import LiveStacks
-
-    exe = build_program(out, "many_stacks", "-O0")
-    target = subprocess.Popen(
-        [str(exe), str(stacks)], stdout=subprocess.PIPE, text=True, env=sampler_env(out, 1)
-    )
-    assert target.stdout is not None
-    try:
-        assert target.stdout.readline() == "ready\n"
-        control = next(
-            task.parent
-            for task in Path(f"/proc/{target.pid}/task").glob("*/comm")
-            if task.read_text().strip() == "memprof-ctl"
-        )
-
-        def control_cpu() -> float:  # utime + stime, in seconds
-            fields = (control / "stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-        with LiveView(target.pid, CaptureSettings(rate=1), 1.0) as view:
-            names = LiveStacks(target.pid)
-            start = time.perf_counter()
-            first = view.snapshot()
-            names.update(first.window, first.time_ns)
-            first_s = time.perf_counter() - start
-            cpu, own = [], []
-            for _ in range(rounds):
-                cpu_before, start = control_cpu(), time.perf_counter()
-                snapshot = view.snapshot()
-                cpu.append(control_cpu() - cpu_before)
-                names.update(snapshot.window, snapshot.time_ns)
-                own.append(time.perf_counter() - start)
-        return {
-            "cpu": statistics.median(cpu) * 1e3,
-            "own": statistics.median(own) * 1e3,
-            "first": first_s * 1e3,
-        }
-    finally:
-        target.kill()
-        target.wait()
 
 
 def churn_rows(out: Path, argv: list[str]) -> list[Row]:
@@ -776,7 +630,7 @@ def main() -> None:
             fleet_rows(out, args.compare_mem_profiler)
 
         if "other" in args.only:
-            other_measurements(out)
+            control_costs(out, ATTACH_TIMES)
 
 
 # Steps of bench/torch_train.py for about a minute under the sampler: ten periods of 5 s.
@@ -842,43 +696,6 @@ def many_stacks_group(out: Path, repeat: int) -> None:
         Row("sampler -c 1024 (default settings)", sampler_env(out, 1024)),
     ]
     measure(rows, argv, out, repeat, dropped=True, extra_rss=True)
-
-
-def other_measurements(out: Path) -> None:
-    """Attaching (timed in the churn's attached rows), the controller's round trip,
-    start-up, list, top."""
-    if ATTACH_TIMES:
-        attach_ms = [t * 1e3 for t in ATTACH_TIMES]
-        print(
-            f"\nattach (ptrace injection until the control block is up): median "
-            f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
-            f"{len(attach_ms)} attaches"
-        )
-    trips = [t * 1e3 for t in control_round_trip(out)]
-    print(
-        f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
-        f"max {max(trips):.1f} ms over {len(trips)} windows"
-    )
-    start_up = start_up_times(out)
-    print(
-        "\nstart-up, median (min) of "
-        f"{len(next(iter(start_up.values())))} interleaved runs: "
-        + ", ".join(
-            f"{name} {statistics.median(spent) * 1e3:.0f} ms ({min(spent) * 1e3:.0f})"
-            for name, spent in start_up.items()
-        )
-    )
-    listing = [t * 1e3 for t in list_times(out)]
-    print(
-        f"\nmem_profiler list of 50 preloaded processes: median {statistics.median(listing):.0f}"
-        f" ms, max {max(listing):.0f} ms over {len(listing)} runs"
-    )
-    top = top_refresh(out)
-    print(
-        f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
-        f"target's CPU (median); top itself {top['own']:.0f} ms, "
-        f"{top['first'] / 1e3:.1f} s for the first (every stack named)"
-    )
 
 
 if __name__ == "__main__":
