@@ -321,8 +321,11 @@ static void *control_thread(void *arg)
         }
 
         uint32_t seq = __atomic_load_n(&block->command_seq, __ATOMIC_ACQUIRE);
-        if (only_watching && timed_out && !window_ended && seq == seen && !block_behind())
-            continue;   /* the main thread's watch: nothing changed to publish */
+        /* A wake of the timer alone (the main thread's watch, the log's tick) publishes
+         * nothing: the status sums every live sample, and a controller's request, a
+         * window's end and a window opened or closed in-process publish it. */
+        if (timed_out && !window_ended && seq == seen && !block_behind())
+            continue;
         if (seq != seen) {
             wait_while(&requests_held, 1, START_WAIT_NS);
             __atomic_store_n(&block->working, 1, __ATOMIC_RELAXED);
