@@ -6,12 +6,12 @@
 #include <errno.h>
 #include <grp.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "base/real_function.h"
 #include "control/control.h"
 #include "hooks/hooks_libc.h"
+#include "hooks/interposers.h"
 
 static struct memprof_real_fn real_pthread_exit = {"pthread_exit", "libc.so", NULL, NULL};
 static struct memprof_real_fn real__exit = {"_exit", "libc.so", NULL, NULL};
@@ -77,10 +77,7 @@ void memprof_libc_resolve(void)
 
 void *memprof_libc_hook_for(const char *name)
 {
-    static const struct {
-        const char *name;
-        void *hook;
-    } hooks[] = {
+    static const struct memprof_named_hook hooks[] = {
         {"pthread_exit", (void *)hook_pthread_exit},
         {"_exit", (void *)hook__exit},
         {"_Exit", (void *)hook__Exit},
@@ -88,8 +85,5 @@ void *memprof_libc_hook_for(const char *name)
         CREDENTIAL_CALLS(CREDENTIAL_NAME)
 #undef CREDENTIAL_NAME
     };
-    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++)
-        if (strcmp(name, hooks[i].name) == 0)
-            return hooks[i].hook;
-    return NULL;
+    return memprof_hook_named(hooks, sizeof hooks / sizeof hooks[0], name);
 }

@@ -4,11 +4,11 @@
  * says why and how). */
 #include <errno.h>
 #include <signal.h>
-#include <string.h>
 
 #include "base/real_function.h"
 #include "base/signals.h"
 #include "hooks/hooks_signals.h"
+#include "hooks/interposers.h"
 
 static struct memprof_real_fn real_signal = {"signal", "libc.so", NULL, NULL};
 static struct memprof_real_fn real_pthread_sigmask = {"pthread_sigmask", "libc.so", NULL, NULL};
@@ -57,17 +57,11 @@ MEMPROF_LOCAL_ALIAS(sigprocmask)
 
 void *memprof_signals_hook_for(const char *name)
 {
-    static const struct {
-        const char *name;
-        void *hook;
-    } hooks[] = {
+    static const struct memprof_named_hook hooks[] = {
         {"pthread_sigmask", (void *)hook_pthread_sigmask},
         {"sigprocmask", (void *)hook_sigprocmask},
         {"sigaction", (void *)hook_sigaction},
         {"signal", (void *)hook_signal},
     };
-    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++)
-        if (strcmp(name, hooks[i].name) == 0)
-            return hooks[i].hook;
-    return NULL;
+    return memprof_hook_named(hooks, sizeof hooks / sizeof hooks[0], name);
 }
