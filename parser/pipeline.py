@@ -122,8 +122,7 @@ def write_reports(request: Request, say: Say, profile: HeapProfile | None = None
     request.outputs written. The profile is symbolized only for a report of names, or for
     --focus and --ignore to choose the stacks of a raw one (Format.raw)."""
     formats = [(format_named(name), path) for name, path in request.outputs]
-    raw = [fmt.name for fmt, _ in formats if fmt.raw]
-    named = len(raw) < len(formats) or bool(request.focus or request.ignore)
+    named = any(not fmt.raw for fmt, _ in formats) or bool(request.focus or request.ignore)
     with started_early(request.heap_file) if named and profile is None else nullcontext():
         _write_reports(request, say, profile, formats, named)
 
