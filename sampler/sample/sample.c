@@ -87,19 +87,6 @@ static int64_t draw_countdown(struct memprof_thread *t, uint64_t rate)
     return (int64_t)bytes + 1;
 }
 
-/* Live-table keys: host pointers as they are; device pointers and, for
- * cuMemCreate, handles with their heap in the top byte, so they never meet a
- * host pointer. */
-#define KEY_ADDRESS_MASK ((1ull << 56) - 1)
-
-static inline uintptr_t live_key(enum memprof_heap heap, uintptr_t address)
-{
-    return (uintptr_t)heap << 56 | (address & KEY_ADDRESS_MASK);
-}
-
-static inline enum memprof_heap key_heap(uintptr_t key) { return (enum memprof_heap)(key >> 56); }
-static inline uintptr_t key_address(uintptr_t key) { return key & KEY_ADDRESS_MASK; }
-
 /* The calling thread's stack: its native frames and, in a Python program, its
  * Python chain; interned into a stack id (STACK_NONE: the tables are full). */
 static uint32_t intern_stack(uint32_t heap, uint64_t label)
@@ -141,7 +128,7 @@ static uint64_t born_now(void)
 static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t window)
 {
     memprof_live_prefetch(key);
-    enum memprof_heap heap = key_heap(key);
+    enum memprof_heap heap = memprof_live_key_heap(key);
     uint64_t rate = memprof_heap_rate(memprof_cfg.rates, heap);
     double weight = memprof_weight_at(rate, size);   /* its exp runs beside the walk */
     uint32_t stack = intern_stack(heap, label);
@@ -152,7 +139,7 @@ static void record_sample(uintptr_t key, uint64_t size, uint64_t label, uint32_t
     else if (!memprof_live_insert(key, (struct memprof_live_sample){stack, size, born_now()}))
         drop(&memprof_drops.live_table, weight, size);
     else
-        count_live(LOG_ALLOC, heap, stack, size, key_address(key), weight);
+        count_live(LOG_ALLOC, heap, stack, size, memprof_live_key_address(key), weight);
 }
 
 /* Reached when the countdown crossed zero, or when the thread's countdown
@@ -212,7 +199,7 @@ void memprof_device_alloc(enum memprof_heap heap, uintptr_t key, uint64_t size, 
     }
     if ((t->device_countdown[heap] -= (int64_t)size) <= 0) {
         t->device_countdown[heap] = draw_countdown(t, rate);
-        record_sample(live_key(heap, key), size, label, window);
+        record_sample(memprof_live_key(heap, key), size, label, window);
     }
     t->busy = 0;
 }
@@ -222,8 +209,8 @@ bool memprof_device_free(enum memprof_heap heap, uintptr_t key)
     if (memprof_window_id() == 0)
         return false;
     struct memprof_taken taken;
-    if (!memprof_live_maybe(live_key(heap, key)) ||
-        !memprof_take_sample((void *)live_key(heap, key), &taken))
+    if (!memprof_live_maybe(memprof_live_key(heap, key)) ||
+        !memprof_take_sample((void *)memprof_live_key(heap, key), &taken))
         return false;
     memprof_sample_ended(&taken);
     return true;
@@ -264,8 +251,9 @@ bool memprof_take_sample(void *ptr, struct memprof_taken *taken)
     struct memprof_live_sample *s = &taken->sample;
     bool found = memprof_live_remove(key, s);
     if (found) {
-        count_live(LOG_FREE, key_heap(key), s->stack, s->size, key_address(key),
-                   memprof_sample_weight(memprof_cfg.rates, key_heap(key), s->size));
+        enum memprof_heap heap = memprof_live_key_heap(key);
+        count_live(LOG_FREE, heap, s->stack, s->size, memprof_live_key_address(key),
+                   memprof_sample_weight(memprof_cfg.rates, heap, s->size));
         taken->temporary = key == t->last_sample &&
                            t->allocated_base - t->countdown == t->last_sample_after;
     }

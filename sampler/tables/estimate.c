@@ -20,9 +20,8 @@ static void add_totals(struct memprof_stack_totals *t, uint64_t size, double wei
 
 static void add_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
-    (void)key;
     const struct live_sum *sum = arg;
-    uint32_t heap = memprof_stack_heap(stack);
+    enum memprof_heap heap = memprof_live_key_heap(key);
     double weight = memprof_sample_weight(sum->rates, heap, size);
     add_totals(&sum->t->by_heap[heap], size, weight);
     struct memprof_stack_totals *of_stack =

@@ -141,10 +141,9 @@ struct taking {
 
 static void take_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
-    (void)key;
     const struct taking *taking = arg;
     enum memprof_heap heap = taking->heap;
-    if (memprof_stack_heap(stack) != (uint32_t)heap)
+    if (memprof_live_key_heap(key) != heap)
         return;
     size_t slot = (size * 0x9e3779b97f4a7c15ull) >> 54;   /* 10 bits: WEIGHTS */
     if (weights[slot].size != size + 1) {

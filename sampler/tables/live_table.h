@@ -5,6 +5,26 @@
 
 #include "base/common.h"
 
+/* Its keys: host pointers as they are; device pointers and, for cuMemCreate, handles
+ * with their heap in the top byte, so they never meet a host pointer.  A key's heap
+ * is its stack's, so a walk over the table tells heaps apart without a stack's record. */
+#define MEMPROF_LIVE_ADDRESS_MASK ((1ull << 56) - 1)
+
+static inline uintptr_t memprof_live_key(enum memprof_heap heap, uintptr_t address)
+{
+    return (uintptr_t)heap << 56 | (address & MEMPROF_LIVE_ADDRESS_MASK);
+}
+
+static inline enum memprof_heap memprof_live_key_heap(uintptr_t key)
+{
+    return (enum memprof_heap)(key >> 56);
+}
+
+static inline uintptr_t memprof_live_key_address(uintptr_t key)
+{
+    return key & MEMPROF_LIVE_ADDRESS_MASK;
+}
+
 int memprof_live_table_init(uint32_t capacity) HIDDEN;
 void memprof_live_table_reset(void) HIDDEN;
 /* The rate of the window about to open, with the table empty: where entries go. */

@@ -395,12 +395,12 @@ struct live_blocks {
 static void take_block(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
     struct live_blocks *lb = arg;
-    if ((enum memprof_heap)(key >> 56) != lb->heap || stack >= lb->sel->nstacks ||
+    if (memprof_live_key_heap(key) != lb->heap || stack >= lb->sel->nstacks ||
         lb->sel->stack_row[stack] == 0 || (lb->row != NULL && lb->n >= lb->cap))
         return;
     if (lb->row != NULL) {
         lb->row[lb->n] = lb->sel->stack_row[stack] - 1;
-        lb->address[lb->n] = key & ((1ull << 56) - 1);
+        lb->address[lb->n] = memprof_live_key_address(key);
         lb->size[lb->n] = size;
     }
     lb->n++;

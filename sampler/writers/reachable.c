@@ -37,15 +37,15 @@ struct scan {
 
 static void count_block(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
-    (void)key, (void)size;
-    if (memprof_stack_heap(stack) == HEAP_HOST)
+    (void)stack, (void)size;
+    if (memprof_live_key_heap(key) == HEAP_HOST)
         (*(uint32_t *)arg)++;
 }
 
 static void take_block(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
 {
     struct scan *s = arg;
-    if (memprof_stack_heap(stack) == HEAP_HOST && s->n < s->cap)
+    if (memprof_live_key_heap(key) == HEAP_HOST && s->n < s->cap)
         s->blocks[s->n++] = (struct block){key, size, stack, 0};
 }
 

@@ -47,7 +47,8 @@ static void every_allocation_weighs_one(void)
     CHECK(memprof_sample_weight(rates, HEAP_CUDA, 1u << 20) == 1.0);
 }
 
-/* The stand-ins: stack s is of heap s % 2 (host or CUDA). */
+/* The stand-ins: stack s is of heap s % 2 (host or CUDA), and its samples' keys say so
+ * as the live table's do. */
 struct live {
     uint32_t stack;
     uint64_t size;
@@ -62,7 +63,8 @@ void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t siz
                           void *arg)
 {
     for (unsigned i = 0; i < sizeof lives / sizeof lives[0]; i++)
-        fn(0x1000 * (i + 1), lives[i].stack, lives[i].size, arg);
+        fn(memprof_live_key(memprof_stack_heap(lives[i].stack), 0x1000 * (i + 1)),
+           lives[i].stack, lives[i].size, arg);
 }
 
 static struct memprof_stack_totals per_stack[STACKS];
