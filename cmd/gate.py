@@ -18,7 +18,7 @@ from mem_profiler.control.settings import CaptureSettings
 from mem_profiler.core import progress
 from mem_profiler.core.errors import UserError
 from mem_profiler.core.file_names import absolute_prefix
-from mem_profiler.gate.budgets import SIZE_KINDS
+from mem_profiler.gate.kinds import SIZE_KINDS
 
 if TYPE_CHECKING:
     from mem_profiler.gate.suppressions import Suppression
@@ -218,7 +218,8 @@ def check_leaks_at_exit(
     captured as `capture` says; the profile is kept as <prefix>leak-check.heap. Exits
     with the command's status, else 1 when the budget is exceeded or could not be
     judged, else 0."""
-    from mem_profiler.gate.budgets import LIVE_AT_EXIT, GateJob, size_budget
+    from mem_profiler.gate.budgets import GateJob, size_budget
+    from mem_profiler.gate.kinds import LIVE_AT_EXIT
     from mem_profiler.gate.report import format_verdicts
     from mem_profiler.gate.runner import GateSettings, run_gate  # numpy, as in gate
 

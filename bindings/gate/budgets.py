@@ -19,20 +19,16 @@ from mem_profiler.core.errors import BudgetError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.input_files import read_regular
 from mem_profiler.core.units import format_size, parse_size
+from mem_profiler.gate.kinds import (
+    CATEGORY,
+    GROWTH,
+    KINDS,
+    SIZE_KINDS,
+)
 
 if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile
 
-PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC, GROWTH, CATEGORY = (
-    "max-peak",
-    "max-live-at-exit",
-    "max-leak-per-stack",
-    "max-total-alloc",
-    "max-growth-vs",
-    "max-category",
-)
-SIZE_KINDS = (PEAK, LIVE_AT_EXIT, LEAK_PER_STACK, TOTAL_ALLOC)
-KINDS = (*SIZE_KINDS, GROWTH, CATEGORY)
 TOLERANCE = "tolerance"
 DEFAULT_TOLERANCE = 0.05
 

@@ -29,15 +29,8 @@ import numpy as np
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.profile import HeapProfile, at_peak, in_use, peak_stacks_moment
 from mem_profiler.core.units import format_size
-from mem_profiler.gate.budgets import (
-    CATEGORY,
-    GROWTH,
-    LEAK_PER_STACK,
-    LIVE_AT_EXIT,
-    PEAK,
-    Budget,
-    is_exceeded,
-)
+from mem_profiler.gate.budgets import Budget, is_exceeded
+from mem_profiler.gate.kinds import CATEGORY, GROWTH, LEAK_PER_STACK, LIVE_AT_EXIT, PEAK
 from mem_profiler.gate.suppressions import BUILTIN, Suppression, suppressed_by
 from mem_profiler.parser.common.arrays import stack_sums
 from mem_profiler.parser.common.sampling import estimates, python_frames_note, scale_factors

@@ -21,7 +21,8 @@ import pytest
 
 from mem_profiler import api
 from mem_profiler.core.errors import BudgetError
-from mem_profiler.gate.budgets import LEAK_PER_STACK, PEAK, Budget, size_budget
+from mem_profiler.gate.budgets import Budget, size_budget
+from mem_profiler.gate.kinds import LEAK_PER_STACK, PEAK
 
 MARKER = "memory_budget"
 _KINDS = {"peak": PEAK, "leaks": LEAK_PER_STACK}

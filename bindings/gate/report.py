@@ -17,16 +17,7 @@ from dataclasses import fields, is_dataclass
 from mem_profiler.core.escape import visible, xml_chars
 from mem_profiler.core.units import format_size
 from mem_profiler.core.version import VERSION
-from mem_profiler.gate.budgets import (
-    CATEGORY,
-    GROWTH,
-    LEAK_PER_STACK,
-    LIVE_AT_EXIT,
-    PEAK,
-    TOTAL_ALLOC,
-    Budget,
-    format_percent,
-)
+from mem_profiler.gate.budgets import Budget, format_percent
 from mem_profiler.gate.check import (
     EXCEEDED,
     HOLD,
@@ -35,6 +26,14 @@ from mem_profiler.gate.check import (
     CommandVerdict,
     StackLine,
     gate_status,
+)
+from mem_profiler.gate.kinds import (
+    CATEGORY,
+    GROWTH,
+    LEAK_PER_STACK,
+    LIVE_AT_EXIT,
+    PEAK,
+    TOTAL_ALLOC,
 )
 from mem_profiler.parser.common.atomic import write_file
 from mem_profiler.parser.report.notes import shown_frames

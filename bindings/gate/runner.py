@@ -24,8 +24,9 @@ from mem_profiler.core import progress
 from mem_profiler.core.errors import BudgetError, UserError
 from mem_profiler.core.file_names import heap_file, heap_stem, log_file, log_files
 from mem_profiler.core.input_files import open_regular
-from mem_profiler.gate.budgets import CATEGORY, GateJob
+from mem_profiler.gate.budgets import GateJob
 from mem_profiler.gate.check import CommandVerdict, check_budgets
+from mem_profiler.gate.kinds import CATEGORY
 from mem_profiler.gate.suppressions import BUILTIN, Suppression
 from mem_profiler.parser.common.atomic import atomic_open
 from mem_profiler.parser.model.categories import TORCH_RULES, Rule

@@ -22,9 +22,9 @@ HEAVY = (
     "ssl",
     "mem_profiler.gate.suppressions",
 )
-# What only some commands or some paths need: a budget file (tomllib, shlex), a
-# suggestion for a mistyped option (difflib), a push (urllib.parse, base64), a run that
-# wrote nothing (shutil, the ELF headers), JSON, an event log (glob).
+# What only some commands or some paths need: a budget file (tomllib, shlex, the budgets'
+# model), a suggestion for a mistyped option (difflib), a push (urllib.parse, base64), a
+# run that wrote nothing (shutil, the ELF headers), JSON, an event log (glob).
 ON_USE = (
     "tomllib",
     "shlex",
@@ -34,6 +34,7 @@ ON_USE = (
     "shutil",
     "glob",
     "mem_profiler.core.program_kind",
+    "mem_profiler.gate.budgets",
 )
 
 

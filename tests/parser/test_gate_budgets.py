@@ -8,10 +8,6 @@ import pytest
 from mem_profiler.core.errors import BudgetError
 from mem_profiler.core.units import parse_size
 from mem_profiler.gate.budgets import (
-    CATEGORY,
-    GROWTH,
-    LEAK_PER_STACK,
-    PEAK,
     Budget,
     category_option,
     is_exceeded,
@@ -22,6 +18,7 @@ from mem_profiler.gate.budgets import (
     plan_jobs,
     size_budget,
 )
+from mem_profiler.gate.kinds import CATEGORY, GROWTH, LEAK_PER_STACK, PEAK
 
 
 @pytest.mark.parametrize(
