@@ -12,13 +12,14 @@
  * is small beside the rate, 1/HELD_SHARE of it once it is large.
  *
  * The stacks at a peak cost the sample path nothing: a peak ends at the first fall of
- * the heap's figure after it, and there, on the thread that freed, the live samples of
- * the heap are summed by stack into a record of that peak (the block that thread just
- * freed put back).  A new record is made only where the peak rose by 1/PEAK_STEP of the
- * last recorded one: the records' sizes grow geometrically, so their work in all is a
- * few times the live samples at the highest peak, and the last record is within that
- * step of the peak.  The heap's peak figure itself is kept exactly.  A record is made
- * over the last one, in its memory: its readers wait for it as its makers do. */
+ * the heap's figure after it, and there, on the thread that freed, the heap's live
+ * samples are copied into a record of that peak (the block that thread just freed put
+ * back), a word each, which its reader sums by stack: a record is made many times for
+ * each time it is read.  A new record is made only where the peak rose by 1/PEAK_STEP
+ * of the last recorded one: the records' sizes grow geometrically, so their work in all
+ * is a few times the live samples at the highest peak, and the last record is within
+ * that step of the peak.  The heap's peak figure itself is kept exactly.  A record is
+ * made over the last one, in its memory: its readers wait for it as its makers do. */
 #include <string.h>
 #include <sys/mman.h>
 
@@ -33,8 +34,8 @@
 #define BATCH_SAMPLES 16
 #define HELD_SHARE 64
 #define PEAK_STEP 16        /* a new record where the peak rose by 1/16 of the last */
-#define WEIGHTS 1024        /* sizes whose weight a record remembers */
-#define MIN_ROWS 4096
+#define WEIGHTS 1024        /* sizes whose weight a record's reader remembers */
+#define MIN_SAMPLES 4096
 
 struct heap_live {
     _Atomic int64_t now;
@@ -43,9 +44,10 @@ struct heap_live {
     _Atomic uint64_t peak_time_ns;
 } __attribute__((aligned(64)));
 
-/* A record of the stacks at a peak: rows by stack, grown by mremap (no malloc). */
+/* A record of the stacks at a peak: the live samples' stacks and sizes
+ * (memprof_live_pack), grown by mremap (no malloc). */
 struct peak_record {
-    struct memprof_stack_live *rows;
+    uint64_t *samples;
     size_t n, cap;
     int64_t peak;                    /* the heap's figure it was made at */
 };
@@ -57,10 +59,10 @@ static _Atomic uint32_t generation = 1;   /* of the counts: a thread's held-back
  * thread that finds it taken while ending a peak makes no record of it. */
 static _Atomic bool recording;
 static struct peak_record records[HEAP_COUNT];
-static uint32_t *row_of;                  /* by stack id: its row in the record made, plus 1 */
+static uint32_t *row_of;                  /* by stack id: its row in the rows read, plus 1 */
 static uint32_t max_stacks;
 /* The weights of the sizes a record met (a program allocates a few sizes many times),
- * kept while it is made: its exp is most of the work per live sample. */
+ * kept while it is read: its exp is most of the work per live sample. */
 static struct {
     uint64_t size;
     double weight;
@@ -100,63 +102,28 @@ void memprof_live_bytes_reset(void)
     memprof_zero_pages(row_of, sizeof(*row_of) * max_stacks);
 }
 
-static bool room_for_row(struct peak_record *r)
+/* Room in the record for `n` samples: false where memory is short. */
+static bool room_for(struct peak_record *r, size_t n)
 {
-    if (r->n < r->cap)
+    if (n <= r->cap)
         return true;
-    size_t cap = r->cap ? 2 * r->cap : MIN_ROWS;
-    void *rows = r->rows == NULL
-                     ? memprof_map(sizeof(*r->rows) * cap)
-                     : mremap(r->rows, sizeof(*r->rows) * r->cap, sizeof(*r->rows) * cap,
-                              MREMAP_MAYMOVE);
-    if (rows == NULL || rows == MAP_FAILED)
+    size_t cap = r->cap ? r->cap : MIN_SAMPLES;
+    while (cap < n)
+        cap *= 2;
+    void *samples = r->samples == NULL
+                        ? memprof_map(sizeof(*r->samples) * cap)
+                        : mremap(r->samples, sizeof(*r->samples) * r->cap,
+                                 sizeof(*r->samples) * cap, MREMAP_MAYMOVE);
+    if (samples == NULL || samples == MAP_FAILED)
         return false;
-    r->rows = rows;
+    r->samples = samples;
     r->cap = cap;
     return true;
 }
 
-/* One live sample (or the block just freed) added to the record being made. */
-static void add_to_record(struct peak_record *r, uint32_t stack, uint64_t size, double weight)
-{
-    if (stack >= max_stacks)
-        return;
-    if (row_of[stack] == 0) {
-        if (!room_for_row(r))
-            return;
-        r->rows[r->n] = (struct memprof_stack_live){stack, 0, 0, 0, 0};
-        row_of[stack] = (uint32_t)++r->n;
-    }
-    struct memprof_stack_live *row = &r->rows[row_of[stack] - 1];
-    row->samples++;
-    row->bytes += size;
-    row->est_objs += weight;
-    row->est_bytes += weight * (double)size;
-}
-
-struct taking {
-    enum memprof_heap heap;
-    struct peak_record *record;
-};
-
-static void take_live_sample(uintptr_t key, uint32_t stack, uint64_t size, void *arg)
-{
-    const struct taking *taking = arg;
-    enum memprof_heap heap = taking->heap;
-    if (memprof_live_key_heap(key) != heap)
-        return;
-    size_t slot = (size * 0x9e3779b97f4a7c15ull) >> 54;   /* 10 bits: WEIGHTS */
-    if (weights[slot].size != size + 1) {
-        weights[slot].size = size + 1;   /* 0: none */
-        weights[slot].weight = memprof_sample_weight(memprof_cfg.rates, heap, size);
-    }
-    add_to_record(taking->record, stack, size, weights[slot].weight);
-}
-
-/* The record of the peak that the free of one sample (`stack`, `size`, `weight`) just
- * ended, made where the peak rose enough since the last. */
-static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, uint64_t size,
-                        double weight)
+/* The record of the peak that the free of one sample (`stack`, `size`) just ended, made
+ * where the peak rose enough since the last. */
+static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, uint64_t size)
 {
     struct peak_record *r = &records[heap];
     int64_t step = r->peak / PEAK_STEP;
@@ -166,14 +133,14 @@ static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, ui
         return;
     if (atomic_exchange_explicit(&recording, true, memory_order_acquire))
         return;   /* another thread is making or reading one */
-    r->n = 0;
-    memset(weights, 0, sizeof weights);   /* the heap's rate may be another window's */
-    struct taking taking = {heap, r};
-    memprof_live_foreach(take_live_sample, &taking);
-    add_to_record(r, stack, size, weight);
-    for (size_t i = 0; i < r->n; i++)
-        row_of[r->rows[i].stack] = 0;
-    r->peak = peak;
+    /* room for those live now and some that other threads add meanwhile (the rest are
+     * left out), and the one just freed */
+    uint64_t live_now = memprof_live_count();
+    if (room_for(r, live_now + live_now / 8 + 64)) {
+        r->n = memprof_live_copy(heap, r->samples, r->cap - 1);
+        r->samples[r->n++] = memprof_live_pack(stack, size);
+        r->peak = peak;
+    }
     atomic_store_explicit(&recording, false, memory_order_release);
 }
 
@@ -186,7 +153,7 @@ static void apply(enum memprof_heap heap, int64_t delta, const struct memprof_st
         int64_t now = atomic_load_explicit(&l->now, memory_order_relaxed);
         int64_t peak = atomic_load_explicit(&l->peak, memory_order_relaxed);
         if (ended != NULL && now > 0 && now >= peak)
-            record_peak(heap, peak, ended->stack, ended->bytes, ended->est_objs);
+            record_peak(heap, peak, ended->stack, ended->bytes);
         atomic_fetch_add_explicit(&l->now, delta, memory_order_relaxed);
         return;
     }
@@ -275,6 +242,39 @@ int64_t memprof_live_bytes_interval_peak(enum memprof_heap heap)
     return atomic_exchange(&l->interval_peak, atomic_load(&l->now));
 }
 
+/* The record's samples summed by stack into rows (at most cap): how many rows. */
+static int64_t sum_by_stack(enum memprof_heap heap, const struct peak_record *r,
+                            struct memprof_stack_live *rows, size_t cap)
+{
+    memset(weights, 0, sizeof weights);   /* the heap's rate may be another window's */
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        uint32_t stack = memprof_live_packed_stack(r->samples[i]);
+        uint64_t size = memprof_live_packed_size(r->samples[i]);
+        if (stack >= max_stacks)
+            continue;
+        if (row_of[stack] == 0) {
+            if (n == cap)
+                continue;
+            rows[n] = (struct memprof_stack_live){stack, 0, 0, 0, 0};
+            row_of[stack] = (uint32_t)++n;
+        }
+        size_t slot = (size * 0x9e3779b97f4a7c15ull) >> 54;   /* 10 bits: WEIGHTS */
+        if (weights[slot].size != size + 1) {
+            weights[slot].size = size + 1;   /* 0: none */
+            weights[slot].weight = memprof_sample_weight(memprof_cfg.rates, heap, size);
+        }
+        struct memprof_stack_live *row = &rows[row_of[stack] - 1];
+        row->samples++;
+        row->bytes += size;
+        row->est_objs += weights[slot].weight;
+        row->est_bytes += weights[slot].weight * (double)size;
+    }
+    for (size_t i = 0; i < n; i++)
+        row_of[rows[i].stack] = 0;
+    return (int64_t)n;
+}
+
 int64_t memprof_live_peak_rows(enum memprof_heap heap, struct memprof_stack_live *rows,
                                size_t cap, int64_t *at)
 {
@@ -285,9 +285,7 @@ int64_t memprof_live_peak_rows(enum memprof_heap heap, struct memprof_stack_live
         if (++tries == 1 << 24)
             return -1;   /* its maker stopped (a signal's handler): what is live, then */
     const struct peak_record *r = &records[heap];
-    int64_t n = r->n == 0 ? -1 : (int64_t)(r->n < cap ? r->n : cap);
-    if (n > 0)
-        memcpy(rows, r->rows, sizeof(*rows) * (size_t)n);
+    int64_t n = r->n == 0 ? -1 : sum_by_stack(heap, r, rows, cap);
     *at = r->peak;
     atomic_store_explicit(&recording, false, memory_order_release);
     return n;

@@ -13,7 +13,7 @@ struct memprof_live_bytes {
 };
 /* What one stack held: its live samples, their sizes, and the objects and bytes they
  * stand for. */
-struct memprof_stack_live {       /* 32 bytes: a peak record holds one per live stack */
+struct memprof_stack_live {       /* 32 bytes: one per live stack of a peak record read */
     uint32_t stack, samples;
     uint64_t bytes;
     double est_objs, est_bytes;

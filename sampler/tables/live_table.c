@@ -21,13 +21,10 @@
 
 #define LIVE_STRIPES 256
 #define MIN_SLOTS 256                    /* one page */
-#define SIZE_BITS 40                     /* sizes up to 1 TiB */
-#define STACK_BITS (64 - SIZE_BITS)
-#define STACK_MASK ((1ull << STACK_BITS) - 1)
 
 struct live_slot {
     uintptr_t ptr;                       /* 0 = empty */
-    uint64_t packed;                     /* size << STACK_BITS | stack */
+    uint64_t packed;                     /* its stack and size: memprof_live_pack */
     uint64_t born;
 };
 
@@ -193,8 +190,7 @@ bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample)
 {
     uint64_t h = granule_hash(ptr);
     struct stripe *s = stripe_of(ptr, h);
-    uint64_t size = sample.size < (1ull << SIZE_BITS) ? sample.size : (1ull << SIZE_BITS) - 1;
-    uint64_t packed = size << STACK_BITS | sample.stack;
+    uint64_t packed = memprof_live_pack(sample.stack, sample.size);
     bool stored = false;
 
     lock(s);
@@ -230,8 +226,8 @@ bool memprof_live_remove(uintptr_t ptr, struct memprof_live_sample *sample)
     uint32_t i = s->mask ? find(s, ptr, h) : 0;
     if (s->mask && s->slots[i].ptr == ptr) {
         found = true;
-        *sample = (struct memprof_live_sample){(uint32_t)(s->slots[i].packed & STACK_MASK),
-                                               s->slots[i].packed >> STACK_BITS,
+        *sample = (struct memprof_live_sample){memprof_live_packed_stack(s->slots[i].packed),
+                                               memprof_live_packed_size(s->slots[i].packed),
                                                s->slots[i].born};
         /* Backward-shift deletion keeps every probe chain unbroken. */
         uint32_t hole = i;
@@ -258,8 +254,30 @@ void memprof_live_foreach(void (*fn)(uintptr_t key, uint32_t stack, uint64_t siz
         lock(s);
         for (uint32_t i = 0; s->mask && i <= s->mask; i++)
             if (s->slots[i].ptr != 0)
-                fn(s->slots[i].ptr, (uint32_t)(s->slots[i].packed & STACK_MASK),
-                   s->slots[i].packed >> STACK_BITS, arg);
+                fn(s->slots[i].ptr, memprof_live_packed_stack(s->slots[i].packed),
+                   memprof_live_packed_size(s->slots[i].packed), arg);
         unlock(s);
     }
+}
+
+uint64_t memprof_live_count(void)
+{
+    uint64_t n = 0;
+    for (int k = 0; k < LIVE_STRIPES; k++)
+        n += __atomic_load_n(&stripes[k].count, __ATOMIC_RELAXED);
+    return n;
+}
+
+size_t memprof_live_copy(enum memprof_heap heap, uint64_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (int k = 0; k < LIVE_STRIPES && n < cap; k++) {
+        struct stripe *s = &stripes[k];
+        lock(s);
+        for (uint32_t i = 0; s->mask && i <= s->mask && n < cap; i++)
+            if (s->slots[i].ptr != 0 && memprof_live_key_heap(s->slots[i].ptr) == heap)
+                out[n++] = s->slots[i].packed;
+        unlock(s);
+    }
+    return n;
 }

@@ -40,6 +40,30 @@ struct memprof_live_sample {
     uint64_t born;   /* when it was made, in ticks (base/ticks.h) */
 };
 bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample) HIDDEN;
+/* A live sample's stack and size in one word, as the table keeps them (sizes up to
+ * 1 TiB, stack ids below 2^24). */
+#define MEMPROF_LIVE_STACK_BITS 24
+static inline uint64_t memprof_live_pack(uint32_t stack, uint64_t size)
+{
+    uint64_t most = (1ull << (64 - MEMPROF_LIVE_STACK_BITS)) - 1;
+    return (size < most ? size : most) << MEMPROF_LIVE_STACK_BITS | stack;
+}
+
+static inline uint32_t memprof_live_packed_stack(uint64_t packed)
+{
+    return (uint32_t)(packed & ((1u << MEMPROF_LIVE_STACK_BITS) - 1));
+}
+
+static inline uint64_t memprof_live_packed_size(uint64_t packed)
+{
+    return packed >> MEMPROF_LIVE_STACK_BITS;
+}
+
+/* The live samples of all heaps at one moment (an estimate while others change them). */
+uint64_t memprof_live_count(void) HIDDEN;
+/* The packed stack and size of each live sample of the heap, into out (at most cap; each
+ * stripe locked while it is read): how many. */
+size_t memprof_live_copy(enum memprof_heap heap, uint64_t *out, size_t cap) HIDDEN;
 /* Removes ptr if it is a live sample; reports what it was. */
 bool memprof_live_remove(uintptr_t ptr, struct memprof_live_sample *sample) HIDDEN;
 /* Calls fn for every live sample, its key (a host block's address) among them (each

@@ -68,17 +68,33 @@ static void add_to_tally(uintptr_t ptr, uint32_t stack, uint64_t size, void *arg
     t->mix += ((uint64_t)stack * 0x9e3779b97f4a7c15ull ^ size) + ptr * 0xff51afd7ed558ccdull;
 }
 
-/* What memprof_live_foreach visits is what the list says is live. */
+static uint64_t copied[MANY + 1];
+
+/* What memprof_live_foreach visits, and memprof_live_copy copies of the host heap (every
+ * sample here is a host block's), is what the list says is live. */
 static void check_contents(const struct sample *s, uint32_t n)
 {
-    struct tally want = {0, 0, 0}, seen = {0, 0, 0};
+    struct tally want = {0, 0, 0}, seen = {0, 0, 0}, want_packed = {0, 0, 0}, packed = {0, 0, 0};
     for (uint32_t i = 0; i < n; i++)
-        if (s[i].live)
+        if (s[i].live) {
             add_to_tally(s[i].ptr, s[i].stack, s[i].size, &want);
+            add_to_tally(0, s[i].stack, s[i].size, &want_packed);
+        }
     memprof_live_foreach(add_to_tally, &seen);
     CHECK_EQ(seen.count, want.count);
     CHECK_EQ(seen.sizes, want.sizes);
     CHECK_EQ(seen.mix, want.mix);
+    CHECK_EQ(memprof_live_count(), want.count);
+    size_t copies = memprof_live_copy(HEAP_HOST, copied, MANY + 1);
+    for (size_t i = 0; i < copies; i++)
+        add_to_tally(0, memprof_live_packed_stack(copied[i]), memprof_live_packed_size(copied[i]),
+                     &packed);
+    CHECK_EQ(packed.count, want_packed.count);
+    CHECK_EQ(packed.sizes, want_packed.sizes);
+    CHECK_EQ(packed.mix, want_packed.mix);
+    CHECK_EQ(memprof_live_copy(HEAP_CUDA, copied, MANY + 1), 0);
+    if (want.count > 0)
+        CHECK_EQ(memprof_live_copy(HEAP_HOST, copied, want.count - 1), want.count - 1);
     for (uint32_t i = 0; i < n; i++)
         if (s[i].live)
             CHECK(memprof_live_maybe(s[i].ptr));
