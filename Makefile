@@ -8,7 +8,7 @@ APT_PKGS    := libunwind-dev libzstd-dev systemtap-sdt-dev graphviz libjemalloc-
                libgoogle-perftools-dev google-perftools \
                sqlite3 ripgrep rustc libc6-dbg tmux \
                redis-server redis-tools openjdk-17-jdk-headless g++ nginx-light cmake postgresql
-BENCH_PKGS  := heaptrack
+BENCH_PKGS  := heaptrack valgrind
 CFLAGS_LIB  := -std=c11 -O2 -g -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
                -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
 # Bound at load (-z now): no lazy binding on the sample path, which would enter the
@@ -122,6 +122,12 @@ $(BUILD)/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_LIB) -Isampler -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
 
+# The library as valgrind reads it (bench/sample_instructions.py): its window page on
+# 4 KiB (sample/window_page.h), the rest as built above.
+$(BUILD)/callgrind/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_LIB) -DMEMPROF_WINDOW_PAGE=4096 -Isampler -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+
 bindings/libmemprof.so: $(BUILD)/libmemprof.so
 	cp $< $@
 
@@ -224,10 +230,11 @@ demo: setup build
 gpu-kit: setup build
 	tests/gpu/kit.sh
 
-bench: setup bench-deps build
+bench: setup bench-deps build $(BUILD)/callgrind/libmemprof.so
 	$(COMPILE_PY)
 	$(PY) bench/run_bench.py
 	$(PY) bench/parser_speed.py
+	$(PY) bench/sample_instructions.py
 
 # Ten minutes of load with a dump every 2 s (bench/soak.py); tests/sampler/test_soak.py
 # runs ten seconds of it.

@@ -45,7 +45,7 @@
 
 _Static_assert(HEAP_COUNT <= MEMPROF_CONTROL_HEAPS, "every heap has a status slot");
 _Static_assert(sizeof(struct memprof_control) <= MEMPROF_CONTROL_WAKE_OFFSET &&
-                   MEMPROF_CONTROL_WAKE_OFFSET + MEMPROF_WINDOW_PAGE == MEMPROF_CONTROL_FILE_SIZE,
+                   MEMPROF_CONTROL_WAKE_OFFSET + MEMPROF_WINDOW_PAGE <= MEMPROF_CONTROL_FILE_SIZE,
                "the wake page follows the block in its file");
 
 static struct memprof_control *block;
@@ -371,7 +371,8 @@ static int create_block(struct memprof_control *replaced, const char *replaced_p
     bool thread_less = atomic_load(&memprof_control_thread_less);
     int err = fchmod(fd, 0600) == 0 ? posix_fallocate(fd, 0, sizeof *block) : errno;
     if (err == 0 && thread_less)   /* the file is then MEMPROF_CONTROL_FILE_SIZE */
-        err = posix_fallocate(fd, MEMPROF_CONTROL_WAKE_OFFSET, MEMPROF_WINDOW_PAGE);
+        err = posix_fallocate(fd, MEMPROF_CONTROL_WAKE_OFFSET,
+                              MEMPROF_CONTROL_FILE_SIZE - MEMPROF_CONTROL_WAKE_OFFSET);
     memprof_fsize_release(&guard);
     if (err == 0) {
         p = mmap(NULL, sizeof *block, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -11,7 +11,12 @@
  * thread is made on request (control.c, "a thread on request") shares with its control
  * block while it has no thread and no window: a controller wakes it by storing
  * MEMPROF_WINDOW_WAKE there, and the next allocation's slow path makes the thread. */
-#define MEMPROF_WINDOW_PAGE 65536   /* the largest page of Linux on the architectures we build for */
+#ifndef MEMPROF_WINDOW_PAGE
+/* the largest page of Linux on the architectures we build for.  The build valgrind reads
+ * (Makefile, build/callgrind) has 4 KiB: with 64 KiB the page is a load segment of its
+ * own, and valgrind then reads none of the library's symbols. */
+#define MEMPROF_WINDOW_PAGE 65536
+#endif
 #define MEMPROF_WINDOW_WAKE MEMPROF_CONTROL_WAKE   /* what a controller stores to wake */
 union memprof_window_page {
     _Atomic uint32_t id;
