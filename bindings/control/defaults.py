@@ -12,4 +12,5 @@ LOG_FILE_BYTES = 100 << 20  # log mode: bytes per event log file
 LOG_FILES = 10  # log mode: event log files kept
 STACK_MEMORY = 512  # MiB for the stacks and their tree (--stack-memory, MEMPROF_STACK_MEMORY)
 STACK_MEMORY_LIMIT = 1 << 14  # MiB: the most it may be
+MAX_STACK_IDS = 1 << 24  # the most stacks at any stack memory (1 GiB reaches it)
 MAX_LIVE = 1 << 24  # the live table's, in samples (MEMPROF_MAX_LIVE; nor this)

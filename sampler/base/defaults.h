@@ -18,6 +18,9 @@
  * MiB. */
 #define MEMPROF_DEFAULT_STACK_MEMORY 512
 #define MEMPROF_STACK_MEMORY_LIMIT (1u << 14)   /* the most it may ask for */
+/* The most stacks, whatever the memory: a live sample keeps its stack's id in 24 bits
+ * (live_table.h), which 1 GiB of stack memory already fills. */
+#define MEMPROF_MAX_STACK_IDS (1u << 24)
 #define MEMPROF_DEFAULT_MAX_LIVE (1u << 24)     /* live samples the live table can hold */
 
 #endif

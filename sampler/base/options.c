@@ -88,7 +88,8 @@ void memprof_options_from_environment(void)
     uint64_t mib = memprof_getenv_u64("MEMPROF_STACK_MEMORY", MEMPROF_DEFAULT_STACK_MEMORY);
     if (mib == 0 || mib > MEMPROF_STACK_MEMORY_LIMIT)
         mib = MEMPROF_DEFAULT_STACK_MEMORY;
-    memprof_cfg.max_stacks = (uint32_t)(mib << 14);
+    memprof_cfg.max_stacks =
+        (uint32_t)(mib << 14 < MEMPROF_MAX_STACK_IDS ? mib << 14 : MEMPROF_MAX_STACK_IDS);
     memprof_cfg.max_nodes = (uint32_t)(mib << 15);
     memprof_cfg.max_live = (uint32_t)memprof_getenv_u64("MEMPROF_MAX_LIVE", memprof_cfg.max_live);
     if (memprof_cfg.max_live == 0 || memprof_cfg.max_live > MAX_LIVE_LIMIT)

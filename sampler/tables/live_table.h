@@ -4,6 +4,7 @@
 #define MEMPROF_LIVE_TABLE_H
 
 #include "base/common.h"
+#include "base/defaults.h"
 
 /* Its keys: host pointers as they are; device pointers and, for cuMemCreate, handles
  * with their heap in the top byte, so they never meet a host pointer.  A key's heap
@@ -43,6 +44,7 @@ bool memprof_live_insert(uintptr_t ptr, struct memprof_live_sample sample) HIDDE
 /* A live sample's stack and size in one word, as the table keeps them (sizes up to
  * 1 TiB, stack ids below 2^24). */
 #define MEMPROF_LIVE_STACK_BITS 24
+_Static_assert(MEMPROF_MAX_STACK_IDS <= 1u << MEMPROF_LIVE_STACK_BITS, "every stack id fits");
 static inline uint64_t memprof_live_pack(uint32_t stack, uint64_t size)
 {
     uint64_t most = (1ull << (64 - MEMPROF_LIVE_STACK_BITS)) - 1;
