@@ -121,9 +121,9 @@ static bool room_for(struct peak_record *r, size_t n)
     return true;
 }
 
-/* The record of the peak that the free of one sample (`stack`, `size`) just ended, made
- * where the peak rose enough since the last. */
-static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, uint64_t size)
+/* The record of the peak that the free of one sample (`ended`: its stack and size,
+ * memprof_live_pack) just ended, made where the peak rose enough since the last. */
+static void record_peak(enum memprof_heap heap, int64_t peak, uint64_t ended)
 {
     struct peak_record *r = &records[heap];
     int64_t step = r->peak / PEAK_STEP;
@@ -138,7 +138,7 @@ static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, ui
     uint64_t live_now = memprof_live_count();
     if (room_for(r, live_now + live_now / 8 + 64)) {
         r->n = memprof_live_copy(heap, r->samples, r->cap - 1);
-        r->samples[r->n++] = memprof_live_pack(stack, size);
+        r->samples[r->n++] = ended;
         r->peak = peak;
     }
     atomic_store_explicit(&recording, false, memory_order_release);
@@ -146,14 +146,14 @@ static void record_peak(enum memprof_heap heap, int64_t peak, uint32_t stack, ui
 
 /* The heap's figure moved by delta: a rise may make a new peak; a fall from the peak
  * ends it, and with `ended` (the sample whose free it is), records its stacks. */
-static void apply(enum memprof_heap heap, int64_t delta, const struct memprof_stack_live *ended)
+static void apply(enum memprof_heap heap, int64_t delta, const uint64_t *ended)
 {
     struct heap_live *l = &live[heap];
     if (delta < 0) {
         int64_t now = atomic_load_explicit(&l->now, memory_order_relaxed);
         int64_t peak = atomic_load_explicit(&l->peak, memory_order_relaxed);
         if (ended != NULL && now > 0 && now >= peak)
-            record_peak(heap, peak, ended->stack, ended->bytes);
+            record_peak(heap, peak, *ended);
         atomic_fetch_add_explicit(&l->now, delta, memory_order_relaxed);
         return;
     }
@@ -177,7 +177,7 @@ static int64_t *held_back(enum memprof_heap heap)
 }
 
 static void change_heap(enum memprof_heap heap, int64_t delta, bool table,
-                        const struct memprof_stack_live *ended)
+                        const uint64_t *ended)
 {
     uint64_t rate = memprof_heap_rate(memprof_cfg.rates, heap);
     if (!table || rate <= 1) {
@@ -209,7 +209,7 @@ void memprof_live_bytes_add(enum memprof_heap heap, uint64_t size, double weight
 void memprof_live_bytes_sub(enum memprof_heap heap, uint32_t stack, uint64_t size, double weight,
                             bool table)
 {
-    struct memprof_stack_live ended = {stack, 1, size, weight, 0};
+    uint64_t ended = memprof_live_pack(stack, size);
     change_heap(heap, -estimate(size, weight), table, &ended);
 }
 
