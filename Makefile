@@ -118,15 +118,19 @@ $(BUILD)/pyroscope-node/.installed: | deps arm64
 # --- C build ----------------------------------------------------------------
 build: deps $(BUILD)/libmemprof.so bindings/libmemprof.so $(BUILD)/examples/leaky
 
+# The host's library, with these flags added.
+link_sampler = $(CC) $(CFLAGS_LIB) $(1) -Isampler -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) \
+               -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+
 $(BUILD)/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
-	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_LIB) -Isampler -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+	@mkdir -p $(@D)
+	$(call link_sampler,)
 
 # The library as valgrind reads it (bench/sample_instructions.py): its window page on
-# 4 KiB (sample/window_page.h), the rest as built above.
+# 4 KiB (sample/window_page.h).
 $(BUILD)/callgrind/libmemprof.so: $(SAMPLER_SRC) $(SAMPLER_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_LIB) -DMEMPROF_WINDOW_PAGE=4096 -Isampler -DMEMPROF_LIBUNWIND -shared $(LDFLAGS_LIB) -o $@ $(SAMPLER_SRC) $(LDLIBS_LIB)
+	$(call link_sampler,-DMEMPROF_WINDOW_PAGE=4096)
 
 bindings/libmemprof.so: $(BUILD)/libmemprof.so
 	cp $< $@
