@@ -140,21 +140,23 @@ def top_refresh(out: Path, stacks: int = 100_000, rounds: int = 10) -> dict[str,
         target.wait()
 
 
+def print_times(what: str, seconds: list[float], runs: str, decimals: int = 0) -> None:
+    """A line of the median and the most of `seconds`, in ms."""
+    ms = [t * 1e3 for t in seconds]
+    print(
+        f"\n{what}: median {statistics.median(ms):.{decimals}f} ms, "
+        f"max {max(ms):.{decimals}f} ms over {len(ms)} {runs}"
+    )
+
+
 def control_costs(out: Path, attach_times: list[float]) -> None:
     """Attaching (timed in the churn's attached rows), the controller's round trip,
     start-up, list, top."""
     if attach_times:
-        attach_ms = [t * 1e3 for t in attach_times]
-        print(
-            f"\nattach (ptrace injection until the control block is up): median "
-            f"{statistics.median(attach_ms):.0f} ms, max {max(attach_ms):.0f} ms over "
-            f"{len(attach_ms)} attaches"
+        print_times(
+            "attach (ptrace injection until the control block is up)", attach_times, "attaches"
         )
-    trips = [t * 1e3 for t in control_round_trip(out)]
-    print(
-        f"\ncontroller start/stop round trip: median {statistics.median(trips):.1f} ms, "
-        f"max {max(trips):.1f} ms over {len(trips)} windows"
-    )
+    print_times("controller start/stop round trip", control_round_trip(out), "windows", 1)
     start_up = start_up_times(out)
     print(
         "\nstart-up, median (min) of "
@@ -164,11 +166,7 @@ def control_costs(out: Path, attach_times: list[float]) -> None:
             for name, spent in start_up.items()
         )
     )
-    listing = [t * 1e3 for t in list_times(out)]
-    print(
-        f"\nmem_profiler list of 50 preloaded processes: median {statistics.median(listing):.0f}"
-        f" ms, max {max(listing):.0f} ms over {len(listing)} runs"
-    )
+    print_times("mem_profiler list of 50 preloaded processes", list_times(out), "runs")
     top = top_refresh(out)
     print(
         f"\nmem_profiler top, a refresh at 100,000 stacks: {top['cpu']:.0f} ms of the "
