@@ -19,12 +19,7 @@ from mem_profiler.core.errors import BudgetError
 from mem_profiler.core.heaps import HEAPS
 from mem_profiler.core.input_files import read_regular
 from mem_profiler.core.units import format_size, parse_size
-from mem_profiler.gate.kinds import (
-    CATEGORY,
-    GROWTH,
-    KINDS,
-    SIZE_KINDS,
-)
+from mem_profiler.gate.kinds import CATEGORY, GROWTH, KINDS, SIZE_KINDS
 
 if TYPE_CHECKING:
     from mem_profiler.core.profile import HeapProfile
